@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs everything pyk8s needs on a Debian machine (run as root).
+#   bash scripts/setup.sh          runtime: Debian packages + the pyk8s package
+#   bash scripts/setup.sh --test   the same plus the test and lint tools
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+extras=""
+[[ "${1:-}" == "--test" ]] && extras="[test]"
+
+# Debian packages: etcd for the distributed store (and its tests).
+pkgs=(etcd-server etcd-client)
+missing=()
+for p in "${pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+# Debian's etcd-server starts a system etcd on 2379; pyk8s starts its own where it needs one.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
+    systemctl stop etcd || true
+fi
+
+export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
+python3 -m pip install -q -e ".${extras}"
+command -v pyenv >/dev/null 2>&1 && pyenv rehash || true
+echo "pyk8s installed: $(command -v pyk8s || echo 'python3 -m pyk8s')"

@@ -1,0 +1,682 @@
+"""The embedded store: etcd v3 semantics on one SQLite file, kine's model.
+
+Every write is an INSERT into one append-only ``log`` table whose row id is the global
+revision. A row is a key's state as of that revision: ``created`` marks the first row of a
+key's life, ``deleted`` a tombstone, ``prev_revision`` the row it supersedes, and
+``old_value`` the value it replaced, so that a watch replaying history can hand out the
+previous value without a join. ``UNIQUE(name, prev_revision)`` makes compare-and-swap
+race-free even against another process writing the same file: two writers that read the
+same latest row cannot both insert on top of it.
+
+Why the shape of this module:
+
+* One writer thread owns the write connection. Writes queue up; the thread drains the
+  queue and commits what it found in one transaction (group commit), so 50 concurrent
+  writers share one fsync instead of paying 50. A write is acknowledged only after its
+  commit returned, so a crash (SIGKILL) loses nothing that was acknowledged.
+* Reads run on a small thread pool, each thread with its own connection; WAL mode lets
+  them read a consistent snapshot while the writer commits.
+* After a commit the writer hands the committed events to the event loop, which fans
+  them out to this process's watchers directly: no polling. A watch from an old revision
+  replays the log from the table first, then continues with live events; the switch-over
+  revision is fixed when the watch registers, so there is no gap and no duplicate.
+* TTL keys carry their absolute expiry; an expiry task deletes them when it passes
+  (and finds leftovers from before a restart when the store opens).
+* A lock file (flock) keeps a second process from serving the same database; the
+  second one gets a clear :class:`Unavailable` instead of a split brain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import heapq
+import logging
+import os
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pyk8s.storage._types import (
+    AlreadyExists,
+    Compacted,
+    Conflict,
+    Event,
+    EventType,
+    FutureRevision,
+    KeyValue,
+    ListResult,
+    NotFound,
+    StoreError,
+    Unavailable,
+    Watch,
+    prefix_end,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    id              INTEGER PRIMARY KEY AUTOINCREMENT,
+    name            TEXT    NOT NULL,
+    created         INTEGER NOT NULL,
+    deleted         INTEGER NOT NULL,
+    create_revision INTEGER NOT NULL,
+    prev_revision   INTEGER NOT NULL,
+    lease           INTEGER NOT NULL,
+    expires_at      REAL    NOT NULL,
+    value           BLOB,
+    old_value       BLOB
+);
+CREATE INDEX IF NOT EXISTS log_name_id ON log (name, id);
+CREATE UNIQUE INDEX IF NOT EXISTS log_name_prev_revision ON log (name, prev_revision);
+CREATE INDEX IF NOT EXISTS log_expires ON log (expires_at) WHERE expires_at > 0;
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+_COLUMNS = "id, name, created, deleted, create_revision, prev_revision, lease, value, old_value"
+
+#: The latest row of every key in [start, end) at revision <= ?; the caller filters tombstones.
+_LATEST = """
+SELECT {cols} FROM log WHERE id IN (
+    SELECT MAX(id) FROM log WHERE name >= ? AND name < ? AND id <= ? GROUP BY name
+) AND deleted = 0
+"""
+
+_MAX_BATCH = 256
+_REPLAY_PAGE = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class _Row:
+    id: int
+    name: str
+    created: bool
+    deleted: bool
+    create_revision: int
+    prev_revision: int
+    lease: int
+    value: bytes | None
+    old_value: bytes | None
+
+    @staticmethod
+    def of(t: tuple[Any, ...]) -> _Row:
+        return _Row(t[0], t[1], bool(t[2]), bool(t[3]), t[4], t[5], t[6], t[7], t[8])
+
+    @property
+    def kv(self) -> KeyValue:
+        create = self.id if self.created else self.create_revision
+        return KeyValue(self.name, self.value or b"", create, self.id, self.lease)
+
+    @property
+    def prev_kv(self) -> KeyValue | None:
+        if self.created:
+            return None
+        return KeyValue(self.name, self.old_value or b"", self.create_revision, self.prev_revision)
+
+    def event(self) -> Event:
+        if self.deleted:
+            kv = KeyValue(self.name, b"", self.create_revision, self.id)
+            return Event(EventType.DELETE, kv, self.prev_kv)
+        return Event(EventType.PUT, self.kv, self.prev_kv)
+
+
+def _unavailable(path: Path, err: sqlite3.Error) -> Unavailable:
+    msg = str(err)
+    if "locked" in msg or "busy" in msg:
+        return Unavailable(f"sqlite database {path} is locked by another process: {msg}")
+    if isinstance(err, sqlite3.DatabaseError) and (
+        "not a database" in msg or "malformed" in msg or "corrupt" in msg
+    ):
+        return Unavailable(f"sqlite database {path} is corrupt or not a database: {msg}")
+    return Unavailable(f"sqlite database {path}: {msg}")
+
+
+def _connect(path: Path, *, synchronous: str, busy_timeout_ms: int) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    conn.execute(f"PRAGMA busy_timeout = {busy_timeout_ms}")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+_Op = Callable[[sqlite3.Connection], tuple[Any, list[_Row]]]
+
+
+@dataclass(slots=True)
+class _Pending:
+    op: _Op
+    future: asyncio.Future[Any]
+
+
+class SqliteStore:
+    """A :class:`~pyk8s.storage.Store` on one SQLite file. Use :meth:`open`."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        synchronous: str = "FULL",
+        busy_timeout_ms: int = 2000,
+        read_threads: int = 2,
+    ) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._busy_timeout_ms = busy_timeout_ms
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lock_fd: int | None = None
+        self._writer: threading.Thread | None = None
+        self._write_queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
+        self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="sqlite-read")
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._read_conns_lock = threading.Lock()
+        self._watchers: set[_SqliteWatch] = set()
+        #: the latest revision whose events were handed to watchers (event-loop side)
+        self._dispatched = 0
+        self._compacted = 0
+        self._expiry: list[tuple[float, str, int]] = []
+        self._expiry_wake = asyncio.Event()
+        self._expiry_task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], **kwargs: Any) -> SqliteStore:
+        store = cls(Path(path), **kwargs)
+        await store._open()
+        return store
+
+    async def _open(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
+        try:
+            await asyncio.to_thread(self._init_schema)
+            self._dispatched, self._compacted = await self._read(self._revisions)
+            for expires_at, name, rev in await self._read(self._expiring):
+                heapq.heappush(self._expiry, (expires_at, name, rev))
+        except BaseException:
+            self._release_lock()
+            raise
+        self._writer = threading.Thread(target=self._write_loop, name="sqlite-write", daemon=True)
+        self._writer.start()
+        self._expiry_task = asyncio.create_task(self._expire_loop(), name="sqlite-expiry")
+
+    def _take_lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise Unavailable(
+                f"sqlite database {self.path} is in use by another process (lock {lock_path})"
+            ) from None
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def _init_schema(self) -> None:
+        try:
+            conn = _connect(
+                self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms
+            )
+            try:
+                mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+                if mode.lower() != "wal":
+                    raise Unavailable(f"sqlite database {self.path}: cannot enable WAL ({mode})")
+                conn.executescript(_SCHEMA)
+                conn.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('compact', 0)")
+            finally:
+                conn.close()
+        except sqlite3.Error as err:
+            raise _unavailable(self.path, err) from err
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self._expiry_task:
+            self._expiry_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry_task
+        if self._writer:
+            self._write_queue.put(None)
+            await asyncio.to_thread(self._writer.join)
+        for w in list(self._watchers):
+            w.end(None)
+        self._readers.shutdown(wait=True)
+        with self._read_conns_lock:
+            for conn in self._read_conns:
+                conn.close()
+            self._read_conns.clear()
+        self._release_lock()
+
+    # ------------------------------------------------------------------ reads
+
+    def _read_conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(
+                self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms
+            )
+            conn.execute("PRAGMA query_only = ON")
+            self._local.conn = conn
+            with self._read_conns_lock:
+                self._read_conns.append(conn)
+        return conn
+
+    async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        if self._closed:
+            raise Unavailable("store is closed")
+
+        def run() -> T:
+            conn = self._read_conn()
+            try:
+                conn.execute("BEGIN")
+                try:
+                    return fn(conn)
+                finally:
+                    conn.execute("COMMIT")
+            except sqlite3.Error as err:
+                raise _unavailable(self.path, err) from err
+
+        return await asyncio.get_running_loop().run_in_executor(self._readers, run)
+
+    @staticmethod
+    def _revisions(conn: sqlite3.Connection) -> tuple[int, int]:
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'log'").fetchone()
+        (compacted,) = conn.execute("SELECT value FROM meta WHERE key = 'compact'").fetchone()
+        return (row[0] if row else 0), compacted
+
+    @staticmethod
+    def _expiring(conn: sqlite3.Connection) -> list[tuple[float, str, int]]:
+        rows = conn.execute(
+            "SELECT l.expires_at, l.name, l.id FROM log l WHERE l.expires_at > 0 AND l.deleted = 0"
+            " AND l.id = (SELECT MAX(id) FROM log WHERE name = l.name)"
+        ).fetchall()
+        return [(r[0], r[1], r[2]) for r in rows]
+
+    def _check_revision(self, conn: sqlite3.Connection, revision: int) -> int:
+        current, compacted = self._revisions(conn)
+        if revision == 0:
+            return current
+        if revision > current:
+            raise FutureRevision(revision, current)
+        if revision < compacted:
+            raise Compacted(revision, compacted)
+        return revision
+
+    async def get(self, key: str, revision: int = 0) -> KeyValue:
+        def run(conn: sqlite3.Connection) -> KeyValue:
+            rev = self._check_revision(conn, revision)
+            t = conn.execute(
+                f"SELECT {_COLUMNS} FROM log WHERE name = ? AND id <= ? ORDER BY id DESC LIMIT 1",
+                (key, rev),
+            ).fetchone()
+            if t is None or t[3]:
+                raise NotFound(key)
+            return _Row.of(t).kv
+
+        return await self._read(run)
+
+    async def list(
+        self, prefix: str, *, limit: int = 0, start: str = "", revision: int = 0
+    ) -> ListResult:
+        end = prefix_end(prefix)
+        begin = max(prefix, start)
+
+        def run(conn: sqlite3.Connection) -> ListResult:
+            rev = self._check_revision(conn, revision)
+            sql = _LATEST.format(cols=_COLUMNS) + " ORDER BY name"
+            args: tuple[Any, ...] = (begin, end, rev)
+            if limit > 0:
+                sql += " LIMIT ?"
+                args += (limit,)
+            kvs = [_Row.of(t).kv for t in conn.execute(sql, args)]
+            remaining = 0
+            if limit > 0 and len(kvs) == limit:
+                (remaining,) = conn.execute(
+                    _LATEST.format(cols="COUNT(*)") + " AND name > ?",
+                    (begin, end, rev, kvs[-1].key),
+                ).fetchone()
+            return ListResult(kvs, rev, remaining)
+
+        return await self._read(run)
+
+    async def count(self, prefix: str) -> int:
+        end = prefix_end(prefix)
+
+        def run(conn: sqlite3.Connection) -> int:
+            rev, _ = self._revisions(conn)
+            (n,) = conn.execute(_LATEST.format(cols="COUNT(*)"), (prefix, end, rev)).fetchone()
+            return int(n)
+
+        return await self._read(run)
+
+    async def current_revision(self) -> int:
+        return (await self._read(self._revisions))[0]
+
+    async def compacted_revision(self) -> int:
+        return (await self._read(self._revisions))[1]
+
+    # ------------------------------------------------------------------ writes
+
+    async def _write(self, op: _Op) -> Any:
+        if self._closed:
+            raise Unavailable("store is closed")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._write_queue.put(_Pending(op, future))
+        return await future
+
+    def _write_loop(self) -> None:
+        conn: sqlite3.Connection | None = None
+        try:
+            conn = _connect(
+                self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms
+            )
+            while True:
+                first = self._write_queue.get()
+                if first is None:
+                    return
+                batch = [first]
+                stop = False
+                while len(batch) < _MAX_BATCH:
+                    try:
+                        nxt = self._write_queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if nxt is None:
+                        stop = True
+                        break
+                    batch.append(nxt)
+                self._commit_batch(conn, batch)
+                if stop:
+                    return
+        finally:
+            if conn is not None:
+                conn.close()
+
+    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
+        outcomes: list[tuple[bool, Any]] = []
+        rows: list[_Row] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for p in batch:
+                    try:
+                        result, new_rows = p.op(conn)
+                    except StoreError as err:
+                        outcomes.append((False, err))
+                    else:
+                        outcomes.append((True, result))
+                        rows.extend(new_rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.IntegrityError as err:
+            # Only another process writing the same file can make this happen: we hold
+            # the write lock for the whole batch. Fail the batch; nothing was written.
+            error: StoreError = Unavailable(f"concurrent writer on {self.path}: {err}")
+            outcomes, rows = [(False, error)] * len(batch), []
+        except sqlite3.Error as err:
+            outcomes, rows = [(False, _unavailable(self.path, err))] * len(batch), []
+        except Exception as err:  # a bug in an op: fail its batch, keep the writer alive
+            log.exception("sqlite write batch failed")
+            outcomes, rows = [(False, err)] * len(batch), []
+        assert self._loop is not None
+        events = [r.event() for r in rows]
+        expiries = [(r.kv, r.lease) for r in rows if r.lease and not r.deleted]
+        try:
+            self._loop.call_soon_threadsafe(self._complete, batch, outcomes, events, expiries)
+        except RuntimeError:  # loop closed under us: nobody is waiting any more
+            pass
+
+    def _complete(
+        self,
+        batch: list[_Pending],
+        outcomes: list[tuple[bool, Any]],
+        events: list[Event],
+        expiries: list[tuple[KeyValue, int]],
+    ) -> None:
+        """On the event loop: fan events out, then acknowledge the writers."""
+        if events:
+            self._dispatched = events[-1].revision
+            for w in self._watchers:
+                w.offer(events)
+        now = time.time()
+        for kv, ttl in expiries:
+            heapq.heappush(self._expiry, (now + ttl, kv.key, kv.mod_revision))
+            self._expiry_wake.set()
+        for p, (ok, value) in zip(batch, outcomes, strict=True):
+            if p.future.done():
+                continue
+            if ok:
+                p.future.set_result(value)
+            else:
+                p.future.set_exception(value)
+
+    @staticmethod
+    def _latest(conn: sqlite3.Connection, key: str) -> _Row | None:
+        t = conn.execute(
+            f"SELECT {_COLUMNS} FROM log WHERE name = ? ORDER BY id DESC LIMIT 1", (key,)
+        ).fetchone()
+        return _Row.of(t) if t else None
+
+    @staticmethod
+    def _insert(conn: sqlite3.Connection, row: _Row, expires_at: float) -> _Row:
+        cur = conn.execute(
+            "INSERT INTO log (name, created, deleted, create_revision, prev_revision, lease,"
+            " expires_at, value, old_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                row.name,
+                row.created,
+                row.deleted,
+                row.create_revision,
+                row.prev_revision,
+                row.lease,
+                expires_at,
+                row.value,
+                row.old_value,
+            ),
+        )
+        assert cur.lastrowid is not None
+        return _Row(
+            cur.lastrowid,
+            row.name,
+            row.created,
+            row.deleted,
+            row.create_revision,
+            row.prev_revision,
+            row.lease,
+            row.value,
+            row.old_value,
+        )
+
+    async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
+        def op(conn: sqlite3.Connection) -> tuple[KeyValue, list[_Row]]:
+            latest = self._latest(conn, key)
+            if latest is not None and not latest.deleted:
+                raise AlreadyExists(key)
+            prev = latest.id if latest else 0
+            row = _Row(0, key, True, False, 0, prev, ttl, value, None)
+            row = self._insert(conn, row, time.time() + ttl if ttl else 0.0)
+            return row.kv, [row]
+
+        result: KeyValue = await self._write(op)
+        return result
+
+    async def update(
+        self, key: str, value: bytes, *, expected_revision: int, ttl: int = 0
+    ) -> KeyValue:
+        def op(conn: sqlite3.Connection) -> tuple[KeyValue, list[_Row]]:
+            latest = self._latest(conn, key)
+            if latest is None or latest.deleted:
+                raise NotFound(key)
+            if latest.id != expected_revision:
+                raise Conflict(key, expected_revision, latest.kv)
+            row = _Row(
+                0, key, False, False, latest.kv.create_revision, latest.id, ttl, value,
+                latest.value,
+            )
+            row = self._insert(conn, row, time.time() + ttl if ttl else 0.0)
+            return row.kv, [row]
+
+        result: KeyValue = await self._write(op)
+        return result
+
+    async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
+        def op(conn: sqlite3.Connection) -> tuple[KeyValue, list[_Row]]:
+            latest = self._latest(conn, key)
+            if latest is None or latest.deleted:
+                raise NotFound(key)
+            if expected_revision and latest.id != expected_revision:
+                raise Conflict(key, expected_revision, latest.kv)
+            row = _Row(
+                0, key, False, True, latest.kv.create_revision, latest.id, 0, None, latest.value
+            )
+            row = self._insert(conn, row, 0.0)
+            return latest.kv, [row]
+
+        result: KeyValue = await self._write(op)
+        return result
+
+    async def compact(self, revision: int) -> None:
+        def op(conn: sqlite3.Connection) -> tuple[None, list[_Row]]:
+            current, compacted = self._revisions(conn)
+            if revision > current:
+                raise FutureRevision(revision, current)
+            if revision <= compacted:
+                return None, []
+            # A row below the target is dropped when a later row of its key at or below
+            # the target supersedes it, or when it is a tombstone. Every read at or above
+            # the target and every event at or above it stay answerable.
+            conn.execute(
+                "DELETE FROM log WHERE id < ?1 AND (deleted = 1 OR EXISTS ("
+                " SELECT 1 FROM log AS n WHERE n.name = log.name AND n.id > log.id"
+                " AND n.id <= ?1))",
+                (revision,),
+            )
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'compact'", (revision,))
+            return None, []
+
+        await self._write(op)
+        self._compacted = max(self._compacted, revision)
+
+    # ------------------------------------------------------------------ TTL
+
+    async def _expire_loop(self) -> None:
+        while True:
+            now = time.time()
+            while self._expiry and self._expiry[0][0] <= now:
+                _, key, rev = heapq.heappop(self._expiry)
+                with contextlib.suppress(NotFound, Conflict):
+                    await self.delete(key, expected_revision=rev)
+            self._expiry_wake.clear()
+            timeout = self._expiry[0][0] - time.time() if self._expiry else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._expiry_wake.wait(), timeout)
+
+    # ------------------------------------------------------------------ watch
+
+    async def watch(self, prefix: str, *, after: int | None = None) -> Watch:
+        if self._closed:
+            raise Unavailable("store is closed")
+        current = self._dispatched
+        if after is None:
+            after = current
+        if after > current:
+            # A write may be committed but not yet dispatched; only the table knows.
+            stored, _ = await self._read(self._revisions)
+            if after > stored:
+                raise FutureRevision(after, stored)
+            current = self._dispatched
+        if after + 1 < self._compacted:
+            raise Compacted(after, self._compacted)
+        w = _SqliteWatch(self, prefix, after, replay_until=max(current, after))
+        self._watchers.add(w)
+        return w
+
+    def _replay_page(
+        self, prefix: str, after: int, until: int
+    ) -> Callable[[sqlite3.Connection], list[Event]]:
+        end = prefix_end(prefix)
+
+        def run(conn: sqlite3.Connection) -> list[Event]:
+            _, compacted = self._revisions(conn)
+            if after + 1 < compacted:
+                raise Compacted(after, compacted)
+            rows = conn.execute(
+                f"SELECT {_COLUMNS} FROM log WHERE id > ? AND id <= ? AND name >= ? AND name < ?"
+                " ORDER BY id LIMIT ?",
+                (after, until, prefix, end, _REPLAY_PAGE),
+            ).fetchall()
+            return [_Row.of(t).event() for t in rows]
+
+        return run
+
+
+class _SqliteWatch(Watch):
+    """Replays ``(after, replay_until]`` from the table, then hands out live events."""
+
+    def __init__(self, store: SqliteStore, prefix: str, after: int, replay_until: int) -> None:
+        self._store = store
+        self._prefix = prefix
+        self._position = after
+        self._replay_until = replay_until
+        self._replayed: list[Event] = []
+        self._live: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._error: StoreError | None = None
+        self._done = False
+
+    def offer(self, events: list[Event]) -> None:
+        for ev in events:
+            if ev.revision > self._replay_until and ev.kv.key.startswith(self._prefix):
+                self._live.put_nowait(ev)
+
+    def end(self, error: StoreError | None) -> None:
+        self._error = error
+        self._live.put_nowait(None)
+
+    async def __anext__(self) -> Event:
+        if self._done:
+            raise StopAsyncIteration
+        while not self._replayed and self._position < self._replay_until:
+            page = await self._store._read(
+                self._store._replay_page(self._prefix, self._position, self._replay_until)
+            )
+            if not page:
+                self._position = self._replay_until
+                break
+            self._replayed = page
+            self._position = page[-1].revision
+            self._replayed.reverse()
+        if self._replayed:
+            return self._replayed.pop()
+        ev = await self._live.get()
+        if ev is None:
+            self._done = True
+            self._store._watchers.discard(self)
+            if self._error is not None:
+                raise self._error
+            raise StopAsyncIteration
+        return ev
+
+    async def close(self) -> None:
+        self._done = True
+        self._store._watchers.discard(self)
+        self._live.put_nowait(None)
