@@ -53,9 +53,7 @@ class EtcdCluster:
 
     def __post_init__(self) -> None:
         for i in range(self.size):
-            self.members.append(
-                Member(f"m{i}", free_port(), free_port(), self.base_dir / f"m{i}")
-            )
+            self.members.append(Member(f"m{i}", free_port(), free_port(), self.base_dir / f"m{i}"))
 
     @property
     def endpoint(self) -> str:
@@ -72,19 +70,32 @@ class EtcdCluster:
         m.proc = subprocess.Popen(
             [
                 ETCD,
-                "--name", m.name,
-                "--data-dir", str(m.data_dir),
-                "--listen-client-urls", m.client_url,
-                "--advertise-client-urls", m.client_url,
-                "--listen-peer-urls", m.peer_url,
-                "--initial-advertise-peer-urls", m.peer_url,
-                "--initial-cluster", initial,
-                "--initial-cluster-state", state,
-                "--initial-cluster-token", "pyk8s-test",
-                "--heartbeat-interval", "50",
-                "--election-timeout", "500",
-                "--logger", "zap",
-                "--log-level", "warn",
+                "--name",
+                m.name,
+                "--data-dir",
+                str(m.data_dir),
+                "--listen-client-urls",
+                m.client_url,
+                "--advertise-client-urls",
+                m.client_url,
+                "--listen-peer-urls",
+                m.peer_url,
+                "--initial-advertise-peer-urls",
+                m.peer_url,
+                "--initial-cluster",
+                initial,
+                "--initial-cluster-state",
+                state,
+                "--initial-cluster-token",
+                "pyk8s-test",
+                "--heartbeat-interval",
+                "50",
+                "--election-timeout",
+                "500",
+                "--logger",
+                "zap",
+                "--log-level",
+                "warn",
             ],
             stdout=log,
             stderr=subprocess.STDOUT,

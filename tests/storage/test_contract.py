@@ -10,7 +10,6 @@ import asyncio
 import os
 import random
 import signal
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -32,8 +31,8 @@ from pyk8s.storage import (
 )
 
 
-async def take(watch: Watch, n: int, timeout: float = 10.0) -> list[Event]:
-    """The next ``n`` events of ``watch``; fails if they do not come within ``timeout``."""
+async def take(watch: Watch, n: int, within: float = 10.0) -> list[Event]:
+    """The next ``n`` events of ``watch``; fails if they do not come within ``within`` s."""
 
     async def run() -> list[Event]:
         out: list[Event] = []
@@ -43,7 +42,7 @@ async def take(watch: Watch, n: int, timeout: float = 10.0) -> list[Event]:
                 break
         return out
 
-    return await asyncio.wait_for(run(), timeout)
+    return await asyncio.wait_for(run(), within)
 
 
 # ---------------------------------------------------------------- basic reads and writes
@@ -209,9 +208,7 @@ async def test_paginated_list_at_fixed_revision_is_a_snapshot_while_writes_go_on
         await asyncio.sleep(0.01)  # let the writer move the store on between pages
         if not page.more:
             break
-        page = await store.list(
-            prefix, limit=7, start=next_start(page), revision=snapshot.revision
-        )
+        page = await store.list(prefix, limit=7, start=next_start(page), revision=snapshot.revision)
         assert page.revision == snapshot.revision
         pages += 1
     stop.set()
@@ -241,8 +238,9 @@ async def test_racing_writers_exactly_one_wins_each_round(store: Store, prefix: 
         assert len(winners) == 1, results
         assert len(losers) == writers - 1
         kv = winners[0]
-        assert all(c.current is not None and c.current.mod_revision == kv.mod_revision
-                   for c in losers)
+        assert all(
+            c.current is not None and c.current.mod_revision == kv.mod_revision for c in losers
+        )
         assert (await store.get(key)).value == kv.value
 
 
@@ -273,9 +271,7 @@ async def test_concurrent_increments_lose_no_update(store: Store, prefix: str) -
 # ---------------------------------------------------------------- watch
 
 
-async def test_watch_sees_puts_and_deletes_with_previous_values(
-    store: Store, prefix: str
-) -> None:
+async def test_watch_sees_puts_and_deletes_with_previous_values(store: Store, prefix: str) -> None:
     async with await store.watch(prefix) as w:
         a = await store.create(prefix + "a", b"1")
         a2 = await store.update(prefix + "a", b"2", expected_revision=a.mod_revision)
@@ -309,7 +305,7 @@ async def test_watch_from_old_revision_replays_then_continues_live_without_gap_o
 
     async with await store.watch(prefix, after=start) as w:
         task = asyncio.create_task(writer())
-        events = await take(w, 30 + total_live, timeout=30)
+        events = await take(w, 30 + total_live, within=30)
         await task
     revisions = [e.revision for e in events]
     assert revisions == sorted(set(revisions)), "events out of order or duplicated"
@@ -406,7 +402,7 @@ async def test_ttl_key_expires_with_a_delete_event(store: Store, prefix: str) ->
         kv = await store.create(prefix + "event", b"short-lived", ttl=1)
         await store.create(prefix + "forever", b"stays")
         assert (await store.get(prefix + "event")).value == b"short-lived"
-        events = await take(w, 3, timeout=10)
+        events = await take(w, 3, within=10)
     assert events[2].type is EventType.DELETE
     assert events[2].kv.key == prefix + "event"
     assert events[2].prev_kv is not None and events[2].prev_kv.value == b"short-lived"
@@ -450,28 +446,30 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_write(
         await store.close()
     else:
         url = request.getfixturevalue("etcd_cluster").endpoint
-    proc = subprocess.Popen(
-        [sys.executable, "-c", WRITER, url, prefix],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        WRITER,
+        url,
+        prefix,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
-    assert proc.stdout is not None
+    assert proc.stdout is not None and proc.stderr is not None
     acked: dict[str, int] = {}
-    loop = asyncio.get_running_loop()
     while len(acked) < 400:
-        line = await asyncio.wait_for(loop.run_in_executor(None, proc.stdout.readline), 30)
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
         if not line:
-            assert proc.stderr is not None
-            pytest.fail(f"writer died: {proc.stderr.read().decode()}")
+            pytest.fail(f"writer died: {(await proc.stderr.read()).decode()}")
         key, rev = line.decode().split()
         acked[key] = int(rev)
     proc.send_signal(signal.SIGKILL)
-    proc.wait()
     # whatever else it printed before dying was acknowledged too
-    for line in proc.stdout.read().decode().splitlines():
+    for line in (await proc.stdout.read()).decode().splitlines():
         key, rev = line.split()
         acked[key] = int(rev)
+    await proc.wait()
 
     from pyk8s.storage import open_store
 

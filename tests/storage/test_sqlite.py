@@ -52,10 +52,19 @@ async def test_corrupt_database_is_a_clear_error(tmp_path: Path, content: bytes)
     with pytest.raises(Unavailable, match="corrupt or not a database"):
         await SqliteStore.open(path)
     # and the CLI reports it in one line, without a traceback
-    out = subprocess.run(
-        [sys.executable, "-m", "pyk8s", "datastore-check", "--datastore-endpoint",
-         f"sqlite://{path}"],
-        capture_output=True, text=True, check=False,
+    out = await asyncio.to_thread(
+        subprocess.run,
+        [
+            sys.executable,
+            "-m",
+            "pyk8s",
+            "datastore-check",
+            "--datastore-endpoint",
+            f"sqlite://{path}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert out.returncode == 1
     assert "corrupt or not a database" in out.stderr

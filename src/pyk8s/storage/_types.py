@@ -26,8 +26,8 @@ Errors form one tree::
 
 from __future__ import annotations
 
-import enum
 import abc
+import enum
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Protocol, runtime_checkable

@@ -29,6 +29,7 @@ Why the shape of this module:
 from __future__ import annotations
 
 import asyncio
+import builtins
 import contextlib
 import fcntl
 import heapq
@@ -177,13 +178,13 @@ class SqliteStore:
         self._write_queue: queue.SimpleQueue[_Pending | None] = queue.SimpleQueue()
         self._readers = ThreadPoolExecutor(read_threads, thread_name_prefix="sqlite-read")
         self._local = threading.local()
-        self._read_conns: list[sqlite3.Connection] = []
+        self._read_conns: builtins.list[sqlite3.Connection] = []
         self._read_conns_lock = threading.Lock()
         self._watchers: set[_SqliteWatch] = set()
         #: the latest revision whose events were handed to watchers (event-loop side)
         self._dispatched = 0
         self._compacted = 0
-        self._expiry: list[tuple[float, str, int]] = []
+        self._expiry: builtins.list[tuple[float, str, int]] = []
         self._expiry_wake = asyncio.Event()
         self._expiry_task: asyncio.Task[None] | None = None
         self._closed = False
@@ -303,7 +304,7 @@ class SqliteStore:
         return (row[0] if row else 0), compacted
 
     @staticmethod
-    def _expiring(conn: sqlite3.Connection) -> list[tuple[float, str, int]]:
+    def _expiring(conn: sqlite3.Connection) -> builtins.list[tuple[float, str, int]]:
         rows = conn.execute(
             "SELECT l.expires_at, l.name, l.id FROM log l WHERE l.expires_at > 0 AND l.deleted = 0"
             " AND l.id = (SELECT MAX(id) FROM log WHERE name = l.name)"
@@ -410,9 +411,9 @@ class SqliteStore:
             if conn is not None:
                 conn.close()
 
-    def _commit_batch(self, conn: sqlite3.Connection, batch: list[_Pending]) -> None:
-        outcomes: list[tuple[bool, Any]] = []
-        rows: list[_Row] = []
+    def _commit_batch(self, conn: sqlite3.Connection, batch: builtins.list[_Pending]) -> None:
+        outcomes: builtins.list[tuple[bool, Any]] = []
+        rows: builtins.list[_Row] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -441,17 +442,16 @@ class SqliteStore:
         assert self._loop is not None
         events = [r.event() for r in rows]
         expiries = [(r.kv, r.lease) for r in rows if r.lease and not r.deleted]
-        try:
+        # RuntimeError: the loop closed under us, so nobody is waiting any more
+        with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._complete, batch, outcomes, events, expiries)
-        except RuntimeError:  # loop closed under us: nobody is waiting any more
-            pass
 
     def _complete(
         self,
-        batch: list[_Pending],
-        outcomes: list[tuple[bool, Any]],
-        events: list[Event],
-        expiries: list[tuple[KeyValue, int]],
+        batch: builtins.list[_Pending],
+        outcomes: builtins.list[tuple[bool, Any]],
+        events: builtins.list[Event],
+        expiries: builtins.list[tuple[KeyValue, int]],
     ) -> None:
         """On the event loop: fan events out, then acknowledge the writers."""
         if events:
@@ -508,7 +508,7 @@ class SqliteStore:
         )
 
     async def create(self, key: str, value: bytes, *, ttl: int = 0) -> KeyValue:
-        def op(conn: sqlite3.Connection) -> tuple[KeyValue, list[_Row]]:
+        def op(conn: sqlite3.Connection) -> tuple[KeyValue, builtins.list[_Row]]:
             latest = self._latest(conn, key)
             if latest is not None and not latest.deleted:
                 raise AlreadyExists(key)
@@ -523,14 +523,21 @@ class SqliteStore:
     async def update(
         self, key: str, value: bytes, *, expected_revision: int, ttl: int = 0
     ) -> KeyValue:
-        def op(conn: sqlite3.Connection) -> tuple[KeyValue, list[_Row]]:
+        def op(conn: sqlite3.Connection) -> tuple[KeyValue, builtins.list[_Row]]:
             latest = self._latest(conn, key)
             if latest is None or latest.deleted:
                 raise NotFound(key)
             if latest.id != expected_revision:
                 raise Conflict(key, expected_revision, latest.kv)
             row = _Row(
-                0, key, False, False, latest.kv.create_revision, latest.id, ttl, value,
+                0,
+                key,
+                False,
+                False,
+                latest.kv.create_revision,
+                latest.id,
+                ttl,
+                value,
                 latest.value,
             )
             row = self._insert(conn, row, time.time() + ttl if ttl else 0.0)
@@ -540,7 +547,7 @@ class SqliteStore:
         return result
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
-        def op(conn: sqlite3.Connection) -> tuple[KeyValue, list[_Row]]:
+        def op(conn: sqlite3.Connection) -> tuple[KeyValue, builtins.list[_Row]]:
             latest = self._latest(conn, key)
             if latest is None or latest.deleted:
                 raise NotFound(key)
@@ -556,7 +563,7 @@ class SqliteStore:
         return result
 
     async def compact(self, revision: int) -> None:
-        def op(conn: sqlite3.Connection) -> tuple[None, list[_Row]]:
+        def op(conn: sqlite3.Connection) -> tuple[None, builtins.list[_Row]]:
             current, compacted = self._revisions(conn)
             if revision > current:
                 raise FutureRevision(revision, current)
@@ -613,10 +620,10 @@ class SqliteStore:
 
     def _replay_page(
         self, prefix: str, after: int, until: int
-    ) -> Callable[[sqlite3.Connection], list[Event]]:
+    ) -> Callable[[sqlite3.Connection], builtins.list[Event]]:
         end = prefix_end(prefix)
 
-        def run(conn: sqlite3.Connection) -> list[Event]:
+        def run(conn: sqlite3.Connection) -> builtins.list[Event]:
             _, compacted = self._revisions(conn)
             if after + 1 < compacted:
                 raise Compacted(after, compacted)
