@@ -19,6 +19,7 @@ import pytest
 from pyk8s.storage import (
     AlreadyExists,
     Compacted,
+    Compactor,
     Conflict,
     Event,
     EventType,
@@ -483,3 +484,22 @@ async def test_sigkill_mid_stream_loses_no_acknowledged_write(
         await reopened.create(prefix + "after-crash", b"ok")
     finally:
         await reopened.close()
+
+
+async def test_periodic_compaction_keeps_one_interval_of_history(store: Store, prefix: str) -> None:
+    compactor = Compactor(store, interval=3600)
+    kv0 = await store.create(prefix + "a", b"0")
+    kv = await store.update(prefix + "a", b"0b", expected_revision=kv0.mod_revision)
+    first_tick = await store.current_revision()
+    assert await compactor.tick() == 0, "the first tick only remembers where it was"
+    kv = await store.update(prefix + "a", b"1", expected_revision=kv.mod_revision)
+    second_tick = await store.current_revision()
+    assert await compactor.tick() == first_tick
+    assert await store.compacted_revision() >= first_tick
+    # history since the previous tick is still there for a watcher that fell behind
+    async with await store.watch(prefix, after=first_tick) as w:
+        (ev,) = await take(w, 1)
+    assert ev.revision == kv.mod_revision == second_tick
+    with pytest.raises(Compacted):
+        await store.get(prefix + "a", revision=kv0.mod_revision)
+    assert (await store.get(prefix + "a")).value == b"1"
