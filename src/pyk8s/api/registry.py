@@ -1,0 +1,189 @@
+"""The resource registry: every built-in resource the API server serves, from one table.
+
+Discovery (/api, /apis, aggregated discovery), routing, storage keys, ``kubectl
+api-resources`` columns, short names (``po``, ``deploy``) and categories (``kubectl get
+all``) all come from here, so they cannot disagree. The values are upstream v1.32's.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+
+#: every verb a full resource supports, in the order discovery lists them
+ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    group: str  # "" for the core group
+    version: str
+    kind: str
+    plural: str
+    namespaced: bool
+    short_names: tuple[str, ...] = ()
+    categories: tuple[str, ...] = ()
+    subresources: tuple[str, ...] = ()
+    verbs: tuple[str, ...] = ALL_VERBS
+    #: the resource name in storage keys; resources served at several versions share it
+    storage_name: str = field(default="")
+
+    @property
+    def singular(self) -> str:
+        return self.kind.lower()
+
+    @property
+    def list_kind(self) -> str:
+        return self.kind + "List"
+
+    @property
+    def api_version(self) -> str:
+        """``v1`` for the core group, else ``group/version`` (what objects carry)."""
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+    @property
+    def group_resource(self) -> str:
+        """``deployments.apps`` (``pods`` for the core group), as errors name resources."""
+        return f"{self.plural}.{self.group}" if self.group else self.plural
+
+    def key_prefix(self, namespace: str | None = None) -> str:
+        """The storage key prefix of this resource (of one namespace when given)."""
+        base = f"/registry/{self.group or 'core'}/{self.storage_name or self.plural}/"
+        if self.namespaced and namespace:
+            return f"{base}{namespace}/"
+        return base
+
+    def key(self, namespace: str | None, name: str) -> str:
+        return self.key_prefix(namespace) + name
+
+
+def _r(
+    group: str,
+    version: str,
+    kind: str,
+    plural: str,
+    namespaced: bool = True,
+    short: Iterable[str] = (),
+    categories: Iterable[str] = (),
+    sub: Iterable[str] = (),
+    verbs: tuple[str, ...] = ALL_VERBS,
+    storage_name: str = "",
+) -> Resource:
+    return Resource(
+        group,
+        version,
+        kind,
+        plural,
+        namespaced,
+        tuple(short),
+        tuple(categories),
+        tuple(sub),
+        verbs,
+        storage_name,
+    )
+
+
+ALL = ("all",)
+_STATUS = ("status",)
+
+RESOURCES: tuple[Resource, ...] = (
+    # core/v1
+    _r("", "v1", "Namespace", "namespaces", False, ["ns"], sub=["status", "finalize"],
+       verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
+    _r("", "v1", "Pod", "pods", True, ["po"], ALL,
+       ["status", "binding", "log", "exec", "attach", "portforward", "eviction",
+        "ephemeralcontainers", "proxy"]),
+    _r("", "v1", "Service", "services", True, ["svc"], ALL, ["status", "proxy"]),
+    _r("", "v1", "Endpoints", "endpoints", True, ["ep"]),
+    _r("", "v1", "ConfigMap", "configmaps", True, ["cm"]),
+    _r("", "v1", "Secret", "secrets", True),
+    _r("", "v1", "ServiceAccount", "serviceaccounts", True, ["sa"], sub=["token"]),
+    _r("", "v1", "Node", "nodes", False, ["no"], sub=["status", "proxy"]),
+    _r("", "v1", "Event", "events", True, ["ev"], storage_name="events"),
+    _r("", "v1", "PersistentVolume", "persistentvolumes", False, ["pv"], sub=_STATUS),
+    _r("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims", True, ["pvc"], sub=_STATUS),
+    _r("", "v1", "LimitRange", "limitranges", True, ["limits"]),
+    _r("", "v1", "ResourceQuota", "resourcequotas", True, ["quota"], sub=_STATUS),
+    _r("", "v1", "PodTemplate", "podtemplates", True),
+    _r("", "v1", "ReplicationController", "replicationcontrollers", True, ["rc"], ALL,
+       ["status", "scale"]),
+    _r("", "v1", "Binding", "bindings", True, verbs=("create",)),
+    # apps/v1
+    _r("apps", "v1", "Deployment", "deployments", True, ["deploy"], ALL, ["status", "scale"]),
+    _r("apps", "v1", "ReplicaSet", "replicasets", True, ["rs"], ALL, ["status", "scale"]),
+    _r("apps", "v1", "StatefulSet", "statefulsets", True, ["sts"], ALL, ["status", "scale"]),
+    _r("apps", "v1", "DaemonSet", "daemonsets", True, ["ds"], ALL, _STATUS),
+    _r("apps", "v1", "ControllerRevision", "controllerrevisions", True),
+    # batch/v1
+    _r("batch", "v1", "Job", "jobs", True, (), ALL, _STATUS),
+    _r("batch", "v1", "CronJob", "cronjobs", True, ["cj"], ALL, _STATUS),
+    # autoscaling
+    _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
+       ["hpa"], ALL, _STATUS),
+    _r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
+       ["hpa"], ALL, _STATUS),
+    # networking.k8s.io/v1
+    _r("networking.k8s.io", "v1", "Ingress", "ingresses", True, ["ing"], sub=_STATUS),
+    _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
+    _r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ["netpol"]),
+    # discovery.k8s.io/v1
+    _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+    # coordination.k8s.io/v1
+    _r("coordination.k8s.io", "v1", "Lease", "leases", True),
+    # rbac.authorization.k8s.io/v1
+    _r("rbac.authorization.k8s.io", "v1", "Role", "roles", True),
+    _r("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings", True),
+    _r("rbac.authorization.k8s.io", "v1", "ClusterRole", "clusterroles", False),
+    _r("rbac.authorization.k8s.io", "v1", "ClusterRoleBinding", "clusterrolebindings", False),
+    # storage.k8s.io/v1
+    _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ["sc"]),
+    # scheduling.k8s.io/v1
+    _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ["pc"]),
+    # policy/v1
+    _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ["pdb"],
+       sub=_STATUS),
+    # events.k8s.io/v1
+    _r("events.k8s.io", "v1", "Event", "events", True, ["ev"]),
+)
+
+#: the preferred version of each group, first listed wins (autoscaling: v2, as upstream)
+PREFERRED_VERSIONS: dict[str, str] = {}
+for _res in RESOURCES:
+    PREFERRED_VERSIONS.setdefault(_res.group, _res.version)
+
+
+class Registry:
+    """Lookups over :data:`RESOURCES` by group/version/plural, kind, or short name."""
+
+    def __init__(self, resources: Iterable[Resource] = RESOURCES) -> None:
+        self.resources = tuple(resources)
+        self._by_path = {(r.group, r.version, r.plural): r for r in self.resources}
+        self._by_kind = {(r.group, r.version, r.kind): r for r in self.resources}
+
+    def __iter__(self) -> Iterator[Resource]:
+        return iter(self.resources)
+
+    def get(self, group: str, version: str, plural: str) -> Resource | None:
+        return self._by_path.get((group, version, plural))
+
+    def for_kind(self, group: str, version: str, kind: str) -> Resource | None:
+        return self._by_kind.get((group, version, kind))
+
+    def for_api_version(self, api_version: str, kind: str) -> Resource | None:
+        group, _, version = api_version.rpartition("/")
+        return self.for_kind(group, version, kind)
+
+    def group_versions(self) -> dict[str, list[str]]:
+        """Each group with its versions, preferred version first."""
+        out: dict[str, list[str]] = {}
+        for r in self.resources:
+            versions = out.setdefault(r.group, [])
+            if r.version not in versions:
+                versions.append(r.version)
+        return out
+
+    def in_group_version(self, group: str, version: str) -> list[Resource]:
+        return [r for r in self.resources if r.group == group and r.version == version]
+
+
+REGISTRY = Registry()
