@@ -1,24 +1,25 @@
 """The ``pyk8s`` command: one entry point for every component, k3s-style.
 
 Subcommands that are not built yet say so and exit non-zero, rather than pretend.
-Errors a user can act on (a locked or corrupt database, a bad endpoint) are printed as
-one line, not as a traceback.
+Errors a user can act on (a locked or corrupt database, a bad endpoint, a port in use)
+are printed as one line, not as a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import os
+import shutil
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pyk8s import __version__
 from pyk8s.storage import StoreError, open_store
 
 NOT_YET = {
-    "server": "the API server (issue 3)",
     "agent": "the worker agent (issue 6)",
-    "apiserver": "the API server (issue 3)",
     "scheduler": "the scheduler (issue 4)",
     "controller-manager": "the controller manager (issue 4)",
     "kubelet": "the kubelet (issue 5)",
@@ -28,10 +29,38 @@ NOT_YET = {
 }
 
 
+def _add_server_flags(p: argparse.ArgumentParser) -> None:
+    from pyk8s.server.paths import default_data_dir
+
+    p.add_argument("--data-dir", "-d", type=Path, default=default_data_dir(),
+                   help="state, certificates and kubeconfig (default: %(default)s)")
+    p.add_argument("--datastore-endpoint", default="", metavar="URL",
+                   help="sqlite:///path/state.db (default, in the data dir) or "
+                        "etcd://host:2379[,host:2379]")
+    p.add_argument("--bind-address", default="0.0.0.0")
+    p.add_argument("--https-listen-port", type=int, default=6443)
+    p.add_argument("--advertise-address", default="")
+    p.add_argument("--service-cidr", default="10.43.0.0/16")
+    p.add_argument("--token-auth-file", type=Path, default=None,
+                   help="static bearer tokens (CSV: token,user,uid,\"group1,group2\")")
+    p.add_argument("--write-kubeconfig", "-o", type=Path, default=None,
+                   help="where to write the admin kubeconfig (default: DATA_DIR/kubeconfig.yaml)")
+    p.add_argument("--log-level", default="info")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyk8s", description="Kubernetes, written in Python.")
     p.add_argument("--version", action="version", version=f"pyk8s {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    server = sub.add_parser("server", help="run the control plane on this host")
+    _add_server_flags(server)
+    server.add_argument("--disable-agent", action="store_true",
+                        help="do not run a node agent on this host (none is built yet)")
+    apiserver = sub.add_parser("apiserver", help="run the API server alone")
+    _add_server_flags(apiserver)
+    kubectl = sub.add_parser("kubectl", help="run kubectl with the server's admin kubeconfig",
+                             add_help=False)
+    kubectl.add_argument("args", nargs=argparse.REMAINDER)
     for name, what in NOT_YET.items():
         sp = sub.add_parser(name, help=f"{what}: not built yet")
         sp.add_argument("rest", nargs=argparse.REMAINDER)
@@ -53,18 +82,56 @@ async def _datastore_check(url: str) -> None:
         await store.close()
 
 
+def _run_apiserver(args: argparse.Namespace) -> int:
+    from pyk8s.server import logs
+    from pyk8s.server.apiserver import Options, run_until_signalled
+
+    logs.setup(args.command, args.log_level)
+    opts = Options(
+        data_dir=args.data_dir,
+        datastore_endpoint=args.datastore_endpoint,
+        bind_address=args.bind_address,
+        https_listen_port=args.https_listen_port,
+        advertise_address=args.advertise_address,
+        service_cidr=args.service_cidr,
+        token_auth_file=args.token_auth_file,
+        write_kubeconfig=args.write_kubeconfig,
+    )
+    try:
+        asyncio.run(run_until_signalled(opts))
+    except (StoreError, ValueError, OSError) as err:
+        print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _kubectl(argv: list[str]) -> int:
+    from pyk8s.server.paths import default_data_dir
+
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        print("pyk8s kubectl: kubectl is not installed", file=sys.stderr)
+        return 1
+    env = dict(os.environ)
+    env.setdefault("KUBECONFIG", str(default_data_dir() / "kubeconfig.yaml"))
+    os.execve(kubectl, [kubectl, *argv], env)
+    return 1  # pragma: no cover - execve does not return
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["kubectl"]:
+        return _kubectl(argv[1:])
     args = _parser().parse_args(argv)
     if args.command is None:
         _parser().print_help()
         return 2
     if args.command in NOT_YET:
-        print(
-            f"pyk8s {args.command}: not yet: {NOT_YET[args.command]} is not built in this "
-            "version. The revisioned store is (see `pyk8s datastore-check`).",
-            file=sys.stderr,
-        )
+        print(f"pyk8s {args.command}: not yet: {NOT_YET[args.command]} is not built in this "
+              "version.", file=sys.stderr)
         return 1
+    if args.command in ("server", "apiserver"):
+        return _run_apiserver(args)
     if args.command == "datastore-check":
         try:
             asyncio.run(_datastore_check(args.datastore_endpoint))
