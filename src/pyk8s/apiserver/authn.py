@@ -1,0 +1,425 @@
+"""Authentication: who is making this request?
+
+Why this shape: upstream runs a union of authenticators over each request (client cert,
+static token file, service-account JWT, ...) and the first that recognises the credential
+names the user. We keep the same seam -- an :class:`Authenticator` protocol whose
+``authenticate`` returns a :class:`UserInfo`, ``None`` for "no opinion", or raises
+:class:`AuthenticationFailed` for a credential that was presented but is bad -- so RBAC,
+admission and audit later see exactly what upstream's ``user.Info`` carries.
+
+Semantics copied from upstream:
+
+* x509: the TLS layer (``server_ssl_context``, ``CERT_OPTIONAL``) has already verified a
+  presented client cert against the cluster CA; here CN becomes the user, each O a group.
+* ``--token-auth-file`` CSV: ``token,user,uid,"group1,group2"``.
+* Service-account tokens: bound JWTs (ES256, our SA key) with issuer
+  :data:`SERVICE_ACCOUNT_ISSUER`; subject ``system:serviceaccount:<ns>:<name>``; groups
+  ``system:serviceaccounts`` and ``system:serviceaccounts:<ns>``. A JWT from another issuer
+  is "not ours" (no opinion); ours with a bad signature, expired, for the wrong audience or
+  for a deleted service account/pod fails.
+* :class:`AuthenticatorChain`: first answer wins; a bearer token nobody recognises fails
+  (upstream's "invalid bearer token"), whereas no credentials at all is ``None`` -- the
+  server then decides between anonymous (:data:`ANONYMOUS`) and 401. Every authenticated
+  user gets ``system:authenticated``.
+
+Exceptions::
+
+    StatusError (pyk8s.api.errors)
+     └── AuthenticationFailed      401 Unauthorized; ``detail`` says why, for logs only
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import csv
+import dataclasses
+import datetime
+import functools
+import hashlib
+import io
+import uuid
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import jwt
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from pyk8s.api.errors import StatusError
+from pyk8s.apiserver.certs import Pki
+
+__all__ = [
+    "ALL_AUTHENTICATED",
+    "ALL_UNAUTHENTICATED",
+    "ANONYMOUS",
+    "SERVICE_ACCOUNT_ISSUER",
+    "AuthenticationFailed",
+    "Authenticator",
+    "AuthenticatorChain",
+    "ServiceAccountTokenAuthenticator",
+    "TokenFileAuthenticator",
+    "UserInfo",
+    "X509Authenticator",
+    "bearer_token",
+    "issue_service_account_token",
+    "service_account_key_id",
+]
+
+ALL_AUTHENTICATED = "system:authenticated"
+ALL_UNAUTHENTICATED = "system:unauthenticated"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc.cluster.local"
+SA_PREFIX = "system:serviceaccount:"
+SA_GROUP = "system:serviceaccounts"
+#: Leeway for exp/nbf/iat, as upstream's go-jose default.
+CLOCK_LEEWAY = datetime.timedelta(seconds=60)
+_WS_TOKEN_PREFIX = "base64url.bearer.authorization.k8s.io."
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """Upstream's ``user.Info``."""
+
+    name: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+
+#: What the server may use for a request with no credentials, if anonymous auth is on.
+ANONYMOUS = UserInfo("system:anonymous", groups=(ALL_UNAUTHENTICATED,))
+
+
+class AuthenticationFailed(StatusError):
+    """A credential was presented and is invalid: answer 401 ``Unauthorized``.
+
+    The Status says only "Unauthorized", as upstream's does (never leak why); ``detail``
+    carries the reason for the server's log.
+    """
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(401, "Unauthorized", "Unauthorized")
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"Unauthorized: {self.detail}"
+
+
+@runtime_checkable
+class Authenticator(Protocol):
+    async def authenticate(self, request: web.Request) -> UserInfo | None:
+        """The user, ``None`` for no opinion; raises :class:`AuthenticationFailed`."""
+        ...
+
+
+def bearer_token(request: web.Request) -> str | None:
+    """The bearer token from ``Authorization: Bearer …``, or from the websocket
+    subprotocol ``base64url.bearer.authorization.k8s.io.<token>`` (what browsers, which
+    can't set headers on websockets, send). ``None`` when there is none."""
+    auth = request.headers.get("Authorization", "")
+    parts = auth.split(" ")
+    if len(parts) >= 2 and parts[0].lower() == "bearer":
+        token = parts[1].strip()
+        return token or None
+    if auth:
+        return None
+    for proto in request.headers.getall("Sec-WebSocket-Protocol", ()):
+        for p in proto.split(","):
+            p = p.strip()
+            if p.startswith(_WS_TOKEN_PREFIX):
+                encoded = p[len(_WS_TOKEN_PREFIX) :]
+                try:
+                    raw = base64.urlsafe_b64decode(encoded + "=" * (-len(encoded) % 4))
+                    return raw.decode() or None
+                except (binascii.Error, UnicodeDecodeError):
+                    return None
+    return None
+
+
+# --------------------------------------------------------------------------- x509
+
+
+@functools.lru_cache(maxsize=1024)
+def _user_from_der(der: bytes) -> UserInfo:
+    cert = x509.load_der_x509_certificate(der)
+    cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    orgs = cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    name = str(cns[0].value) if cns else ""
+    return UserInfo(name=name, groups=tuple(str(o.value) for o in orgs))
+
+
+class X509Authenticator:
+    """The client cert the TLS handshake verified: CN is the user, each O a group."""
+
+    async def authenticate(self, request: web.Request) -> UserInfo | None:
+        transport = request.transport
+        if transport is None:
+            return None
+        ssl_object = transport.get_extra_info("ssl_object")
+        if ssl_object is None:
+            return None
+        der = ssl_object.getpeercert(binary_form=True)
+        if not der:
+            return None
+        try:
+            user = _user_from_der(bytes(der))
+        except ValueError as e:
+            raise AuthenticationFailed(f"unparseable client certificate: {e}") from e
+        if not user.name:
+            raise AuthenticationFailed("client certificate has no common name")
+        return user
+
+
+# --------------------------------------------------------------------------- token file
+
+
+def parse_token_csv(text: str, source: str = "<tokens>") -> dict[str, UserInfo]:
+    """Upstream's ``--token-auth-file``: ``token,user,uid[,"g1,g2"]`` per line."""
+    tokens: dict[str, UserInfo] = {}
+    reader = csv.reader(io.StringIO(text), skipinitialspace=True)
+    for lineno, record in enumerate(reader, start=1):
+        if not record or (len(record) == 1 and not record[0].strip()):
+            continue
+        if len(record) < 3:
+            raise ValueError(f"{source}:{lineno}: need at least 3 columns, got {len(record)}")
+        token, name, uid = (c.strip() for c in record[:3])
+        if not token:
+            raise ValueError(f"{source}:{lineno}: empty token")
+        groups: tuple[str, ...] = ()
+        if len(record) >= 4 and record[3].strip():
+            groups = tuple(g.strip() for g in record[3].split(",") if g.strip())
+        tokens[token] = UserInfo(name=name, uid=uid, groups=groups)
+    return tokens
+
+
+class TokenFileAuthenticator:
+    """Static bearer tokens from an upstream-format CSV file (read once, at construction)."""
+
+    def __init__(self, path: Path | str) -> None:
+        p = Path(path)
+        self._tokens = parse_token_csv(p.read_text(), str(p))
+
+    @classmethod
+    def from_tokens(cls, tokens: Mapping[str, UserInfo]) -> TokenFileAuthenticator:
+        self = cls.__new__(cls)
+        self._tokens = dict(tokens)
+        return self
+
+    async def authenticate(self, request: web.Request) -> UserInfo | None:
+        token = bearer_token(request)
+        if token is None:
+            return None
+        return self._tokens.get(token)
+
+
+# --------------------------------------------------------------------------- service accounts
+
+
+def _load_sa_private_key(pki: Pki) -> ec.EllipticCurvePrivateKey:
+    key = serialization.load_pem_private_key(pki.sa_key.read_bytes(), password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise ValueError(f"{pki.sa_key}: not an EC private key")
+    return key
+
+
+def _load_sa_public_key(pki: Pki) -> ec.EllipticCurvePublicKey:
+    key = serialization.load_pem_public_key(pki.sa_pub.read_bytes())
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ValueError(f"{pki.sa_pub}: not an EC public key")
+    return key
+
+
+def _key_id(public_key: ec.EllipticCurvePublicKey) -> str:
+    """Upstream's ``kid``: unpadded base64url of SHA-256 over the DER public key."""
+    der = public_key.public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
+
+
+def service_account_key_id(pki: Pki) -> str:
+    """The ``kid`` our SA tokens carry (for JWKS / OIDC discovery later)."""
+    return _key_id(_load_sa_public_key(pki))
+
+
+def issue_service_account_token(
+    pki: Pki,
+    namespace: str,
+    name: str,
+    uid: str,
+    audiences: Sequence[str] = (SERVICE_ACCOUNT_ISSUER,),
+    expiry: datetime.timedelta = datetime.timedelta(hours=1),
+    *,
+    pod: tuple[str, str] | None = None,
+    node: tuple[str, str] | None = None,
+    now: datetime.datetime | None = None,
+    issuer: str = SERVICE_ACCOUNT_ISSUER,
+) -> str:
+    """A bound service-account token (what TokenRequest returns), claims as upstream's.
+
+    ``pod``/``node`` are ``(name, uid)`` of the object the token is bound to. The token
+    expires at ``now + expiry``; pass ``now`` to know that instant exactly
+    (TokenRequest's ``status.expirationTimestamp``).
+    """
+    key = _load_sa_private_key(pki)
+    issued = (now or datetime.datetime.now(datetime.UTC)).replace(microsecond=0)
+    k8s: dict[str, Any] = {
+        "namespace": namespace,
+        "serviceaccount": {"name": name, "uid": uid},
+    }
+    if pod is not None:
+        k8s["pod"] = {"name": pod[0], "uid": pod[1]}
+    if node is not None:
+        k8s["node"] = {"name": node[0], "uid": node[1]}
+    claims: dict[str, Any] = {
+        "aud": list(audiences),
+        "exp": int((issued + expiry).timestamp()),
+        "iat": int(issued.timestamp()),
+        "nbf": int(issued.timestamp()),
+        "iss": issuer,
+        "jti": str(uuid.uuid4()),
+        "kubernetes.io": k8s,
+        "sub": f"{SA_PREFIX}{namespace}:{name}",
+    }
+    return jwt.encode(claims, key, algorithm="ES256", headers={"kid": _key_id(key.public_key())})
+
+
+#: ``async lookup(namespace, name) -> uid`` of the live object, or ``None`` if it is gone.
+UidLookup = Callable[[str, str], Awaitable[str | None]]
+
+
+class ServiceAccountTokenAuthenticator:
+    """Bound service-account JWTs signed by the cluster's SA key.
+
+    ``service_account_lookup`` (and ``pod_lookup`` for pod-bound tokens) let the server
+    reject tokens whose object was deleted or recreated (uid mismatch), as upstream does.
+    """
+
+    def __init__(
+        self,
+        pki: Pki,
+        *,
+        service_account_lookup: UidLookup | None = None,
+        pod_lookup: UidLookup | None = None,
+        audiences: Iterable[str] = (SERVICE_ACCOUNT_ISSUER,),
+        issuers: Iterable[str] = (SERVICE_ACCOUNT_ISSUER,),
+    ) -> None:
+        self._key = _load_sa_public_key(pki)
+        self._lookup = service_account_lookup
+        self._pod_lookup = pod_lookup
+        self._audiences = frozenset(audiences)
+        self._issuers = frozenset(issuers)
+
+    async def authenticate(self, request: web.Request) -> UserInfo | None:
+        token = bearer_token(request)
+        if token is None:
+            return None
+        return await self.authenticate_token(token)
+
+    async def authenticate_token(self, token: str) -> UserInfo | None:
+        """Also the engine for TokenReview later."""
+        if token.count(".") != 2:
+            return None
+        try:
+            unverified = jwt.decode(token, options={"verify_signature": False})
+        except jwt.InvalidTokenError:
+            return None  # not a JWT: someone else's token
+        if unverified.get("iss") not in self._issuers:
+            return None
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                self._key,
+                algorithms=["ES256"],
+                audience=list(self._audiences),
+                issuer=list(self._issuers),
+                leeway=CLOCK_LEEWAY,
+                options={"require": ["exp", "iat", "iss", "sub", "aud"]},
+            )
+        except jwt.InvalidTokenError as e:
+            raise AuthenticationFailed(f"invalid service account token: {e}") from e
+        return await self._user(claims)
+
+    async def _user(self, claims: Mapping[str, Any]) -> UserInfo:
+        sub = claims.get("sub")
+        if not isinstance(sub, str) or not sub.startswith(SA_PREFIX):
+            raise AuthenticationFailed("service account token: bad subject")
+        ns, sep, name = sub[len(SA_PREFIX) :].partition(":")
+        if not sep or not ns or not name or ":" in name:
+            raise AuthenticationFailed(f"service account token: bad subject {sub!r}")
+        k8s = claims.get("kubernetes.io")
+        if not isinstance(k8s, dict) or k8s.get("namespace") != ns:
+            raise AuthenticationFailed("service account token: missing kubernetes.io claim")
+        sa = k8s.get("serviceaccount") or {}
+        if not isinstance(sa, dict) or sa.get("name") != name:
+            raise AuthenticationFailed("service account token: service account name mismatch")
+        uid = str(sa.get("uid") or "")
+        if self._lookup is not None:
+            live = await self._lookup(ns, name)
+            if live is None:
+                raise AuthenticationFailed(f'service account "{ns}/{name}" has been deleted')
+            if uid and live != uid:
+                raise AuthenticationFailed(
+                    f"service account UID ({uid}) does not match the live one ({live})"
+                )
+            uid = uid or live
+        extra: dict[str, tuple[str, ...]] = {}
+        jti = claims.get("jti")
+        if isinstance(jti, str) and jti:
+            extra["authentication.kubernetes.io/credential-id"] = (f"JTI={jti}",)
+        pod = k8s.get("pod")
+        if isinstance(pod, dict) and pod.get("name"):
+            pod_name, pod_uid = str(pod["name"]), str(pod.get("uid") or "")
+            if self._pod_lookup is not None:
+                live = await self._pod_lookup(ns, pod_name)
+                if live is None or (pod_uid and live != pod_uid):
+                    raise AuthenticationFailed(f'pod "{ns}/{pod_name}" bound to the token is gone')
+            extra["authentication.kubernetes.io/pod-name"] = (pod_name,)
+            extra["authentication.kubernetes.io/pod-uid"] = (pod_uid,)
+        node = k8s.get("node")
+        if isinstance(node, dict) and node.get("name"):
+            extra["authentication.kubernetes.io/node-name"] = (str(node["name"]),)
+            extra["authentication.kubernetes.io/node-uid"] = (str(node.get("uid") or ""),)
+        return UserInfo(name=sub, uid=uid, groups=(SA_GROUP, f"{SA_GROUP}:{ns}"), extra=extra)
+
+
+# --------------------------------------------------------------------------- chain
+
+
+class AuthenticatorChain:
+    """Ask each authenticator in turn; the first answer wins.
+
+    A failure from one authenticator doesn't stop the others (a token may be another's);
+    if none answers, the first failure is raised, or -- for a bearer token nobody
+    recognised -- ``invalid bearer token``. No credentials at all gives ``None``.
+    """
+
+    def __init__(self, authenticators: Iterable[Authenticator]) -> None:
+        self._authenticators = tuple(authenticators)
+
+    async def authenticate(self, request: web.Request) -> UserInfo | None:
+        failure: AuthenticationFailed | None = None
+        for a in self._authenticators:
+            try:
+                user = await a.authenticate(request)
+            except AuthenticationFailed as e:
+                failure = failure or e
+                continue
+            if user is not None:
+                return _with_authenticated_group(user)
+        if failure is not None:
+            raise failure
+        if bearer_token(request) is not None:
+            raise AuthenticationFailed("invalid bearer token")
+        return None
+
+
+def _with_authenticated_group(user: UserInfo) -> UserInfo:
+    if ALL_AUTHENTICATED in user.groups or ALL_UNAUTHENTICATED in user.groups:
+        return user
+    return dataclasses.replace(user, groups=(*user.groups, ALL_AUTHENTICATED))

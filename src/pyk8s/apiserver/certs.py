@@ -1,0 +1,498 @@
+"""The cluster's PKI: one CA, the API server's serving cert, client certs, the SA key.
+
+Why this exists: kubectl and the official clients speak to the API server only over TLS,
+and upstream identifies most callers (the admin, kubelets, controllers) by client
+certificates whose subject carries the user (CN) and groups (O). Like k3s, ``pyk8s
+server`` creates all of it on first start under ``<data-dir>/tls/`` and reuses it on
+every later start, so kubeconfigs already handed out keep working:
+
+* ``ca.crt``/``ca.key`` -- self-signed CA (10 years) that signs everything else and that
+  clients trust (``certificate-authority-data``);
+* ``serving.crt``/``serving.key`` -- the API server's cert (1 year); its SANs cover
+  loopback, this host's name and addresses, the in-cluster ``kubernetes.default.svc…``
+  names and whatever the caller adds. It is the only file regenerated when the wanted
+  SANs change, so clients trusting the CA never notice;
+* ``admin.crt``/``admin.key`` -- ``CN=system:admin, O=system:masters`` for the admin
+  kubeconfig;
+* ``sa.key``/``sa.pub`` -- the key pair that signs service-account tokens (JWT, ES256).
+
+Keys are ECDSA P-256 (Go's crypto/tls, OpenSSL and so Python's ``ssl`` all accept them;
+they are small and fast to make). Key files are written mode 0600, atomically, under an
+``flock`` so two processes starting at once agree on one CA. Certificates carry the
+extensions strict verifiers insist on (Python 3.13's ``VERIFY_X509_STRICT``): key usage,
+extended key usage, subject and authority key identifiers. Serving certs are
+``serverAuth`` only, client certs ``clientAuth`` only, so the serving cert can't be
+replayed as a client identity.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import datetime
+import fcntl
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import tempfile
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "ADMIN_GROUP",
+    "ADMIN_USER",
+    "DEFAULT_DNS_NAMES",
+    "Pki",
+    "ensure_pki",
+    "issue_client_cert",
+    "server_ssl_context",
+    "write_kubeconfig",
+]
+
+ADMIN_USER = "system:admin"
+ADMIN_GROUP = "system:masters"
+
+#: Names every serving cert carries, whatever the caller asks for.
+DEFAULT_DNS_NAMES = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+    "kubernetes.default.svc.cluster.local",
+)
+DEFAULT_IPS = ("127.0.0.1", "::1")
+
+CA_VALIDITY = datetime.timedelta(days=3650)
+LEAF_VALIDITY = datetime.timedelta(days=365)
+#: A leaf cert with less than this left is renewed on the next ``ensure_pki`` (k3s: 90 days).
+RENEW_BEFORE = datetime.timedelta(days=90)
+#: Back-date ``notBefore`` so nodes with slightly slow clocks accept fresh certs.
+CLOCK_SKEW = datetime.timedelta(hours=1)
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+@dataclass(frozen=True, slots=True)
+class Pki:
+    """Where the PKI files live (all PEM)."""
+
+    dir: Path
+    ca_cert: Path
+    ca_key: Path
+    serving_cert: Path
+    serving_key: Path
+    admin_cert: Path
+    admin_key: Path
+    sa_key: Path
+    sa_pub: Path
+
+    @classmethod
+    def at(cls, tls_dir: Path) -> Pki:
+        """The file layout under ``tls_dir`` (nothing is read or created)."""
+        return cls(
+            dir=tls_dir,
+            ca_cert=tls_dir / "ca.crt",
+            ca_key=tls_dir / "ca.key",
+            serving_cert=tls_dir / "serving.crt",
+            serving_key=tls_dir / "serving.key",
+            admin_cert=tls_dir / "admin.crt",
+            admin_key=tls_dir / "admin.key",
+            sa_key=tls_dir / "sa.key",
+            sa_pub=tls_dir / "sa.pub",
+        )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _new_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
+    # SEC1 "EC PRIVATE KEY", as k3s writes; Go, OpenSSL and the Python client all read it.
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.TraditionalOpenSSL,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert_pem(cert: x509.Certificate) -> bytes:
+    return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _write_atomic(path: Path, data: bytes, mode: int) -> None:
+    """Write ``data`` to ``path`` with ``mode`` from the first byte, then rename in place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def _locked(tls_dir: Path) -> Iterator[None]:
+    tls_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(tls_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _load_ec_key(path: Path) -> ec.EllipticCurvePrivateKey | None:
+    try:
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    except (OSError, ValueError, TypeError):
+        return None
+    return key if isinstance(key, ec.EllipticCurvePrivateKey) else None
+
+
+def _load_cert(path: Path) -> x509.Certificate | None:
+    try:
+        return x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return None
+
+
+def _same_public_key(cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> bool:
+    fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return cert.public_key().public_bytes(*fmt) == key.public_key().public_bytes(*fmt)
+
+
+def _issued_by(cert: x509.Certificate, ca: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _name(cn: str, orgs: Iterable[str] = ()) -> x509.Name:
+    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
+    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
+    return x509.Name(attrs)
+
+
+def _sign_leaf(
+    ca_cert: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    key: ec.EllipticCurvePrivateKey,
+    subject: x509.Name,
+    *,
+    server: bool,
+    dns_names: Iterable[str] = (),
+    ips: Iterable[IPAddress] = (),
+    validity: datetime.timedelta = LEAF_VALIDITY,
+) -> x509.Certificate:
+    now = _now()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(min(now + validity, ca_cert.not_valid_after_utc))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(d) for d in dns_names]
+    sans += [x509.IPAddress(i) for i in ips]
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca_key, hashes.SHA256())
+
+
+def _make_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    key = _new_key()
+    now = _now()
+    subject = _name(f"pyk8s-ca@{int(now.timestamp())}")
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - CLOCK_SKEW)
+        .not_valid_after(now + CA_VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return cert, key
+
+
+def _host_names_and_ips() -> tuple[set[str], set[IPAddress]]:
+    """This host's name(s) and the addresses they resolve to (best effort, no DNS waits)."""
+    names: set[str] = set()
+    ips: set[IPAddress] = set()
+    for n in (socket.gethostname(), socket.getfqdn()):
+        if n:
+            names.add(n.lower())
+    for n in list(names):
+        try:
+            infos = socket.getaddrinfo(n, None, proto=socket.IPPROTO_TCP)
+        except OSError:
+            continue
+        for info in infos:
+            addr = str(info[4][0]).split("%", 1)[0]  # drop an IPv6 zone id
+            with contextlib.suppress(ValueError):
+                ips.add(ipaddress.ip_address(addr))
+    return names, ips
+
+
+def _wanted_sans(hostnames: Iterable[str], ips: Iterable[str]) -> tuple[set[str], set[IPAddress]]:
+    dns, addrs = _host_names_and_ips()
+    dns.update(DEFAULT_DNS_NAMES)
+    addrs.update(ipaddress.ip_address(i) for i in DEFAULT_IPS)
+    for h in hostnames:
+        try:  # an address passed as a host name still belongs in the IP SANs
+            addrs.add(ipaddress.ip_address(h))
+        except ValueError:
+            dns.add(h.lower())
+    addrs.update(ipaddress.ip_address(i) for i in ips)
+    return dns, addrs
+
+
+def _cert_sans(cert: x509.Certificate) -> tuple[set[str], set[IPAddress]]:
+    try:
+        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return set(), set()
+    dns = {d.lower() for d in ext.get_values_for_type(x509.DNSName)}
+    addrs: set[IPAddress] = set()
+    for a in ext.get_values_for_type(x509.IPAddress):
+        if isinstance(a, ipaddress.IPv4Address | ipaddress.IPv6Address):
+            addrs.add(a)
+    return dns, addrs
+
+
+def _leaf_usable(
+    cert: x509.Certificate | None,
+    key: ec.EllipticCurvePrivateKey | None,
+    ca: x509.Certificate,
+) -> bool:
+    if cert is None or key is None:
+        return False
+    return (
+        _same_public_key(cert, key)
+        and _issued_by(cert, ca)
+        and cert.not_valid_after_utc - _now() > RENEW_BEFORE
+    )
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> Pki:
+    """Create or reuse the PKI under ``data_dir/tls`` and return its paths.
+
+    Reuses every file that is still good: the CA while it is unexpired; each leaf while it
+    matches its key, is signed by the CA and has more than :data:`RENEW_BEFORE` left; the
+    serving cert additionally only while its SANs are exactly the wanted ones. A new CA
+    (first start, or the old one expired/unreadable) reissues every leaf. The SA key pair
+    is made once and kept (rotating it would invalidate every issued token).
+    """
+    pki = Pki.at(Path(data_dir) / "tls")
+    want_dns, want_ips = _wanted_sans(hostnames, ips)
+    with _locked(pki.dir):
+        os.chmod(pki.dir, 0o700)
+        ca = _load_cert(pki.ca_cert)
+        ca_key = _load_ec_key(pki.ca_key)
+        if (
+            ca is None
+            or ca_key is None
+            or not _same_public_key(ca, ca_key)
+            or ca.not_valid_after_utc <= _now()
+        ):
+            ca, ca_key = _make_ca()
+            _write_atomic(pki.ca_key, _key_pem(ca_key), 0o600)
+            _write_atomic(pki.ca_cert, _cert_pem(ca), 0o644)
+
+        serving = _load_cert(pki.serving_cert)
+        serving_key = _load_ec_key(pki.serving_key)
+        if not _leaf_usable(serving, serving_key, ca) or (
+            serving is not None and _cert_sans(serving) != (want_dns, want_ips)
+        ):
+            serving_key = serving_key or _new_key()
+            serving = _sign_leaf(
+                ca,
+                ca_key,
+                serving_key,
+                _name("kube-apiserver"),
+                server=True,
+                dns_names=sorted(want_dns),
+                ips=sorted(want_ips, key=lambda a: (a.version, int(a))),
+            )
+            _write_atomic(pki.serving_key, _key_pem(serving_key), 0o600)
+            _write_atomic(pki.serving_cert, _cert_pem(serving), 0o644)
+
+        admin = _load_cert(pki.admin_cert)
+        admin_key = _load_ec_key(pki.admin_key)
+        if not _leaf_usable(admin, admin_key, ca):
+            admin_key = _new_key()
+            admin = _sign_leaf(
+                ca, ca_key, admin_key, _name(ADMIN_USER, [ADMIN_GROUP]), server=False
+            )
+            _write_atomic(pki.admin_key, _key_pem(admin_key), 0o600)
+            _write_atomic(pki.admin_cert, _cert_pem(admin), 0o644)
+
+        sa_key = _load_ec_key(pki.sa_key)
+        if sa_key is None:
+            sa_key = _new_key()
+            _write_atomic(pki.sa_key, _key_pem(sa_key), 0o600)
+        sa_pub = sa_key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+        try:
+            pub_ok = pki.sa_pub.read_bytes() == sa_pub
+        except OSError:
+            pub_ok = False
+        if not pub_ok:
+            _write_atomic(pki.sa_pub, sa_pub, 0o644)
+    return pki
+
+
+def server_ssl_context(pki: Pki) -> ssl.SSLContext:
+    """The API server's TLS context: our serving cert; client certs optional but, when
+    presented, verified against the CA (an unknown one fails the handshake)."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
+    ctx.load_verify_locations(cafile=pki.ca_cert)
+    ctx.verify_mode = ssl.CERT_OPTIONAL
+    # aiohttp serves HTTP/1.1 only; say so, so Go clients don't try h2.
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def issue_client_cert(
+    pki: Pki,
+    cn: str,
+    groups: Iterable[str] = (),
+    *,
+    validity: datetime.timedelta = LEAF_VALIDITY,
+) -> tuple[bytes, bytes]:
+    """A client cert for user ``cn`` in ``groups`` (O=), signed by the cluster CA.
+
+    Returns ``(cert_pem, key_pem)``; nothing is written to disk.
+    """
+    ca = _load_cert(pki.ca_cert)
+    ca_key = _load_ec_key(pki.ca_key)
+    if ca is None or ca_key is None:
+        raise FileNotFoundError(f"no usable CA in {pki.dir}; call ensure_pki first")
+    key = _new_key()
+    cert = _sign_leaf(ca, ca_key, key, _name(cn, groups), server=False, validity=validity)
+    return _cert_pem(cert), _key_pem(key)
+
+
+def _b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def write_kubeconfig(
+    path: Path,
+    *,
+    server: str,
+    pki: Pki,
+    user: str = "default",
+    cluster: str = "default",
+    client_cert: tuple[bytes, bytes] | None = None,
+    token: str | None = None,
+) -> None:
+    """Write a self-contained kubeconfig (mode 0600) the way k3s writes ``k3s.yaml``.
+
+    The CA, client cert and key are embedded as ``*-data``. The client identity is the
+    admin cert unless ``client_cert=(cert_pem, key_pem)`` or a bearer ``token`` is given.
+    The context is named after ``cluster`` and is the current one.
+    """
+    q = json.dumps  # a JSON string is a valid YAML scalar, whatever it contains
+    ca_pem = pki.ca_cert.read_bytes()
+    lines = [
+        "apiVersion: v1",
+        "clusters:",
+        "- cluster:",
+        f"    certificate-authority-data: {_b64(ca_pem)}",
+        f"    server: {q(server)}",
+        f"  name: {q(cluster)}",
+        "contexts:",
+        "- context:",
+        f"    cluster: {q(cluster)}",
+        f"    user: {q(user)}",
+        f"  name: {q(cluster)}",
+        f"current-context: {q(cluster)}",
+        "kind: Config",
+        "preferences: {}",
+        "users:",
+        f"- name: {q(user)}",
+        "  user:",
+    ]
+    if token is not None:
+        lines.append(f"    token: {q(token)}")
+    else:
+        cert_pem, key_pem = client_cert or (pki.admin_cert.read_bytes(), pki.admin_key.read_bytes())
+        lines.append(f"    client-certificate-data: {_b64(cert_pem)}")
+        lines.append(f"    client-key-data: {_b64(key_pem)}")
+    _write_atomic(Path(path), ("\n".join(lines) + "\n").encode(), 0o600)
