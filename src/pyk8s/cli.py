@@ -32,19 +32,36 @@ NOT_YET = {
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
     from pyk8s.server.paths import default_data_dir
 
-    p.add_argument("--data-dir", "-d", type=Path, default=default_data_dir(),
-                   help="state, certificates and kubeconfig (default: %(default)s)")
-    p.add_argument("--datastore-endpoint", default="", metavar="URL",
-                   help="sqlite:///path/state.db (default, in the data dir) or "
-                        "etcd://host:2379[,host:2379]")
+    p.add_argument(
+        "--data-dir",
+        "-d",
+        type=Path,
+        default=default_data_dir(),
+        help="state, certificates and kubeconfig (default: %(default)s)",
+    )
+    p.add_argument(
+        "--datastore-endpoint",
+        default="",
+        metavar="URL",
+        help="sqlite:///path/state.db (default, in the data dir) or etcd://host:2379[,host:2379]",
+    )
     p.add_argument("--bind-address", default="0.0.0.0")
     p.add_argument("--https-listen-port", type=int, default=6443)
     p.add_argument("--advertise-address", default="")
     p.add_argument("--service-cidr", default="10.43.0.0/16")
-    p.add_argument("--token-auth-file", type=Path, default=None,
-                   help="static bearer tokens (CSV: token,user,uid,\"group1,group2\")")
-    p.add_argument("--write-kubeconfig", "-o", type=Path, default=None,
-                   help="where to write the admin kubeconfig (default: DATA_DIR/kubeconfig.yaml)")
+    p.add_argument(
+        "--token-auth-file",
+        type=Path,
+        default=None,
+        help='static bearer tokens (CSV: token,user,uid,"group1,group2")',
+    )
+    p.add_argument(
+        "--write-kubeconfig",
+        "-o",
+        type=Path,
+        default=None,
+        help="where to write the admin kubeconfig (default: DATA_DIR/kubeconfig.yaml)",
+    )
     p.add_argument("--log-level", default="info")
 
 
@@ -54,12 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
     server = sub.add_parser("server", help="run the control plane on this host")
     _add_server_flags(server)
-    server.add_argument("--disable-agent", action="store_true",
-                        help="do not run a node agent on this host (none is built yet)")
+    server.add_argument(
+        "--disable-agent",
+        action="store_true",
+        help="do not run a node agent on this host (none is built yet)",
+    )
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
-    kubectl = sub.add_parser("kubectl", help="run kubectl with the server's admin kubeconfig",
-                             add_help=False)
+    kubectl = sub.add_parser(
+        "kubectl", help="run kubectl with the server's admin kubeconfig", add_help=False
+    )
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
     for name, what in NOT_YET.items():
         sp = sub.add_parser(name, help=f"{what}: not built yet")
@@ -127,8 +148,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().print_help()
         return 2
     if args.command in NOT_YET:
-        print(f"pyk8s {args.command}: not yet: {NOT_YET[args.command]} is not built in this "
-              "version.", file=sys.stderr)
+        print(
+            f"pyk8s {args.command}: not yet: {NOT_YET[args.command]} is not built in this version.",
+            file=sys.stderr,
+        )
         return 1
     if args.command in ("server", "apiserver"):
         return _run_apiserver(args)

@@ -66,10 +66,16 @@ class FieldError:
 
     def body(self) -> str:
         t = self.type
-        if t in (FieldErrorType.REQUIRED, FieldErrorType.FORBIDDEN, FieldErrorType.TOO_LONG,
-                 FieldErrorType.INTERNAL):
-            s = t.text
-        elif self.value is _NO_VALUE:
+        if (
+            t
+            in (
+                FieldErrorType.REQUIRED,
+                FieldErrorType.FORBIDDEN,
+                FieldErrorType.TOO_LONG,
+                FieldErrorType.INTERNAL,
+            )
+            or self.value is _NO_VALUE
+        ):
             s = t.text
         else:
             s = f"{t.text}: {_render_value(self.value)}"
@@ -153,7 +159,9 @@ def _details(name: str, group: str, kind: str) -> dict[str, Any]:
 def not_found(group_resource: str, name: str, group: str = "", plural: str = "") -> StatusError:
     """``pods "x" not found``."""
     return StatusError(
-        404, "NotFound", f'{group_resource} "{name}" not found',
+        404,
+        "NotFound",
+        f'{group_resource} "{name}" not found',
         _details(name, group, plural or group_resource.split(".")[0]),
     )
 
@@ -162,7 +170,9 @@ def already_exists(
     group_resource: str, name: str, group: str = "", plural: str = ""
 ) -> StatusError:
     return StatusError(
-        409, "AlreadyExists", f'{group_resource} "{name}" already exists',
+        409,
+        "AlreadyExists",
+        f'{group_resource} "{name}" already exists',
         _details(name, group, plural or group_resource.split(".")[0]),
     )
 
@@ -170,26 +180,31 @@ def already_exists(
 def conflict(group_resource: str, name: str, why: str, group: str = "") -> StatusError:
     """``Operation cannot be fulfilled on pods "x": <why>``."""
     return StatusError(
-        409, "Conflict", f'Operation cannot be fulfilled on {group_resource} "{name}": {why}',
+        409,
+        "Conflict",
+        f'Operation cannot be fulfilled on {group_resource} "{name}": {why}',
         _details(name, group, group_resource.split(".")[0]),
     )
 
 
-OBJECT_MODIFIED = "the object has been modified; please apply your changes to the latest " \
-    "version and try again"
+OBJECT_MODIFIED = (
+    "the object has been modified; please apply your changes to the latest version and try again"
+)
 
 
 def invalid_object(kind: str, name: str, errors: list[FieldError], group: str = "") -> StatusError:
     """422 ``Pod "x" is invalid: spec...: Required value`` with one cause per error."""
-    if len(errors) == 1:
-        summary = str(errors[0])
-    else:
-        summary = "[" + ", ".join(str(e) for e in errors) + "]"
+    summary = str(errors[0]) if len(errors) == 1 else "[" + ", ".join(map(str, errors)) + "]"
     details = _details(name, group, kind)
     details["causes"] = [
         {"reason": e.type.reason, "message": e.body(), "field": e.field} for e in errors
     ]
     return StatusError(422, "Invalid", f'{kind} "{name}" is invalid: {summary}', details)
+
+
+def no_such_resource() -> StatusError:
+    """404 for a path that names no resource (upstream's generic NotFound)."""
+    return StatusError(404, "NotFound", "the server could not find the requested resource", {})
 
 
 def bad_request(message: str) -> StatusError:
@@ -223,10 +238,12 @@ def too_large(message: str = "Request entity too large: limit is 3145728") -> St
 
 def unsupported_media_type(content_type: str) -> StatusError:
     return StatusError(
-        415, "UnsupportedMediaType", f'the body of the request was in an unknown format - '
-        f'accepted media types include: application/json, application/yaml, '
-        f'application/json-patch+json, application/merge-patch+json, '
-        f'application/strategic-merge-patch+json ({content_type!r})',
+        415,
+        "UnsupportedMediaType",
+        f"the body of the request was in an unknown format - "
+        f"accepted media types include: application/json, application/yaml, "
+        f"application/json-patch+json, application/merge-patch+json, "
+        f"application/strategic-merge-patch+json ({content_type!r})",
     )
 
 

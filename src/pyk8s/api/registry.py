@@ -88,11 +88,36 @@ _STATUS = ("status",)
 
 RESOURCES: tuple[Resource, ...] = (
     # core/v1
-    _r("", "v1", "Namespace", "namespaces", False, ["ns"], sub=["status", "finalize"],
-       verbs=("create", "delete", "get", "list", "patch", "update", "watch")),
-    _r("", "v1", "Pod", "pods", True, ["po"], ALL,
-       ["status", "binding", "log", "exec", "attach", "portforward", "eviction",
-        "ephemeralcontainers", "proxy"]),
+    _r(
+        "",
+        "v1",
+        "Namespace",
+        "namespaces",
+        False,
+        ["ns"],
+        sub=["status", "finalize"],
+        verbs=("create", "delete", "get", "list", "patch", "update", "watch"),
+    ),
+    _r(
+        "",
+        "v1",
+        "Pod",
+        "pods",
+        True,
+        ["po"],
+        ALL,
+        [
+            "status",
+            "binding",
+            "log",
+            "exec",
+            "attach",
+            "portforward",
+            "eviction",
+            "ephemeralcontainers",
+            "proxy",
+        ],
+    ),
     _r("", "v1", "Service", "services", True, ["svc"], ALL, ["status", "proxy"]),
     _r("", "v1", "Endpoints", "endpoints", True, ["ep"]),
     _r("", "v1", "ConfigMap", "configmaps", True, ["cm"]),
@@ -105,8 +130,16 @@ RESOURCES: tuple[Resource, ...] = (
     _r("", "v1", "LimitRange", "limitranges", True, ["limits"]),
     _r("", "v1", "ResourceQuota", "resourcequotas", True, ["quota"], sub=_STATUS),
     _r("", "v1", "PodTemplate", "podtemplates", True),
-    _r("", "v1", "ReplicationController", "replicationcontrollers", True, ["rc"], ALL,
-       ["status", "scale"]),
+    _r(
+        "",
+        "v1",
+        "ReplicationController",
+        "replicationcontrollers",
+        True,
+        ["rc"],
+        ALL,
+        ["status", "scale"],
+    ),
     _r("", "v1", "Binding", "bindings", True, verbs=("create",)),
     # apps/v1
     _r("apps", "v1", "Deployment", "deployments", True, ["deploy"], ALL, ["status", "scale"]),
@@ -118,10 +151,26 @@ RESOURCES: tuple[Resource, ...] = (
     _r("batch", "v1", "Job", "jobs", True, (), ALL, _STATUS),
     _r("batch", "v1", "CronJob", "cronjobs", True, ["cj"], ALL, _STATUS),
     # autoscaling
-    _r("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
-       ["hpa"], ALL, _STATUS),
-    _r("autoscaling", "v1", "HorizontalPodAutoscaler", "horizontalpodautoscalers", True,
-       ["hpa"], ALL, _STATUS),
+    _r(
+        "autoscaling",
+        "v2",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        True,
+        ["hpa"],
+        ALL,
+        _STATUS,
+    ),
+    _r(
+        "autoscaling",
+        "v1",
+        "HorizontalPodAutoscaler",
+        "horizontalpodautoscalers",
+        True,
+        ["hpa"],
+        ALL,
+        _STATUS,
+    ),
     # networking.k8s.io/v1
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", True, ["ing"], sub=_STATUS),
     _r("networking.k8s.io", "v1", "IngressClass", "ingressclasses", False),
@@ -140,8 +189,7 @@ RESOURCES: tuple[Resource, ...] = (
     # scheduling.k8s.io/v1
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ["pc"]),
     # policy/v1
-    _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ["pdb"],
-       sub=_STATUS),
+    _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ["pdb"], sub=_STATUS),
     # events.k8s.io/v1
     _r("events.k8s.io", "v1", "Event", "events", True, ["ev"]),
 )

@@ -58,7 +58,8 @@ class Schemas:
         props = self.resolve(node).get("properties")
         if not props or name not in props:
             return None
-        return props[name]
+        prop: JSON = props[name]
+        return prop
 
     def items(self, node: JSON) -> JSON | None:
         """The schema of an array's items (resolved), or None."""

@@ -1685,12 +1685,6 @@ async def _built(ready: bool, get: Callable[[], Any]) -> Any:
     return get() if ready else await asyncio.to_thread(get)
 
 
-def _not_found() -> errors.StatusError:
-    return errors.StatusError(
-        404, "NotFound", "the server could not find the requested resource", {}
-    )
-
-
 async def serve(
     request: web.Request, registry: Registry, parts: tuple[str, ...]
 ) -> web.StreamResponse:
@@ -1711,7 +1705,7 @@ async def serve(
         blob = await _built(docs.has_v2_protobuf, docs.v2_protobuf)
         return _respond(request, blob, PB_V2_CT, docs.built_at, vary)
     if parts[:2] != ("openapi", "v3"):
-        raise _not_found()
+        raise errors.no_such_resource()
     if len(parts) == 2:
         index = await _built(docs.has_v3, docs.v3_index)
         return _respond(request, index, JSON_CT, docs.built_at)
@@ -1719,7 +1713,7 @@ async def serve(
     blobs: dict[str, Blob] = await _built(docs.has_v3, docs.v3)
     blob = blobs.get(key)
     if blob is None:
-        raise _not_found()
+        raise errors.no_such_resource()
     if _negotiate(request, [("application", "json")]) is None:
         raise errors.not_acceptable("only the following media types are accepted: application/json")
     headers = {"Vary": "Accept"}

@@ -1,0 +1,379 @@
+"""What the official schema alone can say: unknown fields, type mismatches, required keys.
+
+Upstream learns these while decoding JSON into Go structs, so they come back in that
+decoder's words: an unknown field is ``unknown field "spec.foo"`` (reported, dropped, or
+rejected per ``fieldValidation``), and a wrong type is the 400 ``json: cannot unmarshal
+string into Go struct field DeploymentSpec.spec.replicas of type int32``. We walk the
+object beside its schema from kubernetes-validate; each schema node is classified once
+and cached by identity, so a write costs one pass over the object, not over the schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyk8s.api import errors
+from pyk8s.api.errors import FieldError
+from pyk8s.api.quantity import ERR_FORMAT_WRONG, QuantityError, parse_quantity
+from pyk8s.api.registry import Resource
+from pyk8s.api.schema import JSON, schemas
+
+# ---------------------------------------------------------------- node classification
+
+
+@dataclass(eq=False)
+class Node:
+    kind: str  # struct | map | array | string | int | number | bool | quantity |
+    # intstr | time | bytes | any
+    go: str  # the Go type name, for decode errors
+    struct: str = ""  # the Go struct name, for struct nodes
+    props: dict[str, JSON] = field(default_factory=dict)
+    required: tuple[str, ...] = ()
+    sub: JSON | None = None  # items / additionalProperties schema
+
+
+_OPAQUE = {
+    "io.k8s.apimachinery.pkg.runtime.RawExtension",
+    "io.k8s.apimachinery.pkg.apis.meta.v1.FieldsV1",
+    "io.k8s.apiextensions-apiserver.pkg.apis.apiextensions.v1.JSON",
+}
+_SPECIAL = {
+    "io.k8s.apimachinery.pkg.api.resource.Quantity": ("quantity", "resource.Quantity"),
+    "io.k8s.apimachinery.pkg.util.intstr.IntOrString": ("intstr", "intstr.IntOrString"),
+    "io.k8s.apimachinery.pkg.apis.meta.v1.Time": ("time", "v1.Time"),
+    "io.k8s.apimachinery.pkg.apis.meta.v1.MicroTime": ("time", "v1.MicroTime"),
+}
+
+_cache: dict[int, Node] = {}
+
+
+def _ref_name(node: JSON) -> str | None:
+    ref = node.get("$ref")
+    if ref is None:
+        all_of = node.get("allOf")
+        if all_of and len(all_of) == 1 and "$ref" in all_of[0]:
+            ref = all_of[0]["$ref"]
+    return ref.rsplit("/", 1)[-1] if isinstance(ref, str) else None
+
+
+def _go_struct_name(def_name: str) -> tuple[str, str]:
+    parts = def_name.split(".")
+    return parts[-1], f"{parts[-2]}.{parts[-1]}"
+
+
+def classify(node: JSON) -> Node:
+    key = id(node)
+    hit = _cache.get(key)
+    if hit is not None:
+        return hit
+    out = _classify(node)
+    _cache[key] = out
+    return out
+
+
+def _classify(node: JSON) -> Node:
+    sch = schemas()
+    name = _ref_name(node)
+    while name is not None:
+        if name in _SPECIAL:
+            kind, go = _SPECIAL[name]
+            return Node(kind, go)
+        if name in _OPAQUE:
+            return Node("any", "interface {}")
+        target = sch.definitions[name]
+        if "properties" in target:
+            struct, go = _go_struct_name(name)
+            return Node(
+                "struct", go, struct, target["properties"], tuple(target.get("required", ()))
+            )
+        nxt = _ref_name(target)
+        if nxt is None:
+            node = target
+            break
+        name = nxt
+    t = node.get("type")
+    types = {t} if isinstance(t, str) else set(t or ())
+    types.discard("null")
+    if "array" in types:
+        item = node.get("items")
+        sub = item if isinstance(item, dict) else {}
+        return Node("array", "[]" + classify(sub).go if sub else "[]interface {}", sub=sub)
+    if "object" in types:
+        extra = node.get("additionalProperties")
+        if isinstance(extra, dict):
+            return Node("map", "map[string]" + classify(extra).go, sub=extra)
+        if "properties" in node:
+            return Node("struct", "struct", "", node["properties"], tuple(node.get("required", ())))
+        return Node("any", "map[string]interface {}")
+    if "string" in types:
+        if node.get("format") == "byte":
+            return Node("bytes", "[]uint8")
+        if node.get("format") == "date-time":
+            return Node("time", "v1.Time")
+        return Node("string", "string")
+    if "integer" in types:
+        return Node("int", node.get("format") or "int64")
+    if "number" in types:
+        return Node("number", "float64")
+    if "boolean" in types:
+        return Node("bool", "bool")
+    return Node("any", "interface {}")
+
+
+@functools.cache
+def _root(group: str, version: str, kind: str) -> Node | None:
+    name = schemas().name_for(group, version, kind)
+    if name is None:
+        return None
+    return _classify({"$ref": f"#/$defs/{name}"})  # not via the id-keyed cache: a temp dict
+
+
+def _root_for(resource: Resource) -> Node | None:
+    return _root(resource.group, resource.version, resource.kind)
+
+
+# ---------------------------------------------------------------- unknown fields
+
+
+def unknown_fields(resource: Resource, obj: JSON) -> list[str]:
+    """Paths of fields the schema does not know (``spec.containers[0].foo``), in order."""
+    root = _root_for(resource)
+    out: list[str] = []
+    if root is not None and isinstance(obj, dict):
+        _unknown(root, obj, "", out)
+    return out
+
+
+def _unknown(node: Node, value: Any, path: str, out: list[str]) -> None:
+    if node.kind == "struct" and isinstance(value, dict):
+        for k, v in value.items():
+            p = f"{path}.{k}" if path else k
+            sub = node.props.get(k)
+            if sub is None:
+                out.append(p)
+            elif v is not None:
+                _unknown(classify(sub), v, p, out)
+    elif node.kind == "array" and isinstance(value, list) and node.sub:
+        item = classify(node.sub)
+        if item.kind in ("struct", "array", "map"):
+            for n, v in enumerate(value):
+                _unknown(item, v, f"{path}[{n}]", out)
+    elif node.kind == "map" and isinstance(value, dict) and node.sub:
+        item = classify(node.sub)
+        if item.kind in ("struct", "array", "map"):
+            for k, v in value.items():
+                _unknown(item, v, f"{path}.{k}", out)
+
+
+# ---------------------------------------------------------------- decode errors
+
+
+def _json_type(v: Any) -> str:
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int | float):
+        return "number"
+    if isinstance(v, str):
+        return "string"
+    if isinstance(v, list):
+        return "array"
+    return "object"
+
+
+_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
+_RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
+
+
+def decode_errors(resource: Resource, obj: JSON) -> list[str]:
+    """Type mismatches upstream's decoder rejects with 400, in its words, document order.
+
+    The caller prefixes them as upstream does: ``<Kind> in version "<v>" cannot be
+    handled as a <Kind>: <message>`` (upstream reports the first one).
+    """
+    root = _root_for(resource)
+    out: list[str] = []
+    if root is not None and isinstance(obj, dict):
+        _decode(root, obj, resource.kind, "", out)
+    return out
+
+
+def _mismatch(jtype: str, struct: str, path: str, go: str) -> str:
+    return f"json: cannot unmarshal {jtype} into Go struct field {struct}.{path} of type {go}"
+
+
+def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> None:
+    """Check ``value`` (not null) against ``node``; ``struct``/``path`` name the field."""
+    kind = node.kind
+    if kind == "any":
+        return
+    if kind == "struct":
+        if not isinstance(value, dict):
+            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            return
+        for k, v in value.items():
+            sub = node.props.get(k)
+            if sub is None or v is None:
+                continue
+            _decode(classify(sub), v, node.struct or struct, f"{path}.{k}" if path else k, out)
+        return
+    if kind == "array":
+        if not isinstance(value, list):
+            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            return
+        if node.sub:
+            item = classify(node.sub)
+            for v in value:
+                if v is not None:
+                    _decode(item, v, struct, path, out)
+        return
+    if kind == "map":
+        if not isinstance(value, dict):
+            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            return
+        if node.sub:
+            item = classify(node.sub)
+            for v in value.values():
+                if v is not None:
+                    _decode(item, v, struct, path, out)
+        return
+    if kind == "quantity":
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            try:
+                parse_quantity(value.strip() if isinstance(value, str) else value)
+            except QuantityError as err:
+                out.append(str(err))
+            return
+        out.append(ERR_FORMAT_WRONG)
+        return
+    if kind == "intstr":
+        if isinstance(value, str):
+            return
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not -(2**31) <= value < 2**31:
+                out.append(f"json: cannot unmarshal number {value} into Go value of type int32")
+            return
+        if isinstance(value, float):
+            out.append(f"json: cannot unmarshal number {value!r} into Go value of type int32")
+            return
+        out.append(f"json: cannot unmarshal {_json_type(value)} into Go value of type int32")
+        return
+    if kind == "time":
+        if not isinstance(value, str):
+            out.append(f"json: cannot unmarshal {_json_type(value)} into Go value of type string")
+        elif value and not _RFC3339.fullmatch(value):
+            out.append(
+                f'parsing time "{value}" as "2006-01-02T15:04:05Z07:00": cannot parse '
+                f'"{value}" as "2006"'
+            )
+        return
+    if kind == "bytes":
+        if not isinstance(value, str):
+            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            return
+        bad = base64_error(value)
+        if bad is not None:
+            out.append(f"illegal base64 data at input byte {bad}")
+        return
+    if kind == "string":
+        if not isinstance(value, str):
+            out.append(_mismatch(_json_type(value), struct, path, node.go))
+        return
+    if kind == "bool":
+        if not isinstance(value, bool):
+            out.append(_mismatch(_json_type(value), struct, path, node.go))
+        return
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            return
+        lo, hi = _INT_RANGES.get(node.go, _INT_RANGES["int64"])
+        if isinstance(value, float) or not lo <= value <= hi:
+            shown = repr(value) if isinstance(value, float) else str(value)
+            out.append(_mismatch(f"number {shown}", struct, path, node.go))
+        return
+    if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        out.append(_mismatch(_json_type(value), struct, path, node.go))
+
+
+_B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
+
+
+def base64_error(text: str) -> int | None:
+    """Where Go's ``base64.StdEncoding`` gives up on ``text`` (None: it decodes)."""
+    src = text.encode()
+    n = len(src)
+    si = 0
+    while True:
+        j = 0
+        while j < 4:
+            if si == n:
+                if j == 0:
+                    return None
+                return si - j
+            c = src[si]
+            si += 1
+            if c in (0x0A, 0x0D):
+                continue
+            if c in _B64:
+                j += 1
+                continue
+            if c != ord("="):
+                return si - 1
+            # padding
+            if j in (0, 1):
+                return si - 1
+            if j == 2:
+                while si < n and src[si] in (0x0A, 0x0D):
+                    si += 1
+                if si == n:
+                    return n
+                if src[si] != ord("="):
+                    return si - 1
+                si += 1
+            while si < n and src[si] in (0x0A, 0x0D):
+                si += 1
+            if si < n:
+                return si
+            return None
+
+
+# ---------------------------------------------------------------- required keys
+
+
+def schema_required(resource: Resource, obj: JSON) -> list[FieldError]:
+    """``Required value`` for keys the schema marks required and the object lacks.
+
+    The top-level ``status`` is skipped: create resets it and status writers are
+    trusted components.
+    """
+    root = _root_for(resource)
+    out: list[FieldError] = []
+    if root is not None and isinstance(obj, dict):
+        _required(root, obj, "", out, top=True)
+    return out
+
+
+def _required(node: Node, value: Any, path: str, out: list[FieldError], top: bool = False) -> None:
+    if node.kind == "struct" and isinstance(value, dict):
+        for k in node.required:
+            if value.get(k) is None:
+                out.append(errors.required(f"{path}.{k}" if path else k))
+        for k, v in value.items():
+            if v is None or (top and k == "status"):
+                continue
+            sub = node.props.get(k)
+            if sub is not None:
+                _required(classify(sub), v, f"{path}.{k}" if path else k, out)
+    elif node.kind == "array" and isinstance(value, list) and node.sub:
+        item = classify(node.sub)
+        if item.kind in ("struct", "array", "map"):
+            for n, v in enumerate(value):
+                _required(item, v, f"{path}[{n}]", out)
+    elif node.kind == "map" and isinstance(value, dict) and node.sub:
+        item = classify(node.sub)
+        if item.kind in ("struct", "array", "map"):
+            for k, v in value.items():
+                _required(item, v, f"{path}[{k}]", out)

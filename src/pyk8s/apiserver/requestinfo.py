@@ -1,0 +1,91 @@
+"""Parse a request path the way upstream's RequestInfoFactory does.
+
+``/api/v1/namespaces/default/pods/web/log`` becomes group "", version v1, namespace
+default, resource pods, name web, subresource log, and a verb from the HTTP method
+(GET on a collection is ``list``, or ``watch`` with ``?watch=true``). Authorization,
+routing and audit all work on this one structure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyk8s.api.registry import Registry
+
+
+@dataclass(frozen=True, slots=True)
+class RequestInfo:
+    resource_request: bool
+    path: str
+    verb: str
+    group: str = ""
+    version: str = ""
+    namespace: str = ""
+    resource: str = ""
+    name: str = ""
+    subresource: str = ""
+    #: the request's path within the API prefix (for non-resource GETs like /api/v1)
+    parts: tuple[str, ...] = ()
+
+
+_METHOD_VERBS = {
+    "POST": "create",
+    "PUT": "update",
+    "PATCH": "patch",
+    "GET": "get",
+    "HEAD": "get",
+    "DELETE": "delete",
+}
+
+
+def parse_request(method: str, path: str, query: dict[str, str], registry: Registry) -> RequestInfo:
+    parts = [p for p in path.split("/") if p]
+    method = method.upper()
+    verb = _METHOD_VERBS.get(method, method.lower())
+    if not parts or parts[0] not in ("api", "apis"):
+        return RequestInfo(False, path, verb.replace("create", "post"), parts=tuple(parts))
+    if parts[0] == "api":
+        if len(parts) < 2:
+            return RequestInfo(False, path, verb, parts=tuple(parts))
+        group, version, rest = "", parts[1], parts[2:]
+    else:
+        if len(parts) < 3:
+            return RequestInfo(False, path, verb, parts=tuple(parts))
+        group, version, rest = parts[1], parts[2], parts[3:]
+    if not rest:
+        return RequestInfo(False, path, verb, group, version, parts=tuple(parts))
+
+    watch_prefix = False
+    if rest[0] == "watch":  # the deprecated /api/v1/watch/... form
+        watch_prefix = True
+        rest = rest[1:]
+
+    namespace = ""
+    if len(rest) >= 3 and rest[0] == "namespaces":
+        candidate = registry.get(group, version, rest[2])
+        if candidate is not None and candidate.namespaced:
+            namespace = rest[1]
+            rest = rest[2:]
+        elif rest[2] not in ("status", "finalize"):
+            # /api/v1/namespaces/ns/unknown: a namespaced request for an unknown resource
+            namespace = rest[1]
+            rest = rest[2:]
+    elif len(rest) == 2 and rest[0] == "namespaces" and group == "":
+        pass  # GET /api/v1/namespaces/<name>: the namespace itself
+    resource = rest[0] if rest else ""
+    name = rest[1] if len(rest) > 1 else ""
+    subresource = rest[2] if len(rest) > 2 else ""
+    if len(rest) > 3 and subresource != "proxy":
+        subresource = "/".join(rest[2:])
+
+    if watch_prefix or (
+        method in ("GET", "HEAD") and query.get("watch", "").lower() in ("true", "1")
+    ):
+        verb = "watch"
+    elif method in ("GET", "HEAD") and not name:
+        verb = "list"
+    elif method == "DELETE" and not name:
+        verb = "deletecollection"
+    return RequestInfo(
+        True, path, verb, group, version, namespace, resource, name, subresource, tuple(parts)
+    )

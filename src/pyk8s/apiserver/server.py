@@ -1,0 +1,392 @@
+"""The API server's HTTP surface: one aiohttp handler that routes like upstream.
+
+Every request goes through the same steps, in upstream's order: parse the path into a
+RequestInfo, authenticate, authorize, then the verb. Errors anywhere become a ``Status``
+with upstream's code and reason. Resource verbs live in :mod:`.handlers`; this module
+holds the non-resource endpoints (health, version, discovery, metrics, OpenAPI), the
+routing, and the bootstrap objects every cluster has (system namespaces, the
+``kubernetes`` Service).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import platform
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from pyk8s import __version__
+from pyk8s.api import errors
+from pyk8s.api.registry import REGISTRY, Registry
+from pyk8s.apiserver import discovery
+from pyk8s.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
+from pyk8s.apiserver.authn import AuthenticationFailed, Authenticator, UserInfo
+from pyk8s.apiserver.authz import (
+    AlwaysAllowAuthenticated,
+    Authorizer,
+    RequestAttributes,
+    forbidden,
+)
+from pyk8s.apiserver.handlers import ResourceHandlers
+from pyk8s.apiserver.requestinfo import RequestInfo, parse_request
+from pyk8s.apiserver.watchcache import WatchCache
+from pyk8s.storage import Compactor, Store, StoreError, Unavailable
+
+log = logging.getLogger(__name__)
+
+KUBERNETES_VERSION = "v1.32.0"
+
+UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+
+JSON_CT = "application/json"
+
+
+@dataclass
+class Config:
+    service_cidr: str = "10.43.0.0/16"
+    node_port_range: tuple[int, int] = (30000, 32767)
+    #: address clients reach this server at (for the kubernetes Service endpoints)
+    advertise_address: str = "127.0.0.1"
+    secure_port: int = 6443
+    compact_interval: float = 300.0
+    #: answer requests without credentials as system:anonymous instead of 401
+    anonymous: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def json_response(
+    data: Any,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = JSON_CT,
+) -> web.Response:
+    body = data if isinstance(data, bytes) else orjson.dumps(data)
+    resp = web.Response(body=body, status=status, headers=headers)
+    resp.headers["Content-Type"] = content_type
+    return resp
+
+
+def status_response(err: errors.StatusError) -> web.Response:
+    return json_response(err.status(), err.code)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "apiserver_request_total",
+            "Requests by verb, resource and code",
+            ["verb", "group", "resource", "subresource", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "apiserver_request_duration_seconds",
+            "Request latency by verb and resource",
+            ["verb", "group", "resource"],
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.watchers = Gauge(
+            "apiserver_registered_watchers",
+            "Open watches",
+            ["resource"],
+            registry=self.registry,
+        )
+        self.cache_revision = Gauge(
+            "apiserver_watch_cache_resource_version",
+            "Latest revision in the watch cache",
+            registry=self.registry,
+        )
+
+
+class APIServer:
+    """The API server over one store. ``app`` is the aiohttp application."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        authenticator: Authenticator | None = None,
+        authorizer: Authorizer | None = None,
+        config: Config | None = None,
+        registry: Registry = REGISTRY,
+    ) -> None:
+        self.store = store
+        self.config = config or Config()
+        self.registry = registry
+        self.authenticator = authenticator
+        self.authorizer: Authorizer = authorizer or AlwaysAllowAuthenticated()
+        self.cache = WatchCache(store)
+        self.metrics = Metrics()
+        self.cluster_ips = ClusterIPAllocator(store, self.config.service_cidr)
+        self.node_ports = NodePortAllocator(store, *self.config.node_port_range)
+        self.compactor = Compactor(store, self.config.compact_interval)
+        self.handlers = ResourceHandlers(self)
+        self.app = web.Application(client_max_size=4 * 1024 * 1024)
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self._ready = False
+        self.started_at = time.time()
+
+    async def start(self) -> None:
+        await self.cache.start()
+        await self.bootstrap()
+        if self.config.compact_interval > 0:
+            self.compactor.start()
+        self._ready = True
+
+    async def stop(self) -> None:
+        self._ready = False
+        await self.compactor.stop()
+        await self.handlers.close_watches()
+        await self.cache.stop()
+
+    # ------------------------------------------------------------------ bootstrap
+
+    async def bootstrap(self) -> None:
+        """The objects every cluster starts with (idempotent)."""
+        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            await self.handlers.ensure(
+                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+            )
+        ip = self.cluster_ips.nth(1)
+        await self.handlers.ensure(
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": "kubernetes",
+                    "namespace": "default",
+                    "labels": {"component": "apiserver", "provider": "kubernetes"},
+                },
+                "spec": {
+                    "type": "ClusterIP",
+                    "clusterIP": ip,
+                    "clusterIPs": [ip],
+                    "ports": [
+                        {
+                            "name": "https",
+                            "port": 443,
+                            "protocol": "TCP",
+                            "targetPort": self.config.secure_port,
+                        }
+                    ],
+                    "sessionAffinity": "None",
+                },
+            }
+        )
+        endpoints = {
+            "apiVersion": "v1",
+            "kind": "Endpoints",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
+            },
+            "subsets": [
+                {
+                    "addresses": [{"ip": self.config.advertise_address}],
+                    "ports": [
+                        {"name": "https", "port": self.config.secure_port, "protocol": "TCP"}
+                    ],
+                }
+            ],
+        }
+        await self.handlers.ensure(endpoints, update=True)
+
+    # ------------------------------------------------------------------ dispatch
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        start = time.perf_counter()
+        info: RequestInfo | None = None
+        code = 500
+        try:
+            info = parse_request(request.method, request.path, dict(request.query), self.registry)
+            resp = await self._dispatch(request, info)
+            code = resp.status
+            return resp
+        except errors.StatusError as err:
+            code = err.code
+            if isinstance(err, AuthenticationFailed):
+                log.info("authentication failed: %s", err)
+            return status_response(err)
+        except Unavailable as err:
+            code = 503
+            return status_response(errors.service_unavailable(str(err)))
+        except StoreError as err:
+            code = 500
+            log.exception("store error")
+            return status_response(errors.internal(str(err)))
+        except (ConnectionResetError, asyncio.CancelledError):
+            code = 499
+            raise
+        except Exception as err:
+            code = 500
+            log.exception("unhandled error serving %s %s", request.method, request.path)
+            return status_response(errors.internal(f"{type(err).__name__}: {err}"))
+        finally:
+            if info is not None and info.resource_request:
+                labels = (info.verb, info.group, info.resource)
+                self.metrics.requests.labels(*labels, info.subresource, str(code)).inc()
+                if info.verb != "watch":
+                    self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+
+    async def _dispatch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
+        path = request.path.rstrip("/") or "/"
+        if path in UNAUTHENTICATED_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            return self._health_or_version(path, request)
+        user = await self.authenticate(request)
+        await self.authorize(user, info)
+        request["user"] = user
+        if path == "/metrics":
+            self.metrics.cache_revision.set(self.cache.revision)
+            return web.Response(
+                body=generate_latest(self.metrics.registry),
+                headers={"Content-Type": "text/plain; version=0.0.4"},
+            )
+        if not info.resource_request:
+            return await self._non_resource(request, info, path)
+        return await self.handlers.serve(request, info)
+
+    async def authenticate(self, request: web.Request) -> UserInfo:
+        if self.authenticator is not None:
+            user = await self.authenticator.authenticate(request)
+            if user is not None:
+                return user
+        if self.config.anonymous or self.authenticator is None:
+            return UserInfo("system:anonymous", groups=("system:unauthenticated",))
+        raise errors.unauthorized()
+
+    async def authorize(self, user: UserInfo, info: RequestInfo) -> None:
+        attrs = RequestAttributes(
+            verb=info.verb,
+            api_group=info.group,
+            resource=info.resource,
+            subresource=info.subresource,
+            namespace=info.namespace,
+            name=info.name,
+            path=info.path,
+            resource_request=info.resource_request,
+            api_version=info.version,
+        )
+        if self.authenticator is None:
+            return  # no authentication configured (tests): everything is allowed
+        decision = await self.authorizer.authorize(user, attrs)
+        if not decision.allowed:
+            raise forbidden(user, attrs, decision.reason)
+
+    def _health_or_version(self, path: str, request: web.Request) -> web.Response:
+        if path == "/version":
+            return json_response(version_info())
+        ready = self._ready and self.cache.ready.is_set()
+        name = path.strip("/").split("/")[0]
+        if name == "readyz" and not ready:
+            return web.Response(status=500, text="[-]watch-cache not ready\nreadyz check failed")
+        if "verbose" in request.query:
+            checks = ["ping", "log", "etcd", "poststarthook/start-watch-cache"]
+            body = "".join(f"[+]{c} ok\n" for c in checks) + f"{name} check passed\n"
+            return web.Response(text=body)
+        return web.Response(text="ok")
+
+    async def _non_resource(
+        self, request: web.Request, info: RequestInfo, path: str
+    ) -> web.StreamResponse:
+        if request.method not in ("GET", "HEAD"):
+            raise errors.method_not_allowed(f"method {request.method} is not allowed on {path}")
+        accept = request.headers.get("Accept", "")
+        parts = info.parts
+        if path == "/api":
+            agg = _aggregated_version(accept)
+            if agg:
+                return json_response(
+                    discovery.aggregated(self.registry, core=True, version=agg),
+                    content_type=_aggregated_content_type(agg),
+                )
+            return json_response(
+                discovery.api_versions(f"{self.config.advertise_address}:{self.config.secure_port}")
+            )
+        if path == "/apis":
+            agg = _aggregated_version(accept)
+            if agg:
+                return json_response(
+                    discovery.aggregated(self.registry, core=False, version=agg),
+                    content_type=_aggregated_content_type(agg),
+                )
+            return json_response(discovery.api_group_list(self.registry))
+        groups = self.registry.group_versions()
+        if len(parts) == 2 and parts[0] == "api" and parts[1] == "v1":
+            return json_response(discovery.resource_list(self.registry, "", "v1"))
+        if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups:
+            return json_response(discovery.api_group(self.registry, parts[1]))
+        if len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], ()):
+            return json_response(discovery.resource_list(self.registry, parts[1], parts[2]))
+        if parts and parts[0] == "openapi":
+            from pyk8s.apiserver import openapi
+
+            return await openapi.serve(request, self.registry, parts)
+        if path == "/":
+            paths = [
+                "/api",
+                "/api/v1",
+                "/apis",
+                "/healthz",
+                "/livez",
+                "/metrics",
+                "/openapi/v2",
+                "/openapi/v3",
+                "/readyz",
+                "/version",
+            ]
+            paths += [f"/apis/{g}" for g in groups if g]
+            paths += [f"/apis/{g}/{v}" for g, vs in groups.items() if g for v in vs]
+            return json_response({"paths": sorted(paths)})
+        raise errors.no_such_resource()
+
+
+def _aggregated_version(accept: str) -> str | None:
+    """The aggregated discovery version a client asks for first, if any."""
+    for part in accept.split(","):
+        params = {
+            k.strip(): v.strip() for k, _, v in (p.partition("=") for p in part.split(";")[1:])
+        }
+        if params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList":
+            if params.get("v") in ("v2", "v2beta1"):
+                return params["v"]
+        elif part.split(";")[0].strip() in ("application/json", "*/*"):
+            return None
+    return None
+
+
+def _aggregated_content_type(version: str) -> str:
+    return f"application/json;g=apidiscovery.k8s.io;v={version};as=APIGroupDiscoveryList"
+
+
+def version_info() -> dict[str, str]:
+    major, minor, _ = KUBERNETES_VERSION.lstrip("v").split(".")
+    return {
+        "major": major,
+        "minor": minor,
+        "gitVersion": f"{KUBERNETES_VERSION}+pyk8s",
+        "gitCommit": __version__,
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": f"python{platform.python_version()}",
+        "compiler": platform.python_implementation().lower(),
+        "platform": f"{platform.system().lower()}/{_arch()}",
+    }
+
+
+def _arch() -> str:
+    m = platform.machine().lower()
+    return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
+
+
+async def serve_forever(server: APIServer, runner: web.AppRunner) -> None:  # pragma: no cover
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.Event().wait()

@@ -1,0 +1,274 @@
+"""The watch cache: one store watch, fanned out to every list and watch request.
+
+Upstream's API server does not scan etcd per LIST or open an etcd watch per client; it
+keeps one watch per resource and serves from memory. We do the same with one watch on the
+whole ``/registry/`` prefix:
+
+* ``objects`` holds the latest state of every key, decoded once, with its
+  ``resourceVersion`` filled in and its JSON encoding kept, so that a LIST of 10,000 pods
+  joins ready-made bytes instead of encoding 10,000 dicts;
+* ``history`` keeps a window of recent events, so a client that re-watches from the
+  resourceVersion of its last LIST gets exactly what it missed; a resourceVersion older
+  than the window is answered with 410 Gone, as upstream does, and the client relists;
+* ``wait_for(revision)`` lets a request that must be consistent (a LIST without a
+  resourceVersion) wait until the cache has caught up with the store.
+
+Objects handed out are shared: callers must copy before changing them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from pyk8s.storage import Compacted, Event, EventType, Store, StoreError, Watch, next_start
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+
+ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+
+def decode(value: bytes, revision: int) -> tuple[JSON, bytes]:
+    """A stored value as an object with its resourceVersion, and that object's JSON."""
+    obj: JSON = orjson.loads(value)
+    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    return obj, orjson.dumps(obj)
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One object as the cache holds it."""
+
+    key: str
+    obj: JSON
+    raw: bytes
+    revision: int
+
+
+def tombstone(last: Entry, revision: int) -> Entry:
+    """What a DELETED event carries: the last state, at the delete's resourceVersion
+    (as upstream's etcd watcher reports it)."""
+    obj = {**last.obj, "metadata": {**last.obj.get("metadata", {})}}
+    obj["metadata"]["resourceVersion"] = str(revision)
+    return Entry(last.key, obj, orjson.dumps(obj), revision)
+
+
+@dataclass(frozen=True, slots=True)
+class CacheEvent:
+    type: str  # ADDED | MODIFIED | DELETED
+    key: str
+    revision: int
+    entry: Entry  # the new state (for DELETED: the last state, at the delete's revision)
+    prev: Entry | None
+
+
+class TooOld(Exception):
+    """The requested resourceVersion is older than the history the cache keeps."""
+
+    def __init__(self, requested: int, oldest: int) -> None:
+        super().__init__(f"too old resource version: {requested} ({oldest})")
+        self.requested = requested
+        self.oldest = oldest
+
+
+class NotReady(Exception):
+    """The cache did not catch up with a revision in time."""
+
+
+Filter = Callable[[JSON], bool]
+
+
+class CacheWatcher:
+    """One client watch: events under ``prefix`` after a revision, as a queue."""
+
+    def __init__(self, cache: WatchCache, prefix: str, matches: Filter | None) -> None:
+        self.cache = cache
+        self.prefix = prefix
+        self.matches = matches
+        self.queue: asyncio.Queue[CacheEvent | None] = asyncio.Queue()
+        self.closed = False
+
+    def offer(self, ev: CacheEvent) -> None:
+        if self.closed or not ev.key.startswith(self.prefix):
+            return
+        out = self._filtered(ev)
+        if out is not None:
+            self.queue.put_nowait(out)
+
+    def _filtered(self, ev: CacheEvent) -> CacheEvent | None:
+        """Upstream's rule: with a selector, an object that stops matching is DELETED for
+        this watcher, and one that starts matching is ADDED."""
+        if self.matches is None:
+            return ev
+        now = ev.type != DELETED and self.matches(ev.entry.obj)
+        before = ev.prev is not None and self.matches(ev.prev.obj)
+        if ev.type == DELETED:
+            return ev if self.matches(ev.entry.obj) else None
+        if now and before:
+            return ev
+        if now:
+            return CacheEvent(ADDED, ev.key, ev.revision, ev.entry, None)
+        if before:
+            assert ev.prev is not None
+            gone = tombstone(ev.entry, ev.revision)
+            return CacheEvent(DELETED, ev.key, ev.revision, gone, ev.prev)
+        return None
+
+    async def next(self) -> CacheEvent | None:
+        """The next event, or None when the watch was closed (cache stopped)."""
+        return await self.queue.get()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.cache._watchers.discard(self)
+            self.queue.put_nowait(None)
+
+
+class WatchCache:
+    def __init__(self, store: Store, prefix: str = "/registry/", history: int = 10_000) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.revision = 0
+        self.objects: dict[str, Entry] = {}
+        self.history: deque[CacheEvent] = deque(maxlen=history)
+        #: the revision from which ``history`` is complete (events after it are all there)
+        self.history_start = 0
+        self._watchers: set[CacheWatcher] = set()
+        self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._store_watch: Watch | None = None
+        self.ready = asyncio.Event()
+
+    async def start(self) -> None:
+        await self._load()
+        self._task = asyncio.create_task(self._run(), name="watch-cache")
+
+    async def _load(self) -> None:
+        objects: dict[str, Entry] = {}
+        page = await self.store.list(self.prefix, limit=5000)
+        revision = page.revision
+        while True:
+            for kv in page.kvs:
+                try:
+                    obj, raw = decode(kv.value, kv.mod_revision)
+                except orjson.JSONDecodeError:
+                    log.warning("skipping undecodable value at %s", kv.key)
+                    continue
+                objects[kv.key] = Entry(kv.key, obj, raw, kv.mod_revision)
+            if not page.more:
+                break
+            page = await self.store.list(
+                self.prefix, limit=5000, start=next_start(page), revision=revision
+            )
+        self.objects = objects
+        self.revision = self.history_start = revision
+        self.history.clear()
+        self._store_watch = await self.store.watch(self.prefix, after=revision)
+        self.ready.set()
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                assert self._store_watch is not None
+                async for ev in self._store_watch:
+                    self._apply(ev)
+                return  # the store closed the watch: we are shutting down
+            except Compacted:
+                log.warning("watch cache fell behind compaction; reloading")
+            except StoreError as err:
+                log.warning("watch cache lost its store watch (%s); reloading", err)
+                await asyncio.sleep(1)
+            # Relist: every client watch restarts (they get 410 and relist themselves).
+            for w in list(self._watchers):
+                w.close()
+            with contextlib.suppress(StoreError):
+                await self._load()
+
+    def _apply(self, ev: Event) -> None:
+        key = ev.kv.key
+        prev = self.objects.get(key)
+        if ev.type is EventType.DELETE:
+            if prev is None:
+                return
+            del self.objects[key]
+            gone = tombstone(prev, ev.revision)
+            cev = CacheEvent(DELETED, key, ev.revision, gone, prev)
+        else:
+            try:
+                obj, raw = decode(ev.kv.value, ev.kv.mod_revision)
+            except orjson.JSONDecodeError:
+                log.warning("skipping undecodable value at %s", key)
+                return
+            entry = Entry(key, obj, raw, ev.kv.mod_revision)
+            self.objects[key] = entry
+            cev = CacheEvent(MODIFIED if prev else ADDED, key, ev.revision, entry, prev)
+        if len(self.history) == self.history.maxlen:
+            self.history_start = self.history[0].revision
+        self.history.append(cev)
+        self.revision = ev.revision
+        for w in self._watchers:
+            w.offer(cev)
+        if self._waiters:
+            still = []
+            for rev, fut in self._waiters:
+                if rev <= self.revision:
+                    if not fut.done():
+                        fut.set_result(None)
+                else:
+                    still.append((rev, fut))
+            self._waiters = still
+
+    async def wait_for(self, revision: int, within: float = 3.0) -> None:
+        """Return once the cache has seen ``revision``; NotReady after ``within`` s."""
+        if self.revision >= revision:
+            return
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append((revision, fut))
+        try:
+            await asyncio.wait_for(fut, within)
+        except TimeoutError:
+            raise NotReady(
+                f"Too large resource version: {revision}, current: {self.revision}"
+            ) from None
+
+    async def wait_fresh(self) -> None:
+        """Catch up with the store's current revision (a consistent read)."""
+        await self.wait_for(await self.store.current_revision())
+
+    def list(self, prefix: str) -> list[Entry]:
+        """Every object under ``prefix``, in key order, at :attr:`revision`."""
+        out = [e for k, e in self.objects.items() if k.startswith(prefix)]
+        out.sort(key=lambda e: e.key)
+        return out
+
+    def watch(self, prefix: str, after: int, matches: Filter | None = None) -> CacheWatcher:
+        """Events under ``prefix`` after revision ``after``; TooOld if history is gone."""
+        if after < self.history_start:
+            raise TooOld(after, self.history_start + 1)
+        w = CacheWatcher(self, prefix, matches)
+        if after < self.revision:
+            for ev in self.history:
+                if ev.revision > after:
+                    w.offer(ev)
+        self._watchers.add(w)
+        return w
+
+    async def stop(self) -> None:
+        if self._store_watch is not None:
+            await self._store_watch.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for w in list(self._watchers):
+            w.close()

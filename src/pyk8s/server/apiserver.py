@@ -1,0 +1,177 @@
+"""Run the API server: data dir, PKI, kubeconfig, store, TLS listener, clean shutdown.
+
+``pyk8s apiserver`` runs only this; ``pyk8s server`` runs it with the other control
+plane components. Flags use k3s's names. Starting on an existing data directory serves
+everything that was stored, with the same resourceVersions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import secrets
+import signal
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiohttp import web
+
+from pyk8s.apiserver.authn import (
+    Authenticator,
+    AuthenticatorChain,
+    ServiceAccountTokenAuthenticator,
+    TokenFileAuthenticator,
+    UserInfo,
+    X509Authenticator,
+)
+from pyk8s.apiserver.certs import Pki, ensure_pki, server_ssl_context, write_kubeconfig
+from pyk8s.apiserver.server import APIServer, Config
+from pyk8s.server.paths import default_data_dir
+from pyk8s.storage import Store, open_store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    data_dir: Path = field(default_factory=default_data_dir)
+    datastore_endpoint: str = ""
+    bind_address: str = "0.0.0.0"
+    https_listen_port: int = 6443
+    advertise_address: str = ""
+    service_cidr: str = "10.43.0.0/16"
+    token_auth_file: Path | None = None
+    write_kubeconfig: Path | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return self.datastore_endpoint or f"sqlite://{self.data_dir / 'server' / 'db' / 'state.db'}"
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.write_kubeconfig or self.data_dir / "kubeconfig.yaml"
+
+
+def _host_addresses() -> tuple[list[str], list[str]]:
+    names = {socket.gethostname(), socket.getfqdn()}
+    ips: set[str] = set()
+    for name in list(names):
+        try:
+            for info in socket.getaddrinfo(name, None):
+                ips.add(str(info[4][0]))
+        except OSError:
+            pass
+    return sorted(n for n in names if n), sorted(ips)
+
+
+def _node_token(data_dir: Path) -> str:
+    """The cluster join token (k3s's node-token), made once and kept."""
+    path = data_dir / "server" / "token"
+    if path.exists():
+        return path.read_text().strip()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_hex(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")
+    return token
+
+
+class RunningAPIServer:
+    """An API server started on a TLS port; ``stop()`` shuts it down cleanly."""
+
+    def __init__(
+        self, server: APIServer, runner: web.AppRunner, store: Store, pki: Pki, url: str
+    ) -> None:
+        self.server = server
+        self.runner = runner
+        self.store = store
+        self.pki = pki
+        self.url = url
+
+    async def stop(self) -> None:
+        await self.server.stop()
+        await self.runner.cleanup()
+        await self.store.close()
+
+
+async def start_apiserver(opts: Options) -> RunningAPIServer:
+    opts.data_dir.mkdir(parents=True, exist_ok=True)
+    hostnames, ips = _host_addresses()
+    advertise = opts.advertise_address or "127.0.0.1"
+    config = Config(
+        service_cidr=opts.service_cidr,
+        advertise_address=advertise,
+        secure_port=opts.https_listen_port,
+    )
+    extra_ips = [config.service_cidr and _first_service_ip(config.service_cidr)]
+    if opts.bind_address not in ("0.0.0.0", "::"):
+        extra_ips.append(opts.bind_address)
+    pki = await asyncio.to_thread(
+        ensure_pki,
+        opts.data_dir / "server",
+        hostnames=hostnames,
+        ips=sorted(set(ips + [ip for ip in extra_ips if ip] + [advertise])),
+    )
+    token = _node_token(opts.data_dir)
+    tokens = {
+        token: UserInfo(
+            "system:node-join", uid="node-join", groups=("system:nodes", "system:masters")
+        )
+    }
+    authenticators: list[Authenticator] = [X509Authenticator()]
+    if opts.token_auth_file:
+        authenticators.append(TokenFileAuthenticator(opts.token_auth_file))
+    authenticators.append(TokenFileAuthenticator.from_tokens(tokens))
+    authenticators.append(ServiceAccountTokenAuthenticator(pki))
+    store = await open_store(opts.endpoint)
+    server = APIServer(store, authenticator=AuthenticatorChain(authenticators), config=config)
+    try:
+        await server.start()
+        runner = web.AppRunner(
+            server.app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        )
+        await runner.setup()
+        site = web.TCPSite(
+            runner,
+            opts.bind_address,
+            opts.https_listen_port,
+            ssl_context=server_ssl_context(pki),
+            reuse_address=True,
+        )
+        await site.start()
+    except BaseException:
+        await server.stop()
+        await store.close()
+        raise
+    url = f"https://127.0.0.1:{opts.https_listen_port}"
+    write_kubeconfig(opts.kubeconfig, server=url, pki=pki)
+    log.info(
+        "apiserver ready",
+        extra={
+            "url": url,
+            "kubeconfig": str(opts.kubeconfig),
+            "datastore": opts.endpoint.split("://")[0],
+        },
+    )
+    return RunningAPIServer(server, runner, store, pki, url)
+
+
+def _first_service_ip(cidr: str) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_network(cidr).network_address + 1)
+
+
+async def run_until_signalled(opts: Options) -> None:
+    running = await start_apiserver(opts)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
+    await stop.wait()
+    log.info("shutting down")
+    await running.stop()
