@@ -166,3 +166,53 @@ def api(server: Server) -> Any:
     from kubernetes import config
 
     return config.new_client_from_config(str(server.kubeconfig))
+
+
+@dataclass
+class RawResponse:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class RawClient:
+    """Plain HTTPS requests with the admin certificate, for what kubectl won't send."""
+
+    def __init__(self, server: Server) -> None:
+        import ssl
+
+        tls = server.data_dir / "server" / "tls"
+        self.ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        self.ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
+        self.url = server.url
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+        headers: dict[str, str] | None = None,
+    ) -> RawResponse:
+        import urllib.error
+        import urllib.request
+
+        req = urllib.request.Request(
+            self.url + path,
+            data=body,
+            method=method,
+            headers={"Content-Type": content_type, **(headers or {})},
+        )
+        try:
+            with urllib.request.urlopen(req, context=self.ctx, timeout=30) as r:
+                return RawResponse(r.status, dict(r.headers), r.read())
+        except urllib.error.HTTPError as err:
+            return RawResponse(err.code, dict(err.headers), err.read())
+
+
+@pytest.fixture(scope="session")
+def raw(server: Server) -> RawClient:
+    return RawClient(server)

@@ -68,6 +68,8 @@ Matcher = Callable[[JSON], bool]
 BOOKMARK_INTERVAL = 60.0
 DEFAULT_WATCH_TIMEOUT = 1800
 PATCH_RETRIES = 5
+#: most watch events written in one chunk
+WATCH_BATCH = 256
 
 CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You "
@@ -967,8 +969,9 @@ class ResourceHandlers:
                 await resp.write(orjson.dumps(error_event) + b"\n")
                 return resp
             assert watcher is not None
-            for e in initial:
-                await resp.write(frame("ADDED", e.obj, e.raw))
+            for i in range(0, len(initial), WATCH_BATCH):
+                chunk = initial[i : i + WATCH_BATCH]
+                await resp.write(b"".join(frame("ADDED", e.obj, e.raw) for e in chunk))
             if send_initial is not None and _bool(send_initial) and bookmarks:
                 await resp.write(
                     frame("BOOKMARK", self._bookmark(r, start, initial_end=True), None)
@@ -978,19 +981,26 @@ class ResourceHandlers:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     break
-                try:
-                    ev = await asyncio.wait_for(
-                        watcher.next(), min(left, BOOKMARK_INTERVAL) if bookmarks else left
-                    )
-                except TimeoutError:
-                    if bookmarks and time.monotonic() < deadline:
-                        await resp.write(
-                            frame("BOOKMARK", self._bookmark(r, self.cache.revision), None)
-                        )
-                    continue
-                if ev is None:
+                # events already queued go out in one write; only an empty queue waits
+                batch = watcher.pending(WATCH_BATCH)
+                if not batch:
+                    try:
+                        batch = [
+                            await asyncio.wait_for(
+                                watcher.next(), min(left, BOOKMARK_INTERVAL) if bookmarks else left
+                            )
+                        ]
+                    except TimeoutError:
+                        if bookmarks and time.monotonic() < deadline:
+                            await resp.write(
+                                frame("BOOKMARK", self._bookmark(r, self.cache.revision), None)
+                            )
+                        continue
+                events = [ev for ev in batch if ev is not None]
+                if events:
+                    await resp.write(b"".join(self._event_frame(ev, frame) for ev in events))
+                if len(events) < len(batch):
                     break  # the cache restarted: the client must re-watch
-                await resp.write(self._event_frame(ev, frame))
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:

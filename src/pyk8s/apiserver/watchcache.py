@@ -54,6 +54,12 @@ class Entry:
     revision: int
 
 
+def _resource_prefix(key: str) -> str:
+    """``/registry/<group>/<resource>/`` of a key or prefix (keys are laid out so)."""
+    parts = key.split("/", 4)
+    return "/".join(parts[:4]) + "/" if len(parts) == 5 else "\x00"
+
+
 def tombstone(last: Entry, revision: int) -> Entry:
     """What a DELETED event carries: the last state, at the delete's resourceVersion
     (as upstream's etcd watcher reports it)."""
@@ -127,6 +133,13 @@ class CacheWatcher:
         """The next event, or None when the watch was closed (cache stopped)."""
         return await self.queue.get()
 
+    def pending(self, limit: int) -> list[CacheEvent | None]:
+        """Up to ``limit`` events already queued, without waiting (to batch writes)."""
+        out: list[CacheEvent | None] = []
+        while len(out) < limit and not self.queue.empty():
+            out.append(self.queue.get_nowait())
+        return out
+
     def close(self) -> None:
         if not self.closed:
             self.closed = True
@@ -140,6 +153,9 @@ class WatchCache:
         self.prefix = prefix
         self.revision = 0
         self.objects: dict[str, Entry] = {}
+        #: the same entries per resource (``/registry/<group>/<resource>/``), so that a
+        #: list of one resource does not scan every object in the cluster
+        self._by_resource: dict[str, dict[str, Entry]] = {}
         self.history: deque[CacheEvent] = deque(maxlen=history)
         #: the revision from which ``history`` is complete (events after it are all there)
         self.history_start = 0
@@ -170,7 +186,10 @@ class WatchCache:
             page = await self.store.list(
                 self.prefix, limit=5000, start=next_start(page), revision=revision
             )
-        self.objects = objects
+        self.objects = {}
+        self._by_resource = {}
+        for entry in objects.values():
+            self._put(entry)
         self.revision = self.history_start = revision
         self.history.clear()
         self._store_watch = await self.store.watch(self.prefix, after=revision)
@@ -200,7 +219,7 @@ class WatchCache:
         if ev.type is EventType.DELETE:
             if prev is None:
                 return
-            del self.objects[key]
+            self._drop(key)
             gone = tombstone(prev, ev.revision)
             cev = CacheEvent(DELETED, key, ev.revision, gone, prev)
         else:
@@ -210,7 +229,7 @@ class WatchCache:
                 log.warning("skipping undecodable value at %s", key)
                 return
             entry = Entry(key, obj, raw, ev.kv.mod_revision)
-            self.objects[key] = entry
+            self._put(entry)
             cev = CacheEvent(MODIFIED if prev else ADDED, key, ev.revision, entry, prev)
         if len(self.history) == self.history.maxlen:
             self.history_start = self.history[0].revision
@@ -247,9 +266,28 @@ class WatchCache:
 
     def list(self, prefix: str) -> list[Entry]:
         """Every object under ``prefix``, in key order, at :attr:`revision`."""
-        out = [e for k, e in self.objects.items() if k.startswith(prefix)]
+        resource = _resource_prefix(prefix)
+        group = self._by_resource.get(resource)
+        if group is None:
+            if prefix.startswith(resource):
+                return []  # a resource with no objects
+            out = [e for k, e in self.objects.items() if k.startswith(prefix)]
+        elif len(prefix) == len(_resource_prefix(prefix)):
+            out = list(group.values())
+        else:
+            out = [e for k, e in group.items() if k.startswith(prefix)]
         out.sort(key=lambda e: e.key)
         return out
+
+    def _put(self, entry: Entry) -> None:
+        self.objects[entry.key] = entry
+        self._by_resource.setdefault(_resource_prefix(entry.key), {})[entry.key] = entry
+
+    def _drop(self, key: str) -> None:
+        del self.objects[key]
+        group = self._by_resource.get(_resource_prefix(key))
+        if group is not None:
+            group.pop(key, None)
 
     def watch(self, prefix: str, after: int, matches: Filter | None = None) -> CacheWatcher:
         """Events under ``prefix`` after revision ``after``; TooOld if history is gone."""

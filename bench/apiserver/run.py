@@ -1,0 +1,290 @@
+"""API server benchmark: a real `pyk8s apiserver` process driven over HTTPS.
+
+Prints one markdown table per datastore (sqlite, etcd): pod create, get, list and watch
+throughput and latency (p50/p99) at 1, 10 and 50 concurrent clients, LIST of 10,000 pods,
+and 100 concurrent watchers, next to the raw store's own create rate measured in the same
+run (the store opened directly, no HTTP), because this machine is noisy.
+
+Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000]
+This is a measurement, never a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.etcd_cluster import EtcdCluster  # noqa: E402
+from tests.integration.conftest import Server, free_port  # noqa: E402
+
+from pyk8s.storage import open_store  # noqa: E402
+
+POD_SPEC = {
+    "containers": [
+        {
+            "name": "c",
+            "image": "busybox:1.36",
+            "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}},
+        }
+    ]
+}
+
+
+def pod(name: str) -> bytes:
+    return json.dumps(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": name, "labels": {"app": "bench"}},
+            "spec": POD_SPEC,
+        }
+    ).encode()
+
+
+@dataclass
+class Row:
+    what: str
+    clients: int
+    ops: int
+    seconds: float
+    latencies: list[float]
+
+    @property
+    def rate(self) -> float:
+        return self.ops / self.seconds if self.seconds else 0.0
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        s = sorted(self.latencies)
+        return s[min(len(s) - 1, int(q * len(s)))] * 1000
+
+
+class Api:
+    def __init__(self, server: Server) -> None:
+        tls = server.data_dir / "server" / "tls"
+        ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+        ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
+        self.base = server.url
+        self.session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(ssl=ctx, limit=200),
+            timeout=aiohttp.ClientTimeout(total=600),
+        )
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> Any:
+        async with self.session.request(
+            method, self.base + path, data=body, headers={"Content-Type": "application/json"}
+        ) as r:
+            data = await r.read()
+            if r.status >= 300:
+                raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
+            return data
+
+    async def close(self) -> None:
+        await self.session.close()
+
+
+async def timed(what: str, clients: int, ops: int, one: Any) -> Row:
+    latencies: list[float] = []
+    counter = iter(range(ops))
+
+    async def worker() -> None:
+        for i in counter:
+            t = time.perf_counter()
+            await one(i)
+            latencies.append(time.perf_counter() - t)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(clients)))
+    return Row(what, clients, ops, time.perf_counter() - start, latencies)
+
+
+async def raw_store_rows(endpoint: str, ops: int) -> list[Row]:
+    store = await open_store(endpoint)
+    rows = []
+    for clients in (1, 50):
+        rows.append(
+            await timed(
+                "raw store create (no HTTP)",
+                clients,
+                ops,
+                lambda i, c=clients: store.create(f"/raw/{c}/{i:07d}", pod(f"p{i}")),
+            )
+        )
+    await store.close()
+    return rows
+
+
+async def bench_server(api: Api, ops: int) -> list[Row]:
+    rows: list[Row] = []
+    await api.request(
+        "POST",
+        "/api/v1/namespaces",
+        json.dumps(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "bench"}}
+        ).encode(),
+    )
+    base = "/api/v1/namespaces/bench/pods"
+    for clients in (1, 10, 50):
+        rows.append(
+            await timed(
+                "create pod",
+                clients,
+                ops,
+                lambda i, c=clients: api.request("POST", base, pod(f"c{c}-{i:06d}")),
+            )
+        )
+        rows.append(
+            await timed(
+                "get pod",
+                clients,
+                ops,
+                lambda i, c=clients: api.request("GET", f"{base}/c{c}-{i:06d}"),
+            )
+        )
+        rows.append(
+            await timed(
+                "list pods (limit 100)",
+                clients,
+                min(ops, 200),
+                lambda i: api.request("GET", f"{base}?limit=100"),
+            )
+        )
+    # LIST of 10,000 pods
+    have = len(json.loads(await api.request("GET", base))["items"])
+    sem = asyncio.Semaphore(50)
+
+    async def fill(i: int) -> None:
+        async with sem:
+            await api.request("POST", base, pod(f"fill-{i:06d}"))
+
+    await asyncio.gather(*(fill(i) for i in range(max(0, 10_000 - have))))
+    lat = []
+    for _ in range(5):
+        t = time.perf_counter()
+        items = json.loads(await api.request("GET", base))["items"]
+        lat.append(time.perf_counter() - t)
+    rows.append(Row(f"LIST all pods ({len(items)})", 1, 5, sum(lat), lat))
+    rows += await watchers(api, base)
+    return rows
+
+
+async def watchers(api: Api, base: str, count: int = 100, events: int = 2000) -> list[Row]:
+    """``count`` watches from one resourceVersion; each must receive ``events`` events
+    (replayed from the watch cache). Reports the per-watcher receive rate."""
+    rv = json.loads(await api.request("GET", f"{base}?limit=1"))["metadata"]["resourceVersion"]
+    sem = asyncio.Semaphore(50)
+
+    async def make(i: int) -> None:
+        async with sem:
+            await api.request("POST", base, pod(f"w-{i:06d}"))
+
+    await asyncio.gather(*(make(i) for i in range(events)))
+    rates: list[float] = []
+
+    async def watch() -> None:
+        n = 0
+        start = time.perf_counter()
+        async with api.session.get(
+            f"{api.base}{base}?watch=1&resourceVersion={rv}&timeoutSeconds=120"
+        ) as r:
+            async for _line in r.content:
+                n += 1
+                if n == events:
+                    break
+        rates.append(n / (time.perf_counter() - start))
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(watch() for _ in range(count)))
+    total = time.perf_counter() - t0
+    rates.sort()
+    row = Row(
+        f"{count} watchers x {events} events (per-watcher events/s: min "
+        f"{rates[0]:,.0f}, median {rates[len(rates) // 2]:,.0f})",
+        count,
+        count * events,
+        total,
+        [],
+    )
+    return [row]
+
+
+def table(title: str, rows: list[Row]) -> str:
+    out = [
+        f"### {title}",
+        "",
+        "| operation | clients | ops | ops/s | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        out.append(
+            f"| {r.what} | {r.clients} | {r.ops} | {r.rate:,.0f} | {r.pct(0.5):.1f} | "
+            f"{r.pct(0.99):.1f} |"
+        )
+    return "\n".join(out)
+
+
+async def run_one(kind: str, base: Path, ops: int) -> str:
+    cluster = None
+    try:
+        if kind == "etcd":
+            cluster = EtcdCluster(base / "etcd", size=1).start()
+            endpoint = cluster.endpoint
+            raw_endpoint = endpoint
+        else:
+            endpoint = f"sqlite://{base / 'api.db'}"
+            raw_endpoint = f"sqlite://{base / 'raw.db'}"
+        raw = await raw_store_rows(raw_endpoint, ops)
+        server = Server(
+            base / f"data-{kind}", free_port(), extra_args=("--datastore-endpoint", endpoint)
+        ).start()
+        api = Api(server)
+        try:
+            rows = await bench_server(api, ops)
+        finally:
+            await api.close()
+            server.stop()
+        out = table(f"datastore: {kind}", raw + rows)
+        by = {(r.what, r.clients): r for r in raw + rows}
+        notes = []
+        for c in (1, 50):
+            mine, base_row = by.get(("create pod", c)), by.get(("raw store create (no HTTP)", c))
+            if mine and base_row:
+                notes.append(
+                    f"- pod create, {c} client(s): {mine.rate / base_row.rate:.0%} of "
+                    "the raw store's create rate at the same concurrency"
+                )
+        return out + "\n\n" + "\n".join(notes)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--datastores", default="sqlite,etcd")
+    ap.add_argument("--ops", type=int, default=1000)
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pyk8s-bench-api-") as tmp:
+        for kind in args.datastores.split(","):
+            sub = Path(tmp) / kind
+            sub.mkdir()
+            print(await run_one(kind, sub, args.ops), flush=True)
+            print()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,86 @@
+"""The watch cache: one store watch, many clients, and 410 for history it no longer has."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pyk8s.apiserver.watchcache import ADDED, DELETED, MODIFIED, TooOld, WatchCache
+from pyk8s.storage.sqlite import SqliteStore
+
+
+def pod(name: str, **labels: str) -> bytes:
+    return orjson.dumps({"kind": "Pod", "metadata": {"name": name, "labels": labels}})
+
+
+async def test_cache_follows_the_store_and_sets_resource_versions(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    await store.create("/registry/core/pods/ns/a", pod("a"))
+    cache = WatchCache(store)
+    await cache.start()
+    try:
+        kv = await store.create("/registry/core/pods/ns/b", pod("b"))
+        await cache.wait_for(kv.mod_revision)
+        entries = cache.list("/registry/core/pods/ns/")
+        assert [e.obj["metadata"]["name"] for e in entries] == ["a", "b"]
+        assert entries[1].obj["metadata"]["resourceVersion"] == str(kv.mod_revision)
+        assert orjson.loads(entries[1].raw) == entries[1].obj
+    finally:
+        await cache.stop()
+        await store.close()
+
+
+async def test_selector_watchers_see_objects_enter_and_leave(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    cache = WatchCache(store)
+    await cache.start()
+    try:
+        w = cache.watch(
+            "/registry/core/pods/",
+            cache.revision,
+            lambda o: o["metadata"]["labels"].get("app") == "web",
+        )
+        a = await store.create("/registry/core/pods/ns/a", pod("a", app="db"))
+        a = await store.update(
+            "/registry/core/pods/ns/a", pod("a", app="web"), expected_revision=a.mod_revision
+        )
+        a = await store.update(
+            "/registry/core/pods/ns/a", pod("a", app="db"), expected_revision=a.mod_revision
+        )
+        seen = [await asyncio.wait_for(w.next(), 5) for _ in range(2)]
+        assert [(e.type if e else None) for e in seen] == [ADDED, DELETED]
+        assert seen[1] is not None and seen[1].entry.obj["metadata"]["resourceVersion"] == str(
+            a.mod_revision
+        )
+        w.close()
+    finally:
+        await cache.stop()
+        await store.close()
+
+
+async def test_resource_version_older_than_the_window_is_too_old(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    cache = WatchCache(store, history=5)
+    await cache.start()
+    try:
+        first = await store.create("/registry/core/pods/ns/x", pod("x"))
+        kv = first
+        for _ in range(10):
+            kv = await store.update(
+                "/registry/core/pods/ns/x", pod("x"), expected_revision=kv.mod_revision
+            )
+        await cache.wait_for(kv.mod_revision)
+        with pytest.raises(TooOld):
+            cache.watch("/registry/core/pods/", first.mod_revision)
+        # a recent revision replays what came after it, then goes on live
+        w = cache.watch("/registry/core/pods/", kv.mod_revision - 2)
+        replayed = [await asyncio.wait_for(w.next(), 5) for _ in range(2)]
+        assert [e.revision for e in replayed if e] == [kv.mod_revision - 1, kv.mod_revision]
+        assert all(e is not None and e.type == MODIFIED for e in replayed)
+        w.close()
+    finally:
+        await cache.stop()
+        await store.close()
