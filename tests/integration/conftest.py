@@ -136,6 +136,8 @@ class Kubectl:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    if not os.path.exists(KUBECTL):
+        pytest.skip(f"kubectl is not installed at {KUBECTL}")
     base = tmp_path_factory.mktemp("pyk8s")
     srv = Server(base / "data", free_port()).start()
     try:

@@ -6,6 +6,7 @@ import json
 import stat
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.integration.conftest import Kubectl, Server
@@ -372,3 +373,29 @@ def test_unauthenticated_requests_are_refused(server: Server) -> None:
     except urllib.error.HTTPError as err:
         assert err.code == 401
         assert json.loads(err.read())["reason"] == "Unauthorized"
+
+
+@pytest.mark.etcd
+def test_apiserver_on_real_etcd(tmp_path: Path) -> None:
+    from tests.etcd_cluster import EtcdCluster, etcd_available
+    from tests.integration.conftest import Server, free_port
+
+    if not etcd_available():
+        pytest.skip("etcd not installed")
+    cluster = EtcdCluster(tmp_path / "etcd", size=1).start()
+    srv = Server(tmp_path / "data", free_port(),
+                 extra_args=("--datastore-endpoint", cluster.endpoint)).start()
+    try:
+        k = Kubectl(srv.kubeconfig)
+        k("apply", "-f", "-", input=DEPLOYMENT.replace("name: web", "name: on-etcd", 1))
+        d = k.json("get", "deploy", "on-etcd")
+        assert d["spec"]["replicas"] == 2
+        k("scale", "deploy", "on-etcd", "--replicas=3")
+        assert k.json("get", "deploy", "on-etcd")["spec"]["replicas"] == 3
+        rv = k.json("get", "deploy", "on-etcd")["metadata"]["resourceVersion"]
+        srv.stop()
+        srv.start()
+        assert k.json("get", "deploy", "on-etcd")["metadata"]["resourceVersion"] == rv
+    finally:
+        srv.stop()
+        cluster.stop()
