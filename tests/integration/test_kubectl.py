@@ -214,7 +214,7 @@ def test_invalid_objects_get_upstream_messages(kubectl: Kubectl, ns: str) -> Non
 
     kubectl("create", "configmap", "dup", "-n", ns)
     out = kubectl.run("create", "configmap", "dup", "-n", ns, check=False)
-    assert 'Error from server (AlreadyExists): configmaps "dup" already exists' in out.stderr
+    assert 'configmaps "dup" already exists' in out.stderr
 
     bad_name = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}}
     out = kubectl.run("create", "-n", ns, "-f", "-", input=json.dumps(bad_name), check=False)

@@ -1,6 +1,7 @@
 """Request bodies in, responses out: the content types kubectl and client libraries use.
 
-Bodies may be JSON or YAML (``kubectl create -f`` sends JSON, curl users send YAML);
+Bodies may be JSON, YAML or Kubernetes protobuf (``kubectl create -f`` sends JSON, kubectl's
+typed commands such as ``kubectl create namespace`` send protobuf, curl users send YAML);
 patches come in the three patch media types; anything else is 415. Bodies over 3 MiB are
 413, as upstream's limit. Malformed bodies are 400 with the decoder's message, so the
 user sees what is wrong before anything is written.
@@ -13,12 +14,13 @@ from typing import Any
 import orjson
 import yaml
 
-from pyk8s.api import errors
+from pyk8s.api import errors, protobuf
 
 MAX_BODY = 3 * 1024 * 1024
 
 JSON_TYPES = ("application/json", "*/*", "")
 YAML_TYPES = ("application/yaml", "application/x-yaml", "text/yaml")
+PROTOBUF = protobuf.MEDIA_TYPE  # kubectl's typed clients (create namespace|secret|..., run)
 PATCH_JSON = "application/json-patch+json"
 PATCH_MERGE = "application/merge-patch+json"
 PATCH_STRATEGIC = "application/strategic-merge-patch+json"
@@ -50,10 +52,12 @@ def decode_body(body: bytes, content_type: str | None, *, patch: bool = False) -
                 "server-side apply (application/apply-patch+yaml) is not supported by pyk8s "
                 "yet; use client-side `kubectl apply` (without --server-side)",
             )
-    elif mt not in JSON_TYPES and mt not in YAML_TYPES:
+    elif mt not in JSON_TYPES and mt not in YAML_TYPES and mt != PROTOBUF:
         raise errors.unsupported_media_type(mt)
     if not body.strip():
         raise errors.bad_request("the body of the request was empty")
+    if mt == PROTOBUF:
+        return protobuf.decode_object(body)
     if mt in YAML_TYPES:
         try:
             return yaml.load(body, Loader=_Loader)
