@@ -18,7 +18,6 @@ import ssl
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +26,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench._table import Row, table, timed  # noqa: E402
 from tests.etcd_cluster import EtcdCluster  # noqa: E402
 from tests.integration.conftest import Server, free_port  # noqa: E402
 
@@ -54,25 +54,6 @@ def pod(name: str) -> bytes:
     ).encode()
 
 
-@dataclass
-class Row:
-    what: str
-    clients: int
-    ops: int
-    seconds: float
-    latencies: list[float]
-
-    @property
-    def rate(self) -> float:
-        return self.ops / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        s = sorted(self.latencies)
-        return s[min(len(s) - 1, int(q * len(s)))] * 1000
-
-
 class Api:
     def __init__(self, server: Server) -> None:
         tls = server.data_dir / "server" / "tls"
@@ -95,21 +76,6 @@ class Api:
 
     async def close(self) -> None:
         await self.session.close()
-
-
-async def timed(what: str, clients: int, ops: int, one: Any) -> Row:
-    latencies: list[float] = []
-    counter = iter(range(ops))
-
-    async def worker() -> None:
-        for i in counter:
-            t = time.perf_counter()
-            await one(i)
-            latencies.append(time.perf_counter() - t)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return Row(what, clients, ops, time.perf_counter() - start, latencies)
 
 
 async def raw_store_rows(endpoint: str, ops: int) -> list[Row]:
@@ -222,19 +188,8 @@ async def watchers(api: Api, base: str, count: int = 100, events: int = 2000) ->
     return [row]
 
 
-def table(title: str, rows: list[Row]) -> str:
-    out = [
-        f"### {title}",
-        "",
-        "| operation | clients | ops | ops/s | p50 ms | p99 ms |",
-        "|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        out.append(
-            f"| {r.what} | {r.clients} | {r.ops} | {r.rate:,.0f} | {r.pct(0.5):.1f} | "
-            f"{r.pct(0.99):.1f} |"
-        )
-    return "\n".join(out)
+def titled_table(title: str, rows: list[Row]) -> str:
+    return f"### {title}\n\n" + table(rows, ms_digits=1)
 
 
 async def run_one(kind: str, base: Path, ops: int) -> str:
@@ -257,7 +212,7 @@ async def run_one(kind: str, base: Path, ops: int) -> str:
         finally:
             await api.close()
             server.stop()
-        out = table(f"datastore: {kind}", raw + rows)
+        out = titled_table(f"datastore: {kind}", raw + rows)
         by = {(r.what, r.clients): r for r in raw + rows}
         notes = []
         for c in (1, 50):

@@ -20,56 +20,17 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench._table import Row, table, timed  # noqa: E402
 from tests.etcd_cluster import EtcdCluster  # noqa: E402
 
 from pyk8s.storage import Store, open_store  # noqa: E402
 
 VALUE = b'{"kind":"Pod","apiVersion":"v1","metadata":{"name":"x"}}' + b" " * 900
-
-
-@dataclass
-class Row:
-    backend: str
-    what: str
-    clients: int
-    ops: int
-    seconds: float
-    latencies: list[float]
-
-    @property
-    def rate(self) -> float:
-        return self.ops / self.seconds if self.seconds else 0.0
-
-    def pct(self, q: float) -> float:
-        if not self.latencies:
-            return float("nan")
-        s = sorted(self.latencies)
-        return s[min(len(s) - 1, int(q * len(s)))] * 1000
-
-
-async def timed(
-    backend: str, what: str, clients: int, ops: int, one: Callable[[int], Awaitable[object]]
-) -> Row:
-    """Run ``one(i)`` for i in range(ops) on ``clients`` concurrent workers."""
-    latencies: list[float] = []
-    counter = iter(range(ops))
-
-    async def worker() -> None:
-        for i in counter:
-            t = time.perf_counter()
-            await one(i)
-            latencies.append(time.perf_counter() - t)
-
-    start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(clients)))
-    return Row(backend, what, clients, ops, time.perf_counter() - start, latencies)
 
 
 async def bench_store(backend: str, store: Store, ops: int) -> list[Row]:
@@ -78,11 +39,17 @@ async def bench_store(backend: str, store: Store, ops: int) -> list[Row]:
         p = f"/bench/c{clients}/"
         rows.append(
             await timed(
-                backend, "create", clients, ops, lambda i, p=p: store.create(f"{p}{i:07d}", VALUE)
+                "create",
+                clients,
+                ops,
+                lambda i, p=p: store.create(f"{p}{i:07d}", VALUE),
+                backend=backend,
             )
         )
         rows.append(
-            await timed(backend, "get", clients, ops, lambda i, p=p: store.get(f"{p}{i % ops:07d}"))
+            await timed(
+                "get", clients, ops, lambda i, p=p: store.get(f"{p}{i % ops:07d}"), backend=backend
+            )
         )
     # list of 10,000 keys
     p = "/bench/list/"
@@ -101,7 +68,7 @@ async def bench_store(backend: str, store: Store, ops: int) -> list[Row]:
         result = await store.list(p)
         lat.append(time.perf_counter() - t)
         assert len(result.kvs) == 10_000
-    rows.append(Row(backend, "list 10k keys", 1, runs, sum(lat), lat))
+    rows.append(Row("list 10k keys", 1, runs, sum(lat), lat, backend))
     rows.append(await watch_latency(backend, store, min(ops, 1000)))
     return rows
 
@@ -130,7 +97,7 @@ async def watch_latency(backend: str, store: Store, n: int) -> Row:
     elapsed = time.perf_counter() - t0
     await task
     await w.close()
-    return Row(backend, "watch: write start → event", 1, n, elapsed, latencies)
+    return Row("watch: write start → event", 1, n, elapsed, latencies, backend)
 
 
 def raw_sqlite(path: Path, ops: int) -> Row:
@@ -149,7 +116,7 @@ def raw_sqlite(path: Path, ops: int) -> Row:
         latencies.append(time.perf_counter() - t)
     seconds = time.perf_counter() - start
     conn.close()
-    return Row("sqlite (raw)", "INSERT+COMMIT loop", 1, ops, seconds, latencies)
+    return Row("INSERT+COMMIT loop", 1, ops, seconds, latencies, "sqlite (raw)")
 
 
 async def raw_etcd(hosts: list[tuple[str, int]], ops: int) -> list[Row]:
@@ -165,22 +132,9 @@ async def raw_etcd(hosts: list[tuple[str, int]], ops: int) -> list[Row]:
         async def put(i: int, c: int = clients) -> object:
             return await kv.Put(rpc.PutRequest(key=f"/raw/c{c}/{i:07d}".encode(), value=VALUE))
 
-        rows.append(await timed("etcd (raw)", "Put loop", clients, ops, put))
+        rows.append(await timed("Put loop", clients, ops, put, backend="etcd (raw)"))
     await channel.close()
     return rows
-
-
-def table(rows: list[Row]) -> str:
-    out = [
-        "| backend | operation | clients | ops | ops/s | p50 ms | p99 ms |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        out.append(
-            f"| {r.backend} | {r.what} | {r.clients} | {r.ops} | {r.rate:,.0f} | "
-            f"{r.pct(0.50):.2f} | {r.pct(0.99):.2f} |"
-        )
-    return "\n".join(out)
 
 
 async def main() -> None:
@@ -205,7 +159,7 @@ async def main() -> None:
                 await store.close()
             finally:
                 cluster.stop()
-    print(table(rows))
+    print(table(rows, backend_column=True, ms_digits=2))
     by = {(r.backend, r.what, r.clients): r for r in rows}
     notes = []
     for backend, raw_name, raw_what in (

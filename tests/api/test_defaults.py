@@ -18,22 +18,17 @@ from hypothesis import strategies as st
 from pyk8s.api.defaults import apply_defaults, image_pull_policy
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.api.schema import Schemas, schemas
+from tests.api.helpers import res
 
 JSON = dict[str, Any]
 
 DIGEST = "sha256:" + "a" * 64
 
 
-def res(kind: str, api_version: str = "v1") -> Resource:
-    r = REGISTRY.for_api_version(api_version, kind)
-    assert r is not None, (api_version, kind)
-    return r
-
-
 def default(obj: JSON, **kw: Any) -> JSON:
     """Default ``obj`` and check the promises every call keeps."""
     before = copy.deepcopy(obj)
-    r = res(obj["kind"], obj["apiVersion"])
+    r = res(obj["apiVersion"], obj["kind"])
     out = apply_defaults(r, obj, **kw)
     assert obj == before, "the input was mutated"
     assert apply_defaults(r, out, **kw) == out, "defaulting twice differs from once"

@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from pyk8s.api.errors import FieldErrorType, invalid_object
-from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.api.validation import validate_create, validate_update
+from tests.api.helpers import msgs, res
 
 SUBDOMAIN_MSG = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or "
@@ -39,18 +39,8 @@ LABEL_VALUE_MSG = (
 )
 
 
-def res(api_version: str, kind: str) -> Resource:
-    r = REGISTRY.for_api_version(api_version, kind)
-    assert r is not None
-    return r
-
-
 POD = res("v1", "Pod")
 SERVICE = res("v1", "Service")
-
-
-def msgs(errs: list[Any]) -> list[str]:
-    return [str(e) for e in errs]
 
 
 def pod(**spec: Any) -> dict[str, Any]:

@@ -7,16 +7,9 @@ from typing import Any
 
 import pytest
 
-from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.api.validation import decode_errors, unknown_fields, validate_create
 from pyk8s.api.validation.schema_check import base64_error
-
-
-def res(api_version: str, kind: str) -> Resource:
-    r = REGISTRY.for_api_version(api_version, kind)
-    assert r is not None
-    return r
-
+from tests.api.helpers import res
 
 DEPLOY = res("apps/v1", "Deployment")
 POD = res("v1", "Pod")

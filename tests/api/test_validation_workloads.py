@@ -8,20 +8,9 @@ from typing import Any
 import pytest
 
 from pyk8s.api.errors import FieldErrorType
-from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.api.validation import generate_job_selector, parse_cron, validate_create, validate_update
 from pyk8s.api.validation.batch import CronError
-
-
-def res(api_version: str, kind: str) -> Resource:
-    r = REGISTRY.for_api_version(api_version, kind)
-    assert r is not None
-    return r
-
-
-def msgs(errs: list[Any]) -> list[str]:
-    return [str(e) for e in errs]
-
+from tests.api.helpers import msgs, res
 
 DEPLOY = res("apps/v1", "Deployment")
 JOB = res("batch/v1", "Job")

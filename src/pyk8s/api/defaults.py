@@ -383,19 +383,29 @@ def _pod_template_object(obj: JSON, opts: _Options) -> None:
     _pod_template(obj)
 
 
+def _template_labels(spec: JSON) -> JSON | None:
+    """The labels of ``spec.template``, if it has any object there."""
+    template = _obj(spec, "template")
+    meta = _obj(template, "metadata") if template is not None else None
+    return _obj(meta, "labels") if meta is not None else None
+
+
+def _labels_from_template(obj: JSON, template_labels: JSON | None) -> None:
+    """An object without labels gets its pod template's (ReplicationController, Job)."""
+    if template_labels:
+        meta = _struct(obj, "metadata")
+        if meta is not None and not meta.get("labels"):
+            meta["labels"] = dict(template_labels)
+
+
 def _replication_controller(obj: JSON, opts: _Options) -> None:
     spec = _struct(obj, "spec")
     if spec is None:
         return
-    template = _obj(spec, "template")
-    labels = _obj(template, "metadata") if template is not None else None
-    template_labels = _obj(labels, "labels") if labels is not None else None
-    if template_labels:
-        if not spec.get("selector"):
-            spec["selector"] = dict(template_labels)
-        meta = _struct(obj, "metadata")
-        if meta is not None and not meta.get("labels"):
-            meta["labels"] = dict(template_labels)
+    template_labels = _template_labels(spec)
+    if template_labels and not spec.get("selector"):
+        spec["selector"] = dict(template_labels)
+    _labels_from_template(obj, template_labels)
     _ptr(spec, "replicas", 1)
     _pod_template(spec, pointer=True)
 
@@ -582,19 +592,26 @@ def _limit_range(obj: JSON, opts: _Options) -> None:
 # --- apps/v1 ---------------------------------------------------------------------------
 
 
-def _deployment(obj: JSON, opts: _Options) -> None:
-    spec = _struct(obj, "spec")
-    if spec is None:
-        return
-    _ptr(spec, "replicas", 1)
-    strategy = _struct(spec, "strategy")
+def _rolling_update_strategy(
+    spec: JSON, key: str, *, max_unavailable: int | str, max_surge: int | str
+) -> None:
+    """A Deployment's or DaemonSet's strategy: RollingUpdate, its limits filled in."""
+    strategy = _struct(spec, key)
     if strategy is not None:
         _str(strategy, "type", "RollingUpdate")
         if strategy["type"] == "RollingUpdate" and (
             (rolling := _struct(strategy, "rollingUpdate")) is not None
         ):
-            _ptr(rolling, "maxUnavailable", "25%")
-            _ptr(rolling, "maxSurge", "25%")
+            _ptr(rolling, "maxUnavailable", max_unavailable)
+            _ptr(rolling, "maxSurge", max_surge)
+
+
+def _deployment(obj: JSON, opts: _Options) -> None:
+    spec = _struct(obj, "spec")
+    if spec is None:
+        return
+    _ptr(spec, "replicas", 1)
+    _rolling_update_strategy(spec, "strategy", max_unavailable="25%", max_surge="25%")
     _ptr(spec, "revisionHistoryLimit", 10)
     _ptr(spec, "progressDeadlineSeconds", 600)
     _pod_template(spec)
@@ -610,14 +627,7 @@ def _daemon_set(obj: JSON, opts: _Options) -> None:
     spec = _struct(obj, "spec")
     if spec is None:
         return
-    strategy = _struct(spec, "updateStrategy")
-    if strategy is not None:
-        _str(strategy, "type", "RollingUpdate")
-        if strategy["type"] == "RollingUpdate" and (
-            (rolling := _struct(strategy, "rollingUpdate")) is not None
-        ):
-            _ptr(rolling, "maxUnavailable", 1)
-            _ptr(rolling, "maxSurge", 0)
+    _rolling_update_strategy(spec, "updateStrategy", max_unavailable=1, max_surge=0)
     _ptr(spec, "revisionHistoryLimit", 10)
     _pod_template(spec)
 
@@ -664,13 +674,7 @@ def _job(obj: JSON, opts: _Options) -> None:
     if spec.get("backoffLimit") is None:
         per_index = spec.get("backoffLimitPerIndex") is not None
         spec["backoffLimit"] = _MAX_INT32 if per_index else 6
-    template = _obj(spec, "template")
-    template_meta = _obj(template, "metadata") if template is not None else None
-    template_labels = _obj(template_meta, "labels") if template_meta is not None else None
-    if template_labels:
-        meta = _struct(obj, "metadata")
-        if meta is not None and not meta.get("labels"):
-            meta["labels"] = dict(template_labels)
+    _labels_from_template(obj, _template_labels(spec))
     _ptr(spec, "completionMode", "NonIndexed")
     _ptr(spec, "suspend", False)
     failure_policy = _obj(spec, "podFailurePolicy")

@@ -17,15 +17,15 @@ Pure: no I/O, no clock — the caller passes ``now``, so ages are testable.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from fractions import Fraction
 from typing import Any
 
 from pyk8s.api.errors import bad_request
+from pyk8s.api.quantity import QuantityError, canonical
 from pyk8s.api.registry import Resource
+from pyk8s.api.selectors import SelectorError, label_selector_from_dict
 
 __all__ = [
     "INCLUDE_OBJECT_VALUES",
@@ -268,34 +268,15 @@ def _selector_string(selector: Any) -> str | None:
     """A LabelSelector as upstream's ``labels.Selector.String()``; None if it is invalid.
 
     A nil or empty selector is ``""``. Requirements are sorted by key: ``k=v``,
-    ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k``.
+    ``k in (a,b)``, ``k notin (a,b)``, ``k``, ``!k`` (LabelSelectorAsSelector, then String).
     """
-    if selector is None:
-        return ""
-    if not isinstance(selector, Mapping):
+    if selector is not None and not isinstance(selector, Mapping):
         return None
-    reqs: list[tuple[str, str]] = []
-    for key, value in _map(selector.get("matchLabels")).items():
-        reqs.append((key, f"{key}={_str(value)}"))
-    for expr in _list(selector.get("matchExpressions")):
-        if not isinstance(expr, Mapping):
-            return None
-        key = _str(expr.get("key"))
-        op = expr.get("operator")
-        values = sorted({_str(v) for v in _list(expr.get("values"))})
-        if op in ("In", "NotIn"):
-            if not values:
-                return None
-            word = "in" if op == "In" else "notin"
-            reqs.append((key, f"{key} {word} ({','.join(values)})"))
-        elif op in ("Exists", "DoesNotExist"):
-            if values:
-                return None
-            reqs.append((key, key if op == "Exists" else f"!{key}"))
-        else:
-            return None
-    reqs.sort(key=lambda r: r[0])
-    return ",".join(text for _, text in reqs)
+    try:
+        return str(label_selector_from_dict(selector))
+    except (SelectorError, AttributeError, TypeError):
+        # AttributeError, TypeError: a malformed selector (a stored object is validated)
+        return None
 
 
 def format_label_selector(selector: Any) -> str:
@@ -308,74 +289,22 @@ def format_label_selector(selector: Any) -> str:
 
 # --------------------------------------------------------------------------- quantities
 
-_BINARY = {"Ki": 10, "Mi": 20, "Gi": 30, "Ti": 40, "Pi": 50, "Ei": 60}
-_DECIMAL = {"n": -9, "u": -6, "m": -3, "": 0, "k": 3, "M": 6, "G": 9, "T": 12, "P": 15, "E": 18}
-_DECIMAL_BY_EXP = {v: k for k, v in _DECIMAL.items()}
-_BINARY_BY_EXP = {v: k for k, v in _BINARY.items()}
-_QTY = re.compile(r"^([+-]?)(\d+(?:\.\d*)?|\.\d+)(.*)$")
-_EXP = re.compile(r"^[eE]([+-]?\d+)$")
-
 
 def format_quantity(value: Any) -> str:
     """A resource quantity in upstream's canonical form (``Quantity.String()``).
 
     ``1024Mi`` → ``1Gi``, ``1500m`` → ``1500m``, ``0.5`` → ``500m``, ``2000`` → ``2k``;
-    binary-suffixed values under 1024 or with fractions print as decimal SI.
+    binary-suffixed values under 1024 or with fractions print as decimal SI, and what
+    upstream keeps verbatim stays so (``1.500``), see :func:`pyk8s.api.quantity.canonical`.
     Unparsable values are returned as given; None prints as upstream's nil ``<nil>``.
     """
     if value is None:
         return "<nil>"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        text = str(value)
-    elif isinstance(value, float):
-        text = repr(value)
-    else:
-        text = str(value)
-    m = _QTY.match(text.strip())
-    if m is None:
+    text = repr(value) if isinstance(value, float) else str(value)
+    try:
+        return canonical(text.strip())
+    except QuantityError:
         return text
-    sign, number, suffix = m.groups()
-    amount = Fraction(number)
-    if sign == "-":
-        amount = -amount
-    if suffix in _BINARY:
-        fmt = "binary"
-        amount *= 2 ** _BINARY[suffix]
-    elif suffix in _DECIMAL:
-        fmt = "decimal"
-        amount *= Fraction(10) ** _DECIMAL[suffix]
-    elif (e := _EXP.match(suffix)) is not None:
-        fmt = "exponent"
-        amount *= Fraction(10) ** int(e.group(1))
-    else:
-        return text
-    # upstream keeps nano precision, rounding up (away from zero)
-    nanos = amount * 10**9
-    n = -((-abs(nanos).numerator) // abs(nanos).denominator)
-    if amount < 0:
-        n = -n
-    if n == 0:
-        return "0"
-    if fmt == "binary" and (-1024 * 10**9 < n < 1024 * 10**9 or n % 10**9 != 0):
-        fmt = "decimal"
-    if fmt == "binary":
-        whole, exp = n // 10**9, 0
-        while whole % 1024 == 0:
-            whole //= 1024
-            exp += 10
-        return f"{whole}{_BINARY_BY_EXP.get(exp, '')}"
-    exp10 = -9
-    while n % 10 == 0:
-        n //= 10
-        exp10 += 1
-    shift = exp10 % 3
-    n *= 10**shift
-    exp10 -= shift
-    if fmt == "decimal" and exp10 in _DECIMAL_BY_EXP:
-        return f"{n}{_DECIMAL_BY_EXP[exp10]}"
-    return f"{n}" if exp10 == 0 else f"{n}e{exp10}"
 
 
 # --------------------------------------------------------------------------- printers
@@ -587,32 +516,23 @@ def _replicas(obj: Obj) -> int:
     return _int(_get(obj, "spec", "replicas"), 1)
 
 
-def _rc_row(obj: Obj, now: datetime) -> list[Cell]:
-    names, images = _containers(_get(obj, "spec", "template", "spec"))
-    return [
-        _name(obj),
-        _replicas(obj),
-        _int(_get(obj, "status", "replicas")),
-        _int(_get(obj, "status", "readyReplicas")),
-        _age(obj, now),
-        names,
-        images,
-        format_labels(_get(obj, "spec", "selector")),
-    ]
+def _replica_row(format_selector: Callable[[Any], str]) -> RowFn:
+    """The row of a replication controller or replica set (their selectors differ)."""
 
+    def row(obj: Obj, now: datetime) -> list[Cell]:
+        names, images = _containers(_get(obj, "spec", "template", "spec"))
+        return [
+            _name(obj),
+            _replicas(obj),
+            _int(_get(obj, "status", "replicas")),
+            _int(_get(obj, "status", "readyReplicas")),
+            _age(obj, now),
+            names,
+            images,
+            format_selector(_get(obj, "spec", "selector")),
+        ]
 
-def _rs_row(obj: Obj, now: datetime) -> list[Cell]:
-    names, images = _containers(_get(obj, "spec", "template", "spec"))
-    return [
-        _name(obj),
-        _replicas(obj),
-        _int(_get(obj, "status", "replicas")),
-        _int(_get(obj, "status", "readyReplicas")),
-        _age(obj, now),
-        names,
-        images,
-        format_label_selector(_get(obj, "spec", "selector")),
-    ]
+    return row
 
 
 _REPLICA_COLUMNS = (
@@ -625,8 +545,8 @@ _REPLICA_COLUMNS = (
     _IMAGES,
     _SELECTOR,
 )
-_RC = _Printer(_REPLICA_COLUMNS, _rc_row)
-_RS = _Printer(_REPLICA_COLUMNS, _rs_row)
+_RC = _Printer(_REPLICA_COLUMNS, _replica_row(format_labels))
+_RS = _Printer(_REPLICA_COLUMNS, _replica_row(format_label_selector))
 
 
 def _deployment_row(obj: Obj, now: datetime) -> list[Cell]:
@@ -864,9 +784,10 @@ def _hpa_metrics(specs: list[Any], statuses: list[Any]) -> str:
 
     for i, spec in enumerate(specs):
         kind = _get(spec, "type")
-        if kind == "External":
-            target = _map(_get(spec, "external", "target"))
-            st = status_of(i, "external")
+        if kind in ("External", "Object"):
+            key = kind.lower()
+            target = _map(_get(spec, key, "target"))
+            st = status_of(i, key)
             if target.get("averageValue") is not None:
                 avg = _get(st, "current", "averageValue")
                 cur = format_quantity(avg) if st is not None and avg is not None else _UNKNOWN
@@ -879,16 +800,6 @@ def _hpa_metrics(specs: list[Any], statuses: list[Any]) -> str:
             st = status_of(i, "pods")
             cur = _UNKNOWN if st is None else format_quantity(_get(st, "current", "averageValue"))
             items.append(f"{cur}/{format_quantity(target.get('averageValue'))}")
-        elif kind == "Object":
-            target = _map(_get(spec, "object", "target"))
-            st = status_of(i, "object")
-            if target.get("averageValue") is not None:
-                avg = _get(st, "current", "averageValue")
-                cur = format_quantity(avg) if st is not None and avg is not None else _UNKNOWN
-                items.append(f"{cur}/{format_quantity(target.get('averageValue'))} (avg)")
-            else:
-                cur = _UNKNOWN if st is None else format_quantity(_get(st, "current", "value"))
-                items.append(f"{cur}/{format_quantity(target.get('value'))}")
         elif kind in ("Resource", "ContainerResource"):
             key = "resource" if kind == "Resource" else "containerResource"
             source = _map(_get(spec, key))
@@ -1083,10 +994,7 @@ def _endpoints_cell(obj: Obj) -> str:
         for port in ports:
             count += len(addresses)
             items.extend(_join_host_port(a, _int(_get(port, "port"))) for a in addresses)
-    ret = ",".join(items[:3])
-    if len(items) > 3:
-        return f"{ret} + {count - 3} more..."
-    return ret
+    return _list_with_more(items, count, 3, empty="")
 
 
 _ENDPOINTS = _Printer(
@@ -1316,15 +1224,20 @@ def _storage_class_of(obj: Obj) -> str:
     return _str(_get(obj, "spec", "storageClassName"))
 
 
+def _volume_phase(obj: Obj) -> str:
+    """A volume's or claim's phase, ``Terminating`` once it is being deleted."""
+    if _get(obj, "metadata", "deletionTimestamp") is not None:
+        return "Terminating"
+    return _str(_get(obj, "status", "phase"))
+
+
 def _pv_row(obj: Obj, now: datetime) -> list[Cell]:
     spec = _map(obj.get("spec"))
     claim = spec.get("claimRef")
     claim_cell = ""
     if isinstance(claim, Mapping):
         claim_cell = f"{_str(claim.get('namespace'))}/{_str(claim.get('name'))}"
-    phase = _str(_get(obj, "status", "phase"))
-    if _get(obj, "metadata", "deletionTimestamp") is not None:
-        phase = "Terminating"
+    phase = _volume_phase(obj)
     vac = spec.get("volumeAttributesClassName")
     mode = spec.get("volumeMode")
     return [
@@ -1362,9 +1275,7 @@ _PV = _Printer(
 
 def _pvc_row(obj: Obj, now: datetime) -> list[Cell]:
     spec = _map(obj.get("spec"))
-    phase = _str(_get(obj, "status", "phase"))
-    if _get(obj, "metadata", "deletionTimestamp") is not None:
-        phase = "Terminating"
+    phase = _volume_phase(obj)
     volume = _str(spec.get("volumeName"))
     capacity = access = ""
     if volume:

@@ -144,6 +144,32 @@ def _range(prefix: str, start: str = "") -> tuple[bytes, bytes]:
     return begin, end
 
 
+def _absent(k: bytes) -> Any:
+    """Compare: ``k`` does not exist (its create revision is 0)."""
+    return rpc.Compare(
+        key=k, target=rpc.Compare.CREATE, result=rpc.Compare.EQUAL, create_revision=0
+    )
+
+
+def _present(k: bytes) -> Any:
+    """Compare: ``k`` exists."""
+    return rpc.Compare(
+        key=k, target=rpc.Compare.CREATE, result=rpc.Compare.GREATER, create_revision=0
+    )
+
+
+def _modified_at(k: bytes, revision: int) -> Any:
+    """Compare: ``k`` was last modified at ``revision``."""
+    return rpc.Compare(
+        key=k, target=rpc.Compare.MOD, result=rpc.Compare.EQUAL, mod_revision=revision
+    )
+
+
+def _read_back(k: bytes) -> Any:
+    """A Txn's failure branch: read ``k``, to tell why the comparison failed."""
+    return rpc.RequestOp(request_range=rpc.RangeRequest(key=k))
+
+
 def _details(err: Any) -> str:
     details = err.details() if hasattr(err, "details") else None
     return str(details or err)
@@ -316,6 +342,16 @@ class EtcdStore:
                 error = Unavailable(f"etcd at {self._where}: {what}: {err}")
             raise error
 
+    async def _call(
+        self, what: str, method: Callable[..., Awaitable[Any]], req: Any, *, revision: int = 0
+    ) -> Any:
+        """The response of the unary call ``method(req)``, under :meth:`_rpc`."""
+
+        async def fn(remaining: float, attempt: int) -> Any:
+            return await method(req, timeout=remaining, wait_for_ready=True)
+
+        return await self._rpc(what, fn, revision=revision)
+
     async def _error(self, what: str, err: Any, revision: int, budget: float) -> StoreError:
         code = err.code()
         details = _details(err)
@@ -340,14 +376,6 @@ class EtcdStore:
             return StoreError(f"etcd at {self._where} rejected {what}: {details}")
         return Unavailable(f"etcd at {self._where}: {what}: {code.name}: {details}")
 
-    async def _current_revision_rpc(self, remaining: float, attempt: int) -> int:
-        resp = await self._kv.Range(
-            rpc.RangeRequest(key=_PROBE_KEY, count_only=True),
-            timeout=remaining,
-            wait_for_ready=True,
-        )
-        return int(resp.header.revision)
-
     # ------------------------------------------------------------------ conversions
 
     async def _ttl(self, lease: int) -> int:
@@ -357,14 +385,13 @@ class EtcdStore:
         if ttl is not None:
             return ttl
 
-        async def fn(remaining: float, attempt: int) -> int:
-            resp = await self._lease_stub.LeaseTimeToLive(
-                rpc.LeaseTimeToLiveRequest(ID=lease), timeout=remaining, wait_for_ready=True
-            )
-            return max(int(resp.grantedTTL), 0)
-
         try:
-            ttl = await self._rpc("lease time to live", fn)
+            resp = await self._call(
+                "lease time to live",
+                self._lease_stub.LeaseTimeToLive,
+                rpc.LeaseTimeToLiveRequest(ID=lease),
+            )
+            ttl = max(int(resp.grantedTTL), 0)
         except _LeaseGone:
             ttl = 0
         self._remember_lease(lease, ttl)
@@ -401,12 +428,8 @@ class EtcdStore:
         if 0 < revision <= self._etcd_compacted:
             raise Compacted(revision, await self.compacted_revision())
         if revision <= 1:
-
-            async def plain(remaining: float, attempt: int) -> tuple[Any, int]:
-                resp = await self._kv.Range(req, timeout=remaining, wait_for_ready=True)
-                return resp, int(resp.header.revision)
-
-            return await self._rpc(what, plain, revision=revision)
+            resp = await self._call(what, self._kv.Range, req, revision=revision)
+            return resp, int(resp.header.revision)
         txn = rpc.TxnRequest(
             success=[
                 rpc.RequestOp(
@@ -417,12 +440,8 @@ class EtcdStore:
                 rpc.RequestOp(request_range=req),
             ]
         )
-
-        async def historical(remaining: float, attempt: int) -> tuple[Any, int]:
-            resp = await self._kv.Txn(txn, timeout=remaining, wait_for_ready=True)
-            return resp.responses[1].response_range, int(resp.header.revision)
-
-        return await self._rpc(what, historical, revision=revision)
+        resp = await self._call(what, self._kv.Txn, txn, revision=revision)
+        return resp.responses[1].response_range, int(resp.header.revision)
 
     async def get(self, key: str, revision: int = 0) -> KeyValue:
         req = rpc.RangeRequest(key=_enc(key), revision=revision)
@@ -444,15 +463,13 @@ class EtcdStore:
     async def count(self, prefix: str) -> int:
         begin, end = _range(prefix)
         req = rpc.RangeRequest(key=begin, range_end=end, count_only=True)
-
-        async def fn(remaining: float, attempt: int) -> int:
-            resp = await self._kv.Range(req, timeout=remaining, wait_for_ready=True)
-            return int(resp.count)
-
-        return await self._rpc(f"count {prefix}", fn)
+        resp = await self._call(f"count {prefix}", self._kv.Range, req)
+        return int(resp.count)
 
     async def current_revision(self) -> int:
-        return await self._rpc("current revision", self._current_revision_rpc)
+        req = rpc.RangeRequest(key=_PROBE_KEY, count_only=True)
+        resp = await self._call("current revision", self._kv.Range, req)
+        return int(resp.header.revision)
 
     async def _readable(self, revision: int) -> bool:
         """False when etcd has compacted ``revision`` away (it is below etcd's compacted
@@ -469,6 +486,13 @@ class EtcdStore:
             return True
 
         return await self._rpc(f"read at revision {revision}", fn)
+
+    async def _check_not_compacted(self, after: int) -> None:
+        """Raise Compacted when etcd cannot serve events after ``after`` any more."""
+        position = max(after, 1)
+        if not await self._readable(position):
+            await self._find_etcd_compacted(position)
+            raise Compacted(after, await self.compacted_revision())
 
     async def _find_etcd_compacted(self, unreadable: int = 0) -> int:
         """etcd's compacted revision: the lowest revision etcd may still be asked for.
@@ -514,12 +538,11 @@ class EtcdStore:
                 lease.keys += 1
                 return lease.id
 
-        async def fn(remaining: float, attempt: int) -> Any:
-            return await self._lease_stub.LeaseGrant(
-                rpc.LeaseGrantRequest(TTL=ttl + window), timeout=remaining, wait_for_ready=True
-            )
-
-        resp = await self._rpc(f"grant lease ({ttl}s)", fn)
+        resp = await self._call(
+            f"grant lease ({ttl}s)",
+            self._lease_stub.LeaseGrant,
+            rpc.LeaseGrantRequest(TTL=ttl + window),
+        )
         if resp.error:
             raise Unavailable(f"etcd at {self._where}: grant lease: {resp.error}")
         lease_id = int(resp.ID)
@@ -566,18 +589,11 @@ class EtcdStore:
 
         def build(lease: int, attempt: int) -> Any:
             return rpc.TxnRequest(
-                compare=[
-                    rpc.Compare(
-                        key=k,
-                        target=rpc.Compare.CREATE,
-                        result=rpc.Compare.EQUAL,
-                        create_revision=0,
-                    )
-                ],
+                compare=[_absent(k)],
                 success=[
                     rpc.RequestOp(request_put=rpc.PutRequest(key=k, value=value, lease=lease))
                 ],
-                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+                failure=[_read_back(k)],
             )
 
         resp, lease, attempt = await self._write("create", key, ttl, build)
@@ -597,26 +613,16 @@ class EtcdStore:
         def build(lease: int, attempt: int) -> Any:
             return rpc.TxnRequest(
                 compare=[
-                    rpc.Compare(
-                        key=k,
-                        target=rpc.Compare.MOD,
-                        result=rpc.Compare.EQUAL,
-                        mod_revision=expected_revision,
-                    ),
+                    _modified_at(k, expected_revision),
                     # a missing key has mod revision 0: never let "expected 0" create it
-                    rpc.Compare(
-                        key=k,
-                        target=rpc.Compare.CREATE,
-                        result=rpc.Compare.GREATER,
-                        create_revision=0,
-                    ),
+                    _present(k),
                 ],
                 success=[
                     rpc.RequestOp(
                         request_put=rpc.PutRequest(key=k, value=value, lease=lease, prev_kv=True)
                     )
                 ],
-                failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+                failure=[_read_back(k)],
             )
 
         resp, lease, attempt = await self._write("update", key, ttl, build)
@@ -637,35 +643,17 @@ class EtcdStore:
 
     async def delete(self, key: str, *, expected_revision: int = 0) -> KeyValue:
         k = _enc(key)
-        compare = [
-            rpc.Compare(
-                key=k,
-                target=rpc.Compare.CREATE,
-                result=rpc.Compare.GREATER,
-                create_revision=0,
-            )
-        ]
+        compare = [_present(k)]
         if expected_revision:
-            compare.append(
-                rpc.Compare(
-                    key=k,
-                    target=rpc.Compare.MOD,
-                    result=rpc.Compare.EQUAL,
-                    mod_revision=expected_revision,
-                )
-            )
+            compare.append(_modified_at(k, expected_revision))
         req = rpc.TxnRequest(
             compare=compare,
             success=[
                 rpc.RequestOp(request_delete_range=rpc.DeleteRangeRequest(key=k, prev_kv=True))
             ],
-            failure=[rpc.RequestOp(request_range=rpc.RangeRequest(key=k))],
+            failure=[_read_back(k)],
         )
-
-        async def fn(remaining: float, attempt: int) -> Any:
-            return await self._kv.Txn(req, timeout=remaining, wait_for_ready=True)
-
-        resp = await self._rpc(f"delete {key}", fn)
+        resp = await self._call(f"delete {key}", self._kv.Txn, req)
         if resp.succeeded:
             prev_kvs = resp.responses[0].response_delete_range.prev_kvs
             if not prev_kvs:  # deleted between the comparison and the delete: impossible
@@ -713,9 +701,8 @@ class EtcdStore:
             after = current
         elif after > current:
             raise FutureRevision(after, current)
-        elif after < current and not await self._readable(max(after, 1)):
-            await self._find_etcd_compacted(max(after, 1))
-            raise Compacted(after, await self.compacted_revision())
+        elif after < current:
+            await self._check_not_compacted(after)
         w = _EtcdWatch(self, prefix, after)
         await w.start()
         self._watches.add(w)
@@ -833,10 +820,7 @@ class _EtcdWatch(Watch):
                 self.resumes += 1
                 # etcd only cancels a watch that starts *below* its compacted revision;
                 # ours is one higher (see the module docstring), so check the rest here
-                position = max(self._position, 1)
-                if not await self._store._readable(position):
-                    await self._store._find_etcd_compacted(position)
-                    raise Compacted(self._position, await self._store.compacted_revision())
+                await self._store._check_not_compacted(self._position)
         except StoreError as err:
             self._queue.put_nowait(err)
         except Exception as err:  # a bug: end the watch loudly rather than hang

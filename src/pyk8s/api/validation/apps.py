@@ -28,13 +28,12 @@ from pyk8s.api.validation._util import (
 from pyk8s.api.validation.meta import (
     parse_selector,
     selector_mismatch,
-    validate_annotations,
     validate_label_selector,
-    validate_labels,
     validate_object_meta,
     validate_object_meta_update,
+    validate_template_meta,
 )
-from pyk8s.api.validation.pods import validate_pod_template_spec
+from pyk8s.api.validation.pods import validate_controller_template_spec, validate_pod_template_spec
 
 
 def _meta(obj: JSON) -> JSON:
@@ -88,20 +87,7 @@ def _template_for_replica_set(tmpl: Any, sel_obj: Any, path: str, kind: str) -> 
         sel, d(tmpl.get("metadata")).get("labels"), child(child(path, "metadata"), "labels")
     )
     errs += validate_pod_template_spec(tmpl, path)
-    tspec = d(tmpl.get("spec"))
-    rp = tspec.get("restartPolicy")
-    if isinstance(rp, str) and rp != "Always":
-        errs.append(
-            errors.not_supported(child(child(path, "spec"), "restartPolicy"), rp, ["Always"])
-        )
-    if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(
-            errors.forbidden(
-                child(child(path, "spec"), "activeDeadlineSeconds"),
-                f"activeDeadlineSeconds in {kind} is not Supported",
-            )
-        )
-    return errs
+    return errs + validate_controller_template_spec(tmpl.get("spec"), child(path, "spec"), kind)
 
 
 def _selector(spec: JSON, kind: str) -> Errs:
@@ -285,20 +271,10 @@ def _stateful_set_spec(spec: JSON) -> Errs:
     else:
         meta = d(tmpl.get("metadata"))
         errs += selector_mismatch(sel, meta.get("labels"), "spec.template.metadata.labels")
-        errs += validate_labels(meta.get("labels"), "spec.template.labels")
-        errs += validate_annotations(meta.get("annotations"), "spec.template.annotations")
-    tspec = d(tmpl.get("spec"))
-    rp = tspec.get("restartPolicy")
-    if isinstance(rp, str) and rp != "Always":
-        errs.append(errors.not_supported("spec.template.spec.restartPolicy", rp, ["Always"]))
-    if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(
-            errors.forbidden(
-                "spec.template.spec.activeDeadlineSeconds",
-                "activeDeadlineSeconds in StatefulSet is not Supported",
-            )
-        )
-    return errs
+        errs += validate_template_meta(meta, "spec.template")
+    return errs + validate_controller_template_spec(
+        tmpl.get("spec"), "spec.template.spec", "StatefulSet"
+    )
 
 
 def create_stateful_set(obj: JSON) -> Errs:
@@ -371,17 +347,11 @@ def _daemon_set_spec(spec: JSON) -> Errs:
     sel_obj = spec.get("selector")
     errs = validate_label_selector(sel_obj, "spec.selector")
     tmpl = d(spec.get("template"))
-    sel = parse_selector(sel_obj)
-    if sel is not None:
-        labels = d(tmpl.get("metadata")).get("labels")
-        if not sel.matches({k: s(v) for k, v in d(labels).items()}):
-            errs.append(
-                errors.invalid(
-                    "spec.template.metadata.labels",
-                    labels if isinstance(labels, dict) else None,
-                    "`selector` does not match template `labels`",
-                )
-            )
+    errs += selector_mismatch(
+        parse_selector(sel_obj),
+        d(tmpl.get("metadata")).get("labels"),
+        "spec.template.metadata.labels",
+    )
     if (
         isinstance(sel_obj, dict)
         and not d(sel_obj.get("matchLabels"))
@@ -391,17 +361,7 @@ def _daemon_set_spec(spec: JSON) -> Errs:
             errors.invalid("spec.selector", sel_obj, "empty selector is invalid for daemonset")
         )
     errs += validate_pod_template_spec(tmpl, "spec.template")
-    tspec = d(tmpl.get("spec"))
-    rp = tspec.get("restartPolicy")
-    if isinstance(rp, str) and rp != "Always":
-        errs.append(errors.not_supported("spec.template.spec.restartPolicy", rp, ["Always"]))
-    if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(
-            errors.forbidden(
-                "spec.template.spec.activeDeadlineSeconds",
-                "activeDeadlineSeconds in DaemonSet is not Supported",
-            )
-        )
+    errs += validate_controller_template_spec(tmpl.get("spec"), "spec.template.spec", "DaemonSet")
     errs += nonneg(spec.get("minReadySeconds"), "spec.minReadySeconds")
     errs += _daemon_set_strategy(spec.get("updateStrategy"), "spec.updateStrategy")
     errs += nonneg(spec.get("revisionHistoryLimit"), "spec.revisionHistoryLimit")

@@ -49,6 +49,7 @@ from pyk8s.api.validation.pods import (
     PROTOCOLS,
     PodOptions,
     validate_container_resource_name,
+    validate_controller_template_spec,
     validate_pod_spec,
     validate_pod_template_spec,
     validate_port_num_or_name,
@@ -289,18 +290,9 @@ def _rc_spec(spec: Any) -> Errs:
             sel, d(tmpl.get("metadata")).get("labels"), "spec.template.metadata.labels"
         )
     errs += validate_pod_template_spec(tmpl, "spec.template")
-    tspec = d(tmpl.get("spec"))
-    rp = tspec.get("restartPolicy")
-    if isinstance(rp, str) and rp != "Always":
-        errs.append(errors.not_supported("spec.template.spec.restartPolicy", rp, ["Always"]))
-    if tspec.get("activeDeadlineSeconds") is not None:
-        errs.append(
-            errors.forbidden(
-                "spec.template.spec.activeDeadlineSeconds",
-                "activeDeadlineSeconds in ReplicationController is not Supported",
-            )
-        )
-    return errs
+    return errs + validate_controller_template_spec(
+        tmpl.get("spec"), "spec.template.spec", "ReplicationController"
+    )
 
 
 def create_replication_controller(obj: JSON) -> Errs:

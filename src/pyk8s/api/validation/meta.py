@@ -162,7 +162,12 @@ def _common(meta: JSON, namespaced: bool, path: str) -> Errs:
         errs.append(
             errors.invalid(child(path, "generation"), gen, "must be greater than or equal to 0")
         )
-    errs += validate_labels(meta.get("labels"), child(path, "labels"))
+    return errs + _contents(meta, path)
+
+
+def _contents(meta: JSON, path: str) -> Errs:
+    """Labels, annotations, owner references, finalizers and managed fields (create, update)."""
+    errs = validate_labels(meta.get("labels"), child(path, "labels"))
     errs += validate_annotations(meta.get("annotations"), child(path, "annotations"))
     errs += _owner_references(meta.get("ownerReferences"), child(path, "ownerReferences"))
     errs += _finalizers(meta.get("finalizers"), child(path, "finalizers"))
@@ -237,11 +242,7 @@ def validate_object_meta_update(
         a, b = new.get(f), old.get(f)
         if _opt(a) != _opt(b):
             errs.append(errors.invalid(child(path, f), a if a is not None else "", IMMUTABLE))
-    errs += validate_labels(new.get("labels"), child(path, "labels"))
-    errs += validate_annotations(new.get("annotations"), child(path, "annotations"))
-    errs += _owner_references(new.get("ownerReferences"), child(path, "ownerReferences"))
-    errs += _finalizers(new.get("finalizers"), child(path, "finalizers"))
-    errs += _managed_fields(new.get("managedFields"), child(path, "managedFields"))
+    errs += _contents(new, path)
     if core:
         errs += _kube_finalizers(new, path)
     return errs
@@ -270,34 +271,51 @@ def validate_label_selector(sel: Any, path: str, allow_invalid_values: bool = Fa
         return []
     errs = validate_labels(sel.get("matchLabels"), child(path, "matchLabels"))
     for n, expr in enumerate(lst(sel.get("matchExpressions"))):
-        expr = d(expr)
-        p = idx(child(path, "matchExpressions"), n)
-        op = s(expr.get("operator"))
-        values = [s(v) for v in lst(expr.get("values"))]
-        if op in ("In", "NotIn"):
-            if not values:
-                errs.append(
-                    errors.required(
-                        child(p, "values"), "must be specified when `operator` is 'In' or 'NotIn'"
-                    )
+        errs += validate_selector_requirement(
+            d(expr), idx(child(path, "matchExpressions"), n), not allow_invalid_values
+        )
+    return errs
+
+
+def validate_selector_requirement(
+    expr: JSON, path: str, check_values: bool = True, gt_lt: bool = False
+) -> Errs:
+    """Upstream's ``ValidateLabelSelectorRequirement``; with ``gt_lt``, its node selector
+    twin ``validateNodeSelectorRequirement``, which also takes ``Gt``/``Lt`` (one value)."""
+    errs: Errs = []
+    op = s(expr.get("operator"))
+    values = [s(v) for v in lst(expr.get("values"))]
+    if op in ("In", "NotIn"):
+        if not values:
+            errs.append(
+                errors.required(
+                    child(path, "values"), "must be specified when `operator` is 'In' or 'NotIn'"
                 )
-        elif op in ("Exists", "DoesNotExist"):
-            if values:
-                errs.append(
-                    errors.forbidden(
-                        child(p, "values"),
-                        "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                    )
+            )
+    elif op in ("Exists", "DoesNotExist"):
+        if values:
+            errs.append(
+                errors.forbidden(
+                    child(path, "values"),
+                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
                 )
-        else:
-            errs.append(errors.invalid(child(p, "operator"), op, "not a valid selector operator"))
-        errs += validate_label_name(s(expr.get("key")), child(p, "key"))
-        if not allow_invalid_values:
-            for j, v in enumerate(values):
-                errs += [
-                    errors.invalid(idx(child(p, "values"), j), v, m)
-                    for m in names.is_label_value(v)
-                ]
+            )
+    elif gt_lt and op in ("Gt", "Lt"):
+        if len(values) != 1:
+            errs.append(
+                errors.required(
+                    child(path, "values"),
+                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
+                )
+            )
+    else:
+        errs.append(errors.invalid(child(path, "operator"), op, "not a valid selector operator"))
+    errs += validate_label_name(s(expr.get("key")), child(path, "key"))
+    if check_values:
+        for n, v in enumerate(values):
+            errs += [
+                errors.invalid(idx(child(path, "values"), n), v, m) for m in names.is_label_value(v)
+            ]
     return errs
 
 

@@ -35,11 +35,12 @@ from pyk8s.api.validation._util import (
     smap,
 )
 from pyk8s.api.validation.meta import (
-    validate_annotations,
     validate_label_name,
     validate_label_selector,
     validate_labels,
     validate_qualified_name,
+    validate_selector_requirement,
+    validate_template_meta,
 )
 
 MAX_INT32 = 2**31 - 1
@@ -1275,49 +1276,11 @@ def validate_taints(taints: Any, path: str) -> Errs:
     return errs
 
 
-def _node_selector_requirement(rq: JSON, path: str, check_values: bool) -> Errs:
-    errs: Errs = []
-    op = s(rq.get("operator"))
-    values = [s(v) for v in lst(rq.get("values"))]
-    if op in ("In", "NotIn"):
-        if not values:
-            errs.append(
-                errors.required(
-                    child(path, "values"), "must be specified when `operator` is 'In' or 'NotIn'"
-                )
-            )
-    elif op in ("Exists", "DoesNotExist"):
-        if values:
-            errs.append(
-                errors.forbidden(
-                    child(path, "values"),
-                    "may not be specified when `operator` is 'Exists' or 'DoesNotExist'",
-                )
-            )
-    elif op in ("Gt", "Lt"):
-        if len(values) != 1:
-            errs.append(
-                errors.required(
-                    child(path, "values"),
-                    "must be specified single value when `operator` is 'Lt' or 'Gt'",
-                )
-            )
-    else:
-        errs.append(errors.invalid(child(path, "operator"), op, "not a valid selector operator"))
-    errs += validate_label_name(s(rq.get("key")), child(path, "key"))
-    if check_values:
-        for n, v in enumerate(values):
-            errs += [
-                errors.invalid(idx(child(path, "values"), n), v, m) for m in names.is_label_value(v)
-            ]
-    return errs
-
-
 def _node_selector_term(term: JSON, path: str, check_values: bool) -> Errs:
     errs: Errs = []
     for n, rq in enumerate(lst(term.get("matchExpressions"))):
-        errs += _node_selector_requirement(
-            d(rq), idx(child(path, "matchExpressions"), n), check_values
+        errs += validate_selector_requirement(
+            d(rq), idx(child(path, "matchExpressions"), n), check_values, gt_lt=True
         )
     for n, rq in enumerate(lst(term.get("matchFields"))):
         rq = d(rq)
@@ -1651,15 +1614,35 @@ def validate_pod_spec(spec: Any, path: str, opts: PodOptions) -> Errs:
 def validate_pod_template_spec(tmpl: Any, path: str, opts: PodOptions | None = None) -> Errs:
     """Upstream's ``ValidatePodTemplateSpec``: template labels/annotations, then the spec."""
     tmpl = d(tmpl)
-    meta = d(tmpl.get("metadata"))
-    errs = validate_labels(meta.get("labels"), child(path, "labels"))
-    errs += validate_annotations(meta.get("annotations"), child(path, "annotations"))
+    errs = validate_template_meta(tmpl.get("metadata"), path)
     errs += validate_pod_spec(tmpl.get("spec"), child(path, "spec"), opts or PodOptions())
     if lst(d(tmpl.get("spec")).get("ephemeralContainers")):
         errs.append(
             errors.forbidden(
                 child(child(path, "spec"), "ephemeralContainers"),
                 "ephemeral containers not allowed in pod template",
+            )
+        )
+    return errs
+
+
+def validate_controller_template_spec(tspec: Any, path: str, kind: str) -> Errs:
+    """What a controller (``kind``) asks of its template's pod spec at ``path``.
+
+    ``restartPolicy: Always`` only, and no ``activeDeadlineSeconds``, as upstream's
+    ``ValidatePodTemplateSpecFor<Kind>`` check for ReplicaSets, StatefulSets, DaemonSets and
+    ReplicationControllers.
+    """
+    tspec = d(tspec)
+    errs: Errs = []
+    rp = tspec.get("restartPolicy")
+    if isinstance(rp, str) and rp != "Always":
+        errs.append(errors.not_supported(child(path, "restartPolicy"), rp, ["Always"]))
+    if tspec.get("activeDeadlineSeconds") is not None:
+        errs.append(
+            errors.forbidden(
+                child(path, "activeDeadlineSeconds"),
+                f"activeDeadlineSeconds in {kind} is not Supported",
             )
         )
     return errs

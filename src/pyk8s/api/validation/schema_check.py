@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -147,25 +148,37 @@ def unknown_fields(resource: Resource, obj: JSON) -> list[str]:
     return out
 
 
+def _field(path: str, k: str) -> str:
+    return f"{path}.{k}" if path else k
+
+
+def _elements(node: Node, value: Any, path: str, key_fmt: str) -> Iterator[tuple[Node, Any, str]]:
+    """(schema, value, path) of each item of an array or map ``value``, when its schema has
+    fields to walk into (a struct, array or map). ``key_fmt`` spells a map entry's path."""
+    if node.kind == "array" and isinstance(value, list) and node.sub:
+        entries = [(f"{path}[{n}]", v) for n, v in enumerate(value)]
+    elif node.kind == "map" and isinstance(value, dict) and node.sub:
+        entries = [(key_fmt.format(path, k), v) for k, v in value.items()]
+    else:
+        return
+    item = classify(node.sub)
+    if item.kind in ("struct", "array", "map"):
+        for p, v in entries:
+            yield item, v, p
+
+
 def _unknown(node: Node, value: Any, path: str, out: list[str]) -> None:
     if node.kind == "struct" and isinstance(value, dict):
         for k, v in value.items():
-            p = f"{path}.{k}" if path else k
+            p = _field(path, k)
             sub = node.props.get(k)
             if sub is None:
                 out.append(p)
             elif v is not None:
                 _unknown(classify(sub), v, p, out)
-    elif node.kind == "array" and isinstance(value, list) and node.sub:
-        item = classify(node.sub)
-        if item.kind in ("struct", "array", "map"):
-            for n, v in enumerate(value):
-                _unknown(item, v, f"{path}[{n}]", out)
-    elif node.kind == "map" and isinstance(value, dict) and node.sub:
-        item = classify(node.sub)
-        if item.kind in ("struct", "array", "map"):
-            for k, v in value.items():
-                _unknown(item, v, f"{path}.{k}", out)
+        return
+    for item, v, p in _elements(node, value, path, "{}.{}"):
+        _unknown(item, v, p, out)
 
 
 # ---------------------------------------------------------------- decode errors
@@ -217,7 +230,7 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
             sub = node.props.get(k)
             if sub is None or v is None:
                 continue
-            _decode(classify(sub), v, node.struct or struct, f"{path}.{k}" if path else k, out)
+            _decode(classify(sub), v, node.struct or struct, _field(path, k), out)
         return
     if kind == "array":
         if not isinstance(value, list):
@@ -360,20 +373,13 @@ def _required(node: Node, value: Any, path: str, out: list[FieldError], top: boo
     if node.kind == "struct" and isinstance(value, dict):
         for k in node.required:
             if value.get(k) is None:
-                out.append(errors.required(f"{path}.{k}" if path else k))
+                out.append(errors.required(_field(path, k)))
         for k, v in value.items():
             if v is None or (top and k == "status"):
                 continue
             sub = node.props.get(k)
             if sub is not None:
-                _required(classify(sub), v, f"{path}.{k}" if path else k, out)
-    elif node.kind == "array" and isinstance(value, list) and node.sub:
-        item = classify(node.sub)
-        if item.kind in ("struct", "array", "map"):
-            for n, v in enumerate(value):
-                _required(item, v, f"{path}[{n}]", out)
-    elif node.kind == "map" and isinstance(value, dict) and node.sub:
-        item = classify(node.sub)
-        if item.kind in ("struct", "array", "map"):
-            for k, v in value.items():
-                _required(item, v, f"{path}[{k}]", out)
+                _required(classify(sub), v, _field(path, k), out)
+        return
+    for item, v, p in _elements(node, value, path, "{}[{}]"):
+        _required(item, v, p, out)
