@@ -199,7 +199,8 @@ def invalid_object(kind: str, name: str, errors: list[FieldError], group: str = 
     details["causes"] = [
         {"reason": e.type.reason, "message": e.body(), "field": e.field} for e in errors
     ]
-    return StatusError(422, "Invalid", f'{kind} "{name}" is invalid: {summary}', details)
+    qualified = f"{kind}.{group}" if group else kind  # upstream's GroupKind string
+    return StatusError(422, "Invalid", f'{qualified} "{name}" is invalid: {summary}', details)
 
 
 def no_such_resource() -> StatusError:

@@ -18,7 +18,9 @@ and ``,inline`` embedding from the Go struct tags in ``types.go``. It covers eve
 reachable from the kinds in :mod:`pyk8s.api.registry` (and their lists), the bodies
 kubectl posts to subresources and reviews (Scale, Eviction, TokenRequest, TokenReview,
 SelfSubjectReview, *SubjectAccessReview, SelfSubjectRulesReview) and meta/v1's option
-kinds. Each field is ``[number, json name, type, card, flags]``: type is a scalar
+kinds; policy/v1beta1's Eviction, which pods/eviction still accepts, has policy/v1's very
+fields and numbers, so it maps to that message. Each field is
+``[number, json name, type, card, flags]``: type is a scalar
 (``string bool int32 int64 uint32 uint64 double float bytes``), a special
 (``Time MicroTime Quantity IntOrString RawExtension FieldsV1``) or a message name such as
 ``core/v1.PodSpec``; card is ``opt``, ``rep`` or ``map`` (string keys; the type is the
@@ -249,34 +251,31 @@ def _rfc3339(seconds: int, micros: int | None) -> str:
     return f"{base}Z" if micros is None else f"{base}.{micros:06d}Z"
 
 
+def _scalars(data: bytes, types: dict[int, str]) -> dict[int, Any]:
+    """The scalar fields of a small message, by number (``types``: number -> type).
+
+    Every occurrence is decoded (and checked); the last one wins, as in proto3.
+    """
+    out: dict[int, Any] = {}
+    for num, wt, v in _iter_fields(data):
+        if num in types:
+            out[num] = _scalar(types[num], wt, v)
+    return out
+
+
 def _decode_special(typ: str, data: bytes, depth: int) -> Any:
     if typ in ("Time", "MicroTime"):
         if not data:  # the zero time: Go writes an empty message and JSON says null
             return None
-        seconds = nanos = 0
-        for num, wt, v in _iter_fields(data):
-            if num == 1:
-                seconds = _scalar("int64", wt, v)
-            elif num == 2:
-                nanos = _scalar("int32", wt, v)
+        time = _scalars(data, {1: "int64", 2: "int32"})
+        seconds, nanos = time.get(1, 0), time.get(2, 0)
         # metav1.Time keeps whole seconds only; MicroTime keeps microseconds
         return _rfc3339(seconds, None if typ == "Time" else max(nanos, 0) // 1000 % 1_000_000)
     if typ == "Quantity":
-        s = "0"  # the zero Quantity prints as "0"
-        for num, wt, v in _iter_fields(data):
-            if num == 1:
-                s = _scalar("string", wt, v) or "0"
-        return s
+        return _scalars(data, {1: "string"}).get(1) or "0"  # the zero Quantity prints as "0"
     if typ == "IntOrString":
-        kind, ival, sval = 0, 0, ""
-        for num, wt, v in _iter_fields(data):
-            if num == 1:
-                kind = _scalar("int64", wt, v)
-            elif num == 2:
-                ival = _scalar("int32", wt, v)
-            elif num == 3:
-                sval = _scalar("string", wt, v)
-        return sval if kind == 1 else ival
+        ios = _scalars(data, {1: "int64", 2: "int32", 3: "string"})
+        return ios.get(3, "") if ios.get(1, 0) == 1 else ios.get(2, 0)
     # RawExtension / FieldsV1: raw bytes holding JSON (or, for RawExtension, a protobuf object)
     raw: bytes | None = None
     for num, wt, v in _iter_fields(data):
@@ -421,11 +420,8 @@ def _decode_envelope(body: bytes, depth: int) -> dict[str, Any]:
         if num == 1:
             if wt != _LEN or not isinstance(v, bytes):
                 raise _Bad("wrong wire type for typeMeta")
-            for tnum, twt, tv in _iter_fields(v):
-                if tnum == 1:
-                    api_version = _scalar("string", twt, tv)
-                elif tnum == 2:
-                    kind = _scalar("string", twt, tv)
+            type_meta = _scalars(v, {1: "string", 2: "string"})
+            api_version, kind = type_meta.get(1, api_version), type_meta.get(2, kind)
         elif num == 2:
             if wt != _LEN or not isinstance(v, bytes):
                 raise _Bad("wrong wire type for raw")

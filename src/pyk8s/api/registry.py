@@ -27,6 +27,9 @@ class Resource:
     verbs: tuple[str, ...] = ALL_VERBS
     #: the resource name in storage keys; resources served at several versions share it
     storage_name: str = field(default="")
+    #: False for "virtual" resources (access reviews, TokenReview): a create computes an
+    #: answer from the request and returns it; nothing is ever written to storage
+    stored: bool = True
 
     @property
     def singular(self) -> str:
@@ -68,6 +71,7 @@ def _r(
     sub: Iterable[str] = (),
     verbs: tuple[str, ...] = ALL_VERBS,
     storage_name: str = "",
+    stored: bool = True,
 ) -> Resource:
     return Resource(
         group,
@@ -80,7 +84,13 @@ def _r(
         tuple(sub),
         verbs,
         storage_name,
+        stored,
     )
+
+
+def _review(group: str, kind: str, plural: str, namespaced: bool = False) -> Resource:
+    """A create-only v1 review: answered from the request, never stored (``stored=False``)."""
+    return _r(group, "v1", kind, plural, namespaced, verbs=("create",), stored=False)
 
 
 ALL = ("all",)
@@ -147,6 +157,13 @@ RESOURCES: tuple[Resource, ...] = (
     _r("apps", "v1", "StatefulSet", "statefulsets", True, ["sts"], ALL, ["status", "scale"]),
     _r("apps", "v1", "DaemonSet", "daemonsets", True, ["ds"], ALL, _STATUS),
     _r("apps", "v1", "ControllerRevision", "controllerrevisions", True),
+    # authentication.k8s.io/v1, authorization.k8s.io/v1: create-only reviews, never stored
+    _review("authentication.k8s.io", "SelfSubjectReview", "selfsubjectreviews"),
+    _review("authentication.k8s.io", "TokenReview", "tokenreviews"),
+    _review("authorization.k8s.io", "LocalSubjectAccessReview", "localsubjectaccessreviews", True),
+    _review("authorization.k8s.io", "SelfSubjectAccessReview", "selfsubjectaccessreviews"),
+    _review("authorization.k8s.io", "SelfSubjectRulesReview", "selfsubjectrulesreviews"),
+    _review("authorization.k8s.io", "SubjectAccessReview", "subjectaccessreviews"),
     # batch/v1
     _r("batch", "v1", "Job", "jobs", True, (), ALL, _STATUS),
     _r("batch", "v1", "CronJob", "cronjobs", True, ["cj"], ALL, _STATUS),

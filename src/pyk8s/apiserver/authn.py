@@ -64,6 +64,7 @@ __all__ = [
     "AuthenticatorChain",
     "ServiceAccountTokenAuthenticator",
     "TokenFileAuthenticator",
+    "UidLookup",
     "UserInfo",
     "X509Authenticator",
     "bearer_token",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyk8s.api.registry import ALL_VERBS, PREFERRED_VERSIONS, Registry, Resource
+from pyk8s.api.registry import PREFERRED_VERSIONS, Registry, Resource
 
 JSON = dict[str, Any]
 
@@ -62,7 +62,7 @@ def api_resource(r: Resource) -> JSON:
         out["shortNames"] = list(r.short_names)
     if r.categories:
         out["categories"] = list(r.categories)
-    if r.verbs == ALL_VERBS or "create" in r.verbs:
+    if r.stored:
         out["storageVersionHash"] = _storage_version_hash(r)
     return out
 

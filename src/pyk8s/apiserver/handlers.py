@@ -41,7 +41,7 @@ from pyk8s.api.selectors import (
 )
 from pyk8s.api.tables import build_table
 from pyk8s.api.validation import unknown_fields, validate_create, validate_update
-from pyk8s.apiserver import admission, encoding
+from pyk8s.apiserver import admission, encoding, reviews
 from pyk8s.apiserver.allocators import AlreadyAllocated, OutOfRange, RangeFull
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.rest import (
@@ -188,6 +188,9 @@ class ResourceHandlers:
             raise errors.method_not_allowed(
                 "the server does not allow this method on the requested resource"
             )
+        if not r.stored or sub in reviews.SUBRESOURCES:
+            # reviews, TokenRequest, eviction: answered from the request, never stored
+            return await reviews.serve(self, request, info, r)
         if sub == "scale":
             return await self.scale(request, info, r)
         if sub == "binding":
@@ -198,9 +201,7 @@ class ResourceHandlers:
             "attach",
             "portforward",
             "proxy",
-            "eviction",
             "ephemeralcontainers",
-            "token",
         ):
             raise errors.StatusError(
                 501, "NotImplemented", f"{r.plural}/{sub} is not served by pyk8s yet", {}

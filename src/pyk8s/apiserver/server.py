@@ -34,6 +34,7 @@ from pyk8s.apiserver.authz import (
     RequestAttributes,
     forbidden,
 )
+from pyk8s.apiserver.certs import Pki
 from pyk8s.apiserver.handlers import ResourceHandlers
 from pyk8s.apiserver.requestinfo import RequestInfo, parse_request
 from pyk8s.apiserver.watchcache import WatchCache
@@ -117,8 +118,12 @@ class APIServer:
         authorizer: Authorizer | None = None,
         config: Config | None = None,
         registry: Registry = REGISTRY,
+        pki: Pki | None = None,
     ) -> None:
         self.store = store
+        #: the cluster PKI; its service-account key signs TokenRequest tokens (None: no
+        #: signing key, so serviceaccounts/token answers 503)
+        self.pki = pki
         self.config = config or Config()
         self.registry = registry
         self.authenticator = authenticator

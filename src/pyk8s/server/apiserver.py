@@ -18,11 +18,13 @@ from pathlib import Path
 
 from aiohttp import web
 
+from pyk8s.api.registry import REGISTRY
 from pyk8s.apiserver.authn import (
     Authenticator,
     AuthenticatorChain,
     ServiceAccountTokenAuthenticator,
     TokenFileAuthenticator,
+    UidLookup,
     UserInfo,
     X509Authenticator,
 )
@@ -125,9 +127,33 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
     if opts.token_auth_file:
         authenticators.append(TokenFileAuthenticator(opts.token_auth_file))
     authenticators.append(TokenFileAuthenticator.from_tokens(tokens))
-    authenticators.append(ServiceAccountTokenAuthenticator(pki))
+    holder: list[APIServer] = []
+
+    def uid_lookup(plural: str) -> UidLookup:
+        """The live object's uid from the watch cache, so that tokens of deleted service
+        accounts (or pods) stop working, as upstream's lookup does."""
+
+        async def lookup(namespace: str, name: str) -> str | None:
+            resource = REGISTRY.get("", "v1", plural)
+            if not holder or resource is None:
+                return None
+            entry = holder[0].cache.objects.get(resource.key(namespace, name))
+            return None if entry is None else str(entry.obj["metadata"].get("uid", ""))
+
+        return lookup
+
+    authenticators.append(
+        ServiceAccountTokenAuthenticator(
+            pki,
+            service_account_lookup=uid_lookup("serviceaccounts"),
+            pod_lookup=uid_lookup("pods"),
+        )
+    )
     store = await open_store(opts.endpoint)
-    server = APIServer(store, authenticator=AuthenticatorChain(authenticators), config=config)
+    server = APIServer(
+        store, authenticator=AuthenticatorChain(authenticators), config=config, pki=pki
+    )
+    holder.append(server)
     try:
         await server.start()
         runner = web.AppRunner(
