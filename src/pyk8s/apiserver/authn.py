@@ -58,6 +58,7 @@ __all__ = [
     "ALL_AUTHENTICATED",
     "ALL_UNAUTHENTICATED",
     "ANONYMOUS",
+    "REQUEST_USER",
     "SERVICE_ACCOUNT_ISSUER",
     "AuthenticationFailed",
     "Authenticator",
@@ -91,6 +92,9 @@ class UserInfo:
     groups: tuple[str, ...] = ()
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
+
+#: Where the API server keeps the authenticated user of a request.
+REQUEST_USER: web.RequestKey[UserInfo] = web.RequestKey("user", UserInfo)
 
 #: What the server may use for a request with no credentials, if anonymous auth is on.
 ANONYMOUS = UserInfo("system:anonymous", groups=(ALL_UNAUTHENTICATED,))

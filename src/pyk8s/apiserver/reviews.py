@@ -53,6 +53,7 @@ from pyk8s.api.selectors import SelectorError, label_selector_from_dict
 from pyk8s.apiserver import encoding
 from pyk8s.apiserver.authn import (
     ALL_AUTHENTICATED,
+    REQUEST_USER,
     SERVICE_ACCOUNT_ISSUER,
     AuthenticationFailed,
     ServiceAccountTokenAuthenticator,
@@ -247,7 +248,7 @@ def _type_name(value: Any) -> str:
 
 
 def _user(request: web.Request) -> UserInfo:
-    user = request.get("user")
+    user = request.get(REQUEST_USER)
     if not isinstance(user, UserInfo):
         raise errors.bad_request("no user present on request")
     return user

@@ -27,7 +27,7 @@ from pyk8s.api import errors
 from pyk8s.api.registry import REGISTRY, Registry
 from pyk8s.apiserver import discovery
 from pyk8s.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
-from pyk8s.apiserver.authn import AuthenticationFailed, Authenticator, UserInfo
+from pyk8s.apiserver.authn import REQUEST_USER, AuthenticationFailed, Authenticator, UserInfo
 from pyk8s.apiserver.authz import (
     AlwaysAllowAuthenticated,
     Authorizer,
@@ -248,7 +248,7 @@ class APIServer:
             return self._health_or_version(path, request)
         user = await self.authenticate(request)
         await self.authorize(user, info)
-        request["user"] = user
+        request[REQUEST_USER] = user
         if path == "/metrics":
             self.metrics.cache_revision.set(self.cache.revision)
             return web.Response(
