@@ -290,7 +290,7 @@ def test_create_ingress(kubectl: Kubectl, ns: str) -> None:
 def test_autoscale(kubectl: Kubectl, ns: str) -> None:
     kubectl("-n", ns, "create", "deployment", "web", "--image=busybox")
     kubectl("-n", ns, "autoscale", "deployment", "web", "--min=1", "--max=3", "--cpu-percent=50")
-    hpa = kubectl.json("-n", ns, "get", "hpa.v1.autoscaling", "web")
+    hpa = kubectl.json("-n", ns, "get", "horizontalpodautoscalers.v1.autoscaling", "web")
     assert hpa["spec"]["scaleTargetRef"] == {
         "apiVersion": "apps/v1",
         "kind": "Deployment",

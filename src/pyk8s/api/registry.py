@@ -3,6 +3,11 @@
 Discovery (/api, /apis, aggregated discovery), routing, storage keys, ``kubectl
 api-resources`` columns, short names (``po``, ``deploy``) and categories (``kubectl get
 all``) all come from here, so they cannot disagree. The values are upstream v1.32's.
+
+A resource served at several versions or in two groups has one storage, as upstream: its
+entries name the version (``storage_version``) and group (``storage_group``) objects are
+stored at, so they share one key prefix, and the API server converts at the storage
+boundary (:mod:`pyk8s.api.conversion`).
 """
 
 from __future__ import annotations
@@ -30,6 +35,12 @@ class Resource:
     #: False for "virtual" resources (access reviews, TokenReview): a create computes an
     #: answer from the request and returns it; nothing is ever written to storage
     stored: bool = True
+    #: the version objects are stored at ("" for this one); a resource served at several
+    #: versions (autoscaling/v1 and v2 HPAs) keeps one storage, converted at the boundary
+    storage_version: str = ""
+    #: the group objects are stored in (None for this one): events.k8s.io Events are core
+    #: Events, under the core events keys
+    storage_group: str | None = None
 
     @property
     def singular(self) -> str:
@@ -45,13 +56,26 @@ class Resource:
         return f"{self.group}/{self.version}" if self.group else self.version
 
     @property
+    def storage_api_version(self) -> str:
+        """The apiVersion objects carry in storage (``autoscaling/v2`` for v1 HPAs too)."""
+        group = self.group if self.storage_group is None else self.storage_group
+        version = self.storage_version or self.version
+        return f"{group}/{version}" if group else version
+
+    @property
+    def converts(self) -> bool:
+        """Whether objects are converted between storage and this version."""
+        return self.storage_api_version != self.api_version
+
+    @property
     def group_resource(self) -> str:
         """``deployments.apps`` (``pods`` for the core group), as errors name resources."""
         return f"{self.plural}.{self.group}" if self.group else self.plural
 
     def key_prefix(self, namespace: str | None = None) -> str:
         """The storage key prefix of this resource (of one namespace when given)."""
-        base = f"/registry/{self.group or 'core'}/{self.storage_name or self.plural}/"
+        group = self.group if self.storage_group is None else self.storage_group
+        base = f"/registry/{group or 'core'}/{self.storage_name or self.plural}/"
         if self.namespaced and namespace:
             return f"{base}{namespace}/"
         return base
@@ -72,6 +96,8 @@ def _r(
     verbs: tuple[str, ...] = ALL_VERBS,
     storage_name: str = "",
     stored: bool = True,
+    storage_version: str = "",
+    storage_group: str | None = None,
 ) -> Resource:
     return Resource(
         group,
@@ -85,6 +111,8 @@ def _r(
         verbs,
         storage_name,
         stored,
+        storage_version,
+        storage_group,
     )
 
 
@@ -187,6 +215,7 @@ RESOURCES: tuple[Resource, ...] = (
         ["hpa"],
         ALL,
         _STATUS,
+        storage_version="v2",  # one storage, converted (pyk8s.api.conversion)
     ),
     # networking.k8s.io/v1
     _r("networking.k8s.io", "v1", "Ingress", "ingresses", True, ["ing"], sub=_STATUS),
@@ -208,7 +237,8 @@ RESOURCES: tuple[Resource, ...] = (
     # policy/v1
     _r("policy", "v1", "PodDisruptionBudget", "poddisruptionbudgets", True, ["pdb"], sub=_STATUS),
     # events.k8s.io/v1
-    _r("events.k8s.io", "v1", "Event", "events", True, ["ev"]),
+    # core Events, converted (pyk8s.api.conversion)
+    _r("events.k8s.io", "v1", "Event", "events", True, ["ev"], storage_group=""),
 )
 
 #: the preferred version of each group, first listed wins (autoscaling: v2, as upstream)

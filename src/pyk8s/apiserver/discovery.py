@@ -46,7 +46,8 @@ def _storage_version_hash(r: Resource) -> str:
     import base64
     import hashlib
 
-    digest = hashlib.sha256(f"{r.group}/{r.version}/{r.kind}".encode()).digest()
+    # one hash per storage, as upstream: resources served at several versions share it
+    digest = hashlib.sha256(f"{r.storage_api_version}/{r.kind}".encode()).digest()
     return base64.b64encode(digest[:8]).decode()
 
 

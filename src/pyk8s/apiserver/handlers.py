@@ -7,6 +7,11 @@ one compare-and-swap write — so a request either fails before anything is writ
 is written whole. Lists and watches are served from the watch cache; paginated and
 exact-revision lists read the store at a fixed revision so every page belongs to one
 snapshot.
+
+Resources served at several versions share one storage (see :mod:`pyk8s.apiserver.rest`):
+selectors are matched on stored objects, in the storage version's field names, and what
+goes out is converted to the request's version; objects already at that version go out as
+the watch cache's pre-encoded bytes.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ from pyk8s.apiserver.rest import (
     now,
     timestamp,
 )
-from pyk8s.apiserver.watchcache import DELETED, CacheEvent, Entry, NotReady, TooOld
+from pyk8s.apiserver.watchcache import CacheEvent, Entry, NotReady, TooOld
 from pyk8s.storage import Compacted, FutureRevision, NotFound, next_start
 
 if TYPE_CHECKING:
@@ -540,7 +545,9 @@ class ResourceHandlers:
         if r.plural == "services" and subresource == "" and not dry_run:
             taken = await self._allocate_service(new, current)
         try:
-            out = await rest.write_update(new, current, kv, dry_run=dry_run)
+            out = await rest.write_update(
+                new, current, kv, dry_run=dry_run, subresource=subresource
+            )
         except BaseException:
             for allocator, item in taken:
                 await allocator.release(item)
@@ -776,12 +783,19 @@ class ResourceHandlers:
             raise errors.bad_request(str(err)) from None
         if not str(labels) and not str(fields):
             return None
+        registry = self.registry
 
         def matches(obj: JSON) -> bool:
             meta = obj.get("metadata") or {}
             if not labels.matches(meta.get("labels") or {}):
                 return False
-            return fields.matches(field_values(r, obj))
+            # a stored object of another version has that version's selectable fields
+            # (check_field_selector converted the labels: regarding.name → involvedObject.name)
+            fr = r
+            api_version = obj.get("apiVersion")
+            if api_version is not None and api_version != r.api_version:
+                fr = registry.for_api_version(api_version, obj.get("kind", "")) or r
+            return fields.matches(field_values(fr, obj))
 
         return matches
 
@@ -833,14 +847,17 @@ class ResourceHandlers:
                 revision, rel = decode_continue(token)
                 start = prefix + rel
             objs, list_meta = await self._list_from_store(prefix, revision, start, limit, matches)
+            to_request = self.rest(r).to_request
+            objs = [to_request(o) for o in objs]
             raws = [orjson.dumps(o) for o in objs]
         else:
             await self._fresh(rv)
             entries = self.cache.list(prefix)
             if matches is not None:
                 entries = [e for e in entries if matches(e.obj)]
-            objs = [e.obj for e in entries]
-            raws = [e.raw for e in entries]
+            views = [e.as_version(r.api_version) for e in entries]
+            objs = [obj for obj, _ in views]
+            raws = [raw for _, raw in views]
             list_meta = {"resourceVersion": str(self.cache.revision)}
         if encoding.wants_table(request.headers.get("Accept")):
             table = build_table(
@@ -972,7 +989,9 @@ class ResourceHandlers:
             assert watcher is not None
             for i in range(0, len(initial), WATCH_BATCH):
                 chunk = initial[i : i + WATCH_BATCH]
-                await resp.write(b"".join(frame("ADDED", e.obj, e.raw) for e in chunk))
+                await resp.write(
+                    b"".join(frame("ADDED", *e.as_version(r.api_version)) for e in chunk)
+                )
             if send_initial is not None and _bool(send_initial) and bookmarks:
                 await resp.write(
                     frame("BOOKMARK", self._bookmark(r, start, initial_end=True), None)
@@ -999,7 +1018,9 @@ class ResourceHandlers:
                         continue
                 events = [ev for ev in batch if ev is not None]
                 if events:
-                    await resp.write(b"".join(self._event_frame(ev, frame) for ev in events))
+                    await resp.write(
+                        b"".join(self._event_frame(ev, frame, r.api_version) for ev in events)
+                    )
                 if len(events) < len(batch):
                     break  # the cache restarted: the client must re-watch
         except (ConnectionResetError, asyncio.CancelledError):
@@ -1014,10 +1035,11 @@ class ResourceHandlers:
         return resp
 
     @staticmethod
-    def _event_frame(ev: CacheEvent, frame: Callable[[str, JSON, bytes | None], bytes]) -> bytes:
-        if ev.type == DELETED:
-            return frame(DELETED, ev.entry.obj, ev.entry.raw)
-        return frame(ev.type, ev.entry.obj, ev.entry.raw)
+    def _event_frame(
+        ev: CacheEvent, frame: Callable[[str, JSON, bytes | None], bytes], api_version: str
+    ) -> bytes:
+        """One watch event, its object in the request's version (DELETED: the last state)."""
+        return frame(ev.type, *ev.entry.as_version(api_version))
 
     def _current(self, prefix: str, matches: Matcher | None) -> list[Entry]:
         entries = self.cache.list(prefix)

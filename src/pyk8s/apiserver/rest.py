@@ -9,6 +9,12 @@ and keeps the resourceVersion.
 Objects are stored as JSON without ``resourceVersion``: the store's mod revision *is*
 the resourceVersion, filled in on every read, so it can never disagree with the store.
 Every mutation is one compare-and-swap write; nothing is ever half written.
+
+This is also the storage boundary where versions meet: a resource served at several
+versions keeps one storage (autoscaling/v1 HPAs are stored as v2, events.k8s.io Events as
+core Events), so objects read are converted to the version of the request and objects
+written to the storage version just before the write; everything above (patch, defaults,
+validation, the response) sees the request's version, as upstream's does.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from typing import Any
 import orjson
 
 from pyk8s.api import errors
+from pyk8s.api.conversion import convert
 from pyk8s.api.registry import Resource
 from pyk8s.storage import AlreadyExists, Conflict, KeyValue, NotFound, Store
 
@@ -186,12 +193,31 @@ class ResourceStore:
             self.resource.group_resource, name, errors.OBJECT_MODIFIED, self.resource.group
         )
 
-    async def read(self, namespace: str, name: str) -> tuple[JSON, KeyValue]:
+    def to_request(self, obj: JSON) -> JSON:
+        """A stored object as this resource's version serves it (itself if no conversion)."""
+        api_version = obj.get("apiVersion")
+        if api_version is None or api_version == self.resource.api_version:
+            return obj
+        return convert(obj, self.resource.api_version)
+
+    def to_storage(self, obj: JSON) -> JSON:
+        """An object of this resource's version as it is stored (itself if no conversion)."""
+        target = self.resource.storage_api_version
+        api_version = obj.get("apiVersion")
+        if api_version is None or api_version == target:
+            return obj
+        return convert(obj, target)
+
+    async def _read_stored(self, namespace: str, name: str) -> KeyValue:
         try:
-            kv = await self.store.get(self.key(namespace, name))
+            return await self.store.get(self.key(namespace, name))
         except NotFound:
             raise self.not_found(name) from None
-        return from_kv(kv), kv
+
+    async def read(self, namespace: str, name: str) -> tuple[JSON, KeyValue]:
+        """The object in the request's version, and the stored value it was read from."""
+        kv = await self._read_stored(namespace, name)
+        return self.to_request(from_kv(kv)), kv
 
     async def get(self, namespace: str, name: str) -> JSON:
         return (await self.read(namespace, name))[0]
@@ -218,28 +244,33 @@ class ResourceStore:
             job_selector(obj)
 
     async def create(self, obj: JSON, *, dry_run: bool = False, ttl: int = 0) -> JSON:
-        """Write a prepared, validated object; 409 AlreadyExists if the name is taken."""
+        """Write a prepared, validated object; 409 AlreadyExists if the name is taken.
+
+        Returns what was stored, in the request's version (a converted object comes back
+        as upstream's does: the stored form, converted back).
+        """
         meta = obj["metadata"]
         name, namespace = meta["name"], meta.get("namespace", "")
+        stored = self.to_storage(obj)
         if dry_run:
             try:
                 await self.store.get(self.key(namespace, name))
             except NotFound:
-                return obj
+                return obj if stored is obj else self.to_request(stored)
             raise errors.already_exists(
                 self.resource.group_resource, name, self.resource.group, self.resource.plural
             )
         try:
             kv = await self.store.create(
-                self.key(namespace, name), encode_for_storage(obj), ttl=ttl
+                self.key(namespace, name), encode_for_storage(stored), ttl=ttl
             )
         except AlreadyExists:
             raise errors.already_exists(
                 self.resource.group_resource, name, self.resource.group, self.resource.plural
             ) from None
-        out = dict(obj)
-        out["metadata"] = {**meta, "resourceVersion": str(kv.mod_revision)}
-        return out
+        out = dict(stored)
+        out["metadata"] = {**stored["metadata"], "resourceVersion": str(kv.mod_revision)}
+        return self.to_request(out)
 
     # -------------------------------------------------------------- update
 
@@ -258,11 +289,20 @@ class ResourceStore:
         if subresource == "status":
             # only status moves; everything else stays as stored
             status = new.get("status")
+            hints = new_meta.get("annotations")
             new = copy.deepcopy(old)
             if status is None:
                 new.pop("status", None)
             else:
                 new["status"] = status
+            if r.converts:
+                # the conversion reads the client's annotations (a v1 HPA's v2-only status
+                # travels there), as upstream converts before its status strategy runs;
+                # write_update keeps the stored metadata
+                if hints is None:
+                    new["metadata"].pop("annotations", None)
+                else:
+                    new["metadata"]["annotations"] = hints
             return new
         if "status" in r.subresources and r.plural not in ("nodes",):
             if "status" in old:
@@ -277,16 +317,31 @@ class ResourceStore:
         return new
 
     async def write_update(
-        self, new: JSON, old: JSON, kv: KeyValue, *, dry_run: bool = False
+        self,
+        new: JSON,
+        old: JSON,
+        kv: KeyValue,
+        *,
+        dry_run: bool = False,
+        subresource: str | None = None,
     ) -> JSON:
         """Write ``new`` over ``old`` (read at ``kv``); no-op updates write nothing.
 
         An object that is being deleted and has just lost its last finalizer is deleted.
+        ``subresource`` ("" or "status", when the caller is an update of that kind) lets a
+        converted update keep what the request's version cannot express: the stored
+        status on a main-resource update, everything but status on a status update.
         """
         name = new["metadata"]["name"]
         if _comparable(new) == _comparable(old):
             return old
-        meta = new["metadata"]
+        stored = self.to_storage(new)
+        if stored is not new:
+            stored_old = self.to_storage(from_kv(kv))
+            stored = self._keep_stored(stored, stored_old, subresource)
+            if _comparable(stored) == _comparable(stored_old):
+                return old
+        meta = stored["metadata"]
         if (
             meta.get("deletionTimestamp")
             and not meta.get("finalizers")
@@ -303,25 +358,45 @@ class ResourceStore:
                 raise self.conflict(name) from None
             return new
         if dry_run:
-            return new
+            return new if stored is new else self.to_request(stored)
         try:
             out = await self.store.update(
-                kv.key, encode_for_storage(new), expected_revision=kv.mod_revision, ttl=kv.ttl
+                kv.key, encode_for_storage(stored), expected_revision=kv.mod_revision, ttl=kv.ttl
             )
         except Conflict:
             raise self.conflict(name) from None
         except NotFound:
             raise self.not_found(name) from None
-        result = dict(new)
+        result = dict(stored)
         result["metadata"] = {**meta, "resourceVersion": str(out.mod_revision)}
-        return result
+        return self.to_request(result)
+
+    def _keep_stored(self, new: JSON, old: JSON, subresource: str | None) -> JSON:
+        """The status strategy once more, on storage-version objects (see write_update)."""
+        if subresource is None or "status" not in self.resource.subresources:
+            return new
+        if subresource == "status":
+            out = copy.deepcopy(old)
+            if "status" in new:
+                out["status"] = new["status"]
+            else:
+                out.pop("status", None)
+            return out
+        out = dict(new)
+        if "status" in old:
+            out["status"] = copy.deepcopy(old["status"])
+        else:
+            out.pop("status", None)
+        return out
 
     # -------------------------------------------------------------- delete
 
     async def delete(self, namespace: str, name: str, opts: DeleteOptions) -> tuple[JSON, bool]:
         """Delete or begin deleting; returns (object, deleted_now)."""
         for _ in range(10):
-            obj, kv = await self.read(namespace, name)
+            # marked and written in the storage version; answered in the request's
+            kv = await self._read_stored(namespace, name)
+            obj = from_kv(kv)
             meta = obj["metadata"]
             if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
                 raise errors.conflict(
@@ -343,16 +418,16 @@ class ResourceStore:
             pending = self._pending_deletion(obj, opts)
             if pending is None:
                 if opts.dry_run:
-                    return obj, True
+                    return self.to_request(obj), True
                 try:
                     await self.store.delete(kv.key, expected_revision=kv.mod_revision)
                 except Conflict:
                     continue
                 except NotFound:
                     raise self.not_found(name) from None
-                return obj, True
+                return self.to_request(obj), True
             if opts.dry_run or _comparable(pending) == _comparable(obj):
-                return pending, False
+                return self.to_request(pending), False
             try:
                 out = await self.store.update(
                     kv.key, encode_for_storage(pending), expected_revision=kv.mod_revision
@@ -362,7 +437,7 @@ class ResourceStore:
             except NotFound:
                 raise self.not_found(name) from None
             pending["metadata"]["resourceVersion"] = str(out.mod_revision)
-            return pending, False
+            return self.to_request(pending), False
         raise self.conflict(name)
 
     def _pending_deletion(self, obj: JSON, opts: DeleteOptions) -> JSON | None:

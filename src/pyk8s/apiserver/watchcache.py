@@ -13,6 +13,12 @@ whole ``/registry/`` prefix:
 * ``wait_for(revision)`` lets a request that must be consistent (a LIST without a
   resourceVersion) wait until the cache has caught up with the store.
 
+Entries hold objects as stored. A resource served at several versions (autoscaling/v1
+HPAs stored as v2, events.k8s.io Events stored as core ones) reads them through
+:meth:`Entry.as_version`: an object already at the wanted version is the stored one and its
+bytes; another is converted once per version and kept with the entry, so a hundred v1
+watchers of one HPA convert it once.
+
 Objects handed out are shared: callers must copy before changing them.
 """
 
@@ -23,11 +29,12 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
+from pyk8s.api.conversion import convert
 from pyk8s.storage import Compacted, Event, EventType, Store, StoreError, Watch, next_start
 
 log = logging.getLogger(__name__)
@@ -52,6 +59,18 @@ class Entry:
     obj: JSON
     raw: bytes
     revision: int
+    #: the object converted to other versions, with its JSON, made on first use
+    views: dict[str, tuple[JSON, bytes]] = field(default_factory=dict, compare=False, repr=False)
+
+    def as_version(self, api_version: str) -> tuple[JSON, bytes]:
+        """The object as ``api_version`` serves it, and its JSON (shared: do not change)."""
+        if self.obj.get("apiVersion", api_version) == api_version:
+            return self.obj, self.raw  # the common case: no conversion, ready-made bytes
+        view = self.views.get(api_version)
+        if view is None:
+            obj = convert(self.obj, api_version)
+            view = self.views[api_version] = (obj, orjson.dumps(obj))
+        return view
 
 
 def _resource_prefix(key: str) -> str:
