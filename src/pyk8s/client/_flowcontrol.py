@@ -17,9 +17,7 @@ from collections.abc import Callable
 class TokenBucket:
     """``burst`` tokens, refilled at ``qps`` per second; ``qps <= 0`` means unlimited."""
 
-    def __init__(
-        self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.qps = float(qps)
         self.burst = max(1, int(burst))
         self._clock = clock

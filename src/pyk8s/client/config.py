@@ -74,20 +74,30 @@ class Config:
         """The TLS context for :attr:`server` (``None`` for a plain ``http://`` server)."""
         if not self.server.startswith("https://"):
             return None
-        ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if self.insecure_skip_tls_verify:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             ctx.check_hostname = False
             ctx.verify_mode = ssl.CERT_NONE
+        elif self.ca_data or self.ca_file:
+            # the cluster's CA only, as client-go: the system roots do not vouch for it
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            try:
+                if self.ca_data:
+                    ctx.load_verify_locations(cadata=self.ca_data.decode("ascii", "replace"))
+                if self.ca_file:
+                    ctx.load_verify_locations(cafile=self.ca_file)
+            except (ssl.SSLError, OSError) as err:
+                raise ConfigError(f"invalid certificate authority: {err}") from err
         else:
-            if self.ca_data:
-                ctx.load_verify_locations(cadata=self.ca_data.decode("ascii", "replace"))
-            if self.ca_file:
-                ctx.load_verify_locations(cafile=self.ca_file)
+            ctx = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
         if self.cert_data or self.cert_file:
             if not (self.key_data or self.key_file):
                 raise ConfigError("a client certificate was given without its key")
             if self.cert_file and self.key_file:
-                ctx.load_cert_chain(self.cert_file, self.key_file)
+                try:
+                    ctx.load_cert_chain(self.cert_file, self.key_file)
+                except (ssl.SSLError, OSError) as err:
+                    raise ConfigError(f"invalid client certificate or key: {err}") from err
             else:
                 _load_cert_chain_from_memory(
                     ctx,

@@ -1,0 +1,366 @@
+"""Recording core/v1 Events the way client-go's (legacy) ``record.EventRecorder`` does.
+
+Events are what ``kubectl describe`` shows under "Events:" — ``Scheduled``,
+``SuccessfulCreate``, ``FailedScheduling``. Components emit them at high rates and in
+loops, so the recorder must never hurt its caller or the API server:
+
+* **fire and forget** — :meth:`EventRecorder.event` only queues (a bounded queue; when
+  full, events are dropped and logged); a background task writes them; every failure is
+  logged, nothing is ever raised into the caller;
+* **deduplication** — the same event (same source, object, type, reason and message)
+  again within 10 minutes does not create a new object: the existing Event's ``count``
+  and ``lastTimestamp`` are patched (``kubectl describe`` shows ``(x5 over 3m)``);
+* **aggregation** — after 10 events that differ only in message within 10 minutes,
+  further ones are folded into one ``(combined from similar events): …`` Event;
+* **spam filter** — per object and source, a token bucket (burst 25, one per 5 minutes)
+  drops the excess, as upstream's ``EventSourceObjectSpamFilter`` does.
+
+Names are upstream's: ``<object name>.<nanosecond timestamp in hex>``, in the object's
+namespace (``default`` for cluster-scoped objects).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client._flowcontrol import TokenBucket
+from pyk8s.client.errors import ApiError, ClientError, TransportError, is_not_found
+from pyk8s.client.rest import Client, Obj
+
+__all__ = [
+    "NORMAL",
+    "WARNING",
+    "EventCorrelator",
+    "EventRecorder",
+    "object_reference",
+]
+
+log = logging.getLogger(__name__)
+
+NORMAL = "Normal"
+WARNING = "Warning"
+
+_EVENTS = REGISTRY.for_kind("", "v1", "Event")
+assert _EVENTS is not None
+EVENTS: Resource = _EVENTS
+
+CACHE_SIZE = 4096
+DEDUP_WINDOW = 600.0  # seconds
+MAX_SIMILAR = 10
+SPAM_BURST = 25
+SPAM_QPS = 1.0 / 300.0
+QUEUE_SIZE = 1000
+WRITE_ATTEMPTS = 3
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class _LRU(Generic[K, V]):
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._d: OrderedDict[K, V] = OrderedDict()
+
+    def get(self, key: K) -> V | None:
+        value = self._d.get(key)
+        if value is not None:
+            self._d.move_to_end(key)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        self._d[key] = value
+        self._d.move_to_end(key)
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+
+
+def object_reference(obj: Mapping[str, Any]) -> Obj:
+    """An ObjectReference for an object (or a reference passed through as it is)."""
+    if "metadata" not in obj and "name" in obj:
+        return dict(obj)
+    meta = obj.get("metadata") or {}
+    ref: Obj = {}
+    for key, value in (
+        ("kind", obj.get("kind")),
+        ("namespace", meta.get("namespace")),
+        ("name", meta.get("name")),
+        ("uid", meta.get("uid")),
+        ("apiVersion", obj.get("apiVersion")),
+        ("resourceVersion", meta.get("resourceVersion")),
+    ):
+        if value:
+            ref[key] = value
+    return ref
+
+
+def _timestamp(t: float) -> str:
+    return dt.datetime.fromtimestamp(t, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _object_key(ev: Obj) -> tuple[str, ...]:
+    src = ev.get("source") or {}
+    ref = ev.get("involvedObject") or {}
+    return (
+        str(src.get("component", "")),
+        str(src.get("host", "")),
+        *(str(ref.get(k, "")) for k in ("kind", "namespace", "name", "uid", "apiVersion")),
+    )
+
+
+@dataclass
+class _Seen:
+    """The Event written for one dedup key (client-go's ``eventLog``)."""
+
+    name: str
+    namespace: str
+    count: int
+    first_timestamp: str
+    last_seen: float
+
+
+@dataclass
+class _Similar:
+    messages: set[str]
+    last_seen: float
+
+
+class EventCorrelator:
+    """Decides, per event: drop it (spam), create it, or patch an earlier one.
+
+    ``correlate`` returns ``None`` (drop) or ``(event, seen)``: ``seen`` is the earlier
+    Event to patch, or ``None`` to create. ``observe`` records what was written.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.time) -> None:
+        self.clock = clock
+        self._spam: _LRU[tuple[str, ...], TokenBucket] = _LRU(CACHE_SIZE)
+        self._similar: _LRU[tuple[str, ...], _Similar] = _LRU(CACHE_SIZE)
+        self._seen: _LRU[tuple[str, ...], _Seen] = _LRU(CACHE_SIZE)
+
+    def correlate(self, ev: Obj) -> tuple[Obj, _Seen | None] | None:
+        now = self.clock()
+        okey = _object_key(ev)
+        bucket = self._spam.get(okey)
+        if bucket is None:
+            bucket = TokenBucket(SPAM_QPS, SPAM_BURST, clock=self.clock)
+            self._spam.put(okey, bucket)
+        if not bucket.try_accept():
+            return None
+
+        # aggregation: many messages for one (object, type, reason) fold into one Event
+        akey = (*okey, str(ev.get("type", "")), str(ev.get("reason", "")))
+        similar = self._similar.get(akey)
+        if similar is None or now - similar.last_seen > DEDUP_WINDOW:
+            similar = _Similar(set(), now)
+            self._similar.put(akey, similar)
+        similar.messages.add(str(ev.get("message", "")))
+        similar.last_seen = now
+        if len(similar.messages) >= MAX_SIMILAR:
+            ev = {**ev, "message": f"(combined from similar events): {ev.get('message', '')}"}
+            dkey = akey  # every combined event shares one Event object
+        else:
+            dkey = (*akey, str(ev.get("message", "")))
+
+        seen = self._seen.get(dkey)
+        if seen is not None and now - seen.last_seen <= DEDUP_WINDOW:
+            seen.count += 1
+            seen.last_seen = now
+            ev = {
+                **ev,
+                "metadata": {**ev["metadata"], "name": seen.name, "namespace": seen.namespace},
+                "count": seen.count,
+                "firstTimestamp": seen.first_timestamp,
+            }
+            return ev, seen
+        meta = ev["metadata"]
+        self._seen.put(
+            dkey,
+            _Seen(meta["name"], meta["namespace"], 1, str(ev.get("firstTimestamp", "")), now),
+        )
+        return ev, None
+
+
+class EventRecorder:
+    """Records Events for a component; never blocks, never raises.
+
+    ``recorder.event(pod, "Normal", "Scheduled", "Successfully assigned ns/p to node1")``.
+    Call ``await recorder.flush()`` to wait for queued events (tests), ``await
+    recorder.close()`` at shutdown.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        component: str,
+        host: str = "",
+        *,
+        clock: Callable[[], float] = time.time,
+        queue_size: int = QUEUE_SIZE,
+    ) -> None:
+        self.client = client
+        self.component = component
+        self.host = host
+        self.clock = clock
+        self.correlator = EventCorrelator(clock)
+        self._queue: asyncio.Queue[Obj] = asyncio.Queue(queue_size)
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+
+    def event(
+        self,
+        obj: Mapping[str, Any],
+        event_type: str,
+        reason: str,
+        message: str,
+        *,
+        annotations: Mapping[str, str] | None = None,
+    ) -> None:
+        """Queue an Event about ``obj`` (a full object or an ObjectReference)."""
+        try:
+            if event_type not in (NORMAL, WARNING):
+                log.error("unsupported event type %r (reason %s)", event_type, reason)
+                return
+            if self._closed:
+                return
+            ev = self._make(obj, event_type, reason, message, annotations)
+            self._ensure_worker()
+            self._queue.put_nowait(ev)
+        except asyncio.QueueFull:
+            log.warning("event queue full, dropping event %s: %s", reason, message)
+        except Exception:
+            log.exception("could not record event %s: %s", reason, message)
+
+    def eventf(
+        self, obj: Mapping[str, Any], event_type: str, reason: str, fmt: str, *args: Any
+    ) -> None:
+        """:meth:`event` with a %-format message."""
+        try:
+            message = fmt % args if args else fmt
+        except (TypeError, ValueError):
+            message = f"{fmt} {args!r}"
+        self.event(obj, event_type, reason, message)
+
+    async def flush(self) -> None:
+        """Wait until every queued event has been written (or given up on)."""
+        if self._task is not None:
+            await self._queue.join()
+
+    async def close(self) -> None:
+        """Write what is queued (best effort), then stop."""
+        self._closed = True
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.flush(), 5.0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    # -- internals
+
+    def _make(
+        self,
+        obj: Mapping[str, Any],
+        event_type: str,
+        reason: str,
+        message: str,
+        annotations: Mapping[str, str] | None,
+    ) -> Obj:
+        ref = object_reference(obj)
+        if not ref.get("name"):
+            raise ValueError("the object has no name")
+        now = self.clock()
+        stamp = _timestamp(now)
+        meta: Obj = {
+            "name": f"{ref['name']}.{int(now * 1e9):x}",
+            "namespace": ref.get("namespace") or "default",
+        }
+        if annotations:
+            meta["annotations"] = dict(annotations)
+        source: Obj = {"component": self.component}
+        if self.host:
+            source["host"] = self.host
+        ev: Obj = {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": meta,
+            "involvedObject": ref,
+            "reason": reason,
+            "message": message,
+            "type": event_type,
+            "source": source,
+            "firstTimestamp": stamp,
+            "lastTimestamp": stamp,
+            "count": 1,
+            "reportingComponent": self.component,
+            "reportingInstance": self.host,
+        }
+        return ev
+
+    def _ensure_worker(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"events:{self.component}"
+            )
+
+    async def _run(self) -> None:
+        while True:
+            ev = await self._queue.get()
+            try:
+                await self._record(ev)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("failed to record event %s", ev.get("reason"))
+            finally:
+                self._queue.task_done()
+
+    async def _record(self, ev: Obj) -> None:
+        result = self.correlator.correlate(ev)
+        if result is None:
+            log.debug("event %s for %s dropped by the spam filter", ev["reason"], ev["metadata"])
+            return
+        ev, seen = result
+        for attempt in range(WRITE_ATTEMPTS):
+            try:
+                if seen is not None:
+                    try:
+                        await self.client.patch(
+                            EVENTS,
+                            ev["metadata"]["name"],
+                            {
+                                "count": ev["count"],
+                                "lastTimestamp": ev["lastTimestamp"],
+                                "message": ev["message"],
+                            },
+                            ev["metadata"]["namespace"],
+                            patch_type="strategic",
+                        )
+                        return
+                    except ApiError as err:
+                        if not is_not_found(err):
+                            raise
+                        # the earlier Event is gone (expired by TTL): create it again
+                await self.client.create(EVENTS, ev, ev["metadata"]["namespace"])
+                return
+            except ApiError as err:
+                if err.status == 409 and seen is None:
+                    return  # AlreadyExists: a retry of a create that had succeeded
+                if err.status < 500 and err.status != 429:
+                    log.warning("server rejected event %s (will not retry): %s", ev["reason"], err)
+                    return
+                failure: ClientError = err
+            except TransportError as err:
+                failure = err
+            if attempt + 1 < WRITE_ATTEMPTS:
+                await asyncio.sleep(0.5 * 2**attempt)
+        log.warning("unable to write event %s: %s (giving up)", ev["reason"], failure)
