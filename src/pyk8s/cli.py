@@ -21,7 +21,6 @@ from pyk8s.storage import StoreError, open_store
 NOT_YET = {
     "agent": "the worker agent (issue 6)",
     "scheduler": "the scheduler (issue 4)",
-    "controller-manager": "the controller manager (issue 4)",
     "kubelet": "the kubelet (issue 5)",
     "proxy": "kube-proxy (issue 6)",
     "dns": "cluster DNS (issue 6)",
@@ -78,6 +77,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
+    cm = sub.add_parser("controller-manager", help="run the controllers (leader-elected)")
+    cm.add_argument("--kubeconfig", type=Path, default=None)
+    cm.add_argument(
+        "--controllers",
+        default="*",
+        help="comma-separated; * for all, -name to disable one (default: *)",
+    )
+    cm.add_argument("--leader-elect", default="true", choices=("true", "false"))
+    cm.add_argument("--bind-address", default="127.0.0.1")
+    cm.add_argument("--port", type=int, default=10257, help="/healthz and /metrics (HTTP)")
+    cm.add_argument("--log-level", default="info")
     kubectl = sub.add_parser(
         "kubectl", help="run kubectl with the server's admin kubeconfig", add_help=False
     )
@@ -119,9 +129,31 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         write_kubeconfig=args.write_kubeconfig,
     )
     try:
-        asyncio.run(run_until_signalled(opts))
+        components = () if args.command == "apiserver" else ("controller-manager",)
+        asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_controller_manager(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server import controller_manager, logs
+
+    logs.setup("controller-manager", args.log_level)
+    try:
+        opts = controller_manager.Options(
+            kubeconfig=args.kubeconfig,
+            controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
+            leader_elect=args.leader_elect == "true",
+            bind_address=args.bind_address,
+            port=args.port,
+        )
+        controller_manager.selected(opts.controllers)
+        asyncio.run(controller_manager.run(opts))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s controller-manager: error: {err}", file=sys.stderr)
         return 1
     return 0
 
@@ -155,6 +187,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     if args.command in ("server", "apiserver"):
         return _run_apiserver(args)
+    if args.command == "controller-manager":
+        return _run_controller_manager(args)
     if args.command == "datastore-check":
         try:
             asyncio.run(_datastore_check(args.datastore_endpoint))

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import secrets
-import signal
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +29,9 @@ from pyk8s.apiserver.authn import (
 )
 from pyk8s.apiserver.certs import Pki, ensure_pki, server_ssl_context, write_kubeconfig
 from pyk8s.apiserver.server import APIServer, Config
+from pyk8s.server.component import stop_on_signals
 from pyk8s.server.paths import default_data_dir
+from pyk8s.server.supervisor import Supervisor
 from pyk8s.storage import Store, open_store
 
 log = logging.getLogger(__name__)
@@ -191,13 +192,17 @@ def _first_service_ip(cidr: str) -> str:
     return str(ipaddress.ip_network(cidr).network_address + 1)
 
 
-async def run_until_signalled(opts: Options) -> None:
+async def run_until_signalled(opts: Options, components: tuple[str, ...] = ()) -> None:
+    """Serve until SIGTERM/SIGINT; ``components`` (e.g. controller-manager) run as
+    supervised child processes using the admin kubeconfig."""
     running = await start_apiserver(opts)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
+    supervisor = Supervisor()
+    for name in components:
+        supervisor.add(name, "--kubeconfig", str(opts.kubeconfig))
+    await supervisor.start()
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()
     log.info("shutting down")
+    await supervisor.stop()
     await running.stop()

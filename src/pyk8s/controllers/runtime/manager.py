@@ -1,0 +1,86 @@
+"""The manager: one API client, shared informers, an event recorder, many controllers.
+
+A process (``pyk8s controller-manager``, or ``pyk8s server``) builds one Manager,
+registers controllers (each module in pyk8s.controllers has a ``setup(manager)``), and
+runs them — under a leader lease when several replicas may run, as upstream's
+kube-controller-manager does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import CollectorRegistry
+
+from pyk8s.client import Client, EventRecorder, InformerFactory
+from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector
+from pyk8s.controllers.runtime.controller import Controller, ControllerMetrics, Reconciler
+
+log = logging.getLogger(__name__)
+
+
+class Manager:
+    def __init__(self, client: Client, *, component: str = "pyk8s-controller-manager") -> None:
+        self.client = client
+        self.component = component
+        self.informers = InformerFactory(client)
+        self.recorder = EventRecorder(client, component=component)
+        self.metrics_registry = CollectorRegistry()
+        self.metrics = ControllerMetrics(self.metrics_registry)
+        self.controllers: list[Controller] = []
+        self._started = asyncio.Event()
+        #: run after informers have synced, before controllers start (e.g. cache warm-up)
+        self.on_synced: list[Callable[[], Awaitable[None]]] = []
+
+    def add(self, name: str, reconciler: Reconciler, *, workers: int = 2) -> Controller:
+        controller = Controller(name, reconciler, workers=workers, metrics=self.metrics)
+        self.controllers.append(controller)
+        return controller
+
+    @property
+    def healthy(self) -> bool:
+        return self._started.is_set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Start informers, wait for their caches, run every controller until ``stop``."""
+        self.informers.start()
+        while not await self.informers.wait_for_sync(within=30):
+            log.warning("waiting for informer caches to sync")
+        for hook in self.on_synced:
+            await hook()
+        for c in self.controllers:
+            c.start()
+        self._started.set()
+        log.info("controllers started", extra={"controllers": [c.name for c in self.controllers]})
+        try:
+            await stop.wait()
+        finally:
+            for c in self.controllers:
+                await c.stop()
+            await self.informers.stop()
+            with contextlib.suppress(Exception):
+                await self.recorder.close()
+
+    async def run_with_leader_election(
+        self, stop: asyncio.Event, lock_name: str, identity: str = ""
+    ) -> None:
+        """Run only while holding ``kube-system/<lock_name>``; return when leadership is
+        lost (the process should exit, as upstream's does) or ``stop`` is set."""
+
+        async def lead() -> None:
+            await self.run(stop)
+
+        elector = LeaderElector(
+            self.client,
+            LeaderElectionConfig(lock_name=lock_name, identity=identity, on_started_leading=lead),
+        )
+        watcher = asyncio.create_task(stop.wait())
+        runner = asyncio.create_task(elector.run())
+        await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
+        elector.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        watcher.cancel()

@@ -1,0 +1,66 @@
+"""``pyk8s server`` runs the control plane as separate processes (two cores are two cores;
+the GIL is one): the API server in this process, every other component as a child that
+is restarted when it dies and stopped with SIGTERM when the server stops."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Child:
+    name: str
+    args: list[str]
+    proc: asyncio.subprocess.Process | None = None
+    restarts: int = 0
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self._stopping = False
+
+    def add(self, name: str, *args: str) -> None:
+        self.children.append(Child(name, [sys.executable, "-m", "pyk8s", name, *args]))
+
+    async def start(self) -> None:
+        for child in self.children:
+            child.task = asyncio.create_task(self._keep(child), name=f"supervise-{child.name}")
+
+    async def _keep(self, child: Child) -> None:
+        delay = 1.0
+        while not self._stopping:
+            child.proc = await asyncio.create_subprocess_exec(*child.args)
+            log.info("started %s", child.name, extra={"pid": child.proc.pid})
+            code = await child.proc.wait()
+            if self._stopping:
+                return
+            child.restarts += 1
+            log.warning("%s exited with %s; restarting in %.0fs", child.name, code, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    async def stop(self, grace: float = 10.0) -> None:
+        self._stopping = True
+        for child in self.children:
+            if child.proc is not None and child.proc.returncode is None:
+                child.proc.send_signal(signal.SIGTERM)
+        for child in self.children:
+            if child.proc is not None and child.proc.returncode is None:
+                try:
+                    await asyncio.wait_for(child.proc.wait(), grace)
+                except TimeoutError:
+                    child.proc.kill()
+                    await child.proc.wait()
+            if child.task is not None:
+                child.task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await child.task

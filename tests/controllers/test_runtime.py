@@ -1,0 +1,73 @@
+"""The controller runtime: events become keys, reconcile runs level-based, errors back off."""
+
+from __future__ import annotations
+
+import asyncio
+
+from pyk8s.api.registry import REGISTRY
+from pyk8s.client import Client
+from pyk8s.controllers.runtime import Manager, Request, Result, TerminalError
+from tests.controllers.conftest import eventually
+
+CONFIGMAPS = REGISTRY.get("", "v1", "configmaps")
+
+
+class Recorder:
+    def __init__(self, fail_first: int = 0, terminal: bool = False) -> None:
+        self.seen: list[Request] = []
+        self.fail_first = fail_first
+        self.terminal = terminal
+
+    async def reconcile(self, request: Request) -> Result | None:
+        self.seen.append(request)
+        if self.fail_first > 0:
+            self.fail_first -= 1
+            if self.terminal:
+                raise TerminalError("cannot be fixed")
+            raise RuntimeError("transient")
+        return None
+
+
+async def test_events_enqueue_keys_and_errors_are_retried(client: Client, namespace: str) -> None:
+    assert CONFIGMAPS is not None
+    manager = Manager(client)
+    flaky = Recorder(fail_first=2)
+    controller = manager.add("flaky", flaky)
+    controller.watch(manager.informers.informer(CONFIGMAPS, namespace))
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        await client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, namespace)
+        want = Request(namespace, "a")
+        # two failures, then success: at least three reconciles of the same key
+        await eventually(lambda: _at_least(flaky.seen, want, 3))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_terminal_errors_are_not_retried(client: Client, namespace: str) -> None:
+    assert CONFIGMAPS is not None
+    manager = Manager(client)
+    broken = Recorder(fail_first=100, terminal=True)
+    controller = manager.add("broken", broken)
+    controller.watch(manager.informers.informer(CONFIGMAPS, namespace))
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        await client.create(CONFIGMAPS, {"metadata": {"name": "t"}}, namespace)
+        want = Request(namespace, "t")
+        await eventually(lambda: _at_least(broken.seen, want, 1))
+        await asyncio.sleep(1.0)
+        assert _count(broken.seen, want) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def _count(seen: list[Request], want: Request) -> int:
+    return sum(1 for r in seen if r == want)
+
+
+async def _at_least(seen: list[Request], want: Request, n: int) -> bool:
+    return _count(seen, want) >= n
