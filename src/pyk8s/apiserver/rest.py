@@ -342,9 +342,14 @@ class ResourceStore:
             if _comparable(stored) == _comparable(stored_old):
                 return old
         meta = stored["metadata"]
+        # a namespace goes only through namespaces/finalize, once spec.finalizers is empty
+        namespace_pending = self.resource.plural == "namespaces" and (
+            (stored.get("spec") or {}).get("finalizers")
+        )
         if (
             meta.get("deletionTimestamp")
             and not meta.get("finalizers")
+            and not namespace_pending
             and (
                 int(meta.get("deletionGracePeriodSeconds") or 0) == 0
                 or self.resource.plural != "pods"
