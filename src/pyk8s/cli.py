@@ -20,11 +20,9 @@ from pyk8s.storage import StoreError, open_store
 
 NOT_YET = {
     "agent": "the worker agent (issue 6)",
-    "scheduler": "the scheduler (issue 4)",
     "kubelet": "the kubelet (issue 5)",
     "proxy": "kube-proxy (issue 6)",
     "dns": "cluster DNS (issue 6)",
-    "sim-nodes": "simulated nodes (issue 4)",
 }
 
 
@@ -88,6 +86,29 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--bind-address", default="127.0.0.1")
     cm.add_argument("--port", type=int, default=10257, help="/healthz and /metrics (HTTP)")
     cm.add_argument("--log-level", default="info")
+    sim = sub.add_parser("sim-nodes", help="run N simulated nodes (kwok-style)")
+    sim.add_argument("--kubeconfig", type=Path, default=None)
+    sim.add_argument("--count", type=int, default=1)
+    sim.add_argument("--name-prefix", default="sim-")
+    sim.add_argument("--cpu", default="8")
+    sim.add_argument("--memory", default="32Gi")
+    sim.add_argument("--pods", type=int, default=110)
+    sim.add_argument("--ephemeral-storage", default="100Gi")
+    sim.add_argument("--extended", action="append", default=[], metavar="NAME=QTY")
+    sim.add_argument("--labels", default="", metavar="K=V,...")
+    sim.add_argument("--taints", default="", metavar="K=V:EFFECT,...")
+    sim.add_argument("--bind-address", default="127.0.0.1")
+    sim.add_argument("--port", type=int, default=10260, help="/healthz and /metrics (HTTP)")
+    sim.add_argument("--kube-api-qps", type=float, default=500.0)
+    sim.add_argument("--kube-api-burst", type=int, default=1000)
+    sim.add_argument("--log-level", default="info")
+    sched = sub.add_parser("scheduler", help="run the scheduler (leader-elected)")
+    sched.add_argument("--kubeconfig", type=Path, default=None)
+    sched.add_argument("--config", type=Path, default=None, help="KubeSchedulerConfiguration")
+    sched.add_argument("--leader-elect", default="true", choices=("true", "false"))
+    sched.add_argument("--bind-address", default="127.0.0.1")
+    sched.add_argument("--port", type=int, default=10259, help="/healthz and /metrics (HTTP)")
+    sched.add_argument("--log-level", default="info")
     kubectl = sub.add_parser(
         "kubectl", help="run kubectl with the server's admin kubeconfig", add_help=False
     )
@@ -129,7 +150,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         write_kubeconfig=args.write_kubeconfig,
     )
     try:
-        components = () if args.command == "apiserver" else ("controller-manager",)
+        components = () if args.command == "apiserver" else ("controller-manager", "scheduler")
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
@@ -154,6 +175,55 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
         asyncio.run(controller_manager.run(opts))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s controller-manager: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_sim_nodes(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server import logs, sim_nodes
+
+    logs.setup("sim-nodes", args.log_level)
+    opts = sim_nodes.Options(
+        kubeconfig=args.kubeconfig,
+        count=args.count,
+        name_prefix=args.name_prefix,
+        cpu=args.cpu,
+        memory=args.memory,
+        pods=args.pods,
+        ephemeral_storage=args.ephemeral_storage,
+        extended=args.extended,
+        labels=args.labels,
+        taints=args.taints,
+        bind_address=args.bind_address,
+        port=args.port,
+        qps=args.kube_api_qps,
+        burst=args.kube_api_burst,
+    )
+    try:
+        asyncio.run(sim_nodes.run(opts))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s sim-nodes: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_scheduler(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server import logs, scheduler
+
+    logs.setup("scheduler", args.log_level)
+    try:
+        opts = scheduler.Options(
+            kubeconfig=args.kubeconfig,
+            leader_elect=args.leader_elect == "true",
+            bind_address=args.bind_address,
+            port=args.port,
+            config=args.config,
+        )
+        asyncio.run(scheduler.run(opts))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s scheduler: error: {err}", file=sys.stderr)
         return 1
     return 0
 
@@ -189,6 +259,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_apiserver(args)
     if args.command == "controller-manager":
         return _run_controller_manager(args)
+    if args.command == "scheduler":
+        return _run_scheduler(args)
+    if args.command == "sim-nodes":
+        return _run_sim_nodes(args)
     if args.command == "datastore-check":
         try:
             asyncio.run(_datastore_check(args.datastore_endpoint))

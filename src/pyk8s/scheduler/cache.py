@@ -1,0 +1,233 @@
+"""The scheduler's view of the cluster: nodes, the pods placed on them, and *assumed*
+pods — pods we decided to bind but whose binding the informer has not shown us yet.
+
+Assuming is what lets the scheduler place the next pod before the API server answers
+for the previous one (upstream's ``schedulerCache.AssumePod``): the pod's requests count
+against its node at once; the informer's update later confirms it, a failed bind forgets it.
+
+Besides one :class:`NodeInfo` per node, the numbers plugins compare (allocatable and
+requested resources, the pod count) are kept in numpy arrays with one row ("slot") per
+node, updated in O(1) per pod, so a filter or score over 5,000 nodes is a few vector ops.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from pyk8s.scheduler.framework.types import (
+    CPU,
+    EPHEMERAL_STORAGE,
+    MEMORY,
+    PODS,
+    NodeInfo,
+    Obj,
+    host_ports,
+    non_zero_requests,
+    pod_key,
+    pod_requests,
+    resource_list,
+)
+
+log = logging.getLogger(__name__)
+
+I64 = npt.NDArray[np.int64]
+
+
+class Cache:
+    def __init__(self, capacity: int = 64) -> None:
+        self.columns: dict[str, int] = {CPU: 0, MEMORY: 1, EPHEMERAL_STORAGE: 2}
+        self.nodes: dict[str, NodeInfo] = {}
+        self.by_slot: list[NodeInfo | None] = []
+        self._free: list[int] = []
+        cap = capacity
+        self.valid = np.zeros(cap, dtype=np.bool_)
+        self.allocatable: I64 = np.zeros((cap, 3), dtype=np.int64)
+        self.requested: I64 = np.zeros((cap, 3), dtype=np.int64)
+        #: (cpu, memory) with 100m/200Mi for containers that request nothing: for scoring
+        self.non_zero: I64 = np.zeros((cap, 2), dtype=np.int64)
+        self.pod_count: I64 = np.zeros(cap, dtype=np.int64)
+        self.allowed_pods: I64 = np.zeros(cap, dtype=np.int64)
+        #: nodes with a NoSchedule/NoExecute taint, a PreferNoSchedule taint, cordoned
+        self.hard_tainted = np.zeros(cap, dtype=np.bool_)
+        self.soft_tainted = np.zeros(cap, dtype=np.bool_)
+        self.cordoned = np.zeros(cap, dtype=np.bool_)
+        #: pod key -> (node name, pod) of every pod counted on a node
+        self.pods: dict[str, tuple[str, Obj]] = {}
+        #: pods assumed by us whose binding is not yet observed
+        self.assumed: set[str] = set()
+        #: pods seen bound to nodes we do not know (yet): counted when the node appears
+        self._orphans: dict[str, dict[str, Obj]] = {}
+
+    # ---------------------------------------------------------------- columns
+
+    def column(self, resource: str) -> int:
+        """The array column of a resource, adding one for a new extended resource."""
+        col = self.columns.get(resource)
+        if col is None:
+            col = len(self.columns)
+            self.columns[resource] = col
+            pad = np.zeros((self.allocatable.shape[0], 1), dtype=np.int64)
+            self.allocatable = np.hstack([self.allocatable, pad])
+            self.requested = np.hstack([self.requested, pad.copy()])
+        return col
+
+    def _grow(self) -> None:
+        old = self.valid.shape[0]
+        new = old * 2
+
+        def grow(a: Any) -> Any:
+            shape = (new, *a.shape[1:])
+            out = np.zeros(shape, dtype=a.dtype)
+            out[:old] = a
+            return out
+
+        self.valid = grow(self.valid)
+        self.allocatable = grow(self.allocatable)
+        self.requested = grow(self.requested)
+        self.non_zero = grow(self.non_zero)
+        self.pod_count = grow(self.pod_count)
+        self.allowed_pods = grow(self.allowed_pods)
+        self.hard_tainted = grow(self.hard_tainted)
+        self.soft_tainted = grow(self.soft_tainted)
+        self.cordoned = grow(self.cordoned)
+        self._free.extend(range(new - 1, old - 1, -1))
+
+    # ---------------------------------------------------------------- nodes
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def node_infos(self) -> Iterator[NodeInfo]:
+        return iter(self.nodes.values())
+
+    def add_node(self, node: Obj) -> NodeInfo:
+        name = str(node["metadata"]["name"])
+        info = self.nodes.get(name)
+        if info is None:
+            if not self._free:
+                if len(self.by_slot) < self.valid.shape[0]:
+                    self._free.append(len(self.by_slot))
+                else:
+                    self._grow()
+            slot = self._free.pop()
+            while len(self.by_slot) <= slot:
+                self.by_slot.append(None)
+            info = NodeInfo(node=node, slot=slot)
+            self.nodes[name] = info
+            self.by_slot[slot] = info
+            self.valid[slot] = True
+            self.requested[slot] = 0
+            self.non_zero[slot] = 0
+            self.pod_count[slot] = 0
+            for pod in self._orphans.pop(name, {}).values():
+                self._count(info, pod, +1)
+        info.node = node
+        status = node.get("status") or {}
+        alloc = resource_list(status.get("allocatable") or status.get("capacity"))
+        info.allocatable = alloc
+        self.allocatable[info.slot] = 0
+        for res, amount in alloc.items():
+            if res == PODS:
+                continue
+            col = self.column(res)  # first: a new column replaces the arrays
+            self.allocatable[info.slot, col] = amount
+        self.allowed_pods[info.slot] = alloc.get(PODS, 0)
+        effects = {t.get("effect") for t in info.taints}
+        self.hard_tainted[info.slot] = bool(effects & {"NoSchedule", "NoExecute"})
+        self.soft_tainted[info.slot] = "PreferNoSchedule" in effects
+        self.cordoned[info.slot] = bool((node.get("spec") or {}).get("unschedulable"))
+        info.images = {n for img in status.get("images") or [] for n in img.get("names") or []}
+        return info
+
+    def remove_node(self, name: str) -> None:
+        info = self.nodes.pop(name, None)
+        if info is None:
+            return
+        self.valid[info.slot] = False
+        self.by_slot[info.slot] = None
+        self._free.append(info.slot)
+        # its pods stay known: if the node comes back they count again
+        self._orphans[name] = dict(info.pods)
+
+    # ---------------------------------------------------------------- pods
+
+    def _count(self, info: NodeInfo, pod: Obj, sign: int) -> None:
+        key = pod_key(pod)
+        if sign > 0:
+            info.pods[key] = pod
+        else:
+            info.pods.pop(key, None)
+        for res, amount in pod_requests(pod).items():
+            info.requested[res] = info.requested.get(res, 0) + sign * amount
+            col = self.column(res)  # first: a new column replaces the arrays
+            self.requested[info.slot, col] += sign * amount
+        cpu, mem = non_zero_requests(pod)
+        self.non_zero[info.slot, 0] += sign * cpu
+        self.non_zero[info.slot, 1] += sign * mem
+        self.pod_count[info.slot] += sign
+        for port in host_ports(pod):
+            n = info.used_ports.get(port, 0) + sign
+            if n > 0:
+                info.used_ports[port] = n
+            else:
+                info.used_ports.pop(port, None)
+
+    def add_pod(self, pod: Obj) -> None:
+        """A pod bound to a node (observed): counted there; confirms an assumed pod."""
+        key = pod_key(pod)
+        node_name = str((pod.get("spec") or {}).get("nodeName") or "")
+        if key in self.pods:
+            self.remove_pod(key)
+        self.assumed.discard(key)
+        self.pods[key] = (node_name, pod)
+        info = self.nodes.get(node_name)
+        if info is None:
+            self._orphans.setdefault(node_name, {})[key] = pod
+            return
+        self._count(info, pod, +1)
+
+    def update_pod(self, pod: Obj) -> None:
+        self.add_pod(pod)
+
+    def remove_pod(self, key: str) -> None:
+        self.assumed.discard(key)
+        entry = self.pods.pop(key, None)
+        if entry is None:
+            return
+        node_name, pod = entry
+        info = self.nodes.get(node_name)
+        if info is None:
+            self._orphans.get(node_name, {}).pop(key, None)
+            return
+        self._count(info, pod, -1)
+
+    def assume_pod(self, pod: Obj, node_name: str) -> None:
+        """Count ``pod`` on ``node_name`` before the binding is observed."""
+        bound = {**pod, "spec": {**(pod.get("spec") or {}), "nodeName": node_name}}
+        self.add_pod(bound)
+        self.assumed.add(pod_key(pod))
+
+    def forget_pod(self, pod: Obj) -> None:
+        """The bind failed: an assumed pod no longer counts."""
+        key = pod_key(pod)
+        if key in self.assumed:
+            self.remove_pod(key)
+
+    def is_assumed(self, key: str) -> bool:
+        return key in self.assumed
+
+    # ---------------------------------------------------------------- views
+
+    def slots(self) -> npt.NDArray[np.intp]:
+        """Rows of the arrays that hold a node, in slot order."""
+        return np.flatnonzero(self.valid)
+
+    def info(self, slot: int) -> NodeInfo:
+        info = self.by_slot[slot]
+        assert info is not None
+        return info

@@ -1,0 +1,214 @@
+"""A profile's plugins, run in upstream's order: ``Framework`` is one scheduling profile
+(upstream's ``frameworkImpl``), and ``fit_error_message`` is upstream's ``FitError.Error()``
+— the "0/3 nodes are available: …" text users read in ``kubectl describe pod``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from pyk8s.scheduler.framework.interface import (
+    BindPlugin,
+    BoolArray,
+    Code,
+    CycleState,
+    FilterPlugin,
+    IntArray,
+    NormalizeScorePlugin,
+    PermitPlugin,
+    Plugin,
+    PostFilterPlugin,
+    PreFilterPlugin,
+    PreScorePlugin,
+    QueueSortPlugin,
+    ReservePlugin,
+    ScorePlugin,
+    Status,
+    VectorFilterPlugin,
+    VectorScorePlugin,
+    is_success,
+)
+from pyk8s.scheduler.framework.types import NodeInfo, Obj
+
+if TYPE_CHECKING:
+    from pyk8s.scheduler.cache import Cache
+
+NO_NODE_AVAILABLE = "0/{} nodes are available"
+SKIP_FILTER = "framework/skip-filter"
+
+
+def fit_error_message(
+    num_nodes: int,
+    statuses: Mapping[str, Status],
+    pre_filter_msg: str = "",
+    post_filter_msg: str = "",
+) -> str:
+    """``0/N nodes are available: <count> <reason>, ….`` with the reasons counted over
+    nodes and sorted as strings, then the PostFilter (preemption) message."""
+    msg = NO_NODE_AVAILABLE.format(num_nodes) + ":"
+    if pre_filter_msg:
+        msg += f" {pre_filter_msg}."
+    else:
+        counts: dict[str, int] = {}
+        for st in statuses.values():
+            for reason in st.reasons:
+                counts[reason] = counts.get(reason, 0) + 1
+        histogram = sorted(f"{n} {reason}" for reason, n in counts.items())
+        if histogram:
+            msg += f" {', '.join(histogram)}."
+    if post_filter_msg:
+        msg += f" {post_filter_msg}" + ("" if post_filter_msg.endswith(".") else ".")
+    return msg
+
+
+@dataclass
+class Framework:
+    """The plugins of one profile, per extension point, in order."""
+
+    scheduler_name: str
+    queue_sort: QueueSortPlugin
+    pre_filter: list[PreFilterPlugin] = field(default_factory=list)
+    filter: list[FilterPlugin] = field(default_factory=list)
+    post_filter: list[PostFilterPlugin] = field(default_factory=list)
+    pre_score: list[PreScorePlugin] = field(default_factory=list)
+    score: list[tuple[Plugin, int]] = field(default_factory=list)
+    reserve: list[ReservePlugin] = field(default_factory=list)
+    permit: list[PermitPlugin] = field(default_factory=list)
+    bind: list[BindPlugin] = field(default_factory=list)
+
+    # -------------------------------------------------------------- filtering
+
+    def run_pre_filter(self, state: CycleState, pod: Obj, cache: Cache) -> Status | None:
+        """Every PreFilter; one that answers Skip has its Filter skipped this cycle."""
+        skipped: set[str] = state.setdefault(SKIP_FILTER, set())
+        for p in self.pre_filter:
+            st = p.pre_filter(state, pod, cache)
+            if st is not None and st.code == Code.SKIP:
+                skipped.add(p.name)
+                continue
+            if not is_success(st):
+                assert st is not None
+                return st.with_plugin(p.name)
+        return None
+
+    def run_filters(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status | None:
+        """Every Filter on one node; the first rejection is the node's status."""
+        for p in self.filter:
+            st = p.filter(state, pod, node)
+            if not is_success(st):
+                assert st is not None
+                return st.with_plugin(p.name)
+        return None
+
+    def find_feasible(
+        self, state: CycleState, pod: Obj, cache: Cache
+    ) -> tuple[IntArray, dict[str, Status]]:
+        """All feasible nodes (cache slots) and the status of every node that is not.
+
+        Plugins run in profile order over the nodes still feasible, so a node's reason is
+        the first plugin that rejects it, as upstream; vectorised plugins judge the whole
+        cluster at once and are asked for reasons only about the nodes they reject."""
+        feasible: BoolArray = cache.valid.copy()
+        statuses: dict[str, Status] = {}
+        skipped: set[str] = state.get(SKIP_FILTER) or set()
+        for p in self.filter:
+            if p.name in skipped:
+                continue
+            if isinstance(p, VectorFilterPlugin):
+                passed = p.filter_all(state, pod, cache, feasible)
+                rejected = np.flatnonzero(feasible & ~passed)
+                for slot in rejected:
+                    info = cache.info(int(slot))
+                    st = p.filter(state, pod, info)
+                    if st is None or is_success(st):  # vector and scalar disagree: trust filter
+                        continue
+                    statuses[info.name] = st.with_plugin(p.name)
+                    feasible[slot] = False
+            else:
+                for slot in np.flatnonzero(feasible):
+                    info = cache.info(int(slot))
+                    st = p.filter(state, pod, info)
+                    if not is_success(st):
+                        assert st is not None
+                        statuses[info.name] = st.with_plugin(p.name)
+                        feasible[slot] = False
+        return np.flatnonzero(feasible).astype(np.int64), statuses
+
+    def run_post_filter(
+        self, state: CycleState, pod: Obj, cache: Cache, statuses: Mapping[str, Status]
+    ) -> tuple[str | None, Status | None]:
+        last: Status | None = None
+        for p in self.post_filter:
+            nominated, st = p.post_filter(state, pod, cache, statuses)
+            if nominated:
+                return nominated, st
+            if st is not None:
+                last = st
+        return None, last
+
+    # -------------------------------------------------------------- scoring
+
+    def run_score(self, state: CycleState, pod: Obj, cache: Cache, slots: IntArray) -> IntArray:
+        """Weighted sum of every Score plugin's (normalised) scores for ``slots``."""
+        built: list[list[NodeInfo]] = []
+
+        def infos() -> list[NodeInfo]:  # only per-node plugins need them
+            if not built:
+                built.append([cache.info(int(s)) for s in slots])
+            return built[0]
+
+        skipped: set[str] = set()
+        for ps in self.pre_score:
+            st = ps.pre_score(state, pod, infos())
+            if st is not None and st.code == Code.SKIP:
+                skipped.add(ps.name)
+        total: IntArray = np.zeros(len(slots), dtype=np.int64)
+        for p, weight in self.score:
+            if p.name in skipped:
+                continue
+            if isinstance(p, VectorScorePlugin):
+                scores = p.score_all(state, pod, cache, slots)
+            elif isinstance(p, ScorePlugin):
+                scores = np.fromiter(
+                    (p.score(state, pod, i) for i in infos()), dtype=np.int64, count=len(slots)
+                )
+            else:
+                continue
+            if isinstance(p, NormalizeScorePlugin):
+                scores = p.normalize_score(state, pod, scores)
+            total += scores * weight
+        return total
+
+    # -------------------------------------------------------------- binding cycle
+
+    def run_reserve(self, state: CycleState, pod: Obj, node_name: str) -> Status | None:
+        for i, p in enumerate(self.reserve):
+            st = p.reserve(state, pod, node_name)
+            if not is_success(st):
+                for q in reversed(self.reserve[: i + 1]):
+                    q.unreserve(state, pod, node_name)
+                return st
+        return None
+
+    def run_unreserve(self, state: CycleState, pod: Obj, node_name: str) -> None:
+        for p in reversed(self.reserve):
+            p.unreserve(state, pod, node_name)
+
+    def run_permit(self, state: CycleState, pod: Obj, node_name: str) -> Status | None:
+        for p in self.permit:
+            st = p.permit(state, pod, node_name)
+            if not is_success(st):
+                return st
+        return None
+
+    async def run_bind(self, state: CycleState, pod: Obj, node_name: str) -> Status | None:
+        for p in self.bind:
+            st = await p.bind(state, pod, node_name)
+            if st is not None and st.code == Code.SKIP:
+                continue
+            return st
+        return Status.error("no bind plugin bound the pod")

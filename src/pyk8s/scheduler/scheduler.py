@@ -1,0 +1,277 @@
+"""The scheduling loop: pop a pod → filter every node → score the feasible ones → pick
+the best (ties broken at random) → assume it there → bind in the background.
+
+A pod no node fits gets upstream's ``PodScheduled=False`` condition (reason
+``Unschedulable``, message "0/N nodes are available: …") and a ``FailedScheduling``
+Warning event, and waits in the queue for a cluster event; a bound pod gets a
+``Scheduled`` event. The cycle itself never awaits, so the cache is its snapshot.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from pyk8s.api.registry import REGISTRY
+from pyk8s.client import Client, ClientError, EventRecorder, InformerFactory, is_not_found
+from pyk8s.client.events import NORMAL, WARNING
+from pyk8s.scheduler.cache import Cache
+from pyk8s.scheduler.framework.interface import Code, CycleState, Status, is_success
+from pyk8s.scheduler.framework.registry import frameworks_from_config
+from pyk8s.scheduler.framework.runtime import Framework, fit_error_message
+from pyk8s.scheduler.framework.types import Obj, pod_key
+from pyk8s.scheduler.queue import QueuedPodInfo, SchedulingQueue
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SCHEDULER_NAME = "default-scheduler"
+PODS = REGISTRY.get("", "v1", "pods")
+NODES = REGISTRY.get("", "v1", "nodes")
+FLUSH_UNSCHEDULABLE_EVERY = 30.0
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+class Scheduler:
+    """``await scheduler.run(stop)`` schedules until ``stop`` is set."""
+
+    def __init__(
+        self,
+        client: Client,
+        config: Mapping[str, Any] | None = None,
+        *,
+        recorder: EventRecorder | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.profiles: dict[str, Framework] = frameworks_from_config(config, client)
+        first = next(iter(self.profiles.values()))
+        self.cache = Cache()
+        self.queue = SchedulingQueue(first.queue_sort)
+        self.recorder = recorder or EventRecorder(client, DEFAULT_SCHEDULER_NAME)
+        self.informers = InformerFactory(client)
+        self.rng = rng or random.Random()
+        self.synced = False
+        self._binds: set[asyncio.Task[None]] = set()
+
+    # ---------------------------------------------------------------- events
+
+    def _responsible(self, pod: Obj) -> bool:
+        spec = pod.get("spec") or {}
+        return (
+            spec.get("schedulerName", DEFAULT_SCHEDULER_NAME) in self.profiles
+            and not spec.get("nodeName")
+            and not (pod.get("metadata") or {}).get("deletionTimestamp")
+            and not _terminal(pod)
+        )
+
+    def _on_pod(self, pod: Obj) -> None:
+        key = pod_key(pod)
+        if (pod.get("spec") or {}).get("nodeName"):
+            self.queue.delete(key)
+            if _terminal(pod):
+                self._on_pod_delete(pod)
+            else:
+                self.cache.update_pod(pod)
+        elif self._responsible(pod):
+            if not self.cache.is_assumed(key):
+                self.queue.add(pod)
+        else:
+            self.queue.delete(key)
+
+    def _on_pod_update(self, old: Obj, new: Obj) -> None:
+        self._on_pod(new)
+
+    def _on_pod_delete(self, pod: Obj) -> None:
+        key = pod_key(pod)
+        self.queue.delete(key)
+        if key in self.cache.pods:
+            self.cache.remove_pod(key)
+            self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
+
+    def _on_node(self, node: Obj) -> None:
+        self.cache.add_node(node)
+        self.queue.move_all_to_active_or_backoff("NodeChange")
+
+    def _on_node_update(self, old: Obj, new: Obj) -> None:
+        self._on_node(new)
+
+    def _on_node_delete(self, node: Obj) -> None:
+        self.cache.remove_node(str(node["metadata"]["name"]))
+
+    # ---------------------------------------------------------------- one cycle
+
+    def schedule_one(self, info: QueuedPodInfo) -> None:
+        """One scheduling cycle for a popped pod (synchronous: the cache is the snapshot)."""
+        pod = info.pod
+        key = info.key
+        fw = self.profiles.get((pod.get("spec") or {}).get("schedulerName", DEFAULT_SCHEDULER_NAME))
+        if fw is None or not self._responsible(pod) or self.cache.is_assumed(key):
+            self.queue.done(key)
+            return
+        state = CycleState()
+        num_nodes = len(self.cache)
+        pre = fw.run_pre_filter(state, pod, self.cache)
+        statuses: dict[str, Status] = {}
+        if pre is not None and not is_success(pre):
+            if pre.code == Code.ERROR:
+                self._failed(info, fw, pre.message, error=True)
+                return
+            message = fit_error_message(num_nodes, {}, pre_filter_msg=pre.message)
+            self._failed(info, fw, message)
+            return
+        feasible, statuses = fw.find_feasible(state, pod, self.cache)
+        if feasible.size == 0:
+            if num_nodes == 0:
+                self._failed(info, fw, "no nodes available to schedule pods")
+                return
+            _, post = fw.run_post_filter(state, pod, self.cache, statuses)
+            message = fit_error_message(
+                num_nodes, statuses, post_filter_msg=post.message if post is not None else ""
+            )
+            self._failed(info, fw, message)
+            return
+        if feasible.size == 1:
+            chosen = int(feasible[0])
+        else:
+            scores = fw.run_score(state, pod, self.cache, feasible)
+            best = np.flatnonzero(scores == scores.max())
+            chosen = int(feasible[best[self.rng.randrange(best.size)]])
+        node_name = self.cache.info(chosen).name
+        self.cache.assume_pod(pod, node_name)
+        st = fw.run_reserve(state, pod, node_name)
+        if st is None or is_success(st):
+            st = fw.run_permit(state, pod, node_name)
+        if st is not None and not is_success(st):
+            fw.run_unreserve(state, pod, node_name)
+            self.cache.forget_pod(pod)
+            self._failed(info, fw, st.message, error=st.code == Code.ERROR)
+            return
+        self.queue.done(key)
+        task = asyncio.create_task(self._bind(fw, state, info, node_name))
+        self._binds.add(task)
+        task.add_done_callback(self._binds.discard)
+
+    async def _bind(
+        self, fw: Framework, state: CycleState, info: QueuedPodInfo, node_name: str
+    ) -> None:
+        pod = info.pod
+        st = await fw.run_bind(state, pod, node_name)
+        meta = pod["metadata"]
+        if st is None or is_success(st):
+            self.recorder.event(
+                pod,
+                NORMAL,
+                "Scheduled",
+                f"Successfully assigned {meta['namespace']}/{meta['name']} to {node_name}",
+            )
+            return
+        fw.run_unreserve(state, pod, node_name)
+        self.cache.forget_pod(pod)
+        log.info("binding %s to %s failed: %s", info.key, node_name, st.message)
+        self._failed(info, fw, f"Binding rejected: {st.message}", error=True, requeued=False)
+
+    def _failed(
+        self,
+        info: QueuedPodInfo,
+        fw: Framework,
+        message: str,
+        error: bool = False,
+        requeued: bool = True,
+    ) -> None:
+        pod = info.pod
+        if requeued:
+            self.queue.add_unschedulable(info, error=error)
+        else:
+            self.queue.retry_later(info)
+        self.recorder.event(pod, WARNING, "FailedScheduling", message)
+        task = asyncio.create_task(self._set_unschedulable(pod, message, error))
+        self._binds.add(task)
+        task.add_done_callback(self._binds.discard)
+
+    async def _set_unschedulable(self, pod: Obj, message: str, error: bool) -> None:
+        """PodScheduled=False with the reason and message (a no-op if already so)."""
+        assert PODS is not None
+        meta = pod["metadata"]
+        reason = "SchedulerError" if error else "Unschedulable"
+        conds = (pod.get("status") or {}).get("conditions") or []
+        for c in conds:
+            if (
+                c.get("type") == "PodScheduled"
+                and c.get("status") == "False"
+                and c.get("reason") == reason
+                and c.get("message") == message
+            ):
+                return
+        cond = {
+            "type": "PodScheduled",
+            "status": "False",
+            "lastProbeTime": None,
+            "lastTransitionTime": _now(),
+            "reason": reason,
+            "message": message,
+        }
+        patch = {"status": {"conditions": [cond]}}
+        try:
+            await self.client.patch(
+                PODS, meta["name"], patch, meta["namespace"], subresource="status"
+            )
+        except ClientError as err:
+            if not is_not_found(err):
+                log.warning("could not update the status of %s: %s", pod_key(pod), err)
+
+    # ---------------------------------------------------------------- running
+
+    async def start(self) -> None:
+        assert PODS is not None and NODES is not None
+        nodes = self.informers.informer(NODES)
+        nodes.add_event_handler(self._on_node, self._on_node_update, self._on_node_delete)
+        pods = self.informers.informer(PODS)
+        pods.add_event_handler(self._on_pod, self._on_pod_update, self._on_pod_delete)
+        self.informers.start()
+        await self.informers.wait_for_sync()
+        await nodes.idle()
+        await pods.idle()
+        self.synced = True
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.start()
+
+        async def loop() -> None:
+            while True:
+                info = await self.queue.pop()
+                if info is None:
+                    return
+                try:
+                    self.schedule_one(info)
+                except Exception:
+                    log.exception("scheduling %s failed", info.key)
+                    self.queue.retry_later(info)
+                await asyncio.sleep(0)
+
+        worker = asyncio.create_task(loop(), name="scheduler")
+        try:
+            await stop.wait()
+        finally:
+            self.queue.close()
+            worker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker
+            for t in list(self._binds):
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(t, 10)
+            await self.informers.stop()
+            await self.recorder.close()

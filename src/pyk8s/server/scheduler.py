@@ -1,0 +1,79 @@
+"""``pyk8s scheduler``: kube-scheduler as its own process, leader-elected on the Lease
+``kube-system/kube-scheduler`` like upstream, with /healthz and /metrics on port 10259.
+
+``--config`` takes a KubeSchedulerConfiguration (YAML): its ``profiles`` (scheduler
+names and enabled/disabled plugins per extension point) and ``leaderElection.leaderElect``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from prometheus_client import CollectorRegistry
+
+from pyk8s.client import Client, LeaderElectionConfig, LeaderElector, load_config
+from pyk8s.scheduler import Scheduler
+from pyk8s.server.component import HealthServer, stop_on_signals
+
+log = logging.getLogger(__name__)
+
+LOCK_NAME = "kube-scheduler"
+
+
+@dataclass
+class Options:
+    kubeconfig: Path | None = None
+    leader_elect: bool = True
+    bind_address: str = "127.0.0.1"
+    port: int = 10259
+    config: Path | None = None
+
+
+def load_scheduler_config(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    doc = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{path}: not a KubeSchedulerConfiguration")
+    kind = doc.get("kind", "KubeSchedulerConfiguration")
+    if kind != "KubeSchedulerConfiguration":
+        raise ValueError(f"{path}: kind {kind!r} is not KubeSchedulerConfiguration")
+    return doc
+
+
+async def run(opts: Options) -> None:
+    cfg = load_scheduler_config(opts.config)
+    leader_elect = opts.leader_elect and (cfg.get("leaderElection") or {}).get("leaderElect", True)
+    config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
+    async with Client(config) as client:
+        scheduler = Scheduler(client, cfg)  # validates the profiles before we campaign
+        health = HealthServer(CollectorRegistry(), lambda: True, opts.bind_address, opts.port)
+        await health.start()
+        stop = stop_on_signals()
+        try:
+            if not leader_elect:
+                await scheduler.run(stop)
+                return
+
+            async def lead() -> None:
+                await scheduler.run(stop)
+
+            elector = LeaderElector(
+                client, LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead)
+            )
+            watcher = asyncio.create_task(stop.wait())
+            runner = asyncio.create_task(elector.run())
+            await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()
+            elector.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            watcher.cancel()
+        finally:
+            await health.stop()
