@@ -1,0 +1,106 @@
+"""``pyk8s sim-nodes``: run :class:`~pyk8s.kubelet.simulated.SimulatedNodes` as a process.
+
+Composition only: parse the flags into a :class:`~pyk8s.kubelet.simulated.NodeTemplate`,
+open a client (with a higher client-side rate limit than a controller's, since one
+process speaks for many kubelets), serve ``/healthz`` and ``/metrics``, and stop on
+SIGTERM/SIGINT. Killing the process stops every node's lease renewal at once; to kill
+nodes one at a time, ``SIGUSR1`` stops the highest-numbered running node and ``SIGUSR2``
+restarts the node stopped last.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyk8s.client import Client, load_config
+from pyk8s.kubelet.simulated import NodeTemplate, SimulatedNodes, parse_taint
+from pyk8s.server.component import HealthServer, stop_on_signals
+
+__all__ = ["Options", "parse_key_values", "run", "template_from"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    kubeconfig: Path | None = None
+    count: int = 1
+    name_prefix: str = "sim-"
+    cpu: str = "8"
+    memory: str = "32Gi"
+    pods: int = 110
+    ephemeral_storage: str = "100Gi"
+    extended: list[str] = field(default_factory=list)
+    labels: str = ""
+    taints: str = ""
+    bind_address: str = "127.0.0.1"
+    port: int = 10260
+    qps: float = 500.0
+    burst: int = 1000
+
+
+def parse_key_values(text: str, what: str) -> dict[str, str]:
+    """``k=v,k2=v2`` → dict (ValueError with a readable message otherwise)."""
+    out: dict[str, str] = {}
+    for item in (s.strip() for s in text.split(",")):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"invalid {what} {item!r}: want key=value")
+        out[key] = value
+    return out
+
+
+def template_from(opts: Options) -> NodeTemplate:
+    extended: dict[str, str] = {}
+    for item in opts.extended:
+        extended.update(parse_key_values(item, "extended resource"))
+    taints = [parse_taint(t.strip()) for t in opts.taints.split(",") if t.strip()]
+    return NodeTemplate(
+        cpu=opts.cpu,
+        memory=opts.memory,
+        pods=opts.pods,
+        ephemeral_storage=opts.ephemeral_storage,
+        extended=extended,
+        labels=parse_key_values(opts.labels, "label"),
+        taints=taints,
+    )
+
+
+async def run(opts: Options) -> None:
+    if opts.count < 1:
+        raise ValueError("--count must be at least 1")
+    template = template_from(opts)
+    config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
+    async with Client(config, qps=opts.qps, burst=opts.burst, user_agent="pyk8s-sim-nodes") as c:
+        sim = SimulatedNodes(c, count=opts.count, name_prefix=opts.name_prefix, template=template)
+        health = HealthServer(sim.registry, sim.healthy, opts.bind_address, opts.port)
+        await health.start()
+        stop = stop_on_signals()
+        stopped: list[str] = []
+
+        def stop_one() -> None:
+            running = [n for n, node in sim.nodes.items() if node.running]
+            if running:
+                stopped.append(running[-1])
+                sim.stop_node(running[-1])
+
+        def restart_one() -> None:
+            if stopped:
+                sim.start_node(stopped.pop())
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGUSR1, stop_one)
+        loop.add_signal_handler(signal.SIGUSR2, restart_one)
+        try:
+            await sim.start()
+            log.info("simulated nodes registered", extra={"count": opts.count})
+            await stop.wait()
+        finally:
+            await sim.stop()
+            await health.stop()
