@@ -38,6 +38,8 @@ class Server:
     port: int
     proc: subprocess.Popen[bytes] | None = None
     extra_args: tuple[str, ...] = ()
+    #: "apiserver" alone, or "server" (with its supervised components)
+    command: str = "apiserver"
 
     @property
     def kubeconfig(self) -> Path:
@@ -54,7 +56,7 @@ class Server:
                 sys.executable,
                 "-m",
                 "pyk8s",
-                "apiserver",
+                self.command,
                 "--data-dir",
                 str(self.data_dir),
                 "--bind-address",

@@ -1,0 +1,212 @@
+"""kubectl scenarios on a whole pyk8s control plane with simulated nodes."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from tests.e2e_sim.conftest import Cluster
+
+
+def _node_of(pod: dict[str, Any]) -> str:
+    return str(pod["spec"].get("nodeName", ""))
+
+
+def _running(pod: dict[str, Any]) -> bool:
+    return pod.get("status", {}).get("phase") == "Running"
+
+
+def test_nodes_are_ready_with_capacity(cluster: Cluster) -> None:
+    out = cluster.kubectl("get", "nodes").splitlines()
+    assert out[0].split() == ["NAME", "STATUS", "ROLES", "AGE", "VERSION"]
+    assert len(out) == 4 and all(" Ready " in line for line in out[1:])
+    node = cluster.kubectl.json("get", "node", "sim-0")
+    assert node["status"]["allocatable"]["cpu"] == "4"
+    assert node["spec"]["podCIDR"].startswith("10.42.")
+
+
+def test_pod_is_scheduled_and_runs(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("run", "hello", "-n", ns, "--image=busybox:1.36")
+    pod = cluster.wait(lambda: next((p for p in cluster.pods(ns) if _running(p)), None))
+    assert _node_of(pod).startswith("sim-")
+    assert pod["status"]["podIP"].startswith("10.42.")
+    events = cluster.kubectl("get", "events", "-n", ns, "-o", "json")
+    reasons = {e["reason"] for e in json.loads(events)["items"]}
+    assert "Scheduled" in reasons
+
+
+def test_impossible_pod_gets_upstream_message(cluster: Cluster, ns: str) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "huge"},
+        "spec": {
+            "containers": [
+                {"name": "c", "image": "busybox", "resources": {"requests": {"cpu": "64"}}}
+            ]
+        },
+    }
+    cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(pod))
+
+    def condition() -> dict[str, Any] | None:
+        got = cluster.kubectl.json("get", "pod", "huge", "-n", ns)
+        return next(
+            (
+                c
+                for c in got["status"].get("conditions", [])
+                if c["type"] == "PodScheduled" and c["status"] == "False"
+            ),
+            None,
+        )
+
+    cond = cluster.wait(condition)
+    assert cond["reason"] == "Unschedulable"
+    assert cond["message"].startswith("0/3 nodes are available: 3 Insufficient cpu.")
+    describe = cluster.kubectl("describe", "pod", "huge", "-n", ns)
+    assert "FailedScheduling" in describe
+
+
+def test_cordon_and_taints_steer_pods(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("cordon", "sim-0")
+    cluster.kubectl("taint", "node", "sim-1", "dedicated=db:NoSchedule")
+    try:
+        for i in range(3):
+            cluster.kubectl("run", f"p{i}", "-n", ns, "--image=busybox")
+        cluster.wait(lambda: len([p for p in cluster.pods(ns) if _node_of(p)]) == 3)
+        assert {_node_of(p) for p in cluster.pods(ns)} == {"sim-2"}
+        tolerating = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "db"},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": "sim-1"},
+                "tolerations": [
+                    {"key": "dedicated", "operator": "Equal", "value": "db", "effect": "NoSchedule"}
+                ],
+                "containers": [{"name": "c", "image": "busybox"}],
+            },
+        }
+        cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(tolerating))
+        pod = cluster.wait(lambda: _node_of(cluster.kubectl.json("get", "pod", "db", "-n", ns)))
+        assert pod == "sim-1"
+    finally:
+        cluster.kubectl("uncordon", "sim-0")
+        cluster.kubectl("taint", "node", "sim-1", "dedicated-")
+
+
+def test_job_retries_to_its_backoff_limit(cluster: Cluster, ns: str) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "flaky"},
+        "spec": {
+            "backoffLimit": 1,
+            "template": {
+                "metadata": {
+                    "annotations": {"pyk8s.io/sim-exit-code": "1", "pyk8s.io/sim-run-seconds": "1"}
+                },
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox"}],
+                },
+            },
+        },
+    }
+    cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job))
+
+    def failed() -> dict[str, Any] | None:
+        got = cluster.kubectl.json("get", "job", "flaky", "-n", ns)
+        return next(
+            (
+                c
+                for c in got.get("status", {}).get("conditions", [])
+                if c["type"] == "Failed" and c["status"] == "True"
+            ),
+            None,
+        )
+
+    cond = cluster.wait(failed, within=90)
+    assert cond["reason"] == "BackoffLimitExceeded"
+    assert cluster.kubectl.json("get", "job", "flaky", "-n", ns)["status"]["failed"] == 2
+
+
+def test_job_completes(cluster: Cluster, ns: str) -> None:
+    job = {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "ok"},
+        "spec": {
+            "completions": 2,
+            "parallelism": 2,
+            "template": {
+                "metadata": {"annotations": {"pyk8s.io/sim-run-seconds": "1"}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "c", "image": "busybox"}],
+                },
+            },
+        },
+    }
+    cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job))
+    cluster.wait(
+        lambda: (
+            cluster.kubectl.json("get", "job", "ok", "-n", ns).get("status", {}).get("succeeded")
+            == 2
+        ),
+        within=90,
+    )
+    out = cluster.kubectl("get", "job", "ok", "-n", ns).splitlines()
+    assert out[0].split()[:3] == ["NAME", "STATUS", "COMPLETIONS"]
+    assert out[1].split()[:3] == ["ok", "Complete", "2/2"]
+
+
+def test_namespace_deletion_cleans_up(cluster: Cluster) -> None:
+    cluster.kubectl("create", "namespace", "doomed")
+    cluster.wait(
+        lambda: (
+            cluster.kubectl.run("get", "sa", "default", "-n", "doomed", check=False).returncode == 0
+        ),
+        within=30,
+    )
+    cluster.kubectl("create", "configmap", "c", "-n", "doomed")
+    cluster.kubectl("run", "p", "-n", "doomed", "--image=busybox")
+    cluster.kubectl("delete", "namespace", "doomed", "--wait=true", timeout=120)
+    assert cluster.kubectl.run("get", "namespace", "doomed", check=False).returncode == 1
+
+
+def test_service_gets_endpoints_from_running_pods(cluster: Cluster, ns: str) -> None:
+    for i in range(2):
+        pod = {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": f"web{i}", "labels": {"app": "web"}},
+            "spec": {
+                "containers": [
+                    {
+                        "name": "c",
+                        "image": "busybox",
+                        "ports": [{"name": "http", "containerPort": 8080}],
+                    }
+                ]
+            },
+        }
+        cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(pod))
+    svc = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+    cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(svc))
+
+    def addresses() -> list[str]:
+        ep = cluster.kubectl.json("get", "endpoints", "web", "-n", ns)
+        subsets = ep.get("subsets") or []
+        got = [a["ip"] for s in subsets for a in s.get("addresses", [])]
+        return got if len(got) == 2 else []
+
+    ips = cluster.wait(addresses, within=60)
+    pod_ips = {p["status"].get("podIP") for p in cluster.pods(ns, "app=web")}
+    assert set(ips) == pod_ips
+    ep = cluster.kubectl.json("get", "endpoints", "web", "-n", ns)
+    assert ep["subsets"][0]["ports"][0]["port"] == 8080
