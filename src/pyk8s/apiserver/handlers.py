@@ -46,7 +46,7 @@ from pyk8s.api.selectors import (
 )
 from pyk8s.api.tables import build_table
 from pyk8s.api.validation import unknown_fields, validate_create, validate_update
-from pyk8s.apiserver import admission, encoding, reviews
+from pyk8s.apiserver import admission, encoding, quota, reviews
 from pyk8s.apiserver.allocators import AlreadyAllocated, OutOfRange, RangeFull
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.rest import (
@@ -348,6 +348,7 @@ class ResourceHandlers:
         problems = validate_create(r, obj)
         if problems:
             raise errors.invalid_object(r.kind, meta.get("name", ""), problems, r.group)
+        await quota.admit_create(self, r, obj, dry_run=dry_run)  # ResourceQuota admission
         allocated: list[tuple[Any, str]] = []
         try:
             if r.plural == "services" and not dry_run:
