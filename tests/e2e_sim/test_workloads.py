@@ -148,3 +148,37 @@ def test_drain_respects_a_disruption_budget(cluster: Cluster, ns: str) -> None:
         assert "disruption budget" in (out.stdout + out.stderr)
     finally:
         k("uncordon", node)
+
+
+def test_orphan_and_foreground_deletion(cluster: Cluster, ns: str) -> None:
+    k = cluster.kubectl
+    for name in ("orphaned", "fg"):
+        k("create", "-n", ns, "-f", "-", input=deployment(name, 1))
+        k("rollout", "status", f"deploy/{name}", "-n", ns, "--timeout=90s", timeout=120)
+
+    k("delete", "deploy", "orphaned", "-n", ns, "--cascade=orphan")
+    rs = cluster.wait(
+        lambda: [
+            r
+            for r in k.json("get", "rs", "-n", ns, "-l", "app=orphaned")["items"]
+            if not r["metadata"].get("ownerReferences")
+        ]
+    )
+    assert len(rs) == 1, "the ReplicaSet survives without its owner reference"
+
+    k("delete", "deploy", "fg", "-n", ns, "--cascade=foreground", "--wait=true", timeout=120)
+    assert k.run("get", "deploy", "fg", "-n", ns, check=False).returncode == 1
+    # as upstream, the ReplicaSet unblocks its owner and is itself deleted in the
+    # foreground: it may still be terminating while its pods go
+    assert all(
+        r["metadata"].get("deletionTimestamp")
+        for r in k.json("get", "rs", "-n", ns, "-l", "app=fg")["items"]
+    )
+    cluster.wait(lambda: k.json("get", "rs", "-n", ns, "-l", "app=fg")["items"] == [])
+    cluster.wait(
+        lambda: (
+            not [
+                p for p in cluster.pods(ns, "app=fg") if not p["metadata"].get("deletionTimestamp")
+            ]
+        )
+    )
