@@ -108,6 +108,8 @@ def _parser() -> argparse.ArgumentParser:
     sched.add_argument("--leader-elect", default="true", choices=("true", "false"))
     sched.add_argument("--bind-address", default="127.0.0.1")
     sched.add_argument("--port", type=int, default=10259, help="/healthz and /metrics (HTTP)")
+    sched.add_argument("--kube-api-qps", type=float, default=None, help="default 50 (upstream)")
+    sched.add_argument("--kube-api-burst", type=int, default=None, help="default 100 (upstream)")
     sched.add_argument("--log-level", default="info")
     kubectl = sub.add_parser(
         "kubectl", help="run kubectl with the server's admin kubeconfig", add_help=False
@@ -220,6 +222,8 @@ def _run_scheduler(args: argparse.Namespace) -> int:
             bind_address=args.bind_address,
             port=args.port,
             config=args.config,
+            kube_api_qps=args.kube_api_qps,
+            kube_api_burst=args.kube_api_burst,
         )
         asyncio.run(scheduler.run(opts))
     except (ClientError, ValueError, OSError) as err:

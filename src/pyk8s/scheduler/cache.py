@@ -62,6 +62,16 @@ class Cache:
         self.assumed: set[str] = set()
         #: pods seen bound to nodes we do not know (yet): counted when the node appears
         self._orphans: dict[str, dict[str, Obj]] = {}
+        #: namespace -> pod key -> (node name, pod): what spread and affinity count
+        self.by_namespace: dict[str, dict[str, tuple[str, Obj]]] = {}
+        #: pod key -> (node name, pod) of pods with pod affinity or anti-affinity
+        self.affinity_pods: dict[str, tuple[str, Obj]] = {}
+        #: node name -> pod key -> pending pod nominated there by preemption: the space
+        #: is held for it against pods of lower priority (upstream's nominator)
+        self.nominated: dict[str, dict[str, Obj]] = {}
+        self._nominated_at: dict[str, str] = {}
+        #: image name -> node name -> size in bytes (ImageLocality)
+        self.image_nodes: dict[str, dict[str, int]] = {}
 
     # ---------------------------------------------------------------- columns
 
@@ -141,7 +151,14 @@ class Cache:
         self.hard_tainted[info.slot] = bool(effects & {"NoSchedule", "NoExecute"})
         self.soft_tainted[info.slot] = "PreferNoSchedule" in effects
         self.cordoned[info.slot] = bool((node.get("spec") or {}).get("unschedulable"))
-        info.images = {n for img in status.get("images") or [] for n in img.get("names") or []}
+        for img_name in info.images:
+            self.image_nodes.get(img_name, {}).pop(name, None)
+        info.images = set()
+        for img in status.get("images") or []:
+            size = int(img.get("sizeBytes") or 0)
+            for img_name in img.get("names") or []:
+                info.images.add(img_name)
+                self.image_nodes.setdefault(img_name, {})[name] = size
         return info
 
     def remove_node(self, name: str) -> None:
@@ -150,6 +167,8 @@ class Cache:
             return
         self.valid[info.slot] = False
         self.by_slot[info.slot] = None
+        for img_name in info.images:
+            self.image_nodes.get(img_name, {}).pop(name, None)
         self._free.append(info.slot)
         # its pods stay known: if the node comes back they count again
         self._orphans[name] = dict(info.pods)
@@ -185,6 +204,11 @@ class Cache:
             self.remove_pod(key)
         self.assumed.discard(key)
         self.pods[key] = (node_name, pod)
+        ns = str((pod.get("metadata") or {}).get("namespace") or "")
+        self.by_namespace.setdefault(ns, {})[key] = (node_name, pod)
+        affinity = (pod.get("spec") or {}).get("affinity") or {}
+        if affinity.get("podAffinity") or affinity.get("podAntiAffinity"):
+            self.affinity_pods[key] = (node_name, pod)
         info = self.nodes.get(node_name)
         if info is None:
             self._orphans.setdefault(node_name, {})[key] = pod
@@ -200,6 +224,13 @@ class Cache:
         if entry is None:
             return
         node_name, pod = entry
+        ns = str((pod.get("metadata") or {}).get("namespace") or "")
+        in_ns = self.by_namespace.get(ns)
+        if in_ns is not None:
+            in_ns.pop(key, None)
+            if not in_ns:
+                del self.by_namespace[ns]
+        self.affinity_pods.pop(key, None)
         info = self.nodes.get(node_name)
         if info is None:
             self._orphans.get(node_name, {}).pop(key, None)
@@ -220,6 +251,19 @@ class Cache:
 
     def is_assumed(self, key: str) -> bool:
         return key in self.assumed
+
+    def nominate(self, pod: Obj, node_name: str | None) -> None:
+        """Record (or with None/"" forget) the node a pending pod is nominated to."""
+        key = pod_key(pod)
+        old = self._nominated_at.pop(key, None)
+        if old is not None:
+            at = self.nominated.get(old, {})
+            at.pop(key, None)
+            if not at:
+                self.nominated.pop(old, None)
+        if node_name:
+            self._nominated_at[key] = node_name
+            self.nominated.setdefault(node_name, {})[key] = pod
 
     # ---------------------------------------------------------------- views
 

@@ -20,7 +20,15 @@ from typing import Any
 import numpy as np
 
 from pyk8s.api.registry import REGISTRY
-from pyk8s.client import Client, ClientError, EventRecorder, InformerFactory, is_not_found
+from pyk8s.client import (
+    NAMESPACE_INDEX,
+    Client,
+    ClientError,
+    EventRecorder,
+    InformerFactory,
+    SharedInformer,
+    is_not_found,
+)
 from pyk8s.client.events import NORMAL, WARNING
 from pyk8s.scheduler.cache import Cache
 from pyk8s.scheduler.framework.interface import Code, CycleState, Status, is_success
@@ -35,6 +43,14 @@ DEFAULT_SCHEDULER_NAME = "default-scheduler"
 PODS = REGISTRY.get("", "v1", "pods")
 NODES = REGISTRY.get("", "v1", "nodes")
 FLUSH_UNSCHEDULABLE_EVERY = 30.0
+LISTED = (
+    ("", "v1", "services"),
+    ("", "v1", "replicationcontrollers"),
+    ("apps", "v1", "replicasets"),
+    ("apps", "v1", "statefulsets"),
+    ("policy", "v1", "poddisruptionbudgets"),
+    ("", "v1", "namespaces"),
+)
 
 
 def _now() -> str:
@@ -57,15 +73,32 @@ class Scheduler:
         rng: random.Random | None = None,
     ) -> None:
         self.client = client
-        self.profiles: dict[str, Framework] = frameworks_from_config(config, client)
+        self.recorder = recorder or EventRecorder(client, DEFAULT_SCHEDULER_NAME)
+        self.informers = InformerFactory(client)
+        #: what plugins look up (Services and controllers for default spreading, PDBs for
+        #: preemption, namespaces for affinity namespaceSelectors), by (group, plural)
+        self._listed: dict[tuple[str, str], SharedInformer] = {}
+        for group, version, plural in LISTED:
+            res = REGISTRY.get(group, version, plural)
+            if res is not None:
+                self._listed[(group, plural)] = self.informers.informer(res)
+        self.profiles: dict[str, Framework] = frameworks_from_config(
+            config, client, lister=self._list, recorder=self.recorder
+        )
         first = next(iter(self.profiles.values()))
         self.cache = Cache()
         self.queue = SchedulingQueue(first.queue_sort)
-        self.recorder = recorder or EventRecorder(client, DEFAULT_SCHEDULER_NAME)
-        self.informers = InformerFactory(client)
         self.rng = rng or random.Random()
         self.synced = False
         self._binds: set[asyncio.Task[None]] = set()
+
+    def _list(self, group: str, version: str, plural: str, namespace: str) -> list[Obj]:
+        inf = self._listed.get((group, plural))
+        if inf is None:
+            return []
+        if namespace:
+            return inf.store.by_index(NAMESPACE_INDEX, namespace)
+        return inf.store.list()
 
     # ---------------------------------------------------------------- events
 
@@ -81,12 +114,14 @@ class Scheduler:
     def _on_pod(self, pod: Obj) -> None:
         key = pod_key(pod)
         if (pod.get("spec") or {}).get("nodeName"):
+            self.cache.nominate(pod, None)
             self.queue.delete(key)
             if _terminal(pod):
                 self._on_pod_delete(pod)
             else:
                 self.cache.update_pod(pod)
         elif self._responsible(pod):
+            self.cache.nominate(pod, (pod.get("status") or {}).get("nominatedNodeName"))
             if not self.cache.is_assumed(key):
                 self.queue.add(pod)
         else:
@@ -98,6 +133,7 @@ class Scheduler:
     def _on_pod_delete(self, pod: Obj) -> None:
         key = pod_key(pod)
         self.queue.delete(key)
+        self.cache.nominate(pod, None)
         if key in self.cache.pods:
             self.cache.remove_pod(key)
             self.queue.move_all_to_active_or_backoff("AssignedPodDelete")
@@ -138,11 +174,13 @@ class Scheduler:
             if num_nodes == 0:
                 self._failed(info, fw, "no nodes available to schedule pods")
                 return
-            _, post = fw.run_post_filter(state, pod, self.cache, statuses)
+            nominated, post = fw.run_post_filter(state, pod, self.cache, statuses)
             message = fit_error_message(
                 num_nodes, statuses, post_filter_msg=post.message if post is not None else ""
             )
-            self._failed(info, fw, message)
+            if nominated:
+                self.cache.nominate(pod, nominated)
+            self._failed(info, fw, message, nominated=nominated)
             return
         if feasible.size == 1:
             chosen = int(feasible[0])
@@ -191,6 +229,7 @@ class Scheduler:
         message: str,
         error: bool = False,
         requeued: bool = True,
+        nominated: str | None = None,
     ) -> None:
         pod = info.pod
         if requeued:
@@ -198,17 +237,21 @@ class Scheduler:
         else:
             self.queue.retry_later(info)
         self.recorder.event(pod, WARNING, "FailedScheduling", message)
-        task = asyncio.create_task(self._set_unschedulable(pod, message, error))
+        task = asyncio.create_task(self._set_unschedulable(pod, message, error, nominated))
         self._binds.add(task)
         task.add_done_callback(self._binds.discard)
 
-    async def _set_unschedulable(self, pod: Obj, message: str, error: bool) -> None:
-        """PodScheduled=False with the reason and message (a no-op if already so)."""
+    async def _set_unschedulable(
+        self, pod: Obj, message: str, error: bool, nominated: str | None = None
+    ) -> None:
+        """PodScheduled=False with the reason and message, and the node preemption
+        nominated (``status.nominatedNodeName``); a no-op if already so."""
         assert PODS is not None
         meta = pod["metadata"]
         reason = "SchedulerError" if error else "Unschedulable"
-        conds = (pod.get("status") or {}).get("conditions") or []
-        for c in conds:
+        status = pod.get("status") or {}
+        conds = status.get("conditions") or []
+        for c in conds if not nominated or status.get("nominatedNodeName") == nominated else []:
             if (
                 c.get("type") == "PodScheduled"
                 and c.get("status") == "False"
@@ -224,7 +267,9 @@ class Scheduler:
             "reason": reason,
             "message": message,
         }
-        patch = {"status": {"conditions": [cond]}}
+        patch: dict[str, Any] = {"status": {"conditions": [cond]}}
+        if nominated:
+            patch["status"]["nominatedNodeName"] = nominated
         try:
             await self.client.patch(
                 PODS, meta["name"], patch, meta["namespace"], subresource="status"

@@ -33,6 +33,9 @@ class Options:
     bind_address: str = "127.0.0.1"
     port: int = 10259
     config: Path | None = None
+    #: client-side rate limit; None takes the config's clientConnection (upstream: 50/100)
+    kube_api_qps: float | None = None
+    kube_api_burst: int | None = None
 
 
 def load_scheduler_config(path: Path | None) -> dict[str, Any]:
@@ -51,7 +54,10 @@ async def run(opts: Options) -> None:
     cfg = load_scheduler_config(opts.config)
     leader_elect = opts.leader_elect and (cfg.get("leaderElection") or {}).get("leaderElect", True)
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
-    async with Client(config) as client:
+    connection = cfg.get("clientConnection") or {}
+    qps = opts.kube_api_qps or float(connection.get("qps", 50.0))
+    burst = opts.kube_api_burst or int(connection.get("burst", 100))
+    async with Client(config, qps=qps, burst=burst) as client:
         scheduler = Scheduler(client, cfg)  # validates the profiles before we campaign
         health = HealthServer(CollectorRegistry(), lambda: True, opts.bind_address, opts.port)
         await health.start()

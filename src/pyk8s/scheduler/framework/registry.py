@@ -9,7 +9,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pyk8s.client import Client
+from pyk8s.client import Client, EventRecorder
 from pyk8s.scheduler.framework.interface import (
     BindPlugin,
     FilterPlugin,
@@ -26,13 +26,23 @@ from pyk8s.scheduler.framework.interface import (
 )
 from pyk8s.scheduler.framework.runtime import Framework
 
+#: (group, version, plural, namespace) -> the objects an informer holds
+Lister = Callable[[str, str, str, str], list[dict[str, Any]]]
+
+
+def _no_objects(group: str, version: str, plural: str, namespace: str) -> list[dict[str, Any]]:
+    return []
+
 
 @dataclass
 class Handle:
-    """What a plugin factory may use (upstream's ``framework.Handle``)."""
+    """What a plugin factory may use (upstream's ``framework.Handle``): the client, the
+    framework itself, listers over the scheduler's informers and its event recorder."""
 
     client: Client | None
     framework: Callable[[], Framework]
+    lister: Lister = _no_objects
+    recorder: EventRecorder | None = None
 
 
 Factory = Callable[[Mapping[str, Any], Handle], Plugin]
@@ -41,6 +51,8 @@ Factory = Callable[[Mapping[str, Any], Handle], Plugin]
 def _default_registry() -> dict[str, Factory]:
     from pyk8s.scheduler.plugins.defaultbinder import DefaultBinder
     from pyk8s.scheduler.plugins.defaultpreemption import DefaultPreemption
+    from pyk8s.scheduler.plugins.imagelocality import ImageLocality
+    from pyk8s.scheduler.plugins.interpodaffinity import InterPodAffinity
     from pyk8s.scheduler.plugins.nodeaffinity import NodeAffinity
     from pyk8s.scheduler.plugins.nodename import NodeName
     from pyk8s.scheduler.plugins.nodeports import NodePorts
@@ -49,6 +61,7 @@ def _default_registry() -> dict[str, Factory]:
     )
     from pyk8s.scheduler.plugins.noderesourcesfit import NodeResourcesFit
     from pyk8s.scheduler.plugins.nodeunschedulable import NodeUnschedulable
+    from pyk8s.scheduler.plugins.podtopologyspread import PodTopologySpread
     from pyk8s.scheduler.plugins.queuesort import PrioritySort
     from pyk8s.scheduler.plugins.tainttoleration import TaintToleration
 
@@ -66,8 +79,14 @@ def _default_registry() -> dict[str, Factory]:
         "NodePorts": lambda a, h: NodePorts(),
         "NodeResourcesFit": lambda a, h: NodeResourcesFit(),
         "NodeResourcesBalancedAllocation": lambda a, h: NodeResourcesBalancedAllocation(),
+        "PodTopologySpread": lambda a, h: PodTopologySpread(h.lister),
+        "InterPodAffinity": lambda a, h: InterPodAffinity(h.lister),
+        "ImageLocality": lambda a, h: ImageLocality(),
         "DefaultPreemption": lambda a, h: DefaultPreemption(
-            lambda s, p, n: h.framework().run_filters(s, p, n)
+            lambda s, p, n: h.framework().run_filters(s, p, n),
+            client=h.client,
+            recorder=h.recorder,
+            lister=h.lister,
         ),
         "DefaultBinder": binder,
     }
@@ -85,8 +104,11 @@ DEFAULT_PLUGINS: list[tuple[str, int]] = [
     ("NodeAffinity", 2),
     ("NodePorts", 0),
     ("NodeResourcesFit", 1),
+    ("PodTopologySpread", 2),
+    ("InterPodAffinity", 2),
     ("DefaultPreemption", 0),
     ("NodeResourcesBalancedAllocation", 1),
+    ("ImageLocality", 1),
     ("DefaultBinder", 0),
 ]
 
@@ -126,12 +148,15 @@ def build_framework(
     handle_client: Client | None,
     plugins_cfg: Mapping[str, Any] | None = None,
     registry: Mapping[str, Factory] | None = None,
+    *,
+    lister: Lister = _no_objects,
+    recorder: EventRecorder | None = None,
 ) -> Framework:
     """The default profile, changed by a profile's ``plugins`` section if given."""
     registry = registry or REGISTRY
     cfg = plugins_cfg or {}
     holder: list[Framework] = []
-    handle = Handle(handle_client, lambda: holder[0])
+    handle = Handle(handle_client, lambda: holder[0], lister, recorder)
     instances: dict[str, Plugin] = {}
 
     def instance(name: str) -> Plugin:
@@ -181,7 +206,11 @@ def build_framework(
 
 
 def frameworks_from_config(
-    config: Mapping[str, Any] | None, client: Client | None
+    config: Mapping[str, Any] | None,
+    client: Client | None,
+    *,
+    lister: Lister = _no_objects,
+    recorder: EventRecorder | None = None,
 ) -> dict[str, Framework]:
     """One framework per profile of a KubeSchedulerConfiguration (default: one profile,
     ``default-scheduler``)."""
@@ -189,5 +218,7 @@ def frameworks_from_config(
     out: dict[str, Framework] = {}
     for prof in profiles:
         name = str(prof.get("schedulerName") or "default-scheduler")
-        out[name] = build_framework(name, client, prof.get("plugins"))
+        out[name] = build_framework(
+            name, client, prof.get("plugins"), lister=lister, recorder=recorder
+        )
     return out

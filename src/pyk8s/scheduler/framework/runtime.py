@@ -32,7 +32,14 @@ from pyk8s.scheduler.framework.interface import (
     VectorScorePlugin,
     is_success,
 )
-from pyk8s.scheduler.framework.types import NodeInfo, Obj
+from pyk8s.scheduler.framework.types import (
+    NodeInfo,
+    Obj,
+    host_ports,
+    pod_key,
+    pod_priority,
+    pod_requests,
+)
 
 if TYPE_CHECKING:
     from pyk8s.scheduler.cache import Cache
@@ -63,6 +70,26 @@ def fit_error_message(
     if post_filter_msg:
         msg += f" {post_filter_msg}" + ("" if post_filter_msg.endswith(".") else ".")
     return msg
+
+
+def with_pods(node: NodeInfo, pods: list[Obj]) -> NodeInfo:
+    """A copy of ``node`` as if ``pods`` were placed there too."""
+    requested = dict(node.requested)
+    ports = dict(node.used_ports)
+    for p in pods:
+        for res, amount in pod_requests(p).items():
+            requested[res] = requested.get(res, 0) + amount
+        for port in host_ports(p):
+            ports[port] = ports.get(port, 0) + 1
+    return NodeInfo(
+        node=node.node,
+        slot=node.slot,
+        pods={**node.pods, **{pod_key(p): p for p in pods}},
+        used_ports=ports,
+        requested=requested,
+        allocatable=node.allocatable,
+        images=node.images,
+    )
 
 
 @dataclass
@@ -136,7 +163,34 @@ class Framework:
                         assert st is not None
                         statuses[info.name] = st.with_plugin(p.name)
                         feasible[slot] = False
+        if cache.nominated:
+            self._hold_nominated(state, pod, cache, feasible, statuses)
         return np.flatnonzero(feasible).astype(np.int64), statuses
+
+    def _hold_nominated(
+        self,
+        state: CycleState,
+        pod: Obj,
+        cache: Cache,
+        feasible: BoolArray,
+        statuses: dict[str, Status],
+    ) -> None:
+        """Upstream's ``addNominatedPods``: a node must also fit the pods nominated to it
+        with at least this pod's priority (preemption made room for them)."""
+        key = pod_key(pod)
+        priority = pod_priority(pod)
+        for node_name, nominated in cache.nominated.items():
+            info = cache.nodes.get(node_name)
+            if info is None or not feasible[info.slot]:
+                continue
+            extra = [p for k, p in nominated.items() if k != key and pod_priority(p) >= priority]
+            if not extra:
+                continue
+            st = self.run_filters(state, pod, with_pods(info, extra))
+            if not is_success(st):
+                assert st is not None
+                statuses[info.name] = st
+                feasible[info.slot] = False
 
     def run_post_filter(
         self, state: CycleState, pod: Obj, cache: Cache, statuses: Mapping[str, Status]

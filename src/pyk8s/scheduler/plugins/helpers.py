@@ -1,9 +1,13 @@
-"""Matching rules several plugins share: tolerations against taints, node selector terms."""
+"""Matching rules several plugins share: tolerations against taints, node selector terms,
+pod affinity terms against pods."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
+
+from pyk8s.api.selectors import LabelSelector, label_selector_from_dict
 
 Obj = dict[str, Any]
 
@@ -75,3 +79,92 @@ def match_term(term: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
 def match_terms(terms: Iterable[Mapping[str, Any]], node: Mapping[str, Any]) -> bool:
     """NodeSelectorTerms are ORed."""
     return any(match_term(t, node) for t in terms)
+
+
+# ---------------------------------------------------------------------- pods and terms
+
+
+def pod_labels(pod: Mapping[str, Any]) -> dict[str, str]:
+    return dict((pod.get("metadata") or {}).get("labels") or {})
+
+
+def pod_namespace(pod: Mapping[str, Any]) -> str:
+    return str((pod.get("metadata") or {}).get("namespace") or "")
+
+
+def is_terminating(pod: Mapping[str, Any]) -> bool:
+    return bool((pod.get("metadata") or {}).get("deletionTimestamp"))
+
+
+@dataclass(frozen=True)
+class AffinityTerm:
+    """A PodAffinityTerm resolved for one incoming pod (upstream's ``framework.AffinityTerm``):
+    the namespaces it looks at (None: all), its selector, its topology key and weight."""
+
+    namespaces: frozenset[str] | None
+    selector: LabelSelector
+    topology_key: str
+    weight: int = 0
+
+    def matches(self, pod: Mapping[str, Any]) -> bool:
+        if self.namespaces is not None and pod_namespace(pod) not in self.namespaces:
+            return False
+        return self.selector.matches(pod_labels(pod))
+
+
+def affinity_term(
+    term: Mapping[str, Any],
+    owner: Mapping[str, Any],
+    weight: int = 0,
+    namespace_labels: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
+) -> AffinityTerm:
+    """``term`` of ``owner``: no namespaces and no namespaceSelector means the owner's own
+    namespace; an empty namespaceSelector means every namespace."""
+    names = {str(n) for n in term.get("namespaces") or []}
+    ns_sel = term.get("namespaceSelector")
+    namespaces: frozenset[str] | None
+    if ns_sel is None:
+        namespaces = frozenset(names or {pod_namespace(owner)})
+    else:
+        sel = label_selector_from_dict(ns_sel)
+        if sel.empty:
+            namespaces = None
+        else:
+            labels = namespace_labels() if namespace_labels is not None else {}
+            names |= {ns for ns, lb in labels.items() if sel.matches(lb)}
+            namespaces = frozenset(names)
+    return AffinityTerm(
+        namespaces,
+        label_selector_from_dict(term.get("labelSelector")),
+        str(term.get("topologyKey") or ""),
+        weight,
+    )
+
+
+def required_terms(
+    pod: Mapping[str, Any],
+    kind: str,
+    namespace_labels: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
+) -> list[AffinityTerm]:
+    """The required terms of ``kind`` (podAffinity / podAntiAffinity) of ``pod``."""
+    section = (((pod.get("spec") or {}).get("affinity") or {}).get(kind)) or {}
+    return [
+        affinity_term(t, pod, 0, namespace_labels)
+        for t in section.get("requiredDuringSchedulingIgnoredDuringExecution") or []
+    ]
+
+
+def preferred_terms(
+    pod: Mapping[str, Any],
+    kind: str,
+    namespace_labels: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
+) -> list[AffinityTerm]:
+    section = (((pod.get("spec") or {}).get("affinity") or {}).get(kind)) or {}
+    out = []
+    for wt in section.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+        weight = int(wt.get("weight") or 0)
+        if weight:
+            out.append(
+                affinity_term(wt.get("podAffinityTerm") or {}, pod, weight, namespace_labels)
+            )
+    return out

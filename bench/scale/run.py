@@ -1,0 +1,278 @@
+"""Scale benchmark: how long N simulated nodes take to be Ready and P pods to be Running.
+
+Real processes on loopback: a ``pyk8s apiserver``, then ``pyk8s sim-nodes --count N``
+(timed from its start until a watch has seen every node Ready=True), then
+``pyk8s scheduler --leader-elect false``; once the scheduler has bound a warm-up pod,
+P bare pods (no Deployment, so no controller decides their pace and the run is
+deterministic) are created with 50 concurrent HTTPS clients and timed until a watch has
+seen every one Running. At the end the resident memory (VmRSS) of every control-plane
+process is read from ``/proc``; no controller-manager is started (bare pods need none).
+sim-nodes runs with ``--kube-api-qps 5000``: at its default (500 qps) the 5,000 nodes'
+Lease renewals (one per node every 10 s) use the whole budget and pods wait for status.
+
+Reference: kwok's CI bounds, 5,000 nodes Ready in under 60 s and 10,000 pods Running in
+under 60 s (``--nodes 5000 --pods 10000``; the defaults are 1,000 and 2,000).
+
+Usage: python3 bench/scale/run.py [--nodes 1000] [--pods 2000] [--timeout 600]
+This is a measurement, never a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench._cluster import (  # noqa: E402
+    Api,
+    Obj,
+    Proc,
+    Server,
+    Watch,
+    create_many,
+    free_port,
+    node_ready,
+    pct_ms,
+    pod_body,
+    rss_mib,
+)
+
+#: sim-nodes client rate limit (its default, 500, is all lease renewals at 5,000 nodes)
+SIM_QPS = 5000
+KWOK_NODES = "5,000 Ready < 60 s"
+KWOK_PODS = "10,000 Running < 60 s"
+
+
+def row(what: str, count: str, seconds: str, rate: str, p50: str, p99: str, ref: str) -> str:
+    return f"| {what} | {count} | {seconds} | {rate} | {p50} | {p99} | {ref} |"
+
+
+HEADER = (
+    "| phase | count | seconds | per second | p50 ms | p99 ms | kwok CI bound |\n"
+    "|---|---:|---:|---:|---:|---:|---|"
+)
+
+
+async def nodes_ready(
+    api: Api, base: Path, kubeconfig: str, nodes: int, per_node: int, within: float
+) -> tuple[Proc, str]:
+    """Start sim-nodes; return it and the table row for "all nodes Ready"."""
+    ready: dict[str, float] = {}
+
+    def on_node(kind: str, obj: Obj, t: float) -> None:
+        name = obj["metadata"]["name"]
+        if kind != "DELETED" and node_ready(obj):
+            ready.setdefault(name, t)
+        else:
+            ready.pop(name, None)
+
+    watch = Watch(api, "/api/v1/nodes", on_node)
+    await watch.start()
+    try:
+        sim = Proc(
+            "sim-nodes",
+            [
+                "sim-nodes",
+                "--kubeconfig",
+                kubeconfig,
+                "--count",
+                str(nodes),
+                "--port",
+                str(free_port()),
+                "--pods",
+                str(per_node),
+                # one Lease renewal per node every 10 s must not eat the whole client budget
+                # (500 qps by default = exactly 5,000 nodes' renewals): leave room for pods
+                "--kube-api-qps",
+                str(SIM_QPS),
+                "--kube-api-burst",
+                str(2 * SIM_QPS),
+                "--log-level",
+                "warning",
+            ],
+            base / "sim-nodes.log",
+        )
+        ok = await watch.wait_until(lambda: len(ready) >= nodes or not sim.alive(), within)
+    finally:
+        await watch.stop()
+    what = f"{nodes:,} nodes Ready (from sim-nodes start)"
+    if not ok or len(ready) < nodes:
+        why = "sim-nodes exited" if not sim.alive() else f"did not finish within {within:.0f} s"
+        return sim, row(
+            f"{what}: {why} ({len(ready)} Ready)", f"{nodes:,}", "-", "-", "-", "-", KWOK_NODES
+        )
+    took = max(ready.values()) - sim.started
+    lat = [t - sim.started for t in ready.values()]
+    return sim, row(
+        what,
+        f"{nodes:,}",
+        f"{took:.1f}",
+        f"{nodes / took:,.0f}",
+        pct_ms(lat, 0.5),
+        pct_ms(lat, 0.99),
+        KWOK_NODES,
+    )
+
+
+async def pods_running(api: Api, ns: str, prefix: str, pods: int, within: float) -> list[str]:
+    """Create ``pods`` bare pods; rows for created, bound and Running."""
+    bound: dict[str, float] = {}
+    running: dict[str, float] = {}
+
+    def on_pod(kind: str, obj: Obj, t: float) -> None:
+        name = obj["metadata"]["name"]
+        if kind == "DELETED" or not name.startswith(f"{prefix}-"):
+            return
+        if (obj.get("spec") or {}).get("nodeName"):
+            bound.setdefault(name, t)
+        if (obj.get("status") or {}).get("phase") == "Running":
+            running.setdefault(name, t)
+
+    watch = Watch(api, f"/api/v1/namespaces/{ns}/pods", on_pod)
+    await watch.start()
+    try:
+        bodies = [(f"{prefix}-{i:06d}", pod_body(f"{prefix}-{i:06d}")) for i in range(pods)]
+        sent, lat, wall = await create_many(api, f"/api/v1/namespaces/{ns}/pods", bodies)
+        await watch.wait_until(lambda: len(running) >= pods, within)
+    finally:
+        await watch.stop()
+    first = min(sent.values())
+    rows = [
+        row(
+            "pods created (50 clients)",
+            f"{pods:,}",
+            f"{wall:.1f}",
+            f"{pods / wall:,.0f}",
+            pct_ms(lat, 0.5),
+            pct_ms(lat, 0.99),
+            "-",
+        )
+    ]
+    for what, seen in (("bound (spec.nodeName set)", bound), ("Running", running)):
+        ref = KWOK_PODS if what == "Running" else "-"
+        if len(seen) < pods:
+            rows.append(
+                row(
+                    f"pods {what}: did not finish within {within:.0f} s "
+                    f"({len(seen):,} of {pods:,})",
+                    f"{pods:,}",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    ref,
+                )
+            )
+            continue
+        took = max(seen.values()) - first
+        per_pod = [seen[n] - sent[n] for n in sent]
+        rows.append(
+            row(
+                f"pods {what} (from first create)",
+                f"{pods:,}",
+                f"{took:.1f}",
+                f"{pods / took:,.0f}",
+                pct_ms(per_pod, 0.5),
+                pct_ms(per_pod, 0.99),
+                ref,
+            )
+        )
+    return rows
+
+
+def rss_rows(procs: list[tuple[str, int]]) -> str:
+    out = ["| process | pid | VmRSS MiB |", "|---|---:|---:|"]
+    for name, pid in procs:
+        mib = rss_mib(pid)
+        out.append(f"| {name} | {pid} | {'gone' if mib is None else f'{mib:,.0f}'} |")
+    return "\n".join(out)
+
+
+async def run(base: Path, nodes: int, pods: int, within: float) -> str:
+    rows: list[str] = []
+    procs: list[Proc] = []
+    server = Server(base / "data", free_port())
+    api: Api | None = None
+    memory = ""
+    try:
+        server.start()
+        assert server.proc is not None
+        api = Api(server)
+        kubeconfig = str(server.kubeconfig)
+        per_node = max(110, 2 * math.ceil(pods / nodes) + 10)
+        sim, node_row = await nodes_ready(api, base, kubeconfig, nodes, per_node, within)
+        procs.append(sim)
+        rows.append(node_row)
+        if sim.alive() and "did not finish" not in node_row:
+            sched = Proc(
+                "scheduler",
+                [
+                    "scheduler",
+                    "--kubeconfig",
+                    kubeconfig,
+                    "--leader-elect",
+                    "false",
+                    # scheduler_perf raises the client limit too (upstream default: 50/100)
+                    "--kube-api-qps",
+                    "5000",
+                    "--kube-api-burst",
+                    "10000",
+                    "--port",
+                    str(free_port()),
+                    "--log-level",
+                    "warning",
+                ],
+                base / "scheduler.log",
+            )
+            procs.append(sched)
+            await api.namespace("scale")
+            warm = await pods_running(api, "scale", "warmup", 1, within)
+            if "did not finish" in warm[-1]:
+                rows.append(
+                    row(
+                        f"scheduler/sim-nodes not serving pods within {within:.0f} s",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        KWOK_PODS,
+                    )
+                )
+            else:
+                rows += await pods_running(api, "scale", "pod", pods, within)
+        memory = rss_rows([("apiserver", server.proc.pid)] + [(p.name, p.pid) for p in procs])
+    except Exception as err:  # still print what was measured
+        rows.append(
+            row(f"failed: {type(err).__name__}: {str(err)[:120]}", "-", "-", "-", "-", "-", "-")
+        )
+    finally:
+        if api is not None:
+            await api.close()
+        for p in reversed(procs):
+            p.stop()
+        server.stop()
+    return "\n".join([HEADER, *rows]) + ("\n\n" + memory if memory else "")
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--pods", type=int, default=2000)
+    ap.add_argument("--timeout", type=float, default=600.0, help="bound on every wait (s)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pyk8s-bench-scale-") as tmp:
+        start = time.perf_counter()
+        print(await run(Path(tmp), args.nodes, args.pods, args.timeout), flush=True)
+        print(f"\n(whole run: {time.perf_counter() - start:.0f} s)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

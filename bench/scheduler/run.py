@@ -1,0 +1,338 @@
+"""Scheduler benchmark: pods/s from creation to bound, real processes on loopback.
+
+For each node count (default 100 and 1,000; ``--nodes 100,1000,5000`` for upstream's
+scale) a fresh ``pyk8s apiserver``, ``pyk8s sim-nodes --count N`` and
+``pyk8s scheduler --leader-elect false`` are started. The bench process creates
+``--pods`` bare pods with 50 concurrent HTTPS clients, watches pods, and timestamps the
+moment each one's ``spec.nodeName`` appears. Reported per node count:
+
+* the same-run baseline: the raw pod-create rate with no scheduler picking the pods up
+  (pods for a scheduler that does not exist), so a reader can tell whether the API server
+  or the scheduler is the bottleneck;
+* SchedulingBasic: pods/s from the first create to the last bind, and the p50/p99 of
+  each pod's create→bound latency, next to upstream scheduler_perf's SchedulingBasic
+  threshold at 5,000 nodes (270 pods/s; 680 in newer configs) as a reference;
+* pod anti-affinity and topology spread rows only when the scheduler has the
+  InterPodAffinity / PodTopologySpread plugins ("not built" otherwise).
+
+Usage: python3 bench/scheduler/run.py [--nodes 100,1000] [--pods 1000] [--timeout 300]
+This is a measurement, never a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench._cluster import (  # noqa: E402
+    Api,
+    Obj,
+    Proc,
+    Server,
+    Watch,
+    create_many,
+    free_port,
+    node_ready,
+    pct_ms,
+    pod_body,
+)
+
+NOTES = """
+- baseline: the same pods created against the same API server with no scheduler taking
+  them (their schedulerName names no scheduler); if it is far above the scheduled rate,
+  the scheduler, not the API server, is the bottleneck.
+- `pyk8s scheduler` talks to the API server through one client limited to 50 qps /
+  burst 100 (upstream's clientConnection default), shared by binds and Scheduled events;
+  upstream's scheduler_perf numbers are taken with a much higher client limit.
+- sim-nodes is running throughout (it turns bound pods Running and renews one Lease per
+  node every 10 s; its client limit is raised to 5,000 qps so renewals never starve
+  pod updates), so the API server carries that load too, as in a real cluster."""
+
+#: sim-nodes client rate limit (its default, 500, is all lease renewals at 5,000 nodes)
+SIM_QPS = 5000
+PLUGINS = ROOT / "src" / "pyk8s" / "scheduler" / "plugins"
+#: upstream scheduler_perf SchedulingBasic thresholds (5,000 nodes), pods/s
+UPSTREAM_BASIC = "270 (680 newer)"
+HEADER = (
+    "| nodes | workload | pods | pods/s | p50 ms | p99 ms | "
+    "upstream SchedulingBasic @5k nodes, pods/s |\n|---:|---|---:|---:|---:|---:|---|"
+)
+
+
+def has_plugin(module: str) -> bool:
+    return (PLUGINS / f"{module}.py").exists() or (PLUGINS / module).is_dir()
+
+
+def row(nodes: int, what: str, pods: int | str, rate: str, p50: str, p99: str, ref: str) -> str:
+    return f"| {nodes:,} | {what} | {pods} | {rate} | {p50} | {p99} | {ref} |"
+
+
+async def wait_nodes_ready(api: Api, count: int, sim: Proc, within: float) -> bool:
+    ready: set[str] = set()
+
+    def on_node(kind: str, obj: Obj, _t: float) -> None:
+        name = obj["metadata"]["name"]
+        if kind != "DELETED" and node_ready(obj):
+            ready.add(name)
+        else:
+            ready.discard(name)
+
+    watch = Watch(api, "/api/v1/nodes", on_node)
+    await watch.start()
+    try:
+        # nodes may have been registered before the watch opened: count the list too
+        for obj in (await api.request("GET", "/api/v1/nodes"))["items"]:
+            on_node("ADDED", obj, 0.0)
+        await watch.wait_until(lambda: len(ready) >= count or not sim.alive(), within)
+        return len(ready) >= count
+    finally:
+        await watch.stop()
+
+
+async def schedule_batch(
+    api: Api, ns: str, prefix: str, pods: int, within: float
+) -> tuple[dict[str, float], dict[str, float], float, bool]:
+    """Create ``pods`` pods in ``ns``; return send times, bound times, create wall time
+    and whether every pod was bound within ``within`` seconds."""
+    bound: dict[str, float] = {}
+
+    def on_pod(kind: str, obj: Obj, t: float) -> None:
+        name = obj["metadata"]["name"]
+        if (
+            kind != "DELETED"
+            and name.startswith(f"{prefix}-")
+            and (obj.get("spec") or {}).get("nodeName")
+            and name not in bound
+        ):
+            bound[name] = t
+
+    watch = Watch(api, f"/api/v1/namespaces/{ns}/pods", on_pod)
+    await watch.start()
+    try:
+        bodies = [(f"{prefix}-{i:06d}", pod_body(f"{prefix}-{i:06d}")) for i in range(pods)]
+        sent, _lat, wall = await create_many(api, f"/api/v1/namespaces/{ns}/pods", bodies)
+        ok = await watch.wait_until(lambda: len(bound) >= pods, within)
+        return sent, bound, wall, ok
+    finally:
+        await watch.stop()
+
+
+async def run_nodes(base: Path, nodes: int, pods: int, within: float) -> list[str]:
+    rows: list[str] = []
+    procs: list[Proc] = []
+    server = Server(base / "data", free_port())
+    api: Api | None = None
+    try:
+        server.start()
+        api = Api(server)
+        kubeconfig = str(server.kubeconfig)
+        # room for every pod on any node, so capacity never decides the outcome
+        per_node = max(110, 2 * math.ceil(pods / nodes) + 10)
+        sim = Proc(
+            "sim-nodes",
+            [
+                "sim-nodes",
+                "--kubeconfig",
+                kubeconfig,
+                "--count",
+                str(nodes),
+                "--port",
+                str(free_port()),
+                "--pods",
+                str(per_node),
+                # one Lease renewal per node every 10 s must not eat the whole client budget
+                # (500 qps by default = exactly 5,000 nodes' renewals): leave room for pods
+                "--kube-api-qps",
+                str(SIM_QPS),
+                "--kube-api-burst",
+                str(2 * SIM_QPS),
+                "--log-level",
+                "warning",
+            ],
+            base / "sim-nodes.log",
+        )
+        procs.append(sim)
+        t0 = time.perf_counter()
+        if not await wait_nodes_ready(api, nodes, sim, within):
+            rows.append(
+                row(
+                    nodes,
+                    f"nodes Ready: did not finish within {within:.0f} s (or sim-nodes exited)",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                )
+            )
+            return rows
+        ready_s = time.perf_counter() - t0
+
+        # baseline: the API server alone (no scheduler handles these pods)
+        await api.namespace("baseline")
+        bodies = [
+            (f"b-{i:06d}", pod_body(f"b-{i:06d}", scheduler_name="no-such-scheduler"))
+            for i in range(pods)
+        ]
+        _sent, lat, wall = await create_many(api, "/api/v1/namespaces/baseline/pods", bodies)
+        rows.append(
+            row(
+                nodes,
+                f"(setup: {nodes:,} sim nodes Ready in {ready_s:.1f} s)",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+            )
+        )
+        rows.append(
+            row(
+                nodes,
+                "baseline: pod create, no scheduler (50 clients)",
+                pods,
+                f"{pods / wall:,.0f}",
+                pct_ms(lat, 0.5),
+                pct_ms(lat, 0.99),
+                "-",
+            )
+        )
+        await api.request("DELETE", "/api/v1/namespaces/baseline/pods")
+
+        sched = Proc(
+            "scheduler",
+            [
+                "scheduler",
+                "--kubeconfig",
+                kubeconfig,
+                "--leader-elect",
+                "false",
+                # scheduler_perf raises the client limit too (upstream default: 50/100)
+                "--kube-api-qps",
+                "5000",
+                "--kube-api-burst",
+                "10000",
+                "--port",
+                str(free_port()),
+                "--log-level",
+                "warning",
+            ],
+            base / "scheduler.log",
+        )
+        procs.append(sched)
+        await api.namespace("bench")
+        # warm up: the scheduler has synced its informers once one pod is bound
+        _s, _warm, _w, ok = await schedule_batch(api, "bench", "warmup", 1, within)
+        if not ok:
+            rows.append(
+                row(
+                    nodes,
+                    f"SchedulingBasic: scheduler not up within {within:.0f} s",
+                    pods,
+                    "-",
+                    "-",
+                    "-",
+                    UPSTREAM_BASIC,
+                )
+            )
+            return rows
+        sent, bound, _wall, ok = await schedule_batch(api, "bench", "basic", pods, within)
+        what = "SchedulingBasic (create → bound)"
+        if ok:
+            lat = [bound[n] - sent[n] for n in sent]
+            span = max(bound.values()) - min(sent.values())
+            rows.append(
+                row(
+                    nodes,
+                    what,
+                    pods,
+                    f"{pods / span:,.0f}",
+                    pct_ms(lat, 0.5),
+                    pct_ms(lat, 0.99),
+                    UPSTREAM_BASIC,
+                )
+            )
+        else:
+            rows.append(
+                row(
+                    nodes,
+                    f"{what}: did not finish within {within:.0f} s ({len(bound)} bound)",
+                    pods,
+                    "-",
+                    "-",
+                    "-",
+                    UPSTREAM_BASIC,
+                )
+            )
+        for what, module in (
+            ("pod anti-affinity", "interpodaffinity"),
+            ("topology spread", "podtopologyspread"),
+        ):
+            if not has_plugin(module):
+                rows.append(row(nodes, f"{what}: not built", "-", "-", "-", "-", "-"))
+            else:
+                rows.append(
+                    row(
+                        nodes,
+                        f"{what}: plugin exists, not benchmarked yet",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                    )
+                )
+        for p in procs:
+            if not p.alive():
+                rows.append(
+                    row(nodes, f"{p.name} exited early: see its log", "-", "-", "-", "-", "-")
+                )
+        return rows
+    finally:
+        if api is not None:
+            await api.close()
+        for p in reversed(procs):
+            p.stop()
+        server.stop()
+
+
+async def main() -> None:
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    ap.add_argument("--nodes", default="100,1000", help="comma-separated node counts")
+    ap.add_argument("--pods", type=int, default=1000, help="pods per measured batch")
+    ap.add_argument("--timeout", type=float, default=300.0, help="bound on every wait (s)")
+    args = ap.parse_args()
+    counts = [int(n) for n in args.nodes.split(",") if n.strip()]
+    print(HEADER, flush=True)
+    with tempfile.TemporaryDirectory(prefix="pyk8s-bench-sched-") as tmp:
+        for n in counts:
+            sub = Path(tmp) / f"n{n}"
+            sub.mkdir()
+            try:
+                rows = await run_nodes(sub, n, args.pods, args.timeout)
+            except Exception as err:  # one size failing still prints the others
+                rows = [
+                    row(
+                        n,
+                        f"failed: {type(err).__name__}: {str(err)[:120]}",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                        "-",
+                    )
+                ]
+            print("\n".join(rows), flush=True)
+    print(NOTES)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

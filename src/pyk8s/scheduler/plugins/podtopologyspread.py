@@ -1,0 +1,317 @@
+"""PodTopologySpread: spread matching pods evenly over topology domains (zones, hosts, …).
+
+``whenUnsatisfiable: DoNotSchedule`` constraints are a Filter: placing the pod on a node
+must not make its domain exceed the emptiest domain by more than ``maxSkew`` (with
+``minDomains``: fewer domains than that count the minimum as 0). ``ScheduleAnyway``
+constraints are a Score: fewer matching pods in a node's domains is better, each
+constraint weighted by log(number of domains + 2), then normalised so the best node gets
+100. A pod without constraints gets upstream's system defaults (hostname maxSkew 3, zone
+maxSkew 5, both ScheduleAnyway) with a selector built from the Services, and the
+ReplicationController/ReplicaSet/StatefulSet controlling it (upstream's DefaultSelector).
+
+Only nodes that pass the pod's nodeSelector/required node affinity count as domains
+(``nodeAffinityPolicy: Honor``, the default); taints are ignored unless
+``nodeTaintsPolicy: Honor``. ``matchLabelKeys`` adds ``key in (pod's value)`` to the
+selector. Counting walks the pods of the incoming pod's namespace once per cycle.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from pyk8s.api.selectors import LabelSelector, Requirement, label_selector_from_dict
+from pyk8s.scheduler.framework.interface import (
+    MAX_NODE_SCORE,
+    Code,
+    CycleState,
+    IntArray,
+    Status,
+)
+from pyk8s.scheduler.framework.registry import Lister
+from pyk8s.scheduler.framework.types import NodeInfo, Obj
+from pyk8s.scheduler.plugins.helpers import is_terminating, pod_labels, pod_namespace
+from pyk8s.scheduler.plugins.nodeaffinity import NodeAffinity
+from pyk8s.scheduler.plugins.tainttoleration import TaintToleration
+
+if TYPE_CHECKING:
+    from pyk8s.scheduler.cache import Cache
+
+NAME = "PodTopologySpread"
+ERR_REASON_CONSTRAINTS_NOT_MATCH = "node(s) didn't match pod topology spread constraints"
+ERR_REASON_NODE_LABEL_NOT_MATCH = ERR_REASON_CONSTRAINTS_NOT_MATCH + " (missing required label)"
+HOSTNAME = "kubernetes.io/hostname"
+ZONE = "topology.kubernetes.io/zone"
+#: upstream's ``systemDefaultConstraints``
+SYSTEM_DEFAULTS = ((HOSTNAME, 3), (ZONE, 5))
+_FILTER = NAME + "/filter"
+_SCORE = NAME + "/score"
+
+
+@dataclass(frozen=True)
+class Constraint:
+    max_skew: int
+    topology_key: str
+    selector: LabelSelector
+    min_domains: int = 1
+    honor_affinity: bool = True
+    honor_taints: bool = False
+
+
+@dataclass
+class _FilterState:
+    constraints: list[Constraint]
+    #: per constraint: domain value -> matching pods
+    counts: list[dict[str, int]] = field(default_factory=list)
+    self_match: list[int] = field(default_factory=list)
+
+
+def _constraint(c: Mapping[str, Any], pod: Obj) -> Constraint:
+    selector = label_selector_from_dict(c.get("labelSelector"))
+    labels = pod_labels(pod)
+    extra = [
+        Requirement(str(k), "in", (labels[str(k)],))
+        for k in c.get("matchLabelKeys") or []
+        if str(k) in labels
+    ]
+    if extra:
+        selector = selector.add(*extra)
+    return Constraint(
+        max_skew=int(c.get("maxSkew") or 1),
+        topology_key=str(c.get("topologyKey") or ""),
+        selector=selector,
+        min_domains=int(c.get("minDomains") or 1),
+        honor_affinity=(c.get("nodeAffinityPolicy") or "Honor") == "Honor",
+        honor_taints=(c.get("nodeTaintsPolicy") or "Ignore") == "Honor",
+    )
+
+
+def _owner(pod: Obj) -> Mapping[str, Any] | None:
+    for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
+        if ref.get("controller"):
+            return dict(ref)
+    return None
+
+
+def default_selector(pod: Obj, lister: Lister) -> LabelSelector:
+    """Upstream's ``DefaultSelector``: the selectors of the pod's Services, merged with
+    those of the RC/ReplicaSet/StatefulSet that controls it."""
+    ns = pod_namespace(pod)
+    labels = pod_labels(pod)
+    merged: dict[str, str] = {}
+    for svc in lister("", "v1", "services", ns):
+        sel = (svc.get("spec") or {}).get("selector")
+        if sel and LabelSelector.from_set(sel).matches(labels):
+            merged.update(sel)
+    selector = LabelSelector.from_set(merged)
+    owner = _owner(pod)
+    if owner is None:
+        return selector
+    kind, api_version, name = owner.get("kind"), owner.get("apiVersion"), owner.get("name")
+    if kind == "ReplicationController" and api_version == "v1":
+        for rc in lister("", "v1", "replicationcontrollers", ns):
+            if rc["metadata"].get("name") == name:
+                merged.update((rc.get("spec") or {}).get("selector") or {})
+                selector = LabelSelector.from_set(merged)
+    elif (kind, api_version) in (("ReplicaSet", "apps/v1"), ("StatefulSet", "apps/v1")):
+        plural = "replicasets" if kind == "ReplicaSet" else "statefulsets"
+        for obj in lister("apps", "v1", plural, ns):
+            if obj["metadata"].get("name") == name:
+                other = label_selector_from_dict((obj.get("spec") or {}).get("selector"))
+                if not other.selects_nothing:
+                    selector = selector.add(*other.requirements)
+    return selector
+
+
+class PodTopologySpread:
+    name = NAME
+
+    def __init__(self, lister: Lister) -> None:
+        self.lister = lister
+        self._node_affinity = NodeAffinity()
+        self._taints = TaintToleration()
+
+    # ---------------------------------------------------------------- constraints
+
+    def constraints(self, pod: Obj, action: str) -> tuple[list[Constraint], bool]:
+        """The pod's constraints for ``action`` (DoNotSchedule / ScheduleAnyway), and
+        whether they are the system defaults."""
+        spec = pod.get("spec") or {}
+        own = spec.get("topologySpreadConstraints") or []
+        if own:
+            return [_constraint(c, pod) for c in own if c.get("whenUnsatisfiable") == action], False
+        if action != "ScheduleAnyway":
+            return [], True
+        selector = default_selector(pod, self.lister)
+        if selector.empty:
+            return [], True
+        return [Constraint(skew, key, selector) for key, skew in SYSTEM_DEFAULTS], True
+
+    def _included(self, c: Constraint, pod: Obj, node: NodeInfo, state: CycleState) -> bool:
+        if c.honor_affinity and self._node_affinity.filter(state, pod, node) is not None:
+            return False
+        return not (c.honor_taints and self._taints.filter(state, pod, node) is not None)
+
+    def _count(
+        self, pod: Obj, cache: Cache, constraints: list[Constraint], eligible: Mapping[str, bool]
+    ) -> list[dict[str, int]]:
+        """Matching pods per constraint per domain, over nodes where ``eligible``."""
+        counts: list[dict[str, int]] = [{} for _ in constraints]
+        in_ns = cache.by_namespace.get(pod_namespace(pod)) or {}
+        for node_name, other in in_ns.values():
+            if not eligible.get(node_name) or is_terminating(other):
+                continue
+            info = cache.nodes.get(node_name)
+            if info is None:
+                continue
+            node_labels = (info.node.get("metadata") or {}).get("labels") or {}
+            labels = pod_labels(other)
+            for i, c in enumerate(constraints):
+                value = node_labels.get(c.topology_key)
+                if value is not None and c.selector.matches(labels):
+                    counts[i][value] = counts[i].get(value, 0) + 1
+        return counts
+
+    # ---------------------------------------------------------------- filter
+
+    def pre_filter(self, state: CycleState, pod: Obj, cache: Cache) -> Status | None:
+        constraints, _ = self.constraints(pod, "DoNotSchedule")
+        if not constraints:
+            return Status(Code.SKIP)
+        fs = _FilterState(constraints)
+        keys = [c.topology_key for c in constraints]
+        eligible: dict[str, bool] = {}
+        domains: list[dict[str, int]] = [{} for _ in constraints]
+        for info in cache.node_infos():
+            labels = (info.node.get("metadata") or {}).get("labels") or {}
+            if not all(k in labels for k in keys):
+                continue
+            ok = False
+            for i, c in enumerate(constraints):
+                if self._included(c, pod, info, state):
+                    domains[i].setdefault(labels[c.topology_key], 0)
+                    ok = True
+            eligible[info.name] = ok
+        counted = self._count(pod, cache, constraints, eligible)
+        for i in range(len(constraints)):
+            domains[i].update(counted[i])
+        fs.counts = domains
+        labels = pod_labels(pod)
+        fs.self_match = [1 if c.selector.matches(labels) else 0 for c in constraints]
+        state[_FILTER] = fs
+        return None
+
+    def filter(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status | None:
+        fs: _FilterState | None = state.get(_FILTER)
+        if fs is None:
+            return None
+        labels = (node.node.get("metadata") or {}).get("labels") or {}
+        for c in fs.constraints:
+            if c.topology_key not in labels:
+                return Status.unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH, plugin=NAME)
+        for i, c in enumerate(fs.constraints):
+            domains = fs.counts[i]
+            min_match = min(domains.values()) if domains else 0
+            if len(domains) < c.min_domains:
+                min_match = 0
+            match = domains.get(labels[c.topology_key], 0)
+            if match + fs.self_match[i] - min_match > c.max_skew:
+                return Status.unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH, plugin=NAME)
+        return None
+
+    # ---------------------------------------------------------------- score
+
+    def pre_score(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> Status | None:
+        constraints, defaulted = self.constraints(pod, "ScheduleAnyway")
+        if not constraints:
+            return Status(Code.SKIP)
+        state[_SCORE] = (constraints, defaulted)
+        return None
+
+    def score_all(self, state: CycleState, pod: Obj, cache: Cache, slots: IntArray) -> IntArray:
+        entry = state.get(_SCORE)
+        if entry is None:
+            entry = self.constraints(pod, "ScheduleAnyway")
+        constraints, defaulted = entry
+        n = len(slots)
+        if not constraints:
+            state[_SCORE + "/ignored"] = np.zeros(n, dtype=np.bool_)
+            return np.zeros(n, dtype=np.int64)
+        own = bool((pod.get("spec") or {}).get("topologySpreadConstraints"))
+        require_all = own or not defaulted
+        keys = [c.topology_key for c in constraints]
+        infos = [cache.info(int(s)) for s in slots]
+        node_labels = [(i.node.get("metadata") or {}).get("labels") or {} for i in infos]
+        ignored = np.array(
+            [require_all and not all(k in lb for k in keys) for lb in node_labels], dtype=np.bool_
+        )
+        # domains present among the feasible nodes, per non-hostname constraint
+        domains: list[dict[str, int]] = [{} for _ in constraints]
+        for lb, ign in zip(node_labels, ignored, strict=True):
+            if ign:
+                continue
+            for i, c in enumerate(constraints):
+                if c.topology_key != HOSTNAME and c.topology_key in lb:
+                    domains[i].setdefault(lb[c.topology_key], 0)
+        weights = [
+            math.log(
+                (n - int(ignored.sum()) if c.topology_key == HOSTNAME else len(domains[i])) + 2
+            )
+            for i, c in enumerate(constraints)
+        ]
+        # count matching pods on every node of the cluster that is in those domains
+        eligible: dict[str, bool] = {}
+        for info in cache.node_infos():
+            lb = (info.node.get("metadata") or {}).get("labels") or {}
+            if require_all and not all(k in lb for k in keys):
+                continue
+            eligible[info.name] = all(self._included(c, pod, info, state) for c in constraints)
+        counted = self._count(pod, cache, constraints, eligible)
+        ns = pod_namespace(pod)
+        out = np.zeros(n, dtype=np.int64)
+        for j, info in enumerate(infos):
+            if ignored[j]:
+                continue
+            lb = node_labels[j]
+            total = 0.0
+            for i, c in enumerate(constraints):
+                value = lb.get(c.topology_key)
+                if value is None:
+                    continue
+                if c.topology_key == HOSTNAME:
+                    cnt = sum(
+                        1
+                        for p in info.pods.values()
+                        if pod_namespace(p) == ns
+                        and not is_terminating(p)
+                        and c.selector.matches(pod_labels(p))
+                    )
+                elif value in domains[i]:
+                    cnt = counted[i].get(value, 0)
+                else:
+                    cnt = 0
+                total += cnt * weights[i] + (c.max_skew - 1)
+            out[j] = math.floor(total + 0.5)  # Go's math.Round for x >= 0
+        state[_SCORE + "/ignored"] = ignored
+        return out
+
+    def normalize_score(self, state: CycleState, pod: Obj, scores: IntArray) -> IntArray:
+        scores = np.asarray(scores, dtype=np.int64)
+        ignored = state.get(_SCORE + "/ignored")
+        if ignored is None or len(ignored) != len(scores):
+            ignored = np.zeros(len(scores), dtype=np.bool_)
+        kept = scores[~ignored]
+        if kept.size == 0:
+            return np.zeros_like(scores)
+        lo, hi = int(kept.min()), int(kept.max())
+        if hi == 0:
+            out = np.full_like(scores, MAX_NODE_SCORE)
+        else:
+            out = MAX_NODE_SCORE * (hi + lo - scores) // hi
+        out[ignored] = 0
+        result: IntArray = out
+        return result
