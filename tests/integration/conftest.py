@@ -83,6 +83,7 @@ class Server:
                 if out.stdout.strip() == "ok":
                     return self
             time.sleep(0.2)
+        self.stop(signal.SIGKILL)  # never leave a half-started server behind
         raise TimeoutError(f"apiserver not ready: {self.log_tail()}")
 
     def log_tail(self) -> str:

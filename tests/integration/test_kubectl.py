@@ -346,12 +346,12 @@ def test_restart_keeps_objects_and_resource_versions(tmp_path: Path) -> None:
     from tests.integration.conftest import Server, free_port
 
     srv = Server(tmp_path / "data", free_port()).start()
-    k = Kubectl(srv.kubeconfig)
-    k("create", "configmap", "keep", "--from-literal=x=1")
-    before = k.json("get", "cm", "keep")
-    assert srv.stop() == 0, "SIGTERM must shut down cleanly"
-    srv.start()
     try:
+        k = Kubectl(srv.kubeconfig)
+        k("create", "configmap", "keep", "--from-literal=x=1")
+        before = k.json("get", "cm", "keep")
+        assert srv.stop() == 0, "SIGTERM must shut down cleanly"
+        srv.start()
         after = k.json("get", "cm", "keep")
         assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
         assert after["metadata"]["uid"] == before["metadata"]["uid"]
@@ -383,9 +383,11 @@ def test_apiserver_on_real_etcd(tmp_path: Path) -> None:
     if not etcd_available():
         pytest.skip("etcd not installed")
     cluster = EtcdCluster(tmp_path / "etcd", size=1).start()
-    srv = Server(tmp_path / "data", free_port(),
-                 extra_args=("--datastore-endpoint", cluster.endpoint)).start()
+    srv = Server(
+        tmp_path / "data", free_port(), extra_args=("--datastore-endpoint", cluster.endpoint)
+    )
     try:
+        srv.start()
         k = Kubectl(srv.kubeconfig)
         k("apply", "-f", "-", input=DEPLOYMENT.replace("name: web", "name: on-etcd", 1))
         d = k.json("get", "deploy", "on-etcd")
