@@ -5,9 +5,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, overload
 
 import numpy as np
 
@@ -208,12 +208,10 @@ class Framework:
 
     def run_score(self, state: CycleState, pod: Obj, cache: Cache, slots: IntArray) -> IntArray:
         """Weighted sum of every Score plugin's (normalised) scores for ``slots``."""
-        built: list[list[NodeInfo]] = []
+        nodes = _LazyNodeInfos(cache, slots)  # built only if a plugin looks at nodes
 
-        def infos() -> list[NodeInfo]:  # only per-node plugins need them
-            if not built:
-                built.append([cache.info(int(s)) for s in slots])
-            return built[0]
+        def infos() -> Sequence[NodeInfo]:
+            return nodes
 
         skipped: set[str] = set()
         for ps in self.pre_score:
@@ -266,3 +264,33 @@ class Framework:
                 continue
             return st
         return Status.error("no bind plugin bound the pod")
+
+
+class _LazyNodeInfos(Sequence[NodeInfo]):
+    """The NodeInfos of ``slots``, built on first access: PreScore plugins that skip a pod
+    (no spread constraints, no affinity) never pay for thousands of nodes."""
+
+    def __init__(self, cache: Cache, slots: IntArray) -> None:
+        self._cache = cache
+        self._slots = slots
+        self._built: list[NodeInfo] | None = None
+
+    def _all(self) -> list[NodeInfo]:
+        if self._built is None:
+            self._built = [self._cache.info(int(s)) for s in self._slots]
+        return self._built
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    @overload
+    def __getitem__(self, index: int) -> NodeInfo: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> Sequence[NodeInfo]: ...
+
+    def __getitem__(self, index: int | slice) -> NodeInfo | Sequence[NodeInfo]:
+        return self._all()[index]
+
+    def __iter__(self) -> Iterator[NodeInfo]:
+        return iter(self._all())

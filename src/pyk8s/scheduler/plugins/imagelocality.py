@@ -33,6 +33,7 @@ def normalized_image_name(name: str) -> str:
 
 
 def calculate_priority(sum_scores: int, num_containers: int) -> int:
+    """One node's score (the vectorised :meth:`ImageLocality.score_all` does the same)."""
     max_threshold = MAX_CONTAINER_THRESHOLD * num_containers
     clamped = min(max(sum_scores, MIN_THRESHOLD), max_threshold)
     return MAX_NODE_SCORE * (clamped - MIN_THRESHOLD) // (max_threshold - MIN_THRESHOLD)
@@ -47,20 +48,27 @@ class ImageLocality:
         n = len(slots)
         total_nodes = len(cache)
         sums = np.zeros(n, dtype=np.int64)
-        if containers and total_nodes and cache.image_nodes:
-            index = {cache.info(int(s)).name: j for j, s in enumerate(slots)}
-            for c in containers:
-                holders = cache.image_nodes.get(normalized_image_name(str(c.get("image") or "")))
-                if not holders:
+        if not (containers and total_nodes and cache.image_nodes):
+            return sums
+        # slot -> position in ``slots``, built with one vector operation per pod
+        position = np.full(max(int(slots.max(initial=-1)) + 1, 1), -1, dtype=np.int64)
+        position[slots] = np.arange(n)
+        for c in containers:
+            holders = cache.image_nodes.get(normalized_image_name(str(c.get("image") or "")))
+            if not holders:
+                continue
+            spread = len(holders) / total_nodes
+            for node_name, size in holders.items():
+                info = cache.nodes.get(node_name)
+                if info is None or info.slot >= len(position):
                     continue
-                spread = len(holders) / total_nodes
-                for node_name, size in holders.items():
-                    j = index.get(node_name)
-                    if j is not None:
-                        sums[j] += int(size * spread)
-        out: IntArray = np.fromiter(
-            (calculate_priority(int(s), max(len(containers), 1)) for s in sums),
-            dtype=np.int64,
-            count=n,
+                j = position[info.slot]
+                if j >= 0:
+                    sums[j] += int(size * spread)
+        num = max(len(containers), 1)
+        max_threshold = MAX_CONTAINER_THRESHOLD * num
+        clamped = np.clip(sums, MIN_THRESHOLD, max_threshold)
+        out: IntArray = (
+            MAX_NODE_SCORE * (clamped - MIN_THRESHOLD) // (max_threshold - MIN_THRESHOLD)
         )
         return out
