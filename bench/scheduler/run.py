@@ -12,8 +12,11 @@ moment each one's ``spec.nodeName`` appears. Reported per node count:
 * SchedulingBasic: pods/s from the first create to the last bind, and the p50/p99 of
   each pod's create→bound latency, next to upstream scheduler_perf's SchedulingBasic
   threshold at 5,000 nodes (270 pods/s; 680 in newer configs) as a reference;
-* pod anti-affinity and topology spread rows only when the scheduler has the
-  InterPodAffinity / PodTopologySpread plugins ("not built" otherwise).
+* pod anti-affinity (a required anti-affinity to the pod's own label across
+  ``kubernetes.io/hostname``, so one per node: min(pods, nodes) pods) and topology spread
+  (maxSkew 1 on ``kubernetes.io/hostname``, DoNotSchedule), each in its own namespace and
+  measured exactly like SchedulingBasic, when the scheduler has the InterPodAffinity /
+  PodTopologySpread plugins ("not built" otherwise).
 
 Usage: python3 bench/scheduler/run.py [--nodes 100,1000] [--pods 1000] [--timeout 300]
 This is a measurement, never a test: nothing here asserts a time.
@@ -23,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import math
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -58,6 +63,7 @@ NOTES = """
 
 #: sim-nodes client rate limit (its default, 500, is all lease renewals at 5,000 nodes)
 SIM_QPS = 5000
+HOSTNAME = "kubernetes.io/hostname"
 PLUGINS = ROOT / "src" / "pyk8s" / "scheduler" / "plugins"
 #: upstream scheduler_perf SchedulingBasic thresholds (5,000 nodes), pods/s
 UPSTREAM_BASIC = "270 (680 newer)"
@@ -97,11 +103,46 @@ async def wait_nodes_ready(api: Api, count: int, sim: Proc, within: float) -> bo
         await watch.stop()
 
 
+def anti_affinity_body(name: str) -> bytes:
+    """A bench pod that must not share a node (kubernetes.io/hostname) with its kind."""
+    body = json.loads(pod_body(name, labels={"app": "anti"}))
+    body["spec"]["affinity"] = {
+        "podAntiAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": [
+                {
+                    "labelSelector": {"matchLabels": {"app": "anti"}},
+                    "topologyKey": HOSTNAME,
+                }
+            ]
+        }
+    }
+    return json.dumps(body).encode()
+
+
+def spread_body(name: str) -> bytes:
+    """A bench pod spread over nodes with maxSkew 1, DoNotSchedule."""
+    body = json.loads(pod_body(name, labels={"app": "spread"}))
+    body["spec"]["topologySpreadConstraints"] = [
+        {
+            "maxSkew": 1,
+            "topologyKey": HOSTNAME,
+            "whenUnsatisfiable": "DoNotSchedule",
+            "labelSelector": {"matchLabels": {"app": "spread"}},
+        }
+    ]
+    return json.dumps(body).encode()
+
+
 async def schedule_batch(
-    api: Api, ns: str, prefix: str, pods: int, within: float
+    api: Api,
+    ns: str,
+    prefix: str,
+    pods: int,
+    within: float,
+    make_body: Callable[[str], bytes] = pod_body,
 ) -> tuple[dict[str, float], dict[str, float], float, bool]:
-    """Create ``pods`` pods in ``ns``; return send times, bound times, create wall time
-    and whether every pod was bound within ``within`` seconds."""
+    """Create ``pods`` pods (``make_body(name)``) in ``ns``; return send times, bound
+    times, create wall time and whether every pod was bound within ``within`` seconds."""
     bound: dict[str, float] = {}
 
     def on_pod(kind: str, obj: Obj, t: float) -> None:
@@ -117,12 +158,50 @@ async def schedule_batch(
     watch = Watch(api, f"/api/v1/namespaces/{ns}/pods", on_pod)
     await watch.start()
     try:
-        bodies = [(f"{prefix}-{i:06d}", pod_body(f"{prefix}-{i:06d}")) for i in range(pods)]
+        bodies = [(f"{prefix}-{i:06d}", make_body(f"{prefix}-{i:06d}")) for i in range(pods)]
         sent, _lat, wall = await create_many(api, f"/api/v1/namespaces/{ns}/pods", bodies)
         ok = await watch.wait_until(lambda: len(bound) >= pods, within)
         return sent, bound, wall, ok
     finally:
         await watch.stop()
+
+
+async def measure(
+    api: Api,
+    nodes: int,
+    ns: str,
+    prefix: str,
+    pods: int,
+    within: float,
+    make_body: Callable[[str], bytes],
+    what: str,
+    ref: str,
+) -> str:
+    """One measured row: pods/s from the first create to the last bind, and the
+    p50/p99 of each pod's create→bound latency."""
+    sent, bound, _wall, ok = await schedule_batch(api, ns, prefix, pods, within, make_body)
+    what = f"{what} (create → bound)"
+    if not ok:
+        return row(
+            nodes,
+            f"{what}: did not finish within {within:.0f} s ({len(bound)} bound)",
+            pods,
+            "-",
+            "-",
+            "-",
+            ref,
+        )
+    lat = [bound[n] - sent[n] for n in sent]
+    span = max(bound.values()) - min(sent.values())
+    return row(
+        nodes,
+        what,
+        pods,
+        f"{pods / span:,.0f}",
+        pct_ms(lat, 0.5),
+        pct_ms(lat, 0.99),
+        ref,
+    )
 
 
 async def run_nodes(base: Path, nodes: int, pods: int, within: float) -> list[str]:
@@ -244,52 +323,41 @@ async def run_nodes(base: Path, nodes: int, pods: int, within: float) -> list[st
                 )
             )
             return rows
-        sent, bound, _wall, ok = await schedule_batch(api, "bench", "basic", pods, within)
-        what = "SchedulingBasic (create → bound)"
-        if ok:
-            lat = [bound[n] - sent[n] for n in sent]
-            span = max(bound.values()) - min(sent.values())
-            rows.append(
-                row(
-                    nodes,
-                    what,
-                    pods,
-                    f"{pods / span:,.0f}",
-                    pct_ms(lat, 0.5),
-                    pct_ms(lat, 0.99),
-                    UPSTREAM_BASIC,
-                )
+        rows.append(
+            await measure(
+                api,
+                nodes,
+                "bench",
+                "basic",
+                pods,
+                within,
+                pod_body,
+                "SchedulingBasic",
+                UPSTREAM_BASIC,
             )
-        else:
-            rows.append(
-                row(
-                    nodes,
-                    f"{what}: did not finish within {within:.0f} s ({len(bound)} bound)",
-                    pods,
-                    "-",
-                    "-",
-                    "-",
-                    UPSTREAM_BASIC,
-                )
-            )
-        for what, module in (
-            ("pod anti-affinity", "interpodaffinity"),
-            ("topology spread", "podtopologyspread"),
+        )
+        for what, module, ns, make_body, count in (
+            (
+                "pod anti-affinity (required, own label, hostname)",
+                "interpodaffinity",
+                "antiaffinity",
+                anti_affinity_body,
+                # one per node: more pods than nodes could never all be bound
+                min(pods, nodes),
+            ),
+            (
+                "topology spread (maxSkew 1, hostname, DoNotSchedule)",
+                "podtopologyspread",
+                "spread",
+                spread_body,
+                pods,
+            ),
         ):
             if not has_plugin(module):
                 rows.append(row(nodes, f"{what}: not built", "-", "-", "-", "-", "-"))
-            else:
-                rows.append(
-                    row(
-                        nodes,
-                        f"{what}: plugin exists, not benchmarked yet",
-                        "-",
-                        "-",
-                        "-",
-                        "-",
-                        "-",
-                    )
-                )
+                continue
+            await api.namespace(ns)
+            rows.append(await measure(api, nodes, ns, ns, count, within, make_body, what, "-"))
         for p in procs:
             if not p.alive():
                 rows.append(

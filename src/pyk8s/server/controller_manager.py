@@ -24,6 +24,7 @@ CONTROLLERS: tuple[str, ...] = (
     "garbagecollector",
     "nodeipam",
     "nodelifecycle",
+    "podgc",
     "replicaset",
     "replicationcontroller",
     "deployment",
