@@ -1,11 +1,12 @@
-"""What the scheduler and scale benchmarks share: real control-plane processes on loopback.
+"""What the benchmarks share: real control-plane processes on loopback.
 
-Both benchmarks start a real ``pyk8s apiserver`` (via the integration tests' ``Server``),
-then ``pyk8s sim-nodes`` and ``pyk8s scheduler`` as separate processes, drive them over
-HTTPS with the admin certificate, and watch what happens. This module owns that plumbing:
-starting and always stopping the processes, an aiohttp client, a watch that timestamps
-every event as it arrives, and reading a process's resident memory from ``/proc``.
-Every wait here is bounded; nothing here asserts a time.
+The scheduler and scale benchmarks start a real ``pyk8s apiserver`` (via the integration
+tests' ``Server``), then ``pyk8s sim-nodes`` and ``pyk8s scheduler`` as separate
+processes, drive them over HTTPS with the admin certificate, and watch what happens. This
+module owns that plumbing: starting (with the same flags for both benchmarks) and always
+stopping the processes, an aiohttp client (the API server benchmark's too), a watch that
+timestamps every event as it arrives, and reading a process's resident memory from
+``/proc``. Every wait here is bounded; nothing here asserts a time.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import math
 import signal
 import ssl
 import subprocess
@@ -31,6 +33,7 @@ if str(ROOT) not in sys.path:
 from tests.integration.conftest import Server, free_port  # noqa: E402
 
 __all__ = [
+    "SIM_QPS",
     "Api",
     "Obj",
     "Proc",
@@ -41,10 +44,16 @@ __all__ = [
     "node_ready",
     "pct_ms",
     "pod_body",
+    "pods_per_node",
     "rss_mib",
+    "start_scheduler",
+    "start_sim_nodes",
 ]
 
 Obj = dict[str, Any]
+
+#: sim-nodes client rate limit (its default, 500, is all lease renewals at 5,000 nodes)
+SIM_QPS = 5000
 
 
 def pod_body(name: str, *, scheduler_name: str = "", labels: dict[str, str] | None = None) -> bytes:
@@ -114,6 +123,63 @@ class Proc:
         self.proc = None
 
 
+def pods_per_node(nodes: int, pods: int) -> int:
+    """Room for every pod on any node, so capacity never decides the outcome."""
+    return max(110, 2 * math.ceil(pods / nodes) + 10)
+
+
+def start_sim_nodes(base: Path, kubeconfig: str, nodes: int, per_node: int) -> Proc:
+    """``pyk8s sim-nodes`` with ``nodes`` nodes of ``per_node`` pods each, logging to
+    ``base / "sim-nodes.log"``."""
+    return Proc(
+        "sim-nodes",
+        [
+            "sim-nodes",
+            "--kubeconfig",
+            kubeconfig,
+            "--count",
+            str(nodes),
+            "--port",
+            str(free_port()),
+            "--pods",
+            str(per_node),
+            # one Lease renewal per node every 10 s must not eat the whole client budget
+            # (500 qps by default = exactly 5,000 nodes' renewals): leave room for pods
+            "--kube-api-qps",
+            str(SIM_QPS),
+            "--kube-api-burst",
+            str(2 * SIM_QPS),
+            "--log-level",
+            "warning",
+        ],
+        base / "sim-nodes.log",
+    )
+
+
+def start_scheduler(base: Path, kubeconfig: str) -> Proc:
+    """``pyk8s scheduler`` without leader election, logging to ``base / "scheduler.log"``."""
+    return Proc(
+        "scheduler",
+        [
+            "scheduler",
+            "--kubeconfig",
+            kubeconfig,
+            "--leader-elect",
+            "false",
+            # scheduler_perf raises the client limit too (upstream default: 50/100)
+            "--kube-api-qps",
+            "5000",
+            "--kube-api-burst",
+            "10000",
+            "--port",
+            str(free_port()),
+            "--log-level",
+            "warning",
+        ],
+        base / "scheduler.log",
+    )
+
+
 class Api:
     """aiohttp over HTTPS with the admin client certificate of ``server``."""
 
@@ -127,14 +193,20 @@ class Api:
             timeout=aiohttp.ClientTimeout(total=600),
         )
 
-    async def request(self, method: str, path: str, body: bytes | None = None) -> Any:
+    async def request_bytes(self, method: str, path: str, body: bytes | None = None) -> bytes:
+        """The response body unparsed (what the API server benchmark times)."""
         async with self.session.request(
             method, self.base + path, data=body, headers={"Content-Type": "application/json"}
         ) as r:
             data = await r.read()
             if r.status >= 300:
                 raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
-            return json.loads(data) if data else None
+            return data
+
+    async def request(self, method: str, path: str, body: bytes | None = None) -> Any:
+        """The response body parsed as JSON (None when empty)."""
+        data = await self.request_bytes(method, path, body)
+        return json.loads(data) if data else None
 
     async def namespace(self, name: str) -> None:
         body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}

@@ -14,21 +14,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import ssl
 import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
-
-import aiohttp
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench._cluster import Api, Server, free_port  # noqa: E402
 from bench._table import Row, table, timed  # noqa: E402
 from tests.etcd_cluster import EtcdCluster  # noqa: E402
-from tests.integration.conftest import Server, free_port  # noqa: E402
 
 from pyk8s.storage import open_store  # noqa: E402
 
@@ -54,30 +50,6 @@ def pod(name: str) -> bytes:
     ).encode()
 
 
-class Api:
-    def __init__(self, server: Server) -> None:
-        tls = server.data_dir / "server" / "tls"
-        ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
-        ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
-        self.base = server.url
-        self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ctx, limit=200),
-            timeout=aiohttp.ClientTimeout(total=600),
-        )
-
-    async def request(self, method: str, path: str, body: bytes | None = None) -> Any:
-        async with self.session.request(
-            method, self.base + path, data=body, headers={"Content-Type": "application/json"}
-        ) as r:
-            data = await r.read()
-            if r.status >= 300:
-                raise RuntimeError(f"{method} {path}: {r.status} {data[:200]!r}")
-            return data
-
-    async def close(self) -> None:
-        await self.session.close()
-
-
 async def raw_store_rows(endpoint: str, ops: int) -> list[Row]:
     store = await open_store(endpoint)
     rows = []
@@ -96,7 +68,7 @@ async def raw_store_rows(endpoint: str, ops: int) -> list[Row]:
 
 async def bench_server(api: Api, ops: int) -> list[Row]:
     rows: list[Row] = []
-    await api.request(
+    await api.request_bytes(
         "POST",
         "/api/v1/namespaces",
         json.dumps(
@@ -110,7 +82,7 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
                 "create pod",
                 clients,
                 ops,
-                lambda i, c=clients: api.request("POST", base, pod(f"c{c}-{i:06d}")),
+                lambda i, c=clients: api.request_bytes("POST", base, pod(f"c{c}-{i:06d}")),
             )
         )
         rows.append(
@@ -118,7 +90,7 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
                 "get pod",
                 clients,
                 ops,
-                lambda i, c=clients: api.request("GET", f"{base}/c{c}-{i:06d}"),
+                lambda i, c=clients: api.request_bytes("GET", f"{base}/c{c}-{i:06d}"),
             )
         )
         rows.append(
@@ -126,22 +98,22 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
                 "list pods (limit 100)",
                 clients,
                 min(ops, 200),
-                lambda i: api.request("GET", f"{base}?limit=100"),
+                lambda i: api.request_bytes("GET", f"{base}?limit=100"),
             )
         )
     # LIST of 10,000 pods
-    have = len(json.loads(await api.request("GET", base))["items"])
+    have = len((await api.request("GET", base))["items"])
     sem = asyncio.Semaphore(50)
 
     async def fill(i: int) -> None:
         async with sem:
-            await api.request("POST", base, pod(f"fill-{i:06d}"))
+            await api.request_bytes("POST", base, pod(f"fill-{i:06d}"))
 
     await asyncio.gather(*(fill(i) for i in range(max(0, 10_000 - have))))
     lat = []
     for _ in range(5):
         t = time.perf_counter()
-        items = json.loads(await api.request("GET", base))["items"]
+        items = (await api.request("GET", base))["items"]
         lat.append(time.perf_counter() - t)
     rows.append(Row(f"LIST all pods ({len(items)})", 1, 5, sum(lat), lat))
     rows += await watchers(api, base)
@@ -151,12 +123,12 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
 async def watchers(api: Api, base: str, count: int = 100, events: int = 2000) -> list[Row]:
     """``count`` watches from one resourceVersion; each must receive ``events`` events
     (replayed from the watch cache). Reports the per-watcher receive rate."""
-    rv = json.loads(await api.request("GET", f"{base}?limit=1"))["metadata"]["resourceVersion"]
+    rv = (await api.request("GET", f"{base}?limit=1"))["metadata"]["resourceVersion"]
     sem = asyncio.Semaphore(50)
 
     async def make(i: int) -> None:
         async with sem:
-            await api.request("POST", base, pod(f"w-{i:06d}"))
+            await api.request_bytes("POST", base, pod(f"w-{i:06d}"))
 
     await asyncio.gather(*(make(i) for i in range(events)))
     rates: list[float] = []

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import sys
 import tempfile
 import time
@@ -41,11 +40,12 @@ from bench._cluster import (  # noqa: E402
     node_ready,
     pct_ms,
     pod_body,
+    pods_per_node,
     rss_mib,
+    start_scheduler,
+    start_sim_nodes,
 )
 
-#: sim-nodes client rate limit (its default, 500, is all lease renewals at 5,000 nodes)
-SIM_QPS = 5000
 KWOK_NODES = "5,000 Ready < 60 s"
 KWOK_PODS = "10,000 Running < 60 s"
 
@@ -76,29 +76,7 @@ async def nodes_ready(
     watch = Watch(api, "/api/v1/nodes", on_node)
     await watch.start()
     try:
-        sim = Proc(
-            "sim-nodes",
-            [
-                "sim-nodes",
-                "--kubeconfig",
-                kubeconfig,
-                "--count",
-                str(nodes),
-                "--port",
-                str(free_port()),
-                "--pods",
-                str(per_node),
-                # one Lease renewal per node every 10 s must not eat the whole client budget
-                # (500 qps by default = exactly 5,000 nodes' renewals): leave room for pods
-                "--kube-api-qps",
-                str(SIM_QPS),
-                "--kube-api-burst",
-                str(2 * SIM_QPS),
-                "--log-level",
-                "warning",
-            ],
-            base / "sim-nodes.log",
-        )
+        sim = start_sim_nodes(base, kubeconfig, nodes, per_node)
         ok = await watch.wait_until(lambda: len(ready) >= nodes or not sim.alive(), within)
     finally:
         await watch.stop()
@@ -206,31 +184,12 @@ async def run(base: Path, nodes: int, pods: int, within: float) -> str:
         assert server.proc is not None
         api = Api(server)
         kubeconfig = str(server.kubeconfig)
-        per_node = max(110, 2 * math.ceil(pods / nodes) + 10)
+        per_node = pods_per_node(nodes, pods)
         sim, node_row = await nodes_ready(api, base, kubeconfig, nodes, per_node, within)
         procs.append(sim)
         rows.append(node_row)
         if sim.alive() and "did not finish" not in node_row:
-            sched = Proc(
-                "scheduler",
-                [
-                    "scheduler",
-                    "--kubeconfig",
-                    kubeconfig,
-                    "--leader-elect",
-                    "false",
-                    # scheduler_perf raises the client limit too (upstream default: 50/100)
-                    "--kube-api-qps",
-                    "5000",
-                    "--kube-api-burst",
-                    "10000",
-                    "--port",
-                    str(free_port()),
-                    "--log-level",
-                    "warning",
-                ],
-                base / "scheduler.log",
-            )
+            sched = start_scheduler(base, kubeconfig)
             procs.append(sched)
             await api.namespace("scale")
             warm = await pods_running(api, "scale", "warmup", 1, within)

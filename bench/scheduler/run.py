@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
 import sys
 import tempfile
 import time
@@ -48,6 +47,9 @@ from bench._cluster import (  # noqa: E402
     node_ready,
     pct_ms,
     pod_body,
+    pods_per_node,
+    start_scheduler,
+    start_sim_nodes,
 )
 
 NOTES = """
@@ -61,8 +63,6 @@ NOTES = """
   node every 10 s; its client limit is raised to 5,000 qps so renewals never starve
   pod updates), so the API server carries that load too, as in a real cluster."""
 
-#: sim-nodes client rate limit (its default, 500, is all lease renewals at 5,000 nodes)
-SIM_QPS = 5000
 HOSTNAME = "kubernetes.io/hostname"
 PLUGINS = ROOT / "src" / "pyk8s" / "scheduler" / "plugins"
 #: upstream scheduler_perf SchedulingBasic thresholds (5,000 nodes), pods/s
@@ -213,31 +213,8 @@ async def run_nodes(base: Path, nodes: int, pods: int, within: float) -> list[st
         server.start()
         api = Api(server)
         kubeconfig = str(server.kubeconfig)
-        # room for every pod on any node, so capacity never decides the outcome
-        per_node = max(110, 2 * math.ceil(pods / nodes) + 10)
-        sim = Proc(
-            "sim-nodes",
-            [
-                "sim-nodes",
-                "--kubeconfig",
-                kubeconfig,
-                "--count",
-                str(nodes),
-                "--port",
-                str(free_port()),
-                "--pods",
-                str(per_node),
-                # one Lease renewal per node every 10 s must not eat the whole client budget
-                # (500 qps by default = exactly 5,000 nodes' renewals): leave room for pods
-                "--kube-api-qps",
-                str(SIM_QPS),
-                "--kube-api-burst",
-                str(2 * SIM_QPS),
-                "--log-level",
-                "warning",
-            ],
-            base / "sim-nodes.log",
-        )
+        per_node = pods_per_node(nodes, pods)
+        sim = start_sim_nodes(base, kubeconfig, nodes, per_node)
         procs.append(sim)
         t0 = time.perf_counter()
         if not await wait_nodes_ready(api, nodes, sim, within):
@@ -286,26 +263,7 @@ async def run_nodes(base: Path, nodes: int, pods: int, within: float) -> list[st
         )
         await api.request("DELETE", "/api/v1/namespaces/baseline/pods")
 
-        sched = Proc(
-            "scheduler",
-            [
-                "scheduler",
-                "--kubeconfig",
-                kubeconfig,
-                "--leader-elect",
-                "false",
-                # scheduler_perf raises the client limit too (upstream default: 50/100)
-                "--kube-api-qps",
-                "5000",
-                "--kube-api-burst",
-                "10000",
-                "--port",
-                str(free_port()),
-                "--log-level",
-                "warning",
-            ],
-            base / "scheduler.log",
-        )
+        sched = start_scheduler(base, kubeconfig)
         procs.append(sched)
         await api.namespace("bench")
         # warm up: the scheduler has synced its informers once one pod is bound

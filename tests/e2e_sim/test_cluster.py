@@ -22,7 +22,9 @@ def test_nodes_are_ready_with_capacity(cluster: Cluster) -> None:
     assert len(out) == 4 and all(" Ready " in line for line in out[1:])
     node = cluster.kubectl.json("get", "node", "sim-0")
     assert node["status"]["allocatable"]["cpu"] == "4"
-    assert node["spec"]["podCIDR"].startswith("10.42.")
+    # node IPAM assigns the pod CIDR shortly after the node registers
+    cidr = cluster.wait(lambda: cluster.kubectl.json("get", "node", "sim-0")["spec"].get("podCIDR"))
+    assert cidr.startswith("10.42.")
 
 
 def test_pod_is_scheduled_and_runs(cluster: Cluster, ns: str) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import yaml
+from aiohttp import web
 
 from pyk8s.api import errors, protobuf
 
@@ -31,6 +32,20 @@ try:
     _Loader: Any = yaml.CSafeLoader
 except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
+
+
+async def read_body(request: web.Request) -> bytes:
+    """The whole request body (413 beyond 3 MiB). ``StreamReader.read(n)`` may return
+    fewer bytes than sent, so the body is read to its end, never in one partial read."""
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise errors.too_large()
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise errors.too_large() from None
+    if len(body) > MAX_BODY:
+        raise errors.too_large()
+    return body
 
 
 def media_type(content_type: str | None) -> str:

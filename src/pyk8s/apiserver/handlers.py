@@ -246,9 +246,7 @@ class ResourceHandlers:
     # ------------------------------------------------------------------ decoding
 
     async def _body(self, request: web.Request, *, patch: bool = False) -> Any:
-        if request.content_length is not None and request.content_length > encoding.MAX_BODY:
-            raise errors.too_large()
-        body = await request.content.read(encoding.MAX_BODY + 1)
+        body = await encoding.read_body(request)
         return encoding.decode_body(body, request.headers.get("Content-Type"), patch=patch)
 
     def _object(self, data: Any, r: Resource, info: RequestInfo) -> JSON:
@@ -619,7 +617,7 @@ class ResourceHandlers:
     async def delete(self, request: web.Request, info: RequestInfo, r: Resource) -> web.Response:
         body: JSON | None = None
         if request.can_read_body:
-            raw = await request.content.read(encoding.MAX_BODY + 1)
+            raw = await encoding.read_body(request)
             if raw.strip():
                 data = encoding.decode_body(raw, request.headers.get("Content-Type"))
                 body = data if isinstance(data, dict) else None

@@ -165,9 +165,7 @@ def _success() -> JSON:
 
 
 async def _read_body(request: web.Request) -> Any:
-    if request.content_length is not None and request.content_length > encoding.MAX_BODY:
-        raise errors.too_large()
-    body = await request.content.read(encoding.MAX_BODY + 1)
+    body = await encoding.read_body(request)
     return encoding.decode_body(body, request.headers.get("Content-Type"))
 
 

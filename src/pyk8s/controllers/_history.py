@@ -16,20 +16,7 @@ from typing import Any
 
 import orjson
 
-from pyk8s.api.registry import REGISTRY, Resource
-
 Obj = dict[str, Any]
-
-
-def resource(group: str, version: str, plural: str) -> Resource:
-    """A registry entry that must exist."""
-    res = REGISTRY.get(group, version, plural)
-    if res is None:  # pragma: no cover - the registry is static
-        raise LookupError(f"{group}/{version} {plural} is not registered")
-    return res
-
-
-CONTROLLER_REVISIONS = resource("apps", "v1", "controllerrevisions")
 
 #: label on every ControllerRevision holding its hash (upstream's ControllerRevisionHashLabel)
 REVISION_HASH_LABEL = "controller.kubernetes.io/hash"

@@ -30,6 +30,7 @@ import time
 from typing import Any
 
 from pyk8s.api.selectors import LabelSelector, label_selector_from_dict
+from pyk8s.api.taints import tolerates
 from pyk8s.client import (
     NORMAL,
     WARNING,
@@ -41,6 +42,7 @@ from pyk8s.client import (
     is_not_found,
 )
 from pyk8s.controllers import _history as history
+from pyk8s.controllers._resources import CONTROLLER_REVISIONS, DAEMONSETS, NODES, PODS
 from pyk8s.controllers.replicaset import (
     Expectations,
     controller_ref,
@@ -56,10 +58,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-PODS = history.resource("", "v1", "pods")
-NODES = history.resource("", "v1", "nodes")
-DAEMONSETS = history.resource("apps", "v1", "daemonsets")
-REVISIONS = history.CONTROLLER_REVISIONS
+REVISIONS = CONTROLLER_REVISIONS
 
 KIND = "DaemonSet"
 API_VERSION = "apps/v1"
@@ -78,20 +77,6 @@ _NETWORK_UNAVAILABLE = ("node.kubernetes.io/network-unavailable", "NoSchedule")
 
 
 # ---------------------------------------------------------------------------- matching
-
-
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """Upstream's Toleration.ToleratesTaint."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    return op == "Equal" and (toleration.get("value") or "") == (taint.get("value") or "")
 
 
 def _match_expression(expr: Obj, labels: dict[str, str]) -> bool:

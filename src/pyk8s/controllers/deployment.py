@@ -34,7 +34,6 @@ from typing import Any
 
 import orjson
 
-from pyk8s.api.registry import REGISTRY
 from pyk8s.api.selectors import LabelSelector, label_selector_from_dict
 from pyk8s.client import (
     NORMAL,
@@ -47,6 +46,7 @@ from pyk8s.client import (
     is_conflict,
     is_not_found,
 )
+from pyk8s.controllers._resources import DEPLOYMENTS, PODS, REPLICASETS
 from pyk8s.controllers.replicaset import (
     controller_ref,
     format_time,
@@ -59,11 +59,6 @@ from pyk8s.controllers.runtime import Controller, Manager, Request, Result
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
-
-DEPLOYMENTS = REGISTRY.get("apps", "v1", "deployments")
-REPLICASETS = REGISTRY.get("apps", "v1", "replicasets")
-PODS = REGISTRY.get("", "v1", "pods")
-assert DEPLOYMENTS is not None and REPLICASETS is not None and PODS is not None
 
 HASH_LABEL = "pod-template-hash"
 REVISION = "deployment.kubernetes.io/revision"
@@ -418,7 +413,6 @@ def _proportion(d: Obj, rs: Obj, to_add: int, added: int) -> int:
 
 class DeploymentReconciler:
     def __init__(self, manager: Manager) -> None:
-        assert DEPLOYMENTS is not None and REPLICASETS is not None and PODS is not None
         self.client: Client = manager.client
         self.recorder = EventRecorder(manager.client, component="deployment-controller")
         self.deployments: SharedInformer = manager.informers.informer(DEPLOYMENTS)
@@ -486,7 +480,6 @@ class DeploymentReconciler:
     # -- writes
 
     async def _update_rs(self, rs: Obj) -> Obj:
-        assert REPLICASETS is not None
         out: Obj = await self.client.update(REPLICASETS, rs, rs["metadata"]["namespace"])
         self._wrote(out)
         return out
@@ -496,7 +489,6 @@ class DeploymentReconciler:
         self._written[rs["metadata"]["uid"]] = rs
 
     async def _update_status(self, d: Obj, status: Obj) -> None:
-        assert DEPLOYMENTS is not None
         body = copy.deepcopy(d)
         body["status"] = status
         out = await self.client.update_status(DEPLOYMENTS, body, d["metadata"]["namespace"])
@@ -505,7 +497,6 @@ class DeploymentReconciler:
 
     async def _set_revision(self, d: Obj, rev: str) -> None:
         """SetDeploymentRevision: the Deployment's revision annotation follows its new RS."""
-        assert DEPLOYMENTS is not None
         if _annotations(d).get(REVISION) == rev:
             return
         out = await self.client.patch(
@@ -566,7 +557,6 @@ class DeploymentReconciler:
     # -- claiming
 
     async def _claim_replicasets(self, d: Obj, selector: LabelSelector) -> list[Obj]:
-        assert REPLICASETS is not None
         ns = d["metadata"]["namespace"]
         uid = d["metadata"]["uid"]
         deleting = bool(d["metadata"].get("deletionTimestamp"))
@@ -604,7 +594,6 @@ class DeploymentReconciler:
         return claimed
 
     async def _patch_refs(self, rs: Obj, refs: list[Obj] | None) -> Obj | None:
-        assert REPLICASETS is not None
         patch = {
             "metadata": {
                 "ownerReferences": refs,
@@ -651,7 +640,6 @@ class DeploymentReconciler:
     async def _get_new_rs(
         self, d: Obj, rs_list: list[Obj], existing: Obj | None, olds: list[Obj], create: bool
     ) -> Obj | None:
-        assert REPLICASETS is not None
         max_old = max((revision(rs) for rs in olds), default=0)
         new_revision = max_old + 1
         if existing is not None:
@@ -1004,7 +992,6 @@ class DeploymentReconciler:
     # -- cleanup
 
     async def _cleanup(self, d: Obj, olds: list[Obj]) -> None:
-        assert REPLICASETS is not None
         limit = _spec(d).get("revisionHistoryLimit")
         if limit is None:
             return

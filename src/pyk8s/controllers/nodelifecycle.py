@@ -37,9 +37,10 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.api.taints import tolerates
 from pyk8s.client import NORMAL, Client, EventRecorder, SharedInformer, Store, is_conflict
 from pyk8s.client.errors import ClientError, is_not_found
+from pyk8s.controllers._resources import LEASES, NODES, PODS
 from pyk8s.controllers.runtime import Manager, Request, Result
 
 __all__ = [
@@ -57,9 +58,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-NODES: Resource = REGISTRY.get("", "v1", "nodes")  # type: ignore[assignment]
-PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
-LEASES: Resource = REGISTRY.get("coordination.k8s.io", "v1", "leases")  # type: ignore[assignment]
 
 #: --node-monitor-grace-period (v1.32 default) and --node-monitor-period
 NODE_MONITOR_GRACE_PERIOD = 50.0
@@ -96,22 +94,6 @@ def _condition(obj: Obj, ctype: str) -> Obj | None:
         if c.get("type") == ctype:
             return dict(c)
     return None
-
-
-def tolerates(toleration: Obj, taint: Obj) -> bool:
-    """Upstream's ``Toleration.ToleratesTaint``."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return bool((toleration.get("value") or "") == (taint.get("value") or ""))
-    return False
 
 
 @dataclass

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.api.registry import Resource
 from pyk8s.api.selectors import LabelSelector, label_selector_from_dict
 from pyk8s.client import (
     NORMAL,
@@ -47,6 +47,7 @@ from pyk8s.client import (
     is_conflict,
     is_not_found,
 )
+from pyk8s.controllers._resources import PODS, REPLICASETS
 from pyk8s.controllers.runtime import Controller, Manager, Request, Result
 
 log = logging.getLogger(__name__)
@@ -58,10 +59,6 @@ BURST_REPLICAS = 500
 #: expectations older than this are considered expired (upstream's ExpectationsTimeout)
 EXPECTATIONS_TIMEOUT = 300.0
 POD_DELETION_COST = "controller.kubernetes.io/pod-deletion-cost"
-
-PODS = REGISTRY.get("", "v1", "pods")
-REPLICASETS = REGISTRY.get("apps", "v1", "replicasets")
-assert PODS is not None and REPLICASETS is not None
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -268,7 +265,6 @@ class ReplicaSetReconciler:
     """Reconciles one ReplicaSet (or ReplicationController, per ``kind``)."""
 
     def __init__(self, manager: Manager, kind: ReplicaKind = REPLICASET_KIND) -> None:
-        assert PODS is not None
         self.kind = kind
         self.client: Client = manager.client
         self.recorder = EventRecorder(manager.client, component=kind.component)
@@ -457,7 +453,6 @@ class ReplicaSetReconciler:
         return meta.get("uid") == rs["metadata"]["uid"] and not meta.get("deletionTimestamp")
 
     async def _adopt(self, rs: Obj, pod: Obj) -> Obj | None:
-        assert PODS is not None
         ref = new_controller_ref(rs, self.kind.api_version, self.kind.kind)
         refs = [*(pod["metadata"].get("ownerReferences") or []), ref]
         patch = {
@@ -480,7 +475,6 @@ class ReplicaSetReconciler:
             raise
 
     async def _release(self, rs: Obj, pod: Obj) -> None:
-        assert PODS is not None
         uid = rs["metadata"]["uid"]
         refs = [r for r in pod["metadata"].get("ownerReferences") or [] if r.get("uid") != uid]
         patch = {
@@ -586,7 +580,6 @@ class ReplicaSetReconciler:
         }
 
     async def _create_pod(self, rs: Obj) -> None:
-        assert PODS is not None
         body = self._pod_from_template(rs)
         try:
             pod = await self.client.create(PODS, body, rs["metadata"]["namespace"])
@@ -598,7 +591,6 @@ class ReplicaSetReconciler:
         )
 
     async def _delete_pod(self, key: str, rs: Obj, pod: Obj) -> None:
-        assert PODS is not None
         name = pod["metadata"]["name"]
         try:
             await self.client.delete(PODS, name, pod["metadata"]["namespace"])

@@ -25,9 +25,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import ApiError, Client, Config, Store, is_already_exists, is_not_found
 from pyk8s.client.errors import is_forbidden
+from pyk8s.controllers._resources import CONFIGMAPS, NAMESPACES, SERVICE_ACCOUNTS
 from pyk8s.controllers.runtime import Manager, Request, Result
 
 __all__ = [
@@ -45,9 +45,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-NAMESPACES: Resource = REGISTRY.get("", "v1", "namespaces")  # type: ignore[assignment]
-SERVICE_ACCOUNTS: Resource = REGISTRY.get("", "v1", "serviceaccounts")  # type: ignore[assignment]
-CONFIGMAPS: Resource = REGISTRY.get("", "v1", "configmaps")  # type: ignore[assignment]
 
 DEFAULT_SERVICE_ACCOUNT = "default"
 ROOT_CA_CONFIGMAP = "kube-root-ca.crt"

@@ -49,6 +49,7 @@ from pyk8s.client import (
     is_not_found,
 )
 from pyk8s.controllers import _history as history
+from pyk8s.controllers._resources import CONTROLLER_REVISIONS, PODS, PVCS, STATEFULSETS
 from pyk8s.controllers.replicaset import (
     controller_ref,
     is_pod_available,
@@ -62,10 +63,7 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-PODS = history.resource("", "v1", "pods")
-PVCS = history.resource("", "v1", "persistentvolumeclaims")
-STATEFULSETS = history.resource("apps", "v1", "statefulsets")
-REVISIONS = history.CONTROLLER_REVISIONS
+REVISIONS = CONTROLLER_REVISIONS
 
 KIND = "StatefulSet"
 API_VERSION = "apps/v1"

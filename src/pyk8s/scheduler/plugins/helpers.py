@@ -1,5 +1,5 @@
-"""Matching rules several plugins share: tolerations against taints, node selector terms,
-pod affinity terms against pods."""
+"""Matching rules several plugins share: node selector terms against nodes, pod affinity
+terms against pods. (Tolerations against taints live in :mod:`pyk8s.api.taints`.)"""
 
 from __future__ import annotations
 
@@ -10,26 +10,6 @@ from typing import Any
 from pyk8s.api.selectors import LabelSelector, label_selector_from_dict
 
 Obj = dict[str, Any]
-
-
-def tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
-    """Upstream's ``Toleration.ToleratesTaint``."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    if key and key != taint.get("key"):
-        return False
-    op = toleration.get("operator") or "Equal"
-    if op == "Exists":
-        return True
-    if op == "Equal":
-        return (toleration.get("value") or "") == (taint.get("value") or "")
-    return False
-
-
-def tolerated(tolerations: Iterable[Mapping[str, Any]], taint: Mapping[str, Any]) -> bool:
-    return any(tolerates(t, taint) for t in tolerations)
 
 
 def _int(s: str) -> int | None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pyk8s.api.taints import tolerated
 from pyk8s.scheduler.framework.interface import BoolArray, CycleState, Status
 from pyk8s.scheduler.framework.types import NodeInfo, Obj
-from pyk8s.scheduler.plugins.helpers import tolerated
 
 if TYPE_CHECKING:
     from pyk8s.scheduler.cache import Cache

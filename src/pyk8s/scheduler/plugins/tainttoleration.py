@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from pyk8s.api.taints import tolerated
 from pyk8s.scheduler.framework.interface import (
     BoolArray,
     CycleState,
@@ -15,7 +16,6 @@ from pyk8s.scheduler.framework.interface import (
     default_normalize_score,
 )
 from pyk8s.scheduler.framework.types import NodeInfo, Obj
-from pyk8s.scheduler.plugins.helpers import tolerated
 
 if TYPE_CHECKING:
     from pyk8s.scheduler.cache import Cache
