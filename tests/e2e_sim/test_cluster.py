@@ -212,3 +212,50 @@ def test_service_gets_endpoints_from_running_pods(cluster: Cluster, ns: str) -> 
     assert set(ips) == pod_ips
     ep = cluster.kubectl.json("get", "endpoints", "web", "-n", ns)
     assert ep["subsets"][0]["ports"][0]["port"] == 8080
+
+
+def test_cronjob_runs_on_its_schedule(cluster: Cluster, ns: str) -> None:
+    """A real every-minute schedule: the first Job appears within a minute and completes."""
+    cronjob = {
+        "apiVersion": "batch/v1",
+        "kind": "CronJob",
+        "metadata": {"name": "tick"},
+        "spec": {
+            "schedule": "* * * * *",
+            "successfulJobsHistoryLimit": 1,
+            "jobTemplate": {
+                "spec": {
+                    "template": {
+                        "metadata": {"annotations": {"pyk8s.io/sim-run-seconds": "1"}},
+                        "spec": {
+                            "restartPolicy": "Never",
+                            "containers": [{"name": "c", "image": "busybox"}],
+                        },
+                    }
+                }
+            },
+        },
+    }
+    cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(cronjob))
+
+    def completed_job() -> str:
+        for job in cluster.kubectl.json("get", "jobs", "-n", ns)["items"]:
+            owners = job["metadata"].get("ownerReferences") or []
+            done = any(
+                c["type"] == "Complete" and c["status"] == "True"
+                for c in job.get("status", {}).get("conditions", [])
+            )
+            if done and owners and owners[0]["kind"] == "CronJob":
+                return str(job["metadata"]["name"])
+        return ""
+
+    name = cluster.wait(completed_job, within=150)
+    assert name.startswith("tick-")
+    cj = cluster.kubectl.json("get", "cronjob", "tick", "-n", ns)
+    assert cj["status"].get("lastScheduleTime")
+    cluster.wait(
+        lambda: cluster.kubectl.json("get", "cronjob", "tick", "-n", ns)["status"].get(
+            "lastSuccessfulTime"
+        ),
+        within=60,
+    )
