@@ -68,6 +68,9 @@ class _FilterState:
     #: per constraint: domain value -> matching pods
     counts: list[dict[str, int]] = field(default_factory=list)
     self_match: list[int] = field(default_factory=list)
+    #: per constraint: the smallest domain count (0 below minDomains), computed once per
+    #: pod in PreFilter rather than once per node in Filter
+    min_match: list[int] = field(default_factory=list)
 
 
 def _constraint(c: Mapping[str, Any], pod: Obj) -> Constraint:
@@ -200,6 +203,10 @@ class PodTopologySpread:
         for i in range(len(constraints)):
             domains[i].update(counted[i])
         fs.counts = domains
+        fs.min_match = [
+            0 if len(d) < c.min_domains or not d else min(d.values())
+            for c, d in zip(constraints, domains, strict=True)
+        ]
         labels = pod_labels(pod)
         fs.self_match = [1 if c.selector.matches(labels) else 0 for c in constraints]
         state[_FILTER] = fs
@@ -214,12 +221,8 @@ class PodTopologySpread:
             if c.topology_key not in labels:
                 return Status.unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH, plugin=NAME)
         for i, c in enumerate(fs.constraints):
-            domains = fs.counts[i]
-            min_match = min(domains.values()) if domains else 0
-            if len(domains) < c.min_domains:
-                min_match = 0
-            match = domains.get(labels[c.topology_key], 0)
-            if match + fs.self_match[i] - min_match > c.max_skew:
+            match = fs.counts[i].get(labels[c.topology_key], 0)
+            if match + fs.self_match[i] - fs.min_match[i] > c.max_skew:
                 return Status.unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH, plugin=NAME)
         return None
 
