@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from typing import Any
 
+from pyk8s.api.qos import pod_qos_class
 from pyk8s.api.quantity import DECIMAL_SI, Format, format_quantity, parse_quantity_with_format
 
 __all__ = [
@@ -232,17 +233,6 @@ def object_usage(group: str, plural: str, obj: Obj, now: float) -> Usage:
     return usage
 
 
-def _is_best_effort(pod: Obj) -> bool:
-    spec = pod.get("spec") or {}
-    for c in list(spec.get("containers") or ()) + list(spec.get("initContainers") or ()):
-        res = c.get("resources") or {}
-        for part in ("requests", "limits"):
-            for k, q in parse_usage(res.get(part) or {}).items():
-                if k in ("cpu", "memory") and q[0] != 0:
-                    return False
-    return True
-
-
 def _pod_matches_scope(pod: Obj, scope: str, operator: str, values: Iterable[str]) -> bool:
     spec = pod.get("spec") or {}
     if scope in ("Terminating", "NotTerminating"):
@@ -250,7 +240,7 @@ def _pod_matches_scope(pod: Obj, scope: str, operator: str, values: Iterable[str
         terminating = deadline is not None and int(deadline) >= 0
         return terminating if scope == "Terminating" else not terminating
     if scope in ("BestEffort", "NotBestEffort"):
-        best = _is_best_effort(pod)
+        best = pod_qos_class(pod) == "BestEffort"
         return best if scope == "BestEffort" else not best
     if scope == "PriorityClass":
         pc = spec.get("priorityClassName")

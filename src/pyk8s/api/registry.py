@@ -254,12 +254,20 @@ class Registry:
         self.resources = tuple(resources)
         self._by_path = {(r.group, r.version, r.plural): r for r in self.resources}
         self._by_kind = {(r.group, r.version, r.kind): r for r in self.resources}
+        #: (group, plural) -> the first-listed (preferred) version's resource
+        self._by_group_resource: dict[tuple[str, str], Resource] = {}
+        for r in self.resources:
+            self._by_group_resource.setdefault((r.group, r.plural), r)
 
     def __iter__(self) -> Iterator[Resource]:
         return iter(self.resources)
 
     def get(self, group: str, version: str, plural: str) -> Resource | None:
         return self._by_path.get((group, version, plural))
+
+    def for_group_resource(self, group: str, plural: str) -> Resource | None:
+        """The preferred version of ``plural`` in ``group`` (``("apps", "deployments")``)."""
+        return self._by_group_resource.get((group, plural))
 
     def for_kind(self, group: str, version: str, kind: str) -> Resource | None:
         return self._by_kind.get((group, version, kind))

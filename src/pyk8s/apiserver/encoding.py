@@ -84,29 +84,21 @@ def decode_body(body: bytes, content_type: str | None, *, patch: bool = False) -
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {err}") from err
 
 
+def accept_entries(accept: str | None) -> list[tuple[str, dict[str, str]]]:
+    """An ``Accept`` header as (media type, parameters) in the client's order, e.g.
+    ``application/json;as=Table;v=v1;g=meta.k8s.io`` → ("application/json", {as, v, g})."""
+    out = []
+    for part in (accept or "").split(","):
+        params = {
+            k.strip(): v.strip() for k, _, v in (p.partition("=") for p in part.split(";")[1:])
+        }
+        out.append((media_type(part), params))
+    return out
+
+
 def wants_table(accept: str | None) -> bool:
     """kubectl asks ``application/json;as=Table;v=v1;g=meta.k8s.io`` for `kubectl get`."""
-    if not accept:
-        return False
-    for part in accept.split(","):
-        params = {
-            k.strip(): v.strip() for k, _, v in (p.partition("=") for p in part.split(";")[1:])
-        }
-        if params.get("as") == "Table" and params.get("g") == "meta.k8s.io":
-            return True
-    return False
-
-
-def accepted_as(accept: str | None) -> tuple[str, str] | None:
-    """The ``as``/``g`` a client asks for first (e.g. PartialObjectMetadataList)."""
-    if not accept:
-        return None
-    for part in accept.split(","):
-        params = {
-            k.strip(): v.strip() for k, _, v in (p.partition("=") for p in part.split(";")[1:])
-        }
-        if "as" in params:
-            return params["as"], params.get("g", "")
-        if media_type(part) in ("application/json", "*/*", "application/*"):
-            return None
-    return None
+    return any(
+        params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
+        for _, params in accept_entries(accept)
+    )

@@ -35,12 +35,14 @@ from pyk8s.api.patch import (
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
+from pyk8s.api.qos import pod_qos_class
 from pyk8s.api.registry import Resource
 from pyk8s.api.schema import schemas
 from pyk8s.api.selectors import (
     SelectorError,
     check_field_selector,
     field_values,
+    label_selector_from_dict,
     parse_field_selector,
     parse_label_selector,
 )
@@ -299,22 +301,21 @@ class ResourceHandlers:
     # ------------------------------------------------------------------ get helpers
 
     async def lookup(self, plural: str, group: str, namespace: str, name: str) -> JSON | None:
-        for r in self.registry:
-            if r.plural == plural and r.group == group:
-                entry = self.cache.objects.get(r.key(namespace or None, name))
-                if entry is not None:
-                    return entry.obj
-                try:
-                    return await self.rest(r).get(namespace, name)
-                except errors.StatusError:
-                    return None
-        return None
+        """An object from the watch cache (the store when the cache has not seen it yet)."""
+        r = self.registry.for_group_resource(group, plural)
+        if r is None:
+            return None
+        entry = self.cache.objects.get(r.key(namespace or None, name))
+        if entry is not None:
+            return entry.obj
+        try:
+            return await self.rest(r).get(namespace, name)
+        except errors.StatusError:
+            return None
 
     async def list_objects(self, plural: str, group: str) -> list[JSON]:
-        for r in self.registry:
-            if r.plural == plural and r.group == group:
-                return [e.obj for e in self.cache.list(r.key_prefix())]
-        return []
+        r = self.registry.for_group_resource(group, plural)
+        return [] if r is None else [e.obj for e in self.cache.list(r.key_prefix())]
 
     # ------------------------------------------------------------------ create
 
@@ -1070,8 +1071,6 @@ def _scale_of(obj: JSON) -> JSON:
     sel = spec.get("selector")
     if isinstance(sel, dict):
         if "matchLabels" in sel or "matchExpressions" in sel:
-            from pyk8s.api.selectors import label_selector_from_dict
-
             selector = str(label_selector_from_dict(sel))
         else:  # a ReplicationController's plain map
             selector = ",".join(f"{k}={v}" for k, v in sorted(sel.items()))
@@ -1086,35 +1085,3 @@ def _scale_of(obj: JSON) -> JSON:
         "spec": {"replicas": spec.get("replicas", 0)},
         "status": {"replicas": status.get("replicas", 0), "selector": selector},
     }
-
-
-def pod_qos_class(pod: JSON) -> str:
-    """Upstream's QoS classes from container requests and limits."""
-    from pyk8s.api.quantity import parse_quantity
-
-    containers = (pod.get("spec") or {}).get("containers", []) + (pod.get("spec") or {}).get(
-        "initContainers", []
-    )
-    requests: dict[str, Any] = {}
-    limits: dict[str, Any] = {}
-    guaranteed = True
-    for c in containers:
-        res = c.get("resources") or {}
-        req = res.get("requests") or {}
-        lim = res.get("limits") or {}
-        for k, v in req.items():
-            if k in ("cpu", "memory") and parse_quantity(v) != 0:
-                requests[k] = v
-        for k, v in lim.items():
-            if k in ("cpu", "memory") and parse_quantity(v) != 0:
-                limits[k] = v
-        if not all(k in lim for k in ("cpu", "memory")):
-            guaranteed = False
-        for k in ("cpu", "memory"):
-            if k in req and k in lim and parse_quantity(req[k]) != parse_quantity(lim[k]):
-                guaranteed = False
-    if not requests and not limits:
-        return "BestEffort"
-    if guaranteed:
-        return "Guaranteed"
-    return "Burstable"

@@ -11,11 +11,10 @@ routing, and the bootstrap objects every cluster has (system namespaces, the
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -25,7 +24,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pyk8s import __version__
 from pyk8s.api import errors
 from pyk8s.api.registry import REGISTRY, Registry
-from pyk8s.apiserver import discovery
+from pyk8s.apiserver import discovery, encoding
 from pyk8s.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
 from pyk8s.apiserver.authn import REQUEST_USER, AuthenticationFailed, Authenticator, UserInfo
 from pyk8s.apiserver.authz import (
@@ -59,7 +58,6 @@ class Config:
     compact_interval: float = 300.0
     #: answer requests without credentials as system:anonymous instead of 401
     anonymous: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def json_response(
@@ -356,14 +354,11 @@ class APIServer:
 
 def _aggregated_version(accept: str) -> str | None:
     """The aggregated discovery version a client asks for first, if any."""
-    for part in accept.split(","):
-        params = {
-            k.strip(): v.strip() for k, _, v in (p.partition("=") for p in part.split(";")[1:])
-        }
+    for mt, params in encoding.accept_entries(accept):
         if params.get("g") == "apidiscovery.k8s.io" and params.get("as") == "APIGroupDiscoveryList":
             if params.get("v") in ("v2", "v2beta1"):
                 return params["v"]
-        elif part.split(";")[0].strip() in ("application/json", "*/*"):
+        elif mt in ("application/json", "*/*"):
             return None
     return None
 
@@ -390,8 +385,3 @@ def version_info() -> dict[str, str]:
 def _arch() -> str:
     m = platform.machine().lower()
     return {"x86_64": "amd64", "aarch64": "arm64"}.get(m, m)
-
-
-async def serve_forever(server: APIServer, runner: web.AppRunner) -> None:  # pragma: no cover
-    with contextlib.suppress(asyncio.CancelledError):
-        await asyncio.Event().wait()

@@ -58,8 +58,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-REVISIONS = CONTROLLER_REVISIONS
-
 KIND = "DaemonSet"
 API_VERSION = "apps/v1"
 HASH_LABEL = "controller-revision-hash"
@@ -222,7 +220,7 @@ class DaemonSetReconciler:
         self.sets: SharedInformer = manager.informers.informer(DAEMONSETS)
         self.pods: SharedInformer = manager.informers.informer(PODS)
         self.nodes: SharedInformer = manager.informers.informer(NODES)
-        self.revisions: SharedInformer = manager.informers.informer(REVISIONS)
+        self.revisions: SharedInformer = manager.informers.informer(CONTROLLER_REVISIONS)
         self.expectations = Expectations()
         self.controller: Controller | None = None
 
@@ -340,15 +338,15 @@ class DaemonSetReconciler:
             if cur is not revs[-1]:
                 body = copy.deepcopy(cur)
                 body["revision"] = next_number
-                cur = await self.client.update(REVISIONS, body, ns)
+                cur = await self.client.update(CONTROLLER_REVISIONS, body, ns)
             return cur, collision
         try:
-            created: Obj = await self.client.create(REVISIONS, wanted, ns)
+            created: Obj = await self.client.create(CONTROLLER_REVISIONS, wanted, ns)
             return created, collision
         except ApiError as err:
             if not is_already_exists(err):
                 raise
-        existing = await self.client.get(REVISIONS, wanted["metadata"]["name"], ns)
+        existing = await self.client.get(CONTROLLER_REVISIONS, wanted["metadata"]["name"], ns)
         if history.equal_revision(existing, wanted):
             return existing, collision
         collision = int(collision or 0) + 1
@@ -636,7 +634,7 @@ class DaemonSetReconciler:
         for rev in old[: max(len(old) - limit, 0)]:
             try:
                 await self.client.delete(
-                    REVISIONS, rev["metadata"]["name"], rev["metadata"]["namespace"]
+                    CONTROLLER_REVISIONS, rev["metadata"]["name"], rev["metadata"]["namespace"]
                 )
             except ApiError as err:
                 if not is_not_found(err):

@@ -63,8 +63,6 @@ log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 
-REVISIONS = CONTROLLER_REVISIONS
-
 KIND = "StatefulSet"
 API_VERSION = "apps/v1"
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
@@ -229,7 +227,7 @@ class StatefulSetReconciler:
         self.recorder = EventRecorder(manager.client, component="statefulset-controller")
         self.sets: SharedInformer = manager.informers.informer(STATEFULSETS)
         self.pods: SharedInformer = manager.informers.informer(PODS)
-        self.revisions: SharedInformer = manager.informers.informer(REVISIONS)
+        self.revisions: SharedInformer = manager.informers.informer(CONTROLLER_REVISIONS)
         self.claims: SharedInformer = manager.informers.informer(PVCS)
         self.controller: Controller | None = None
 
@@ -345,7 +343,9 @@ class StatefulSetReconciler:
     async def _renumber(self, rev: Obj, number: int) -> Obj:
         body = copy.deepcopy(rev)
         body["revision"] = number
-        updated: Obj = await self.client.update(REVISIONS, body, rev["metadata"]["namespace"])
+        updated: Obj = await self.client.update(
+            CONTROLLER_REVISIONS, body, rev["metadata"]["namespace"]
+        )
         return updated
 
     async def _create_revision(
@@ -353,12 +353,12 @@ class StatefulSetReconciler:
     ) -> tuple[Obj, int | None]:
         ns = sts["metadata"]["namespace"]
         try:
-            created: Obj = await self.client.create(REVISIONS, wanted, ns)
+            created: Obj = await self.client.create(CONTROLLER_REVISIONS, wanted, ns)
             return created, collision
         except ApiError as err:
             if not is_already_exists(err):
                 raise
-        existing = await self.client.get(REVISIONS, wanted["metadata"]["name"], ns)
+        existing = await self.client.get(CONTROLLER_REVISIONS, wanted["metadata"]["name"], ns)
         if (controller_ref(existing) or {}).get("uid") == sts["metadata"]["uid"] and (
             history.equal_revision(existing, wanted)
         ):
@@ -643,7 +643,7 @@ class StatefulSetReconciler:
         for rev in old[: max(len(old) - limit, 0)]:
             try:
                 await self.client.delete(
-                    REVISIONS, rev["metadata"]["name"], rev["metadata"]["namespace"]
+                    CONTROLLER_REVISIONS, rev["metadata"]["name"], rev["metadata"]["namespace"]
                 )
             except ApiError as err:
                 if not is_not_found(err):
