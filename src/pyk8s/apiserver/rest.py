@@ -342,14 +342,9 @@ class ResourceStore:
             if _comparable(stored) == _comparable(stored_old):
                 return old
         meta = stored["metadata"]
-        # a namespace goes only through namespaces/finalize, once spec.finalizers is empty
-        namespace_pending = self.resource.plural == "namespaces" and (
-            (stored.get("spec") or {}).get("finalizers")
-        )
         if (
             meta.get("deletionTimestamp")
-            and not meta.get("finalizers")
-            and not namespace_pending
+            and not self._holding_finalizers(stored)
             and (
                 int(meta.get("deletionGracePeriodSeconds") or 0) == 0
                 or self.resource.plural != "pods"
@@ -445,6 +440,15 @@ class ResourceStore:
             return self.to_request(pending), False
         raise self.conflict(name)
 
+    def _holding_finalizers(self, obj: JSON, *, metadata: bool = True) -> bool:
+        """Whether finalizers keep ``obj`` from being removed: metadata.finalizers, and for
+        a namespace also spec.finalizers (cleared only through namespaces/finalize)."""
+        if metadata and (obj.get("metadata") or {}).get("finalizers"):
+            return True
+        return self.resource.plural == "namespaces" and bool(
+            (obj.get("spec") or {}).get("finalizers")
+        )
+
     def _pending_deletion(self, obj: JSON, opts: DeleteOptions) -> JSON | None:
         """The object marked for deletion, or None when it can go right away."""
         r = self.resource
@@ -469,8 +473,7 @@ class ResourceStore:
             phase = (obj.get("status") or {}).get("phase")
             if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
                 grace = 0  # nobody runs it: nothing to wait for
-        namespace_pending = r.plural == "namespaces" and (obj.get("spec") or {}).get("finalizers")
-        if not finalizers and grace <= 0 and not namespace_pending:
+        if not finalizers and grace <= 0 and not self._holding_finalizers(obj, metadata=False):
             return None
         out = copy.deepcopy(obj)
         m = out["metadata"]
