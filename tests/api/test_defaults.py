@@ -1183,8 +1183,10 @@ def test_undefaulted_kinds_are_copied_unchanged() -> None:
 @pytest.mark.parametrize("resource", list(REGISTRY), ids=lambda r: f"{r.api_version}/{r.kind}")
 def test_every_resource_accepts_a_minimal_object(resource: Resource) -> None:
     obj = {"apiVersion": resource.api_version, "kind": resource.kind, "metadata": {"name": "x"}}
-    default(obj)
-    default(obj, create=False)
+    for out in (default(obj), default(obj, create=False)):
+        # defaulting fills fields in; it never renames or re-kinds what the user sent
+        assert (out["kind"], out["metadata"]["name"]) == (resource.kind, "x")
+        assert out["apiVersion"] == resource.api_version
 
 
 _FIELDS = """
