@@ -34,6 +34,31 @@ except AttributeError:  # pragma: no cover - PyYAML built without libyaml
     _Loader = yaml.SafeLoader
 
 
+def json_response(
+    data: Any,
+    status: int = 200,
+    *,
+    headers: dict[str, str] | None = None,
+    warnings: list[str] | None = None,
+    content_type: str = "application/json",
+) -> web.Response:
+    """A JSON answer (``data`` may be ready-made bytes); ``warnings`` become upstream's
+    ``Warning: 299 - "…"`` headers."""
+    body = data if isinstance(data, bytes) else orjson.dumps(data)
+    resp = web.Response(body=body, status=status, headers=headers)
+    resp.headers["Content-Type"] = content_type
+    for w in warnings or ():
+        resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
+    return resp
+
+
+def status_response(err: errors.StatusError) -> web.Response:
+    """A failure Status; ``retryAfterSeconds`` in its details also sets ``Retry-After``."""
+    retry = (err.details or {}).get("retryAfterSeconds")
+    headers = {"Retry-After": str(retry)} if retry else None
+    return json_response(err.status(), err.code, headers=headers)
+
+
 async def read_body(request: web.Request) -> bytes:
     """The whole request body (413 beyond 3 MiB). ``StreamReader.read(n)`` may return
     fewer bytes than sent, so the body is read to its end, never in one partial read."""

@@ -50,6 +50,7 @@ from pyk8s.api.tables import build_table
 from pyk8s.api.validation import unknown_fields, validate_create, validate_update
 from pyk8s.apiserver import admission, encoding, quota, reviews
 from pyk8s.apiserver.allocators import AlreadyAllocated, OutOfRange, RangeFull
+from pyk8s.apiserver.encoding import json_response
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.rest import (
     RETURNS_DELETED_OBJECT,
@@ -85,15 +86,6 @@ CONTINUE_EXPIRED = (
     "token results in an inconsistent list - objects that were created, modified, or "
     "deleted between the time the first chunk was returned and now may show up in the list."
 )
-
-
-def _json(data: Any, status: int = 200, warnings: list[str] | None = None) -> web.Response:
-    body = data if isinstance(data, bytes) else orjson.dumps(data)
-    resp = web.Response(body=body, status=status)
-    resp.headers["Content-Type"] = "application/json"
-    for w in warnings or ():
-        resp.headers.add("Warning", '299 - "' + w.replace('"', '\\"') + '"')
-    return resp
 
 
 def _bool(v: str | None) -> bool:
@@ -217,7 +209,7 @@ class ResourceHandlers:
             obj = await self.rest(r).get(info.namespace, info.name)
             if sub == "" and encoding.wants_table(request.headers.get("Accept")):
                 rv = obj["metadata"].get("resourceVersion", "")
-                return _json(
+                return json_response(
                     build_table(
                         r,
                         [obj],
@@ -226,7 +218,7 @@ class ResourceHandlers:
                         list_meta={"resourceVersion": rv},
                     )
                 )
-            return _json(obj)
+            return json_response(obj)
         if verb == "list":
             return await self.list_(request, info, r)
         if verb == "watch":
@@ -328,7 +320,7 @@ class ResourceHandlers:
         warnings = self._field_validation(r, obj, query)
         generate_name_if_needed(obj)
         out = await self.create_object(r, obj, dry_run=dry_run)
-        return _json(out, 201, warnings)
+        return json_response(out, 201, warnings=warnings)
 
     async def create_object(self, r: Resource, obj: JSON, *, dry_run: bool = False) -> JSON:
         """Admission, defaults, strategy, validation, allocation, then the write."""
@@ -516,13 +508,13 @@ class ResourceHandlers:
         obj["metadata"]["name"] = info.name
         warnings = self._field_validation(r, obj, query)
         if r.plural == "namespaces" and info.subresource == "finalize":
-            return _json(await self.finalize_namespace(r, info, obj, dry_run))
+            return json_response(await self.finalize_namespace(r, info, obj, dry_run))
         current, kv = await self.rest(r).read(info.namespace, info.name)
         rv = obj["metadata"].get("resourceVersion")
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise self.rest(r).conflict(info.name)
         out = await self.update_object(r, obj, current, kv, info.subresource, dry_run=dry_run)
-        return _json(out, 200, warnings)
+        return json_response(out, 200, warnings=warnings)
 
     async def update_object(
         self,
@@ -610,7 +602,7 @@ class ResourceHandlers:
                 if err.reason == "Conflict" and not _has_rv(patch):
                     continue  # somebody wrote in between: patch the new state
                 raise
-            return _json(out, 200, warnings)
+            return json_response(out, 200, warnings=warnings)
         raise rest.conflict(info.name)
 
     # ------------------------------------------------------------------ delete
@@ -630,8 +622,8 @@ class ResourceHandlers:
         if deleted_now and r.plural == "services" and not opts.dry_run:
             await self._release_service(obj)
         if deleted_now and r.plural not in RETURNS_DELETED_OBJECT:
-            return _json(deleted_status(r, obj))
-        return _json(obj)
+            return json_response(deleted_status(r, obj))
+        return json_response(obj)
 
     async def delete_collection(
         self, request: web.Request, info: RequestInfo, r: Resource
@@ -657,7 +649,7 @@ class ResourceHandlers:
             if deleted_now and r.plural == "services" and not opts.dry_run:
                 await self._release_service(obj)
             items.append(obj)
-        return _json(
+        return json_response(
             {
                 "kind": r.list_kind,
                 "apiVersion": r.api_version,
@@ -671,7 +663,7 @@ class ResourceHandlers:
     async def scale(self, request: web.Request, info: RequestInfo, r: Resource) -> web.Response:
         rest = self.rest(r)
         if request.method in ("GET", "HEAD"):
-            return _json(_scale_of(await rest.get(info.namespace, info.name)))
+            return json_response(_scale_of(await rest.get(info.namespace, info.name)))
         dry_run = _dry_run(request.query)
         if request.method not in ("PUT", "PATCH"):
             raise errors.method_not_allowed("scale supports get, update and patch")
@@ -715,7 +707,7 @@ class ResourceHandlers:
                 if err.reason == "Conflict" and request.method == "PATCH":
                     continue
                 raise
-            return _json(_scale_of(out))
+            return json_response(_scale_of(out))
         raise rest.conflict(info.name)
 
     async def bind(self, request: web.Request, info: RequestInfo, r: Resource) -> web.Response:
@@ -760,7 +752,7 @@ class ResourceHandlers:
                 if err.reason == "Conflict":
                     continue
                 raise
-            return _json(
+            return json_response(
                 {
                     "kind": "Status",
                     "apiVersion": "v1",
@@ -863,12 +855,12 @@ class ResourceHandlers:
             table = build_table(
                 r, objs, now=now(), include_object=q.get("includeObject", ""), list_meta=list_meta
             )
-            return _json(table)
+            return json_response(table)
         head = orjson.dumps(
             {"kind": r.list_kind, "apiVersion": r.api_version, "metadata": list_meta}
         )
         body = head[:-1] + b',"items":[' + b",".join(raws) + b"]}"
-        return _json(body)
+        return json_response(body)
 
     async def _list_from_store(
         self, prefix: str, revision: int, start: str, limit: int, matches: Matcher | None

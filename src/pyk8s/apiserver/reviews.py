@@ -28,7 +28,8 @@ The seams, so later work plugs in without touching this module:
   built without a PKI answers 503.
 
 Errors are :class:`~pyk8s.api.errors.StatusError`; a Status carrying
-``details.retryAfterSeconds`` is answered with a ``Retry-After`` header, as upstream's
+``details.retryAfterSeconds`` is answered with a ``Retry-After`` header (by the server's
+shared Status writer, :func:`~pyk8s.apiserver.encoding.status_response`), as upstream's
 response writer does (client-go backs off on it; ``kubectl drain`` retries evictions).
 """
 
@@ -118,43 +119,29 @@ async def serve(
     handlers: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
 ) -> web.Response:
     """Answer a POST to a virtual resource or to pods/eviction, serviceaccounts/token."""
-    try:
-        if info.verb != "create":
-            raise errors.method_not_allowed(
-                "the server does not allow this method on the requested resource"
-            )
-        _dry_run_values(request)  # validated for every create, as upstream's handler does
-        if info.subresource == "eviction" and r.group == "" and r.plural == "pods":
-            return _created(await _evict(handlers, request, info, r))
-        if info.subresource == "token" and r.group == "" and r.plural == "serviceaccounts":
-            return _created(await _token_request(handlers, request, info))
-        if info.subresource or r.stored:
-            raise errors.no_such_resource()
-        review = _REVIEWS.get((r.group, r.plural))
-        if review is None:
-            raise errors.no_such_resource()
-        obj = _object(await _read_body(request), {r.api_version: r.kind}, info, r.namespaced)
-        return _created(await review(handlers, request, info, obj))
-    except errors.StatusError as err:
-        retry = (err.details or {}).get("retryAfterSeconds")
-        if not retry:
-            raise
-        resp = _json(err.status(), err.code)
-        resp.headers["Retry-After"] = str(retry)
-        return resp
-
-
-def _json(data: Any, status: int) -> web.Response:
-    resp = web.Response(body=orjson.dumps(data), status=status)
-    resp.headers["Content-Type"] = "application/json"
-    return resp
+    if info.verb != "create":
+        raise errors.method_not_allowed(
+            "the server does not allow this method on the requested resource"
+        )
+    _dry_run_values(request)  # validated for every create, as upstream's handler does
+    if info.subresource == "eviction" and r.group == "" and r.plural == "pods":
+        return _created(await _evict(handlers, request, info, r))
+    if info.subresource == "token" and r.group == "" and r.plural == "serviceaccounts":
+        return _created(await _token_request(handlers, request, info))
+    if info.subresource or r.stored:
+        raise errors.no_such_resource()
+    review = _REVIEWS.get((r.group, r.plural))
+    if review is None:
+        raise errors.no_such_resource()
+    obj = _object(await _read_body(request), {r.api_version: r.kind}, info, r.namespaced)
+    return _created(await review(handlers, request, info, obj))
 
 
 def _created(obj: JSON) -> web.Response:
     """201, as upstream's create handler answers (a Status keeps its own failure code)."""
     if obj.get("kind") == "Status" and obj.get("status") == "Failure":
-        return _json(obj, int(obj.get("code") or 500))
-    return _json(obj, 201)
+        return encoding.json_response(obj, int(obj.get("code") or 500))
+    return encoding.json_response(obj, 201)
 
 
 def _success() -> JSON:

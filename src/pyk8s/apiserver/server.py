@@ -15,9 +15,7 @@ import logging
 import platform
 import time
 from dataclasses import dataclass
-from typing import Any
 
-import orjson
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -34,6 +32,7 @@ from pyk8s.apiserver.authz import (
     forbidden,
 )
 from pyk8s.apiserver.certs import Pki
+from pyk8s.apiserver.encoding import json_response, status_response
 from pyk8s.apiserver.handlers import ResourceHandlers
 from pyk8s.apiserver.requestinfo import RequestInfo, parse_request
 from pyk8s.apiserver.watchcache import WatchCache
@@ -58,22 +57,6 @@ class Config:
     compact_interval: float = 300.0
     #: answer requests without credentials as system:anonymous instead of 401
     anonymous: bool = False
-
-
-def json_response(
-    data: Any,
-    status: int = 200,
-    headers: dict[str, str] | None = None,
-    content_type: str = JSON_CT,
-) -> web.Response:
-    body = data if isinstance(data, bytes) else orjson.dumps(data)
-    resp = web.Response(body=body, status=status, headers=headers)
-    resp.headers["Content-Type"] = content_type
-    return resp
-
-
-def status_response(err: errors.StatusError) -> web.Response:
-    return json_response(err.status(), err.code)
 
 
 class Metrics:
