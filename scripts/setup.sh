@@ -8,8 +8,9 @@ cd "$(dirname "$0")/.."
 extras=""
 [[ "${1:-}" == "--test" ]] && extras="[test]"
 
-# Debian packages: etcd for the distributed store (and its tests).
-pkgs=(etcd-server etcd-client)
+# Debian packages: etcd for the distributed store (and its tests); containerd + runc, the
+# CNI plugins and iptables for the node agent; busybox-static to build images offline.
+pkgs=(etcd-server etcd-client containerd runc containernetworking-plugins iptables busybox-static)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -22,6 +23,10 @@ fi
 # Debian's etcd-server starts a system etcd on 2379; pyk8s starts its own where it needs one.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet etcd 2>/dev/null; then
     systemctl stop etcd || true
+fi
+# pyk8s runs its own containerd (own socket, root and state under its data dir).
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet containerd 2>/dev/null; then
+    systemctl stop containerd || true
 fi
 
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -1,6 +1,14 @@
-"""Simulated-node tests reuse the controller tests' fixtures: a real API server process,
-a client, a fresh namespace per test, and ``eventually``."""
+"""Kubelet tests reuse the controller tests' fixtures (a real API server process, a client,
+a fresh namespace per test, ``eventually``) and start private containerds (e2e)."""
 
 from tests.controllers.conftest import client, cm_server, namespace, run_controllers
+from tests.kubelet.runtime_fixtures import containerd, containerd_with_images
 
-__all__ = ["client", "cm_server", "namespace", "run_controllers"]
+__all__ = [
+    "client",
+    "cm_server",
+    "containerd",
+    "containerd_with_images",
+    "namespace",
+    "run_controllers",
+]

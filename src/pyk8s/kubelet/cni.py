@@ -1,0 +1,69 @@
+"""CNI configuration for pod networking on this node.
+
+containerd's CRI plugin reads the first conflist in its CNI conf dir to wire each pod
+sandbox. We give every node a Linux bridge with host-local IPAM over the node's pod
+CIDR, masquerading for egress, and portmap for hostPort. Loopback is set up by
+containerd itself, so it is not listed here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# Debian's plugins (1.1.1) speak 0.1.0-1.0.0; 0.4.0 is understood by every libcni that
+# containerd 1.6 and later vendor, and carries everything we use (CHECK, portmap).
+CNI_VERSION = "0.4.0"
+
+
+def bridge_conflist(
+    pod_cidr: str, bridge: str = "cni0", name: str = "pyk8s", gateway: str | None = None
+) -> dict[str, Any]:
+    """The conflist document for a bridge network over ``pod_cidr``."""
+    subnet = ipaddress.ip_network(pod_cidr, strict=False)
+    ipam_range: dict[str, str] = {"subnet": str(subnet)}
+    if gateway is not None:
+        if ipaddress.ip_address(gateway) not in subnet:
+            raise ValueError(f"gateway {gateway} is not in {subnet}")
+        ipam_range["gateway"] = gateway
+    default_route = "0.0.0.0/0" if subnet.version == 4 else "::/0"
+    return {
+        "cniVersion": CNI_VERSION,
+        "name": name,
+        "plugins": [
+            {
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": True,
+                "ipMasq": True,
+                "hairpinMode": True,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[ipam_range]],
+                    "routes": [{"dst": default_route}],
+                },
+            },
+            {"type": "portmap", "capabilities": {"portMappings": True}},
+        ],
+    }
+
+
+def write_bridge_conflist(
+    conf_dir: Path,
+    pod_cidr: str,
+    bridge: str = "cni0",
+    name: str = "pyk8s",
+    gateway: str | None = None,
+) -> Path:
+    """Atomically write ``<conf_dir>/10-<name>.conflist`` and return its path."""
+    conf_dir = Path(conf_dir)
+    conf_dir.mkdir(parents=True, exist_ok=True)
+    path = conf_dir / f"10-{name}.conflist"
+    tmp = conf_dir / f".{path.name}.tmp"
+    doc = bridge_conflist(pod_cidr, bridge=bridge, name=name, gateway=gateway)
+    tmp.write_text(json.dumps(doc, indent=2) + "\n")
+    os.replace(tmp, path)
+    return path

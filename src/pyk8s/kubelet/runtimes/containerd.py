@@ -1,0 +1,271 @@
+"""A containerd daemon owned by the kubelet.
+
+pyk8s does not share the host's containerd: each kubelet runs its own under its data
+directory (root, state, socket, log), configured for CRI with our CNI directories and
+our locally built sandbox image. Stopping containerd leaves the runc shims alive, so
+containers keep running across kubelet restarts, as they do in Kubernetes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyk8s.kubelet import images
+
+# sockaddr_un.sun_path is 108 bytes including the NUL; containerd also listens on
+# "<address>.ttrpc", so leave room for that suffix.
+_MAX_SOCKET_PATH = 107 - len(".ttrpc")
+K8S_NAMESPACE = "k8s.io"
+
+
+def _default_cni_bin_dir() -> Path:
+    opt = Path("/opt/cni/bin")
+    return opt if opt.is_dir() else Path("/usr/lib/cni")
+
+
+def socket_path_for(data_dir: Path) -> Path:
+    """``<data_dir>/containerd/containerd.sock``, or a short path under /run/pyk8s."""
+    preferred = Path(data_dir).resolve() / "containerd" / "containerd.sock"
+    if len(os.fsencode(preferred)) <= _MAX_SOCKET_PATH:
+        return preferred
+    digest = hashlib.sha256(os.fsencode(preferred)).hexdigest()[:16]
+    return Path("/run/pyk8s") / digest / "containerd.sock"
+
+
+def _toml_str(value: object) -> str:
+    # JSON string escaping is valid TOML basic-string escaping.
+    return json.dumps(str(value))
+
+
+@dataclass
+class ContainerdConfig:
+    """Where containerd keeps its files and what the CRI plugin is told."""
+
+    data_dir: Path
+    sandbox_image: str = images.PAUSE_REF
+    cni_bin_dir: Path = field(default_factory=_default_cni_bin_dir)
+    cni_conf_dir: Path | None = None  # default: <data_dir>/cni/net.d
+    containerd_bin: str = "containerd"
+    ctr_bin: str = "ctr"
+
+    @property
+    def base(self) -> Path:
+        return Path(self.data_dir).resolve() / "containerd"
+
+    @property
+    def root(self) -> Path:
+        return self.base / "root"
+
+    @property
+    def state(self) -> Path:
+        return self.base / "state"
+
+    @property
+    def socket(self) -> Path:
+        return socket_path_for(self.data_dir)
+
+    @property
+    def runc_root(self) -> Path:
+        """runc's state for our containers (instead of the host's /run/containerd/runc)."""
+        return self.state / "runc"
+
+    @property
+    def fifo_dir(self) -> Path:
+        """Where ``ctr run --fifo-dir`` should put IO FIFOs."""
+        return self.state / "fifo"
+
+    @property
+    def config_file(self) -> Path:
+        return self.base / "config.toml"
+
+    @property
+    def log_file(self) -> Path:
+        return self.base / "containerd.log"
+
+    @property
+    def cni_conf(self) -> Path:
+        return self.cni_conf_dir or Path(self.data_dir).resolve() / "cni" / "net.d"
+
+
+class ContainerdError(RuntimeError):
+    """containerd failed to start, or a ctr command failed."""
+
+
+class Containerd:
+    """Start, stop and talk (via ``ctr``) to a private containerd."""
+
+    def __init__(self, config: ContainerdConfig) -> None:
+        self.config = config
+        self._proc: asyncio.subprocess.Process | None = None
+
+    @property
+    def socket(self) -> Path:
+        return self.config.socket
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
+    def render_config(self) -> str:
+        c = self.config
+        cri = '[plugins."io.containerd.grpc.v1.cri"'
+        return "\n".join(
+            [
+                "version = 2",
+                f"root = {_toml_str(c.root)}",
+                f"state = {_toml_str(c.state)}",
+                "",
+                "[grpc]",
+                f"  address = {_toml_str(c.socket)}",
+                "",
+                '[plugins."io.containerd.internal.v1.opt"]',
+                f"  path = {_toml_str(c.base / 'opt')}",
+                "",
+                f"{cri}]",
+                f"  sandbox_image = {_toml_str(c.sandbox_image)}",
+                '  stream_server_address = "127.0.0.1"',
+                '  stream_server_port = "0"',
+                # runc may not lower oom_score_adj below its own in a container/VM host
+                "  restrict_oom_score_adj = true",
+                # pod network namespaces live under our state dir, not /var/run/netns
+                "  netns_mounts_under_state_dir = true",
+                "",
+                f"{cri}.containerd]",
+                '  snapshotter = "overlayfs"',
+                '  default_runtime_name = "runc"',
+                "",
+                f"{cri}.containerd.runtimes.runc]",
+                '  runtime_type = "io.containerd.runc.v2"',
+                "",
+                f"{cri}.containerd.runtimes.runc.options]",
+                "  SystemdCgroup = false",
+                f"  Root = {_toml_str(c.runc_root)}",
+                "",
+                f"{cri}.cni]",
+                f"  bin_dir = {_toml_str(c.cni_bin_dir)}",
+                f"  conf_dir = {_toml_str(c.cni_conf)}",
+                "",
+            ]
+        )
+
+    def _write_config(self) -> None:
+        c = self.config
+        for d in (c.root, c.state, c.fifo_dir, c.socket.parent, c.cni_conf):
+            d.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=c.base, prefix=".config.")
+        with os.fdopen(fd, "w") as f:
+            f.write(self.render_config())
+        os.replace(tmp, c.config_file)
+
+    def _log_tail(self, lines: int = 30) -> str:
+        try:
+            text = self.config.log_file.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    async def ctr(
+        self,
+        *args: str,
+        namespace: str = K8S_NAMESPACE,
+        timeout: float = 30,  # noqa: ASYNC109
+    ) -> str:
+        """Run ``ctr -a SOCK -n NAMESPACE ARGS...``; return stdout, raise on failure."""
+        proc = await asyncio.create_subprocess_exec(
+            self.config.ctr_bin, "-a", str(self.socket), "-n", namespace, *args,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), timeout)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise ContainerdError(f"ctr {' '.join(args)}: timed out after {timeout}s") from None
+        if proc.returncode != 0:
+            raise ContainerdError(f"ctr {' '.join(args)}: {err.decode(errors='replace').strip()}")
+        return out.decode(errors="replace")
+
+    async def start(self, timeout: float = 20) -> None:  # noqa: ASYNC109
+        """Spawn containerd and wait until it answers ``ctr version``."""
+        if self._proc is not None and self._proc.returncode is None:
+            return
+        self._write_config()
+        with contextlib.suppress(FileNotFoundError):
+            self.socket.unlink()
+        with self.config.log_file.open("ab") as log:
+            self._proc = await asyncio.create_subprocess_exec(
+                self.config.containerd_bin, "--config", str(self.config.config_file),
+                stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
+                start_new_session=True,
+            )  # fmt: skip
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            if self._proc.returncode is not None:
+                code = self._proc.returncode
+                self._proc = None
+                raise ContainerdError(
+                    f"containerd exited with {code} during startup; log tail:\n{self._log_tail()}"
+                )
+            if self.socket.exists():
+                with contextlib.suppress(ContainerdError):
+                    await self.ctr("version", timeout=5)
+                    return
+            if loop.time() >= deadline:
+                await self.stop()
+                raise ContainerdError(
+                    f"containerd not ready after {timeout}s; log tail:\n{self._log_tail()}"
+                )
+            await asyncio.sleep(0.1)
+
+    async def stop(self, timeout: float = 10) -> None:  # noqa: ASYNC109
+        """SIGTERM containerd, then SIGKILL if it has not exited within ``timeout``."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.returncode is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            proc.send_signal(signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), timeout)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            await proc.wait()
+
+    async def import_image(self, tar_path: Path) -> None:
+        """Import an OCI archive into the k8s.io namespace (names from its annotations)."""
+        await self.ctr("images", "import", str(tar_path), timeout=60)
+
+    async def image_refs(self) -> set[str]:
+        out = await self.ctr("images", "ls", "-q")
+        return set(out.split())
+
+    async def ensure_local_images(self) -> None:
+        """Build and import the busybox and pause images unless already present.
+
+        A sandbox image configured under ``pyk8s.local/`` is built under that name;
+        any other sandbox image is left for the CRI plugin to pull.
+        """
+        sandbox = self.config.sandbox_image
+        pause_ref = sandbox if sandbox.startswith("pyk8s.local/") else images.PAUSE_REF
+        present = await self.image_refs()
+        builders = {
+            images.BUSYBOX_REF: images.build_busybox_image,
+            pause_ref: images.build_pause_image,
+        }
+        for ref, build in builders.items():
+            if ref in present:
+                continue
+            name = ref.rsplit("/", 1)[-1].replace(":", "-") + ".tar"
+            archive = await asyncio.to_thread(build, self.config.base / "images" / name, ref)
+            await self.import_image(archive)

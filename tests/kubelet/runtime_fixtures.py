@@ -1,0 +1,84 @@
+"""A private containerd for e2e tests: own data dir, socket and CNI bridge, torn down after.
+
+Every kubelet e2e test that needs a container runtime uses :func:`containerd` (started,
+nothing imported) or :func:`containerd_with_images` (our local busybox and pause images
+imported, a bridge network on a random /24 of 10.88.0.0/16).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from pyk8s.kubelet import images
+from pyk8s.kubelet.cni import write_bridge_conflist
+from pyk8s.kubelet.runtimes import Containerd, ContainerdConfig
+
+
+def require_runtime() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    for binary in ("containerd", "ctr", "runc"):
+        if shutil.which(binary) is None:
+            pytest.skip(f"{binary} is not installed")
+    if not images.BUSYBOX_BINARY.exists():
+        pytest.skip("busybox-static is not installed")
+    if not (ContainerdConfig(Path("/")).cni_bin_dir / "bridge").exists():
+        pytest.skip("containernetworking-plugins is not installed")
+
+
+@pytest.fixture
+async def containerd() -> AsyncIterator[Containerd]:
+    require_runtime()
+    data_dir = Path(tempfile.mkdtemp(prefix="pyk8s-ctd-", dir="/tmp"))
+    runtime = Containerd(ContainerdConfig(data_dir))
+    assert len(str(runtime.socket)) < 100
+    try:
+        await runtime.start(timeout=20)
+        yield runtime
+    finally:
+        await runtime.stop()
+        _reap_leftovers(data_dir, runtime.socket)
+
+
+def _reap_leftovers(data_dir: Path, socket: Path) -> None:
+    """Kill shims of this containerd and unmount rootfs left behind by a failed test."""
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        with contextlib.suppress(OSError):
+            if str(socket).encode() in cmdline.read_bytes():
+                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+    mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
+    for mount in sorted((m for m in mounts if m.startswith(f"{data_dir}/")), reverse=True):
+        subprocess.run(["umount", "-l", mount], check=False, timeout=10)
+    shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture
+async def containerd_with_images() -> AsyncIterator[Containerd]:
+    """Started, with our images imported and a bridge CNI network (its bridge deleted after)."""
+    require_runtime()
+    data_dir = Path(tempfile.mkdtemp(prefix="pyk8s-ctd-", dir="/tmp"))
+    config = ContainerdConfig(data_dir)
+    bridge = f"pk{uuid.uuid4().hex[:8]}"
+    subnet = f"10.88.{200 + uuid.uuid4().int % 50}.0/24"
+    write_bridge_conflist(config.cni_conf, subnet, bridge=bridge)
+    runtime = Containerd(config)
+    try:
+        await runtime.start(timeout=20)
+        await runtime.ensure_local_images()
+        yield runtime
+    finally:
+        await runtime.stop()
+        _reap_leftovers(data_dir, runtime.socket)
+        subprocess.run(  # noqa: ASYNC221 - teardown, after everything else stopped
+            ["ip", "link", "delete", bridge], capture_output=True, timeout=10
+        )
