@@ -118,6 +118,21 @@ def _parser() -> argparse.ArgumentParser:
     for name, what in NOT_YET.items():
         sp = sub.add_parser(name, help=f"{what}: not built yet")
         sp.add_argument("rest", nargs=argparse.REMAINDER)
+    image = sub.add_parser("image", help="manage the node's container images")
+    image_sub = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
+    image_import = image_sub.add_parser(
+        "import", help="load OCI or docker image archives into the node's containerd"
+    )
+    image_import.add_argument("archives", nargs="+", type=Path, metavar="FILE.tar")
+    image_list = image_sub.add_parser("ls", help="list the node's images")
+    for action in (image_import, image_list):
+        action.add_argument("--data-dir", "-d", type=Path, default=None, help="the node's data dir")
+        action.add_argument(
+            "--container-runtime-endpoint",
+            default="",
+            metavar="SOCKET",
+            help="an existing containerd socket (default: the one pyk8s runs for the node)",
+        )
     check = sub.add_parser(
         "datastore-check", help="open a datastore endpoint and print its revisions"
     )
@@ -232,6 +247,47 @@ def _run_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _image(args: argparse.Namespace) -> int:
+    from pyk8s.kubelet.runtimes import Containerd, ContainerdConfig, ContainerdError
+    from pyk8s.server.paths import default_data_dir
+
+    endpoint = args.container_runtime_endpoint.removeprefix("unix://")
+    config = ContainerdConfig(
+        args.data_dir or default_data_dir() / "agent", endpoint=Path(endpoint) if endpoint else None
+    )
+    runtime = Containerd(config)
+    if not runtime.socket.exists():
+        print(
+            f"pyk8s image: no containerd at {runtime.socket} (is the node running?)",
+            file=sys.stderr,
+        )
+        return 1
+
+    async def names() -> set[str]:  # the CRI plugin also lists every image by its digest
+        return {ref for ref in await runtime.image_refs() if not ref.startswith("sha256:")}
+
+    async def run() -> None:
+        if args.image_command == "import":
+            before = await names()
+            for archive in args.archives:
+                await runtime.import_image(archive)
+            added = sorted(await names() - before)
+            for ref in added:
+                print(f"imported {ref}")
+            if not added:
+                print("imported: every image in the archives was already present")
+        else:
+            for ref in sorted(await names()):
+                print(ref)
+
+    try:
+        asyncio.run(run())
+    except ContainerdError as err:
+        print(f"pyk8s image: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _kubectl(argv: list[str]) -> int:
     from pyk8s.server.paths import default_data_dir
 
@@ -267,6 +323,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_scheduler(args)
     if args.command == "sim-nodes":
         return _run_sim_nodes(args)
+    if args.command == "image":
+        return _image(args)
     if args.command == "datastore-check":
         try:
             asyncio.run(_datastore_check(args.datastore_endpoint))

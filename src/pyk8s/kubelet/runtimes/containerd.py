@@ -55,6 +55,7 @@ class ContainerdConfig:
     cni_conf_dir: Path | None = None  # default: <data_dir>/cni/net.d
     containerd_bin: str = "containerd"
     ctr_bin: str = "ctr"
+    endpoint: Path | None = None  # an existing containerd socket (--container-runtime-endpoint)
 
     @property
     def base(self) -> Path:
@@ -70,7 +71,7 @@ class ContainerdConfig:
 
     @property
     def socket(self) -> Path:
-        return socket_path_for(self.data_dir)
+        return self.endpoint or socket_path_for(self.data_dir)
 
     @property
     def runc_root(self) -> Path:
