@@ -79,7 +79,7 @@ async def test_pod_lifecycle(cri: CRIClient, tmp_path: Path) -> None:
             image=api_pb2.ImageSpec(image=TEST_IMAGE),
             command=["/bin/sh", "-c"],
             args=["echo hello; exec sleep 3600"],
-            envs=[api_pb2.KeyValue(key="GREETING", value=b"hi")],
+            envs=[api_pb2.KeyValue(key="GREETING", value="hi")],
             log_path="main/0.log",
             labels={"container": "main"},
         )

@@ -30,8 +30,16 @@ EVICTION_MEMORY_AVAILABLE = 100 * 1024 * 1024  # memory.available<100Mi
 EVICTION_NODEFS_PERCENT = 10  # nodefs.available<10%
 PID_PRESSURE_PERCENT = 95  # PIDPressure when more than this share of pid_max is in use
 
-_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "armv7l": "arm", "ppc64le": "ppc64le",
-         "s390x": "s390x", "i686": "386", "i386": "386", "riscv64": "riscv64"}
+_ARCH = {
+    "x86_64": "amd64",
+    "aarch64": "arm64",
+    "armv7l": "arm",
+    "ppc64le": "ppc64le",
+    "s390x": "s390x",
+    "i686": "386",
+    "i386": "386",
+    "riscv64": "riscv64",
+}
 
 
 @dataclass(frozen=True)
@@ -223,15 +231,24 @@ def _pressure(facts: HostFacts) -> list[tuple[str, bool, tuple[str, str], tuple[
     disk_low = facts.disk_available * 100 < facts.ephemeral_storage * EVICTION_NODEFS_PERCENT
     pids_high = facts.pid_max > 0 and facts.pids * 100 > facts.pid_max * PID_PRESSURE_PERCENT
     return [
-        ("MemoryPressure", facts.memory_available < EVICTION_MEMORY_AVAILABLE,
-         ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
-         ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available")),
-        ("DiskPressure", disk_low,
-         ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
-         ("KubeletHasDiskPressure", "kubelet has disk pressure")),
-        ("PIDPressure", pids_high,
-         ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
-         ("KubeletHasInsufficientPID", "kubelet has insufficient PID available")),
+        (
+            "MemoryPressure",
+            facts.memory_available < EVICTION_MEMORY_AVAILABLE,
+            ("KubeletHasSufficientMemory", "kubelet has sufficient memory available"),
+            ("KubeletHasInsufficientMemory", "kubelet has insufficient memory available"),
+        ),
+        (
+            "DiskPressure",
+            disk_low,
+            ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+            ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+        ),
+        (
+            "PIDPressure",
+            pids_high,
+            ("KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+            ("KubeletHasInsufficientPID", "kubelet has insufficient PID available"),
+        ),
     ]
 
 
