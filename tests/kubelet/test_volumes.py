@@ -1,0 +1,284 @@
+"""Tests for the kubelet's on-disk pod volume layout (atomic writer, payloads, PodVolumes)."""
+
+from __future__ import annotations
+
+import base64
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyk8s.kubelet.volumes import (
+    PodVolumes,
+    VolumeError,
+    VolumeLookups,
+    configmap_payload,
+    downward_api_payload,
+    projected_payload,
+    secret_payload,
+    write_payload,
+)
+
+
+def _none(_name: str) -> None:
+    return None
+
+
+def b64(s: str) -> str:
+    return base64.b64encode(s.encode()).decode()
+
+
+POD: dict[str, Any] = {
+    "metadata": {
+        "name": "web",
+        "namespace": "ns1",
+        "uid": "uid-1",
+        "labels": {"b": "2", "a": 'x"y'},
+        "annotations": {"note": "hi"},
+    },
+    "spec": {
+        "containers": [
+            {
+                "name": "app",
+                "resources": {
+                    "limits": {"cpu": "1500m", "memory": "128Mi"},
+                    "requests": {"cpu": "250m", "memory": "64Mi"},
+                },
+            }
+        ]
+    },
+}
+CM: dict[str, Any] = {
+    "metadata": {"name": "cfg"},
+    "data": {"a.txt": "A", "b.txt": "B"},
+    "binaryData": {"bin": b64("\x01")},
+}
+SECRET: dict[str, Any] = {
+    "metadata": {"name": "sec"},
+    "data": {"user": b64("admin"), "pass": b64("pw")},
+}
+
+
+# ---------------------------------------------------------------------------- atomic writer
+
+
+def test_atomic_writer_layout_and_updates(tmp_path: Path) -> None:
+    target = tmp_path / "vol"
+    assert write_payload(target, {"a": (b"1", 0o644), "dir/b": (b"2", 0o600), "old": (b"x", 0o644)})
+    data = target / "..data"
+    assert data.is_symlink()
+    first_ts = os.readlink(data)
+    assert first_ts.startswith("..") and (target / first_ts).is_dir()
+    assert os.readlink(target / "a") == "..data/a"
+    assert os.readlink(target / "dir") == "..data/dir"
+    assert (target / "dir" / "b").read_bytes() == b"2"
+    assert (target / "dir" / "b").stat().st_mode & 0o777 == 0o600
+
+    assert write_payload(target, {"a": (b"changed", 0o644), "dir/b": (b"2", 0o600)}) is True
+    assert (target / "a").read_text() == "changed"
+    assert not (target / "old").exists() and not (target / "old").is_symlink()
+    assert not (target / first_ts).exists()
+    assert sorted(p.name for p in target.iterdir() if not p.name.startswith("..")) == ["a", "dir"]
+
+    ts = os.readlink(data)
+    assert write_payload(target, {"a": (b"changed", 0o644), "dir/b": (b"2", 0o600)}) is False
+    assert os.readlink(data) == ts
+
+
+def test_atomic_writer_rejects_bad_paths(tmp_path: Path) -> None:
+    for bad in ("../x", "/abs", "..hidden", "a/../b"):
+        with pytest.raises(VolumeError, match="invalid payload path"):
+            write_payload(tmp_path / "v", {bad: (b"", 0o644)})
+
+
+# ---------------------------------------------------------------------------- payloads
+
+
+def test_configmap_payload_all_keys_and_items() -> None:
+    assert configmap_payload({"name": "cfg"}, CM, 0o644) == {
+        "a.txt": (b"A", 0o644),
+        "b.txt": (b"B", 0o644),
+        "bin": (b"\x01", 0o644),
+    }
+    src = {"name": "cfg", "defaultMode": 0o400, "items": [{"key": "a.txt", "path": "x/a"},
+           {"key": "bin", "path": "b", "mode": 0o755}]}  # fmt: skip
+    assert configmap_payload(src, CM, 0o644) == {"x/a": (b"A", 0o400), "b": (b"\x01", 0o755)}
+
+
+def test_configmap_payload_errors_and_optional() -> None:
+    with pytest.raises(VolumeError, match=r'^configmap "nope" not found$'):
+        configmap_payload({"name": "nope"}, None, 0o644)
+    assert configmap_payload({"name": "nope", "optional": True}, None, 0o644) == {}
+    with pytest.raises(VolumeError, match="non-existent configmap key: zz"):
+        configmap_payload({"name": "cfg", "items": [{"key": "zz", "path": "z"}]}, CM, 0o644)
+
+
+def test_secret_payload_decodes_base64() -> None:
+    assert secret_payload({"secretName": "sec"}, SECRET, 0o644) == {
+        "user": (b"admin", 0o644),
+        "pass": (b"pw", 0o644),
+    }
+    src = {"secretName": "sec", "items": [{"key": "pass", "path": "p", "mode": 0o400}]}
+    assert secret_payload(src, SECRET, 0o644) == {"p": (b"pw", 0o400)}
+    with pytest.raises(VolumeError, match=r'^secret "gone" not found$'):
+        secret_payload({"secretName": "gone"}, None, 0o644)
+
+
+def test_downward_api_payload() -> None:
+    items: list[dict[str, Any]] = [
+        {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}},
+        {"path": "ns", "fieldRef": {"fieldPath": "metadata.namespace"}},
+        {"path": "uid", "fieldRef": {"fieldPath": "metadata.uid"}},
+        {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}},
+        {"path": "annotations", "fieldRef": {"fieldPath": "metadata.annotations"}, "mode": 0o600},
+        {"path": "one", "fieldRef": {"fieldPath": "metadata.labels['b']"}},
+        {"path": "cpu", "resourceFieldRef": {"containerName": "app", "resource": "limits.cpu"}},
+        {"path": "mcpu", "resourceFieldRef": {"resource": "requests.cpu", "divisor": "1m"}},
+        {"path": "mem", "resourceFieldRef": {"resource": "limits.memory", "divisor": "1Mi"}},
+    ]
+    got = downward_api_payload(items, POD)
+    assert got == {
+        "name": (b"web", 0o644),
+        "ns": (b"ns1", 0o644),
+        "uid": (b"uid-1", 0o644),
+        "labels": (b'a="x\\"y"\nb="2"', 0o644),
+        "annotations": (b'note="hi"', 0o600),
+        "one": (b"2", 0o644),
+        "cpu": (b"2", 0o644),
+        "mcpu": (b"250", 0o644),
+        "mem": (b"128", 0o644),
+    }
+    with pytest.raises(VolumeError, match="unsupported fieldPath"):
+        downward_api_payload([{"path": "x", "fieldRef": {"fieldPath": "spec.nope"}}], POD)
+
+
+def test_projected_payload_merges_sources() -> None:
+    seen: list[dict[str, Any]] = []
+
+    def token(req: dict[str, Any]) -> bytes:
+        seen.append(req)
+        return b"tok"
+
+    sources: list[dict[str, Any]] = [
+        {"configMap": {"name": "cfg", "items": [{"key": "a.txt", "path": "a"}]}},
+        {"secret": {"name": "sec", "items": [{"key": "user", "path": "u"}]}},
+        {"downwardAPI": {"items": [{"path": "n", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+        {"serviceAccountToken": {"path": "token", "audience": "api", "expirationSeconds": 3600}},
+    ]
+    got = projected_payload(
+        sources, POD, {"cfg": CM}.get, {"sec": SECRET}.get, token, default_mode=0o440
+    )
+    assert got == {
+        "a": (b"A", 0o440),
+        "u": (b"admin", 0o440),
+        "n": (b"web", 0o440),
+        "token": (b"tok", 0o440),
+    }
+    assert seen == [{"path": "token", "audience": "api", "expirationSeconds": 3600}]
+    with pytest.raises(VolumeError, match='configmap "missing" not found'):
+        projected_payload([{"configMap": {"name": "missing"}}], POD, _none, _none, None)
+
+
+# ---------------------------------------------------------------------------- PodVolumes
+
+
+def _pod(volumes: list[dict[str, Any]]) -> dict[str, Any]:
+    return {**POD, "spec": {**POD["spec"], "volumes": volumes}}
+
+
+def _mounted(path: Path) -> bool:
+    with open("/proc/mounts") as f:
+        return any(line.split()[1] == str(path) and line.split()[0] == "tmpfs" for line in f)
+
+
+LOOKUPS = VolumeLookups(configmap={"cfg": CM}.get, secret={"sec": SECRET}.get,
+                        service_account_token=lambda _req: b"tok")  # fmt: skip
+
+
+def test_pod_volumes_setup_and_teardown(tmp_path: Path) -> None:
+    host_dir = tmp_path / "host" / "made"
+    pod = _pod([
+        {"name": "scratch", "emptyDir": {}},
+        {"name": "cfg", "configMap": {"name": "cfg", "defaultMode": 0o400}},
+        {"name": "sec", "secret": {"secretName": "sec"}},
+        {"name": "info", "downwardAPI": {"items": [
+            {"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+        {"name": "proj", "projected": {"sources": [
+            {"serviceAccountToken": {"path": "token"}}]}},
+        {"name": "host", "hostPath": {"path": str(host_dir), "type": "DirectoryOrCreate"}},
+    ])  # fmt: skip
+    pv = PodVolumes(tmp_path / "kubelet")
+    paths = pv.setup(pod, LOOKUPS)
+    vols = tmp_path / "kubelet" / "pods" / "uid-1" / "volumes"
+    assert paths == {
+        "scratch": vols / "kubernetes.io~empty-dir" / "scratch",
+        "cfg": vols / "kubernetes.io~configmap" / "cfg",
+        "sec": vols / "kubernetes.io~secret" / "sec",
+        "info": vols / "kubernetes.io~downward-api" / "info",
+        "proj": vols / "kubernetes.io~projected" / "proj",
+        "host": host_dir,
+    }
+    assert paths["scratch"].is_dir() and host_dir.is_dir()
+    assert (paths["cfg"] / "a.txt").read_text() == "A"
+    assert (paths["cfg"] / "a.txt").stat().st_mode & 0o777 == 0o400
+    assert (paths["sec"] / "user").read_text() == "admin"
+    assert (paths["info"] / "name").read_text() == "web"
+    assert (paths["proj"] / "token").read_text() == "tok"
+    assert pv.setup(pod, LOOKUPS) == paths  # idempotent resync
+
+    pv.teardown("uid-1")
+    assert not (tmp_path / "kubelet" / "pods" / "uid-1").exists()
+    assert not any(_mounted(p) for p in paths.values())
+    assert host_dir.is_dir()  # hostPath is never removed
+
+
+def test_host_path_type_checks(tmp_path: Path) -> None:
+    pv = PodVolumes(tmp_path / "kubelet")
+    missing = tmp_path / "missing"
+    with pytest.raises(VolumeError, match=f"hostPath type check failed: {missing} is not a dir"):
+        pv.setup(_pod([{"name": "h", "hostPath": {"path": str(missing), "type": "Directory"}}]),
+                 LOOKUPS)  # fmt: skip
+    with pytest.raises(VolumeError, match="is not a file"):
+        pv.setup(_pod([{"name": "h", "hostPath": {"path": str(tmp_path), "type": "File"}}]),
+                 LOOKUPS)  # fmt: skip
+    f = tmp_path / "made.txt"
+    got = pv.setup(_pod([{"name": "h", "hostPath": {"path": str(f), "type": "FileOrCreate"}}]),
+                   LOOKUPS)  # fmt: skip
+    assert got == {"h": f} and f.is_file()
+    assert pv.setup(_pod([{"name": "h", "hostPath": {"path": str(missing)}}]), LOOKUPS) == {
+        "h": missing
+    }
+
+
+def test_missing_configmap_and_unsupported_volume(tmp_path: Path) -> None:
+    pv = PodVolumes(tmp_path)
+    with pytest.raises(VolumeError, match=r'^configmap "nope" not found$'):
+        pv.setup(_pod([{"name": "c", "configMap": {"name": "nope"}}]), LOOKUPS)
+    with pytest.raises(VolumeError, match='volume "p": unsupported volume type'):
+        pv.setup(_pod([{"name": "p", "persistentVolumeClaim": {"claimName": "x"}}]), LOOKUPS)
+
+
+@pytest.mark.e2e
+def test_tmpfs_volumes_when_root(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        pytest.skip("mounting tmpfs needs root")
+    pod = _pod([
+        {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+        {"name": "sec", "secret": {"secretName": "sec"}},
+    ])  # fmt: skip
+    pv = PodVolumes(tmp_path / "kubelet")
+    try:
+        paths = pv.setup(pod, LOOKUPS)
+        assert _mounted(paths["mem"]) and _mounted(paths["sec"])
+        with open("/proc/mounts") as f:
+            line = next(x for x in f if x.split()[1] == str(paths["mem"]))
+        assert "size=1024k" in line
+        assert (paths["sec"] / "pass").read_text() == "pw"
+        pv.setup(pod, LOOKUPS)  # a resync must not stack a second mount
+        with open("/proc/mounts") as f:
+            assert sum(x.split()[1] == str(paths["mem"]) for x in f) == 1
+    finally:
+        pv.teardown("uid-1")
+    assert not _mounted(paths["mem"]) and not _mounted(paths["sec"])
+    assert not pv.pod_dir("uid-1").exists()
