@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from pyk8s.api.qos import pod_qos_class
-from pyk8s.api.quantity import milli_value, parse_quantity, value
+from pyk8s.api.quantity import milli_value, value
+from pyk8s.kubelet import downward
 from pyk8s.kubelet.cri import api_pb2
 
 _MIN_SHARES = 2
@@ -331,50 +332,6 @@ def _text(v: bytes | str) -> str:
     return v.decode() if isinstance(v, bytes) else v
 
 
-def _field_ref(
-    pod: Mapping[str, Any], path: str, node_name: str, host_ip: str, pod_ips: Sequence[str]
-) -> str:
-    meta = pod["metadata"]
-    spec = pod.get("spec") or {}
-    for prefix, key in (("metadata.labels", "labels"), ("metadata.annotations", "annotations")):
-        if path.startswith(prefix + "['") and path.endswith("']"):
-            return str((meta.get(key) or {}).get(path[len(prefix) + 2 : -2], ""))
-    simple: dict[str, str] = {
-        "metadata.name": meta["name"],
-        "metadata.namespace": meta.get("namespace", "default"),
-        "metadata.uid": meta.get("uid", ""),
-        "spec.nodeName": spec.get("nodeName") or node_name,
-        "spec.serviceAccountName": spec.get("serviceAccountName", ""),
-        "status.hostIP": host_ip,
-        "status.hostIPs": host_ip,
-        "status.podIP": pod_ips[0] if pod_ips else "",
-        "status.podIPs": ",".join(pod_ips),
-    }
-    if path not in simple:
-        raise EnvError("CreateContainerConfigError", f"unsupported fieldRef {path!r}")
-    return simple[path]
-
-
-def _resource_ref(
-    container: Mapping[str, Any], ref: Mapping[str, Any], allocatable: Mapping[str, str]
-) -> str:
-    """``resourceFieldRef``: a missing limit falls back to the node's allocatable amount."""
-    resource: str = ref["resource"]
-    kind, _, name = resource.partition(".")
-    res = container.get("resources") or {}
-    amount = _quantity(res, kind, name)
-    if amount is None and kind == "limits":
-        amount = allocatable.get(name)
-    divisor = ref.get("divisor") or "1"
-    if parse_quantity(divisor) == 0:
-        divisor = "1"
-    if amount is None:
-        return "0"
-    if name == "cpu":
-        return str(-(-milli_value(amount) // milli_value(divisor)))
-    return str(-(-value(amount) // value(divisor)))
-
-
 def resolve_env(
     pod: Mapping[str, Any],
     container: Mapping[str, Any],
@@ -427,9 +384,18 @@ def resolve_env(
             val = expand(val, env, service)
         elif vfrom:
             if "fieldRef" in vfrom:
-                val = _field_ref(pod, vfrom["fieldRef"]["fieldPath"], node_name, host_ip, ips)
+                try:
+                    val = downward.field_value(
+                        pod,
+                        vfrom["fieldRef"]["fieldPath"],
+                        node_name=node_name,
+                        host_ip=host_ip,
+                        pod_ips=ips,
+                    )
+                except ValueError as err:
+                    raise EnvError("CreateContainerConfigError", str(err)) from None
             elif "resourceFieldRef" in vfrom:
-                val = _resource_ref(container, vfrom["resourceFieldRef"], allocatable)
+                val = downward.resource_value(container, vfrom["resourceFieldRef"], allocatable)
             else:
                 ref, kind = (
                     (vfrom["configMapKeyRef"], "ConfigMap")

@@ -15,8 +15,6 @@ label/annotation values are quoted JSON-style (same as Go's ``%q`` for printable
 from __future__ import annotations
 
 import base64
-import json
-import math
 import os
 import shutil
 import subprocess
@@ -26,7 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pyk8s.api.quantity import milli_value, value
+from pyk8s.api.quantity import value
+from pyk8s.kubelet import downward
 
 DEFAULT_MODE = 0o644
 DATA_DIR = "..data"
@@ -157,46 +156,15 @@ def secret_payload(
     return _keyed_payload("secret", source, data, mode)
 
 
-def _format_map(m: Mapping[str, str]) -> str:
-    return "\n".join(f"{k}={json.dumps(v)}" for k, v in sorted(m.items()))
-
-
-def _field_value(pod: Mapping[str, Any], path: str) -> str:
-    meta = pod.get("metadata", {})
-    for field in ("labels", "annotations"):
-        prefix = f"metadata.{field}['"
-        if path.startswith(prefix) and path.endswith("']"):
-            return str((meta.get(field) or {}).get(path[len(prefix) : -2], ""))
-    simple = {
-        "metadata.name": meta.get("name", ""),
-        "metadata.namespace": meta.get("namespace", ""),
-        "metadata.uid": meta.get("uid", ""),
-    }
-    if path in simple:
-        return str(simple[path])
-    if path == "metadata.labels":
-        return _format_map(meta.get("labels") or {})
-    if path == "metadata.annotations":
-        return _format_map(meta.get("annotations") or {})
-    raise VolumeError(f"unsupported fieldPath {path!r}")
-
-
 def _resource_value(
     pod: Mapping[str, Any], ref: Mapping[str, Any], allocatable: Mapping[str, str]
 ) -> str:
-    resource: str = ref["resource"]
     containers = pod.get("spec", {}).get("containers", [])
     wanted = ref.get("containerName") or (containers[0]["name"] if containers else "")
     container = next((c for c in containers if c.get("name") == wanted), None)
     if container is None:
         raise VolumeError(f'container "{wanted}" not found for resourceFieldRef')
-    section, _, name = resource.partition(".")
-    res = container.get("resources", {}).get(section, {})
-    amount = res.get(name, allocatable.get(name, "0"))
-    divisor = ref.get("divisor", "1")
-    if name == "cpu":
-        return str(math.ceil(milli_value(amount) / milli_value(divisor)))
-    return str(math.ceil(value(amount) / value(divisor)))
+    return downward.resource_value(container, ref, allocatable)
 
 
 def downward_api_payload(
@@ -209,7 +177,10 @@ def downward_api_payload(
     out: Payload = {}
     for item in items:
         if "fieldRef" in item:
-            text = _field_value(pod, item["fieldRef"]["fieldPath"])
+            try:
+                text = downward.field_value(pod, item["fieldRef"]["fieldPath"])
+            except ValueError as err:
+                raise VolumeError(str(err)) from None
         elif "resourceFieldRef" in item:
             text = _resource_value(pod, item["resourceFieldRef"], node_allocatable or {})
         else:
