@@ -20,7 +20,6 @@ from pyk8s.storage import StoreError, open_store
 
 NOT_YET = {
     "agent": "the worker agent (issue 6)",
-    "kubelet": "the kubelet (issue 5)",
     "proxy": "kube-proxy (issue 6)",
     "dns": "cluster DNS (issue 6)",
 }
@@ -62,6 +61,31 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info")
 
 
+def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> None:
+    """The node agent's flags (k3s/kubelet names); ``pyk8s server`` passes them on."""
+    p.add_argument("--node-name", default="", help="default: this host's name")
+    p.add_argument("--node-ip", default="", help="default: the address of the default route")
+    p.add_argument(
+        "--container-runtime-endpoint",
+        default="",
+        metavar="SOCKET",
+        help="use an existing CRI socket instead of running containerd",
+    )
+    p.add_argument("--node-label", action="append", default=[], metavar="K=V")
+    p.add_argument("--node-taint", action="append", default=[], metavar="K=V:EFFECT")
+    p.add_argument("--cluster-dns", default="", help="DNS server IP(s) for ClusterFirst pods")
+    p.add_argument("--cluster-domain", default="cluster.local")
+    if in_server:
+        return
+    p.add_argument("--kubeconfig", type=Path, default=None)
+    p.add_argument("--pod-cidr", default="", help="default: the Node's spec.podCIDR")
+    p.add_argument("--cni-bridge", default="cni0")
+    p.add_argument("--log-root", type=Path, default=Path("/var/log/pods"))
+    p.add_argument("--healthz-bind-address", default="127.0.0.1")
+    p.add_argument("--healthz-port", type=int, default=10248, help="/healthz and /metrics")
+    p.add_argument("--log-level", default="info")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyk8s", description="Kubernetes, written in Python.")
     p.add_argument("--version", action="version", version=f"pyk8s {__version__}")
@@ -71,8 +95,9 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--disable-agent",
         action="store_true",
-        help="do not run a node agent on this host (none is built yet)",
+        help="do not run a node agent (kubelet + containerd) on this host",
     )
+    _add_agent_flags(server, in_server=True)
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
     cm = sub.add_parser("controller-manager", help="run the controllers (leader-elected)")
@@ -102,6 +127,15 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--kube-api-qps", type=float, default=500.0)
     sim.add_argument("--kube-api-burst", type=int, default=1000)
     sim.add_argument("--log-level", default="info")
+    kubelet = sub.add_parser("kubelet", help="run the node agent (kubelet + containerd)")
+    kubelet.add_argument(
+        "--data-dir",
+        "-d",
+        type=Path,
+        default=None,
+        help="the node's state (default: /var/lib/pyk8s/agent)",
+    )
+    _add_agent_flags(kubelet)
     sched = sub.add_parser("scheduler", help="run the scheduler (leader-elected)")
     sched.add_argument("--kubeconfig", type=Path, default=None)
     sched.add_argument("--config", type=Path, default=None, help="KubeSchedulerConfiguration")
@@ -167,7 +201,11 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         write_kubeconfig=args.write_kubeconfig,
     )
     try:
-        components = () if args.command == "apiserver" else ("controller-manager", "scheduler")
+        components: list[tuple[str, ...]] = []
+        if args.command == "server":
+            components = [("controller-manager",), ("scheduler",)]
+            if not args.disable_agent:
+                components.append(("kubelet", *_agent_args(args)))
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
@@ -243,6 +281,52 @@ def _run_scheduler(args: argparse.Namespace) -> int:
         asyncio.run(scheduler.run(opts))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s scheduler: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _agent_args(args: argparse.Namespace) -> list[str]:
+    """The flags ``pyk8s server`` passes to its ``pyk8s kubelet`` child."""
+    out = ["--data-dir", str(args.data_dir / "agent")]
+    for flag in ("node_name", "node_ip", "container_runtime_endpoint", "cluster_dns"):
+        if getattr(args, flag):
+            out += ["--" + flag.replace("_", "-"), getattr(args, flag)]
+    out += ["--cluster-domain", args.cluster_domain]
+    for label in args.node_label:
+        out += ["--node-label", label]
+    for taint in args.node_taint:
+        out += ["--node-taint", taint]
+    return out
+
+
+def _run_kubelet(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.kubelet.cri import CRIError
+    from pyk8s.kubelet.runtimes import ContainerdError
+    from pyk8s.server import kubelet, logs
+    from pyk8s.server.paths import default_data_dir
+
+    logs.setup("kubelet", args.log_level)
+    opts = kubelet.Options(
+        data_dir=args.data_dir or default_data_dir() / "agent",
+        kubeconfig=args.kubeconfig,
+        node_name=args.node_name,
+        node_ip=args.node_ip,
+        container_runtime_endpoint=args.container_runtime_endpoint,
+        pod_cidr=args.pod_cidr,
+        cluster_dns=[s for s in args.cluster_dns.split(",") if s],
+        cluster_domain=args.cluster_domain,
+        node_labels=",".join(args.node_label),
+        register_with_taints=",".join(args.node_taint),
+        cni_bridge=args.cni_bridge,
+        log_root=args.log_root,
+        healthz_bind_address=args.healthz_bind_address,
+        healthz_port=args.healthz_port,
+    )
+    try:
+        asyncio.run(kubelet.run(opts))
+    except (ClientError, CRIError, ContainerdError, ValueError, OSError) as err:
+        print(f"pyk8s kubelet: error: {err}", file=sys.stderr)
         return 1
     return 0
 
@@ -323,6 +407,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_scheduler(args)
     if args.command == "sim-nodes":
         return _run_sim_nodes(args)
+    if args.command == "kubelet":
+        return _run_kubelet(args)
     if args.command == "image":
         return _image(args)
     if args.command == "datastore-check":

@@ -60,7 +60,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     if not os.path.exists(KUBECTL):
         pytest.skip(f"kubectl is not installed at {KUBECTL}")
     base = tmp_path_factory.mktemp("cluster")
-    server = Server(base / "data", free_port(), command="server").start()
+    server = Server(
+        base / "data", free_port(), command="server", extra_args=("--disable-agent",)
+    ).start()
     kubectl = Kubectl(server.kubeconfig)
     sim_log = base / "sim-nodes.log"
     with open(sim_log, "wb") as log:

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -192,14 +193,15 @@ def _first_service_ip(cidr: str) -> str:
     return str(ipaddress.ip_network(cidr).network_address + 1)
 
 
-async def run_until_signalled(opts: Options, components: tuple[str, ...] = ()) -> None:
-    """Serve until SIGTERM/SIGINT; ``components`` (e.g. controller-manager) run as
-    supervised child processes using the admin kubeconfig."""
+async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]] = ()) -> None:
+    """Serve until SIGTERM/SIGINT; ``components`` (``(name, *extra_args)``, e.g.
+    ``("controller-manager",)``) run as supervised child processes using the admin
+    kubeconfig."""
     running = await start_apiserver(opts)
     stop = stop_on_signals()
     supervisor = Supervisor()
-    for name in components:
-        supervisor.add(name, "--kubeconfig", str(opts.kubeconfig))
+    for name, *extra in components:
+        supervisor.add(name, "--kubeconfig", str(opts.kubeconfig), *extra)
     await supervisor.start()
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()

@@ -106,6 +106,7 @@ class Containerd:
     def __init__(self, config: ContainerdConfig) -> None:
         self.config = config
         self._proc: asyncio.subprocess.Process | None = None
+        self._adopted: int | None = None
 
     @property
     def socket(self) -> Path:
@@ -196,9 +197,31 @@ class Containerd:
             raise ContainerdError(f"ctr {' '.join(args)}: {err.decode(errors='replace').strip()}")
         return out.decode(errors="replace")
 
+    @property
+    def pid_file(self) -> Path:
+        return self.config.base / "containerd.pid"
+
+    async def _adopt(self) -> bool:
+        """Use a containerd of ours that is still running (we were killed, it was not)."""
+        try:
+            pid = int(self.pid_file.read_text().strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            return False
+        if not self.socket.exists():
+            return False
+        try:
+            await self.ctr("version", timeout=5)
+        except ContainerdError:
+            return False
+        self._adopted = pid
+        return True
+
     async def start(self, timeout: float = 20) -> None:  # noqa: ASYNC109
-        """Spawn containerd and wait until it answers ``ctr version``."""
+        """Spawn containerd (or adopt ours if it survived us) and wait until it answers."""
         if self._proc is not None and self._proc.returncode is None:
+            return
+        if await self._adopt():
             return
         self._write_config()
         with contextlib.suppress(FileNotFoundError):
@@ -209,6 +232,7 @@ class Containerd:
                 stdin=asyncio.subprocess.DEVNULL, stdout=log, stderr=log,
                 start_new_session=True,
             )  # fmt: skip
+        self.pid_file.write_text(f"{self._proc.pid}\n")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         while True:
@@ -232,6 +256,10 @@ class Containerd:
     async def stop(self, timeout: float = 10) -> None:  # noqa: ASYNC109
         """SIGTERM containerd, then SIGKILL if it has not exited within ``timeout``."""
         proc, self._proc = self._proc, None
+        adopted, self._adopted = self._adopted, None
+        if adopted is not None:
+            await _stop_pid(adopted, timeout)
+            return
         if proc is None or proc.returncode is not None:
             return
         with contextlib.suppress(ProcessLookupError):
@@ -270,3 +298,19 @@ class Containerd:
             name = ref.rsplit("/", 1)[-1].replace(":", "-") + ".tar"
             archive = await asyncio.to_thread(build, self.config.base / "images" / name, ref)
             await self.import_image(archive)
+
+
+async def _stop_pid(pid: int, timeout: float) -> None:  # noqa: ASYNC109
+    """SIGTERM a process that is not our child, SIGKILL it after ``timeout``."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGTERM)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        await asyncio.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)

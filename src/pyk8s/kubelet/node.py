@@ -1,0 +1,231 @@
+"""The kubelet's Node: registration, status true to the host, and the heartbeat Lease.
+
+Upstream splits the heartbeat in two: a ``coordination.k8s.io`` Lease in
+``kube-node-lease`` renewed every 10 s (cheap, what the node lifecycle controller
+watches) and the Node status, re-read from the host every 10 s but written only when it
+changed or every 5 minutes. Both are here; :mod:`.nodestatus` computes the content.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import Client, is_already_exists, is_conflict, is_not_found
+from pyk8s.client.errors import ClientError
+from pyk8s.kubelet import nodestatus
+
+__all__ = ["LEASE_DURATION_SECONDS", "NodeAgent", "RuntimeHealth", "default_host_ip"]
+
+log = logging.getLogger(__name__)
+
+NODES: Resource = REGISTRY.get("", "v1", "nodes")  # type: ignore[assignment]
+LEASES: Resource = REGISTRY.get("coordination.k8s.io", "v1", "leases")  # type: ignore[assignment]
+LEASE_NAMESPACE = "kube-node-lease"
+LEASE_DURATION_SECONDS = 40
+RENEW_INTERVAL = 10.0
+STATUS_UPDATE_INTERVAL = 10.0
+STATUS_REPORT_FREQUENCY = 300.0
+
+Obj = dict[str, Any]
+
+
+def default_host_ip() -> str:
+    """The address this host uses for its default route (no packet is sent)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        try:
+            s.connect(("10.255.255.255", 1))
+            return str(s.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
+
+
+@dataclass
+class RuntimeHealth:
+    """The runtime's own verdicts (from CRI Status), fed into the Ready condition."""
+
+    runtime_ready: bool = True
+    network_ready: bool = True
+    network_message: str = ""
+
+
+def _micro_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class NodeAgent:
+    """Registers ``name`` and keeps its status and lease current until stopped."""
+
+    client: Client
+    name: str
+    data_dir: Path
+    host_ip: str
+    runtime_version: str
+    health: Callable[[], Awaitable[RuntimeHealth]]
+    pod_cidr: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    taints: list[Obj] = field(default_factory=list)
+    renew_interval: float = RENEW_INTERVAL
+    status_interval: float = STATUS_UPDATE_INTERVAL
+    #: called with the Node's spec.podCIDR whenever it is known or changes
+    on_pod_cidr: Callable[[str], None] = lambda cidr: None
+
+    def __post_init__(self) -> None:
+        self.uid = ""
+        self.facts = nodestatus.host_facts(data_dir=self.data_dir)
+        self.registered = asyncio.Event()
+        self._lease_rv = ""
+        self._last_status: Obj = {}
+        self._last_post = 0.0
+        self._pod_cidr = ""
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def _node(self, health: RuntimeHealth) -> Obj:
+        obj = nodestatus.node_object(
+            self.name, self.facts, addresses=[("InternalIP", self.host_ip)],
+            pod_cidr=self.pod_cidr, runtime_version=self.runtime_version,
+            labels=self.labels, taints=self.taints,
+        )  # fmt: skip
+        obj["metadata"]["annotations"] = {
+            "node.alpha.kubernetes.io/ttl": "0",
+            "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+        }
+        obj["status"]["conditions"] = nodestatus.node_conditions(
+            self.facts, _now(), None, health.runtime_ready, health.network_ready,
+            health.network_message,
+        )  # fmt: skip
+        return obj
+
+    async def start(self) -> None:
+        """Register (retrying until the API server answers), then heartbeat in the background."""
+        await self._register()
+        self._tasks = [
+            asyncio.create_task(self._lease_loop(), name="node-lease"),
+            asyncio.create_task(self._status_loop(), name="node-status"),
+        ]
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await t
+        self._tasks.clear()
+
+    def _seen(self, obj: Obj) -> None:
+        self.uid = str(obj["metadata"].get("uid", "")) or self.uid
+        cidr = str((obj.get("spec") or {}).get("podCIDR") or "")
+        if cidr and cidr != self._pod_cidr:
+            self._pod_cidr = cidr
+            self.on_pod_cidr(cidr)
+
+    async def _register(self) -> None:
+        while True:
+            health = await self.health()
+            try:
+                obj = await self.client.create(NODES, self._node(health))
+                log.info("node registered", extra={"node": self.name})
+            except ClientError as err:
+                if not is_already_exists(err):
+                    log.warning("registering node %s failed: %s; retrying", self.name, err)
+                    await asyncio.sleep(1.0)
+                    continue
+                obj = await self._post_status(health, force=True)
+            self._seen(obj)
+            self.registered.set()
+            return
+
+    async def _post_status(self, health: RuntimeHealth, force: bool = False) -> Obj:
+        self.facts = await asyncio.to_thread(nodestatus.host_facts, data_dir=self.data_dir)
+        current = await self.client.get(NODES, self.name)
+        self._seen(current)
+        status = self._node(health)["status"]
+        previous = (current.get("status") or {}).get("conditions")
+        status["conditions"] = nodestatus.node_conditions(
+            self.facts, _now(), previous, health.runtime_ready, health.network_ready,
+            health.network_message,
+        )  # fmt: skip
+        digest = {k: v for k, v in status.items() if k != "conditions"}
+        digest["conditions"] = [(c["type"], c["status"]) for c in status["conditions"]]
+        stale = time.monotonic() - self._last_post > STATUS_REPORT_FREQUENCY
+        if not force and not stale and digest == self._last_status:
+            return current
+        obj: Obj = await self.client.patch(
+            NODES, self.name, {"status": status}, patch_type="merge", subresource="status"
+        )
+        self._last_status, self._last_post = digest, time.monotonic()
+        return obj
+
+    async def _status_loop(self) -> None:
+        while True:
+            # poll fast until the node has a pod CIDR: pod networking waits for it
+            await asyncio.sleep(self.status_interval if self._pod_cidr else 1.0)
+            try:
+                await self._post_status(await self.health())
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("node %s: status update failed: %s", self.name, err)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            try:
+                await self._renew()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("node %s: lease renewal failed: %s", self.name, err)
+                self._lease_rv = ""
+            await asyncio.sleep(self.renew_interval)
+
+    def _lease(self) -> Obj:
+        meta: Obj = {"name": self.name, "namespace": LEASE_NAMESPACE}
+        if self.uid:
+            meta["ownerReferences"] = [
+                {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.uid}
+            ]
+        if self._lease_rv:
+            meta["resourceVersion"] = self._lease_rv
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": {
+                "holderIdentity": self.name,
+                "leaseDurationSeconds": LEASE_DURATION_SECONDS,
+                "renewTime": _micro_now(),
+            },
+        }
+
+    async def _renew(self) -> None:
+        for _ in range(3):
+            try:
+                if self._lease_rv:
+                    obj = await self.client.update(LEASES, self._lease())
+                else:
+                    obj = await self.client.create(LEASES, self._lease())
+                self._lease_rv = str(obj["metadata"]["resourceVersion"])
+                return
+            except ClientError as err:
+                if is_conflict(err) or is_already_exists(err):
+                    cur = await self.client.get(LEASES, self.name, LEASE_NAMESPACE)
+                    self._lease_rv = str(cur["metadata"]["resourceVersion"])
+                    continue
+                if is_not_found(err):
+                    self._lease_rv = ""
+                    continue
+                raise

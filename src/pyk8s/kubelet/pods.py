@@ -1,0 +1,979 @@
+"""The pod worker: make the runtime run what one pod's spec says, then report it.
+
+``sync`` is level-based, like every kubelet loop upstream (``SyncPod`` /
+``computePodActions``): it reads the runtime snapshot (:mod:`.runtimestate`), decides
+what is missing — a sandbox, the next init container, an app container to (re)start — does
+one step of it, and writes the status (:mod:`.podstatus`). It keeps no state that cannot
+be rebuilt from the runtime, except timers and verdicts that upstream also keeps in memory
+(back-offs, probe results, why a container is waiting). So after a kubelet restart the
+running containers are simply found again and left alone.
+
+Termination (``kill``): preStop hooks and SIGTERM with the pod's grace period, SIGKILL
+when it runs out, then the sandbox; a deleted pod is finally removed from the API server
+with grace 0 and a uid precondition once its containers are gone.
+
+Exceptions a sync raises are retried by the caller with back-off; everything a user
+should see (image pull failures, a missing configMap, a crash loop) is reported in the
+container's waiting state and in events instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import Client, is_conflict, is_not_found
+from pyk8s.client.errors import ClientError
+from pyk8s.client.events import EventRecorder
+from pyk8s.kubelet import podconfig, probes
+from pyk8s.kubelet.backoff import Backoff
+from pyk8s.kubelet.cri import CRIClient, CRIError, CRINotFound
+from pyk8s.kubelet.cri import api_pb2 as pb
+from pyk8s.kubelet.envvars import service_env
+from pyk8s.kubelet.logs import parse_line
+from pyk8s.kubelet.podstatus import PodView, pod_status, same_status
+from pyk8s.kubelet.resolv import dns_config
+from pyk8s.kubelet.runtimestate import ContainerInfo, PodRuntime, read_pod_runtime
+from pyk8s.kubelet.volumes import PodVolumes, VolumeError, VolumeLookups
+
+__all__ = ["NodeInfo", "PodWorker"]
+
+log = logging.getLogger(__name__)
+
+PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
+CONFIGMAPS: Resource = REGISTRY.get("", "v1", "configmaps")  # type: ignore[assignment]
+SECRETS: Resource = REGISTRY.get("", "v1", "secrets")  # type: ignore[assignment]
+SERVICEACCOUNTS: Resource = REGISTRY.get("", "v1", "serviceaccounts")  # type: ignore[assignment]
+
+Obj = dict[str, Any]
+
+#: how often a running pod is looked at even without events (volume updates, status)
+RESYNC_SECONDS = 10.0
+#: upstream's minimum time a container gets between SIGTERM and SIGKILL after preStop
+MIN_GRACE_AFTER_PRESTOP = 2
+#: how much of a failed container's log FallbackToLogsOnError reports
+MESSAGE_LOG_LINES = 80
+MESSAGE_MAX_BYTES = 4096
+TOKEN_REFRESH_FRACTION = 0.8
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _key(pod: Mapping[str, Any]) -> str:
+    meta = pod["metadata"]
+    return f"{meta['name']}_{meta.get('namespace', 'default')}({meta['uid']})"
+
+
+@dataclass
+class NodeInfo:
+    """What a pod worker needs to know about its node (filled in by the kubelet)."""
+
+    name: str
+    host_ip: str = ""
+    machine_memory: int = 0
+    allocatable: dict[str, str] = field(default_factory=dict)
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+
+
+@dataclass
+class _Probes:
+    container_id: str
+    workers: dict[str, probes.ProbeWorker]
+
+
+@dataclass
+class _PodState:
+    """In-memory facts about one pod that the runtime does not hold."""
+
+    waiting: dict[str, tuple[str, str]] = field(default_factory=dict)
+    probes: dict[str, _Probes] = field(default_factory=dict)
+    #: container name -> container id a liveness failure condemned
+    unhealthy: dict[str, str] = field(default_factory=dict)
+    volumes: dict[str, Path] = field(default_factory=dict)
+    volumes_synced: float = 0.0
+    tokens: dict[str, tuple[bytes, float]] = field(default_factory=dict)
+    dns_warned: bool = False
+
+
+class PodWorker:
+    """Syncs and kills pods on one node; one instance per kubelet."""
+
+    def __init__(
+        self,
+        client: Client,
+        cri: CRIClient,
+        recorder: EventRecorder,
+        node: NodeInfo,
+        *,
+        root: Path,
+        log_root: Path = Path("/var/log/pods"),
+        services: Callable[[], Sequence[Mapping[str, Any]]] = list,
+        wake: Callable[[str], None] = lambda uid: None,
+    ) -> None:
+        self.client = client
+        self.cri = cri
+        self.recorder = recorder
+        self.node = node
+        self.root = root
+        self.log_root = log_root
+        self.volumes = PodVolumes(root)
+        self.services = services
+        self.wake = wake
+        self.backoff = Backoff()
+        self.image_backoff = Backoff()
+        #: image back-off key -> when its last pull failed
+        self._pull_failed: dict[str, float] = {}
+        self._pods: dict[str, _PodState] = {}
+
+    # ------------------------------------------------------------------ public
+
+    def state(self, uid: str) -> _PodState:
+        return self._pods.setdefault(uid, _PodState())
+
+    async def sync(self, pod: Obj) -> float | None:
+        """One reconcile step for ``pod``; seconds until it wants another look (or None)."""
+        uid = pod["metadata"]["uid"]
+        rt = await read_pod_runtime(self.cri, uid)
+        if pod["metadata"].get("deletionTimestamp"):
+            await self._terminate(pod, rt, deleting=True)
+            return None
+        if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            await self._terminate(pod, rt, deleting=False)
+            return None
+        wake = await self._reconcile(pod, rt)
+        rt = await read_pod_runtime(self.cri, uid)
+        status = await self._write_status(pod, rt)
+        if status.get("phase") in ("Succeeded", "Failed"):
+            await self._kill(pod, rt, grace=0, reason="")
+            return None
+        await self._ensure_probes(pod, rt)
+        return min(wake, RESYNC_SECONDS) if wake is not None else RESYNC_SECONDS
+
+    async def cleanup(self, uid: str) -> None:
+        """Remove everything of a pod the API server no longer has (or that was deleted)."""
+        state = self._pods.pop(uid, None)
+        if state is not None:
+            for p in state.probes.values():
+                await _stop_workers(p)
+        rt = await read_pod_runtime(self.cri, uid)
+        for c in rt.running():
+            with contextlib.suppress(CRINotFound):
+                await self.cri.stop_container(c.id, 0)
+        for c in rt.containers:
+            with contextlib.suppress(CRINotFound):
+                await self.cri.remove_container(c.id)
+        for s in rt.sandboxes:
+            with contextlib.suppress(CRINotFound):
+                await self.cri.stop_pod_sandbox(s.id)
+                await self.cri.remove_pod_sandbox(s.id)
+        await asyncio.to_thread(self.volumes.teardown, uid)
+        self.backoff.forget(f"{uid}/")
+        log.info("pod cleaned up", extra={"uid": uid})
+
+    async def shutdown(self) -> None:
+        """Stop probe workers (containers keep running: a restarted kubelet adopts them)."""
+        for state in self._pods.values():
+            for p in state.probes.values():
+                await _stop_workers(p)
+        self._pods.clear()
+
+    # ------------------------------------------------------------------ reconcile
+
+    async def _reconcile(self, pod: Obj, rt: PodRuntime) -> float | None:
+        spec = pod.get("spec") or {}
+        uid = pod["metadata"]["uid"]
+        state = self.state(uid)
+        policy = spec.get("restartPolicy") or "Always"
+        sandbox = rt.sandbox
+        if sandbox is None or not sandbox.ready:
+            ran = any(c.exited for c in rt.containers)
+            if sandbox is not None and policy == "Never" and ran:
+                return None  # upstream does not re-create the sandbox of a finished pod
+            for c in rt.running():
+                await self._stop(pod, c, 0, "")
+            if not await self._setup_volumes(pod, state):
+                return 5.0
+            attempt = sandbox.attempt + 1 if sandbox is not None else 0
+            if sandbox is not None:
+                self.recorder.event(
+                    pod,
+                    "Normal",
+                    "SandboxChanged",
+                    "Pod sandbox changed, it will be killed and re-created.",
+                )
+                with contextlib.suppress(CRINotFound):
+                    await self.cri.stop_pod_sandbox(sandbox.id)
+            try:
+                await self.cri.run_pod_sandbox(self._sandbox_config(pod, attempt))
+            except CRIError as err:
+                self.recorder.event(
+                    pod,
+                    "Warning",
+                    "FailedCreatePodSandBox",
+                    f"Failed to create pod sandbox: {err}",
+                )
+                return 5.0
+            rt = await read_pod_runtime(self.cri, uid)
+            sandbox = rt.sandbox
+            if sandbox is None or not sandbox.ready:
+                return 1.0
+        elif time.monotonic() - state.volumes_synced > RESYNC_SECONDS:
+            await self._setup_volumes(pod, state)
+
+        for c in spec.get("initContainers") or []:
+            cur = rt.latest(c["name"])
+            if cur is not None and cur.exited and cur.exit_code == 0:
+                continue
+            if cur is not None and cur.running:
+                return None
+            if cur is not None and cur.exited and policy == "Never":
+                return None  # a failed init container fails the pod
+            return await self._start_or_backoff(pod, c, rt, cur)
+
+        wake: float | None = None
+        for c in spec.get("containers") or []:
+            cur = rt.latest(c["name"])
+            if cur is not None and cur.running:
+                why = self._restart_reason(state, c, cur)
+                if why is None:
+                    continue
+                self.recorder.event(pod, "Normal", "Killing", why)
+                await self._stop(pod, cur, _grace(pod), "")
+                state.unhealthy.pop(c["name"], None)
+                cur = (await read_pod_runtime(self.cri, uid)).latest(c["name"])
+            if cur is not None and cur.exited:
+                if not _should_restart(policy, cur.exit_code):
+                    continue
+            elif cur is not None and not cur.running:
+                # created but never started (a kubelet died in between): start it over
+                with contextlib.suppress(CRINotFound):
+                    await self.cri.remove_container(cur.id)
+                cur = rt.previous(c["name"])
+            if cur is not None and cur.running:
+                continue
+            later = await self._start_or_backoff(pod, c, rt, cur)
+            if later is not None:
+                wake = later if wake is None else min(wake, later)
+        return wake
+
+    def _restart_reason(
+        self, state: _PodState, c: Mapping[str, Any], cur: ContainerInfo
+    ) -> str | None:
+        name = c["name"]
+        if state.unhealthy.get(name) == cur.id:
+            return f"Container {name} failed liveness probe, will be restarted"
+        if cur.hash and cur.hash != podconfig.container_hash(c):
+            return f"Container {name} definition changed, will be restarted"
+        return None
+
+    async def _start_or_backoff(
+        self, pod: Obj, c: Mapping[str, Any], rt: PodRuntime, cur: ContainerInfo | None
+    ) -> float | None:
+        """Start container ``c`` (a new attempt after ``cur``) unless it is backing off."""
+        uid, name = pod["metadata"]["uid"], c["name"]
+        state = self.state(uid)
+        key = f"{uid}/{name}"
+        if cur is not None:
+            finished = cur.finished_at / 1e9
+            if self.backoff.in_backoff_since(key, finished):
+                delay = int(self.backoff.delay(key))
+                message = f"back-off {delay}s restarting failed container={name} pod={_key(pod)}"
+                if state.waiting.get(name, ("",))[0] != "CrashLoopBackOff":
+                    self.recorder.event(
+                        pod,
+                        "Warning",
+                        "BackOff",
+                        f"Back-off restarting failed container {name} in pod {_key(pod)}",
+                    )
+                state.waiting[name] = ("CrashLoopBackOff", message)
+                return max(0.1, self.backoff.remaining(key, finished))
+            self.backoff.next(key)
+        attempt = cur.attempt + 1 if cur is not None else 0
+        return await self._start(pod, c, rt, attempt)
+
+    # ------------------------------------------------------------------ starting
+
+    async def _start(
+        self, pod: Obj, c: Mapping[str, Any], rt: PodRuntime, attempt: int
+    ) -> float | None:
+        uid, name = pod["metadata"]["uid"], c["name"]
+        state = self.state(uid)
+        sandbox = rt.sandbox
+        assert sandbox is not None
+        later = await self._ensure_image(pod, c, state)
+        if later is not None:
+            return later
+        ip = sandbox.ips[0] if sandbox.ips else ""
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            ip = self.node.host_ip
+        try:
+            env = await self._env(pod, c, ip, sandbox.ips)
+            mounts = self._mounts(pod, c, state, ip, attempt)
+        except (podconfig.EnvError, VolumeError) as err:
+            message = getattr(err, "message", str(err))
+            state.waiting[name] = ("CreateContainerConfigError", message)
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {message}")
+            return 5.0
+        config = podconfig.container_config(
+            pod,
+            c,
+            restart_count=attempt,
+            env=env,
+            mounts=mounts,
+            machine_memory=self.node.machine_memory,
+        )
+        sandbox_config = self._sandbox_config(pod, sandbox.attempt)
+        try:
+            cid = await self.cri.create_container(sandbox.id, config, sandbox_config)
+        except CRIError as err:
+            state.waiting[name] = ("CreateContainerError", str(err))
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {err}")
+            return 5.0
+        self.recorder.event(pod, "Normal", "Created", f"Created container {name}")
+        try:
+            await self.cri.start_container(cid)
+        except CRIError as err:
+            state.waiting.pop(name, None)
+            self.recorder.event(pod, "Warning", "Failed", f"Error: {err}")
+            return 1.0
+        state.waiting.pop(name, None)
+        self.recorder.event(pod, "Normal", "Started", f"Started container {name}")
+        hook = (c.get("lifecycle") or {}).get("postStart")
+        if hook:
+            failure = await self._run_hook(pod, hook, cid, ip)
+            if failure:
+                self.recorder.event(pod, "Warning", "FailedPostStartHook", failure)
+                with contextlib.suppress(CRINotFound):
+                    await self.cri.stop_container(cid, _grace(pod))
+        return None
+
+    async def _ensure_image(self, pod: Obj, c: Mapping[str, Any], state: _PodState) -> float | None:
+        """Make the image present per imagePullPolicy; a retry delay when it is not."""
+        name, image = c["name"], c["image"]
+        policy = c.get("imagePullPolicy") or "IfNotPresent"
+        present = await self.cri.image_status(image) is not None
+        if policy == "Never" and not present:
+            message = f'Container image "{image}" is not present with pull policy of Never'
+            state.waiting[name] = ("ErrImageNeverPull", message)
+            self.recorder.event(pod, "Warning", "ErrImageNeverPull", message)
+            return 10.0
+        if present and policy != "Always":
+            self.recorder.event(
+                pod, "Normal", "Pulled", f'Container image "{image}" already present on machine'
+            )
+            return None
+        key = f"{pod['metadata']['uid']}/{image}"
+        if state.waiting.get(name, ("",))[0] in ("ErrImagePull", "ImagePullBackOff"):
+            last = self.image_backoff.delay(key)
+            if self.image_backoff.in_backoff_since(key, self._pull_failed.get(key, 0.0)):
+                state.waiting[name] = ("ImagePullBackOff", f'Back-off pulling image "{image}"')
+                self.recorder.event(pod, "Normal", "BackOff", f'Back-off pulling image "{image}"')
+                return max(0.5, self.image_backoff.remaining(key, self._pull_failed[key]) or last)
+        self.recorder.event(pod, "Normal", "Pulling", f'Pulling image "{image}"')
+        started = time.monotonic()
+        try:
+            auths = await self._pull_auths(pod, image)
+            for i, auth in enumerate(auths or [None]):
+                try:
+                    await self.cri.pull_image(image, auth)
+                    break
+                except CRIError:
+                    if i == len(auths) - 1 or not auths:
+                        raise
+        except CRIError as err:
+            self._pull_failed[key] = time.time()
+            self.image_backoff.next(key)
+            message = f'Failed to pull image "{image}": {err}'
+            state.waiting[name] = ("ErrImagePull", message)
+            self.recorder.event(pod, "Warning", "Failed", message)
+            self.recorder.event(pod, "Warning", "Failed", "Error: ErrImagePull")
+            return max(1.0, self.image_backoff.delay(key))
+        took = time.monotonic() - started
+        self.recorder.event(
+            pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s'
+        )
+        return None
+
+    async def _pull_auths(self, pod: Obj, image: str) -> list[pb.AuthConfig]:
+        refs = (pod.get("spec") or {}).get("imagePullSecrets") or []
+        if not refs:
+            return []
+        from pyk8s.kubelet import pullsecrets  # written alongside; optional until then
+
+        ns = pod["metadata"].get("namespace", "default")
+        secrets = [s for s in [await self._get(SECRETS, r.get("name", ""), ns) for r in refs] if s]
+        return list(pullsecrets.credentials_for(image, secrets))
+
+    async def _get(self, res: Resource, name: str, ns: str) -> Obj | None:
+        try:
+            obj: Obj = await self.client.get(res, name, ns)
+            return obj
+        except ClientError as err:
+            if is_not_found(err):
+                return None
+            raise
+
+    async def _env(
+        self, pod: Obj, c: Mapping[str, Any], ip: str, ips: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        ns = pod["metadata"].get("namespace", "default")
+        cms: dict[str, Mapping[str, str]] = {}
+        secrets: dict[str, Mapping[str, bytes | str]] = {}
+        for src in [
+            *(c.get("envFrom") or []),
+            *((e.get("valueFrom") or {}) for e in c.get("env") or []),
+        ]:
+            for kind in ("configMapRef", "configMapKeyRef"):
+                if kind in src and src[kind]["name"] not in cms:
+                    obj = await self._get(CONFIGMAPS, src[kind]["name"], ns)
+                    if obj is not None:
+                        cms[src[kind]["name"]] = obj.get("data") or {}
+            for kind in ("secretRef", "secretKeyRef"):
+                if kind in src and src[kind]["name"] not in secrets:
+                    obj = await self._get(SECRETS, src[kind]["name"], ns)
+                    if obj is not None:
+                        data = obj.get("data") or {}
+                        secrets[src[kind]["name"]] = {
+                            k: base64.b64decode(v) for k, v in data.items()
+                        }
+        spec = pod.get("spec") or {}
+        links = spec.get("enableServiceLinks")
+        return podconfig.resolve_env(
+            pod,
+            c,
+            node_name=self.node.name,
+            host_ip=self.node.host_ip,
+            pod_ip=ip,
+            config_maps=cms,
+            secrets=secrets,
+            service_env=service_env(self.services(), ns, links is None or bool(links)),
+            node_allocatable=self.node.allocatable,
+            pod_ips=list(ips) or [ip],
+        )
+
+    def _mounts(
+        self, pod: Obj, c: Mapping[str, Any], state: _PodState, ip: str, attempt: int
+    ) -> list[pb.Mount]:
+        uid = pod["metadata"]["uid"]
+        mounts: list[pb.Mount] = []
+        for m in c.get("volumeMounts") or []:
+            host = state.volumes.get(m["name"])
+            if host is None:
+                raise VolumeError(
+                    f'unable to find volume "{m["name"]}" for container "{c["name"]}"'
+                )
+            if m.get("subPath"):
+                host = host / m["subPath"]
+                if not host.exists():
+                    host.mkdir(parents=True, exist_ok=True)
+            propagation = {
+                "HostToContainer": pb.PROPAGATION_HOST_TO_CONTAINER,
+                "Bidirectional": pb.PROPAGATION_BIDIRECTIONAL,
+            }.get(m.get("mountPropagation") or "", pb.PROPAGATION_PRIVATE)
+            mounts.append(
+                pb.Mount(
+                    container_path=m["mountPath"],
+                    host_path=str(host),
+                    readonly=bool(m.get("readOnly")),
+                    propagation=propagation,
+                )
+            )
+        targets = {m.container_path for m in mounts}
+        if "/etc/hosts" not in targets:
+            self.volumes.pod_dir(uid).mkdir(parents=True, exist_ok=True)
+            hosts = self.volumes.pod_dir(uid) / "etc-hosts"
+            hosts.write_text(self._etc_hosts(pod, ip))
+            mounts.append(pb.Mount(container_path="/etc/hosts", host_path=str(hosts)))
+        path = c.get("terminationMessagePath") or "/dev/termination-log"
+        if path not in targets:
+            msg_dir = self.volumes.pod_dir(uid) / "containers" / c["name"]
+            msg_dir.mkdir(parents=True, exist_ok=True)
+            msg_file = msg_dir / f"{attempt}-{uuid.uuid4().hex[:8]}"
+            msg_file.touch(mode=0o666)
+            msg_file.chmod(0o666)
+            mounts.append(pb.Mount(container_path=path, host_path=str(msg_file)))
+        return mounts
+
+    def _etc_hosts(self, pod: Obj, ip: str) -> str:
+        spec = pod.get("spec") or {}
+        if spec.get("hostNetwork"):
+            try:
+                return Path("/etc/hosts").read_text()
+            except OSError:
+                return ""
+        lines = [
+            "# Kubernetes-managed hosts file.",
+            "127.0.0.1\tlocalhost",
+            "::1\tlocalhost ip6-localhost ip6-loopback",
+            "fe00::0\tip6-localnet",
+            "fe00::0\tip6-mcastprefix",
+            "fe00::1\tip6-allnodes",
+            "fe00::2\tip6-allrouters",
+        ]
+        hostname = podconfig.pod_hostname(pod)
+        if ip:
+            sub = spec.get("subdomain")
+            if sub:
+                ns = pod["metadata"].get("namespace", "default")
+                fqdn = f"{hostname}.{sub}.{ns}.svc.{self.node.cluster_domain}"
+                lines.append(f"{ip}\t{fqdn}\t{hostname}")
+            else:
+                lines.append(f"{ip}\t{hostname}")
+        for alias in spec.get("hostAliases") or []:
+            lines.append(f"{alias.get('ip', '')}\t" + "\t".join(alias.get("hostnames") or []))
+        return "\n".join(lines) + "\n"
+
+    def _sandbox_config(self, pod: Obj, attempt: int) -> pb.PodSandboxConfig:
+        dns, missing = dns_config(pod, self.node.cluster_dns, self.node.cluster_domain)
+        state = self.state(pod["metadata"]["uid"])
+        if missing and not state.dns_warned:
+            state.dns_warned = True
+            self.recorder.event(
+                pod,
+                "Warning",
+                "MissingClusterDNS",
+                'pod: "' + _key(pod) + '". kubelet does not have ClusterDNS IP configured and '
+                'cannot create Pod using "ClusterFirst" policy. Falling back to "Default" policy.',
+            )
+        return podconfig.sandbox_config(pod, attempt=attempt, log_root=self.log_root, dns=dns)
+
+    # ------------------------------------------------------------------ volumes
+
+    async def _setup_volumes(self, pod: Obj, state: _PodState) -> bool:
+        ns = pod["metadata"].get("namespace", "default")
+        spec = pod.get("spec") or {}
+        cms: dict[str, Obj | None] = {}
+        secrets: dict[str, Obj | None] = {}
+        tokens: list[Mapping[str, Any]] = []
+        for vol in spec.get("volumes") or []:
+            sources = [vol, *((vol.get("projected") or {}).get("sources") or [])]
+            for src in sources:
+                if "configMap" in src:
+                    cms[src["configMap"].get("name", "")] = None
+                if "secret" in src:
+                    sname = src["secret"].get("secretName") or src["secret"].get("name", "")
+                    secrets[sname] = None
+                if "serviceAccountToken" in src:
+                    tokens.append(src["serviceAccountToken"])
+        try:
+            for name in cms:
+                cms[name] = await self._get(CONFIGMAPS, name, ns)
+            for name in secrets:
+                secrets[name] = await self._get(SECRETS, name, ns)
+            for sat in tokens:
+                await self._refresh_token(pod, state, sat)
+            claimed = await self._claimed_volumes(pod)
+        except (ClientError, VolumeError) as err:
+            self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
+            return False
+
+        def token(sat: dict[str, Any]) -> bytes:
+            return state.tokens[str(sat.get("path"))][0]
+
+        lookups = VolumeLookups(
+            configmap=lambda n: cms.get(n),
+            secret=lambda n: secrets.get(n),
+            service_account_token=token,
+        )
+        view = {
+            **pod,
+            "spec": {
+                **spec,
+                "volumes": [v for v in spec.get("volumes") or [] if v["name"] not in claimed],
+            },
+        }
+        try:
+            paths = await asyncio.to_thread(self.volumes.setup, view, lookups)
+        except (VolumeError, OSError) as err:
+            self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
+            return False
+        state.volumes = {**paths, **claimed}
+        state.volumes_synced = time.monotonic()
+        return True
+
+    async def _claimed_volumes(self, pod: Obj) -> dict[str, Path]:
+        """persistentVolumeClaim volumes bound to hostPath or local PVs: their host paths."""
+        out: dict[str, Path] = {}
+        ns = pod["metadata"].get("namespace", "default")
+        pvcs: Resource = REGISTRY.get("", "v1", "persistentvolumeclaims")  # type: ignore[assignment]
+        pvs: Resource = REGISTRY.get("", "v1", "persistentvolumes")  # type: ignore[assignment]
+        for vol in (pod.get("spec") or {}).get("volumes") or []:
+            claim = vol.get("persistentVolumeClaim")
+            if not claim:
+                continue
+            pvc = await self._get(pvcs, claim["claimName"], ns)
+            if pvc is None:
+                raise VolumeError(f'persistentvolumeclaim "{claim["claimName"]}" not found')
+            pv_name = (pvc.get("spec") or {}).get("volumeName")
+            pv = await self._get(pvs, pv_name, "") if pv_name else None
+            if pv is None:
+                raise VolumeError(f'persistentvolumeclaim "{claim["claimName"]}" is not bound')
+            src = (pv.get("spec") or {}).get("hostPath") or (pv.get("spec") or {}).get("local")
+            if not src:
+                raise VolumeError(f'persistentvolume "{pv_name}" is neither hostPath nor local')
+            path = Path(src["path"])
+            if (pv.get("spec") or {}).get("hostPath"):
+                await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+            out[vol["name"]] = path
+        return out
+
+    async def _refresh_token(self, pod: Obj, state: _PodState, sat: Mapping[str, Any]) -> None:
+        path = str(sat.get("path"))
+        cached = state.tokens.get(path)
+        if cached is not None and time.time() < cached[1]:
+            return
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        expiry = int(sat.get("expirationSeconds") or 3607)
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [sat["audience"]] if sat.get("audience") else [],
+                "expirationSeconds": expiry,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+            },
+        }
+        resp = await self.client.create_subresource(
+            SERVICEACCOUNTS,
+            spec.get("serviceAccountName") or "default",
+            "token",
+            body,
+            meta.get("namespace", "default"),
+        )
+        token = str((resp.get("status") or {}).get("token", "")).encode()
+        state.tokens[path] = (token, time.time() + expiry * TOKEN_REFRESH_FRACTION)
+
+    # ------------------------------------------------------------------ probes
+
+    async def _ensure_probes(self, pod: Obj, rt: PodRuntime) -> None:
+        uid = pod["metadata"]["uid"]
+        state = self.state(uid)
+        sandbox = rt.sandbox
+        ip = sandbox.ips[0] if sandbox is not None and sandbox.ips else ""
+        if (pod.get("spec") or {}).get("hostNetwork"):
+            ip = self.node.host_ip
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            name = c["name"]
+            cur = rt.latest(name)
+            have = state.probes.get(name)
+            if have is not None and (cur is None or not cur.running or have.container_id != cur.id):
+                await _stop_workers(state.probes.pop(name))
+                have = None
+            if have is not None or cur is None or not cur.running:
+                continue
+            workers: dict[str, probes.ProbeWorker] = {}
+            for kind in ("startup", "readiness", "liveness"):
+                spec = c.get(f"{kind}Probe")
+                if spec:
+                    workers[kind] = self._probe_worker(pod, c, cur.id, ip, kind, spec)
+            state.probes[name] = _Probes(cur.id, workers)
+            for kind, w in workers.items():
+                if kind == "startup" or "startup" not in workers:
+                    w.start()
+
+    def _probe_worker(
+        self, pod: Obj, c: Mapping[str, Any], cid: str, ip: str, kind: str, spec: Mapping[str, Any]
+    ) -> probes.ProbeWorker:
+        uid, name = pod["metadata"]["uid"], c["name"]
+        label = {"liveness": "Liveness", "readiness": "Readiness", "startup": "Startup"}[kind]
+        timeout = float(spec.get("timeoutSeconds") or 1)
+
+        async def run_once() -> probes.ProbeResult:
+            result = await self._probe(spec, c, cid, ip, timeout)
+            if not result.ok:
+                self.recorder.event(
+                    pod, "Warning", "Unhealthy", f"{label} probe failed: {result.message}"
+                )
+            return result
+
+        def changed(ok: bool) -> None:
+            state = self.state(uid)
+            if kind == "liveness" and not ok:
+                state.unhealthy[name] = cid
+            if kind == "startup" and ok:
+                p = state.probes.get(name)
+                if p is not None:
+                    for k, w in p.workers.items():
+                        if k != "startup":
+                            w.start()
+            if kind == "startup" and not ok:
+                state.unhealthy[name] = cid
+            self.wake(uid)
+
+        return probes.ProbeWorker(spec, run_once, kind, changed)  # type: ignore[arg-type]
+
+    async def _probe(
+        self, spec: Mapping[str, Any], c: Mapping[str, Any], cid: str, ip: str, limit: float
+    ) -> probes.ProbeResult:
+        """Run one probe handler of container ``cid`` (at ``ip``) within ``limit`` seconds."""
+        timeout = limit
+        if "exec" in spec:
+            cmd = list(spec["exec"].get("command") or [])
+
+            async def runner(argv: list[str], t: float) -> tuple[int, bytes, bytes]:
+                return await self.cri.exec_sync(cid, argv, int(max(1, t)))
+
+            return await probes.probe_exec(runner, cmd, timeout)
+        if "httpGet" in spec:
+            h = spec["httpGet"]
+            return await probes.probe_http(
+                h.get("host") or ip,
+                _port(h["port"], c),
+                h.get("path") or "/",
+                h.get("scheme") or "HTTP",
+                h.get("httpHeaders") or (),
+                timeout,
+            )
+        if "tcpSocket" in spec:
+            t = spec["tcpSocket"]
+            return await probes.probe_tcp(t.get("host") or ip, _port(t["port"], c), timeout)
+        if "grpc" in spec:
+            g = spec["grpc"]
+            return await probes.probe_grpc(ip, int(g["port"]), g.get("service") or "", timeout)
+        return probes.ProbeResult("success")
+
+    # ------------------------------------------------------------------ status
+
+    def _view(self, pod: Obj, rt: PodRuntime, terminating: bool = False) -> PodView:
+        state = self.state(pod["metadata"]["uid"])
+        ready: dict[str, bool] = {}
+        started: dict[str, bool] = {}
+        for name, p in state.probes.items():
+            if "readiness" in p.workers:
+                ready[name] = p.workers["readiness"].value
+            if "startup" in p.workers:
+                started[name] = p.workers["startup"].value
+        for c in (pod.get("spec") or {}).get("containers") or []:
+            cur = rt.latest(c["name"])
+            if cur is not None and cur.running and c["name"] not in state.probes:
+                if c.get("readinessProbe"):
+                    ready[c["name"]] = False
+                if c.get("startupProbe"):
+                    started[c["name"]] = False
+        messages = {c.id: self._termination_message(pod, c) for c in rt.containers if c.exited}
+        return PodView(
+            host_ip=self.node.host_ip,
+            now=_now(),
+            waiting=dict(state.waiting),
+            ready=ready,
+            started=started,
+            messages=messages,
+            terminating=terminating,
+        )
+
+    def _termination_message(self, pod: Obj, c: ContainerInfo) -> str:
+        spec: Mapping[str, Any] = next(
+            (
+                x
+                for x in [
+                    *((pod.get("spec") or {}).get("initContainers") or []),
+                    *((pod.get("spec") or {}).get("containers") or []),
+                ]
+                if x["name"] == c.name
+            ),
+            {},
+        )
+        path = spec.get("terminationMessagePath") or "/dev/termination-log"
+        text = ""
+        host = c.mounts.get(path)
+        if host:
+            with contextlib.suppress(OSError):
+                text = Path(host).read_bytes()[:MESSAGE_MAX_BYTES].decode(errors="replace")
+        if (
+            not text
+            and c.exit_code != 0
+            and spec.get("terminationMessagePolicy") == "FallbackToLogsOnError"
+            and c.log_path
+        ):
+            with contextlib.suppress(OSError, ValueError):
+                lines = Path(c.log_path).read_bytes().splitlines()[-MESSAGE_LOG_LINES:]
+                text = b"".join(parse_line(x).content for x in lines).decode(errors="replace")
+                text = text[-MESSAGE_MAX_BYTES:]
+        return text
+
+    async def _write_status(self, pod: Obj, rt: PodRuntime, terminating: bool = False) -> Obj:
+        status = pod_status(pod, rt, self._view(pod, rt, terminating))
+        if same_status(pod.get("status") or {}, status):
+            return status
+        meta = pod["metadata"]
+        try:
+            await self.client.patch(
+                PODS,
+                meta["name"],
+                {"metadata": {"uid": meta["uid"]}, "status": status},
+                meta.get("namespace"),
+                patch_type="merge",
+                subresource="status",
+            )
+        except ClientError as err:
+            if not (is_not_found(err) or is_conflict(err)):
+                raise
+        return status
+
+    # ------------------------------------------------------------------ termination
+
+    async def _stop(self, pod: Obj, c: ContainerInfo, grace: int, reason: str) -> None:
+        """preStop hook, then SIGTERM and SIGKILL after what is left of ``grace``."""
+        spec: Mapping[str, Any] = next(
+            (
+                x
+                for x in [
+                    *((pod.get("spec") or {}).get("initContainers") or []),
+                    *((pod.get("spec") or {}).get("containers") or []),
+                ]
+                if x["name"] == c.name
+            ),
+            {},
+        )
+        if reason:
+            self.recorder.event(pod, "Normal", "Killing", reason)
+        started = time.monotonic()
+        hook = (spec.get("lifecycle") or {}).get("preStop")
+        if hook and grace > 0:
+            ip = ""
+            with contextlib.suppress(Exception):
+                rt = await read_pod_runtime(self.cri, pod["metadata"]["uid"])
+                ip = rt.sandbox.ips[0] if rt.sandbox and rt.sandbox.ips else ""
+            try:
+                async with asyncio.timeout(grace):
+                    failure = await self._run_hook(pod, hook, c.id, ip)
+            except TimeoutError:
+                failure = f"PreStopHook failed: timed out after {grace}s"
+            if failure:
+                self.recorder.event(pod, "Warning", "FailedPreStopHook", failure)
+            grace = max(MIN_GRACE_AFTER_PRESTOP, grace - int(time.monotonic() - started))
+        with contextlib.suppress(CRINotFound):
+            await self.cri.stop_container(c.id, grace)
+
+    async def _run_hook(self, pod: Obj, hook: Mapping[str, Any], cid: str, ip: str) -> str:
+        """Run a lifecycle hook; an error message, or "" when it succeeded."""
+        if "exec" in hook:
+            cmd = list(hook["exec"].get("command") or [])
+            try:
+                code, out, err = await self.cri.exec_sync(cid, cmd, 30)
+            except CRIError as e:
+                return f"Exec lifecycle hook ({cmd}) for Container in Pod {_key(pod)} failed: {e}"
+            if code != 0:
+                output = (out + err).decode(errors="replace")
+                return (
+                    f"Exec lifecycle hook ({cmd}) for Container in Pod {_key(pod)} failed - "
+                    f"error: command '{' '.join(cmd)}' exited with {code}: {output}"
+                )
+            return ""
+        if "httpGet" in hook:
+            h = hook["httpGet"]
+            res = await probes.probe_http(
+                h.get("host") or ip,
+                _port(h["port"], {}),
+                h.get("path") or "/",
+                h.get("scheme") or "HTTP",
+                h.get("httpHeaders") or (),
+                30.0,
+            )
+            return (
+                ""
+                if res.ok
+                else f"HTTP lifecycle hook ({h.get('path') or '/'}) failed: {res.message}"
+            )
+        if "sleep" in hook:
+            await asyncio.sleep(float(hook["sleep"].get("seconds") or 0))
+        return ""
+
+    async def _kill(self, pod: Obj, rt: PodRuntime, grace: int, reason: str) -> None:
+        """Stop every running container (concurrently) and the pod's sandboxes."""
+        state = self.state(pod["metadata"]["uid"])
+        for p in list(state.probes.values()):
+            await _stop_workers(p)
+        state.probes.clear()
+        running = rt.running()
+        await asyncio.gather(
+            *(self._stop(pod, c, grace, reason and f"Stopping container {c.name}") for c in running)
+        )
+        for s in rt.sandboxes:
+            if s.ready:
+                with contextlib.suppress(CRINotFound):
+                    await self.cri.stop_pod_sandbox(s.id)
+
+    async def _terminate(self, pod: Obj, rt: PodRuntime, deleting: bool) -> None:
+        meta = pod["metadata"]
+        if rt.running() or any(s.ready for s in rt.sandboxes):
+            grace = _grace(pod) if deleting else 0
+            await self._kill(pod, rt, grace, "stop" if deleting else "")
+            rt = await read_pod_runtime(self.cri, meta["uid"])
+        state = self.state(meta["uid"])
+        state.waiting.clear()
+        if not deleting:
+            await self._write_status(pod, rt, terminating=True)
+            return
+        status = pod_status(pod, rt, self._view(pod, rt, terminating=True))
+        if status["phase"] not in ("Succeeded", "Failed"):
+            exits = [
+                c["state"]["terminated"]["exitCode"]
+                for c in status["containerStatuses"]
+                if "terminated" in c["state"]
+            ]
+            status["phase"] = "Succeeded" if exits and not any(exits) else "Failed"
+        with contextlib.suppress(ClientError):
+            await self.client.patch(
+                PODS,
+                meta["name"],
+                {"status": status},
+                meta.get("namespace"),
+                patch_type="merge",
+                subresource="status",
+            )
+        await self.cleanup(meta["uid"])
+        try:
+            await self.client.delete(
+                PODS,
+                meta["name"],
+                meta.get("namespace"),
+                grace_period_seconds=0,
+                preconditions={"uid": meta["uid"]},
+            )
+        except ClientError as err:
+            if not (is_not_found(err) or is_conflict(err)):
+                raise
+
+
+def _grace(pod: Mapping[str, Any]) -> int:
+    meta, spec = pod["metadata"], pod.get("spec") or {}
+    if meta.get("deletionGracePeriodSeconds") is not None:
+        return int(meta["deletionGracePeriodSeconds"])
+    return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+def _should_restart(policy: str, exit_code: int) -> bool:
+    return policy == "Always" or (policy == "OnFailure" and exit_code != 0)
+
+
+def _port(port: int | str, container: Mapping[str, Any]) -> int:
+    if isinstance(port, int) or str(port).isdigit():
+        return int(port)
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return int(p["containerPort"])
+    raise ValueError(f"port {port!r} not found in container ports")
+
+
+async def _stop_workers(p: _Probes) -> None:
+    for w in p.workers.values():
+        await w.stop()

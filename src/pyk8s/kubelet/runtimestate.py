@@ -1,0 +1,181 @@
+"""What the container runtime holds for one pod, read back through the CRI.
+
+The kubelet keeps no database of its own: after a restart (even a kill -9) everything it
+needs — which sandbox a pod has, which containers ran, how often each was restarted, how
+they exited — is in the runtime, found by the ``io.kubernetes.pod.uid`` label every
+sandbox and container carries (:mod:`pyk8s.kubelet.podconfig` sets it). This module turns
+those CRI lists into a small snapshot the pod worker and the status builder read, and
+PLEG (:class:`Relister`) notices changes by diffing two cluster-wide lists.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from pyk8s.kubelet.cri import CRIClient, CRINotFound
+from pyk8s.kubelet.cri import api_pb2 as pb
+
+__all__ = [
+    "POD_UID_LABEL",
+    "ContainerInfo",
+    "PodRuntime",
+    "Relister",
+    "SandboxInfo",
+    "read_pod_runtime",
+]
+
+POD_UID_LABEL = "io.kubernetes.pod.uid"
+CONTAINER_NAME_LABEL = "io.kubernetes.container.name"
+HASH_ANNOTATION = "io.kubernetes.container.hash"
+RUNTIME_PREFIX = "containerd://"
+
+
+@dataclass
+class ContainerInfo:
+    """One container instance (one attempt of one container of the pod spec)."""
+
+    id: str
+    name: str
+    attempt: int
+    state: int
+    created_at: int = 0  # ns since the epoch, as the CRI reports times
+    started_at: int = 0
+    finished_at: int = 0
+    exit_code: int = 0
+    reason: str = ""
+    message: str = ""
+    image: str = ""
+    image_ref: str = ""
+    hash: str = ""
+    log_path: str = ""
+    mounts: dict[str, str] = field(default_factory=dict)  # container path -> host path
+
+    @property
+    def running(self) -> bool:
+        return self.state == pb.CONTAINER_RUNNING
+
+    @property
+    def exited(self) -> bool:
+        return self.state == pb.CONTAINER_EXITED
+
+    @property
+    def container_id(self) -> str:
+        return RUNTIME_PREFIX + self.id
+
+
+@dataclass
+class SandboxInfo:
+    id: str
+    attempt: int
+    ready: bool
+    created_at: int
+    ips: list[str] = field(default_factory=list)
+
+
+@dataclass
+class PodRuntime:
+    uid: str
+    sandboxes: list[SandboxInfo] = field(default_factory=list)  # newest first
+    containers: list[ContainerInfo] = field(default_factory=list)
+
+    @property
+    def sandbox(self) -> SandboxInfo | None:
+        return self.sandboxes[0] if self.sandboxes else None
+
+    def instances(self, name: str) -> list[ContainerInfo]:
+        """Every instance of container ``name``, newest first."""
+        found = [c for c in self.containers if c.name == name]
+        return sorted(found, key=lambda c: (c.attempt, c.created_at), reverse=True)
+
+    def latest(self, name: str) -> ContainerInfo | None:
+        found = self.instances(name)
+        return found[0] if found else None
+
+    def previous(self, name: str) -> ContainerInfo | None:
+        found = self.instances(name)
+        return found[1] if len(found) > 1 else None
+
+    def running(self) -> list[ContainerInfo]:
+        return [c for c in self.containers if c.running]
+
+
+def _container_info(c: pb.Container, st: pb.ContainerStatus | None) -> ContainerInfo:
+    info = ContainerInfo(
+        id=c.id,
+        name=c.labels.get(CONTAINER_NAME_LABEL, c.metadata.name),
+        attempt=c.metadata.attempt,
+        state=c.state,
+        created_at=c.created_at,
+        image=c.image.image,
+        image_ref=c.image_ref,
+        hash=c.annotations.get(HASH_ANNOTATION, ""),
+    )
+    if st is not None:
+        info.state = st.state
+        info.started_at, info.finished_at = st.started_at, st.finished_at
+        info.exit_code, info.reason, info.message = st.exit_code, st.reason, st.message
+        info.image_ref = st.image_ref or info.image_ref
+        info.log_path = st.log_path
+        info.mounts = {m.container_path: m.host_path for m in st.mounts}
+    return info
+
+
+async def _status_or_none(cri: CRIClient, cid: str) -> pb.ContainerStatus | None:
+    try:
+        return await cri.container_status(cid)
+    except CRINotFound:
+        return None
+
+
+async def read_pod_runtime(cri: CRIClient, uid: str) -> PodRuntime:
+    """Sandboxes (with the newest ready one's IPs) and containers (with status) of ``uid``."""
+    labels = {POD_UID_LABEL: uid}
+    sandboxes, containers = await asyncio.gather(
+        cri.list_pod_sandbox(labels=labels), cri.list_containers(labels=labels)
+    )
+    rt = PodRuntime(uid)
+    for s in sorted(sandboxes, key=lambda s: (s.metadata.attempt, s.created_at), reverse=True):
+        rt.sandboxes.append(
+            SandboxInfo(s.id, s.metadata.attempt, s.state == pb.SANDBOX_READY, s.created_at)
+        )
+    ready = next((s for s in rt.sandboxes if s.ready), None)
+    if ready is not None and rt.sandboxes[0] is ready:
+        try:
+            status = (await cri.pod_sandbox_status(ready.id)).status
+        except CRINotFound:
+            ready.ready = False
+        else:
+            net = status.network
+            ready.ips = [ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip]
+    statuses = await asyncio.gather(*(_status_or_none(cri, c.id) for c in containers))
+    rt.containers = [_container_info(c, st) for c, st in zip(containers, statuses, strict=True)]
+    return rt
+
+
+class Relister:
+    """PLEG: list every sandbox and container, diff with the last list, name the pod uids
+    whose runtime state changed (upstream's generic PLEG relists every second)."""
+
+    def __init__(self, cri: CRIClient) -> None:
+        self.cri = cri
+        self._last: dict[str, tuple[str, int]] = {}
+
+    async def relist(self) -> set[str]:
+        sandboxes, containers = await asyncio.gather(
+            self.cri.list_pod_sandbox(), self.cri.list_containers()
+        )
+        now: dict[str, tuple[str, int]] = {}
+        items: Iterable[pb.PodSandbox | pb.Container] = [*sandboxes, *containers]
+        for item in items:
+            now[item.id] = (item.labels.get(POD_UID_LABEL, ""), int(item.state))
+        changed = {uid for key, (uid, state) in now.items() if self._last.get(key) != (uid, state)}
+        changed |= {uid for key, (uid, _) in self._last.items() if key not in now}
+        self._last = now
+        changed.discard("")
+        return changed
+
+    def known_uids(self) -> set[str]:
+        """Pod uids the runtime had sandboxes or containers for at the last relist."""
+        return {uid for uid, _ in self._last.values() if uid}

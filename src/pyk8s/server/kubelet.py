@@ -1,0 +1,103 @@
+"""``pyk8s kubelet``: the node agent as a process — containerd, CNI, the kubelet loops.
+
+Composition only. Unless ``--container-runtime-endpoint`` names an existing CRI socket,
+it runs its own containerd under ``DATA_DIR/containerd`` (adopting one it started before
+if that survived a crash), imports the locally built busybox and pause images, writes the
+node's bridge CNI config once the node has a pod CIDR, runs
+:class:`~pyk8s.kubelet.kubelet.Kubelet`, serves ``/healthz`` and ``/metrics`` (upstream's
+healthz port 10248), and on SIGTERM stops its loops and its containerd — the containers
+keep running in their shims and the next start adopts them.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from pyk8s.client import Client, load_config
+from pyk8s.kubelet.cni import write_bridge_conflist
+from pyk8s.kubelet.cri import CRIClient
+from pyk8s.kubelet.kubelet import Kubelet, KubeletConfig
+from pyk8s.kubelet.node import default_host_ip
+from pyk8s.kubelet.runtimes import Containerd, ContainerdConfig
+from pyk8s.kubelet.simulated import parse_taint
+from pyk8s.server.component import HealthServer, stop_on_signals
+from pyk8s.server.sim_nodes import parse_key_values
+
+__all__ = ["Options", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    data_dir: Path
+    kubeconfig: Path | None = None
+    node_name: str = ""
+    node_ip: str = ""
+    container_runtime_endpoint: str = ""
+    pod_cidr: str = ""
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+    node_labels: str = ""
+    register_with_taints: str = ""
+    cni_bridge: str = "cni0"
+    log_root: Path = Path("/var/log/pods")
+    healthz_bind_address: str = "127.0.0.1"
+    healthz_port: int = 10248
+
+
+async def run(opts: Options) -> None:
+    node_name = (opts.node_name or socket.gethostname()).lower()
+    host_ip = opts.node_ip or default_host_ip()
+    endpoint = opts.container_runtime_endpoint.removeprefix("unix://")
+    containerd: Containerd | None = None
+    cni_conf = ContainerdConfig(opts.data_dir).cni_conf
+    if not endpoint:
+        containerd = Containerd(ContainerdConfig(opts.data_dir))
+        await containerd.start()
+        await containerd.ensure_local_images()
+        socket_path = containerd.socket
+    else:
+        socket_path = Path(endpoint)
+
+    def on_pod_cidr(cidr: str) -> None:
+        path = write_bridge_conflist(cni_conf, cidr, bridge=opts.cni_bridge)
+        log.info("CNI config written", extra={"path": str(path), "podCIDR": cidr})
+
+    if opts.pod_cidr:
+        on_pod_cidr(opts.pod_cidr)
+    config = KubeletConfig(
+        node_name=node_name, root_dir=opts.data_dir / "kubelet", host_ip=host_ip,
+        log_root=opts.log_root, pod_cidr=opts.pod_cidr or None,
+        cluster_dns=list(opts.cluster_dns), cluster_domain=opts.cluster_domain,
+        labels=parse_key_values(opts.node_labels, "label"),
+        taints=[parse_taint(t) for t in opts.register_with_taints.split(",") if t.strip()],
+        on_pod_cidr=on_pod_cidr,
+    )  # fmt: skip
+    registry = CollectorRegistry()
+    kube = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
+    try:
+        async with (
+            Client(kube, user_agent=f"pyk8s-kubelet/{node_name}") as client,
+            CRIClient(str(socket_path)) as cri,
+        ):
+            kubelet = Kubelet(client, cri, config, registry)
+            health = HealthServer(
+                registry, kubelet.healthy, opts.healthz_bind_address, opts.healthz_port
+            )
+            await health.start()
+            stop = stop_on_signals()
+            try:
+                await kubelet.start()
+                await stop.wait()
+            finally:
+                await kubelet.stop()
+                await health.stop()
+    finally:
+        if containerd is not None:
+            await containerd.stop()
