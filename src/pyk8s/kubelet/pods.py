@@ -469,6 +469,11 @@ class PodWorker:
     ) -> list[pb.Mount]:
         uid = pod["metadata"]["uid"]
         mounts: list[pb.Mount] = []
+        api_data = {  # upstream mounts API-data volumes read-only whatever the pod says
+            v["name"]
+            for v in (pod.get("spec") or {}).get("volumes") or []
+            if {"configMap", "secret", "downwardAPI", "projected"} & v.keys()
+        }
         for m in c.get("volumeMounts") or []:
             host = state.volumes.get(m["name"])
             if host is None:
@@ -487,7 +492,7 @@ class PodWorker:
                 pb.Mount(
                     container_path=m["mountPath"],
                     host_path=str(host),
-                    readonly=bool(m.get("readOnly")),
+                    readonly=bool(m.get("readOnly")) or m["name"] in api_data,
                     propagation=propagation,
                 )
             )

@@ -1,0 +1,418 @@
+"""The kubelet end to end: ``pyk8s kubelet`` (its own containerd) runs real pods.
+
+Each test creates pods bound to the session's node (``spec.nodeName``) in a fresh
+namespace and checks what a user would see: the pod status (phase, conditions, container
+states and reasons), events, the container's CRI log file, files written through
+hostPath volumes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import Client
+from pyk8s.kubelet.cri import CRIClient
+from pyk8s.kubelet.images import BUSYBOX_REF
+from tests.controllers.conftest import eventually
+from tests.kubelet.node_fixtures import Node
+
+pytestmark = pytest.mark.e2e
+
+PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
+CONFIGMAPS: Resource = REGISTRY.get("", "v1", "configmaps")  # type: ignore[assignment]
+SECRETS: Resource = REGISTRY.get("", "v1", "secrets")  # type: ignore[assignment]
+EVENTS: Resource = REGISTRY.get("", "v1", "events")  # type: ignore[assignment]
+
+Obj = dict[str, Any]
+
+
+def container(name: str, script: str, **extra: Any) -> Obj:
+    return {
+        "name": name,
+        "image": BUSYBOX_REF,
+        "imagePullPolicy": "IfNotPresent",
+        "command": ["sh", "-c", script],
+        **extra,
+    }
+
+
+async def run_pod(
+    client: Client, ns: str, node: Node, name: str, containers: list[Obj], **spec: Any
+) -> Obj:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": {"app": name}},
+        "spec": {"nodeName": node.name, "containers": containers, **spec},
+    }
+    pod: Obj = await client.create(PODS, body)
+    return pod
+
+
+async def get(client: Client, ns: str, name: str) -> Obj:
+    pod: Obj = await client.get(PODS, name, ns)
+    return pod
+
+
+def status_of(pod: Obj, name: str, key: str = "containerStatuses") -> Obj:
+    return next(c for c in pod["status"].get(key) or [] if c["name"] == name)
+
+
+def condition(pod: Obj, ctype: str) -> str:
+    return next(
+        (c["status"] for c in pod["status"].get("conditions") or [] if c["type"] == ctype), ""
+    )
+
+
+async def wait_phase(client: Client, ns: str, name: str, phase: str, within: float = 30) -> Obj:
+    async def check() -> Obj | None:
+        pod = await get(client, ns, name)
+        return pod if pod.get("status", {}).get("phase") == phase else None
+
+    result: Obj = await eventually(check, within=within)
+    return result
+
+
+def log_text(node: Node, pod: Obj, cname: str, attempt: int = 0) -> str:
+    meta = pod["metadata"]
+    path = node.log_root / f"{meta['namespace']}_{meta['name']}_{meta['uid']}" / cname
+    raw = (path / f"{attempt}.log").read_text()
+    # CRI format: "<time> <stream> <P|F> <content>"
+    return "\n".join(line.split(" ", 3)[3] for line in raw.splitlines() if line.count(" ") >= 3)
+
+
+async def wait_log(node: Node, pod: Obj, cname: str, needle: str, within: float = 20) -> str:
+    async def check() -> str | None:
+        try:
+            text = log_text(node, pod, cname)
+        except OSError:
+            return None
+        return text if needle in text else None
+
+    result: str = await eventually(check, within=within)
+    return result
+
+
+async def events_for(client: Client, ns: str, name: str) -> list[tuple[str, str]]:
+    items = (await client.list(EVENTS, ns))["items"]
+    return [
+        (e.get("reason", ""), e.get("message", ""))
+        for e in items
+        if e["involvedObject"].get("name") == name
+    ]
+
+
+async def test_pod_runs_reports_status_and_logs(client: Client, namespace: str, node: Node) -> None:
+    pod = await run_pod(
+        client, namespace, node, "hello", [container("c", "echo hello from pyk8s; exec sleep 3600")]
+    )
+    running = await wait_phase(client, namespace, "hello", "Running")
+    st = running["status"]
+    assert ipaddress.ip_address(st["podIP"]) in ipaddress.ip_network(node.pod_cidr)
+    assert st["hostIP"] == "127.0.0.1"
+    assert st["qosClass"] == "BestEffort"
+    assert st["startTime"]
+    cs = status_of(running, "c")
+    assert "running" in cs["state"] and cs["containerID"].startswith("containerd://")
+    assert cs["restartCount"] == 0 and cs["image"] == BUSYBOX_REF
+
+    async def ready() -> bool:
+        p = await get(client, namespace, "hello")
+        return all(condition(p, t) == "True" for t in ("Initialized", "ContainersReady", "Ready"))
+
+    await eventually(ready)
+    assert "hello from pyk8s" in await wait_log(node, pod, "c", "hello from pyk8s")
+    reasons = [r for r, _ in await events_for(client, namespace, "hello")]
+    assert {"Pulled", "Created", "Started"} <= set(reasons)
+
+
+async def test_restart_policy_never_ends_in_succeeded_or_failed(
+    client: Client, namespace: str, node: Node
+) -> None:
+    await run_pod(
+        client, namespace, node, "ok", [container("c", "echo done")], restartPolicy="Never"
+    )
+    await run_pod(
+        client, namespace, node, "bad",
+        [container("c", "echo 'disk on fire' > /dev/termination-log; exit 3")],
+        restartPolicy="Never",
+    )  # fmt: skip
+    ok = await wait_phase(client, namespace, "ok", "Succeeded")
+    term = status_of(ok, "c")["state"]["terminated"]
+    assert (term["exitCode"], term["reason"]) == (0, "Completed")
+    bad = await wait_phase(client, namespace, "bad", "Failed")
+    term = status_of(bad, "c")["state"]["terminated"]
+    assert (term["exitCode"], term["reason"]) == (3, "Error")
+    assert term["message"].strip() == "disk on fire"
+    assert condition(bad, "Ready") == "False"
+
+
+@pytest.mark.slow
+async def test_crash_loop_backs_off_10s_then_20s(
+    client: Client, namespace: str, node: Node
+) -> None:
+    await run_pod(client, namespace, node, "crash", [container("c", "echo boom; exit 1")])
+
+    async def waiting(message: str) -> Obj | None:
+        pod = await get(client, namespace, "crash")
+        cs = (pod.get("status", {}).get("containerStatuses") or [{}])[0]
+        w = (cs.get("state") or {}).get("waiting") or {}
+        return (
+            cs
+            if w.get("reason") == "CrashLoopBackOff" and message in w.get("message", "")
+            else None
+        )
+
+    first = await eventually(lambda: waiting("back-off 10s"), within=30)
+    # the first restart is immediate, the second waits 10 s: in back-off after 1 restart
+    assert first["restartCount"] == 1
+    assert first["lastState"]["terminated"]["exitCode"] == 1
+    second = await eventually(lambda: waiting("back-off 20s"), within=45)
+    assert second["restartCount"] == 2
+    pod = await get(client, namespace, "crash")
+    assert pod["status"]["phase"] == "Running"  # restartPolicy Always never ends the pod
+    assert "BackOff" in {r for r, _ in await events_for(client, namespace, "crash")}
+
+
+async def test_init_containers_env_and_volumes(
+    client: Client, namespace: str, node: Node, tmp_path: Path
+) -> None:
+    meta = {"namespace": namespace}
+    await client.create(CONFIGMAPS, {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cfg", **meta},
+        "data": {"greeting": "hi-from-cm", "file.txt": "cm-file"},
+    })  # fmt: skip
+    await client.create(SECRETS, {
+        "apiVersion": "v1", "kind": "Secret", "metadata": {"name": "sec", **meta},
+        "stringData": {"password": "s3cret"},
+    })  # fmt: skip
+    host = tmp_path / "host"
+    work = {"name": "w", "mountPath": "/work"}
+    script = (
+        "cat /work/order; "
+        "echo env=$GREETING,$PASSWORD,$MY_POD,$MY_IP,$CPU_LIMIT,$FROM_CM_greeting; "
+        "echo cm=$(cat /cfg/file.txt); echo sec=$(cat /sec/password); "
+        "echo labels=$(cat /info/labels); echo proj=$(cat /proj/greeting)$(cat /proj/password); "
+        "echo mem=$(grep ' /mem ' /proc/mounts | cut -d' ' -f3); "
+        "echo via-host > /host/out; "
+        "echo ro=$(touch /cfg/x 2>/dev/null && echo writable || echo readonly); "
+        "exec sleep 3600"
+    )
+    main = container("main", script, env=[
+        {"name": "GREETING", "valueFrom": {"configMapKeyRef": {"name": "cfg", "key": "greeting"}}},
+        {"name": "PASSWORD", "valueFrom": {"secretKeyRef": {"name": "sec", "key": "password"}}},
+        {"name": "MY_POD", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": "MY_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
+        {"name": "CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu"}}},
+    ], envFrom=[{"configMapRef": {"name": "cfg"}, "prefix": "FROM_CM_"}],
+       resources={"limits": {"cpu": "2", "memory": "64Mi"}},
+       volumeMounts=[
+        work, {"name": "cfg", "mountPath": "/cfg"}, {"name": "sec", "mountPath": "/sec"},
+        {"name": "info", "mountPath": "/info"}, {"name": "proj", "mountPath": "/proj"},
+        {"name": "mem", "mountPath": "/mem"}, {"name": "host", "mountPath": "/host"},
+    ])  # fmt: skip
+    pod = await run_pod(
+        client, namespace, node, "init",
+        [main],
+        initContainers=[
+            container("i1", "echo one > /work/order", volumeMounts=[work]),
+            container("i2", "echo two >> /work/order", volumeMounts=[work]),
+        ],
+        volumes=[
+            {"name": "w", "emptyDir": {}},
+            {"name": "cfg", "configMap": {"name": "cfg"}},
+            {"name": "sec", "secret": {"secretName": "sec"}},
+            {"name": "info", "downwardAPI": {"items": [
+                {"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}},
+            {"name": "proj", "projected": {"sources": [
+                {"configMap": {"name": "cfg", "items": [{"key": "greeting", "path": "greeting"}]}},
+                {"secret": {"name": "sec"}}]}},
+            {"name": "mem", "emptyDir": {"medium": "Memory", "sizeLimit": "1Mi"}},
+            {"name": "host", "hostPath": {"path": str(host), "type": "DirectoryOrCreate"}},
+        ],
+    )  # fmt: skip
+    running = await wait_phase(client, namespace, "init", "Running")
+    inits = running["status"]["initContainerStatuses"]
+    assert [i["state"]["terminated"]["reason"] for i in inits] == ["Completed", "Completed"]
+    assert running["status"]["qosClass"] == "Burstable"  # the init containers have no limits
+    text = await wait_log(node, pod, "main", "ro=")
+    ip = running["status"]["podIP"]
+    assert "one\ntwo\n" in text + "\n"
+    assert f"env=hi-from-cm,s3cret,init,{ip},2,hi-from-cm" in text
+    assert "cm=cm-file" in text and "sec=s3cret" in text
+    assert 'labels=app="init"' in text
+    assert "proj=hi-from-cms3cret" in text
+    assert "mem=tmpfs" in text
+    assert "ro=readonly" in text  # configMap volumes are mounted read-only, as upstream
+    assert (host / "out").read_text() == "via-host\n"
+
+
+async def test_missing_configmap_then_created(client: Client, namespace: str, node: Node) -> None:
+    env = [{"name": "X", "valueFrom": {"configMapKeyRef": {"name": "late", "key": "x"}}}]
+    pod = await run_pod(
+        client, namespace, node, "late", [container("c", "echo x=$X; exec sleep 3600", env=env)]
+    )
+
+    async def config_error() -> Obj | None:
+        p = await get(client, namespace, "late")
+        cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+        w = (cs.get("state") or {}).get("waiting") or {}
+        return w if w.get("reason") == "CreateContainerConfigError" else None
+
+    waiting = await eventually(config_error)
+    assert waiting["message"] == 'configmap "late" not found'
+    await client.create(CONFIGMAPS, {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": "late", "namespace": namespace},
+        "data": {"x": "arrived"},
+    })  # fmt: skip
+    await wait_phase(client, namespace, "late", "Running", within=30)
+    assert "x=arrived" in await wait_log(node, pod, "c", "x=")
+
+
+async def test_image_never_pulled_is_reported(client: Client, namespace: str, node: Node) -> None:
+    c = container("c", "true")
+    c.update(image="pyk8s.local/not-here:1.0", imagePullPolicy="Never")
+    await run_pod(client, namespace, node, "noimg", [c])
+
+    async def never() -> Obj | None:
+        p = await get(client, namespace, "noimg")
+        cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+        w = (cs.get("state") or {}).get("waiting") or {}
+        return w if w.get("reason") == "ErrImageNeverPull" else None
+
+    w = await eventually(never)
+    assert "pyk8s.local/not-here:1.0" in w["message"]
+    assert (await get(client, namespace, "noimg"))["status"]["phase"] == "Pending"
+
+
+async def test_memory_hog_is_oom_killed(client: Client, namespace: str, node: Node) -> None:
+    hog = container(
+        "hog", "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
+        resources={"limits": {"memory": "20Mi"}},
+    )  # fmt: skip
+    await run_pod(client, namespace, node, "hog", [hog], restartPolicy="Never")
+    pod = await wait_phase(client, namespace, "hog", "Failed", within=60)
+    term = status_of(pod, "hog")["state"]["terminated"]
+    assert (term["reason"], term["exitCode"]) == ("OOMKilled", 137)
+
+
+async def test_two_containers_share_localhost(client: Client, namespace: str, node: Node) -> None:
+    server = container(
+        "web", "mkdir -p /www; echo from-web > /www/index.html; exec httpd -f -p 8080 -h /www"
+    )
+    probe = container(
+        "probe",
+        "for i in $(seq 50); do wget -q -O - http://127.0.0.1:8080/ && break; sleep 0.2; done; "
+        "exec sleep 3600",
+    )
+    pod = await run_pod(client, namespace, node, "duo", [server, probe])
+    assert "from-web" in await wait_log(node, pod, "probe", "from-web")
+
+
+async def test_liveness_failure_restarts_container(
+    client: Client, namespace: str, node: Node
+) -> None:
+    c = container(
+        "c", "touch /tmp/healthy; sleep 2; rm /tmp/healthy; exec sleep 3600",
+        livenessProbe={"exec": {"command": ["cat", "/tmp/healthy"]},
+                       "periodSeconds": 1, "failureThreshold": 2},
+    )  # fmt: skip
+    await run_pod(client, namespace, node, "live", [c], terminationGracePeriodSeconds=1)
+
+    async def restarted() -> Obj | None:
+        p = await get(client, namespace, "live")
+        cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+        return p if cs.get("restartCount", 0) >= 1 and "running" in cs.get("state", {}) else None
+
+    await eventually(restarted, within=40)
+    events = await events_for(client, namespace, "live")
+    assert ("Killing", "Container c failed liveness probe, will be restarted") in events
+    assert any(r == "Unhealthy" and m.startswith("Liveness probe failed:") for r, m in events)
+
+
+async def test_readiness_probe_drives_ready(client: Client, namespace: str, node: Node) -> None:
+    c = container(
+        "c", "sleep 2; touch /tmp/ready; sleep 4; rm /tmp/ready; exec sleep 3600",
+        readinessProbe={"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1},
+    )  # fmt: skip
+    await run_pod(client, namespace, node, "ready", [c])
+    await wait_phase(client, namespace, "ready", "Running")
+
+    async def ready_is(value: str) -> bool:
+        p = await get(client, namespace, "ready")
+        return condition(p, "Ready") == value and status_of(p, "c")["ready"] == (value == "True")
+
+    await eventually(lambda: ready_is("True"), within=20)
+    await eventually(lambda: ready_is("False"), within=20)
+
+
+async def test_graceful_delete_runs_prestop_then_sigterm(
+    client: Client, namespace: str, node: Node, tmp_path: Path
+) -> None:
+    host = tmp_path / "grace"
+    c = container(
+        "c", "trap 'echo got-TERM >> /h/log; exit 0' TERM; while true; do sleep 0.2; done",
+        volumeMounts=[{"name": "h", "mountPath": "/h"}],
+        lifecycle={"preStop": {"exec": {"command": ["sh", "-c", "echo prestop >> /h/log"]}}},
+    )  # fmt: skip
+    await run_pod(
+        client, namespace, node, "grace", [c], terminationGracePeriodSeconds=20,
+        volumes=[{"name": "h", "hostPath": {"path": str(host), "type": "DirectoryOrCreate"}}],
+    )  # fmt: skip
+    pod = await wait_phase(client, namespace, "grace", "Running")
+    await asyncio.sleep(0.5)
+    await client.delete(PODS, "grace", namespace)
+
+    async def gone() -> bool:
+        items = (await client.list(PODS, namespace))["items"]
+        return not any(p["metadata"]["name"] == "grace" for p in items)
+
+    await eventually(gone, within=25)
+    assert (host / "log").read_text().split() == ["prestop", "got-TERM"]
+    async with CRIClient(str(node.socket)) as cri:
+        uid = pod["metadata"]["uid"]
+
+        async def removed() -> bool:
+            return not await cri.list_pod_sandbox(labels={"io.kubernetes.pod.uid": uid})
+
+        await eventually(removed, within=10)
+
+
+async def test_kubelet_killed_and_restarted_adopts_running_pods(
+    client: Client, namespace: str, node: Node
+) -> None:
+    await run_pod(client, namespace, node, "steady", [container("c", "exec sleep 3600")])
+    before = status_of(await wait_phase(client, namespace, "steady", "Running"), "c")
+    await asyncio.to_thread(node.restart, True)  # kill -9, then start again
+    await asyncio.sleep(3)  # a few PLEG relists and syncs of the new kubelet
+    after = await get(client, namespace, "steady")
+    cs = status_of(after, "c")
+    assert after["status"]["phase"] == "Running"
+    assert cs["containerID"] == before["containerID"]
+    assert cs["restartCount"] == 0
+    assert node.proc is not None and node.proc.poll() is None
+    # and the restarted kubelet keeps working: a new pod runs
+    await run_pod(client, namespace, node, "fresh", [container("c", "exec sleep 3600")])
+    await wait_phase(client, namespace, "fresh", "Running")
+
+
+async def test_force_deleted_pod_is_cleaned_up(client: Client, namespace: str, node: Node) -> None:
+    pod = await run_pod(client, namespace, node, "gone", [container("c", "exec sleep 3600")])
+    await wait_phase(client, namespace, "gone", "Running")
+    await client.delete(PODS, "gone", namespace, grace_period_seconds=0)
+    uid = pod["metadata"]["uid"]
+    async with CRIClient(str(node.socket)) as cri:
+
+        async def removed() -> bool:
+            sandboxes = await cri.list_pod_sandbox(labels={"io.kubernetes.pod.uid": uid})
+            containers = await cri.list_containers(labels={"io.kubernetes.pod.uid": uid})
+            return not sandboxes and not containers
+
+        await eventually(removed, within=20)
