@@ -2,6 +2,7 @@
 a fresh namespace per test, ``eventually``) and start private containerds (e2e)."""
 
 from tests.controllers.conftest import client, cm_server, namespace, run_controllers
+from tests.kubelet.node_fixtures import node
 from tests.kubelet.runtime_fixtures import containerd, containerd_with_images
 
 __all__ = [
@@ -10,5 +11,6 @@ __all__ = [
     "containerd",
     "containerd_with_images",
     "namespace",
+    "node",
     "run_controllers",
 ]
