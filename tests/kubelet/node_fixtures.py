@@ -1,6 +1,6 @@
 """A real node for e2e tests: ``pyk8s kubelet`` as a process, with its own containerd.
 
-The ``node`` fixture (one per test session) runs exactly what a user runs — ``pyk8s
+The ``node`` fixture (one per test module) runs exactly what a user runs — ``pyk8s
 kubelet`` — against the shared test API server, with a private data dir, containerd,
 log root and CNI bridge on a random /24, registered under a unique node name. Tests put
 pods on it by setting ``spec.nodeName``; no scheduler is involved. ``node.restart(kill=True)``
@@ -100,8 +100,10 @@ class Node:
         return self.log_file.read_text(errors="replace")[-4000:] if self.log_file.exists() else ""
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def node(cm_server: Server) -> Iterator[Node]:
+    """The node, plus a controller-manager running the serviceaccount controllers (pods
+    mount a token and the ``kube-root-ca.crt`` ConfigMap they publish)."""
     require_runtime()
     base = Path(tempfile.mkdtemp(prefix="pyk8s-node-", dir="/tmp"))
     suffix = uuid.uuid4().hex[:8]
@@ -114,11 +116,23 @@ def node(cm_server: Server) -> Iterator[Node]:
         kubeconfig=cm_server.kubeconfig,
         healthz_port=free_port(),
     )
+    with (base / "controller-manager.log").open("ab") as log:
+        cm = subprocess.Popen(
+            [
+                sys.executable, "-m", "pyk8s", "controller-manager",
+                "--kubeconfig", str(cm_server.kubeconfig), "--controllers", "serviceaccount",
+                "--leader-elect", "false", "--port", str(free_port()),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
     try:
         n.start()
         yield n
     finally:
         n.stop()
+        cm.terminate()
+        cm.wait(timeout=30)
         # containerd is gone; kill the shims it left (containers of this test run)
         _reap_leftovers(n.data_dir, n.socket)
         subprocess.run(["ip", "link", "delete", n.bridge], capture_output=True, timeout=10)

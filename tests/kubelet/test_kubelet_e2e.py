@@ -416,3 +416,96 @@ async def test_force_deleted_pod_is_cleaned_up(client: Client, namespace: str, n
             return not sandboxes and not containers
 
         await eventually(removed, within=20)
+
+
+async def test_configmap_volume_follows_updates(client: Client, namespace: str, node: Node) -> None:
+    meta = {"name": "live-cfg", "namespace": namespace}
+    cm = await client.create(CONFIGMAPS, {
+        "apiVersion": "v1", "kind": "ConfigMap", "metadata": meta, "data": {"v": "one"},
+    })  # fmt: skip
+    c = container(
+        "c", "while true; do echo v=$(cat /cfg/v); sleep 0.5; done",
+        volumeMounts=[{"name": "cfg", "mountPath": "/cfg"}],
+    )  # fmt: skip
+    pod = await run_pod(
+        client, namespace, node, "follow", [c],
+        volumes=[{"name": "cfg", "configMap": {"name": "live-cfg"}}],
+    )  # fmt: skip
+    await wait_log(node, pod, "c", "v=one")
+    cm["data"] = {"v": "two"}
+    await client.update(CONFIGMAPS, cm)
+    await wait_log(node, pod, "c", "v=two", within=40)
+
+
+async def test_host_network_and_security_context(
+    client: Client, namespace: str, node: Node
+) -> None:
+    c = container(
+        "c", "echo uid=$(id -u) gid=$(id -g); touch /x 2>/dev/null || echo rootfs=ro; "
+        "exec sleep 3600",
+        securityContext={"runAsUser": 1234, "runAsGroup": 2345, "readOnlyRootFilesystem": True},
+    )  # fmt: skip
+    pod = await run_pod(client, namespace, node, "hostnet", [c], hostNetwork=True)
+    running = await wait_phase(client, namespace, "hostnet", "Running")
+    assert running["status"]["podIP"] == "127.0.0.1"  # the node's address
+    text = await wait_log(node, pod, "c", "rootfs=")
+    assert "uid=1234 gid=2345" in text and "rootfs=ro" in text
+
+
+async def test_persistent_volume_claim_on_host_path(
+    client: Client, namespace: str, node: Node, tmp_path: Path
+) -> None:
+    pvs: Resource = REGISTRY.get("", "v1", "persistentvolumes")  # type: ignore[assignment]
+    pvcs: Resource = REGISTRY.get("", "v1", "persistentvolumeclaims")  # type: ignore[assignment]
+    pv_name = f"pv-{namespace}"
+    await client.create(pvs, {
+        "apiVersion": "v1", "kind": "PersistentVolume", "metadata": {"name": pv_name},
+        "spec": {"capacity": {"storage": "1Gi"}, "accessModes": ["ReadWriteOnce"],
+                 "hostPath": {"path": str(tmp_path / "pv")}, "storageClassName": "manual"},
+    })  # fmt: skip
+    claim = await client.create(pvcs, {
+        "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+        "metadata": {"name": "data", "namespace": namespace},
+        "spec": {"accessModes": ["ReadWriteOnce"], "storageClassName": "manual",
+                 "volumeName": pv_name, "resources": {"requests": {"storage": "1Gi"}}},
+    })  # fmt: skip
+    assert claim["spec"]["volumeName"] == pv_name
+    c = container(
+        "c", "echo kept > /data/file; exec sleep 3600",
+        volumeMounts=[{"name": "d", "mountPath": "/data"}],
+    )  # fmt: skip
+    await run_pod(
+        client, namespace, node, "pvc", [c],
+        volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+    )  # fmt: skip
+    await wait_phase(client, namespace, "pvc", "Running")
+
+    async def written() -> bool:
+        path = tmp_path / "pv" / "file"
+        return path.exists() and path.read_text() == "kept\n"
+
+    await eventually(written)
+    await client.delete(pvs, pv_name)
+
+
+async def test_service_account_token_is_mounted_and_valid(
+    client: Client, namespace: str, node: Node
+) -> None:
+    sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
+    c = container(
+        "c", f"echo ns=$(cat {sa_dir}/namespace); echo token=$(cat {sa_dir}/token); "
+        f"grep -q 'BEGIN CERTIFICATE' {sa_dir}/ca.crt && echo ca=ok; exec sleep 3600",
+    )  # fmt: skip
+    pod = await run_pod(client, namespace, node, "sa", [c])
+    spec = (await get(client, namespace, "sa"))["spec"]
+    assert any(v["name"].startswith("kube-api-access-") for v in spec["volumes"])
+    text = await wait_log(node, pod, "c", "ca=ok", within=40)
+    assert f"ns={namespace}" in text
+    token = text.split("token=", 1)[1].split()[0]
+    reviews: Resource = REGISTRY.get("authentication.k8s.io", "v1", "tokenreviews")  # type: ignore[assignment]
+    review = await client.create(reviews, {
+        "apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview",
+        "spec": {"token": token},
+    })  # fmt: skip
+    assert review["status"]["authenticated"] is True
+    assert review["status"]["user"]["username"] == f"system:serviceaccount:{namespace}:default"

@@ -16,6 +16,7 @@ to the same chain.
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -82,11 +83,67 @@ def protect_system_namespace(name: str) -> None:
         )
 
 
-def service_account(pod: JSON) -> None:
+SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
+#: upstream's utilrand alphabet (no vowels, no confusable digits) for generated names
+_NAME_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
+
+
+def _token_volume(name: str) -> JSON:
+    """The projected volume upstream mounts for in-cluster API access."""
+    return {
+        "name": name,
+        "projected": {
+            "defaultMode": 420,
+            "sources": [
+                {"serviceAccountToken": {"expirationSeconds": 3607, "path": "token"}},
+                {
+                    "configMap": {
+                        "name": "kube-root-ca.crt",
+                        "items": [{"key": "ca.crt", "path": "ca.crt"}],
+                    }
+                },
+                {
+                    "downwardAPI": {
+                        "items": [
+                            {
+                                "path": "namespace",
+                                "fieldRef": {"apiVersion": "v1", "fieldPath": "metadata.namespace"},
+                            }
+                        ]
+                    }
+                },
+            ],
+        },
+    }
+
+
+async def service_account(pod: JSON, lookup: Lookup) -> None:
+    """Default the service account and, unless automount is off (pod or account), add
+    the ``kube-api-access-xxxxx`` token volume and mount it in every container."""
     spec = pod.setdefault("spec", {})
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
     spec["serviceAccountName"] = sa
     spec["serviceAccount"] = sa
+    automount = spec.get("automountServiceAccountToken")
+    if automount is None:
+        ns = pod.get("metadata", {}).get("namespace", "")
+        account = await lookup("serviceaccounts", "", ns, sa)
+        automount = (account or {}).get("automountServiceAccountToken")
+    if automount is False:
+        return
+    containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+    if any(
+        m.get("mountPath") == SERVICE_ACCOUNT_MOUNT
+        for c in containers
+        for m in c.get("volumeMounts") or []
+    ):
+        return
+    name = "kube-api-access-" + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+    spec.setdefault("volumes", []).append(_token_volume(name))
+    for c in containers:
+        c.setdefault("volumeMounts", []).append(
+            {"name": name, "readOnly": True, "mountPath": SERVICE_ACCOUNT_MOUNT}
+        )
 
 
 def default_toleration_seconds(pod: JSON) -> None:

@@ -329,7 +329,7 @@ class ResourceHandlers:
         namespace = meta.get("namespace", "") if r.namespaced else ""
         await admission.namespace_lifecycle(r, namespace, "create", self.lookup)
         if r.plural == "pods":
-            admission.service_account(obj)
+            await admission.service_account(obj, self.lookup)
             admission.default_toleration_seconds(obj)
             await admission.priority(obj, self.list_objects)
         obj = apply_defaults(r, obj)

@@ -24,7 +24,14 @@ from pyk8s.client import Client, is_already_exists, is_conflict, is_not_found
 from pyk8s.client.errors import ClientError
 from pyk8s.kubelet import nodestatus
 
-__all__ = ["LEASE_DURATION_SECONDS", "NodeAgent", "RuntimeHealth", "default_host_ip"]
+__all__ = [
+    "LEASE_DURATION_SECONDS",
+    "NodeAgent",
+    "RuntimeHealth",
+    "default_host_ip",
+    "lease_object",
+    "renew_lease",
+]
 
 log = logging.getLogger(__name__)
 
@@ -192,40 +199,48 @@ class NodeAgent:
                 self._lease_rv = ""
             await asyncio.sleep(self.renew_interval)
 
-    def _lease(self) -> Obj:
-        meta: Obj = {"name": self.name, "namespace": LEASE_NAMESPACE}
-        if self.uid:
-            meta["ownerReferences"] = [
-                {"apiVersion": "v1", "kind": "Node", "name": self.name, "uid": self.uid}
-            ]
-        if self._lease_rv:
-            meta["resourceVersion"] = self._lease_rv
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": meta,
-            "spec": {
-                "holderIdentity": self.name,
-                "leaseDurationSeconds": LEASE_DURATION_SECONDS,
-                "renewTime": _micro_now(),
-            },
-        }
-
     async def _renew(self) -> None:
-        for _ in range(3):
-            try:
-                if self._lease_rv:
-                    obj = await self.client.update(LEASES, self._lease())
-                else:
-                    obj = await self.client.create(LEASES, self._lease())
-                self._lease_rv = str(obj["metadata"]["resourceVersion"])
-                return
-            except ClientError as err:
-                if is_conflict(err) or is_already_exists(err):
-                    cur = await self.client.get(LEASES, self.name, LEASE_NAMESPACE)
-                    self._lease_rv = str(cur["metadata"]["resourceVersion"])
-                    continue
-                if is_not_found(err):
-                    self._lease_rv = ""
-                    continue
-                raise
+        self._lease_rv = await renew_lease(self.client, self.name, self.uid, self._lease_rv)
+
+
+def lease_object(name: str, node_uid: str, rv: str, duration: int = LEASE_DURATION_SECONDS) -> Obj:
+    """The node's heartbeat Lease, owned by its Node (so it goes when the Node goes)."""
+    meta: Obj = {"name": name, "namespace": LEASE_NAMESPACE}
+    if node_uid:
+        meta["ownerReferences"] = [
+            {"apiVersion": "v1", "kind": "Node", "name": name, "uid": node_uid}
+        ]
+    if rv:
+        meta["resourceVersion"] = rv
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": meta,
+        "spec": {
+            "holderIdentity": name,
+            "leaseDurationSeconds": duration,
+            "renewTime": _micro_now(),
+        },
+    }
+
+
+async def renew_lease(
+    client: Client, name: str, node_uid: str, rv: str, duration: int = LEASE_DURATION_SECONDS
+) -> str:
+    """Create or update node ``name``'s Lease (``rv`` = the last one we wrote, "" for
+    none); returns the new resourceVersion. Conflicts re-read and retry, up to 3 times."""
+    for _ in range(3):
+        try:
+            body = lease_object(name, node_uid, rv, duration)
+            obj = await (client.update(LEASES, body) if rv else client.create(LEASES, body))
+            return str(obj["metadata"]["resourceVersion"])
+        except ClientError as err:
+            if is_conflict(err) or is_already_exists(err):
+                cur = await client.get(LEASES, name, LEASE_NAMESPACE)
+                rv = str(cur["metadata"]["resourceVersion"])
+                continue
+            if is_not_found(err):
+                rv = ""
+                continue
+            raise
+    return rv

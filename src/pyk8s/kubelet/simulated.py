@@ -60,6 +60,7 @@ from pyk8s.client import (
     is_not_found,
 )
 from pyk8s.client.errors import ClientError
+from pyk8s.kubelet.node import LEASE_DURATION_SECONDS, LEASE_NAMESPACE, renew_lease
 
 __all__ = [
     "EXIT_CODE_ANNOTATION",
@@ -77,9 +78,7 @@ log = logging.getLogger(__name__)
 
 RUN_SECONDS_ANNOTATION = "pyk8s.io/sim-run-seconds"
 EXIT_CODE_ANNOTATION = "pyk8s.io/sim-exit-code"
-LEASE_NAMESPACE = "kube-node-lease"
-#: the kubelet's nodeLeaseDurationSeconds and its renew interval (a quarter of it)
-LEASE_DURATION_SECONDS = 40
+#: the kubelet's renew interval (a quarter of its 40 s lease)
 RENEW_INTERVAL = 10.0
 #: the kubelet's nodeStatusReportFrequency: status is re-posted at least this often
 STATUS_REPORT_FREQUENCY = 300.0
@@ -97,7 +96,6 @@ FAKE_NODE_RANGE = ipaddress.ip_network("172.16.0.0/12")
 
 NODES: Resource = REGISTRY.get("", "v1", "nodes")  # type: ignore[assignment]
 PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
-LEASES: Resource = REGISTRY.get("coordination.k8s.io", "v1", "leases")  # type: ignore[assignment]
 
 Obj = dict[str, Any]
 
@@ -108,10 +106,6 @@ def _now() -> dt.datetime:
 
 def _ts(t: dt.datetime | None = None) -> str:
     return (t or _now()).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _micro_ts(t: dt.datetime | None = None) -> str:
-    return (t or _now()).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
 
 
 def parse_taint(text: str) -> Obj:
@@ -493,43 +487,10 @@ class SimulatedNodes:
             first = False
             await asyncio.sleep(delay)
 
-    def _lease(self, node: _Node) -> Obj:
-        meta: Obj = {"name": node.name, "namespace": LEASE_NAMESPACE}
-        if node.uid:
-            meta["ownerReferences"] = [
-                {"apiVersion": "v1", "kind": "Node", "name": node.name, "uid": node.uid}
-            ]
-        if node.lease_rv:
-            meta["resourceVersion"] = node.lease_rv
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": meta,
-            "spec": {
-                "holderIdentity": node.name,
-                "leaseDurationSeconds": self.lease_duration,
-                "renewTime": _micro_ts(),
-            },
-        }
-
     async def _renew(self, node: _Node) -> None:
-        for _ in range(3):
-            try:
-                if node.lease_rv:
-                    obj = await self.client.update(LEASES, self._lease(node))
-                else:
-                    obj = await self.client.create(LEASES, self._lease(node))
-                node.lease_rv = str(obj["metadata"]["resourceVersion"])
-                return
-            except ClientError as err:
-                if is_conflict(err) or is_already_exists(err):
-                    cur = await self.client.get(LEASES, node.name, LEASE_NAMESPACE)
-                    node.lease_rv = str(cur["metadata"]["resourceVersion"])
-                    continue
-                if is_not_found(err):
-                    node.lease_rv = ""
-                    continue
-                raise
+        node.lease_rv = await renew_lease(
+            self.client, node.name, node.uid, node.lease_rv, self.lease_duration
+        )
 
     # ------------------------------------------------------------------ pods
 
