@@ -168,6 +168,7 @@ async def sli_rows(base: Path, pods: int) -> list[Row]:
     """Run ``pyk8s server`` + ``pyk8s kubelet`` and measure the SLI at 1 and 5 in flight."""
     port = _free_port()
     data = base / "server"
+    await asyncio.to_thread(base.mkdir, parents=True)
     server = _spawn(
         base / "server.log", "server", "--disable-agent", "--data-dir", str(data),
         "--bind-address", "127.0.0.1", "--https-listen-port", str(port),

@@ -168,7 +168,8 @@ def test_status_phases_by_restart_policy() -> None:
     spec = {"containers": [{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]}
     assert _status({**spec, "restartPolicy": "Never"}, done)["phase"] == "Failed"
     assert _status({**spec, "restartPolicy": "OnFailure"}, done)["phase"] == "Running"
-    assert _status({**spec, "restartPolicy": "Never"}, [*done[:1], _container("b", 0, pb.CONTAINER_EXITED, 0)])["phase"] == "Succeeded"  # fmt: skip
+    all_ok = [done[0], _container("b", 0, pb.CONTAINER_EXITED, 0)]
+    assert _status({**spec, "restartPolicy": "Never"}, all_ok)["phase"] == "Succeeded"
     # a container that never ran keeps the pod Pending
     assert _status(spec, done[:1])["phase"] == "Pending"
 
