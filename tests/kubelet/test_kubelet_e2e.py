@@ -35,8 +35,7 @@ Obj = dict[str, Any]
 def container(name: str, script: str, **extra: Any) -> Obj:
     return {
         "name": name,
-        "image": BUSYBOX_REF,
-        "imagePullPolicy": "IfNotPresent",
+        "image": BUSYBOX_REF,  # its tag is not "latest": the API defaults IfNotPresent
         "command": ["sh", "-c", script],
         **extra,
     }

@@ -21,14 +21,20 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-BUSYBOX_REF = "pyk8s.local/busybox:latest"
+#: tagged with busybox's version, not "latest", so that pods get imagePullPolicy IfNotPresent
+#: by default (a ":latest" image defaults to Always, i.e. a pull that cannot work offline)
+BUSYBOX_REF = "pyk8s.local/busybox:1.35"
 PAUSE_REF = "pyk8s.local/pause:3.10"
 BUSYBOX_BINARY = Path("/usr/bin/busybox")
 
 APPLETS = (
     "sh", "sleep", "echo", "cat", "ls", "httpd", "wget", "nc", "env", "id", "mkdir",
     "touch", "true", "false", "date", "hostname", "ps", "kill", "tail", "head", "grep",
-    "dd", "tar", "df", "mount",
+    "dd", "tar", "df", "mount", "rm", "cp", "mv", "ln", "chmod", "seq", "cut", "test",
+    "sed", "awk", "wc", "sort", "uniq", "find", "xargs", "printf", "uname", "nslookup",
+    "ping", "netstat", "ip", "ifconfig", "stat", "basename", "dirname", "readlink",
+    "md5sum", "sha256sum", "base64", "tee", "tr", "expr", "which", "timeout", "du", "free",
+    "top", "sync", "vi", "less", "hexdump", "telnet", "nproc", "whoami",
 )  # fmt: skip
 PATH_ENV = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 PAUSE_ENTRYPOINT = [
