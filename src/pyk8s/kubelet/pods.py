@@ -20,12 +20,10 @@ container's waiting state and in events instead.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import datetime as dt
 import logging
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,12 +37,12 @@ from pyk8s.kubelet import podconfig, probes
 from pyk8s.kubelet.backoff import Backoff
 from pyk8s.kubelet.cri import CRIClient, CRIError, CRINotFound
 from pyk8s.kubelet.cri import api_pb2 as pb
-from pyk8s.kubelet.envvars import service_env
 from pyk8s.kubelet.logs import parse_line
+from pyk8s.kubelet.podinputs import NodeInfo, PodInputs, VolumeState
 from pyk8s.kubelet.podstatus import PodView, pod_status, same_status
 from pyk8s.kubelet.resolv import dns_config
 from pyk8s.kubelet.runtimestate import ContainerInfo, PodRuntime, read_pod_runtime
-from pyk8s.kubelet.volumes import PodVolumes, VolumeError, VolumeLookups
+from pyk8s.kubelet.volumes import PodVolumes, VolumeError
 
 __all__ = ["NodeInfo", "PodWorker"]
 
@@ -77,18 +75,6 @@ def _key(pod: Mapping[str, Any]) -> str:
 
 
 @dataclass
-class NodeInfo:
-    """What a pod worker needs to know about its node (filled in by the kubelet)."""
-
-    name: str
-    host_ip: str = ""
-    machine_memory: int = 0
-    allocatable: dict[str, str] = field(default_factory=dict)
-    cluster_dns: list[str] = field(default_factory=list)
-    cluster_domain: str = "cluster.local"
-
-
-@dataclass
 class _Probes:
     container_id: str
     workers: dict[str, probes.ProbeWorker]
@@ -102,9 +88,7 @@ class _PodState:
     probes: dict[str, _Probes] = field(default_factory=dict)
     #: container name -> container id a liveness failure condemned
     unhealthy: dict[str, str] = field(default_factory=dict)
-    volumes: dict[str, Path] = field(default_factory=dict)
-    volumes_synced: float = 0.0
-    tokens: dict[str, tuple[bytes, float]] = field(default_factory=dict)
+    volumes: VolumeState = field(default_factory=VolumeState)
     dns_warned: bool = False
 
 
@@ -137,6 +121,7 @@ class PodWorker:
         #: image back-off key -> when its last pull failed
         self._pull_failed: dict[str, float] = {}
         self._pods: dict[str, _PodState] = {}
+        self.inputs = PodInputs(client, recorder, node, self.volumes, services)
 
     # ------------------------------------------------------------------ public
 
@@ -204,7 +189,7 @@ class PodWorker:
                 return None  # upstream does not re-create the sandbox of a finished pod
             for c in rt.running():
                 await self._stop(pod, c, 0, "")
-            if not await self._setup_volumes(pod, state):
+            if not await self.inputs.setup_volumes(pod, state.volumes):
                 return 5.0
             attempt = sandbox.attempt + 1 if sandbox is not None else 0
             if sandbox is not None:
@@ -230,8 +215,8 @@ class PodWorker:
             sandbox = rt.sandbox
             if sandbox is None or not sandbox.ready:
                 return 1.0
-        elif time.monotonic() - state.volumes_synced > RESYNC_SECONDS:
-            await self._setup_volumes(pod, state)
+        elif time.monotonic() - state.volumes.synced > RESYNC_SECONDS:
+            await self.inputs.setup_volumes(pod, state.volumes)
 
         for c in spec.get("initContainers") or []:
             cur = rt.latest(c["name"])
@@ -320,8 +305,8 @@ class PodWorker:
         if (pod.get("spec") or {}).get("hostNetwork"):
             ip = self.node.host_ip
         try:
-            env = await self._env(pod, c, ip, sandbox.ips)
-            mounts = self._mounts(pod, c, state, ip, attempt)
+            env = await self.inputs.env(pod, c, ip, sandbox.ips)
+            mounts = self.inputs.mounts(pod, c, state.volumes, ip, attempt)
         except (podconfig.EnvError, VolumeError) as err:
             message = getattr(err, "message", str(err))
             state.waiting[name] = ("CreateContainerConfigError", message)
@@ -385,7 +370,7 @@ class PodWorker:
         self.recorder.event(pod, "Normal", "Pulling", f'Pulling image "{image}"')
         started = time.monotonic()
         try:
-            auths = await self._pull_auths(pod, image)
+            auths = await self.inputs.pull_auths(pod, image)
             for i, auth in enumerate(auths or [None]):
                 try:
                     await self.cri.pull_image(image, auth)
@@ -407,140 +392,6 @@ class PodWorker:
         )
         return None
 
-    async def _pull_auths(self, pod: Obj, image: str) -> list[pb.AuthConfig]:
-        refs = (pod.get("spec") or {}).get("imagePullSecrets") or []
-        if not refs:
-            return []
-        from pyk8s.kubelet import pullsecrets  # written alongside; optional until then
-
-        ns = pod["metadata"].get("namespace", "default")
-        secrets = [s for s in [await self._get(SECRETS, r.get("name", ""), ns) for r in refs] if s]
-        return list(pullsecrets.credentials_for(image, secrets))
-
-    async def _get(self, res: Resource, name: str, ns: str) -> Obj | None:
-        try:
-            obj: Obj = await self.client.get(res, name, ns)
-            return obj
-        except ClientError as err:
-            if is_not_found(err):
-                return None
-            raise
-
-    async def _env(
-        self, pod: Obj, c: Mapping[str, Any], ip: str, ips: Sequence[str]
-    ) -> list[tuple[str, str]]:
-        ns = pod["metadata"].get("namespace", "default")
-        cms: dict[str, Mapping[str, str]] = {}
-        secrets: dict[str, Mapping[str, bytes | str]] = {}
-        for src in [
-            *(c.get("envFrom") or []),
-            *((e.get("valueFrom") or {}) for e in c.get("env") or []),
-        ]:
-            for kind in ("configMapRef", "configMapKeyRef"):
-                if kind in src and src[kind]["name"] not in cms:
-                    obj = await self._get(CONFIGMAPS, src[kind]["name"], ns)
-                    if obj is not None:
-                        cms[src[kind]["name"]] = obj.get("data") or {}
-            for kind in ("secretRef", "secretKeyRef"):
-                if kind in src and src[kind]["name"] not in secrets:
-                    obj = await self._get(SECRETS, src[kind]["name"], ns)
-                    if obj is not None:
-                        data = obj.get("data") or {}
-                        secrets[src[kind]["name"]] = {
-                            k: base64.b64decode(v) for k, v in data.items()
-                        }
-        spec = pod.get("spec") or {}
-        links = spec.get("enableServiceLinks")
-        return podconfig.resolve_env(
-            pod,
-            c,
-            node_name=self.node.name,
-            host_ip=self.node.host_ip,
-            pod_ip=ip,
-            config_maps=cms,
-            secrets=secrets,
-            service_env=service_env(self.services(), ns, links is None or bool(links)),
-            node_allocatable=self.node.allocatable,
-            pod_ips=list(ips) or [ip],
-        )
-
-    def _mounts(
-        self, pod: Obj, c: Mapping[str, Any], state: _PodState, ip: str, attempt: int
-    ) -> list[pb.Mount]:
-        uid = pod["metadata"]["uid"]
-        mounts: list[pb.Mount] = []
-        api_data = {  # upstream mounts API-data volumes read-only whatever the pod says
-            v["name"]
-            for v in (pod.get("spec") or {}).get("volumes") or []
-            if {"configMap", "secret", "downwardAPI", "projected"} & v.keys()
-        }
-        for m in c.get("volumeMounts") or []:
-            host = state.volumes.get(m["name"])
-            if host is None:
-                raise VolumeError(
-                    f'unable to find volume "{m["name"]}" for container "{c["name"]}"'
-                )
-            if m.get("subPath"):
-                host = host / m["subPath"]
-                if not host.exists():
-                    host.mkdir(parents=True, exist_ok=True)
-            propagation = {
-                "HostToContainer": pb.PROPAGATION_HOST_TO_CONTAINER,
-                "Bidirectional": pb.PROPAGATION_BIDIRECTIONAL,
-            }.get(m.get("mountPropagation") or "", pb.PROPAGATION_PRIVATE)
-            mounts.append(
-                pb.Mount(
-                    container_path=m["mountPath"],
-                    host_path=str(host),
-                    readonly=bool(m.get("readOnly")) or m["name"] in api_data,
-                    propagation=propagation,
-                )
-            )
-        targets = {m.container_path for m in mounts}
-        if "/etc/hosts" not in targets:
-            self.volumes.pod_dir(uid).mkdir(parents=True, exist_ok=True)
-            hosts = self.volumes.pod_dir(uid) / "etc-hosts"
-            hosts.write_text(self._etc_hosts(pod, ip))
-            mounts.append(pb.Mount(container_path="/etc/hosts", host_path=str(hosts)))
-        path = c.get("terminationMessagePath") or "/dev/termination-log"
-        if path not in targets:
-            msg_dir = self.volumes.pod_dir(uid) / "containers" / c["name"]
-            msg_dir.mkdir(parents=True, exist_ok=True)
-            msg_file = msg_dir / f"{attempt}-{uuid.uuid4().hex[:8]}"
-            msg_file.touch(mode=0o666)
-            msg_file.chmod(0o666)
-            mounts.append(pb.Mount(container_path=path, host_path=str(msg_file)))
-        return mounts
-
-    def _etc_hosts(self, pod: Obj, ip: str) -> str:
-        spec = pod.get("spec") or {}
-        if spec.get("hostNetwork"):
-            try:
-                return Path("/etc/hosts").read_text()
-            except OSError:
-                return ""
-        lines = [
-            "# Kubernetes-managed hosts file.",
-            "127.0.0.1\tlocalhost",
-            "::1\tlocalhost ip6-localhost ip6-loopback",
-            "fe00::0\tip6-localnet",
-            "fe00::0\tip6-mcastprefix",
-            "fe00::1\tip6-allnodes",
-            "fe00::2\tip6-allrouters",
-        ]
-        hostname = podconfig.pod_hostname(pod)
-        if ip:
-            sub = spec.get("subdomain")
-            if sub:
-                ns = pod["metadata"].get("namespace", "default")
-                fqdn = f"{hostname}.{sub}.{ns}.svc.{self.node.cluster_domain}"
-                lines.append(f"{ip}\t{fqdn}\t{hostname}")
-            else:
-                lines.append(f"{ip}\t{hostname}")
-        for alias in spec.get("hostAliases") or []:
-            lines.append(f"{alias.get('ip', '')}\t" + "\t".join(alias.get("hostnames") or []))
-        return "\n".join(lines) + "\n"
-
     def _sandbox_config(self, pod: Obj, attempt: int) -> pb.PodSandboxConfig:
         dns, missing = dns_config(pod, self.node.cluster_dns, self.node.cluster_domain)
         state = self.state(pod["metadata"]["uid"])
@@ -554,117 +405,6 @@ class PodWorker:
                 'cannot create Pod using "ClusterFirst" policy. Falling back to "Default" policy.',
             )
         return podconfig.sandbox_config(pod, attempt=attempt, log_root=self.log_root, dns=dns)
-
-    # ------------------------------------------------------------------ volumes
-
-    async def _setup_volumes(self, pod: Obj, state: _PodState) -> bool:
-        ns = pod["metadata"].get("namespace", "default")
-        spec = pod.get("spec") or {}
-        cms: dict[str, Obj | None] = {}
-        secrets: dict[str, Obj | None] = {}
-        tokens: list[Mapping[str, Any]] = []
-        for vol in spec.get("volumes") or []:
-            sources = [vol, *((vol.get("projected") or {}).get("sources") or [])]
-            for src in sources:
-                if "configMap" in src:
-                    cms[src["configMap"].get("name", "")] = None
-                if "secret" in src:
-                    sname = src["secret"].get("secretName") or src["secret"].get("name", "")
-                    secrets[sname] = None
-                if "serviceAccountToken" in src:
-                    tokens.append(src["serviceAccountToken"])
-        try:
-            for name in cms:
-                cms[name] = await self._get(CONFIGMAPS, name, ns)
-            for name in secrets:
-                secrets[name] = await self._get(SECRETS, name, ns)
-            for sat in tokens:
-                await self._refresh_token(pod, state, sat)
-            claimed = await self._claimed_volumes(pod)
-        except (ClientError, VolumeError) as err:
-            self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
-            return False
-
-        def token(sat: dict[str, Any]) -> bytes:
-            return state.tokens[str(sat.get("path"))][0]
-
-        lookups = VolumeLookups(
-            configmap=lambda n: cms.get(n),
-            secret=lambda n: secrets.get(n),
-            service_account_token=token,
-        )
-        view = {
-            **pod,
-            "spec": {
-                **spec,
-                "volumes": [v for v in spec.get("volumes") or [] if v["name"] not in claimed],
-            },
-        }
-        try:
-            paths = await asyncio.to_thread(self.volumes.setup, view, lookups)
-        except (VolumeError, OSError) as err:
-            self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
-            return False
-        state.volumes = {**paths, **claimed}
-        state.volumes_synced = time.monotonic()
-        return True
-
-    async def _claimed_volumes(self, pod: Obj) -> dict[str, Path]:
-        """persistentVolumeClaim volumes bound to hostPath or local PVs: their host paths."""
-        out: dict[str, Path] = {}
-        ns = pod["metadata"].get("namespace", "default")
-        pvcs: Resource = REGISTRY.get("", "v1", "persistentvolumeclaims")  # type: ignore[assignment]
-        pvs: Resource = REGISTRY.get("", "v1", "persistentvolumes")  # type: ignore[assignment]
-        for vol in (pod.get("spec") or {}).get("volumes") or []:
-            claim = vol.get("persistentVolumeClaim")
-            if not claim:
-                continue
-            pvc = await self._get(pvcs, claim["claimName"], ns)
-            if pvc is None:
-                raise VolumeError(f'persistentvolumeclaim "{claim["claimName"]}" not found')
-            pv_name = (pvc.get("spec") or {}).get("volumeName")
-            pv = await self._get(pvs, pv_name, "") if pv_name else None
-            if pv is None:
-                raise VolumeError(f'persistentvolumeclaim "{claim["claimName"]}" is not bound')
-            src = (pv.get("spec") or {}).get("hostPath") or (pv.get("spec") or {}).get("local")
-            if not src:
-                raise VolumeError(f'persistentvolume "{pv_name}" is neither hostPath nor local')
-            path = Path(src["path"])
-            if (pv.get("spec") or {}).get("hostPath"):
-                await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
-            out[vol["name"]] = path
-        return out
-
-    async def _refresh_token(self, pod: Obj, state: _PodState, sat: Mapping[str, Any]) -> None:
-        path = str(sat.get("path"))
-        cached = state.tokens.get(path)
-        if cached is not None and time.time() < cached[1]:
-            return
-        meta, spec = pod["metadata"], pod.get("spec") or {}
-        expiry = int(sat.get("expirationSeconds") or 3607)
-        body = {
-            "apiVersion": "authentication.k8s.io/v1",
-            "kind": "TokenRequest",
-            "spec": {
-                "audiences": [sat["audience"]] if sat.get("audience") else [],
-                "expirationSeconds": expiry,
-                "boundObjectRef": {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "name": meta["name"],
-                    "uid": meta["uid"],
-                },
-            },
-        }
-        resp = await self.client.create_subresource(
-            SERVICEACCOUNTS,
-            spec.get("serviceAccountName") or "default",
-            "token",
-            body,
-            meta.get("namespace", "default"),
-        )
-        token = str((resp.get("status") or {}).get("token", "")).encode()
-        state.tokens[path] = (token, time.time() + expiry * TOKEN_REFRESH_FRACTION)
 
     # ------------------------------------------------------------------ probes
 
@@ -785,17 +525,7 @@ class PodWorker:
         )
 
     def _termination_message(self, pod: Obj, c: ContainerInfo) -> str:
-        spec: Mapping[str, Any] = next(
-            (
-                x
-                for x in [
-                    *((pod.get("spec") or {}).get("initContainers") or []),
-                    *((pod.get("spec") or {}).get("containers") or []),
-                ]
-                if x["name"] == c.name
-            ),
-            {},
-        )
+        spec = _container_spec(pod, c.name)
         path = spec.get("terminationMessagePath") or "/dev/termination-log"
         text = ""
         host = c.mounts.get(path)
@@ -837,17 +567,7 @@ class PodWorker:
 
     async def _stop(self, pod: Obj, c: ContainerInfo, grace: int, reason: str) -> None:
         """preStop hook, then SIGTERM and SIGKILL after what is left of ``grace``."""
-        spec: Mapping[str, Any] = next(
-            (
-                x
-                for x in [
-                    *((pod.get("spec") or {}).get("initContainers") or []),
-                    *((pod.get("spec") or {}).get("containers") or []),
-                ]
-                if x["name"] == c.name
-            ),
-            {},
-        )
+        spec = _container_spec(pod, c.name)
         if reason:
             self.recorder.event(pod, "Normal", "Killing", reason)
         started = time.monotonic()
@@ -964,6 +684,15 @@ def _grace(pod: Mapping[str, Any]) -> int:
     if meta.get("deletionGracePeriodSeconds") is not None:
         return int(meta["deletionGracePeriodSeconds"])
     return int(spec.get("terminationGracePeriodSeconds", 30))
+
+
+def _container_spec(pod: Mapping[str, Any], name: str) -> Mapping[str, Any]:
+    """The (init) container ``name`` of the pod spec ({} if the spec no longer has it)."""
+    spec = pod.get("spec") or {}
+    for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+        if c["name"] == name:
+            return dict(c)
+    return {}
 
 
 def _should_restart(policy: str, exit_code: int) -> bool:

@@ -1,0 +1,322 @@
+"""What a pod's containers need from the API server, made ready on the node.
+
+Before the pod worker can create a container it needs the objects the pod refers to:
+configMaps and secrets for env vars and volumes, a ServiceAccount token (TokenRequest,
+bound to the pod, refreshed at 80% of its life), the PersistentVolumes its claims are
+bound to, pull secrets for its images, and the cluster's Services for the service
+environment variables. :class:`PodInputs` fetches them, lays the volumes out through
+:class:`~pyk8s.kubelet.volumes.PodVolumes` and turns ``volumeMounts`` into CRI mounts
+(plus the kubelet-managed ``/etc/hosts`` and termination-message file). Failures are
+:class:`~pyk8s.kubelet.volumes.VolumeError` or
+:class:`~pyk8s.kubelet.podconfig.EnvError`, which the pod worker reports as events and
+waiting reasons.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import Client, is_not_found
+from pyk8s.client.errors import ClientError
+from pyk8s.client.events import EventRecorder
+from pyk8s.kubelet import podconfig
+from pyk8s.kubelet.cri import api_pb2 as pb
+from pyk8s.kubelet.envvars import service_env
+from pyk8s.kubelet.volumes import PodVolumes, VolumeError, VolumeLookups
+
+__all__ = ["NodeInfo", "PodInputs", "VolumeState"]
+
+CONFIGMAPS: Resource = REGISTRY.get("", "v1", "configmaps")  # type: ignore[assignment]
+SECRETS: Resource = REGISTRY.get("", "v1", "secrets")  # type: ignore[assignment]
+SERVICEACCOUNTS: Resource = REGISTRY.get("", "v1", "serviceaccounts")  # type: ignore[assignment]
+PVCS: Resource = REGISTRY.get("", "v1", "persistentvolumeclaims")  # type: ignore[assignment]
+PVS: Resource = REGISTRY.get("", "v1", "persistentvolumes")  # type: ignore[assignment]
+TOKEN_REFRESH_FRACTION = 0.8
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class NodeInfo:
+    """What a pod worker needs to know about its node (filled in by the kubelet)."""
+
+    name: str
+    host_ip: str = ""
+    machine_memory: int = 0
+    allocatable: dict[str, str] = field(default_factory=dict)
+    cluster_dns: list[str] = field(default_factory=list)
+    cluster_domain: str = "cluster.local"
+
+
+@dataclass
+class VolumeState:
+    """One pod's volumes on this node: host paths by volume name, cached tokens."""
+
+    paths: dict[str, Path] = field(default_factory=dict)
+    synced: float = 0.0
+    tokens: dict[str, tuple[bytes, float]] = field(default_factory=dict)
+
+
+class PodInputs:
+    def __init__(
+        self,
+        client: Client,
+        recorder: EventRecorder,
+        node: NodeInfo,
+        volumes: PodVolumes,
+        services: Callable[[], Sequence[Mapping[str, Any]]],
+    ) -> None:
+        self.client = client
+        self.recorder = recorder
+        self.node = node
+        self.volumes = volumes
+        self.services = services
+
+    async def pull_auths(self, pod: Obj, image: str) -> list[pb.AuthConfig]:
+        refs = (pod.get("spec") or {}).get("imagePullSecrets") or []
+        if not refs:
+            return []
+        from pyk8s.kubelet import pullsecrets
+
+        ns = pod["metadata"].get("namespace", "default")
+        secrets = [s for s in [await self._get(SECRETS, r.get("name", ""), ns) for r in refs] if s]
+        return list(pullsecrets.credentials_for(image, secrets))
+
+    async def _get(self, res: Resource, name: str, ns: str) -> Obj | None:
+        try:
+            obj: Obj = await self.client.get(res, name, ns)
+            return obj
+        except ClientError as err:
+            if is_not_found(err):
+                return None
+            raise
+
+    async def env(
+        self, pod: Obj, c: Mapping[str, Any], ip: str, ips: Sequence[str]
+    ) -> list[tuple[str, str]]:
+        ns = pod["metadata"].get("namespace", "default")
+        cms: dict[str, Mapping[str, str]] = {}
+        secrets: dict[str, Mapping[str, bytes | str]] = {}
+        for src in [
+            *(c.get("envFrom") or []),
+            *((e.get("valueFrom") or {}) for e in c.get("env") or []),
+        ]:
+            for kind in ("configMapRef", "configMapKeyRef"):
+                if kind in src and src[kind]["name"] not in cms:
+                    obj = await self._get(CONFIGMAPS, src[kind]["name"], ns)
+                    if obj is not None:
+                        cms[src[kind]["name"]] = obj.get("data") or {}
+            for kind in ("secretRef", "secretKeyRef"):
+                if kind in src and src[kind]["name"] not in secrets:
+                    obj = await self._get(SECRETS, src[kind]["name"], ns)
+                    if obj is not None:
+                        data = obj.get("data") or {}
+                        secrets[src[kind]["name"]] = {
+                            k: base64.b64decode(v) for k, v in data.items()
+                        }
+        spec = pod.get("spec") or {}
+        links = spec.get("enableServiceLinks")
+        return podconfig.resolve_env(
+            pod,
+            c,
+            node_name=self.node.name,
+            host_ip=self.node.host_ip,
+            pod_ip=ip,
+            config_maps=cms,
+            secrets=secrets,
+            service_env=service_env(self.services(), ns, links is None or bool(links)),
+            node_allocatable=self.node.allocatable,
+            pod_ips=list(ips) or [ip],
+        )
+
+    def mounts(
+        self, pod: Obj, c: Mapping[str, Any], state: VolumeState, ip: str, attempt: int
+    ) -> list[pb.Mount]:
+        uid = pod["metadata"]["uid"]
+        mounts: list[pb.Mount] = []
+        api_data = {  # upstream mounts API-data volumes read-only whatever the pod says
+            v["name"]
+            for v in (pod.get("spec") or {}).get("volumes") or []
+            if {"configMap", "secret", "downwardAPI", "projected"} & v.keys()
+        }
+        for m in c.get("volumeMounts") or []:
+            host = state.paths.get(m["name"])
+            if host is None:
+                raise VolumeError(
+                    f'unable to find volume "{m["name"]}" for container "{c["name"]}"'
+                )
+            if m.get("subPath"):
+                host = host / m["subPath"]
+                if not host.exists():
+                    host.mkdir(parents=True, exist_ok=True)
+            propagation = {
+                "HostToContainer": pb.PROPAGATION_HOST_TO_CONTAINER,
+                "Bidirectional": pb.PROPAGATION_BIDIRECTIONAL,
+            }.get(m.get("mountPropagation") or "", pb.PROPAGATION_PRIVATE)
+            mounts.append(
+                pb.Mount(
+                    container_path=m["mountPath"],
+                    host_path=str(host),
+                    readonly=bool(m.get("readOnly")) or m["name"] in api_data,
+                    propagation=propagation,
+                )
+            )
+        targets = {m.container_path for m in mounts}
+        if "/etc/hosts" not in targets:
+            self.volumes.pod_dir(uid).mkdir(parents=True, exist_ok=True)
+            hosts = self.volumes.pod_dir(uid) / "etc-hosts"
+            hosts.write_text(self._etc_hosts(pod, ip))
+            mounts.append(pb.Mount(container_path="/etc/hosts", host_path=str(hosts)))
+        path = c.get("terminationMessagePath") or "/dev/termination-log"
+        if path not in targets:
+            msg_dir = self.volumes.pod_dir(uid) / "containers" / c["name"]
+            msg_dir.mkdir(parents=True, exist_ok=True)
+            msg_file = msg_dir / f"{attempt}-{uuid.uuid4().hex[:8]}"
+            msg_file.touch(mode=0o666)
+            msg_file.chmod(0o666)
+            mounts.append(pb.Mount(container_path=path, host_path=str(msg_file)))
+        return mounts
+
+    def _etc_hosts(self, pod: Obj, ip: str) -> str:
+        spec = pod.get("spec") or {}
+        if spec.get("hostNetwork"):
+            try:
+                return Path("/etc/hosts").read_text()
+            except OSError:
+                return ""
+        lines = [
+            "# Kubernetes-managed hosts file.",
+            "127.0.0.1\tlocalhost",
+            "::1\tlocalhost ip6-localhost ip6-loopback",
+            "fe00::0\tip6-localnet",
+            "fe00::0\tip6-mcastprefix",
+            "fe00::1\tip6-allnodes",
+            "fe00::2\tip6-allrouters",
+        ]
+        hostname = podconfig.pod_hostname(pod)
+        if ip:
+            sub = spec.get("subdomain")
+            if sub:
+                ns = pod["metadata"].get("namespace", "default")
+                fqdn = f"{hostname}.{sub}.{ns}.svc.{self.node.cluster_domain}"
+                lines.append(f"{ip}\t{fqdn}\t{hostname}")
+            else:
+                lines.append(f"{ip}\t{hostname}")
+        for alias in spec.get("hostAliases") or []:
+            lines.append(f"{alias.get('ip', '')}\t" + "\t".join(alias.get("hostnames") or []))
+        return "\n".join(lines) + "\n"
+
+    async def setup_volumes(self, pod: Obj, state: VolumeState) -> bool:
+        ns = pod["metadata"].get("namespace", "default")
+        spec = pod.get("spec") or {}
+        cms: dict[str, Obj | None] = {}
+        secrets: dict[str, Obj | None] = {}
+        tokens: list[Mapping[str, Any]] = []
+        for vol in spec.get("volumes") or []:
+            sources = [vol, *((vol.get("projected") or {}).get("sources") or [])]
+            for src in sources:
+                if "configMap" in src:
+                    cms[src["configMap"].get("name", "")] = None
+                if "secret" in src:
+                    sname = src["secret"].get("secretName") or src["secret"].get("name", "")
+                    secrets[sname] = None
+                if "serviceAccountToken" in src:
+                    tokens.append(src["serviceAccountToken"])
+        try:
+            for name in cms:
+                cms[name] = await self._get(CONFIGMAPS, name, ns)
+            for name in secrets:
+                secrets[name] = await self._get(SECRETS, name, ns)
+            for sat in tokens:
+                await self._refresh_token(pod, state, sat)
+            claimed = await self._claimed_volumes(pod)
+        except (ClientError, VolumeError) as err:
+            self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
+            return False
+
+        def token(sat: dict[str, Any]) -> bytes:
+            return state.tokens[str(sat.get("path"))][0]
+
+        lookups = VolumeLookups(
+            configmap=lambda n: cms.get(n),
+            secret=lambda n: secrets.get(n),
+            service_account_token=token,
+        )
+        view = {
+            **pod,
+            "spec": {
+                **spec,
+                "volumes": [v for v in spec.get("volumes") or [] if v["name"] not in claimed],
+            },
+        }
+        try:
+            paths = await asyncio.to_thread(self.volumes.setup, view, lookups)
+        except (VolumeError, OSError) as err:
+            self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
+            return False
+        state.paths = {**paths, **claimed}
+        state.synced = time.monotonic()
+        return True
+
+    async def _claimed_volumes(self, pod: Obj) -> dict[str, Path]:
+        """persistentVolumeClaim volumes bound to hostPath or local PVs: their host paths."""
+        out: dict[str, Path] = {}
+        ns = pod["metadata"].get("namespace", "default")
+        for vol in (pod.get("spec") or {}).get("volumes") or []:
+            claim = vol.get("persistentVolumeClaim")
+            if not claim:
+                continue
+            pvc = await self._get(PVCS, claim["claimName"], ns)
+            if pvc is None:
+                raise VolumeError(f'persistentvolumeclaim "{claim["claimName"]}" not found')
+            pv_name = (pvc.get("spec") or {}).get("volumeName")
+            pv = await self._get(PVS, pv_name, "") if pv_name else None
+            if pv is None:
+                raise VolumeError(f'persistentvolumeclaim "{claim["claimName"]}" is not bound')
+            src = (pv.get("spec") or {}).get("hostPath") or (pv.get("spec") or {}).get("local")
+            if not src:
+                raise VolumeError(f'persistentvolume "{pv_name}" is neither hostPath nor local')
+            path = Path(src["path"])
+            if (pv.get("spec") or {}).get("hostPath"):
+                await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
+            out[vol["name"]] = path
+        return out
+
+    async def _refresh_token(self, pod: Obj, state: VolumeState, sat: Mapping[str, Any]) -> None:
+        path = str(sat.get("path"))
+        cached = state.tokens.get(path)
+        if cached is not None and time.time() < cached[1]:
+            return
+        meta, spec = pod["metadata"], pod.get("spec") or {}
+        expiry = int(sat.get("expirationSeconds") or 3607)
+        body = {
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {
+                "audiences": [sat["audience"]] if sat.get("audience") else [],
+                "expirationSeconds": expiry,
+                "boundObjectRef": {
+                    "apiVersion": "v1",
+                    "kind": "Pod",
+                    "name": meta["name"],
+                    "uid": meta["uid"],
+                },
+            },
+        }
+        resp = await self.client.create_subresource(
+            SERVICEACCOUNTS,
+            spec.get("serviceAccountName") or "default",
+            "token",
+            body,
+            meta.get("namespace", "default"),
+        )
+        token = str((resp.get("status") or {}).get("token", "")).encode()
+        state.tokens[path] = (token, time.time() + expiry * TOKEN_REFRESH_FRACTION)
