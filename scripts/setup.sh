@@ -9,8 +9,10 @@ extras=""
 [[ "${1:-}" == "--test" ]] && extras="[test]"
 
 # Debian packages: etcd for the distributed store (and its tests); containerd + runc, the
-# CNI plugins and iptables for the node agent; busybox-static to build images offline.
-pkgs=(etcd-server etcd-client containerd runc containernetworking-plugins iptables busybox-static)
+# CNI plugins and iptables for the node agent; busybox-static to build images offline;
+# docker-registry serves images on loopback in the image pull tests.
+pkgs=(etcd-server etcd-client containerd runc containernetworking-plugins iptables busybox-static
+      docker-registry)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -27,6 +29,10 @@ fi
 # pyk8s runs its own containerd (own socket, root and state under its data dir).
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet containerd 2>/dev/null; then
     systemctl stop containerd || true
+fi
+# Debian's docker-registry starts a registry on :5000; the tests start their own on loopback.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
+    systemctl stop docker-registry || true
 fi
 
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1

@@ -3,6 +3,7 @@ a fresh namespace per test, ``eventually``) and start private containerds (e2e).
 
 from tests.controllers.conftest import client, cm_server, namespace, run_controllers
 from tests.kubelet.node_fixtures import node
+from tests.kubelet.registry_fixtures import containerd_with_registry, registry
 from tests.kubelet.runtime_fixtures import containerd, containerd_with_images
 
 __all__ = [
@@ -10,7 +11,9 @@ __all__ = [
     "cm_server",
     "containerd",
     "containerd_with_images",
+    "containerd_with_registry",
     "namespace",
     "node",
+    "registry",
     "run_controllers",
 ]

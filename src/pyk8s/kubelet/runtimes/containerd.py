@@ -1,8 +1,9 @@
 """A containerd daemon owned by the kubelet.
 
 pyk8s does not share the host's containerd: each kubelet runs its own under its data
-directory (root, state, socket, log), configured for CRI with our CNI directories and
-our locally built sandbox image. Stopping containerd leaves the runc shims alive, so
+directory (root, state, socket, log), configured for CRI with our CNI directories,
+our locally built sandbox image and a ``hosts.toml`` per declared registry (plain HTTP or
+a private CA). Stopping containerd leaves the runc shims alive, so
 containers keep running across kubelet restarts, as they do in Kubernetes.
 """
 
@@ -45,6 +46,32 @@ def _toml_str(value: object) -> str:
     return json.dumps(str(value))
 
 
+@dataclass(frozen=True)
+class RegistryHost:
+    """How containerd reaches one registry: written to ``certs.d/<host>/hosts.toml``.
+
+    ``endpoint`` is the URL containerd talks to (``http://127.0.0.1:5000`` for a plain-HTTP
+    registry); ``ca_file`` is a PEM CA bundle to trust for an https endpoint.
+    """
+
+    endpoint: str
+    ca_file: Path | None = None
+    skip_verify: bool = False
+
+    def hosts_toml(self) -> str:
+        lines = [
+            f"server = {_toml_str(self.endpoint)}",
+            "",
+            f"[host.{_toml_str(self.endpoint)}]",
+            '  capabilities = ["pull", "resolve"]',
+        ]
+        if self.ca_file is not None:
+            lines.append(f"  ca = {_toml_str(Path(self.ca_file).resolve())}")
+        if self.skip_verify:
+            lines.append("  skip_verify = true")
+        return "\n".join(lines) + "\n"
+
+
 @dataclass
 class ContainerdConfig:
     """Where containerd keeps its files and what the CRI plugin is told."""
@@ -56,6 +83,8 @@ class ContainerdConfig:
     containerd_bin: str = "containerd"
     ctr_bin: str = "ctr"
     endpoint: Path | None = None  # an existing containerd socket (--container-runtime-endpoint)
+    #: registry host ("127.0.0.1:5000", "docker.io") -> how to reach it (plain http, own CA)
+    registries: dict[str, RegistryHost] = field(default_factory=dict)
 
     @property
     def base(self) -> Path:
@@ -94,6 +123,18 @@ class ContainerdConfig:
     @property
     def cni_conf(self) -> Path:
         return self.cni_conf_dir or Path(self.data_dir).resolve() / "cni" / "net.d"
+
+    @property
+    def registry_config_dir(self) -> Path:
+        """containerd's registry ``config_path``: one ``<host>/hosts.toml`` per registry."""
+        return self.base / "certs.d"
+
+    def write_registry_hosts(self) -> None:
+        """Write a hosts.toml per declared registry (containerd rereads them on each pull)."""
+        for host, reg in self.registries.items():
+            d = self.registry_config_dir / host
+            d.mkdir(parents=True, exist_ok=True)
+            (d / "hosts.toml").write_text(reg.hosts_toml())
 
 
 class ContainerdError(RuntimeError):
@@ -155,6 +196,9 @@ class Containerd:
                 f"  bin_dir = {_toml_str(c.cni_bin_dir)}",
                 f"  conf_dir = {_toml_str(c.cni_conf)}",
                 "",
+                f"{cri}.registry]",
+                f"  config_path = {_toml_str(c.registry_config_dir)}",
+                "",
             ]
         )
 
@@ -162,6 +206,7 @@ class Containerd:
         c = self.config
         for d in (c.root, c.state, c.fifo_dir, c.socket.parent, c.cni_conf):
             d.mkdir(parents=True, exist_ok=True)
+        c.write_registry_hosts()
         fd, tmp = tempfile.mkstemp(dir=c.base, prefix=".config.")
         with os.fdopen(fd, "w") as f:
             f.write(self.render_config())
