@@ -75,6 +75,13 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
     p.add_argument("--node-taint", action="append", default=[], metavar="K=V:EFFECT")
     p.add_argument("--cluster-dns", default="", help="DNS server IP(s) for ClusterFirst pods")
     p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument(
+        "--insecure-registry",
+        action="append",
+        default=[],
+        metavar="HOST:PORT",
+        help="a registry containerd reaches over plain HTTP (repeatable)",
+    )
     if in_server:
         return
     p.add_argument("--kubeconfig", type=Path, default=None)
@@ -296,6 +303,8 @@ def _agent_args(args: argparse.Namespace) -> list[str]:
         out += ["--node-label", label]
     for taint in args.node_taint:
         out += ["--node-taint", taint]
+    for registry in args.insecure_registry:
+        out += ["--insecure-registry", registry]
     return out
 
 
@@ -319,6 +328,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         node_labels=",".join(args.node_label),
         register_with_taints=",".join(args.node_taint),
         cni_bridge=args.cni_bridge,
+        insecure_registries=args.insecure_registry,
         log_root=args.log_root,
         healthz_bind_address=args.healthz_bind_address,
         healthz_port=args.healthz_port,

@@ -19,8 +19,11 @@ from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client
 from pyk8s.kubelet.cri import CRIClient
 from pyk8s.kubelet.images import BUSYBOX_REF
+from pyk8s.kubelet.runtimes import ContainerdConfig
+from pyk8s.kubelet.runtimes.containerd import RegistryHost
 from tests.controllers.conftest import eventually
 from tests.kubelet.node_fixtures import Node
+from tests.kubelet.registry_fixtures import Registry
 
 pytestmark = pytest.mark.e2e
 
@@ -508,3 +511,42 @@ async def test_service_account_token_is_mounted_and_valid(
     })  # fmt: skip
     assert review["status"]["authenticated"] is True
     assert review["status"]["user"]["username"] == f"system:serviceaccount:{namespace}:default"
+
+
+async def test_image_pulled_with_pull_secret_else_image_pull_backoff(
+    client: Client, namespace: str, node: Node, registry: Registry
+) -> None:
+    # what `--insecure-registry HOST:PORT` writes; containerd rereads it on every pull
+    config = ContainerdConfig(node.data_dir, registries={registry.host: RegistryHost(registry.url)})
+    await asyncio.to_thread(config.write_registry_hosts)
+    secret = registry.dockerconfigjson()
+    secret["metadata"]["namespace"] = namespace
+    await client.create(SECRETS, secret)
+    c = container("c", "echo pulled-and-running; exec sleep 3600")
+    c.update(image=registry.busybox, imagePullPolicy="Always")
+    pod = await run_pod(
+        client, namespace, node, "pulled", [c], imagePullSecrets=[{"name": "regcred"}]
+    )
+    await wait_phase(client, namespace, "pulled", "Running", within=60)
+    await wait_log(node, pod, "c", "pulled-and-running")
+    reasons = [r for r, m in await events_for(client, namespace, "pulled") if "Pull" in r]
+    assert reasons[:2] == ["Pulling", "Pulled"]
+
+    await run_pod(client, namespace, node, "denied", [dict(c, name="c")])  # no pull secret
+
+    async def backoff() -> Obj | None:
+        p = await get(client, namespace, "denied")
+        cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+        w = (cs.get("state") or {}).get("waiting") or {}
+        return w if w.get("reason") in ("ErrImagePull", "ImagePullBackOff") else None
+
+    waiting = await eventually(backoff, within=30)
+    if waiting["reason"] == "ErrImagePull":
+        assert "401 Unauthorized" in waiting["message"]
+    await eventually(lambda: _reason_is(client, namespace, "denied", "ImagePullBackOff"), within=30)
+
+
+async def _reason_is(client: Client, ns: str, name: str, reason: str) -> bool:
+    p = await get(client, ns, name)
+    cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+    return bool(((cs.get("state") or {}).get("waiting") or {}).get("reason") == reason)

@@ -14,6 +14,9 @@ every later start, so kubeconfigs already handed out keep working:
   SANs change, so clients trusting the CA never notice;
 * ``admin.crt``/``admin.key`` -- ``CN=system:admin, O=system:masters`` for the admin
   kubeconfig;
+* ``apiserver-kubelet-client.crt``/``.key`` -- ``CN=kube-apiserver-kubelet-client,
+  O=system:masters``: what the API server presents to kubelets when it proxies logs,
+  exec, attach and port-forward (kubeadm's file of the same name);
 * ``sa.key``/``sa.pub`` -- the key pair that signs service-account tokens (JWT, ES256).
 
 Keys are ECDSA P-256 (Go's crypto/tls, OpenSSL and so Python's ``ssl`` all accept them;
@@ -51,6 +54,7 @@ __all__ = [
     "ADMIN_GROUP",
     "ADMIN_USER",
     "DEFAULT_DNS_NAMES",
+    "KUBELET_CLIENT_USER",
     "Pki",
     "ensure_pki",
     "issue_client_cert",
@@ -60,6 +64,8 @@ __all__ = [
 
 ADMIN_USER = "system:admin"
 ADMIN_GROUP = "system:masters"
+#: the identity the API server uses towards kubelets (upstream's kubeadm name)
+KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
 
 #: Names every serving cert carries, whatever the caller asks for.
 DEFAULT_DNS_NAMES = (
@@ -92,6 +98,8 @@ class Pki:
     serving_key: Path
     admin_cert: Path
     admin_key: Path
+    kubelet_client_cert: Path
+    kubelet_client_key: Path
     sa_key: Path
     sa_pub: Path
 
@@ -106,6 +114,8 @@ class Pki:
             serving_key=tls_dir / "serving.key",
             admin_cert=tls_dir / "admin.crt",
             admin_key=tls_dir / "admin.key",
+            kubelet_client_cert=tls_dir / "apiserver-kubelet-client.crt",
+            kubelet_client_key=tls_dir / "apiserver-kubelet-client.key",
             sa_key=tls_dir / "sa.key",
             sa_pub=tls_dir / "sa.pub",
         )
@@ -398,6 +408,14 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> Pki:
             )
             _write_atomic(pki.admin_key, _key_pem(admin_key), 0o600)
             _write_atomic(pki.admin_cert, _cert_pem(admin), 0o644)
+
+        kc_cert, kc_key = _load_cert(pki.kubelet_client_cert), _load_ec_key(pki.kubelet_client_key)
+        if not _leaf_usable(kc_cert, kc_key, ca):
+            kc_key = _new_key()
+            subject = _name(KUBELET_CLIENT_USER, [ADMIN_GROUP])
+            kc_cert = _sign_leaf(ca, ca_key, kc_key, subject, server=False)
+            _write_atomic(pki.kubelet_client_key, _key_pem(kc_key), 0o600)
+            _write_atomic(pki.kubelet_client_cert, _cert_pem(kc_cert), 0o644)
 
         sa_key = _load_ec_key(pki.sa_key)
         if sa_key is None:

@@ -48,7 +48,7 @@ from pyk8s.api.selectors import (
 )
 from pyk8s.api.tables import build_table
 from pyk8s.api.validation import unknown_fields, validate_create, validate_update
-from pyk8s.apiserver import admission, encoding, quota, reviews
+from pyk8s.apiserver import admission, encoding, kubeletproxy, quota, reviews
 from pyk8s.apiserver.allocators import AlreadyAllocated, OutOfRange, RangeFull
 from pyk8s.apiserver.encoding import json_response
 from pyk8s.apiserver.requestinfo import RequestInfo
@@ -194,14 +194,9 @@ class ResourceHandlers:
             return await self.scale(request, info, r)
         if sub == "binding":
             return await self.bind(request, info, r)
-        if sub in (
-            "log",
-            "exec",
-            "attach",
-            "portforward",
-            "proxy",
-            "ephemeralcontainers",
-        ):
+        if r.plural == "pods" and sub in kubeletproxy.SUBRESOURCES:
+            return await kubeletproxy.serve(self, request, info)
+        if sub in ("log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"):
             raise errors.StatusError(
                 501, "NotImplemented", f"{r.plural}/{sub} is not served by pyk8s yet", {}
             )

@@ -34,6 +34,7 @@ from pyk8s.client import Client, RateLimitingQueue, SharedInformer, ShutDown
 from pyk8s.client.events import EventRecorder
 from pyk8s.kubelet import nodestatus
 from pyk8s.kubelet.cri import CRIClient, CRIError
+from pyk8s.kubelet.gc import ContainerGC, ImageGC
 from pyk8s.kubelet.node import NodeAgent, RuntimeHealth
 from pyk8s.kubelet.pods import NodeInfo, PodWorker
 from pyk8s.kubelet.runtimestate import Relister
@@ -49,6 +50,9 @@ Obj = dict[str, Any]
 
 RELIST_PERIOD = 1.0
 HOUSEKEEPING_PERIOD = 2.0
+#: upstream's container GC period (1 min) and image GC period (5 min)
+CONTAINER_GC_PERIOD = 60.0
+IMAGE_GC_PERIOD = 300.0
 
 
 @dataclass
@@ -63,6 +67,8 @@ class KubeletConfig:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
     workers: int = 8
+    #: the filesystem the runtime keeps images on (image GC thresholds); default root_dir
+    image_fs: Path | None = None
     relist_period: float = RELIST_PERIOD
     #: called with the node's pod CIDR when it becomes known (the agent writes CNI config)
     on_pod_cidr: Callable[[str], None] = lambda cidr: None
@@ -110,6 +116,8 @@ class Kubelet:
             log_root=config.log_root, services=self.services.store.list, wake=self._wake_uid,
         )  # fmt: skip
         self.relister = Relister(cri)
+        self.container_gc = ContainerGC(cri)
+        self.image_gc = ImageGC(cri, config.image_fs or config.root_dir)
         self.node: NodeAgent | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._ready = False
@@ -147,6 +155,7 @@ class Kubelet:
             self._tasks.append(asyncio.create_task(self._work(), name=f"pod-worker-{i}"))
         self._tasks.append(asyncio.create_task(self._pleg(), name="pleg"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
+        self._tasks.append(asyncio.create_task(self._garbage_collection(), name="gc"))
         self._ready = True
         log.info("kubelet started", extra={"node": self.config.node_name, "runtime": runtime})
 
@@ -244,6 +253,35 @@ class Kubelet:
                 raise
             except Exception as err:
                 log.warning("housekeeping failed: %s", err)
+
+    async def _garbage_collection(self) -> None:
+        """Dead containers beyond one per pod container, then (less often) unused images."""
+        last_image_gc = time.monotonic()
+        while True:
+            await asyncio.sleep(CONTAINER_GC_PERIOD)
+            pods = self.pods.store.list()
+            try:
+                done = await self.container_gc.collect({str(p["metadata"]["uid"]) for p in pods})
+                if done.containers or done.sandboxes:
+                    log.info(
+                        "garbage collected",
+                        extra={"containers": done.containers, "sandboxes": done.sandboxes},
+                    )
+                if time.monotonic() - last_image_gc >= IMAGE_GC_PERIOD:
+                    last_image_gc = time.monotonic()
+                    wanted = {
+                        c.get("image", "")
+                        for p in pods
+                        for c in [
+                            *(p.get("spec", {}).get("initContainers") or []),
+                            *(p.get("spec", {}).get("containers") or []),
+                        ]
+                    }
+                    await self.image_gc.collect(wanted)
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("garbage collection failed: %s", err)
 
     async def _remove_orphans(self) -> None:
         wanted = {str(p["metadata"].get("uid")) for p in self.pods.store.list()}

@@ -80,15 +80,12 @@ class PodInputs:
         self.volumes = volumes
         self.services = services
 
-    async def pull_auths(self, pod: Obj, image: str) -> list[pb.AuthConfig]:
-        refs = (pod.get("spec") or {}).get("imagePullSecrets") or []
-        if not refs:
-            return []
-        from pyk8s.kubelet import pullsecrets
-
+    async def pull_secrets(self, pod: Obj) -> list[Obj]:
+        """The pod's imagePullSecrets that exist (upstream ignores missing ones)."""
         ns = pod["metadata"].get("namespace", "default")
-        secrets = [s for s in [await self._get(SECRETS, r.get("name", ""), ns) for r in refs] if s]
-        return list(pullsecrets.credentials_for(image, secrets))
+        refs = (pod.get("spec") or {}).get("imagePullSecrets") or []
+        found = [await self._get(SECRETS, r.get("name", ""), ns) for r in refs]
+        return [s for s in found if s is not None]
 
     async def _get(self, res: Resource, name: str, ns: str) -> Obj | None:
         try:

@@ -33,7 +33,7 @@ from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, is_conflict, is_not_found
 from pyk8s.client.errors import ClientError
 from pyk8s.client.events import EventRecorder
-from pyk8s.kubelet import podconfig, probes
+from pyk8s.kubelet import podconfig, probes, pullsecrets
 from pyk8s.kubelet.backoff import Backoff
 from pyk8s.kubelet.cri import CRIClient, CRIError, CRINotFound
 from pyk8s.kubelet.cri import api_pb2 as pb
@@ -370,15 +370,9 @@ class PodWorker:
         self.recorder.event(pod, "Normal", "Pulling", f'Pulling image "{image}"')
         started = time.monotonic()
         try:
-            auths = await self.inputs.pull_auths(pod, image)
-            for i, auth in enumerate(auths or [None]):
-                try:
-                    await self.cri.pull_image(image, auth)
-                    break
-                except CRIError:
-                    if i == len(auths) - 1 or not auths:
-                        raise
-        except CRIError as err:
+            secrets = await self.inputs.pull_secrets(pod)
+            await pullsecrets.pull_with_secrets(self.cri, image, secrets)
+        except (CRIError, pullsecrets.PullSecretError) as err:
             self._pull_failed[key] = time.time()
             self.image_backoff.next(key)
             message = f'Failed to pull image "{image}": {err}'

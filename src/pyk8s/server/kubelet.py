@@ -24,6 +24,7 @@ from pyk8s.kubelet.cri import CRIClient
 from pyk8s.kubelet.kubelet import Kubelet, KubeletConfig
 from pyk8s.kubelet.node import default_host_ip
 from pyk8s.kubelet.runtimes import Containerd, ContainerdConfig
+from pyk8s.kubelet.runtimes.containerd import RegistryHost
 from pyk8s.kubelet.simulated import parse_taint
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.sim_nodes import parse_key_values
@@ -46,6 +47,8 @@ class Options:
     node_labels: str = ""
     register_with_taints: str = ""
     cni_bridge: str = "cni0"
+    #: registries reached over plain HTTP ("host:port"), e.g. a local docker-registry
+    insecure_registries: list[str] = field(default_factory=list)
     log_root: Path = Path("/var/log/pods")
     healthz_bind_address: str = "127.0.0.1"
     healthz_port: int = 10248
@@ -57,8 +60,10 @@ async def run(opts: Options) -> None:
     endpoint = opts.container_runtime_endpoint.removeprefix("unix://")
     containerd: Containerd | None = None
     cni_conf = ContainerdConfig(opts.data_dir).cni_conf
+    image_fs = ContainerdConfig(opts.data_dir).root
     if not endpoint:
-        containerd = Containerd(ContainerdConfig(opts.data_dir))
+        registries = {h: RegistryHost(f"http://{h}") for h in opts.insecure_registries}
+        containerd = Containerd(ContainerdConfig(opts.data_dir, registries=registries))
         await containerd.start()
         await containerd.ensure_local_images()
         socket_path = containerd.socket
@@ -77,7 +82,7 @@ async def run(opts: Options) -> None:
         cluster_dns=list(opts.cluster_dns), cluster_domain=opts.cluster_domain,
         labels=parse_key_values(opts.node_labels, "label"),
         taints=[parse_taint(t) for t in opts.register_with_taints.split(",") if t.strip()],
-        on_pod_cidr=on_pod_cidr,
+        on_pod_cidr=on_pod_cidr, image_fs=image_fs if containerd is not None else None,
     )  # fmt: skip
     registry = CollectorRegistry()
     kube = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
