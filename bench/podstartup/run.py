@@ -181,6 +181,7 @@ async def sli_rows(base: Path, pods: int) -> list[Row]:
             "--data-dir", str(base / "agent"), "--node-name", NODE, "--node-ip", "127.0.0.1",
             "--pod-cidr", "10.88.251.0/24", "--cni-bridge", SLI_BRIDGE,
             "--log-root", str(base / "pods"), "--healthz-port", str(_free_port()),
+            "--address", "127.0.0.1", "--port", str(_free_port()),
         )  # fmt: skip
         async with Client(load_kubeconfig(data / "kubeconfig.yaml")) as client:
             for _ in range(600):

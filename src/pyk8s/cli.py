@@ -90,6 +90,8 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
     p.add_argument("--log-root", type=Path, default=Path("/var/log/pods"))
     p.add_argument("--healthz-bind-address", default="127.0.0.1")
     p.add_argument("--healthz-port", type=int, default=10248, help="/healthz and /metrics")
+    p.add_argument("--address", default="0.0.0.0", help="the kubelet's HTTPS server")
+    p.add_argument("--port", type=int, default=10250, help="logs, exec, port-forward, stats")
     p.add_argument("--log-level", default="info")
 
 
@@ -332,6 +334,8 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         log_root=args.log_root,
         healthz_bind_address=args.healthz_bind_address,
         healthz_port=args.healthz_port,
+        address=args.address,
+        port=args.port,
     )
     try:
         asyncio.run(kubelet.run(opts))

@@ -37,6 +37,7 @@ class Node:
     bridge: str
     kubeconfig: Path
     healthz_port: int
+    port: int
     proc: subprocess.Popen[bytes] | None = None
     extra_args: list[str] = field(default_factory=list)
 
@@ -61,6 +62,7 @@ class Node:
                     "--cni-bridge", self.bridge,
                     "--log-root", str(self.log_root),
                     "--healthz-port", str(self.healthz_port),
+                    "--address", "127.0.0.1", "--port", str(self.port),
                     *self.extra_args,
                 ],
                 stdout=log,
@@ -115,6 +117,7 @@ def node(cm_server: Server) -> Iterator[Node]:
         bridge=f"pk{suffix}",
         kubeconfig=cm_server.kubeconfig,
         healthz_port=free_port(),
+        port=free_port(),
     )
     with (base / "controller-manager.log").open("ab") as log:
         cm = subprocess.Popen(

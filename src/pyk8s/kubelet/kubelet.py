@@ -67,6 +67,8 @@ class KubeletConfig:
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
     workers: int = 8
+    #: the port the kubelet's HTTPS server listens on (published in the Node status)
+    kubelet_port: int = nodestatus.KUBELET_PORT
     #: the filesystem the runtime keeps images on (image GC thresholds); default root_dir
     image_fs: Path | None = None
     relist_period: float = RELIST_PERIOD
@@ -134,7 +136,7 @@ class Kubelet:
             self.client, self.config.node_name, self.config.root_dir, self.config.host_ip,
             runtime, self._runtime_health, pod_cidr=self.config.pod_cidr,
             labels=self.config.labels, taints=self.config.taints,
-            on_pod_cidr=self.config.on_pod_cidr,
+            kubelet_port=self.config.kubelet_port, on_pod_cidr=self.config.on_pod_cidr,
         )  # fmt: skip
         await asyncio.to_thread(self.config.root_dir.mkdir, parents=True, exist_ok=True)
         await self.node.start()

@@ -86,6 +86,7 @@ class NodeAgent:
     pod_cidr: str | None = None
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
+    kubelet_port: int = nodestatus.KUBELET_PORT
     renew_interval: float = RENEW_INTERVAL
     status_interval: float = STATUS_UPDATE_INTERVAL
     #: called with the Node's spec.podCIDR whenever it is known or changes
@@ -105,7 +106,7 @@ class NodeAgent:
         obj = nodestatus.node_object(
             self.name, self.facts, addresses=[("InternalIP", self.host_ip)],
             pod_cidr=self.pod_cidr, runtime_version=self.runtime_version,
-            labels=self.labels, taints=self.taints,
+            labels=self.labels, taints=self.taints, kubelet_port=self.kubelet_port,
         )  # fmt: skip
         obj["metadata"]["annotations"] = {
             "node.alpha.kubernetes.io/ttl": "0",

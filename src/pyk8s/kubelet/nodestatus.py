@@ -177,6 +177,7 @@ def node_object(
     kubelet_version: str = "v1.32.0",
     labels: dict[str, str] | None = None,
     taints: list[Obj] | None = None,
+    kubelet_port: int = KUBELET_PORT,
 ) -> Obj:
     """The Node the kubelet registers: labels, spec (podCIDR, taints) and status.
 
@@ -209,7 +210,7 @@ def node_object(
             "capacity": capacity(facts),
             "allocatable": allocatable(facts),
             "addresses": addrs,
-            "daemonEndpoints": {"kubeletEndpoint": {"Port": KUBELET_PORT}},
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": kubelet_port}},
             "nodeInfo": {
                 "machineID": facts.machine_id,
                 "systemUUID": facts.system_uuid,

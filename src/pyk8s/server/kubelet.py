@@ -11,6 +11,7 @@ keep running in their shims and the next start adopts them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import socket
 from dataclasses import dataclass, field
@@ -25,7 +26,9 @@ from pyk8s.kubelet.kubelet import Kubelet, KubeletConfig
 from pyk8s.kubelet.node import default_host_ip
 from pyk8s.kubelet.runtimes import Containerd, ContainerdConfig
 from pyk8s.kubelet.runtimes.containerd import RegistryHost
+from pyk8s.kubelet.server import KubeletServer, kubelet_ssl_context
 from pyk8s.kubelet.simulated import parse_taint
+from pyk8s.kubelet.stats import StatsProvider
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.sim_nodes import parse_key_values
 
@@ -52,6 +55,22 @@ class Options:
     log_root: Path = Path("/var/log/pods")
     healthz_bind_address: str = "127.0.0.1"
     healthz_port: int = 10248
+    #: the HTTPS server (logs, exec, attach, port-forward, stats) for the API server
+    address: str = "0.0.0.0"
+    port: int = 10250
+
+
+def _client_ca(pki: Path, ca_data: bytes | None, ca_file: str | None) -> Path | None:
+    """The CA the kubelet's clients (the API server) must present certs from: the
+    cluster CA from the kubeconfig, as upstream's ``--client-ca-file``."""
+    if ca_file:
+        return Path(ca_file)
+    if not ca_data:
+        return None
+    pki.mkdir(parents=True, exist_ok=True)
+    path = pki / "client-ca.crt"
+    path.write_bytes(ca_data)
+    return path
 
 
 async def run(opts: Options) -> None:
@@ -86,11 +105,21 @@ async def run(opts: Options) -> None:
     )  # fmt: skip
     registry = CollectorRegistry()
     kube = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
+    pki = opts.data_dir / "kubelet" / "pki"
+    client_ca = await asyncio.to_thread(_client_ca, pki, kube.ca_data, kube.ca_file)
+    tls = await asyncio.to_thread(kubelet_ssl_context, pki, client_ca)
     try:
         async with (
             Client(kube, user_agent=f"pyk8s-kubelet/{node_name}") as client,
             CRIClient(str(socket_path)) as cri,
         ):
+            stats = StatsProvider(cri, node_name, root_dir=config.root_dir, image_fs=image_fs)
+            server = KubeletServer(
+                cri, host=opts.address, port=opts.port, ssl_context=tls, registry=registry,
+                summary=stats.summary,
+            )  # fmt: skip
+            await server.start()
+            config.kubelet_port = server.port
             kubelet = Kubelet(client, cri, config, registry)
             health = HealthServer(
                 registry, kubelet.healthy, opts.healthz_bind_address, opts.healthz_port
@@ -102,6 +131,7 @@ async def run(opts: Options) -> None:
                 await stop.wait()
             finally:
                 await kubelet.stop()
+                await server.stop()
                 await health.stop()
     finally:
         if containerd is not None:
