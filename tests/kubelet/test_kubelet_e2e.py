@@ -550,3 +550,13 @@ async def _reason_is(client: Client, ns: str, name: str, reason: str) -> bool:
     p = await get(client, ns, name)
     cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
     return bool(((cs.get("state") or {}).get("waiting") or {}).get("reason") == reason)
+
+
+async def test_active_deadline_fails_the_pod(client: Client, namespace: str, node: Node) -> None:
+    await run_pod(
+        client, namespace, node, "deadline", [container("c", "exec sleep 3600")],
+        activeDeadlineSeconds=3, terminationGracePeriodSeconds=1,
+    )  # fmt: skip
+    pod = await wait_phase(client, namespace, "deadline", "Failed", within=30)
+    assert pod["status"]["reason"] == "DeadlineExceeded"
+    assert "terminated" in status_of(pod, "c")["state"]

@@ -191,3 +191,23 @@ def test_status_init_containers_gate_the_app_containers() -> None:
         {**spec, "restartPolicy": "Never"}, [_container("i1", 0, pb.CONTAINER_EXITED, 1)]
     )
     assert failed["phase"] == "Failed"
+
+
+def test_readiness_gates_hold_ready_until_their_condition_is_true() -> None:
+    spec = {
+        "containers": [{"name": "a", "image": "i"}],
+        "readinessGates": [{"conditionType": "example.com/lb"}],
+    }
+    running = [_container("a", 0, pb.CONTAINER_RUNNING)]
+    st = _status(spec, running)
+    ready = next(c for c in st["conditions"] if c["type"] == "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "ReadinessGatesNotReady")
+    assert next(c for c in st["conditions"] if c["type"] == "ContainersReady")["status"] == "True"
+    pod = {
+        "metadata": {"name": "p", "namespace": "ns", "uid": "u"},
+        "spec": spec,
+        "status": {"conditions": [{"type": "example.com/lb", "status": "True"}]},
+    }
+    rt = PodRuntime("u", [SandboxInfo("s", 0, True, 1, ["10.42.0.5"])], running)
+    st = pod_status(pod, rt, PodView(host_ip="192.0.2.1", now="2026-01-01T00:00:00Z"))
+    assert next(c for c in st["conditions"] if c["type"] == "Ready")["status"] == "True"

@@ -57,6 +57,7 @@ Obj = dict[str, Any]
 
 #: how often a running pod is looked at even without events (volume updates, status)
 RESYNC_SECONDS = 10.0
+DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 #: upstream's minimum time a container gets between SIGTERM and SIGKILL after preStop
 MIN_GRACE_AFTER_PRESTOP = 2
 #: how much of a failed container's log FallbackToLogsOnError reports
@@ -138,7 +139,19 @@ class PodWorker:
         if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
             await self._terminate(pod, rt, deleting=False)
             return None
+        deadline = _deadline_left(pod)
+        if deadline is not None and deadline <= 0:
+            await self._kill(pod, rt, _grace(pod), "stop")
+            self.recorder.event(pod, "Normal", "DeadlineExceeded", DEADLINE_MESSAGE)
+            rt = await read_pod_runtime(self.cri, uid)
+            failed = {**pod, "status": {**(pod.get("status") or {}), "phase": "Failed"}}
+            status = pod_status(failed, rt, self._view(pod, rt, terminating=True))
+            status.update(reason="DeadlineExceeded", message=DEADLINE_MESSAGE)
+            await self._patch_status(pod, status)
+            return None
         wake = await self._reconcile(pod, rt)
+        if deadline is not None:
+            wake = deadline if wake is None else min(wake, deadline)
         rt = await read_pod_runtime(self.cri, uid)
         status = await self._write_status(pod, rt)
         if status.get("phase") in ("Succeeded", "Failed"):
@@ -540,22 +553,22 @@ class PodWorker:
 
     async def _write_status(self, pod: Obj, rt: PodRuntime, terminating: bool = False) -> Obj:
         status = pod_status(pod, rt, self._view(pod, rt, terminating))
-        if same_status(pod.get("status") or {}, status):
-            return status
+        if not same_status(pod.get("status") or {}, status):
+            await self._patch_status(pod, status)
+        return status
+
+    async def _patch_status(self, pod: Obj, status: Obj) -> None:
+        """Write ``status`` (a pod that is gone or was replaced is not an error)."""
         meta = pod["metadata"]
+        body = {"metadata": {"uid": meta["uid"]}, "status": status}
         try:
             await self.client.patch(
-                PODS,
-                meta["name"],
-                {"metadata": {"uid": meta["uid"]}, "status": status},
-                meta.get("namespace"),
-                patch_type="merge",
-                subresource="status",
-            )
+                PODS, meta["name"], body, meta.get("namespace"),
+                patch_type="merge", subresource="status",
+            )  # fmt: skip
         except ClientError as err:
             if not (is_not_found(err) or is_conflict(err)):
                 raise
-        return status
 
     # ------------------------------------------------------------------ termination
 
@@ -651,14 +664,7 @@ class PodWorker:
             ]
             status["phase"] = "Succeeded" if exits and not any(exits) else "Failed"
         with contextlib.suppress(ClientError):
-            await self.client.patch(
-                PODS,
-                meta["name"],
-                {"status": status},
-                meta.get("namespace"),
-                patch_type="merge",
-                subresource="status",
-            )
+            await self._patch_status(pod, status)
         await self.cleanup(meta["uid"])
         try:
             await self.client.delete(
@@ -671,6 +677,16 @@ class PodWorker:
         except ClientError as err:
             if not (is_not_found(err) or is_conflict(err)):
                 raise
+
+
+def _deadline_left(pod: Mapping[str, Any]) -> float | None:
+    """Seconds left of ``activeDeadlineSeconds`` (counted from startTime), if it has one."""
+    limit = (pod.get("spec") or {}).get("activeDeadlineSeconds")
+    started = (pod.get("status") or {}).get("startTime")
+    if limit is None or not started:
+        return None
+    start = dt.datetime.strptime(started, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+    return float(limit) - (dt.datetime.now(dt.UTC) - start).total_seconds()
 
 
 def _grace(pod: Mapping[str, Any]) -> int:

@@ -181,6 +181,20 @@ def pod_status(pod: Mapping[str, Any], rt: PodRuntime, view: PodView) -> Obj:
         ready_reason = "ContainersNotReady"
         ready_msg = f"containers with unready status: [{' '.join(unready)}]"
     init_ok = not init_pending or (terminal and not inits)
+    pod_ready, pod_reason, pod_msg = not unready and not terminal, ready_reason, ready_msg
+    if pod_ready:  # readiness gates: conditions other controllers set on the pod
+        for gate in spec.get("readinessGates") or []:
+            ctype = gate.get("conditionType", "")
+            found = old_conds.get(ctype)
+            if found is None or found.get("status") != "True":
+                pod_ready, pod_reason = False, "ReadinessGatesNotReady"
+                pod_msg = (
+                    f'corresponding condition of pod readiness gate "{ctype}" does not exist.'
+                    if found is None
+                    else f'the status of pod readiness gate "{ctype}" is not "True", '
+                    f"but {found.get('status')}"
+                )
+                break
     conditions = [
         cond("PodReadyToStartContainers", bool(sandbox and sandbox.ready and not terminal)),
         cond(
@@ -189,7 +203,7 @@ def pod_status(pod: Mapping[str, Any], rt: PodRuntime, view: PodView) -> Obj:
             "ContainersNotInitialized",
             f"containers with incomplete status: [{' '.join(init_pending)}]",
         ),
-        cond("Ready", not unready and not terminal, ready_reason, ready_msg),
+        cond("Ready", pod_ready, pod_reason, pod_msg),
         cond("ContainersReady", not unready and not terminal, ready_reason, ready_msg),
     ]
     conditions.append(old_conds.get("PodScheduled") or cond("PodScheduled", True))
