@@ -108,3 +108,31 @@ async def test_kubectl_port_forward_to_httpd(
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 10)
+
+
+async def test_stats_summary_through_the_node_proxy(
+    client: Client, namespace: str, node: Node, kubectl: Kubectl
+) -> None:
+    import json
+
+    await run_pod(client, namespace, node, "busy", [container("c", "exec sleep 3600")])
+    await wait_phase(client, namespace, "busy", "Running")
+    path = f"/api/v1/nodes/{node.name}/proxy/stats/summary"
+
+    async def summary() -> dict[str, object] | None:
+        out = await asyncio.to_thread(kubectl.run, "get", "--raw", path, check=False)
+        if out.returncode != 0:
+            return None
+        doc = json.loads(out.stdout)
+        refs = [p["podRef"] for p in doc.get("pods", [])]
+        return doc if {"name": "busy", "namespace": namespace} in [
+            {"name": r["name"], "namespace": r["namespace"]} for r in refs
+        ] else None  # fmt: skip
+
+    doc = await eventually(summary, within=30)
+    assert doc["node"]["nodeName"] == node.name  # type: ignore[index]
+    assert doc["node"]["memory"]["workingSetBytes"] > 0  # type: ignore[index]
+    missing = await asyncio.to_thread(
+        kubectl.run, "get", "--raw", "/api/v1/nodes/no-such-node/proxy/healthz", check=False
+    )
+    assert missing.returncode != 0 and "not found" in missing.stderr

@@ -196,6 +196,8 @@ class ResourceHandlers:
             return await self.bind(request, info, r)
         if r.plural == "pods" and sub in kubeletproxy.SUBRESOURCES:
             return await kubeletproxy.serve(self, request, info)
+        if r.plural == "nodes" and sub.split("/", 1)[0] == "proxy":
+            return await kubeletproxy.serve_node_proxy(self, request, info.name)
         if sub in ("log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"):
             raise errors.StatusError(
                 501, "NotImplemented", f"{r.plural}/{sub} is not served by pyk8s yet", {}

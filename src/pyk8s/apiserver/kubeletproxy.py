@@ -147,6 +147,10 @@ async def _locate(h: ResourceHandlers, pod: JSON) -> _Kubelet:
     node_name = (pod.get("spec") or {}).get("nodeName")
     if not node_name:
         raise errors.bad_request(f"pod {pod['metadata']['name']} does not have a host assigned")
+    return await _locate_node(h, node_name)
+
+
+async def _locate_node(h: ResourceHandlers, node_name: str) -> _Kubelet:
     nodes = h.registry.get("", "v1", "nodes")
     assert nodes is not None
     node = await h.rest(nodes).get("", node_name)
@@ -184,6 +188,31 @@ async def serve(h: ResourceHandlers, request: web.Request, info: RequestInfo) ->
     if sub == "portforward":
         return await _portforward(h, request, pod)
     return await _exec(h, request, pod, sub)
+
+
+async def serve_node_proxy(h: ResourceHandlers, request: web.Request, name: str) -> web.Response:
+    """``GET /api/v1/nodes/NAME/proxy/PATH``: the node's kubelet answers PATH (e.g.
+    ``stats/summary``, ``metrics/resource``, ``healthz``), as upstream proxies it."""
+    if request.method != "GET":
+        raise errors.method_not_allowed(f"method {request.method} is not allowed on nodes/proxy")
+    kubelet = await _locate_node(h, name)
+    marker = f"/nodes/{name}/proxy"
+    path = "/" + request.path.split(marker, 1)[1].lstrip("/")
+    timeout = aiohttp.ClientTimeout(total=60, connect=CONNECT_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        try:
+            upstream = await session.get(
+                kubelet.url(path, request.query.items()), ssl=kubelet.ssl or False
+            )
+        except (aiohttp.ClientError, OSError) as err:
+            raise kubelet.unreachable(path, err) from err
+        async with upstream:
+            body = await upstream.read()
+            return web.Response(
+                status=upstream.status,
+                body=body,
+                content_type=upstream.content_type,
+            )
 
 
 # --------------------------------------------------------------------------- logs
