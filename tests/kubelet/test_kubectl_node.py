@@ -132,6 +132,13 @@ async def test_stats_summary_through_the_node_proxy(
     doc = await eventually(summary, within=30)
     assert doc["node"]["nodeName"] == node.name  # type: ignore[index]
     assert doc["node"]["memory"]["workingSetBytes"] > 0  # type: ignore[index]
+    metrics = await asyncio.to_thread(
+        kubectl, "get", "--raw", f"/api/v1/nodes/{node.name}/proxy/metrics/resource"
+    )
+    assert (
+        f'container_memory_working_set_bytes{{container="c",namespace="{namespace}",pod="busy"}}'
+        in metrics
+    )
     missing = await asyncio.to_thread(
         kubectl.run, "get", "--raw", "/api/v1/nodes/no-such-node/proxy/healthz", check=False
     )

@@ -560,3 +560,27 @@ async def test_active_deadline_fails_the_pod(client: Client, namespace: str, nod
     pod = await wait_phase(client, namespace, "deadline", "Failed", within=30)
     assert pod["status"]["reason"] == "DeadlineExceeded"
     assert "terminated" in status_of(pod, "c")["state"]
+
+
+async def test_http_readiness_and_tcp_liveness(client: Client, namespace: str, node: Node) -> None:
+    c = container(
+        "web", "mkdir -p /www; (sleep 4; echo ok > /www/ready) & exec httpd -f -p 8080 -h /www",
+        ports=[{"name": "http", "containerPort": 8080}],
+        readinessProbe={"httpGet": {"path": "/ready", "port": "http"}, "periodSeconds": 1},
+        livenessProbe={"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+    )  # fmt: skip
+    await run_pod(client, namespace, node, "probed", [c])
+    pod = await wait_phase(client, namespace, "probed", "Running")
+    assert condition(pod, "Ready") == "False"  # /ready is a 404 for the first 4 s
+
+    async def ready() -> Obj | None:
+        p = await get(client, namespace, "probed")
+        return p if condition(p, "Ready") == "True" else None
+
+    pod = await eventually(ready, within=20)
+    assert status_of(pod, "web")["restartCount"] == 0
+    events = await events_for(client, namespace, "probed")
+    assert any(
+        r == "Unhealthy" and "Readiness probe failed: HTTP probe failed with statuscode: 404" in m
+        for r, m in events
+    )

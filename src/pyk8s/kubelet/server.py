@@ -45,6 +45,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from pyk8s.kubelet.cri import CRIClient, CRIError, api_pb2
 from pyk8s.kubelet.logs import LogNotFoundError, LogOptions, previous_log_path, read_logs
+from pyk8s.kubelet.stats import resource_metrics
 
 __all__ = ["KubeletServer", "kubelet_ssl_context"]
 
@@ -193,6 +194,7 @@ class KubeletServer:
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/stats/summary", self._summary)
+        self.app.router.add_get("/metrics/resource", self._resource_metrics)
         self.app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         for prefix in _STREAMING:
             self.app.router.add_route("*", prefix + "{tail:.*}", self._upgrade_required)
@@ -242,6 +244,15 @@ class KubeletServer:
             raise web.HTTPNotFound(text="404 page not found\n")
         return web.Response(
             body=orjson.dumps(await self.summary()), content_type="application/json"
+        )
+
+    async def _resource_metrics(self, request: web.Request) -> web.Response:
+        """What metrics-server scrapes: CPU and memory of the node, pods and containers."""
+        if self.summary is None:
+            raise web.HTTPNotFound(text="404 page not found\n")
+        return web.Response(
+            text=resource_metrics(await self.summary()),
+            headers={"Content-Type": "text/plain; version=0.0.4"},
         )
 
     async def _upgrade_required(self, request: web.Request) -> web.Response:
