@@ -51,11 +51,18 @@ async def containerd() -> AsyncIterator[Containerd]:
 
 
 def _reap_leftovers(data_dir: Path, socket: Path) -> None:
-    """Kill shims of this containerd and unmount rootfs left behind by a failed test."""
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+    """Kill the shims of this containerd and every process of its containers (a shim's
+    containers outlive it), then unmount rootfs and remove the state."""
+    tasks = ContainerdConfig(data_dir).state / "io.containerd.runtime.v2.task" / "k8s.io"
+    ids = {p.name for p in tasks.iterdir()} if tasks.is_dir() else set()
+    for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError):
-            if str(socket).encode() in cmdline.read_bytes():
-                os.kill(int(cmdline.parent.name), signal.SIGKILL)
+            if str(socket).encode() in (proc / "cmdline").read_bytes():
+                os.kill(int(proc.name), signal.SIGKILL)
+                continue
+            cgroups = (proc / "cgroup").read_text()
+            if any(f"/k8s.io/{cid}" in cgroups for cid in ids):
+                os.kill(int(proc.name), signal.SIGKILL)
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(f"{data_dir}/")), reverse=True):
         subprocess.run(["umount", "-l", mount], check=False, timeout=10)
