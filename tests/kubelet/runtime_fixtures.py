@@ -13,6 +13,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -63,10 +64,30 @@ def _reap_leftovers(data_dir: Path, socket: Path) -> None:
             cgroups = (proc / "cgroup").read_text()
             if any(f"/k8s.io/{cid}" in cgroups for cid in ids):
                 os.kill(int(proc.name), signal.SIGKILL)
+    _remove_cgroups(ids)
     mounts = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()]
     for mount in sorted((m for m in mounts if m.startswith(f"{data_dir}/")), reverse=True):
         subprocess.run(["umount", "-l", mount], check=False, timeout=10)
     shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def _remove_cgroups(ids: set[str]) -> None:
+    """rmdir the containers' cgroups (cgroup v1 controllers or the v2 tree), best effort:
+    a cgroup goes once its killed processes are reaped."""
+    dirs = [d for cid in ids for d in Path("/sys/fs/cgroup").glob(f"**/k8s.io/{cid}")]
+    for _ in range(20):
+        left = []
+        for d in dirs:
+            try:
+                d.rmdir()
+            except FileNotFoundError:
+                pass
+            except OSError:
+                left.append(d)
+        if not left:
+            return
+        dirs = left
+        time.sleep(0.05)
 
 
 @pytest.fixture
