@@ -49,9 +49,6 @@ __all__ = ["NodeInfo", "PodWorker"]
 log = logging.getLogger(__name__)
 
 PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
-CONFIGMAPS: Resource = REGISTRY.get("", "v1", "configmaps")  # type: ignore[assignment]
-SECRETS: Resource = REGISTRY.get("", "v1", "secrets")  # type: ignore[assignment]
-SERVICEACCOUNTS: Resource = REGISTRY.get("", "v1", "serviceaccounts")  # type: ignore[assignment]
 
 Obj = dict[str, Any]
 
@@ -63,7 +60,6 @@ MIN_GRACE_AFTER_PRESTOP = 2
 #: how much of a failed container's log FallbackToLogsOnError reports
 MESSAGE_LOG_LINES = 80
 MESSAGE_MAX_BYTES = 4096
-TOKEN_REFRESH_FRACTION = 0.8
 
 
 def _now() -> str:
