@@ -19,7 +19,6 @@ from pyk8s import __version__
 from pyk8s.storage import StoreError, open_store
 
 NOT_YET = {
-    "agent": "the worker agent (issue 6)",
     "proxy": "kube-proxy (issue 6)",
     "dns": "cluster DNS (issue 6)",
 }
@@ -84,6 +83,11 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
     )
     if in_server:
         return
+    p.add_argument(
+        "--node-routes",
+        action="store_true",
+        help="route other nodes' pod CIDRs via their InternalIPs (host-gw)",
+    )
     p.add_argument("--kubeconfig", type=Path, default=None)
     p.add_argument("--pod-cidr", default="", help="default: the Node's spec.podCIDR")
     p.add_argument("--cni-bridge", default="cni0")
@@ -136,6 +140,15 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--kube-api-qps", type=float, default=500.0)
     sim.add_argument("--kube-api-burst", type=int, default=1000)
     sim.add_argument("--log-level", default="info")
+    agent = sub.add_parser("agent", help="join this host to a cluster as a worker node")
+    agent.add_argument("--server", "-s", required=True, metavar="URL", help="https://HOST:6443")
+    agent.add_argument("--token", "-t", default="", help="the server's DATA_DIR/server/node-token")
+    agent.add_argument("--token-file", type=Path, default=None)
+    agent.add_argument(
+        "--data-dir", "-d", type=Path, default=None, help="default: /var/lib/pyk8s/agent"
+    )
+    agent.add_argument("--log-level", default="info")
+    _add_agent_flags(agent, in_server=True)
     kubelet = sub.add_parser("kubelet", help="run the node agent (kubelet + containerd)")
     kubelet.add_argument(
         "--data-dir",
@@ -296,7 +309,12 @@ def _run_scheduler(args: argparse.Namespace) -> int:
 
 def _agent_args(args: argparse.Namespace) -> list[str]:
     """The flags ``pyk8s server`` passes to its ``pyk8s kubelet`` child."""
-    out = ["--data-dir", str(args.data_dir / "agent")]
+    return ["--data-dir", str(args.data_dir / "agent"), "--node-routes", *_kubelet_flags(args)]
+
+
+def _kubelet_flags(args: argparse.Namespace) -> list[str]:
+    """The node flags (``_add_agent_flags(in_server=True)``) as ``pyk8s kubelet`` argv."""
+    out: list[str] = []
     for flag in ("node_name", "node_ip", "container_runtime_endpoint", "cluster_dns"):
         if getattr(args, flag):
             out += ["--" + flag.replace("_", "-"), getattr(args, flag)]
@@ -308,6 +326,26 @@ def _agent_args(args: argparse.Namespace) -> list[str]:
     for registry in args.insecure_registry:
         out += ["--insecure-registry", registry]
     return out
+
+
+def _run_agent(args: argparse.Namespace) -> int:
+    from pyk8s.server import agent, logs
+    from pyk8s.server.paths import default_data_dir
+
+    logs.setup("agent", args.log_level)
+    try:
+        token = args.token or (args.token_file.read_text() if args.token_file else "")
+        opts = agent.Options(
+            server=args.server,
+            token=token,
+            data_dir=args.data_dir or default_data_dir() / "agent",
+            kubelet_args=_kubelet_flags(args),
+        )
+        asyncio.run(agent.run(opts))
+    except (agent.JoinError, OSError) as err:
+        print(f"pyk8s agent: error: {err}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def _run_kubelet(args: argparse.Namespace) -> int:
@@ -336,6 +374,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         healthz_port=args.healthz_port,
         address=args.address,
         port=args.port,
+        node_routes=args.node_routes,
     )
     try:
         asyncio.run(kubelet.run(opts))
@@ -423,6 +462,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_sim_nodes(args)
     if args.command == "kubelet":
         return _run_kubelet(args)
+    if args.command == "agent":
+        return _run_agent(args)
     if args.command == "image":
         return _image(args)
     if args.command == "datastore-check":

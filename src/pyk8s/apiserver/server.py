@@ -42,7 +42,9 @@ log = logging.getLogger(__name__)
 
 KUBERNETES_VERSION = "v1.32.0"
 
-UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version")
+#: /cacerts (k3s's path) hands out the cluster CA: a joining agent checks it against the
+#: hash in its token before it trusts the server
+UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts")
 
 JSON_CT = "application/json"
 
@@ -270,6 +272,10 @@ class APIServer:
     def _health_or_version(self, path: str, request: web.Request) -> web.Response:
         if path == "/version":
             return json_response(version_info())
+        if path == "/cacerts":
+            if self.pki is None:
+                return web.Response(status=404, text="no CA\n")
+            return web.Response(body=self.pki.ca_cert.read_bytes(), content_type="text/plain")
         ready = self._ready and self.cache.ready.is_set()
         name = path.strip("/").split("/")[0]
         if name == "readyz" and not ready:

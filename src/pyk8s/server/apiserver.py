@@ -8,6 +8,7 @@ everything that was stored, with the same resourceVersions.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
 import secrets
@@ -70,17 +71,28 @@ def _host_addresses() -> tuple[list[str], list[str]]:
     return sorted(n for n in names if n), sorted(ips)
 
 
+def _write_secret(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+
+
 def _node_token(data_dir: Path) -> str:
-    """The cluster join token (k3s's node-token), made once and kept."""
+    """The cluster join secret, made once and kept (DATA_DIR/server/token)."""
     path = data_dir / "server" / "token"
     if path.exists():
         return path.read_text().strip()
-    path.parent.mkdir(parents=True, exist_ok=True)
     token = secrets.token_hex(24)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
+    _write_secret(path, token)
     return token
+
+
+def full_node_token(ca_cert: Path, secret: str) -> str:
+    """k3s's token format ``K10<sha256 of the CA>::server:<secret>``: an agent given it
+    can check the CA it downloads before trusting the server."""
+    digest = hashlib.sha256(ca_cert.read_bytes()).hexdigest()
+    return f"K10{digest}::server:{secret}"
 
 
 class RunningAPIServer:
@@ -120,6 +132,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         ips=sorted(set(ips + [ip for ip in extra_ips if ip] + [advertise])),
     )
     token = _node_token(opts.data_dir)
+    _write_secret(opts.data_dir / "server" / "node-token", full_node_token(pki.ca_cert, token))
     tokens = {
         token: UserInfo(
             "system:node-join", uid="node-join", groups=("system:nodes", "system:masters")

@@ -29,6 +29,7 @@ from pyk8s.kubelet.runtimes.containerd import RegistryHost
 from pyk8s.kubelet.server import KubeletServer, kubelet_ssl_context
 from pyk8s.kubelet.simulated import parse_taint
 from pyk8s.kubelet.stats import StatsProvider
+from pyk8s.network.routes import HostGwRoutes
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.sim_nodes import parse_key_values
 
@@ -58,6 +59,8 @@ class Options:
     #: the HTTPS server (logs, exec, attach, port-forward, stats) for the API server
     address: str = "0.0.0.0"
     port: int = 10250
+    #: route other nodes' pod CIDRs via their addresses (host-gw); off for a lone node
+    node_routes: bool = False
 
 
 def _client_ca(pki: Path, ca_data: bytes | None, ca_file: str | None) -> Path | None:
@@ -126,10 +129,15 @@ async def run(opts: Options) -> None:
             )
             await health.start()
             stop = stop_on_signals()
+            routes = HostGwRoutes(client, node_name) if opts.node_routes else None
             try:
                 await kubelet.start()
+                if routes is not None:
+                    await routes.start()
                 await stop.wait()
             finally:
+                if routes is not None:
+                    await routes.stop()
                 await kubelet.stop()
                 await server.stop()
                 await health.stop()

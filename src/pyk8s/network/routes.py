@@ -1,0 +1,122 @@
+"""host-gw pod routes: every node's pod CIDR is routed via that node's address.
+
+The flat pod network without NAT or overlay (flannel's host-gw backend): each agent
+watches the Nodes and keeps, in its host's routing table, ``<podCIDR> via <InternalIP>``
+for every *other* node; its own pod CIDR is on its local CNI bridge. This works when the
+nodes share an L2 segment, the model pyk8s' multi-node tests build with network
+namespaces on one bridge. Routes we installed are tagged with our own routing protocol
+number, so a restart finds and reconciles them and nothing else is ever touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import logging
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any
+
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import Client, SharedInformer
+
+__all__ = ["ROUTE_PROTOCOL", "HostGwRoutes", "desired_routes", "parse_routes"]
+
+log = logging.getLogger(__name__)
+
+NODES: Resource = REGISTRY.get("", "v1", "nodes")  # type: ignore[assignment]
+#: the ``proto`` our routes carry (an unassigned number; iproute2 shows it as-is)
+ROUTE_PROTOCOL = "201"
+RESYNC_SECONDS = 30.0
+
+Runner = Callable[[Sequence[str]], Awaitable[str]]
+
+
+def desired_routes(nodes: Sequence[Mapping[str, Any]], self_name: str) -> dict[str, str]:
+    """pod CIDR -> gateway (the node's InternalIP) for every other node that has both."""
+    out: dict[str, str] = {}
+    for node in nodes:
+        if node["metadata"]["name"] == self_name:
+            continue
+        spec, status = node.get("spec") or {}, node.get("status") or {}
+        addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
+        gateway = addresses.get("InternalIP")
+        cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
+        if not gateway:
+            continue
+        for cidr in cidrs:
+            net = ipaddress.ip_network(cidr, strict=False)
+            if net.version == ipaddress.ip_address(gateway).version:
+                out[str(net)] = gateway
+    return out
+
+
+def parse_routes(text: str) -> dict[str, str]:
+    """``ip route show proto 201`` output -> destination -> gateway."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[1] == "via":
+            out[fields[0]] = fields[2]
+    return out
+
+
+async def _ip(argv: Sequence[str]) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "ip", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"ip {' '.join(argv)}: {err.decode(errors='replace').strip()}")
+    return out.decode()
+
+
+class HostGwRoutes:
+    """Keeps the host's routes to other nodes' pod CIDRs; ``await start()``/``stop()``."""
+
+    def __init__(self, client: Client, node_name: str, run: Runner = _ip) -> None:
+        self.node_name = node_name
+        self.run = run
+        self.nodes = SharedInformer.for_resource(client, NODES)
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.nodes.add_event_handler(
+            on_add=lambda _n: self._wake.set(),
+            on_update=lambda _o, _n: self._wake.set(),
+            on_delete=lambda _n: self._wake.set(),
+        )
+        self.nodes.start()
+        await self.nodes.wait_synced()
+        self._task = asyncio.create_task(self._loop(), name="host-gw-routes")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        await self.nodes.stop()
+
+    async def sync(self) -> None:
+        """Make our routes exactly the desired ones."""
+        want = desired_routes(self.nodes.store.list(), self.node_name)
+        have = parse_routes(await self.run(["route", "show", "proto", ROUTE_PROTOCOL]))
+        for dst, gateway in want.items():
+            if have.get(dst) != gateway:
+                await self.run(["route", "replace", dst, "via", gateway, "proto", ROUTE_PROTOCOL])
+                log.info("pod route added", extra={"dst": dst, "via": gateway})
+        for dst in have.keys() - want.keys():
+            await self.run(["route", "del", dst, "proto", ROUTE_PROTOCOL])
+            log.info("pod route removed", extra={"dst": dst})
+
+    async def _loop(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("syncing pod routes failed: %s", err)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), RESYNC_SECONDS)
