@@ -1,0 +1,70 @@
+"""Joining a worker (token parsing, the CA check) and host-gw route computation."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pytest
+
+from pyk8s.client import load_kubeconfig
+from pyk8s.network.routes import desired_routes, parse_routes
+from pyk8s.server.agent import JoinError, fetch_ca, parse_token, write_agent_kubeconfig
+from tests.integration.conftest import Server
+
+
+def _node(name: str, ip: str | None, cidr: str | None) -> dict[str, object]:
+    return {
+        "metadata": {"name": name},
+        "spec": {"podCIDR": cidr, "podCIDRs": [cidr]} if cidr else {},
+        "status": {"addresses": [{"type": "InternalIP", "address": ip}] if ip else []},
+    }
+
+
+def test_routes_to_every_other_node_with_a_cidr_and_an_address() -> None:
+    nodes = [
+        _node("a", "10.99.0.11", "10.42.0.0/24"),
+        _node("b", "10.99.0.12", "10.42.1.0/24"),
+        _node("c", None, "10.42.2.0/24"),  # no address yet
+        _node("d", "10.99.0.14", None),  # no pod CIDR yet
+    ]
+    assert desired_routes(nodes, "a") == {"10.42.1.0/24": "10.99.0.12"}
+    assert desired_routes(nodes, "b") == {"10.42.0.0/24": "10.99.0.11"}
+
+
+def test_parse_ip_route_output() -> None:
+    text = (
+        "10.42.1.0/24 via 10.99.0.12 dev eth0 proto 201 \n"
+        "10.42.2.0/24 via 10.99.0.13 dev eth0 proto 201\n"
+    )
+    assert parse_routes(text) == {"10.42.1.0/24": "10.99.0.12", "10.42.2.0/24": "10.99.0.13"}
+
+
+def test_token_forms() -> None:
+    digest = "ab" * 32
+    assert parse_token(f"K10{digest}::server:s3cret") == ("s3cret", digest)
+    assert parse_token("plainsecret") == ("plainsecret", None)
+    with pytest.raises(JoinError):
+        parse_token("K10abc::server:x")
+    with pytest.raises(JoinError):
+        parse_token("  ")
+
+
+async def test_join_checks_the_ca_against_the_token(cm_server: Server, tmp_path: Path) -> None:
+    full = (cm_server.data_dir / "server" / "node-token").read_text().strip()
+    secret, digest = parse_token(full)
+    assert secret == (cm_server.data_dir / "server" / "token").read_text().strip()
+    ca = await fetch_ca(cm_server.url, digest)
+    assert hashlib.sha256(ca).hexdigest() == digest
+    with pytest.raises(JoinError, match="does not match"):
+        await fetch_ca(cm_server.url, "00" * 32)
+    # the kubeconfig the agent writes works against the server with the join secret
+    path = tmp_path / "kubeconfig.yaml"
+    write_agent_kubeconfig(path, cm_server.url, ca, secret)
+    from pyk8s.client import Client
+
+    async with Client(load_kubeconfig(path)) as client:
+        version = await client.request("GET", "/version")
+        assert version["gitVersion"].startswith("v1.32")
+        namespaces = await client.request("GET", "/api/v1/namespaces")
+        assert any(n["metadata"]["name"] == "default" for n in namespaces["items"])
