@@ -127,7 +127,8 @@ async def test_agents_join_and_pods_talk_across_nodes(
     web_ip = web["status"]["podIP"]
     await api.create(PODS, _pod(
         "client", b.name,
-        f"while true; do timeout 3 wget -q -O - http://{web_ip}:8080/ && sleep 1000; sleep 0.5; done",
+        f"while true; do timeout 3 wget -q -O - http://{web_ip}:8080/ && sleep 1000; "
+        "sleep 0.5; done",
     ))  # fmt: skip
     await eventually(lambda: _running(api, "client"), within=60)
 
