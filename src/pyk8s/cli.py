@@ -19,7 +19,6 @@ from pyk8s import __version__
 from pyk8s.storage import StoreError, open_store
 
 NOT_YET = {
-    "proxy": "kube-proxy (issue 6)",
     "dns": "cluster DNS (issue 6)",
 }
 
@@ -149,6 +148,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     agent.add_argument("--log-level", default="info")
     _add_agent_flags(agent, in_server=True)
+    proxy = sub.add_parser("proxy", help="run kube-proxy (iptables mode) for this node")
+    proxy.add_argument("--kubeconfig", type=Path, default=None)
+    proxy.add_argument("--hostname-override", dest="node_name", default="")
+    proxy.add_argument("--cluster-cidr", default="10.42.0.0/16")
+    proxy.add_argument("--iptables-masquerade-bit", dest="masquerade_bit", type=int, default=14)
+    proxy.add_argument("--node-ip", dest="node_ips", action="append", default=[])
+    proxy.add_argument(
+        "--nodeport-addresses",
+        type=lambda s: [x for x in s.split(",") if x],
+        default=[],
+        help="comma-separated IPs NodePorts answer on (default: the node's addresses)",
+    )
+    proxy.add_argument(
+        "--iptables-min-sync-period", dest="min_sync_period", type=float, default=1.0
+    )
+    proxy.add_argument("--iptables-sync-period", dest="sync_period", type=float, default=30.0)
+    proxy.add_argument("--healthz-bind-address", dest="bind_address", default="0.0.0.0")
+    proxy.add_argument("--healthz-port", dest="port", type=int, default=10256)
+    proxy.add_argument("--cleanup", action="store_true", help="remove every rule and exit")
+    proxy.add_argument("--log-level", default="info")
     kubelet = sub.add_parser("kubelet", help="run the node agent (kubelet + containerd)")
     kubelet.add_argument(
         "--data-dir",
@@ -228,6 +247,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             components = [("controller-manager",), ("scheduler",)]
             if not args.disable_agent:
                 components.append(("kubelet", *_agent_args(args)))
+                components.append(("proxy", *_proxy_args(args)))
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
@@ -328,6 +348,32 @@ def _kubelet_flags(args: argparse.Namespace) -> list[str]:
     return out
 
 
+def _run_proxy(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server import logs, proxy
+
+    logs.setup("proxy", args.log_level)
+    fields = ("kubeconfig", "node_name", "cluster_cidr", "masquerade_bit", "node_ips",
+              "nodeport_addresses", "min_sync_period", "sync_period", "bind_address", "port",
+              "cleanup")  # fmt: skip
+    try:
+        asyncio.run(proxy.run(proxy.Options(**{f: getattr(args, f) for f in fields})))
+    except (ClientError, ValueError, OSError, RuntimeError) as err:
+        print(f"pyk8s proxy: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _proxy_args(args: argparse.Namespace) -> list[str]:
+    """The flags a node's ``pyk8s proxy`` child gets from the server/agent flags."""
+    out: list[str] = []
+    if args.node_name:
+        out += ["--hostname-override", args.node_name]
+    if args.node_ip:
+        out += ["--node-ip", args.node_ip]
+    return out
+
+
 def _run_agent(args: argparse.Namespace) -> int:
     from pyk8s.server import agent, logs
     from pyk8s.server.paths import default_data_dir
@@ -340,6 +386,7 @@ def _run_agent(args: argparse.Namespace) -> int:
             token=token,
             data_dir=args.data_dir or default_data_dir() / "agent",
             kubelet_args=_kubelet_flags(args),
+            proxy_args=_proxy_args(args),
         )
         asyncio.run(agent.run(opts))
     except (agent.JoinError, OSError) as err:
@@ -464,6 +511,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_kubelet(args)
     if args.command == "agent":
         return _run_agent(args)
+    if args.command == "proxy":
+        return _run_proxy(args)
     if args.command == "image":
         return _image(args)
     if args.command == "datastore-check":

@@ -6,7 +6,8 @@ downloads the CA from ``URL/cacerts`` without trusting it, checks it against the
 the token (so a man in the middle cannot pose as the server), writes a kubeconfig that
 trusts that CA and authenticates with the secret, and then supervises the node's
 components with it: ``pyk8s kubelet`` (its own containerd, host-gw routes to the other
-nodes' pods) — the same children ``pyk8s server`` runs for its own node.
+nodes' pods) and ``pyk8s proxy`` — the same children ``pyk8s server`` runs for its own
+node.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ class Options:
     data_dir: Path
     #: extra ``pyk8s kubelet`` flags (node name, IP, labels, taints, registries, …)
     kubelet_args: list[str] = field(default_factory=list)
+    #: extra ``pyk8s proxy`` flags (node name, IP)
+    proxy_args: list[str] = field(default_factory=list)
 
 
 def parse_token(token: str) -> tuple[str, str | None]:
@@ -120,6 +123,7 @@ async def run(opts: Options) -> None:
     log.info("joined", extra={"server": opts.server, "kubeconfig": str(kubeconfig)})
     supervisor = Supervisor()
     supervisor.add("kubelet", *kubelet_args(opts, kubeconfig))
+    supervisor.add("proxy", "--kubeconfig", str(kubeconfig), *opts.proxy_args)
     stop = stop_on_signals()
     await supervisor.start()
     try:

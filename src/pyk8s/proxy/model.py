@@ -1,0 +1,223 @@
+"""What the proxy needs from Services and EndpointSlices, read out of raw API objects.
+
+The renderer works on these small frozen records rather than on API dicts so that the
+Kubernetes semantics (which ports a Service exposes, which endpoint belongs to which
+service port, which endpoints are usable) live in one place and the rule writer only
+writes rules. Everything here is pure: no I/O, no clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "SERVICE_NAME_LABEL",
+    "Endpoint",
+    "ServicePort",
+    "categorize",
+    "endpoints_by_port",
+    "port_proto_hash",
+    "service_ports",
+]
+
+Obj = Mapping[str, Any]
+
+#: the label tying an EndpointSlice to its Service
+SERVICE_NAME_LABEL = "kubernetes.io/service-name"
+DEFAULT_AFFINITY_TIMEOUT = 10800
+PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
+
+
+def port_proto_hash(*parts: str) -> str:
+    """Upstream's chain-name suffix: base32 of the SHA-256 of the concatenated parts, 16
+    characters (e.g. ``default/kubernetes:https`` + ``tcp`` → ``NPX46M4PTMTKRN6Y``)."""
+    digest = hashlib.sha256("".join(parts).encode()).digest()
+    return base64.b32encode(digest).decode()[:16]
+
+
+@dataclass(frozen=True)
+class ServicePort:
+    """One port of one Service: the unit kube-proxy writes a KUBE-SVC chain for."""
+
+    namespace: str
+    service: str
+    port_name: str
+    protocol: str  # upper case, as in the API
+    cluster_ip: str
+    port: int
+    node_port: int = 0
+    external_ips: tuple[str, ...] = ()
+    load_balancer_ips: tuple[str, ...] = ()
+    #: spec.loadBalancerSourceRanges (only with load-balancer IPs)
+    source_ranges: tuple[str, ...] = ()
+    external_policy_local: bool = False
+    internal_policy_local: bool = False
+    affinity_seconds: int = 0  # 0: no ClientIP affinity
+
+    @property
+    def name(self) -> str:
+        """``ns/svc:port`` (``ns/svc`` for an unnamed port), upstream's ServicePortName."""
+        base = f"{self.namespace}/{self.service}"
+        return f"{base}:{self.port_name}" if self.port_name else base
+
+    @property
+    def proto(self) -> str:
+        return self.protocol.lower()
+
+    @property
+    def hash(self) -> str:
+        return port_proto_hash(self.name, self.proto)
+
+    @property
+    def externally_accessible(self) -> bool:
+        return bool(self.node_port or self.external_ips or self.load_balancer_ips)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One usable backend address of one service port."""
+
+    ip: str
+    port: int
+    local: bool
+    ready: bool
+    serving: bool
+    terminating: bool
+
+    @property
+    def address(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+def _is_ipv4(ip: str) -> bool:
+    parts = ip.split(".")
+    return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
+
+
+def _cidr(text: str) -> str:
+    """An IPv4 CIDR normalised to its network (``''`` if it is not one)."""
+    try:
+        net = ipaddress.ip_network(text.strip(), strict=False)
+    except ValueError:
+        return ""
+    return str(net) if net.version == 4 else ""
+
+
+def service_ports(svc: Obj) -> list[ServicePort]:
+    """The IPv4 service ports of ``svc``; none for headless or ExternalName services."""
+    meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
+    cluster_ip = spec.get("clusterIP") or ""
+    if spec.get("type") == "ExternalName" or not _is_ipv4(cluster_ip):
+        return []
+    svc_type = spec.get("type") or "ClusterIP"
+    lb_ips: tuple[str, ...] = ()
+    ranges: tuple[str, ...] = ()
+    if svc_type == "LoadBalancer":
+        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        lb_ips = tuple(i["ip"] for i in ingress if _is_ipv4(i.get("ip") or ""))
+        ranges = tuple(_cidr(r) for r in spec.get("loadBalancerSourceRanges") or [] if _cidr(r))
+    external_ips = tuple(ip for ip in spec.get("externalIPs") or [] if _is_ipv4(ip))
+    affinity = 0
+    if spec.get("sessionAffinity") == "ClientIP":
+        cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
+        affinity = int(cfg.get("timeoutSeconds") or DEFAULT_AFFINITY_TIMEOUT)
+    out = []
+    for p in spec.get("ports") or []:
+        protocol = p.get("protocol") or "TCP"
+        if protocol not in PROTOCOLS:
+            continue
+        node_port = int(p.get("nodePort") or 0) if svc_type in ("NodePort", "LoadBalancer") else 0
+        exposed = bool(node_port or external_ips or lb_ips)
+        sp = ServicePort(
+            namespace=meta.get("namespace") or "default",
+            service=meta["name"],
+            port_name=p.get("name") or "",
+            protocol=protocol,
+            cluster_ip=cluster_ip,
+            port=int(p["port"]),
+            node_port=node_port,
+            external_ips=external_ips,
+            load_balancer_ips=lb_ips,
+            source_ranges=ranges if lb_ips else (),
+            external_policy_local=exposed and spec.get("externalTrafficPolicy") == "Local",
+            internal_policy_local=spec.get("internalTrafficPolicy") == "Local",
+            affinity_seconds=affinity,
+        )
+        out.append(sp)
+    return out
+
+
+def endpoints_by_port(
+    slices: Iterable[Obj], node_name: str
+) -> dict[tuple[str, str, str, str], list[Endpoint]]:
+    """(namespace, service, port name, protocol) → endpoints, merged over the service's
+    IPv4 slices and de-duplicated by address, in a stable order.
+
+    The slice's port *names* are the service's port names (the EndpointSlice controller
+    resolved each pod's named targetPort into the number), so a named target port may
+    reach different numbers on different endpoints."""
+    merged: dict[tuple[str, str, str, str], dict[str, Endpoint]] = {}
+    for sl in slices:
+        meta = sl.get("metadata") or {}
+        service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+        if not service or sl.get("addressType") != "IPv4":
+            continue
+        namespace = meta.get("namespace") or "default"
+        for port in sl.get("ports") or []:
+            if port.get("port") is None:
+                continue
+            key = (namespace, service, port.get("name") or "", port.get("protocol") or "TCP")
+            bucket = merged.setdefault(key, {})
+            for ep in sl.get("endpoints") or []:
+                endpoint = _endpoint(ep, int(port["port"]), node_name)
+                if endpoint is not None:
+                    bucket.setdefault(endpoint.address, endpoint)
+    return {k: sorted(v.values(), key=_sort_key) for k, v in merged.items()}
+
+
+def _sort_key(ep: Endpoint) -> tuple[tuple[int, ...], int]:
+    return tuple(int(x) for x in ep.ip.split(".")), ep.port
+
+
+def _endpoint(ep: Obj, port: int, node_name: str) -> Endpoint | None:
+    addresses = ep.get("addresses") or []
+    if not addresses or not _is_ipv4(addresses[0]):
+        return None
+    cond = ep.get("conditions") or {}
+    ready = cond.get("ready") is not False  # unset means ready
+    serving = cond["serving"] is not False if cond.get("serving") is not None else ready
+    terminating = cond.get("terminating") is True
+    return Endpoint(
+        ip=addresses[0],
+        port=port,
+        local=bool(node_name) and ep.get("nodeName") == node_name,
+        ready=ready,
+        serving=serving,
+        terminating=terminating,
+    )
+
+
+def _usable(endpoints: list[Endpoint]) -> list[Endpoint]:
+    """Ready endpoints; if there are none, the serving-but-terminating ones (upstream's
+    rule: terminating endpoints take traffic only when nothing else can)."""
+    ready = [e for e in endpoints if e.ready]
+    if ready:
+        return ready
+    return [e for e in endpoints if e.serving and e.terminating]
+
+
+def categorize(
+    sp: ServicePort, endpoints: list[Endpoint]
+) -> tuple[list[Endpoint], list[Endpoint], bool]:
+    """(cluster endpoints, local endpoints, any usable endpoint anywhere) for ``sp``; a
+    list is empty when its policy chain is not used by this service port."""
+    uses_cluster = not sp.internal_policy_local or sp.externally_accessible
+    uses_local = sp.internal_policy_local or sp.external_policy_local
+    cluster = _usable(endpoints) if uses_cluster else []
+    local = _usable([e for e in endpoints if e.local]) if uses_local else []
+    return cluster, local, bool(_usable(endpoints))

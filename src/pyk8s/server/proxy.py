@@ -1,0 +1,75 @@
+"""``pyk8s proxy``: run the iptables :class:`~pyk8s.proxy.proxier.Proxier` as a process.
+
+Composition only: open a client, start the proxier for this node, serve ``/healthz`` and
+``/metrics`` on upstream kube-proxy's health port (10256), and stop on SIGTERM/SIGINT
+(the rules stay: traffic keeps flowing while the proxy restarts). With ``cleanup`` it
+only removes every rule the proxy makes and returns.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyk8s.client import Client, load_config
+from pyk8s.proxy.iptables import cleanup
+from pyk8s.proxy.proxier import Proxier
+from pyk8s.server.component import HealthServer, stop_on_signals
+
+__all__ = ["Options", "run"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Options:
+    kubeconfig: Path | None = None
+    #: defaults to the host name, as the kubelet's does
+    node_name: str = ""
+    cluster_cidr: str = "10.42.0.0/16"
+    masquerade_bit: int = 14
+    #: defaults to the Node object's InternalIP/ExternalIP addresses
+    node_ips: list[str] = field(default_factory=list)
+    nodeport_addresses: list[str] = field(default_factory=list)
+    min_sync_period: float = 1.0
+    sync_period: float = 30.0
+    bind_address: str = "0.0.0.0"
+    port: int = 10256
+    cleanup: bool = False
+    #: argv prefix for every iptables command (e.g. ``ip netns exec NS``)
+    command_prefix: list[str] = field(default_factory=list)
+
+
+async def run(opts: Options) -> None:
+    if opts.cleanup:
+        await cleanup(opts.command_prefix)
+        log.info("proxy rules removed")
+        return
+    if not 0 <= opts.masquerade_bit <= 31:
+        raise ValueError("--iptables-masquerade-bit must be within 0..31")
+    node_name = opts.node_name or socket.gethostname().lower()
+    config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
+    async with Client(config, user_agent="pyk8s-proxy") as client:
+        proxier = Proxier(
+            client,
+            node_name,
+            cluster_cidr=opts.cluster_cidr,
+            masquerade_mark=1 << opts.masquerade_bit,
+            node_ips=opts.node_ips,
+            nodeport_addresses=opts.nodeport_addresses,
+            min_sync_period=opts.min_sync_period,
+            sync_period=opts.sync_period,
+            command_prefix=opts.command_prefix,
+        )
+        health = HealthServer(proxier.registry, proxier.healthy, opts.bind_address, opts.port)
+        await health.start()
+        stop = stop_on_signals()
+        try:
+            await proxier.start()
+            log.info("proxy started", extra={"node": node_name})
+            await stop.wait()
+        finally:
+            await proxier.stop()
+            await health.stop()

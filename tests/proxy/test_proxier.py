@@ -1,0 +1,100 @@
+"""The applier and the proxier loop against a real API server, with a fake iptables
+(tests/proxy/fake_iptables.py) recording what would have run: no root needed."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import generate_latest
+
+from pyk8s.client import Client
+from pyk8s.proxy.iptables import JUMPS, Applier
+from pyk8s.proxy.proxier import ENDPOINT_SLICES, SERVICES, Proxier
+from pyk8s.proxy.rules import ProxyConfig, render
+from tests.controllers.conftest import eventually
+
+FAKE = str(Path(__file__).with_name("fake_iptables.py"))
+
+
+def calls(log: Path, tool: str | None = None) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    out = [json.loads(line) for line in log.read_text().splitlines()]
+    return [c for c in out if tool is None or c["argv"][0] == tool]
+
+
+async def test_applier_restores_only_changes_and_adds_jumps_once(tmp_path: Path) -> None:
+    log = tmp_path / "log"
+    applier = Applier([sys.executable, FAKE, str(log)])
+    await applier.ensure_jumps()
+    await applier.ensure_jumps()
+    assert len([c for c in calls(log, "iptables") if "-I" in c["argv"]]) == len(JUMPS)
+
+    empty = render([], [], ProxyConfig("n"))
+    assert await applier.apply(empty)
+    assert not await applier.apply(empty)
+    assert await applier.apply(empty, force=True)
+    restores = calls(log, "iptables-restore")
+    assert len(restores) == 2
+    assert restores[0]["argv"][1:] == ["-w", "5", "--noflush", "--counters"]
+    assert restores[0]["stdin"] == empty.text()
+    assert len(calls(log, "iptables-save")) == 1  # stale chains are read once
+    assert applier.restore_seconds.collect()[0].samples
+
+
+def service(name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": name},
+        "spec": {"ports": [{"name": "http", "port": 80, "targetPort": 8080}]},
+    }
+
+
+async def test_proxier_batches_changes_into_min_sync_period(
+    client: Client, namespace: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    proxier = Proxier(
+        client, "node-a", command_prefix=[sys.executable, FAKE, str(log)], min_sync_period=1.0
+    )
+    await asyncio.wait_for(proxier.start(), 30)
+    try:
+        await eventually(lambda: asyncio.sleep(0, proxier.healthy()), within=10)
+        assert calls(log, "iptables-restore")
+        created = [await client.create(SERVICES, service(f"s{i}"), namespace) for i in range(5)]
+        await client.create(
+            ENDPOINT_SLICES,
+            {
+                "apiVersion": "discovery.k8s.io/v1",
+                "kind": "EndpointSlice",
+                "metadata": {"name": "s0-1", "labels": {"kubernetes.io/service-name": "s0"}},
+                "addressType": "IPv4",
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+                "endpoints": [{"addresses": ["10.42.7.7"]}],
+            },
+            namespace,
+        )
+        ip = created[4]["spec"]["clusterIP"]
+
+        async def programmed() -> bool:
+            last = calls(log, "iptables-restore")[-1]["stdin"]
+            return f"-d {ip} --dport 80 -j REJECT" in last and "10.42.7.7:8080" in last
+
+        await eventually(programmed, within=10)
+        times = [c["t"] for c in calls(log, "iptables-restore")]
+        assert all(b - a >= 0.9 for a, b in itertools.pairwise(times)), times
+        assert len(times) <= 4  # six changes, batched
+        assert proxier.last_programming_latency is not None
+        assert proxier.last_programming_latency < 5
+        metrics = generate_latest(proxier.registry).decode()
+        assert "kubeproxy_network_programming_duration_seconds_count" in metrics
+        assert 'kubeproxy_sync_proxy_rules_iptables_total{table="nat"}' in metrics
+    finally:
+        await asyncio.wait_for(proxier.stop(), 30)
+    assert not proxier.healthy()
