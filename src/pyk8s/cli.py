@@ -1,6 +1,5 @@
 """The ``pyk8s`` command: one entry point for every component, k3s-style.
 
-Subcommands that are not built yet say so and exit non-zero, rather than pretend.
 Errors a user can act on (a locked or corrupt database, a bad endpoint, a port in use)
 are printed as one line, not as a traceback.
 """
@@ -17,10 +16,6 @@ from pathlib import Path
 
 from pyk8s import __version__
 from pyk8s.storage import StoreError, open_store
-
-NOT_YET = {
-    "dns": "cluster DNS (issue 6)",
-}
 
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -168,6 +163,24 @@ def _parser() -> argparse.ArgumentParser:
     proxy.add_argument("--healthz-port", dest="port", type=int, default=10256)
     proxy.add_argument("--cleanup", action="store_true", help="remove every rule and exit")
     proxy.add_argument("--log-level", default="info")
+    dns = sub.add_parser("dns", help="cluster DNS (the CoreDNS role)")
+    dns.add_argument("--kubeconfig", type=Path, default=None)
+    dns.add_argument("--bind-address", default="0.0.0.0")
+    dns.add_argument("--port", type=int, default=53)
+    dns.add_argument("--cluster-domain", default="cluster.local")
+    dns.add_argument(
+        "--upstream", dest="upstreams", action="append", default=[], metavar="IP[:PORT]"
+    )
+    dns.add_argument("--resolv-conf", type=Path, default=Path("/etc/resolv.conf"))
+    dns.add_argument("--forward-timeout", type=float, default=2.0)
+    dns.add_argument("--ttl", type=int, default=5)
+    dns.add_argument("--health-bind-address", default="0.0.0.0")
+    dns.add_argument("--health-port", type=int, default=8080, help="/healthz and /metrics")
+    dns.add_argument(
+        "--cluster-ip", default="", help="publish kube-system/kube-dns at this ClusterIP"
+    )
+    dns.add_argument("--advertise-address", default="", help="the kube-dns endpoint's address")
+    dns.add_argument("--log-level", default="info")
     kubelet = sub.add_parser("kubelet", help="run the node agent (kubelet + containerd)")
     kubelet.add_argument(
         "--data-dir",
@@ -190,9 +203,6 @@ def _parser() -> argparse.ArgumentParser:
         "kubectl", help="run kubectl with the server's admin kubeconfig", add_help=False
     )
     kubectl.add_argument("args", nargs=argparse.REMAINDER)
-    for name, what in NOT_YET.items():
-        sp = sub.add_parser(name, help=f"{what}: not built yet")
-        sp.add_argument("rest", nargs=argparse.REMAINDER)
     image = sub.add_parser("image", help="manage the node's container images")
     image_sub = image.add_subparsers(dest="image_command", metavar="ACTION", required=True)
     image_import = image_sub.add_parser(
@@ -248,6 +258,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             if not args.disable_agent:
                 components.append(("kubelet", *_agent_args(args)))
                 components.append(("proxy", *_proxy_args(args)))
+                components.append(("dns", *_dns_args(args)))
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
@@ -328,8 +339,12 @@ def _run_scheduler(args: argparse.Namespace) -> int:
 
 
 def _agent_args(args: argparse.Namespace) -> list[str]:
-    """The flags ``pyk8s server`` passes to its ``pyk8s kubelet`` child."""
-    return ["--data-dir", str(args.data_dir / "agent"), "--node-routes", *_kubelet_flags(args)]
+    """The flags ``pyk8s server`` passes to its ``pyk8s kubelet`` child (pods resolve
+    through the kube-dns service unless ``--cluster-dns`` says otherwise)."""
+    dns = [] if args.cluster_dns else ["--cluster-dns", _kube_dns_ip(args.service_cidr)]
+    return [
+        "--data-dir", str(args.data_dir / "agent"), "--node-routes", *dns, *_kubelet_flags(args),
+    ]  # fmt: skip
 
 
 def _kubelet_flags(args: argparse.Namespace) -> list[str]:
@@ -362,6 +377,40 @@ def _run_proxy(args: argparse.Namespace) -> int:
         print(f"pyk8s proxy: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_dns(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server import dns, logs
+
+    logs.setup("dns", args.log_level)
+    fields = ("kubeconfig", "bind_address", "port", "cluster_domain", "upstreams",
+              "resolv_conf", "forward_timeout", "ttl", "health_bind_address", "health_port",
+              "cluster_ip", "advertise_address")  # fmt: skip
+    try:
+        asyncio.run(dns.run(dns.Options(**{f: getattr(args, f) for f in fields})))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s dns: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _dns_args(args: argparse.Namespace) -> list[str]:
+    """``pyk8s server`` runs the cluster DNS behind kube-dns, the tenth service address."""
+    from pyk8s.kubelet.node import default_host_ip
+
+    address = args.node_ip or args.advertise_address or default_host_ip()
+    # bound to that address, not 0.0.0.0: a UDP reply must leave from the address the
+    # query was sent to, or conntrack cannot undo the service DNAT
+    return ["--cluster-ip", _kube_dns_ip(args.service_cidr), "--advertise-address", address,
+            "--bind-address", address,
+            "--cluster-domain", args.cluster_domain, "--health-port", "9153"]  # fmt: skip
+
+
+def _kube_dns_ip(service_cidr: str) -> str:
+    import ipaddress
+
+    return str(ipaddress.ip_network(service_cidr).network_address + 10)
 
 
 def _proxy_args(args: argparse.Namespace) -> list[str]:
@@ -493,12 +542,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
-    if args.command in NOT_YET:
-        print(
-            f"pyk8s {args.command}: not yet: {NOT_YET[args.command]} is not built in this version.",
-            file=sys.stderr,
-        )
-        return 1
     if args.command in ("server", "apiserver"):
         return _run_apiserver(args)
     if args.command == "controller-manager":
@@ -513,6 +556,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_agent(args)
     if args.command == "proxy":
         return _run_proxy(args)
+    if args.command == "dns":
+        return _run_dns(args)
     if args.command == "image":
         return _image(args)
     if args.command == "datastore-check":

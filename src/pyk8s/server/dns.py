@@ -1,0 +1,165 @@
+"""``pyk8s dns``: cluster DNS (the CoreDNS role) as a process.
+
+Composition only: open a client, start the Services and EndpointSlices informers, serve
+DNS on UDP and TCP (``0.0.0.0:53`` by default), forward other names to the upstreams
+given or else to the host's ``/etc/resolv.conf`` nameservers, serve ``/healthz`` and
+``/metrics`` on one HTTP port (8080 by default, CoreDNS's health port), and stop on
+SIGTERM/SIGINT. DNS starts answering after the first list of both resources or after
+:data:`SYNC_WAIT` seconds, whichever comes first (as CoreDNS does); ``/healthz`` is 200
+only once both informers have synced.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pyk8s.api.registry import REGISTRY
+from pyk8s.client import Client, is_already_exists, is_not_found, load_config
+from pyk8s.client.errors import ClientError
+from pyk8s.dns.forward import RESOLV_CONF, Forwarder, Upstream, nameservers, parse_upstream
+from pyk8s.dns.records import DEFAULT_DOMAIN, TTL, Zone
+from pyk8s.dns.server import ClusterInformers, DNSServer
+from pyk8s.server.component import HealthServer, stop_on_signals
+
+__all__ = ["Options", "run", "upstreams_for"]
+
+log = logging.getLogger(__name__)
+
+SYNC_WAIT = 5.0
+
+Obj = dict[str, Any]
+
+
+@dataclass
+class Options:
+    kubeconfig: Path | None = None
+    bind_address: str = "0.0.0.0"
+    port: int = 53
+    cluster_domain: str = DEFAULT_DOMAIN
+    #: ``IP`` or ``IP:PORT`` (``[IPv6]:PORT``); empty: the nameservers of ``resolv_conf``
+    upstreams: list[str] = field(default_factory=list)
+    resolv_conf: Path = RESOLV_CONF
+    forward_timeout: float = 2.0
+    ttl: int = TTL
+    health_bind_address: str = "0.0.0.0"
+    health_port: int = 8080
+    #: publish ``kube-system/kube-dns`` at this ClusterIP, its endpoint being
+    #: ``advertise_address``:``port`` (what ``pyk8s server`` does; "" publishes nothing)
+    cluster_ip: str = ""
+    advertise_address: str = ""
+
+
+def _is_self(upstream: Upstream, opts: Options) -> bool:
+    """Whether forwarding to ``upstream`` would reach this server (a forwarding loop)."""
+    if upstream.port != opts.port:
+        return False
+    host = ipaddress.ip_address(upstream.host.split("%")[0])
+    listen = ipaddress.ip_address(opts.bind_address)
+    return host == listen or (listen.is_unspecified and host.is_loopback)
+
+
+def upstreams_for(opts: Options) -> list[Upstream]:
+    """The upstreams to forward to, without ones that are this server itself."""
+    given = [parse_upstream(u) for u in opts.upstreams] or nameservers(opts.resolv_conf)
+    kept = [u for u in given if not _is_self(u, opts)]
+    for u in given:
+        if u not in kept:
+            log.warning("not forwarding to %s: that is this server", u)
+    if not kept:
+        log.warning("no upstream resolvers: names outside the cluster get SERVFAIL")
+    return kept
+
+
+def kube_dns_objects(cluster_ip: str, address: str, port: int) -> tuple[Obj, Obj]:
+    """The ``kube-dns`` Service (no selector: the DNS server is not a pod) and the
+    EndpointSlice that points it at this server, with upstream's names and ports."""
+    labels = {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}
+    ports = [("dns", "UDP"), ("dns-tcp", "TCP")]
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+        "spec": {
+            "clusterIP": cluster_ip,
+            "ports": [{"name": n, "protocol": p, "port": 53, "targetPort": port} for n, p in ports],
+        },
+    }
+    endpoints = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": "kube-dns-pyk8s",
+            "namespace": "kube-system",
+            "labels": {"kubernetes.io/service-name": "kube-dns", **labels},
+        },
+        "addressType": "IPv6" if ":" in address else "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "ports": [{"name": n, "protocol": p, "port": port} for n, p in ports],
+    }
+    return service, endpoints
+
+
+async def publish_kube_dns(client: Client, cluster_ip: str, address: str, port: int) -> None:
+    """Create or update the kube-dns Service and its EndpointSlice (idempotent)."""
+    services = REGISTRY.get("", "v1", "services")
+    slices = REGISTRY.get("discovery.k8s.io", "v1", "endpointslices")
+    assert services is not None and slices is not None
+    for res, obj in zip(
+        (services, slices), kube_dns_objects(cluster_ip, address, port), strict=True
+    ):
+        # look before creating: creating an existing Service with the same fixed ClusterIP
+        # is refused as an IP conflict (422), as upstream does, not as AlreadyExists
+        try:
+            current = await client.get(res, obj["metadata"]["name"], "kube-system")
+        except ClientError as err:
+            if not is_not_found(err):
+                raise
+            try:
+                await client.create(res, obj)
+            except ClientError as created:
+                if not is_already_exists(created):
+                    raise
+            continue
+        if res is slices:
+            current.update({k: obj[k] for k in ("addressType", "endpoints", "ports")})
+            await client.update(res, current)
+    log.info("kube-dns published", extra={"clusterIP": cluster_ip, "endpoint": address})
+
+
+async def run(opts: Options) -> None:
+    if not 0 < opts.ttl <= 3600:
+        raise ValueError("--ttl must be between 1 and 3600")
+    upstreams = upstreams_for(opts)
+    config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
+    async with Client(config, user_agent="pyk8s-dns") as client:
+        informers = ClusterInformers(client)
+        zone = Zone(informers.catalog, opts.cluster_domain, opts.ttl, serial=int(time.time()))
+        server = DNSServer(
+            zone, Forwarder(upstreams, opts.forward_timeout), opts.bind_address, opts.port,
+            ready=informers.synced,
+        )  # fmt: skip
+        health = HealthServer(
+            server.registry, server.healthy, opts.health_bind_address, opts.health_port
+        )
+        stop = stop_on_signals()
+        await health.start()
+        try:
+            if not await informers.start(within=SYNC_WAIT):
+                log.warning("serving DNS before the informers synced")
+            await server.start()
+            if opts.cluster_ip:
+                await publish_kube_dns(client, opts.cluster_ip, opts.advertise_address, opts.port)
+            log.info(
+                "dns started",
+                extra={"domain": opts.cluster_domain, "upstreams": [str(u) for u in upstreams]},
+            )
+            await stop.wait()
+        finally:
+            await server.stop()
+            await informers.stop()
+            await health.stop()
