@@ -25,7 +25,7 @@ import pytest
 
 from pyk8s.kubelet.runtimes import ContainerdConfig
 from tests.integration.conftest import Server, free_port
-from tests.kubelet.runtime_fixtures import _reap_leftovers, require_runtime
+from tests.kubelet.runtime_fixtures import _reap_leftovers, remove_cni_nat, require_runtime
 
 
 @dataclass
@@ -138,6 +138,7 @@ def node(cm_server: Server) -> Iterator[Node]:
         cm.wait(timeout=30)
         # containerd is gone; kill the shims it left (containers of this test run)
         _reap_leftovers(n.data_dir, n.socket)
+        remove_cni_nat(n.pod_cidr)
         subprocess.run(["ip", "link", "delete", n.bridge], capture_output=True, timeout=10)
         if os.environ.get("PYK8S_KEEP_NODE") is None:
             subprocess.run(["rm", "-rf", str(base)], check=False, timeout=30)

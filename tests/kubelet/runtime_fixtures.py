@@ -8,7 +8,9 @@ imported, a bridge network on a random /24 of 10.88.0.0/16).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -71,6 +73,32 @@ def _reap_leftovers(data_dir: Path, socket: Path) -> None:
     shutil.rmtree(data_dir, ignore_errors=True)
 
 
+def remove_cni_nat(subnet: str) -> None:
+    """Delete the bridge plugin's masquerade chains for pod IPs in ``subnet``: a killed
+    runtime never ran CNI DEL for its pods, and they would pile up in the host's nat table."""
+    net = ipaddress.ip_network(subnet)
+    dump = subprocess.run(
+        ["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=30, check=False
+    ).stdout
+    for line in dump.splitlines():
+        parts = line.split()
+        if parts[:2] != ["-A", "POSTROUTING"] or "-s" not in parts or "-j" not in parts:
+            continue
+        source, target = parts[parts.index("-s") + 1], parts[parts.index("-j") + 1]
+        if (
+            not target.startswith("CNI-")
+            or ipaddress.ip_network(source, strict=False).subnet_of(net) is False
+        ):
+            continue
+        rule = shlex.split(line)[2:]
+        subprocess.run(
+            ["iptables", "-t", "nat", "-D", "POSTROUTING", *rule], check=False, timeout=30
+        )
+        for op in ("-F", "-X"):
+            subprocess.run(["iptables", "-t", "nat", op, target], check=False, timeout=30,
+                           capture_output=True)  # fmt: skip
+
+
 def _remove_cgroups(ids: set[str]) -> None:
     """rmdir the containers' cgroups (cgroup v1 controllers or the v2 tree), best effort:
     a cgroup goes once its killed processes are reaped."""
@@ -107,6 +135,7 @@ async def containerd_with_images() -> AsyncIterator[Containerd]:
     finally:
         await runtime.stop()
         _reap_leftovers(data_dir, runtime.socket)
+        remove_cni_nat(subnet)
         subprocess.run(  # noqa: ASYNC221 - teardown, after everything else stopped
             ["ip", "link", "delete", bridge], capture_output=True, timeout=10
         )
