@@ -294,3 +294,28 @@ def test_load_balancer_source_ranges() -> None:
     assert "will be dropped by KUBE-PROXY-FIREWALL" in chain[-1] and " -j " not in chain[-1]
     drop = rules(filt(out), "KUBE-PROXY-FIREWALL")
     assert len(drop) == 1 and drop[0].endswith("-d 198.51.100.9 --dport 80 -j DROP")
+
+
+def test_partial_restore_rewrites_only_the_chains_that_changed() -> None:
+    other = svc("db", clusterIP="10.96.0.30")
+    before = render(
+        [svc(), other],
+        [slice_(ep("10.42.1.2"), ep("10.42.1.3")), slice_(ep("10.42.2.2"), service="db")],
+        CONFIG,
+    )
+    after = render(
+        [svc(), other],
+        [slice_(ep("10.42.1.2"), ep("10.42.1.4")), slice_(ep("10.42.2.2"), service="db")],
+        CONFIG,
+    )
+    lines = nat(after.partial_text(before))
+    declared = {line[1:].split()[0] for line in lines if line.startswith(":")}
+    # the web service's balancing chain and the new endpoint chain are rewritten, the
+    # removed endpoint's chain is deleted; KUBE-SERVICES and the db chains are untouched
+    assert declared == {SVC, sep("10.42.1.4:8080"), sep("10.42.1.3:8080")}
+    assert f"-X {sep('10.42.1.3:8080')}" in lines
+    db_svc = "KUBE-SVC-" + port_proto_hash("default/db:http", "tcp")
+    assert not rules(lines, "KUBE-SERVICES") and not rules(lines, db_svc)
+    # nothing changed: nothing in nat is declared or written
+    same = nat(after.partial_text(after))
+    assert same == ["COMMIT"]

@@ -26,6 +26,11 @@ __all__ = ["JUMPS", "Applier", "IptablesError", "Jump", "cleanup", "run"]
 log = logging.getLogger(__name__)
 
 
+#: a restore rewrites only the chains that changed; every this many seconds (and after a
+#: failure) the whole ruleset is written again, repairing anything changed behind our back
+FULL_SYNC_PERIOD = 3600.0
+
+
 class IptablesError(RuntimeError):
     pass
 
@@ -91,6 +96,8 @@ class Applier:
         self.prefix = list(prefix)
         self.iptables = iptables
         self._last_text: str | None = None
+        self._last: Ruleset | None = None  # what the kernel holds, when we know it
+        self._last_full = 0.0
         self._applied_chains: set[str] | None = None  # None: ask iptables-save first
         reg = registry if registry is not None else CollectorRegistry()
         self.restore_seconds = Histogram(
@@ -132,7 +139,11 @@ class Applier:
         wanted = ruleset.text()
         if wanted == self._last_text and not force:
             return False
-        text = ruleset.text(stale_nat_chains=self._applied_chains)
+        full = self._last is None or time.monotonic() - self._last_full > FULL_SYNC_PERIOD
+        if self._last is not None and not full:
+            text = ruleset.partial_text(self._last)
+        else:
+            text = ruleset.text(stale_nat_chains=self._applied_chains)
         started = time.monotonic()
         code, out = await run(
             self._cmd(f"{self.iptables}-restore", "-w", "5", "--noflush", "--counters"), text
@@ -141,9 +152,13 @@ class Applier:
         if code != 0:
             self.restore_failures.inc()
             self._last_text = None
+            self._last = None  # next time: a full restore
             self._applied_chains = None  # re-read what is there next time
             raise IptablesError(f"iptables-restore: {out.strip()}")
         self._last_text = wanted
+        self._last = ruleset
+        if full:
+            self._last_full = time.monotonic()
         self._applied_chains = ruleset.service_chains
         return True
 

@@ -97,6 +97,31 @@ class Ruleset:
         lines.append("COMMIT")
         return "\n".join(lines) + "\n"
 
+    def nat_by_chain(self) -> dict[str, list[str]]:
+        """The nat rules grouped by the chain they are appended to (every chain present)."""
+        out: dict[str, list[str]] = {c: [] for c in self.nat_chains}
+        for rule in self.nat_rules:
+            out.setdefault(rule.split(" ", 2)[1], []).append(rule)
+        return out
+
+    def partial_text(self, previous: Ruleset) -> str:
+        """The restore input that turns ``previous`` (applied) into this ruleset touching
+        only the nat chains that changed (upstream's MinimizeIPTablesRestore): with
+        ``--noflush`` a chain that is not declared keeps its rules, so a one-endpoint change
+        among 1,000 services rewrites a handful of chains instead of 30,000 rules."""
+        now, before = self.nat_by_chain(), previous.nat_by_chain()
+        changed = [c for c, rules in now.items() if before.get(c) != rules]
+        stale = sorted(set(before) - set(now))
+        lines = ["*filter"]
+        lines += [f":{c} - [0:0]" for c in self.filter_chains]
+        lines += self.filter_rules
+        lines += ["COMMIT", "*nat"]
+        lines += [f":{c} - [0:0]" for c in [*changed, *stale]]
+        lines += [rule for c in changed for rule in now[c]]
+        lines += [f"-X {c}" for c in stale]
+        lines.append("COMMIT")
+        return "\n".join(lines) + "\n"
+
     @property
     def service_chains(self) -> set[str]:
         return {c for c in self.nat_chains if c.startswith(SERVICE_CHAIN_PREFIXES)}
