@@ -4,7 +4,7 @@ a fresh namespace per test, ``eventually``) and start private containerds (e2e).
 from tests.controllers.conftest import client, cm_server, namespace, run_controllers
 from tests.kubelet.node_fixtures import node
 from tests.kubelet.registry_fixtures import containerd_with_registry, registry
-from tests.kubelet.runtime_fixtures import containerd, containerd_with_images
+from tests.kubelet.runtime_fixtures import containerd, containerd_with_images, cri
 
 __all__ = [
     "client",
@@ -12,6 +12,7 @@ __all__ = [
     "containerd",
     "containerd_with_images",
     "containerd_with_registry",
+    "cri",
     "namespace",
     "node",
     "registry",

@@ -7,6 +7,7 @@ imported, a bridge network on a random /24 of 10.88.0.0/16).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ipaddress
 import os
@@ -24,6 +25,7 @@ import pytest
 
 from pyk8s.kubelet import images
 from pyk8s.kubelet.cni import write_bridge_conflist
+from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.runtimes import Containerd, ContainerdConfig
 
 
@@ -139,3 +141,16 @@ async def containerd_with_images() -> AsyncIterator[Containerd]:
         subprocess.run(  # noqa: ASYNC221 - teardown, after everything else stopped
             ["ip", "link", "delete", bridge], capture_output=True, timeout=10
         )
+
+
+@pytest.fixture
+async def cri(containerd_with_images: Containerd) -> AsyncIterator[CRIClient]:
+    """A CRI client on :func:`containerd_with_images`; sandboxes left are removed after."""
+    async with CRIClient(str(containerd_with_images.socket), timeout=20) as client:
+        await client.wait_ready(10)
+        yield client
+        async with asyncio.timeout(30):
+            for sandbox in await client.list_pod_sandbox():
+                with contextlib.suppress(CRIError):
+                    await client.stop_pod_sandbox(sandbox.id)
+                    await client.remove_pod_sandbox(sandbox.id)

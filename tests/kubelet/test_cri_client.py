@@ -7,34 +7,18 @@ host's static busybox (:mod:`pyk8s.kubelet.images`) and imported into that conta
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from pyk8s.kubelet import images
 from pyk8s.kubelet.cri import CRIClient, CRIError, CRINotFound, api_pb2
-from pyk8s.kubelet.runtimes import Containerd
 
 pytestmark = pytest.mark.e2e
 
 TEST_IMAGE = images.BUSYBOX_REF
 PAUSE_IMAGE = images.PAUSE_REF
-
-
-@pytest.fixture
-async def cri(containerd_with_images: Containerd) -> AsyncIterator[CRIClient]:
-    async with CRIClient(str(containerd_with_images.socket), timeout=20) as client:
-        await client.wait_ready(10)
-        yield client
-        # Tear down whatever a failed test left behind, so containerd stops cleanly.
-        async with asyncio.timeout(20):
-            for sandbox in await client.list_pod_sandbox():
-                with contextlib.suppress(CRIError):
-                    await client.stop_pod_sandbox(sandbox.id)
-                    await client.remove_pod_sandbox(sandbox.id)
 
 
 def _sandbox_config(name: str, log_dir: Path) -> api_pb2.PodSandboxConfig:

@@ -3,31 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from pyk8s.kubelet import images
-from pyk8s.kubelet.cri import CRIClient, CRIError, api_pb2
+from pyk8s.kubelet.cri import CRIClient, api_pb2
 from pyk8s.kubelet.gc import ContainerGC, ImageGC
 from pyk8s.kubelet.runtimes import Containerd
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-async def cri(containerd_with_images: Containerd) -> AsyncIterator[CRIClient]:
-    async with CRIClient(str(containerd_with_images.socket), timeout=20) as client:
-        await client.wait_ready(10)
-        yield client
-        async with asyncio.timeout(30):
-            for sandbox in await client.list_pod_sandbox():
-                with contextlib.suppress(CRIError):
-                    await client.stop_pod_sandbox(sandbox.id)
-                    await client.remove_pod_sandbox(sandbox.id)
 
 
 class Pod:

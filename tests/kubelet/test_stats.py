@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pyk8s.kubelet import images
-from pyk8s.kubelet.cri import CRIClient, CRIError, api_pb2
+from pyk8s.kubelet.cri import CRIClient, api_pb2
 from pyk8s.kubelet.runtimes import Containerd
 from pyk8s.kubelet.stats import StatsProvider, resource_metrics
 
@@ -72,18 +70,6 @@ def test_resource_metrics_escape_and_error() -> None:
     odd = {"pods": [{"podRef": {"name": 'a"b', "namespace": "n\\s", "uid": "u"}, "containers": []}]}
     odd["pods"][0]["memory"] = {"time": "2026-01-01T00:00:00Z", "workingSetBytes": 1}
     assert 'pod_memory_working_set_bytes{namespace="n\\\\s",pod="a\\"b"} 1' in resource_metrics(odd)
-
-
-@pytest.fixture
-async def cri(containerd_with_images: Containerd) -> AsyncIterator[CRIClient]:
-    async with CRIClient(str(containerd_with_images.socket), timeout=20) as client:
-        await client.wait_ready(10)
-        yield client
-        async with asyncio.timeout(30):
-            for sandbox in await client.list_pod_sandbox():
-                with contextlib.suppress(CRIError):
-                    await client.stop_pod_sandbox(sandbox.id)
-                    await client.remove_pod_sandbox(sandbox.id)
 
 
 async def _run_pod(cri: CRIClient, log_dir: Path, name: str, scripts: dict[str, str]) -> str:
