@@ -246,7 +246,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         datastore_endpoint=args.datastore_endpoint,
         bind_address=args.bind_address,
         https_listen_port=args.https_listen_port,
-        advertise_address=args.advertise_address,
+        advertise_address=args.advertise_address or _default_advertise(args),
         service_cidr=args.service_cidr,
         token_auth_file=args.token_auth_file,
         write_kubeconfig=args.write_kubeconfig,
@@ -264,6 +264,16 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _default_advertise(args: argparse.Namespace) -> str:
+    """``pyk8s server`` advertises this host's address (what pods reach the API server at
+    through the ``kubernetes`` Service); ``pyk8s apiserver`` keeps 127.0.0.1."""
+    if args.command != "server" or args.bind_address.startswith("127."):
+        return ""
+    from pyk8s.kubelet.node import default_host_ip
+
+    return default_host_ip()
 
 
 def _run_controller_manager(args: argparse.Namespace) -> int:

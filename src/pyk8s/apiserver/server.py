@@ -187,6 +187,20 @@ class APIServer:
             ],
         }
         await self.handlers.ensure(endpoints, update=True)
+        address = self.config.advertise_address
+        endpoint_slice = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": "kubernetes",
+                "namespace": "default",
+                "labels": {"kubernetes.io/service-name": "kubernetes"},
+            },
+            "addressType": "IPv6" if ":" in address else "IPv4",
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}],
+        }
+        await self.handlers.ensure(endpoint_slice, update=True)
 
     # ------------------------------------------------------------------ dispatch
 
