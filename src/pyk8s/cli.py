@@ -84,6 +84,7 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
     )
     p.add_argument("--kubeconfig", type=Path, default=None)
     p.add_argument("--pod-cidr", default="", help="default: the Node's spec.podCIDR")
+    p.add_argument("--cluster-cidr", default="10.42.0.0/16", help="all nodes' pod CIDRs")
     p.add_argument("--cni-bridge", default="cni0")
     p.add_argument("--log-root", type=Path, default=Path("/var/log/pods"))
     p.add_argument("--healthz-bind-address", default="127.0.0.1")
@@ -481,6 +482,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         address=args.address,
         port=args.port,
         node_routes=args.node_routes,
+        cluster_cidr=args.cluster_cidr,
     )
     try:
         asyncio.run(kubelet.run(opts))

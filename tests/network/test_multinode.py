@@ -116,7 +116,8 @@ async def test_agents_join_and_pods_talk_across_nodes(
 
     await api.create(PODS, _pod(
         "web", a.name,
-        "mkdir -p /www; echo from-$(hostname) > /www/index.html; exec httpd -f -p 8080 -h /www",
+        "mkdir -p /www; echo from-$(hostname) > /www/index.html; "
+        "exec httpd -f -v -p 8080 -h /www",
     ))  # fmt: skip
     kubectl = Kubectl(server.kubeconfig)
     try:
@@ -137,6 +138,10 @@ async def test_agents_join_and_pods_talk_across_nodes(
         return out.stdout if "from-web" in out.stdout else ""
 
     assert "from-web" in await eventually(fetched, within=60)
+    # no NAT between nodes: the server saw the client pod's own address
+    client_ip = (await api.get(PODS, "client", "default"))["status"]["podIP"]
+    served = await asyncio.to_thread(kubectl, "logs", "web")
+    assert client_ip in served, served
 
     # kill -9 the agent of host b (its kubelet child dies with it? no: it is reparented)
     container_before = (await api.get(PODS, "client", "default"))["status"]["containerStatuses"][0]

@@ -20,9 +20,15 @@ CNI_VERSION = "0.4.0"
 
 
 def bridge_conflist(
-    pod_cidr: str, bridge: str = "cni0", name: str = "pyk8s", gateway: str | None = None
+    pod_cidr: str,
+    bridge: str = "cni0",
+    name: str = "pyk8s",
+    gateway: str | None = None,
+    ip_masq: bool = True,
 ) -> dict[str, Any]:
-    """The conflist document for a bridge network over ``pod_cidr``."""
+    """The conflist document for a bridge network over ``pod_cidr``. ``ip_masq=False``
+    when the node masquerades only traffic leaving the cluster CIDR itself (multi-node:
+    pod-to-pod traffic between nodes keeps the pods' addresses)."""
     subnet = ipaddress.ip_network(pod_cidr, strict=False)
     ipam_range: dict[str, str] = {"subnet": str(subnet)}
     if gateway is not None:
@@ -38,7 +44,7 @@ def bridge_conflist(
                 "type": "bridge",
                 "bridge": bridge,
                 "isGateway": True,
-                "ipMasq": True,
+                "ipMasq": ip_masq,
                 "hairpinMode": True,
                 "ipam": {
                     "type": "host-local",
@@ -57,13 +63,14 @@ def write_bridge_conflist(
     bridge: str = "cni0",
     name: str = "pyk8s",
     gateway: str | None = None,
+    ip_masq: bool = True,
 ) -> Path:
     """Atomically write ``<conf_dir>/10-<name>.conflist`` and return its path."""
     conf_dir = Path(conf_dir)
     conf_dir.mkdir(parents=True, exist_ok=True)
     path = conf_dir / f"10-{name}.conflist"
     tmp = conf_dir / f".{path.name}.tmp"
-    doc = bridge_conflist(pod_cidr, bridge=bridge, name=name, gateway=gateway)
+    doc = bridge_conflist(pod_cidr, bridge=bridge, name=name, gateway=gateway, ip_masq=ip_masq)
     tmp.write_text(json.dumps(doc, indent=2) + "\n")
     os.replace(tmp, path)
     return path

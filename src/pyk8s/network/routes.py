@@ -4,7 +4,9 @@ The flat pod network without NAT or overlay (flannel's host-gw backend): each ag
 watches the Nodes and keeps, in its host's routing table, ``<podCIDR> via <InternalIP>``
 for every *other* node; its own pod CIDR is on its local CNI bridge. This works when the
 nodes share an L2 segment, the model pyk8s' multi-node tests build with network
-namespaces on one bridge. Routes we installed are tagged with our own routing protocol
+namespaces on one bridge. Pod traffic keeps the pods' addresses between nodes; only what
+leaves the cluster CIDR is masqueraded (one nat rule per node, the CNI bridge's own
+``ipMasq`` being off in this mode). Routes we installed are tagged with our own routing protocol
 number, so a restart finds and reconciles them and nothing else is ever touched.
 """
 
@@ -20,7 +22,13 @@ from typing import Any
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, SharedInformer
 
-__all__ = ["ROUTE_PROTOCOL", "HostGwRoutes", "desired_routes", "parse_routes"]
+__all__ = [
+    "ROUTE_PROTOCOL",
+    "HostGwRoutes",
+    "desired_routes",
+    "egress_masquerade_rule",
+    "parse_routes",
+]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +69,33 @@ def parse_routes(text: str) -> dict[str, str]:
     return out
 
 
+def egress_masquerade_rule(pod_cidr: str, cluster_cidr: str) -> list[str]:
+    """Pods' traffic to anything outside the cluster CIDR leaves with the node's address;
+    pod-to-pod traffic, also across nodes, keeps the pod's (flannel's rule)."""
+    return [
+        "POSTROUTING", "-s", pod_cidr, "!", "-d", cluster_cidr,
+        "-m", "comment", "--comment", "pyk8s: pod egress", "-j", "MASQUERADE",
+    ]  # fmt: skip
+
+
+async def _iptables(argv: Sequence[str]) -> str:
+    proc = await asyncio.create_subprocess_exec(
+        "iptables", "-w", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+    )
+    out, err = await proc.communicate()
+    if proc.returncode != 0:
+        raise RuntimeError(f"iptables {' '.join(argv)}: {err.decode(errors='replace').strip()}")
+    return out.decode()
+
+
+async def _has_rule(iptables: Runner, rule: Sequence[str]) -> bool:
+    try:
+        await iptables(["-t", "nat", "-C", *rule])
+    except RuntimeError:
+        return False
+    return True
+
+
 async def _ip(argv: Sequence[str]) -> str:
     proc = await asyncio.create_subprocess_exec(
         "ip", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
@@ -74,9 +109,19 @@ async def _ip(argv: Sequence[str]) -> str:
 class HostGwRoutes:
     """Keeps the host's routes to other nodes' pod CIDRs; ``await start()``/``stop()``."""
 
-    def __init__(self, client: Client, node_name: str, run: Runner = _ip) -> None:
+    def __init__(
+        self,
+        client: Client,
+        node_name: str,
+        run: Runner = _ip,
+        *,
+        cluster_cidr: str = "10.42.0.0/16",
+        iptables: Runner | None = None,
+    ) -> None:
         self.node_name = node_name
         self.run = run
+        self.cluster_cidr = cluster_cidr
+        self.iptables = iptables or _iptables
         self.nodes = SharedInformer.for_resource(client, NODES)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -98,7 +143,13 @@ class HostGwRoutes:
         await self.nodes.stop()
 
     async def sync(self) -> None:
-        """Make our routes exactly the desired ones."""
+        """Make our routes exactly the desired ones; masquerade pod egress off-cluster."""
+        me = self.nodes.store.get(self.node_name)
+        cidr = str(((me or {}).get("spec") or {}).get("podCIDR") or "")
+        if cidr:
+            rule = egress_masquerade_rule(cidr, self.cluster_cidr)
+            if not await _has_rule(self.iptables, rule):
+                await self.iptables(["-t", "nat", "-A", *rule])
         want = desired_routes(self.nodes.store.list(), self.node_name)
         have = parse_routes(await self.run(["route", "show", "proto", ROUTE_PROTOCOL]))
         for dst, gateway in want.items():

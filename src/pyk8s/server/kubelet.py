@@ -61,6 +61,7 @@ class Options:
     port: int = 10250
     #: route other nodes' pod CIDRs via their addresses (host-gw); off for a lone node
     node_routes: bool = False
+    cluster_cidr: str = "10.42.0.0/16"
 
 
 def _client_ca(pki: Path, ca_data: bytes | None, ca_file: str | None) -> Path | None:
@@ -93,7 +94,10 @@ async def run(opts: Options) -> None:
         socket_path = Path(endpoint)
 
     def on_pod_cidr(cidr: str) -> None:
-        path = write_bridge_conflist(cni_conf, cidr, bridge=opts.cni_bridge)
+        # with host-gw routes, the node masquerades only what leaves the cluster CIDR
+        path = write_bridge_conflist(
+            cni_conf, cidr, bridge=opts.cni_bridge, ip_masq=not opts.node_routes
+        )
         log.info("CNI config written", extra={"path": str(path), "podCIDR": cidr})
 
     if opts.pod_cidr:
@@ -129,7 +133,11 @@ async def run(opts: Options) -> None:
             )
             await health.start()
             stop = stop_on_signals()
-            routes = HostGwRoutes(client, node_name) if opts.node_routes else None
+            routes = (
+                HostGwRoutes(client, node_name, cluster_cidr=opts.cluster_cidr)
+                if opts.node_routes
+                else None
+            )
             try:
                 await kubelet.start()
                 if routes is not None:
