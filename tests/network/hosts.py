@@ -36,6 +36,8 @@ class Host:
     ip: str
     data_dir: Path
     proc: subprocess.Popen[bytes] | None = None
+    #: extra ``pyk8s agent`` flags (e.g. ``--cluster-dns``), kept across restarts
+    agent_args: tuple[str, ...] = ()
 
     @property
     def log_file(self) -> Path:
@@ -52,7 +54,7 @@ class Host:
                     sys.executable, "-m", "pyk8s", "agent",
                     "--server", server, "--token-file", str(token_file),
                     "--data-dir", str(self.data_dir), "--node-name", self.name,
-                    "--node-ip", self.ip,
+                    "--node-ip", self.ip, *self.agent_args,
                 ],
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -81,7 +83,7 @@ class Hosts:
         return f"{self.subnet_prefix}.1"
 
     @classmethod
-    def create(cls, base: Path, count: int) -> Hosts:
+    def create(cls, base: Path, count: int, agent_args: tuple[str, ...] = ()) -> Hosts:
         tag = uuid.uuid4().hex[:6]
         net = cls(f"pkb{tag}", f"10.99.{10 + uuid.uuid4().int % 240}", base)
         sh("ip", "link", "add", net.bridge, "type", "bridge")
@@ -99,7 +101,7 @@ class Hosts:
             sh("ip", "link", "set", "lo", "up", netns=name)
             sh("ip", "route", "add", "default", "via", net.gateway, netns=name)
             sh("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=name)
-            net.hosts.append(Host(name, ip, base / name))
+            net.hosts.append(Host(name, ip, base / name, agent_args=agent_args))
         # traffic between hosts crosses the bridge; keep the host's firewall out of it
         sh("sysctl", "-qw", f"net.ipv4.conf.{net.bridge}.forwarding=1")
         return net

@@ -6,12 +6,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import signal
 import sys
 from dataclasses import dataclass, field
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM it when the supervisor dies, even by SIGKILL, so
+    no orphaned component outlives a crashed server or agent (containers do: they belong
+    to containerd's shims, and the next kubelet adopts them)."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -38,7 +48,9 @@ class Supervisor:
     async def _keep(self, child: Child) -> None:
         delay = 1.0
         while not self._stopping:
-            child.proc = await asyncio.create_subprocess_exec(*child.args)
+            child.proc = await asyncio.create_subprocess_exec(
+                *child.args, preexec_fn=_die_with_parent
+            )
             log.info("started %s", child.name, extra={"pid": child.proc.pid})
             code = await child.proc.wait()
             if self._stopping:

@@ -1,0 +1,422 @@
+"""Services across two hosts (network namespaces), each running ``pyk8s agent``, with the
+full controller set, a scheduler and ``pyk8s dns`` on the bridge's gateway: a Deployment
+behind a Service answers from every replica by its cluster DNS name, a NodePort answers at
+every node's address, scaling the Deployment changes the rotation, and a headless
+StatefulSet's pods resolve by name."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.controllers.conftest import eventually
+from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
+from tests.kubelet.runtime_fixtures import require_runtime
+from tests.network.hosts import Hosts
+
+pytestmark = pytest.mark.e2e
+
+DNS_IP = "10.43.0.10"
+IMAGE = "pyk8s.local/busybox:1.35"
+WEB_FQDN = "web.default.svc.cluster.local"
+HTTPD = "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[tuple[Server, Hosts]]:
+    require_runtime()
+    if shutil.which("ip") is None or not Path(KUBECTL).exists():
+        pytest.skip("needs iproute2 and kubectl")
+    base = Path(tempfile.mkdtemp(prefix="pyk8s-svc-", dir="/tmp"))
+    hosts = Hosts.create(base / "hosts", 2, agent_args=("--cluster-dns", DNS_IP))
+    server = Server(
+        base / "server", free_port(),
+        extra_args=("--bind-address", "0.0.0.0", "--advertise-address", hosts.gateway),
+    )  # fmt: skip
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        server.start()
+        kubeconfig = str(server.kubeconfig)
+        components = {
+            "cm": ["controller-manager", "--kubeconfig", kubeconfig, "--leader-elect", "false",
+                   "--controllers", "*", "--port", str(free_port())],
+            "scheduler": ["scheduler", "--kubeconfig", kubeconfig, "--leader-elect", "false",
+                          "--port", str(free_port())],
+            "dns": ["dns", "--kubeconfig", kubeconfig, "--bind-address", hosts.gateway,
+                    "--cluster-ip", DNS_IP, "--advertise-address", hosts.gateway,
+                    "--health-bind-address", "127.0.0.1", "--health-port", str(free_port())],
+        }  # fmt: skip
+        for name, argv in components.items():
+            with (base / f"{name}.log").open("ab") as log:
+                procs.append(
+                    subprocess.Popen(
+                        [sys.executable, "-m", "pyk8s", *argv],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                    )
+                )
+        url = f"https://{hosts.gateway}:{server.port}"
+        for host in hosts.hosts:
+            host.start_agent(url, server.data_dir / "server" / "node-token")
+        yield server, hosts
+    finally:
+        hosts.destroy()
+        for proc in reversed(procs):
+            _stop(proc)
+        server.stop()
+        if os.environ.get("PYK8S_KEEP_HOSTS") is None:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def kubectl(cluster: tuple[Server, Hosts]) -> Kubectl:
+    return Kubectl(cluster[0].kubeconfig)
+
+
+async def _kubectl(kubectl: Kubectl, *args: str, **kw: Any) -> subprocess.CompletedProcess[str]:
+    return await asyncio.to_thread(kubectl.run, *args, **kw)
+
+
+async def _apply(kubectl: Kubectl, *docs: dict[str, Any]) -> None:
+    doc = {"apiVersion": "v1", "kind": "List", "items": list(docs)}
+    await _kubectl(kubectl, "apply", "-f", "-", input=json.dumps(doc))
+
+
+async def _json(kubectl: Kubectl, *args: str) -> Any:
+    out = await _kubectl(kubectl, *args, "-o", "json", check=False)
+    return json.loads(out.stdout) if out.returncode == 0 else None
+
+
+async def _nodes_ready(kubectl: Kubectl, count: int) -> None:
+    async def ready() -> bool:
+        nodes = await _json(kubectl, "get", "nodes")
+        ok = [
+            n for n in (nodes or {"items": []})["items"]
+            if n["spec"].get("podCIDR")
+            and any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in n["status"].get("conditions") or [])
+        ]  # fmt: skip
+        return len(ok) == count
+
+    await eventually(ready, within=120, every=0.5)
+
+
+def _web() -> list[dict[str, Any]]:
+    labels = {"app": "web"}
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 3,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "topologySpreadConstraints": [
+                        {
+                            "maxSkew": 1,
+                            "topologyKey": "kubernetes.io/hostname",
+                            "whenUnsatisfiable": "DoNotSchedule",
+                            "labelSelector": {"matchLabels": labels},
+                        }
+                    ],
+                    "containers": [
+                        {
+                            "name": "httpd",
+                            "image": IMAGE,
+                            "command": ["sh", "-c", HTTPD],
+                            "ports": [{"containerPort": 8080}],
+                            "readinessProbe": {
+                                "tcpSocket": {"port": 8080},
+                                "periodSeconds": 1,
+                            },
+                        }
+                    ],
+                },
+            },
+        },
+    }
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "type": "NodePort",
+            "selector": labels,
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    }
+    return [deployment, service]
+
+
+async def _web_pods(kubectl: Kubectl) -> list[dict[str, Any]]:
+    pods = await _json(kubectl, "get", "pods", "-l", "app=web")
+    return [
+        p for p in (pods or {"items": []})["items"]
+        if p["status"].get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")
+    ]  # fmt: skip
+
+
+async def _ensure_web(kubectl: Kubectl) -> list[dict[str, Any]]:
+    """The 3-replica web Deployment and its NodePort Service, all replicas ready."""
+    await _apply(kubectl, *_web())
+
+    async def ready() -> list[dict[str, Any]] | None:
+        deploy = await _json(kubectl, "get", "deployment", "web")
+        if deploy is None or deploy["status"].get("readyReplicas") != 3:
+            return None
+        pods = await _web_pods(kubectl)
+        return pods if len(pods) == 3 else None
+
+    return await eventually(ready, within=120, every=0.5)  # type: ignore[no-any-return]
+
+
+async def _ensure_client(kubectl: Kubectl, node: str) -> None:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "client", "namespace": "default"},
+        "spec": {
+            "nodeName": node,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "c", "image": IMAGE, "command": ["sleep", "3600"]}],
+        },
+    }
+    await _apply(kubectl, pod)
+
+    async def running() -> bool:
+        got = await _json(kubectl, "get", "pod", "client")
+        return bool(got and got["status"].get("phase") == "Running")
+
+    await eventually(running, within=90, every=0.5)
+
+
+async def _fetch_in_client(kubectl: Kubectl, url: str, count: int) -> list[str]:
+    """``count`` bounded requests from the client pod; one line per request ("" = failed)."""
+    script = f"for i in $(seq {count}); do echo R:$(timeout 3 wget -q -O - {url} 2>/dev/null); done"
+    out = await _kubectl(
+        kubectl, "exec", "client", "--", "sh", "-c", script, check=False, timeout=5 * count + 30
+    )
+    return [line[2:].strip() for line in out.stdout.splitlines() if line.startswith("R:")]
+
+
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
+def _http_get(url: str) -> str:
+    try:
+        with _NO_PROXY.open(url, timeout=3) as resp:
+            return str(resp.read().decode().strip())
+    except OSError:
+        return ""
+
+
+async def test_deployment_replicas_answer_by_service_name(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    _, hosts = cluster
+    a, b = hosts.hosts
+    await _nodes_ready(kubectl, 2)
+    pods = await _ensure_web(kubectl)
+    placement = {p["metadata"]["name"]: p["spec"]["nodeName"] for p in pods}
+    # spread over both nodes (maxSkew 1 of 3 replicas: 2 + 1)
+    assert sorted(list(placement.values()).count(h.name) for h in (a, b)) == [1, 2], placement
+
+    await _ensure_client(kubectl, a.name)
+    resolv = (await _kubectl(kubectl, "exec", "client", "--", "cat", "/etc/resolv.conf")).stdout
+    assert f"nameserver {DNS_IP}" in resolv, resolv
+
+    url = f"http://{WEB_FQDN}/"
+
+    async def answered() -> bool:
+        return any(await _fetch_in_client(kubectl, url, 1))
+
+    await eventually(answered, within=60, every=1)
+    answers = await _fetch_in_client(kubectl, url, 60)
+    assert len(answers) == 60 and all(answers), answers
+    assert set(answers) == set(placement), (answers, placement)
+
+
+async def test_nodeport_answers_at_every_node(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    _, hosts = cluster
+    await _nodes_ready(kubectl, 2)
+    pods = await _ensure_web(kubectl)
+    names = {p["metadata"]["name"] for p in pods}
+    svc = await _json(kubectl, "get", "service", "web")
+    node_port = svc["spec"]["ports"][0]["nodePort"]
+    assert 30000 <= node_port <= 32767
+    for host in hosts.hosts:
+        url = f"http://{host.ip}:{node_port}/"
+
+        async def answered(url: str = url) -> str:
+            return await asyncio.to_thread(_http_get, url)
+
+        await eventually(answered, within=60, every=0.5)
+        # from the root namespace; every replica, local to the node or not, is reached
+        answers = [await asyncio.to_thread(_http_get, url) for _ in range(30)]
+        assert all(answers), (host.name, answers)
+        assert set(answers) == names, (host.name, answers, names)
+
+
+async def test_scaling_changes_the_rotation(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    _, hosts = cluster
+    await _nodes_ready(kubectl, 2)
+    await _ensure_web(kubectl)
+    await _ensure_client(kubectl, hosts.hosts[0].name)
+    url = f"http://{WEB_FQDN}/"
+
+    async def answered() -> bool:
+        return any(await _fetch_in_client(kubectl, url, 1))
+
+    await eventually(answered, within=60, every=1)
+
+    start = time.monotonic()
+    await _kubectl(kubectl, "scale", "deployment", "web", "--replicas", "1")
+
+    async def one_replica() -> str | None:
+        answers = await _fetch_in_client(kubectl, url, 10)
+        if len(answers) == 10 and all(answers) and len(set(answers)) == 1:
+            return answers[0]
+        return None
+
+    survivor = await eventually(one_replica, within=60, every=0.2)
+    elapsed = time.monotonic() - start
+    print(f"scale 3 -> 1: only {survivor} answers {elapsed:.1f}s after the scale")
+    remaining = await eventually(lambda: _until_count(kubectl, 1), within=60, every=0.5)
+    assert [p["metadata"]["name"] for p in remaining] == [survivor]
+    # and it stays that way
+    answers = await _fetch_in_client(kubectl, url, 30)
+    assert answers == [survivor] * 30, answers
+
+    # scale back up: the new replicas join the rotation
+    start = time.monotonic()
+    await _kubectl(kubectl, "scale", "deployment", "web", "--replicas", "3")
+    pods = await _ensure_web(kubectl)
+    names = {p["metadata"]["name"] for p in pods}
+    ready_after = time.monotonic() - start
+    print(f"scale 1 -> 3: 3 replicas ready {ready_after:.1f}s after the scale")
+    if ready_after > 10:  # slow: show what the pods went through
+        print((await _kubectl(kubectl, "get", "events", "--sort-by=.lastTimestamp")).stdout)
+    for pod in pods:  # when each was created, scheduled, started and ready (for slow runs)
+        conds = {c["type"]: c.get("lastTransitionTime") for c in pod["status"]["conditions"]}
+        print(
+            f"  {pod['metadata']['name']} on {pod['spec']['nodeName']}: created "
+            f"{pod['metadata']['creationTimestamp']} scheduled {conds.get('PodScheduled')} "
+            f"running {_started_at(pod)} ready {conds.get('Ready')}"
+        )
+
+    async def all_three() -> bool:
+        return set(await _fetch_in_client(kubectl, url, 30)) == names
+
+    await eventually(all_three, within=60, every=0.2)
+    print(f"scale 1 -> 3: all replicas answer {time.monotonic() - start:.1f}s after the scale")
+
+
+def _started_at(pod: dict[str, Any]) -> str:
+    statuses = pod["status"].get("containerStatuses") or [{}]
+    return str(statuses[0].get("state", {}).get("running", {}).get("startedAt"))
+
+
+async def _until_count(kubectl: Kubectl, count: int) -> list[dict[str, Any]] | None:
+    pods = await _json(kubectl, "get", "pods", "-l", "app=web")
+    items = (pods or {"items": []})["items"]
+    return items if len(items) == count else None
+
+
+async def test_headless_statefulset_pods_resolve_by_name(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    _, hosts = cluster
+    await _nodes_ready(kubectl, 2)
+    labels = {"app": "web-sts"}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web-hl", "namespace": "default"},
+        "spec": {"clusterIP": "None", "selector": labels, "ports": [{"port": 8080}]},
+    }
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {
+            "replicas": 2,
+            "serviceName": "web-hl",
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {
+                    "terminationGracePeriodSeconds": 1,
+                    "containers": [
+                        {"name": "httpd", "image": IMAGE, "command": ["sh", "-c", HTTPD]}
+                    ],
+                },
+            },
+        },
+    }
+    await _apply(kubectl, service, sts)
+    await _ensure_client(kubectl, hosts.hosts[0].name)
+
+    async def pod_ips() -> dict[str, str] | None:
+        pods = await _json(kubectl, "get", "pods", "-l", "app=web-sts")
+        ips = {
+            p["metadata"]["name"]: p["status"].get("podIP", "")
+            for p in (pods or {"items": []})["items"]
+            if p["status"].get("phase") == "Running"
+        }
+        return ips if len(ips) == 2 and all(ips.values()) else None
+
+    ips = await eventually(pod_ips, within=120, every=0.5)
+    assert set(ips) == {"web-0", "web-1"}
+
+    for name, ip in ips.items():
+        fqdn = f"{name}.web-hl.default.svc.cluster.local"
+
+        async def resolved(fqdn: str = fqdn, ip: str = ip) -> str:
+            out = await _kubectl(
+                kubectl, "exec", "client", "--", "timeout", "5", "nslookup", fqdn, check=False
+            )
+            found = re.findall(r"Address:\s*(\d+\.\d+\.\d+\.\d+)", out.stdout)
+            return out.stdout if ip in found else ""
+
+        await eventually(resolved, within=60, every=1)
+    # web-0 serves its own hostname, fetched by its DNS name (once it listens)
+    url = "http://web-0.web-hl.default.svc.cluster.local:8080/"
+    start = time.monotonic()
+
+    async def served() -> list[str]:
+        return [a for a in await _fetch_in_client(kubectl, url, 1) if a]
+
+    assert await eventually(served, within=30, every=0.5) == ["web-0"]
+    print(f"web-0 answered by name {time.monotonic() - start:.1f}s after it resolved")
