@@ -420,3 +420,30 @@ async def test_headless_statefulset_pods_resolve_by_name(
 
     assert await eventually(served, within=30, every=0.5) == ["web-0"]
     print(f"web-0 answered by name {time.monotonic() - start:.1f}s after it resolved")
+
+
+async def test_deleted_pod_leaves_the_rotation_before_it_stops(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    _, hosts = cluster
+    await _nodes_ready(kubectl, 2)
+    pods = await _ensure_web(kubectl)
+    await _ensure_client(kubectl, hosts.hosts[0].name)
+    url = f"http://{WEB_FQDN}/"
+    victim = pods[0]["metadata"]["name"]
+
+    async def answering(name: str) -> bool:
+        return name in await _fetch_in_client(kubectl, url, 20)
+
+    await eventually(lambda: answering(victim), within=60, every=0.5)
+    # httpd runs as PID 1 and ignores SIGTERM: the pod stays Terminating for its grace period
+    await _kubectl(kubectl, "delete", "pod", victim, "--grace-period=30", "--wait=false")
+
+    async def gone_from_rotation() -> bool:
+        return not await answering(victim)
+
+    await eventually(gone_from_rotation, within=10, every=0.2)
+    still = await _json(kubectl, "get", "pod", victim)
+    assert still is not None and still["metadata"].get("deletionTimestamp"), still
+    statuses = still["status"].get("containerStatuses") or [{}]
+    assert "running" in statuses[0].get("state", {}), "the pod stopped before leaving"
