@@ -133,12 +133,8 @@ async def test_other_names_are_forwarded(local: DNSServer, upstream: FakeUpstrea
     assert nx.rcode() == dns.rcode.NXDOMAIN
     ptr = await query(local, "4.3.2.1.in-addr.arpa", T.PTR)  # not a cluster address
     assert ptr.rcode() == dns.rcode.NOERROR
-    assert upstream.seen == [
-        "example.com.",
-        "example.com.",
-        "nx.example.com.",
-        "4.3.2.1.in-addr.arpa.",
-    ]
+    # the repeat (over TCP) came from the forward cache: upstream saw the name once
+    assert upstream.seen == ["example.com.", "nx.example.com.", "4.3.2.1.in-addr.arpa."]
 
 
 async def test_external_name_target_resolved_upstream(local: DNSServer) -> None:

@@ -107,6 +107,21 @@ class _Metrics:
         )
 
 
+#: forwarded answers are kept for their TTL, at most this long (CoreDNS's ``cache 30``)
+FORWARD_CACHE_SECONDS = 30
+
+
+def _cache_ttl(msg: dns.message.Message) -> int:
+    """How long a forwarded answer may be reused: its smallest TTL (answers) or the SOA's
+    (negative answers), capped at 30 s; 0 for anything else (errors, truncation)."""
+    if msg.flags & dns.flags.TC or msg.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+        return 0
+    ttls = [rrset.ttl for rrset in msg.answer]
+    if not ttls:
+        ttls = [rrset.ttl for rrset in msg.authority if rrset.rdtype == dns.rdatatype.SOA]
+    return min([*ttls, FORWARD_CACHE_SECONDS]) if ttls else 0
+
+
 def _type_label(rdtype: int) -> str:
     text = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(rdtype))
     return text if text in COUNTED_TYPES else "other"
@@ -136,6 +151,8 @@ class DNSServer:
         self._tasks: set[asyncio.Task[None]] = set()
         #: query bytes after the ID → (answer bytes after the ID, metric children)
         self._answers: dict[bytes, tuple[bytes, tuple[Counter, Counter, Histogram]]] = {}
+        #: (name, type, class) -> (forwarded answer on the wire, reusable until)
+        self._forwarded: dict[tuple[str, int, int], tuple[bytes, float]] = {}
         self._answers_generation: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -215,11 +232,23 @@ class DNSServer:
                 response.answer += got.answer
                 response.set_rcode(got.rcode())
             return response
+        q = query.question[0] if query.question else None
+        key = (q.name.to_text().lower(), q.rdtype, q.rdclass) if q is not None else None
+        hit = self._forwarded.get(key) if key is not None else None
+        if hit is not None and hit[1] > time.monotonic():
+            got = dns.message.from_wire(hit[0])
+            got.id = query.id
+            return got
         got = await self.forwarder.forward(query, tcp)
         if got is None:
             self.metrics.forward_failures.inc()
             response.set_rcode(dns.rcode.SERVFAIL)
             return response
+        ttl = _cache_ttl(got)
+        if key is not None and ttl > 0:
+            if len(self._forwarded) >= ANSWER_CACHE_SIZE:
+                self._forwarded.clear()
+            self._forwarded[key] = (got.to_wire(), time.monotonic() + ttl)
         got.id = query.id
         return got
 
