@@ -149,7 +149,7 @@ def render(
     ports.sort(key=lambda sp: (sp.name, sp.proto))
     for sp in ports:
         eps = by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), [])
-        _write_service_port(out, config, sp, eps)
+        _append(out, _service_port_rules(config, sp, tuple(eps)))
     nodeports = _q("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
     if config.nodeport_addresses:
         for ip in config.nodeport_addresses:
@@ -160,6 +160,35 @@ def render(
             " -j KUBE-NODEPORTS"
         )
     return out
+
+
+#: how many rendered service ports are remembered (a ruleset of 1,000 services reuses all
+#: but the changed ones on the next sync)
+FRAGMENT_CACHE_SIZE = 20000
+_fragments: dict[tuple[ProxyConfig, ServicePort, tuple[Endpoint, ...]], Ruleset] = {}
+
+
+def _service_port_rules(
+    config: ProxyConfig, sp: ServicePort, endpoints: tuple[Endpoint, ...]
+) -> Ruleset:
+    """The chains and rules of one service port, rendered once per distinct input (the
+    inputs are frozen values, so an unchanged service is never written twice)."""
+    key = (config, sp, endpoints)
+    cached = _fragments.get(key)
+    if cached is None:
+        cached = Ruleset()
+        _write_service_port(cached, config, sp, list(endpoints))
+        if len(_fragments) >= FRAGMENT_CACHE_SIZE:
+            _fragments.clear()
+        _fragments[key] = cached
+    return cached
+
+
+def _append(out: Ruleset, part: Ruleset) -> None:
+    out.filter_chains += part.filter_chains
+    out.filter_rules += part.filter_rules
+    out.nat_chains += part.nat_chains
+    out.nat_rules += part.nat_rules
 
 
 def _write_base(out: Ruleset, config: ProxyConfig) -> None:
