@@ -137,6 +137,15 @@ async def test_other_names_are_forwarded(local: DNSServer, upstream: FakeUpstrea
     assert upstream.seen == ["example.com.", "nx.example.com.", "4.3.2.1.in-addr.arpa."]
 
 
+async def test_forwarded_answers_are_reused_over_udp(
+    local: DNSServer, upstream: FakeUpstream
+) -> None:
+    first = await query(local, "again.example.com", T.A)
+    second = await query(local, "again.example.com", T.A)
+    assert texts(first, T.A) == texts(second, T.A) == [UPSTREAM_ADDRESS]
+    assert upstream.seen.count("again.example.com.") == 1
+
+
 async def test_external_name_target_resolved_upstream(local: DNSServer) -> None:
     r = await query(local, "ext.default.svc.cluster.local", T.A)
     assert texts(r, T.CNAME) == ["www.example.org."]

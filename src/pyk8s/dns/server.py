@@ -153,6 +153,10 @@ class DNSServer:
         self._answers: dict[bytes, tuple[bytes, tuple[Counter, Counter, Histogram]]] = {}
         #: (name, type, class) -> (forwarded answer on the wire, reusable until)
         self._forwarded: dict[tuple[str, int, int], tuple[bytes, float]] = {}
+        #: the same answers by UDP query bytes (after the ID): a repeat is not even parsed
+        self._forwarded_udp: dict[
+            bytes, tuple[bytes, float, tuple[Counter, Counter, Histogram]]
+        ] = {}
         self._answers_generation: int | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -289,6 +293,13 @@ class DNSServer:
         if generation != self._answers_generation:
             self._answers.clear()
             self._answers_generation = generation
+        forwarded = self._forwarded_udp.get(wire[2:])
+        if forwarded is not None and forwarded[1] > time.monotonic():
+            self._send(wire[:2] + forwarded[0], addr)
+            for child in forwarded[2][:2]:
+                child.inc()
+            forwarded[2][2].observe(time.perf_counter() - started)
+            return
         cached = self._answers.get(wire[2:])
         if cached is not None:
             rest, (requests, responses, duration) = cached
@@ -312,15 +323,33 @@ class DNSServer:
                     self._answers.clear()
                 self._answers[wire[2:]] = (out[2:], children)
             return
-        task = asyncio.create_task(self._forward_udp(query, addr))
+        task = asyncio.create_task(self._forward_udp(query, addr, wire[2:]))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _forward_udp(self, query: dns.message.Message, addr: tuple[str, int]) -> None:
+    async def _forward_udp(
+        self, query: dns.message.Message, addr: tuple[str, int], key: bytes
+    ) -> None:
         try:
-            self._send(await self.answer(query, tcp=False), addr)
+            out = await self.answer(query, tcp=False)
         except Exception:
             log.exception("answering a forwarded UDP query failed")
+            return
+        self._send(out, addr)
+        q = query.question[0] if query.question else None
+        if q is None:  # (a question RRset is falsy: it has no rdata)
+            return
+        hit = self._forwarded.get((q.name.to_text().lower(), q.rdtype, q.rdclass))
+        if hit is not None and hit[1] > time.monotonic():
+            if len(self._forwarded_udp) >= ANSWER_CACHE_SIZE:
+                self._forwarded_udp.clear()
+            children = (
+                self.metrics.requests.labels("udp", _type_label(q.rdtype)),
+                self.metrics.responses.labels("udp", dns.rcode.to_text(dns.rcode.from_flags(
+                    int.from_bytes(out[2:4], "big"), 0))),
+                self.metrics.duration.labels("forward"),
+            )  # fmt: skip
+            self._forwarded_udp[key] = (out[2:], hit[1], children)
 
     def _send(self, wire: bytes, addr: tuple[str, int]) -> None:
         if self._udp is not None:
