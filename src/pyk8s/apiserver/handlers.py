@@ -302,6 +302,13 @@ class ResourceHandlers:
         except errors.StatusError:
             return None
 
+    async def cached(self, plural: str, group: str, namespace: str, name: str) -> JSON | None:
+        """An object from the watch cache only: for admission checks on the create path,
+        where a store read per request would show (a miss means "not there")."""
+        r = self.registry.for_group_resource(group, plural)
+        entry = None if r is None else self.cache.objects.get(r.key(namespace or None, name))
+        return None if entry is None else entry.obj
+
     async def list_objects(self, plural: str, group: str) -> list[JSON]:
         r = self.registry.for_group_resource(group, plural)
         return [] if r is None else [e.obj for e in self.cache.list(r.key_prefix())]
@@ -326,7 +333,7 @@ class ResourceHandlers:
         namespace = meta.get("namespace", "") if r.namespaced else ""
         await admission.namespace_lifecycle(r, namespace, "create", self.lookup)
         if r.plural == "pods":
-            await admission.service_account(obj, self.lookup)
+            await admission.service_account(obj, self.cached)
             admission.default_toleration_seconds(obj)
             await admission.priority(obj, self.list_objects)
         obj = apply_defaults(r, obj)
