@@ -30,6 +30,7 @@ from pyk8s.api.selectors import SelectorError, label_selector_from_dict
 __all__ = [
     "INCLUDE_OBJECT_VALUES",
     "Column",
+    "Printer",
     "build_table",
     "column_definitions",
     "format_label_selector",
@@ -40,7 +41,7 @@ __all__ = [
 ]
 
 Obj = Mapping[str, Any]
-Cell = str | int | bool | None
+Cell = str | int | float | bool | None
 
 #: the values of the ``includeObject`` query parameter
 INCLUDE_OBJECT_VALUES = ("None", "Metadata", "Object")
@@ -314,10 +315,20 @@ CondFn = Callable[[Obj], list[dict[str, Any]]]
 
 
 @dataclass(frozen=True, slots=True)
-class _Printer:
+class Printer:
+    """How one resource prints: its columns, a row of cells per object, row conditions.
+
+    Built-in resources use the printers below; a printer built elsewhere (a custom
+    resource's, from its CRD's ``additionalPrinterColumns``) is passed to
+    :func:`build_table` / :func:`column_definitions` as ``printer=``.
+    """
+
     columns: tuple[Column, ...]
     row: RowFn
     conditions: CondFn | None = None
+
+
+_Printer = Printer
 
 
 # ---- pods
@@ -1553,9 +1564,11 @@ def _printer(resource: Resource) -> _Printer:
     return _PRINTERS.get((resource.group, resource.plural), _DEFAULT)
 
 
-def column_definitions(resource: Resource) -> list[dict[str, Any]]:
+def column_definitions(
+    resource: Resource, *, printer: Printer | None = None
+) -> list[dict[str, Any]]:
     """The Table column definitions for ``resource`` (also what an empty list carries)."""
-    return [c.definition() for c in _printer(resource).columns]
+    return [c.definition() for c in (printer or _printer(resource)).columns]
 
 
 # --------------------------------------------------------------------------- the table
@@ -1581,6 +1594,7 @@ def build_table(
     include_object: str = "Metadata",
     list_meta: Mapping[str, Any] | None = None,
     no_headers: bool = False,
+    printer: Printer | None = None,
 ) -> dict[str, Any]:
     """Objects of ``resource`` as a ``meta.k8s.io/v1`` Table, as upstream's server prints it.
 
@@ -1590,12 +1604,14 @@ def build_table(
     ``list_meta`` supplies the Table's resourceVersion/continue/remainingItemCount (for a
     single object, pass its resourceVersion). ``no_headers`` (TableOptions.noHeaders, or
     watch events after the first) leaves out the column definitions. All columns are
-    printed; kubectl hides priority-1 columns unless ``-o wide``.
+    printed; kubectl hides priority-1 columns unless ``-o wide``. ``printer`` overrides
+    the built-in printer of ``resource`` (custom resources bring their own).
     """
     mode = include_object or "Metadata"
     if mode not in INCLUDE_OBJECT_VALUES:
         raise bad_request(f'unrecognized includeObject value: "{include_object}"')
-    printer = _printer(resource)
+    if printer is None:
+        printer = _printer(resource)
     rows: list[dict[str, Any]] = []
     for obj in objects:
         row: dict[str, Any] = {"cells": printer.row(obj, now)}
