@@ -1,25 +1,31 @@
-"""Registry entries the controllers work with, and which ones the generic controllers walk.
+"""Registry entries the controllers use, and the resources the generic controllers walk.
 
 Many controllers watch and write the same few resources (pods, nodes, ReplicaSets, …);
 their registry entries are looked up once here, failing at import if one is missing, so
 each controller imports a ``Resource`` rather than repeating the lookup and its check.
 
 ``deletable_resources`` is what the generic controllers (namespace, garbage collector)
-walk over. Upstream's namespace controller and garbage collector find their resources through
-discovery: everything that can be listed, watched and deleted. Here the registry is that
-list, with one entry per *storage*: a resource served at two versions or in two groups
-(``autoscaling/v1`` and ``v2`` HPAs, core and ``events.k8s.io`` Events) holds one set of
+walk over. As upstream's, they find their resources through discovery
+(:mod:`pyk8s.client.discovery`), not from the registry compiled into the program: custom
+resources come and go while they run, and must be collected by their owner references
+and deleted with their namespace like any other. The list has one entry per *storage*: a
+resource served in two groups (core and ``events.k8s.io`` Events) holds one set of
 objects, so walking both would count and delete everything twice.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import Client
+from pyk8s.client.discovery import GroupDiscoveryFailed, server_preferred_resources
 
 __all__ = [
     "CONFIGMAPS",
     "CONTROLLER_REVISIONS",
     "DAEMONSETS",
+    "DELETABLE_VERBS",
     "DEPLOYMENTS",
     "LEASES",
     "NAMESPACES",
@@ -30,6 +36,7 @@ __all__ = [
     "SERVICE_ACCOUNTS",
     "STATEFULSETS",
     "deletable_resources",
+    "select_deletable",
 ]
 
 
@@ -55,12 +62,18 @@ STATEFULSETS = _registered("apps", "v1", "statefulsets")
 CONTROLLER_REVISIONS = _registered("apps", "v1", "controllerrevisions")
 
 
-def deletable_resources(*, namespaced: bool | None = None) -> list[Resource]:
-    """Stored resources that support list, watch and delete, one per storage, preferring
-    the version objects are stored at; ``namespaced`` filters by scope when given."""
+#: what the generic controllers need of a resource (upstream's garbage collector filter)
+DELETABLE_VERBS = ("delete", "list", "watch")
+
+
+def select_deletable(
+    resources: Iterable[Resource], *, namespaced: bool | None = None
+) -> list[Resource]:
+    """The stored resources that support list, watch and delete, one per storage (the
+    one objects are stored at, when two share it); ``namespaced`` filters by scope."""
     by_storage: dict[str, Resource] = {}
-    for r in REGISTRY:
-        if not r.stored or not {"list", "watch", "delete"} <= set(r.verbs):
+    for r in resources:
+        if not r.stored or not set(DELETABLE_VERBS) <= set(r.verbs):
             continue
         if namespaced is not None and r.namespaced != namespaced:
             continue
@@ -69,3 +82,18 @@ def deletable_resources(*, namespaced: bool | None = None) -> list[Resource]:
         if have is None or (have.converts and not r.converts):
             by_storage[key] = r
     return list(by_storage.values())
+
+
+async def deletable_resources(client: Client, *, namespaced: bool | None = None) -> list[Resource]:
+    """What the server serves now that can be listed, watched and deleted (each resource
+    at its preferred version, one per storage); ``namespaced`` filters by scope.
+
+    Raises :class:`~pyk8s.client.discovery.GroupDiscoveryFailed` when some group
+    versions could not be discovered, with the deletable part of what could be in
+    ``resources``; other failures as the client raises them.
+    """
+    try:
+        found = await server_preferred_resources(client, namespaced=namespaced)
+    except GroupDiscoveryFailed as err:
+        raise GroupDiscoveryFailed(err.groups, select_deletable(err.resources)) from err
+    return select_deletable(found)

@@ -14,14 +14,23 @@ request's ``propagationPolicy``, which the API server turns into finalizers:
   their references to it; then the finalizer is removed.
 
 Upstream keeps a graph of every object in the cluster, fed by metadata-only informers on
-every deletable resource; this does the same with one informer per stored resource of
-the registry (Events excepted, as upstream ignores them) whose store keeps only the
-metadata the collector needs (name, namespace, uid, resourceVersion, ownerReferences,
-finalizers, deletionTimestamp) — a few hundred bytes an object, whatever the object.
-The graph is those stores with two indexes: by ``uid`` and by owner uid. Keys of the
-work queue are uids (``Request("", uid)``); the reconcile is level-based on the caches,
-and confirms an owner missing from the caches with a live GET before acting on it, as
-upstream does (informers lag; a dependent may be seen before its brand-new owner).
+every deletable resource; this does the same with one informer per resource that
+discovery reports as listable, watchable and deletable (Events excepted, as upstream
+ignores them) whose store keeps only the metadata the collector needs (name, namespace,
+uid, resourceVersion, ownerReferences, finalizers, deletionTimestamp) — a few hundred
+bytes an object, whatever the object. The graph is those stores with two indexes: by
+``uid`` and by owner uid. Keys of the work queue are uids (``Request("", uid)``); the
+reconcile is level-based on the caches, and confirms an owner missing from the caches
+with a live GET before acting on it, as upstream does (informers lag; a dependent may be
+seen before its brand-new owner).
+
+Resources come and go while the collector runs (custom resources), so, as upstream's
+``GarbageCollector.Sync``, it asks discovery again every ``resync_period`` seconds (30,
+upstream's) and starts informers for resources that appeared and stops those of
+resources that are gone. While new informers fill their caches the workers wait (up to
+one period), so an owner's dependents of a new type are in the graph before the
+collector decides anything from it. When some groups fail discovery, the informers of
+those groups are kept.
 """
 
 from __future__ import annotations
@@ -42,6 +51,8 @@ from pyk8s.client import (
     is_conflict,
     is_not_found,
 )
+from pyk8s.client.discovery import GroupDiscoveryFailed
+from pyk8s.client.errors import ClientError
 from pyk8s.client.informer import ClientListerWatcher
 from pyk8s.client.rest import WatchEvent
 from pyk8s.controllers._resources import deletable_resources
@@ -63,6 +74,10 @@ Policy = Literal["Orphan", "Background", "Foreground"]
 
 ORPHAN = "orphan"
 FOREGROUND = "foregroundDeletion"
+#: how often discovery is asked for resources that appeared or went (upstream: 30 s)
+RESYNC_PERIOD = 30.0
+#: how long the first caches may take to fill before the collector starts anyway
+INITIAL_SYNC_TIMEOUT = 60.0
 UID_INDEX = "uid"
 OWNER_INDEX = "owner-uid"
 #: resources upstream's collector ignores (group, plural)
@@ -141,28 +156,61 @@ def _waiting_for_dependents(obj: Obj) -> bool:
     return _deleting(obj) and FOREGROUND in _finalizers(obj)
 
 
+def _gvr(r: Resource) -> tuple[str, str, str]:
+    return (r.group, r.version, r.plural)
+
+
+def _group_version(r: Resource) -> str:
+    return r.api_version
+
+
+def _name(r: Resource) -> str:
+    """``widgets.v1.example.com`` (``pods.v1`` in the core group), as upstream logs a GVR."""
+    return f"{r.plural}.{r.version}.{r.group}" if r.group else f"{r.plural}.{r.version}"
+
+
 class GarbageCollector:
-    """The reconciler: ``Request("", uid)`` — act on that object's ownership state."""
+    """The reconciler: ``Request("", uid)`` — act on that object's ownership state.
+
+    ``resources`` fixes the resources watched (no discovery); by default they are
+    discovered when the informers start and again every ``resync_period`` seconds.
+    """
 
     def __init__(
         self,
         client: Client,
         recorder: EventRecorder | None = None,
         resources: list[Resource] | None = None,
+        *,
+        resync_period: float = RESYNC_PERIOD,
     ) -> None:
         self.client = client
         self.recorder = recorder
-        if resources is None:
-            resources = [r for r in deletable_resources() if (r.group, r.plural) not in IGNORED]
+        self.resync_period = resync_period
+        #: whether resources come from discovery (no fixed list given)
+        self.discovers = resources is None
         self.informers: dict[Resource, SharedInformer] = {}
-        for r in resources:
-            lw = MetadataListerWatcher(ClientListerWatcher(client, r))
-            self.informers[r] = SharedInformer(
-                lw,
-                indexers={UID_INDEX: _uid_index, OWNER_INDEX: _owner_index},
-                name=f"gc-informer[{r.plural}.{r.group}]" if r.group else f"gc[{r.plural}]",
-            )
+        for r in resources or ():
+            self.informers[r] = self._informer(r)
         self.controller: Controller | None = None
+        #: set while the graph's caches are filled; workers wait while it is clear
+        self._graph_ready = asyncio.Event()
+        self._graph_ready.set()
+        self._resync_task: asyncio.Task[None] | None = None
+        self._sync_lock = asyncio.Lock()
+        self._stopped = False
+
+    def _informer(self, r: Resource) -> SharedInformer:
+        lw = MetadataListerWatcher(ClientListerWatcher(self.client, r))
+        inf = SharedInformer(
+            lw,
+            indexers={UID_INDEX: _uid_index, OWNER_INDEX: _owner_index},
+            name=f"gc-informer[{_name(r)}]",
+        )
+        inf.add_event_handler(
+            on_add=self._on_add, on_update=self._on_update, on_delete=self._on_delete
+        )
+        return inf
 
     # ------------------------------------------------------------------ the graph
 
@@ -218,21 +266,101 @@ class GarbageCollector:
     # ------------------------------------------------------------------ lifecycle
 
     async def start_informers(self) -> None:
+        """Start watching (discovering the resources first) and, when discovering, keep
+        following discovery every ``resync_period`` seconds."""
+        if self.discovers:
+            await self.sync_resources(within=INITIAL_SYNC_TIMEOUT)
+            if self._resync_task is None and not self._stopped:
+                self._resync_task = asyncio.create_task(
+                    self._resync_loop(), name="gc-discovery-resync"
+                )
+            return
         for inf in self.informers.values():
-            inf.add_event_handler(
-                on_add=self._on_add, on_update=self._on_update, on_delete=self._on_delete
-            )
             inf.start()
-        results = await asyncio.gather(*(i.wait_synced(60) for i in self.informers.values()))
-        if not all(results):
-            log.warning("garbage collector: some caches did not sync within 60s")
+        await self._wait_synced(list(self.informers.values()), INITIAL_SYNC_TIMEOUT)
 
     async def stop_informers(self) -> None:
+        self._stopped = True
+        if self._resync_task is not None:
+            self._resync_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resync_task
+            self._resync_task = None
         await asyncio.gather(*(inf.stop() for inf in self.informers.values()))
+        self._graph_ready.set()  # release waiting workers; the queue is shutting down
+
+    async def _wait_synced(self, informers: list[SharedInformer], within: float) -> None:
+        results = await asyncio.gather(*(i.wait_synced(within) for i in informers))
+        if not all(results):
+            slow = [i.name for i, ok in zip(informers, results, strict=True) if not ok]
+            log.warning(
+                "garbage collector: caches not synced within %.0fs: %s", within, ", ".join(slow)
+            )
+
+    async def _resync_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.resync_period)
+            try:
+                await self.sync_resources(within=self.resync_period)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("garbage collector: resyncing the watched resources failed")
+
+    async def sync_resources(self, within: float | None = None) -> bool:
+        """Follow discovery: start informers for new deletable resources, stop those of
+        resources no longer served; True when the watched set changed.
+
+        New informers' caches are waited for (up to ``within`` s, default one period)
+        with the workers paused, as upstream's collector does while it resyncs.
+        """
+        async with self._sync_lock:
+            if self._stopped:
+                return False
+            try:
+                found = await deletable_resources(self.client)
+                failed: set[str] = set()
+            except GroupDiscoveryFailed as err:
+                found, failed = err.resources, set(err.groups)
+                log.warning("garbage collector: failed to discover some groups: %s", err.groups)
+            except ClientError as err:
+                log.warning("garbage collector: discovery failed: %s", err)
+                return False
+            wanted = {_gvr(r): r for r in found if (r.group, r.plural) not in IGNORED}
+            current = {_gvr(r): r for r in self.informers}
+            # groups that failed discovery keep what they had (upstream's partial sync)
+            for key, r in current.items():
+                if key not in wanted and _group_version(r) in failed:
+                    wanted[key] = r
+            gone = [current[k] for k in current.keys() - wanted.keys()]
+            added = [wanted[k] for k in wanted.keys() - current.keys()]
+            if not gone and not added:
+                return False
+            informers = dict(self.informers)
+            for r in gone:
+                log.info("garbage collector: %s no longer served; unwatched", _name(r))
+                await informers.pop(r).stop()
+            new: list[SharedInformer] = []
+            for r in added:
+                if self.informers:  # the first sync is the start, not news
+                    log.info("garbage collector: watching %s", _name(r))
+                inf = self._informer(r)
+                informers[r] = inf
+                new.append(inf)
+            self.informers = informers
+            self._graph_ready.clear()
+            try:
+                for inf in new:
+                    inf.start()
+                await self._wait_synced(new, within if within is not None else self.resync_period)
+            finally:
+                self._graph_ready.set()
+            return True
 
     # ------------------------------------------------------------------ reconcile
 
     async def reconcile(self, request: Request) -> Result | None:
+        await self._graph_ready.wait()
         found = self.node(request.name)
         if found is None:
             return None
@@ -409,9 +537,12 @@ class _GCController(Controller):
         await self.gc.stop_informers()
 
 
-def setup(manager: Manager) -> None:
-    gc = GarbageCollector(manager.client, manager.recorder)
+def setup(manager: Manager, *, resync_period: float = RESYNC_PERIOD) -> GarbageCollector:
+    """Add the garbage collector to ``manager``; ``resync_period``: how often it asks
+    discovery for resources that appeared or went."""
+    gc = GarbageCollector(manager.client, manager.recorder, resync_period=resync_period)
     controller = _GCController(gc, manager)
     gc.controller = controller
     manager.controllers.append(controller)
     manager.on_synced.append(gc.start_informers)
+    return gc

@@ -5,9 +5,13 @@ it sets ``deletionTimestamp`` and phase ``Terminating`` and keeps the ``kubernet
 finalizer in ``spec.finalizers``, and refuses new objects in it. This controller (upstream's
 ``namespace`` controller with its ``NamespacedResourcesDeleter``) does the rest:
 
-1. delete every namespaced object of every stored resource in the namespace (a
+1. delete every namespaced object of every resource in the namespace (a
    ``deletecollection`` per resource, background propagation; pods keep their grace
-   period; objects with finalizers stay until their owners remove them);
+   period; objects with finalizers stay until their owners remove them). The resources
+   come from discovery, asked again at each pass as upstream's deleter does, so custom
+   resources go with their namespace; when some groups cannot be discovered the rest is
+   deleted, the failure is reported (``NamespaceDeletionDiscoveryFailure``) and the
+   namespace is not finalized until discovery succeeds;
 2. record on the namespace the conditions upstream keeps there
    (``NamespaceDeletionDiscoveryFailure``, ``NamespaceDeletionGroupVersionParsingFailure``,
    ``NamespaceDeletionContentFailure``, ``NamespaceContentRemaining``,
@@ -24,11 +28,13 @@ import copy
 import datetime as dt
 import logging
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client import ApiError, Client, Store, is_not_found
+from pyk8s.client import ApiError, Client, ClientError, Store, is_not_found
+from pyk8s.client.discovery import GroupDiscoveryFailed
 from pyk8s.controllers._resources import deletable_resources
 from pyk8s.controllers.runtime import Manager, Request, Result, TerminalError
 
@@ -98,6 +104,8 @@ class _Totals:
     remaining: dict[Resource, int] = field(default_factory=dict)
     finalizers: Counter[str] = field(default_factory=Counter)
     errors: list[str] = field(default_factory=list)
+    #: why discovery failed (None: every resource was discovered)
+    discovery_error: str | None = None
 
 
 def build_conditions(totals: _Totals) -> dict[str, tuple[str, str, str]]:
@@ -105,6 +113,8 @@ def build_conditions(totals: _Totals) -> dict[str, tuple[str, str, str]]:
     out: dict[str, tuple[str, str, str]] = {
         t: ("False", OK_REASONS[t], OK_MESSAGES[t]) for t in CONDITION_TYPES
     }
+    if totals.discovery_error is not None:
+        out[DISCOVERY_FAILURE] = ("True", "DiscoveryFailed", totals.discovery_error)
     if totals.remaining:
         parts = sorted(
             f"{r.plural}.{r.group} has {n} resource instances"
@@ -161,21 +171,36 @@ def apply_conditions(status: Obj, wanted: dict[str, tuple[str, str, str]]) -> bo
     return changed
 
 
+def discovery_failure_message(err: ClientError) -> str:
+    """The ``NamespaceDeletionDiscoveryFailure`` message for a discovery error (upstream's)."""
+    if isinstance(err, GroupDiscoveryFailed):
+        return f"Discovery failed for some groups, {len(err.groups)} failing: {err}"
+    if isinstance(err, ApiError):
+        return err.message
+    return str(err)
+
+
 class NamespaceReconciler:
-    """Empties a terminating namespace, then finalizes it (level-based, idempotent)."""
+    """Empties a terminating namespace, then finalizes it (level-based, idempotent).
+
+    The namespaced resources to empty come from ``discover`` (by default the server's
+    discovery: :func:`~pyk8s.controllers._resources.deletable_resources`), called at each
+    pass; ``resources`` fixes them instead.
+    """
 
     def __init__(
         self,
         client: Client,
         namespaces: Store | None = None,
         resources: list[Resource] | None = None,
+        *,
+        discover: Callable[[], Awaitable[list[Resource]]] | None = None,
     ) -> None:
         self.client = client
         #: the namespace informer's cache: only namespaces marked there are read live
         self.namespaces = namespaces
-        self.resources = (
-            resources if resources is not None else deletable_resources(namespaced=True)
-        )
+        self.resources = resources
+        self.discover = discover or self._discover
         #: resources whose deletecollection the server does not support (upstream's opCache)
         self._no_delete_collection: set[Resource] = set()
 
@@ -203,6 +228,9 @@ class NamespaceReconciler:
             raise RuntimeError(
                 f"namespace {request.name}: content deletion failed: {'; '.join(totals.errors)}"
             )
+        if totals.discovery_error is not None:
+            # what could be found is gone; what could not may still be there
+            raise RuntimeError(f"namespace {request.name}: {totals.discovery_error}")
         if totals.remaining or totals.estimate > 0:
             wait = max(totals.estimate, 1) // 2 + 1
             log.debug("namespace %s: content remains; checking again in %ds", request.name, wait)
@@ -220,9 +248,26 @@ class NamespaceReconciler:
         result: Obj = await self.client.update_status(NAMESPACES, new)
         return result
 
+    async def _discover(self) -> list[Resource]:
+        return await deletable_resources(self.client, namespaced=True)
+
+    async def _resources(self, totals: _Totals) -> list[Resource]:
+        """The namespaced resources to empty; a discovery failure goes into ``totals``
+        (and the resources that could be discovered are emptied all the same)."""
+        if self.resources is not None:
+            return self.resources
+        try:
+            return await self.discover()
+        except GroupDiscoveryFailed as err:
+            totals.discovery_error = discovery_failure_message(err)
+            return err.resources
+        except ClientError as err:
+            totals.discovery_error = discovery_failure_message(err)
+            return []
+
     async def _delete_all_content(self, namespace: str, deleted_at: dt.datetime) -> _Totals:
         totals = _Totals()
-        for r in self.resources:
+        for r in await self._resources(totals):
             try:
                 await self._delete_resource_content(r, namespace, deleted_at, totals)
             except ApiError as err:

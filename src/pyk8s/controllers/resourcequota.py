@@ -8,13 +8,20 @@ must follow the namespace's objects, as upstream's ``pkg/controller/resourcequot
 quota's scopes match (the rules are in :mod:`pyk8s.api.quotausage`), zeros included.
 
 A quota is recomputed when it changes and whenever an object of a tracked kind in its
-namespace is added, updated or deleted (upstream's "replenishment"); quotas that count
-kinds without a shared informer here are listed through the API and recomputed every
-five minutes (upstream's full resync period).
+namespace is added, updated or deleted (upstream's "replenishment"). The kinds with
+usage rules (pods, services, claims, …) are tracked by shared informers from the start;
+any other kind a quota counts (``count/<plural>.<group>``, custom resources included) is
+resolved through discovery (:class:`~pyk8s.client.discovery.CachedDiscovery`), listed
+through the API until this controller's own metadata-only informer for it has synced,
+and tracked by that informer from then on. Upstream's quota monitors watch every
+quotable resource; here only the ones some quota counts are watched. Quotas over such
+kinds are also recomputed every five minutes (upstream's full resync period), which is
+when a kind that is no longer served is forgotten.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import logging
 import time
@@ -23,8 +30,11 @@ from typing import Any
 
 from pyk8s.api import quotausage as qu
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client import ApiError, SharedInformer, is_conflict, is_not_found
-from pyk8s.controllers.runtime import Manager, Request, Result
+from pyk8s.client import ApiError, Client, SharedInformer, is_conflict, is_not_found
+from pyk8s.client.discovery import CachedDiscovery
+from pyk8s.client.informer import ClientListerWatcher
+from pyk8s.controllers.garbagecollector import MetadataListerWatcher
+from pyk8s.controllers.runtime import Controller, Manager, Request, Result
 
 log = logging.getLogger(__name__)
 
@@ -59,28 +69,26 @@ WATCHED: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def _preferred(group: str, plural: str) -> Resource | None:
-    """The stored, listable resource for (group, plural), preferring a non-converted one."""
-    best: Resource | None = None
-    for r in REGISTRY:
-        if r.group != group or r.plural != plural or not r.namespaced:
-            continue
-        if "list" not in r.verbs:
-            continue
-        if best is None or (best.converts and not r.converts):
-            best = r
-    return best
+def _countable(r: Resource | None) -> bool:
+    """Whether a quota can count ``r``'s objects in a namespace."""
+    return r is not None and r.namespaced and "list" in r.verbs
 
 
 class ResourceQuotaReconciler:
     def __init__(self, manager: Manager) -> None:
         assert QUOTAS is not None
-        self.client = manager.client
+        self.client: Client = manager.client
         self.quotas = manager.informers.informer(QUOTAS)
         self.informers: dict[tuple[str, str], SharedInformer] = {}
+        #: the informers this controller started itself, for kinds only discovery knows
+        self.discovered: dict[tuple[str, str], SharedInformer] = {}
+        self.discovery = CachedDiscovery(manager.client)
+        #: set by :func:`setup`: discovered informers' events recompute quotas through it
+        self.controller: Controller | None = None
         self._deferred: dict[Request, float] = {}
         #: the resourceVersion of this controller's own last write of each quota
         self._written: dict[Request, str] = {}
+        self._watched = {(group, plural) for group, _version, plural in WATCHED}
         for group, version, plural in WATCHED:
             r = REGISTRY.get(group, version, plural)
             if r is not None:
@@ -93,14 +101,46 @@ class ResourceQuotaReconciler:
 
     async def _objects(self, group: str, plural: str, namespace: str) -> list[Obj] | None:
         informer = self.informers.get((group, plural))
-        if informer is not None:
+        if (group, plural) in self._watched and informer is not None:
             return informer.store.by_index("namespace", namespace)
-        r = _preferred(group, plural)
-        if r is None:
-            return None  # not a resource we serve: nothing to count
+        # any other kind: is it (still) served? (cached; a miss asks the server again)
+        r = await self.discovery.for_group_resource(group, plural)
+        if r is None or not _countable(r):
+            await self._forget(group, plural)
+            return None  # not a resource the server serves: nothing to count
+        if informer is None:
+            self._track(r)
+        elif informer.has_synced():
+            return informer.store.by_index("namespace", namespace)
         listed = await self.client.list(r, namespace)
         items: list[Obj] = listed.get("items") or []
         return items
+
+    def _track(self, r: Resource) -> None:
+        """Watch ``r`` from now on (metadata only: kinds outside :data:`WATCHED` cost
+        one object each, whatever is in them); its events recompute the quotas."""
+        if self.controller is None or "watch" not in r.verbs:
+            return
+        informer = SharedInformer(
+            MetadataListerWatcher(ClientListerWatcher(self.client, r)),
+            name=f"quota-informer[{r.group_resource}]",
+        )
+        self.informers[(r.group, r.plural)] = self.discovered[(r.group, r.plural)] = informer
+        self.controller.watch(informer, self.namespace_quotas)
+        informer.start()
+        log.info("resource quota: counting %s", r.group_resource)
+
+    async def _forget(self, group: str, plural: str) -> None:
+        informer = self.discovered.pop((group, plural), None)
+        if informer is not None:
+            del self.informers[(group, plural)]
+            await informer.stop()
+
+    async def stop(self) -> None:
+        """Stop the informers this controller started (the shared ones are the manager's)."""
+        informers = list(self.discovered.values())
+        self.discovered.clear()
+        await asyncio.gather(*(inf.stop() for inf in informers))
 
     def _behind(self, request: Request, quota: Obj, names: list[str]) -> bool:
         """Whether an informer counting ``names`` (whose usage would go down) has not yet
@@ -121,8 +161,8 @@ class ResourceQuotaReconciler:
         lagging = False
         for name in names:
             informer = self.informers.get(qu.source_of(name) or ("", ""))
-            if informer is None:
-                continue
+            if informer is None or not informer.has_synced():
+                continue  # counted from a live list, not from a cache
             try:
                 seen = int(informer.last_sync_resource_version or 0)
             except ValueError:
@@ -158,7 +198,7 @@ class ResourceQuotaReconciler:
             if source is not None:
                 by_source.setdefault(source, []).append(name)
         for (group, plural), names in by_source.items():
-            resync = resync or (group, plural) not in self.informers
+            resync = resync or (group, plural) not in self._watched
             objects = await self._objects(group, plural, request.namespace)
             for obj in objects or ():
                 if not qu.matches_scopes(quota, group, plural, obj):
@@ -190,9 +230,23 @@ class ResourceQuotaReconciler:
         return Result(requeue_after=FULL_RESYNC) if resync else None
 
 
+class _QuotaController(Controller):
+    """The quota controller: also stops the informers its reconciler started."""
+
+    def __init__(self, reconciler: ResourceQuotaReconciler, manager: Manager) -> None:
+        super().__init__("resourcequota", reconciler, workers=2, metrics=manager.metrics)
+        self.quota_reconciler = reconciler
+
+    async def stop(self) -> None:
+        await super().stop()
+        await self.quota_reconciler.stop()
+
+
 def setup(manager: Manager) -> None:
     reconciler = ResourceQuotaReconciler(manager)
-    controller = manager.add("resourcequota", reconciler, workers=2)
+    controller = _QuotaController(reconciler, manager)
+    reconciler.controller = controller
+    manager.controllers.append(controller)
     controller.watch(reconciler.quotas)
     for informer in reconciler.informers.values():
         if informer is not reconciler.quotas:
