@@ -241,23 +241,54 @@ RESOURCES: tuple[Resource, ...] = (
     _r("events.k8s.io", "v1", "Event", "events", True, ["ev"], storage_group=""),
 )
 
-#: the preferred version of each group, first listed wins (autoscaling: v2, as upstream)
+#: the preferred version of each built-in group, first listed wins (autoscaling: v2, as
+#: upstream); :meth:`Registry.preferred_version` also knows the groups added at run time
 PREFERRED_VERSIONS: dict[str, str] = {}
 for _res in RESOURCES:
     PREFERRED_VERSIONS.setdefault(_res.group, _res.version)
 
 
 class Registry:
-    """Lookups over :data:`RESOURCES` by group/version/plural, kind, or short name."""
+    """Lookups over the served resources by group/version/plural, kind, or short name.
+
+    The registry is mutable, as upstream's is: CustomResourceDefinitions add and remove
+    resources while the server runs. Every change bumps :attr:`generation`, so whatever
+    is derived from the registry (discovery, OpenAPI documents) knows when to rebuild.
+    Readers see a consistent snapshot: each change replaces the lookup tables whole.
+    """
 
     def __init__(self, resources: Iterable[Resource] = RESOURCES) -> None:
-        self.resources = tuple(resources)
-        self._by_path = {(r.group, r.version, r.plural): r for r in self.resources}
-        self._by_kind = {(r.group, r.version, r.kind): r for r in self.resources}
+        self.generation = 0
+        self._set(tuple(resources))
+
+    def _set(self, resources: tuple[Resource, ...]) -> None:
+        self.resources = resources
+        self._by_path = {(r.group, r.version, r.plural): r for r in resources}
+        self._by_kind = {(r.group, r.version, r.kind): r for r in resources}
         #: (group, plural) -> the first-listed (preferred) version's resource
-        self._by_group_resource: dict[tuple[str, str], Resource] = {}
-        for r in self.resources:
-            self._by_group_resource.setdefault((r.group, r.plural), r)
+        by_group_resource: dict[tuple[str, str], Resource] = {}
+        for r in resources:
+            by_group_resource.setdefault((r.group, r.plural), r)
+        self._by_group_resource = by_group_resource
+        self.generation += 1
+
+    def add(self, resource: Resource) -> None:
+        """Serve ``resource`` (replacing the entry at its group/version/plural, if any).
+
+        A group's versions keep the order they were first added in; add the preferred
+        version of a new group first."""
+        key = (resource.group, resource.version, resource.plural)
+        if key in self._by_path:
+            self._set(tuple(resource if _path(r) == key else r for r in self.resources))
+        else:
+            self._set((*self.resources, resource))
+
+    def remove(self, group: str, version: str, plural: str) -> Resource | None:
+        """Stop serving a resource; returns what was removed (None if it was not served)."""
+        gone = self._by_path.get((group, version, plural))
+        if gone is not None:
+            self._set(tuple(r for r in self.resources if r is not gone))
+        return gone
 
     def __iter__(self) -> Iterator[Resource]:
         return iter(self.resources)
@@ -285,8 +316,21 @@ class Registry:
                 versions.append(r.version)
         return out
 
+    def preferred_version(self, group: str) -> str | None:
+        """The version a client should use for ``group`` (None if nothing is served)."""
+        builtin = PREFERRED_VERSIONS.get(group)
+        versions = self.group_versions().get(group, [])
+        if builtin in versions:
+            return builtin
+        return versions[0] if versions else None
+
     def in_group_version(self, group: str, version: str) -> list[Resource]:
         return [r for r in self.resources if r.group == group and r.version == version]
 
 
+def _path(r: Resource) -> tuple[str, str, str]:
+    return (r.group, r.version, r.plural)
+
+
+#: the built-in resources (the API server copies it: its own registry grows with CRDs)
 REGISTRY = Registry()

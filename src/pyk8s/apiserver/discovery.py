@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyk8s.api.registry import PREFERRED_VERSIONS, Registry, Resource
+from pyk8s.api.registry import Registry, Resource
 
 JSON = dict[str, Any]
 
@@ -103,7 +103,7 @@ def api_versions(address: str) -> JSON:
 
 def api_group(registry: Registry, group: str) -> JSON:
     versions = registry.group_versions()[group]
-    preferred = PREFERRED_VERSIONS[group]
+    preferred = registry.preferred_version(group) or versions[0]
     return {
         "kind": "APIGroup",
         "apiVersion": "v1",

@@ -29,31 +29,33 @@ import orjson
 from aiohttp import web
 
 from pyk8s.api import errors
-from pyk8s.api.defaults import apply_defaults
 from pyk8s.api.patch import (
     apply_json_patch,
     apply_merge_patch,
     apply_strategic_merge_patch,
 )
-from pyk8s.api.qos import pod_qos_class
 from pyk8s.api.registry import Resource
-from pyk8s.api.schema import schemas
 from pyk8s.api.selectors import (
     SelectorError,
-    check_field_selector,
-    field_values,
-    label_selector_from_dict,
     parse_field_selector,
     parse_label_selector,
 )
-from pyk8s.api.tables import build_table
-from pyk8s.api.validation import unknown_fields, validate_create, validate_update
-from pyk8s.apiserver import admission, encoding, kubeletproxy, quota, reviews
-from pyk8s.apiserver.allocators import AlreadyAllocated, OutOfRange, RangeFull
+from pyk8s.apiserver import encoding, reviews
+from pyk8s.apiserver.admission import (
+    CONNECT,
+    CREATE,
+    DELETE,
+    UPDATE,
+    Attributes,
+    Chain,
+    Context,
+    build_chain,
+    enabled_plugins,
+)
+from pyk8s.apiserver.authn import REQUEST_USER, UserInfo
 from pyk8s.apiserver.encoding import json_response
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.rest import (
-    RETURNS_DELETED_OBJECT,
     DeleteOptions,
     ResourceStore,
     deleted_status,
@@ -62,8 +64,9 @@ from pyk8s.apiserver.rest import (
     now,
     timestamp,
 )
-from pyk8s.apiserver.watchcache import CacheEvent, Entry, NotReady, TooOld
-from pyk8s.storage import Compacted, FutureRevision, NotFound, next_start
+from pyk8s.apiserver.strategies import Allocators, Rollback, Strategy, builtin_strategy
+from pyk8s.apiserver.watchcache import CacheEvent, Converter, Entry, NotReady, TooOld
+from pyk8s.storage import Compacted, FutureRevision, next_start
 
 if TYPE_CHECKING:
     from pyk8s.apiserver.server import APIServer
@@ -78,6 +81,10 @@ DEFAULT_WATCH_TIMEOUT = 1800
 PATCH_RETRIES = 5
 #: most watch events written in one chunk
 WATCH_BATCH = 256
+#: who bootstrap writes and other internal writes are admitted as
+SYSTEM_USER = UserInfo("system:apiserver", groups=("system:masters",))
+#: subresources that open a stream to a node rather than write an object (CONNECT)
+CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy"})
 
 CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You "
@@ -140,21 +147,94 @@ def _drop_path(obj: Any, path: str) -> None:
         cur.pop(last, None)
 
 
+class _Reader:
+    """The admission plugins' reads (:class:`pyk8s.apiserver.admission.Reader`)."""
+
+    def __init__(self, handlers: ResourceHandlers) -> None:
+        self.h = handlers
+
+    async def get(self, group: str, plural: str, namespace: str, name: str) -> JSON | None:
+        return await self.h.lookup(plural, group, namespace, name)
+
+    def cached(self, group: str, plural: str, namespace: str, name: str) -> JSON | None:
+        r = self.h.registry.for_group_resource(group, plural)
+        entry = None if r is None else self.h.cache.objects.get(r.key(namespace or None, name))
+        return None if entry is None else entry.obj
+
+    def list(self, group: str, plural: str, namespace: str | None = None) -> list[JSON]:
+        r = self.h.registry.for_group_resource(group, plural)
+        if r is None:
+            return []
+        return [e.obj for e in self.h.cache.list(r.key_prefix(namespace or None))]
+
+
+class _QuotaWriter:
+    """ResourceQuota admission's compare-and-swap status writes."""
+
+    def __init__(self, handlers: ResourceHandlers) -> None:
+        self.h = handlers
+
+    def _rest(self) -> ResourceStore:
+        r = self.h.registry.get("", "v1", "resourcequotas")
+        assert r is not None
+        return self.h.rest(r)
+
+    async def read(self, namespace: str, name: str) -> tuple[JSON, Any]:
+        return await self._rest().read(namespace, name)
+
+    async def write_status(self, new: JSON, old: JSON, kv: Any) -> None:
+        rest = self._rest()
+        new = rest.prepare_for_update(new, old, "status")
+        await rest.write_update(new, old, kv, subresource="status")
+
+
 class ResourceHandlers:
     def __init__(self, server: APIServer) -> None:
         self.server = server
         self.store = server.store
         self.cache = server.cache
         self.registry = server.registry
+        config = server.config
+        self.allocators = Allocators(
+            server.cluster_ips, server.node_ports, config.service_cidr, config.node_port_range
+        )
+        self._strategies: dict[tuple[str, str, str], Strategy] = {}
         self._rest: dict[tuple[str, str, str], ResourceStore] = {}
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         self._closing = asyncio.Event()
+        names = enabled_plugins(config.enable_admission_plugins, config.disable_admission_plugins)
+        context = Context(_Reader(self), quota_writer=_QuotaWriter(self))
+        self.admission: Chain = build_chain(context, names)
+
+    # ------------------------------------------------------------------ the resources
+
+    def strategy(self, r: Resource) -> Strategy:
+        key = (r.group, r.version, r.plural)
+        strategy = self._strategies.get(key)
+        if strategy is None:
+            strategy = self._strategies[key] = builtin_strategy(r, self.allocators)
+        return strategy
 
     def rest(self, r: Resource) -> ResourceStore:
         key = (r.group, r.version, r.plural)
-        if key not in self._rest:
-            self._rest[key] = ResourceStore(self.store, r)
-        return self._rest[key]
+        rest = self._rest.get(key)
+        if rest is None or rest.resource is not r:
+            rest = self._rest[key] = ResourceStore(self.store, r, self.strategy(r))
+        return rest
+
+    def install(self, r: Resource, strategy: Strategy) -> None:
+        """Serve ``r`` with ``strategy`` (a custom resource), replacing what was there."""
+        key = (r.group, r.version, r.plural)
+        self._strategies[key] = strategy
+        self._rest.pop(key, None)
+        self.registry.add(r)
+
+    def uninstall(self, r: Resource) -> None:
+        """Stop serving ``r``: requests for it are 404 from now on."""
+        key = (r.group, r.version, r.plural)
+        self.registry.remove(*key)
+        self._strategies.pop(key, None)
+        self._rest.pop(key, None)
 
     def resource(self, info: RequestInfo) -> Resource:
         r = self.registry.get(info.group, info.version, info.resource)
@@ -172,7 +252,7 @@ class ResourceHandlers:
     async def serve(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         r = self.resource(info)
         sub = info.subresource
-        if sub and sub not in r.subresources:
+        if sub and sub.split("/", 1)[0] not in r.subresources:
             raise errors.no_such_resource()
         if (
             r.namespaced
@@ -187,28 +267,21 @@ class ResourceHandlers:
             raise errors.method_not_allowed(
                 "the server does not allow this method on the requested resource"
             )
-        if not r.stored or sub in reviews.SUBRESOURCES:
-            # reviews, TokenRequest, eviction: answered from the request, never stored
+        if not r.stored:
+            # reviews: answered from the request, never stored
             return await reviews.serve(self, request, info, r)
-        if sub == "scale":
-            return await self.scale(request, info, r)
-        if sub == "binding":
-            return await self.bind(request, info, r)
-        if r.plural == "pods" and sub in kubeletproxy.SUBRESOURCES:
-            return await kubeletproxy.serve(self, request, info)
-        if r.plural == "nodes" and sub.split("/", 1)[0] == "proxy":
-            return await kubeletproxy.serve_node_proxy(self, request, info.name)
-        if sub in ("log", "exec", "attach", "portforward", "proxy", "ephemeralcontainers"):
-            raise errors.StatusError(
-                501, "NotImplemented", f"{r.plural}/{sub} is not served by pyk8s yet", {}
-            )
+        strategy = self.strategy(r)
+        handler = strategy.subresources.get(sub.split("/", 1)[0])
+        if handler is not None and (sub or verb == "create"):
+            if sub.split("/", 1)[0] in CONNECT_SUBRESOURCES:
+                await self._admit_connect(request, info, r)
+            return await handler.serve(self, request, info, r)
         if verb == "get":
             obj = await self.rest(r).get(info.namespace, info.name)
             if sub == "" and encoding.wants_table(request.headers.get("Accept")):
                 rv = obj["metadata"].get("resourceVersion", "")
                 return json_response(
-                    build_table(
-                        r,
+                    strategy.table(
                         [obj],
                         now=now(),
                         include_object=request.query.get("includeObject", ""),
@@ -221,8 +294,6 @@ class ResourceHandlers:
         if verb == "watch":
             return await self.watch(request, info, r)
         if verb == "create":
-            if r.plural == "bindings":
-                return await self.bind(request, info, r)
             return await self.create(request, info, r)
         if verb == "update":
             return await self.update(request, info, r)
@@ -234,17 +305,45 @@ class ResourceHandlers:
             return await self.delete_collection(request, info, r)
         raise errors.method_not_allowed(f"verb {verb} is not supported")
 
+    async def _admit_connect(self, request: web.Request, info: RequestInfo, r: Resource) -> None:
+        """Admission of exec/attach/portforward/proxy (CONNECT, the query as options)."""
+        attrs = Attributes(
+            CONNECT,
+            r,
+            info.namespace,
+            info.name,
+            None,
+            None,
+            self.user(request),
+            subresource=info.subresource,
+            options=dict(request.query),
+        )
+        await self.admission.admit(attrs)
+        await self.admission.validate(attrs)
+
     # ------------------------------------------------------------------ decoding
 
-    async def _body(self, request: web.Request, *, patch: bool = False) -> Any:
+    @staticmethod
+    def user(request: web.Request) -> UserInfo:
+        return request.get(REQUEST_USER) or SYSTEM_USER
+
+    @staticmethod
+    def dry_run(query: Any) -> bool:
+        return _dry_run(query)
+
+    @staticmethod
+    def timestamp() -> str:
+        return timestamp()
+
+    async def body(self, request: web.Request, *, patch: bool = False) -> Any:
         body = await encoding.read_body(request)
         return encoding.decode_body(body, request.headers.get("Content-Type"), patch=patch)
 
-    def _object(self, data: Any, r: Resource, info: RequestInfo) -> JSON:
+    def decode_object(self, data: Any, r: Resource, info: RequestInfo) -> JSON:
         if not isinstance(data, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
         api_version, kind = data.get("apiVersion"), data.get("kind")
-        if kind and kind != r.kind and not (r.plural == "bindings" and kind == "Binding"):
+        if kind and not self.strategy(r).accepts_kind(kind):
             raise errors.bad_request(
                 f"the kind in the data ({kind}) does not match the expected kind ({r.kind})"
             )
@@ -271,13 +370,22 @@ class ResourceHandlers:
             meta.pop("namespace", None)
         return data
 
+    @staticmethod
+    def check_name(obj: JSON, info: RequestInfo) -> None:
+        name = obj["metadata"].get("name")
+        if name and name != info.name:
+            raise errors.bad_request(
+                f"the name of the object ({name}) does not match the name on the URL ({info.name})"
+            )
+        obj["metadata"]["name"] = info.name
+
     def _field_validation(self, r: Resource, obj: JSON, query: Any) -> list[str]:
         mode = query.get("fieldValidation") or "Warn"
         if mode not in ("Strict", "Warn", "Ignore"):
             raise errors.bad_request(
                 f'fieldValidation must be one of "Ignore", "Warn", or "Strict", got "{mode}"'
             )
-        unknown = unknown_fields(r, obj)
+        unknown = self.strategy(r).unknown_fields(obj)
         for path in unknown:
             _drop_path(obj, path)
         if not unknown or mode == "Ignore":
@@ -302,57 +410,45 @@ class ResourceHandlers:
         except errors.StatusError:
             return None
 
-    async def cached(self, plural: str, group: str, namespace: str, name: str) -> JSON | None:
-        """An object from the watch cache only: for admission checks on the create path,
-        where a store read per request would show (a miss means "not there")."""
-        r = self.registry.for_group_resource(group, plural)
-        entry = None if r is None else self.cache.objects.get(r.key(namespace or None, name))
-        return None if entry is None else entry.obj
-
-    async def list_objects(self, plural: str, group: str) -> list[JSON]:
-        r = self.registry.for_group_resource(group, plural)
-        return [] if r is None else [e.obj for e in self.cache.list(r.key_prefix())]
-
     # ------------------------------------------------------------------ create
 
     async def create(self, request: web.Request, info: RequestInfo, r: Resource) -> web.Response:
         query = request.query
         dry_run = _dry_run(query)
-        obj = self._object(await self._body(request), r, info)
+        obj = self.decode_object(await self.body(request), r, info)
         if r.namespaced and not info.namespace:
             raise errors.method_not_allowed("create requires a namespace")
         warnings = self._field_validation(r, obj, query)
         generate_name_if_needed(obj)
-        out = await self.create_object(r, obj, dry_run=dry_run)
+        out = await self.create_object(r, obj, dry_run=dry_run, user=self.user(request))
         return json_response(out, 201, warnings=warnings)
 
-    async def create_object(self, r: Resource, obj: JSON, *, dry_run: bool = False) -> JSON:
-        """Admission, defaults, strategy, validation, allocation, then the write."""
+    async def create_object(
+        self, r: Resource, obj: JSON, *, dry_run: bool = False, user: UserInfo = SYSTEM_USER
+    ) -> JSON:
+        """Defaults, mutating admission, strategy, validation, validating admission,
+        allocation, then the write."""
         rest = self.rest(r)
+        strategy = rest.strategy
+        obj = strategy.default(obj, create=True)
         meta = obj["metadata"]
         namespace = meta.get("namespace", "") if r.namespaced else ""
-        await admission.namespace_lifecycle(r, namespace, "create", self.lookup)
-        if r.plural == "pods":
-            await admission.service_account(obj, self.cached)
-            admission.default_toleration_seconds(obj)
-            await admission.priority(obj, self.list_objects)
-        obj = apply_defaults(r, obj)
+        attrs = Attributes(
+            CREATE, r, namespace, meta.get("name", ""), obj, None, user, dry_run=dry_run
+        )
+        await self.admission.admit(attrs)
+        if attrs.mutated:
+            obj = attrs.obj = strategy.default(obj, create=True)
         rest.prepare_for_create(obj)
-        if r.plural == "pods":
-            obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj)}
-        problems = validate_create(r, obj)
+        problems = strategy.validate(obj)
         if problems:
             raise errors.invalid_object(r.kind, meta.get("name", ""), problems, r.group)
-        await quota.admit_create(self, r, obj, dry_run=dry_run)  # ResourceQuota admission
-        allocated: list[tuple[Any, str]] = []
+        await self.admission.validate(attrs)
+        rollbacks = await strategy.before_create(obj, dry_run=dry_run)
         try:
-            if r.plural == "services" and not dry_run:
-                allocated = await self._allocate_service(obj, None)
-            ttl = 3600 if r.plural == "events" else 0
-            return await rest.create(obj, dry_run=dry_run, ttl=ttl)
+            return await rest.create(obj, dry_run=dry_run)
         except BaseException:
-            for allocator, item in allocated:
-                await allocator.release(item)
+            await _undo(rollbacks)
             raise
 
     async def ensure(self, obj: JSON, *, update: bool = False) -> None:
@@ -368,156 +464,24 @@ class ResourceHandlers:
             return
         if update:
             new = {**current, **{k: v for k, v in obj.items() if k != "metadata"}}
-            new = self.rest(r).prepare_for_update(apply_defaults(r, new, create=False), current, "")
             with contextlib.suppress(errors.StatusError):
-                await self.rest(r).write_update(new, current, kv)
-
-    # ------------------------------------------------------------------ services
-
-    async def _allocate_service(self, svc: JSON, old: JSON | None) -> list[tuple[Any, str]]:
-        """Allocate ClusterIP and NodePorts the service needs; returns what was taken."""
-        taken: list[tuple[Any, str]] = []
-        spec = svc.setdefault("spec", {})
-        meta = svc["metadata"]
-        owner = f"{meta.get('namespace')}/{meta.get('name')}"
-        ips = self.server.cluster_ips
-        ports = self.server.node_ports
-        try:
-            stype = spec.get("type", "ClusterIP")
-            old_spec = (old or {}).get("spec", {})
-            if stype != "ExternalName":
-                ip = spec.get("clusterIP") or (spec.get("clusterIPs") or [None])[0]
-                if old and not ip:
-                    ip = old_spec.get("clusterIP")
-                    if ip:
-                        spec["clusterIP"], spec["clusterIPs"] = ip, old_spec.get("clusterIPs", [ip])
-                elif ip == "None":
-                    spec["clusterIPs"] = ["None"]
-                elif not ip:
-                    ip = await ips.allocate(owner)
-                    taken.append((ips, ip))
-                    spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
-                elif not old or old_spec.get("clusterIP") != ip:
-                    try:
-                        await ips.reserve(ip, owner)
-                    except AlreadyAllocated:
-                        raise errors.invalid_object(
-                            "Service",
-                            meta.get("name", ""),
-                            [
-                                errors.invalid(
-                                    "spec.clusterIPs",
-                                    [ip],
-                                    f"failed to allocate IP {ip}: provided IP is already allocated",
-                                )
-                            ],
-                        ) from None
-                    except OutOfRange:
-                        raise errors.invalid_object(
-                            "Service",
-                            meta.get("name", ""),
-                            [
-                                errors.invalid(
-                                    "spec.clusterIPs",
-                                    [ip],
-                                    f"failed to allocate IP {ip}: the provided IP "
-                                    f"({ip}) is not in the valid range. The range of "
-                                    "valid IPs is "
-                                    f"{self.server.config.service_cidr}",
-                                )
-                            ],
-                        ) from None
-                    taken.append((ips, ip))
-                    spec["clusterIPs"] = [ip]
-            if stype in ("NodePort", "LoadBalancer"):
-                old_ports = {
-                    (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
-                    for p in old_spec.get("ports", [])
-                }
-                for i, p in enumerate(spec.get("ports", [])):
-                    np = p.get("nodePort")
-                    previous = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
-                    if not np and previous:
-                        p["nodePort"] = previous
-                        continue
-                    if np and np == previous:
-                        continue
-                    if np:
-                        try:
-                            await ports.reserve(str(np), owner)
-                        except AlreadyAllocated:
-                            raise errors.invalid_object(
-                                "Service",
-                                meta.get("name", ""),
-                                [
-                                    errors.invalid(
-                                        f"spec.ports[{i}].nodePort",
-                                        np,
-                                        "provided port is already allocated",
-                                    )
-                                ],
-                            ) from None
-                        except OutOfRange:
-                            lo, hi = self.server.config.node_port_range
-                            raise errors.invalid_object(
-                                "Service",
-                                meta.get("name", ""),
-                                [
-                                    errors.invalid(
-                                        f"spec.ports[{i}].nodePort",
-                                        np,
-                                        f"provided port is not in the valid range. The "
-                                        f"range of valid ports is {lo}-{hi}",
-                                    )
-                                ],
-                            ) from None
-                        taken.append((ports, str(np)))
-                    else:
-                        got = await ports.allocate(owner)
-                        taken.append((ports, got))
-                        p["nodePort"] = int(got)
-            return taken
-        except RangeFull as err:
-            for allocator, item in taken:
-                await allocator.release(item)
-            raise errors.internal(f"range is full: {err}") from None
-        except BaseException:
-            for allocator, item in taken:
-                await allocator.release(item)
-            raise
-
-    async def _release_service(self, svc: JSON, keep: JSON | None = None) -> None:
-        """Release what ``svc`` holds and ``keep`` (its replacement) does not."""
-        spec = svc.get("spec", {})
-        keep_spec = (keep or {}).get("spec", {})
-        ip = spec.get("clusterIP")
-        if ip and ip != "None" and ip != keep_spec.get("clusterIP"):
-            await self.server.cluster_ips.release(ip)
-        kept = {p.get("nodePort") for p in keep_spec.get("ports", [])}
-        for p in spec.get("ports", []):
-            if p.get("nodePort") and p["nodePort"] not in kept:
-                await self.server.node_ports.release(str(p["nodePort"]))
+                await self.update_object(r, new, current, kv, "")
 
     # ------------------------------------------------------------------ update
 
     async def update(self, request: web.Request, info: RequestInfo, r: Resource) -> web.Response:
         query = request.query
         dry_run = _dry_run(query)
-        obj = self._object(await self._body(request), r, info)
-        name = obj["metadata"].get("name")
-        if name and name != info.name:
-            raise errors.bad_request(
-                f"the name of the object ({name}) does not match the name on the URL ({info.name})"
-            )
-        obj["metadata"]["name"] = info.name
+        obj = self.decode_object(await self.body(request), r, info)
+        self.check_name(obj, info)
         warnings = self._field_validation(r, obj, query)
-        if r.plural == "namespaces" and info.subresource == "finalize":
-            return json_response(await self.finalize_namespace(r, info, obj, dry_run))
         current, kv = await self.rest(r).read(info.namespace, info.name)
         rv = obj["metadata"].get("resourceVersion")
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise self.rest(r).conflict(info.name)
-        out = await self.update_object(r, obj, current, kv, info.subresource, dry_run=dry_run)
+        out = await self.update_object(
+            r, obj, current, kv, info.subresource, dry_run=dry_run, user=self.user(request)
+        )
         return json_response(out, 200, warnings=warnings)
 
     async def update_object(
@@ -529,47 +493,52 @@ class ResourceHandlers:
         subresource: str,
         *,
         dry_run: bool = False,
+        user: UserInfo = SYSTEM_USER,
     ) -> JSON:
+        """Defaults, mutating admission, the update strategy, validation, validating
+        admission, allocation, then the compare-and-swap write over ``current``."""
         rest = self.rest(r)
-        new = rest.prepare_for_update(obj, current, subresource)
+        strategy = rest.strategy
         if subresource != "status":
-            new = apply_defaults(r, new, create=False)
-        problems = validate_update(r, new, current)
+            obj = strategy.default(obj, create=False)
+        meta = obj.setdefault("metadata", {})
+        attrs = Attributes(
+            UPDATE,
+            r,
+            meta.get("namespace", "") if r.namespaced else "",
+            meta.get("name", ""),
+            obj,
+            current,
+            user,
+            subresource=subresource,
+            dry_run=dry_run,
+        )
+        await self.admission.admit(attrs)
+        if attrs.mutated and subresource != "status":
+            obj = strategy.default(obj, create=False)
+        new = rest.prepare_for_update(obj, current, subresource)
+        problems = strategy.validate_update(new, current)
         if problems:
             raise errors.invalid_object(r.kind, info_name(new), problems, r.group)
-        taken: list[tuple[Any, str]] = []
-        if r.plural == "services" and subresource == "" and not dry_run:
-            taken = await self._allocate_service(new, current)
+        attrs.obj = new
+        await self.admission.validate(attrs)
+        rollbacks: list[Rollback] = []
+        if subresource == "":
+            rollbacks = await strategy.before_update(new, current, dry_run=dry_run)
         try:
-            out = await rest.write_update(
+            out, deleted = await rest.write_update(
                 new, current, kv, dry_run=dry_run, subresource=subresource
             )
         except BaseException:
-            for allocator, item in taken:
-                await allocator.release(item)
+            await _undo(rollbacks)
             raise
-        if r.plural == "services" and subresource == "" and not dry_run:
-            await self._release_service(current, keep=out)
+        if not dry_run:
+            if deleted:
+                # the last finalizer went: release what the stored object held
+                await strategy.after_delete(current)
+            elif subresource == "":
+                await strategy.after_update(out, current)
         return out
-
-    async def finalize_namespace(
-        self, r: Resource, info: RequestInfo, obj: JSON, dry_run: bool
-    ) -> JSON:
-        current, kv = await self.rest(r).read("", info.name)
-        new = copy.deepcopy(current)
-        new.setdefault("spec", {})["finalizers"] = (obj.get("spec") or {}).get("finalizers", [])
-        if not new["spec"]["finalizers"]:
-            new["spec"].pop("finalizers")
-        if (
-            new["metadata"].get("deletionTimestamp")
-            and not new["spec"].get("finalizers")
-            and not new["metadata"].get("finalizers")
-        ):
-            if not dry_run:
-                with contextlib.suppress(NotFound):
-                    await self.store.delete(kv.key, expected_revision=kv.mod_revision)
-            return new
-        return await self.rest(r).write_update(new, current, kv, dry_run=dry_run)
 
     # ------------------------------------------------------------------ patch
 
@@ -577,9 +546,11 @@ class ResourceHandlers:
         query = request.query
         dry_run = _dry_run(query)
         content_type = encoding.media_type(request.headers.get("Content-Type"))
-        patch = await self._body(request, patch=True)
+        patch = await self.body(request, patch=True)
         rest = self.rest(r)
-        definition = schemas().name_for(r.group, r.version, r.kind)
+        strategy = rest.strategy
+        if content_type == encoding.PATCH_STRATEGIC and not strategy.strategic_merge_patch:
+            raise errors.unsupported_media_type(content_type)
         warnings: list[str] = []
         for _attempt in range(PATCH_RETRIES):
             current, kv = await rest.read(info.namespace, info.name)
@@ -588,10 +559,10 @@ class ResourceHandlers:
             elif content_type == encoding.PATCH_MERGE:
                 patched = apply_merge_patch(current, patch)
             else:
-                patched = apply_strategic_merge_patch(current, patch, definition)
+                patched = apply_strategic_merge_patch(current, patch, strategy.patch_schema())
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object is not a JSON object")
-            patched = self._object(patched, r, info)
+            patched = self.decode_object(patched, r, info)
             if patched["metadata"].get("name") != info.name:
                 raise errors.bad_request("metadata.name may not be changed by a patch")
             rv = patched["metadata"].get("resourceVersion")
@@ -600,7 +571,13 @@ class ResourceHandlers:
             warnings = self._field_validation(r, patched, query)
             try:
                 out = await self.update_object(
-                    r, patched, current, kv, info.subresource, dry_run=dry_run
+                    r,
+                    patched,
+                    current,
+                    kv,
+                    info.subresource,
+                    dry_run=dry_run,
+                    user=self.user(request),
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and not _has_rv(patch):
@@ -620,14 +597,35 @@ class ResourceHandlers:
                 body = data if isinstance(data, dict) else None
         opts = DeleteOptions.parse(body, dict(request.query))
         opts.dry_run = opts.dry_run or _dry_run(request.query)
-        if r.plural == "namespaces":
-            admission.protect_system_namespace(info.name)
-        obj, deleted_now = await self.rest(r).delete(info.namespace, info.name, opts)
-        if deleted_now and r.plural == "services" and not opts.dry_run:
-            await self._release_service(obj)
-        if deleted_now and r.plural not in RETURNS_DELETED_OBJECT:
+        obj, deleted_now = await self.delete_object(
+            r, info.namespace, info.name, opts, user=self.user(request), options=body
+        )
+        if deleted_now and not self.strategy(r).returns_deleted_object:
             return json_response(deleted_status(r, obj))
         return json_response(obj)
+
+    async def delete_object(
+        self,
+        r: Resource,
+        namespace: str,
+        name: str,
+        opts: DeleteOptions,
+        *,
+        user: UserInfo = SYSTEM_USER,
+        options: JSON | None = None,
+    ) -> tuple[JSON, bool]:
+        """Admission (DELETE, the stored object as old), then delete or begin deleting."""
+        rest = self.rest(r)
+        old = await self.lookup(r.plural, r.group, namespace, name)
+        attrs = Attributes(
+            DELETE, r, namespace, name, None, old, user, dry_run=opts.dry_run, options=options
+        )
+        await self.admission.admit(attrs)
+        await self.admission.validate(attrs)
+        obj, deleted_now = await rest.delete(namespace, name, opts)
+        if deleted_now and not opts.dry_run:
+            await rest.strategy.after_delete(obj)
+        return obj, deleted_now
 
     async def delete_collection(
         self, request: web.Request, info: RequestInfo, r: Resource
@@ -637,21 +635,20 @@ class ResourceHandlers:
         prefix = r.key_prefix(info.namespace or None)
         opts = DeleteOptions.parse(None, dict(request.query))
         opts.dry_run = _dry_run(request.query)
+        user = self.user(request)
         items = []
         for entry in self.cache.list(prefix):
             if matches is not None and not matches(entry.obj):
                 continue
             meta = entry.obj["metadata"]
             try:
-                obj, deleted_now = await self.rest(r).delete(
-                    meta.get("namespace", ""), meta["name"], opts
+                obj, _deleted = await self.delete_object(
+                    r, meta.get("namespace", ""), meta["name"], opts, user=user
                 )
             except errors.StatusError as err:
                 if err.code == 404:
                     continue
                 raise
-            if deleted_now and r.plural == "services" and not opts.dry_run:
-                await self._release_service(obj)
             items.append(obj)
         return json_response(
             {
@@ -662,124 +659,19 @@ class ResourceHandlers:
             }
         )
 
-    # ------------------------------------------------------------------ scale, binding
-
-    async def scale(self, request: web.Request, info: RequestInfo, r: Resource) -> web.Response:
-        rest = self.rest(r)
-        if request.method in ("GET", "HEAD"):
-            return json_response(_scale_of(await rest.get(info.namespace, info.name)))
-        dry_run = _dry_run(request.query)
-        if request.method not in ("PUT", "PATCH"):
-            raise errors.method_not_allowed("scale supports get, update and patch")
-        ct = encoding.media_type(request.headers.get("Content-Type"))
-        doc: Any = await self._body(request, patch=request.method == "PATCH")
-        for _attempt in range(PATCH_RETRIES):
-            current, kv = await rest.read(info.namespace, info.name)
-            scale = _scale_of(current)
-            new_scale: Any = doc
-            if request.method == "PUT":
-                rv = (new_scale.get("metadata") or {}).get("resourceVersion")
-                if rv and rv != current["metadata"]["resourceVersion"]:
-                    raise rest.conflict(info.name)
-            else:
-                patch_doc = doc
-                if ct == encoding.PATCH_JSON:
-                    new_scale = apply_json_patch(scale, patch_doc)
-                elif ct == encoding.PATCH_MERGE:
-                    new_scale = apply_merge_patch(scale, patch_doc)
-                else:
-                    new_scale = apply_strategic_merge_patch(
-                        scale, patch_doc, "io.k8s.api.autoscaling.v1.Scale"
-                    )
-            replicas = (new_scale.get("spec") or {}).get("replicas", 0)
-            if not isinstance(replicas, int) or replicas < 0:
-                raise errors.invalid_object(
-                    "Scale",
-                    info.name,
-                    [
-                        errors.invalid(
-                            "spec.replicas", replicas, "must be greater than or equal to 0"
-                        )
-                    ],
-                    "autoscaling",
-                )
-            new = copy.deepcopy(current)
-            new.setdefault("spec", {})["replicas"] = replicas
-            try:
-                out = await self.update_object(r, new, current, kv, "", dry_run=dry_run)
-            except errors.StatusError as err:
-                if err.reason == "Conflict" and request.method == "PATCH":
-                    continue
-                raise
-            return json_response(_scale_of(out))
-        raise rest.conflict(info.name)
-
-    async def bind(self, request: web.Request, info: RequestInfo, r: Resource) -> web.Response:
-        """pods/binding (and POST bindings): assign a pod to a node, once."""
-        body = await self._body(request)
-        if not isinstance(body, dict):
-            raise errors.bad_request("a Binding must be a JSON object")
-        pods = self.registry.get("", "v1", "pods")
-        assert pods is not None
-        name = info.name or (body.get("metadata") or {}).get("name", "")
-        target = (body.get("target") or {}).get("name", "")
-        if not target:
-            raise errors.invalid_object("Binding", name, [errors.required("target.name")])
-        rest = self.rest(pods)
-        dry_run = _dry_run(request.query)
-        for _attempt in range(PATCH_RETRIES):
-            pod, kv = await rest.read(info.namespace, name)
-            if pod["metadata"].get("deletionTimestamp"):
-                raise errors.conflict(
-                    "pods", name, "pod is being deleted, cannot be assigned to a host"
-                )
-            node = (pod.get("spec") or {}).get("nodeName")
-            if node:
-                raise errors.conflict(
-                    "pods", name, f'pod {name} is already assigned to node "{node}"'
-                )
-            new = copy.deepcopy(pod)
-            new["spec"]["nodeName"] = target
-            conds = new.setdefault("status", {}).setdefault("conditions", [])
-            conds[:] = [c for c in conds if c.get("type") != "PodScheduled"]
-            conds.append(
-                {
-                    "type": "PodScheduled",
-                    "status": "True",
-                    "lastProbeTime": None,
-                    "lastTransitionTime": timestamp(),
-                }
-            )
-            try:
-                await rest.write_update(new, pod, kv, dry_run=dry_run)
-            except errors.StatusError as err:
-                if err.reason == "Conflict":
-                    continue
-                raise
-            return json_response(
-                {
-                    "kind": "Status",
-                    "apiVersion": "v1",
-                    "metadata": {},
-                    "status": "Success",
-                    "code": 201,
-                },
-                201,
-            )
-        raise rest.conflict(name)
-
     # ------------------------------------------------------------------ list
 
     def _matcher(self, r: Resource, query: Any) -> Matcher | None:
         try:
             labels = parse_label_selector(query.get("labelSelector", "") or "")
             fields = parse_field_selector(query.get("fieldSelector", "") or "")
-            fields = check_field_selector(r, fields)
+            fields = self.strategy(r).field_selector(fields)
         except SelectorError as err:
             raise errors.bad_request(str(err)) from None
         if not str(labels) and not str(fields):
             return None
         registry = self.registry
+        own = self.strategy(r)
 
         def matches(obj: JSON) -> bool:
             meta = obj.get("metadata") or {}
@@ -787,11 +679,13 @@ class ResourceHandlers:
                 return False
             # a stored object of another version has that version's selectable fields
             # (check_field_selector converted the labels: regarding.name → involvedObject.name)
-            fr = r
+            strategy = own
             api_version = obj.get("apiVersion")
             if api_version is not None and api_version != r.api_version:
-                fr = registry.for_api_version(api_version, obj.get("kind", "")) or r
-            return fields.matches(field_values(fr, obj))
+                fr = registry.for_api_version(api_version, obj.get("kind", ""))
+                if fr is not None:
+                    strategy = self.strategy(fr)
+            return fields.matches(strategy.field_values(obj))
 
         return matches
 
@@ -851,13 +745,14 @@ class ResourceHandlers:
             entries = self.cache.list(prefix)
             if matches is not None:
                 entries = [e for e in entries if matches(e.obj)]
-            views = [e.as_version(r.api_version) for e in entries]
+            convert = self.strategy(r).convert
+            views = [e.as_version(r.api_version, convert) for e in entries]
             objs = [obj for obj, _ in views]
             raws = [raw for _, raw in views]
             list_meta = {"resourceVersion": str(self.cache.revision)}
         if encoding.wants_table(request.headers.get("Accept")):
-            table = build_table(
-                r, objs, now=now(), include_object=q.get("includeObject", ""), list_meta=list_meta
+            table = self.strategy(r).table(
+                objs, now=now(), include_object=q.get("includeObject", ""), list_meta=list_meta
             )
             return json_response(table)
         head = orjson.dumps(
@@ -933,6 +828,8 @@ class ResourceHandlers:
             raise errors.bad_request("timeoutSeconds must be an integer") from None
         table = encoding.wants_table(request.headers.get("Accept"))
         include = q.get("includeObject", "")
+        strategy = self.strategy(r)
+        convert = strategy.convert
 
         initial: list[Entry] = []
         error_event: JSON | None = None
@@ -965,8 +862,8 @@ class ResourceHandlers:
 
         def frame(etype: str, obj: JSON, raw: bytes | None) -> bytes:
             if table and etype in ("ADDED", "MODIFIED", "DELETED"):
-                t = build_table(
-                    r, [obj], now=now(), include_object=include, no_headers=not first_table[0]
+                t = strategy.table(
+                    [obj], now=now(), include_object=include, no_headers=not first_table[0]
                 )
                 first_table[0] = False
                 return orjson.dumps({"type": etype, "object": t}) + b"\n"
@@ -986,7 +883,7 @@ class ResourceHandlers:
             for i in range(0, len(initial), WATCH_BATCH):
                 chunk = initial[i : i + WATCH_BATCH]
                 await resp.write(
-                    b"".join(frame("ADDED", *e.as_version(r.api_version)) for e in chunk)
+                    b"".join(frame("ADDED", *e.as_version(r.api_version, convert)) for e in chunk)
                 )
             if send_initial is not None and _bool(send_initial) and bookmarks:
                 await resp.write(
@@ -1015,7 +912,9 @@ class ResourceHandlers:
                 events = [ev for ev in batch if ev is not None]
                 if events:
                     await resp.write(
-                        b"".join(self._event_frame(ev, frame, r.api_version) for ev in events)
+                        b"".join(
+                            self._event_frame(ev, frame, r.api_version, convert) for ev in events
+                        )
                     )
                 if len(events) < len(batch):
                     break  # the cache restarted: the client must re-watch
@@ -1032,10 +931,13 @@ class ResourceHandlers:
 
     @staticmethod
     def _event_frame(
-        ev: CacheEvent, frame: Callable[[str, JSON, bytes | None], bytes], api_version: str
+        ev: CacheEvent,
+        frame: Callable[[str, JSON, bytes | None], bytes],
+        api_version: str,
+        convert: Converter,
     ) -> bytes:
         """One watch event, its object in the request's version (DELETED: the last state)."""
-        return frame(ev.type, *ev.entry.as_version(api_version))
+        return frame(ev.type, *ev.entry.as_version(api_version, convert))
 
     def _current(self, prefix: str, matches: Matcher | None) -> list[Entry]:
         entries = self.cache.list(prefix)
@@ -1059,25 +961,6 @@ def _has_rv(patch: Any) -> bool:
     return isinstance(patch, dict) and bool((patch.get("metadata") or {}).get("resourceVersion"))
 
 
-def _scale_of(obj: JSON) -> JSON:
-    meta = obj.get("metadata", {})
-    spec = obj.get("spec") or {}
-    status = obj.get("status") or {}
-    selector = ""
-    sel = spec.get("selector")
-    if isinstance(sel, dict):
-        if "matchLabels" in sel or "matchExpressions" in sel:
-            selector = str(label_selector_from_dict(sel))
-        else:  # a ReplicationController's plain map
-            selector = ",".join(f"{k}={v}" for k, v in sorted(sel.items()))
-    return {
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            k: meta[k]
-            for k in ("name", "namespace", "uid", "resourceVersion", "creationTimestamp")
-            if k in meta
-        },
-        "spec": {"replicas": spec.get("replicas", 0)},
-        "status": {"replicas": status.get("replicas", 0), "selector": selector},
-    }
+async def _undo(rollbacks: list[Rollback]) -> None:
+    for undo in rollbacks:
+        await undo()

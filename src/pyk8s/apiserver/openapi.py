@@ -1536,6 +1536,8 @@ class Documents:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
+        #: the registry generation these documents describe (rebuilt when it moves)
+        self.generation = registry.generation
         self.built_at = time.time()
         self._lock = threading.Lock()
         self._defs: _Definitions | None = None
@@ -1614,7 +1616,7 @@ def documents(registry: Registry) -> Documents:
     """The (shared, lazily built) documents of a registry."""
     with _CACHE_LOCK:
         docs = _CACHE.get(registry)
-        if docs is None:
+        if docs is None or docs.generation != registry.generation:
             docs = _CACHE[registry] = Documents(registry)
         return docs
 

@@ -24,59 +24,18 @@ import datetime as dt
 import random
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from pyk8s.api import errors
-from pyk8s.api.conversion import convert
 from pyk8s.api.registry import Resource
 from pyk8s.storage import AlreadyExists, Conflict, KeyValue, NotFound, Store
 
+if TYPE_CHECKING:
+    from pyk8s.apiserver.strategies import Strategy
+
 JSON = dict[str, Any]
-
-#: resources whose metadata.generation tracks spec changes
-GENERATION_TRACKED = frozenset(
-    {
-        "deployments",
-        "replicasets",
-        "statefulsets",
-        "daemonsets",
-        "jobs",
-        "cronjobs",
-        "replicationcontrollers",
-        "horizontalpodautoscalers",
-        "poddisruptionbudgets",
-        "networkpolicies",
-        "ingresses",
-    }
-)
-
-#: resources whose DELETE answers with the deleted object instead of a Status (upstream's
-#: ReturnDeletedObject; the official clients' delete methods are typed accordingly)
-RETURNS_DELETED_OBJECT = frozenset(
-    {
-        "pods",
-        "services",
-        "persistentvolumeclaims",
-        "persistentvolumes",
-        "podtemplates",
-        "resourcequotas",
-        "serviceaccounts",
-        "storageclasses",
-    }
-)
-
-#: status a newly created object starts with, where upstream's strategy sets one
-_INITIAL_STATUS: dict[str, JSON] = {
-    "services": {"loadBalancer": {}},
-    "persistentvolumeclaims": {"phase": "Pending"},
-    "persistentvolumes": {"phase": "Pending"},
-    "namespaces": {"phase": "Active"},
-}
-
-#: resources whose create keeps the status the client sent
-_KEEPS_STATUS_ON_CREATE = frozenset({"nodes", "events"})
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -173,11 +132,13 @@ class DeleteOptions:
 
 
 class ResourceStore:
-    """CRUD of one resource on the store, with upstream's generic semantics."""
+    """CRUD of one resource on the store, with upstream's generic semantics; what is
+    specific to the resource comes from its strategy."""
 
-    def __init__(self, store: Store, resource: Resource) -> None:
+    def __init__(self, store: Store, resource: Resource, strategy: Strategy) -> None:
         self.store = store
         self.resource = resource
+        self.strategy = strategy
 
     # -------------------------------------------------------------- helpers
 
@@ -198,7 +159,7 @@ class ResourceStore:
         api_version = obj.get("apiVersion")
         if api_version is None or api_version == self.resource.api_version:
             return obj
-        return convert(obj, self.resource.api_version)
+        return self.strategy.convert(obj, self.resource.api_version)
 
     def to_storage(self, obj: JSON) -> JSON:
         """An object of this resource's version as it is stored (itself if no conversion)."""
@@ -206,7 +167,7 @@ class ResourceStore:
         api_version = obj.get("apiVersion")
         if api_version is None or api_version == target:
             return obj
-        return convert(obj, target)
+        return self.strategy.convert(obj, target)
 
     async def _read_stored(self, namespace: str, name: str) -> KeyValue:
         try:
@@ -225,6 +186,7 @@ class ResourceStore:
     # -------------------------------------------------------------- create
 
     def prepare_for_create(self, obj: JSON) -> None:
+        """Server-owned metadata, then the strategy's PrepareForCreate."""
         r = self.resource
         meta = obj.setdefault("metadata", {})
         for f in _SERVER_METADATA:
@@ -232,18 +194,11 @@ class ResourceStore:
         meta.pop("resourceVersion", None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = timestamp()
-        if r.plural in GENERATION_TRACKED:
-            meta["generation"] = 1
-        if "status" in r.subresources and r.plural not in _KEEPS_STATUS_ON_CREATE:
-            obj.pop("status", None)
-            if r.plural in _INITIAL_STATUS:
-                obj["status"] = copy.deepcopy(_INITIAL_STATUS[r.plural])
         obj["apiVersion"] = r.api_version
         obj["kind"] = r.kind
-        if r.plural == "jobs":
-            job_selector(obj)
+        self.strategy.prepare_for_create(obj)
 
-    async def create(self, obj: JSON, *, dry_run: bool = False, ttl: int = 0) -> JSON:
+    async def create(self, obj: JSON, *, dry_run: bool = False) -> JSON:
         """Write a prepared, validated object; 409 AlreadyExists if the name is taken.
 
         Returns what was stored, in the request's version (a converted object comes back
@@ -262,7 +217,9 @@ class ResourceStore:
             )
         try:
             kv = await self.store.create(
-                self.key(namespace, name), encode_for_storage(stored), ttl=ttl
+                self.key(namespace, name),
+                encode_for_storage(stored),
+                ttl=self.strategy.ttl_seconds,
             )
         except AlreadyExists:
             raise errors.already_exists(
@@ -304,16 +261,7 @@ class ResourceStore:
                 else:
                     new["metadata"]["annotations"] = hints
             return new
-        if "status" in r.subresources and r.plural not in ("nodes",):
-            if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
-            else:
-                new.pop("status", None)
-        if r.plural in GENERATION_TRACKED:
-            gen = int(old_meta.get("generation") or 1)
-            if new.get("spec") != old.get("spec"):
-                gen += 1
-            new_meta["generation"] = gen
+        self.strategy.prepare_for_update(new, old)
         return new
 
     async def write_update(
@@ -324,41 +272,40 @@ class ResourceStore:
         *,
         dry_run: bool = False,
         subresource: str | None = None,
-    ) -> JSON:
+    ) -> tuple[JSON, bool]:
         """Write ``new`` over ``old`` (read at ``kv``); no-op updates write nothing.
+        Returns what was written and whether that deleted the object.
 
-        An object that is being deleted and has just lost its last finalizer is deleted.
+        An object that is being deleted and has just lost its last finalizer is deleted
+        (unless its strategy says it still waits for its grace period: a running pod).
         ``subresource`` ("" or "status", when the caller is an update of that kind) lets a
         converted update keep what the request's version cannot express: the stored
         status on a main-resource update, everything but status on a status update.
         """
         name = new["metadata"]["name"]
         if _comparable(new) == _comparable(old):
-            return old
+            return old, False
         stored = self.to_storage(new)
         if stored is not new:
             stored_old = self.to_storage(from_kv(kv))
             stored = self._keep_stored(stored, stored_old, subresource)
             if _comparable(stored) == _comparable(stored_old):
-                return old
+                return old, False
         meta = stored["metadata"]
         if (
             meta.get("deletionTimestamp")
             and not self._holding_finalizers(stored)
-            and (
-                int(meta.get("deletionGracePeriodSeconds") or 0) == 0
-                or self.resource.plural != "pods"
-            )
+            and not self.strategy.waits_for_grace(stored)
         ):
             if dry_run:
-                return new
+                return new, True
             try:
                 await self.store.delete(kv.key, expected_revision=kv.mod_revision)
             except (Conflict, NotFound):
                 raise self.conflict(name) from None
-            return new
+            return new, True
         if dry_run:
-            return new if stored is new else self.to_request(stored)
+            return (new if stored is new else self.to_request(stored)), False
         try:
             out = await self.store.update(
                 kv.key, encode_for_storage(stored), expected_revision=kv.mod_revision, ttl=kv.ttl
@@ -369,7 +316,7 @@ class ResourceStore:
             raise self.not_found(name) from None
         result = dict(stored)
         result["metadata"] = {**meta, "resourceVersion": str(out.mod_revision)}
-        return self.to_request(result)
+        return self.to_request(result), False
 
     def _keep_stored(self, new: JSON, old: JSON, subresource: str | None) -> JSON:
         """The status strategy once more, on storage-version objects (see write_update)."""
@@ -441,38 +388,26 @@ class ResourceStore:
         raise self.conflict(name)
 
     def _holding_finalizers(self, obj: JSON, *, metadata: bool = True) -> bool:
-        """Whether finalizers keep ``obj`` from being removed: metadata.finalizers, and for
-        a namespace also spec.finalizers (cleared only through namespaces/finalize)."""
+        """Whether finalizers keep ``obj`` from being removed: metadata.finalizers, and
+        those the strategy knows (a namespace's spec.finalizers)."""
         if metadata and (obj.get("metadata") or {}).get("finalizers"):
             return True
-        return self.resource.plural == "namespaces" and bool(
-            (obj.get("spec") or {}).get("finalizers")
-        )
+        return self.strategy.spec_finalizers(obj)
 
     def _pending_deletion(self, obj: JSON, opts: DeleteOptions) -> JSON | None:
         """The object marked for deletion, or None when it can go right away."""
-        r = self.resource
+        strategy = self.strategy
         meta = obj["metadata"]
         finalizers = list(meta.get("finalizers") or [])
         if (
             opts.propagation == "Orphan"
             and "orphan" not in finalizers
-            and r.plural not in ("pods", "events")
+            and strategy.orphans_dependents
         ):
             finalizers.append("orphan")
         elif opts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
-        grace = 0
-        if r.plural == "pods":
-            spec = obj.get("spec") or {}
-            grace = (
-                opts.grace_period
-                if opts.grace_period is not None
-                else int(spec.get("terminationGracePeriodSeconds", 30) or 0)
-            )
-            phase = (obj.get("status") or {}).get("phase")
-            if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
-                grace = 0  # nobody runs it: nothing to wait for
+        grace = strategy.deletion_grace(obj, opts.grace_period)
         if not finalizers and grace <= 0 and not self._holding_finalizers(obj, metadata=False):
             return None
         out = copy.deepcopy(obj)
@@ -487,8 +422,7 @@ class ResourceStore:
             # a shorter grace period may replace a longer one
             m["deletionTimestamp"] = timestamp(now() + dt.timedelta(seconds=max(grace, 0)))
             m["deletionGracePeriodSeconds"] = max(grace, 0)
-        if r.plural == "namespaces":
-            out.setdefault("status", {})["phase"] = "Terminating"
+        strategy.begin_deletion(out)
         return out
 
 

@@ -59,6 +59,10 @@ class Config:
     compact_interval: float = 300.0
     #: answer requests without credentials as system:anonymous instead of 401
     anonymous: bool = False
+    #: admission plugins on top of upstream's defaults (--enable-admission-plugins)
+    enable_admission_plugins: tuple[str, ...] = ()
+    #: default admission plugins turned off (--disable-admission-plugins)
+    disable_admission_plugins: tuple[str, ...] = ()
 
 
 class Metrics:
@@ -108,7 +112,8 @@ class APIServer:
         #: signing key, so serviceaccounts/token answers 503)
         self.pki = pki
         self.config = config or Config()
-        self.registry = registry
+        #: this server's own registry: custom resources are added to it at run time
+        self.registry = Registry(registry)
         self.authenticator = authenticator
         self.authorizer: Authorizer = authorizer or AlwaysAllowAuthenticated()
         self.cache = WatchCache(store)

@@ -40,6 +40,8 @@ from pyk8s.storage import Compacted, Event, EventType, Store, StoreError, Watch,
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
+#: converts a stored object to the version a request asks for
+Converter = Callable[[JSON, str], JSON]
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
 
@@ -62,13 +64,15 @@ class Entry:
     #: the object converted to other versions, with its JSON, made on first use
     views: dict[str, tuple[JSON, bytes]] = field(default_factory=dict, compare=False, repr=False)
 
-    def as_version(self, api_version: str) -> tuple[JSON, bytes]:
-        """The object as ``api_version`` serves it, and its JSON (shared: do not change)."""
+    def as_version(self, api_version: str, converter: Converter = convert) -> tuple[JSON, bytes]:
+        """The object as ``api_version`` serves it, and its JSON (shared: do not change).
+
+        ``converter`` is the resource's own (a custom resource converts by its CRD)."""
         if self.obj.get("apiVersion", api_version) == api_version:
             return self.obj, self.raw  # the common case: no conversion, ready-made bytes
         view = self.views.get(api_version)
         if view is None:
-            obj = convert(self.obj, api_version)
+            obj = converter(self.obj, api_version)
             view = self.views[api_version] = (obj, orjson.dumps(obj))
         return view
 

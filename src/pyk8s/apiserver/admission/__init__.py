@@ -1,0 +1,206 @@
+"""The admission chain: upstream's plugins, run on every write in upstream's order.
+
+A write goes decode → defaults → **mutating** plugins → the resource strategy's
+validation → **validating** plugins → the write (create, update, patch, delete,
+deletecollection, the writable subresources, and CONNECT for exec/attach/port-forward).
+Each plugin sees one :class:`Attributes` value — operation, resource, subresource, object,
+old object, user, dry run — and reads the cluster through the narrow :class:`Reader` it
+was built with, never the whole server.
+
+Plugins register by name (:data:`PLUGINS`), in upstream's order (:data:`ORDER`); the
+server enables upstream's defaults (:data:`DEFAULT_ENABLED`) adjusted by
+``--enable-admission-plugins`` / ``--disable-admission-plugins`` (:func:`build_chain`).
+Webhooks and CEL policies (the next issue) are more plugins of the same chain.
+
+A plugin refuses a request by raising :class:`~pyk8s.api.errors.StatusError` (403
+Forbidden with upstream's text, as a rule); a mutating plugin changes ``attrs.obj`` in
+place and sets ``attrs.mutated``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+from pyk8s.api.registry import Resource
+from pyk8s.apiserver.authn import UserInfo
+
+JSON = dict[str, Any]
+
+CREATE, UPDATE, DELETE, CONNECT = "CREATE", "UPDATE", "DELETE", "CONNECT"
+
+
+@dataclass(slots=True)
+class Attributes:
+    """What admission knows about one request (upstream's ``admission.Attributes``)."""
+
+    operation: str
+    resource: Resource
+    namespace: str
+    name: str
+    #: the object being written (None for DELETE and CONNECT without options)
+    obj: JSON | None
+    #: the stored object an UPDATE or DELETE replaces
+    old: JSON | None
+    user: UserInfo
+    subresource: str = ""
+    dry_run: bool = False
+    #: CreateOptions/UpdateOptions/DeleteOptions/PodExecOptions as sent
+    options: JSON | None = None
+    #: set by a mutating plugin that changed ``obj`` (the object is defaulted again)
+    mutated: bool = False
+    #: upstream's audit annotations and response warnings a plugin adds
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def group_resource(self) -> tuple[str, str]:
+        return self.resource.group, self.resource.plural
+
+    def is_pod(self) -> bool:
+        """A pod itself (not one of its subresources)."""
+        return self.group_resource == ("", "pods") and not self.subresource
+
+
+class Reader(Protocol):
+    """The reads a plugin may do: the watch cache first, the store on a miss."""
+
+    async def get(self, group: str, plural: str, namespace: str, name: str) -> JSON | None:
+        """An object (None if absent), read through to the store on a cache miss."""
+        ...
+
+    def cached(self, group: str, plural: str, namespace: str, name: str) -> JSON | None:
+        """An object from the watch cache only (a miss means "not there")."""
+        ...
+
+    def list(self, group: str, plural: str, namespace: str | None = None) -> list[JSON]:
+        """Objects from the watch cache (shared: copy before changing)."""
+        ...
+
+
+class Plugin:
+    """One admission plugin. Override :meth:`admit` (mutating), :meth:`validate`
+    (validating) or both; :meth:`handles` says which requests it looks at."""
+
+    name: ClassVar[str] = ""
+    #: the operations it looks at
+    operations: ClassVar[frozenset[str]] = frozenset({CREATE, UPDATE})
+
+    def handles(self, attrs: Attributes) -> bool:
+        return attrs.operation in self.operations
+
+    @property
+    def mutating(self) -> bool:
+        return type(self).admit is not Plugin.admit
+
+    @property
+    def validating(self) -> bool:
+        return type(self).validate is not Plugin.validate
+
+    async def admit(self, attrs: Attributes) -> None:
+        """Change ``attrs.obj`` (mutating phase)."""
+
+    async def validate(self, attrs: Attributes) -> None:
+        """Refuse the request by raising (validating phase)."""
+
+
+class Chain:
+    """The enabled plugins, in order; the mutating phase, then the validating one."""
+
+    def __init__(self, plugins: Sequence[Plugin]) -> None:
+        self.plugins = tuple(plugins)
+        self._mutating = tuple(p for p in self.plugins if p.mutating)
+        self._validating = tuple(p for p in self.plugins if p.validating)
+
+    @property
+    def names(self) -> list[str]:
+        return [p.name for p in self.plugins]
+
+    async def admit(self, attrs: Attributes) -> None:
+        for plugin in self._mutating:
+            if plugin.handles(attrs):
+                await plugin.admit(attrs)
+
+    async def validate(self, attrs: Attributes) -> None:
+        for plugin in self._validating:
+            if plugin.handles(attrs):
+                await plugin.validate(attrs)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What a plugin factory gets: reads, and the pieces a few plugins need."""
+
+    reader: Reader
+    #: ResourceQuota's compare-and-swap status writes (see .resourcequota)
+    quota_writer: Any = None
+    #: PodSecurity exemptions and the like, by plugin name
+    config: dict[str, Any] = field(default_factory=dict)
+
+
+Factory = Callable[[Context], Plugin]
+
+#: upstream's plugin order (AllOrderedPlugins), restricted to the plugins pyk8s has
+ORDER: tuple[str, ...] = (
+    "NamespaceLifecycle",
+    "LimitRanger",
+    "ServiceAccount",
+    "AlwaysPullImages",
+    "PodSecurity",
+    "Priority",
+    "DefaultTolerationSeconds",
+    "ResourceQuota",
+)
+
+#: enabled unless disabled (upstream's DefaultOffAdmissionPlugins complement)
+DEFAULT_ENABLED: tuple[str, ...] = (
+    "NamespaceLifecycle",
+    "LimitRanger",
+    "ServiceAccount",
+    "PodSecurity",
+    "Priority",
+    "DefaultTolerationSeconds",
+    "ResourceQuota",
+)
+
+
+class UnknownPlugin(ValueError):
+    pass
+
+
+def plugins() -> dict[str, Factory]:
+    """Every plugin pyk8s has, by name (imported here: plugins import this module)."""
+    from pyk8s.apiserver.admission import (
+        alwayspullimages,
+        namespacelifecycle,
+        priority,
+        resourcequota,
+        serviceaccount,
+        tolerations,
+    )
+
+    return {
+        "NamespaceLifecycle": namespacelifecycle.NamespaceLifecycle,
+        "ServiceAccount": serviceaccount.ServiceAccount,
+        "AlwaysPullImages": alwayspullimages.AlwaysPullImages,
+        "Priority": priority.Priority,
+        "DefaultTolerationSeconds": tolerations.DefaultTolerationSeconds,
+        "ResourceQuota": resourcequota.ResourceQuota,
+    }
+
+
+def enabled_plugins(enable: Iterable[str] = (), disable: Iterable[str] = ()) -> list[str]:
+    """Upstream's defaults plus ``enable`` minus ``disable``, in upstream's order; an
+    unknown name is refused as upstream refuses it at startup."""
+    known = plugins()
+    enable, disable = list(enable), list(disable)
+    for name in (*enable, *disable):
+        if name not in known:
+            raise UnknownPlugin(f'admission-control plugin "{name}" is unknown')
+    chosen = ((set(DEFAULT_ENABLED) & set(known)) | set(enable)) - set(disable)
+    return [n for n in ORDER if n in chosen]
+
+
+def build_chain(context: Context, names: Iterable[str]) -> Chain:
+    known = plugins()
+    return Chain([known[n](context) for n in names])

@@ -1,0 +1,70 @@
+"""Priority: ``priorityClassName`` resolves to ``spec.priority`` (the system classes are
+built in; a globalDefault class applies to pods that name none), as upstream's plugin."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pyk8s.api import errors
+from pyk8s.apiserver.admission import CREATE, JSON, Attributes, Context, Plugin, Reader
+
+SYSTEM_PRIORITY_CLASSES = {
+    "system-node-critical": 2000001000,
+    "system-cluster-critical": 2000000000,
+}
+
+
+class Priority(Plugin):
+    name = "Priority"
+    operations: ClassVar[frozenset[str]] = frozenset({CREATE})
+
+    def __init__(self, context: Context) -> None:
+        self.reader = context.reader
+
+    def handles(self, attrs: Attributes) -> bool:
+        return attrs.operation == CREATE and attrs.is_pod()
+
+    async def admit(self, attrs: Attributes) -> None:
+        assert attrs.obj is not None
+        await priority(attrs.obj, self.reader)
+        attrs.mutated = True
+
+
+async def priority(pod: JSON, reader: Reader) -> None:
+    spec = pod.setdefault("spec", {})
+    name = spec.get("priorityClassName")
+    classes = reader.list("scheduling.k8s.io", "priorityclasses")
+    if not name:
+        defaults = [c for c in classes if c.get("globalDefault")]
+        if not defaults:
+            spec.setdefault("priority", 0)
+            return
+        chosen = defaults[0]
+        spec["priorityClassName"] = chosen["metadata"]["name"]
+    elif name in SYSTEM_PRIORITY_CLASSES:
+        value = SYSTEM_PRIORITY_CLASSES[name]
+        if spec.get("priority") not in (None, value):
+            raise _priority_mismatch()
+        spec["priority"] = value
+        spec.setdefault("preemptionPolicy", "PreemptLowerPriority")
+        return
+    else:
+        found = [c for c in classes if c["metadata"]["name"] == name]
+        if not found:
+            raise errors.forbidden_request(
+                f'pods "{pod.get("metadata", {}).get("name", "")}" is forbidden: '
+                f"no PriorityClass with name {name} was found"
+            )
+        chosen = found[0]
+    value = int(chosen.get("value", 0))
+    if spec.get("priority") not in (None, value):
+        raise _priority_mismatch()
+    spec["priority"] = value
+    spec.setdefault("preemptionPolicy", chosen.get("preemptionPolicy", "PreemptLowerPriority"))
+
+
+def _priority_mismatch() -> errors.StatusError:
+    return errors.forbidden_request(
+        "the integer value of priority must not be provided in pod spec; priority admission "
+        "controller computed the priority from the given PriorityClass name"
+    )

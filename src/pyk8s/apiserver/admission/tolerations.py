@@ -1,0 +1,48 @@
+"""DefaultTolerationSeconds: pods tolerate the ``not-ready`` and ``unreachable``
+NoExecute taints for 300 s unless they say otherwise (upstream's plugin)."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from pyk8s.apiserver.admission import CREATE, JSON, Attributes, Context, Plugin
+
+DEFAULT_TOLERATIONS = (
+    ("node.kubernetes.io/not-ready", 300),
+    ("node.kubernetes.io/unreachable", 300),
+)
+
+
+class DefaultTolerationSeconds(Plugin):
+    name = "DefaultTolerationSeconds"
+    operations: ClassVar[frozenset[str]] = frozenset({CREATE})
+
+    def __init__(self, context: Context) -> None:
+        pass
+
+    def handles(self, attrs: Attributes) -> bool:
+        return attrs.operation == CREATE and attrs.is_pod()
+
+    async def admit(self, attrs: Attributes) -> None:
+        assert attrs.obj is not None
+        if default_toleration_seconds(attrs.obj):
+            attrs.mutated = True
+
+
+def default_toleration_seconds(pod: JSON) -> bool:
+    """Add the default tolerations a pod lacks; whether any was added."""
+    spec = pod.setdefault("spec", {})
+    tolerations: list[JSON] = spec.setdefault("tolerations", [])
+    added = False
+    for key, seconds in DEFAULT_TOLERATIONS:
+        if any(
+            (t.get("key") == key and t.get("effect") in ("NoExecute", None, ""))
+            or (not t.get("key") and t.get("operator") == "Exists")
+            for t in tolerations
+        ):
+            continue
+        tolerations.append(
+            {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
+        )
+        added = True
+    return added

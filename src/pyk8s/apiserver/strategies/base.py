@@ -1,0 +1,200 @@
+"""The strategy seam: everything resource-specific about storing one resource.
+
+Upstream's generic registry store knows no resource by name; each resource brings a
+*strategy* (``rest.RESTCreateStrategy``, ``RESTUpdateStrategy``, ``RESTDeleteStrategy``
+and friends) that says how an object is defaulted, prepared, validated, printed, selected
+by fields, converted between versions and deleted, and which subresources it serves. The
+generic handlers (:mod:`pyk8s.apiserver.handlers`) and the generic store
+(:mod:`pyk8s.apiserver.rest`) ask a :class:`Strategy` and nothing else, so a custom
+resource whose plural is ``jobs`` gets custom-resource behaviour, not a Job's.
+
+:class:`Strategy` is upstream's generic behaviour; built-in resources override what they
+do differently (:mod:`.core`, :mod:`.workloads`) and custom resources get theirs from
+their CustomResourceDefinition (:mod:`pyk8s.apiserver.apiextensions`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pyk8s.api.conversion import convert
+from pyk8s.api.defaults import apply_defaults
+from pyk8s.api.errors import FieldError
+from pyk8s.api.registry import Resource
+from pyk8s.api.schema import schemas
+from pyk8s.api.selectors import FieldSelector, check_field_selector, field_values
+from pyk8s.api.tables import build_table
+from pyk8s.api.validation import unknown_fields, validate_create, validate_update
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from pyk8s.apiserver.handlers import ResourceHandlers
+    from pyk8s.apiserver.requestinfo import RequestInfo
+
+JSON = dict[str, Any]
+
+#: undoes a side effect of a write that then failed (a released allocation)
+Rollback = Callable[[], Awaitable[None]]
+
+
+class Subresource(Protocol):
+    """A subresource served by its own code (scale, binding, eviction, log, exec …)."""
+
+    async def serve(
+        self, handlers: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
+    ) -> web.StreamResponse: ...
+
+
+class Strategy:
+    """Upstream's generic behaviour for a stored resource; subclasses override the rest.
+
+    Class attributes are the yes/no parts of upstream's strategies; methods are the
+    computed parts. Everything here is pure except the ``async`` write hooks, which a
+    resource with side effects outside its object (Service IP allocation) overrides.
+    """
+
+    #: metadata.generation moves when the spec changes
+    generation_tracked: ClassVar[bool] = False
+    #: DELETE answers with the deleted object instead of a Status (ReturnDeletedObject)
+    returns_deleted_object: ClassVar[bool] = False
+    #: create keeps the status the client sent (nodes, events)
+    keeps_status_on_create: ClassVar[bool] = False
+    #: an update of the main resource may also write status (nodes)
+    main_update_writes_status: ClassVar[bool] = False
+    #: the status a new object starts with (upstream's PrepareForCreate)
+    initial_status: ClassVar[JSON | None] = None
+    #: seconds until a stored object expires (events: one hour); 0 for never
+    ttl_seconds: ClassVar[int] = 0
+    #: an orphaning delete adds the ``orphan`` finalizer (not for pods and events)
+    orphans_dependents: ClassVar[bool] = True
+    #: strategic merge patch is served (custom resources answer 415)
+    strategic_merge_patch: ClassVar[bool] = True
+    #: subresources answered by their own code; "status" is generic and needs no entry
+    subresources: Mapping[str, Subresource] = {}
+
+    def __init__(self, resource: Resource) -> None:
+        self.resource = resource
+
+    # ------------------------------------------------------------------ decoding
+
+    def accepts_kind(self, kind: str) -> bool:
+        """Whether a body of ``kind`` may be written to this resource."""
+        return kind == self.resource.kind
+
+    def unknown_fields(self, obj: JSON) -> list[str]:
+        """Paths of fields the schema does not know, dropped from ``obj`` by the caller."""
+        return unknown_fields(self.resource, obj)
+
+    def default(self, obj: JSON, *, create: bool) -> JSON:
+        """A defaulted copy of ``obj``."""
+        return apply_defaults(self.resource, obj, create=create)
+
+    def patch_schema(self) -> str | None:
+        """The OpenAPI definition strategic merge patch reads merge keys from."""
+        r = self.resource
+        return schemas().name_for(r.group, r.version, r.kind)
+
+    # ------------------------------------------------------------------ create
+
+    def prepare_for_create(self, obj: JSON) -> None:
+        """Reset what a client may not set on create (status, unless kept)."""
+        if "status" in self.resource.subresources and not self.keeps_status_on_create:
+            obj.pop("status", None)
+            if self.initial_status is not None:
+                obj["status"] = copy.deepcopy(self.initial_status)
+        if self.generation_tracked:
+            obj["metadata"]["generation"] = 1
+
+    def validate(self, obj: JSON) -> list[FieldError]:
+        return validate_create(self.resource, obj)
+
+    # ------------------------------------------------------------------ update
+
+    def prepare_for_update(self, new: JSON, old: JSON) -> None:
+        """Carry over what an update of the main resource may not change (status), and
+        move metadata.generation when the spec changed."""
+        if "status" in self.resource.subresources and not self.main_update_writes_status:
+            if "status" in old:
+                new["status"] = copy.deepcopy(old["status"])
+            else:
+                new.pop("status", None)
+        if self.generation_tracked:
+            gen = int(old.get("metadata", {}).get("generation") or 1)
+            if self.spec_changed(new, old):
+                gen += 1
+            new["metadata"]["generation"] = gen
+
+    def spec_changed(self, new: JSON, old: JSON) -> bool:
+        return new.get("spec") != old.get("spec")
+
+    def validate_update(self, new: JSON, old: JSON) -> list[FieldError]:
+        return validate_update(self.resource, new, old)
+
+    # ------------------------------------------------------------------ versions
+
+    def convert(self, obj: JSON, api_version: str) -> JSON:
+        """``obj`` at ``api_version`` (built-in conversions; custom resources by CRD)."""
+        return convert(obj, api_version)
+
+    # ------------------------------------------------------------------ delete
+
+    def deletion_grace(self, obj: JSON, requested: int | None) -> int:
+        """Seconds a deleted object stays (graceful deletion); 0 deletes it right away."""
+        return 0
+
+    def spec_finalizers(self, obj: JSON) -> bool:
+        """Finalizers other than metadata.finalizers that hold a deleted object."""
+        return False
+
+    def begin_deletion(self, obj: JSON) -> None:
+        """Mark an object whose deletion waits for finalizers or a grace period."""
+
+    def waits_for_grace(self, obj: JSON) -> bool:
+        """Whether an object that lost its last finalizer still waits (a running pod)."""
+        return False
+
+    # ------------------------------------------------------------------ reads
+
+    def field_selector(self, selector: FieldSelector) -> FieldSelector:
+        """``selector`` checked against the fields this resource can be selected by."""
+        return check_field_selector(self.resource, selector)
+
+    def field_values(self, obj: JSON) -> dict[str, str]:
+        return field_values(self.resource, obj)
+
+    def table(
+        self,
+        objects: list[JSON],
+        *,
+        now: datetime,
+        include_object: str,
+        list_meta: Mapping[str, Any] | None = None,
+        no_headers: bool = False,
+    ) -> JSON:
+        return build_table(
+            self.resource,
+            objects,
+            now=now,
+            include_object=include_object,
+            list_meta=list_meta,
+            no_headers=no_headers,
+        )
+
+    # ------------------------------------------------------------------ side effects
+
+    async def before_create(self, obj: JSON, *, dry_run: bool) -> list[Rollback]:
+        """Take what the object needs outside the store (allocations) before it is written."""
+        return []
+
+    async def before_update(self, new: JSON, old: JSON, *, dry_run: bool) -> list[Rollback]:
+        return []
+
+    async def after_update(self, new: JSON, old: JSON) -> None:
+        """Release what ``old`` held and ``new`` does not."""
+
+    async def after_delete(self, obj: JSON) -> None:
+        """Release what a deleted object held."""

@@ -1,0 +1,294 @@
+"""Strategies of the core/v1 resources that upstream treats specially.
+
+Pods (initial status, graceful deletion, binding and the kubelet's subresources), Services
+(ClusterIP and NodePort allocation), Namespaces (finalizers in the spec, the Terminating
+phase), Nodes, Events (a one-hour TTL), and the volume and account objects whose DELETE
+answers with the object. Each class holds only what differs from :class:`.Strategy`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from pyk8s.api import errors
+from pyk8s.api.qos import pod_qos_class
+from pyk8s.api.registry import Resource
+from pyk8s.apiserver.allocators import (
+    AlreadyAllocated,
+    ClusterIPAllocator,
+    NodePortAllocator,
+    OutOfRange,
+    RangeFull,
+)
+from pyk8s.apiserver.strategies.base import JSON, Rollback, Strategy, Subresource
+from pyk8s.apiserver.subresources import (
+    BINDING,
+    FINALIZE,
+    KUBELET,
+    NODE_PROXY,
+    NOT_SERVED,
+    REVIEW,
+)
+
+
+class PodStrategy(Strategy):
+    returns_deleted_object = True
+    orphans_dependents = False
+    subresources: Mapping[str, Subresource] = {
+        "binding": BINDING,
+        "eviction": REVIEW,
+        "log": KUBELET,
+        "exec": KUBELET,
+        "attach": KUBELET,
+        "portforward": KUBELET,
+        "ephemeralcontainers": NOT_SERVED,
+        "proxy": NOT_SERVED,
+    }
+
+    def prepare_for_create(self, obj: JSON) -> None:
+        super().prepare_for_create(obj)
+        obj["status"] = {"phase": "Pending", "qosClass": pod_qos_class(obj)}
+
+    def deletion_grace(self, obj: JSON, requested: int | None) -> int:
+        spec = obj.get("spec") or {}
+        grace = (
+            requested
+            if requested is not None
+            else int(spec.get("terminationGracePeriodSeconds", 30) or 0)
+        )
+        phase = (obj.get("status") or {}).get("phase")
+        if not spec.get("nodeName") or phase in ("Succeeded", "Failed"):
+            return 0  # nobody runs it: nothing to wait for
+        return grace
+
+    def waits_for_grace(self, obj: JSON) -> bool:
+        return int(obj["metadata"].get("deletionGracePeriodSeconds") or 0) > 0
+
+
+class BindingStrategy(Strategy):
+    """POST .../bindings: the older spelling of pods/binding."""
+
+    #: the collection's create is answered by the binding subresource
+    subresources: Mapping[str, Subresource] = {"": BINDING}
+
+
+class ServiceStrategy(Strategy):
+    """Services hold a ClusterIP and NodePorts, allocated before the write and released
+    when a write or delete lets them go."""
+
+    returns_deleted_object = True
+    initial_status: ClassVar[JSON | None] = {"loadBalancer": {}}
+    subresources: Mapping[str, Subresource] = {"proxy": NOT_SERVED}
+
+    def __init__(
+        self,
+        resource: Resource,
+        cluster_ips: ClusterIPAllocator,
+        node_ports: NodePortAllocator,
+        service_cidr: str,
+        node_port_range: tuple[int, int],
+    ) -> None:
+        super().__init__(resource)
+        self.cluster_ips = cluster_ips
+        self.node_ports = node_ports
+        self.service_cidr = service_cidr
+        self.node_port_range = node_port_range
+
+    async def before_create(self, obj: JSON, *, dry_run: bool) -> list[Rollback]:
+        return [] if dry_run else _rollbacks(await self._allocate(obj, None))
+
+    async def before_update(self, new: JSON, old: JSON, *, dry_run: bool) -> list[Rollback]:
+        return [] if dry_run else _rollbacks(await self._allocate(new, old))
+
+    async def after_update(self, new: JSON, old: JSON) -> None:
+        await self._release(old, keep=new)
+
+    async def after_delete(self, obj: JSON) -> None:
+        await self._release(obj)
+
+    async def _allocate(self, svc: JSON, old: JSON | None) -> list[tuple[Any, str]]:
+        """Allocate ClusterIP and NodePorts the service needs; returns what was taken."""
+        taken: list[tuple[Any, str]] = []
+        spec = svc.setdefault("spec", {})
+        meta = svc["metadata"]
+        owner = f"{meta.get('namespace')}/{meta.get('name')}"
+        ips = self.cluster_ips
+        ports = self.node_ports
+        try:
+            stype = spec.get("type", "ClusterIP")
+            old_spec = (old or {}).get("spec", {})
+            if stype != "ExternalName":
+                ip = spec.get("clusterIP") or (spec.get("clusterIPs") or [None])[0]
+                if old and not ip:
+                    ip = old_spec.get("clusterIP")
+                    if ip:
+                        spec["clusterIP"], spec["clusterIPs"] = ip, old_spec.get("clusterIPs", [ip])
+                elif ip == "None":
+                    spec["clusterIPs"] = ["None"]
+                elif not ip:
+                    ip = await ips.allocate(owner)
+                    taken.append((ips, ip))
+                    spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
+                elif not old or old_spec.get("clusterIP") != ip:
+                    try:
+                        await ips.reserve(ip, owner)
+                    except AlreadyAllocated:
+                        raise errors.invalid_object(
+                            "Service",
+                            meta.get("name", ""),
+                            [
+                                errors.invalid(
+                                    "spec.clusterIPs",
+                                    [ip],
+                                    f"failed to allocate IP {ip}: provided IP is already allocated",
+                                )
+                            ],
+                        ) from None
+                    except OutOfRange:
+                        raise errors.invalid_object(
+                            "Service",
+                            meta.get("name", ""),
+                            [
+                                errors.invalid(
+                                    "spec.clusterIPs",
+                                    [ip],
+                                    f"failed to allocate IP {ip}: the provided IP "
+                                    f"({ip}) is not in the valid range. The range of "
+                                    "valid IPs is "
+                                    f"{self.service_cidr}",
+                                )
+                            ],
+                        ) from None
+                    taken.append((ips, ip))
+                    spec["clusterIPs"] = [ip]
+            if stype in ("NodePort", "LoadBalancer"):
+                old_ports = {
+                    (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
+                    for p in old_spec.get("ports", [])
+                }
+                for i, p in enumerate(spec.get("ports", [])):
+                    np = p.get("nodePort")
+                    previous = old_ports.get((p.get("port"), p.get("protocol", "TCP")))
+                    if not np and previous:
+                        p["nodePort"] = previous
+                        continue
+                    if np and np == previous:
+                        continue
+                    if np:
+                        try:
+                            await ports.reserve(str(np), owner)
+                        except AlreadyAllocated:
+                            raise errors.invalid_object(
+                                "Service",
+                                meta.get("name", ""),
+                                [
+                                    errors.invalid(
+                                        f"spec.ports[{i}].nodePort",
+                                        np,
+                                        "provided port is already allocated",
+                                    )
+                                ],
+                            ) from None
+                        except OutOfRange:
+                            lo, hi = self.node_port_range
+                            raise errors.invalid_object(
+                                "Service",
+                                meta.get("name", ""),
+                                [
+                                    errors.invalid(
+                                        f"spec.ports[{i}].nodePort",
+                                        np,
+                                        f"provided port is not in the valid range. The "
+                                        f"range of valid ports is {lo}-{hi}",
+                                    )
+                                ],
+                            ) from None
+                        taken.append((ports, str(np)))
+                    else:
+                        got = await ports.allocate(owner)
+                        taken.append((ports, got))
+                        p["nodePort"] = int(got)
+            return taken
+        except RangeFull as err:
+            for allocator, item in taken:
+                await allocator.release(item)
+            raise errors.internal(f"range is full: {err}") from None
+        except BaseException:
+            for allocator, item in taken:
+                await allocator.release(item)
+            raise
+
+    async def _release(self, svc: JSON, keep: JSON | None = None) -> None:
+        """Release what ``svc`` holds and ``keep`` (its replacement) does not."""
+        spec = svc.get("spec", {})
+        keep_spec = (keep or {}).get("spec", {})
+        ip = spec.get("clusterIP")
+        if ip and ip != "None" and ip != keep_spec.get("clusterIP"):
+            await self.cluster_ips.release(ip)
+        kept = {p.get("nodePort") for p in keep_spec.get("ports", [])}
+        for p in spec.get("ports", []):
+            if p.get("nodePort") and p["nodePort"] not in kept:
+                await self.node_ports.release(str(p["nodePort"]))
+
+
+def _rollbacks(taken: list[tuple[Any, str]]) -> list[Rollback]:
+    def release(allocator: Any, item: str) -> Rollback:
+        async def undo() -> None:
+            await allocator.release(item)
+
+        return undo
+
+    return [release(a, i) for a, i in taken]
+
+
+class NamespaceStrategy(Strategy):
+    initial_status: ClassVar[JSON | None] = {"phase": "Active"}
+    subresources: Mapping[str, Subresource] = {"finalize": FINALIZE}
+
+    def spec_finalizers(self, obj: JSON) -> bool:
+        return bool((obj.get("spec") or {}).get("finalizers"))
+
+    def begin_deletion(self, obj: JSON) -> None:
+        obj.setdefault("status", {})["phase"] = "Terminating"
+
+
+class NodeStrategy(Strategy):
+    keeps_status_on_create = True
+    main_update_writes_status = True
+    subresources: Mapping[str, Subresource] = {"proxy": NODE_PROXY}
+
+
+class EventStrategy(Strategy):
+    keeps_status_on_create = True
+    ttl_seconds = 3600
+    orphans_dependents = False
+
+
+class PersistentVolumeStrategy(Strategy):
+    returns_deleted_object = True
+    initial_status: ClassVar[JSON | None] = {"phase": "Pending"}
+
+
+class ReturnsDeletedStrategy(Strategy):
+    """Resources whose DELETE answers with the deleted object (upstream's
+    ReturnDeletedObject), nothing else special."""
+
+    returns_deleted_object = True
+
+
+class ServiceAccountStrategy(ReturnsDeletedStrategy):
+    subresources: Mapping[str, Subresource] = {"token": REVIEW}
+
+
+__all__ = [
+    "BindingStrategy",
+    "EventStrategy",
+    "NamespaceStrategy",
+    "NodeStrategy",
+    "PersistentVolumeStrategy",
+    "PodStrategy",
+    "ReturnsDeletedStrategy",
+    "ServiceAccountStrategy",
+    "ServiceStrategy",
+]
