@@ -420,21 +420,37 @@ class ResourceHandlers:
             raise errors.method_not_allowed("create requires a namespace")
         warnings = self._field_validation(r, obj, query)
         generate_name_if_needed(obj)
-        out = await self.create_object(r, obj, dry_run=dry_run, user=self.user(request))
+        out = await self.create_object(
+            r, obj, dry_run=dry_run, user=self.user(request), warnings=warnings
+        )
         return json_response(out, 201, warnings=warnings)
 
     async def create_object(
-        self, r: Resource, obj: JSON, *, dry_run: bool = False, user: UserInfo = SYSTEM_USER
+        self,
+        r: Resource,
+        obj: JSON,
+        *,
+        dry_run: bool = False,
+        user: UserInfo = SYSTEM_USER,
+        warnings: list[str] | None = None,
     ) -> JSON:
         """Defaults, mutating admission, strategy, validation, validating admission,
-        allocation, then the write."""
+        allocation, then the write. Admission's warnings are added to ``warnings``."""
         rest = self.rest(r)
         strategy = rest.strategy
         obj = strategy.default(obj, create=True)
         meta = obj["metadata"]
         namespace = meta.get("namespace", "") if r.namespaced else ""
         attrs = Attributes(
-            CREATE, r, namespace, meta.get("name", ""), obj, None, user, dry_run=dry_run
+            CREATE,
+            r,
+            namespace,
+            meta.get("name", ""),
+            obj,
+            None,
+            user,
+            dry_run=dry_run,
+            warnings=warnings if warnings is not None else [],
         )
         await self.admission.admit(attrs)
         if attrs.mutated:
@@ -480,7 +496,14 @@ class ResourceHandlers:
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise self.rest(r).conflict(info.name)
         out = await self.update_object(
-            r, obj, current, kv, info.subresource, dry_run=dry_run, user=self.user(request)
+            r,
+            obj,
+            current,
+            kv,
+            info.subresource,
+            dry_run=dry_run,
+            user=self.user(request),
+            warnings=warnings,
         )
         return json_response(out, 200, warnings=warnings)
 
@@ -494,6 +517,7 @@ class ResourceHandlers:
         *,
         dry_run: bool = False,
         user: UserInfo = SYSTEM_USER,
+        warnings: list[str] | None = None,
     ) -> JSON:
         """Defaults, mutating admission, the update strategy, validation, validating
         admission, allocation, then the compare-and-swap write over ``current``."""
@@ -512,6 +536,7 @@ class ResourceHandlers:
             user,
             subresource=subresource,
             dry_run=dry_run,
+            warnings=warnings if warnings is not None else [],
         )
         await self.admission.admit(attrs)
         if attrs.mutated and subresource != "status":
@@ -578,6 +603,7 @@ class ResourceHandlers:
                     info.subresource,
                     dry_run=dry_run,
                     user=self.user(request),
+                    warnings=warnings,
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and not _has_rv(patch):

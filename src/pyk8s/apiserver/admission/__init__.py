@@ -172,7 +172,9 @@ def plugins() -> dict[str, Factory]:
     """Every plugin pyk8s has, by name (imported here: plugins import this module)."""
     from pyk8s.apiserver.admission import (
         alwayspullimages,
+        limitranger,
         namespacelifecycle,
+        podsecurity,
         priority,
         resourcequota,
         serviceaccount,
@@ -181,8 +183,10 @@ def plugins() -> dict[str, Factory]:
 
     return {
         "NamespaceLifecycle": namespacelifecycle.NamespaceLifecycle,
+        "LimitRanger": limitranger.LimitRanger,
         "ServiceAccount": serviceaccount.ServiceAccount,
         "AlwaysPullImages": alwayspullimages.AlwaysPullImages,
+        "PodSecurity": podsecurity.PodSecurity,
         "Priority": priority.Priority,
         "DefaultTolerationSeconds": tolerations.DefaultTolerationSeconds,
         "ResourceQuota": resourcequota.ResourceQuota,
@@ -197,7 +201,7 @@ def enabled_plugins(enable: Iterable[str] = (), disable: Iterable[str] = ()) -> 
     for name in (*enable, *disable):
         if name not in known:
             raise UnknownPlugin(f'admission-control plugin "{name}" is unknown')
-    chosen = ((set(DEFAULT_ENABLED) & set(known)) | set(enable)) - set(disable)
+    chosen = (set(DEFAULT_ENABLED) | set(enable)) - set(disable)
     return [n for n in ORDER if n in chosen]
 
 
