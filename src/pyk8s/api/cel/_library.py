@@ -1,0 +1,908 @@
+"""Kubernetes' CEL extension functions, in Python, for the Rust evaluator to call.
+
+The evaluator implements the CEL core (operators, macros, ``size``, ``contains``,
+``startsWith``, ``endsWith``, ``matches``, conversions, timestamp/duration getters without a
+time zone). Everything Kubernetes adds on top (k8s.io/apiserver/pkg/cel/library and cel-go's
+``ext`` strings and sets, as the v1.32 base environment enables them) is registered here as a
+Python function. ``x.f(a)`` reaches a function as ``f(x, a)``, so one Python function serves
+both call styles, and functions whose name is shared by lists and strings (``indexOf``,
+``lastIndexOf``) dispatch on the receiver.
+
+The evaluator cannot carry Python objects, so the two opaque Kubernetes types travel as
+one-key maps: a Quantity as ``{"@kubernetes.Quantity": "<exact decimal>"}`` (equal
+quantities have equal maps, so ``==`` is semantic as upstream's ``Quantity.Equal``) and a URL
+as ``{"@kubernetes.URL": "<text>"}``. The static checks keep rules from treating them as maps.
+
+Errors: a function that fails raises :class:`FunctionError` with cel-go's message. The
+evaluator prints Python exceptions raised in callbacks to stdout, so :func:`wrap` catches
+them, records the message in :data:`STATE`, and returns a value the evaluator cannot convert;
+the evaluation then fails and the caller reports the recorded message. An error the
+expression absorbs (``true || f()``) is simply ignored.
+
+:data:`SIGNATURES` declares every function (native and ours) for the checker: receiver style,
+parameter types and result type, in the spelling of :mod:`._types`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import math
+import re
+import threading
+import urllib.parse
+from collections.abc import Callable
+from decimal import Decimal
+from functools import lru_cache
+from typing import Any, Final
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pyk8s.api.quantity import QuantityError, parse_quantity
+
+__all__ = [
+    "FUNCTIONS",
+    "QUANTITY_KEY",
+    "SIGNATURES",
+    "SIZE_FUNCTION",
+    "STATE",
+    "URL_KEY",
+    "FunctionError",
+    "go_duration",
+    "rfc3339",
+    "wrap",
+]
+
+QUANTITY_KEY: Final = "@kubernetes.Quantity"
+URL_KEY: Final = "@kubernetes.URL"
+#: ``size`` is rewritten to this: the evaluator counts a string's bytes, CEL its code points
+SIZE_FUNCTION: Final = "__k8s_size__"
+_MAX_INT: Final = 2**63 - 1
+_MIN_INT: Final = -(2**63)
+
+
+class FunctionError(Exception):
+    """A function failed; ``message`` is what cel-go says."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class _State(threading.local):
+    error: str | None = None
+
+
+#: the message of the last failed function call (per thread), see :func:`wrap`
+STATE: Final = _State()
+_UNCONVERTIBLE: Final = object()
+
+
+def wrap(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """``fn`` as the evaluator should call it: failures recorded in :data:`STATE`."""
+
+    def call(*args: Any) -> Any:
+        try:
+            return fn(*args)
+        except FunctionError as e:
+            STATE.error = e.message
+        except Exception:  # a receiver or argument this function has no overload for
+            STATE.error = "no such overload"
+        return _UNCONVERTIBLE
+
+    call.__name__ = getattr(fn, "__name__", "function")
+    return call
+
+
+def _no_overload() -> FunctionError:
+    return FunctionError("no such overload")
+
+
+def cel_equal(a: Any, b: Any) -> bool:
+    """CEL's heterogeneous equality (``1 == 1.0``, but ``true != 1``)."""
+    if isinstance(a, bool) or isinstance(b, bool):
+        return isinstance(a, bool) and isinstance(b, bool) and a == b
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(cel_equal(x, y) for x, y in zip(a, b, strict=True))
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(cel_equal(v, b[k]) for k, v in a.items())
+    if isinstance(a, int | float) and isinstance(b, int | float):
+        return a == b
+    return type(a) is type(b) and bool(a == b)
+
+
+def _str(v: Any) -> str:
+    if not isinstance(v, str):
+        raise _no_overload()
+    return v
+
+
+def _int(v: Any) -> int:
+    if not isinstance(v, int) or isinstance(v, bool):
+        raise _no_overload()
+    return v
+
+
+# ---- strings (cel-go ext.Strings, version 2) ----
+
+
+def char_at(s: Any, i: Any) -> str:
+    text, k = _str(s), _int(i)
+    if k < 0 or k > len(text):
+        raise FunctionError(f"index out of range: {k}")
+    return text[k] if k < len(text) else ""
+
+
+def _string_index_of(s: str, sub: str, offset: int | None) -> int:
+    off = 0 if offset is None else offset
+    if sub == "":
+        return off
+    if off < 0:
+        raise FunctionError(f"index out of range: {off}")
+    if off >= len(s):
+        return -1
+    return s.find(sub, off)
+
+
+def _string_last_index_of(s: str, sub: str, offset: int | None) -> int:
+    if offset is None:
+        if sub == "":
+            return len(s)
+        offset = len(s) - 1
+    if sub == "":
+        return offset
+    if offset < 0:
+        raise FunctionError(f"index out of range: {offset}")
+    if offset >= len(s):
+        return -1
+    return s.rfind(sub, 0, offset + len(sub))
+
+
+def index_of(x: Any, item: Any, offset: Any = None) -> int:
+    if isinstance(x, str):
+        return _string_index_of(x, _str(item), None if offset is None else _int(offset))
+    if isinstance(x, list) and offset is None:
+        for i, v in enumerate(x):
+            if cel_equal(v, item):
+                return i
+        return -1
+    raise _no_overload()
+
+
+def last_index_of(x: Any, item: Any, offset: Any = None) -> int:
+    if isinstance(x, str):
+        return _string_last_index_of(x, _str(item), None if offset is None else _int(offset))
+    if isinstance(x, list) and offset is None:
+        for i in range(len(x) - 1, -1, -1):
+            if cel_equal(x[i], item):
+                return i
+        return -1
+    raise _no_overload()
+
+
+_LOWER: Final = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+_UPPER: Final = str.maketrans("abcdefghijklmnopqrstuvwxyz", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def lower_ascii(s: Any) -> str:
+    return _str(s).translate(_LOWER)
+
+
+def upper_ascii(s: Any) -> str:
+    return _str(s).translate(_UPPER)
+
+
+def replace(s: Any, old: Any, new: Any, n: Any = -1) -> str:
+    count = _int(n)
+    return _str(s).replace(_str(old), _str(new), count if count >= 0 else -1)
+
+
+def split(s: Any, sep: Any, n: Any = -1) -> list[str]:
+    text, by, count = _str(s), _str(sep), _int(n)
+    if count == 0:
+        return []
+    if by == "":
+        parts = list(text)
+        if count > 0 and len(parts) > count:
+            parts = [*parts[: count - 1], "".join(parts[count - 1 :])]
+        return parts
+    return text.split(by, count - 1) if count > 0 else text.split(by)
+
+
+def substring(s: Any, start: Any, end: Any = None) -> str:
+    text, i = _str(s), _int(start)
+    if end is None:
+        if i < 0 or i > len(text):
+            raise FunctionError(f"index out of range: {i}")
+        return text[i:]
+    j = _int(end)
+    if i > j:
+        raise FunctionError(f"invalid substring range. start: {i}, end: {j}")
+    if i < 0 or i > len(text):
+        raise FunctionError(f"index out of range: {i}")
+    if j < 0 or j > len(text):
+        raise FunctionError(f"index out of range: {j}")
+    return text[i:j]
+
+
+def trim(s: Any) -> str:
+    return _str(s).strip()
+
+
+def join(items: Any, sep: Any = "") -> str:
+    if not isinstance(items, list):
+        raise _no_overload()
+    strs: list[str] = []
+    for v in items:
+        if not isinstance(v, str):
+            raise FunctionError(f"join: invalid input: {v}")
+        strs.append(v)
+    return _str(sep).join(strs)
+
+
+def reverse(s: Any) -> str:
+    return _str(s)[::-1]
+
+
+_QUOTE: Final = {
+    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t",
+    "\v": "\\v", "\\": "\\\\", '"': '\\"',
+}  # fmt: skip
+
+
+def quote(s: Any) -> str:
+    return '"' + "".join(_QUOTE.get(c, c) for c in _str(s)) + '"'
+
+
+_FORMAT_VERB: Final = re.compile(r"%(?:\.(\d+))?([a-zA-Z%])")
+
+
+def _format_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if v is None:
+        return "null"
+    if isinstance(v, float):
+        if math.isnan(v):
+            return "NaN"
+        if math.isinf(v):
+            return "+Inf" if v > 0 else "-Inf"
+        return repr(v)
+    if isinstance(v, list):
+        return "[" + ", ".join(_format_value(x) for x in v) + "]"
+    if isinstance(v, dict):
+        items = sorted((_format_value(k), _format_value(x)) for k, x in v.items())
+        return "{" + ", ".join(f"{k}: {x}" for k, x in items) + "}"
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    if isinstance(v, dt.datetime):
+        return rfc3339(v)
+    if isinstance(v, dt.timedelta):
+        return duration_string(v)
+    return str(v)
+
+
+def format_string(fmt: Any, args: Any) -> str:
+    """cel-go's ``"...".format([args])``: %s %d %f %e %x %X %o %b with optional precision."""
+    text = _str(fmt)
+    if not isinstance(args, list):
+        raise _no_overload()
+    i = 0
+
+    def verb(m: re.Match[str]) -> str:
+        nonlocal i
+        prec, v = m.group(1), m.group(2)
+        if v == "%":
+            return "%"
+        if i >= len(args):
+            raise FunctionError(f"index {i} out of range")
+        arg = args[i]
+        i += 1
+        if v == "s":
+            return _format_value(arg)
+        if v == "d" and isinstance(arg, int) and not isinstance(arg, bool):
+            return str(arg)
+        if v in "fe" and isinstance(arg, int | float) and not isinstance(arg, bool):
+            return f"{float(arg):.{int(prec) if prec else 6}{v}}"
+        if v in "xXob" and isinstance(arg, int | str | bytes) and not isinstance(arg, bool):
+            if isinstance(arg, int):
+                return format(arg, v)
+            data = arg.encode() if isinstance(arg, str) else arg
+            return data.hex().upper() if v == "X" else data.hex()
+        raise FunctionError(f"could not format argument {i - 1} with verb %{v}")
+
+    return _FORMAT_VERB.sub(verb, text)
+
+
+# ---- lists (k8s.io/apiserver/pkg/cel/library/lists.go) ----
+
+
+def _comparable(items: list[Any]) -> None:
+    kinds = {
+        "num" if isinstance(v, int | float) and not isinstance(v, bool) else type(v).__name__
+        for v in items
+    }
+    if len(kinds) > 1 or kinds & {"list", "dict", "NoneType"}:
+        raise _no_overload()
+
+
+def is_sorted(items: Any) -> bool:
+    if not isinstance(items, list):
+        raise _no_overload()
+    _comparable(items)
+    return all(a <= b for a, b in itertools.pairwise(items))
+
+
+def list_sum(items: Any) -> Any:
+    if not isinstance(items, list):
+        raise _no_overload()
+    if not items:
+        return 0
+    if all(isinstance(v, dt.timedelta) for v in items):
+        return sum(items, dt.timedelta())
+    if any(isinstance(v, bool) or not isinstance(v, int | float) for v in items):
+        raise _no_overload()
+    total = sum(items)
+    if isinstance(total, int) and not _MIN_INT <= total <= _MAX_INT:
+        raise FunctionError("integer overflow")
+    return total
+
+
+def _extreme(items: Any, name: str, pick: Callable[..., Any]) -> Any:
+    if not isinstance(items, list):
+        raise _no_overload()
+    if not items:
+        raise FunctionError(f"{name} called on empty list")
+    _comparable(items)
+    return pick(items)
+
+
+def list_min(items: Any) -> Any:
+    return _extreme(items, "min", min)
+
+
+def list_max(items: Any) -> Any:
+    return _extreme(items, "max", max)
+
+
+# ---- regex (library/regex.go) ----
+
+
+@lru_cache(maxsize=512)
+def compile_regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as e:
+        raise FunctionError(f"Illegal regex: {e}") from None
+
+
+def find(s: Any, pattern: Any) -> str:
+    m = compile_regex(_str(pattern)).search(_str(s))
+    return m.group() if m else ""
+
+
+def find_all(s: Any, pattern: Any, n: Any = -1) -> list[str]:
+    count = _int(n)
+    out = [m.group() for m in compile_regex(_str(pattern)).finditer(_str(s))]
+    return out if count < 0 else out[:count]
+
+
+# ---- sets (cel-go ext.Sets) ----
+
+
+def sets_contains(items: Any, sub: Any) -> bool:
+    if not isinstance(items, list) or not isinstance(sub, list):
+        raise _no_overload()
+    return all(any(cel_equal(x, y) for y in items) for x in sub)
+
+
+def sets_equivalent(a: Any, b: Any) -> bool:
+    return sets_contains(a, b) and sets_contains(b, a)
+
+
+def sets_intersects(a: Any, b: Any) -> bool:
+    if not isinstance(a, list) or not isinstance(b, list):
+        raise _no_overload()
+    return any(any(cel_equal(x, y) for y in b) for x in a)
+
+
+# ---- quantity (library/quantity.go) ----
+
+
+def _decimal_text(d: Decimal) -> str:
+    d = d.normalize()
+    return "0" if not d else format(d, "f") if -30 < d.adjusted() < 30 else str(d)
+
+
+def make_quantity(d: Decimal) -> dict[str, str]:
+    return {QUANTITY_KEY: _decimal_text(d)}
+
+
+def _q(v: Any) -> Decimal:
+    if isinstance(v, dict) and len(v) == 1 and QUANTITY_KEY in v:
+        return Decimal(v[QUANTITY_KEY])
+    raise _no_overload()
+
+
+def quantity(s: Any) -> dict[str, str]:
+    try:
+        return make_quantity(parse_quantity(_str(s)))
+    except QuantityError as e:
+        raise FunctionError(str(e)) from None
+
+
+def is_quantity(s: Any) -> bool:
+    try:
+        parse_quantity(_str(s))
+    except QuantityError:
+        return False
+    return True
+
+
+def _is_int64(d: Decimal) -> bool:
+    return d == d.to_integral_value() and _MIN_INT <= d <= _MAX_INT
+
+
+def q_is_integer(q: Any) -> bool:
+    return _is_int64(_q(q))
+
+
+def q_as_integer(q: Any) -> int:
+    d = _q(q)
+    if not _is_int64(d):
+        raise FunctionError("cannot convert value to integer")
+    return int(d)
+
+
+def q_as_approximate_float(q: Any) -> float:
+    try:
+        return float(_q(q))
+    except OverflowError:
+        return math.inf if _q(q) > 0 else -math.inf
+
+
+def q_sign(q: Any) -> int:
+    d = _q(q)
+    return (d > 0) - (d < 0)
+
+
+def q_compare_to(a: Any, b: Any) -> int:
+    x, y = _q(a), _q(b)
+    return (x > y) - (x < y)
+
+
+def q_is_less_than(a: Any, b: Any) -> bool:
+    return _q(a) < _q(b)
+
+
+def q_is_greater_than(a: Any, b: Any) -> bool:
+    return _q(a) > _q(b)
+
+
+def _q_or_int(v: Any) -> Decimal:
+    if isinstance(v, int) and not isinstance(v, bool):
+        return Decimal(v)
+    return _q(v)
+
+
+def q_add(a: Any, b: Any) -> dict[str, str]:
+    return make_quantity(_q(a) + _q_or_int(b))
+
+
+def q_sub(a: Any, b: Any) -> dict[str, str]:
+    return make_quantity(_q(a) - _q_or_int(b))
+
+
+# ---- url (library/urls.go, Go's net/url) ----
+
+
+class _URLError(ValueError):
+    pass
+
+
+def _parse_url(s: str) -> urllib.parse.SplitResult:
+    """Go's ``url.ParseRequestURI`` acceptance: an absolute URI or an absolute path."""
+    if any(ord(c) < 0x20 or ord(c) == 0x7F for c in s):
+        raise _URLError(f'parse "{s}": net/url: invalid control character in URL')
+    u = urllib.parse.urlsplit(s)
+    if not u.scheme:
+        if not s.startswith("/"):
+            raise _URLError(f'parse "{s}": invalid URI for request')
+    elif not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", u.scheme):
+        raise _URLError(f'parse "{s}": first path segment in URL cannot contain colon')
+    host = u.netloc.rpartition("@")[2]
+    if host and not host.startswith("["):
+        _, colon, port = host.partition(":")
+        if colon and not port.isdigit() and port != "":
+            raise _URLError(f'parse "{s}": invalid port ":{port}" after host')
+    elif host.startswith("["):
+        rest = host[host.find("]") + 1 :] if "]" in host else None
+        if rest is None or (rest and (not rest.startswith(":") or not rest[1:].isdigit())):
+            raise _URLError(f'parse "{s}": invalid port "{rest}" after host')
+    return u
+
+
+def url(s: Any) -> dict[str, str]:
+    s = _str(s)
+    try:
+        _parse_url(s)
+    except _URLError as e:
+        raise FunctionError(f"URL parse error during conversion from string: {e}") from None
+    return {URL_KEY: s}
+
+
+def is_url(s: Any) -> bool:
+    try:
+        _parse_url(_str(s))
+    except _URLError:
+        return False
+    return True
+
+
+def _u(v: Any) -> urllib.parse.SplitResult:
+    if isinstance(v, dict) and len(v) == 1 and URL_KEY in v:
+        return urllib.parse.urlsplit(v[URL_KEY])
+    raise _no_overload()
+
+
+def get_scheme(u: Any) -> str:
+    return _u(u).scheme
+
+
+def get_host(u: Any) -> str:
+    return _u(u).netloc.rpartition("@")[2]
+
+
+def get_hostname(u: Any) -> str:
+    host = get_host(u)
+    if host.startswith("["):
+        return host[1 : host.find("]")] if "]" in host else host[1:]
+    return host.partition(":")[0]
+
+
+def get_port(u: Any) -> str:
+    host = get_host(u)
+    if host.startswith("["):
+        rest = host[host.find("]") + 1 :] if "]" in host else ""
+        return rest[1:] if rest.startswith(":") else ""
+    return host.partition(":")[2]
+
+
+_PATH_SAFE: Final = "/!$&'()*+,;=:@~-._"
+
+
+def get_escaped_path(u: Any) -> str:
+    path = _u(u).path
+    return urllib.parse.quote(urllib.parse.unquote(path), safe=_PATH_SAFE)
+
+
+def get_query(u: Any) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for k, v in urllib.parse.parse_qsl(_u(u).query, keep_blank_values=True):
+        out.setdefault(k, []).append(v)
+    return out
+
+
+# ---- timestamps and durations ----
+
+_RFC3339: Final = re.compile(
+    r"(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})"
+)
+
+
+def parse_rfc3339(s: str) -> dt.datetime:
+    """Go's ``time.Parse(time.RFC3339, s)`` (what ``timestamp('...')`` accepts), in UTC."""
+    m = _RFC3339.fullmatch(s)
+    if m is None:
+        raise ValueError(f"invalid timestamp {s!r}")
+    y, mo, d, h, mi, sec, frac, tz = m.groups()
+    micro = int((frac or "0").ljust(9, "0")[:6])
+    if tz in ("Z", "z"):
+        offset = dt.timedelta()
+    else:
+        sign = -1 if tz[0] == "-" else 1
+        offset = sign * dt.timedelta(hours=int(tz[1:3]), minutes=int(tz[4:6]))
+    t = dt.datetime(int(y), int(mo), int(d), int(h), int(mi), int(sec), micro, dt.timezone(offset))
+    return t.astimezone(dt.UTC)
+
+
+def rfc3339(t: dt.datetime) -> str:
+    t = t.astimezone(dt.UTC)
+    frac = f".{t.microsecond:06d}".rstrip("0") if t.microsecond else ""
+    return t.strftime("%Y-%m-%dT%H:%M:%S") + frac + "Z"
+
+
+_GO_DURATION: Final = re.compile(r"([0-9]*(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_UNIT_NS: Final = {
+    "ns": 1, "us": 1_000, "µs": 1_000, "μs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
+    "m": 60_000_000_000, "h": 3_600_000_000_000,
+}  # fmt: skip
+
+
+def go_duration(s: str) -> dt.timedelta:
+    """Go's ``time.ParseDuration`` (``1h30m``, ``1.5s``, ``-300ms``); ValueError if not one."""
+    rest = s
+    sign = 1
+    if rest[:1] in ("+", "-"):
+        sign = -1 if rest[0] == "-" else 1
+        rest = rest[1:]
+    if rest == "0":
+        return dt.timedelta()
+    if not rest:
+        raise ValueError(f"invalid duration {s!r}")
+    total = Decimal(0)
+    pos = 0
+    while pos < len(rest):
+        m = _GO_DURATION.match(rest, pos)
+        if m is None or m.group(1) in ("", "."):
+            raise ValueError(f"invalid duration {s!r}")
+        total += Decimal(m.group(1)) * _UNIT_NS[m.group(2)]
+        pos = m.end()
+    return sign * dt.timedelta(microseconds=int(total / 1000))
+
+
+def duration_string(d: dt.timedelta) -> str:
+    """Go's ``Duration.String()`` (``1h30m0s``, ``1.5s``, ``0s``)."""
+    us = d // dt.timedelta(microseconds=1)
+    if us == 0:
+        return "0s"
+    sign = "-" if us < 0 else ""
+    us = abs(us)
+    if us < 1_000_000:
+        return f"{sign}{us / 1000:g}ms" if us >= 1000 else f"{sign}{us}µs"
+    h, rem = divmod(us, 3_600_000_000)
+    m, rem = divmod(rem, 60_000_000)
+    secs = f"{Decimal(rem) / 1_000_000:f}".rstrip("0").rstrip(".") if rem else "0"
+    out = f"{h}h" if h else ""
+    if h or m:
+        out += f"{m}m"
+    return f"{sign}{out}{secs}s"
+
+
+_OFFSET: Final = re.compile(r"([+-])(\d{2}):(\d{2})")
+
+
+def _in_zone(t: Any, tz: Any) -> dt.datetime:
+    if not isinstance(t, dt.datetime):
+        raise _no_overload()
+    name = _str(tz)
+    m = _OFFSET.fullmatch(name)
+    if m:
+        off = dt.timedelta(hours=int(m.group(2)), minutes=int(m.group(3)))
+        return t.astimezone(dt.timezone(-off if m.group(1) == "-" else off))
+    try:
+        return t.astimezone(ZoneInfo(name))
+    except (ZoneInfoNotFoundError, ValueError):
+        raise FunctionError(f"unknown time zone {name}") from None
+
+
+def _getter(part: Callable[[dt.datetime], int]) -> Callable[..., int]:
+    def get(t: Any, tz: Any = "UTC") -> int:
+        return part(_in_zone(t, tz))
+
+    return get
+
+
+TIME_GETTERS: Final[dict[str, Callable[..., int]]] = {
+    "getFullYear": _getter(lambda t: t.year),
+    "getMonth": _getter(lambda t: t.month - 1),
+    "getDayOfYear": _getter(lambda t: t.timetuple().tm_yday - 1),
+    "getDayOfMonth": _getter(lambda t: t.day - 1),
+    "getDate": _getter(lambda t: t.day),
+    "getDayOfWeek": _getter(lambda t: (t.weekday() + 1) % 7),
+    "getHours": _getter(lambda t: t.hour),
+    "getMinutes": _getter(lambda t: t.minute),
+    "getSeconds": _getter(lambda t: t.second),
+    "getMilliseconds": _getter(lambda t: t.microsecond // 1000),
+}
+
+
+def cel_size(v: Any) -> int:
+    """CEL's ``size``: code points of a string, bytes of bytes, entries of a list or map."""
+    if isinstance(v, str | bytes | list):
+        return len(v)
+    if isinstance(v, dict) and not (len(v) == 1 and (QUANTITY_KEY in v or URL_KEY in v)):
+        return len(v)
+    raise _no_overload()
+
+
+#: name -> implementation, registered with the evaluator (wrapped) when a program uses it
+FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
+    SIZE_FUNCTION: cel_size,
+    "charAt": char_at,
+    "indexOf": index_of,
+    "lastIndexOf": last_index_of,
+    "lowerAscii": lower_ascii,
+    "upperAscii": upper_ascii,
+    "replace": replace,
+    "split": split,
+    "substring": substring,
+    "trim": trim,
+    "join": join,
+    "reverse": reverse,
+    "strings.quote": quote,
+    "format": format_string,
+    "isSorted": is_sorted,
+    "sum": list_sum,
+    "min": list_min,
+    "max": list_max,
+    "find": find,
+    "findAll": find_all,
+    "sets.contains": sets_contains,
+    "sets.equivalent": sets_equivalent,
+    "sets.intersects": sets_intersects,
+    "quantity": quantity,
+    "isQuantity": is_quantity,
+    "isInteger": q_is_integer,
+    "asInteger": q_as_integer,
+    "asApproximateFloat": q_as_approximate_float,
+    "sign": q_sign,
+    "compareTo": q_compare_to,
+    "isLessThan": q_is_less_than,
+    "isGreaterThan": q_is_greater_than,
+    "add": q_add,
+    "sub": q_sub,
+    "url": url,
+    "isURL": is_url,
+    "getScheme": get_scheme,
+    "getHost": get_host,
+    "getHostname": get_hostname,
+    "getPort": get_port,
+    "getEscapedPath": get_escaped_path,
+    "getQuery": get_query,
+    **TIME_GETTERS,
+}
+
+# Signatures: name -> [(receiver style, parameter types, result type)]. Type spellings:
+# primitives by name, "Q"/"URL" the Kubernetes types, "A"/"B" type parameters, "T" anything,
+# "list"/"map" any list/map, "list(A)", "map(A,B)", "optional(A)".
+Sig = tuple[bool, tuple[str, ...], str]
+_NUM: Final = ("int", "uint", "double")
+_ORDERED: Final = (*_NUM, "string", "bytes", "bool", "timestamp", "duration")
+
+
+def _ops() -> dict[str, list[Sig]]:
+    add: list[Sig] = [(False, (t, t), t) for t in (*_NUM, "string", "bytes")]
+    add += [
+        (False, ("list(A)", "list(A)"), "list(A)"),
+        (False, ("timestamp", "duration"), "timestamp"),
+        (False, ("duration", "timestamp"), "timestamp"),
+        (False, ("duration", "duration"), "duration"),
+    ]
+    sub: list[Sig] = [(False, (t, t), t) for t in _NUM]
+    sub += [
+        (False, ("timestamp", "timestamp"), "duration"),
+        (False, ("timestamp", "duration"), "timestamp"),
+        (False, ("duration", "duration"), "duration"),
+    ]
+    cmp: list[Sig] = [(False, (t, t), "bool") for t in _ORDERED]
+    cmp += [(False, (a, b), "bool") for a in _NUM for b in _NUM if a != b]
+    ops: dict[str, list[Sig]] = {
+        "_+_": add,
+        "_-_": sub,
+        "_*_": [(False, (t, t), t) for t in _NUM],
+        "_/_": [(False, (t, t), t) for t in _NUM],
+        "_%_": [(False, (t, t), t) for t in ("int", "uint")],
+        "-_": [(False, ("int",), "int"), (False, ("double",), "double")],
+        "!_": [(False, ("bool",), "bool")],
+        "_&&_": [(False, ("bool", "bool"), "bool")],
+        "_||_": [(False, ("bool", "bool"), "bool")],
+        "@in": [(False, ("A", "list(A)"), "bool"), (False, ("A", "map(A,B)"), "bool")],
+        "_[_]": [(False, ("list(A)", "int"), "A"), (False, ("map(A,B)", "A"), "B")],
+    }
+    for op in ("_<_", "_<=_", "_>_", "_>=_"):
+        ops[op] = cmp
+    return ops
+
+
+def _member(result: str, *params: str) -> Sig:
+    return (True, params, result)
+
+
+def _glob(result: str, *params: str) -> Sig:
+    return (False, params, result)
+
+
+def _both(result: str, *params: str) -> list[Sig]:
+    return [_member(result, *params), _glob(result, *params)]
+
+
+_TIME_UNITS: Final = ("getHours", "getMinutes", "getSeconds", "getMilliseconds")
+
+SIGNATURES: Final[dict[str, list[Sig]]] = {
+    **_ops(),
+    # CEL core, native in the evaluator
+    "size": [s for t in ("string", "bytes", "list", "map") for s in _both("int", t)],
+    "contains": [_member("bool", "string", "string")],
+    "startsWith": [_member("bool", "string", "string")],
+    "endsWith": [_member("bool", "string", "string")],
+    "matches": _both("bool", "string", "string"),
+    "int": [_glob("int", t) for t in ("int", "uint", "double", "string", "timestamp")],
+    "uint": [_glob("uint", t) for t in ("int", "uint", "double", "string")],
+    "double": [_glob("double", t) for t in ("int", "uint", "double", "string")],
+    "string": [
+        _glob("string", t)
+        for t in ("int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration")
+    ],
+    "bytes": [_glob("bytes", "string"), _glob("bytes", "bytes")],
+    "bool": [_glob("bool", "string"), _glob("bool", "bool")],
+    "timestamp": [_glob("timestamp", "string"), _glob("timestamp", "int")],
+    "duration": [_glob("duration", "string")],
+    "dyn": [_glob("dyn", "T")],
+    "type": [_glob("type", "T")],
+    **{
+        g: [_member("int", "timestamp"), _member("int", "timestamp", "string")]
+        + ([_member("int", "duration")] if g in _TIME_UNITS else [])
+        for g in TIME_GETTERS
+    },
+    "optional.of": [_glob("optional(A)", "A")],
+    "optional.ofNonZeroValue": [_glob("optional(A)", "A")],
+    "optional.none": [_glob("optional(dyn)")],
+    "hasValue": [_member("bool", "optional(A)")],
+    "value": [_member("A", "optional(A)")],
+    "orValue": [_member("A", "optional(A)", "A")],
+    "or": [_member("optional(A)", "optional(A)", "optional(A)")],
+    # cel-go ext strings v2
+    "charAt": [_member("string", "string", "int")],
+    "indexOf": [
+        _member("int", "string", "string"),
+        _member("int", "string", "string", "int"),
+        _member("int", "list(A)", "A"),
+    ],
+    "lastIndexOf": [
+        _member("int", "string", "string"),
+        _member("int", "string", "string", "int"),
+        _member("int", "list(A)", "A"),
+    ],
+    "lowerAscii": [_member("string", "string")],
+    "upperAscii": [_member("string", "string")],
+    "replace": [
+        _member("string", "string", "string", "string"),
+        _member("string", "string", "string", "string", "int"),
+    ],
+    "split": [
+        _member("list(string)", "string", "string"),
+        _member("list(string)", "string", "string", "int"),
+    ],
+    "substring": [_member("string", "string", "int"), _member("string", "string", "int", "int")],
+    "trim": [_member("string", "string")],
+    "join": [_member("string", "list(string)"), _member("string", "list(string)", "string")],
+    "reverse": [_member("string", "string")],
+    "strings.quote": [_glob("string", "string")],
+    "format": [_member("string", "string", "list")],
+    # Kubernetes lists
+    "isSorted": [_member("bool", "list(A)")],
+    "sum": [_member("A", "list(A)")],
+    "min": [_member("A", "list(A)")],
+    "max": [_member("A", "list(A)")],
+    # Kubernetes regex
+    "find": [_member("string", "string", "string")],
+    "findAll": [
+        _member("list(string)", "string", "string"),
+        _member("list(string)", "string", "string", "int"),
+    ],
+    # cel-go ext sets
+    "sets.contains": [_glob("bool", "list(A)", "list(A)")],
+    "sets.equivalent": [_glob("bool", "list(A)", "list(A)")],
+    "sets.intersects": [_glob("bool", "list(A)", "list(A)")],
+    # Kubernetes quantity
+    "quantity": [_glob("Q", "string")],
+    "isQuantity": [_glob("bool", "string")],
+    "isInteger": [_member("bool", "Q")],
+    "asInteger": [_member("int", "Q")],
+    "asApproximateFloat": [_member("double", "Q")],
+    "sign": [_member("int", "Q")],
+    "compareTo": [_member("int", "Q", "Q")],
+    "isLessThan": [_member("bool", "Q", "Q")],
+    "isGreaterThan": [_member("bool", "Q", "Q")],
+    "add": [_member("Q", "Q", "Q"), _member("Q", "Q", "int")],
+    "sub": [_member("Q", "Q", "Q"), _member("Q", "Q", "int")],
+    # Kubernetes urls
+    "url": [_glob("URL", "string")],
+    "isURL": [_glob("bool", "string")],
+    "getScheme": [_member("string", "URL")],
+    "getHost": [_member("string", "URL")],
+    "getHostname": [_member("string", "URL")],
+    "getPort": [_member("string", "URL")],
+    "getEscapedPath": [_member("string", "URL")],
+    "getQuery": [_member("map(string,list(string))", "URL")],
+}
