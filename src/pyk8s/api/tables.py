@@ -1550,6 +1550,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("discovery.k8s.io", "endpointslices"): _ENDPOINT_SLICE,
     ("coordination.k8s.io", "leases"): _LEASE,
     ("rbac.authorization.k8s.io", "roles"): _CREATED_AT,
+    ("apiextensions.k8s.io", "customresourcedefinitions"): _CREATED_AT,
     ("rbac.authorization.k8s.io", "clusterroles"): _CREATED_AT,
     ("rbac.authorization.k8s.io", "rolebindings"): _binding_printer("roleBinding"),
     ("rbac.authorization.k8s.io", "clusterrolebindings"): _binding_printer("clusterRoleBinding"),

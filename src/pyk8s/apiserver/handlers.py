@@ -203,7 +203,9 @@ class ResourceHandlers:
         self._watch_tasks: set[asyncio.Task[Any]] = set()
         self._closing = asyncio.Event()
         names = enabled_plugins(config.enable_admission_plugins, config.disable_admission_plugins)
-        context = Context(_Reader(self), quota_writer=_QuotaWriter(self))
+        #: cache reads for admission plugins and the server's own controllers
+        self.reader = _Reader(self)
+        context = Context(self.reader, quota_writer=_QuotaWriter(self))
         self.admission: Chain = build_chain(context, names)
 
     # ------------------------------------------------------------------ the resources
@@ -575,7 +577,13 @@ class ResourceHandlers:
         rest = self.rest(r)
         strategy = rest.strategy
         if content_type == encoding.PATCH_STRATEGIC and not strategy.strategic_merge_patch:
-            raise errors.unsupported_media_type(content_type)
+            raise errors.StatusError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types "
+                "include: application/json-patch+json, application/merge-patch+json, "
+                "application/apply-patch+yaml",
+            )
         warnings: list[str] = []
         for _attempt in range(PATCH_RETRIES):
             current, kv = await rest.read(info.namespace, info.name)
@@ -763,16 +771,18 @@ class ResourceHandlers:
                 revision, rel = decode_continue(token)
                 start = prefix + rel
             objs, list_meta = await self._list_from_store(prefix, revision, start, limit, matches)
-            to_request = self.rest(r).to_request
-            objs = [to_request(o) for o in objs]
+            strategy = self.strategy(r)
+            await strategy.prepare_conversion(objs, r.api_version)
+            objs = [strategy.convert(o, r.api_version) for o in objs]
             raws = [orjson.dumps(o) for o in objs]
         else:
             await self._fresh(rv)
             entries = self.cache.list(prefix)
             if matches is not None:
                 entries = [e for e in entries if matches(e.obj)]
-            convert = self.strategy(r).convert
-            views = [e.as_version(r.api_version, convert) for e in entries]
+            strategy = self.strategy(r)
+            await strategy.prepare_conversion([e.obj for e in entries], r.api_version)
+            views = [e.as_version(r.api_version, strategy.convert) for e in entries]
             objs = [obj for obj, _ in views]
             raws = [raw for _, raw in views]
             list_meta = {"resourceVersion": str(self.cache.revision)}
@@ -908,6 +918,7 @@ class ResourceHandlers:
             assert watcher is not None
             for i in range(0, len(initial), WATCH_BATCH):
                 chunk = initial[i : i + WATCH_BATCH]
+                await strategy.prepare_conversion([e.obj for e in chunk], r.api_version)
                 await resp.write(
                     b"".join(frame("ADDED", *e.as_version(r.api_version, convert)) for e in chunk)
                 )
@@ -937,6 +948,9 @@ class ResourceHandlers:
                         continue
                 events = [ev for ev in batch if ev is not None]
                 if events:
+                    await strategy.prepare_conversion(
+                        [ev.entry.obj for ev in events], r.api_version
+                    )
                     await resp.write(
                         b"".join(
                             self._event_frame(ev, frame, r.api_version, convert) for ev in events

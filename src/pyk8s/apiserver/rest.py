@@ -154,19 +154,21 @@ class ResourceStore:
             self.resource.group_resource, name, errors.OBJECT_MODIFIED, self.resource.group
         )
 
-    def to_request(self, obj: JSON) -> JSON:
+    async def to_request(self, obj: JSON) -> JSON:
         """A stored object as this resource's version serves it (itself if no conversion)."""
         api_version = obj.get("apiVersion")
         if api_version is None or api_version == self.resource.api_version:
             return obj
+        await self.strategy.prepare_conversion([obj], self.resource.api_version)
         return self.strategy.convert(obj, self.resource.api_version)
 
-    def to_storage(self, obj: JSON) -> JSON:
+    async def to_storage(self, obj: JSON) -> JSON:
         """An object of this resource's version as it is stored (itself if no conversion)."""
         target = self.resource.storage_api_version
         api_version = obj.get("apiVersion")
         if api_version is None or api_version == target:
             return obj
+        await self.strategy.prepare_conversion([obj], target)
         return self.strategy.convert(obj, target)
 
     async def _read_stored(self, namespace: str, name: str) -> KeyValue:
@@ -178,7 +180,7 @@ class ResourceStore:
     async def read(self, namespace: str, name: str) -> tuple[JSON, KeyValue]:
         """The object in the request's version, and the stored value it was read from."""
         kv = await self._read_stored(namespace, name)
-        return self.to_request(from_kv(kv)), kv
+        return await self.to_request(from_kv(kv)), kv
 
     async def get(self, namespace: str, name: str) -> JSON:
         return (await self.read(namespace, name))[0]
@@ -206,12 +208,12 @@ class ResourceStore:
         """
         meta = obj["metadata"]
         name, namespace = meta["name"], meta.get("namespace", "")
-        stored = self.to_storage(obj)
+        stored = await self.to_storage(obj)
         if dry_run:
             try:
                 await self.store.get(self.key(namespace, name))
             except NotFound:
-                return obj if stored is obj else self.to_request(stored)
+                return obj if stored is obj else await self.to_request(stored)
             raise errors.already_exists(
                 self.resource.group_resource, name, self.resource.group, self.resource.plural
             )
@@ -227,7 +229,7 @@ class ResourceStore:
             ) from None
         out = dict(stored)
         out["metadata"] = {**stored["metadata"], "resourceVersion": str(kv.mod_revision)}
-        return self.to_request(out)
+        return await self.to_request(out)
 
     # -------------------------------------------------------------- update
 
@@ -285,9 +287,9 @@ class ResourceStore:
         name = new["metadata"]["name"]
         if _comparable(new) == _comparable(old):
             return old, False
-        stored = self.to_storage(new)
+        stored = await self.to_storage(new)
         if stored is not new:
-            stored_old = self.to_storage(from_kv(kv))
+            stored_old = await self.to_storage(from_kv(kv))
             stored = self._keep_stored(stored, stored_old, subresource)
             if _comparable(stored) == _comparable(stored_old):
                 return old, False
@@ -305,7 +307,7 @@ class ResourceStore:
                 raise self.conflict(name) from None
             return new, True
         if dry_run:
-            return (new if stored is new else self.to_request(stored)), False
+            return (new if stored is new else await self.to_request(stored)), False
         try:
             out = await self.store.update(
                 kv.key, encode_for_storage(stored), expected_revision=kv.mod_revision, ttl=kv.ttl
@@ -316,7 +318,7 @@ class ResourceStore:
             raise self.not_found(name) from None
         result = dict(stored)
         result["metadata"] = {**meta, "resourceVersion": str(out.mod_revision)}
-        return self.to_request(result), False
+        return await self.to_request(result), False
 
     def _keep_stored(self, new: JSON, old: JSON, subresource: str | None) -> JSON:
         """The status strategy once more, on storage-version objects (see write_update)."""
@@ -365,16 +367,16 @@ class ResourceStore:
             pending = self._pending_deletion(obj, opts)
             if pending is None:
                 if opts.dry_run:
-                    return self.to_request(obj), True
+                    return await self.to_request(obj), True
                 try:
                     await self.store.delete(kv.key, expected_revision=kv.mod_revision)
                 except Conflict:
                     continue
                 except NotFound:
                     raise self.not_found(name) from None
-                return self.to_request(obj), True
+                return await self.to_request(obj), True
             if opts.dry_run or _comparable(pending) == _comparable(obj):
-                return self.to_request(pending), False
+                return await self.to_request(pending), False
             try:
                 out = await self.store.update(
                     kv.key, encode_for_storage(pending), expected_revision=kv.mod_revision
@@ -384,7 +386,7 @@ class ResourceStore:
             except NotFound:
                 raise self.not_found(name) from None
             pending["metadata"]["resourceVersion"] = str(out.mod_revision)
-            return self.to_request(pending), False
+            return await self.to_request(pending), False
         raise self.conflict(name)
 
     def _holding_finalizers(self, obj: JSON, *, metadata: bool = True) -> bool:
@@ -407,6 +409,9 @@ class ResourceStore:
             finalizers.append("orphan")
         elif opts.propagation == "Foreground" and "foregroundDeletion" not in finalizers:
             finalizers.append("foregroundDeletion")
+        for f in strategy.deletion_finalizers(obj):
+            if f not in finalizers:
+                finalizers.append(f)
         grace = strategy.deletion_grace(obj, opts.grace_period)
         if not finalizers and grace <= 0 and not self._holding_finalizers(obj, metadata=False):
             return None

@@ -24,6 +24,7 @@ from pyk8s.api import errors
 from pyk8s.api.registry import REGISTRY, Registry
 from pyk8s.apiserver import discovery, encoding
 from pyk8s.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
+from pyk8s.apiserver.apiextensions import CRDController
 from pyk8s.apiserver.authn import REQUEST_USER, AuthenticationFailed, Authenticator, UserInfo
 from pyk8s.apiserver.authz import (
     AlwaysAllowAuthenticated,
@@ -122,6 +123,7 @@ class APIServer:
         self.node_ports = NodePortAllocator(store, *self.config.node_port_range)
         self.compactor = Compactor(store, self.config.compact_interval)
         self.handlers = ResourceHandlers(self)
+        self.crds = CRDController(self.handlers)
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self._ready = False
@@ -130,6 +132,7 @@ class APIServer:
     async def start(self) -> None:
         await self.cache.start()
         await self.bootstrap()
+        await self.crds.start()
         if self.config.compact_interval > 0:
             self.compactor.start()
         self._ready = True
@@ -137,6 +140,7 @@ class APIServer:
     async def stop(self) -> None:
         self._ready = False
         await self.compactor.stop()
+        await self.crds.stop()
         await self.handlers.close_watches()
         await self.cache.stop()
 

@@ -16,7 +16,7 @@ their CustomResourceDefinition (:mod:`pyk8s.apiserver.apiextensions`).
 from __future__ import annotations
 
 import copy
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
@@ -136,6 +136,10 @@ class Strategy:
 
     # ------------------------------------------------------------------ versions
 
+    async def prepare_conversion(self, objects: Sequence[JSON], api_version: str) -> None:
+        """Make :meth:`convert` ready for ``objects`` (a conversion webhook is called
+        here, so that the conversion itself can stay synchronous)."""
+
     def convert(self, obj: JSON, api_version: str) -> JSON:
         """``obj`` at ``api_version`` (built-in conversions; custom resources by CRD)."""
         return convert(obj, api_version)
@@ -145,6 +149,10 @@ class Strategy:
     def deletion_grace(self, obj: JSON, requested: int | None) -> int:
         """Seconds a deleted object stays (graceful deletion); 0 deletes it right away."""
         return 0
+
+    def deletion_finalizers(self, obj: JSON) -> list[str]:
+        """Finalizers a delete adds (a CRD's instance cleanup)."""
+        return []
 
     def spec_finalizers(self, obj: JSON) -> bool:
         """Finalizers other than metadata.finalizers that hold a deleted object."""
