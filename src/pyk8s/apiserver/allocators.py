@@ -23,16 +23,18 @@ import contextlib
 import ipaddress
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 
 from pyk8s.api.registry import REGISTRY
-from pyk8s.storage import AlreadyExists, Conflict, NotFound, Store, StoreError
+from pyk8s.storage import AlreadyExists, Conflict, KeyValue, NotFound, Store, next_start
 
 log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
 
 ALLOC_PREFIX = "/registry/pyk8s.io/allocations/"
 
@@ -182,7 +184,7 @@ class RepairPass:
     out_of_range: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _service_ips(svc: dict[str, Any]) -> Iterator[str]:
+def _service_ips(svc: JSON) -> Iterator[str]:
     spec = svc.get("spec") or {}
     if spec.get("type") == "ExternalName":
         return
@@ -194,7 +196,7 @@ def _service_ips(svc: dict[str, Any]) -> Iterator[str]:
             yield str(ip)
 
 
-def _service_node_ports(svc: dict[str, Any]) -> Iterator[str]:
+def _service_node_ports(svc: JSON) -> Iterator[str]:
     """Each node port once (the same port for TCP and UDP of one Service is one key)."""
     seen: set[str] = set()
     for p in (svc.get("spec") or {}).get("ports") or []:
@@ -271,10 +273,14 @@ class AllocationRepair:
         """One pass over both allocators; what it found and did."""
         report = RepairPass()
         revision = await self.store.current_revision()
-        services = [orjson.loads(kv.value) for kv in await self._list(self._services_prefix, revision)]
-        ips = self.cluster_ips
-        ports = self.node_ports
-        for allocator, items_of in ((ips, _service_ips), (ports, _service_node_ports)):
+        services = [
+            orjson.loads(kv.value) for kv in await self._list(self._services_prefix, revision)
+        ]
+        pairs: tuple[tuple[_KeyAllocator, Callable[[JSON], Iterator[str]]], ...] = (
+            (self.cluster_ips, _service_ips),
+            (self.node_ports, _service_node_ports),
+        )
+        for allocator, items_of in pairs:
             keys = {
                 kv.key[len(allocator._key("")) :]: kv
                 for kv in await self._list(allocator._key(""), revision)
@@ -307,17 +313,17 @@ class AllocationRepair:
                         item,
                         *owners[0],
                     )
+                    name, namespace = owners[0]
                     with contextlib.suppress(AlreadyAllocated):
-                        await _KeyAllocator.reserve(allocator, item, f"{owners[0][1]}/{owners[0][0]}")
+                        await allocator.reserve(item, f"{namespace}/{name}")
                     report.repaired.append((allocator.kind, item))
             await self._check_leaked(allocator, keys, held, report)
-        # forget flags of keys that are gone (released by their Service meanwhile)
         return report
 
     async def _check_leaked(
         self,
         allocator: _KeyAllocator,
-        keys: dict[str, Any],
+        keys: dict[str, KeyValue],
         held: dict[str, list[tuple[str, str]]],
         report: RepairPass,
     ) -> None:
@@ -385,8 +391,8 @@ class AllocationRepair:
                 allocator.range_text(),
             )
 
-    async def _list(self, prefix: str, revision: int) -> list[Any]:
-        out: list[Any] = []
+    async def _list(self, prefix: str, revision: int) -> list[KeyValue]:
+        out: list[KeyValue] = []
         start = ""
         while True:
             page = await self.store.list(prefix, limit=_PAGE, start=start, revision=revision)

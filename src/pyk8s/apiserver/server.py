@@ -23,7 +23,7 @@ from pyk8s import __version__
 from pyk8s.api import errors
 from pyk8s.api.registry import REGISTRY, Registry
 from pyk8s.apiserver import discovery, encoding
-from pyk8s.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
+from pyk8s.apiserver.allocators import AllocationRepair, ClusterIPAllocator, NodePortAllocator
 from pyk8s.apiserver.apiextensions import CRDController
 from pyk8s.apiserver.authn import REQUEST_USER, AuthenticationFailed, Authenticator, UserInfo
 from pyk8s.apiserver.authz import (
@@ -121,6 +121,8 @@ class APIServer:
         self.metrics = Metrics()
         self.cluster_ips = ClusterIPAllocator(store, self.config.service_cidr)
         self.node_ports = NodePortAllocator(store, *self.config.node_port_range)
+        #: releases allocations no Service holds (upstream's repair loops)
+        self.allocation_repair = AllocationRepair(store, self.cluster_ips, self.node_ports)
         self.compactor = Compactor(store, self.config.compact_interval)
         self.handlers = ResourceHandlers(self)
         self.crds = CRDController(self.handlers)
@@ -135,11 +137,13 @@ class APIServer:
         await self.crds.start()
         if self.config.compact_interval > 0:
             self.compactor.start()
+        self.allocation_repair.start()
         self._ready = True
 
     async def stop(self) -> None:
         self._ready = False
         await self.compactor.stop()
+        await self.allocation_repair.stop()
         await self.crds.stop()
         await self.handlers.close_watches()
         await self.cache.stop()
