@@ -8,7 +8,7 @@ import json
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyk8s.api.conversion import (
@@ -476,6 +476,8 @@ def test_events_k8s_io_event_as_core() -> None:
 _scalar = st.one_of(st.none(), st.integers(), st.text(max_size=5))
 
 
+# generating nested events is slow on a busy 2-core machine; that is not what is tested
+@settings(suppress_health_check=[HealthCheck.too_slow], deadline=None)
 @given(
     st.dictionaries(
         st.sampled_from(

@@ -54,6 +54,7 @@ from pyk8s.apiserver.admission import (
 )
 from pyk8s.apiserver.authn import REQUEST_USER, UserInfo
 from pyk8s.apiserver.encoding import json_response
+from pyk8s.apiserver.readers import CacheReader, QuotaWriter
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.rest import (
     DeleteOptions,
@@ -147,47 +148,6 @@ def _drop_path(obj: Any, path: str) -> None:
         cur.pop(last, None)
 
 
-class _Reader:
-    """The admission plugins' reads (:class:`pyk8s.apiserver.admission.Reader`)."""
-
-    def __init__(self, handlers: ResourceHandlers) -> None:
-        self.h = handlers
-
-    async def get(self, group: str, plural: str, namespace: str, name: str) -> JSON | None:
-        return await self.h.lookup(plural, group, namespace, name)
-
-    def cached(self, group: str, plural: str, namespace: str, name: str) -> JSON | None:
-        r = self.h.registry.for_group_resource(group, plural)
-        entry = None if r is None else self.h.cache.objects.get(r.key(namespace or None, name))
-        return None if entry is None else entry.obj
-
-    def list(self, group: str, plural: str, namespace: str | None = None) -> list[JSON]:
-        r = self.h.registry.for_group_resource(group, plural)
-        if r is None:
-            return []
-        return [e.obj for e in self.h.cache.list(r.key_prefix(namespace or None))]
-
-
-class _QuotaWriter:
-    """ResourceQuota admission's compare-and-swap status writes."""
-
-    def __init__(self, handlers: ResourceHandlers) -> None:
-        self.h = handlers
-
-    def _rest(self) -> ResourceStore:
-        r = self.h.registry.get("", "v1", "resourcequotas")
-        assert r is not None
-        return self.h.rest(r)
-
-    async def read(self, namespace: str, name: str) -> tuple[JSON, Any]:
-        return await self._rest().read(namespace, name)
-
-    async def write_status(self, new: JSON, old: JSON, kv: Any) -> None:
-        rest = self._rest()
-        new = rest.prepare_for_update(new, old, "status")
-        await rest.write_update(new, old, kv, subresource="status")
-
-
 class ResourceHandlers:
     def __init__(self, server: APIServer) -> None:
         self.server = server
@@ -204,8 +164,8 @@ class ResourceHandlers:
         self._closing = asyncio.Event()
         names = enabled_plugins(config.enable_admission_plugins, config.disable_admission_plugins)
         #: cache reads for admission plugins and the server's own controllers
-        self.reader = _Reader(self)
-        context = Context(self.reader, quota_writer=_QuotaWriter(self))
+        self.reader = CacheReader(self)
+        context = Context(self.reader, quota_writer=QuotaWriter(self))
         self.admission: Chain = build_chain(context, names)
 
     # ------------------------------------------------------------------ the resources
