@@ -265,3 +265,14 @@ def test_go_number_and_json_formatting() -> None:
         '{"a":"\\u003c\\u0026\\u003e","b":[1,2,1e-7,1e+21],"c":null}'
     )
     assert go_quote('say "hi"\n') == '"say \\"hi\\"\\n"'
+
+
+def test_field_chain_marks_plain_paths() -> None:
+    assert parse(".spec.replicas").field_chain == ("spec", "replicas")
+    assert parse(".metadata.labels.app\\.kubernetes\\.io/name").field_chain == (
+        "metadata",
+        "labels",
+        "app.kubernetes.io/name",
+    )
+    for path in (".spec.list[0]", "..name", "x{.a}", "{.a}{.b}", '.a[?(@.b=="c")]'):
+        assert parse(path).field_chain is None, path

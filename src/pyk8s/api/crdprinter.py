@@ -227,14 +227,33 @@ def _column(col: Mapping[str, Any]) -> tuple[Column, JSONPath]:
     return definition, path
 
 
-def _cell(column: Column, path: JSONPath, obj: Any, now: datetime) -> Cell:
+_MISSING = object()
+
+
+def _first_value(path: JSONPath, chain: tuple[str, ...] | None, obj: Any) -> Any:
+    """The first value ``path`` selects in ``obj``; _MISSING when none (or an error)."""
+    if chain is not None:  # a plain .a.b.c path: the same answer without the evaluator
+        cur = obj
+        for key in chain:
+            if not isinstance(cur, dict) or key not in cur:
+                return _MISSING
+            cur = cur[key]
+        return cur
     try:
         results = path.find_results(obj)
     except JSONPathError:
-        return None
+        return _MISSING
     if not results or not results[0]:
+        return _MISSING
+    return results[0][0]  # upstream prints only the first value a path selects
+
+
+def _cell(
+    column: Column, path: JSONPath, chain: tuple[str, ...] | None, obj: Any, now: datetime
+) -> Cell:
+    value = _first_value(path, chain, obj)
+    if value is _MISSING:
         return None
-    value = results[0][0]  # upstream prints only the first value a path selects
     if column.type == "string":
         return _string_cell(value)
     return cell_for_json_value(column.type, value, now)
@@ -248,7 +267,7 @@ def printer_for_columns(columns: Sequence[Mapping[str, Any]]) -> tuple[Printer, 
     (``unrecognized column definition ".spec[x"``), which the API server only logs.
     """
     defs: list[Column] = [NAME_COLUMN]
-    paths: list[tuple[Column, JSONPath]] = []
+    paths: list[tuple[Column, JSONPath, tuple[str, ...] | None]] = []
     error: str | None = None
     for col in columns:
         try:
@@ -258,13 +277,13 @@ def printer_for_columns(columns: Sequence[Mapping[str, Any]]) -> tuple[Printer, 
             error = f"unrecognized column definition {go_quote(str(json_path or ''))}"
             break
         defs.append(definition)
-        paths.append((definition, path))
+        paths.append((definition, path, path.field_chain))
 
     def row(obj: Mapping[str, Any], now: datetime) -> list[Cell]:
         meta = obj.get("metadata")
         name = meta.get("name") if isinstance(meta, Mapping) else None
         cells: list[Cell] = [name if isinstance(name, str) else ""]
-        cells.extend(_cell(column, path, obj, now) for column, path in paths)
+        cells.extend(_cell(column, path, chain, obj, now) for column, path, chain in paths)
         return cells
 
     return Printer(tuple(defs), row), error

@@ -20,6 +20,7 @@ Errors form one small tree::
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import unicodedata
@@ -558,29 +559,22 @@ def go_quote(text: str) -> str:
     return "".join(out)
 
 
+_JSON_SPECIAL = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029]')
+_HTML_ESCAPES = {
+    "<": "\\u003c",
+    ">": "\\u003e",
+    "&": "\\u0026",
+    "\u2028": "\\u2028",
+    "\u2029": "\\u2029",
+}
+
+
 def _json_string(s: str) -> str:
-    out = ['"']
-    for c in s:
-        if c == '"':
-            out.append('\\"')
-        elif c == "\\":
-            out.append("\\\\")
-        elif c == "\n":
-            out.append("\\n")
-        elif c == "\r":
-            out.append("\\r")
-        elif c == "\t":
-            out.append("\\t")
-        elif c == "\b":
-            out.append("\\b")
-        elif c == "\f":
-            out.append("\\f")
-        elif ord(c) < 0x20 or c in "<>&\u2028\u2029":
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(c)
-    out.append('"')
-    return "".join(out)
+    """A JSON string as Go writes it: control characters, ``<>&`` and U+2028/9 escaped."""
+    if not _JSON_SPECIAL.search(s):
+        return '"' + s + '"'
+    text = json.dumps(s, ensure_ascii=False)
+    return "".join(_HTML_ESCAPES.get(c, c) for c in text)
 
 
 def go_json(value: Any) -> str:
@@ -885,6 +879,20 @@ class JSONPath:
     source: str
     root: _List
     allow_missing_keys: bool = True
+
+    @property
+    def field_chain(self) -> tuple[str, ...] | None:
+        """The keys of a plain ``{.a.b.c}`` path (no text, index, filter...); else None.
+
+        Such a path selects ``data["a"]["b"]["c"]`` when every key is there and nothing
+        otherwise, so callers on a hot path (table cells) can skip the evaluator.
+        """
+        nodes = self.root.nodes
+        if len(nodes) != 1 or not isinstance(nodes[0], _List) or not nodes[0].nodes:
+            return None
+        if not all(isinstance(n, _Field) for n in nodes[0].nodes):
+            return None
+        return tuple(n.name for n in nodes[0].nodes)
 
     def find_results(self, data: Any) -> list[list[Any]]:
         """Upstream's ``FindResults``: one list of values per top-level node (text or action)."""
