@@ -62,9 +62,12 @@ __all__ = [
     "prepare_custom_resource_definition_for_create",
     "prepare_custom_resource_definition_for_update",
     "valid_field_path",
+    "validate_ca_bundle",
     "validate_custom_resource_definition",
     "validate_custom_resource_definition_status_update",
     "validate_custom_resource_definition_update",
+    "validate_webhook_service",
+    "validate_webhook_url",
 ]
 
 MAX_SELECTABLE_FIELDS = 8
