@@ -20,6 +20,7 @@ from aiohttp.test_utils import make_mocked_request
 
 from pyk8s.api import errors
 from pyk8s.api.registry import REGISTRY, Registry, Resource
+from pyk8s.api.schema import schemas
 from pyk8s.apiserver import openapi
 
 JSON = dict[str, Any]
@@ -302,8 +303,8 @@ def test_v2_document(v2: JSON) -> None:
     names = [p["name"] for p in patch["parameters"]]
     assert names[0] == "body" and "fieldValidation" in names
     for r in REGISTRY:
-        name = f"io.k8s.api.{r.group.split('.')[0] or 'core'}.{r.version}.{r.kind}"
-        assert name in definitions, name
+        name = schemas().name_for(r.group, r.version, r.kind)
+        assert name is not None and name in definitions, (r, name)
 
 
 def _fields(buf: bytes) -> list[tuple[int, Any]]:

@@ -237,6 +237,8 @@ class ResourceHandlers:
         if handler is not None and (sub or verb == "create"):
             if sub.split("/", 1)[0] in CONNECT_SUBRESOURCES:
                 await self._admit_connect(request, info, r)
+            elif verb == "create":
+                await self._admit_subresource_create(request, info, r)
             return await handler.serve(self, request, info, r)
         if verb == "get":
             obj = await self.rest(r).get(info.namespace, info.name)
@@ -279,6 +281,27 @@ class ResourceHandlers:
             self.user(request),
             subresource=info.subresource,
             options=dict(request.query),
+        )
+        await self.admission.admit(attrs)
+        await self.admission.validate(attrs)
+
+    async def _admit_subresource_create(
+        self, request: web.Request, info: RequestInfo, r: Resource
+    ) -> None:
+        """Admission of a POST to a subresource (pods/binding, pods/eviction,
+        serviceaccounts/token): CREATE with the request's object (the body is read again
+        by the subresource; aiohttp keeps it)."""
+        body = await self.body(request)
+        attrs = Attributes(
+            CREATE,
+            r,
+            info.namespace,
+            info.name,
+            body if isinstance(body, dict) else None,
+            None,
+            self.user(request),
+            subresource=info.subresource,
+            dry_run=_dry_run(request.query),
         )
         await self.admission.admit(attrs)
         await self.admission.validate(attrs)
