@@ -527,7 +527,10 @@ class ResourceHandlers:
         if attrs.mutated and subresource != "status":
             obj = strategy.default(obj, create=False)
         new = rest.prepare_for_update(obj, current, subresource)
-        problems = strategy.validate_update(new, current)
+        if subresource == "status":
+            problems = strategy.validate_status_update(new, current)
+        else:
+            problems = strategy.validate_update(new, current)
         if problems:
             raise errors.invalid_object(r.kind, info_name(new), problems, r.group)
         attrs.obj = new

@@ -75,25 +75,19 @@ class CustomResourceDefinitionStrategy(Strategy):
         return out
 
     def prepare_for_create(self, obj: JSON) -> None:
-        super().prepare_for_create(obj)
-        obj["status"] = {
-            "conditions": [],
-            "acceptedNames": {"plural": "", "kind": ""},
-            "storedVersions": [storage_version(obj)] if storage_version(obj) else [],
-        }
+        crd_validation.prepare_custom_resource_definition_for_create(obj)
 
     def prepare_for_update(self, new: JSON, old: JSON) -> None:
-        super().prepare_for_update(new, old)
-        stored = list((new.get("status") or {}).get("storedVersions") or [])
-        version = storage_version(new)
-        if version and version not in stored:
-            new.setdefault("status", {})["storedVersions"] = [*stored, version]
+        crd_validation.prepare_custom_resource_definition_for_update(new, old)
 
     def validate(self, obj: JSON) -> list[FieldError]:
         return crd_validation.validate_custom_resource_definition(obj)
 
     def validate_update(self, new: JSON, old: JSON) -> list[FieldError]:
         return crd_validation.validate_custom_resource_definition_update(new, old)
+
+    def validate_status_update(self, new: JSON, old: JSON) -> list[FieldError]:
+        return crd_validation.validate_custom_resource_definition_status_update(new, old)
 
     def deletion_finalizers(self, obj: JSON) -> list[str]:
         return [CLEANUP_FINALIZER]

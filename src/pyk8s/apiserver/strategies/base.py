@@ -134,6 +134,11 @@ class Strategy:
     def validate_update(self, new: JSON, old: JSON) -> list[FieldError]:
         return validate_update(self.resource, new, old)
 
+    def validate_status_update(self, new: JSON, old: JSON) -> list[FieldError]:
+        """Errors of a write to the status subresource (the whole object's rules unless
+        the resource has its own status strategy)."""
+        return self.validate_update(new, old)
+
     # ------------------------------------------------------------------ versions
 
     async def prepare_conversion(self, objects: Sequence[JSON], api_version: str) -> None:
