@@ -76,10 +76,14 @@ class Result:
     functions: set[str] = field(default_factory=set)
 
 
+def _is_param(spec: str) -> bool:
+    return spec in ("A", "B")
+
+
 def _spec_type(spec: str, binds: dict[str, Type]) -> Type:
     if spec in binds:
         return binds[spec]
-    if len(spec) == 1 and spec.isupper():
+    if _is_param(spec):
         return DYN
     if spec.startswith("list("):
         return list_of(_spec_type(spec[5:-1], binds))
@@ -121,7 +125,7 @@ def compatible(a: Type, b: Type) -> bool:
 def _match(spec: str, t: Type, binds: dict[str, Type]) -> bool:
     if t.is_dyn or spec == "T":
         return True
-    if len(spec) == 1 and spec.isupper():
+    if _is_param(spec):
         bound = binds.get(spec)
         if bound is None or bound.is_dyn:
             binds[spec] = t
@@ -159,6 +163,8 @@ class _Checker:
         self.decls = decls
         self.known = known_functions
         self.res = Result(DYN)
+        #: list literals passed to ``format``, exempt from the homogeneity check as upstream
+        self.exempt: set[Node] = set()
 
     def error(self, pos: int, msg: str) -> Type:
         self.res.issues.append(Issue(pos, msg))
@@ -176,7 +182,10 @@ class _Checker:
         if isinstance(node, Call):
             return self.call(node, scope)
         if isinstance(node, ListLit):
-            return list_of(self.homogeneous([(e, self.check(e, scope)) for e in node.elems]))
+            elems = [(e, self.check(e, scope)) for e in node.elems]
+            if node in self.exempt:
+                return list_of(DYN)
+            return list_of(self.homogeneous(elems))
         if isinstance(node, MapLit):
             keys = [(k, self.check(k, scope)) for k, _ in node.entries]
             vals = [(v, self.check(v, scope)) for _, v in node.entries]
@@ -289,6 +298,8 @@ class _Checker:
             if a.is_dyn or a.kind == "null":
                 return b
             return a
+        if fn == "format":
+            self.exempt.update(a for a in node.args if isinstance(a, ListLit))
         args = [self.check(a, scope) for a in node.args]
         member = target is not None
         if member:

@@ -18,15 +18,14 @@ It is checked *before* evaluating, against upstream's per-call limit.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from functools import lru_cache
 from typing import Any, Final
 
 import cel
 
 from ._checker import Result, check
-from ._library import FUNCTIONS, SIZE_FUNCTION, STATE, wrap
+from ._library import FUNCTIONS, MATCHES_FUNCTION, SIZE_FUNCTION, STATE, re2_to_python, wrap
 from ._parser import Call, Comp, Ident, ListLit, Lit, MapLit, Node, ParseError, Select, parse, walk
 from ._types import DYN, Type
 
@@ -150,10 +149,9 @@ class Program:
     """
 
     __slots__ = (
-        "_ast",
+        "_cost",
         "_functions",
         "_program",
-        "_static_cost",
         "expression",
         "result_type",
         "uses",
@@ -175,9 +173,8 @@ class Program:
         self.uses = uses
         self.result_type = result_type
         self._program = program
-        self._ast = ast
         self._functions = functions
-        self._static_cost = _static_cost(ast) if ast is not None else None
+        self._cost: int | CostFn = _cost_fn(ast) if ast is not None else 1
 
     def __repr__(self) -> str:
         return f"Program({self.expression!r})"
@@ -205,40 +202,21 @@ class Program:
 
     def cost(self, activation: Mapping[str, Any]) -> int:
         """The estimated runtime cost of evaluating against ``activation``."""
-        if self._static_cost is not None:
-            return self._static_cost
-        if self._ast is None:
-            return 1
-        return _Cost(activation).of(self._ast, {})
+        cost = self._cost
+        return cost if isinstance(cost, int) else cost(_Ctx(activation), {})
 
 
 # ---- cost estimation ----
 
-
-def _is_dynamic(node: Node) -> bool:
-    for n in walk(node):
-        if isinstance(n, Comp):
-            return True
-        if isinstance(n, Call) and (
-            n.fn in _STRING_FUNCTIONS or n.fn in ("_==_", "_!=_", "_+_", "@in")
-        ):
-            return True
-    return False
+_UNKNOWN: Final = object()
+Scope = dict[str, Any]
 
 
-def _static_cost(node: Node) -> int | None:
-    if _is_dynamic(node):
-        return None
-    return _Cost({}).of(node, {})
+class _Ctx:
+    """One evaluation's activation, and the size standing in for sizes not known."""
 
+    __slots__ = ("_hint", "act")
 
-def _size(v: Any) -> int:
-    if isinstance(v, str | bytes | list | dict):
-        return len(v)
-    return 1
-
-
-class _Cost:
     def __init__(self, activation: Mapping[str, Any]) -> None:
         self.act = activation
         self._hint: int | None = None
@@ -261,86 +239,167 @@ class _Cost:
             self._hint = best
         return self._hint
 
-    _UNKNOWN: Final = object()
 
-    def value(self, node: Node, scope: dict[str, Any]) -> Any:
-        """The activation value ``node`` denotes when it is a plain path, else unknown."""
-        if isinstance(node, Ident):
-            if node.name in scope:
-                return scope[node.name]
-            return self.act.get(node.name, self._UNKNOWN)
-        if isinstance(node, Select) and not node.test_only:
-            base = self.value(node.operand, scope)
+ValueFn = Callable[[_Ctx, Scope], Any]
+CostFn = Callable[[_Ctx, Scope], int]
+
+
+def _value_fn(node: Node) -> ValueFn:
+    """What ``node`` denotes in the activation when it is a plain path, else unknown."""
+    if isinstance(node, Ident):
+        name = node.name
+
+        def ident(ctx: _Ctx, scope: Scope) -> Any:
+            if name in scope:
+                return scope[name]
+            return ctx.act.get(name, _UNKNOWN)
+
+        return ident
+    if isinstance(node, Select) and not node.test_only:
+        base_fn, fname = _value_fn(node.operand), node.field
+
+        def select(ctx: _Ctx, scope: Scope) -> Any:
+            base = base_fn(ctx, scope)
+            return base.get(fname, _UNKNOWN) if isinstance(base, dict) else _UNKNOWN
+
+        return select
+    if isinstance(node, Call) and node.fn == "_[_]" and isinstance(node.args[1], Lit):
+        base_fn, key = _value_fn(node.args[0]), node.args[1].value
+
+        def index(ctx: _Ctx, scope: Scope) -> Any:
+            base = base_fn(ctx, scope)
+            if isinstance(base, list) and isinstance(key, int) and -len(base) <= key < len(base):
+                return base[key]
             if isinstance(base, dict):
-                return base.get(node.field, self._UNKNOWN)
-            return self._UNKNOWN
-        if isinstance(node, Call) and node.fn == "_[_]":
-            base = self.value(node.args[0], scope)
-            idx = node.args[1]
-            if isinstance(idx, Lit):
-                if isinstance(base, list) and isinstance(idx.value, int):
-                    return base[idx.value] if -len(base) <= idx.value < len(base) else self._UNKNOWN
-                if isinstance(base, dict):
-                    return base.get(idx.value, self._UNKNOWN)
-            return self._UNKNOWN
-        if isinstance(node, Lit):
-            return node.value
-        if isinstance(node, ListLit):
-            return [self.value(e, scope) for e in node.elems]
-        if isinstance(node, Comp) and node.macro in ("map", "filter"):
-            return self.value(node.target, scope)  # at most as long as the range
-        return self._UNKNOWN
+                return base.get(key, _UNKNOWN)
+            return _UNKNOWN
 
-    def size(self, node: Node, scope: dict[str, Any]) -> int:
-        v = self.value(node, scope)
-        return self.hint() if v is self._UNKNOWN else _size(v)
+        return index
+    if isinstance(node, Lit):
+        lit = node.value
+        return lambda ctx, scope: lit
+    if isinstance(node, ListLit):
+        n = len(node.elems)
+        return lambda ctx, scope: [None] * n
+    if isinstance(node, Comp) and node.macro in ("map", "filter"):
+        return _value_fn(node.target)  # at most as long as its range
+    return lambda ctx, scope: _UNKNOWN
 
-    def of(self, node: Node, scope: dict[str, Any]) -> int:
-        if isinstance(node, Lit):
-            return 0
-        if isinstance(node, Ident):
-            return 1
-        if isinstance(node, Select):
-            return self.of(node.operand, scope) + (0 if node.test_only else 1)
-        if isinstance(node, ListLit):
-            return 10 + sum(self.of(e, scope) for e in node.elems)
-        if isinstance(node, MapLit):
-            return 30 + sum(self.of(k, scope) + self.of(v, scope) for k, v in node.entries)
-        if isinstance(node, Comp):
-            n = self.size(node.target, scope)
-            inner = {**scope, node.var: self._UNKNOWN}
-            body = sum(self.of(a, inner) for a in node.args)
-            return self.of(node.target, scope) + n * (body + 2) + 1
-        if isinstance(node, Call):
-            total = 1 + sum(self.of(a, scope) for a in node.args)
-            if node.target is not None:
-                total += self.of(node.target, scope)
-            if node.fn == "_?_:_":
-                c, a, b = (self.of(x, scope) for x in node.args)
-                return c + max(a, b)
-            if node.fn in _STRING_FUNCTIONS and node.target is not None:
-                total += math.ceil(self.size(node.target, scope) / 10)
-            elif node.fn in ("_==_", "_!=_", "_+_", "@in"):
-                total += math.ceil(max(self.size(a, scope) for a in node.args) / 10)
-            return total
+
+def _weight(v: Any) -> int:
+    return len(v) if isinstance(v, str | bytes | list | dict) else 1
+
+
+def _size_fn(node: Node) -> Callable[[_Ctx, Scope], int]:
+    value = _value_fn(node)
+
+    def size(ctx: _Ctx, scope: Scope) -> int:
+        v = value(ctx, scope)
+        if v is _UNKNOWN:
+            return ctx.hint()
+        return len(v) if isinstance(v, str | bytes | list | dict) else 1
+
+    return size
+
+
+def _sum(parts: list[int | CostFn], extra: int = 0) -> int | CostFn:
+    static = extra + sum(p for p in parts if isinstance(p, int))
+    dynamic = [p for p in parts if not isinstance(p, int)]
+    if not dynamic:
+        return static
+    if len(dynamic) == 1:
+        only = dynamic[0]
+        return lambda ctx, scope: static + only(ctx, scope)
+    return lambda ctx, scope: static + sum(f(ctx, scope) for f in dynamic)
+
+
+def _cost_fn(node: Node) -> int | CostFn:
+    """cel-go-like cost of ``node``: an int when it does not depend on the data."""
+    if isinstance(node, Lit):
+        return 0
+    if isinstance(node, Ident):
         return 1
+    if isinstance(node, Select):
+        return _sum([_cost_fn(node.operand)], 0 if node.test_only else 1)
+    if isinstance(node, ListLit):
+        return _sum([_cost_fn(e) for e in node.elems], 10)
+    if isinstance(node, MapLit):
+        return _sum([_cost_fn(x) for kv in node.entries for x in kv], 30)
+    if isinstance(node, Comp):
+        target, n = _cost_fn(node.target), _size_fn(node.target)
+        body = _sum([_cost_fn(a) for a in node.args], 2)
+        var, elems = node.var, _value_fn(node.target)
+
+        def comp(ctx: _Ctx, scope: Scope) -> int:
+            t = target if isinstance(target, int) else target(ctx, scope)
+            if isinstance(body, int):
+                return t + n(ctx, scope) * body + 1
+            # the body's cost for the largest element stands for every element's
+            rng = elems(ctx, scope)
+            rep: Any = _UNKNOWN
+            if isinstance(rng, list | dict) and rng:
+                rep = max(rng, key=_weight)
+            return t + n(ctx, scope) * body(ctx, {**scope, var: rep}) + 1
+
+        return comp
+    if isinstance(node, Call):
+        if node.fn == "_?_:_":
+            c, a, b = (_cost_fn(x) for x in node.args)
+            if isinstance(a, int) and isinstance(b, int):
+                return _sum([c], max(a, b))
+
+            def cond(ctx: _Ctx, scope: Scope) -> int:
+                costs = [x if isinstance(x, int) else x(ctx, scope) for x in (c, a, b)]
+                return costs[0] + max(costs[1], costs[2])
+
+            return cond
+        parts = [_cost_fn(a) for a in node.args]
+        if node.target is not None:
+            parts.append(_cost_fn(node.target))
+        sized: list[Node] = []
+        if node.fn in _STRING_FUNCTIONS and node.target is not None:
+            sized = [node.target]
+        elif node.fn in ("_==_", "_!=_"):
+            # comparing stops at the shorter operand: a literal bounds it
+            lits = [x for x in node.args if isinstance(x, Lit)]
+            if lits:
+                v = lits[0].value
+                width = len(v) if isinstance(v, str | bytes) else 1
+                return _sum(parts, 1 + -(-width // 10))
+            sized = list(node.args)
+        elif node.fn in ("_+_", "@in"):
+            sized = list(node.args)
+        if sized and not all(isinstance(x, Lit) for x in sized):
+            sizes = [_size_fn(x) for x in sized]
+            parts.append(lambda ctx, scope: -(-max(f(ctx, scope) for f in sizes) // 10))
+        return _sum(parts, 1)
+    return 1
 
 
 # ---- compiling ----
 
 
-def _rewrite_size(src: str, ast: Node) -> str:
-    spots = sorted(
-        (
-            n.name_pos
-            for n in walk(ast)
-            if isinstance(n, Call) and n.fn == "size" and n.name_pos >= 0
-        ),
-        reverse=True,
-    )
-    for pos in spots:
-        src = src[:pos] + SIZE_FUNCTION + src[pos + len("size") :]
-    return src
+def _rewrite(src: str, ast: Node) -> tuple[str, set[str]]:
+    """``src`` with ``size`` and (translatable literal) ``matches`` calls renamed to ours."""
+    spots: list[tuple[int, str, str]] = []
+    for n in walk(ast):
+        if not isinstance(n, Call) or n.name_pos < 0:
+            continue
+        if n.fn == "size":
+            spots.append((n.name_pos, "size", SIZE_FUNCTION))
+        elif n.fn == "matches":
+            pattern = n.args[-1] if n.args else None
+            if (
+                isinstance(pattern, Lit)
+                and isinstance(pattern.value, str)
+                and re2_to_python(pattern.value) is not None
+            ):
+                spots.append((n.name_pos, "matches", MATCHES_FUNCTION))
+    used: set[str] = set()
+    for pos, old, new in sorted(spots, reverse=True):
+        src = src[:pos] + new + src[pos + len(old) :]
+        used.add(new)
+    return src, used
 
 
 def _build(
@@ -362,10 +421,8 @@ def _build(
         if result.issues:
             issues = format_issues(expression, ((i.pos, i.message) for i in result.issues))
             raise _compile_error(issues)
-        source = _rewrite_size(expression, ast)
-        needed = set(result.functions)
-        if source != expression:
-            needed.add(SIZE_FUNCTION)
+        source, added = _rewrite(expression, ast)
+        needed = set(result.functions) | added
         functions = {n: _WRAPPED[n] for n in sorted(needed) if n in _WRAPPED}
         uses = frozenset(result.variables)
         rtype = result.type
