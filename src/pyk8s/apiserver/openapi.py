@@ -11,30 +11,35 @@ v3 schemas (``x-kubernetes-patch-merge-key``/``-strategy``) when the kind's PATC
 file, or a server without field validation) downloads /openapi/v2 *as protobuf only*
 (gnostic's ``openapi.v2.Document``), so that is served too, encoded by hand below.
 
-Everything comes from two sources, so the documents cannot drift from what we serve: the
+Built-in types come from two sources, so the documents cannot drift from what we serve: the
 registry (paths, operations, parameters, the way upstream's installer lays them out) and
 the official v1.32 definitions shipped by kubernetes-validate, converted back to
 upstream's shapes: JSON-schema ``[T, "null"]`` types become ``T``, the ``enum`` the
 converter added to apiVersion/kind goes, v3 wraps a ``$ref`` that has siblings in
 ``allOf`` as kube-openapi does, IntOrString and Quantity get their upstream forms. A
-document holds only the definitions its paths reach.
+document holds only the definitions its paths reach. Custom resources come from a third
+source, their CustomResourceDefinitions, built the way apiextensions-apiserver builds them
+(see "custom resources" below), so ``kubectl explain <cr>`` and client-side validation
+see the custom types too.
 
-Each document is built once per registry (lazily, off the event loop) and its bytes are
-cached with upstream's cache keys: the v3 index points at ``?hash=<SHA-512, hex upper>``
-URLs that are served ``Cache-Control: public, immutable``; a stale hash redirects (301);
+Each document is built once per registry generation (lazily, off the event loop; a CRD
+that starts or stops being served moves the generation) and its bytes are cached with
+upstream's cache keys: the v3 index points at ``?hash=<SHA-512, hex upper>`` URLs that
+are served ``Cache-Control: public, immutable``; a stale hash redirects (301);
 ``If-None-Match`` gets 304.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import hashlib
 import json
 import struct
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from typing import Any
@@ -871,11 +876,17 @@ def _subresource_paths(
     paths[path] = ops
 
 
-def group_version_paths(registry: Registry, group: str, version: str) -> Paths:
-    """Every path of one group-version, as upstream's installer lays them out."""
+def group_version_paths(
+    registry: Registry, group: str, version: str, crds: CRDs | None = None
+) -> Paths:
+    """Every path of one group-version, as upstream's installer lays them out (and, for
+    custom resources, as apiextensions' builder does: no discovery or watch paths)."""
     prefix = f"/apis/{group}/{version}" if group else f"/api/{version}"
-    paths: Paths = {
-        f"{prefix}/": {
+    crds = crds or {}
+    paths: Paths = {}
+    resources = registry.in_group_version(group, version)
+    if any((r.group, r.version, r.plural) not in crds for r in resources):
+        paths[f"{prefix}/"] = {
             "get": Operation(
                 f"get{_id_prefix(group, version)}APIResources",
                 "get available resources",
@@ -886,16 +897,22 @@ def group_version_paths(registry: Registry, group: str, version: str) -> Paths:
                 _read_responses(API_RESOURCE_LIST),
             )
         }
-    }
-    for r in registry.in_group_version(group, version):
-        _resource_paths(paths, r, prefix)
+    for r in resources:
+        crd = crds.get((r.group, r.version, r.plural))
+        if crd is None:
+            _resource_paths(paths, r, prefix)
+        else:
+            _custom_resource_paths(paths, r, crd, prefix)
     return paths
 
 
-def _discovery_paths(registry: Registry) -> dict[str, Paths]:
-    """The non-resource documents upstream lists too: api, apis, apis/<group>, version."""
+def _discovery_paths(registry: Registry, crds: CRDs | None = None) -> dict[str, Paths]:
+    """The non-resource documents upstream lists too: api, apis, apis/<group>, version
+    (a group of custom resources only has no apis/<group> document, as upstream)."""
     out: dict[str, Paths] = {}
+    crds = crds or {}
     groups = registry.group_versions()
+    builtin_groups = {r.group for r in registry if (r.group, r.version, r.plural) not in crds}
     if "" in groups:
         out["api"] = {
             "/api/": {
@@ -925,7 +942,7 @@ def _discovery_paths(registry: Registry) -> dict[str, Paths]:
             }
         }
     for group in groups:
-        if group:
+        if group and group in builtin_groups:
             word = _group_word(group)
             out[f"apis/{group}"] = {
                 f"/apis/{group}/": {
@@ -1077,8 +1094,10 @@ class _Definitions:
         return sorted(seen)
 
 
-def _served_gvk_filter(registry: Registry) -> Callable[[list[JSON]], list[JSON]]:
-    served = {(r.group, r.version) for r in registry} | {("", "v1")}
+def _served_gvk_filter(
+    group_versions: frozenset[tuple[str, str]],
+) -> Callable[[list[JSON]], list[JSON]]:
+    served = group_versions | {("", "v1")}
 
     def keep(gvks: list[JSON]) -> list[JSON]:
         # meta kinds (DeleteOptions, WatchEvent…) list every group; keep the ones we serve
@@ -1089,8 +1108,19 @@ def _served_gvk_filter(registry: Registry) -> Callable[[list[JSON]], list[JSON]]
     return keep
 
 
-def _build_definitions(registry: Registry) -> _Definitions:
-    keep = _served_gvk_filter(registry)
+_BUILTIN_DEFINITIONS: dict[frozenset[tuple[str, str]], _Definitions] = {}
+_BUILTIN_LOCK = threading.Lock()
+
+
+def _builtin_definitions(registry: Registry, crds: CRDs) -> _Definitions:
+    """The official definitions in both forms; they only depend on the built-in versions
+    served (meta kinds list those), so custom resources coming and going reuse them."""
+    served = frozenset((r.group, r.version) for r in registry if _path(r) not in crds)
+    with _BUILTIN_LOCK:
+        cached = _BUILTIN_DEFINITIONS.get(served)
+        if cached is not None:
+            return cached
+    keep = _served_gvk_filter(served)
     out = _Definitions()
     for name, node in schemas().definitions.items():
         refs: set[str] = set()
@@ -1110,7 +1140,536 @@ def _build_definitions(registry: Registry) -> _Definitions:
         out.v3[name] = v3
         out.v2[name] = v2
         out.refs[name] = frozenset(refs)
+    with _BUILTIN_LOCK:
+        if len(_BUILTIN_DEFINITIONS) >= 8:  # CRDs come and go: keep the last few sets
+            _BUILTIN_DEFINITIONS.pop(next(iter(_BUILTIN_DEFINITIONS)))
+        _BUILTIN_DEFINITIONS[served] = out
     return out
+
+
+def _path(r: Resource) -> tuple[str, str, str]:
+    return (r.group, r.version, r.plural)
+
+
+def _refs_in(node: Any) -> set[str]:
+    out: set[str] = set()
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str):
+            out.add(ref.rsplit("/", 1)[-1])
+        for value in node.values():
+            out |= _refs_in(value)
+    elif isinstance(node, list):
+        for value in node:
+            out |= _refs_in(value)
+    return out
+
+
+def _build_definitions(registry: Registry, crds: CRDs | None = None) -> _Definitions:
+    """The official definitions plus those of the custom resources served."""
+    crds = crds or {}
+    builtin = _builtin_definitions(registry, crds)
+    if not crds:
+        return builtin
+    out = _Definitions(dict(builtin.v3), dict(builtin.v2), dict(builtin.refs))
+    for (_, version, _), crd in crds.items():
+        v3 = crd_definitions(crd, version, v2=False)
+        v2 = crd_definitions(crd, version, v2=True)
+        for name, schema in v3.items():
+            out.v3[name] = schema
+            out.v2[name] = v2[name]
+            out.refs[name] = frozenset(_refs_in(schema))
+    return out
+
+
+# ----------------------------------------------------------------------- custom resources
+#
+# apiextensions-apiserver's openapi/builder, per served version of a CRD: a definition
+# named with the reversed group (``com.example.stable.v1.CronTab``) made from the
+# version's structural schema (``ToKubeOpenAPI``: only what a structural schema holds),
+# with int-or-string unfolded, apiVersion/kind/metadata added (also inside embedded
+# resources), the group-version-kind and the selectable fields; a list definition; and
+# the resource's paths. v2 cannot say everything v3 can (``ToStructuralOpenAPIV2``):
+# junctors go, ``nullable`` drops the type, ``x-kubernetes-preserve-unknown-fields``
+# drops properties (at the root, the whole schema), and defaults are pruned.
+
+#: the CustomResourceDefinition that serves a resource (None for a built-in resource)
+CRDLookup = Callable[[Resource], JSON | None]
+#: (group, version, plural) -> the CRD serving it, taken when the documents are built
+CRDs = Mapping[tuple[str, str, str], JSON]
+
+_OBJECT_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"
+_LIST_META = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta"
+_SCALE = "io.k8s.api.autoscaling.v1.Scale"
+_CONVENTIONS = "https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md"
+#: TypeMeta's fields, as k8s.io/apimachinery's generated OpenAPI describes them
+_TYPE_META_API_VERSION = (
+    "APIVersion defines the versioned schema of this representation of an object. Servers "
+    "should convert recognized schemas to the latest internal value, and may reject "
+    f"unrecognized values. More info: {_CONVENTIONS}#resources"
+)
+_TYPE_META_KIND = (
+    "Kind is a string value representing the REST resource this object represents. Servers "
+    "may infer this from the endpoint the client submits requests to. Cannot be updated. In "
+    f"CamelCase. More info: {_CONVENTIONS}#types-kinds"
+)
+#: PartialObjectMetadata(List)'s metadata fields
+_OBJECT_META_TEXT = f"Standard object's metadata. More info: {_CONVENTIONS}#metadata"
+_LIST_META_TEXT = f"Standard list metadata. More info: {_CONVENTIONS}#types-kinds"
+#: what addEmbeddedProperties says of an embedded resource's own apiVersion and kind
+_EMBEDDED_API_VERSION = (
+    "apiVersion defines the versioned schema of this representation of an object. "
+    f"More info: {_CONVENTIONS}#resources"
+)
+_EMBEDDED_KIND = (
+    "kind is a string value representing the type of this object. In CamelCase. "
+    f"More info: {_CONVENTIONS}#types-kinds"
+)
+_CRD_INFO = {"title": "Kubernetes CRD Swagger", "version": "v0.1.0"}
+
+_OPENAPI_V3_TYPES = frozenset({"array", "boolean", "integer", "number", "object", "string"})
+_STRINGS = ("type", "description", "title", "format", "pattern")
+_FLAGS = (
+    "nullable",
+    "uniqueItems",
+    "exclusiveMaximum",
+    "exclusiveMinimum",
+    "x-kubernetes-preserve-unknown-fields",
+    "x-kubernetes-embedded-resource",
+    "x-kubernetes-int-or-string",
+)
+_NUMBERS = (
+    "maximum",
+    "minimum",
+    "maxLength",
+    "minLength",
+    "maxItems",
+    "minItems",
+    "multipleOf",
+    "maxProperties",
+    "minProperties",
+)
+_LISTS = ("enum", "required", "x-kubernetes-list-map-keys", "x-kubernetes-validations")
+_POINTERS = ("x-kubernetes-list-type", "x-kubernetes-map-type")
+_JUNCTORS = ("allOf", "anyOf", "oneOf")
+_INT_OR_STRING_ANY_OF = [{"type": "integer"}, {"type": "string"}]
+
+
+def definition_name(group: str, version: str, kind: str) -> str:
+    """kube-openapi's REST-friendly name: ``stable.example.com`` reversed, then v and kind."""
+    reversed_group = ".".join(reversed(group.split("."))) if "." in group else group
+    return f"{reversed_group}.{version}.{kind}"
+
+
+def _crd_names(crd: JSON) -> JSON:
+    accepted = (crd.get("status") or {}).get("acceptedNames") or {}
+    names = accepted if accepted.get("kind") else (crd.get("spec") or {}).get("names") or {}
+    return dict(names)
+
+
+def _crd_version(crd: JSON, version: str) -> JSON:
+    for v in (crd.get("spec") or {}).get("versions") or []:
+        if isinstance(v, dict) and v.get("name") == version:
+            return v
+    return {}
+
+
+def _invalid_types(s: Any) -> bool:
+    """apiextensions' SchemaHasInvalidTypes (and items given as a list: not structural)."""
+    if not isinstance(s, dict):
+        return False
+    t = s.get("type")
+    if t and t not in _OPENAPI_V3_TYPES:
+        return True
+    if isinstance(s.get("items"), list):
+        return True
+    children: list[Any] = list((s.get("properties") or {}).values())
+    children += [s.get("items"), s.get("additionalProperties"), s.get("not")]
+    for key in _JUNCTORS:
+        children += s.get(key) or []
+    return any(_invalid_types(c) for c in children)
+
+
+def _structural(s: JSON, nested: bool = False) -> JSON:
+    """What a structural schema keeps of a node (``ToKubeOpenAPI``), Go's zero values omitted."""
+    out: JSON = {}
+    for key in _STRINGS:
+        if isinstance(s.get(key), str) and s[key]:
+            out[key] = s[key]
+    for key in _FLAGS:
+        if s.get(key) is True:
+            out[key] = True
+    for key in _NUMBERS:
+        if isinstance(s.get(key), int | float) and not isinstance(s.get(key), bool):
+            out[key] = s[key]
+    for key in _LISTS:
+        if isinstance(s.get(key), list) and s[key]:
+            out[key] = copy.deepcopy(s[key])
+    for key in _POINTERS:
+        if isinstance(s.get(key), str):
+            out[key] = s[key]
+    if s.get("default") is not None:
+        out["default"] = copy.deepcopy(s["default"])
+    docs = s.get("externalDocs")
+    if isinstance(docs, dict) and (docs.get("description") or docs.get("url")):
+        out["externalDocs"] = {k: docs[k] for k in ("description", "url") if docs.get(k)}
+    if isinstance(s.get("properties"), dict):
+        out["properties"] = {
+            name: _structural(p, nested)
+            for name, p in s["properties"].items()
+            if isinstance(p, dict)
+        }
+    if isinstance(s.get("items"), dict):
+        out["items"] = _structural(s["items"], nested)
+    extra = s.get("additionalProperties")
+    if not nested and isinstance(extra, dict):
+        out["additionalProperties"] = _structural(extra)
+    elif not nested and isinstance(extra, bool):
+        out["additionalProperties"] = extra
+    for key in _JUNCTORS:
+        if isinstance(s.get(key), list) and s[key]:
+            out[key] = [_structural(j, True) for j in s[key] if isinstance(j, dict)]
+    if isinstance(s.get("not"), dict):
+        out["not"] = _structural(s["not"], True)
+    return out
+
+
+def _structural_children(s: JSON) -> list[JSON]:
+    children = [p for p in (s.get("properties") or {}).values()]
+    for key in ("items", "additionalProperties"):
+        if isinstance(s.get(key), dict):
+            children.append(s[key])
+    return children
+
+
+def _is_int_or_string_any_of(any_of: Any) -> bool:
+    return (
+        isinstance(any_of, list)
+        and [
+            {
+                k: v
+                for k, v in a.items()
+                if k in ("type", "description", "title", "default", "nullable")
+            }
+            for a in any_of
+        ]
+        == _INT_OR_STRING_ANY_OF
+    )
+
+
+def _unfold(s: JSON) -> None:
+    """Structural's Unfold: an int-or-string node states its two types in an anyOf."""
+    if s.get("x-kubernetes-int-or-string"):
+        all_of = s.get("allOf") or []
+        if not (
+            _is_int_or_string_any_of(s.get("anyOf"))
+            or (all_of and _is_int_or_string_any_of(all_of[0].get("anyOf")))
+        ):
+            if "anyOf" not in s:
+                s["anyOf"] = copy.deepcopy(_INT_OR_STRING_ANY_OF)
+            else:
+                s["allOf"] = [{"anyOf": copy.deepcopy(_INT_OR_STRING_ANY_OF)}, *all_of]
+    for child in _structural_children(s):
+        _unfold(child)
+
+
+def _to_v2(s: JSON) -> None:
+    """ToStructuralOpenAPIV2, and the v2 document's pruned defaults."""
+    for key in (*_JUNCTORS, "not", "default"):
+        s.pop(key, None)
+    if s.pop("nullable", False):
+        for key in ("type", "items", "properties"):
+            s.pop(key, None)
+    preserve = s.get("x-kubernetes-preserve-unknown-fields") is True
+    if preserve:
+        s.pop("items", None)
+        s.pop("properties", None)
+    if "items" not in s and s.get("type") == "array":
+        del s["type"]
+    if preserve and s.get("type") == "object":
+        del s["type"]
+    required = s.get("required")
+    if required:
+        nullable = {n for n, p in (s.get("properties") or {}).items() if p.get("nullable")}
+        extra = s.get("additionalProperties")
+        if isinstance(extra, dict) and extra.get("nullable"):
+            s.pop("required")
+        elif nullable:
+            kept = [r for r in required if r not in nullable]
+            if kept:
+                s["required"] = kept
+            else:
+                s.pop("required")
+    for child in _structural_children(s):
+        _to_v2(child)
+
+
+def _meta_ref(name: str, description: str, v2: bool) -> JSON:
+    if v2:
+        return {"$ref": V2_REF + name, "description": description}
+    return {"allOf": [{"$ref": V3_REF + name}], "description": description}
+
+
+def _add_embedded(s: JSON, v2: bool) -> None:
+    """addEmbeddedProperties: an embedded resource's apiVersion, kind and metadata."""
+    for child in _structural_children(s):
+        _add_embedded(child, v2)
+    if v2 and s.get("x-kubernetes-preserve-unknown-fields"):
+        return
+    if s.get("x-kubernetes-embedded-resource"):
+        props = s.setdefault("properties", {})
+        props["apiVersion"] = {"description": _EMBEDDED_API_VERSION, "type": "string"}
+        props["kind"] = {"description": _EMBEDDED_KIND, "type": "string"}
+        props["metadata"] = _meta_ref(_OBJECT_META, _OBJECT_META_TEXT, v2)
+        required = list(s.get("required") or [])
+        for name in ("kind", "apiVersion"):
+            if name not in required:
+                required.append(name)
+        s["required"] = required
+
+
+def _type_meta() -> JSON:
+    return {
+        "apiVersion": {"description": _TYPE_META_API_VERSION, "type": "string"},
+        "kind": {"description": _TYPE_META_KIND, "type": "string"},
+    }
+
+
+def crd_definitions(crd: JSON, version: str, *, v2: bool) -> dict[str, JSON]:
+    """The kind and list definitions of one version of a CRD (upstream's builder)."""
+    spec = crd.get("spec") or {}
+    group = str(spec.get("group", ""))
+    names = _crd_names(crd)
+    kind = str(names.get("kind", ""))
+    list_kind = str(names.get("listKind") or f"{kind}List")
+    served = _crd_version(crd, version)
+    schema = (served.get("schema") or {}).get("openAPIV3Schema")
+    bare = (
+        not isinstance(schema, dict)
+        or not schema
+        or _invalid_types(schema)
+        or (
+            v2
+            and (
+                schema.get("x-kubernetes-preserve-unknown-fields") is True
+                or spec.get("preserveUnknownFields") is True
+            )
+        )
+    )
+    if bare:
+        out: JSON = {"type": "object"}
+    else:
+        assert isinstance(schema, dict)
+        out = _structural(schema)
+        _unfold(out)
+        if v2:
+            _to_v2(out)
+        props = out.setdefault("properties", {})
+        props["metadata"] = _meta_ref(_OBJECT_META, _OBJECT_META_TEXT, v2)
+        props.update(_type_meta())
+        _add_embedded(out, v2)
+    out["x-kubernetes-group-version-kind"] = [{"group": group, "kind": kind, "version": version}]
+    selectable = [
+        {"fieldPath": str(f.get("jsonPath", "")).removeprefix(".")}
+        for f in served.get("selectableFields") or []
+        if isinstance(f, dict)
+    ]
+    if selectable:
+        out["x-kubernetes-selectable-fields"] = selectable
+    kind_name = definition_name(group, version, kind)
+    plural = str(names.get("plural", ""))
+    items_ref = (V2_REF if v2 else V3_REF) + kind_name
+    listed: JSON = {
+        "description": f"{list_kind} is a list of {kind}",
+        "properties": {
+            **_type_meta(),
+            "items": {
+                "description": f"List of {plural}. More info: {_CONVENTIONS}",
+                "items": {"$ref": items_ref},
+                "type": "array",
+            },
+            "metadata": _meta_ref(_LIST_META, _LIST_META_TEXT, v2),
+        },
+        "required": ["items"],
+        "type": "object",
+        "x-kubernetes-group-version-kind": [
+            {"group": group, "kind": list_kind, "version": version}
+        ],
+    }
+    return {kind_name: out, definition_name(group, version, list_kind): listed}
+
+
+def crd_snapshot(registry: Registry, lookup: CRDLookup | None) -> dict[tuple[str, str, str], JSON]:
+    """The CRD behind each custom resource the registry serves now."""
+    if lookup is None:
+        return {}
+    out = {}
+    for r in registry:
+        crd = lookup(r)
+        if crd is not None:
+            out[(r.group, r.version, r.plural)] = crd
+    return out
+
+
+def crds_from_strategies(strategy: Callable[[Resource], object]) -> CRDLookup:
+    """A :data:`CRDLookup` over the API server's strategies: a custom resource is served
+    by a :class:`~pyk8s.apiserver.apiextensions.strategy.CustomResourceStrategy`."""
+    from pyk8s.apiserver.apiextensions.strategy import CustomResourceStrategy
+
+    def lookup(r: Resource) -> JSON | None:
+        s = strategy(r)
+        return s.crd if isinstance(s, CustomResourceStrategy) else None
+
+    return lookup
+
+
+def _article(noun: str) -> str:
+    """upstream's GetArticleForNoun with padding " "."""
+    if noun.endswith("s") and not noun.endswith("ss"):
+        return " "
+    return " an " if noun[:1].lower() in "aeiou" and noun else " a "
+
+
+def _custom_resource_paths(paths: Paths, r: Resource, crd: JSON, prefix: str) -> None:
+    """The routes apiextensions' builder declares for one version of a CRD."""
+    names = _crd_names(crd)
+    kind = r.kind
+    list_kind = str(names.get("listKind") or f"{kind}List")
+    kind_def = definition_name(r.group, r.version, kind)
+    list_def = definition_name(r.group, r.version, list_kind)
+    tag = _tag(r.group, r.version)
+    idp = _id_prefix(r.group, r.version)
+    gvk: GVK = (r.group, r.version, kind)
+    scoped = "Namespaced" if r.namespaced else ""
+    ns: tuple[Param, ...] = (NAMESPACE,) if r.namespaced else ()
+    name = Param("name", "path", "string", f"name of the {kind}", True)
+    produces = ("application/json", "application/yaml")
+    consumes = ("application/json", "application/yaml")
+    patch_types = (
+        "application/json-patch+json",
+        "application/merge-patch+json",
+        "application/apply-patch+yaml",
+    )
+
+    def op(
+        verb: str,
+        action: str,
+        params: tuple[Param, ...],
+        responses: tuple[tuple[str, str | None], ...],
+        *,
+        sub: str = "",
+        body: str | None = None,
+        body_required: bool = True,
+        op_id: str | None = None,
+    ) -> Operation:
+        of = f" {sub} of" if sub else ""
+        if verb == "list":
+            text = f"list{of} objects of kind {kind}"
+        elif verb == "patch":
+            text = f"partially update{of} the specified {kind}"
+        elif verb == "deletecollection":
+            text = f"delete collection of{of + ' a' if of else ''} {kind}"
+        elif verb in ("read", "replace"):
+            text = f"{verb}{of} the specified {kind}"
+        else:
+            text = f"{verb}{of}{_article(kind)}{kind}"
+        word = sub[:1].upper() + sub[1:]
+        return Operation(
+            op_id or f"{verb}{idp}{scoped}{kind}{word}",
+            text,
+            tag,
+            action,
+            gvk,
+            params,
+            responses,
+            produces,
+            patch_types if action == "patch" else consumes,
+            body,
+            body_required,
+        )
+
+    base = f"{prefix}/{r.plural}"
+    if r.namespaced:
+        paths[base] = {
+            "get": op(
+                "list",
+                "list",
+                (PRETTY, *LIST_PARAMS),
+                (("200", list_def), ("401", None)),
+                op_id=f"list{idp}{kind}ForAllNamespaces",
+            )
+        }
+        base = f"{prefix}/namespaces/{{namespace}}/{r.plural}"
+    paths[base] = {
+        "get": op("list", "list", (*ns, PRETTY, *LIST_PARAMS), (("200", list_def), ("401", None))),
+        "post": op(
+            "create",
+            "post",
+            (*ns, PRETTY, *WRITE_PARAMS),
+            (("200", kind_def), ("201", kind_def), ("202", kind_def), ("401", None)),
+            body=kind_def,
+        ),
+        "delete": op(
+            "deletecollection",
+            "deletecollection",
+            (*ns, PRETTY, *LIST_PARAMS),
+            (("200", STATUS), ("401", None)),
+        ),
+    }
+    item = (name, *ns, PRETTY)
+    paths[f"{base}/{{name}}"] = {
+        "get": op("read", "get", (*item, RESOURCE_VERSION), (("200", kind_def), ("401", None))),
+        "put": op(
+            "replace",
+            "put",
+            (*item, *WRITE_PARAMS),
+            (("200", kind_def), ("201", kind_def), ("401", None)),
+            body=kind_def,
+        ),
+        "delete": op(
+            "delete",
+            "delete",
+            (*item, *DELETE_PARAMS),
+            (("200", STATUS), ("202", STATUS), ("401", None)),
+            body=DELETE_OPTIONS,
+            body_required=False,
+        ),
+        "patch": op(
+            "patch",
+            "patch",
+            (*item, *PATCH_PARAMS),
+            (("200", kind_def), ("401", None)),
+            body=PATCH,
+        ),
+    }
+    for sub, schema in (("status", kind_def), ("scale", _SCALE)):
+        if sub not in r.subresources:
+            continue
+        paths[f"{base}/{{name}}/{sub}"] = {
+            "get": op(
+                "read",
+                "get",
+                (*item, RESOURCE_VERSION),
+                (("200", schema), ("401", None)),
+                sub=sub,
+            ),
+            "put": op(
+                "replace",
+                "put",
+                (*item, *WRITE_PARAMS),
+                (("200", schema), ("201", schema), ("401", None)),
+                sub=sub,
+                body=schema,
+            ),
+            "patch": op(
+                "patch",
+                "patch",
+                (*item, *PATCH_PARAMS),
+                (("200", schema), ("401", None)),
+                sub=sub,
+                body=PATCH,
+            ),
+        }
 
 
 # ----------------------------------------------------------------------------- renderers
@@ -1253,37 +1812,55 @@ _BEARER = {
 _INFO = {"title": "Kubernetes", "version": KUBERNETES_VERSION}
 
 
-def build_v3(registry: Registry, definitions: _Definitions | None = None) -> dict[str, JSON]:
-    """Every OpenAPI v3 document, keyed as the /openapi/v3 index keys them."""
-    defs = definitions or _build_definitions(registry)
+def build_v3(
+    registry: Registry, definitions: _Definitions | None = None, crds: CRDs | None = None
+) -> dict[str, JSON]:
+    """Every OpenAPI v3 document, keyed as the /openapi/v3 index keys them.
+
+    ``crds`` names the CRD behind each custom resource (see :func:`crd_snapshot`); a
+    group-version of custom resources only is the document apiextensions builds for it.
+    """
+    crds = crds or {}
+    defs = definitions or _build_definitions(registry, crds)
     docs: dict[str, JSON] = {}
-    per_key: dict[str, Paths] = _discovery_paths(registry)
+    per_key: dict[str, Paths] = _discovery_paths(registry, crds)
+    custom_only: set[str] = set()
     for group, versions in registry.group_versions().items():
         for version in versions:
-            per_key[gv_key(group, version)] = group_version_paths(registry, group, version)
+            key = gv_key(group, version)
+            per_key[key] = group_version_paths(registry, group, version, crds)
+            if all(
+                (group, version, r.plural) in crds
+                for r in registry.in_group_version(group, version)
+            ):
+                custom_only.add(key)
     for key in sorted(per_key):
         paths = per_key[key]
+        components: JSON = {"schemas": {n: defs.v3[n] for n in defs.closure(_referenced(paths))}}
+        if key not in custom_only:
+            components["securitySchemes"] = {"BearerToken": _BEARER}
         docs[key] = {
-            "components": {
-                "schemas": {n: defs.v3[n] for n in defs.closure(_referenced(paths))},
-                "securitySchemes": {"BearerToken": _BEARER},
-            },
-            "info": _INFO,
+            "components": components,
+            "info": _CRD_INFO if key in custom_only else _INFO,
             "openapi": "3.0.0",
             "paths": _render_paths(paths, v3=True),
         }
     return docs
 
 
-def build_v2(registry: Registry, definitions: _Definitions | None = None) -> JSON:
-    """The Swagger 2.0 document of everything served (upstream's /openapi/v2)."""
-    defs = definitions or _build_definitions(registry)
+def build_v2(
+    registry: Registry, definitions: _Definitions | None = None, crds: CRDs | None = None
+) -> JSON:
+    """The Swagger 2.0 document of everything served (upstream's /openapi/v2), custom
+    resources merged in as upstream's aggregator does."""
+    crds = crds or {}
+    defs = definitions or _build_definitions(registry, crds)
     paths: Paths = {}
-    for extra in _discovery_paths(registry).values():
+    for extra in _discovery_paths(registry, crds).values():
         paths.update(extra)
     for group, versions in registry.group_versions().items():
         for version in versions:
-            paths.update(group_version_paths(registry, group, version))
+            paths.update(group_version_paths(registry, group, version, crds))
     return {
         "definitions": {n: defs.v2[n] for n in defs.closure(_referenced(paths))},
         "info": _INFO,
@@ -1388,6 +1965,9 @@ def _pb_schema(s: JSON) -> bytes:
             fields.append((5, _any(5, value)))
         elif key == "example":
             fields.append((30, _any(30, value)))
+        elif key == "externalDocs":  # ExternalDocs: description, url
+            docs = _s(1, value.get("description", "")) + _s(2, value.get("url", ""))
+            fields.append((29, _ld(29, docs)))
         elif key == "required":
             fields.append((19, b"".join(_s(19, v) for v in value)))
         elif key == "enum":
@@ -1534,10 +2114,12 @@ class Blob:
 class Documents:
     """The documents of one registry, each built on first use and then kept as bytes."""
 
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: Registry, crds: CRDs | None = None) -> None:
         self.registry = registry
         #: the registry generation these documents describe (rebuilt when it moves)
         self.generation = registry.generation
+        #: the CRDs behind the custom resources, as they were at that generation
+        self.crds: CRDs = dict(crds or {})
         self.built_at = time.time()
         self._lock = threading.Lock()
         self._defs: _Definitions | None = None
@@ -1560,13 +2142,13 @@ class Documents:
 
     def _definitions(self) -> _Definitions:
         if self._defs is None:
-            self._defs = _build_definitions(self.registry)
+            self._defs = _build_definitions(self.registry, self.crds)
         return self._defs
 
     def v3(self) -> dict[str, Blob]:
         with self._lock:
             if self._v3 is None:
-                docs = build_v3(self.registry, self._definitions())
+                docs = build_v3(self.registry, self._definitions(), self.crds)
                 blobs = {}
                 for key, doc in docs.items():
                     data = _dumps(doc)
@@ -1591,7 +2173,7 @@ class Documents:
     def v2_json(self) -> Blob:
         with self._lock:
             if self._v2_json is None:
-                data = _dumps(build_v2(self.registry, self._definitions()))
+                data = _dumps(build_v2(self.registry, self._definitions(), self.crds))
                 self._v2_json = Blob(data, content_hash(data))
             return self._v2_json
 
@@ -1612,12 +2194,16 @@ _CACHE: weakref.WeakKeyDictionary[Registry, Documents] = weakref.WeakKeyDictiona
 _CACHE_LOCK = threading.Lock()
 
 
-def documents(registry: Registry) -> Documents:
-    """The (shared, lazily built) documents of a registry."""
+def documents(registry: Registry, crds: CRDLookup | None = None) -> Documents:
+    """The (shared, lazily built) documents of a registry.
+
+    ``crds`` finds the CRD behind a custom resource; it is asked (on the caller's thread)
+    only when the registry has changed since the documents were made.
+    """
     with _CACHE_LOCK:
         docs = _CACHE.get(registry)
         if docs is None or docs.generation != registry.generation:
-            docs = _CACHE[registry] = Documents(registry)
+            docs = _CACHE[registry] = Documents(registry, crd_snapshot(registry, crds))
         return docs
 
 
@@ -1688,10 +2274,16 @@ async def _built(ready: bool, get: Callable[[], Any]) -> Any:
 
 
 async def serve(
-    request: web.Request, registry: Registry, parts: tuple[str, ...]
+    request: web.Request,
+    registry: Registry,
+    parts: tuple[str, ...],
+    crds: CRDLookup | None = None,
 ) -> web.StreamResponse:
-    """Answer a GET under /openapi: the v3 index, a v3 document, or the v2 document."""
-    docs = documents(registry)
+    """Answer a GET under /openapi: the v3 index, a v3 document, or the v2 document.
+
+    ``crds`` maps a served resource to the CustomResourceDefinition behind it (None for
+    built-in resources), so custom resources are described from their schemas."""
+    docs = documents(registry, crds)
     if parts == ("openapi", "v2"):
         subtype = _negotiate(
             request, [("application", "json"), *[("application", s) for s in _V2_PB_SUBTYPES]]
