@@ -45,6 +45,20 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         help='static bearer tokens (CSV: token,user,uid,"group1,group2")',
     )
     p.add_argument(
+        "--enable-admission-plugins",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="admission plugins to enable on top of the default ones (upstream names)",
+    )
+    p.add_argument(
+        "--disable-admission-plugins",
+        action="append",
+        default=[],
+        metavar="NAME[,NAME]",
+        help="default admission plugins to turn off (upstream names)",
+    )
+    p.add_argument(
         "--write-kubeconfig",
         "-o",
         type=Path,
@@ -237,10 +251,42 @@ async def _datastore_check(url: str) -> None:
         await store.close()
 
 
+def _plugin_names(values: Sequence[str]) -> tuple[str, ...]:
+    """A repeated, comma-separated flag as one list (pflag's StringSlice)."""
+    return tuple(n.strip() for v in values for n in v.split(",") if n.strip())
+
+
+def _admission_flag_errors(enable: Sequence[str], disable: Sequence[str]) -> str:
+    """kube-apiserver's check of the admission flags (AdmissionOptions.Validate), as it
+    prints it: one message, or several in brackets; empty when the flags are fine."""
+    from pyk8s.apiserver.admission import plugins
+
+    known = plugins()
+    errs = [f'enable-admission-plugins plugin "{n}" is unknown' for n in enable if n not in known]
+    errs += [
+        f'disable-admission-plugins plugin "{n}" is unknown' for n in disable if n not in known
+    ]
+    both = sorted(set(enable) & set(disable))
+    if both:
+        errs.append(
+            f"[{' '.join(both)}] in enable-admission-plugins and disable-admission-plugins "
+            "overlapped"
+        )
+    if len(errs) > 1:
+        return "[" + ", ".join(errs) + "]"
+    return errs[0] if errs else ""
+
+
 def _run_apiserver(args: argparse.Namespace) -> int:
     from pyk8s.server import logs
     from pyk8s.server.apiserver import Options, run_until_signalled
 
+    enable = _plugin_names(args.enable_admission_plugins)
+    disable = _plugin_names(args.disable_admission_plugins)
+    problem = _admission_flag_errors(enable, disable)
+    if problem:
+        print(f"Error: {problem}", file=sys.stderr)
+        return 1
     logs.setup(args.command, args.log_level)
     opts = Options(
         data_dir=args.data_dir,
@@ -251,6 +297,8 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         service_cidr=args.service_cidr,
         token_auth_file=args.token_auth_file,
         write_kubeconfig=args.write_kubeconfig,
+        enable_admission_plugins=enable,
+        disable_admission_plugins=disable,
     )
     try:
         components: list[tuple[str, ...]] = []

@@ -49,6 +49,9 @@ class Options:
     service_cidr: str = "10.43.0.0/16"
     token_auth_file: Path | None = None
     write_kubeconfig: Path | None = None
+    #: --enable-admission-plugins / --disable-admission-plugins (upstream names)
+    enable_admission_plugins: tuple[str, ...] = ()
+    disable_admission_plugins: tuple[str, ...] = ()
 
     @property
     def endpoint(self) -> str:
@@ -121,6 +124,8 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         service_cidr=opts.service_cidr,
         advertise_address=advertise,
         secure_port=opts.https_listen_port,
+        enable_admission_plugins=opts.enable_admission_plugins,
+        disable_admission_plugins=opts.disable_admission_plugins,
     )
     extra_ips = [config.service_cidr and _first_service_ip(config.service_cidr)]
     if opts.bind_address not in ("0.0.0.0", "::"):
