@@ -348,7 +348,8 @@ class APIServer:
         if parts and parts[0] == "openapi":
             from pyk8s.apiserver import openapi
 
-            return await openapi.serve(request, self.registry, parts)
+            crds = openapi.crds_from_strategies(self.handlers.strategy)
+            return await openapi.serve(request, self.registry, parts, crds)
         if path == "/":
             paths = [
                 "/api",
