@@ -285,19 +285,21 @@ async def convert(
     desired_api_version: str,
     *,
     timeout: float = DEFAULT_TIMEOUT,  # noqa: ASYNC109 - also sent to the webhook
+    as_list: bool | None = None,
 ) -> list[JSON]:
     """``objects`` at ``desired_api_version``, converted by ``crd``'s webhook.
 
     Objects already at that version are returned untouched and not sent; the result has
     the input's order. One object is converted with upstream's single-object messages;
-    several with its list messages (the list named ``<group>/<desired version>,
-    Kind=<Kind>List``, as the CRD storage builds it). The inputs are not modified.
-    Raises :class:`ConversionError`.
+    a list with its list messages (the list named ``<group>/<desired version>,
+    Kind=<Kind>List``, as the CRD storage builds it). ``as_list`` says which (a LIST
+    answer of one item is still a list); by default, anything but one object is a list.
+    The inputs are not modified. Raises :class:`ConversionError`.
     """
     crd_name = _str(_meta(crd).get("name"))
     webhook = ((crd.get("spec") or {}).get("conversion") or {}).get("webhook") or {}
     client_config = webhook.get("clientConfig") or {}
-    is_list = len(objects) != 1
+    is_list = len(objects) != 1 if as_list is None else as_list or not objects
     if is_list:
         kind = _str(objects[0].get("kind")) if objects else ""
         subject = _gvk(desired_api_version, f"{kind}List")
