@@ -22,6 +22,7 @@ from pyk8s.api.crdschema import (
     structural_errors,
     validate,
     validate_openapi,
+    validate_update,
 )
 from pyk8s.api.crdschema._gofmt import go_float, go_json, go_value
 from pyk8s.api.crdschema._goregex import GoRegexError, compile_go
@@ -647,6 +648,61 @@ def test_embedded_resources_need_type_meta_and_decodable_metadata() -> None:
     ]
 
 
+# ==================================================================== validate_update: ratcheting
+
+RATCHET_SCHEMA = obj_schema(
+    spec=obj_schema(
+        name={"type": "string", "maxLength": 2},
+        count={"type": "integer", "maximum": 3},
+        ports={
+            "type": "array",
+            "x-kubernetes-list-type": "map",
+            "x-kubernetes-list-map-keys": ["name"],
+            "items": obj_schema(name={"type": "string"}, port={"type": "integer", "maximum": 10}),
+        },
+        tags={"type": "array", "items": {"type": "string", "maxLength": 1}},
+        uniq={"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string"}},
+    )
+)
+
+
+def test_unchanged_invalid_values_do_not_block_an_update() -> None:
+    old = {"spec": {"name": "toolong", "count": 1, "ports": [{"name": "x", "port": 99}]}}
+    new = {"spec": {"name": "toolong", "count": 5, "ports": [{"name": "x", "port": 99}]}}
+    assert msgs(validate_update(new, old, RATCHET_SCHEMA)) == [
+        "spec.count: Invalid value: 5: spec.count in body should be less than or equal to 3"
+    ]
+    assert msgs(validate_update(old, old, RATCHET_SCHEMA)) == []
+    assert len(validate(old, RATCHET_SCHEMA)) == 2
+
+
+def test_map_list_items_correlate_by_key_other_lists_do_not() -> None:
+    old = {"spec": {"ports": [{"name": "x", "port": 99}, {"name": "y", "port": 1}], "tags": ["aa"]}}
+    new = {
+        "spec": {
+            "ports": [
+                {"name": "y", "port": 1},
+                {"name": "x", "port": 99},
+                {"name": "z", "port": 50},
+            ],
+            "tags": ["aa", "b"],
+        }
+    }
+    assert msgs(validate_update(new, old, RATCHET_SCHEMA)) == [
+        "spec.ports[2].port: Invalid value: 50: spec.ports[2].port in body should be less than "
+        "or equal to 10",
+        "spec.tags[0]: Too long: may not be more than 1 bytes",
+    ]
+
+
+def test_list_type_uniqueness_is_only_enforced_once_satisfied() -> None:
+    dup = {"spec": {"uniq": ["a", "a"]}}
+    assert msgs(validate_update({"spec": {"uniq": ["a", "a", "b"]}}, dup, RATCHET_SCHEMA)) == []
+    assert msgs(validate_update(dup, {"spec": {"uniq": ["a"]}}, RATCHET_SCHEMA)) == [
+        'spec.uniq[1]: Duplicate value: "a"'
+    ]
+
+
 # ======================================================================== prune
 
 
@@ -905,6 +961,17 @@ def test_defaults_recurse_into_defaults_arrays_and_maps() -> None:
             "list": ["x"],
         }
     }
+
+
+def test_schemas_are_never_modified() -> None:
+    schema = copy.deepcopy(EMBEDDED_SCHEMA)
+    before = copy.deepcopy(schema)
+    obj = {"embedded": {"apiVersion": "v1", "kind": "A", "metadata": {"x": 1}}, "other": None}
+    prune(obj, schema)
+    apply_defaults(obj, schema)
+    validate(obj, schema)
+    structural_errors(schema, P)
+    assert schema == before
 
 
 def test_defaults_are_deep_copies() -> None:

@@ -35,6 +35,7 @@ __all__ = [
     "validate_embedded_resources",
     "validate_list_types",
     "validate_openapi",
+    "validate_update",
 ]
 
 
@@ -105,4 +106,21 @@ def validate(obj: Any, schema: dict[str, Any], path: str = "") -> list[FieldErro
     errs = validate_openapi(obj, schema, path)
     errs += validate_embedded_resources(obj, schema, path)
     errs += validate_list_types(obj, schema, path)
+    return errs
+
+
+def validate_update(new: Any, old: Any, schema: dict[str, Any], path: str = "") -> list[FieldError]:
+    """:func:`validate` for an update, with upstream's ratcheting (v1.32, on by default).
+
+    A value that did not change keeps its errors quiet, so tightening a CRD schema does
+    not block updates of objects that were valid before: fields correlate by name, and
+    items of ``x-kubernetes-list-type: map`` lists by their keys (other list items never
+    do). List-type uniqueness is only enforced when the old object satisfied it.
+    Upstream ratchets the main resource only: validate the status subresource with
+    :func:`validate_openapi`.
+    """
+    errs = _openapi.validate_value(new, schema, path, old=old)
+    errs += validate_embedded_resources(new, schema, path)
+    if not validate_list_types(old, schema, path):
+        errs += validate_list_types(new, schema, path)
     return errs

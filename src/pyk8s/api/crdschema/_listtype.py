@@ -10,47 +10,52 @@ from __future__ import annotations
 from typing import Any
 
 from pyk8s.api.crdschema import _gofmt
+from pyk8s.api.crdschema._compiled import Struct, struct
 from pyk8s.api.crdschema._paths import child, index, key
 from pyk8s.api.errors import FieldError
 
 _UNSPECIFIED = object()  # a map-list item without its key (or a null item)
 
 
-def validate_list_types(path: str, s: dict[str, Any] | None, obj: Any) -> list[FieldError]:
+def validate_list_types(path: str, s: dict[str, Any] | Struct | None, obj: Any) -> list[FieldError]:
     """``ValidateListSetsAndMaps`` for an object ``obj`` described by ``s``."""
-    if not isinstance(s, dict) or not isinstance(obj, dict):
+    node = struct(s) if isinstance(s, dict) else s
+    if node is None or not node.has_list_type:
+        return []
+    return _object(path, node, obj)
+
+
+def _object(path: str, s: Struct, obj: Any) -> list[FieldError]:
+    if not isinstance(obj, dict):
         return []
     errs: list[FieldError] = []
-    ap = s.get("additionalProperties")
-    if isinstance(ap, dict):
+    if s.ap is not None and s.ap.has_list_type:
         for k, v in obj.items():
-            errs += _value(key(path, k), ap, v)
-    props = s.get("properties")
-    if isinstance(props, dict) and props:
+            errs += _value(key(path, k), s.ap, v)
+    if s.props:
         for k, v in obj.items():
-            sub = props.get(k)
-            if isinstance(sub, dict):
+            sub = s.props.get(k)
+            if sub is not None and sub.has_list_type:
                 errs += _value(child(path, k), sub, v)
     return errs
 
 
-def _value(path: str, s: dict[str, Any], v: Any) -> list[FieldError]:
+def _value(path: str, s: Struct, v: Any) -> list[FieldError]:
     if isinstance(v, list):
         return _array(path, s, v)
     if isinstance(v, dict):
-        return validate_list_types(path, s, v)
+        return _object(path, s, v)
     return []
 
 
-def _array(path: str, s: dict[str, Any], arr: list[Any]) -> list[FieldError]:
+def _array(path: str, s: Struct, arr: list[Any]) -> list[FieldError]:
     errs: list[FieldError] = []
-    lt = s.get("x-kubernetes-list-type")
-    if lt == "set":
+    if s.list_type == "set":
         errs += [_gofmt.duplicate(index(path, i), arr[i]) for i in _non_unique(arr)]
-    elif lt == "map":
+    elif s.list_type == "map":
         errs += _list_map(path, s, arr)
-    items = s.get("items")
-    if isinstance(items, dict):
+    items = s.items
+    if items is not None and items.has_list_type:
         for i, x in enumerate(arr):
             errs += _value(index(path, i), items, x)
     return errs
@@ -88,7 +93,7 @@ def _non_unique(arr: list[Any]) -> list[int]:
     return out
 
 
-def _list_map(path: str, s: dict[str, Any], arr: list[Any]) -> list[FieldError]:
+def _list_map(path: str, s: Struct, arr: list[Any]) -> list[FieldError]:
     for i, x in enumerate(arr):
         if x is not None and not isinstance(x, dict):
             return [
@@ -96,7 +101,7 @@ def _list_map(path: str, s: dict[str, Any], arr: list[Any]) -> list[FieldError]:
             ]
     if len(arr) <= 1:
         return []
-    key_fields = [k for k in s.get("x-kubernetes-list-map-keys") or [] if isinstance(k, str)]
+    key_fields = s.map_keys
     if len(key_fields) == 1:
         kf = key_fields[0]
         keys = [_UNSPECIFIED if x is None or kf not in x else x[kf] for x in arr]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyk8s.api.crdschema import _gofmt
+from pyk8s.api.crdschema._compiled import Struct, struct
 from pyk8s.api.crdschema._paths import child, index, key
 from pyk8s.api.errors import FieldError
 
@@ -177,29 +178,35 @@ def prune_meta(meta: dict[str, Any], prefix: str) -> list[str]:
     return unknown
 
 
+def _as_struct(s: dict[str, Any] | Struct | None, root: bool) -> Struct | None:
+    node = struct(s) if isinstance(s, dict) else s
+    if root:
+        node = (node or struct({})).as_root()
+    return node
+
+
 def coerce(
-    pth: str, obj: Any, s: dict[str, Any] | None, root: bool, track: list[str] | None
+    pth: str,
+    obj: Any,
+    s: dict[str, Any] | Struct | None,
+    root: bool,
+    track: list[str] | None,
 ) -> FieldError | None:
     """Upstream's ``objectmeta.Coerce``: embedded apiVersion/kind must be strings, their
     metadata must decode; unknown metadata fields are dropped (and recorded)."""
-    if root:
-        s = dict(s or {})
-        s["x-kubernetes-embedded-resource"] = True
-    return _coerce(pth, obj, s, track)
+    node = _as_struct(s, root)
+    if node is None or not node.has_embedded:
+        return None
+    return _coerce(pth, obj, node, track)
 
 
-def _coerce(
-    pth: str, x: Any, s: dict[str, Any] | None, track: list[str] | None
-) -> FieldError | None:
-    if s is None:
+def _coerce(pth: str, x: Any, s: Struct | None, track: list[str] | None) -> FieldError | None:
+    if s is None or not s.has_embedded:
         return None
     if isinstance(x, dict):
-        embedded = s.get("x-kubernetes-embedded-resource") is True
-        props = s.get("properties") if isinstance(s.get("properties"), dict) else {}
-        ap = s.get("additionalProperties")
         for k in list(x):
             v = x[k]
-            if embedded:
+            if s.embedded:
                 if k in ("apiVersion", "kind"):
                     if not isinstance(v, str):
                         return _gofmt.invalid(child(pth, k), v, "must be a string")
@@ -212,58 +219,56 @@ def _coerce(
                         if track is not None:
                             track += paths
                         _drop_empty_meta(v)
-            assert props is not None
-            if k in props:
-                err2 = _coerce(child(pth, k), x[k], props[k], track)
-                if err2:
-                    return err2
-            elif ap is not None:
-                err2 = _coerce(key(pth, k), x[k], ap if isinstance(ap, dict) else None, track)
-                if err2:
-                    return err2
+            sub = s.props.get(k)
+            if sub is not None:
+                err2 = _coerce(child(pth, k), x[k], sub, track)
+            elif s.ap_present:
+                err2 = _coerce(key(pth, k), x[k], s.ap, track)
+            else:
+                continue
+            if err2:
+                return err2
     elif isinstance(x, list):
-        items = s.get("items")
         for i, v in enumerate(x):
-            err2 = _coerce(index(pth, i), v, items if isinstance(items, dict) else None, track)
+            err2 = _coerce(index(pth, i), v, s.items, track)
             if err2:
                 return err2
     return None
 
 
 def _drop_empty_meta(meta: dict[str, Any]) -> None:
-    """Round-tripping through ``ObjectMeta`` drops nulls and a zero creationTimestamp."""
+    """Round-tripping through ``ObjectMeta`` drops nulls."""
     for k in list(meta):
         if meta[k] is None:
             del meta[k]
 
 
-def validate_embedded(pth: str, obj: Any, s: dict[str, Any] | None, root: bool) -> list[FieldError]:
+def validate_embedded(
+    pth: str, obj: Any, s: dict[str, Any] | Struct | None, root: bool
+) -> list[FieldError]:
     """Upstream's ``objectmeta.Validate``: every embedded resource's TypeMeta and ObjectMeta."""
-    if root:
-        s = dict(s or {})
-        s["x-kubernetes-embedded-resource"] = True
-    return _validate(pth, obj, s)
+    node = _as_struct(s, root)
+    if node is None or not node.has_embedded:
+        return []
+    return _validate(pth, obj, node)
 
 
-def _validate(pth: str, x: Any, s: dict[str, Any] | None) -> list[FieldError]:
-    if s is None:
+def _validate(pth: str, x: Any, s: Struct | None) -> list[FieldError]:
+    if s is None or not s.has_embedded:
         return []
     errs: list[FieldError] = []
     if isinstance(x, dict):
-        if s.get("x-kubernetes-embedded-resource") is True:
+        if s.embedded:
             errs += _embedded_resource(pth, x)
-        props = s.get("properties") if isinstance(s.get("properties"), dict) else {}
-        ap = s.get("additionalProperties")
-        assert props is not None
         for k, v in x.items():
-            if k in props:
-                errs += _validate(child(pth, k), v, props[k])
-            elif ap is not None:
-                errs += _validate(key(pth, k), v, ap if isinstance(ap, dict) else None)
+            sub = s.props.get(k)
+            if sub is not None:
+                errs += _validate(child(pth, k), v, sub)
+            elif s.ap_present:
+                errs += _validate(key(pth, k), v, s.ap)
     elif isinstance(x, list):
-        items = s.get("items")
         for i, v in enumerate(x):
-            errs += _validate(index(pth, i), v, items if isinstance(items, dict) else None)
+            errs += _validate(index(pth, i), v, s.items)
     return errs
 
 

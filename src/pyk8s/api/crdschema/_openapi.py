@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 from pyk8s.api.crdschema import _formats, _gofmt
-from pyk8s.api.crdschema._goregex import GoRegexError, compile_go
+from pyk8s.api.crdschema._goregex import GoPattern, GoRegexError, compile_go
 from pyk8s.api.errors import FieldError
 
-_NOVAL: Any = None
+UNCORRELATED: Any = object()  # no old value to compare with (create, or a moved item)
 
 
 @dataclass(slots=True)
@@ -130,113 +130,251 @@ def _q(path: str) -> str:
     return _gofmt.go_quote(path)
 
 
-class Validator:
-    """One kube-openapi ``SchemaValidator`` configuration.
+class Node:
+    """One schema node, read once: the keywords kube-openapi looks at, typed."""
 
-    ``runtime`` is the validator a custom resource meets (``NewSchemaValidator``:
+    __slots__ = (
+        "all_of",
+        "any_of",
+        "ap",
+        "ap_forbids",
+        "enum",
+        "excl_max",
+        "excl_min",
+        "fmt",
+        "fmt_checked",
+        "items",
+        "items_list",
+        "junctors",
+        "list_map",
+        "map_keys",
+        "max_items",
+        "max_len",
+        "max_props",
+        "maximum",
+        "min_items",
+        "min_len",
+        "min_props",
+        "minimum",
+        "multiple_of",
+        "not_",
+        "nullable",
+        "one_of",
+        "pattern",
+        "pattern_error",
+        "props",
+        "required",
+        "type_name",
+        "types",
+        "unique",
+    )
+
+    def __init__(self, s: dict[str, Any], runtime: bool) -> None:
+        if runtime and s.get("x-kubernetes-int-or-string") is True:
+            self.types: tuple[str, ...] = ("integer", "string")
+        else:
+            t = s.get("type")
+            self.types = (t,) if isinstance(t, str) and t else ()
+        self.type_name = ",".join(self.types)
+        f = s.get("format")
+        fmt = f if isinstance(f, str) else ""
+        if runtime and fmt and not _formats.is_supported(fmt):
+            fmt = ""
+        self.fmt = fmt
+        self.fmt_checked = bool(fmt) and _formats.is_supported(fmt)
+        self.nullable = s.get("nullable") is True
+        enum = s.get("enum")
+        self.enum: list[Any] | None = enum if isinstance(enum, list) and enum else None
+        self.max_len = _int_or_none(s.get("maxLength"))
+        self.min_len = _int_or_none(s.get("minLength"))
+        pattern = s.get("pattern")
+        self.pattern: GoPattern | None = None
+        self.pattern_error: str | None = None
+        if isinstance(pattern, str) and pattern:
+            try:
+                self.pattern = compile_go(pattern)
+            except GoRegexError as e:
+                self.pattern_error = f"{pattern}, but pattern is invalid: {e}"
+        self.multiple_of = _num_or_none(s.get("multipleOf"))
+        self.minimum = _num_or_none(s.get("minimum"))
+        self.maximum = _num_or_none(s.get("maximum"))
+        self.excl_min = s.get("exclusiveMinimum") is True
+        self.excl_max = s.get("exclusiveMaximum") is True
+        items = s.get("items")
+        self.items = Node(items, runtime) if isinstance(items, dict) else None
+        self.items_list = (
+            [Node(x, runtime) if isinstance(x, dict) else None for x in items]
+            if isinstance(items, list)
+            else None
+        )
+        self.min_items = _int_or_none(s.get("minItems"))
+        self.max_items = _int_or_none(s.get("maxItems"))
+        self.unique = s.get("uniqueItems") is True
+        props = s.get("properties")
+        self.props: dict[str, Node] = (
+            {k: Node(v, runtime) for k, v in props.items() if isinstance(v, dict)}
+            if isinstance(props, dict)
+            else {}
+        )
+        ap = s.get("additionalProperties")
+        self.ap = Node(ap, runtime) if isinstance(ap, dict) else None
+        self.ap_forbids = ap is False
+        req = s.get("required")
+        self.required = [k for k in req if isinstance(k, str)] if isinstance(req, list) else []
+        self.min_props = _int_or_none(s.get("minProperties"))
+        self.max_props = _int_or_none(s.get("maxProperties"))
+        self.all_of = _nodes(s.get("allOf"), runtime)
+        self.any_of = _nodes(s.get("anyOf"), runtime)
+        self.one_of = _nodes(s.get("oneOf"), runtime)
+        not_ = s.get("not")
+        self.not_ = Node(not_, runtime) if isinstance(not_, dict) else None
+        self.junctors = bool(self.all_of or self.any_of or self.one_of or self.not_)
+        self.list_map = s.get("x-kubernetes-list-type") == "map" and self.items is not None
+        keys = s.get("x-kubernetes-list-map-keys")
+        self.map_keys = [k for k in keys if isinstance(k, str)] if isinstance(keys, list) else []
+
+    def field(self, k: str) -> Node | None:
+        """The schema of field ``k``: a property, else additionalProperties."""
+        return self.props.get(k) or self.ap
+
+
+def _nodes(v: Any, runtime: bool) -> list[Node]:
+    return [Node(x, runtime) for x in v if isinstance(x, dict)] if isinstance(v, list) else []
+
+
+def _int_or_none(v: Any) -> int | None:
+    return int(v) if _is_num(v) else None
+
+
+def _num_or_none(v: Any) -> int | float | None:
+    return v if _is_num(v) else None
+
+
+_COMPILED: dict[tuple[int, bool], tuple[dict[str, Any], Node]] = {}
+_COMPILED_MAX = 512
+
+
+def compiled(schema: dict[str, Any], runtime: bool = True) -> Node:
+    """The compiled form of ``schema``, cached while the same dict is passed again.
+
+    Schemas are read as immutable: a changed schema must be a new dict.
+    """
+    key = (id(schema), runtime)
+    hit = _COMPILED.get(key)
+    if hit is not None and hit[0] is schema:
+        return hit[1]
+    node = Node(schema, runtime)
+    if len(_COMPILED) >= _COMPILED_MAX:
+        _COMPILED.pop(next(iter(_COMPILED)))
+    _COMPILED[key] = (schema, node)
+    return node
+
+
+class Validator:
+    """kube-openapi's ``SchemaValidator`` over compiled nodes.
+
+    Compile with ``runtime`` for what a custom resource meets (``NewSchemaValidator``:
     unsupported formats stripped, ``x-kubernetes-int-or-string`` typed
-    ``integer,string``); without it, the one a CRD ``default`` meets
+    ``integer,string``); without it for what a CRD ``default`` meets
     (``Structural.ToKubeOpenAPI``: formats kept, int-or-string untyped).
     """
 
-    __slots__ = ("runtime",)
+    __slots__ = ()
 
-    def __init__(self, runtime: bool = True) -> None:
-        self.runtime = runtime
+    def node(self, n: Node, data: Any, path: str, old: Any = UNCORRELATED) -> Result:
+        """Validate ``data`` at ``path``; with a correlated ``old`` value (an update under
+        ratcheting), errors are dropped when the value did not change."""
+        errs, count = self._node(n, data, path, old)
+        if errs and old is not UNCORRELATED and ratchet_equal(data, old, n):
+            return [], count
+        return errs, count
 
-    # ---------------------------------------------------------------- node
-
-    def types(self, s: dict[str, Any]) -> list[str]:
-        if self.runtime and s.get("x-kubernetes-int-or-string") is True:
-            return ["integer", "string"]
-        t = s.get("type")
-        return [t] if isinstance(t, str) and t else []
-
-    def fmt(self, s: dict[str, Any]) -> str:
-        f = s.get("format")
-        if not isinstance(f, str) or not f:
-            return ""
-        if self.runtime and not _formats.is_supported(f):
-            return ""
-        return f
-
-    def node(self, s: Any, data: Any, path: str) -> Result:
-        if not isinstance(s, dict):
-            return [], 0
+    def _node(self, n: Node, data: Any, path: str, old: Any) -> Result:
         errs: list[_OErr] = []
         count = 0
-        tps = self.types(s)
-        fmt = self.fmt(s)
         if data is None:
-            e, c = self._type(tps, fmt, s.get("nullable") is True, None, path)
-            errs += e
-            count += c
-            errs += self._common(s, None, path)
+            if n.types and "null" not in n.types and not n.nullable:
+                errs.append(_type_err(path, n.type_name, "null"))
+            else:
+                count = 1
+            if n.enum is not None:
+                errs.append(_enum_err(n, None, path))
             return errs, count
         kind = _kind(data)
-        if tps or fmt:
-            e, c = self._type(tps, fmt, s.get("nullable") is True, data, path)
-            errs += e
+        if n.types or n.fmt:
+            e, c = self._type(n, kind, data, path)
+            if e is not None:
+                errs.append(e)
             count += c + 1
-        e, c = self._props(s, data, path)
-        errs += e
-        count += c + 1
+        if n.junctors:
+            e2, c = self._props(n, data, path, old)
+            errs += e2
+            count += c + 2  # the props validator's own count, and the node's
+        else:
+            count += 2
         if kind == "string":
-            errs += self._string(s, data, path)
+            e = self._string(n, data, path)
+            if e is not None:
+                errs.append(e)
             count += 1
-            if fmt and _formats.is_supported(fmt):
-                if not _formats.check(fmt, data):
-                    errs.append(_type_err(path, fmt, data))
+            if n.fmt_checked:
+                if not _formats.check(n.fmt, data):
+                    errs.append(_type_err(path, n.fmt, data))
                 count += 1
-        elif kind in ("int", "float"):
-            e, c = self._number(s, data, path)
-            errs += e
-            count += c + 1
+        elif kind == "int" or kind == "float":
+            errs += self._number(n, data, path)
+            count += 2
         elif kind == "slice":
-            e, c = self._slice(s, data, path)
-            errs += e
+            e2, c = self._slice(n, data, path, old)
+            errs += e2
             count += c + 1
-        errs += self._common(s, data, path)
+        if n.enum is not None and not any(_enum_match(data, x) for x in n.enum):
+            errs.append(_enum_err(n, data, path))
         count += 1
         if kind == "map":
-            e, c = self._object(s, data, path)
-            errs += e
+            e2, c = self._object(n, data, path, old)
+            errs += e2
             count += c + 1
         return errs, count + 1
 
     # ---------------------------------------------------------------- validators
 
-    def _type(self, tps: list[str], fmt: str, nullable: bool, data: Any, path: str) -> Result:
-        if data is None:
-            if tps and "null" not in tps and not nullable:
-                return [_type_err(path, ",".join(tps), "null")], 0
-            return [], 1
-        kind = _kind(data)
+    def _type(self, n: Node, kind: str, data: Any, path: str) -> tuple[_OErr | None, int]:
+        tps = n.types
         sch, form = _SCHEMA_INFO[kind]
         float_int = sch == "number" and "integer" in tps and is_json_integer(data)
         int_float = sch == "integer" and "number" in tps
+        fmt = n.fmt
         if (
-            kind not in ("string", "slice")
+            kind != "string"
+            and kind != "slice"
             and fmt
             and not (sch in tps or form == fmt or float_int or int_float)
         ):
-            return [_type_err(path, fmt, form)], 0
-        if not ("number" in tps or "integer" in tps) and fmt and kind in ("string", "slice"):
-            return [], 1
+            return _type_err(path, fmt, form), 0
+        if (
+            fmt
+            and (kind == "string" or kind == "slice")
+            and not ("number" in tps or "integer" in tps)
+        ):
+            return None, 1
         if not (sch in tps or float_int or int_float):
-            return [_type_err(path, ",".join(tps), sch)], 0
-        return [], 1
+            return _type_err(path, n.type_name, sch), 0
+        return None, 1
 
-    def _props(self, s: dict[str, Any], data: Any, path: str) -> Result:
+    def _branch(self, n: Node, data: Any, path: str, old: Any) -> Result:
+        """A junctor branch: not ratcheted itself, but its fields correlate like the node's."""
+        return self._node(n, data, path, old)
+
+    def _props(self, n: Node, data: Any, path: str, old: Any) -> Result:
         errs: list[_OErr] = []
         count = 0
-        any_of = s.get("anyOf")
-        if isinstance(any_of, list) and any_of:
+        if n.any_of:
             best: Result | None = None
             first_ok: Result | None = None
             ok = False
-            for sub in any_of:
-                r = self.node(sub, data, path)
+            for sub in n.any_of:
+                r = self._branch(sub, data, path, old)
                 if not r[0]:
                     best, ok, first_ok = None, True, first_ok or r
                     break
@@ -249,13 +387,12 @@ class Validator:
                 count += best[1]
             elif first_ok is not None:
                 count += first_ok[1]
-        one_of = s.get("oneOf")
-        if isinstance(one_of, list) and one_of:
+        if n.one_of:
             best = None
             first_ok = None
             validated = 0
-            for sub in one_of:
-                r = self.node(sub, data, path)
+            for sub in n.one_of:
+                r = self._branch(sub, data, path, old)
                 if not r[0]:
                     validated += 1
                     best = None
@@ -277,61 +414,42 @@ class Validator:
                     count += best[1]
             elif first_ok is not None:
                 count += first_ok[1]
-        all_of = s.get("allOf")
-        if isinstance(all_of, list) and all_of:
+        if n.all_of:
             validated = 0
-            for sub in all_of:
-                r = self.node(sub, data, path)
+            for sub in n.all_of:
+                r = self._branch(sub, data, path, old)
                 if not r[0]:
                     validated += 1
                 errs += r[0]
                 count += r[1]
-            if validated != len(all_of):
+            if validated != len(n.all_of):
                 extra = ". None validated" if validated == 0 else ""
                 errs.append(_composite(f"{_q(path)} must validate all the schemas (allOf){extra}"))
-        not_ = s.get("not")
-        if isinstance(not_, dict) and not self.node(not_, data, path)[0]:
+        if n.not_ is not None and not self._branch(n.not_, data, path, old)[0]:
             errs.append(_composite(f"{_q(path)} must not validate the schema (not)"))
-        return errs, count + 1
+        return errs, count
 
-    def _string(self, s: dict[str, Any], data: str, path: str) -> list[_OErr]:
-        max_len = s.get("maxLength")
-        if _is_num(max_len) and len(data) > int(max_len):
-            return [
-                _OErr(
-                    "too_long",
-                    path,
-                    f"{path} in body should be at most {int(max_len)} chars long",
-                    data,
-                    int(max_len),
-                )
-            ]
-        min_len = s.get("minLength")
-        if _is_num(min_len) and len(data) < int(min_len):
-            return [
-                _OErr(
-                    "other",
-                    path,
-                    f"{path} in body should be at least {int(min_len)} chars long",
-                    data,
-                )
-            ]
-        pattern = s.get("pattern")
-        if isinstance(pattern, str) and pattern:
-            try:
-                matched = compile_go(pattern).search(data)
-            except GoRegexError as e:
-                msg = f"{path} in body should match '{pattern}, but pattern is invalid: {e}'"
-                return [_OErr("other", path, msg, data)]
-            if not matched:
-                return [_OErr("other", path, f"{path} in body should match '{pattern}'", data)]
-        return []
+    def _string(self, n: Node, data: str, path: str) -> _OErr | None:
+        if n.max_len is not None and len(data) > n.max_len:
+            msg = f"{path} in body should be at most {n.max_len} chars long"
+            return _OErr("too_long", path, msg, data, n.max_len)
+        if n.min_len is not None and len(data) < n.min_len:
+            msg = f"{path} in body should be at least {n.min_len} chars long"
+            return _OErr("other", path, msg, data)
+        if n.pattern_error is not None:
+            return _OErr("other", path, f"{path} in body should match '{n.pattern_error}'", data)
+        if n.pattern is not None and not n.pattern.search(data):
+            msg = f"{path} in body should match '{n.pattern.source}'"
+            return _OErr("other", path, msg, data)
+        return None
 
-    def _number(self, s: dict[str, Any], data: int | float, path: str) -> Result:
+    def _number(self, n: Node, data: int | float, path: str) -> list[_OErr]:
+        if n.multiple_of is None and n.minimum is None and n.maximum is None:
+            return []
         errs: list[_OErr] = []
         is_int = isinstance(data, int)
-        mult = s.get("multipleOf")
-        if _is_num(mult):
+        mult = n.multiple_of
+        if mult is not None:
             if is_int:
                 fi = _trunc(mult)
                 if fi <= 0:
@@ -348,14 +466,9 @@ class Validator:
                     if not is_json_integer(q):
                         msg = f"{path} in body should be a multiple of {_gofmt.go_float(ff)}"
                         errs.append(_OErr("other", path, msg, data))
-        for key, excl_key, is_min in (
-            ("minimum", "exclusiveMinimum", True),
-            ("maximum", "exclusiveMaximum", False),
-        ):
-            bound = s.get(key)
-            if not _is_num(bound):
+        for bound, excl, is_min in ((n.minimum, n.excl_min, True), (n.maximum, n.excl_max, False)):
+            if bound is None:
                 continue
-            excl = s.get(excl_key) is True
             b: int | float = _trunc(bound) if is_int else float(bound)
             if is_min:
                 bad = data <= b if excl else data < b
@@ -366,32 +479,31 @@ class Validator:
             if bad:
                 shown = str(b) if is_int else _gofmt.go_float(float(b))
                 errs.append(_OErr("other", path, f"{path} in body should be {word} {shown}", data))
-        return errs, 1
+        return errs
 
-    def _slice(self, s: dict[str, Any], data: list[Any], path: str) -> Result:
+    def _slice(self, n: Node, data: list[Any], path: str, old: Any) -> Result:
         errs: list[_OErr] = []
         count = 0
-        items = s.get("items")
-        if isinstance(items, dict):
+        if n.items is not None:
+            olds = correlate_items(n, data, old)
             for i, v in enumerate(data):
-                e, c = self.node(items, v, f"{path}[{i}]")
+                e, c = self.node(n.items, v, f"{path}[{i}]", olds[i])
                 errs += e
                 count += c
-        elif isinstance(items, list):
-            for i, sub in enumerate(items[: len(data)]):
-                e, c = self.node(sub, data[i], f"{path}[{i}]")
-                errs += e
-                count += c
+        elif n.items_list is not None:
+            for i, sub in enumerate(n.items_list[: len(data)]):
+                if sub is not None:
+                    e, c = self.node(sub, data[i], f"{path}[{i}]")
+                    errs += e
+                    count += c
         size = len(data)
-        mn = s.get("minItems")
-        if _is_num(mn) and size < int(mn):
-            msg = f"{path} in body should have at least {int(mn)} items"
-            errs.append(_OErr("other", path, msg, size, int(mn)))
-        mx = s.get("maxItems")
-        if _is_num(mx) and size > int(mx):
-            msg = f"{path} in body should have at most {int(mx)} items"
-            errs.append(_OErr("max_items", path, msg, size, int(mx)))
-        if s.get("uniqueItems") is True:
+        if n.min_items is not None and size < n.min_items:
+            msg = f"{path} in body should have at least {n.min_items} items"
+            errs.append(_OErr("other", path, msg, size, n.min_items))
+        if n.max_items is not None and size > n.max_items:
+            msg = f"{path} in body should have at most {n.max_items} items"
+            errs.append(_OErr("max_items", path, msg, size, n.max_items))
+        if n.unique:
             for i in range(size):
                 if any(deep_equal(data[i], data[j]) for j in range(i)):
                     msg = f"{path} in body shouldn't contain duplicates"
@@ -399,54 +511,113 @@ class Validator:
                     break
         return errs, count + 1
 
-    def _common(self, s: dict[str, Any], data: Any, path: str) -> list[_OErr]:
-        enum = s.get("enum")
-        if not isinstance(enum, list) or not enum:
-            return []
-        if any(_enum_match(data, e) for e in enum):
-            return []
-        msg = f"{path} in body should be one of {_gofmt.go_v(enum)}"
-        return [_OErr("enum", path, msg, data, None, list(enum))]
-
-    def _object(self, s: dict[str, Any], data: dict[str, Any], path: str) -> Result:
+    def _object(self, n: Node, data: dict[str, Any], path: str, old: Any) -> Result:
         errs: list[_OErr] = []
         count = 0
-        n = len(data)
-        mn = s.get("minProperties")
-        if _is_num(mn) and n < int(mn):
-            msg = f"{path} in body should have at least {int(mn)} properties"
-            errs.append(_OErr("other", path, msg, n, int(mn)))
-        mx = s.get("maxProperties")
-        if _is_num(mx) and n > int(mx):
-            msg = f"{path} in body should have at most {int(mx)} properties"
-            errs.append(_OErr("too_many_props", path, msg, n, int(mx)))
-        props = s.get("properties")
-        if not isinstance(props, dict):
-            props = {}
-        ap = s.get("additionalProperties")
-        if ap is False:
+        size = len(data)
+        if n.min_props is not None and size < n.min_props:
+            msg = f"{path} in body should have at least {n.min_props} properties"
+            errs.append(_OErr("other", path, msg, size, n.min_props))
+        if n.max_props is not None and size > n.max_props:
+            msg = f"{path} in body should have at most {n.max_props} properties"
+            errs.append(_OErr("too_many_props", path, msg, size, n.max_props))
+        props = n.props
+        if n.ap_forbids:
             for k in data:
                 if k not in props:
                     msg = f"{path}.{k} in body is a forbidden property"
                     errs.append(_OErr("other", path, msg, k))
-        elif isinstance(ap, dict):
+        elif n.ap is not None:
             for k, v in data.items():
                 if k not in props:
-                    e, c = self.node(ap, v, f"{path}.{k}")
+                    e, c = self.node(n.ap, v, f"{path}.{k}", _key(n, old, k, path))
                     errs += e
                     count += c
-        for name, ps in props.items():
-            if name in data:
-                e, c = self.node(ps, data[name], name if not path else f"{path}.{name}")
-                errs += e
-                count += c
-        req = s.get("required")
-        if isinstance(req, list):
-            for k in req:
-                if isinstance(k, str) and k not in data:
-                    name = f"{path}.{k}"
-                    errs.append(_OErr("required", name, f"{name} in body is required"))
+        if props:
+            for name, sub in props.items():
+                if name in data:
+                    child = f"{path}.{name}" if path else name
+                    e, c = self.node(sub, data[name], child, _key(n, old, name, path))
+                    errs += e
+                    count += c
+        for k in n.required:
+            if k not in data:
+                name = f"{path}.{k}"
+                errs.append(_OErr("required", name, f"{name} in body is required"))
         return errs, count
+
+
+def _enum_err(n: Node, data: Any, path: str) -> _OErr:
+    enum = n.enum or []
+    msg = f"{path} in body should be one of {_gofmt.go_v(enum)}"
+    return _OErr("enum", path, msg, data, None, list(enum))
+
+
+# ------------------------------------------------------------------ ratcheting
+
+
+def _key(n: Node, old: Any, k: str, path: str) -> Any:
+    """``CorrelatedObject.Key``: the old value of field ``k``, if correlatable."""
+    if old is UNCORRELATED or not isinstance(old, dict) or k not in old:
+        return UNCORRELATED
+    if path == "" and (k == "kind" or k == "apiVersion"):
+        return UNCORRELATED
+    if n.field(k) is None:
+        return UNCORRELATED
+    return old[k]
+
+
+def _map_key(n: Node, item: Any) -> Any:
+    if not isinstance(item, dict):
+        return None
+    return tuple(_gofmt.go_json(item[k]) if k in item else "\x00" for k in n.map_keys)
+
+
+def correlate_items(n: Node, data: list[Any], old: Any) -> list[Any]:
+    """``CorrelatedObject.Index`` for each item: only map lists correlate, by their keys."""
+    if old is UNCORRELATED or not isinstance(old, list) or not n.list_map:
+        return [UNCORRELATED] * len(data)
+    by_key: dict[Any, Any] = {}
+    for item in old:
+        k = _map_key(n, item)
+        if k is not None:
+            by_key.setdefault(k, item)
+    out: list[Any] = []
+    for item in data:
+        k = _map_key(n, item)
+        found = by_key.get(k, UNCORRELATED) if k is not None else UNCORRELATED
+        out.append(UNCORRELATED if found is None else found)
+    return out
+
+
+def ratchet_equal(new: Any, old: Any, n: Node | None) -> bool:
+    """``CorrelatedObject.CachedDeepEqual``: map lists compare item by key, and a map key
+    the schema does not describe never compares equal."""
+    if new is None or old is None:
+        return new is None and old is None
+    if n is None:
+        return deep_equal(new, old)
+    if isinstance(new, list) and isinstance(old, list):
+        if len(new) != len(old):
+            return False
+        if not n.list_map or n.items is None:
+            return deep_equal(new, old)
+        olds = correlate_items(n, new, old)
+        return all(
+            o is not UNCORRELATED and ratchet_equal(x, o, n.items)
+            for x, o in zip(new, olds, strict=True)
+        )
+    if isinstance(new, dict) and isinstance(old, dict):
+        if len(new) != len(old):
+            return False
+        for k, v in new.items():
+            sub = n.field(k)
+            if k not in old or sub is None or not ratchet_equal(v, old[k], sub):
+                return False
+        return True
+    if isinstance(new, list | dict) or isinstance(old, list | dict):
+        return False
+    return deep_equal(new, old)
 
 
 def _is_num(v: Any) -> TypeGuard[int | float]:
@@ -506,8 +677,14 @@ def to_field_errors(base: str, errs: list[_OErr]) -> list[FieldError]:
 
 
 def validate_value(
-    obj: Any, schema: dict[str, Any], path: str = "", *, runtime: bool = True
+    obj: Any,
+    schema: dict[str, Any],
+    path: str = "",
+    *,
+    runtime: bool = True,
+    old: Any = UNCORRELATED,
 ) -> list[FieldError]:
-    """Validate ``obj`` against ``schema`` and return upstream's field errors."""
-    errs, _ = Validator(runtime).node(schema, obj, "")
+    """Validate ``obj`` against ``schema`` and return upstream's field errors; with
+    ``old``, as an update under ratcheting (unchanged values keep their errors quiet)."""
+    errs, _ = Validator().node(compiled(schema, runtime), obj, "", old)
     return to_field_errors(path, errs) if errs else []

@@ -14,26 +14,25 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyk8s.api.crdschema._compiled import NO_DEFAULT, Struct, struct
 from pyk8s.api.crdschema._objectmeta import META_FIELDS, coerce, prune_meta
 
 JSONSchema = dict[str, Any]
-
-
-def _props(s: JSONSchema) -> dict[str, Any]:
-    p = s.get("properties")
-    return p if isinstance(p, dict) else {}
-
-
-def _sub(v: Any) -> JSONSchema | None:
-    return v if isinstance(v, dict) else None
 
 
 def _k(parent: str, k: str) -> str:
     return f"{parent}.{k}" if parent else k
 
 
-def _prune(x: Any, s: JSONSchema | None, pp: str, out: list[str]) -> None:
-    if s is not None and s.get("x-kubernetes-preserve-unknown-fields") is True:
+def _drops_null(s: Struct | None) -> bool:
+    """A null the schema does not allow and cannot default is dropped."""
+    return s is not None and not s.nullable and s.default is NO_DEFAULT
+
+
+def _prune(x: Any, s: Struct | None, pp: str, out: list[str]) -> None:
+    """Upstream's ``prune`` fused with ``PruneNonNullableNullsWithoutDefaults``: both walk
+    the same schema-described fields, and each only looks at one object's own keys."""
+    if s is not None and s.preserve:
         _skip(x, s, pp, out)
         return
     if isinstance(x, dict):
@@ -42,84 +41,89 @@ def _prune(x: Any, s: JSONSchema | None, pp: str, out: list[str]) -> None:
                 out.append(_k(pp, k))
                 del x[k]
             return
-        embedded = s.get("x-kubernetes-embedded-resource") is True
-        props = _props(s)
-        ap = s.get("additionalProperties")
+        props = s.props
         for k in list(x):
-            if embedded and k in META_FIELDS:
+            if s.embedded and k in META_FIELDS:
+                sub = s.field(k)
+                if x[k] is None:
+                    if _drops_null(sub):
+                        del x[k]
+                else:
+                    prune_nulls(x[k], sub)
                 continue
-            if k in props:
-                _prune(x[k], _sub(props[k]), _k(pp, k), out)
-            elif ap is not None:
-                _prune(x[k], _sub(ap), _k(pp, k), out)
-            else:
-                if k not in META_FIELDS or pp:
-                    out.append(_k(pp, k))
-                del x[k]
+            sub = props.get(k)
+            if sub is None:
+                if not s.ap_present:
+                    if k not in META_FIELDS or pp:
+                        out.append(_k(pp, k))
+                    del x[k]
+                    continue
+                sub = s.ap
+            v = x[k]
+            if v is None:
+                if _drops_null(sub):
+                    del x[k]
+            elif isinstance(v, dict | list):
+                _prune(v, sub, _k(pp, k), out)
     elif isinstance(x, list):
-        items = _sub(s.get("items")) if s is not None else None
+        items = s.items if s is not None else None
         for i, v in enumerate(x):
-            _prune(v, items, f"{pp}[{i}]", out)
+            if isinstance(v, dict | list):
+                _prune(v, items, f"{pp}[{i}]", out)
 
 
-def _skip(x: Any, s: JSONSchema | None, pp: str, out: list[str]) -> None:
+def _skip(x: Any, s: Struct | None, pp: str, out: list[str]) -> None:
     if s is None:
         return
     if isinstance(x, dict):
-        embedded = s.get("x-kubernetes-embedded-resource") is True
-        props = _props(s)
-        ap = s.get("additionalProperties")
         for k in list(x):
-            if embedded and k in META_FIELDS:
+            sub = s.field(k)
+            if s.embedded and k in META_FIELDS:
+                if x[k] is None:
+                    if _drops_null(sub):
+                        del x[k]
+                else:
+                    prune_nulls(x[k], sub)
                 continue
-            if k in props:
-                _prune(x[k], _sub(props[k]), _k(pp, k), out)
-            elif ap is not None:
-                _prune(x[k], _sub(ap), _k(pp, k), out)
+            if sub is None and not s.ap_present:
+                continue
+            v = x[k]
+            if v is None:
+                if _drops_null(sub):
+                    del x[k]
+            else:
+                _prune(v, sub, _k(pp, k), out)
     elif isinstance(x, list):
-        items = _sub(s.get("items"))
         for i, v in enumerate(x):
-            _skip(v, items, f"{pp}[{i}]", out)
+            _skip(v, s.items, f"{pp}[{i}]", out)
 
 
 def structural_prune(obj: Any, schema: JSONSchema | None, root: bool) -> list[str]:
-    """``PruneWithOptions``: drop unspecified fields, return their sorted paths."""
-    s = schema
+    """``PruneWithOptions`` (and the null pruning that follows it): sorted pruned paths."""
+    s = struct(schema) if schema is not None else None
     if root:
-        s = dict(schema or {})
-        s["x-kubernetes-embedded-resource"] = True
+        s = (s or struct({})).as_root()
     out: list[str] = []
     _prune(obj, s, "", out)
     return sorted(out)
 
 
-def _field_schema(k: str, s: JSONSchema | None) -> JSONSchema | None:
-    if s is None:
-        return None
-    props = _props(s)
-    if k in props:
-        return _sub(props[k])
-    ap = s.get("additionalProperties")
-    return _sub(ap) if ap is not None else None
-
-
-def _drops_null(s: JSONSchema | None) -> bool:
-    return s is not None and s.get("nullable") is not True and s.get("default") is None
-
-
-def prune_nulls(x: Any, s: JSONSchema | None) -> None:
+def prune_nulls(x: Any, s: Struct | None) -> None:
     """``PruneNonNullableNullsWithoutDefaults``."""
     if isinstance(x, dict):
+        if s is None:
+            return
         for k in list(x):
-            sch = _field_schema(k, s)
-            if x[k] is None and _drops_null(sch):
-                del x[k]
-            else:
-                prune_nulls(x[k], sch)
-    elif isinstance(x, list):
-        items = _sub(s.get("items")) if s is not None else None
+            sub = s.field(k)
+            v = x[k]
+            if v is None:
+                if _drops_null(sub):
+                    del x[k]
+            elif sub is not None:
+                prune_nulls(v, sub)
+    elif isinstance(x, list) and s is not None and s.items is not None:
         for v in x:
-            prune_nulls(v, items)
+            prune_nulls(v, s.items)
 
 
 def prune(obj: Any, schema: JSONSchema, *, root: bool = True) -> list[str]:
@@ -130,10 +134,12 @@ def prune(obj: Any, schema: JSONSchema, *, root: bool = True) -> list[str]:
         for k in [k for k, v in meta.items() if v is None]:
             del meta[k]
     paths += structural_prune(obj, schema, root)
-    prune_nulls(obj, schema)
-    embedded: list[str] = []
-    coerce("", obj, schema, False, embedded)
-    return paths + sorted(embedded)
+    s = struct(schema)
+    if s.has_embedded:
+        embedded: list[str] = []
+        coerce("", obj, s, False, embedded)
+        paths += sorted(embedded)
+    return paths
 
 
 def deep_copy(v: Any) -> Any:
@@ -145,38 +151,41 @@ def deep_copy(v: Any) -> Any:
     return v
 
 
-def _non_nullable_null(x: Any, s: JSONSchema | None) -> bool:
-    return x is None and s is not None and s.get("nullable") is not True
-
-
-def default(x: Any, s: JSONSchema | None) -> None:
-    """Upstream's structural ``Default``."""
+def default(x: Any, s: Struct | None) -> None:
+    """Upstream's structural ``Default``, after its null pruning at the same level."""
     if s is None:
         return
     if isinstance(x, dict):
-        props = _props(s)
+        for k in [k for k, v in x.items() if v is None]:
+            if _drops_null(s.field(k)):
+                del x[k]
+        props = s.props
         for k, prop in props.items():
-            if not isinstance(prop, dict) or prop.get("default") is None:
+            if prop.default is NO_DEFAULT:
                 continue
-            if k not in x or _non_nullable_null(x[k], prop):
-                x[k] = deep_copy(prop["default"])
-        ap = s.get("additionalProperties")
-        for k in list(x):
-            if k in props:
-                default(x[k], _sub(props[k]))
+            if k not in x or (x[k] is None and not prop.nullable):
+                x[k] = deep_copy(prop.default)
+        ap = s.ap
+        for k, v in x.items():
+            sub = props.get(k)
+            if sub is not None:
+                if isinstance(v, dict | list):
+                    default(v, sub)
             elif ap is not None:
-                aps = _sub(ap)
-                if aps is not None and _non_nullable_null(x[k], aps):
-                    x[k] = deep_copy(aps.get("default"))
-                default(x[k], aps)
+                if v is None and not ap.nullable:
+                    x[k] = v = deep_copy(None if ap.default is NO_DEFAULT else ap.default)
+                if isinstance(v, dict | list):
+                    default(v, ap)
     elif isinstance(x, list):
-        items = _sub(s.get("items"))
-        for i in range(len(x)):
-            if items is not None and _non_nullable_null(x[i], items):
-                x[i] = deep_copy(items.get("default"))
-            default(x[i], items)
+        items = s.items
+        if items is None:
+            return
+        for i, v in enumerate(x):
+            if v is None and not items.nullable:
+                x[i] = v = deep_copy(None if items.default is NO_DEFAULT else items.default)
+            if isinstance(v, dict | list):
+                default(v, items)
 
 
 def apply_defaults(obj: Any, schema: JSONSchema) -> None:
-    prune_nulls(obj, schema)
-    default(obj, schema)
+    default(obj, struct(schema))
