@@ -425,11 +425,6 @@ def terminating_namespace(kubectl: Kubectl) -> str:
     return ns
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="admission/namespacelifecycle.py leaves the object's name out of the 403 "
-    '(upstream: configmaps "c2" is forbidden: ...; details.name "c2")',
-)
 def test_no_new_content_in_a_terminating_namespace(kubectl: Kubectl, api: Any) -> None:
     ns = terminating_namespace(kubectl)
     cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c2", "namespace": ns}}

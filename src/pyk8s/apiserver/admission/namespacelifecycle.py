@@ -8,8 +8,8 @@ from typing import ClassVar
 from pyk8s.api import errors
 from pyk8s.apiserver.admission import CREATE, DELETE, Attributes, Context, Plugin
 
-#: namespaces upstream never lets go (immortal) — the four every cluster starts with
-SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public", "kube-node-lease")
+#: namespaces upstream never lets go (its immortalNamespaces; kube-node-lease is not one)
+SYSTEM_NAMESPACES = ("default", "kube-system", "kube-public")
 
 
 class NamespaceLifecycle(Plugin):
@@ -36,14 +36,19 @@ class NamespaceLifecycle(Plugin):
             ns.get("status", {}).get("phase") == "Terminating"
         )
         if terminating:
+            name = attrs.name or str(((attrs.obj or {}).get("metadata") or {}).get("name", ""))
+            qualified = f"{r.plural}.{r.group}" if r.group else r.plural
+            who = f'{qualified} "{name}"' if name else qualified
+            details: dict[str, object] = {"name": name, "kind": r.plural}
+            if r.group:
+                details["group"] = r.group
             raise errors.StatusError(
                 403,
                 "Forbidden",
-                f"{r.plural} is forbidden: unable to create new content in namespace "
+                f"{who} is forbidden: unable to create new content in namespace "
                 f"{attrs.namespace} because it is being terminated",
                 {
-                    "name": "",
-                    "kind": r.plural,
+                    **details,
                     "causes": [
                         {
                             "reason": "NamespaceTerminating",
