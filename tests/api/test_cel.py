@@ -195,7 +195,10 @@ def test_function_errors_print_nothing(capfd: pytest.CaptureFixture[str]) -> Non
         ("'  \\ttrim\\n    '.trim()", "trim"),
         ("['hello', 'mellow'].join(' ')", "hello mellow"),
         ("'gums'.reverse()", "smug"),
-        ("strings.quote('single-quote with \"double quote\"')", '"single-quote with \\"double quote\\""'),
+        (
+            "strings.quote('single-quote with \"double quote\"')",
+            '"single-quote with \\"double quote\\""',
+        ),
         ("'%s is %d years, %.2f tall'.format(['Bob', 42, 1.8])", "Bob is 42 years, 1.80 tall"),
         # regex (library/regex.go)
         ("'abc 123'.find('[0-9]+')", "123"),
@@ -233,7 +236,10 @@ def test_function_errors_print_nothing(capfd: pytest.CaptureFixture[str]) -> Non
         ("url('https://example.com/').getPort()", ""),
         ("url('https://example.com/path with spaces/').getEscapedPath()", "/path%20with%20spaces/"),
         ("url('https://example.com').getEscapedPath()", ""),
-        ("url('https://example.com/path?k1=a&k2=b&k2=c').getQuery()", {"k1": ["a"], "k2": ["b", "c"]}),
+        (
+            "url('https://example.com/path?k1=a&k2=b&k2=c').getQuery()",
+            {"k1": ["a"], "k2": ["b", "c"]},
+        ),
         ("url('https://example.com/path?').getQuery()", {}),
         ("isURL('https://user:pass@example.com:80/path?query=val#fragment')", True),
         ("isURL('/absolute-path')", True),
@@ -244,6 +250,36 @@ def test_function_errors_print_nothing(capfd: pytest.CaptureFixture[str]) -> Non
         ("timestamp('2023-01-01T02:00:00Z').getDayOfWeek('+05:30')", 0),
         ("timestamp('2023-03-04T05:06:07Z').getFullYear()", 2023),
         ("optional.none().orValue(2) + optional.of(1).value()", 3),
+        # ip and cidr (library/ip.go, cidr.go)
+        ("isIP('1.2.3.4') && isIP('2001:db8::1') && !isIP('1.2.3') && !isIP('01.2.3.4')", True),
+        ("isIP('fe80::1%eth0') || isIP('::ffff:1.2.3.4')", False),
+        ("ip('10.0.0.1').family() == 4 && ip('::1').family() == 6", True),
+        ("ip('10.0.0.1').isGlobalUnicast() && !ip('127.0.0.1').isGlobalUnicast()", True),
+        ("ip('169.254.1.1').isLinkLocalUnicast() && ip('ff02::1').isLinkLocalMulticast()", True),
+        ("ip('0.0.0.0').isUnspecified() && ip('::1').isLoopback()", True),
+        ("ip.isCanonical('2001:db8::1') && !ip.isCanonical('2001:DB8::1')", True),
+        ("string(ip('2001:db8:0:0::1'))", "2001:db8::1"),
+        ("cidr('10.0.0.0/8').containsIP('10.1.2.3')", True),
+        ("cidr('10.0.0.0/8').containsIP(ip('192.168.0.1'))", False),
+        ("cidr('10.0.0.0/8').containsCIDR('10.1.0.0/16')", True),
+        ("cidr('10.0.0.0/16').containsCIDR(cidr('10.0.0.0/8'))", False),
+        ("string(cidr('192.168.1.5/24').masked())", "192.168.1.0/24"),
+        ("cidr('192.168.1.5/24').ip() == ip('192.168.1.5')", True),
+        ("cidr('::1/128').prefixLength()", 128),
+        ("isCIDR('10.0.0.0/8') && !isCIDR('10.0.0.0') && !isCIDR('10.0.0.0/33')", True),
+        # format (library/format.go)
+        ("format.dns1123Label().validate('my-name').hasValue()", False),
+        ("format.named('dns1123Subdomain').value().validate('a.b.c').hasValue()", False),
+        ("format.named('nope').hasValue()", False),
+        ("format.uuid().validate('not-a-uuid').value()", ["does not match the UUID format"]),
+        (
+            "format.dns1123Label().validate('Bad_Name').value()",
+            [
+                "a lowercase RFC 1123 label must consist of lower case alphanumeric characters "
+                "or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  "
+                "or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"
+            ],
+        ),
     ],
 )
 def test_library_examples(expr: str, want: Any) -> None:
@@ -256,7 +292,10 @@ def test_library_examples(expr: str, want: Any) -> None:
         ("[].min() == 1", "min called on empty list"),
         ("'abc'.substring(2, 1) == ''", "invalid substring range. start: 2, end: 1"),
         ("'abc'.substring(4) == ''", "index out of range: 4"),
-        ("quantity('9999999999999999999999999999999999999G').asInteger() == 1", "cannot convert value to integer"),
+        (
+            "quantity('9999999999999999999999999999999999999G').asInteger() == 1",
+            "cannot convert value to integer",
+        ),
         (
             "quantity('10Mo').isInteger()",
             "quantities must match the regular expression "
@@ -276,6 +315,15 @@ def test_library_errors(expr: str, msg: str) -> None:
     with pytest.raises(CELError) as e:
         prog.evaluate({})
     assert e.value.message == msg
+
+
+def test_matches_keeps_re2_meaning() -> None:
+    # RE2's $ is the end of the text; \\d is ASCII; flags and classes RE2 has still work
+    assert ev("self.matches('^[a-z]+$')", {"self": "abc\n"}) is False
+    assert ev("self.matches('^\\\\d+$')", {"self": "\u0663"}) is False
+    assert ev("self.matches('(?i)^ABC$')", {"self": "abc"}) is True
+    assert ev("self.matches('^[[:alpha:]]+$') && !self.matches('^\\\\pN')", {"self": "abc"}) is True
+    assert ev("self.find('[0-9]+$')", {"self": "a1\n2"}) == "2"
 
 
 def test_library_types_are_checked() -> None:
@@ -357,7 +405,10 @@ SCALE = obj_schema(
     {
         "spec": obj_schema(
             {"replicas": INT, "minReplicas": INT, "maxReplicas": INT},
-            {"rule": "self.minReplicas <= self.replicas", "message": "replicas should be greater than or equal to minReplicas."},
+            {
+                "rule": "self.minReplicas <= self.replicas",
+                "message": "replicas should be greater than or equal to minReplicas.",
+            },
             {"rule": "self.replicas <= self.maxReplicas"},
         )
     }
@@ -365,7 +416,12 @@ SCALE = obj_schema(
 
 
 def cr(spec: dict[str, Any], name: str = "x") -> dict[str, Any]:
-    return {"apiVersion": "example.com/v1", "kind": "Scale", "metadata": {"name": name}, "spec": spec}
+    return {
+        "apiVersion": "example.com/v1",
+        "kind": "Scale",
+        "metadata": {"name": name},
+        "spec": spec,
+    }
 
 
 def texts(errors: list[Any]) -> list[str]:
@@ -379,7 +435,9 @@ def test_failed_rules_read_like_upstream() -> None:
         'spec: Invalid value: "object": failed rule: self.replicas <= self.maxReplicas',
     ]
     assert errs[0].type is FieldErrorType.INVALID
-    assert validate_rules(SCALE, cr({"replicas": 3, "minReplicas": 1, "maxReplicas": 5}), None) == []
+    assert (
+        validate_rules(SCALE, cr({"replicas": 3, "minReplicas": 1, "maxReplicas": 5}), None) == []
+    )
 
 
 def test_root_rules_print_nil_path_and_see_only_name_of_metadata() -> None:
@@ -401,10 +459,21 @@ def test_message_expression_reason_and_field_path() -> None:
                 {"replicas": INT, "max": INT, "items": {"type": "array", "items": STR}},
                 {
                     "rule": "self.replicas <= self.max",
-                    "messageExpression": "'replicas ' + string(self.replicas) + ' exceed ' + string(self.max)",
+                    "messageExpression": "'replicas ' + string(self.replicas)"
+                    " + ' exceed ' + string(self.max)",
                 },
-                {"rule": "self.replicas >= 0", "reason": "FieldValueForbidden", "fieldPath": ".replicas", "message": "must not be negative"},
-                {"rule": "has(self.items)", "reason": "FieldValueRequired", "fieldPath": "['items']", "message": "items are required"},
+                {
+                    "rule": "self.replicas >= 0",
+                    "reason": "FieldValueForbidden",
+                    "fieldPath": ".replicas",
+                    "message": "must not be negative",
+                },
+                {
+                    "rule": "has(self.items)",
+                    "reason": "FieldValueRequired",
+                    "fieldPath": "['items']",
+                    "message": "items are required",
+                },
                 {"rule": "self.max < 100", "reason": "FieldValueDuplicate", "message": "ignored"},
             )
         }
@@ -422,7 +491,12 @@ def test_message_expression_reason_and_field_path() -> None:
 
 def test_message_expression_falls_back_to_message() -> None:
     base = {"rule": "self.a > 1", "message": "message not messageExpression"}
-    for mexpr in ["'str1 ' + ['a', 'b'][4]", "'with \\na newline'", "'   '", "'a' * 1" if False else "'x'.size() > 0"]:
+    for mexpr in [
+        "'str1 ' + ['a', 'b'][4]",
+        "'with \\na newline'",
+        "'   '",
+        "'a' * 1" if False else "'x'.size() > 0",
+    ]:
         schema = obj_schema({"spec": obj_schema({"a": INT}, {**base, "messageExpression": mexpr})})
         assert texts(validate_rules(schema, cr({"a": 0}), None)) == [
             'spec: Invalid value: "object": message not messageExpression'
@@ -455,23 +529,46 @@ def test_rules_on_scalars_maps_and_lists() -> None:
         {
             "spec": obj_schema(
                 {
-                    "name": {"type": "string", "maxLength": 5, "x-kubernetes-validations": [{"rule": "self.size() <= 3"}]},
+                    "name": {
+                        "type": "string",
+                        "maxLength": 5,
+                        "x-kubernetes-validations": [{"rule": "self.size() <= 3"}],
+                    },
                     "labels": {
                         "type": "object",
-                        "additionalProperties": {"type": "string", "x-kubernetes-validations": [{"rule": "self != 'bad'", "message": "no bad values"}]},
+                        "additionalProperties": {
+                            "type": "string",
+                            "x-kubernetes-validations": [
+                                {"rule": "self != 'bad'", "message": "no bad values"}
+                            ],
+                        },
                     },
                     "ports": {
                         "type": "array",
-                        "items": {"type": "integer", "x-kubernetes-validations": [{"rule": "self > 0"}]},
+                        "items": {
+                            "type": "integer",
+                            "x-kubernetes-validations": [{"rule": "self > 0"}],
+                        },
                     },
-                    "maybe": {"type": "string", "nullable": True, "x-kubernetes-validations": [{"rule": "self == 'x'"}]},
+                    "maybe": {
+                        "type": "string",
+                        "nullable": True,
+                        "x-kubernetes-validations": [{"rule": "self == 'x'"}],
+                    },
                 }
             )
         }
     )
     errs = validate_rules(
         schema,
-        cr({"name": "日本語です", "labels": {"a": "ok", "b": "bad"}, "ports": [1, 0, 2], "maybe": None}),
+        cr(
+            {
+                "name": "日本語です",
+                "labels": {"a": "ok", "b": "bad"},
+                "ports": [1, 0, 2],
+                "maybe": None,
+            }
+        ),
         None,
     )
     assert texts(errs) == [
@@ -483,7 +580,12 @@ def test_rules_on_scalars_maps_and_lists() -> None:
 
 def test_escaped_property_names() -> None:
     schema = obj_schema(
-        {"spec": obj_schema({"foo-bar": INT, "namespace": STR}, {"rule": "self.foo__dash__bar > 1 && self.__namespace__ == 'n'"})}
+        {
+            "spec": obj_schema(
+                {"foo-bar": INT, "namespace": STR},
+                {"rule": "self.foo__dash__bar > 1 && self.__namespace__ == 'n'"},
+            )
+        }
     )
     assert validate_rules(schema, cr({"foo-bar": 2, "namespace": "n"}), None) == []
     assert len(validate_rules(schema, cr({"foo-bar": 1, "namespace": "n"}), None)) == 1
@@ -493,13 +595,24 @@ def test_timestamps_and_durations_from_formats() -> None:
     schema = obj_schema(
         {
             "spec": obj_schema(
-                {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}, "every": {"type": "string", "format": "duration"}},
+                {
+                    "start": {"type": "string", "format": "date-time"},
+                    "end": {"type": "string", "format": "date-time"},
+                    "every": {"type": "string", "format": "duration"},
+                },
                 {"rule": "self.start < self.end", "message": "start must be before end"},
-                {"rule": "self.every >= duration('1m')", "message": "every must be at least a minute"},
+                {
+                    "rule": "self.every >= duration('1m')",
+                    "message": "every must be at least a minute",
+                },
             )
         }
     )
-    errs = validate_rules(schema, cr({"start": "2024-01-02T00:00:00Z", "end": "2024-01-01T00:00:00Z", "every": "30s"}), None)
+    errs = validate_rules(
+        schema,
+        cr({"start": "2024-01-02T00:00:00Z", "end": "2024-01-01T00:00:00Z", "every": "30s"}),
+        None,
+    )
     assert texts(errs) == [
         'spec: Invalid value: "object": start must be before end',
         'spec: Invalid value: "object": every must be at least a minute',
@@ -512,7 +625,9 @@ IMMUTABLE = {"rule": "self == oldSelf", "message": "Value is immutable"}
 
 
 def test_transition_rules_need_an_old_value() -> None:
-    schema = obj_schema({"spec": obj_schema({"a": {"type": "string", "x-kubernetes-validations": [IMMUTABLE]}})})
+    schema = obj_schema(
+        {"spec": obj_schema({"a": {"type": "string", "x-kubernetes-validations": [IMMUTABLE]}})}
+    )
     assert validate_rules(schema, cr({"a": "x"}), None) == []  # create: not run
     assert validate_rules(schema, cr({"a": "x"}), cr({"a": "x"})) == []
     assert texts(validate_rules(schema, cr({"a": "y"}), cr({"a": "x"}))) == [
@@ -526,19 +641,44 @@ def test_transition_rules_correlate_map_keys_and_map_list_items() -> None:
         {
             "spec": obj_schema(
                 {
-                    "byName": {"type": "object", "additionalProperties": {"type": "integer", "x-kubernetes-validations": [{"rule": "self >= oldSelf", "message": "may only grow"}]}},
+                    "byName": {
+                        "type": "object",
+                        "additionalProperties": {
+                            "type": "integer",
+                            "x-kubernetes-validations": [
+                                {"rule": "self >= oldSelf", "message": "may only grow"}
+                            ],
+                        },
+                    },
                     "entries": {
                         "type": "array",
                         "x-kubernetes-list-type": "map",
                         "x-kubernetes-list-map-keys": ["name"],
-                        "items": obj_schema({"name": STR, "size": INT}, {"rule": "self.size >= oldSelf.size", "message": "size may only grow"}),
+                        "items": obj_schema(
+                            {"name": STR, "size": INT},
+                            {"rule": "self.size >= oldSelf.size", "message": "size may only grow"},
+                        ),
                     },
                 }
             )
         }
     )
-    old = cr({"byName": {"a": 5, "b": 1}, "entries": [{"name": "x", "size": 3}, {"name": "y", "size": 9}]})
-    new = cr({"byName": {"a": 4, "c": 0}, "entries": [{"name": "y", "size": 1}, {"name": "z", "size": 0}, {"name": "x", "size": 4}]})
+    old = cr(
+        {
+            "byName": {"a": 5, "b": 1},
+            "entries": [{"name": "x", "size": 3}, {"name": "y", "size": 9}],
+        }
+    )
+    new = cr(
+        {
+            "byName": {"a": 4, "c": 0},
+            "entries": [
+                {"name": "y", "size": 1},
+                {"name": "z", "size": 0},
+                {"name": "x", "size": 4},
+            ],
+        }
+    )
     assert texts(validate_rules(schema, new, old)) == [
         'spec.byName[a]: Invalid value: "integer": may only grow',
         'spec.entries[0]: Invalid value: "object": size may only grow',
@@ -546,16 +686,36 @@ def test_transition_rules_correlate_map_keys_and_map_list_items() -> None:
 
 
 def test_optional_old_self_runs_on_create_too() -> None:
-    rule = {"rule": "oldSelf.hasValue() ? self >= oldSelf.value() : self > 10", "optionalOldSelf": True, "message": "bad"}
-    schema = obj_schema({"spec": obj_schema({"a": {"type": "integer", "x-kubernetes-validations": [rule]}})})
-    assert texts(validate_rules(schema, cr({"a": 5}), None)) == ['spec.a: Invalid value: "integer": bad']
+    rule = {
+        "rule": "oldSelf.hasValue() ? self >= oldSelf.value() : self > 10",
+        "optionalOldSelf": True,
+        "message": "bad",
+    }
+    schema = obj_schema(
+        {"spec": obj_schema({"a": {"type": "integer", "x-kubernetes-validations": [rule]}})}
+    )
+    assert texts(validate_rules(schema, cr({"a": 5}), None)) == [
+        'spec.a: Invalid value: "integer": bad'
+    ]
     assert validate_rules(schema, cr({"a": 5}), cr({"a": 4})) == []
     assert len(validate_rules(schema, cr({"a": 3}), cr({"a": 4}))) == 1
 
 
 def test_unchanged_values_ratchet_to_warnings() -> None:
     schema = obj_schema(
-        {"spec": obj_schema({"a": {"type": "string", "x-kubernetes-validations": [{"rule": "self.size() < 3", "message": "too long"}]}, "b": INT})}
+        {
+            "spec": obj_schema(
+                {
+                    "a": {
+                        "type": "string",
+                        "x-kubernetes-validations": [
+                            {"rule": "self.size() < 3", "message": "too long"}
+                        ],
+                    },
+                    "b": INT,
+                }
+            )
+        }
     )
     old = cr({"a": "long", "b": 1})
     warnings: list[str] = []
@@ -566,10 +726,29 @@ def test_unchanged_values_ratchet_to_warnings() -> None:
 
 def test_all_of_rules_run_on_the_same_value() -> None:
     schema = obj_schema(
-        {"spec": obj_schema({"key": STR, "key2": STR}, allOf=[
-            {"x-kubernetes-validations": [{"rule": "self.key == 'value' && self.key2 == 'value2'", "message": "key must be 'value' and key2 must be 'value2'"}]},
-            {"x-kubernetes-validations": [{"rule": "self.key != self.key2", "message": "key must not be equal to key2"}]},
-        ])}
+        {
+            "spec": obj_schema(
+                {"key": STR, "key2": STR},
+                allOf=[
+                    {
+                        "x-kubernetes-validations": [
+                            {
+                                "rule": "self.key == 'value' && self.key2 == 'value2'",
+                                "message": "key must be 'value' and key2 must be 'value2'",
+                            }
+                        ]
+                    },
+                    {
+                        "x-kubernetes-validations": [
+                            {
+                                "rule": "self.key != self.key2",
+                                "message": "key must not be equal to key2",
+                            }
+                        ]
+                    },
+                ],
+            )
+        }
     )
     assert texts(validate_rules(schema, cr({"key": "value", "key2": "value"}), None)) == [
         "spec: Invalid value: \"object\": key must be 'value' and key2 must be 'value2'",
@@ -582,7 +761,13 @@ def test_all_of_rules_run_on_the_same_value() -> None:
 
 def test_per_call_cost_limit_stops_validation() -> None:
     schema = obj_schema(
-        {"spec": obj_schema({"xs": {"type": "array", "items": INT}}, {"rule": "self.xs.all(x, self.xs.all(y, x + y >= 0))"}, {"rule": "false"})}
+        {
+            "spec": obj_schema(
+                {"xs": {"type": "array", "items": INT}},
+                {"rule": "self.xs.all(x, self.xs.all(y, x + y >= 0))"},
+                {"rule": "false"},
+            )
+        }
     )
     errs = validate_rules(schema, cr({"xs": list(range(1500))}), None)
     assert texts(errs) == [
@@ -600,12 +785,25 @@ def test_per_call_cost_limit_stops_validation() -> None:
 
 def test_object_cost_budget_stops_validation() -> None:
     schema = obj_schema(
-        {"spec": obj_schema({"xs": {"type": "array", "items": {"type": "integer", "x-kubernetes-validations": [{"rule": "self >= 0"}]}}})}
+        {
+            "spec": obj_schema(
+                {
+                    "xs": {
+                        "type": "array",
+                        "items": {
+                            "type": "integer",
+                            "x-kubernetes-validations": [{"rule": "self >= 0"}],
+                        },
+                    }
+                }
+            )
+        }
     )
     v = SchemaValidator(schema)
     errs = v.validate(cr({"xs": [1, 2, 3, 4, 5]}), None, budget=8)
     assert texts(errs) == [
-        'spec.xs[4]: Invalid value: "integer": validation failed due to running out of cost budget, '
+        'spec.xs[4]: Invalid value: "integer": validation failed due to running out of cost '
+        "budget, "
         "no further validation rules will be run"
     ]
 
@@ -624,7 +822,7 @@ def test_compile_error_path_and_detail_are_upstreams() -> None:
     assert crd_errors([{"rule": "self.foo > 0"}]) == [
         f"{AT}.properties[spec].x-kubernetes-validations[0].rule: Invalid value: "
         'apiextensions.ValidationRule{Rule:"self.foo > 0", Message:"", MessageExpression:"", '
-        "Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:\"\", "
+        'Reason:(*apiextensions.FieldValueErrorReason)(nil), FieldPath:"", '
         "OptionalOldSelf:(*bool)(nil)}: compilation failed: ERROR: <input>:1:5: undefined "
         "field 'foo'\n | self.foo > 0\n | ....^"
     ]
@@ -647,7 +845,10 @@ def test_rules_must_be_bool_and_messages_strings() -> None:
     ]
     assert errs[0].endswith("}: cel expression must evaluate to a bool")
     assert errs[1].endswith("}: messageExpression must evaluate to a string")
-    assert "}: messageExpression compilation failed: ERROR: <input>:1:5: undefined field 'x'" in errs[2]
+    assert (
+        "}: messageExpression compilation failed: ERROR: <input>:1:5: undefined field 'x'"
+        in errs[2]
+    )
     assert "found no matching overload for '_==_' applied to '(int, string)'" in errs[3]
 
 
@@ -656,19 +857,35 @@ def test_old_self_is_refused_where_values_cannot_be_correlated() -> None:
         {
             "spec": obj_schema(
                 {
-                    "list": {"type": "array", "items": {"type": "string", "x-kubernetes-validations": [IMMUTABLE]}},
-                    "set": {"type": "array", "x-kubernetes-list-type": "set", "items": {"type": "string", "x-kubernetes-validations": [IMMUTABLE]}},
-                    "map": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["k"], "items": obj_schema({"k": STR}, IMMUTABLE)},
-                    "whole": {"type": "array", "items": STR, "x-kubernetes-validations": [IMMUTABLE]},
+                    "list": {
+                        "type": "array",
+                        "items": {"type": "string", "x-kubernetes-validations": [IMMUTABLE]},
+                    },
+                    "set": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "set",
+                        "items": {"type": "string", "x-kubernetes-validations": [IMMUTABLE]},
+                    },
+                    "map": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["k"],
+                        "items": obj_schema({"k": STR}, IMMUTABLE),
+                    },
+                    "whole": {
+                        "type": "array",
+                        "items": STR,
+                        "x-kubernetes-validations": [IMMUTABLE],
+                    },
                 }
             )
         }
     )
     assert texts(compile_schema_rules(schema, AT)) == [
-        f'{AT}.properties[spec].properties[list].items.x-kubernetes-validations[0].rule: Invalid value: "self == oldSelf": '
-        f"oldSelf cannot be used on the uncorrelatable portion of the schema within {AT}.properties[spec].properties[list]",
-        f'{AT}.properties[spec].properties[set].items.x-kubernetes-validations[0].rule: Invalid value: "self == oldSelf": '
-        f"oldSelf cannot be used on the uncorrelatable portion of the schema within {AT}.properties[spec].properties[set]",
+        f"{AT}.properties[spec].properties[{name}].items.x-kubernetes-validations[0].rule: "
+        'Invalid value: "self == oldSelf": oldSelf cannot be used on the uncorrelatable portion '
+        f"of the schema within {AT}.properties[spec].properties[{name}]"
+        for name in ("list", "set")
     ]
 
 
@@ -695,7 +912,8 @@ def test_rule_fields_are_checked() -> None:
         f'{p}[5].fieldPath: Invalid value: ".nope": fieldPath must be a valid path',
     ]
     assert crd_errors([{"rule": "self.n > 0", "optionalOldSelf": True}]) == [
-        f"{p}[0].optionalOldSelf: Invalid value: true: may not be set if oldSelf is not used in rule"
+        f"{p}[0].optionalOldSelf: Invalid value: true: "
+        "may not be set if oldSelf is not used in rule"
     ]
 
 
@@ -705,27 +923,141 @@ def test_valid_crd_rules_pass() -> None:
             "spec": obj_schema(
                 {
                     "replicas": INT,
-                    "selector": obj_schema({"matchLabels": {"type": "object", "additionalProperties": STR}}),
+                    "selector": obj_schema(
+                        {"matchLabels": {"type": "object", "additionalProperties": STR}}
+                    ),
                     "image": STR,
                     "memory": {"x-kubernetes-int-or-string": True},
-                    "ports": {"type": "array", "x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["port"], "items": obj_schema({"port": INT, "name": STR}, IMMUTABLE)},
+                    "ports": {
+                        "type": "array",
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["port"],
+                        "items": obj_schema({"port": INT, "name": STR}, IMMUTABLE),
+                    },
                 },
                 {"rule": "self.replicas >= 0 && self.replicas <= 100"},
                 {"rule": "!has(self.selector) || self.selector.matchLabels.all(k, k.size() <= 63)"},
-                {"rule": "self.image.matches('^[a-z0-9./:-]+$') && url('https://' + self.image).getHost() != ''"},
-                {"rule": "type(self.memory) == string ? quantity(self.memory).isLessThan(quantity('1Gi')) : self.memory < 1024", "messageExpression": "'memory ' + string(self.memory) + ' too big'"},
+                {
+                    "rule": "self.image.matches('^[a-z0-9./:-]+$')"
+                    " && url('https://' + self.image).getHost() != ''"
+                },
+                {
+                    "rule": "type(self.memory) == string"
+                    " ? quantity(self.memory).isLessThan(quantity('1Gi')) : self.memory < 1024",
+                    "messageExpression": "'memory ' + string(self.memory) + ' too big'",
+                },
                 {"rule": "self.ports.map(p, p.port).isSorted()", "fieldPath": ".ports"},
                 {"rule": "oldSelf.replicas <= self.replicas", "message": "cannot scale down"},
             ),
-            "status": obj_schema({"phase": {"type": "string", "enum": ["A", "B"]}}, {"rule": "self.phase in ['A', 'B']"}),
+            "status": obj_schema(
+                {"phase": {"type": "string", "enum": ["A", "B"]}},
+                {"rule": "self.phase in ['A', 'B']"},
+            ),
         },
         {"rule": "self.metadata.name.size() < 20 && self.kind == 'Scale'"},
     )
     assert compile_schema_rules(schema, AT) == []
-    good = cr({"replicas": 2, "selector": {"matchLabels": {"a": "b"}}, "image": "nginx:1", "memory": "512Mi", "ports": [{"port": 80}, {"port": 443}]})
+    good = cr(
+        {
+            "replicas": 2,
+            "selector": {"matchLabels": {"a": "b"}},
+            "image": "nginx:1",
+            "memory": "512Mi",
+            "ports": [{"port": 80}, {"port": 443}],
+        }
+    )
     assert validate_rules(schema, good, None) == []
     worse = cr({**good["spec"], "replicas": 1, "memory": "2Gi"})
     assert texts(validate_rules(schema, worse, good)) == [
         'spec: Invalid value: "object": memory 2Gi too big',
         'spec: Invalid value: "object": cannot scale down',
+    ]
+
+
+# ---- real rules: Gateway API (gateway.networking.k8s.io v1.6 CRDs, verbatim) ----
+
+LISTENER_RULES = [
+    {
+        "message": "Listener name must be unique within the Gateway",
+        "rule": "self.all(l1, self.exists_one(l2, l1.name == l2.name))",
+    },
+    {
+        "message": "tls mode must be set for protocol TLS",
+        "rule": "self.all(l, (l.protocol == 'TLS' ? has(l.tls) && has(l.tls.mode) && "
+        "l.tls.mode != '' : true))",
+    },
+]
+GATEWAY = obj_schema(
+    {
+        "spec": obj_schema(
+            {
+                "listeners": {
+                    "type": "array",
+                    "maxItems": 64,
+                    "x-kubernetes-list-type": "map",
+                    "x-kubernetes-list-map-keys": ["name"],
+                    "x-kubernetes-validations": LISTENER_RULES,
+                    "items": obj_schema(
+                        {
+                            "name": STR,
+                            "port": INT,
+                            "protocol": STR,
+                            "tls": obj_schema({"mode": STR}),
+                        }
+                    ),
+                },
+                "hostnames": {
+                    "type": "array",
+                    "items": STR,
+                    "x-kubernetes-validations": [
+                        {
+                            "message": "Hostnames cannot contain an IP",
+                            "rule": "self.all(h, !isIP(h))",
+                        }
+                    ],
+                },
+                "timeouts": obj_schema(
+                    {"request": STR, "backendRequest": STR},
+                    {
+                        "message": "backendRequest timeout cannot be longer than request timeout",
+                        "rule": "!(has(self.request) && has(self.backendRequest) && "
+                        "duration(self.request) != duration('0s') && "
+                        "duration(self.backendRequest) > duration(self.request))",
+                    },
+                ),
+            }
+        )
+    }
+)
+
+
+def test_gateway_api_rules() -> None:
+    assert compile_schema_rules(GATEWAY, AT) == []
+    good = cr(
+        {
+            "listeners": [
+                {"name": "http", "port": 80, "protocol": "HTTP"},
+                {"name": "tls", "port": 443, "protocol": "TLS", "tls": {"mode": "Passthrough"}},
+            ],
+            "hostnames": ["example.com"],
+            "timeouts": {"request": "10s", "backendRequest": "2s"},
+        }
+    )
+    assert validate_rules(GATEWAY, good, None) == []
+    bad = cr(
+        {
+            "listeners": [
+                {"name": "a", "port": 80, "protocol": "HTTP"},
+                {"name": "a", "port": 443, "protocol": "TLS"},
+            ],
+            "hostnames": ["example.com", "10.0.0.1"],
+            "timeouts": {"request": "1s", "backendRequest": "1m"},
+        }
+    )
+    assert texts(validate_rules(GATEWAY, bad, None)) == [
+        'spec.listeners: Invalid value: "array": Listener name must be unique within the Gateway',
+        'spec.listeners: Invalid value: "array": tls mode must be set for protocol TLS',
+        'spec.hostnames: Invalid value: "array": Hostnames cannot contain an IP',
+        'spec.timeouts: Invalid value: "object": backendRequest timeout cannot be longer than '
+        "request timeout",
     ]

@@ -26,15 +26,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from ._library import SIGNATURES, Sig, go_duration, parse_rfc3339
+from ._library import SIGNATURES, STRING_FUNCTION, Sig, go_duration, parse_rfc3339
 from ._parser import Call, Comp, Ident, ListLit, Lit, MapLit, Node, Select, Struct
 from ._types import (
     BOOL,
     BYTES,
+    CIDR,
     DOUBLE,
     DURATION,
     DYN,
+    FORMAT,
     INT,
+    IP,
     NULL,
     QUANTITY,
     STRING,
@@ -53,7 +56,7 @@ __all__ = ["Issue", "Result", "check"]
 _PRIMS: Final = {
     "int": INT, "uint": UINT, "double": DOUBLE, "string": STRING, "bool": BOOL, "bytes": BYTES,
     "null": NULL, "timestamp": TIMESTAMP, "duration": DURATION, "dyn": DYN, "type": TYPE,
-    "Q": QUANTITY, "URL": URL,
+    "Q": QUANTITY, "URL": URL, "IP": IP, "CIDR": CIDR, "Format": FORMAT,
 }  # fmt: skip
 #: identifiers that name types (``type(x) == int``)
 _TYPE_NAMES: Final = frozenset(
@@ -74,6 +77,8 @@ class Result:
     issues: list[Issue] = field(default_factory=list)
     variables: set[str] = field(default_factory=set)
     functions: set[str] = field(default_factory=set)
+    #: (offset, old name, new name): calls the evaluator must reach under another name
+    renames: list[tuple[int, str, str]] = field(default_factory=list)
 
 
 def _is_param(spec: str) -> bool:
@@ -314,6 +319,9 @@ class _Checker:
         if fn[0] != "_" and fn[0] not in "!-@":
             self.res.functions.add(fn)
         self.literals(node, fn)
+        if fn == "string" and len(args) == 1 and args[0].kind in (IP.kind, CIDR.kind):
+            self.res.renames.append((node.name_pos, "string", STRING_FUNCTION))
+            self.res.functions.add(STRING_FUNCTION)
         return self.resolve(node, fn, sigs, args, member)
 
     def resolve(self, node: Call, fn: str, sigs: list[Sig], args: list[Type], member: bool) -> Type:

@@ -25,7 +25,10 @@ parameter types and result type, in the spelling of :mod:`._types`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
+import ipaddress
 import itertools
 import math
 import re
@@ -37,6 +40,7 @@ from functools import lru_cache
 from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import cel
 from pyk8s.api.quantity import QuantityError, parse_quantity
 
 __all__ = [
@@ -46,6 +50,7 @@ __all__ = [
     "SIGNATURES",
     "SIZE_FUNCTION",
     "STATE",
+    "STRING_FUNCTION",
     "URL_KEY",
     "FunctionError",
     "go_duration",
@@ -59,6 +64,8 @@ URL_KEY: Final = "@kubernetes.URL"
 SIZE_FUNCTION: Final = "__k8s_size__"
 #: ``matches`` with a literal pattern Python reads alike is rewritten to this (speed)
 MATCHES_FUNCTION: Final = "__k8s_matches__"
+#: ``string(x)`` of an IP or CIDR is rewritten to this
+STRING_FUNCTION: Final = "__k8s_string__"
 _MAX_INT: Final = 2**63 - 1
 _MIN_INT: Final = -(2**63)
 
@@ -753,11 +760,273 @@ TIME_GETTERS: Final[dict[str, Callable[..., int]]] = {
 }
 
 
+# ---- ip and cidr (library/ip.go, cidr.go; Go's net/netip) ----
+
+IP_KEY: Final = "@net.IP"
+CIDR_KEY: Final = "@net.CIDR"
+FORMAT_KEY: Final = "@kubernetes.Format"
+OPAQUE_KEYS: Final = frozenset([QUANTITY_KEY, URL_KEY, IP_KEY, CIDR_KEY, FORMAT_KEY])
+_IPV4: Final = re.compile(r"(0|[1-9][0-9]{0,2})(\.(0|[1-9][0-9]{0,2})){3}")
+
+
+def _parse_addr(raw: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """netip.ParseAddr plus upstream's refusals (zones, IPv4-mapped IPv6)."""
+    try:
+        if ":" not in raw and not _IPV4.fullmatch(raw):
+            raise ValueError(raw)
+        addr = ipaddress.ip_address(raw)
+    except ValueError:
+        raise FunctionError(
+            f'IP Address "{raw}" parse error during conversion from string: '
+            f'ParseAddr("{raw}"): unable to parse IP'
+        ) from None
+    if isinstance(addr, ipaddress.IPv6Address):
+        if addr.scope_id is not None:
+            raise FunctionError(f'IP address "{raw}" with zone value is not allowed')
+        if addr.ipv4_mapped is not None:
+            raise FunctionError(f'IPv4-mapped IPv6 address "{raw}" is not allowed')
+    return addr
+
+
+def _ip(v: Any) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    if isinstance(v, dict) and len(v) == 1 and IP_KEY in v:
+        return ipaddress.ip_address(v[IP_KEY])
+    raise _no_overload()
+
+
+def _cidr(v: Any) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    if isinstance(v, dict) and len(v) == 1 and CIDR_KEY in v:
+        addr, _, bits = v[CIDR_KEY].rpartition("/")
+        return ipaddress.ip_address(addr), int(bits)
+    raise _no_overload()
+
+
+def _make_ip(addr: ipaddress.IPv4Address | ipaddress.IPv6Address) -> dict[str, str]:
+    return {IP_KEY: str(addr)}
+
+
+def _make_cidr(addr: ipaddress.IPv4Address | ipaddress.IPv6Address, bits: int) -> dict[str, str]:
+    return {CIDR_KEY: f"{addr}/{bits}"}
+
+
+def ip(v: Any) -> dict[str, str]:
+    """``ip(string)``, and ``<CIDR>.ip()`` (the prefix's address)."""
+    if isinstance(v, str):
+        return _make_ip(_parse_addr(v))
+    return _make_ip(_cidr(v)[0])
+
+
+def is_ip(s: Any) -> bool:
+    try:
+        _parse_addr(_str(s))
+    except FunctionError:
+        return False
+    return True
+
+
+def ip_is_canonical(s: Any) -> bool:
+    text = _str(s)
+    return str(_parse_addr(text)) == text
+
+
+def ip_family(v: Any) -> int:
+    return _ip(v).version
+
+
+def _is_link_local_unicast(a: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    net = "169.254.0.0/16" if a.version == 4 else "fe80::/10"
+    return a in ipaddress.ip_network(net)
+
+
+def ip_is_unspecified(v: Any) -> bool:
+    return _ip(v).is_unspecified
+
+
+def ip_is_loopback(v: Any) -> bool:
+    return _ip(v).is_loopback
+
+
+def ip_is_link_local_multicast(v: Any) -> bool:
+    a = _ip(v)
+    return a in ipaddress.ip_network("224.0.0.0/24" if a.version == 4 else "ff02::/16")
+
+
+def ip_is_link_local_unicast(v: Any) -> bool:
+    return _is_link_local_unicast(_ip(v))
+
+
+def ip_is_global_unicast(v: Any) -> bool:
+    """Go's ``IsGlobalUnicast``: private ranges count, unlike Python's ``is_global``."""
+    a = _ip(v)
+    if a.version == 4 and str(a) in ("0.0.0.0", "255.255.255.255"):
+        return False
+    return not (a.is_unspecified or a.is_loopback or a.is_multicast or _is_link_local_unicast(a))
+
+
+def _parse_prefix(raw: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Address, int]:
+    addr_text, slash, bits_text = raw.partition("/")
+    err = (
+        "network address parse error during conversion from string: network address parse "
+        f'error during conversion from string: netip.ParsePrefix("{raw}"): '
+    )
+    if not slash:
+        raise FunctionError(err + "no '/'")
+    try:
+        addr = _parse_addr(addr_text)
+    except FunctionError:
+        raise FunctionError(err + f'ParseAddr("{addr_text}"): unable to parse IP') from None
+    if not bits_text.isdigit() or (len(bits_text) > 1 and bits_text[0] == "0"):
+        raise FunctionError(err + "bad bits after slash: " + go_quote_simple(bits_text))
+    bits = int(bits_text)
+    if bits > addr.max_prefixlen:
+        raise FunctionError(err + "prefix length out of range")
+    return addr, bits
+
+
+def go_quote_simple(s: str) -> str:
+    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def cidr(s: Any) -> dict[str, str]:
+    return _make_cidr(*_parse_prefix(_str(s)))
+
+
+def is_cidr(s: Any) -> bool:
+    try:
+        _parse_prefix(_str(s))
+    except FunctionError:
+        return False
+    return True
+
+
+def _network(v: Any) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    addr, bits = _cidr(v)
+    return ipaddress.ip_network(f"{addr}/{bits}", strict=False)
+
+
+def cidr_contains_ip(c: Any, other: Any) -> bool:
+    target = _parse_addr(other) if isinstance(other, str) else _ip(other)
+    net = _network(c)
+    return target.version == net.version and target in net
+
+
+def cidr_contains_cidr(c: Any, other: Any) -> bool:
+    addr, bits = _parse_prefix(other) if isinstance(other, str) else _cidr(other)
+    net = _network(c)
+    if addr.version != net.version:
+        return False
+    return net.prefixlen <= bits and addr in net
+
+
+def cidr_prefix_length(c: Any) -> int:
+    return _cidr(c)[1]
+
+
+def cidr_masked(c: Any) -> dict[str, str]:
+    net = _network(c)
+    return _make_cidr(net.network_address, net.prefixlen)
+
+
+def to_string(v: Any) -> str:
+    """``string()`` of an IP or a CIDR (the evaluator's own ``string`` cannot take them)."""
+    if isinstance(v, dict) and len(v) == 1:
+        if IP_KEY in v:
+            return str(v[IP_KEY])
+        if CIDR_KEY in v:
+            return str(v[CIDR_KEY])
+    raise _no_overload()
+
+
+# ---- format (library/format.go) ----
+
+
+def _format_checks() -> dict[str, Callable[[str], list[str]]]:
+    # imported here: pyk8s.api.validation pulls in much of the API at import time
+    from pyk8s.api.validation import names
+
+    def uri(s: str) -> list[str]:
+        try:
+            _parse_url(s)
+        except _URLError as e:
+            return [str(e)]
+        return []
+
+    uuid_re = re.compile(r"(?i)^[0-9a-f]{8}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{4}-?[0-9a-f]{12}$")
+
+    def byte(s: str) -> list[str]:
+        try:
+            base64.b64decode(s, validate=True)
+        except (ValueError, binascii.Error):
+            return ["invalid base64"]
+        return []
+
+    def date(s: str) -> list[str]:
+        try:
+            dt.date.fromisoformat(s)
+        except ValueError:
+            return ["invalid date"]
+        return [] if re.fullmatch(r"\d{4}-\d{2}-\d{2}", s) else ["invalid date"]
+
+    def datetime(s: str) -> list[str]:
+        try:
+            dt.datetime.fromisoformat(s.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            return ["invalid datetime"]
+        return []
+
+    return {
+        "dns1123Label": lambda s: names.name_is_dns_label(s, False),
+        "dns1123Subdomain": lambda s: names.name_is_dns_subdomain(s, False),
+        "dns1035Label": lambda s: names.name_is_dns1035_label(s, False),
+        "qualifiedName": names.is_qualified_name,
+        "dns1123LabelPrefix": lambda s: names.name_is_dns_label(s, True),
+        "dns1123SubdomainPrefix": lambda s: names.name_is_dns_subdomain(s, True),
+        "dns1035LabelPrefix": lambda s: names.name_is_dns1035_label(s, True),
+        "labelValue": names.is_label_value,
+        "uri": uri,
+        "uuid": lambda s: [] if uuid_re.match(s) else ["does not match the UUID format"],
+        "byte": byte,
+        "date": date,
+        "datetime": datetime,
+    }
+
+
+FORMAT_NAMES: Final = (
+    "dns1123Label", "dns1123Subdomain", "dns1035Label", "qualifiedName", "dns1123LabelPrefix",
+    "dns1123SubdomainPrefix", "dns1035LabelPrefix", "labelValue", "uri", "uuid", "byte",
+    "date", "datetime",
+)  # fmt: skip
+
+
+@lru_cache(maxsize=1)
+def _checks() -> dict[str, Callable[[str], list[str]]]:
+    return _format_checks()
+
+
+def _constant_format(name: str) -> Callable[[], dict[str, str]]:
+    def make() -> dict[str, str]:
+        return {FORMAT_KEY: name}
+
+    return make
+
+
+def format_named(name: Any) -> Any:
+    n = _str(name)
+    return cel.OptionalValue.of({FORMAT_KEY: n}) if n in FORMAT_NAMES else cel.OptionalValue.none()
+
+
+def format_validate(f: Any, s: Any) -> Any:
+    if not (isinstance(f, dict) and len(f) == 1 and FORMAT_KEY in f):
+        raise _no_overload()
+    problems = _checks()[f[FORMAT_KEY]](_str(s))
+    return cel.OptionalValue.of(problems) if problems else cel.OptionalValue.none()
+
+
 def cel_size(v: Any) -> int:
     """CEL's ``size``: code points of a string, bytes of bytes, entries of a list or map."""
     if isinstance(v, str | bytes | list):
         return len(v)
-    if isinstance(v, dict) and not (len(v) == 1 and (QUANTITY_KEY in v or URL_KEY in v)):
+    if isinstance(v, dict) and not (len(v) == 1 and next(iter(v)) in OPAQUE_KEYS):
         return len(v)
     raise _no_overload()
 
@@ -807,6 +1076,25 @@ FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "getPort": get_port,
     "getEscapedPath": get_escaped_path,
     "getQuery": get_query,
+    "ip": ip,
+    "isIP": is_ip,
+    "ip.isCanonical": ip_is_canonical,
+    "family": ip_family,
+    "isUnspecified": ip_is_unspecified,
+    "isLoopback": ip_is_loopback,
+    "isLinkLocalMulticast": ip_is_link_local_multicast,
+    "isLinkLocalUnicast": ip_is_link_local_unicast,
+    "isGlobalUnicast": ip_is_global_unicast,
+    "cidr": cidr,
+    "isCIDR": is_cidr,
+    "containsIP": cidr_contains_ip,
+    "containsCIDR": cidr_contains_cidr,
+    "prefixLength": cidr_prefix_length,
+    "masked": cidr_masked,
+    STRING_FUNCTION: to_string,
+    "format.named": format_named,
+    "validate": format_validate,
+    **{f"format.{name}": _constant_format(name) for name in FORMAT_NAMES},
     **TIME_GETTERS,
 }
 
@@ -879,7 +1167,18 @@ SIGNATURES: Final[dict[str, list[Sig]]] = {
     "double": [_glob("double", t) for t in ("int", "uint", "double", "string")],
     "string": [
         _glob("string", t)
-        for t in ("int", "uint", "double", "string", "bytes", "bool", "timestamp", "duration")
+        for t in (
+            "int",
+            "uint",
+            "double",
+            "string",
+            "bytes",
+            "bool",
+            "timestamp",
+            "duration",
+            "IP",
+            "CIDR",
+        )
     ],
     "bytes": [_glob("bytes", "string"), _glob("bytes", "bytes")],
     "bool": [_glob("bool", "string"), _glob("bool", "bool")],
@@ -963,4 +1262,29 @@ SIGNATURES: Final[dict[str, list[Sig]]] = {
     "getPort": [_member("string", "URL")],
     "getEscapedPath": [_member("string", "URL")],
     "getQuery": [_member("map(string,list(string))", "URL")],
+    # Kubernetes ip and cidr
+    "ip": [_glob("IP", "string"), _member("IP", "CIDR")],
+    "isIP": [_glob("bool", "string")],
+    "ip.isCanonical": [_glob("bool", "string")],
+    "family": [_member("int", "IP")],
+    **{
+        f: [_member("bool", "IP")]
+        for f in (
+            "isUnspecified",
+            "isLoopback",
+            "isLinkLocalMulticast",
+            "isLinkLocalUnicast",
+            "isGlobalUnicast",
+        )
+    },
+    "cidr": [_glob("CIDR", "string")],
+    "isCIDR": [_glob("bool", "string")],
+    "containsIP": [_member("bool", "CIDR", "string"), _member("bool", "CIDR", "IP")],
+    "containsCIDR": [_member("bool", "CIDR", "string"), _member("bool", "CIDR", "CIDR")],
+    "prefixLength": [_member("int", "CIDR")],
+    "masked": [_member("CIDR", "CIDR")],
+    # Kubernetes format
+    "format.named": [_glob("optional(Format)", "string")],
+    "validate": [_member("optional(list(string))", "Format", "string")],
+    **{f"format.{name}": [_glob("Format")] for name in FORMAT_NAMES},
 }

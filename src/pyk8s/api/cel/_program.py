@@ -379,9 +379,10 @@ def _cost_fn(node: Node) -> int | CostFn:
 # ---- compiling ----
 
 
-def _rewrite(src: str, ast: Node) -> tuple[str, set[str]]:
-    """``src`` with ``size`` and (translatable literal) ``matches`` calls renamed to ours."""
-    spots: list[tuple[int, str, str]] = []
+def _rewrite(src: str, ast: Node, renames: list[tuple[int, str, str]]) -> tuple[str, set[str]]:
+    """``src`` with calls renamed to ours: ``size``, ``matches`` with a literal pattern
+    Python reads alike, and what the checker asks for (``string`` of an IP)."""
+    spots: list[tuple[int, str, str]] = list(renames)
     for n in walk(ast):
         if not isinstance(n, Call) or n.name_pos < 0:
             continue
@@ -421,7 +422,7 @@ def _build(
         if result.issues:
             issues = format_issues(expression, ((i.pos, i.message) for i in result.issues))
             raise _compile_error(issues)
-        source, added = _rewrite(expression, ast)
+        source, added = _rewrite(expression, ast, result.renames)
         needed = set(result.functions) | added
         functions = {n: _WRAPPED[n] for n in sorted(needed) if n in _WRAPPED}
         uses = frozenset(result.variables)

@@ -21,10 +21,13 @@ from typing import Any, Final
 __all__ = [
     "BOOL",
     "BYTES",
+    "CIDR",
     "DOUBLE",
     "DURATION",
     "DYN",
+    "FORMAT",
     "INT",
+    "IP",
     "NULL",
     "QUANTITY",
     "STRING",
@@ -89,6 +92,9 @@ DURATION: Final = Type("duration")
 TYPE: Final = Type("type")
 QUANTITY: Final = Type("kubernetes.Quantity")
 URL: Final = Type("kubernetes.URL")
+IP: Final = Type("net.IP")
+CIDR: Final = Type("net.CIDR")
+FORMAT: Final = Type("kubernetes.NamedFormat")
 
 
 def list_of(elem: Type) -> Type:
