@@ -420,6 +420,20 @@ def test_nullable() -> None:
     ]
 
 
+def test_preserved_fields_are_not_validated() -> None:
+    schema = obj_schema(
+        free={
+            "type": "object",
+            "x-kubernetes-preserve-unknown-fields": True,
+            "properties": {"known": {"type": "integer"}},
+        }
+    )
+    assert check(schema, {"free": {"anything": [1, {"goes": None}]}}) == []
+    assert check(schema, {"free": {"known": "x"}}) == [
+        'free.known: Invalid value: "string": free.known in body must be of type integer: "string"'
+    ]
+
+
 def test_status_is_validated_relative_to_itself() -> None:
     status = {"type": "object", "properties": {"num": {"type": "integer", "maximum": 10}}}
     assert msgs(validate_openapi({"num": 15}, status, "status")) == [
@@ -1425,6 +1439,41 @@ properties:
         f'{P}.properties[e].properties[kind].type: Invalid value: "integer": must be string',
         f"{P}.properties[e].properties[metadata].x-kubernetes-embedded-resource: Forbidden: must "
         "not be used inside of resource meta",
+    ]
+
+
+def test_embedded_resource_conflicts() -> None:
+    errs = crd_errors(
+        """
+type: object
+properties:
+ m:
+   type: object
+   x-kubernetes-embedded-resource: true
+   x-kubernetes-preserve-unknown-fields: true
+   additionalProperties: {type: string}
+ n:
+   type: object
+   x-kubernetes-embedded-resource: true
+   properties:
+     apiVersion: {type: string}
+     metadata: {type: string}
+ o:
+   type: object
+   x-kubernetes-embedded-resource: true
+   x-kubernetes-int-or-string: true
+   x-kubernetes-preserve-unknown-fields: true
+"""
+    )
+    a = f"{P}.properties"
+    assert errs == [
+        f"{a}[m].additionalProperties: Forbidden: must not be used if "
+        "x-kubernetes-embedded-resource is set",
+        f'{a}[n].properties[metadata].type: Invalid value: "string": must be object',
+        f"{a}[o].x-kubernetes-embedded-resource: Invalid value: true: must be false if "
+        "x-kubernetes-int-or-string is true",
+        f"{a}[o].x-kubernetes-preserve-unknown-fields: Invalid value: true: must be false if "
+        "x-kubernetes-int-or-string is true",
     ]
 
 

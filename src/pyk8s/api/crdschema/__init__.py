@@ -10,9 +10,15 @@ what it prints against a real cluster. Pure code on decoded JSON, no I/O.
 The order the API server applies them to a custom resource (upstream's codec, then
 its strategy)::
 
+    err = metadata_decode_error(obj.get("metadata"))   # 400 when not None
     unknown = prune(obj, schema)          # warn or refuse: unknown field "spec.foo"
     apply_defaults(obj, schema)           # on create, update and read
-    errs = validate(obj, schema)          # 422 with these causes
+    errs = validate(obj, schema)          # create: 422 with these causes
+    errs = validate_update(obj, old, schema)           # update (ratcheting)
+
+Schemas are plain decoded JSON and are never modified; each is compiled on first use
+and cached while the same dict object is passed again, so treat a schema as immutable
+(a changed CRD gives a new dict).
 
 For a CRD version: ``structural_errors(schema, "spec.versions[0].schema.openAPIV3Schema")``.
 Nothing here evaluates ``x-kubernetes-validations`` (see :mod:`pyk8s.api.cel`).
@@ -29,6 +35,7 @@ from pyk8s.api.errors import FieldError
 __all__ = [
     "GoFieldError",
     "apply_defaults",
+    "metadata_decode_error",
     "prune",
     "structural_errors",
     "validate",
@@ -37,6 +44,16 @@ __all__ = [
     "validate_openapi",
     "validate_update",
 ]
+
+
+def metadata_decode_error(metadata: Any) -> str | None:
+    """Go's JSON error for a ``metadata`` that does not decode into ``ObjectMeta``.
+
+    Upstream's decoder refuses such a custom resource before validation (400), e.g.
+    ``json: cannot unmarshal number into Go struct field ObjectMeta.labels of type
+    map[string]string``; ``None`` when it decodes.
+    """
+    return _objectmeta.decode_error(metadata)
 
 
 def structural_errors(

@@ -94,3 +94,7 @@ def struct(schema: dict[str, Any]) -> Struct:
         _CACHE.pop(next(iter(_CACHE)))
     _CACHE[id(schema)] = (schema, node)
     return node
+
+
+EMPTY = Struct({})
+"""The schema that specifies nothing (a resource root without a schema)."""

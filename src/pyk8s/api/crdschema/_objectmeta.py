@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyk8s.api.crdschema import _gofmt
-from pyk8s.api.crdschema._compiled import Struct, struct
+from pyk8s.api.crdschema._compiled import EMPTY, Struct, struct
 from pyk8s.api.crdschema._paths import child, index, key
 from pyk8s.api.errors import FieldError
 
@@ -181,7 +181,7 @@ def prune_meta(meta: dict[str, Any], prefix: str) -> list[str]:
 def _as_struct(s: dict[str, Any] | Struct | None, root: bool) -> Struct | None:
     node = struct(s) if isinstance(s, dict) else s
     if root:
-        node = (node or struct({})).as_root()
+        node = (node or EMPTY).as_root()
     return node
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyk8s.api.crdschema._compiled import NO_DEFAULT, Struct, struct
+from pyk8s.api.crdschema._compiled import EMPTY, NO_DEFAULT, Struct, struct
 from pyk8s.api.crdschema._objectmeta import META_FIELDS, coerce, prune_meta
 
 JSONSchema = dict[str, Any]
@@ -102,7 +102,7 @@ def structural_prune(obj: Any, schema: JSONSchema | None, root: bool) -> list[st
     """``PruneWithOptions`` (and the null pruning that follows it): sorted pruned paths."""
     s = struct(schema) if schema is not None else None
     if root:
-        s = (s or struct({})).as_root()
+        s = (s or EMPTY).as_root()
     out: list[str] = []
     _prune(obj, s, "", out)
     return sorted(out)

@@ -830,17 +830,49 @@ ALLOWED_AT_ROOT_WITH_STATUS = [
 ]
 
 
-def _zero(v: Any) -> bool:
-    if v is None or v is False or v == "":
+_GO_POINTERS = frozenset(
+    {
+        "$ref",
+        "maximum",
+        "minimum",
+        "maxLength",
+        "minLength",
+        "maxItems",
+        "minItems",
+        "multipleOf",
+        "maxProperties",
+        "minProperties",
+        "items",
+        "not",
+        "additionalProperties",
+        "additionalItems",
+        "externalDocs",
+        _PRESERVE,
+        _LIST_TYPE,
+        _MAP_TYPE,
+    }
+)
+
+
+def _go_zero(kw: str, s: JSONSchema) -> bool:
+    """Whether a JSONSchemaProps field is its Go zero value after decoding ``s``."""
+    if kw not in s:
         return True
-    return isinstance(v, list | dict) and not v
+    v = s[kw]
+    if kw in ("default", "example"):
+        return False  # a *JSON, set even to null
+    if kw in _GO_POINTERS:
+        return v is None
+    if isinstance(v, list | dict):
+        return False  # decoded slices and maps are non-nil, even when empty
+    return v is None or v is False or v == ""
 
 
 def _status_root(s: JSONSchema, p: str) -> list[FieldError]:
     for kw, go in _FIELDS:
-        v = s.get(kw)
-        if _zero(v) and not (kw == "default" and kw in s):
+        if _go_zero(kw, s):
             continue
+        v = s.get(kw)
         if go == "Type":
             if v != "object":
                 return [
