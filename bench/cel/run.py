@@ -131,6 +131,55 @@ def bench_pyk8s(repeat: int) -> list[Row]:
     return rows
 
 
+def bench_validate(repeat: int) -> list[Row]:
+    """validate_rules on a custom resource: 4 rules on spec (one of them quadratic, as
+    Gateway API's uniqueness rules are), 2 on each item of a list of 16 and of 100 items."""
+    from pyk8s.api.cel import validate_rules
+
+    item = {
+        "type": "object",
+        "properties": {"name": {"type": "string"}, "port": {"type": "integer"}},
+        "x-kubernetes-validations": [
+            {"rule": "self.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')"},
+            {"rule": "self.port > 0 && self.port < 65536"},
+        ],
+    }
+    schema = {
+        "type": "object",
+        "properties": {
+            "spec": {
+                "type": "object",
+                "properties": {
+                    "replicas": {"type": "integer"},
+                    "maxReplicas": {"type": "integer"},
+                    "ports": {
+                        "type": "array",
+                        "items": item,
+                        "x-kubernetes-list-type": "map",
+                        "x-kubernetes-list-map-keys": ["name"],
+                    },
+                },
+                "x-kubernetes-validations": [
+                    {"rule": "self.replicas <= self.maxReplicas"},
+                    {"rule": "self.ports.all(p, self.ports.exists_one(q, q.port == p.port))"},
+                    {"rule": "self.ports.size() <= 100"},
+                    {"rule": "oldSelf.replicas <= self.replicas"},
+                ],
+            }
+        },
+    }
+    rows: list[Row] = []
+    for n in (16, 100):
+        ports = [{"name": f"p{i}", "port": 1000 + i} for i in range(n)]
+        obj = {"apiVersion": "x/v1", "kind": "X", "metadata": {"name": "x"}}
+        obj["spec"] = {"replicas": 2, "maxReplicas": 5, "ports": ports}
+        assert validate_rules(schema, obj, obj) == []
+        ev = _time(lambda obj=obj: validate_rules(schema, obj, obj), max(1, repeat // 20))
+        what = f"CR update: 4 spec rules + 2 rules x {n} items"
+        rows.append(("pyk8s validate_rules", what, [0.0], ev, "[]"))
+    return rows
+
+
 def bench_baseline(repeat: int) -> list[Row]:
     obj = {"replicas": 3, "maxReplicas": 5}
     ev = _time(lambda: obj["replicas"] <= obj["maxReplicas"], repeat)
@@ -146,6 +195,7 @@ def main() -> None:
         ("cel", bench_cel_rust),
         ("celpy", bench_celpy),
         ("pyk8s.api.cel", bench_pyk8s),
+        ("pyk8s.api.cel", bench_validate),
     ):
         try:
             found = importlib.util.find_spec(module) is not None

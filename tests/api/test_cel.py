@@ -358,7 +358,7 @@ def test_to_cel_follows_the_structural_schema() -> None:
     got = to_cel(
         {
             "ratio": 1,
-            "count": 2.0,
+            "count": 2,
             "at": "2024-05-06T07:08:09Z",
             "day": "2024-05-06",
             "every": "1h30m",

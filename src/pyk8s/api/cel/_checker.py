@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Final
 
-from ._library import SIGNATURES, STRING_FUNCTION, Sig, go_duration, parse_rfc3339
+from ._library import SIGNATURES, SIZE_FUNCTION, STRING_FUNCTION, Sig, go_duration, parse_rfc3339
 from ._parser import Call, Comp, Ident, ListLit, Lit, MapLit, Node, Select, Struct
 from ._types import (
     BOOL,
@@ -320,9 +320,17 @@ class _Checker:
             self.res.functions.add(fn)
         self.literals(node, fn)
         if fn == "string" and len(args) == 1 and args[0].kind in (IP.kind, CIDR.kind):
-            self.res.renames.append((node.name_pos, "string", STRING_FUNCTION))
-            self.res.functions.add(STRING_FUNCTION)
+            self.rename(node, fn, STRING_FUNCTION)
+        elif fn == "size" and len(args) == 1 and args[0].kind in ("string", "dyn"):
+            # the evaluator's size counts a string's bytes; lists and maps keep the native
+            # one (ours would convert them back to Python)
+            self.rename(node, fn, SIZE_FUNCTION)
         return self.resolve(node, fn, sigs, args, member)
+
+    def rename(self, node: Call, old: str, new: str) -> None:
+        if node.name_pos >= 0:
+            self.res.renames.append((node.name_pos, old, new))
+            self.res.functions.add(new)
 
     def resolve(self, node: Call, fn: str, sigs: list[Sig], args: list[Type], member: bool) -> Type:
         results: list[Type] = []

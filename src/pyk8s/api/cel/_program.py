@@ -25,13 +25,14 @@ from typing import Any, Final
 import cel
 
 from ._checker import Result, check
-from ._library import FUNCTIONS, MATCHES_FUNCTION, SIZE_FUNCTION, STATE, re2_to_python, wrap
+from ._library import FUNCTIONS, MATCHES_FUNCTION, STATE, re2_to_python, wrap
 from ._parser import Call, Comp, Ident, ListLit, Lit, MapLit, Node, ParseError, Select, parse, walk
 from ._types import DYN, Type
 
 __all__ = [
     "COST_LIMIT_MESSAGE",
     "PER_CALL_LIMIT",
+    "Activation",
     "CELError",
     "Program",
     "compile_checked",
@@ -140,6 +141,34 @@ def _runtime_message(err: Exception) -> str:
     return text
 
 
+class Activation(dict[str, Any]):
+    """Variables for several evaluations, converted for the evaluator once.
+
+    The evaluator converts every Python value it is given, on every call: a rule touching
+    ``self.replicas`` of a spec with a long list pays for converting the list. Evaluating
+    several programs against one Activation converts the variables once (into a
+    ``cel.Context``, to which each program adds the functions it needs).
+    """
+
+    __slots__ = ("_context", "_functions")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._context: Any = None
+        self._functions: set[str] = set()
+
+    def context(self, functions: Mapping[str, Any]) -> Any:
+        """The converted variables, with ``functions`` registered."""
+        if self._context is None:
+            self._context = cel.Context(dict(self), dict(functions))
+            self._functions = set(functions)
+        else:
+            for name in functions.keys() - self._functions:
+                self._context.add_function(name, functions[name])
+                self._functions.add(name)
+        return self._context
+
+
 class Program:
     """A compiled expression; :meth:`evaluate` runs it against an activation.
 
@@ -184,7 +213,8 @@ class Program:
     ) -> Any:
         """The value of the expression; :class:`CELError` on a runtime error.
 
-        ``activation`` maps variable names to CEL-ready values (see ``to_cel``). With a
+        ``activation`` maps variable names to CEL-ready values (see ``to_cel``); pass an
+        :class:`Activation` to evaluate several programs over the same values. With a
         ``cost_limit``, an expression whose estimated cost exceeds it is not run and
         fails with upstream's "operation cancelled: actual cost limit exceeded".
         """
@@ -192,6 +222,8 @@ class Program:
             raise CELError(COST_LIMIT_MESSAGE)
         STATE.error = None
         try:
+            if isinstance(activation, Activation):
+                return self._program.execute(activation.context(self._functions))
             if self._functions:
                 return self._program.execute(cel.Context(dict(activation), self._functions))
             return self._program.execute(dict(activation))
@@ -380,22 +412,19 @@ def _cost_fn(node: Node) -> int | CostFn:
 
 
 def _rewrite(src: str, ast: Node, renames: list[tuple[int, str, str]]) -> tuple[str, set[str]]:
-    """``src`` with calls renamed to ours: ``size``, ``matches`` with a literal pattern
-    Python reads alike, and what the checker asks for (``string`` of an IP)."""
+    """``src`` with calls renamed to ours: what the checker asks for (``size`` of strings,
+    ``string`` of an IP) and ``matches`` with a literal pattern Python reads alike."""
     spots: list[tuple[int, str, str]] = list(renames)
     for n in walk(ast):
-        if not isinstance(n, Call) or n.name_pos < 0:
+        if not isinstance(n, Call) or n.name_pos < 0 or n.fn != "matches":
             continue
-        if n.fn == "size":
-            spots.append((n.name_pos, "size", SIZE_FUNCTION))
-        elif n.fn == "matches":
-            pattern = n.args[-1] if n.args else None
-            if (
-                isinstance(pattern, Lit)
-                and isinstance(pattern.value, str)
-                and re2_to_python(pattern.value) is not None
-            ):
-                spots.append((n.name_pos, "matches", MATCHES_FUNCTION))
+        pattern = n.args[-1] if n.args else None
+        if (
+            isinstance(pattern, Lit)
+            and isinstance(pattern.value, str)
+            and re2_to_python(pattern.value) is not None
+        ):
+            spots.append((n.name_pos, "matches", MATCHES_FUNCTION))
     used: set[str] = set()
     for pos, old, new in sorted(spots, reverse=True):
         src = src[:pos] + new + src[pos + len(old) :]

@@ -44,6 +44,7 @@ from pyk8s.api.errors import (
 from ._program import (
     COST_LIMIT_MESSAGE,
     PER_CALL_LIMIT,
+    Activation,
     CELError,
     Program,
     compile_checked,
@@ -227,6 +228,9 @@ class _Rule:
     uses_old_self: bool = False
     optional_old_self: bool = False
     field_path: str = ""
+    #: upstream's ruleErrorString (the message, else the rule) and ruleMessageOrDefault
+    error_string: str = ""
+    default_message: str = ""
 
 
 def _compile_rules(schema: dict[str, Any], root: bool, specs: list[Any]) -> list[_Rule]:
@@ -234,6 +238,10 @@ def _compile_rules(schema: dict[str, Any], root: bool, specs: list[Any]) -> list
     out: list[_Rule] = []
     for spec in specs:
         r = _Rule(spec if isinstance(spec, dict) else {})
+        r.error_string = _rule_error_string(r.spec)
+        r.default_message = str(r.spec.get("message") or "").strip() or (
+            f"failed rule: {r.error_string}"
+        )
         out.append(r)
         text = str(r.spec.get("rule") or "")
         if not text.strip():
@@ -271,6 +279,7 @@ class _Node:
         "properties",
         "rules",
         "type_name",
+        "uses_old_self",
     )
 
     def __init__(self, schema: dict[str, Any], root: bool, rules: list[Any] | None = None) -> None:
@@ -279,6 +288,10 @@ class _Node:
         own = rules is None
         specs = (schema.get("x-kubernetes-validations") or []) if own else (rules or [])
         self.rules = _compile_rules(schema, root, specs)
+        #: whether any rule (or its messageExpression) here refers to oldSelf
+        self.uses_old_self = any(
+            "oldSelf" in p.uses for r in self.rules for p in (r.program, r.message_program) if p
+        )
         self.convert: Convert | None = converter(schema)
         self.properties: dict[str, _Node] = {}
         self.additional: _Node | None = None
@@ -459,6 +472,9 @@ class SchemaValidator:
         conv = node.convert
         self_val = conv(value) if conv is not None else value
         old_val = None if old is None else (conv(old) if conv is not None else old)
+        # one activation per variant, shared by the rules here (converted once)
+        plain: Activation | None = None
+        optional: Activation | None = None
         for r in node.rules:
             if r.error is not None:
                 run.errors.append(invalid(here, typ, f"rule compile error: {r.error}"))
@@ -468,14 +484,18 @@ class SchemaValidator:
                 continue
             if r.uses_old_self and old is None and not r.optional_old_self:
                 continue  # transition rules need a correlated old value
-            act: dict[str, Any] = {"self": self_val}
             if r.optional_old_self:
-                act["oldSelf"] = (
-                    cel.OptionalValue.none() if old is None else cel.OptionalValue.of(old_val)
-                )
-            elif old is not None:
-                act["oldSelf"] = old_val
-            res = _rule_error_string(r.spec)
+                if optional is None:
+                    opt = cel.OptionalValue.none() if old is None else cel.OptionalValue.of(old_val)
+                    optional = Activation({"self": self_val, "oldSelf": opt})
+                act = optional
+            else:
+                if plain is None:
+                    plain = Activation({"self": self_val})
+                    if old is not None and node.uses_old_self:
+                        plain["oldSelf"] = old_val
+                act = plain
+            res = r.error_string
             cost = prog.cost(act)
             if cost > PER_CALL_LIMIT:
                 run.errors.append(
@@ -517,10 +537,8 @@ class SchemaValidator:
             else:
                 run.errors.append(err)
 
-    def _message(self, r: _Rule, act: dict[str, Any], path: str, typ: str, run: _Run) -> str:
-        fallback = str(r.spec.get("message") or "").strip() or (
-            f"failed rule: {_rule_error_string(r.spec)}"
-        )
+    def _message(self, r: _Rule, act: Activation, path: str, typ: str, run: _Run) -> str:
+        fallback = r.default_message
         mp = r.message_program
         if mp is None:
             return fallback

@@ -1,7 +1,7 @@
 """JSON values → CEL values by structural schema (upstream's ``UnstructuredToVal``).
 
 What changes on the way in: ``type: number`` becomes a double even when JSON had ``1``;
-``type: integer`` an int even when YAML gave ``1.0``; ``format: date-time``/``date`` strings
+``format: date-time``/``date`` strings
 become timestamps, ``format: duration`` durations (Go's syntax, plus the ``d``/``w`` and
 spelled-out units strfmt accepts), ``format: byte`` bytes; declared property names are
 escaped (``foo-bar`` → ``foo__dash__bar``, ``namespace`` → ``__namespace__``) so rules select
@@ -109,10 +109,6 @@ def _number(v: Any) -> Any:
     return float(v) if isinstance(v, int) and not isinstance(v, bool) else v
 
 
-def _integer(v: Any) -> Any:
-    return int(v) if isinstance(v, float) and v.is_integer() else v
-
-
 def converter(schema: Any) -> Convert | None:
     """A function turning JSON values of ``schema`` into CEL values; None if identity."""
     if not isinstance(schema, dict) or schema.get("x-kubernetes-int-or-string"):
@@ -120,8 +116,6 @@ def converter(schema: Any) -> Convert | None:
     t = schema.get("type")
     if t == "number":
         return _number
-    if t == "integer":
-        return _integer
     if t == "string":
         return _string(schema.get("format"))
     if t == "array":
