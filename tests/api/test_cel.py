@@ -14,6 +14,7 @@ import pytest
 
 from pyk8s.api.cel import (
     PER_CALL_LIMIT,
+    Activation,
     CELError,
     SchemaValidator,
     compile_expression,
@@ -1061,3 +1062,92 @@ def test_gateway_api_rules() -> None:
         'spec.timeouts: Invalid value: "object": backendRequest timeout cannot be longer than '
         "request timeout",
     ]
+
+
+# ---- more of upstream's typing ----
+
+
+def test_policy_style_variables_are_dynamic() -> None:
+    names = ["object", "oldObject", "request"]
+    prog = compile_expression(
+        "object.spec.replicas <= 5 && request.operation == 'CREATE'", variables=names
+    )
+    act = {
+        "object": {"spec": {"replicas": 3}},
+        "oldObject": None,
+        "request": {"operation": "CREATE"},
+    }
+    assert prog.evaluate(act) is True
+    assert "undeclared reference to 'params'" in compile_error("params.max > 1", names)
+
+
+def test_one_activation_serves_several_programs() -> None:
+    act = Activation({"self": {"name": "Web", "replicas": 3}})
+    a = compile_expression("self.name.lowerAscii() == 'web'", variables=SELF)
+    b = compile_expression("self.replicas.size() == 1", variables=SELF)
+    c = compile_expression("self.name.size() == 3", variables=SELF)
+    assert [a.evaluate(act), c.evaluate(act)] == [True, True]
+    with pytest.raises(CELError):  # size() of an int: the checker cannot see it is one
+        b.evaluate(act)
+
+
+def test_int_or_string_is_dyn_and_unknown_fields_are_not_selectable() -> None:
+    schema = obj_schema(
+        {
+            "spec": obj_schema(
+                {
+                    "port": {"x-kubernetes-int-or-string": True},
+                    "blob": {"type": "object", "x-kubernetes-preserve-unknown-fields": True},
+                    "anything": {"x-kubernetes-preserve-unknown-fields": True},
+                },
+                {"rule": "type(self.port) == int ? self.port > 0 : self.port.endsWith('%')"},
+            )
+        }
+    )
+    assert compile_schema_rules(schema, AT) == []
+    assert validate_rules(schema, cr({"port": "50%"}), None) == []
+    assert len(validate_rules(schema, cr({"port": 0}), None)) == 1
+    # upstream's SchemaDeclType: unknown fields are not typed, so rules cannot reach them
+    for rule, field in [("has(self.blob.x)", "x"), ("has(self.anything)", "anything")]:
+        s = obj_schema(
+            {"spec": obj_schema(schema["properties"]["spec"]["properties"], {"rule": rule})}
+        )
+        assert f"undefined field '{field}'" in texts(compile_schema_rules(s, AT))[0]
+
+
+def test_embedded_resources_expose_type_and_object_meta() -> None:
+    schema = obj_schema(
+        {
+            "spec": obj_schema(
+                {
+                    "template": {
+                        "type": "object",
+                        "x-kubernetes-embedded-resource": True,
+                        "x-kubernetes-preserve-unknown-fields": True,
+                        "x-kubernetes-validations": [
+                            {"rule": "self.kind == 'Pod' && self.metadata.name.startsWith('t-')"}
+                        ],
+                    }
+                }
+            )
+        }
+    )
+    assert compile_schema_rules(schema, AT) == []
+    pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "x"}}
+    assert texts(validate_rules(schema, cr({"template": pod}), None)) == [
+        "spec.template: Invalid value: \"object\": failed rule: self.kind == 'Pod' && "
+        "self.metadata.name.startsWith('t-')"
+    ]
+
+
+def test_message_expression_compile_errors() -> None:
+    errs = crd_errors([{"rule": "self.n > 0", "messageExpression": "'n is ' + self.n"}])
+    assert errs[0].startswith(
+        f"{AT}.properties[spec].x-kubernetes-validations[0].messageExpression: Invalid value: "
+        'apiextensions.ValidationRule{Rule:"self.n > 0", Message:"", '
+        "MessageExpression:\"'n is ' + self.n\", "
+    )
+    assert errs[0].endswith(
+        "}: messageExpression compilation failed: ERROR: <input>:1:9: found no matching "
+        "overload for '_+_' applied to '(string, int)'\n | 'n is ' + self.n\n | ........^"
+    )

@@ -64,7 +64,7 @@ from typing import Any, Final
 
 from pyk8s.api.errors import FieldError
 
-from ._program import PER_CALL_LIMIT, CELError, Program, compile_expression
+from ._program import PER_CALL_LIMIT, Activation, CELError, Program, compile_expression
 from ._rules import (
     MAX_MESSAGE_EXPRESSION_BYTES,
     RUNTIME_COST_BUDGET,
@@ -77,6 +77,7 @@ __all__ = [
     "MAX_MESSAGE_EXPRESSION_BYTES",
     "PER_CALL_LIMIT",
     "RUNTIME_COST_BUDGET",
+    "Activation",
     "CELError",
     "Program",
     "SchemaValidator",
