@@ -341,8 +341,6 @@ class _Checker:
             if all(_match(p, a, binds) for p, a in zip(params, args, strict=True)):
                 results.append(_spec_type(result, binds))
         if not results:
-            if not any(s[0] == member for s in sigs):
-                return self.error(node.pos, f"undeclared reference to '{fn}' (in container '')")
             sig = _signature(args, member)
             return self.error(node.pos, f"found no matching overload for '{fn}' applied to '{sig}'")
         first = results[0]

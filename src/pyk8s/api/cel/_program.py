@@ -150,12 +150,14 @@ class Activation(dict[str, Any]):
     ``cel.Context``, to which each program adds the functions it needs).
     """
 
-    __slots__ = ("_context", "_functions")
+    __slots__ = ("_context", "_functions", "size_hint")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._context: Any = None
         self._functions: set[str] = set()
+        #: the cost estimate's stand-in size, computed once (see :class:`_Ctx`)
+        self.size_hint: int | None = None
 
     def context(self, functions: Mapping[str, Any]) -> Any:
         """The converted variables, with ``functions`` registered."""
@@ -251,7 +253,9 @@ class _Ctx:
 
     def __init__(self, activation: Mapping[str, Any]) -> None:
         self.act = activation
-        self._hint: int | None = None
+        self._hint: int | None = (
+            activation.size_hint if isinstance(activation, Activation) else None
+        )
 
     def hint(self) -> int:
         """The largest list/map/string size anywhere in the activation."""
@@ -269,6 +273,8 @@ class _Ctx:
                     best = max(best, len(v))
                     stack.extend(v.values())
             self._hint = best
+            if isinstance(self.act, Activation):
+                self.act.size_hint = best
         return self._hint
 
 
