@@ -25,8 +25,9 @@ We use ``common-expression-language`` (Rust bindings to cel-rust): 40-200x faste
 evaluate, and its syntax errors are cel-go's own text. Neither package type-checks or
 counts cost, and only ``cel-python`` can hold Python objects as values. What the evaluator
 lacks we add: a parser and gradual type checker for the errors cel-go's checker gives
-(:mod:`._checker`), the Kubernetes libraries in Python (:mod:`._library`; Quantity and URL
-travel as one-key maps), code-point ``size`` for strings (the evaluator counts bytes), and
+(:mod:`._checker`), the Kubernetes libraries in Python (:mod:`._library`; Quantity, URL, IP,
+CIDR and Format travel as one-key maps), code-point ``size`` for strings (the evaluator
+counts bytes), and
 a cost estimate (:mod:`._program`). ``matches`` with a literal pattern runs in Python with a
 cached regex, translated from RE2 where the meaning is surely the same (the evaluator
 compiles the regex on every call, 15-30 µs).
@@ -44,6 +45,11 @@ masked string``), format (``format.dns1123Label()`` and the other named formats,
 ``optional.none`` and ``hasValue``/``value``/``orValue`` (for ``optionalOldSelf``). All 657
 ``x-kubernetes-validations`` rules of the Gateway API v1.6 CRDs compile, and its 106 example
 objects pass them.
+
+Typing follows upstream's ``SchemaDeclType`` (:mod:`._types`): ``x-kubernetes-int-or-string``
+is ``dyn``; ``x-kubernetes-preserve-unknown-fields`` adds nothing (unknown fields cannot be
+selected, and a property without a type is not visible to rules), though unknown fields
+still take part in ``self == oldSelf``.
 
 Missing (the evaluator cannot, or not yet): the optional syntax ``self.?x`` / ``self[?k]``
 and ``cel.bind`` (parse errors), two-variable comprehensions (``all(i, v, ...)``), the authz
