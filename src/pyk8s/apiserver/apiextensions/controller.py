@@ -201,7 +201,10 @@ class CRDController:
             _set_condition(
                 status, "Established", "False", "NotAccepted", "not all names are accepted"
             )
-        if accepted or condition(crd, "Established") is not None:
+        established = condition({"status": status}, "Established")
+        if established is not None and established.get("status") == "True":
+            # once established a CRD stays served under its accepted names, even when a
+            # later change of its names is refused
             self._install(crd, status)
         remaining = 0
         if terminating:

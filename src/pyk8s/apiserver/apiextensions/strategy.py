@@ -24,15 +24,15 @@ import orjson
 from pyk8s.api import crdschema, errors
 from pyk8s.api.cel import validate_rules
 from pyk8s.api.crdprinter import crd_printer
-from pyk8s.api.errors import FieldError
+from pyk8s.api.errors import FieldError, FieldErrorType
 from pyk8s.api.jsonpath import JSONPath, JSONPathError
 from pyk8s.api.jsonpath import parse as parse_jsonpath
 from pyk8s.api.registry import Resource
 from pyk8s.api.selectors import FieldSelector, SelectorError
 from pyk8s.api.tables import build_table
 from pyk8s.api.validation import apiextensions as crd_validation
-from pyk8s.api.validation.groups import generic_meta
-from pyk8s.api.validation.meta import validate_object_meta_update
+from pyk8s.api.validation import names
+from pyk8s.api.validation.meta import validate_object_meta, validate_object_meta_update
 from pyk8s.apiserver import conversionwebhook
 from pyk8s.apiserver.strategies import JSON, Rollback, Strategy, Subresource
 from pyk8s.apiserver.subresources import Scale
@@ -43,6 +43,21 @@ CONVERTED_CACHE = 4096
 
 #: the finalizer that holds a deleted CRD until its instances are gone
 CLEANUP_FINALIZER = "customresourcecleanup.apiextensions.k8s.io"
+
+#: schema errors after which upstream does not run the CEL rules (hasBlockingErr)
+_BLOCKING = frozenset(
+    {
+        FieldErrorType.NOT_SUPPORTED,
+        FieldErrorType.REQUIRED,
+        FieldErrorType.TOO_LONG,
+        FieldErrorType.TOO_MANY,
+        FieldErrorType.TYPE_INVALID,
+    }
+)
+_RULES_NOT_CHECKED = (
+    "some validation rules were not checked because the object was invalid; "
+    "correct the existing errors to complete validation"
+)
 
 
 def storage_version(crd: JSON) -> str:
@@ -153,6 +168,7 @@ class CustomResourceStrategy(Strategy):
             else {}
         )
         self._printer = crd_printer(crd, version)
+        self._has_defaults = _has_defaults(self.schema)
         self._selectable: dict[str, JSONPath] = {}
         for f in v.get("selectableFields") or []:
             path = str(f.get("jsonPath", ""))
@@ -187,7 +203,13 @@ class CustomResourceStrategy(Strategy):
         }
 
     def validate(self, obj: JSON) -> list[FieldError]:
-        errs = generic_meta(obj, self.resource.namespaced)
+        # upstream's customResourceValidator: names are DNS subdomains
+        errs = validate_object_meta(
+            obj.get("metadata") or {},
+            self.resource.namespaced,
+            names.name_is_dns_subdomain,
+            core=False,
+        )
         return errs + self._schema_errors(obj, None)
 
     def validate_update(self, new: JSON, old: JSON) -> list[FieldError]:
@@ -195,10 +217,18 @@ class CustomResourceStrategy(Strategy):
         return errs + self._schema_errors(new, old)
 
     def _schema_errors(self, obj: JSON, old: JSON | None) -> list[FieldError]:
+        """Upstream's order: the schema (ratcheted on update), then the CEL rules, unless
+        a blocking error means the object lacks the shape the rules expect."""
         if not self.schema:
             return []
-        errs = crdschema.validate(obj, self.schema)
-        errs += validate_rules(self.schema, obj, old)
+        if old is None:
+            errs = crdschema.validate(obj, self.schema)
+        else:
+            errs = crdschema.validate_update(obj, old, self.schema)
+        if any(e.type in _BLOCKING for e in errs):
+            errs.append(FieldError(FieldErrorType.INVALID, "<nil>", "null", _RULES_NOT_CHECKED))
+        else:
+            errs += validate_rules(self.schema, obj, old)
         return errs
 
     async def before_create(self, obj: JSON, *, dry_run: bool) -> list[Rollback]:
@@ -238,7 +268,14 @@ class CustomResourceStrategy(Strategy):
 
     def convert(self, obj: JSON, api_version: str) -> JSON:
         """The object at another version: ``None`` conversion changes the apiVersion, a
-        webhook's answer comes from :meth:`prepare_conversion`."""
+        webhook's answer comes from :meth:`prepare_conversion`.
+
+        What is converted to this strategy's own version is being read: it gets the
+        version's defaults (see :meth:`read_defaults`)."""
+        out = self._convert(obj, api_version)
+        return self.read_defaults(out) if api_version == self.resource.api_version else out
+
+    def _convert(self, obj: JSON, api_version: str) -> JSON:
         if obj.get("apiVersion") == api_version:
             return obj
         if self.converts_by_webhook:
@@ -255,11 +292,27 @@ class CustomResourceStrategy(Strategy):
             )
         return {**obj, "apiVersion": api_version}
 
+    def read_defaults(self, obj: JSON) -> JSON:
+        """``obj`` (read from storage, at this version) with the schema's defaults, as
+        upstream's storage decoder defaults: objects written before a default was added
+        to the CRD read with it. ``obj`` itself when nothing was missing (it may be
+        shared: never changed in place)."""
+        if not self._has_defaults:
+            return obj
+        out = copy.deepcopy(obj)
+        crdschema.apply_defaults(out, self.schema)
+        return obj if out == obj else out
+
     # ------------------------------------------------------------------ reads
 
     def field_selector(self, selector: FieldSelector) -> FieldSelector:
+        known = (
+            ("metadata.name", "metadata.namespace")
+            if self.resource.namespaced
+            else ("metadata.name",)
+        )
         for t in selector.terms:
-            if t.field not in ("metadata.name", "metadata.namespace", *self._selectable):
+            if t.field not in (*known, *self._selectable):
                 raise SelectorError(f"field label not supported: {t.field}")
         return selector
 
@@ -295,6 +348,15 @@ class CustomResourceStrategy(Strategy):
             no_headers=no_headers,
             printer=self._printer,
         )
+
+
+def _has_defaults(schema: Any) -> bool:
+    """Whether a schema sets a ``default`` anywhere (else reads need no defaulting)."""
+    if isinstance(schema, dict):
+        return "default" in schema or any(_has_defaults(v) for v in schema.values())
+    if isinstance(schema, list):
+        return any(_has_defaults(v) for v in schema)
+    return False
 
 
 def _conversion_key(obj: JSON, api_version: str) -> bytes:
