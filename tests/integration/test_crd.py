@@ -361,13 +361,6 @@ def test_paginated_lists_default_objects_stored_before_the_default(
         }, how
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a GET, a LIST from the watch cache and a WATCH at the storage version hand out "
-    "the stored object without asking the strategy (rest.ResourceStore.to_request and "
-    "watchcache.Entry.as_version skip Strategy.convert when the version matches), so "
-    "CustomResourceStrategy.read_defaults is not applied there",
-)
 def test_every_read_defaults_objects_stored_before_the_default(
     kubectl: Kubectl, api: Any, ns: str
 ) -> None:

@@ -66,7 +66,7 @@ from pyk8s.apiserver.rest import (
     timestamp,
 )
 from pyk8s.apiserver.strategies import Allocators, Rollback, Strategy, builtin_strategy
-from pyk8s.apiserver.watchcache import CacheEvent, Converter, Entry, NotReady, TooOld
+from pyk8s.apiserver.watchcache import CacheEvent, Entry, NotReady, TooOld
 from pyk8s.storage import Compacted, FutureRevision, next_start
 
 if TYPE_CHECKING:
@@ -768,7 +768,7 @@ class ResourceHandlers:
                 entries = [e for e in entries if matches(e.obj)]
             strategy = self.strategy(r)
             await strategy.prepare_conversion([e.obj for e in entries], r.api_version)
-            views = [e.as_version(r.api_version, strategy.convert) for e in entries]
+            views = [strategy.view(e, r.api_version) for e in entries]
             objs = [obj for obj, _ in views]
             raws = [raw for _, raw in views]
             list_meta = {"resourceVersion": str(self.cache.revision)}
@@ -851,7 +851,6 @@ class ResourceHandlers:
         table = encoding.wants_table(request.headers.get("Accept"))
         include = q.get("includeObject", "")
         strategy = self.strategy(r)
-        convert = strategy.convert
 
         initial: list[Entry] = []
         error_event: JSON | None = None
@@ -906,7 +905,7 @@ class ResourceHandlers:
                 chunk = initial[i : i + WATCH_BATCH]
                 await strategy.prepare_conversion([e.obj for e in chunk], r.api_version)
                 await resp.write(
-                    b"".join(frame("ADDED", *e.as_version(r.api_version, convert)) for e in chunk)
+                    b"".join(frame("ADDED", *strategy.view(e, r.api_version)) for e in chunk)
                 )
             if send_initial is not None and _bool(send_initial) and bookmarks:
                 await resp.write(
@@ -939,7 +938,7 @@ class ResourceHandlers:
                     )
                     await resp.write(
                         b"".join(
-                            self._event_frame(ev, frame, r.api_version, convert) for ev in events
+                            self._event_frame(ev, frame, r.api_version, strategy) for ev in events
                         )
                     )
                 if len(events) < len(batch):
@@ -960,10 +959,10 @@ class ResourceHandlers:
         ev: CacheEvent,
         frame: Callable[[str, JSON, bytes | None], bytes],
         api_version: str,
-        convert: Converter,
+        strategy: Strategy,
     ) -> bytes:
         """One watch event, its object in the request's version (DELETED: the last state)."""
-        return frame(ev.type, *ev.entry.as_version(api_version, convert))
+        return frame(ev.type, *strategy.view(ev.entry, api_version))
 
     def _current(self, prefix: str, matches: Matcher | None) -> list[Entry]:
         entries = self.cache.list(prefix)

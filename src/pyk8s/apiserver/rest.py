@@ -157,7 +157,9 @@ class ResourceStore:
     async def to_request(self, obj: JSON) -> JSON:
         """A stored object as this resource's version serves it (itself if no conversion)."""
         api_version = obj.get("apiVersion")
-        if api_version is None or api_version == self.resource.api_version:
+        if (
+            api_version is None or api_version == self.resource.api_version
+        ) and not self.strategy.reads_need_view:
             return obj
         await self.strategy.prepare_conversion([obj], self.resource.api_version)
         return self.strategy.convert(obj, self.resource.api_version)

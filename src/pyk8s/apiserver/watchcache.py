@@ -61,19 +61,34 @@ class Entry:
     obj: JSON
     raw: bytes
     revision: int
-    #: the object converted to other versions, with its JSON, made on first use
-    views: dict[str, tuple[JSON, bytes]] = field(default_factory=dict, compare=False, repr=False)
+    #: the object converted to other versions, with its JSON, made on first use; keyed by
+    #: version and the strategy that made it (a changed CRD makes new views)
+    views: dict[tuple[str, object], tuple[JSON, bytes]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
-    def as_version(self, api_version: str, converter: Converter = convert) -> tuple[JSON, bytes]:
+    def as_version(
+        self,
+        api_version: str,
+        converter: Converter = convert,
+        *,
+        token: object = None,
+        always: bool = False,
+    ) -> tuple[JSON, bytes]:
         """The object as ``api_version`` serves it, and its JSON (shared: do not change).
 
-        ``converter`` is the resource's own (a custom resource converts by its CRD)."""
-        if self.obj.get("apiVersion", api_version) == api_version:
+        ``converter`` is the resource's own (a custom resource converts by its CRD), and
+        ``token`` names it (views made by another converter are not reused). ``always``
+        runs the converter even on an object already at the version (a custom resource
+        defaults what it reads)."""
+        if not always and self.obj.get("apiVersion", api_version) == api_version:
             return self.obj, self.raw  # the common case: no conversion, ready-made bytes
-        view = self.views.get(api_version)
+        key = (api_version, token)
+        view = self.views.get(key)
         if view is None:
             obj = converter(self.obj, api_version)
-            view = self.views[api_version] = (obj, orjson.dumps(obj))
+            raw = self.raw if obj is self.obj else orjson.dumps(obj)
+            view = self.views[key] = (obj, raw)
         return view
 
 

@@ -292,6 +292,10 @@ class CustomResourceStrategy(Strategy):
             )
         return {**obj, "apiVersion": api_version}
 
+    @property
+    def reads_need_view(self) -> bool:
+        return self._has_defaults
+
     def read_defaults(self, obj: JSON) -> JSON:
         """``obj`` (read from storage, at this version) with the schema's defaults, as
         upstream's storage decoder defaults: objects written before a default was added

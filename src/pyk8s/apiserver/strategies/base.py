@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
     from pyk8s.apiserver.handlers import ResourceHandlers
     from pyk8s.apiserver.requestinfo import RequestInfo
+    from pyk8s.apiserver.watchcache import Entry
 
 JSON = dict[str, Any]
 
@@ -148,6 +149,16 @@ class Strategy:
     def convert(self, obj: JSON, api_version: str) -> JSON:
         """``obj`` at ``api_version`` (built-in conversions; custom resources by CRD)."""
         return convert(obj, api_version)
+
+    @property
+    def reads_need_view(self) -> bool:
+        """Whether an object already at the request's version still goes through
+        :meth:`convert` when read (a custom resource whose schema has defaults)."""
+        return False
+
+    def view(self, entry: Entry, api_version: str) -> tuple[JSON, bytes]:
+        """A cached object as a request of ``api_version`` reads it, with its JSON."""
+        return entry.as_version(api_version, self.convert, token=self, always=self.reads_need_view)
 
     # ------------------------------------------------------------------ delete
 
