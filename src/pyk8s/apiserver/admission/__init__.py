@@ -104,6 +104,18 @@ class Plugin:
         """Refuse the request by raising (validating phase)."""
 
 
+class PodCreatePlugin(Plugin):
+    """A plugin that looks only at new pods (not their subresources)."""
+
+    operations: ClassVar[frozenset[str]] = frozenset({CREATE})
+
+    def __init__(self, context: Context) -> None:
+        self.reader = context.reader
+
+    def handles(self, attrs: Attributes) -> bool:
+        return attrs.operation == CREATE and attrs.is_pod()
+
+
 class Chain:
     """The enabled plugins, in order; the mutating phase, then the validating one."""
 

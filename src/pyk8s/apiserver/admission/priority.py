@@ -3,10 +3,8 @@ built in; a globalDefault class applies to pods that name none), as upstream's p
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 from pyk8s.api import errors
-from pyk8s.apiserver.admission import CREATE, JSON, Attributes, Context, Plugin, Reader
+from pyk8s.apiserver.admission import JSON, Attributes, PodCreatePlugin, Reader
 
 SYSTEM_PRIORITY_CLASSES = {
     "system-node-critical": 2000001000,
@@ -14,15 +12,8 @@ SYSTEM_PRIORITY_CLASSES = {
 }
 
 
-class Priority(Plugin):
+class Priority(PodCreatePlugin):
     name = "Priority"
-    operations: ClassVar[frozenset[str]] = frozenset({CREATE})
-
-    def __init__(self, context: Context) -> None:
-        self.reader = context.reader
-
-    def handles(self, attrs: Attributes) -> bool:
-        return attrs.operation == CREATE and attrs.is_pod()
 
     async def admit(self, attrs: Attributes) -> None:
         assert attrs.obj is not None

@@ -4,20 +4,12 @@
 from __future__ import annotations
 
 import secrets
-from typing import ClassVar
 
-from pyk8s.apiserver.admission import CREATE, JSON, Attributes, Context, Plugin, Reader
+from pyk8s.apiserver.admission import JSON, Attributes, PodCreatePlugin, Reader
 
 
-class ServiceAccount(Plugin):
+class ServiceAccount(PodCreatePlugin):
     name = "ServiceAccount"
-    operations: ClassVar[frozenset[str]] = frozenset({CREATE})
-
-    def __init__(self, context: Context) -> None:
-        self.reader = context.reader
-
-    def handles(self, attrs: Attributes) -> bool:
-        return attrs.operation == CREATE and attrs.is_pod()
 
     async def admit(self, attrs: Attributes) -> None:
         assert attrs.obj is not None

@@ -3,9 +3,7 @@ NoExecute taints for 300 s unless they say otherwise (upstream's plugin)."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-from pyk8s.apiserver.admission import CREATE, JSON, Attributes, Context, Plugin
+from pyk8s.apiserver.admission import JSON, Attributes, PodCreatePlugin
 
 DEFAULT_TOLERATIONS = (
     ("node.kubernetes.io/not-ready", 300),
@@ -13,15 +11,8 @@ DEFAULT_TOLERATIONS = (
 )
 
 
-class DefaultTolerationSeconds(Plugin):
+class DefaultTolerationSeconds(PodCreatePlugin):
     name = "DefaultTolerationSeconds"
-    operations: ClassVar[frozenset[str]] = frozenset({CREATE})
-
-    def __init__(self, context: Context) -> None:
-        pass
-
-    def handles(self, attrs: Attributes) -> bool:
-        return attrs.operation == CREATE and attrs.is_pod()
 
     async def admit(self, attrs: Attributes) -> None:
         assert attrs.obj is not None

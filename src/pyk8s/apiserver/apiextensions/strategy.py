@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from datetime import datetime
 from typing import Any
 
 import orjson
@@ -29,7 +28,6 @@ from pyk8s.api.jsonpath import JSONPath, JSONPathError
 from pyk8s.api.jsonpath import parse as parse_jsonpath
 from pyk8s.api.registry import Resource
 from pyk8s.api.selectors import FieldSelector, SelectorError
-from pyk8s.api.tables import build_table
 from pyk8s.api.validation import apiextensions as crd_validation
 from pyk8s.api.validation import names
 from pyk8s.api.validation.meta import validate_object_meta, validate_object_meta_update
@@ -167,7 +165,7 @@ class CustomResourceStrategy(Strategy):
             if isinstance(scale, dict)
             else {}
         )
-        self._printer = crd_printer(crd, version)
+        self.printer = crd_printer(crd, version)
         self._has_defaults = _has_defaults(self.schema)
         self._selectable: dict[str, JSONPath] = {}
         for f in v.get("selectableFields") or []:
@@ -333,25 +331,6 @@ class CustomResourceStrategy(Strategy):
                     ("true" if value else "false") if isinstance(value, bool) else str(value)
                 )
         return out
-
-    def table(
-        self,
-        objects: list[JSON],
-        *,
-        now: datetime,
-        include_object: str,
-        list_meta: Mapping[str, Any] | None = None,
-        no_headers: bool = False,
-    ) -> JSON:
-        return build_table(
-            self.resource,
-            objects,
-            now=now,
-            include_object=include_object,
-            list_meta=list_meta,
-            no_headers=no_headers,
-            printer=self._printer,
-        )
 
 
 def _has_defaults(schema: Any) -> bool:

@@ -26,7 +26,7 @@ from pyk8s.api.errors import FieldError
 from pyk8s.api.registry import Resource
 from pyk8s.api.schema import schemas
 from pyk8s.api.selectors import FieldSelector, check_field_selector, field_values
-from pyk8s.api.tables import build_table
+from pyk8s.api.tables import Printer, build_table
 from pyk8s.api.validation import unknown_fields, validate_create, validate_update
 
 if TYPE_CHECKING:
@@ -76,6 +76,8 @@ class Strategy:
     strategic_merge_patch: ClassVar[bool] = True
     #: subresources answered by their own code; "status" is generic and needs no entry
     subresources: Mapping[str, Subresource] = {}
+    #: the Table printer (None: the built-in one for this resource, tables.py)
+    printer: Printer | None = None
 
     def __init__(self, resource: Resource) -> None:
         self.resource = resource
@@ -206,6 +208,7 @@ class Strategy:
             include_object=include_object,
             list_meta=list_meta,
             no_headers=no_headers,
+            printer=self.printer,
         )
 
     # ------------------------------------------------------------------ side effects

@@ -134,31 +134,19 @@ class ServiceStrategy(Strategy):
                     try:
                         await ips.reserve(ip, owner)
                     except AlreadyAllocated:
-                        raise errors.invalid_object(
-                            "Service",
-                            meta.get("name", ""),
-                            [
-                                errors.invalid(
-                                    "spec.clusterIPs",
-                                    [ip],
-                                    f"failed to allocate IP {ip}: provided IP is already allocated",
-                                )
-                            ],
+                        raise _invalid(
+                            meta,
+                            "spec.clusterIPs",
+                            [ip],
+                            f"failed to allocate IP {ip}: provided IP is already allocated",
                         ) from None
                     except OutOfRange:
-                        raise errors.invalid_object(
-                            "Service",
-                            meta.get("name", ""),
-                            [
-                                errors.invalid(
-                                    "spec.clusterIPs",
-                                    [ip],
-                                    f"failed to allocate IP {ip}: the provided IP "
-                                    f"({ip}) is not in the valid range. The range of "
-                                    "valid IPs is "
-                                    f"{self.service_cidr}",
-                                )
-                            ],
+                        raise _invalid(
+                            meta,
+                            "spec.clusterIPs",
+                            [ip],
+                            f"failed to allocate IP {ip}: the provided IP ({ip}) is not in the "
+                            f"valid range. The range of valid IPs is {self.service_cidr}",
                         ) from None
                     taken.append((ips, ip))
                     spec["clusterIPs"] = [ip]
@@ -179,30 +167,20 @@ class ServiceStrategy(Strategy):
                         try:
                             await ports.reserve(str(np), owner)
                         except AlreadyAllocated:
-                            raise errors.invalid_object(
-                                "Service",
-                                meta.get("name", ""),
-                                [
-                                    errors.invalid(
-                                        f"spec.ports[{i}].nodePort",
-                                        np,
-                                        "provided port is already allocated",
-                                    )
-                                ],
+                            raise _invalid(
+                                meta,
+                                f"spec.ports[{i}].nodePort",
+                                np,
+                                "provided port is already allocated",
                             ) from None
                         except OutOfRange:
                             lo, hi = self.node_port_range
-                            raise errors.invalid_object(
-                                "Service",
-                                meta.get("name", ""),
-                                [
-                                    errors.invalid(
-                                        f"spec.ports[{i}].nodePort",
-                                        np,
-                                        f"provided port is not in the valid range. The "
-                                        f"range of valid ports is {lo}-{hi}",
-                                    )
-                                ],
+                            raise _invalid(
+                                meta,
+                                f"spec.ports[{i}].nodePort",
+                                np,
+                                "provided port is not in the valid range. The range of valid "
+                                f"ports is {lo}-{hi}",
                             ) from None
                         taken.append((ports, str(np)))
                     else:
@@ -230,6 +208,13 @@ class ServiceStrategy(Strategy):
         for p in spec.get("ports", []):
             if p.get("nodePort") and p["nodePort"] not in kept:
                 await self.node_ports.release(str(p["nodePort"]))
+
+
+def _invalid(meta: JSON, path: str, value: Any, detail: str) -> errors.StatusError:
+    """The 422 an allocation failure answers (upstream reports it as a field error)."""
+    return errors.invalid_object(
+        "Service", meta.get("name", ""), [errors.invalid(path, value, detail)]
+    )
 
 
 def _rollbacks(taken: list[tuple[Any, str]]) -> list[Rollback]:
