@@ -18,8 +18,10 @@ other, lists and watches at both, updates at the old version stored at the new o
 ConversionReview requests the webhook received, and a webhook that is down answering
 reads with upstream's 500 instead of hanging.
 
-A webhook served from a pod is not here: the test images are busybox-static, which has
-no TLS server, so the in-process server stands in for it.
+One more test (``e2e``: root, containerd) serves the same webhook from a pod on a real
+kubelet behind a Service with a selector: the EndpointSlice controller publishes the pod
+and the API server dials its pod IP. Our test images are busybox-static, which has no TLS
+server, so that pod runs the host's Python, mounted read-only.
 """
 
 from __future__ import annotations
@@ -27,9 +29,12 @@ from __future__ import annotations
 import base64
 import datetime
 import http.server
+import inspect
 import ipaddress
 import json
 import ssl
+import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -44,7 +49,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tests.integration.conftest import Kubectl, free_port
+from tests.controllers import conftest as controllers_fixtures
+from tests.integration.conftest import Kubectl, Server, free_port
+from tests.kubelet import node_fixtures
+
+#: the e2e test's fixtures: its own API server and a kubelet with containerd
+cm_server = controllers_fixtures.cm_server
+node = node_fixtures.node
 
 JSON = dict[str, Any]
 GROUP = "stable.example.com"
@@ -714,3 +725,181 @@ def test_service_whose_endpoint_refuses_fails_reads(
         )
     finally:
         kubectl("delete", "crd", manifest["metadata"]["name"], "--timeout=60s")
+
+
+# --------------------------------------------------------------------------- a webhook in a pod
+
+#: the webhook as a pod runs it: the conversion above, served over TLS on :8443
+POD_SERVER = "\n\n".join(
+    [
+        "from __future__ import annotations\n"
+        "import http.server, json, ssl\n"
+        "from typing import Any\n"
+        f"JSON = dict[str, Any]\nOLD, NEW = {OLD!r}, {NEW!r}",
+        inspect.getsource(to_v1),
+        inspect.getsource(to_v1alpha1),
+        inspect.getsource(convert_review),
+        """
+class Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        review = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        req = review["request"]
+        print("review", review["apiVersion"], req["desiredAPIVersion"],
+              " ".join(o["metadata"]["name"] for o in req["objects"]), flush=True)
+        body = json.dumps(convert_review(review)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
+server = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), Handler)
+server.socket = ctx.wrap_socket(server.socket, server_side=True)
+print("serving", flush=True)
+server.serve_forever()
+""",
+    ]
+)
+
+
+def webhook_pod(node_name: str) -> JSON:
+    """busybox with the host's Python mounted read-only (our images have no TLS server)."""
+    # Debian's /lib and /lib64 are links into /usr; the loader's path is absolute.
+    host = [("usr", "/usr", "/usr"), ("lib", "/usr/lib", "/lib"), ("lib64", "/usr/lib64", "/lib64")]
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "converter", "labels": {"app": "converter"}},
+        "spec": {
+            "nodeName": node_name,
+            "automountServiceAccountToken": False,
+            "containers": [
+                {
+                    "name": "webhook",
+                    "image": "pyk8s.local/busybox:1.35",
+                    "command": ["/usr/bin/python3", "-u", "/webhook/server.py"],
+                    "env": [{"name": "LD_LIBRARY_PATH", "value": "/usr/lib/x86_64-linux-gnu"}],
+                    "ports": [{"containerPort": 8443, "name": "https"}],
+                    "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
+                    "volumeMounts": [
+                        {"name": "server", "mountPath": "/webhook"},
+                        {"name": "tls", "mountPath": "/tls"},
+                        *({"name": n, "mountPath": m, "readOnly": True} for n, _, m in host),
+                    ],
+                }
+            ],
+            "volumes": [
+                {"name": "server", "configMap": {"name": "converter"}},
+                {"name": "tls", "secret": {"secretName": "converter-tls"}},
+                *({"name": n, "hostPath": {"path": p}} for n, p, _ in host),
+            ],
+        },
+    }
+
+
+@pytest.mark.e2e
+def test_webhook_served_from_a_pod(cm_server: Server, node: Any, tmp_path: Path) -> None:
+    """The webhook runs in a pod behind a Service with a selector: the EndpointSlice
+    controller publishes the pod, the API server dials its pod IP and checks TLS against
+    ``converter.<ns>.svc``."""
+    if not Path("/usr/bin/python3").exists():
+        pytest.skip("the webhook pod runs the host's /usr/bin/python3")
+    kubectl = Kubectl(cm_server.kubeconfig)
+    ns = f"podconv-{uuid.uuid4().hex[:6]}"
+    kubectl("create", "namespace", ns)
+    pki = make_pki(tmp_path, [f"converter.{ns}.svc"])
+    with open(tmp_path / "endpointslice-controller.log", "wb") as log:
+        controllers = subprocess.Popen(
+            [
+                sys.executable, "-m", "pyk8s", "controller-manager",
+                "--kubeconfig", str(cm_server.kubeconfig), "--controllers", "endpointslice",
+                "--leader-elect", "false", "--port", str(free_port()),
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    manifest = crd_manifest(
+        "PodBackend",
+        {
+            "service": {"namespace": ns, "name": "converter", "path": "/convert"},
+            "caBundle": base64.b64encode(pki.ca_pem).decode(),
+        },
+    )
+    try:
+        apply(
+            kubectl,
+            ns,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "converter"},
+                "data": {"server.py": POD_SERVER},
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "converter-tls"},
+                "type": "kubernetes.io/tls",
+                "stringData": {
+                    "tls.crt": pki.cert_file.read_text(),
+                    "tls.key": pki.key_file.read_text(),
+                },
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {"name": "converter"},
+                "spec": {
+                    "selector": {"app": "converter"},
+                    "ports": [{"port": 443, "targetPort": "https"}],
+                },
+            },
+            webhook_pod(node.name),
+        )
+        ready = kubectl.run(
+            "wait", "-n", ns, "--for=condition=Ready", "pod/converter", "--timeout=90s",
+            check=False, timeout=100,
+        )  # fmt: skip
+        if ready.returncode != 0:
+            logs = kubectl.run("logs", "converter", "-n", ns, "--previous", check=False)
+            raise AssertionError(
+                "the webhook pod is not Ready:\n"
+                + kubectl("describe", "pod", "converter", "-n", ns)
+                + logs.stdout
+                + logs.stderr
+            )
+        pod_ip = kubectl.json("get", "pod", "converter", "-n", ns)["status"]["podIP"]
+
+        def published() -> bool:
+            for s in kubectl.json("get", "endpointslices", "-n", ns)["items"]:
+                for ep in s.get("endpoints") or []:
+                    if pod_ip in ep["addresses"] and ep["conditions"].get("ready"):
+                        return True
+            return False
+
+        deadline = time.monotonic() + 60
+        while not published():
+            assert time.monotonic() < deadline, "the pod never reached an EndpointSlice"
+            time.sleep(0.5)
+
+        install(kubectl, manifest)
+        crd = Crd("PodBackend", "podbackends", "/convert")
+        apply(kubectl, ns, old_object(crd, "db"))
+        as_v1 = kubectl.json("get", crd.resource("v1"), "db", "-n", ns)
+        assert as_v1["spec"] == {"address": "db.example:5432"}
+        listed = kubectl.json("get", crd.resource("v1alpha1"), "-n", ns)["items"]
+        assert [o["spec"] for o in listed] == [{"host": "db.example", "port": 5432}]
+
+        logs = kubectl("logs", "converter", "-n", ns)
+        assert f"review apiextensions.k8s.io/v1 {NEW} db" in logs.splitlines()
+        assert f"review apiextensions.k8s.io/v1 {OLD} db" in logs.splitlines()
+    finally:
+        kubectl("delete", "crd", manifest["metadata"]["name"], "--timeout=60s", check=False)
+        kubectl("delete", "namespace", ns, "--wait=false", check=False)
+        controllers.terminate()
+        controllers.wait(timeout=30)
