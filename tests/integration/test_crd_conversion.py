@@ -661,11 +661,6 @@ def test_webhook_down_fails_reads_with_upstreams_message(
     assert got.json()["message"] == f"conversion webhook for {OLD}, Kind={crd.kind}List {failed}"
 
 
-@pytest.mark.xfail(
-    reason="rest.to_storage must raise ConversionError.internal() (a write's wording); "
-    "until then a write answers the read's message with an empty reason",
-    strict=False,
-)
 def test_webhook_down_fails_writes_as_an_internal_error(
     raw: Any, kubectl: Kubectl, ns: str, dead_crd: tuple[Crd, int]
 ) -> None:
@@ -683,11 +678,6 @@ def test_webhook_down_fails_writes_as_an_internal_error(
     )
 
 
-@pytest.mark.xfail(
-    reason="the LIST handler must call prepare_conversion(..., as_list=True) "
-    "(conversionwebhook.convert takes as_list); until then one item gets the object message",
-    strict=False,
-)
 def test_webhook_down_fails_a_list_of_one_as_a_list(
     raw: Any, kubectl: Kubectl, ns: str, dead_crd: tuple[Crd, int]
 ) -> None:

@@ -758,7 +758,7 @@ class ResourceHandlers:
                 start = prefix + rel
             objs, list_meta = await self._list_from_store(prefix, revision, start, limit, matches)
             strategy = self.strategy(r)
-            await strategy.prepare_conversion(objs, r.api_version)
+            await strategy.prepare_conversion(objs, r.api_version, as_list=True)
             objs = [strategy.convert(o, r.api_version) for o in objs]
             raws = [orjson.dumps(o) for o in objs]
         else:
@@ -767,7 +767,7 @@ class ResourceHandlers:
             if matches is not None:
                 entries = [e for e in entries if matches(e.obj)]
             strategy = self.strategy(r)
-            await strategy.prepare_conversion([e.obj for e in entries], r.api_version)
+            await strategy.prepare_conversion([e.obj for e in entries], r.api_version, as_list=True)
             views = [strategy.view(e, r.api_version) for e in entries]
             objs = [obj for obj, _ in views]
             raws = [raw for _, raw in views]

@@ -170,7 +170,7 @@ class ResourceStore:
         api_version = obj.get("apiVersion")
         if api_version is None or api_version == target:
             return obj
-        await self.strategy.prepare_conversion([obj], target)
+        await self.strategy.prepare_conversion([obj], target, for_write=True)
         return self.strategy.convert(obj, target)
 
     async def _read_stored(self, namespace: str, name: str) -> KeyValue:

@@ -242,8 +242,18 @@ class CustomResourceStrategy(Strategy):
     def converts_by_webhook(self) -> bool:
         return self.conversion.get("strategy") == "Webhook" and self.webhooks is not None
 
-    async def prepare_conversion(self, objects: Sequence[JSON], api_version: str) -> None:
-        """Send the objects not yet at ``api_version`` to the conversion webhook, once."""
+    async def prepare_conversion(
+        self,
+        objects: Sequence[JSON],
+        api_version: str,
+        *,
+        as_list: bool = False,
+        for_write: bool = False,
+    ) -> None:
+        """Send the objects not yet at ``api_version`` to the conversion webhook, once.
+
+        A failure reads as upstream's: with the list wording for a LIST (``as_list``), and
+        as an InternalError when the object is being written (``for_write``)."""
         if not self.converts_by_webhook:
             return
         todo = [
@@ -256,9 +266,19 @@ class CustomResourceStrategy(Strategy):
             return
         assert self.webhooks is not None
         timeout = float(((self.conversion.get("webhook") or {}).get("timeoutSeconds")) or 30)
-        out = await conversionwebhook.convert(
-            self.webhooks, self.crd, todo, api_version, timeout=timeout
-        )
+        try:
+            out = await conversionwebhook.convert(
+                self.webhooks,
+                self.crd,
+                todo,
+                api_version,
+                timeout=timeout,
+                as_list=True if as_list else None,
+            )
+        except conversionwebhook.ConversionError as err:
+            if for_write:
+                raise err.internal() from None
+            raise
         for src, dst in zip(todo, out, strict=True):
             self._converted[_conversion_key(src, api_version)] = dst
         while len(self._converted) > CONVERTED_CACHE:

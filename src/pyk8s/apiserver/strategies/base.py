@@ -144,9 +144,17 @@ class Strategy:
 
     # ------------------------------------------------------------------ versions
 
-    async def prepare_conversion(self, objects: Sequence[JSON], api_version: str) -> None:
+    async def prepare_conversion(
+        self,
+        objects: Sequence[JSON],
+        api_version: str,
+        *,
+        as_list: bool = False,
+        for_write: bool = False,
+    ) -> None:
         """Make :meth:`convert` ready for ``objects`` (a conversion webhook is called
-        here, so that the conversion itself can stay synchronous)."""
+        here, so that the conversion itself can stay synchronous). ``as_list``: the
+        objects are a LIST's items; ``for_write``: they are about to be stored."""
 
     def convert(self, obj: JSON, api_version: str) -> JSON:
         """``obj`` at ``api_version`` (built-in conversions; custom resources by CRD)."""
