@@ -10,14 +10,8 @@ from typing import Any
 
 import pytest
 
-from pyk8s.api.jsonpath import (
-    JSONPathError,
-    go_format_float,
-    go_json,
-    go_quote,
-    parse,
-    parse_template,
-)
+from pyk8s.api.gofmt import go_float, go_json, go_quote
+from pyk8s.api.jsonpath import JSONPathError, parse, parse_template
 
 STORE: dict[str, Any] = {
     "Name": "jsonpath",
@@ -252,7 +246,7 @@ def test_escapes_in_quoted_strings() -> None:
 
 
 def test_go_number_and_json_formatting() -> None:
-    assert [go_format_float(f) for f in (1.0, 2.5, 1e6, 123456.0, 1e-4, 1e-5, 1e21)] == [
+    assert [go_float(f) for f in (1.0, 2.5, 1e6, 123456.0, 1e-4, 1e-5, 1e21)] == [
         "1",
         "2.5",
         "1e+06",

@@ -26,7 +26,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
-from pyk8s.api.jsonpath import JSONPath, JSONPathError, go_quote, parse_template, print_value
+from pyk8s.api.gofmt import go_quote
+from pyk8s.api.jsonpath import JSONPath, JSONPathError, parse_template, print_value
 from pyk8s.api.tables import Cell, Column, Printer, human_duration
 
 __all__ = [

@@ -20,19 +20,16 @@ Errors form one small tree::
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyk8s.api.gofmt import go_float, go_json, go_type, go_v
+
 __all__ = [
     "JSONPath",
     "JSONPathError",
-    "go_format_float",
-    "go_json",
-    "go_quote",
     "parse",
     "parse_template",
     "print_value",
@@ -467,136 +464,7 @@ def _parse_action(text: str) -> _List:
     return first
 
 
-# --------------------------------------------------------------------------- Go's formatting
-
-
-def _digits(f: float) -> tuple[str, int]:
-    """The shortest decimal digits of ``|f|`` and the decimal point position (0.ddd * 10**dp)."""
-    mant, _, exp = repr(abs(f)).partition("e")
-    ip, _, fp = mant.partition(".")
-    allds = (ip + fp).lstrip("0")
-    dp = len(allds) + (int(exp) if exp else 0) - len(fp)
-    return allds.rstrip("0"), dp
-
-
-def _fmt_e(neg: bool, ds: str, dp: int) -> str:
-    exp = dp - 1
-    mant = ds[0] + ("." + ds[1:] if len(ds) > 1 else "")
-    sign = "-" if exp < 0 else "+"
-    return f"{'-' if neg else ''}{mant}e{sign}{abs(exp):02d}"
-
-
-def _fmt_f(neg: bool, ds: str, dp: int) -> str:
-    if dp <= 0:
-        text = "0." + "0" * -dp + ds
-    elif dp >= len(ds):
-        text = ds + "0" * (dp - len(ds))
-    else:
-        text = ds[:dp] + "." + ds[dp:]
-    return ("-" if neg else "") + text
-
-
-def go_format_float(f: float) -> str:
-    """A float64 as Go's ``fmt`` prints it (``%v``): ``1``, ``2.5``, ``1e+06``, ``1e-05``."""
-    if math.isnan(f):
-        return "NaN"
-    if math.isinf(f):
-        return "+Inf" if f > 0 else "-Inf"
-    neg = math.copysign(1.0, f) < 0
-    if f == 0:
-        return "-0" if neg else "0"
-    ds, dp = _digits(f)
-    exp = dp - 1
-    # shortest %g: the exponent form when exp < -4 or exp >= 6 (precision 6 decides)
-    if exp < -4 or exp >= 6:
-        return _fmt_e(neg, ds, dp)
-    return _fmt_f(neg, ds, dp)
-
-
-def _json_float(f: float) -> str:
-    """A float64 as Go's ``encoding/json`` writes it."""
-    if f == 0:
-        return "-0" if math.copysign(1.0, f) < 0 else "0"
-    neg = f < 0
-    ds, dp = _digits(f)
-    if abs(f) < 1e-6 or abs(f) >= 1e21:
-        text = _fmt_e(neg, ds, dp)
-        # Go cleans e-09 up to e-9
-        if len(text) >= 4 and text[-4] == "e" and text[-3] == "-" and text[-2] == "0":
-            text = text[:-2] + text[-1]
-        return text
-    return _fmt_f(neg, ds, dp)
-
-
-_GO_ESCAPES = {
-    "\a": "\\a",
-    "\b": "\\b",
-    "\f": "\\f",
-    "\n": "\\n",
-    "\r": "\\r",
-    "\t": "\\t",
-    "\v": "\\v",
-    "\\": "\\\\",
-    '"': '\\"',
-}
-
-
-def go_quote(text: str) -> str:
-    """Go's ``%q`` / ``strconv.Quote`` of ``text``: ``"a\\tb"``, unicode kept when printable."""
-    out = ['"']
-    for c in text:
-        if c in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[c])
-        elif c.isprintable():
-            out.append(c)
-        elif ord(c) < 0x80:
-            out.append(f"\\x{ord(c):02x}")
-        elif ord(c) < 0x10000:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(f"\\U{ord(c):08x}")
-    out.append('"')
-    return "".join(out)
-
-
-_JSON_SPECIAL = re.compile('[\x00-\x1f"\\\\<>&\u2028\u2029]')
-_HTML_ESCAPES = {
-    "<": "\\u003c",
-    ">": "\\u003e",
-    "&": "\\u0026",
-    "\u2028": "\\u2028",
-    "\u2029": "\\u2029",
-}
-
-
-def _json_string(s: str) -> str:
-    """A JSON string as Go writes it: control characters, ``<>&`` and U+2028/9 escaped."""
-    if not _JSON_SPECIAL.search(s):
-        return '"' + s + '"'
-    text = json.dumps(s, ensure_ascii=False)
-    return "".join(_HTML_ESCAPES.get(c, c) for c in text)
-
-
-def go_json(value: Any) -> str:
-    """``value`` as Go's ``json.Marshal`` writes it: compact, map keys sorted, HTML escaped."""
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _json_float(value)
-    if isinstance(value, str):
-        return _json_string(value)
-    if isinstance(value, dict):
-        items = sorted((str(k), v) for k, v in value.items())
-        return "{" + ",".join(f"{_json_string(k)}:{go_json(v)}" for k, v in items) + "}"
-    if isinstance(value, list | tuple):
-        return "[" + ",".join(go_json(v) for v in value) + "]"
-    return _json_string(str(value))
+# --------------------------------------------------------------------------- printing
 
 
 def print_value(value: Any) -> str:
@@ -608,36 +476,8 @@ def print_value(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, float):
-        return go_format_float(value)
+        return go_float(value)
     return str(value)
-
-
-def _go_type(value: Any) -> str:
-    """The Go type name of a decoded JSON value, for error messages."""
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int64"
-    if isinstance(value, float):
-        return "float64"
-    if isinstance(value, str):
-        return "string"
-    return "interface {}"
-
-
-def _go_v(value: Any) -> str:
-    """Go's ``%v`` of a decoded JSON value."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go_v(value[k])}" for k in sorted(value)) + "]"
-    if isinstance(value, list):
-        return "[" + " ".join(_go_v(v) for v in value) + "]"
-    return print_value(value)
 
 
 # --------------------------------------------------------------------------- comparison
@@ -788,7 +628,7 @@ class _Run:
             if value is None:
                 continue
             if not isinstance(value, list):
-                raise JSONPathError(f"{_go_type(value)} is not array or slice")
+                raise JSONPathError(f"{go_type(value)} is not array or slice")
             p0, p1, p2 = (_Param(p.value, p.known, p.derived) for p in node.params)
             n = len(value)
             if not p0.known:
@@ -843,7 +683,7 @@ class _Run:
         results: list[Any] = []
         for value in values:
             if not isinstance(value, list):
-                raise JSONPathError(f"{_go_v(value)} is not array or slice and cannot be filtered")
+                raise JSONPathError(f"{go_v(value)} is not array or slice and cannot be filtered")
             for item in value:
                 if node.op == "exists":
                     try:
