@@ -67,15 +67,14 @@ from, or reject only later while decoding):
 from __future__ import annotations
 
 import copy
-import math
 import re
 from collections.abc import Callable
-from decimal import Decimal
 from typing import Any
 
 import orjson
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import go_s, go_type, go_v, json_kind
 from pyk8s.api.schema import JSON, Schemas, schemas, types_of
 
 __all__ = [
@@ -168,92 +167,6 @@ def _copy(value: Any) -> Any:
         except (orjson.JSONEncodeError, TypeError):
             return copy.deepcopy(value)
     return value
-
-
-def _json_type(value: Any) -> str:
-    """The JSON type name Go's decoder uses in its messages."""
-    if isinstance(value, dict):
-        return "object"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int | float):
-        return "number"
-    return "null"
-
-
-def _go_type(value: Any) -> str:
-    """The Go type a decoded JSON value has upstream (``reflect.TypeOf``)."""
-    if isinstance(value, dict):
-        return "map[string]interface {}"
-    if isinstance(value, list):
-        return "[]interface {}"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int64"
-    if isinstance(value, float):
-        return "float64"
-    return "<nil>"
-
-
-def _go_float(f: float) -> str:
-    """``%v`` of a float64: shortest digits, exponent form outside 1e-4 <= |f| < 1e6."""
-    if f != f:
-        return "NaN"
-    if f in (math.inf, -math.inf):
-        return "+Inf" if f > 0 else "-Inf"
-    if f == 0:
-        return "-0" if math.copysign(1.0, f) < 0 else "0"
-    sign, digit_tuple, exponent = Decimal(repr(f)).as_tuple()
-    assert isinstance(exponent, int)
-    digits = "".join(map(str, digit_tuple)).rstrip("0") or "0"
-    point = len(digit_tuple) + exponent  # digits before the decimal point
-    exp = point - 1
-    neg = "-" if sign else ""
-    if exp < -4 or exp >= 6:
-        mantissa = digits[0] + ("." + digits[1:] if len(digits) > 1 else "")
-        return f"{neg}{mantissa}e{'+' if exp >= 0 else '-'}{abs(exp):02d}"
-    if point <= 0:
-        return f"{neg}0.{'0' * -point}{digits}"
-    if point >= len(digits):
-        return neg + digits + "0" * (point - len(digits))
-    return f"{neg}{digits[:point]}.{digits[point:]}"
-
-
-def _go(value: Any) -> str:
-    """``fmt.Sprintf("%v", value)`` for a decoded JSON value, as upstream's messages show it."""
-    if value is None:
-        return "<nil>"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return _go_float(value)
-    if isinstance(value, str):
-        return value
-    if isinstance(value, list):
-        return "[" + " ".join(_go(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "map[" + " ".join(f"{k}:{_go(value[k])}" for k in sorted(value)) + "]"
-    return str(value)
-
-
-def _go_s(value: Any) -> str:
-    """``%s`` of a decoded JSON value (Go marks non-strings as ``%!s(type=value)``)."""
-    if isinstance(value, str):
-        return value
-    if value is None:
-        return "%!s(<nil>)"
-    if isinstance(value, dict | list):
-        return _go(value)
-    return f"%!s({_go_type(value)}={_go(value)})"
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -478,12 +391,12 @@ def apply_json_patch(doc: Any, ops: Any) -> Any:
         return _copy(doc)
     if not isinstance(ops, list):
         raise _bad_request(
-            f"json: cannot unmarshal {_json_type(ops)} into Go value of type jsonpatch.Patch"
+            f"json: cannot unmarshal {json_kind(ops)} into Go value of type jsonpatch.Patch"
         )
     for op in ops:
         if op is not None and not isinstance(op, dict):
             raise _bad_request(
-                f"json: cannot unmarshal {_json_type(op)} into Go value of type jsonpatch.Operation"
+                f"json: cannot unmarshal {json_kind(op)} into Go value of type jsonpatch.Operation"
             )
     if len(ops) > MAX_JSON_PATCH_OPERATIONS:
         raise PatchError(
@@ -498,7 +411,7 @@ def apply_json_patch(doc: Any, ops: Any) -> Any:
     except _OpFailed as e:
         raise _rejected(str(e)) from None
     if isinstance(doc, dict) and not isinstance(result, dict):
-        raise _not_an_object(result, _DECODE_INTO_META % _json_type(result))
+        raise _not_an_object(result, _DECODE_INTO_META % json_kind(result))
     return result
 
 
@@ -653,7 +566,7 @@ class _Merger:
                 return dict(_clean(rest))
             if isinstance(directive, str) and directive == "delete":
                 return {}
-            raise _internal(f"unknown patch type: {_go_s(directive)} in map: {_go(patch)}")
+            raise _internal(f"unknown patch type: {go_s(directive)} in map: {go_v(patch)}")
 
         if _RETAIN_KEYS in patch:
             self.retain_keys(original, patch)
@@ -745,7 +658,7 @@ class _Merger:
                         raise _rejected("lists of lists are not supported")
                     kind = k
                 elif k is not kind:
-                    raise _internal("list element types are not identical: " + _go(list(lists)))
+                    raise _internal("list element types are not identical: " + go_v(list(lists)))
         return kind
 
     def merge_list(self, original: list[Any], patch: list[Any], f: _Field) -> list[Any]:
@@ -786,7 +699,7 @@ class _Merger:
             directive = v[_DIRECTIVE]
             if directive == "delete" and isinstance(directive, str):
                 if key not in v:
-                    raise _internal(f"map: {_go(v)} does not contain declared merge key: {key}")
+                    raise _internal(f"map: {go_v(v)} does not contain declared merge key: {key}")
                 original = [
                     o
                     for o in original
@@ -797,7 +710,7 @@ class _Merger:
             elif directive == "merge" and isinstance(directive, str):
                 raise _internal("merging lists cannot yet be specified in the patch")
             else:
-                raise _internal(f"unknown patch type: {_go_s(directive)} in map: {_go(v)}")
+                raise _internal(f"unknown patch type: {go_s(directive)} in map: {go_v(v)}")
         if replace:
             return [_clean(v) for v in rest], []
         return list(original), rest
@@ -808,7 +721,7 @@ class _Merger:
         merged = list(original)
         for v in patch:
             if key not in v:
-                raise _internal(f"map: {_go(v)} does not contain declared merge key: {key}")
+                raise _internal(f"map: {go_v(v)} does not contain declared merge key: {key}")
             for i, o in enumerate(merged):
                 if key in o and _same(o[key], v[key]):
                     merged[i] = self.merge_map(o, v, items)
@@ -823,16 +736,16 @@ class _Merger:
     ) -> None:
         order = patch.pop(directive_key)
         if not isinstance(order, list):
-            raise _internal(f"expected a []interface {{}}, but received a {_go_type(order)}")
+            raise _internal(f"expected a []interface {{}}, but received a {go_type(order)}")
         prefix, sep, key = directive_key.partition("/")
         if not sep or prefix != _SET_ORDER:
             raise _bad_request("invalid patch format of setElementOrder list")
         found_original, found_patch = key in original, key in patch
         current, patch_list = original.get(key), patch.get(key)
         if found_original and not isinstance(current, list):
-            raise _internal(f"expected a []interface {{}}, but received a {_go_type(current)}")
+            raise _internal(f"expected a []interface {{}}, but received a {go_type(current)}")
         if found_patch and not isinstance(patch_list, list):
-            raise _internal(f"expected a []interface {{}}, but received a {_go_type(patch_list)}")
+            raise _internal(f"expected a []interface {{}}, but received a {go_type(patch_list)}")
         f = self.field(node, key, is_list=True)
         _validate_order(patch_list or [], order, f.merge_key)
 
@@ -877,9 +790,9 @@ def _strategy(annotation: Any) -> str:
 def _merge_value(item: Any, key: str) -> Any:
     """The merge key value of a list element (a map that must carry it)."""
     if not isinstance(item, dict):
-        raise _internal(f"expected a map[string]interface {{}}, but received a {_go_type(item)}")
+        raise _internal(f"expected a map[string]interface {{}}, but received a {go_type(item)}")
     if key not in item:
-        raise _internal(f"map: {_go(item)} does not contain declared merge key: {key}")
+        raise _internal(f"map: {go_v(item)} does not contain declared merge key: {key}")
     return item[key]
 
 
@@ -1060,7 +973,7 @@ def _validate_order(patch_list: list[Any], order: list[Any], key: str) -> None:
         for item in patch_list:
             if not isinstance(item, dict):
                 raise _internal(
-                    "expected a map[string]interface {}, but received a " + _go_type(item)
+                    "expected a map[string]interface {}, but received a " + go_type(item)
                 )
         items = [p for p in patch_list if p.get(_DIRECTIVE) != "delete"]
     p = s = 0
@@ -1078,8 +991,8 @@ def _validate_order(patch_list: list[Any], order: list[Any], key: str) -> None:
         s += 1
     if p < len(items) and s >= len(order):
         raise _internal(
-            f"The order in patch list:\n{_go(patch_list)}\n doesn't match "
-            f"{_SET_ORDER} list:\n{_go(order)}\n"
+            f"The order in patch list:\n{go_v(patch_list)}\n doesn't match "
+            f"{_SET_ORDER} list:\n{go_v(order)}\n"
         )
 
 
@@ -1113,7 +1026,7 @@ def apply_strategic_merge_patch(
         return dict(_copy(doc))
     if not isinstance(patch, dict):
         raise _bad_request(
-            f"json: cannot unmarshal {_json_type(patch)} into Go value of "
+            f"json: cannot unmarshal {json_kind(patch)} into Go value of "
             "type map[string]interface {}"
         )
     merger = _Merger(s)
