@@ -45,6 +45,7 @@ from functools import cache
 from typing import Any, Final
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import go_quote
 from pyk8s.api.validation.names import is_dns1123_label, is_dns1123_subdomain
 
 __all__ = [
@@ -322,29 +323,6 @@ def _containers_phrase(names: Sequence[str]) -> str:
     return f"{_plural('container', 'containers', len(names))} {_join_quote(names)}"
 
 
-_GO_ESCAPES: Final = {
-    "\a": r"\a", "\b": r"\b", "\f": r"\f", "\n": r"\n", "\r": r"\r", "\t": r"\t",
-    "\v": r"\v", "\\": "\\\\", '"': '\\"',
-}  # fmt: skip
-
-
-def _go_quote(s: str) -> str:
-    """Go's ``%q`` of a string (strconv.Quote) for the characters labels and names hold."""
-    out = []
-    for ch in s:
-        if ch in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return '"' + "".join(out) + '"'
-
-
 def _obj(d: Any, key: str) -> JSON | None:
     """``d[key]`` when it is an object (a set pointer in Go's terms), else None."""
     if not isinstance(d, dict):
@@ -499,7 +477,7 @@ def _apparmor_profile(pod: _Pod) -> CheckResult:
         setters.append(_containers_phrase(bad))
     value_list = sorted(values)
     annotations = sorted(
-        f"{k}={_go_quote(str(v))}"
+        f"{k}={go_quote(str(v))}"
         for k, v in pod.annotations.items()
         if k.startswith(_APPARMOR_ANNOTATION_PREFIX)
         and not (v in ("", "runtime/default") or str(v).startswith("localhost/"))
@@ -605,7 +583,7 @@ def _seccomp_baseline_1_0(pod: _Pod) -> CheckResult:
     ]
     for key in keys:
         if key in annotations and not _seccomp_annotation_ok(annotations[key]):
-            forbidden.add(f"{key}={_go_quote(str(annotations[key]))}")
+            forbidden.add(f"{key}={go_quote(str(annotations[key]))}")
     if forbidden:
         return CheckResult(
             False,
@@ -1193,7 +1171,7 @@ def _forbidden(resource: str, group: str, name: str, message: str) -> errors.Sta
     """apimachinery's NewForbidden: ``pods "x" is forbidden: <message>`` (403)."""
     qualified = f"{resource}.{group}" if group else resource
     text = (
-        f"{qualified} {_go_quote(name)} is forbidden: {message}"
+        f"{qualified} {go_quote(name)} is forbidden: {message}"
         if name
         else f"{qualified} is forbidden: {message}"
     )
@@ -1242,18 +1220,18 @@ def _evaluate_pod_spec(
                 resource,
                 group,
                 name,
-                f"violates PodSecurity {_go_quote(str(policy.enforce))}: {r.forbidden_detail}",
+                f"violates PodSecurity {go_quote(str(policy.enforce))}: {r.forbidden_detail}",
             )
     r = result(policy.audit)
     if not r.allowed:
         annotations[AUDIT_VIOLATIONS] = (
-            f"would violate PodSecurity {_go_quote(str(policy.audit))}: {r.forbidden_detail}"
+            f"would violate PodSecurity {go_quote(str(policy.audit))}: {r.forbidden_detail}"
         )
     if decision.allowed:
         r = result(policy.warn)
         if not r.allowed:
             decision.warnings.append(
-                f"would violate PodSecurity {_go_quote(str(policy.warn))}: {r.forbidden_detail}"
+                f"would violate PodSecurity {go_quote(str(policy.warn))}: {r.forbidden_detail}"
             )
     return decision
 
@@ -1351,8 +1329,8 @@ def namespace_pod_warnings(
         )
     if order:
         warnings.append(
-            f"existing pods in namespace {_go_quote(namespace)} violate the new PodSecurity "
-            f"enforce level {_go_quote(str(enforce))}"
+            f"existing pods in namespace {go_quote(namespace)} violate the new PodSecurity "
+            f"enforce level {go_quote(str(enforce))}"
         )
     lines = []
     for reason in order:
@@ -1374,7 +1352,7 @@ def _exempt_namespace_warning(
         if lv.level != Level.PRIVILEGED and labelled:
             parts.append(f"{mode}={lv}")
     return (
-        f"namespace {_go_quote(name)} is exempt from Pod Security, and the policy "
+        f"namespace {go_quote(name)} is exempt from Pod Security, and the policy "
         f"({', '.join(parts)}) will be ignored"
     )
 
@@ -1491,15 +1469,15 @@ def evaluate(
 
     if namespace_labels is None:
         if is_pod:
-            error = errors.internal(f"failed to lookup namespace {_go_quote(namespace)}")
+            error = errors.internal(f"failed to lookup namespace {go_quote(namespace)}")
             return _deny(
                 error,
-                {AUDIT_ERROR: f"{error.message}: namespaces {_go_quote(namespace)} not found"},
+                {AUDIT_ERROR: f"{error.message}: namespaces {go_quote(namespace)} not found"},
             )
         return Decision(
             audit_annotations={
-                AUDIT_ERROR: f"failed to lookup namespace {_go_quote(namespace)}: "
-                f"namespaces {_go_quote(namespace)} not found"
+                AUDIT_ERROR: f"failed to lookup namespace {go_quote(namespace)}: "
+                f"namespaces {go_quote(namespace)} not found"
             }
         )
     policy, policy_errs = policy_to_evaluate(namespace_labels, config.defaults)
