@@ -41,6 +41,7 @@ from typing import Any, Final
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import cel
+from pyk8s.api.gofmt import go_quote
 from pyk8s.api.quantity import QuantityError, parse_quantity
 
 __all__ = [
@@ -867,24 +868,20 @@ def _parse_prefix(raw: str) -> tuple[ipaddress.IPv4Address | ipaddress.IPv6Addre
     addr_text, slash, bits_text = raw.partition("/")
     err = (
         "network address parse error during conversion from string: network address parse "
-        f'error during conversion from string: netip.ParsePrefix("{raw}"): '
+        f"error during conversion from string: netip.ParsePrefix({go_quote(raw)}): "
     )
     if not slash:
         raise FunctionError(err + "no '/'")
     try:
         addr = _parse_addr(addr_text)
     except FunctionError:
-        raise FunctionError(err + f'ParseAddr("{addr_text}"): unable to parse IP') from None
+        raise FunctionError(err + f"ParseAddr({go_quote(addr_text)}): unable to parse IP") from None
     if not bits_text.isdigit() or (len(bits_text) > 1 and bits_text[0] == "0"):
-        raise FunctionError(err + "bad bits after slash: " + go_quote_simple(bits_text))
+        raise FunctionError(err + "bad bits after slash: " + go_quote(bits_text))
     bits = int(bits_text)
     if bits > addr.max_prefixlen:
         raise FunctionError(err + "prefix length out of range")
     return addr, bits
-
-
-def go_quote_simple(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def cidr(s: Any) -> dict[str, str]:

@@ -40,6 +40,7 @@ from pyk8s.api.errors import (
     not_supported,
     required,
 )
+from pyk8s.api.gofmt import go_quote
 
 from ._program import (
     COST_LIMIT_MESSAGE,
@@ -77,50 +78,14 @@ _BUDGET_GONE: Final = (
 
 # ---- Go renderings ----
 
-_GO_ESCAPES: Final = {
-    "\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v",
-    "\\": "\\\\", '"': '\\"',
-}  # fmt: skip
-
-
-def go_quote(s: str) -> str:
-    """Go's ``strconv.Quote`` (``%q``)."""
-    out = []
-    for c in s:
-        if c in _GO_ESCAPES:
-            out.append(_GO_ESCAPES[c])
-        elif c.isprintable():
-            out.append(c)
-        elif ord(c) < 0x80:
-            out.append(f"\\x{ord(c):02x}")
-        elif ord(c) < 0x10000:
-            out.append(f"\\u{ord(c):04x}")
-        else:
-            out.append(f"\\U{ord(c):08x}")
-    return '"' + "".join(out) + '"'
-
-
-def _go_rule(rule: dict[str, Any]) -> str:
-    """The internal ValidationRule as Go's ``%#v`` prints it in field errors."""
-
-    def ptr(typ: str, v: Any) -> str:
-        return f"(*{typ})(nil)" if v is None else f"(*{typ})(0xc000000000)"
-
-    return (
-        "apiextensions.ValidationRule{"
-        f"Rule:{go_quote(str(rule.get('rule') or ''))}, "
-        f"Message:{go_quote(str(rule.get('message') or ''))}, "
-        f"MessageExpression:{go_quote(str(rule.get('messageExpression') or ''))}, "
-        f"Reason:{ptr('apiextensions.FieldValueErrorReason', rule.get('reason'))}, "
-        f"FieldPath:{go_quote(str(rule.get('fieldPath') or ''))}, "
-        f"OptionalOldSelf:{ptr('bool', rule.get('optionalOldSelf'))}"
-        "}"
-    )
-
 
 def _invalid_rule(path: str, rule: dict[str, Any], detail: str) -> FieldError:
     # the bad value is a Go struct, printed raw: carry it in the detail
-    return FieldError(FieldErrorType.INVALID, path, detail=f"{_go_rule(rule)}: {detail}")
+    from pyk8s.api.validation.apiextensions import go_repr_validation_rule  # lazy: a cycle
+
+    return FieldError(
+        FieldErrorType.INVALID, path, detail=f"{go_repr_validation_rule(rule)}: {detail}"
+    )
 
 
 # ---- paths ----
