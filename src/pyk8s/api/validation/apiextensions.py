@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import copy
 import importlib
-import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +37,7 @@ from typing import Any
 
 from pyk8s.api import errors
 from pyk8s.api.errors import FieldError, FieldErrorType
-from pyk8s.api.jsonpath import go_format_float, go_quote
+from pyk8s.api.gofmt import go_quote, go_sharp_v, go_string_slice
 from pyk8s.api.validation import names
 from pyk8s.api.validation._util import (
     IMMUTABLE,
@@ -185,33 +184,16 @@ def _go_bytes(b: bytes | None) -> str:
 
 def _go_strings(v: Any) -> str:
     """A Go ``[]string`` from decoded JSON: ``[]string(nil)`` when absent."""
-    if not isinstance(v, list):
-        return "[]string(nil)"
-    return "[]string{" + ", ".join(go_quote(s(x)) for x in v) + "}"
+    return go_string_slice([s(x) for x in v] if isinstance(v, list) else None)
 
 
 def _go_ptr(type_name: str, present: bool) -> str:
     return f"(*{type_name})({_ADDR if present else 'nil'})"
 
 
-def _go_json_value(v: Any) -> str:
-    """``%#v`` of an ``interface{}`` holding decoded JSON (util/json: whole numbers int64)."""
-    if v is None:
-        return "interface {}(nil)"
-    if v is True or v is False:
-        return "true" if v else "false"
-    if isinstance(v, int):
-        return str(v)
-    if isinstance(v, float):
-        return str(int(v)) if v.is_integer() and not math.isinf(v) else go_format_float(v)
-    if isinstance(v, str):
-        return go_quote(v)
-    if isinstance(v, dict):
-        items = ", ".join(f"{go_quote(str(k))}:{_go_json_value(v[k])}" for k in sorted(v))
-        return "map[string]interface {}{" + items + "}"
-    if isinstance(v, list):
-        return "[]interface {}{" + ", ".join(_go_json_value(x) for x in v) + "}"
-    return go_quote(str(v))
+def _go_json(v: Any) -> str:
+    """``%#v`` of an ``apiextensions.JSON`` (an ``interface{}`` holding decoded JSON)."""
+    return f"{_PKG}JSON(nil)" if v is None else go_sharp_v(v)
 
 
 def _struct(name: str, fields: list[tuple[str, str]]) -> str:
@@ -300,7 +282,7 @@ def go_repr_schema(schema: Any) -> str:
             ("MinItems", ptr("int64", "minItems")),
             ("UniqueItems", bo("uniqueItems")),
             ("MultipleOf", ptr("float64", "multipleOf")),
-            ("Enum", _slice(_PKG + "JSON", sc.get("enum"), _go_json_value)),
+            ("Enum", _slice(_PKG + "JSON", sc.get("enum"), _go_json)),
             ("MaxProperties", ptr("int64", "maxProperties")),
             ("MinProperties", ptr("int64", "minProperties")),
             ("Required", _go_strings(sc.get("required"))),

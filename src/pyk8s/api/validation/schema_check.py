@@ -18,6 +18,7 @@ from typing import Any
 
 from pyk8s.api import errors
 from pyk8s.api.errors import FieldError
+from pyk8s.api.gofmt import json_kind
 from pyk8s.api.quantity import ERR_FORMAT_WRONG, QuantityError, parse_quantity
 from pyk8s.api.registry import Resource
 from pyk8s.api.schema import JSON, schemas
@@ -184,18 +185,6 @@ def _unknown(node: Node, value: Any, path: str, out: list[str]) -> None:
 # ---------------------------------------------------------------- decode errors
 
 
-def _json_type(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int | float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
-
-
 _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
@@ -224,7 +213,7 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
         return
     if kind == "struct":
         if not isinstance(value, dict):
-            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            out.append(_mismatch(json_kind(value), struct, path, node.go))
             return
         for k, v in value.items():
             sub = node.props.get(k)
@@ -234,7 +223,7 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
         return
     if kind == "array":
         if not isinstance(value, list):
-            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            out.append(_mismatch(json_kind(value), struct, path, node.go))
             return
         if node.sub:
             item = classify(node.sub)
@@ -244,7 +233,7 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
         return
     if kind == "map":
         if not isinstance(value, dict):
-            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            out.append(_mismatch(json_kind(value), struct, path, node.go))
             return
         if node.sub:
             item = classify(node.sub)
@@ -271,11 +260,11 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
         if isinstance(value, float):
             out.append(f"json: cannot unmarshal number {value!r} into Go value of type int32")
             return
-        out.append(f"json: cannot unmarshal {_json_type(value)} into Go value of type int32")
+        out.append(f"json: cannot unmarshal {json_kind(value)} into Go value of type int32")
         return
     if kind == "time":
         if not isinstance(value, str):
-            out.append(f"json: cannot unmarshal {_json_type(value)} into Go value of type string")
+            out.append(f"json: cannot unmarshal {json_kind(value)} into Go value of type string")
         elif value and not _RFC3339.fullmatch(value):
             out.append(
                 f'parsing time "{value}" as "2006-01-02T15:04:05Z07:00": cannot parse '
@@ -284,7 +273,7 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
         return
     if kind == "bytes":
         if not isinstance(value, str):
-            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            out.append(_mismatch(json_kind(value), struct, path, node.go))
             return
         bad = base64_error(value)
         if bad is not None:
@@ -292,15 +281,15 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
         return
     if kind == "string":
         if not isinstance(value, str):
-            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            out.append(_mismatch(json_kind(value), struct, path, node.go))
         return
     if kind == "bool":
         if not isinstance(value, bool):
-            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            out.append(_mismatch(json_kind(value), struct, path, node.go))
         return
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int | float):
-            out.append(_mismatch(_json_type(value), struct, path, node.go))
+            out.append(_mismatch(json_kind(value), struct, path, node.go))
             return
         lo, hi = _INT_RANGES.get(node.go, _INT_RANGES["int64"])
         if isinstance(value, float) or not lo <= value <= hi:
@@ -308,7 +297,7 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
             out.append(_mismatch(f"number {shown}", struct, path, node.go))
         return
     if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
-        out.append(_mismatch(_json_type(value), struct, path, node.go))
+        out.append(_mismatch(json_kind(value), struct, path, node.go))
 
 
 _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")
