@@ -33,6 +33,7 @@ from typing import Any, Final
 import orjson
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import go_quote, go_type, json_kind
 from pyk8s.api.validation.meta import validate_annotations, validate_labels
 from pyk8s.apiserver.webhook import (
     DEFAULT_TIMEOUT,
@@ -92,42 +93,6 @@ def _gvk(api_version: str, kind: str) -> str:
     return f"{gv[0]}/{gv[1]}, Kind={kind}"
 
 
-def _go_type(v: Any) -> str:
-    """Go's ``%T`` of a value decoded from JSON into ``interface{}``."""
-    if v is None:
-        return "<nil>"
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int):
-        return "int64"
-    if isinstance(v, float):
-        return "float64"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "[]interface {}"
-    return "map[string]interface {}"
-
-
-def _json_type(v: Any) -> str:
-    """The JSON type name Go's decoder reports (``cannot unmarshal <type> into …``)."""
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int | float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    return "object"
-
-
-def _q(s: Any) -> str:
-    """Go's ``%q`` of a string."""
-    text = str(s).replace("\\", "\\\\").replace('"', '\\"')
-    return f'"{text}"'
-
-
 def _aggregate(msgs: list[str]) -> str:
     """``utilerrors.NewAggregate(...).Error()``: one message bare, several bracketed."""
     seen: list[str] = []
@@ -173,7 +138,7 @@ def _converted_objects(version: str, uid: str, review: JSON) -> list[Any]:
     response = review.get("response")
     if response is not None and not isinstance(response, dict):
         raise _Refused(
-            f"json: cannot unmarshal {_json_type(response)} into Go struct field "
+            f"json: cannot unmarshal {json_kind(response)} into Go struct field "
             f"ConversionReview.response of type {version}.ConversionResponse"
         )
     if version == "v1":
@@ -184,7 +149,9 @@ def _converted_objects(version: str, uid: str, review: JSON) -> list[Any]:
     if response is None:
         raise _Refused("no response provided")
     if version == "v1" and response.get("uid") != uid:
-        raise _Refused(f"expected response.uid={_q(uid)}, got {_q(_str(response.get('uid')))}")
+        raise _Refused(
+            f"expected response.uid={go_quote(uid)}, got {go_quote(_str(response.get('uid')))}"
+        )
     result = response.get("result")
     result = result if isinstance(result, dict) else {}
     status = _str(result.get("status"))
@@ -196,7 +163,7 @@ def _converted_objects(version: str, uid: str, review: JSON) -> list[Any]:
         return []
     if not isinstance(converted, list):
         raise _Refused(
-            f"json: cannot unmarshal {_json_type(converted)} into Go struct field "
+            f"json: cannot unmarshal {json_kind(converted)} into Go struct field "
             "ConversionReview.response.convertedObjects of type []runtime.RawExtension"
         )
     return converted
@@ -212,7 +179,7 @@ def _as_object(item: Any) -> JSON:
         raise _Refused("Object 'Kind' is missing in 'null'")
     if not isinstance(item, dict):
         raise _Refused(
-            f"json: cannot unmarshal {_json_type(item)} into Go value of type "
+            f"json: cannot unmarshal {json_kind(item)} into Go value of type "
             "map[string]interface {}"
         )
     if not _str(item.get("kind")):
@@ -240,28 +207,27 @@ def _restore_metadata(original: JSON, converted: JSON) -> JSON:
         raise _Refused("missing metadata in converted object")
     response_meta = converted["metadata"]
     if not isinstance(response_meta, dict):
-        raise _Refused(f"invalid metadata of type {_go_type(response_meta)} in converted object")
+        raise _Refused(f"invalid metadata of type {go_type(response_meta)} in converted object")
     out = dict(converted)
     restored = copy.deepcopy(original["metadata"]) if "metadata" in original else {}
     if not isinstance(restored, dict):
-        raise _Refused(f"invalid metadata of type {_go_type(restored)} in input object")
+        raise _Refused(f"invalid metadata of type {go_type(restored)} in input object")
     for fld in ("labels", "annotations"):
         value = response_meta.get(fld)
         if value is None:
             restored.pop(fld, None)
             continue
         if not isinstance(value, dict):
-            raise _Refused(f"invalid metadata.{fld} of type {_go_type(value)} in converted object")
+            raise _Refused(f"invalid metadata.{fld} of type {go_type(value)} in converted object")
         before = restored.get(fld)
         if before is not None and not isinstance(before, dict):
-            raise _Refused(f"invalid metadata.{fld} of type {_go_type(before)} in original object")
+            raise _Refused(f"invalid metadata.{fld} of type {go_type(before)} in original object")
         before = before or {}
         changed = len(before) != len(value)
         for k, v in value.items():
             if not isinstance(v, str):
                 raise _Refused(
-                    f"metadata.{fld}[{k}] must be a string, but is {_go_type(v)} "
-                    "in converted object"
+                    f"metadata.{fld}[{k}] must be a string, but is {go_type(v)} in converted object"
                 )
             if before.get(k) != v:
                 changed = True
