@@ -383,8 +383,8 @@ def test_rbac_rules_need_verbs() -> None:
     }
     assert msgs(validate_create(res("rbac.authorization.k8s.io/v1", "Role"), role)) == [
         "rules[0].verbs: Required value: verbs must contain at least one value",
-        'rules[1].nonResourceURLs: Invalid value: ["/healthz"]: namespaced rules cannot apply '
-        "to non-resource URLs",
+        'rules[1].nonResourceURLs: Invalid value: []string{"/healthz"}: namespaced rules cannot '
+        "apply to non-resource URLs",
     ]
 
 

@@ -654,7 +654,7 @@ def test_a_custom_finalizer_patched_away_releases_the_allocations(
     )
     assert code == 422
     assert status["message"] == (
-        f'Service "early" is invalid: spec.clusterIPs: Invalid value: ["{ip}"]: '
+        f'Service "early" is invalid: spec.clusterIPs: Invalid value: []string{{"{ip}"}}: '
         f"failed to allocate IP {ip}: provided IP is already allocated"
     )
     kubectl(

@@ -12,10 +12,11 @@ becomes a 422 ``Invalid`` Status with one cause per field.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+from pyk8s.api.gofmt import go_bad_value, go_quote
 
 
 class FieldErrorType(enum.Enum):
@@ -44,21 +45,15 @@ class FieldErrorType(enum.Enum):
 _NO_VALUE = object()
 
 
-def _render_value(value: Any) -> str:
-    """A bad value the way upstream prints it: strings quoted, numbers bare."""
-    if isinstance(value, str):
-        return orjson.dumps(value).decode()
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, int | float):
-        return str(value)
-    return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-
-
 @dataclass(frozen=True, slots=True)
 class FieldError:
+    """One ``field.Error``; the bad value prints as v1.32's ``ErrorBody`` prints it.
+
+    Strings are quoted with ``%q``, nil is ``"null"``, floats read ``1e+06`` and maps
+    and lists use ``%#v`` (:func:`pyk8s.api.gofmt.go_bad_value`); pass a list that is a
+    typed ``[]string`` upstream as a :class:`~pyk8s.api.gofmt.GoStringSlice`.
+    """
+
     type: FieldErrorType
     field: str
     value: Any = _NO_VALUE
@@ -78,7 +73,7 @@ class FieldError:
         ):
             s = t.text
         else:
-            s = f"{t.text}: {_render_value(self.value)}"
+            s = f"{t.text}: {go_bad_value(self.value)}"
         if self.detail:
             s = f"{s}: {self.detail}"
         return s
@@ -95,8 +90,10 @@ def invalid(field: str, value: Any, detail: str = "") -> FieldError:
     return FieldError(FieldErrorType.INVALID, field, value, detail)
 
 
-def not_supported(field: str, value: Any, supported: list[str]) -> FieldError:
-    detail = "supported values: " + ", ".join(f'"{s}"' for s in supported)
+def not_supported(field: str, value: Any, supported: Sequence[str]) -> FieldError:
+    detail = ""
+    if supported:
+        detail = "supported values: " + ", ".join(go_quote(str(s)) for s in supported)
     return FieldError(FieldErrorType.NOT_SUPPORTED, field, value, detail)
 
 
@@ -109,13 +106,29 @@ def duplicate(field: str, value: Any) -> FieldError:
 
 
 def too_long(field: str, max_length: int) -> FieldError:
-    return FieldError(
-        FieldErrorType.TOO_LONG, field, detail=f"may not be more than {max_length} bytes"
-    )
+    msg = f"may not be more than {max_length} bytes" if max_length >= 0 else "value is too long"
+    return FieldError(FieldErrorType.TOO_LONG, field, detail=msg)
+
+
+def too_many(field: str, actual: int, maximum: int) -> FieldError:
+    """``Too many: 5: must have at most 3 items`` (the count left out when negative)."""
+    msg = f"must have at most {maximum} items" if maximum >= 0 else "has too many items"
+    if actual < 0:
+        return FieldError(FieldErrorType.TOO_MANY, field, detail=msg)
+    return FieldError(FieldErrorType.TOO_MANY, field, actual, msg)
 
 
 def type_invalid(field: str, value: Any, detail: str) -> FieldError:
     return FieldError(FieldErrorType.TYPE_INVALID, field, value, detail)
+
+
+def aggregate_message(messages: Sequence[str]) -> str:
+    """``utilerrors.NewAggregate(errs).Error()``: one message bare, several as ``[a, b]``,
+    a repeated message shown once."""
+    unique = list(dict.fromkeys(messages))
+    if len(unique) == 1:
+        return unique[0]
+    return "[" + ", ".join(unique) + "]" if unique else ""
 
 
 class StatusError(Exception):

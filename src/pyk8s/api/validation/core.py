@@ -17,6 +17,7 @@ from typing import Any
 import orjson
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.api.quantity import QuantityError, canonical, parse_quantity
 from pyk8s.api.validation import names
 from pyk8s.api.validation._util import (
@@ -553,7 +554,7 @@ def _cluster_ips(spec: JSON, stype: str) -> Errs:
     if stype == "ExternalName":
         return []
     errs: Errs = []
-    ip, ips = s(spec.get("clusterIP")), [s(x) for x in lst(spec.get("clusterIPs"))]
+    ip, ips = s(spec.get("clusterIP")), GoStringSlice(s(x) for x in lst(spec.get("clusterIPs")))
     if ip and ips and ips[0] != ip:
         errs.append(errors.invalid("spec.clusterIPs", ips, "first value must match `clusterIP`"))
     families = [s(f) for f in lst(spec.get("ipFamilies"))]
@@ -667,7 +668,7 @@ def update_service(new: JSON, old: JSON) -> Errs:
     spec, ospec = _service_view(new, old), _service_view(old, None)
     stype, otype = s(spec.get("type")) or "ClusterIP", s(ospec.get("type")) or "ClusterIP"
     if "ExternalName" not in (stype, otype) and not (_headless(spec) and _headless(ospec)):
-        ips, oips = spec["clusterIPs"], ospec["clusterIPs"]
+        ips, oips = GoStringSlice(spec["clusterIPs"]), ospec["clusterIPs"]
         if len(ips) == len(oips):
             for n, x in enumerate(oips):
                 if x != ips[n]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.api.validation import names
 from pyk8s.api.validation._util import (
     JSON,
@@ -52,7 +53,7 @@ def _policy_rule(rule: JSON, namespaced: bool, path: str) -> Errs:
     errs: Errs = []
     if not lst(rule.get("verbs")):
         errs.append(errors.required(child(path, "verbs"), "verbs must contain at least one value"))
-    urls = lst(rule.get("nonResourceURLs"))
+    urls = GoStringSlice(s(u) for u in lst(rule.get("nonResourceURLs")))  # a []string upstream
     if urls:
         if namespaced:
             errs.append(

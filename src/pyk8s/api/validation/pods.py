@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.api.quantity import QuantityError, canonical, milli_value, parse_quantity
 from pyk8s.api.validation import names
 from pyk8s.api.validation._util import (
@@ -1427,7 +1428,7 @@ def _dns_config(spec: JSON, path: str) -> Errs:
     for n, x in enumerate(ns):
         if not names.is_valid_ip(x):
             errs.append(errors.invalid(idx(child(path, "nameservers"), n), x, names.IP_MSG))
-    searches = [s(x) for x in lst(cfg.get("searches"))]
+    searches = GoStringSlice(s(x) for x in lst(cfg.get("searches")))
     if len(searches) > 32:
         errs.append(
             errors.invalid(

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.api.qos import pod_qos_class
 from pyk8s.api.registry import Resource
 from pyk8s.apiserver.allocators import (
@@ -137,14 +138,14 @@ class ServiceStrategy(Strategy):
                         raise _invalid(
                             meta,
                             "spec.clusterIPs",
-                            [ip],
+                            GoStringSlice([ip]),
                             f"failed to allocate IP {ip}: provided IP is already allocated",
                         ) from None
                     except OutOfRange:
                         raise _invalid(
                             meta,
                             "spec.clusterIPs",
-                            [ip],
+                            GoStringSlice([ip]),
                             f"failed to allocate IP {ip}: the provided IP ({ip}) is not in the "
                             f"valid range. The range of valid IPs is {self.service_cidr}",
                         ) from None
