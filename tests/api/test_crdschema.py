@@ -24,8 +24,8 @@ from pyk8s.api.crdschema import (
     validate_openapi,
     validate_update,
 )
-from pyk8s.api.crdschema._gofmt import go_float, go_json, go_value
 from pyk8s.api.crdschema._goregex import GoRegexError, compile_go
+from pyk8s.api.gofmt import go_bad_value, go_float, go_json
 
 P = "spec.versions[0].schema.openAPIV3Schema"
 
@@ -71,7 +71,7 @@ def check(schema: dict[str, Any], obj: Any) -> list[str]:
     ],
 )
 def test_values_print_as_go_prints_them(value: Any, shown: str) -> None:
-    assert go_value(value) == shown
+    assert go_bad_value(value) == shown
 
 
 def test_go_float_and_json_number_formats() -> None:
@@ -474,7 +474,7 @@ def test_string_formats(fmt: str, good: list[str], bad: list[str]) -> None:
     for value in good:
         assert check(schema, {"f": value}) == [], value
     for value in bad:
-        shown = go_value(value)
+        shown = go_bad_value(value)
         assert check(schema, {"f": value}) == [
             f"f: Invalid value: {shown}: f in body must be of type {fmt}: {shown}"
         ], value

@@ -29,11 +29,9 @@ from __future__ import annotations
 from typing import Any
 
 from pyk8s.api.crdschema import _listtype, _objectmeta, _openapi, _prune, _structural
-from pyk8s.api.crdschema._gofmt import GoFieldError
 from pyk8s.api.errors import FieldError
 
 __all__ = [
-    "GoFieldError",
     "apply_defaults",
     "metadata_decode_error",
     "prune",

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyk8s.api.crdschema import _gofmt
+from pyk8s.api import errors
 from pyk8s.api.crdschema._compiled import Struct, struct
 from pyk8s.api.crdschema._paths import child, index, key
 from pyk8s.api.errors import FieldError
+from pyk8s.api.gofmt import go_json
 
 _UNSPECIFIED = object()  # a map-list item without its key (or a null item)
 
@@ -51,7 +52,7 @@ def _value(path: str, s: Struct, v: Any) -> list[FieldError]:
 def _array(path: str, s: Struct, arr: list[Any]) -> list[FieldError]:
     errs: list[FieldError] = []
     if s.list_type == "set":
-        errs += [_gofmt.duplicate(index(path, i), arr[i]) for i in _non_unique(arr)]
+        errs += [errors.duplicate(index(path, i), arr[i]) for i in _non_unique(arr)]
     elif s.list_type == "map":
         errs += _list_map(path, s, arr)
     items = s.items
@@ -66,7 +67,7 @@ def _identity(x: Any) -> Any:
     if x is _UNSPECIFIED:
         return ("unspecified",)
     if isinstance(x, dict | list):
-        return ("json", _gofmt.go_json(x))
+        return ("json", go_json(x))
     if isinstance(x, bool):
         return ("bool", x)
     if isinstance(x, int):
@@ -97,7 +98,7 @@ def _list_map(path: str, s: Struct, arr: list[Any]) -> list[FieldError]:
     for i, x in enumerate(arr):
         if x is not None and not isinstance(x, dict):
             return [
-                _gofmt.invalid(index(path, i), x, "must be an object for an array of list-type map")
+                errors.invalid(index(path, i), x, "must be an object for an array of list-type map")
             ]
     if len(arr) <= 1:
         return []
@@ -108,9 +109,9 @@ def _list_map(path: str, s: Struct, arr: list[Any]) -> list[FieldError]:
         out: list[FieldError] = []
         for i in _non_unique(keys):
             shown = {} if keys[i] is _UNSPECIFIED else {kf: keys[i]}
-            out.append(_gofmt.duplicate(index(path, i), shown))
+            out.append(errors.duplicate(index(path, i), shown))
         return out
     composite: list[Any] = []
     for x in arr:
         composite.append({} if x is None else {k: x[k] for k in key_fields if k in x})
-    return [_gofmt.duplicate(index(path, i), composite[i]) for i in _non_unique(composite)]
+    return [errors.duplicate(index(path, i), composite[i]) for i in _non_unique(composite)]

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyk8s.api.crdschema import _gofmt
+from pyk8s.api import errors
 from pyk8s.api.crdschema._compiled import EMPTY, Struct, struct
 from pyk8s.api.crdschema._paths import child, index, key
 from pyk8s.api.errors import FieldError
+from pyk8s.api.gofmt import go_json
 
 # JSON name -> (Go type, nested kind); nested kind "owner"/"managed" are struct lists.
 _OBJECT_META: dict[str, str] = {
@@ -75,7 +76,7 @@ def _json_kind(v: Any) -> str:
 
 
 def _number_text(v: Any) -> str:
-    return "number " + (_gofmt.go_json(v) if isinstance(v, float) else str(v))
+    return "number " + (go_json(v) if isinstance(v, float) else str(v))
 
 
 def _check(v: Any, go_type: str, struct: str, field_path: str) -> str | None:
@@ -209,11 +210,11 @@ def _coerce(pth: str, x: Any, s: Struct | None, track: list[str] | None) -> Fiel
             if s.embedded:
                 if k in ("apiVersion", "kind"):
                     if not isinstance(v, str):
-                        return _gofmt.invalid(child(pth, k), v, "must be a string")
+                        return errors.invalid(child(pth, k), v, "must be a string")
                 elif k == "metadata":
                     err = decode_error(v)
                     if err:
-                        return _gofmt.invalid(child(pth, "metadata"), v, err)
+                        return errors.invalid(child(pth, "metadata"), v, err)
                     if isinstance(v, dict):
                         paths = prune_meta(v, child(pth, "metadata"))
                         if track is not None:
@@ -286,36 +287,36 @@ def _embedded_resource(pth: str, x: dict[str, Any]) -> list[FieldError]:
 
     errs: list[FieldError] = []
     if "apiVersion" not in x:
-        errs.append(_gofmt.required(child(pth, "apiVersion"), "must not be empty"))
+        errs.append(errors.required(child(pth, "apiVersion"), "must not be empty"))
     if "kind" not in x:
-        errs.append(_gofmt.required(child(pth, "kind"), "must not be empty"))
+        errs.append(errors.required(child(pth, "kind"), "must not be empty"))
     for k, v in x.items():
         if k == "apiVersion":
             p = child(pth, "apiVersion")
             if not isinstance(v, str):
-                errs.append(_gofmt.invalid(p, v, "must be a string"))
+                errs.append(errors.invalid(p, v, "must be a string"))
             elif not v:
-                errs.append(_gofmt.invalid(p, v, "must not be empty"))
+                errs.append(errors.invalid(p, v, "must not be empty"))
             else:
                 gv_err = _parse_group_version(v)
                 if gv_err:
-                    errs.append(_gofmt.invalid(p, v, gv_err))
+                    errs.append(errors.invalid(p, v, gv_err))
         elif k == "kind":
             p = child(pth, "kind")
             if not isinstance(v, str):
-                errs.append(_gofmt.invalid(p, v, "must be a string"))
+                errs.append(errors.invalid(p, v, "must be a string"))
             elif not v:
-                errs.append(_gofmt.invalid(p, v, "must not be empty"))
+                errs.append(errors.invalid(p, v, "must not be empty"))
             else:
                 msgs = names.is_dns1035_label(v.lower())
                 if msgs:
                     detail = "may have mixed case, but should otherwise match: " + ",".join(msgs)
-                    errs.append(_gofmt.invalid(p, v, detail))
+                    errs.append(errors.invalid(p, v, detail))
         elif k == "metadata":
             p = child(pth, "metadata")
             err = decode_error(v)
             if err:
-                errs.append(_gofmt.invalid(p, v, err))
+                errs.append(errors.invalid(p, v, err))
                 continue
             meta = dict(v) if isinstance(v, dict) else {}
             if not meta.get("name"):

@@ -23,9 +23,11 @@ import math
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from pyk8s.api.crdschema import _formats, _gofmt
+from pyk8s.api import errors
+from pyk8s.api.crdschema import _formats
 from pyk8s.api.crdschema._goregex import GoPattern, GoRegexError, compile_go
 from pyk8s.api.errors import FieldError
+from pyk8s.api.gofmt import go_float, go_json, go_quote, go_v
 
 UNCORRELATED: Any = object()  # no old value to compare with (create, or a moved item)
 
@@ -127,7 +129,7 @@ def _enum_match(data: Any, entry: Any) -> bool:
 
 
 def _q(path: str) -> str:
-    return _gofmt.go_quote(path)
+    return go_quote(path)
 
 
 class Node:
@@ -460,11 +462,11 @@ class Validator:
             else:
                 ff = float(mult)
                 if ff <= 0:
-                    errs.append(_positive(path, _gofmt.go_float(ff), ff))
+                    errs.append(_positive(path, go_float(ff), ff))
                 else:
                     q = 1 / ff * data if ff < 1 else data / ff
                     if not is_json_integer(q):
-                        msg = f"{path} in body should be a multiple of {_gofmt.go_float(ff)}"
+                        msg = f"{path} in body should be a multiple of {go_float(ff)}"
                         errs.append(_OErr("other", path, msg, data))
         for bound, excl, is_min in ((n.minimum, n.excl_min, True), (n.maximum, n.excl_max, False)):
             if bound is None:
@@ -477,7 +479,7 @@ class Validator:
                 bad = data >= b if excl else data > b
                 word = "less than" if excl else "less than or equal to"
             if bad:
-                shown = str(b) if is_int else _gofmt.go_float(float(b))
+                shown = str(b) if is_int else go_float(float(b))
                 errs.append(_OErr("other", path, f"{path} in body should be {word} {shown}", data))
         return errs
 
@@ -549,7 +551,7 @@ class Validator:
 
 def _enum_err(n: Node, data: Any, path: str) -> _OErr:
     enum = n.enum or []
-    msg = f"{path} in body should be one of {_gofmt.go_v(enum)}"
+    msg = f"{path} in body should be one of {go_v(enum)}"
     return _OErr("enum", path, msg, data, None, list(enum))
 
 
@@ -570,7 +572,7 @@ def _key(n: Node, old: Any, k: str, path: str) -> Any:
 def _map_key(n: Node, item: Any) -> Any:
     if not isinstance(item, dict):
         return None
-    return tuple(_gofmt.go_json(item[k]) if k in item else "\x00" for k in n.map_keys)
+    return tuple(go_json(item[k]) if k in item else "\x00" for k in n.map_keys)
 
 
 def correlate_items(n: Node, data: list[Any], old: Any) -> list[Any]:
@@ -635,7 +637,7 @@ def _positive(path: str, shown: str, factor: Any) -> _OErr:
 
 
 def _type_err(path: str, type_name: str, value: str) -> _OErr:
-    msg = f"{path} in body must be of type {type_name}: {_gofmt.go_quote(value)}"
+    msg = f"{path} in body must be of type {type_name}: {go_quote(value)}"
     return _OErr("type", path, msg, value)
 
 
@@ -652,7 +654,7 @@ def to_field_errors(base: str, errs: list[_OErr]) -> list[FieldError]:
             continue
         seen.add(e.message)
         if e.kind == "composite":
-            out.append(_gofmt.invalid(base or "<nil>", "", e.message))
+            out.append(errors.invalid(base or "<nil>", "", e.message))
             continue
         fp = base
         if e.name and e.name != ".":
@@ -661,18 +663,18 @@ def to_field_errors(base: str, errs: list[_OErr]) -> list[FieldError]:
         fp = fp or "<nil>"
         value = "" if e.value is None else e.value
         if e.kind == "required":
-            out.append(_gofmt.required(fp))
+            out.append(errors.required(fp))
         elif e.kind == "enum":
-            vals = [v if isinstance(v, str) else _gofmt.go_json(v) for v in e.values or []]
-            out.append(_gofmt.not_supported(fp, e.value, vals))
+            vals = [v if isinstance(v, str) else go_json(v) for v in e.values or []]
+            out.append(errors.not_supported(fp, e.value, vals))
         elif e.kind == "too_long":
-            out.append(_gofmt.too_long(fp, int(e.valid)))
+            out.append(errors.too_long(fp, int(e.valid)))
         elif e.kind in ("max_items", "too_many_props"):
-            out.append(_gofmt.too_many(fp, int(e.value), int(e.valid)))
+            out.append(errors.too_many(fp, int(e.value), int(e.valid)))
         elif e.kind == "type":
-            out.append(_gofmt.type_invalid(fp, value, e.message))
+            out.append(errors.type_invalid(fp, value, e.message))
         else:
-            out.append(_gofmt.invalid(fp, value, e.message))
+            out.append(errors.invalid(fp, value, e.message))
     return out
 
 

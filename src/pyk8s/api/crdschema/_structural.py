@@ -25,13 +25,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
-from pyk8s.api.crdschema import _gofmt
+from pyk8s.api import errors
 from pyk8s.api.crdschema._goregex import GoRegexError, compile_go
 from pyk8s.api.crdschema._objectmeta import META_FIELDS, coerce, validate_embedded
 from pyk8s.api.crdschema._openapi import deep_equal, validate_value
 from pyk8s.api.crdschema._paths import child, index, key
 from pyk8s.api.crdschema._prune import deep_copy, structural_prune
 from pyk8s.api.errors import FieldError
+from pyk8s.api.gofmt import GoStringSlice
 
 JSONSchema = dict[str, Any]
 
@@ -151,7 +152,7 @@ def _invariants(s: Any, lvl: int, p: str) -> list[FieldError]:
     t = _type(s)
     items = _d(s.get("items"))
     if t == "array" and items is None:
-        errs.append(_gofmt.required(child(p, "items"), "must be specified"))
+        errs.append(errors.required(child(p, "items"), "must be specified"))
     if items is not None:
         errs += _invariants(items, ITEM, child(p, "items"))
     props = _props(s)
@@ -161,7 +162,7 @@ def _invariants(s: Any, lvl: int, p: str) -> list[FieldError]:
     if ap is not None:
         if lvl == ROOT:
             errs.append(
-                _gofmt.forbidden(child(p, "additionalProperties"), "must not be used at the root")
+                errors.forbidden(child(p, "additionalProperties"), "must not be used at the root")
             )
         if isinstance(ap, dict):
             errs += _invariants(ap, FIELD, child(p, "additionalProperties"))
@@ -169,13 +170,13 @@ def _invariants(s: Any, lvl: int, p: str) -> list[FieldError]:
     embedded, preserve, ios = _true(s, _EMBEDDED), _true(s, _PRESERVE), _true(s, _INT_OR_STRING)
     if ios and preserve:
         errs.append(
-            _gofmt.invalid(
+            errors.invalid(
                 child(p, _PRESERVE), True, "must be false if x-kubernetes-int-or-string is true"
             )
         )
     if ios and embedded:
         errs.append(
-            _gofmt.invalid(
+            errors.invalid(
                 child(p, _EMBEDDED), True, "must be false if x-kubernetes-int-or-string is true"
             )
         )
@@ -186,30 +187,30 @@ def _invariants(s: Any, lvl: int, p: str) -> list[FieldError]:
     if embedded and t != "object":
         msg = "must be object if x-kubernetes-embedded-resource is true"
         if not t:
-            errs.append(_gofmt.required(child(p, "type"), msg))
+            errs.append(errors.required(child(p, "type"), msg))
         else:
-            errs.append(_gofmt.invalid(child(p, "type"), t, msg))
+            errs.append(errors.invalid(child(p, "type"), t, msg))
     elif not t and not ios and not preserve:
         msg = {
             ROOT: "must not be empty at the root",
             ITEM: "must not be empty for specified array items",
             FIELD: "must not be empty for specified object fields",
         }[lvl]
-        errs.append(_gofmt.required(child(p, "type"), msg))
+        errs.append(errors.required(child(p, "type"), msg))
     if embedded and ap is not None:
         errs.append(
-            _gofmt.forbidden(
+            errors.forbidden(
                 child(p, "additionalProperties"),
                 "must not be used if x-kubernetes-embedded-resource is set",
             )
         )
     if lvl == ROOT and t and t != "object":
-        errs.append(_gofmt.invalid(child(p, "type"), t, "must be object at the root"))
+        errs.append(errors.invalid(child(p, "type"), t, "must be object at the root"))
     for name in ("kind", "apiVersion"):
         sub = _d(props.get(name))
         if sub is not None and check_meta and _type(sub) != "string":
             errs.append(
-                _gofmt.invalid(
+                errors.invalid(
                     child(key(child(p, "properties"), name), "type"), _type(sub), "must be string"
                 )
             )
@@ -218,7 +219,7 @@ def _invariants(s: Any, lvl: int, p: str) -> list[FieldError]:
         errs += _metadata_invariants(meta, check_meta, lvl, key(child(p, "properties"), "metadata"))
     if embedded and not preserve and not props:
         errs.append(
-            _gofmt.required(
+            errors.required(
                 child(p, "properties"),
                 "must not be empty if x-kubernetes-embedded-resource is true without "
                 "x-kubernetes-preserve-unknown-fields",
@@ -278,7 +279,7 @@ def _set(k: str, v: Any) -> bool:
 def _metadata_invariants(s: JSONSchema, check_meta: bool, lvl: int, p: str) -> list[FieldError]:
     errs: list[FieldError] = []
     if check_meta and _type(s) != "object":
-        errs.append(_gofmt.invalid(child(p, "type"), _type(s), "must be object"))
+        errs.append(errors.invalid(child(p, "type"), _type(s), "must be object"))
     if lvl == ROOT:
         props = set(_props(s))
         only_names = bool(props) and props <= {"name", "generateName"}
@@ -286,7 +287,7 @@ def _metadata_invariants(s: JSONSchema, check_meta: bool, lvl: int, p: str) -> l
         extra = extra or any(_set(k, v) for k, v in s.items() if k != "properties")
         if extra:
             errs.append(
-                _gofmt.forbidden(
+                errors.forbidden(
                     p,
                     "must not specify anything other than name and generateName, but "
                     "metadata is implicitly specified",
@@ -315,7 +316,7 @@ def _value_validation(
             compile_go(pattern)
         except GoRegexError as e:
             errs.append(
-                _gofmt.invalid(
+                errors.invalid(
                     child(p, "pattern"),
                     pattern,
                     f"must be a valid regular expression, but isn't: {e}",
@@ -340,7 +341,7 @@ def _nested(
     if isinstance(props, dict):
         for k, sub in props.items():
             errs += _nested(sub, False, False, FIELD, key(child(p, "properties"), k))
-    f = _gofmt.forbidden
+    f = errors.forbidden
     if _type(v):
         errs.append(f(child(p, "type"), _MUST_BE_EMPTY))
     ap = v.get("additionalProperties")
@@ -378,7 +379,7 @@ def _completeness(s: JSONSchema, p: str) -> list[FieldError]:
 
 def _vv_completeness(v: JSONSchema, s: JSONSchema | None, sp: str, vp: str) -> list[FieldError]:
     if s is None:
-        return [_gofmt.required(sp, f"because it is defined in {vp}")]
+        return [errors.required(sp, f"because it is defined in {vp}")]
     errs = _nested_completeness(v.get("not"), s, sp, child(vp, "not"))
     for name in ("allOf", "anyOf", "oneOf"):
         for i, sub in enumerate(_list(v.get(name))):
@@ -390,7 +391,7 @@ def _nested_completeness(v: Any, s: JSONSchema | None, sp: str, vp: str) -> list
     if not isinstance(v, dict):
         return []
     if s is None:
-        return [_gofmt.required(sp, f"because it is defined in {vp}")]
+        return [errors.required(sp, f"because it is defined in {vp}")]
     errs = _vv_completeness(v, s, sp, vp)
     errs += _nested_completeness(
         v.get("items"), _d(s.get("items")), child(sp, "items"), child(vp, "items")
@@ -402,7 +403,7 @@ def _nested_completeness(v: Any, s: JSONSchema | None, sp: str, vp: str) -> list
             spk = key(child(sp, "properties"), k)
             vpk = key(child(vp, "properties"), k)
             if k not in sprops:
-                errs.append(_gofmt.required(spk, f"because it is defined in {vpk}"))
+                errs.append(errors.required(spk, f"because it is defined in {vpk}"))
             else:
                 errs += _nested_completeness(sub, _d(sprops[k]), spk, vpk)
     return errs
@@ -436,7 +437,7 @@ def validate_defaults(schema: JSONSchema, path: str) -> list[FieldError]:
     try:
         return _defaults(path, root, root, [], False)
     except _DefaultsFailed as e:
-        return [_gofmt.invalid(path, "", str(e))]
+        return [errors.invalid(path, "", str(e))]
 
 
 def _defaults(
@@ -455,17 +456,18 @@ def _defaults(
             obj = _surround(steps, deep_copy(dflt))
             err = coerce("", obj, root, True, None)
             if err is not None:
-                errs.append(_gofmt.invalid(dp, dflt, f"must result in valid metadata: {err}"))
+                errs.append(errors.invalid(dp, dflt, f"must result in valid metadata: {err}"))
             elif me := validate_embedded("", obj, root, True):
-                msg = f"must result in valid metadata: {_gofmt.aggregate(me)}"
-                errs.append(_gofmt.invalid(dp, dflt, msg))
+                shown = errors.aggregate_message([str(e) for e in me])
+                msg = f"must result in valid metadata: {shown}"
+                errs.append(errors.invalid(dp, dflt, msg))
             else:
                 errs += validate_value(dflt, s, dp, runtime=False)
         else:
             pruned = deep_copy(dflt)
             structural_prune(pruned, s, embedded)
             if not deep_equal(pruned, dflt):
-                errs.append(_gofmt.invalid(dp, dflt, "must not have unknown fields"))
+                errs.append(errors.invalid(dp, dflt, "must not have unknown fields"))
             copy = deep_copy(dflt)
             err = coerce(dp, copy, s, embedded, None)
             if err is not None:
@@ -502,39 +504,39 @@ def _keyword_rules(s: JSONSchema, p: str, ctx: _Ctx) -> list[FieldError]:
     errs: list[FieldError] = []
     t = s.get("type")
     if isinstance(t, str) and t and t not in OPENAPI_V3_TYPES:
-        errs.append(_gofmt.not_supported(child(p, "type"), t, OPENAPI_V3_TYPES))
+        errs.append(errors.not_supported(child(p, "type"), t, OPENAPI_V3_TYPES))
     if "default" in s and not ctx.allow_defaults:
         detail = "must not be set" + (f" {ctx.reason}" if ctx.reason else "")
-        errs.append(_gofmt.forbidden(child(p, "default"), detail))
+        errs.append(errors.forbidden(child(p, "default"), detail))
     if s.get("id"):
-        errs.append(_gofmt.forbidden(child(p, "id"), "id is not supported"))
+        errs.append(errors.forbidden(child(p, "id"), "id is not supported"))
     if s.get("additionalItems") is not None:
         errs.append(
-            _gofmt.forbidden(child(p, "additionalItems"), "additionalItems is not supported")
+            errors.forbidden(child(p, "additionalItems"), "additionalItems is not supported")
         )
     if s.get("patternProperties"):
         errs.append(
-            _gofmt.forbidden(child(p, "patternProperties"), "patternProperties is not supported")
+            errors.forbidden(child(p, "patternProperties"), "patternProperties is not supported")
         )
     if s.get("definitions"):
-        errs.append(_gofmt.forbidden(child(p, "definitions"), "definitions is not supported"))
+        errs.append(errors.forbidden(child(p, "definitions"), "definitions is not supported"))
     if s.get("dependencies") is not None:
-        errs.append(_gofmt.forbidden(child(p, "dependencies"), "dependencies is not supported"))
+        errs.append(errors.forbidden(child(p, "dependencies"), "dependencies is not supported"))
     if s.get("$ref") is not None:
-        errs.append(_gofmt.forbidden(child(p, "$ref"), "$ref is not supported"))
+        errs.append(errors.forbidden(child(p, "$ref"), "$ref is not supported"))
     if t == "null":
         errs.append(
-            _gofmt.forbidden(
+            errors.forbidden(
                 child(p, "type"), "type cannot be set to null, use nullable as an alternative"
             )
         )
     if isinstance(s.get("items"), list) and s["items"]:
         errs.append(
-            _gofmt.forbidden(child(p, "items"), "items must be a schema object and not an array")
+            errors.forbidden(child(p, "items"), "items must be a schema object and not an array")
         )
     if ctx.inside_meta and _true(s, _EMBEDDED):
         errs.append(
-            _gofmt.forbidden(child(p, _EMBEDDED), "must not be used inside of resource meta")
+            errors.forbidden(child(p, _EMBEDDED), "must not be used inside of resource meta")
         )
     return errs
 
@@ -546,7 +548,7 @@ def openapi_schema_errors(s: Any, p: str, ctx: _Ctx, is_root: bool) -> list[Fiel
     errs = _keyword_rules(s, p, ctx)
     if _true(s, "uniqueItems"):
         errs.append(
-            _gofmt.forbidden(
+            errors.forbidden(
                 child(p, "uniqueItems"),
                 "uniqueItems cannot be set to true since the runtime complexity becomes quadratic",
             )
@@ -556,7 +558,7 @@ def openapi_schema_errors(s: Any, p: str, ctx: _Ctx, is_root: bool) -> list[Fiel
     if ap is not None:
         if props and (ap is False or isinstance(ap, dict)):
             errs.append(
-                _gofmt.forbidden(
+                errors.forbidden(
                     child(p, "additionalProperties"),
                     "additionalProperties and properties are mutual exclusive",
                 )
@@ -592,7 +594,7 @@ def openapi_schema_errors(s: Any, p: str, ctx: _Ctx, is_root: bool) -> list[Fiel
             errs += openapi_schema_errors(sub, key(child(p, "dependencies"), k), ctx, False)
 
     if s.get(_PRESERVE) is False:
-        errs.append(_gofmt.invalid(child(p, _PRESERVE), False, "must be true or undefined"))
+        errs.append(errors.invalid(child(p, _PRESERVE), False, "must be true or undefined"))
     errs += _map_type_rules(s, p)
     errs += _list_type_rules(s, p)
     errs += _map_list_keys_map_set(s, p)
@@ -608,11 +610,11 @@ def _map_type_rules(s: JSONSchema, p: str) -> list[FieldError]:
     if t != "object":
         msg = "must be object if x-kubernetes-map-type is specified"
         if not t:
-            errs.append(_gofmt.required(child(p, "type"), msg))
+            errs.append(errors.required(child(p, "type"), msg))
         else:
-            errs.append(_gofmt.invalid(child(p, "type"), t, msg))
+            errs.append(errors.invalid(child(p, "type"), t, msg))
     if mt not in ("atomic", "granular"):
-        errs.append(_gofmt.not_supported(child(p, _MAP_TYPE), mt, ["atomic", "granular"]))
+        errs.append(errors.not_supported(child(p, _MAP_TYPE), mt, ["atomic", "granular"]))
     return errs
 
 
@@ -624,46 +626,46 @@ def _list_type_rules(s: JSONSchema, p: str) -> list[FieldError]:
     if lt is not None and t != "array":
         msg = "must be array if x-kubernetes-list-type is specified"
         if not t:
-            errs.append(_gofmt.required(child(p, "type"), msg))
+            errs.append(errors.required(child(p, "type"), msg))
         else:
-            errs.append(_gofmt.invalid(child(p, "type"), t, msg))
+            errs.append(errors.invalid(child(p, "type"), t, msg))
     elif lt == "set" and isinstance(items, dict):
         msg = "must be atomic as item of a list with x-kubernetes-list-type=set"
         it = _type(items)
         if it == "array":
             ilt = items.get(_LIST_TYPE)
             if ilt is not None and ilt != "atomic":
-                errs.append(_gofmt.invalid(child(child(p, "items"), _LIST_TYPE), ilt, msg))
+                errs.append(errors.invalid(child(child(p, "items"), _LIST_TYPE), ilt, msg))
         elif it == "object" and items.get(_MAP_TYPE) != "atomic":
             # upstream shows the items' list type here (usually unset: "null")
             errs.append(
-                _gofmt.invalid(child(child(p, "items"), _MAP_TYPE), items.get(_LIST_TYPE), msg)
+                errors.invalid(child(child(p, "items"), _MAP_TYPE), items.get(_LIST_TYPE), msg)
             )
     if lt is not None and lt not in ("atomic", "set", "map"):
-        errs.append(_gofmt.not_supported(child(p, _LIST_TYPE), lt, ["atomic", "set", "map"]))
+        errs.append(errors.not_supported(child(p, _LIST_TYPE), lt, ["atomic", "set", "map"]))
     keys = _list(s.get(_LIST_MAP_KEYS))
     if keys:
         msg = "must be map if x-kubernetes-list-map-keys is non-empty"
         if lt is None:
-            errs.append(_gofmt.required(child(p, _LIST_TYPE), msg))
+            errs.append(errors.required(child(p, _LIST_TYPE), msg))
         elif lt != "map":
-            errs.append(_gofmt.invalid(child(p, _LIST_TYPE), lt, msg))
+            errs.append(errors.invalid(child(p, _LIST_TYPE), lt, msg))
     if lt == "map":
         if not keys:
             errs.append(
-                _gofmt.required(
+                errors.required(
                     child(p, _LIST_MAP_KEYS), "must not be empty if x-kubernetes-list-type is map"
                 )
             )
         if items is None:
             errs.append(
-                _gofmt.required(
+                errors.required(
                     child(p, "items"), "must have a schema if x-kubernetes-list-type is map"
                 )
             )
         elif isinstance(items, list):
             errs.append(
-                _gofmt.invalid(
+                errors.invalid(
                     child(p, "items"),
                     items,
                     "must only have a single schema if x-kubernetes-list-type is map",
@@ -673,14 +675,14 @@ def _list_type_rules(s: JSONSchema, p: str) -> list[FieldError]:
             it = _type(items)
             if it != "object":
                 errs.append(
-                    _gofmt.invalid(
+                    errors.invalid(
                         child(child(p, "items"), "type"),
                         it,
                         "must be object if parent array's x-kubernetes-list-type is map",
                     )
                 )
             else:
-                shown = _gofmt.GoStringSlice(str(k) for k in keys)
+                shown = GoStringSlice(str(k) for k in keys)
                 iprops = _props(items)
                 seen: set[str] = set()
                 for k in keys:
@@ -688,7 +690,7 @@ def _list_type_rules(s: JSONSchema, p: str) -> list[FieldError]:
                     if k in iprops:
                         if sub is not None and _type(sub) in ("array", "object"):
                             errs.append(
-                                _gofmt.invalid(
+                                errors.invalid(
                                     child(key(child(child(p, "items"), "properties"), k), "type"),
                                     it,
                                     "must be a scalar type if parent array's "
@@ -697,7 +699,7 @@ def _list_type_rules(s: JSONSchema, p: str) -> list[FieldError]:
                             )
                     else:
                         errs.append(
-                            _gofmt.invalid(
+                            errors.invalid(
                                 child(p, _LIST_MAP_KEYS),
                                 shown,
                                 "entries must all be names of item properties",
@@ -705,7 +707,7 @@ def _list_type_rules(s: JSONSchema, p: str) -> list[FieldError]:
                         )
                     if k in seen:
                         errs.append(
-                            _gofmt.invalid(
+                            errors.invalid(
                                 child(p, _LIST_MAP_KEYS),
                                 shown,
                                 "must not contain duplicate entries",
@@ -724,7 +726,7 @@ def _map_list_keys_map_set(s: JSONSchema, p: str) -> list[FieldError]:
     ip = child(p, "items")
     if _true(items, "nullable"):
         errs.append(
-            _gofmt.forbidden(
+            errors.forbidden(
                 child(ip, "nullable"), f"cannot be nullable when x-kubernetes-list-type is {lt}"
             )
         )
@@ -738,7 +740,7 @@ def _map_list_keys_map_set(s: JSONSchema, p: str) -> list[FieldError]:
             kp = key(child(ip, "properties"), k)
             if k not in required and "default" not in sub:
                 errs.append(
-                    _gofmt.required(
+                    errors.required(
                         child(kp, "default"),
                         "this property is in x-kubernetes-list-map-keys, so it must have a "
                         "default or be a required property",
@@ -746,7 +748,7 @@ def _map_list_keys_map_set(s: JSONSchema, p: str) -> list[FieldError]:
                 )
             if _true(sub, "nullable"):
                 errs.append(
-                    _gofmt.forbidden(
+                    errors.forbidden(
                         child(kp, "nullable"),
                         "this property is in x-kubernetes-list-map-keys, so it cannot be nullable",
                     )
@@ -876,7 +878,7 @@ def _status_root(s: JSONSchema, p: str) -> list[FieldError]:
         if go == "Type":
             if v != "object":
                 return [
-                    _gofmt.invalid(
+                    errors.invalid(
                         child(p, "type"),
                         v,
                         'only "object" is allowed as the type at the root of the schema if the '
@@ -887,7 +889,7 @@ def _status_root(s: JSONSchema, p: str) -> list[FieldError]:
         if go not in ALLOWED_AT_ROOT_WITH_STATUS:
             allowed = "[" + " ".join(ALLOWED_AT_ROOT_WITH_STATUS) + "]"
             return [
-                _gofmt.invalid(
+                errors.invalid(
                     p,
                     s,
                     f"only {allowed} fields are allowed at the root of the schema if the status "
@@ -902,12 +904,12 @@ def structural_errors(
 ) -> list[FieldError]:
     errs: list[FieldError] = []
     if not isinstance(schema, dict):
-        return [_gofmt.required(path, "")]
+        return [errors.required(path, "")]
     if status_enabled:
         errs += _status_root(schema, path)
     if schema.get("nullable") is True:
         errs.append(
-            _gofmt.forbidden(child(path, "nullable"), "nullable cannot be true at the root")
+            errors.forbidden(child(path, "nullable"), "nullable cannot be true at the root")
         )
     init_err = _unsupported(schema)
     if init_err is None:
@@ -915,5 +917,5 @@ def structural_errors(
         errs += structural if structural else validate_defaults(schema, path)
     errs += openapi_schema_errors(schema, path, _Ctx(), True)
     if not errs and init_err is not None:
-        errs.append(_gofmt.invalid(path, "", init_err))
+        errs.append(errors.invalid(path, "", init_err))
     return errs
