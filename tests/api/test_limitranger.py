@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
+from pyk8s.api.errors import aggregate_message
 from pyk8s.api.limitranger import (
     ANNOTATION,
-    aggregate_message,
     applies,
     apply_defaults,
     default_requirements,

@@ -31,6 +31,7 @@ from decimal import Decimal
 from typing import Any, Final
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import go_quote
 from pyk8s.api.quantity import (
     DECIMAL_SI,
     Format,
@@ -43,7 +44,6 @@ from pyk8s.api.quantity import (
 
 __all__ = [
     "ANNOTATION",
-    "aggregate_message",
     "applies",
     "apply_defaults",
     "default_requirements",
@@ -382,23 +382,10 @@ def validate(resource: str, obj: JSON, limit_ranges: Iterable[JSON]) -> list[str
 # --- the error ------------------------------------------------------------------------------
 
 
-def aggregate_message(messages: Sequence[str]) -> str:
-    """apimachinery's aggregate error text: one message bare, several as ``[a, b]``;
-    a message repeated is shown once."""
-    if len(messages) == 1:
-        return messages[0]
-    unique = list(dict.fromkeys(messages))
-    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
-
-
-def _quote(s: str) -> str:
-    return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
 def forbidden_message(resource: str, name: str, messages: Sequence[str], group: str = "") -> str:
     """``pods "x" is forbidden: [maximum cpu usage per Container is 2, but limit is 3, ...]``."""
     qualified = f"{resource}.{group}" if group else resource
-    return f"{qualified} {_quote(name)} is forbidden: {aggregate_message(messages)}"
+    return f"{qualified} {go_quote(name)} is forbidden: {errors.aggregate_message(messages)}"
 
 
 def forbidden(

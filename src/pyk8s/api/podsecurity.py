@@ -1015,12 +1015,6 @@ def evaluate_pod(
 # --- configuration ----------------------------------------------------------------------------
 
 
-def _aggregate_message(messages: Sequence[str]) -> str:
-    """apimachinery's aggregate error text: one message bare, several in ``[a, b]``, deduped."""
-    unique = list(dict.fromkeys(messages))
-    return unique[0] if len(unique) == 1 else "[" + ", ".join(unique) + "]"
-
-
 @dataclass(frozen=True)
 class PodSecurityConfig:
     """The plugin's configuration: the policy of unlabelled namespaces and the exemptions."""
@@ -1078,7 +1072,7 @@ class PodSecurityConfig:
         runtime_classes = names("runtimeClasses", is_dns1123_subdomain)
         usernames = names("usernames", lambda u: [] if u else ["username must not be empty"])
         if errs:
-            raise PolicyError(_aggregate_message([str(e) for e in errs]))
+            raise PolicyError(errors.aggregate_message([str(e) for e in errs]))
         return cls(
             defaults=Policy(modes["enforce"], modes["audit"], modes["warn"]),
             exempt_usernames=usernames,
@@ -1198,7 +1192,7 @@ def _evaluate_pod_spec(
         return Decision(audit_annotations={AUDIT_EXEMPT: "runtimeClass"})
     annotations: dict[str, str] = {}
     if policy_errs:
-        annotations[AUDIT_ERROR] = "Failed to parse policy: " + _aggregate_message(
+        annotations[AUDIT_ERROR] = "Failed to parse policy: " + errors.aggregate_message(
             [str(e) for e in policy_errs]
         )
     cached: dict[LevelVersion, AggregateCheckResult] = {}

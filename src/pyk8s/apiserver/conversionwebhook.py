@@ -93,15 +93,6 @@ def _gvk(api_version: str, kind: str) -> str:
     return f"{gv[0]}/{gv[1]}, Kind={kind}"
 
 
-def _aggregate(msgs: list[str]) -> str:
-    """``utilerrors.NewAggregate(...).Error()``: one message bare, several bracketed."""
-    seen: list[str] = []
-    for m in msgs:
-        if m not in seen:
-            seen.append(m)
-    return seen[0] if len(seen) == 1 else "[" + ", ".join(seen) + "]"
-
-
 def _meta(obj: JSON) -> JSON:
     m = obj.get("metadata")
     return m if isinstance(m, dict) else {}
@@ -238,7 +229,7 @@ def _restore_metadata(original: JSON, converted: JSON) -> JSON:
                 else validate_annotations(value, "metadata.annotation")
             )
             if errs:
-                raise _Refused(_aggregate([str(e) for e in errs]))
+                raise _Refused(errors.aggregate_message([str(e) for e in errs]))
         restored[fld] = value
     out["metadata"] = restored
     return out
