@@ -65,6 +65,8 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from cryptography import x509
 from yarl import URL
 
+from pyk8s.api.gofmt import go_quote
+
 __all__ = [
     "DEFAULT_TIMEOUT",
     "ResolveService",
@@ -195,11 +197,6 @@ def _trim(v: float) -> str:
     return s or "0"
 
 
-def _go_quote(s: str) -> str:
-    """Go's ``%q`` for the ASCII strings we quote (URLs, names)."""
-    return orjson.dumps(s).decode()
-
-
 def _clean_path(p: str) -> str:
     """Go's ``path.Join("/", p)``: rooted, cleaned, no trailing slash (``/`` when empty)."""
     cleaned = posixpath.normpath("/" + p)
@@ -265,7 +262,7 @@ def _parse_config(cfg: JSON, name: str) -> tuple[_Target, bytes | None]:
         host = u.hostname or ""
         _ = u.port  # raises ValueError on a bad port
     except ValueError as e:
-        inner = WebhookError(name, f"Unparsable URL: parse {_go_quote(str(url))}: {e}")
+        inner = WebhookError(name, f"Unparsable URL: parse {go_quote(str(url))}: {e}")
         raise WebhookConfigError(name, inner.message) from None
     if u.scheme != "https":
         # Validation of the configurations refuses these; say so if one slips through.
@@ -273,7 +270,7 @@ def _parse_config(cfg: JSON, name: str) -> tuple[_Target, bytes | None]:
             name, f'unsupported webhook URL scheme "{u.scheme}": only "https" is allowed'
         )
     if not host:
-        inner = WebhookError(name, f"Unparsable URL: parse {_go_quote(str(url))}: missing host")
+        inner = WebhookError(name, f"Unparsable URL: parse {go_quote(str(url))}: missing host")
         raise WebhookConfigError(name, inner.message)
     netloc = u.netloc.rpartition("@")[2]
     return (
@@ -620,7 +617,7 @@ def _status_from_response(code: int, content_type: str, body: bytes) -> JSON:
     elif code >= 500:
         reason = "InternalError"
         message = (
-            f"an error on the server ({_go_quote(server_message)}) has prevented the request "
+            f"an error on the server ({go_quote(server_message)}) has prevented the request "
             "from succeeding"
         )
     return {
@@ -781,11 +778,11 @@ class WebhookClient:
             else:
                 text = f"x509: {cert_err}"
             raise WebhookTLSError(
-                webhook_name, f"Post {_go_quote(shown)}: tls: failed to verify certificate: {text}"
+                webhook_name, f"Post {go_quote(shown)}: tls: failed to verify certificate: {text}"
             ) from None
         except aiohttp.ClientConnectorSSLError as e:
             raise WebhookTLSError(
-                webhook_name, f"Post {_go_quote(shown)}: {_ssl_text(e.os_error)}"
+                webhook_name, f"Post {go_quote(shown)}: {_ssl_text(e.os_error)}"
             ) from None
         except aiohttp.ClientConnectorDNSError as e:
             inner = e.os_error
@@ -794,13 +791,13 @@ class WebhookClient:
             else:
                 host = urllib.parse.urlsplit(t.base).hostname or t.server_name
                 text = f"dial tcp: lookup {host}: no such host"
-            raise WebhookConnectError(webhook_name, f"Post {_go_quote(shown)}: {text}") from None
+            raise WebhookConnectError(webhook_name, f"Post {go_quote(shown)}: {text}") from None
         except aiohttp.ClientConnectorError as e:
             addr = rec.addr or _url_addr(t)
             text = f"dial tcp {_join_host_port(*addr)}: connect: {_os_text(e.os_error)}"
-            raise WebhookConnectError(webhook_name, f"Post {_go_quote(shown)}: {text}") from None
+            raise WebhookConnectError(webhook_name, f"Post {go_quote(shown)}: {text}") from None
         except aiohttp.ServerDisconnectedError:
-            detail = f"Post {_go_quote(shown)}: EOF"
+            detail = f"Post {go_quote(shown)}: EOF"
             if stage == "body":
                 detail = _read_error("unexpected EOF")
             raise WebhookCallError(webhook_name, detail) from None
@@ -808,12 +805,12 @@ class WebhookClient:
             raise WebhookCallError(webhook_name, _read_error("unexpected EOF")) from None
         except aiohttp.ClientResponseError:
             broken = "net/http: HTTP/1.x transport connection broken: malformed HTTP response"
-            raise WebhookCallError(webhook_name, f"Post {_go_quote(shown)}: {broken}") from None
+            raise WebhookCallError(webhook_name, f"Post {go_quote(shown)}: {broken}") from None
         except aiohttp.ClientOSError as e:
             text = _os_text(e)
             if stage == "body":
                 raise WebhookCallError(webhook_name, _read_error(text)) from None
-            raise WebhookCallError(webhook_name, f"Post {_go_quote(shown)}: {text}") from None
+            raise WebhookCallError(webhook_name, f"Post {go_quote(shown)}: {text}") from None
         finally:
             _dial.reset(token)
         log.debug("webhook %s (%s) %s -> %d", webhook_name, path_hint, shown, status)
@@ -838,7 +835,7 @@ class WebhookClient:
             why = "context deadline exceeded"
             if client_timeout:
                 why += " (Client.Timeout exceeded while awaiting headers)"
-            return WebhookTimeoutError(name, f"Post {_go_quote(shown)}: {why}")
+            return WebhookTimeoutError(name, f"Post {go_quote(shown)}: {why}")
         why = "context deadline exceeded"
         if client_timeout:
             why += " (Client.Timeout or context cancellation while reading body)"
