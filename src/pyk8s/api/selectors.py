@@ -35,6 +35,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
+from pyk8s.api.gofmt import go_quote, go_string_slice
 from pyk8s.api.registry import Resource
 
 __all__ = [
@@ -149,33 +150,6 @@ def validate_label_value(value: str) -> list[str]:
 # field.Error rendering, the way Go prints it (%q strings, %#v string slices)
 
 
-def _go_quote(s: str) -> str:
-    out = ['"']
-    for ch in s:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ch == "\r":
-            out.append("\\r")
-        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
-            out.append(f"\\x{ord(ch):02x}")
-        elif not ch.isprintable() and ord(ch) > 0x7F:
-            out.append(f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}")
-        else:
-            out.append(ch)
-    out.append('"')
-    return "".join(out)
-
-
-def _go_slice(values: list[str] | None) -> str:
-    if values is None:
-        return "[]string(nil)"
-    return "[]string{" + ", ".join(_go_quote(v) for v in values) + "}"
-
-
 def _invalid(path: str, shown: str, detail: str) -> str:
     return f"{path}: Invalid value: {shown}: {detail}"
 
@@ -234,11 +208,11 @@ class Requirement:
         """
         vals = None if values is None else list(values)
         count = len(vals or ())
-        shown = _go_slice(vals)
+        shown = go_string_slice(vals)
         errs: list[str] = []
         key_errs = validate_label_key(key)
         if key_errs:
-            errs.append(_invalid("key", _go_quote(key), "; ".join(key_errs)))
+            errs.append(_invalid("key", go_quote(key), "; ".join(key_errs)))
         if operator in (IN, NOT_IN):
             if count == 0:
                 errs.append(
@@ -270,19 +244,19 @@ class Requirement:
                     errs.append(
                         _invalid(
                             f"values[{i}]",
-                            _go_quote(v),
+                            go_quote(v),
                             "for 'Gt', 'Lt' operators, the value must be an integer",
                         )
                     )
         else:
-            supported = ", ".join(_go_quote(o) for o in (*_BINARY_OPERATORS, *_UNARY_OPERATORS))
+            supported = ", ".join(go_quote(o) for o in (*_BINARY_OPERATORS, *_UNARY_OPERATORS))
             errs.append(
-                f"operator: Unsupported value: {_go_quote(operator)}: supported values: {supported}"
+                f"operator: Unsupported value: {go_quote(operator)}: supported values: {supported}"
             )
         for i, v in enumerate(vals or ()):
             value_errs = validate_label_value(v)
             if value_errs:
-                errs.append(_invalid(f"values[{i}][{key}]", _go_quote(v), "; ".join(value_errs)))
+                errs.append(_invalid(f"values[{i}][{key}]", go_quote(v), "; ".join(value_errs)))
         if errs:
             raise SelectorError(_aggregate(errs))
         return cls(key, operator, tuple(vals or ()))
@@ -497,7 +471,7 @@ class _Parser:
             raise SelectorError(f"found '{lit}', expected: identifier")
         errs = validate_label_key(lit)
         if errs:
-            raise SelectorError(_invalid("<nil>", _go_quote(lit), "; ".join(errs)))
+            raise SelectorError(_invalid("<nil>", go_quote(lit), "; ".join(errs)))
         if self.lookahead(True)[0] in (_EOS, _COMMA) and op != DOES_NOT_EXIST:
             op = EXISTS
         return lit, op
@@ -600,7 +574,7 @@ def label_selector_from_dict(d: Mapping[str, Any] | None) -> LabelSelector:
     for expr in expressions:
         op = str(expr.get("operator", ""))
         if op not in _LABEL_SELECTOR_OPS:
-            raise SelectorError(f"{_go_quote(op)} is not a valid label selector operator")
+            raise SelectorError(f"{go_quote(op)} is not a valid label selector operator")
         raw = expr.get("values")
         reqs.append(
             Requirement.new(
@@ -820,14 +794,14 @@ def check_field_selector(resource: Resource, selector: FieldSelector) -> FieldSe
         if conv is None:
             if t.field not in _METADATA:
                 raise SelectorError(
-                    f"{_go_quote(t.field)} is not a known field selector: only "
+                    f"{go_quote(t.field)} is not a known field selector: only "
                     f'"metadata.name", "metadata.namespace"'
                 )
             out.append(t)
             continue
         target = conv.labels.get(t.field)
         if target is None:
-            raise SelectorError(conv.message.format(label=t.field, quoted=_go_quote(t.field)))
+            raise SelectorError(conv.message.format(label=t.field, quoted=go_quote(t.field)))
         out.append(FieldTerm(target, t.op, t.value))
     return FieldSelector(tuple(out))
 

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 from typing import Any, TypeGuard
 
-import orjson
-
 from pyk8s.api import errors
 from pyk8s.api.errors import FieldError, FieldErrorType
 
@@ -101,8 +99,3 @@ def immutable(new: Any, old: Any, path: str) -> Errs:
     if equal(new, old):
         return []
     return [errors.invalid(path, new, IMMUTABLE)]
-
-
-def go_string_slice(values: list[str]) -> str:
-    """Go's ``%#v`` of a []string."""
-    return "[]string{" + ", ".join(orjson.dumps(v).decode() for v in values) + "}"

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pyk8s.api import errors
+from pyk8s.api.gofmt import go_string_slice
 from pyk8s.api.validation import names
 from pyk8s.api.validation._util import (
     IMMUTABLE,
@@ -21,7 +22,6 @@ from pyk8s.api.validation._util import (
     Errs,
     child,
     d,
-    go_string_slice,
     idx,
     is_int,
     lst,
