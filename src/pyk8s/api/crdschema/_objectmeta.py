@@ -16,7 +16,7 @@ from pyk8s.api import errors
 from pyk8s.api.crdschema._compiled import EMPTY, Struct, struct
 from pyk8s.api.crdschema._paths import child, index, key
 from pyk8s.api.errors import FieldError
-from pyk8s.api.gofmt import go_json
+from pyk8s.api.gofmt import go_json, json_kind
 
 # JSON name -> (Go type, nested kind); nested kind "owner"/"managed" are struct lists.
 _OBJECT_META: dict[str, str] = {
@@ -61,20 +61,6 @@ _STRUCTS = {
 META_FIELDS = frozenset({"apiVersion", "kind", "metadata"})
 
 
-def _json_kind(v: Any) -> str:
-    if isinstance(v, bool):
-        return "bool"
-    if isinstance(v, int | float):
-        return "number"
-    if isinstance(v, str):
-        return "string"
-    if isinstance(v, list):
-        return "array"
-    if isinstance(v, dict):
-        return "object"
-    return "null"
-
-
 def _number_text(v: Any) -> str:
     return "number " + (go_json(v) if isinstance(v, float) else str(v))
 
@@ -83,7 +69,7 @@ def _check(v: Any, go_type: str, struct: str, field_path: str) -> str | None:
     """Go's ``json.Unmarshal`` type error for ``v`` decoded into ``go_type``, if any."""
     if v is None:
         return None
-    jk = _json_kind(v)
+    jk = json_kind(v)
     where = f"Go struct field {struct}.{field_path}"
     base = go_type.lstrip("*")
     ok: bool
@@ -107,7 +93,7 @@ def _check(v: Any, go_type: str, struct: str, field_path: str) -> str | None:
         else:
             for k, item in v.items():
                 if item is not None and not isinstance(item, str):
-                    ik = _json_kind(item)
+                    ik = json_kind(item)
                     return f"json: cannot unmarshal {ik} into {where}.{k} of type string"
             return None
     elif base == "[]string":
@@ -116,7 +102,7 @@ def _check(v: Any, go_type: str, struct: str, field_path: str) -> str | None:
         else:
             for item in v:
                 if item is not None and not isinstance(item, str):
-                    ik = _json_kind(item)
+                    ik = json_kind(item)
                     return f"json: cannot unmarshal {ik} into {where} of type string"
             return None
     elif base in _STRUCTS:
@@ -129,7 +115,7 @@ def _check(v: Any, go_type: str, struct: str, field_path: str) -> str | None:
                     continue
                 if not isinstance(item, dict):
                     return (
-                        f"json: cannot unmarshal {_json_kind(item)} into {where} of type v1.{sname}"
+                        f"json: cannot unmarshal {json_kind(item)} into {where} of type v1.{sname}"
                     )
                 for fk, fv in item.items():
                     if fk in fields:
@@ -149,7 +135,7 @@ def decode_error(meta: Any) -> str | None:
     if meta is None:
         return None
     if not isinstance(meta, dict):
-        return f"json: cannot unmarshal {_json_kind(meta)} into Go value of type v1.ObjectMeta"
+        return f"json: cannot unmarshal {json_kind(meta)} into Go value of type v1.ObjectMeta"
     for k, v in meta.items():
         t = _OBJECT_META.get(k)
         if t is not None:
