@@ -119,6 +119,15 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run a node agent (kubelet + containerd) on this host",
     )
+    for component in ("controller-manager", "scheduler"):
+        server.add_argument(
+            f"--kube-{component}-arg",
+            dest=f"{component.replace('-', '_')}_args",
+            action="append",
+            default=[],
+            metavar="FLAG=VALUE",
+            help=f"pass --FLAG VALUE to pyk8s {component} (k3s's pass-through; repeatable)",
+        )
     _add_agent_flags(server, in_server=True)
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
@@ -277,6 +286,17 @@ def _admission_flag_errors(enable: Sequence[str], disable: Sequence[str]) -> str
     return errs[0] if errs else ""
 
 
+def _passed_through(pairs: list[str]) -> list[str]:
+    """k3s's ``--kube-X-arg FLAG=VALUE`` as the component's own ``--FLAG VALUE``."""
+    out: list[str] = []
+    for pair in pairs:
+        flag, sep, value = pair.partition("=")
+        out.append(f"--{flag.lstrip('-')}")
+        if sep:
+            out.append(value)
+    return out
+
+
 def _run_apiserver(args: argparse.Namespace) -> int:
     from pyk8s.server import logs
     from pyk8s.server.apiserver import Options, run_until_signalled
@@ -303,7 +323,10 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     try:
         components: list[tuple[str, ...]] = []
         if args.command == "server":
-            components = [("controller-manager",), ("scheduler",)]
+            components = [
+                ("controller-manager", *_passed_through(args.controller_manager_args)),
+                ("scheduler", *_passed_through(args.scheduler_args)),
+            ]
             if not args.disable_agent:
                 components.append(("kubelet", *_agent_args(args)))
                 components.append(("proxy", *_proxy_args(args)))

@@ -49,6 +49,16 @@ class Server:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
+    def _component_ports(self) -> list[str]:
+        """``pyk8s server`` children listen on free ports, not the fixed 10257/10259, so
+        several servers of one test session do not fight over them."""
+        if self.command != "server" or any("-arg" in a for a in self.extra_args):
+            return []
+        return [
+            f"--kube-controller-manager-arg=port={free_port()}",
+            f"--kube-scheduler-arg=port={free_port()}",
+        ]
+
     def start(self, timeout: float = 60.0) -> Server:
         log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
@@ -63,6 +73,7 @@ class Server:
                 "127.0.0.1",
                 "--https-listen-port",
                 str(self.port),
+                *self._component_ports(),
                 *self.extra_args,
             ],
             stdout=log,
