@@ -438,8 +438,6 @@ class ResourceHandlers:
             warnings=warnings if warnings is not None else [],
         )
         await self.admission.admit(attrs)
-        if attrs.mutated:
-            obj = attrs.obj = strategy.default(obj, create=True)
         rest.prepare_for_create(obj)
         problems = strategy.validate(obj)
         if problems:
@@ -524,8 +522,6 @@ class ResourceHandlers:
             warnings=warnings if warnings is not None else [],
         )
         await self.admission.admit(attrs)
-        if attrs.mutated and subresource != "status":
-            obj = strategy.default(obj, create=False)
         new = rest.prepare_for_update(obj, current, subresource)
         if subresource == "status":
             problems = strategy.validate_status_update(new, current)

@@ -358,6 +358,28 @@ def schema_required(resource: Resource, obj: JSON) -> list[FieldError]:
     return out
 
 
+#: id(schema node) -> whether anything at or below it is required (walks skip the rest)
+_requires: dict[int, bool] = {}
+
+
+def _has_required(node: Node, schema_id: int) -> bool:
+    """Whether a value of ``node`` can lack a required key anywhere inside it."""
+    hit = _requires.get(schema_id)
+    if hit is not None:
+        return hit
+    _requires[schema_id] = True  # a recursive type (JSONSchemaProps) counts as "may"
+    if node.kind == "struct":
+        found = bool(node.required) or any(
+            _has_required(classify(sub), id(sub)) for sub in node.props.values()
+        )
+    elif node.kind in ("array", "map") and node.sub:
+        found = _has_required(classify(node.sub), id(node.sub))
+    else:
+        found = False
+    _requires[schema_id] = found
+    return found
+
+
 def _required(node: Node, value: Any, path: str, out: list[FieldError], top: bool = False) -> None:
     if node.kind == "struct" and isinstance(value, dict):
         for k in node.required:
@@ -368,7 +390,9 @@ def _required(node: Node, value: Any, path: str, out: list[FieldError], top: boo
                 continue
             sub = node.props.get(k)
             if sub is not None:
-                _required(classify(sub), v, _field(path, k), out)
+                item = classify(sub)
+                if _has_required(item, id(sub)):
+                    _required(item, v, _field(path, k), out)
         return
     for item, v, p in _elements(node, value, path, "{}[{}]"):
         _required(item, v, p, out)

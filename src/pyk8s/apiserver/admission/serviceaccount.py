@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import secrets
+import random
 
 from pyk8s.apiserver.admission import JSON, Attributes, PodCreatePlugin, Reader
 
@@ -72,7 +72,8 @@ async def service_account(pod: JSON, reader: Reader) -> None:
         for m in c.get("volumeMounts") or []
     ):
         return
-    name = "kube-api-access-" + "".join(secrets.choice(_NAME_ALPHABET) for _ in range(5))
+    # upstream's utilrand.String: a name suffix, not a secret (no system entropy per pod)
+    name = "kube-api-access-" + "".join(random.choices(_NAME_ALPHABET, k=5))
     spec.setdefault("volumes", []).append(_token_volume(name))
     for c in containers:
         c.setdefault("volumeMounts", []).append(
