@@ -13,6 +13,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from pyk8s import __version__
 from pyk8s.storage import StoreError, open_store
@@ -57,6 +58,13 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         default=[],
         metavar="NAME[,NAME]",
         help="default admission plugins to turn off (upstream names)",
+    )
+    p.add_argument(
+        "--admission-control-config-file",
+        default="",
+        metavar="FILE",
+        help="an AdmissionConfiguration (apiserver.config.k8s.io/v1) configuring admission "
+        "plugins, e.g. PodSecurity's cluster defaults and exemptions",
     )
     p.add_argument(
         "--write-kubeconfig",
@@ -286,6 +294,20 @@ def _admission_flag_errors(enable: Sequence[str], disable: Sequence[str]) -> str
     return errs[0] if errs else ""
 
 
+def _admission_config(
+    config_file: str, enable: Sequence[str], disable: Sequence[str]
+) -> dict[str, Any] | str:
+    """The enabled plugins' configuration from ``--admission-control-config-file``, or
+    kube-apiserver's text for why it cannot start with that file."""
+    from pyk8s.apiserver.admission import enabled_plugins
+    from pyk8s.apiserver.admission.config import AdmissionConfigError, load_admission_config
+
+    try:
+        return load_admission_config(config_file, enabled_plugins(enable, disable))
+    except AdmissionConfigError as err:
+        return str(err)
+
+
 def _passed_through(pairs: list[str]) -> list[str]:
     """k3s's ``--kube-X-arg FLAG=VALUE`` as the component's own ``--FLAG VALUE``."""
     out: list[str] = []
@@ -307,6 +329,10 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     if problem:
         print(f"Error: {problem}", file=sys.stderr)
         return 1
+    admission_config = _admission_config(args.admission_control_config_file, enable, disable)
+    if isinstance(admission_config, str):
+        print(f"Error: {admission_config}", file=sys.stderr)
+        return 1
     logs.setup(args.command, args.log_level)
     opts = Options(
         data_dir=args.data_dir,
@@ -319,6 +345,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         write_kubeconfig=args.write_kubeconfig,
         enable_admission_plugins=enable,
         disable_admission_plugins=disable,
+        admission_config=admission_config,
     )
     try:
         components: list[tuple[str, ...]] = []

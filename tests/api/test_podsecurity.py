@@ -846,6 +846,6 @@ def test_configuration_file() -> None:
         )
     assert str(e.value) == (
         '[defaults.enforce: Invalid value: "x": must be one of privileged, baseline, restricted, '
-        'exemptions.usernames[0]: Invalid value: "": username must not be empty, '
+        "exemptions.usernames[0]: Required value, "  # upstream's validateUsernames
         'exemptions.usernames[2]: Duplicate value: "a"]'
     )

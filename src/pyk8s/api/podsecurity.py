@@ -1060,7 +1060,9 @@ class PodSecurityConfig:
             for i, raw in enumerate(exemptions.get(key) or []):
                 name, path = str(raw), f"exemptions.{key}[{i}]"
                 problems = check(name)
-                if problems:
+                if key == "usernames" and not name:
+                    errs.append(errors.required(path))
+                elif problems:
                     errs.append(errors.invalid(path, name, ", ".join(problems)))
                 elif name in seen:
                     errs.append(errors.duplicate(path, name))
@@ -1070,7 +1072,7 @@ class PodSecurityConfig:
 
         namespaces = names("namespaces", is_dns1123_label)
         runtime_classes = names("runtimeClasses", is_dns1123_subdomain)
-        usernames = names("usernames", lambda u: [] if u else ["username must not be empty"])
+        usernames = names("usernames", lambda u: [])
         if errs:
             raise PolicyError(errors.aggregate_message([str(e) for e in errs]))
         return cls(

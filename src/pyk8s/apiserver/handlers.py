@@ -165,7 +165,9 @@ class ResourceHandlers:
         names = enabled_plugins(config.enable_admission_plugins, config.disable_admission_plugins)
         #: cache reads for admission plugins and the server's own controllers
         self.reader = CacheReader(self)
-        context = Context(self.reader, quota_writer=QuotaWriter(self))
+        context = Context(
+            self.reader, quota_writer=QuotaWriter(self), config=config.admission_config
+        )
         self.admission: Chain = build_chain(context, names)
 
     # ------------------------------------------------------------------ the resources

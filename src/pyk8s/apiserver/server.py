@@ -14,7 +14,8 @@ import asyncio
 import logging
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -64,6 +65,9 @@ class Config:
     enable_admission_plugins: tuple[str, ...] = ()
     #: default admission plugins turned off (--disable-admission-plugins)
     disable_admission_plugins: tuple[str, ...] = ()
+    #: each plugin's configuration by name, from --admission-control-config-file
+    #: (see pyk8s.apiserver.admission.config.load_admission_config)
+    admission_config: dict[str, Any] = field(default_factory=dict)
 
 
 class Metrics:

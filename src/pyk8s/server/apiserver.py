@@ -16,6 +16,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -52,6 +53,9 @@ class Options:
     #: --enable-admission-plugins / --disable-admission-plugins (upstream names)
     enable_admission_plugins: tuple[str, ...] = ()
     disable_admission_plugins: tuple[str, ...] = ()
+    #: the enabled plugins' configuration by name, as load_admission_config reads an
+    #: --admission-control-config-file
+    admission_config: dict[str, Any] = field(default_factory=dict)
 
     @property
     def endpoint(self) -> str:
@@ -126,6 +130,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         secure_port=opts.https_listen_port,
         enable_admission_plugins=opts.enable_admission_plugins,
         disable_admission_plugins=opts.disable_admission_plugins,
+        admission_config=opts.admission_config,
     )
     extra_ips = [config.service_cidr and _first_service_ip(config.service_cidr)]
     if opts.bind_address not in ("0.0.0.0", "::"):
