@@ -14,8 +14,9 @@ Webhooks and CEL policies (the next issue) are more plugins of the same chain.
 
 A plugin refuses a request by raising :class:`~pyk8s.api.errors.StatusError` (403
 Forbidden with upstream's text, as a rule); a mutating plugin changes ``attrs.obj`` in
-place (with complete, defaulted values: nothing is defaulted after admission) and sets
-``attrs.mutated``.
+place, with complete, defaulted values (as upstream's built-in plugins do: nothing is
+defaulted after admission; a plugin applying a foreign patch, a webhook's, defaults what it
+decodes itself).
 """
 
 from __future__ import annotations
@@ -49,10 +50,6 @@ class Attributes:
     dry_run: bool = False
     #: CreateOptions/UpdateOptions/DeleteOptions/PodExecOptions as sent
     options: JSON | None = None
-    #: set by a mutating plugin that changed ``obj``. Built-in plugins write complete,
-    #: defaulted fields (as upstream's do), so nothing is defaulted again; a plugin that
-    #: applies a foreign patch (a webhook's) defaults what it decodes itself
-    mutated: bool = False
     #: upstream's audit annotations and response warnings a plugin adds
     warnings: list[str] = field(default_factory=list)
 

@@ -37,9 +37,7 @@ class AlwaysPullImages(Plugin):
     async def admit(self, attrs: Attributes) -> None:
         assert attrs.obj is not None
         for _path, c in _containers(attrs.obj):
-            if c.get("imagePullPolicy") != "Always":
-                c["imagePullPolicy"] = "Always"
-                attrs.mutated = True
+            c["imagePullPolicy"] = "Always"
 
     async def validate(self, attrs: Attributes) -> None:
         assert attrs.obj is not None

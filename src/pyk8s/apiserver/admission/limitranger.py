@@ -35,8 +35,8 @@ class LimitRanger(Plugin):
         if attrs.resource.plural != "pods" or attrs.obj is None:
             return
         ranges = self._ranges(attrs)
-        if ranges and limitranger.apply_defaults(attrs.obj, ranges):
-            attrs.mutated = True
+        if ranges:
+            limitranger.apply_defaults(attrs.obj, ranges)
 
     async def validate(self, attrs: Attributes) -> None:
         if attrs.obj is None:

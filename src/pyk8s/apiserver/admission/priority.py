@@ -18,7 +18,6 @@ class Priority(PodCreatePlugin):
     async def admit(self, attrs: Attributes) -> None:
         assert attrs.obj is not None
         await priority(attrs.obj, self.reader)
-        attrs.mutated = True
 
 
 async def priority(pod: JSON, reader: Reader) -> None:

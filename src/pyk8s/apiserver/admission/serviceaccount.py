@@ -14,7 +14,6 @@ class ServiceAccount(PodCreatePlugin):
     async def admit(self, attrs: Attributes) -> None:
         assert attrs.obj is not None
         await service_account(attrs.obj, self.reader)
-        attrs.mutated = True
 
 
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"

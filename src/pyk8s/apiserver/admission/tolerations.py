@@ -16,15 +16,13 @@ class DefaultTolerationSeconds(PodCreatePlugin):
 
     async def admit(self, attrs: Attributes) -> None:
         assert attrs.obj is not None
-        if default_toleration_seconds(attrs.obj):
-            attrs.mutated = True
+        default_toleration_seconds(attrs.obj)
 
 
-def default_toleration_seconds(pod: JSON) -> bool:
-    """Add the default tolerations a pod lacks; whether any was added."""
+def default_toleration_seconds(pod: JSON) -> None:
+    """Add the default tolerations a pod lacks."""
     spec = pod.setdefault("spec", {})
     tolerations: list[JSON] = spec.setdefault("tolerations", [])
-    added = False
     for key, seconds in DEFAULT_TOLERATIONS:
         if any(
             (t.get("key") == key and t.get("effect") in ("NoExecute", None, ""))
@@ -35,5 +33,3 @@ def default_toleration_seconds(pod: JSON) -> bool:
         tolerations.append(
             {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
         )
-        added = True
-    return added
