@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from pyk8s.api.quantity import (
+    BINARY_SI,
     ERR_FORMAT_WRONG,
     ERR_NUMERIC,
     ERR_SUFFIX,
@@ -315,6 +316,9 @@ def test_canonical_round_trips(text: str) -> None:
     amount, fmt = parse_quantity_with_format(text)
     shown = canonical(text)
     assert parse_quantity(shown) == amount
-    assert canonical(shown) == shown
+    if not (fmt == BINARY_SI and shown.lstrip("-").isdigit()):
+        # upstream too prints a BinarySI amount that is no multiple of 1024 without a
+        # suffix ("16906.25Ki" -> "17312000"), which then reads back as DecimalSI ("17312k")
+        assert canonical(shown) == shown
     again_amount, _ = parse_quantity_with_format(format_quantity(amount, fmt))
     assert again_amount == amount

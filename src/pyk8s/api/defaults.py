@@ -56,6 +56,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.registry import Resource
 
 __all__ = ["apply_defaults", "image_pull_policy"]
@@ -89,7 +90,7 @@ def apply_defaults(
     first (``("IPv4",)`` for a single-stack IPv4 cluster). Resources upstream does not
     default (ConfigMap, Lease, Role, …) come back as an unchanged copy.
     """
-    out = copy.deepcopy(obj)
+    out = copy_json(obj)
     defaulter = _DEFAULTERS.get((resource.group, resource.version, resource.kind))
     if defaulter is not None and isinstance(out, dict):
         defaulter(out, _Options(create, tuple(service_ip_families)))

@@ -380,19 +380,37 @@ def _has_required(node: Node, schema_id: int) -> bool:
     return found
 
 
+#: id(struct node) -> its properties that can lack a required key inside them
+_walked: dict[int, tuple[tuple[str, Node], ...]] = {}
+
+
+def _walked_props(node: Node) -> tuple[tuple[str, Node], ...]:
+    hit = _walked.get(id(node))
+    if hit is None:
+        hit = _walked[id(node)] = tuple(
+            (k, classify(sub))
+            for k, sub in node.props.items()
+            if _has_required(classify(sub), id(sub))
+        )
+    return hit
+
+
 def _required(node: Node, value: Any, path: str, out: list[FieldError], top: bool = False) -> None:
     if node.kind == "struct" and isinstance(value, dict):
         for k in node.required:
             if value.get(k) is None:
                 out.append(errors.required(_field(path, k)))
-        for k, v in value.items():
+        for k, item in _walked_props(node):
+            v = value.get(k)
             if v is None or (top and k == "status"):
                 continue
-            sub = node.props.get(k)
-            if sub is not None:
-                item = classify(sub)
-                if _has_required(item, id(sub)):
-                    _required(item, v, _field(path, k), out)
+            _required(item, v, _field(path, k), out)
+        return
+    if (
+        node.kind in ("array", "map")
+        and node.sub
+        and not _has_required(classify(node.sub), id(node.sub))
+    ):
         return
     for item, v, p in _elements(node, value, path, "{}[{}]"):
         _required(item, v, p, out)
