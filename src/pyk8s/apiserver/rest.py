@@ -19,7 +19,6 @@ validation, the response) sees the request's version, as upstream's does.
 
 from __future__ import annotations
 
-import copy
 import datetime as dt
 import random
 import uuid
@@ -29,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pyk8s.api import errors
+from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.registry import Resource
 from pyk8s.storage import AlreadyExists, Conflict, KeyValue, NotFound, Store
 
@@ -251,7 +251,7 @@ class ResourceStore:
             # only status moves; everything else stays as stored
             status = new.get("status")
             hints = new_meta.get("annotations")
-            new = copy.deepcopy(old)
+            new = copy_json(old)
             if status is None:
                 new.pop("status", None)
             else:
@@ -327,7 +327,7 @@ class ResourceStore:
         if subresource is None or "status" not in self.resource.subresources:
             return new
         if subresource == "status":
-            out = copy.deepcopy(old)
+            out = copy_json(old)
             if "status" in new:
                 out["status"] = new["status"]
             else:
@@ -335,7 +335,7 @@ class ResourceStore:
             return out
         out = dict(new)
         if "status" in old:
-            out["status"] = copy.deepcopy(old["status"])
+            out["status"] = copy_json(old["status"])
         else:
             out.pop("status", None)
         return out
@@ -417,7 +417,7 @@ class ResourceStore:
         grace = strategy.deletion_grace(obj, opts.grace_period)
         if not finalizers and grace <= 0 and not self._holding_finalizers(obj, metadata=False):
             return None
-        out = copy.deepcopy(obj)
+        out = copy_json(obj)
         m = out["metadata"]
         m["finalizers"] = finalizers or m.get("finalizers")
         if not m["finalizers"]:

@@ -13,7 +13,6 @@ CRD, and versions convert by the CRD's conversion strategy.
 
 from __future__ import annotations
 
-import copy
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -24,6 +23,7 @@ from pyk8s.api import crdschema, errors
 from pyk8s.api.cel import validate_rules
 from pyk8s.api.crdprinter import crd_printer
 from pyk8s.api.errors import FieldError, FieldErrorType
+from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.jsonpath import JSONPath, JSONPathError
 from pyk8s.api.jsonpath import parse as parse_jsonpath
 from pyk8s.api.registry import Resource
@@ -83,7 +83,7 @@ class CustomResourceDefinitionStrategy(Strategy):
     generation_tracked = True
 
     def default(self, obj: JSON, *, create: bool) -> JSON:
-        out = copy.deepcopy(obj)
+        out = copy_json(obj)
         crd_validation.default_custom_resource_definition(out)
         return out
 
@@ -183,7 +183,7 @@ class CustomResourceStrategy(Strategy):
         return crdschema.prune(obj, self.schema)
 
     def default(self, obj: JSON, *, create: bool) -> JSON:
-        out = copy.deepcopy(obj)
+        out = copy_json(obj)
         if self.schema:
             crdschema.apply_defaults(out, self.schema)
         return out
@@ -302,7 +302,7 @@ class CustomResourceStrategy(Strategy):
                 raise errors.internal(
                     f"conversion of {obj.get('apiVersion')} to {api_version} was not prepared"
                 )
-            return copy.deepcopy(done)
+            return copy_json(done)
         group, _, version = api_version.rpartition("/")
         if group != self.group or version not in self.served_versions | {storage_version(self.crd)}:
             raise errors.internal(
@@ -321,7 +321,7 @@ class CustomResourceStrategy(Strategy):
         shared: never changed in place)."""
         if not self._has_defaults:
             return obj
-        out = copy.deepcopy(obj)
+        out = copy_json(obj)
         crdschema.apply_defaults(out, self.schema)
         return obj if out == obj else out
 

@@ -15,7 +15,6 @@ their CustomResourceDefinition (:mod:`pyk8s.apiserver.apiextensions`).
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
@@ -23,6 +22,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 from pyk8s.api.conversion import convert
 from pyk8s.api.defaults import apply_defaults
 from pyk8s.api.errors import FieldError
+from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.registry import Resource
 from pyk8s.api.schema import schemas
 from pyk8s.api.selectors import FieldSelector, check_field_selector, field_values
@@ -108,7 +108,7 @@ class Strategy:
         if "status" in self.resource.subresources and not self.keeps_status_on_create:
             obj.pop("status", None)
             if self.initial_status is not None:
-                obj["status"] = copy.deepcopy(self.initial_status)
+                obj["status"] = copy_json(self.initial_status)
         if self.generation_tracked:
             obj["metadata"]["generation"] = 1
 
@@ -122,7 +122,7 @@ class Strategy:
         move metadata.generation when the spec changed."""
         if "status" in self.resource.subresources and not self.main_update_writes_status:
             if "status" in old:
-                new["status"] = copy.deepcopy(old["status"])
+                new["status"] = copy_json(old["status"])
             else:
                 new.pop("status", None)
         if self.generation_tracked:
