@@ -237,10 +237,9 @@ class ResourceHandlers:
         strategy = self.strategy(r)
         handler = strategy.subresources.get(sub.split("/", 1)[0])
         if handler is not None and (sub or verb == "create"):
-            if sub.split("/", 1)[0] in CONNECT_SUBRESOURCES:
-                await self._admit_connect(request, info, r)
-            elif verb == "create":
-                await self._admit_subresource_create(request, info, r)
+            connect = sub.split("/", 1)[0] in CONNECT_SUBRESOURCES
+            if connect or verb == "create":
+                await self._admit_subresource(request, info, r, connect=connect)
             return await handler.serve(self, request, info, r)
         if verb == "get":
             obj = await self.rest(r).get(info.namespace, info.name)
@@ -271,31 +270,16 @@ class ResourceHandlers:
             return await self.delete_collection(request, info, r)
         raise errors.method_not_allowed(f"verb {verb} is not supported")
 
-    async def _admit_connect(self, request: web.Request, info: RequestInfo, r: Resource) -> None:
-        """Admission of exec/attach/portforward/proxy (CONNECT, the query as options)."""
-        attrs = Attributes(
-            CONNECT,
-            r,
-            info.namespace,
-            info.name,
-            None,
-            None,
-            self.user(request),
-            subresource=info.subresource,
-            options=dict(request.query),
-        )
-        await self.admission.admit(attrs)
-        await self.admission.validate(attrs)
-
-    async def _admit_subresource_create(
-        self, request: web.Request, info: RequestInfo, r: Resource
+    async def _admit_subresource(
+        self, request: web.Request, info: RequestInfo, r: Resource, *, connect: bool
     ) -> None:
-        """Admission of a POST to a subresource (pods/binding, pods/eviction,
-        serviceaccounts/token): CREATE with the request's object (the body is read again
-        by the subresource; aiohttp keeps it)."""
-        body = await self.body(request)
+        """Admission of a subresource served by its own code: exec/attach/portforward/proxy
+        as CONNECT with the query as options; a POST (pods/binding, pods/eviction,
+        serviceaccounts/token) as CREATE with the request's object (read here, and again
+        by the subresource: aiohttp keeps the body)."""
+        body = None if connect else await self.body(request)
         attrs = Attributes(
-            CREATE,
+            CONNECT if connect else CREATE,
             r,
             info.namespace,
             info.name,
@@ -303,7 +287,8 @@ class ResourceHandlers:
             None,
             self.user(request),
             subresource=info.subresource,
-            dry_run=_dry_run(request.query),
+            dry_run=False if connect else _dry_run(request.query),
+            options=dict(request.query) if connect else None,
         )
         await self.admission.admit(attrs)
         await self.admission.validate(attrs)
