@@ -346,6 +346,55 @@ async def test_exec(env: Env) -> None:
         assert code == 1 and f"container nope is not valid for pod {env.pod}" in err
 
 
+def _python_client_shell(kubeconfig: Path, namespace: str, pod: str) -> tuple[str, str]:
+    """An interactive ``sh`` through the official client's ``stream()``: its stdin goes
+    out as TEXT frames (str input), which the API server must accept like BINARY ones."""
+    from kubernetes import client, config
+    from kubernetes.stream import stream
+
+    api = client.CoreV1Api(config.new_client_from_config(str(kubeconfig)))
+    resp = stream(
+        api.connect_get_namespaced_pod_exec,
+        pod,
+        namespace,
+        container="main",
+        command=["sh"],
+        stdin=True,
+        stdout=True,
+        stderr=True,
+        tty=False,
+        _preload_content=False,
+    )
+    try:
+        resp.write_stdin("echo test\n")
+        out = ""
+        for _ in range(100):
+            resp.update(timeout=0.2)
+            out += resp.read_stdout() if resp.peek_stdout() else ""
+            if "test\n" in out:
+                break
+        resp.write_stdin(b"echo bytes too\n")  # BINARY frames still work
+        more = ""
+        for _ in range(100):
+            resp.update(timeout=0.2)
+            more += resp.read_stdout() if resp.peek_stdout() else ""
+            if "bytes too\n" in more:
+                break
+        return out, more
+    finally:
+        resp.close()
+
+
+@pytest.mark.e2e
+async def test_exec_from_the_python_client_with_stdin(env: Env) -> None:
+    async with asyncio.timeout(60):
+        out, more = await asyncio.to_thread(
+            _python_client_shell, env.kubeconfig, env.namespace, env.pod
+        )
+    assert out == "test\n"
+    assert more == "bytes too\n"
+
+
 @pytest.mark.e2e
 async def test_exec_with_a_terminal(env: Env) -> None:
     """``kubectl exec -it``: a tty in the container (and the resize stream it needs)."""

@@ -416,9 +416,17 @@ class _ExecBridge:
         stdin = self.stream_of.get(STDIN)
         resize = self.stream_of.get(RESIZE)
         async for msg in self.ws:
-            if msg.type != aiohttp.WSMsgType.BINARY or not msg.data:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                # the official Python client writes str input as TEXT frames (channel byte
+                # first, then the text); upstream accepts both frame types
+                payload: bytes = msg.data.encode()
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                payload = msg.data
+            else:
                 continue
-            channel, data = msg.data[0], msg.data[1:]
+            if not payload:
+                continue
+            channel, data = payload[0], payload[1:]
             if channel == STDIN and stdin is not None:
                 self.writer.write(spdy.data_frame(stdin, data))
             elif channel == RESIZE and resize is not None:
