@@ -148,6 +148,9 @@ class StatusError(Exception):
         self.details = details
 
     def status(self) -> dict[str, Any]:
+        """The Status object, its keys in metav1.Status's field order (kind, apiVersion,
+        metadata, status, message, reason, details, code), as kube-apiserver writes it:
+        clients that compare error bodies byte for byte see the same text."""
         s: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -155,11 +158,30 @@ class StatusError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
         if self.details is not None:
-            s["details"] = self.details
+            s["details"] = _ordered_details(self.details)
+        s["code"] = self.code
         return s
+
+
+#: metav1.StatusDetails' and StatusCause's field order
+_DETAIL_KEYS = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+_CAUSE_KEYS = ("reason", "message", "field")
+
+
+def _ordered(d: dict[str, Any], keys: tuple[str, ...]) -> dict[str, Any]:
+    out = {k: d[k] for k in keys if k in d}
+    out.update((k, v) for k, v in d.items() if k not in out)
+    return out
+
+
+def _ordered_details(details: dict[str, Any]) -> dict[str, Any]:
+    out = _ordered(details, _DETAIL_KEYS)
+    causes = out.get("causes")
+    if isinstance(causes, list):
+        out["causes"] = [_ordered(c, _CAUSE_KEYS) if isinstance(c, dict) else c for c in causes]
+    return out
 
 
 def _details(name: str, group: str, kind: str) -> dict[str, Any]:

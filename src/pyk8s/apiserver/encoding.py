@@ -42,9 +42,10 @@ def json_response(
     warnings: list[str] | None = None,
     content_type: str = "application/json",
 ) -> web.Response:
-    """A JSON answer (``data`` may be ready-made bytes); ``warnings`` become upstream's
+    """A JSON answer (``data`` may be ready-made bytes) ending with a newline, as
+    kube-apiserver's encoder writes it; ``warnings`` become upstream's
     ``Warning: 299 - "…"`` headers."""
-    body = data if isinstance(data, bytes) else orjson.dumps(data)
+    body = (data if isinstance(data, bytes) else orjson.dumps(data)) + b"\n"
     resp = web.Response(body=body, status=status, headers=headers)
     resp.headers["Content-Type"] = content_type
     for w in warnings or ():
