@@ -76,8 +76,24 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-level", default="info")
 
 
+def _add_pass_through(
+    p: argparse.ArgumentParser, flag: str, component: str, note: str = ""
+) -> None:
+    """k3s's ``--<flag>-arg FLAG=VALUE`` (repeatable): ``--FLAG VALUE`` for ``component``."""
+    p.add_argument(
+        f"--{flag}-arg",
+        dest=f"{component.replace('-', '_')}_args",
+        action="append",
+        default=[],
+        metavar="FLAG=VALUE",
+        help=f"pass --FLAG VALUE to pyk8s {component} {note}".rstrip(),
+    )
+
+
 def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> None:
     """The node agent's flags (k3s/kubelet names); ``pyk8s server`` passes them on."""
+    _add_pass_through(p, "kubelet", "kubelet")
+    _add_pass_through(p, "kube-proxy", "proxy")
     p.add_argument("--node-name", default="", help="default: this host's name")
     p.add_argument("--node-ip", default="", help="default: the address of the default route")
     p.add_argument(
@@ -127,15 +143,11 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run a node agent (kubelet + containerd) on this host",
     )
-    for component in ("controller-manager", "scheduler"):
-        server.add_argument(
-            f"--kube-{component}-arg",
-            dest=f"{component.replace('-', '_')}_args",
-            action="append",
-            default=[],
-            metavar="FLAG=VALUE",
-            help=f"pass --FLAG VALUE to pyk8s {component} (k3s's pass-through; repeatable)",
-        )
+    _add_pass_through(server, "kube-controller-manager", "controller-manager")
+    _add_pass_through(server, "kube-scheduler", "scheduler")
+    _add_pass_through(
+        server, "kube-apiserver", "apiserver", note="(the API server runs in this process)"
+    )
     _add_agent_flags(server, in_server=True)
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
@@ -469,7 +481,7 @@ def _kubelet_flags(args: argparse.Namespace) -> list[str]:
         out += ["--node-taint", taint]
     for registry in args.insecure_registry:
         out += ["--insecure-registry", registry]
-    return out
+    return out + _passed_through(args.kubelet_args)
 
 
 def _run_proxy(args: argparse.Namespace) -> int:
@@ -529,7 +541,7 @@ def _proxy_args(args: argparse.Namespace) -> list[str]:
         out += ["--hostname-override", args.node_name]
     if args.node_ip:
         out += ["--node-ip", args.node_ip]
-    return out
+    return out + _passed_through(args.proxy_args)
 
 
 def _run_agent(args: argparse.Namespace) -> int:
@@ -644,11 +656,20 @@ def _kubectl(argv: list[str]) -> int:
     return 1  # pragma: no cover - execve does not return
 
 
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    """The command line; ``pyk8s server``'s ``--kube-apiserver-arg FLAG=VALUE`` are its own
+    flags (the API server runs in this process), given after the others so they win."""
+    args = _parser().parse_args(argv)
+    if getattr(args, "apiserver_args", None):
+        args = _parser().parse_args([*argv, *_passed_through(args.apiserver_args)])
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["kubectl"]:
         return _kubectl(argv[1:])
-    args = _parser().parse_args(argv)
+    args = parse_args(argv)
     if args.command is None:
         _parser().print_help()
         return 2
