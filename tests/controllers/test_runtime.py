@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+
+import pytest
 
 from pyk8s.api.registry import REGISTRY
 from pyk8s.client import Client
@@ -10,6 +13,20 @@ from pyk8s.controllers.runtime import Manager, Request, Result, TerminalError
 from tests.controllers.conftest import eventually
 
 CONFIGMAPS = REGISTRY.get("", "v1", "configmaps")
+
+
+class GoneWhileReconciling:
+    """Writes the status of an object that has just been deleted: a NotFound."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.seen: list[Request] = []
+
+    async def reconcile(self, request: Request) -> Result | None:
+        self.seen.append(request)
+        assert CONFIGMAPS is not None
+        await self.client.get(CONFIGMAPS, "never-there", request.namespace)
+        return None
 
 
 class Recorder:
@@ -60,6 +77,30 @@ async def test_terminal_errors_are_not_retried(client: Client, namespace: str) -
         await eventually(lambda: _at_least(broken.seen, want, 1))
         await asyncio.sleep(1.0)
         assert _count(broken.seen, want) == 1
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+async def test_not_found_while_reconciling_is_retried_without_a_traceback(
+    client: Client, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert CONFIGMAPS is not None
+    manager = Manager(client)
+    gone = GoneWhileReconciling(client)
+    controller = manager.add("gone", gone)
+    controller.watch(manager.informers.informer(CONFIGMAPS, namespace))
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        with caplog.at_level(logging.INFO, logger="pyk8s.controllers.runtime.controller"):
+            await client.create(CONFIGMAPS, {"metadata": {"name": "g"}}, namespace)
+            want = Request(namespace, "g")
+            # retried (level-based), as any error is
+            await eventually(lambda: _at_least(gone.seen, want, 2))
+        about = [r for r in caplog.records if "gone" in r.getMessage()]
+        assert about and all(r.levelno == logging.INFO and not r.exc_info for r in about)
+        assert "NotFound" in about[0].getMessage()
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)

@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from pyk8s.client import SharedInformer
+from pyk8s.client import ApiError, SharedInformer
 from pyk8s.client.workqueue import RateLimitingQueue, ShutDown
 
 log = logging.getLogger(__name__)
@@ -153,6 +153,15 @@ class Controller:
             outcome = "error"
             log.error("%s: %s: terminal error: %s", self.name, req, err)
             self.queue.forget(req)
+        except ApiError as err:
+            outcome = "error"
+            if err.is_not_found() or err.is_conflict():
+                # the object (or one it writes) went away or moved while being reconciled:
+                # the next pass reads the cache again, as upstream's controllers retry
+                log.info("%s: reconciling %s: %s; requeued", self.name, req, err)
+            else:
+                log.exception("%s: reconciling %s failed; requeued with backoff", self.name, req)
+            self.queue.add_rate_limited(req)
         except Exception:
             outcome = "error"
             log.exception("%s: reconciling %s failed; requeued with backoff", self.name, req)
