@@ -1741,25 +1741,6 @@ properties:
     ]
 
 
-def test_status_subresource_root_rules() -> None:
-    assert (
-        crd_errors("type: object\nproperties: {status: {type: object}}", status_enabled=True) == []
-    )
-    errs = crd_errors(
-        "type: object\nproperties: {status: {type: object}}\nanyOf: [{required: [status]}]",
-        status_enabled=True,
-    )
-    assert len(errs) == 1
-    assert errs[0].startswith(f"{P}: Invalid value: ")
-    assert errs[0].endswith(
-        "only [Description Type Format Title Maximum ExclusiveMaximum Minimum ExclusiveMinimum "
-        "MaxLength MinLength Pattern MaxItems MinItems UniqueItems MultipleOf Required Items "
-        "Properties ExternalDocs Example XPreserveUnknownFields XValidations] fields are allowed "
-        "at "
-        "the root of the schema if the status subresource is enabled"
-    )
-
-
 # ================================================================ property: prune, then validate
 
 

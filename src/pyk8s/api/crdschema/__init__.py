@@ -54,17 +54,16 @@ def metadata_decode_error(metadata: Any) -> str | None:
     return _objectmeta.decode_error(metadata)
 
 
-def structural_errors(
-    schema: dict[str, Any], path: str, *, status_enabled: bool = False
-) -> list[FieldError]:
+def structural_errors(schema: dict[str, Any], path: str) -> list[FieldError]:
     """The errors creating a CRD version with this ``openAPIV3Schema`` gets.
 
-    ``path`` is the schema's own path (``spec.versions[0].schema.openAPIV3Schema``);
-    ``status_enabled`` adds the root-keyword rule of the status subresource.
+    ``path`` is the schema's own path (``spec.versions[0].schema.openAPIV3Schema``); the
+    status subresource's root-keyword rule is CRD validation's
+    (:mod:`pyk8s.api.validation.apiextensions`), which prints the schema as upstream.
     Structural errors come sorted by text (as upstream sorts them); defaults are only
     checked once the schema is structural.
     """
-    return _structural.structural_errors(schema, path, status_enabled=status_enabled)
+    return _structural.structural_errors(schema, path)
 
 
 def prune(obj: Any, schema: dict[str, Any], *, root: bool = True) -> list[str]:
