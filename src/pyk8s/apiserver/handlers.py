@@ -84,8 +84,6 @@ PATCH_RETRIES = 5
 WATCH_BATCH = 256
 #: who bootstrap writes and other internal writes are admitted as
 SYSTEM_USER = UserInfo("system:apiserver", groups=("system:masters",))
-#: subresources that open a stream to a node rather than write an object (CONNECT)
-CONNECT_SUBRESOURCES = frozenset({"exec", "attach", "portforward", "proxy"})
 
 CONTINUE_EXPIRED = (
     "The provided continue parameter is too old to display a consistent list result. You "
@@ -237,7 +235,7 @@ class ResourceHandlers:
         strategy = self.strategy(r)
         handler = strategy.subresources.get(sub.split("/", 1)[0])
         if handler is not None and (sub or verb == "create"):
-            connect = sub.split("/", 1)[0] in CONNECT_SUBRESOURCES
+            connect = handler.connect
             if connect or verb == "create":
                 await self._admit_subresource(request, info, r, connect=connect)
             return await handler.serve(self, request, info, r)

@@ -38,6 +38,8 @@ class Scale:
     (``specReplicasPath``, ``statusReplicasPath``, ``labelSelectorPath``, the last one a
     string already in selector syntax)."""
 
+    connect = False
+
     def __init__(
         self,
         spec_replicas: str = ".spec.replicas",
@@ -153,6 +155,8 @@ def _builtin_selector(sel: Any) -> str:
 class Binding:
     """pods/binding (and POST bindings): assign a pod to a node, once."""
 
+    connect = False
+
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
     ) -> web.StreamResponse:
@@ -217,6 +221,8 @@ class Finalize:
     """namespaces/finalize: replace spec.finalizers; the last one gone deletes a
     namespace that is being deleted."""
 
+    connect = False
+
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
     ) -> web.StreamResponse:
@@ -240,6 +246,8 @@ class Finalize:
 class Kubelet:
     """pods/{log,exec,attach,portforward}: proxied to the pod's kubelet."""
 
+    connect = True
+
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
     ) -> web.StreamResponse:
@@ -248,6 +256,8 @@ class Kubelet:
 
 class NodeProxy:
     """nodes/NAME/proxy/PATH: the node's kubelet answers PATH."""
+
+    connect = True
 
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
@@ -258,6 +268,8 @@ class NodeProxy:
 class Review:
     """pods/eviction and serviceaccounts/token: answered from the request, never stored."""
 
+    connect = False
+
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
     ) -> web.StreamResponse:
@@ -265,6 +277,8 @@ class Review:
 
 
 class NotServed:
+    connect = False  # answered 501 before anything runs
+
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
     ) -> web.StreamResponse:

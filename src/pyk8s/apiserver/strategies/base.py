@@ -45,6 +45,9 @@ Rollback = Callable[[], Awaitable[None]]
 class Subresource(Protocol):
     """A subresource served by its own code (scale, binding, eviction, log, exec …)."""
 
+    #: it opens a stream (exec, attach, port-forward, proxy): admitted as CONNECT
+    connect: bool
+
     async def serve(
         self, handlers: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
     ) -> web.StreamResponse: ...
