@@ -82,6 +82,9 @@ DEFAULT_WATCH_TIMEOUT = 1800
 PATCH_RETRIES = 5
 #: most watch events written in one chunk
 WATCH_BATCH = 256
+#: a request's decoded body (as an object, or as a patch), kept for whoever reads it next
+_BODY: web.RequestKey[Any] = web.RequestKey("body", object)
+_PATCH_BODY: web.RequestKey[Any] = web.RequestKey("patch_body", object)
 #: who bootstrap writes and other internal writes are admitted as
 SYSTEM_USER = UserInfo("system:apiserver", groups=("system:masters",))
 
@@ -273,8 +276,8 @@ class ResourceHandlers:
     ) -> None:
         """Admission of a subresource served by its own code: exec/attach/portforward/proxy
         as CONNECT with the query as options; a POST (pods/binding, pods/eviction,
-        serviceaccounts/token) as CREATE with the request's object (read here, and again
-        by the subresource: aiohttp keeps the body)."""
+        serviceaccounts/token) as CREATE with the request's object (decoded once, see
+        :meth:`body`)."""
         body = None if connect else await self.body(request)
         attrs = Attributes(
             CONNECT if connect else CREATE,
@@ -306,8 +309,15 @@ class ResourceHandlers:
         return timestamp()
 
     async def body(self, request: web.Request, *, patch: bool = False) -> Any:
+        """The decoded request body, decoded once: admission of a subresource POST and
+        the subresource itself share it (what admission changes is what is served)."""
+        key = _PATCH_BODY if patch else _BODY
+        if key in request:
+            return request[key]
         body = await encoding.read_body(request)
-        return encoding.decode_body(body, request.headers.get("Content-Type"), patch=patch)
+        decoded = encoding.decode_body(body, request.headers.get("Content-Type"), patch=patch)
+        request[key] = decoded
+        return decoded
 
     def decode_object(self, data: Any, r: Resource, info: RequestInfo) -> JSON:
         if not isinstance(data, dict):
