@@ -241,6 +241,50 @@ RESOURCES: tuple[Resource, ...] = (
         ["api-extensions"],
         _STATUS,
     ),
+    # admissionregistration.k8s.io/v1
+    _r(
+        "admissionregistration.k8s.io",
+        "v1",
+        "MutatingWebhookConfiguration",
+        "mutatingwebhookconfigurations",
+        False,
+        categories=["api-extensions"],
+    ),
+    _r(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingWebhookConfiguration",
+        "validatingwebhookconfigurations",
+        False,
+        categories=["api-extensions"],
+    ),
+    _r(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicy",
+        "validatingadmissionpolicies",
+        False,
+        categories=["api-extensions"],
+        sub=_STATUS,
+    ),
+    _r(
+        "admissionregistration.k8s.io",
+        "v1",
+        "ValidatingAdmissionPolicyBinding",
+        "validatingadmissionpolicybindings",
+        False,
+        categories=["api-extensions"],
+    ),
+    # apiregistration.k8s.io/v1
+    _r(
+        "apiregistration.k8s.io",
+        "v1",
+        "APIService",
+        "apiservices",
+        False,
+        categories=["api-extensions"],
+        sub=_STATUS,
+    ),
     # storage.k8s.io/v1
     _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ["sc"]),
     # scheduling.k8s.io/v1
