@@ -161,6 +161,9 @@ ORDER: tuple[str, ...] = (
     "PodSecurity",
     "Priority",
     "DefaultTolerationSeconds",
+    "MutatingAdmissionWebhook",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionWebhook",
     "ResourceQuota",
 )
 
@@ -172,6 +175,9 @@ DEFAULT_ENABLED: tuple[str, ...] = (
     "PodSecurity",
     "Priority",
     "DefaultTolerationSeconds",
+    "MutatingAdmissionWebhook",
+    "ValidatingAdmissionPolicy",
+    "ValidatingAdmissionWebhook",
     "ResourceQuota",
 )
 
@@ -187,10 +193,12 @@ def plugins() -> dict[str, Factory]:
         limitranger,
         namespacelifecycle,
         podsecurity,
+        policy,
         priority,
         resourcequota,
         serviceaccount,
         tolerations,
+        webhooks,
     )
 
     return {
@@ -201,6 +209,9 @@ def plugins() -> dict[str, Factory]:
         "PodSecurity": podsecurity.PodSecurity,
         "Priority": priority.Priority,
         "DefaultTolerationSeconds": tolerations.DefaultTolerationSeconds,
+        "MutatingAdmissionWebhook": webhooks.MutatingAdmissionWebhook,
+        "ValidatingAdmissionPolicy": policy.ValidatingAdmissionPolicy,
+        "ValidatingAdmissionWebhook": webhooks.ValidatingAdmissionWebhook,
         "ResourceQuota": resourcequota.ResourceQuota,
     }
 
