@@ -30,6 +30,9 @@ def test_defaults_are_upstreams_in_upstreams_order() -> None:
         "PodSecurity",
         "Priority",
         "DefaultTolerationSeconds",
+        "MutatingAdmissionWebhook",
+        "ValidatingAdmissionPolicy",
+        "ValidatingAdmissionWebhook",
         "ResourceQuota",
     ]
 
