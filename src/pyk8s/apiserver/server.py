@@ -14,6 +14,7 @@ import asyncio
 import logging
 import platform
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +37,12 @@ from pyk8s.apiserver.authz import (
 from pyk8s.apiserver.certs import Pki
 from pyk8s.apiserver.encoding import json_response, status_response
 from pyk8s.apiserver.handlers import ResourceHandlers
+from pyk8s.apiserver.inflight import (
+    DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+    DEFAULT_MAX_REQUESTS_INFLIGHT,
+    InflightLimits,
+    too_many_requests,
+)
 from pyk8s.apiserver.requestinfo import RequestInfo, parse_request
 from pyk8s.apiserver.watchcache import WatchCache
 from pyk8s.storage import Compactor, Store, StoreError, Unavailable
@@ -49,6 +56,11 @@ KUBERNETES_VERSION = "v1.32.0"
 UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts")
 
 JSON_CT = "application/json"
+
+#: the request's audit ID: the client's ``Audit-ID`` header or a new UUID; every response
+#: carries it and the log names it, so a failure a user reports can be found in the log
+AUDIT_ID: web.RequestKey[str] = web.RequestKey("audit_id", str)
+AUDIT_HEADER = "Audit-Id"
 
 
 @dataclass
@@ -68,6 +80,9 @@ class Config:
     #: each plugin's configuration by name, from --admission-control-config-file
     #: (see pyk8s.apiserver.admission.config.load_admission_config)
     admission_config: dict[str, Any] = field(default_factory=dict)
+    #: --max-requests-inflight / --max-mutating-requests-inflight (0: no limit)
+    max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT
+    max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
 
 
 class Metrics:
@@ -123,6 +138,11 @@ class APIServer:
         self.authorizer: Authorizer = authorizer or AlwaysAllowAuthenticated()
         self.cache = WatchCache(store)
         self.metrics = Metrics()
+        self.inflight = InflightLimits(
+            self.metrics.registry,
+            self.config.max_requests_inflight,
+            self.config.max_mutating_requests_inflight,
+        )
         self.cluster_ips = ClusterIPAllocator(store, self.config.service_cidr)
         self.node_ports = NodePortAllocator(store, *self.config.node_port_range)
         #: releases allocations no Service holds (upstream's repair loops)
@@ -132,6 +152,7 @@ class APIServer:
         self.crds = CRDController(self.handlers)
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        self.app.on_response_prepare.append(_send_audit_id)
         self._ready = False
         self.started_at = time.time()
 
@@ -225,6 +246,7 @@ class APIServer:
         start = time.perf_counter()
         info: RequestInfo | None = None
         code = 500
+        audit_id = audit_id_of(request)
         try:
             info = parse_request(request.method, request.path, dict(request.query), self.registry)
             resp = await self._dispatch(request, info)
@@ -245,10 +267,17 @@ class APIServer:
         except (ConnectionResetError, asyncio.CancelledError):
             code = 499
             raise
-        except Exception as err:
+        except Exception:
+            # the last resort: the details stay in the log, under the audit ID the
+            # response carries; the client sees upstream's InternalError only
             code = 500
-            log.exception("unhandled error serving %s %s", request.method, request.path)
-            return status_response(errors.internal(f"{type(err).__name__}: {err}"))
+            log.exception(
+                "unhandled error serving %s %s (audit ID %s)",
+                request.method,
+                request.path,
+                audit_id,
+            )
+            return status_response(errors.internal(UNEXPECTED_ERROR))
         finally:
             if info is not None and info.resource_request:
                 labels = (info.verb, info.group, info.resource)
@@ -261,10 +290,23 @@ class APIServer:
         if path in UNAUTHENTICATED_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             return self._health_or_version(path, request)
         user = await self.authenticate(request)
+        slot = self.inflight.acquire(info, user)
+        if slot is None:
+            return too_many_requests()
+        try:
+            return await self._authorized(request, info, path, user)
+        finally:
+            slot.release()
+
+    async def _authorized(
+        self, request: web.Request, info: RequestInfo, path: str, user: UserInfo
+    ) -> web.StreamResponse:
+        """The request of an authenticated user, admitted by the in-flight limits."""
         await self.authorize(user, info)
         request[REQUEST_USER] = user
         if path == "/metrics":
             self.metrics.cache_revision.set(self.cache.revision)
+            self.inflight.publish()
             return web.Response(
                 body=generate_latest(self.metrics.registry),
                 headers={"Content-Type": "text/plain; version=0.0.4"},
@@ -371,6 +413,25 @@ class APIServer:
             paths += [f"/apis/{g}/{v}" for g, vs in groups.items() if g for v in vs]
             return json_response({"paths": sorted(paths)})
         raise errors.no_such_resource()
+
+
+#: what a client learns of a failure nobody anticipated (the log has the rest)
+UNEXPECTED_ERROR = "an unexpected error occurred while serving the request"
+
+
+def audit_id_of(request: web.Request) -> str:
+    """The request's audit ID, chosen once: the client's own ``Audit-ID`` header (as
+    upstream's WithAuditInit keeps it) or a new UUID."""
+    audit_id = request.get(AUDIT_ID)
+    if audit_id is None:
+        audit_id = request.headers.get(AUDIT_HEADER) or str(uuid.uuid4())
+        request[AUDIT_ID] = audit_id
+    return audit_id
+
+
+async def _send_audit_id(request: web.Request, response: web.StreamResponse) -> None:
+    """Every response, streams and aiohttp's own errors included, names its audit ID."""
+    response.headers[AUDIT_HEADER] = audit_id_of(request)
 
 
 def _aggregated_version(accept: str) -> str | None:
