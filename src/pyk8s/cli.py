@@ -73,6 +73,22 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         default=None,
         help="where to write the admin kubeconfig (default: DATA_DIR/kubeconfig.yaml)",
     )
+    p.add_argument(
+        "--max-requests-inflight",
+        type=int,
+        default=400,
+        metavar="N",
+        help="most non-mutating requests served at once; more are answered 429 "
+        "(0: no limit; default: %(default)s)",
+    )
+    p.add_argument(
+        "--max-mutating-requests-inflight",
+        type=int,
+        default=200,
+        metavar="N",
+        help="most mutating requests served at once; more are answered 429 "
+        "(0: no limit; default: %(default)s)",
+    )
     p.add_argument("--log-level", default="info")
 
 
@@ -358,6 +374,8 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         enable_admission_plugins=enable,
         disable_admission_plugins=disable,
         admission_config=admission_config,
+        max_requests_inflight=args.max_requests_inflight,
+        max_mutating_requests_inflight=args.max_mutating_requests_inflight,
     )
     try:
         components: list[tuple[str, ...]] = []

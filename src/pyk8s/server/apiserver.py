@@ -31,6 +31,10 @@ from pyk8s.apiserver.authn import (
     X509Authenticator,
 )
 from pyk8s.apiserver.certs import Pki, ensure_pki, server_ssl_context, write_kubeconfig
+from pyk8s.apiserver.inflight import (
+    DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+    DEFAULT_MAX_REQUESTS_INFLIGHT,
+)
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.server.component import stop_on_signals
 from pyk8s.server.paths import default_data_dir
@@ -56,6 +60,9 @@ class Options:
     #: the enabled plugins' configuration by name, as load_admission_config reads an
     #: --admission-control-config-file
     admission_config: dict[str, Any] = field(default_factory=dict)
+    #: --max-requests-inflight / --max-mutating-requests-inflight (upstream's defaults)
+    max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT
+    max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
 
     @property
     def endpoint(self) -> str:
@@ -131,6 +138,8 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         enable_admission_plugins=opts.enable_admission_plugins,
         disable_admission_plugins=opts.disable_admission_plugins,
         admission_config=opts.admission_config,
+        max_requests_inflight=opts.max_requests_inflight,
+        max_mutating_requests_inflight=opts.max_mutating_requests_inflight,
     )
     extra_ips = [config.service_cidr and _first_service_ip(config.service_cidr)]
     if opts.bind_address not in ("0.0.0.0", "::"):
