@@ -167,7 +167,11 @@ class ResourceHandlers:
         #: cache reads for admission plugins and the server's own controllers
         self.reader = CacheReader(self)
         context = Context(
-            self.reader, quota_writer=QuotaWriter(self), config=config.admission_config
+            self.reader,
+            quota_writer=QuotaWriter(self),
+            config=config.admission_config,
+            registry=self.registry,
+            authorizer=server.authorizer,
         )
         self.admission: Chain = build_chain(context, names)
 

@@ -21,6 +21,7 @@ decodes itself).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -52,10 +53,22 @@ class Attributes:
     options: JSON | None = None
     #: upstream's audit annotations and response warnings a plugin adds
     warnings: list[str] = field(default_factory=list)
+    #: the request's uid, as webhooks and policies see it (:attr:`request_uid`)
+    uid: str = ""
+    #: audit annotations (``key`` -> value) webhooks and policies add
+    audit_annotations: dict[str, str] = field(default_factory=dict)
 
     @property
     def group_resource(self) -> tuple[str, str]:
         return self.resource.group, self.resource.plural
+
+    @property
+    def request_uid(self) -> str:
+        """One uid for the whole request, made on first use (every webhook call and its
+        reinvocation carry the same one, as upstream)."""
+        if not self.uid:
+            self.uid = str(uuid.uuid4())
+        return self.uid
 
     def is_pod(self) -> bool:
         """A pod itself (not one of its subresources)."""
@@ -148,6 +161,10 @@ class Context:
     quota_writer: Any = None
     #: PodSecurity exemptions and the like, by plugin name
     config: dict[str, Any] = field(default_factory=dict)
+    #: the API server's (mutable) registry: equivalent resources, kinds, custom resources
+    registry: Any = None
+    #: the API server's authorizer (a policy's CEL ``authorizer`` variable)
+    authorizer: Any = None
 
 
 Factory = Callable[[Context], Plugin]
