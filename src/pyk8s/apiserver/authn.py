@@ -10,7 +10,12 @@ admission and audit later see exactly what upstream's ``user.Info`` carries.
 Semantics copied from upstream:
 
 * x509: the TLS layer (``server_ssl_context``, ``CERT_OPTIONAL``) has already verified a
-  presented client cert against the cluster CA; here CN becomes the user, each O a group.
+  presented client cert against one of the server's CAs; here a cert the cluster CA signed
+  names the user (CN) and groups (each O).
+* requestheader (API aggregation, upstream's ``--requestheader-*`` flags): a client cert
+  signed by the front-proxy CA, with a CN in the allowed names, is a proxy in front of
+  us and may say who its user is in ``X-Remote-User``, ``X-Remote-Group`` and
+  ``X-Remote-Extra-<key>`` headers (:class:`RequestHeaderAuthenticator`).
 * ``--token-auth-file`` CSV: ``token,user,uid,"group1,group2"``.
 * Service-account tokens: bound JWTs (ES256, our SA key) with issuer
   :data:`SERVICE_ACCOUNT_ISSUER`; subject ``system:serviceaccount:<ns>:<name>``; groups
@@ -38,6 +43,7 @@ import datetime
 import functools
 import hashlib
 import io
+import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +53,7 @@ from typing import Any, Protocol, runtime_checkable
 import jwt
 from aiohttp import web
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
@@ -63,6 +70,8 @@ __all__ = [
     "AuthenticationFailed",
     "Authenticator",
     "AuthenticatorChain",
+    "RequestHeaderAuthenticator",
+    "RequestHeaderConfig",
     "ServiceAccountTokenAuthenticator",
     "TokenFileAuthenticator",
     "UidLookup",
@@ -158,26 +167,116 @@ def _user_from_der(der: bytes) -> UserInfo:
     return UserInfo(name=name, groups=tuple(str(o.value) for o in orgs))
 
 
+def _peer_der(request: web.Request) -> bytes | None:
+    """The DER of the client certificate the TLS handshake verified, if any."""
+    transport = request.transport
+    if transport is None:
+        return None
+    ssl_object = transport.get_extra_info("ssl_object")
+    if ssl_object is None:
+        return None
+    der = ssl_object.getpeercert(binary_form=True)
+    return bytes(der) if der else None
+
+
+@functools.lru_cache(maxsize=1024)
+def _issued_by(der: bytes, ca_der: bytes) -> bool:
+    """Whether the leaf ``der`` is signed by the CA ``ca_der`` (the TLS layer trusts
+    several CAs; each authenticator trusts only its own)."""
+    try:
+        leaf = x509.load_der_x509_certificate(der)
+        leaf.verify_directly_issued_by(x509.load_der_x509_certificate(ca_der))
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def _ca_der(path: Path) -> bytes:
+    return x509.load_pem_x509_certificate(path.read_bytes()).public_bytes(
+        serialization.Encoding.DER
+    )
+
+
 class X509Authenticator:
-    """The client cert the TLS handshake verified: CN is the user, each O a group."""
+    """The client cert the TLS handshake verified: CN is the user, each O a group.
+
+    With ``ca_cert`` (the cluster CA, upstream's ``--client-ca-file``) only certs that CA
+    signed name users; others (a front-proxy cert) fail as upstream's ``x509: certificate
+    signed by unknown authority``."""
+
+    def __init__(self, ca_cert: Path | None = None) -> None:
+        self._ca_der = _ca_der(ca_cert) if ca_cert is not None else None
 
     async def authenticate(self, request: web.Request) -> UserInfo | None:
-        transport = request.transport
-        if transport is None:
+        der = _peer_der(request)
+        if der is None:
             return None
-        ssl_object = transport.get_extra_info("ssl_object")
-        if ssl_object is None:
-            return None
-        der = ssl_object.getpeercert(binary_form=True)
-        if not der:
-            return None
+        if self._ca_der is not None and not _issued_by(der, self._ca_der):
+            raise AuthenticationFailed("x509: certificate signed by unknown authority")
         try:
-            user = _user_from_der(bytes(der))
+            user = _user_from_der(der)
         except ValueError as e:
             raise AuthenticationFailed(f"unparseable client certificate: {e}") from e
         if not user.name:
             raise AuthenticationFailed("client certificate has no common name")
         return user
+
+
+# --------------------------------------------------------------------------- requestheader
+
+
+@dataclass(frozen=True, slots=True)
+class RequestHeaderConfig:
+    """Upstream's ``--requestheader-*`` flags, with the values kubeadm and k3s set.
+
+    ``client_ca_file`` is the front-proxy CA; an empty ``allowed_names`` allows any CN it
+    signed, as upstream."""
+
+    client_ca_file: Path
+    allowed_names: tuple[str, ...] = ("front-proxy-client",)
+    username_headers: tuple[str, ...] = ("X-Remote-User",)
+    group_headers: tuple[str, ...] = ("X-Remote-Group",)
+    extra_headers_prefix: tuple[str, ...] = ("X-Remote-Extra-",)
+
+
+class RequestHeaderAuthenticator:
+    """A front proxy's client cert lets it assert its user in request headers.
+
+    No client cert, or one the front-proxy CA did not sign: no opinion. Signed by it but
+    with a CN not in the allowed names: fails (``x509: subject with cn=… is not in the
+    allowed list``). Otherwise the first non-empty username header is the user (none:
+    no opinion), every value of the group headers a group, and each header starting with
+    an extra prefix an extra value under the rest of its name, unescaped and lower-cased.
+    """
+
+    def __init__(self, config: RequestHeaderConfig) -> None:
+        self.config = config
+        self._ca_der = _ca_der(config.client_ca_file)
+
+    async def authenticate(self, request: web.Request) -> UserInfo | None:
+        der = _peer_der(request)
+        if der is None or not _issued_by(der, self._ca_der):
+            return None
+        cfg = self.config
+        if cfg.allowed_names:
+            cn = _user_from_der(der).name
+            if cn not in cfg.allowed_names:
+                raise AuthenticationFailed(f"x509: subject with cn={cn} is not in the allowed list")
+        headers = request.headers
+        name = next((v for h in cfg.username_headers for v in headers.getall(h, ()) if v), "")
+        if not name:
+            return None
+        groups = tuple(v for h in cfg.group_headers for v in headers.getall(h, ()))
+        extra: dict[str, tuple[str, ...]] = {}
+        prefixes = tuple(p.lower() for p in cfg.extra_headers_prefix)
+        for header, value in headers.items():
+            lowered = header.lower()
+            for prefix in prefixes:
+                if lowered.startswith(prefix):
+                    key = urllib.parse.unquote(lowered[len(prefix) :])
+                    extra[key] = (*extra.get(key, ()), value)
+                    break
+        return UserInfo(name=name, groups=groups, extra=extra)
 
 
 # --------------------------------------------------------------------------- token file

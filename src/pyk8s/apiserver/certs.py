@@ -17,7 +17,12 @@ every later start, so kubeconfigs already handed out keep working:
 * ``apiserver-kubelet-client.crt``/``.key`` -- ``CN=kube-apiserver-kubelet-client,
   O=system:masters``: what the API server presents to kubelets when it proxies logs,
   exec, attach and port-forward (kubeadm's file of the same name);
-* ``sa.key``/``sa.pub`` -- the key pair that signs service-account tokens (JWT, ES256).
+* ``sa.key``/``sa.pub`` -- the key pair that signs service-account tokens (JWT, ES256);
+* ``front-proxy-ca.crt``/``.key`` -- a second CA, for API aggregation only (kubeadm's
+  names): it signs ``front-proxy-client.crt``/``.key`` (``CN=front-proxy-client``), the
+  certificate the API server presents to extension API servers when it proxies a request
+  to them, which lets them trust the ``X-Remote-User``/``-Group``/``-Extra-`` headers it
+  sends. A separate CA, so that no cluster client certificate can assert other identities.
 
 Keys are ECDSA P-256 (Go's crypto/tls, OpenSSL and so Python's ``ssl`` all accept them;
 they are small and fast to make). Key files are written mode 0600, atomically, under an
@@ -54,6 +59,7 @@ __all__ = [
     "ADMIN_GROUP",
     "ADMIN_USER",
     "DEFAULT_DNS_NAMES",
+    "FRONT_PROXY_CLIENT_USER",
     "KUBELET_CLIENT_USER",
     "Pki",
     "ensure_pki",
@@ -66,6 +72,8 @@ ADMIN_USER = "system:admin"
 ADMIN_GROUP = "system:masters"
 #: the identity the API server uses towards kubelets (upstream's kubeadm name)
 KUBELET_CLIENT_USER = "kube-apiserver-kubelet-client"
+#: the identity the API server uses towards extension API servers (kubeadm's name)
+FRONT_PROXY_CLIENT_USER = "front-proxy-client"
 
 #: Names every serving cert carries, whatever the caller asks for.
 DEFAULT_DNS_NAMES = (
@@ -102,6 +110,10 @@ class Pki:
     kubelet_client_key: Path
     sa_key: Path
     sa_pub: Path
+    front_proxy_ca_cert: Path
+    front_proxy_ca_key: Path
+    front_proxy_client_cert: Path
+    front_proxy_client_key: Path
 
     @classmethod
     def at(cls, tls_dir: Path) -> Pki:
@@ -118,6 +130,10 @@ class Pki:
             kubelet_client_key=tls_dir / "apiserver-kubelet-client.key",
             sa_key=tls_dir / "sa.key",
             sa_pub=tls_dir / "sa.pub",
+            front_proxy_ca_cert=tls_dir / "front-proxy-ca.crt",
+            front_proxy_ca_key=tls_dir / "front-proxy-ca.key",
+            front_proxy_client_cert=tls_dir / "front-proxy-client.crt",
+            front_proxy_client_key=tls_dir / "front-proxy-client.key",
         )
 
 
@@ -261,10 +277,10 @@ def _sign_leaf(
     return builder.sign(ca_key, hashes.SHA256())
 
 
-def _make_ca() -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+def _make_ca(prefix: str = "pyk8s-ca") -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
     key = _new_key()
     now = _now()
-    subject = _name(f"pyk8s-ca@{int(now.timestamp())}")
+    subject = _name(f"{prefix}@{int(now.timestamp())}")
     cert = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -417,6 +433,8 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> Pki:
             _write_atomic(pki.kubelet_client_key, _key_pem(kc_key), 0o600)
             _write_atomic(pki.kubelet_client_cert, _cert_pem(kc_cert), 0o644)
 
+        _ensure_front_proxy(pki)
+
         sa_key = _load_ec_key(pki.sa_key)
         if sa_key is None:
             sa_key = _new_key()
@@ -433,13 +451,39 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> Pki:
     return pki
 
 
+def _ensure_front_proxy(pki: Pki) -> None:
+    """The front-proxy CA (kept while unexpired) and its client cert (renewed like the
+    other leaves; reissued with a new CA)."""
+    ca = _load_cert(pki.front_proxy_ca_cert)
+    ca_key = _load_ec_key(pki.front_proxy_ca_key)
+    if (
+        ca is None
+        or ca_key is None
+        or not _same_public_key(ca, ca_key)
+        or ca.not_valid_after_utc <= _now()
+    ):
+        ca, ca_key = _make_ca("pyk8s-front-proxy-ca")
+        _write_atomic(pki.front_proxy_ca_key, _key_pem(ca_key), 0o600)
+        _write_atomic(pki.front_proxy_ca_cert, _cert_pem(ca), 0o644)
+    cert = _load_cert(pki.front_proxy_client_cert)
+    key = _load_ec_key(pki.front_proxy_client_key)
+    if not _leaf_usable(cert, key, ca):
+        key = _new_key()
+        cert = _sign_leaf(ca, ca_key, key, _name(FRONT_PROXY_CLIENT_USER), server=False)
+        _write_atomic(pki.front_proxy_client_key, _key_pem(key), 0o600)
+        _write_atomic(pki.front_proxy_client_cert, _cert_pem(cert), 0o644)
+
+
 def server_ssl_context(pki: Pki) -> ssl.SSLContext:
     """The API server's TLS context: our serving cert; client certs optional but, when
-    presented, verified against the CA (an unknown one fails the handshake)."""
+    presented, verified against the cluster CA or the front-proxy CA (an unknown one fails
+    the handshake; which CA signed it decides what the authenticators make of it)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
     ctx.load_verify_locations(cafile=pki.ca_cert)
+    if pki.front_proxy_ca_cert.exists():
+        ctx.load_verify_locations(cafile=pki.front_proxy_ca_cert)
     ctx.verify_mode = ssl.CERT_OPTIONAL
     # aiohttp serves HTTP/1.1 only; say so, so Go clients don't try h2.
     ctx.set_alpn_protocols(["http/1.1"])

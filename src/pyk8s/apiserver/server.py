@@ -25,9 +25,16 @@ from pyk8s import __version__
 from pyk8s.api import errors
 from pyk8s.api.registry import REGISTRY, Registry
 from pyk8s.apiserver import discovery, encoding
+from pyk8s.apiserver.aggregator import Aggregator
 from pyk8s.apiserver.allocators import AllocationRepair, ClusterIPAllocator, NodePortAllocator
 from pyk8s.apiserver.apiextensions import CRDController
-from pyk8s.apiserver.authn import REQUEST_USER, AuthenticationFailed, Authenticator, UserInfo
+from pyk8s.apiserver.authn import (
+    REQUEST_USER,
+    AuthenticationFailed,
+    Authenticator,
+    RequestHeaderConfig,
+    UserInfo,
+)
 from pyk8s.apiserver.authz import (
     AlwaysAllowAuthenticated,
     Authorizer,
@@ -80,6 +87,9 @@ class Config:
     #: each plugin's configuration by name, from --admission-control-config-file
     #: (see pyk8s.apiserver.admission.config.load_admission_config)
     admission_config: dict[str, Any] = field(default_factory=dict)
+    #: the --requestheader-* settings, published for extension API servers in the
+    #: extension-apiserver-authentication ConfigMap (None: no front proxy is trusted)
+    requestheader: RequestHeaderConfig | None = None
     #: --max-requests-inflight / --max-mutating-requests-inflight (0: no limit)
     max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT
     max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
@@ -104,6 +114,12 @@ class Metrics:
         self.watchers = Gauge(
             "apiserver_registered_watchers",
             "Open watches",
+            ["resource"],
+            registry=self.registry,
+        )
+        self.terminated_watchers = Counter(
+            "apiserver_terminated_watchers_total",
+            "Counter of watchers closed due to unresponsiveness broken by resource type.",
             ["resource"],
             registry=self.registry,
         )
@@ -150,6 +166,9 @@ class APIServer:
         self.compactor = Compactor(store, self.config.compact_interval)
         self.handlers = ResourceHandlers(self)
         self.crds = CRDController(self.handlers)
+        self.aggregator = Aggregator(
+            self.handlers, pki=pki, requestheader=self.config.requestheader
+        )
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.app.on_response_prepare.append(_send_audit_id)
@@ -160,6 +179,7 @@ class APIServer:
         await self.cache.start()
         await self.bootstrap()
         await self.crds.start()
+        await self.aggregator.start()
         if self.config.compact_interval > 0:
             self.compactor.start()
         self.allocation_repair.start()
@@ -169,6 +189,7 @@ class APIServer:
         self._ready = False
         await self.compactor.stop()
         await self.allocation_repair.stop()
+        await self.aggregator.stop()
         await self.crds.stop()
         await self.handlers.close_watches()
         await self.cache.stop()
@@ -311,6 +332,11 @@ class APIServer:
                 body=generate_latest(self.metrics.registry),
                 headers={"Content-Type": "text/plain; version=0.0.4"},
             )
+        parts = info.parts
+        if len(parts) >= 3 and parts[0] == "apis":
+            apiservice = self.aggregator.remote(parts[1], parts[2])
+            if apiservice is not None:
+                return await self.aggregator.proxy(request, apiservice, user)
         if not info.resource_request:
             return await self._non_resource(request, info, path)
         return await self.handlers.serve(request, info)
@@ -380,15 +406,22 @@ class APIServer:
             agg = _aggregated_version(accept)
             if agg:
                 return json_response(
-                    discovery.aggregated(self.registry, core=False, version=agg),
+                    self.aggregator.extend_aggregated(
+                        discovery.aggregated(self.registry, core=False, version=agg)
+                    ),
                     content_type=_aggregated_content_type(agg),
                 )
-            return json_response(discovery.api_group_list(self.registry))
+            return json_response(
+                self.aggregator.extend_group_list(discovery.api_group_list(self.registry))
+            )
         groups = self.registry.group_versions()
         if len(parts) == 2 and parts[0] == "api" and parts[1] == "v1":
             return json_response(discovery.resource_list(self.registry, "", "v1"))
         if len(parts) == 2 and parts[0] == "apis" and parts[1] in groups:
             return json_response(discovery.api_group(self.registry, parts[1]))
+        aggregated_group = self.aggregator.api_group(parts[1]) if len(parts) == 2 else None
+        if aggregated_group is not None and parts[0] == "apis":
+            return json_response(aggregated_group)
         if len(parts) == 3 and parts[0] == "apis" and parts[2] in groups.get(parts[1], ()):
             return json_response(discovery.resource_list(self.registry, parts[1], parts[2]))
         if parts and parts[0] == "openapi":

@@ -24,6 +24,8 @@ from pyk8s.api.registry import REGISTRY
 from pyk8s.apiserver.authn import (
     Authenticator,
     AuthenticatorChain,
+    RequestHeaderAuthenticator,
+    RequestHeaderConfig,
     ServiceAccountTokenAuthenticator,
     TokenFileAuthenticator,
     UidLookup,
@@ -157,7 +159,12 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             "system:node-join", uid="node-join", groups=("system:nodes", "system:masters")
         )
     }
-    authenticators: list[Authenticator] = [X509Authenticator()]
+    # upstream's order: a front proxy's asserted user first, then client certificates
+    config.requestheader = RequestHeaderConfig(pki.front_proxy_ca_cert)
+    authenticators: list[Authenticator] = [
+        RequestHeaderAuthenticator(config.requestheader),
+        X509Authenticator(pki.ca_cert),
+    ]
     if opts.token_auth_file:
         authenticators.append(TokenFileAuthenticator(opts.token_auth_file))
     authenticators.append(TokenFileAuthenticator.from_tokens(tokens))
