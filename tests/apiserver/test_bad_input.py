@@ -130,3 +130,155 @@ def test_every_response_carries_an_audit_id(cluster: Cluster) -> None:
     assert len(ok.headers["Audit-Id"]) == 36  # a UUID, as upstream's
     mine = cluster("GET", "/version", headers={"Audit-ID": "my-request-1"})
     assert mine.headers["Audit-Id"] == "my-request-1"
+
+
+# --------------------------------------------------------------------------- typed decoding
+
+
+def _pod(name: str, **spec: Any) -> JSON:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}], **spec},
+    }
+
+
+def test_the_issues_examples_are_400_in_upstreams_words(cluster: Cluster) -> None:
+    pods = f"/api/v1/namespaces/{NS}/pods"
+    before = cluster.revision()
+    got = cluster("POST", pods, {**_pod("a"), "spec": {"containers": "abc"}})
+    assert got.status == 400
+    assert got.json()["reason"] == "BadRequest"
+    assert got.json()["message"] == (
+        'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal string into '
+        "Go struct field PodSpec.spec.containers of type []v1.Container"
+    )
+    labels_true = _pod("b")
+    labels_true["metadata"]["labels"] = True
+    got = cluster("POST", pods, labels_true)
+    assert got.status == 400
+    assert got.json()["message"] == (
+        'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal bool into '
+        "Go struct field ObjectMeta.metadata.labels of type map[string]string"
+    )
+    assert cluster.revision() == before
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type"),
+    [
+        ({"metadata": "abc"}, "application/json"),
+        ({"metadata": {"name": ["x"]}}, "application/json"),
+        ({"metadata": {"name": "n", "annotations": {"a": {"b": 1}}}}, "application/json"),
+        ({"spec": {"containers": [{"name": "c", "image": "i", "ports": "80"}]}}, None),
+        ({"spec": {"containers": [{"name": "c", "image": "i", "ports": [{"hostIP": {}}]}]}}, None),
+        ({"spec": {"containers": [[[[]]]]}}, None),
+        ({"spec": {"containers": [{"name": "c", "image": "i", "resources": []}]}}, None),
+        ({"spec": {"containers": [{"name": "c", "image": "i", "env": [{"name": 5}]}]}}, None),
+        ({"spec": {"terminationGracePeriodSeconds": "30"}}, None),
+        ({"spec": {"priority": 2**31}}, None),
+        ({"spec": {"hostNetwork": "true"}}, None),
+        ({"kind": 5}, None),
+        ({"apiVersion": ["v1"]}, None),
+        ([1, 2, 3], None),
+        ("a string", None),
+        (b"null", None),
+        (b"\x00\x01garbage", None),
+        (b"metadata: [1]\n", "application/yaml"),
+        (b"- not\n- a\n- map\n", "application/yaml"),
+        (b"kind: [", "application/yaml"),
+        (b'{"kind": "Pod"}', "application/vnd.kubernetes.protobuf"),
+    ],
+)
+def test_malformed_pods_are_400_and_write_nothing(
+    cluster: Cluster, body: Any, content_type: str | None
+) -> None:
+    if isinstance(body, dict):
+        pod = _pod("malformed")
+        for key, value in body.items():
+            pod[key] = {**pod[key], **value} if isinstance(value, dict) else value
+        body = pod
+    before = cluster.revision()
+    got = cluster("POST", f"/api/v1/namespaces/{NS}/pods", body, content_type or "application/json")
+    assert got.status == 400, got.body
+    assert got.json()["reason"] == "BadRequest"
+    assert cluster.revision() == before
+
+
+def test_a_wrong_type_in_a_patch_is_422_on_the_patch(cluster: Cluster) -> None:
+    assert cluster("POST", f"/api/v1/namespaces/{NS}/pods", _pod("patched")).status == 201
+    before = cluster.revision()
+    got = cluster(
+        "PATCH",
+        f"/api/v1/namespaces/{NS}/pods/patched",
+        {"spec": {"containers": "abc"}},
+        "application/merge-patch+json",
+    )
+    assert got.status == 422
+    status = got.json()
+    assert status["reason"] == "Invalid"
+    assert status["message"].startswith(' "" is invalid: patch: Invalid value: "{')
+    assert status["message"].endswith(
+        "json: cannot unmarshal string into Go struct field PodSpec.spec.containers of "
+        "type []v1.Container"
+    )
+    assert [c["field"] for c in status["details"]["causes"]] == ["patch"]
+    assert cluster.revision() == before
+
+
+def test_subresource_bodies_are_typed(cluster: Cluster) -> None:
+    assert cluster("POST", f"/api/v1/namespaces/{NS}/pods", _pod("bound")).status == 201
+    before = cluster.revision()
+    pod = f"/api/v1/namespaces/{NS}/pods/bound"
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"}}
+    got = cluster("POST", pod + "/binding", {**binding, "target": "node-1"})
+    assert got.status == 400
+    assert got.json()["message"] == (
+        'Binding in version "v1" cannot be handled as a Binding: json: cannot unmarshal '
+        "string into Go struct field Binding.target of type v1.ObjectReference"
+    )
+    eviction = {"apiVersion": "policy/v1", "kind": "Eviction", "metadata": {"name": "bound"}}
+    got = cluster("POST", pod + "/eviction", {**eviction, "deleteOptions": []})
+    assert got.status == 400
+    assert got.json()["message"] == (
+        'Eviction in version "v1" cannot be handled as a Eviction: json: cannot unmarshal '
+        "array into Go struct field Eviction.deleteOptions of type v1.DeleteOptions"
+    )
+    status = cluster("GET", pod).json()
+    status["status"] = {"phase": 1}
+    got = cluster("PUT", pod + "/status", status)
+    assert got.status == 400
+    assert got.json()["message"].endswith(
+        "json: cannot unmarshal number into Go struct field PodStatus.status.phase of type string"
+    )
+    assert cluster.revision() == before
+
+
+def test_scale_bodies_are_typed(cluster: Cluster) -> None:
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "scaled"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "scaled"}},
+            "template": {
+                "metadata": {"labels": {"app": "scaled"}},
+                "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+            },
+        },
+    }
+    path = f"/apis/apps/v1/namespaces/{NS}/deployments"
+    assert cluster("POST", path, deployment).status == 201
+    before = cluster.revision()
+    scale = f"{path}/scaled/scale"
+    got = cluster("PUT", scale, {"kind": "Scale", "apiVersion": "autoscaling/v1", "spec": []})
+    assert got.status == 400
+    assert got.json()["message"] == (
+        'Scale in version "v1" cannot be handled as a Scale: json: cannot unmarshal array '
+        "into Go struct field Scale.spec of type v1.ScaleSpec"
+    )
+    got = cluster("PATCH", scale, {"spec": {"replicas": "3"}}, "application/merge-patch+json")
+    assert got.status == 422
+    assert got.json()["details"]["causes"][0]["field"] == "patch"
+    assert cluster.revision() == before

@@ -16,6 +16,10 @@ import yaml
 from aiohttp import web
 
 from pyk8s.api import errors, protobuf
+from pyk8s.api.gofmt import json_kind
+from pyk8s.api.validation import decode_error
+
+JSON = dict[str, Any]
 
 MAX_BODY = 3 * 1024 * 1024
 
@@ -108,6 +112,36 @@ def decode_body(body: bytes, content_type: str | None, *, patch: bool = False) -
         return orjson.loads(body)
     except orjson.JSONDecodeError as err:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {err}") from err
+
+
+def check_type_meta(data: JSON) -> None:
+    """400 unless ``apiVersion`` and ``kind`` are strings (or absent): upstream reads them
+    first, into a struct of two strings, before it knows what the body is."""
+    for key in ("apiVersion", "kind"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise errors.bad_request(
+                "couldn't get version/kind; json parse error: json: cannot unmarshal "
+                f"{json_kind(value)} into Go struct field .{key} of type string"
+            )
+
+
+def check_types(data: JSON, group: str, version: str, kind: str, *, patched: bool = False) -> None:
+    """400 when a body does not decode as the built-in ``kind``: upstream's decoder error,
+    wrapped as its create and update handlers wrap it, before anything else reads the
+    body (defaulting, admission, validation can count on the types). ``patched``: the
+    result of a patch, which upstream's patch handler answers 422 on the field
+    ``patch``. Custom resources are checked by their structural schema instead."""
+    problem = decode_error(group, version, kind, data)
+    if problem is None:
+        return
+    if patched:
+        value = orjson.dumps(data).decode()
+        raise errors.invalid_object("", "", [errors.invalid("patch", value, problem)])
+    raise errors.bad_request(
+        f'{data.get("kind") or kind} in version "{version}" cannot be handled as a '
+        f"{kind}: {problem}"
+    )
 
 
 def accept_entries(accept: str | None) -> list[tuple[str, dict[str, str]]]:

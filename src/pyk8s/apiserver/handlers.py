@@ -244,7 +244,9 @@ class ResourceHandlers:
         if handler is not None and (sub or verb == "create"):
             connect = handler.connect
             if connect or verb == "create":
-                await self._admit_subresource(request, info, r, connect=connect)
+                await self._admit_subresource(
+                    request, info, r, connect=connect, body_kind=handler.body_kind
+                )
             return await handler.serve(self, request, info, r)
         if verb == "get":
             obj = await self.rest(r).get(info.namespace, info.name)
@@ -276,13 +278,22 @@ class ResourceHandlers:
         raise errors.method_not_allowed(f"verb {verb} is not supported")
 
     async def _admit_subresource(
-        self, request: web.Request, info: RequestInfo, r: Resource, *, connect: bool
+        self,
+        request: web.Request,
+        info: RequestInfo,
+        r: Resource,
+        *,
+        connect: bool,
+        body_kind: tuple[str, str, str] | None,
     ) -> None:
         """Admission of a subresource served by its own code: exec/attach/portforward/proxy
         as CONNECT with the query as options; a POST (pods/binding, pods/eviction,
         serviceaccounts/token) as CREATE with the request's object (decoded once, see
-        :meth:`body`)."""
+        :meth:`body`, and typed as ``body_kind`` first)."""
         body = None if connect else await self.body(request)
+        if body_kind is not None and isinstance(body, dict):
+            encoding.check_type_meta(body)
+            encoding.check_types(body, *body_kind)
         attrs = Attributes(
             CONNECT if connect else CREATE,
             r,
@@ -323,9 +334,15 @@ class ResourceHandlers:
         request[key] = decoded
         return decoded
 
-    def decode_object(self, data: Any, r: Resource, info: RequestInfo) -> JSON:
+    def decode_object(
+        self, data: Any, r: Resource, info: RequestInfo, *, patched: bool = False
+    ) -> JSON:
+        """The request's object, typed as ``r`` (nothing after this meets a wrong type)
+        and in the request's namespace. ``patched``: the result of a patch, whose type
+        mismatches upstream answers 422 on the field ``patch``, not 400."""
         if not isinstance(data, dict):
             raise errors.bad_request("the body of the request must be a JSON object")
+        encoding.check_type_meta(data)
         api_version, kind = data.get("apiVersion"), data.get("kind")
         if kind and not self.strategy(r).accepts_kind(kind):
             raise errors.bad_request(
@@ -336,6 +353,7 @@ class ResourceHandlers:
                 f"the API version in the data ({api_version}) does not match the expected API "
                 f"version ({r.api_version})"
             )
+        encoding.check_types(data, r.group, r.version, r.kind, patched=patched)
         meta = data.get("metadata")
         if meta is None:
             data["metadata"] = meta = {}
@@ -576,7 +594,7 @@ class ResourceHandlers:
                 patched = apply_strategic_merge_patch(current, patch, strategy.patch_schema())
             if not isinstance(patched, dict):
                 raise errors.bad_request("the patched object is not a JSON object")
-            patched = self.decode_object(patched, r, info)
+            patched = self.decode_object(patched, r, info, patched=True)
             if patched["metadata"].get("name") != info.name:
                 raise errors.bad_request("metadata.name may not be changed by a patch")
             rv = patched["metadata"].get("resourceVersion")

@@ -162,6 +162,7 @@ def _object(data: Any, accepted: dict[str, str], info: RequestInfo, namespaced: 
     upstream's create handler does."""
     if not isinstance(data, dict):
         raise errors.bad_request("the body of the request must be a JSON object")
+    encoding.check_type_meta(data)
     default_version, default_kind = next(iter(accepted.items()))
     api_version = data.get("apiVersion") or default_version
     kind = data.get("kind") or default_kind
@@ -174,6 +175,8 @@ def _object(data: Any, accepted: dict[str, str], info: RequestInfo, namespaced: 
         raise errors.bad_request(
             f"the kind in the data ({kind}) does not match the expected kind ({default_kind})"
         )
+    group, _, version = api_version.rpartition("/")
+    encoding.check_types(data, group, version, kind)
     data["apiVersion"], data["kind"] = api_version, kind
     meta = data.get("metadata")
     if meta is None:

@@ -25,9 +25,13 @@ if TYPE_CHECKING:
     from pyk8s.apiserver.handlers import ResourceHandlers
 
 JSON = dict[str, Any]
+#: (group, version, kind)
+GVK = tuple[str, str, str]
 
 #: attempts at a read-modify-write that lost a race with another writer
 RETRIES = 5
+#: what the scale subresource takes and returns, for every scalable resource
+SCALE_KIND: GVK = ("autoscaling", "v1", "Scale")
 
 
 class Scale:
@@ -39,6 +43,7 @@ class Scale:
     string already in selector syntax)."""
 
     connect = False
+    body_kind: GVK | None = SCALE_KIND
 
     def __init__(
         self,
@@ -96,6 +101,10 @@ class Scale:
             scale = self.scale_of(current)
             new_scale: Any = doc
             if request.method == "PUT":
+                if not isinstance(doc, dict):
+                    raise errors.bad_request("the body of the request must be a JSON object")
+                encoding.check_type_meta(doc)
+                encoding.check_types(doc, *SCALE_KIND)
                 rv = (new_scale.get("metadata") or {}).get("resourceVersion")
                 if rv and rv != current["metadata"]["resourceVersion"]:
                     raise rest.conflict(info.name)
@@ -107,6 +116,10 @@ class Scale:
                 new_scale = apply_strategic_merge_patch(
                     scale, doc, "io.k8s.api.autoscaling.v1.Scale"
                 )
+            if request.method == "PATCH":
+                if not isinstance(new_scale, dict):
+                    raise errors.bad_request("the patched object is not a JSON object")
+                encoding.check_types(new_scale, *SCALE_KIND, patched=True)
             replicas = (new_scale.get("spec") or {}).get("replicas", 0)
             if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
                 raise errors.invalid_object(
@@ -156,6 +169,7 @@ class Binding:
     """pods/binding (and POST bindings): assign a pod to a node, once."""
 
     connect = False
+    body_kind: GVK | None = ("", "v1", "Binding")
 
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
@@ -222,6 +236,7 @@ class Finalize:
     namespace that is being deleted."""
 
     connect = False
+    body_kind: GVK | None = None  # a Namespace, typed by the generic decode
 
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
@@ -247,6 +262,7 @@ class Kubelet:
     """pods/{log,exec,attach,portforward}: proxied to the pod's kubelet."""
 
     connect = True
+    body_kind: GVK | None = None
 
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
@@ -258,6 +274,7 @@ class NodeProxy:
     """nodes/NAME/proxy/PATH: the node's kubelet answers PATH."""
 
     connect = True
+    body_kind: GVK | None = None
 
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
@@ -270,6 +287,9 @@ class Review:
 
     connect = False
 
+    def __init__(self, body_kind: GVK) -> None:
+        self.body_kind: GVK | None = body_kind
+
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
     ) -> web.StreamResponse:
@@ -278,6 +298,7 @@ class Review:
 
 class NotServed:
     connect = False  # answered 501 before anything runs
+    body_kind: GVK | None = None
 
     async def serve(
         self, h: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource
@@ -292,5 +313,6 @@ BINDING = Binding()
 FINALIZE = Finalize()
 KUBELET = Kubelet()
 NODE_PROXY = NodeProxy()
-REVIEW = Review()
+EVICTION = Review(("policy", "v1", "Eviction"))
+TOKEN_REQUEST = Review(("authentication.k8s.io", "v1", "TokenRequest"))
 NOT_SERVED = NotServed()

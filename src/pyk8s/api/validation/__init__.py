@@ -4,7 +4,7 @@ The API server calls :func:`validate_create` / :func:`validate_update` after def
 and gets back :class:`~pyk8s.api.errors.FieldError` s that render exactly as upstream's
 (``spec.containers[0].image: Required value``), ready for
 :func:`~pyk8s.api.errors.invalid_object`. Before that, while decoding, it asks
-:func:`decode_errors` (400 "cannot unmarshal" type mismatches) and
+:func:`decode_error` (400 "cannot unmarshal" type mismatches) and
 :func:`unknown_fields` (for ``fieldValidation=Strict|Warn``).
 
 Two layers, as upstream has them:
@@ -30,9 +30,15 @@ from pyk8s.api.validation._util import JSON, Errs, d
 from pyk8s.api.validation.batch import generate_job_selector, parse_cron
 from pyk8s.api.validation.core import drop_type_dependent_fields
 from pyk8s.api.validation.meta import validate_object_meta_update
-from pyk8s.api.validation.schema_check import decode_errors, schema_required, unknown_fields
+from pyk8s.api.validation.schema_check import (
+    decode_error,
+    decode_errors,
+    schema_required,
+    unknown_fields,
+)
 
 __all__ = [
+    "decode_error",
     "decode_errors",
     "drop_type_dependent_fields",
     "generate_job_selector",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -189,6 +189,24 @@ _INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "int64": (-(2**63), 2**63 - 1)}
 _RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})")
 
 
+def decode_error(group: str, version: str, kind: str, obj: JSON) -> str | None:
+    """The first type mismatch upstream's decoder would reject ``obj`` of a built-in kind
+    with (None: it decodes; kinds without an official schema are not checked here).
+
+    Every write runs this, so the common case is a compiled check (:func:`_checker`)
+    that only says yes or no; the message is worked out by the slow walk, and only when
+    there is one to give.
+    """
+    check = _root_checker(group, version, kind)
+    if check is None or check(obj):
+        return None
+    root = _root(group, version, kind)
+    assert root is not None
+    out: list[str] = []
+    _decode(root, obj, kind, "", out)
+    return out[0] if out else None
+
+
 def decode_errors(resource: Resource, obj: JSON) -> list[str]:
     """Type mismatches upstream's decoder rejects with 400, in its words, document order.
 
@@ -298,6 +316,207 @@ def _decode(node: Node, value: Any, struct: str, path: str, out: list[str]) -> N
         return
     if kind == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
         out.append(_mismatch(json_kind(value), struct, path, node.go))
+
+
+# ---------------------------------------------------------------- compiled type checks
+
+#: one schema node's check: whether a (non-null) value has the type upstream decodes
+Checker = Callable[[Any], bool]
+
+#: id(schema node) -> its compiled check (schema nodes live as long as the schemas)
+_checkers: dict[int, Checker] = {}
+
+
+def _always(value: Any) -> bool:
+    return True
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_bool(value: Any) -> bool:
+    return type(value) is bool
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) is int or type(value) is float
+
+
+def _int_check(go: str) -> Checker:
+    lo, hi = _INT_RANGES.get(go, _INT_RANGES["int64"])
+
+    def check(value: Any) -> bool:
+        return type(value) is int and lo <= value <= hi
+
+    return check
+
+
+def _is_int_or_string(value: Any) -> bool:
+    t = type(value)
+    return t is str or (t is int and -(2**31) <= value < 2**31)
+
+
+@functools.lru_cache(maxsize=4096)
+def _quantity_text_ok(text: str) -> bool:
+    try:
+        parse_quantity(text.strip())
+    except QuantityError:
+        return False
+    return True
+
+
+def _is_quantity(value: Any) -> bool:
+    t = type(value)
+    if t is str:
+        return _quantity_text_ok(value)
+    return (t is int or t is float) and _quantity_text_ok(str(value))
+
+
+def _is_time(value: Any) -> bool:
+    return type(value) is str and (not value or _RFC3339.fullmatch(value) is not None)
+
+
+_B64_PLAIN = re.compile(r"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?")
+
+
+def _is_base64(value: Any) -> bool:
+    return type(value) is str and (
+        _B64_PLAIN.fullmatch(value) is not None or base64_error(value) is None
+    )
+
+
+_SCALARS: dict[str, Checker] = {
+    "any": _always,
+    "string": _is_str,
+    "bool": _is_bool,
+    "number": _is_number,
+    "intstr": _is_int_or_string,
+    "quantity": _is_quantity,
+    "time": _is_time,
+    "bytes": _is_base64,
+}
+
+
+#: checks that are one Python type, inlined into a struct's check
+_PLAIN: dict[Checker, type] = {_is_str: str, _is_bool: bool}
+
+
+def _checker(schema: JSON) -> Checker:
+    """The compiled check of one schema node, built once and shared by every kind that
+    uses the node. A struct's check is registered before its fields are compiled, so a
+    recursive type (JSONSchemaProps) refers to itself."""
+    key = id(schema)
+    hit = _checkers.get(key)
+    if hit is not None:
+        return hit
+    return _compile(classify(schema), key)
+
+
+def _compile(node: Node, key: int | None) -> Checker:
+    check: Checker
+    if node.kind == "struct":
+        # strings and booleans are checked inline, by their Python type: most fields
+        # are one or the other, and a call per field is most of the cost
+        plain: dict[str, type] = {}
+        fields: dict[str, Checker] = {}
+        check = _struct_check(plain, fields)
+        if key is not None:
+            _checkers[key] = check
+        for name, sub in node.props.items():
+            sub_check = _checker(sub)
+            if sub_check in _PLAIN:
+                plain[name] = _PLAIN[sub_check]
+            elif sub_check is not _always:
+                fields[name] = sub_check
+        return check
+    if node.kind in ("array", "map"):
+        item = _checker(node.sub) if node.sub else _always
+        check = _array_check(item) if node.kind == "array" else _map_check(item)
+    elif node.kind == "int":
+        check = _int_check(node.go)
+    else:
+        check = _SCALARS[node.kind]
+    if key is not None:
+        _checkers[key] = check
+    return check
+
+
+def _struct_check(plain: dict[str, type], fields: dict[str, Checker]) -> Checker:
+    plain_type = plain.get
+    field_check = fields.get
+
+    def check(value: Any) -> bool:
+        if type(value) is not dict:
+            return False
+        for name, v in value.items():
+            if v is None:
+                continue
+            t = plain_type(name)
+            if t is not None:
+                if type(v) is not t:
+                    return False
+                continue
+            c = field_check(name)
+            if c is not None and not c(v):
+                return False
+        return True
+
+    return check
+
+
+def _array_check(item: Checker) -> Checker:
+    if item is _always:
+        return lambda value: type(value) is list
+    if item in _PLAIN:
+        return _plain_items(list, list.__iter__, _PLAIN[item])
+
+    def check(value: Any) -> bool:
+        if type(value) is not list:
+            return False
+        for v in value:  # noqa: SIM110 - a loop is faster than all() over a generator
+            if v is not None and not item(v):
+                return False
+        return True
+
+    return check
+
+
+def _map_check(item: Checker) -> Checker:
+    if item is _always:
+        return lambda value: type(value) is dict
+    if item in _PLAIN:
+        return _plain_items(dict, dict.values, _PLAIN[item])
+
+    def check(value: Any) -> bool:
+        if type(value) is not dict:
+            return False
+        for v in value.values():  # noqa: SIM110 - faster than all() over a generator
+            if v is not None and not item(v):
+                return False
+        return True
+
+    return check
+
+
+def _plain_items(container: type, items: Callable[[Any], Any], item_type: type) -> Checker:
+    """A list or map of strings (labels, annotations, data) or booleans, checked inline."""
+
+    def check(value: Any) -> bool:
+        if type(value) is not container:
+            return False
+        for v in items(value):  # noqa: SIM110 - faster than all() over a generator
+            if type(v) is not item_type and v is not None:
+                return False
+        return True
+
+    return check
+
+
+@functools.cache
+def _root_checker(group: str, version: str, kind: str) -> Checker | None:
+    root = _root(group, version, kind)
+    return None if root is None else _compile(root, None)
 
 
 _B64 = frozenset(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/")

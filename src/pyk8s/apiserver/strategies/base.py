@@ -47,6 +47,8 @@ class Subresource(Protocol):
 
     #: it opens a stream (exec, attach, port-forward, proxy): admitted as CONNECT
     connect: bool
+    #: the (group, version, kind) its request body decodes as (None: no body of its own)
+    body_kind: tuple[str, str, str] | None
 
     async def serve(
         self, handlers: ResourceHandlers, request: web.Request, info: RequestInfo, r: Resource

@@ -25,11 +25,12 @@ from pyk8s.apiserver.allocators import (
 from pyk8s.apiserver.strategies.base import JSON, Rollback, Strategy, Subresource
 from pyk8s.apiserver.subresources import (
     BINDING,
+    EVICTION,
     FINALIZE,
     KUBELET,
     NODE_PROXY,
     NOT_SERVED,
-    REVIEW,
+    TOKEN_REQUEST,
 )
 
 
@@ -38,7 +39,7 @@ class PodStrategy(Strategy):
     orphans_dependents = False
     subresources: Mapping[str, Subresource] = {
         "binding": BINDING,
-        "eviction": REVIEW,
+        "eviction": EVICTION,
         "log": KUBELET,
         "exec": KUBELET,
         "attach": KUBELET,
@@ -264,7 +265,7 @@ class ReturnsDeletedStrategy(Strategy):
 
 
 class ServiceAccountStrategy(ReturnsDeletedStrategy):
-    subresources: Mapping[str, Subresource] = {"token": REVIEW}
+    subresources: Mapping[str, Subresource] = {"token": TOKEN_REQUEST}
 
 
 __all__ = [
