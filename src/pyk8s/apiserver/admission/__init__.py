@@ -57,6 +57,13 @@ class Attributes:
     uid: str = ""
     #: audit annotations (``key`` -> value) webhooks and policies add
     audit_annotations: dict[str, str] = field(default_factory=dict)
+    #: a plugin asks for a second run of the mutating phase (a webhook changed the
+    #: object after an earlier one with ``reinvocationPolicy: IfNeeded`` saw it)
+    reinvoke: bool = False
+    #: the mutating phase is running for the second time
+    reinvoking: bool = False
+    #: what plugins remember between the two runs, by plugin name
+    reinvocation: dict[str, Any] = field(default_factory=dict)
 
     @property
     def group_resource(self) -> tuple[str, str]:
@@ -142,9 +149,16 @@ class Chain:
         return [p.name for p in self.plugins]
 
     async def admit(self, attrs: Attributes) -> None:
+        """The mutating phase; run once more when a plugin asks (upstream's reinvoker:
+        every mutating plugin again, webhooks only where their policy says so)."""
         for plugin in self._mutating:
             if plugin.handles(attrs):
                 await plugin.admit(attrs)
+        if attrs.reinvoke and not attrs.reinvoking:
+            attrs.reinvoking = True
+            for plugin in self._mutating:
+                if plugin.handles(attrs):
+                    await plugin.admit(attrs)
 
     async def validate(self, attrs: Attributes) -> None:
         for plugin in self._validating:
@@ -165,6 +179,15 @@ class Context:
     registry: Any = None
     #: the API server's authorizer (a policy's CEL ``authorizer`` variable)
     authorizer: Any = None
+    #: ``strategy(resource)``: a resource's strategy (conversions for webhooks)
+    strategy: Any = None
+    #: ``decode(resource, obj)``: an object a webhook patched, decoded as a request body
+    #: is (unknown fields dropped, defaults applied)
+    decode: Any = None
+    #: the HTTPS client admission webhooks are called with (the server closes it)
+    webhook_client: Any = None
+    #: the admission webhook metrics (:class:`.webhooks.WebhookMetrics`)
+    webhook_metrics: Any = None
 
 
 Factory = Callable[[Context], Plugin]

@@ -12,6 +12,10 @@ from collections.abc import Callable
 
 from pyk8s.api.registry import Resource
 from pyk8s.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
+from pyk8s.apiserver.strategies.admissionpolicy import (
+    ValidatingAdmissionPolicyBindingStrategy,
+    ValidatingAdmissionPolicyStrategy,
+)
 from pyk8s.apiserver.strategies.base import JSON, Rollback, Strategy, Subresource
 from pyk8s.apiserver.strategies.core import (
     BindingStrategy,
@@ -24,6 +28,7 @@ from pyk8s.apiserver.strategies.core import (
     ServiceAccountStrategy,
     ServiceStrategy,
 )
+from pyk8s.apiserver.strategies.webhooks import WebhookConfigurationStrategy
 from pyk8s.apiserver.strategies.workloads import GenerationStrategy, JobStrategy, ScalableStrategy
 
 __all__ = ["JSON", "Allocators", "Rollback", "Strategy", "Subresource", "builtin_strategy"]
@@ -52,6 +57,12 @@ _BUILTIN: dict[tuple[str, str], Callable[[Resource], Strategy]] = {
     ("policy", "poddisruptionbudgets"): GenerationStrategy,
     ("networking.k8s.io", "networkpolicies"): GenerationStrategy,
     ("networking.k8s.io", "ingresses"): GenerationStrategy,
+    ("admissionregistration.k8s.io", "mutatingwebhookconfigurations"): (
+        WebhookConfigurationStrategy
+    ),
+    ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): (
+        WebhookConfigurationStrategy
+    ),
 }
 
 
