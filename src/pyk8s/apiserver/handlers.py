@@ -907,6 +907,8 @@ class ResourceHandlers:
 
         task = asyncio.current_task()
         assert task is not None
+        if watcher is not None:
+            watcher.on_terminate = task.cancel  # a write to a client that stopped reading
         self._watch_tasks.add(task)
         self.server.metrics.watchers.labels(r.plural).inc()
         try:
@@ -963,6 +965,11 @@ class ResourceHandlers:
             self.server.metrics.watchers.labels(r.plural).dec()
             if watcher is not None:
                 watcher.close()
+        if watcher is not None and watcher.terminated:
+            task.uncancel()
+            self.server.metrics.terminated_watchers.labels(r.plural).inc()
+            _end_unread_stream(request)
+            return resp
         with contextlib.suppress(ConnectionResetError):
             await resp.write_eof()
         return resp
@@ -989,6 +996,16 @@ class ResourceHandlers:
         if initial_end:
             meta["annotations"] = {"k8s.io/initial-events-end": "true"}
         return {"kind": r.kind, "apiVersion": r.api_version, "metadata": meta}
+
+
+def _end_unread_stream(request: web.Request) -> None:
+    """End a chunked response whose client stopped reading, without waiting for it: the
+    last chunk goes behind what the connection still holds, which closes once the client
+    has read it all (or goes away)."""
+    transport = request.transport
+    if transport is not None and not transport.is_closing():
+        transport.write(b"0\r\n\r\n")
+        transport.close()
 
 
 def info_name(obj: JSON) -> str:

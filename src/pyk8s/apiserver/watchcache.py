@@ -19,6 +19,13 @@ HPAs stored as v2, events.k8s.io Events stored as core ones) reads them through
 bytes; another is converted once per version and kept with the entry, so a hundred v1
 watchers of one HPA convert it once.
 
+Each client watch has a bounded buffer (:data:`WATCHER_BUFFER` events). A client that
+stops reading (its socket full, its handler stuck writing) falls behind; once its buffer
+is full the watch is terminated, as upstream's cacher does with an unresponsive watcher:
+the stream ends, and the client re-watches from the last resourceVersion it saw (resumed
+from ``history``, or 410 and a relist when that is gone). One slow client therefore
+costs a bounded amount of memory and never holds up the events of the others.
+
 Objects handed out are shared: callers must copy before changing them.
 """
 
@@ -44,6 +51,10 @@ JSON = dict[str, Any]
 Converter = Callable[[JSON, str], JSON]
 
 ADDED, MODIFIED, DELETED = "ADDED", "MODIFIED", "DELETED"
+
+#: events one watch may have waiting for its client; a watch further behind is terminated
+#: (the events are shared with the cache, so a full buffer costs pointers, not copies)
+WATCHER_BUFFER = 4096
 
 
 def decode(value: bytes, revision: int) -> tuple[JSON, bytes]:
@@ -134,19 +145,49 @@ Filter = Callable[[JSON], bool]
 class CacheWatcher:
     """One client watch: events under ``prefix`` after a revision, as a queue."""
 
-    def __init__(self, cache: WatchCache, prefix: str, matches: Filter | None) -> None:
+    def __init__(self, cache: WatchCache, prefix: str, matches: Filter | None, buffer: int) -> None:
         self.cache = cache
         self.prefix = prefix
         self.matches = matches
         self.queue: asyncio.Queue[CacheEvent | None] = asyncio.Queue()
+        #: most events waiting before the watch is terminated (the history replayed at
+        #: the start comes on top: the client asked for it)
+        self.buffer = buffer
         self.closed = False
+        #: the client fell more than ``buffer`` events behind and the watch was ended
+        self.terminated = False
+        #: called once when the watch is terminated (the handler stops writing to it)
+        self.on_terminate: Callable[[], object] | None = None
 
     def offer(self, ev: CacheEvent) -> None:
         if self.closed or not ev.key.startswith(self.prefix):
             return
         out = self._filtered(ev)
-        if out is not None:
+        if out is None:
+            return
+        if self.queue.qsize() >= self.buffer:
+            self._terminate()
+            return
+        self.queue.put_nowait(out)
+
+    def _replay(self, ev: CacheEvent) -> None:
+        """A past event the client asked for by its resourceVersion (not limited)."""
+        if ev.key.startswith(self.prefix) and (out := self._filtered(ev)) is not None:
             self.queue.put_nowait(out)
+            self.buffer += 1
+
+    def _terminate(self) -> None:
+        log.info(
+            "Forcing watcher close due to unresponsiveness: %s (%d events behind)",
+            self.prefix,
+            self.queue.qsize(),
+        )
+        self.terminated = True
+        while not self.queue.empty():
+            self.queue.get_nowait()
+        self.close()
+        if self.on_terminate is not None:
+            self.on_terminate()
 
     def _filtered(self, ev: CacheEvent) -> CacheEvent | None:
         """Upstream's rule: with a selector, an object that stops matching is DELETED for
@@ -186,8 +227,15 @@ class CacheWatcher:
 
 
 class WatchCache:
-    def __init__(self, store: Store, prefix: str = "/registry/", history: int = 10_000) -> None:
+    def __init__(
+        self,
+        store: Store,
+        prefix: str = "/registry/",
+        history: int = 10_000,
+        watcher_buffer: int = WATCHER_BUFFER,
+    ) -> None:
         self.store = store
+        self.watcher_buffer = watcher_buffer
         self.prefix = prefix
         self.revision = 0
         self.objects: dict[str, Entry] = {}
@@ -273,7 +321,7 @@ class WatchCache:
             self.history_start = self.history[0].revision
         self.history.append(cev)
         self.revision = ev.revision
-        for w in self._watchers:
+        for w in tuple(self._watchers):  # a watcher that falls behind leaves the set
             w.offer(cev)
         if self._waiters:
             still = []
@@ -331,11 +379,11 @@ class WatchCache:
         """Events under ``prefix`` after revision ``after``; TooOld if history is gone."""
         if after < self.history_start:
             raise TooOld(after, self.history_start + 1)
-        w = CacheWatcher(self, prefix, matches)
+        w = CacheWatcher(self, prefix, matches, self.watcher_buffer)
         if after < self.revision:
             for ev in self.history:
                 if ev.revision > after:
-                    w.offer(ev)
+                    w._replay(ev)
         self._watchers.add(w)
         return w
 
