@@ -52,6 +52,7 @@ from pyk8s.apiserver.admission import (
     build_chain,
     enabled_plugins,
 )
+from pyk8s.apiserver.admission.webhooks import WebhookMetrics
 from pyk8s.apiserver.authn import REQUEST_USER, UserInfo
 from pyk8s.apiserver.encoding import json_response
 from pyk8s.apiserver.readers import CacheReader, QuotaWriter
@@ -65,8 +66,10 @@ from pyk8s.apiserver.rest import (
     now,
     timestamp,
 )
+from pyk8s.apiserver.serviceresolver import ServiceResolver
 from pyk8s.apiserver.strategies import Allocators, Rollback, Strategy, builtin_strategy
 from pyk8s.apiserver.watchcache import CacheEvent, Entry, NotReady, TooOld
+from pyk8s.apiserver.webhook import WebhookClient
 from pyk8s.storage import Compacted, FutureRevision, next_start
 
 if TYPE_CHECKING:
@@ -166,12 +169,18 @@ class ResourceHandlers:
         names = enabled_plugins(config.enable_admission_plugins, config.disable_admission_plugins)
         #: cache reads for admission plugins and the server's own controllers
         self.reader = CacheReader(self)
+        #: the HTTPS client admission webhooks are called with (closed by the server)
+        self.webhook_client = WebhookClient(ServiceResolver(self.reader))
         context = Context(
             self.reader,
             quota_writer=QuotaWriter(self),
             config=config.admission_config,
             registry=self.registry,
             authorizer=server.authorizer,
+            strategy=self.strategy,
+            decode=self.decode_admitted,
+            webhook_client=self.webhook_client,
+            webhook_metrics=WebhookMetrics(server.metrics.registry),
         )
         self.admission: Chain = build_chain(context, names)
 
@@ -380,6 +389,14 @@ class ResourceHandlers:
                 f"the name of the object ({name}) does not match the name on the URL ({info.name})"
             )
         obj["metadata"]["name"] = info.name
+
+    def decode_admitted(self, r: Resource, obj: JSON) -> JSON:
+        """An object a mutating webhook patched, decoded as a request body is: fields the
+        schema does not know dropped, defaults applied."""
+        strategy = self.strategy(r)
+        for path in strategy.unknown_fields(obj):
+            _drop_path(obj, path)
+        return strategy.default(obj, create=False)
 
     def _field_validation(self, r: Resource, obj: JSON, query: Any) -> list[str]:
         mode = query.get("fieldValidation") or "Warn"
@@ -630,12 +647,19 @@ class ResourceHandlers:
                 body = data if isinstance(data, dict) else None
         opts = DeleteOptions.parse(body, dict(request.query))
         opts.dry_run = opts.dry_run or _dry_run(request.query)
+        warnings: list[str] = []
         obj, deleted_now = await self.delete_object(
-            r, info.namespace, info.name, opts, user=self.user(request), options=body
+            r,
+            info.namespace,
+            info.name,
+            opts,
+            user=self.user(request),
+            options=body,
+            warnings=warnings,
         )
         if deleted_now and not self.strategy(r).returns_deleted_object:
-            return json_response(deleted_status(r, obj))
-        return json_response(obj)
+            return json_response(deleted_status(r, obj), warnings=warnings)
+        return json_response(obj, warnings=warnings)
 
     async def delete_object(
         self,
@@ -646,12 +670,23 @@ class ResourceHandlers:
         *,
         user: UserInfo = SYSTEM_USER,
         options: JSON | None = None,
+        warnings: list[str] | None = None,
     ) -> tuple[JSON, bool]:
-        """Admission (DELETE, the stored object as old), then delete or begin deleting."""
+        """Admission (DELETE, the stored object as old), then delete or begin deleting.
+        Admission's warnings are added to ``warnings``."""
         rest = self.rest(r)
         old = await self.lookup(r.plural, r.group, namespace, name)
         attrs = Attributes(
-            DELETE, r, namespace, name, None, old, user, dry_run=opts.dry_run, options=options
+            DELETE,
+            r,
+            namespace,
+            name,
+            None,
+            old,
+            user,
+            dry_run=opts.dry_run,
+            options=options,
+            warnings=warnings if warnings is not None else [],
         )
         await self.admission.admit(attrs)
         await self.admission.validate(attrs)

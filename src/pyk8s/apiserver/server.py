@@ -192,6 +192,7 @@ class APIServer:
         await self.aggregator.stop()
         await self.crds.stop()
         await self.handlers.close_watches()
+        await self.handlers.webhook_client.close()
         await self.cache.stop()
 
     # ------------------------------------------------------------------ bootstrap
