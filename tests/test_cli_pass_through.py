@@ -43,3 +43,59 @@ def test_apiserver_args_are_the_servers_own_flags(tmp_path: Path) -> None:
     again = cli.parse_args(argv)
     assert again.disable_admission_plugins == ["ServiceAccount"]
     assert again.service_cidr == "10.96.0.0/16"
+
+
+# ---------------------------------------------------------------- ports: two pyk8s on a host
+
+
+def test_controller_manager_and_scheduler_take_upstreams_secure_port() -> None:
+    for command, default in (("controller-manager", 10257), ("scheduler", 10259)):
+        assert cli._parser().parse_args([command]).port == default
+        assert cli._parser().parse_args([command, "--secure-port", "20001"]).port == 20001
+        assert cli._parser().parse_args([command, "--port", "20002"]).port == 20002  # still
+
+
+def test_secure_port_reaches_the_children_of_pyk8s_server() -> None:
+    args = _server(
+        "--kube-controller-manager-arg=secure-port=20257",
+        "--kube-scheduler-arg",
+        "secure-port=20259",
+    )
+    cm_argv = cli._passed_through(args.controller_manager_args)  # type: ignore[attr-defined]
+    sched_argv = cli._passed_through(args.scheduler_args)  # type: ignore[attr-defined]
+    assert cli._parser().parse_args(["controller-manager", *cm_argv]).port == 20257
+    assert cli._parser().parse_args(["scheduler", *sched_argv]).port == 20259
+
+
+def test_the_api_server_takes_secure_port_as_well_as_https_listen_port(tmp_path: Path) -> None:
+    assert cli.parse_args(["apiserver", "--secure-port", "16443"]).https_listen_port == 16443
+    argv = ["server", "--data-dir", str(tmp_path), "--kube-apiserver-arg", "secure-port=16444"]
+    assert cli.parse_args(argv).https_listen_port == 16444
+
+
+def test_kubelet_health_and_server_ports_through_kubelet_arg() -> None:
+    args = _server("--kubelet-arg=healthz-port=20248", "--kubelet-arg=port=20250")
+    child = cli._parser().parse_args(["kubelet", *cli._agent_args(args)])  # type: ignore[arg-type]
+    assert (child.healthz_port, child.port) == (20248, 20250)
+
+
+def test_proxy_takes_kube_proxys_ip_port_bind_addresses() -> None:
+    assert cli.host_port("0.0.0.0", 10256) == ("0.0.0.0", 10256)
+    assert cli.host_port("127.0.0.1:20256", 10256) == ("127.0.0.1", 20256)
+    assert cli.host_port("[::1]:20256", 10256) == ("::1", 20256)
+    assert cli.host_port("::", 10256) == ("::", 10256)
+    args = _server(
+        "--kube-proxy-arg=healthz-bind-address=127.0.0.1:20256",
+        "--kube-proxy-arg=metrics-bind-address=127.0.0.1:20249",
+    )
+    child = cli._parser().parse_args(["proxy", *cli._proxy_args(args)])  # type: ignore[arg-type]
+    assert cli.host_port(child.bind_address, child.port) == ("127.0.0.1", 20256)
+    assert cli.host_port(child.metrics_bind_address, 0) == ("127.0.0.1", 20249)
+
+
+def test_dns_health_port_through_dns_arg() -> None:
+    args = _server("--node-ip", "127.0.0.1", "--dns-arg", "health-port=20153")
+    child = cli._parser().parse_args(["dns", *cli._dns_args(args)])  # type: ignore[arg-type]
+    assert child.health_port == 20153
+    default = cli._dns_args(_server())  # type: ignore[arg-type]
+    assert cli._parser().parse_args(["dns", *default]).health_port == 9153

@@ -36,7 +36,13 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         help="sqlite:///path/state.db (default, in the data dir) or etcd://host:2379[,host:2379]",
     )
     p.add_argument("--bind-address", default="0.0.0.0")
-    p.add_argument("--https-listen-port", type=int, default=6443)
+    p.add_argument(
+        "--https-listen-port",
+        "--secure-port",
+        type=int,
+        default=6443,
+        help="the API server's HTTPS port (k3s's name; kube-apiserver's --secure-port)",
+    )
     p.add_argument("--advertise-address", default="")
     p.add_argument("--service-cidr", default="10.43.0.0/16")
     p.add_argument(
@@ -164,6 +170,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_pass_through(
         server, "kube-apiserver", "apiserver", note="(the API server runs in this process)"
     )
+    _add_pass_through(
+        server, "dns", "dns", note="(pyk8s's own: k3s runs CoreDNS as a pod, with no flag)"
+    )
     _add_agent_flags(server, in_server=True)
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
@@ -176,7 +185,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     cm.add_argument("--leader-elect", default="true", choices=("true", "false"))
     cm.add_argument("--bind-address", default="127.0.0.1")
-    cm.add_argument("--port", type=int, default=10257, help="/healthz and /metrics (HTTP)")
+    cm.add_argument(
+        "--secure-port",
+        "--port",
+        dest="port",
+        type=int,
+        default=10257,
+        help="/healthz and /metrics (served over HTTP; default: %(default)s)",
+    )
     cm.add_argument("--log-level", default="info")
     sim = sub.add_parser("sim-nodes", help="run N simulated nodes (kwok-style)")
     sim.add_argument("--kubeconfig", type=Path, default=None)
@@ -219,8 +235,22 @@ def _parser() -> argparse.ArgumentParser:
         "--iptables-min-sync-period", dest="min_sync_period", type=float, default=1.0
     )
     proxy.add_argument("--iptables-sync-period", dest="sync_period", type=float, default=30.0)
-    proxy.add_argument("--healthz-bind-address", dest="bind_address", default="0.0.0.0")
+    proxy.add_argument(
+        "--healthz-bind-address",
+        dest="bind_address",
+        default="0.0.0.0",
+        metavar="IP[:PORT]",
+        help="/healthz (and /metrics, unless --metrics-bind-address): kube-proxy's "
+        "IP:PORT, or an IP with --healthz-port",
+    )
     proxy.add_argument("--healthz-port", dest="port", type=int, default=10256)
+    proxy.add_argument(
+        "--metrics-bind-address",
+        default="",
+        metavar="IP:PORT",
+        help="serve /metrics on its own listener too, as kube-proxy (upstream's default "
+        "127.0.0.1:10249; default here: only on the health port)",
+    )
     proxy.add_argument("--cleanup", action="store_true", help="remove every rule and exit")
     proxy.add_argument("--log-level", default="info")
     dns = sub.add_parser("dns", help="cluster DNS (the CoreDNS role)")
@@ -255,7 +285,14 @@ def _parser() -> argparse.ArgumentParser:
     sched.add_argument("--config", type=Path, default=None, help="KubeSchedulerConfiguration")
     sched.add_argument("--leader-elect", default="true", choices=("true", "false"))
     sched.add_argument("--bind-address", default="127.0.0.1")
-    sched.add_argument("--port", type=int, default=10259, help="/healthz and /metrics (HTTP)")
+    sched.add_argument(
+        "--secure-port",
+        "--port",
+        dest="port",
+        type=int,
+        default=10259,
+        help="/healthz and /metrics (served over HTTP; default: %(default)s)",
+    )
     sched.add_argument("--kube-api-qps", type=float, default=None, help="default 50 (upstream)")
     sched.add_argument("--kube-api-burst", type=int, default=None, help="default 100 (upstream)")
     sched.add_argument("--log-level", default="info")
@@ -508,14 +545,35 @@ def _run_proxy(args: argparse.Namespace) -> int:
 
     logs.setup("proxy", args.log_level)
     fields = ("kubeconfig", "node_name", "cluster_cidr", "masquerade_bit", "node_ips",
-              "nodeport_addresses", "min_sync_period", "sync_period", "bind_address", "port",
-              "cleanup")  # fmt: skip
+              "nodeport_addresses", "min_sync_period", "sync_period", "cleanup")  # fmt: skip
     try:
-        asyncio.run(proxy.run(proxy.Options(**{f: getattr(args, f) for f in fields})))
+        health_address, health_port = host_port(args.bind_address, args.port)
+        metrics = host_port(args.metrics_bind_address, 0) if args.metrics_bind_address else None
+        options = proxy.Options(
+            **{f: getattr(args, f) for f in fields},
+            bind_address=health_address,
+            port=health_port,
+            metrics_bind_address=metrics,
+        )
+        asyncio.run(proxy.run(options))
     except (ClientError, ValueError, OSError, RuntimeError) as err:
         print(f"pyk8s proxy: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def host_port(value: str, default_port: int) -> tuple[str, int]:
+    """kube-proxy's ``IP:PORT`` bind addresses (``[::1]:10256`` for IPv6); a bare IP keeps
+    ``default_port`` (the older ``--healthz-bind-address IP --healthz-port PORT`` form)."""
+    if value.startswith("["):
+        host, _, port = value[1:].partition("]")
+        return host, int(port.lstrip(":")) if port else default_port
+    if value.count(":") == 1:
+        host, _, port = value.partition(":")
+        if not port.isdigit():
+            raise ValueError(f"{value!r} is not a valid IP:PORT")
+        return host, int(port)
+    return value, default_port
 
 
 def _run_dns(args: argparse.Namespace) -> int:
@@ -543,7 +601,8 @@ def _dns_args(args: argparse.Namespace) -> list[str]:
     # query was sent to, or conntrack cannot undo the service DNAT
     return ["--cluster-ip", _kube_dns_ip(args.service_cidr), "--advertise-address", address,
             "--bind-address", address,
-            "--cluster-domain", args.cluster_domain, "--health-port", "9153"]  # fmt: skip
+            "--cluster-domain", args.cluster_domain, "--health-port", "9153",
+            *_passed_through(args.dns_args)]  # fmt: skip
 
 
 def _kube_dns_ip(service_cidr: str) -> str:

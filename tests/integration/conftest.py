@@ -55,8 +55,8 @@ class Server:
         if self.command != "server" or any("-arg" in a for a in self.extra_args):
             return []
         return [
-            f"--kube-controller-manager-arg=port={free_port()}",
-            f"--kube-scheduler-arg=port={free_port()}",
+            f"--kube-controller-manager-arg=secure-port={free_port()}",
+            f"--kube-scheduler-arg=secure-port={free_port()}",
         ]
 
     def start(self, timeout: float = 60.0) -> Server:

@@ -37,6 +37,8 @@ class Options:
     sync_period: float = 30.0
     bind_address: str = "0.0.0.0"
     port: int = 10256
+    #: a second /metrics (and /healthz) listener, as kube-proxy's --metrics-bind-address
+    metrics_bind_address: tuple[str, int] | None = None
     cleanup: bool = False
     #: argv prefix for every iptables command (e.g. ``ip netns exec NS``)
     command_prefix: list[str] = field(default_factory=list)
@@ -63,8 +65,12 @@ async def run(opts: Options) -> None:
             sync_period=opts.sync_period,
             command_prefix=opts.command_prefix,
         )
-        health = HealthServer(proxier.registry, proxier.healthy, opts.bind_address, opts.port)
-        await health.start()
+        listeners = [HealthServer(proxier.registry, proxier.healthy, opts.bind_address, opts.port)]
+        if opts.metrics_bind_address is not None:
+            host, port = opts.metrics_bind_address
+            listeners.append(HealthServer(proxier.registry, proxier.healthy, host, port))
+        for listener in listeners:
+            await listener.start()
         stop = stop_on_signals()
         try:
             await proxier.start()
@@ -72,4 +78,5 @@ async def run(opts: Options) -> None:
             await stop.wait()
         finally:
             await proxier.stop()
-            await health.stop()
+            for listener in listeners:
+                await listener.stop()
