@@ -1,23 +1,18 @@
 """kubectl logs / exec / cp / attach / port-forward through the API server to a kubelet.
 
-A private containerd runs one pod made by hand through CRI with the kubelet's labels
-(two busybox containers: ``main`` prints lines, ``web`` serves httpd on 8080); our
-:class:`KubeletServer` serves it on a free loopback port, requiring client certs from
-the cluster CA. The shared test API server has a Node pointing at that port and the Pod
-object (its uid is the sandbox's), and the real kubectl 1.32 drives everything.
+The pod, its containerd and its kubelet are :mod:`tests.kubelet.stream_fixtures`' ``env``;
+the real kubectl 1.32 drives everything (the Python client and raw WebSocket clients are
+:mod:`tests.kubelet.test_websocket_streaming`'s).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import pty
 import ssl
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,154 +23,13 @@ from prometheus_client import CollectorRegistry, Counter
 from pyk8s.api.registry import REGISTRY
 from pyk8s.client import Client
 from pyk8s.kubelet import images, podconfig
-from pyk8s.kubelet.cri import CRIClient, CRIError
-from pyk8s.kubelet.runtimes import Containerd
+from pyk8s.kubelet.cri import CRIClient
 from pyk8s.kubelet.server import KubeletServer, kubelet_ssl_context
 from tests.integration.conftest import KUBECTL, Server, free_port
+from tests.kubelet.stream_fixtures import Env, node_object, pod_container
 
 PODS = REGISTRY.get("", "v1", "pods")
 NODES = REGISTRY.get("", "v1", "nodes")
-MAIN_SCRIPT = (
-    "echo line 1; echo line 2; echo line 3; echo oops >&2; sleep 1; echo later; "
-    "while true; do sleep 1; echo tick; done"
-)
-WEB_SCRIPT = (
-    "mkdir -p /www && echo hello-from-pod > /www/index.html && exec httpd -f -p 8080 -h /www"
-)
-
-
-@dataclass
-class Env:
-    kubeconfig: Path
-    namespace: str
-    pod: str
-    node: str
-    kubelet: KubeletServer
-    cri: CRIClient
-    tmp: Path
-    obj: dict[str, Any]
-
-    async def kubectl(
-        self, *args: str, input: bytes | None = None, limit: float = 30
-    ) -> tuple[int, str, str]:
-        """Run kubectl in the test's namespace; returns (exit code, stdout, stderr)."""
-        proc = await asyncio.create_subprocess_exec(
-            KUBECTL,
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "-n",
-            self.namespace,
-            *args,
-            stdin=asyncio.subprocess.PIPE if input is not None else asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        try:
-            out, err = await asyncio.wait_for(proc.communicate(input), limit)
-        except TimeoutError:
-            proc.kill()
-            await proc.wait()
-            raise
-        assert proc.returncode is not None
-        return proc.returncode, out.decode(), err.decode()
-
-    async def spawn(self, *args: str) -> asyncio.subprocess.Process:
-        return await asyncio.create_subprocess_exec(
-            KUBECTL,
-            "--kubeconfig",
-            str(self.kubeconfig),
-            "-n",
-            self.namespace,
-            *args,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-
-
-def _require_kubectl() -> None:
-    if not os.path.exists(KUBECTL):
-        pytest.skip(f"kubectl is not installed at {KUBECTL}")
-
-
-async def _node(client: Client, name: str, port: int) -> None:
-    assert NODES is not None
-    node = await client.create(
-        NODES, {"apiVersion": "v1", "kind": "Node", "metadata": {"name": name}}
-    )
-    node["status"] = {
-        "addresses": [
-            {"type": "InternalIP", "address": "127.0.0.1"},
-            {"type": "Hostname", "address": name},
-        ],
-        "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
-    }
-    await client.update_status(NODES, node)
-
-
-def _container(name: str, script: str) -> dict[str, Any]:
-    return {"name": name, "image": images.BUSYBOX_REF, "command": ["sh", "-c", script]}
-
-
-async def _run_pod(cri: CRIClient, pod: dict[str, Any], log_root: Path) -> None:
-    """What the kubelet would do for ``pod``: a sandbox and its containers, labelled."""
-    sandbox = podconfig.sandbox_config(pod, log_root=log_root)
-    sandbox_id = await cri.run_pod_sandbox(sandbox)
-    for c in pod["spec"]["containers"]:
-        config = podconfig.container_config(pod, c, restart_count=0, env=[], mounts=[])
-        await cri.start_container(await cri.create_container(sandbox_id, config, sandbox))
-
-
-@pytest.fixture
-async def env(
-    containerd_with_images: Containerd,
-    cm_server: Server,
-    client: Client,
-    namespace: str,
-    tmp_path: Path,
-) -> AsyncIterator[Env]:
-    _require_kubectl()
-    assert PODS is not None and NODES is not None
-    node_name = f"stream-{uuid.uuid4().hex[:8]}"
-    async with CRIClient(str(containerd_with_images.socket), timeout=20) as cri:
-        await cri.wait_ready(10)
-        tls = cm_server.data_dir / "server" / "tls"
-        ctx = kubelet_ssl_context(tmp_path / "pki", tls / "ca.crt")
-        kubelet = KubeletServer(cri, host="127.0.0.1", port=0, ssl_context=ctx)
-        await kubelet.start()
-        try:
-            await _node(client, node_name, kubelet.port)
-            pod = await client.create(
-                PODS,
-                {
-                    "apiVersion": "v1",
-                    "kind": "Pod",
-                    "metadata": {"name": "streamer", "namespace": namespace},
-                    "spec": {
-                        "nodeName": node_name,
-                        "containers": [
-                            _container("main", MAIN_SCRIPT),
-                            _container("web", WEB_SCRIPT),
-                        ],
-                    },
-                },
-            )
-            async with asyncio.timeout(30):
-                await _run_pod(cri, pod, tmp_path / "logs")
-            pod["status"] = {"phase": "Running"}  # what the kubelet would report
-            await client.update_status(PODS, pod)
-            yield Env(
-                cm_server.kubeconfig, namespace, "streamer", node_name, kubelet, cri, tmp_path, pod
-            )
-        finally:
-            await kubelet.stop()
-            with contextlib.suppress(Exception):
-                await client.delete(NODES, node_name)
-            async with asyncio.timeout(30):
-                for sandbox in await cri.list_pod_sandbox():
-                    with contextlib.suppress(CRIError):
-                        await cri.stop_pod_sandbox(sandbox.id)
-                        await cri.remove_pod_sandbox(sandbox.id)
 
 
 async def _eventually_logs(env: Env, want: str, *args: str) -> str:
@@ -242,7 +96,7 @@ async def test_logs_of_a_restarted_container(env: Env) -> None:
         (first,) = await env.cri.list_containers(labels=labels)
         await env.cri.stop_container(first.id, timeout=0)
         # the next attempt, as the kubelet would start it after a crash
-        spec = _container("main", "echo second run; sleep 2; echo bye")
+        spec = pod_container("main", "echo second run; sleep 2; echo bye")
         config = podconfig.container_config(env.obj, spec, restart_count=1, env=[], mounts=[])
         sandbox = podconfig.sandbox_config(env.obj, log_root=env.tmp / "logs")
         await env.cri.start_container(
@@ -277,7 +131,7 @@ async def test_log_errors(env: Env, client: Client) -> None:
                 "apiVersion": "v1",
                 "kind": "Pod",
                 "metadata": {"name": "waiting", "namespace": env.namespace},
-                "spec": {"nodeName": env.node, "containers": [_container("c", "true")]},
+                "spec": {"nodeName": env.node, "containers": [pod_container("c", "true")]},
             },
         )
         waiting["status"] = {
@@ -300,7 +154,7 @@ async def test_log_errors(env: Env, client: Client) -> None:
 
         # a pod whose kubelet does not answer: a clear error, not a hang
         dead = f"dead-{uuid.uuid4().hex[:8]}"
-        await _node(client, dead, free_port())
+        await node_object(client, dead, free_port())
         try:
             await client.create(
                 PODS,
@@ -308,7 +162,7 @@ async def test_log_errors(env: Env, client: Client) -> None:
                     "apiVersion": "v1",
                     "kind": "Pod",
                     "metadata": {"name": "orphan", "namespace": env.namespace},
-                    "spec": {"nodeName": dead, "containers": [_container("c", "true")]},
+                    "spec": {"nodeName": dead, "containers": [pod_container("c", "true")]},
                 },
             )
             code, _, err = await env.kubectl("logs", "orphan")

@@ -7,13 +7,24 @@ its own client cert (``kube-apiserver-kubelet-client``, not verifying the kubele
 self-signed serving cert: upstream's default without ``--kubelet-certificate-authority``).
 
 * log -- a plain GET, streamed through as it arrives (``-f`` until the client leaves);
-* exec/attach -- kubectl 1.32 opens a WebSocket (``v5.channel.k8s.io``: one byte of
-  channel then the data; 255 closes a channel). Like upstream we translate it to
-  SPDY/3.1 towards the kubelet (one stream per channel, protocol ``v4.channel.k8s.io``),
-  because only SPDY can half-close stdin, which ``kubectl cp`` into a pod needs;
-* portforward -- kubectl tunnels a whole SPDY connection inside binary WebSocket
-  messages (``SPDY/3.1+portforward.k8s.io``); we open a SPDY upgrade to the kubelet and
-  copy the bytes both ways without looking at them.
+* exec/attach over ``v5.channel.k8s.io`` (kubectl 1.32, the official Python client) --
+  one byte of channel then the data; 255 closes a channel. Like upstream we translate it
+  to SPDY/3.1 towards the kubelet (one stream per channel, protocol
+  ``v4.channel.k8s.io``), because only SPDY can half-close stdin, which ``kubectl cp``
+  into a pod needs;
+* portforward over ``SPDY/3.1+portforward.k8s.io`` (kubectl) -- a whole SPDY connection
+  inside binary WebSocket messages; we open a SPDY upgrade to the kubelet and copy the
+  bytes both ways without looking at them;
+* every other WebSocket exec/attach/portforward (``channel.k8s.io``,
+  ``base64.channel.k8s.io``, their ``v4.`` versions, no subprotocol at all: what the
+  Python client's ``portforward()`` and older clients speak) is relayed to the kubelet
+  as a WebSocket, message for message, with the subprotocol the kubelet picked. This is
+  where upstream puts them too (its API server translates only v5 and the tunnel, and
+  proxies the rest), and the kubelet hands them to the runtime's stream server, which
+  is upstream's streaming library: the channel layouts, the port-number prefix frames
+  of port-forward, the base64 framing, resize and the error texts (``error forwarding
+  port 1234 to pod …``) are upstream's own, not a second copy of them here. A refused
+  upgrade comes back as the kubelet wrote it, as upstream's proxy passes it on.
 
 kubectl's own SPDY (its fallback when the WebSocket upgrade is refused) is not served.
 """
@@ -51,8 +62,9 @@ SUBRESOURCES = ("log", "exec", "attach", "portforward")
 DEFAULT_KUBELET_PORT = 10250
 CONNECT_TIMEOUT = 10.0
 
-#: the WebSocket subprotocols kubectl offers for exec/attach that we speak
-EXEC_WS_PROTOCOLS = ("v5.channel.k8s.io", "v4.channel.k8s.io")
+#: the exec/attach WebSocket subprotocol we translate to SPDY (offered anywhere in the
+#: client's list, as upstream); every other WebSocket is relayed to the kubelet
+EXEC_WS_PROTOCOLS = ("v5.channel.k8s.io",)
 #: what we ask the kubelet for: the SPDY stream protocol of remotecommand v4
 EXEC_SPDY_PROTOCOL = "v4.channel.k8s.io"
 PORTFORWARD_WS_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
@@ -188,6 +200,16 @@ async def serve(h: ResourceHandlers, request: web.Request, info: RequestInfo) ->
     if sub == "portforward":
         return await _portforward(h, request, pod)
     return await _exec(h, request, pod, sub)
+
+
+def _offered_protocols(request: web.Request) -> list[str]:
+    """The WebSocket subprotocols a request offers, in its order."""
+    header = ",".join(request.headers.getall("Sec-WebSocket-Protocol", []))
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+def _is_websocket(request: web.Request) -> bool:
+    return web.WebSocketResponse().can_prepare(request).ok
 
 
 async def serve_node_proxy(h: ResourceHandlers, request: web.Request, name: str) -> web.Response:
@@ -353,8 +375,10 @@ async def _exec(
         query.append(("tty", "1"))
     meta = pod["metadata"]
     kubelet = await _locate(h, pod)
-    ws = _ws_for(request, EXEC_WS_PROTOCOLS)
     path = f"/{sub}/{quote(meta['namespace'])}/{quote(meta['name'])}/{quote(container)}"
+    if _is_websocket(request) and not set(EXEC_WS_PROTOCOLS) & set(_offered_protocols(request)):
+        return await _relay_websocket(request, kubelet, path, query)
+    ws = _ws_for(request, EXEC_WS_PROTOCOLS)
     channels = [ERROR, *(ch for ch in (STDIN, STDOUT, STDERR) if flags[ch])]
     if tty:
         channels.append(RESIZE)
@@ -469,13 +493,32 @@ class _ExecBridge:
 # --------------------------------------------------------------------------- port-forward
 
 
+def _portforward_ports(request: web.Request) -> list[int]:
+    """The ``ports`` query parameters (each a port or a comma-separated list of them), read
+    as upstream's API server reads PodPortForwardOptions, with its error text."""
+    ports = []
+    for value in request.query.getall("ports", []):
+        for item in value.split(","):
+            digits = item.isascii() and item.isdigit()
+            if not digits or int(item) > 0xFFFF:
+                problem = "value out of range" if digits else "invalid syntax"
+                raise errors.bad_request(
+                    f'cannot convert to []int32: strconv.ParseUint: parsing "{item}": {problem}'
+                )
+            ports.append(int(item))
+    return ports
+
+
 async def _portforward(h: ResourceHandlers, request: web.Request, pod: JSON) -> web.StreamResponse:
     meta = pod["metadata"]
+    query = [("port", str(port)) for port in _portforward_ports(request)]
     kubelet = await _locate(h, pod)
     path = f"/portForward/{quote(meta['namespace'])}/{quote(meta['name'])}"
+    if _is_websocket(request) and PORTFORWARD_WS_PROTOCOL not in _offered_protocols(request):
+        return await _relay_websocket(request, kubelet, path, query)
     # The kubelet first, as upstream's tunneling handler: its refusal is answered as is
     # (kubectl then retries with SPDY and shows the same error).
-    reader, writer = await _spdy_upgrade(kubelet, path, (), PORTFORWARD_SPDY_PROTOCOL)
+    reader, writer = await _spdy_upgrade(kubelet, path, query, PORTFORWARD_SPDY_PROTOCOL)
     try:
         ws = _ws_for(request, (PORTFORWARD_WS_PROTOCOL,))
         await ws.prepare(request)
@@ -502,3 +545,82 @@ async def _portforward(h: ResourceHandlers, request: web.Request, pod: JSON) -> 
         writer.close()
         await ws.close()
     return ws
+
+
+# --------------------------------------------------------------------------- WebSocket relay
+
+
+async def _relay_websocket(
+    request: web.Request, kubelet: _Kubelet, path: str, query: Iterable[tuple[str, str]]
+) -> web.StreamResponse:
+    """Hand a WebSocket session to the kubelet: the same subprotocol offer, then every
+    message both ways with its frame type, then the close code of whichever side ended."""
+    refusal: list[web.Response] = []
+
+    async def keep_refusal(
+        session: aiohttp.ClientSession, ctx: object, params: aiohttp.TraceRequestEndParams
+    ) -> None:
+        answer = params.response
+        if answer.status != 101:  # the kubelet's own answer, passed on as upstream does
+            body = await answer.read()
+            refusal.append(
+                web.Response(status=answer.status, body=body, content_type=answer.content_type)
+            )
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_end.append(keep_refusal)
+    timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout, trace_configs=[trace]) as session:
+        try:
+            upstream = await session.ws_connect(
+                kubelet.url(path, query),
+                protocols=_offered_protocols(request),
+                ssl=kubelet.ssl or False,
+                max_msg_size=0,
+            )
+        except aiohttp.WSServerHandshakeError as err:
+            if refusal:
+                return refusal[0]
+            raise kubelet.unreachable(path, err) from err
+        except (aiohttp.ClientError, OSError, TimeoutError) as err:
+            raise kubelet.unreachable(path, err) from err
+        async with upstream:
+            chosen = (upstream.protocol,) if upstream.protocol else ()
+            ws = web.WebSocketResponse(protocols=chosen, max_msg_size=0)
+            await ws.prepare(request)
+            tasks = [
+                asyncio.create_task(_relay_messages(ws, upstream)),
+                asyncio.create_task(_relay_messages(upstream, ws)),
+            ]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                await ws.close(code=_sendable(upstream.close_code))
+            return ws
+
+
+def _sendable(close_code: int | None) -> int:
+    """A close code to pass on: the peer's, unless it is one that only says no close
+    frame came (1005, 1006: the kubelet's side just ended), which never goes on the wire."""
+    unsendable = (aiohttp.WSCloseCode.ABNORMAL_CLOSURE, 1005, 1015)
+    if close_code is None or close_code in unsendable:
+        return aiohttp.WSCloseCode.OK
+    return close_code
+
+
+async def _relay_messages(
+    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
+) -> None:
+    """Every TEXT and BINARY message of ``source`` to ``sink``, until ``source`` closes;
+    then ``sink`` is closed with the same code."""
+    with contextlib.suppress(ConnectionError):
+        async for msg in source:
+            if msg.type == aiohttp.WSMsgType.TEXT:
+                await sink.send_str(msg.data)
+            elif msg.type == aiohttp.WSMsgType.BINARY:
+                await sink.send_bytes(msg.data)
+        await sink.close(code=_sendable(source.close_code))

@@ -8,7 +8,13 @@ the API server, which calls the kubelet of the pod's node on these upstream path
 * ``/exec/…``, ``/attach/…``, ``/portForward/{ns}/{pod}`` -- upgrade requests (SPDY/3.1 or
   WebSocket, whatever the caller asked for). Like upstream's kubelet we ask the CRI
   runtime for a one-time streaming URL and then proxy the connection to it byte for
-  byte, the upgrade handshake included: containerd's stream server does the protocol;
+  byte, the upgrade handshake included: containerd's stream server (a copy of upstream's
+  kubelet streaming library) does the protocol, so the ones upstream's kubelet speaks
+  are spoken here -- SPDY, and WebSocket with ``channel.k8s.io``,
+  ``base64.channel.k8s.io`` and their ``v4.`` versions for exec/attach and port-forward.
+  A WebSocket port-forward names its ports up front (``port`` query parameters); like
+  upstream's kubelet we check them and put them in the CRI request, whose ports are
+  the ones containerd serves;
 * ``/healthz``, ``/metrics`` and ``/stats/summary`` (served by a callback the kubelet
   passes in, 404 without one).
 
@@ -331,18 +337,21 @@ class KubeletServer:
 
     # ---- upgrades (raw proxy to the runtime's stream server) ----
 
-    async def stream_url(self, path: str, query: Mapping[str, list[str]]) -> str:
+    async def stream_url(
+        self, path: str, query: Mapping[str, list[str]], *, websocket: bool = False
+    ) -> str:
         """Ask the runtime for the streaming URL serving ``path`` (an exec/attach/portForward
-        path of this server)."""
+        path of this server; ``websocket``: the request is a WebSocket upgrade)."""
         kind, *parts = [unquote(p) for p in path.strip("/").split("/")]
         if kind == "portForward" and len(parts) == 2:
             ns, pod = parts
+            ports = _websocket_ports(query) if websocket else []
             sandboxes = await self.cri.list_pod_sandbox(labels={POD_NAMESPACE: ns, POD_NAME: pod})
             ready = [s for s in sandboxes if s.state == api_pb2.SANDBOX_READY]
             if not ready:
                 raise _HTTPError(404, f'pod "{pod}_{ns}" does not exist')
             sandbox = max(ready, key=lambda s: s.metadata.attempt)
-            return await self.cri.port_forward(sandbox.id)
+            return await self.cri.port_forward(sandbox.id, ports)
         if kind not in ("exec", "attach") or len(parts) != 3:
             raise _HTTPError(404, "404 page not found")
         container = await self.find_container(*parts)
@@ -366,7 +375,9 @@ class KubeletServer:
         try:
             method, target, _ = head[0].decode("latin-1").split(" ", 2)
             url = urlsplit(target)
-            stream_url = urlsplit(await self.stream_url(url.path, parse_qs(url.query)))
+            websocket = any(h.lower().replace(b" ", b"") == b"upgrade:websocket" for h in head[1:])
+            query = parse_qs(url.query, keep_blank_values=True)
+            stream_url = urlsplit(await self.stream_url(url.path, query, websocket=websocket))
             up_reader, up_writer = await asyncio.open_connection(
                 stream_url.hostname, stream_url.port or 80
             )
@@ -393,6 +404,31 @@ class KubeletServer:
     def _track(self, task: asyncio.Task[None]) -> None:
         self._streams.add(task)
         task.add_done_callback(self._streams.discard)
+
+
+def _websocket_ports(query: Mapping[str, list[str]]) -> list[int]:
+    """The ports of a WebSocket port-forward: every ``port`` query parameter, each a port
+    or a comma-separated list of them, with upstream's kubelet's errors."""
+    values = query.get("port") or []
+    if not values:
+        raise _HTTPError(400, 'query parameter "port" is required')
+    ports = []
+    for value in values:
+        if not value:
+            raise _HTTPError(400, 'query parameter "port" cannot be empty')
+        for item in value.split(","):
+            digits = item.isascii() and item.isdigit()
+            if not digits or int(item) > 0xFFFF:
+                problem = "value out of range" if digits else "invalid syntax"
+                raise _HTTPError(
+                    400,
+                    f'unable to parse "{value}" as a port: '
+                    f'strconv.ParseUint: parsing "{item}": {problem}',
+                )
+            if int(item) < 1:
+                raise _HTTPError(400, f'port "{value}" must be > 0')
+            ports.append(int(item))
+    return ports
 
 
 async def _close_after(request: web.Request, response: web.StreamResponse) -> None:
