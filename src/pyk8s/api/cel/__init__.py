@@ -69,31 +69,70 @@ Exceptions::
 
 from __future__ import annotations
 
+import contextlib
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any, Final
 
 from pyk8s.api.errors import FieldError
 
-from ._program import PER_CALL_LIMIT, Activation, CELError, Program, compile_expression
+from ._library import AUTHZ, AuthorizerHook, authorizer_value
+from ._parser import Ident, ParseError, Select, parse, walk
+from ._program import (
+    PER_CALL_LIMIT,
+    Activation,
+    CELError,
+    Program,
+    compile_checked,
+    compile_expression,
+)
 from ._rules import (
     MAX_MESSAGE_EXPRESSION_BYTES,
     RUNTIME_COST_BUDGET,
     SchemaValidator,
     compile_schema_rules,
 )
+from ._types import (
+    AUTHORIZER,
+    BOOL,
+    DYN,
+    INT,
+    STRING,
+    TIMESTAMP,
+    Type,
+    list_of,
+    map_of,
+    object_of,
+    schema_type,
+)
 from ._values import converter
 
 __all__ = [
+    "AUTHORIZER",
+    "BOOL",
+    "DYN",
+    "INT",
     "MAX_MESSAGE_EXPRESSION_BYTES",
     "PER_CALL_LIMIT",
     "RUNTIME_COST_BUDGET",
+    "STRING",
+    "TIMESTAMP",
     "Activation",
+    "AuthorizerHook",
     "CELError",
     "Program",
     "SchemaValidator",
+    "Type",
+    "authorizer_hook",
+    "authorizer_value",
+    "compile_checked",
     "compile_expression",
     "compile_schema_rules",
+    "list_of",
+    "map_of",
+    "object_of",
+    "schema_type",
+    "selected_fields",
     "to_cel",
     "validate_rules",
 ]
@@ -140,3 +179,30 @@ def to_cel(value: Any, schema: Mapping[str, Any]) -> Any:
     """``value`` (JSON) as the CEL value rules see for ``schema`` (numbers, formats, names)."""
     conv = converter(dict(schema))
     return value if conv is None or value is None else conv(value)
+
+
+@contextlib.contextmanager
+def authorizer_hook(hook: AuthorizerHook) -> Iterator[None]:
+    """Within the block, ``check`` calls of the authz library (``authorizer.group('apps')
+    .resource('deployments').check('create')``) on this thread ask ``hook``."""
+    previous = AUTHZ.hook
+    AUTHZ.hook = hook
+    try:
+        yield
+    finally:
+        AUTHZ.hook = previous
+
+
+def selected_fields(expression: str, variable: str) -> frozenset[str]:
+    """The fields ``expression`` selects from ``variable`` (``variables.x`` -> ``x``);
+    empty when it does not parse (the caller compiled it, so that is syntax this parser
+    does not know)."""
+    try:
+        ast = parse(expression)
+    except ParseError:
+        return frozenset()
+    return frozenset(
+        n.field
+        for n in walk(ast)
+        if isinstance(n, Select) and isinstance(n.operand, Ident) and n.operand.name == variable
+    )

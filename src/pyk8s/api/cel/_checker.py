@@ -29,17 +29,22 @@ from typing import Final
 from ._library import SIGNATURES, SIZE_FUNCTION, STRING_FUNCTION, Sig, go_duration, parse_rfc3339
 from ._parser import Call, Comp, Ident, ListLit, Lit, MapLit, Node, Select, Struct
 from ._types import (
+    AUTHORIZER,
     BOOL,
     BYTES,
     CIDR,
+    DECISION,
     DOUBLE,
     DURATION,
     DYN,
     FORMAT,
+    GROUP_CHECK,
     INT,
     IP,
     NULL,
+    PATH_CHECK,
     QUANTITY,
+    RESOURCE_CHECK,
     STRING,
     TIMESTAMP,
     TYPE,
@@ -57,6 +62,8 @@ _PRIMS: Final = {
     "int": INT, "uint": UINT, "double": DOUBLE, "string": STRING, "bool": BOOL, "bytes": BYTES,
     "null": NULL, "timestamp": TIMESTAMP, "duration": DURATION, "dyn": DYN, "type": TYPE,
     "Q": QUANTITY, "URL": URL, "IP": IP, "CIDR": CIDR, "Format": FORMAT,
+    "Authorizer": AUTHORIZER, "PathCheck": PATH_CHECK, "GroupCheck": GROUP_CHECK,
+    "ResourceCheck": RESOURCE_CHECK, "Decision": DECISION,
 }  # fmt: skip
 #: identifiers that name types (``type(x) == int``)
 _TYPE_NAMES: Final = frozenset(

@@ -45,6 +45,7 @@ from pyk8s.api.gofmt import go_quote
 from pyk8s.api.quantity import QuantityError, parse_quantity
 
 __all__ = [
+    "AUTHZ",
     "FUNCTIONS",
     "MATCHES_FUNCTION",
     "QUANTITY_KEY",
@@ -53,7 +54,9 @@ __all__ = [
     "STATE",
     "STRING_FUNCTION",
     "URL_KEY",
+    "AuthorizerHook",
     "FunctionError",
+    "authorizer_value",
     "go_duration",
     "rfc3339",
     "wrap",
@@ -1028,6 +1031,117 @@ def cel_size(v: Any) -> int:
     raise _no_overload()
 
 
+# ---- Kubernetes authz (the ``authorizer`` of admission policies)
+
+#: the one key of an authz value's map; its value says which authz type it is
+AUTHZ_KEY: Final = "@kubernetes.authorization"
+#: ``check`` asks this (user info, request attributes) -> (allowed, reason, error)
+AuthorizerHook = Callable[[dict[str, Any], dict[str, Any]], tuple[bool, str, str]]
+
+
+class _AuthzState(threading.local):
+    hook: AuthorizerHook | None = None
+
+
+#: the authorizer ``check`` asks, set per thread by whoever evaluates (see authorizer_hook)
+AUTHZ: Final = _AuthzState()
+
+
+def authorizer_value(user: dict[str, Any]) -> dict[str, Any]:
+    """The ``authorizer`` variable for a request made by ``user`` (an AdmissionRequest's
+    userInfo)."""
+    return {AUTHZ_KEY: {"type": "Authorizer", "user": user}}
+
+
+def _authz(v: Any, *types: str) -> dict[str, Any]:
+    inner = v.get(AUTHZ_KEY) if isinstance(v, dict) and len(v) == 1 else None
+    if not isinstance(inner, dict) or inner.get("type") not in types:
+        raise _no_overload()
+    return inner
+
+
+def _authz_with(v: Any, type_: str, **changes: Any) -> dict[str, Any]:
+    return {AUTHZ_KEY: {**v, "type": type_, **changes}}
+
+
+def authz_path(a: Any, path: str) -> dict[str, Any]:
+    return _authz_with(_authz(a, "Authorizer"), "PathCheck", path=path)
+
+
+def authz_group(a: Any, group: str) -> dict[str, Any]:
+    return _authz_with(_authz(a, "Authorizer"), "GroupCheck", group=group)
+
+
+def authz_service_account(a: Any, namespace: str, name: str) -> dict[str, Any]:
+    _authz(a, "Authorizer")
+    user = {
+        "username": f"system:serviceaccount:{namespace}:{name}",
+        "groups": ["system:serviceaccounts", f"system:serviceaccounts:{namespace}"],
+    }
+    return authorizer_value(user)
+
+
+def authz_resource(g: Any, resource: str) -> dict[str, Any]:
+    return _authz_with(_authz(g, "GroupCheck"), "ResourceCheck", resource=resource)
+
+
+def _resource_field(key: str) -> Callable[[Any, str], dict[str, Any]]:
+    def set_field(r: Any, value: str) -> dict[str, Any]:
+        return _authz_with(_authz(r, "ResourceCheck"), "ResourceCheck", **{key: value})
+
+    return set_field
+
+
+def authz_check(c: Any, verb: str) -> dict[str, Any]:
+    """A PathCheck's or ResourceCheck's decision from the evaluating thread's authorizer."""
+    inner = _authz(c, "PathCheck", "ResourceCheck")
+    if inner["type"] == "PathCheck":
+        request: dict[str, Any] = {
+            "verb": verb.lower(),
+            "path": inner.get("path", ""),
+            "resource_request": False,
+        }
+    else:
+        request = {
+            "verb": verb,
+            "api_group": inner.get("group", ""),
+            "resource": inner.get("resource", ""),
+            "subresource": inner.get("subresource", ""),
+            "namespace": inner.get("namespace", ""),
+            "name": inner.get("name", ""),
+        }
+    hook = AUTHZ.hook
+    if hook is None:
+        allowed, reason, error = False, "", "no authorizer available"
+    else:
+        allowed, reason, error = hook(inner.get("user") or {}, request)
+    return {AUTHZ_KEY: {"type": "Decision", "allowed": allowed, "reason": reason, "error": error}}
+
+
+def _decision_field(key: str) -> Callable[[Any], Any]:
+    def get(d: Any) -> Any:
+        inner = _authz(d, "Decision")
+        return bool(inner.get("error")) if key == "errored" else inner.get(key)
+
+    return get
+
+
+AUTHZ_FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
+    "path": authz_path,
+    "group": authz_group,
+    "serviceAccount": authz_service_account,
+    "resource": authz_resource,
+    "subresource": _resource_field("subresource"),
+    "namespace": _resource_field("namespace"),
+    "name": _resource_field("name"),
+    "check": authz_check,
+    "allowed": _decision_field("allowed"),
+    "reason": _decision_field("reason"),
+    "errored": _decision_field("errored"),
+    "error": _decision_field("error"),
+}
+
+
 #: name -> implementation, registered with the evaluator (wrapped) when a program uses it
 FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     SIZE_FUNCTION: cel_size,
@@ -1093,6 +1207,7 @@ FUNCTIONS: Final[dict[str, Callable[..., Any]]] = {
     "validate": format_validate,
     **{f"format.{name}": _constant_format(name) for name in FORMAT_NAMES},
     **TIME_GETTERS,
+    **AUTHZ_FUNCTIONS,
 }
 
 # Signatures: name -> [(receiver style, parameter types, result type)]. Type spellings:
@@ -1284,4 +1399,20 @@ SIGNATURES: Final[dict[str, list[Sig]]] = {
     "format.named": [_glob("optional(Format)", "string")],
     "validate": [_member("optional(list(string))", "Format", "string")],
     **{f"format.{name}": [_glob("Format")] for name in FORMAT_NAMES},
+    # Kubernetes authz
+    "path": [_member("PathCheck", "Authorizer", "string")],
+    "group": [_member("GroupCheck", "Authorizer", "string")],
+    "serviceAccount": [_member("Authorizer", "Authorizer", "string", "string")],
+    "resource": [_member("ResourceCheck", "GroupCheck", "string")],
+    "subresource": [_member("ResourceCheck", "ResourceCheck", "string")],
+    "namespace": [_member("ResourceCheck", "ResourceCheck", "string")],
+    "name": [_member("ResourceCheck", "ResourceCheck", "string")],
+    "check": [
+        _member("Decision", "PathCheck", "string"),
+        _member("Decision", "ResourceCheck", "string"),
+    ],
+    "allowed": [_member("bool", "Decision")],
+    "reason": [_member("string", "Decision")],
+    "errored": [_member("bool", "Decision")],
+    "error": [_member("string", "Decision")],
 }

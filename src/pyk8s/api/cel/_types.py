@@ -19,17 +19,22 @@ import re
 from typing import Any, Final
 
 __all__ = [
+    "AUTHORIZER",
     "BOOL",
     "BYTES",
     "CIDR",
+    "DECISION",
     "DOUBLE",
     "DURATION",
     "DYN",
     "FORMAT",
+    "GROUP_CHECK",
     "INT",
     "IP",
     "NULL",
+    "PATH_CHECK",
     "QUANTITY",
+    "RESOURCE_CHECK",
     "STRING",
     "TIMESTAMP",
     "TYPE",
@@ -39,6 +44,7 @@ __all__ = [
     "escape",
     "list_of",
     "map_of",
+    "object_of",
     "optional_of",
     "schema_type",
 ]
@@ -95,6 +101,12 @@ URL: Final = Type("kubernetes.URL")
 IP: Final = Type("net.IP")
 CIDR: Final = Type("net.CIDR")
 FORMAT: Final = Type("kubernetes.NamedFormat")
+#: the authz library's types (the ``authorizer`` variable of admission policies)
+AUTHORIZER: Final = Type("kubernetes.authorization.Authorizer")
+PATH_CHECK: Final = Type("kubernetes.authorization.PathCheck")
+GROUP_CHECK: Final = Type("kubernetes.authorization.GroupCheck")
+RESOURCE_CHECK: Final = Type("kubernetes.authorization.ResourceCheck")
+DECISION: Final = Type("kubernetes.authorization.Decision")
 
 
 def list_of(elem: Type) -> Type:

@@ -63,6 +63,12 @@ _BUILTIN: dict[tuple[str, str], Callable[[Resource], Strategy]] = {
     ("admissionregistration.k8s.io", "validatingwebhookconfigurations"): (
         WebhookConfigurationStrategy
     ),
+    ("admissionregistration.k8s.io", "validatingadmissionpolicies"): (
+        ValidatingAdmissionPolicyStrategy
+    ),
+    ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"): (
+        ValidatingAdmissionPolicyBindingStrategy
+    ),
 }
 
 
