@@ -19,6 +19,7 @@ their expressions. Result types: a validation must be ``bool``, a messageExpress
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -350,6 +351,8 @@ def _structural(schemas: Schemas, node: JSON, seen: tuple[str, ...]) -> JSON:
         if name in seen or len(seen) >= _MAX_DEPTH:
             return _INT_OR_STRING
         return _structural(schemas, schemas.get(name), (*seen, name))
+    if "oneOf" in node or "anyOf" in node:  # int-or-string, Quantity
+        return _INT_OR_STRING
     types = types_of(node) - {"null"}
     if len(types) != 1:
         return _INT_OR_STRING
@@ -373,13 +376,15 @@ def _structural(schemas: Schemas, node: JSON, seen: tuple[str, ...]) -> JSON:
     return out
 
 
+@functools.lru_cache(maxsize=64)
 def builtin_type(schemas: Schemas, group: str, version: str, kind: str) -> Type | None:
     """The CEL type upstream's type checker gives ``object`` for a built-in kind (from the
     official OpenAPI definitions), None when the kind has no definition."""
     name = schemas.name_for(group, version, kind)
     if name is None:
         return None
-    return schema_type(_structural(schemas, schemas.get(name), (name,)), True)
+    # the definition declares the whole metadata, which upstream then keeps as it is
+    return schema_type(_structural(schemas, schemas.get(name), (name,)))
 
 
 def gvk_string(group: str, version: str, kind: str) -> str:

@@ -50,6 +50,7 @@ from pyk8s.apiserver.inflight import (
     InflightLimits,
     too_many_requests,
 )
+from pyk8s.apiserver.policystatus import PolicyStatusController
 from pyk8s.apiserver.requestinfo import RequestInfo, parse_request
 from pyk8s.apiserver.watchcache import WatchCache
 from pyk8s.storage import Compactor, Store, StoreError, Unavailable
@@ -166,6 +167,7 @@ class APIServer:
         self.compactor = Compactor(store, self.config.compact_interval)
         self.handlers = ResourceHandlers(self)
         self.crds = CRDController(self.handlers)
+        self.policy_status = PolicyStatusController(self.handlers)
         self.aggregator = Aggregator(
             self.handlers, pki=pki, requestheader=self.config.requestheader
         )
@@ -179,6 +181,7 @@ class APIServer:
         await self.cache.start()
         await self.bootstrap()
         await self.crds.start()
+        await self.policy_status.start()
         await self.aggregator.start()
         if self.config.compact_interval > 0:
             self.compactor.start()
@@ -190,6 +193,7 @@ class APIServer:
         await self.compactor.stop()
         await self.allocation_repair.stop()
         await self.aggregator.stop()
+        await self.policy_status.stop()
         await self.crds.stop()
         await self.handlers.close_watches()
         await self.handlers.webhook_client.close()
