@@ -44,7 +44,7 @@ import binascii
 import dataclasses
 import logging
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
@@ -101,21 +101,22 @@ DEFAULT_TIMEOUT_SECONDS: Final = 10
 
 class _Counter(Collector):
     """A counter exposed under exactly its name (prometheus_client would add ``_total``,
-    and upstream's ``…_rejection_count`` / ``…_fail_open_count`` have none)."""
+    and upstream's ``…_rejection_count`` / ``…_fail_open_count`` have none), its labels
+    in name order as Go's client writes them."""
 
-    def __init__(self, name: str, documentation: str, labels: Sequence[str]) -> None:
+    def __init__(self, name: str, documentation: str) -> None:
         self.name = name
         self.documentation = documentation
-        self.labels = tuple(labels)
-        self.values: dict[tuple[str, ...], float] = {}
+        self.values: dict[tuple[tuple[str, str], ...], float] = {}
 
-    def inc(self, *label_values: str) -> None:
-        self.values[label_values] = self.values.get(label_values, 0.0) + 1
+    def inc(self, **labels: str) -> None:
+        key = tuple(sorted(labels.items()))
+        self.values[key] = self.values.get(key, 0.0) + 1
 
     def collect(self) -> Iterator[Metric]:
         metric = Metric(self.name, self.documentation, "counter")
-        for values, count in sorted(self.values.items()):
-            metric.add_sample(self.name, dict(zip(self.labels, values, strict=True)), count)
+        for labels, count in sorted(self.values.items()):
+            metric.add_sample(self.name, dict(labels), count)
         yield metric
 
 
@@ -133,7 +134,7 @@ class WebhookMetrics:
             "apiserver_admission_webhook_admission_duration_seconds",
             "Admission webhook latency histogram in seconds, identified by name and broken "
             "out for each operation and API resource and type (validate or admit).",
-            ["name", "type", "operation", "rejected"],
+            ["name", "operation", "rejected", "type"],
             buckets=(0.005, 0.025, 0.1, 0.5, 1.0, 2.5, 10, 25),
             registry=registry,
         )
@@ -143,7 +144,6 @@ class WebhookMetrics:
             "admission type (validating or mutating) and operation. Additional labels "
             "specify whether the request was rejected or not and an HTTP status code. Codes "
             "greater than 600 are truncated to 600, to keep the metrics cardinality bounded.",
-            ["name", "type", "operation", "code", "rejected"],
         )
         self.rejections = _Counter(
             "apiserver_admission_webhook_rejection_count",
@@ -154,13 +154,11 @@ class WebhookMetrics:
             "webhook rejects the request with an HTTP status code (honored by the apiserver "
             "when the code is greater or equal to 400). Codes greater than 600 are truncated "
             "to 600, to keep the metrics cardinality bounded.",
-            ["name", "type", "operation", "error_type", "rejection_code"],
         )
         self.fail_open = _Counter(
             "apiserver_admission_webhook_fail_open_count",
             "Admission webhook fail open count, identified by name and broken out for each "
             "admission type (validating or mutating).",
-            ["name", "type"],
         )
         if registry is not None:
             for counter in (self.requests, self.rejections, self.fail_open):
@@ -170,11 +168,19 @@ class WebhookMetrics:
         self, name: str, step: str, operation: str, elapsed: float, rejected: bool, code: int
     ) -> None:
         flag = "true" if rejected else "false"
-        self.duration.labels(name, step, operation, flag).observe(elapsed)
-        self.requests.inc(name, step, operation, str(min(code, 600)), flag)
+        self.duration.labels(name, operation, flag, step).observe(elapsed)
+        self.requests.inc(
+            name=name, type=step, operation=operation, code=str(min(code, 600)), rejected=flag
+        )
 
     def rejection(self, name: str, step: str, operation: str, error_type: str, code: int) -> None:
-        self.rejections.inc(name, step, operation, error_type, str(min(code, 600)))
+        self.rejections.inc(
+            name=name,
+            type=step,
+            operation=operation,
+            error_type=error_type,
+            rejection_code=str(min(code, 600)),
+        )
 
 
 # --------------------------------------------------------------------------- failures
@@ -522,7 +528,7 @@ class _Dispatcher(Plugin):
         if isinstance(err, _CallingWebhook):
             if hook.ignores_failures:
                 log.warning("Failed calling webhook, failing open %s: %s", hook.name, err)
-                self.metrics.fail_open.inc(hook.name, self.step)
+                self.metrics.fail_open.inc(name=hook.name, type=self.step)
                 return None
             log.warning("Failed calling webhook, failing closed %s: %s", hook.name, err)
             return errors.internal(err.message)
@@ -593,7 +599,7 @@ class MutatingAdmissionWebhook(_Dispatcher):
         response = await self.call(inv)
         self.record(hook, attrs, response)
         if response.get("allowed") is not True:
-            raise _Rejected(denial(hook.name, response.get("result")))
+            raise _Rejected(denial(hook.name, response.get("status")))
         raw_patch = response.get("patch")
         if not raw_patch:
             return False
@@ -683,7 +689,7 @@ class ValidatingAdmissionWebhook(_Dispatcher):
             response = await self.call(inv)
             self.record(hook, attrs, response)
             if response.get("allowed") is not True:
-                raise _Rejected(denial(hook.name, response.get("result")))
+                raise _Rejected(denial(hook.name, response.get("status")))
         except (_CallingWebhook, _Rejected, errors.StatusError) as e:
             self.failed(hook, attrs, e, time.perf_counter() - start)
             return self.outcome(hook, e)
