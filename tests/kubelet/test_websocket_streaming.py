@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import os
 import ssl
@@ -311,6 +312,35 @@ async def test_raw_client_exec_over_base64_channels(env: Env, protocol: str) -> 
         assert orjson.loads(channels[3]) == SUCCESS
     else:  # the first version says nothing on success
         assert channels.get(3, b"") == b""
+
+
+def _base64_resize(env: Env) -> str:
+    """A terminal resized over channel 4 (JSON, base64 like every frame), then asked its
+    size until the resize has landed (it travels next to stdin, not in order with it)."""
+    query = [("container", "main"), ("command", "sh"), ("command", "-c")]
+    query += [("command", "while read line; do stty size; done")]
+    query += [("stdin", "true"), ("stdout", "true"), ("tty", "true")]
+    with _api_websocket(env, "exec", query, ["v4.base64.channel.k8s.io"]) as ws:
+        size = json.dumps({"Width": 77, "Height": 22}).encode()
+        ws.send("4" + base64.b64encode(size).decode())
+        out = b""
+        for _ in range(30):
+            ws.send("0" + base64.b64encode(b"\n").decode())
+            ws.settimeout(0.5)
+            with contextlib.suppress(websocket.WebSocketTimeoutException):
+                while b"22 77" not in out:
+                    _, data = ws.recv_data(control_frame=False)
+                    if data[:1] == b"1":
+                        out += base64.b64decode(data[1:])
+            if b"22 77" in out:
+                break
+        return out.decode()
+
+
+async def test_raw_client_resizes_over_base64_channels(env: Env) -> None:
+    async with asyncio.timeout(60):
+        out = await asyncio.to_thread(_base64_resize, env)
+    assert "22 77\r\n" in out
 
 
 def _binary_attach(env: Env) -> list[tuple[int, bytes]]:
