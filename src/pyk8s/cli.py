@@ -73,6 +73,13 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         "plugins, e.g. PodSecurity's cluster defaults and exemptions",
     )
     p.add_argument(
+        "--authorization-mode",
+        default="Node,RBAC",
+        metavar="MODE[,MODE]",
+        help="authorizers, in order (AlwaysAllow, AlwaysDeny, Node, RBAC); members of "
+        "system:masters are always allowed (default: %(default)s)",
+    )
+    p.add_argument(
         "--write-kubeconfig",
         "-o",
         type=Path,
@@ -398,6 +405,13 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     if isinstance(admission_config, str):
         print(f"Error: {admission_config}", file=sys.stderr)
         return 1
+    from pyk8s.apiserver.authzmodes import check_modes
+
+    modes = tuple(m.strip() for m in args.authorization_mode.split(",") if m.strip())
+    problem = check_modes(modes)
+    if problem:
+        print(f"Error: {problem}", file=sys.stderr)
+        return 1
     logs.setup(args.command, args.log_level)
     opts = Options(
         data_dir=args.data_dir,
@@ -413,6 +427,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         admission_config=admission_config,
         max_requests_inflight=args.max_requests_inflight,
         max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+        authorization_modes=modes,
     )
     try:
         components: list[tuple[str, ...]] = []

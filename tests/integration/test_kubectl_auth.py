@@ -125,8 +125,13 @@ def test_create_token_authenticates(
     ]
     assert json.loads(as_sa("get", "--raw", "/api"))["kind"] == "APIVersions"
 
+    # authenticated, but RBAC grants a bare service account nothing in its namespace
     status, body = _bearer_get(server, "/api/v1/namespaces/" + ns + "/serviceaccounts", token)
-    assert status == 200 and body["kind"] == "ServiceAccountList"
+    assert status == 403 and body["reason"] == "Forbidden"
+    assert body["message"] == (
+        f'serviceaccounts is forbidden: User "system:serviceaccount:{ns}:default" cannot '
+        f'list resource "serviceaccounts" in API group "" in the namespace "{ns}"'
+    )
     status, body = _bearer_get(server, "/api", token[:-4] + "AAAA")
     assert status == 401 and body["reason"] == "Unauthorized"
 
@@ -222,22 +227,24 @@ def test_access_reviews_python_client(api: Any, ns: str) -> None:
     assert own.status.allowed is True
     assert own.spec.resource_attributes.resource == "secrets"  # the spec comes back
 
-    # the stand-in authorizer allows authenticated users only: as upstream, a
-    # SubjectAccessReview's groups are taken as given
+    # as upstream, a SubjectAccessReview's groups are taken as given: RBAC grants bob
+    # nothing (no opinion, so not "denied"), system:masters everything
     spec = {"user": "bob", "resourceAttributes": {"verb": "get", "resource": "pods"}}
     anon = authz.create_subject_access_review({"spec": spec})
     assert anon.status.allowed is False and not anon.status.denied
     member = authz.create_subject_access_review(
         {"spec": {**spec, "groups": ["system:authenticated"]}}
     )
-    assert member.status.allowed is True
+    assert member.status.allowed is False
+    master = authz.create_subject_access_review({"spec": {**spec, "groups": ["system:masters"]}})
+    assert master.status.allowed is True
 
     local = authz.create_namespaced_local_subject_access_review(
         ns,
         {
             "spec": {
                 "user": "bob",
-                "groups": ["system:authenticated"],
+                "groups": ["system:masters"],
                 "resourceAttributes": {"namespace": ns, "verb": "get", "resource": "pods"},
             }
         },

@@ -22,7 +22,7 @@ import contextlib
 import copy
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -88,6 +88,9 @@ WATCH_BATCH = 256
 #: a request's decoded body (as an object, or as a patch), kept for whoever reads it next
 _BODY: web.RequestKey[Any] = web.RequestKey("body", object)
 _PATCH_BODY: web.RequestKey[Any] = web.RequestKey("patch_body", object)
+#: a check of one resource's creates and updates that needs the requesting user (RBAC's
+#: privilege-escalation prevention), run before admission as upstream's storage does
+WriteCheck = Callable[[Attributes], Awaitable[None]]
 #: who bootstrap writes and other internal writes are admitted as
 SYSTEM_USER = UserInfo("system:apiserver", groups=("system:masters",))
 
@@ -183,6 +186,8 @@ class ResourceHandlers:
             webhook_metrics=WebhookMetrics(server.metrics.registry),
         )
         self.admission: Chain = build_chain(context, names)
+        #: (group, plural) -> the resource's :data:`WriteCheck`
+        self.write_checks: dict[tuple[str, str], WriteCheck] = {}
 
     # ------------------------------------------------------------------ the resources
 
@@ -471,6 +476,9 @@ class ResourceHandlers:
             dry_run=dry_run,
             warnings=warnings if warnings is not None else [],
         )
+        check = self.write_checks.get((r.group, r.plural))
+        if check is not None:
+            await check(attrs)
         await self.admission.admit(attrs)
         rest.prepare_for_create(obj)
         problems = strategy.validate(obj)
@@ -555,6 +563,9 @@ class ResourceHandlers:
             dry_run=dry_run,
             warnings=warnings if warnings is not None else [],
         )
+        check = self.write_checks.get((r.group, r.plural))
+        if check is not None:
+            await check(attrs)
         await self.admission.admit(attrs)
         new = rest.prepare_for_update(obj, current, subresource)
         if subresource == "status":

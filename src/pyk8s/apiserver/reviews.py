@@ -479,7 +479,8 @@ async def rules_for(authorizer: Authorizer, user: UserInfo, namespace: str) -> R
 
     A :class:`RuleResolver` answers for itself; a chain is the union of its members (as
     upstream's union resolver); the all-or-nothing stand-ins of :mod:`.authz` are asked
-    one wildcard question; any other authorizer makes the answer ``incomplete``.
+    one wildcard question (the privileged-groups one contributes nothing, as upstream's);
+    any other authorizer makes the answer ``incomplete``.
     """
     if isinstance(authorizer, RuleResolver):
         return await authorizer.rules_for(user, namespace)
@@ -493,7 +494,9 @@ async def rules_for(authorizer: Authorizer, user: UserInfo, namespace: str) -> R
             any(p.incomplete for p in parts),
             ", ".join(p.evaluation_error for p in parts if p.evaluation_error),
         )
-    if isinstance(authorizer, AlwaysAllow | AlwaysAllowAuthenticated | PrivilegedGroups):
+    if isinstance(authorizer, PrivilegedGroups):
+        return Rules()  # as upstream: system:masters' rules come from its RBAC binding
+    if isinstance(authorizer, AlwaysAllow | AlwaysAllowAuthenticated):
         everything = RequestAttributes(
             verb="*", api_group="*", resource="*", namespace=namespace, api_version="*"
         )

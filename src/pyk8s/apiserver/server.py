@@ -41,9 +41,11 @@ from pyk8s.apiserver.authz import (
     RequestAttributes,
     forbidden,
 )
+from pyk8s.apiserver.authzmodes import build_authorizer
 from pyk8s.apiserver.certs import Pki
 from pyk8s.apiserver.encoding import json_response, status_response
 from pyk8s.apiserver.handlers import ResourceHandlers
+from pyk8s.apiserver.impersonation import impersonated_user
 from pyk8s.apiserver.inflight import (
     DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
     DEFAULT_MAX_REQUESTS_INFLIGHT,
@@ -51,6 +53,12 @@ from pyk8s.apiserver.inflight import (
     too_many_requests,
 )
 from pyk8s.apiserver.policystatus import PolicyStatusController
+from pyk8s.apiserver.rbac import (
+    RBAC_RESOURCES,
+    EscalationCheck,
+    RBACAuthorizer,
+    ensure_bootstrap_policy,
+)
 from pyk8s.apiserver.requestinfo import RequestInfo, parse_request
 from pyk8s.apiserver.watchcache import WatchCache
 from pyk8s.storage import Compactor, Store, StoreError, Unavailable
@@ -94,6 +102,9 @@ class Config:
     #: --max-requests-inflight / --max-mutating-requests-inflight (0: no limit)
     max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT
     max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
+    #: --authorization-mode (upstream names, e.g. ("Node", "RBAC")); empty: the
+    #: authorizer given to the server, or allow every authenticated user
+    authorization_modes: tuple[str, ...] = ()
 
 
 class Metrics:
@@ -152,8 +163,13 @@ class APIServer:
         #: this server's own registry: custom resources are added to it at run time
         self.registry = Registry(registry)
         self.authenticator = authenticator
-        self.authorizer: Authorizer = authorizer or AlwaysAllowAuthenticated()
         self.cache = WatchCache(store)
+        #: the RBAC authorizer when RBAC is an authorization mode (it keeps the bootstrap
+        #: policy and refuses privilege escalation)
+        self.rbac: RBACAuthorizer | None = None
+        if authorizer is None and self.config.authorization_modes:
+            authorizer, self.rbac = build_authorizer(self.config.authorization_modes, self.cache)
+        self.authorizer: Authorizer = authorizer or AlwaysAllowAuthenticated()
         self.metrics = Metrics()
         self.inflight = InflightLimits(
             self.metrics.registry,
@@ -166,6 +182,10 @@ class APIServer:
         self.allocation_repair = AllocationRepair(store, self.cluster_ips, self.node_ports)
         self.compactor = Compactor(store, self.config.compact_interval)
         self.handlers = ResourceHandlers(self)
+        if self.rbac is not None:
+            check = EscalationCheck(self.rbac, self.authorizer)
+            for group_resource in RBAC_RESOURCES:
+                self.handlers.write_checks[group_resource] = check
         self.crds = CRDController(self.handlers)
         self.policy_status = PolicyStatusController(self.handlers)
         self.aggregator = Aggregator(
@@ -180,6 +200,8 @@ class APIServer:
     async def start(self) -> None:
         await self.cache.start()
         await self.bootstrap()
+        if self.rbac is not None:
+            await ensure_bootstrap_policy(self.handlers)
         await self.crds.start()
         await self.policy_status.start()
         await self.aggregator.start()
@@ -316,6 +338,8 @@ class APIServer:
         if path in UNAUTHENTICATED_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
             return self._health_or_version(path, request)
         user = await self.authenticate(request)
+        if self.authenticator is not None:
+            user = await impersonated_user(request, user, self.authorizer)
         slot = self.inflight.acquire(info, user)
         if slot is None:
             return too_many_requests()

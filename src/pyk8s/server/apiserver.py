@@ -32,6 +32,7 @@ from pyk8s.apiserver.authn import (
     UserInfo,
     X509Authenticator,
 )
+from pyk8s.apiserver.authzmodes import DEFAULT_AUTHORIZATION_MODES
 from pyk8s.apiserver.certs import Pki, ensure_pki, server_ssl_context, write_kubeconfig
 from pyk8s.apiserver.inflight import (
     DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
@@ -65,6 +66,8 @@ class Options:
     #: --max-requests-inflight / --max-mutating-requests-inflight (upstream's defaults)
     max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT
     max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
+    #: --authorization-mode (upstream names, in order; system:masters is always allowed)
+    authorization_modes: tuple[str, ...] = DEFAULT_AUTHORIZATION_MODES
 
     @property
     def endpoint(self) -> str:
@@ -142,6 +145,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         admission_config=opts.admission_config,
         max_requests_inflight=opts.max_requests_inflight,
         max_mutating_requests_inflight=opts.max_mutating_requests_inflight,
+        authorization_modes=opts.authorization_modes,
     )
     extra_ips = [config.service_cidr and _first_service_ip(config.service_cidr)]
     if opts.bind_address not in ("0.0.0.0", "::"):

@@ -107,12 +107,7 @@ def create_role(obj: JSON, namespaced: bool) -> Errs:
             )
         for n, sel in enumerate(sels):
             errs += validate_label_selector(sel, f"aggregationRule.clusterRoleSelectors[{n}]")
-        if lst(obj.get("rules")):
-            errs.append(
-                errors.invalid(
-                    "rules", obj["rules"], "rules must be empty when aggregationRule is specified"
-                )
-            )
+        # rules may be set: the clusterrole-aggregation controller writes them
     return errs
 
 
