@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from tests.controllers import conftest as controllers_fixtures
 from tests.integration.conftest import Kubectl, RawClient, Server, free_port
@@ -403,9 +403,11 @@ def test_validating_webhook_denies_as_kubectl_prints_it(
         f'"{scope.hook_name("deny")}" denied the request: config maps named bad-* are not allowed'
     )
     with pytest.raises(ApiException) as caught:
-        k8s.CoreV1Api(api).create_namespaced_config_map(scope.ns, {"metadata": {"name": "bad-two"}})
+        k8s.CoreV1Api(api).create_namespaced_config_map(
+            scope.ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="bad-two"))
+        )
     assert caught.value.status == 403
-    body = json.loads(caught.value.body)
+    body = json.loads(str(caught.value.body))
     assert body["reason"] == "Forbidden"
     assert body["message"] == (
         f'admission webhook "{scope.hook_name("deny")}" denied the request: '
@@ -442,7 +444,7 @@ def test_warnings_reach_kubectl_and_the_python_client(
     assert "Warning: odd looks odd" in out.stderr.splitlines()
     assert "Warning: second thought" in out.stderr.splitlines()
     _, status, headers = k8s.CoreV1Api(api).create_namespaced_config_map_with_http_info(
-        scope.ns, {"metadata": {"name": "odd-too"}}
+        scope.ns, k8s.V1ConfigMap(metadata=k8s.V1ObjectMeta(name="odd-too"))
     )
     assert status == 201
     assert headers["Warning"] == '299 - "odd-too looks odd", 299 - "second thought"'
