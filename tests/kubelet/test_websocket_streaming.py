@@ -274,7 +274,7 @@ def _api_websocket(env: Env, path: str, query: list[tuple[str, str]], protocols:
 
 def _frames(ws: websocket.WebSocket) -> list[tuple[int, bytes]]:
     """Every data frame until the server closes: (opcode, payload)."""
-    frames = []
+    frames: list[tuple[int, bytes]] = []
     while True:
         opcode, data = ws.recv_data(control_frame=False)
         if opcode == websocket.ABNF.OPCODE_CLOSE:
@@ -347,7 +347,7 @@ def _binary_attach(env: Env) -> list[tuple[int, bytes]]:
     query = [("container", "main"), ("stdout", "true")]
     with _api_websocket(env, "attach", query, ["v4.channel.k8s.io"]) as ws:
         assert ws.getsubprotocol() == "v4.channel.k8s.io"
-        frames = []
+        frames: list[tuple[int, bytes]] = []
         while b"tick\n" not in b"".join(d[1:] for _, d in frames):
             frames.append(ws.recv_data(control_frame=False))
         return frames
@@ -477,8 +477,8 @@ def _kubelet_refusal(env: Env, server: Server, port: str) -> tuple[int, bytes]:
 async def test_kubelet_serves_websocket_streams(env: Env, cm_server: Server) -> None:
     async with asyncio.timeout(60):
         frames = await asyncio.to_thread(_kubelet_port_forward, env, cm_server)
-        port = ECHO_PORT.to_bytes(2, "little")
-        assert frames[:2] == [b"\x00" + port, b"\x01" + port]
+        echo_port = ECHO_PORT.to_bytes(2, "little")
+        assert frames[:2] == [b"\x00" + echo_port, b"\x01" + echo_port]
         assert b"".join(f[1:] for f in frames[2:]) == b"hello kubelet"
 
         channels = _decode_base64_frames(
