@@ -287,7 +287,9 @@ def _base64_exec(env: Env, protocol: str) -> list[tuple[int, bytes]]:
     query += [("stdin", "true"), ("stdout", "true"), ("stderr", "true")]
     with _api_websocket(env, "exec", query, [protocol]) as ws:
         assert ws.getsubprotocol() == protocol
-        ws.send("0" + base64.b64encode(b"line one\nline two\n").decode())
+        # stdin in a TEXT frame, then in a BINARY one: either frame type is accepted
+        ws.send("0" + base64.b64encode(b"line ").decode())
+        ws.send_binary(b"0" + base64.b64encode(b"one\nline two\n"))
         return _frames(ws)
 
 
