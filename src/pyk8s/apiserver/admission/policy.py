@@ -194,7 +194,14 @@ class _Evaluation:
 
 @dataclass(slots=True)
 class _Outcome:
+    """One request's denials, and the values its evaluations share: the namespace, the
+    request per matched resource, and activations (policies without variables that see
+    the same resource and param share one, so the object is converted for CEL once)."""
+
     denials: list[Denial] = field(default_factory=list)
+    namespace: list[JSON | None] = field(default_factory=list)
+    requests: dict[int, JSON] = field(default_factory=dict)
+    evaluations: dict[tuple[int, int, bool], _Evaluation] = field(default_factory=dict)
 
 
 class ValidatingAdmissionPolicy(Plugin):
@@ -229,12 +236,11 @@ class ValidatingAdmissionPolicy(Plugin):
         for b in bindings:
             by_policy.setdefault(str((b.get("spec") or {}).get("policyName") or ""), []).append(b)
         outcome = _Outcome()
-        namespace: list[JSON | None] = []  # looked up once, on first need
         policies = self.reader.list(GROUP, POLICIES)
         for obj in policies:
             policy_bindings = by_policy.get(obj["metadata"]["name"])
             if policy_bindings:
-                await self._dispatch(attrs, self._policy(obj), policy_bindings, outcome, namespace)
+                await self._dispatch(attrs, self._policy(obj), policy_bindings, outcome)
         if len(self._compiled) > len(policies):  # forget deleted policies
             live = {p["metadata"]["name"] for p in policies}
             for name in self._compiled.keys() - live:
@@ -273,13 +279,11 @@ class ValidatingAdmissionPolicy(Plugin):
         policy: _Policy,
         bindings: list[JSON],
         outcome: _Outcome,
-        namespace: list[JSON | None],
     ) -> None:
         matched = await self._matches(attrs, {}, policy)
         if matched is None:
             return
         annotations: dict[str, list[str]] = {}
-        request: JSON | None = None
         for binding in bindings:
             spec = binding.get("spec") or {}
             binding_name = binding["metadata"]["name"]
@@ -293,21 +297,14 @@ class ValidatingAdmissionPolicy(Plugin):
                 continue
             if not params:
                 continue
+            request = outcome.requests.get(id(matched))
             if request is None:
-                request = self._request(attrs, matched)
-                if not namespace:
-                    namespace.append(await self._namespace(attrs))
+                request = outcome.requests[id(matched)] = self._request(attrs, matched)
+            if not outcome.namespace:
+                outcome.namespace.append(await self._namespace(attrs))
             actions = [str(a) for a in spec.get("validationActions") or []]
             for param in params:
-                base = {
-                    "object": request["object"],
-                    "oldObject": request["oldObject"],
-                    "request": request["request"],
-                    "namespaceObject": namespace[0],
-                    "params": param,
-                }
-                if policy.uses_authorizer:
-                    base["authorizer"] = cel.authorizer_value(request["request"]["userInfo"])
+                ev = self._evaluation(policy, matched, param, request, outcome)
                 if policy.uses_authorizer:
                     await asyncio.to_thread(
                         _run_with_authorizer,
@@ -318,15 +315,37 @@ class ValidatingAdmissionPolicy(Plugin):
                             policy,
                             binding,
                             actions,
-                            base,
+                            ev,
                             annotations,
                             outcome,
                         ),
                     )
                 else:
-                    self._evaluate(attrs, policy, binding, actions, base, annotations, outcome)
+                    self._evaluate(attrs, policy, binding, actions, ev, annotations, outcome)
         for key, values in annotations.items():
             attrs.audit_annotations[f"{policy.name}/{key}"] = ", ".join(values)
+
+    @staticmethod
+    def _evaluation(
+        policy: _Policy, matched: Resource, param: JSON | None, request: JSON, outcome: _Outcome
+    ) -> _Evaluation:
+        shared = not policy.needed_variables
+        key = (id(matched), id(param), policy.uses_authorizer)
+        if shared and key in outcome.evaluations:
+            return outcome.evaluations[key]
+        base = {
+            "object": request["object"],
+            "oldObject": request["oldObject"],
+            "request": request["request"],
+            "namespaceObject": outcome.namespace[0],
+            "params": param,
+        }
+        if policy.uses_authorizer:
+            base["authorizer"] = cel.authorizer_value(request["request"]["userInfo"])
+        ev = _Evaluation(base, policy)
+        if shared:
+            outcome.evaluations[key] = ev
+        return ev
 
     def _request(self, attrs: Attributes, matched: Resource) -> JSON:
         obj, old = attrs.obj, attrs.old
@@ -412,12 +431,11 @@ class ValidatingAdmissionPolicy(Plugin):
         policy: _Policy,
         binding: JSON,
         actions: list[str],
-        base: Mapping[str, Any],
+        ev: _Evaluation,
         annotations: dict[str, list[str]],
         outcome: _Outcome,
     ) -> None:
         """One param's evaluation: match conditions, validations, audit annotations."""
-        ev = _Evaluation(base, policy)
         binding_name = binding["metadata"]["name"]
         fail = policy.failure_policy != IGNORE
         failures: list[tuple[int, str, str]] = []  # (index, message, reason)
