@@ -19,9 +19,11 @@ import argparse
 import asyncio
 import base64
 import json
+import socket
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -94,6 +96,14 @@ def start_webhook(tls_dir: Path) -> tuple[subprocess.Popen[bytes], int, bytes]:
     port = free_port()
     args = [str(port), str(pki.serving_cert), str(pki.serving_key)]
     proc = subprocess.Popen([sys.executable, "-c", WEBHOOK, *args])
+    deadline = time.monotonic() + 60
+    while True:  # until it listens
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError("the webhook did not start")
+        time.sleep(0.1)
     return proc, port, pki.ca_cert.read_bytes()
 
 
@@ -107,8 +117,9 @@ async def refused(api: Api) -> bool:
     body = pod_body("probe", labels={"bench-deny": "x"})
     try:
         await api.request_bytes("POST", "/api/v1/namespaces/bench/pods?dryRun=All", body)
-    except RuntimeError:
-        return True
+    except RuntimeError as e:
+        if ": 403 " in str(e):  # refused by the webhook, not a webhook that is not up yet
+            return True
     return False
 
 
