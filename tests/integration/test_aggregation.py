@@ -382,6 +382,19 @@ def test_raw_get_is_proxied_with_the_users_identity(kubectl: Kubectl, extension:
     ]
 
 
+def test_impersonated_user_is_what_the_server_hears(kubectl: Kubectl, extension: Extension) -> None:
+    path = f"/apis/{GROUP}/{VERSION}"
+    before = len(extension.received(path))
+    kubectl("get", "--raw", path, "--as=alice", "--as-group=dev")
+    headers, _ = extension.received(path)[before]
+    assert not [k for k, _ in headers if k.lower().startswith("impersonate-")]
+    assert [v for k, v in headers if k.lower() == "x-remote-user"] == ["alice"]
+    assert [v for k, v in headers if k.lower() == "x-remote-group"] == [
+        "dev",
+        "system:authenticated",
+    ]
+
+
 def test_availability_check_and_discovery_identify_the_aggregator(extension: Extension) -> None:
     checks = extension.received(f"/apis/{GROUP}/{VERSION}")
     aggregator = [h for h, _ in checks if ("X-Remote-User", "system:kube-aggregator") in h]

@@ -11,8 +11,8 @@ reached, over the pod network), over HTTPS:
   ``spec.insecureSkipTLSVerify``;
 * the API server presents its front-proxy client certificate (``CN=front-proxy-client``)
   and says who the user is in ``X-Remote-User``, ``X-Remote-Group`` (one header per group)
-  and ``X-Remote-Extra-<key>`` (key URL-escaped); the caller's own ``Authorization`` and
-  ``X-Remote-*`` headers are not passed on;
+  and ``X-Remote-Extra-<key>`` (key URL-escaped); the caller's own ``Authorization``,
+  ``Impersonate-*`` and ``X-Remote-*`` headers are not passed on;
 * request and response bodies stream both ways, so a watch through the proxy stays open
   and delivers each event as the backend writes it;
 * a backend that cannot be reached answers 503 with the dial error as plain text, as
@@ -77,7 +77,9 @@ _HOP_BY_HOP = frozenset(
         "Content-Length",
     )
 )
-_REMOTE_PREFIX = "x-remote-"
+#: headers about who is asking that this server already acted on (authentication,
+#: impersonation): the backend hears the user only from the X-Remote-* headers we set
+_CONSUMED_PREFIXES = ("x-remote-", "impersonate-")
 
 
 class BackendError(Exception):
@@ -297,7 +299,7 @@ class Backends:
             if (
                 lowered in _HOP_BY_HOP
                 or lowered == "authorization"
-                or lowered.startswith(_REMOTE_PREFIX)
+                or lowered.startswith(_CONSUMED_PREFIXES)
             ):
                 continue
             headers.add(name, value)
