@@ -450,6 +450,28 @@ def test_warnings_reach_kubectl_and_the_python_client(
     assert headers["Warning"] == '299 - "odd-too looks odd", 299 - "second thought"'
 
 
+def test_warnings_come_with_a_refusal(
+    kubectl: Kubectl, hooks: Hooks, scope: Scope, configure: Any
+) -> None:
+    path = scope.path("warn-deny")
+    hooks.answers[path] = lambda r: (
+        {**deny("refused")(r), "warnings": ["read the docs"]} if r["name"] == "x" else allow(r)
+    )
+    configure(
+        "ValidatingWebhookConfiguration",
+        f"warn-deny-{scope.id}",
+        webhook(scope, "warn-deny", hooks.url(path)),
+    )
+    wait_called(kubectl, hooks, scope, path)
+    out = kubectl.run("create", "-n", scope.ns, "-f", "-", input=configmap("x"), check=False)
+    assert out.returncode == 1
+    assert out.stderr.splitlines() == [
+        "Warning: read the docs",
+        'Error from server (Forbidden): error when creating "STDIN": admission webhook '
+        f'"{scope.hook_name("warn-deny")}" denied the request: refused',
+    ]
+
+
 def test_validating_webhook_through_a_service(
     kubectl: Kubectl, hooks: Hooks, hooks_ns: str, scope: Scope, configure: Any
 ) -> None:

@@ -146,6 +146,9 @@ class StatusError(Exception):
         self.reason = reason
         self.message = message
         self.details = details
+        #: ``Warning`` headers the failed request still answers (an admission webhook's
+        #: warnings next to its refusal, as upstream's request-scoped warning recorder)
+        self.warnings: list[str] = []
 
     def status(self) -> dict[str, Any]:
         """The Status object, its keys in metav1.Status's field order (kind, apiVersion,

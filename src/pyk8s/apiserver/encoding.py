@@ -61,7 +61,7 @@ def status_response(err: errors.StatusError) -> web.Response:
     """A failure Status; ``retryAfterSeconds`` in its details also sets ``Retry-After``."""
     retry = (err.details or {}).get("retryAfterSeconds")
     headers = {"Retry-After": str(retry)} if retry else None
-    return json_response(err.status(), err.code, headers=headers)
+    return json_response(err.status(), err.code, headers=headers, warnings=err.warnings)
 
 
 async def read_body(request: web.Request) -> bytes:

@@ -589,6 +589,7 @@ class MutatingAdmissionWebhook(_Dispatcher):
                 if err is not None:
                     status = self.outcome(hook, err)
                     if status is not None:
+                        status.warnings = list(attrs.warnings)
                         raise status
         finally:
             state.last_output = copy_json(attrs.obj) if attrs.obj is not None else None
@@ -680,6 +681,7 @@ class ValidatingAdmissionWebhook(_Dispatcher):
             outcomes = await asyncio.gather(*(self.check(inv, attrs) for inv in relevant))
         for status in outcomes:
             if status is not None:
+                status.warnings = list(attrs.warnings)
                 raise status
 
     async def check(self, inv: _Invocation, attrs: Attributes) -> errors.StatusError | None:
