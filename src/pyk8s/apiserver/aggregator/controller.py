@@ -272,17 +272,20 @@ class Aggregator:
         return api_group(group, members) if members else None
 
     def extend_group_list(self, group_list: JSON) -> JSON:
-        """``/apis`` (APIGroupList) with the aggregated groups after the local ones."""
+        """``/apis`` (APIGroupList) with the aggregated groups after the local ones (a new
+        document; ``group_list`` is not changed)."""
+        remote = []
         for group, members in self._remote_groups().items():
             doc = api_group(group, members)
             del doc["kind"], doc["apiVersion"]
-            group_list["groups"].append(doc)
-        return group_list
+            remote.append(doc)
+        return {**group_list, "groups": [*group_list["groups"], *remote]}
 
     def extend_aggregated(self, discovery_list: JSON) -> JSON:
-        """``/apis`` (APIGroupDiscoveryList) with the aggregated groups' resources."""
-        discovery_list["items"] += aggregated_items(self._remote_groups(), self.documents)
-        return discovery_list
+        """``/apis`` (APIGroupDiscoveryList) with the aggregated groups' resources (a new
+        document; ``discovery_list`` is not changed)."""
+        remote = aggregated_items(self._remote_groups(), self.documents)
+        return {**discovery_list, "items": [*discovery_list["items"], *remote]}
 
     # ------------------------------------------------------------------ one APIService
 

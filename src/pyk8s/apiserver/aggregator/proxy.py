@@ -340,7 +340,8 @@ class Backends:
             ):
                 resp.content_length = int(length)
             await resp.prepare(request)
-            with contextlib.suppress(ConnectionResetError, aiohttp.ClientPayloadError):
+            # the backend or the client going away mid-stream ends the response
+            with contextlib.suppress(ConnectionResetError, aiohttp.ClientError):
                 async for chunk in upstream.content.iter_any():
                     await resp.write(chunk)
             with contextlib.suppress(ConnectionResetError):
