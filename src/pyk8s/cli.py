@@ -102,6 +102,47 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         help="most mutating requests served at once; more are answered 429 "
         "(0: no limit; default: %(default)s)",
     )
+    p.add_argument(
+        "--audit-policy-file",
+        default="",
+        metavar="FILE",
+        help="an audit.k8s.io/v1 Policy: which requests are logged at which level "
+        "(none: nothing is audited)",
+    )
+    p.add_argument(
+        "--audit-log-path",
+        default="",
+        metavar="PATH",
+        help="audit events as JSON lines (-: stdout)",
+    )
+    p.add_argument(
+        "--audit-log-maxsize", type=int, default=0, metavar="MB", help="rotate at MB (100)"
+    )
+    p.add_argument(
+        "--audit-log-maxbackup",
+        type=int,
+        default=0,
+        metavar="N",
+        help="rotated files kept (0: all)",
+    )
+    p.add_argument(
+        "--audit-log-maxage",
+        type=int,
+        default=0,
+        metavar="DAYS",
+        help="days rotated files are kept",
+    )
+    p.add_argument(
+        "--encryption-provider-config",
+        default="",
+        metavar="FILE",
+        help="an EncryptionConfiguration (apiserver.config.k8s.io/v1): resources encrypted at rest",
+    )
+    p.add_argument(
+        "--secrets-encryption",
+        action="store_true",
+        help="encrypt secrets at rest with a generated aescbc key (see pyk8s secrets-encrypt)",
+    )
     p.add_argument("--log-level", default="info")
 
 
@@ -322,6 +363,25 @@ def _parser() -> argparse.ArgumentParser:
             metavar="SOCKET",
             help="an existing containerd socket (default: the one pyk8s runs for the node)",
         )
+    encrypt = sub.add_parser(
+        "secrets-encrypt", help="secrets encryption at rest: status and key rotation (k3s)"
+    )
+    encrypt_sub = encrypt.add_subparsers(dest="encrypt_command", required=True)
+    for name, text in (
+        ("status", "print the encryption state and keys"),
+        ("prepare", "add a new key that decrypts but does not encrypt yet"),
+        ("rotate", "make the newest key the one that encrypts"),
+        ("reencrypt", "rewrite every secret with the active key, then drop the others"),
+        ("rotate-keys", "a new active key and every secret rewritten with it, in one step"),
+    ):
+        action = encrypt_sub.add_parser(name, help=text)
+        action.add_argument("--data-dir", "-d", type=Path, default=None)
+        action.add_argument(
+            "--kubeconfig", type=Path, default=None, help="DATA_DIR/kubeconfig.yaml"
+        )
+        action.add_argument("--force", "-f", action="store_true", help="skip the stage check")
+        action.add_argument("--skip", action="store_true", help="reencrypt: keep the old keys")
+        action.add_argument("--output", "-o", default="", choices=("", "text", "json"))
     check = sub.add_parser(
         "datastore-check", help="open a datastore endpoint and print its revisions"
     )
@@ -412,6 +472,10 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     if problem:
         print(f"Error: {problem}", file=sys.stderr)
         return 1
+    problem = _security_config_errors(args)
+    if problem:
+        print(f"Error: {problem}", file=sys.stderr)
+        return 1
     logs.setup(args.command, args.log_level)
     opts = Options(
         data_dir=args.data_dir,
@@ -427,6 +491,13 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         admission_config=admission_config,
         max_requests_inflight=args.max_requests_inflight,
         max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+        audit_policy_file=args.audit_policy_file,
+        audit_log_path=args.audit_log_path,
+        audit_log_maxsize=args.audit_log_maxsize,
+        audit_log_maxbackup=args.audit_log_maxbackup,
+        audit_log_maxage=args.audit_log_maxage,
+        encryption_provider_config=args.encryption_provider_config,
+        secrets_encryption=args.secrets_encryption,
         authorization_modes=modes,
     )
     try:
@@ -444,6 +515,45 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _security_config_errors(args: argparse.Namespace) -> str:
+    """Why the audit policy or the encryption configuration cannot be used (one line
+    naming the file and the field), or ""."""
+    from pyk8s.apiserver.audit import AuditPolicyError, load_policy
+    from pyk8s.apiserver.encryptionconfig import EncryptionConfigError, load_encryption_config
+
+    try:
+        if args.audit_policy_file:
+            load_policy(args.audit_policy_file)
+        if args.encryption_provider_config:
+            load_encryption_config(args.encryption_provider_config)
+    except (AuditPolicyError, EncryptionConfigError) as err:
+        return str(err)
+    return ""
+
+
+def _secrets_encrypt(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server.paths import default_data_dir
+    from pyk8s.server.secretsencrypt import run
+
+    kubeconfig = args.kubeconfig or (args.data_dir or default_data_dir()) / "kubeconfig.yaml"
+    try:
+        out = asyncio.run(
+            run(
+                kubeconfig,
+                args.encrypt_command,
+                force=args.force,
+                skip=args.skip,
+                output=args.output,
+            )
+        )
+    except ClientError as err:
+        print(f"pyk8s secrets-encrypt: error: {err}: see server log for details", file=sys.stderr)
+        return 1
+    print(out)
     return 0
 
 
@@ -783,6 +893,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_dns(args)
     if args.command == "image":
         return _image(args)
+    if args.command == "secrets-encrypt":
+        return _secrets_encrypt(args)
     if args.command == "datastore-check":
         try:
             asyncio.run(_datastore_check(args.datastore_endpoint))

@@ -40,7 +40,7 @@ from pyk8s.api.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from pyk8s.apiserver import encoding, reviews
+from pyk8s.apiserver import audit, encoding, reviews
 from pyk8s.apiserver.admission import (
     CONNECT,
     CREATE,
@@ -346,6 +346,7 @@ class ResourceHandlers:
         body = await encoding.read_body(request)
         decoded = encoding.decode_body(body, request.headers.get("Content-Type"), patch=patch)
         request[key] = decoded
+        audit.log_request_object(decoded)
         return decoded
 
     def decode_object(

@@ -278,7 +278,8 @@ class ResourceStore:
         subresource: str | None = None,
     ) -> tuple[JSON, bool]:
         """Write ``new`` over ``old`` (read at ``kv``); no-op updates write nothing.
-        Returns what was written and whether that deleted the object.
+        Returns what was written and whether that deleted the object. A ``kv`` read
+        through an old encryption key (``kv.stale``) is written even when unchanged.
 
         An object that is being deleted and has just lost its last finalizer is deleted
         (unless its strategy says it still waits for its grace period: a running pod).
@@ -287,13 +288,14 @@ class ResourceStore:
         status on a main-resource update, everything but status on a status update.
         """
         name = new["metadata"]["name"]
-        if _comparable(new) == _comparable(old):
+        # a value read through an old encryption key is rewritten even when unchanged
+        if _comparable(new) == _comparable(old) and not kv.stale:
             return old, False
         stored = await self.to_storage(new)
         if stored is not new:
             stored_old = await self.to_storage(from_kv(kv))
             stored = self._keep_stored(stored, stored_old, subresource)
-            if _comparable(stored) == _comparable(stored_old):
+            if _comparable(stored) == _comparable(stored_old) and not kv.stale:
                 return old, False
         meta = stored["metadata"]
         if (

@@ -11,6 +11,7 @@ routing, and the bootstrap objects every cluster has (system namespaces, the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import platform
 import time
@@ -24,11 +25,12 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from pyk8s import __version__
 from pyk8s.api import errors
 from pyk8s.api.registry import REGISTRY, Registry
-from pyk8s.apiserver import discovery, encoding
+from pyk8s.apiserver import audit, discovery, encoding, secretsencrypt
 from pyk8s.apiserver.aggregator import Aggregator
 from pyk8s.apiserver.allocators import AllocationRepair, ClusterIPAllocator, NodePortAllocator
 from pyk8s.apiserver.apiextensions import CRDController
 from pyk8s.apiserver.authn import (
+    ANONYMOUS,
     REQUEST_USER,
     AuthenticationFailed,
     Authenticator,
@@ -154,8 +156,13 @@ class APIServer:
         config: Config | None = None,
         registry: Registry = REGISTRY,
         pki: Pki | None = None,
+        auditor: audit.Auditor | None = None,
     ) -> None:
         self.store = store
+        #: audit logging (--audit-policy-file, --audit-log-path); None: nothing audited
+        self.auditor = auditor
+        #: k3s's secrets-encryption tool (pyk8s server --secrets-encryption)
+        self.secrets_encryption: secretsencrypt.SecretsEncryption | None = None
         #: the cluster PKI; its service-account key signs TokenRequest tokens (None: no
         #: signing key, so serviceaccounts/token answers 503)
         self.pki = pki
@@ -194,10 +201,13 @@ class APIServer:
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.app.on_response_prepare.append(_send_audit_id)
+        self.app.on_response_prepare.append(_audit_response_started)
         self._ready = False
         self.started_at = time.time()
 
     async def start(self) -> None:
+        if self.auditor is not None:
+            self.auditor.start()
         await self.cache.start()
         await self.bootstrap()
         if self.rbac is not None:
@@ -220,6 +230,10 @@ class APIServer:
         await self.handlers.close_watches()
         await self.handlers.webhook_client.close()
         await self.cache.stop()
+        if self.secrets_encryption is not None:
+            await self.secrets_encryption.stop()
+        if self.auditor is not None:
+            self.auditor.stop()  # writes every queued event
 
     # ------------------------------------------------------------------ bootstrap
 
@@ -291,6 +305,20 @@ class APIServer:
     # ------------------------------------------------------------------ dispatch
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        response: web.StreamResponse | None = None
+        try:
+            response = await self._serve(request)
+            return response
+        finally:
+            context = audit.current()
+            if context is not None:
+                audit.end()
+                user = request.get(REQUEST_USER)
+                if user is not None and user != context.user:
+                    context.impersonated_user = user
+                context.complete(response)
+
+    async def _serve(self, request: web.Request) -> web.StreamResponse:
         start = time.perf_counter()
         info: RequestInfo | None = None
         code = 500
@@ -325,6 +353,9 @@ class APIServer:
                 request.path,
                 audit_id,
             )
+            context = audit.current()
+            if context is not None:
+                context.panic(UNEXPECTED_ERROR)
             return status_response(errors.internal(UNEXPECTED_ERROR))
         finally:
             if info is not None and info.resource_request:
@@ -336,8 +367,14 @@ class APIServer:
     async def _dispatch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
         if path in UNAUTHENTICATED_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            if self.auditor is not None:  # upstream audits these too (often as anonymous)
+                self.auditor.begin(
+                    request, info, await self._user_or_anonymous(request), audit_id_of(request)
+                )
             return self._health_or_version(path, request)
         user = await self.authenticate(request)
+        if self.auditor is not None:  # audited as the authenticated user, as upstream
+            self.auditor.begin(request, info, user, audit_id_of(request))
         if self.authenticator is not None:
             user = await impersonated_user(request, user, self.authorizer)
         slot = self.inflight.acquire(info, user)
@@ -366,6 +403,8 @@ class APIServer:
             apiservice = self.aggregator.remote(parts[1], parts[2])
             if apiservice is not None:
                 return await self.aggregator.proxy(request, apiservice, user)
+        if path.startswith("/v1-k3s/encrypt/"):
+            return await secretsencrypt.serve(self.secrets_encryption, request, path)
         if not info.resource_request:
             return await self._non_resource(request, info, path)
         return await self.handlers.serve(request, info)
@@ -378,6 +417,15 @@ class APIServer:
         if self.config.anonymous or self.authenticator is None:
             return UserInfo("system:anonymous", groups=("system:unauthenticated",))
         raise errors.unauthorized()
+
+    async def _user_or_anonymous(self, request: web.Request) -> UserInfo:
+        """Who sent a request to a path anyone may read (for its audit event)."""
+        with contextlib.suppress(errors.StatusError):
+            if self.authenticator is not None:
+                user = await self.authenticator.authenticate(request)
+                if user is not None:
+                    return user
+        return ANONYMOUS
 
     async def authorize(self, user: UserInfo, info: RequestInfo) -> None:
         attrs = RequestAttributes(
@@ -394,6 +442,7 @@ class APIServer:
         if self.authenticator is None:
             return  # no authentication configured (tests): everything is allowed
         decision = await self.authorizer.authorize(user, attrs)
+        audit.record_authorization(decision.allowed, decision.reason)
         if not decision.allowed:
             raise forbidden(user, attrs, decision.reason)
 
@@ -494,6 +543,13 @@ def audit_id_of(request: web.Request) -> str:
 async def _send_audit_id(request: web.Request, response: web.StreamResponse) -> None:
     """Every response, streams and aiohttp's own errors included, names its audit ID."""
     response.headers[AUDIT_HEADER] = audit_id_of(request)
+
+
+async def _audit_response_started(request: web.Request, response: web.StreamResponse) -> None:
+    """A long-running request's ResponseStarted event, when its headers go out."""
+    context = audit.current()
+    if context is not None:
+        context.response_started(response.status)
 
 
 def _aggregated_version(accept: str) -> str | None:

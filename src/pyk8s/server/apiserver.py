@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 
 from pyk8s.api.registry import REGISTRY
+from pyk8s.apiserver import audit
 from pyk8s.apiserver.authn import (
     Authenticator,
     AuthenticatorChain,
@@ -34,15 +35,18 @@ from pyk8s.apiserver.authn import (
 )
 from pyk8s.apiserver.authzmodes import DEFAULT_AUTHORIZATION_MODES
 from pyk8s.apiserver.certs import Pki, ensure_pki, server_ssl_context, write_kubeconfig
+from pyk8s.apiserver.encryptionconfig import load_encryption_config
 from pyk8s.apiserver.inflight import (
     DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
     DEFAULT_MAX_REQUESTS_INFLIGHT,
 )
+from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.server.component import stop_on_signals
 from pyk8s.server.paths import default_data_dir
 from pyk8s.server.supervisor import Supervisor
 from pyk8s.storage import Store, open_store
+from pyk8s.storage.encryption import EncryptingStore, Rule
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +72,27 @@ class Options:
     max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
     #: --authorization-mode (upstream names, in order; system:masters is always allowed)
     authorization_modes: tuple[str, ...] = DEFAULT_AUTHORIZATION_MODES
+    #: --audit-policy-file and the log backend's --audit-log-* flags (no policy: no audit)
+    audit_policy_file: str = ""
+    audit_log_path: str = ""
+    audit_log_maxsize: int = 0
+    audit_log_maxbackup: int = 0
+    audit_log_maxage: int = 0
+    #: --encryption-provider-config (an EncryptionConfiguration file)
+    encryption_provider_config: str = ""
+    #: k3s's --secrets-encryption: aescbc for secrets with a generated key, managed by
+    #: ``pyk8s secrets-encrypt``
+    secrets_encryption: bool = False
+
+    @property
+    def encryption_config_path(self) -> Path | None:
+        """The EncryptionConfiguration in use (k3s's generated one with
+        --secrets-encryption unless a file is named)."""
+        if self.encryption_provider_config:
+            return Path(self.encryption_provider_config)
+        if self.secrets_encryption:
+            return self.data_dir / "server" / "cred" / "encryption-config.json"
+        return None
 
     @property
     def endpoint(self) -> str:
@@ -194,10 +219,26 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             pod_lookup=uid_lookup("pods"),
         )
     )
+    encryption_config = opts.encryption_config_path
+    rules: list[Rule] = []
+    if encryption_config is not None:
+        if opts.secrets_encryption and not opts.encryption_provider_config:
+            ensure_config(encryption_config)
+        rules = load_encryption_config(encryption_config)
+    auditor = _auditor(opts)
     store = await open_store(opts.endpoint)
+    if encryption_config is not None:
+        store = EncryptingStore(store, rules)
     server = APIServer(
-        store, authenticator=AuthenticatorChain(authenticators), config=config, pki=pki
+        store,
+        authenticator=AuthenticatorChain(authenticators),
+        config=config,
+        pki=pki,
+        auditor=auditor,
     )
+    if opts.secrets_encryption and isinstance(store, EncryptingStore):
+        assert encryption_config is not None
+        server.secrets_encryption = SecretsEncryption(encryption_config, store, server.handlers)
     holder.append(server)
     try:
         await server.start()
@@ -228,6 +269,21 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         },
     )
     return RunningAPIServer(server, runner, store, pki, url)
+
+
+def _auditor(opts: Options) -> audit.Auditor | None:
+    """Audit logging as the flags ask (none without both a policy and a log path, as
+    upstream: no policy audits nothing, no backend writes nothing)."""
+    if not opts.audit_policy_file or not opts.audit_log_path:
+        return None
+    policy = audit.load_policy(opts.audit_policy_file)
+    backend = audit.LogBackend(
+        opts.audit_log_path,
+        max_size_mb=opts.audit_log_maxsize,
+        max_backups=opts.audit_log_maxbackup,
+        max_age_days=opts.audit_log_maxage,
+    )
+    return audit.Auditor(policy, backend)
 
 
 def _first_service_ip(cidr: str) -> str:

@@ -93,6 +93,9 @@ class KeyValue:
     mod_revision: int
     #: seconds to live given at the latest write (0: lives forever)
     ttl: int = 0
+    #: read through an encryption key that no longer writes (see .encryption): an
+    #: update must rewrite the value even when the object did not change
+    stale: bool = False
 
 
 class EventType(enum.Enum):

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
 from pyk8s.api.registry import Resource
+from pyk8s.apiserver.audit import admission_annotations
 from pyk8s.apiserver.authn import UserInfo
 
 JSON = dict[str, Any]
@@ -55,8 +56,9 @@ class Attributes:
     warnings: list[str] = field(default_factory=list)
     #: the request's uid, as webhooks and policies see it (:attr:`request_uid`)
     uid: str = ""
-    #: audit annotations (``key`` -> value) webhooks and policies add
-    audit_annotations: dict[str, str] = field(default_factory=dict)
+    #: audit annotations (``key`` -> value) webhooks and policies add: the request's
+    #: audit event's own dict when the request is audited
+    audit_annotations: dict[str, str] = field(default_factory=admission_annotations)
     #: a plugin asks for a second run of the mutating phase (a webhook changed the
     #: object after an earlier one with ``reinvocationPolicy: IfNeeded`` saw it)
     reinvoke: bool = False
