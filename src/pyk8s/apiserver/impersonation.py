@@ -66,15 +66,14 @@ async def impersonated_user(
         if uid:
             asked.append(f"UID {uid!r}")
         raise errors.internal(f"requested [{', '.join(asked)}] without impersonating a user")
-    checks: list[RequestAttributes] = []
+    checks: list[RequestAttributes] = [_impersonate("", "groups", g) for g in groups]
     if name.startswith(SA_PREFIX) and name.count(":") == 3:
         _, _, namespace, sa = name.split(":")
-        checks.append(_impersonate("", "serviceaccounts", sa, namespace=namespace))
-        if not groups:
+        checks.insert(0, _impersonate("", "serviceaccounts", sa, namespace=namespace))
+        if not groups:  # the account's own groups, which need no permission of their own
             groups = ("system:serviceaccounts", f"system:serviceaccounts:{namespace}")
     else:
-        checks.append(_impersonate("", "users", name))
-    checks += [_impersonate("", "groups", g) for g in groups]
+        checks.insert(0, _impersonate("", "users", name))
     for key, values in extra.items():
         checks += [_impersonate(AUTHN_GROUP, "userextras", v, subresource=key) for v in values]
     if uid:

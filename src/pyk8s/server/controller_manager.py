@@ -37,6 +37,7 @@ CONTROLLERS: tuple[str, ...] = (
     "endpoints",
     "disruption",
     "resourcequota",
+    "clusterroleaggregation",
 )
 
 

@@ -14,7 +14,8 @@ is a rule with verbs and resources split on spaces and API groups split on comma
 
 The aggregated roles (``admin``, ``edit``, ``view``) are served with the rules their
 ``aggregationRule`` gathers from the bootstrap roles already filled in
-(:func:`aggregated_rules`, the clusterrole-aggregation controller's algorithm), so a
+(:func:`pyk8s.api.rbac.aggregated_rules`, the clusterrole-aggregation controller's
+algorithm), so a
 server without a controller manager still has usable ``view``/``edit``/``admin`` roles;
 the controller keeps them current as labelled roles are added.
 """
@@ -24,11 +25,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from pyk8s.api.rbac import aggregated_rules
 from pyk8s.apiserver.rbac.rules import Rule
 
 __all__ = [
     "AUTOUPDATE_ANNOTATION",
-    "aggregated_rules",
     "cluster_role_bindings",
     "cluster_roles",
     "namespaced_role_bindings",
@@ -587,31 +588,6 @@ def _binding(
     if found:
         obj["subjects"] = found
     return obj
-
-
-def _selector_matches(selector: Mapping[str, Any], labels: Mapping[str, str]) -> bool:
-    """A ``matchLabels``-only selector (all the bootstrap roles use)."""
-    wanted = selector.get("matchLabels") or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
-
-
-def aggregated_rules(role: JSON, roles: Iterable[JSON]) -> list[JSON]:
-    """The rules the clusterrole-aggregation controller gives ``role``: for each selector,
-    the rules of the other matching ClusterRoles in name order, each rule once."""
-    out: list[JSON] = []
-    others = sorted(roles, key=lambda r: str(r["metadata"]["name"]))
-    name = role["metadata"]["name"]
-    for selector in (role.get("aggregationRule") or {}).get("clusterRoleSelectors") or ():
-        for other in others:
-            meta = other.get("metadata") or {}
-            if meta.get("name") == name or not _selector_matches(
-                selector, meta.get("labels") or {}
-            ):
-                continue
-            for rule in other.get("rules") or ():
-                if rule not in out:
-                    out.append(rule)
-    return out
 
 
 def cluster_roles() -> list[JSON]:
