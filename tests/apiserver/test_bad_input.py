@@ -10,6 +10,7 @@ a 4xx Status, never a 5xx, and nothing written.
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 from collections.abc import Iterator
@@ -19,9 +20,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+from pyk8s.api.validation import decode_error
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.storage.sqlite import SqliteStore
+from tests.apiserver.catalogue import CATALOGUE
 
 JSON = dict[str, Any]
 NS = "default"
@@ -79,8 +84,24 @@ class Cluster:
 
         return self.loop.run_until_complete(go())
 
-    def revision(self) -> int:
-        return self.loop.run_until_complete(self.store.current_revision())
+    def revision(self, url: str) -> int:
+        """The last write to the resource of a collection or object URL (any namespace):
+        whether a request wrote it, whatever background loops (the aggregator's
+        APIService status) write elsewhere meanwhile."""
+        parts = url.split("?", 1)[0].strip("/").split("/")
+        group, version, rest = (
+            ("", parts[1], parts[2:]) if parts[0] == "api" else (*parts[1:3], parts[3:])
+        )
+        if rest[0] == "namespaces" and len(rest) > 2:
+            rest = rest[2:]
+        r = self.server.registry.get(group, version, rest[0])
+        assert r is not None, url
+
+        async def last() -> int:
+            page = await self.store.list(r.key_prefix())
+            return max((kv.mod_revision for kv in page.kvs), default=0)
+
+        return self.loop.run_until_complete(last())
 
 
 @pytest.fixture(scope="module")
@@ -146,7 +167,7 @@ def _pod(name: str, **spec: Any) -> JSON:
 
 def test_the_issues_examples_are_400_in_upstreams_words(cluster: Cluster) -> None:
     pods = f"/api/v1/namespaces/{NS}/pods"
-    before = cluster.revision()
+    before = cluster.revision(pods)
     got = cluster("POST", pods, {**_pod("a"), "spec": {"containers": "abc"}})
     assert got.status == 400
     assert got.json()["reason"] == "BadRequest"
@@ -162,7 +183,7 @@ def test_the_issues_examples_are_400_in_upstreams_words(cluster: Cluster) -> Non
         'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal bool into '
         "Go struct field ObjectMeta.metadata.labels of type map[string]string"
     )
-    assert cluster.revision() == before
+    assert cluster.revision(pods) == before
 
 
 @pytest.mark.parametrize(
@@ -199,16 +220,17 @@ def test_malformed_pods_are_400_and_write_nothing(
         for key, value in body.items():
             pod[key] = {**pod[key], **value} if isinstance(value, dict) else value
         body = pod
-    before = cluster.revision()
-    got = cluster("POST", f"/api/v1/namespaces/{NS}/pods", body, content_type or "application/json")
+    pods = f"/api/v1/namespaces/{NS}/pods"
+    before = cluster.revision(pods)
+    got = cluster("POST", pods, body, content_type or "application/json")
     assert got.status == 400, got.body
     assert got.json()["reason"] == "BadRequest"
-    assert cluster.revision() == before
+    assert cluster.revision(pods) == before
 
 
 def test_a_wrong_type_in_a_patch_is_422_on_the_patch(cluster: Cluster) -> None:
     assert cluster("POST", f"/api/v1/namespaces/{NS}/pods", _pod("patched")).status == 201
-    before = cluster.revision()
+    before = cluster.revision(f"/api/v1/namespaces/{NS}/pods")
     got = cluster(
         "PATCH",
         f"/api/v1/namespaces/{NS}/pods/patched",
@@ -224,13 +246,13 @@ def test_a_wrong_type_in_a_patch_is_422_on_the_patch(cluster: Cluster) -> None:
         "type []v1.Container"
     )
     assert [c["field"] for c in status["details"]["causes"]] == ["patch"]
-    assert cluster.revision() == before
+    assert cluster.revision(f"/api/v1/namespaces/{NS}/pods") == before
 
 
 def test_subresource_bodies_are_typed(cluster: Cluster) -> None:
     assert cluster("POST", f"/api/v1/namespaces/{NS}/pods", _pod("bound")).status == 201
-    before = cluster.revision()
     pod = f"/api/v1/namespaces/{NS}/pods/bound"
+    before = cluster.revision(pod)
     binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "bound"}}
     got = cluster("POST", pod + "/binding", {**binding, "target": "node-1"})
     assert got.status == 400
@@ -252,7 +274,7 @@ def test_subresource_bodies_are_typed(cluster: Cluster) -> None:
     assert got.json()["message"].endswith(
         "json: cannot unmarshal number into Go struct field PodStatus.status.phase of type string"
     )
-    assert cluster.revision() == before
+    assert cluster.revision(pod) == before
 
 
 def test_scale_bodies_are_typed(cluster: Cluster) -> None:
@@ -270,7 +292,7 @@ def test_scale_bodies_are_typed(cluster: Cluster) -> None:
     }
     path = f"/apis/apps/v1/namespaces/{NS}/deployments"
     assert cluster("POST", path, deployment).status == 201
-    before = cluster.revision()
+    before = cluster.revision(path)
     scale = f"{path}/scaled/scale"
     got = cluster("PUT", scale, {"kind": "Scale", "apiVersion": "autoscaling/v1", "spec": []})
     assert got.status == 400
@@ -281,4 +303,158 @@ def test_scale_bodies_are_typed(cluster: Cluster) -> None:
     got = cluster("PATCH", scale, {"spec": {"replicas": "3"}}, "application/merge-patch+json")
     assert got.status == 422
     assert got.json()["details"]["causes"][0]["field"] == "patch"
-    assert cluster.revision() == before
+    assert cluster.revision(path) == before
+
+
+# --------------------------------------------------------------------------- property test
+
+#: one value of each JSON type, for a field that has another
+WRONG: list[Any] = ["abc", "", ["x"], [], {"x": 1}, {}, 7, -1, 1.5, 2**40, True, False, None]
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return repr(value) if value is None else "bool"
+    if isinstance(value, int | float):
+        return "number"
+    return type(value).__name__
+
+
+def _paths(value: Any, path: tuple[str | int, ...] = ()) -> list[tuple[str | int, ...]]:
+    """Every path in a JSON value (map keys and list indices), the root excluded."""
+    out = [path] if path else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*path, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            out += _paths(v, (*path, i))
+    return out
+
+
+def _set(obj: Any, path: tuple[str | int, ...], value: Any) -> None:
+    for step in path[:-1]:
+        obj = obj[step]
+    obj[path[-1]] = value
+
+
+def _get(obj: Any, path: tuple[str | int, ...]) -> Any:
+    for step in path:
+        obj = obj[step]
+    return obj
+
+
+def _body(index: int, name: str) -> tuple[str, JSON]:
+    path, body = CATALOGUE[index]
+    obj = json.loads(json.dumps(body).replace("{ns}", NS))
+    obj.setdefault("metadata", {})["name"] = name
+    return path.format(ns=NS), obj
+
+
+def _mutations() -> st.SearchStrategy[tuple[int, tuple[str | int, ...], Any]]:
+    """(catalogue index, a path in that object, a value of another JSON type)."""
+
+    @st.composite
+    def build(draw: st.DrawFn) -> tuple[int, tuple[str | int, ...], Any]:
+        index = draw(st.integers(0, len(CATALOGUE) - 1))
+        _, obj = _body(index, "x")
+        path = draw(st.sampled_from(_paths(obj)))
+        current = _json_type(_get(obj, path))
+        value = draw(st.sampled_from([w for w in WRONG if _json_type(w) != current]))
+        return index, path, value
+
+    return build()
+
+
+_names = iter(range(10**9))
+
+
+def _expect_refused_or_well_typed(
+    cluster: Cluster, got: Answer, obj: JSON, index: int, url: str, before: int
+) -> None:
+    """Never a 5xx; a 4xx wrote nothing; an accepted body is one upstream decodes too
+    (as the catalogue entry's kind: a null apiVersion or kind is the URL's)."""
+    assert got.status < 500, got.body
+    if got.status >= 400:
+        assert got.json()["kind"] == "Status"
+        assert cluster.revision(url) == before, got.body
+        return
+    base = CATALOGUE[index][1]
+    group, _, version = base["apiVersion"].rpartition("/")
+    assert decode_error(group, version, base["kind"], obj) is None, obj
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(_mutations())
+def test_a_wrong_type_anywhere_in_a_create_is_refused_and_writes_nothing(
+    cluster: Cluster, mutation: tuple[int, tuple[str | int, ...], Any]
+) -> None:
+    index, path, value = mutation
+    url, obj = _body(index, f"fuzz-{next(_names)}")
+    _set(obj, path, copy.deepcopy(value))
+    before = cluster.revision(url)
+    got = cluster("POST", url, obj)
+    _expect_refused_or_well_typed(cluster, got, obj, index, url, before)
+
+
+@pytest.fixture(scope="module")
+def stored(cluster: Cluster) -> list[str]:
+    """One stored object of every kind in the catalogue: its URL."""
+    urls = []
+    for index in range(len(CATALOGUE)):
+        url, obj = _body(index, f"stored-{index}")
+        got = cluster("POST", url, obj)
+        assert got.status == 201, got.body
+        urls.append(f"{url}/stored-{index}")
+    return urls
+
+
+@settings(
+    max_examples=100,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+@given(_mutations(), st.sampled_from(["PUT", "PATCH"]))
+def test_a_wrong_type_anywhere_in_an_update_is_refused_and_writes_nothing(
+    cluster: Cluster,
+    stored: list[str],
+    mutation: tuple[int, tuple[str | int, ...], Any],
+    verb: str,
+) -> None:
+    index, path, value = mutation
+    url = stored[index]
+    current = cluster("GET", url).json()
+    if path[0] not in current or not _reachable(current, path):
+        return  # the stored object has no such place (a field that defaulting dropped)
+    _set(current, path, copy.deepcopy(value))
+    before = cluster.revision(url)
+    if verb == "PUT":
+        got = cluster("PUT", url, current)
+    else:
+        patch: Any = copy.deepcopy(value)
+        for step in reversed(path):
+            if isinstance(step, int):  # a list is replaced whole by a merge patch
+                patch = None
+                break
+            patch = {step: patch}
+        if patch is None:
+            patch = {path[0]: _get(current, path[:1])}
+        got = cluster("PATCH", url, patch, "application/merge-patch+json")
+    _expect_refused_or_well_typed(cluster, got, current, index, url, before)
+
+
+def _reachable(obj: Any, path: tuple[str | int, ...]) -> bool:
+    for step in path[:-1]:
+        if isinstance(step, int):
+            if not isinstance(obj, list) or step >= len(obj):
+                return False
+        elif not isinstance(obj, dict) or step not in obj:
+            return False
+        obj = obj[step]
+    return isinstance(obj, dict) or (isinstance(obj, list) and path[-1] < len(obj))  # type: ignore[operator]

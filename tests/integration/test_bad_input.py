@@ -182,3 +182,34 @@ def test_table_output_for_kubectl_get(raw: RawClient, ns: str) -> None:
     row = next(r for r in table["rows"] if r["cells"][0] == "tbl")
     assert row["cells"][1] == 1
     assert row["object"]["kind"] == "PartialObjectMetadata"
+
+
+def test_type_wrong_fields_are_400_in_the_decoders_words(
+    raw: RawClient, kubectl: Kubectl, ns: str
+) -> None:
+    """The issue's examples: a string for a list, a bool for a map. Upstream answers
+    400 with its JSON decoder's error and writes nothing; kubectl prints it."""
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "typed"},
+        "spec": {"containers": "abc"},
+    }
+    out = kubectl.run("create", "-n", ns, "-f", "-", input=json.dumps(pod), check=False)
+    assert out.returncode == 1
+    assert (
+        'Error from server (BadRequest): error when creating "STDIN": Pod in version "v1" '
+        "cannot be handled as a Pod: json: cannot unmarshal string into Go struct field "
+        "PodSpec.spec.containers of type []v1.Container"
+    ) in out.stderr
+    pod["spec"] = {"containers": [{"name": "c", "image": "busybox"}]}
+    pod["metadata"] = {"name": "typed", "labels": True}
+    r = raw("POST", f"/api/v1/namespaces/{ns}/pods", json.dumps(pod).encode())
+    assert r.status == 400
+    assert r.json()["reason"] == "BadRequest"
+    assert r.json()["message"] == (
+        'Pod in version "v1" cannot be handled as a Pod: json: cannot unmarshal bool into '
+        "Go struct field ObjectMeta.metadata.labels of type map[string]string"
+    )
+    assert "Audit-Id" in r.headers
+    assert raw("GET", f"/api/v1/namespaces/{ns}/pods/typed").status == 404

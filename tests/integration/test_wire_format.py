@@ -67,3 +67,156 @@ def test_objects_and_lists_end_with_a_newline(raw: RawClient, ns: str) -> None:
     assert one.status == 200 and one.body.endswith(b"}\n")
     many = raw("GET", f"/api/v1/namespaces/{ns}/configmaps")
     assert many.status == 200 and many.body.endswith(b"]}\n")
+
+
+def _placeholders(body: bytes, obj: dict[str, object]) -> bytes:
+    """``body`` with the values no two runs share replaced by their names."""
+    meta = obj["metadata"]
+    assert isinstance(meta, dict)
+    for key in ("uid", "resourceVersion", "creationTimestamp"):
+        body = body.replace(f'"{key}":"{meta[key]}"'.encode(), f'"{key}":"<{key}>"'.encode())
+    return body
+
+
+def test_objects_are_written_in_go_struct_order(raw: RawClient, ns: str) -> None:
+    """kube-apiserver encodes the typed struct: TypeMeta, ObjectMeta (name, namespace,
+    uid, resourceVersion, creationTimestamp, labels, annotations…), then the kind's own
+    fields in declaration order (a ConfigMap's immutable before data), map keys sorted,
+    whatever order the client sent. (Upstream also adds managedFields, which pyk8s does
+    not keep: server-side apply is not served.)"""
+    scrambled = (
+        b'{"data":{"b":"2","a":"1"},"immutable":false,'
+        b'"metadata":{"annotations":{"z":"1","note":"x"},"labels":{"app":"wire"},'
+        b'"name":"ordered"},"apiVersion":"v1","kind":"ConfigMap"}'
+    )
+    expected = (
+        b'{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"ordered",'
+        b'"namespace":"' + ns.encode() + b'","uid":"<uid>","resourceVersion":"<resourceVersion>",'
+        b'"creationTimestamp":"<creationTimestamp>","labels":{"app":"wire"},'
+        b'"annotations":{"note":"x","z":"1"}},"immutable":false,"data":{"a":"1","b":"2"}}\n'
+    )
+    created = raw("POST", f"/api/v1/namespaces/{ns}/configmaps", scrambled)
+    assert created.status == 201, created.body
+    assert _placeholders(created.body, created.json()) == expected
+    got = raw("GET", f"/api/v1/namespaces/{ns}/configmaps/ordered")
+    assert _placeholders(got.body, got.json()) == expected
+    listed = raw("GET", f"/api/v1/namespaces/{ns}/configmaps?labelSelector=app%3Dwire")
+    item = json.dumps(listed.json()["items"][0], separators=(",", ":")).encode()
+    assert _placeholders(item, listed.json()["items"][0]) + b"\n" == expected
+
+
+#: the Go struct order of the fields a defaulted pod has (k8s.io/api/core/v1 types.go)
+POD_ORDER = ["kind", "apiVersion", "metadata", "spec", "status"]
+OBJECT_META_ORDER = [
+    "name",
+    "generateName",
+    "namespace",
+    "selfLink",
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "deletionGracePeriodSeconds",
+    "labels",
+    "annotations",
+    "ownerReferences",
+    "finalizers",
+    "managedFields",
+]
+POD_SPEC_ORDER = [
+    "volumes",
+    "initContainers",
+    "containers",
+    "ephemeralContainers",
+    "restartPolicy",
+    "terminationGracePeriodSeconds",
+    "activeDeadlineSeconds",
+    "dnsPolicy",
+    "nodeSelector",
+    "serviceAccountName",
+    "serviceAccount",
+    "automountServiceAccountToken",
+    "nodeName",
+    "hostNetwork",
+    "hostPID",
+    "hostIPC",
+    "shareProcessNamespace",
+    "securityContext",
+    "imagePullSecrets",
+    "hostname",
+    "subdomain",
+    "affinity",
+    "schedulerName",
+    "tolerations",
+    "hostAliases",
+    "priorityClassName",
+    "priority",
+    "dnsConfig",
+    "readinessGates",
+    "runtimeClassName",
+    "enableServiceLinks",
+    "preemptionPolicy",
+    "overhead",
+    "topologySpreadConstraints",
+    "setHostnameAsFQDN",
+    "os",
+    "hostUsers",
+    "schedulingGates",
+    "resourceClaims",
+]
+CONTAINER_ORDER = [
+    "name",
+    "image",
+    "command",
+    "args",
+    "workingDir",
+    "ports",
+    "envFrom",
+    "env",
+    "resources",
+    "resizePolicy",
+    "restartPolicy",
+    "volumeMounts",
+    "volumeDevices",
+    "livenessProbe",
+    "readinessProbe",
+    "startupProbe",
+    "lifecycle",
+    "terminationMessagePath",
+    "terminationMessagePolicy",
+    "imagePullPolicy",
+    "securityContext",
+    "stdin",
+    "stdinOnce",
+    "tty",
+]
+
+
+def _in_order(keys: list[str], order: list[str]) -> bool:
+    return keys == [k for k in order if k in keys]
+
+
+def test_a_pod_reads_in_go_struct_order_whatever_was_sent(raw: RawClient, ns: str) -> None:
+    pod = {
+        "spec": {
+            "tolerations": [{"operator": "Exists", "key": "k"}],
+            "containers": [
+                {"tty": False, "image": "busybox", "command": ["sleep", "1"], "name": "c"}
+            ],
+            "nodeSelector": {"b": "2", "a": "1"},
+        },
+        "metadata": {"labels": {"app": "x"}, "generateName": "ordered-", "annotations": {}},
+        "apiVersion": "v1",
+        "kind": "Pod",
+    }
+    created = raw("POST", f"/api/v1/namespaces/{ns}/pods", json.dumps(pod).encode())
+    assert created.status == 201, created.body
+    got = raw("GET", f"/api/v1/namespaces/{ns}/pods/{created.json()['metadata']['name']}")
+    for answer in (created, got):
+        obj = answer.json()
+        assert list(obj) == [k for k in POD_ORDER if k in obj]
+        assert _in_order(list(obj["metadata"]), OBJECT_META_ORDER), list(obj["metadata"])
+        assert _in_order(list(obj["spec"]), POD_SPEC_ORDER), list(obj["spec"])
+        assert _in_order(list(obj["spec"]["containers"][0]), CONTAINER_ORDER)
+        assert list(obj["spec"]["nodeSelector"]) == ["a", "b"]

@@ -57,7 +57,15 @@ import orjson
 
 from pyk8s.api import errors
 
-__all__ = ["MAGIC", "MEDIA_TYPE", "decode_object", "encode_object", "is_protobuf"]
+__all__ = [
+    "MAGIC",
+    "MEDIA_TYPE",
+    "decode_object",
+    "encode_object",
+    "go_fields",
+    "is_protobuf",
+    "message_of",
+]
 
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
 MAGIC = b"k8s\x00"
@@ -126,6 +134,21 @@ def _schema() -> _Schema:
         )
         messages[name] = _Message(name, fields, {f.num: f for f in fields})
     return _Schema(messages, data["kinds"], data["meta_kinds"])
+
+
+def message_of(api_version: str, kind: str) -> str | None:
+    """The message (Go struct) name of a kind, e.g. ``core/v1.Pod``; None if unknown."""
+    schema = _schema()
+    return schema.kinds.get(api_version, {}).get(kind) or schema.meta_kinds.get(kind)
+
+
+def go_fields(message: str) -> tuple[tuple[str, str, str, bool], ...]:
+    """A message's fields as (JSON name, type, card, inlined) in Go declaration order,
+    the order ``encoding/json`` writes them in; () for an unknown or slice message."""
+    msg = _schema().messages.get(message)
+    if msg is None:
+        return ()
+    return tuple((f.json, f.type, f.card, f.inline) for f in msg.fields)
 
 
 # --------------------------------------------------------------------------- errors

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pyk8s.api import errors
+from pyk8s.api.goorder import go_ordered, with_resource_version
 from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.registry import Resource
 from pyk8s.storage import AlreadyExists, Conflict, KeyValue, NotFound, Store
@@ -69,9 +70,7 @@ def encode_for_storage(obj: JSON) -> bytes:
 
 
 def from_kv(kv: KeyValue) -> JSON:
-    obj: JSON = orjson.loads(kv.value)
-    obj.setdefault("metadata", {})["resourceVersion"] = str(kv.mod_revision)
-    return obj
+    return with_resource_version(orjson.loads(kv.value), str(kv.mod_revision))
 
 
 def generate_name(prefix: str) -> str:
@@ -208,6 +207,7 @@ class ResourceStore:
         Returns what was stored, in the request's version (a converted object comes back
         as upstream's does: the stored form, converted back).
         """
+        obj = go_ordered(obj)  # stored as kube-apiserver writes it: reads pay nothing
         meta = obj["metadata"]
         name, namespace = meta["name"], meta.get("namespace", "")
         stored = await self.to_storage(obj)
@@ -229,9 +229,7 @@ class ResourceStore:
             raise errors.already_exists(
                 self.resource.group_resource, name, self.resource.group, self.resource.plural
             ) from None
-        out = dict(stored)
-        out["metadata"] = {**stored["metadata"], "resourceVersion": str(kv.mod_revision)}
-        return await self.to_request(out)
+        return await self.to_request(with_resource_version(stored, str(kv.mod_revision)))
 
     # -------------------------------------------------------------- update
 
@@ -312,6 +310,7 @@ class ResourceStore:
             return new, True
         if dry_run:
             return (new if stored is new else await self.to_request(stored)), False
+        stored = go_ordered(stored)  # a write may have added keys anywhere (spec.nodeName)
         try:
             out = await self.store.update(
                 kv.key, encode_for_storage(stored), expected_revision=kv.mod_revision, ttl=kv.ttl
@@ -320,8 +319,7 @@ class ResourceStore:
             raise self.conflict(name) from None
         except NotFound:
             raise self.not_found(name) from None
-        result = dict(stored)
-        result["metadata"] = {**meta, "resourceVersion": str(out.mod_revision)}
+        result = with_resource_version(stored, str(out.mod_revision))
         return await self.to_request(result), False
 
     def _keep_stored(self, new: JSON, old: JSON, subresource: str | None) -> JSON:
@@ -381,6 +379,7 @@ class ResourceStore:
                 return await self.to_request(obj), True
             if opts.dry_run or _comparable(pending) == _comparable(obj):
                 return await self.to_request(pending), False
+            pending = go_ordered(pending)  # deletionTimestamp in its place
             try:
                 out = await self.store.update(
                     kv.key, encode_for_storage(pending), expected_revision=kv.mod_revision

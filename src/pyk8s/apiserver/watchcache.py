@@ -42,6 +42,7 @@ from typing import Any
 import orjson
 
 from pyk8s.api.conversion import convert
+from pyk8s.api.goorder import with_resource_version
 from pyk8s.storage import Compacted, Event, EventType, Store, StoreError, Watch, next_start
 
 log = logging.getLogger(__name__)
@@ -59,8 +60,7 @@ WATCHER_BUFFER = 4096
 
 def decode(value: bytes, revision: int) -> tuple[JSON, bytes]:
     """A stored value as an object with its resourceVersion, and that object's JSON."""
-    obj: JSON = orjson.loads(value)
-    obj.setdefault("metadata", {})["resourceVersion"] = str(revision)
+    obj = with_resource_version(orjson.loads(value), str(revision))
     return obj, orjson.dumps(obj)
 
 

@@ -193,9 +193,13 @@ def decode_error(group: str, version: str, kind: str, obj: JSON) -> str | None:
     """The first type mismatch upstream's decoder would reject ``obj`` of a built-in kind
     with (None: it decodes; kinds without an official schema are not checked here).
 
+    A body that decodes has its nulls settled as decoding into Go structs settles them
+    (:func:`_settle_nulls`), so that nothing after decoding meets a null where a value
+    of the field's type belongs.
+
     Every write runs this, so the common case is a compiled check (:func:`_checker`)
     that only says yes or no; the message is worked out by the slow walk, and only when
-    there is one to give.
+    there is one to give (or a null to settle).
     """
     check = _root_checker(group, version, kind)
     if check is None or check(obj):
@@ -204,7 +208,10 @@ def decode_error(group: str, version: str, kind: str, obj: JSON) -> str | None:
     assert root is not None
     out: list[str] = []
     _decode(root, obj, kind, "", out)
-    return out[0] if out else None
+    if out:
+        return out[0]
+    _settle_nulls(root, obj)
+    return None
 
 
 def decode_errors(resource: Resource, obj: JSON) -> list[str]:
@@ -420,7 +427,8 @@ def _compile(node: Node, key: int | None) -> Checker:
         # are one or the other, and a call per field is most of the cost
         plain: dict[str, type] = {}
         fields: dict[str, Checker] = {}
-        check = _struct_check(plain, fields)
+        settled: set[str] = set()
+        check = _struct_check(plain, fields, settled)
         if key is not None:
             _checkers[key] = check
         for name, sub in node.props.items():
@@ -429,6 +437,8 @@ def _compile(node: Node, key: int | None) -> Checker:
                 plain[name] = _PLAIN[sub_check]
             elif sub_check is not _always:
                 fields[name] = sub_check
+            if not _keeps_null(classify(sub)):
+                settled.add(name)
         return check
     if node.kind in ("array", "map"):
         item = _checker(node.sub) if node.sub else _always
@@ -442,7 +452,9 @@ def _compile(node: Node, key: int | None) -> Checker:
     return check
 
 
-def _struct_check(plain: dict[str, type], fields: dict[str, Checker]) -> Checker:
+def _struct_check(plain: dict[str, type], fields: dict[str, Checker], settled: set[str]) -> Checker:
+    """A struct's check; a null in one of the ``settled`` fields fails it, so that the
+    slow path settles the null (:func:`_settle_nulls`)."""
     plain_type = plain.get
     field_check = fields.get
 
@@ -451,6 +463,8 @@ def _struct_check(plain: dict[str, type], fields: dict[str, Checker]) -> Checker
             return False
         for name, v in value.items():
             if v is None:
+                if name in settled:
+                    return False
                 continue
             t = plain_type(name)
             if t is not None:
@@ -466,6 +480,7 @@ def _struct_check(plain: dict[str, type], fields: dict[str, Checker]) -> Checker
 
 
 def _array_check(item: Checker) -> Checker:
+    """A list's check; a null item fails it (the slow path gives it its zero value)."""
     if item is _always:
         return lambda value: type(value) is list
     if item in _PLAIN:
@@ -475,7 +490,7 @@ def _array_check(item: Checker) -> Checker:
         if type(value) is not list:
             return False
         for v in value:  # noqa: SIM110 - a loop is faster than all() over a generator
-            if v is not None and not item(v):
+            if v is None or not item(v):
                 return False
         return True
 
@@ -483,6 +498,7 @@ def _array_check(item: Checker) -> Checker:
 
 
 def _map_check(item: Checker) -> Checker:
+    """A map's check; a null value fails it (the slow path gives it its zero value)."""
     if item is _always:
         return lambda value: type(value) is dict
     if item in _PLAIN:
@@ -492,7 +508,7 @@ def _map_check(item: Checker) -> Checker:
         if type(value) is not dict:
             return False
         for v in value.values():  # noqa: SIM110 - faster than all() over a generator
-            if v is not None and not item(v):
+            if v is None or not item(v):
                 return False
         return True
 
@@ -506,11 +522,62 @@ def _plain_items(container: type, items: Callable[[Any], Any], item_type: type) 
         if type(value) is not container:
             return False
         for v in items(value):  # noqa: SIM110 - faster than all() over a generator
-            if type(v) is not item_type and v is not None:
+            if type(v) is not item_type:
                 return False
         return True
 
     return check
+
+
+# ---------------------------------------------------------------- nulls
+
+
+def _keeps_null(node: Node) -> bool:
+    """Whether a null field stays null after Go decodes and encodes it: a time (a zero
+    ``metav1.Time`` is written as null, ``lastProbeTime: null``) or a value of any type
+    (RawExtension). Any other null field decodes to nothing the object keeps."""
+    return node.kind in ("time", "any")
+
+
+def _zero(node: Node) -> Any:
+    """What Go's decoder makes of a null list item or map value of ``node``'s type."""
+    return {
+        "struct": {},
+        "map": {},
+        "array": [],
+        "string": "",
+        "bytes": "",
+        "int": 0,
+        "number": 0,
+        "intstr": 0,
+        "quantity": "0",
+        "bool": False,
+    }.get(node.kind)
+
+
+def _settle_nulls(node: Node, value: Any) -> None:
+    """Settle the nulls of a well-typed ``value`` in place as Go's decoder does: a null
+    field is left out (a time or a raw value stays null), a null list item or map value
+    becomes its type's zero value (``containers: [null]`` is one empty container)."""
+    if node.kind == "struct" and isinstance(value, dict):
+        for k in [k for k, v in value.items() if v is None]:
+            sub = node.props.get(k)
+            if sub is not None and not _keeps_null(classify(sub)):
+                del value[k]
+        for k, v in value.items():
+            sub = node.props.get(k)
+            if sub is not None and isinstance(v, dict | list):
+                _settle_nulls(classify(sub), v)
+        return
+    if node.kind not in ("array", "map") or not node.sub:
+        return
+    item = classify(node.sub)
+    keys = range(len(value)) if isinstance(value, list) else list(value)
+    for k in keys:
+        if value[k] is None and not _keeps_null(item):
+            value[k] = _zero(item)
+        if isinstance(value[k], dict | list):
+            _settle_nulls(item, value[k])
 
 
 @functools.cache
