@@ -99,3 +99,18 @@ def test_dns_health_port_through_dns_arg() -> None:
     assert child.health_port == 20153
     default = cli._dns_args(_server())  # type: ignore[arg-type]
     assert cli._parser().parse_args(["dns", *default]).health_port == 9153
+
+
+def test_inflight_limits_on_both_commands_and_through_kube_apiserver_arg(tmp_path: Path) -> None:
+    defaults = cli.parse_args(["apiserver"])
+    assert (defaults.max_requests_inflight, defaults.max_mutating_requests_inflight) == (400, 200)
+    argv = [
+        "server",
+        "--data-dir",
+        str(tmp_path),
+        "--kube-apiserver-arg",
+        "max-requests-inflight=50",
+        "--kube-apiserver-arg=max-mutating-requests-inflight=0",
+    ]
+    args = cli.parse_args(argv)
+    assert (args.max_requests_inflight, args.max_mutating_requests_inflight) == (50, 0)

@@ -1,0 +1,202 @@
+"""In-flight limit benchmark: many concurrent clients against `--max-requests-inflight 50`.
+
+Starts a real `pyk8s apiserver` on loopback with `--max-requests-inflight 50` (and, as the
+baseline measured in the same run, one with the limit off: `0`), and drives it with N
+concurrent clients, each on its own connection, as a token user outside system:masters
+(the admin certificate is exempt from the limit, as upstream). Every client lists the
+ConfigMaps of a namespace over and over, without retrying a 429. Prints, per server and
+N: requests, admitted and rejected, the admitted requests' p50/p99 (client-side: this
+includes the benchmark's own event loop), and whether every rejected one carried
+`Retry-After`. Next to them, the server's own view of the admitted lists: the bucket of
+`apiserver_request_duration_seconds` that holds their p50 and p99 (from handler start to
+response; the time a request waits in the event loop before that is not in it).
+
+Usage: python3 bench/inflight/run.py [--clients 50,200,500] [--requests 3000]
+This is a measurement, never a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import ssl
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench._cluster import Server, free_port  # noqa: E402
+from tests.integration.conftest import KUBECTL  # noqa: E402
+
+NS = "bench-inflight"
+OBJECTS = 20
+
+
+@dataclass
+class Result:
+    server: str
+    clients: int
+    latencies: list[float] = field(default_factory=list)
+    rejected: int = 0
+    rejected_with_retry_after: int = 0
+    other: dict[int, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    #: the upper bounds (s) of the server histogram buckets holding p50 and p99
+    server_p50: float = float("nan")
+    server_p99: float = float("nan")
+
+    def pct(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        s = sorted(self.latencies)
+        return s[min(len(s) - 1, int(q * len(s)))] * 1000
+
+
+def start(base: Path, limit: int, token: str) -> Server:
+    tokens = base / "tokens.csv"
+    tokens.write_text(f'{token},bench,bench-uid,"bench"\n')
+    server = Server(
+        base / "data",
+        free_port(),
+        extra_args=(
+            f"--max-requests-inflight={limit}",
+            f"--token-auth-file={tokens}",
+            "--log-level=warning",
+        ),
+    ).start()
+    kubectl = [KUBECTL, "--kubeconfig", str(server.kubeconfig)]
+    subprocess.run(
+        [*kubectl, "create", "clusterrolebinding", "bench", "--clusterrole=cluster-admin",
+         "--user=bench"],
+        check=True, capture_output=True,
+    )  # fmt: skip
+    subprocess.run([*kubectl, "create", "namespace", NS], check=True, capture_output=True)
+    for i in range(OBJECTS):
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}"}}
+        subprocess.run(
+            [*kubectl, "create", "-n", NS, "-f", "-"],
+            input=json.dumps(cm).encode(),
+            check=True,
+            capture_output=True,
+        )
+    return server
+
+
+async def drive(server: Server, token: str, clients: int, requests: int, name: str) -> Result:
+    ctx = ssl.create_default_context(cafile=str(server.data_dir / "server" / "tls" / "ca.crt"))
+    result = Result(name, clients)
+    url = f"{server.url}/api/v1/namespaces/{NS}/configmaps"
+    headers = {"Authorization": f"Bearer {token}"}
+    counter = iter(range(requests))
+    connector = aiohttp.TCPConnector(ssl=ctx, limit=clients)
+    timeout = aiohttp.ClientTimeout(total=120)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def client() -> None:
+            for _ in counter:
+                t = time.perf_counter()
+                async with session.get(url, headers=headers) as resp:
+                    await resp.read()
+                    took = time.perf_counter() - t
+                    if resp.status == 200:
+                        result.latencies.append(took)
+                    elif resp.status == 429:
+                        result.rejected += 1
+                        result.rejected_with_retry_after += resp.headers.get("Retry-After") == "1"
+                    else:
+                        result.other[resp.status] = result.other.get(resp.status, 0) + 1
+
+        # open every connection first, so the TLS handshakes are not what is measured
+        await asyncio.gather(*(session.get(f"{server.url}/readyz") for _ in range(clients)))
+        begin = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        result.seconds = time.perf_counter() - begin
+    return result
+
+
+def list_buckets(server: Server) -> dict[float, float]:
+    """Cumulative counts of the server's list-configmaps latency histogram, by bound."""
+    text = subprocess.run(
+        [KUBECTL, "--kubeconfig", str(server.kubeconfig), "get", "--raw", "/metrics"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    out: dict[float, float] = {}
+    for line in text.splitlines():
+        if (
+            line.startswith("apiserver_request_duration_seconds_bucket{")
+            and 'resource="configmaps"' in line
+            and 'verb="list"' in line
+        ):
+            labels, value = line.rsplit(" ", 1)
+            bound = labels.split('le="', 1)[1].split('"', 1)[0]
+            out[float(bound)] = float(value)
+    return out
+
+
+def bucket_of(before: dict[float, float], after: dict[float, float], q: float) -> float:
+    """The smallest bucket bound under which a fraction ``q`` of the new requests fell."""
+    delta = {b: after[b] - before.get(b, 0.0) for b in sorted(after)}
+    total = delta.get(float("inf"), 0.0)
+    for bound, count in delta.items():
+        if total and count >= q * total:
+            return bound
+    return float("nan")
+
+
+def table(results: list[Result], requests: int) -> str:
+    out = [
+        "| server | clients | requests | admitted | rejected (429) | every 429 had "
+        "Retry-After | admitted p50 ms | admitted p99 ms | server p50 ms ≤ | server p99 ms ≤ "
+        "| requests/s |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in results:
+        every = "yes" if r.rejected_with_retry_after == r.rejected else "NO"
+        other = f" (+{r.other})" if r.other else ""
+        out.append(
+            f"| {r.server} | {r.clients} | {requests} | {len(r.latencies)}{other} | "
+            f"{r.rejected} | {every} | {r.pct(0.5):.1f} | {r.pct(0.99):.1f} | "
+            f"{r.server_p50 * 1000:g} | {r.server_p99 * 1000:g} | {requests / r.seconds:,.0f} |"
+        )
+    return "\n".join(out)
+
+
+async def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--clients", default="50,200,500", help="comma-separated client counts")
+    p.add_argument("--requests", type=int, default=3000, help="requests per row")
+    args = p.parse_args()
+    counts = [int(c) for c in args.clients.split(",") if c]
+    token = uuid.uuid4().hex
+    results: list[Result] = []
+    with tempfile.TemporaryDirectory(prefix="bench-inflight-") as tmp:
+        for limit, name in ((50, "--max-requests-inflight 50"), (0, "no limit (0)")):
+            base = Path(tmp) / f"limit-{limit}"
+            base.mkdir()
+            server = start(base, limit, token)
+            try:
+                for clients in counts:
+                    before = list_buckets(server)
+                    result = await drive(server, token, clients, args.requests, name)
+                    after = list_buckets(server)
+                    result.server_p50 = bucket_of(before, after, 0.5)
+                    result.server_p99 = bucket_of(before, after, 0.99)
+                    results.append(result)
+            finally:
+                server.stop()
+    print(table(results, args.requests))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
