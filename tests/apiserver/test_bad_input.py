@@ -458,3 +458,16 @@ def _reachable(obj: Any, path: tuple[str | int, ...]) -> bool:
             return False
         obj = obj[step]
     return isinstance(obj, dict) or (isinstance(obj, list) and path[-1] < len(obj))  # type: ignore[operator]
+
+
+def test_delete_options_are_typed(cluster: Cluster) -> None:
+    url = f"/api/v1/namespaces/{NS}/configmaps"
+    assert cluster("POST", url, {"metadata": {"name": "kept"}}).status == 201
+    got = cluster("DELETE", f"{url}/kept", {"preconditions": "x"})
+    assert got.status == 400
+    assert got.json()["message"] == (
+        'DeleteOptions in version "v1" cannot be handled as a DeleteOptions: json: cannot '
+        "unmarshal string into Go struct field DeleteOptions.preconditions of type "
+        "v1.Preconditions"
+    )
+    assert cluster("GET", f"{url}/kept").status == 200

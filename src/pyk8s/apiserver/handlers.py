@@ -657,6 +657,9 @@ class ResourceHandlers:
             if raw.strip():
                 data = encoding.decode_body(raw, request.headers.get("Content-Type"))
                 body = data if isinstance(data, dict) else None
+                if body is not None:
+                    encoding.check_type_meta(body)
+                    encoding.check_types(body, "", "v1", "DeleteOptions")
         opts = DeleteOptions.parse(body, dict(request.query))
         opts.dry_run = opts.dry_run or _dry_run(request.query)
         warnings: list[str] = []
