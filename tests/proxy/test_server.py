@@ -28,12 +28,13 @@ async def test_cleanup_removes_jumps_and_exits(tmp_path: Path) -> None:
 
 
 async def test_serves_health_and_metrics(cm_server: Server, tmp_path: Path) -> None:
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     opts = Options(
         kubeconfig=cm_server.kubeconfig,
         node_name="node-a",
         bind_address="127.0.0.1",
         port=port,
+        metrics_bind_address=("127.0.0.1", metrics_port),
         command_prefix=[sys.executable, FAKE, str(tmp_path / "log")],
     )
     task = asyncio.create_task(run(opts))
@@ -48,8 +49,9 @@ async def test_serves_health_and_metrics(cm_server: Server, tmp_path: Path) -> N
                     return False  # not listening yet
 
             await eventually(healthy, within=20)
-            async with http.get(f"http://127.0.0.1:{port}/metrics") as resp:
-                assert "kubeproxy_sync_proxy_rules_duration_seconds" in await resp.text()
+            for listener in (port, metrics_port):  # kube-proxy's --metrics-bind-address too
+                async with http.get(f"http://127.0.0.1:{listener}/metrics") as resp:
+                    assert "kubeproxy_sync_proxy_rules_duration_seconds" in await resp.text()
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
