@@ -38,6 +38,7 @@ POLICY = {
         {"level": "RequestResponse", "resources": [{"group": "", "resources": ["configmaps"]}]},
         {"level": "Request", "resources": [{"group": "", "resources": ["serviceaccounts"]}]},
         {"level": "Metadata", "nonResourceURLs": ["/version"]},
+        {"level": "Metadata", "resources": [{"group": "", "resources": ["pods"]}]},
     ],
 }
 
@@ -285,3 +286,21 @@ def test_a_malformed_policy_stops_the_apiserver(
     )
     assert out.returncode == 1
     assert out.stderr.strip().splitlines() == [f"Error: {message}: from file {path}"]
+
+
+def test_admission_audit_annotations_are_recorded(audited: tuple[Server, Path]) -> None:
+    server, log = audited
+    k = Kubectl(server.kubeconfig)
+    ns = f"psa-{uuid.uuid4().hex[:6]}"
+    k("create", "namespace", ns)
+    k("label", "namespace", ns, "pod-security.kubernetes.io/audit=restricted")
+    k("run", "web", "-n", ns, "--image=busybox", "--restart=Never")
+    _wait_for(server, log, "")
+    events = _events(log)
+    (event,) = [e for e in events if e["auditID"] == _audit_id(events, "create", "pods", "web")]
+    annotations = event["annotations"]
+    assert annotations["pod-security.kubernetes.io/enforce-policy"] == "privileged:latest"
+    assert annotations["pod-security.kubernetes.io/audit-violations"].startswith(
+        'would violate PodSecurity "restricted:latest": '
+    )
+    assert annotations["authorization.k8s.io/decision"] == "allow"

@@ -19,6 +19,8 @@ from tests.etcd_cluster import EtcdCluster, etcd_available
 
 BACKENDS = [
     "sqlite",
+    # the same contract through encryption at rest (every value aescbc-encrypted)
+    "sqlite+aescbc",
     pytest.param(
         "etcd",
         marks=[
@@ -50,6 +52,11 @@ async def store(
     s: Store
     if backend == "sqlite":
         s = await SqliteStore.open(tmp_path / "state.db")
+    elif backend == "sqlite+aescbc":
+        from pyk8s.storage.encryption import AESCBCTransformer, EncryptingStore, Rule
+
+        rule = Rule("/", (AESCBCTransformer("key1", b"k" * 32),))
+        s = EncryptingStore(await SqliteStore.open(tmp_path / "state.db"), [rule])
     else:
         from pyk8s.storage.etcd import EtcdStore
 

@@ -36,6 +36,7 @@ import yaml
 
 from pyk8s.api import errors
 from pyk8s.api.errors import FieldError
+from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.api.registry import REGISTRY
 from pyk8s.storage.encryption import PROVIDERS, IdentityTransformer, Rule, Transformer
 
@@ -198,7 +199,11 @@ def _resource_name_problems(resources: list[str], path: str) -> list[FieldError]
             )
     if len(set(resources)) != len(resources):
         out.append(
-            errors.invalid(path, resources, "the same resource cannot be specified multiple times")
+            errors.invalid(
+                path,
+                GoStringSlice(resources),
+                "the same resource cannot be specified multiple times",
+            )
         )
     parsed = [r.partition(".")[::2] for r in resources]
     overlap = len(resources) > 1 and any(
@@ -211,7 +216,7 @@ def _resource_name_problems(resources: list[str], path: str) -> list[FieldError]
         out.append(
             errors.invalid(
                 path,
-                resources,
+                GoStringSlice(resources),
                 "using overlapping resources such as 'secrets' and '*.' in the same resource "
                 "list is not allowed as they will be masked",
             )

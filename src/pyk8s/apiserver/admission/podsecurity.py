@@ -62,5 +62,6 @@ class PodSecurity(Plugin):
             pods=pods,
         )
         attrs.warnings.extend(decision.warnings)
+        attrs.audit_annotations.update(decision.audit_annotations)
         if not decision.allowed and decision.error is not None:
             raise decision.error

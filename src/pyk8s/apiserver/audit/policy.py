@@ -30,6 +30,7 @@ import yaml
 
 from pyk8s.api import errors
 from pyk8s.api.errors import FieldError
+from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.apiserver.authn import UserInfo
 from pyk8s.apiserver.requestinfo import RequestInfo
 
@@ -244,7 +245,7 @@ def _rule(doc: Any, path: str, problems: list[FieldError]) -> PolicyRule:
         problems.append(
             errors.invalid(
                 f"{path}.nonResourceURLs",
-                list(urls),
+                GoStringSlice(urls),
                 "rules cannot apply to both regular resources and non-resource URLs",
             )
         )
@@ -291,7 +292,7 @@ def _resources(value: Any, path: str, problems: list[FieldError]) -> tuple[Group
             problems.append(
                 errors.invalid(
                     f"{path}.resourceNames",
-                    list(names),
+                    GoStringSlice(names),
                     "using resourceNames requires at least one resource",
                 )
             )
