@@ -6,6 +6,8 @@ watch on a raw socket and never reads; another watches normally while configmaps
 upstream's cacher ends an unresponsive watcher (``apiserver_terminated_watchers_total``),
 and when its client finally reads, it finds a prefix of the events and a cleanly ended
 stream, and a re-watch from the last resourceVersion it saw delivers exactly the rest.
+Over plain HTTP and over TLS (the API server's own listener: the stream's end must get
+through the TLS layer's buffers as well).
 """
 
 from __future__ import annotations
@@ -13,13 +15,16 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+import ssl
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import ClientSession, web
+from aiohttp import ClientSession, TCPConnector, web
 
+from pyk8s.apiserver.certs import ensure_pki, server_ssl_context
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.storage.sqlite import SqliteStore
 
@@ -28,19 +33,35 @@ OBJECTS = 160
 PAYLOAD = "x" * 64 * 1024
 
 
-@pytest.fixture
-async def apiserver(tmp_path: Path) -> AsyncIterator[tuple[APIServer, str]]:
+@dataclass
+class Endpoint:
+    address: str
+    port: int
+    #: the client's TLS context (None: plain HTTP)
+    tls: ssl.SSLContext | None
+
+    @property
+    def url(self) -> str:
+        return f"{'https' if self.tls else 'http'}://{self.address}:{self.port}"
+
+
+@pytest.fixture(params=["http", "https"])
+async def apiserver(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Endpoint]:
+    server_tls = client_tls = None
+    if request.param == "https":
+        pki = ensure_pki(tmp_path / "pki", hostnames=["localhost"], ips=["127.0.0.1"])
+        server_tls = server_ssl_context(pki)
+        client_tls = ssl.create_default_context(cafile=str(pki.ca_cert))
     store = await SqliteStore.open(tmp_path / "state.db")
     server = APIServer(store, config=Config(compact_interval=0))
     server.cache.watcher_buffer = 16
     await server.start()
     runner = web.AppRunner(server.app, shutdown_timeout=1.0)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=server_tls)
     await site.start()
-    port = runner.addresses[0][1]
     try:
-        yield server, f"127.0.0.1:{port}"
+        yield Endpoint("127.0.0.1", runner.addresses[0][1], client_tls)
     finally:
         await server.stop()
         await runner.cleanup()
@@ -70,11 +91,11 @@ def names(body: bytes) -> list[tuple[str, str]]:
 
 
 async def test_a_client_that_stops_reading_is_cut_off_and_the_others_get_every_event(
-    apiserver: tuple[APIServer, str],
+    apiserver: Endpoint,
 ) -> None:
-    _, address = apiserver
-    base = f"http://{address}/api/v1/namespaces/{NS}/configmaps"
-    async with ClientSession() as http:
+    address = f"{apiserver.address}:{apiserver.port}"
+    base = f"{apiserver.url}/api/v1/namespaces/{NS}/configmaps"
+    async with ClientSession(connector=TCPConnector(ssl=apiserver.tls or False)) as http:
         async with http.get(base) as resp:
             start_rv = (await resp.json())["metadata"]["resourceVersion"]
 
@@ -82,8 +103,13 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_others_get_every_e
         sock = socket.socket()
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         sock.setblocking(False)
-        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", int(address[10:])))
-        stalled_reader, stalled_writer = await asyncio.open_connection(sock=sock, limit=1024)
+        await asyncio.get_running_loop().sock_connect(sock, (apiserver.address, apiserver.port))
+        stalled_reader, stalled_writer = await asyncio.open_connection(
+            sock=sock,
+            limit=1024,
+            ssl=apiserver.tls,
+            server_hostname=apiserver.address if apiserver.tls else None,
+        )
         stalled_writer.write(
             f"GET /api/v1/namespaces/{NS}/configmaps?watch=true&resourceVersion={start_rv} "
             f"HTTP/1.1\r\nHost: {address}\r\n\r\n".encode()
@@ -115,7 +141,7 @@ async def test_a_client_that_stops_reading_is_cut_off_and_the_others_get_every_e
         await asyncio.wait_for(reader, 60)
         assert seen == created
 
-        async with http.get(f"http://{address}/metrics") as resp:
+        async with http.get(f"{apiserver.url}/metrics") as resp:
             metrics = await resp.text()
         assert 'apiserver_terminated_watchers_total{resource="configmaps"} 1.0' in metrics
 
