@@ -180,6 +180,7 @@ class Program:
     """
 
     __slots__ = (
+        "_bound",
         "_cost",
         "_functions",
         "_program",
@@ -206,6 +207,9 @@ class Program:
         self._program = program
         self._functions = functions
         self._cost: int | CostFn = _cost_fn(ast) if ast is not None else 1
+        self._bound = (
+            _bound_fn(ast) if ast is not None and not isinstance(self._cost, int) else None
+        )
 
     def __repr__(self) -> str:
         return f"Program({self.expression!r})"
@@ -220,7 +224,11 @@ class Program:
         ``cost_limit``, an expression whose estimated cost exceeds it is not run and
         fails with upstream's "operation cancelled: actual cost limit exceeded".
         """
-        if cost_limit is not None and self.cost(activation) > cost_limit:
+        if (
+            cost_limit is not None
+            and not self._surely_within(activation, cost_limit)
+            and self.cost(activation) > cost_limit
+        ):
             raise CELError(COST_LIMIT_MESSAGE)
         STATE.error = None
         try:
@@ -233,6 +241,17 @@ class Program:
             raise CELError(_runtime_message(e)) from None
         finally:
             STATE.error = None
+
+    def _surely_within(self, activation: Mapping[str, Any], limit: int) -> bool:
+        """Whether the estimate cannot exceed ``limit`` whatever it would be: a bound from
+        the size of the tree, its comprehension nesting and the largest size in the
+        activation (cheaper than the estimate when an Activation is shared)."""
+        cost = self._cost
+        if isinstance(cost, int):
+            return cost <= limit
+        if self._bound is None or not isinstance(activation, Activation):
+            return False
+        return self._bound(_Ctx(activation).hint()) <= limit
 
     def cost(self, activation: Mapping[str, Any]) -> int:
         """The estimated runtime cost of evaluating against ``activation``."""
@@ -412,6 +431,46 @@ def _cost_fn(node: Node) -> int | CostFn:
             parts.append(lambda ctx, scope: -(-max(f(ctx, scope) for f in sizes) // 10))
         return _sum(parts, 1)
     return 1
+
+
+def _depth(node: Node) -> int:
+    """How deeply comprehensions nest in ``node`` (a body inside a body counts twice)."""
+    if isinstance(node, Comp):
+        return max(_depth(node.target), 1 + max((_depth(a) for a in node.args), default=0))
+    return max((_depth(c) for c in _children(node)), default=0)
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, Select):
+        return [node.operand]
+    if isinstance(node, Call):
+        return [*node.args, *([node.target] if node.target is not None else [])]
+    if isinstance(node, Comp):
+        return [node.target, *node.args]
+    if isinstance(node, ListLit):
+        return list(node.elems)
+    if isinstance(node, MapLit):
+        return [x for kv in node.entries for x in kv]
+    return []
+
+
+def _bound_fn(ast: Node) -> Callable[[int], int]:
+    """An upper bound of :func:`_cost_fn`'s estimate given the activation's largest size:
+    every node costs at most ``31 + n`` (a map literal's 30, a string function's
+    ``ceil(n/10)``) and each comprehension level multiplies by at most ``n + 1``, where
+    ``n`` is the largest of that size, any literal's length and the number of nodes."""
+    nodes = walk(ast)
+    longest = max(
+        (len(n.value) for n in nodes if isinstance(n, Lit) and isinstance(n.value, str | bytes)),
+        default=0,
+    )
+    floor, count, depth = max(longest, len(nodes)), len(nodes), _depth(ast)
+
+    def bound(largest: int) -> int:
+        n = max(largest, floor)
+        return int(count * (31 + n) * (n + 1) ** depth)
+
+    return bound
 
 
 # ---- compiling ----
