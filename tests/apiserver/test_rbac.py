@@ -9,6 +9,8 @@ from typing import Any
 
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyk8s.api.rbac import aggregated_rules
 from pyk8s.apiserver.authn import UserInfo
@@ -16,7 +18,7 @@ from pyk8s.apiserver.authz import RequestAttributes
 from pyk8s.apiserver.rbac import RBACAuthorizer
 from pyk8s.apiserver.rbac.bootstrappolicy import cluster_roles
 from pyk8s.apiserver.rbac.reconcile import reconcile_binding, reconcile_role
-from pyk8s.apiserver.rbac.rules import Rule, compact_string, covers, rule_allows
+from pyk8s.apiserver.rbac.rules import Permissions, Rule, compact_string, covers, rule_allows
 from pyk8s.apiserver.watchcache import WatchCache
 from pyk8s.storage.sqlite import SqliteStore
 
@@ -197,3 +199,38 @@ async def test_authorizer_follows_the_cache(tmp_path: Path) -> None:
     finally:
         await cache.stop()
         await store.close()
+
+
+# --------------------------------------------------------------------------- compiled
+
+_VERBS = st.sampled_from(["get", "list", "create", "*"])
+_GROUPS = st.sampled_from(["", "apps", "*"])
+_RESOURCES = st.sampled_from(
+    ["pods", "pods/log", "deployments", "*", "*/scale", "deployments/scale"]
+)
+_NAMES = st.sampled_from(["a", "b"])
+_RULES = st.builds(
+    Rule,
+    st.lists(_VERBS, min_size=1, max_size=2).map(tuple),
+    st.lists(_GROUPS, min_size=1, max_size=2).map(tuple),
+    st.lists(_RESOURCES, min_size=1, max_size=3).map(tuple),
+    st.lists(_NAMES, max_size=1).map(tuple),
+)
+_ATTRS = st.builds(
+    RequestAttributes,
+    st.sampled_from(["get", "list", "create"]),
+    st.sampled_from(["", "apps"]),
+    st.sampled_from(["pods", "deployments", "secrets"]),
+    st.sampled_from(["", "log", "scale"]),
+    st.just("ns"),
+    st.sampled_from(["", "a", "b"]),
+)
+
+
+@given(st.lists(_RULES, max_size=6), _ATTRS)
+def test_compiled_permissions_agree_with_the_rules_in_order(
+    rules: list[Rule], attrs: RequestAttributes
+) -> None:
+    grants = [(rule, f"rule {i}") for i, rule in enumerate(rules)]
+    expected = next((reason for rule, reason in grants if rule_allows(rule, attrs)), None)
+    assert Permissions(grants).allows(attrs) == expected

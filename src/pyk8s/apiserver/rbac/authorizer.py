@@ -26,7 +26,7 @@ from typing import Any
 
 from pyk8s.apiserver.authn import UserInfo
 from pyk8s.apiserver.authz import Decision, RequestAttributes
-from pyk8s.apiserver.rbac.rules import Rule, rule_allows, rules_from_json
+from pyk8s.apiserver.rbac.rules import Permissions, Rule, rules_from_json
 from pyk8s.apiserver.reviews import NonResourceRule, ResourceRule, Rules
 from pyk8s.apiserver.watchcache import DELETED, CacheWatcher, WatchCache
 
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 GROUP = "rbac.authorization.k8s.io"
 PREFIX = f"/registry/{GROUP}/"
 SA_PREFIX = "system:serviceaccount:"
+
+#: users' compiled permissions kept at once (a cache: emptied when full)
+MAX_COMPILED = 4096
 
 _ROLES = f"{PREFIX}roles/"
 _CLUSTER_ROLES = f"{PREFIX}clusterroles/"
@@ -122,6 +125,9 @@ class RBACAuthorizer:
         #: (namespace, "user"|"group", name) -> {binding key: grant}; namespace "" is
         #: the ClusterRoleBindings
         self._grants: dict[tuple[str, str, str], dict[str, Grant]] = {}
+        #: (user, groups, namespace) -> what the user holds there and the errors met;
+        #: emptied by every RBAC change
+        self._compiled: dict[tuple[str, tuple[str, ...], str], tuple[Permissions, str]] = {}
 
     # ------------------------------------------------------------------ the index
 
@@ -132,6 +138,9 @@ class RBACAuthorizer:
             self._rebuild()
             return
         queue = w.queue
+        if queue.empty():
+            return
+        self._compiled.clear()
         while not queue.empty():
             ev = queue.get_nowait()
             if ev is None:  # the cache relisted or stopped: start over
@@ -149,6 +158,7 @@ class RBACAuthorizer:
         self._roles.clear()
         self._bindings.clear()
         self._grants.clear()
+        self._compiled.clear()
         revision = self.cache.revision
         for prefix in (_CLUSTER_ROLES, _ROLES, _CLUSTER_BINDINGS, _BINDINGS):
             for entry in self.cache.list(prefix):
@@ -230,19 +240,33 @@ class RBACAuthorizer:
 
     # ------------------------------------------------------------------ Authorizer
 
-    async def authorize(self, user: UserInfo, attributes: RequestAttributes) -> Decision:
-        self.sync()
-        errors: list[str] | None = None
-        for binding, subject in self._grants_for(user, attributes.namespace):
+    def _permissions(self, user: UserInfo, namespace: str) -> tuple[Permissions, str]:
+        """The user's compiled permissions in ``namespace`` and the abstain reason."""
+        key = (user.name, user.groups, namespace)
+        found = self._compiled.get(key)
+        if found is not None:
+            return found
+        grants: list[tuple[Rule, str]] = []
+        errors: list[str] = []
+        for binding, subject in self._grants_for(user, namespace):
             rules = self._rules(binding)
             if rules is None:
-                errors = errors or []
                 errors.append(_not_found(binding))
                 continue
-            for rule in rules:
-                if rule_allows(rule, attributes):
-                    return Decision.allow(f"RBAC: allowed by {binding.describe(subject)}")
-        return Decision.abstain(_aggregate(errors) if errors else "")
+            reason = f"RBAC: allowed by {binding.describe(subject)}"
+            grants.extend((rule, reason) for rule in rules)
+        if len(self._compiled) >= MAX_COMPILED:
+            self._compiled.clear()
+        found = self._compiled[key] = (Permissions(grants), _aggregate(errors) if errors else "")
+        return found
+
+    async def authorize(self, user: UserInfo, attributes: RequestAttributes) -> Decision:
+        self.sync()
+        permissions, abstain_reason = self._permissions(user, attributes.namespace)
+        reason = permissions.allows(attributes)
+        if reason is not None:
+            return Decision.allow(reason)
+        return Decision.abstain(abstain_reason)
 
     async def rules_for(self, user: UserInfo, namespace: str) -> Rules:
         """What a SelfSubjectRulesReview of ``user`` in ``namespace`` answers."""
