@@ -27,6 +27,7 @@ from pyk8s.apiserver.admission.webhooks import (
     WebhookMetrics,
 )
 from pyk8s.apiserver.authn import UserInfo
+from pyk8s.apiserver.authz import Decision, RequestAttributes
 from pyk8s.apiserver.webhook import WebhookConnectError
 
 JSON = dict[str, Any]
@@ -400,6 +401,45 @@ async def test_warnings_and_audit_annotations_are_kept() -> None:
     await ValidatingAdmissionWebhook(context).validate(request)
     assert request.warnings == ["mind the gap"]
     assert request.audit_annotations == {"w.example.com/checked": "yes"}
+
+
+class Authorizer:
+    """Allows alice to create config maps, nothing else; records what it was asked."""
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, RequestAttributes]] = []
+
+    async def authorize(self, user: UserInfo, request: RequestAttributes) -> Decision:
+        self.asked.append((user.name, request))
+        if (user.name, request.verb, request.resource) == ("alice", "create", "configmaps"):
+            return Decision.allow()
+        return Decision(False, "no")
+
+
+@pytest.mark.parametrize(("resource", "called"), [("configmaps", True), ("secrets", False)])
+async def test_match_conditions_may_ask_the_authorizer(resource: str, called: bool) -> None:
+    expression = f"authorizer.group('').resource('{resource}').namespace('ns').check('create')"
+    spec = hook(
+        "authz.example.com",
+        matchConditions=[{"name": "may-create", "expression": expression + ".allowed()"}],
+    )
+    reader, client, registry = Reader(), Client(), CollectorRegistry()
+    reader.add(
+        GROUP, "validatingwebhookconfigurations", {"metadata": {"name": "c"}, "webhooks": [spec]}
+    )
+    authz = Authorizer()
+    context = Context(
+        reader,
+        registry=REGISTRY,
+        authorizer=authz,
+        webhook_client=client,
+        webhook_metrics=WebhookMetrics(registry),
+    )
+    await ValidatingAdmissionWebhook(context).validate(attrs())
+    assert bool(client.sent) is called
+    assert [(u, a.verb, a.resource, a.namespace) for u, a in authz.asked] == [
+        ("alice", "create", resource, "ns")
+    ]
 
 
 # --------------------------------------------------------------------------- configurations

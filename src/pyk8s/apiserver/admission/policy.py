@@ -34,10 +34,9 @@ use it are evaluated on a worker thread whose authz calls wait for the event loo
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final
 
@@ -59,6 +58,7 @@ from pyk8s.apiserver.admission import (
     Context,
     Plugin,
 )
+from pyk8s.apiserver.admission.celauthz import evaluate_with_authorizer
 from pyk8s.apiserver.admission.matching import (
     Selectors,
     is_exempt,
@@ -306,9 +306,8 @@ class ValidatingAdmissionPolicy(Plugin):
             for param in params:
                 ev = self._evaluation(policy, matched, param, request, outcome)
                 if policy.uses_authorizer:
-                    await asyncio.to_thread(
-                        _run_with_authorizer,
-                        self._authorizer_hook(attrs),
+                    await evaluate_with_authorizer(
+                        self.authorizer,
                         functools.partial(
                             self._evaluate,
                             attrs,
@@ -521,47 +520,9 @@ class ValidatingAdmissionPolicy(Plugin):
                         VALIDATION_FAILURE_KEY, orjson.dumps(value).decode()
                     )
 
-    def _authorizer_hook(self, attrs: Attributes) -> cel.AuthorizerHook:
-        loop = asyncio.get_running_loop()
-        authorizer = self.authorizer
-
-        def check(user: JSON, request: JSON) -> tuple[bool, str, str]:
-            if authorizer is None:
-                return False, "", "no authorizer"
-            future = asyncio.run_coroutine_threadsafe(
-                _authorize(authorizer, attrs, user, request), loop
-            )
-            return future.result()
-
-        return check
-
 
 class _ConfigError(Exception):
     pass
-
-
-def _run_with_authorizer(hook: cel.AuthorizerHook, fn: Callable[[], None]) -> None:
-    with cel.authorizer_hook(hook):
-        fn()
-
-
-async def _authorize(
-    authorizer: Any, attrs: Attributes, user: JSON, request: JSON
-) -> tuple[bool, str, str]:
-    from pyk8s.apiserver.authn import UserInfo
-    from pyk8s.apiserver.authz import RequestAttributes
-
-    who = UserInfo(
-        str(user.get("username", "")),
-        str(user.get("uid", "")),
-        tuple(user.get("groups") or ()),
-        {k: tuple(v) for k, v in (user.get("extra") or {}).items()},
-    )
-    try:
-        decision = await authorizer.authorize(who, RequestAttributes(**request))
-    except Exception as e:  # an authorizer failing is the decision's error
-        return False, "", str(e)
-    return decision.allowed, decision.reason, ""
 
 
 def _converted(obj: JSON | None, r: Resource) -> JSON | None:

@@ -53,7 +53,7 @@ from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 
-from pyk8s.api import errors
+from pyk8s.api import cel, errors
 from pyk8s.api.conversion import convert
 from pyk8s.api.defaults import apply_defaults
 from pyk8s.api.gofmt import go_quote
@@ -69,6 +69,7 @@ from pyk8s.apiserver.admission import (
     Context,
     Plugin,
 )
+from pyk8s.apiserver.admission.celauthz import evaluate_with_authorizer
 from pyk8s.apiserver.admission.matching import (
     ConditionResult,
     MatchConditions,
@@ -249,6 +250,8 @@ class Hook:
     rules: tuple[Rule, ...]
     selectors: Selectors
     conditions: MatchConditions
+    #: some matchCondition asks the ``authorizer`` (evaluated off the event loop)
+    conditions_use_authorizer: bool
     match_policy: str
     failure_policy: str
     side_effects: str | None
@@ -258,6 +261,7 @@ class Hook:
 
     @classmethod
     def parse(cls, configuration: str, uid: str, spec: Mapping[str, Any]) -> Hook:
+        conditions = MatchConditions(spec.get("matchConditions"))
         return cls(
             uid=uid,
             configuration=configuration,
@@ -265,7 +269,11 @@ class Hook:
             client_config=dict(spec.get("clientConfig") or {}),
             rules=parse_rules(spec.get("rules")),
             selectors=Selectors.from_dict(spec),
-            conditions=MatchConditions(spec.get("matchConditions")),
+            conditions=conditions,
+            conditions_use_authorizer=any(
+                isinstance(program, cel.Program) and "authorizer" in program.uses
+                for _, program in conditions.programs
+            ),
             match_policy=str(spec.get("matchPolicy") or "Equivalent"),
             failure_policy=str(spec.get("failurePolicy") or "Fail"),
             side_effects=spec.get("sideEffects"),
@@ -375,7 +383,7 @@ class _Dispatcher(Plugin):
         seen = await self.versioned(attrs, match.resource) if match.converted else attrs
         inv = _Invocation(hook, match.resource, seen)
         if hook.conditions:
-            result = self.conditions(inv)
+            result = await self.conditions(inv)
             if result.error:
                 if hook.ignores_failures:
                     return None
@@ -391,9 +399,15 @@ class _Dispatcher(Plugin):
                 return None
         return inv
 
-    def conditions(self, inv: _Invocation) -> ConditionResult:
+    async def conditions(self, inv: _Invocation) -> ConditionResult:
         request = admission_request(inv.attrs, inv.resource)
-        return inv.hook.conditions.evaluate(activation(request))
+        conditions = inv.hook.conditions
+        if not inv.hook.conditions_use_authorizer:
+            return conditions.evaluate(activation(request))
+        variables = activation(request, authorizer=cel.authorizer_value(request["userInfo"]))
+        return await evaluate_with_authorizer(
+            self.context.authorizer, lambda: conditions.evaluate(variables)
+        )
 
     async def versioned(self, attrs: Attributes, resource: Resource) -> Attributes:
         """``attrs`` with the objects converted to ``resource``'s version."""
