@@ -143,7 +143,32 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="encrypt secrets at rest with a generated aescbc key (see pyk8s secrets-encrypt)",
     )
+    p.add_argument(
+        "--requestheader-client-ca-file",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the CA of front proxies trusted to assert users in request headers "
+        "(default: the data dir's front-proxy-ca.crt)",
+    )
+    for name, default in (
+        ("allowed-names", "front-proxy-client"),
+        ("username-headers", "X-Remote-User"),
+        ("group-headers", "X-Remote-Group"),
+        ("extra-headers-prefix", "X-Remote-Extra-"),
+    ):
+        p.add_argument(
+            f"--requestheader-{name}",
+            default=None,
+            metavar="A[,B]",
+            help=f"upstream's flag (default: {default})",
+        )
     p.add_argument("--log-level", default="info")
+
+
+def _names(value: str | None) -> tuple[str, ...] | None:
+    """A comma-separated flag value (None when the flag was not given)."""
+    return None if value is None else tuple(n.strip() for n in value.split(",") if n.strip())
 
 
 def _add_pass_through(
@@ -499,6 +524,11 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         encryption_provider_config=args.encryption_provider_config,
         secrets_encryption=args.secrets_encryption,
         authorization_modes=modes,
+        requestheader_client_ca_file=args.requestheader_client_ca_file,
+        requestheader_allowed_names=_names(args.requestheader_allowed_names),
+        requestheader_username_headers=_names(args.requestheader_username_headers),
+        requestheader_group_headers=_names(args.requestheader_group_headers),
+        requestheader_extra_headers_prefix=_names(args.requestheader_extra_headers_prefix),
     )
     try:
         components: list[tuple[str, ...]] = []

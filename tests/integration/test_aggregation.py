@@ -524,6 +524,37 @@ def test_extension_apiserver_authentication_configmap(kubectl: Kubectl, server: 
     }
 
 
+def test_requestheader_flags(tmp_path: Path) -> None:
+    """kube-apiserver's --requestheader-* flags: other header names, published as such."""
+    srv = Server(
+        tmp_path / "data",
+        free_port(),
+        extra_args=(
+            "--requestheader-username-headers=X-Proxy-User",
+            "--requestheader-group-headers=X-Proxy-Group",
+            "--requestheader-allowed-names=front-proxy-client,other-proxy",
+        ),
+    ).start()
+    try:
+        code, _ = _self_subject_review(srv, "front-proxy-client", ASSERTED)
+        assert code == 401  # X-Remote-User is no longer the username header
+        code, review = _self_subject_review(
+            srv, "front-proxy-client", {"X-Proxy-User": "bob", "X-Proxy-Group": "ops"}
+        )
+        assert code == 201
+        assert review["status"]["userInfo"] == {
+            "username": "bob",
+            "groups": ["ops", "system:authenticated"],
+        }
+        data = Kubectl(srv.kubeconfig).json(
+            "get", "configmap", "-n", "kube-system", "extension-apiserver-authentication"
+        )["data"]
+        assert data["requestheader-username-headers"] == '["X-Proxy-User"]'
+        assert data["requestheader-allowed-names"] == '["front-proxy-client","other-proxy"]'
+    finally:
+        srv.stop()
+
+
 # --------------------------------------------------------------------------- availability
 
 

@@ -474,16 +474,18 @@ def _ensure_front_proxy(pki: Pki) -> None:
         _write_atomic(pki.front_proxy_client_cert, _cert_pem(cert), 0o644)
 
 
-def server_ssl_context(pki: Pki) -> ssl.SSLContext:
+def server_ssl_context(pki: Pki, extra_client_cas: Iterable[Path] = ()) -> ssl.SSLContext:
     """The API server's TLS context: our serving cert; client certs optional but, when
-    presented, verified against the cluster CA or the front-proxy CA (an unknown one fails
-    the handshake; which CA signed it decides what the authenticators make of it)."""
+    presented, verified against the cluster CA, the front-proxy CA or ``extra_client_cas``
+    (an unknown one fails the handshake; which CA signed it decides what the
+    authenticators make of it)."""
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
     ctx.load_verify_locations(cafile=pki.ca_cert)
-    if pki.front_proxy_ca_cert.exists():
-        ctx.load_verify_locations(cafile=pki.front_proxy_ca_cert)
+    for ca in {pki.front_proxy_ca_cert, *extra_client_cas}:
+        if ca.exists():
+            ctx.load_verify_locations(cafile=ca)
     ctx.verify_mode = ssl.CERT_OPTIONAL
     # aiohttp serves HTTP/1.1 only; say so, so Go clients don't try h2.
     ctx.set_alpn_protocols(["http/1.1"])

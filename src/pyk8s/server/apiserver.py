@@ -83,6 +83,26 @@ class Options:
     #: k3s's --secrets-encryption: aescbc for secrets with a generated key, managed by
     #: ``pyk8s secrets-encrypt``
     secrets_encryption: bool = False
+    #: upstream's --requestheader-* flags; None: kubeadm's values, with the front-proxy CA
+    #: of the data dir
+    requestheader_client_ca_file: Path | None = None
+    requestheader_allowed_names: tuple[str, ...] | None = None
+    requestheader_username_headers: tuple[str, ...] | None = None
+    requestheader_group_headers: tuple[str, ...] | None = None
+    requestheader_extra_headers_prefix: tuple[str, ...] | None = None
+
+    def requestheader(self, pki: Pki) -> RequestHeaderConfig:
+        """Who may assert users in request headers, and in which headers."""
+        given = {
+            "allowed_names": self.requestheader_allowed_names,
+            "username_headers": self.requestheader_username_headers,
+            "group_headers": self.requestheader_group_headers,
+            "extra_headers_prefix": self.requestheader_extra_headers_prefix,
+        }
+        return RequestHeaderConfig(
+            self.requestheader_client_ca_file or pki.front_proxy_ca_cert,
+            **{k: v for k, v in given.items() if v is not None},
+        )
 
     @property
     def encryption_config_path(self) -> Path | None:
@@ -165,7 +185,9 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         service_cidr=opts.service_cidr,
         advertise_address=advertise,
         secure_port=opts.https_listen_port,
-        enable_admission_plugins=opts.enable_admission_plugins,
+        # NodeRestriction is off in kube-apiserver's defaults but on in kubeadm's and
+        # k3s's, as here: with the Node authorizer it keeps a kubelet to its own node
+        enable_admission_plugins=("NodeRestriction", *opts.enable_admission_plugins),
         disable_admission_plugins=opts.disable_admission_plugins,
         admission_config=opts.admission_config,
         max_requests_inflight=opts.max_requests_inflight,
@@ -189,7 +211,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         )
     }
     # upstream's order: a front proxy's asserted user first, then client certificates
-    config.requestheader = RequestHeaderConfig(pki.front_proxy_ca_cert)
+    config.requestheader = opts.requestheader(pki)
     authenticators: list[Authenticator] = [
         RequestHeaderAuthenticator(config.requestheader),
         X509Authenticator(pki.ca_cert),
@@ -250,7 +272,9 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             runner,
             opts.bind_address,
             opts.https_listen_port,
-            ssl_context=server_ssl_context(pki),
+            ssl_context=server_ssl_context(
+                pki, extra_client_cas=[config.requestheader.client_ca_file]
+            ),
             reuse_address=True,
         )
         await site.start()

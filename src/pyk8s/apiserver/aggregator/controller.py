@@ -498,10 +498,10 @@ class Aggregator:
         rh = self.requestheader
         if rh is not None:
             data["requestheader-client-ca-file"] = rh.client_ca_file.read_text()
-            data["requestheader-allowed-names"] = json.dumps(list(rh.allowed_names))
-            data["requestheader-username-headers"] = json.dumps(list(rh.username_headers))
-            data["requestheader-group-headers"] = json.dumps(list(rh.group_headers))
-            data["requestheader-extra-headers-prefix"] = json.dumps(list(rh.extra_headers_prefix))
+            data["requestheader-allowed-names"] = _go_json(rh.allowed_names)
+            data["requestheader-username-headers"] = _go_json(rh.username_headers)
+            data["requestheader-group-headers"] = _go_json(rh.group_headers)
+            data["requestheader-extra-headers-prefix"] = _go_json(rh.extra_headers_prefix)
         if not data:
             return
         configmap = {
@@ -511,6 +511,11 @@ class Aggregator:
             "data": data,
         }
         await self.h.ensure(configmap, update=True)
+
+
+def _go_json(values: tuple[str, ...]) -> str:
+    """A string list as Go's json.Marshal writes it (no spaces)."""
+    return json.dumps(list(values), separators=(",", ":"))
 
 
 def _has_available_endpoint(endpoint_slice: JSON, port_name: str) -> bool:
