@@ -269,7 +269,11 @@ async def test_ignore_fails_open_and_counts_it() -> None:
         "validatingwebhookconfigurations", hook("down.example.com", failurePolicy="Ignore")
     )
     client.answers["down.example.com"] = down
-    await ValidatingAdmissionWebhook(context).validate(attrs())
+    request = attrs()
+    await ValidatingAdmissionWebhook(context).validate(request)
+    assert request.audit_annotations == {
+        "failed-open.validating.webhook.admission.k8s.io/round_0_index_0": "down.example.com"
+    }
     metrics = generate_latest(registry).decode()
     assert (
         'apiserver_admission_webhook_fail_open_count{name="down.example.com",type="validate"} 1.0'
@@ -388,6 +392,16 @@ async def test_reinvocation_reruns_the_chain_once() -> None:
     ]
     assert request.obj is not None
     assert request.obj["metadata"]["labels"] == {"first": "1", "second": "1"}
+    key = "mutation.webhook.admission.k8s.io/round_{}_index_{}"
+    assert request.audit_annotations == {
+        key.format(0, 0): '{"configuration":"config","webhook":"first.example.com","mutated":true}',
+        key.format(
+            0, 1
+        ): '{"configuration":"config","webhook":"second.example.com","mutated":true}',
+        key.format(
+            1, 0
+        ): '{"configuration":"config","webhook":"first.example.com","mutated":false}',
+    }
 
 
 async def test_warnings_and_audit_annotations_are_kept() -> None:

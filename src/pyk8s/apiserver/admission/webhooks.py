@@ -29,7 +29,11 @@ plugins call those webhooks on the requests they match, as upstream's
 * a dry-run request refuses webhooks whose ``sideEffects`` is not ``None`` or
   ``NoneOnDryRun`` (400, ``admission webhook "<name>" does not support dry run``);
 * ``warnings`` become the response's ``Warning`` headers, ``auditAnnotations`` are kept on
-  the request's attributes as ``<webhook name>/<key>``;
+  the request's attributes as ``<webhook name>/<key>``, next to upstream's own
+  annotations: ``mutation.webhook.admission.k8s.io/round_<r>_index_<i>`` for every
+  mutating call, ``failed-open.{mutating,validating}.webhook.admission.k8s.io/…`` for a
+  failure ignored by ``failurePolicy: Ignore`` (the request-level ``patch.webhook…``
+  annotation is not kept);
 * ``apiserver_admission_webhook_admission_duration_seconds``,
   ``apiserver_admission_webhook_request_total``,
   ``apiserver_admission_webhook_rejection_count`` and
@@ -95,6 +99,10 @@ REVIEW_GROUP: Final = "admission.k8s.io"
 #: the AdmissionReview versions this server speaks, in the order it prefers them
 REVIEW_VERSIONS: Final = ("v1", "v1beta1")
 DEFAULT_TIMEOUT_SECONDS: Final = 10
+#: upstream's audit annotation keys (suffixed ``/round_<r>_index_<i>``)
+MUTATION_ANNOTATION: Final = "mutation.webhook.admission.k8s.io"
+MUTATING_FAILED_OPEN_ANNOTATION: Final = "failed-open.mutating.webhook.admission.k8s.io"
+VALIDATING_FAILED_OPEN_ANNOTATION: Final = "failed-open.validating.webhook.admission.k8s.io"
 
 
 # --------------------------------------------------------------------------- metrics
@@ -537,12 +545,16 @@ class _Dispatcher(Plugin):
             self.metrics.rejection(hook.name, self.step, op, APISERVER_INTERNAL_ERROR, 0)
             self.metrics.observe(hook.name, self.step, op, elapsed, True, 0)
 
-    def outcome(self, hook: Hook, err: Exception) -> errors.StatusError | None:
-        """What a failed call answers (None: ignored by the failure policy)."""
+    def outcome(
+        self, hook: Hook, err: Exception, attrs: Attributes, failed_open_key: str
+    ) -> errors.StatusError | None:
+        """What a failed call answers (None: ignored by the failure policy, which the
+        request's audit annotations record under ``failed_open_key``)."""
         if isinstance(err, _CallingWebhook):
             if hook.ignores_failures:
                 log.warning("Failed calling webhook, failing open %s: %s", hook.name, err)
                 self.metrics.fail_open.inc(name=hook.name, type=self.step)
+                attrs.audit_annotations[failed_open_key] = hook.name
                 return None
             log.warning("Failed calling webhook, failing closed %s: %s", hook.name, err)
             return errors.internal(err.message)
@@ -572,12 +584,13 @@ class MutatingAdmissionWebhook(_Dispatcher):
             # built-in plugins changed the object on their second run
             state.require_reinvoking_previously_invoked()
         try:
-            for hook in hooks:
+            for index, hook in enumerate(hooks):
                 inv = await self.invocation(hook, attrs)
                 if inv is None:
                     continue
                 if attrs.reinvoking and hook.uid not in state.reinvoke:
                     continue  # a webhook is never called for the first time on reinvocation
+                suffix = f"round_{1 if attrs.reinvoking else 0}_index_{index}"
                 start = time.perf_counter()
                 try:
                     changed = await self.mutate(inv, attrs)
@@ -595,13 +608,18 @@ class MutatingAdmissionWebhook(_Dispatcher):
                         200,
                     )
                     err = None
+                attrs.audit_annotations[f"{MUTATION_ANNOTATION}/{suffix}"] = orjson.dumps(
+                    {"configuration": hook.configuration, "webhook": hook.name, "mutated": changed}
+                ).decode()
                 if changed:
                     state.require_reinvoking_previously_invoked()
                     attrs.reinvoke = True
                 if hook.reinvoke_if_needed:
                     state.previously_invoked.add(hook.uid)
                 if err is not None:
-                    status = self.outcome(hook, err)
+                    status = self.outcome(
+                        hook, err, attrs, f"{MUTATING_FAILED_OPEN_ANNOTATION}/{suffix}"
+                    )
                     if status is not None:
                         status.warnings = list(attrs.warnings)
                         raise status
@@ -690,15 +708,19 @@ class ValidatingAdmissionWebhook(_Dispatcher):
         if not relevant:
             return
         if len(relevant) == 1:
-            outcomes = [await self.check(relevant[0], attrs)]
+            outcomes = [await self.check(relevant[0], attrs, 0)]
         else:
-            outcomes = await asyncio.gather(*(self.check(inv, attrs) for inv in relevant))
+            outcomes = await asyncio.gather(
+                *(self.check(inv, attrs, i) for i, inv in enumerate(relevant))
+            )
         for status in outcomes:
             if status is not None:
                 status.warnings = list(attrs.warnings)
                 raise status
 
-    async def check(self, inv: _Invocation, attrs: Attributes) -> errors.StatusError | None:
+    async def check(
+        self, inv: _Invocation, attrs: Attributes, index: int
+    ) -> errors.StatusError | None:
         hook = inv.hook
         start = time.perf_counter()
         try:
@@ -708,7 +730,8 @@ class ValidatingAdmissionWebhook(_Dispatcher):
                 raise _Rejected(denial(hook.name, response.get("status")))
         except (_CallingWebhook, _Rejected, errors.StatusError) as e:
             self.failed(hook, attrs, e, time.perf_counter() - start)
-            return self.outcome(hook, e)
+            key = f"{VALIDATING_FAILED_OPEN_ANNOTATION}/round_0_index_{index}"
+            return self.outcome(hook, e, attrs, key)
         self.metrics.observe(
             hook.name, self.step, attrs.operation, time.perf_counter() - start, False, 200
         )
