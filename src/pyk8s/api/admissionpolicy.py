@@ -20,6 +20,7 @@ their expressions. Result types: a validation must be ``bool``, a messageExpress
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -238,6 +239,10 @@ class CompiledPolicy:
 
 
 _RESULT_NAMES: Final = {"null": "null_type"}
+#: a plain path into a ``dyn`` variable: ``dyn`` to cel-go's checker too
+_DYN_PATH: Final = re.compile(
+    r"\s*(object|oldObject|params)(\s*\.\s*[A-Za-z_][A-Za-z0-9_]*|\[[^\]\[]*\])*\s*"
+)
 
 
 def _type_name(t: Type) -> str:
@@ -252,7 +257,10 @@ def _compile(
     except CELError as e:
         return Expression(source, None, e.message), DYN
     got = program.result_type
-    if returns is not None and not got.is_dyn and _type_name(got) not in returns:
+    # ``dyn`` is cel-go's answer too for a plain path into a dyn variable; elsewhere it may
+    # be what this (gradual) checker could not tell, and is not refused
+    certain = not got.is_dyn or _DYN_PATH.fullmatch(source) is not None
+    if returns is not None and certain and _type_name(got) not in returns:
         if len(returns) == 1:
             why = f"must evaluate to {returns[0]} but got {_type_name(got)}"
         else:

@@ -440,15 +440,16 @@ class ValidatingAdmissionPolicy(Plugin):
         failures: list[tuple[int, str, str]] = []  # (index, message, reason)
         if policy.compiled.match_conditions:
             errs = []
-            for name, expr in policy.compiled.match_conditions:
+            for _, expr in policy.compiled.match_conditions:
                 value, err = ev.run(expr)
                 if err is not None:
-                    errs.append(err if expr.program is not None else f"{name}: {err}")
+                    errs.append(err)
                 elif value is False:
                     return
             if errs:
-                if fail:
-                    failures.append((0, "; ".join(errs), ""))
+                if fail:  # utilerrors.NewAggregate's text
+                    text = errs[0] if len(errs) == 1 else f"[{', '.join(errs)}]"
+                    failures.append((0, text, ""))
                 self._act(attrs, policy, binding, actions, failures, outcome)
                 return
         for i, (expr, message_expr, message, reason) in enumerate(policy.compiled.validations):
