@@ -4,7 +4,8 @@ Why this shape: upstream's authorizers (Node, RBAC, webhook, ...) each see the u
 the request's attributes and answer allow, deny or *no opinion*; a chain asks them in
 order and the first allow or deny decides. RBAC only ever allows or abstains, the Node
 authorizer abstains for non-nodes, so "no opinion" must exist for the chain to work.
-This module holds that seam and the simple authorizers; RBAC lands later behind it.
+This module holds that seam and the simple authorizers; RBAC (:mod:`.rbac`) and the
+chain of ``--authorization-mode`` (:mod:`.authzmodes`) build on it.
 
 :func:`forbidden` builds the 403 Status with upstream's exact message, e.g.
 ``pods is forbidden: User "bob" cannot list resource "pods" in API group "" in the
@@ -85,7 +86,8 @@ class AlwaysAllow:
 
 
 class AlwaysAllowAuthenticated:
-    """Allow anyone authenticated; abstain for anonymous users (the stand-in until RBAC)."""
+    """Allow anyone authenticated; abstain for anonymous users (what an in-process
+    :class:`~pyk8s.apiserver.server.APIServer` uses when given no authorization modes)."""
 
     async def authorize(self, user: UserInfo, attributes: RequestAttributes) -> Decision:
         if ALL_AUTHENTICATED in user.groups:
