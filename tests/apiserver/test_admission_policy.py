@@ -381,6 +381,11 @@ def test_validation_messages() -> None:
         'spec.validations[1].messageExpression: Invalid value: "1": must evaluate to string '
         "but got int" in errs
     )
+    plain = {**bad, "spec": {**bad["spec"], "validations": [{"expression": "object.spec.paused"}]}}
+    assert (
+        'spec.validations[0].expression: Invalid value: "object.spec.paused": must evaluate to '
+        "bool but got dyn" in [str(e) for e in create_policy(plain)]
+    )
     errs = [
         str(e)
         for e in create_binding(
