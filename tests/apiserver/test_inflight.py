@@ -79,3 +79,24 @@ def test_the_answer_is_upstreams_plain_text_429_with_retry_after() -> None:
     assert resp.status == 429
     assert resp.headers["Retry-After"] == "1"
     assert resp.text == "Too many requests, please try again later.\n"
+
+
+def test_the_inflight_gauge_is_the_peak_of_the_last_second() -> None:
+    import time
+
+    registry = CollectorRegistry()
+    limits = InflightLimits(registry, 10, 10)
+    slots = [limits.acquire(request("GET", "/api/v1/pods"), ALICE) for _ in range(3)]
+    for slot in slots:
+        assert slot is not None
+        slot.release()
+    kind = limits._kinds["readOnly"]
+    line = 'apiserver_current_inflight_requests{request_kind="readOnly"}'
+
+    kind.window_start = time.monotonic() - 1.5  # the window with the peak just ended
+    limits.publish()
+    assert f"{line} 3.0" in generate_latest(registry).decode()
+
+    kind.watermark, kind.window_start = 3, time.monotonic() - 5  # a peak long gone
+    limits.publish()
+    assert f"{line} 0.0" in generate_latest(registry).decode()

@@ -164,8 +164,12 @@ class InflightLimits:
 
     def _observe(self, kind: _Kind) -> None:
         now = time.monotonic()
-        if now - kind.window_start >= WATERMARK_PERIOD:
-            self._current.labels(kind.name).set(max(kind.watermark, kind.in_use))
+        elapsed = now - kind.window_start
+        if elapsed >= WATERMARK_PERIOD:
+            # a window that ended long ago says nothing about the last second
+            stale = elapsed >= 2 * WATERMARK_PERIOD
+            peak = kind.in_use if stale else max(kind.watermark, kind.in_use)
+            self._current.labels(kind.name).set(peak)
             kind.watermark = kind.in_use
             kind.window_start = now
         elif kind.in_use > kind.watermark:
