@@ -261,22 +261,32 @@ def test_an_aggregated_document_is_read_for_its_group_version() -> None:
     assert resources_from_aggregated({"kind": "APIGroupList"}, "wardle.example.com", "v1") is None
 
 
-def test_only_answered_versions_are_in_aggregated_discovery() -> None:
+def test_unanswered_versions_are_stale_in_aggregated_discovery() -> None:
     groups = by_group([apiservice(), apiservice("v1.wardle.example.com", version="v1")])
-    docs = {"v1alpha1.wardle.example.com": RemoteDocument([{"resource": "flunders"}], "Stale")}
+    docs = {"v1alpha1.wardle.example.com": RemoteDocument([{"resource": "flunders"}])}
+    meta = {"name": "wardle.example.com", "creationTimestamp": None}
     assert aggregated_items(groups, docs) == [
         {
-            "metadata": {"name": "wardle.example.com", "creationTimestamp": None},
+            "metadata": meta,
             "versions": [
+                {"version": "v1", "freshness": "Stale"},
                 {
                     "version": "v1alpha1",
                     "resources": [{"resource": "flunders"}],
-                    "freshness": "Stale",
-                }
+                    "freshness": "Current",
+                },
             ],
         }
     ]
-    assert aggregated_items(groups, {}) == []
+    assert aggregated_items(groups, {}) == [
+        {
+            "metadata": meta,
+            "versions": [
+                {"version": "v1", "freshness": "Stale"},
+                {"version": "v1alpha1", "freshness": "Stale"},
+            ],
+        }
+    ]
 
 
 def test_auth_proxy_headers() -> None:

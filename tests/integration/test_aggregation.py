@@ -558,8 +558,17 @@ def test_requestheader_flags(tmp_path: Path) -> None:
 # --------------------------------------------------------------------------- availability
 
 
+AGGREGATED = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
+
+
+def discovered(raw: RawClient, group: str) -> list[JSON]:
+    """The versions aggregated discovery lists for ``group``."""
+    got = raw("GET", "/apis", headers={"Accept": AGGREGATED}).json()
+    return next((i["versions"] for i in got["items"] if i["metadata"]["name"] == group), [])
+
+
 def test_available_turns_false_when_the_backend_goes_away(
-    tmp_path: Path, kubectl: Kubectl, ns: str
+    tmp_path: Path, kubectl: Kubectl, raw: RawClient, ns: str
 ) -> None:
     """Its EndpointSlice deleted: EndpointsNotFound at once (the watch of EndpointSlices);
     back, then the server stopped: FailedDiscoveryCheck at the next periodic check."""
@@ -585,6 +594,8 @@ def test_available_turns_false_when_the_backend_goes_away(
         )
         row = kubectl("get", "apiservice", name, "--no-headers").split()
         assert row[1:3] == [f"{ns}/down", "False"] and row[3] == "(EndpointsNotFound)"
+        [version] = discovered(raw, group)
+        assert (version["version"], version["freshness"]) == (VERSION, "Stale")
         out = kubectl.run("get", "--raw", f"/apis/{group}/{VERSION}", check=False)
         assert out.returncode != 0
         assert (
@@ -594,6 +605,9 @@ def test_available_turns_false_when_the_backend_goes_away(
 
         apply(kubectl, ns, endpoints)
         kubectl("wait", "--for=condition=Available", f"apiservice/{name}", "--timeout=60s")
+        [version] = discovered(raw, group)
+        assert version["freshness"] == "Current"
+        assert [r["resource"] for r in version["resources"]] == ["flunders"]
         ext.stop()
         kubectl("wait", "--for=condition=Available=False", f"apiservice/{name}", "--timeout=90s")
         condition = available(kubectl, name)

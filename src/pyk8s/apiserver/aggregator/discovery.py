@@ -132,21 +132,19 @@ def resources_from_aggregated(document: JSON, group: str, version: str) -> list[
 def aggregated_items(
     groups: Mapping[str, list[JSON]], documents: Mapping[str, RemoteDocument]
 ) -> list[JSON]:
-    """``APIGroupDiscovery`` items for the aggregated groups (only the versions whose
-    server has answered at least once)."""
+    """``APIGroupDiscovery`` items for the aggregated groups; a version whose server has
+    never answered is listed without resources, ``Stale``, as upstream lists it."""
     items = []
     for group, apiservices in groups.items():
-        versions = []
+        versions: list[JSON] = []
         for a in apiservices:
+            version = str(_spec(a).get("version"))
             doc = documents.get(str(a["metadata"]["name"]))
             if doc is None:
+                versions.append({"version": version, "freshness": "Stale"})
                 continue
             versions.append(
-                {
-                    "version": str(_spec(a).get("version")),
-                    "resources": doc.resources,
-                    "freshness": doc.freshness,
-                }
+                {"version": version, "resources": doc.resources, "freshness": doc.freshness}
             )
         if versions:
             items.append(
