@@ -400,6 +400,32 @@ def test_impersonated_user_is_what_the_server_hears(kubectl: Kubectl, extension:
     ]
 
 
+def test_the_api_server_authorizes_before_proxying(
+    kubectl: Kubectl, extension: Extension, ext_ns: str
+) -> None:
+    """RBAC is checked here: a user without a grant never reaches the backend."""
+    path = f"/apis/{GROUP}/{VERSION}/namespaces/{ext_ns}/flunders"
+    before = len(extension.proxied(path))
+    denied = kubectl.run("get", "flunders", "-n", ext_ns, "--as=bob", check=False)
+    assert denied.returncode != 0
+    assert (
+        f'flunders.{GROUP} is forbidden: User "bob" cannot list resource "flunders" in API '
+        f'group "{GROUP}" in the namespace "{ext_ns}"'
+    ) in denied.stderr
+    assert len(extension.proxied(path)) == before
+    kubectl(
+        "create", "role", "flunder-reader", "-n", ext_ns,
+        "--verb=get,list", f"--resource=flunders.{GROUP}",
+    )  # fmt: skip
+    kubectl("create", "rolebinding", "bob", "-n", ext_ns, "--role=flunder-reader", "--user=bob")
+    assert kubectl("get", "flunders", "-n", ext_ns, "--as=bob", "-o", "name").split() == [
+        f"flunder.{GROUP}/one",
+        f"flunder.{GROUP}/two",
+    ]
+    headers, _ = extension.proxied(path)[before]
+    assert [v for k, v in headers if k.lower() == "x-remote-user"] == ["bob"]
+
+
 def test_availability_check_and_discovery_identify_the_aggregator(extension: Extension) -> None:
     checks = extension.received(f"/apis/{GROUP}/{VERSION}")
     aggregator = [h for h, _ in checks if ("X-Remote-User", "system:kube-aggregator") in h]
