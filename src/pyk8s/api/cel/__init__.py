@@ -1,4 +1,4 @@
-"""CEL for the API server: CRD ``x-kubernetes-validations`` now, admission policies next.
+"""CEL for the API server: CRD ``x-kubernetes-validations`` and admission policies.
 
 Why this package exists: Kubernetes lets API authors state rules in the Common Expression
 Language (``self.replicas <= self.maxReplicas``), and users read the errors those rules
@@ -42,7 +42,11 @@ isIP ip.isCanonical family isUnspecified isLoopback isLinkLocalMulticast isLinkL
 isGlobalUnicast string``), cidr (``cidr isCIDR containsIP containsCIDR ip prefixLength
 masked string``), format (``format.dns1123Label()`` and the other named formats,
 ``format.named``, ``validate``); timestamp getters with a time zone; ``optional.of``/
-``optional.none`` and ``hasValue``/``value``/``orValue`` (for ``optionalOldSelf``). All 657
+``optional.none`` and ``hasValue``/``value``/``orValue`` (for ``optionalOldSelf``); authz
+(``authorizer.group(g).resource(r).subresource(s).namespace(n).name(x).check(verb)``,
+``authorizer.path(p).check(verb)``, ``authorizer.serviceAccount(ns, name)``, and the
+decision's ``allowed reason errored error``: ``check`` asks the authorizer the evaluating
+thread set with :func:`authorizer_hook`; the values travel as one-key maps). All 657
 ``x-kubernetes-validations`` rules of the Gateway API v1.6 CRDs compile, and its 106 example
 objects pass them.
 
@@ -53,7 +57,8 @@ still take part in ``self == oldSelf``.
 
 Missing (the evaluator cannot, or not yet): the optional syntax ``self.?x`` / ``self[?k]``
 and ``cel.bind`` (parse errors), two-variable comprehensions (``all(i, v, ...)``), the authz
-library (for policies), ``type(x) == net.IP``-style type names of the Kubernetes types,
+library's ``fieldSelector``/``labelSelector`` and ``authorizer.requestResource``,
+``type(x) == net.IP``-style type names of the Kubernetes types,
 ``string(timestamp)`` in RFC 3339 with ``Z`` (the evaluator prints ``+00:00``),
 sub-microsecond durations, list equality that ignores order for ``set``/``map`` lists,
 runtime (not estimated) cost, and the CRD-creation static cost limits (estimated cost per

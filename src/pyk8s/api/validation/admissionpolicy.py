@@ -19,7 +19,11 @@ from pyk8s.api.admissionpolicy import compile_policy
 from pyk8s.api.validation import names
 from pyk8s.api.validation._util import JSON, Errs, child, d, idx, lst, s
 from pyk8s.api.validation.groups import generic_meta
-from pyk8s.api.validation.meta import validate_label_selector, validate_qualified_name
+from pyk8s.api.validation.meta import (
+    validate_label_selector,
+    validate_object_meta_update,
+    validate_qualified_name,
+)
 
 __all__ = [
     "create_binding",
@@ -376,7 +380,8 @@ def update_policy(new: JSON, old: JSON) -> Errs:
     recheck = new_spec.get("paramKind") != old_spec.get("paramKind") or new_spec.get(
         "matchConditions"
     ) != old_spec.get("matchConditions")
-    return generic_meta(new, False) + _spec(d(new.get("metadata")), new_spec, recheck)
+    meta = validate_object_meta_update(d(new.get("metadata")), d(old.get("metadata")), core=False)
+    return meta + generic_meta(new, False) + _spec(d(new.get("metadata")), new_spec, recheck)
 
 
 def update_policy_status(new: JSON, old: JSON) -> Errs:
@@ -470,4 +475,5 @@ def create_binding(obj: JSON) -> Errs:
 
 
 def update_binding(new: JSON, old: JSON) -> Errs:
-    return create_binding(new)
+    meta = validate_object_meta_update(d(new.get("metadata")), d(old.get("metadata")), core=False)
+    return meta + create_binding(new)
