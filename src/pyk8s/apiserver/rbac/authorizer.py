@@ -26,7 +26,7 @@ from typing import Any
 
 from pyk8s.apiserver.authn import UserInfo
 from pyk8s.apiserver.authz import Decision, RequestAttributes
-from pyk8s.apiserver.rbac.rules import Permissions, Rule, rules_from_json
+from pyk8s.apiserver.rbac.rules import CompiledRules, Rule, rules_from_json
 from pyk8s.apiserver.reviews import NonResourceRule, ResourceRule, Rules
 from pyk8s.apiserver.watchcache import DELETED, CacheWatcher, WatchCache
 
@@ -38,8 +38,8 @@ GROUP = "rbac.authorization.k8s.io"
 PREFIX = f"/registry/{GROUP}/"
 SA_PREFIX = "system:serviceaccount:"
 
-#: users' compiled permissions kept at once (a cache: emptied when full)
-MAX_COMPILED = 4096
+#: users' compiled grants kept at once (a cache of pointers: emptied when full)
+MAX_COMPILED = 16384
 
 _ROLES = f"{PREFIX}roles/"
 _CLUSTER_ROLES = f"{PREFIX}clusterroles/"
@@ -111,6 +111,8 @@ class Binding:
 
 #: (binding, the subject of it that names the user)
 Grant = tuple[Binding, Subject]
+#: a user's compiled roles with their allow reasons, and the abstain reason
+_Grants = tuple[tuple[tuple[CompiledRules, str], ...], str]
 
 
 class RBACAuthorizer:
@@ -125,9 +127,11 @@ class RBACAuthorizer:
         #: (namespace, "user"|"group", name) -> {binding key: grant}; namespace "" is
         #: the ClusterRoleBindings
         self._grants: dict[tuple[str, str, str], dict[str, Grant]] = {}
-        #: (user, groups, namespace) -> what the user holds there and the errors met;
-        #: emptied by every RBAC change
-        self._compiled: dict[tuple[str, tuple[str, ...], str], tuple[Permissions, str]] = {}
+        #: the roles' rules compiled for the per-request check, and per (user, groups,
+        #: namespace) the compiled roles the user's bindings grant, in visiting order,
+        #: with their allow reasons, and the abstain reason; emptied by every RBAC change
+        self._compiled_roles: dict[tuple[str, str, str], CompiledRules] = {}
+        self._compiled: dict[tuple[str, tuple[str, ...], str], _Grants] = {}
 
     # ------------------------------------------------------------------ the index
 
@@ -141,6 +145,7 @@ class RBACAuthorizer:
         if queue.empty():
             return
         self._compiled.clear()
+        self._compiled_roles.clear()
         while not queue.empty():
             ev = queue.get_nowait()
             if ev is None:  # the cache relisted or stopped: start over
@@ -159,6 +164,7 @@ class RBACAuthorizer:
         self._bindings.clear()
         self._grants.clear()
         self._compiled.clear()
+        self._compiled_roles.clear()
         revision = self.cache.revision
         for prefix in (_CLUSTER_ROLES, _ROLES, _CLUSTER_BINDINGS, _BINDINGS):
             for entry in self.cache.list(prefix):
@@ -240,32 +246,36 @@ class RBACAuthorizer:
 
     # ------------------------------------------------------------------ Authorizer
 
-    def _permissions(self, user: UserInfo, namespace: str) -> tuple[Permissions, str]:
-        """The user's compiled permissions in ``namespace`` and the abstain reason."""
+    def _compiled_grants(self, user: UserInfo, namespace: str) -> _Grants:
+        """The user's compiled roles in ``namespace`` (visiting order), with the allow
+        reason of each, and the abstain reason."""
         key = (user.name, user.groups, namespace)
         found = self._compiled.get(key)
         if found is not None:
             return found
-        grants: list[tuple[Rule, str]] = []
+        roles: list[tuple[CompiledRules, str]] = []
         errors: list[str] = []
         for binding, subject in self._grants_for(user, namespace):
-            rules = self._rules(binding)
-            if rules is None:
-                errors.append(_not_found(binding))
-                continue
-            reason = f"RBAC: allowed by {binding.describe(subject)}"
-            grants.extend((rule, reason) for rule in rules)
+            role_key = (binding.role_kind, binding.namespace, binding.role_name)
+            compiled = self._compiled_roles.get(role_key)
+            if compiled is None:
+                rules = self._rules(binding)
+                if rules is None:
+                    errors.append(_not_found(binding))
+                    continue
+                compiled = self._compiled_roles[role_key] = CompiledRules(rules)
+            roles.append((compiled, f"RBAC: allowed by {binding.describe(subject)}"))
         if len(self._compiled) >= MAX_COMPILED:
             self._compiled.clear()
-        found = self._compiled[key] = (Permissions(grants), _aggregate(errors) if errors else "")
+        found = self._compiled[key] = (tuple(roles), _aggregate(errors) if errors else "")
         return found
 
     async def authorize(self, user: UserInfo, attributes: RequestAttributes) -> Decision:
         self.sync()
-        permissions, abstain_reason = self._permissions(user, attributes.namespace)
-        reason = permissions.allows(attributes)
-        if reason is not None:
-            return Decision.allow(reason)
+        roles, abstain_reason = self._compiled_grants(user, attributes.namespace)
+        for compiled, reason in roles:
+            if compiled.allows(attributes):
+                return Decision.allow(reason)
         return Decision.abstain(abstain_reason)
 
     async def rules_for(self, user: UserInfo, namespace: str) -> Rules:
