@@ -256,7 +256,8 @@ class RBACAuthorizer:
         roles: list[tuple[CompiledRules, str]] = []
         errors: list[str] = []
         for binding, subject in self._grants_for(user, namespace):
-            role_key = (binding.role_kind, binding.namespace, binding.role_name)
+            role_ns = binding.namespace if binding.role_kind == "Role" else ""
+            role_key = (binding.role_kind, role_ns, binding.role_name)
             compiled = self._compiled_roles.get(role_key)
             if compiled is None:
                 rules = self._rules(binding)
