@@ -304,3 +304,20 @@ def test_admission_audit_annotations_are_recorded(audited: tuple[Server, Path]) 
         'would violate PodSecurity "restricted:latest": '
     )
     assert annotations["authorization.k8s.io/decision"] == "allow"
+
+
+def test_an_impersonated_request_names_both_users(audited: tuple[Server, Path]) -> None:
+    server, log = audited
+    k = Kubectl(server.kubeconfig)
+    name = f"imp-{uuid.uuid4().hex[:6]}"
+    k("create", "configmap", name, "--as=jane", "--as-group=system:masters")
+    _wait_for(server, log, "")
+    events = _events(log)
+    (event,) = [
+        e for e in events if e["auditID"] == _audit_id(events, "create", "configmaps", name)
+    ]
+    assert event["user"]["username"] == "system:admin"
+    assert event["impersonatedUser"] == {
+        "username": "jane",
+        "groups": ["system:masters", "system:authenticated"],
+    }

@@ -272,3 +272,56 @@ def test_a_malformed_encryption_config_stops_the_apiserver(
     assert lines[0].startswith(f'Error: error while parsing file "{config}": ')
     assert message in lines[0]
     assert os.path.exists(KUBECTL)  # the module's clients are there
+
+
+def test_k3s_stepwise_rotation_without_restarts(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data", free_port(), extra_args=("--secrets-encryption",))
+    secret_key = "/registry/core/secrets/default/{}".format
+    try:
+        srv.start()
+        k = Kubectl(srv.kubeconfig)
+        _create_secret(k, "before")
+        first = _stored(srv, secret_key("before"))
+        assert first.startswith(b"k8s:enc:aescbc:v1:aescbckey:")
+
+        out = subprocess.run(
+            [sys.executable, "-m", "pyk8s", "secrets-encrypt", "rotate", "-d", str(srv.data_dir)],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert out.returncode == 1
+        assert "incorrect stage: current stage is start, prepare is required" in out.stderr
+
+        assert _secrets_encrypt(srv, "prepare").strip() == "prepare completed successfully"
+        rows = [r.split() for r in _secrets_encrypt(srv, "status").split("----\n")[1].splitlines()]
+        assert rows[0] == ["*", "AES-CBC", "aescbckey"]
+        new_key = rows[1][1]
+        assert rows[1][0] == "AES-CBC" and new_key.startswith("aescbckey-")
+        _create_secret(k, "prepared")  # the new key only decrypts for now
+        assert _stored(srv, secret_key("prepared")).startswith(b"k8s:enc:aescbc:v1:aescbckey:")
+
+        assert _secrets_encrypt(srv, "rotate").strip() == "rotate completed successfully"
+        assert "Current Rotation Stage: rotate" in _secrets_encrypt(srv, "status")
+        _create_secret(k, "rotated")
+        assert _stored(srv, secret_key("rotated")).startswith(
+            f"k8s:enc:aescbc:v1:{new_key}:".encode()
+        )
+        assert _secret_value(k, "before") == PLAINTEXT  # the old key still decrypts
+
+        assert _secrets_encrypt(srv, "reencrypt").strip() == "reencryption started"
+        deadline = time.monotonic() + 60
+        while "reencrypt_finished" not in (status := _secrets_encrypt(srv, "status")):
+            assert time.monotonic() < deadline, status
+            time.sleep(0.2)
+        assert f" *      AES-CBC   {new_key}" in status.splitlines()
+        assert "aescbckey\n" not in status
+        for name in ("before", "prepared", "rotated"):
+            assert _stored(srv, secret_key(name)).startswith(
+                f"k8s:enc:aescbc:v1:{new_key}:".encode()
+            )
+            assert _secret_value(k, name) == PLAINTEXT
+    finally:
+        srv.stop()
+    _assert_no_plaintext(_db_bytes(srv))

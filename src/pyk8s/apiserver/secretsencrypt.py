@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -47,6 +48,8 @@ START, PREPARE, ROTATE = "start", "prepare", "rotate"
 REENCRYPT_ACTIVE, REENCRYPT_FINISHED = "reencrypt_active", "reencrypt_finished"
 ROTATE_KEYS = "rotate_keys"
 FIRST_KEY_NAME = "aescbckey"
+#: how many times re-encryption goes over the Secrets before it gives up on a busy one
+REENCRYPT_PASSES = 5
 
 
 def write_private(path: Path, data: str) -> None:
@@ -177,32 +180,44 @@ class SecretsEncryption:
             self._set_stage(ROTATE)
         elif stage == REENCRYPT_ACTIVE:
             self._set_stage(REENCRYPT_ACTIVE)
-            self._task = asyncio.create_task(self._reencrypt(remove_old=not skip))
+            self._start_reencrypt(remove_old=not skip)
         else:
             keys.insert(0, new_key(name))
             self._save(doc)
             self._set_stage(REENCRYPT_ACTIVE)
-            self._task = asyncio.create_task(self._reencrypt(remove_old=True))
+            self._start_reencrypt(remove_old=True)
+
+    def _start_reencrypt(self, *, remove_old: bool) -> None:
+        # a context of its own: the request that started it (and its audit event) ends now
+        self._task = asyncio.create_task(
+            self._reencrypt(remove_old=remove_old), context=contextvars.Context()
+        )
 
     async def _reencrypt(self, *, remove_old: bool) -> None:
         """Every Secret read and written back through the update path (a stale value is
-        rewritten with the active key), then the inactive keys dropped."""
+        rewritten with the active key; a current one is a no-op), until none is stale;
+        then the inactive keys are dropped (never while a Secret still needs one)."""
         r = self.handlers.registry.get("", "v1", "secrets")
         assert r is not None
         rest = self.handlers.rest(r)
-        page = await self.store.list(r.key_prefix())
-        count = 0
-        for kv in page.kvs:
-            namespace, name = kv.key[len(r.key_prefix()) :].split("/", 1)
-            for _ in range(5):  # a conflict means someone wrote it: read again
+        prefix = r.key_prefix()
+        rewritten = 0
+        for attempt in range(REENCRYPT_PASSES + 1):
+            stale = [kv for kv in (await self.store.list(prefix)).kvs if kv.stale]
+            if not stale:
+                break
+            if attempt == REENCRYPT_PASSES:
+                log.error("%d secrets still stale; keeping every key", len(stale))
+                remove_old = False
+                break
+            for kv in stale:
+                namespace, name = kv.key[len(prefix) :].split("/", 1)
                 try:
                     current, stored = await rest.read(namespace, name)
                     await self.handlers.update_object(r, dict(current), current, stored, "")
-                    count += 1
-                    break
-                except errors.StatusError as err:
-                    if err.code != 409:
-                        break
+                    rewritten += 1
+                except errors.StatusError as err:  # gone, or written meanwhile: next pass
+                    log.info("reencrypt %s/%s: %s", namespace, name, err.message)
         if remove_old:
             doc = self._config()
             keys = self._keys(doc)
@@ -210,7 +225,7 @@ class SecretsEncryption:
                 del keys[1:]
                 self._save(doc)
         self._set_stage(REENCRYPT_FINISHED)
-        log.info("secrets reencrypted", extra={"secrets": count})
+        log.info("secrets reencrypted", extra={"secrets": rewritten})
 
     async def stop(self) -> None:
         if self._task is not None:
