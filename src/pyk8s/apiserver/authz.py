@@ -51,6 +51,9 @@ class RequestAttributes:
     path: str = ""
     resource_request: bool = True
     api_version: str = ""
+    #: a list or watch's ``fieldSelector`` as sent (the Node authorizer lets a node list
+    #: only the pods with ``spec.nodeName=<itself>``)
+    field_selector: str = ""
 
 
 @dataclass(frozen=True, slots=True)

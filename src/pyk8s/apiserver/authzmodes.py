@@ -5,11 +5,9 @@ upstream's mode names, in the order given (``Node,RBAC`` is pyk8s's default, as 
 and k3s run). As upstream, ``system:masters`` is allowed everything ahead of every mode
 (the privileged-groups authorizer), so the admin kubeconfig works whatever the modes.
 
-Modes: ``AlwaysAllow``, ``AlwaysDeny``, ``RBAC`` and ``Node``. pyk8s has no Node
-authorizer yet: until it lands, ``Node`` is a stand-in that lets a node's identity
-(``system:node:<name>`` in ``system:nodes``) do what upstream's ``system:node`` ClusterRole
-grants -- everything a kubelet needs, but without upstream's restriction to the node's own
-pods, secrets and Node object.
+Modes: ``AlwaysAllow``, ``AlwaysDeny``, ``RBAC`` and ``Node`` (upstream's Node
+authorizer, :mod:`pyk8s.apiserver.node.authorizer`: a kubelet reads only what its own
+pods use).
 """
 
 from __future__ import annotations
@@ -25,9 +23,8 @@ from pyk8s.apiserver.authz import (
     PrivilegedGroups,
     RequestAttributes,
 )
+from pyk8s.apiserver.node.authorizer import NodeAuthorizer
 from pyk8s.apiserver.rbac.authorizer import RBACAuthorizer
-from pyk8s.apiserver.rbac.bootstrappolicy import cluster_roles
-from pyk8s.apiserver.rbac.rules import rule_allows, rules_from_json
 from pyk8s.apiserver.reviews import Rules
 from pyk8s.apiserver.watchcache import WatchCache
 
@@ -35,16 +32,12 @@ __all__ = [
     "DEFAULT_AUTHORIZATION_MODES",
     "MODES",
     "AlwaysDeny",
-    "NodeStandIn",
     "build_authorizer",
     "check_modes",
 ]
 
 MODES = ("AlwaysAllow", "AlwaysDeny", "Node", "RBAC")
 DEFAULT_AUTHORIZATION_MODES = ("Node", "RBAC")
-
-NODES_GROUP = "system:nodes"
-NODE_PREFIX = "system:node:"
 
 
 class AlwaysDeny:
@@ -54,33 +47,6 @@ class AlwaysDeny:
         return Decision.deny("Everything is forbidden.")
 
     async def rules_for(self, user: UserInfo, namespace: str) -> Rules:
-        return Rules()
-
-
-class NodeStandIn:
-    """What ``Node`` means until pyk8s has upstream's Node authorizer (module docstring)."""
-
-    def __init__(self) -> None:
-        role = next(r for r in cluster_roles() if r["metadata"]["name"] == "system:node")
-        self._rules = rules_from_json(role["rules"])
-
-    @staticmethod
-    def _is_node(user: UserInfo) -> bool:
-        return NODES_GROUP in user.groups and user.name.startswith(NODE_PREFIX)
-
-    async def authorize(self, user: UserInfo, attributes: RequestAttributes) -> Decision:
-        if not self._is_node(user):
-            return Decision.abstain()
-        if any(rule_allows(rule, attributes) for rule in self._rules):
-            return Decision.allow()
-        return Decision.abstain()
-
-    async def rules_for(self, user: UserInfo, namespace: str) -> Rules:
-        if self._is_node(user):
-            return Rules(
-                incomplete=True,
-                evaluation_error="node authorizer does not support user rule resolution",
-            )
         return Rules()
 
 
@@ -112,7 +78,7 @@ def build_authorizer(
         elif mode == "AlwaysDeny":
             chain.append(AlwaysDeny())
         elif mode == "Node":
-            chain.append(NodeStandIn())
+            chain.append(NodeAuthorizer(cache))
         else:
             rbac = RBACAuthorizer(cache)
             chain.append(rbac)

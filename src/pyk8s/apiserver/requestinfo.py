@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pyk8s.api.registry import Registry
+from pyk8s.api.selectors import SelectorError, parse_field_selector
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,6 +27,22 @@ class RequestInfo:
     subresource: str = ""
     #: the request's path within the API prefix (for non-resource GETs like /api/v1)
     parts: tuple[str, ...] = ()
+    #: a list or watch's ``fieldSelector``
+    field_selector: str = ""
+
+    @property
+    def authorized_name(self) -> str:
+        """The name authorization sees: a list or watch selecting one object by
+        ``metadata.name=<name>`` is about that object (upstream's RequestInfoFactory)."""
+        if self.name or not self.field_selector:
+            return self.name
+        try:
+            name = parse_field_selector(self.field_selector).requires_exact_match("metadata.name")
+        except SelectorError:
+            return ""
+        if not name or name in (".", "..") or "/" in name or "%" in name:
+            return ""
+        return name
 
 
 _METHOD_VERBS = {
@@ -86,6 +103,17 @@ def parse_request(method: str, path: str, query: dict[str, str], registry: Regis
         verb = "list"
     elif method == "DELETE" and not name:
         verb = "deletecollection"
+    field_selector = query.get("fieldSelector", "") if verb in ("list", "watch") else ""
     return RequestInfo(
-        True, path, verb, group, version, namespace, resource, name, subresource, tuple(parts)
+        True,
+        path,
+        verb,
+        group,
+        version,
+        namespace,
+        resource,
+        name,
+        subresource,
+        tuple(parts),
+        field_selector,
     )

@@ -434,10 +434,11 @@ class APIServer:
             resource=info.resource,
             subresource=info.subresource,
             namespace=info.namespace,
-            name=info.name,
+            name=info.authorized_name,
             path=info.path,
             resource_request=info.resource_request,
             api_version=info.version,
+            field_selector=info.field_selector,
         )
         if self.authenticator is None:
             return  # no authentication configured (tests): everything is allowed
