@@ -321,3 +321,34 @@ def test_an_impersonated_request_names_both_users(audited: tuple[Server, Path]) 
         "username": "jane",
         "groups": ["system:masters", "system:authenticated"],
     }
+
+
+def test_a_failed_authentication_is_one_response_started_event(
+    audited: tuple[Server, Path],
+) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    server, log = audited
+    namespace = f"unauth-{uuid.uuid4().hex[:6]}"
+    ctx = ssl.create_default_context(cafile=str(server.data_dir / "server" / "tls" / "ca.crt"))
+    request = urllib.request.Request(
+        f"{server.url}/api/v1/namespaces/{namespace}/secrets",
+        headers={"Authorization": "Bearer not-a-token"},
+    )
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(request, context=ctx, timeout=30)
+    assert err.value.code == 401
+    _wait_for(server, log, "")
+    (event,) = [
+        e for e in _events(log) if e["requestURI"] == f"/api/v1/namespaces/{namespace}/secrets"
+    ]
+    assert event["stage"] == "ResponseStarted"
+    assert event["user"] == {}
+    assert event["verb"] == "list"
+    assert event["responseStatus"] == {
+        "metadata": {},
+        "message": "Authentication failed, attempted: bearer",
+        "code": 401,
+    }

@@ -372,7 +372,12 @@ class APIServer:
                     request, info, await self._user_or_anonymous(request), audit_id_of(request)
                 )
             return self._health_or_version(path, request)
-        user = await self.authenticate(request)
+        try:
+            user = await self.authenticate(request)
+        except errors.StatusError as err:
+            if self.auditor is not None and err.code == 401:
+                self.auditor.failed_authentication(request, info, audit_id_of(request))
+            raise
         if self.auditor is not None:  # audited as the authenticated user, as upstream
             self.auditor.begin(request, info, user, audit_id_of(request))
         if self.authenticator is not None:

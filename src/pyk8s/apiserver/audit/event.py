@@ -51,7 +51,7 @@ def micro_time() -> str:
 
 
 def user_json(user: UserInfo) -> JSON:
-    out: JSON = {"username": user.name}
+    out: JSON = {"username": user.name} if user.name else {}
     if user.uid:
         out["uid"] = user.uid
     if user.groups:
@@ -194,7 +194,7 @@ class AuditContext:
         if self.response_object is not None and stage != "ResponseStarted":
             event["responseObject"] = self.response_object
         event["requestReceivedTimestamp"] = self.received
-        event["stageTimestamp"] = micro_time()
+        event["stageTimestamp"] = self.received if stage == "RequestReceived" else micro_time()
         annotations = {**self.annotations, **self.admission_annotations}
         if annotations:
             event["annotations"] = annotations
@@ -252,6 +252,35 @@ class Auditor:
         _CURRENT.set(context)
         context.emit("RequestReceived")
         return context
+
+    def failed_authentication(self, request: web.Request, info: RequestInfo, audit_id: str) -> None:
+        """A 401's one event (upstream's WithFailedAuthenticationAudit): no user, the
+        policy matched without one, ResponseStarted with what was attempted."""
+        nobody = UserInfo("")
+        config = self.policy.evaluate(nobody, info)
+        if config.level == "None":
+            return
+        context = AuditContext(self.backend, config, audit_id, request, info, nobody)
+        context.response_status = {"metadata": {}, "message": auth_methods(request), "code": 401}
+        context.emit("ResponseStarted")
+
+
+def auth_methods(request: web.Request) -> str:
+    """What a request that failed authentication tried (upstream's getAuthMethods)."""
+    methods = []
+    scheme, _, credentials = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() == "basic":
+        methods.append("basic")
+    if scheme.lower() == "bearer" and credentials:
+        methods.append("bearer")
+    if request.query.get("access_token", "").strip():
+        methods.append("access_token")
+    ssl_object = request.transport.get_extra_info("ssl_object") if request.transport else None
+    if ssl_object is not None and ssl_object.getpeercert(binary_form=True):
+        methods.append("x509")
+    if methods:
+        return "Authentication failed, attempted: " + ", ".join(methods)
+    return "Authentication failed, no credentials provided"
 
 
 def current() -> AuditContext | None:
