@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.conftest import Kubectl
+from tests.integration.conftest import Kubectl, Server, free_port
 
 GROUP = "admissionregistration.k8s.io/v1"
 
@@ -435,3 +436,92 @@ def test_type_checking_warnings_in_status(kubectl: Kubectl, ns: str, cleanup: An
         "apps/v1, Kind=Deployment: compilation failed: ERROR: <input>:1:22: found no "
         "matching overload for '_>_' applied to '(int, string)'"
     )
+
+
+@pytest.fixture(scope="module")
+def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Kubectl, Path]]:
+    """A server of its own that writes every request's metadata to an audit log."""
+    base = tmp_path_factory.mktemp("policy-audit")
+    policy_file = base / "audit-policy.yaml"
+    policy_file.write_text(
+        json.dumps(
+            {
+                "apiVersion": "audit.k8s.io/v1",
+                "kind": "Policy",
+                "omitStages": ["RequestReceived"],
+                "rules": [{"level": "Metadata"}],
+            }
+        )
+    )
+    log = base / "audit.log"
+    srv = Server(
+        base / "data",
+        free_port(),
+        extra_args=(f"--audit-policy-file={policy_file}", f"--audit-log-path={log}"),
+    ).start()
+    try:
+        yield Kubectl(srv.kubeconfig), log
+    finally:
+        srv.stop()
+
+
+def _audit_events(log: Path, verb: str, resource: str, name: str) -> list[dict[str, Any]]:
+    if not log.exists():
+        return []
+    events = [json.loads(line) for line in log.read_text().splitlines()]
+    return [
+        e
+        for e in events
+        if e["verb"] == verb
+        and e.get("objectRef", {}).get("resource") == resource
+        and e.get("objectRef", {}).get("name") == name
+        and e["stage"] == "ResponseComplete"
+    ]
+
+
+def test_audit_action_and_audit_annotations_reach_the_audit_log(
+    audited: tuple[Kubectl, Path],
+) -> None:
+    kubectl, log = audited
+    ns = _name("audit")
+    kubectl("create", "namespace", ns)
+    p, b = _name("audited"), _name("audited-binding")
+    apply(
+        kubectl,
+        policy(
+            p,
+            ns,
+            validations=[{"expression": "object.spec.replicas < 2", "message": "too many"}],
+            auditAnnotations=[
+                {"key": "replicas", "valueExpression": "'set to ' + string(object.spec.replicas)"}
+            ],
+        ),
+        binding(b, p, ["Audit"]),
+    )
+    annotations: dict[str, str] = {}
+
+    def annotated() -> bool:
+        """Audit alone never refuses: each try creates a deployment and reads its event,
+        annotated once the plugin has the binding."""
+        name = _name("d")
+        assert create(kubectl, ns, deployment(name, 3)).returncode == 0
+        events: list[dict[str, Any]] = []
+        deadline = time.monotonic() + 10
+        while not events and time.monotonic() < deadline:
+            events = _audit_events(log, "create", "deployments", name)
+            time.sleep(0.05)
+        got = events[0].get("annotations", {}) if events else {}
+        annotations.update(got)
+        return f"{p}/replicas" in got
+
+    wait_until(annotated, "an audit event with the policy's annotations")
+    assert annotations[f"{p}/replicas"] == "set to 3"
+    assert json.loads(annotations["validation.policy.admission.k8s.io/validation_failure"]) == [
+        {
+            "message": "too many",
+            "policy": p,
+            "binding": b,
+            "expressionIndex": 0,
+            "validationActions": ["Audit"],
+        }
+    ]
