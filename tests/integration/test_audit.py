@@ -352,3 +352,39 @@ def test_a_failed_authentication_is_one_response_started_event(
         "message": "Authentication failed, attempted: bearer",
         "code": 401,
     }
+
+
+def test_events_to_stdout_are_all_written_by_sigterm(tmp_path: Path) -> None:
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "audit.k8s.io/v1",
+                "kind": "Policy",
+                "rules": [{"level": "Metadata", "resources": [{"resources": ["configmaps"]}]}],
+            }
+        )
+    )
+    srv = Server(
+        tmp_path / "data",
+        free_port(),
+        extra_args=(f"--audit-policy-file={policy}", "--audit-log-path=-"),
+    ).start()
+    try:
+        k = Kubectl(srv.kubeconfig)
+        for i in range(20):
+            k("create", "configmap", f"c{i}")
+    finally:
+        assert srv.stop() == 0
+    events = [
+        json.loads(line)
+        for line in (tmp_path / "data.log").read_text().splitlines()
+        if line.startswith('{"kind":"Event"')
+    ]
+    created = [
+        e["objectRef"]["name"]
+        for e in events
+        if e["verb"] == "create" and e["stage"] == "ResponseComplete"
+    ]
+    assert created == [f"c{i}" for i in range(20)]
+    assert {e["stage"] for e in events} == {"RequestReceived", "ResponseComplete"}
