@@ -60,6 +60,9 @@ AGGREGATOR_GROUPS = ("system:masters",)
 CHECK_TIMEOUT = 5.0
 #: how long a dial to a backend may take before the proxy gives up
 CONNECT_TIMEOUT = 30.0
+#: answers of known length up to this size are read whole and sent in one write;
+#: longer ones, and every answer of unknown length (a watch), stream
+WHOLE_BODY = 256 * 1024
 
 _HOP_BY_HOP = frozenset(
     h.lower()
@@ -330,14 +333,26 @@ class Backends:
         except (aiohttp.ClientError, OSError) as e:
             return _unavailable(str(e) or type(e).__name__)
         async with upstream:
-            resp = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-            for name, value in upstream.headers.items():
-                if name.lower() not in _HOP_BY_HOP:
-                    resp.headers.add(name, value)
+            response_headers: CIMultiDict[str] = CIMultiDict(
+                (k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_BY_HOP
+            )
             length = upstream.headers.get("Content-Length")
-            if length is not None and "chunked" not in upstream.headers.get(
-                "Transfer-Encoding", ""
-            ):
+            if length is not None and int(length) <= WHOLE_BODY:
+                # a small answer of known length goes back in one write
+                try:
+                    body = await upstream.read()
+                except aiohttp.ClientError as e:
+                    return _unavailable(str(e) or type(e).__name__)
+                return web.Response(
+                    status=upstream.status,
+                    reason=upstream.reason,
+                    body=body,
+                    headers=response_headers,
+                )
+            resp = web.StreamResponse(
+                status=upstream.status, reason=upstream.reason, headers=response_headers
+            )
+            if length is not None:
                 resp.content_length = int(length)
             await resp.prepare(request)
             # the backend or the client going away mid-stream ends the response
