@@ -343,9 +343,10 @@ class APIServer:
         except (ConnectionResetError, asyncio.CancelledError):
             code = 499
             raise
-        except Exception:
-            # the last resort: the details stay in the log, under the audit ID the
-            # response carries; the client sees upstream's InternalError only
+        except Exception as err:
+            # the last resort: the details stay in the log (and the audit log, as
+            # upstream's Panic event), under the audit ID the response carries; the
+            # client sees upstream's InternalError only
             code = 500
             log.exception(
                 "unhandled error serving %s %s (audit ID %s)",
@@ -355,7 +356,7 @@ class APIServer:
             )
             context = audit.current()
             if context is not None:
-                context.panic(UNEXPECTED_ERROR)
+                context.panic(str(err) or type(err).__name__)
             return status_response(errors.internal(UNEXPECTED_ERROR))
         finally:
             if info is not None and info.resource_request:
