@@ -101,3 +101,36 @@ async def test_managed_fields_are_left_out_and_patches_are_logged(audited: Audit
     assert patch["requestObject"] == {"data": {"b": "2"}}
     assert patch["responseObject"]["data"] == {"a": "1", "b": "2"}
     assert patch["user"] == {"username": "system:anonymous", "groups": ["system:unauthenticated"]}
+
+
+def test_a_client_gone_before_the_answer_is_closed_early() -> None:
+    from aiohttp.test_utils import make_mocked_request
+
+    from pyk8s.api.registry import REGISTRY
+    from pyk8s.apiserver.authn import UserInfo
+    from pyk8s.apiserver.requestinfo import parse_request
+
+    lines: list[bytes] = []
+    backend = LogBackend("-")
+    backend.process = lines.append  # type: ignore[method-assign]
+    auditor = Auditor(Policy((PolicyRule("Metadata"),)), backend)
+    path = CONFIGMAPS
+    info = parse_request("GET", path, {"watch": "true"}, REGISTRY)
+    context = auditor.begin(
+        make_mocked_request("GET", path + "?watch=true"), info, UserInfo("u"), "id-1"
+    )
+    assert context is not None
+    context.complete(None)
+    events = [json.loads(line) for line in lines]
+    assert [e["stage"] for e in events] == [
+        "RequestReceived",
+        "ResponseStarted",
+        "ResponseComplete",
+    ]
+    assert events[2]["responseStatus"] == {
+        "metadata": {},
+        "status": "Success",
+        "message": "Connection closed early",
+        "code": 200,
+    }
+    assert events[0]["verb"] == "watch" and events[0]["requestURI"] == path + "?watch=true"

@@ -33,6 +33,14 @@ JSON = dict[str, Any]
 DECISION_ANNOTATION = "authorization.k8s.io/decision"
 REASON_ANNOTATION = "authorization.k8s.io/reason"
 
+#: the status of a request whose client went away before it was answered
+CLOSED_EARLY: JSON = {
+    "metadata": {},
+    "status": "Success",
+    "message": "Connection closed early",
+    "code": 200,
+}
+
 _CURRENT: ContextVar[AuditContext | None] = ContextVar("audit_context", default=None)
 
 
@@ -209,10 +217,17 @@ class AuditContext:
         self.emit("ResponseStarted")
 
     def complete(self, response: web.StreamResponse | None) -> None:
+        """The last event; ``response`` is None when the client went away before an
+        answer was made (upstream then reports "Connection closed early")."""
         if self.panicked:
             return
         if response is not None:
             self.record_response(response, response.status)
+        elif self.response_status is None:
+            self.response_status = CLOSED_EARLY
+            if self.long_running and not self.started:
+                self.started = True
+                self.emit("ResponseStarted")
         self.emit("ResponseComplete")
 
     def panic(self, message: str) -> None:
