@@ -80,7 +80,7 @@ def types_of(node: JSON) -> set[str]:
     if isinstance(t, list):
         return set(t)
     out: set[str] = set()
-    for alt in node.get("oneOf", ()) + node.get("anyOf", ()):
+    for alt in (*node.get("oneOf", ()), *node.get("anyOf", ())):
         out |= types_of(alt)
     return out
 
