@@ -231,3 +231,15 @@ def test_validation_is_fast() -> None:
         unknown_fields(DEPLOY, obj)
         decode_errors(DEPLOY, obj)
     assert (time.perf_counter() - start) / 50 < 0.02
+
+
+def test_types_of_alternatives() -> None:
+    """A node's JSON types come from ``type`` or from its oneOf/anyOf alternatives."""
+    from pyk8s.api.schema import types_of
+
+    assert types_of({"type": ["string", "null"]}) == {"string", "null"}
+    assert types_of({"oneOf": [{"type": "string"}]}) == {"string"}
+    assert types_of({"anyOf": [{"type": "integer"}], "oneOf": [{"type": "string"}]}) == {
+        "integer",
+        "string",
+    }
