@@ -83,6 +83,9 @@ async def test_first_key_writes_every_key_reads_and_older_reads_are_stale(tmp_pa
         store.set_rules([Rule("/registry/core/secrets/", (new,))])
         with pytest.raises(DecryptionError, match="no matching prefix"):
             await store.get(KEY + "-plain")
+        # a list leaves out what no key reads (and logs it) instead of failing whole
+        listed = await store.list("/registry/core/secrets/")
+        assert [kv.key for kv in listed.kvs] == [KEY]
         # other resources pass through
         await store.create("/registry/core/configmaps/default/c", VALUE)
         assert (await inner.get("/registry/core/configmaps/default/c")).value == VALUE

@@ -19,11 +19,16 @@ moves every Secret to a new key), as upstream's ``GuaranteedUpdate`` does.
 
 The transformers for a resource can be swapped while the store serves
 (:meth:`EncryptingStore.set_rules`): a key rotation needs no restart.
+
+A value no configured key can read (its key was removed from the configuration) fails a
+``get`` with :class:`DecryptionError`; lists and watches leave it out and log it, so one
+such Secret does not take down the watch cache of every resource.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -43,6 +48,8 @@ from pyk8s.storage._types import (
     StoreError,
     Watch,
 )
+
+log = logging.getLogger(__name__)
 
 #: what every encrypted value starts with
 ENCRYPTED_PREFIX = b"k8s:enc:"
@@ -226,7 +233,17 @@ class EncryptingStore:
         self, prefix: str, *, limit: int = 0, start: str = "", revision: int = 0
     ) -> ListResult:
         page = await self.inner.list(prefix, limit=limit, start=start, revision=revision)
-        return ListResult([self._decrypt(kv) for kv in page.kvs], page.revision, page.remaining)
+        kvs = [kv for kv in map(self._readable, page.kvs) if kv is not None]
+        return ListResult(kvs, page.revision, page.remaining)
+
+    def _readable(self, kv: KeyValue) -> KeyValue | None:
+        """A listed or watched value decrypted, or None (logged) when no configured key
+        reads it: one Secret under a removed key must not take every list down."""
+        try:
+            return self._decrypt(kv)
+        except DecryptionError as err:
+            log.error("cannot decrypt %s: %s", kv.key, err)
+            return None
 
     async def count(self, prefix: str) -> int:
         return await self.inner.count(prefix)
@@ -274,9 +291,13 @@ class _DecryptingWatch(Watch):
         self._store = store
 
     async def __anext__(self) -> Event:
-        ev = await self._inner.__anext__()
-        kv = self._store._decrypt(ev.kv) if ev.type is EventType.PUT else ev.kv
-        return Event(ev.type, kv, self._store._decrypt_or_none(ev.prev_kv))
+        while True:
+            ev = await self._inner.__anext__()
+            kv = self._store._readable(ev.kv) if ev.type is EventType.PUT else ev.kv
+            if kv is None:
+                continue  # logged; the next event
+            prev = None if ev.prev_kv is None else self._store._readable(ev.prev_kv)
+            return Event(ev.type, kv, prev)
 
     async def close(self) -> None:
         await self._inner.close()
