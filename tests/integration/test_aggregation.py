@@ -21,6 +21,7 @@ selector, and deletes the pod.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import http.client
 import http.server
@@ -483,6 +484,89 @@ def test_a_watch_streams_event_by_event(raw: RawClient, extension: Extension, ex
     finally:
         extension.released.set()
         conn.close()
+
+
+def start_websocket_backend(pki_dir: Path, namespace: str, kubectl: Kubectl) -> tuple[int, bytes]:
+    """An aiohttp extension server (its own thread and loop) for ``ws.example.com/v1``:
+    discovery, and an echo WebSocket that first says who it is talking to."""
+    from aiohttp import web
+
+    pki = make_pki(pki_dir, [f"ws.{namespace}.svc"])
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(str(pki.cert_file), str(pki.key_file))
+    ctx.load_verify_locations(cadata=front_proxy_ca(kubectl))
+    ctx.verify_mode = ssl.CERT_REQUIRED
+
+    async def discovery(request: web.Request) -> web.Response:
+        return web.json_response(resource_list("ws.example.com", "v1"))
+
+    async def echo(request: web.Request) -> web.WebSocketResponse:
+        ws = web.WebSocketResponse(protocols=("echo.pyk8s.io",))
+        await ws.prepare(request)
+        await ws.send_str("hello " + request.headers.get("X-Remote-User", ""))
+        async for msg in ws:
+            if msg.data == "bye":
+                await ws.close(code=4000)
+            elif isinstance(msg.data, str):
+                await ws.send_str(msg.data.upper())
+            else:
+                await ws.send_bytes(bytes(reversed(msg.data)))
+        return ws
+
+    app = web.Application()
+    app.router.add_get("/apis/ws.example.com/v1", discovery)
+    app.router.add_get("/apis/ws.example.com/v1/namespaces/{ns}/things/{name}/echo", echo)
+    loop = asyncio.new_event_loop()
+    runner = web.AppRunner(app)
+    loop.run_until_complete(runner.setup())
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=ctx)
+    loop.run_until_complete(site.start())
+    port = int(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    threading.Thread(target=loop.run_forever, name="ws-extension", daemon=True).start()
+    return port, pki.ca_pem
+
+
+def test_websocket_upgrade_is_relayed(
+    tmp_path: Path, kubectl: Kubectl, server: Server, ns: str
+) -> None:
+    """A WebSocket under an aggregated API reaches the backend with the user's identity
+    and the subprotocol offer; messages go both ways; the backend's close code comes back."""
+    import aiohttp
+
+    port, ca_pem = start_websocket_backend(tmp_path, ns, kubectl)
+    apply(kubectl, ns, *selectorless_service("ws", port))
+    manifest = apiservice_manifest("v1.ws.example.com", "ws.example.com", ns, "ws", ca_pem)
+    manifest["spec"]["version"] = "v1"
+    kubectl("apply", "-f", "-", input=json.dumps(manifest))
+    tls = server.data_dir / "server" / "tls"
+    ctx = ssl.create_default_context(cafile=str(tls / "ca.crt"))
+    ctx.load_cert_chain(str(tls / "admin.crt"), str(tls / "admin.key"))
+
+    async def session() -> tuple[list[Any], str | None, int | None]:
+        url = f"{server.url}/apis/ws.example.com/v1/namespaces/{ns}/things/x/echo"
+        async with (
+            aiohttp.ClientSession() as client,
+            client.ws_connect(url, ssl=ctx, protocols=("echo.pyk8s.io",)) as ws,
+        ):
+            got: list[Any] = [(await ws.receive()).data]
+            await ws.send_str("hi")
+            got.append((await ws.receive()).data)
+            await ws.send_bytes(b"abc")
+            got.append((await ws.receive()).data)
+            await ws.send_str("bye")
+            closing = await ws.receive()
+            assert closing.type == aiohttp.WSMsgType.CLOSE, closing
+            return got, ws.protocol, closing.data
+
+    try:
+        kubectl(
+            "wait", "--for=condition=Available", "apiservice/v1.ws.example.com", "--timeout=60s"
+        )
+        got, protocol, code = asyncio.run(session())
+        assert got == ["hello system:admin", "HI", b"cba"]
+        assert (protocol, code) == ("echo.pyk8s.io", 4000)
+    finally:
+        kubectl("delete", "apiservice", "v1.ws.example.com", check=False)
 
 
 # --------------------------------------------------------------------------- requestheader

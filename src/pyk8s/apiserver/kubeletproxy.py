@@ -48,6 +48,7 @@ from aiohttp import web
 from pyk8s.api import errors
 from pyk8s.apiserver import spdy
 from pyk8s.apiserver.requestinfo import RequestInfo
+from pyk8s.apiserver.wsrelay import relay_messages, sendable_close_code
 
 if TYPE_CHECKING:
     from pyk8s.apiserver.handlers import ResourceHandlers
@@ -589,8 +590,8 @@ async def _relay_websocket(
             ws = web.WebSocketResponse(protocols=chosen, max_msg_size=0)
             await ws.prepare(request)
             tasks = [
-                asyncio.create_task(_relay_messages(ws, upstream)),
-                asyncio.create_task(_relay_messages(upstream, ws)),
+                asyncio.create_task(relay_messages(ws, upstream)),
+                asyncio.create_task(relay_messages(upstream, ws)),
             ]
             try:
                 await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -598,29 +599,5 @@ async def _relay_websocket(
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
-                await ws.close(code=_sendable(upstream.close_code))
+                await ws.close(code=sendable_close_code(upstream.close_code))
             return ws
-
-
-def _sendable(close_code: int | None) -> int:
-    """A close code to pass on: the peer's, unless it is one that only says no close
-    frame came (1005, 1006: the kubelet's side just ended), which never goes on the wire."""
-    unsendable = (aiohttp.WSCloseCode.ABNORMAL_CLOSURE, 1005, 1015)
-    if close_code is None or close_code in unsendable:
-        return aiohttp.WSCloseCode.OK
-    return close_code
-
-
-async def _relay_messages(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> None:
-    """Every TEXT and BINARY message of ``source`` to ``sink``, until ``source`` closes;
-    then ``sink`` is closed with the same code."""
-    with contextlib.suppress(ConnectionError):
-        async for msg in source:
-            if msg.type == aiohttp.WSMsgType.TEXT:
-                await sink.send_str(msg.data)
-            elif msg.type == aiohttp.WSMsgType.BINARY:
-                await sink.send_bytes(msg.data)
-        await sink.close(code=_sendable(source.close_code))

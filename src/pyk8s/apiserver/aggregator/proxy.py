@@ -18,7 +18,9 @@ reached, over the pod network), over HTTPS:
 * a backend that cannot be reached answers 503 with the dial error as plain text, as
   upstream's proxy does.
 
-Upgrade requests (exec-style streams, websockets) are not proxied: they answer 501.
+WebSocket upgrades are relayed message by message (the subprotocol offer passed on, the
+one the backend picks answered, the close code of whichever side ends passed to the
+other); other upgrades (SPDY) are not proxied and answer 501.
 
 The availability controller and discovery use :meth:`Backends.get`: a short GET with the
 front-proxy certificate, as ``system:kube-aggregator`` in ``system:masters``; the health
@@ -27,6 +29,7 @@ GET skips TLS verification, as upstream's does.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import contextlib
@@ -46,6 +49,7 @@ from multidict import CIMultiDict
 
 from pyk8s.apiserver.authn import UserInfo
 from pyk8s.apiserver.serviceresolver import NoEndpoints, ServiceResolver
+from pyk8s.apiserver.wsrelay import relay_messages, sendable_close_code
 
 __all__ = ["BackendError", "Backends", "GetResult"]
 
@@ -286,10 +290,11 @@ class Backends:
         self, request: web.Request, apiservice: JSON, user: UserInfo
     ) -> web.StreamResponse:
         """Pass ``request`` on to the APIService's backend and stream the answer back."""
-        if request.headers.get("Upgrade"):
+        upgrade = request.headers.get("Upgrade", "")
+        if upgrade and upgrade.lower() != "websocket":
             return web.Response(
                 status=501,
-                text="upgrade requests are not proxied to aggregated API servers\n",
+                text=f"{upgrade} upgrades are not proxied to aggregated API servers\n",
             )
         try:
             base, server_name = await self.location(apiservice)
@@ -314,8 +319,10 @@ class Backends:
                 f"{forwarded}, {request.remote}" if forwarded else request.remote
             )
         url = base + request.raw_path
-        data = _body(request) if request.body_exists else None
         session = self._session(apiservice)
+        if upgrade:
+            return await _relay_websocket(request, session, url, headers, server_name)
+        data = _body(request) if request.body_exists else None
         try:
             upstream = await session.request(
                 request.method,
@@ -362,6 +369,57 @@ class Backends:
             with contextlib.suppress(ConnectionResetError):
                 await resp.write_eof()
         return resp
+
+
+async def _relay_websocket(
+    request: web.Request,
+    session: aiohttp.ClientSession,
+    url: str,
+    headers: CIMultiDict[str],
+    server_name: str,
+) -> web.StreamResponse:
+    """A WebSocket session handed to the backend: the client's subprotocol offer, then
+    every message both ways, then the close code of whichever side ended."""
+    offered = [
+        p.strip()
+        for value in request.headers.getall("Sec-WebSocket-Protocol", ())
+        for p in value.split(",")
+        if p.strip()
+    ]
+    for name in [h for h in headers if h.lower().startswith("sec-websocket-")]:
+        del headers[name]
+    try:
+        upstream = await session.ws_connect(
+            url,
+            headers=headers,
+            protocols=offered,
+            server_hostname=server_name,
+            max_msg_size=0,
+        )
+    except aiohttp.WSServerHandshakeError as e:
+        return web.Response(status=e.status or 502, text=f"{e.message}\n")
+    except aiohttp.ClientConnectorError as e:
+        host, _, port = url.removeprefix("https://").partition("/")[0].rpartition(":")
+        return _unavailable(_go_dial_error(host.strip("[]"), int(port), e.os_error))
+    except (aiohttp.ClientError, OSError) as e:
+        return _unavailable(str(e) or type(e).__name__)
+    async with upstream:
+        ws = web.WebSocketResponse(
+            protocols=(upstream.protocol,) if upstream.protocol else (), max_msg_size=0
+        )
+        await ws.prepare(request)
+        relays = [
+            asyncio.create_task(relay_messages(ws, upstream)),
+            asyncio.create_task(relay_messages(upstream, ws)),
+        ]
+        try:
+            await asyncio.wait(relays, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for relay in relays:
+                relay.cancel()
+            await asyncio.gather(*relays, return_exceptions=True)
+            await ws.close(code=sendable_close_code(upstream.close_code))
+    return ws
 
 
 def _unavailable(text: str) -> web.Response:
