@@ -13,8 +13,9 @@ reached, over the pod network), over HTTPS:
   and says who the user is in ``X-Remote-User``, ``X-Remote-Group`` (one header per group)
   and ``X-Remote-Extra-<key>`` (key URL-escaped); the caller's own ``Authorization``,
   ``Impersonate-*`` and ``X-Remote-*`` headers are not passed on;
-* request and response bodies stream both ways, so a watch through the proxy stays open
-  and delivers each event as the backend writes it;
+* request bodies stream to the backend; answers of unknown length (a watch) or over
+  :data:`WHOLE_BODY` stream back, each event as the backend writes it, and smaller ones
+  go back in one write;
 * a backend that cannot be reached answers 503 with the dial error as plain text, as
   upstream's proxy does.
 
