@@ -394,6 +394,8 @@ def _parser() -> argparse.ArgumentParser:
     encrypt_sub = encrypt.add_subparsers(dest="encrypt_command", required=True)
     for name, text in (
         ("status", "print the encryption state and keys"),
+        ("enable", "encrypt secrets written from now on (aescbc first)"),
+        ("disable", "store secrets written from now on as they are (identity first)"),
         ("prepare", "add a new key that decrypts but does not encrypt yet"),
         ("rotate", "make the newest key the one that encrypts"),
         ("reencrypt", "rewrite every secret with the active key, then drop the others"),

@@ -322,6 +322,19 @@ def test_k3s_stepwise_rotation_without_restarts(tmp_path: Path) -> None:
                 f"k8s:enc:aescbc:v1:{new_key}:".encode()
             )
             assert _secret_value(k, name) == PLAINTEXT
+
+        # disable: new secrets are stored as they are, the encrypted ones still read
+        assert _secrets_encrypt(srv, "disable").strip() == "secrets-encryption disabled"
+        assert _secrets_encrypt(srv, "status").startswith("Encryption Status: Disabled\n")
+        k("create", "secret", "generic", "open", "--from-literal=password=not-secret-at-all")
+        assert _stored(srv, secret_key("open")).startswith(b'{"')
+        assert _secret_value(k, "before") == PLAINTEXT
+        assert _secrets_encrypt(srv, "enable").strip() == "secrets-encryption enabled"
+        assert _secrets_encrypt(srv, "status").startswith("Encryption Status: Enabled\n")
+        _create_secret(k, "again")
+        assert _stored(srv, secret_key("again")).startswith(
+            f"k8s:enc:aescbc:v1:{new_key}:".encode()
+        )
     finally:
         srv.stop()
     _assert_no_plaintext(_db_bytes(srv))

@@ -80,6 +80,13 @@ async def test_first_key_writes_every_key_reads_and_older_reads_are_stale(tmp_pa
         assert (await inner.get(KEY)).value.startswith(b"k8s:enc:aescbc:v1:new:")
         assert not (await store.get(KEY)).stale
 
+        # identity first (encryption being turned off): encrypted values still read,
+        # stale, so that an update stores them as they are
+        store.set_rules([Rule("/registry/core/secrets/", (IdentityTransformer(), new))])
+        read = await store.get(KEY)
+        assert read.value == VALUE and read.stale
+        assert not (await store.get(KEY + "-plain")).stale
+
         store.set_rules([Rule("/registry/core/secrets/", (new,))])
         with pytest.raises(DecryptionError, match="no matching prefix"):
             await store.get(KEY + "-plain")

@@ -6,6 +6,8 @@
 
 * ``GET /v1-k3s/encrypt/status``: enabled or not, the rotation stage, the active key and
   the inactive ones (k3s's ``EncryptionState``);
+* ``PUT /v1-k3s/encrypt/config`` with ``{"enable": true|false}``: aescbc or identity
+  first (the other still reads);
 * ``PUT /v1-k3s/encrypt/config`` with ``{"stage": ...}``: ``prepare`` (a new key, last:
   it decrypts but does not encrypt yet), ``rotate`` (the newest key first),
   ``reencrypt_active`` (rewrite every Secret with the active key, then drop the others
@@ -187,6 +189,18 @@ class SecretsEncryption:
             self._set_stage(REENCRYPT_ACTIVE)
             self._start_reencrypt(remove_old=True)
 
+    def set_enabled(self, enabled: bool) -> None:
+        """k3s's enable/disable: aescbc (or identity) becomes the provider that writes;
+        the other still reads, and a forced reencrypt rewrites what is stored."""
+        doc = self._config()
+        for entry in doc.get("resources", []):
+            if "secrets" in entry.get("resources", []):
+                providers: list[JSON] = entry.get("providers", [])
+                identity = [p for p in providers if "identity" in p] or [{"identity": {}}]
+                others = [p for p in providers if "identity" not in p]
+                entry["providers"] = others + identity if enabled else identity + others
+        self._save(doc)
+
     def _start_reencrypt(self, *, remove_old: bool) -> None:
         # a context of its own: the request that started it (and its audit event) ends now
         self._task = asyncio.create_task(
@@ -248,8 +262,11 @@ async def serve(tool: SecretsEncryption | None, request: web.Request, path: str)
             body = json.loads(await request.read() or b"{}")
         except ValueError:
             raise errors.bad_request("the body must be a JSON object") from None
+        if isinstance(body, dict) and isinstance(body.get("enable"), bool):
+            tool.set_enabled(body["enable"])
+            return json_response({})
         if not isinstance(body, dict) or not isinstance(body.get("stage"), str):
-            raise errors.bad_request('the body must name a "stage"')
+            raise errors.bad_request('the body must name a "stage" or "enable"')
         await tool.change(body["stage"], force=bool(body.get("force")), skip=bool(body.get("skip")))
         return json_response({})
     raise errors.no_such_resource()

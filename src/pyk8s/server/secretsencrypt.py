@@ -2,8 +2,8 @@
 
 It talks to a running server's ``/v1-k3s/encrypt/*`` endpoints (see
 :mod:`pyk8s.apiserver.secretsencrypt`) with the admin kubeconfig, and prints what k3s
-prints: ``status`` the state and the keys, ``prepare``/``rotate``/``reencrypt``/
-``rotate-keys`` one line once the server has taken the step.
+prints: ``status`` the state and the keys, ``enable``/``disable``/``prepare``/``rotate``/
+``reencrypt``/``rotate-keys`` one line once the server has taken the step.
 """
 
 from __future__ import annotations
@@ -20,7 +20,10 @@ STAGES = {
     "reencrypt": "reencrypt_active",
     "rotate-keys": "rotate_keys",
 }
+ENABLE = {"enable": True, "disable": False}
 DONE = {
+    "enable": "secrets-encryption enabled",
+    "disable": "secrets-encryption disabled",
     "prepare": "prepare completed successfully",
     "rotate": "rotate completed successfully",
     "reencrypt": "reencryption started",
@@ -57,6 +60,8 @@ async def run(
             if output == "json":
                 return json.dumps(status, indent="\t")
             return format_status(status)
-        body = {"stage": STAGES[command], "force": force, "skip": skip}
+        body: dict[str, Any] = {"stage": STAGES.get(command), "force": force, "skip": skip}
+        if command in ENABLE:
+            body = {"enable": ENABLE[command]}
         await client.request("PUT", "/v1-k3s/encrypt/config", body=body)
         return DONE[command]

@@ -214,7 +214,12 @@ class EncryptingStore:
             return kv
         for i, transformer in enumerate(transformers):
             if kv.value.startswith(transformer.prefix):
-                plain = transformer.decrypt(kv.value[len(transformer.prefix) :], kv.key)
+                try:
+                    plain = transformer.decrypt(kv.value[len(transformer.prefix) :], kv.key)
+                except DecryptionError:
+                    if transformer.prefix:
+                        raise
+                    continue  # identity first (encryption being turned off): try the rest
                 return dataclasses.replace(kv, value=plain, stale=i != 0)
         raise DecryptionError(f"no matching prefix found for the value of {kv.key}")
 
