@@ -18,6 +18,12 @@ from pyk8s.api import errors
 from pyk8s.api.admissionpolicy import compile_policy
 from pyk8s.api.validation import names
 from pyk8s.api.validation._util import JSON, Errs, child, d, idx, lst, s
+from pyk8s.api.validation.admissionrules import (
+    FAILURE_POLICIES,
+    MATCH_POLICIES,
+    validate_match_conditions,
+    validate_rule_with_operations,
+)
 from pyk8s.api.validation.groups import generic_meta
 from pyk8s.api.validation.meta import (
     validate_label_selector,
@@ -33,10 +39,6 @@ __all__ = [
     "update_policy_status",
 ]
 
-_FAILURE_POLICIES: Final = ("Fail", "Ignore")
-_MATCH_POLICIES: Final = ("Equivalent", "Exact")
-_OPERATIONS: Final = ("*", "CONNECT", "CREATE", "DELETE", "UPDATE")
-_SCOPES: Final = ("*", "Cluster", "Namespaced")
 _REASONS: Final = ("Forbidden", "Invalid", "RequestEntityTooLarge")
 _ACTIONS: Final = ("Audit", "Deny", "Warn")
 _MAX_AUDIT_ANNOTATIONS: Final = 20
@@ -51,104 +53,6 @@ _CEL_RESERVED: Final = frozenset(
 )
 
 
-def _wild(values: list[Any]) -> bool:
-    return "*" in values
-
-
-def _resources(resources: list[Any], path: str) -> Errs:
-    errs: Errs = []
-    if not resources:
-        errs.append(errors.required(path))
-    with_wild_sub: set[str] = set()
-    sub_with_wild_res: set[str] = set()
-    double = single = plain = False
-    for i, entry in enumerate(resources):
-        rs = s(entry)
-        if rs == "":
-            errs.append(errors.required(idx(path, i)))
-            continue
-        double = double or rs == "*/*"
-        single = single or rs == "*"
-        if "/" not in rs:
-            plain = rs != "*"
-            continue
-        res, sub = rs.split("/", 1)
-        if res in with_wild_sub:
-            errs.append(
-                errors.invalid(idx(path, i), rs, f"if '{res}/*' is present, must not specify {rs}")
-            )
-        if sub in sub_with_wild_res:
-            errs.append(
-                errors.invalid(idx(path, i), rs, f"if '*/{sub}' is present, must not specify {rs}")
-            )
-        if sub == "*":
-            with_wild_sub.add(res)
-        if res == "*":
-            sub_with_wild_res.add(sub)
-    if len(resources) > 1 and double:
-        errs.append(
-            errors.invalid(path, resources, "if '*/*' is present, must not specify other resources")
-        )
-    if single and plain:
-        errs.append(
-            errors.invalid(
-                path,
-                resources,
-                "if '*' is present, must not specify other resources without subresources",
-            )
-        )
-    return errs
-
-
-def rule_with_operations(rule: JSON, path: str) -> Errs:
-    """Upstream's validateRuleWithOperations (subresources allowed)."""
-    errs: Errs = []
-    ops = lst(rule.get("operations"))
-    if not ops:
-        errs.append(errors.required(child(path, "operations")))
-    if len(ops) > 1 and _wild(ops):
-        errs.append(
-            errors.invalid(
-                child(path, "operations"),
-                ops,
-                "if '*' is present, must not specify other operations",
-            )
-        )
-    for i, op in enumerate(ops):
-        if op not in _OPERATIONS:
-            errs.append(errors.not_supported(idx(child(path, "operations"), i), op, _OPERATIONS))
-    groups = lst(rule.get("apiGroups"))
-    if not groups:
-        errs.append(errors.required(child(path, "apiGroups")))
-    if len(groups) > 1 and _wild(groups):
-        errs.append(
-            errors.invalid(
-                child(path, "apiGroups"),
-                groups,
-                "if '*' is present, must not specify other API groups",
-            )
-        )
-    versions = lst(rule.get("apiVersions"))
-    if not versions:
-        errs.append(errors.required(child(path, "apiVersions")))
-    if len(versions) > 1 and _wild(versions):
-        errs.append(
-            errors.invalid(
-                child(path, "apiVersions"),
-                versions,
-                "if '*' is present, must not specify other API versions",
-            )
-        )
-    for i, v in enumerate(versions):
-        if v == "":
-            errs.append(errors.required(idx(child(path, "apiVersions"), i)))
-    errs += _resources(lst(rule.get("resources")), child(path, "resources"))
-    scope = rule.get("scope")
-    if scope is not None and scope not in _SCOPES:
-        errs.append(errors.not_supported(child(path, "scope"), scope, _SCOPES))
-    return errs
-
-
 def _named_rule(rule: JSON, path: str) -> Errs:
     errs: Errs = []
     seen: set[str] = set()
@@ -158,7 +62,7 @@ def _named_rule(rule: JSON, path: str) -> Errs:
         if name in seen:
             errs.append(errors.duplicate(p, name))
         seen.add(name)
-    return errs + rule_with_operations(rule, path)
+    return errs + validate_rule_with_operations(rule, path)
 
 
 def match_resources(mr: Any, path: str) -> Errs:
@@ -170,8 +74,8 @@ def match_resources(mr: Any, path: str) -> Errs:
     mp = mr.get("matchPolicy")
     if mp is None:
         errs.append(errors.required(child(path, "matchPolicy")))
-    elif mp not in _MATCH_POLICIES:
-        errs.append(errors.not_supported(child(path, "matchPolicy"), mp, _MATCH_POLICIES))
+    elif mp not in MATCH_POLICIES:
+        errs.append(errors.not_supported(child(path, "matchPolicy"), mp, MATCH_POLICIES))
     for key in ("namespaceSelector", "objectSelector"):
         if mr.get(key) is None:
             errs.append(errors.required(child(path, key)))
@@ -180,27 +84,6 @@ def match_resources(mr: Any, path: str) -> Errs:
     for key in ("resourceRules", "excludeResourceRules"):
         for i, rule in enumerate(lst(mr.get(key))):
             errs += _named_rule(d(rule), idx(child(path, key), i))
-    return errs
-
-
-def match_conditions(conditions: list[Any], path: str) -> Errs:
-    """Upstream's validateMatchConditions, without compiling (the caller compiles)."""
-    errs: Errs = []
-    if len(conditions) > 64:
-        errs.append(errors.too_many(path, len(conditions), 64))
-    seen: set[str] = set()
-    for i, c in enumerate(conditions):
-        c, p = d(c), idx(path, i)
-        if not s(c.get("expression")).strip():
-            errs.append(errors.required(child(p, "expression")))
-        name = s(c.get("name"))
-        if not name:
-            errs.append(errors.required(child(p, "name")))
-        else:
-            errs += validate_qualified_name(name, child(p, "name"))
-            if name in seen:
-                errs.append(errors.duplicate(child(p, "name"), name))
-            seen.add(name)
     return errs
 
 
@@ -257,8 +140,8 @@ def _spec(meta: JSON, spec: JSON, check_match_conditions: bool) -> Errs:
     fp = spec.get("failurePolicy")
     if fp is None:
         errs.append(errors.required(child(path, "failurePolicy")))
-    elif fp not in _FAILURE_POLICIES:
-        errs.append(errors.not_supported(child(path, "failurePolicy"), fp, _FAILURE_POLICIES))
+    elif fp not in FAILURE_POLICIES:
+        errs.append(errors.not_supported(child(path, "failurePolicy"), fp, FAILURE_POLICIES))
     if isinstance(spec.get("paramKind"), dict):
         errs += _param_kind(spec["paramKind"], child(path, "paramKind"))
     mc = spec.get("matchConstraints")
@@ -271,7 +154,7 @@ def _spec(meta: JSON, spec: JSON, check_match_conditions: bool) -> Errs:
     compiled = compile_policy(spec)
     if check_match_conditions:
         conditions = lst(spec.get("matchConditions"))
-        errs += match_conditions(conditions, child(path, "matchConditions"))
+        errs += validate_match_conditions(conditions, child(path, "matchConditions"))
         for i, (_, expr) in enumerate(compiled.match_conditions):
             if expr.error is not None and expr.source:
                 p = idx(child(path, "matchConditions"), i)

@@ -25,12 +25,18 @@ from pyk8s.api.cel import CELError, compile_expression
 from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.api.validation import names
 from pyk8s.api.validation._util import JSON, Errs, child, d, idx, lst, s
+from pyk8s.api.validation.admissionrules import (
+    FAILURE_POLICIES,
+    MATCH_CONDITION_VARIABLES,
+    MATCH_POLICIES,
+    validate_match_conditions,
+    validate_rule_with_operations,
+)
 from pyk8s.api.validation.apiextensions import validate_webhook_service, validate_webhook_url
 from pyk8s.api.validation.meta import (
     validate_label_selector,
     validate_object_meta,
     validate_object_meta_update,
-    validate_qualified_name,
 )
 
 __all__ = [
@@ -39,17 +45,10 @@ __all__ = [
     "validate_webhook_configuration_update",
 ]
 
-#: the variables a matchCondition may use
-_CONDITION_VARIABLES = ("object", "oldObject", "request", "authorizer")
 _ACCEPTED_REVIEW_VERSIONS = ("v1", "v1beta1")
-_FAILURE_POLICIES = ("Fail", "Ignore")
-_MATCH_POLICIES = ("Equivalent", "Exact")
 _SIDE_EFFECTS = ("None", "NoneOnDryRun", "Some", "Unknown")
 _NO_SIDE_EFFECTS = ("None", "NoneOnDryRun")
-_OPERATIONS = ("*", "CONNECT", "CREATE", "DELETE", "UPDATE")
 _REINVOCATION_POLICIES = ("IfNeeded", "Never")
-_SCOPES = ("*", "Cluster", "Namespaced")
-_MAX_MATCH_CONDITIONS = 64
 
 
 # --------------------------------------------------------------------------- defaults
@@ -79,111 +78,6 @@ def default_webhook_configuration(obj: JSON, *, mutating: bool) -> None:
 
 
 # --------------------------------------------------------------------------- rules
-
-
-def _has_wildcard(values: list[Any]) -> bool:
-    return "*" in values
-
-
-def _validate_resources(resources: list[Any], path: str) -> Errs:
-    errs: Errs = []
-    if not resources:
-        errs.append(errors.required(path))
-    with_wildcard_sub: set[str] = set()  # x/*
-    sub_with_wildcard_res: set[str] = set()  # */x
-    double_wildcard = single_wildcard = without_sub = False
-    for n, raw in enumerate(resources):
-        res_sub = s(raw)
-        if not res_sub:
-            errs.append(errors.required(idx(path, n)))
-            continue
-        if res_sub == "*/*":
-            double_wildcard = True
-        if res_sub == "*":
-            single_wildcard = True
-        if "/" not in res_sub:
-            without_sub = res_sub != "*"
-            continue
-        res, sub = res_sub.split("/", 1)
-        if res in with_wildcard_sub:
-            errs.append(
-                errors.invalid(
-                    idx(path, n), res_sub, f"if '{res}/*' is present, must not specify {res_sub}"
-                )
-            )
-        if sub in sub_with_wildcard_res:
-            errs.append(
-                errors.invalid(
-                    idx(path, n), res_sub, f"if '*/{sub}' is present, must not specify {res_sub}"
-                )
-            )
-        if sub == "*":
-            with_wildcard_sub.add(res)
-        if res == "*":
-            sub_with_wildcard_res.add(sub)
-    shown = GoStringSlice(s(r) for r in resources)
-    if len(resources) > 1 and double_wildcard:
-        errs.append(
-            errors.invalid(path, shown, "if '*/*' is present, must not specify other resources")
-        )
-    if single_wildcard and without_sub:
-        errs.append(
-            errors.invalid(
-                path,
-                shown,
-                "if '*' is present, must not specify other resources without subresources",
-            )
-        )
-    return errs
-
-
-def _validate_rule(rule: JSON, path: str) -> Errs:
-    """Upstream's ``validateRuleWithOperations``."""
-    errs: Errs = []
-    operations = lst(rule.get("operations"))
-    if not operations:
-        errs.append(errors.required(child(path, "operations")))
-    if len(operations) > 1 and _has_wildcard(operations):
-        errs.append(
-            errors.invalid(
-                child(path, "operations"),
-                GoStringSlice(s(o) for o in operations),
-                "if '*' is present, must not specify other operations",
-            )
-        )
-    for n, op in enumerate(operations):
-        if op not in _OPERATIONS:
-            errs.append(errors.not_supported(idx(child(path, "operations"), n), op, _OPERATIONS))
-    groups = lst(rule.get("apiGroups"))
-    if not groups:
-        errs.append(errors.required(child(path, "apiGroups")))
-    if len(groups) > 1 and _has_wildcard(groups):
-        errs.append(
-            errors.invalid(
-                child(path, "apiGroups"),
-                GoStringSlice(s(g) for g in groups),
-                "if '*' is present, must not specify other API groups",
-            )
-        )
-    versions = lst(rule.get("apiVersions"))
-    if not versions:
-        errs.append(errors.required(child(path, "apiVersions")))
-    if len(versions) > 1 and _has_wildcard(versions):
-        errs.append(
-            errors.invalid(
-                child(path, "apiVersions"),
-                GoStringSlice(s(v) for v in versions),
-                "if '*' is present, must not specify other API versions",
-            )
-        )
-    for n, version in enumerate(versions):
-        if not version:
-            errs.append(errors.required(idx(child(path, "apiVersions"), n)))
-    errs += _validate_resources(lst(rule.get("resources")), child(path, "resources"))
-    scope = rule.get("scope")
-    if scope is not None and scope not in _SCOPES:
-        errs.append(errors.not_supported(child(path, "scope"), scope, _SCOPES))
-    return errs
 
 
 def _validate_review_versions(versions: list[Any], require_recognized: bool, path: str) -> Errs:
@@ -230,30 +124,18 @@ def _fully_qualified_name(name: str, path: str) -> Errs:
 
 
 def _validate_match_conditions(conditions: list[Any], preexisting: set[str], path: str) -> Errs:
-    errs: Errs = []
-    if len(conditions) > _MAX_MATCH_CONDITIONS:
-        errs.append(errors.too_many(path, len(conditions), _MAX_MATCH_CONDITIONS))
-    seen: set[str] = set()
-    for n, raw in enumerate(conditions):
-        cond = d(raw)
-        cpath = idx(path, n)
-        expression = s(cond.get("expression")).strip()
-        if not expression:
-            errs.append(errors.required(child(cpath, "expression")))
-        elif expression not in preexisting:
-            try:
-                compile_expression(expression, variables=_CONDITION_VARIABLES)
-            except CELError as e:
-                errs.append(errors.invalid(child(cpath, "expression"), expression, e.message))
-        name = s(cond.get("name"))
-        if not name:
-            errs.append(errors.required(child(cpath, "name")))
-        else:
-            errs += validate_qualified_name(name, child(cpath, "name"))
-            if name in seen:
-                errs.append(errors.duplicate(child(cpath, "name"), name))
-            seen.add(name)
-    return errs
+    """matchConditions, compiling each expression the stored object did not have."""
+
+    def compiles(expression: str, expr_path: str) -> Errs:
+        if expression in preexisting:
+            return []
+        try:
+            compile_expression(expression, variables=MATCH_CONDITION_VARIABLES)
+        except CELError as e:
+            return [errors.invalid(expr_path, expression, e.message)]
+        return []
+
+    return validate_match_conditions(conditions, path, compiles)
 
 
 class _Options:
@@ -287,13 +169,13 @@ class _Options:
 def _validate_hook(hook: JSON, mutating: bool, opts: _Options, path: str) -> Errs:
     errs = _fully_qualified_name(s(hook.get("name")), child(path, "name"))
     for n, rule in enumerate(lst(hook.get("rules"))):
-        errs += _validate_rule(d(rule), idx(child(path, "rules"), n))
+        errs += validate_rule_with_operations(d(rule), idx(child(path, "rules"), n))
     failure = hook.get("failurePolicy")
-    if failure is not None and failure not in _FAILURE_POLICIES:
-        errs.append(errors.not_supported(child(path, "failurePolicy"), failure, _FAILURE_POLICIES))
+    if failure is not None and failure not in FAILURE_POLICIES:
+        errs.append(errors.not_supported(child(path, "failurePolicy"), failure, FAILURE_POLICIES))
     match_policy = hook.get("matchPolicy")
-    if match_policy is not None and match_policy not in _MATCH_POLICIES:
-        errs.append(errors.not_supported(child(path, "matchPolicy"), match_policy, _MATCH_POLICIES))
+    if match_policy is not None and match_policy not in MATCH_POLICIES:
+        errs.append(errors.not_supported(child(path, "matchPolicy"), match_policy, MATCH_POLICIES))
     allowed = _NO_SIDE_EFFECTS if opts.require_no_side_effects else _SIDE_EFFECTS
     side_effects = hook.get("sideEffects")
     if side_effects is None:

@@ -36,13 +36,12 @@ from typing import Any
 from pyk8s.api.cel import Activation, CELError, Program, compile_expression
 from pyk8s.api.registry import Registry, Resource
 from pyk8s.api.selectors import LabelSelector, SelectorError, label_selector_from_dict
+from pyk8s.api.validation.admissionrules import MATCH_CONDITION_VARIABLES
 from pyk8s.apiserver.admission import CREATE, UPDATE, Attributes, Reader
 
 JSON = dict[str, Any]
 
 ALL = "*"
-#: the variables a matchCondition may use (``authorizer`` only when the caller gives one)
-MATCH_CONDITION_VARIABLES = ("object", "oldObject", "request", "authorizer")
 
 
 def _split(resource: str) -> tuple[str, str]:
