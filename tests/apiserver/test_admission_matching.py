@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from pyk8s.api.errors import StatusError
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.apiserver.admission import CONNECT, CREATE, DELETE, UPDATE, Attributes
 from pyk8s.apiserver.admission.matching import (
@@ -153,7 +154,8 @@ async def test_namespace_selector() -> None:
     prod_only = Selectors.from_dict({"namespaceSelector": {"matchLabels": {"env": "prod"}}})
     assert await prod_only.namespace_matches(attrs(PODS, namespace="prod"), reader)
     assert not await prod_only.namespace_matches(attrs(PODS, namespace="dev"), reader)
-    assert not await prod_only.namespace_matches(attrs(PODS, namespace="gone"), reader)
+    with pytest.raises(StatusError, match='namespaces "gone" not found'):
+        await prod_only.namespace_matches(attrs(PODS, namespace="gone"), reader)
     # cluster-scoped requests other than Namespaces are never exempted
     assert await prod_only.namespace_matches(attrs(NODES), reader)
     # a Namespace being created or updated is judged by its new labels...

@@ -19,8 +19,8 @@ The semantics, upstream's:
   version or group (``autoscaling/v1`` and ``v2`` HPAs, a CRD's versions); the hook then
   sees the request as that resource (:meth:`Match.resource`);
 * ``namespaceSelector`` is matched against the labels of the request's namespace (of the
-  object itself when a Namespace is created or updated); cluster-scoped requests other
-  than Namespaces always match it;
+  object itself when a Namespace is created or updated; a namespace that does not exist
+  is upstream's 404); cluster-scoped requests other than Namespaces always match it;
 * ``objectSelector`` matches if the new or the old object's labels match;
 * ``matchConditions`` are CEL expressions over ``object``, ``oldObject``, ``request`` (and
   ``authorizer`` when the caller provides it): any false means "not matched"; an error,
@@ -33,6 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pyk8s.api import errors
 from pyk8s.api.cel import Activation, CELError, Program, compile_expression
 from pyk8s.api.registry import Registry, Resource
 from pyk8s.api.selectors import LabelSelector, SelectorError, label_selector_from_dict
@@ -184,7 +185,11 @@ class Selectors:
         if is_namespace and not attrs.subresource and attrs.operation in (CREATE, UPDATE):
             labels = _labels(attrs.obj)  # the namespace being written, not the stored one
         else:
-            labels = _labels(await reader.get("", "namespaces", "", namespace_of(attrs)))
+            name = namespace_of(attrs)
+            namespace = await reader.get("", "namespaces", "", name)
+            if namespace is None:
+                raise errors.not_found("namespaces", name)  # upstream's answer, kept for clients
+            labels = _labels(namespace)
         return self.namespace.matches(labels or {})
 
     async def match(self, attrs: Attributes, reader: Reader) -> bool:
