@@ -9,7 +9,7 @@ puts a built-in object's keys in its Go structs' declaration order (the field ta
 :mod:`pyk8s.api.protobuf`), all the way down, and map keys (labels, data) sorted, as
 ``encoding/json`` writes maps. The API server applies it once per write,
 before the object is stored, so reads (and LISTs of stored bytes) pay nothing.
-:func:`with_resource_version` puts the resourceVersion, which storage leaves out, back in
+:func:`set_resource_version` puts the resourceVersion, which storage leaves out, back in
 its place.
 
 Custom resources are not touched: upstream writes them from maps, with sorted keys, and
@@ -27,19 +27,24 @@ JSON = dict[str, Any]
 
 
 class _Struct:
-    """One message compiled for reordering: each JSON name's rank in Go's order, and the
-    message of the names whose values are structs (or lists or maps of them)."""
+    """One message compiled for reordering: each JSON name's rank in Go's order, the
+    message of the names whose values are structs (or lists or maps of them), and the
+    key orders already worked out (objects of one kind come in a few shapes)."""
 
-    __slots__ = ("children", "rank")
+    __slots__ = ("children", "orders", "rank")
 
     def __init__(self) -> None:
         self.rank: dict[str, int] = {}
         #: JSON name -> (message of the value, card: "opt" | "rep" | "map")
         self.children: dict[str, tuple[_Struct, str]] = {}
+        #: keys as they came -> keys in Go's order (() when they already are)
+        self.orders: dict[tuple[str, ...], tuple[str, ...]] = {}
 
 
 #: after every field Go knows: keys it does not know keep their order at the end
 _UNKNOWN = 1 << 30
+#: shapes remembered per message (a bound: keys come from clients)
+_MAX_ORDERS = 256
 
 #: ObjectMeta's fields before resourceVersion
 _BEFORE_RV = ("name", "generateName", "namespace", "selfLink", "uid")
@@ -70,35 +75,79 @@ def _fill(out: _Struct, message: str) -> None:
             out.children[name] = (_SCALAR, card)  # its keys sorted, as Go writes maps
 
 
+def _key_order(keys: tuple[str, ...], struct: _Struct) -> tuple[str, ...]:
+    """``keys`` in Go's order; () when they already are."""
+    order = struct.orders.get(keys)
+    if order is None:
+        rank = struct.rank.get
+        order = tuple(sorted(keys, key=lambda k: rank(k, _UNKNOWN)))
+        if order == keys:
+            order = ()
+        if len(struct.orders) < _MAX_ORDERS:
+            struct.orders[keys] = order
+    return order
+
+
 def _ordered(value: JSON, struct: _Struct) -> JSON:
-    rank = struct.rank.get
+    """``value`` in Go's order: ``value`` itself when it already is, all the way down
+    (most of a stored object is, a write moves a few keys), else a new dict."""
     children = struct.children.get
-    out: JSON = {}
-    for name in sorted(value, key=lambda k: rank(k, _UNKNOWN)):
-        v = value[name]
+    moved: JSON | None = None
+    for name, v in value.items():
         child = children(name)
-        if child is not None and v is not None:
-            sub, card = child
-            if card == "opt":
-                if type(v) is dict:
-                    v = _ordered(v, sub)
-            elif card == "rep":
-                if type(v) is list:
-                    v = [_ordered(x, sub) if type(x) is dict else x for x in v]
-            elif type(v) is dict:  # a map: Go writes its keys sorted
-                if sub is _SCALAR:
-                    v = {k: v[k] for k in sorted(v)}
-                else:
-                    v = {
-                        k: _ordered(x, sub) if type(x) is dict else x for k, x in sorted(v.items())
-                    }
-        out[name] = v
-    return out
+        if child is None or v is None:
+            continue
+        sub, card = child
+        if card == "opt":
+            new = _ordered(v, sub) if type(v) is dict else v
+        elif card == "rep":
+            new = _ordered_list(v, sub) if type(v) is list else v
+        elif type(v) is dict:
+            new = _sorted_map(v, sub)
+        else:
+            new = v
+        if new is not v:
+            if moved is None:
+                moved = {}
+            moved[name] = new
+    keys = tuple(value)
+    order = _key_order(keys, struct)
+    if not order and moved is None:
+        return value
+    if moved is None:
+        return {k: value[k] for k in order}
+    return {k: moved.get(k, value[k]) for k in order or keys}
+
+
+def _ordered_list(items: list[Any], struct: _Struct) -> list[Any]:
+    out: list[Any] | None = None
+    for i, x in enumerate(items):
+        new = _ordered(x, struct) if type(x) is dict else x
+        if new is not x:
+            if out is None:
+                out = list(items)
+            out[i] = new
+    return items if out is None else out
+
+
+def _sorted_map(value: JSON, struct: _Struct) -> JSON:
+    """A map as Go writes it: keys sorted, struct values in Go's order."""
+    keys = list(value)
+    sorted_keys = sorted(keys)
+    if struct is _SCALAR:
+        return value if keys == sorted_keys else {k: value[k] for k in sorted_keys}
+    out: JSON = {}
+    for k in sorted_keys:
+        x = value[k]
+        out[k] = _ordered(x, struct) if type(x) is dict else x
+    same = keys == sorted_keys and all(out[k] is value[k] for k in keys)
+    return value if same else out
 
 
 def go_ordered(obj: JSON) -> JSON:
-    """``obj`` (not changed) as a new dict in Go's key order, when it is of a built-in
-    kind whose structs the field table has; any other object comes back as it is."""
+    """``obj`` (not changed) in Go's key order, when it is of a built-in kind whose
+    structs the field table has; any other object comes back as it is. What already is
+    in order is shared with ``obj``, not copied."""
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
     if not isinstance(api_version, str) or not isinstance(kind, str):
         return obj
@@ -110,16 +159,38 @@ def go_ordered(obj: JSON) -> JSON:
     return out
 
 
-def with_resource_version(obj: JSON, resource_version: str) -> JSON:
-    """``obj`` with ``metadata.resourceVersion`` set in ObjectMeta's place (after uid),
-    as a new top-level dict and metadata; the rest is shared with ``obj``."""
+def set_resource_version(obj: JSON, resource_version: str) -> JSON:
+    """Set ``metadata.resourceVersion`` in ``obj`` itself (an object just decoded from
+    storage, the caller's to change), in ObjectMeta's place after uid; returns ``obj``.
+
+    Storage keeps the key, empty, where it belongs (see :func:`storage_form`), so this is
+    one assignment; an object stored without it gets a new metadata dict around it."""
     meta = obj.get("metadata")
+    if type(meta) is dict and "resourceVersion" in meta:
+        meta["resourceVersion"] = resource_version
+        return obj
     if not isinstance(meta, dict):
-        return {**obj, "metadata": {"resourceVersion": resource_version}}
-    placed: JSON = {}
-    for key in _BEFORE_RV:
-        if key in meta:
-            placed[key] = meta[key]
+        obj["metadata"] = {"resourceVersion": resource_version}
+        return obj
+    placed = {k: meta[k] for k in _BEFORE_RV if k in meta}
     placed["resourceVersion"] = resource_version
-    placed.update((k, v) for k, v in meta.items() if k not in placed)
-    return {**obj, "metadata": placed}
+    placed.update(meta)  # keys already placed keep their place
+    obj["metadata"] = placed
+    return obj
+
+
+def with_resource_version(obj: JSON, resource_version: str) -> JSON:
+    """``obj`` with ``metadata.resourceVersion`` set in ObjectMeta's place, as a new
+    top-level dict and metadata; ``obj`` is not changed and the rest is shared."""
+    meta = obj.get("metadata")
+    copied = {**obj, "metadata": {**meta}} if isinstance(meta, dict) else {**obj}
+    return set_resource_version(copied, resource_version)
+
+
+def storage_form(obj: JSON) -> JSON:
+    """What is stored of ``obj``: its resourceVersion empty (the store's revision is the
+    truth, set again on every read) but in its place, selfLink left out."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "selfLink" in meta:
+        obj = {**obj, "metadata": {k: v for k, v in meta.items() if k != "selfLink"}}
+    return with_resource_version(obj, "")

@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pyk8s.api import errors
-from pyk8s.api.goorder import go_ordered, with_resource_version
+from pyk8s.api.goorder import (
+    go_ordered,
+    set_resource_version,
+    storage_form,
+    with_resource_version,
+)
 from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.registry import Resource
 from pyk8s.storage import AlreadyExists, Conflict, KeyValue, NotFound, Store
@@ -60,17 +65,11 @@ def timestamp(t: dt.datetime | None = None) -> str:
 
 
 def encode_for_storage(obj: JSON) -> bytes:
-    meta = obj.get("metadata") or {}
-    if "resourceVersion" in meta or "selfLink" in meta:
-        obj = {
-            **obj,
-            "metadata": {k: v for k, v in meta.items() if k not in ("resourceVersion", "selfLink")},
-        }
-    return orjson.dumps(obj)
+    return orjson.dumps(storage_form(obj))
 
 
 def from_kv(kv: KeyValue) -> JSON:
-    return with_resource_version(orjson.loads(kv.value), str(kv.mod_revision))
+    return set_resource_version(orjson.loads(kv.value), str(kv.mod_revision))
 
 
 def generate_name(prefix: str) -> str:

@@ -42,7 +42,7 @@ from typing import Any
 import orjson
 
 from pyk8s.api.conversion import convert
-from pyk8s.api.goorder import with_resource_version
+from pyk8s.api.goorder import set_resource_version
 from pyk8s.storage import Compacted, Event, EventType, Store, StoreError, Watch, next_start
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ WATCHER_BUFFER = 4096
 
 def decode(value: bytes, revision: int) -> tuple[JSON, bytes]:
     """A stored value as an object with its resourceVersion, and that object's JSON."""
-    obj = with_resource_version(orjson.loads(value), str(revision))
+    obj = set_resource_version(orjson.loads(value), str(revision))
     return obj, orjson.dumps(obj)
 
 
