@@ -355,6 +355,42 @@ def test_crd_group_versions_come_and_go(kubectl: Kubectl) -> None:
     )
 
 
+def test_python_client_e2e_apiservice_from_yaml_with_conflict(api: Any, tmp_path: Path) -> None:
+    """The official Python client's own e2e check (test_utils.py), against our server."""
+    from kubernetes import client, utils
+
+    manifest = tmp_path / "api-service.yaml"
+    manifest.write_text(
+        "apiVersion: apiregistration.k8s.io/v1\n"
+        "kind: APIService\n"
+        "metadata:\n  name: v1alpha1.wardle.k8s.io\n"
+        "spec:\n  insecureSkipTLSVerify: true\n  group: wardle.k8s.io\n"
+        "  groupPriorityMinimum: 1000\n  versionPriority: 15\n"
+        "  service:\n    name: api\n    namespace: wardle\n  version: v1alpha1\n"
+    )
+    utils.create_from_yaml(api, str(manifest))
+    reg_api = client.ApiregistrationV1Api(api)
+    try:
+        svc = reg_api.read_api_service(name="v1alpha1.wardle.k8s.io")
+        assert (svc.metadata.name, svc.spec.group, svc.spec.version) == (
+            "v1alpha1.wardle.k8s.io",
+            "wardle.k8s.io",
+            "v1alpha1",
+        )
+        assert svc.spec.service.port == 443
+        with pytest.raises(utils.FailToCreateError) as raised:
+            utils.create_from_yaml(api, str(manifest))
+        assert str(raised.value) == (
+            'Error from server (Conflict): {"kind":"Status","apiVersion":"v1","metadata":{},'
+            '"status":"Failure","message":"apiservices.apiregistration.k8s.io '
+            '\\"v1alpha1.wardle.k8s.io\\" already exists","reason":"AlreadyExists",'
+            '"details":{"name":"v1alpha1.wardle.k8s.io","group":"apiregistration.k8s.io",'
+            '"kind":"apiservices"},"code":409}\n'
+        )
+    finally:
+        reg_api.delete_api_service(name="v1alpha1.wardle.k8s.io", body={})
+
+
 def test_invalid_apiservice_is_refused_with_upstreams_message(kubectl: Kubectl) -> None:
     bad = apiservice_manifest("wardle", GROUP, "default", "api", b"")
     del bad["spec"]["caBundle"]
