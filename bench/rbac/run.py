@@ -10,6 +10,11 @@ authenticated the same way and only the authorizer differs (``system:masters``, 
 certificate, would skip RBAC altogether). Each operation runs at 1 and 10 clients, on
 both servers in turn, twice, so that a noisy minute hurts both alike.
 
+A second table times the authorizer chains alone, in this process, over a watch cache
+holding the same objects plus the bootstrap policy: what RBAC adds to every request,
+without the network and the rest of the request's work (and so without most of a shared
+machine's noise).
+
 Usage: python3 bench/rbac/run.py [--ops 500]
 Issue 14's goal: at most 5 % added at p50. This is a measurement, never a test.
 """
@@ -32,6 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 from bench._cluster import Api, Server, create_many, free_port, pod_body  # noqa: E402
 from bench._table import Row, table, timed  # noqa: E402
+
+from pyk8s.apiserver.authn import UserInfo  # noqa: E402
+from pyk8s.apiserver.authz import RequestAttributes  # noqa: E402
+from pyk8s.apiserver.authzmodes import build_authorizer  # noqa: E402
+from pyk8s.apiserver.rbac.bootstrappolicy import cluster_role_bindings, cluster_roles  # noqa: E402
+from pyk8s.apiserver.watchcache import WatchCache  # noqa: E402
+from pyk8s.storage.sqlite import SqliteStore  # noqa: E402
 
 NAMESPACES = 100
 PER_NAMESPACE = 10
@@ -140,9 +152,66 @@ async def ready(token_api: TokenApi) -> None:
     raise RuntimeError("the bench account never got its edit binding")
 
 
+BENCH_USER = UserInfo(
+    "system:serviceaccount:bench:bench",
+    groups=("system:serviceaccounts", "system:serviceaccounts:bench", "system:authenticated"),
+)
+
+
+async def authorizers_alone(tmp: Path, calls: int) -> list[Row]:
+    """Each mode's chain answering the bench account's GET and create, in-process."""
+    store = await SqliteStore.open(tmp / "authz.db")
+    prefix = "/registry/rbac.authorization.k8s.io/"
+    objects = [("clusterroles", "", r) for r in cluster_roles()]
+    objects += [("clusterrolebindings", "", b) for b in cluster_role_bindings()]
+    for n in range(NAMESPACES):
+        ns = f"ns-{n:03d}"
+        for i in range(PER_NAMESPACE):
+            objects.append(("roles", ns, json.loads(role(ns, i))))
+            objects.append(("rolebindings", ns, json.loads(binding(ns, i))))
+    edit = {
+        "metadata": {"name": "bench-edit", "namespace": "bench"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "edit"},
+        "subjects": [{"kind": "ServiceAccount", "name": "bench", "namespace": "bench"}],
+    }
+    objects.append(("rolebindings", "bench", edit))
+    for plural, ns, obj in objects:
+        name = obj["metadata"]["name"]
+        await store.create(f"{prefix}{plural}/{ns + '/' if ns else ''}{name}", _json(obj))
+    cache = WatchCache(store)
+    await cache.start()
+    rows: list[Row] = []
+    try:
+        requests = {
+            "GET pod": RequestAttributes(
+                "get", "", "pods", "", "bench", "target", api_version="v1"
+            ),
+            "create pod": RequestAttributes("create", "", "pods", "", "bench", api_version="v1"),
+        }
+        for _ in range(2):
+            for label, mode in MODES.items():
+                chain, _ = build_authorizer(tuple(mode.split(",")), cache)
+                for what, attrs in requests.items():
+                    decision = await chain.authorize(BENCH_USER, attrs)
+                    assert decision.allowed, decision
+                    rows.append(
+                        await timed(
+                            f"authorize {what}, {label}",
+                            1,
+                            calls,
+                            lambda i, c=chain, a=attrs: c.authorize(BENCH_USER, a),
+                        )
+                    )
+    finally:
+        await cache.stop()
+        await store.close()
+    return rows
+
+
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=500)
+    ap.add_argument("--calls", type=int, default=20000, help="authorizer calls per phase")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-rbac-") as tmp:
         servers: dict[str, Server] = {}
@@ -197,6 +266,7 @@ async def main() -> None:
                 await a.close()
             for s in servers.values():
                 s.stop()
+        alone = await authorizers_alone(Path(tmp), args.calls)
     print(
         f"### as a service account, {NAMESPACES * PER_NAMESPACE} Roles and "
         f"{NAMESPACES * PER_NAMESPACE} RoleBindings present (each phase twice, alternated)\n"
@@ -217,6 +287,28 @@ async def main() -> None:
                     f"- {op}, {n} client(s), {name}: AlwaysAllow {base:.2f} ms, RBAC {rbac:.2f} ms "
                     f"({rbac / base - 1:+.1%}, best of two runs each)"
                 )
+    print_alone(alone, rows)
+
+
+def print_alone(rows: list[Row], requests: list[Row]) -> None:
+    print("\n### the authorizer chains alone, in-process (same objects; microseconds)\n")
+    print("| operation | calls | p50 µs | p99 µs |\n|---|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r.what} | {r.ops} | {r.pct(0.5) * 1000:.1f} | {r.pct(0.99) * 1000:.1f} |")
+    print()
+    for op in ("GET pod", "create pod"):
+        best = {
+            label: min(r.pct(0.5) for r in rows if r.what == f"authorize {op}, {label}")
+            for label in MODES
+        }
+        added_ms = best["RBAC"] - best["AlwaysAllow"]
+        request_ms = min(
+            r.pct(0.5) for r in requests if r.what == f"{op}, AlwaysAllow" and r.clients == 1
+        )
+        print(
+            f"- {op}: RBAC adds {added_ms * 1000:.1f} µs at p50 over AlwaysAllow's chain, "
+            f"{added_ms / request_ms:.1%} of the request's {request_ms:.2f} ms (1 client)"
+        )
 
 
 if __name__ == "__main__":
