@@ -556,6 +556,10 @@ def _security_config_errors(args: argparse.Namespace) -> str:
     from pyk8s.apiserver.audit import AuditPolicyError, load_policy
     from pyk8s.apiserver.encryptionconfig import EncryptionConfigError, load_encryption_config
 
+    for flag in ("maxage", "maxbackup", "maxsize"):
+        value = getattr(args, f"audit_log_{flag}")
+        if value < 0:
+            return f"--audit-log-{flag} {value} can't be a negative number"
     try:
         if args.audit_policy_file:
             load_policy(args.audit_policy_file)

@@ -388,3 +388,23 @@ def test_events_to_stdout_are_all_written_by_sigterm(tmp_path: Path) -> None:
     ]
     assert created == [f"c{i}" for i in range(20)]
     assert {e["stage"] for e in events} == {"RequestReceived", "ResponseComplete"}
+
+
+def test_a_negative_rotation_flag_stops_the_apiserver(tmp_path: Path) -> None:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyk8s",
+            "apiserver",
+            "--data-dir",
+            str(tmp_path / "data"),
+            "--audit-log-maxbackup=-2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == 1
+    assert out.stderr.strip() == "Error: --audit-log-maxbackup -2 can't be a negative number"
