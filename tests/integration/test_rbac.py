@@ -603,3 +603,18 @@ def test_unknown_authorization_mode_stops_the_server(tmp_path: Path) -> None:
         "Error: authorization-mode 'Foo' is not a valid mode (valid: AlwaysAllow, AlwaysDeny, "
         "Node, RBAC)"
     )
+
+
+def test_always_allow_mode_lets_every_authenticated_user_through(tmp_path: Path) -> None:
+    srv = Server(tmp_path / "data", free_port(), extra_args=("--authorization-mode=AlwaysAllow",))
+    srv.start()
+    try:
+        k = Kubectl(srv.kubeconfig)
+        token = _service_account_token(k, "default", "anyone")
+        core = client.CoreV1Api(_token_client(srv, token))
+        assert core.list_namespaced_secret("kube-system").items == []
+        # as upstream, the bootstrap policy belongs to the RBAC mode
+        names = {r["metadata"]["name"] for r in k.json("get", "clusterroles")["items"]}
+        assert not names & {"cluster-admin", "view", "system:basic-user"}
+    finally:
+        srv.stop()
