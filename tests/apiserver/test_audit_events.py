@@ -134,3 +134,15 @@ def test_a_client_gone_before_the_answer_is_closed_early() -> None:
         "code": 200,
     }
     assert events[0]["verb"] == "watch" and events[0]["requestURI"] == path + "?watch=true"
+
+
+def test_a_non_resource_request_verb_is_the_lower_cased_method() -> None:
+    """Upstream's RequestInfo: ``put``/``post``/``head`` for paths outside resources."""
+    from pyk8s.api.registry import REGISTRY
+    from pyk8s.apiserver.requestinfo import parse_request
+
+    assert parse_request("PUT", "/healthz", {}, REGISTRY).verb == "put"
+    assert parse_request("POST", "/apis/apps/v1", {}, REGISTRY).verb == "post"
+    assert parse_request("HEAD", "/version", {}, REGISTRY).verb == "head"
+    resource = parse_request("PUT", "/api/v1/namespaces/a/pods/p", {}, REGISTRY)
+    assert resource.resource_request and resource.verb == "update"

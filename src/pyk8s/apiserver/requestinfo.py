@@ -58,19 +58,21 @@ _METHOD_VERBS = {
 def parse_request(method: str, path: str, query: dict[str, str], registry: Registry) -> RequestInfo:
     parts = [p for p in path.split("/") if p]
     method = method.upper()
-    verb = _METHOD_VERBS.get(method, method.lower())
+    # a non-resource request's verb is the lower-cased method (put, post, head), as upstream
+    plain = method.lower()
     if not parts or parts[0] not in ("api", "apis"):
-        return RequestInfo(False, path, verb.replace("create", "post"), parts=tuple(parts))
+        return RequestInfo(False, path, plain, parts=tuple(parts))
     if parts[0] == "api":
         if len(parts) < 2:
-            return RequestInfo(False, path, verb, parts=tuple(parts))
+            return RequestInfo(False, path, plain, parts=tuple(parts))
         group, version, rest = "", parts[1], parts[2:]
     else:
         if len(parts) < 3:
-            return RequestInfo(False, path, verb, parts=tuple(parts))
+            return RequestInfo(False, path, plain, parts=tuple(parts))
         group, version, rest = parts[1], parts[2], parts[3:]
     if not rest:
-        return RequestInfo(False, path, verb, group, version, parts=tuple(parts))
+        return RequestInfo(False, path, plain, group, version, parts=tuple(parts))
+    verb = _METHOD_VERBS.get(method, plain)
 
     watch_prefix = False
     if rest[0] == "watch":  # the deprecated /api/v1/watch/... form
