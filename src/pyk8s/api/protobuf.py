@@ -65,6 +65,7 @@ __all__ = [
     "go_fields",
     "is_protobuf",
     "message_of",
+    "omits_empty",
 ]
 
 MEDIA_TYPE = "application/vnd.kubernetes.protobuf"
@@ -149,6 +150,15 @@ def go_fields(message: str) -> tuple[tuple[str, str, str, bool], ...]:
     if msg is None:
         return ()
     return tuple((f.json, f.type, f.card, f.inline) for f in msg.fields)
+
+
+def omits_empty(message: str, json_name: str) -> bool:
+    """Whether Go leaves the field out of JSON when it is empty (``omitempty``); a field
+    the table does not know counts as omitted."""
+    msg = _schema().messages.get(message)
+    if msg is None:
+        return True
+    return next((f.omitempty for f in msg.fields if f.json == json_name), True)
 
 
 # --------------------------------------------------------------------------- errors

@@ -19,6 +19,7 @@ from typing import Any
 from pyk8s.api import errors
 from pyk8s.api.errors import FieldError
 from pyk8s.api.gofmt import json_kind
+from pyk8s.api.protobuf import omits_empty
 from pyk8s.api.quantity import ERR_FORMAT_WRONG, QuantityError, parse_quantity
 from pyk8s.api.registry import Resource
 from pyk8s.api.schema import JSON, schemas
@@ -35,6 +36,7 @@ class Node:
     props: dict[str, JSON] = field(default_factory=dict)
     required: tuple[str, ...] = ()
     sub: JSON | None = None  # items / additionalProperties schema
+    message: str = ""  # a struct's name in pyk8s.api.protobuf's table ("core/v1.PodSpec")
 
 
 _OPAQUE = {
@@ -88,8 +90,14 @@ def _classify(node: JSON) -> Node:
         target = sch.definitions[name]
         if "properties" in target:
             struct, go = _go_struct_name(name)
+            group, version = name.split(".")[-3:-1]
             return Node(
-                "struct", go, struct, target["properties"], tuple(target.get("required", ()))
+                "struct",
+                go,
+                struct,
+                target["properties"],
+                tuple(target.get("required", ())),
+                message=f"{group}/{version}.{struct}",
             )
         nxt = _ref_name(target)
         if nxt is None:
@@ -437,7 +445,7 @@ def _compile(node: Node, key: int | None) -> Checker:
                 plain[name] = _PLAIN[sub_check]
             elif sub_check is not _always:
                 fields[name] = sub_check
-            if not _keeps_null(classify(sub)):
+            if not _field_keeps_null(node, name, classify(sub)):
                 settled.add(name)
         return check
     if node.kind in ("array", "map"):
@@ -533,10 +541,19 @@ def _plain_items(container: type, items: Callable[[Any], Any], item_type: type) 
 
 
 def _keeps_null(node: Node) -> bool:
-    """Whether a null field stays null after Go decodes and encodes it: a time (a zero
-    ``metav1.Time`` is written as null, ``lastProbeTime: null``) or a value of any type
-    (RawExtension). Any other null field decodes to nothing the object keeps."""
+    """Whether a null of ``node``'s type stays null after Go decodes and encodes it: a
+    time (a zero ``metav1.Time`` is written as null, ``lastProbeTime: null``) or a value
+    of any type (RawExtension)."""
     return node.kind in ("time", "any")
+
+
+def _field_keeps_null(struct: Node, name: str, sub: Node) -> bool:
+    """Whether a null field ``name`` of ``struct`` stays null: a time or raw value, or a
+    list or map Go writes even when empty (no ``omitempty``: an EndpointSlice's
+    ``ports: null``). Any other null field decodes to nothing the object keeps."""
+    if _keeps_null(sub):
+        return True
+    return sub.kind in ("array", "map") and not omits_empty(struct.message, name)
 
 
 def _zero(node: Node) -> Any:
@@ -557,12 +574,13 @@ def _zero(node: Node) -> Any:
 
 def _settle_nulls(node: Node, value: Any) -> None:
     """Settle the nulls of a well-typed ``value`` in place as Go's decoder does: a null
-    field is left out (a time or a raw value stays null), a null list item or map value
-    becomes its type's zero value (``containers: [null]`` is one empty container)."""
+    field is left out (unless Go writes it null: :func:`_field_keeps_null`), a null list
+    item or map value becomes its type's zero value (``containers: [null]`` is one empty
+    container)."""
     if node.kind == "struct" and isinstance(value, dict):
         for k in [k for k, v in value.items() if v is None]:
             sub = node.props.get(k)
-            if sub is not None and not _keeps_null(classify(sub)):
+            if sub is not None and not _field_keeps_null(node, k, classify(sub)):
                 del value[k]
         for k, v in value.items():
             sub = node.props.get(k)
