@@ -96,9 +96,45 @@ def resource_list(group: str = GROUP, version: str = VERSION) -> JSON:
     }
 
 
+def openapi_v3_document() -> JSON:
+    """The OpenAPI v3 document of the group/version (what ``kubectl explain`` reads)."""
+    spec = {
+        "type": "object",
+        "description": "What the flunder refers to.",
+        "properties": {
+            "reference": {"type": "string", "description": "The name of another flunder."}
+        },
+    }
+    flunder = {
+        "type": "object",
+        "description": "A Flunder is what the wardle server serves.",
+        "properties": {
+            "apiVersion": {"type": "string", "description": "The versioned schema."},
+            "kind": {"type": "string", "description": "The REST resource."},
+            "spec": spec,
+        },
+        "x-kubernetes-group-version-kind": [
+            {"group": GROUP, "kind": "Flunder", "version": VERSION}
+        ],
+    }
+    gvk = {"group": GROUP, "kind": "Flunder", "version": VERSION}
+    list_path = f"/apis/{GROUP}/{VERSION}/namespaces/{{namespace}}/flunders"
+    return {
+        "openapi": "3.0.0",
+        "info": {"title": "Wardle", "version": "v0.1"},
+        "paths": {list_path: {"get": {"x-kubernetes-group-version-kind": gvk, "responses": {}}}},
+        "components": {"schemas": {f"com.example.wardle.{VERSION}.Flunder": flunder}},
+    }
+
+
 def answer(path: str, accept: str) -> tuple[int, JSON]:
     """What the extension server answers a GET of ``path`` (no watch)."""
     parts = [p for p in path.split("/") if p]
+    if parts == ["openapi", "v3"]:
+        url = f"/openapi/v3/apis/{GROUP}/{VERSION}?hash=0123ABCD"
+        return 200, {"paths": {f"apis/{GROUP}/{VERSION}": {"serverRelativeURL": url}}}
+    if parts == ["openapi", "v3", "apis", GROUP, VERSION]:
+        return 200, openapi_v3_document()
     if parts == ["apis"]:
         # a legacy group list only: the API server falls back to /apis/<group>/<version>
         version = {"groupVersion": f"{GROUP}/{VERSION}", "version": VERSION}
@@ -494,6 +530,25 @@ def test_kubectl_api_resources_and_get_through_the_proxy(
     )
 
 
+def test_kubectl_explain_reads_the_extension_servers_openapi(
+    kubectl: Kubectl, raw: RawClient, extension: Extension
+) -> None:
+    got = raw("GET", "/openapi/v3", headers={"Accept": "application/json"})
+    etag = got.headers["ETag"]
+    assert raw("GET", "/openapi/v3", headers={"If-None-Match": etag}).status == 304
+    index = got.json()["paths"]
+    assert index[f"apis/{GROUP}/{VERSION}"] == {
+        "serverRelativeURL": f"/openapi/v3/apis/{GROUP}/{VERSION}?hash=0123ABCD"
+    }
+    assert "apis/apps/v1" in index
+    explained = kubectl("explain", "flunders")
+    assert f"GROUP:      {GROUP}" in explained
+    assert "KIND:       Flunder" in explained
+    assert "A Flunder is what the wardle server serves." in explained
+    field = kubectl("explain", "flunders.spec.reference")
+    assert "The name of another flunder." in field
+
+
 def test_python_client_lists_through_the_proxy(api: Any, extension: Extension, ext_ns: str) -> None:
     from kubernetes import client
 
@@ -780,6 +835,7 @@ POD_SERVER = "\n\n".join(
         f"JSON = dict[str, Any]\nGROUP, VERSION = {GROUP!r}, {VERSION!r}",
         inspect.getsource(flunder),
         inspect.getsource(resource_list),
+        inspect.getsource(openapi_v3_document),
         inspect.getsource(answer),
         inspect.getsource(make_handler),
         """

@@ -512,7 +512,15 @@ class APIServer:
         if parts and parts[0] == "openapi":
             from pyk8s.apiserver import openapi
 
+            if len(parts) == 5 and parts[1:3] == ("v3", "apis"):
+                apiservice = self.aggregator.remote(parts[3], parts[4])
+                if apiservice is not None:
+                    return await self.aggregator.proxy(request, apiservice, request[REQUEST_USER])
             crds = openapi.crds_from_strategies(self.handlers.strategy)
+            if parts == ("openapi", "v3"):
+                return await self.aggregator.openapi_v3_index(
+                    request, lambda r: openapi.serve(r, self.registry, parts, crds)
+                )
             return await openapi.serve(request, self.registry, parts, crds)
         if path == "/":
             paths = [

@@ -14,7 +14,9 @@ One level-based loop over APIService names, fed by the watch cache:
   its Service or EndpointSlices change, every :data:`RESYNC` seconds, and sooner (with
   back-off) while it fails; so the condition turns False soon after its pod is gone;
 * **discovery**: after each passing check the extension server's discovery document is
-  fetched again (:mod:`.discovery`).
+  fetched again (:mod:`.discovery`), and its OpenAPI v3 index: a group/version it
+  publishes joins this server's ``/openapi/v3`` index (``kubectl explain``), and the
+  document itself is proxied to it.
 
 It also keeps the ``extension-apiserver-authentication`` ConfigMap in ``kube-system``
 current at start: the CAs and request-header settings extension servers need to trust
@@ -125,6 +127,8 @@ class Aggregator:
         self.backends = Backends(ServiceResolver(handlers.reader), client_cert)
         #: what each remote APIService's server last said it serves
         self.documents: dict[str, RemoteDocument] = {}
+        #: the OpenAPI v3 document URL each remote APIService's server publishes
+        self.openapi_v3: dict[str, str] = {}
         self._failures: dict[str, int] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._queued: set[str] = set()
@@ -295,16 +299,19 @@ class Aggregator:
         apiservice = self._cached(name)
         if apiservice is None:
             self.documents.pop(name, None)
+            self.openapi_v3.pop(name, None)
             self._failures.pop(name, None)
             await self.backends.forget(name)
             return
         if _service_ref(apiservice) is None:
             self.documents.pop(name, None)
+            self.openapi_v3.pop(name, None)
             wanted = _condition("True", "Local", "Local APIServices are always available")
         else:
             wanted = await self._check(apiservice)
             if wanted["status"] == "True":
                 await self._refresh_discovery(apiservice)
+                await self._refresh_openapi(apiservice)
             elif name in self.documents:
                 self.documents[name] = RemoteDocument(self.documents[name].resources, "Stale")
         if wanted["status"] == "True":
@@ -436,6 +443,68 @@ class Aggregator:
                 self.documents[name] = RemoteDocument(self.documents[name].resources, "Stale")
             return
         self.documents[name] = RemoteDocument(resources)
+
+    async def _refresh_openapi(self, apiservice: JSON) -> None:
+        """Where the server's OpenAPI v3 document of this group/version is, if it has one."""
+        name = apiservice["metadata"]["name"]
+        spec = apiservice.get("spec") or {}
+        key = f"apis/{spec.get('group', '')}/{spec.get('version', '')}"
+        try:
+            got = await self.backends.get(apiservice, "/openapi/v3")
+            paths = got.json().get("paths") if got.status == 200 else None
+        except (BackendError, NoEndpoints, ValueError, AttributeError) as e:
+            log.info("OpenAPI index of APIService %s not read: %s", name, e)
+            return
+        entry = paths.get(key) if isinstance(paths, dict) else None
+        url = entry.get("serverRelativeURL") if isinstance(entry, dict) else None
+        if isinstance(url, str) and url.startswith(f"/openapi/v3/{key}"):
+            self.openapi_v3[name] = url
+        else:
+            self.openapi_v3.pop(name, None)
+
+    def openapi_v3_paths(self) -> dict[str, JSON]:
+        """``/openapi/v3`` index entries of the available remote group/versions."""
+        out: dict[str, JSON] = {}
+        for name, url in self.openapi_v3.items():
+            apiservice = self._cached(name)
+            if apiservice is None or _service_ref(apiservice) is None:
+                continue
+            condition = available_condition(apiservice)
+            if condition is None or condition.get("status") != "True":
+                continue
+            spec = apiservice.get("spec") or {}
+            out[f"apis/{spec.get('group', '')}/{spec.get('version', '')}"] = {
+                "serverRelativeURL": url
+            }
+        return out
+
+    async def openapi_v3_index(
+        self,
+        request: web.Request,
+        local: Callable[[web.Request], Awaitable[web.StreamResponse]],
+    ) -> web.StreamResponse:
+        """``/openapi/v3``: this server's index (``local``) with the aggregated
+        group/versions added, under its own ETag."""
+        extra = self.openapi_v3_paths()
+        if not extra:
+            return await local(request)
+        from pyk8s.apiserver.openapi import content_hash
+
+        headers = request.headers.copy()
+        headers.popall("If-None-Match", None)
+        response = await local(request.clone(headers=headers))
+        if not isinstance(response, web.Response) or not isinstance(response.body, bytes):
+            return response
+        if response.status != 200:
+            return response
+        index = json.loads(response.body)
+        index["paths"] = {**(index.get("paths") or {}), **extra}
+        data = json.dumps(index, sort_keys=True, separators=(",", ":")).encode()
+        etag = content_hash(data)
+        answer_headers = {"ETag": f'"{etag}"', "Content-Type": "application/json"}
+        if f'"{etag}"' in request.headers.get("If-None-Match", ""):
+            return web.Response(status=304, headers=answer_headers)
+        return web.Response(body=data, headers=answer_headers)
 
     # ------------------------------------------------------------------ registration
 
