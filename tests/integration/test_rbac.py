@@ -281,6 +281,23 @@ def test_service_account_token_is_denied_then_allowed_what_the_role_grants(
     )
 
 
+def test_a_pods_default_token_reads_no_secrets(kubectl: Kubectl, server: Server, ns: str) -> None:
+    """The token the kubelet mounts: the namespace's ``default`` account, bound to a pod."""
+    kubectl("create", "serviceaccount", "default", "-n", ns)
+    kubectl("run", "web", "--image=busybox", "--restart=Never", "-n", ns)
+    token = kubectl(
+        "create", "token", "default", "-n", ns, "--bound-object-kind=Pod", "--bound-object-name=web"
+    ).strip()  # fmt: skip
+    core = client.CoreV1Api(_token_client(server, token))
+    with pytest.raises(ApiException) as denied:
+        core.list_namespaced_secret("kube-system")
+    assert denied.value.status == 403
+    assert _status_message(denied.value) == (
+        f'secrets is forbidden: User "system:serviceaccount:{ns}:default" cannot list resource '
+        '"secrets" in API group "" in the namespace "kube-system"'
+    )
+
+
 def test_unauthenticated_requests_are_refused(server: Server) -> None:
     anon = client.CoreV1Api(_token_client(server, "no-such-token"))
     with pytest.raises(ApiException) as refused:
