@@ -188,6 +188,16 @@ def test_can_i_matrix_of_the_bootstrap_roles(kubectl: Kubectl, ns: str) -> None:
     assert not can_i(kubectl, "list", "nodes", f"--as={users['admin']}")
     assert can_i(kubectl, "list", "nodes", f"--as={users['cluster-admin']}")
 
+    # as upstream, a namespace is in itself: view in it reads it, and only it
+    viewer = f"--as={users['view']}"
+    assert kubectl.json("get", "namespace", ns, viewer)["metadata"]["name"] == ns
+    other = kubectl.run("get", "namespace", "kube-system", viewer, check=False)
+    assert other.stderr.strip() == (
+        'Error from server (Forbidden): namespaces "kube-system" is forbidden: User '
+        f'"{users["view"]}" cannot get resource "namespaces" in API group "" in the namespace '
+        '"kube-system"'
+    )
+
 
 def test_can_i_list_shows_the_users_rules(kubectl: Kubectl, ns: str) -> None:
     user = _name("lister")

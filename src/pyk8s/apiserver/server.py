@@ -434,12 +434,17 @@ class APIServer:
         return ANONYMOUS
 
     async def authorize(self, user: UserInfo, info: RequestInfo) -> None:
+        namespace = info.namespace
+        if info.resource == "namespaces" and not info.group and info.name:
+            # upstream's request info: a namespace is in itself, so a RoleBinding there
+            # may grant reading it (``view`` does)
+            namespace = info.name
         attrs = RequestAttributes(
             verb=info.verb,
             api_group=info.group,
             resource=info.resource,
             subresource=info.subresource,
-            namespace=info.namespace,
+            namespace=namespace,
             name=info.authorized_name,
             path=info.path,
             resource_request=info.resource_request,
