@@ -267,6 +267,26 @@ def _parser() -> argparse.ArgumentParser:
         help="/healthz and /metrics (served over HTTP; default: %(default)s)",
     )
     cm.add_argument("--log-level", default="info")
+    ca = sub.add_parser(
+        "cluster-autoscaler", help="run the cluster autoscaler over simulated node groups"
+    )
+    ca.add_argument("--kubeconfig", type=Path, default=None)
+    ca.add_argument("--config", type=Path, required=True, metavar="GROUPS.yaml")
+    ca.add_argument("--scan-interval", default="10s")
+    ca.add_argument("--expander", default="random", help="random, least-waste, priority")
+    ca.add_argument(
+        "--scale-down-enabled", type=lambda v: v.lower() == "true", default=True, metavar="BOOL"
+    )
+    ca.add_argument("--scale-down-utilization-threshold", type=float, default=0.5)
+    ca.add_argument("--scale-down-unneeded-time", default="10m")
+    ca.add_argument("--scale-down-delay-after-add", default="10m")
+    ca.add_argument("--max-graceful-termination-sec", type=int, default=600)
+    ca.add_argument("--max-pod-eviction-time", default="2m")
+    ca.add_argument("--status-config-map-name", default="cluster-autoscaler-status")
+    ca.add_argument("--address", default="127.0.0.1:8085", help="/healthz and /metrics")
+    ca.add_argument("--kube-api-qps", type=float, default=500.0)
+    ca.add_argument("--kube-api-burst", type=int, default=1000)
+    ca.add_argument("--log-level", default="info")
     sim = sub.add_parser("sim-nodes", help="run N simulated nodes (kwok-style)")
     sim.add_argument("--kubeconfig", type=Path, default=None)
     sim.add_argument("--count", type=int, default=1)
@@ -653,6 +673,40 @@ def _run_sim_nodes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_cluster_autoscaler(args: argparse.Namespace) -> int:
+    from pyk8s.autoscaler import Options, parse_duration
+    from pyk8s.client import ClientError
+    from pyk8s.server import cluster_autoscaler, logs
+
+    logs.setup("cluster-autoscaler", args.log_level)
+    try:
+        host, _, port = args.address.rpartition(":")
+        opts = cluster_autoscaler.RunOptions(
+            config=args.config,
+            kubeconfig=args.kubeconfig,
+            autoscaler=Options(
+                scan_interval=parse_duration(args.scan_interval),
+                expander=args.expander,
+                scale_down_enabled=args.scale_down_enabled,
+                scale_down_utilization_threshold=args.scale_down_utilization_threshold,
+                scale_down_unneeded_time=parse_duration(args.scale_down_unneeded_time),
+                scale_down_delay_after_add=parse_duration(args.scale_down_delay_after_add),
+                max_pod_eviction_time=parse_duration(args.max_pod_eviction_time),
+                max_graceful_termination_sec=args.max_graceful_termination_sec,
+                status_config_map_name=args.status_config_map_name,
+            ),
+            bind_address=host or "0.0.0.0",
+            port=int(port),
+            qps=args.kube_api_qps,
+            burst=args.kube_api_burst,
+        )
+        asyncio.run(cluster_autoscaler.run(opts))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s cluster-autoscaler: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run_scheduler(args: argparse.Namespace) -> int:
     from pyk8s.client import ClientError
     from pyk8s.server import logs, scheduler
@@ -919,6 +973,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_scheduler(args)
     if args.command == "sim-nodes":
         return _run_sim_nodes(args)
+    if args.command == "cluster-autoscaler":
+        return _run_cluster_autoscaler(args)
     if args.command == "kubelet":
         return _run_kubelet(args)
     if args.command == "agent":

@@ -172,6 +172,8 @@ class _Node:
     next_ip: int = 2
     used_ips: set[str] = field(default_factory=set)
     last_status_post: float = 0.0
+    #: this node's own shape (nodes added at run time); else the process's template
+    template: NodeTemplate | None = None
 
 
 class _Metrics:
@@ -308,10 +310,37 @@ class SimulatedNodes:
                 if (pod.get("spec") or {}).get("nodeName") == name:
                     self._pod_event(pod)
 
+    async def add_node(self, name: str, template: NodeTemplate) -> None:
+        """Register one more node of its own shape (a cluster autoscaler's new node);
+        returns once the Node exists and its lease runs. Adopts a registered Node of
+        that name (an autoscaler restarted)."""
+        if name in self.nodes:
+            return
+        index = max((n.index for n in self.nodes.values()), default=-1) + 1
+        node = _Node(name, index, str(FAKE_NODE_RANGE.network_address + index + 1))
+        node.template = template
+        self.nodes[name] = node
+        await self._register(node)
+        self._start_lease(node)
+        self.metrics.nodes.set(sum(1 for n in self.nodes.values() if n.running))
+
+    async def remove_node(self, name: str) -> None:
+        """Stop one node and delete its Node object (a cloud provider deleting the
+        instance); its pods are left to the pod garbage collector, as upstream."""
+        if name not in self.nodes:
+            return
+        self.stop_node(name)
+        del self.nodes[name]
+        try:
+            await self.client.delete(NODES, name)
+        except ClientError as err:
+            if not is_not_found(err):
+                raise
+
     # ------------------------------------------------------------------ nodes
 
     def _node_status(self, node: _Node) -> Obj:
-        t = self.template
+        t = node.template or self.template
         now = _ts()
         resources: Obj = {
             "cpu": t.cpu,
@@ -378,7 +407,7 @@ class SimulatedNodes:
         }
 
     def _node_object(self, node: _Node) -> Obj:
-        t = self.template
+        t = node.template or self.template
         labels = {
             "beta.kubernetes.io/arch": t.arch,
             "beta.kubernetes.io/os": "linux",
