@@ -43,6 +43,7 @@ from pyk8s.apiserver.inflight import (
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.server.component import stop_on_signals
+from pyk8s.server.identities import ensure_component_policy, write_component_kubeconfigs
 from pyk8s.server.paths import default_data_dir
 from pyk8s.server.supervisor import Supervisor
 from pyk8s.storage import Store, open_store
@@ -318,13 +319,17 @@ def _first_service_ip(cidr: str) -> str:
 
 async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]] = ()) -> None:
     """Serve until SIGTERM/SIGINT; ``components`` (``(name, *extra_args)``, e.g.
-    ``("controller-manager",)``) run as supervised child processes using the admin
+    ``("controller-manager",)``) run as supervised child processes, each with its own
+    identity where it has one (:mod:`pyk8s.server.identities`), else the admin
     kubeconfig."""
     running = await start_apiserver(opts)
     stop = stop_on_signals()
     supervisor = Supervisor()
+    identities = write_component_kubeconfigs(running.pki, running.url)
+    await ensure_component_policy(running.server.handlers)
     for name, *extra in components:
-        supervisor.add(name, "--kubeconfig", str(opts.kubeconfig), *extra)
+        kubeconfig = identities.get(name, opts.kubeconfig)
+        supervisor.add(name, "--kubeconfig", str(kubeconfig), *extra)
     await supervisor.start()
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()
