@@ -246,6 +246,9 @@ def _parser() -> argparse.ArgumentParser:
     _add_pass_through(
         server, "dns", "dns", note="(pyk8s's own: k3s runs CoreDNS as a pod, with no flag)"
     )
+    _add_pass_through(
+        server, "metrics-server", "metrics-server", note="(pyk8s's own: k3s runs it as a pod)"
+    )
     _add_agent_flags(server, in_server=True)
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
@@ -266,6 +269,9 @@ def _parser() -> argparse.ArgumentParser:
         default=10257,
         help="/healthz and /metrics (served over HTTP; default: %(default)s)",
     )
+    cm.add_argument("--horizontal-pod-autoscaler-sync-period", default="15s")
+    cm.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", default="5m0s")
+    cm.add_argument("--horizontal-pod-autoscaler-tolerance", type=float, default=0.1)
     cm.add_argument("--log-level", default="info")
     ca = sub.add_parser(
         "cluster-autoscaler", help="run the cluster autoscaler over simulated node groups"
@@ -346,6 +352,31 @@ def _parser() -> argparse.ArgumentParser:
     )
     proxy.add_argument("--cleanup", action="store_true", help="remove every rule and exit")
     proxy.add_argument("--log-level", default="info")
+    ms = sub.add_parser("metrics-server", help="the metrics.k8s.io API (kubectl top, HPA)")
+    ms.add_argument("--kubeconfig", type=Path, default=None)
+    ms.add_argument("--bind-address", default="0.0.0.0")
+    ms.add_argument("--secure-port", type=int, default=4443, help="0: any free port")
+    ms.add_argument("--metric-resolution", default="15s", metavar="DURATION")
+    ms.add_argument("--kubelet-insecure-tls", action="store_true")
+    ms.add_argument("--kubelet-client-certificate", type=Path, default=None)
+    ms.add_argument("--kubelet-client-key", type=Path, default=None)
+    ms.add_argument("--kubelet-certificate-authority", type=Path, default=None)
+    ms.add_argument(
+        "--kubelet-preferred-address-types",
+        default="Hostname,InternalDNS,InternalIP,ExternalDNS,ExternalIP",
+    )
+    ms.add_argument("--kubelet-request-timeout", default="10s", metavar="DURATION")
+    ms.add_argument("--tls-cert-file", type=Path, default=None)
+    ms.add_argument("--tls-private-key-file", type=Path, default=None)
+    ms.add_argument("--cert-dir", type=Path, default=Path("apiserver.local.config/certificates"))
+    ms.add_argument("--health-bind-address", default="0.0.0.0")
+    ms.add_argument("--health-port", type=int, default=10263, help="/healthz and /metrics")
+    ms.add_argument(
+        "--advertise-address",
+        default="",
+        help="register kube-system/metrics-server and the APIService at this address",
+    )
+    ms.add_argument("--log-level", default="info")
     dns = sub.add_parser("dns", help="cluster DNS (the CoreDNS role)")
     dns.add_argument("--kubeconfig", type=Path, default=None)
     dns.add_argument("--bind-address", default="0.0.0.0")
@@ -558,6 +589,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             components = [
                 ("controller-manager", *_passed_through(args.controller_manager_args)),
                 ("scheduler", *_passed_through(args.scheduler_args)),
+                ("metrics-server", *_metrics_server_args(args)),
             ]
             if not args.disable_agent:
                 components.append(("kubelet", *_agent_args(args)))
@@ -625,7 +657,9 @@ def _default_advertise(args: argparse.Namespace) -> str:
 
 def _run_controller_manager(args: argparse.Namespace) -> int:
     from pyk8s.client import ClientError
+    from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
     from pyk8s.server import controller_manager, logs
+    from pyk8s.server.component import parse_duration
 
     logs.setup("controller-manager", args.log_level)
     try:
@@ -635,6 +669,17 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
             leader_elect=args.leader_elect == "true",
             bind_address=args.bind_address,
             port=args.port,
+            hpa=HPASettings(
+                sync_period=parse_duration(
+                    args.horizontal_pod_autoscaler_sync_period,
+                    "horizontal-pod-autoscaler-sync-period",
+                ),
+                downscale_stabilization=parse_duration(
+                    args.horizontal_pod_autoscaler_downscale_stabilization,
+                    "horizontal-pod-autoscaler-downscale-stabilization",
+                ),
+                tolerance=args.horizontal_pod_autoscaler_tolerance,
+            ),
         )
         controller_manager.selected(opts.controllers)
         asyncio.run(controller_manager.run(opts))
@@ -805,6 +850,62 @@ def _run_dns(args: argparse.Namespace) -> int:
         print(f"pyk8s dns: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _run_metrics_server(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server import logs, metrics_server
+    from pyk8s.server.component import parse_duration
+
+    logs.setup("metrics-server", args.log_level)
+    try:
+        types = [t.strip() for t in args.kubelet_preferred_address_types.split(",") if t.strip()]
+        opts = metrics_server.Options(
+            kubeconfig=args.kubeconfig,
+            bind_address=args.bind_address,
+            secure_port=args.secure_port,
+            metric_resolution=parse_duration(args.metric_resolution, "metric-resolution"),
+            kubelet_insecure_tls=args.kubelet_insecure_tls,
+            kubelet_client_certificate=args.kubelet_client_certificate,
+            kubelet_client_key=args.kubelet_client_key,
+            kubelet_certificate_authority=args.kubelet_certificate_authority,
+            kubelet_preferred_address_types=tuple(types),
+            kubelet_request_timeout=parse_duration(
+                args.kubelet_request_timeout, "kubelet-request-timeout"
+            ),
+            tls_cert_file=args.tls_cert_file,
+            tls_private_key_file=args.tls_private_key_file,
+            cert_dir=args.cert_dir,
+            health_bind_address=args.health_bind_address,
+            health_port=args.health_port,
+            advertise_address=args.advertise_address,
+        )
+        asyncio.run(metrics_server.run(opts))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s metrics-server: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _metrics_server_args(args: argparse.Namespace) -> list[str]:
+    """``pyk8s server`` runs metrics-server as a supervised child (k3s runs it as a pod;
+    here the control plane may have no node at all, e.g. with sim-nodes): on any free
+    port, registered through a selectorless Service + EndpointSlice at the advertise
+    address, reaching kubelets with the API server's kubelet client certificate (the
+    kubelets' serving certificates are self-signed, hence ``--kubelet-insecure-tls``, as
+    k3s's bundled manifest does)."""
+    from pyk8s.kubelet.node import default_host_ip
+    from pyk8s.server.paths import default_data_dir
+
+    tls = (args.data_dir or default_data_dir()) / "server" / "tls"
+    address = args.advertise_address or args.node_ip or default_host_ip()
+    return ["--secure-port", "0", "--health-port", "0", "--advertise-address", address,
+            "--bind-address", address, "--kubelet-insecure-tls",
+            "--kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname",
+            "--kubelet-client-certificate", str(tls / "apiserver-kubelet-client.crt"),
+            "--kubelet-client-key", str(tls / "apiserver-kubelet-client.key"),
+            "--cert-dir", str(tls / "metrics-server"),
+            *_passed_through(args.metrics_server_args)]  # fmt: skip
 
 
 def _dns_args(args: argparse.Namespace) -> list[str]:
@@ -983,6 +1084,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_proxy(args)
     if args.command == "dns":
         return _run_dns(args)
+    if args.command == "metrics-server":
+        return _run_metrics_server(args)
     if args.command == "image":
         return _image(args)
     if args.command == "secrets-encrypt":

@@ -29,7 +29,12 @@ real node would show:
   uid precondition, as the kubelet's status manager does;
 * **stopping** — :meth:`SimulatedNodes.stop_node` freezes a node (no more lease renewals,
   no pod updates) so the node lifecycle controller sees it die; :meth:`start_node`
-  brings it back.
+  brings it back;
+* **usage** — :meth:`SimulatedNodes.resource_summary` is a node's synthetic CPU and
+  memory usage (:mod:`pyk8s.kubelet.simusage`), which ``pyk8s sim-nodes`` serves as
+  that node's ``/metrics/resource`` on kwok's path ``/metrics/nodes/{node}/metrics/resource``
+  and names in the node's ``metrics.pyk8s.io/resource-metrics-url`` annotation, the
+  address metrics-server scrapes instead of the fake InternalIP.
 """
 
 from __future__ import annotations
@@ -61,6 +66,7 @@ from pyk8s.client import (
 )
 from pyk8s.client.errors import ClientError
 from pyk8s.kubelet.node import LEASE_DURATION_SECONDS, LEASE_NAMESPACE, renew_lease
+from pyk8s.kubelet.simusage import SimulatedPod, UsageSimulator
 
 __all__ = [
     "EXIT_CODE_ANNOTATION",
@@ -68,6 +74,7 @@ __all__ = [
     "LEASE_DURATION_SECONDS",
     "LEASE_NAMESPACE",
     "RENEW_INTERVAL",
+    "RESOURCE_METRICS_URL_ANNOTATION",
     "RUN_SECONDS_ANNOTATION",
     "NodeTemplate",
     "SimulatedNodes",
@@ -77,6 +84,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 RUN_SECONDS_ANNOTATION = "pyk8s.io/sim-run-seconds"
+#: where a simulated node's /metrics/resource is served (metrics-server scrapes it)
+RESOURCE_METRICS_URL_ANNOTATION = "metrics.pyk8s.io/resource-metrics-url"
 EXIT_CODE_ANNOTATION = "pyk8s.io/sim-exit-code"
 #: the kubelet's renew interval (a quarter of its 40 s lease)
 RENEW_INTERVAL = 10.0
@@ -207,8 +216,13 @@ class SimulatedNodes:
         termination_seconds: float = TERMINATION_SECONDS,
         workers: int = 8,
         registry: CollectorRegistry | None = None,
+        metrics_url: str = "",
     ) -> None:
+        """``metrics_url``: the base URL (``http://host:port``) under which the nodes'
+        ``/metrics/resource`` is served, announced on each Node ("" announces none)."""
         self.client = client
+        self.metrics_url = metrics_url
+        self.usage = UsageSimulator()
         self.template = template or NodeTemplate()
         self.renew_interval = renew_interval
         self.lease_duration = lease_duration
@@ -417,6 +431,13 @@ class SimulatedNodes:
             "type": "pyk8s-sim",
             **t.labels,
         }
+        annotations = {
+            "node.alpha.kubernetes.io/ttl": "0",
+            "volumes.kubernetes.io/controller-managed-attach-detach": "true",
+        }
+        if self.metrics_url:
+            url = f"{self.metrics_url}/metrics/nodes/{node.name}/metrics/resource"
+            annotations[RESOURCE_METRICS_URL_ANNOTATION] = url
         spec: Obj = {}
         if t.taints:
             spec["taints"] = copy.deepcopy(t.taints)
@@ -426,10 +447,7 @@ class SimulatedNodes:
             "metadata": {
                 "name": node.name,
                 "labels": labels,
-                "annotations": {
-                    "node.alpha.kubernetes.io/ttl": "0",
-                    "volumes.kubernetes.io/controller-managed-attach-detach": "true",
-                },
+                "annotations": annotations,
             },
             "spec": spec,
             "status": self._node_status(node),
@@ -520,6 +538,25 @@ class SimulatedNodes:
         node.lease_rv = await renew_lease(
             self.client, node.name, node.uid, node.lease_rv, self.lease_duration
         )
+
+    def resource_summary(self, name: str, now: float) -> Obj | None:
+        """Node ``name``'s synthetic usage summary at ``now`` (None: no such running
+        node): its pods that run, each running container at its annotated usage."""
+        node = self.nodes.get(name)
+        if node is None or not node.running or self._informer is None:
+            return None
+        pods = []
+        for key, state in self._pods.items():
+            pod = self._informer.store.get(key)
+            if state.node != name or state.terminal or state.deleting or pod is None:
+                continue
+            started = {
+                cname: c.started_at
+                for cname, c in state.containers.items()
+                if c.waiting_until is None
+            }
+            pods.append(SimulatedPod(pod, started))
+        return self.usage.summary(name, pods, now)
 
     # ------------------------------------------------------------------ pods
 

@@ -4,20 +4,28 @@ JSON logs, and a clean stop on SIGTERM/SIGINT."""
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 
 
 class HealthServer:
-    """``/healthz`` (200 ``ok`` while ``healthy()``, else 500) and ``/metrics``."""
+    """``/healthz`` (200 ``ok`` while ``healthy()``, else 500) and ``/metrics``, and
+    whatever ``routes`` a component serves next to them."""
 
     def __init__(
-        self, registry: CollectorRegistry, healthy: Callable[[], bool], host: str, port: int
+        self,
+        registry: CollectorRegistry,
+        healthy: Callable[[], bool],
+        host: str,
+        port: int,
+        routes: Sequence[web.RouteDef] = (),
     ) -> None:
         self.registry = registry
+        self.routes = routes
         self.healthy = healthy
         self.host, self.port = host, port
         self._runner: web.AppRunner | None = None
@@ -28,9 +36,11 @@ class HealthServer:
         app.router.add_get("/readyz", self._healthz)
         app.router.add_get("/livez", self._healthz)
         app.router.add_get("/metrics", self._metrics)
+        app.router.add_routes(self.routes)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
         await web.TCPSite(self._runner, self.host, self.port, reuse_address=True).start()
+        self.port = int(self._runner.addresses[0][1])  # port 0: the one bound
 
     async def _healthz(self, _: web.Request) -> web.Response:
         if self.healthy():
@@ -55,3 +65,18 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT_SECONDS = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str, flag: str) -> float:
+    """A Go duration flag value (``15s``, ``1m30s``, ``500ms``; ``0`` alone) in seconds;
+    ValueError naming ``flag`` otherwise, as a Go component refuses it."""
+    if text == "0":
+        return 0.0
+    parts = _DURATION_PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise ValueError(f'invalid argument "{text}" for "--{flag}" flag: invalid duration')
+    return sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)

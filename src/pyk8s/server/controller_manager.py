@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyk8s.client import Client, load_config
+from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.component import HealthServer, stop_on_signals
 
@@ -38,6 +39,7 @@ CONTROLLERS: tuple[str, ...] = (
     "disruption",
     "resourcequota",
     "clusterroleaggregation",
+    "horizontalpodautoscaler",
 )
 
 
@@ -48,6 +50,8 @@ class Options:
     leader_elect: bool = True
     bind_address: str = "127.0.0.1"
     port: int = 10257
+    #: --horizontal-pod-autoscaler-sync-period / -downscale-stabilization / -tolerance
+    hpa: HPASettings = field(default_factory=HPASettings)
 
 
 def selected(names: list[str]) -> list[str]:
@@ -83,6 +87,7 @@ async def run(opts: Options) -> None:
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     async with Client(config) as client:
         manager = Manager(client)
+        manager.settings["horizontalpodautoscaler"] = opts.hpa
         names = setup_controllers(manager, selected(opts.controllers))
         log.info("controller-manager starting", extra={"controllers": names})
         health = HealthServer(manager.metrics_registry, lambda: True, opts.bind_address, opts.port)

@@ -6,6 +6,10 @@ process speaks for many kubelets), serve ``/healthz`` and ``/metrics``, and stop
 SIGTERM/SIGINT. Killing the process stops every node's lease renewal at once; to kill
 nodes one at a time, ``SIGUSR1`` stops the highest-numbered running node and ``SIGUSR2``
 restarts the node stopped last.
+
+The same HTTP port serves each node's ``/metrics/resource`` (synthetic usage, see
+:mod:`pyk8s.kubelet.simusage`) on kwok's path ``/metrics/nodes/{node}/metrics/resource``,
+announced on the Node for metrics-server to scrape.
 """
 
 from __future__ import annotations
@@ -13,11 +17,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from aiohttp import web
+
 from pyk8s.client import Client, load_config
 from pyk8s.kubelet.simulated import NodeTemplate, SimulatedNodes, parse_taint
+from pyk8s.kubelet.stats import resource_metrics
 from pyk8s.server.component import HealthServer, stop_on_signals
 
 __all__ = ["Options", "parse_key_values", "run", "template_from"]
@@ -78,9 +86,27 @@ async def run(opts: Options) -> None:
     template = template_from(opts)
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     async with Client(config, qps=opts.qps, burst=opts.burst, user_agent="pyk8s-sim-nodes") as c:
-        sim = SimulatedNodes(c, count=opts.count, name_prefix=opts.name_prefix, template=template)
-        health = HealthServer(sim.registry, sim.healthy, opts.bind_address, opts.port)
+        host = "127.0.0.1" if opts.bind_address in ("0.0.0.0", "") else opts.bind_address
+        host = f"[{host}]" if ":" in host else host
+        sim = SimulatedNodes(
+            c,
+            count=opts.count,
+            name_prefix=opts.name_prefix,
+            template=template,
+        )
+
+        async def node_resource_metrics(request: web.Request) -> web.Response:
+            summary = sim.resource_summary(request.match_info["node"], time.time())
+            if summary is None:
+                raise web.HTTPNotFound(text="404 page not found\n")
+            return web.Response(
+                text=resource_metrics(summary), content_type="text/plain", charset="utf-8"
+            )
+
+        routes = [web.get("/metrics/nodes/{node}/metrics/resource", node_resource_metrics)]
+        health = HealthServer(sim.registry, sim.healthy, opts.bind_address, opts.port, routes)
         await health.start()
+        sim.metrics_url = f"http://{host}:{health.port}"
         stop = stop_on_signals()
         stopped: list[str] = []
 

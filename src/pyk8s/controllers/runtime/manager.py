@@ -32,6 +32,8 @@ class Manager:
         self.metrics = ControllerMetrics(self.metrics_registry)
         self.controllers: list[Controller] = []
         self._started = asyncio.Event()
+        #: per controller name, its flags (e.g. the HPA's sync period), set before setup
+        self.settings: dict[str, object] = {}
         #: run after informers have synced, before controllers start (e.g. cache warm-up)
         self.on_synced: list[Callable[[], Awaitable[None]]] = []
 

@@ -1,0 +1,342 @@
+"""``pyk8s metrics-server``: the resource metrics API as a process.
+
+Composition only: open a client, keep informers on Nodes and Pods, scrape every node's
+kubelet each ``--metric-resolution`` (15 s, upstream's default) into
+:class:`~pyk8s.metricsserver.storage.Storage`, serve ``metrics.k8s.io/v1beta1`` over
+HTTPS on ``--secure-port`` (a self-signed serving certificate under ``--cert-dir`` unless
+``--tls-cert-file`` is given, as upstream), ``/healthz`` and ``/metrics`` on
+``--health-port``, and stop on SIGTERM/SIGINT.
+
+Front-proxy trust comes from the ``kube-system/extension-apiserver-authentication``
+ConfigMap, read at start (waited for) and every minute after. With ``--advertise-address``
+the server registers itself as upstream's manifest does: a ``kube-system/metrics-server``
+Service (selectorless here, since it is not a pod, with an EndpointSlice pointing at
+this process, like ``pyk8s dns`` publishes kube-dns) and the APIService
+``v1beta1.metrics.k8s.io`` (``insecureSkipTLSVerify``, priorities 100/100, as in
+upstream's components.yaml).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime
+import ipaddress
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from prometheus_client import CollectorRegistry, Gauge, Histogram
+
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import Client, SharedInformer, is_already_exists, is_not_found, load_config
+from pyk8s.client.config import Config
+from pyk8s.client.errors import ClientError
+from pyk8s.metricsserver.api import MetricsAPI, RequestHeader, serving_context
+from pyk8s.metricsserver.scraper import DEFAULT_ADDRESS_TYPES, Scraper
+from pyk8s.metricsserver.storage import Storage
+from pyk8s.server.component import HealthServer, stop_on_signals
+
+__all__ = ["Options", "run"]
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+
+NODES: Resource = REGISTRY.get("", "v1", "nodes")  # type: ignore[assignment]
+PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
+CONFIGMAPS: Resource = REGISTRY.get("", "v1", "configmaps")  # type: ignore[assignment]
+SERVICES: Resource = REGISTRY.get("", "v1", "services")  # type: ignore[assignment]
+SLICES: Resource = REGISTRY.get("discovery.k8s.io", "v1", "endpointslices")  # type: ignore[assignment]
+APISERVICES: Resource = REGISTRY.get("apiregistration.k8s.io", "v1", "apiservices")  # type: ignore[assignment]
+
+APISERVICE_NAME = "v1beta1.metrics.k8s.io"
+SERVICE_NAME = "metrics-server"
+NAMESPACE = "kube-system"
+AUTH_CONFIGMAP = "extension-apiserver-authentication"
+AUTH_REFRESH = 60.0
+
+
+@dataclass
+class Options:
+    kubeconfig: Path | None = None
+    bind_address: str = "0.0.0.0"
+    secure_port: int = 4443
+    metric_resolution: float = 15.0
+    kubelet_insecure_tls: bool = False
+    kubelet_client_certificate: Path | None = None
+    kubelet_client_key: Path | None = None
+    kubelet_certificate_authority: Path | None = None
+    kubelet_preferred_address_types: tuple[str, ...] = DEFAULT_ADDRESS_TYPES
+    kubelet_request_timeout: float = 10.0
+    tls_cert_file: Path | None = None
+    tls_private_key_file: Path | None = None
+    cert_dir: Path = Path("apiserver.local.config/certificates")
+    health_bind_address: str = "0.0.0.0"
+    health_port: int = 10263
+    #: register the Service, EndpointSlice and APIService pointing at this address
+    advertise_address: str = ""
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.tick = Histogram(
+            "metrics_server_manager_tick_duration_seconds",
+            "The total time spent collecting and storing metrics in seconds.",
+            registry=registry,
+        )
+        self.nodes = Gauge(
+            "metrics_server_storage_points",
+            "Number of metrics points stored.",
+            ["type"],
+            registry=registry,
+        )
+        self.failed = Gauge(
+            "metrics_server_scrape_failed_nodes",
+            "Nodes that could not be scraped in the last round.",
+            registry=registry,
+        )
+
+
+def write_self_signed(cert: Path, key_path: Path, hosts: list[str]) -> None:
+    """A self-signed serving certificate for ``hosts`` (names or IPs), as upstream
+    metrics-server makes in ``--cert-dir`` when given none."""
+    now = datetime.datetime.now(datetime.UTC)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"localhost@{int(now.timestamp())}")])
+    sans: list[x509.GeneralName] = []
+    for host in hosts:
+        try:
+            sans.append(x509.IPAddress(ipaddress.ip_address(host)))
+        except ValueError:
+            sans.append(x509.DNSName(host))
+    built = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    cert.parent.mkdir(parents=True, exist_ok=True)
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.TraditionalOpenSSL,
+            serialization.NoEncryption(),
+        )
+    )
+    key_path.chmod(0o600)
+    cert.write_bytes(built.public_bytes(serialization.Encoding.PEM))
+
+
+def _serving_files(opts: Options) -> tuple[str, str]:
+    if opts.tls_cert_file and opts.tls_private_key_file:
+        return str(opts.tls_cert_file), str(opts.tls_private_key_file)
+    cert = opts.cert_dir / "apiserver.crt"
+    key = opts.cert_dir / "apiserver.key"
+    if not (cert.exists() and key.exists()):
+        hosts = ["localhost", "127.0.0.1", socket.gethostname(), f"{SERVICE_NAME}.{NAMESPACE}.svc"]
+        hosts += [opts.advertise_address] if opts.advertise_address else []
+        write_self_signed(cert, key, hosts)
+    return str(cert), str(key)
+
+
+def kubelet_context(opts: Options, config: Config) -> ssl.SSLContext:
+    """TLS towards the kubelets: the client certificate of the flags, else the
+    kubeconfig's (with its CA); ``--kubelet-certificate-authority`` to verify them, or
+    no verification with ``--kubelet-insecure-tls``."""
+    from_config = config.ssl_context() if (config.cert_file or config.cert_data) else None
+    if opts.kubelet_client_certificate and opts.kubelet_client_key:
+        ctx = ssl.create_default_context()
+        ctx.load_cert_chain(str(opts.kubelet_client_certificate), str(opts.kubelet_client_key))
+    else:
+        ctx = from_config or ssl.create_default_context()
+    if opts.kubelet_certificate_authority:
+        ctx.load_verify_locations(cafile=str(opts.kubelet_certificate_authority))
+    if opts.kubelet_insecure_tls:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def registration_objects(address: str, port: int) -> tuple[Obj, Obj, Obj]:
+    """The Service, its EndpointSlice and the APIService (upstream's names and ports)."""
+    labels = {"k8s-app": "metrics-server"}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": SERVICE_NAME, "namespace": NAMESPACE, "labels": labels},
+        "spec": {"ports": [{"name": "https", "port": 443, "protocol": "TCP", "targetPort": port}]},
+    }
+    endpoints = {
+        "apiVersion": "discovery.k8s.io/v1",
+        "kind": "EndpointSlice",
+        "metadata": {
+            "name": f"{SERVICE_NAME}-pyk8s",
+            "namespace": NAMESPACE,
+            "labels": {"kubernetes.io/service-name": SERVICE_NAME, **labels},
+        },
+        "addressType": "IPv6" if ":" in address else "IPv4",
+        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+        "ports": [{"name": "https", "protocol": "TCP", "port": port}],
+    }
+    apiservice = {
+        "apiVersion": "apiregistration.k8s.io/v1",
+        "kind": "APIService",
+        "metadata": {"name": APISERVICE_NAME, "labels": labels},
+        "spec": {
+            "group": "metrics.k8s.io",
+            "version": "v1beta1",
+            "service": {"name": SERVICE_NAME, "namespace": NAMESPACE, "port": 443},
+            "insecureSkipTLSVerify": True,
+            "groupPriorityMinimum": 100,
+            "versionPriority": 100,
+        },
+    }
+    return service, endpoints, apiservice
+
+
+async def register(client: Client, address: str, port: int) -> None:
+    """Create or update the three objects (idempotent)."""
+    for res, obj in zip(
+        (SERVICES, SLICES, APISERVICES), registration_objects(address, port), strict=True
+    ):
+        meta = obj["metadata"]
+        namespace = meta.get("namespace")
+        try:
+            current = await client.get(res, meta["name"], namespace)
+        except ClientError as err:
+            if not is_not_found(err):
+                raise
+            try:
+                await client.create(res, obj)
+            except ClientError as created:
+                if not is_already_exists(created):
+                    raise
+            continue
+        if res is SERVICES:
+            continue
+        fields = ("addressType", "endpoints", "ports") if res is SLICES else ("spec",)
+        if any(current.get(f) != obj[f] for f in fields):
+            current.update({f: obj[f] for f in fields})
+            await client.update(res, current)
+    log.info("metrics API registered", extra={"apiservice": APISERVICE_NAME, "endpoint": address})
+
+
+async def _read_requestheader(client: Client) -> RequestHeader | None:
+    try:
+        cm = await client.get(CONFIGMAPS, AUTH_CONFIGMAP, NAMESPACE)
+        return RequestHeader.from_configmap(cm)
+    except (ClientError, ValueError) as err:
+        log.warning("cannot read %s/%s: %s", NAMESPACE, AUTH_CONFIGMAP, err)
+        return None
+
+
+async def run(opts: Options) -> None:
+    if opts.metric_resolution <= 0:
+        raise ValueError("--metric-resolution must be positive")
+    config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
+    cert, key = _serving_files(opts)
+    kubelet_ssl = kubelet_context(opts, config)
+    async with Client(config, user_agent="pyk8s-metrics-server") as client:
+        requestheader = await _read_requestheader(client)
+        while requestheader is None:
+            await asyncio.sleep(2.0)
+            requestheader = await _read_requestheader(client)
+        current = {"requestheader": requestheader}
+        nodes = SharedInformer.for_resource(client, NODES)
+        pods = SharedInformer.for_resource(client, PODS)
+        storage = Storage()
+        registry = CollectorRegistry()
+        metrics = _Metrics(registry)
+        scraped = asyncio.Event()
+        api = MetricsAPI(
+            storage,
+            client=client,
+            nodes=nodes.store.list,
+            node=nodes.store.get,
+            pods=pods.store.list,
+            pod=lambda ns, name: pods.store.get_by_name(ns, name),
+            requestheader=lambda: current["requestheader"],
+        )
+        scraper = Scraper(
+            kubelet_ssl,
+            timeout=min(opts.kubelet_request_timeout, opts.metric_resolution),
+            address_types=opts.kubelet_preferred_address_types,
+        )
+        runner = web.AppRunner(api.app, access_log=None, handle_signals=False)
+        health = HealthServer(registry, scraped.is_set, opts.health_bind_address, opts.health_port)
+        stop = stop_on_signals()
+        nodes.start()
+        pods.start()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            await health.start()
+            await runner.setup()
+            ctx = serving_context(cert, key, requestheader.client_ca)
+            await web.TCPSite(
+                runner, opts.bind_address, opts.secure_port, ssl_context=ctx, reuse_address=True
+            ).start()
+            port = int(runner.addresses[0][1])  # the one bound (--secure-port 0: any free)
+            await nodes.wait_synced()
+            await pods.wait_synced()
+
+            async def scrape_loop() -> None:
+                loop = asyncio.get_running_loop()
+                while True:
+                    started = loop.time()
+                    node_list = nodes.store.list()
+                    with metrics.tick.time():
+                        samples = await scraper.scrape(node_list, time.time())
+                        storage.store(samples)
+                    metrics.failed.set(len(node_list) - len(samples))
+                    metrics.nodes.labels("node").set(len(storage.node_names()))
+                    metrics.nodes.labels("container").set(len(storage.pod_keys()))
+                    scraped.set()
+                    log.debug("scrape round", extra={"nodes": len(node_list),
+                                                     "scraped": len(samples)})  # fmt: skip
+                    await asyncio.sleep(max(0.0, opts.metric_resolution - (loop.time() - started)))
+
+            async def refresh_requestheader() -> None:
+                while True:
+                    await asyncio.sleep(AUTH_REFRESH)
+                    fresh = await _read_requestheader(client)
+                    if fresh is not None:
+                        current["requestheader"] = fresh
+
+            tasks = [
+                asyncio.create_task(scrape_loop(), name="scrape"),
+                asyncio.create_task(refresh_requestheader(), name="requestheader"),
+            ]
+            if opts.advertise_address:
+                await register(client, opts.advertise_address, port)
+            log.info(
+                "metrics-server started",
+                extra={"port": port, "resolution": opts.metric_resolution},
+            )
+            await stop.wait()
+        finally:
+            for task in tasks:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await runner.cleanup()
+            await scraper.close()
+            await nodes.stop()
+            await pods.stop()
+            await health.stop()

@@ -1,0 +1,225 @@
+"""metrics-server, ``kubectl top`` and the HorizontalPodAutoscaler on simulated nodes.
+
+``pyk8s server`` (its supervised metrics-server scraping every 2 s, the HPA controller
+syncing every 2 s) and ``pyk8s sim-nodes``, whose pods use what their
+``kwok.x-k8s.io/usage-cpu``/``-memory`` annotations say. Everything is observed through
+the real kubectl: the APIService, ``kubectl top``, the HPA's TARGETS column, its
+conditions and events.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e_sim.conftest import Cluster
+from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
+
+JSON = dict[str, Any]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    import os
+
+    if not os.path.exists(KUBECTL):
+        pytest.skip(f"kubectl is not installed at {KUBECTL}")
+    base = tmp_path_factory.mktemp("metrics")
+    server = Server(
+        base / "data",
+        free_port(),
+        command="server",
+        extra_args=(
+            "--disable-agent",
+            f"--kube-controller-manager-arg=secure-port={free_port()}",
+            "--kube-controller-manager-arg=horizontal-pod-autoscaler-sync-period=2s",
+            f"--kube-scheduler-arg=secure-port={free_port()}",
+            "--metrics-server-arg=metric-resolution=2s",
+        ),
+    ).start()
+    kubectl = Kubectl(server.kubeconfig)
+    sim_log = base / "sim-nodes.log"
+    with open(sim_log, "wb") as log:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "pyk8s", "sim-nodes", "--kubeconfig", str(server.kubeconfig),
+             "--count", "2", "--cpu", "4", "--memory", "8Gi", "--port", str(free_port())],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    c = Cluster(server, kubectl, sim, sim_log)
+    try:
+        c.wait(lambda: len(kubectl.json("get", "nodes")["items"]) == 2)
+        kubectl("wait", "--for=condition=Available", "apiservice/v1beta1.metrics.k8s.io",
+                "--timeout=60s")  # fmt: skip
+        yield c
+    finally:
+        sim.terminate()
+        try:
+            sim.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            sim.kill()
+        server.stop()
+
+
+@pytest.fixture
+def ns(cluster: Cluster) -> str:
+    name = f"hpa-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    cluster.wait(
+        lambda: cluster.kubectl.run("get", "sa", "default", "-n", name, check=False).returncode == 0
+    )
+    return name
+
+
+def deployment(name: str, replicas: int, cpu_usage: str, requests: JSON | None) -> JSON:
+    container: JSON = {"name": "app", "image": "busybox"}
+    if requests is not None:
+        container["resources"] = {"requests": requests}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {
+                    "labels": {"app": name},
+                    "annotations": {
+                        "kwok.x-k8s.io/usage-cpu": cpu_usage,
+                        "kwok.x-k8s.io/usage-memory": "64Mi",
+                    },
+                },
+                "spec": {"containers": [container]},
+            },
+        },
+    }
+
+
+def apply(kubectl: Kubectl, ns: str, obj: JSON, tmp: Path) -> None:
+    path = tmp / f"{obj['kind']}-{obj['metadata']['name']}.json"
+    path.write_text(json.dumps(obj))
+    kubectl("apply", "-n", ns, "-f", str(path))
+
+
+def events(kubectl: Kubectl, ns: str, reason: str) -> list[str]:
+    items = kubectl.json("get", "events", "-n", ns, "--field-selector", f"reason={reason}")["items"]
+    return [str(e["message"]) for e in items]
+
+
+def condition(kubectl: Kubectl, ns: str, name: str, ctype: str) -> JSON:
+    hpa = kubectl.json("get", "hpa", "-n", ns, name)
+    return next(c for c in hpa["status"].get("conditions", []) if c["type"] == ctype)
+
+
+def test_kubectl_top_nodes_and_pods(cluster: Cluster, ns: str, tmp_path: Path) -> None:
+    kubectl = cluster.kubectl
+    apply(kubectl, ns, deployment("busy", 2, "250m", {"cpu": "100m"}), tmp_path)
+    apply(kubectl, ns, deployment("idle", 1, "5m", {"cpu": "100m"}), tmp_path)
+
+    def top_pods() -> list[list[str]]:
+        out = kubectl("top", "pods", "-A", "--containers", "--sort-by=cpu", check=False)
+        rows = [line.split() for line in out.splitlines()[1:] if line.split()[:1] == [ns]]
+        return rows if len(rows) == 3 else []
+
+    rows = cluster.wait(top_pods)
+    assert [(r[2], r[3], r[4]) for r in rows] == [
+        ("app", "250m", "64Mi"), ("app", "250m", "64Mi"), ("app", "5m", "64Mi")
+    ]  # fmt: skip
+    assert [r[1].split("-")[0] for r in rows] == ["busy", "busy", "idle"]
+    nodes = kubectl("top", "nodes", "--sort-by=memory").splitlines()
+    assert nodes[0].split() == ["NAME", "CPU(cores)", "CPU(%)", "MEMORY(bytes)", "MEMORY(%)"]
+    assert sorted(line.split()[0] for line in nodes[1:]) == ["sim-0", "sim-1"]
+    # a pod with no samples: upstream's 404
+    missing = kubectl.run(
+        "get", "--raw", f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods/nope", check=False
+    )
+    assert missing.returncode != 0
+    assert f'podmetrics.metrics.k8s.io "{ns}/nope" not found' in missing.stderr
+    # label selectors, through the aggregated API
+    path = f"/apis/metrics.k8s.io/v1beta1/namespaces/{ns}/pods?labelSelector=app%3Didle"
+    listed = json.loads(kubectl("get", "--raw", path))
+    assert [i["metadata"]["labels"]["app"] for i in listed["items"]] == ["idle"]
+    assert listed["items"][0]["containers"][0]["usage"]["cpu"] == "5m"
+
+
+def test_hpa_scales_up_under_load_and_back_down(cluster: Cluster, ns: str, tmp_path: Path) -> None:
+    kubectl = cluster.kubectl
+    apply(kubectl, ns, deployment("web", 1, "150m", {"cpu": "100m"}), tmp_path)
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1,
+            "maxReplicas": 3,
+            "metrics": [{"type": "Resource", "resource": {
+                "name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}}],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 5}},
+        },
+    }  # fmt: skip
+    apply(kubectl, ns, hpa, tmp_path)
+    cluster.wait(lambda: events(kubectl, ns, "SuccessfulRescale"), within=90)
+    assert events(kubectl, ns, "SuccessfulRescale")[0] == (
+        "New size: 3; reason: cpu resource utilization (percentage of request) above target"
+    )
+    cluster.wait(
+        lambda: kubectl.json("get", "deploy", "-n", ns, "web")["status"].get("readyReplicas") == 3
+    )
+    row = cluster.wait(
+        lambda: [
+            line.split()
+            for line in kubectl("get", "hpa", "-n", ns).splitlines()[1:]
+            if "150%/50%" in line and line.split()[6] == "3"
+        ]
+    )[0]
+    assert row[:7] == ["web", "Deployment/web", "cpu:", "150%/50%", "1", "3", "3"]
+    assert condition(kubectl, ns, "web", "ScalingActive")["reason"] == "ValidMetricFound"
+    limited = cluster.wait(
+        lambda: (c := condition(kubectl, ns, "web", "ScalingLimited"))["status"] == "True" and c
+    )
+    assert limited["reason"] == "TooManyReplicas"
+    assert limited["message"] == "the desired replica count is more than the maximum replica count"
+
+    # the load stops: after the 5 s window, back to one replica
+    kubectl("annotate", "pods", "-n", ns, "-l", "app=web", "--overwrite",
+            "kwok.x-k8s.io/usage-cpu=10m")  # fmt: skip
+    cluster.wait(
+        lambda: kubectl.json("get", "deploy", "-n", ns, "web")["spec"]["replicas"] == 1, within=90
+    )
+    assert "New size: 1; reason: All metrics below target" in events(
+        kubectl, ns, "SuccessfulRescale"
+    )
+    assert condition(kubectl, ns, "web", "AbleToScale")["status"] == "True"
+
+
+def test_target_without_requests_gets_failed_get_resource_metric(
+    cluster: Cluster, ns: str, tmp_path: Path
+) -> None:
+    kubectl = cluster.kubectl
+    apply(kubectl, ns, deployment("norequests", 2, "300m", None), tmp_path)
+    cluster.wait(
+        lambda: (
+            kubectl.json("get", "deploy", "-n", ns, "norequests")["status"].get("readyReplicas")
+            == 2
+        )
+    )
+    kubectl("autoscale", "deployment", "norequests", "-n", ns, "--cpu-percent=50", "--max=5")
+    messages = cluster.wait(lambda: events(kubectl, ns, "FailedGetResourceMetric"), within=90)
+    assert messages[0].startswith("failed to get cpu utilization: missing request for cpu in "
+                                  "container app of Pod norequests-")  # fmt: skip
+    active = condition(kubectl, ns, "norequests", "ScalingActive")
+    assert active["status"] == "False"
+    assert active["reason"] == "FailedGetResourceMetric"
+    assert active["message"].startswith("the HPA was unable to compute the replica count: ")
+    assert kubectl.json("get", "deploy", "-n", ns, "norequests")["spec"]["replicas"] == 2
+    assert events(kubectl, ns, "SuccessfulRescale") == []
+    assert "<unknown>/50%" in kubectl("get", "hpa", "-n", ns, "norequests")
