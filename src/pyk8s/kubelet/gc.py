@@ -22,6 +22,7 @@ from pathlib import Path
 from pyk8s.kubelet import images
 from pyk8s.kubelet.cri import CRIClient, CRIError, CRINotFound
 from pyk8s.kubelet.cri import api_pb2 as pb
+from pyk8s.kubelet.logs import unlink_container_logs
 from pyk8s.kubelet.runtimestate import CONTAINER_NAME_LABEL, POD_UID_LABEL
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,10 @@ class ContainerGC:
         max_per_pod_container: int = 1,
         min_age: float = 0.0,
         clock: Callable[[], float] = time.time,
+        log_root: Path = Path("/var/log/pods"),
     ) -> None:
         self.cri = cri
+        self.log_root = log_root
         self.max_per_pod_container = max_per_pod_container
         self.min_age = min_age  # seconds since creation before a dead container is evictable
         self._clock = clock
@@ -94,6 +97,7 @@ class ContainerGC:
         if log_path:
             with contextlib.suppress(OSError):
                 os.unlink(log_path)
+        unlink_container_logs(self.log_root, container_id)
         return 1
 
     async def _evict_sandboxes(self, active_pod_uids: set[str]) -> int:

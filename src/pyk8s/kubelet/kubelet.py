@@ -95,6 +95,7 @@ class Kubelet:
         cri: CRIClient,
         config: KubeletConfig,
         registry: CollectorRegistry | None = None,
+        probe_registry: CollectorRegistry | None = None,
     ) -> None:
         self.client = client
         self.cri = cri
@@ -116,9 +117,10 @@ class Kubelet:
         self.worker = PodWorker(
             client, cri, self.recorder, self.node_info, root=config.root_dir,
             log_root=config.log_root, services=self.services.store.list, wake=self._wake_uid,
+            probe_registry=probe_registry,
         )  # fmt: skip
         self.relister = Relister(cri)
-        self.container_gc = ContainerGC(cri)
+        self.container_gc = ContainerGC(cri, log_root=config.log_root)
         self.image_gc = ImageGC(cri, config.image_fs or config.root_dir)
         self.node: NodeAgent | None = None
         self._tasks: list[asyncio.Task[None]] = []

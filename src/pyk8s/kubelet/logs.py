@@ -7,6 +7,12 @@ one record per line: ``<RFC3339Nano time> <stdout|stderr> <P|F> <content>``. A `
 a line. The kubelet turns these records back into the plain text the user printed,
 applying the options of the pod log request (tail, since, timestamps, byte limit,
 stream selection and follow), which is what this module does.
+
+Log shippers (Promtail, Fluent Bit, Vector) look in ``/var/log/containers`` instead:
+upstream's kubelet keeps a symlink ``<pod>_<ns>_<container>-<containerID>.log`` there
+per container, pointing at its current log file. :func:`link_container_log` makes one
+(in the ``containers`` directory next to ``log_root``) and
+:func:`unlink_container_logs` removes a container's links.
 """
 
 from __future__ import annotations
@@ -112,6 +118,46 @@ def log_path(
 ) -> Path:
     """Where containerd writes the log of one run of a container."""
     return log_root / f"{namespace}_{pod}_{uid}" / container / f"{restart_count}.log"
+
+
+#: a file name's limit; upstream truncates the symlink name before ``.log`` to fit
+_MAX_NAME = 255
+_LINK_SUFFIX = ".log"
+
+
+def container_log_link_dir(log_root: Path) -> Path:
+    """``/var/log/containers`` for the default ``/var/log/pods``."""
+    return log_root.parent / "containers"
+
+
+def container_log_link(
+    log_root: Path, namespace: str, pod: str, container: str, container_id: str
+) -> Path:
+    """Upstream's legacy symlink path, its name cut to 255 bytes as upstream does."""
+    name = f"{pod}_{namespace}_{container}-{container_id}"
+    name = name[: _MAX_NAME - len(_LINK_SUFFIX)]
+    return container_log_link_dir(log_root) / f"{name}{_LINK_SUFFIX}"
+
+
+def link_container_log(
+    log_root: Path, namespace: str, pod: str, container: str, container_id: str, target: Path
+) -> None:
+    """Point the container's ``/var/log/containers`` symlink at ``target`` (its log)."""
+    link = container_log_link(log_root, namespace, pod, container, container_id)
+    link.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        link.unlink()
+    link.symlink_to(target)
+
+
+def unlink_container_logs(log_root: Path, container_id: str) -> None:
+    """Remove the symlinks of a removed container."""
+    directory = container_log_link_dir(log_root)
+    with contextlib.suppress(FileNotFoundError):
+        for entry in os.scandir(directory):
+            if entry.name.endswith(f"-{container_id}{_LINK_SUFFIX}") and entry.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
 
 
 def previous_log_path(

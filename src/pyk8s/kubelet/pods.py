@@ -29,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter
+
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, is_conflict, is_not_found
 from pyk8s.client.errors import ClientError
@@ -37,7 +39,7 @@ from pyk8s.kubelet import podconfig, probes, pullsecrets
 from pyk8s.kubelet.backoff import Backoff
 from pyk8s.kubelet.cri import CRIClient, CRIError, CRINotFound
 from pyk8s.kubelet.cri import api_pb2 as pb
-from pyk8s.kubelet.logs import parse_line
+from pyk8s.kubelet.logs import link_container_log, log_path, parse_line, unlink_container_logs
 from pyk8s.kubelet.podinputs import NodeInfo, PodInputs, VolumeState
 from pyk8s.kubelet.podstatus import PodView, pod_status, same_status
 from pyk8s.kubelet.resolv import dns_config
@@ -103,8 +105,19 @@ class PodWorker:
         log_root: Path = Path("/var/log/pods"),
         services: Callable[[], Sequence[Mapping[str, Any]]] = list,
         wake: Callable[[str], None] = lambda uid: None,
+        probe_registry: CollectorRegistry | None = None,
     ) -> None:
         self.client = client
+        #: upstream's /metrics/probes: every probe run by type and result
+        self.probe_total = Counter(
+            "prober_probe_total",
+            "Cumulative number of a liveness, readiness or startup probe for a container "
+            "by result.",
+            ["probe_type", "result", "container", "pod", "namespace", "pod_uid"],
+            registry=probe_registry or CollectorRegistry(),
+        )
+        #: pod uid -> its prober_probe_total label sets (dropped with the pod)
+        self._probe_series: dict[str, set[tuple[str, ...]]] = {}
         self.cri = cri
         self.recorder = recorder
         self.node = node
@@ -162,6 +175,9 @@ class PodWorker:
         if state is not None:
             for p in state.probes.values():
                 await _stop_workers(p)
+        for key in self._probe_series.pop(uid, set()):
+            with contextlib.suppress(KeyError):
+                self.probe_total.remove(*key)
         rt = await read_pod_runtime(self.cri, uid)
         for c in rt.running():
             with contextlib.suppress(CRINotFound):
@@ -169,6 +185,7 @@ class PodWorker:
         for c in rt.containers:
             with contextlib.suppress(CRINotFound):
                 await self.cri.remove_container(c.id)
+            unlink_container_logs(self.log_root, c.id)
         for s in rt.sandboxes:
             with contextlib.suppress(CRINotFound):
                 await self.cri.stop_pod_sandbox(s.id)
@@ -255,6 +272,7 @@ class PodWorker:
                 # created but never started (a kubelet died in between): start it over
                 with contextlib.suppress(CRINotFound):
                     await self.cri.remove_container(cur.id)
+                unlink_container_logs(self.log_root, cur.id)
                 cur = rt.previous(c["name"])
             if cur is not None and cur.running:
                 continue
@@ -337,6 +355,12 @@ class PodWorker:
             self.recorder.event(pod, "Warning", "Failed", f"Error: {err}")
             return 5.0
         self.recorder.event(pod, "Normal", "Created", f"Created container {name}")
+        meta = pod["metadata"]
+        target = log_path(self.log_root, meta["namespace"], meta["name"], uid, name, attempt)
+        try:
+            link_container_log(self.log_root, meta["namespace"], meta["name"], name, cid, target)
+        except OSError as err:
+            log.warning("linking the log of container %s failed: %s", cid, err)
         try:
             await self.cri.start_container(cid)
         except CRIError as err:
@@ -444,8 +468,14 @@ class PodWorker:
         label = {"liveness": "Liveness", "readiness": "Readiness", "startup": "Startup"}[kind]
         timeout = float(spec.get("timeoutSeconds") or 1)
 
+        pod_labels = (name, pod["metadata"]["name"], pod["metadata"]["namespace"], uid)
+        keys = {ok: (label, "successful" if ok else "failed", *pod_labels) for ok in (True, False)}
+        self._probe_series.setdefault(uid, set()).update(keys.values())
+        counted = {ok: self.probe_total.labels(*key) for ok, key in keys.items()}
+
         async def run_once() -> probes.ProbeResult:
             result = await self._probe(spec, c, cid, ip, timeout)
+            counted[result.ok].inc()
             if not result.ok:
                 self.recorder.event(
                     pod, "Warning", "Unhealthy", f"{label} probe failed: {result.message}"

@@ -189,6 +189,8 @@ class KubeletServer:
         ssl_context: ssl.SSLContext | None,
         registry: CollectorRegistry | None = None,
         summary: Summary | None = None,
+        cadvisor: Callable[[], Awaitable[str]] | None = None,
+        probe_registry: CollectorRegistry | None = None,
     ) -> None:
         self.cri = cri
         self.host = host
@@ -196,11 +198,15 @@ class KubeletServer:
         self.ssl_context = ssl_context
         self.registry = registry or CollectorRegistry()
         self.summary = summary
+        self.cadvisor = cadvisor
+        self.probe_registry = probe_registry
         self.app = web.Application()
         self.app.router.add_get("/healthz", self._healthz)
         self.app.router.add_get("/metrics", self._metrics)
         self.app.router.add_get("/stats/summary", self._summary)
         self.app.router.add_get("/metrics/resource", self._resource_metrics)
+        self.app.router.add_get("/metrics/cadvisor", self._cadvisor_metrics)
+        self.app.router.add_get("/metrics/probes", self._probe_metrics)
         self.app.router.add_get("/containerLogs/{ns}/{pod}/{container}", self._logs)
         for prefix in _STREAMING:
             self.app.router.add_route("*", prefix + "{tail:.*}", self._upgrade_required)
@@ -258,6 +264,23 @@ class KubeletServer:
             raise web.HTTPNotFound(text="404 page not found\n")
         return web.Response(
             text=resource_metrics(await self.summary()),
+            headers={"Content-Type": "text/plain; version=0.0.4"},
+        )
+
+    async def _cadvisor_metrics(self, request: web.Request) -> web.Response:
+        """Container series for Prometheus (cAdvisor's names and labels)."""
+        if self.cadvisor is None:
+            raise web.HTTPNotFound(text="404 page not found\n")
+        return web.Response(
+            text=await self.cadvisor(), headers={"Content-Type": "text/plain; version=0.0.4"}
+        )
+
+    async def _probe_metrics(self, request: web.Request) -> web.Response:
+        """``prober_probe_total`` by probe type, result, container and pod."""
+        if self.probe_registry is None:
+            raise web.HTTPNotFound(text="404 page not found\n")
+        return web.Response(
+            body=generate_latest(self.probe_registry),
             headers={"Content-Type": "text/plain; version=0.0.4"},
         )
 

@@ -1,5 +1,5 @@
-"""Resource usage of the node, its pods and their containers: /stats/summary and
-/metrics/resource.
+"""Resource usage of the node, its pods and their containers: /stats/summary,
+/metrics/resource and /metrics/cadvisor (what Prometheus scrapes for container series).
 
 ``kubectl top`` and metrics-server read the kubelet's summary API; the kubelet has no
 cAdvisor here, so container and pod figures come from the runtime's CRI
@@ -11,6 +11,7 @@ provider remembers the previous one per container and for the node.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Iterable
@@ -18,7 +19,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pyk8s.kubelet.cri import CRIClient
+import orjson
+
+from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.cri import api_pb2 as pb
 from pyk8s.kubelet.runtimestate import CONTAINER_NAME_LABEL
 
@@ -215,6 +218,103 @@ class StatsProvider:
             node["startTime"] = _rfc3339(boot)
         return {"node": node, "pods": pods}
 
+    async def cadvisor_metrics(self) -> str:
+        """``/metrics/cadvisor``: cAdvisor's container series with its labels (container,
+        id, image, name, namespace, pod). CPU, memory and the writable layer come from
+        the runtime's stats (containerd reads the containers' cgroups), ``id`` is the
+        container's cgroup, network counters are read in each pod's network namespace
+        (through its sandbox process) and reported on the sandbox as ``container="POD"``.
+        """
+        samples: dict[str, list[str]] = {name: [] for name, _, _ in _CADVISOR}
+        now = self._clock()
+
+        def add(metric: str, labels: dict[str, str], value: float) -> None:
+            samples[metric].append(f"{metric}{{{_labels(**labels)}}} {_number(value)}")
+
+        sandboxes = {
+            s.id: s for s in await self.cri.list_pod_sandbox() if s.state == pb.SANDBOX_READY
+        }
+        running = {
+            c.id: c
+            for c in await self.cri.list_containers()
+            if c.pod_sandbox_id in sandboxes and c.state == pb.CONTAINER_RUNNING
+        }
+        for stats in await self.cri.list_container_stats():
+            c = running.get(stats.attributes.id)
+            if c is None:
+                continue
+            meta = sandboxes[c.pod_sandbox_id].metadata
+            try:
+                pid = _pid(await self.cri.container_info(c.id))
+            except CRIError:  # gone since the listing
+                continue
+            labels = {
+                "container": c.labels.get(CONTAINER_NAME_LABEL, c.metadata.name),
+                "id": cgroup_path(self.proc, pid) if pid else "",
+                "image": c.image.image or c.image_ref,
+                "name": c.id,
+                "namespace": meta.namespace,
+                "pod": meta.name,
+            }
+            if stats.HasField("cpu") and stats.cpu.HasField("usage_core_nano_seconds"):
+                seconds = stats.cpu.usage_core_nano_seconds.value / _NS
+                add("container_cpu_usage_seconds_total", labels, seconds)
+            if stats.HasField("memory"):
+                m = stats.memory
+                for field_name, metric in (
+                    ("working_set_bytes", "container_memory_working_set_bytes"),
+                    ("usage_bytes", "container_memory_usage_bytes"),
+                    ("rss_bytes", "container_memory_rss"),
+                ):
+                    if m.HasField(field_name):
+                        add(metric, labels, getattr(m, field_name).value)
+                for field_name, kind in (
+                    ("page_faults", "pgfault"),
+                    ("major_page_faults", "pgmajfault"),
+                ):
+                    if m.HasField(field_name):
+                        value = getattr(m, field_name).value
+                        add(
+                            "container_memory_failures_total",
+                            {**labels, "failure_type": kind, "scope": "container"},
+                            value,
+                        )
+            if stats.HasField("writable_layer"):
+                layer = stats.writable_layer
+                device = {**labels, "device": layer.fs_id.mountpoint or str(self.image_fs)}
+                add("container_fs_usage_bytes", device, layer.used_bytes.value)
+                if layer.HasField("inodes_used"):
+                    add("container_fs_inodes_total", device, layer.inodes_used.value)
+            add("container_start_time_seconds", labels, c.created_at / _NS)
+            add("container_last_seen", labels, now)
+        for sid, sandbox in sandboxes.items():
+            with contextlib.suppress(CRIError):
+                status = await self.cri.pod_sandbox_status(sid, verbose=True)
+                pid = _pid(dict(status.info))
+                if pid is None:
+                    continue
+                labels = {
+                    "container": "POD",
+                    "id": cgroup_path(self.proc, pid),
+                    "image": "",
+                    "name": sid,
+                    "namespace": sandbox.metadata.namespace,
+                    "pod": sandbox.metadata.name,
+                }
+                for interface, counters in sorted(net_dev(self.proc, pid).items()):
+                    for column, metric in _NET_DEV_COLUMNS.items():
+                        if column < len(counters):
+                            add(metric, {**labels, "interface": interface}, counters[column])
+        samples["machine_cpu_cores"].append(f"machine_cpu_cores {os.cpu_count() or 0}")
+        memory = self._node_memory(int(now * _NS))
+        total = memory["availableBytes"] + memory["workingSetBytes"]  # MemTotal
+        samples["machine_memory_bytes"].append(f"machine_memory_bytes {total}")
+        lines = []
+        for name, kind, help_text in _CADVISOR:
+            if samples[name]:
+                lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples[name]]
+        return "\n".join(lines) + "\n"
+
     def _boot_time_ns(self) -> int | None:
         for line in (self.proc / "stat").read_text().splitlines():
             if line.startswith("btime "):
@@ -294,3 +394,113 @@ def resource_metrics(summary: dict[str, Any] | None) -> str:
         if samples[name]:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", *samples[name]]
     return "\n".join(lines) + "\n"
+
+
+# --------------------------------------------------------------------------- /metrics/cadvisor
+
+_CADVISOR: tuple[tuple[str, str, str], ...] = (
+    ("container_cpu_usage_seconds_total", "counter", "Cumulative cpu time consumed in seconds."),
+    ("container_memory_working_set_bytes", "gauge", "Current working set in bytes."),
+    (
+        "container_memory_usage_bytes",
+        "gauge",
+        "Current memory usage in bytes, including all memory regardless of when it was accessed",
+    ),
+    ("container_memory_rss", "gauge", "Size of RSS in bytes."),
+    (
+        "container_memory_failures_total",
+        "counter",
+        "Cumulative count of memory allocation failures.",
+    ),
+    (
+        "container_fs_usage_bytes",
+        "gauge",
+        "Number of bytes that are consumed by the container on this filesystem.",
+    ),
+    ("container_fs_inodes_total", "gauge", "Number of Inodes"),
+    ("container_network_receive_bytes_total", "counter", "Cumulative count of bytes received"),
+    ("container_network_receive_packets_total", "counter", "Cumulative count of packets received"),
+    (
+        "container_network_receive_packets_dropped_total",
+        "counter",
+        "Cumulative count of packets dropped while receiving",
+    ),
+    (
+        "container_network_receive_errors_total",
+        "counter",
+        "Cumulative count of errors encountered while receiving",
+    ),
+    ("container_network_transmit_bytes_total", "counter", "Cumulative count of bytes transmitted"),
+    (
+        "container_network_transmit_packets_total",
+        "counter",
+        "Cumulative count of packets transmitted",
+    ),
+    (
+        "container_network_transmit_packets_dropped_total",
+        "counter",
+        "Cumulative count of packets dropped while transmitting",
+    ),
+    (
+        "container_network_transmit_errors_total",
+        "counter",
+        "Cumulative count of errors encountered while transmitting",
+    ),
+    (
+        "container_start_time_seconds",
+        "gauge",
+        "Start time of the container since unix epoch in seconds.",
+    ),
+    ("container_last_seen", "gauge", "Last time a container was seen by the exporter"),
+    ("machine_cpu_cores", "gauge", "Number of logical CPU cores."),
+    ("machine_memory_bytes", "gauge", "Amount of memory installed on the machine."),
+)
+
+#: /proc/<pid>/net/dev columns (after the interface name) -> metric
+_NET_DEV_COLUMNS = {
+    0: "container_network_receive_bytes_total",
+    1: "container_network_receive_packets_total",
+    2: "container_network_receive_errors_total",
+    3: "container_network_receive_packets_dropped_total",
+    8: "container_network_transmit_bytes_total",
+    9: "container_network_transmit_packets_total",
+    10: "container_network_transmit_errors_total",
+    11: "container_network_transmit_packets_dropped_total",
+}
+
+
+def _pid(info: dict[str, str]) -> int | None:
+    """The process id in a CRI verbose ``info`` document (containerd's JSON)."""
+    try:
+        doc = orjson.loads(info.get("info", "{}"))
+    except orjson.JSONDecodeError:
+        return None
+    pid = doc.get("pid") if isinstance(doc, dict) else None
+    return pid if isinstance(pid, int) and pid > 0 else None
+
+
+def cgroup_path(proc: Path, pid: int) -> str:
+    """A process's cgroup (the ``id`` label cAdvisor gives a container): the unified
+    hierarchy's path, else the memory controller's."""
+    unified = memory = ""
+    with contextlib.suppress(OSError):
+        for line in (proc / str(pid) / "cgroup").read_text().splitlines():
+            _, controllers, path = line.split(":", 2)
+            if controllers == "":
+                unified = path
+            elif "memory" in controllers.split(","):
+                memory = path
+    return memory if memory and memory != "/" else unified
+
+
+def net_dev(proc: Path, pid: int) -> dict[str, list[int]]:
+    """Interface -> the counters of ``/proc/<pid>/net/dev`` (the pod's network namespace),
+    loopback left out as cAdvisor does."""
+    out: dict[str, list[int]] = {}
+    with contextlib.suppress(OSError):
+        for line in (proc / str(pid) / "net" / "dev").read_text().splitlines()[2:]:
+            name, _, counters = line.partition(":")
+            name = name.strip()
+            if name and name != "lo":
+                out[name] = [int(v) for v in counters.split()]
+    return out

@@ -111,6 +111,7 @@ async def run(opts: Options) -> None:
         on_pod_cidr=on_pod_cidr, image_fs=image_fs if containerd is not None else None,
     )  # fmt: skip
     registry = CollectorRegistry()
+    probe_registry = CollectorRegistry()  # served apart, on /metrics/probes
     kube = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     pki = opts.data_dir / "kubelet" / "pki"
     client_ca = await asyncio.to_thread(_client_ca, pki, kube.ca_data, kube.ca_file)
@@ -123,11 +124,12 @@ async def run(opts: Options) -> None:
             stats = StatsProvider(cri, node_name, root_dir=config.root_dir, image_fs=image_fs)
             server = KubeletServer(
                 cri, host=opts.address, port=opts.port, ssl_context=tls, registry=registry,
+                cadvisor=stats.cadvisor_metrics, probe_registry=probe_registry,
                 summary=stats.summary,
             )  # fmt: skip
             await server.start()
             config.kubelet_port = server.port
-            kubelet = Kubelet(client, cri, config, registry)
+            kubelet = Kubelet(client, cri, config, registry, probe_registry)
             health = HealthServer(
                 registry, kubelet.healthy, opts.healthz_bind_address, opts.healthz_port
             )

@@ -213,6 +213,13 @@ class CRIClient:
         resp: pb.ContainerStatusResponse = await self._rt("ContainerStatus", req)
         return resp.status
 
+    async def container_info(self, container_id: str) -> dict[str, str]:
+        """The runtime's verbose extras of a container (containerd: ``info``, a JSON
+        document with its ``pid``)."""
+        req = pb.ContainerStatusRequest(container_id=container_id, verbose=True)
+        resp: pb.ContainerStatusResponse = await self._rt("ContainerStatus", req)
+        return dict(resp.info)
+
     async def exec_sync(
         self,
         container_id: str,
