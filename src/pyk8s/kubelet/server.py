@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry, generate_latest
 
+from pyk8s.kubelet.auth import KubeletAuth
 from pyk8s.kubelet.cri import CRIClient, CRIError, api_pb2
 from pyk8s.kubelet.logs import LogNotFoundError, LogOptions, previous_log_path, read_logs
 from pyk8s.kubelet.stats import resource_metrics
@@ -191,8 +192,11 @@ class KubeletServer:
         summary: Summary | None = None,
         cadvisor: Callable[[], Awaitable[str]] | None = None,
         probe_registry: CollectorRegistry | None = None,
+        auth: KubeletAuth | None = None,
     ) -> None:
         self.cri = cri
+        #: who may call (upstream's webhook authn/authz); None: whoever passes TLS
+        self.auth = auth
         self.host = host
         self.port = port
         self.ssl_context = ssl_context
@@ -522,6 +526,37 @@ class _FrontDoor(asyncio.Protocol):
             return
         head = self.buffer[:end].split(b"\r\n")
         rest = self.buffer[end + 4 :]
+        if self.server.auth is not None:
+            self.transport.pause_reading()
+            loop = asyncio.get_running_loop()
+            self.server._track(loop.create_task(self._admit(self.server.auth, head, rest)))
+            return
+        self._dispatch(head, rest)
+
+    async def _admit(self, auth: KubeletAuth, head: list[bytes], rest: bytes) -> None:
+        """Authenticate and authorize the request, then serve it or refuse it."""
+        transport = self.transport
+        assert transport is not None
+        method, _, line = head[0].decode("latin-1").partition(" ")
+        ssl_object = transport.get_extra_info("ssl_object")
+        der = ssl_object.getpeercert(binary_form=True) if ssl_object is not None else None
+        refusal = await auth.check(method, line.rsplit(" ", 1)[0], head[1:], der)
+        if self.transport is None:
+            return  # the client went away meanwhile
+        if refusal is not None:
+            body = refusal.message.encode()
+            transport.write(
+                f"HTTP/1.1 {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
+                "Content-Type: text/plain; charset=utf-8\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
+                + body
+            )
+            transport.close()
+            return
+        transport.resume_reading()
+        self._dispatch(head, rest)
+
+    def _dispatch(self, head: list[bytes], rest: bytes) -> None:
         target = head[0].split(b" ")[1] if head[0].count(b" ") >= 2 else b""
         upgrade = any(h.lower().startswith(b"upgrade:") for h in head[1:])
         if upgrade and target.startswith(tuple(p.encode() for p in _STREAMING)):

@@ -14,12 +14,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
+import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
 from pyk8s.client import Client, load_config
+from pyk8s.kubelet.auth import KubeletAuth
 from pyk8s.kubelet.cni import write_bridge_conflist
 from pyk8s.kubelet.cri import CRIClient
 from pyk8s.kubelet.kubelet import Kubelet, KubeletConfig
@@ -122,10 +124,15 @@ async def run(opts: Options) -> None:
             CRIClient(str(socket_path)) as cri,
         ):
             stats = StatsProvider(cri, node_name, root_dir=config.root_dir, image_fs=image_fs)
+            # with a client CA, callers are authorized by the API server (webhook mode),
+            # and may come with a bearer token instead of a certificate
+            auth = KubeletAuth(client, node_name) if client_ca is not None else None
+            if auth is not None:
+                tls.verify_mode = ssl.CERT_OPTIONAL
             server = KubeletServer(
                 cri, host=opts.address, port=opts.port, ssl_context=tls, registry=registry,
                 cadvisor=stats.cadvisor_metrics, probe_registry=probe_registry,
-                summary=stats.summary,
+                summary=stats.summary, auth=auth,
             )  # fmt: skip
             await server.start()
             config.kubelet_port = server.port
