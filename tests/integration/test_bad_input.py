@@ -39,15 +39,15 @@ def test_unknown_content_type_is_415(raw: RawClient, ns: str) -> None:
     assert r.json()["reason"] == "UnsupportedMediaType"
 
 
-def test_server_side_apply_is_a_clear_415(raw: RawClient, ns: str) -> None:
+def test_server_side_apply_without_a_field_manager_is_422(raw: RawClient, ns: str) -> None:
     r = raw(
-        "PATCH",
-        f"/api/v1/namespaces/{ns}/configmaps/x?fieldManager=me",
-        cm("x"),
-        "application/apply-patch+yaml",
+        "PATCH", f"/api/v1/namespaces/{ns}/configmaps/x", cm("x"), "application/apply-patch+yaml"
     )
-    assert r.status == 415
-    assert "server-side apply" in r.json()["message"]
+    assert r.status == 422
+    assert r.json()["message"] == (
+        'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+        "is required for apply patch"
+    )
 
 
 def test_body_over_3mib_is_413_and_nothing_is_written(raw: RawClient, ns: str) -> None:

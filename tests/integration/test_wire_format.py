@@ -75,6 +75,8 @@ def _placeholders(body: bytes, obj: dict[str, object]) -> bytes:
     assert isinstance(meta, dict)
     for key in ("uid", "resourceVersion", "creationTimestamp"):
         body = body.replace(f'"{key}":"{meta[key]}"'.encode(), f'"{key}":"<{key}>"'.encode())
+    for entry in meta.get("managedFields") or ():
+        body = body.replace(f'"time":"{entry["time"]}"'.encode(), b'"time":"<time>"')
     return body
 
 
@@ -82,8 +84,8 @@ def test_objects_are_written_in_go_struct_order(raw: RawClient, ns: str) -> None
     """kube-apiserver encodes the typed struct: TypeMeta, ObjectMeta (name, namespace,
     uid, resourceVersion, creationTimestamp, labels, annotations…), then the kind's own
     fields in declaration order (a ConfigMap's immutable before data), map keys sorted,
-    whatever order the client sent. (Upstream also adds managedFields, which pyk8s does
-    not keep: server-side apply is not served.)"""
+    whatever order the client sent; managedFields last, each entry in the order of
+    ManagedFieldsEntry's fields, its FieldsV1 keys sorted as upstream writes them."""
     scrambled = (
         b'{"data":{"b":"2","a":"1"},"immutable":false,'
         b'"metadata":{"annotations":{"z":"1","note":"x"},"labels":{"app":"wire"},'
@@ -93,7 +95,11 @@ def test_objects_are_written_in_go_struct_order(raw: RawClient, ns: str) -> None
         b'{"kind":"ConfigMap","apiVersion":"v1","metadata":{"name":"ordered",'
         b'"namespace":"' + ns.encode() + b'","uid":"<uid>","resourceVersion":"<resourceVersion>",'
         b'"creationTimestamp":"<creationTimestamp>","labels":{"app":"wire"},'
-        b'"annotations":{"note":"x","z":"1"}},"immutable":false,"data":{"a":"1","b":"2"}}\n'
+        b'"annotations":{"note":"x","z":"1"},"managedFields":[{"manager":"Python-urllib",'
+        b'"operation":"Update","apiVersion":"v1","time":"<time>","fieldsType":"FieldsV1",'
+        b'"fieldsV1":{"f:data":{".":{},"f:a":{},"f:b":{}},"f:immutable":{},"f:metadata":'
+        b'{"f:annotations":{".":{},"f:note":{},"f:z":{}},"f:labels":{".":{},"f:app":{}}}}}]},'
+        b'"immutable":false,"data":{"a":"1","b":"2"}}\n'
     )
     created = raw("POST", f"/api/v1/namespaces/{ns}/configmaps", scrambled)
     assert created.status == 201, created.body

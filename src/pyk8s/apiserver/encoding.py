@@ -90,20 +90,13 @@ def decode_body(body: bytes, content_type: str | None, *, patch: bool = False) -
     if patch:
         if mt not in PATCH_TYPES:
             raise errors.unsupported_media_type(mt)
-        if mt == PATCH_APPLY:
-            raise errors.StatusError(
-                415,
-                "UnsupportedMediaType",
-                "server-side apply (application/apply-patch+yaml) is not supported by pyk8s "
-                "yet; use client-side `kubectl apply` (without --server-side)",
-            )
     elif mt not in JSON_TYPES and mt not in YAML_TYPES and mt != PROTOBUF:
         raise errors.unsupported_media_type(mt)
     if not body.strip():
         raise errors.bad_request("the body of the request was empty")
     if mt == PROTOBUF:
         return protobuf.decode_object(body)
-    if mt in YAML_TYPES:
+    if mt in YAML_TYPES or mt == PATCH_APPLY:
         try:
             return yaml.load(body, Loader=_Loader)
         except yaml.YAMLError as err:

@@ -40,7 +40,7 @@ from pyk8s.api.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from pyk8s.apiserver import audit, encoding, reviews
+from pyk8s.apiserver import audit, encoding, fieldmanager, reviews
 from pyk8s.apiserver.admission import (
     CONNECT,
     CREATE,
@@ -445,8 +445,10 @@ class ResourceHandlers:
             raise errors.method_not_allowed("create requires a namespace")
         warnings = self._field_validation(r, obj, query)
         generate_name_if_needed(obj)
+        manager = fieldmanager.manager_of(request)
+        fieldmanager.check_field_manager(manager, "CreateOptions")
         out = await self.create_object(
-            r, obj, dry_run=dry_run, user=self.user(request), warnings=warnings
+            r, obj, dry_run=dry_run, user=self.user(request), warnings=warnings, manager=manager
         )
         return json_response(out, 201, warnings=warnings)
 
@@ -458,13 +460,24 @@ class ResourceHandlers:
         dry_run: bool = False,
         user: UserInfo = SYSTEM_USER,
         warnings: list[str] | None = None,
+        manager: str = fieldmanager.INTERNAL_MANAGER,
+        record: bool = True,
     ) -> JSON:
-        """Defaults, mutating admission, strategy, validation, validating admission,
-        allocation, then the write. Admission's warnings are added to ``warnings``."""
+        """Defaults, managed fields (recorded for ``manager``; kept as they are when not
+        ``record``: an apply made them), mutating admission, strategy, validation,
+        validating admission, allocation, then the write. Admission's warnings are added
+        to ``warnings``."""
         rest = self.rest(r)
         strategy = rest.strategy
         obj = strategy.default(obj, create=True)
         meta = obj["metadata"]
+        managed = (
+            fieldmanager.record_update(
+                strategy, None, obj, manager=manager, subresource="", time=timestamp()
+            )
+            if record
+            else meta.get("managedFields")
+        )
         namespace = meta.get("namespace", "") if r.namespaced else ""
         attrs = Attributes(
             CREATE,
@@ -482,6 +495,7 @@ class ResourceHandlers:
             await check(attrs)
         await self.admission.admit(attrs)
         rest.prepare_for_create(obj)
+        fieldmanager.set_managed_fields(obj, managed)
         problems = strategy.validate(obj)
         if problems:
             raise errors.invalid_object(r.kind, meta.get("name", ""), problems, r.group)
@@ -521,6 +535,8 @@ class ResourceHandlers:
         rv = obj["metadata"].get("resourceVersion")
         if rv and rv != current["metadata"]["resourceVersion"]:
             raise self.rest(r).conflict(info.name)
+        manager = fieldmanager.manager_of(request)
+        fieldmanager.check_field_manager(manager, "UpdateOptions")
         out = await self.update_object(
             r,
             obj,
@@ -530,6 +546,7 @@ class ResourceHandlers:
             dry_run=dry_run,
             user=self.user(request),
             warnings=warnings,
+            manager=manager,
         )
         return json_response(out, 200, warnings=warnings)
 
@@ -544,14 +561,31 @@ class ResourceHandlers:
         dry_run: bool = False,
         user: UserInfo = SYSTEM_USER,
         warnings: list[str] | None = None,
+        manager: str = fieldmanager.INTERNAL_MANAGER,
+        record: bool = True,
+        managed_subresource: str | None = None,
     ) -> JSON:
-        """Defaults, mutating admission, the update strategy, validation, validating
-        admission, allocation, then the compare-and-swap write over ``current``."""
+        """Defaults, managed fields (recorded for ``manager`` under ``managed_subresource``,
+        ``subresource`` unless given; kept as they are when not ``record``: an apply made
+        them), mutating admission, the update strategy, validation, validating admission,
+        allocation, then the compare-and-swap write over ``current``."""
         rest = self.rest(r)
         strategy = rest.strategy
         if subresource != "status":
             obj = strategy.default(obj, create=False)
         meta = obj.setdefault("metadata", {})
+        managed = (
+            fieldmanager.record_update(
+                strategy,
+                current,
+                obj,
+                manager=manager,
+                subresource=subresource if managed_subresource is None else managed_subresource,
+                time=timestamp(),
+            )
+            if record
+            else meta.get("managedFields")
+        )
         attrs = Attributes(
             UPDATE,
             r,
@@ -569,6 +603,7 @@ class ResourceHandlers:
             await check(attrs)
         await self.admission.admit(attrs)
         new = rest.prepare_for_update(obj, current, subresource)
+        fieldmanager.set_managed_fields(new, managed)
         if subresource == "status":
             problems = strategy.validate_status_update(new, current)
         else:
@@ -602,6 +637,17 @@ class ResourceHandlers:
         dry_run = _dry_run(query)
         content_type = encoding.media_type(request.headers.get("Content-Type"))
         patch = await self.body(request, patch=True)
+        if content_type == encoding.PATCH_APPLY:
+            return await self.apply(request, info, r, patch)
+        if "force" in query:
+            raise errors.invalid_object(
+                "PatchOptions",
+                "",
+                [errors.forbidden("force", "may not be specified for non-apply patch")],
+                "meta.k8s.io",
+            )
+        manager = fieldmanager.manager_of(request)
+        fieldmanager.check_field_manager(manager, "PatchOptions")
         rest = self.rest(r)
         strategy = rest.strategy
         if content_type == encoding.PATCH_STRATEGIC and not strategy.strategic_merge_patch:
@@ -640,10 +686,100 @@ class ResourceHandlers:
                     dry_run=dry_run,
                     user=self.user(request),
                     warnings=warnings,
+                    manager=manager,
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and not _has_rv(patch):
                     continue  # somebody wrote in between: patch the new state
+                raise
+            return json_response(out, 200, warnings=warnings)
+        raise rest.conflict(info.name)
+
+    async def apply(
+        self, request: web.Request, info: RequestInfo, r: Resource, config: Any
+    ) -> web.Response:
+        """Server-side apply: ``config`` merged and owned by its ``fieldManager``; an object
+        that does not exist yet is created (201)."""
+        query = request.query
+        dry_run = _dry_run(query)
+        manager = query.get("fieldManager", "")
+        if not manager:
+            raise errors.invalid_object(
+                "PatchOptions",
+                "",
+                [errors.required("fieldManager", "is required for apply patch")],
+                "meta.k8s.io",
+            )
+        fieldmanager.check_field_manager(manager, "PatchOptions")
+        force = _bool(query.get("force"))
+        if not isinstance(config, dict):
+            raise errors.bad_request("the body of the request must be a YAML object")
+        encoding.check_type_meta(config)
+        if config.get("apiVersion") != r.api_version:
+            raise errors.bad_request(
+                "Incorrect version specified in apply patch. Specified patch version: "
+                f"{config.get('apiVersion') or ''}, expected: {r.api_version}"
+            )
+        if config.get("kind") != r.kind and not self.strategy(r).accepts_kind(
+            str(config.get("kind") or "")
+        ):
+            raise errors.bad_request(
+                f"the kind in the data ({config.get('kind') or ''}) does not match the "
+                f"expected kind ({r.kind})"
+            )
+        rest = self.rest(r)
+        strategy = rest.strategy
+        user = self.user(request)
+        for _attempt in range(PATCH_RETRIES):
+            try:
+                current, kv = await rest.read(info.namespace, info.name)
+            except errors.StatusError as err:
+                if err.code != 404 or info.subresource:
+                    raise
+                created = fieldmanager.apply(
+                    strategy,
+                    None,
+                    copy.deepcopy(config),
+                    manager=manager,
+                    subresource="",
+                    force=force,
+                    time=timestamp(),
+                )
+                obj = self.decode_object(created, r, info, patched=True)
+                self.check_name(obj, info)
+                warnings = self._field_validation(r, obj, query)
+                out = await self.create_object(
+                    r, obj, dry_run=dry_run, user=user, warnings=warnings, record=False
+                )
+                return json_response(out, 201, warnings=warnings)
+            merged = fieldmanager.apply(
+                strategy,
+                current,
+                config,
+                manager=manager,
+                subresource=info.subresource,
+                force=force,
+                time=timestamp(),
+            )
+            patched = self.decode_object(merged, r, info, patched=True)
+            if patched["metadata"].get("name") != info.name:
+                raise errors.bad_request("metadata.name may not be changed by a patch")
+            warnings = self._field_validation(r, patched, query)
+            try:
+                out = await self.update_object(
+                    r,
+                    patched,
+                    current,
+                    kv,
+                    info.subresource,
+                    dry_run=dry_run,
+                    user=user,
+                    warnings=warnings,
+                    record=False,
+                )
+            except errors.StatusError as err:
+                if err.reason == "Conflict":
+                    continue  # somebody wrote in between: apply to the new state
                 raise
             return json_response(out, 200, warnings=warnings)
         raise rest.conflict(info.name)

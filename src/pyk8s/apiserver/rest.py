@@ -81,7 +81,7 @@ def _without(obj: JSON, *fields: str) -> JSON:
 
 
 def _comparable(obj: JSON) -> JSON:
-    meta = _without(obj.get("metadata") or {}, "resourceVersion", "managedFields")
+    meta = _without(obj.get("metadata") or {}, "resourceVersion")
     return {**obj, "metadata": meta}
 
 

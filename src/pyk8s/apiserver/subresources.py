@@ -17,7 +17,7 @@ from pyk8s.api import errors
 from pyk8s.api.patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from pyk8s.api.registry import Resource
 from pyk8s.api.selectors import label_selector_from_dict
-from pyk8s.apiserver import encoding, kubeletproxy, reviews
+from pyk8s.apiserver import encoding, fieldmanager, kubeletproxy, reviews
 from pyk8s.apiserver.encoding import json_response
 from pyk8s.apiserver.requestinfo import RequestInfo
 
@@ -135,7 +135,15 @@ class Scale:
             new = self.with_replicas(current, replicas)
             try:
                 out = await h.update_object(
-                    r, new, current, kv, "", dry_run=dry_run, user=h.user(request)
+                    r,
+                    new,
+                    current,
+                    kv,
+                    "",
+                    dry_run=dry_run,
+                    user=h.user(request),
+                    manager=fieldmanager.manager_of(request),
+                    managed_subresource="scale",
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and request.method == "PATCH":
