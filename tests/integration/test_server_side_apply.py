@@ -490,3 +490,79 @@ def test_python_client_server_side_apply(api: Any, ns: str, widget_crd: JSON) ->
         )
     assert data["spec"] == {"size": 10}
     assert data["metadata"]["managedFields"][0]["manager"] == "python"
+
+
+METADATA = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+METADATA_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+def test_metadata_only_get_list_and_watch(
+    raw: RawClient, kubectl: Kubectl, ns: str, widget_crd: JSON
+) -> None:
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=manifest(deployment("meta")))
+    path = f"/apis/apps/v1/namespaces/{ns}/deployments"
+    full = raw("GET", f"{path}/meta").json()
+    got = raw("GET", f"{path}/meta", headers={"Accept": METADATA})
+    assert got.status == 200
+    assert got.json() == {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": full["metadata"],
+    }
+    beta = raw("GET", f"{path}/meta", headers={"Accept": METADATA.replace("=v1", "=v1beta1")})
+    assert beta.json()["apiVersion"] == "meta.k8s.io/v1beta1"
+    listed = raw("GET", path, headers={"Accept": METADATA_LIST}).json()
+    assert listed["kind"] == "PartialObjectMetadataList"
+    assert listed["apiVersion"] == "meta.k8s.io/v1"
+    assert listed["metadata"]["resourceVersion"]
+    assert listed["items"] == [
+        {
+            "kind": "PartialObjectMetadata",
+            "apiVersion": "meta.k8s.io/v1",
+            "metadata": full["metadata"],
+        }
+    ]
+    # a watch's events carry metadata only (the stream ends with timeoutSeconds)
+    watched = raw(
+        "GET",
+        f"{path}?watch=true&timeoutSeconds=1&resourceVersion=0",
+        headers={"Accept": METADATA},
+    )
+    events = [json.loads(line) for line in watched.body.splitlines()]
+    assert events == [
+        {
+            "type": "ADDED",
+            "object": {
+                "kind": "PartialObjectMetadata",
+                "apiVersion": "meta.k8s.io/v1",
+                "metadata": full["metadata"],
+            },
+        }
+    ]
+    # custom resources too
+    group = widget_crd["spec"]["group"]
+    plural = widget_crd["spec"]["names"]["plural"]
+    kubectl(
+        "apply",
+        "--server-side",
+        "-n",
+        ns,
+        "-f",
+        "-",
+        input=manifest(widget(widget_crd, "m1", {"size": 1})),
+    )
+    items = raw(
+        "GET", f"/apis/{group}/v1/namespaces/{ns}/{plural}", headers={"Accept": METADATA_LIST}
+    ).json()["items"]
+    assert [i["metadata"]["name"] for i in items] == ["m1"]
+    assert set(items[0]) == {"kind", "apiVersion", "metadata"}
+    # the wrong one of the two is 406, as upstream
+    wrong = raw("GET", f"{path}/meta", headers={"Accept": METADATA_LIST})
+    assert wrong.status == 406
+    assert wrong.json()["message"] == (
+        "you requested PartialObjectMetadataList, but the requested object is not a list "
+        "(*apps.Deployment)"
+    )
+    wrong = raw("GET", path, headers={"Accept": METADATA})
+    assert wrong.status == 406
+    assert wrong.json()["reason"] == "NotAcceptable"

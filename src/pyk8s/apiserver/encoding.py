@@ -155,3 +155,40 @@ def wants_table(accept: str | None) -> bool:
         params.get("as") == "Table" and params.get("g") == "meta.k8s.io"
         for _, params in accept_entries(accept)
     )
+
+
+#: the metadata-only kinds (controller-runtime's and the garbage collector's lists and
+#: watches ask for them) and the meta.k8s.io versions they are served at
+PARTIAL_OBJECT_METADATA = "PartialObjectMetadata"
+PARTIAL_OBJECT_METADATA_LIST = "PartialObjectMetadataList"
+_METADATA_VERSIONS = ("v1", "v1beta1")
+
+
+def wants_metadata(accept: str | None) -> tuple[str, str] | None:
+    """(kind, apiVersion) when the client asks for metadata only, e.g.
+    ``application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1``."""
+    for _, params in accept_entries(accept):
+        kind = params.get("as")
+        if (
+            kind in (PARTIAL_OBJECT_METADATA, PARTIAL_OBJECT_METADATA_LIST)
+            and params.get("g") == "meta.k8s.io"
+            and params.get("v") in _METADATA_VERSIONS
+        ):
+            return kind, "meta.k8s.io/" + params["v"]
+    return None
+
+
+def partial_metadata(obj: JSON, api_version: str) -> JSON:
+    """An object as PartialObjectMetadata: its kind, apiVersion and metadata alone."""
+    return {
+        "kind": PARTIAL_OBJECT_METADATA,
+        "apiVersion": api_version,
+        "metadata": obj.get("metadata") or {},
+    }
+
+
+def go_type_name(group: str, kind: str, *, custom: bool) -> str:
+    """How upstream's 406 names the object it could not turn into the requested kind."""
+    if custom:
+        return "*unstructured.Unstructured"
+    return f"*{group.split('.', 1)[0] or 'core'}.{kind}"

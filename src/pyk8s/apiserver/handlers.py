@@ -264,6 +264,16 @@ class ResourceHandlers:
             return await handler.serve(self, request, info, r)
         if verb == "get":
             obj = await self.rest(r).get(info.namespace, info.name)
+            metadata_only = encoding.wants_metadata(request.headers.get("Accept"))
+            if sub == "" and metadata_only is not None:
+                kind, api_version = metadata_only
+                if kind != encoding.PARTIAL_OBJECT_METADATA:
+                    custom = not strategy.strategic_merge_patch
+                    raise errors.not_acceptable(
+                        "you requested PartialObjectMetadataList, but the requested object is "
+                        f"not a list ({encoding.go_type_name(r.group, r.kind, custom=custom)})"
+                    )
+                return json_response(encoding.partial_metadata(obj, api_version))
             if sub == "" and encoding.wants_table(request.headers.get("Accept")):
                 rv = obj["metadata"].get("resourceVersion", "")
                 return json_response(
@@ -976,6 +986,23 @@ class ResourceHandlers:
                 objs, now=now(), include_object=q.get("includeObject", ""), list_meta=list_meta
             )
             return json_response(table)
+        metadata_only = encoding.wants_metadata(request.headers.get("Accept"))
+        if metadata_only is not None:
+            kind, api_version = metadata_only
+            if kind != encoding.PARTIAL_OBJECT_METADATA_LIST:
+                custom = not self.strategy(r).strategic_merge_patch
+                raise errors.not_acceptable(
+                    "you requested PartialObjectMetadata, but the requested object is a list "
+                    f"({encoding.go_type_name(r.group, r.list_kind, custom=custom)})"
+                )
+            return json_response(
+                {
+                    "kind": kind,
+                    "apiVersion": api_version,
+                    "metadata": list_meta,
+                    "items": [encoding.partial_metadata(o, api_version) for o in objs],
+                }
+            )
         head = orjson.dumps(
             {"kind": r.list_kind, "apiVersion": r.api_version, "metadata": list_meta}
         )
@@ -1048,6 +1075,7 @@ class ResourceHandlers:
         except ValueError:
             raise errors.bad_request("timeoutSeconds must be an integer") from None
         table = encoding.wants_table(request.headers.get("Accept"))
+        metadata_only = encoding.wants_metadata(request.headers.get("Accept"))
         include = q.get("includeObject", "")
         strategy = self.strategy(r)
 
@@ -1087,7 +1115,9 @@ class ResourceHandlers:
                 )
                 first_table[0] = False
                 return orjson.dumps({"type": etype, "object": t}) + b"\n"
-            if raw is None:
+            if metadata_only is not None:
+                raw = orjson.dumps(encoding.partial_metadata(obj, metadata_only[1]))
+            elif raw is None:
                 raw = orjson.dumps(obj)
             return b'{"type":"' + etype.encode() + b'","object":' + raw + b"}\n"
 
