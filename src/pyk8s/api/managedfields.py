@@ -480,7 +480,13 @@ def _sorted_keys(s: FieldSet) -> list[str]:
 
 def canonical(s: FieldSet) -> FieldSet:
     """A set with every level in upstream's order ("." first, then fields, keys, values)."""
-    return {k: canonical(s[k]) if s[k] else {} for k in _sorted_keys(s)}
+    return {k: _canonical_node(s[k]) for k in _sorted_keys(s)}
+
+
+def _canonical_node(node: FieldSet) -> FieldSet:
+    if not node or (len(node) == 1 and "." in node):
+        return {}  # a member without children is written as {}
+    return {k: _canonical_node(node[k]) for k in _sorted_keys(node)}
 
 
 def strip_ignored(s: FieldSet, *, status: str) -> FieldSet:
@@ -759,8 +765,8 @@ def prune(obj: Any, drop: FieldSet, keep: FieldSet, shape: Shape) -> Any:
             continue
         cshape = shape.field(name) or ANY
         pruned = prune(out[name], sub, kept or {}, cshape)
-        if (pruned == [] or pruned == {}) and out[name]:
-            del out[name]  # emptied by the prune: gone, as Go's omitempty drops it
+        if (pruned == [] or pruned == {}) and out[name] and (kept is None or not _is_member(kept)):
+            del out[name]  # emptied by the prune, owned empty by nobody: omitempty drops it
             continue
         out[name] = pruned
     return out
