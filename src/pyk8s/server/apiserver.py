@@ -34,6 +34,7 @@ from pyk8s.apiserver.authn import (
     X509Authenticator,
 )
 from pyk8s.apiserver.authzmodes import DEFAULT_AUTHORIZATION_MODES
+from pyk8s.apiserver.bootstraptoken import BootstrapTokenAuthenticator
 from pyk8s.apiserver.certs import Pki, ensure_pki, server_ssl_context, write_kubeconfig
 from pyk8s.apiserver.encryptionconfig import load_encryption_config
 from pyk8s.apiserver.inflight import (
@@ -242,6 +243,17 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             pod_lookup=uid_lookup("pods"),
         )
     )
+
+    def kube_system_secret(name: str) -> dict[str, Any] | None:
+        """A kube-system Secret from the watch cache (a bootstrap token's)."""
+        resource = REGISTRY.get("", "v1", "secrets")
+        if not holder or resource is None:
+            return None
+        entry = holder[0].cache.objects.get(resource.key("kube-system", name))
+        return None if entry is None else entry.obj
+
+    # kubeadm's --enable-bootstrap-token-auth, in upstream's place after service accounts
+    authenticators.append(BootstrapTokenAuthenticator(kube_system_secret))
     encryption_config = opts.encryption_config_path
     rules: list[Rule] = []
     if encryption_config is not None:
