@@ -330,7 +330,7 @@ def _compare_into(old: Any, new: Any, shape: Shape, changed: FieldSet, removed: 
             changed[path] = _everything(nv, cshape)
             continue
         ov = olds[key]
-        if ov is nv:
+        if ov is nv or ov == nv:  # most of an update: equal subtrees, compared in C
             continue
         both = _composite(ov, cshape) and _composite(nv, cshape)
         if both and (ov or nv):
@@ -392,22 +392,37 @@ def difference(a: FieldSet, b: FieldSet) -> FieldSet:
 
 
 def _difference(a: FieldSet, b: FieldSet, *, root: bool = False) -> FieldSet | None:
-    member = False if root else (_is_member(a) and not _is_member(b))
-    out: FieldSet = {}
-    for k, v in a.items():
+    """``a`` without ``b``'s members; ``a`` itself when nothing goes (walks ``b`` only:
+    a write's changes are small, a manager's set may be large)."""
+    if not b:  # b is a member leaf: a loses its own membership, keeps its children
+        if not a or root:
+            return a or None
+        rest = {k: v for k, v in a.items() if k != "."}
+        return rest or None
+    out = a
+    for k, bv in b.items():
         if k == ".":
             continue
-        bv = b.get(k)
-        if bv is None:
-            out[k] = v
+        av = a.get(k)
+        if av is None:
+            continue
+        got = _difference(av, bv)
+        if got is av:
+            continue
+        if out is a:
+            out = dict(a)
+        if got is None:
+            del out[k]
         else:
-            got = _difference(v, bv)
-            if got is not None:
-                out[k] = got
-    if not out:
-        return {} if member else None
-    if member:
-        out["."] = {}
+            out[k] = got
+    member = not root and _is_member(a) and "." not in b
+    children = len(out) - (1 if "." in out else 0)
+    if not children:
+        return (a if not a else {}) if member else None  # an unchanged leaf stays itself
+    if not member and "." in out:
+        if out is a:
+            out = dict(a)
+        del out["."]
     return out
 
 
@@ -421,18 +436,41 @@ def intersection(a: FieldSet, b: FieldSet) -> FieldSet:
 def _intersection(a: FieldSet, b: FieldSet, *, root: bool = False) -> FieldSet | None:
     member = False if root else (_is_member(a) and _is_member(b))
     out: FieldSet = {}
-    for k, v in a.items():
+    small, large = (a, b) if len(a) <= len(b) else (b, a)
+    for k, v in small.items():
         if k == ".":
             continue
-        bv = b.get(k)
-        if bv is not None:
-            got = _intersection(v, bv)
+        other = large.get(k)
+        if other is not None:
+            got = _intersection(v, other) if small is a else _intersection(other, v)
             if got is not None:
                 out[k] = got
     if not out:
         return {} if member else None
     if member:
         out["."] = {}
+    return out
+
+
+def _union_in_order(a: FieldSet, b: FieldSet, *, root: bool = False) -> FieldSet:
+    """The union of two sets in upstream's order, re-sorting only the levels ``b`` adds
+    keys to (``a`` is a stored entry, already in order; ``b`` is canonical)."""
+    if not b:
+        if root or "." in a or not a:
+            return a
+        return {".": {}, **a}
+    if not a:
+        return b if root else ({".": {}, **b} if "." not in b else b)
+    out = dict(a)
+    added = False
+    for k, v in b.items():
+        if k in out:
+            out[k] = _union_in_order(out[k], v)
+        else:
+            out[k] = v
+            added = True
+    if added:
+        out = {k: out[k] for k in _sorted_keys(out)}
     return out
 
 
@@ -651,7 +689,7 @@ def update(
                 Manager(manager, UPDATE, api_version, time, canonical(changed), subresource)
             )
         else:
-            mine.fields = canonical(union(mine.fields, changed))
+            mine.fields = _union_in_order(mine.fields, canonical(changed), root=True)
             mine.time = time
     return _cap([m for m in managers if m.fields])
 
@@ -661,6 +699,8 @@ def update(
 
 def merge(live: Any, config: Any, shape: Shape) -> Any:
     """``config`` merged over ``live`` by the schema's structure (upstream's Merge)."""
+    if config == live:  # a re-apply of what is there (live holds no nulls to drop)
+        return live
     if not (_composite(live, shape) and _composite(config, shape)):
         return _without_nulls(config)
     if shape.kind == "list":
@@ -727,11 +767,11 @@ def _merge_list(live: list[Any], config: list[Any], shape: Shape) -> list[Any]:
             if pe is not None and pe in lindex:
                 out.append(merge(lindex[pe], config[ri], elem))
             else:
-                out.append(config[ri])
+                out.append(_without_nulls(config[ri]))
             ri += 1
             if si < len(shared) and shared[si] == pe:
                 si += 1
-    return [_without_nulls(x) for x in out]
+    return out
 
 
 def prune(obj: Any, drop: FieldSet, keep: FieldSet, shape: Shape) -> Any:
@@ -831,9 +871,9 @@ def apply(
     client-side apply)."""
     me = (manager, APPLY, "", subresource)
     previous = next((m for m in base if m.identity == me), None)
-    new_set = strip_ignored(field_set(config, shape), status=status)
+    new_set = canonical(strip_ignored(field_set(config, shape), status=status))
     merged = merge(live, config, shape)
-    if previous is not None and previous.fields:
+    if previous is not None and previous.fields and previous.fields != new_set:
         others: FieldSet = {}
         for m in base:
             if m.identity != me:
@@ -864,13 +904,13 @@ def apply(
     ]
     _remove_from_others(managers, me, changed)
     _drop_removed(managers, removed)
-    same = previous is not None and previous.fields == canonical(new_set) and not changed
+    same = previous is not None and previous.fields == new_set and not changed
     mine = Manager(
         manager,
         APPLY,
         api_version,
         previous.time if same and previous is not None else time,
-        canonical(new_set),
+        new_set,
         subresource,
     )
     managers.append(mine)
