@@ -148,6 +148,17 @@ def test_kubectl_top_nodes_and_pods(cluster: Cluster, ns: str, tmp_path: Path) -
     listed = json.loads(kubectl("get", "--raw", path))
     assert [i["metadata"]["labels"]["app"] for i in listed["items"]] == ["idle"]
     assert listed["items"][0]["containers"][0]["usage"]["cpu"] == "5m"
+    # the view role reads metrics (system:aggregated-metrics-reader aggregates into it);
+    # metrics-server asks the API server about the user the aggregator names
+    kubectl("create", "rolebinding", "viewer", "-n", ns, "--clusterrole=view", "--user=viewer")
+    viewed = cluster.wait(
+        lambda: kubectl.run("top", "pods", "-n", ns, "--as=viewer", check=False).stdout
+    )
+    assert "busy-" in viewed
+    denied = kubectl.run("top", "pods", "-n", "default", "--as=viewer", check=False)
+    assert 'User "viewer" cannot list resource "pods" in API group "metrics.k8s.io"' in (
+        denied.stderr
+    )
 
 
 def test_hpa_scales_up_under_load_and_back_down(cluster: Cluster, ns: str, tmp_path: Path) -> None:

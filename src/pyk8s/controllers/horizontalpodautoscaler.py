@@ -382,18 +382,11 @@ class HPAReconciler:
                 statuses.append({"type": ""})
                 kind = str(metric.get("type", ""))
                 what = _metric_subject(metric)
+                source = {"Resource": "resource", "ContainerResource": "container"}.get(kind)
                 wrapped = (
-                    f"failed to get {what} {kind.lower()} metric value: {err}"
-                    if kind in ("Resource", "ContainerResource")
-                    else str(err)
+                    f"failed to get {what} {source} metric value: {err}" if source else str(err)
                 )
                 self.recorder.event(hpa, WARNING, err.reason, str(err))
-                conditions.set(
-                    "ScalingActive",
-                    "False",
-                    err.reason,
-                    f"the HPA was unable to compute the replica count: {err}",
-                )
                 if first_error is None:
                     first_error = (err, wrapped)
                 continue
@@ -401,6 +394,12 @@ class HPAReconciler:
             if best is None or proposal.replicas > best.replicas:
                 best = proposal
         if first_error is not None and (best is None or best.replicas < current):
+            conditions.set(
+                "ScalingActive",
+                "False",
+                first_error[0].reason,
+                f"the HPA was unable to compute the replica count: {first_error[0]}",
+            )
             message = (
                 f"invalid metrics ({invalid} invalid out of {len(metrics)}), "
                 f"first error is: {first_error[1]}"
@@ -451,6 +450,7 @@ class HPAReconciler:
         name = str(source.get("name", ""))
         target = source.get("target") or {}
         reason = "FailedGetContainerResourceMetric" if container else "FailedGetResourceMetric"
+        measure = "utilization" if target.get("type") == "Utilization" else "usage"
         namespace = hpa["metadata"]["namespace"]
         pods = [
             p
@@ -459,12 +459,12 @@ class HPAReconciler:
             and selector.matches(p["metadata"].get("labels"))
         ]
         usage, timestamp, window = await self._pod_usage(
-            namespace, selector, name, container, reason
+            namespace, selector, name, container, reason, measure
         )
         if not pods:
             raise MetricError(
                 reason,
-                f"failed to get {name} utilization: no pods returned by "
+                f"failed to get {name} {measure}: no pods returned by "
                 "selector while calculating replica count",
             )
         now = time.time()
@@ -488,19 +488,16 @@ class HPAReconciler:
                 unready.add(pod_name)
                 continue
             ready[pod_name] = usage[pod_name]
-        if target.get("type") == "Utilization":
+        if target.get("type") == "Utilization":  # every selected pod's, as upstream
             for pod in pods:
-                if pod["metadata"]["name"] in ready or pod["metadata"]["name"] in missing:
-                    try:
-                        requests[pod["metadata"]["name"]] = _requests(pod, name, container)
-                    except MetricError as err:
-                        raise MetricError(
-                            reason, f"failed to get {name} utilization: {err}"
-                        ) from None
+                try:
+                    requests[pod["metadata"]["name"]] = _requests(pod, name, container)
+                except MetricError as err:
+                    raise MetricError(reason, f"failed to get {name} {measure}: {err}") from None
         if not ready:
             raise MetricError(
                 reason,
-                f"failed to get {name} utilization: did not receive "
+                f"failed to get {name} {measure}: did not receive "
                 "metrics for targeted pods (pods might be unready)",
             )
         tolerance = self.settings.tolerance
@@ -510,7 +507,7 @@ class HPAReconciler:
             if total_request == 0:
                 raise MetricError(
                     reason,
-                    f"failed to get {name} utilization: no metrics returned matched known pods",
+                    f"failed to get {name} {measure}: no metrics returned matched known pods",
                 )
             utilization = sum(ready.values()) * 100 // total_request
             ratio = (sum(ready.values()) * 100 / total_request) / target_value
@@ -603,6 +600,7 @@ class HPAReconciler:
         resource: str,
         container: str | None,
         reason: str,
+        measure: str,
     ) -> tuple[dict[str, int], dict[str, float], float]:
         """Per pod its usage of ``resource`` (milli-units), sample time, and the window,
         from the resource metrics API."""
@@ -612,7 +610,7 @@ class HPAReconciler:
         except ClientError as err:
             raise MetricError(
                 reason,
-                f"failed to get {resource} utilization: unable to get "
+                f"failed to get {resource} {measure}: unable to get "
                 f"metrics for resource {resource}: unable to fetch "
                 f"metrics from resource metrics API: {err}",
             ) from None
@@ -637,7 +635,7 @@ class HPAReconciler:
         if not usage:
             raise MetricError(
                 reason,
-                f"failed to get {resource} utilization: unable to get "
+                f"failed to get {resource} {measure}: unable to get "
                 f"metrics for resource {resource}: no metrics returned "
                 "from resource metrics API",
             )

@@ -57,6 +57,7 @@ PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
 CONFIGMAPS: Resource = REGISTRY.get("", "v1", "configmaps")  # type: ignore[assignment]
 SERVICES: Resource = REGISTRY.get("", "v1", "services")  # type: ignore[assignment]
 SLICES: Resource = REGISTRY.get("discovery.k8s.io", "v1", "endpointslices")  # type: ignore[assignment]
+CLUSTERROLES: Resource = REGISTRY.get("rbac.authorization.k8s.io", "v1", "clusterroles")  # type: ignore[assignment]
 APISERVICES: Resource = REGISTRY.get("apiregistration.k8s.io", "v1", "apiservices")  # type: ignore[assignment]
 
 APISERVICE_NAME = "v1beta1.metrics.k8s.io"
@@ -174,8 +175,9 @@ def kubelet_context(opts: Options, config: Config) -> ssl.SSLContext:
     return ctx
 
 
-def registration_objects(address: str, port: int) -> tuple[Obj, Obj, Obj]:
-    """The Service, its EndpointSlice and the APIService (upstream's names and ports)."""
+def registration_objects(address: str, port: int) -> tuple[Obj, Obj, Obj, Obj]:
+    """The Service, its EndpointSlice, the APIService and the ClusterRole that lets the
+    view/edit/admin roles read metrics (upstream's names, ports and rules)."""
     labels = {"k8s-app": "metrics-server"}
     service = {
         "apiVersion": "v1",
@@ -208,13 +210,29 @@ def registration_objects(address: str, port: int) -> tuple[Obj, Obj, Obj]:
             "versionPriority": 100,
         },
     }
-    return service, endpoints, apiservice
+    reader = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {
+            "name": "system:aggregated-metrics-reader",
+            "labels": {
+                **labels,
+                **{f"rbac.authorization.k8s.io/aggregate-to-{role}": "true"
+                   for role in ("admin", "edit", "view")},
+            },
+        },
+        "rules": [{"apiGroups": ["metrics.k8s.io"], "resources": ["pods", "nodes"],
+                   "verbs": ["get", "list", "watch"]}],
+    }  # fmt: skip
+    return service, endpoints, apiservice, reader
 
 
 async def register(client: Client, address: str, port: int) -> None:
-    """Create or update the three objects (idempotent)."""
+    """Create or update the four objects (idempotent)."""
     for res, obj in zip(
-        (SERVICES, SLICES, APISERVICES), registration_objects(address, port), strict=True
+        (SERVICES, SLICES, APISERVICES, CLUSTERROLES),
+        registration_objects(address, port),
+        strict=True,
     ):
         meta = obj["metadata"]
         namespace = meta.get("namespace")
@@ -231,7 +249,9 @@ async def register(client: Client, address: str, port: int) -> None:
             continue
         if res is SERVICES:
             continue
-        fields = ("addressType", "endpoints", "ports") if res is SLICES else ("spec",)
+        fields = {SLICES: ("addressType", "endpoints", "ports"), CLUSTERROLES: ("rules",)}.get(
+            res, ("spec",)
+        )
         if any(current.get(f) != obj[f] for f in fields):
             current.update({f: obj[f] for f in fields})
             await client.update(res, current)
