@@ -38,7 +38,7 @@ from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.api.selectors import SelectorError, label_selector_from_dict
 from pyk8s.autoscaler.config import GROUP_LABEL, NodeGroup
 from pyk8s.autoscaler.provider import NodeProvider
-from pyk8s.autoscaler.simulator import Estimate, Simulator, is_terminal
+from pyk8s.autoscaler.simulator import Estimate, Simulator, equivalence_key, is_terminal
 from pyk8s.client import (
     NORMAL,
     WARNING,
@@ -335,10 +335,18 @@ class Autoscaler:
         cache = self._snapshot(pods)
         still: list[Obj] = []
         hint: str | None = None
+        #: equivalence groups that found no place: their other pods will not either
+        unplaceable: set[bytes] = set()
         for pod in pending:
+            group_key = equivalence_key(pod)
+            if group_key is not None and group_key in unplaceable:
+                still.append(pod)
+                continue
             placed = self.simulator.place(cache, pod, hint)
             if placed is None:
                 still.append(pod)
+                if group_key is not None:
+                    unplaceable.add(group_key)
             else:
                 hint = placed
         if not still:

@@ -13,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import orjson
+
 from pyk8s.autoscaler.config import NodeGroup
 from pyk8s.scheduler.cache import Cache
 from pyk8s.scheduler.framework.interface import CycleState, Status, is_success
 from pyk8s.scheduler.framework.registry import build_framework
 from pyk8s.scheduler.framework.types import Obj, pod_key
 
-__all__ = ["Estimate", "Simulator", "is_terminal"]
+__all__ = ["Estimate", "Simulator", "equivalence_key", "is_terminal"]
 
 #: the default profile minus what acts on the cluster
 _SIMULATION_PROFILE = {
@@ -29,6 +31,20 @@ _SIMULATION_PROFILE = {
 
 def is_terminal(pod: Obj) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def equivalence_key(pod: Obj) -> bytes | None:
+    """Pods of one controller with the same labels and spec fit the same places
+    (upstream's pod equivalence groups): one answer serves them all. None for pods
+    without a controller."""
+    meta = pod.get("metadata") or {}
+    owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+    if owner is None:
+        return None
+    spec = {k: v for k, v in (pod.get("spec") or {}).items() if k != "nodeName"}
+    return orjson.dumps(
+        [owner.get("uid"), meta.get("labels") or {}, spec], option=orjson.OPT_SORT_KEYS
+    )
 
 
 @dataclass
@@ -94,9 +110,16 @@ class Simulator:
         template = Cache()
         template.add_node(group.template_node(f"template-node-for-{group.name}"))
         last: str | None = None
+        fits: dict[bytes, Status | None] = {}
         for pod in pods:
             key = pod_key(pod)
-            st = self.template_fit(template, pod)
+            group_key = equivalence_key(pod)
+            if group_key is None:
+                st = self.template_fit(template, pod)
+            elif group_key in fits:
+                st = fits[group_key]
+            else:
+                st = fits[group_key] = self.template_fit(template, pod)
             if not is_success(st):
                 assert st is not None
                 est.rejected[key] = st.reasons or (st.message,)
