@@ -566,3 +566,32 @@ def test_metadata_only_get_list_and_watch(
     wrong = raw("GET", path, headers={"Accept": METADATA})
     assert wrong.status == 406
     assert wrong.json()["reason"] == "NotAcceptable"
+
+
+def test_apply_to_the_scale_subresource(raw: RawClient, kubectl: Kubectl, ns: str) -> None:
+    kubectl("apply", "--server-side", "-n", ns, "-f", "-", input=manifest(deployment("sc")))
+    scale = {"apiVersion": "autoscaling/v1", "kind": "Scale", "spec": {"replicas": 6}}
+    r = raw(
+        "PATCH",
+        f"/apis/apps/v1/namespaces/{ns}/deployments/sc/scale?fieldManager=hpa&force=true",
+        json.dumps(scale).encode(),
+        "application/apply-patch+yaml",
+    )
+    assert r.status == 200, r.body
+    assert r.json()["kind"] == "Scale"
+    assert r.json()["spec"] == {"replicas": 6}
+    dep = kubectl.json("get", "deploy", "sc", "-n", ns, "--show-managed-fields")
+    assert dep["spec"]["replicas"] == 6
+    assert entry(dep, "hpa")["subresource"] == "scale"
+    assert entry(dep, "hpa")["fieldsV1"] == {"f:spec": {"f:replicas": {}}}
+    again = kubectl.run(
+        "apply",
+        "--server-side",
+        "-n",
+        ns,
+        "-f",
+        "-",
+        input=manifest(deployment("sc", replicas=3)),
+        check=False,
+    )
+    assert 'conflict with "hpa" with subresource "scale": .spec.replicas' in again.stderr

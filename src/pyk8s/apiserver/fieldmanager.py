@@ -40,6 +40,32 @@ def manager_of(request: web.Request) -> str:
     )
 
 
+def apply_options(request: web.Request) -> tuple[str, bool]:
+    """An apply request's ``fieldManager`` (required: upstream's 422) and ``force``."""
+    manager = request.query.get("fieldManager", "")
+    if not manager:
+        raise errors.invalid_object(
+            "PatchOptions",
+            "",
+            [errors.required("fieldManager", "is required for apply patch")],
+            "meta.k8s.io",
+        )
+    check_field_manager(manager, "PatchOptions")
+    return manager, (request.query.get("force") or "").lower() in ("true", "1")
+
+
+def check_apply_version(config: Any, expected: str) -> None:
+    """400 unless an apply body is an object of the URL's API version, as upstream's."""
+    if not isinstance(config, dict):
+        raise errors.bad_request("the body of the request must be a YAML object")
+    got = config.get("apiVersion")
+    if got != expected:
+        raise errors.bad_request(
+            "Incorrect version specified in apply patch. Specified patch version: "
+            f"{got if isinstance(got, str) else ''}, expected: {expected}"
+        )
+
+
 def check_field_manager(manager: str, options_kind: str) -> None:
     """422 on a ``fieldManager`` upstream refuses (too long, not printable)."""
     problems = []

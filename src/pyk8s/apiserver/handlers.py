@@ -712,24 +712,9 @@ class ResourceHandlers:
         that does not exist yet is created (201)."""
         query = request.query
         dry_run = _dry_run(query)
-        manager = query.get("fieldManager", "")
-        if not manager:
-            raise errors.invalid_object(
-                "PatchOptions",
-                "",
-                [errors.required("fieldManager", "is required for apply patch")],
-                "meta.k8s.io",
-            )
-        fieldmanager.check_field_manager(manager, "PatchOptions")
-        force = _bool(query.get("force"))
-        if not isinstance(config, dict):
-            raise errors.bad_request("the body of the request must be a YAML object")
+        manager, force = fieldmanager.apply_options(request)
+        fieldmanager.check_apply_version(config, r.api_version)
         encoding.check_type_meta(config)
-        if config.get("apiVersion") != r.api_version:
-            raise errors.bad_request(
-                "Incorrect version specified in apply patch. Specified patch version: "
-                f"{config.get('apiVersion') or ''}, expected: {r.api_version}"
-            )
         if config.get("kind") != r.kind and not self.strategy(r).accepts_kind(
             str(config.get("kind") or "")
         ):

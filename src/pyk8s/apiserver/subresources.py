@@ -77,6 +77,58 @@ class Scale:
             "status": status,
         }
 
+    async def _apply(
+        self,
+        h: ResourceHandlers,
+        request: web.Request,
+        info: RequestInfo,
+        r: Resource,
+        config: Any,
+        dry_run: bool,
+    ) -> web.StreamResponse:
+        """Server-side apply of a Scale: its replicas applied to the parent's replicas
+        field, owned by the manager under the ``scale`` subresource, as upstream's."""
+        manager, force = fieldmanager.apply_options(request)
+        fieldmanager.check_apply_version(config, "autoscaling/v1")
+        encoding.check_types(config, *SCALE_KIND, patched=True)
+        replicas = (config.get("spec") or {}).get("replicas")
+        parent: JSON = {"apiVersion": r.api_version, "kind": r.kind, "metadata": {}}
+        if replicas is not None:
+            if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+                raise errors.invalid_object(
+                    "Scale",
+                    info.name,
+                    [
+                        errors.invalid(
+                            "spec.replicas", replicas, "must be greater than or equal to 0"
+                        )
+                    ],
+                    "autoscaling",
+                )
+            parent = self.with_replicas(parent, replicas)
+        rest = h.rest(r)
+        for _attempt in range(RETRIES):
+            current, kv = await rest.read(info.namespace, info.name)
+            merged = fieldmanager.apply(
+                h.strategy(r),
+                current,
+                parent,
+                manager=manager,
+                subresource="scale",
+                force=force,
+                time=h.timestamp(),
+            )
+            try:
+                out = await h.update_object(
+                    r, merged, current, kv, "", dry_run=dry_run, user=h.user(request), record=False
+                )
+            except errors.StatusError as err:
+                if err.reason == "Conflict":
+                    continue
+                raise
+            return json_response(self.scale_of(out))
+        raise rest.conflict(info.name)
+
     def with_replicas(self, obj: JSON, replicas: int) -> JSON:
         new = copy.deepcopy(obj)
         cur = new
@@ -96,6 +148,8 @@ class Scale:
             raise errors.method_not_allowed("scale supports get, update and patch")
         ct = encoding.media_type(request.headers.get("Content-Type"))
         doc: Any = await h.body(request, patch=request.method == "PATCH")
+        if request.method == "PATCH" and ct == encoding.PATCH_APPLY:
+            return await self._apply(h, request, info, r, doc, dry_run)
         for _attempt in range(RETRIES):
             current, kv = await rest.read(info.namespace, info.name)
             scale = self.scale_of(current)
