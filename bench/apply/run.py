@@ -124,14 +124,14 @@ def pod_status() -> JSON:
 
 
 @contextlib.asynccontextmanager
-async def server(tmp: Path) -> AsyncIterator[TestClient[Any, Any]]:
+async def server(tmp: Path) -> AsyncIterator[tuple[TestClient[Any, Any], SqliteStore]]:
     store = await SqliteStore.open(tmp / "state.db")
     api = APIServer(store, config=Config(compact_interval=0))
     await api.start()
     client: TestClient[Any, Any] = TestClient(TestServer(api.app))
     await client.start_server()
     try:
-        yield client
+        yield client, store
     finally:
         await client.close()
         await api.stop()
@@ -150,7 +150,7 @@ async def _send(
 async def writes(ops: int) -> str:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory() as tmp:
-        async with server(Path(tmp)) as client:
+        async with server(Path(tmp)) as (client, _store):
             for n in range(10):
                 body = orjson.dumps(deployment(f"d{n}", 1))
                 await _send(
@@ -322,7 +322,7 @@ def bookkeeping() -> str:
 
 async def storage(pods: int) -> str:
     with tempfile.TemporaryDirectory() as tmp:
-        async with server(Path(tmp)) as client:
+        async with server(Path(tmp)) as (client, store):
             base = "/api/v1/namespaces/default/pods"
             for i in range(pods):
                 body = orjson.dumps(pod(f"p{i}"))
@@ -337,11 +337,7 @@ async def storage(pods: int) -> str:
                     status,
                     "application/strategic-merge-patch+json",
                 )
-            api_store = await SqliteStore.open(Path(tmp) / "state.db")
-            try:
-                page = await api_store.list("/registry/pods/", limit=0)
-            finally:
-                await api_store.close()
+            page = await store.list("/registry/core/pods/", limit=0)
     with_fields = without = 0
     for kv in page.kvs:
         with_fields += len(kv.value)
