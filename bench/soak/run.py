@@ -268,8 +268,13 @@ async def pod_watcher(soak: Soak, client: Client) -> None:
     while soak.left() > 0:
         try:
             if rv is None:
-                rv = (await client.list(PODS, CHURN_NS))["metadata"]["resourceVersion"]
-                soak.running.clear()
+                listed = await client.list(PODS, CHURN_NS)
+                rv = listed["metadata"]["resourceVersion"]
+                soak.running = {
+                    p["metadata"]["name"]
+                    for p in listed["items"]
+                    if (p.get("status") or {}).get("phase") == "Running"
+                }
             timeout = max(1, min(300, int(soak.left())))
             async for etype, obj in client.watch(
                 PODS, CHURN_NS, resource_version=rv, timeout_seconds=timeout
@@ -319,7 +324,8 @@ def children_of(pid: int) -> list[int]:
 
 
 def process_name(pid: int) -> str:
-    """``pyk8s <component>`` → the component; any other program → its file name."""
+    """``pyk8s <component>`` → the component, containerd → itself; '' for the short-lived
+    helpers (CNI plugins, runc, iptables-restore), whose memory is not the server's."""
     try:
         argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
     except OSError:
@@ -327,7 +333,7 @@ def process_name(pid: int) -> str:
     if "pyk8s" in argv and argv.index("pyk8s") + 1 < len(argv):
         name = argv[argv.index("pyk8s") + 1]
         return "apiserver" if name == "server" else name
-    return Path(argv[0]).name if argv else ""
+    return "containerd" if argv and Path(argv[0]).name == "containerd" else ""
 
 
 def rss_by_process(roots: dict[str, int]) -> dict[str, float]:
