@@ -157,11 +157,21 @@ async def writes(ops: int) -> str:
                     client, "POST", DEPLOYMENTS + "?fieldManager=bench", body, "application/json"
                 )
             replicas = [1]
+            owners: dict[int, int] = {}
+
+            def own(clients: int) -> str:
+                """The deployment of the calling worker (workers never share one)."""
+                task = id(asyncio.current_task())
+                if task not in owners:
+                    owners[task] = len(owners)
+                return f"d{owners[task] % clients}"
 
             def update(clients: int) -> Callable[[int], Any]:
+                owners.clear()
+
                 async def one(i: int) -> None:
                     replicas[0] += 1
-                    name = f"d{i % clients}"
+                    name = own(clients)
                     body = orjson.dumps(deployment(name, replicas[0]))
                     await _send(
                         client,
@@ -174,13 +184,15 @@ async def writes(ops: int) -> str:
                 return one
 
             def patch(clients: int) -> Callable[[int], Any]:
+                owners.clear()
+
                 async def one(i: int) -> None:
                     replicas[0] += 1
                     body = orjson.dumps({"spec": {"replicas": replicas[0]}})
                     await _send(
                         client,
                         "PATCH",
-                        f"{DEPLOYMENTS}/d{i % clients}?fieldManager=bench",
+                        f"{DEPLOYMENTS}/{own(clients)}?fieldManager=bench",
                         body,
                         "application/strategic-merge-patch+json",
                     )
@@ -188,9 +200,11 @@ async def writes(ops: int) -> str:
                 return one
 
             def apply(clients: int) -> Callable[[int], Any]:
+                owners.clear()
+
                 async def one(i: int) -> None:
                     replicas[0] += 1
-                    name = f"d{i % clients}"
+                    name = own(clients)
                     body = orjson.dumps(deployment(name, replicas[0]))
                     await _send(
                         client,
