@@ -227,7 +227,7 @@ def _item_key(item: Any, shape: Shape) -> str | None:
             if value is not None:
                 fields[k] = value
         return "k:" + orjson.dumps(fields).decode()
-    return "v:" + orjson.dumps(item).decode()
+    return "v:" + orjson.dumps(item, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _index(items: Any, shape: Shape) -> dict[str, Any]:
