@@ -595,3 +595,20 @@ def test_apply_to_the_scale_subresource(raw: RawClient, kubectl: Kubectl, ns: st
         check=False,
     )
     assert 'conflict with "hpa" with subresource "scale": .spec.replicas' in again.stderr
+
+
+def test_apply_with_a_stale_resource_version_is_409(raw: RawClient, ns: str) -> None:
+    path = f"/api/v1/namespaces/{ns}/configmaps/rv?fieldManager=me"
+    cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "rv"}, "data": {"a": "1"}}
+    first = raw("PATCH", path, json.dumps(cm).encode(), "application/apply-patch+yaml")
+    assert first.status == 201
+    stale = first.json()["metadata"]["resourceVersion"]
+    cm["data"] = {"a": "2"}
+    assert raw("PATCH", path, json.dumps(cm).encode(), "application/apply-patch+yaml").status == 200
+    cm["metadata"]["resourceVersion"] = stale
+    cm["data"] = {"a": "3"}
+    r = raw("PATCH", path, json.dumps(cm).encode(), "application/apply-patch+yaml")
+    assert r.status == 409
+    assert "the object has been modified" in r.json()["message"]
+    got = raw("GET", f"/api/v1/namespaces/{ns}/configmaps/rv").json()
+    assert got["data"] == {"a": "2"}

@@ -759,6 +759,10 @@ class ResourceHandlers:
             patched = self.decode_object(merged, r, info, patched=True)
             if patched["metadata"].get("name") != info.name:
                 raise errors.bad_request("metadata.name may not be changed by a patch")
+            if _has_rv(config) and (
+                config["metadata"]["resourceVersion"] != current["metadata"]["resourceVersion"]
+            ):
+                raise rest.conflict(info.name)
             warnings = self._field_validation(r, patched, query)
             try:
                 out = await self.update_object(
@@ -773,7 +777,7 @@ class ResourceHandlers:
                     record=False,
                 )
             except errors.StatusError as err:
-                if err.reason == "Conflict":
+                if err.reason == "Conflict" and not _has_rv(config):
                     continue  # somebody wrote in between: apply to the new state
                 raise
             return json_response(out, 200, warnings=warnings)
