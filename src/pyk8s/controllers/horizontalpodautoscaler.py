@@ -21,9 +21,12 @@ aggregated metrics-server), every ``--horizontal-pod-autoscaler-sync-period``:
   (``SuccessfulRescale``, ``FailedGetResourceMetric``, ``FailedComputeMetricsReplicas``,
   ``FailedGetScale``, ``FailedRescale``) with upstream's reasons and messages.
 
-``Pods``, ``Object`` and ``External`` metrics need custom or external metrics APIs that
-nothing here serves; such a metric is reported as upstream does when its API is missing
-(``FailedGetPodsMetric`` etc.) and leaves the replicas alone.
+``Pods`` and ``Object`` metrics are read from ``custom.metrics.k8s.io/v1beta2`` and
+``External`` ones from ``external.metrics.k8s.io/v1beta1``, when something serves them
+(an adapter registered with an APIService), with upstream's rules: a Pods metric like a
+resource one without requests; an Object or External value as a ratio applied to the
+ready pods; an average value as total / target per pod. Without such an API the metric
+fails with ``FailedGetPodsMetric`` (etc.) and the replicas stay.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from urllib.parse import quote
 
 from pyk8s.api.quantity import format_quantity, milli_value
 from pyk8s.api.registry import REGISTRY
-from pyk8s.api.selectors import LabelSelector, parse_label_selector
+from pyk8s.api.selectors import LabelSelector, label_selector_from_dict, parse_label_selector
 from pyk8s.client import ApiError, is_conflict, is_not_found
 from pyk8s.client.errors import ClientError
 from pyk8s.controllers.runtime import Manager, Request, Result
@@ -53,6 +56,8 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 
 HPAS = REGISTRY.get("autoscaling", "v2", "horizontalpodautoscalers")
+CUSTOM_METRICS = "/apis/custom.metrics.k8s.io/v1beta2"
+EXTERNAL_METRICS = "/apis/external.metrics.k8s.io/v1beta1"
 PODS = REGISTRY.get("", "v1", "pods")
 
 NORMAL, WARNING = "Normal", "Warning"
@@ -382,10 +387,13 @@ class HPAReconciler:
                 statuses.append({"type": ""})
                 kind = str(metric.get("type", ""))
                 what = _metric_subject(metric)
-                source = {"Resource": "resource", "ContainerResource": "container"}.get(kind)
-                wrapped = (
-                    f"failed to get {what} {source} metric value: {err}" if source else str(err)
-                )
+                wrapped = {
+                    "Resource": f"failed to get {what} resource metric value: {err}",
+                    "ContainerResource": f"failed to get {what} container metric value: {err}",
+                    "Pods": f"failed to get pods metric value: {err}",
+                    "Object": f"failed to get object metric value: {err}",
+                    "External": f"failed to get {what} external metric: {err}",
+                }.get(kind, str(err))
                 self.recorder.event(hpa, WARNING, err.reason, str(err))
                 if first_error is None:
                     first_error = (err, wrapped)
@@ -413,7 +421,7 @@ class HPAReconciler:
             "ValidMetricFound",
             f"the HPA was able to successfully calculate a replica count from {best.description}",
         )
-        return best.replicas, best.description, [s for s in statuses if s.get("type")]
+        return best.replicas, best.description, statuses  # invalid ones as {"type": ""}
 
     async def _metric(
         self, hpa: Obj, metric: Obj, current: int, selector: LabelSelector
@@ -427,17 +435,186 @@ class HPAReconciler:
             return await self._resource(
                 hpa, source, str(source.get("container")), current, selector
             )
-        reasons = {
-            "Pods": "FailedGetPodsMetric",
-            "Object": "FailedGetObjectMetric",
-            "External": "FailedGetExternalMetric",
-        }
-        api = "external.metrics.k8s.io" if kind == "External" else "custom.metrics.k8s.io"
-        raise MetricError(
-            reasons.get(str(kind), "InvalidMetricSourceType"),
-            f"unable to get metric {_metric_subject(metric)}: unable to fetch metrics from "
-            f"{api} API: the server could not find the requested resource",
+        if kind == "Pods":
+            return await self._pods_metric(hpa, metric.get("pods") or {}, current, selector)
+        if kind == "Object":
+            return await self._object_metric(hpa, metric.get("object") or {}, current, selector)
+        if kind == "External":
+            return await self._external_metric(hpa, metric.get("external") or {}, current, selector)
+        raise MetricError("InvalidMetricSourceType", f"unknown metric source type {kind!r}")
+
+    # ------------------------------------------------------------------ custom metrics
+
+    def _selected_pods(self, namespace: str, selector: LabelSelector) -> list[Obj]:
+        return [
+            p
+            for p in self.pods.store.list()
+            if p["metadata"].get("namespace") == namespace
+            and selector.matches(p["metadata"].get("labels"))
+        ]
+
+    async def _metric_values(
+        self, path: str, params: dict[str, str], reason: str, what: str, api: str
+    ) -> list[Obj]:
+        try:
+            got = await self.client.request("GET", path, params=params)
+        except ClientError as err:
+            raise MetricError(
+                reason, f"unable to get {what}: unable to fetch metrics from {api} API: {err}"
+            ) from None
+        items = list(got.get("items") or ())
+        if not items:
+            raise MetricError(reason, f"unable to get {what}: no metrics returned from {api} API")
+        return items
+
+    def _ratio_replicas(
+        self, current: int, ratio: float, namespace: str, selector: LabelSelector
+    ) -> int:
+        """Upstream's getUsageRatioReplicaCount: the ratio applied to the ready pods."""
+        if current == 0:
+            return math.ceil(ratio)
+        if abs(1.0 - ratio) <= self.settings.tolerance:
+            return current
+        ready = sum(
+            1
+            for p in self._selected_pods(namespace, selector)
+            if (p.get("status") or {}).get("phase") == "Running"
+            and (_pod_ready(p) or {}).get("status") == "True"
         )
+        return math.ceil(ratio * ready)
+
+    def _per_pod_replicas(self, current: int, usage: int, target_average: int) -> int:
+        """Upstream's per-pod rule for Object/External average values."""
+        replicas = math.ceil(usage / target_average)
+        if current and abs(1.0 - usage / (target_average * current)) <= self.settings.tolerance:
+            return current
+        return replicas
+
+    async def _pods_metric(
+        self, hpa: Obj, source: Obj, current: int, selector: LabelSelector
+    ) -> _Proposal:
+        reason = "FailedGetPodsMetric"
+        metric = source.get("metric") or {}
+        name = str(metric.get("name", ""))
+        namespace = hpa["metadata"]["namespace"]
+        params = {"labelSelector": str(selector)}
+        if metric.get("selector"):
+            params["metricLabelSelector"] = str(label_selector_from_dict(metric["selector"]))
+        path = f"{CUSTOM_METRICS}/namespaces/{quote(namespace)}/pods/*/{quote(name)}"
+        items = await self._metric_values(path, params, reason, f"metric {name}", "custom metrics")
+        values = {
+            str((i.get("describedObject") or {}).get("name")): milli_value(i.get("value", "0"))
+            for i in items
+        }
+        target = source.get("target") or {}
+        target_value = milli_value(target.get("averageValue", "0"))
+        ready: dict[str, int] = {}
+        unready: set[str] = set()
+        missing: set[str] = set()
+        for pod in self._selected_pods(namespace, selector):
+            meta = pod["metadata"]
+            phase = (pod.get("status") or {}).get("phase")
+            if meta.get("deletionTimestamp") or phase == "Failed":
+                continue
+            if phase == "Pending":
+                unready.add(meta["name"])
+            elif meta["name"] not in values:
+                missing.add(meta["name"])
+            else:
+                ready[meta["name"]] = values[meta["name"]]
+        if not ready:
+            raise MetricError(
+                reason, f"unable to get metric {name}: did not receive metrics for any ready pods"
+            )
+        if not target_value:
+            raise MetricError(reason, "invalid pods metric source: no average value target")
+        average = sum(ready.values()) // len(ready)
+
+        def recompute(extra_usage: dict[str, int]) -> float:
+            values_ = [*ready.values(), *extra_usage.values()]
+            return (sum(values_) / len(values_)) / target_value
+
+        replicas = self._replicas(
+            average / target_value, recompute, current, len(ready), unready, missing, {},
+            target, self.settings.tolerance,
+        )  # fmt: skip
+        status = {
+            "type": "Pods",
+            "pods": {"metric": metric, "current": {"averageValue": _format(average)}},
+        }
+        return _Proposal(replicas, f"pods metric {name}", status, time.time())
+
+    async def _object_metric(
+        self, hpa: Obj, source: Obj, current: int, selector: LabelSelector
+    ) -> _Proposal:
+        reason = "FailedGetObjectMetric"
+        metric = source.get("metric") or {}
+        name = str(metric.get("name", ""))
+        described = source.get("describedObject") or {}
+        namespace = hpa["metadata"]["namespace"]
+        group, _, version = str(described.get("apiVersion", "")).rpartition("/")
+        resource = REGISTRY.for_kind(group, version, str(described.get("kind", "")))
+        what = f"metric {name}: {described.get('kind')} on {namespace} {described.get('name')}"
+        if resource is None:
+            raise MetricError(reason, f"unable to get {what}: no matches for that kind")
+        scope = f"/namespaces/{quote(namespace)}" if resource.namespaced else ""
+        path = f"{CUSTOM_METRICS}{scope}/{resource.plural}/{quote(str(described.get('name')))}"
+        params = {}
+        if metric.get("selector"):
+            params["metricLabelSelector"] = str(label_selector_from_dict(metric["selector"]))
+        items = await self._metric_values(
+            f"{path}/{quote(name)}", params, reason, what, "custom metrics"
+        )
+        usage = milli_value(items[0].get("value", "0"))
+        target = source.get("target") or {}
+        if target.get("type") == "AverageValue":
+            target_average = milli_value(target.get("averageValue", "0"))
+            if not target_average:
+                raise MetricError(reason, "invalid object metric source: zero average value")
+            replicas = self._per_pod_replicas(current, usage, target_average)
+            current_value = {"averageValue": _format(math.ceil(usage / max(current, 1)))}
+        else:
+            target_value = milli_value(target.get("value", "0"))
+            if not target_value:
+                raise MetricError(reason, "invalid object metric source: zero target value")
+            replicas = self._ratio_replicas(current, usage / target_value, namespace, selector)
+            current_value = {"value": _format(usage)}
+        status = {
+            "type": "Object",
+            "object": {"describedObject": described, "metric": metric, "current": current_value},
+        }
+        return _Proposal(replicas, f"{described.get('kind')} metric {name}", status, time.time())
+
+    async def _external_metric(
+        self, hpa: Obj, source: Obj, current: int, selector: LabelSelector
+    ) -> _Proposal:
+        reason = "FailedGetExternalMetric"
+        metric = source.get("metric") or {}
+        name = str(metric.get("name", ""))
+        namespace = hpa["metadata"]["namespace"]
+        path = f"{EXTERNAL_METRICS}/namespaces/{quote(namespace)}/{quote(name)}"
+        params = {}
+        if metric.get("selector"):
+            params["labelSelector"] = str(label_selector_from_dict(metric["selector"]))
+        shown = _go_selector(metric.get("selector"))
+        what = f"external metric {namespace}/{name}/{shown}"
+        items = await self._metric_values(path, params, reason, what, "external metrics")
+        usage = sum(milli_value(i.get("value", "0")) for i in items)
+        target = source.get("target") or {}
+        if target.get("type") == "AverageValue":
+            target_average = milli_value(target.get("averageValue", "0"))
+            if not target_average:
+                raise MetricError(reason, "invalid external metric source: zero average value")
+            replicas = self._per_pod_replicas(current, usage, target_average)
+            current_value = {"averageValue": _format(math.ceil(usage / max(current, 1)))}
+        else:
+            target_value = milli_value(target.get("value", "0"))
+            if not target_value:
+                raise MetricError(reason, "invalid external metric source: zero target value")
+            replicas = self._ratio_replicas(current, usage / target_value, namespace, selector)
+            current_value = {"value": _format(usage)}
+        status = {"type": "External", "external": {"metric": metric, "current": current_value}}
+        return _Proposal(replicas, f"external metric {name}({shown})", status, time.time())
 
     async def _resource(
         self,
@@ -825,6 +1002,23 @@ def _cpu_unready(pod: Obj, metric_time: float, window: float, now: float) -> boo
     if start + CPU_INITIALIZATION_PERIOD > now:
         return condition.get("status") == "False" or metric_time < transition + window
     return condition.get("status") == "False" and start + DELAY_OF_INITIAL_READINESS > transition
+
+
+def _go_selector(selector: Obj | None) -> str:
+    """A metric's label selector as Go's ``%+v`` of ``*metav1.LabelSelector`` prints it
+    (in upstream's messages and event reasons)."""
+    if selector is None:
+        return "nil"
+    labels = "".join(f"{k}: {v}," for k, v in sorted((selector.get("matchLabels") or {}).items()))
+    expressions = "".join(
+        f"LabelSelectorRequirement{{Key:{e.get('key')},Operator:{e.get('operator')},"
+        f"Values:[{' '.join(e.get('values') or [])}],}},"
+        for e in selector.get("matchExpressions") or ()
+    )
+    return (
+        f"&LabelSelector{{MatchLabels:map[string]string{{{labels}}},"
+        f"MatchExpressions:[]LabelSelectorRequirement{{{expressions}}},}}"
+    )
 
 
 def _metric_subject(metric: Obj) -> str:
