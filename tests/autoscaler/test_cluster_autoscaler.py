@@ -92,7 +92,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         ca = subprocess.Popen(
             [*py, "cluster-autoscaler", "--kubeconfig", kc, "--config", str(groups),
              "--scan-interval", "1s", "--scale-down-unneeded-time", "3s",
-             "--scale-down-delay-after-add", "0s", "--expander", "least-waste",
+             "--scale-down-delay-after-add", "10s", "--expander", "least-waste",
              "--address", f"127.0.0.1:{port}"],
             stdout=ca_log, stderr=subprocess.STDOUT,
         )  # fmt: skip
@@ -228,3 +228,26 @@ def test_no_group_fits_not_trigger_scale_up(env: Env, ns: str) -> None:
     assert message.startswith("pod didn't trigger scale-up: "), message
     assert "2 Insufficient cpu" in message, message
     assert env.group_nodes("big") == [] and env.group_nodes("small") == []
+
+
+def test_scale_down_disabled_annotation_keeps_a_node(env: Env, ns: str) -> None:
+    env.kubectl("apply", "-n", ns, "-f", "-", input=deployment("kept", 1, "100m", "small"))
+    (node,) = wait_until(lambda: env.group_nodes("small"), within=90)
+    name = node["metadata"]["name"]
+    env.kubectl(
+        "annotate", "node", name, "cluster-autoscaler.kubernetes.io/scale-down-disabled=true"
+    )
+    env.kubectl("delete", "deployment", "kept", "-n", ns)
+    # the node is empty now; the autoscaler looks, and says why it keeps it
+    wait_until(
+        lambda: (
+            env.metric(
+                'cluster_autoscaler_unremovable_nodes_count{reason="ScaleDownDisabledAnnotation"}'
+            )
+            == 1
+        ),
+        within=60,
+    )
+    assert [n["metadata"]["name"] for n in env.group_nodes("small")] == [name]
+    env.kubectl("annotate", "node", name, "cluster-autoscaler.kubernetes.io/scale-down-disabled-")
+    wait_until(lambda: env.group_nodes("small") == [], within=90)

@@ -10,7 +10,8 @@
 2. **scale-down** — a group member whose requests stay under the utilization threshold
    for the unneeded time, whose pods may be evicted (PodDisruptionBudgets,
    ``cluster-autoscaler.kubernetes.io/safe-to-evict``, local storage, kube-system pods,
-   pods without a controller) and would fit on the other nodes, is tainted
+   pods without a controller) and would fit on the other nodes, and that is not annotated
+   ``cluster-autoscaler.kubernetes.io/scale-down-disabled: "true"``, is tainted
    ``ToBeDeletedByClusterAutoscaler``, drained through the eviction API and deleted,
    never below the group's minSize.
 3. **status** — the ConfigMap ``kube-system/cluster-autoscaler-status`` (YAML, as
@@ -73,6 +74,7 @@ STATUS_NAMESPACE = "kube-system"
 STATUS_CONFIGMAP = "cluster-autoscaler-status"
 PRIORITY_CONFIGMAP = "cluster-autoscaler-priority-expander"
 SAFE_TO_EVICT = "cluster-autoscaler.kubernetes.io/safe-to-evict"
+SCALE_DOWN_DISABLED = "cluster-autoscaler.kubernetes.io/scale-down-disabled"
 TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
 EXPANDERS = ("random", "least-waste", "priority")
 
@@ -289,8 +291,10 @@ class Autoscaler:
         self.metrics.unschedulable.set(len(pending))
         self.metrics.last_activity.labels("main").set(time.time())
         scaled_up = False
+        #: the cluster with the pending pods that fit somewhere placed there
+        cache = self._snapshot(pods)
         if pending:
-            scaled_up = await self._scale_up(pending, pods, members)
+            scaled_up = await self._scale_up(cache, pending, members)
         self.scale_up_in_progress = bool(self.creating)
         if scaled_up:
             self.last_scale_up = now
@@ -300,7 +304,7 @@ class Autoscaler:
             and not self.creating
             and now - self.last_scale_up >= self.opts.scale_down_delay_after_add
         ):
-            self._scale_down(now, pods, members)
+            self._scale_down(now, cache, members)
         else:
             self.unneeded_since.clear()
         self.metrics.unneeded.set(len(self.unneeded_since))
@@ -329,10 +333,11 @@ class Autoscaler:
     # ------------------------------------------------------------------ scale-up
 
     async def _scale_up(
-        self, pending: list[Obj], pods: list[Obj], members: dict[str, list[Obj]]
+        self, cache: Cache, pending: list[Obj], members: dict[str, list[Obj]]
     ) -> bool:
+        """Place what fits in ``cache`` (assumed there: scale-down counts them), then
+        scale a group up for the rest."""
         pending = sorted(pending, key=_pod_size, reverse=True)
-        cache = self._snapshot(pods)
         still: list[Obj] = []
         hint: str | None = None
         #: equivalence groups that found no place: their other pods will not either
@@ -453,8 +458,9 @@ class Autoscaler:
 
     # ------------------------------------------------------------------ scale-down
 
-    def _scale_down(self, now: float, pods: list[Obj], members: dict[str, list[Obj]]) -> None:
-        cache = self._snapshot(pods)
+    def _scale_down(self, now: float, cache: Cache, members: dict[str, list[Obj]]) -> None:
+        """``cache`` holds pending pods where they would go: a new node the scheduler has
+        not filled yet is not empty."""
         pdbs = self.pdbs.store.list()
         pdb_budget = {
             f"{p['metadata'].get('namespace', '')}/{p['metadata']['name']}": int(
@@ -473,13 +479,20 @@ class Autoscaler:
                 info = cache.nodes.get(name)
                 if info is None:
                     continue
+                annotations = node["metadata"].get("annotations") or {}
+                if annotations.get(SCALE_DOWN_DISABLED) == "true":
+                    unremovable[name] = "ScaleDownDisabledAnnotation"
+                    continue
                 if utilization(info) >= self.opts.scale_down_utilization_threshold:
                     continue
-                to_move, blocker = _pods_to_move(list(info.pods.values()), pdbs, pdb_budget)
+                on_node = list(info.pods.values())
+                bound = [p for p in on_node if not cache.is_assumed(pod_key(p))]
+                to_move, blocker = _pods_to_move(bound, pdbs, pdb_budget)
                 if blocker:
                     unremovable[name] = blocker
                     continue
-                if not self._replace_pods(cache, node, to_move):
+                assumed = [p for p in on_node if cache.is_assumed(pod_key(p))]
+                if not self._replace_pods(cache, node, to_move + assumed):
                     unremovable[name] = "NoPlaceToMovePods"
                     continue
                 seen.add(name)
