@@ -9,6 +9,7 @@ user sees what is wrong before anything is written.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import orjson
@@ -96,6 +97,11 @@ def decode_body(body: bytes, content_type: str | None, *, patch: bool = False) -
         raise errors.bad_request("the body of the request was empty")
     if mt == PROTOBUF:
         return protobuf.decode_object(body)
+    if mt == PATCH_APPLY and body.lstrip()[:1] == b"{":
+        # kubectl and client libraries send the configuration as JSON, which is YAML;
+        # orjson reads it 10x faster than the YAML parser
+        with contextlib.suppress(orjson.JSONDecodeError):
+            return orjson.loads(body)
     if mt in YAML_TYPES or mt == PATCH_APPLY:
         try:
             return yaml.load(body, Loader=_Loader)
