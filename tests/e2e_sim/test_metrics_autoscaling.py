@@ -404,3 +404,38 @@ def test_hpa_on_custom_pods_and_external_metrics(cluster: Cluster, ns: str, tmp_
         for group, version in apiservices:
             kubectl.run("delete", "apiservice", f"{version}.{group}", check=False)
         adapter.stop()
+
+
+def test_missing_target_and_unauthenticated_callers(
+    cluster: Cluster, ns: str, tmp_path: Path
+) -> None:
+    import ssl
+    import urllib.error
+    import urllib.request
+
+    kubectl = cluster.kubectl
+    apply(kubectl, ns, {
+        "apiVersion": "autoscaling/v1", "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "nope"},
+        "spec": {"scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "nope"},
+                 "maxReplicas": 3, "targetCPUUtilizationPercentage": 50},
+    }, tmp_path)  # fmt: skip
+    messages = cluster.wait(lambda: events(kubectl, ns, "FailedGetScale"), within=60)
+    assert messages[0] == 'deployments.apps "nope" not found'
+    able = cluster.wait(lambda: condition(kubectl, ns, "nope", "AbleToScale"))
+    assert (able["status"], able["reason"]) == ("False", "FailedGetScale")
+    assert able["message"] == (
+        "the HPA controller was unable to get the target's current scale: "
+        'deployments.apps "nope" not found'
+    )
+    # metrics-server itself answers only the front proxy
+    endpoint = kubectl.json("get", "endpointslice", "-n", "kube-system", "metrics-server-pyk8s")
+    address = endpoint["endpoints"][0]["addresses"][0]
+    port = endpoint["ports"][0]["port"]
+    insecure = ssl.create_default_context()
+    insecure.check_hostname, insecure.verify_mode = False, ssl.CERT_NONE
+    url = f"https://{address}:{port}/apis/metrics.k8s.io/v1beta1/nodes"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(url, context=insecure, timeout=10)
+    assert refused.value.code == 401
+    assert json.loads(refused.value.read())["reason"] == "Unauthorized"

@@ -254,8 +254,8 @@ class HPAReconciler:
         try:
             scale = await self.client.get_scale(resource, str(ref.get("name")), namespace)
         except ClientError as err:
-            self.recorder.event(hpa, WARNING, "FailedGetScale", str(err))
-            conditions.set("AbleToScale", "False", "FailedGetScale", f"{NO_SCALE}: {err}")
+            self.recorder.event(hpa, WARNING, "FailedGetScale", _text(err))
+            conditions.set("AbleToScale", "False", "FailedGetScale", f"{NO_SCALE}: {_text(err)}")
             await self._write_status(hpa, old_status)
             return
         conditions.set(
@@ -309,13 +309,13 @@ class HPAReconciler:
                     hpa,
                     WARNING,
                     "FailedRescale",
-                    f"New size: {desired}; reason: {rescale_reason}; error: {err}",
+                    f"New size: {desired}; reason: {rescale_reason}; error: {_text(err)}",
                 )
                 conditions.set(
                     "AbleToScale",
                     "False",
                     "FailedUpdateScale",
-                    f"the HPA controller was unable to update the target scale: {err}",
+                    f"the HPA controller was unable to update the target scale: {_text(err)}",
                 )
                 await self._write_status(hpa, old_status)
                 return
@@ -460,7 +460,8 @@ class HPAReconciler:
             got = await self.client.request("GET", path, params=params)
         except ClientError as err:
             raise MetricError(
-                reason, f"unable to get {what}: unable to fetch metrics from {api} API: {err}"
+                reason,
+                f"unable to get {what}: unable to fetch metrics from {api} API: {_text(err)}",
             ) from None
         items = list(got.get("items") or ())
         if not items:
@@ -789,7 +790,7 @@ class HPAReconciler:
                 reason,
                 f"failed to get {resource} {measure}: unable to get "
                 f"metrics for resource {resource}: unable to fetch "
-                f"metrics from resource metrics API: {err}",
+                f"metrics from resource metrics API: {_text(err)}",
             ) from None
         usage: dict[str, int] = {}
         timestamps: dict[str, float] = {}
@@ -971,6 +972,11 @@ class HPAReconciler:
             return
         assert HPAS is not None
         await self.client.update_status(HPAS, hpa)
+
+
+def _text(err: ClientError) -> str:
+    """An API error's message as Go's error prints it (no reason prefix)."""
+    return err.message if isinstance(err, ApiError) else str(err)
 
 
 def _go_seconds(text: str) -> float:
