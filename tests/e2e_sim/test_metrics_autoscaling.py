@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_sim.conftest import Cluster
+from tests.e2e_sim.conftest import Cluster, wait_until
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 
 JSON = dict[str, Any]
@@ -439,3 +439,44 @@ def test_missing_target_and_unauthenticated_callers(
         urllib.request.urlopen(url, context=insecure, timeout=10)
     assert refused.value.code == 401
     assert json.loads(refused.value.read())["reason"] == "Unauthorized"
+
+
+def test_metrics_server_process_health_metrics_and_clean_stop(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    import signal
+    import urllib.request
+
+    bad = subprocess.run(
+        [sys.executable, "-m", "pyk8s", "metrics-server", "--metric-resolution", "soon"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert bad.returncode == 1
+    assert 'invalid argument "soon" for "--metric-resolution" flag' in bad.stderr
+    health = free_port()
+    with open(tmp_path / "metrics-server.log", "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pyk8s", "metrics-server", "--kubeconfig",
+             str(cluster.server.kubeconfig), "--secure-port", "0", "--bind-address", "127.0.0.1",
+             "--health-port", str(health), "--metric-resolution", "1s",
+             "--cert-dir", str(tmp_path / "certs")],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+
+        def get(path: str) -> str:
+            url = f"http://127.0.0.1:{health}{path}"
+            try:
+                return str(urllib.request.urlopen(url, timeout=5).read().decode())
+            except OSError as err:  # not listening yet, or 500 before the first round
+                return repr(err)
+
+        wait_until(lambda: get("/healthz") == "ok")  # after the first scrape round
+        assert "metrics_server_manager_tick_duration_seconds_count" in get("/metrics")
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    lines = (tmp_path / "metrics-server.log").read_text().splitlines()
+    assert json.loads(lines[0])["component"] == "metrics-server"  # structured logs
