@@ -223,6 +223,8 @@ class SimulatedNodes:
         self.client = client
         self.metrics_url = metrics_url
         self.usage = UsageSimulator()
+        #: (second, node -> its pods' keys and states): what resource_summary walks
+        self._pods_by_node: tuple[int, dict[str, list[tuple[str, _PodState]]]] = (-1, {})
         self.template = template or NodeTemplate()
         self.renew_interval = renew_interval
         self.lease_duration = lease_duration
@@ -545,10 +547,16 @@ class SimulatedNodes:
         node = self.nodes.get(name)
         if node is None or not node.running or self._informer is None:
             return None
+        second = int(now)
+        if self._pods_by_node[0] != second:  # one grouping per second serves every node
+            grouped: dict[str, list[tuple[str, _PodState]]] = {}
+            for key, state in self._pods.items():
+                grouped.setdefault(state.node, []).append((key, state))
+            self._pods_by_node = (second, grouped)
         pods = []
-        for key, state in self._pods.items():
+        for key, state in self._pods_by_node[1].get(name, ()):
             pod = self._informer.store.get(key)
-            if state.node != name or state.terminal or state.deleting or pod is None:
+            if state.terminal or state.deleting or pod is None or self._pods.get(key) is not state:
                 continue
             started = {
                 cname: c.started_at
