@@ -4,17 +4,27 @@ server: pods and volumes written to a store, the authorizer reading the watch ca
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pyk8s.apiserver.admission.noderestriction import forbidden_labels
 from pyk8s.apiserver.authn import UserInfo
 from pyk8s.apiserver.authz import RequestAttributes
 from pyk8s.apiserver.node import node_identity
 from pyk8s.apiserver.node.authorizer import NodeAuthorizer
-from pyk8s.apiserver.node.graph import NODE, POD, SECRET, SERVICE_ACCOUNT, pod_edges, pv_edges
+from pyk8s.apiserver.node.graph import (
+    NODE,
+    POD,
+    SECRET,
+    SERVICE_ACCOUNT,
+    NodeGraph,
+    pod_edges,
+    pv_edges,
+)
 from pyk8s.apiserver.watchcache import WatchCache
 from pyk8s.storage.sqlite import SqliteStore
 
@@ -189,3 +199,37 @@ def test_forbidden_labels() -> None:
         "x.node-restriction.kubernetes.io/pool",
     ]
     assert forbidden_labels({}, {"k8s.io/removed": "x"}) == ["k8s.io/removed"]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),  # pod
+            st.sampled_from(["a", "b", "c"]),  # its node
+            st.sets(st.sampled_from(["s1", "s2", "s3", "s4"]), max_size=3),  # its secrets
+            st.booleans(),  # deleted afterwards
+        ),
+        max_size=12,
+    )
+)
+def test_the_index_agrees_with_the_pods(
+    ops: list[tuple[int, str, set[str], bool]],
+) -> None:
+    """Whatever pods come, change and go, a secret reaches exactly the nodes of the live
+    pods that mount it (the destination index and the walk agree with the pods)."""
+    graph = NodeGraph(cast(WatchCache, None))
+    live: dict[int, tuple[str, set[str]]] = {}
+    for pod, node, secrets, deleted in ops:
+        key = f"/registry/core/pods/ns/p{pod}"
+        if deleted:
+            graph.put(key, None)
+            live.pop(pod, None)
+            continue
+        volumes = [_secret_volume(s) for s in sorted(secrets)]
+        graph.put(key, _pod(f"p{pod}", node, volumes=volumes))
+        live[pod] = (node, secrets)
+    for secret in ("s1", "s2", "s3", "s4"):
+        for node in ("a", "b", "c"):
+            expected = any(n == node and secret in s for n, s in live.values())
+            assert graph.reaches((SECRET, "ns", secret), node) == expected

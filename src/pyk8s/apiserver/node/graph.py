@@ -184,6 +184,12 @@ class NodeGraph:
         self._out: dict[Vertex, dict[Vertex, int]] = {}
         #: storage key -> the edges that object put in the graph
         self._by_key: dict[str, list[Edge]] = {}
+        #: upstream's destination-edge index: vertex -> {node: how many of the vertex's
+        #: pods are bound to it}, so a Secret or ConfigMap every pod mounts
+        #: (``kube-root-ca.crt``) is decided without walking all of its pods
+        self._dest: dict[Vertex, dict[str, int]] = {}
+        #: vertex -> how many of its edges lead to pods (all of them: the index is complete)
+        self._dest_total: dict[Vertex, int] = {}
 
     # ------------------------------------------------------------------ following the cache
 
@@ -207,6 +213,8 @@ class NodeGraph:
         self._watchers.clear()
         self._out.clear()
         self._by_key.clear()
+        self._dest.clear()
+        self._dest_total.clear()
         revision = self.cache.revision
         for prefix in (_PODS, _PVS):
             for entry in self.cache.list(prefix):
@@ -215,7 +223,10 @@ class NodeGraph:
 
     def put(self, key: str, obj: Mapping[str, Any] | None) -> None:
         """Replace the edges of the object at ``key`` (``None``: it was deleted)."""
-        for source, target in self._by_key.pop(key, ()):
+        old = self._by_key.pop(key, ())
+        if old and key.startswith(_PODS):
+            self._index_pod(old, -1)
+        for source, target in old:
             targets = self._out[source]
             targets[target] -= 1
             if not targets[target]:
@@ -231,12 +242,40 @@ class NodeGraph:
         for source, target in edges:
             targets = self._out.setdefault(source, {})
             targets[target] = targets.get(target, 0) + 1
+        if key.startswith(_PODS):
+            self._index_pod(edges, 1)
+
+    def _index_pod(self, edges: list[Edge], delta: int) -> None:
+        """Count (or uncount) a pod's sources as leading to its node."""
+        node = edges[0][1][2]  # pod_edges puts pod -> node first
+        for source, _ in edges[1:]:
+            nodes = self._dest.setdefault(source, {})
+            nodes[node] = nodes.get(node, 0) + delta
+            if not nodes[node]:
+                del nodes[node]
+            total = self._dest_total.get(source, 0) + delta
+            if total:
+                self._dest_total[source] = total
+            else:
+                self._dest_total.pop(source, None)
+                self._dest.pop(source, None)
 
     # ------------------------------------------------------------------ questions
 
     def has_path(self, start: Vertex, node_name: str) -> bool:
-        """Is there a path from ``start`` to the node (never through another node)?"""
+        """Is there a path from ``start`` to the node, as the cache stands now?"""
         self.sync()
+        return self.reaches(start, node_name)
+
+    def reaches(self, start: Vertex, node_name: str) -> bool:
+        """Is there a path from ``start`` to the node (never through another node) in the
+        graph as it is (see :meth:`has_path` for the cache's latest)?"""
+        nodes = self._dest.get(start)
+        if nodes is not None:
+            if nodes.get(node_name):
+                return True
+            if self._dest_total[start] == len(self._out.get(start, ())):
+                return False  # every edge leads to a pod, and none of them is on the node
         goal: Vertex = (NODE, "", node_name)
         seen = {start}
         stack = [start]
