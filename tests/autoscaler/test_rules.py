@@ -93,3 +93,26 @@ def test_least_waste_picks_the_tighter_group() -> None:
     pods = [pod(f"p{i}", cpu="1") for i in range(4)]
     options = [sim.estimate(group(n, cpu), pods, 5, "n-") for n, cpu in (("xl", "16"), ("m", "4"))]
     assert [o.group.name for o in _least_waste(options)] == ["m"]
+
+
+class _ConfigMapClient:
+    """Answers the one read the priority expander makes."""
+
+    def __init__(self, priorities: str) -> None:
+        self.priorities = priorities
+
+    async def get(self, resource: object, name: str, namespace: str) -> Obj:
+        assert (name, namespace) == ("cluster-autoscaler-priority-expander", "kube-system")
+        return {"data": {"priorities": self.priorities}}
+
+
+async def test_priority_expander_follows_the_configmap() -> None:
+    from pyk8s.autoscaler.autoscaler import Autoscaler, Options
+
+    sim = Simulator()
+    pods = [pod("p", cpu="1")]
+    options = [sim.estimate(group(n, "4"), pods, 5, "n-") for n in ("cheap", "spot-a", "spot-b")]
+    client = _ConfigMapClient("10:\n- cheap\n50:\n- spot-.*\n")
+    ca = Autoscaler(client, [o.group for o in options], None, Options(expander="priority"))  # type: ignore[arg-type]
+    chosen = await ca._by_priority(options)
+    assert sorted(o.group.name for o in chosen) == ["spot-a", "spot-b"]
