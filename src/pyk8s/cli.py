@@ -290,6 +290,7 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("--max-pod-eviction-time", default="2m")
     ca.add_argument("--status-config-map-name", default="cluster-autoscaler-status")
     ca.add_argument("--address", default="127.0.0.1:8085", help="/healthz and /metrics")
+    ca.add_argument("--leader-elect", default="true", choices=("true", "false"))
     ca.add_argument("--kube-api-qps", type=float, default=500.0)
     ca.add_argument("--kube-api-burst", type=int, default=1000)
     ca.add_argument("--log-level", default="info")
@@ -744,6 +745,7 @@ def _run_cluster_autoscaler(args: argparse.Namespace) -> int:
             port=int(port),
             qps=args.kube_api_qps,
             burst=args.kube_api_burst,
+            leader_elect=args.leader_elect == "true",
         )
         asyncio.run(cluster_autoscaler.run(opts))
     except (ClientError, ValueError, OSError) as err:

@@ -178,6 +178,8 @@ def test_pending_pods_scale_up_the_right_group_then_it_scales_down_to_min(
     messages = {e["message"] for e in env.events(ns, "TriggeredScaleUp")}
     assert any(m.startswith("pod triggered scale-up: [{big 0->") for m in messages), messages
     assert all(m.endswith("(max: 5)}]") for m in messages), messages
+    lease = env.kubectl.json("get", "lease", "-n", "kube-system", "cluster-autoscaler")
+    assert lease["spec"]["holderIdentity"]  # leader-elected, as upstream
     status = env.kubectl.json("get", "configmap", "-n", "kube-system", "cluster-autoscaler-status")
     assert "name: big" in status["data"]["status"]
 

@@ -11,11 +11,15 @@ autoscaler itself only sees the :class:`~pyk8s.autoscaler.NodeProvider` seam, so
 provider that makes real machines would plug in the same way. On start, Nodes already
 labelled with a group (a restarted autoscaler) are adopted: their leases resume.
 
-Serves ``/healthz`` and ``/metrics`` (upstream's port 8085) and stops on SIGTERM.
+Leader-elected on the Lease ``kube-system/cluster-autoscaler`` (``--leader-elect``, as
+upstream); serves ``/healthz`` and ``/metrics`` (upstream's port 8085) and stops on
+SIGTERM.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +27,7 @@ from pathlib import Path
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.autoscaler import Autoscaler, NodeGroup, Options, load_node_groups
 from pyk8s.autoscaler.config import GROUP_LABEL
-from pyk8s.client import Client, load_config
+from pyk8s.client import Client, LeaderElectionConfig, LeaderElector, load_config
 from pyk8s.kubelet.simulated import NodeTemplate, SimulatedNodes
 from pyk8s.server.component import HealthServer, stop_on_signals
 
@@ -31,6 +35,7 @@ __all__ = ["RunOptions", "SimulatedNodeProvider", "run"]
 
 log = logging.getLogger(__name__)
 
+LOCK_NAME = "cluster-autoscaler"
 NODES: Resource = REGISTRY.get("", "v1", "nodes")  # type: ignore[assignment]
 _STANDARD = ("cpu", "memory", "pods", "ephemeral-storage")
 
@@ -86,6 +91,9 @@ class RunOptions:
     port: int = 8085
     qps: float = 500.0
     burst: int = 1000
+    #: upstream's --leader-elect: one active autoscaler per cluster (Lease
+    #: kube-system/cluster-autoscaler); a standby hosts no nodes until it leads
+    leader_elect: bool = True
 
 
 async def run(opts: RunOptions) -> None:
@@ -99,9 +107,26 @@ async def run(opts: RunOptions) -> None:
         health = HealthServer(autoscaler.registry, autoscaler.healthy, opts.bind_address, opts.port)
         await health.start()
         stop = stop_on_signals()
-        try:
+
+        async def lead() -> None:
             await provider.start(groups)
             await autoscaler.run(stop)
+
+        try:
+            if not opts.leader_elect:
+                await lead()
+                return
+            elector = LeaderElector(
+                client, LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead)
+            )
+            watcher = asyncio.create_task(stop.wait())
+            runner = asyncio.create_task(elector.run())
+            await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
+            stop.set()  # leadership lost: stop, as upstream (a restart campaigns again)
+            elector.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            watcher.cancel()
         finally:
             await provider.stop()
             await health.stop()
