@@ -29,6 +29,7 @@ import orjson
 from aiohttp import web
 
 from pyk8s.api import errors
+from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.patch import (
     apply_json_patch,
     apply_merge_patch,
@@ -541,24 +542,34 @@ class ResourceHandlers:
         obj = self.decode_object(await self.body(request), r, info)
         self.check_name(obj, info)
         warnings = self._field_validation(r, obj, query)
-        current, kv = await self.rest(r).read(info.namespace, info.name)
-        rv = obj["metadata"].get("resourceVersion")
-        if rv and rv != current["metadata"]["resourceVersion"]:
-            raise self.rest(r).conflict(info.name)
         manager = fieldmanager.manager_of(request)
         fieldmanager.check_field_manager(manager, "UpdateOptions")
-        out = await self.update_object(
-            r,
-            obj,
-            current,
-            kv,
-            info.subresource,
-            dry_run=dry_run,
-            user=self.user(request),
-            warnings=warnings,
-            manager=manager,
-        )
-        return json_response(out, 200, warnings=warnings)
+        rest = self.rest(r)
+        rv = obj["metadata"].get("resourceVersion")
+        # without a resourceVersion the update is unconditional: a write that lands in
+        # between is retried over the new state, as upstream's GuaranteedUpdate does
+        for attempt in range(PATCH_RETRIES):
+            current, kv = await rest.read(info.namespace, info.name)
+            if rv and rv != current["metadata"]["resourceVersion"]:
+                raise rest.conflict(info.name)
+            try:
+                out = await self.update_object(
+                    r,
+                    obj if rv or attempt == PATCH_RETRIES - 1 else copy_json(obj),
+                    current,
+                    kv,
+                    info.subresource,
+                    dry_run=dry_run,
+                    user=self.user(request),
+                    warnings=warnings,
+                    manager=manager,
+                )
+            except errors.StatusError as err:
+                if err.reason == "Conflict" and not rv:
+                    continue
+                raise
+            return json_response(out, 200, warnings=warnings)
+        raise rest.conflict(info.name)
 
     async def update_object(
         self,
