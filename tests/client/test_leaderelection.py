@@ -116,6 +116,8 @@ async def test_leader_steps_down_when_it_cannot_renew(client: Client, ns: str) -
     # someone else force-takes the lease: a's renewals fail (held by another, not expired)
     lease = await client.get(LEASES, lock, ns)
     lease["spec"]["holderIdentity"] = "intruder"
+    # unconditional (no resourceVersion): a renewal of a's landing in between is no conflict
+    del lease["metadata"]["resourceVersion"]
     await client.update(LEASES, lease)
     await asyncio.wait_for(a.task, 5)  # run() returns when leadership is lost
     assert a.log == ["started", "stopped"] and not a.elector.is_leader()
