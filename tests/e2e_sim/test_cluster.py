@@ -259,3 +259,35 @@ def test_cronjob_runs_on_its_schedule(cluster: Cluster, ns: str) -> None:
         ),
         within=60,
     )
+
+
+def test_components_are_named_as_field_managers(cluster: Cluster, ns: str) -> None:
+    """Each component's user agent is upstream's shape, so managedFields name it as on a
+    kubeadm cluster (``--show-managed-fields``)."""
+    cluster.kubectl("create", "deployment", "named", "-n", ns, "--image=busybox:1.36")
+
+    def managers(kind: str, name: str) -> set[tuple[str, str, str]]:
+        obj = cluster.kubectl.json("get", kind, name, "-n", ns, "--show-managed-fields")
+        return {
+            (m["manager"], m["operation"], m.get("subresource", ""))
+            for m in obj["metadata"].get("managedFields", [])
+        }
+
+    want = ("kube-controller-manager", "Update", "status")
+
+    def status_written() -> set[tuple[str, str, str]] | None:
+        got = managers("deployment", "named")
+        return got if want in got else None
+
+    got = cluster.wait(status_written)
+    assert ("kubectl-create", "Update", "") in got
+    huge = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "unplaceable"},
+        "spec": {
+            "containers": [{"name": "c", "image": "b", "resources": {"requests": {"cpu": "64"}}}]
+        },
+    }
+    cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(huge))
+    cluster.wait(lambda: ("kube-scheduler", "Update", "status") in managers("pod", "unplaceable"))

@@ -57,7 +57,14 @@ from pyk8s.client.informer import (
     split_key,
 )
 from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector
-from pyk8s.client.rest import Client, Obj, ResourceRef, WatchEvent, WatchStream
+from pyk8s.client.rest import (
+    Client,
+    Obj,
+    ResourceRef,
+    WatchEvent,
+    WatchStream,
+    component_user_agent,
+)
 from pyk8s.client.workqueue import (
     DelayingQueue,
     RateLimitingQueue,
@@ -91,6 +98,7 @@ __all__ = [
     "WatchEvent",
     "WatchStream",
     "WorkQueue",
+    "component_user_agent",
     "default_controller_rate_limiter",
     "is_already_exists",
     "is_conflict",

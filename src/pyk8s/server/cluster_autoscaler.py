@@ -27,7 +27,13 @@ from pathlib import Path
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.autoscaler import Autoscaler, NodeGroup, Options, load_node_groups
 from pyk8s.autoscaler.config import GROUP_LABEL
-from pyk8s.client import Client, LeaderElectionConfig, LeaderElector, load_config
+from pyk8s.client import (
+    Client,
+    LeaderElectionConfig,
+    LeaderElector,
+    component_user_agent,
+    load_config,
+)
 from pyk8s.kubelet.simulated import NodeTemplate, SimulatedNodes
 from pyk8s.server.component import HealthServer, stop_on_signals
 
@@ -100,7 +106,10 @@ async def run(opts: RunOptions) -> None:
     groups = load_node_groups(opts.config)
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     async with Client(
-        config, qps=opts.qps, burst=opts.burst, user_agent="pyk8s-cluster-autoscaler"
+        config,
+        qps=opts.qps,
+        burst=opts.burst,
+        user_agent=component_user_agent("cluster-autoscaler"),
     ) as client:
         provider = SimulatedNodeProvider(client)
         autoscaler = Autoscaler(client, groups, provider, opts.autoscaler)

@@ -11,7 +11,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyk8s.client import Client, load_config
+from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.component import HealthServer, stop_on_signals
@@ -85,7 +85,7 @@ def setup_controllers(manager: Manager, names: list[str]) -> list[str]:
 
 async def run(opts: Options) -> None:
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
-    async with Client(config) as client:
+    async with Client(config, user_agent=component_user_agent("kube-controller-manager")) as client:
         manager = Manager(client)
         manager.settings["horizontalpodautoscaler"] = opts.hpa
         names = setup_controllers(manager, selected(opts.controllers))

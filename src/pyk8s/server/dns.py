@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from pyk8s.api.registry import REGISTRY
-from pyk8s.client import Client, is_already_exists, is_not_found, load_config
+from pyk8s.client import Client, component_user_agent, is_already_exists, is_not_found, load_config
 from pyk8s.client.errors import ClientError
 from pyk8s.dns.forward import RESOLV_CONF, Forwarder, Upstream, nameservers, parse_upstream
 from pyk8s.dns.records import DEFAULT_DOMAIN, TTL, Zone
@@ -136,7 +136,7 @@ async def run(opts: Options) -> None:
         raise ValueError("--ttl must be between 1 and 3600")
     upstreams = upstreams_for(opts)
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
-    async with Client(config, user_agent="pyk8s-dns") as client:
+    async with Client(config, user_agent=component_user_agent("coredns")) as client:
         informers = ClusterInformers(client)
         zone = Zone(informers.catalog, opts.cluster_domain, opts.ttl, serial=int(time.time()))
         server = DNSServer(

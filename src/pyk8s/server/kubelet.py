@@ -20,7 +20,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
-from pyk8s.client import Client, load_config
+from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.kubelet.auth import KubeletAuth
 from pyk8s.kubelet.cni import write_bridge_conflist
 from pyk8s.kubelet.cri import CRIClient
@@ -120,7 +120,7 @@ async def run(opts: Options) -> None:
     tls = await asyncio.to_thread(kubelet_ssl_context, pki, client_ca)
     try:
         async with (
-            Client(kube, user_agent=f"pyk8s-kubelet/{node_name}") as client,
+            Client(kube, user_agent=component_user_agent("kubelet")) as client,
             CRIClient(str(socket_path)) as cri,
         ):
             stats = StatsProvider(cri, node_name, root_dir=config.root_dir, image_fs=image_fs)

@@ -38,7 +38,14 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client import Client, SharedInformer, is_already_exists, is_not_found, load_config
+from pyk8s.client import (
+    Client,
+    SharedInformer,
+    component_user_agent,
+    is_already_exists,
+    is_not_found,
+    load_config,
+)
 from pyk8s.client.config import Config
 from pyk8s.client.errors import ClientError
 from pyk8s.metricsserver.api import MetricsAPI, RequestHeader, serving_context
@@ -273,7 +280,7 @@ async def run(opts: Options) -> None:
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     cert, key = _serving_files(opts)
     kubelet_ssl = kubelet_context(opts, config)
-    async with Client(config, user_agent="pyk8s-metrics-server") as client:
+    async with Client(config, user_agent=component_user_agent("metrics-server")) as client:
         requestheader = await _read_requestheader(client)
         while requestheader is None:
             await asyncio.sleep(2.0)

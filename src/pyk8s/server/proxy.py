@@ -13,7 +13,7 @@ import socket
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyk8s.client import Client, load_config
+from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.proxy.iptables import cleanup
 from pyk8s.proxy.proxier import Proxier
 from pyk8s.server.component import HealthServer, stop_on_signals
@@ -53,7 +53,7 @@ async def run(opts: Options) -> None:
         raise ValueError("--iptables-masquerade-bit must be within 0..31")
     node_name = opts.node_name or socket.gethostname().lower()
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
-    async with Client(config, user_agent="pyk8s-proxy") as client:
+    async with Client(config, user_agent=component_user_agent("kube-proxy")) as client:
         proxier = Proxier(
             client,
             node_name,

@@ -17,7 +17,13 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from pyk8s.client import Client, LeaderElectionConfig, LeaderElector, load_config
+from pyk8s.client import (
+    Client,
+    LeaderElectionConfig,
+    LeaderElector,
+    component_user_agent,
+    load_config,
+)
 from pyk8s.scheduler import Scheduler
 from pyk8s.server.component import HealthServer, stop_on_signals
 
@@ -57,7 +63,9 @@ async def run(opts: Options) -> None:
     connection = cfg.get("clientConnection") or {}
     qps = opts.kube_api_qps or float(connection.get("qps", 50.0))
     burst = opts.kube_api_burst or int(connection.get("burst", 100))
-    async with Client(config, qps=qps, burst=burst) as client:
+    async with Client(
+        config, qps=qps, burst=burst, user_agent=component_user_agent("kube-scheduler")
+    ) as client:
         scheduler = Scheduler(client, cfg)  # validates the profiles before we campaign
         health = HealthServer(CollectorRegistry(), lambda: True, opts.bind_address, opts.port)
         await health.start()
