@@ -20,8 +20,6 @@ itself, and a conflict requeues.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +28,7 @@ from pyk8s.api.admissionpolicy import Kind, builtin_type, kinds_to_check, type_c
 from pyk8s.api.cel import Type, schema_type
 from pyk8s.api.registry import Resource
 from pyk8s.api.schema import schemas
+from pyk8s.apiserver.cacheloop import CacheController
 
 if TYPE_CHECKING:
     from pyk8s.apiserver.handlers import ResourceHandlers
@@ -42,68 +41,23 @@ GROUP = "admissionregistration.k8s.io"
 ERROR_RETRY = 2.0
 
 
-class PolicyStatusController:
+class PolicyStatusController(CacheController):
     """Keeps each policy's type-checking status at its generation (see the module doc)."""
 
+    kind = "ValidatingAdmissionPolicy"
+    retry_after = ERROR_RETRY
+
     def __init__(self, handlers: ResourceHandlers) -> None:
-        self.h = handlers
+        super().__init__(handlers)
         resource = handlers.registry.get(GROUP, "v1", "validatingadmissionpolicies")
         assert resource is not None
         self.resource: Resource = resource
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
-        cache = self.h.cache
         prefix = self.resource.key_prefix()
-        for entry in cache.list(prefix):
-            self.enqueue(entry.obj["metadata"]["name"])
-        watcher = cache.watch(prefix, cache.revision)
-        self._tasks = [
-            asyncio.create_task(self._follow(watcher)),
-            asyncio.create_task(self._work()),
-        ]
-
-    async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks = []
-
-    def enqueue(self, name: str) -> None:
-        if name not in self._queued:
-            self._queued.add(name)
-            self._queue.put_nowait(name)
-
-    async def _follow(self, watcher: Any) -> None:
-        try:
-            while True:
-                ev = await watcher.next()
-                if ev is None:  # the cache restarted: look at everything again
-                    prefix = self.resource.key_prefix()
-                    for entry in self.h.cache.list(prefix):
-                        self.enqueue(entry.obj["metadata"]["name"])
-                    watcher = self.h.cache.watch(prefix, self.h.cache.revision)
-                    continue
-                if ev.type != "DELETED":
-                    self.enqueue(ev.entry.obj["metadata"]["name"])
-        finally:
-            watcher.close()
-
-    async def _work(self) -> None:
-        while True:
-            name = await self._queue.get()
-            self._queued.discard(name)
-            try:
-                await self.sync(name)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception("type checking ValidatingAdmissionPolicy %s", name)
-                asyncio.get_running_loop().call_later(ERROR_RETRY, self.enqueue, name)
+        for entry in self.h.cache.list(prefix):
+            self.enqueue_object(entry.obj)
+        self.run(self.follow(prefix, self.enqueue_object), self.work())
 
     async def sync(self, name: str) -> None:
         try:

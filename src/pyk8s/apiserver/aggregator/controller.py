@@ -62,13 +62,13 @@ from pyk8s.apiserver.aggregator.discovery import (
 from pyk8s.apiserver.aggregator.proxy import BackendError, Backends
 from pyk8s.apiserver.aggregator.strategy import APIServiceStrategy, available_condition
 from pyk8s.apiserver.authn import RequestHeaderConfig, UserInfo
+from pyk8s.apiserver.cacheloop import CacheController
 from pyk8s.apiserver.certs import Pki
 from pyk8s.apiserver.rest import DeleteOptions, timestamp
 from pyk8s.apiserver.serviceresolver import NoEndpoints, ServiceResolver
 
 if TYPE_CHECKING:
     from pyk8s.apiserver.handlers import ResourceHandlers
-    from pyk8s.apiserver.watchcache import CacheEvent, CacheWatcher
 
 __all__ = ["Aggregator"]
 
@@ -82,7 +82,7 @@ RESYNC = 30.0
 #: re-checks of a failing APIService back off from this to :data:`RESYNC`
 FAILED_RETRY = 0.5
 #: the queue key that re-registers the CRDs' group/versions
-_CRDS = "\x00crds"
+_CRDS = "(CRDs)"
 AUTHENTICATION_CONFIGMAP = "extension-apiserver-authentication"
 _AGGREGATED_ACCEPT = (
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,"
@@ -102,8 +102,11 @@ def _condition(state: str, reason: str, message: str) -> JSON:
     return {"type": "Available", "status": state, "reason": reason, "message": message}
 
 
-class Aggregator:
+class Aggregator(CacheController):
     """APIServices: registration, availability, discovery and the proxy to their servers."""
+
+    kind = "APIService"
+    retry_after = RESYNC
 
     def __init__(
         self,
@@ -113,7 +116,7 @@ class Aggregator:
         requestheader: RequestHeaderConfig | None = None,
         resync: float = RESYNC,
     ) -> None:
-        self.h = handlers
+        super().__init__(handlers)
         resource = handlers.registry.get(GROUP, "v1", "apiservices")
         assert resource is not None
         self.resource = resource
@@ -130,67 +133,31 @@ class Aggregator:
         #: the OpenAPI v3 document URL each remote APIService's server publishes
         self.openapi_v3: dict[str, str] = {}
         self._failures: dict[str, int] = {}
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         await self._publish_authentication_config()
         await self._register_builtins()
-        await self._sync_quietly(_CRDS)
-        cache = self.h.cache
-        for entry in cache.list(self.resource.key_prefix()):
-            self.enqueue(entry.obj["metadata"]["name"])
+        await self.sync_quietly(_CRDS)
+        for entry in self.h.cache.list(self.resource.key_prefix()):
+            self.enqueue_object(entry.obj)
         crds = self.h.registry.get("apiextensions.k8s.io", "v1", "customresourcedefinitions")
         services = self.h.registry.get("", "v1", "services")
         slices = self.h.registry.get("discovery.k8s.io", "v1", "endpointslices")
         assert crds is not None and services is not None and slices is not None
-        follows: list[tuple[str, Callable[[JSON], None]]] = [
-            (self.resource.key_prefix(), lambda o: self.enqueue(o["metadata"]["name"])),
-            (crds.key_prefix(), lambda o: self.enqueue(_CRDS)),
-            (services.key_prefix(), self._service_changed),
-            (slices.key_prefix(), self._endpoints_changed),
-        ]
-        self._tasks = [asyncio.create_task(self._follow(p, fn)) for p, fn in follows]
-        self._tasks += [
-            asyncio.create_task(self._work()),
-            asyncio.create_task(self._resync()),
-        ]
+        self.run(
+            self.follow(self.resource.key_prefix(), self.enqueue_object),
+            self.follow(crds.key_prefix(), lambda _crd: self.enqueue(_CRDS)),
+            self.follow(services.key_prefix(), self._service_changed),
+            self.follow(slices.key_prefix(), self._endpoints_changed),
+            self.work(),
+            self._resync(),
+        )
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks = []
+        await super().stop()
         await self.backends.close()
-
-    def enqueue(self, name: str) -> None:
-        if name not in self._queued:
-            self._queued.add(name)
-            self._queue.put_nowait(name)
-
-    def _later(self, name: str, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.enqueue, name)
-
-    async def _follow(self, prefix: str, changed: Callable[[JSON], None]) -> None:
-        cache = self.h.cache
-        watcher: CacheWatcher = cache.watch(prefix, cache.revision)
-        try:
-            while True:
-                ev: CacheEvent | None = await watcher.next()
-                if ev is None:  # the cache restarted: look at everything again
-                    watcher.close()
-                    for entry in cache.list(prefix):
-                        changed(entry.obj)
-                    watcher = cache.watch(prefix, cache.revision)
-                    continue
-                changed(ev.entry.obj)
-        finally:
-            watcher.close()
 
     def _service_changed(self, service: JSON) -> None:
         meta = service.get("metadata") or {}
@@ -213,24 +180,6 @@ class Aggregator:
             for a in self.apiservices():
                 if _service_ref(a) is not None:
                     self.enqueue(a["metadata"]["name"])
-
-    async def _work(self) -> None:
-        while True:
-            name = await self._queue.get()
-            self._queued.discard(name)
-            await self._sync_quietly(name)
-
-    async def _sync_quietly(self, name: str) -> None:
-        try:
-            if name == _CRDS:
-                await self._sync_crd_apiservices()
-            else:
-                await self.sync(name)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("syncing APIService %s", name or "(CRDs)")
-            self._later(name, RESYNC)
 
     # ------------------------------------------------------------------ reads
 
@@ -295,7 +244,10 @@ class Aggregator:
 
     async def sync(self, name: str) -> None:
         """The APIService's Available condition (and its discovery document) brought up
-        to date."""
+        to date; for :data:`_CRDS`, the APIServices of the CRDs' group/versions."""
+        if name == _CRDS:
+            await self._sync_crd_apiservices()
+            return
         apiservice = self._cached(name)
         if apiservice is None:
             self.documents.pop(name, None)
@@ -318,7 +270,7 @@ class Aggregator:
             self._failures.pop(name, None)
         else:
             failures = self._failures[name] = self._failures.get(name, 0) + 1
-            self._later(name, min(FAILED_RETRY * 2 ** (failures - 1), self.resync))
+            self.later(name, min(FAILED_RETRY * 2 ** (failures - 1), self.resync))
         await self._write_condition(name, wanted)
 
     async def _write_condition(self, name: str, wanted: JSON) -> None:

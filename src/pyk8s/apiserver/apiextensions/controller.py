@@ -18,8 +18,6 @@ Every status write goes through the generic update path as the API server itself
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import copy
 import logging
 import re
@@ -37,6 +35,7 @@ from pyk8s.apiserver.apiextensions.strategy import (
     condition,
     storage_version,
 )
+from pyk8s.apiserver.cacheloop import CacheController
 from pyk8s.apiserver.rest import DeleteOptions, timestamp
 from pyk8s.apiserver.serviceresolver import ServiceResolver
 from pyk8s.apiserver.webhook import WebhookClient
@@ -94,11 +93,14 @@ def _names(crd: JSON) -> JSON:
     return dict((crd.get("spec") or {}).get("names") or {})
 
 
-class CRDController:
+class CRDController(CacheController):
     """Serves what the stored CRDs define (see the module docstring)."""
 
+    kind = "CustomResourceDefinition"
+    retry_after = ERROR_RETRY
+
     def __init__(self, handlers: ResourceHandlers) -> None:
-        self.h = handlers
+        super().__init__(handlers)
         crds = handlers.registry.get(GROUP, "v1", "customresourcedefinitions")
         assert crds is not None
         self.resource = crds
@@ -109,71 +111,24 @@ class CRDController:
         self.webhooks = WebhookClient(ServiceResolver(handlers.reader))
         self._converted: dict[str, OrderedDict[bytes, JSON]] = {}
         self._fingerprints: dict[str, bytes] = {}
-        self._queue: asyncio.Queue[str] = asyncio.Queue()
-        self._queued: set[str] = set()
-        self._tasks: list[asyncio.Task[None]] = []
 
     # ------------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         """Serve every stored CRD (before the server reports ready), then follow changes."""
-        cache = self.h.cache
         prefix = self.resource.key_prefix()
-        for entry in cache.list(prefix):
-            await self._sync_quietly(entry.obj["metadata"]["name"])
-        watcher = cache.watch(prefix, cache.revision)
-        self._tasks = [
-            asyncio.create_task(self._follow(watcher)),
-            asyncio.create_task(self._work()),
-        ]
+        for entry in self.h.cache.list(prefix):
+            await self.sync_quietly(entry.obj["metadata"]["name"])
+        self.run(self.follow(prefix, self.enqueue_object, self._enqueue_served), self.work())
 
     async def stop(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        for t in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await t
-        self._tasks = []
+        await super().stop()
         await self.webhooks.close()
 
-    def enqueue(self, name: str) -> None:
-        if name not in self._queued:
-            self._queued.add(name)
-            self._queue.put_nowait(name)
-
-    def _later(self, name: str, delay: float) -> None:
-        asyncio.get_running_loop().call_later(delay, self.enqueue, name)
-
-    async def _follow(self, watcher: Any) -> None:
-        try:
-            while True:
-                ev = await watcher.next()
-                if ev is None:
-                    # the cache restarted: look at everything again
-                    for entry in self.h.cache.list(self.resource.key_prefix()):
-                        self.enqueue(entry.obj["metadata"]["name"])
-                    for name in list(self.served):
-                        self.enqueue(name)
-                    watcher = self.h.cache.watch(self.resource.key_prefix(), self.h.cache.revision)
-                    continue
-                self.enqueue(ev.entry.obj["metadata"]["name"])
-        finally:
-            watcher.close()
-
-    async def _work(self) -> None:
-        while True:
-            name = await self._queue.get()
-            self._queued.discard(name)
-            await self._sync_quietly(name)
-
-    async def _sync_quietly(self, name: str) -> None:
-        try:
-            await self.sync(name)
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            log.exception("syncing CustomResourceDefinition %s", name)
-            self._later(name, ERROR_RETRY)
+    def _enqueue_served(self) -> None:
+        """After the cache restarted: CRDs served but gone from the list are removed."""
+        for name in list(self.served):
+            self.enqueue(name)
 
     # ------------------------------------------------------------------ one CRD
 
@@ -220,7 +175,7 @@ class CRDController:
                 return
         if terminating:
             if remaining:
-                self._later(name, CLEANUP_RETRY)
+                self.later(name, CLEANUP_RETRY)
             else:
                 await self._finalize(name)
 
