@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -33,6 +34,24 @@ def wait_until(check: Callable[[], Any], within: float = 60.0, every: float = 0.
             last = err
         time.sleep(every)
     raise AssertionError(f"condition not met within {within}s; last: {last!r}")
+
+
+def child_pid(parent: int, component: str) -> int | None:
+    """The pid of the child of ``parent`` whose argv holds ``component`` (a supervisor's
+    kubelet, proxy, scheduler...), read from /proc; None while there is none."""
+    for task in os.listdir(f"/proc/{parent}/task"):
+        try:
+            children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
+        except FileNotFoundError:
+            continue
+        for pid in children:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except FileNotFoundError:
+                continue
+            if component.encode() in argv:
+                return int(pid)
+    return None
 
 
 @dataclass

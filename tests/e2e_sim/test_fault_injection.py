@@ -38,7 +38,7 @@ from typing import Any
 import pytest
 import urllib3
 
-from tests.e2e_sim.conftest import wait_until
+from tests.e2e_sim.conftest import child_pid, wait_until
 from tests.etcd_cluster import EtcdCluster, etcd_available
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 
@@ -81,20 +81,7 @@ class Cluster:
     def child(self, component: str) -> int | None:
         """The pid of ``pyk8s server``'s child running ``component``."""
         assert self.server.proc is not None
-        parent = self.server.proc.pid
-        for task in os.listdir(f"/proc/{parent}/task"):
-            try:
-                children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
-            except FileNotFoundError:
-                continue
-            for pid in children:
-                try:
-                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                except FileNotFoundError:
-                    continue
-                if component.encode() in argv:
-                    return int(pid)
-        return None
+        return child_pid(self.server.proc.pid, component)
 
 
 def healthy(port: int) -> bool:

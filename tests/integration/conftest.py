@@ -49,6 +49,23 @@ class Server:
     def url(self) -> str:
         return f"https://127.0.0.1:{self.port}"
 
+    def token_kubeconfig(self, token: str, path: Path) -> Path:
+        """Write a kubeconfig for this server with only the bearer ``token`` (a client
+        certificate would win over it) to ``path``."""
+        ca = self.data_dir / "server" / "tls" / "ca.crt"
+        config = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {"name": "c", "cluster": {"server": self.url, "certificate-authority": str(ca)}}
+            ],
+            "users": [{"name": "u", "user": {"token": token}}],
+            "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
+            "current-context": "x",
+        }
+        path.write_text(json.dumps(config))
+        return path
+
     def _component_ports(self) -> list[str]:
         """``pyk8s server`` children listen on free ports, not the fixed 10257/10259, so
         several servers of one test session do not fight over them."""

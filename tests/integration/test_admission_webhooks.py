@@ -34,18 +34,20 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from tests.controllers import conftest as controllers_fixtures
+from tests.integration import pod_servers
 from tests.integration.conftest import Kubectl, RawClient, Server, free_port
+from tests.integration.pod_servers import run_server_pod, serve_tls
 from tests.integration.test_crd_conversion import (
     Pki,
     apply,
     make_pki,
     selectorless_service,
-    webhook_pod,
 )
 from tests.kubelet import node_fixtures
 
 cm_server = controllers_fixtures.cm_server
 node = node_fixtures.node
+endpointslice_controller = pod_servers.endpointslice_controller
 
 JSON = dict[str, Any]
 Answer = Callable[[JSON], JSON]
@@ -894,80 +896,26 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
-server = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), Handler)
-server.socket = ctx.wrap_socket(server.socket, server_side=True)
-print("serving", flush=True)
-server.serve_forever()
 """,
+        serve_tls("Handler"),
     ]
 )
 
 
 @pytest.mark.e2e
-def test_webhook_served_from_a_pod(cm_server: Server, node: Any, tmp_path: Path) -> None:
+def test_webhook_served_from_a_pod(
+    cm_server: Server, node: Any, endpointslice_controller: None, tmp_path: Path
+) -> None:
     """A mutating webhook in a pod behind a Service with a selector: the EndpointSlice
     controller publishes the pod, the API server dials its pod IP."""
-    import subprocess
-    import sys
-
-    if not Path("/usr/bin/python3").exists():
-        pytest.skip("the webhook pod runs the host's /usr/bin/python3")
     kubectl = Kubectl(cm_server.kubeconfig)
     ns = f"podhook-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", ns)
     kubectl("label", "namespace", ns, f"webhook-test={ns}")
     pki = make_pki(tmp_path, [f"converter.{ns}.svc"])
-    with open(tmp_path / "endpointslice-controller.log", "wb") as log:
-        controllers = subprocess.Popen(
-            [
-                sys.executable, "-m", "pyk8s", "controller-manager",
-                "--kubeconfig", str(cm_server.kubeconfig), "--controllers", "endpointslice",
-                "--leader-elect", "false", "--port", str(free_port()),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
     config_name = f"pod-{ns}"
     try:
-        apply(
-            kubectl,
-            ns,
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "converter"},
-                "data": {"server.py": POD_SERVER},
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "converter-tls"},
-                "type": "kubernetes.io/tls",
-                "stringData": {
-                    "tls.crt": pki.cert_file.read_text(),
-                    "tls.key": pki.key_file.read_text(),
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "converter"},
-                "spec": {
-                    "selector": {"app": "converter"},
-                    "ports": [{"port": 443, "targetPort": "https"}],
-                },
-            },
-            webhook_pod(node.name),
-        )
-        ready = kubectl.run(
-            "wait", "-n", ns, "--for=condition=Ready", "pod/converter", "--timeout=90s",
-            check=False, timeout=100,
-        )  # fmt: skip
-        assert ready.returncode == 0, kubectl("describe", "pod", "converter", "-n", ns)
+        run_server_pod(kubectl, ns, "converter", node.name, POD_SERVER, pki)
         kubectl(
             "create",
             "-f",
@@ -1005,5 +953,3 @@ def test_webhook_served_from_a_pod(cm_server: Server, node: Any, tmp_path: Path)
     finally:
         kubectl("delete", "mutatingwebhookconfiguration", config_name, check=False)
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
-        controllers.terminate()
-        controllers.wait(timeout=30)

@@ -28,8 +28,6 @@ import http.server
 import inspect
 import json
 import ssl
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -42,18 +40,20 @@ import pytest
 import yaml
 
 from tests.controllers import conftest as controllers_fixtures
+from tests.integration import pod_servers
 from tests.integration.conftest import Kubectl, RawClient, Server, free_port
+from tests.integration.pod_servers import run_server_pod, serve_tls
 from tests.integration.test_crd_conversion import (
     apply,
     make_pki,
     selectorless_service,
-    webhook_pod,
 )
 from tests.kubelet import node_fixtures
 
 #: the e2e test's fixtures: its own API server and a kubelet with containerd
 cm_server = controllers_fixtures.cm_server
 node = node_fixtures.node
+endpointslice_controller = pod_servers.endpointslice_controller
 
 JSON = dict[str, Any]
 GROUP = "wardle.example.com"
@@ -842,93 +842,29 @@ POD_SERVER = "\n\n".join(
 def record(path, headers, cn):
     user = dict(headers).get("X-Remote-User", "")
     print("request", path, user, cn, flush=True)
-
-
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
-ctx.load_verify_locations("/tls/requestheader-ca.crt")
-ctx.verify_mode = ssl.CERT_REQUIRED
-server = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), make_handler(record, lambda: None))
-server.socket = ctx.wrap_socket(server.socket, server_side=True)
-print("serving", flush=True)
-server.serve_forever()
 """,
+        serve_tls("make_handler(record, lambda: None)", verify_clients=True),
     ]
 )
 
 
 @pytest.mark.e2e
-def test_extension_server_in_a_pod(cm_server: Server, node: Any, tmp_path: Path) -> None:
+def test_extension_server_in_a_pod(
+    cm_server: Server, node: Any, endpointslice_controller: None, tmp_path: Path
+) -> None:
     """The extension server runs in a pod behind a Service with a selector: the
     EndpointSlice controller publishes the pod, the API server proxies to its pod IP;
     the pod deleted, the APIService turns unavailable."""
-    if not Path("/usr/bin/python3").exists():
-        pytest.skip("the extension server pod runs the host's /usr/bin/python3")
     kubectl = Kubectl(cm_server.kubeconfig)
     ns = f"wardle-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", ns)
     pki = make_pki(tmp_path, [f"wardle.{ns}.svc"])
-    pod = webhook_pod(node.name)
-    pod["metadata"] = {"name": "wardle", "labels": {"app": "wardle"}}
-    container = pod["spec"]["containers"][0]
-    container["name"] = "apiserver"
-    pod["spec"]["volumes"][0]["configMap"]["name"] = "wardle"
-    pod["spec"]["volumes"][1]["secret"]["secretName"] = "wardle-tls"
-    with open(tmp_path / "endpointslice-controller.log", "wb") as log:
-        controllers = subprocess.Popen(
-            [
-                sys.executable, "-m", "pyk8s", "controller-manager",
-                "--kubeconfig", str(cm_server.kubeconfig), "--controllers", "endpointslice",
-                "--leader-elect", "false", "--port", str(free_port()),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
     manifest = apiservice_manifest(APISERVICE, GROUP, ns, "wardle", pki.ca_pem)
     try:
-        apply(
-            kubectl,
-            ns,
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "wardle"},
-                "data": {"server.py": POD_SERVER},
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "wardle-tls"},
-                "type": "kubernetes.io/tls",
-                "stringData": {
-                    "tls.crt": pki.cert_file.read_text(),
-                    "tls.key": pki.key_file.read_text(),
-                    "requestheader-ca.crt": front_proxy_ca(kubectl),
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "wardle"},
-                "spec": {
-                    "selector": {"app": "wardle"},
-                    "ports": [{"port": 443, "targetPort": "https"}],
-                },
-            },
-            pod,
-        )
-        ready = kubectl.run(
-            "wait", "-n", ns, "--for=condition=Ready", "pod/wardle", "--timeout=90s",
-            check=False, timeout=100,
+        run_server_pod(
+            kubectl, ns, "wardle", node.name, POD_SERVER, pki,
+            {"requestheader-ca.crt": front_proxy_ca(kubectl)},
         )  # fmt: skip
-        if ready.returncode != 0:
-            logs = kubectl.run("logs", "wardle", "-n", ns, check=False)
-            raise AssertionError(
-                "the extension server pod is not Ready:\n"
-                + kubectl("describe", "pod", "wardle", "-n", ns)
-                + logs.stdout
-                + logs.stderr
-            )
         kubectl("apply", "-f", "-", input=json.dumps(manifest))
         kubectl("wait", "--for=condition=Available", f"apiservice/{APISERVICE}", "--timeout=90s")
 
@@ -957,5 +893,3 @@ def test_extension_server_in_a_pod(cm_server: Server, node: Any, tmp_path: Path)
     finally:
         kubectl("delete", "apiservice", APISERVICE, check=False)
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
-        controllers.terminate()
-        controllers.wait(timeout=30)

@@ -43,28 +43,6 @@ POLICY = {
 }
 
 
-def _token_kubeconfig(server: Server, token: str, path: Path) -> Path:
-    ca = server.data_dir / "server" / "tls" / "ca.crt"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {"server": server.url, "certificate-authority": str(ca)},
-                    }
-                ],
-                "users": [{"name": "u", "user": {"token": token}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
-
-
 @pytest.fixture(scope="module")
 def audited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Path]]:
     base = tmp_path_factory.mktemp("audit")
@@ -167,8 +145,8 @@ def test_a_user_at_level_none_is_not_logged_and_errors_carry_their_status(
     audited: tuple[Server, Path], tmp_path: Path
 ) -> None:
     server, log = audited
-    quiet = Kubectl(_token_kubeconfig(server, "quiet-token", tmp_path / "quiet.yaml"))
-    loud = Kubectl(_token_kubeconfig(server, "loud-token", tmp_path / "loud.yaml"))
+    quiet = Kubectl(server.token_kubeconfig("quiet-token", tmp_path / "quiet.yaml"))
+    loud = Kubectl(server.token_kubeconfig("loud-token", tmp_path / "loud.yaml"))
     name = f"q-{uuid.uuid4().hex[:6]}"
     quiet("create", "configmap", name, "--from-literal=a=b")
     out = loud.run("get", "configmap", name + "-missing", check=False)

@@ -33,8 +33,6 @@ import inspect
 import ipaddress
 import json
 import ssl
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -50,12 +48,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from tests.controllers import conftest as controllers_fixtures
+from tests.integration import pod_servers
 from tests.integration.conftest import Kubectl, Server, free_port
+from tests.integration.pod_servers import run_server_pod, serve_tls
 from tests.kubelet import node_fixtures
 
 #: the e2e test's fixtures: its own API server and a kubelet with containerd
 cm_server = controllers_fixtures.cm_server
 node = node_fixtures.node
+endpointslice_controller = pod_servers.endpointslice_controller
 
 JSON = dict[str, Any]
 GROUP = "stable.example.com"
@@ -744,75 +745,23 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
-
-
-ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-ctx.load_cert_chain("/tls/tls.crt", "/tls/tls.key")
-server = http.server.ThreadingHTTPServer(("0.0.0.0", 8443), Handler)
-server.socket = ctx.wrap_socket(server.socket, server_side=True)
-print("serving", flush=True)
-server.serve_forever()
 """,
+        serve_tls("Handler"),
     ]
 )
 
 
-def webhook_pod(node_name: str) -> JSON:
-    """busybox with the host's Python mounted read-only (our images have no TLS server)."""
-    # Debian's /lib and /lib64 are links into /usr; the loader's path is absolute.
-    host = [("usr", "/usr", "/usr"), ("lib", "/usr/lib", "/lib"), ("lib64", "/usr/lib64", "/lib64")]
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": "converter", "labels": {"app": "converter"}},
-        "spec": {
-            "nodeName": node_name,
-            "automountServiceAccountToken": False,
-            "containers": [
-                {
-                    "name": "webhook",
-                    "image": "pyk8s.local/busybox:1.35",
-                    "command": ["/usr/bin/python3", "-u", "/webhook/server.py"],
-                    "env": [{"name": "LD_LIBRARY_PATH", "value": "/usr/lib/x86_64-linux-gnu"}],
-                    "ports": [{"containerPort": 8443, "name": "https"}],
-                    "readinessProbe": {"tcpSocket": {"port": 8443}, "periodSeconds": 1},
-                    "volumeMounts": [
-                        {"name": "server", "mountPath": "/webhook"},
-                        {"name": "tls", "mountPath": "/tls"},
-                        *({"name": n, "mountPath": m, "readOnly": True} for n, _, m in host),
-                    ],
-                }
-            ],
-            "volumes": [
-                {"name": "server", "configMap": {"name": "converter"}},
-                {"name": "tls", "secret": {"secretName": "converter-tls"}},
-                *({"name": n, "hostPath": {"path": p}} for n, p, _ in host),
-            ],
-        },
-    }
-
-
 @pytest.mark.e2e
-def test_webhook_served_from_a_pod(cm_server: Server, node: Any, tmp_path: Path) -> None:
+def test_webhook_served_from_a_pod(
+    cm_server: Server, node: Any, endpointslice_controller: None, tmp_path: Path
+) -> None:
     """The webhook runs in a pod behind a Service with a selector: the EndpointSlice
     controller publishes the pod, the API server dials its pod IP and checks TLS against
     ``converter.<ns>.svc``."""
-    if not Path("/usr/bin/python3").exists():
-        pytest.skip("the webhook pod runs the host's /usr/bin/python3")
     kubectl = Kubectl(cm_server.kubeconfig)
     ns = f"podconv-{uuid.uuid4().hex[:6]}"
     kubectl("create", "namespace", ns)
     pki = make_pki(tmp_path, [f"converter.{ns}.svc"])
-    with open(tmp_path / "endpointslice-controller.log", "wb") as log:
-        controllers = subprocess.Popen(
-            [
-                sys.executable, "-m", "pyk8s", "controller-manager",
-                "--kubeconfig", str(cm_server.kubeconfig), "--controllers", "endpointslice",
-                "--leader-elect", "false", "--port", str(free_port()),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )  # fmt: skip
     manifest = crd_manifest(
         "PodBackend",
         {
@@ -821,48 +770,7 @@ def test_webhook_served_from_a_pod(cm_server: Server, node: Any, tmp_path: Path)
         },
     )
     try:
-        apply(
-            kubectl,
-            ns,
-            {
-                "apiVersion": "v1",
-                "kind": "ConfigMap",
-                "metadata": {"name": "converter"},
-                "data": {"server.py": POD_SERVER},
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Secret",
-                "metadata": {"name": "converter-tls"},
-                "type": "kubernetes.io/tls",
-                "stringData": {
-                    "tls.crt": pki.cert_file.read_text(),
-                    "tls.key": pki.key_file.read_text(),
-                },
-            },
-            {
-                "apiVersion": "v1",
-                "kind": "Service",
-                "metadata": {"name": "converter"},
-                "spec": {
-                    "selector": {"app": "converter"},
-                    "ports": [{"port": 443, "targetPort": "https"}],
-                },
-            },
-            webhook_pod(node.name),
-        )
-        ready = kubectl.run(
-            "wait", "-n", ns, "--for=condition=Ready", "pod/converter", "--timeout=90s",
-            check=False, timeout=100,
-        )  # fmt: skip
-        if ready.returncode != 0:
-            logs = kubectl.run("logs", "converter", "-n", ns, "--previous", check=False)
-            raise AssertionError(
-                "the webhook pod is not Ready:\n"
-                + kubectl("describe", "pod", "converter", "-n", ns)
-                + logs.stdout
-                + logs.stderr
-            )
+        run_server_pod(kubectl, ns, "converter", node.name, POD_SERVER, pki)
         pod_ip = kubectl.json("get", "pod", "converter", "-n", ns)["status"]["podIP"]
 
         def published() -> bool:
@@ -891,5 +799,3 @@ def test_webhook_served_from_a_pod(cm_server: Server, node: Any, tmp_path: Path)
     finally:
         kubectl("delete", "crd", manifest["metadata"]["name"], "--timeout=60s", check=False)
         kubectl("delete", "namespace", ns, "--wait=false", check=False)
-        controllers.terminate()
-        controllers.wait(timeout=30)

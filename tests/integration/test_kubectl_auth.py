@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
@@ -32,29 +31,6 @@ def _claims(token: str) -> dict[str, Any]:
     payload = token.split(".")[1]
     data: dict[str, Any] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     return data
-
-
-def _token_kubeconfig(server: Server, token: str, path: Path) -> Path:
-    """A kubeconfig with only the bearer token (a client certificate would win over it)."""
-    ca = server.data_dir / "server" / "tls" / "ca.crt"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {"server": server.url, "certificate-authority": str(ca)},
-                    }
-                ],
-                "users": [{"name": "u", "user": {"token": token}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return path
 
 
 def _bearer_get(server: Server, path: str, token: str) -> tuple[int, Any]:
@@ -115,7 +91,7 @@ def test_create_token_authenticates(
     assert claims["sub"] == f"system:serviceaccount:{ns}:default"
     assert claims["exp"] - claims["iat"] == 3600  # upstream's default expirationSeconds
 
-    as_sa = Kubectl(_token_kubeconfig(server, token, tmp_path / "sa.kubeconfig"))
+    as_sa = Kubectl(server.token_kubeconfig(token, tmp_path / "sa.kubeconfig"))
     info = as_sa.json("auth", "whoami")["status"]["userInfo"]
     assert info["username"] == f"system:serviceaccount:{ns}:default"
     assert info["groups"] == [

@@ -106,28 +106,6 @@ def _token_client(server: Server, token: str) -> client.ApiClient:
     return client.ApiClient(config)
 
 
-def _token_kubectl(server: Server, token: str, path: Path) -> Kubectl:
-    ca = server.data_dir / "server" / "tls" / "ca.crt"
-    path.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "v1",
-                "kind": "Config",
-                "clusters": [
-                    {
-                        "name": "c",
-                        "cluster": {"server": server.url, "certificate-authority": str(ca)},
-                    }
-                ],
-                "users": [{"name": "u", "user": {"token": token}}],
-                "contexts": [{"name": "x", "context": {"cluster": "c", "user": "u"}}],
-                "current-context": "x",
-            }
-        )
-    )
-    return Kubectl(path)
-
-
 def _service_account_token(kubectl: Kubectl, ns: str, name: str) -> str:
     kubectl("create", "serviceaccount", name, "-n", ns)
     return kubectl("create", "token", name, "-n", ns).strip()
@@ -453,7 +431,7 @@ def test_impersonation_needs_the_impersonate_verb(
         "-n",
         ns,
     )
-    deployer = _token_kubectl(server, token, tmp_path / "deployer.kubeconfig")
+    deployer = Kubectl(server.token_kubeconfig(token, tmp_path / "deployer.kubeconfig"))
     wait_until(lambda: can_i(deployer, "list", "pods", "-n", ns), "deployer bound")
     user = f"system:serviceaccount:{ns}:deployer"
 

@@ -35,7 +35,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_sim.conftest import wait_until
+from tests.e2e_sim.conftest import child_pid, wait_until
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.kubelet.runtime_fixtures import require_runtime
 from tests.network.hosts import Host, Hosts
@@ -71,20 +71,7 @@ class Node:
     def agent_child(self, component: str) -> int | None:
         """The pid of the agent's child running ``component`` (kubelet or proxy)."""
         assert self.host.proc is not None
-        parent = self.host.proc.pid
-        for task in os.listdir(f"/proc/{parent}/task"):
-            try:
-                children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
-            except FileNotFoundError:
-                continue
-            for pid in children:
-                try:
-                    argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-                except FileNotFoundError:
-                    continue
-                if component.encode() in argv:
-                    return int(pid)
-        return None
+        return child_pid(self.host.proc.pid, component)
 
     def fetch(self, count: int) -> list[str]:
         """``count`` bounded requests by name from the client pod ("" = no answer)."""
