@@ -30,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench._admission import creates, wait_for  # noqa: E402
 from bench._cluster import Api, Obj, Server, free_port, pod_body  # noqa: E402
 from bench._table import Row, table, timed  # noqa: E402
 
@@ -119,37 +120,18 @@ async def refused(api: Api) -> bool:
     return False
 
 
-async def wait_for(api: Api, want_refused: bool) -> None:
-    for _ in range(600):
-        if await refused(api) == want_refused:
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError("the server did not pick up the policy change")
-
-
 async def policies_on(api: Api) -> None:
     for i in range(POLICIES):
         await api.request("POST", f"{GROUP_PATH}/validatingadmissionpolicies", policy(i))
         await api.request("POST", f"{GROUP_PATH}/validatingadmissionpolicybindings", binding(i))
-    await wait_for(api, True)
+    await wait_for(api, refused, True, "policy")
 
 
 async def policies_off(api: Api) -> None:
     for i in range(POLICIES):
         await api.request("DELETE", f"{GROUP_PATH}/validatingadmissionpolicybindings/bench-{i}")
         await api.request("DELETE", f"{GROUP_PATH}/validatingadmissionpolicies/bench-{i}")
-    await wait_for(api, False)
-
-
-async def creates(api: Api, label: str, clients: int, ops: int, run: int) -> Row:
-    return await timed(
-        label,
-        clients,
-        ops,
-        lambda i: api.request_bytes(
-            "POST", "/api/v1/namespaces/bench/pods", pod_body(f"r{run}-c{clients}-{i:06d}")
-        ),
-    )
+    await wait_for(api, refused, False, "policy")
 
 
 class _Cache:

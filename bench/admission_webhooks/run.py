@@ -29,8 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench._admission import creates, wait_for  # noqa: E402
 from bench._cluster import Api, Server, free_port, pod_body  # noqa: E402
-from bench._table import Row, table, timed  # noqa: E402
+from bench._table import Row, table  # noqa: E402
 
 from pyk8s.apiserver.certs import ensure_pki  # noqa: E402
 
@@ -123,25 +124,6 @@ async def refused(api: Api) -> bool:
     return False
 
 
-async def wait_for(api: Api, want_refused: bool) -> None:
-    for _ in range(600):
-        if await refused(api) == want_refused:
-            return
-        await asyncio.sleep(0.05)
-    raise RuntimeError("the server did not pick up the webhook change")
-
-
-async def creates(api: Api, label: str, clients: int, ops: int, run: int) -> Row:
-    return await timed(
-        label,
-        clients,
-        ops,
-        lambda i: api.request_bytes(
-            "POST", "/api/v1/namespaces/bench/pods", pod_body(f"r{run}-c{clients}-{i:06d}")
-        ),
-    )
-
-
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ops", type=int, default=500)
@@ -160,12 +142,12 @@ async def main() -> None:
                     run += 1
                     rows.append(await creates(api, "no webhook", clients, args.ops, run))
                 await api.request("POST", GROUP_PATH, config)
-                await wait_for(api, True)
+                await wait_for(api, refused, True, "webhook")
                 for clients in (1, 10):
                     run += 1
                     rows.append(await creates(api, "1 validating webhook", clients, args.ops, run))
                 await api.request("DELETE", f"{GROUP_PATH}/bench")
-                await wait_for(api, False)
+                await wait_for(api, refused, False, "webhook")
         finally:
             await api.close()
             server.stop()
