@@ -20,7 +20,6 @@ import base64
 import http.server
 import inspect
 import json
-import ssl
 import threading
 import time
 import uuid
@@ -42,6 +41,7 @@ from tests.integration.test_crd_conversion import (
     apply,
     make_pki,
     selectorless_service,
+    serve_https,
 )
 from tests.kubelet import node_fixtures
 
@@ -171,21 +171,13 @@ def hooks_ns(kubectl: Kubectl) -> str:
 @pytest.fixture(scope="module")
 def hooks(tmp_path_factory: pytest.TempPathFactory, hooks_ns: str) -> Iterator[Hooks]:
     pki = make_pki(tmp_path_factory.mktemp("hooks-pki"), [f"{SVC_NAME}.{hooks_ns}.svc"])
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ctx.load_cert_chain(str(pki.cert_file), str(pki.key_file))
     hooks = Hooks(0, pki)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(hooks))
-    httpd.daemon_threads = True
-    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-    hooks.port = int(httpd.server_address[1])
-    thread = threading.Thread(target=httpd.serve_forever, name="admission-hooks", daemon=True)
-    thread.start()
-    try:
-        yield hooks
-    finally:
-        hooks.release.set()
-        httpd.shutdown()
-        httpd.server_close()
+    with serve_https(pki, _handler(hooks), "admission-hooks") as port:
+        hooks.port = port
+        try:
+            yield hooks
+        finally:
+            hooks.release.set()
 
 
 @dataclass

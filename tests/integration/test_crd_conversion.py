@@ -27,6 +27,7 @@ server, so that pod runs the host's Python, mounted read-only.
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime
 import http.server
 import inspect
@@ -215,23 +216,32 @@ def webhook_ns(kubectl: Kubectl) -> str:
     return name
 
 
-@pytest.fixture(scope="module")
-def webhook(tmp_path_factory: pytest.TempPathFactory, webhook_ns: str) -> Iterator[Webhook]:
-    pki = make_pki(tmp_path_factory.mktemp("webhook-pki"), [f"{SVC_NAME}.{webhook_ns}.svc"])
+@contextlib.contextmanager
+def serve_https(
+    pki: Pki, handler: type[http.server.BaseHTTPRequestHandler], name: str
+) -> Iterator[int]:
+    """Serve ``handler`` over TLS with ``pki``'s key pair on a loopback port (yielded), in
+    a thread named ``name``, until the block ends."""
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.load_cert_chain(str(pki.cert_file), str(pki.key_file))
-    hook = Webhook(0, pki)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(hook))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.daemon_threads = True
     httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
-    hook.port = int(httpd.server_address[1])
-    thread = threading.Thread(target=httpd.serve_forever, name="conversion-webhook", daemon=True)
-    thread.start()
+    threading.Thread(target=httpd.serve_forever, name=name, daemon=True).start()
     try:
-        yield hook
+        yield int(httpd.server_address[1])
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def webhook(tmp_path_factory: pytest.TempPathFactory, webhook_ns: str) -> Iterator[Webhook]:
+    pki = make_pki(tmp_path_factory.mktemp("webhook-pki"), [f"{SVC_NAME}.{webhook_ns}.svc"])
+    hook = Webhook(0, pki)
+    with serve_https(pki, _handler(hook), "conversion-webhook") as port:
+        hook.port = port
+        yield hook
 
 
 def closed_port() -> int:
