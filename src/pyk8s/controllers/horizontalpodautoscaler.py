@@ -567,24 +567,39 @@ class HPAReconciler:
             f"{path}/{quote(name)}", params, reason, what, "custom metrics"
         )
         usage = milli_value(items[0].get("value", "0"))
-        target = source.get("target") or {}
-        if target.get("type") == "AverageValue":
-            target_average = milli_value(target.get("averageValue", "0"))
-            if not target_average:
-                raise MetricError(reason, "invalid object metric source: zero average value")
-            replicas = self._per_pod_replicas(current, usage, target_average)
-            current_value = {"averageValue": _format(math.ceil(usage / max(current, 1)))}
-        else:
-            target_value = milli_value(target.get("value", "0"))
-            if not target_value:
-                raise MetricError(reason, "invalid object metric source: zero target value")
-            replicas = self._ratio_replicas(current, usage / target_value, namespace, selector)
-            current_value = {"value": _format(usage)}
+        replicas, current_value = self._value_or_average(
+            source, usage, current, namespace, selector, reason, "object"
+        )
         status = {
             "type": "Object",
             "object": {"describedObject": described, "metric": metric, "current": current_value},
         }
         return _Proposal(replicas, f"{described.get('kind')} metric {name}", status, time.time())
+
+    def _value_or_average(
+        self,
+        source: Obj,
+        usage: int,
+        current: int,
+        namespace: str,
+        selector: LabelSelector,
+        reason: str,
+        what: str,
+    ) -> tuple[int, Obj]:
+        """Replicas and the ``current`` status for an Object or External metric's target:
+        ``AverageValue`` divides ``usage`` among the pods, ``Value`` compares it whole."""
+        target = source.get("target") or {}
+        if target.get("type") == "AverageValue":
+            target_average = milli_value(target.get("averageValue", "0"))
+            if not target_average:
+                raise MetricError(reason, f"invalid {what} metric source: zero average value")
+            replicas = self._per_pod_replicas(current, usage, target_average)
+            return replicas, {"averageValue": _format(math.ceil(usage / max(current, 1)))}
+        target_value = milli_value(target.get("value", "0"))
+        if not target_value:
+            raise MetricError(reason, f"invalid {what} metric source: zero target value")
+        replicas = self._ratio_replicas(current, usage / target_value, namespace, selector)
+        return replicas, {"value": _format(usage)}
 
     async def _external_metric(
         self, hpa: Obj, source: Obj, current: int, selector: LabelSelector
@@ -601,19 +616,9 @@ class HPAReconciler:
         what = f"external metric {namespace}/{name}/{shown}"
         items = await self._metric_values(path, params, reason, what, "external metrics")
         usage = sum(milli_value(i.get("value", "0")) for i in items)
-        target = source.get("target") or {}
-        if target.get("type") == "AverageValue":
-            target_average = milli_value(target.get("averageValue", "0"))
-            if not target_average:
-                raise MetricError(reason, "invalid external metric source: zero average value")
-            replicas = self._per_pod_replicas(current, usage, target_average)
-            current_value = {"averageValue": _format(math.ceil(usage / max(current, 1)))}
-        else:
-            target_value = milli_value(target.get("value", "0"))
-            if not target_value:
-                raise MetricError(reason, "invalid external metric source: zero target value")
-            replicas = self._ratio_replicas(current, usage / target_value, namespace, selector)
-            current_value = {"value": _format(usage)}
+        replicas, current_value = self._value_or_average(
+            source, usage, current, namespace, selector, reason, "external"
+        )
         status = {"type": "External", "external": {"metric": metric, "current": current_value}}
         return _Proposal(replicas, f"external metric {name}({shown})", status, time.time())
 
