@@ -10,9 +10,11 @@ extras=""
 
 # Debian packages: etcd for the distributed store (and its tests); containerd + runc, the
 # CNI plugins and iptables for the node agent; busybox-static to build images offline;
-# docker-registry serves images on loopback in the image pull tests.
+# docker-registry serves images on loopback in the image pull tests; nginx is the Ingress
+# controller's data plane; nftables, ipvsadm, ipset and conntrack serve the proxy modes and
+# NetworkPolicy.
 pkgs=(etcd-server etcd-client containerd runc containernetworking-plugins iptables busybox-static
-      docker-registry)
+      docker-registry nginx nftables ipvsadm ipset conntrack)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -33,6 +35,11 @@ fi
 # Debian's docker-registry starts a registry on :5000; the tests start their own on loopback.
 if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet docker-registry 2>/dev/null; then
     systemctl stop docker-registry || true
+fi
+
+# Debian's nginx starts a web server on :80; the Ingress controller runs its own nginx.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet nginx 2>/dev/null; then
+    systemctl stop nginx || true
 fi
 
 export PIP_BREAK_SYSTEM_PACKAGES=1 PIP_DISABLE_PIP_VERSION_CHECK=1
