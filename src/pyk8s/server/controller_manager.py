@@ -38,6 +38,10 @@ CONTROLLERS: tuple[str, ...] = (
     "endpoints",
     "disruption",
     "resourcequota",
+    "persistentvolume",
+    "pvcprotection",
+    "pvprotection",
+    "ephemeralvolume",
     "clusterroleaggregation",
     "horizontalpodautoscaler",
 )
