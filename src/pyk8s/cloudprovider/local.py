@@ -1,0 +1,288 @@
+"""The ``local`` provider: a cloud made of the cluster's own nodes (k3s's ServiceLB).
+
+Load balancers in *node ports* mode: a LoadBalancer Service is answered on the service's
+own ports at the addresses of every eligible node, and its ``status.loadBalancer.ingress``
+lists those addresses (``ipMode: VIP``). The data plane is kube-proxy, which already runs
+on every node: it treats each ingress address as upstream treats a cloud load balancer's
+IP (nat KUBE-SERVICES ``-d <ip> --dport <port>`` → KUBE-EXT/KUBE-FW), so a packet reaching
+<node IP>:<port> is DNATed to the service's endpoints. Nothing runs per service (k3s
+starts a ``svclb`` DaemonSet; the proxy rules make that unnecessary).
+
+A node is eligible for a service when
+
+* the service controller passed it (Ready, not excluded from load balancers), and
+* if any node carries :data:`ENABLE_LB_LABEL`, it carries it with ``true`` (k3s's
+  ``svccontroller.k3s.cattle.io/enablelb``, with pyk8s's own prefix), and
+* no older load balancer of ours already answers on one of the service's
+  (port, protocol) pairs at that node's address (first come, first served; the loser gets
+  a ``PortInUse`` event naming the node and the winner, and takes the node once the
+  winner lets it go), and
+* with ``externalTrafficPolicy: Local``, the node has a ready endpoint of the service
+  (a cloud load balancer learns this from the health-check NodePort the proxy serves;
+  here the EndpointSlices say it directly).
+
+Instances: a node is its own instance (``providerID: pyk8s://<node>``, instance type
+``pyk8s``, region and zone ``local``, the addresses its kubelet reports). The local cloud
+keeps no inventory, so it never reports an instance gone or shut down.
+
+Routes: none through this seam. The ``local`` provider's routes are the host-gw routes
+every ``pyk8s agent`` programs itself (:mod:`pyk8s.network.routes`: each other node's pod
+CIDR via that node's InternalIP); :meth:`LocalCloud.routes` returns None, so the route
+controller does not run, as upstream does for a provider without routes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from pyk8s.cloudprovider.provider import (
+    JSON,
+    CloudProviderError,
+    Context,
+    InstanceMetadata,
+    InstancesV2,
+    LoadBalancer,
+    Obj,
+    Routes,
+    Zone,
+    Zones,
+    register_provider,
+)
+
+__all__ = [
+    "ENABLE_LB_LABEL",
+    "LOAD_BALANCER_CLASS",
+    "PROVIDER_ID_PREFIX",
+    "LocalCloud",
+    "NodePortsLoadBalancer",
+    "lb_ports",
+    "node_address",
+    "plan",
+]
+
+PROVIDER_NAME = "local"
+PROVIDER_ID_PREFIX = "pyk8s://"
+#: nodes labelled ``true`` are the only ones answering when any node carries the label
+ENABLE_LB_LABEL = "svccontroller.pyk8s.io/enablelb"
+#: the spec.loadBalancerClass this provider answers besides none
+LOAD_BALANCER_CLASS = "pyk8s.io/servicelb"
+REGION = ZONE = "local"
+INSTANCE_TYPE = "pyk8s"
+
+
+def lb_ports(svc: Obj) -> set[tuple[int, str]]:
+    """The (port, protocol) pairs a load balancer for ``svc`` answers on."""
+    return {
+        (int(p["port"]), p.get("protocol") or "TCP")
+        for p in (svc.get("spec") or {}).get("ports") or []
+        if p.get("port")
+    }
+
+
+def node_address(node: Obj) -> str:
+    """The address a load balancer answers on: ExternalIP if the node has one (k3s), else
+    InternalIP (IPv4 only, as the proxy)."""
+    addresses = (node.get("status") or {}).get("addresses") or []
+    for kind in ("ExternalIP", "InternalIP"):
+        for a in addresses:
+            if a.get("type") == kind and ":" not in (a.get("address") or ":"):
+                return str(a["address"])
+    return ""
+
+
+def _age_key(svc: Obj) -> tuple[str, str, str]:
+    meta = svc.get("metadata") or {}
+    return (meta.get("creationTimestamp") or "", meta.get("namespace") or "", meta["name"])
+
+
+def _ingress_ips(svc: Obj) -> set[str]:
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return {i["ip"] for i in ingress if i.get("ip")}
+
+
+def _label_enabled(nodes: Sequence[Obj]) -> list[Obj]:
+    def label(n: Obj) -> str | None:
+        labels: Mapping[str, str] = (n.get("metadata") or {}).get("labels") or {}
+        return labels.get(ENABLE_LB_LABEL)
+
+    if any(label(n) is not None for n in nodes):
+        return [n for n in nodes if label(n) == "true"]
+    return list(nodes)
+
+
+def plan(
+    service: Obj,
+    nodes: Sequence[Obj],
+    others: Iterable[Obj],
+    ready_nodes: set[str] | None,
+) -> tuple[list[str], list[tuple[str, str, str]]]:
+    """(the addresses ``service`` answers on, sorted; the conflicts as
+    (node, "port/PROTO", "namespace/name" of the older service holding it)).
+
+    ``others`` are the other load balancers of this provider; ``ready_nodes`` the nodes
+    with a ready endpoint when the policy is Local (None: every node)."""
+    mine = lb_ports(service)
+    age = _age_key(service)
+    holders: dict[str, list[tuple[Obj, set[tuple[int, str]]]]] = {}
+    for other in others:
+        if (other.get("metadata") or {}).get("deletionTimestamp") or _age_key(other) >= age:
+            continue
+        shared = mine & lb_ports(other)
+        if shared:
+            for ip in _ingress_ips(other):
+                holders.setdefault(ip, []).append((other, shared))
+    addresses: list[str] = []
+    conflicts: list[tuple[str, str, str]] = []
+    for node in _label_enabled(nodes):
+        name, ip = node["metadata"]["name"], node_address(node)
+        if not ip or (ready_nodes is not None and name not in ready_nodes):
+            continue
+        taken = holders.get(ip)
+        if taken:
+            other, shared = min(taken, key=lambda t: _age_key(t[0]))
+            port, proto = min(shared)
+            meta = other["metadata"]
+            conflicts.append((name, f"{port}/{proto}", f"{meta.get('namespace')}/{meta['name']}"))
+            continue
+        addresses.append(ip)
+    return sorted(set(addresses), key=_ip_key), conflicts
+
+
+def _ip_key(ip: str) -> tuple[int, ...]:
+    return tuple(int(x) for x in ip.split(".")) if "." in ip else (0,)
+
+
+class NodePortsLoadBalancer:
+    """The node-ports load balancer; reads other services and EndpointSlices through the
+    cloud controller manager's caches (:class:`~pyk8s.cloudprovider.provider.Context`)."""
+
+    def __init__(self, context: Context) -> None:
+        self.context = context
+        #: per service UID, the conflicts already reported (reported again once cleared)
+        self._reported: dict[str, set[tuple[str, str, str]]] = {}
+
+    def get_load_balancer_name(self, cluster_name: str, service: Obj) -> str:
+        # upstream's DefaultLoadBalancerName: "a" + the UID without dashes, 32 characters
+        uid = str((service.get("metadata") or {}).get("uid") or "").replace("-", "")
+        return ("a" + uid)[:32]
+
+    async def get_load_balancer(self, cluster_name: str, service: Obj) -> JSON | None:
+        status = (service.get("status") or {}).get("loadBalancer") or {}
+        return dict(status) if status.get("ingress") else None
+
+    def _ready_nodes(self, service: Obj) -> set[str] | None:
+        if (service.get("spec") or {}).get("externalTrafficPolicy") != "Local":
+            return None
+        meta = service["metadata"]
+        out: set[str] = set()
+        for sl in self.context.endpoint_slices(meta.get("namespace") or "default", meta["name"]):
+            for ep in sl.get("endpoints") or []:
+                if (ep.get("conditions") or {}).get("ready") is not False and ep.get("nodeName"):
+                    out.add(ep["nodeName"])
+        return out
+
+    async def ensure_load_balancer(
+        self, cluster_name: str, service: Obj, nodes: Sequence[Obj]
+    ) -> JSON:
+        uid = str((service.get("metadata") or {}).get("uid"))
+        others = [
+            s
+            for s in self.context.services()
+            if (s.get("metadata") or {}).get("uid") != uid
+            and (s.get("spec") or {}).get("type") == "LoadBalancer"
+            and self.context.owns(s)
+        ]
+        ready = self._ready_nodes(service)
+        addresses, conflicts = plan(service, nodes, others, ready)
+        seen = self._reported.setdefault(uid, set())
+        for conflict in set(conflicts) - seen:
+            node, port, holder = conflict
+            self.context.report(
+                service,
+                "PortInUse",
+                f"node {node}: port {port} is already answered by load balancer {holder}",
+            )
+        self._reported[uid] = set(conflicts)
+        if not addresses and ready is None:
+            raise CloudProviderError(
+                f"no node can answer on the ports of this service ({len(nodes)} nodes "
+                f"eligible, {len(conflicts)} with a port in use)"
+            )
+        return {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in addresses]}
+
+    async def update_load_balancer(
+        self, cluster_name: str, service: Obj, nodes: Sequence[Obj]
+    ) -> None:
+        await self.ensure_load_balancer(cluster_name, service, nodes)
+
+    async def ensure_load_balancer_deleted(self, cluster_name: str, service: Obj) -> None:
+        """Nothing to tear down: the proxies drop the rules when the status goes."""
+        self._reported.pop(str((service.get("metadata") or {}).get("uid")), None)
+
+
+class LocalInstances:
+    async def instance_exists(self, node: Obj) -> bool:
+        return True
+
+    async def instance_shutdown(self, node: Obj) -> bool:
+        return False
+
+    async def instance_metadata(self, node: Obj) -> InstanceMetadata:
+        name = node["metadata"]["name"]
+        annotations = (node.get("metadata") or {}).get("annotations") or {}
+        provided = annotations.get("alpha.kubernetes.io/provided-node-ip", "")
+        addresses = [
+            (a["type"], a["address"])
+            for a in (node.get("status") or {}).get("addresses") or []
+            if a.get("type") and a.get("address")
+        ]
+        if provided and ("InternalIP", provided) not in addresses:
+            addresses.insert(0, ("InternalIP", provided))
+        if ("Hostname", name) not in addresses and not any(t == "Hostname" for t, _ in addresses):
+            addresses.append(("Hostname", name))
+        return InstanceMetadata(
+            provider_id=PROVIDER_ID_PREFIX + name,
+            instance_type=INSTANCE_TYPE,
+            node_addresses=tuple(addresses),
+            zone=ZONE,
+            region=REGION,
+        )
+
+
+class LocalZones:
+    async def get_zone_by_node_name(self, node_name: str) -> Zone:
+        return Zone(failure_domain=ZONE, region=REGION)
+
+
+class LocalCloud:
+    """The ``local`` provider; :meth:`initialize` gives it the caches it reads."""
+
+    def __init__(self, **_options: Any) -> None:
+        self._lb: NodePortsLoadBalancer | None = None
+        self._instances = LocalInstances()
+        self._zones = LocalZones()
+
+    def initialize(self, context: Context) -> None:
+        self._lb = NodePortsLoadBalancer(context)
+
+    def provider_name(self) -> str:
+        return PROVIDER_NAME
+
+    def load_balancer_classes(self) -> frozenset[str]:
+        return frozenset({LOAD_BALANCER_CLASS})
+
+    def load_balancer(self) -> LoadBalancer | None:
+        return self._lb
+
+    def instances_v2(self) -> InstancesV2 | None:
+        return self._instances
+
+    def zones(self) -> Zones | None:
+        return self._zones
+
+    def routes(self) -> Routes | None:
+        return None
+
+
+register_provider(PROVIDER_NAME, LocalCloud)
