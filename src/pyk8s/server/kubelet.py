@@ -6,7 +6,9 @@ if that survived a crash), imports the locally built busybox and pause images, w
 node's bridge CNI config once the node has a pod CIDR, runs
 :class:`~pyk8s.kubelet.kubelet.Kubelet`, serves ``/healthz`` and ``/metrics`` (upstream's
 healthz port 10248), and on SIGTERM stops its loops and its containerd — the containers
-keep running in their shims and the next start adopts them.
+keep running in their shims and the next start adopts them. Beside the kubelet it runs
+this node's local-path provisioner (:mod:`pyk8s.localpath`), which makes volumes under
+``--default-local-storage-path`` (default ``DATA_DIR/storage``) for claims scheduled here.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from pathlib import Path
 from prometheus_client import CollectorRegistry
 
 from pyk8s.client import Client, component_user_agent, load_config
+from pyk8s.controllers.runtime import Manager
+from pyk8s.controllers.runtime.controller import ControllerMetrics
 from pyk8s.kubelet.auth import KubeletAuth
 from pyk8s.kubelet.cni import write_bridge_conflist
 from pyk8s.kubelet.cri import CRIClient
@@ -31,6 +35,7 @@ from pyk8s.kubelet.runtimes.containerd import RegistryHost
 from pyk8s.kubelet.server import KubeletServer, kubelet_ssl_context
 from pyk8s.kubelet.simulated import parse_taint
 from pyk8s.kubelet.stats import StatsProvider
+from pyk8s.localpath import PROVISIONER_NAME, LocalPathProvisioner
 from pyk8s.network.routes import HostGwRoutes
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.sim_nodes import parse_key_values
@@ -64,6 +69,8 @@ class Options:
     #: route other nodes' pod CIDRs via their addresses (host-gw); off for a lone node
     node_routes: bool = False
     cluster_cidr: str = "10.42.0.0/16"
+    #: where the local-path provisioner makes volumes (default DATA_DIR/storage)
+    local_storage_path: Path | None = None
 
 
 def _client_ca(pki: Path, ca_data: bytes | None, ca_file: str | None) -> Path | None:
@@ -147,12 +154,19 @@ async def run(opts: Options) -> None:
                 if opts.node_routes
                 else None
             )
+            provisioner = Manager(client, component=f"{PROVISIONER_NAME}_{node_name}")
+            provisioner.metrics = ControllerMetrics(registry)
+            storage = opts.local_storage_path or opts.data_dir / "storage"
+            LocalPathProvisioner(provisioner, {node_name: storage})
+            provisioning = asyncio.create_task(provisioner.run(stop), name="local-path")
             try:
                 await kubelet.start()
                 if routes is not None:
                     await routes.start()
                 await stop.wait()
             finally:
+                stop.set()
+                await provisioning
                 if routes is not None:
                     await routes.stop()
                 await kubelet.stop()
