@@ -24,8 +24,20 @@ from pyk8s.scheduler.framework.types import Obj, pod_key
 __all__ = ["Estimate", "Simulator", "equivalence_key", "is_terminal"]
 
 #: the default profile minus what acts on the cluster
+#: the simulator has no volume informers: the volume plugins stay out of its profile
 _SIMULATION_PROFILE = {
-    "multiPoint": {"disabled": [{"name": "DefaultBinder"}, {"name": "DefaultPreemption"}]}
+    "multiPoint": {
+        "disabled": [
+            {"name": n}
+            for n in (
+                "DefaultBinder",
+                "DefaultPreemption",
+                "VolumeBinding",
+                "VolumeZone",
+                "NodeVolumeLimits",
+            )
+        ]
+    }
 }
 
 

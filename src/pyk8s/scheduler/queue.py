@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import heapq
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 from pyk8s.scheduler.framework.interface import QueueSortPlugin
@@ -190,10 +190,17 @@ class SchedulingQueue:
             self._unschedulable[info.key] = info
         self._wakeup.set()
 
-    def move_all_to_active_or_backoff(self, event: str = "") -> None:
-        """A cluster event that may make unschedulable pods fit."""
+    def move_all_to_active_or_backoff(
+        self, event: str = "", plugins: Collection[str] | None = None
+    ) -> None:
+        """A cluster event that may make unschedulable pods fit; with ``plugins`` (those
+        registered for the event) only the pods one of them rejected, or that no plugin
+        is known to have rejected, move (upstream's event registration)."""
         self._move_cycle += 1
         for key, info in list(self._unschedulable.items()):
+            rejected_by = info.unschedulable_plugins
+            if plugins is not None and rejected_by and not rejected_by & set(plugins):
+                continue
             del self._unschedulable[key]
             if self.backoff_left(info) > 0:
                 self._backoff[key] = info

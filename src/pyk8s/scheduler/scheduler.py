@@ -14,7 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -31,7 +31,13 @@ from pyk8s.client import (
 )
 from pyk8s.client.events import NORMAL, WARNING
 from pyk8s.scheduler.cache import Cache
-from pyk8s.scheduler.framework.interface import Code, CycleState, Status, is_success
+from pyk8s.scheduler.framework.interface import (
+    Code,
+    CycleState,
+    EnqueueExtensions,
+    Status,
+    is_success,
+)
 from pyk8s.scheduler.framework.registry import frameworks_from_config
 from pyk8s.scheduler.framework.runtime import Framework, fit_error_message
 from pyk8s.scheduler.framework.types import Obj, pod_key
@@ -50,7 +56,19 @@ LISTED = (
     ("apps", "v1", "statefulsets"),
     ("policy", "v1", "poddisruptionbudgets"),
     ("", "v1", "namespaces"),
+    ("", "v1", "persistentvolumeclaims"),
+    ("", "v1", "persistentvolumes"),
+    ("storage.k8s.io", "v1", "storageclasses"),
+    ("storage.k8s.io", "v1", "csinodes"),
 )
+#: informers whose changes are cluster events plugins register for (upstream's
+#: ``ClusterEvent`` resource names)
+EVENT_RESOURCES = {
+    ("", "persistentvolumeclaims"): "PersistentVolumeClaim",
+    ("", "persistentvolumes"): "PersistentVolume",
+    ("storage.k8s.io", "storageclasses"): "StorageClass",
+    ("storage.k8s.io", "csinodes"): "CSINode",
+}
 
 
 def _now() -> str:
@@ -85,6 +103,13 @@ class Scheduler:
         self.profiles: dict[str, Framework] = frameworks_from_config(
             config, client, lister=self._list, recorder=self.recorder
         )
+        #: cluster event ("PersistentVolume/Add") -> the plugins registered for it
+        self.event_plugins: dict[str, set[str]] = {}
+        for fw in self.profiles.values():
+            for p in fw.plugins():
+                if isinstance(p, EnqueueExtensions):
+                    for event in p.events_to_register():
+                        self.event_plugins.setdefault(event, set()).add(p.name)
         first = next(iter(self.profiles.values()))
         self.cache = Cache()
         self.queue = SchedulingQueue(first.queue_sort)
@@ -148,6 +173,26 @@ class Scheduler:
     def _on_node_delete(self, node: Obj) -> None:
         self.cache.remove_node(str(node["metadata"]["name"]))
 
+    def _event_handlers(
+        self, kind: str
+    ) -> tuple[Callable[[Obj], None], Callable[[Obj, Obj], None], Callable[[Obj], None]]:
+        """Informer handlers turning changes of ``kind`` objects into cluster events."""
+
+        def added(_: Obj) -> None:
+            self._cluster_event(f"{kind}/Add")
+
+        def updated(_: Obj, __: Obj) -> None:
+            self._cluster_event(f"{kind}/Update")
+
+        def deleted(_: Obj) -> None:
+            self._cluster_event(f"{kind}/Delete")
+
+        return added, updated, deleted
+
+    def _cluster_event(self, event: str) -> None:
+        """Move the unschedulable pods a plugin registered for ``event`` rejected."""
+        self.queue.move_all_to_active_or_backoff(event, self.event_plugins.get(event, set()))
+
     # ---------------------------------------------------------------- one cycle
 
     def schedule_one(self, info: QueuedPodInfo) -> None:
@@ -167,10 +212,12 @@ class Scheduler:
                 self._failed(info, fw, pre.message, error=True)
                 return
             message = fit_error_message(num_nodes, {}, pre_filter_msg=pre.message)
+            info.unschedulable_plugins = {pre.plugin}
             self._failed(info, fw, message)
             return
         feasible, statuses = fw.find_feasible(state, pod, self.cache)
         if feasible.size == 0:
+            info.unschedulable_plugins = {st.plugin for st in statuses.values()}
             if num_nodes == 0:
                 self._failed(info, fw, "no nodes available to schedule pods")
                 return
@@ -196,6 +243,7 @@ class Scheduler:
         if st is not None and not is_success(st):
             fw.run_unreserve(state, pod, node_name)
             self.cache.forget_pod(pod)
+            info.unschedulable_plugins = {st.plugin}
             self._failed(info, fw, st.message, error=st.code == Code.ERROR)
             return
         self.queue.done(key)
@@ -207,7 +255,9 @@ class Scheduler:
         self, fw: Framework, state: CycleState, info: QueuedPodInfo, node_name: str
     ) -> None:
         pod = info.pod
-        st = await fw.run_bind(state, pod, node_name)
+        st = await fw.run_pre_bind(state, pod, node_name)
+        if st is None or is_success(st):
+            st = await fw.run_bind(state, pod, node_name)
         meta = pod["metadata"]
         if st is None or is_success(st):
             self.recorder.event(
@@ -286,6 +336,10 @@ class Scheduler:
         nodes.add_event_handler(self._on_node, self._on_node_update, self._on_node_delete)
         pods = self.informers.informer(PODS)
         pods.add_event_handler(self._on_pod, self._on_pod_update, self._on_pod_delete)
+        for (group, plural), kind in EVENT_RESOURCES.items():
+            inf = self._listed.get((group, plural))
+            if inf is not None:
+                inf.add_event_handler(*self._event_handlers(kind))
         self.informers.start()
         await self.informers.wait_for_sync()
         await nodes.idle()

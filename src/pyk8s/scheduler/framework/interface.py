@@ -158,6 +158,22 @@ class PermitPlugin(Plugin, Protocol):
 
 
 @runtime_checkable
+class PreBindPlugin(Plugin, Protocol):
+    """Runs in the binding cycle after Permit, before Bind (may await the API server);
+    a failure unreserves the pod and sends it back to the queue."""
+
+    async def pre_bind(self, state: CycleState, pod: Obj, node_name: str) -> Status | None: ...
+
+
+@runtime_checkable
+class EnqueueExtensions(Plugin, Protocol):
+    """Upstream's ``EnqueueExtensions``: the cluster events (``ClusterEvent`` names such as
+    ``PersistentVolumeClaim/Add``) after which a pod this plugin rejected may fit."""
+
+    def events_to_register(self) -> Sequence[str]: ...
+
+
+@runtime_checkable
 class BindPlugin(Plugin, Protocol):
     async def bind(self, state: CycleState, pod: Obj, node_name: str) -> Status | None: ...
 

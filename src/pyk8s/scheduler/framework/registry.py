@@ -5,7 +5,7 @@ KubeSchedulerConfiguration file (``profiles[].schedulerName`` and ``plugins.<poi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +17,7 @@ from pyk8s.scheduler.framework.interface import (
     PermitPlugin,
     Plugin,
     PostFilterPlugin,
+    PreBindPlugin,
     PreFilterPlugin,
     PreScorePlugin,
     QueueSortPlugin,
@@ -61,9 +62,12 @@ def _default_registry() -> dict[str, Factory]:
     )
     from pyk8s.scheduler.plugins.noderesourcesfit import NodeResourcesFit
     from pyk8s.scheduler.plugins.nodeunschedulable import NodeUnschedulable
+    from pyk8s.scheduler.plugins.nodevolumelimits import NodeVolumeLimits
     from pyk8s.scheduler.plugins.podtopologyspread import PodTopologySpread
     from pyk8s.scheduler.plugins.queuesort import PrioritySort
     from pyk8s.scheduler.plugins.tainttoleration import TaintToleration
+    from pyk8s.scheduler.plugins.volumebinding import DEFAULT_BIND_TIMEOUT, VolumeBinding
+    from pyk8s.scheduler.plugins.volumezone import VolumeZone
 
     def binder(_: Mapping[str, Any], h: Handle) -> Plugin:
         if h.client is None:
@@ -79,6 +83,13 @@ def _default_registry() -> dict[str, Factory]:
         "NodePorts": lambda a, h: NodePorts(),
         "NodeResourcesFit": lambda a, h: NodeResourcesFit(),
         "NodeResourcesBalancedAllocation": lambda a, h: NodeResourcesBalancedAllocation(),
+        "NodeVolumeLimits": lambda a, h: NodeVolumeLimits(h.lister),
+        "VolumeBinding": lambda a, h: VolumeBinding(
+            h.lister,
+            h.client,
+            float(a.get("bindTimeoutSeconds") or DEFAULT_BIND_TIMEOUT),
+        ),
+        "VolumeZone": lambda a, h: VolumeZone(h.lister),
         "PodTopologySpread": lambda a, h: PodTopologySpread(h.lister),
         "InterPodAffinity": lambda a, h: InterPodAffinity(h.lister),
         "ImageLocality": lambda a, h: ImageLocality(),
@@ -104,6 +115,9 @@ DEFAULT_PLUGINS: list[tuple[str, int]] = [
     ("NodeAffinity", 2),
     ("NodePorts", 0),
     ("NodeResourcesFit", 1),
+    ("NodeVolumeLimits", 0),
+    ("VolumeBinding", 0),
+    ("VolumeZone", 0),
     ("PodTopologySpread", 2),
     ("InterPodAffinity", 2),
     ("DefaultPreemption", 0),
@@ -121,6 +135,7 @@ POINTS = (
     "score",
     "reserve",
     "permit",
+    "preBind",
     "bind",
 )
 
@@ -133,6 +148,7 @@ _PROTOCOL: dict[str, tuple[type, ...]] = {
     "score": (ScorePlugin, VectorScorePlugin, NormalizeScorePlugin),
     "reserve": (ReservePlugin,),
     "permit": (PermitPlugin,),
+    "preBind": (PreBindPlugin,),
     "bind": (BindPlugin,),
 }
 
@@ -151,8 +167,10 @@ def build_framework(
     *,
     lister: Lister = _no_objects,
     recorder: EventRecorder | None = None,
+    plugin_config: Sequence[Mapping[str, Any]] = (),
 ) -> Framework:
-    """The default profile, changed by a profile's ``plugins`` section if given."""
+    """The default profile, changed by a profile's ``plugins`` section if given;
+    ``plugin_config`` is the profile's ``pluginConfig`` (``name`` + ``args`` per plugin)."""
     registry = registry or REGISTRY
     cfg = plugins_cfg or {}
     holder: list[Framework] = []
@@ -163,7 +181,8 @@ def build_framework(
         if name not in instances:
             if name not in registry:
                 raise ValueError(f"plugin {name!r} is not registered")
-            instances[name] = registry[name]({}, handle)
+            args = next((c.get("args") or {} for c in plugin_config if c.get("name") == name), {})
+            instances[name] = registry[name](args, handle)
         return instances[name]
 
     def names(section: Any, key: str) -> list[tuple[str, int]]:
@@ -200,6 +219,7 @@ def build_framework(
     fw.score = [(instance(n), w or 1) for n, w in per_point["score"]]
     fw.reserve = [instance(n) for n, _ in per_point["reserve"]]  # type: ignore[misc]
     fw.permit = [instance(n) for n, _ in per_point["permit"]]  # type: ignore[misc]
+    fw.pre_bind = [instance(n) for n, _ in per_point["preBind"]]  # type: ignore[misc]
     fw.bind = [instance(n) for n, _ in per_point["bind"]]  # type: ignore[misc]
     holder.append(fw)
     return fw
@@ -219,6 +239,11 @@ def frameworks_from_config(
     for prof in profiles:
         name = str(prof.get("schedulerName") or "default-scheduler")
         out[name] = build_framework(
-            name, client, prof.get("plugins"), lister=lister, recorder=recorder
+            name,
+            client,
+            prof.get("plugins"),
+            lister=lister,
+            recorder=recorder,
+            plugin_config=prof.get("pluginConfig") or (),
         )
     return out

@@ -22,6 +22,7 @@ from pyk8s.scheduler.framework.interface import (
     PermitPlugin,
     Plugin,
     PostFilterPlugin,
+    PreBindPlugin,
     PreFilterPlugin,
     PreScorePlugin,
     QueueSortPlugin,
@@ -105,6 +106,7 @@ class Framework:
     score: list[tuple[Plugin, int]] = field(default_factory=list)
     reserve: list[ReservePlugin] = field(default_factory=list)
     permit: list[PermitPlugin] = field(default_factory=list)
+    pre_bind: list[PreBindPlugin] = field(default_factory=list)
     bind: list[BindPlugin] = field(default_factory=list)
 
     # -------------------------------------------------------------- filtering
@@ -256,6 +258,28 @@ class Framework:
             if not is_success(st):
                 return st
         return None
+
+    async def run_pre_bind(self, state: CycleState, pod: Obj, node_name: str) -> Status | None:
+        """Every PreBind in order; the first failure stops the binding cycle."""
+        for p in self.pre_bind:
+            st = await p.pre_bind(state, pod, node_name)
+            if not is_success(st):
+                assert st is not None
+                return st.with_plugin(p.name)
+        return None
+
+    def plugins(self) -> list[Plugin]:
+        """Every distinct plugin of the profile (for event registration)."""
+        seen: dict[int, Plugin] = {}
+        points: list[Sequence[Plugin]] = [
+            [self.queue_sort], self.pre_filter, self.filter, self.post_filter,
+            self.pre_score, [p for p, _ in self.score], self.reserve, self.permit,
+            self.pre_bind, self.bind,
+        ]  # fmt: skip
+        for group in points:
+            for p in group:
+                seen.setdefault(id(p), p)
+        return list(seen.values())
 
     async def run_bind(self, state: CycleState, pod: Obj, node_name: str) -> Status | None:
         for p in self.bind:
