@@ -1,0 +1,406 @@
+"""The ingress controller's loop: watch the objects, render, reload nginx, write status.
+
+Every change to an Ingress, IngressClass, Service, EndpointSlice or Secret marks the
+configuration dirty; one loop renders and applies it once the burst has settled
+(``debounce`` after the last change, at most ``max_delay`` after the first), so a
+rollout that touches fifty EndpointSlices costs one reload. Identical renders are not
+applied. A render nginx refuses leaves the running configuration in place and is
+reported (an Event ``RELOAD`` on the Ingresses, upstream's reason, and
+``nginx_ingress_controller_config_last_reload_successful`` 0).
+
+The controller runs on the host, not in a pod, so its own Service
+(``--publish-service``, ``type: LoadBalancer``, ports 80/443) has no selector and the
+controller writes its EndpointSlice: the host's address and nginx's ports. Each Ingress
+it serves gets that Service's ``status.loadBalancer.ingress`` (what the cloud
+provider's load balancer, e.g. ServiceLB, wrote there); until it has any, the node's
+InternalIP (the address the EndpointSlice names), as ingress-nginx falls back to the
+addresses of the nodes its pods run on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import (
+    NORMAL,
+    WARNING,
+    Client,
+    ClientError,
+    EventRecorder,
+    SharedInformer,
+    is_already_exists,
+    is_conflict,
+    is_not_found,
+)
+from pyk8s.ingress.nginx import Nginx, NginxError
+from pyk8s.ingress.render import Finding, RenderConfig, Rendered, owns, render
+
+__all__ = ["DEFAULT_CLASS_ANNOTATION", "ControllerConfig", "IngressController"]
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
+MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+
+
+def _resource(group: str, plural: str) -> Resource:
+    resource = REGISTRY.get(group, "v1", plural)
+    assert resource is not None, plural
+    return resource
+
+
+INGRESSES = _resource("networking.k8s.io", "ingresses")
+INGRESS_CLASSES = _resource("networking.k8s.io", "ingressclasses")
+SERVICES = _resource("", "services")
+SLICES = _resource("discovery.k8s.io", "endpointslices")
+SECRETS = _resource("", "secrets")
+NODES = _resource("", "nodes")
+
+
+@dataclass(frozen=True)
+class ControllerConfig:
+    ingress_class: str = "pyk8s"
+    controller_class: str = "pyk8s.io/ingress-nginx"
+    #: namespace/name of the controller's own LoadBalancer Service ("" for none)
+    publish_service: str = "kube-system/pyk8s-ingress"
+    #: the host address the Service's EndpointSlice names (and the status fallback)
+    address: str = "127.0.0.1"
+    http_port: int = 8080
+    https_port: int = 8443
+    bind_address: str = ""
+    #: create the IngressClass (marked default) if it does not exist
+    create_class: bool = True
+    debounce: float = 0.1
+    max_delay: float = 1.0
+
+
+class IngressController:
+    def __init__(
+        self,
+        client: Client,
+        nginx: Nginx,
+        config: ControllerConfig,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
+        self.client = client
+        self.nginx = nginx
+        self.config = config
+        self.render_config = RenderConfig(
+            prefix=str(nginx.prefix),
+            default_certificate=str(nginx.default_certificate),
+            http_port=config.http_port,
+            https_port=config.https_port,
+            bind_address=config.bind_address,
+            status_socket=str(nginx.status_socket),
+        )
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self.recorder = EventRecorder(client, "nginx-ingress-controller")
+        self.informers = {
+            res.plural: SharedInformer.for_resource(client, res)
+            for res in (INGRESSES, INGRESS_CLASSES, SERVICES, SLICES, SECRETS)
+        }
+        self.reload_ok = Gauge(
+            "nginx_ingress_controller_config_last_reload_successful",
+            "Whether the last configuration reload attempt was successful",
+            registry=self.registry,
+        )
+        self.reload_ok_time = Gauge(
+            "nginx_ingress_controller_config_last_reload_successful_timestamp_seconds",
+            "Timestamp of the last successful configuration reload",
+            registry=self.registry,
+        )
+        self.reloads = Counter(
+            "nginx_ingress_controller_success",
+            "Cumulative number of successful configuration reloads",
+            registry=self.registry,
+        )
+        self.reload_errors = Counter(
+            "nginx_ingress_controller_errors",
+            "Cumulative number of configuration reloads nginx refused",
+            registry=self.registry,
+        )
+        self.reload_seconds = Histogram(
+            "pyk8s_ingress_reload_duration_seconds",
+            "Writing, testing and reloading a configuration until nginx serves it",
+            registry=self.registry,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.ingresses_served = Gauge(
+            "pyk8s_ingress_ingresses", "Ingresses this controller serves", registry=self.registry
+        )
+        self.last_rendered: Rendered | None = None
+        self._findings: set[Finding] = set()
+        self._changed = asyncio.Event()
+        self._first_change: float | None = None
+        self._last_change = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self._healthy = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def start(self, sync_within: float = 60.0) -> None:
+        self.nginx.prepare()
+        if self.config.create_class:
+            await self.ensure_ingress_class()
+        if self.config.publish_service:
+            await self.ensure_service()
+        for informer in self.informers.values():
+            informer.add_event_handler(
+                on_add=self._on_change,
+                on_update=lambda _old, new: self._on_change(new),
+                on_delete=self._on_change,
+            )
+            informer.start()
+        for informer in self.informers.values():
+            if not await informer.wait_synced(within=sync_within):
+                raise TimeoutError(f"{informer.name} did not sync within {sync_within}s")
+        self._changed.set()
+        self._task = asyncio.create_task(self._loop(), name="ingress-sync")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        for informer in self.informers.values():
+            await informer.stop()
+        await self.nginx.stop()
+        await self.recorder.close()
+
+    def healthy(self) -> bool:
+        return (
+            self._healthy
+            and self.nginx.running()
+            and self._task is not None
+            and not self._task.done()
+        )
+
+    # ------------------------------------------------------------------ objects we own
+
+    async def ensure_ingress_class(self) -> None:
+        body = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "IngressClass",
+            "metadata": {
+                "name": self.config.ingress_class,
+                "annotations": {DEFAULT_CLASS_ANNOTATION: "true"},
+                "labels": {"app.kubernetes.io/managed-by": "pyk8s"},
+            },
+            "spec": {"controller": self.config.controller_class},
+        }
+        try:
+            await self.client.create(INGRESS_CLASSES, body)
+            log.info("ingress class created", extra={"class": self.config.ingress_class})
+        except ClientError as err:
+            if not is_already_exists(err):
+                raise
+
+    def _service_key(self) -> tuple[str, str]:
+        namespace, _, name = self.config.publish_service.partition("/")
+        return namespace, name
+
+    async def ensure_service(self) -> None:
+        """The LoadBalancer Service (created once; users may edit it) and its
+        EndpointSlice (kept to this host and these ports)."""
+        namespace, name = self._service_key()
+        labels = {"app.kubernetes.io/name": name, "app.kubernetes.io/managed-by": "pyk8s"}
+        service = {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": name, "namespace": namespace, "labels": labels},
+            "spec": {
+                "type": "LoadBalancer",
+                "ports": [
+                    {"name": "http", "port": 80, "protocol": "TCP",
+                     "targetPort": self.config.http_port},
+                    {"name": "https", "port": 443, "protocol": "TCP",
+                     "targetPort": self.config.https_port},
+                ],
+            },
+        }  # fmt: skip
+        address = self.config.address
+        endpoints = {
+            "apiVersion": "discovery.k8s.io/v1",
+            "kind": "EndpointSlice",
+            "metadata": {
+                "name": name,
+                "namespace": namespace,
+                "labels": {
+                    "kubernetes.io/service-name": name,
+                    MANAGED_BY: self.config.controller_class,
+                    **labels,
+                },
+            },
+            "addressType": "IPv6" if ":" in address else "IPv4",
+            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "ports": [
+                {"name": "http", "protocol": "TCP", "port": self.config.http_port},
+                {"name": "https", "protocol": "TCP", "port": self.config.https_port},
+            ],
+        }
+        for res, obj in ((SERVICES, service), (SLICES, endpoints)):
+            try:
+                await self.client.create(res, obj)
+                continue
+            except ClientError as err:
+                if not is_already_exists(err):
+                    raise
+            if res is SLICES:
+                current = await self.client.get(SLICES, name, namespace)
+                fields = ("addressType", "endpoints", "ports")
+                if any(current.get(f) != obj[f] for f in fields):
+                    current.update({f: obj[f] for f in fields})
+                    await self.client.update(SLICES, current)
+
+    # ------------------------------------------------------------------ the loop
+
+    def _on_change(self, _obj: Any) -> None:
+        now = time.monotonic()
+        if self._first_change is None:
+            self._first_change = now
+        self._last_change = now
+        self._changed.set()
+
+    async def _loop(self) -> None:
+        while True:
+            await self._changed.wait()
+            while True:  # let the burst settle
+                first = self._first_change or time.monotonic()
+                quiet_at = self._last_change + self.config.debounce
+                wait = min(quiet_at, first + self.config.max_delay) - time.monotonic()
+                if wait <= 0:
+                    break
+                await asyncio.sleep(wait)
+            self._changed.clear()
+            self._first_change = None
+            try:
+                await self.sync()
+            except Exception:  # an odd object or a transient failure must not end the loop
+                log.exception("ingress sync failed")
+                await asyncio.sleep(1.0)
+                self._changed.set()
+
+    def served(self) -> list[Obj]:
+        classes = self.informers["ingressclasses"].store.list()
+        ours = next((c for c in classes if _name(c) == self.config.ingress_class), None)
+        is_default = ours is not None and (
+            ((ours.get("metadata") or {}).get("annotations") or {}).get(DEFAULT_CLASS_ANNOTATION)
+            == "true"
+        )
+        return [
+            i
+            for i in self.informers["ingresses"].store.list()
+            if owns(i, self.config.ingress_class, is_default)
+        ]
+
+    async def sync(self) -> None:
+        """Render, apply if different, record findings, write status."""
+        ingresses = self.served()
+        self.ingresses_served.set(len(ingresses))
+        rendered = render(
+            ingresses,
+            self.informers["services"].store.list(),
+            self.informers["endpointslices"].store.list(),
+            self.informers["secrets"].store.list(),
+            self.render_config,
+        )
+        by_key = {(_namespace(i), _name(i)): i for i in ingresses}
+        self._record(rendered.findings, by_key)
+        if rendered.hash != self.nginx.live_hash or not self.nginx.running():
+            started = time.monotonic()
+            try:
+                await self.nginx.apply(rendered)
+            except NginxError as err:
+                self.reload_ok.set(0)
+                self.reload_errors.inc()
+                self._healthy = self.nginx.running()
+                log.error("nginx refused the configuration", extra={"error": str(err)})
+                for ingress in ingresses:
+                    self.recorder.event(
+                        ingress, WARNING, "RELOAD", f"Error reloading NGINX: {err}"[:1024]
+                    )
+                return
+            self.reload_seconds.observe(time.monotonic() - started)
+            self.reload_ok.set(1)
+            self.reload_ok_time.set_to_current_time()
+            self.reloads.inc()
+            self.last_rendered = rendered
+            log.info(
+                "nginx reloaded",
+                extra={
+                    "hash": rendered.hash,
+                    "ingresses": len(ingresses),
+                    "upstreams": len(rendered.upstreams),
+                    "seconds": round(self.nginx.last_reload_seconds, 3),
+                },
+            )
+        self._healthy = True
+        await self._write_status(ingresses)
+
+    def _record(self, findings: list[Finding], by_key: Mapping[tuple[str, str], Obj]) -> None:
+        """Events for findings that are new since the last render (a finding that
+        persists is not repeated at every sync)."""
+        current = set(findings)
+        for f in findings:
+            if f not in self._findings and (f.namespace, f.name) in by_key:
+                self.recorder.event(by_key[(f.namespace, f.name)], f.type, f.reason, f.message)
+        self._findings = current
+
+    def status_addresses(self) -> list[Obj]:
+        """The publish Service's load-balancer ingress, else this host's address."""
+        if self.config.publish_service:
+            namespace, name = self._service_key()
+            svc = self.informers["services"].store.get(f"{namespace}/{name}")
+            lb = ((svc or {}).get("status") or {}).get("loadBalancer") or {}
+            entries = [
+                {k: e[k] for k in ("ip", "hostname") if e.get(k)} for e in lb.get("ingress") or []
+            ]
+            entries = [e for e in entries if e]
+            if entries:
+                return sorted(entries, key=lambda e: (e.get("ip", ""), e.get("hostname", "")))
+        return [{"ip": self.config.address}]
+
+    async def _write_status(self, ingresses: list[Obj]) -> None:
+        want = self.status_addresses()
+        for ingress in ingresses:
+            status = ingress.get("status") or {}
+            if ((status.get("loadBalancer") or {}).get("ingress") or []) == want:
+                continue
+            body = {
+                "apiVersion": "networking.k8s.io/v1",
+                "kind": "Ingress",
+                "metadata": {
+                    "name": _name(ingress),
+                    "namespace": _namespace(ingress),
+                    "resourceVersion": (ingress.get("metadata") or {}).get("resourceVersion"),
+                },
+                "spec": ingress.get("spec") or {},
+                "status": {"loadBalancer": {"ingress": want}},
+            }
+            try:
+                await self.client.update_status(INGRESSES, body)
+            except ClientError as err:
+                if is_conflict(err) or is_not_found(err):
+                    self._changed.set()  # a newer one is coming through the informer
+                    continue
+                raise
+            self.recorder.event(ingress, NORMAL, "Sync", "Scheduled for sync")
+
+
+def _name(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("name") or "")
+
+
+def _namespace(obj: Mapping[str, Any]) -> str:
+    return str((obj.get("metadata") or {}).get("namespace") or "")
