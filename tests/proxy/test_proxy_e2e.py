@@ -1,7 +1,8 @@
-"""The proxier against a real API server, programming iptables inside throwaway network
-namespaces: a Service with a manual EndpointSlice reaches both busybox backends by
-ClusterIP, follows the slice when it shrinks, answers on its NodePort, and cleanup
-leaves no KUBE- chain behind."""
+"""The proxier against a real API server, programming iptables or nftables inside throwaway
+network namespaces: a Service with a manual EndpointSlice reaches both busybox backends by
+ClusterIP, follows the slice when it shrinks, answers on its NodePort, and cleanup leaves
+no rule behind; a UDP service follows its endpoint change although the client keeps its
+socket (stale conntrack entries cleared)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import pytest
 from pyk8s.client import Client
 from pyk8s.proxy.iptables import cleanup
 from pyk8s.proxy.model import port_proto_hash
+from pyk8s.proxy.nftables import cleanup_nftables
 from pyk8s.proxy.proxier import ENDPOINT_SLICES, SERVICES, Proxier
 from tests.controllers.conftest import eventually
 from tests.proxy.netns import NODE_IP, Network, network
@@ -41,8 +43,15 @@ async def answers(net: Network, url: str, n: int) -> Counter[str]:
     return Counter(await asyncio.gather(*(asyncio.to_thread(net.fetch, url) for _ in range(n))))
 
 
-async def test_service_traffic_through_iptables(
-    client: Client, namespace: str, tmp_path: Path
+def saved_rules(net: Network, mode: str) -> str:
+    if mode == "nftables":
+        return net.in_client("nft", "list", "ruleset")
+    return net.in_client("iptables-save")
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+async def test_service_traffic_through_the_proxy(
+    client: Client, namespace: str, tmp_path: Path, mode: str
 ) -> None:
     with network(tmp_path) as net:
         svc = await client.create(
@@ -63,7 +72,9 @@ async def test_service_traffic_through_iptables(
         ips = sorted(net.backends.values())
         eps = await client.create(ENDPOINT_SLICES, endpoint_slice("web-1", ips), namespace)
 
-        proxier = Proxier(client, "node-a", command_prefix=net.prefix, min_sync_period=0.2)
+        proxier = Proxier(
+            client, "node-a", command_prefix=net.prefix, min_sync_period=0.2, mode=mode
+        )
         await asyncio.wait_for(proxier.start(), 30)
         try:
             url = f"http://{cluster_ip}:80/"
@@ -88,9 +99,11 @@ async def test_service_traffic_through_iptables(
 
             await eventually(only_first, within=20)
             gone = "KUBE-SEP-" + port_proto_hash(f"{namespace}/web:http", "tcp", f"{ips[1]}:8080")
+            if mode == "nftables":
+                gone = f"/{namespace}/web/tcp/http__{ips[1]}/8080"
 
             async def chain_deleted() -> bool:
-                saved = await asyncio.to_thread(net.in_client, "iptables-save", "-t", "nat")
+                saved = await asyncio.to_thread(saved_rules, net, mode)
                 assert gone not in saved
                 return True
 
@@ -103,20 +116,24 @@ async def test_service_traffic_through_iptables(
                 return True
 
             await eventually(node_port_answers, within=20)
-            saved = net.in_client("iptables-save")
-            assert f"--dport {node_port}" in saved
+            saved = saved_rules(net, mode)
+            assert (
+                f"tcp . {node_port} : goto" if mode == "nftables" else f"--dport {node_port}"
+            ) in saved
             assert proxier.restores >= 2
         finally:
             await asyncio.wait_for(proxier.stop(), 30)
 
         await cleanup(net.prefix)
-        saved = net.in_client("iptables-save")
-        assert "KUBE-" not in saved, saved
+        await cleanup_nftables(net.prefix)
+        assert "KUBE-" not in net.in_client("iptables-save")
+        assert "kube-proxy" not in net.in_client("nft", "list", "tables")
         assert await answers(net, url, 1) == Counter({"": 1})
 
 
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
 async def test_client_ip_affinity_sticks_to_one_backend(
-    client: Client, namespace: str, tmp_path: Path
+    client: Client, namespace: str, tmp_path: Path, mode: str
 ) -> None:
     with network(tmp_path) as net:
         svc = await client.create(
@@ -134,7 +151,9 @@ async def test_client_ip_affinity_sticks_to_one_backend(
         )
         ips = sorted(net.backends.values())
         await client.create(ENDPOINT_SLICES, endpoint_slice("web-1", ips), namespace)
-        proxier = Proxier(client, "node-a", command_prefix=net.prefix, min_sync_period=0.2)
+        proxier = Proxier(
+            client, "node-a", command_prefix=net.prefix, min_sync_period=0.2, mode=mode
+        )
         await asyncio.wait_for(proxier.start(), 30)
         try:
             url = f"http://{svc['spec']['clusterIP']}:80/"
@@ -144,3 +163,4 @@ async def test_client_ip_affinity_sticks_to_one_backend(
         finally:
             await asyncio.wait_for(proxier.stop(), 30)
             await cleanup(net.prefix)
+            await cleanup_nftables(net.prefix)

@@ -1,5 +1,13 @@
 """The proxy's control loop: watch Services and EndpointSlices, keep the kernel in step.
 
+The mode (``iptables`` or ``nftables``) only chooses the renderer and the applier; both
+read the same model (:mod:`pyk8s.proxy.model`), so a Service feature added there reaches
+every mode. After each applied change the stale UDP/SCTP conntrack entries are cleared
+(:mod:`pyk8s.proxy.conntrack`). A failed sync leaves the previous rules in place, is
+retried with exponential backoff (from ``min_sync_period`` up to ``sync_period``), counted
+in the mode's failure metric and reported once per failure streak as a Warning event on
+the Node.
+
 Every change marks the ruleset dirty; a single loop re-renders the whole ruleset and
 applies it, at most once per ``min_sync_period`` (changes arriving meanwhile are batched
 into the next sync) and at least once per ``sync_period`` (then the jump rules are checked
@@ -21,11 +29,17 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Gauge, Histogram
 
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client import Client, ClientError, SharedInformer
-from pyk8s.proxy.iptables import Applier, IptablesError
+from pyk8s.client import Client, ClientError, EventRecorder, SharedInformer
+from pyk8s.proxy import conntrack
+from pyk8s.proxy.iptables import Applier, IptablesError, cleanup
+from pyk8s.proxy.nftables import NftablesError, NftApplier, cleanup_nftables
+from pyk8s.proxy.nftrules import render_nft
 from pyk8s.proxy.rules import MASQ_MARK, ProxyConfig, render
 
-__all__ = ["Proxier"]
+__all__ = ["MODES", "Proxier"]
+
+#: the proxy modes this proxier implements
+MODES = ("iptables", "nftables")
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +57,7 @@ _LATENCY_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60)
 
 
 class Proxier:
-    """kube-proxy (iptables mode) for one node."""
+    """kube-proxy (iptables or nftables mode) for one node."""
 
     def __init__(
         self,
@@ -58,7 +72,12 @@ class Proxier:
         sync_period: float = 30.0,
         command_prefix: Sequence[str] = (),
         registry: CollectorRegistry | None = None,
+        mode: str = "iptables",
     ) -> None:
+        if mode not in MODES:
+            raise ValueError(f"unsupported proxy mode {mode!r} (one of {', '.join(MODES)})")
+        self.mode = mode
+        self.prefix = list(command_prefix)
         self.config = ProxyConfig(
             node_name=node_name,
             cluster_cidr=cluster_cidr,
@@ -71,6 +90,8 @@ class Proxier:
         self.sync_period = sync_period
         self.registry = registry if registry is not None else CollectorRegistry()
         self.applier = Applier(command_prefix, self.registry)
+        self.nft_applier = NftApplier(command_prefix, self.registry)
+        self.recorder = EventRecorder(client, "kube-proxy", node_name)
         self.services = SharedInformer.for_resource(client, SERVICES)
         self.slices = SharedInformer.for_resource(client, ENDPOINT_SLICES)
         self.sync_seconds = Histogram(
@@ -105,6 +126,10 @@ class Proxier:
         self._last_ok = False
         self._applied_at = -float("inf")
         self._task: asyncio.Task[None] | None = None
+        #: consecutive failed syncs (the retry backoff doubles with each)
+        self.failures = 0
+        #: UDP/SCTP destinations → endpoints, as last programmed (for conntrack cleanup)
+        self._flows: dict[conntrack.Destination, frozenset[str]] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -122,6 +147,7 @@ class Proxier:
         for informer in (self.services, self.slices):
             if not await informer.wait_synced(within=sync_within):
                 raise TimeoutError(f"{informer.name} did not sync within {sync_within}s")
+        await self._remove_other_modes()
         self._task = asyncio.create_task(self._loop(), name="proxier-sync")
 
     async def stop(self) -> None:
@@ -132,6 +158,18 @@ class Proxier:
             self._task = None
         await self.services.stop()
         await self.slices.stop()
+        await self.recorder.close()
+
+    async def _remove_other_modes(self) -> None:
+        """Rules a proxy in another mode left on this node would shadow ours (as upstream,
+        the proxy starting in one mode removes the others')."""
+        try:
+            if self.mode == "nftables":
+                await cleanup(self.prefix)
+            else:
+                await cleanup_nftables(self.prefix)
+        except (IptablesError, NftablesError, OSError) as err:
+            log.warning("removing another proxy mode's rules failed", extra={"error": str(err)})
 
     async def _node_ips(self) -> tuple[str, ...]:
         """This node's InternalIP/ExternalIP addresses from its Node object (none if the
@@ -177,9 +215,12 @@ class Proxier:
             if not self._last_ok:
                 if seen is not None and self._pending_since is None:
                     self._pending_since = seen
-                self._changed.set()  # retry after min_sync_period
-                last_sync = time.monotonic()
+                self.failures += 1
+                self._changed.set()  # retry after the backoff
+                backoff = min(self.min_sync_period * 2 ** (self.failures - 1), self.sync_period)
+                last_sync = time.monotonic() + backoff - self.min_sync_period
                 continue
+            self.failures = 0
             last_sync = self._applied_at
             if full:
                 last_full = last_sync
@@ -190,27 +231,48 @@ class Proxier:
     async def _try_sync(self, full: bool) -> bool:
         try:
             await self.sync(full=full)
-        except IptablesError as err:
+        except (IptablesError, NftablesError) as err:
             log.error("syncing proxy rules failed", extra={"error": str(err)})
+            self._report_failure(str(err))
             return False
-        except Exception:  # a bug or an odd object must not end the loop
+        except Exception as err:  # a bug or an odd object must not end the loop
             log.exception("syncing proxy rules failed")
+            self._report_failure(repr(err))
             return False
         return True
+
+    def _report_failure(self, error: str) -> None:
+        if self.failures == 0:  # once per failure streak
+            node = {"kind": "Node", "apiVersion": "v1", "name": self.config.node_name,
+                    "uid": self.config.node_name}  # fmt: skip
+            self.recorder.event(
+                node, "Warning", "FailedToSyncProxyRules",
+                f"{self.mode} rules could not be applied (the previous rules stay in place;"
+                f" retrying with backoff): {error[:500]}",
+            )  # fmt: skip
 
     async def sync(self, full: bool = True) -> bool:
         """Render and apply now; ``full`` also checks the jump rules and restores even if
         nothing changed. True if a restore ran."""
         started = time.monotonic()
-        ruleset = render(self.services.store.list(), self.slices.store.list(), self.config)
-        if full:
-            await self.applier.ensure_jumps()
-        self._applied_at = time.monotonic()  # restores are spaced from this
-        ran = await self.applier.apply(ruleset, force=full)
-        self.rules_total.labels("filter").set(len(ruleset.filter_rules))
-        self.rules_total.labels("nat").set(len(ruleset.nat_rules))
+        services, slices = self.services.store.list(), self.slices.store.list()
+        if self.mode == "nftables":
+            table = render_nft(services, slices, self.config)
+            self._applied_at = time.monotonic()  # transactions are spaced from this
+            ran = await self.nft_applier.apply(table, force=full)
+        else:
+            ruleset = render(services, slices, self.config)
+            if full:
+                await self.applier.ensure_jumps()
+            self._applied_at = time.monotonic()  # restores are spaced from this
+            ran = await self.applier.apply(ruleset, force=full)
+            self.rules_total.labels("filter").set(len(ruleset.filter_rules))
+            self.rules_total.labels("nat").set(len(ruleset.nat_rules))
         if ran:
             self.restores += 1
+            flows = conntrack.destinations(services, slices, self.config.node_name)
+            await conntrack.clear(self.prefix, conntrack.stale_flows(self._flows, flows))
+            self._flows = flows
         self.sync_seconds.observe(time.monotonic() - started)
         self.last_sync_timestamp.set_to_current_time()
         return ran

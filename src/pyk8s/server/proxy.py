@@ -1,9 +1,10 @@
-"""``pyk8s proxy``: run the iptables :class:`~pyk8s.proxy.proxier.Proxier` as a process.
+"""``pyk8s proxy``: run the :class:`~pyk8s.proxy.proxier.Proxier` (iptables or nftables
+mode, ``--proxy-mode``) as a process.
 
 Composition only: open a client, start the proxier for this node, serve ``/healthz`` and
 ``/metrics`` on upstream kube-proxy's health port (10256), and stop on SIGTERM/SIGINT
 (the rules stay: traffic keeps flowing while the proxy restarts). With ``cleanup`` it
-only removes every rule the proxy makes and returns.
+only removes every rule the proxy makes, in every mode, and returns.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from pathlib import Path
 
 from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.proxy.iptables import cleanup
-from pyk8s.proxy.proxier import Proxier
+from pyk8s.proxy.nftables import cleanup_nftables
+from pyk8s.proxy.proxier import MODES, Proxier
 from pyk8s.server.component import HealthServer, stop_on_signals
 
 __all__ = ["Options", "run"]
@@ -40,6 +42,8 @@ class Options:
     #: a second /metrics (and /healthz) listener, as kube-proxy's --metrics-bind-address
     metrics_bind_address: tuple[str, int] | None = None
     cleanup: bool = False
+    #: iptables or nftables (upstream's --proxy-mode)
+    mode: str = "iptables"
     #: argv prefix for every iptables command (e.g. ``ip netns exec NS``)
     command_prefix: list[str] = field(default_factory=list)
 
@@ -47,8 +51,11 @@ class Options:
 async def run(opts: Options) -> None:
     if opts.cleanup:
         await cleanup(opts.command_prefix)
+        await cleanup_nftables(opts.command_prefix)
         log.info("proxy rules removed")
         return
+    if opts.mode not in MODES:
+        raise ValueError(f"--proxy-mode {opts.mode!r}: must be one of {', '.join(MODES)}")
     if not 0 <= opts.masquerade_bit <= 31:
         raise ValueError("--iptables-masquerade-bit must be within 0..31")
     node_name = opts.node_name or socket.gethostname().lower()
@@ -64,6 +71,7 @@ async def run(opts: Options) -> None:
             min_sync_period=opts.min_sync_period,
             sync_period=opts.sync_period,
             command_prefix=opts.command_prefix,
+            mode=opts.mode,
         )
         listeners = [HealthServer(proxier.registry, proxier.healthy, opts.bind_address, opts.port)]
         if opts.metrics_bind_address is not None:
@@ -74,7 +82,7 @@ async def run(opts: Options) -> None:
         stop = stop_on_signals()
         try:
             await proxier.start()
-            log.info("proxy started", extra={"node": node_name})
+            log.info("proxy started", extra={"node": node_name, "mode": opts.mode})
             await stop.wait()
         finally:
             await proxier.stop()

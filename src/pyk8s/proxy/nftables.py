@@ -1,0 +1,100 @@
+"""Put a rendered nftables ruleset into the kernel with ``nft -f``, and take it out again.
+
+The first transaction (and one an hour, and the one after any failure) replaces the whole
+``kube-proxy`` table; every other one is the difference to what the kernel was last given
+(:meth:`NftRuleset.diff_text`): a one-endpoint change among 1,000 services rewrites two
+chains and one map element. ``nft -f`` runs a file as one transaction, so a failed one
+leaves the previous rules in place; the caller retries it. Every command runs behind a
+caller-given argv prefix (e.g. ``["ip", "netns", "exec", "pk-1"]``), which is how the
+tests keep to their own namespaces; the host's other tables are never touched.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from pyk8s.proxy.iptables import run
+from pyk8s.proxy.nftrules import IPV4, TABLE, Family, NftRuleset
+
+__all__ = ["NftApplier", "NftablesError", "cleanup_nftables"]
+
+log = logging.getLogger(__name__)
+
+#: the whole table is rewritten at least this often (repairing changes made behind our back)
+FULL_SYNC_PERIOD = 3600.0
+
+
+class NftablesError(RuntimeError):
+    pass
+
+
+class NftApplier:
+    """Applies rulesets inside whatever ``prefix`` points at (the host by default)."""
+
+    def __init__(
+        self,
+        prefix: Sequence[str] = (),
+        registry: CollectorRegistry | None = None,
+        nft: str = "nft",
+    ) -> None:
+        self.prefix = list(prefix)
+        self.nft = nft
+        self._last: NftRuleset | None = None  # what the kernel holds, when we know it
+        self._last_full = 0.0
+        #: how the last transaction was written: "full" or "partial" (for tests)
+        self.last_kind = ""
+        reg = registry if registry is not None else CollectorRegistry()
+        self.transaction_seconds = Histogram(
+            "kubeproxy_sync_proxy_rules_nftables_transaction_duration_seconds",
+            "How long one nft -f transaction took",
+            registry=reg,
+            buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.failures = Counter(
+            "kubeproxy_sync_proxy_rules_nftables_sync_failures",
+            "nft -f transactions that failed (the previous rules stayed in place)",
+            registry=reg,
+        )
+
+    async def _table_present(self, family: Family) -> bool:
+        code, _ = await run(
+            [*self.prefix, self.nft, "list", "chain", family.name, TABLE, "services"]
+        )
+        return code == 0
+
+    async def apply(self, ruleset: NftRuleset, force: bool = False) -> bool:
+        """Program ``ruleset``; True if a transaction ran. ``force`` first checks that our
+        table is still there (a full transaction if someone deleted it)."""
+        if force and self._last is not None and not await self._table_present(ruleset.family):
+            log.warning("the kube-proxy nftables table went missing; rewriting it")
+            self._last = None
+        full = self._last is None or time.monotonic() - self._last_full > FULL_SYNC_PERIOD
+        text = ruleset.text() if full or self._last is None else ruleset.diff_text(self._last)
+        if not text:
+            return False
+        started = time.monotonic()
+        code, out = await run([*self.prefix, self.nft, "-f", "-"], text)
+        self.transaction_seconds.observe(time.monotonic() - started)
+        if code != 0:
+            self.failures.inc()
+            self._last = None  # next time: the whole table
+            raise NftablesError(f"nft -f: {out.strip()[:2000]}")
+        self._last = ruleset
+        self.last_kind = "full" if full else "partial"
+        if full:
+            self._last_full = time.monotonic()
+        return True
+
+
+async def cleanup_nftables(prefix: Sequence[str] = (), family: Family = IPV4) -> None:
+    """Delete the ``kube-proxy`` table (``pyk8s proxy --cleanup``, or another mode starting)."""
+    code, out = await run(
+        [*prefix, "nft", "-f", "-"],
+        f"add table {family.name} {TABLE}\ndelete table {family.name} {TABLE}\n",
+    )
+    if code != 0:
+        raise NftablesError(f"deleting the {family.name} {TABLE} table: {out.strip()}")
