@@ -197,10 +197,12 @@ def _service_ips(svc: JSON) -> Iterator[str]:
 
 
 def _service_node_ports(svc: JSON) -> Iterator[str]:
-    """Each node port once (the same port for TCP and UDP of one Service is one key)."""
+    """Each node port once (the same port for TCP and UDP of one Service is one key), and
+    the health-check node port."""
     seen: set[str] = set()
-    for p in (svc.get("spec") or {}).get("ports") or []:
-        np = p.get("nodePort")
+    spec = svc.get("spec") or {}
+    ports = [p.get("nodePort") for p in spec.get("ports") or []]
+    for np in [*ports, spec.get("healthCheckNodePort")]:
         if np and str(np) not in seen:
             seen.add(str(np))
             yield str(np)

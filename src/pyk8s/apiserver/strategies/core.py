@@ -152,6 +152,10 @@ class ServiceStrategy(Strategy):
                         ) from None
                     taken.append((ips, ip))
                     spec["clusterIPs"] = [ip]
+            # allocateLoadBalancerNodePorts: false keeps only the node ports the user gave
+            allocate_node_ports = not (
+                stype == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is False
+            )
             if stype in ("NodePort", "LoadBalancer"):
                 old_ports = {
                     (p.get("port"), p.get("protocol", "TCP")): p.get("nodePort")
@@ -165,30 +169,17 @@ class ServiceStrategy(Strategy):
                         continue
                     if np and np == previous:
                         continue
+                    if not np and not allocate_node_ports:
+                        continue
                     if np:
-                        try:
-                            await ports.reserve(str(np), owner)
-                        except AlreadyAllocated:
-                            raise _invalid(
-                                meta,
-                                f"spec.ports[{i}].nodePort",
-                                np,
-                                "provided port is already allocated",
-                            ) from None
-                        except OutOfRange:
-                            lo, hi = self.node_port_range
-                            raise _invalid(
-                                meta,
-                                f"spec.ports[{i}].nodePort",
-                                np,
-                                "provided port is not in the valid range. The range of valid "
-                                f"ports is {lo}-{hi}",
-                            ) from None
+                        await self._reserve_node_port(meta, f"spec.ports[{i}].nodePort", np, owner)
                         taken.append((ports, str(np)))
                     else:
                         got = await ports.allocate(owner)
                         taken.append((ports, got))
                         p["nodePort"] = int(got)
+            if stype == "LoadBalancer" and spec.get("externalTrafficPolicy") == "Local":
+                taken += await self._health_check_node_port(svc, old_spec, owner)
             return taken
         except RangeFull as err:
             for allocator, item in taken:
@@ -199,6 +190,40 @@ class ServiceStrategy(Strategy):
                 await allocator.release(item)
             raise
 
+    async def _health_check_node_port(
+        self, svc: JSON, old_spec: JSON, owner: str
+    ) -> list[tuple[Any, str]]:
+        """``spec.healthCheckNodePort`` of a Local-policy load balancer: kept from the old
+        object, reserved if the user picked it, allocated otherwise (as upstream)."""
+        spec = svc["spec"]
+        hc, previous = spec.get("healthCheckNodePort"), old_spec.get("healthCheckNodePort")
+        if not hc and previous:
+            spec["healthCheckNodePort"] = previous
+            return []
+        if hc and hc == previous:
+            return []
+        if not hc:
+            got = await self.node_ports.allocate(owner)
+            spec["healthCheckNodePort"] = int(got)
+            return [(self.node_ports, got)]
+        await self._reserve_node_port(svc["metadata"], "spec.healthCheckNodePort", hc, owner)
+        return [(self.node_ports, str(hc))]
+
+    async def _reserve_node_port(self, meta: JSON, path: str, port: Any, owner: str) -> None:
+        """Take the node port a user picked (422 on ``path`` if taken or out of range)."""
+        try:
+            await self.node_ports.reserve(str(port), owner)
+        except AlreadyAllocated:
+            raise _invalid(meta, path, port, "provided port is already allocated") from None
+        except OutOfRange:
+            lo, hi = self.node_port_range
+            raise _invalid(
+                meta,
+                path,
+                port,
+                f"provided port is not in the valid range. The range of valid ports is {lo}-{hi}",
+            ) from None
+
     async def _release(self, svc: JSON, keep: JSON | None = None) -> None:
         """Release what ``svc`` holds and ``keep`` (its replacement) does not."""
         spec = svc.get("spec", {})
@@ -207,9 +232,11 @@ class ServiceStrategy(Strategy):
         if ip and ip != "None" and ip != keep_spec.get("clusterIP"):
             await self.cluster_ips.release(ip)
         kept = {p.get("nodePort") for p in keep_spec.get("ports", [])}
-        for p in spec.get("ports", []):
-            if p.get("nodePort") and p["nodePort"] not in kept:
-                await self.node_ports.release(str(p["nodePort"]))
+        kept.add(keep_spec.get("healthCheckNodePort"))
+        held = [p.get("nodePort") for p in spec.get("ports", [])]
+        for port in {*held, spec.get("healthCheckNodePort")} - kept:
+            if port:
+                await self.node_ports.release(str(port))
 
 
 def _invalid(meta: JSON, path: str, value: Any, detail: str) -> errors.StatusError:
