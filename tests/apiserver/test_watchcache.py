@@ -84,3 +84,27 @@ async def test_resource_version_older_than_the_window_is_too_old(tmp_path: Path)
     finally:
         await cache.stop()
         await store.close()
+
+
+async def test_events_are_kept_as_json_only_and_read_back_whole(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    cache = WatchCache(store)
+    await cache.start()
+    try:
+        w = cache.watch("/registry/core/events/", cache.revision)
+        body = {"kind": "Event", "metadata": {"name": "e1"}, "reason": "Scheduled"}
+        kv = await store.create("/registry/core/events/ns/e1", orjson.dumps(body))
+        pod_kv = await store.create("/registry/core/pods/ns/p", pod("p"))
+        await cache.wait_for(pod_kv.mod_revision)
+        [event] = cache.list("/registry/core/events/ns/")
+        assert event.decoded is None  # upstream does not cache Events; we keep their bytes
+        assert event.obj["reason"] == "Scheduled"
+        assert event.obj["metadata"]["resourceVersion"] == str(kv.mod_revision)
+        assert cache.list("/registry/core/pods/ns/")[0].decoded is not None
+        await store.delete("/registry/core/events/ns/e1")
+        seen = [await asyncio.wait_for(w.next(), 5) for _ in range(2)]
+        assert [(e.type if e else None) for e in seen] == [ADDED, DELETED]
+        assert seen[1] is not None and seen[1].entry.obj["reason"] == "Scheduled"
+    finally:
+        await cache.stop()
+        await store.close()

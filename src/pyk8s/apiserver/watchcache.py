@@ -64,12 +64,23 @@ def decode(value: bytes, revision: int) -> tuple[JSON, bytes]:
     return obj, orjson.dumps(obj)
 
 
+#: resources whose objects the cache keeps as JSON only, decoded at each read: Events,
+#: which upstream does not cache at all (many, short-lived, rarely read, and a decoded
+#: Event takes several times its JSON's memory)
+RAW_ONLY_PREFIXES = ("/registry/core/events/",)
+
+
+def raw_only(key: str) -> bool:
+    return key.startswith(RAW_ONLY_PREFIXES)
+
+
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One object as the cache holds it."""
+    """One object as the cache holds it: its JSON, and the decoded object unless the
+    resource is kept raw (:data:`RAW_ONLY_PREFIXES`), where :attr:`obj` decodes anew."""
 
     key: str
-    obj: JSON
+    decoded: JSON | None
     raw: bytes
     revision: int
     #: the object converted to other versions, with its JSON, made on first use; keyed by
@@ -77,6 +88,16 @@ class Entry:
     views: dict[tuple[str, object], tuple[JSON, bytes]] = field(
         default_factory=dict, compare=False, repr=False
     )
+
+    @property
+    def obj(self) -> JSON:
+        """The object (shared when decoded once: do not change it)."""
+        return self.decoded if self.decoded is not None else orjson.loads(self.raw)
+
+    @classmethod
+    def of(cls, key: str, obj: JSON, raw: bytes, revision: int) -> Entry:
+        """An entry, raw only for the resources kept so."""
+        return cls(key, None if raw_only(key) else obj, raw, revision)
 
     def as_version(
         self,
@@ -92,14 +113,16 @@ class Entry:
         ``token`` names it (views made by another converter are not reused). ``always``
         runs the converter even on an object already at the version (a custom resource
         defaults what it reads)."""
-        if not always and self.obj.get("apiVersion", api_version) == api_version:
-            return self.obj, self.raw  # the common case: no conversion, ready-made bytes
+        current = self.obj
+        if not always and current.get("apiVersion", api_version) == api_version:
+            return current, self.raw  # the common case: no conversion, ready-made bytes
         key = (api_version, token)
         view = self.views.get(key)
         if view is None:
-            obj = converter(self.obj, api_version)
-            raw = self.raw if obj is self.obj else orjson.dumps(obj)
-            view = self.views[key] = (obj, raw)
+            obj = converter(current, api_version)
+            view = (obj, self.raw if obj is current else orjson.dumps(obj))
+            if self.decoded is not None:  # a raw-only entry keeps no decoded views either
+                self.views[key] = view
         return view
 
 
@@ -112,9 +135,10 @@ def _resource_prefix(key: str) -> str:
 def tombstone(last: Entry, revision: int) -> Entry:
     """What a DELETED event carries: the last state, at the delete's resourceVersion
     (as upstream's etcd watcher reports it)."""
-    obj = {**last.obj, "metadata": {**last.obj.get("metadata", {})}}
+    previous = last.obj
+    obj = {**previous, "metadata": {**previous.get("metadata", {})}}
     obj["metadata"]["resourceVersion"] = str(revision)
-    return Entry(last.key, obj, orjson.dumps(obj), revision)
+    return Entry.of(last.key, obj, orjson.dumps(obj), revision)
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,7 +290,7 @@ class WatchCache:
                 except orjson.JSONDecodeError:
                     log.warning("skipping undecodable value at %s", kv.key)
                     continue
-                objects[kv.key] = Entry(kv.key, obj, raw, kv.mod_revision)
+                objects[kv.key] = Entry.of(kv.key, obj, raw, kv.mod_revision)
             if not page.more:
                 break
             page = await self.store.list(
@@ -314,7 +338,7 @@ class WatchCache:
             except orjson.JSONDecodeError:
                 log.warning("skipping undecodable value at %s", key)
                 return
-            entry = Entry(key, obj, raw, ev.kv.mod_revision)
+            entry = Entry.of(key, obj, raw, ev.kv.mod_revision)
             self._put(entry)
             cev = CacheEvent(MODIFIED if prev else ADDED, key, ev.revision, entry, prev)
         if len(self.history) == self.history.maxlen:
