@@ -227,6 +227,127 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
     p.add_argument("--log-level", default="info")
 
 
+def _add_snapshot_server_flags(p: argparse.ArgumentParser) -> None:
+    """k3s's snapshot and restore flags of ``server``."""
+    from pyk8s.server.snapshots import DEFAULT_CRON, DEFAULT_RETENTION
+
+    p.add_argument(
+        "--etcd-snapshot-schedule-cron",
+        default=DEFAULT_CRON,
+        metavar="SPEC",
+        help="datastore snapshots at these times, UTC (default: %(default)s)",
+    )
+    p.add_argument(
+        "--etcd-snapshot-retention",
+        type=int,
+        default=DEFAULT_RETENTION,
+        metavar="N",
+        help="scheduled snapshots kept (default: %(default)s)",
+    )
+    p.add_argument("--etcd-disable-snapshots", action="store_true")
+    p.add_argument(
+        "--etcd-snapshot-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="default: DATA_DIR/server/db/snapshots",
+    )
+    p.add_argument(
+        "--cluster-reset",
+        action="store_true",
+        help="with --cluster-reset-restore-path: restore the datastore and exit",
+    )
+    p.add_argument("--cluster-reset-restore-path", type=Path, default=None, metavar="FILE")
+
+
+def _add_etcd_snapshot(sub: Any) -> None:
+    """``pyk8s etcd-snapshot save|ls|delete|prune`` (k3s's flags)."""
+    from pyk8s.server.paths import default_data_dir
+    from pyk8s.server.snapshots import DEFAULT_RETENTION, ON_DEMAND_NAME
+
+    snap = sub.add_parser("etcd-snapshot", help="save, list, delete and prune datastore snapshots")
+    snap_sub = snap.add_subparsers(dest="snapshot_command", metavar="ACTION", required=True)
+    actions = {
+        "save": snap_sub.add_parser("save", help="take a snapshot now"),
+        "ls": snap_sub.add_parser("ls", aliases=["list"], help="list the snapshots"),
+        "delete": snap_sub.add_parser("delete", help="delete snapshots by name"),
+        "prune": snap_sub.add_parser("prune", help="keep only the newest N of one name"),
+    }
+    actions["delete"].add_argument("names", nargs="+", metavar="NAME")
+    actions["prune"].add_argument(
+        "--snapshot-retention", "--etcd-snapshot-retention", type=int, default=DEFAULT_RETENTION
+    )
+    for action in actions.values():
+        action.add_argument("--data-dir", "-d", type=Path, default=default_data_dir())
+        action.add_argument("--datastore-endpoint", default="", metavar="URL")
+        action.add_argument("--etcd-snapshot-dir", "--dir", type=Path, default=None, metavar="DIR")
+        action.add_argument("--name", default=ON_DEMAND_NAME, help="(default: %(default)s)")
+        action.add_argument("--node-name", default="")
+
+
+def _snapshot_target(args: argparse.Namespace) -> Any:
+    from pyk8s.server.apiserver import Options
+    from pyk8s.server.snapshots import Target, default_dir
+
+    endpoint = Options(data_dir=args.data_dir, datastore_endpoint=args.datastore_endpoint).endpoint
+    directory = args.etcd_snapshot_dir or default_dir(args.data_dir)
+    return Target(endpoint, directory, getattr(args, "node_name", ""))
+
+
+def _etcd_snapshot(args: argparse.Namespace) -> int:
+    from pyk8s.server import snapshots
+
+    target = _snapshot_target(args)
+    try:
+        if args.snapshot_command == "save":
+            snap = asyncio.run(snapshots.save(target, args.name))
+            print(f"Snapshot {snap.name} saved.")
+        elif args.snapshot_command in ("ls", "list"):
+            print(snapshots.format_list(snapshots.list_snapshots(target.directory)))
+        elif args.snapshot_command == "delete":
+            for name in args.names:
+                path = snapshots.find(target, name)
+                if path is None:
+                    print(f"pyk8s etcd-snapshot: error: snapshot {name} not found", file=sys.stderr)
+                    return 1
+                path.unlink()
+                print(f"Snapshot {path.name} deleted.")
+        else:
+            for s in snapshots.prune(target.directory, args.name, args.snapshot_retention):
+                print(f"Snapshot {s.name} deleted.")
+    except (StoreError, ValueError, OSError) as err:
+        print(f"pyk8s etcd-snapshot: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cluster_reset(args: argparse.Namespace) -> int:
+    """k3s's ``server --cluster-reset --cluster-reset-restore-path FILE``: restore, exit."""
+    from pyk8s.server import snapshots
+
+    if args.cluster_reset_restore_path is None:
+        print(
+            "pyk8s server: error: --cluster-reset needs --cluster-reset-restore-path "
+            "(pyk8s runs no embedded etcd member whose membership could be reset)",
+            file=sys.stderr,
+        )
+        return 1
+    target = _snapshot_target(args)
+    try:
+        result = asyncio.run(
+            snapshots.cluster_reset_restore(target.endpoint, args.cluster_reset_restore_path)
+        )
+    except (StoreError, ValueError, OSError) as err:
+        print(f"pyk8s server: error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"Restored {args.cluster_reset_restore_path}: {result.keys} keys "
+        f"({result.written} written, {result.deleted} deleted). "
+        "Start pyk8s server without --cluster-reset now."
+    )
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pyk8s", description="Kubernetes, written in Python.")
     p.add_argument("--version", action="version", version=f"pyk8s {__version__}")
@@ -249,7 +370,16 @@ def _parser() -> argparse.ArgumentParser:
     _add_pass_through(
         server, "metrics-server", "metrics-server", note="(pyk8s's own: k3s runs it as a pod)"
     )
+    _add_pass_through(server, "ingress-controller", "ingress-controller")
+    server.add_argument(
+        "--disable",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="do not run this bundled component (k3s's flag): ingress (alias traefik)",
+    )
     _add_agent_flags(server, in_server=True)
+    _add_snapshot_server_flags(server)
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
     cm = sub.add_parser("controller-manager", help="run the controllers (leader-elected)")
@@ -310,6 +440,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--kube-api-qps", type=float, default=500.0)
     sim.add_argument("--kube-api-burst", type=int, default=1000)
     sim.add_argument("--log-level", default="info")
+    from pyk8s.server import ingress_controller
+
+    ingress = sub.add_parser("ingress-controller", help="serve Ingresses with nginx")
+    ingress_controller.add_arguments(ingress)
     agent = sub.add_parser("agent", help="join this host to a cluster as a worker node")
     agent.add_argument("--server", "-s", required=True, metavar="URL", help="https://HOST:6443")
     agent.add_argument("--token", "-t", default="", help="the server's DATA_DIR/server/node-token")
@@ -461,6 +595,7 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--force", "-f", action="store_true", help="skip the stage check")
         action.add_argument("--skip", action="store_true", help="reencrypt: keep the old keys")
         action.add_argument("--output", "-o", default="", choices=("", "text", "json"))
+    _add_etcd_snapshot(sub)
     check = sub.add_parser(
         "datastore-check", help="open a datastore endpoint and print its revisions"
     )
@@ -583,6 +718,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         requestheader_username_headers=_names(args.requestheader_username_headers),
         requestheader_group_headers=_names(args.requestheader_group_headers),
         requestheader_extra_headers_prefix=_names(args.requestheader_extra_headers_prefix),
+        **_snapshot_options(args),
     )
     try:
         components: list[tuple[str, ...]] = []
@@ -596,11 +732,31 @@ def _run_apiserver(args: argparse.Namespace) -> int:
                 components.append(("kubelet", *_agent_args(args)))
                 components.append(("proxy", *_proxy_args(args)))
                 components.append(("dns", *_dns_args(args)))
+                # on the node: nginx serves this host's addresses (k3s runs Traefik as pods)
+                from pyk8s.server import ingress_controller
+
+                ingress = ingress_controller.server_args(
+                    args, _passed_through(args.ingress_controller_args)
+                )
+                if ingress is not None:
+                    components.append(("ingress-controller", *ingress))
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``pyk8s server``'s scheduled snapshots (none for ``pyk8s apiserver``)."""
+    if args.command != "server" or args.etcd_disable_snapshots:
+        return {}
+    return {
+        "etcd_snapshot_schedule_cron": args.etcd_snapshot_schedule_cron,
+        "etcd_snapshot_retention": args.etcd_snapshot_retention,
+        "etcd_snapshot_dir": args.etcd_snapshot_dir,
+        "node_name": args.node_name,
+    }
 
 
 def _security_config_errors(args: argparse.Namespace) -> str:
@@ -889,6 +1045,20 @@ def _run_metrics_server(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_ingress_controller(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.ingress.nginx import NginxError
+    from pyk8s.server import ingress_controller, logs
+
+    logs.setup("ingress-controller", args.log_level)
+    try:
+        asyncio.run(ingress_controller.run(ingress_controller.options(args)))
+    except (ClientError, NginxError, ValueError, OSError) as err:
+        print(f"pyk8s ingress-controller: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _metrics_server_args(args: argparse.Namespace) -> list[str]:
     """``pyk8s server`` runs metrics-server as a supervised child (k3s runs it as a pod;
     here the control plane may have no node at all, e.g. with sim-nodes): on any free
@@ -1068,8 +1238,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
+    if args.command == "server" and (args.cluster_reset or args.cluster_reset_restore_path):
+        return _cluster_reset(args)
     if args.command in ("server", "apiserver"):
         return _run_apiserver(args)
+    if args.command == "etcd-snapshot":
+        return _etcd_snapshot(args)
     if args.command == "controller-manager":
         return _run_controller_manager(args)
     if args.command == "scheduler":
@@ -1088,6 +1262,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_dns(args)
     if args.command == "metrics-server":
         return _run_metrics_server(args)
+    if args.command == "ingress-controller":
+        return _run_ingress_controller(args)
     if args.command == "image":
         return _image(args)
     if args.command == "secrets-encrypt":

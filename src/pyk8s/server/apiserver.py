@@ -92,6 +92,12 @@ class Options:
     requestheader_username_headers: tuple[str, ...] | None = None
     requestheader_group_headers: tuple[str, ...] | None = None
     requestheader_extra_headers_prefix: tuple[str, ...] | None = None
+    #: k3s's scheduled snapshots (--etcd-snapshot-schedule-cron; "" = none), their
+    #: retention and directory (default DATA_DIR/server/db/snapshots)
+    etcd_snapshot_schedule_cron: str = ""
+    etcd_snapshot_retention: int = 5
+    etcd_snapshot_dir: Path | None = None
+    node_name: str = ""
 
     def requestheader(self, pki: Pki) -> RequestHeaderConfig:
         """Who may assert users in request headers, and in which headers."""
@@ -323,6 +329,24 @@ def _auditor(opts: Options) -> audit.Auditor | None:
     return audit.Auditor(policy, backend)
 
 
+def _snapshot_schedule(opts: Options) -> asyncio.Task[None] | None:
+    """k3s's scheduled datastore snapshots, when a cron schedule is set."""
+    if not opts.etcd_snapshot_schedule_cron:
+        return None
+    from pyk8s.server import snapshots
+
+    target = snapshots.Target(
+        opts.endpoint,
+        opts.etcd_snapshot_dir or snapshots.default_dir(opts.data_dir),
+        opts.node_name,
+    )
+    return asyncio.create_task(
+        snapshots.run_schedule(
+            target, opts.etcd_snapshot_schedule_cron, opts.etcd_snapshot_retention
+        )
+    )
+
+
 def _first_service_ip(cidr: str) -> str:
     import ipaddress
 
@@ -334,6 +358,10 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     ``("controller-manager",)``) run as supervised child processes, each with its own
     identity where it has one (:mod:`pyk8s.server.identities`), else the admin
     kubeconfig."""
+    if opts.etcd_snapshot_schedule_cron:
+        from pyk8s.controllers.cronjob import Schedule
+
+        Schedule.parse(opts.etcd_snapshot_schedule_cron)  # a bad spec stops us before start
     running = await start_apiserver(opts)
     stop = stop_on_signals()
     supervisor = Supervisor()
@@ -343,8 +371,11 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
         kubeconfig = identities.get(name, opts.kubeconfig)
         supervisor.add(name, "--kubeconfig", str(kubeconfig), *extra)
     await supervisor.start()
+    snapshots = _snapshot_schedule(opts)
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()
     log.info("shutting down")
+    if snapshots is not None:
+        snapshots.cancel()
     await supervisor.stop()
     await running.stop()
