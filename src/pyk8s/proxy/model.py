@@ -18,9 +18,12 @@ from typing import Any
 __all__ = [
     "SERVICE_NAME_LABEL",
     "Endpoint",
+    "HealthCheck",
     "ServicePort",
     "categorize",
     "endpoints_by_port",
+    "health_checks",
+    "load_balancer_ips",
     "port_proto_hash",
     "service_ports",
 ]
@@ -58,6 +61,9 @@ class ServicePort:
     external_policy_local: bool = False
     internal_policy_local: bool = False
     affinity_seconds: int = 0  # 0: no ClientIP affinity
+    #: spec.healthCheckNodePort of a Local-policy load balancer (0: none): the proxy
+    #: answers it with the node's local endpoint count and the filter table admits it
+    health_check_node_port: int = 0
 
     @property
     def name(self) -> str:
@@ -108,6 +114,44 @@ def _cidr(text: str) -> str:
     return str(net) if net.version == 4 else ""
 
 
+def load_balancer_ips(svc: Obj) -> tuple[str, ...]:
+    """The IPv4 ``status.loadBalancer.ingress`` addresses the proxy answers for, as a
+    load balancer's VIPs: every entry but those with ``ipMode: Proxy`` (the load balancer
+    itself delivers those to the nodes, so they are not captured here, as upstream). With
+    the ``local`` cloud provider these are the nodes' own addresses: traffic to
+    <node IP>:<port> goes through KUBE-EXT to the service's endpoints."""
+    ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+    return tuple(
+        i["ip"] for i in ingress if _is_ipv4(i.get("ip") or "") and i.get("ipMode") != "Proxy"
+    )
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """What the health-check NodePort of one Local-policy load balancer answers."""
+
+    namespace: str
+    service: str
+    port: int
+    local_endpoints: int
+
+
+def health_checks(
+    ports: Iterable[ServicePort], by_port: Mapping[tuple[str, str, str, str], list[Endpoint]]
+) -> dict[int, HealthCheck]:
+    """health-check node port → its service and this node's usable local endpoints
+    (counted once per address over the service's ports, as upstream)."""
+    local: dict[tuple[str, str, int], set[str]] = {}
+    for sp in ports:
+        if not sp.health_check_node_port:
+            continue
+        key = (sp.namespace, sp.service, sp.health_check_node_port)
+        eps = by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), [])
+        usable = _usable([e for e in eps if e.local])
+        local.setdefault(key, set()).update(e.ip for e in usable)
+    return {port: HealthCheck(ns, name, port, len(ips)) for (ns, name, port), ips in local.items()}
+
+
 def service_ports(svc: Obj) -> list[ServicePort]:
     """The IPv4 service ports of ``svc``; none for headless or ExternalName services."""
     meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
@@ -117,10 +161,12 @@ def service_ports(svc: Obj) -> list[ServicePort]:
     svc_type = spec.get("type") or "ClusterIP"
     lb_ips: tuple[str, ...] = ()
     ranges: tuple[str, ...] = ()
+    health_check_port = 0
     if svc_type == "LoadBalancer":
-        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-        lb_ips = tuple(i["ip"] for i in ingress if _is_ipv4(i.get("ip") or ""))
+        lb_ips = load_balancer_ips(svc)
         ranges = tuple(_cidr(r) for r in spec.get("loadBalancerSourceRanges") or [] if _cidr(r))
+        if spec.get("externalTrafficPolicy") == "Local":
+            health_check_port = int(spec.get("healthCheckNodePort") or 0)
     external_ips = tuple(ip for ip in spec.get("externalIPs") or [] if _is_ipv4(ip))
     affinity = 0
     if spec.get("sessionAffinity") == "ClientIP":
@@ -147,6 +193,7 @@ def service_ports(svc: Obj) -> list[ServicePort]:
             external_policy_local=exposed and spec.get("externalTrafficPolicy") == "Local",
             internal_policy_local=spec.get("internalTrafficPolicy") == "Local",
             affinity_seconds=affinity,
+            health_check_node_port=health_check_port,
         )
         out.append(sp)
     return out

@@ -14,6 +14,8 @@ kube-proxy's shape:
   ``loadBalancerSourceRanges`` only; ``KUBE-SEP-<hash>`` DNATs to one endpoint;
 * ``KUBE-MARK-MASQ`` sets the masquerade mark, ``KUBE-POSTROUTING`` masquerades marked
   packets;
+* filter ``KUBE-NODEPORTS`` accepts each Local-policy load balancer's health-check node
+  port (the proxy answers it);
 * filter ``KUBE-SERVICES`` / ``KUBE-EXTERNAL-SERVICES`` reject traffic to services without
   endpoints (drop it when only local endpoints are wanted and there are none), and
   ``KUBE-FORWARD`` accepts marked and established forwarded traffic.
@@ -34,6 +36,7 @@ from pyk8s.proxy.model import (
     ServicePort,
     categorize,
     endpoints_by_port,
+    health_checks,
     port_proto_hash,
     service_ports,
 )
@@ -150,6 +153,11 @@ def render(
     for sp in ports:
         eps = by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), [])
         _append(out, _service_port_rules(config, sp, tuple(eps)))
+    for hc in health_checks(ports, {}).values():  # admit each health-check node port once
+        out.filter_rules.append(
+            f"-A KUBE-NODEPORTS {_q(f'{hc.namespace}/{hc.service} health check node port')}"
+            f" -m tcp -p tcp --dport {hc.port} -j ACCEPT"
+        )
     nodeports = _q("kubernetes service nodeports; NOTE: this must be the last rule in this chain")
     if config.nodeport_addresses:
         for ip in config.nodeport_addresses:
