@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -164,3 +166,85 @@ async def test_client_ip_affinity_sticks_to_one_backend(
             await asyncio.wait_for(proxier.stop(), 30)
             await cleanup(net.prefix)
             await cleanup_nftables(net.prefix)
+
+
+UDP_SERVER = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("0.0.0.0", 5353))
+while True:
+    data, peer = s.recvfrom(512)
+    s.sendto(sys.argv[1].encode() + b" " + data, peer)
+"""
+UDP_CLIENT = """
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", 40053))  # one source port, as a resolver reusing its socket
+s.settimeout(1)
+s.sendto(b"query", (sys.argv[1], 53))
+try:
+    print(s.recvfrom(512)[0].decode())
+except OSError:
+    print("")
+"""
+
+
+def udp_servers(net: Network) -> list[subprocess.Popen[bytes]]:
+    """In every backend, a UDP server on 5353 answering with its namespace's name."""
+    return [
+        subprocess.Popen(["ip", "netns", "exec", ns, sys.executable, "-c", UDP_SERVER, ns])
+        for ns in net.backends
+    ]
+
+
+def udp_query(net: Network, ip: str) -> str:
+    return net.in_client(sys.executable, "-c", UDP_CLIENT, ip).strip()
+
+
+@pytest.mark.parametrize("mode", ["iptables", "nftables"])
+async def test_udp_service_follows_its_endpoint_change(
+    client: Client, namespace: str, tmp_path: Path, mode: str
+) -> None:
+    """A DNS-like UDP service: the client keeps asking from the same source port while the
+    endpoint moves; the stale conntrack entry to the old endpoint must go (the old backend
+    still answers, so without the cleanup every reply would keep coming from it)."""
+    with network(tmp_path) as net:
+        servers = udp_servers(net)
+        try:
+            svc = await client.create(
+                SERVICES,
+                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
+                 "spec": {"ports": [{"name": "dns", "port": 53, "protocol": "UDP",
+                                     "targetPort": 5353}]}},
+                namespace,
+            )  # fmt: skip
+            ip = svc["spec"]["clusterIP"]
+            (first, b1), (second, b2) = sorted(net.backends.items())
+            sl = endpoint_slice("web-1", [b1])
+            sl["ports"] = [{"name": "dns", "port": 5353, "protocol": "UDP"}]
+            sl = await client.create(ENDPOINT_SLICES, sl, namespace)
+            proxier = Proxier(
+                client, "node-a", command_prefix=net.prefix, min_sync_period=0.2, mode=mode
+            )
+            await asyncio.wait_for(proxier.start(), 30)
+            try:
+
+                async def answered_by(backend: str) -> bool:
+                    got = await asyncio.to_thread(udp_query, net, ip)
+                    assert got == f"{backend} query", got
+                    return True
+
+                await eventually(lambda: answered_by(first), within=20, every=0.2)
+                assert await answered_by(first)  # the conntrack entry is in use
+                sl["endpoints"] = [{"addresses": [b2], "conditions": {"ready": True}}]
+                await client.update(ENDPOINT_SLICES, sl, namespace)
+                await eventually(lambda: answered_by(second), within=15, every=0.2)
+            finally:
+                await asyncio.wait_for(proxier.stop(), 30)
+                await cleanup(net.prefix)
+                await cleanup_nftables(net.prefix)
+        finally:
+            for proc in servers:
+                proc.kill()
+                proc.wait(timeout=5)
