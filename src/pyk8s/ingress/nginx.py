@@ -108,10 +108,12 @@ class Nginx:
 
     def prepare(self) -> None:
         """The prefix's directories; workers (``nobody`` when we are root) own the temp
-        dirs; certificates are readable only by us (the master reads them)."""
+        dirs (its parents must let them through); certificates are readable only by us
+        (the master reads them)."""
         for sub in ("logs", "ssl", *(f"temp/{d}" for d in _TEMP_DIRS)):
             (self.prefix / sub).mkdir(parents=True, exist_ok=True)
         (self.prefix / "ssl").chmod(0o700)
+        self.prefix.chmod(0o711)  # workers reach temp/ (large request bodies), list nothing
         if os.geteuid() == 0:
             nobody = pwd.getpwnam("nobody")
             for d in _TEMP_DIRS:

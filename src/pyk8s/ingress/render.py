@@ -612,6 +612,7 @@ def _main(cfg: RenderConfig, servers: str, digest: str) -> str:
         "  proxy_set_header X-Forwarded-Host $host;\n"
         "  proxy_set_header X-Forwarded-Proto $scheme;\n"
         "  proxy_buffering on;\n"
+        "  proxy_max_temp_file_size 0;\n"
         "  proxy_next_upstream error timeout;\n"
         f"  ssl_certificate {cfg.default_certificate};\n"
         f"  ssl_certificate_key {cfg.default_certificate};\n"
