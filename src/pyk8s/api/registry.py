@@ -223,6 +223,16 @@ RESOURCES: tuple[Resource, ...] = (
     _r("networking.k8s.io", "v1", "NetworkPolicy", "networkpolicies", True, ["netpol"]),
     # discovery.k8s.io/v1
     _r("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True),
+    # certificates.k8s.io/v1
+    _r(
+        "certificates.k8s.io",
+        "v1",
+        "CertificateSigningRequest",
+        "certificatesigningrequests",
+        False,
+        ["csr"],
+        sub=["status", "approval"],
+    ),
     # coordination.k8s.io/v1
     _r("coordination.k8s.io", "v1", "Lease", "leases", True),
     # rbac.authorization.k8s.io/v1

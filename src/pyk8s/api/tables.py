@@ -1509,6 +1509,48 @@ _PRIORITY_CLASS = _Printer(
     ],
 )
 
+
+def _csr_condition(obj: Obj) -> str:
+    """Upstream's extractCSRStatus: Denied over Approved over Pending, then Failed and
+    Issued."""
+    types = {c.get("type") for c in _list(_get(obj, "status", "conditions")) if isinstance(c, dict)}
+    status = "Denied" if "Denied" in types else "Approved" if "Approved" in types else "Pending"
+    if "Failed" in types:
+        status += ",Failed"
+    if _get(obj, "status", "certificate"):
+        status += ",Issued"
+    return status
+
+
+def _csr_row(obj: Obj, now: datetime) -> list[Cell]:
+    seconds = _get(obj, "spec", "expirationSeconds")
+    duration = (
+        human_duration(timedelta(seconds=seconds))
+        if isinstance(seconds, int) and not isinstance(seconds, bool)
+        else "<none>"
+    )
+    return [
+        _name(obj),
+        _age(obj, now),
+        _str(_get(obj, "spec", "signerName")) or "<none>",
+        _str(_get(obj, "spec", "username")),
+        duration,
+        _csr_condition(obj),
+    ]
+
+
+_CSR = _Printer(
+    (
+        NAME,
+        AGE,
+        _c("SignerName", "The signer the request is for."),
+        _c("Requestor", "Who made the request."),
+        _c("RequestedDuration", "The validity the request asks for."),
+        _c("Condition", "Pending, Approved or Denied, and Failed/Issued."),
+    ),
+    _csr_row,
+)
+
 #: upstream's generic convertor, for built-ins without a printer (roles, limit ranges)
 _CREATED_AT = _Printer(
     (NAME, Column("Created At", "date", "", "When the object was created (RFC 3339, UTC).")),
@@ -1548,6 +1590,7 @@ _PRINTERS: dict[tuple[str, str], _Printer] = {
     ("networking.k8s.io", "ingressclasses"): _INGRESS_CLASS,
     ("networking.k8s.io", "networkpolicies"): _NETWORK_POLICY,
     ("discovery.k8s.io", "endpointslices"): _ENDPOINT_SLICE,
+    ("certificates.k8s.io", "certificatesigningrequests"): _CSR,
     ("coordination.k8s.io", "leases"): _LEASE,
     ("rbac.authorization.k8s.io", "roles"): _CREATED_AT,
     ("apiextensions.k8s.io", "customresourcedefinitions"): _CREATED_AT,

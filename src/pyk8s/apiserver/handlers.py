@@ -627,6 +627,8 @@ class ResourceHandlers:
         fieldmanager.set_managed_fields(new, managed)
         if subresource == "status":
             problems = strategy.validate_status_update(new, current)
+        elif subresource:
+            problems = strategy.validate_subresource_update(new, current, subresource)
         else:
             problems = strategy.validate_update(new, current)
         if problems:

@@ -262,6 +262,8 @@ class ResourceStore:
                 else:
                     new["metadata"]["annotations"] = hints
             return new
+        if subresource:
+            return self.strategy.prepare_for_subresource_update(new, old, subresource)
         self.strategy.prepare_for_update(new, old)
         return new
 

@@ -62,6 +62,7 @@ from pyk8s.apiserver.rbac import (
     ensure_bootstrap_policy,
 )
 from pyk8s.apiserver.requestinfo import RequestInfo, parse_request
+from pyk8s.apiserver.strategies.certificates import CSRWriteCheck
 from pyk8s.apiserver.watchcache import WatchCache
 from pyk8s.storage import Compactor, Store, StoreError, Unavailable
 
@@ -74,6 +75,7 @@ KUBERNETES_VERSION = "v1.32.0"
 UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts")
 
 JSON_CT = "application/json"
+CSR_RESOURCE = ("certificates.k8s.io", "certificatesigningrequests")
 
 #: the request's audit ID: the client's ``Audit-ID`` header or a new UUID; every response
 #: carries it and the log names it, so a failure a user reports can be found in the log
@@ -193,6 +195,8 @@ class APIServer:
             check = EscalationCheck(self.rbac, self.authorizer)
             for group_resource in RBAC_RESOURCES:
                 self.handlers.write_checks[group_resource] = check
+        # the requester on create, approve/sign permission on /approval and /status
+        self.handlers.write_checks[CSR_RESOURCE] = CSRWriteCheck(self.authorizer.authorize)
         self.crds = CRDController(self.handlers)
         self.policy_status = PolicyStatusController(self.handlers)
         self.aggregator = Aggregator(

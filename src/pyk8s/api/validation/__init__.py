@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from pyk8s.api.errors import FieldError
 from pyk8s.api.registry import Resource
-from pyk8s.api.validation import apps, batch, core, groups
+from pyk8s.api.validation import apps, batch, certificates, core, groups
 from pyk8s.api.validation._util import JSON, Errs, d
 from pyk8s.api.validation.batch import generate_job_selector, parse_cron
 from pyk8s.api.validation.core import drop_type_dependent_fields
@@ -106,6 +106,10 @@ _RULES: dict[tuple[str, str], tuple[Create, Update]] = {
     ("rbac.authorization.k8s.io", "ClusterRoleBinding"): (
         lambda o: groups.create_binding(o, False),
         lambda n, o: groups.update_binding(n, o, False),
+    ),
+    ("certificates.k8s.io", "CertificateSigningRequest"): (
+        certificates.create_csr,
+        lambda n, o: certificates.update_csr(n, o),
     ),
     ("coordination.k8s.io", "Lease"): (groups.create_lease, groups.update_lease),
     ("policy", "PodDisruptionBudget"): (groups.create_pdb, groups.update_pdb),

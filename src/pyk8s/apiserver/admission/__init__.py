@@ -26,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+from pyk8s.api import errors
 from pyk8s.api.registry import Resource
 from pyk8s.apiserver.audit import admission_annotations
 from pyk8s.apiserver.authn import UserInfo
@@ -82,6 +83,23 @@ class Attributes:
     def is_pod(self) -> bool:
         """A pod itself (not one of its subresources)."""
         return self.group_resource == ("", "pods") and not self.subresource
+
+
+def forbidden(attrs: Attributes, why: str) -> errors.StatusError:
+    """Upstream's ``admission.NewForbidden``: 403 naming the resource (no subresource) and
+    the request's name, or the object's on create."""
+    r = attrs.resource
+    name = attrs.name or str(((attrs.obj or {}).get("metadata") or {}).get("name") or "")
+    qualified = f"{r.plural}.{r.group}" if r.group else r.plural
+    details: dict[str, object] = {"kind": r.plural}
+    if r.group:
+        details["group"] = r.group
+    if name:
+        details["name"] = name
+        return errors.StatusError(
+            403, "Forbidden", f'{qualified} "{name}" is forbidden: {why}', details
+        )
+    return errors.StatusError(403, "Forbidden", f"{qualified} is forbidden: {why}", details)
 
 
 class Reader(Protocol):
@@ -204,6 +222,8 @@ ORDER: tuple[str, ...] = (
     "PodSecurity",
     "Priority",
     "DefaultTolerationSeconds",
+    "DefaultStorageClass",
+    "StorageObjectInUseProtection",
     "MutatingAdmissionWebhook",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionWebhook",
@@ -218,6 +238,8 @@ DEFAULT_ENABLED: tuple[str, ...] = (
     "PodSecurity",
     "Priority",
     "DefaultTolerationSeconds",
+    "DefaultStorageClass",
+    "StorageObjectInUseProtection",
     "MutatingAdmissionWebhook",
     "ValidatingAdmissionPolicy",
     "ValidatingAdmissionWebhook",
@@ -241,6 +263,7 @@ def plugins() -> dict[str, Factory]:
         priority,
         resourcequota,
         serviceaccount,
+        storage,
         tolerations,
         webhooks,
     )
@@ -254,6 +277,8 @@ def plugins() -> dict[str, Factory]:
         "PodSecurity": podsecurity.PodSecurity,
         "Priority": priority.Priority,
         "DefaultTolerationSeconds": tolerations.DefaultTolerationSeconds,
+        "DefaultStorageClass": storage.DefaultStorageClass,
+        "StorageObjectInUseProtection": storage.StorageObjectInUseProtection,
         "MutatingAdmissionWebhook": webhooks.MutatingAdmissionWebhook,
         "ValidatingAdmissionPolicy": policy.ValidatingAdmissionPolicy,
         "ValidatingAdmissionWebhook": webhooks.ValidatingAdmissionWebhook,

@@ -24,7 +24,15 @@ from collections.abc import Mapping
 from typing import Any, ClassVar
 
 from pyk8s.api import errors
-from pyk8s.apiserver.admission import CREATE, DELETE, UPDATE, Attributes, Context, Plugin
+from pyk8s.apiserver.admission import (
+    CREATE,
+    DELETE,
+    UPDATE,
+    Attributes,
+    Context,
+    Plugin,
+    forbidden,
+)
 from pyk8s.apiserver.node import node_identity
 from pyk8s.apiserver.node.authorizer import NODE_LEASE_NAMESPACE
 from pyk8s.apiserver.node.graph import (
@@ -104,7 +112,7 @@ class NodeRestriction(Plugin):
         if not is_node:
             return
         if not node:
-            raise self._forbidden(attrs, f'could not determine node from user "{attrs.user.name}"')
+            raise forbidden(attrs, f'could not determine node from user "{attrs.user.name}"')
         group_resource = attrs.group_resource
         if group_resource == ("", "pods"):
             if not attrs.subresource:
@@ -114,7 +122,7 @@ class NodeRestriction(Plugin):
             elif attrs.subresource == "eviction":
                 await self._pod_eviction(node, attrs)
             else:
-                raise self._forbidden(
+                raise forbidden(
                     attrs,
                     f'unexpected pod subresource "{attrs.subresource}", '
                     "only 'status' and 'eviction' are allowed",
@@ -123,31 +131,12 @@ class NodeRestriction(Plugin):
             self._node(node, attrs)
         elif group_resource == ("", "persistentvolumeclaims"):
             if attrs.subresource != "status":
-                raise self._forbidden(attrs, "may only update PVC status")
+                raise forbidden(attrs, "may only update PVC status")
             self._pvc_status(node, attrs)
         elif group_resource == ("", "serviceaccounts"):
             await self._service_account(node, attrs)
         elif group_resource == ("coordination.k8s.io", "leases"):
             self._lease(node, attrs)
-
-    # ------------------------------------------------------------------ refusals
-
-    @staticmethod
-    def _forbidden(attrs: Attributes, why: str) -> errors.StatusError:
-        """upstream's ``admission.NewForbidden``: the resource (no subresource) and the
-        request's name, or the object's on create."""
-        r = attrs.resource
-        name = attrs.name or str(_meta(attrs.obj).get("name") or "")
-        qualified = f"{r.plural}.{r.group}" if r.group else r.plural
-        details: dict[str, object] = {"kind": r.plural}
-        if r.group:
-            details["group"] = r.group
-        if name:
-            details["name"] = name
-            return errors.StatusError(
-                403, "Forbidden", f'{qualified} "{name}" is forbidden: {why}', details
-            )
-        return errors.StatusError(403, "Forbidden", f"{qualified} is forbidden: {why}", details)
 
     async def _existing_pod(self, attrs: Attributes, name: str) -> JSON:
         pod = await self.reader.get("", "pods", attrs.namespace, name)
@@ -163,11 +152,11 @@ class NodeRestriction(Plugin):
         elif attrs.operation == DELETE:
             pod = await self._existing_pod(attrs, attrs.name)
             if _spec(pod).get("nodeName") != node:
-                raise self._forbidden(
+                raise forbidden(
                     attrs, f'node "{node}" can only delete pods with spec.nodeName set to itself'
                 )
         else:
-            raise self._forbidden(
+            raise forbidden(
                 attrs,
                 f'unexpected operation "{attrs.operation}", '
                 f'node "{node}" can only create and delete mirror pods',
@@ -177,38 +166,38 @@ class NodeRestriction(Plugin):
         pod = attrs.obj or {}
         meta, spec = _meta(pod), _spec(pod)
         if MIRROR_POD_ANNOTATION not in (meta.get("annotations") or {}):
-            raise self._forbidden(
+            raise forbidden(
                 attrs,
                 f'pod does not have "{MIRROR_POD_ANNOTATION}" annotation, '
                 f'node "{node}" can only create mirror pods',
             )
         if spec.get("nodeName") != node:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" can only create pods with spec.nodeName set to itself'
             )
         owners = meta.get("ownerReferences") or []
         if len(owners) > 1:
-            raise self._forbidden(
+            raise forbidden(
                 attrs,
                 f'node "{node}" can only create pods with a single owner reference set to itself',
             )
         if not owners:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" can only create pods with an owner reference set to itself'
             )
         owner = owners[0]
         if (owner.get("apiVersion"), owner.get("kind"), owner.get("name")) != ("v1", "Node", node):
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" can only create pods with an owner reference set to itself'
             )
         if owner.get("controller") is not True:
-            raise self._forbidden(
+            raise forbidden(
                 attrs,
                 f'node "{node}" can only create pods with a controller owner reference set to '
                 "itself",
             )
         if owner.get("blockOwnerDeletion") is True:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" must not set blockOwnerDeletion on an owner reference'
             )
         node_obj = await self.reader.get("", "nodes", "", node)
@@ -216,62 +205,62 @@ class NodeRestriction(Plugin):
             raise errors.not_found("nodes", node)
         uid = str(_meta(node_obj).get("uid") or "")
         if owner.get("uid") != uid:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f"node {node} UID mismatch: expected {owner.get('uid', '')} got {uid}"
             )
         if spec.get("serviceAccountName"):
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" can not create pods that reference a service account'
             )
         if any(pod_secret_names(spec)):
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" can not create pods that reference secrets'
             )
         if any(pod_configmap_names(spec)):
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" can not create pods that reference configmaps'
             )
         volumes = [v for v in spec.get("volumes") or () if isinstance(v, Mapping)]
         for v in volumes:
             for source in (v.get("projected") or {}).get("sources") or ():
                 if isinstance(source, Mapping) and source.get("clusterTrustBundle") is not None:
-                    raise self._forbidden(
+                    raise forbidden(
                         attrs,
                         f'node "{node}" can not create pods that reference clustertrustbundles',
                     )
         if any(v.get("persistentVolumeClaim") is not None for v in volumes):
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" can not create pods that reference persistentvolumeclaims'
             )
 
     def _pod_status(self, node: str, attrs: Attributes) -> None:
         if attrs.operation != UPDATE:
-            raise self._forbidden(attrs, f'unexpected operation "{attrs.operation}"')
+            raise forbidden(attrs, f'unexpected operation "{attrs.operation}"')
         if _spec(attrs.old).get("nodeName") != node:
-            raise self._forbidden(
+            raise forbidden(
                 attrs,
                 f'node "{node}" can only update pod status for pods with spec.nodeName set to '
                 "itself",
             )
         if (_meta(attrs.old).get("labels") or {}) != (_meta(attrs.obj).get("labels") or {}):
-            raise self._forbidden(attrs, f'node "{node}" cannot update labels through pod status')
+            raise forbidden(attrs, f'node "{node}" cannot update labels through pod status')
 
         def claims(pod: Mapping[str, Any] | None) -> list[tuple[Any, Any]]:
             statuses = ((pod or {}).get("status") or {}).get("resourceClaimStatuses") or []
             return [(s.get("name"), s.get("resourceClaimName")) for s in statuses]
 
         if claims(attrs.old) != claims(attrs.obj):
-            raise self._forbidden(attrs, f'node "{node}" cannot update resource claim statues')
+            raise forbidden(attrs, f'node "{node}" cannot update resource claim statues')
 
     async def _pod_eviction(self, node: str, attrs: Attributes) -> None:
         if attrs.operation != CREATE:
-            raise self._forbidden(attrs, f"unexpected operation {attrs.operation}")
+            raise forbidden(attrs, f"unexpected operation {attrs.operation}")
         name = attrs.name or str(_meta(attrs.obj).get("name") or "")
         if not name:
-            raise self._forbidden(attrs, "could not determine pod from request data")
+            raise forbidden(attrs, "could not determine pod from request data")
         pod = await self._existing_pod(attrs, name)
         if _spec(pod).get("nodeName") != node:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f"node {node} can only evict pods with spec.nodeName set to itself"
             )
 
@@ -282,20 +271,20 @@ class NodeRestriction(Plugin):
             str(_meta(attrs.obj).get("name") or "") if attrs.operation == CREATE else ""
         )
         if requested != node:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'node "{node}" is not allowed to modify node "{requested}"'
             )
         new_spec, old_spec = _spec(attrs.obj), _spec(attrs.old)
         new_labels = _meta(attrs.obj).get("labels") or {}
         if attrs.operation == CREATE:
             if new_spec.get("configSource") is not None:
-                raise self._forbidden(
+                raise forbidden(
                     attrs,
                     f'node "{node}" is not allowed to create pods with a non-nil configSource',
                 )
             labels = forbidden_labels(new_labels, {})
             if labels:
-                raise self._forbidden(
+                raise forbidden(
                     attrs,
                     f'node "{node}" is not allowed to set the following labels: '
                     + ", ".join(labels),
@@ -303,16 +292,16 @@ class NodeRestriction(Plugin):
         elif attrs.operation == UPDATE:
             source = new_spec.get("configSource")
             if source is not None and source != old_spec.get("configSource"):
-                raise self._forbidden(
+                raise forbidden(
                     attrs,
                     f'node "{node}" is not allowed to update configSource to a new non-nil '
                     "configSource",
                 )
             if (new_spec.get("taints") or []) != (old_spec.get("taints") or []):
-                raise self._forbidden(attrs, f'node "{node}" is not allowed to modify taints')
+                raise forbidden(attrs, f'node "{node}" is not allowed to modify taints')
             labels = forbidden_labels(new_labels, _meta(attrs.old).get("labels") or {})
             if labels:
-                raise self._forbidden(
+                raise forbidden(
                     attrs, "is not allowed to modify labels: " + ", ".join(labels)
                 )
 
@@ -320,7 +309,7 @@ class NodeRestriction(Plugin):
 
     def _pvc_status(self, node: str, attrs: Attributes) -> None:
         if attrs.operation != UPDATE:
-            raise self._forbidden(attrs, f'unexpected operation "{attrs.operation}"')
+            raise forbidden(attrs, f'unexpected operation "{attrs.operation}"')
 
         def comparable(pvc: Mapping[str, Any] | None) -> JSON:
             out = copy.deepcopy(dict(pvc or {}))
@@ -334,7 +323,7 @@ class NodeRestriction(Plugin):
             return out
 
         if comparable(attrs.old) != comparable(attrs.obj):
-            raise self._forbidden(
+            raise forbidden(
                 attrs,
                 f'node "{node}" is not allowed to update fields other than status.capacity '
                 "and status.conditions",
@@ -350,28 +339,28 @@ class NodeRestriction(Plugin):
             or ref.get("kind") != "Pod"
             or not ref.get("name")
         ):
-            raise self._forbidden(attrs, "node requested token not bound to a pod")
+            raise forbidden(attrs, "node requested token not bound to a pod")
         if not ref.get("uid"):
-            raise self._forbidden(attrs, "node requested token with a pod binding without a uid")
+            raise forbidden(attrs, "node requested token with a pod binding without a uid")
         pod = await self._existing_pod(attrs, str(ref["name"]))
         if ref.get("uid") != _meta(pod).get("uid"):
-            raise self._forbidden(
+            raise forbidden(
                 attrs,
                 f"the UID in the bound object reference ({ref['uid']}) does not match the UID "
                 "in record. The object might have been deleted and then recreated",
             )
         if _spec(pod).get("nodeName") != node:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, "node requested token bound to a pod scheduled on a different node"
             )
 
     def _lease(self, node: str, attrs: Attributes) -> None:
         if attrs.namespace != NODE_LEASE_NAMESPACE:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, f'can only access leases in the "{NODE_LEASE_NAMESPACE}" system namespace'
             )
         name = str(_meta(attrs.obj).get("name") or "") if attrs.operation == CREATE else attrs.name
         if name != node:
-            raise self._forbidden(
+            raise forbidden(
                 attrs, "can only access node lease with the same name as the requesting node"
             )

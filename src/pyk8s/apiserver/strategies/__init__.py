@@ -17,6 +17,7 @@ from pyk8s.apiserver.strategies.admissionpolicy import (
     ValidatingAdmissionPolicyStrategy,
 )
 from pyk8s.apiserver.strategies.base import JSON, Rollback, Strategy, Subresource
+from pyk8s.apiserver.strategies.certificates import CSRStrategy
 from pyk8s.apiserver.strategies.core import (
     BindingStrategy,
     EventStrategy,
@@ -36,6 +37,7 @@ __all__ = ["JSON", "Allocators", "Rollback", "Strategy", "Subresource", "builtin
 _BUILTIN: dict[tuple[str, str], Callable[[Resource], Strategy]] = {
     ("", "pods"): PodStrategy,
     ("", "bindings"): BindingStrategy,
+    ("certificates.k8s.io", "certificatesigningrequests"): CSRStrategy,
     ("", "namespaces"): NamespaceStrategy,
     ("", "nodes"): NodeStrategy,
     ("", "events"): EventStrategy,

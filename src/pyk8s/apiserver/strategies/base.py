@@ -147,6 +147,19 @@ class Strategy:
         the resource has its own status strategy)."""
         return self.validate_update(new, old)
 
+    def prepare_for_subresource_update(self, new: JSON, old: JSON, subresource: str) -> JSON:
+        """The object an update through a generic subresource other than status writes
+        (a CertificateSigningRequest's ``approval``); the main update's rules unless the
+        resource has its own."""
+        self.prepare_for_update(new, old)
+        return new
+
+    def validate_subresource_update(
+        self, new: JSON, old: JSON, subresource: str
+    ) -> list[FieldError]:
+        """Errors of a write through a generic subresource other than status."""
+        return self.validate_update(new, old)
+
     # ------------------------------------------------------------------ versions
 
     async def prepare_conversion(
