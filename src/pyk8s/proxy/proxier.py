@@ -6,7 +6,8 @@ every mode. After each applied change the stale UDP/SCTP conntrack entries are c
 (:mod:`pyk8s.proxy.conntrack`). A failed sync leaves the previous rules in place, is
 retried with exponential backoff (from ``min_sync_period`` up to ``sync_period``), counted
 in the mode's failure metric and reported once per failure streak as a Warning event on
-the Node.
+the Node. The health-check node ports of Local-policy load balancers are served from
+here after every sync (:mod:`pyk8s.proxy.healthcheck`).
 
 Every change marks the ruleset dirty; a single loop re-renders the whole ruleset and
 applies it, at most once per ``min_sync_period`` (changes arriving meanwhile are batched
@@ -31,7 +32,9 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, ClientError, EventRecorder, SharedInformer
 from pyk8s.proxy import conntrack
+from pyk8s.proxy.healthcheck import HealthCheckServer
 from pyk8s.proxy.iptables import Applier, IptablesError, cleanup
+from pyk8s.proxy.model import HealthCheck, endpoints_by_port, health_checks, service_ports
 from pyk8s.proxy.nftables import NftablesError, NftApplier, cleanup_nftables
 from pyk8s.proxy.nftrules import render_nft
 from pyk8s.proxy.rules import MASQ_MARK, ProxyConfig, render
@@ -92,6 +95,8 @@ class Proxier:
         self.applier = Applier(command_prefix, self.registry)
         self.nft_applier = NftApplier(command_prefix, self.registry)
         self.recorder = EventRecorder(client, "kube-proxy", node_name)
+        #: the health-check node ports of Local-policy load balancers
+        self.health_checks = HealthCheckServer(self.healthy)
         self.services = SharedInformer.for_resource(client, SERVICES)
         self.slices = SharedInformer.for_resource(client, ENDPOINT_SLICES)
         self.sync_seconds = Histogram(
@@ -158,6 +163,7 @@ class Proxier:
             self._task = None
         await self.services.stop()
         await self.slices.stop()
+        await self.health_checks.stop()
         await self.recorder.close()
 
     async def _remove_other_modes(self) -> None:
@@ -251,6 +257,19 @@ class Proxier:
                 f" retrying with backoff): {error[:500]}",
             )  # fmt: skip
 
+    def _health_checks(self, services: list[Any], slices: list[Any]) -> dict[int, HealthCheck]:
+        """The health-check node ports of the Local-policy load balancers, with this
+        node's local endpoint counts."""
+        local_lbs = [
+            sp
+            for svc in services
+            if (svc.get("spec") or {}).get("healthCheckNodePort")
+            for sp in service_ports(svc)
+        ]
+        if not local_lbs:
+            return {}
+        return health_checks(local_lbs, endpoints_by_port(slices, self.config.node_name))
+
     async def sync(self, full: bool = True) -> bool:
         """Render and apply now; ``full`` also checks the jump rules and restores even if
         nothing changed. True if a restore ran."""
@@ -273,6 +292,7 @@ class Proxier:
             flows = conntrack.destinations(services, slices, self.config.node_name)
             await conntrack.clear(self.prefix, conntrack.stale_flows(self._flows, flows))
             self._flows = flows
+        await self.health_checks.sync(self._health_checks(services, slices))
         self.sync_seconds.observe(time.monotonic() - started)
         self.last_sync_timestamp.set_to_current_time()
         return ran
