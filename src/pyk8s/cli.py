@@ -372,6 +372,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_pass_through(server, "ingress-controller", "ingress-controller")
     server.add_argument(
+        "--enable-metrics-adapter",
+        action="store_true",
+        help="also run pyk8s metrics-adapter (custom.metrics.k8s.io from the pods' "
+        "Prometheus endpoints)",
+    )
+    _add_pass_through(server, "metrics-adapter", "metrics-adapter")
+    server.add_argument(
         "--disable",
         action="append",
         default=[],
@@ -512,6 +519,25 @@ def _parser() -> argparse.ArgumentParser:
         help="register kube-system/metrics-server and the APIService at this address",
     )
     ms.add_argument("--log-level", default="info")
+    ma = sub.add_parser(
+        "metrics-adapter", help="custom.metrics.k8s.io from the pods' Prometheus endpoints"
+    )
+    ma.add_argument("--kubeconfig", type=Path, default=None)
+    ma.add_argument("--bind-address", default="0.0.0.0")
+    ma.add_argument("--secure-port", type=int, default=6443, help="0: any free port")
+    ma.add_argument("--scrape-interval", default="15s", metavar="DURATION")
+    ma.add_argument("--scrape-timeout", default="10s", metavar="DURATION")
+    ma.add_argument("--tls-cert-file", type=Path, default=None)
+    ma.add_argument("--tls-private-key-file", type=Path, default=None)
+    ma.add_argument("--cert-dir", type=Path, default=Path("apiserver.local.config/certificates"))
+    ma.add_argument("--health-bind-address", default="0.0.0.0")
+    ma.add_argument("--health-port", type=int, default=10264, help="/healthz and /metrics")
+    ma.add_argument(
+        "--advertise-address",
+        default="",
+        help="register kube-system/custom-metrics-apiserver and the APIServices at this address",
+    )
+    ma.add_argument("--log-level", default="info")
     dns = sub.add_parser("dns", help="cluster DNS (the CoreDNS role)")
     dns.add_argument("--kubeconfig", type=Path, default=None)
     dns.add_argument("--bind-address", default="0.0.0.0")
@@ -728,6 +754,8 @@ def _run_apiserver(args: argparse.Namespace) -> int:
                 ("scheduler", *_passed_through(args.scheduler_args)),
                 ("metrics-server", *_metrics_server_args(args)),
             ]
+            if args.enable_metrics_adapter:
+                components.append(("metrics-adapter", *_metrics_adapter_args(args)))
             if not args.disable_agent:
                 components.append(("kubelet", *_agent_args(args)))
                 components.append(("proxy", *_proxy_args(args)))
@@ -1080,6 +1108,46 @@ def _metrics_server_args(args: argparse.Namespace) -> list[str]:
             *_passed_through(args.metrics_server_args)]  # fmt: skip
 
 
+def _run_metrics_adapter(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server import logs, metrics_adapter
+    from pyk8s.server.component import parse_duration
+
+    logs.setup("metrics-adapter", args.log_level)
+    try:
+        opts = metrics_adapter.Options(
+            kubeconfig=args.kubeconfig,
+            bind_address=args.bind_address,
+            secure_port=args.secure_port,
+            scrape_interval=parse_duration(args.scrape_interval, "scrape-interval"),
+            scrape_timeout=parse_duration(args.scrape_timeout, "scrape-timeout"),
+            tls_cert_file=args.tls_cert_file,
+            tls_private_key_file=args.tls_private_key_file,
+            cert_dir=args.cert_dir,
+            health_bind_address=args.health_bind_address,
+            health_port=args.health_port,
+            advertise_address=args.advertise_address,
+        )
+        asyncio.run(metrics_adapter.run(opts))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s metrics-adapter: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _metrics_adapter_args(args: argparse.Namespace) -> list[str]:
+    """``pyk8s server --enable-metrics-adapter`` runs the adapter as metrics-server: a
+    supervised child on any free port, registered at the advertise address."""
+    from pyk8s.kubelet.node import default_host_ip
+    from pyk8s.server.paths import default_data_dir
+
+    tls = (args.data_dir or default_data_dir()) / "server" / "tls"
+    address = args.advertise_address or args.node_ip or default_host_ip()
+    return ["--secure-port", "0", "--health-port", "0", "--advertise-address", address,
+            "--bind-address", address, "--cert-dir", str(tls / "metrics-adapter"),
+            *_passed_through(args.metrics_adapter_args)]  # fmt: skip
+
+
 def _dns_args(args: argparse.Namespace) -> list[str]:
     """``pyk8s server`` runs the cluster DNS behind kube-dns, the tenth service address."""
     from pyk8s.kubelet.node import default_host_ip
@@ -1262,6 +1330,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_dns(args)
     if args.command == "metrics-server":
         return _run_metrics_server(args)
+    if args.command == "metrics-adapter":
+        return _run_metrics_adapter(args)
     if args.command == "ingress-controller":
         return _run_ingress_controller(args)
     if args.command == "image":

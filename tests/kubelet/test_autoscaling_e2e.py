@@ -15,7 +15,6 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,13 +28,16 @@ from tests.kubelet.test_kubelet_e2e import container
 
 pytestmark = pytest.mark.e2e
 
-APISERVICE = "v1beta1.metrics.k8s.io"
+APISERVICES = ("v1beta1.metrics.k8s.io", "v1beta2.custom.metrics.k8s.io",
+               "v1beta1.custom.metrics.k8s.io")  # fmt: skip
 BURN = "while [ ! -f /tmp/stop ]; do :; done; exec sleep 3600"
 
 
-@pytest.fixture
-def autoscaling(cm_server: Server, node: Node, tmp_path: Path) -> Iterator[Kubectl]:
+@pytest.fixture(scope="module")
+def components(cm_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kubectl]:
+    """The controller manager, metrics-server and the metrics adapter, once per module."""
     kubeconfig = str(cm_server.kubeconfig)
+    tmp_path = tmp_path_factory.mktemp("autoscaling")
     commands = [
         ["controller-manager", "--kubeconfig", kubeconfig, "--leader-elect", "false",
          "--port", str(free_port()),
@@ -46,6 +48,10 @@ def autoscaling(cm_server: Server, node: Node, tmp_path: Path) -> Iterator[Kubec
          "--health-port", str(free_port()), "--metric-resolution", "3s",
          "--kubelet-insecure-tls", "--kubelet-preferred-address-types", "InternalIP",
          "--cert-dir", str(tmp_path / "ms-certs")],
+        ["metrics-adapter", "--kubeconfig", kubeconfig, "--secure-port", "0",
+         "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
+         "--health-port", str(free_port()), "--scrape-interval", "2s",
+         "--cert-dir", str(tmp_path / "adapter-certs")],
     ]  # fmt: skip
     procs = []
     for args in commands:
@@ -54,17 +60,23 @@ def autoscaling(cm_server: Server, node: Node, tmp_path: Path) -> Iterator[Kubec
                                           stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
     kubectl = Kubectl(cm_server.kubeconfig)
     try:
-        wait_until(
-            lambda: kubectl.run("get", "apiservice", APISERVICE, check=False).returncode == 0
-        )
-        kubectl("wait", "--for=condition=Available", f"apiservice/{APISERVICE}", "--timeout=60s")
-
+        for apiservice in APISERVICES:
+            get = ("get", "apiservice", apiservice)
+            wait_until(lambda get=get: kubectl.run(*get, check=False).returncode == 0)  # type: ignore[misc]
+            kubectl("wait", "--for=condition=Available", f"apiservice/{apiservice}",
+                    "--timeout=60s")  # fmt: skip
         yield kubectl
     finally:
-        kubectl.run("delete", "apiservice", APISERVICE, check=False)
+        for apiservice in APISERVICES:
+            kubectl.run("delete", "apiservice", apiservice, check=False)
         for proc in procs:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+@pytest.fixture
+def autoscaling(components: Kubectl, node: Node) -> Kubectl:
+    return components
 
 
 def deployment(node: Node) -> dict[str, Any]:
@@ -145,3 +157,108 @@ async def test_hpa_scales_a_busy_deployment_and_kubectl_top_shows_its_cpu(
     for name in await eventually(running, within=120):
         await run("exec", "-n", namespace, name, "--", "touch", "/tmp/stop")
     await eventually(lambda: replicas(1), within=180)
+
+
+# six requests a second: the counter is six times the clock, written each second
+COUNTER = (
+    "printf '# TYPE http_requests_total counter\\n"
+    'http_requests_total{code="200",service="web"} %s\\n\' $(( $(date +%s) * 6 ))'
+    " > /www/m.tmp && mv /www/m.tmp /www/metrics"
+)
+SERVE_METRICS = f"mkdir -p /www && httpd -p 9100 -h /www && while true; do {COUNTER}; sleep 1; done"
+CUSTOM = "/apis/custom.metrics.k8s.io"
+
+
+def metrics_deployment(node: Node) -> dict[str, Any]:
+    annotations = {"prometheus.io/scrape": "true", "prometheus.io/port": "9100"}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "reqs"},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "reqs"}},
+            "template": {
+                "metadata": {"labels": {"app": "reqs"}, "annotations": annotations},
+                "spec": {"nodeName": node.name, "terminationGracePeriodSeconds": 1,
+                         "containers": [container("web", SERVE_METRICS)]},
+            },
+        },
+    }  # fmt: skip
+
+
+HPA = {
+    "apiVersion": "autoscaling/v2",
+    "kind": "HorizontalPodAutoscaler",
+    "metadata": {"name": "reqs"},
+    "spec": {
+        "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "reqs"},
+        "minReplicas": 1,
+        "maxReplicas": 3,
+        "metrics": [{"type": "Pods", "pods": {
+            "metric": {"name": "http_requests_per_second"},
+            "target": {"type": "AverageValue", "averageValue": "2"}}}],
+    },
+}  # fmt: skip
+
+
+async def test_hpa_scales_on_a_custom_metric_the_adapter_reads_from_a_pods_metrics(
+    namespace: str, node: Node, autoscaling: Kubectl
+) -> None:
+    kubectl = autoscaling
+    await asyncio.to_thread(
+        kubectl, "apply", "-n", namespace, "-f", "-", input=json.dumps(metrics_deployment(node))
+    )
+
+    async def rates() -> list[Any]:
+        out = await asyncio.to_thread(
+            kubectl.run, "get", "--raw",
+            f"{CUSTOM}/v1beta2/namespaces/{namespace}/pods/*/http_requests_per_second",
+            check=False,
+        )  # fmt: skip
+        return list(json.loads(out.stdout)["items"]) if out.returncode == 0 else []
+
+    [item] = await eventually(rates, within=90)
+    assert item["describedObject"]["kind"] == "Pod"
+    assert item["describedObject"]["name"].startswith("reqs-")
+    assert item["metric"] == {"name": "http_requests_per_second"}
+    # six a second, measured over whole-second steps of the counter
+    assert 3.0 <= milli(item["value"]) / 1000 <= 9.0, item
+
+    # the same through v1beta1, for the object its series name, and for the namespace
+    old = json.loads(await asyncio.to_thread(
+        kubectl, "get", "--raw",
+        f"{CUSTOM}/v1beta1/namespaces/{namespace}/pods/{item['describedObject']['name']}"
+        "/http_requests_per_second",
+    ))  # fmt: skip
+    assert old["items"][0]["metricName"] == "http_requests_per_second"
+    service = json.loads(await asyncio.to_thread(
+        kubectl, "get", "--raw",
+        f"{CUSTOM}/v1beta2/namespaces/{namespace}/services/web/http_requests_per_second",
+    ))  # fmt: skip
+    assert service["items"][0]["describedObject"]["kind"] == "Service"
+    missing = await asyncio.to_thread(
+        kubectl.run, "get", "--raw", f"{CUSTOM}/v1beta2/namespaces/{namespace}/pods/*/nope",
+        check=False,
+    )  # fmt: skip
+    assert "the server could not find the metric nope for pods" in missing.stderr
+
+    await asyncio.to_thread(kubectl, "apply", "-n", namespace, "-f", "-", input=json.dumps(HPA))
+
+    async def scaled() -> bool:
+        got = await asyncio.to_thread(kubectl.json, "get", "deploy", "reqs", "-n", namespace)
+        return bool(got["spec"]["replicas"] == 3)
+
+    await eventually(scaled, within=90)
+    listed = await asyncio.to_thread(
+        kubectl, "get", "events", "-n", namespace, "-o", "json",
+        "--field-selector", "reason=SuccessfulRescale",
+    )  # fmt: skip
+    messages = [e["message"] for e in json.loads(listed)["items"]]
+    assert any(
+        m.endswith("reason: pods metric http_requests_per_second above target") for m in messages
+    ), messages
+
+
+def milli(quantity: str) -> float:
+    return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000

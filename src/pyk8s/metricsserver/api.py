@@ -32,7 +32,7 @@ from pyk8s.client import Client
 from pyk8s.client.errors import ClientError
 from pyk8s.metricsserver.storage import Storage, Usage, go_duration, rfc3339
 
-__all__ = ["GROUP", "VERSION", "MetricsAPI", "RequestHeader"]
+__all__ = ["GROUP", "VERSION", "DelegatedAuth", "MetricsAPI", "RequestHeader", "ok", "status"]
 
 log = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class _User:
     extra: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
 
-def _status(code: int, reason: str, message: str, details: Obj | None = None) -> web.Response:
+def status(code: int, reason: str, message: str, details: Obj | None = None) -> web.Response:
     body: Obj = {
         "kind": "Status",
         "apiVersion": "v1",
@@ -102,42 +102,27 @@ def _json(obj: Obj) -> web.Response:
     return web.Response(body=orjson.dumps(obj), content_type="application/json")
 
 
-class MetricsAPI:
-    """The aiohttp application; ``storage`` is read at each request."""
+async def ok(_: web.Request) -> web.Response:
+    """The health endpoints' answer."""
+    return web.Response(text="ok")
+
+
+class DelegatedAuth:
+    """Who may ask an aggregated API server, as upstream's delegated authentication and
+    authorization: the front proxy's client certificate and ``X-Remote-*`` headers name
+    the user, a SubjectAccessReview (remembered for ten seconds) says what they may do.
+    Shared by metrics-server and the custom metrics adapter."""
 
     def __init__(
         self,
-        storage: Storage,
-        *,
         client: Client,
-        nodes: Lister,
-        node: Getter,
-        pods: Lister,
-        pod: Callable[[str, str], Obj | None],
         requestheader: Callable[[], RequestHeader | None],
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self.storage = storage
         self.client = client
-        self._nodes, self._node, self._pods, self._pod = nodes, node, pods, pod
         self._requestheader = requestheader
         self._clock = clock
         self._decisions: dict[tuple[Any, ...], tuple[bool, str, float]] = {}
-        self.app = web.Application(middlewares=[self._authenticate])
-        base = f"/apis/{GROUP}/{VERSION}"
-        r = self.app.router
-        r.add_get("/apis", self._group_list)
-        r.add_get(f"/apis/{GROUP}", self._group)
-        r.add_get(base, self._resources)
-        r.add_get(f"{base}/nodes", self._list_nodes)
-        r.add_get(f"{base}/nodes/{{name}}", self._get_node)
-        r.add_get(f"{base}/pods", self._list_pods)
-        r.add_get(f"{base}/namespaces/{{namespace}}/pods", self._list_pods)
-        r.add_get(f"{base}/namespaces/{{namespace}}/pods/{{name}}", self._get_pod)
-        for path in ("/healthz", "/livez", "/readyz"):
-            r.add_get(path, self._ok)
-
-    # ------------------------------------------------------------------ authn/authz
 
     def _user(self, request: web.Request) -> _User | None:
         config = self._requestheader()
@@ -163,30 +148,44 @@ class MetricsAPI:
         return _User(name, groups, extra)
 
     @web.middleware
-    async def _authenticate(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+    async def middleware(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        """401 unless the front proxy vouches for the caller (health paths are open)."""
         if request.path not in ("/healthz", "/livez", "/readyz"):
             user = self._user(request)
             if user is None:
-                return _status(401, "Unauthorized", "Unauthorized")
+                return status(401, "Unauthorized", "Unauthorized")
             request["user"] = user
         return await handler(request)
 
-    async def _authorize(
-        self, request: web.Request, verb: str, resource: str, namespace: str, name: str = ""
+    async def authorize(
+        self,
+        request: web.Request,
+        group_version: tuple[str, str],
+        verb: str,
+        resource: str,
+        namespace: str,
+        name: str = "",
+        *,
+        subresource: str = "",
     ) -> web.Response | None:
+        """None when the caller may ``verb`` the resource, else upstream's 403 (or 500
+        when the API server cannot be asked)."""
         user: _User = request["user"]
         if resource == "":  # discovery: every authenticated user, as upstream's policy
             return None
-        key = (user.name, user.groups, tuple(sorted(user.extra.items())), verb, resource,
-               namespace, name)  # fmt: skip
+        group, version = group_version
+        key = (user.name, user.groups, tuple(sorted(user.extra.items())), group, verb,
+               resource, subresource, namespace, name)  # fmt: skip
         now = self._clock()
         cached = self._decisions.get(key)
         if cached is None or now - cached[2] > _AUTHZ_TTL:
-            attrs: Obj = {"verb": verb, "group": GROUP, "version": VERSION, "resource": resource}
+            attrs: Obj = {"verb": verb, "group": group, "version": version, "resource": resource}
             if namespace:
                 attrs["namespace"] = namespace
             if name:
                 attrs["name"] = name
+            if subresource:
+                attrs["subresource"] = subresource
             review = {
                 "apiVersion": "authorization.k8s.io/v1",
                 "kind": "SubjectAccessReview",
@@ -203,31 +202,69 @@ class MetricsAPI:
                 )
             except ClientError as err:
                 log.warning("authorization check failed: %s", err)
-                return _status(500, "InternalError", f"Internal error occurred: {err}")
-            status = got.get("status") or {}
-            cached = (bool(status.get("allowed")), str(status.get("reason") or ""), now)
+                return status(500, "InternalError", f"Internal error occurred: {err}")
+            answer = got.get("status") or {}
+            cached = (bool(answer.get("allowed")), str(answer.get("reason") or ""), now)
             if len(self._decisions) > 10_000:
                 self._decisions.clear()
             self._decisions[key] = cached
         if cached[0]:
             return None
-        what = f'{resource}.{GROUP} "{name}"' if name else f"{resource}.{GROUP}"
+        shown = f"{resource}/{subresource}" if subresource else resource
+        what = f'{resource}.{group} "{name}"' if name else f"{resource}.{group}"
         scope = f' in the namespace "{namespace}"' if namespace else " at the cluster scope"
         message = (
-            f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{resource}" '
-            f'in API group "{GROUP}"{scope}'
+            f'{what} is forbidden: User "{user.name}" cannot {verb} resource "{shown}" '
+            f'in API group "{group}"{scope}'
         )
         if cached[1]:
             message += f": {cached[1]}"
-        details: Obj = {"group": GROUP, "kind": resource}
+        details: Obj = {"group": group, "kind": resource}
         if name:
             details["name"] = name
-        return _status(403, "Forbidden", message, details)
+        return status(403, "Forbidden", message, details)
+
+
+class MetricsAPI:
+    """The aiohttp application; ``storage`` is read at each request."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        *,
+        client: Client,
+        nodes: Lister,
+        node: Getter,
+        pods: Lister,
+        pod: Callable[[str, str], Obj | None],
+        requestheader: Callable[[], RequestHeader | None],
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.storage = storage
+        self.client = client
+        self._nodes, self._node, self._pods, self._pod = nodes, node, pods, pod
+        self._clock = clock
+        self.auth = DelegatedAuth(client, requestheader, clock)
+        self.app = web.Application(middlewares=[self.auth.middleware])
+        base = f"/apis/{GROUP}/{VERSION}"
+        r = self.app.router
+        r.add_get("/apis", self._group_list)
+        r.add_get(f"/apis/{GROUP}", self._group)
+        r.add_get(base, self._resources)
+        r.add_get(f"{base}/nodes", self._list_nodes)
+        r.add_get(f"{base}/nodes/{{name}}", self._get_node)
+        r.add_get(f"{base}/pods", self._list_pods)
+        r.add_get(f"{base}/namespaces/{{namespace}}/pods", self._list_pods)
+        r.add_get(f"{base}/namespaces/{{namespace}}/pods/{{name}}", self._get_pod)
+        for path in ("/healthz", "/livez", "/readyz"):
+            r.add_get(path, ok)
+
+    async def _authorize(
+        self, request: web.Request, verb: str, resource: str, namespace: str, name: str = ""
+    ) -> web.Response | None:
+        return await self.auth.authorize(request, (GROUP, VERSION), verb, resource, namespace, name)
 
     # ------------------------------------------------------------------ discovery
-
-    async def _ok(self, _: web.Request) -> web.Response:
-        return web.Response(text="ok")
 
     def _group_doc(self) -> Obj:
         gv = {"groupVersion": GROUP_VERSION, "version": VERSION}
@@ -269,7 +306,7 @@ class MetricsAPI:
         try:
             return parse_label_selector(text)
         except SelectorError as err:
-            return _status(400, "BadRequest", str(err))
+            return status(400, "BadRequest", str(err))
 
     def _metadata(self, obj: Obj) -> Obj:
         meta = obj["metadata"]
@@ -341,7 +378,7 @@ class MetricsAPI:
         node = self._node(name)
         metrics = self._node_metrics(node) if node is not None else None
         if metrics is None:
-            return _status(404, "NotFound", f'nodemetrics.{GROUP} "{name}" not found',
+            return status(404, "NotFound", f'nodemetrics.{GROUP} "{name}" not found',
                            {"name": name, "group": GROUP, "kind": "nodemetrics"})  # fmt: skip
         return _json(metrics)
 
@@ -371,7 +408,7 @@ class MetricsAPI:
         metrics = self._pod_metrics(pod) if pod is not None else None
         if metrics is None:
             shown = f"{namespace}/{name}"
-            return _status(404, "NotFound", f'podmetrics.{GROUP} "{shown}" not found',
+            return status(404, "NotFound", f'podmetrics.{GROUP} "{shown}" not found',
                            {"name": shown, "group": GROUP, "kind": "podmetrics"})  # fmt: skip
         return _json(metrics)
 

@@ -26,6 +26,7 @@ import logging
 import socket
 import ssl
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,7 +54,7 @@ from pyk8s.metricsserver.scraper import DEFAULT_ADDRESS_TYPES, Scraper
 from pyk8s.metricsserver.storage import Storage
 from pyk8s.server.component import HealthServer, stop_on_signals
 
-__all__ = ["Options", "run"]
+__all__ = ["Options", "read_requestheader", "register_objects", "run", "serving_files"]
 
 log = logging.getLogger(__name__)
 
@@ -152,14 +153,22 @@ def write_self_signed(cert: Path, key_path: Path, hosts: list[str]) -> None:
     cert.write_bytes(built.public_bytes(serialization.Encoding.PEM))
 
 
-def _serving_files(opts: Options) -> tuple[str, str]:
-    if opts.tls_cert_file and opts.tls_private_key_file:
-        return str(opts.tls_cert_file), str(opts.tls_private_key_file)
-    cert = opts.cert_dir / "apiserver.crt"
-    key = opts.cert_dir / "apiserver.key"
+def serving_files(
+    tls_cert_file: Path | None,
+    tls_private_key_file: Path | None,
+    cert_dir: Path,
+    advertise_address: str,
+    service: str = SERVICE_NAME,
+) -> tuple[str, str]:
+    """The serving certificate and key: the flags' files, else a self-signed pair in
+    ``cert_dir`` for the Service's names (made once), as an extension API server does."""
+    if tls_cert_file and tls_private_key_file:
+        return str(tls_cert_file), str(tls_private_key_file)
+    cert = cert_dir / "apiserver.crt"
+    key = cert_dir / "apiserver.key"
     if not (cert.exists() and key.exists()):
-        hosts = ["localhost", "127.0.0.1", socket.gethostname(), f"{SERVICE_NAME}.{NAMESPACE}.svc"]
-        hosts += [opts.advertise_address] if opts.advertise_address else []
+        hosts = ["localhost", "127.0.0.1", socket.gethostname(), f"{service}.{NAMESPACE}.svc"]
+        hosts += [advertise_address] if advertise_address else []
         write_self_signed(cert, key, hosts)
     return str(cert), str(key)
 
@@ -236,11 +245,21 @@ def registration_objects(address: str, port: int) -> tuple[Obj, Obj, Obj, Obj]:
 
 async def register(client: Client, address: str, port: int) -> None:
     """Create or update the four objects (idempotent)."""
-    for res, obj in zip(
-        (SERVICES, SLICES, APISERVICES, CLUSTERROLES),
-        registration_objects(address, port),
-        strict=True,
-    ):
+    await register_objects(
+        client,
+        zip(
+            (SERVICES, SLICES, APISERVICES, CLUSTERROLES),
+            registration_objects(address, port),
+            strict=True,
+        ),
+    )
+    log.info("metrics API registered", extra={"apiservice": APISERVICE_NAME, "endpoint": address})
+
+
+async def register_objects(client: Client, objects: Iterable[tuple[Resource, Obj]]) -> None:
+    """Create each object, or update the fields that say where it points (idempotent;
+    an existing Service is kept as it is)."""
+    for res, obj in objects:
         meta = obj["metadata"]
         namespace = meta.get("namespace")
         try:
@@ -262,10 +281,9 @@ async def register(client: Client, address: str, port: int) -> None:
         if any(current.get(f) != obj[f] for f in fields):
             current.update({f: obj[f] for f in fields})
             await client.update(res, current)
-    log.info("metrics API registered", extra={"apiservice": APISERVICE_NAME, "endpoint": address})
 
 
-async def _read_requestheader(client: Client) -> RequestHeader | None:
+async def read_requestheader(client: Client) -> RequestHeader | None:
     try:
         cm = await client.get(CONFIGMAPS, AUTH_CONFIGMAP, NAMESPACE)
         return RequestHeader.from_configmap(cm)
@@ -278,13 +296,15 @@ async def run(opts: Options) -> None:
     if opts.metric_resolution <= 0:
         raise ValueError("--metric-resolution must be positive")
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
-    cert, key = _serving_files(opts)
+    cert, key = serving_files(
+        opts.tls_cert_file, opts.tls_private_key_file, opts.cert_dir, opts.advertise_address
+    )
     kubelet_ssl = kubelet_context(opts, config)
     async with Client(config, user_agent=component_user_agent("metrics-server")) as client:
-        requestheader = await _read_requestheader(client)
+        requestheader = await read_requestheader(client)
         while requestheader is None:
             await asyncio.sleep(2.0)
-            requestheader = await _read_requestheader(client)
+            requestheader = await read_requestheader(client)
         current = {"requestheader": requestheader}
         nodes = SharedInformer.for_resource(client, NODES)
         pods = SharedInformer.for_resource(client, PODS)
@@ -342,7 +362,7 @@ async def run(opts: Options) -> None:
             async def refresh_requestheader() -> None:
                 while True:
                     await asyncio.sleep(AUTH_REFRESH)
-                    fresh = await _read_requestheader(client)
+                    fresh = await read_requestheader(client)
                     if fresh is not None:
                         current["requestheader"] = fresh
 

@@ -1,0 +1,1 @@
+"""The custom metrics adapter: scrape targets, naming, rates and aggregation."""
