@@ -37,6 +37,7 @@ from pyk8s.kubelet.simulated import parse_taint
 from pyk8s.kubelet.stats import StatsProvider
 from pyk8s.localpath import PROVISIONER_NAME, LocalPathProvisioner
 from pyk8s.network.routes import HostGwRoutes
+from pyk8s.network.safety import ensure_unreachable
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.sim_nodes import parse_key_values
 
@@ -69,6 +70,9 @@ class Options:
     #: route other nodes' pod CIDRs via their addresses (host-gw); off for a lone node
     node_routes: bool = False
     cluster_cidr: str = "10.42.0.0/16"
+    #: with the cluster CIDR, made unreachable past the more specific pod routes
+    #: (:mod:`pyk8s.network.safety`)
+    service_cidr: str = "10.43.0.0/16"
     #: where the local-path provisioner makes volumes (default DATA_DIR/storage)
     local_storage_path: Path | None = None
 
@@ -111,6 +115,10 @@ async def run(opts: Options) -> None:
 
     if opts.pod_cidr:
         on_pod_cidr(opts.pod_cidr)
+    try:
+        await ensure_unreachable([opts.cluster_cidr], [opts.service_cidr])
+    except (RuntimeError, OSError, ValueError) as err:
+        log.warning("cannot install the unreachable routes: %s", err)
     config = KubeletConfig(
         node_name=node_name, root_dir=opts.data_dir / "kubelet", host_ip=host_ip,
         log_root=opts.log_root, pod_cidr=opts.pod_cidr or None,
