@@ -45,3 +45,16 @@ def test_first_endpoint_and_address_change_clear_the_destination() -> None:
     moved = stale_flows(dns("10.42.1.2"), dns("10.42.1.2", clusterIP="10.96.0.99"))
     assert ["-D", "-p", "udp", "--orig-dst", "10.96.0.20", "--orig-port-dst", "53"] in moved
     assert ["-D", "-p", "udp", "--orig-dst", "10.96.0.99", "--orig-port-dst", "53"] in moved
+
+
+def test_objects_are_parsed_once_per_resource_version() -> None:
+    from pyk8s.proxy.model import endpoints_by_port
+
+    def parsed(rv: str, ip: str) -> list[str]:
+        sl = slice_(ep(ip), service="dns", ports=UDP_SLICE_PORTS)
+        sl["metadata"]["resourceVersion"] = rv
+        return [e.ip for e in endpoints_by_port([sl], "node-a")[("default", "dns", "dns", "UDP")]]
+
+    assert parsed("7", "10.42.1.2") == ["10.42.1.2"]
+    assert parsed("7", "10.42.1.9") == ["10.42.1.2"]  # a version never changes: from the cache
+    assert parsed("8", "10.42.1.9") == ["10.42.1.9"]

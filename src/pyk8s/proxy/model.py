@@ -152,8 +152,40 @@ def health_checks(
     return {port: HealthCheck(ns, name, port, len(ips)) for (ns, name, port), ips in local.items()}
 
 
+#: parsed objects by (what, namespace, name, resourceVersion, …): the informers hand the
+#: proxy the same unchanged objects on every sync, so each version is parsed once (a sync
+#: at 10,000 services re-parses only what changed; objects without a resourceVersion are
+#: parsed every time)
+PARSE_CACHE_SIZE = 50000
+_parsed: dict[tuple[str, ...], Any] = {}
+
+
+def _parse_key(what: str, obj: Obj, *extra: str) -> tuple[str, ...] | None:
+    meta = obj.get("metadata") or {}
+    version = meta.get("resourceVersion")
+    if not version:
+        return None
+    return (what, meta.get("namespace") or "", meta.get("name") or "", str(version), *extra)
+
+
+def _remember(key: tuple[str, ...] | None, value: Any) -> None:
+    if key is not None:
+        if len(_parsed) >= PARSE_CACHE_SIZE:
+            _parsed.clear()
+        _parsed[key] = value
+
+
 def service_ports(svc: Obj) -> list[ServicePort]:
     """The IPv4 service ports of ``svc``; none for headless or ExternalName services."""
+    key = _parse_key("service", svc)
+    cached = _parsed.get(key) if key is not None else None
+    if cached is None:
+        cached = tuple(_service_ports(svc))
+        _remember(key, cached)
+    return list(cached)
+
+
+def _service_ports(svc: Obj) -> list[ServicePort]:
     meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
     cluster_ip = spec.get("clusterIP") or ""
     if spec.get("type") == "ExternalName" or not _is_ipv4(cluster_ip):
@@ -208,23 +240,50 @@ def endpoints_by_port(
     The slice's port *names* are the service's port names (the EndpointSlice controller
     resolved each pod's named targetPort into the number), so a named target port may
     reach different numbers on different endpoints."""
-    merged: dict[tuple[str, str, str, str], dict[str, Endpoint]] = {}
+    parts: dict[PortKey, list[tuple[Endpoint, ...]]] = {}
     for sl in slices:
-        meta = sl.get("metadata") or {}
-        service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
-        if not service or sl.get("addressType") != "IPv4":
+        for key, endpoints in _slice_endpoints(sl, node_name):
+            parts.setdefault(key, []).append(endpoints)
+    out: dict[PortKey, list[Endpoint]] = {}
+    for key, found in parts.items():
+        if len(found) == 1:  # one slice: already de-duplicated and sorted
+            out[key] = list(found[0])
             continue
+        bucket: dict[str, Endpoint] = {}
+        for endpoints in found:
+            for endpoint in endpoints:
+                bucket.setdefault(endpoint.address, endpoint)
+        out[key] = sorted(bucket.values(), key=_sort_key)
+    return out
+
+
+PortKey = tuple[str, str, str, str]
+
+
+def _slice_endpoints(sl: Obj, node_name: str) -> tuple[tuple[PortKey, tuple[Endpoint, ...]], ...]:
+    """One slice's contribution to :func:`endpoints_by_port` (parsed once per version)."""
+    cache_key = _parse_key("slice", sl, node_name)
+    cached = _parsed.get(cache_key) if cache_key is not None else None
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    meta = sl.get("metadata") or {}
+    service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    out: list[tuple[PortKey, tuple[Endpoint, ...]]] = []
+    if service and sl.get("addressType") == "IPv4":
         namespace = meta.get("namespace") or "default"
         for port in sl.get("ports") or []:
             if port.get("port") is None:
                 continue
             key = (namespace, service, port.get("name") or "", port.get("protocol") or "TCP")
-            bucket = merged.setdefault(key, {})
+            bucket: dict[str, Endpoint] = {}
             for ep in sl.get("endpoints") or []:
                 endpoint = _endpoint(ep, int(port["port"]), node_name)
                 if endpoint is not None:
                     bucket.setdefault(endpoint.address, endpoint)
-    return {k: sorted(v.values(), key=_sort_key) for k, v in merged.items()}
+            out.append((key, tuple(sorted(bucket.values(), key=_sort_key))))
+    result = tuple(out)
+    _remember(cache_key, result)
+    return result
 
 
 def _sort_key(ep: Endpoint) -> tuple[tuple[int, ...], int]:
