@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 
 from pyk8s.kubelet.volumes import (
+    ClaimError,
+    CSIPlugin,
     PodVolumes,
     VolumeError,
     VolumeLookups,
     configmap_payload,
+    default_plugins,
     downward_api_payload,
     projected_payload,
     secret_payload,
@@ -255,8 +258,8 @@ def test_missing_configmap_and_unsupported_volume(tmp_path: Path) -> None:
     pv = PodVolumes(tmp_path)
     with pytest.raises(VolumeError, match=r'^configmap "nope" not found$'):
         pv.setup(_pod([{"name": "c", "configMap": {"name": "nope"}}]), LOOKUPS)
-    with pytest.raises(VolumeError, match='volume "p": unsupported volume type'):
-        pv.setup(_pod([{"name": "p", "persistentVolumeClaim": {"claimName": "x"}}]), LOOKUPS)
+    with pytest.raises(VolumeError, match='volume "n": unsupported volume type'):
+        pv.setup(_pod([{"name": "n", "nfs": {"server": "s", "path": "/"}}]), LOOKUPS)
 
 
 @pytest.mark.e2e
@@ -282,3 +285,118 @@ def test_tmpfs_volumes_when_root(tmp_path: Path) -> None:
         pv.teardown("uid-1")
     assert not _mounted(paths["mem"]) and not _mounted(paths["sec"])
     assert not pv.pod_dir("uid-1").exists()
+
+
+# ---------------------------------------------------------------------------- claims
+
+
+def _claim(name: str, volume: str = "", phase: str = "Bound", **meta: Any) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns1", "uid": f"uid-{name}", **meta},
+            "spec": {"volumeName": volume}, "status": {"phase": phase}}  # fmt: skip
+
+
+def _pv(name: str, claim: str, source: dict[str, Any]) -> dict[str, Any]:
+    ref = {"name": claim, "namespace": "ns1", "uid": f"uid-{claim}"}
+    return {"metadata": {"name": name}, "spec": {"claimRef": ref, **source}}
+
+
+def _claim_lookups(claims: list[dict[str, Any]], pvs: list[dict[str, Any]]) -> VolumeLookups:
+    by_claim = {c["metadata"]["name"]: c for c in claims}
+    by_pv = {p["metadata"]["name"]: p for p in pvs}
+    return VolumeLookups(configmap=_none, secret=_none, claim=by_claim.get,
+                         persistent_volume=by_pv.get)  # fmt: skip
+
+
+def test_claims_mount_their_bound_volume_through_its_plugin(tmp_path: Path) -> None:
+    local_dir = tmp_path / "disk"
+    local_dir.mkdir()
+    lookups = _claim_lookups(
+        [_claim("fast", "pv-local"), _claim("made", "pv-host")],
+        [_pv("pv-local", "fast", {"local": {"path": str(local_dir)}}),
+         _pv("pv-host", "made", {"hostPath": {"path": str(tmp_path / "created")}})],
+    )  # fmt: skip
+    read_only = {"claimName": "made", "readOnly": True}
+    pod = _pod([{"name": "a", "persistentVolumeClaim": {"claimName": "fast"}},
+                {"name": "b", "persistentVolumeClaim": read_only}])  # fmt: skip
+    pv = PodVolumes(tmp_path / "kubelet")
+    assert pv.setup(pod, lookups) == {"a": local_dir, "b": tmp_path / "created"}
+    assert (tmp_path / "created").is_dir()
+    assert pv.read_only("uid-1") == {"b"}
+    assert {n: m.claim for n, m in pv.mounted["uid-1"].items()} == {"a": "fast", "b": "made"}
+    pv.teardown("uid-1")
+    assert local_dir.is_dir()  # the data of a claim outlives the pod
+
+
+@pytest.mark.parametrize(
+    ("claims", "pvs", "message"),
+    [
+        ([], [], 'failed to fetch PVC from API server: persistentvolumeclaims "c" not found'),
+        ([_claim("c", "pv", deletionTimestamp="2026-01-01T00:00:00Z")], [],
+         "can't start pod because PVC ns1/c is being deleted"),
+        ([_claim("c", phase="Pending")], [],
+         'PVC ns1/c has non-bound phase ("Pending") or empty pvc.Spec.VolumeName ("")'),
+        ([_claim("c", "pv")], [],
+         'failed to fetch PV "pv" from API server: persistentvolumes "pv" not found'),
+        ([_claim("c", "pv")], [_pv("pv", "other", {"local": {"path": "/"}})],
+         'found PV object "pv" but its ClaimRef.UID "uid-other" does not point to the '
+         'PVC\'s UID "uid-c"'),
+    ],
+)  # fmt: skip
+def test_claim_errors_are_upstreams(
+    tmp_path: Path, claims: list[Any], pvs: list[Any], message: str
+) -> None:
+    pod = _pod([{"name": "data", "persistentVolumeClaim": {"claimName": "c"}}])
+    with pytest.raises(ClaimError) as err:
+        PodVolumes(tmp_path).setup(pod, _claim_lookups(claims, pvs))
+    assert str(err.value) == f"error processing PVC ns1/c: {message}"
+    assert err.value.volume == "data"
+
+
+def test_local_volume_must_exist_and_csi_needs_a_registered_driver(tmp_path: Path) -> None:
+    lookups = _claim_lookups(
+        [_claim("c", "pv"), _claim("d", "pv-csi")],
+        [_pv("pv", "c", {"local": {"path": str(tmp_path / "nope")}}),
+         _pv("pv-csi", "d", {"csi": {"driver": "hostpath.csi.k8s.io", "volumeHandle": "h"}})],
+    )  # fmt: skip
+    pv = PodVolumes(tmp_path / "kubelet")
+    with pytest.raises(VolumeError, match=f'^path "{tmp_path}/nope" does not exist$'):
+        pv.setup(_pod([{"name": "x", "persistentVolumeClaim": {"claimName": "c"}}]), lookups)
+    with pytest.raises(VolumeError, match=r"name hostpath\.csi\.k8s\.io not found in the list"):
+        pv.setup(_pod([{"name": "x", "persistentVolumeClaim": {"claimName": "d"}}]), lookups)
+
+
+def test_csi_plugin_publishes_and_unpublishes_through_its_driver(tmp_path: Path) -> None:
+    calls: list[tuple[str, str, Path]] = []
+
+    class Driver:
+        def node_publish(self, volume_id: str, target: Path, read_only: bool,
+                         context: Any) -> None:  # fmt: skip
+            calls.append(("publish", volume_id, target))
+
+        def node_unpublish(self, volume_id: str, target: Path) -> None:
+            calls.append(("unpublish", volume_id, target))
+
+    lookups = _claim_lookups(
+        [_claim("d", "pv-csi")],
+        [_pv("pv-csi", "d", {"csi": {"driver": "hostpath.csi.k8s.io", "volumeHandle": "h1"}})],
+    )
+    pv = PodVolumes(
+        tmp_path / "kubelet", default_plugins(CSIPlugin({"hostpath.csi.k8s.io": Driver()}))
+    )
+    paths = pv.setup(_pod([{"name": "x", "persistentVolumeClaim": {"claimName": "d"}}]), lookups)
+    target = pv.volume_dir("uid-1", "kubernetes.io/csi", "x") / "mount"
+    assert paths == {"x": target} and calls == [("publish", "h1", target)]
+    PodVolumes(tmp_path / "kubelet", pv.plugins).teardown("uid-1")  # as after a restart
+    assert calls[-1] == ("unpublish", "h1", target)
+    assert not pv.pod_dir("uid-1").exists()
+
+
+def test_orphaned_pod_directories_are_torn_down(tmp_path: Path) -> None:
+    pv = PodVolumes(tmp_path / "kubelet")
+    for uid in ("keep", "gone"):
+        pod = {**_pod([{"name": "scratch", "emptyDir": {}}]),
+               "metadata": {**POD["metadata"], "uid": uid}}  # fmt: skip
+        (pv.setup(pod, LOOKUPS)["scratch"] / "f").write_text("x")
+    restarted = PodVolumes(tmp_path / "kubelet")  # knows nothing of either pod
+    assert restarted.cleanup_orphans({"keep"}) == ["gone"]
+    assert restarted.pod_uids_on_disk() == {"keep"}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyk8s.kubelet import images
-from pyk8s.kubelet.cri import CRIClient, CRIError, CRINotFound
+from pyk8s.kubelet.cri import ContainerRuntime, CRIError, CRINotFound
 from pyk8s.kubelet.cri import api_pb2 as pb
 from pyk8s.kubelet.logs import unlink_container_logs
 from pyk8s.kubelet.runtimestate import CONTAINER_NAME_LABEL, POD_UID_LABEL
@@ -39,7 +39,7 @@ class ContainerGC:
 
     def __init__(
         self,
-        cri: CRIClient,
+        cri: ContainerRuntime,
         *,
         max_per_pod_container: int = 1,
         min_age: float = 0.0,
@@ -149,7 +149,7 @@ class ImageGC:
 
     def __init__(
         self,
-        cri: CRIClient,
+        cri: ContainerRuntime,
         image_fs: Path,
         *,
         high_percent: int = 85,

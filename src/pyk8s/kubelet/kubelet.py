@@ -33,7 +33,7 @@ from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, RateLimitingQueue, SharedInformer, ShutDown
 from pyk8s.client.events import EventRecorder
 from pyk8s.kubelet import nodestatus
-from pyk8s.kubelet.cri import CRIClient, CRIError
+from pyk8s.kubelet.cri import ContainerRuntime, CRIError
 from pyk8s.kubelet.gc import ContainerGC, ImageGC
 from pyk8s.kubelet.node import NodeAgent, RuntimeHealth
 from pyk8s.kubelet.pods import NodeInfo, PodWorker
@@ -92,7 +92,7 @@ class Kubelet:
     def __init__(
         self,
         client: Client,
-        cri: CRIClient,
+        cri: ContainerRuntime,
         config: KubeletConfig,
         registry: CollectorRegistry | None = None,
         probe_registry: CollectorRegistry | None = None,
@@ -293,3 +293,7 @@ class Kubelet:
         self.metrics.running_pods.set(len(known & wanted))
         for uid in known - wanted:
             await self.worker.cleanup(uid)
+        # volume directories of pods neither the API server nor the runtime has
+        orphans = await asyncio.to_thread(self.worker.volumes.cleanup_orphans, wanted | known)
+        if orphans:
+            log.info("orphaned pod volume directories removed", extra={"uids": orphans})

@@ -4,9 +4,9 @@ Before the pod worker can create a container it needs the objects the pod refers
 configMaps and secrets for env vars and volumes, a ServiceAccount token (TokenRequest,
 bound to the pod, refreshed at 80% of its life), the PersistentVolumes its claims are
 bound to, pull secrets for its images, and the cluster's Services for the service
-environment variables. :class:`PodInputs` fetches them, lays the volumes out through
-:class:`~pyk8s.kubelet.volumes.PodVolumes` and turns ``volumeMounts`` into CRI mounts
-(plus the kubelet-managed ``/etc/hosts`` and termination-message file). Failures are
+environment variables. :class:`PodInputs` fetches them, has the volume plugins of
+:class:`~pyk8s.kubelet.volumes.PodVolumes` set the volumes up and turns ``volumeMounts``
+into CRI mounts (plus the kubelet-managed ``/etc/hosts`` and termination-message file). Failures are
 :class:`~pyk8s.kubelet.volumes.VolumeError` or
 :class:`~pyk8s.kubelet.podconfig.EnvError`, which the pod worker reports as events and
 waiting reasons.
@@ -30,7 +30,13 @@ from pyk8s.client.events import EventRecorder
 from pyk8s.kubelet import podconfig
 from pyk8s.kubelet.cri import api_pb2 as pb
 from pyk8s.kubelet.envvars import service_env
-from pyk8s.kubelet.volumes import PodVolumes, VolumeError, VolumeLookups
+from pyk8s.kubelet.volumes import (
+    ClaimError,
+    PodVolumes,
+    VolumeError,
+    VolumeLookups,
+    claim_name,
+)
 
 __all__ = ["NodeInfo", "PodInputs", "VolumeState"]
 
@@ -139,11 +145,8 @@ class PodInputs:
     ) -> list[pb.Mount]:
         uid = pod["metadata"]["uid"]
         mounts: list[pb.Mount] = []
-        api_data = {  # upstream mounts API-data volumes read-only whatever the pod says
-            v["name"]
-            for v in (pod.get("spec") or {}).get("volumes") or []
-            if {"configMap", "secret", "downwardAPI", "projected"} & v.keys()
-        }
+        # upstream mounts API-data volumes (and read-only claims) read-only
+        read_only = self.volumes.read_only(uid)
         for m in c.get("volumeMounts") or []:
             host = state.paths.get(m["name"])
             if host is None:
@@ -162,7 +165,7 @@ class PodInputs:
                 pb.Mount(
                     container_path=m["mountPath"],
                     host_path=str(host),
-                    readonly=bool(m.get("readOnly")) or m["name"] in api_data,
+                    readonly=bool(m.get("readOnly")) or m["name"] in read_only,
                     propagation=propagation,
                 )
             )
@@ -212,10 +215,14 @@ class PodInputs:
         return "\n".join(lines) + "\n"
 
     async def setup_volumes(self, pod: Obj, state: VolumeState) -> bool:
+        """Fetch what the volumes refer to, then set every volume up through its plugin;
+        a failure is a ``FailedMount`` event (upstream's wording) and False."""
         ns = pod["metadata"].get("namespace", "default")
         spec = pod.get("spec") or {}
         cms: dict[str, Obj | None] = {}
         secrets: dict[str, Obj | None] = {}
+        claims: dict[str, Obj | None] = {}
+        pvs: dict[str, Obj | None] = {}
         tokens: list[Mapping[str, Any]] = []
         for vol in spec.get("volumes") or []:
             sources = [vol, *((vol.get("projected") or {}).get("sources") or [])]
@@ -227,14 +234,21 @@ class PodInputs:
                     secrets[sname] = None
                 if "serviceAccountToken" in src:
                     tokens.append(src["serviceAccountToken"])
+            claim = claim_name(pod, vol)
+            if claim is not None:
+                claims[claim] = None
         try:
             for name in cms:
                 cms[name] = await self._get(CONFIGMAPS, name, ns)
             for name in secrets:
                 secrets[name] = await self._get(SECRETS, name, ns)
+            for name in claims:
+                claims[name] = obj = await self._get(PVCS, name, ns)
+                volume = ((obj or {}).get("spec") or {}).get("volumeName")
+                if volume:
+                    pvs[volume] = await self._get(PVS, volume, "")
             for sat in tokens:
                 await self._refresh_token(pod, state, sat)
-            claimed = await self._claimed_volumes(pod)
         except (ClientError, VolumeError) as err:
             self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
             return False
@@ -246,46 +260,31 @@ class PodInputs:
             configmap=lambda n: cms.get(n),
             secret=lambda n: secrets.get(n),
             service_account_token=token,
+            claim=lambda n: claims.get(n),
+            persistent_volume=lambda n: pvs.get(n),
         )
-        view = {
-            **pod,
-            "spec": {
-                **spec,
-                "volumes": [v for v in spec.get("volumes") or [] if v["name"] not in claimed],
-            },
-        }
         try:
-            paths = await asyncio.to_thread(self.volumes.setup, view, lookups)
+            paths = await asyncio.to_thread(self.volumes.setup, pod, lookups)
         except (VolumeError, OSError) as err:
-            self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
+            self.recorder.event(pod, "Warning", "FailedMount", self._mount_failure(pod, err))
             return False
-        state.paths = {**paths, **claimed}
+        state.paths = paths
         state.synced = time.monotonic()
         return True
 
-    async def _claimed_volumes(self, pod: Obj) -> dict[str, Path]:
-        """persistentVolumeClaim volumes bound to hostPath or local PVs: their host paths."""
-        out: dict[str, Path] = {}
-        ns = pod["metadata"].get("namespace", "default")
-        for vol in (pod.get("spec") or {}).get("volumes") or []:
-            claim = vol.get("persistentVolumeClaim")
-            if not claim:
-                continue
-            pvc = await self._get(PVCS, claim["claimName"], ns)
-            if pvc is None:
-                raise VolumeError(f'persistentvolumeclaim "{claim["claimName"]}" not found')
-            pv_name = (pvc.get("spec") or {}).get("volumeName")
-            pv = await self._get(PVS, pv_name, "") if pv_name else None
-            if pv is None:
-                raise VolumeError(f'persistentvolumeclaim "{claim["claimName"]}" is not bound')
-            src = (pv.get("spec") or {}).get("hostPath") or (pv.get("spec") or {}).get("local")
-            if not src:
-                raise VolumeError(f'persistentvolume "{pv_name}" is neither hostPath nor local')
-            path = Path(src["path"])
-            if (pv.get("spec") or {}).get("hostPath"):
-                await asyncio.to_thread(path.mkdir, parents=True, exist_ok=True)
-            out[vol["name"]] = path
-        return out
+    def _mount_failure(self, pod: Obj, err: Exception) -> str:
+        """Upstream's FailedMount messages: a claim that cannot be resolved fails the
+        whole pod's wait for its volumes; a plugin's failure names its volume."""
+        failing = getattr(err, "volume", "")
+        if isinstance(err, ClaimError):
+            done = self.volumes.mounted.get(pod["metadata"]["uid"], {})
+            names = [v["name"] for v in (pod.get("spec") or {}).get("volumes") or []]
+            unmounted = " ".join(n for n in names if n not in done or n == failing)
+            return (
+                f"Unable to attach or mount volumes: unmounted volumes=[{unmounted}], "
+                f"unattached volumes=[], failed to process volumes=[{failing}]: {err}"
+            )
+        return f'MountVolume.SetUp failed for volume "{failing}" : {err}'
 
     async def _refresh_token(self, pod: Obj, state: VolumeState, sat: Mapping[str, Any]) -> None:
         path = str(sat.get("path"))

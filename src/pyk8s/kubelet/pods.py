@@ -37,7 +37,7 @@ from pyk8s.client.errors import ClientError
 from pyk8s.client.events import EventRecorder
 from pyk8s.kubelet import podconfig, probes, pullsecrets
 from pyk8s.kubelet.backoff import Backoff
-from pyk8s.kubelet.cri import CRIClient, CRIError, CRINotFound
+from pyk8s.kubelet.cri import ContainerRuntime, CRIError, CRINotFound
 from pyk8s.kubelet.cri import api_pb2 as pb
 from pyk8s.kubelet.logs import link_container_log, log_path, parse_line, unlink_container_logs
 from pyk8s.kubelet.podinputs import NodeInfo, PodInputs, VolumeState
@@ -97,7 +97,7 @@ class PodWorker:
     def __init__(
         self,
         client: Client,
-        cri: CRIClient,
+        cri: ContainerRuntime,
         recorder: EventRecorder,
         node: NodeInfo,
         *,
@@ -106,6 +106,7 @@ class PodWorker:
         services: Callable[[], Sequence[Mapping[str, Any]]] = list,
         wake: Callable[[str], None] = lambda uid: None,
         probe_registry: CollectorRegistry | None = None,
+        volumes: PodVolumes | None = None,
     ) -> None:
         self.client = client
         #: upstream's /metrics/probes: every probe run by type and result
@@ -123,7 +124,8 @@ class PodWorker:
         self.node = node
         self.root = root
         self.log_root = log_root
-        self.volumes = PodVolumes(root)
+        #: the volume plugins and what they set up (default: every in-tree plugin)
+        self.volumes = volumes or PodVolumes(root)
         self.services = services
         self.wake = wake
         self.backoff = Backoff()

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
-from pyk8s.kubelet.cri import CRIClient, CRIError, api_pb2
+from pyk8s.kubelet.cri import CRIError, ImageService, api_pb2
 
 DOCKERCONFIGJSON = "kubernetes.io/dockerconfigjson"
 DOCKERCFG = "kubernetes.io/dockercfg"
@@ -145,7 +145,7 @@ def credentials_for(image: str, secrets: Sequence[Mapping[str, Any]]) -> list[ap
 
 
 async def pull_with_secrets(
-    cri: CRIClient,
+    cri: ImageService,
     image: str,
     secrets: Sequence[Mapping[str, Any]],
     sandbox_config: api_pb2.PodSandboxConfig | None = None,

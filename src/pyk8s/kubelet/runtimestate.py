@@ -14,7 +14,7 @@ import asyncio
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from pyk8s.kubelet.cri import CRIClient, CRINotFound
+from pyk8s.kubelet.cri import CRINotFound, RuntimeService
 from pyk8s.kubelet.cri import api_pb2 as pb
 
 __all__ = [
@@ -122,14 +122,14 @@ def _container_info(c: pb.Container, st: pb.ContainerStatus | None) -> Container
     return info
 
 
-async def _status_or_none(cri: CRIClient, cid: str) -> pb.ContainerStatus | None:
+async def _status_or_none(cri: RuntimeService, cid: str) -> pb.ContainerStatus | None:
     try:
         return await cri.container_status(cid)
     except CRINotFound:
         return None
 
 
-async def read_pod_runtime(cri: CRIClient, uid: str) -> PodRuntime:
+async def read_pod_runtime(cri: RuntimeService, uid: str) -> PodRuntime:
     """Sandboxes (with the newest ready one's IPs) and containers (with status) of ``uid``."""
     labels = {POD_UID_LABEL: uid}
     sandboxes, containers = await asyncio.gather(
@@ -158,7 +158,7 @@ class Relister:
     """PLEG: list every sandbox and container, diff with the last list, name the pod uids
     whose runtime state changed (upstream's generic PLEG relists every second)."""
 
-    def __init__(self, cri: CRIClient) -> None:
+    def __init__(self, cri: RuntimeService) -> None:
         self.cri = cri
         self._last: dict[str, tuple[str, int]] = {}
 

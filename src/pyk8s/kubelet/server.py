@@ -50,7 +50,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry, generate_latest
 
 from pyk8s.kubelet.auth import KubeletAuth
-from pyk8s.kubelet.cri import CRIClient, CRIError, api_pb2
+from pyk8s.kubelet.cri import ContainerRuntime, CRIError, api_pb2
 from pyk8s.kubelet.logs import LogNotFoundError, LogOptions, previous_log_path, read_logs
 from pyk8s.kubelet.stats import resource_metrics
 
@@ -183,7 +183,7 @@ class KubeletServer:
 
     def __init__(
         self,
-        cri: CRIClient,
+        cri: ContainerRuntime,
         *,
         host: str,
         port: int,

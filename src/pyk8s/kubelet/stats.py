@@ -21,7 +21,7 @@ from typing import Any
 
 import orjson
 
-from pyk8s.kubelet.cri import CRIClient, CRIError
+from pyk8s.kubelet.cri import CRIError, RuntimeService
 from pyk8s.kubelet.cri import api_pb2 as pb
 from pyk8s.kubelet.runtimestate import CONTAINER_NAME_LABEL
 
@@ -69,7 +69,7 @@ class StatsProvider:
 
     def __init__(
         self,
-        cri: CRIClient,
+        cri: RuntimeService,
         node_name: str,
         *,
         root_dir: Path = Path("/"),

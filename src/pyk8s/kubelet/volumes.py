@@ -1,222 +1,74 @@
-"""Lay out a pod's volumes on the node's disk the way the upstream kubelet does.
+"""A pod's volumes on the node: a registry of volume plugins and their mount lifecycle.
 
-Containers only see bind mounts of host directories, so before they start the kubelet must
-materialise every volume under ``<root>/pods/<uid>/volumes/kubernetes.io~<plugin>/<name>``.
-ConfigMap, Secret, downward API and projected volumes are written with an atomic-writer
-scheme (a timestamped data dir behind a ``..data`` symlink that is flipped with a rename) so
-a running container never observes a half-updated set of files. The payload builders are
-pure so every rule (items, modes, optional, base64) is unit tested without I/O.
+As upstream's volume manager, every volume of a pod is handled by the one plugin that
+supports its source (``emptyDir``, ``hostPath``, ``configMap``, ``secret``, ``projected``,
+``downwardAPI``; for a ``persistentVolumeClaim`` or generic ``ephemeral`` volume, the
+source of the PersistentVolume the claim is bound to: ``hostPath``, ``local``, ``csi``).
+A plugin's ``set_up`` makes the volume's host directory (under
+``<root>/pods/<uid>/volumes/kubernetes.io~<plugin>/<name>`` unless the volume *is* a host
+path) before the pod's sandbox and containers start, and is re-run on resync (it must be
+idempotent); ``tear_down`` undoes it once the pod is gone. Volume directories of pods
+the kubelet no longer knows (a kubelet restart in between) are found on disk, torn down
+by the plugin their directory names, and removed (:meth:`PodVolumes.cleanup_orphans`).
 
-Deliberate differences from upstream: a missing resource limit in a downward API
-``resourceFieldRef`` falls back to ``node_allocatable`` only when given (else ``0``);
-label/annotation values are quoted JSON-style (same as Go's ``%q`` for printable text).
+The CSI plugin is the place CSI node plugins hook in: a driver registered with it
+(:class:`CSINodeDriver`) is asked to publish and unpublish its volumes; an unknown driver
+fails with upstream's "not found in the list of registered CSI drivers".
 """
 
 from __future__ import annotations
 
-import base64
+import json
 import os
 import shutil
 import subprocess
-import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from pyk8s.api.quantity import value
-from pyk8s.kubelet import downward
+from pyk8s.kubelet.payloads import (
+    DATA_DIR,
+    DEFAULT_MODE,
+    Lookup,
+    Payload,
+    TokenSource,
+    VolumeError,
+    configmap_payload,
+    downward_api_payload,
+    projected_payload,
+    secret_payload,
+    write_payload,
+)
 
-DEFAULT_MODE = 0o644
-DATA_DIR = "..data"
-
-Payload = dict[str, tuple[bytes, int]]
-Lookup = Callable[[str], "Mapping[str, Any] | None"]
-TokenSource = Callable[["dict[str, Any]"], bytes]
-
-
-class VolumeError(Exception):
-    """A volume cannot be set up (missing object or key, failed hostPath check, ...)."""
-
-
-# ---------------------------------------------------------------------------- atomic writer
-
-
-def _check_path(rel: str) -> None:
-    parts = rel.split("/")
-    if not rel or rel.startswith("/") or ".." in parts or parts[0].startswith(".."):
-        raise VolumeError(f"invalid payload path {rel!r}")
-
-
-def _current(target_dir: Path) -> Payload | None:
-    data = target_dir / DATA_DIR
-    if not data.is_symlink():
-        return None
-    out: Payload = {}
-    for path in (target_dir / os.readlink(data)).rglob("*"):
-        if path.is_file():
-            rel = path.relative_to(target_dir / os.readlink(data)).as_posix()
-            out[rel] = (path.read_bytes(), path.stat().st_mode & 0o7777)
-    return out
-
-
-def write_payload(target_dir: Path, files: Mapping[str, tuple[bytes, int]]) -> bool:
-    """Atomically replace the visible files of ``target_dir``; False when nothing changed."""
-    for rel in files:
-        _check_path(rel)
-    target_dir.mkdir(parents=True, exist_ok=True)
-    if _current(target_dir) == dict(files):
-        return False
-    ts = time.strftime("%Y_%m_%d_%H_%M_%S", time.gmtime()) + f".{time.time_ns() % 10**9:09d}"
-    new_dir = target_dir / f"..{ts}"
-    new_dir.mkdir()
-    for rel, (content, mode) in files.items():
-        path = new_dir / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
-        path.chmod(mode)
-    data = target_dir / DATA_DIR
-    old = os.readlink(data) if data.is_symlink() else None
-    tmp_link = target_dir / f"..data_tmp_{os.getpid()}"
-    tmp_link.unlink(missing_ok=True)
-    tmp_link.symlink_to(new_dir.name)
-    tmp_link.rename(data)
-    visible = {rel.split("/")[0] for rel in files}
-    for name in visible:
-        link = target_dir / name
-        if link.is_symlink():
-            continue
-        if link.is_dir():
-            shutil.rmtree(link)
-        link.unlink(missing_ok=True)
-        link.symlink_to(f"{DATA_DIR}/{name}")
-    for entry in target_dir.iterdir():
-        if not entry.name.startswith("..") and entry.name not in visible:
-            if entry.is_symlink() or entry.is_file():
-                entry.unlink()
-            else:
-                shutil.rmtree(entry)
-    if old is not None and old != new_dir.name:
-        shutil.rmtree(target_dir / old, ignore_errors=True)
-    return True
+__all__ = [
+    "DATA_DIR",
+    "DEFAULT_MODE",
+    "CSIPlugin",
+    "ClaimError",
+    "MountedVolume",
+    "PodVolumes",
+    "VolumeError",
+    "VolumeLookups",
+    "VolumePlugin",
+    "VolumeSpec",
+    "configmap_payload",
+    "default_plugins",
+    "downward_api_payload",
+    "projected_payload",
+    "secret_payload",
+    "write_payload",
+]
 
 
-# ---------------------------------------------------------------------------- payload builders
+def _nothing(_name: str) -> Mapping[str, Any] | None:
+    return None
 
 
-def _keyed_payload(
-    kind: str,
-    source: Mapping[str, Any],
-    data: dict[str, bytes] | None,
-    default_mode: int,
-) -> Payload:
-    name = source.get("name", "")
-    optional = bool(source.get("optional", False))
-    if data is None:
-        if optional:
-            return {}
-        raise VolumeError(f'{kind} "{name}" not found')
-    items = source.get("items")
-    if not items:
-        return {k: (v, default_mode) for k, v in data.items()}
-    out: Payload = {}
-    for item in items:
-        key = item["key"]
-        if key not in data:
-            if optional:
-                continue
-            raise VolumeError(f"{kind} references non-existent {kind} key: {key}")
-        out[item["path"]] = (data[key], item.get("mode", default_mode))
-    return out
-
-
-def configmap_payload(
-    volume_source: Mapping[str, Any], configmap: Mapping[str, Any] | None, default_mode: int
-) -> Payload:
-    """Files of a configMap volume (``data`` as UTF-8, ``binaryData`` base64-decoded)."""
-    data: dict[str, bytes] | None = None
-    if configmap is not None:
-        data = {k: v.encode() for k, v in (configmap.get("data") or {}).items()}
-        for k, v in (configmap.get("binaryData") or {}).items():
-            data[k] = base64.b64decode(v)
-    mode = volume_source.get("defaultMode", default_mode)
-    return _keyed_payload("configmap", volume_source, data, mode)
-
-
-def secret_payload(
-    volume_source: Mapping[str, Any], secret: Mapping[str, Any] | None, default_mode: int
-) -> Payload:
-    """Files of a secret volume (``data`` values are base64 in the API object)."""
-    data: dict[str, bytes] | None = None
-    if secret is not None:
-        data = {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-    source = dict(volume_source)
-    source.setdefault("name", volume_source.get("secretName", ""))
-    mode = volume_source.get("defaultMode", default_mode)
-    return _keyed_payload("secret", source, data, mode)
-
-
-def _resource_value(
-    pod: Mapping[str, Any], ref: Mapping[str, Any], allocatable: Mapping[str, str]
-) -> str:
-    containers = pod.get("spec", {}).get("containers", [])
-    wanted = ref.get("containerName") or (containers[0]["name"] if containers else "")
-    container = next((c for c in containers if c.get("name") == wanted), None)
-    if container is None:
-        raise VolumeError(f'container "{wanted}" not found for resourceFieldRef')
-    return downward.resource_value(container, ref, allocatable)
-
-
-def downward_api_payload(
-    items: Sequence[Mapping[str, Any]],
-    pod: Mapping[str, Any],
-    default_mode: int = DEFAULT_MODE,
-    node_allocatable: Mapping[str, str] | None = None,
-) -> Payload:
-    """Files of a downwardAPI volume: pod metadata fields and container resources."""
-    out: Payload = {}
-    for item in items:
-        if "fieldRef" in item:
-            try:
-                text = downward.field_value(pod, item["fieldRef"]["fieldPath"])
-            except ValueError as err:
-                raise VolumeError(str(err)) from None
-        elif "resourceFieldRef" in item:
-            text = _resource_value(pod, item["resourceFieldRef"], node_allocatable or {})
-        else:
-            raise VolumeError(f"downwardAPI item {item.get('path')!r} has no source")
-        out[item["path"]] = (text.encode(), item.get("mode", default_mode))
-    return out
-
-
-def projected_payload(
-    sources: Sequence[Mapping[str, Any]],
-    pod: Mapping[str, Any],
-    lookup_configmap: Lookup,
-    lookup_secret: Lookup,
-    service_account_token: TokenSource | None,
-    default_mode: int = DEFAULT_MODE,
-) -> Payload:
-    """Merge configMap/secret/downwardAPI/serviceAccountToken projections into one payload."""
-    out: Payload = {}
-    for src in sources:
-        if "configMap" in src:
-            cm = src["configMap"]
-            out.update(configmap_payload(cm, lookup_configmap(cm.get("name", "")), default_mode))
-        elif "secret" in src:
-            sec = src["secret"]
-            out.update(secret_payload(sec, lookup_secret(sec.get("name", "")), default_mode))
-        elif "downwardAPI" in src:
-            out.update(downward_api_payload(src["downwardAPI"].get("items", []), pod, default_mode))
-        elif "serviceAccountToken" in src:
-            sat = src["serviceAccountToken"]
-            if service_account_token is None:
-                raise VolumeError("serviceAccountToken projection requested but no token source")
-            out[sat["path"]] = (service_account_token(sat), default_mode)
-    return out
-
-
-# ---------------------------------------------------------------------------- pod volumes
+class ClaimError(VolumeError):
+    """A claim volume cannot be resolved to its PersistentVolume (upstream's
+    desired-state populator errors: ``error processing PVC ns/name: …``)."""
 
 
 @dataclass
@@ -226,6 +78,61 @@ class VolumeLookups:
     configmap: Lookup
     secret: Lookup
     service_account_token: TokenSource | None = None
+    #: PersistentVolumeClaims of the pod's namespace, and PersistentVolumes, by name
+    claim: Lookup = _nothing
+    persistent_volume: Lookup = _nothing
+
+
+@dataclass(frozen=True)
+class VolumeSpec:
+    """Upstream's ``volume.Spec``: a pod volume, or the PersistentVolume its claim is
+    bound to (``pv``), whose source is then what the plugin mounts."""
+
+    name: str
+    volume: Mapping[str, Any]
+    pv: Mapping[str, Any] | None = None
+    claim: Mapping[str, Any] | None = None
+
+    @property
+    def source(self) -> Mapping[str, Any]:
+        return (self.pv.get("spec") or {}) if self.pv is not None else self.volume
+
+
+@dataclass
+class MountContext:
+    """What ``set_up`` gets besides the spec: the pod, the lookups and its directory."""
+
+    pod: Mapping[str, Any]
+    lookups: VolumeLookups
+    dir: Path
+
+
+class VolumePlugin(Protocol):
+    """Upstream's ``VolumePlugin`` with its Mounter/Unmounter folded in."""
+
+    #: upstream's plugin name, e.g. ``kubernetes.io/empty-dir``
+    name: str
+    #: API data volumes (configMap, secret, …): mounted read-only whatever the pod says
+    read_only: bool
+
+    def can_support(self, spec: VolumeSpec) -> bool: ...
+
+    def set_up(self, spec: VolumeSpec, ctx: MountContext) -> Path: ...
+
+    def tear_down(self, path: Path) -> None: ...
+
+
+@dataclass
+class MountedVolume:
+    """A volume set up for a pod: its plugin, host path and claim (for stats)."""
+
+    plugin: str
+    path: Path
+    claim: str = ""
+    read_only: bool = False
+
+
+# ---------------------------------------------------------------------------- mounts
 
 
 def _mounts_under(path: Path) -> list[Path]:
@@ -250,6 +157,17 @@ def _mount_tmpfs(path: Path, size: str | None) -> None:
     subprocess.run(["mount", "-t", "tmpfs", *opts, "tmpfs", str(path)], check=True, timeout=30)
 
 
+def _unmount_all(path: Path) -> None:
+    """Unmount every mount at or under ``path``, deepest first."""
+    for point in sorted(_mounts_under(path), key=lambda p: len(p.parts), reverse=True):
+        subprocess.run(["umount", str(point)], check=True, timeout=30)
+
+
+def _remove_dir(path: Path) -> None:
+    _unmount_all(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
 def _host_path(source: Mapping[str, Any]) -> Path:
     path = Path(source["path"])
     kind = source.get("type", "")
@@ -270,72 +188,346 @@ def _host_path(source: Mapping[str, Any]) -> Path:
     return path
 
 
-class PodVolumes:
-    """Create and remove the per-pod volume directories under the kubelet root."""
+# ---------------------------------------------------------------------------- plugins
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
+
+class EmptyDirPlugin:
+    name = "kubernetes.io/empty-dir"
+    read_only = False
+
+    def can_support(self, spec: VolumeSpec) -> bool:
+        return spec.pv is None and "emptyDir" in spec.volume
+
+    def set_up(self, spec: VolumeSpec, ctx: MountContext) -> Path:
+        ed = spec.volume.get("emptyDir") or {}
+        ctx.dir.mkdir(parents=True, exist_ok=True)
+        ctx.dir.chmod(0o777)
+        if ed.get("medium") == "Memory":
+            _mount_tmpfs(ctx.dir, ed.get("sizeLimit"))
+        return ctx.dir
+
+    def tear_down(self, path: Path) -> None:
+        _remove_dir(path)
+
+
+class HostPathPlugin:
+    """A pod's ``hostPath`` (type checks) or a hostPath PersistentVolume (created if
+    missing, as pyk8s always did for claims)."""
+
+    name = "kubernetes.io/host-path"
+    read_only = False
+
+    def can_support(self, spec: VolumeSpec) -> bool:
+        return "hostPath" in spec.source
+
+    def set_up(self, spec: VolumeSpec, ctx: MountContext) -> Path:
+        source = spec.source["hostPath"]
+        if spec.pv is not None and not source.get("type"):
+            Path(source["path"]).mkdir(parents=True, exist_ok=True)
+        return _host_path(source)
+
+    def tear_down(self, path: Path) -> None:
+        return None  # the host's data stays
+
+
+class LocalPlugin:
+    """A ``local`` PersistentVolume: a directory that must already exist on the node."""
+
+    name = "kubernetes.io/local-volume"
+    read_only = False
+
+    def can_support(self, spec: VolumeSpec) -> bool:
+        return spec.pv is not None and "local" in spec.source
+
+    def set_up(self, spec: VolumeSpec, ctx: MountContext) -> Path:
+        path = Path(spec.source["local"]["path"])
+        if not path.exists():
+            raise VolumeError(f'path "{path}" does not exist')
+        return path
+
+    def tear_down(self, path: Path) -> None:
+        return None
+
+
+class _PayloadPlugin:
+    """configMap, secret, downwardAPI and projected: files written atomically."""
+
+    name = ""
+    read_only = True
+    key = ""
+    tmpfs = False
+
+    def can_support(self, spec: VolumeSpec) -> bool:
+        return spec.pv is None and self.key in spec.volume
+
+    def payload(self, spec: VolumeSpec, ctx: MountContext) -> Payload:
+        raise NotImplementedError
+
+    def set_up(self, spec: VolumeSpec, ctx: MountContext) -> Path:
+        payload = self.payload(spec, ctx)
+        ctx.dir.mkdir(parents=True, exist_ok=True)
+        if self.tmpfs:
+            _mount_tmpfs(ctx.dir, None)
+        write_payload(ctx.dir, payload)
+        return ctx.dir
+
+    def tear_down(self, path: Path) -> None:
+        _remove_dir(path)
+
+
+class ConfigMapPlugin(_PayloadPlugin):
+    name, key = "kubernetes.io/configmap", "configMap"
+
+    def payload(self, spec: VolumeSpec, ctx: MountContext) -> Payload:
+        src = spec.volume["configMap"]
+        return configmap_payload(src, ctx.lookups.configmap(src.get("name", "")), DEFAULT_MODE)
+
+
+class SecretPlugin(_PayloadPlugin):
+    name, key, tmpfs = "kubernetes.io/secret", "secret", True
+
+    def payload(self, spec: VolumeSpec, ctx: MountContext) -> Payload:
+        src = spec.volume["secret"]
+        return secret_payload(src, ctx.lookups.secret(src.get("secretName", "")), DEFAULT_MODE)
+
+
+class DownwardAPIPlugin(_PayloadPlugin):
+    name, key = "kubernetes.io/downward-api", "downwardAPI"
+
+    def payload(self, spec: VolumeSpec, ctx: MountContext) -> Payload:
+        src = spec.volume["downwardAPI"]
+        mode = src.get("defaultMode", DEFAULT_MODE)
+        return downward_api_payload(src.get("items", []), ctx.pod, mode)
+
+
+class ProjectedPlugin(_PayloadPlugin):
+    name, key, tmpfs = "kubernetes.io/projected", "projected", True
+
+    def payload(self, spec: VolumeSpec, ctx: MountContext) -> Payload:
+        src = spec.volume["projected"]
+        lk = ctx.lookups
+        return projected_payload(
+            src.get("sources") or [], ctx.pod, lk.configmap, lk.secret,
+            lk.service_account_token, src.get("defaultMode", DEFAULT_MODE),
+        )  # fmt: skip
+
+
+class CSINodeDriver(Protocol):
+    """A CSI node plugin as the kubelet uses it (NodePublishVolume/NodeUnpublishVolume)."""
+
+    def node_publish(
+        self, volume_id: str, target: Path, read_only: bool, context: Mapping[str, str]
+    ) -> None: ...
+
+    def node_unpublish(self, volume_id: str, target: Path) -> None: ...
+
+
+class CSIPlugin:
+    """``csi`` volumes (PersistentVolumes and inline): published by the named driver to
+    ``<dir>/mount``, with upstream's ``vol_data.json`` beside it for the teardown."""
+
+    name = "kubernetes.io/csi"
+    read_only = False
+
+    def __init__(self, drivers: Mapping[str, CSINodeDriver] | None = None) -> None:
+        self.drivers: dict[str, CSINodeDriver] = dict(drivers or {})
+
+    def can_support(self, spec: VolumeSpec) -> bool:
+        return "csi" in spec.source
+
+    def _driver(self, name: str) -> CSINodeDriver:
+        driver = self.drivers.get(name)
+        if driver is None:
+            raise VolumeError(
+                "kubernetes.io/csi: mounter.SetUpAt failed to get CSI client: driver name "
+                f"{name} not found in the list of registered CSI drivers"
+            )
+        return driver
+
+    def set_up(self, spec: VolumeSpec, ctx: MountContext) -> Path:
+        csi = spec.source["csi"]
+        driver = self._driver(str(csi.get("driver", "")))
+        handle = str(csi.get("volumeHandle") or f"csi-{ctx.pod['metadata']['uid']}-{spec.name}")
+        target = ctx.dir / "mount"
+        target.mkdir(parents=True, exist_ok=True)
+        data = {"driverName": csi.get("driver", ""), "volumeHandle": handle}
+        (ctx.dir / "vol_data.json").write_text(json.dumps(data))
+        attributes = {str(k): str(v) for k, v in (csi.get("volumeAttributes") or {}).items()}
+        driver.node_publish(handle, target, bool(csi.get("readOnly")), attributes)
+        return target
+
+    def tear_down(self, path: Path) -> None:
+        base = path.parent if path.name == "mount" else path
+        with_data = base / "vol_data.json"
+        if with_data.is_file():
+            data = json.loads(with_data.read_text())
+            self._driver(str(data["driverName"])).node_unpublish(
+                str(data["volumeHandle"]), base / "mount"
+            )
+        _remove_dir(base)
+
+
+def default_plugins(csi: CSIPlugin | None = None) -> list[VolumePlugin]:
+    """Every in-tree plugin, as upstream's ``ProbeVolumePlugins``."""
+    return [
+        EmptyDirPlugin(), HostPathPlugin(), LocalPlugin(), ConfigMapPlugin(), SecretPlugin(),
+        DownwardAPIPlugin(), ProjectedPlugin(), csi or CSIPlugin(),
+    ]  # fmt: skip
+
+
+def _dir_name(plugin: str) -> str:
+    return plugin.replace("/", "~")
+
+
+# ---------------------------------------------------------------------------- claims
+
+
+def claim_name(pod: Mapping[str, Any], vol: Mapping[str, Any]) -> str | None:
+    """The claim behind a ``persistentVolumeClaim`` or generic ``ephemeral`` volume."""
+    if vol.get("persistentVolumeClaim"):
+        return str(vol["persistentVolumeClaim"].get("claimName", ""))
+    if vol.get("ephemeral"):
+        return f"{pod['metadata']['name']}-{vol['name']}"
+    return None
+
+
+def resolve_claim(
+    pod: Mapping[str, Any], vol: Mapping[str, Any], name: str, lookups: VolumeLookups
+) -> VolumeSpec:
+    """The spec of a claim volume: its bound PV (upstream's ``getPVCExtractPV`` and
+    ``getPVSpec`` checks and messages)."""
+    ns = pod["metadata"].get("namespace", "default")
+
+    def fail(why: str) -> ClaimError:
+        return ClaimError(f"error processing PVC {ns}/{name}: {why}")
+
+    claim = lookups.claim(name)
+    if claim is None:
+        raise fail(
+            f'failed to fetch PVC from API server: persistentvolumeclaims "{name}" not found'
+        )
+    if (claim.get("metadata") or {}).get("deletionTimestamp"):
+        raise fail(f"can't start pod because PVC {ns}/{name} is being deleted")
+    if vol.get("ephemeral"):
+        uid = pod["metadata"].get("uid")
+        owners = (claim.get("metadata") or {}).get("ownerReferences") or []
+        if not any(o.get("controller") and o.get("uid") == uid for o in owners):
+            raise fail(
+                f"PVC {ns}/{name} was not created for pod {ns}/{pod['metadata']['name']} "
+                "(pod is not owner)"
+            )
+    phase = (claim.get("status") or {}).get("phase", "")
+    volume_name = (claim.get("spec") or {}).get("volumeName") or ""
+    if phase != "Bound" or not volume_name:
+        raise fail(
+            f"PVC {ns}/{name} has non-bound phase ({json.dumps(phase)}) or empty "
+            f"pvc.Spec.VolumeName ({json.dumps(volume_name)})"
+        )
+    pv = lookups.persistent_volume(volume_name)
+    if pv is None:
+        raise fail(
+            f'failed to fetch PV "{volume_name}" from API server: '
+            f'persistentvolumes "{volume_name}" not found'
+        )
+    ref = (pv.get("spec") or {}).get("claimRef")
+    if not ref:
+        raise fail(f'found PV object "{volume_name}" but it has a nil ClaimRef')
+    claim_uid = (claim.get("metadata") or {}).get("uid")
+    if ref.get("uid") != claim_uid:
+        raise fail(
+            f'found PV object "{volume_name}" but its ClaimRef.UID "{ref.get("uid")}" does not '
+            f'point to the PVC\'s UID "{claim_uid}"'
+        )
+    return VolumeSpec(str(vol["name"]), vol, pv=pv, claim=claim)
+
+
+# ---------------------------------------------------------------------------- manager
+
+
+@dataclass
+class PodVolumes:
+    """Sets up and tears down the volumes of the pods on this node, plugin by plugin."""
+
+    root: Path
+    plugins: Sequence[VolumePlugin] = field(default_factory=default_plugins)
+    #: pod uid -> volume name -> what was set up
+    mounted: dict[str, dict[str, MountedVolume]] = field(default_factory=dict)
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / "pods" / uid
 
     def volume_dir(self, uid: str, plugin: str, name: str) -> Path:
-        return self.pod_dir(uid) / "volumes" / f"kubernetes.io~{plugin}" / name
+        """``<pod dir>/volumes/kubernetes.io~<plugin>/<name>`` (``plugin`` without the
+        ``kubernetes.io/`` prefix, or a full plugin name)."""
+        full = plugin if "/" in plugin else f"kubernetes.io/{plugin}"
+        return self.pod_dir(uid) / "volumes" / _dir_name(full) / name
+
+    def plugin_for(self, spec: VolumeSpec) -> VolumePlugin:
+        for p in self.plugins:
+            if p.can_support(spec):
+                return p
+        raise VolumeError(f'volume "{spec.name}": unsupported volume type')
+
+    def spec_for(
+        self, pod: Mapping[str, Any], vol: Mapping[str, Any], lookups: VolumeLookups
+    ) -> VolumeSpec:
+        name = claim_name(pod, vol)
+        if name is not None:
+            return resolve_claim(pod, vol, name, lookups)
+        return VolumeSpec(str(vol["name"]), vol)
 
     def setup(self, pod: Mapping[str, Any], lookups: VolumeLookups) -> dict[str, Path]:
-        """Materialise every volume of ``pod``; return volume name -> host path."""
+        """Set up every volume of ``pod`` (idempotent); volume name -> host path. The
+        first failure is raised; the volumes set up before it stay set up."""
         uid = pod["metadata"]["uid"]
+        done = self.mounted.setdefault(uid, {})
         out: dict[str, Path] = {}
-        for vol in pod.get("spec", {}).get("volumes") or []:
-            name = vol["name"]
-            if "hostPath" in vol:
-                out[name] = _host_path(vol["hostPath"])
-                continue
-            if "emptyDir" in vol:
-                ed = vol["emptyDir"] or {}
-                path = self.volume_dir(uid, "empty-dir", name)
-                path.mkdir(parents=True, exist_ok=True)
-                path.chmod(0o777)
-                if ed.get("medium") == "Memory":
-                    _mount_tmpfs(path, ed.get("sizeLimit"))
-                out[name] = path
-                continue
-            plugin, payload, tmpfs = self._payload(pod, vol, lookups)
-            path = self.volume_dir(uid, plugin, name)
-            path.mkdir(parents=True, exist_ok=True)
-            if tmpfs:
-                _mount_tmpfs(path, None)
-            write_payload(path, payload)
-            out[name] = path
+        for vol in (pod.get("spec") or {}).get("volumes") or []:
+            try:
+                spec = self.spec_for(pod, vol, lookups)
+                plugin = self.plugin_for(spec)
+                ctx = MountContext(pod, lookups, self.volume_dir(uid, plugin.name, spec.name))
+                path = plugin.set_up(spec, ctx)
+            except VolumeError as err:
+                err.volume = str(vol["name"])
+                raise
+            claim = ""
+            read_only = plugin.read_only
+            if spec.claim is not None:
+                claim = str(spec.claim["metadata"]["name"])
+                pvc_source = vol.get("persistentVolumeClaim") or {}
+                read_only = read_only or bool(pvc_source.get("readOnly"))
+            done[spec.name] = MountedVolume(plugin.name, path, claim, read_only)
+            out[spec.name] = path
         return out
 
-    def _payload(
-        self, pod: Mapping[str, Any], vol: Mapping[str, Any], lookups: VolumeLookups
-    ) -> tuple[str, Payload, bool]:
-        if "configMap" in vol:
-            src = vol["configMap"]
-            cm = lookups.configmap(src.get("name", ""))
-            return "configmap", configmap_payload(src, cm, DEFAULT_MODE), False
-        if "secret" in vol:
-            src = vol["secret"]
-            sec = lookups.secret(src.get("secretName", ""))
-            return "secret", secret_payload(src, sec, DEFAULT_MODE), True
-        if "downwardAPI" in vol:
-            src = vol["downwardAPI"]
-            mode = src.get("defaultMode", DEFAULT_MODE)
-            return "downward-api", downward_api_payload(src.get("items", []), pod, mode), False
-        if "projected" in vol:
-            src = vol["projected"]
-            payload = projected_payload(
-                src.get("sources") or [], pod, lookups.configmap, lookups.secret,
-                lookups.service_account_token, src.get("defaultMode", DEFAULT_MODE),
-            )  # fmt: skip
-            return "projected", payload, True
-        raise VolumeError(f'volume "{vol["name"]}": unsupported volume type')
+    def read_only(self, uid: str) -> set[str]:
+        """Volumes of ``uid`` every container mounts read-only (API data, read-only claims)."""
+        return {n for n, m in self.mounted.get(uid, {}).items() if m.read_only}
 
     def teardown(self, uid: str) -> None:
-        """Unmount tmpfs mounts under the pod dir (deepest first) and delete the pod dir."""
+        """Each volume directory torn down by its plugin (found on disk, so this works
+        after a kubelet restart), then whatever is still mounted, then the pod dir."""
+        self.mounted.pop(uid, None)
         pod_dir = self.pod_dir(uid)
-        for point in sorted(_mounts_under(pod_dir), key=lambda p: len(p.parts), reverse=True):
-            subprocess.run(["umount", str(point)], check=True, timeout=30)
-        shutil.rmtree(pod_dir, ignore_errors=True)
+        by_dir = {_dir_name(p.name): p for p in self.plugins}
+        volumes = pod_dir / "volumes"
+        if volumes.is_dir():
+            for plugin_dir in volumes.iterdir():
+                plugin = by_dir.get(plugin_dir.name)
+                for vol_dir in plugin_dir.iterdir() if plugin_dir.is_dir() else ():
+                    if plugin is not None:
+                        plugin.tear_down(vol_dir)
+        _remove_dir(pod_dir)
+
+    def pod_uids_on_disk(self) -> set[str]:
+        pods = self.root / "pods"
+        return {p.name for p in pods.iterdir() if p.is_dir()} if pods.is_dir() else set()
+
+    def cleanup_orphans(self, active: Iterable[str]) -> list[str]:
+        """Upstream's ``cleanupOrphanedPodDirs``: tear down and remove the directories of
+        pods not in ``active``; the uids removed."""
+        orphans = sorted(self.pod_uids_on_disk() - set(active))
+        for uid in orphans:
+            self.teardown(uid)
+        return orphans

@@ -1,5 +1,7 @@
-"""Container runtimes the kubelet drives; today only a private containerd."""
+"""Container runtimes the kubelet drives: a private containerd, and an in-memory fake
+(:mod:`pyk8s.kubelet.runtimes.fake`) for tests without root."""
 
 from pyk8s.kubelet.runtimes.containerd import Containerd, ContainerdConfig, ContainerdError
+from pyk8s.kubelet.runtimes.fake import FakeRuntime
 
-__all__ = ["Containerd", "ContainerdConfig", "ContainerdError"]
+__all__ = ["Containerd", "ContainerdConfig", "ContainerdError", "FakeRuntime"]
