@@ -40,7 +40,7 @@ def port_proto_hash(*parts: str) -> str:
     """Upstream's chain-name suffix: base32 of the SHA-256 of the concatenated parts, 16
     characters (e.g. ``default/kubernetes:https`` + ``tcp`` → ``NPX46M4PTMTKRN6Y``)."""
     digest = hashlib.sha256("".join(parts).encode()).digest()
-    return base64.b32encode(digest).decode()[:16]
+    return base64.b32encode(digest[:10]).decode()  # 16 characters encode exactly 10 bytes
 
 
 @dataclass(frozen=True)

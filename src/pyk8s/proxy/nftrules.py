@@ -68,9 +68,10 @@ IPV6 = Family("ip6", "ipv6_addr", "::1")
 
 
 def _hash_and_truncate(name: str) -> str:
-    """Upstream's chain-name base: 8 base32 characters of the SHA-256, ``-``, the name."""
-    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()).decode()
-    out = f"{digest[:8]}-{name}"
+    """Upstream's chain-name base: 8 base32 characters of the SHA-256, ``-``, the name (the
+    first 8 characters encode exactly the first 5 bytes)."""
+    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()[:5]).decode()
+    out = f"{digest}-{name}"
     return out if len(out) <= _CHAIN_BASE_MAX else out[: _CHAIN_BASE_MAX - 3] + "..."
 
 
@@ -368,28 +369,30 @@ def _write_service_port(
         if any(_in_any(n, sp.source_ranges) for n in config.node_ips):
             sources += list(sp.load_balancer_ips)
         chains[fw_chain] = (f"{ip} saddr != {{ {', '.join(sources)} }} drop",)
+    bases = {e.address: _endpoint_base(sp, e) for e in [*cluster, *local]}
     for chain, eps in ((svc_chain, cluster), (local_chain, local)):
         if not eps:
             continue
         rules = [masq] if masq and chain == internal_chain else []
         if sp.affinity_seconds:
             rules += [
-                f"{ip} saddr @{affinity_set(sp, e)} goto {endpoint_chain(sp, e)}" for e in eps
+                f"{ip} saddr @affinity-{bases[e.address]} goto endpoint-{bases[e.address]}"
+                for e in eps
             ]
-        picks = ", ".join(f"{i} : goto {endpoint_chain(sp, e)}" for i, e in enumerate(eps))
+        picks = ", ".join(f"{i} : goto endpoint-{bases[e.address]}" for i, e in enumerate(eps))
         rules.append(f"numgen random mod {len(eps)} vmap {{ {picks} }}")
         chains[chain] = tuple(rules)
     for ep in {e.address: e for e in [*cluster, *local]}.values():
         rules = [f"{ip} saddr {ep.ip} jump mark-for-masquerade"]
         if sp.affinity_seconds:
-            name = affinity_set(sp, ep)
+            name = f"affinity-{bases[ep.address]}"
             out.dynamic_sets[name] = (
                 f"type {out.family.addr_type} ; flags dynamic,timeout ;"
                 f" timeout {sp.affinity_seconds}s ;"
             )
             rules.append(f"update @{name} {{ {ip} saddr }}")
         rules.append(f"meta l4proto {proto} dnat to {ep.address}")
-        chains[endpoint_chain(sp, ep)] = tuple(rules)
+        chains[f"endpoint-{bases[ep.address]}"] = tuple(rules)
 
 
 def _in_any(ip: str, cidrs: Iterable[str]) -> bool:
