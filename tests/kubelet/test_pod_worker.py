@@ -1,0 +1,210 @@
+"""The pod worker on the in-memory FakeRuntime: no root, no containerd, no API server.
+
+What a user would see of it: volumes (a claim's local PV, an emptyDir, a configMap) are
+set up before the sandbox and containers are created, containers get their mounts
+(API data read-only), a claim that is missing, unbound or being deleted keeps the pod
+from starting with upstream's ``FailedMount`` event, a failed container is restarted,
+and a deleted pod's containers, sandbox and volume directories go away while the
+claim's data stays.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyk8s.client.errors import ApiError
+from pyk8s.kubelet.cri import api_pb2 as pb
+from pyk8s.kubelet.pods import NodeInfo, PodWorker
+from pyk8s.kubelet.runtimes import FakeRuntime
+
+Obj = dict[str, Any]
+IMAGE = "registry.local/busybox:1"
+
+
+class FakeClient:
+    """The API calls the pod worker makes, on in-memory objects."""
+
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str], Obj] = {}
+        self.status_patches: list[Obj] = []
+        self.deleted: list[str] = []
+
+    def put(self, plural: str, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        self.objects[(plural, meta.get("namespace", ""), meta["name"])] = obj
+        return obj
+
+    async def get(self, res: Any, name: str, namespace: str | None = None) -> Obj:
+        obj = self.objects.get((res.plural, namespace or "", name))
+        if obj is None:
+            message = f'{res.plural} "{name}" not found'
+            raise ApiError(404, "NotFound", message, {"reason": "NotFound", "code": 404})
+        return copy.deepcopy(obj)
+
+    async def patch(self, res: Any, name: str, body: Obj, namespace: str | None = None,
+                    **kw: Any) -> Obj:  # fmt: skip
+        if kw.get("subresource") == "status":
+            self.status_patches.append(body["status"])
+        return body
+
+    async def delete(self, res: Any, name: str, namespace: str | None = None, **kw: Any) -> Obj:
+        self.deleted.append(name)
+        return {}
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, str]] = []
+
+    def event(self, obj: Any, event_type: str, reason: str, message: str) -> None:
+        self.events.append((event_type, reason, message))
+
+    def reasons(self) -> list[str]:
+        return [r for _, r, _ in self.events]
+
+
+def make_pod(volumes: list[Obj], mounts: list[Obj], policy: str = "Always") -> Obj:
+    return {
+        "metadata": {"name": "web", "namespace": "ns", "uid": "uid-web"},
+        "spec": {
+            "restartPolicy": policy,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{"name": "app", "image": IMAGE, "volumeMounts": mounts}],
+            "volumes": volumes,
+        },
+        "status": {"phase": "Pending"},
+    }
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> tuple[PodWorker, FakeRuntime, FakeClient, Recorder]:
+    runtime = FakeRuntime(images={IMAGE})
+    client, recorder = FakeClient(), Recorder()
+    worker = PodWorker(
+        client,  # type: ignore[arg-type]
+        runtime,
+        recorder,  # type: ignore[arg-type]
+        NodeInfo(name="n1", host_ip="192.0.2.1"),
+        root=tmp_path / "kubelet",
+        log_root=tmp_path / "logs",
+    )
+    return worker, runtime, client, recorder
+
+
+def read(path: Path) -> str:
+    return path.read_text()
+
+
+def bound_claim(client: FakeClient, disk: Path) -> None:
+    client.put("persistentvolumeclaims", {
+        "metadata": {"name": "data", "namespace": "ns", "uid": "uid-data"},
+        "spec": {"volumeName": "pv-1"}, "status": {"phase": "Bound"}})  # fmt: skip
+    client.put("persistentvolumes", {
+        "metadata": {"name": "pv-1"},
+        "spec": {"local": {"path": str(disk)},
+                 "claimRef": {"name": "data", "namespace": "ns", "uid": "uid-data"}}})  # fmt: skip
+
+
+VOLUMES = [
+    {"name": "data", "persistentVolumeClaim": {"claimName": "data"}},
+    {"name": "scratch", "emptyDir": {}},
+    {"name": "cfg", "configMap": {"name": "cfg"}},
+]
+MOUNTS = [
+    {"name": "data", "mountPath": "/data"},
+    {"name": "scratch", "mountPath": "/tmp"},
+    {"name": "cfg", "mountPath": "/etc/cfg"},
+]
+
+
+async def test_volumes_before_containers_and_torn_down_with_the_pod(
+    env: tuple[PodWorker, FakeRuntime, FakeClient, Recorder], tmp_path: Path
+) -> None:
+    worker, runtime, client, _ = env
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (disk / "kept").write_text("data")
+    bound_claim(client, disk)
+    client.put("configmaps", {"metadata": {"name": "cfg", "namespace": "ns"},
+                              "data": {"k": "v"}})  # fmt: skip
+    pod = make_pod(VOLUMES, MOUNTS)
+    await worker.sync(pod)
+    assert [c for c, _ in runtime.calls] == ["RunPodSandbox", "CreateContainer", "StartContainer"]
+    (cid,) = runtime.running("app")
+    mounts = {m.container_path: m for m in runtime.containers[cid].config.mounts}
+    assert mounts["/data"].host_path == str(disk) and not mounts["/data"].readonly
+    assert mounts["/etc/cfg"].readonly  # API data is read-only whatever the pod says
+    assert read(Path(mounts["/etc/cfg"].host_path, "k")) == "v"
+    assert client.status_patches[-1]["phase"] == "Running"
+    pod_dir = worker.volumes.pod_dir("uid-web")
+    assert (pod_dir / "volumes" / "kubernetes.io~empty-dir" / "scratch").is_dir()
+
+    pod["metadata"]["deletionTimestamp"] = "2026-01-01T00:00:00Z"
+    pod["metadata"]["deletionGracePeriodSeconds"] = 1
+    await worker.sync(pod)
+    assert runtime.containers == {} and runtime.sandboxes == {}
+    assert not pod_dir.exists()
+    assert (disk / "kept").read_text() == "data"  # a claim's data outlives the pod
+    assert client.deleted == ["web"]
+    assert client.status_patches[-1]["phase"] == "Failed"  # exited 143 after SIGTERM
+
+
+@pytest.mark.parametrize(
+    ("claim", "message"),
+    [
+        (None, 'failed to fetch PVC from API server: persistentvolumeclaims "data" not found'),
+        ({"spec": {}, "status": {"phase": "Pending"}},
+         'PVC ns/data has non-bound phase ("Pending") or empty pvc.Spec.VolumeName ("")'),
+        ({"spec": {"volumeName": "pv-1"}, "status": {"phase": "Bound"},
+          "deletionTimestamp": "2026-01-01T00:00:00Z"},
+         "can't start pod because PVC ns/data is being deleted"),
+    ],
+)  # fmt: skip
+async def test_a_claim_that_cannot_be_used_keeps_the_pod_from_starting(
+    env: tuple[PodWorker, FakeRuntime, FakeClient, Recorder],
+    claim: Obj | None,
+    message: str,
+) -> None:
+    worker, runtime, client, recorder = env
+    if claim is not None:
+        meta = {"name": "data", "namespace": "ns", "uid": "uid-data"}
+        if "deletionTimestamp" in claim:
+            meta["deletionTimestamp"] = claim.pop("deletionTimestamp")
+        client.put("persistentvolumeclaims", {"metadata": meta, **claim})
+    pod = make_pod(VOLUMES[:2], MOUNTS[:2])
+    assert await worker.sync(pod) == 5.0  # retried
+    assert runtime.calls == []  # no sandbox without its volumes
+    assert recorder.events == [
+        ("Warning", "FailedMount",
+         "Unable to attach or mount volumes: unmounted volumes=[data scratch], unattached "
+         f"volumes=[], failed to process volumes=[data]: error processing PVC ns/data: {message}"),
+    ]  # fmt: skip
+    assert client.status_patches[-1]["containerStatuses"][0]["state"] == {
+        "waiting": {"reason": "ContainerCreating"}
+    }
+
+
+async def test_a_failed_container_is_restarted_in_the_same_sandbox(
+    env: tuple[PodWorker, FakeRuntime, FakeClient, Recorder],
+) -> None:
+    worker, runtime, client, recorder = env
+    pod = make_pod([{"name": "scratch", "emptyDir": {}}], [MOUNTS[1]], policy="OnFailure")
+    await worker.sync(pod)
+    (first,) = runtime.running("app")
+    runtime.exit(first, 1)
+    await worker.sync(pod)
+    (second,) = runtime.running("app")
+    assert second != first
+    assert runtime.containers[second].config.metadata.attempt == 1
+    assert [c for c, _ in runtime.calls].count("RunPodSandbox") == 1
+    runtime.exit(second, 0)  # OnFailure: a success is final
+    await worker.sync(pod)
+    assert runtime.running() == []
+    assert client.status_patches[-1]["phase"] == "Succeeded"
+    assert recorder.reasons().count("Started") == 2
+    (sandbox,) = runtime.sandboxes.values()
+    assert sandbox.state == pb.SANDBOX_NOTREADY
