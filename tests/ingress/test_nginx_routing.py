@@ -9,19 +9,15 @@ same through the API server and real pods, once).
 from __future__ import annotations
 
 import asyncio
-import http.client
 import http.server
 import os
 import socket
-import ssl
 import threading
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.x509.oid import NameOID
 
 from pyk8s.ingress.nginx import FAKE_CERT_CN, NGINX, Nginx, NginxError
 from pyk8s.ingress.render import RenderConfig, Rendered, render
@@ -35,6 +31,7 @@ from tests.ingress.objects import (
     service,
     tls_secret,
 )
+from tests.ingress.requests import get, served_cn
 from tests.integration.conftest import free_port
 
 pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
@@ -120,47 +117,8 @@ class Running:
         self.loop.run_until_complete(self.nginx.apply(rendered))
 
     def get(self, host: str, target: str, https: bool = False) -> tuple[int, str, str]:
-        """Status, body and Location header of ``GET target`` with ``Host: host``."""
-        conn: http.client.HTTPConnection
-        if https:
-            ctx = ssl.create_default_context()
-            ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-            conn = _SNIConnection("127.0.0.1", self.cfg.https_port, host, ctx)
-        else:
-            conn = http.client.HTTPConnection("127.0.0.1", self.cfg.http_port, timeout=10)
-        try:
-            conn.request("GET", target, headers={"Host": host})
-            resp = conn.getresponse()
-            return resp.status, resp.read().decode(), resp.getheader("Location") or ""
-        finally:
-            conn.close()
-
-
-class _SNIConnection(http.client.HTTPSConnection):
-    """HTTPS to an address with ``server_name`` as SNI (curl --resolve)."""
-
-    def __init__(self, address: str, port: int, server_name: str, ctx: ssl.SSLContext) -> None:
-        super().__init__(address, port, context=ctx, timeout=10)
-        self.server_name = server_name
-
-    def connect(self) -> None:
-        http.client.HTTPConnection.connect(self)
-        self.sock = self._context.wrap_socket(  # type: ignore[attr-defined]
-            self.sock, server_hostname=self.server_name
-        )
-
-
-def served_cn(port: int, server_name: str) -> str:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname, ctx.verify_mode = False, ssl.CERT_NONE
-    with (
-        socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
-        ctx.wrap_socket(raw, server_hostname=server_name) as tls,
-    ):
-        der = tls.getpeercert(binary_form=True)
-    assert der is not None
-    cn = x509.load_der_x509_certificate(der).subject.get_attributes_for_oid(NameOID.COMMON_NAME)
-    return str(cn[0].value)
+        port = self.cfg.https_port if https else self.cfg.http_port
+        return get(host, target, port, https)
 
 
 @pytest.fixture(scope="module")

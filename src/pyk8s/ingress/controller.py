@@ -238,7 +238,7 @@ class IngressController:
                 "namespace": namespace,
                 "labels": {
                     "kubernetes.io/service-name": name,
-                    MANAGED_BY: self.config.controller_class,
+                    MANAGED_BY: "ingress-controller.pyk8s.io",
                     **labels,
                 },
             },
