@@ -218,6 +218,7 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
     p.add_argument("--kubeconfig", type=Path, default=None)
     p.add_argument("--pod-cidr", default="", help="default: the Node's spec.podCIDR")
     p.add_argument("--cluster-cidr", default="10.42.0.0/16", help="all nodes' pod CIDRs")
+    p.add_argument("--service-cidr", default="10.43.0.0/16", help="the Services' ClusterIPs")
     p.add_argument("--cni-bridge", default="cni0")
     p.add_argument("--log-root", type=Path, default=Path("/var/log/pods"))
     p.add_argument("--healthz-bind-address", default="127.0.0.1")
@@ -318,6 +319,38 @@ def _etcd_snapshot(args: argparse.Namespace) -> int:
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s etcd-snapshot: error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _killall(args: argparse.Namespace) -> int:
+    """``pyk8s killall`` / ``pyk8s uninstall`` (k3s-killall.sh, k3s-uninstall.sh)."""
+    from pyk8s.server import killall
+    from pyk8s.server.paths import default_data_dir
+
+    data_dir = (args.data_dir or default_data_dir()).resolve()
+    if os.geteuid() != 0:
+        print(f"pyk8s {args.command}: error: must run as root", file=sys.stderr)
+        return 1
+    if args.command == "uninstall" and not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                f"pyk8s uninstall: error: refusing to remove {data_dir} without --yes "
+                "(no terminal to confirm on)",
+                file=sys.stderr,
+            )
+            return 1
+        answer = input(f"Stop pyk8s and remove {data_dir} with everything in it? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("pyk8s uninstall: nothing done")
+            return 1
+    run = killall.uninstall if args.command == "uninstall" else killall.killall
+    report = run(data_dir)
+    print(
+        f"stopped {len(report.processes)} processes and {len(report.containers)} containers; "
+        f"unmounted {len(report.mounts)} mounts; removed {len(report.links)} links and "
+        f"{len(report.chains)} iptables chains"
+        + (f"; removed {data_dir}" if args.command == "uninstall" else "")
+    )
     return 0
 
 
@@ -622,6 +655,14 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--skip", action="store_true", help="reencrypt: keep the old keys")
         action.add_argument("--output", "-o", default="", choices=("", "text", "json"))
     _add_etcd_snapshot(sub)
+    for name, text in (
+        ("killall", "stop this node's pyk8s processes and containers and clean the host"),
+        ("uninstall", "killall, then remove the data dir"),
+    ):
+        action = sub.add_parser(name, help=text)
+        action.add_argument("--data-dir", "-d", type=Path, default=None)
+        if name == "uninstall":
+            action.add_argument("--yes", "-y", action="store_true", help="do not ask")
     check = sub.add_parser(
         "datastore-check", help="open a datastore endpoint and print its revisions"
     )
@@ -965,7 +1006,8 @@ def _agent_args(args: argparse.Namespace) -> list[str]:
     through the kube-dns service unless ``--cluster-dns`` says otherwise)."""
     dns = [] if args.cluster_dns else ["--cluster-dns", _kube_dns_ip(args.service_cidr)]
     return [
-        "--data-dir", str(args.data_dir / "agent"), "--node-routes", *dns, *_kubelet_flags(args),
+        "--data-dir", str(args.data_dir / "agent"), "--node-routes", *dns,
+        "--service-cidr", args.service_cidr, *_kubelet_flags(args),
     ]  # fmt: skip
 
 
@@ -1226,6 +1268,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         port=args.port,
         node_routes=args.node_routes,
         cluster_cidr=args.cluster_cidr,
+        service_cidr=args.service_cidr,
     )
     try:
         asyncio.run(kubelet.run(opts))
@@ -1312,6 +1355,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_apiserver(args)
     if args.command == "etcd-snapshot":
         return _etcd_snapshot(args)
+    if args.command in ("killall", "uninstall"):
+        return _killall(args)
     if args.command == "controller-manager":
         return _run_controller_manager(args)
     if args.command == "scheduler":
