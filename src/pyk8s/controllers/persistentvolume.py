@@ -88,9 +88,23 @@ class PersistentVolumeReconciler:
 
     def setup(self, controller: Controller) -> None:
         controller.watch(self.claims)
+        controller.watch(self.claims, self._claim_volume)
         controller.watch(self.volumes)
         controller.watch(self.volumes, self._volume_claim)
         controller.watch(self.classes, self._class_claims)
+        controller.watch(self.pods, self._pod_claims)
+
+    def _pod_claims(self, pod: Obj) -> list[Request]:
+        """A pod naming a waiting claim changes what the claim waits for."""
+        ns = str((pod.get("metadata") or {}).get("namespace", ""))
+        if (pod.get("spec") or {}).get("nodeName"):
+            return []
+        return [Request(ns, name) for name in pvb.pod_claim_names(pod)]
+
+    def _claim_volume(self, claim: Obj) -> list[Request]:
+        """A claim's changes (its deletion above all) concern the volume it is bound to."""
+        name = (claim.get("spec") or {}).get("volumeName")
+        return [Request("", str(name))] if name else []
 
     def _volume_claim(self, volume: Obj) -> list[Request]:
         ref = (volume.get("spec") or {}).get("claimRef") or {}
