@@ -208,6 +208,13 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
         metavar="HOST:PORT",
         help="a registry containerd reaches over plain HTTP (repeatable)",
     )
+    p.add_argument(
+        "--default-local-storage-path",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="where the local-path provisioner makes volumes (default: DATA_DIR/storage)",
+    )
     if in_server:
         return
     p.add_argument(
@@ -1005,8 +1012,14 @@ def _agent_args(args: argparse.Namespace) -> list[str]:
     """The flags ``pyk8s server`` passes to its ``pyk8s kubelet`` child (pods resolve
     through the kube-dns service unless ``--cluster-dns`` says otherwise)."""
     dns = [] if args.cluster_dns else ["--cluster-dns", _kube_dns_ip(args.service_cidr)]
+    # k3s keeps the server node's local-path volumes in DATA_DIR/storage
+    storage = (
+        []
+        if args.default_local_storage_path
+        else ["--default-local-storage-path", str(args.data_dir / "storage")]
+    )
     return [
-        "--data-dir", str(args.data_dir / "agent"), "--node-routes", *dns,
+        "--data-dir", str(args.data_dir / "agent"), "--node-routes", *dns, *storage,
         "--service-cidr", args.service_cidr, *_kubelet_flags(args),
     ]  # fmt: skip
 
@@ -1024,6 +1037,8 @@ def _kubelet_flags(args: argparse.Namespace) -> list[str]:
         out += ["--node-taint", taint]
     for registry in args.insecure_registry:
         out += ["--insecure-registry", registry]
+    if args.default_local_storage_path:
+        out += ["--default-local-storage-path", str(args.default_local_storage_path)]
     return out + _passed_through(args.kubelet_args)
 
 
@@ -1269,6 +1284,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         node_routes=args.node_routes,
         cluster_cidr=args.cluster_cidr,
         service_cidr=args.service_cidr,
+        local_storage_path=args.default_local_storage_path,
     )
     try:
         asyncio.run(kubelet.run(opts))
