@@ -15,11 +15,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
 from pyk8s.client.errors import ApiError
 from pyk8s.kubelet.cri import api_pb2 as pb
 from pyk8s.kubelet.pods import NodeInfo, PodWorker
 from pyk8s.kubelet.runtimes import FakeRuntime
+from pyk8s.kubelet.stats import StatsProvider
+from pyk8s.kubelet.volumestats import VolumeStats, VolumeStatsCollector
 
 Obj = dict[str, Any]
 IMAGE = "registry.local/busybox:1"
@@ -97,6 +101,10 @@ def env(tmp_path: Path) -> tuple[PodWorker, FakeRuntime, FakeClient, Recorder]:
 
 def read(path: Path) -> str:
     return path.read_text()
+
+
+def write(path: Path, data: bytes) -> None:
+    path.write_bytes(data)
 
 
 def bound_claim(client: FakeClient, disk: Path) -> None:
@@ -208,3 +216,39 @@ async def test_a_failed_container_is_restarted_in_the_same_sandbox(
     assert recorder.reasons().count("Started") == 2
     (sandbox,) = runtime.sandboxes.values()
     assert sandbox.state == pb.SANDBOX_NOTREADY
+
+
+async def test_volume_usage_in_the_summary_and_the_claim_gauges(
+    env: tuple[PodWorker, FakeRuntime, FakeClient, Recorder], tmp_path: Path
+) -> None:
+    worker, runtime, client, _ = env
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    bound_claim(client, disk)
+    pod = make_pod(VOLUMES[:2], MOUNTS[:2])
+    await worker.sync(pod)
+    scratch = worker.volumes.volume_dir("uid-web", "empty-dir", "scratch")
+    write(scratch / "blob", b"x" * 65536)
+    stats = VolumeStats()
+    await stats.refresh(worker.volumes.mounted, worker.volumes.namespaces)
+    provider = StatsProvider(runtime, "n1", root_dir=tmp_path, volume_stats=stats.for_pod)
+    (entry,) = (await provider.summary())["pods"]
+    volumes = {v["name"]: v for v in entry["volume"]}
+    assert volumes["scratch"]["usedBytes"] >= 65536 and volumes["scratch"]["inodesUsed"] == 2
+    assert "pvcRef" not in volumes["scratch"]
+    assert volumes["data"]["pvcRef"] == {"name": "data", "namespace": "ns"}
+    data = volumes["data"]
+    assert 0 < data["usedBytes"] <= data["capacityBytes"]  # a local PV: its filesystem
+    assert 0 < data["availableBytes"] <= data["capacityBytes"] - data["usedBytes"]
+    registry = CollectorRegistry()
+    registry.register(VolumeStatsCollector(stats))
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(generate_latest(registry).decode())
+        for s in family.samples
+    }
+    labels = (("namespace", "ns"), ("persistentvolumeclaim", "data"))
+    assert samples[("kubelet_volume_stats_capacity_bytes", labels)] == data["capacityBytes"]
+    assert samples[("kubelet_volume_stats_used_bytes", labels)] == data["usedBytes"]
+    assert samples[("kubelet_volume_stats_inodes_used", labels)] == data["inodesUsed"]
+    assert len(samples) == 6  # one series per metric: only claims have gauges

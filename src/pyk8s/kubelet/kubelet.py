@@ -38,6 +38,7 @@ from pyk8s.kubelet.gc import ContainerGC, ImageGC
 from pyk8s.kubelet.node import NodeAgent, RuntimeHealth
 from pyk8s.kubelet.pods import NodeInfo, PodWorker
 from pyk8s.kubelet.runtimestate import Relister
+from pyk8s.kubelet.volumestats import REFRESH_PERIOD, VolumeStats, VolumeStatsCollector
 
 __all__ = ["Kubelet", "KubeletConfig"]
 
@@ -53,6 +54,7 @@ HOUSEKEEPING_PERIOD = 2.0
 #: upstream's container GC period (1 min) and image GC period (5 min)
 CONTAINER_GC_PERIOD = 60.0
 IMAGE_GC_PERIOD = 300.0
+VOLUME_STATS_PERIOD = REFRESH_PERIOD
 
 
 @dataclass
@@ -72,6 +74,8 @@ class KubeletConfig:
     #: the filesystem the runtime keeps images on (image GC thresholds); default root_dir
     image_fs: Path | None = None
     relist_period: float = RELIST_PERIOD
+    #: how often volume usage is measured (upstream's volumeStatsAggPeriod)
+    volume_stats_period: float = VOLUME_STATS_PERIOD
     #: called with the node's pod CIDR when it becomes known (the agent writes CNI config)
     on_pod_cidr: Callable[[str], None] = lambda cidr: None
 
@@ -119,6 +123,9 @@ class Kubelet:
             log_root=config.log_root, services=self.services.store.list, wake=self._wake_uid,
             probe_registry=probe_registry,
         )  # fmt: skip
+        #: per-volume usage for /stats/summary and the kubelet_volume_stats_* gauges
+        self.volume_stats = VolumeStats()
+        self.registry.register(VolumeStatsCollector(self.volume_stats))
         self.relister = Relister(cri)
         self.container_gc = ContainerGC(cri, log_root=config.log_root)
         self.image_gc = ImageGC(cri, config.image_fs or config.root_dir)
@@ -249,10 +256,15 @@ class Kubelet:
                 self._wake_uid(uid)
 
     async def _housekeeping(self) -> None:
+        measured = 0.0
         while True:
             await asyncio.sleep(HOUSEKEEPING_PERIOD)
             try:
                 await self._remove_orphans()
+                if time.monotonic() - measured >= self.config.volume_stats_period:
+                    measured = time.monotonic()
+                    vols = self.worker.volumes
+                    await self.volume_stats.refresh(vols.mounted, vols.namespaces)
             except asyncio.CancelledError:
                 raise
             except Exception as err:

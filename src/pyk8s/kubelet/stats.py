@@ -76,8 +76,11 @@ class StatsProvider:
         image_fs: Path | None = None,
         proc: Path = Path("/proc"),
         clock: Callable[[], float] = time.time,
+        volume_stats: Callable[[str], list[dict[str, Any]]] | None = None,
     ) -> None:
         self.cri = cri
+        #: a pod uid's volume entries (the kubelet's VolumeStats.for_pod), if known
+        self.volume_stats = volume_stats
         self.node_name = node_name
         self.root_dir = root_dir
         self.image_fs = image_fs or root_dir
@@ -199,6 +202,9 @@ class StatsProvider:
             memories = [s["memory"] for s in stats_list if "memory" in s]
             if memories:
                 pod["memory"] = _sum(memories, _POD_MEMORY_SUMS)
+            volumes = self.volume_stats(sandbox.metadata.uid) if self.volume_stats else []
+            if volumes:
+                pod["volume"] = volumes
             pods.append(pod)
         return sorted(pods, key=lambda p: (p["podRef"]["namespace"], p["podRef"]["name"]))
 

@@ -452,6 +452,8 @@ class PodVolumes:
     plugins: Sequence[VolumePlugin] = field(default_factory=default_plugins)
     #: pod uid -> volume name -> what was set up
     mounted: dict[str, dict[str, MountedVolume]] = field(default_factory=dict)
+    #: pod uid -> namespace (volume stats label claims with it)
+    namespaces: dict[str, str] = field(default_factory=dict)
 
     def pod_dir(self, uid: str) -> Path:
         return self.root / "pods" / uid
@@ -481,6 +483,7 @@ class PodVolumes:
         first failure is raised; the volumes set up before it stay set up."""
         uid = pod["metadata"]["uid"]
         done = self.mounted.setdefault(uid, {})
+        self.namespaces[uid] = str(pod["metadata"].get("namespace", ""))
         out: dict[str, Path] = {}
         for vol in (pod.get("spec") or {}).get("volumes") or []:
             try:
@@ -509,6 +512,7 @@ class PodVolumes:
         """Each volume directory torn down by its plugin (found on disk, so this works
         after a kubelet restart), then whatever is still mounted, then the pod dir."""
         self.mounted.pop(uid, None)
+        self.namespaces.pop(uid, None)
         pod_dir = self.pod_dir(uid)
         by_dir = {_dir_name(p.name): p for p in self.plugins}
         volumes = pod_dir / "volumes"
