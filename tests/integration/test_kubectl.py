@@ -359,20 +359,38 @@ def test_restart_keeps_objects_and_resource_versions(tmp_path: Path) -> None:
         srv.stop()
 
 
-def test_unauthenticated_requests_are_refused(server: Server) -> None:
+def test_unauthenticated_requests_are_anonymous(server: Server) -> None:
+    """Upstream's --anonymous-auth (on by default): no credentials is system:anonymous,
+    which RBAC's system:public-info-viewer lets read health and version only; a bad
+    credential is still 401."""
     import ssl
     import urllib.error
     import urllib.request
 
     ctx = ssl.create_default_context(cafile=str(server.data_dir / "server" / "tls" / "ca.crt"))
-    with urllib.request.urlopen(server.url + "/healthz", context=ctx) as r:
-        assert r.read() == b"ok"
-    try:
-        urllib.request.urlopen(server.url + "/api/v1/namespaces", context=ctx)
-        raise AssertionError("expected 401")
-    except urllib.error.HTTPError as err:
-        assert err.code == 401
-        assert json.loads(err.read())["reason"] == "Unauthorized"
+    for path in ("/healthz", "/livez", "/readyz"):
+        with urllib.request.urlopen(server.url + path, context=ctx) as r:
+            assert r.read() == b"ok"
+    with urllib.request.urlopen(server.url + "/version", context=ctx) as r:
+        assert json.loads(r.read())["gitVersion"].startswith("v1.32")
+    for path, message in (
+        (
+            "/api/v1/namespaces",
+            'namespaces is forbidden: User "system:anonymous" cannot list resource '
+            '"namespaces" in API group "" at the cluster scope',
+        ),
+        ("/apis", 'forbidden: User "system:anonymous" cannot get path "/apis"'),
+        ("/healthz/ping", 'forbidden: User "system:anonymous" cannot get path "/healthz/ping"'),
+    ):
+        with pytest.raises(urllib.error.HTTPError) as err:
+            urllib.request.urlopen(server.url + path, context=ctx)
+        assert err.value.code == 403
+        assert json.loads(err.value.read())["message"] == message
+    bad = urllib.request.Request(server.url + "/healthz", headers={"Authorization": "Bearer x"})
+    with pytest.raises(urllib.error.HTTPError) as err:
+        urllib.request.urlopen(bad, context=ctx)
+    assert err.value.code == 401
+    assert json.loads(err.value.read())["reason"] == "Unauthorized"
 
 
 @pytest.mark.etcd

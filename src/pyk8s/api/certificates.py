@@ -26,7 +26,10 @@ __all__ = [
     "KUBELET_SERVING",
     "KUBE_APISERVER_CLIENT",
     "KUBE_APISERVER_CLIENT_KUBELET",
+    "KUBE_PROXY_USER",
     "LEGACY_UNKNOWN",
+    "NODES_GROUP",
+    "NODE_USER_PREFIX",
     "CSRError",
     "ParsedCSR",
     "condition",
@@ -75,6 +78,7 @@ ALL_USAGES = (
 )
 
 NODE_USER_PREFIX = "system:node:"
+KUBE_PROXY_USER = "system:kube-proxy"
 NODES_GROUP = "system:nodes"
 
 

@@ -70,9 +70,11 @@ log = logging.getLogger(__name__)
 
 KUBERNETES_VERSION = "v1.32.0"
 
-#: /cacerts (k3s's path) hands out the cluster CA: a joining agent checks it against the
-#: hash in its token before it trusts the server
-UNAUTHENTICATED_PATHS = ("/healthz", "/livez", "/readyz", "/version", "/cacerts")
+#: /cacerts (k3s's path) hands out the cluster CA to anyone: a joining agent checks it
+#: against the hash in its token before it trusts the server
+CA_PATH = "/cacerts"
+#: health and version: served by the server itself, to whoever authorization allows
+HEALTH_PATHS = ("/healthz", "/livez", "/readyz", "/version")
 
 JSON_CT = "application/json"
 CSR_RESOURCE = ("certificates.k8s.io", "certificatesigningrequests")
@@ -91,8 +93,11 @@ class Config:
     advertise_address: str = "127.0.0.1"
     secure_port: int = 6443
     compact_interval: float = 300.0
-    #: answer requests without credentials as system:anonymous instead of 401
-    anonymous: bool = False
+    #: upstream's --anonymous-auth (on by default): a request without credentials is
+    #: system:anonymous in system:unauthenticated and authorization decides (RBAC's
+    #: system:public-info-viewer lets it read /healthz, /livez, /readyz, /version);
+    #: off, it is answered 401
+    anonymous: bool = True
     #: admission plugins on top of upstream's defaults (--enable-admission-plugins)
     enable_admission_plugins: tuple[str, ...] = ()
     #: default admission plugins turned off (--disable-admission-plugins)
@@ -371,7 +376,7 @@ class APIServer:
 
     async def _dispatch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
-        if path in UNAUTHENTICATED_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+        if path == CA_PATH:
             if self.auditor is not None:  # upstream audits these too (often as anonymous)
                 self.auditor.begin(
                     request, info, await self._user_or_anonymous(request), audit_id_of(request)
@@ -387,6 +392,9 @@ class APIServer:
             self.auditor.begin(request, info, user, audit_id_of(request))
         if self.authenticator is not None:
             user = await impersonated_user(request, user, self.authorizer)
+        if path in HEALTH_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            await self.authorize(user, info)
+            return self._health_or_version(path, request)
         slot = self.inflight.acquire(info, user)
         if slot is None:
             return too_many_requests()
@@ -425,7 +433,7 @@ class APIServer:
             if user is not None:
                 return user
         if self.config.anonymous or self.authenticator is None:
-            return UserInfo("system:anonymous", groups=("system:unauthenticated",))
+            return ANONYMOUS
         raise errors.unauthorized()
 
     async def _user_or_anonymous(self, request: web.Request) -> UserInfo:

@@ -174,6 +174,8 @@ class Client:
         self._session: aiohttp.ClientSession | None = None
         self._discovered: dict[tuple[str, str], Resource] = {}
         self._closed = False
+        #: sessions being closed after a certificate rotation
+        self._closing: set[asyncio.Future[None]] = set()
 
     @classmethod
     def from_kubeconfig(
@@ -201,6 +203,24 @@ class Client:
         if self._session is not None:
             await self._session.close()
             self._session = None
+
+    def reload_client_certificate(self, cert_file: str, key_file: str, grace: float = 30.0) -> None:
+        """Present a renewed client certificate from now on (certificate rotation): new
+        connections use it; the old connections' session is closed after ``grace``
+        seconds, so requests and watches on them end and come back with the new one
+        (upstream closes its transport's connections on rotation too)."""
+        if self._ssl is None:
+            return
+        self._ssl.load_cert_chain(cert_file, key_file)
+        old, self._session = self._session, None
+        if old is not None:
+
+            def close() -> None:
+                task = asyncio.ensure_future(old.close())
+                self._closing.add(task)
+                task.add_done_callback(self._closing.discard)
+
+            asyncio.get_running_loop().call_later(grace, close)
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._closed:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyk8s.client import Client, component_user_agent, load_config
+from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
 from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.component import HealthServer, stop_on_signals
@@ -44,7 +45,13 @@ CONTROLLERS: tuple[str, ...] = (
     "ephemeralvolume",
     "clusterroleaggregation",
     "horizontalpodautoscaler",
+    "csrsigning",
+    "csrapproving",
+    "csrcleaner",
+    "tokencleaner",
 )
+#: built but left out of ``*``, as upstream (kubeadm and k3s ask for them by name)
+DISABLED_BY_DEFAULT = frozenset({"tokencleaner"})
 
 
 @dataclass
@@ -56,10 +63,12 @@ class Options:
     port: int = 10257
     #: --horizontal-pod-autoscaler-sync-period / -downscale-stabilization / -tolerance
     hpa: HPASettings = field(default_factory=HPASettings)
+    #: --cluster-signing-cert-file / -key-file / -duration
+    csr_signing: CSRSigningSettings = field(default_factory=CSRSigningSettings)
 
 
 def selected(names: list[str]) -> list[str]:
-    enabled = set(CONTROLLERS) if "*" in names else set()
+    enabled = set(CONTROLLERS) - DISABLED_BY_DEFAULT if "*" in names else set()
     for n in names:
         if n.startswith("-"):
             enabled.discard(n[1:])
@@ -92,6 +101,7 @@ async def run(opts: Options) -> None:
     async with Client(config, user_agent=component_user_agent("kube-controller-manager")) as client:
         manager = Manager(client)
         manager.settings["horizontalpodautoscaler"] = opts.hpa
+        manager.settings["csrsigning"] = opts.csr_signing
         names = setup_controllers(manager, selected(opts.controllers))
         log.info("controller-manager starting", extra={"controllers": names})
         health = HealthServer(manager.metrics_registry, lambda: True, opts.bind_address, opts.port)

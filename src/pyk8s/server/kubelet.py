@@ -9,6 +9,11 @@ healthz port 10248), and on SIGTERM stops its loops and its containerd — the c
 keep running in their shims and the next start adopts them. Beside the kubelet it runs
 this node's local-path provisioner (:mod:`pyk8s.localpath`), which makes volumes under
 ``--default-local-storage-path`` (default ``DATA_DIR/storage``) for claims scheduled here.
+
+With ``--bootstrap-kubeconfig`` it does upstream's TLS bootstrap first: a client
+certificate for ``system:node:<name>`` requested through a CertificateSigningRequest (or
+the one kept from an earlier start), renewed before it expires while the kubelet runs
+(:mod:`pyk8s.client.certificates`).
 """
 
 from __future__ import annotations
@@ -22,7 +27,10 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from pyk8s.api.certificates import KUBE_APISERVER_CLIENT_KUBELET as KUBELET_CLIENT_SIGNER
+from pyk8s.api.certificates import NODES_GROUP
 from pyk8s.client import Client, component_user_agent, load_config
+from pyk8s.client.certificates import CertificateManager, write_cert_kubeconfig
 from pyk8s.controllers.runtime import Manager
 from pyk8s.controllers.runtime.controller import ControllerMetrics
 from pyk8s.kubelet.auth import KubeletAuth
@@ -44,6 +52,9 @@ from pyk8s.server.sim_nodes import parse_key_values
 __all__ = ["Options", "run"]
 
 log = logging.getLogger(__name__)
+
+#: upstream's name for the kubelet's current client certificate and key
+CLIENT_PEM = "kubelet-client-current.pem"
 
 
 @dataclass
@@ -75,6 +86,14 @@ class Options:
     service_cidr: str = "10.43.0.0/16"
     #: where the local-path provisioner makes volumes (default DATA_DIR/storage)
     local_storage_path: Path | None = None
+    #: upstream's TLS bootstrap: with no usable client certificate yet, get one for
+    #: system:node:<name> with these (bootstrap token) credentials and write
+    #: ``kubeconfig`` pointing at it
+    bootstrap_kubeconfig: Path | None = None
+    #: where kubelet-client-current.pem lives (default DATA_DIR/kubelet/pki)
+    cert_dir: Path | None = None
+    #: renew the client certificate before it expires (upstream's --rotate-certificates)
+    rotate_certificates: bool = True
 
 
 def _client_ca(pki: Path, ca_data: bytes | None, ca_file: str | None) -> Path | None:
@@ -88,6 +107,39 @@ def _client_ca(pki: Path, ca_data: bytes | None, ca_file: str | None) -> Path | 
     path = pki / "client-ca.crt"
     path.write_bytes(ca_data)
     return path
+
+
+def _certificate_manager(opts: Options, node_name: str) -> CertificateManager | None:
+    """The client certificate manager when the kubeconfig's identity is (or will be) the
+    bootstrapped kubelet-client-current.pem."""
+    if opts.bootstrap_kubeconfig is None:
+        return None
+    cert_dir = opts.cert_dir or opts.data_dir / "kubelet" / "pki"
+    return CertificateManager(
+        cert_dir / CLIENT_PEM, f"system:node:{node_name}", [NODES_GROUP], KUBELET_CLIENT_SIGNER
+    )
+
+
+async def bootstrap_client_certificate(opts: Options, manager: CertificateManager) -> None:
+    """Upstream's ``LoadClientCert``: keep a valid stored certificate, else request one
+    with the bootstrap credentials; then (re)write ``--kubeconfig`` to use it."""
+    assert opts.bootstrap_kubeconfig is not None and opts.kubeconfig is not None
+    boot = load_config(str(opts.bootstrap_kubeconfig))
+    if manager.current() is None:
+        log.info("requesting a client certificate", extra={"user": manager.common_name})
+        async with Client(boot, user_agent=component_user_agent("kubelet")) as client:
+            await manager.obtain(client)
+    ca = boot.ca_data
+    if not ca and boot.ca_file:
+        ca = await asyncio.to_thread(Path(boot.ca_file).read_bytes)
+    await asyncio.to_thread(
+        write_cert_kubeconfig,
+        opts.kubeconfig,
+        boot.server,
+        ca or b"",
+        manager.pem_file,
+        "default-auth",
+    )
 
 
 async def run(opts: Options) -> None:
@@ -129,6 +181,9 @@ async def run(opts: Options) -> None:
     )  # fmt: skip
     registry = CollectorRegistry()
     probe_registry = CollectorRegistry()  # served apart, on /metrics/probes
+    certificates = _certificate_manager(opts, node_name)
+    if certificates is not None:
+        await bootstrap_client_certificate(opts, certificates)
     kube = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     pki = opts.data_dir / "kubelet" / "pki"
     client_ca = await asyncio.to_thread(_client_ca, pki, kube.ca_data, kube.ca_file)
@@ -167,6 +222,15 @@ async def run(opts: Options) -> None:
             storage = opts.local_storage_path or opts.data_dir / "storage"
             LocalPathProvisioner(provisioner, {node_name: storage})
             provisioning = asyncio.create_task(provisioner.run(stop), name="local-path")
+            rotation = None
+            if certificates is not None and opts.rotate_certificates:
+
+                def rotated(path: Path) -> None:
+                    client.reload_client_certificate(str(path), str(path))
+
+                rotation = asyncio.create_task(
+                    certificates.rotate_forever(client, rotated), name="certificate-rotation"
+                )
             try:
                 await kubelet.start()
                 if routes is not None:
@@ -174,6 +238,8 @@ async def run(opts: Options) -> None:
                 await stop.wait()
             finally:
                 stop.set()
+                if rotation is not None:
+                    rotation.cancel()
                 await provisioning
                 if routes is not None:
                     await routes.stop()

@@ -374,6 +374,29 @@ _CLUSTER_ROLES: dict[str, tuple[tuple[Rule, ...], Mapping[str, str], str]] = {
 #: the ``system:controller:<name>`` roles of the controllers pyk8s runs (each bound to
 #: the ``kube-system/<name>`` service account)
 _CONTROLLER_ROLES: dict[str, tuple[Rule, ...]] = {
+    "certificate-controller": (
+        _r("delete get list watch", "certificates.k8s.io", "certificatesigningrequests"),
+        _r(
+            "update",
+            "certificates.k8s.io",
+            "certificatesigningrequests/status certificatesigningrequests/approval",
+        ),
+        _r(
+            "approve",
+            "certificates.k8s.io",
+            "signers",
+            "kubernetes.io/kube-apiserver-client-kubelet",
+        ),
+        _r(
+            "sign",
+            "certificates.k8s.io",
+            "signers",
+            "kubernetes.io/legacy-unknown kubernetes.io/kube-apiserver-client "
+            "kubernetes.io/kube-apiserver-client-kubelet kubernetes.io/kubelet-serving",
+        ),
+        _r("create", "authorization.k8s.io", "subjectaccessreviews"),
+        _EVENT_WRITER,
+    ),
     "clusterrole-aggregation-controller": (
         _r("escalate get list patch update watch", "rbac.authorization.k8s.io", "clusterroles"),
     ),
@@ -529,6 +552,10 @@ _KUBE_SYSTEM_ROLES: dict[str, tuple[Rule, ...]] = {
         _r("watch", "", "configmaps"),
         _r("get update", "", "configmaps", "kube-scheduler"),
     ),
+    "system:controller:token-cleaner": (
+        _r("delete get list watch", "", "secrets"),
+        _EVENT_WRITER,
+    ),
 }
 _KUBE_SYSTEM_BINDINGS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
     "system::extension-apiserver-authentication-reader": (
@@ -545,6 +572,10 @@ _KUBE_SYSTEM_BINDINGS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
     "system::leader-locking-kube-scheduler": (
         "system::leader-locking-kube-scheduler",
         ((_USER, "system:kube-scheduler"), (_SA, "kube-scheduler", "kube-system")),
+    ),
+    "system:controller:token-cleaner": (
+        "system:controller:token-cleaner",
+        ((_SA, "token-cleaner", "kube-system"),),
     ),
 }
 

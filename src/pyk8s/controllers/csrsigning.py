@@ -1,0 +1,223 @@
+"""The CSR signing controller (upstream ``csrsigning``): issues approved certificates.
+
+Why: a CertificateSigningRequest is only a wish until a signer answers it. Like
+kube-controller-manager with ``--cluster-signing-cert-file/-key-file``, this controller
+signs, with the cluster CA, approved requests for upstream's built-in signers
+
+* ``kubernetes.io/kube-apiserver-client``: client certificates the API server trusts,
+* ``kubernetes.io/kube-apiserver-client-kubelet``: kubelets' client certificates
+  (``CN=system:node:<name>``, ``O=system:nodes``, client usages, no SANs),
+* ``kubernetes.io/kubelet-serving``: kubelets' serving certificates (same subject,
+  DNS/IP SANs, server usages),
+
+each after its own check of the request (:func:`pyk8s.api.certificates.signer_check`); a
+request a signer refuses gets the ``Failed`` condition with reason
+``SignerValidationFailure``. A denied, failed or already issued request is left alone,
+and requests for other signers are someone else's. The certificate lives for
+``spec.expirationSeconds`` capped by ``--cluster-signing-duration`` (one year by
+default), backdated five minutes for clock skew and never past the CA's own expiry, as
+upstream's ``LocalSigner``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from pyk8s.api.certificates import (
+    APPROVED,
+    DENIED,
+    FAILED,
+    KUBE_APISERVER_CLIENT,
+    KUBE_APISERVER_CLIENT_KUBELET,
+    KUBELET_SERVING,
+    CSRError,
+    has_condition,
+    parse_request,
+    request_pem,
+    signer_check,
+)
+from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.client import ApiError, is_conflict, is_not_found
+from pyk8s.controllers.runtime import Manager, Request, Result
+
+__all__ = ["CSRS", "SIGNERS", "Settings", "Signer", "setup"]
+
+log = logging.getLogger(__name__)
+
+Obj = dict[str, Any]
+CSRS: Resource = REGISTRY.get("certificates.k8s.io", "v1", "certificatesigningrequests")  # type: ignore[assignment]
+SIGNERS = (KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING)
+#: upstream's --cluster-signing-duration default (8760h)
+DEFAULT_DURATION = 365 * 24 * 3600.0
+BACKDATE = datetime.timedelta(minutes=5)
+
+_KEY_USAGES = {
+    "digital signature": "digital_signature",
+    "content commitment": "content_commitment",
+    "key encipherment": "key_encipherment",
+    "key agreement": "key_agreement",
+    "data encipherment": "data_encipherment",
+    "cert sign": "key_cert_sign",
+    "crl sign": "crl_sign",
+    "encipher only": "encipher_only",
+    "decipher only": "decipher_only",
+}
+_EXT_USAGES = {
+    "server auth": ExtendedKeyUsageOID.SERVER_AUTH,
+    "client auth": ExtendedKeyUsageOID.CLIENT_AUTH,
+    "code signing": ExtendedKeyUsageOID.CODE_SIGNING,
+    "email protection": ExtendedKeyUsageOID.EMAIL_PROTECTION,
+    "timestamping": ExtendedKeyUsageOID.TIME_STAMPING,
+    "ocsp signing": ExtendedKeyUsageOID.OCSP_SIGNING,
+}
+
+
+@dataclass
+class Settings:
+    """--cluster-signing-cert-file, --cluster-signing-key-file, --cluster-signing-duration
+    (seconds). Without both files the controller does not run, as upstream."""
+
+    cert_file: str = ""
+    key_file: str = ""
+    duration: float = DEFAULT_DURATION
+
+
+class Signer:
+    """Signs certificate requests with one CA (upstream's ``LocalSigner``)."""
+
+    def __init__(self, cert_file: str, key_file: str, max_duration: float) -> None:
+        self.ca = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
+        key = serialization.load_pem_private_key(Path(key_file).read_bytes(), None)
+        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise ValueError(f"{key_file}: unsupported CA key type")
+        self.key = key
+        self.max_duration = max_duration
+
+    def sign(
+        self,
+        csr: x509.CertificateSigningRequest,
+        usages: list[str],
+        expiration_seconds: int | None,
+        now: datetime.datetime | None = None,
+    ) -> bytes:
+        now = now or datetime.datetime.now(datetime.UTC)
+        duration = self.max_duration
+        if expiration_seconds is not None:
+            duration = min(duration, float(expiration_seconds))
+        not_before = now - BACKDATE
+        not_after = min(now + datetime.timedelta(seconds=duration), self.ca.not_valid_after_utc)
+        public_key = csr.public_key()
+        if not isinstance(public_key, (ec.EllipticCurvePublicKey, rsa.RSAPublicKey)):
+            raise CSRError("unsupported public key type")
+        flags = {v: False for v in _KEY_USAGES.values()}
+        for u in usages:
+            if u in _KEY_USAGES:
+                flags[_KEY_USAGES[u]] = True
+        builder = (
+            x509.CertificateBuilder()
+            .subject_name(csr.subject)
+            .issuer_name(self.ca.subject)
+            .public_key(public_key)
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(not_before)
+            .not_valid_after(not_after)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.ca.public_key()),  # type: ignore[arg-type]
+                critical=False,
+            )
+        )
+        if any(flags.values()):
+            builder = builder.add_extension(x509.KeyUsage(**flags), critical=True)
+        ext = [_EXT_USAGES[u] for u in usages if u in _EXT_USAGES]
+        if ext:
+            builder = builder.add_extension(x509.ExtendedKeyUsage(ext), critical=False)
+        try:
+            san = csr.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            pass
+        else:
+            builder = builder.add_extension(san, critical=False)
+        cert = builder.sign(self.key, hashes.SHA256())
+        return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class CSRSigningReconciler:
+    def __init__(self, manager: Manager, signer: Signer) -> None:
+        self.client = manager.client
+        self.csrs = manager.informers.informer(CSRS).store
+        self.signer = signer
+
+    async def reconcile(self, request: Request) -> Result | None:
+        csr = self.csrs.get_by_name(None, request.name)
+        if csr is None:
+            return None
+        spec = csr.get("spec") or {}
+        signer = spec.get("signerName")
+        status = csr.get("status") or {}
+        if signer not in SIGNERS or status.get("certificate"):
+            return None
+        if not has_condition(csr, APPROVED) or has_condition(csr, DENIED):
+            return None
+        if has_condition(csr, FAILED):
+            return None
+        usages = [str(u) for u in spec.get("usages") or ()]
+        try:
+            parsed = parse_request(request_pem(csr))
+            why = signer_check(str(signer), parsed, usages)
+        except CSRError as err:
+            why = str(err)
+            parsed = None
+        new = {**csr, "status": dict(status)}
+        if why is not None or parsed is None:
+            log.info("csr %s refused by %s: %s", request.name, signer, why)
+            now = _now()
+            new["status"]["conditions"] = [
+                *(status.get("conditions") or ()),
+                {
+                    "type": FAILED,
+                    "status": "True",
+                    "reason": "SignerValidationFailure",
+                    "message": why or "",
+                    "lastUpdateTime": now,
+                    "lastTransitionTime": now,
+                },
+            ]
+        else:
+            exp = spec.get("expirationSeconds")
+            pem = self.signer.sign(parsed.csr, usages, exp if isinstance(exp, int) else None)
+            new["status"]["certificate"] = base64.b64encode(pem).decode()
+        try:
+            await self.client.update_status(CSRS, new)
+        except ApiError as err:
+            if is_not_found(err):
+                return None
+            if is_conflict(err):
+                return Result(requeue=True)
+            raise
+        return None
+
+
+def setup(manager: Manager) -> None:
+    settings = manager.settings.get("csrsigning")
+    if not isinstance(settings, Settings) or not (settings.cert_file and settings.key_file):
+        log.info("csrsigning: no --cluster-signing-cert-file/-key-file, not signing")
+        return
+    signer = Signer(settings.cert_file, settings.key_file, settings.duration)
+    reconciler = CSRSigningReconciler(manager, signer)
+    controller = manager.add("csrsigning", reconciler, workers=2)
+    controller.watch(manager.informers.informer(CSRS))
