@@ -13,6 +13,7 @@ from typing import Any
 
 from prometheus_client import generate_latest
 
+from pyk8s.api.registry import REGISTRY
 from pyk8s.client import Client
 from pyk8s.proxy.iptables import JUMPS, Applier
 from pyk8s.proxy.proxier import ENDPOINT_SLICES, SERVICES, Proxier
@@ -20,6 +21,7 @@ from pyk8s.proxy.rules import ProxyConfig, render
 from tests.controllers.conftest import eventually
 
 FAKE = str(Path(__file__).with_name("fake_iptables.py"))
+EVENTS = REGISTRY.get("", "v1", "events")
 
 
 def calls(log: Path, tool: str | None = None) -> list[dict[str, Any]]:
@@ -108,3 +110,44 @@ async def test_proxier_batches_changes_into_min_sync_period(
     finally:
         await asyncio.wait_for(proxier.stop(), 30)
     assert not proxier.healthy()
+
+
+async def test_failed_nftables_sync_is_retried_with_backoff_and_reported(
+    client: Client, namespace: str, tmp_path: Path
+) -> None:
+    log = tmp_path / "log"
+    failing = Path(f"{log}.fail")
+    await asyncio.to_thread(failing.touch)
+    proxier = Proxier(
+        client,
+        "node-a",
+        command_prefix=[sys.executable, FAKE, str(log)],
+        min_sync_period=0.2,
+        mode="nftables",
+    )
+    await asyncio.wait_for(proxier.start(), 30)
+    try:
+        await client.create(SERVICES, service("web"), namespace)
+        await eventually(lambda: asyncio.sleep(0, proxier.failures >= 3), within=15)
+        assert not proxier.healthy()
+        tries = [c["t"] for c in calls(log, "nft") if c["argv"][:2] == ["nft", "-f"]]
+        gaps = [b - a for a, b in itertools.pairwise(tries)]
+        assert gaps[0] >= 0.19 and gaps[1] >= 0.39, gaps  # 0.2 s, then 0.4 s, ...
+        failures = proxier.registry.get_sample_value(
+            "kubeproxy_sync_proxy_rules_nftables_sync_failures_total"
+        )
+        assert failures is not None and failures >= 3
+        await proxier.recorder.flush()
+        events = await client.list(EVENTS, "default")
+        warned = [e for e in events["items"] if e["reason"] == "FailedToSyncProxyRules"
+                  and e["involvedObject"]["name"] == "node-a"]  # fmt: skip
+        assert len(warned) == 1 and warned[0]["type"] == "Warning", warned  # once a streak
+        assert "Could not process rule" in warned[0]["message"]
+
+        await asyncio.to_thread(failing.unlink)
+        await eventually(lambda: asyncio.sleep(0, proxier.healthy()), within=15)
+        last = [c for c in calls(log, "nft") if c["argv"][:2] == ["nft", "-f"]][-1]["stdin"]
+        assert last.startswith("add table ip kube-proxy\ndelete table ip kube-proxy\n")
+        assert proxier.failures == 0
+    finally:
+        await asyncio.wait_for(proxier.stop(), 30)
