@@ -209,6 +209,9 @@ class _State:
     delayed: list[Obj] = field(default_factory=list)
     by_node: dict[str, PodVolumes] = field(default_factory=dict)
     all_bound: bool = True
+    #: every PV by name, and per delayed claim the PVs of its class (read once a cycle)
+    pvs: dict[str, Obj] = field(default_factory=dict)
+    candidates: dict[str, list[Obj]] = field(default_factory=dict)
 
 
 def _key(obj: Mapping[str, Any]) -> str:
@@ -306,6 +309,13 @@ class VolumeBinding:
         if immediate:
             return Status.unresolvable(ERR_UNBOUND_IMMEDIATE, plugin=NAME)
         data.all_bound = not data.delayed
+        data.pvs = self._pvs()
+        for claim in data.delayed:
+            wanted = claim_class(claim)
+            data.candidates[_key(claim)] = sorted(
+                (p for p in data.pvs.values() if pv_class(p) == wanted or _bound_to(p, claim)),
+                key=lambda pv: str(pv["metadata"]["name"]),
+            )
         state[_STATE] = data
         return None
 
@@ -320,7 +330,7 @@ class VolumeBinding:
 
     def _find(self, data: _State, node: NodeInfo) -> list[str]:
         """Upstream's ``FindPodVolumes`` on one node: the reasons it does not fit."""
-        pvs = self._pvs() if data.bound or data.delayed else {}
+        pvs = data.pvs
         reasons = []
         for claim in data.bound:
             pv = pvs.get(str(claim["spec"]["volumeName"]))
@@ -346,10 +356,9 @@ class VolumeBinding:
             else:
                 to_match.append(claim)
         if satisfied:
-            candidates = sorted(pvs.values(), key=lambda p: str(p["metadata"]["name"]))
             excluded = set(self.assumed_pvs)
             for claim in to_match:
-                pv = matching_volume(claim, candidates, node.node, excluded)
+                pv = matching_volume(claim, data.candidates[_key(claim)], node.node, excluded)
                 if pv is None:
                     found.provision.append(claim)
                     continue
