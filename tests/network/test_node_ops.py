@@ -1,0 +1,190 @@
+"""Running a node for real, k3s-style, on one test host (a network namespace running
+``pyk8s agent``): the unreachable routes for the cluster and service CIDRs, image tars
+dropped into ``DATA_DIR/images`` while the node runs, a registry mirror from
+``DATA_DIR/etc/registries.yaml``, and last ``pyk8s killall``, which must leave no
+process, mount, interface, route or KUBE- chain of the node behind — and nothing of any
+other node (it runs against this host's data dir only).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.conftest import KUBECTL, Kubectl
+from tests.kubelet.runtime_fixtures import require_runtime
+from tests.network.hosts import Host, Hosts, sh
+
+pytestmark = pytest.mark.e2e
+
+
+@dataclass
+class Node:
+    host: Host
+    kubectl: Kubectl
+    proc: subprocess.Popen[bytes]
+
+    @property
+    def agent_dir(self) -> Path:
+        return self.host.data_dir / "agent"
+
+
+@pytest.fixture(scope="module")
+def node() -> Iterator[Node]:
+    """``pyk8s server`` (control plane and this host's node) alone in a network namespace."""
+    require_runtime()
+    if shutil.which("ip") is None or not Path(KUBECTL).exists():
+        pytest.skip("needs iproute2 and kubectl")
+    base = Path(tempfile.mkdtemp(prefix="pyk8s-ops-", dir="/tmp"))
+    hosts = Hosts.create(base / "hosts", 1)
+    host = hosts.hosts[0]
+    host.data_dir.mkdir(parents=True)
+    ns = ["nsenter", f"--net=/run/netns/{host.name}"]
+    with host.log_file.open("ab") as log:
+        proc = subprocess.Popen(
+            [*ns, sys.executable, "-m", "pyk8s", "server", "--data-dir", str(host.data_dir),
+             "--node-name", host.name, "--node-ip", host.ip, "--etcd-disable-snapshots"],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    host.proc = proc
+    try:
+        kubeconfig = host.data_dir / "kubeconfig.yaml"
+        kubectl = _NsKubectl(kubeconfig, ns)
+        deadline = time.monotonic() + 120
+        while kubectl.run("get", "node", host.name, check=False).returncode != 0:
+            assert proc.poll() is None, host.log_file.read_text()[-3000:]
+            assert time.monotonic() < deadline, host.log_file.read_text()[-3000:]
+            time.sleep(0.5)
+        kubectl("wait", "--for=condition=Ready", f"node/{host.name}", "--timeout=90s",
+                timeout=100)  # fmt: skip
+        deadline = time.monotonic() + 60
+        while kubectl.run("get", "serviceaccount", "default", check=False).returncode != 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        yield Node(host, kubectl, proc)
+    finally:
+        if proc.poll() is None:  # the killall test did not run or failed: clean up
+            killall = [sys.executable, "-m", "pyk8s", "killall", "--data-dir", str(host.data_dir)]
+            subprocess.run([*ns, *killall], capture_output=True, timeout=120, check=False)
+        hosts.destroy()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+class _NsKubectl(Kubectl):
+    """kubectl inside the test host's network namespace (its server is on its loopback)."""
+
+    def __init__(self, kubeconfig: Path, nsenter: list[str]) -> None:
+        super().__init__(kubeconfig)
+        self.nsenter = nsenter
+
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [*self.nsenter, KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input, capture_output=True, text=True, check=False, timeout=kw.get("timeout", 60),
+        )  # fmt: skip
+        if check and out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{out.stderr}{out.stdout}")
+        return out
+
+
+def _pod(name: str, node: str, image: str = "pyk8s.local/busybox:1.35", **extra: Any) -> str:
+    return json.dumps({
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": name},
+        "spec": {
+            "nodeName": node, "terminationGracePeriodSeconds": 1,
+            "volumes": [{"name": "scratch", "emptyDir": {"medium": "Memory"}}],
+            "containers": [{
+                "name": "c", "image": image, "command": ["sleep", "3600"],
+                "volumeMounts": [{"name": "scratch", "mountPath": "/scratch"}], **extra,
+            }],
+        },
+    })  # fmt: skip
+
+
+def _wait_running(kubectl: Kubectl, name: str) -> None:
+    kubectl("wait", "--for=jsonpath={.status.phase}=Running", f"pod/{name}", "--timeout=60s",
+            timeout=70)  # fmt: skip
+
+
+def test_unreachable_routes_for_cluster_and_service_cidrs(node: Node) -> None:
+    host = node.host
+    node.kubectl("apply", "-f", "-", input=_pod("sleeper", host.name))  # makes the bridge
+    _wait_running(node.kubectl, "sleeper")
+    routes = sh("ip", "route", "show", netns=host.name)
+    assert "unreachable 10.42.0.0/16 proto 201" in routes
+    assert "10.42.0.0/24 dev cni0" in routes  # the node's own pod CIDR: more specific
+    rules = sh("ip", "rule", "show", netns=host.name)
+    assert "to 10.43.0.0/16 iif lo lookup main proto 201" in rules
+    assert "to 10.43.0.0/16 unreachable proto 201" in rules
+    # a pod address of no node: no route; a service address: fine from the host itself
+    # (kube-proxy DNATs it after this lookup), unreachable for a forwarded packet
+    assert "No route to host" in _route_get(host, "10.42.200.5")
+    assert "default" not in _route_get(host, "10.42.200.5", "from", "10.99.0.200", "iif", "eth0")
+    assert " via " in _route_get(host, "10.43.0.99")
+    assert "unreachable" in _route_get(host, "10.43.0.99", "from", "10.42.0.9", "iif", "cni0")
+
+
+def _route_get(host: Host, *args: str) -> str:
+    out = subprocess.run(["ip", "netns", "exec", host.name, "ip", "route", "get", *args],
+                         capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
+    return out.stdout + out.stderr
+
+
+def _processes_naming(path: str) -> list[str]:
+    out = []
+    for proc in Path("/proc").glob("[0-9]*"):
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(path.encode() in a for a in argv):
+            out.append(f"{proc.name}: {b' '.join(argv)[:200]!r}")
+    return out
+
+
+def test_killall_leaves_nothing_behind(node: Node) -> None:
+    kubectl, host = node.kubectl, node.host
+    kubectl("apply", "-f", "-", input=_pod("sleeper", host.name))
+    _wait_running(kubectl, "sleeper")
+    data = str(host.data_dir.resolve())
+    # the node as it runs: processes, mounts, the bridge and a veth, routes, chains
+    assert _processes_naming(data)
+    assert any(f" {data}/" in line for line in Path("/proc/mounts").read_text().splitlines())
+    links = sh("ip", "-o", "link", netns=host.name)
+    assert "cni0" in links and "veth" in links
+    assert "KUBE-" in sh("iptables-save", netns=host.name)
+    a_pid = os.getpid()  # this test's own process is not the node's
+
+    out = subprocess.run(
+        ["nsenter", f"--net=/run/netns/{host.name}", sys.executable, "-m", "pyk8s", "killall",
+         "--data-dir", str(host.data_dir)],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert re.match(r"stopped \d+ processes and [1-9]\d* containers", out.stdout), out.stdout
+
+    assert node.proc.wait(timeout=10) is not None
+    assert _processes_naming(data) == []
+    assert os.getpid() == a_pid
+    assert [line for line in Path("/proc/mounts").read_text().splitlines() if data in line] == []
+    links = sh("ip", "-o", "link", netns=host.name)
+    assert {m.split(":")[0] for m in re.findall(r"^\d+: ([^:@]+)", links, re.M)} == {"lo", "eth0"}
+    routes = sh("ip", "route", "show", netns=host.name)
+    assert "proto 201" not in routes and "10.42." not in routes and "cni0" not in routes
+    assert "proto 201" not in sh("ip", "rule", "show", netns=host.name)
+    rules = sh("iptables-save", netns=host.name)
+    assert "KUBE-" not in rules and "CNI-" not in rules and "pyk8s" not in rules
