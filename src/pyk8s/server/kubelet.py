@@ -207,6 +207,7 @@ async def run(opts: Options) -> None:
             await server.start()
             config.kubelet_port = server.port
             kubelet = Kubelet(client, cri, config, registry, probe_registry)
+            stats.volume_stats = kubelet.volume_stats.for_pod  # the pods' volume entries
             health = HealthServer(
                 registry, kubelet.healthy, opts.healthz_bind_address, opts.healthz_port
             )
