@@ -14,7 +14,9 @@ As upstream's ``pkg/controller/volume/persistentvolume``, one work queue serves 
   with a class is handed to the class's provisioner (the ``storage-provisioner``
   annotations and ``ExternalProvisioning``; ``ProvisioningFailed`` when the class is
   missing); a claim without a class gets ``FailedBinding`` "no persistent volumes
-  available for this claim and no storage class is set". All stay Pending.
+  available for this claim and no storage class is set". All stay Pending. A claim that
+  names no class at all gets the default class once one exists (upstream's retroactive
+  default StorageClass assignment).
 * **binding** is upstream's four writes, each idempotent so a failure resumes: the
   volume's ``claimRef`` (+ ``bound-by-controller``), its phase Bound, the claim's
   ``volumeName`` + ``bind-completed`` (+ ``bound-by-controller``), its status Bound with
@@ -118,7 +120,10 @@ class PersistentVolumeReconciler:
         return [
             Request(c["metadata"]["namespace"], c["metadata"]["name"])
             for c in self.claims.store.list()
-            if _phase(c) != "Bound" and pvb.claim_class(c) == name
+            if _phase(c) != "Bound"
+            and (
+                pvb.claim_class(c) == name or (c.get("spec") or {}).get("storageClassName") is None
+            )
         ]
 
     async def reconcile(self, request: Request) -> Result | None:
@@ -155,6 +160,8 @@ class PersistentVolumeReconciler:
             if volume is not None:
                 await self._bind(copy.deepcopy(volume), claim)
                 return
+            if await self._assign_default_class(claim):
+                return  # its update brings the claim back with its class
             if delay and pvb.ANN_SELECTED_NODE not in pvb.annotations_of(claim):
                 self._event_for_delayed_claim(claim)
             elif pvb.claim_class(claim):
@@ -195,19 +202,38 @@ class PersistentVolumeReconciler:
                 )
             await self._claim_status(claim, "Pending")
 
+    async def _assign_default_class(self, claim: Obj) -> bool:
+        """assignDefaultStorageClass: a claim that names no class (not even "") gets
+        the default class once there is one, as upstream since 1.28."""
+        spec = claim.get("spec") or {}
+        if spec.get("storageClassName") is not None:
+            return False
+        if pvb.ANN_BETA_STORAGE_CLASS in pvb.annotations_of(claim):
+            return False
+        default = pvb.default_class(self.classes.store.list())
+        if default is None:
+            return False
+        claim["spec"]["storageClassName"] = default["metadata"]["name"]
+        await self.client.update(PVCS, claim, claim["metadata"]["namespace"])
+        return True
+
     def _event_for_delayed_claim(self, claim: Obj) -> None:
         """emitEventForUnboundDelayBindingClaim: which pod, if any, it waits for."""
         m = claim["metadata"]
-        users = [
-            p
+        names = sorted(
+            p["metadata"]["name"]
             for p in self.pods.store.by_index("namespace", m["namespace"])
-            if m["name"] in pvb.pod_claim_names(p) and not pvb.pod_is_terminated(p)
-        ]
-        if users:
-            names = ", ".join(sorted(p["metadata"]["name"] for p in users))
-            self.recorder.event(
-                claim, NORMAL, "WaitForPodScheduled", f"waiting for pod {names} to be scheduled"
+            if not (p.get("spec") or {}).get("nodeName")
+            and m["name"] in pvb.pod_claim_names(p)
+            and not pvb.pod_is_terminated(p)
+        )
+        if names:
+            message = (
+                f"waiting for pods {','.join(names)} to be scheduled"
+                if len(names) > 1
+                else f"waiting for pod {names[0]} to be scheduled"
             )
+            self.recorder.event(claim, NORMAL, "WaitForPodScheduled", message)
         else:
             self.recorder.event(claim, NORMAL, "WaitForFirstConsumer", WFFC_MESSAGE)
 
