@@ -82,6 +82,8 @@ class NodeVolumeLimits:
         return None
 
     def filter(self, state: CycleState, pod: Obj, node: NodeInfo) -> Status | None:
+        if _STATE not in state:
+            return None  # PreFilter skipped this pod (filters also run for preemption)
         limits, new, pvs, classes = state[_STATE]
         node_limits: dict[str, int] = limits.get(node.name) or {}
         if not any(d in node_limits for d in new.values()):
