@@ -391,7 +391,8 @@ def _write_service_port(
                 f" timeout {sp.affinity_seconds}s ;"
             )
             rules.append(f"update @{name} {{ {ip} saddr }}")
-        rules.append(f"meta l4proto {proto} dnat to {ep.address}")
+        target = f"[{ep.ip}]:{ep.port}" if ":" in ep.ip else ep.address
+        rules.append(f"meta l4proto {proto} dnat to {target}")
         chains[f"endpoint-{bases[ep.address]}"] = tuple(rules)
 
 
