@@ -8,6 +8,7 @@ other node (it runs against this host's data dir only).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -21,9 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
-from tests.integration.conftest import KUBECTL, Kubectl
+from pyk8s.kubelet import images
+from tests.integration.conftest import KUBECTL, Kubectl, free_port
+from tests.kubelet.registry_fixtures import REGISTRY_BIN, Registry, push_oci_archive
 from tests.kubelet.runtime_fixtures import require_runtime
 from tests.network.hosts import Host, Hosts, sh
 
@@ -35,6 +39,8 @@ class Node:
     host: Host
     kubectl: Kubectl
     proc: subprocess.Popen[bytes]
+    #: the test hosts' bridge address in the root namespace (reachable from the node)
+    gateway: str
 
     @property
     def agent_dir(self) -> Path:
@@ -73,7 +79,7 @@ def node() -> Iterator[Node]:
         while kubectl.run("get", "serviceaccount", "default", check=False).returncode != 0:
             assert time.monotonic() < deadline
             time.sleep(0.5)
-        yield Node(host, kubectl, proc)
+        yield Node(host, kubectl, proc, hosts.gateway)
     finally:
         if proc.poll() is None:  # the killall test did not run or failed: clean up
             killall = [sys.executable, "-m", "pyk8s", "killall", "--data-dir", str(host.data_dir)]
@@ -142,6 +148,71 @@ def _route_get(host: Host, *args: str) -> str:
     out = subprocess.run(["ip", "netns", "exec", host.name, "ip", "route", "get", *args],
                          capture_output=True, text=True, timeout=10, check=False)  # fmt: skip
     return out.stdout + out.stderr
+
+
+def _waiting_reason(kubectl: Kubectl, name: str) -> str:
+    return kubectl(
+        "get", "pod", name, "-o", "jsonpath={.status.containerStatuses[0].state.waiting.reason}"
+    )
+
+
+def test_image_archive_dropped_in_while_running_starts_a_waiting_pod(
+    node: Node, tmp_path: Path
+) -> None:
+    kubectl = node.kubectl
+    kubectl("apply", "-f", "-", input=_pod("airgapped", node.host.name,
+                                           image="pyk8s.local/airgapped:v1",
+                                           imagePullPolicy="Never"))  # fmt: skip
+    deadline = time.monotonic() + 60
+    while _waiting_reason(kubectl, "airgapped") != "ErrImageNeverPull":
+        assert time.monotonic() < deadline, kubectl("describe", "pod", "airgapped")
+        time.sleep(0.3)
+    archive = images.build_busybox_image(tmp_path / "airgapped.tar", "pyk8s.local/airgapped:v1")
+    target = node.agent_dir / "images"
+    target.mkdir(parents=True, exist_ok=True)
+    shutil.copy(archive, target / ".airgapped.tar.tmp")
+    (target / ".airgapped.tar.tmp").rename(target / "airgapped.tar")  # as a user would mv it
+    _wait_running(kubectl, "airgapped")
+
+
+def test_registry_mirror_from_registries_yaml(node: Node, tmp_path: Path) -> None:
+    """``image: docker.io/library/busybox:bars`` comes from a local docker-registry named as
+    docker.io's mirror in registries.yaml, written while the node runs."""
+    port = free_port()
+    registry = Registry(f"{node.gateway}:{port}", "", "")
+    config = {"version": 0.1, "log": {"level": "warn"},
+              "storage": {"filesystem": {"rootdirectory": str(tmp_path / "data")}},
+              "http": {"addr": registry.host}}  # fmt: skip
+    (tmp_path / "config.yml").write_text(json.dumps(config))
+    with (tmp_path / "registry.log").open("wb") as log:
+        proc = subprocess.Popen([REGISTRY_BIN, "serve", str(tmp_path / "config.yml")],
+                                stdout=log, stderr=log)  # fmt: skip
+    try:
+        archive = images.build_busybox_image(tmp_path / "bb.tar", "docker.io/library/busybox:bars")
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                asyncio.run(push_oci_archive(registry, archive, "library/busybox", "bars"))
+                break
+            except aiohttp.ClientError:
+                assert time.monotonic() < deadline and proc.poll() is None
+                time.sleep(0.1)
+        etc = node.agent_dir / "etc"
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "registries.yaml").write_text(
+            f"mirrors:\n  docker.io:\n    endpoint:\n      - http://{registry.host}\n"
+        )
+        hosts = node.agent_dir / "containerd" / "certs.d" / "docker.io" / "hosts.toml"
+        deadline = time.monotonic() + 10  # the node applies the file within a second
+        while not hosts.exists() or registry.host not in hosts.read_text():
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        pod = _pod("mirrored", node.host.name, image="docker.io/library/busybox:bars")
+        node.kubectl("apply", "-f", "-", input=pod)
+        _wait_running(node.kubectl, "mirrored")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
 
 
 def _processes_naming(path: str) -> list[str]:

@@ -45,7 +45,7 @@ _PROC = Path("/proc")
 #: iptables chains that belong to a node (kube-proxy, the kubelet, the CNI plugins)
 _CHAIN_PREFIXES = ("KUBE-", "CNI-")
 _RULE_MARKERS = ("pyk8s",)
-_GRACE = 10.0
+_GRACE = 5.0
 _CNI_LEASES = Path("/var/lib/cni/networks")
 
 

@@ -33,11 +33,20 @@ from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.client.certificates import CertificateManager, write_cert_kubeconfig
 from pyk8s.controllers.runtime import Manager
 from pyk8s.controllers.runtime.controller import ControllerMetrics
+from pyk8s.kubelet.airgap import ImageDirWatcher
 from pyk8s.kubelet.auth import KubeletAuth
 from pyk8s.kubelet.cni import write_bridge_conflist
 from pyk8s.kubelet.cri import CRIClient
 from pyk8s.kubelet.kubelet import Kubelet, KubeletConfig
 from pyk8s.kubelet.node import default_host_ip
+from pyk8s.kubelet.registries import (
+    Registries,
+    RegistriesError,
+    auth_toml,
+    hosts_tomls,
+    write_hosts,
+)
+from pyk8s.kubelet.registries import load as load_registries
 from pyk8s.kubelet.runtimes import Containerd, ContainerdConfig
 from pyk8s.kubelet.runtimes.containerd import RegistryHost
 from pyk8s.kubelet.server import KubeletServer, kubelet_ssl_context
@@ -94,6 +103,10 @@ class Options:
     cert_dir: Path | None = None
     #: renew the client certificate before it expires (upstream's --rotate-certificates)
     rotate_certificates: bool = True
+    #: who the host-gw routes read all Nodes as: a node identity may read only its own
+    #: Node, so a bootstrapped kubelet routes with the host proxy's (system:kube-proxy,
+    #: whose system:node-proxier role lists nodes); None: the kubelet's own
+    node_routes_kubeconfig: Path | None = None
 
 
 def _client_ca(pki: Path, ca_data: bytes | None, ca_file: str | None) -> Path | None:
@@ -142,6 +155,53 @@ async def bootstrap_client_certificate(opts: Options, manager: CertificateManage
     )
 
 
+def _load_registries(path: Path) -> Registries | None:
+    """registries.yaml (None when it cannot be read: the last good hosts files stay)."""
+    try:
+        return load_registries(path)
+    except (RegistriesError, OSError) as err:
+        log.error("ignoring %s: %s", path, err)
+        return None
+
+
+def _wake_pods(kubelet: Kubelet) -> None:
+    """Sync every pod now (an image they wait for may have arrived)."""
+    for pod in kubelet.pods.store.list():
+        kubelet.queue.add(f"{pod['metadata'].get('namespace', '')}/{pod['metadata']['name']}")
+
+
+def _signature(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return (0, 0)
+    return (st.st_size, st.st_mtime_ns)
+
+
+async def _watch_node_files(
+    airgap: ImageDirWatcher, registries_file: Path, hosts_dir: Path | None
+) -> None:
+    """Once a second: new image archives, and registries.yaml changes (rewritten into
+    containerd's hosts.toml files, which it reads on every pull)."""
+    seen: tuple[int, int] | None = None
+    while True:
+        await asyncio.sleep(airgap.interval)
+        try:
+            await airgap.poll()
+            if hosts_dir is None:
+                continue
+            sig = await asyncio.to_thread(_signature, registries_file)
+            if seen is not None and sig != seen:
+                mirrors = _load_registries(registries_file)
+                if mirrors is not None and write_hosts(hosts_dir, hosts_tomls(mirrors)):
+                    log.info("registry mirrors updated", extra={"path": str(registries_file)})
+            seen = sig
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.warning("watching the node's files failed: %s", err)
+
+
 async def run(opts: Options) -> None:
     node_name = (opts.node_name or socket.gethostname()).lower()
     host_ip = opts.node_ip or default_host_ip()
@@ -149,14 +209,34 @@ async def run(opts: Options) -> None:
     containerd: Containerd | None = None
     cni_conf = ContainerdConfig(opts.data_dir).cni_conf
     image_fs = ContainerdConfig(opts.data_dir).root
+    registries_file = opts.data_dir / "etc" / "registries.yaml"
+    mirrors = _load_registries(registries_file)
     if not endpoint:
         registries = {h: RegistryHost(f"http://{h}") for h in opts.insecure_registries}
-        containerd = Containerd(ContainerdConfig(opts.data_dir, registries=registries))
+        containerd = Containerd(
+            ContainerdConfig(
+                opts.data_dir,
+                registries=registries,
+                registry_auth=auth_toml(mirrors) if mirrors is not None else "",
+            )
+        )
         await containerd.start()
+        if mirrors is not None:
+            write_hosts(containerd.config.registry_config_dir, hosts_tomls(mirrors))
         await containerd.ensure_local_images()
         socket_path = containerd.socket
     else:
         socket_path = Path(endpoint)
+    # k3s's air-gap directory, imported now and whenever an archive is added
+    runtime = containerd or Containerd(ContainerdConfig(opts.data_dir, endpoint=socket_path))
+    woken: list[Kubelet] = []
+
+    def imported(_path: Path) -> None:
+        for k in woken:
+            _wake_pods(k)
+
+    airgap = ImageDirWatcher(opts.data_dir / "images", runtime.import_image, imported)
+    await airgap.import_existing()
 
     def on_pod_cidr(cidr: str) -> None:
         # with host-gw routes, the node masquerades only what leaves the cluster CIDR
@@ -207,14 +287,21 @@ async def run(opts: Options) -> None:
             await server.start()
             config.kubelet_port = server.port
             kubelet = Kubelet(client, cri, config, registry, probe_registry)
+            woken.append(kubelet)
             stats.volume_stats = kubelet.volume_stats.for_pod  # the pods' volume entries
             health = HealthServer(
                 registry, kubelet.healthy, opts.healthz_bind_address, opts.healthz_port
             )
             await health.start()
             stop = stop_on_signals()
+            routes_client = client
+            if opts.node_routes and opts.node_routes_kubeconfig is not None:
+                routes_client = Client(
+                    load_config(str(opts.node_routes_kubeconfig)),
+                    user_agent=component_user_agent("kubelet"),
+                )
             routes = (
-                HostGwRoutes(client, node_name, cluster_cidr=opts.cluster_cidr)
+                HostGwRoutes(routes_client, node_name, cluster_cidr=opts.cluster_cidr)
                 if opts.node_routes
                 else None
             )
@@ -232,6 +319,14 @@ async def run(opts: Options) -> None:
                 rotation = asyncio.create_task(
                     certificates.rotate_forever(client, rotated), name="certificate-rotation"
                 )
+            files = asyncio.create_task(
+                _watch_node_files(
+                    airgap,
+                    registries_file,
+                    containerd.config.registry_config_dir if containerd is not None else None,
+                ),
+                name="node-files",
+            )
             try:
                 await kubelet.start()
                 if routes is not None:
@@ -239,11 +334,14 @@ async def run(opts: Options) -> None:
                 await stop.wait()
             finally:
                 stop.set()
+                files.cancel()
                 if rotation is not None:
                     rotation.cancel()
                 await provisioning
                 if routes is not None:
                     await routes.stop()
+                if routes_client is not client:
+                    await routes_client.close()
                 await kubelet.stop()
                 await server.stop()
                 await health.stop()

@@ -85,6 +85,8 @@ class ContainerdConfig:
     endpoint: Path | None = None  # an existing containerd socket (--container-runtime-endpoint)
     #: registry host ("127.0.0.1:5000", "docker.io") -> how to reach it (plain http, own CA)
     registries: dict[str, RegistryHost] = field(default_factory=dict)
+    #: CRI ``registry.configs.<host>.auth`` tables (from registries.yaml), read at start
+    registry_auth: str = ""
 
     @property
     def base(self) -> Path:
@@ -199,6 +201,7 @@ class Containerd:
                 f"{cri}.registry]",
                 f"  config_path = {_toml_str(c.registry_config_dir)}",
                 "",
+                c.registry_auth,
             ]
         )
 
