@@ -472,6 +472,15 @@ async def test_persistent_volume_claim_on_host_path(
                  "volumeName": pv_name, "resources": {"requests": {"storage": "1Gi"}}},
     })  # fmt: skip
     assert claim["spec"]["volumeName"] == pv_name
+    # bound by hand, as the PV controller would: the PV's claimRef and the claim's phase
+    # (the kubelet, as upstream's, mounts only a Bound claim whose PV points back at it)
+    ref = {"kind": "PersistentVolumeClaim", "namespace": namespace, "name": "data",
+           "uid": claim["metadata"]["uid"]}  # fmt: skip
+    await client.patch(pvs, pv_name, {"spec": {"claimRef": ref}}, patch_type="merge")
+    await client.patch(
+        pvcs, "data", {"status": {"phase": "Bound"}}, namespace,
+        patch_type="merge", subresource="status",
+    )  # fmt: skip
     c = container(
         "c", "echo kept > /data/file; exec sleep 3600",
         volumeMounts=[{"name": "d", "mountPath": "/data"}],
