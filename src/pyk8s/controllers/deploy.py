@@ -1,0 +1,315 @@
+"""Auto-deployed manifests: k3s's ``DATA_DIR/server/manifests`` directory.
+
+Every ``*.yaml``, ``*.yml`` and ``*.json`` file under the directory (multi-document YAML
+and ``kind: List`` included) is applied at start and whenever it changes, with
+server-side apply under the field manager ``pyk8s-deploy`` (forced: the file is the
+source of truth for the fields it names, as in k3s). Each file is tracked by an
+``Addon`` in ``kube-system`` — k3s's own ``k3s.cattle.io/v1`` kind, so ``kubectl get
+addons -A`` reads the same as on k3s — named after the file (``apps/web.yaml`` →
+``apps-web``), whose ``spec.source`` and ``spec.checksum`` (SHA-256) say what was applied
+and whose ``status.objects`` lists what it made. Objects a new version of a file no
+longer has are deleted; a removed file's objects are deleted with its Addon. A file
+with a ``<file>.skip`` beside it (``web.yaml.skip``) is not applied (what it made before
+stays). A file that does not parse, or an object the API server refuses, is reported as
+a ``Warning ApplyManifestFailed`` event on the Addon and leaves the objects of the
+previous version running.
+
+The directory is polled (every two seconds): manifests change rarely and a poll needs
+no inotify binding.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pyk8s.client import ApiError, Client, ClientError, EventRecorder, Obj
+
+__all__ = ["ADDON_CRD", "FIELD_MANAGER", "ManifestDeployer", "addon_name", "parse_manifest"]
+
+log = logging.getLogger(__name__)
+
+FIELD_MANAGER = "pyk8s-deploy"
+ADDONS = ("k3s.cattle.io/v1", "Addon")
+NAMESPACE = "kube-system"
+SUFFIXES = (".yaml", ".yml", ".json")
+_APPLY = "application/apply-patch+yaml"
+_RETRY_FAILED = 30.0
+#: applied first, so the objects in them and of them can follow in the same file
+_FIRST = ("Namespace", "CustomResourceDefinition")
+
+ADDON_CRD: Obj = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "addons.k3s.cattle.io"},
+    "spec": {
+        "group": "k3s.cattle.io",
+        "names": {
+            "kind": "Addon",
+            "listKind": "AddonList",
+            "plural": "addons",
+            "singular": "addon",
+        },
+        "scope": "Namespaced",
+        "versions": [
+            {
+                "name": "v1",
+                "served": True,
+                "storage": True,
+                "additionalPrinterColumns": [
+                    {"name": "Source", "type": "string", "jsonPath": ".spec.source"},
+                    {"name": "Checksum", "type": "string", "jsonPath": ".spec.checksum"},
+                ],
+                "schema": {
+                    "openAPIV3Schema": {
+                        "type": "object",
+                        "properties": {
+                            "spec": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                            "status": {
+                                "type": "object",
+                                "x-kubernetes-preserve-unknown-fields": True,
+                            },
+                        },
+                    }
+                },
+            }
+        ],
+    },
+}
+
+
+class ManifestError(ValueError):
+    """A manifest file that does not parse into Kubernetes objects."""
+
+
+def addon_name(directory: Path, path: Path) -> str:
+    """The Addon of a file: its path under the directory without the suffix, ``/`` as
+    ``-``, in DNS-1123 form."""
+    rel = path.relative_to(directory).as_posix()
+    for suffix in SUFFIXES:
+        if rel.endswith(suffix):
+            rel = rel[: -len(suffix)]
+            break
+    name = re.sub(r"[^a-z0-9.-]+", "-", rel.lower()).strip("-.")
+    return name[:253] or "manifest"
+
+
+def parse_manifest(text: str) -> list[Obj]:
+    """The objects of a manifest (YAML documents, JSON, ``kind: List``), in apply order."""
+    try:
+        docs = list(yaml.load_all(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))
+    except yaml.YAMLError as err:
+        raise ManifestError(str(err).replace("\n", " ")) from None
+    objects: list[Obj] = []
+    for i, doc in enumerate(docs):
+        if doc is None:
+            continue
+        items = doc.get("items") if isinstance(doc, dict) and doc.get("kind") == "List" else None
+        for obj in items if isinstance(items, list) else [doc]:
+            if not isinstance(obj, dict):
+                raise ManifestError(f"document {i + 1}: not a Kubernetes object")
+            missing = [f for f in ("apiVersion", "kind") if not obj.get(f)]
+            if not (obj.get("metadata") or {}).get("name"):
+                missing.append("metadata.name")
+            if missing:
+                raise ManifestError(f"document {i + 1}: missing {', '.join(missing)}")
+            objects.append(obj)
+    return sorted(objects, key=lambda o: o["kind"] not in _FIRST)
+
+
+@dataclass(frozen=True)
+class _Ref:
+    api_version: str
+    kind: str
+    namespace: str
+    name: str
+
+    def to_json(self) -> Obj:
+        out = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
+        if self.namespace:
+            out["namespace"] = self.namespace
+        return out
+
+    @staticmethod
+    def of(doc: Any) -> _Ref:
+        return _Ref(doc["apiVersion"], doc["kind"], doc.get("namespace", ""), doc["name"])
+
+
+class ManifestDeployer:
+    """Keeps the cluster in step with a manifests directory; ``await run(stop)``."""
+
+    def __init__(self, client: Client, directory: Path, interval: float = 2.0) -> None:
+        self.client = client
+        self.directory = directory.resolve()
+        self.interval = interval
+        self.recorder = EventRecorder(client, "deploy")
+        #: checksum of a file whose last attempt failed -> when it may be tried again
+        self._failed: dict[str, float] = {}
+        self._crd_ready = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            try:
+                await self.sync()
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                log.warning("syncing %s failed: %s", self.directory, err)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.interval)
+        await self.recorder.close()
+
+    async def _ensure_crd(self) -> None:
+        if self._crd_ready:
+            return
+        crds = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+        try:
+            await self.client.create(crds, ADDON_CRD)
+        except ApiError as err:
+            if err.status != 409:
+                raise
+        for _ in range(100):
+            try:
+                await self.client.list(ADDONS, NAMESPACE, limit=1)
+                self._crd_ready = True
+                return
+            except ClientError:
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the Addon custom resource is not served")
+
+    def _files(self) -> dict[str, Path]:
+        out: dict[str, Path] = {}
+        if not self.directory.is_dir():
+            return out
+        for path in sorted(self.directory.rglob("*")):
+            rel = path.relative_to(self.directory).parts
+            if any(p.startswith(".") for p in rel) or not path.name.endswith(SUFFIXES):
+                continue
+            if path.is_file() and not path.with_name(path.name + ".skip").exists():
+                out[addon_name(self.directory, path)] = path
+        return out
+
+    def _skipped(self, source: str) -> bool:
+        path = Path(source)
+        return path.with_name(path.name + ".skip").exists()
+
+    async def sync(self) -> None:
+        """One pass: apply new and changed files, delete what removed files made."""
+        await self._ensure_crd()
+        files = await asyncio.to_thread(self._files)
+        addons = {
+            a["metadata"]["name"]: a
+            for a in (await self.client.list(ADDONS, NAMESPACE)).get("items") or []
+        }
+        for name, path in files.items():
+            await self._sync_file(name, path, addons.get(name))
+        for name, addon in addons.items():
+            source = str((addon.get("spec") or {}).get("source", ""))
+            if name in files or not source.startswith(f"{self.directory}/"):
+                continue
+            if await asyncio.to_thread(Path(source).exists) and await asyncio.to_thread(
+                self._skipped, source
+            ):
+                continue  # disabled: what it made stays
+            await self._remove(addon)
+
+    async def _sync_file(self, name: str, path: Path, addon: Obj | None) -> None:
+        try:
+            data = await asyncio.to_thread(path.read_bytes)
+        except OSError:
+            return  # removed meanwhile: the next pass deletes it
+        checksum = hashlib.sha256(data).hexdigest()
+        if addon is not None and (addon.get("spec") or {}).get("checksum") == checksum:
+            return
+        loop = asyncio.get_running_loop()
+        if self._failed.get(checksum, 0.0) > loop.time():
+            return
+        addon = await self._addon(name, path, addon)
+        self.recorder.event(addon, "Normal", "ApplyingManifest", f'Applying manifest at "{path}"')
+        try:
+            objects = parse_manifest(data.decode(errors="replace"))
+            applied = [await self._apply(obj) for obj in objects]
+        except (ManifestError, ClientError) as err:
+            self._failed[checksum] = loop.time() + _RETRY_FAILED
+            self.recorder.event(
+                addon, "Warning", "ApplyManifestFailed",
+                f'Applying manifest at "{path}" failed: {err}',
+            )  # fmt: skip
+            log.warning("applying %s failed: %s", path, err)
+            return
+        self._failed.pop(checksum, None)
+        before = {_Ref.of(r) for r in (addon.get("status") or {}).get("objects") or []}
+        for ref in before - set(applied):
+            await self._delete(ref)
+        addon["spec"] = {"source": str(path), "checksum": checksum}
+        addon["status"] = {
+            "objects": [r.to_json() for r in applied],
+            "gvks": sorted({f"{r.api_version}, Kind={r.kind}" for r in applied}),
+        }
+        addon = await self.client.update(ADDONS, addon, NAMESPACE)
+        self.recorder.event(addon, "Normal", "AppliedManifest", f'Applied manifest at "{path}"')
+
+    async def _addon(self, name: str, path: Path, addon: Obj | None) -> Obj:
+        if addon is not None:
+            return addon
+        body = {
+            "apiVersion": ADDONS[0], "kind": ADDONS[1],
+            "metadata": {"name": name, "namespace": NAMESPACE},
+            "spec": {"source": str(path)},
+        }  # fmt: skip
+        try:
+            created: Obj = await self.client.create(ADDONS, body, NAMESPACE)
+            return created
+        except ApiError as err:
+            if err.status != 409:
+                raise
+            found: Obj = await self.client.get(ADDONS, name, NAMESPACE)
+            return found
+
+    async def _apply(self, obj: Obj) -> _Ref:
+        res = await self.client.resource(obj["apiVersion"], obj["kind"])
+        meta = obj["metadata"]
+        namespace = (meta.get("namespace") or "default") if res.namespaced else ""
+        if namespace:
+            obj = {**obj, "metadata": {**meta, "namespace": namespace}}
+        await self.client.request(
+            "PATCH",
+            self.client.path(res, namespace or None, meta["name"]),
+            params={"fieldManager": FIELD_MANAGER, "force": "true"},
+            body=json.loads(json.dumps(obj, default=str)),
+            content_type=_APPLY,
+        )
+        return _Ref(obj["apiVersion"], obj["kind"], namespace, meta["name"])
+
+    async def _delete(self, ref: _Ref) -> None:
+        try:
+            await self.client.delete((ref.api_version, ref.kind), ref.name, ref.namespace or None)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+        log.info("deleted %s %s/%s", ref.kind, ref.namespace, ref.name)
+
+    async def _remove(self, addon: Obj) -> None:
+        source = (addon.get("spec") or {}).get("source", "")
+        refs: Iterable[Obj] = (addon.get("status") or {}).get("objects") or []
+        for ref in refs:
+            await self._delete(_Ref.of(ref))
+        try:
+            await self.client.delete(ADDONS, addon["metadata"]["name"], NAMESPACE)
+        except ApiError as err:
+            if err.status != 404:
+                raise
+        log.info("removed the objects of %s", source)
