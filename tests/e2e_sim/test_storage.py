@@ -18,9 +18,13 @@ from typing import Any
 
 import pytest
 
-from tests.e2e_sim.conftest import Cluster
+from tests.e2e_sim.conftest import Cluster, wait_until
 
 SELECTED_NODE = "volume.kubernetes.io/selected-node"
+
+
+def wait(check: Any, within: float = 60.0) -> Any:
+    return wait_until(check, within, every=0.1)
 
 
 def apply(cluster: Cluster, *objs: dict[str, Any], ns: str = "") -> None:
@@ -170,7 +174,7 @@ def test_static_binding_picks_the_smallest_fit_and_kubectl_columns(
         ns=ns,
     )
     for claim in ("small", "sel", "pre"):
-        cluster.wait(lambda c=claim: phase(cluster, "pvc", c, ns) == "Bound")  # type: ignore[misc]
+        wait(lambda c=claim: phase(cluster, "pvc", c, ns) == "Bound")  # type: ignore[misc]
     core = client.CoreV1Api(config.new_client_from_config(str(cluster.server.kubeconfig)))
     small = core.read_namespaced_persistent_volume_claim("small", ns)
     assert small.spec.volume_name == f"{ns}-small"
@@ -214,17 +218,17 @@ def test_static_binding_picks_the_smallest_fit_and_kubectl_columns(
 
     # Retain: the released volume keeps its claimRef and is not reused
     cluster.kubectl("delete", "pvc", "small", "-n", ns, "--wait=false")
-    cluster.wait(lambda: phase(cluster, "pv", f"{ns}-small") == "Released")
+    wait(lambda: phase(cluster, "pv", f"{ns}-small") == "Released")
     assert gone(cluster, "pvc", "small", ns)
     apply(cluster, pvc("again", "500Mi", cls), ns=ns)
-    cluster.wait(lambda: has_event(cluster, ns, "again", "ProvisioningFailed"))
+    wait(lambda: has_event(cluster, ns, "again", "ProvisioningFailed"))
     assert phase(cluster, "pvc", "again", ns) == "Pending"
     assert phase(cluster, "pv", f"{ns}-small") == "Released"
 
 
 def test_unsatisfiable_claims_and_failed_reclaim(cluster: Cluster, ns: str) -> None:
     apply(cluster, pvc("nothing", "100Gi", ""), pvc("noclass", "1Gi", "missing-class"), ns=ns)
-    cluster.wait(
+    wait(
         lambda: has_event(
             cluster,
             ns,
@@ -233,7 +237,7 @@ def test_unsatisfiable_claims_and_failed_reclaim(cluster: Cluster, ns: str) -> N
             "no persistent volumes available for this claim and no storage class is set",
         )
     )
-    cluster.wait(
+    wait(
         lambda: has_event(
             cluster,
             ns,
@@ -248,9 +252,9 @@ def test_unsatisfiable_claims_and_failed_reclaim(cluster: Cluster, ns: str) -> N
     cls = f"del-{ns}"
     apply(cluster, pv(f"{ns}-del", "1Gi", cls, policy="Delete"))
     apply(cluster, pvc("del", "1Gi", cls), ns=ns)
-    cluster.wait(lambda: phase(cluster, "pvc", "del", ns) == "Bound")
+    wait(lambda: phase(cluster, "pvc", "del", ns) == "Bound")
     cluster.kubectl("delete", "pvc", "del", "-n", ns)
-    cluster.wait(lambda: phase(cluster, "pv", f"{ns}-del") == "Failed")
+    wait(lambda: phase(cluster, "pv", f"{ns}-del") == "Failed")
     volume = get(cluster, "pv", f"{ns}-del")
     assert "no deletable volume plugin matched" in volume["status"]["message"]
     cluster.kubectl("delete", "pv", f"{ns}-del")
@@ -262,7 +266,7 @@ def test_wait_for_first_consumer_local_path_provisioning(
     cls = f"lp-{ns}"
     apply(cluster, local_class(cls))
     apply(cluster, pvc("data", "2Gi", cls), pvc("bad", "1Gi", cls), ns=ns)
-    cluster.wait(
+    wait(
         lambda: has_event(
             cluster,
             ns,
@@ -276,7 +280,7 @@ def test_wait_for_first_consumer_local_path_provisioning(
     del pod["spec"]["nodeName"]
     pod["spec"]["nodeSelector"] = {"no-such-node": "x"}
     apply(cluster, pod, ns=ns)
-    cluster.wait(
+    wait(
         lambda: has_event(
             cluster, ns, "data", "WaitForPodScheduled", "waiting for pod user to be scheduled"
         )
@@ -285,7 +289,7 @@ def test_wait_for_first_consumer_local_path_provisioning(
 
     node = nodes[0]
     cluster.kubectl("annotate", "pvc", "data", "-n", ns, f"{SELECTED_NODE}={node}")
-    cluster.wait(lambda: phase(cluster, "pvc", "data", ns) == "Bound")
+    wait(lambda: phase(cluster, "pvc", "data", ns) == "Bound")
     claim = get(cluster, "pvc", "data", ns)
     name = f"pvc-{claim['metadata']['uid']}"
     assert claim["spec"]["volumeName"] == name
@@ -310,9 +314,7 @@ def test_wait_for_first_consumer_local_path_provisioning(
     # a directory that cannot be made: ProvisioningFailed, and no volume
     bad_node = nodes[-1]
     cluster.kubectl("annotate", "pvc", "bad", "-n", ns, f"{SELECTED_NODE}={bad_node}")
-    cluster.wait(
-        lambda: has_event(cluster, ns, "bad", "ProvisioningFailed", "cannot create directory")
-    )
+    wait(lambda: has_event(cluster, ns, "bad", "ProvisioningFailed", "cannot create directory"))
     bad_uid = get(cluster, "pvc", "bad", ns)["metadata"]["uid"]
     assert gone(cluster, "pv", f"pvc-{bad_uid}")
     assert phase(cluster, "pvc", "bad", ns) == "Pending"
@@ -320,7 +322,7 @@ def test_wait_for_first_consumer_local_path_provisioning(
     # released with reclaim Delete: the provisioner removes the directory, then the PV
     cluster.kubectl("delete", "pod", "user", "-n", ns)
     cluster.kubectl("delete", "pvc", "data", "bad", "-n", ns)
-    cluster.wait(lambda: gone(cluster, "pv", name))
+    wait(lambda: gone(cluster, "pv", name))
     assert not (storage_dirs[node] / name).exists()
 
 
@@ -331,22 +333,22 @@ def test_protection_keeps_claims_and_volumes_in_use(
     apply(cluster, pv(f"{ns}-a", "1Gi", cls), pv(f"{ns}-b", "1Gi", cls))
     apply(cluster, pvc("used", "1Gi", cls), pvc("unused", "1Gi", cls), ns=ns)
     for claim in ("used", "unused"):
-        cluster.wait(lambda c=claim: phase(cluster, "pvc", c, ns) == "Bound")  # type: ignore[misc]
+        wait(lambda c=claim: phase(cluster, "pvc", c, ns) == "Bound")  # type: ignore[misc]
     apply(cluster, sim_pod("app", "used", nodes[0]), ns=ns)
-    cluster.wait(lambda: phase(cluster, "pod", "app", ns) == "Running")
+    wait(lambda: phase(cluster, "pod", "app", ns) == "Running")
     used_pv = get(cluster, "pvc", "used", ns)["spec"]["volumeName"]
 
     # a bound volume is not removed under its claim either
     cluster.kubectl("delete", "pv", used_pv, "--wait=false")
     cluster.kubectl("delete", "pvc", "used", "unused", "-n", ns, "--wait=false")
-    cluster.wait(lambda: gone(cluster, "pvc", "unused", ns))  # the controller looked
+    wait(lambda: gone(cluster, "pvc", "unused", ns))  # the controller looked
     row = cluster.kubectl("get", "pvc", "used", "-n", ns, "--no-headers").split()
     assert row[:2] == ["used", "Terminating"]
     assert get(cluster, "pv", used_pv)["metadata"]["finalizers"] == ["kubernetes.io/pv-protection"]
 
     cluster.kubectl("delete", "pod", "app", "-n", ns, "--wait=false")
-    cluster.wait(lambda: gone(cluster, "pvc", "used", ns))
-    cluster.wait(lambda: gone(cluster, "pv", used_pv))  # released, then let go
+    wait(lambda: gone(cluster, "pvc", "used", ns))
+    wait(lambda: gone(cluster, "pv", used_pv))  # released, then let go
 
 
 def test_generic_ephemeral_volume_gets_a_claim_owned_by_its_pod(cluster: Cluster, ns: str) -> None:
@@ -369,7 +371,7 @@ def test_generic_ephemeral_volume_gets_a_claim_owned_by_its_pod(cluster: Cluster
         },
     }
     apply(cluster, pod, ns=ns)
-    claim = cluster.wait(
+    claim = wait(
         lambda: (
             not gone(cluster, "pvc", "eph-scratch", ns) and get(cluster, "pvc", "eph-scratch", ns)
         )
@@ -384,51 +386,4 @@ def test_generic_ephemeral_volume_gets_a_claim_owned_by_its_pod(cluster: Cluster
         True,
     )
     cluster.kubectl("delete", "pod", "eph", "-n", ns)
-    cluster.wait(lambda: gone(cluster, "pvc", "eph-scratch", ns))
-
-
-def test_statefulset_claims_per_ordinal_and_when_scaled_delete(cluster: Cluster, ns: str) -> None:
-    cls = f"sts-{ns}"
-    apply(cluster, *(pv(f"{ns}-{i}", "1Gi", cls) for i in range(3)))
-    sts = {
-        "apiVersion": "apps/v1",
-        "kind": "StatefulSet",
-        "metadata": {"name": "db"},
-        "spec": {
-            "replicas": 3,
-            "serviceName": "db",
-            "podManagementPolicy": "Parallel",
-            "selector": {"matchLabels": {"app": "db"}},
-            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete"},
-            "template": {
-                "metadata": {"labels": {"app": "db"}},
-                "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]},
-            },
-            "volumeClaimTemplates": [
-                {
-                    "metadata": {"name": "data", "labels": {"tier": "storage"}},
-                    "spec": {
-                        "accessModes": ["ReadWriteOnce"],
-                        "storageClassName": cls,
-                        "resources": {"requests": {"storage": "1Gi"}},
-                    },
-                }
-            ],
-        },
-    }
-    apply(cluster, sts, ns=ns)
-    cluster.wait(lambda: get(cluster, "sts", "db", ns).get("status", {}).get("readyReplicas") == 3)
-    claims = cluster.kubectl.json("get", "pvc", "-n", ns)["items"]
-    assert sorted(c["metadata"]["name"] for c in claims) == ["data-db-0", "data-db-1", "data-db-2"]
-    assert all(c["metadata"]["labels"] == {"tier": "storage", "app": "db"} for c in claims)
-    assert all(c["status"]["phase"] == "Bound" for c in claims)
-    pod = get(cluster, "pod", "db-1", ns)
-    assert {"name": "data", "persistentVolumeClaim": {"claimName": "data-db-1"}} in pod["spec"][
-        "volumes"
-    ]
-
-    cluster.kubectl("scale", "sts", "db", "-n", ns, "--replicas=1")
-    cluster.wait(
-        lambda: gone(cluster, "pvc", "data-db-2", ns) and gone(cluster, "pvc", "data-db-1", ns)
-    )
-    assert phase(cluster, "pvc", "data-db-0", ns) == "Bound"
+    wait(lambda: gone(cluster, "pvc", "eph-scratch", ns))

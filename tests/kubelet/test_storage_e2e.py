@@ -124,6 +124,7 @@ def test_statefulset_keeps_its_data_on_local_path_volumes(cluster: Kubectl, node
         dirs = {}
         for i in range(3):
             claim = k.json("get", "pvc", f"data-web-{i}", "-n", ns)
+            assert claim["metadata"]["labels"] == {"app": "web"}  # the selector's, as upstream
             assert claim["metadata"]["annotations"]["volume.kubernetes.io/selected-node"] == (
                 node.name
             )
