@@ -103,7 +103,7 @@ def setup(manager: Manager, provider: Interface, names: Iterable[str]) -> list[s
         reconciler = ServiceReconciler(
             manager.client, services.store, nodes.store, manager.recorder, balancer, owns
         )
-        ctl = manager.add("service-lb-controller", reconciler)
+        lb_ctl = manager.add("service-lb-controller", reconciler)
 
         def load_balancers() -> list[Request]:
             return [
@@ -115,11 +115,11 @@ def setup(manager: Manager, provider: Interface, names: Iterable[str]) -> list[s
 
         def enqueue_all(*_objs: Any) -> None:
             for req in load_balancers():
-                ctl.queue.add(req)
+                lb_ctl.queue.add(req)
 
         def on_service(obj: Obj) -> None:
             meta = obj.get("metadata") or {}
-            ctl.queue.add(Request(meta.get("namespace", ""), meta.get("name", "")))
+            lb_ctl.queue.add(Request(meta.get("namespace", ""), meta.get("name", "")))
             if (obj.get("spec") or {}).get("type") == "LoadBalancer":
                 enqueue_all()  # they may share ports with this one
 
@@ -133,7 +133,7 @@ def setup(manager: Manager, provider: Interface, names: Iterable[str]) -> list[s
                 svc = services.store.get_by_name(ns, name)
                 spec = (svc or {}).get("spec") or {}
                 if spec.get("externalTrafficPolicy") == "Local":
-                    ctl.queue.add(Request(ns, name))
+                    lb_ctl.queue.add(Request(ns, name))
 
         services.add_event_handler(
             on_add=on_service, on_update=lambda o, n: on_service(n), on_delete=on_service

@@ -13,10 +13,11 @@ A node is eligible for a service when
 * the service controller passed it (Ready, not excluded from load balancers), and
 * if any node carries :data:`ENABLE_LB_LABEL`, it carries it with ``true`` (k3s's
   ``svccontroller.k3s.cattle.io/enablelb``, with pyk8s's own prefix), and
-* no older load balancer of ours already answers on one of the service's
-  (port, protocol) pairs at that node's address (first come, first served; the loser gets
-  a ``PortInUse`` event naming the node and the winner, and takes the node once the
-  winner lets it go), and
+* no other load balancer of ours already answers on one of the service's
+  (port, protocol) pairs at that node's address (first come, first served: the one whose
+  status lists the node keeps it, the older one if both do; the loser gets a
+  ``PortInUse`` event naming the node and the holder, and takes the node once the holder
+  lets it go), and
 * with ``externalTrafficPolicy: Local``, the node has a ready endpoint of the service
   (a cloud load balancer learns this from the health-check NodePort the proxy serves;
   here the EndpointSlices say it directly).
@@ -118,19 +119,23 @@ def plan(
     ready_nodes: set[str] | None,
 ) -> tuple[list[str], list[tuple[str, str, str]]]:
     """(the addresses ``service`` answers on, sorted; the conflicts as
-    (node, "port/PROTO", "namespace/name" of the older service holding it)).
+    (node, "port/PROTO", "namespace/name" of the service holding it)).
 
     ``others`` are the other load balancers of this provider; ``ready_nodes`` the nodes
     with a ready endpoint when the policy is Local (None: every node)."""
-    mine = lb_ports(service)
+    mine, held = lb_ports(service), _ingress_ips(service)
     age = _age_key(service)
     holders: dict[str, list[tuple[Obj, set[tuple[int, str]]]]] = {}
     for other in others:
-        if (other.get("metadata") or {}).get("deletionTimestamp") or _age_key(other) >= age:
+        if (other.get("metadata") or {}).get("deletionTimestamp"):
             continue
         shared = mine & lb_ports(other)
-        if shared:
-            for ip in _ingress_ips(other):
+        if not shared:
+            continue
+        for ip in _ingress_ips(other):
+            # a node stays with the load balancer answering there; when both claim it
+            # (created together), with the older one
+            if ip not in held or _age_key(other) < age:
                 holders.setdefault(ip, []).append((other, shared))
     addresses: list[str] = []
     conflicts: list[tuple[str, str, str]] = []

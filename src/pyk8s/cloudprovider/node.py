@@ -55,17 +55,17 @@ def _ready(node: Obj) -> bool | None:
     return None
 
 
-async def _update(client: Client, node: JSON) -> bool:
-    """PUT ``node`` with its resourceVersion; False if it is gone."""
+async def _update(client: Client, node: JSON) -> Result | None:
+    """PUT ``node`` (status included: a node's main resource writes it) with its
+    resourceVersion; a requeue if it changed meanwhile, None when written or gone."""
     try:
         await client.update(NODES, node)
     except ClientError as err:
-        if is_not_found(err):
-            return False
         if is_conflict(err):
-            raise RuntimeError("node changed meanwhile; retrying") from err
-        raise
-    return True
+            return Result(requeue=True)
+        if not is_not_found(err):
+            raise
+    return None
 
 
 class CloudNodeReconciler:
@@ -89,11 +89,12 @@ class CloudNodeReconciler:
             )
             return Result(requeue_after=30.0)
         name = request.name
+        base = cached
         if md.node_addresses:
             addresses = [{"type": t, "address": a} for t, a in md.node_addresses]
             if addresses != (cached.get("status") or {}).get("addresses"):
                 try:
-                    await self.client.patch(
+                    base = await self.client.patch(
                         NODES,
                         name,
                         {"status": {"addresses": addresses}},
@@ -104,7 +105,7 @@ class CloudNodeReconciler:
                     if is_not_found(err):
                         return None
                     raise
-        node = copy.deepcopy(dict(cached))
+        node = copy.deepcopy(dict(base))
         meta, spec = node["metadata"], node.setdefault("spec", {})
         labels = meta.setdefault("labels", {})
         if md.instance_type:
@@ -119,11 +120,11 @@ class CloudNodeReconciler:
         if not spec.get("providerID"):
             spec["providerID"] = md.provider_id
         spec["taints"] = [t for t in _taints(node) if t.get("key") != UNINITIALIZED_TAINT]
-        node.pop("status", None)
-        if await _update(self.client, node):
+        retry = await _update(self.client, node)
+        if retry is None:
             self.recorder.event(cached, NORMAL, "Synced", "Node synced successfully")
             log.info("node initialised", extra={"node": name, "providerID": spec["providerID"]})
-        return None
+        return retry
 
 
 class NodeLifecycleReconciler:
@@ -141,14 +142,13 @@ class NodeLifecycleReconciler:
         self.instances = instances
         self.monitor_period = monitor_period
 
-    async def _set_shutdown_taint(self, cached: Obj, on: bool) -> None:
+    async def _set_shutdown_taint(self, cached: Obj, on: bool) -> Result | None:
         node = copy.deepcopy(dict(cached))
         taints = [t for t in _taints(node) if t.get("key") != SHUTDOWN_TAINT]
         if on:
             taints.append({"key": SHUTDOWN_TAINT, "effect": "NoSchedule"})
         node.setdefault("spec", {})["taints"] = taints
-        node.pop("status", None)
-        await _update(self.client, node)
+        return await _update(self.client, node)
 
     async def reconcile(self, request: Request) -> Result | None:
         cached = self.nodes.get_by_name(None, request.name)
@@ -157,7 +157,7 @@ class NodeLifecycleReconciler:
         ready = _ready(cached)
         if ready:
             if _has_taint(cached, SHUTDOWN_TAINT):
-                await self._set_shutdown_taint(cached, False)
+                return await self._set_shutdown_taint(cached, False)
             return None
         if ready is None:  # not reporting yet: nothing to judge
             return Result(requeue_after=self.monitor_period)
@@ -176,5 +176,7 @@ class NodeLifecycleReconciler:
             return None
         shutdown = await self.instances.instance_shutdown(cached)
         if shutdown != _has_taint(cached, SHUTDOWN_TAINT):
-            await self._set_shutdown_taint(cached, shutdown)
+            retry = await self._set_shutdown_taint(cached, shutdown)
+            if retry is not None:
+                return retry
         return Result(requeue_after=self.monitor_period)

@@ -194,7 +194,7 @@ class ServiceReconciler:
             )
             raise
         if not svc["metadata"].get("deletionTimestamp"):
-            await self._write_status(svc, {})
+            svc = await self._write_status(svc, {})
         self.recorder.event(svc, NORMAL, "DeletedLoadBalancer", "Deleted load balancer")
         remaining = [f for f in svc["metadata"].get("finalizers") or [] if f != FINALIZER]
         await self._set_finalizers(svc, remaining)
@@ -216,18 +216,19 @@ class ServiceReconciler:
             if is_not_found(err):
                 return None
             if is_conflict(err):
-                raise RuntimeError("service changed meanwhile; retrying") from err
+                return None  # the newer version is queued and re-read
             raise
 
-    async def _write_status(self, svc: Obj, status: dict[str, Any]) -> None:
+    async def _write_status(self, svc: Obj, status: dict[str, Any]) -> Obj:
+        """``status.loadBalancer`` set to ``status``; the service as written."""
         current = (svc.get("status") or {}).get("loadBalancer") or {}
         wanted = copy.deepcopy(status)
         if current == wanted:
-            return
+            return svc
         meta = svc["metadata"]
         patch = {"status": {"loadBalancer": {"ingress": wanted.get("ingress") or None}}}
         try:
-            await self.client.patch(
+            return await self.client.patch(
                 SERVICES,
                 meta["name"],
                 patch,
@@ -238,3 +239,4 @@ class ServiceReconciler:
         except ClientError as err:
             if not is_not_found(err):
                 raise
+        return svc

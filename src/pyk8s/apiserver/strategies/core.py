@@ -15,6 +15,7 @@ from pyk8s.api import errors
 from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.api.qos import pod_qos_class
 from pyk8s.api.registry import Resource
+from pyk8s.api.validation import drop_type_dependent_fields
 from pyk8s.apiserver.allocators import (
     AlreadyAllocated,
     ClusterIPAllocator,
@@ -96,6 +97,16 @@ class ServiceStrategy(Strategy):
         self.node_ports = node_ports
         self.service_cidr = service_cidr
         self.node_port_range = node_port_range
+
+    def prepare_for_update(self, new: JSON, old: JSON) -> None:
+        """Also upstream's dropTypeDependentFields: a type change stores the service
+        without what only the old type used (node ports, health-check port,
+        allocateLoadBalancerNodePorts) when the client carried them over unchanged."""
+        super().prepare_for_update(new, old)
+        if (new.get("spec") or {}).get("type") != (old.get("spec") or {}).get("type"):
+            dropped = drop_type_dependent_fields(new, old)
+            new.clear()
+            new.update(dropped)
 
     async def before_create(self, obj: JSON, *, dry_run: bool) -> list[Rollback]:
         return [] if dry_run else _rollbacks(await self._allocate(obj, None))
