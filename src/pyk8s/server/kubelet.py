@@ -24,6 +24,7 @@ import socket
 import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -78,6 +79,9 @@ class Options:
     cluster_domain: str = "cluster.local"
     node_labels: str = ""
     register_with_taints: str = ""
+    #: "external": a cloud controller manager initialises this node, so it registers
+    #: with the node.cloudprovider.kubernetes.io/uninitialized taint (as upstream)
+    cloud_provider: str = ""
     cni_bridge: str = "cni0"
     #: registries reached over plain HTTP ("host:port"), e.g. a local docker-registry
     insecure_registries: list[str] = field(default_factory=list)
@@ -202,6 +206,21 @@ async def _watch_node_files(
             log.warning("watching the node's files failed: %s", err)
 
 
+#: what ``--cloud-provider=external`` adds at registration (upstream's
+#: cloudproviderapi.TaintExternalCloudProvider)
+UNINITIALIZED_TAINT = "node.cloudprovider.kubernetes.io/uninitialized=true:NoSchedule"
+
+
+def registration_taints(opts: Options) -> list[dict[str, Any]]:
+    """``--register-with-taints``, plus the uninitialized taint with an external cloud."""
+    specs = [t for t in opts.register_with_taints.split(",") if t.strip()]
+    if opts.cloud_provider == "external":
+        specs.append(UNINITIALIZED_TAINT)
+    elif opts.cloud_provider:
+        raise ValueError(f"--cloud-provider {opts.cloud_provider!r}: only 'external' is known")
+    return [parse_taint(t) for t in specs]
+
+
 async def run(opts: Options) -> None:
     node_name = (opts.node_name or socket.gethostname()).lower()
     host_ip = opts.node_ip or default_host_ip()
@@ -256,7 +275,7 @@ async def run(opts: Options) -> None:
         log_root=opts.log_root, pod_cidr=opts.pod_cidr or None,
         cluster_dns=list(opts.cluster_dns), cluster_domain=opts.cluster_domain,
         labels=parse_key_values(opts.node_labels, "label"),
-        taints=[parse_taint(t) for t in opts.register_with_taints.split(",") if t.strip()],
+        taints=registration_taints(opts),
         on_pod_cidr=on_pod_cidr, image_fs=image_fs if containerd is not None else None,
     )  # fmt: skip
     registry = CollectorRegistry()
