@@ -1,6 +1,7 @@
 """Two hosts (network namespaces) join a server with ``pyk8s agent``; pods reach pods on
 the other node by pod IP over the agents' host-gw routes; an agent killed and restarted
-rejoins without disturbing its running pods."""
+rejoins without disturbing its running pods; ``kubectl top nodes`` shows both hosts
+(metrics-server scraping each host's kubelet)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from pyk8s.client import Client, load_kubeconfig
 from tests.controllers.conftest import eventually
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.kubelet.runtime_fixtures import require_runtime
-from tests.network.hosts import Hosts, sh
+from tests.network.hosts import JOIN_CONTROLLERS, Hosts, sh, signing_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -41,26 +42,32 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
         base / "server", free_port(),
         extra_args=("--bind-address", "0.0.0.0", "--advertise-address", hosts.gateway),
     )  # fmt: skip
-    cm: subprocess.Popen[bytes] | None = None
+    children: list[subprocess.Popen[bytes]] = []
     try:
         server.start()
-        with (base / "cm.log").open("ab") as log:
-            cm = subprocess.Popen(
-                [sys.executable, "-m", "pyk8s", "controller-manager",
-                 "--kubeconfig", str(server.kubeconfig), "--leader-elect", "false",
-                 "--controllers", "nodeipam,serviceaccount,nodelifecycle",
-                 "--port", str(free_port())],
-                stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        kubeconfig = str(server.kubeconfig)
+        cm = ["controller-manager", "--kubeconfig", kubeconfig, "--leader-elect", "false",
+              "--controllers", f"nodeipam,serviceaccount,nodelifecycle,{JOIN_CONTROLLERS}",
+              "--port", str(free_port()), *signing_flags(server.data_dir)]  # fmt: skip
+        # metrics-server reaches each host's kubelet at its address on the bridge
+        ms = ["metrics-server", "--kubeconfig", kubeconfig, "--secure-port", "0",
+              "--bind-address", hosts.gateway, "--advertise-address", hosts.gateway,
+              "--health-port", str(free_port()), "--metric-resolution", "2s",
+              "--kubelet-insecure-tls", "--kubelet-preferred-address-types", "InternalIP",
+              "--cert-dir", str(base / "ms-certs")]  # fmt: skip
+        for args in (cm, ms):
+            with (base / f"{args[0]}.log").open("ab") as log:
+                children.append(subprocess.Popen([sys.executable, "-m", "pyk8s", *args],
+                                                 stdout=log, stderr=subprocess.STDOUT))  # fmt: skip
         url = f"https://{hosts.gateway}:{server.port}"
         for host in hosts.hosts:
             host.start_agent(url, server.data_dir / "server" / "node-token")
         yield server, hosts
     finally:
         hosts.destroy()
-        if cm is not None:
-            cm.send_signal(signal.SIGTERM)
-            cm.wait(timeout=30)
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+            child.wait(timeout=30)
         server.stop()
         if os.environ.get("PYK8S_KEEP_HOSTS") is None:
             shutil.rmtree(base, ignore_errors=True)
@@ -155,3 +162,25 @@ async def test_agents_join_and_pods_talk_across_nodes(
     after = pod["status"]["containerStatuses"][0]
     assert after["containerID"] == container_before["containerID"]
     assert after["restartCount"] == 0
+
+
+async def test_kubectl_top_nodes_shows_both_hosts(cluster: tuple[Server, Hosts]) -> None:
+    server, hosts = cluster
+    kubectl = Kubectl(server.kubeconfig)
+
+    async def top() -> dict[str, list[str]]:
+        out = await asyncio.to_thread(kubectl.run, "top", "nodes", "--no-headers", check=False)
+        # a node without metrics yet shows <unknown> in every column
+        rows = {
+            r[0]: r
+            for line in out.stdout.splitlines()
+            if len(r := line.split()) == 5 and r[1] != "<unknown>"
+        }
+        return rows if set(rows) == {h.name for h in hosts.hosts} else {}
+
+    rows = await eventually(top, within=120, every=1.0)
+    for name, cpu, cpu_pct, memory, memory_pct in rows.values():
+        # NAME CPU(cores) CPU(%) MEMORY(bytes) MEMORY(%), e.g. 153m 7% 1873Mi 23%
+        assert cpu.endswith("m") and cpu_pct.endswith("%"), rows[name]
+        assert memory.endswith("Mi") and int(memory[:-2]) > 0, rows[name]
+        assert memory_pct.endswith("%"), rows[name]
