@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from pyk8s.api.pvbinding import ephemeral_claim_name
 from pyk8s.api.quantity import value
 from pyk8s.kubelet.payloads import (
     DATA_DIR,
@@ -387,7 +388,7 @@ def claim_name(pod: Mapping[str, Any], vol: Mapping[str, Any]) -> str | None:
     if vol.get("persistentVolumeClaim"):
         return str(vol["persistentVolumeClaim"].get("claimName", ""))
     if vol.get("ephemeral"):
-        return f"{pod['metadata']['name']}-{vol['name']}"
+        return ephemeral_claim_name(dict(pod), dict(vol))
     return None
 
 

@@ -7,12 +7,13 @@ without a CSINode, or a driver without a count, has no limit."""
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from pyk8s.api.pvbinding import claim_class
 from pyk8s.scheduler.framework.interface import Code, CycleState, Status
 from pyk8s.scheduler.framework.registry import Lister
 from pyk8s.scheduler.framework.types import NodeInfo, Obj
-from pyk8s.scheduler.plugins.volumebinding import by_name, claim_class, pod_claim_names
+from pyk8s.scheduler.plugins.volumebinding import by_name, pod_claim_names
 
 if TYPE_CHECKING:
     from pyk8s.scheduler.cache import Cache
@@ -33,7 +34,7 @@ class NodeVolumeLimits:
         return EVENTS
 
     def _volumes(
-        self, pods: Iterable[Mapping[str, Any]], pvs: Mapping[str, Obj], classes: Mapping[str, Obj]
+        self, pods: Iterable[Obj], pvs: Mapping[str, Obj], classes: Mapping[str, Obj]
     ) -> dict[str, str]:
         """Unique volume name -> CSI driver of the claims of ``pods``."""
         out: dict[str, str] = {}

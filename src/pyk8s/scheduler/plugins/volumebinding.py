@@ -30,9 +30,21 @@ import asyncio
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from pyk8s.api.quantity import QuantityError, value
+from pyk8s.api.pvbinding import (
+    ANN_BIND_COMPLETED,
+    ANN_BOUND_BY_CONTROLLER,
+    ANN_SELECTED_NODE,
+    WAIT_FOR_FIRST_CONSUMER,
+    check_volume_satisfies_claim,
+    claim_class,
+    ephemeral_claim_name,
+    is_volume_bound_to_claim,
+    volume_capacity,
+    volume_class,
+)
 from pyk8s.api.selectors import label_selector_from_dict
 from pyk8s.client import Client, ClientError
 from pyk8s.scheduler.framework.interface import Code, CycleState, Status
@@ -51,10 +63,6 @@ ERR_BIND_CONFLICT = "node(s) didn't find available persistent volumes to bind"
 ERR_NODE_CONFLICT = "node(s) had volume node affinity conflict"
 ERR_PV_NOT_EXIST = "node(s) unavailable due to one or more pvc(s) bound to non-existent pv(s)"
 
-ANN_SELECTED_NODE = "volume.kubernetes.io/selected-node"
-ANN_BIND_COMPLETED = "pv.kubernetes.io/bind-completed"
-ANN_BOUND_BY_CONTROLLER = "pv.kubernetes.io/bound-by-controller"
-ANN_BETA_CLASS = "volume.beta.kubernetes.io/storage-class"
 NOT_SUPPORTED_PROVISIONER = "kubernetes.io/no-provisioner"
 DEFAULT_BIND_TIMEOUT = 600.0
 POLL_INTERVAL = 0.2
@@ -81,45 +89,22 @@ class BindError(Exception):
 # ---------------------------------------------------------------------- claim helpers
 
 
-def pod_claim_names(pod: Mapping[str, Any]) -> list[tuple[str, bool]]:
+def pod_claim_names(pod: Obj) -> list[tuple[str, bool]]:
     """(claim name, is generic ephemeral) of every volume of ``pod`` backed by a claim."""
     out = []
-    name = str((pod.get("metadata") or {}).get("name", ""))
     for vol in (pod.get("spec") or {}).get("volumes") or []:
         if vol.get("persistentVolumeClaim"):
             out.append((str(vol["persistentVolumeClaim"].get("claimName", "")), False))
         elif vol.get("ephemeral"):
-            out.append((f"{name}-{vol['name']}", True))
+            out.append((ephemeral_claim_name(pod, vol), True))
     return out
-
-
-def claim_class(claim: Mapping[str, Any]) -> str:
-    """Upstream's ``GetPersistentVolumeClaimClass`` (the beta annotation wins)."""
-    ann = (claim.get("metadata") or {}).get("annotations") or {}
-    if ANN_BETA_CLASS in ann:
-        return str(ann[ANN_BETA_CLASS])
-    return str((claim.get("spec") or {}).get("storageClassName") or "")
-
-
-def pv_class(pv: Mapping[str, Any]) -> str:
-    ann = (pv.get("metadata") or {}).get("annotations") or {}
-    if ANN_BETA_CLASS in ann:
-        return str(ann[ANN_BETA_CLASS])
-    return str((pv.get("spec") or {}).get("storageClassName") or "")
 
 
 def by_name(objs: Iterable[Obj]) -> dict[str, Obj]:
     return {str(o["metadata"]["name"]): o for o in objs}
 
 
-def _qty(q: Any) -> int:
-    try:
-        return value(q) if q is not None else 0
-    except (QuantityError, ValueError, TypeError):
-        return 0
-
-
-def pv_allows_node(pv: Mapping[str, Any], node: Mapping[str, Any]) -> bool:
+def pv_allows_node(pv: Obj, node: Obj) -> bool:
     """Upstream's ``CheckNodeAffinity``: the PV's required node selector terms (ORed)."""
     required = ((pv.get("spec") or {}).get("nodeAffinity") or {}).get("required")
     if not required:
@@ -139,56 +124,39 @@ def topology_allows(terms: Sequence[Mapping[str, Any]], labels: Mapping[str, str
     return False
 
 
-def _bound_to(pv: Mapping[str, Any], claim: Mapping[str, Any]) -> bool:
-    ref = (pv.get("spec") or {}).get("claimRef")
-    if not ref:
-        return False
-    meta = claim.get("metadata") or {}
-    if ref.get("name") != meta.get("name") or ref.get("namespace") != meta.get("namespace"):
-        return False
-    return not ref.get("uid") or ref.get("uid") == meta.get("uid")
-
-
 def matching_volume(
-    claim: Mapping[str, Any],
-    volumes: Sequence[Mapping[str, Any]],
-    node: Mapping[str, Any],
-    excluded: set[str],
+    claim: Obj, volumes: Iterable[Obj], node: Obj, excluded: set[str]
 ) -> Obj | None:
-    """Upstream's ``FindMatchingVolume`` for delayed binding: a PV pre-bound to the claim,
-    else the smallest Available PV of the claim's class that fits it and the node."""
+    """Upstream's ``FindMatchingVolume`` on the scheduler's path (a node given): the PV
+    pre-bound to the claim, else the Available PV that satisfies the claim (the binder's
+    rules), matches its selector and allows the node, fewest access modes then smallest
+    first; PVs in ``excluded`` (taken by other claims) are skipped."""
     spec = claim.get("spec") or {}
-    requested = _qty(((spec.get("resources") or {}).get("requests") or {}).get("storage"))
-    wanted_class = claim_class(claim)
-    mode = spec.get("volumeMode") or "Filesystem"
-    modes = set(spec.get("accessModes") or [])
-    selector = label_selector_from_dict(spec["selector"]) if spec.get("selector") else None
-    best: Obj | None = None
-    best_size = 0
+    try:
+        selector = label_selector_from_dict(spec.get("selector") or {})
+    except ValueError:
+        return None
+    best: tuple[int, Decimal] | None = None
+    chosen: Obj | None = None
     for pv in volumes:
-        name = str(pv["metadata"]["name"])
-        pspec = pv.get("spec") or {}
-        if name in excluded or (pspec.get("volumeMode") or "Filesystem") != mode:
+        if str(pv["metadata"]["name"]) in excluded or (pv["metadata"]).get("deletionTimestamp"):
             continue
-        size = _qty((pspec.get("capacity") or {}).get("storage"))
-        if _bound_to(pv, claim):
-            if size >= requested and pv_allows_node(pv, node):
-                return dict(pv)
+        if is_volume_bound_to_claim(pv, claim):
+            if not check_volume_satisfies_claim(pv, claim) and pv_allows_node(pv, node):
+                return pv
             continue
-        if pspec.get("claimRef") or size < requested:
+        if (pv.get("spec") or {}).get("claimRef") or check_volume_satisfies_claim(pv, claim):
             continue
         if (pv.get("status") or {}).get("phase") != "Available":
             continue
-        labels = (pv.get("metadata") or {}).get("labels") or {}
-        if selector is not None and not selector.matches(labels):
+        if not selector.matches(dict(pv["metadata"].get("labels") or {})):
             continue
-        if pv_class(pv) != wanted_class or not pv_allows_node(pv, node):
+        if not pv_allows_node(pv, node):
             continue
-        if not modes <= set(pspec.get("accessModes") or []):
-            continue
-        if best is None or size < best_size:
-            best, best_size = dict(pv), size
-    return best
+        rank = (len((pv.get("spec") or {}).get("accessModes") or ()), volume_capacity(pv))
+        if best is None or rank < best:
+            best, chosen = rank, pv
+    return chosen
 
 
 # ---------------------------------------------------------------------- cycle state
@@ -251,11 +219,11 @@ class VolumeBinding:
                 return sc
         return None
 
-    def _delay_binding(self, claim: Mapping[str, Any]) -> bool:
+    def _delay_binding(self, claim: Obj) -> bool:
         """Upstream's ``IsDelayBindingMode``: a missing class means Immediate."""
         name = claim_class(claim)
         sc = self._class(name) if name else None
-        return sc is not None and sc.get("volumeBindingMode") == "WaitForFirstConsumer"
+        return sc is not None and sc.get("volumeBindingMode") == WAIT_FOR_FIRST_CONSUMER
 
     def events_to_register(self) -> Sequence[str]:
         return EVENTS
@@ -313,7 +281,11 @@ class VolumeBinding:
         for claim in data.delayed:
             wanted = claim_class(claim)
             data.candidates[_key(claim)] = sorted(
-                (p for p in data.pvs.values() if pv_class(p) == wanted or _bound_to(p, claim)),
+                (
+                    p
+                    for p in data.pvs.values()
+                    if volume_class(p) == wanted or is_volume_bound_to_claim(p, claim)
+                ),
                 key=lambda pv: str(pv["metadata"]["name"]),
             )
         state[_STATE] = data
@@ -454,7 +426,7 @@ class VolumeBinding:
                 "uid": meta.get("uid"),
                 "resourceVersion": meta.get("resourceVersion"),
             }
-            if _bound_to(pv, claim):
+            if is_volume_bound_to_claim(pv, claim):
                 continue
             body = {
                 "metadata": {
