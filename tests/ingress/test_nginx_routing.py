@@ -178,7 +178,8 @@ def test_tls_host_gets_its_certificate_by_sni_and_plain_http_is_redirected(
     assert running.get("secure.example.com", "/x", https=True) == (200, "api /x\n", "")
     status, _, location = running.get("secure.example.com", "/x?y=1")
     assert (status, location) == (308, "https://secure.example.com/x?y=1")
-    assert running.get("open.example.com", "/x", https=True)[0] == 200  # both ports, every host
+    # a host without TLS is not served on the HTTPS port: the catch-all server answers
+    assert running.get("open.example.com", "/x", https=True) == (200, "fallback /x\n", "")
 
 
 def test_websocket_upgrade_is_tunnelled(running: Running) -> None:

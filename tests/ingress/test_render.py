@@ -441,3 +441,16 @@ def test_nginx_accepts_a_config_with_every_feature(tmp_path: Path) -> None:
     done = subprocess.run([nginx, "-t", "-p", str(tmp_path), "-c", str(tmp_path / "nginx.conf")],
                           capture_output=True, text=True, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
+
+
+def test_only_tls_hosts_and_the_catch_all_listen_on_the_https_port() -> None:
+    cert, key = key_pair("s.example.com")
+    s, p = rule("s.example.com", path("/", "web")), rule("p.example.com", path("/", "web"))
+    r = go(
+        ingress("i", s, p, tls=[{"hosts": ["s.example.com"], "secretName": "s"}]),
+        secrets=[tls_secret("s", cert, key)],
+    )  # fmt: skip
+    ((_, http),) = blocks(r.config, "http")
+    https = {re.search(r"server_name ([^;]+);", b).group(1)  # type: ignore[union-attr]
+             for _, b in blocks(http, "server") if "listen 8443 ssl" in b}  # fmt: skip
+    assert https == {"_", "s.example.com"}

@@ -75,6 +75,8 @@ class ControllerConfig:
     publish_service: str = "kube-system/pyk8s-ingress"
     #: the host address the Service's EndpointSlice names (and the status fallback)
     address: str = "127.0.0.1"
+    #: the node this host is (the endpoint's nodeName: externalTrafficPolicy Local)
+    node_name: str = ""
     http_port: int = 8080
     https_port: int = 8443
     bind_address: str = ""
@@ -144,6 +146,8 @@ class IngressController:
         self._first_change: float | None = None
         self._last_change = 0.0
         self._task: asyncio.Task[None] | None = None
+        self._status_task: asyncio.Task[None] | None = None
+        self._status_due = asyncio.Event()
         self._healthy = False
 
     # ------------------------------------------------------------------ lifecycle
@@ -154,10 +158,10 @@ class IngressController:
             await self.ensure_ingress_class()
         if self.config.publish_service:
             await self.ensure_service()
-        for informer in self.informers.values():
+        for plural, informer in self.informers.items():
             informer.add_event_handler(
                 on_add=self._on_change,
-                on_update=lambda _old, new: self._on_change(new),
+                on_update=self._on_ingress_update if plural == "ingresses" else self._on_update,
                 on_delete=self._on_change,
             )
             informer.start()
@@ -166,13 +170,15 @@ class IngressController:
                 raise TimeoutError(f"{informer.name} did not sync within {sync_within}s")
         self._changed.set()
         self._task = asyncio.create_task(self._loop(), name="ingress-sync")
+        self._status_task = asyncio.create_task(self._status_loop(), name="ingress-status")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._status_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._status_task = None
         for informer in self.informers.values():
             await informer.stop()
         await self.nginx.stop()
@@ -243,7 +249,13 @@ class IngressController:
                 },
             },
             "addressType": "IPv6" if ":" in address else "IPv4",
-            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
+            "endpoints": [
+                {
+                    "addresses": [address],
+                    "conditions": {"ready": True},
+                    **({"nodeName": self.config.node_name} if self.config.node_name else {}),
+                }
+            ],
             "ports": [
                 {"name": "http", "protocol": "TCP", "port": self.config.http_port},
                 {"name": "https", "protocol": "TCP", "port": self.config.https_port},
@@ -264,6 +276,17 @@ class IngressController:
                     await self.client.update(SLICES, current)
 
     # ------------------------------------------------------------------ the loop
+
+    def _on_update(self, _old: Any, new: Any) -> None:
+        self._on_change(new)
+
+    def _on_ingress_update(self, old: Obj, new: Obj) -> None:
+        """A status write (ours, mostly) changes nothing nginx is told: only the status
+        loop looks again (a write of ours that conflicted is retried over this one)."""
+        if old.get("spec") != new.get("spec") or _annotations(old) != _annotations(new):
+            self._on_change(new)
+        else:
+            self._status_due.set()
 
     def _on_change(self, _obj: Any) -> None:
         now = time.monotonic()
@@ -346,7 +369,7 @@ class IngressController:
                 },
             )
         self._healthy = True
-        await self._write_status(ingresses)
+        self._status_due.set()
 
     def _record(self, findings: list[Finding], by_key: Mapping[tuple[str, str], Obj]) -> None:
         """Events for findings that are new since the last render (a finding that
@@ -371,31 +394,52 @@ class IngressController:
                 return sorted(entries, key=lambda e: (e.get("ip", ""), e.get("hostname", "")))
         return [{"ip": self.config.address}]
 
-    async def _write_status(self, ingresses: list[Obj]) -> None:
-        want = self.status_addresses()
-        for ingress in ingresses:
-            status = ingress.get("status") or {}
-            if ((status.get("loadBalancer") or {}).get("ingress") or []) == want:
-                continue
-            body = {
-                "apiVersion": "networking.k8s.io/v1",
-                "kind": "Ingress",
-                "metadata": {
-                    "name": _name(ingress),
-                    "namespace": _namespace(ingress),
-                    "resourceVersion": (ingress.get("metadata") or {}).get("resourceVersion"),
-                },
-                "spec": ingress.get("spec") or {},
-                "status": {"loadBalancer": {"ingress": want}},
-            }
-            try:
-                await self.client.update_status(INGRESSES, body)
-            except ClientError as err:
-                if is_conflict(err) or is_not_found(err):
-                    self._changed.set()  # a newer one is coming through the informer
-                    continue
-                raise
-            self.recorder.event(ingress, NORMAL, "Sync", "Scheduled for sync")
+    async def _status_loop(self, parallel: int = 8) -> None:
+        """Status writes in their own loop, ``parallel`` at a time, so that 1,000 new
+        Ingresses do not hold the next reload up behind 1,000 API calls."""
+        while True:
+            await self._status_due.wait()
+            self._status_due.clear()
+            want = self.status_addresses()
+            stale = [
+                i
+                for i in self.served()
+                if (((i.get("status") or {}).get("loadBalancer") or {}).get("ingress") or [])
+                != want
+            ]
+            for start in range(0, len(stale), parallel):
+                results = await asyncio.gather(
+                    *(self._write_status(i, want) for i in stale[start : start + parallel]),
+                    return_exceptions=True,
+                )
+                for result in results:
+                    if isinstance(result, BaseException):
+                        log.warning("ingress status not written", extra={"error": str(result)})
+                        self._status_due.set()
+
+    async def _write_status(self, ingress: Obj, want: list[Obj]) -> None:
+        body = {
+            "apiVersion": "networking.k8s.io/v1",
+            "kind": "Ingress",
+            "metadata": {
+                "name": _name(ingress),
+                "namespace": _namespace(ingress),
+                "resourceVersion": (ingress.get("metadata") or {}).get("resourceVersion"),
+            },
+            "spec": ingress.get("spec") or {},
+            "status": {"loadBalancer": {"ingress": want}},
+        }
+        try:
+            await self.client.update_status(INGRESSES, body)
+        except ClientError as err:
+            if is_conflict(err) or is_not_found(err):
+                return  # a newer one comes through the informer, and another round
+            raise
+        self.recorder.event(ingress, NORMAL, "Sync", "Scheduled for sync")
+
+
+def _annotations(obj: Mapping[str, Any]) -> Any:
+    return (obj.get("metadata") or {}).get("annotations")
 
 
 def _name(obj: Mapping[str, Any]) -> str:

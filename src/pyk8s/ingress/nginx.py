@@ -163,14 +163,19 @@ class Nginx:
         )  # fmt: skip
         log.info("nginx started", extra={"pid": self.proc.pid, "prefix": str(self.prefix)})
 
-    async def _wait_live(self, digest: str, within: float) -> None:
+    async def _wait_live(self, digest: str, within: float, agreeing: int = 4) -> None:
+        """Until ``agreeing`` connections in a row answer ``digest``: right after a
+        reload the old workers may still accept a connection or two before the master
+        tells them to stop listening."""
         deadline = time.monotonic() + within
+        streak = 0
         while time.monotonic() < deadline:
             if not self.running():
                 raise NginxError(f"nginx exited with {self.proc.returncode if self.proc else '?'}")
-            if await self.live() == digest:
+            streak = streak + 1 if await self.live() == digest else 0
+            if streak >= agreeing:
                 return
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(0.002 if streak else 0.005)
         raise NginxError(f"nginx did not load configuration {digest} within {within}s")
 
     async def live(self) -> str:

@@ -23,7 +23,10 @@ ingress-nginx's, which are the Ingress API's documented ones:
 * TLS from ``kubernetes.io/tls`` Secrets per host (SNI); a missing or invalid Secret
   falls back to the default certificate, with a warning; a TLS host redirects HTTP to
   HTTPS (308) unless ``nginx.ingress.kubernetes.io/ssl-redirect: "false"``;
-  ``force-ssl-redirect: "true"`` redirects hosts without TLS too;
+  ``force-ssl-redirect: "true"`` redirects hosts without TLS too. Only TLS hosts listen
+  on the HTTPS port (ingress-nginx serves every host there, with the default
+  certificate): nginx builds one SSL context per server block, so 1,000 plain hosts
+  would cost seconds per reload; HTTPS to a plain host reaches the catch-all server;
 * WebSocket upgrades pass through; ``proxy-connect-timeout``, ``proxy-send-timeout``,
   ``proxy-read-timeout`` (seconds) and ``proxy-body-size`` annotations per location.
 
@@ -553,7 +556,10 @@ def render(
         body.append("  server {\n")
         body.append(f"    server_name {_server_name(host)};\n")
         body.append(_listen(cfg, cfg.http_port, extra))
-        body.append(_listen(cfg, cfg.https_port, " ssl" + extra))
+        if has_tls or not host:
+            # only TLS hosts (and the catch-all) on the HTTPS port: nginx builds an SSL
+            # context per server block, ~5 ms each, which made 1,000 plain hosts a 6 s reload
+            body.append(_listen(cfg, cfg.https_port, " ssl" + extra))
         if server.tls is not None and server.tls[1]:
             body.append(f"    ssl_certificate {server.tls[1]};\n")
             body.append(f"    ssl_certificate_key {server.tls[1]};\n")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -51,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="this host's address for that Service's "
         "EndpointSlice (default: the default route's source address)",
     )
+    p.add_argument(
+        "--node-name",
+        default="",
+        help="the node this host is, for that "
+        "EndpointSlice's nodeName (default: the host name, as the kubelet's)",
+    )
     p.add_argument("--http-port", type=int, default=8080)
     p.add_argument("--https-port", type=int, default=8443)
     p.add_argument("--bind-address", default="", help="nginx's listen address (default: all)")
@@ -73,6 +80,8 @@ def server_args(args: argparse.Namespace, passed_through: list[str]) -> list[str
     node_ip = getattr(args, "node_ip", "") or getattr(args, "advertise_address", "")
     if node_ip:
         out += ["--node-ip", node_ip]
+    if getattr(args, "node_name", ""):
+        out += ["--node-name", args.node_name]
     return out + passed_through
 
 
@@ -85,6 +94,7 @@ class Options:
     publish_service: str = "kube-system/pyk8s-ingress"
     #: the host address in the publish Service's EndpointSlice (default: the host's)
     node_ip: str = ""
+    node_name: str = ""
     http_port: int = 8080
     https_port: int = 8443
     bind_address: str = ""
@@ -111,6 +121,7 @@ async def run(opts: Options) -> None:
         controller_class=opts.controller_class,
         publish_service=opts.publish_service,
         address=opts.node_ip or default_host_ip(),
+        node_name=opts.node_name or socket.gethostname().lower(),
         http_port=opts.http_port,
         https_port=opts.https_port,
         bind_address=opts.bind_address,
