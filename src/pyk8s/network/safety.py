@@ -20,13 +20,13 @@ finds and removes it and nothing else is touched.
 
 from __future__ import annotations
 
-import asyncio
 import ipaddress
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from pyk8s.network.routes import ROUTE_PROTOCOL
+from pyk8s.network.routes import _ip as ip_command
 
 __all__ = ["RULE_PRIORITY", "ensure_unreachable", "remove_unreachable"]
 
@@ -36,16 +36,6 @@ log = logging.getLogger(__name__)
 RULE_PRIORITY = 32000
 
 Runner = Callable[[Sequence[str]], Awaitable[str]]
-
-
-async def _ip(argv: Sequence[str]) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        "ip", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
-    )
-    out, err = await proc.communicate()
-    if proc.returncode != 0:
-        raise RuntimeError(f"ip {' '.join(argv)}: {err.decode(errors='replace').strip()}")
-    return out.decode()
 
 
 def _family(cidr: str) -> str:
@@ -58,7 +48,7 @@ async def _our_rules(run: Runner, family: str) -> list[dict[str, object]]:
 
 
 async def ensure_unreachable(
-    cluster_cidrs: Sequence[str], service_cidrs: Sequence[str], run: Runner = _ip
+    cluster_cidrs: Sequence[str], service_cidrs: Sequence[str], run: Runner = ip_command
 ) -> None:
     """Install (idempotently) the unreachable route and rules."""
     for cidr in cluster_cidrs:
@@ -84,7 +74,7 @@ async def ensure_unreachable(
     )
 
 
-async def remove_unreachable(run: Runner = _ip) -> None:
+async def remove_unreachable(run: Runner = ip_command) -> None:
     """Remove every route and rule with our protocol (the host-gw routes too)."""
     for family in ("-4", "-6"):
         await run([family, "route", "flush", "proto", ROUTE_PROTOCOL])
