@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -115,23 +116,35 @@ async def test_stats_summary_through_the_node_proxy(
 ) -> None:
     import json
 
-    await run_pod(client, namespace, node, "busy", [container("c", "exec sleep 3600")])
+    c = container("c", "exec sleep 3600", volumeMounts=[{"name": "scratch", "mountPath": "/s"}])
+    await run_pod(
+        client, namespace, node, "busy", [c], volumes=[{"name": "scratch", "emptyDir": {}}]
+    )
     await wait_phase(client, namespace, "busy", "Running")
     path = f"/api/v1/nodes/{node.name}/proxy/stats/summary"
 
-    async def summary() -> dict[str, object] | None:
+    async def summary() -> dict[str, Any] | None:
         out = await asyncio.to_thread(kubectl.run, "get", "--raw", path, check=False)
         if out.returncode != 0:
             return None
-        doc = json.loads(out.stdout)
-        refs = [p["podRef"] for p in doc.get("pods", [])]
-        return doc if {"name": "busy", "namespace": namespace} in [
-            {"name": r["name"], "namespace": r["namespace"]} for r in refs
-        ] else None  # fmt: skip
+        doc: dict[str, Any] = json.loads(out.stdout)
+        pods = [p for p in doc.get("pods", []) if p["podRef"]["namespace"] == namespace]
+        # the pod is there with its volume once the kubelet measured it (at first sight)
+        return doc if any(p["podRef"]["name"] == "busy" and p.get("volume") for p in pods) else None
 
     doc = await eventually(summary, within=30)
-    assert doc["node"]["nodeName"] == node.name  # type: ignore[index]
-    assert doc["node"]["memory"]["workingSetBytes"] > 0  # type: ignore[index]
+    assert doc["node"]["nodeName"] == node.name
+    assert doc["node"]["memory"]["workingSetBytes"] > 0
+    (busy,) = [
+        p
+        for p in doc["pods"]
+        if (p["podRef"]["namespace"], p["podRef"]["name"]) == (namespace, "busy")
+    ]
+    volumes = {v["name"]: v for v in busy["volume"]}
+    scratch = volumes["scratch"]
+    assert "pvcRef" not in scratch
+    assert scratch["capacityBytes"] >= scratch["availableBytes"] > 0
+    assert scratch["inodesUsed"] >= 1  # the directory itself
     metrics = await asyncio.to_thread(
         kubectl, "get", "--raw", f"/api/v1/nodes/{node.name}/proxy/metrics/resource"
     )

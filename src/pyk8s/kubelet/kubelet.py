@@ -261,10 +261,12 @@ class Kubelet:
             await asyncio.sleep(HOUSEKEEPING_PERIOD)
             try:
                 await self._remove_orphans()
+                vols = self.worker.volumes
                 if time.monotonic() - measured >= self.config.volume_stats_period:
                     measured = time.monotonic()
-                    vols = self.worker.volumes
                     await self.volume_stats.refresh(vols.mounted, vols.namespaces)
+                elif vols.mounted.keys() - self.volume_stats.by_pod.keys():
+                    await self.volume_stats.refresh(vols.mounted, vols.namespaces, new_only=True)
             except asyncio.CancelledError:
                 raise
             except Exception as err:

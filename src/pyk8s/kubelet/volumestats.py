@@ -137,9 +137,18 @@ class VolumeStats:
         self,
         mounted: Mapping[str, Mapping[str, MountedVolume]],
         namespaces: Mapping[str, str],
+        *,
+        new_only: bool = False,
     ) -> None:
-        snapshot = {uid: dict(v) for uid, v in mounted.items()}
-        self.by_pod = await asyncio.to_thread(self._compute, snapshot, dict(namespaces))
+        """Measure every pod's volumes; with ``new_only`` just the pods not measured yet
+        (upstream starts a pod's calculator, which measures at once, when it first sees
+        the pod). Pods no longer mounted are dropped either way."""
+        wanted = {
+            uid: dict(v) for uid, v in mounted.items() if not new_only or uid not in self.by_pod
+        }
+        fresh = await asyncio.to_thread(self._compute, wanted, dict(namespaces))
+        kept = {u: e for u, e in self.by_pod.items() if u in mounted} if new_only else {}
+        self.by_pod = {**kept, **fresh}
         self.namespaces = dict(namespaces)
 
     def for_pod(self, uid: str) -> list[dict[str, Any]]:
