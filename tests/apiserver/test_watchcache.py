@@ -86,7 +86,9 @@ async def test_resource_version_older_than_the_window_is_too_old(tmp_path: Path)
         await store.close()
 
 
-async def test_events_are_kept_as_json_only_and_read_back_whole(tmp_path: Path) -> None:
+async def test_events_are_not_cached_but_listed_from_the_store_and_watched(
+    tmp_path: Path,
+) -> None:
     store = await SqliteStore.open(tmp_path / "s.db")
     cache = WatchCache(store)
     await cache.start()
@@ -96,15 +98,25 @@ async def test_events_are_kept_as_json_only_and_read_back_whole(tmp_path: Path) 
         kv = await store.create("/registry/core/events/ns/e1", orjson.dumps(body))
         pod_kv = await store.create("/registry/core/pods/ns/p", pod("p"))
         await cache.wait_for(pod_kv.mod_revision)
-        [event] = cache.list("/registry/core/events/ns/")
-        assert event.decoded is None  # upstream does not cache Events; we keep their bytes
-        assert event.obj["reason"] == "Scheduled"
+        # upstream does not cache Events: nothing of them stays in memory but the history
+        assert cache.list("/registry/core/events/ns/") == []
+        assert not any(k.startswith("/registry/core/events/") for k in cache.objects)
+        [event] = await cache.read("/registry/core/events/ns/")
+        assert event.decoded is None and event.obj["reason"] == "Scheduled"
         assert event.obj["metadata"]["resourceVersion"] == str(kv.mod_revision)
-        assert cache.list("/registry/core/pods/ns/")[0].decoded is not None
+        [cached_pod] = await cache.read("/registry/core/pods/ns/")
+        assert cached_pod.decoded is not None
+        changed = {**body, "reason": "Pulled"}
+        await store.update(
+            "/registry/core/events/ns/e1", orjson.dumps(changed), expected_revision=kv.mod_revision
+        )
         await store.delete("/registry/core/events/ns/e1")
-        seen = [await asyncio.wait_for(w.next(), 5) for _ in range(2)]
-        assert [(e.type if e else None) for e in seen] == [ADDED, DELETED]
-        assert seen[1] is not None and seen[1].entry.obj["reason"] == "Scheduled"
+        seen = [await asyncio.wait_for(w.next(), 5) for _ in range(3)]
+        assert [(e.type if e else None) for e in seen] == [ADDED, MODIFIED, DELETED]
+        assert seen[1] is not None and seen[1].prev is not None
+        assert seen[1].prev.obj["reason"] == "Scheduled"
+        assert seen[2] is not None and seen[2].entry.obj["reason"] == "Pulled"
+        assert await cache.read("/registry/core/events/ns/") == []
     finally:
         await cache.stop()
         await store.close()

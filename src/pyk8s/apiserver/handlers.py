@@ -868,7 +868,7 @@ class ResourceHandlers:
         opts.dry_run = _dry_run(request.query)
         user = self.user(request)
         items = []
-        for entry in self.cache.list(prefix):
+        for entry in await self.cache.read(prefix):
             if matches is not None and not matches(entry.obj):
                 continue
             meta = entry.obj["metadata"]
@@ -974,7 +974,8 @@ class ResourceHandlers:
             raws = [orjson.dumps(o) for o in objs]
         else:
             await self._fresh(rv)
-            entries = self.cache.list(prefix)
+            revision = self.cache.revision  # what read() reads at (it may wait on the store)
+            entries = await self.cache.read(prefix)
             if matches is not None:
                 entries = [e for e in entries if matches(e.obj)]
             strategy = self.strategy(r)
@@ -982,7 +983,7 @@ class ResourceHandlers:
             views = [strategy.view(e, r.api_version) for e in entries]
             objs = [obj for obj, _ in views]
             raws = [raw for _, raw in views]
-            list_meta = {"resourceVersion": str(self.cache.revision)}
+            list_meta = {"resourceVersion": str(revision)}
         if encoding.wants_table(request.headers.get("Accept")):
             table = self.strategy(r).table(
                 objs, now=now(), include_object=q.get("includeObject", ""), list_meta=list_meta
@@ -1085,13 +1086,13 @@ class ResourceHandlers:
         error_event: JSON | None = None
         if send_initial is not None and _bool(send_initial):
             await self._fresh(rv if rv not in ("",) else "")
-            initial = self._current(prefix, matches)
             start = self.cache.revision
+            initial = await self._current(prefix, matches)
         elif rv in ("", "0"):
             if rv == "":
                 await self._fresh("")
-            initial = self._current(prefix, matches)
             start = self.cache.revision
+            initial = await self._current(prefix, matches)
         else:
             try:
                 start = int(rv)
@@ -1202,8 +1203,8 @@ class ResourceHandlers:
         """One watch event, its object in the request's version (DELETED: the last state)."""
         return frame(ev.type, *strategy.view(ev.entry, api_version))
 
-    def _current(self, prefix: str, matches: Matcher | None) -> list[Entry]:
-        entries = self.cache.list(prefix)
+    async def _current(self, prefix: str, matches: Matcher | None) -> list[Entry]:
+        entries = await self.cache.read(prefix)
         if matches is not None:
             entries = [e for e in entries if matches(e.obj)]
         return entries

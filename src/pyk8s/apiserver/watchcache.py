@@ -43,7 +43,16 @@ import orjson
 
 from pyk8s.api.conversion import convert
 from pyk8s.api.goorder import set_resource_version
-from pyk8s.storage import Compacted, Event, EventType, Store, StoreError, Watch, next_start
+from pyk8s.storage import (
+    Compacted,
+    Event,
+    EventType,
+    KeyValue,
+    Store,
+    StoreError,
+    Watch,
+    next_start,
+)
 
 log = logging.getLogger(__name__)
 
@@ -64,20 +73,20 @@ def decode(value: bytes, revision: int) -> tuple[JSON, bytes]:
     return obj, orjson.dumps(obj)
 
 
-#: resources whose objects the cache keeps as JSON only, decoded at each read: Events,
-#: which upstream does not cache at all (many, short-lived, rarely read, and a decoded
-#: Event takes several times its JSON's memory)
-RAW_ONLY_PREFIXES = ("/registry/core/events/",)
+#: resources the cache does not keep, as upstream disables its watch cache for Events
+#: (many, short-lived and rarely read): their writes still pass through to the watchers
+#: and the history (raw, decoded at each read), and a list reads the store
+UNCACHED_PREFIXES = ("/registry/core/events/",)
 
 
-def raw_only(key: str) -> bool:
-    return key.startswith(RAW_ONLY_PREFIXES)
+def uncached(key: str) -> bool:
+    return key.startswith(UNCACHED_PREFIXES)
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     """One object as the cache holds it: its JSON, and the decoded object unless the
-    resource is kept raw (:data:`RAW_ONLY_PREFIXES`), where :attr:`obj` decodes anew."""
+    resource is not cached (:data:`UNCACHED_PREFIXES`), where :attr:`obj` decodes anew."""
 
     key: str
     decoded: JSON | None
@@ -96,8 +105,14 @@ class Entry:
 
     @classmethod
     def of(cls, key: str, obj: JSON, raw: bytes, revision: int) -> Entry:
-        """An entry, raw only for the resources kept so."""
-        return cls(key, None if raw_only(key) else obj, raw, revision)
+        """An entry, raw only for the resources the cache does not keep."""
+        return cls(key, None if uncached(key) else obj, raw, revision)
+
+    @classmethod
+    def of_kv(cls, kv: KeyValue) -> Entry:
+        """The entry of a stored value (JSONDecodeError when it is not JSON)."""
+        obj, raw = decode(kv.value, kv.mod_revision)
+        return cls.of(kv.key, obj, raw, kv.mod_revision)
 
     def as_version(
         self,
@@ -285,12 +300,12 @@ class WatchCache:
         revision = page.revision
         while True:
             for kv in page.kvs:
+                if uncached(kv.key):
+                    continue
                 try:
-                    obj, raw = decode(kv.value, kv.mod_revision)
+                    objects[kv.key] = Entry.of_kv(kv)
                 except orjson.JSONDecodeError:
                     log.warning("skipping undecodable value at %s", kv.key)
-                    continue
-                objects[kv.key] = Entry.of(kv.key, obj, raw, kv.mod_revision)
             if not page.more:
                 break
             page = await self.store.list(
@@ -325,6 +340,9 @@ class WatchCache:
 
     def _apply(self, ev: Event) -> None:
         key = ev.kv.key
+        if uncached(key):
+            self._publish(self._passing(ev), ev.revision)
+            return
         prev = self.objects.get(key)
         if ev.type is EventType.DELETE:
             if prev is None:
@@ -341,12 +359,37 @@ class WatchCache:
             entry = Entry.of(key, obj, raw, ev.kv.mod_revision)
             self._put(entry)
             cev = CacheEvent(MODIFIED if prev else ADDED, key, ev.revision, entry, prev)
-        if len(self.history) == self.history.maxlen:
-            self.history_start = self.history[0].revision
-        self.history.append(cev)
-        self.revision = ev.revision
-        for w in tuple(self._watchers):  # a watcher that falls behind leaves the set
-            w.offer(cev)
+        self._publish(cev, ev.revision)
+
+    @staticmethod
+    def _passing(ev: Event) -> CacheEvent | None:
+        """The event of a write to an object the cache does not keep: its previous state
+        comes with the store's event."""
+        key = ev.kv.key
+        try:
+            prev = None if ev.prev_kv is None else Entry.of_kv(ev.prev_kv)
+            if ev.type is EventType.DELETE:
+                return (
+                    None
+                    if prev is None
+                    else CacheEvent(DELETED, key, ev.revision, tombstone(prev, ev.revision), prev)
+                )
+            entry = Entry.of_kv(ev.kv)
+        except orjson.JSONDecodeError:
+            log.warning("skipping undecodable value at %s", key)
+            return None
+        return CacheEvent(MODIFIED if prev else ADDED, key, ev.revision, entry, prev)
+
+    def _publish(self, cev: CacheEvent | None, revision: int) -> None:
+        """Record ``cev`` in the history and hand it to the watchers (when there is one),
+        move to ``revision`` and wake who waits for it."""
+        if cev is not None:
+            if len(self.history) == self.history.maxlen:
+                self.history_start = self.history[0].revision
+            self.history.append(cev)
+            for w in tuple(self._watchers):  # a watcher that falls behind leaves the set
+                w.offer(cev)
+        self.revision = revision
         if self._waiters:
             still = []
             for rev, fut in self._waiters:
@@ -374,8 +417,24 @@ class WatchCache:
         """Catch up with the store's current revision (a consistent read)."""
         await self.wait_for(await self.store.current_revision())
 
+    async def read(self, prefix: str) -> list[Entry]:
+        """Every object under ``prefix`` at :attr:`revision`: :meth:`list`, or from the
+        store for a resource the cache does not keep."""
+        if not uncached(prefix):
+            return self.list(prefix)
+        revision, out = self.revision, []
+        page = await self.store.list(prefix, revision=revision)
+        while True:
+            for kv in page.kvs:
+                with contextlib.suppress(orjson.JSONDecodeError):
+                    out.append(Entry.of_kv(kv))
+            if not page.more:
+                return out
+            page = await self.store.list(prefix, start=next_start(page), revision=revision)
+
     def list(self, prefix: str) -> list[Entry]:
-        """Every object under ``prefix``, in key order, at :attr:`revision`."""
+        """Every object under ``prefix`` that the cache keeps, in key order, at
+        :attr:`revision` (:meth:`read` reads the others too)."""
         resource = _resource_prefix(prefix)
         group = self._by_resource.get(resource)
         if group is None:
