@@ -1,8 +1,8 @@
 """The proxy's control loop: watch Services and EndpointSlices, keep the kernel in step.
 
-The mode (``iptables`` or ``nftables``) only chooses the renderer and the applier; both
-read the same model (:mod:`pyk8s.proxy.model`), so a Service feature added there reaches
-every mode. After each applied change the stale UDP/SCTP conntrack entries are cleared
+The mode (``nftables``, the default, or ``iptables``) only chooses the renderer and the
+applier; both read the same model (:mod:`pyk8s.proxy.model`), so a Service feature added
+there reaches every mode. After each applied change the stale UDP/SCTP conntrack entries are cleared
 (:mod:`pyk8s.proxy.conntrack`). A failed sync leaves the previous rules in place, is
 retried with exponential backoff (from ``min_sync_period`` up to ``sync_period``), counted
 in the mode's failure metric and reported once per failure streak as a Warning event on
@@ -75,7 +75,7 @@ class Proxier:
         sync_period: float = 30.0,
         command_prefix: Sequence[str] = (),
         registry: CollectorRegistry | None = None,
-        mode: str = "iptables",
+        mode: str = "nftables",
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unsupported proxy mode {mode!r} (one of {', '.join(MODES)})")
