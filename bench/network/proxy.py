@@ -1,14 +1,17 @@
-"""kube-proxy's network programming cost at scale, measured in a private netns (root).
+"""kube-proxy's network programming cost at scale, per proxy mode, in private netns (root).
 
-Issue 6 asks for network programming latency (a Service or EndpointSlice change → rules
-in the kernel) with 1,000 services x 10 endpoints, and the iptables-restore time for the
-full ruleset. A change costs one render of the whole ruleset (pure Python) plus one
-``iptables-restore --noflush`` of it, so the table shows both, and their sum per change,
-next to the baseline of the same restore run on a ruleset of one service (the fixed cost
-of starting iptables-restore), all in the same run. The rules go into a throwaway network
-namespace; the host's own tables are never touched.
+Issues 6 and 20 ask for network programming latency (a Service or EndpointSlice change →
+rules in the kernel) with 1,000 services x 10 endpoints and with 10,000 services, per proxy
+mode. Each mode gets a fresh network namespace: one full sync (render + apply of the whole
+ruleset into an empty table, the render caches emptied first, as at a proxy's start), then
+``--changes`` syncs that each move one endpoint of one service (render of the whole
+ruleset, mostly from the per-service cache, plus the incremental ``iptables-restore
+--noflush`` or ``nft -f`` transaction). The iptables rows are the baseline for the
+nftables rows, measured in the same run; the first row is the fixed cost of an
+iptables-restore of a one-service ruleset. The host's own tables are never touched.
 
-    python3 bench/network/proxy.py [--services 1000] [--endpoints 10] [--changes 20]
+    python3 bench/network/proxy.py [--services 1000,10000] [--endpoints 10] [--changes 20]
+                                   [--modes iptables,nftables]
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -28,7 +32,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench._table import Row, table  # noqa: E402
 
+from pyk8s.proxy import nftrules, rules  # noqa: E402
 from pyk8s.proxy.iptables import Applier  # noqa: E402
+from pyk8s.proxy.nftables import NftApplier  # noqa: E402
+from pyk8s.proxy.nftrules import render_nft  # noqa: E402
 from pyk8s.proxy.rules import ProxyConfig, render  # noqa: E402
 
 
@@ -37,12 +44,14 @@ def _pod_ip(n: int) -> str:
 
 
 def objects(services: int, endpoints: int, generation: int = 0) -> tuple[list[Any], list[Any]]:
-    """``services`` ClusterIP services (port 80 → 8080), ``endpoints`` ready pods each."""
+    """``services`` ClusterIP services (port 80 → 8080), ``endpoints`` ready pods each; only
+    the first service's slice changes between generations (and gets a new
+    resourceVersion, as an informer would see it)."""
     svcs, slices = [], []
     for i in range(services):
         name = f"svc-{i}"
         svcs.append({
-            "metadata": {"name": name, "namespace": "bench"},
+            "metadata": {"name": name, "namespace": "bench", "resourceVersion": "1"},
             "spec": {"type": "ClusterIP", "clusterIP": f"10.43.{i // 250}.{i % 250 + 2}",
                      "ports": [{"name": "http", "port": 80, "targetPort": 8080,
                                 "protocol": "TCP"}]},
@@ -56,6 +65,7 @@ def objects(services: int, endpoints: int, generation: int = 0) -> tuple[list[An
             eps[0]["addresses"] = [f"10.41.{generation // 250 % 250}.{generation % 250 + 2}"]
         slices.append({
             "metadata": {"name": f"{name}-abc", "namespace": "bench",
+                         "resourceVersion": str(generation + 2) if i == 0 else "1",
                          "labels": {"kubernetes.io/service-name": name}},
             "addressType": "IPv4", "endpoints": eps,
             "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
@@ -63,56 +73,124 @@ def objects(services: int, endpoints: int, generation: int = 0) -> tuple[list[An
     return svcs, slices
 
 
-async def measure(services: int, endpoints: int, changes: int, netns: str) -> list[Row]:
+def _clear_render_caches() -> None:
+    """A proxy's first sync renders everything: forget what an earlier run rendered."""
+    rules._fragments.clear()
+    nftrules._fragments.clear()
+
+
+class _Netns:
+    """A throwaway network namespace (the host's own tables are never touched)."""
+
+    def __init__(self) -> None:
+        self.name = f"pkbench{uuid.uuid4().hex[:6]}"
+
+    def __enter__(self) -> list[str]:
+        subprocess.run(["ip", "netns", "add", self.name], check=True)
+        return ["ip", "netns", "exec", self.name]
+
+    def __exit__(self, *_: object) -> None:
+        subprocess.run(["ip", "netns", "delete", self.name], check=False)
+
+
+async def baseline(endpoints: int, changes: int) -> Row:
+    """iptables-restore of a one-service ruleset: the fixed cost of a restore."""
     config = ProxyConfig(node_name="bench-node", node_ips=("192.0.2.10",))
-    applier = Applier(["ip", "netns", "exec", netns])
-    await applier.ensure_jumps()
     small = [render(*objects(1, endpoints, g), config) for g in range(changes)]
-    render_s, restore_s, total_s, baseline_s = [], [], [], []
-    for g in range(changes):
+    times = []
+    with _Netns() as prefix:
+        applier = Applier(prefix)
+        await applier.ensure_jumps()
+        for g in range(changes):
+            t0 = time.perf_counter()
+            await applier.apply(small[g])
+            times.append(time.perf_counter() - t0)
+    return Row("iptables-restore, 1 service (baseline)", 1, changes, sum(times), times)
+
+
+def _kill_children() -> None:
+    """Stop this process's own children (an iptables-restore past the time limit)."""
+    me = str(os.getpid())
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:
+            os.kill(int(stat.parent.name), signal.SIGKILL)
+
+
+async def measure(
+    mode: str, services: int, endpoints: int, changes: int, full_limit: float
+) -> list[Row]:
+    """A first (full) sync from an empty table, then ``changes`` syncs that each move one
+    endpoint of one service: render and apply timed apart and together. A full sync still
+    running after ``full_limit`` seconds is stopped and reported as such."""
+    config = ProxyConfig(node_name="bench-node", node_ips=("192.0.2.10",))
+    _clear_render_caches()
+    with _Netns() as prefix:
+        if mode == "nftables":
+            nft = NftApplier(prefix)
+            renderer: Any = render_nft
+            apply: Any = nft.apply
+        else:
+            applier = Applier(prefix)
+            await applier.ensure_jumps()
+            renderer, apply = render, applier.apply
+        svcs, slices = objects(services, endpoints)
         t0 = time.perf_counter()
-        await applier.apply(small[g])
-        baseline_s.append(time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    await applier.apply(render(*objects(services, endpoints), config))  # the first: full
-    full_s = [time.perf_counter() - t0]
-    for g in range(changes):
-        svcs, slices = objects(services, endpoints, g + 1)
-        t0 = time.perf_counter()
-        ruleset = render(svcs, slices, config)
-        t1 = time.perf_counter()
-        await applier.apply(ruleset)
-        t2 = time.perf_counter()
-        render_s.append(t1 - t0)
-        restore_s.append(t2 - t1)
-        total_s.append(t2 - t0)
-    rules = len(ruleset.nat_rules) + len(ruleset.filter_rules)
-    label = f"{services} svc x {endpoints} ep ({rules} rules)"
+        tool = "nft -f" if mode == "nftables" else "iptables-restore"
+        label = f"{mode}, {services} svc x {endpoints} ep"
+        try:
+            await asyncio.wait_for(apply(renderer(svcs, slices, config)), full_limit)
+        except TimeoutError:
+            _kill_children()
+            what = f"{label}: full sync (render+{tool}) STOPPED, unfinished after"
+            return [Row(what, 1, 1, full_limit, [full_limit])]
+        full_s = [time.perf_counter() - t0]
+        render_s, apply_s, total_s = [], [], []
+        for g in range(changes):
+            svcs, slices = objects(services, endpoints, g + 1)
+            t0 = time.perf_counter()
+            ruleset = renderer(svcs, slices, config)
+            t1 = time.perf_counter()
+            await apply(ruleset)
+            t2 = time.perf_counter()
+            render_s.append(t1 - t0)
+            apply_s.append(t2 - t1)
+            total_s.append(t2 - t0)
     return [
-        Row("iptables-restore, 1 service (baseline)", 1, changes, sum(baseline_s), baseline_s),
-        Row(f"render, {label}", 1, changes, sum(render_s), render_s),
-        Row(f"iptables-restore, full, {label}", 1, 1, sum(full_s), full_s),
-        Row(f"iptables-restore, changed chains only, {label}", 1, changes, sum(restore_s),
-            restore_s),
-        Row(f"one change programmed (render+restore), {label}", 1, changes, sum(total_s),
+        Row(f"{label}: full sync (render+{tool})", 1, 1, sum(full_s), full_s),
+        Row(f"{label}: render", 1, changes, sum(render_s), render_s),
+        Row(f"{label}: {tool}, changed part only", 1, changes, sum(apply_s), apply_s),
+        Row(f"{label}: one change programmed (render+apply)", 1, changes, sum(total_s),
             total_s),
     ]  # fmt: skip
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--services", type=int, default=1000)
+    parser.add_argument("--services", default="1000,10000", help="comma-separated sizes")
     parser.add_argument("--endpoints", type=int, default=10)
     parser.add_argument("--changes", type=int, default=20)
+    parser.add_argument("--modes", default="iptables,nftables")
+    parser.add_argument(
+        "--full-limit", type=float, default=600.0, help="stop a full sync after this many s"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
-        sys.exit("bench/network/proxy.py needs root (it programs iptables in its own netns)")
-    netns = f"pkbench{uuid.uuid4().hex[:6]}"
-    subprocess.run(["ip", "netns", "add", netns], check=True)
-    try:
-        rows = asyncio.run(measure(args.services, args.endpoints, args.changes, netns))
-    finally:
-        subprocess.run(["ip", "netns", "delete", netns], check=False)
+        sys.exit("bench/network/proxy.py needs root (it programs rules in its own netns)")
+    sizes = [int(n) for n in args.services.split(",")]
+    modes = args.modes.split(",")
+
+    async def all_rows() -> list[Row]:
+        rows = [await baseline(args.endpoints, args.changes)]
+        for size in sizes:
+            for mode in modes:
+                rows += await measure(mode, size, args.endpoints, args.changes, args.full_limit)
+        return rows
+
+    rows = asyncio.run(all_rows())
     print(f"\n### kube-proxy programming: {args.changes} changes, one endpoint moved each\n")
     print(table(rows))
 
