@@ -6,11 +6,15 @@ and that a failed PreBind unreserves."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
+from pyk8s.api.registry import REGISTRY
+from pyk8s.client import Client, ClientError
+from pyk8s.scheduler import Scheduler
 from pyk8s.scheduler.cache import Cache
 from pyk8s.scheduler.framework import CycleState, build_framework, fit_error_message
 from pyk8s.scheduler.framework.interface import Code
@@ -19,8 +23,15 @@ from pyk8s.scheduler.plugins.nodevolumelimits import NodeVolumeLimits
 from pyk8s.scheduler.plugins.queuesort import PrioritySort
 from pyk8s.scheduler.plugins.volumezone import VolumeZone
 from pyk8s.scheduler.queue import QueuedPodInfo, SchedulingQueue
+from tests.scheduler.conftest import eventually
+from tests.scheduler.test_scheduler import PODS, MakeNode, make_node
 
 Obj = dict[str, Any]
+EVENTS = REGISTRY.get("", "v1", "events")
+PVS = REGISTRY.get("", "v1", "persistentvolumes")
+PVCS = REGISTRY.get("", "v1", "persistentvolumeclaims")
+SCS = REGISTRY.get("storage.k8s.io", "v1", "storageclasses")
+__all__ = ["make_node"]  # the fixture
 
 
 class World:
@@ -249,7 +260,9 @@ async def test_prebind_times_out_and_forgets_what_reserve_assumed() -> None:
     assert plugin.assumed_provisions == {"default/data": "a"}
     st = await f.run_pre_bind(state, p, "a")
     assert st is not None and st.code == Code.ERROR
-    assert st.message == "binding volumes: context deadline exceeded"
+    assert st.message == (
+        'running PreBind plugin "VolumeBinding": binding volumes: context deadline exceeded'
+    )
     assert plugin.assumed_provisions == {}
 
 
@@ -306,3 +319,61 @@ def test_matching_volume_prefers_the_smallest_fitting_pv(mode: str) -> None:
     assert vb.matching_volume(c, [big, small], node("a"), set())["metadata"]["name"] == "small"
     assert vb.matching_volume(c, [big, small], node("a"), {"small"})["metadata"]["name"] == "big"
     assert vb.matching_volume(c, [big, small], node("b"), set()) is None
+
+
+# ---------------------------------------------------------------------- on an API server
+
+
+async def test_scheduler_prebind_times_out_requeues_then_binds_once_the_claim_is_bound(
+    client: Client, namespace: str, make_node: MakeNode
+) -> None:
+    """The real Scheduler with bindTimeoutSeconds 1 and no PV controller: PreBind writes
+    selected-node, times out (upstream's event), the pod is requeued; once the claim is
+    bound (as the PV controller would), the retry binds the pod to the selected node."""
+    assert PODS is not None and EVENTS is not None
+    a, b = await make_node("a"), await make_node("b")
+    cls = f"wffc-{namespace}"
+    await client.create(SCS, sc(cls, provisioner="example.com/disk"))
+    await client.create(PVCS, {"metadata": {"name": "data"}, "spec": claim("data", cls)["spec"]},
+                        namespace)  # fmt: skip
+    config = {"profiles": [{"schedulerName": "default-scheduler", "pluginConfig": [
+        {"name": "VolumeBinding", "args": {"bindTimeoutSeconds": 1}}]}]}  # fmt: skip
+    sched = Scheduler(client, config)
+    stop = asyncio.Event()
+    task = asyncio.create_task(sched.run(stop))
+    try:
+        await client.create(PODS, {**pod_with("data"), "metadata": {"name": "p"}}, namespace)
+
+        async def timed_out() -> bool:
+            evs = await client.list(EVENTS, namespace, field_selector="reason=FailedScheduling")
+            return any(
+                e["message"] == 'running PreBind plugin "VolumeBinding": binding volumes: '
+                "context deadline exceeded"
+                for e in evs["items"]
+            )
+
+        await eventually(timed_out, within=20)
+        got = await client.get(PVCS, "data", namespace)
+        selected = got["metadata"]["annotations"][vb.ANN_SELECTED_NODE]
+        assert selected in (a, b)
+        assert not (await client.get(PODS, "p", namespace))["spec"].get("nodeName")
+
+        # what the provisioner and the PV controller do for the selected node
+        pv = local_pv(f"pv-{namespace}", on=selected, size="1Gi", cls=cls)
+        pv["spec"]["claimRef"] = {"namespace": namespace, "name": "data",
+                                  "uid": got["metadata"]["uid"]}  # fmt: skip
+        await client.create(PVS, pv)
+        await client.patch(PVCS, "data", {"metadata": {"annotations": {
+            vb.ANN_BIND_COMPLETED: "yes"}}, "spec": {"volumeName": pv["metadata"]["name"]}},
+            namespace, patch_type="merge")  # fmt: skip
+
+        async def placed() -> str:
+            return str((await client.get(PODS, "p", namespace))["spec"].get("nodeName") or "")
+
+        assert await eventually(placed, within=30) == selected
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+        await client.delete(SCS, cls)
+        with contextlib.suppress(ClientError):
+            await client.delete(PVS, f"pv-{namespace}")

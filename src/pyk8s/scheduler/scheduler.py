@@ -256,7 +256,8 @@ class Scheduler:
     ) -> None:
         pod = info.pod
         st = await fw.run_pre_bind(state, pod, node_name)
-        if st is None or is_success(st):
+        pre_bind_failed = not is_success(st)
+        if not pre_bind_failed:
             st = await fw.run_bind(state, pod, node_name)
         meta = pod["metadata"]
         if st is None or is_success(st):
@@ -270,7 +271,8 @@ class Scheduler:
         fw.run_unreserve(state, pod, node_name)
         self.cache.forget_pod(pod)
         log.info("binding %s to %s failed: %s", info.key, node_name, st.message)
-        self._failed(info, fw, f"Binding rejected: {st.message}", error=True, requeued=False)
+        message = st.message if pre_bind_failed else f"Binding rejected: {st.message}"
+        self._failed(info, fw, message, error=st.code == Code.ERROR, requeued=False)
 
     def _failed(
         self,

@@ -265,6 +265,9 @@ class Framework:
             st = await p.pre_bind(state, pod, node_name)
             if not is_success(st):
                 assert st is not None
+                if st.code == Code.ERROR:  # upstream wraps errors with the plugin's name
+                    message = f'running PreBind plugin "{p.name}": {st.message}'
+                    return Status.error(message, plugin=p.name)
                 return st.with_plugin(p.name)
         return None
 
