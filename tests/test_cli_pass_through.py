@@ -114,3 +114,14 @@ def test_inflight_limits_on_both_commands_and_through_kube_apiserver_arg(tmp_pat
     ]
     args = cli.parse_args(argv)
     assert (args.max_requests_inflight, args.max_mutating_requests_inflight) == (50, 0)
+
+
+def test_proxy_mode_through_kube_proxy_arg() -> None:
+    args = _server("--kube-proxy-arg", "proxy-mode=iptables")
+    child = cli._parser().parse_args(["proxy", *cli._proxy_args(args)])  # type: ignore[arg-type]
+    assert child.mode == "iptables"
+    assert cli._parser().parse_args(["proxy"]).mode == "nftables"  # the faster one
+    agent = cli._parser().parse_args(
+        ["agent", "--server", "https://h:6443", "--kube-proxy-arg=proxy-mode=nftables"]
+    )
+    assert cli._proxy_args(agent)[-2:] == ["--proxy-mode", "nftables"]

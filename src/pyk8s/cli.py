@@ -500,8 +500,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     agent.add_argument("--log-level", default="info")
     _add_agent_flags(agent, in_server=True)
-    proxy = sub.add_parser("proxy", help="run kube-proxy (iptables mode) for this node")
+    proxy = sub.add_parser("proxy", help="run kube-proxy (nftables or iptables mode) for this node")
     proxy.add_argument("--kubeconfig", type=Path, default=None)
+    proxy.add_argument(
+        "--proxy-mode",
+        dest="mode",
+        choices=("nftables", "iptables"),
+        default="nftables",
+        help="how services are programmed (default: %(default)s); from pyk8s server/agent: "
+        "--kube-proxy-arg proxy-mode=MODE",
+    )
     proxy.add_argument("--hostname-override", dest="node_name", default="")
     proxy.add_argument("--cluster-cidr", default="10.42.0.0/16")
     proxy.add_argument("--iptables-masquerade-bit", dest="masquerade_bit", type=int, default=14)
@@ -1048,7 +1056,8 @@ def _run_proxy(args: argparse.Namespace) -> int:
 
     logs.setup("proxy", args.log_level)
     fields = ("kubeconfig", "node_name", "cluster_cidr", "masquerade_bit", "node_ips",
-              "nodeport_addresses", "min_sync_period", "sync_period", "cleanup")  # fmt: skip
+              "nodeport_addresses", "min_sync_period", "sync_period", "cleanup",
+              "mode")  # fmt: skip
     try:
         health_address, health_port = host_port(args.bind_address, args.port)
         metrics = host_port(args.metrics_bind_address, 0) if args.metrics_bind_address else None
