@@ -226,8 +226,9 @@ async def main(requests: int, clients: int) -> None:
         server.stop()
         await asyncio.to_thread(clean_up, base)
     direct, through = rows[0], rows[1]
+    loadavg = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(f"\n### Ingress: {requests:,} requests per row, {clients} clients, "
-          f"{os.cpu_count()} CPUs\n")  # fmt: skip
+          f"{os.cpu_count()} CPUs, load average {loadavg}\n")  # fmt: skip
     print(table(rows))
     print(f"\nthrough the Ingress: {through.rate / direct.rate:.0%} of direct throughput")
 
