@@ -1,12 +1,15 @@
 """The cloud controller manager's controllers at API level, against a real API server,
 with Node objects standing in for machines (their status written as a kubelet would):
 the ``local`` provider's node-ports load balancers (addresses, finalizer, events, a port
-already taken, the enable label, Local policy, classes it does not own) and, with the
-fake provider, node initialisation, node lifecycle, routes and provider failures."""
+already taken by another load balancer or a host process, the enable label, Local policy,
+classes it does not own; node addresses are loopback ones, so its port probes stay here)
+and, with the fake provider, node initialisation, node lifecycle, routes and provider
+failures."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -122,8 +125,8 @@ async def reasons(client: Client, ns: str, name: str) -> list[str]:
 async def test_node_ports_load_balancer_lifecycle(
     client: Client, namespace: str, run_ccm: Callable[[Interface], Awaitable[None]]
 ) -> None:
-    nodes = [await make_node(client, "10.99.200.1"), await make_node(client, "10.99.200.2")]
-    nodes.append(await make_node(client, "10.99.200.3", ready=False))
+    nodes = [await make_node(client, "127.10.200.1"), await make_node(client, "127.10.200.2")]
+    nodes.append(await make_node(client, "127.10.200.3", ready=False))
     try:
         await run_ccm(get_provider("local"))
         await client.create(SERVICES, lb_service("web"), namespace)
@@ -132,7 +135,7 @@ async def test_node_ports_load_balancer_lifecycle(
             ips = await ingress(client, namespace, "web")
             return ips if len(ips) == 2 else []
 
-        assert await eventually(web_ready) == ["10.99.200.1", "10.99.200.2"]
+        assert await eventually(web_ready) == ["127.10.200.1", "127.10.200.2"]
         web = await client.get(SERVICES, "web", namespace)
         assert web["metadata"]["finalizers"] == [FINALIZER]
         assert web["status"]["loadBalancer"]["ingress"][0]["ipMode"] == "VIP"
@@ -169,8 +172,8 @@ async def test_node_ports_load_balancer_lifecycle(
 
         await eventually(deleted_events)
         assert await eventually(lambda: ingress(client, namespace, "second")) == [
-            "10.99.200.1",
-            "10.99.200.2",
+            "127.10.200.1",
+            "127.10.200.2",
         ]
 
         # a type change gives the load balancer up: status cleared, finalizer removed
@@ -191,9 +194,9 @@ async def test_label_local_policy_and_classes(
     client: Client, namespace: str, run_ccm: Callable[[Interface], Awaitable[None]]
 ) -> None:
     enabled = {"svccontroller.pyk8s.io/enablelb": "true"}
-    a = await make_node(client, "10.99.201.1", labels=enabled)
-    b = await make_node(client, "10.99.201.2")
-    c = await make_node(client, "10.99.201.3", labels=enabled)
+    a = await make_node(client, "127.10.201.1", labels=enabled)
+    b = await make_node(client, "127.10.201.2")
+    c = await make_node(client, "127.10.201.3", labels=enabled)
     try:
         await run_ccm(get_provider("local"))
         # another controller's class: left alone (no finalizer, no status)
@@ -202,8 +205,8 @@ async def test_label_local_policy_and_classes(
         )
         await client.create(SERVICES, lb_service("labelled", 8001), namespace)
         assert await eventually(lambda: ingress(client, namespace, "labelled")) == [
-            "10.99.201.1",
-            "10.99.201.3",
+            "127.10.201.1",
+            "127.10.201.3",
         ]
         local = lb_service(
             "local", 8002, externalTrafficPolicy="Local", allocateLoadBalancerNodePorts=False
@@ -225,7 +228,25 @@ async def test_label_local_policy_and_classes(
             ],
         }
         await client.create(SLICES, endpoint_slice, namespace)
-        assert await eventually(lambda: ingress(client, namespace, "local")) == ["10.99.201.3"]
+        assert await eventually(lambda: ingress(client, namespace, "local")) == ["127.10.201.3"]
+        # a host process holding a port on a node keeps that node out (TCP probe)
+        with socket.create_server(("127.10.201.3", 0)) as held:
+            port = held.getsockname()[1]
+            await client.create(SERVICES, lb_service("probed", port), namespace)
+            assert await eventually(lambda: ingress(client, namespace, "probed")) == [
+                "127.10.201.1"
+            ]
+            assert "PortInUse" in await reasons(client, namespace, "probed")
+        # freed: the next pass (any load balancer's change starts one) takes the node
+        await client.patch(
+            SERVICES, "probed", {"metadata": {"labels": {"x": "y"}}}, namespace, patch_type="merge"
+        )
+
+        async def both() -> list[str]:
+            ips = await ingress(client, namespace, "probed")
+            return ips if len(ips) == 2 else []
+
+        assert await eventually(both) == ["127.10.201.1", "127.10.201.3"]
         theirs = await client.get(SERVICES, "theirs", namespace)
         assert not theirs["metadata"].get("finalizers")
         assert not theirs["status"]["loadBalancer"]
@@ -240,9 +261,11 @@ async def test_fake_provider_nodes_routes_and_failures(
     cloud = FakeCloud()
     uninitialized = {"key": "node.cloudprovider.kubernetes.io/uninitialized", "value": "true",
                      "effect": "NoSchedule"}  # fmt: skip
-    fresh = await make_node(client, "10.99.202.1", taints=[uninitialized], pod_cidr="10.42.77.0/24")
-    gone = await make_node(client, "10.99.202.2", ready=False)
-    stopped = await make_node(client, "10.99.202.3", ready=False)
+    fresh = await make_node(
+        client, "127.10.202.1", taints=[uninitialized], pod_cidr="10.42.77.0/24"
+    )
+    gone = await make_node(client, "127.10.202.2", ready=False)
+    stopped = await make_node(client, "127.10.202.3", ready=False)
     cloud.gone.add(gone)
     cloud.shutdown.add(stopped)
     cloud.fail_with = "quota exceeded"

@@ -18,6 +18,10 @@ A node is eligible for a service when
   status lists the node keeps it, the older one if both do; the loser gets a
   ``PortInUse`` event naming the node and the holder, and takes the node once the holder
   lets it go), and
+* nothing else accepts connections on one of the service's TCP ports at that address (a
+  host process, a hostPort): probed with one connection attempt per port before the node
+  is added (UDP ports cannot be probed so), ``PortInUse`` again, and looked at once more
+  on the service controller's next pass, and
 * with ``externalTrafficPolicy: Local``, the node has a ready endpoint of the service
   (a cloud load balancer learns this from the health-check NodePort the proxy serves;
   here the EndpointSlices say it directly).
@@ -34,7 +38,9 @@ controller does not run, as upstream does for a provider without routes.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from pyk8s.cloudprovider.provider import (
@@ -148,7 +154,8 @@ def plan(
             other, shared = min(taken, key=lambda t: _age_key(t[0]))
             port, proto = min(shared)
             meta = other["metadata"]
-            conflicts.append((name, f"{port}/{proto}", f"{meta.get('namespace')}/{meta['name']}"))
+            holder = f"load balancer {meta.get('namespace')}/{meta['name']}"
+            conflicts.append((name, f"{port}/{proto}", holder))
             continue
         addresses.append(ip)
     return sorted(set(addresses), key=_ip_key), conflicts
@@ -158,12 +165,35 @@ def _ip_key(ip: str) -> tuple[int, ...]:
     return tuple(int(x) for x in ip.split(".")) if "." in ip else (0,)
 
 
+#: how long a connection attempt to a node's address may take before the port counts free
+PROBE_TIMEOUT = 0.5
+
+
+async def tcp_port_in_use(ip: str, port: int) -> bool:
+    """Whether something accepts TCP connections at ``ip:port`` (a refusal or silence:
+    free). Used for nodes that do not answer the load balancer yet, so an accepted
+    connection is a host process (or a hostPort) holding the port."""
+    try:
+        _reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(ip, port), timeout=PROBE_TIMEOUT
+        )
+    except (OSError, TimeoutError):
+        return False
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return True
+
+
 class NodePortsLoadBalancer:
     """The node-ports load balancer; reads other services and EndpointSlices through the
     cloud controller manager's caches (:class:`~pyk8s.cloudprovider.provider.Context`)."""
 
-    def __init__(self, context: Context) -> None:
+    def __init__(
+        self, context: Context, probe: Callable[[str, int], Awaitable[bool]] = tcp_port_in_use
+    ) -> None:
         self.context = context
+        self.probe = probe
         #: per service UID, the conflicts already reported (reported again once cleared)
         self._reported: dict[str, set[tuple[str, str, str]]] = {}
 
@@ -200,13 +230,15 @@ class NodePortsLoadBalancer:
         ]
         ready = self._ready_nodes(service)
         addresses, conflicts = plan(service, nodes, others, ready)
+        addresses, taken = await self._host_ports_free(service, nodes, addresses)
+        conflicts += taken
         seen = self._reported.setdefault(uid, set())
         for conflict in set(conflicts) - seen:
             node, port, holder = conflict
             self.context.report(
                 service,
                 "PortInUse",
-                f"node {node}: port {port} is already answered by load balancer {holder}",
+                f"node {node}: port {port} is already answered by {holder}",
             )
         self._reported[uid] = set(conflicts)
         if not addresses and ready is None:
@@ -215,6 +247,26 @@ class NodePortsLoadBalancer:
                 f"eligible, {len(conflicts)} with a port in use)"
             )
         return {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in addresses]}
+
+    async def _host_ports_free(
+        self, service: Obj, nodes: Sequence[Obj], addresses: list[str]
+    ) -> tuple[list[str], list[tuple[str, str, str]]]:
+        """``addresses`` without the nodes where a TCP port of the service is taken by
+        something else; those as conflicts. Nodes already answering for the service are
+        not probed (the connection would reach the service itself)."""
+        held = _ingress_ips(service)
+        names = {node_address(n): n["metadata"]["name"] for n in nodes}
+        ports = sorted(p for p, proto in lb_ports(service) if proto == "TCP")
+        candidates = [(ip, port) for ip in addresses if ip not in held for port in ports]
+        results = await asyncio.gather(*(self.probe(ip, port) for ip, port in candidates))
+        busy: dict[str, int] = {}
+        for (ip, port), in_use in zip(candidates, results, strict=True):
+            if in_use:
+                busy.setdefault(ip, port)
+        conflicts = [
+            (names.get(ip, ip), f"{port}/TCP", f"a process at {ip}") for ip, port in busy.items()
+        ]
+        return [ip for ip in addresses if ip not in busy], conflicts
 
     async def update_load_balancer(
         self, cluster_name: str, service: Obj, nodes: Sequence[Obj]

@@ -18,8 +18,9 @@ unset or one the provider answers, it
   clears the status and removes the finalizer.
 
 Node changes that matter to a load balancer (readiness, labels, addresses, taints)
-re-queue every load balancer; a change to one load balancer re-queues the others (they
-may share ports on a node); EndpointSlice changes re-queue the Local-policy ones.
+re-queue every load balancer, and each is ensured again every 30 s; a change to one load
+balancer re-queues the others (they may share ports on a node); EndpointSlice changes
+re-queue the Local-policy ones.
 """
 
 from __future__ import annotations
@@ -52,6 +53,9 @@ SERVICES: Resource = REGISTRY.get("", "v1", "services")  # type: ignore[assignme
 FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
 EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
+#: a load balancer is ensured again this often (what the provider checks on the nodes
+#: — a port freed by a host process — sends no event)
+RESYNC_PERIOD = 30.0
 
 
 def _ready(node: Obj) -> bool:
@@ -120,8 +124,10 @@ class ServiceReconciler:
         balancer: LoadBalancer,
         owns: Callable[[Obj], bool],
         cluster_name: str = "kubernetes",
+        resync_period: float = RESYNC_PERIOD,
     ) -> None:
         self.client = client
+        self.resync_period = resync_period
         self.services = services
         self.nodes = nodes
         self.recorder = recorder
@@ -179,7 +185,7 @@ class ServiceReconciler:
             self.recorder.event(
                 svc, NORMAL, "UpdatedLoadBalancer", "Updated load balancer with new hosts"
             )
-        return None
+        return Result(requeue_after=self.resync_period)
 
     async def _delete(self, svc: Obj) -> None:
         self.recorder.event(svc, NORMAL, "DeletingLoadBalancer", "Deleting load balancer")
