@@ -20,8 +20,9 @@ A node is eligible for a service when
   lets it go), and
 * nothing else accepts connections on one of the service's TCP ports at that address (a
   host process, a hostPort): probed with one connection attempt per port before the node
-  is added (UDP ports cannot be probed so), ``PortInUse`` again, and looked at once more
-  on the service controller's next pass, and
+  is added (UDP ports cannot be probed so; only addresses on a network this host reaches
+  directly, so probes stay on the local network), ``PortInUse`` again, and looked at once
+  more on the service controller's next pass, and
 * with ``externalTrafficPolicy: Local``, the node has a ready endpoint of the service
   (a cloud load balancer learns this from the health-check NodePort the proxy serves;
   here the EndpointSlices say it directly).
@@ -40,7 +41,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 from pyk8s.cloudprovider.provider import (
@@ -169,10 +172,36 @@ def _ip_key(ip: str) -> tuple[int, ...]:
 PROBE_TIMEOUT = 0.5
 
 
+RTF_REJECT = 0x0200
+
+
+def on_link(ip: str, route_table: str = "/proc/net/route") -> bool:
+    """Whether ``ip`` is a loopback address or on a network this host reaches without a
+    gateway (so a probe never leaves the local network)."""
+    try:
+        addr = ipaddress.IPv4Address(ip)
+        lines = Path(route_table).read_text().splitlines()[1:]
+    except (ValueError, OSError):
+        return False
+    if addr.is_loopback:
+        return True
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 8 or fields[2] != "00000000" or int(fields[3], 16) & RTF_REJECT:
+            continue  # via a gateway, or an unreachable route
+        dest, mask = (int.from_bytes(bytes.fromhex(f), "little") for f in (fields[1], fields[7]))
+        if mask and int(addr) & mask == dest:
+            return True
+    return False
+
+
 async def tcp_port_in_use(ip: str, port: int) -> bool:
     """Whether something accepts TCP connections at ``ip:port`` (a refusal or silence:
     free). Used for nodes that do not answer the load balancer yet, so an accepted
-    connection is a host process (or a hostPort) holding the port."""
+    connection is a host process (or a hostPort) holding the port. Only addresses
+    :func:`on_link` are probed; any other counts free."""
+    if not on_link(ip):
+        return False
     try:
         _reader, writer = await asyncio.wait_for(
             asyncio.open_connection(ip, port), timeout=PROBE_TIMEOUT
