@@ -45,6 +45,7 @@ __all__ = [
     "request_certificate",
     "rotation_deadline",
     "write_cert_kubeconfig",
+    "write_client_kubeconfig",
     "write_pem_pair",
 ]
 
@@ -134,11 +135,12 @@ def read_pem_pair(path: Path) -> tuple[bytes, bytes] | None:
     return cert, key
 
 
-def write_cert_kubeconfig(
-    path: Path, server: str, ca_pem: bytes, pem_file: Path, user: str
+def write_client_kubeconfig(
+    path: Path, server: str, ca_pem: bytes, user: str, credentials: dict[str, str]
 ) -> None:
-    """A kubeconfig (mode 0600) trusting ``ca_pem`` whose client certificate and key are
-    both read from ``pem_file``, as the kubelet's points at kubelet-client-current.pem."""
+    """A kubeconfig (mode 0600, replaced atomically) trusting ``ca_pem`` and
+    authenticating as ``credentials`` (kubeconfig user fields: ``token``, or
+    ``client-certificate`` and ``client-key``)."""
     doc = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -151,12 +153,7 @@ def write_cert_kubeconfig(
                 },
             }
         ],
-        "users": [
-            {
-                "name": user,
-                "user": {"client-certificate": str(pem_file), "client-key": str(pem_file)},
-            }
-        ],
+        "users": [{"name": user, "user": credentials}],
         "contexts": [{"name": "default", "context": {"cluster": "default", "user": user}}],
         "current-context": "default",
     }
@@ -166,6 +163,15 @@ def write_cert_kubeconfig(
     with os.fdopen(fd, "w") as f:
         json.dump(doc, f, indent=2)  # JSON is YAML: kubectl and our client read it
     os.replace(tmp, path)
+
+
+def write_cert_kubeconfig(
+    path: Path, server: str, ca_pem: bytes, pem_file: Path, user: str
+) -> None:
+    """A kubeconfig whose client certificate and key are both read from ``pem_file``, as
+    the kubelet's points at kubelet-client-current.pem."""
+    credentials = {"client-certificate": str(pem_file), "client-key": str(pem_file)}
+    write_client_kubeconfig(path, server, ca_pem, user, credentials)
 
 
 async def request_certificate(

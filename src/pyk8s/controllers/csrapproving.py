@@ -40,8 +40,7 @@ from pyk8s.api.certificates import (
     request_pem,
 )
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client import ApiError, is_conflict, is_not_found
-from pyk8s.controllers.csrsigning import CSRS
+from pyk8s.controllers.csrsigning import CSRS, write_or_requeue
 from pyk8s.controllers.runtime import Manager, Request, Result
 
 __all__ = ["recognise", "setup"]
@@ -134,16 +133,9 @@ class CSRApprovingReconciler:
                 *(status.get("conditions") or ()),
                 {"type": APPROVED, "status": "True", "reason": "AutoApproved", "message": message},
             ]
-            try:
-                await self.client.update(CSRS, {**csr, "status": status}, subresource="approval")
-            except ApiError as err:
-                if is_not_found(err):
-                    return None
-                if is_conflict(err):
-                    return Result(requeue=True)
-                raise
-            log.info("csr %s approved (%s)", request.name, subresource)
-            return None
+            log.info("approving csr %s (%s)", request.name, subresource)
+            body = {**csr, "status": status}
+            return await write_or_requeue(self.client.update(CSRS, body, subresource="approval"))
         if tried:
             log.info(
                 "recognized csr %s as %s but subject access review was not approved",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import ApiError, is_conflict, is_not_found
 from pyk8s.controllers.runtime import Manager, Request, Result
 
-__all__ = ["CSRS", "SIGNERS", "Settings", "Signer", "setup"]
+__all__ = ["CSRS", "SIGNERS", "Settings", "Signer", "setup", "write_or_requeue"]
 
 log = logging.getLogger(__name__)
 
@@ -201,15 +202,21 @@ class CSRSigningReconciler:
             exp = spec.get("expirationSeconds")
             pem = self.signer.sign(parsed.csr, usages, exp if isinstance(exp, int) else None)
             new["status"]["certificate"] = base64.b64encode(pem).decode()
-        try:
-            await self.client.update_status(CSRS, new)
-        except ApiError as err:
-            if is_not_found(err):
-                return None
-            if is_conflict(err):
-                return Result(requeue=True)
-            raise
-        return None
+        return await write_or_requeue(self.client.update_status(CSRS, new))
+
+
+async def write_or_requeue(write: Awaitable[Any]) -> Result | None:
+    """Run a write of a CSR: a conflict (it changed under us) looks again, a vanished
+    request is done."""
+    try:
+        await write
+    except ApiError as err:
+        if is_not_found(err):
+            return None
+        if is_conflict(err):
+            return Result(requeue=True)
+        raise
+    return None
 
 
 def setup(manager: Manager) -> None:

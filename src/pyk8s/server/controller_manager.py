@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,7 @@ from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
 from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.component import HealthServer, stop_on_signals
+from pyk8s.server.controller_credentials import ControllerCredentials
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,9 @@ class Options:
     port: int = 10257
     #: --horizontal-pod-autoscaler-sync-period / -downscale-stabilization / -tolerance
     hpa: HPASettings = field(default_factory=HPASettings)
+    #: upstream's --use-service-account-credentials: each controller writes as its own
+    #: kube-system service account (pyk8s.server.controller_credentials)
+    use_service_account_credentials: bool = False
     #: --cluster-signing-cert-file / -key-file / -duration
     csr_signing: CSRSigningSettings = field(default_factory=CSRSigningSettings)
 
@@ -79,8 +84,12 @@ def selected(names: list[str]) -> list[str]:
     return [c for c in CONTROLLERS if c in enabled]
 
 
-def setup_controllers(manager: Manager, names: list[str]) -> list[str]:
-    """Set up every named controller that is built; returns the ones set up."""
+def setup_controllers(
+    manager: Manager, names: list[str], views: Mapping[str, Manager] | None = None
+) -> list[str]:
+    """Set up every named controller that is built (each with its own view of the
+    manager when ``views`` has one: its service account's client); returns the ones
+    set up."""
     done = []
     for name in names:
         module_name = f"pyk8s.controllers.{name}"
@@ -91,7 +100,7 @@ def setup_controllers(manager: Manager, names: list[str]) -> list[str]:
                 raise
             log.debug("controller %s is not built yet", name)
             continue
-        module.setup(manager)
+        module.setup((views or {}).get(name, manager))
         done.append(name)
     return done
 
@@ -102,7 +111,14 @@ async def run(opts: Options) -> None:
         manager = Manager(client)
         manager.settings["horizontalpodautoscaler"] = opts.hpa
         manager.settings["csrsigning"] = opts.csr_signing
-        names = setup_controllers(manager, selected(opts.controllers))
+        wanted = selected(opts.controllers)
+        credentials = None
+        views: dict[str, Manager] = {}
+        if opts.use_service_account_credentials:
+            credentials = ControllerCredentials(client)
+            views = {name: await credentials.view(manager, name) for name in wanted}
+            credentials.start()
+        names = setup_controllers(manager, wanted, views)
         log.info("controller-manager starting", extra={"controllers": names})
         health = HealthServer(manager.metrics_registry, lambda: True, opts.bind_address, opts.port)
         await health.start()
@@ -114,3 +130,5 @@ async def run(opts: Options) -> None:
                 await manager.run(stop)
         finally:
             await health.stop()
+            if credentials is not None:
+                await credentials.close()

@@ -14,7 +14,20 @@ component                 user (groups)                               granted by
 ``proxy``                 ``system:kube-proxy``                       system:node-proxier
 ``dns``                   ``system:serviceaccount:kube-system:        system:coredns (k3s's
                           coredns`` (``system:serviceaccounts``, …)   CoreDNS role, below)
+``controller-manager``    ``system:kube-controller-manager``, each    system:kube-controller-
+                          controller as ``kube-system/<controller>``  manager, system:
+                          (``--use-service-account-credentials``)     controller:<controller>
 ========================  ==========================================  =====================
+
+Joining hosts (:mod:`pyk8s.server.agent`) authenticate with the cluster's bootstrap token
+(``DATA_DIR/server/token``, a ``bootstrap.kubernetes.io/token`` Secret in kube-system
+whose extra group is :data:`JOIN_GROUP`) and then only as that: kubeadm's bindings let
+the group create node client CSRs that the ``csrapproving`` controller approves
+(``pyk8s:kubelet-bootstrap``, ``pyk8s:node-autoapprove-bootstrap``), let nodes renew
+their own (``pyk8s:node-autoapprove-certificate-rotation``), and, pyk8s's own, let the
+group get a ``system:kube-proxy`` client certificate for the host's proxy
+(``pyk8s:kube-proxy-bootstrap``). (The local-path provisioner each kubelet runs with its
+node identity gets its rights from :mod:`pyk8s.server.localstorage`.)
 
 The DNS server reads EndpointSlices, which upstream's ``system:kube-dns`` role predates;
 ``pyk8s server`` therefore creates k3s's ``system:coredns`` ClusterRole and its binding
@@ -22,16 +35,18 @@ to the ``kube-system/coredns`` service account (as k3s's bundled CoreDNS manifes
 and the DNS server authenticates as that account. It also publishes the ``kube-dns``
 Service and EndpointSlice itself (k3s applies them from a manifest), which a Role in
 ``kube-system`` allows it: creating Services and EndpointSlices there, reading and
-updating only its own (``kube-dns``, ``kube-dns-pyk8s``). The controller manager keeps the admin
-credentials (upstream's ``system:kube-controller-manager`` alone cannot run the
-controllers without ``--use-service-account-credentials``), and so does the kubelet of
-the server's own node until it bootstraps a node certificate.
+updating only its own (``kube-dns``, ``kube-dns-pyk8s``). The kubelet of the server's
+own node bootstraps a ``system:node:<name>`` certificate with the join token, as an
+agent's kubelet does.
 """
 
 from __future__ import annotations
 
+import base64
 import copy
 import logging
+import secrets
+import string
 from pathlib import Path
 from typing import Any
 
@@ -39,11 +54,25 @@ from pyk8s.api import errors
 from pyk8s.apiserver.certs import Pki, issue_client_cert, write_kubeconfig
 from pyk8s.apiserver.handlers import ResourceHandlers
 
-__all__ = ["COMPONENT_USERS", "ensure_component_policy", "write_component_kubeconfigs"]
+__all__ = [
+    "COMPONENT_USERS",
+    "CONTROLLER_MANAGER_USER",
+    "JOIN_GROUP",
+    "JOIN_POLICY",
+    "component_flags",
+    "ensure_component_policy",
+    "ensure_join_token",
+    "new_bootstrap_token",
+    "write_component_kubeconfigs",
+]
 
 log = logging.getLogger(__name__)
 
 SA_GROUPS = ("system:serviceaccounts", "system:serviceaccounts:kube-system")
+
+#: the extra group of the cluster's join token (kubeadm's is
+#: system:bootstrappers:kubeadm:default-node-token)
+JOIN_GROUP = "system:bootstrappers:pyk8s:default-node-token"
 
 #: component -> (user, groups) of its client certificate
 COMPONENT_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -51,8 +80,101 @@ COMPONENT_USERS: dict[str, tuple[str, tuple[str, ...]]] = {
     "proxy": ("system:kube-proxy", ()),
     "dns": ("system:serviceaccount:kube-system:coredns", SA_GROUPS),
 }
+#: the controller manager's user: it needs :func:`component_flags`
+#: (``--use-service-account-credentials``) to run its controllers
+CONTROLLER_MANAGER_USER = "system:kube-controller-manager"
 
 _RBAC = "rbac.authorization.k8s.io/v1"
+_BOOTSTRAPPING = {"kubernetes.io/bootstrapping": "rbac-defaults"}
+
+
+def _cluster_binding(name: str, role: str, kind: str, subject: str) -> dict[str, Any]:
+    return {
+        "apiVersion": _RBAC,
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": name},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": kind, "name": subject}],
+    }
+
+
+#: what pyk8s's controllers do beyond their upstream roles: they patch where upstream's
+#: update, and the serviceaccount controller also publishes kube-root-ca.crt (upstream's
+#: root-ca-cert-publisher)
+_CONTROLLER_EXTRAS: dict[str, list[dict[str, Any]]] = {
+    "deployment-controller": [
+        {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]}
+    ],
+    "statefulset-controller": [
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["patch"]}
+    ],
+    "pvc-protection-controller": [
+        {"apiGroups": [""], "resources": ["persistentvolumeclaims"], "verbs": ["patch"]}
+    ],
+    "pv-protection-controller": [
+        {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["patch"]}
+    ],
+    "pod-garbage-collector": [
+        {"apiGroups": [""], "resources": ["pods/status"], "verbs": ["update"]}
+    ],
+    "service-account-controller": [
+        {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "update"]}
+    ],
+}
+
+
+def _controller_extra(account: str, rules: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    name = f"pyk8s:controller:{account}"
+    return [
+        {"apiVersion": _RBAC, "kind": "ClusterRole", "metadata": {"name": name}, "rules": rules},
+        {
+            "apiVersion": _RBAC,
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": name},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                        "name": name},
+            "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": "kube-system"}],
+        },
+    ]  # fmt: skip
+
+
+CONTROLLER_POLICY: tuple[dict[str, Any], ...] = tuple(
+    obj
+    for account, rules in _CONTROLLER_EXTRAS.items()
+    for obj in _controller_extra(account, rules)
+)
+
+#: who may bootstrap and renew node and kube-proxy certificates (the module docstring)
+JOIN_POLICY: tuple[dict[str, Any], ...] = (
+    _cluster_binding("pyk8s:kubelet-bootstrap", "system:node-bootstrapper", "Group", JOIN_GROUP),
+    _cluster_binding(
+        "pyk8s:node-autoapprove-bootstrap",
+        "system:certificates.k8s.io:certificatesigningrequests:nodeclient",
+        "Group",
+        JOIN_GROUP,
+    ),
+    _cluster_binding(
+        "pyk8s:node-autoapprove-certificate-rotation",
+        "system:certificates.k8s.io:certificatesigningrequests:selfnodeclient",
+        "Group",
+        "system:nodes",
+    ),
+    {
+        "apiVersion": _RBAC,
+        "kind": "ClusterRole",
+        "metadata": {"name": "pyk8s:kube-proxy-bootstrap"},
+        "rules": [
+            {
+                "apiGroups": ["certificates.k8s.io"],
+                "resources": ["certificatesigningrequests/kubeproxyclient"],
+                "verbs": ["create"],
+            }
+        ],
+    },
+    _cluster_binding(
+        "pyk8s:kube-proxy-bootstrap", "pyk8s:kube-proxy-bootstrap", "Group", JOIN_GROUP
+    ),
+)
 #: k3s's CoreDNS role and binding (its coredns.yaml manifest), and the DNS publisher's
 COMPONENT_POLICY: tuple[dict[str, Any], ...] = (
     {
@@ -112,23 +234,61 @@ COMPONENT_POLICY: tuple[dict[str, Any], ...] = (
 )  # fmt: skip
 
 
-def write_component_kubeconfigs(pki: Pki, server_url: str) -> dict[str, Path]:
+def component_flags(component: str, pki: Pki) -> list[str]:
+    """Flags ``pyk8s server`` gives a child beside its kubeconfig: the kubelet
+    bootstraps its node certificate as an agent's does; the controller manager signs
+    with the cluster CA and runs the token cleaner (kubeadm's and k3s's
+    ``--controllers=*,tokencleaner``). A flag passed through by the user comes later and
+    wins."""
+    if component == "kubelet":
+        return [
+            "--bootstrap-kubeconfig", str(_kubelet_bootstrap(pki)),
+            "--node-routes-kubeconfig", str(pki.dir.parent / "cred" / "proxy.kubeconfig"),
+        ]  # fmt: skip
+    if component != "controller-manager":
+        return []
+    return [
+        "--cluster-signing-cert-file", str(pki.ca_cert),
+        "--cluster-signing-key-file", str(pki.ca_key),
+        "--controllers", "*,tokencleaner", "--use-service-account-credentials",
+    ]  # fmt: skip
+
+
+def write_component_kubeconfigs(
+    pki: Pki, server_url: str, join_token: str | None = None
+) -> dict[str, Path]:
     """A fresh client certificate and kubeconfig for each component of
-    :data:`COMPONENT_USERS`, by component name."""
+    :data:`COMPONENT_USERS`, by component name; with the ``join_token``, also the
+    controller manager's and, for this host's kubelet, the bootstrap kubeconfig it gets
+    its node certificate with and the path of the kubeconfig it then writes (both need
+    :func:`component_flags`)."""
     cred_dir = pki.dir.parent / "cred"
+    users = dict(COMPONENT_USERS)
+    if join_token is not None:
+        users["controller-manager"] = (CONTROLLER_MANAGER_USER, ())
     paths: dict[str, Path] = {}
-    for component, (user, groups) in COMPONENT_USERS.items():
+    for component, (user, groups) in users.items():
         path = cred_dir / f"{component}.kubeconfig"
         cert = issue_client_cert(pki, user, groups)
         write_kubeconfig(path, server=server_url, pki=pki, user=user, client_cert=cert)
         paths[component] = path
+    if join_token is not None:
+        bootstrap = _kubelet_bootstrap(pki)
+        write_kubeconfig(
+            bootstrap, server=server_url, pki=pki, user="kubelet-bootstrap", token=join_token
+        )
+        paths["kubelet"] = cred_dir / "kubelet.kubeconfig"
     return paths
+
+
+def _kubelet_bootstrap(pki: Pki) -> Path:
+    return pki.dir.parent / "cred" / "kubelet-bootstrap.kubeconfig"
 
 
 async def ensure_component_policy(handlers: ResourceHandlers) -> None:
     """Create the RBAC objects the components' identities need beyond upstream's
     bootstrap policy (an existing one is left as its owner edited it)."""
-    for obj in COMPONENT_POLICY:
+    for obj in (*COMPONENT_POLICY, *CONTROLLER_POLICY, *JOIN_POLICY):
         r = handlers.registry.for_api_version(obj["apiVersion"], obj["kind"])
         assert r is not None
         try:
@@ -136,3 +296,41 @@ async def ensure_component_policy(handlers: ResourceHandlers) -> None:
         except errors.StatusError as err:
             if err.code != 409:
                 log.warning("%s %s: %s", obj["kind"], obj["metadata"]["name"], err)
+
+
+def new_bootstrap_token() -> str:
+    """A fresh ``<id>.<secret>`` bootstrap token (6 and 16 of ``[a-z0-9]``)."""
+    alphabet = string.ascii_lowercase + string.digits
+    token_id = "".join(secrets.choice(alphabet) for _ in range(6))
+    secret = "".join(secrets.choice(alphabet) for _ in range(16))
+    return f"{token_id}.{secret}"
+
+
+def join_token_secret(token: str) -> dict[str, Any]:
+    """The ``bootstrap.kubernetes.io/token`` Secret that makes ``token`` authenticate as
+    ``system:bootstrap:<id>`` in :data:`JOIN_GROUP` (no expiration: k3s's node token
+    does not expire either)."""
+    token_id, _, secret = token.partition(".")
+
+    def b64(text: str) -> str:
+        return base64.b64encode(text.encode()).decode()
+
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": f"bootstrap-token-{token_id}", "namespace": "kube-system"},
+        "type": "bootstrap.kubernetes.io/token",
+        "data": {
+            "description": b64("pyk8s join token (DATA_DIR/server/node-token)"),
+            "token-id": b64(token_id),
+            "token-secret": b64(secret),
+            "usage-bootstrap-authentication": b64("true"),
+            "usage-bootstrap-signing": b64("true"),
+            "auth-extra-groups": b64(JOIN_GROUP),
+        },
+    }
+
+
+async def ensure_join_token(handlers: ResourceHandlers, token: str) -> None:
+    """Create the join token's Secret, or put it back as it should be."""
+    await handlers.ensure(join_token_secret(token), update=True)
