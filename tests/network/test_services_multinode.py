@@ -2,7 +2,8 @@
 full controller set, a scheduler and ``pyk8s dns`` on the bridge's gateway: a Deployment
 behind a Service answers from every replica by its cluster DNS name, a NodePort answers at
 every node's address, scaling the Deployment changes the rotation, and a headless
-StatefulSet's pods resolve by name."""
+StatefulSet's pods resolve by name. The two hosts run the proxy in different modes
+(nftables, iptables), so every scenario crosses both."""
 
 from __future__ import annotations
 
@@ -54,6 +55,10 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
         pytest.skip("needs iproute2 and kubectl")
     base = Path(tempfile.mkdtemp(prefix="pyk8s-svc-", dir="/tmp"))
     hosts = Hosts.create(base / "hosts", 2, agent_args=("--cluster-dns", DNS_IP))
+    # one proxy per mode: the first host's in nftables mode, the default (the client pod
+    # below runs there, so ClusterIP and DNS traffic go through it), the second's iptables
+    second = hosts.hosts[1]
+    second.agent_args = (*second.agent_args, "--kube-proxy-arg", "proxy-mode=iptables")
     server = Server(
         base / "server", free_port(),
         extra_args=("--bind-address", "0.0.0.0", "--advertise-address", hosts.gateway),
