@@ -101,10 +101,21 @@ def remove_cni_nat(subnet: str) -> None:
                            capture_output=True)  # fmt: skip
 
 
+def _cgroup_dirs(cid: str) -> list[Path]:
+    """The cgroup directories of container ``cid``; the walk is retried when a cgroup
+    goes while the tree is walked (other containers are being removed meanwhile)."""
+    for _ in range(5):
+        try:
+            return list(Path("/sys/fs/cgroup").glob(f"**/k8s.io/{cid}"))
+        except FileNotFoundError:
+            continue
+    return []
+
+
 def _remove_cgroups(ids: set[str]) -> None:
     """rmdir the containers' cgroups (cgroup v1 controllers or the v2 tree), best effort:
     a cgroup goes once its killed processes are reaped."""
-    dirs = [d for cid in ids for d in Path("/sys/fs/cgroup").glob(f"**/k8s.io/{cid}")]
+    dirs = [d for cid in ids for d in _cgroup_dirs(cid)]
     for _ in range(20):
         left = []
         for d in dirs:
