@@ -796,6 +796,18 @@ def _storage_class(obj: JSON, opts: _Options) -> None:
     _ptr(obj, "volumeBindingMode", "Immediate")
 
 
+def _csi_driver(obj: JSON, opts: _Options) -> None:
+    spec = obj.setdefault("spec", {})
+    for key, value in (
+        ("attachRequired", True), ("podInfoOnMount", False), ("requiresRepublish", False),
+        ("storageCapacity", False), ("seLinuxMount", False),
+        ("fsGroupPolicy", "ReadWriteOnceWithFSType"),
+    ):  # fmt: skip
+        _ptr(spec, key, value)
+    if not spec.get("volumeLifecycleModes"):
+        spec["volumeLifecycleModes"] = ["Persistent"]
+
+
 def _priority_class(obj: JSON, opts: _Options) -> None:
     _ptr(obj, "preemptionPolicy", "PreemptLowerPriority")
 
@@ -826,5 +838,6 @@ _DEFAULTERS: dict[tuple[str, str, str], Defaulter] = {
     (RBAC_GROUP, "v1", "RoleBinding"): _binding,
     (RBAC_GROUP, "v1", "ClusterRoleBinding"): _binding,
     ("storage.k8s.io", "v1", "StorageClass"): _storage_class,
+    ("storage.k8s.io", "v1", "CSIDriver"): _csi_driver,
     ("scheduling.k8s.io", "v1", "PriorityClass"): _priority_class,
 }

@@ -297,6 +297,9 @@ RESOURCES: tuple[Resource, ...] = (
     ),
     # storage.k8s.io/v1
     _r("storage.k8s.io", "v1", "StorageClass", "storageclasses", False, ["sc"]),
+    _r("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False),
+    _r("storage.k8s.io", "v1", "CSINode", "csinodes", False),
+    _r("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", False, sub=_STATUS),
     # scheduling.k8s.io/v1
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ["pc"]),
     # policy/v1

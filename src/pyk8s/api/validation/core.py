@@ -1193,6 +1193,7 @@ def update_persistent_volume_claim(new: JSON, old: JSON) -> Errs:
         oreq = d(d(os_.get("resources")).get("requests"))
         if "storage" in nreq:
             nreq["storage"] = oreq.get("storage")
+        errs += _claim_shrink(new, old)
     if os_.get("storageClassName") is None and ns.get("storageClassName") is not None:
         os_["storageClassName"] = ns.get("storageClassName")
     if not equal(ns, os_):
@@ -1205,6 +1206,25 @@ def update_persistent_volume_claim(new: JSON, old: JSON) -> Errs:
             )
         )
     return errs
+
+
+def _claim_shrink(new: JSON, old: JSON) -> Errs:
+    """A bound claim's storage request may grow, and shrink only down to above its
+    status.capacity (upstream v1.32, RecoverVolumeExpansionFailure on by default)."""
+    path = ("spec", "resources", "requests", "storage")
+    nreq = d(d(d(new.get("spec")).get("resources")).get("requests")).get("storage")
+    oreq = d(d(d(old.get("spec")).get("resources")).get("requests")).get("storage")
+    cap = d(d(new.get("status")).get("capacity")).get("storage")
+    if nreq is None or oreq is None or cap is None:
+        return []
+    try:
+        smaller = parse_quantity(nreq) < parse_quantity(oreq)
+        below = parse_quantity(nreq) < parse_quantity(cap)
+    except (QuantityError, ValueError):
+        return []
+    if smaller and below:
+        return [errors.forbidden(".".join(path), "field can not be less than status.capacity")]
+    return []
 
 
 def _limit_range(obj: JSON) -> Errs:
