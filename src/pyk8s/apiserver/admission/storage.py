@@ -1,5 +1,5 @@
-"""The storage admission plugins, upstream's defaults: DefaultStorageClass and
-StorageObjectInUseProtection.
+"""The storage admission plugins, upstream's defaults: DefaultStorageClass,
+StorageObjectInUseProtection and PersistentVolumeClaimResize.
 
 * **DefaultStorageClass**: a new PersistentVolumeClaim that names no class (neither
   ``spec.storageClassName`` nor the beta annotation; an empty string is a choice, "no
@@ -15,8 +15,9 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from pyk8s.api import errors
 from pyk8s.api import pvbinding as pvb
-from pyk8s.apiserver.admission import CREATE, Attributes, Context, Plugin
+from pyk8s.apiserver.admission import CREATE, UPDATE, Attributes, Context, Plugin
 
 
 class DefaultStorageClass(Plugin):
@@ -73,3 +74,35 @@ class StorageObjectInUseProtection(Plugin):
         finalizers = list(meta.get("finalizers") or [])
         if finalizer not in finalizers:
             meta["finalizers"] = [*finalizers, finalizer]
+
+
+class PersistentVolumeClaimResize(Plugin):
+    """A claim's storage request may grow only when its StorageClass says
+    ``allowVolumeExpansion: true`` (upstream's PersistentVolumeClaimResize, on by default);
+    otherwise 403 with upstream's message."""
+
+    name = "PersistentVolumeClaimResize"
+    operations: ClassVar[frozenset[str]] = frozenset({UPDATE})
+
+    def __init__(self, context: Context) -> None:
+        self.reader = context.reader
+
+    def handles(self, attrs: Attributes) -> bool:
+        return (
+            attrs.operation == UPDATE
+            and attrs.group_resource == ("", "persistentvolumeclaims")
+            and not attrs.subresource
+        )
+
+    async def validate(self, attrs: Attributes) -> None:
+        assert attrs.obj is not None and attrs.old is not None
+        if pvb.requested_storage(attrs.obj) <= pvb.requested_storage(attrs.old):
+            return
+        cls = pvb.claim_class(attrs.obj)
+        sc = await self.reader.get("storage.k8s.io", "storageclasses", "", cls) if cls else None
+        if sc is None or sc.get("allowVolumeExpansion") is not True:
+            raise errors.forbidden_request(
+                f'persistentvolumeclaims "{attrs.name}" is forbidden: only dynamically '
+                "provisioned pvc can be resized and the storageclass that provisions the pvc "
+                "must support resize"
+            )
