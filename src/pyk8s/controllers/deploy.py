@@ -15,7 +15,8 @@ a ``Warning ApplyManifestFailed`` event on the Addon and leaves the objects of t
 previous version running.
 
 The directory is polled (every two seconds): manifests change rarely and a poll needs
-no inotify binding.
+no inotify binding. The Addon CustomResourceDefinition is made with the first manifest,
+so a cluster without any keeps its API as it was.
 """
 
 from __future__ import annotations
@@ -190,6 +191,19 @@ class ManifestDeployer:
                 await asyncio.sleep(0.1)
         raise RuntimeError("the Addon custom resource is not served")
 
+    async def _addons_served(self) -> bool:
+        """Whether the Addon kind is there (made by an earlier run or by this one)."""
+        if self._crd_ready:
+            return True
+        try:
+            await self.client.list(ADDONS, NAMESPACE, limit=1)
+        except ApiError as err:
+            if err.status == 404:
+                return False
+            raise
+        self._crd_ready = True
+        return True
+
     def _files(self) -> dict[str, Path]:
         out: dict[str, Path] = {}
         if not self.directory.is_dir():
@@ -208,8 +222,10 @@ class ManifestDeployer:
 
     async def sync(self) -> None:
         """One pass: apply new and changed files, delete what removed files made."""
-        await self._ensure_crd()
         files = await asyncio.to_thread(self._files)
+        if not files and not await self._addons_served():
+            return  # nothing to apply, nothing applied before: no CRD to make
+        await self._ensure_crd()
         addons = {
             a["metadata"]["name"]: a
             for a in (await self.client.list(ADDONS, NAMESPACE)).get("items") or []
