@@ -832,14 +832,18 @@ def _run_apiserver(args: argparse.Namespace) -> int:
 
 
 def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``pyk8s server``'s scheduled snapshots (none for ``pyk8s apiserver``)."""
-    if args.command != "server" or args.etcd_disable_snapshots:
+    """``pyk8s server``'s scheduled snapshots and auto-deployed manifests (none for
+    ``pyk8s apiserver``)."""
+    if args.command != "server":
         return {}
+    if args.etcd_disable_snapshots:
+        return {"deploy_manifests": True, "node_name": args.node_name}
     return {
         "etcd_snapshot_schedule_cron": args.etcd_snapshot_schedule_cron,
         "etcd_snapshot_retention": args.etcd_snapshot_retention,
         "etcd_snapshot_dir": args.etcd_snapshot_dir,
         "node_name": args.node_name,
+        "deploy_manifests": True,
     }
 
 

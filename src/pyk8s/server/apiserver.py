@@ -98,6 +98,8 @@ class Options:
     etcd_snapshot_retention: int = 5
     etcd_snapshot_dir: Path | None = None
     node_name: str = ""
+    #: k3s's auto-deployed manifests: apply DATA_DIR/server/manifests (pyk8s server)
+    deploy_manifests: bool = False
 
     def requestheader(self, pki: Pki) -> RequestHeaderConfig:
         """Who may assert users in request headers, and in which headers."""
@@ -347,6 +349,23 @@ def _snapshot_schedule(opts: Options) -> asyncio.Task[None] | None:
     )
 
 
+def _deploy_manifests(opts: Options) -> tuple[asyncio.Event, asyncio.Task[None]] | None:
+    """k3s's DATA_DIR/server/manifests, applied by an in-process deployer with the admin
+    kubeconfig (the directory is on this host)."""
+    if not opts.deploy_manifests:
+        return None
+    from pyk8s.client import Client, load_kubeconfig
+    from pyk8s.controllers.deploy import ManifestDeployer
+
+    stop = asyncio.Event()
+
+    async def run() -> None:
+        async with Client(load_kubeconfig(opts.kubeconfig)) as client:
+            await ManifestDeployer(client, opts.data_dir / "server" / "manifests").run(stop)
+
+    return stop, asyncio.create_task(run(), name="deploy")
+
+
 def _first_service_ip(cidr: str) -> str:
     import ipaddress
 
@@ -372,10 +391,14 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
         supervisor.add(name, "--kubeconfig", str(kubeconfig), *extra)
     await supervisor.start()
     snapshots = _snapshot_schedule(opts)
+    deployer = _deploy_manifests(opts)
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()
     log.info("shutting down")
     if snapshots is not None:
         snapshots.cancel()
+    if deployer is not None:
+        deployer[0].set()
+        await deployer[1]
     await supervisor.stop()
     await running.stop()
