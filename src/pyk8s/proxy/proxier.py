@@ -33,7 +33,7 @@ from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, ClientError, EventRecorder, SharedInformer
 from pyk8s.proxy import conntrack
 from pyk8s.proxy.healthcheck import HealthCheckServer
-from pyk8s.proxy.iptables import Applier, IptablesError, cleanup
+from pyk8s.proxy.iptables import Applier, IptablesError, cleanup, run
 from pyk8s.proxy.model import HealthCheck, endpoints_by_port, health_checks, service_ports
 from pyk8s.proxy.nftables import NftablesError, NftApplier, cleanup_nftables
 from pyk8s.proxy.nftrules import render_nft
@@ -171,11 +171,20 @@ class Proxier:
         the proxy starting in one mode removes the others')."""
         try:
             if self.mode == "nftables":
-                await cleanup(self.prefix)
+                if await self._kube_chains_present():
+                    await cleanup(self.prefix)
             else:
                 await cleanup_nftables(self.prefix)
         except (IptablesError, NftablesError, OSError) as err:
             log.warning("removing another proxy mode's rules failed", extra={"error": str(err)})
+
+    async def _kube_chains_present(self) -> bool:
+        """Whether iptables holds any KUBE-* chain (two saves instead of a dozen deletes)."""
+        for table in ("filter", "nat"):
+            _, out = await run([*self.prefix, "iptables-save", "-t", table])
+            if ":KUBE-" in out:
+                return True
+        return False
 
     async def _node_ips(self) -> tuple[str, ...]:
         """This node's InternalIP/ExternalIP addresses from its Node object (none if the
