@@ -18,7 +18,7 @@ from pyk8s.cloudprovider.node import CloudNodeReconciler, NodeLifecycleReconcile
 from pyk8s.cloudprovider.provider import Context, Interface, Obj
 from pyk8s.cloudprovider.route import ROUTES_KEY, RouteReconciler
 from pyk8s.cloudprovider.service import ServiceReconciler, node_lb_key
-from pyk8s.controllers.runtime import Manager, Request
+from pyk8s.controllers.runtime import Manager, Request, select_controllers
 
 __all__ = ["CONTROLLERS", "selected", "setup"]
 
@@ -40,16 +40,7 @@ CONTROLLERS: tuple[str, ...] = (
 
 def selected(names: Iterable[str]) -> list[str]:
     """The controllers ``--controllers`` turns on (ValueError for an unknown name)."""
-    names = list(names)
-    enabled = set(CONTROLLERS) if "*" in names else set()
-    for n in names:
-        if n.startswith("-"):
-            enabled.discard(n[1:])
-        elif n != "*":
-            if n not in CONTROLLERS:
-                raise ValueError(f"unknown controller {n!r}; known: {', '.join(CONTROLLERS)}")
-            enabled.add(n)
-    return [c for c in CONTROLLERS if c in enabled]
+    return select_controllers(names, CONTROLLERS)
 
 
 def _slice_service(sl: Obj) -> list[str]:

@@ -29,6 +29,7 @@ __all__ = [
     "UNINITIALIZED_TAINT",
     "CloudNodeReconciler",
     "NodeLifecycleReconciler",
+    "node_ready",
 ]
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,8 @@ def _has_taint(node: Obj, key: str) -> bool:
     return any(t.get("key") == key for t in _taints(node))
 
 
-def _ready(node: Obj) -> bool | None:
+def node_ready(node: Obj) -> bool | None:
+    """The Ready condition: True, False, or None when the node reports none yet."""
     for c in (node.get("status") or {}).get("conditions") or []:
         if c.get("type") == "Ready":
             return bool(c.get("status") == "True")
@@ -154,7 +156,7 @@ class NodeLifecycleReconciler:
         cached = self.nodes.get_by_name(None, request.name)
         if cached is None:
             return None
-        ready = _ready(cached)
+        ready = node_ready(cached)
         if ready:
             if _has_taint(cached, SHUTDOWN_TAINT):
                 return await self._set_shutdown_taint(cached, False)

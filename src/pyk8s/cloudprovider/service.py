@@ -36,6 +36,7 @@ import orjson
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import NORMAL, WARNING, Client, EventRecorder, Store, is_conflict, is_not_found
 from pyk8s.client.errors import ClientError
+from pyk8s.cloudprovider.node import node_ready
 from pyk8s.cloudprovider.provider import LoadBalancer, Obj
 from pyk8s.controllers.runtime import Request, Result
 
@@ -58,13 +59,6 @@ TO_BE_DELETED_TAINT = "ToBeDeletedByClusterAutoscaler"
 RESYNC_PERIOD = 30.0
 
 
-def _ready(node: Obj) -> bool:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
-    return False
-
-
 def _included(node: Obj) -> bool:
     labels = (node.get("metadata") or {}).get("labels") or {}
     taints = (node.get("spec") or {}).get("taints") or []
@@ -77,16 +71,15 @@ def _included(node: Obj) -> bool:
 
 def eligible_nodes(nodes: Sequence[Obj]) -> list[Obj]:
     """The nodes a load balancer may send traffic to, by name."""
-    return sorted(
-        (n for n in nodes if _included(n) and _ready(n)), key=lambda n: n["metadata"]["name"]
-    )
+    eligible = (n for n in nodes if _included(n) and node_ready(n) is True)
+    return sorted(eligible, key=lambda n: n["metadata"]["name"])
 
 
 def node_lb_key(node: Obj) -> tuple[Any, ...]:
     """What about a node matters to a load balancer (a heartbeat changes none of it)."""
     meta, status = node.get("metadata") or {}, node.get("status") or {}
     return (
-        _ready(node),
+        node_ready(node) is True,
         _included(node),
         orjson.dumps(meta.get("labels") or {}, option=orjson.OPT_SORT_KEYS),
         tuple((a.get("type"), a.get("address")) for a in status.get("addresses") or []),

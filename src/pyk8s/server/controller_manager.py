@@ -15,7 +15,7 @@ from pathlib import Path
 from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
 from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
-from pyk8s.controllers.runtime import Manager
+from pyk8s.controllers.runtime import Manager, select_controllers
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.controller_credentials import ControllerCredentials
 
@@ -73,15 +73,7 @@ class Options:
 
 
 def selected(names: list[str]) -> list[str]:
-    enabled = set(CONTROLLERS) - DISABLED_BY_DEFAULT if "*" in names else set()
-    for n in names:
-        if n.startswith("-"):
-            enabled.discard(n[1:])
-        elif n != "*":
-            if n not in CONTROLLERS:
-                raise ValueError(f"unknown controller {n!r}; known: {', '.join(CONTROLLERS)}")
-            enabled.add(n)
-    return [c for c in CONTROLLERS if c in enabled]
+    return select_controllers(names, CONTROLLERS, DISABLED_BY_DEFAULT)
 
 
 def setup_controllers(

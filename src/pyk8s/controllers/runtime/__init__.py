@@ -23,7 +23,7 @@ from pyk8s.controllers.runtime.controller import (
     enqueue_object,
     enqueue_owner,
 )
-from pyk8s.controllers.runtime.manager import Manager
+from pyk8s.controllers.runtime.manager import Manager, select_controllers
 
 __all__ = [
     "Controller",
@@ -34,4 +34,5 @@ __all__ = [
     "TerminalError",
     "enqueue_object",
     "enqueue_owner",
+    "select_controllers",
 ]

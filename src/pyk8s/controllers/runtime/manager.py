@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -20,6 +20,24 @@ from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector
 from pyk8s.controllers.runtime.controller import Controller, ControllerMetrics, Reconciler
 
 log = logging.getLogger(__name__)
+
+
+def select_controllers(
+    names: Iterable[str], known: Sequence[str], off_by_default: Collection[str] = ()
+) -> list[str]:
+    """Upstream's ``--controllers``: ``*`` is every known controller but those off by
+    default, ``name`` adds one, ``-name`` removes one; in ``known``'s order (ValueError
+    naming the known ones for an unknown name)."""
+    names = list(names)
+    enabled = set(known) - set(off_by_default) if "*" in names else set()
+    for n in names:
+        if n.startswith("-"):
+            enabled.discard(n[1:])
+        elif n != "*":
+            if n not in known:
+                raise ValueError(f"unknown controller {n!r}; known: {', '.join(known)}")
+            enabled.add(n)
+    return [c for c in known if c in enabled]
 
 
 class Manager:
