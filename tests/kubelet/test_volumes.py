@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from pyk8s.kubelet.volumes import (
     downward_api_payload,
     projected_payload,
     secret_payload,
+    staging_path,
     write_payload,
 )
 
@@ -365,30 +367,59 @@ def test_local_volume_must_exist_and_csi_needs_a_registered_driver(tmp_path: Pat
         pv.setup(_pod([{"name": "x", "persistentVolumeClaim": {"claimName": "d"}}]), lookups)
 
 
-def test_csi_plugin_publishes_and_unpublishes_through_its_driver(tmp_path: Path) -> None:
-    calls: list[tuple[str, str, Path]] = []
+def test_csi_plugin_waits_for_attach_then_stages_publishes_and_unstages_last(
+    tmp_path: Path,
+) -> None:
+    calls: list[tuple[Any, ...]] = []
 
     class Driver:
-        def node_publish(self, volume_id: str, target: Path, read_only: bool,
-                         context: Any) -> None:  # fmt: skip
-            calls.append(("publish", volume_id, target))
+        stage_unstage, has_stats, can_expand = True, False, False
+
+        def node_stage(self, volume_id: str, staging: Path, capability: Any,
+                       context: Any, publish_context: Any) -> None:  # fmt: skip
+            calls.append(("stage", volume_id, staging, dict(publish_context)))
+
+        def node_unstage(self, volume_id: str, staging: Path) -> None:
+            calls.append(("unstage", volume_id, staging))
+
+        def node_publish(self, volume_id: str, target: Path, read_only: bool, context: Any,
+                         **kw: Any) -> None:  # fmt: skip
+            calls.append(("publish", volume_id, target, kw["staging"], dict(context)))
 
         def node_unpublish(self, volume_id: str, target: Path) -> None:
             calls.append(("unpublish", volume_id, target))
 
-    lookups = _claim_lookups(
-        [_claim("d", "pv-csi")],
-        [_pv("pv-csi", "d", {"csi": {"driver": "hostpath.csi.k8s.io", "volumeHandle": "h1"}})],
+    attachments: dict[str, Any] = {}
+    lookups = dataclasses.replace(
+        _claim_lookups(
+            [_claim("d", "pv-csi")],
+            [_pv("pv-csi", "d", {"csi": {"driver": "hostpath.csi.k8s.io", "volumeHandle": "h1"}})],
+        ),
+        csi_driver=lambda n: {"spec": {"attachRequired": True, "podInfoOnMount": True}},
+        volume_attachment=attachments.get,
     )
     pv = PodVolumes(
         tmp_path / "kubelet", default_plugins(CSIPlugin({"hostpath.csi.k8s.io": Driver()}))
     )
-    paths = pv.setup(_pod([{"name": "x", "persistentVolumeClaim": {"claimName": "d"}}]), lookups)
+    pod = _pod([{"name": "x", "persistentVolumeClaim": {"claimName": "d"}}])
+    with pytest.raises(VolumeError, match=r'WaitForAttach failed for volume "pv-csi" : timed'):
+        pv.setup(pod, lookups)
+    assert calls == []  # nothing staged before the attacher says attached
+    attachments["pv-csi"] = {"status": {"attached": True, "attachmentMetadata": {"k": "v"}}}
+    paths = pv.setup(pod, lookups)
     target = pv.volume_dir("uid-1", "kubernetes.io/csi", "x") / "mount"
-    assert paths == {"x": target} and calls == [("publish", "h1", target)]
+    staging = staging_path(tmp_path / "kubelet", "hostpath.csi.k8s.io", "h1")
+    assert paths == {"x": target}
+    assert calls[0] == ("stage", "h1", staging, {"k": "v"})
+    assert calls[1][:4] == ("publish", "h1", target, staging)
+    assert calls[1][4]["csi.storage.k8s.io/pod.uid"] == "uid-1"
+    other = {**pod, "metadata": {**pod["metadata"], "uid": "uid-2"}}
+    pv.setup(other, lookups)  # a second pod on the node: staged again (idempotent), published
     PodVolumes(tmp_path / "kubelet", pv.plugins).teardown("uid-1")  # as after a restart
-    assert calls[-1] == ("unpublish", "h1", target)
-    assert not pv.pod_dir("uid-1").exists()
+    assert calls[-1] == ("unpublish", "h1", target)  # uid-2 still uses it: not unstaged
+    PodVolumes(tmp_path / "kubelet", pv.plugins).teardown("uid-2")
+    assert calls[-1] == ("unstage", "h1", staging)
+    assert not pv.pod_dir("uid-1").exists() and not staging.parent.exists()
 
 
 def test_orphaned_pod_directories_are_torn_down(tmp_path: Path) -> None:

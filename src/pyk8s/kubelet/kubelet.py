@@ -34,10 +34,12 @@ from pyk8s.client import Client, RateLimitingQueue, SharedInformer, ShutDown
 from pyk8s.client.events import EventRecorder
 from pyk8s.kubelet import nodestatus
 from pyk8s.kubelet.cri import ContainerRuntime, CRIError
+from pyk8s.kubelet.csi import PluginWatcher
 from pyk8s.kubelet.gc import ContainerGC, ImageGC
 from pyk8s.kubelet.node import NodeAgent, RuntimeHealth
 from pyk8s.kubelet.pods import NodeInfo, PodWorker
 from pyk8s.kubelet.runtimestate import Relister
+from pyk8s.kubelet.volumes import CSIPlugin
 from pyk8s.kubelet.volumestats import REFRESH_PERIOD, VolumeStats, VolumeStatsCollector
 
 __all__ = ["Kubelet", "KubeletConfig"]
@@ -123,6 +125,9 @@ class Kubelet:
             log_root=config.log_root, services=self.services.store.list, wake=self._wake_uid,
             probe_registry=probe_registry,
         )  # fmt: skip
+        #: CSI drivers register through <root>/plugins_registry (upstream's plugin manager)
+        csi = next(p for p in self.worker.volumes.plugins if isinstance(p, CSIPlugin))
+        self.plugin_watcher = PluginWatcher(client, config.node_name, config.root_dir, csi)
         #: per-volume usage for /stats/summary and the kubelet_volume_stats_* gauges
         self.volume_stats = VolumeStats()
         self.registry.register(VolumeStatsCollector(self.volume_stats))
@@ -167,6 +172,7 @@ class Kubelet:
         self._tasks.append(asyncio.create_task(self._pleg(), name="pleg"))
         self._tasks.append(asyncio.create_task(self._housekeeping(), name="housekeeping"))
         self._tasks.append(asyncio.create_task(self._garbage_collection(), name="gc"))
+        self._tasks.append(asyncio.create_task(self.plugin_watcher.run(), name="plugin-watcher"))
         self._ready = True
         log.info("kubelet started", extra={"node": self.config.node_name, "runtime": runtime})
 

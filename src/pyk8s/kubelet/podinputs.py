@@ -23,15 +23,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pyk8s.api.quantity import value as quantity_value
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, is_not_found
 from pyk8s.client.errors import ClientError
 from pyk8s.client.events import EventRecorder
+from pyk8s.csi import attachment_name
 from pyk8s.kubelet import podconfig
 from pyk8s.kubelet.cri import api_pb2 as pb
 from pyk8s.kubelet.envvars import service_env
 from pyk8s.kubelet.volumes import (
     ClaimError,
+    CSIPlugin,
     PodVolumes,
     VolumeError,
     VolumeLookups,
@@ -45,6 +48,11 @@ SECRETS: Resource = REGISTRY.get("", "v1", "secrets")  # type: ignore[assignment
 SERVICEACCOUNTS: Resource = REGISTRY.get("", "v1", "serviceaccounts")  # type: ignore[assignment]
 PVCS: Resource = REGISTRY.get("", "v1", "persistentvolumeclaims")  # type: ignore[assignment]
 PVS: Resource = REGISTRY.get("", "v1", "persistentvolumes")  # type: ignore[assignment]
+CSIDRIVERS: Resource = REGISTRY.get("storage.k8s.io", "v1", "csidrivers")  # type: ignore[assignment]
+ATTACHMENTS: Resource = REGISTRY.get("storage.k8s.io", "v1", "volumeattachments")  # type: ignore[assignment]
+#: seconds a pod's setup waits for its CSI volumes' VolumeAttachments to be attached
+#: before reporting FailedMount and retrying at the next sync
+ATTACH_WAIT = 10.0
 TOKEN_REFRESH_FRACTION = 0.8
 
 Obj = dict[str, Any]
@@ -249,6 +257,7 @@ class PodInputs:
                     pvs[volume] = await self._get(PVS, volume, "")
             for sat in tokens:
                 await self._refresh_token(pod, state, sat)
+            csi_drivers, attachments = await self._csi_objects(pvs)
         except (ClientError, VolumeError) as err:
             self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
             return False
@@ -262,15 +271,100 @@ class PodInputs:
             service_account_token=token,
             claim=lambda n: claims.get(n),
             persistent_volume=lambda n: pvs.get(n),
+            csi_driver=lambda n: csi_drivers.get(n),
+            volume_attachment=lambda n: attachments.get(n),
         )
         try:
             paths = await asyncio.to_thread(self.volumes.setup, pod, lookups)
         except (VolumeError, OSError) as err:
             self.recorder.event(pod, "Warning", "FailedMount", self._mount_failure(pod, err))
             return False
+        await self._expand_volumes(pod, claims, pvs)
         state.paths = paths
         state.synced = time.monotonic()
         return True
+
+    async def _csi_objects(
+        self, pvs: Mapping[str, Obj | None]
+    ) -> tuple[dict[str, Obj | None], dict[str, Obj | None]]:
+        """The CSIDriver of each CSI PV's driver, and for those that need attaching the
+        PV's VolumeAttachment to this node, waited for (up to :data:`ATTACH_WAIT`
+        seconds) until ``status.attached``, as upstream's WaitForAttach."""
+        drivers: dict[str, Obj | None] = {}
+        attachments: dict[str, Obj | None] = {}
+        for name, pv in pvs.items():
+            csi = ((pv or {}).get("spec") or {}).get("csi")
+            if not csi:
+                continue
+            driver = str(csi.get("driver", ""))
+            if driver not in drivers:
+                drivers[driver] = await self._get(CSIDRIVERS, driver, "")
+            if ((drivers[driver] or {}).get("spec") or {}).get("attachRequired") is False:
+                continue
+            va_name = attachment_name(str(csi.get("volumeHandle", "")), driver, self.node.name)
+            deadline = time.monotonic() + ATTACH_WAIT
+            while True:
+                va = await self._get(ATTACHMENTS, va_name, "")
+                if ((va or {}).get("status") or {}).get("attached") or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.2)
+            attachments[name] = va
+        return drivers, attachments
+
+    async def _expand_volumes(
+        self, pod: Obj, claims: Mapping[str, Obj | None], pvs: Mapping[str, Obj | None]
+    ) -> None:
+        """Finish an expansion the resizer left to the node (the claim's
+        ``FileSystemResizePending``): NodeExpandVolume on the published volume, then the
+        claim's ``status.capacity`` becomes the PV's and the condition goes, as upstream's
+        kubelet does for a mounted volume (online expansion)."""
+        uid = pod["metadata"]["uid"]
+        csi_plugin = next((p for p in self.volumes.plugins if isinstance(p, CSIPlugin)), None)
+        if csi_plugin is None:
+            return
+        mounted = self.volumes.mounted.get(uid, {})
+        for claim in claims.values():
+            status = (claim or {}).get("status") or {}
+            pending = any(
+                c.get("type") == "FileSystemResizePending" for c in status.get("conditions") or []
+            )
+            pv = pvs.get(str(((claim or {}).get("spec") or {}).get("volumeName") or ""))
+            if claim is None or pv is None or not pending or not (pv.get("spec") or {}).get("csi"):
+                continue
+            cm = claim["metadata"]
+            vol = next((m for m in mounted.values() if m.claim == cm["name"]), None)
+            if vol is None:
+                continue
+            size = int(quantity_value(pv["spec"]["capacity"]["storage"]))
+            pv_name = pv["metadata"]["name"]
+            try:
+                await asyncio.to_thread(csi_plugin.expand, vol.path, size, pv)
+            except VolumeError as err:
+                self.recorder.event(
+                    pod, "Warning", "VolumeResizeFailed",
+                    f"MountVolume.NodeExpandVolume failed for volume \"{pv_name}\" : {err}",
+                )  # fmt: skip
+                continue
+            conditions = [
+                c
+                for c in status.get("conditions") or []
+                if c.get("type") != "FileSystemResizePending"
+            ]
+            capacity = {"storage": pv["spec"]["capacity"]["storage"]}
+            patch = {
+                "status": {
+                    "capacity": capacity,
+                    "conditions": conditions,
+                    "allocatedResourceStatuses": None,
+                }
+            }
+            await self.client.patch(
+                PVCS, cm["name"], patch, cm["namespace"], patch_type="merge", subresource="status"
+            )
+            self.recorder.event(
+                pod, "Normal", "FileSystemResizeSuccessful",
+                f'MountVolume.NodeExpandVolume succeeded for volume "{pv_name}" {self.node.name}',
+            )  # fmt: skip
 
     def _mount_failure(self, pod: Obj, err: Exception) -> str:
         """Upstream's FailedMount messages: a claim that cannot be resolved fails the

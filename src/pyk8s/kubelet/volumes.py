@@ -18,17 +18,19 @@ fails with upstream's "not found in the list of registered CSI drivers".
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
 from pyk8s.api.pvbinding import ephemeral_claim_name
 from pyk8s.api.quantity import value
+from pyk8s.csi import volume_capability
 from pyk8s.kubelet.payloads import (
     DATA_DIR,
     DEFAULT_MODE,
@@ -82,6 +84,9 @@ class VolumeLookups:
     #: PersistentVolumeClaims of the pod's namespace, and PersistentVolumes, by name
     claim: Lookup = _nothing
     persistent_volume: Lookup = _nothing
+    #: CSIDriver objects by driver name, this node's VolumeAttachments by PV name
+    csi_driver: Lookup = _nothing
+    volume_attachment: Lookup = _nothing
 
 
 @dataclass(frozen=True)
@@ -131,6 +136,8 @@ class MountedVolume:
     path: Path
     claim: str = ""
     read_only: bool = False
+    #: the plugin's own measurement (CSI NodeGetVolumeStats), else a directory walk
+    metrics: Callable[[], dict[str, int] | None] | None = None
 
 
 # ---------------------------------------------------------------------------- mounts
@@ -314,18 +321,66 @@ class ProjectedPlugin(_PayloadPlugin):
 
 
 class CSINodeDriver(Protocol):
-    """A CSI node plugin as the kubelet uses it (NodePublishVolume/NodeUnpublishVolume)."""
+    """A registered CSI node plugin as the kubelet's ``kubernetes.io/csi`` plugin uses it
+    (:class:`pyk8s.kubelet.csi.GrpcCSIDriver` over gRPC; fakes in tests)."""
+
+    @property
+    def stage_unstage(self) -> bool:
+        """The driver has STAGE_UNSTAGE_VOLUME."""
+
+    @property
+    def has_stats(self) -> bool:
+        """The driver has GET_VOLUME_STATS."""
+
+    @property
+    def can_expand(self) -> bool:
+        """The driver has EXPAND_VOLUME."""
+
+    def node_stage(
+        self, volume_id: str, staging: Path, capability: Any,
+        context: Mapping[str, str], publish_context: Mapping[str, str],
+    ) -> None: ...  # fmt: skip
+
+    def node_unstage(self, volume_id: str, staging: Path) -> None: ...
 
     def node_publish(
-        self, volume_id: str, target: Path, read_only: bool, context: Mapping[str, str]
-    ) -> None: ...
+        self, volume_id: str, target: Path, read_only: bool, context: Mapping[str, str],
+        *, staging: Path | None = None, publish_context: Mapping[str, str] | None = None,
+        capability: Any = None,
+    ) -> None: ...  # fmt: skip
 
     def node_unpublish(self, volume_id: str, target: Path) -> None: ...
 
+    def node_stats(
+        self, volume_id: str, path: Path, staging: Path | None
+    ) -> dict[str, int] | None: ...
+
+    def node_expand(
+        self, volume_id: str, path: Path, staging: Path | None, size: int, capability: Any
+    ) -> int: ...
+
+
+def csi_capability(volume: Mapping[str, Any]) -> Any:
+    """The CSI VolumeCapability for a PV (or an inline volume: no access modes)."""
+    spec = volume.get("spec") or {}
+    csi = spec.get("csi") or {}
+    return volume_capability(
+        spec.get("accessModes") or ["ReadWriteOnce"], str(csi.get("fsType") or ""),
+        spec.get("mountOptions") or [],
+    )  # fmt: skip
+
 
 class CSIPlugin:
-    """``csi`` volumes (PersistentVolumes and inline): published by the named driver to
-    ``<dir>/mount``, with upstream's ``vol_data.json`` beside it for the teardown."""
+    """``csi`` volumes (PersistentVolumes and inline): the named driver publishes them at
+    ``<dir>/mount``, with upstream's ``vol_data.json`` beside it for the teardown.
+
+    For a PV whose CSIDriver requires attaching (``attachRequired``, true when there is no
+    CSIDriver object, as upstream) the VolumeAttachment must say ``attached`` first; its
+    ``attachmentMetadata`` is the publish context. A driver with STAGE_UNSTAGE_VOLUME
+    stages the volume once per node at
+    ``<root>/plugins/kubernetes.io/csi/<driver>/<sha256(handle)>/globalmount`` and
+    unstages it when the last pod on the node stops using it. ``podInfoOnMount`` adds
+    the pod's name, namespace, uid and service account to the volume context."""
 
     name = "kubernetes.io/csi"
     read_only = False
@@ -347,25 +402,118 @@ class CSIPlugin:
 
     def set_up(self, spec: VolumeSpec, ctx: MountContext) -> Path:
         csi = spec.source["csi"]
-        driver = self._driver(str(csi.get("driver", "")))
+        name = str(csi.get("driver", ""))
+        driver = self._driver(name)
         handle = str(csi.get("volumeHandle") or f"csi-{ctx.pod['metadata']['uid']}-{spec.name}")
         target = ctx.dir / "mount"
+        if (ctx.dir / "vol_data.json").is_file() and os.path.ismount(target):
+            return target  # published already
+        dspec = (ctx.lookups.csi_driver(name) or {}).get("spec") or {}
+        publish_context: dict[str, str] = {}
+        if spec.pv is not None and dspec.get("attachRequired", True) is not False:
+            pv_name = str(spec.pv["metadata"]["name"])
+            status = (ctx.lookups.volume_attachment(pv_name) or {}).get("status") or {}
+            if not status.get("attached"):
+                raise VolumeError(
+                    f'MountVolume.WaitForAttach failed for volume "{pv_name}" : timed out '
+                    f"waiting for external-attacher of {name} CSI driver to attach volume "
+                    f"{handle}"
+                )
+            publish_context = {
+                str(k): str(v) for k, v in (status.get("attachmentMetadata") or {}).items()
+            }
+        context = {str(k): str(v) for k, v in (csi.get("volumeAttributes") or {}).items()}
+        if dspec.get("podInfoOnMount"):
+            meta, pod_spec = ctx.pod["metadata"], ctx.pod.get("spec") or {}
+            context.update({
+                "csi.storage.k8s.io/pod.name": str(meta.get("name", "")),
+                "csi.storage.k8s.io/pod.namespace": str(meta.get("namespace", "")),
+                "csi.storage.k8s.io/pod.uid": str(meta.get("uid", "")),
+                "csi.storage.k8s.io/serviceAccount.name": str(
+                    pod_spec.get("serviceAccountName") or "default"
+                ),
+                "csi.storage.k8s.io/ephemeral": "false" if spec.pv is not None else "true",
+            })  # fmt: skip
+        capability = csi_capability(spec.pv or {"spec": {"csi": csi}})
+        staging: Path | None = None
+        if driver.stage_unstage and spec.pv is not None:
+            staging = staging_path(ctx.dir.parents[4], name, handle)
+            driver.node_stage(handle, staging, capability, context, publish_context)
         target.mkdir(parents=True, exist_ok=True)
-        data = {"driverName": csi.get("driver", ""), "volumeHandle": handle}
+        data = {"driverName": name, "volumeHandle": handle, "specVolID": spec.name}
+        if staging is not None:
+            data["stagingPath"] = str(staging)
         (ctx.dir / "vol_data.json").write_text(json.dumps(data))
-        attributes = {str(k): str(v) for k, v in (csi.get("volumeAttributes") or {}).items()}
-        driver.node_publish(handle, target, bool(csi.get("readOnly")), attributes)
+        driver.node_publish(
+            handle, target, bool(csi.get("readOnly")), context,
+            staging=staging, publish_context=publish_context, capability=capability,
+        )  # fmt: skip
         return target
 
-    def tear_down(self, path: Path) -> None:
+    def _data(self, path: Path) -> tuple[Path, dict[str, str] | None]:
         base = path.parent if path.name == "mount" else path
         with_data = base / "vol_data.json"
-        if with_data.is_file():
-            data = json.loads(with_data.read_text())
-            self._driver(str(data["driverName"])).node_unpublish(
-                str(data["volumeHandle"]), base / "mount"
-            )
+        return base, json.loads(with_data.read_text()) if with_data.is_file() else None
+
+    def tear_down(self, path: Path) -> None:
+        base, data = self._data(path)
+        if data is not None:
+            driver = self._driver(str(data["driverName"]))
+            handle = str(data["volumeHandle"])
+            if (base / "mount").exists():
+                driver.node_unpublish(handle, base / "mount")
+            staging = data.get("stagingPath")
+            if staging and not _published_elsewhere(base, data):
+                driver.node_unstage(handle, Path(staging))
+                _remove_dir(Path(staging).parent)
         _remove_dir(base)
+
+    def metrics_for(self, path: Path) -> Callable[[], dict[str, int] | None] | None:
+        """NodeGetVolumeStats for a volume whose driver has GET_VOLUME_STATS, else None
+        (then the kubelet measures the directory)."""
+        base, data = self._data(path)
+        driver = self.drivers.get(str((data or {}).get("driverName")))
+        if data is None or driver is None or not driver.has_stats:
+            return None
+        staging = Path(data["stagingPath"]) if data.get("stagingPath") else None
+        return lambda: driver.node_stats(str(data["volumeHandle"]), base / "mount", staging)
+
+    def expand(self, path: Path, size: int, volume: Mapping[str, Any]) -> int | None:
+        """NodeExpandVolume to ``size`` bytes for the volume published at ``path``; None
+        when its driver has no EXPAND_VOLUME (nothing to do on the node)."""
+        base, data = self._data(path)
+        if data is None:
+            return None
+        driver = self._driver(str(data["driverName"]))
+        if not driver.can_expand:
+            return None
+        staging = Path(data["stagingPath"]) if data.get("stagingPath") else None
+        return driver.node_expand(
+            str(data["volumeHandle"]), base / "mount", staging, size, csi_capability(volume)
+        )
+
+
+def staging_path(root: Path, driver: str, handle: str) -> Path:
+    """upstream's global mount path of a staged CSI volume on this node."""
+    digest = hashlib.sha256(handle.encode()).hexdigest()
+    return root / "plugins" / "kubernetes.io" / "csi" / driver / digest / "globalmount"
+
+
+def _published_elsewhere(base: Path, data: Mapping[str, str]) -> bool:
+    """Another pod's volume directory on this node still has the same CSI volume."""
+    pods = base.parents[3]
+    for other in pods.glob("*/volumes/kubernetes.io~csi/*/vol_data.json"):
+        if other.parent == base:
+            continue
+        try:
+            theirs = json.loads(other.read_text())
+        except (OSError, ValueError):
+            continue
+        if (theirs.get("driverName"), theirs.get("volumeHandle")) == (
+            data["driverName"], data["volumeHandle"]
+        ):  # fmt: skip
+            return True
+    return False
 
 
 def default_plugins(csi: CSIPlugin | None = None) -> list[VolumePlugin]:
@@ -501,7 +649,9 @@ class PodVolumes:
                 claim = str(spec.claim["metadata"]["name"])
                 pvc_source = vol.get("persistentVolumeClaim") or {}
                 read_only = read_only or bool(pvc_source.get("readOnly"))
-            done[spec.name] = MountedVolume(plugin.name, path, claim, read_only)
+            metrics_for = getattr(plugin, "metrics_for", None)
+            metrics = metrics_for(path) if metrics_for is not None else None
+            done[spec.name] = MountedVolume(plugin.name, path, claim, read_only, metrics)
             out[spec.name] = path
         return out
 

@@ -6,7 +6,9 @@ because walking a directory tree is slow; so does :class:`VolumeStats`: ``refres
 walks every set-up volume in a thread and caches the figures, which the summary and the
 metrics read. Capacity, available and inodes come from ``statvfs`` of the volume's
 filesystem; used bytes and inodes from a walk of its tree (upstream's ``du``-based
-``MetricsDu``) — except ``local`` volumes, whose whole filesystem is the volume
+``MetricsDu``) — except CSI volumes whose driver has GET_VOLUME_STATS (its
+NodeGetVolumeStats figures, upstream's ``MetricsCSI``) and ``local`` volumes, whose
+whole filesystem is the volume
 (``MetricsStatFS``: used = capacity - free). A pod's own ``hostPath`` volumes are not
 reported (upstream's ``MetricsNil``); a claim bound to a hostPath PV (what the local-path
 provisioner makes) is, by walking its directory.
@@ -103,6 +105,19 @@ def measure(path: Path, plugin: str, now: float | None = None) -> dict[str, Any]
     }
 
 
+def _driver_stats(vol: MountedVolume) -> dict[str, Any] | None:
+    """The volume's own figures (CSI NodeGetVolumeStats); None if the call fails."""
+    assert vol.metrics is not None
+    try:
+        figures = vol.metrics()
+    except Exception:  # a driver that fails: measured like any directory instead
+        return None
+    if not figures:
+        return None
+    stamp = datetime.fromtimestamp(time.time(), UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"time": stamp, **figures}
+
+
 @dataclass
 class VolumeStats:
     """The cached figures of every set-up volume, by pod uid (refreshed in a thread)."""
@@ -123,7 +138,9 @@ class VolumeStats:
             for name, vol in sorted(volumes.items()):
                 if vol.plugin == "kubernetes.io/host-path" and not vol.claim:
                     continue  # a pod's own hostPath: not measured (upstream)
-                stats = measure(vol.path, vol.plugin)
+                stats = _driver_stats(vol) if vol.metrics is not None else None
+                if stats is None:
+                    stats = measure(vol.path, vol.plugin)
                 if stats is None:
                     continue
                 stats["name"] = name
