@@ -11,9 +11,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Hashable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 __all__ = [
     "SERVICE_NAME_LABEL",
@@ -24,6 +24,7 @@ __all__ = [
     "endpoints_by_port",
     "health_checks",
     "load_balancer_ips",
+    "memo",
     "port_proto_hash",
     "service_ports",
 ]
@@ -157,7 +158,8 @@ def health_checks(
 #: at 10,000 services re-parses only what changed; objects without a resourceVersion are
 #: parsed every time)
 PARSE_CACHE_SIZE = 50000
-_parsed: dict[tuple[str, ...], Any] = {}
+_parsed: dict[Hashable, Any] = {}
+V = TypeVar("V")
 
 
 def _parse_key(what: str, obj: Obj, *extra: str) -> tuple[str, ...] | None:
@@ -168,21 +170,26 @@ def _parse_key(what: str, obj: Obj, *extra: str) -> tuple[str, ...] | None:
     return (what, meta.get("namespace") or "", meta.get("name") or "", str(version), *extra)
 
 
-def _remember(key: tuple[str, ...] | None, value: Any) -> None:
-    if key is not None:
-        if len(_parsed) >= PARSE_CACHE_SIZE:
-            _parsed.clear()
-        _parsed[key] = value
+def memo(cache: dict[Hashable, Any], key: Hashable | None, make: Callable[[], V], size: int) -> V:
+    """``cache[key]``, made by ``make()`` when missing (never kept for a None key); the
+    cache is emptied when it reaches ``size`` entries (the proxy's parse and render caches)."""
+    if key is None:
+        return make()
+    try:
+        return cache[key]  # type: ignore[no-any-return]
+    except KeyError:
+        pass
+    value = make()
+    if len(cache) >= size:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 def service_ports(svc: Obj) -> list[ServicePort]:
     """The IPv4 service ports of ``svc``; none for headless or ExternalName services."""
     key = _parse_key("service", svc)
-    cached = _parsed.get(key) if key is not None else None
-    if cached is None:
-        cached = tuple(_service_ports(svc))
-        _remember(key, cached)
-    return list(cached)
+    return list(memo(_parsed, key, lambda: tuple(_service_ports(svc)), PARSE_CACHE_SIZE))
 
 
 def _service_ports(svc: Obj) -> list[ServicePort]:
@@ -262,10 +269,11 @@ PortKey = tuple[str, str, str, str]
 
 def _slice_endpoints(sl: Obj, node_name: str) -> tuple[tuple[PortKey, tuple[Endpoint, ...]], ...]:
     """One slice's contribution to :func:`endpoints_by_port` (parsed once per version)."""
-    cache_key = _parse_key("slice", sl, node_name)
-    cached = _parsed.get(cache_key) if cache_key is not None else None
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
+    key = _parse_key("slice", sl, node_name)
+    return memo(_parsed, key, lambda: _parse_slice(sl, node_name), PARSE_CACHE_SIZE)
+
+
+def _parse_slice(sl: Obj, node_name: str) -> tuple[tuple[PortKey, tuple[Endpoint, ...]], ...]:
     meta = sl.get("metadata") or {}
     service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
     out: list[tuple[PortKey, tuple[Endpoint, ...]]] = []
@@ -281,9 +289,7 @@ def _slice_endpoints(sl: Obj, node_name: str) -> tuple[tuple[PortKey, tuple[Endp
                 if endpoint is not None:
                     bucket.setdefault(endpoint.address, endpoint)
             out.append((key, tuple(sorted(bucket.values(), key=_sort_key))))
-    result = tuple(out)
-    _remember(cache_key, result)
-    return result
+    return tuple(out)
 
 
 def _sort_key(ep: Endpoint) -> tuple[tuple[int, ...], int]:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,7 @@ from pyk8s.proxy.model import (
     ServicePort,
     categorize,
     endpoints_by_port,
+    memo,
     service_ports,
 )
 from pyk8s.proxy.rules import ProxyConfig
@@ -236,7 +237,7 @@ def render_nft(
 
 #: rendered service ports remembered between syncs (see :func:`_fragment`)
 FRAGMENT_CACHE_SIZE = 20000
-_fragments: dict[tuple[ProxyConfig, Family, ServicePort, tuple[Endpoint, ...]], NftRuleset] = {}
+_fragments: dict[Hashable, Any] = {}
 
 
 def _fragment(
@@ -244,15 +245,13 @@ def _fragment(
 ) -> NftRuleset:
     """One service port's chains, sets and elements, rendered once per distinct input (a
     sync at 10,000 services re-renders only the ones that changed)."""
-    key = (config, family, sp, endpoints)
-    cached = _fragments.get(key)
-    if cached is None:
-        cached = NftRuleset(family=family, elements={n: {} for n in (*MAPS, *SETS)})
-        _write_service_port(cached, config, sp, list(endpoints))
-        if len(_fragments) >= FRAGMENT_CACHE_SIZE:
-            _fragments.clear()
-        _fragments[key] = cached
-    return cached
+
+    def make() -> NftRuleset:
+        out = NftRuleset(family=family, elements={n: {} for n in (*MAPS, *SETS)})
+        _write_service_port(out, config, sp, list(endpoints))
+        return out
+
+    return memo(_fragments, (config, family, sp, endpoints), make, FRAGMENT_CACHE_SIZE)
 
 
 def _write_base(out: NftRuleset, config: ProxyConfig) -> None:

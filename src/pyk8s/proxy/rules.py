@@ -27,7 +27,7 @@ so rules from this proxy and from upstream kube-proxy for the same service are n
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +37,7 @@ from pyk8s.proxy.model import (
     categorize,
     endpoints_by_port,
     health_checks,
+    memo,
     port_proto_hash,
     service_ports,
 )
@@ -173,7 +174,7 @@ def render(
 #: how many rendered service ports are remembered (a ruleset of 1,000 services reuses all
 #: but the changed ones on the next sync)
 FRAGMENT_CACHE_SIZE = 20000
-_fragments: dict[tuple[ProxyConfig, ServicePort, tuple[Endpoint, ...]], Ruleset] = {}
+_fragments: dict[Hashable, Any] = {}
 
 
 def _service_port_rules(
@@ -181,15 +182,13 @@ def _service_port_rules(
 ) -> Ruleset:
     """The chains and rules of one service port, rendered once per distinct input (the
     inputs are frozen values, so an unchanged service is never written twice)."""
-    key = (config, sp, endpoints)
-    cached = _fragments.get(key)
-    if cached is None:
-        cached = Ruleset()
-        _write_service_port(cached, config, sp, list(endpoints))
-        if len(_fragments) >= FRAGMENT_CACHE_SIZE:
-            _fragments.clear()
-        _fragments[key] = cached
-    return cached
+
+    def make() -> Ruleset:
+        out = Ruleset()
+        _write_service_port(out, config, sp, list(endpoints))
+        return out
+
+    return memo(_fragments, (config, sp, endpoints), make, FRAGMENT_CACHE_SIZE)
 
 
 def _append(out: Ruleset, part: Ruleset) -> None:
