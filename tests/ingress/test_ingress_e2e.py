@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -254,8 +255,23 @@ def test_scaling_a_backend_changes_upstreams_without_a_failed_request(cluster: I
     assert errors == []
 
 
+def test_nginx_killed_is_started_again(cluster: Ingress) -> None:
+    pid_file = cluster.log.parent / "ingress-nginx" / "nginx.pid"
+    old = int(pid_file.read_text())
+    os.kill(old, signal.SIGKILL)
+
+    def again() -> bool:
+        return int(pid_file.read_text() or 0) != old and cluster.get("a.example.com")[0] == 200
+
+    cluster.wait("nginx started again", _ok(again))
+    with urllib.request.urlopen(f"http://127.0.0.1:{cluster.health_port}/metrics") as resp:
+        metrics = resp.read().decode()
+    restarts = re.search(r"^pyk8s_ingress_nginx_restarts_total (\S+)$", metrics, re.M)
+    assert restarts is not None and float(restarts.group(1)) >= 1
+
+
 def test_sigterm_stops_the_controller_and_nginx(cluster: Ingress, tmp_path: Path) -> None:
-    pid_file = next(Path(cluster.log.parent).glob("ingress-nginx/nginx.pid"))
+    pid_file = cluster.log.parent / "ingress-nginx" / "nginx.pid"
     nginx_pid = int(pid_file.read_text())
     cluster.proc.send_signal(signal.SIGTERM)
     assert cluster.proc.wait(timeout=30) == 0

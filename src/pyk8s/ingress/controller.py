@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 Obj = dict[str, Any]
 DEFAULT_CLASS_ANNOTATION = "ingressclass.kubernetes.io/is-default-class"
 MANAGED_BY = "endpointslice.kubernetes.io/managed-by"
+#: how often the loop checks that nginx still runs (and starts it again if not)
+WATCHDOG_PERIOD = 1.0
 
 
 def _resource(group: str, plural: str) -> Resource:
@@ -136,6 +138,11 @@ class IngressController:
             "Writing, testing and reloading a configuration until nginx serves it",
             registry=self.registry,
             buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        self.nginx_restarts = Counter(
+            "pyk8s_ingress_nginx_restarts",
+            "Times nginx was found dead and started again",
+            registry=self.registry,
         )
         self.ingresses_served = Gauge(
             "pyk8s_ingress_ingresses", "Ingresses this controller serves", registry=self.registry
@@ -297,7 +304,13 @@ class IngressController:
 
     async def _loop(self) -> None:
         while True:
-            await self._changed.wait()
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+            # that lands as the event is set, and then stop() waits forever
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(WATCHDOG_PERIOD):
+                    await self._changed.wait()
+            if not self._changed.is_set() and self.nginx.running():
+                continue  # else sync: it starts nginx again
             while True:  # let the burst settle
                 first = self._first_change or time.monotonic()
                 quiet_at = self._last_change + self.config.debounce
@@ -340,6 +353,9 @@ class IngressController:
         )
         by_key = {(_namespace(i), _name(i)): i for i in ingresses}
         self._record(rendered.findings, by_key)
+        if self.nginx.live_hash and not self.nginx.running():
+            log.warning("nginx is not running; starting it again")
+            self.nginx_restarts.inc()
         if rendered.hash != self.nginx.live_hash or not self.nginx.running():
             started = time.monotonic()
             try:

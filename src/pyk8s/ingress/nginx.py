@@ -79,6 +79,18 @@ def _write_private(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (zombies do not count)."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z" and fields[2] == str(pgid):
+            return True
+    return False
+
+
 def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
@@ -156,10 +168,18 @@ class Nginx:
         self._forget_certificates(set(rendered.files))
 
     async def start(self) -> None:
+        """Start nginx (again): a master that died by SIGKILL leaves its workers holding
+        the listening sockets, so its process group goes first."""
+        if self.proc is not None:
+            self._kill_group(self.proc.pid)
+            for _ in range(200):  # until the kernel has closed their sockets (bounded)
+                if not _group_alive(self.proc.pid):
+                    break
+                await asyncio.sleep(0.01)
         self.status_socket.unlink(missing_ok=True)
         self.proc = await asyncio.create_subprocess_exec(
             self.binary, "-p", str(self.prefix), "-c", str(self.conf), "-g", "daemon off;",
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent, start_new_session=True,
         )  # fmt: skip
         log.info("nginx started", extra={"pid": self.proc.pid, "prefix": str(self.prefix)})
 
@@ -186,7 +206,8 @@ class Nginx:
             return ""
         try:
             writer.write(b"GET /configuration-hash HTTP/1.0\r\nHost: status\r\n\r\n")
-            data = await asyncio.wait_for(reader.read(), 2.0)
+            async with asyncio.timeout(2.0):  # not wait_for: it can swallow a cancellation
+                data = await reader.read()
         except (OSError, TimeoutError):
             return ""
         finally:
@@ -209,8 +230,17 @@ class Nginx:
             return
         proc.send_signal(signal.SIGQUIT)
         try:
-            await asyncio.wait_for(proc.wait(), grace)
+            async with asyncio.timeout(grace):
+                await proc.wait()
         except TimeoutError:
             proc.kill()
             await proc.wait()
+        self._kill_group(proc.pid)
         log.info("nginx stopped", extra={"code": proc.returncode})
+
+    @staticmethod
+    def _kill_group(pid: int) -> None:
+        """SIGKILL what is left of the process group nginx's master led (its own
+        session: nothing else is in it)."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
