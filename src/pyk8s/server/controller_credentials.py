@@ -64,6 +64,7 @@ SERVICE_ACCOUNTS: dict[str, str] = {
     "pvcprotection": "pvc-protection-controller",
     "pvprotection": "pv-protection-controller",
     "ephemeralvolume": "ephemeral-volume-controller",
+    "attachdetach": "attachdetach-controller",
     "clusterroleaggregation": "clusterrole-aggregation-controller",
     "horizontalpodautoscaler": "horizontal-pod-autoscaler",
     "csrsigning": "certificate-controller",

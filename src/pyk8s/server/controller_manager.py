@@ -45,6 +45,7 @@ CONTROLLERS: tuple[str, ...] = (
     "pvcprotection",
     "pvprotection",
     "ephemeralvolume",
+    "attachdetach",
     "clusterroleaggregation",
     "horizontalpodautoscaler",
     "csrsigning",

@@ -374,6 +374,15 @@ _CLUSTER_ROLES: dict[str, tuple[tuple[Rule, ...], Mapping[str, str], str]] = {
 #: the ``system:controller:<name>`` roles of the controllers pyk8s runs (each bound to
 #: the ``kube-system/<name>`` service account)
 _CONTROLLER_ROLES: dict[str, tuple[Rule, ...]] = {
+    "attachdetach-controller": (
+        _r("list watch", "", "persistentvolumes persistentvolumeclaims"),
+        _r("get list watch", "", "nodes"),
+        _r("patch update", "", "nodes/status"),
+        _r("list watch", "", "pods"),
+        _EVENT_WRITER,
+        _r("get create delete list watch", "storage.k8s.io", "volumeattachments"),
+        _r("get list watch", "storage.k8s.io", "csidrivers csinodes"),
+    ),
     "certificate-controller": (
         _r("delete get list watch", "certificates.k8s.io", "certificatesigningrequests"),
         _r(
