@@ -215,6 +215,27 @@ def test_registry_mirror_from_registries_yaml(node: Node, tmp_path: Path) -> Non
         proc.wait(timeout=10)
 
 
+def test_manifest_dropped_into_the_server_directory_is_applied(node: Node) -> None:
+    manifests = node.host.data_dir / "server" / "manifests"
+    manifests.mkdir(parents=True, exist_ok=True)
+    (manifests / "greeting.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: greeting\n  namespace: default\n"
+        "data:\n  text: hello\n"
+    )
+    deadline = time.monotonic() + 30
+    while node.kubectl.run("get", "configmap", "greeting", check=False).returncode != 0:
+        assert time.monotonic() < deadline, node.host.log_file.read_text()[-2000:]
+        time.sleep(0.3)
+    addon = json.loads(node.kubectl("get", "addon", "greeting", "-n", "kube-system", "-o", "json"))
+    assert addon["spec"]["source"] == str((manifests / "greeting.yaml").resolve())
+
+
+def _nft_tables(host: Host) -> str:
+    if shutil.which("nft") is None:
+        return ""
+    return sh("nft", "list", "tables", netns=host.name, check=False)
+
+
 def _processes_naming(path: str) -> list[str]:
     out = []
     for proc in Path("/proc").glob("[0-9]*"):
@@ -237,7 +258,8 @@ def test_killall_leaves_nothing_behind(node: Node) -> None:
     assert any(f" {data}/" in line for line in Path("/proc/mounts").read_text().splitlines())
     links = sh("ip", "-o", "link", netns=host.name)
     assert "cni0" in links and "veth" in links
-    assert "KUBE-" in sh("iptables-save", netns=host.name)
+    # kube-proxy's rules: the nftables kube-proxy table, or KUBE- chains in iptables mode
+    assert "KUBE-" in sh("iptables-save", netns=host.name) or "kube-proxy" in _nft_tables(host)
     a_pid = os.getpid()  # this test's own process is not the node's
 
     out = subprocess.run(
@@ -259,3 +281,4 @@ def test_killall_leaves_nothing_behind(node: Node) -> None:
     assert "proto 201" not in sh("ip", "rule", "show", netns=host.name)
     rules = sh("iptables-save", netns=host.name)
     assert "KUBE-" not in rules and "CNI-" not in rules and "pyk8s" not in rules
+    assert "kube-proxy" not in _nft_tables(host)
