@@ -265,6 +265,17 @@ def test_wait_for_first_consumer_local_path_provisioning(
 ) -> None:
     cls = f"lp-{ns}"
     apply(cluster, local_class(cls))
+    out = cluster.kubectl("get", "sc", cls).split("\n")
+    assert out[0].split() == [
+        "NAME",
+        "PROVISIONER",
+        "RECLAIMPOLICY",
+        "VOLUMEBINDINGMODE",
+        "ALLOWVOLUMEEXPANSION",
+        "AGE",
+    ]
+    assert out[1].split()[:5] == [cls, "pyk8s.io/local-path", "Delete", "WaitForFirstConsumer",
+                                  "false"]  # fmt: skip
     apply(cluster, pvc("data", "2Gi", cls), pvc("bad", "1Gi", cls), ns=ns)
     wait(
         lambda: has_event(
@@ -387,3 +398,22 @@ def test_generic_ephemeral_volume_gets_a_claim_owned_by_its_pod(cluster: Cluster
     )
     cluster.kubectl("delete", "pod", "eph", "-n", ns)
     wait(lambda: gone(cluster, "pvc", "eph-scratch", ns))
+
+
+def test_server_makes_local_path_the_default_class(cluster: Cluster, ns: str) -> None:
+    sc = get(cluster, "sc", "local-path")
+    assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
+    assert (sc["provisioner"], sc["reclaimPolicy"], sc["volumeBindingMode"]) == (
+        "pyk8s.io/local-path",
+        "Delete",
+        "WaitForFirstConsumer",
+    )
+    assert cluster.kubectl("get", "sc", "local-path", "--no-headers").split()[:3] == [
+        "local-path",
+        "(default)",
+        "pyk8s.io/local-path",
+    ]
+    # DefaultStorageClass: no class named gets the default; "" is a choice of no class
+    apply(cluster, pvc("plain", "1Gi", None), pvc("none", "1Gi", ""), ns=ns)
+    assert get(cluster, "pvc", "plain", ns)["spec"]["storageClassName"] == "local-path"
+    assert get(cluster, "pvc", "none", ns)["spec"]["storageClassName"] == ""

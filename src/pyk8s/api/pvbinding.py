@@ -10,6 +10,7 @@ the controller manager and provisioners.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from typing import Any
@@ -90,10 +91,14 @@ def storage_of(obj: Obj, *path: str) -> Decimal:
     for p in path:
         cur = (cur or {}).get(p) if isinstance(cur, dict) else None
     value = (cur or {}).get("storage") if isinstance(cur, dict) else None
-    if value is None:
-        return Decimal(0)
+    return Decimal(0) if value is None else _parse_storage(str(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parse_storage(text: str) -> Decimal:
+    """Quantities repeat across thousands of volumes, and matching compares them all."""
     try:
-        return parse_quantity(value)
+        return parse_quantity(text)
     except QuantityError:
         return Decimal(0)
 

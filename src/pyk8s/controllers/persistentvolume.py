@@ -41,6 +41,7 @@ from typing import Any
 from pyk8s.api import pvbinding as pvb
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import NORMAL, WARNING, ApiError, EventRecorder, is_not_found
+from pyk8s.client.informer import Store
 from pyk8s.controllers.runtime import Controller, Manager, Request, Result
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,50 @@ def _claim_key(claim: Obj) -> str:
     return f"{m.get('namespace', '')}/{m.get('name', '')}"
 
 
+def _rv(obj: Obj | None) -> int:
+    try:
+        return int(((obj or {}).get("metadata") or {}).get("resourceVersion") or 0)
+    except ValueError:
+        return 0
+
+
+class Newest:
+    """An informer's objects, overlaid with what this controller last wrote until the
+    informer has caught up (upstream's ``storeObjectUpdate``): the next sync of a claim
+    or volume starts from its own write, not from a copy a conflict would refuse."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.written: dict[tuple[str, str], Obj] = {}
+
+    def note(self, obj: Obj) -> Obj:
+        meta = obj["metadata"]
+        key = (str(meta.get("namespace") or ""), str(meta["name"]))
+        if _rv(obj) > _rv(self.written.get(key)):
+            self.written[key] = obj
+        return obj
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        cached = self.store.get_by_name(namespace or None, name)
+        mine = self.written.get((namespace, name))
+        if mine is None:
+            return cached
+        if cached is None or _rv(cached) >= _rv(mine):
+            del self.written[(namespace, name)]  # gone, or the informer caught up
+            return cached
+        return mine
+
+    def list(self) -> list[Obj]:
+        if not self.written:
+            return self.store.list()
+        out = []
+        for obj in self.store.list():
+            meta = obj["metadata"]
+            newest = self.get(str(meta.get("namespace") or ""), str(meta["name"]))
+            out.append(newest if newest is not None else obj)
+        return out
+
+
 class PersistentVolumeReconciler:
     def __init__(self, manager: Manager) -> None:
         self.client = manager.client
@@ -87,6 +132,17 @@ class PersistentVolumeReconciler:
         self.claims = manager.informers.informer(PVCS)
         self.classes = manager.informers.informer(CLASSES)
         self.pods = manager.informers.informer(PODS)
+        self.newest_claims = Newest(self.claims.store)
+        self.newest_volumes = Newest(self.volumes.store)
+
+    async def _update_claim(self, claim: Obj, *, status: bool = False) -> Obj:
+        ns = claim["metadata"]["namespace"]
+        write = self.client.update_status if status else self.client.update
+        return self.newest_claims.note(await write(PVCS, claim, ns))
+
+    async def _update_volume(self, volume: Obj, *, status: bool = False) -> Obj:
+        write = self.client.update_status if status else self.client.update
+        return self.newest_volumes.note(await write(PVS, volume))
 
     def setup(self, controller: Controller) -> None:
         controller.watch(self.claims)
@@ -128,11 +184,11 @@ class PersistentVolumeReconciler:
 
     async def reconcile(self, request: Request) -> Result | None:
         if request.namespace:
-            claim = self.claims.store.get_by_name(request.namespace, request.name)
+            claim = self.newest_claims.get(request.namespace, request.name)
             if claim is not None:
                 await self.sync_claim(copy.deepcopy(claim))
             return None
-        volume = self.volumes.store.get_by_name(None, request.name)
+        volume = self.newest_volumes.get("", request.name)
         if volume is not None:
             await self.sync_volume(copy.deepcopy(volume))
         return None
@@ -156,7 +212,9 @@ class PersistentVolumeReconciler:
         spec = claim.get("spec") or {}
         if not spec.get("volumeName"):
             delay = self._delay_binding(claim)
-            volume = pvb.find_matching_volume(claim, self.volumes.store.list(), delay_binding=delay)
+            volume = pvb.find_matching_volume(
+                claim, self.newest_volumes.list(), delay_binding=delay
+            )
             if volume is not None:
                 await self._bind(copy.deepcopy(volume), claim)
                 return
@@ -171,7 +229,7 @@ class PersistentVolumeReconciler:
             await self._claim_status(claim, "Pending")
             return
         name = str(spec["volumeName"])
-        cached = self.volumes.store.get_by_name(None, name)
+        cached = self.newest_volumes.get("", name)
         if cached is None:
             log.info("claim %s: volume %q requested and not found", _claim_key(claim), name)
             await self._claim_status(claim, "Pending")
@@ -214,7 +272,7 @@ class PersistentVolumeReconciler:
         if default is None:
             return False
         claim["spec"]["storageClassName"] = default["metadata"]["name"]
-        await self.client.update(PVCS, claim, claim["metadata"]["namespace"])
+        await self._update_claim(claim)
         return True
 
     def _event_for_delayed_claim(self, claim: Obj) -> None:
@@ -258,7 +316,7 @@ class PersistentVolumeReconciler:
             ann[pvb.ANN_STORAGE_PROVISIONER] = provisioner
             ann[pvb.ANN_BETA_STORAGE_PROVISIONER] = provisioner
             _meta(claim)["annotations"] = ann
-            claim = await self.client.update(PVCS, claim, claim["metadata"]["namespace"])
+            claim = await self._update_claim(claim)
         self.recorder.event(
             claim, NORMAL, "ExternalProvisioning", EXTERNAL_MESSAGE.format(provisioner)
         )
@@ -273,7 +331,7 @@ class PersistentVolumeReconciler:
                 "Bound claim has lost reference to PersistentVolume. Data on the volume is lost!",
             )
             return
-        cached = self.volumes.store.get_by_name(None, name)
+        cached = self.newest_volumes.get("", name)
         if cached is None:
             await self._claim_lost(
                 claim,
@@ -332,8 +390,7 @@ class PersistentVolumeReconciler:
             changed = True
         if not changed:
             return volume
-        updated: Obj = await self.client.update(PVS, volume)
-        return updated
+        return await self._update_volume(volume)
 
     async def _bind_claim_to_volume(self, claim: Obj, volume: Obj) -> Obj:
         spec = claim.setdefault("spec", {})
@@ -349,8 +406,7 @@ class PersistentVolumeReconciler:
         if not changed:
             return claim
         _meta(claim)["annotations"] = ann
-        updated: Obj = await self.client.update(PVCS, claim, claim["metadata"]["namespace"])
-        return updated
+        return await self._update_claim(claim)
 
     async def _claim_status(self, claim: Obj, phase: str, volume: Obj | None = None) -> Obj:
         status = dict(claim.get("status") or {})
@@ -366,9 +422,7 @@ class PersistentVolumeReconciler:
             return claim
         claim["status"] = want
         try:
-            updated: Obj = await self.client.update_status(
-                PVCS, claim, claim["metadata"]["namespace"]
-            )
+            updated = await self._update_claim(claim, status=True)
         except ApiError as err:
             if is_not_found(err):
                 return claim
@@ -384,7 +438,7 @@ class PersistentVolumeReconciler:
             new["message"] = message
         volume["status"] = new
         try:
-            updated: Obj = await self.client.update_status(PVS, volume)
+            updated = await self._update_volume(volume, status=True)
         except ApiError as err:
             if is_not_found(err):
                 return volume
@@ -428,14 +482,14 @@ class PersistentVolumeReconciler:
         else:
             spec = volume["spec"]
             spec["claimRef"] = {k: v for k, v in spec["claimRef"].items() if k != "uid"}
-            volume = await self.client.update(PVS, volume)
+            volume = await self._update_volume(volume)
             await self._volume_phase(volume, "Available")
 
     async def _claim_of(self, ref: Obj) -> Obj | None:
         """The claim a volume names: the cache, then the API server (a new claim may not
         have reached the cache yet, and releasing a volume by mistake loses data)."""
         ns, name = str(ref.get("namespace", "")), str(ref.get("name", ""))
-        claim = self.claims.store.get_by_name(ns, name)
+        claim = self.newest_claims.get(ns, name)
         if claim is not None:
             return claim
         try:
@@ -452,7 +506,7 @@ class PersistentVolumeReconciler:
         ann = pvb.annotations_of(volume)
         ann.pop(pvb.ANN_BOUND_BY_CONTROLLER, None)
         _meta(volume)["annotations"] = ann
-        volume = await self.client.update(PVS, volume)
+        volume = await self._update_volume(volume)
         await self._volume_phase(volume, "Available")
 
     async def _reclaim(self, volume: Obj) -> None:
