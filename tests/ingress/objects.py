@@ -4,13 +4,9 @@ renderer's tests and the end-to-end test."""
 from __future__ import annotations
 
 import base64
-import datetime
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from pyk8s.ingress.nginx import self_signed
 
 JSON = dict[str, Any]
 
@@ -99,26 +95,7 @@ def endpoint_slice(
 
 def key_pair(host: str) -> tuple[bytes, bytes]:
     """A self-signed certificate for ``host`` and its key, PEM."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(host)]), False)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+    return self_signed(host, host, days=1)
 
 
 def tls_secret(name: str, cert: bytes, key: bytes, namespace: str = "default") -> JSON:

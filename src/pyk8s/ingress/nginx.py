@@ -33,7 +33,7 @@ from cryptography.x509.oid import NameOID
 
 from pyk8s.ingress.render import Rendered
 
-__all__ = ["NGINX", "Nginx", "NginxError", "write_default_certificate"]
+__all__ = ["NGINX", "Nginx", "NginxError", "self_signed", "write_default_certificate"]
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ class NginxError(Exception):
     """nginx refused a configuration, or would not start or reload."""
 
 
-def write_default_certificate(path: Path) -> None:
-    """A self-signed certificate + key (one PEM file) for hosts without a usable Secret."""
+def self_signed(common_name: str, dns_name: str, days: int = 365) -> tuple[bytes, bytes]:
+    """A self-signed certificate for ``dns_name`` and its key, PEM."""
     key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, FAKE_CERT_CN)])
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
     now = datetime.datetime.now(datetime.UTC)
     cert = (
         x509.CertificateBuilder()
@@ -59,16 +59,22 @@ def write_default_certificate(path: Path) -> None:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=365))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName("ingress.local")]), False)
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(dns_name)]), False)
         .sign(key, hashes.SHA256())
     )
-    pem = cert.public_bytes(serialization.Encoding.PEM) + key.private_bytes(
+    key_pem = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption(),
     )
-    _write_private(path, pem)
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def write_default_certificate(path: Path) -> None:
+    """A self-signed certificate + key (one PEM file) for hosts without a usable Secret."""
+    cert, key = self_signed(FAKE_CERT_CN, "ingress.local")
+    _write_private(path, cert + key)
 
 
 def _write_private(path: Path, data: bytes) -> None:
