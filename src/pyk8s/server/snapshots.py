@@ -27,6 +27,7 @@ from pyk8s.storage.snapshot import (
     save_etcd,
     save_sqlite,
     snapshot_name,
+    verify,
 )
 
 log = logging.getLogger(__name__)
@@ -88,7 +89,9 @@ def format_list(snapshots: list[SnapshotFile]) -> str:
 
 async def cluster_reset_restore(endpoint: str, path: Path) -> RestoreResult:
     """Make the datastore equal to the snapshot (the server must not be running: the
-    SQLite store's lock refuses a second opener)."""
+    SQLite store's lock refuses a second opener). The file is checked before the
+    datastore is even opened."""
+    await asyncio.to_thread(verify, path)
     store = await open_store(endpoint)
     try:
         return await restore(store, path)
