@@ -26,6 +26,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -109,9 +110,17 @@ def _logged(
     return call
 
 
+def is_mount(path: Path) -> bool:
+    """``path`` is a mount point (a bind mount too, which ``os.path.ismount`` misses when
+    it stays on the same filesystem)."""
+    point = os.path.realpath(path)
+    with open("/proc/self/mounts") as f:
+        return any(line.split()[1].replace("\\040", " ") == point for line in f)
+
+
 def _bind_mount(source: Path, target: Path, read_only: bool) -> None:
     target.mkdir(parents=True, exist_ok=True)
-    if os.path.ismount(target):
+    if is_mount(target):
         return
     subprocess.run(["mount", "--bind", str(source), str(target)], check=True, capture_output=True)
     if read_only:
@@ -121,7 +130,7 @@ def _bind_mount(source: Path, target: Path, read_only: bool) -> None:
 
 
 def _unmount(target: Path) -> None:
-    if os.path.ismount(target):
+    while is_mount(target):
         subprocess.run(["umount", str(target)], check=True, capture_output=True)
     if target.is_dir():
         target.rmdir()
@@ -451,7 +460,7 @@ class NodeService(pbg.NodeServicer):
             if request.staging_target_path
             else d.path(request.volume_id)
         )
-        if request.staging_target_path and not await asyncio.to_thread(os.path.ismount, source):
+        if request.staging_target_path and not await asyncio.to_thread(is_mount, source):
             raise CSIError(
                 grpc.StatusCode.FAILED_PRECONDITION,
                 f"volume {request.volume_id} is not staged at {source}",
@@ -520,7 +529,5 @@ class NodeService(pbg.NodeServicer):
 
 
 def _remove_tree(path: Path) -> None:
-    import shutil
-
     if path.exists():
         shutil.rmtree(path)

@@ -406,7 +406,7 @@ class CSIPlugin:
         driver = self._driver(name)
         handle = str(csi.get("volumeHandle") or f"csi-{ctx.pod['metadata']['uid']}-{spec.name}")
         target = ctx.dir / "mount"
-        if (ctx.dir / "vol_data.json").is_file() and os.path.ismount(target):
+        if (ctx.dir / "vol_data.json").is_file() and target in _mounts_under(target):
             return target  # published already
         dspec = (ctx.lookups.csi_driver(name) or {}).get("spec") or {}
         publish_context: dict[str, str] = {}
