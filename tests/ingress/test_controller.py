@@ -60,3 +60,19 @@ def test_ingresses_without_a_class_are_served_while_ours_is_the_default(tmp_path
     assert {i["metadata"]["name"] for i in c.served()} == {"named", "classless"}
     c.informers["ingressclasses"].store.add(ingress_class(default=False))
     assert {i["metadata"]["name"] for i in c.served()} == {"named"}
+
+
+def test_pyk8s_server_runs_the_controller_unless_disabled(tmp_path: Path) -> None:
+    from pyk8s import cli
+    from pyk8s.server import ingress_controller
+
+    def child(*flags: str) -> list[str] | None:
+        args = cli.parse_args(["server", "--data-dir", str(tmp_path), *flags])
+        passed = cli._passed_through(args.ingress_controller_args)
+        return ingress_controller.server_args(args, passed)
+
+    flags = child("--node-ip", "192.0.2.5", "--ingress-controller-arg", "http-port=9080")
+    data_dir = str(tmp_path / "server")
+    assert flags == ["--data-dir", data_dir, "--node-ip", "192.0.2.5", "--http-port", "9080"]
+    assert child("--disable", "ingress") is None
+    assert child("--disable", "traefik,servicelb") is None  # k3s's name and list form
