@@ -61,7 +61,8 @@ def node() -> Iterator[Node]:
     with host.log_file.open("ab") as log:
         proc = subprocess.Popen(
             [*ns, sys.executable, "-m", "pyk8s", "server", "--data-dir", str(host.data_dir),
-             "--node-name", host.name, "--node-ip", host.ip, "--etcd-disable-snapshots"],
+             "--node-name", host.name, "--node-ip", host.ip, "--etcd-disable-snapshots",
+             "--disable", "traefik"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     host.proc = proc
