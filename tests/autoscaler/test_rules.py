@@ -116,3 +116,29 @@ async def test_priority_expander_follows_the_configmap() -> None:
     ca = Autoscaler(client, [o.group for o in options], None, Options(expander="priority"))  # type: ignore[arg-type]
     chosen = await ca._by_priority(options)
     assert sorted(o.group.name for o in chosen) == ["spot-a", "spot-b"]
+
+
+async def test_frequent_loops_start_at_once_after_a_scale_up_or_an_unschedulable_pod() -> None:
+    import asyncio
+
+    from pyk8s.autoscaler.autoscaler import Autoscaler, Options
+
+    unschedulable = pod("p", cpu="1")
+    unschedulable["status"] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]}  # fmt: skip
+    stop = asyncio.Event()
+    ca = Autoscaler(None, [], None, Options(scan_interval=60.0, frequent_loops=True))  # type: ignore[arg-type]
+    await asyncio.wait_for(ca._wait_for_next_loop(stop, productive=True), 1.0)
+    waiting = asyncio.create_task(ca._wait_for_next_loop(stop, productive=False))
+    ca._observe_pod(pod("running"))  # a pod that is not unschedulable wakes nothing
+    assert not ca._unschedulable_seen.is_set()
+    ca._observe_pod(unschedulable)
+    await asyncio.wait_for(waiting, 1.0)  # not the 60-s scan interval
+    # upstream's default: the scan interval alone, even with the pod already seen (a wait
+    # on it would end at the first step of the loop)
+    plain = Autoscaler(None, [], None, Options(scan_interval=60.0))  # type: ignore[arg-type]
+    plain._observe_pod(unschedulable)
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(plain._wait_for_next_loop(stop, productive=True), 0.2)
+    stop.set()
+    await asyncio.wait_for(plain._wait_for_next_loop(stop, productive=True), 1.0)

@@ -64,7 +64,7 @@ def components(cm_server: Server, tmp_path_factory: pytest.TempPathFactory) -> I
             get = ("get", "apiservice", apiservice)
             wait_until(lambda get=get: kubectl.run(*get, check=False).returncode == 0)  # type: ignore[misc]
             kubectl("wait", "--for=condition=Available", f"apiservice/{apiservice}",
-                    "--timeout=60s")  # fmt: skip
+                    "--timeout=120s")  # fmt: skip
         yield kubectl
     finally:
         for apiservice in APISERVICES:

@@ -94,6 +94,9 @@ class Options:
     status_config_map_name: str = STATUS_CONFIGMAP
     #: nodes created at once
     creation_parallelism: int = 64
+    #: upstream's --frequent-loops-enabled: the next loop starts at once after one that
+    #: scaled up, and as soon as a pod is marked unschedulable, not only every scan interval
+    frequent_loops: bool = False
     rng: random.Random = field(default_factory=random.Random)
 
 
@@ -228,6 +231,12 @@ class Autoscaler:
         self._tasks: set[asyncio.Task[None]] = set()
         self._synced = False
         self._status_transitions: dict[str, tuple[str, str]] = {}
+        #: a pod was marked unschedulable since the last loop began (upstream's pod observer)
+        self._unschedulable_seen = asyncio.Event()
+        if self.opts.frequent_loops:
+            self.pods.add_event_handler(
+                on_add=self._observe_pod, on_update=lambda _old, new: self._observe_pod(new)
+            )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -243,13 +252,14 @@ class Autoscaler:
             self._synced = True
             log.info("cluster autoscaler started", extra={"nodeGroups": list(self.groups)})
             while not stop.is_set():
+                started = self.clock()
+                self._unschedulable_seen.clear()
                 try:
                     await self.run_once()
                 except ClientError as err:
                     self.metrics.errors.labels("apiCallError").inc()
                     log.warning("autoscaling loop failed: %s", err)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self.opts.scan_interval)
+                await self._wait_for_next_loop(stop, productive=self.last_scale_up >= started)
         finally:
             for task in list(self._tasks):
                 task.cancel()
@@ -259,6 +269,26 @@ class Autoscaler:
             await self.recorder.close()
             for inf in (self.nodes, self.pods, self.pdbs):
                 await inf.stop()
+
+    def _observe_pod(self, pod: Obj) -> None:
+        if is_unschedulable(pod):
+            self._unschedulable_seen.set()
+
+    async def _wait_for_next_loop(self, stop: asyncio.Event, productive: bool) -> None:
+        """The scan interval; with frequent loops (upstream's LoopTrigger) no wait after
+        a loop that scaled up, and an end to the wait when a pod becomes unschedulable."""
+        if self.opts.frequent_loops and productive:
+            await asyncio.sleep(0)
+            return
+        waits = [asyncio.ensure_future(stop.wait())]
+        if self.opts.frequent_loops:
+            waits.append(asyncio.ensure_future(self._unschedulable_seen.wait()))
+        try:
+            await asyncio.wait(waits, timeout=self.opts.scan_interval,
+                               return_when=asyncio.FIRST_COMPLETED)  # fmt: skip
+        finally:
+            for w in waits:
+                w.cancel()
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.create_task(coro)

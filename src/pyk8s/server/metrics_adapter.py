@@ -31,13 +31,12 @@ from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, SharedInformer, component_user_agent, load_config
 from pyk8s.metricsadapter.api import GROUP, VERSIONS, CustomMetricsAPI
 from pyk8s.metricsadapter.series import PodScraper, SeriesStore, scrape_url
-from pyk8s.metricsserver.api import serving_context
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.metrics_server import (
-    AUTH_REFRESH,
     NAMESPACE,
-    read_requestheader,
+    FrontProxyTrust,
     register_objects,
+    serve_https,
     serving_files,
 )
 
@@ -133,11 +132,8 @@ async def run(opts: Options) -> None:
         service=SERVICE_NAME,
     )  # fmt: skip
     async with Client(config, user_agent=component_user_agent("metrics-adapter")) as client:
-        requestheader = await read_requestheader(client)
-        while requestheader is None:
-            await asyncio.sleep(2.0)
-            requestheader = await read_requestheader(client)
-        current = {"requestheader": requestheader}
+        trust = FrontProxyTrust(client)
+        requestheader = await trust.load()
         pods = SharedInformer.for_resource(client, PODS)
         store = SeriesStore()
         registry = CollectorRegistry()
@@ -147,7 +143,7 @@ async def run(opts: Options) -> None:
             store,
             client=client,
             pods=lambda ns: [p for p in pods.store.list() if p["metadata"].get("namespace") == ns],
-            requestheader=lambda: current["requestheader"],
+            requestheader=trust.current,
         )
         scraper = PodScraper(timeout=min(opts.scrape_timeout, opts.scrape_interval))
         runner = web.AppRunner(api.app, access_log=None, handle_signals=False)
@@ -157,12 +153,9 @@ async def run(opts: Options) -> None:
         tasks: list[asyncio.Task[None]] = []
         try:
             await health.start()
-            await runner.setup()
-            ctx = serving_context(cert, key, requestheader.client_ca)
-            await web.TCPSite(
-                runner, opts.bind_address, opts.secure_port, ssl_context=ctx, reuse_address=True
-            ).start()
-            port = int(runner.addresses[0][1])  # the one bound (--secure-port 0: any free)
+            port = await serve_https(
+                runner, opts.bind_address, opts.secure_port, cert, key, requestheader.client_ca
+            )
             await pods.wait_synced()
 
             async def scrape_loop() -> None:
@@ -184,16 +177,9 @@ async def run(opts: Options) -> None:
                     scraped.set()
                     await asyncio.sleep(max(0.0, opts.scrape_interval - (loop.time() - started)))
 
-            async def refresh_requestheader() -> None:
-                while True:
-                    await asyncio.sleep(AUTH_REFRESH)
-                    fresh = await read_requestheader(client)
-                    if fresh is not None:
-                        current["requestheader"] = fresh
-
             tasks = [
                 asyncio.create_task(scrape_loop(), name="scrape"),
-                asyncio.create_task(refresh_requestheader(), name="requestheader"),
+                asyncio.create_task(trust.refresh_forever(), name="requestheader"),
             ]
             if opts.advertise_address:
                 await register_objects(client, registration_objects(opts.advertise_address, port))

@@ -54,7 +54,14 @@ from pyk8s.metricsserver.scraper import DEFAULT_ADDRESS_TYPES, Scraper
 from pyk8s.metricsserver.storage import Storage
 from pyk8s.server.component import HealthServer, stop_on_signals
 
-__all__ = ["Options", "read_requestheader", "register_objects", "run", "serving_files"]
+__all__ = [
+    "FrontProxyTrust",
+    "Options",
+    "register_objects",
+    "run",
+    "serve_https",
+    "serving_files",
+]
 
 log = logging.getLogger(__name__)
 
@@ -292,6 +299,44 @@ async def read_requestheader(client: Client) -> RequestHeader | None:
         return None
 
 
+class FrontProxyTrust:
+    """What the front proxy's trust currently is: read at start (waited for, as an
+    extension API server cannot authenticate anyone without it) and every minute."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.requestheader: RequestHeader | None = None
+
+    async def load(self) -> RequestHeader:
+        got = await read_requestheader(self.client)
+        while got is None:
+            await asyncio.sleep(2.0)
+            got = await read_requestheader(self.client)
+        self.requestheader = got
+        return got
+
+    def current(self) -> RequestHeader | None:
+        return self.requestheader
+
+    async def refresh_forever(self) -> None:
+        while True:
+            await asyncio.sleep(AUTH_REFRESH)
+            fresh = await read_requestheader(self.client)
+            if fresh is not None:
+                self.requestheader = fresh
+
+
+async def serve_https(
+    runner: web.AppRunner, bind_address: str, port: int, cert: str, key: str, client_ca: str
+) -> int:
+    """Serve ``runner``'s application over TLS that asks for front-proxy client
+    certificates; the port bound (``port`` 0: any free one)."""
+    await runner.setup()
+    ctx = serving_context(cert, key, client_ca)
+    await web.TCPSite(runner, bind_address, port, ssl_context=ctx, reuse_address=True).start()
+    return int(runner.addresses[0][1])
+
+
 async def run(opts: Options) -> None:
     if opts.metric_resolution <= 0:
         raise ValueError("--metric-resolution must be positive")
@@ -301,11 +346,8 @@ async def run(opts: Options) -> None:
     )
     kubelet_ssl = kubelet_context(opts, config)
     async with Client(config, user_agent=component_user_agent("metrics-server")) as client:
-        requestheader = await read_requestheader(client)
-        while requestheader is None:
-            await asyncio.sleep(2.0)
-            requestheader = await read_requestheader(client)
-        current = {"requestheader": requestheader}
+        trust = FrontProxyTrust(client)
+        requestheader = await trust.load()
         nodes = SharedInformer.for_resource(client, NODES)
         pods = SharedInformer.for_resource(client, PODS)
         storage = Storage()
@@ -319,7 +361,7 @@ async def run(opts: Options) -> None:
             node=nodes.store.get,
             pods=pods.store.list,
             pod=lambda ns, name: pods.store.get_by_name(ns, name),
-            requestheader=lambda: current["requestheader"],
+            requestheader=trust.current,
         )
         scraper = Scraper(
             kubelet_ssl,
@@ -334,12 +376,9 @@ async def run(opts: Options) -> None:
         tasks: list[asyncio.Task[None]] = []
         try:
             await health.start()
-            await runner.setup()
-            ctx = serving_context(cert, key, requestheader.client_ca)
-            await web.TCPSite(
-                runner, opts.bind_address, opts.secure_port, ssl_context=ctx, reuse_address=True
-            ).start()
-            port = int(runner.addresses[0][1])  # the one bound (--secure-port 0: any free)
+            port = await serve_https(
+                runner, opts.bind_address, opts.secure_port, cert, key, requestheader.client_ca
+            )
             await nodes.wait_synced()
             await pods.wait_synced()
 
@@ -359,16 +398,9 @@ async def run(opts: Options) -> None:
                                                      "scraped": len(samples)})  # fmt: skip
                     await asyncio.sleep(max(0.0, opts.metric_resolution - (loop.time() - started)))
 
-            async def refresh_requestheader() -> None:
-                while True:
-                    await asyncio.sleep(AUTH_REFRESH)
-                    fresh = await read_requestheader(client)
-                    if fresh is not None:
-                        current["requestheader"] = fresh
-
             tasks = [
                 asyncio.create_task(scrape_loop(), name="scrape"),
-                asyncio.create_task(refresh_requestheader(), name="requestheader"),
+                asyncio.create_task(trust.refresh_forever(), name="requestheader"),
             ]
             if opts.advertise_address:
                 await register(client, opts.advertise_address, port)
