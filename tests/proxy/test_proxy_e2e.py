@@ -74,11 +74,15 @@ async def test_service_traffic_through_the_proxy(
         ips = sorted(net.backends.values())
         eps = await client.create(ENDPOINT_SLICES, endpoint_slice("web-1", ips), namespace)
 
+        if mode == "nftables":  # an iptables-mode proxy ran on this node before
+            net.in_client("iptables", "-w", "-t", "nat", "-N", "KUBE-SVC-LEFTOVER")
         proxier = Proxier(
             client, "node-a", command_prefix=net.prefix, min_sync_period=0.2, mode=mode
         )
         await asyncio.wait_for(proxier.start(), 30)
         try:
+            if mode == "nftables":  # ... and its rules are gone
+                assert "KUBE-" not in net.in_client("iptables-save")
             url = f"http://{cluster_ip}:80/"
 
             async def both() -> bool:
