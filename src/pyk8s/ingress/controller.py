@@ -42,7 +42,7 @@ from pyk8s.client import (
     is_not_found,
 )
 from pyk8s.ingress.nginx import Nginx, NginxError
-from pyk8s.ingress.render import Finding, RenderConfig, Rendered, owns, render
+from pyk8s.ingress.render import Finding, RenderConfig, owns, render
 
 __all__ = ["DEFAULT_CLASS_ANNOTATION", "ControllerConfig", "IngressController"]
 
@@ -147,7 +147,6 @@ class IngressController:
         self.ingresses_served = Gauge(
             "pyk8s_ingress_ingresses", "Ingresses this controller serves", registry=self.registry
         )
-        self.last_rendered: Rendered | None = None
         self._findings: set[Finding] = set()
         self._changed = asyncio.Event()
         self._first_change: float | None = None
@@ -374,7 +373,6 @@ class IngressController:
             self.reload_ok.set(1)
             self.reload_ok_time.set_to_current_time()
             self.reloads.inc()
-            self.last_rendered = rendered
             log.info(
                 "nginx reloaded",
                 extra={
