@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import logging
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -171,3 +172,25 @@ async def run(opts: Options) -> None:
             await server.stop(grace=2)
         for path in sockets:
             path.unlink(missing_ok=True)
+
+
+def main(args: argparse.Namespace) -> int:
+    """``pyk8s csi-hostpath`` (parsed by :func:`add_arguments`)."""
+    import asyncio
+
+    from pyk8s.client import ClientError
+    from pyk8s.server import logs
+
+    logs.setup("csi-hostpath", args.log_level)
+    try:
+        asyncio.run(run(options(args)))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s csi-hostpath: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # python -m pyk8s.server.csi_hostpath (tests, before the CLI)
+    parser = argparse.ArgumentParser(prog="pyk8s csi-hostpath")
+    add_arguments(parser)
+    sys.exit(main(parser.parse_args()))
