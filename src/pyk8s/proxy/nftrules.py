@@ -45,10 +45,7 @@ __all__ = [
     "TABLE",
     "Family",
     "NftRuleset",
-    "affinity_set",
-    "endpoint_chain",
     "render_nft",
-    "service_chain",
 ]
 
 TABLE = "kube-proxy"
@@ -65,6 +62,7 @@ class Family:
 
 
 IPV4 = Family()
+#: the dual-stack table (the model yields IPv4 service ports only so far)
 IPV6 = Family("ip6", "ipv6_addr", "::1")
 
 
@@ -85,18 +83,6 @@ def _endpoint_base(sp: ServicePort, ep: Endpoint) -> str:
     return _hash_and_truncate(
         f"{sp.namespace}/{sp.service}/{sp.proto}/{sp.port_name}__{ip}/{ep.port}"
     )
-
-
-def service_chain(sp: ServicePort) -> str:
-    return "service-" + _port_base(sp)
-
-
-def endpoint_chain(sp: ServicePort, ep: Endpoint) -> str:
-    return "endpoint-" + _endpoint_base(sp, ep)
-
-
-def affinity_set(sp: ServicePort, ep: Endpoint) -> str:
-    return "affinity-" + _endpoint_base(sp, ep)
 
 
 #: maps and sets every table has: name → declaration body
@@ -139,14 +125,6 @@ class NftRuleset:
     elements: dict[str, dict[str, str]] = field(default_factory=dict)
     #: affinity set → declaration body
     dynamic_sets: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def rule_count(self) -> int:
-        return sum(len(r) for r in self.chains.values())
-
-    @property
-    def element_count(self) -> int:
-        return sum(len(e) for e in self.elements.values())
 
     def _p(self) -> str:
         return f"{self.family.name} {TABLE}"
