@@ -423,7 +423,11 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="do not run this bundled component (k3s's flag): ingress (alias traefik)",
+        help="do not run this bundled component (k3s's flag): ingress (alias traefik), "
+        "metrics-server, coredns (pyk8s dns)",
+    )
+    server.add_argument(
+        "--disable-scheduler", action="store_true", help="do not run the scheduler (k3s's flag)"
     )
     _add_agent_flags(server, in_server=True)
     _add_snapshot_server_flags(server)
@@ -456,15 +460,6 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("--kubeconfig", type=Path, default=None)
     ca.add_argument("--config", type=Path, required=True, metavar="GROUPS.yaml")
     ca.add_argument("--scan-interval", default="10s")
-    ca.add_argument(
-        "--frequent-loops-enabled",
-        type=lambda v: v.lower() == "true",
-        nargs="?",
-        const=True,
-        default=False,
-        metavar="BOOL",
-        help="start a loop at once after a scale-up and when a pod becomes unschedulable",
-    )
     ca.add_argument("--expander", default="random", help="random, least-waste, priority")
     ca.add_argument(
         "--scale-down-enabled", type=lambda v: v.lower() == "true", default=True, metavar="BOOL"
@@ -833,11 +828,24 @@ def _run_apiserver(args: argparse.Namespace) -> int:
                 )
                 if ingress is not None:
                     components.append(("ingress-controller", *ingress))
+            disabled = _disabled_components(args)
+            components = [c for c in components if c[0] not in disabled]
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _disabled_components(args: argparse.Namespace) -> set[str]:
+    """The supervised components ``--disable NAME`` and ``--disable-scheduler`` turn off
+    (k3s's names: coredns is ``pyk8s dns``)."""
+    names = {n.strip() for v in args.disable for n in v.split(",")}
+    aliases = {"coredns": "dns", "metrics-server": "metrics-server"}
+    out = {aliases[n] for n in names if n in aliases}
+    if args.disable_scheduler:
+        out.add("scheduler")
+    return out
 
 
 def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -985,7 +993,6 @@ def _run_cluster_autoscaler(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             autoscaler=Options(
                 scan_interval=parse_duration(args.scan_interval),
-                frequent_loops=args.frequent_loops_enabled,
                 expander=args.expander,
                 scale_down_enabled=args.scale_down_enabled,
                 scale_down_utilization_threshold=args.scale_down_utilization_threshold,
