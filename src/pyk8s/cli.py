@@ -460,6 +460,15 @@ def _parser() -> argparse.ArgumentParser:
     ca.add_argument("--kubeconfig", type=Path, default=None)
     ca.add_argument("--config", type=Path, required=True, metavar="GROUPS.yaml")
     ca.add_argument("--scan-interval", default="10s")
+    ca.add_argument(
+        "--frequent-loops-enabled",
+        type=lambda v: v.lower() == "true",
+        nargs="?",
+        const=True,
+        default=False,
+        metavar="BOOL",
+        help="start a loop at once after a scale-up and when a pod becomes unschedulable",
+    )
     ca.add_argument("--expander", default="random", help="random, least-waste, priority")
     ca.add_argument(
         "--scale-down-enabled", type=lambda v: v.lower() == "true", default=True, metavar="BOOL"
@@ -993,6 +1002,7 @@ def _run_cluster_autoscaler(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             autoscaler=Options(
                 scan_interval=parse_duration(args.scan_interval),
+                frequent_loops=args.frequent_loops_enabled,
                 expander=args.expander,
                 scale_down_enabled=args.scale_down_enabled,
                 scale_down_utilization_threshold=args.scale_down_utilization_threshold,
