@@ -80,6 +80,15 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         "system:masters are always allowed (default: %(default)s)",
     )
     p.add_argument(
+        "--anonymous-auth",
+        nargs="?",
+        const="true",
+        default="true",
+        choices=("true", "false"),
+        help="requests without credentials are system:anonymous, for authorization to "
+        "decide (false: 401) (default: %(default)s)",
+    )
+    p.add_argument(
         "--write-kubeconfig",
         "-o",
         type=Path,
@@ -223,6 +232,21 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
         help="route other nodes' pod CIDRs via their InternalIPs (host-gw)",
     )
     p.add_argument("--kubeconfig", type=Path, default=None)
+    p.add_argument(
+        "--bootstrap-kubeconfig",
+        type=Path,
+        default=None,
+        help="TLS bootstrap: get a system:node:<name> certificate with these credentials "
+        "and write --kubeconfig to use it",
+    )
+    p.add_argument("--cert-dir", type=Path, default=None, help="default: DATA_DIR/kubelet/pki")
+    p.add_argument("--rotate-certificates", default="true", choices=("true", "false"))
+    p.add_argument(
+        "--node-routes-kubeconfig",
+        type=Path,
+        default=None,
+        help="credentials the host-gw routes list Nodes with (default: --kubeconfig)",
+    )
     p.add_argument("--pod-cidr", default="", help="default: the Node's spec.podCIDR")
     p.add_argument("--cluster-cidr", default="10.42.0.0/16", help="all nodes' pod CIDRs")
     p.add_argument("--service-cidr", default="10.43.0.0/16", help="the Services' ClusterIPs")
@@ -423,11 +447,7 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="do not run this bundled component (k3s's flag): ingress (alias traefik), "
-        "metrics-server, coredns (pyk8s dns)",
-    )
-    server.add_argument(
-        "--disable-scheduler", action="store_true", help="do not run the scheduler (k3s's flag)"
+        help="do not run this bundled component (k3s's flag): ingress (alias traefik)",
     )
     _add_agent_flags(server, in_server=True)
     _add_snapshot_server_flags(server)
@@ -453,6 +473,17 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--horizontal-pod-autoscaler-sync-period", default="15s")
     cm.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", default="5m0s")
     cm.add_argument("--horizontal-pod-autoscaler-tolerance", type=float, default=0.1)
+    cm.add_argument(
+        "--use-service-account-credentials",
+        nargs="?",
+        const="true",
+        default="false",
+        choices=("true", "false"),
+        help="each controller writes as its own kube-system service account",
+    )
+    cm.add_argument("--cluster-signing-cert-file", default="", metavar="FILE")
+    cm.add_argument("--cluster-signing-key-file", default="", metavar="FILE")
+    cm.add_argument("--cluster-signing-duration", default="8760h0m0s")
     cm.add_argument("--log-level", default="info")
     ca = sub.add_parser(
         "cluster-autoscaler", help="run the cluster autoscaler over simulated node groups"
@@ -808,6 +839,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         encryption_provider_config=args.encryption_provider_config,
         secrets_encryption=args.secrets_encryption,
         authorization_modes=modes,
+        anonymous_auth=args.anonymous_auth == "true",
         requestheader_client_ca_file=args.requestheader_client_ca_file,
         requestheader_allowed_names=_names(args.requestheader_allowed_names),
         requestheader_username_headers=_names(args.requestheader_username_headers),
@@ -837,24 +869,11 @@ def _run_apiserver(args: argparse.Namespace) -> int:
                 )
                 if ingress is not None:
                     components.append(("ingress-controller", *ingress))
-            disabled = _disabled_components(args)
-            components = [c for c in components if c[0] not in disabled]
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
-
-
-def _disabled_components(args: argparse.Namespace) -> set[str]:
-    """The supervised components ``--disable NAME`` and ``--disable-scheduler`` turn off
-    (k3s's names: coredns is ``pyk8s dns``)."""
-    names = {n.strip() for v in args.disable for n in v.split(",")}
-    aliases = {"coredns": "dns", "metrics-server": "metrics-server"}
-    out = {aliases[n] for n in names if n in aliases}
-    if args.disable_scheduler:
-        out.add("scheduler")
-    return out
 
 
 def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -928,6 +947,7 @@ def _default_advertise(args: argparse.Namespace) -> str:
 
 def _run_controller_manager(args: argparse.Namespace) -> int:
     from pyk8s.client import ClientError
+    from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
     from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
     from pyk8s.server import controller_manager, logs
     from pyk8s.server.component import parse_duration
@@ -950,6 +970,12 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
                     "horizontal-pod-autoscaler-downscale-stabilization",
                 ),
                 tolerance=args.horizontal_pod_autoscaler_tolerance,
+            ),
+            use_service_account_credentials=args.use_service_account_credentials == "true",
+            csr_signing=CSRSigningSettings(
+                args.cluster_signing_cert_file,
+                args.cluster_signing_key_file,
+                parse_duration(args.cluster_signing_duration, "cluster-signing-duration"),
             ),
         )
         controller_manager.selected(opts.controllers)
@@ -1325,6 +1351,10 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         cluster_cidr=args.cluster_cidr,
         service_cidr=args.service_cidr,
         local_storage_path=args.default_local_storage_path,
+        bootstrap_kubeconfig=args.bootstrap_kubeconfig,
+        cert_dir=args.cert_dir,
+        rotate_certificates=args.rotate_certificates == "true",
+        node_routes_kubeconfig=args.node_routes_kubeconfig,
     )
     try:
         asyncio.run(kubelet.run(opts))

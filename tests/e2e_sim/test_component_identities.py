@@ -1,7 +1,9 @@
 """Each component ``pyk8s server`` supervises runs as its own user, not as the admin.
 
 The scheduler of this cluster holds only ``system:kube-scheduler``'s certificate and still
-schedules pods (upstream's bootstrap policy grants it what it needs); the proxy and DNS
+schedules pods (upstream's bootstrap policy grants it what it needs), the controller
+manager only ``system:kube-controller-manager``'s (its controllers write as their own
+service accounts, so every workload test here runs through them); the proxy and DNS
 credentials ``pyk8s server`` writes for its node are checked with kubectl: who they are
 (``kubectl auth whoami``, a SelfSubjectReview) and what upstream's policy lets them do.
 """
@@ -31,6 +33,7 @@ def _cred(cluster: Cluster, component: str) -> Kubectl:
         ("scheduler", "system:kube-scheduler", "system:authenticated"),
         ("proxy", "system:kube-proxy", "system:authenticated"),
         ("dns", "system:serviceaccount:kube-system:coredns", "system:serviceaccounts"),
+        ("controller-manager", "system:kube-controller-manager", "system:authenticated"),
     ],
 )
 def test_each_component_is_its_own_user(
@@ -64,6 +67,13 @@ def test_each_component_is_its_own_user(
             [("watch", "endpointslices.discovery.k8s.io"), ("list", "services"),
              ("list", "namespaces")],
             [("get", "secrets"), ("create", "services"), ("list", "nodes")],
+        ),
+        (
+            # the controllers write as their own service accounts
+            "controller-manager",
+            [("list", "pods"), ("watch", "deployments.apps"), ("create", "serviceaccounts"),
+             ("create", "serviceaccounts --subresource=token")],
+            [("create", "pods"), ("delete", "nodes"), ("update", "deployments.apps")],
         ),
     ],
 )  # fmt: skip

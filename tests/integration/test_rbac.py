@@ -617,7 +617,9 @@ def test_always_allow_mode_lets_every_authenticated_user_through(tmp_path: Path)
         k = Kubectl(srv.kubeconfig)
         token = _service_account_token(k, "default", "anyone")
         core = client.CoreV1Api(_token_client(srv, token))
-        assert core.list_namespaced_secret("kube-system").items == []
+        # allowed: only the join token's Secret is there to see
+        secrets = core.list_namespaced_secret("kube-system").items
+        assert [s.type for s in secrets] == ["bootstrap.kubernetes.io/token"]
         # as upstream, the bootstrap policy belongs to the RBAC mode
         names = {r["metadata"]["name"] for r in k.json("get", "clusterroles")["items"]}
         assert not names & {"cluster-admin", "view", "system:basic-user"}

@@ -3,7 +3,9 @@
 The harness issue 6 asks for: a bridge in the root namespace carries 10.99.K.0/24 (the
 API server is reached at its .1), every host is a netns with a veth on that bridge at
 .11, .12, …, its own loopback, its own ``pyk8s agent`` (and so its own containerd, CNI
-bridge, kubelet port 10250 and healthz port) joining with the server's node-token. The
+bridge, kubelet port 10250 and healthz port) joining with the server's node-token (a
+controller manager with :data:`JOIN_CONTROLLERS` and :func:`signing_flags` approves and
+signs their node certificates). The
 agents program host-gw routes between the hosts' pod CIDRs. Teardown stops the agents,
 kills what their containerds left, and deletes the namespaces, veths and the bridge.
 """
@@ -20,6 +22,18 @@ from pathlib import Path
 
 from pyk8s.kubelet.runtimes import ContainerdConfig
 from tests.kubelet.runtime_fixtures import _reap_leftovers
+
+#: the controllers an agent's TLS bootstrap needs (approve and sign its node certificate)
+JOIN_CONTROLLERS = "csrapproving,csrsigning"
+
+
+def signing_flags(server_dir: Path) -> list[str]:
+    """controller-manager flags to sign with the server's CA, as ``pyk8s server`` gives."""
+    tls = server_dir / "server" / "tls"
+    return [
+        "--cluster-signing-cert-file", str(tls / "ca.crt"),
+        "--cluster-signing-key-file", str(tls / "ca.key"),
+    ]  # fmt: skip
 
 
 def sh(*argv: str, netns: str | None = None, check: bool = True) -> str:

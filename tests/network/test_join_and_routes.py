@@ -43,6 +43,8 @@ def test_parse_ip_route_output() -> None:
 def test_token_forms() -> None:
     digest = "ab" * 32
     assert parse_token(f"K10{digest}::server:s3cret") == ("s3cret", digest)
+    token = "abcdef.0123456789abcdef"
+    assert parse_token(f"K10{digest}::{token}") == (token, digest)
     assert parse_token("plainsecret") == ("plainsecret", None)
     with pytest.raises(JoinError):
         parse_token("K10abc::server:x")
@@ -58,13 +60,20 @@ async def test_join_checks_the_ca_against_the_token(cm_server: Server, tmp_path:
     assert hashlib.sha256(ca).hexdigest() == digest
     with pytest.raises(JoinError, match="does not match"):
         await fetch_ca(cm_server.url, "00" * 32)
-    # the kubeconfig the agent writes works against the server with the join secret
+    # the bootstrap kubeconfig the agent writes authenticates with the join token, as
+    # system:bootstrap:<id>, which may not read the cluster (it asks for certificates)
     path = tmp_path / "kubeconfig.yaml"
     write_agent_kubeconfig(path, cm_server.url, ca, secret)
-    from pyk8s.client import Client
+    from pyk8s.client import Client, is_forbidden
 
     async with Client(load_kubeconfig(path)) as client:
         version = await client.request("GET", "/version")
         assert version["gitVersion"].startswith("v1.32")
-        namespaces = await client.request("GET", "/api/v1/namespaces")
-        assert any(n["metadata"]["name"] == "default" for n in namespaces["items"])
+        review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+        out = await client.request(
+            "POST", "/apis/authentication.k8s.io/v1/selfsubjectreviews", body=review
+        )
+        assert out["status"]["userInfo"]["username"] == f"system:bootstrap:{secret[:6]}"
+        with pytest.raises(Exception) as err:
+            await client.request("GET", "/api/v1/namespaces")
+        assert is_forbidden(err.value)

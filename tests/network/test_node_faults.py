@@ -14,7 +14,9 @@ by the test), and afterwards:
 * names resolve again once the DNS server is back.
 
 (The API server, controller manager and scheduler are killed under load in
-tests/e2e_sim/test_fault_injection.py.)
+tests/e2e_sim/test_fault_injection.py.) First, the node's identity: the agent joined with
+the bootstrap token and its kubelet is ``system:node:<name>`` (so the restarted kubelet
+below works on with the certificate it kept).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import pytest
 from tests.e2e_sim.conftest import child_pid, wait_until
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.kubelet.runtime_fixtures import require_runtime
-from tests.network.hosts import Host, Hosts
+from tests.network.hosts import Host, Hosts, signing_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -117,7 +119,7 @@ def node() -> Iterator[Node]:
         kubeconfig = str(server.kubeconfig)
         for name, argv in {
             "cm": ["controller-manager", "--kubeconfig", kubeconfig, "--leader-elect", "false",
-                   "--secure-port", str(free_port())],
+                   "--secure-port", str(free_port()), *signing_flags(server.data_dir)],
             "scheduler": ["scheduler", "--kubeconfig", kubeconfig, "--leader-elect", "false",
                           "--secure-port", str(free_port())],
         }.items():  # fmt: skip
@@ -214,6 +216,40 @@ def kill_agent_child(node: Node, component: str) -> None:
     assert old is not None, f"the agent runs no {component}"
     os.kill(old, signal.SIGKILL)
     wait_until(lambda: node.agent_child(component) not in (None, old), within=60)
+
+
+def test_the_agent_joined_as_its_node(node: Node) -> None:
+    """Issue 14: the agent's bootstrap token only got certificates (a CSR each for the
+    kubelet and the proxy, auto-approved and signed by the controller manager); the
+    node's own kubeconfig is ``system:node:<name>``, held by the Node authorizer."""
+    kubectl, name = node.kubectl, node.host.name
+    wait_until(lambda: kubectl.run("get", "node", name, check=False).returncode == 0, within=90)
+    token_id = (node.server.data_dir / "server" / "token").read_text().split(".")[0]
+    csrs = kubectl.json("get", "csr")["items"]
+    assert {c["spec"]["username"] for c in csrs} == {f"system:bootstrap:{token_id}"}
+    assert sorted(c["spec"]["signerName"] for c in csrs) == [
+        "kubernetes.io/kube-apiserver-client",  # the proxy's
+        "kubernetes.io/kube-apiserver-client-kubelet",
+    ]
+    assert all(c["status"]["conditions"][0]["reason"] == "AutoApproved" for c in csrs)
+    as_node = Kubectl(node.host.data_dir / "kubeconfig.yaml")
+    me = as_node.json("auth", "whoami")["status"]["userInfo"]
+    assert me["username"] == f"system:node:{name}" and "system:nodes" in me["groups"]
+    as_proxy = Kubectl(node.host.data_dir / "kube-proxy.kubeconfig")
+    assert as_proxy.json("auth", "whoami")["status"]["userInfo"]["username"] == (
+        "system:kube-proxy"
+    )
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "not-yours"},
+              "stringData": {"k": "v"}}  # fmt: skip
+    kubectl("apply", "-f", "-", input=json.dumps(secret))
+    res = as_node.run("get", "secret", "not-yours", check=False)
+    assert (
+        f'secrets "not-yours" is forbidden: User "system:node:{name}" cannot get resource '
+        '"secrets" in API group "" in the namespace "default": no relationship found between '
+        f"node '{name}' and this object"
+    ) in res.stderr
+    res = as_node.run("get", "nodes", check=False)
+    assert "cannot read all nodes, only its own Node object" in res.stderr
 
 
 def test_kill_9_of_the_kubelet_proxy_and_dns(node: Node) -> None:

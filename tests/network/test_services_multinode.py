@@ -27,7 +27,7 @@ import pytest
 from tests.controllers.conftest import eventually
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.kubelet.runtime_fixtures import require_runtime
-from tests.network.hosts import Hosts
+from tests.network.hosts import Hosts, signing_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -69,7 +69,8 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
         kubeconfig = str(server.kubeconfig)
         components = {
             "cm": ["controller-manager", "--kubeconfig", kubeconfig, "--leader-elect", "false",
-                   "--controllers", "*", "--port", str(free_port())],
+                   "--controllers", "*", "--port", str(free_port()),
+                   *signing_flags(server.data_dir)],
             "scheduler": ["scheduler", "--kubeconfig", kubeconfig, "--leader-elect", "false",
                           "--port", str(free_port())],
             "dns": ["dns", "--kubeconfig", kubeconfig, "--bind-address", hosts.gateway,

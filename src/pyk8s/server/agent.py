@@ -1,22 +1,30 @@
 """``pyk8s agent --server URL --token TOKEN``: join this host to a cluster as a worker.
 
-Like ``k3s agent``: the token printed by the server (DATA_DIR/server/node-token,
-``K10<sha256 of the cluster CA>::server:<secret>``) is all a new host needs. The agent
-downloads the CA from ``URL/cacerts`` without trusting it, checks it against the hash in
-the token (so a man in the middle cannot pose as the server), writes a kubeconfig that
-trusts that CA and authenticates with the secret, and then supervises the node's
-components with it: ``pyk8s kubelet`` (its own containerd, host-gw routes to the other
-nodes' pods) and ``pyk8s proxy`` — the same children ``pyk8s server`` runs for its own
-node.
+Like ``k3s agent`` with a bootstrap token (``kubeadm join`` underneath): the token
+printed by the server (DATA_DIR/server/node-token, ``K10<sha256 of the cluster
+CA>::<id>.<secret>``) is all a new host needs. The agent downloads the CA from
+``URL/cacerts`` without trusting it, checks it against the hash in the token (so a man
+in the middle cannot pose as the server), and writes a *bootstrap* kubeconfig that
+trusts that CA and authenticates with the token -- as ``system:bootstrap:<id>`` in
+``system:bootstrappers``, which may do little more than ask for certificates. With it:
+
+* the kubelet (``pyk8s kubelet --bootstrap-kubeconfig``) requests a client certificate
+  for ``system:node:<name>`` (``O=system:nodes``), which the controller manager's
+  ``csrapproving`` approves and ``csrsigning`` signs; from then on the kubelet is that
+  node, held to its own objects by the Node authorizer and NodeRestriction, and renews
+  its certificate before it expires;
+* the agent requests a ``system:kube-proxy`` client certificate for the host's proxy.
+
+Certificates are kept under the data dir, so a restarted agent reuses them (no new
+request). The kubelet runs its own containerd, with host-gw routes to the other nodes' pods,
+and the proxy runs beside it -- the same children ``pyk8s server`` runs for its own node.
 """
 
 from __future__ import annotations
 
-import base64
+import asyncio
 import hashlib
-import json
 import logging
-import os
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,12 +32,21 @@ from pathlib import Path
 
 import aiohttp
 
+from pyk8s.api.certificates import KUBE_APISERVER_CLIENT, KUBE_PROXY_USER
+from pyk8s.client import Client, component_user_agent, load_config
+from pyk8s.client.certificates import (
+    CertificateManager,
+    write_cert_kubeconfig,
+    write_client_kubeconfig,
+)
 from pyk8s.server.component import stop_on_signals
 from pyk8s.server.supervisor import Supervisor
 
 __all__ = ["JoinError", "Options", "fetch_ca", "parse_token", "run", "write_agent_kubeconfig"]
 
 log = logging.getLogger(__name__)
+
+_USER_AGENT = component_user_agent("kube-proxy")
 
 
 class JoinError(Exception):
@@ -48,7 +65,8 @@ class Options:
 
 
 def parse_token(token: str) -> tuple[str, str | None]:
-    """(secret, CA sha256 hex or None) from a full ``K10…::server:…`` or a bare secret."""
+    """(token, CA sha256 hex or None) from a full ``K10<sha256>::<id>.<secret>`` (or
+    k3s's ``K10<sha256>::server:<secret>``) or a bare token."""
     token = token.strip()
     if not token:
         raise JoinError("empty token")
@@ -83,47 +101,45 @@ async def fetch_ca(server: str, expected_sha256: str | None) -> bytes:
 
 
 def write_agent_kubeconfig(path: Path, server: str, ca: bytes, secret: str) -> None:
-    """A kubeconfig trusting ``ca`` and authenticating with the join secret (mode 0600)."""
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "default",
-                "cluster": {
-                    "server": server,
-                    "certificate-authority-data": base64.b64encode(ca).decode(),
-                },
-            }
-        ],
-        "users": [{"name": "agent", "user": {"token": secret}}],
-        "contexts": [{"name": "default", "context": {"cluster": "default", "user": "agent"}}],
-        "current-context": "default",
-    }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(doc, f, indent=2)  # JSON is YAML: kubectl and our client read it
-    os.replace(tmp, path)
+    """A kubeconfig trusting ``ca`` and authenticating with the join token (mode 0600)."""
+    write_client_kubeconfig(path, server, ca, "agent", {"token": secret})
 
 
-def kubelet_args(opts: Options, kubeconfig: Path) -> Sequence[str]:
+def kubelet_args(opts: Options, kubeconfig: Path, bootstrap: Path, proxy: Path) -> Sequence[str]:
     return [
-        "--kubeconfig", str(kubeconfig), "--data-dir", str(opts.data_dir), "--node-routes",
-        *opts.kubelet_args,
+        "--kubeconfig", str(kubeconfig), "--bootstrap-kubeconfig", str(bootstrap),
+        "--data-dir", str(opts.data_dir), "--node-routes",
+        "--node-routes-kubeconfig", str(proxy), *opts.kubelet_args,
     ]  # fmt: skip
 
 
+async def proxy_kubeconfig(opts: Options, server: str, ca: bytes, bootstrap: Path) -> Path:
+    """A kubeconfig for the host's proxy as ``system:kube-proxy``: the certificate kept
+    from an earlier start, else one requested with the bootstrap credentials."""
+    manager = CertificateManager(
+        opts.data_dir / "pki" / "kube-proxy.pem", KUBE_PROXY_USER, [], KUBE_APISERVER_CLIENT
+    )
+    if manager.current() is None:
+        async with Client(load_config(str(bootstrap)), user_agent=_USER_AGENT) as client:
+            await manager.obtain(client)
+    path = opts.data_dir / "kube-proxy.kubeconfig"
+    await asyncio.to_thread(
+        write_cert_kubeconfig, path, server, ca, manager.pem_file, KUBE_PROXY_USER
+    )
+    return path
+
+
 async def run(opts: Options) -> None:
-    secret, digest = parse_token(opts.token)
+    token, digest = parse_token(opts.token)
     ca = await fetch_ca(opts.server, digest)
-    kubeconfig = opts.data_dir / "kubeconfig.yaml"
-    write_agent_kubeconfig(kubeconfig, opts.server, ca, secret)
+    bootstrap = opts.data_dir / "bootstrap-kubeconfig.yaml"
+    write_agent_kubeconfig(bootstrap, opts.server, ca, token)
+    kubeconfig = opts.data_dir / "kubeconfig.yaml"  # the kubelet writes it (node identity)
+    proxy = await proxy_kubeconfig(opts, opts.server, ca, bootstrap)
     log.info("joined", extra={"server": opts.server, "kubeconfig": str(kubeconfig)})
     supervisor = Supervisor()
-    supervisor.add("kubelet", *kubelet_args(opts, kubeconfig))
-    supervisor.add("proxy", "--kubeconfig", str(kubeconfig), *opts.proxy_args)
+    supervisor.add("kubelet", *kubelet_args(opts, kubeconfig, bootstrap, proxy))
+    supervisor.add("proxy", "--kubeconfig", str(proxy), *opts.proxy_args)
     stop = stop_on_signals()
     await supervisor.start()
     try:

@@ -11,7 +11,7 @@ import asyncio
 import hashlib
 import logging
 import os
-import secrets
+import re
 import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -30,7 +30,6 @@ from pyk8s.apiserver.authn import (
     ServiceAccountTokenAuthenticator,
     TokenFileAuthenticator,
     UidLookup,
-    UserInfo,
     X509Authenticator,
 )
 from pyk8s.apiserver.authzmodes import DEFAULT_AUTHORIZATION_MODES
@@ -44,13 +43,21 @@ from pyk8s.apiserver.inflight import (
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.server.component import stop_on_signals
-from pyk8s.server.identities import ensure_component_policy, write_component_kubeconfigs
+from pyk8s.server.identities import (
+    component_flags,
+    ensure_component_policy,
+    ensure_join_token,
+    new_bootstrap_token,
+    write_component_kubeconfigs,
+)
 from pyk8s.server.paths import default_data_dir
 from pyk8s.server.supervisor import Supervisor
 from pyk8s.storage import Store, open_store
 from pyk8s.storage.encryption import EncryptingStore, Rule
 
 log = logging.getLogger(__name__)
+
+BOOTSTRAP_TOKEN = re.compile(r"^[a-z0-9]{6}\.[a-z0-9]{16}$")
 
 
 @dataclass
@@ -74,6 +81,8 @@ class Options:
     max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
     #: --authorization-mode (upstream names, in order; system:masters is always allowed)
     authorization_modes: tuple[str, ...] = DEFAULT_AUTHORIZATION_MODES
+    #: --anonymous-auth: requests without credentials are system:anonymous (else 401)
+    anonymous_auth: bool = True
     #: --audit-policy-file and the log backend's --audit-log-* flags (no policy: no audit)
     audit_policy_file: str = ""
     audit_log_path: str = ""
@@ -153,20 +162,23 @@ def _write_secret(path: Path, text: str) -> None:
 
 
 def _node_token(data_dir: Path) -> str:
-    """The cluster join secret, made once and kept (DATA_DIR/server/token)."""
+    """The cluster's join token, a bootstrap token ``<id>.<secret>`` made once and kept
+    (DATA_DIR/server/token); a secret of an older format is replaced."""
     path = data_dir / "server" / "token"
     if path.exists():
-        return path.read_text().strip()
-    token = secrets.token_hex(24)
+        token = path.read_text().strip()
+        if BOOTSTRAP_TOKEN.match(token):
+            return token
+    token = new_bootstrap_token()
     _write_secret(path, token)
     return token
 
 
-def full_node_token(ca_cert: Path, secret: str) -> str:
-    """k3s's token format ``K10<sha256 of the CA>::server:<secret>``: an agent given it
+def full_node_token(ca_cert: Path, token: str) -> str:
+    """k3s's token format ``K10<sha256 of the CA>::<bootstrap token>``: an agent given it
     can check the CA it downloads before trusting the server."""
     digest = hashlib.sha256(ca_cert.read_bytes()).hexdigest()
-    return f"K10{digest}::server:{secret}"
+    return f"K10{digest}::{token}"
 
 
 class RunningAPIServer:
@@ -203,6 +215,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         max_requests_inflight=opts.max_requests_inflight,
         max_mutating_requests_inflight=opts.max_mutating_requests_inflight,
         authorization_modes=opts.authorization_modes,
+        anonymous=opts.anonymous_auth,
     )
     extra_ips = [config.service_cidr and _first_service_ip(config.service_cidr)]
     if opts.bind_address not in ("0.0.0.0", "::"):
@@ -215,11 +228,6 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
     )
     token = _node_token(opts.data_dir)
     _write_secret(opts.data_dir / "server" / "node-token", full_node_token(pki.ca_cert, token))
-    tokens = {
-        token: UserInfo(
-            "system:node-join", uid="node-join", groups=("system:nodes", "system:masters")
-        )
-    }
     # upstream's order: a front proxy's asserted user first, then client certificates
     config.requestheader = opts.requestheader(pki)
     authenticators: list[Authenticator] = [
@@ -228,7 +236,6 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
     ]
     if opts.token_auth_file:
         authenticators.append(TokenFileAuthenticator(opts.token_auth_file))
-    authenticators.append(TokenFileAuthenticator.from_tokens(tokens))
     holder: list[APIServer] = []
 
     def uid_lookup(plural: str) -> UidLookup:
@@ -384,11 +391,14 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     running = await start_apiserver(opts)
     stop = stop_on_signals()
     supervisor = Supervisor()
-    identities = write_component_kubeconfigs(running.pki, running.url)
+    join_token = _node_token(opts.data_dir)
+    identities = write_component_kubeconfigs(running.pki, running.url, join_token)
     await ensure_component_policy(running.server.handlers)
+    await ensure_join_token(running.server.handlers, join_token)
     for name, *extra in components:
         kubeconfig = identities.get(name, opts.kubeconfig)
-        supervisor.add(name, "--kubeconfig", str(kubeconfig), *extra)
+        own = component_flags(name, running.pki)
+        supervisor.add(name, "--kubeconfig", str(kubeconfig), *own, *extra)
     await supervisor.start()
     snapshots = _snapshot_schedule(opts)
     deployer = _deploy_manifests(opts)
