@@ -423,6 +423,12 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run a node agent (kubelet + containerd) on this host",
     )
+    server.add_argument(
+        "--csi-hostpath",
+        action="store_true",
+        help="run the hostpath CSI driver on this node and create its csi-hostpath "
+        "StorageClass (not the default)",
+    )
     _add_pass_through(server, "kube-controller-manager", "controller-manager")
     _add_pass_through(server, "kube-scheduler", "scheduler")
     _add_pass_through(
@@ -535,6 +541,12 @@ def _parser() -> argparse.ArgumentParser:
 
     ingress = sub.add_parser("ingress-controller", help="serve Ingresses with nginx")
     ingress_controller.add_arguments(ingress)
+    from pyk8s.server import csi_hostpath
+
+    csi = sub.add_parser(
+        "csi-hostpath", help="the hostpath CSI driver, its registrar and sidecar loops"
+    )
+    csi_hostpath.add_arguments(csi)
     agent = sub.add_parser("agent", help="join this host to a cluster as a worker node")
     agent.add_argument("--server", "-s", required=True, metavar="URL", help="https://HOST:6443")
     agent.add_argument("--token", "-t", default="", help="the server's DATA_DIR/server/node-token")
@@ -869,6 +881,11 @@ def _run_apiserver(args: argparse.Namespace) -> int:
                 )
                 if ingress is not None:
                     components.append(("ingress-controller", *ingress))
+                from pyk8s.server import csi_hostpath
+
+                csi = csi_hostpath.server_args(args)
+                if csi is not None:
+                    components.append(("csi-hostpath", *csi))
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
@@ -1447,6 +1464,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run_controller_manager(args)
     if args.command == "scheduler":
         return _run_scheduler(args)
+    if args.command == "csi-hostpath":
+        from pyk8s.server import csi_hostpath
+
+        return csi_hostpath.main(args)
     if args.command == "sim-nodes":
         return _run_sim_nodes(args)
     if args.command == "cluster-autoscaler":
