@@ -453,7 +453,11 @@ def _parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME",
-        help="do not run this bundled component (k3s's flag): ingress (alias traefik)",
+        help="do not run this bundled component (k3s's flag): ingress (alias traefik), "
+        "metrics-server, coredns (pyk8s dns)",
+    )
+    server.add_argument(
+        "--disable-scheduler", action="store_true", help="do not run the scheduler (k3s's flag)"
     )
     _add_agent_flags(server, in_server=True)
     _add_snapshot_server_flags(server)
@@ -886,11 +890,24 @@ def _run_apiserver(args: argparse.Namespace) -> int:
                 csi = csi_hostpath.server_args(args)
                 if csi is not None:
                     components.append(("csi-hostpath", *csi))
+            disabled = _disabled_components(args)
+            components = [c for c in components if c[0] not in disabled]
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _disabled_components(args: argparse.Namespace) -> set[str]:
+    """The supervised components ``--disable NAME`` and ``--disable-scheduler`` turn off
+    (k3s's names: coredns is ``pyk8s dns``)."""
+    names = {n.strip() for v in args.disable for n in v.split(",")}
+    aliases = {"coredns": "dns", "metrics-server": "metrics-server"}
+    out = {aliases[n] for n in names if n in aliases}
+    if args.disable_scheduler:
+        out.add("scheduler")
+    return out
 
 
 def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:
