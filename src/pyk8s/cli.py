@@ -430,6 +430,12 @@ def _parser() -> argparse.ArgumentParser:
         "StorageClass (not the default)",
     )
     _add_pass_through(server, "kube-controller-manager", "controller-manager")
+    _add_pass_through(server, "kube-cloud-controller-manager", "cloud-controller-manager")
+    server.add_argument(
+        "--disable-cloud-controller",
+        action="store_true",
+        help="do not run the cloud controller manager (the local provider's load balancers)",
+    )
     _add_pass_through(server, "kube-scheduler", "scheduler")
     _add_pass_through(
         server, "kube-apiserver", "apiserver", note="(the API server runs in this process)"
@@ -495,6 +501,27 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--cluster-signing-key-file", default="", metavar="FILE")
     cm.add_argument("--cluster-signing-duration", default="8760h0m0s")
     cm.add_argument("--log-level", default="info")
+    ccm = sub.add_parser(
+        "cloud-controller-manager", help="run the cloud controllers for a provider (leader-elected)"
+    )
+    ccm.add_argument("--kubeconfig", type=Path, default=None)
+    ccm.add_argument("--cloud-provider", default="local", help="local (default) or fake")
+    ccm.add_argument(
+        "--controllers",
+        default="*",
+        help="comma-separated; * for all, -name to disable one (default: *)",
+    )
+    ccm.add_argument("--leader-elect", default="true", choices=("true", "false"))
+    ccm.add_argument("--bind-address", default="127.0.0.1")
+    ccm.add_argument(
+        "--secure-port",
+        "--port",
+        dest="port",
+        type=int,
+        default=10258,
+        help="/healthz and /metrics (served over HTTP; default: %(default)s)",
+    )
+    ccm.add_argument("--log-level", default="info")
     ca = sub.add_parser(
         "cluster-autoscaler", help="run the cluster autoscaler over simulated node groups"
     )
@@ -673,6 +700,12 @@ def _parser() -> argparse.ArgumentParser:
         help="the node's state (default: /var/lib/pyk8s/agent)",
     )
     _add_agent_flags(kubelet)
+    kubelet.add_argument(
+        "--cloud-provider",
+        default="",
+        choices=("", "external"),
+        help="external: register tainted uninitialized for the cloud controller manager",
+    )
     sched = sub.add_parser("scheduler", help="run the scheduler (leader-elected)")
     sched.add_argument("--kubeconfig", type=Path, default=None)
     sched.add_argument("--config", type=Path, default=None, help="KubeSchedulerConfiguration")
@@ -868,6 +901,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         if args.command == "server":
             components = [
                 ("controller-manager", *_passed_through(args.controller_manager_args)),
+                *_cloud_controller_manager(args),
                 ("scheduler", *_passed_through(args.scheduler_args)),
                 ("metrics-server", *_metrics_server_args(args)),
             ]
@@ -1020,6 +1054,29 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_cloud_controller_manager(args: argparse.Namespace) -> int:
+    from pyk8s.client import ClientError
+    from pyk8s.server import cloud_controller_manager as ccm
+    from pyk8s.server import logs
+
+    logs.setup("cloud-controller-manager", args.log_level)
+    opts = ccm.Options(
+        kubeconfig=args.kubeconfig,
+        cloud_provider=args.cloud_provider,
+        controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
+        leader_elect=args.leader_elect == "true",
+        bind_address=args.bind_address,
+        port=args.port,
+    )
+    try:
+        ccm.check(opts)
+        asyncio.run(ccm.run(opts))
+    except (ClientError, ValueError, OSError) as err:
+        print(f"pyk8s cloud-controller-manager: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _run_sim_nodes(args: argparse.Namespace) -> int:
     from pyk8s.client import ClientError
     from pyk8s.server import logs, sim_nodes
@@ -1107,10 +1164,21 @@ def _run_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cloud_controller_manager(args: argparse.Namespace) -> list[tuple[str, ...]]:
+    """``pyk8s server``'s cloud controller manager with the ``local`` provider (k3s's
+    embedded one; ``--disable-cloud-controller`` leaves it out)."""
+    if args.disable_cloud_controller:
+        return []
+    extra = _passed_through(args.cloud_controller_manager_args)
+    return [("cloud-controller-manager", "--cloud-provider", "local", *extra)]
+
+
 def _agent_args(args: argparse.Namespace) -> list[str]:
     """The flags ``pyk8s server`` passes to its ``pyk8s kubelet`` child (pods resolve
     through the kube-dns service unless ``--cluster-dns`` says otherwise)."""
     dns = [] if args.cluster_dns else ["--cluster-dns", _kube_dns_ip(args.service_cidr)]
+    if not args.disable_cloud_controller:
+        dns += ["--cloud-provider", "external"]  # the cloud controller manager initialises it
     # k3s keeps the server node's local-path volumes in DATA_DIR/storage
     storage = (
         []
@@ -1374,6 +1442,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         cluster_domain=args.cluster_domain,
         node_labels=",".join(args.node_label),
         register_with_taints=",".join(args.node_taint),
+        cloud_provider=args.cloud_provider,
         cni_bridge=args.cni_bridge,
         insecure_registries=args.insecure_registry,
         log_root=args.log_root,
@@ -1479,6 +1548,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _killall(args)
     if args.command == "controller-manager":
         return _run_controller_manager(args)
+    if args.command == "cloud-controller-manager":
+        return _run_cloud_controller_manager(args)
     if args.command == "scheduler":
         return _run_scheduler(args)
     if args.command == "csi-hostpath":

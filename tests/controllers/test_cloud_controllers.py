@@ -9,7 +9,12 @@ failures."""
 from __future__ import annotations
 
 import asyncio
+import json
+import signal
 import socket
+import subprocess
+import sys
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -17,13 +22,14 @@ from typing import Any
 import pytest
 
 from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.cli import main
 from pyk8s.client import Client, ClientError, is_not_found, load_kubeconfig
 from pyk8s.cloudprovider import get_provider, setup
 from pyk8s.cloudprovider.fake import FakeCloud
 from pyk8s.cloudprovider.provider import Interface
 from pyk8s.controllers.runtime import Manager
 from tests.controllers.conftest import eventually
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, free_port
 
 
 def _res(group: str, plural: str) -> Resource:
@@ -324,3 +330,49 @@ async def test_fake_provider_nodes_routes_and_failures(
         assert await eventually(lambda: ingress(client, namespace, "failing")) == ["203.0.113.1"]
     finally:
         await cleanup_nodes(client, [fresh, gone, stopped])
+
+
+async def test_process_leads_serves_health_and_stops_on_sigterm(
+    cm_server: Server,
+    client: Client,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pyk8s cloud-controller-manager`` as a process: it takes the Lease
+    ``kube-system/cloud-controller-manager``, serves /healthz and /metrics, logs JSON,
+    and exits 0 on SIGTERM; an unknown provider is refused before anything starts."""
+    monkeypatch.setattr("pyk8s.server.logs.setup", lambda *_a, **_k: None)  # keep pytest's
+    assert main(["cloud-controller-manager", "--cloud-provider", "aws"]) == 1
+    assert "unknown cloud provider 'aws'; known: fake, local" in capsys.readouterr().err
+    port = free_port()
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        [sys.executable, "-m", "pyk8s", "cloud-controller-manager",
+         "--kubeconfig", str(cm_server.kubeconfig), "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        leases = _res("coordination.k8s.io", "leases")
+
+        async def leading() -> str:
+            try:
+                lease = await client.get(leases, "cloud-controller-manager", "kube-system")
+            except ClientError:
+                return ""
+            return str(lease["spec"].get("holderIdentity") or "")
+
+        assert await eventually(leading, within=30)
+
+        def get(path: str) -> str:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as resp:
+                return str(resp.read().decode())
+
+        assert (await asyncio.to_thread(get, "/healthz")).strip() == "ok"
+        metrics = await asyncio.to_thread(get, "/metrics")
+        assert "# TYPE controller_runtime_reconcile_total counter" in metrics
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.to_thread(proc.communicate, timeout=30)
+    assert proc.returncode == 0, out[-2000:]
+    first = out.decode().splitlines()[0]
+    assert json.loads(first)["logger"].startswith("pyk8s"), first

@@ -1,9 +1,11 @@
 """Services across two hosts (network namespaces), each running ``pyk8s agent``, with the
-full controller set, a scheduler and ``pyk8s dns`` on the bridge's gateway: a Deployment
-behind a Service answers from every replica by its cluster DNS name, a NodePort answers at
-every node's address, scaling the Deployment changes the rotation, and a headless
-StatefulSet's pods resolve by name. The two hosts run the proxy in different modes
-(nftables, iptables), so every scenario crosses both."""
+full controller set, a scheduler, the cloud controller manager (``local`` provider) and
+``pyk8s dns`` on the bridge's gateway: a Deployment behind a Service answers from every
+replica by its cluster DNS name, a NodePort answers at every node's address, scaling the
+Deployment changes the rotation, a headless StatefulSet's pods resolve by name, and a
+LoadBalancer Service answers at every node's address (with ``externalTrafficPolicy:
+Local`` only where its pod runs, which sees the client's own address). The two hosts run
+the proxy in different modes (nftables, iptables), so every scenario crosses both."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +76,8 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
                    *signing_flags(server.data_dir)],
             "scheduler": ["scheduler", "--kubeconfig", kubeconfig, "--leader-elect", "false",
                           "--port", str(free_port())],
+            "ccm": ["cloud-controller-manager", "--kubeconfig", kubeconfig,
+                    "--leader-elect", "false", "--port", str(free_port())],
             "dns": ["dns", "--kubeconfig", kubeconfig, "--bind-address", hosts.gateway,
                     "--cluster-ip", DNS_IP, "--advertise-address", hosts.gateway,
                     "--health-bind-address", "127.0.0.1", "--health-port", str(free_port())],
@@ -453,3 +458,122 @@ async def test_deleted_pod_leaves_the_rotation_before_it_stops(
     assert still is not None and still["metadata"].get("deletionTimestamp"), still
     statuses = still["status"].get("containerStatuses") or [{}]
     assert "running" in statuses[0].get("state", {}), "the pod stopped before leaving"
+
+
+async def _lb_addresses(kubectl: Kubectl, name: str, count: int) -> list[str] | None:
+    svc = await _json(kubectl, "get", "service", name)
+    ingress = ((svc or {}).get("status") or {}).get("loadBalancer", {}).get("ingress") or []
+    ips = [i["ip"] for i in ingress]
+    return ips if len(ips) == count else None
+
+
+async def test_load_balancer_answers_at_every_node_until_deleted(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    _, hosts = cluster
+    await _nodes_ready(kubectl, 2)
+    pods = await _ensure_web(kubectl)
+    names = {p["metadata"]["name"] for p in pods}
+    start = time.monotonic()
+    await _kubectl(
+        kubectl, "expose", "deployment", "web", "--name", "web-lb", "--type=LoadBalancer",
+        "--port", "80", "--target-port", "8080",
+    )  # fmt: skip
+    addresses = await eventually(lambda: _lb_addresses(kubectl, "web-lb", 2), within=30)
+    print(f"load balancer addresses {time.monotonic() - start:.1f}s after the expose")
+    assert sorted(addresses) == sorted(h.ip for h in hosts.hosts)
+    get = await _kubectl(kubectl, "get", "service", "web-lb")
+    assert ",".join(sorted(addresses)) in get.stdout.replace(", ", ","), get.stdout
+    for ip in addresses:
+        url = f"http://{ip}/"
+
+        async def answered(url: str = url) -> str:
+            return await asyncio.to_thread(_http_get, url)
+
+        await eventually(answered, within=30, every=0.2)
+        print(f"{ip} answers {time.monotonic() - start:.1f}s after the expose")
+        answers = [await asyncio.to_thread(_http_get, url) for _ in range(30)]
+        assert all(answers) and set(answers) == names, (ip, answers, names)
+
+    await _kubectl(kubectl, "delete", "service", "web-lb", "--wait=true", timeout=60)
+    assert await _json(kubectl, "get", "service", "web-lb") is None  # the finalizer went
+
+    async def port_freed(url: str = f"http://{addresses[0]}/") -> bool:
+        return await asyncio.to_thread(_http_get, url) == ""
+
+    await eventually(port_freed, within=30, every=0.2)
+    print(f"deleted and freed {time.monotonic() - start:.1f}s after the expose")
+
+
+ECHO_IP = (
+    "mkdir -p /www/cgi-bin; printf '#!/bin/sh\\necho Content-Type: text/plain\\necho\\n"
+    "echo $REMOTE_ADDR\\n' > /www/cgi-bin/ip; chmod +x /www/cgi-bin/ip; "
+    "exec httpd -f -p 8080 -h /www"
+)
+
+
+async def test_local_policy_load_balancer_keeps_the_client_address(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    _, hosts = cluster
+    a, b = hosts.hosts
+    await _nodes_ready(kubectl, 2)
+    labels = {"app": "echo-ip"}
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "echo-ip", "namespace": "default", "labels": labels},
+        "spec": {
+            "nodeName": a.name,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "httpd", "image": IMAGE, "command": ["sh", "-c", ECHO_IP],
+                "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
+            }],
+        },
+    }  # fmt: skip
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "echo-ip", "namespace": "default"},
+        "spec": {
+            "type": "LoadBalancer",
+            "externalTrafficPolicy": "Local",
+            "selector": labels,
+            "ports": [{"port": 8081, "targetPort": 8080}],
+        },
+    }
+    await _apply(kubectl, pod, service)
+    # only the node with a ready replica is listed
+    assert await eventually(lambda: _lb_addresses(kubectl, "echo-ip", 1), within=90) == [a.ip]
+    url = f"http://{a.ip}:8081/cgi-bin/ip"
+
+    async def seen_client() -> str:
+        # httpd listens dual-stack: an IPv4 peer reads [::ffff:a.b.c.d]
+        seen = await asyncio.to_thread(_http_get, url)
+        return seen.removeprefix("[::ffff:").removesuffix("]")
+
+    # the test runs in the root namespace: its address on the hosts' bridge is the gateway
+    assert await eventually(seen_client, within=30, every=0.2) == hosts.gateway
+    svc = await _json(kubectl, "get", "service", "echo-ip")
+    health_port = svc["spec"]["healthCheckNodePort"]
+
+    def health(ip: str) -> tuple[int, dict[str, Any]]:
+        try:
+            with _NO_PROXY.open(f"http://{ip}:{health_port}/healthz", timeout=3) as resp:
+                return resp.status, json.loads(resp.read())
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read())
+
+    async def health_checks() -> tuple[tuple[int, dict[str, Any]], ...] | None:
+        try:
+            return tuple([await asyncio.to_thread(health, h.ip) for h in (a, b)])
+        except OSError:
+            return None
+
+    (code_a, body_a), (code_b, body_b) = await eventually(health_checks, within=30)
+    assert (code_a, body_a["localEndpoints"]) == (200, 1), body_a
+    assert (code_b, body_b["localEndpoints"]) == (503, 0), body_b
+    assert body_a["service"] == {"namespace": "default", "name": "echo-ip"}
+    await _kubectl(kubectl, "delete", "service", "echo-ip", "--wait=true", timeout=60)
+    await _kubectl(kubectl, "delete", "pod", "echo-ip", "--wait=false")
