@@ -62,7 +62,7 @@ def node() -> Iterator[Node]:
         proc = subprocess.Popen(
             [*ns, sys.executable, "-m", "pyk8s", "server", "--data-dir", str(host.data_dir),
              "--node-name", host.name, "--node-ip", host.ip, "--etcd-disable-snapshots",
-             "--disable", "traefik"],
+             "--disable", "traefik,metrics-server,coredns", "--disable-scheduler"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     host.proc = proc
@@ -74,8 +74,6 @@ def node() -> Iterator[Node]:
             assert proc.poll() is None, host.log_file.read_text()[-3000:]
             assert time.monotonic() < deadline, host.log_file.read_text()[-3000:]
             time.sleep(0.5)
-        kubectl("wait", "--for=condition=Ready", f"node/{host.name}", "--timeout=90s",
-                timeout=100)  # fmt: skip
         deadline = time.monotonic() + 60
         while kubectl.run("get", "serviceaccount", "default", check=False).returncode != 0:
             assert time.monotonic() < deadline
