@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
-from pyk8s.api import errors
 from pyk8s.api import pvbinding as pvb
-from pyk8s.apiserver.admission import CREATE, UPDATE, Attributes, Context, Plugin
+from pyk8s.apiserver.admission import CREATE, UPDATE, Attributes, Context, Plugin, forbidden
 
 
 class DefaultStorageClass(Plugin):
@@ -101,8 +100,8 @@ class PersistentVolumeClaimResize(Plugin):
         cls = pvb.claim_class(attrs.obj)
         sc = await self.reader.get("storage.k8s.io", "storageclasses", "", cls) if cls else None
         if sc is None or sc.get("allowVolumeExpansion") is not True:
-            raise errors.forbidden_request(
-                f'persistentvolumeclaims "{attrs.name}" is forbidden: only dynamically '
-                "provisioned pvc can be resized and the storageclass that provisions the pvc "
-                "must support resize"
+            raise forbidden(
+                attrs,
+                "only dynamically provisioned pvc can be resized and the storageclass that "
+                "provisions the pvc must support resize",
             )
