@@ -276,7 +276,8 @@ def test_tls_hosts_get_their_secrets_certificate_by_sni_and_redirect_http() -> N
     bodies = {re.search(r"server_name ([^;]+);", b).group(1): b  # type: ignore[union-attr]
               for _, b in blocks(http, "server") if "server_name" in b}  # fmt: skip
     assert f"ssl_certificate /run/ing/{name};" in bodies["secure.example.com"]
-    assert "ssl_certificate " not in bodies["plain.example.com"]  # the default, from http
+    assert "ssl_certificate " not in bodies["plain.example.com"]  # not on the HTTPS port
+    assert f"ssl_certificate {CFG.default_certificate};" in bodies["_"]
     s = servers(r)
     assert "return 308 https://$host$request_uri;" in s["secure.example.com"]["/"]
     assert "return 308" not in s["plain.example.com"]["/"]
@@ -304,7 +305,9 @@ def test_a_missing_or_invalid_secret_falls_back_to_the_default_certificate(
     assert reasons(r) == [("i", reason)]
     assert "using the default certificate" in r.findings[0].message
     assert r.files == {}
-    assert r.config.count("ssl_certificate ") == 1  # only the http-level default
+    default = f"ssl_certificate {CFG.default_certificate};"
+    assert r.config.count(default) == 2  # the catch-all's and this host's
+    assert r.config.count("ssl_certificate ") == 2
     assert "return 308" in servers(r)["s.example.com"]["/"]  # still a TLS host
 
 
