@@ -216,8 +216,19 @@ def _container_ids(kubelet_dir: Path) -> dict[Path, list[str]]:
     return out
 
 
-def _cgroup_dirs(cid: str) -> list[Path]:
-    return list(Path("/sys/fs/cgroup").glob(f"**/k8s.io/{cid}"))
+def _cgroup_dirs(cgroups: str, cid: str) -> list[Path]:
+    """The cgroup directories of a /proc/PID/cgroup text that belong to container ``cid``
+    (the v2 tree, or one per v1 controller)."""
+    out = []
+    for line in cgroups.splitlines():
+        _, controllers, path = line.split(":", 2)
+        if not path.endswith(f"/{cid}"):
+            continue
+        base = Path("/sys/fs/cgroup")
+        if controllers:
+            base = base / controllers.split(",")[0].removeprefix("name=")
+        out.append(base / path.lstrip("/"))
+    return out
 
 
 def kill_containers(node: Node, report: Report) -> None:
@@ -230,21 +241,23 @@ def kill_containers(node: Node, report: Report) -> None:
     # what runc did not know any more: processes still in the containers' cgroups
     known = set(report.containers)
     stray: list[int] = []
+    dirs: set[Path] = set()
     for pid in _pids():
         try:
             cgroups = (_PROC / str(pid) / "cgroup").read_text()
         except OSError:
             continue
-        if any(f"/{cid}\n" in cgroups or cgroups.endswith(f"/{cid}") for cid in known):
+        found = [d for cid in known for d in _cgroup_dirs(cgroups, cid)]
+        if found:
             stray.append(pid)
+            dirs.update(found)
     for pid in stray:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
     _wait_gone(stray)
-    for cid in known:
-        for d in sorted(_cgroup_dirs(cid), key=lambda p: len(p.parts), reverse=True):
-            with contextlib.suppress(OSError):
-                d.rmdir()
+    for d in sorted(dirs, key=lambda p: len(p.parts), reverse=True):
+        with contextlib.suppress(OSError):
+            d.rmdir()
 
 
 def unmount_all(node: Node, report: Report) -> None:
