@@ -627,6 +627,11 @@ def _parser() -> argparse.ArgumentParser:
         help="serve /metrics on its own listener too, as kube-proxy (upstream's default "
         "127.0.0.1:10249; default here: only on the health port)",
     )
+    proxy.add_argument(
+        "--disable-network-policy",
+        action="store_true",
+        help="do not enforce NetworkPolicies on this node (the pyk8s-netpol nftables table)",
+    )
     proxy.add_argument("--cleanup", action="store_true", help="remove every rule and exit")
     proxy.add_argument("--log-level", default="info")
     ms = sub.add_parser("metrics-server", help="the metrics.k8s.io API (kubectl top, HPA)")
@@ -1216,7 +1221,7 @@ def _run_proxy(args: argparse.Namespace) -> int:
     logs.setup("proxy", args.log_level)
     fields = ("kubeconfig", "node_name", "cluster_cidr", "masquerade_bit", "node_ips",
               "nodeport_addresses", "min_sync_period", "sync_period", "cleanup",
-              "mode")  # fmt: skip
+              "mode", "disable_network_policy")  # fmt: skip
     try:
         health_address, health_port = host_port(args.bind_address, args.port)
         metrics = host_port(args.metrics_bind_address, 0) if args.metrics_bind_address else None

@@ -5,6 +5,12 @@ Composition only: open a client, start the proxier for this node, serve ``/healt
 ``/metrics`` on upstream kube-proxy's health port (10256), and stop on SIGTERM/SIGINT
 (the rules stay: traffic keeps flowing while the proxy restarts). With ``cleanup`` it
 only removes every rule the proxy makes, in every mode, and returns.
+
+Beside the proxier runs the node's NetworkPolicy enforcement
+(:class:`~pyk8s.netpol.controller.NetpolController`, unless ``disable_network_policy``):
+it shares the process, the credentials (``system:kube-proxy`` is granted read access to
+pods, namespaces and networkpolicies by the ``system:pyk8s:network-policy`` role) and the
+/metrics registry; /healthz reports both.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pyk8s.client import Client, component_user_agent, load_config
+from pyk8s.netpol.controller import NetpolController
+from pyk8s.netpol.controller import cleanup as cleanup_netpol
 from pyk8s.proxy.iptables import cleanup
 from pyk8s.proxy.nftables import cleanup_nftables
 from pyk8s.proxy.proxier import MODES, Proxier
@@ -47,12 +55,15 @@ class Options:
     mode: str = "nftables"
     #: argv prefix for every iptables command (e.g. ``ip netns exec NS``)
     command_prefix: list[str] = field(default_factory=list)
+    #: no NetworkPolicy enforcement (k3s's --disable-network-policy)
+    disable_network_policy: bool = False
 
 
 async def run(opts: Options) -> None:
     if opts.cleanup:
         await cleanup(opts.command_prefix)
         await cleanup_nftables(opts.command_prefix)
+        await cleanup_netpol(opts.command_prefix)
         log.info("proxy rules removed")
         return
     if opts.mode not in MODES:
@@ -74,18 +85,34 @@ async def run(opts: Options) -> None:
             command_prefix=opts.command_prefix,
             mode=opts.mode,
         )
-        listeners = [HealthServer(proxier.registry, proxier.healthy, opts.bind_address, opts.port)]
+        netpol = None
+        if not opts.disable_network_policy:
+            netpol = NetpolController(
+                client,
+                node_name,
+                command_prefix=opts.command_prefix,
+                registry=proxier.registry,
+            )
+
+        def healthy() -> bool:
+            return proxier.healthy() and (netpol is None or netpol.healthy())
+
+        listeners = [HealthServer(proxier.registry, healthy, opts.bind_address, opts.port)]
         if opts.metrics_bind_address is not None:
             host, port = opts.metrics_bind_address
-            listeners.append(HealthServer(proxier.registry, proxier.healthy, host, port))
+            listeners.append(HealthServer(proxier.registry, healthy, host, port))
         for listener in listeners:
             await listener.start()
         stop = stop_on_signals()
         try:
             await proxier.start()
+            if netpol is not None:
+                await netpol.start()
             log.info("proxy started", extra={"node": node_name, "mode": opts.mode})
             await stop.wait()
         finally:
+            if netpol is not None:
+                await netpol.stop()
             await proxier.stop()
             for listener in listeners:
                 await listener.stop()

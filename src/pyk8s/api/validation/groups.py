@@ -8,6 +8,7 @@ These get upstream's rules where users meet them (RBAC rules need verbs; a bindi
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 
 from pyk8s.api import errors
@@ -501,7 +502,23 @@ def _np_peers(peers: Any, path: str) -> Errs:
             for j, ex in enumerate(lst(block.get("except"))):
                 if not names.is_valid_cidr(s(ex)):
                     errs.append(errors.invalid(f"{p}.ipBlock.except[{j}]", s(ex), names.CIDR_MSG))
+                elif names.is_valid_cidr(cidr) and not _strict_subnet(s(ex), cidr):
+                    errs.append(
+                        errors.invalid(
+                            f"{p}.ipBlock.except[{j}]", s(ex), "must be a strict subset of `cidr`"
+                        )
+                    )
     return errs
+
+
+def _strict_subnet(inner: str, outer: str) -> bool:
+    """Upstream's ipBlock check: ``outer`` holds ``inner``'s address with a shorter prefix."""
+    try:
+        a = ipaddress.ip_network(inner, strict=False)
+        b = ipaddress.ip_network(outer, strict=False)
+    except ValueError:
+        return True  # reported as an invalid CIDR instead
+    return a.version == b.version and a.network_address in b and b.prefixlen < a.prefixlen
 
 
 def create_network_policy(obj: JSON) -> Errs:

@@ -339,6 +339,16 @@ _CLUSTER_ROLES: dict[str, tuple[tuple[Rule, ...], Mapping[str, str], str]] = {
         {},
         "",
     ),
+    # pyk8s's own: NetworkPolicy enforcement runs inside the node's proxy (as kube-router's
+    # network policy controller, which reads the same objects)
+    "system:pyk8s:network-policy": (
+        (
+            _r("list watch", "", "pods namespaces"),
+            _r("list watch", "networking.k8s.io", "networkpolicies"),
+        ),
+        {},
+        "",
+    ),
     "system:persistent-volume-provisioner": (
         (
             _r(f"create delete {READ}", "", "persistentvolumes"),
@@ -577,6 +587,10 @@ _CLUSTER_BINDINGS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
     "system:volume-scheduler": ("system:volume-scheduler", ((_USER, "system:kube-scheduler"),)),
     "system:node": ("system:node", ()),
     "system:node-proxier": ("system:node-proxier", ((_USER, "system:kube-proxy"),)),
+    "system:pyk8s:network-policy": (
+        "system:pyk8s:network-policy",
+        ((_USER, "system:kube-proxy"),),
+    ),
     "system:monitoring": ("system:monitoring", ((_GROUP, "system:monitoring"),)),
     "system:service-account-issuer-discovery": (
         "system:service-account-issuer-discovery",

@@ -1,0 +1,1 @@
+"""NetworkPolicy enforcement tests."""
