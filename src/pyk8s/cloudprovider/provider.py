@@ -17,7 +17,7 @@ Exceptions::
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 __all__ = [
@@ -159,24 +159,19 @@ class Interface(Protocol):
     def routes(self) -> Routes | None: ...
 
 
-@dataclass
-class _Registry:
-    factories: dict[str, Callable[..., Interface]] = field(default_factory=dict)
-
-
-_PROVIDERS = _Registry()
+_PROVIDERS: dict[str, Callable[..., Interface]] = {}
 
 
 def register_provider(name: str, factory: Callable[..., Interface]) -> None:
     """Make ``--cloud-provider=name`` build its provider with ``factory(**options)``."""
-    _PROVIDERS.factories[name] = factory
+    _PROVIDERS[name] = factory
 
 
 def get_provider(name: str, **options: Any) -> Interface:
     """The provider registered as ``name`` (ValueError naming the known ones if none)."""
     try:
-        factory = _PROVIDERS.factories[name]
+        factory = _PROVIDERS[name]
     except KeyError:
-        known = ", ".join(sorted(_PROVIDERS.factories))
+        known = ", ".join(sorted(_PROVIDERS))
         raise ValueError(f"unknown cloud provider {name!r}; known: {known}") from None
     return factory(**options)

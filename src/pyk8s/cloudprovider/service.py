@@ -127,8 +127,8 @@ class ServiceReconciler:
         self.balancer = balancer
         self.owns = owns
         self.cluster_name = cluster_name
-        #: per service UID: (spec key, node names) last ensured
-        self._ensured: dict[str, tuple[str, tuple[str, ...]]] = {}
+        #: per (namespace, name): (spec key, node names) last ensured
+        self._ensured: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
 
     def wants_load_balancer(self, svc: Obj) -> bool:
         return (
@@ -139,12 +139,13 @@ class ServiceReconciler:
 
     async def reconcile(self, request: Request) -> Result | None:
         svc: Obj | None = self.services.get_by_name(request.namespace, request.name)
+        key = (request.namespace, request.name)
         if svc is None:
+            self._ensured.pop(key, None)
             return None
-        uid = str(svc["metadata"].get("uid"))
         finalizers = svc["metadata"].get("finalizers") or []
         if not self.wants_load_balancer(svc):
-            self._ensured.pop(uid, None)
+            self._ensured.pop(key, None)
             if FINALIZER in finalizers:
                 await self._delete(svc)
             return None
@@ -154,15 +155,15 @@ class ServiceReconciler:
                 return None
         nodes = eligible_nodes(self.nodes.list())
         names = tuple(n["metadata"]["name"] for n in nodes)
-        key = _spec_key(svc)
-        previous = self._ensured.get(uid)
-        spec_changed = previous is None or previous[0] != key
+        spec = _spec_key(svc)
+        previous = self._ensured.get(key)
+        spec_changed = previous is None or previous[0] != spec
         if spec_changed:
             self.recorder.event(svc, NORMAL, "EnsuringLoadBalancer", "Ensuring load balancer")
         try:
             status = await self.balancer.ensure_load_balancer(self.cluster_name, svc, nodes)
         except Exception as err:
-            self._ensured.pop(uid, None)
+            self._ensured.pop(key, None)
             self.recorder.event(
                 svc,
                 WARNING,
@@ -171,7 +172,7 @@ class ServiceReconciler:
             )
             raise
         await self._write_status(svc, status)
-        self._ensured[uid] = (key, names)
+        self._ensured[key] = (spec, names)
         if spec_changed:
             self.recorder.event(svc, NORMAL, "EnsuredLoadBalancer", "Ensured load balancer")
         elif previous is not None and previous[1] != names:
