@@ -280,8 +280,10 @@ class PluginWatcher:
         node = await self.client.get(NODES, self.node_name)
         ids = json.loads((node["metadata"].get("annotations") or {}).get(ANN_NODE_ID) or "{}")
         ids[name] = node_id
-        patch = {"metadata": {"annotations": {ANN_NODE_ID: json.dumps(ids, sort_keys=True)},
-                              "labels": dict(topology) or None}}  # fmt: skip
+        meta: dict[str, Any] = {"annotations": {ANN_NODE_ID: json.dumps(ids, sort_keys=True)}}
+        if topology:  # (a merge patch's null would drop every label)
+            meta["labels"] = dict(topology)
+        patch = {"metadata": meta}
         await self.client.patch(NODES, self.node_name, patch, patch_type="merge")
 
     async def _update_csinode(self, name: str, entry: dict[str, Any] | None) -> None:
