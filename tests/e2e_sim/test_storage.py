@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 
@@ -27,9 +28,25 @@ def wait(check: Any, within: float = 60.0) -> Any:
     return wait_until(check, within, every=0.1)
 
 
+COLLECTIONS = {
+    "PersistentVolume": "/api/v1/persistentvolumes",
+    "PersistentVolumeClaim": "/api/v1/namespaces/{ns}/persistentvolumeclaims",
+    "Pod": "/api/v1/namespaces/{ns}/pods",
+    "StorageClass": "/apis/storage.k8s.io/v1/storageclasses",
+}
+
+
 def apply(cluster: Cluster, *objs: dict[str, Any], ns: str = "") -> None:
-    args = ["apply", "-f", "-"] + (["-n", ns] if ns else [])
-    cluster.kubectl(*args, input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objs}))
+    """Create ``objs`` through the official Python client (a kubectl process per apply
+    costs seconds on a loaded machine; kubectl is exercised where its output is checked)."""
+    api = api_client(cluster)
+    for obj in objs:
+        url = api.configuration.host + COLLECTIONS[obj["kind"]].format(ns=ns)
+        resp = api.call_api(
+            "POST", url, header_params={"Content-Type": "application/json"}, body=obj
+        )
+        resp.read()
+        assert resp.status == 201, (resp.status, resp.data)
 
 
 def pv(name: str, size: str, cls: str, *, policy: str = "Retain", **spec: Any) -> dict[str, Any]:
@@ -76,9 +93,39 @@ def local_class(name: str) -> dict[str, Any]:
     }
 
 
+PATHS = {
+    "pv": "/api/v1/persistentvolumes/{name}",
+    "pvc": "/api/v1/namespaces/{ns}/persistentvolumeclaims/{name}",
+    "pod": "/api/v1/namespaces/{ns}/pods/{name}",
+    "sc": "/apis/storage.k8s.io/v1/storageclasses/{name}",
+}
+_CLIENTS: dict[Path, Any] = {}
+
+
+def api_client(cluster: Cluster) -> Any:
+    from kubernetes import config
+
+    key = cluster.server.kubeconfig
+    if key not in _CLIENTS:
+        _CLIENTS[key] = config.new_client_from_config(str(key))
+    return _CLIENTS[key]
+
+
+def read(cluster: Cluster, path: str, **query: str) -> Any:
+    """GET ``path`` with the official Python client's ApiClient (polls stay cheap; kubectl
+    is a process per call), as a dict; None when it is not found."""
+    api = api_client(cluster)
+    url = api.configuration.host + path + (f"?{urlencode(query)}" if query else "")
+    resp = api.call_api("GET", url, header_params={"Accept": "application/json"})
+    resp.read()
+    if resp.status == 404:
+        return None
+    assert resp.status == 200, (resp.status, resp.data)
+    return json.loads(resp.data)
+
+
 def get(cluster: Cluster, kind: str, name: str, ns: str = "") -> Any:
-    args = ["get", kind, name] + (["-n", ns] if ns else [])
-    return cluster.kubectl.json(*args)
+    return read(cluster, PATHS[kind].format(ns=ns, name=name))
 
 
 def phase(cluster: Cluster, kind: str, name: str, ns: str = "") -> str:
@@ -86,14 +133,12 @@ def phase(cluster: Cluster, kind: str, name: str, ns: str = "") -> str:
 
 
 def gone(cluster: Cluster, kind: str, name: str, ns: str = "") -> bool:
-    args = ["get", kind, name, "--ignore-not-found", "-o", "name"] + (["-n", ns] if ns else [])
-    return cluster.kubectl(*args).strip() == ""
+    return get(cluster, kind, name, ns) is None
 
 
 def events(cluster: Cluster, ns: str, name: str) -> list[tuple[str, str, str]]:
-    items = cluster.kubectl.json(
-        "get", "events", "-n", ns, "--field-selector", f"involvedObject.name={name}"
-    )["items"]
+    path = f"/api/v1/namespaces/{ns}/events"
+    items = read(cluster, path, fieldSelector=f"involvedObject.name={name}")["items"]
     return [(e["type"], e["reason"], e["message"]) for e in items]
 
 
