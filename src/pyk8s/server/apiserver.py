@@ -50,6 +50,7 @@ from pyk8s.server.identities import (
     new_bootstrap_token,
     write_component_kubeconfigs,
 )
+from pyk8s.server.localstorage import ensure_local_storage
 from pyk8s.server.paths import default_data_dir
 from pyk8s.server.supervisor import Supervisor
 from pyk8s.storage import Store, open_store
@@ -395,6 +396,8 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     identities = write_component_kubeconfigs(running.pki, running.url, join_token)
     await ensure_component_policy(running.server.handlers)
     await ensure_join_token(running.server.handlers, join_token)
+    if components:  # pyk8s server, as k3s deploys local-path; not pyk8s apiserver alone
+        await ensure_local_storage(running.server.handlers)
     for name, *extra in components:
         kubeconfig = identities.get(name, opts.kubeconfig)
         own = component_flags(name, running.pki)
