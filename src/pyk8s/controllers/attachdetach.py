@@ -20,11 +20,19 @@ before staging the volume. Per node, level-based:
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from pyk8s.api import pvbinding as pvb
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client import NORMAL, ApiError, EventRecorder, is_already_exists, is_not_found
+from pyk8s.client import (
+    NAMESPACE_INDEX,
+    NORMAL,
+    ApiError,
+    EventRecorder,
+    is_already_exists,
+    is_not_found,
+)
 from pyk8s.controllers.runtime import Manager, Request, Result
 from pyk8s.csi import attachment_name
 
@@ -44,6 +52,15 @@ CSIDRIVERS = _res("storage.k8s.io", "csidrivers")
 ATTACHMENTS = _res("storage.k8s.io", "volumeattachments")
 
 
+#: pods that use claims, by node (a node's reconcile reads only those)
+NODE_INDEX = "attachdetach/claimingPodsByNode"
+
+
+def _claiming_pod_node(pod: Obj) -> list[str]:
+    node = (pod.get("spec") or {}).get("nodeName")
+    return [node] if node and next(pvb.pod_claim_names(pod), None) is not None else []
+
+
 class AttachDetachReconciler:
     """Reconciles one node (the request's name) at a time."""
 
@@ -57,6 +74,8 @@ class AttachDetachReconciler:
         self.attachments = manager.informers.informer(ATTACHMENTS)
         #: VolumeAttachment names already reported attached (SuccessfulAttachVolume once)
         self.reported: set[str] = set()
+        with contextlib.suppress(ValueError):  # another controller added it already
+            self.pods.add_indexers({NODE_INDEX: _claiming_pod_node})
 
     def _attachable(self, pv: Obj | None) -> tuple[str, str] | None:
         """(driver, handle) of a PV whose CSI driver requires attaching, else None."""
@@ -72,8 +91,8 @@ class AttachDetachReconciler:
     def desired(self, node: str) -> dict[str, tuple[Obj, list[Obj]]]:
         """VolumeAttachment name -> (its body, the pods needing it) for ``node``."""
         out: dict[str, tuple[Obj, list[Obj]]] = {}
-        for pod in self.pods.store.list():
-            if (pod.get("spec") or {}).get("nodeName") != node or pvb.pod_is_terminated(pod):
+        for pod in self.pods.store.by_index(NODE_INDEX, node):
+            if pvb.pod_is_terminated(pod):
                 continue
             ns = pod["metadata"]["namespace"]
             for claim_name in pvb.pod_claim_names(pod):
@@ -139,14 +158,34 @@ def setup(manager: Manager) -> None:
     controller = manager.add("attachdetach", reconciler, workers=1)
 
     def pod_node(obj: Obj) -> list[Request]:
+        return [Request("", n) for n in _claiming_pod_node(obj)]
+
+    def attachment_node(obj: Obj) -> list[Request]:
         node = (obj.get("spec") or {}).get("nodeName")
         return [Request("", node)] if node else []
 
-    def every_node(_obj: Obj) -> list[Request]:
-        nodes = {(p.get("spec") or {}).get("nodeName") for p in reconciler.pods.store.list()}
+    def claim_users(namespace: str, claim: str) -> list[Request]:
+        pods = reconciler.pods.store.by_index(NAMESPACE_INDEX, namespace)
+        nodes = {
+            (p.get("spec") or {}).get("nodeName")
+            for p in pods
+            if claim in set(pvb.pod_claim_names(p))
+        }
         return [Request("", n) for n in sorted(n for n in nodes if n)]
 
+    def claim_nodes(obj: Obj) -> list[Request]:
+        return claim_users(obj["metadata"].get("namespace", ""), obj["metadata"]["name"])
+
+    def volume_nodes(obj: Obj) -> list[Request]:
+        ref = (obj.get("spec") or {}).get("claimRef") or {}
+        return claim_users(ref.get("namespace", ""), ref.get("name", "")) if ref else []
+
+    def every_node(_obj: Obj) -> list[Request]:
+        nodes = {n for p in reconciler.pods.store.list() for n in _claiming_pod_node(p)}
+        return [Request("", n) for n in sorted(nodes)]
+
     controller.watch(reconciler.pods, pod_node)
-    controller.watch(reconciler.attachments, pod_node)
-    for informer in (reconciler.claims, reconciler.volumes, reconciler.drivers):
-        controller.watch(informer, every_node)
+    controller.watch(reconciler.attachments, attachment_node)
+    controller.watch(reconciler.claims, claim_nodes)
+    controller.watch(reconciler.volumes, volume_nodes)
+    controller.watch(reconciler.drivers, every_node)
