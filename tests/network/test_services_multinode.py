@@ -30,7 +30,7 @@ import pytest
 from tests.controllers.conftest import eventually
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.kubelet.runtime_fixtures import require_runtime
-from tests.network.hosts import Hosts, signing_flags
+from tests.network.hosts import Hosts, sh, signing_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -577,3 +577,122 @@ async def test_local_policy_load_balancer_keeps_the_client_address(
     assert body_a["service"] == {"namespace": "default", "name": "echo-ip"}
     await _kubectl(kubectl, "delete", "service", "echo-ip", "--wait=true", timeout=60)
     await _kubectl(kubectl, "delete", "pod", "echo-ip", "--wait=false")
+
+
+def _np_pod(name: str, ns: str, node: str, labels: dict[str, str], serve: bool) -> dict[str, Any]:
+    command = ["sh", "-c", HTTPD] if serve else ["sleep", "3600"]
+    ports = [{"name": "http", "containerPort": 8080}] if serve else []
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {"nodeName": node, "terminationGracePeriodSeconds": 1,
+                 "containers": [{"name": "c", "image": IMAGE, "command": command,
+                                 "ports": ports}]},
+    }  # fmt: skip
+
+
+def _np_policy(name: str, ns: str, **spec: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"podSelector": {}, **spec},
+    }  # fmt: skip
+
+
+async def test_network_policies_filter_pods_across_nodes(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    """The client pod (first host) talks to two servers on the second host: ingress is
+    filtered there, egress on the client's host; replies of allowed connections pass."""
+    _, hosts = cluster
+    a, b = hosts.hosts
+    await _nodes_ready(kubectl, 2)
+    namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
+                  for n in ("np-srv", "np-cli")]  # fmt: skip
+    await _apply(kubectl, *namespaces)
+    await _apply(
+        kubectl,
+        _np_pod("srv", "np-srv", b.name, {"app": "srv"}, serve=True),
+        _np_pod("other", "np-srv", b.name, {"app": "other"}, serve=True),
+        _np_pod("client", "np-cli", a.name, {"app": "client"}, serve=False),
+    )
+
+    async def addresses() -> dict[str, str] | None:
+        pods = await _json(kubectl, "get", "pods", "-A", "-l", "app in (srv,other,client)")
+        running = {
+            p["metadata"]["name"]: p["status"]["podIP"]
+            for p in (pods or {"items": []})["items"]
+            if p["status"].get("phase") == "Running" and p["status"].get("podIP")
+        }
+        return running if len(running) == 3 else None
+
+    ips = await eventually(addresses, within=90, every=0.5)
+
+    async def fetch(name: str) -> str:
+        url = f"http://{ips[name]}:8080/"
+        out = await _kubectl(
+            kubectl, "exec", "-n", "np-cli", "client", "--", "sh", "-c",
+            f"timeout 3 wget -q -O - {url} 2>/dev/null", check=False, timeout=30,
+        )  # fmt: skip
+        return out.stdout.strip()
+
+    async def reaches(name: str, expected: str) -> bool:
+        return await fetch(name) == expected
+
+    assert await eventually(lambda: reaches("srv", "srv"), within=30, every=0.2)
+    assert await fetch("other") == "other"
+
+    # default deny (both directions) for the servers' namespace
+    await _apply(kubectl, _np_policy("deny", "np-srv", policyTypes=["Ingress", "Egress"]))
+    assert await eventually(lambda: reaches("srv", ""), within=20, every=0.2)
+
+    # allowed by namespace label, on the named port: in place on the server's node, but the
+    # client's namespace lacks the label yet
+    allow = _np_policy(
+        "from-clients", "np-srv", podSelector={"matchLabels": {"app": "srv"}},
+        ingress=[{"from": [{"namespaceSelector": {"matchLabels": {"team": "client"}}}],
+                  "ports": [{"port": "http"}]}],
+    )  # fmt: skip
+    await _apply(kubectl, allow)
+
+    async def programmed() -> bool:
+        listing = await asyncio.to_thread(
+            sh, "nft", "list", "table", "inet", "pyk8s-netpol", netns=b.name, check=False
+        )
+        return '"np-srv/from-clients"' in listing
+
+    assert await eventually(programmed, within=20, every=0.2)
+    assert await fetch("srv") == ""
+    started = time.monotonic()
+    await _kubectl(kubectl, "label", "namespace", "np-cli", "team=client")
+    # the label change opens the way (the servers' egress is denied: replies pass as
+    # established connections)
+    assert await eventually(lambda: reaches("srv", "srv"), within=15, every=0.1)
+    label_to_allowed = time.monotonic() - started
+    assert await fetch("other") == ""  # not selected by the allow rule
+    open_other = _np_policy("open", "np-srv", podSelector={"matchLabels": {"app": "other"}},
+                            ingress=[{}])  # fmt: skip
+    await _apply(kubectl, open_other)
+    assert await eventually(lambda: reaches("other", "other"), within=20, every=0.2)
+
+    # egress limited to one CIDR, for pods labelled role=limited: the client gets the label
+    limit = _np_policy(
+        "only-srv", "np-cli", podSelector={"matchLabels": {"role": "limited"}},
+        policyTypes=["Egress"], egress=[{"to": [{"ipBlock": {"cidr": f"{ips['srv']}/32"}}]}],
+    )  # fmt: skip
+    await _apply(kubectl, limit)
+    await _kubectl(kubectl, "label", "pod", "-n", "np-cli", "client", "role=limited")
+    assert await eventually(lambda: reaches("other", ""), within=15, every=0.1)
+    assert await fetch("srv") == "srv"
+
+    # invalid policies are refused as upstream
+    bad = _np_policy("bad", "np-cli", ingress=[{"from": [
+        {"ipBlock": {"cidr": "10.0.0.0/16", "except": ["10.1.0.0/24"]}},
+        {"ipBlock": {"cidr": "10.0.0.0/33"}}]}])  # fmt: skip
+    out = await _kubectl(kubectl, "apply", "-f", "-", input=json.dumps(bad), check=False)
+    assert out.returncode != 0
+    assert "spec.ingress[0].from[0].ipBlock.except[0]" in out.stderr, out.stderr
+    assert "must be a strict subset of `cidr`" in out.stderr
+    assert "spec.ingress[0].from[1].ipBlock.cidr" in out.stderr
+    print(f"namespace label to traffic allowed: {label_to_allowed:.2f}s")
+    await _kubectl(kubectl, "delete", "namespace", "np-srv", "np-cli", "--wait=false")

@@ -121,19 +121,26 @@ class NetpolController:
         self.transactions = 0
         self.last_kind = ""
 
-    async def start(self, sync_within: float = 60.0) -> None:
-        informers = (self.policies, self.pods, self.namespaces)
-        for informer in informers:
+    async def start(self) -> None:
+        """Start watching; the first sync follows once every cache has synced (in the
+        background: enforcement that cannot read its objects must not stop the proxy
+        it runs beside, it only stays unhealthy)."""
+        for informer in (self.policies, self.pods, self.namespaces):
             informer.add_event_handler(
                 on_add=self._on_change,
                 on_update=lambda _old, _new: self._on_change(_new),
                 on_delete=self._on_change,
             )
             informer.start()
-        for informer in informers:
-            if not await informer.wait_synced(within=sync_within):
-                raise TimeoutError(f"{informer.name} did not sync within {sync_within}s")
-        self._task = asyncio.create_task(self._loop(), name="netpol-sync")
+        self._task = asyncio.create_task(self._run(), name="netpol-sync")
+
+    async def _run(self) -> None:
+        for informer in (self.policies, self.pods, self.namespaces):
+            while not await informer.wait_synced(within=60.0):
+                log.warning(
+                    "network policy caches not synced yet", extra={"informer": informer.name}
+                )
+        await self._loop()
 
     async def stop(self) -> None:
         if self._task is not None:

@@ -163,11 +163,27 @@ def policy_types(spec: Mapping[str, Any]) -> tuple[bool, bool]:
     return "Ingress" in types, "Egress" in types
 
 
+class _PodIndex:
+    """Pods grouped by namespace and label set, so a selector is matched once per group
+    (a Deployment's pods share one), not once per pod."""
+
+    def __init__(self, pods: list[PodInfo]) -> None:
+        self.groups: dict[str, dict[tuple[tuple[str, str], ...], list[PodInfo]]] = {}
+        for pod in pods:
+            key = tuple(sorted(pod.labels.items()))
+            self.groups.setdefault(pod.namespace, {}).setdefault(key, []).append(pod)
+
+    def select(self, namespaces: Iterable[str], sel: LabelSelector) -> list[PodInfo]:
+        out: list[PodInfo] = []
+        for ns in namespaces:
+            for labels, pods in self.groups.get(ns, {}).items():
+                if sel.matches(dict(labels)):
+                    out += pods
+        return out
+
+
 def _peer_pods(
-    peers: list[Any],
-    namespace: str,
-    pods: list[PodInfo],
-    ns_labels: Mapping[str, Mapping[str, str]],
+    peers: list[Any], namespace: str, index: _PodIndex, ns_labels: Mapping[str, Mapping[str, str]]
 ) -> set[str]:
     """Addresses of the pods the rule's podSelector/namespaceSelector peers select."""
     out: set[str] = set()
@@ -180,15 +196,12 @@ def _peer_pods(
         if pod_sel is None and ns_sel is None:
             continue
         psel = _selector(pod_sel) if pod_sel is not None else LabelSelector.everything()
-        nsel = _selector(ns_sel) if ns_sel is not None else None
-        for pod in pods:
-            if nsel is None:
-                if pod.namespace != namespace:
-                    continue
-            elif not nsel.matches(ns_labels.get(pod.namespace, {})):
-                continue
-            if psel.matches(pod.labels):
-                out.add(pod.ip)
+        if ns_sel is None:
+            namespaces: Iterable[str] = [namespace]
+        else:
+            nsel = _selector(ns_sel)
+            namespaces = [n for n in index.groups if nsel.matches(ns_labels.get(n, {}))]
+        out.update(p.ip for p in index.select(namespaces, psel))
     return out
 
 
@@ -262,7 +275,8 @@ def compile_policies(
         )
         for n in namespaces
     }
-    local = [p for p in all_pods if p.node == node_name]
+    index = _PodIndex(all_pods)
+    local = _PodIndex([p for p in all_pods if p.node == node_name])
     rs = NetpolRuleset()
     isolated: dict[str, set[str]] = {"ingress": set(), "egress": set()}
     dispatch: dict[str, list[str]] = {"ingress": [], "egress": []}
@@ -271,7 +285,7 @@ def compile_policies(
         meta, spec = policy["metadata"], policy.get("spec") or {}
         ns, h = meta["namespace"], policy_hash(meta["namespace"], meta["name"])
         sel = _selector(spec.get("podSelector") or {})
-        targets = [p for p in local if p.namespace == ns and sel.matches(p.labels)]
+        targets = local.select([ns], sel)
         addresses = frozenset(p.ip for p in targets)
         rs.sets[f"np-{h}-pods"] = (_ADDR, addresses)
         comment = f'comment "{ns}/{meta["name"]}"'
@@ -292,7 +306,7 @@ def compile_policies(
                 rule = rule or {}
                 peers = rule.get(peers_key) or []
                 peer_matches = _block_matches(peers, addr)
-                pod_peers = _peer_pods(peers, ns, all_pods, ns_labels)
+                pod_peers = _peer_pods(peers, ns, index, ns_labels)
                 has_pod_peers = any(
                     (p or {}).get("ipBlock") is None
                     and ((p or {}).get("podSelector") is not None
