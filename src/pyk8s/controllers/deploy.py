@@ -160,6 +160,7 @@ class ManifestDeployer:
         #: checksum of a file whose last attempt failed -> when it may be tried again
         self._failed: dict[str, float] = {}
         self._crd_ready = False
+        self._crd_absent = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -192,13 +193,17 @@ class ManifestDeployer:
         raise RuntimeError("the Addon custom resource is not served")
 
     async def _addons_served(self) -> bool:
-        """Whether the Addon kind is there (made by an earlier run or by this one)."""
+        """Whether the Addon kind is there (made by an earlier run or by this one); asked
+        of the API server once, then known until a manifest makes it."""
         if self._crd_ready:
             return True
+        if self._crd_absent:
+            return False
         try:
             await self.client.list(ADDONS, NAMESPACE, limit=1)
         except ApiError as err:
             if err.status == 404:
+                self._crd_absent = True
                 return False
             raise
         self._crd_ready = True
