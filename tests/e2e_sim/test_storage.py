@@ -168,8 +168,11 @@ def nodes(cluster: Cluster) -> list[str]:
 def storage_dirs(
     cluster: Cluster, nodes: list[str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Path]]:
-    """The local-path provisioner for the simulated nodes; the last node's base directory
-    lies under a regular file, so nothing can be made there."""
+    """The local-path provisioner for the simulated nodes, with a node's credentials
+    (``system:node:<name>`` in ``system:nodes``, as a bootstrapped kubelet has: what it may
+    do comes from the RBAC ``pyk8s server`` creates); the last node's base directory lies
+    under a regular file, so nothing can be made there."""
+    from pyk8s.apiserver.certs import Pki, issue_client_cert, write_kubeconfig
     from pyk8s.client import Client, load_config
     from pyk8s.controllers.runtime import Manager
     from pyk8s.localpath import LocalPathProvisioner
@@ -178,6 +181,10 @@ def storage_dirs(
     (base / "blocker").write_text("not a directory")
     dirs = {n: base / n for n in nodes[:-1]}
     dirs[nodes[-1]] = base / "blocker" / nodes[-1]
+    pki = Pki.at(cluster.server.data_dir / "server" / "tls")
+    kubeconfig = base / "node.kubeconfig"
+    cert = issue_client_cert(pki, f"system:node:{nodes[0]}", ["system:nodes"])
+    write_kubeconfig(kubeconfig, server=cluster.server.url, pki=pki, client_cert=cert)
     loop = asyncio.new_event_loop()
     stop: list[asyncio.Event] = []
     started = threading.Event()
@@ -185,7 +192,7 @@ def storage_dirs(
     async def main() -> None:
         stop.append(asyncio.Event())
         started.set()
-        async with Client(load_config(str(cluster.server.kubeconfig))) as client:
+        async with Client(load_config(str(kubeconfig))) as client:
             manager = Manager(client, component="pyk8s.io/local-path_sim")
             LocalPathProvisioner(manager, dirs)
             await manager.run(stop[0])
