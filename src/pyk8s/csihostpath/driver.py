@@ -232,6 +232,8 @@ class Registrar(regg.RegistrationServicer):
     def __init__(self, name: str, endpoint: Path) -> None:
         self.name, self.endpoint = name, endpoint
         self.registered = asyncio.Event()
+        #: the kubelet's error when it refused the registration
+        self.error = ""
 
     async def GetInfo(self, request: reg.InfoRequest, context: Any) -> reg.PluginInfo:
         log.info("registrar GetInfo", extra={"method": "GetInfo"})
@@ -247,6 +249,7 @@ class Registrar(regg.RegistrationServicer):
             log.info("registered with the kubelet", extra={"method": "NotifyRegistrationStatus"})
             self.registered.set()
         else:
+            self.error = request.error
             log.error(
                 "registration with the kubelet failed: %s", request.error,
                 extra={"method": "NotifyRegistrationStatus"},
