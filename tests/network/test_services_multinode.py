@@ -607,6 +607,7 @@ async def test_network_policies_filter_pods_across_nodes(
     _, hosts = cluster
     a, b = hosts.hosts
     await _nodes_ready(kubectl, 2)
+    begun = time.monotonic()
     namespaces = [{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": n}}
                   for n in ("np-srv", "np-cli")]  # fmt: skip
     await _apply(kubectl, *namespaces)
@@ -694,5 +695,6 @@ async def test_network_policies_filter_pods_across_nodes(
     assert "spec.ingress[0].from[0].ipBlock.except[0]" in out.stderr, out.stderr
     assert "must be a strict subset of `cidr`" in out.stderr
     assert "spec.ingress[0].from[1].ipBlock.cidr" in out.stderr
-    print(f"namespace label to traffic allowed: {label_to_allowed:.2f}s")
+    print(f"namespace label to traffic allowed: {label_to_allowed:.2f}s;"
+          f" with nodes ready, the test took {time.monotonic() - begun:.1f}s")  # fmt: skip
     await _kubectl(kubectl, "delete", "namespace", "np-srv", "np-cli", "--wait=false")
