@@ -299,6 +299,10 @@ def test_unsatisfiable_claims_and_failed_reclaim(cluster: Cluster, ns: str) -> N
         )
     )
     assert phase(cluster, "pvc", "nothing", ns) == "Pending"
+    # a volume that fits, made later, is found without the claim changing
+    apply(cluster, pv(f"{ns}-late", "100Gi", ""))
+    wait(lambda: phase(cluster, "pvc", "nothing", ns) == "Bound")
+    assert get(cluster, "pvc", "nothing", ns)["spec"]["volumeName"] == f"{ns}-late"
 
     # reclaim Delete on a volume no provisioner made: Failed, as upstream has no deleter
     cls = f"del-{ns}"

@@ -165,10 +165,17 @@ class PersistentVolumeReconciler:
         return [Request("", str(name))] if name else []
 
     def _volume_claim(self, volume: Obj) -> list[Request]:
+        """The claim a volume names; for a free volume, the pending claims of its class
+        (what upstream's periodic resync would find)."""
         ref = (volume.get("spec") or {}).get("claimRef") or {}
         if ref.get("name") and ref.get("namespace"):
             return [Request(str(ref["namespace"]), str(ref["name"]))]
-        return []
+        cls = pvb.volume_class(volume)
+        return [
+            Request(c["metadata"]["namespace"], c["metadata"]["name"])
+            for c in self.claims.store.list()
+            if _phase(c) != "Bound" and pvb.claim_class(c) == cls
+        ]
 
     def _class_claims(self, sc: Obj) -> list[Request]:
         """A class appearing or changing may unblock its pending claims."""
