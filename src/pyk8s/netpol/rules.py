@@ -27,8 +27,10 @@ kubelet's probes) enters through the output hook and is not filtered, as upstrea
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import ipaddress
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,14 +145,20 @@ class NetpolRuleset:
         return "\n".join(out) + "\n" if out else ""
 
 
+@functools.lru_cache(maxsize=4096)
 def policy_hash(namespace: str, name: str) -> str:
     digest = hashlib.sha256(f"{namespace}/{name}".encode()).digest()[:5]
     return base64.b32encode(digest).decode()
 
 
 def _selector(d: Any) -> LabelSelector:
+    return _parsed_selector(json.dumps(d, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed_selector(key: str) -> LabelSelector:
     try:
-        return label_selector_from_dict(d)
+        return label_selector_from_dict(json.loads(key))
     except SelectorError:  # validation rejects these; match nothing rather than everything
         return LabelSelector.nothing()
 
@@ -172,6 +180,11 @@ class _PodIndex:
         for pod in pods:
             key = tuple(sorted(pod.labels.items()))
             self.groups.setdefault(pod.namespace, {}).setdefault(key, []).append(pod)
+        self.ips = {
+            (ns, key): tuple(p.ip for p in pods)
+            for ns, groups in self.groups.items()
+            for key, pods in groups.items()
+        }
 
     def select(self, namespaces: Iterable[str], sel: LabelSelector) -> list[PodInfo]:
         out: list[PodInfo] = []
@@ -180,6 +193,12 @@ class _PodIndex:
                 if sel.matches(dict(labels)):
                     out += pods
         return out
+
+    def add_ips(self, out: set[str], namespaces: Iterable[str], sel: LabelSelector) -> None:
+        for ns in namespaces:
+            for labels in self.groups.get(ns, {}):
+                if sel.matches(dict(labels)):
+                    out.update(self.ips[ns, labels])
 
 
 def _peer_pods(
@@ -201,7 +220,7 @@ def _peer_pods(
         else:
             nsel = _selector(ns_sel)
             namespaces = [n for n in index.groups if nsel.matches(ns_labels.get(n, {}))]
-        out.update(p.ip for p in index.select(namespaces, psel))
+        index.add_ips(out, namespaces, psel)
     return out
 
 
@@ -209,21 +228,28 @@ def _block_matches(peers: list[Any], direction: str) -> list[str]:
     out = []
     for peer in peers:
         block = (peer or {}).get("ipBlock")
-        if not block:
-            continue
-        try:
-            net = ipaddress.ip_network(str(block.get("cidr")), strict=False)
-            excepts = [
-                ipaddress.ip_network(str(e), strict=False) for e in block.get("except") or []
-            ]
-        except ValueError:
-            continue  # validation rejects these
-        fam = "ip" if net.version == 4 else "ip6"
-        match = f"{fam} {direction} {net}"
-        if excepts:
-            match += f" {fam} {direction} != {{ {', '.join(str(e) for e in excepts)} }}"
-        out.append(match)
+        if block:
+            match = _block_match(
+                str(block.get("cidr")), tuple(str(e) for e in block.get("except") or []), direction
+            )
+            if match:
+                out.append(match)
     return out
+
+
+@functools.lru_cache(maxsize=4096)
+def _block_match(cidr: str, excepts: tuple[str, ...], direction: str) -> str:
+    """The nft match for one ipBlock ('' for an invalid one: validation rejects those)."""
+    try:
+        net = ipaddress.ip_network(cidr, strict=False)
+        nets = [ipaddress.ip_network(e, strict=False) for e in excepts]
+    except ValueError:
+        return ""
+    fam = "ip" if net.version == 4 else "ip6"
+    match = f"{fam} {direction} {net}"
+    if nets:
+        match += f" {fam} {direction} != {{ {', '.join(str(e) for e in nets)} }}"
+    return match
 
 
 def _port_matches(ports: list[Any], named_set: str) -> tuple[list[str], list[tuple[str, str]]]:
