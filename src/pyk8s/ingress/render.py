@@ -50,12 +50,15 @@ from cryptography.hazmat.primitives import serialization
 
 __all__ = [
     "ANNOTATION_PREFIX",
+    "Extra",
     "Finding",
     "RenderConfig",
     "Rendered",
     "certificate_problem",
     "owns",
+    "ready_servers",
     "render",
+    "service_port",
 ]
 
 Obj = Mapping[str, Any]
@@ -105,6 +108,15 @@ class Finding:
     reason: str
     message: str
     type: str = WARNING
+
+
+@dataclass(frozen=True)
+class Extra:
+    """What another front-end (the Gateway API, gateway.py) adds to the same nginx:
+    upstreams (name → "ip:port [weight=N]" servers) and http-level text (maps, servers)."""
+
+    upstreams: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    text: str = ""
 
 
 @dataclass
@@ -272,12 +284,12 @@ class _Renderer:
             self.warn(ingress, "ServiceNotFound", f'service "{ns}/{name}" not found')
             return _Target(status=503)
         wanted = service.get("port") or {}
-        port = _service_port(svc, wanted)
+        port = service_port(svc, wanted)
         if port is None:
             shown = wanted.get("name") or wanted.get("number")
             self.warn(ingress, "PortNotFound", f'service "{ns}/{name}" does not have port {shown}')
             return _Target(status=503)
-        servers = _ready_servers(self.index.slices.get((ns, name), ()), port)
+        servers = ready_servers(self.index.slices.get((ns, name), ()), port)
         if not servers:
             return _Target(status=503)
         upstream = _NAME_CHARS.sub("-", f"{ns}-{name}-{port.get('port')}")
@@ -429,7 +441,7 @@ class _Renderer:
         return out
 
 
-def _service_port(svc: Obj, wanted: Obj) -> Obj | None:
+def service_port(svc: Obj, wanted: Obj) -> Obj | None:
     for port in (svc.get("spec") or {}).get("ports") or []:
         if (port.get("protocol") or "TCP") != "TCP":
             continue
@@ -440,7 +452,7 @@ def _service_port(svc: Obj, wanted: Obj) -> Obj | None:
     return None
 
 
-def _ready_servers(slices: Iterable[Obj], port: Obj) -> list[str]:
+def ready_servers(slices: Iterable[Obj], port: Obj) -> list[str]:
     """``ip:port`` of every ready endpoint for the Service port (by the slice port's
     name, which is the Service port's; its number is the resolved targetPort)."""
     name = port.get("name") or ""
@@ -513,8 +525,10 @@ def render(
     slices: Iterable[Obj],
     secrets: Iterable[Obj],
     cfg: RenderConfig,
+    extra: Extra = Extra(),
 ) -> Rendered:
-    """The whole nginx configuration for ``ingresses`` (already filtered to ours)."""
+    """The whole nginx configuration for ``ingresses`` (already filtered to ours), with
+    ``extra`` (the Gateway API's upstreams and servers) added."""
     r = _Renderer(cfg, _index(services, slices, secrets))
     ordered = sorted(ingresses, key=_age)
     by_key = {_key(i): i for i in ordered}
@@ -540,9 +554,10 @@ def render(
         catch_all.default = (("", "", ""), fallback)
 
     body: list[str] = []
-    for name in sorted(r.upstreams):
+    upstreams = {**r.upstreams, **extra.upstreams}
+    for name in sorted(upstreams):
         body.append(f"  upstream {name} {{\n")
-        body += [f"    server {s} max_fails=0;\n" for s in r.upstreams[name]]
+        body += [f"    server {s} max_fails=0;\n" for s in upstreams[name]]
         body.append("    keepalive 64;\n  }\n")
     hosts = sorted(r.servers, key=lambda h: (h != "", h))
     for host in hosts:
@@ -552,14 +567,14 @@ def render(
         if not any(loc.modifier == "" and loc.path == "/" for loc in locations):
             default = server.default[1] if server.default else fallback
             locations.append(default)
-        extra = " default_server" if not host else ""
+        default_server = " default_server" if not host else ""
         body.append("  server {\n")
         body.append(f"    server_name {_server_name(host)};\n")
-        body.append(_listen(cfg, cfg.http_port, extra))
+        body.append(_listen(cfg, cfg.http_port, default_server))
         if has_tls or not host:
             # only TLS hosts (and the catch-all) on the HTTPS port: nginx builds an SSL
             # context per server block, ~5 ms each, which made 1,000 plain hosts a 6 s reload
-            body.append(_listen(cfg, cfg.https_port, " ssl" + extra))
+            body.append(_listen(cfg, cfg.https_port, " ssl" + default_server))
         if has_tls or not host:
             # per server, not at http level: nginx builds an SSL context for every server
             # block that inherits a certificate (1.4 s of CPU per reload at 1,000 hosts)
@@ -568,6 +583,7 @@ def render(
             body.append(f"    ssl_certificate_key {cert};\n")
         body += [_location_text(cfg, loc, has_tls) for loc in locations]
         body.append("  }\n")
+    body.append(extra.text)
     text = "".join(body)
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Rendered(

@@ -1,0 +1,529 @@
+"""Gateway API (gateway.networking.k8s.io/v1) Gateways and HTTPRoutes rendered onto the
+same nginx the Ingress renderer configures.
+
+Pure, like ``render.py``, whose backend resolution (Service port → ready EndpointSlice
+endpoints) and configuration assembly it shares: this module turns Gateways of our
+GatewayClass and the HTTPRoutes attached to them into a :class:`~.render.Extra` block
+(upstreams, ``map``\\ s and ``server``\\ s) that ``render()`` adds to the Ingress servers,
+plus the status conditions the controller writes back.
+
+Matching. An HTTPRoute match (path Exact/PathPrefix, method, headers Exact, query
+parameters Exact) needs more than nginx ``location``\\ s can express, so each
+(listener port, hostname) server has one ``map`` whose source is the request's method,
+the headers any rule names, the raw query string and the normalized path, separated by
+newlines (which none of them can contain unescaped), and whose regular expressions,
+one per match, are written in the Gateway API's precedence order: Exact path, then the
+longest prefix, then a method, then the most header matches, then the most query
+parameter matches, then the oldest route (creationTimestamp, then namespace/name), then
+rule and match order. nginx checks map regexes in the order they appear, so the first
+that matches is the rule the spec picks. ``location /`` rewrites to an internal location
+per rule, which applies the rule's filters and proxies the original ``$request_uri``.
+
+Traffic splitting: a rule with several weighted backendRefs gets one upstream whose
+servers carry weights (the backend's weight shared among its ready endpoints); nginx's
+smooth weighted round-robin then gives the exact ratio per worker, where split_clients
+would only give it on average.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyk8s.ingress.render import Extra, RenderConfig, ready_servers, service_port
+
+__all__ = [
+    "CONTROLLER_NAME",
+    "GROUP",
+    "GatewayRendered",
+    "render_gateways",
+]
+
+Obj = Mapping[str, Any]
+GROUP = "gateway.networking.k8s.io"
+CONTROLLER_NAME = "pyk8s.io/gateway-controller"
+#: (type, status, reason, message)
+Condition = tuple[str, str, str, str]
+
+_HOST = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+_PATH = re.compile(r"^/[A-Za-z0-9._~!&'()*+,=:@/%-]*$")
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,256}$")
+# no quote, backslash, '$', ';', braces or control characters: nothing reaches nginx's syntax
+_VALUE = re.compile(r"^[A-Za-z0-9 ._~!&'()*+,=:@/%#?\[\]|<>^`-]{0,4096}$")
+_QUERY_NAME = re.compile(r"^[A-Za-z0-9._~-]{1,256}$")
+_METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
+_NAME_CHARS = re.compile(r"[^a-z0-9-]")
+_PROXY_HEADERS = (
+    ("Host", "$host"),
+    ("Upgrade", "$http_upgrade"),
+    ("Connection", "$proxy_connection"),
+    ("X-Real-IP", "$remote_addr"),
+    ("X-Forwarded-For", "$proxy_add_x_forwarded_for"),
+    ("X-Forwarded-Host", "$host"),
+    ("X-Forwarded-Proto", "$scheme"),
+)
+
+
+@dataclass
+class GatewayRendered:
+    extra: Extra
+    #: (namespace, name) → Gateway status (conditions without times, addresses, listeners)
+    gateways: dict[tuple[str, str], dict[str, Any]]
+    #: (namespace, name) → per-parent status entries for the HTTPRoute
+    routes: dict[tuple[str, str], list[dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class _Match:
+    path_type: str
+    path: str
+    method: str
+    headers: tuple[tuple[str, str], ...]
+    query: tuple[tuple[str, str], ...]
+
+
+@dataclass
+class _Action:
+    upstream: str = ""
+    status: int = 0
+    redirect: str = ""
+    redirect_code: int = 302
+    set_headers: list[tuple[str, str]] = field(default_factory=list)
+    add_headers: list[tuple[str, str]] = field(default_factory=list)
+    remove_headers: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Entry:
+    order: tuple[Any, ...]
+    match: _Match
+    action: _Action
+
+
+@dataclass
+class _Server:
+    port: int
+    hostname: str
+    entries: list[_Entry] = field(default_factory=list)
+
+
+def _key(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return str(meta.get("namespace") or ""), str(meta.get("name") or "")
+
+
+def _age(obj: Obj) -> tuple[str, str, str]:
+    """Oldest first: creationTimestamp, then namespace/name."""
+    return (str((obj.get("metadata") or {}).get("creationTimestamp") or ""), *_key(obj))
+
+
+def _unresolved(reason: str, message: str) -> Condition:
+    return ("ResolvedRefs", "False", reason, message)
+
+
+def _generation(obj: Obj) -> int:
+    return int((obj.get("metadata") or {}).get("generation") or 0)
+
+
+def _hostnames(listener_host: str, route_hosts: Sequence[str]) -> list[str]:
+    """The hostnames a route serves on a listener: the intersection of both (a wildcard
+    on one side takes the other's more specific name); none in common → empty."""
+    if not route_hosts:
+        return [listener_host]
+    if not listener_host:
+        return list(route_hosts)
+    out: list[str] = []
+    for h in route_hosts:
+        if h == listener_host or (listener_host.startswith("*.") and h.endswith(listener_host[1:])):
+            out.append(h)
+        elif h.startswith("*.") and listener_host.endswith(h[1:]):
+            out.append(listener_host)
+    return out
+
+
+def _match(raw: Obj) -> _Match | str:
+    """A validated match, or why it is not supported."""
+    path = raw.get("path") or {}
+    path_type = str(path.get("type") or "PathPrefix")
+    value = str(path.get("value") or "/")
+    if path_type not in ("Exact", "PathPrefix") or not _PATH.match(value):
+        return f"path {value!r} ({path_type}) is not supported"
+    method = str(raw.get("method") or "")
+    if method and method not in _METHODS:
+        return f"method {method!r} is not supported"
+    headers: list[tuple[str, str]] = []
+    for h in raw.get("headers") or []:
+        name, val = str(h.get("name") or ""), str(h.get("value") or "")
+        if (h.get("type") or "Exact") != "Exact" or not _HEADER_NAME.match(name):
+            return f"header match {name!r} is not supported"
+        if not _VALUE.match(val):
+            return f"header match {name!r}: value is not supported"
+        headers.append((name.lower(), val))
+    query: list[tuple[str, str]] = []
+    for q in raw.get("queryParams") or []:
+        name, val = str(q.get("name") or ""), str(q.get("value") or "")
+        if (q.get("type") or "Exact") != "Exact" or not _QUERY_NAME.match(name):
+            return f"query parameter match {name!r} is not supported"
+        if not _VALUE.match(val) or "&" in val:
+            return f"query parameter match {name!r}: value is not supported"
+        query.append((name, val))
+    if path_type == "PathPrefix" and value != "/":
+        value = value.rstrip("/")
+    return _Match(path_type, value, method, tuple(sorted(headers)), tuple(sorted(query)))
+
+
+def precedence(match: _Match) -> tuple[int, int, int, int, int]:
+    """The Gateway API's order among matches on one hostname (smaller first)."""
+    return (
+        0 if match.path_type == "Exact" else 1,
+        -len(match.path),
+        0 if match.method else 1,
+        -len(match.headers),
+        -len(match.query),
+    )
+
+
+class _Gateways:
+    def __init__(self, cfg: RenderConfig, services: Iterable[Obj], slices: Iterable[Obj]) -> None:
+        self.cfg = cfg
+        self.services = {_key(s): s for s in services}
+        self.slices: dict[tuple[str, str], list[Obj]] = {}
+        for s in slices:
+            meta = s.get("metadata") or {}
+            svc = (meta.get("labels") or {}).get("kubernetes.io/service-name")
+            if svc:
+                self.slices.setdefault((str(meta.get("namespace") or ""), svc), []).append(s)
+        self.upstreams: dict[str, list[str]] = {}
+        self.servers: dict[tuple[int, str], _Server] = {}
+
+    def backends(self, ns: str, rule: Obj, name: str) -> tuple[_Action, Condition]:
+        """The rule's weighted upstream, or a status when nothing can serve it."""
+        weighted: list[str] = []
+        problem: Condition | None = None
+        total = 0
+        for ref in rule.get("backendRefs") or []:
+            kind, group = ref.get("kind") or "Service", ref.get("group") or ""
+            ref_ns = str(ref.get("namespace") or ns)
+            svc_name = str(ref.get("name") or "")
+            if kind != "Service" or group != "":
+                problem = problem or _unresolved(
+                    "InvalidKind", f"backendRef kind {group}/{kind} is not supported"
+                )
+                continue
+            if ref_ns != ns:
+                problem = problem or _unresolved(
+                    "RefNotPermitted",
+                    f"backendRef to namespace {ref_ns} needs a ReferenceGrant, "
+                    "which is not supported",
+                )
+                continue
+            svc = self.services.get((ref_ns, svc_name))
+            port = service_port(svc, {"number": ref.get("port")}) if svc else None
+            if svc is None or port is None:
+                what = f"service {ref_ns}/{svc_name}" + ("" if svc is None else " port")
+                problem = problem or _unresolved("BackendNotFound", f"{what} not found")
+                continue
+            weight = int(ref.get("weight", 1))
+            servers = ready_servers(self.slices.get((ref_ns, svc_name), ()), port)
+            if weight <= 0 or not servers:
+                continue
+            total += weight
+            # the backend's weight shared among its endpoints (integers: scaled by 1,000)
+            each = max(1, round(weight * 1000 / len(servers)))
+            weighted += [f"{s} weight={each}" for s in servers]
+        condition = problem or ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved")
+        if not weighted:
+            # no backend can take the request: 500 (the spec's answer for invalid refs),
+            # 503 when valid backends have no ready endpoint
+            return _Action(status=500 if problem or total == 0 else 503), condition
+        self.upstreams[name] = weighted
+        return _Action(upstream=name), condition
+
+    def filters(self, rule: Obj, action: _Action, listener_port: int) -> str:
+        """Applies the rule's filters to ``action``; the reason one is not supported."""
+        for f in rule.get("filters") or []:
+            kind = f.get("type")
+            if kind == "RequestHeaderModifier":
+                mod = f.get("requestHeaderModifier") or {}
+                for target, key in ((action.set_headers, "set"), (action.add_headers, "add")):
+                    for h in mod.get(key) or []:
+                        name, value = str(h.get("name") or ""), str(h.get("value") or "")
+                        if not _HEADER_NAME.match(name) or not _VALUE.match(value):
+                            return f"header {name!r} in requestHeaderModifier is not supported"
+                        target.append((name, value))
+                for name in mod.get("remove") or []:
+                    if not _HEADER_NAME.match(str(name)):
+                        return f"header {name!r} in requestHeaderModifier is not supported"
+                    action.remove_headers.append(str(name))
+            elif kind == "RequestRedirect":
+                r = f.get("requestRedirect") or {}
+                scheme = str(r.get("scheme") or "")
+                host = str(r.get("hostname") or "")
+                port = r.get("port")
+                if scheme not in ("", "http", "https") or (host and not _HOST.match(host)):
+                    return "requestRedirect scheme or hostname is not supported"
+                path = r.get("path") or {}
+                uri = "$request_uri"
+                if path:
+                    full = str(path.get("replaceFullPath") or "")
+                    if path.get("type") != "ReplaceFullPath" or not _PATH.match(full):
+                        return "requestRedirect path: only ReplaceFullPath is supported"
+                    uri = f"{full}$is_args$args"
+                if port is None and not scheme and listener_port not in (80, 443):
+                    port = listener_port
+                default = {"http": 80, "https": 443}.get(scheme)
+                shown = "" if port is None or int(port) == default else f":{int(port)}"
+                action.redirect = f"{scheme or '$scheme'}://{host or '$host'}{shown}{uri}"
+                action.redirect_code = int(r.get("statusCode") or 302)
+                action.upstream, action.status = "", 0
+            else:
+                return f"filter {kind!r} is not supported"
+        return ""
+
+
+def render_gateways(
+    gateways: Sequence[Obj],
+    routes: Sequence[Obj],
+    services: Iterable[Obj],
+    slices: Iterable[Obj],
+    cfg: RenderConfig,
+    addresses: Sequence[str] = (),
+    namespaces: Mapping[str, Obj] | None = None,
+) -> GatewayRendered:
+    """``gateways`` are already filtered to our GatewayClass; ``routes`` are every
+    HTTPRoute (their parentRefs say which Gateway they want)."""
+    g = _Gateways(cfg, services, slices)
+    by_key = {_key(gw): gw for gw in gateways}
+    attached: dict[tuple[str, str, str], int] = {}
+    listener_conditions: dict[tuple[str, str, str], Condition] = {}
+    for gw in gateways:
+        for listener in (gw.get("spec") or {}).get("listeners") or []:
+            lkey = (*_key(gw), str(listener.get("name")))
+            attached[lkey] = 0
+            if listener.get("protocol") != "HTTP":
+                listener_conditions[lkey] = (
+                    "Accepted", "False", "UnsupportedProtocol",
+                    f"protocol {listener.get('protocol')} is not supported (HTTP only)",
+                )  # fmt: skip
+    route_status: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for route in sorted(routes, key=_age):
+        ns, name = _key(route)
+        spec = route.get("spec") or {}
+        route_hosts = [str(h) for h in spec.get("hostnames") or [] if _HOST.match(str(h))]
+        parents: list[dict[str, Any]] = []
+        age = _age(route)
+        # resolve every rule once (its backends and filters), then attach per listener
+        resolved: list[tuple[int, Obj, _Action, Condition]] = []
+        for i, rule in enumerate(spec.get("rules") or []):
+            up = _NAME_CHARS.sub("-", f"gw-{ns}-{name}-r{i}")
+            action, resolved_cond = g.backends(ns, rule, up)
+            resolved.append((i, rule, action, resolved_cond))
+        for ref in spec.get("parentRefs") or []:
+            if (ref.get("kind") or "Gateway") != "Gateway" or (ref.get("group") or GROUP) != GROUP:
+                continue
+            gkey = (str(ref.get("namespace") or ns), str(ref.get("name") or ""))
+            parent = by_key.get(gkey)
+            if parent is None:
+                continue  # not ours: another controller writes this parent's status
+            accepted, reason, unsupported = False, "NoMatchingParent", ""
+            for listener in (parent.get("spec") or {}).get("listeners") or []:
+                lname = str(listener.get("name"))
+                if ref.get("sectionName") and ref.get("sectionName") != lname:
+                    continue
+                if ref.get("port") and int(ref["port"]) != int(listener.get("port") or 0):
+                    continue
+                lkey = (*gkey, lname)
+                if lkey in listener_conditions:
+                    continue
+                allowed = ((listener.get("allowedRoutes") or {}).get("namespaces") or {}).get(
+                    "from"
+                )
+                allowed = allowed or "Same"
+                if allowed == "Same" and ns != gkey[0]:
+                    reason = "NotAllowedByListeners"
+                    continue
+                if allowed == "Selector":
+                    reason = "NotAllowedByListeners"  # label selectors are not supported
+                    continue
+                hosts = _hostnames(str(listener.get("hostname") or ""), route_hosts)
+                if not hosts:
+                    reason = "NoMatchingListenerHostname"
+                    continue
+                accepted = True
+                attached[lkey] += 1
+                port = int(listener.get("port") or 0)
+                for i, rule, action, _cond in resolved:
+                    act = _Action(**{**action.__dict__, "set_headers": [], "add_headers": [],
+                                     "remove_headers": []})  # fmt: skip
+                    unsupported = unsupported or g.filters(rule, act, port)
+                    raw_matches = rule.get("matches") or [{}]
+                    for j, raw in enumerate(raw_matches):
+                        m = _match(raw)
+                        if isinstance(m, str):
+                            unsupported = unsupported or m
+                            continue
+                        for host in hosts:
+                            server = g.servers.setdefault((port, host), _Server(port, host))
+                            order = (*precedence(m), age, i, j)
+                            server.entries.append(_Entry(order, m, act))
+            conditions: list[Condition] = [
+                ("Accepted", "True", "Accepted", "accepted by pyk8s")
+                if accepted
+                else ("Accepted", "False", reason, "no listener of the Gateway takes this route"),
+            ]
+            bad = next((c for *_, c in resolved if c[1] == "False"), None)
+            if unsupported:
+                conditions.append(("ResolvedRefs", "False", "UnsupportedValue", unsupported))
+            else:
+                conditions.append(
+                    bad or ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved")
+                )
+            parents.append(
+                {
+                    "parentRef": {k: v for k, v in ref.items()},
+                    "controllerName": CONTROLLER_NAME,
+                    "conditions": [_condition(c, _generation(route)) for c in conditions],
+                }
+            )
+        if parents:
+            route_status[(ns, name)] = parents
+
+    gw_status: dict[tuple[str, str], dict[str, Any]] = {}
+    for gw in gateways:
+        gen = _generation(gw)
+        listeners = []
+        for listener in (gw.get("spec") or {}).get("listeners") or []:
+            lkey = (*_key(gw), str(listener.get("name")))
+            bad_listener = listener_conditions.get(lkey)
+            conds: list[Condition] = (
+                [bad_listener, ("Programmed", "False", "Invalid", bad_listener[3])]
+                if bad_listener
+                else [
+                    ("Accepted", "True", "Accepted", "listener accepted"),
+                    ("Programmed", "True", "Programmed", "listener programmed on nginx"),
+                    ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved"),
+                    ("Conflicted", "False", "NoConflicts", "no conflicts"),
+                ]
+            )
+            listeners.append(
+                {
+                    "name": lkey[2],
+                    "supportedKinds": [{"group": GROUP, "kind": "HTTPRoute"}],
+                    "attachedRoutes": attached[lkey],
+                    "conditions": [_condition(c, gen) for c in conds],
+                }
+            )
+        gw_status[_key(gw)] = {
+            "addresses": [{"type": "IPAddress", "value": a} for a in addresses],
+            "conditions": [
+                _condition(("Accepted", "True", "Accepted", "accepted by pyk8s"), gen),
+                _condition(("Programmed", "True", "Programmed", "programmed on nginx"), gen),
+            ],
+            "listeners": listeners,
+        }
+    return GatewayRendered(
+        extra=Extra(upstreams=g.upstreams, text=_text(cfg, g.servers)),
+        gateways=gw_status,
+        routes=route_status,
+    )
+
+
+def _condition(c: Condition, generation: int) -> dict[str, Any]:
+    kind, status, reason, message = c
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": generation,
+    }
+
+
+def match_regex(m: _Match, header_names: Sequence[str]) -> str:
+    """The map key for ``m`` against "method\\nheaders…\\nargs\\nuri" (as PCRE, with
+    the newlines written as nginx's ``\\n`` string escape)."""
+    headers = dict(m.headers)
+    parts = [re.escape(m.method) if m.method else "[A-Z]+"]
+    for h in header_names:
+        parts.append(re.escape(headers[h]) if h in headers else "[^\\n]*")
+    args = "".join(f"(?=(?:[^\\n]*&)?{re.escape(k)}={re.escape(v)}(?:&|\\n))" for k, v in m.query)
+    parts.append(args + "[^\\n]*")
+    if m.path_type == "Exact":
+        path = re.escape(m.path)
+    elif m.path == "/":
+        path = "/.*"
+    else:
+        path = re.escape(m.path) + "(?:/.*)?"
+    parts.append(path)
+    return "(?s)^" + "\\n".join(parts) + "\\z"
+
+
+def _text(cfg: RenderConfig, servers: Mapping[tuple[int, str], _Server]) -> str:
+    out: list[str] = []
+    for n, (port, host) in enumerate(sorted(servers)):
+        server = servers[(port, host)]
+        server.entries.sort(key=lambda e: e.order)
+        names = sorted({h for e in server.entries for h, _ in e.match.headers})
+        source = "\\n".join(
+            ["$request_method", *[f"$http_{h.replace('-', '_')}" for h in names], "$args", "$uri"]
+        )
+        var = f"$pyk8s_gw_{n}"
+        out.append(f'  map "{source}" {var} {{\n    default "none";\n')
+        actions: list[_Action] = []
+        for e in server.entries:
+            if e.action not in actions:
+                actions.append(e.action)
+            out.append(f'    "~{match_regex(e.match, names)}" a{actions.index(e.action)};\n')
+        out.append("  }\n")
+        where = f"{cfg.bind_address}:{port}" if cfg.bind_address else str(port)
+        out.append("  server {\n")
+        out.append(f"    server_name {host or '_'};\n    listen {where};\n")
+        out.append(f"    location / {{ rewrite ^ /_pyk8s_gw_{n}/{var} last; }}\n")
+        out.append(
+            f'    location = /_pyk8s_gw_{n}/none {{ internal; return 404 "no route\\n"; }}\n'
+        )
+        for a, action in enumerate(actions):
+            out.append(f"    location = /_pyk8s_gw_{n}/a{a} {{\n      internal;\n")
+            out += [f"      {line}\n" for line in _action_lines(action, f"{n}_{a}")]
+            out.append("    }\n")
+        out.append("  }\n")
+        out += _add_maps(actions, n)
+    for port in sorted({p for p, h in servers if (p, "") not in servers}):
+        if port in (cfg.http_port, cfg.https_port):
+            continue  # the Ingress servers' catch-all is that port's default
+        where = f"{cfg.bind_address}:{port}" if cfg.bind_address else str(port)
+        # a host no route names gets 404, not the port's first server
+        out.append(f"  server {{\n    listen {where} default_server;\n")
+        out.append('    return 404 "no route\\n";\n  }\n')
+    return "".join(out)
+
+
+def _add_maps(actions: Sequence[_Action], n: int) -> list[str]:
+    """``add`` appends to a header a request already has: a map per added header."""
+    out = []
+    for a, action in enumerate(actions):
+        for k, (name, value) in enumerate(action.add_headers):
+            var = f"$http_{name.lower().replace('-', '_')}"
+            out.append(
+                f'  map {var} $pyk8s_gw_add_{n}_{a}_{k} {{\n    "" "{value}";\n'
+                f'    default "{var},{value}";\n  }}\n'
+            )
+    return out
+
+
+def _action_lines(action: _Action, tag: str) -> list[str]:
+    if action.redirect:
+        return [f"return {action.redirect_code} {action.redirect};"]
+    if action.status:
+        return [f"return {action.status};"]
+    headers = {k.lower(): (k, v) for k, v in _PROXY_HEADERS}
+    for name, value in action.set_headers:
+        headers[name.lower()] = (name, value)
+    for k, (name, _value) in enumerate(action.add_headers):
+        headers[name.lower()] = (name, f"$pyk8s_gw_add_{tag}_{k}")
+    for name in action.remove_headers:
+        headers[name.lower()] = (name, "")
+    lines = [f'proxy_set_header {n} "{v}";' for n, v in headers.values()]
+    return [*lines, f"proxy_pass http://{action.upstream}$request_uri;"]
