@@ -230,3 +230,16 @@ def test_diffs_reach_the_same_kernel_state_as_full_transactions(netns: list[str]
     before = _listing(netns)
     assert _nft(netns, "add rule inet pyk8s-netpol ingress bogus\n").returncode != 0
     assert _listing(netns) == before
+
+
+def test_except_must_be_a_strict_subset_of_the_cidr() -> None:
+    from pyk8s.api.validation.groups import create_network_policy
+
+    block = {"cidr": "10.0.0.0/16", "except": ["10.1.0.0/24", "10.0.0.0/16", "10.0.1.0/24",
+                                               "fd00::/64"]}  # fmt: skip
+    policy = _policy("a", "p", ingress=[{"from": [{"ipBlock": block}]}])
+    errs = create_network_policy(policy)
+    assert [(e.field, e.detail) for e in errs] == [
+        (f"spec.ingress[0].from[0].ipBlock.except[{n}]", "must be a strict subset of `cidr`")
+        for n in (0, 1, 3)
+    ]
