@@ -495,6 +495,17 @@ async def test_load_balancer_answers_at_every_node_until_deleted(
         answers = [await asyncio.to_thread(_http_get, url) for _ in range(30)]
         assert all(answers) and set(answers) == names, (ip, answers, names)
 
+    # loadBalancerSourceRanges: a range without this client shuts it out, its /32 lets it in
+    url = f"http://{addresses[0]}/"
+    for ranges, admitted in ((["192.0.2.0/24"], False), ([f"{hosts.gateway}/32"], True)):
+        patch = json.dumps({"spec": {"loadBalancerSourceRanges": ranges}})
+        await _kubectl(kubectl, "patch", "service", "web-lb", "-p", patch)
+
+        async def admission(admitted: bool = admitted) -> bool:
+            return bool(await asyncio.to_thread(_http_get, url)) == admitted
+
+        await eventually(admission, within=30, every=0.2)
+
     await _kubectl(kubectl, "delete", "service", "web-lb", "--wait=true", timeout=60)
     assert await _json(kubectl, "get", "service", "web-lb") is None  # the finalizer went
 
