@@ -47,6 +47,7 @@ import copy
 import logging
 import secrets
 import string
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ __all__ = [
     "JOIN_GROUP",
     "JOIN_POLICY",
     "component_flags",
+    "create_missing",
     "ensure_component_policy",
     "ensure_join_token",
     "new_bootstrap_token",
@@ -288,7 +290,12 @@ def _kubelet_bootstrap(pki: Pki) -> Path:
 async def ensure_component_policy(handlers: ResourceHandlers) -> None:
     """Create the RBAC objects the components' identities need beyond upstream's
     bootstrap policy (an existing one is left as its owner edited it)."""
-    for obj in (*COMPONENT_POLICY, *CONTROLLER_POLICY, *JOIN_POLICY):
+    await create_missing(handlers, (*COMPONENT_POLICY, *CONTROLLER_POLICY, *JOIN_POLICY))
+
+
+async def create_missing(handlers: ResourceHandlers, objs: Iterable[dict[str, Any]]) -> None:
+    """Create each of ``objs`` that does not exist yet (an existing one is kept as is)."""
+    for obj in objs:
         r = handlers.registry.for_api_version(obj["apiVersion"], obj["kind"])
         assert r is not None
         try:

@@ -18,16 +18,12 @@ every node may therefore create and delete PersistentVolumes.
 
 from __future__ import annotations
 
-import copy
-import logging
 from typing import Any
 
-from pyk8s.api import errors
 from pyk8s.api.pvbinding import ANN_DEFAULT_CLASS
 from pyk8s.apiserver.handlers import ResourceHandlers
 from pyk8s.localpath import PROVISIONER_NAME
-
-log = logging.getLogger(__name__)
+from pyk8s.server.identities import create_missing
 
 LOCAL_PATH_CLASS: dict[str, Any] = {
     "apiVersion": "storage.k8s.io/v1",
@@ -71,11 +67,4 @@ PROVISIONER_POLICY: tuple[dict[str, Any], ...] = (
 
 async def ensure_local_storage(handlers: ResourceHandlers) -> None:
     """The provisioners' RBAC and the default ``local-path`` class (existing ones kept)."""
-    for obj in (*PROVISIONER_POLICY, LOCAL_PATH_CLASS):
-        r = handlers.registry.for_api_version(obj["apiVersion"], obj["kind"])
-        assert r is not None
-        try:
-            await handlers.create_object(r, copy.deepcopy(obj))
-        except errors.StatusError as err:
-            if err.code != 409:
-                log.warning("%s %s: %s", obj["kind"], obj["metadata"]["name"], err)
+    await create_missing(handlers, (*PROVISIONER_POLICY, LOCAL_PATH_CLASS))
