@@ -117,9 +117,6 @@ class NetpolController:
         self._task: asyncio.Task[None] | None = None
         #: consecutive failed syncs
         self.failures = 0
-        #: transactions applied (for tests)
-        self.transactions = 0
-        self.last_kind = ""
 
     async def start(self) -> None:
         """Start watching; the first sync follows once every cache has synced (in the
@@ -224,7 +221,6 @@ class NetpolController:
         started = time.monotonic()
         ruleset = self.render()
         text = ruleset.text() if self._last is None else ruleset.diff_text(self._last)
-        kind = "full" if self._last is None else "partial"
         if not text:
             return False
         code, out = await run([*self.prefix, "-f", "-"], text)
@@ -233,7 +229,5 @@ class NetpolController:
             self._last = None
             raise NftError(f"nft -f: {out.strip()[:2000]}")
         self._last = ruleset
-        self.transactions += 1
-        self.last_kind = kind
         self.sync_seconds.observe(time.monotonic() - started)
         return True
