@@ -326,6 +326,100 @@ def _snapshot_target(args: argparse.Namespace) -> Any:
     return Target(endpoint, directory, getattr(args, "node_name", ""))
 
 
+def _add_token_and_certificate(sub: Any) -> None:
+    """``pyk8s token create|list|delete|rotate`` and ``pyk8s certificate check|rotate``
+    (k3s's commands)."""
+    token = sub.add_parser("token", help="manage bootstrap (join) tokens")
+    token_sub = token.add_subparsers(dest="token_command", required=True)
+    actions = {
+        "create": token_sub.add_parser("create", help="create a join token"),
+        "list": token_sub.add_parser("list", aliases=["ls"], help="list the join tokens"),
+        "delete": token_sub.add_parser("delete", help="delete join tokens by id or token"),
+        "rotate": token_sub.add_parser("rotate", help="replace the server's own join token"),
+    }
+    for name, action in actions.items():
+        action.set_defaults(token_command=name)
+        action.add_argument("--data-dir", "-d", type=Path, default=None)
+        action.add_argument(
+            "--kubeconfig", type=Path, default=None, help="DATA_DIR/kubeconfig.yaml"
+        )
+    actions["create"].add_argument("token", nargs="?", default="", help="<id>.<secret>")
+    actions["create"].add_argument("--ttl", default="24h", help="lifetime (0: never expires)")
+    actions["create"].add_argument("--description", default="")
+    actions["create"].add_argument(
+        "--groups", default="", help="extra groups (default system:bootstrappers:pyk8s:…)"
+    )
+    actions["create"].add_argument("--usages", default="signing,authentication")
+    actions["delete"].add_argument("tokens", nargs="+", metavar="TOKEN")
+    actions["rotate"].add_argument("--new-token", default="", help="<id>.<secret>")
+    cert = sub.add_parser("certificate", help="check and rotate component certificates")
+    cert_sub = cert.add_subparsers(dest="certificate_command", required=True)
+    for name, text in (
+        ("check", "print each component certificate's subject and expiry"),
+        ("rotate", "set certificates aside; the next server start issues new ones"),
+    ):
+        action = cert_sub.add_parser(name, help=text)
+        action.add_argument("--data-dir", "-d", type=Path, default=None)
+        action.add_argument(
+            "--service", "-s", action="append", default=[], help="only these (repeatable)"
+        )
+        if name == "check":
+            action.add_argument("--output", "-o", default="text", choices=("text", "table"))
+
+
+def _token(args: argparse.Namespace) -> int:
+    from pyk8s.server.component import parse_duration
+    from pyk8s.server.paths import default_data_dir
+    from pyk8s.server.tokens import DEFAULT_USAGES, TokenError, run
+
+    data_dir = args.data_dir or default_data_dir()
+    create = args.token_command == "create"
+    try:
+        out = asyncio.run(
+            run(
+                args.token_command,
+                kubeconfig=args.kubeconfig or data_dir / "kubeconfig.yaml",
+                data_dir=data_dir,
+                tokens=args.tokens
+                if args.token_command == "delete"
+                else [args.token]
+                if create and args.token
+                else [],
+                ttl=parse_duration(args.ttl, "ttl") if create else 0.0,
+                description=args.description if create else "",
+                groups=_plugin_names([args.groups]) if create else (),
+                usages=_plugin_names([args.usages]) if create else DEFAULT_USAGES,
+                new=getattr(args, "new_token", ""),
+            )
+        )
+    except (TokenError, ValueError) as err:
+        print(f"pyk8s token: error: {err}", file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+def _certificate(args: argparse.Namespace) -> int:
+    import datetime
+
+    from pyk8s.server.certcheck import check, format_check, rotate
+    from pyk8s.server.paths import default_data_dir
+
+    data_dir = args.data_dir or default_data_dir()
+    services = _plugin_names(args.service)
+    try:
+        if args.certificate_command == "check":
+            now = datetime.datetime.now(datetime.UTC)
+            print(format_check(check(data_dir, services), args.output, now))
+        else:
+            backup = rotate(data_dir, services)
+            print(f"certificates moved to {backup}; restart pyk8s server to issue new ones")
+    except (OSError, ValueError) as err:
+        print(f"pyk8s certificate: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def _etcd_snapshot(args: argparse.Namespace) -> int:
     from pyk8s.server import snapshots
 
@@ -768,6 +862,7 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--skip", action="store_true", help="reencrypt: keep the old keys")
         action.add_argument("--output", "-o", default="", choices=("", "text", "json"))
     _add_etcd_snapshot(sub)
+    _add_token_and_certificate(sub)
     for name, text in (
         ("killall", "stop this node's pyk8s processes and containers and clean the host"),
         ("uninstall", "killall, then remove the data dir"),
@@ -1551,6 +1646,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _etcd_snapshot(args)
     if args.command in ("killall", "uninstall"):
         return _killall(args)
+    if args.command == "token":
+        return _token(args)
+    if args.command == "certificate":
+        return _certificate(args)
     if args.command == "controller-manager":
         return _run_controller_manager(args)
     if args.command == "cloud-controller-manager":

@@ -1,0 +1,79 @@
+"""``pyk8s certificate check|rotate`` on a server data dir made by the server's own PKI
+code: every component certificate is listed with its subject and expiry, a certificate
+near its end is flagged, and rotate sets the chosen ones aside so the next start issues
+new ones from the same CA."""
+
+from __future__ import annotations
+
+import datetime
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+
+from pyk8s.apiserver.certs import ensure_pki, issue_client_cert, write_kubeconfig
+from pyk8s.cli import main
+from pyk8s.server.certcheck import check
+from pyk8s.server.identities import write_component_kubeconfigs
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    pki = ensure_pki(tmp_path / "server", hostnames=["node1"], ips=["10.0.0.1"])
+    write_component_kubeconfigs(pki, "https://127.0.0.1:6443", "abcdef.0123456789abcdef")
+    return tmp_path
+
+
+def test_check_lists_each_component(data_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["certificate", "check", "--data-dir", str(data_dir), "-o", "table"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["FILENAME", "SUBJECT", "USAGES", "EXPIRES", "RESIDUAL", "TIME",
+                                "STATUS"]  # fmt: skip
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows["admin.crt"][1] == "CN=system:admin,O=system:masters"
+    assert rows["admin.crt"][2] == "ClientAuth"
+    assert rows["serving.crt"][2] == "ServerAuth"
+    assert rows["scheduler.kubeconfig"][1] == "CN=system:kube-scheduler"
+    assert rows["controller-manager.kubeconfig"][1] == "CN=system:kube-controller-manager"
+    assert all(r[-1] == "OK" and r[-2] in ("364d", "365d") for r in rows.values())
+
+    assert main(["certificate", "check", "-d", str(data_dir), "--service", "kube-proxy"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    assert line.startswith("kube-proxy: certificate proxy.kubeconfig (CN=system:kube-proxy) is ok")
+
+    assert main(["certificate", "check", "-d", str(data_dir), "--service", "nope"]) == 1
+    assert "unknown service 'nope'" in capsys.readouterr().err
+
+
+def test_a_certificate_near_its_end_is_flagged(data_dir: Path) -> None:
+    pki = ensure_pki(data_dir / "server", hostnames=["node1"], ips=["10.0.0.1"])
+    short = issue_client_cert(pki, "system:kube-scheduler", validity=datetime.timedelta(days=30))
+    path = data_dir / "server" / "cred" / "scheduler.kubeconfig"
+    write_kubeconfig(path, server="https://x", pki=pki, client_cert=short)
+    now = datetime.datetime.now(datetime.UTC)
+    (info,) = check(data_dir, ["scheduler"])
+    assert info.status(now) == "WARNING" and info.remaining(now).days == 29
+    assert info.status(now + datetime.timedelta(days=31)) == "EXPIRED"
+
+
+def test_rotate_sets_certificates_aside_and_the_same_ca_issues_new_ones(
+    data_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tls = data_dir / "server" / "tls"
+    ca_before = (tls / "ca.crt").read_bytes()
+    serving_before = x509.load_pem_x509_certificate((tls / "serving.crt").read_bytes())
+    admin_before = (tls / "admin.crt").read_bytes()
+    assert main(["certificate", "rotate", "-d", str(data_dir), "--service", "api-server"]) == 0
+    assert "restart pyk8s server" in capsys.readouterr().out
+    (backup,) = tls.glob("tls-*")
+    assert {p.name for p in backup.iterdir()} == {
+        "serving.crt", "serving.key", "apiserver-kubelet-client.crt",
+        "apiserver-kubelet-client.key",
+    }  # fmt: skip
+    assert not (tls / "serving.crt").exists() and (tls / "admin.crt").read_bytes() == admin_before
+
+    ensure_pki(data_dir / "server", hostnames=["node1"], ips=["10.0.0.1"])  # the next start
+    serving = x509.load_pem_x509_certificate((tls / "serving.crt").read_bytes())
+    assert serving.serial_number != serving_before.serial_number
+    assert (tls / "ca.crt").read_bytes() == ca_before
+    assert (tls / "admin.crt").read_bytes() == admin_before
