@@ -871,6 +871,9 @@ def _parser() -> argparse.ArgumentParser:
         action.add_argument("--data-dir", "-d", type=Path, default=None)
         if name == "uninstall":
             action.add_argument("--yes", "-y", action="store_true", help="do not ask")
+    from pyk8s.trace import command as trace_command
+
+    trace_command.add_parser(sub)
     check = sub.add_parser(
         "datastore-check", help="open a datastore endpoint and print its revisions"
     )
@@ -1682,6 +1685,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _image(args)
     if args.command == "secrets-encrypt":
         return _secrets_encrypt(args)
+    if args.command == "trace":
+        from pyk8s.trace import command as trace_command
+
+        return trace_command.run(args)
     if args.command == "datastore-check":
         try:
             asyncio.run(_datastore_check(args.datastore_endpoint))
