@@ -55,8 +55,9 @@ def http_route(
     namespace: str = "default",
     section: str = "",
     created: str = "2026-01-01T00:00:00Z",
+    gateway_namespace: str = "",
 ) -> JSON:
-    parent: JSON = {"name": gateway, "namespace": "default"}
+    parent: JSON = {"name": gateway, "namespace": gateway_namespace or namespace}
     if section:
         parent["sectionName"] = section
     return {

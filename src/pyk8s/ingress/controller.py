@@ -41,6 +41,8 @@ from pyk8s.client import (
     is_conflict,
     is_not_found,
 )
+from pyk8s.ingress.gateway import CONTROLLER_NAME, GatewayRendered, render_gateways
+from pyk8s.ingress.gateway_crds import CRDS, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES
 from pyk8s.ingress.nginx import Nginx, NginxError
 from pyk8s.ingress.render import Finding, RenderConfig, owns, render
 
@@ -84,6 +86,9 @@ class ControllerConfig:
     bind_address: str = ""
     #: create the IngressClass (marked default) if it does not exist
     create_class: bool = True
+    #: install the Gateway API CRDs and the GatewayClass, serve Gateways of that class
+    gateway_api: bool = True
+    gateway_class: str = "pyk8s"
     debounce: float = 0.1
     max_delay: float = 1.0
 
@@ -155,6 +160,7 @@ class IngressController:
         self._status_task: asyncio.Task[None] | None = None
         self._status_due = asyncio.Event()
         self._healthy = False
+        self._gateway_status: GatewayRendered | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -164,10 +170,13 @@ class IngressController:
             await self.ensure_ingress_class()
         if self.config.publish_service:
             await self.ensure_service()
+        if self.config.gateway_api:
+            await self.ensure_gateway_api()
+        spec_only = ("ingresses", "gatewayclasses", "gateways", "httproutes")
         for plural, informer in self.informers.items():
             informer.add_event_handler(
                 on_add=self._on_change,
-                on_update=self._on_ingress_update if plural == "ingresses" else self._on_update,
+                on_update=self._on_ingress_update if plural in spec_only else self._on_update,
                 on_delete=self._on_change,
             )
             informer.start()
@@ -217,6 +226,48 @@ class IngressController:
         except ClientError as err:
             if not is_already_exists(err):
                 raise
+
+    async def ensure_gateway_api(self, within: float = 10.0) -> None:
+        """The Gateway API CRDs (created if missing, then waited for until served), our
+        GatewayClass, and informers on the three kinds."""
+        for crd in CRDS:
+            try:
+                await self.client.create(
+                    ("apiextensions.k8s.io/v1", "CustomResourceDefinition"), crd
+                )
+            except ClientError as err:
+                if not is_already_exists(err):
+                    raise
+        deadline = time.monotonic() + within
+        for ref in (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES):
+            while True:
+                try:
+                    await self.client.list(ref, limit=1)
+                    break
+                except ClientError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.1)
+        body = {
+            "apiVersion": GATEWAY_CLASSES[0],
+            "kind": "GatewayClass",
+            "metadata": {
+                "name": self.config.gateway_class,
+                "labels": {"app.kubernetes.io/managed-by": "pyk8s"},
+            },
+            "spec": {"controllerName": CONTROLLER_NAME},
+        }
+        try:
+            await self.client.create(GATEWAY_CLASSES, body)
+        except ClientError as err:
+            if not is_already_exists(err):
+                raise
+        for name, ref in (
+            ("gatewayclasses", GATEWAY_CLASSES),
+            ("gateways", GATEWAYS),
+            ("httproutes", HTTP_ROUTES),
+        ):
+            self.informers[name] = SharedInformer.for_resource(self.client, ref)
 
     def _service_key(self) -> tuple[str, str]:
         namespace, _, name = self.config.publish_service.partition("/")
@@ -288,7 +339,8 @@ class IngressController:
 
     def _on_ingress_update(self, old: Obj, new: Obj) -> None:
         """A status write (ours, mostly) changes nothing nginx is told: only the status
-        loop looks again (a write of ours that conflicted is retried over this one)."""
+        loop looks again (a write of ours that conflicted is retried over this one).
+        The same for Gateway API objects."""
         if old.get("spec") != new.get("spec") or _annotations(old) != _annotations(new):
             self._on_change(new)
         else:
@@ -339,17 +391,43 @@ class IngressController:
             if owns(i, self.config.ingress_class, is_default)
         ]
 
+    def served_gateways(self) -> GatewayRendered | None:
+        """Gateways of our accepted GatewayClasses and the routes attached to them."""
+        if "gateways" not in self.informers:
+            return None
+        classes = {
+            _name(c)
+            for c in self.informers["gatewayclasses"].store.list()
+            if (c.get("spec") or {}).get("controllerName") == CONTROLLER_NAME
+        }
+        gateways = [
+            g
+            for g in self.informers["gateways"].store.list()
+            if (g.get("spec") or {}).get("gatewayClassName") in classes
+        ]
+        return render_gateways(
+            gateways,
+            self.informers["httproutes"].store.list(),
+            self.informers["services"].store.list(),
+            self.informers["endpointslices"].store.list(),
+            self.render_config,
+            addresses=[str(a.get("ip") or a.get("hostname")) for a in self.status_addresses()],
+        )
+
     async def sync(self) -> None:
         """Render, apply if different, record findings, write status."""
         ingresses = self.served()
         self.ingresses_served.set(len(ingresses))
+        gateways = self.served_gateways()
         rendered = render(
             ingresses,
             self.informers["services"].store.list(),
             self.informers["endpointslices"].store.list(),
             self.informers["secrets"].store.list(),
             self.render_config,
+            *([gateways.extra] if gateways else []),
         )
+        self._gateway_status = gateways
         by_key = {(_namespace(i), _name(i)): i for i in ingresses}
         self._record(rendered.findings, by_key)
         if self.nginx.live_hash and not self.nginx.running():
@@ -384,6 +462,8 @@ class IngressController:
             )
         self._healthy = True
         self._status_due.set()
+        if gateways is not None:
+            await self._write_gateway_status(gateways)
 
     def _record(self, findings: list[Finding], by_key: Mapping[tuple[str, str], Obj]) -> None:
         """Events for findings that are new since the last render (a finding that
@@ -450,6 +530,60 @@ class IngressController:
                 return  # a newer one comes through the informer, and another round
             raise
         self.recorder.event(ingress, NORMAL, "Sync", "Scheduled for sync")
+
+    async def _write_gateway_status(self, rendered: GatewayRendered) -> None:
+        """GatewayClass Accepted, Gateway and HTTPRoute status where it differs (a
+        condition keeps its lastTransitionTime while its status stays)."""
+        jobs: list[tuple[tuple[str, str], Obj, Obj]] = []
+        for gc in self.informers["gatewayclasses"].store.list():
+            if (gc.get("spec") or {}).get("controllerName") == CONTROLLER_NAME:
+                gen = int((gc.get("metadata") or {}).get("generation") or 0)
+                want = {"conditions": [{"type": "Accepted", "status": "True", "reason": "Accepted",
+                                        "message": "handled by pyk8s ingress-controller",
+                                        "observedGeneration": gen}]}  # fmt: skip
+                jobs.append((GATEWAY_CLASSES, gc, want))
+        for gw in self.informers["gateways"].store.list():
+            if (key := (_namespace(gw), _name(gw))) in rendered.gateways:
+                jobs.append((GATEWAYS, gw, rendered.gateways[key]))
+        for route in self.informers["httproutes"].store.list():
+            if (key := (_namespace(route), _name(route))) in rendered.routes:
+                jobs.append((HTTP_ROUTES, route, {"parents": rendered.routes[key]}))
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for ref, obj, want in jobs:
+            have = obj.get("status") or {}
+            status = _with_times(want, have, now)
+            if status == have:
+                continue
+            try:
+                await self.client.update_status(ref, {**obj, "status": status})
+            except ClientError as err:
+                if not (is_conflict(err) or is_not_found(err)):
+                    log.warning("gateway api status not written", extra={"error": str(err)})
+                self._on_change(obj)  # look again with the newer object
+
+
+def _with_times(want: Any, have: Any, now: str) -> Any:
+    """``want`` with every condition's lastTransitionTime: the one in ``have`` if that
+    condition kept its status, else ``now``."""
+    if isinstance(want, dict):
+        out = {}
+        for k, v in want.items():
+            old = have.get(k) if isinstance(have, dict) else None
+            out[k] = _with_times(v, old, now)
+        if "type" in want and "status" in want:
+            same = isinstance(have, dict) and have.get("status") == want["status"]
+            out["lastTransitionTime"] = have["lastTransitionTime"] if same and have.get(
+                "lastTransitionTime") else now  # fmt: skip
+        return out
+    if isinstance(want, list):
+        olds = have if isinstance(have, list) else []
+        by_type = {o.get("type"): o for o in olds if isinstance(o, dict) and "type" in o}
+        return [
+            _with_times(v, by_type.get(v.get("type")) if isinstance(v, dict) and "type" in v
+                        else (olds[i] if i < len(olds) else None), now)
+            for i, v in enumerate(want)
+        ]  # fmt: skip
+    return want
 
 
 def _annotations(obj: Mapping[str, Any]) -> Any:
