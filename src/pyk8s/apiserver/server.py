@@ -46,6 +46,11 @@ from pyk8s.apiserver.authz import (
 from pyk8s.apiserver.authzmodes import build_authorizer
 from pyk8s.apiserver.certs import Pki
 from pyk8s.apiserver.encoding import json_response, status_response
+from pyk8s.apiserver.endpoints_reconciler import (
+    DEFAULT_LEASE_TTL,
+    DEFAULT_RECONCILE_INTERVAL,
+    LeaseEndpointReconciler,
+)
 from pyk8s.apiserver.handlers import ResourceHandlers
 from pyk8s.apiserver.impersonation import impersonated_user
 from pyk8s.apiserver.inflight import (
@@ -114,6 +119,10 @@ class Config:
     #: --authorization-mode (upstream names, e.g. ("Node", "RBAC")); empty: the
     #: authorizer given to the server, or allow every authenticated user
     authorization_modes: tuple[str, ...] = ()
+    #: the lease endpoint reconciler's lease TTL (seconds) and interval: every API
+    #: server over the store is listed in the kubernetes Endpoints/EndpointSlice
+    endpoint_lease_ttl: int = DEFAULT_LEASE_TTL
+    endpoint_reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
 
 
 class Metrics:
@@ -196,6 +205,14 @@ class APIServer:
         self.allocation_repair = AllocationRepair(store, self.cluster_ips, self.node_ports)
         self.compactor = Compactor(store, self.config.compact_interval)
         self.handlers = ResourceHandlers(self)
+        self.endpoints = LeaseEndpointReconciler(
+            store,
+            self.handlers,
+            self.config.advertise_address,
+            self.config.secure_port,
+            ttl=self.config.endpoint_lease_ttl,
+            interval=self.config.endpoint_reconcile_interval,
+        )
         if self.rbac is not None:
             check = EscalationCheck(self.rbac, self.authorizer)
             for group_resource in RBAC_RESOURCES:
@@ -227,10 +244,12 @@ class APIServer:
         if self.config.compact_interval > 0:
             self.compactor.start()
         self.allocation_repair.start()
+        self.endpoints.start()
         self._ready = True
 
     async def stop(self) -> None:
         self._ready = False
+        await self.endpoints.stop()
         await self.compactor.stop()
         await self.allocation_repair.stop()
         await self.aggregator.stop()
@@ -278,38 +297,8 @@ class APIServer:
                 },
             }
         )
-        endpoints = {
-            "apiVersion": "v1",
-            "kind": "Endpoints",
-            "metadata": {
-                "name": "kubernetes",
-                "namespace": "default",
-                "labels": {"endpointslice.kubernetes.io/skip-mirror": "true"},
-            },
-            "subsets": [
-                {
-                    "addresses": [{"ip": self.config.advertise_address}],
-                    "ports": [
-                        {"name": "https", "port": self.config.secure_port, "protocol": "TCP"}
-                    ],
-                }
-            ],
-        }
-        await self.handlers.ensure(endpoints, update=True)
-        address = self.config.advertise_address
-        endpoint_slice = {
-            "apiVersion": "discovery.k8s.io/v1",
-            "kind": "EndpointSlice",
-            "metadata": {
-                "name": "kubernetes",
-                "namespace": "default",
-                "labels": {"kubernetes.io/service-name": "kubernetes"},
-            },
-            "addressType": "IPv6" if ":" in address else "IPv4",
-            "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
-            "ports": [{"name": "https", "port": self.config.secure_port, "protocol": "TCP"}],
-        }
-        await self.handlers.ensure(endpoint_slice, update=True)
+        # this server's lease, and the endpoints from every live lease
+        await self.endpoints.reconcile()
 
     # ------------------------------------------------------------------ dispatch
 
