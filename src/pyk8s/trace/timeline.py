@@ -5,14 +5,15 @@ time upstream's and pyk8s's recorders encode in the Event's name
 (``<object>.<UnixNano in hex>``) when it agrees with ``firstTimestamp``, else
 ``firstTimestamp`` (whole seconds). Conditions' ``lastTransitionTime``, container
 ``startedAt`` and ``creationTimestamp`` are whole seconds in the API, so those steps are
-marked imprecise. Steps sort by whole second first, then by their place in a pod's
-life, then by the precise time, so a second-rounded condition never lands before the
-sub-second event that caused it.
+marked imprecise. Two sub-second steps sort by time; a whole-second step ties with
+everything in its second and the tie goes to the step's place in a pod's life, so a
+second-rounded condition never lands before the sub-second event that caused it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -39,12 +40,14 @@ _RANK = {
     "Pulled": 5,
     "PullFailed": 5,
     "PullBackOff": 6,
-    "ContainerCreated": 7,
-    "ContainerStarted": 8,
+    "InitContainerCreated": 7,
+    "InitContainerStarted": 8,
     "InitContainerFinished": 9,
     "Initialized": 10,
-    "ContainersReady": 11,
-    "Ready": 12,
+    "ContainerCreated": 11,
+    "ContainerStarted": 12,
+    "ContainersReady": 13,
+    "Ready": 14,
 }
 _HEX_SUFFIX = re.compile(r"\.([0-9a-f]{12,})$")
 _IMAGE = re.compile(r'image "([^"]*)"')
@@ -87,8 +90,15 @@ class Step:
     failed: bool = False
     kind: str = ""  # the _RANK key
 
-    def sort_key(self) -> tuple[int, int, dt.datetime]:
-        return (int(self.time.timestamp()), _RANK.get(self.kind, 6), self.time)
+
+def _order(a: Step, b: Step) -> int:
+    """Two sub-second times compare as they are; a whole-second time ties with anything
+    in its second, and the tie goes to the step's place in a pod's life."""
+    if not (a.precise and b.precise):
+        sa, sb = int(a.time.timestamp()), int(b.time.timestamp())
+        if sa == sb:
+            return _RANK.get(a.kind, 6) - _RANK.get(b.kind, 6)
+    return (a.time > b.time) - (a.time < b.time)
 
 
 @dataclass
@@ -144,7 +154,7 @@ def _format(t: dt.datetime, precise: bool) -> str:
     return t.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _event_step(ev: Obj) -> Step | None:
+def _event_step(ev: Obj, init_names: set[str]) -> Step | None:
     t, precise = event_time(ev)
     if t is None:
         return None
@@ -174,6 +184,7 @@ def _event_step(ev: Obj) -> Step | None:
         kind, failed = "PullFailed", True
     elif reason in ("Created", "Started") and container:
         kind = "ContainerCreated" if reason == "Created" else "ContainerStarted"
+        kind = f"Init{kind}" if container.group(1) in init_names else kind
         step = f"{reason} {container.group(1)}"
     return Step(step, t, message + more, precise, failed, kind)
 
@@ -205,7 +216,12 @@ def _container_steps(status: Obj, started_events: set[str]) -> list[Step]:
             label = "init container" if init else "container"
             if started is not None and name not in started_events:
                 out.append(
-                    Step(f"Started {name}", started, f"{label} startedAt", kind="ContainerStarted")
+                    Step(
+                        f"Started {name}",
+                        started,
+                        f"{label} startedAt",
+                        kind="InitContainerStarted" if init else "ContainerStarted",
+                    )
                 )
             finished = parse_time((state.get("terminated") or {}).get("finishedAt"))
             if init and finished is not None:
@@ -249,6 +265,7 @@ def build(pod: Obj, events: Iterable[Obj], now: dt.datetime | None = None) -> Ti
     another uid, e.g. an earlier pod of the same name, are ignored)."""
     meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
     uid = str(meta.get("uid", ""))
+    init_names = {str(c.get("name")) for c in spec.get("initContainers") or []}
     steps: list[Step] = []
     created = parse_time(meta.get("creationTimestamp"))
     if created is not None:
@@ -257,16 +274,16 @@ def build(pod: Obj, events: Iterable[Obj], now: dt.datetime | None = None) -> Ti
         ref_uid = (ev.get("involvedObject") or ev.get("regarding") or {}).get("uid")
         if ref_uid and uid and ref_uid != uid:
             continue
-        s = _event_step(ev)
+        s = _event_step(ev, init_names)
         if s is not None:
             steps.append(s)
     have = {s.kind for s in steps}
     started_events = {
-        s.step.removeprefix("Started ") for s in steps if s.kind == "ContainerStarted"
+        s.step.removeprefix("Started ") for s in steps if s.kind.endswith("ContainerStarted")
     }
     steps += _condition_steps(status, have)
     steps += _container_steps(status, started_events)
-    steps.sort(key=Step.sort_key)
+    steps.sort(key=functools.cmp_to_key(_order))
 
     node, phase = str(spec.get("nodeName") or ""), str(status.get("phase") or "Pending")
     ready = any(

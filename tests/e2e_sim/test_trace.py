@@ -1,0 +1,108 @@
+"""``pyk8s trace`` against the control plane with simulated nodes: the CLI as a user runs
+it (a subprocess with the kubeconfig), pods created through the real kubectl."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from typing import Any
+
+from tests.e2e_sim.conftest import Cluster
+
+
+def trace(cluster: Cluster, ns: str, target: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    kubeconfig = str(cluster.server.kubeconfig)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pyk8s",
+            "trace",
+            target,
+            "-n",
+            ns,
+            "--kubeconfig",
+            kubeconfig,
+            *extra,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def pod(name: str, **spec: Any) -> str:
+    body = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "initContainers": [{"name": "setup", "image": "busybox:1.36"}],
+            "containers": [{"name": "app", "image": "busybox:1.36"}],
+            **spec,
+        },
+    }
+    return json.dumps(body)
+
+
+def test_pod_on_a_simulated_node_shows_every_step_in_order(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("create", "-n", ns, "-f", "-", input=pod("p"))
+    run = trace(cluster, ns, "pod/p", "--follow", "-o", "json", "--timeout", "45")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["result"] == "Ready"
+    steps = [s["step"] for s in doc["steps"]]
+    want = [
+        "Created",
+        "Scheduled",
+        "PodReadyToStartContainers",
+        "Started setup",
+        "Finished setup",
+        "Initialized",
+        "Started app",
+        "ContainersReady",
+        "Ready",
+    ]
+    assert [s for s in steps if s in want] == want, steps
+    node = cluster.kubectl.json("get", "pod", "p", "-n", ns)["spec"]["nodeName"]
+    scheduled = doc["steps"][steps.index("Scheduled")]
+    assert node in scheduled["detail"] and doc["node"] == node
+    assert scheduled["precise"], "the scheduler's Event carries a sub-second time"
+    offsets = [s["sinceCreatedSeconds"] for s in doc["steps"]]
+    # a whole-second time may read up to 1 s before the sub-second step it follows
+    assert all(b > a - 1 for a, b in itertools.pairwise(offsets)), offsets
+    total = sum(s["gapSeconds"] for s in doc["steps"])
+    assert abs(total - offsets[-1]) < 1.0, (total, offsets)
+
+    table = trace(cluster, ns, "p")  # a bare NAME is a pod
+    assert table.returncode == 0, table.stderr
+    lines = table.stdout.splitlines()
+    assert lines[1].split() == ["STEP", "TIME", "+GAP", "DETAIL"]
+    assert lines[2].startswith("Created") and "Ready" in lines[-2]
+    assert lines[-1].startswith("result: Ready")
+
+
+def test_unschedulable_pod_ends_at_the_schedulers_reason(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl(
+        "create", "-n", ns, "-f", "-", input=pod("stuck", nodeSelector={"no-such": "label"})
+    )
+    run = trace(cluster, ns, "pod/stuck", "--follow", "--timeout", "45")
+    assert run.returncode == 0, run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[2].startswith("Created")
+    last = lines[-2]
+    assert last.startswith("!FailedScheduling"), run.stdout
+    assert "0/3 nodes are available" in last and "node affinity/selector" in last
+    assert lines[-1].startswith("result: Failed")
+
+
+def test_deployment_traces_its_newest_pod(cluster: Cluster, ns: str) -> None:
+    cluster.kubectl("create", "deployment", "web", "--image=busybox:1.36", "-n", ns)
+    run = trace(cluster, ns, "deployment/web", "--follow", "-o", "json", "--timeout", "45")
+    assert run.returncode == 0, run.stderr
+    doc = json.loads(run.stdout)
+    assert doc["result"] == "Ready" and doc["pod"]["name"].startswith("web-")
+    missing = trace(cluster, ns, "deployment/nope")
+    assert missing.returncode == 1 and "not found" in missing.stderr
