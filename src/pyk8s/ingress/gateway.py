@@ -328,6 +328,8 @@ def render_gateways(
             if parent is None:
                 continue  # not ours: another controller writes this parent's status
             accepted, reason, unsupported = False, "NoMatchingParent", ""
+            taken: list[tuple[str, str, str]] = []
+            pending: list[tuple[tuple[int, str], _Entry]] = []
             for listener in (parent.get("spec") or {}).get("listeners") or []:
                 lname = str(listener.get("name"))
                 if ref.get("sectionName") and ref.get("sectionName") != lname:
@@ -340,46 +342,43 @@ def render_gateways(
                 allowed = ((listener.get("allowedRoutes") or {}).get("namespaces") or {}).get(
                     "from"
                 )
-                allowed = allowed or "Same"
-                if allowed == "Same" and ns != gkey[0]:
+                # label selectors are not supported: only Same and All admit routes
+                if ((allowed or "Same") == "Same" and ns != gkey[0]) or allowed == "Selector":
                     reason = "NotAllowedByListeners"
-                    continue
-                if allowed == "Selector":
-                    reason = "NotAllowedByListeners"  # label selectors are not supported
                     continue
                 hosts = _hostnames(str(listener.get("hostname") or ""), route_hosts)
                 if not hosts:
                     reason = "NoMatchingListenerHostname"
                     continue
                 accepted = True
-                attached[lkey] += 1
+                taken.append(lkey)
                 port = int(listener.get("port") or 0)
                 for i, rule, action, _cond in resolved:
                     act = _Action(**{**action.__dict__, "set_headers": [], "add_headers": [],
                                      "remove_headers": []})  # fmt: skip
                     unsupported = unsupported or g.filters(rule, act, port)
-                    raw_matches = rule.get("matches") or [{}]
-                    for j, raw in enumerate(raw_matches):
+                    for j, raw in enumerate(rule.get("matches") or [{}]):
                         m = _match(raw)
                         if isinstance(m, str):
                             unsupported = unsupported or m
                             continue
-                        for host in hosts:
-                            server = g.servers.setdefault((port, host), _Server(port, host))
-                            order = (*precedence(m), age, i, j)
-                            server.entries.append(_Entry(order, m, act))
+                        order = (*precedence(m), age, i, j)
+                        pending += [((port, host), _Entry(order, m, act)) for host in hosts]
+            if unsupported:
+                # a route pyk8s cannot serve as written is not served at all
+                accepted, reason = False, "UnsupportedValue"
+            else:
+                for lkey in taken:
+                    attached[lkey] += 1
+                for where, entry in pending:
+                    g.servers.setdefault(where, _Server(*where)).entries.append(entry)
             conditions: list[Condition] = [
                 ("Accepted", "True", "Accepted", "accepted by pyk8s")
                 if accepted
-                else ("Accepted", "False", reason, "no listener of the Gateway takes this route"),
+                else ("Accepted", "False", reason, unsupported or "no listener takes this route"),
+                next((c for *_, c in resolved if c[1] == "False"), None)
+                or ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved"),
             ]
-            bad = next((c for *_, c in resolved if c[1] == "False"), None)
-            if unsupported:
-                conditions.append(("ResolvedRefs", "False", "UnsupportedValue", unsupported))
-            else:
-                conditions.append(
-                    bad or ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved")
-                )
             parents.append(
                 {
                     "parentRef": {k: v for k, v in ref.items()},
