@@ -182,7 +182,7 @@ async def request_certificate(
     *,
     expiration_seconds: int | None = None,
     within: float = 900.0,
-    poll: float = 0.5,
+    poll: float = 0.2,
 ) -> bytes:
     """Create a CertificateSigningRequest for ``request`` (PEM) and wait for its
     certificate; :class:`CertificateError` when it is denied, fails or times out."""

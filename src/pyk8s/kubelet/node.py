@@ -42,6 +42,10 @@ LEASE_DURATION_SECONDS = 40
 RENEW_INTERVAL = 10.0
 STATUS_UPDATE_INTERVAL = 10.0
 STATUS_REPORT_FREQUENCY = 300.0
+#: until the node is first Ready: how often the runtime is asked whether it now is
+FAST_STATUS_POLL = 0.1
+#: until the node has a pod CIDR: how often the Node is read for it
+CIDR_POLL = 0.5
 
 Obj = dict[str, Any]
 
@@ -99,6 +103,9 @@ class NodeAgent:
         self._lease_rv = ""
         self._last_status: Obj = {}
         self._last_post = 0.0
+        #: the runtime verdict last reported, and whether that report said Ready
+        self._reported_health: RuntimeHealth | None = None
+        self._reported_ready = False
         self._pod_cidr = ""
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -145,7 +152,9 @@ class NodeAgent:
         while True:
             health = await self.health()
             try:
-                obj = await self.client.create(NODES, self._node(health))
+                body = self._node(health)
+                obj = await self.client.create(NODES, body)
+                self._reported(health, body["status"]["conditions"])
                 log.info("node registered", extra={"node": self.name})
             except ClientError as err:
                 if not is_already_exists(err):
@@ -171,23 +180,50 @@ class NodeAgent:
         digest["conditions"] = [(c["type"], c["status"]) for c in status["conditions"]]
         stale = time.monotonic() - self._last_post > STATUS_REPORT_FREQUENCY
         if not force and not stale and digest == self._last_status:
+            self._reported(health, status["conditions"])
             return current
         obj: Obj = await self.client.patch(
             NODES, self.name, {"status": status}, patch_type="merge", subresource="status"
         )
         self._last_status, self._last_post = digest, time.monotonic()
+        self._reported(health, status["conditions"])
         return obj
+
+    def _reported(self, health: RuntimeHealth, conditions: list[Obj]) -> None:
+        self._reported_health = health
+        self._reported_ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in conditions
+        )
 
     async def _status_loop(self) -> None:
         while True:
-            # poll fast until the node has a pod CIDR: pod networking waits for it
-            await asyncio.sleep(self.status_interval if self._pod_cidr else 1.0)
+            health = await self._next_health()
             try:
-                await self._post_status(await self.health())
+                await self._post_status(health)
             except asyncio.CancelledError:
                 raise
             except Exception as err:
                 log.warning("node %s: status update failed: %s", self.name, err)
+
+    async def _next_health(self) -> RuntimeHealth:
+        """Wait for the next status update and return the runtime's verdict for it.
+
+        Once the node has reported Ready this is the regular interval. Before that (as
+        upstream's kubelet does from start until the node is first Ready) the runtime is
+        asked every :data:`FAST_STATUS_POLL` seconds and a change in its verdict (the
+        network becoming ready once the CNI config is written) is reported at once,
+        not at the next sync; until the node has a pod CIDR, which pod networking
+        waits for, the Node is also read every :data:`CIDR_POLL` seconds."""
+        if self._reported_ready and self._pod_cidr:
+            await asyncio.sleep(self.status_interval)
+            return await self.health()
+        wait = self.status_interval if self._pod_cidr else CIDR_POLL
+        deadline = time.monotonic() + wait
+        while True:
+            await asyncio.sleep(FAST_STATUS_POLL)
+            health = await self.health()
+            if health != self._reported_health or time.monotonic() >= deadline:
+                return health
 
     async def _lease_loop(self) -> None:
         while True:

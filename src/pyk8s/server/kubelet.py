@@ -224,6 +224,14 @@ def registration_taints(opts: Options) -> list[dict[str, Any]]:
 async def run(opts: Options) -> None:
     node_name = (opts.node_name or socket.gethostname()).lower()
     host_ip = opts.node_ip or default_host_ip()
+    certificates = _certificate_manager(opts, node_name)
+    # the TLS bootstrap (waiting for the controller manager to sign) overlaps the runtime's
+    # start and image imports: neither needs the other
+    bootstrap = (
+        asyncio.create_task(bootstrap_client_certificate(opts, certificates), name="tls-bootstrap")
+        if certificates is not None
+        else None
+    )
     endpoint = opts.container_runtime_endpoint.removeprefix("unix://")
     containerd: Containerd | None = None
     cni_conf = ContainerdConfig(opts.data_dir).cni_conf
@@ -280,9 +288,8 @@ async def run(opts: Options) -> None:
     )  # fmt: skip
     registry = CollectorRegistry()
     probe_registry = CollectorRegistry()  # served apart, on /metrics/probes
-    certificates = _certificate_manager(opts, node_name)
-    if certificates is not None:
-        await bootstrap_client_certificate(opts, certificates)
+    if bootstrap is not None:
+        await bootstrap
     kube = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     pki = opts.data_dir / "kubelet" / "pki"
     client_ca = await asyncio.to_thread(_client_ca, pki, kube.ca_data, kube.ca_file)

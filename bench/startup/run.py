@@ -1,0 +1,246 @@
+"""Start-up time: ``pyk8s server`` start → its own node Ready, fresh and restarted.
+
+Issue 21's start-up goal (first node Ready ≤ 3 s fresh, ≤ 2 s on restart) is measured
+here as a timeline. Each run starts ``pyk8s server`` (traefik, metrics-server and
+coredns disabled: they pull images and add nothing to the node becoming Ready) on a fresh
+data dir in a private network namespace, so its proxy rules, bridge and routes stay off
+the host (as tests/network/test_node_ops.py does), and polls every 50 ms for:
+
+* API ``/readyz`` answering ok,
+* the Node registered,
+* the node's CertificateSigningRequest issued (TLS bootstrap of the server's kubelet),
+* the CNI conflist written,
+* the Node's Ready condition True.
+
+Then the server is stopped with SIGTERM and started again on the same data dir; the
+restart row is the time until ``/readyz`` and until a Ready heartbeat newer than the
+restart. Rows are the p50 (and max) over ``--runs`` runs; ``--baseline REV`` measures
+git revision REV's ``src/`` too, interleaved with this tree's runs. Root only.
+
+    python3 bench/startup/run.py [--runs 3] [--baseline HEAD]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import math
+import os
+import shutil
+import signal
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.network.hosts import Hosts  # noqa: E402
+
+from pyk8s.kubelet.runtimes import ContainerdConfig  # noqa: E402
+
+POLL = 0.05
+NOT_READY = "node.kubernetes.io/not-ready"
+TIMEOUT = 120.0
+FRESH = (
+    "/readyz", "node registered", "CSR issued", "CNI config", "node Ready",
+    "not-ready taint gone",
+)  # fmt: skip
+RESTART = ("restart /readyz", "restart node Ready")
+
+
+class _Api:
+    """Synchronous HTTPS GETs with the admin certificate of a server's data dir."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.tls = data_dir / "server" / "tls"
+        self.ctx: ssl.SSLContext | None = None
+
+    def get(self, path: str) -> tuple[int, bytes]:
+        if self.ctx is None:
+            if not (self.tls / "admin.key").exists():
+                return 0, b""
+            ctx = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+            ctx.load_cert_chain(str(self.tls / "admin.crt"), str(self.tls / "admin.key"))
+            self.ctx = ctx
+        conn = http.client.HTTPSConnection("127.0.0.1", 6443, context=self.ctx, timeout=2)
+        try:
+            conn.request("GET", path)
+            r = conn.getresponse()
+            return r.status, r.read()
+        except (OSError, http.client.HTTPException):
+            return 0, b""
+        finally:
+            conn.close()
+
+    def json(self, path: str) -> Any:
+        status, body = self.get(path)
+        return json.loads(body) if status == 200 else None
+
+
+def _ready_heartbeat(node: Any) -> float | None:
+    """The Ready condition's lastHeartbeatTime (epoch seconds) when it is True."""
+    for c in ((node or {}).get("status") or {}).get("conditions") or []:
+        if c.get("type") == "Ready" and c.get("status") == "True":
+            return time.mktime(time.strptime(c["lastHeartbeatTime"], "%Y-%m-%dT%H:%M:%SZ"))
+    return None
+
+
+def _start(data_dir: Path, name: str, ip: str, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen(  # the tree measured is PYTHONPATH's (see --baseline)
+            [sys.executable, "-m", "pyk8s", "server", "--data-dir", str(data_dir),
+             "--node-name", name, "--node-ip", ip, "--etcd-disable-snapshots",
+             "--disable", "traefik,metrics-server,coredns"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _timeline(
+    api: _Api, proc: subprocess.Popen[bytes], name: str, cni: Path, restart_at: float | None
+) -> dict[str, float]:
+    """Poll until the node is Ready; seconds from ``t0`` for each milestone."""
+    t0 = time.monotonic()
+    wall0 = time.time() if restart_at is None else restart_at
+    seen: dict[str, float] = {}
+    keys = FRESH if restart_at is None else RESTART
+    while len(seen) < len(keys) and time.monotonic() - t0 < TIMEOUT:
+        if proc.poll() is not None:
+            raise RuntimeError(f"pyk8s server exited with {proc.returncode}")
+        now = time.monotonic() - t0
+        status, body = api.get("/readyz")
+        if status == 200 and body.strip() == b"ok":
+            seen.setdefault(keys[0], now)
+        if status == 200:
+            node = api.json(f"/api/v1/nodes/{name}")
+            if restart_at is None:
+                if node is not None:
+                    seen.setdefault("node registered", now)
+                csrs = api.json("/apis/certificates.k8s.io/v1/certificatesigningrequests")
+                for csr in (csrs or {}).get("items") or []:
+                    if (csr.get("status") or {}).get("certificate"):
+                        seen.setdefault("CSR issued", now)
+                if any(cni.glob("*.conflist")):
+                    seen.setdefault("CNI config", now)
+                taints = ((node or {}).get("spec") or {}).get("taints") or []
+                if "node Ready" in seen and not any(t["key"] == NOT_READY for t in taints):
+                    seen.setdefault("not-ready taint gone", now)
+            beat = _ready_heartbeat(node)
+            # heartbeats have 1 s resolution: newer than the (re)start's whole second
+            if beat is not None and beat >= math.floor(wall0):
+                seen.setdefault("node Ready" if restart_at is None else RESTART[-1], now)
+        time.sleep(POLL)
+    return seen
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def one_run(base: Path, src: Path | None) -> dict[str, float]:
+    hosts = Hosts.create(base / "hosts", 1)
+    host = hosts.hosts[0]
+    host.data_dir.mkdir(parents=True)
+    ns = ["nsenter", f"--net=/run/netns/{host.name}"]
+    me = [sys.executable, __file__, "--inner", str(host.data_dir), host.name, host.ip]
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    try:
+        out = subprocess.run(
+            [*ns, *me], capture_output=True, text=True, timeout=600, check=False, env=env
+        )
+        if out.returncode != 0:
+            raise RuntimeError(out.stderr[-3000:])
+        return dict(json.loads(out.stdout.strip().splitlines()[-1]))
+    finally:
+        killall = [sys.executable, "-m", "pyk8s", "killall", "--data-dir", str(host.data_dir)]
+        subprocess.run([*ns, *killall], capture_output=True, timeout=120, check=False)
+        hosts.destroy()
+
+
+def inner(data_dir: Path, name: str, ip: str) -> None:
+    """Inside the namespace: one fresh start and one restart; print the timeline as JSON."""
+    log = data_dir.parent / f"{name}-server.log"
+    api = _Api(data_dir)
+    cni = ContainerdConfig(data_dir / "agent").cni_conf
+    proc = _start(data_dir, name, ip, log)
+    try:
+        seen = _timeline(api, proc, name, cni, None)
+        _stop(proc)
+        restart_at = time.time()
+        proc = _start(data_dir, name, ip, log)
+        seen.update(_timeline(api, proc, name, cni, restart_at))
+    finally:
+        with contextlib.suppress(Exception):
+            _stop(proc)
+    print(json.dumps(seen))
+
+
+def _baseline_tree(rev: str, into: Path) -> Path:
+    """``src/`` of git revision ``rev``, extracted under ``into`` (the baseline's code)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src"
+
+
+def _cell(runs: list[dict[str, float]], key: str) -> str:
+    vals = [r[key] for r in runs if key in r]
+    if not vals:
+        return f"{'n/a':>13}"
+    return f"{statistics.median(vals):6.2f} {max(vals):6.2f}"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--baseline", default="", help="git revision measured alongside (e.g. HEAD~3)")
+    ap.add_argument("--inner", nargs=3, metavar=("DATA_DIR", "NAME", "IP"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.inner:
+        inner(Path(args.inner[0]), args.inner[1], args.inner[2])
+        return
+    load = Path("/proc/loadavg").read_text().split()[0]
+    trees: dict[str, Path | None] = {"this tree": None}
+    scratch = Path(tempfile.mkdtemp(prefix="pyk8s-startup-src-", dir="/tmp"))
+    if args.baseline:
+        trees = {args.baseline: _baseline_tree(args.baseline, scratch), **trees}
+    results: dict[str, list[dict[str, float]]] = {t: [] for t in trees}
+    try:
+        for i in range(args.runs):
+            for label, src in trees.items():  # interleaved: both see the same load
+                base = Path(tempfile.mkdtemp(prefix="pyk8s-startup-", dir="/tmp"))
+                try:
+                    results[label].append(one_run(base, src))
+                finally:
+                    shutil.rmtree(base, ignore_errors=True)
+                got = ", ".join(f"{k} {v:.2f}" for k, v in results[label][-1].items())
+                print(f"run {i + 1} {label}: {got}", flush=True)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(f"\n`pyk8s server` start-up, seconds, {args.runs} runs (load average {load})\n")
+    head = "".join(f" {label + ' p50/max':>15} |" for label in trees)
+    print(f"| {'milestone':<20} |{head}")
+    print(f"|{'-' * 22}|" + f"{'-' * 17}|" * len(trees))
+    for key in (*FRESH, *RESTART):
+        cells = "".join(f" {_cell(results[t], key):>15} |" for t in trees)
+        print(f"| {key:<20} |{cells}")
+
+
+if __name__ == "__main__":
+    main()
