@@ -788,7 +788,10 @@ def _parser() -> argparse.ArgumentParser:
     dns.add_argument(
         "--cluster-ip", default="", help="publish kube-system/kube-dns at this ClusterIP"
     )
-    dns.add_argument("--advertise-address", default="", help="the kube-dns endpoint's address")
+    dns.add_argument(
+        "--advertise-address", default="", help="publish this node's kube-dns endpoint here"
+    )
+    dns.add_argument("--node-name", default="", help="default: the host name")
     dns.add_argument("--log-level", default="info")
     kubelet = sub.add_parser("kubelet", help="run the node agent (kubelet + containerd)")
     kubelet.add_argument(
@@ -1357,7 +1360,7 @@ def _run_dns(args: argparse.Namespace) -> int:
     logs.setup("dns", args.log_level)
     fields = ("kubeconfig", "bind_address", "port", "cluster_domain", "upstreams",
               "resolv_conf", "forward_timeout", "ttl", "health_bind_address", "health_port",
-              "cluster_ip", "advertise_address")  # fmt: skip
+              "cluster_ip", "advertise_address", "node_name")  # fmt: skip
     try:
         asyncio.run(dns.run(dns.Options(**{f: getattr(args, f) for f in fields})))
     except (ClientError, ValueError, OSError) as err:
@@ -1477,16 +1480,23 @@ def _metrics_adapter_args(args: argparse.Namespace) -> list[str]:
 
 
 def _dns_args(args: argparse.Namespace) -> list[str]:
-    """``pyk8s server`` runs the cluster DNS behind kube-dns, the tenth service address."""
+    """``pyk8s server`` runs the cluster DNS behind kube-dns, the tenth service address,
+    and publishes the Service; its node's endpoint as :func:`_node_dns_args`."""
+    extra = _passed_through(args.dns_args)
+    return ["--cluster-ip", _kube_dns_ip(args.service_cidr), *_node_dns_args(args), *extra]
+
+
+def _node_dns_args(args: argparse.Namespace) -> list[str]:
+    """The DNS server of a node (``pyk8s server``'s or ``pyk8s agent``'s): on the node's
+    address, publishing itself in that node's kube-dns EndpointSlice."""
     from pyk8s.kubelet.node import default_host_ip
 
-    address = args.node_ip or args.advertise_address or default_host_ip()
+    address = args.node_ip or getattr(args, "advertise_address", "") or default_host_ip()
+    node = ["--node-name", args.node_name] if args.node_name else []
     # bound to that address, not 0.0.0.0: a UDP reply must leave from the address the
     # query was sent to, or conntrack cannot undo the service DNAT
-    return ["--cluster-ip", _kube_dns_ip(args.service_cidr), "--advertise-address", address,
-            "--bind-address", address,
-            "--cluster-domain", args.cluster_domain, "--health-port", "9153",
-            *_passed_through(args.dns_args)]  # fmt: skip
+    return ["--advertise-address", address, "--bind-address", address, *node,
+            "--cluster-domain", args.cluster_domain, "--health-port", "9153"]  # fmt: skip
 
 
 def _kube_dns_ip(service_cidr: str) -> str:
@@ -1518,6 +1528,7 @@ def _run_agent(args: argparse.Namespace) -> int:
             data_dir=args.data_dir or default_data_dir() / "agent",
             kubelet_args=_kubelet_flags(args),
             proxy_args=_proxy_args(args),
+            dns_args=_node_dns_args(args),
         )
         asyncio.run(agent.run(opts))
     except (agent.JoinError, OSError) as err:

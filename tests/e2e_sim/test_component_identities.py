@@ -136,7 +136,8 @@ def test_dns_serves_and_publishes_kube_dns_with_its_own_credentials(
             [sys.executable, "-m", "pyk8s", "dns", "--kubeconfig", str(cred),
              "--bind-address", "127.0.0.1", "--port", str(port),
              "--health-bind-address", "127.0.0.1", "--health-port", str(free_port()),
-             "--cluster-ip", "10.43.0.10", "--advertise-address", "127.0.0.1"],
+             "--cluster-ip", "10.43.0.10", "--advertise-address", "127.0.0.1",
+             "--node-name", "dns-identity-node"],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -159,7 +160,8 @@ def test_dns_serves_and_publishes_kube_dns_with_its_own_credentials(
         def published() -> str:
             assert proc.poll() is None, log.read_text()
             out = cluster.kubectl.run(
-                "-n", "kube-system", "get", "endpointslice", "kube-dns-pyk8s", "-o", "json",
+                "-n", "kube-system", "get", "endpointslice", "kube-dns-dns-identity-node",
+                "-o", "json",
                 check=False,
             )  # fmt: skip
             return out.stdout

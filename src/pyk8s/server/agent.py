@@ -17,7 +17,9 @@ trusts that CA and authenticates with the token -- as ``system:bootstrap:<id>`` 
 
 Certificates are kept under the data dir, so a restarted agent reuses them (no new
 request). The kubelet runs its own containerd, with host-gw routes to the other nodes' pods,
-and the proxy runs beside it -- the same children ``pyk8s server`` runs for its own node.
+and the proxy and the node's cluster DNS (``pyk8s dns``, on the node's address, see
+:mod:`pyk8s.server.dns`) run beside it -- the same children ``pyk8s server`` runs for
+its own node.
 """
 
 from __future__ import annotations
@@ -62,6 +64,8 @@ class Options:
     kubelet_args: list[str] = field(default_factory=list)
     #: extra ``pyk8s proxy`` flags (node name, IP)
     proxy_args: list[str] = field(default_factory=list)
+    #: ``pyk8s dns`` flags (node address and name); empty: no DNS on this node
+    dns_args: list[str] = field(default_factory=list)
 
 
 def parse_token(token: str) -> tuple[str, str | None]:
@@ -140,6 +144,10 @@ async def run(opts: Options) -> None:
     supervisor = Supervisor()
     supervisor.add("kubelet", *kubelet_args(opts, kubeconfig, bootstrap, proxy))
     supervisor.add("proxy", "--kubeconfig", str(proxy), *opts.proxy_args)
+    if opts.dns_args:
+        # the node's DNS reads Services/EndpointSlices and writes its own kube-dns slice
+        # as the host's proxy (system:kube-proxy, pyk8s:kube-dns-publisher)
+        supervisor.add("dns", "--kubeconfig", str(proxy), *opts.dns_args)
     stop = stop_on_signals()
     await supervisor.start()
     try:

@@ -7,12 +7,20 @@ given or else to the host's ``/etc/resolv.conf`` nameservers, serve ``/healthz``
 SIGTERM/SIGINT. DNS starts answering after the first list of both resources or after
 :data:`SYNC_WAIT` seconds, whichever comes first (as CoreDNS does); ``/healthz`` is 200
 only once both informers have synced.
+
+Every node runs one (``pyk8s server`` for its own node, ``pyk8s agent`` for a joined
+one), bound to the node's address. Each publishes itself in an EndpointSlice of the
+``kube-dns`` Service that it alone owns, ``kube-system/kube-dns-<node>`` (labelled
+``endpointslice.kubernetes.io/managed-by: dns.pyk8s.io``, so the EndpointSlice
+controller leaves it alone), ready once serving and marked not ready / terminating on
+SIGTERM, so the kube-dns ClusterIP reaches every node's DNS that is up.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import logging
+import socket
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +56,14 @@ class Options:
     ttl: int = TTL
     health_bind_address: str = "0.0.0.0"
     health_port: int = 8080
-    #: publish ``kube-system/kube-dns`` at this ClusterIP, its endpoint being
-    #: ``advertise_address``:``port`` (what ``pyk8s server`` does; "" publishes nothing)
+    #: publish ``kube-system/kube-dns`` at this ClusterIP (what ``pyk8s server`` does;
+    #: "" leaves the Service alone, as ``pyk8s agent``'s DNS does)
     cluster_ip: str = ""
+    #: publish this server as ``advertise_address``:``port`` in its node's kube-dns
+    #: EndpointSlice (:func:`slice_name`); "" publishes no endpoint
     advertise_address: str = ""
+    #: the node this server runs on (the slice's name and ``nodeName``); "" = host name
+    node_name: str = ""
 
 
 def _is_self(upstream: Upstream, opts: Options) -> bool:
@@ -75,66 +87,97 @@ def upstreams_for(opts: Options) -> list[Upstream]:
     return kept
 
 
-def kube_dns_objects(cluster_ip: str, address: str, port: int) -> tuple[Obj, Obj]:
-    """The ``kube-dns`` Service (no selector: the DNS server is not a pod) and the
-    EndpointSlice that points it at this server, with upstream's names and ports."""
-    labels = {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}
-    ports = [("dns", "UDP"), ("dns-tcp", "TCP")]
-    service = {
+LABELS = {"k8s-app": "kube-dns", "kubernetes.io/name": "CoreDNS"}
+PORTS = [("dns", "UDP"), ("dns-tcp", "TCP")]
+#: ``endpointslice.kubernetes.io/managed-by`` of the per-node slices (the EndpointSlice
+#: controller leaves slices managed by others alone)
+MANAGED_BY = "dns.pyk8s.io"
+
+
+def slice_name(node: str) -> str:
+    """The EndpointSlice in which the DNS server on ``node`` publishes itself."""
+    return f"kube-dns-{node}"
+
+
+def kube_dns_service(cluster_ip: str, port: int) -> Obj:
+    """The ``kube-dns`` Service (no selector: the DNS servers are not pods), with
+    upstream's names and ports."""
+    return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": labels},
+        "metadata": {"name": "kube-dns", "namespace": "kube-system", "labels": LABELS},
         "spec": {
             "clusterIP": cluster_ip,
-            "ports": [{"name": n, "protocol": p, "port": 53, "targetPort": port} for n, p in ports],
+            "ports": [{"name": n, "protocol": p, "port": 53, "targetPort": port} for n, p in PORTS],
         },
     }
-    endpoints = {
+
+
+def node_slice(node: str, address: str, port: int, ready: bool = True) -> Obj:
+    """This node's kube-dns EndpointSlice: one endpoint, this server; on shutdown
+    ``ready=False`` (not ready, not serving, terminating) so proxies stop sending to it."""
+    conditions = {"ready": ready, "serving": ready, "terminating": not ready}
+    return {
         "apiVersion": "discovery.k8s.io/v1",
         "kind": "EndpointSlice",
         "metadata": {
-            "name": "kube-dns-pyk8s",
+            "name": slice_name(node),
             "namespace": "kube-system",
-            "labels": {"kubernetes.io/service-name": "kube-dns", **labels},
+            "labels": {
+                "kubernetes.io/service-name": "kube-dns",
+                "endpointslice.kubernetes.io/managed-by": MANAGED_BY,
+                **LABELS,
+            },
         },
         "addressType": "IPv6" if ":" in address else "IPv4",
-        "endpoints": [{"addresses": [address], "conditions": {"ready": True}}],
-        "ports": [{"name": n, "protocol": p, "port": port} for n, p in ports],
+        "endpoints": [{"addresses": [address], "conditions": conditions, "nodeName": node}],
+        "ports": [{"name": n, "protocol": p, "port": port} for n, p in PORTS],
     }
-    return service, endpoints
 
 
-async def publish_kube_dns(client: Client, cluster_ip: str, address: str, port: int) -> None:
-    """Create or update the kube-dns Service and its EndpointSlice (idempotent)."""
-    services = REGISTRY.get("", "v1", "services")
-    slices = REGISTRY.get("discovery.k8s.io", "v1", "endpointslices")
-    assert services is not None and slices is not None
-    for res, obj in zip(
-        (services, slices), kube_dns_objects(cluster_ip, address, port), strict=True
-    ):
-        # look before creating: creating an existing Service with the same fixed ClusterIP
-        # is refused as an IP conflict (422), as upstream does, not as AlreadyExists
+async def _apply(client: Client, res: Any, obj: Obj, fields: tuple[str, ...]) -> None:
+    """Create ``obj`` in kube-system, or copy ``fields`` onto the existing one."""
+    # look before creating: creating an existing Service with the same fixed ClusterIP
+    # is refused as an IP conflict (422), as upstream does, not as AlreadyExists
+    try:
+        current = await client.get(res, obj["metadata"]["name"], "kube-system")
+    except ClientError as err:
+        if not is_not_found(err):
+            raise
         try:
-            current = await client.get(res, obj["metadata"]["name"], "kube-system")
-        except ClientError as err:
-            if not is_not_found(err):
+            await client.create(res, obj)
+        except ClientError as created:
+            if not is_already_exists(created):
                 raise
-            try:
-                await client.create(res, obj)
-            except ClientError as created:
-                if not is_already_exists(created):
-                    raise
-            continue
-        if res is slices:
-            current.update({k: obj[k] for k in ("addressType", "endpoints", "ports")})
-            await client.update(res, current)
-    log.info("kube-dns published", extra={"clusterIP": cluster_ip, "endpoint": address})
+        return
+    if fields:
+        current.update({k: obj[k] for k in fields})
+        current["metadata"]["labels"] = obj["metadata"]["labels"]
+        await client.update(res, current)
+
+
+async def publish_service(client: Client, cluster_ip: str, port: int) -> None:
+    """Create the kube-dns Service if it is missing (idempotent)."""
+    services = REGISTRY.get("", "v1", "services")
+    assert services is not None
+    await _apply(client, services, kube_dns_service(cluster_ip, port), ())
+    log.info("kube-dns published", extra={"clusterIP": cluster_ip})
+
+
+async def publish_endpoint(client: Client, node: str, address: str, port: int, ready: bool) -> None:
+    """Create or update this node's kube-dns EndpointSlice (idempotent)."""
+    slices = REGISTRY.get("discovery.k8s.io", "v1", "endpointslices")
+    assert slices is not None
+    obj = node_slice(node, address, port, ready)
+    await _apply(client, slices, obj, ("addressType", "endpoints", "ports"))
+    log.info("kube-dns endpoint", extra={"node": node, "endpoint": address, "ready": ready})
 
 
 async def run(opts: Options) -> None:
     if not 0 < opts.ttl <= 3600:
         raise ValueError("--ttl must be between 1 and 3600")
     upstreams = upstreams_for(opts)
+    node = (opts.node_name or socket.gethostname()).lower()
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     async with Client(config, user_agent=component_user_agent("coredns")) as client:
         informers = ClusterInformers(client)
@@ -153,12 +196,19 @@ async def run(opts: Options) -> None:
                 log.warning("serving DNS before the informers synced")
             await server.start()
             if opts.cluster_ip:
-                await publish_kube_dns(client, opts.cluster_ip, opts.advertise_address, opts.port)
+                await publish_service(client, opts.cluster_ip, opts.port)
+            if opts.advertise_address:
+                await publish_endpoint(client, node, opts.advertise_address, opts.port, True)
             log.info(
                 "dns started",
                 extra={"domain": opts.cluster_domain, "upstreams": [str(u) for u in upstreams]},
             )
             await stop.wait()
+            if opts.advertise_address:
+                try:
+                    await publish_endpoint(client, node, opts.advertise_address, opts.port, False)
+                except (ClientError, OSError) as err:
+                    log.warning("cannot mark the kube-dns endpoint not ready: %s", err)
         finally:
             await server.stop()
             await informers.stop()

@@ -34,8 +34,10 @@ The DNS server reads EndpointSlices, which upstream's ``system:kube-dns`` role p
 to the ``kube-system/coredns`` service account (as k3s's bundled CoreDNS manifest does),
 and the DNS server authenticates as that account. It also publishes the ``kube-dns``
 Service and EndpointSlice itself (k3s applies them from a manifest), which a Role in
-``kube-system`` allows it: creating Services and EndpointSlices there, reading and
-updating only its own (``kube-dns``, ``kube-dns-pyk8s``). The kubelet of the server's
+``kube-system`` allows it: creating Services there and reading only ``kube-dns``;
+creating, reading and updating EndpointSlices there (one per node, ``kube-dns-<node>``,
+which resourceNames cannot name). A joined node's DNS runs with that node's
+``system:kube-proxy`` certificate, also bound to that Role. The kubelet of the server's
 own node bootstraps a ``system:node:<name>`` certificate with the join token, as an
 agent's kubelet does.
 """
@@ -219,10 +221,9 @@ COMPONENT_POLICY: tuple[dict[str, Any], ...] = (
             {"apiGroups": [""], "resources": ["services"], "verbs": ["create"]},
             {"apiGroups": [""], "resources": ["services"], "verbs": ["get"],
              "resourceNames": ["kube-dns"]},
+            # one slice per node, kube-dns-<node>: not expressible as resourceNames
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-             "verbs": ["create"]},
-            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-             "verbs": ["get", "update"], "resourceNames": ["kube-dns-pyk8s"]},
+             "verbs": ["create", "get", "update"]},
         ],
     },
     {
@@ -231,7 +232,10 @@ COMPONENT_POLICY: tuple[dict[str, Any], ...] = (
         "metadata": {"name": "pyk8s:kube-dns-publisher", "namespace": "kube-system"},
         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
                     "name": "pyk8s:kube-dns-publisher"},
-        "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"}],
+        # an agent's DNS runs with the host's kube-proxy certificate
+        "subjects": [{"kind": "ServiceAccount", "name": "coredns", "namespace": "kube-system"},
+                     {"kind": "User", "name": "system:kube-proxy",
+                      "apiGroup": "rbac.authorization.k8s.io"}],
     },
 )  # fmt: skip
 
