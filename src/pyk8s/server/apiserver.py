@@ -42,6 +42,7 @@ from pyk8s.apiserver.inflight import (
 )
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
+from pyk8s.server.certrenew import CertRenewer
 from pyk8s.server.component import stop_on_signals
 from pyk8s.server.identities import (
     component_flags,
@@ -186,15 +187,24 @@ class RunningAPIServer:
     """An API server started on a TLS port; ``stop()`` shuts it down cleanly."""
 
     def __init__(
-        self, server: APIServer, runner: web.AppRunner, store: Store, pki: Pki, url: str
+        self,
+        server: APIServer,
+        runner: web.AppRunner,
+        store: Store,
+        pki: Pki,
+        url: str,
+        renewer: CertRenewer | None = None,
     ) -> None:
         self.server = server
         self.runner = runner
         self.store = store
         self.pki = pki
         self.url = url
+        self.renewer = renewer
 
     async def stop(self) -> None:
+        if self.renewer is not None:
+            await self.renewer.stop()
         await self.server.stop()
         await self.runner.cleanup()
         await self.store.close()
@@ -221,11 +231,9 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
     extra_ips = [config.service_cidr and _first_service_ip(config.service_cidr)]
     if opts.bind_address not in ("0.0.0.0", "::"):
         extra_ips.append(opts.bind_address)
+    sans_ips = sorted(set(ips + [ip for ip in extra_ips if ip] + [advertise]))
     pki = await asyncio.to_thread(
-        ensure_pki,
-        opts.data_dir / "server",
-        hostnames=hostnames,
-        ips=sorted(set(ips + [ip for ip in extra_ips if ip] + [advertise])),
+        ensure_pki, opts.data_dir / "server", hostnames=hostnames, ips=sans_ips
     )
     token = _node_token(opts.data_dir)
     _write_secret(opts.data_dir / "server" / "node-token", full_node_token(pki.ca_cert, token))
@@ -297,13 +305,14 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             server.app, access_log=None, handle_signals=False, shutdown_timeout=2.0
         )
         await runner.setup()
+        ssl_context = server_ssl_context(
+            pki, extra_client_cas=[config.requestheader.client_ca_file]
+        )
         site = web.TCPSite(
             runner,
             opts.bind_address,
             opts.https_listen_port,
-            ssl_context=server_ssl_context(
-                pki, extra_client_cas=[config.requestheader.client_ca_file]
-            ),
+            ssl_context=ssl_context,
             reuse_address=True,
         )
         await site.start()
@@ -313,6 +322,14 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         raise
     url = f"https://127.0.0.1:{opts.https_listen_port}"
     write_kubeconfig(opts.kubeconfig, server=url, pki=pki)
+    renewer = CertRenewer(
+        opts.data_dir / "server",
+        ssl_context,
+        hostnames=hostnames,
+        ips=sans_ips,
+        on_admin_renewed=lambda p: write_kubeconfig(opts.kubeconfig, server=url, pki=p),
+    )
+    renewer.start()
     log.info(
         "apiserver ready",
         extra={
@@ -321,7 +338,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             "datastore": opts.endpoint.split("://")[0],
         },
     )
-    return RunningAPIServer(server, runner, store, pki, url)
+    return RunningAPIServer(server, runner, store, pki, url, renewer)
 
 
 def _auditor(opts: Options) -> audit.Auditor | None:

@@ -1,0 +1,92 @@
+"""Renewal of the API server's own certificates while it runs (k3s renews 90 days
+before expiry).
+
+Why: ``ensure_pki`` renews a leaf with less than 90 days left, but only when it runs,
+which used to be at start: a server up for ten months would serve an expired
+certificate. Every hour this runs ``ensure_pki`` again with the start's SANs; when the
+serving certificate changed it is loaded into the running TLS context (new handshakes
+present it, open connections keep theirs), and when the admin certificate changed the
+admin kubeconfig is rewritten. Nothing restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import ssl
+from collections.abc import Callable
+from pathlib import Path
+
+from pyk8s.apiserver.certs import Pki, ensure_pki
+
+__all__ = ["CertRenewer"]
+
+log = logging.getLogger(__name__)
+
+#: how often the certificates' remaining lifetime is checked
+CHECK_INTERVAL = 3600.0
+
+
+class CertRenewer:
+    """Checks and renews the PKI under ``tls_parent`` every ``interval`` seconds."""
+
+    def __init__(
+        self,
+        tls_parent: Path,
+        ctx: ssl.SSLContext,
+        *,
+        hostnames: list[str],
+        ips: list[str],
+        on_admin_renewed: Callable[[Pki], None] | None = None,
+        interval: float = CHECK_INTERVAL,
+    ) -> None:
+        self.tls_parent = tls_parent
+        self.ctx = ctx
+        self.hostnames = hostnames
+        self.ips = ips
+        self.on_admin_renewed = on_admin_renewed
+        self.interval = interval
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self) -> bool:
+        """One pass; True when something was renewed."""
+        pki = Pki.at(self.tls_parent / "tls")
+        before = {p: _read(p) for p in (pki.serving_cert, pki.admin_cert)}
+        await asyncio.to_thread(ensure_pki, self.tls_parent, hostnames=self.hostnames, ips=self.ips)
+        renewed = False
+        if _read(pki.serving_cert) != before[pki.serving_cert]:
+            self.ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
+            log.info("renewed the serving certificate", extra={"file": str(pki.serving_cert)})
+            renewed = True
+        if _read(pki.admin_cert) != before[pki.admin_cert]:
+            if self.on_admin_renewed is not None:
+                self.on_admin_renewed(pki)
+            log.info("renewed the admin certificate", extra={"file": str(pki.admin_cert)})
+            renewed = True
+        return renewed
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="cert-renewer")
+
+    async def _loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check()
+            except Exception:
+                log.exception("checking the certificates for renewal failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return b""
