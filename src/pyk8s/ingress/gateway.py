@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyk8s.ingress.render import Extra, RenderConfig, ready_servers, service_port
+from pyk8s.ingress.render import Extra, RenderConfig, _index, ready_servers, service_port
 
 __all__ = [
     "CONTROLLER_NAME",
@@ -188,13 +188,8 @@ def precedence(match: _Match) -> tuple[int, int, int, int, int]:
 class _Gateways:
     def __init__(self, cfg: RenderConfig, services: Iterable[Obj], slices: Iterable[Obj]) -> None:
         self.cfg = cfg
-        self.services = {_key(s): s for s in services}
-        self.slices: dict[tuple[str, str], list[Obj]] = {}
-        for s in slices:
-            meta = s.get("metadata") or {}
-            svc = (meta.get("labels") or {}).get("kubernetes.io/service-name")
-            if svc:
-                self.slices.setdefault((str(meta.get("namespace") or ""), svc), []).append(s)
+        index = _index(services, slices, ())
+        self.services, self.slices = index.services, index.slices
         self.upstreams: dict[str, list[str]] = {}
         self.servers: dict[tuple[int, str], _Server] = {}
 
