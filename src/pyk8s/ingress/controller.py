@@ -44,7 +44,7 @@ from pyk8s.client import (
 from pyk8s.ingress.gateway import CONTROLLER_NAME, GatewayRendered, render_gateways
 from pyk8s.ingress.gateway_crds import CRDS, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES
 from pyk8s.ingress.nginx import Nginx, NginxError
-from pyk8s.ingress.render import Finding, RenderConfig, owns, render
+from pyk8s.ingress.render import Extra, Finding, RenderConfig, owns, render
 
 __all__ = ["DEFAULT_CLASS_ANNOTATION", "ControllerConfig", "IngressController"]
 
@@ -160,7 +160,6 @@ class IngressController:
         self._status_task: asyncio.Task[None] | None = None
         self._status_due = asyncio.Event()
         self._healthy = False
-        self._gateway_status: GatewayRendered | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,7 +170,10 @@ class IngressController:
         if self.config.publish_service:
             await self.ensure_service()
         if self.config.gateway_api:
-            await self.ensure_gateway_api()
+            try:
+                await self.ensure_gateway_api()
+            except ClientError as err:  # e.g. not allowed to create CRDs: Ingresses only
+                log.warning("the Gateway API is not served", extra={"error": str(err)})
         spec_only = ("ingresses", "gatewayclasses", "gateways", "httproutes")
         for plural, informer in self.informers.items():
             informer.add_event_handler(
@@ -425,9 +427,8 @@ class IngressController:
             self.informers["endpointslices"].store.list(),
             self.informers["secrets"].store.list(),
             self.render_config,
-            *([gateways.extra] if gateways else []),
+            gateways.extra if gateways else Extra(),
         )
-        self._gateway_status = gateways
         by_key = {(_namespace(i), _name(i)): i for i in ingresses}
         self._record(rendered.findings, by_key)
         if self.nginx.live_hash and not self.nginx.running():
