@@ -1,36 +1,27 @@
-"""``pyk8s trace`` against the control plane with simulated nodes: the CLI as a user runs
-it (a subprocess with the kubeconfig), pods created through the real kubectl."""
+"""``pyk8s trace`` against the control plane with simulated nodes: the CLI's entry point
+with the kubeconfig as a user passes it, pods created through the real kubectl."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 from typing import Any
 
+import pytest
+
+from pyk8s import cli
 from tests.e2e_sim.conftest import Cluster
 
 
-def trace(cluster: Cluster, ns: str, target: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def trace(
+    capsys: pytest.CaptureFixture[str], cluster: Cluster, ns: str, target: str, *extra: str
+) -> tuple[int, str, str]:
+    """``pyk8s trace`` through the CLI's own entry point (in-process: no interpreter start
+    per call); its exit code, stdout and stderr."""
     kubeconfig = str(cluster.server.kubeconfig)
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyk8s",
-            "trace",
-            target,
-            "-n",
-            ns,
-            "--kubeconfig",
-            kubeconfig,
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    code = cli.main(["trace", target, "-n", ns, "--kubeconfig", kubeconfig, *extra])
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
 def pod(name: str, **spec: Any) -> str:
@@ -47,11 +38,15 @@ def pod(name: str, **spec: Any) -> str:
     return json.dumps(body)
 
 
-def test_pod_on_a_simulated_node_shows_every_step_in_order(cluster: Cluster, ns: str) -> None:
+def test_pod_on_a_simulated_node_shows_every_step_in_order(
+    cluster: Cluster, ns: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     cluster.kubectl("create", "-n", ns, "-f", "-", input=pod("p"))
-    run = trace(cluster, ns, "pod/p", "--follow", "-o", "json", "--timeout", "45")
-    assert run.returncode == 0, run.stderr
-    doc = json.loads(run.stdout)
+    code, out, err = trace(
+        capsys, cluster, ns, "pod/p", "--follow", "-o", "json", "--timeout", "45"
+    )
+    assert code == 0, err
+    doc = json.loads(out)
     assert doc["result"] == "Ready"
     steps = [s["step"] for s in doc["steps"]]
     want = [
@@ -76,33 +71,39 @@ def test_pod_on_a_simulated_node_shows_every_step_in_order(cluster: Cluster, ns:
     total = sum(s["gapSeconds"] for s in doc["steps"])
     assert abs(total - offsets[-1]) < 1.0, (total, offsets)
 
-    table = trace(cluster, ns, "p")  # a bare NAME is a pod
-    assert table.returncode == 0, table.stderr
-    lines = table.stdout.splitlines()
+    code, out, err = trace(capsys, cluster, ns, "p")  # a bare NAME is a pod
+    assert code == 0, err
+    lines = out.splitlines()
     assert lines[1].split() == ["STEP", "TIME", "+GAP", "DETAIL"]
     assert lines[2].startswith("Created") and "Ready" in lines[-2]
     assert lines[-1].startswith("result: Ready")
 
 
-def test_unschedulable_pod_ends_at_the_schedulers_reason(cluster: Cluster, ns: str) -> None:
+def test_unschedulable_pod_ends_at_the_schedulers_reason(
+    cluster: Cluster, ns: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     cluster.kubectl(
         "create", "-n", ns, "-f", "-", input=pod("stuck", nodeSelector={"no-such": "label"})
     )
-    run = trace(cluster, ns, "pod/stuck", "--follow", "--timeout", "45")
-    assert run.returncode == 0, run.stderr
-    lines = run.stdout.splitlines()
+    code, out, err = trace(capsys, cluster, ns, "pod/stuck", "--follow", "--timeout", "45")
+    assert code == 0, err
+    lines = out.splitlines()
     assert lines[2].startswith("Created")
     last = lines[-2]
-    assert last.startswith("!FailedScheduling"), run.stdout
+    assert last.startswith("!FailedScheduling"), out
     assert "0/3 nodes are available" in last and "node affinity/selector" in last
     assert lines[-1].startswith("result: Failed")
 
 
-def test_deployment_traces_its_newest_pod(cluster: Cluster, ns: str) -> None:
+def test_deployment_traces_its_newest_pod(
+    cluster: Cluster, ns: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     cluster.kubectl("create", "deployment", "web", "--image=busybox:1.36", "-n", ns)
-    run = trace(cluster, ns, "deployment/web", "--follow", "-o", "json", "--timeout", "45")
-    assert run.returncode == 0, run.stderr
-    doc = json.loads(run.stdout)
-    assert doc["result"] == "Ready" and doc["pod"]["name"].startswith("web-")
-    missing = trace(cluster, ns, "deployment/nope")
-    assert missing.returncode == 1 and "not found" in missing.stderr
+    pods = cluster.wait(lambda: cluster.pods(ns, "app=web"), within=30)
+    code, out, err = trace(capsys, cluster, ns, "deployment/web", "-o", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["pod"]["name"] == pods[0]["metadata"]["name"]
+    assert [s["step"] for s in doc["steps"]][:1] == ["Created"]
+    code, _, err = trace(capsys, cluster, ns, "deployment/nope")
+    assert code == 1 and "not found" in err

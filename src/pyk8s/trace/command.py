@@ -9,7 +9,6 @@ import asyncio
 import contextlib
 import json
 import sys
-from collections.abc import Sequence
 from typing import Any, TextIO
 
 from pyk8s.client import ClientError
@@ -89,7 +88,7 @@ def _table(tl: Timeline, rows: list[Obj], out: TextIO, header: bool) -> None:
 
 def _summary(tl: Timeline, out: TextIO) -> None:
     rows = tl.rows()
-    total = rows[-1]["sinceCreatedSeconds"] if rows else 0.0
+    total = sum(r["gapSeconds"] for r in rows)  # whole-second steps never move it back
     print(f"result: {tl.result} (phase {tl.phase}) after {total:.3f}s", file=out)
 
 
@@ -154,16 +153,10 @@ async def _main(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
-def run(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``pyk8s trace`` command; 1 with a message on an error (pod not found, …)."""
     try:
-        return asyncio.run(_main(args, out))
+        return asyncio.run(_main(args, out or sys.stdout))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s: trace: {err}", file=sys.stderr)
         return 1
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="pyk8s")
-    add_parser(p.add_subparsers(dest="command", required=True))
-    return run(p.parse_args(["trace", *(argv if argv is not None else sys.argv[1:])]))
