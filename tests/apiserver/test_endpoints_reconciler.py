@@ -1,10 +1,12 @@
 """Two API servers over one store are both in the ``kubernetes`` Endpoints and
 EndpointSlice (upstream's lease endpoint reconciler); one that stops cleanly leaves at
-once, one that dies leaves when its lease expires, and the other's restart keeps it."""
+once, one that dies leaves when its lease expires; each server's identity Lease is
+renewed and a stale one collected."""
 
 from __future__ import annotations
 
 import asyncio
+import socket
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -12,7 +14,9 @@ from typing import Any
 
 import pytest
 
+from pyk8s.api import errors
 from pyk8s.apiserver.endpoints_reconciler import LEASE_PREFIX
+from pyk8s.apiserver.identity_lease import IDENTITY_LABEL, lease_name
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.storage import Store
 from pyk8s.storage.sqlite import SqliteStore
@@ -101,5 +105,37 @@ async def test_a_clean_stop_leaves_at_once(store: Store) -> None:
         await b.stop()
         # the stop itself rewrote them: no wait for the lease to expire
         assert await _addresses(a) == (["10.0.0.1"],) * 2
+    finally:
+        await a.stop()
+
+
+async def test_identity_lease_renewed_and_expired_ones_collected(store: Store) -> None:
+    a = _server(store, "10.0.0.1")
+    await a.start()
+    try:
+        r = a.identity.resource
+        rest = a.handlers.rest(r)
+        own, _ = await rest.read("kube-system", lease_name(socket.gethostname()))
+        assert own["metadata"]["labels"][IDENTITY_LABEL] == "kube-apiserver"
+        assert own["spec"]["leaseDurationSeconds"] == 3600
+        assert own["spec"]["holderIdentity"].startswith(own["metadata"]["name"] + "_")
+        stale = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": {"name": "apiserver-gone", "namespace": "kube-system",
+                         "labels": {IDENTITY_LABEL: "kube-apiserver"}},
+            "spec": {"holderIdentity": "apiserver-gone_x", "leaseDurationSeconds": 3600,
+                     "renewTime": "2020-01-01T00:00:00.000000Z"},
+        }  # fmt: skip
+        await a.handlers.create_object(r, stale)
+        deadline = time.monotonic() + 15
+        while True:  # the next tick renews ours and collects the stale one
+            renewed, _ = await rest.read("kube-system", own["metadata"]["name"])
+            if renewed["spec"]["renewTime"] != own["spec"]["renewTime"]:
+                break
+            assert time.monotonic() < deadline, "the identity lease was not renewed"
+            await asyncio.sleep(0.1)
+        with pytest.raises(errors.StatusError):
+            await rest.read("kube-system", "apiserver-gone")
     finally:
         await a.stop()

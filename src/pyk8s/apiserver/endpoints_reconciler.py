@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import ipaddress
 import logging
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -54,6 +55,7 @@ class LeaseEndpointReconciler:
         *,
         ttl: int = DEFAULT_LEASE_TTL,
         interval: float = DEFAULT_RECONCILE_INTERVAL,
+        on_tick: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.store = store
         self.handlers = handlers
@@ -61,6 +63,8 @@ class LeaseEndpointReconciler:
         self.port = port
         self.ttl = ttl
         self.interval = interval
+        #: also run at every tick (the server's identity Lease renewal)
+        self.on_tick = on_tick
         self._task: asyncio.Task[None] | None = None
 
     async def _renew(self) -> None:
@@ -166,6 +170,8 @@ class LeaseEndpointReconciler:
             await asyncio.sleep(self.interval)
             try:
                 await self.reconcile()
+                if self.on_tick is not None:
+                    await self.on_tick()
             except Exception:
                 log.exception("reconciling the kubernetes endpoints failed")
 

@@ -52,6 +52,7 @@ from pyk8s.apiserver.endpoints_reconciler import (
     LeaseEndpointReconciler,
 )
 from pyk8s.apiserver.handlers import ResourceHandlers
+from pyk8s.apiserver.identity_lease import IdentityLease
 from pyk8s.apiserver.impersonation import impersonated_user
 from pyk8s.apiserver.inflight import (
     DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
@@ -205,6 +206,7 @@ class APIServer:
         self.allocation_repair = AllocationRepair(store, self.cluster_ips, self.node_ports)
         self.compactor = Compactor(store, self.config.compact_interval)
         self.handlers = ResourceHandlers(self)
+        self.identity = IdentityLease(self.handlers)
         self.endpoints = LeaseEndpointReconciler(
             store,
             self.handlers,
@@ -212,6 +214,7 @@ class APIServer:
             self.config.secure_port,
             ttl=self.config.endpoint_lease_ttl,
             interval=self.config.endpoint_reconcile_interval,
+            on_tick=self._renew_identity,
         )
         if self.rbac is not None:
             check = EscalationCheck(self.rbac, self.authorizer)
@@ -299,6 +302,12 @@ class APIServer:
         )
         # this server's lease, and the endpoints from every live lease
         await self.endpoints.reconcile()
+        await self._renew_identity()
+
+    async def _renew_identity(self) -> None:
+        """This server's identity Lease renewed, expired ones of others collected."""
+        await self.identity.renew()
+        await self.identity.collect()
 
     # ------------------------------------------------------------------ dispatch
 
