@@ -281,3 +281,4 @@ def test_killall_leaves_nothing_behind(node: Node) -> None:
     rules = sh("iptables-save", netns=host.name)
     assert "KUBE-" not in rules and "CNI-" not in rules and "pyk8s" not in rules
     assert "kube-proxy" not in _nft_tables(host)
+    assert "pyk8s-netpol" not in _nft_tables(host)

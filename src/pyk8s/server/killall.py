@@ -15,7 +15,7 @@ next start adopts them); killall is the way to stop *everything*:
    leases of its subnet, every route and rule with pyk8s's route protocol (host-gw and
    :mod:`pyk8s.network.safety`), every ``KUBE-*`` and ``CNI-*`` iptables chain with the
    jumps to it and pyk8s's own egress rule (iptables and ip6tables, every table), and
-   the nftables ``kube-proxy`` tables.
+   the nftables ``kube-proxy`` tables and the NetworkPolicy table ``inet pyk8s-netpol``.
 
 Processes are chosen by the data dir only, so killall on one node never touches another
 node's processes on the same host (the multi-node tests run several). The network steps
@@ -359,6 +359,10 @@ def iptables_cleanup_payload(dump: str) -> tuple[str, list[str]]:
     return ("\n".join(lines) + "\n" if lines else ""), chains
 
 
+#: nftables tables of a node: kube-proxy's (both families) and the NetworkPolicy table
+NFT_TABLES = (("ip", "kube-proxy"), ("ip6", "kube-proxy"), ("inet", "pyk8s-netpol"))
+
+
 def remove_chains(report: Report) -> None:
     for binary in ("iptables", "ip6tables"):
         if shutil.which(f"{binary}-save") is None:
@@ -373,8 +377,8 @@ def remove_chains(report: Report) -> None:
                 log.warning("%s-restore: %s", binary, out.strip())
             report.chains.extend(chains)
     if shutil.which("nft"):
-        for family in ("ip", "ip6"):
-            _run(["nft", "delete", "table", family, "kube-proxy"])
+        for family, table in NFT_TABLES:
+            _run(["nft", "delete", "table", family, table])
 
 
 def remove_routes() -> None:
