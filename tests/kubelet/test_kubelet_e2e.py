@@ -294,6 +294,35 @@ async def test_image_never_pulled_is_reported(client: Client, namespace: str, no
     assert (await get(client, namespace, "noimg"))["status"]["phase"] == "Pending"
 
 
+async def test_trace_of_a_pod_with_a_missing_image_ends_at_the_pull_error(
+    client: Client, namespace: str, node: Node
+) -> None:
+    """``pyk8s trace``'s timeline from what the real kubelet records: the image it may not
+    pull is the last step, with the kubelet's message."""
+    from pyk8s.trace.timeline import build
+
+    c = container("c", "true")
+    c.update(image="pyk8s.local/trace-missing:1.0", imagePullPolicy="Never")
+    await run_pod(client, namespace, node, "tracenoimg", [c])
+
+    async def stuck() -> Obj | None:
+        p = await get(client, namespace, "tracenoimg")
+        cs = (p.get("status", {}).get("containerStatuses") or [{}])[0]
+        waiting = (cs.get("state") or {}).get("waiting") or {}
+        return p if waiting.get("reason") == "ErrImageNeverPull" else None
+
+    pod = await eventually(stuck)
+    events = (await client.list(EVENTS, namespace))["items"]
+    tl = build(pod, events)
+    assert tl.result == "Failed" and tl.node == node.name
+    last = tl.steps[-1]
+    assert last.failed and last.step == "ErrImageNeverPull", tl.steps
+    assert "pyk8s.local/trace-missing:1.0" in last.detail
+    assert last.precise, "the kubelet's Event carries a sub-second time"
+    assert tl.steps[0].step == "Created"
+    assert "PodReadyToStartContainers" in [s.step for s in tl.steps]
+
+
 async def test_memory_hog_is_oom_killed(client: Client, namespace: str, node: Node) -> None:
     hog = container(
         "hog", "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done",
