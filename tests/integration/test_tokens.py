@@ -1,10 +1,12 @@
 """``pyk8s token create|list|delete|rotate`` against the shared API server: a created
 token authenticates as ``system:bootstrap:<id>`` in its groups, shows in the list with
 kubeadm's columns, stops working when deleted or expired; bad flags are refused with
-kubeadm's texts; rotate replaces the server's join token files and revokes the old one."""
+kubeadm's texts; rotate replaces the server's join token files and revokes the old one;
+a token whose CA hash is not the server's is refused naming both hashes."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import contextlib
 import hashlib
@@ -14,7 +16,10 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
+
 from pyk8s.cli import main
+from pyk8s.server.agent import JoinError, fetch_ca
 from tests.integration.conftest import Kubectl, Server
 
 
@@ -115,3 +120,15 @@ def test_rotate_replaces_the_join_token(server: Server, kubectl: Kubectl, tmp_pa
     assert _whoami(server, kubectl, new).returncode == 0
     assert "Unauthorized" in _whoami(server, kubectl, old).stderr
     _token(server, "delete", new)
+
+
+def test_a_token_of_another_cluster_is_refused_naming_the_hashes(server: Server) -> None:
+    ca = (server.data_dir / "server" / "tls" / "ca.crt").read_bytes()
+    other = "0" * 64
+    with pytest.raises(JoinError) as err:
+        asyncio.run(fetch_ca(server.url, other))
+    assert str(err.value) == (
+        f"the CA served by {server.url} does not match the token's hash: token CA hash "
+        f"{other}, server CA hash {hashlib.sha256(ca).hexdigest()} (a token of another cluster?)"
+    )
+    assert asyncio.run(fetch_ca(server.url, hashlib.sha256(ca).hexdigest())) == ca

@@ -99,8 +99,11 @@ async def fetch_ca(server: str, expected_sha256: str | None) -> bytes:
             ca = await resp.read()
     except (aiohttp.ClientError, OSError, TimeoutError) as err:
         raise JoinError(f"cannot reach the server at {server}: {err}") from err
-    if expected_sha256 is not None and hashlib.sha256(ca).hexdigest() != expected_sha256:
-        raise JoinError(f"the CA served by {server} does not match the token's hash")
+    if expected_sha256 is not None and (got := hashlib.sha256(ca).hexdigest()) != expected_sha256:
+        raise JoinError(
+            f"the CA served by {server} does not match the token's hash: token CA hash "
+            f"{expected_sha256}, server CA hash {got} (a token of another cluster?)"
+        )
     return ca
 
 
