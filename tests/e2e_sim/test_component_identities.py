@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -128,14 +129,14 @@ def test_dns_serves_and_publishes_kube_dns_with_its_own_credentials(
     import dns.message
     import dns.query
 
-    port = free_port()
+    port, health_port = free_port(), free_port()
     cred = cluster.server.data_dir / "server" / "cred" / "dns.kubeconfig"
     log = tmp_path / "dns.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pyk8s", "dns", "--kubeconfig", str(cred),
              "--bind-address", "127.0.0.1", "--port", str(port),
-             "--health-bind-address", "127.0.0.1", "--health-port", str(free_port()),
+             "--health-bind-address", "127.0.0.1", "--health-port", str(health_port),
              "--cluster-ip", "10.43.0.10", "--advertise-address", "127.0.0.1",
              "--node-name", "dns-identity-node"],
             stdout=out, stderr=subprocess.STDOUT,
@@ -156,6 +157,11 @@ def test_dns_serves_and_publishes_kube_dns_with_its_own_credentials(
             return " ".join(str(rr) for rrset in reply.answer for rr in rrset)
 
         assert cluster.wait(answer, within=30) == ip
+        # CoreDNS's health and ready plugins' paths (both on the one health port here)
+        for path in ("/health", "/ready"):
+            url = f"http://127.0.0.1:{health_port}{path}"
+            with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(url) as r:
+                assert (r.status, r.read()) == (200, b"OK")
 
         def published() -> str:
             assert proc.poll() is None, log.read_text()

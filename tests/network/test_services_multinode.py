@@ -40,6 +40,10 @@ WEB_FQDN = "web.default.svc.cluster.local"
 HTTPD = "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"
 
 
+#: the module cluster's host-side components by name (the DNS test stops "dns")
+COMPONENTS: dict[str, subprocess.Popen[bytes]] = {}
+
+
 def _stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is None:
         return
@@ -80,17 +84,15 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
                     "--leader-elect", "false", "--port", str(free_port())],
             "dns": ["dns", "--kubeconfig", kubeconfig, "--bind-address", hosts.gateway,
                     "--cluster-ip", DNS_IP, "--advertise-address", hosts.gateway,
+                    "--node-name", "gateway",
                     "--health-bind-address", "127.0.0.1", "--health-port", str(free_port())],
         }  # fmt: skip
         for name, argv in components.items():
             with (base / f"{name}.log").open("ab") as log:
-                procs.append(
-                    subprocess.Popen(
-                        [sys.executable, "-m", "pyk8s", *argv],
-                        stdout=log,
-                        stderr=subprocess.STDOUT,
-                    )
+                COMPONENTS[name] = subprocess.Popen(
+                    [sys.executable, "-m", "pyk8s", *argv], stdout=log, stderr=subprocess.STDOUT
                 )
+                procs.append(COMPONENTS[name])
         url = f"https://{hosts.gateway}:{server.port}"
         for host in hosts.hosts:
             host.start_agent(url, server.data_dir / "server" / "node-token")
@@ -709,3 +711,53 @@ async def test_network_policies_filter_pods_across_nodes(
     print(f"namespace label to traffic allowed: {label_to_allowed:.2f}s;"
           f" with nodes ready, the test took {time.monotonic() - begun:.1f}s")  # fmt: skip
     await _kubectl(kubectl, "delete", "namespace", "np-srv", "np-cli", "--wait=false")
+
+
+async def test_dns_survives_the_server_hosts_dns(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    """Every node runs the cluster DNS, each in its own kube-dns EndpointSlice: with the
+    server host's DNS stopped (its endpoint marked not ready), a pod still resolves.
+    Last in the module: the host-side DNS stays stopped."""
+    _, hosts = cluster
+    a, b = hosts.hosts
+    await _nodes_ready(kubectl, 2)
+    begun = time.monotonic()
+    await _ensure_client(kubectl, a.name)
+
+    async def endpoints() -> dict[str, tuple[list[str], bool]]:
+        got = await _json(kubectl, "-n", "kube-system", "get", "endpointslices",
+                          "-l", "kubernetes.io/service-name=kube-dns")  # fmt: skip
+        return {
+            s["metadata"]["name"]: (e["addresses"], e["conditions"]["ready"])
+            for s in (got or {"items": []})["items"]
+            if s["metadata"]["labels"].get("endpointslice.kubernetes.io/managed-by")
+            == "dns.pyk8s.io"
+            for e in s["endpoints"]
+        }
+
+    want = {f"kube-dns-{h.name}": ([h.ip], True) for h in (a, b)}
+    want["kube-dns-gateway"] = ([hosts.gateway], True)
+
+    async def all_published() -> bool:
+        got = await endpoints()
+        assert got == want, got
+        return True
+
+    await eventually(all_published, within=60, every=0.5)
+
+    _stop(COMPONENTS["dns"])  # SIGTERM: the endpoint goes not ready, then the process exits
+    assert COMPONENTS["dns"].returncode == 0
+    assert (await endpoints())["kube-dns-gateway"] == ([hosts.gateway], False)
+
+    name = "kubernetes.default.svc.cluster.local"
+    script = f"for i in $(seq 10); do nslookup {name} | grep -c '10[.]43[.]0[.]1$'; done"
+
+    async def resolved() -> bool:
+        out = await _kubectl(kubectl, "exec", "client", "--", "sh", "-c", script, check=False)
+        assert out.stdout.split() == ["1"] * 10, out.stdout + out.stderr
+        return True
+
+    # once the proxies dropped the endpoint, every lookup answers (from a's or b's DNS)
+    await eventually(resolved, within=30, every=0.5)
+    print(f"with nodes ready, the test took {time.monotonic() - begun:.1f}s")

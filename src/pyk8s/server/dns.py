@@ -2,11 +2,12 @@
 
 Composition only: open a client, start the Services and EndpointSlices informers, serve
 DNS on UDP and TCP (``0.0.0.0:53`` by default), forward other names to the upstreams
-given or else to the host's ``/etc/resolv.conf`` nameservers, serve ``/healthz`` and
-``/metrics`` on one HTTP port (8080 by default, CoreDNS's health port), and stop on
-SIGTERM/SIGINT. DNS starts answering after the first list of both resources or after
-:data:`SYNC_WAIT` seconds, whichever comes first (as CoreDNS does); ``/healthz`` is 200
-only once both informers have synced.
+given or else to the host's ``/etc/resolv.conf`` nameservers, serve ``/healthz``,
+CoreDNS's ``/health`` and ``/ready``, and ``/metrics`` on one HTTP port (8080 by
+default, CoreDNS's health port), and stop on SIGTERM/SIGINT. DNS starts answering
+after the first list of both resources or after :data:`SYNC_WAIT` seconds, whichever
+comes first (as CoreDNS does); ``/healthz`` and ``/ready`` are 200 only once both
+informers have synced.
 
 Every node runs one (``pyk8s server`` for its own node, ``pyk8s agent`` for a joined
 one), bound to the node's address. Each publishes itself in an EndpointSlice of the
@@ -25,6 +26,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from aiohttp import web
 
 from pyk8s.api.registry import REGISTRY
 from pyk8s.client import Client, component_user_agent, is_already_exists, is_not_found, load_config
@@ -173,6 +176,22 @@ async def publish_endpoint(client: Client, node: str, address: str, port: int, r
     log.info("kube-dns endpoint", extra={"node": node, "endpoint": address, "ready": ready})
 
 
+def coredns_routes(server: DNSServer) -> list[web.RouteDef]:
+    """CoreDNS's ``/health`` (its health plugin: 200 ``OK`` while the process serves) and
+    ``/ready`` (its ready plugin: 200 ``OK`` once the informers synced, else 503), here
+    on the one health port."""
+
+    async def health(_: web.Request) -> web.Response:
+        return web.Response(text="OK")
+
+    async def ready(_: web.Request) -> web.Response:
+        if server.healthy():
+            return web.Response(text="OK")
+        return web.Response(status=503, text="kubernetes")  # CoreDNS names the plugin
+
+    return [web.get("/health", health), web.get("/ready", ready)]
+
+
 async def run(opts: Options) -> None:
     if not 0 < opts.ttl <= 3600:
         raise ValueError("--ttl must be between 1 and 3600")
@@ -187,8 +206,9 @@ async def run(opts: Options) -> None:
             ready=informers.synced,
         )  # fmt: skip
         health = HealthServer(
-            server.registry, server.healthy, opts.health_bind_address, opts.health_port
-        )
+            server.registry, server.healthy, opts.health_bind_address, opts.health_port,
+            routes=coredns_routes(server),
+        )  # fmt: skip
         stop = stop_on_signals()
         await health.start()
         try:
