@@ -108,14 +108,15 @@ async def _follow(client: Client, ns: str, name: str, json_out: bool, out: TextI
         asyncio.create_task(watch(PODS, name=name)),
         asyncio.create_task(watch(EVENTS, field_selector=f"involvedObject.name={name}")),
     ]
-    printed = 0
+    printed: set[tuple[str, str]] = set()  # (step, time): a late step may sort earlier
     try:
         while True:
             tl = await _snapshot(client, ns, name)
             rows = tl.rows()
-            if not json_out and len(rows) > printed:
-                _table(tl, rows[printed:], out, header=printed == 0)
-                printed = len(rows)
+            new = [r for r in rows if (r["step"], r["time"]) not in printed]
+            if not json_out and new:
+                _table(tl, new, out, header=not printed)
+                printed.update((r["step"], r["time"]) for r in new)
             if tl.done:
                 return tl
             changed.clear()
