@@ -166,11 +166,7 @@ def _event_step(ev: Obj, init_names: set[str]) -> Step | None:
     image = _IMAGE.search(message)
     container = _CONTAINER.search(message)
     kind, step, failed = reason, reason, warning
-    if reason == "Scheduled":
-        step = "Scheduled"
-    elif reason == "FailedScheduling":
-        step = "FailedScheduling"
-    elif reason == "Pulling":
+    if reason == "Pulling":
         step = f"Pulling {image.group(1)}" if image else "Pulling"
     elif reason == "Pulled":
         step = f"Pulled {image.group(1)}" if image else "Pulled"
