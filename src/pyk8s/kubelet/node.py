@@ -103,9 +103,9 @@ class NodeAgent:
         self._lease_rv = ""
         self._last_status: Obj = {}
         self._last_post = 0.0
-        #: the runtime verdict last reported, and whether that report said Ready
+        #: the runtime verdict last reported, and whether a report has said Ready yet
         self._reported_health: RuntimeHealth | None = None
-        self._reported_ready = False
+        self._was_ready = False
         self._pod_cidr = ""
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -191,7 +191,7 @@ class NodeAgent:
 
     def _reported(self, health: RuntimeHealth, conditions: list[Obj]) -> None:
         self._reported_health = health
-        self._reported_ready = any(
+        self._was_ready = self._was_ready or any(
             c["type"] == "Ready" and c["status"] == "True" for c in conditions
         )
 
@@ -208,13 +208,13 @@ class NodeAgent:
     async def _next_health(self) -> RuntimeHealth:
         """Wait for the next status update and return the runtime's verdict for it.
 
-        Once the node has reported Ready this is the regular interval. Before that (as
-        upstream's kubelet does from start until the node is first Ready) the runtime is
-        asked every :data:`FAST_STATUS_POLL` seconds and a change in its verdict (the
-        network becoming ready once the CNI config is written) is reported at once,
-        not at the next sync; until the node has a pod CIDR, which pod networking
-        waits for, the Node is also read every :data:`CIDR_POLL` seconds."""
-        if self._reported_ready and self._pod_cidr:
+        Once the node has reported Ready (and has a pod CIDR) this is the regular
+        interval. Until then (upstream's kubelet does the same until the first Ready)
+        the runtime is asked every :data:`FAST_STATUS_POLL` seconds and a change in its
+        verdict (the network becoming ready once the CNI config is written) is reported
+        at once, not at the next sync; until the node has a pod CIDR, which pod
+        networking waits for, the Node is also read every :data:`CIDR_POLL` seconds."""
+        if self._was_ready and self._pod_cidr:
             await asyncio.sleep(self.status_interval)
             return await self.health()
         wait = self.status_interval if self._pod_cidr else CIDR_POLL
