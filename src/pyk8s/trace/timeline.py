@@ -194,7 +194,10 @@ def _condition_steps(status: Obj, have: set[str]) -> list[Step]:
         if c.get("status") == "True":
             if ctype == "PodScheduled" and "Scheduled" in have:
                 continue
-            out.append(Step(ctype, t, "condition True", kind=ctype))
+            detail = "condition True"
+            if ctype == "PodReadyToStartContainers" and status.get("podIP"):
+                detail += f"; sandbox address {status['podIP']}"
+            out.append(Step(ctype, t, detail, kind=ctype))
         elif ctype == "PodScheduled" and "FailedScheduling" not in have:
             detail = f"{c.get('reason', '')}: {c.get('message', '')}".strip(": ")
             out.append(Step("FailedScheduling", t, detail, failed=True, kind="FailedScheduling"))
