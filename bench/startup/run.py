@@ -65,10 +65,11 @@ class _Api:
 
     def get(self, path: str) -> tuple[int, bytes]:
         if self.ctx is None:
-            if not (self.tls / "admin.key").exists():
+            try:  # the server may be writing them right now
+                ctx = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
+                ctx.load_cert_chain(str(self.tls / "admin.crt"), str(self.tls / "admin.key"))
+            except (OSError, ssl.SSLError):
                 return 0, b""
-            ctx = ssl.create_default_context(cafile=str(self.tls / "ca.crt"))
-            ctx.load_cert_chain(str(self.tls / "admin.crt"), str(self.tls / "admin.key"))
             self.ctx = ctx
         conn = http.client.HTTPSConnection("127.0.0.1", 6443, context=self.ctx, timeout=2)
         try:
