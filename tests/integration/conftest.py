@@ -8,6 +8,8 @@ official ``kubernetes`` Python client configured from the same file.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import signal
@@ -33,6 +35,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def pyk8s_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The ``pyk8s`` command run in this process, for what it does before it serves (a
+    refused flag, a snapshot, a reset): a new process spends most of its time importing
+    (10-20 s on a loaded machine), this one has the modules loaded already."""
+    from pyk8s.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 @dataclass

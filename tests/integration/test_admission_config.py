@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
+from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port, pyk8s_cli
 
 JSON = dict[str, Any]
 
@@ -139,22 +138,12 @@ def test_a_namespace_label_still_overrides_the_default(kubectl: Kubectl) -> None
 
 
 def start(command: str, tmp_path: Path, config: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pyk8s",
-            command,
-            "--data-dir",
-            str(tmp_path / "data"),
-            "--admission-control-config-file",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    """``pyk8s COMMAND`` in this process: these files are refused before anything starts
+    (a refusal's exit status from a real process: tests/integration/test_admission.py)."""
+    return pyk8s_cli(
+        command, "--data-dir", str(tmp_path / "data"), "--admission-control-config-file",
+        str(config),
+    )  # fmt: skip
 
 
 @pytest.mark.parametrize("command", ["apiserver", "server"])

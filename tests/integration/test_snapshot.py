@@ -3,31 +3,28 @@ server runs, a namespace deleted, ``pyk8s server --cluster-reset
 --cluster-reset-restore-path FILE``, and the namespace and its objects are back; on the
 embedded SQLite store (the same on etcd, store-level: tests/storage/test_snapshot.py).
 A corrupt snapshot is refused and changes nothing.
+
+The snapshot is taken of the session's API server (``server`` fixture) as it runs; the
+reset runs against a copy of that server's data directory (its store copied with
+SQLite's online backup, so it also holds what was written after the snapshot), and one
+server is started on the copy: one server start instead of two.
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import os
-import subprocess
+import shutil
+import sqlite3
+import uuid
 from pathlib import Path
 
 import pytest
 
-from pyk8s.cli import main
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
+from tests.integration.conftest import pyk8s_cli as pyk8s
 
 pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl not installed")
-
-
-def pyk8s(*args: str) -> subprocess.CompletedProcess[str]:
-    """The ``pyk8s`` command, run in this process (its start-up is most of its time)."""
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return subprocess.CompletedProcess(args, code, out.getvalue(), err.getvalue())
 
 
 def _objects(name: str) -> str:
@@ -63,54 +60,68 @@ def _delete_namespace(kubectl: Kubectl, name: str) -> None:
     assert "NotFound" in out.stderr
 
 
-def test_snapshot_delete_namespace_restore(tmp_path: Path) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    server = Server(data, free_port()).start()
-    kubectl = Kubectl(server.kubeconfig)
+def _copy_data_dir(source: Path, target: Path) -> None:
+    """``source`` as it is now, while its server runs: the files, and the store through
+    SQLite's backup API (a consistent copy of a live database); no admin kubeconfig (the
+    server started on the copy writes its own, for its port)."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("db", "kubeconfig.yaml"))
+    (target / "server" / "db").mkdir()
+    live = sqlite3.connect(source / "server" / "db" / "state.db", timeout=30)
+    copy = sqlite3.connect(target / "server" / "db" / "state.db")
     try:
-        kubectl("apply", "-f", "-", input=_objects("shop"))
-        saved = pyk8s("etcd-snapshot", "save", "--data-dir", str(data))
-        assert saved.returncode == 0, saved.stderr
-        assert saved.stdout.startswith("Snapshot on-demand-")
-        listing = pyk8s("etcd-snapshot", "ls", "--data-dir", str(data)).stdout.splitlines()
-        assert listing[0].split() == ["Name", "Location", "Size", "Created"]
-        name, location, size, _created = listing[1].split()
-        snap = data / "server" / "db" / "snapshots" / name
-        assert location == snap.as_uri() and int(size) == snap.stat().st_size > 0
-        _delete_namespace(kubectl, "shop")
-        kubectl("create", "configmap", "later", "-n", "default")
-        # the embedded store is locked by the running server
-        busy = pyk8s("server", "--cluster-reset", "--cluster-reset-restore-path", str(snap),
-                     "--data-dir", str(data))  # fmt: skip
-        assert busy.returncode == 1 and "another process" in busy.stderr
+        live.backup(copy)
     finally:
-        server.stop()
+        copy.close()
+        live.close()
 
+
+def test_snapshot_delete_namespace_restore(
+    server: Server, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    data = server.data_dir
+    shop, later = f"shop-{uuid.uuid4().hex[:6]}", f"later-{uuid.uuid4().hex[:6]}"
+    kubectl("apply", "-f", "-", input=_objects(shop))
+    saved = pyk8s("etcd-snapshot", "save", "--data-dir", str(data))
+    assert saved.returncode == 0, saved.stderr
+    assert saved.stdout.startswith("Snapshot on-demand-")
+    listing = pyk8s("etcd-snapshot", "ls", "--data-dir", str(data)).stdout.splitlines()
+    assert listing[0].split() == ["Name", "Location", "Size", "Created"]
+    [row] = [line.split() for line in listing[1:] if f"Snapshot {line.split()[0]} " in saved.stdout]
+    name, location, size, _created = row
+    snap = data / "server" / "db" / "snapshots" / name
+    assert location == snap.as_uri() and int(size) == snap.stat().st_size > 0
+    _delete_namespace(kubectl, shop)
+    kubectl("create", "configmap", later, "-n", "default")
+    # the embedded store is locked by the running server
+    busy = pyk8s("server", "--cluster-reset", "--cluster-reset-restore-path", str(snap),
+                 "--data-dir", str(data))  # fmt: skip
+    assert busy.returncode == 1 and "another process" in busy.stderr
+
+    copy = tmp_path / "data"
+    _copy_data_dir(data, copy)
     corrupt = tmp_path / "corrupt"
     blob = bytearray(snap.read_bytes())
     blob[len(blob) // 2] ^= 0xFF
     corrupt.write_bytes(bytes(blob))
     refused = pyk8s("server", "--cluster-reset", "--cluster-reset-restore-path", str(corrupt),
-                    "--data-dir", str(data))  # fmt: skip
+                    "--data-dir", str(copy))  # fmt: skip
     assert refused.returncode == 1 and "corrupt" in refused.stderr, refused.stderr
 
     restored = pyk8s("server", "--cluster-reset", "--cluster-reset-restore-path", str(snap),
-                     "--data-dir", str(data))  # fmt: skip
+                     "--data-dir", str(copy))  # fmt: skip
     assert restored.returncode == 0, restored.stderr
     assert restored.stdout.startswith(f"Restored {snap}")
 
-    server.start()
+    reset = Server(copy, free_port()).start()
+    k = Kubectl(reset.kubeconfig)
     try:
-        ns = kubectl.json("get", "namespace", "shop")
+        ns = k.json("get", "namespace", shop)
         assert ns["status"]["phase"] == "Active" and "deletionTimestamp" not in ns["metadata"]
-        assert kubectl.json("get", "configmap", "settings", "-n", "shop")["data"] == {
-            "colour": "blue"
-        }
-        secret = kubectl("get", "secret", "creds", "-n", "shop", "-o", "jsonpath={.data.password}")
+        assert k.json("get", "configmap", "settings", "-n", shop)["data"] == {"colour": "blue"}
+        secret = k("get", "secret", "creds", "-n", shop, "-o", "jsonpath={.data.password}")
         assert secret == "aHVudGVyMg=="
         # what was written after the snapshot is gone, as on k3s
-        assert "NotFound" in kubectl.run("get", "configmap", "later", check=False).stderr
-        kubectl("create", "configmap", "after-restore", "-n", "shop")  # writes work
+        assert "NotFound" in k.run("get", "configmap", later, check=False).stderr
+        k("create", "configmap", "after-restore", "-n", shop)  # writes work
     finally:
-        server.stop()
+        reset.stop()
