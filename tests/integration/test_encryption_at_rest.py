@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
+from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port, pyk8s_cli
 
 PLAINTEXT = "correct-horse-battery-staple-4417"
 
@@ -141,13 +141,8 @@ def test_sqlite_holds_only_ciphertext_and_a_second_key_keeps_secrets_readable(
 
 
 def _secrets_encrypt(srv: Server, *args: str) -> str:
-    out = subprocess.run(
-        [sys.executable, "-m", "pyk8s", "secrets-encrypt", *args, "--data-dir", str(srv.data_dir)],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=90,
-    )
+    """``pyk8s secrets-encrypt ARGS`` (in this process: a new one spends its time importing)."""
+    out = pyk8s_cli("secrets-encrypt", *args, "--data-dir", str(srv.data_dir))
     assert out.returncode == 0, out.stderr
     return out.stdout
 
@@ -284,13 +279,7 @@ def test_k3s_stepwise_rotation_without_restarts(tmp_path: Path) -> None:
         first = _stored(srv, secret_key("before"))
         assert first.startswith(b"k8s:enc:aescbc:v1:aescbckey:")
 
-        out = subprocess.run(
-            [sys.executable, "-m", "pyk8s", "secrets-encrypt", "rotate", "-d", str(srv.data_dir)],
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=60,
-        )
+        out = pyk8s_cli("secrets-encrypt", "rotate", "-d", str(srv.data_dir))
         assert out.returncode == 1
         assert "incorrect stage: current stage is start, prepare is required" in out.stderr
 
