@@ -182,6 +182,12 @@ class _State:
     candidates: dict[str, list[Obj]] = field(default_factory=dict)
 
 
+def _revision(obj: Obj) -> int:
+    """An object's resourceVersion as a number (0 when it has none or it is not one)."""
+    rv = str(obj.get("metadata", {}).get("resourceVersion") or "")
+    return int(rv) if rv.isdigit() else 0
+
+
 def _key(obj: Mapping[str, Any]) -> str:
     meta = obj.get("metadata") or {}
     return f"{meta.get('namespace', '')}/{meta.get('name', '')}"
@@ -397,17 +403,21 @@ class VolumeBinding:
         if found is None:
             return Status.error(f"no volume decisions for node {node_name!r}", plugin=NAME)
         try:
-            await self._write(found, node_name)
-            await self._wait_bound(found)
+            written = await self._write(found, node_name)
+            await self._wait_bound(found, written)
         except (BindError, ClientError) as err:
             return Status.error(f"binding volumes: {err}", plugin=NAME)
         finally:
             self.unreserve(state, pod, node_name)
         return None
 
-    async def _write(self, found: PodVolumes, node_name: str) -> None:
+    async def _write(self, found: PodVolumes, node_name: str) -> dict[str, int]:
         """The API updates: claimRef on chosen PVs, selected-node on claims to provision
-        (each with the resourceVersion seen, so a concurrent change is a conflict)."""
+        (each with the resourceVersion seen, so a concurrent change is a conflict).
+
+        Returns the resourceVersion each annotated claim got, so the wait does not take
+        the informer's older copy (still without the annotation) for a reset one: upstream
+        puts its own writes into an assume cache for the same reason."""
         from pyk8s.api.registry import REGISTRY
 
         pvs, pvcs = (
@@ -416,6 +426,7 @@ class VolumeBinding:
         )
         if self.client is None or pvs is None or pvcs is None:
             raise BindError("no API client")
+        written: dict[str, int] = {}
         for claim, pv in found.static:
             meta = claim["metadata"]
             ref = {
@@ -446,17 +457,21 @@ class VolumeBinding:
                     "annotations": {ANN_SELECTED_NODE: node_name},
                 }
             }
-            await self.client.patch(pvcs, meta["name"], body, meta["namespace"], patch_type="merge")
+            patched = await self.client.patch(
+                pvcs, meta["name"], body, meta["namespace"], patch_type="merge"
+            )
+            written[_key(claim)] = _revision(patched)
+        return written
 
-    async def _wait_bound(self, found: PodVolumes) -> None:
+    async def _wait_bound(self, found: PodVolumes, written: dict[str, int]) -> None:
         """Upstream's ``checkBindings`` until every claim is bound, or the bind timeout."""
         deadline = time.monotonic() + self.bind_timeout
-        while not self._bindings_done(found):
+        while not self._bindings_done(found, written):
             if time.monotonic() >= deadline:
                 raise BindError("context deadline exceeded")
             await asyncio.sleep(POLL_INTERVAL)
 
-    def _bindings_done(self, found: PodVolumes) -> bool:
+    def _bindings_done(self, found: PodVolumes, written: dict[str, int]) -> bool:
         done = True
         provisioned = {_key(c) for c in found.provision}
         for old in [c for c, _ in found.static] + found.provision:
@@ -464,6 +479,9 @@ class VolumeBinding:
             claim = self._claims(ns).get(name)
             if claim is None or claim["metadata"].get("uid") != old["metadata"].get("uid"):
                 raise BindError(f'persistentvolumeclaim "{name}" was deleted')
+            if _revision(claim) < written.get(_key(claim), 0):
+                done = False  # the informer has not seen our own write yet
+                continue
             ann = claim["metadata"].get("annotations") or {}
             if not (claim.get("spec") or {}).get("volumeName"):
                 if _key(claim) in provisioned and ANN_SELECTED_NODE not in ann:
