@@ -86,7 +86,7 @@ def test_snapshot_delete_namespace_restore(
     assert saved.stdout.startswith("Snapshot on-demand-")
     listing = pyk8s("etcd-snapshot", "ls", "--data-dir", str(data)).stdout.splitlines()
     assert listing[0].split() == ["Name", "Location", "Size", "Created"]
-    [row] = [line.split() for line in listing[1:] if f"Snapshot {line.split()[0]} " in saved.stdout]
+    [row] = [r for r in map(str.split, listing[1:]) if r and f"Snapshot {r[0]} " in saved.stdout]
     name, location, size, _created = row
     snap = data / "server" / "db" / "snapshots" / name
     assert location == snap.as_uri() and int(size) == snap.stat().st_size > 0
