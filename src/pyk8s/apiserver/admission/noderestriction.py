@@ -213,13 +213,9 @@ class NodeRestriction(Plugin):
                 attrs, f'node "{node}" can not create pods that reference a service account'
             )
         if any(pod_secret_names(spec)):
-            raise forbidden(
-                attrs, f'node "{node}" can not create pods that reference secrets'
-            )
+            raise forbidden(attrs, f'node "{node}" can not create pods that reference secrets')
         if any(pod_configmap_names(spec)):
-            raise forbidden(
-                attrs, f'node "{node}" can not create pods that reference configmaps'
-            )
+            raise forbidden(attrs, f'node "{node}" can not create pods that reference configmaps')
         volumes = [v for v in spec.get("volumes") or () if isinstance(v, Mapping)]
         for v in volumes:
             for source in (v.get("projected") or {}).get("sources") or ():
@@ -271,9 +267,7 @@ class NodeRestriction(Plugin):
             str(_meta(attrs.obj).get("name") or "") if attrs.operation == CREATE else ""
         )
         if requested != node:
-            raise forbidden(
-                attrs, f'node "{node}" is not allowed to modify node "{requested}"'
-            )
+            raise forbidden(attrs, f'node "{node}" is not allowed to modify node "{requested}"')
         new_spec, old_spec = _spec(attrs.obj), _spec(attrs.old)
         new_labels = _meta(attrs.obj).get("labels") or {}
         if attrs.operation == CREATE:
@@ -301,9 +295,7 @@ class NodeRestriction(Plugin):
                 raise forbidden(attrs, f'node "{node}" is not allowed to modify taints')
             labels = forbidden_labels(new_labels, _meta(attrs.old).get("labels") or {})
             if labels:
-                raise forbidden(
-                    attrs, "is not allowed to modify labels: " + ", ".join(labels)
-                )
+                raise forbidden(attrs, "is not allowed to modify labels: " + ", ".join(labels))
 
     # ------------------------------------------------------------------ the rest
 
