@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pyk8s.controllers.cronjob import Schedule
 from pyk8s.storage import open_store
 from pyk8s.storage.endpoint import parse_endpoint
 from pyk8s.storage.snapshot import (
@@ -103,6 +102,10 @@ async def run_schedule(
     target: Target, cron: str, retention: int, name: str = SCHEDULED_NAME
 ) -> None:
     """Take a snapshot at every time of ``cron`` (UTC) and keep the ``retention`` newest."""
+    # imported here: the CLI reads this module's defaults for every command it parses,
+    # and the cron parser's module pulls in the whole client (~0.7 s of imports)
+    from pyk8s.controllers.cronjob import Schedule
+
     schedule = Schedule.parse(cron)
     while True:
         now = datetime.now(UTC)

@@ -9,11 +9,12 @@ import asyncio
 import contextlib
 import json
 import sys
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from pyk8s.client import ClientError
-from pyk8s.client.rest import Client
 from pyk8s.trace.timeline import Timeline, build
+
+if TYPE_CHECKING:  # the client is imported when the command runs, not when the CLI parses
+    from pyk8s.client.rest import Client
 
 __all__ = ["add_parser", "run"]
 
@@ -96,6 +97,8 @@ async def _follow(client: Client, ns: str, name: str, json_out: bool, out: TextI
     """Print new steps as the pod and its Events change, until the journey ends."""
     changed = asyncio.Event()
 
+    from pyk8s.client import ClientError
+
     async def watch(resource: tuple[str, str], **kw: Any) -> None:
         while True:
             with contextlib.suppress(ClientError):
@@ -128,6 +131,8 @@ async def _follow(client: Client, ns: str, name: str, json_out: bool, out: TextI
 
 
 async def _main(args: argparse.Namespace, out: TextIO) -> int:
+    from pyk8s.client.rest import Client
+
     client = Client.from_kubeconfig(args.kubeconfig, user_agent="pyk8s-trace")
     async with client:
         ns = args.namespace or client.config.namespace
@@ -156,6 +161,8 @@ async def _main(args: argparse.Namespace, out: TextIO) -> int:
 
 def run(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """The ``pyk8s trace`` command; 1 with a message on an error (pod not found, …)."""
+    from pyk8s.client import ClientError
+
     try:
         return asyncio.run(_main(args, out or sys.stdout))
     except (ClientError, ValueError, OSError) as err:

@@ -81,6 +81,7 @@ from typing import Any, Final
 
 from pyk8s.api.errors import FieldError
 
+from . import _noshell  # noqa: F401  (first: before any module imports ``cel``)
 from ._library import AUTHZ, AuthorizerHook, authorizer_value
 from ._parser import Ident, ParseError, Select, parse, walk
 from ._program import (
