@@ -317,7 +317,7 @@ async def test_fake_provider_nodes_routes_and_failures(
             (fresh, "10.42.77.0/24")
         ]
 
-        await client.create(SERVICES, lb_service("failing"), namespace)
+        failing = await client.create(SERVICES, lb_service("failing"), namespace)
         failed = await eventually(lambda: reasons(client, namespace, "failing"))
         assert "SyncLoadBalancerFailed" in failed
         events = await client.list(EVENTS, namespace, field_selector="involvedObject.name=failing")
@@ -327,7 +327,11 @@ async def test_fake_provider_nodes_routes_and_failures(
             "Error syncing load balancer: failed to ensure load balancer: quota exceeded"
         ]
         cloud.fail_with = ""  # retried with backoff until the cloud recovers
-        assert await eventually(lambda: ingress(client, namespace, "failing")) == ["203.0.113.1"]
+        # the fake's address for this service (other tests' LoadBalancer Services still
+        # in the shared API server may have taken the pool's first addresses)
+        got = await eventually(lambda: ingress(client, namespace, "failing"))
+        assert got == [cloud.balancers[failing["metadata"]["uid"]]]
+        assert got[0].startswith("203.0.113.")
     finally:
         await cleanup_nodes(client, [fresh, gone, stopped])
 
