@@ -180,6 +180,27 @@ def _names(value: str | None) -> tuple[str, ...] | None:
     return None if value is None else tuple(n.strip() for n in value.split(",") if n.strip())
 
 
+def _add_manager_flags(parser: argparse.ArgumentParser, *, port: int) -> None:
+    """The flags a leader-elected controller manager shares with the cloud one."""
+    parser.add_argument("--kubeconfig", type=Path, default=None)
+    parser.add_argument(
+        "--controllers",
+        default="*",
+        help="comma-separated; * for all, -name to disable one (default: *)",
+    )
+    parser.add_argument("--leader-elect", default="true", choices=("true", "false"))
+    parser.add_argument("--bind-address", default="127.0.0.1")
+    parser.add_argument(
+        "--secure-port",
+        "--port",
+        dest="port",
+        type=int,
+        default=port,
+        help="/healthz and /metrics (served over HTTP; default: %(default)s)",
+    )
+    parser.add_argument("--log-level", default="info")
+
+
 def _add_pass_through(
     p: argparse.ArgumentParser, flag: str, component: str, note: str = ""
 ) -> None:
@@ -564,22 +585,7 @@ def _parser() -> argparse.ArgumentParser:
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
     cm = sub.add_parser("controller-manager", help="run the controllers (leader-elected)")
-    cm.add_argument("--kubeconfig", type=Path, default=None)
-    cm.add_argument(
-        "--controllers",
-        default="*",
-        help="comma-separated; * for all, -name to disable one (default: *)",
-    )
-    cm.add_argument("--leader-elect", default="true", choices=("true", "false"))
-    cm.add_argument("--bind-address", default="127.0.0.1")
-    cm.add_argument(
-        "--secure-port",
-        "--port",
-        dest="port",
-        type=int,
-        default=10257,
-        help="/healthz and /metrics (served over HTTP; default: %(default)s)",
-    )
+    _add_manager_flags(cm, port=10257)
     cm.add_argument("--horizontal-pod-autoscaler-sync-period", default="15s")
     cm.add_argument("--horizontal-pod-autoscaler-downscale-stabilization", default="5m0s")
     cm.add_argument("--horizontal-pod-autoscaler-tolerance", type=float, default=0.1)
@@ -594,28 +600,11 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--cluster-signing-cert-file", default="", metavar="FILE")
     cm.add_argument("--cluster-signing-key-file", default="", metavar="FILE")
     cm.add_argument("--cluster-signing-duration", default="8760h0m0s")
-    cm.add_argument("--log-level", default="info")
     ccm = sub.add_parser(
         "cloud-controller-manager", help="run the cloud controllers for a provider (leader-elected)"
     )
-    ccm.add_argument("--kubeconfig", type=Path, default=None)
+    _add_manager_flags(ccm, port=10258)
     ccm.add_argument("--cloud-provider", default="local", help="local (default) or fake")
-    ccm.add_argument(
-        "--controllers",
-        default="*",
-        help="comma-separated; * for all, -name to disable one (default: *)",
-    )
-    ccm.add_argument("--leader-elect", default="true", choices=("true", "false"))
-    ccm.add_argument("--bind-address", default="127.0.0.1")
-    ccm.add_argument(
-        "--secure-port",
-        "--port",
-        dest="port",
-        type=int,
-        default=10258,
-        help="/healthz and /metrics (served over HTTP; default: %(default)s)",
-    )
-    ccm.add_argument("--log-level", default="info")
     ca = sub.add_parser(
         "cluster-autoscaler", help="run the cluster autoscaler over simulated node groups"
     )
