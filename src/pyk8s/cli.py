@@ -80,6 +80,14 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         "system:masters are always allowed (default: %(default)s)",
     )
     p.add_argument(
+        "--kubelet-certificate-authority",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="verify kubelets' serving certificates against this CA (pyk8s server: the "
+        "cluster CA, whose kubelet-serving signer issues them; pyk8s apiserver: none)",
+    )
+    p.add_argument(
         "--anonymous-auth",
         nargs="?",
         const="true",
@@ -262,6 +270,13 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
     )
     p.add_argument("--cert-dir", type=Path, default=None, help="default: DATA_DIR/kubelet/pki")
     p.add_argument("--rotate-certificates", default="true", choices=("true", "false"))
+    p.add_argument(
+        "--rotate-server-certificates",
+        default="false",
+        choices=("true", "false"),
+        help="serve with a certificate from the kubernetes.io/kubelet-serving signer (a CSR "
+        "for the Node's addresses, renewed before expiry) instead of a self-signed one",
+    )
     p.add_argument(
         "--node-routes-kubeconfig",
         type=Path,
@@ -1052,6 +1067,7 @@ def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:
         "etcd_snapshot_dir": args.etcd_snapshot_dir,
         "node_name": args.node_name,
         "deploy_manifests": True,
+        kubelet_certificate_authority=_kubelet_ca(args),
     }
 
 
@@ -1100,6 +1116,17 @@ def _secrets_encrypt(args: argparse.Namespace) -> int:
 
 def _default_advertise(args: argparse.Namespace) -> str:
     """``pyk8s server`` advertises this host's address (what pods reach the API server at
+def _kubelet_ca(args: argparse.Namespace) -> Path | None:
+    """``--kubelet-certificate-authority``; ``pyk8s server``'s kubelets serve with
+    certificates from the cluster CA, so it verifies them by default, as k3s does."""
+    if args.kubelet_certificate_authority is not None or args.command != "server":
+        ca: Path | None = args.kubelet_certificate_authority
+        return ca
+    from pyk8s.server.paths import default_data_dir
+
+    return (args.data_dir or default_data_dir()) / "server" / "tls" / "ca.crt"
+
+
     through the ``kubernetes`` Service); ``pyk8s apiserver`` keeps 127.0.0.1."""
     if args.command != "server" or args.bind_address.startswith("127."):
         return ""
@@ -1411,9 +1438,9 @@ def _metrics_server_args(args: argparse.Namespace) -> list[str]:
     """``pyk8s server`` runs metrics-server as a supervised child (k3s runs it as a pod;
     here the control plane may have no node at all, e.g. with sim-nodes): on any free
     port, registered through a selectorless Service + EndpointSlice at the advertise
-    address, reaching kubelets with the API server's kubelet client certificate (the
-    kubelets' serving certificates are self-signed, hence ``--kubelet-insecure-tls``, as
-    k3s's bundled manifest does)."""
+    address, reaching kubelets with the API server's kubelet client certificate (not
+    verifying their serving certificates, ``--kubelet-insecure-tls``, as k3s's bundled
+    manifest does: simulated nodes serve self-signed ones)."""
     from pyk8s.kubelet.node import default_host_ip
     from pyk8s.server.paths import default_data_dir
 
@@ -1634,6 +1661,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+        rotate_server_certificates=args.rotate_server_certificates == "true",
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["kubectl"]:
         return _kubectl(argv[1:])

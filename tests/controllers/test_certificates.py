@@ -17,7 +17,7 @@ import pytest
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
-from pyk8s.client import Client, Config, load_kubeconfig
+from pyk8s.client import Client, ClientError, Config, load_kubeconfig
 from pyk8s.client import certificates as certs
 from pyk8s.controllers.csrcleaner import deadline
 from pyk8s.controllers.csrsigning import CSRS, Settings
@@ -255,3 +255,104 @@ def test_cleaner_deadlines() -> None:
     cond = {"type": "Denied", "status": "True", "lastUpdateTime": "2026-01-01T02:00:00Z"}
     denied = {**pending, "status": {"conditions": [cond]}}
     assert deadline(denied) == t0 + datetime.timedelta(hours=3)
+
+
+async def test_kubelet_serving_certificate_is_approved_for_the_nodes_addresses(
+    signing: Manager, cm_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``--rotate-server-certificates``: the node asks for a serving certificate for its
+    Node's addresses, csrapproving approves it after checking them, and the API server
+    (``--kubelet-certificate-authority``) reaches the kubelet only once it serves it; a
+    request naming an address the Node does not have stays pending."""
+    from aiohttp import web
+
+    from pyk8s.kubelet.server import kubelet_ssl_context
+    from pyk8s.server import kubelet
+
+    admin = signing.client
+    pem_file = tmp_path / "client.pem"
+    async with bootstrap_client(cm_server) as boot:
+        await certs.CertificateManager(
+            pem_file, "system:node:serve1", ["system:nodes"], KUBELET_SIGNER
+        ).obtain(boot)
+    ca = (cm_server.data_dir / "server" / "tls" / "ca.crt").read_bytes()
+    kubeconfig = tmp_path / "kubelet.kubeconfig"
+    certs.write_cert_kubeconfig(kubeconfig, cm_server.url, ca, pem_file, "default-auth")
+    # the kubelet's HTTPS server, self-signed until its serving certificate arrives
+    tls = kubelet_ssl_context(tmp_path / "pki", None)
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0, ssl_context=tls)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    nodes = await admin.resource("v1", "Node")
+    try:
+        async with Client(load_kubeconfig(kubeconfig)) as node:
+            await node.create(nodes, {
+                "apiVersion": "v1", "kind": "Node", "metadata": {"name": "serve1"},
+                "status": {
+                    "addresses": [{"type": "InternalIP", "address": "127.0.0.1"},
+                                  {"type": "Hostname", "address": "serve1"}],
+                    "daemonEndpoints": {"kubeletEndpoint": {"Port": port}},
+                },
+            })  # fmt: skip
+            proxied = "/api/v1/nodes/serve1/proxy/healthz"
+            with pytest.raises(ClientError, match="certificate verify failed"):
+                await admin.request("GET", proxied, raw=True)
+            opts = kubelet.Options(tmp_path, cert_dir=tmp_path / "pki")
+            manager = kubelet._serving_manager(opts, "serve1", node)
+            serving = asyncio.create_task(kubelet.serve_issued_certificate(manager, node, tls))
+            try:
+                pair = await eventually(lambda: asyncio.sleep(0, manager.current()), within=30)
+                cert = x509.load_pem_x509_certificate(pair[0])
+                sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+                assert sans.get_values_for_type(x509.DNSName) == ["serve1"]
+                assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+                assert subject(pair[0]) == ("system:node:serve1", ["system:nodes"])
+                assert await approved_by(admin, pair[0]) == (
+                    "Auto approving kubelet serving certificate after checking the node's "
+                    "addresses."
+                )
+                # loaded into the live server: the API server now verifies and gets through
+                got = await eventually(
+                    lambda: _maybe(admin.request("GET", proxied, raw=True)), within=30
+                )
+                assert got == b"ok"
+                # another host's address: not approved, left for an admin
+                key = certs.new_key_pem()
+                request = certs.csr_pem(
+                    key, "system:node:serve1", ["system:nodes"], ips=["10.9.9.9"]
+                )
+                with caplog.at_level("INFO", logger="pyk8s.controllers.csrapproving"):
+                    waiting = asyncio.create_task(
+                        certs.request_certificate(
+                            node, request, "kubernetes.io/kubelet-serving",
+                            certs.SERVING_USAGES, within=30,
+                        )
+                    )  # fmt: skip
+                    try:
+                        await eventually(
+                            lambda: asyncio.sleep(
+                                0, "node serve1 does not have: left pending" in caplog.text
+                            ),
+                            within=30,
+                        )
+                    finally:
+                        waiting.cancel()
+            finally:
+                serving.cancel()
+    finally:
+        await runner.cleanup()
+        await admin.delete(nodes, "serve1")
+
+
+async def _maybe(call: Any) -> Any:
+    try:
+        return await call
+    except ClientError:
+        return None

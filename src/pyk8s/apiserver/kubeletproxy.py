@@ -3,8 +3,12 @@
 Why this exists: kubectl never talks to a kubelet; it asks the API server, which finds
 the pod's node (``spec.nodeName`` → the Node's InternalIP and
 ``status.daemonEndpoints.kubeletEndpoint.Port``) and calls that kubelet over HTTPS with
-its own client cert (``kube-apiserver-kubelet-client``, not verifying the kubelet's
-self-signed serving cert: upstream's default without ``--kubelet-certificate-authority``).
+its own client cert (``kube-apiserver-kubelet-client``). With
+``--kubelet-certificate-authority`` (``pyk8s server`` sets the cluster CA, as k3s does)
+the kubelet's serving certificate must come from that CA and name the address dialed (its
+``kubernetes.io/kubelet-serving`` certificate); without it, it is not verified
+(upstream's default). The client certificate is re-read when its file changes, so the
+API server's renewal of it (:mod:`pyk8s.server.certrenew`) is picked up.
 
 * log -- a plain GET, streamed through as it arrives (``-f`` until the client leaves);
 * exec/attach over ``v5.channel.k8s.io`` (kubectl 1.32, the official Python client) --
@@ -92,11 +96,27 @@ _LOG_PARAMS = (
 _TRUE = ("1", "true", "True")
 
 
-@functools.cache
-def _client_ssl(cert: Path, key: Path) -> ssl.SSLContext:
-    ctx = ssl.create_default_context()
-    ctx.check_hostname = False
-    ctx.verify_mode = ssl.CERT_NONE
+def _client_ssl(cert: Path, key: Path, ca: Path | None) -> ssl.SSLContext:
+    return _cached_client_ssl(cert, key, ca, _mtime(cert), _mtime(ca))
+
+
+def _mtime(path: Path | None) -> int:
+    try:
+        return 0 if path is None else path.stat().st_mtime_ns
+    except OSError:
+        return 0
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_client_ssl(
+    cert: Path, key: Path, ca: Path | None, _cert_mtime: int, _ca_mtime: int
+) -> ssl.SSLContext:
+    if ca is None:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:  # the chain and the dialed address (an IP SAN for an InternalIP)
+        ctx = ssl.create_default_context(cafile=str(ca))
     ctx.load_cert_chain(cert, key)
     return ctx
 
@@ -180,7 +200,8 @@ async def _locate_node(h: ResourceHandlers, node_name: str) -> _Kubelet:
     pki = h.server.pki
     if pki is None:
         raise errors.service_unavailable("the API server has no kubelet client certificate")
-    return _Kubelet(host, port, _client_ssl(pki.kubelet_client_cert, pki.kubelet_client_key))
+    ca = h.server.config.kubelet_certificate_authority
+    return _Kubelet(host, port, _client_ssl(pki.kubelet_client_cert, pki.kubelet_client_key, ca))
 
 
 # --------------------------------------------------------------------------- entry point

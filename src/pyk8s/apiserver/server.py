@@ -18,6 +18,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
+from pathlib import Path
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -106,6 +107,10 @@ class Config:
     anonymous: bool = True
     #: admission plugins on top of upstream's defaults (--enable-admission-plugins)
     enable_admission_plugins: tuple[str, ...] = ()
+    #: upstream's --kubelet-certificate-authority: calls to kubelets (logs, exec,
+    #: attach, port-forward, nodes/proxy) verify the kubelet's serving certificate
+    #: against this CA and its address; None: not verified (upstream's default)
+    kubelet_certificate_authority: Path | None = None
     #: default admission plugins turned off (--disable-admission-plugins)
     disable_admission_plugins: tuple[str, ...] = ()
     #: each plugin's configuration by name, from --admission-control-config-file

@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from pathlib import Path
 
 from cryptography import x509
@@ -37,6 +37,7 @@ from pyk8s.client.errors import ClientError
 from pyk8s.client.rest import Client
 
 __all__ = [
+    "SERVING_USAGES",
     "CertificateError",
     "CertificateManager",
     "certificate_validity",
@@ -54,6 +55,11 @@ log = logging.getLogger(__name__)
 CSR_API = "certificates.k8s.io/v1"
 CSR_KIND = "CertificateSigningRequest"
 CLIENT_USAGES = ("digital signature", "client auth")
+#: a kubelet serving certificate's usages for an ECDSA key (upstream adds key
+#: encipherment only for RSA)
+SERVING_USAGES = ("digital signature", "server auth")
+#: (DNS names, IP addresses) a serving certificate is for, asked before each request
+SubjectAltNames = Callable[[], Awaitable[tuple[Sequence[str], Sequence[str]]]]
 
 
 class CertificateError(ClientError):
@@ -221,8 +227,11 @@ async def request_certificate(
 
 
 class CertificateManager:
-    """Keeps one client certificate (a :func:`write_pem_pair` file) valid: obtained with
-    ``bootstrap`` credentials when there is none, renewed with itself before expiry."""
+    """Keeps one certificate (a :func:`write_pem_pair` file) valid: a client certificate
+    obtained with ``bootstrap`` credentials when there is none and renewed with itself
+    before expiry, or (with ``sans``) a kubelet serving certificate for the addresses
+    ``sans`` returns at each request, as upstream's serving certificate manager asks the
+    node's current addresses."""
 
     def __init__(
         self,
@@ -233,8 +242,10 @@ class CertificateManager:
         *,
         usages: Sequence[str] = CLIENT_USAGES,
         expiration_seconds: int | None = None,
+        sans: SubjectAltNames | None = None,
     ) -> None:
         self.pem_file = pem_file
+        self.sans = sans
         self.common_name = common_name
         self.organizations = tuple(organizations)
         self.signer = signer
@@ -248,7 +259,8 @@ class CertificateManager:
     async def obtain(self, client: Client) -> tuple[bytes, bytes]:
         """A new key and certificate through ``client``, written to :attr:`pem_file`."""
         key = new_key_pem()
-        request = csr_pem(key, self.common_name, self.organizations)
+        dns_names, ips = await self.sans() if self.sans is not None else ((), ())
+        request = csr_pem(key, self.common_name, self.organizations, dns_names, ips)
         cert = await request_certificate(
             client,
             request,
@@ -284,5 +296,5 @@ class CertificateManager:
                 log.warning("certificate rotation failed, retrying: %s", err)
                 await asyncio.sleep(retry)
                 continue
-            log.info("client certificate rotated", extra={"file": str(self.pem_file)})
+            log.info("certificate rotated", extra={"file": str(self.pem_file)})
             on_rotated(self.pem_file)

@@ -12,7 +12,9 @@ trusts that CA and authenticates with the token -- as ``system:bootstrap:<id>`` 
   for ``system:node:<name>`` (``O=system:nodes``), which the controller manager's
   ``csrapproving`` approves and ``csrsigning`` signs; from then on the kubelet is that
   node, held to its own objects by the Node authorizer and NodeRestriction, and renews
-  its certificate before it expires;
+  its certificate before it expires; it also serves with a certificate for its Node's
+  addresses from the ``kubernetes.io/kubelet-serving`` signer, which ``pyk8s server``'s
+  API server verifies (``--rotate-server-certificates``);
 * the agent requests a ``system:kube-proxy`` client certificate for the host's proxy.
 
 Certificates are kept under the data dir, so a restarted agent reuses them (no new
@@ -116,7 +118,8 @@ def kubelet_args(opts: Options, kubeconfig: Path, bootstrap: Path, proxy: Path) 
     return [
         "--kubeconfig", str(kubeconfig), "--bootstrap-kubeconfig", str(bootstrap),
         "--data-dir", str(opts.data_dir), "--node-routes",
-        "--node-routes-kubeconfig", str(proxy), *opts.kubelet_args,
+        "--node-routes-kubeconfig", str(proxy), "--rotate-server-certificates", "true",
+        *opts.kubelet_args,
     ]  # fmt: skip
 
 

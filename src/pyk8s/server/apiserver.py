@@ -87,6 +87,8 @@ class Options:
     anonymous_auth: bool = True
     #: --audit-policy-file and the log backend's --audit-log-* flags (no policy: no audit)
     audit_policy_file: str = ""
+    #: --kubelet-certificate-authority (None: kubelets' serving certificates unverified)
+    kubelet_certificate_authority: Path | None = None
     audit_log_path: str = ""
     audit_log_maxsize: int = 0
     audit_log_maxbackup: int = 0
@@ -260,6 +262,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
 
         return lookup
 
+        kubelet_certificate_authority=opts.kubelet_certificate_authority,
     authenticators.append(
         ServiceAccountTokenAuthenticator(
             pki,

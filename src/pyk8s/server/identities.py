@@ -242,7 +242,8 @@ COMPONENT_POLICY: tuple[dict[str, Any], ...] = (
 
 def component_flags(component: str, pki: Pki) -> list[str]:
     """Flags ``pyk8s server`` gives a child beside its kubeconfig: the kubelet
-    bootstraps its node certificate as an agent's does; the controller manager signs
+    bootstraps its node certificate as an agent's does and serves with one from the
+    kubelet-serving signer; the controller manager signs
     with the cluster CA and runs the token cleaner (kubeadm's and k3s's
     ``--controllers=*,tokencleaner``). A flag passed through by the user comes later and
     wins."""
@@ -250,6 +251,7 @@ def component_flags(component: str, pki: Pki) -> list[str]:
         return [
             "--bootstrap-kubeconfig", str(_kubelet_bootstrap(pki)),
             "--node-routes-kubeconfig", str(pki.dir.parent / "cred" / "proxy.kubeconfig"),
+            "--rotate-server-certificates", "true",
         ]  # fmt: skip
     if component != "controller-manager":
         return []

@@ -29,9 +29,13 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from pyk8s.api.certificates import KUBE_APISERVER_CLIENT_KUBELET as KUBELET_CLIENT_SIGNER
-from pyk8s.api.certificates import NODES_GROUP
-from pyk8s.client import Client, component_user_agent, load_config
-from pyk8s.client.certificates import CertificateManager, write_cert_kubeconfig
+from pyk8s.api.certificates import KUBELET_SERVING, NODES_GROUP
+from pyk8s.client import Client, ClientError, component_user_agent, is_not_found, load_config
+from pyk8s.client.certificates import (
+    SERVING_USAGES,
+    CertificateManager,
+    write_cert_kubeconfig,
+)
 from pyk8s.controllers.runtime import Manager
 from pyk8s.controllers.runtime.controller import ControllerMetrics
 from pyk8s.kubelet.airgap import ImageDirWatcher
@@ -65,6 +69,7 @@ log = logging.getLogger(__name__)
 
 #: upstream's name for the kubelet's current client certificate and key
 CLIENT_PEM = "kubelet-client-current.pem"
+SERVER_PEM = "kubelet-server-current.pem"
 
 
 @dataclass
@@ -107,6 +112,10 @@ class Options:
     cert_dir: Path | None = None
     #: renew the client certificate before it expires (upstream's --rotate-certificates)
     rotate_certificates: bool = True
+    #: serve with a certificate from the cluster's kubernetes.io/kubelet-serving signer
+    #: (CSR for the Node's addresses, renewed before expiry) instead of the self-signed
+    #: one (upstream's --rotate-server-certificates / serverTLSBootstrap)
+    rotate_server_certificates: bool = False
     #: who the host-gw routes read all Nodes as: a node identity may read only its own
     #: Node, so a bootstrapped kubelet routes with the host proxy's (system:kube-proxy,
     #: whose system:node-proxier role lists nodes); None: the kubelet's own
@@ -135,6 +144,60 @@ def _certificate_manager(opts: Options, node_name: str) -> CertificateManager | 
     return CertificateManager(
         cert_dir / CLIENT_PEM, f"system:node:{node_name}", [NODES_GROUP], KUBELET_CLIENT_SIGNER
     )
+
+
+def _serving_manager(opts: Options, node_name: str, client: Client) -> CertificateManager:
+    """Upstream's serving certificate manager: ``CN=system:node:<name>, O=system:nodes``
+    for the Node's current addresses (Hostname and DNS ones as DNS names, IPs as IPs)."""
+
+    async def node_addresses() -> tuple[list[str], list[str]]:
+        while True:  # the kubelet registers its Node and status concurrently
+            try:
+                node = await client.get(await client.resource("v1", "Node"), node_name)
+            except ClientError as err:
+                if not is_not_found(err):
+                    raise
+                node = {}
+            addresses = (node.get("status") or {}).get("addresses") or ()
+            ips = [a["address"] for a in addresses if a.get("type") in _IP_ADDRESSES]
+            dns = [a["address"] for a in addresses if a.get("type") not in _IP_ADDRESSES]
+            if ips or dns:
+                return sorted(set(dns)), sorted(set(ips))
+            await asyncio.sleep(0.5)
+
+    cert_dir = opts.cert_dir or opts.data_dir / "kubelet" / "pki"
+    return CertificateManager(
+        cert_dir / SERVER_PEM,
+        f"system:node:{node_name}",
+        [NODES_GROUP],
+        KUBELET_SERVING,
+        usages=SERVING_USAGES,
+        sans=node_addresses,
+    )
+
+
+_IP_ADDRESSES = ("InternalIP", "ExternalIP")
+
+
+async def serve_issued_certificate(
+    manager: CertificateManager, client: Client, tls: ssl.SSLContext
+) -> None:
+    """Get a serving certificate when there is none, load it into the live serving
+    context (new handshakes present it, as the API server's renewal does), and keep it
+    renewed; runs until cancelled."""
+
+    def load(path: Path) -> None:
+        tls.load_cert_chain(path, path)
+        log.info("serving certificate loaded", extra={"file": str(path)})
+
+    while manager.current() is None:
+        try:
+            await manager.obtain(client)
+        except ClientError as err:
+            log.warning("serving certificate request failed, retrying: %s", err)
+            await asyncio.sleep(10.0)
+    load(manager.pem_file)
+    await manager.rotate_forever(client, load)
 
 
 async def bootstrap_client_certificate(opts: Options, manager: CertificateManager) -> None:
@@ -345,6 +408,14 @@ async def run(opts: Options) -> None:
                 rotation = asyncio.create_task(
                     certificates.rotate_forever(client, rotated), name="certificate-rotation"
                 )
+            serving = None
+            if opts.rotate_server_certificates:
+                serving = asyncio.create_task(
+                    serve_issued_certificate(
+                        _serving_manager(opts, node_name, client), client, tls
+                    ),
+                    name="serving-certificate",
+                )
             files = asyncio.create_task(
                 _watch_node_files(
                     airgap,
@@ -361,8 +432,9 @@ async def run(opts: Options) -> None:
             finally:
                 stop.set()
                 files.cancel()
-                if rotation is not None:
-                    rotation.cancel()
+                for task in (rotation, serving):
+                    if task is not None:
+                        task.cancel()
                 await provisioning
                 if routes is not None:
                     await routes.stop()
