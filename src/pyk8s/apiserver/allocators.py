@@ -23,7 +23,7 @@ import contextlib
 import ipaddress
 import logging
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,6 +111,12 @@ class ClusterIPAllocator(_KeyAllocator):
 
     def _item(self, offset: int) -> str:
         return str(self.network.network_address + 1 + offset)
+
+    def same_family(self, ip: str) -> bool:
+        try:
+            return ipaddress.ip_address(ip).version == self.network.version
+        except ValueError:
+            return True  # not an address: every allocator may judge it
 
     def contains(self, ip: str) -> bool:
         try:
@@ -230,11 +236,14 @@ class AllocationRepair:
         *,
         interval: float = REPAIR_INTERVAL,
         leak_passes: int = REPAIRS_BEFORE_LEAK_CLEANUP,
+        secondary: Sequence[ClusterIPAllocator] = (),
     ) -> None:
         if leak_passes < 1:
             raise ValueError("leak_passes must be at least 1")
         self.store = store
         self.cluster_ips = cluster_ips
+        #: the other family's allocator on a dual-stack cluster (its keys share the prefix)
+        self.secondary = tuple(secondary)
         self.node_ports = node_ports
         self.interval = interval
         self.leak_passes = leak_passes
@@ -280,6 +289,7 @@ class AllocationRepair:
         ]
         pairs: tuple[tuple[_KeyAllocator, Callable[[JSON], Iterator[str]]], ...] = (
             (self.cluster_ips, _service_ips),
+            *((ips, _service_ips) for ips in self.secondary),
             (self.node_ports, _service_node_ports),
         )
         for allocator, items_of in pairs:
@@ -287,11 +297,18 @@ class AllocationRepair:
                 kv.key[len(allocator._key("")) :]: kv
                 for kv in await self._list(allocator._key(""), revision)
             }
+            if isinstance(allocator, ClusterIPAllocator):
+                # both families' keys share one prefix: each allocator repairs its own
+                keys = {k: kv for k, kv in keys.items() if allocator.same_family(k)}
             held: dict[str, list[tuple[str, str]]] = {}
             for svc in services:
                 meta = svc.get("metadata") or {}
                 who = (str(meta.get("name", "")), str(meta.get("namespace", "")))
                 for item in items_of(svc):
+                    if isinstance(allocator, ClusterIPAllocator) and not allocator.same_family(
+                        item
+                    ):
+                        continue  # the other family's allocator repairs it
                     if not self._in_range(allocator, item):
                         report.out_of_range.append((allocator.kind, item))
                         self._out_of_range(allocator, item, who)

@@ -164,7 +164,11 @@ class ResourceHandlers:
         self.registry = server.registry
         config = server.config
         self.allocators = Allocators(
-            server.cluster_ips, server.node_ports, config.service_cidr, config.node_port_range
+            server.cluster_ips,
+            server.node_ports,
+            config.service_cidr,
+            config.node_port_range,
+            server.service_ips[1:],
         )
         self._strategies: dict[tuple[str, str, str], Strategy] = {}
         self._rest: dict[tuple[str, str, str], ResourceStore] = {}

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from pyk8s import __version__
 from pyk8s.api import errors
+from pyk8s.api.dualstack import parse_cidrs
 from pyk8s.api.registry import REGISTRY, Registry
 from pyk8s.apiserver import audit, discovery, encoding, secretsencrypt
 from pyk8s.apiserver.aggregator import Aggregator
@@ -205,10 +206,18 @@ class APIServer:
             self.config.max_requests_inflight,
             self.config.max_mutating_requests_inflight,
         )
-        self.cluster_ips = ClusterIPAllocator(store, self.config.service_cidr)
+        #: one ClusterIP allocator per service CIDR (two on a dual-stack cluster), the
+        #: primary family's first
+        self.service_ips = [
+            ClusterIPAllocator(store, cidr)
+            for cidr in parse_cidrs(self.config.service_cidr, "service-cidr")
+        ]
+        self.cluster_ips = self.service_ips[0]
         self.node_ports = NodePortAllocator(store, *self.config.node_port_range)
         #: releases allocations no Service holds (upstream's repair loops)
-        self.allocation_repair = AllocationRepair(store, self.cluster_ips, self.node_ports)
+        self.allocation_repair = AllocationRepair(
+            store, self.cluster_ips, self.node_ports, secondary=self.service_ips[1:]
+        )
         self.compactor = Compactor(store, self.config.compact_interval)
         self.handlers = ResourceHandlers(self)
         self.identity = IdentityLease(self.handlers)

@@ -395,9 +395,10 @@ def _deploy_manifests(opts: Options) -> tuple[asyncio.Event, asyncio.Task[None]]
 
 
 def _first_service_ip(cidr: str) -> str:
+    """The kubernetes Service's address: the first of the primary service CIDR."""
     import ipaddress
 
-    return str(ipaddress.ip_network(cidr).network_address + 1)
+    return str(ipaddress.ip_network(cidr.split(",")[0].strip()).network_address + 1)
 
 
 async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]] = ()) -> None:

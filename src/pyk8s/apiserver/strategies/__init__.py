@@ -8,7 +8,7 @@ CustomResourceDefinition and installed with the resource (see
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pyk8s.api.registry import Resource
 from pyk8s.apiserver.allocators import ClusterIPAllocator, NodePortAllocator
@@ -83,7 +83,9 @@ class Allocators:
         node_ports: NodePortAllocator,
         service_cidr: str,
         node_port_range: tuple[int, int],
+        secondary_ips: Sequence[ClusterIPAllocator] = (),
     ) -> None:
+        self.secondary_ips = tuple(secondary_ips)
         self.cluster_ips = cluster_ips
         self.node_ports = node_ports
         self.service_cidr = service_cidr
@@ -96,6 +98,11 @@ def builtin_strategy(resource: Resource, allocators: Allocators) -> Strategy:
     if key == ("", "services"):
         a = allocators
         return ServiceStrategy(
-            resource, a.cluster_ips, a.node_ports, a.service_cidr, a.node_port_range
+            resource,
+            a.cluster_ips,
+            a.node_ports,
+            a.service_cidr,
+            a.node_port_range,
+            a.secondary_ips,
         )
     return _BUILTIN.get(key, Strategy)(resource)

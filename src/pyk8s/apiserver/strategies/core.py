@@ -8,10 +8,12 @@ answers with the object. Each class holds only what differs from :class:`.Strate
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from pyk8s.api import errors
+from pyk8s.api.defaults import apply_defaults
+from pyk8s.api.errors import FieldError
 from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.api.qos import pod_qos_class
 from pyk8s.api.registry import Resource
@@ -24,6 +26,7 @@ from pyk8s.apiserver.allocators import (
     RangeFull,
 )
 from pyk8s.apiserver.strategies.base import JSON, Rollback, Strategy, Subresource
+from pyk8s.apiserver.strategies.ipfamilies import complete_for_update, ip_family_errors
 from pyk8s.apiserver.subresources import (
     BINDING,
     EVICTION,
@@ -91,12 +94,26 @@ class ServiceStrategy(Strategy):
         node_ports: NodePortAllocator,
         service_cidr: str,
         node_port_range: tuple[int, int],
+        secondary_ips: Sequence[ClusterIPAllocator] = (),
     ) -> None:
         super().__init__(resource)
         self.cluster_ips = cluster_ips
         self.node_ports = node_ports
         self.service_cidr = service_cidr
         self.node_port_range = node_port_range
+        #: the ClusterIP allocators by family, the primary first (two: dual stack)
+        self.ips_by_family = {_family(a): a for a in (cluster_ips, *secondary_ips)}
+        self.families = tuple(self.ips_by_family)
+
+    def default(self, obj: JSON, *, create: bool) -> JSON:
+        return apply_defaults(self.resource, obj, create=create, service_ip_families=self.families)
+
+    def validate(self, obj: JSON) -> list[FieldError]:
+        return super().validate(obj) or ip_family_errors(obj, self.families)
+
+    def validate_update(self, new: JSON, old: JSON) -> list[FieldError]:
+        complete_for_update(new, old, self.families)
+        return super().validate_update(new, old) or ip_family_errors(new, self.families)
 
     def prepare_for_update(self, new: JSON, old: JSON) -> None:
         """Also upstream's dropTypeDependentFields: a type change stores the service
@@ -126,43 +143,12 @@ class ServiceStrategy(Strategy):
         spec = svc.setdefault("spec", {})
         meta = svc["metadata"]
         owner = f"{meta.get('namespace')}/{meta.get('name')}"
-        ips = self.cluster_ips
         ports = self.node_ports
         try:
             stype = spec.get("type", "ClusterIP")
             old_spec = (old or {}).get("spec", {})
             if stype != "ExternalName":
-                ip = spec.get("clusterIP") or (spec.get("clusterIPs") or [None])[0]
-                if old and not ip:
-                    ip = old_spec.get("clusterIP")
-                    if ip:
-                        spec["clusterIP"], spec["clusterIPs"] = ip, old_spec.get("clusterIPs", [ip])
-                elif ip == "None":
-                    spec["clusterIPs"] = ["None"]
-                elif not ip:
-                    ip = await ips.allocate(owner)
-                    taken.append((ips, ip))
-                    spec["clusterIP"], spec["clusterIPs"] = ip, [ip]
-                elif not old or old_spec.get("clusterIP") != ip:
-                    try:
-                        await ips.reserve(ip, owner)
-                    except AlreadyAllocated:
-                        raise _invalid(
-                            meta,
-                            "spec.clusterIPs",
-                            GoStringSlice([ip]),
-                            f"failed to allocate IP {ip}: provided IP is already allocated",
-                        ) from None
-                    except OutOfRange:
-                        raise _invalid(
-                            meta,
-                            "spec.clusterIPs",
-                            GoStringSlice([ip]),
-                            f"failed to allocate IP {ip}: the provided IP ({ip}) is not in the "
-                            f"valid range. The range of valid IPs is {self.service_cidr}",
-                        ) from None
-                    taken.append((ips, ip))
-                    spec["clusterIPs"] = [ip]
+                await self._allocate_cluster_ips(svc, old_spec if old else None, owner, taken)
             # allocateLoadBalancerNodePorts: false keeps only the node ports the user gave
             allocate_node_ports = not (
                 stype == "LoadBalancer" and spec.get("allocateLoadBalancerNodePorts") is False
@@ -200,6 +186,61 @@ class ServiceStrategy(Strategy):
             for allocator, item in taken:
                 await allocator.release(item)
             raise
+
+    async def _allocate_cluster_ips(
+        self, svc: JSON, old_spec: JSON | None, owner: str, taken: list[tuple[Any, str]]
+    ) -> None:
+        """One ClusterIP per ``ipFamilies`` entry (upstream's allocClusterIPs): kept when
+        the old object had it, reserved when the user picked it, allocated otherwise;
+        each new one is appended to ``taken``."""
+        spec, meta = svc["spec"], svc["metadata"]
+        ips = list(spec.get("clusterIPs") or [])
+        if not ips and spec.get("clusterIP"):
+            ips = [spec["clusterIP"]]
+        old_ips = list((old_spec or {}).get("clusterIPs") or [])
+        if old_spec is not None and not ips and old_ips:
+            ips = old_ips[: max(1, len(spec.get("ipFamilies") or []))]
+        if ips[:1] == ["None"]:
+            spec["clusterIP"], spec["clusterIPs"] = "None", ["None"]
+            return
+        families = list(spec.get("ipFamilies") or []) or [self.families[0]]
+        out: list[str] = []
+        for n, family in enumerate(families):
+            want = str(ips[n]) if n < len(ips) and ips[n] else ""
+            allocator = self.ips_by_family.get(family)
+            if allocator is None:
+                continue  # validation refused it already
+            if want and want in old_ips:
+                out.append(want)
+                continue
+            if not want:
+                got = await allocator.allocate(owner)
+                taken.append((allocator, got))
+                out.append(got)
+                continue
+            try:
+                await allocator.reserve(want, owner)
+            except AlreadyAllocated:
+                raise _invalid(
+                    meta,
+                    "spec.clusterIPs",
+                    GoStringSlice(ips),
+                    f"failed to allocate IP {want}: provided IP is already allocated",
+                ) from None
+            except OutOfRange:
+                raise _invalid(
+                    meta,
+                    "spec.clusterIPs",
+                    GoStringSlice(ips),
+                    f"failed to allocate IP {want}: the provided IP ({want}) is not in the "
+                    f"valid range. The range of valid IPs is {allocator.network}",
+                ) from None
+            taken.append((allocator, want))
+            out.append(want)
+        spec["clusterIPs"] = out
+        spec["ipFamilies"] = families
+        if out:
+            spec["clusterIP"] = out[0]
 
     async def _health_check_node_port(
         self, svc: JSON, old_spec: JSON, owner: str
@@ -239,15 +280,21 @@ class ServiceStrategy(Strategy):
         """Release what ``svc`` holds and ``keep`` (its replacement) does not."""
         spec = svc.get("spec", {})
         keep_spec = (keep or {}).get("spec", {})
-        ip = spec.get("clusterIP")
-        if ip and ip != "None" and ip != keep_spec.get("clusterIP"):
-            await self.cluster_ips.release(ip)
+        kept_ips = set(keep_spec.get("clusterIPs") or [keep_spec.get("clusterIP")])
+        held_ips = set(spec.get("clusterIPs") or [spec.get("clusterIP")])
+        for ip in held_ips - kept_ips:
+            if ip and ip != "None":
+                await self.cluster_ips.release(ip)  # one key space for both families
         kept = {p.get("nodePort") for p in keep_spec.get("ports", [])}
         kept.add(keep_spec.get("healthCheckNodePort"))
         held = [p.get("nodePort") for p in spec.get("ports", [])]
         for port in {*held, spec.get("healthCheckNodePort")} - kept:
             if port:
                 await self.node_ports.release(str(port))
+
+
+def _family(allocator: ClusterIPAllocator) -> str:
+    return "IPv4" if allocator.network.version == 4 else "IPv6"
 
 
 def _invalid(meta: JSON, path: str, value: Any, detail: str) -> errors.StatusError:
