@@ -560,6 +560,12 @@ def _parser() -> argparse.ArgumentParser:
         "StorageClass (not the default)",
     )
     _add_pass_through(server, "kube-controller-manager", "controller-manager")
+    server.add_argument(
+        "--cluster-cidr",
+        default="10.42.0.0/16",
+        help="the pods' addresses: one CIDR, or an IPv4,IPv6 pair for dual stack "
+        "(with a --service-cidr pair)",
+    )
     _add_pass_through(server, "kube-cloud-controller-manager", "cloud-controller-manager")
     server.add_argument(
         "--disable-cloud-controller",
@@ -615,6 +621,11 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--cluster-signing-cert-file", default="", metavar="FILE")
     cm.add_argument("--cluster-signing-key-file", default="", metavar="FILE")
     cm.add_argument("--cluster-signing-duration", default="8760h0m0s")
+    cm.add_argument(
+        "--cluster-cidr", default="10.42.0.0/16", help="node IPAM: one CIDR or a v4,v6 pair"
+    )
+    cm.add_argument("--node-cidr-mask-size-ipv4", type=int, default=24)
+    cm.add_argument("--node-cidr-mask-size-ipv6", type=int, default=64)
     ccm = sub.add_parser(
         "cloud-controller-manager", help="run the cloud controllers for a provider (leader-elected)"
     )
@@ -954,6 +965,10 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     from pyk8s.server import logs
     from pyk8s.server.apiserver import Options, run_until_signalled
 
+    if args.command == "server":
+        # k3s hands its --cluster-cidr to the controller manager; a
+        # --kube-controller-manager-arg cluster-cidr=... given too comes later and wins
+        args.controller_manager_args.insert(0, f"cluster-cidr={args.cluster_cidr}")
     enable = _plugin_names(args.enable_admission_plugins)
     disable = _plugin_names(args.disable_admission_plugins)
     problem = _admission_flag_errors(enable, disable)
@@ -1139,6 +1154,7 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
     from pyk8s.client import ClientError
     from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
     from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
+    from pyk8s.controllers.nodeipam import Settings as NodeIPAMSettings
     from pyk8s.server import controller_manager, logs
     from pyk8s.server.component import parse_duration
 
@@ -1167,7 +1183,11 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
                 args.cluster_signing_key_file,
                 parse_duration(args.cluster_signing_duration, "cluster-signing-duration"),
             ),
+            nodeipam=NodeIPAMSettings(
+                args.cluster_cidr, args.node_cidr_mask_size_ipv4, args.node_cidr_mask_size_ipv6
+            ),
         )
+        opts.nodeipam.cidr_sets()  # a bad --cluster-cidr fails here, with the flag's name
         controller_manager.selected(opts.controllers)
         asyncio.run(controller_manager.run(opts))
     except (ClientError, ValueError, OSError) as err:
@@ -1309,7 +1329,8 @@ def _agent_args(args: argparse.Namespace) -> list[str]:
     )
     return [
         "--data-dir", str(args.data_dir / "agent"), "--node-routes", *dns, *storage,
-        "--service-cidr", args.service_cidr, *_kubelet_flags(args),
+        "--service-cidr", args.service_cidr, "--cluster-cidr", args.cluster_cidr,
+        *_kubelet_flags(args),
     ]  # fmt: skip
 
 
@@ -1528,6 +1549,8 @@ def _proxy_args(args: argparse.Namespace) -> list[str]:
         out += ["--hostname-override", args.node_name]
     if args.node_ip:
         out += ["--node-ip", args.node_ip]
+    if getattr(args, "cluster_cidr", None):  # server only: an agent passes --kube-proxy-arg
+        out += ["--cluster-cidr", args.cluster_cidr]
     return out + _passed_through(args.proxy_args)
 
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client
-from pyk8s.controllers.nodeipam import CIDRSet
+from pyk8s.controllers.nodeipam import CIDRSet, Settings
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.controller_manager import setup_controllers
 from tests.controllers.conftest import eventually
@@ -39,9 +39,11 @@ async def cidrs_of(client: Client, names: list[str]) -> dict[str, str] | None:
 
 
 @contextlib.asynccontextmanager
-async def ipam(client: Client) -> AsyncIterator[Manager]:
+async def ipam(client: Client, settings: Settings | None = None) -> AsyncIterator[Manager]:
     """One nodeipam controller run, stopped on exit (a restart is two of these)."""
     manager = Manager(client)
+    if settings is not None:
+        manager.settings["nodeipam"] = settings
     setup_controllers(manager, ["nodeipam"])
     stop = asyncio.Event()
     task = asyncio.create_task(manager.run(stop))
@@ -85,6 +87,26 @@ async def test_nodes_get_distinct_cidrs_also_after_restart(client: Client) -> No
     assert len(set(everything)) == len(everything)
     for name in [f"{prefix}-old", *first[1:], *second]:
         await client.delete(NODES, name)
+
+
+async def test_dual_stack_nodes_get_one_cidr_per_family(client: Client) -> None:
+    """--cluster-cidr 10.44.0.0/16,fd00:44::/56: a /24 and a /64 per node, in that order;
+    a deleted node's pair goes back to the pool."""
+    name = f"ipam-ds-{uuid.uuid4().hex[:6]}"
+    settings = Settings("10.44.0.0/16,fd00:44::/56")
+
+    async def pair() -> list[str] | None:
+        spec = (await client.get(NODES, name)).get("spec") or {}
+        return spec.get("podCIDRs") or None
+
+    await client.create(NODES, node(name))
+    async with ipam(client, settings):
+        cidrs = await eventually(pair, within=20)
+    v4, v6 = (ipaddress.ip_network(c) for c in cidrs)
+    assert v4.subnet_of(ipaddress.ip_network("10.44.0.0/16")) and v4.prefixlen == 24  # type: ignore[arg-type]
+    assert v6.subnet_of(ipaddress.ip_network("fd00:44::/56")) and v6.prefixlen == 64  # type: ignore[arg-type]
+    assert (await client.get(NODES, name))["spec"]["podCIDR"] == cidrs[0]
+    await client.delete(NODES, name)
 
 
 def test_cidr_set_allocates_round_robin_and_exhausts() -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
 from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
+from pyk8s.controllers.nodeipam import Settings as NodeIPAMSettings
 from pyk8s.controllers.runtime import Manager, select_controllers
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.controller_credentials import ControllerCredentials
@@ -71,6 +72,8 @@ class Options:
     use_service_account_credentials: bool = False
     #: --cluster-signing-cert-file / -key-file / -duration
     csr_signing: CSRSigningSettings = field(default_factory=CSRSigningSettings)
+    #: --cluster-cidr (one, or a v4,v6 pair) and --node-cidr-mask-size-ipv4/-ipv6
+    nodeipam: NodeIPAMSettings = field(default_factory=NodeIPAMSettings)
 
 
 def selected(names: list[str]) -> list[str]:
@@ -104,6 +107,7 @@ async def run(opts: Options) -> None:
         manager = Manager(client)
         manager.settings["horizontalpodautoscaler"] = opts.hpa
         manager.settings["csrsigning"] = opts.csr_signing
+        manager.settings["nodeipam"] = opts.nodeipam
         wanted = selected(opts.controllers)
         credentials = None
         views: dict[str, Manager] = {}
