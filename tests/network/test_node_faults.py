@@ -108,9 +108,11 @@ def node() -> Iterator[Node]:
         pytest.skip("needs iproute2 and kubectl")
     base = Path(tempfile.mkdtemp(prefix="pyk8s-faults-", dir="/tmp"))
     hosts = Hosts.create(base / "hosts", 1, agent_args=("--cluster-dns", DNS_IP))
+    ca = base / "server" / "server" / "tls" / "ca.crt"  # kubelets' serving certs verified
     server = Server(
         base / "server", free_port(),
-        extra_args=("--bind-address", "0.0.0.0", "--advertise-address", hosts.gateway),
+        extra_args=("--bind-address", "0.0.0.0", "--advertise-address", hosts.gateway,
+                    "--kubelet-certificate-authority", str(ca)),
     )  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     n: Node | None = None
@@ -225,12 +227,19 @@ def test_the_agent_joined_as_its_node(node: Node) -> None:
     kubectl, name = node.kubectl, node.host.name
     wait_until(lambda: kubectl.run("get", "node", name, check=False).returncode == 0, within=90)
     token_id = (node.server.data_dir / "server" / "token").read_text().split(".")[0]
-    csrs = kubectl.json("get", "csr")["items"]
-    assert {c["spec"]["username"] for c in csrs} == {f"system:bootstrap:{token_id}"}
-    assert sorted(c["spec"]["signerName"] for c in csrs) == [
-        "kubernetes.io/kube-apiserver-client",  # the proxy's
-        "kubernetes.io/kube-apiserver-client-kubelet",
-    ]
+
+    def issued() -> list[dict[str, Any]]:
+        items: list[dict[str, Any]] = kubectl.json("get", "csr")["items"]
+        return items if all((c.get("status") or {}).get("certificate") for c in items) else []
+
+    # then, once its Node is registered, the kubelet asks for its serving certificate
+    csrs: list[dict[str, Any]] = wait_until(lambda: len(issued()) == 3 and issued(), within=60)
+    by_signer = {c["spec"]["signerName"]: c["spec"]["username"] for c in csrs}
+    assert by_signer == {
+        "kubernetes.io/kube-apiserver-client": f"system:bootstrap:{token_id}",  # the proxy's
+        "kubernetes.io/kube-apiserver-client-kubelet": f"system:bootstrap:{token_id}",
+        "kubernetes.io/kubelet-serving": f"system:node:{name}",
+    }
     assert all(c["status"]["conditions"][0]["reason"] == "AutoApproved" for c in csrs)
     as_node = Kubectl(node.host.data_dir / "kubeconfig.yaml")
     me = as_node.json("auth", "whoami")["status"]["userInfo"]
