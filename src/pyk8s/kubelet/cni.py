@@ -26,16 +26,21 @@ def bridge_conflist(
     gateway: str | None = None,
     ip_masq: bool = True,
 ) -> dict[str, Any]:
-    """The conflist document for a bridge network over ``pod_cidr``. ``ip_masq=False``
+    """The conflist document for a bridge network over ``pod_cidr``: one CIDR, or a
+    comma-separated pair of a dual-stack node (``spec.podCIDRs``), one host-local range
+    and one default route per family, so every pod gets an address of each. ``ip_masq=False``
     when the node masquerades only traffic leaving the cluster CIDR itself (multi-node:
     pod-to-pod traffic between nodes keeps the pods' addresses)."""
-    subnet = ipaddress.ip_network(pod_cidr, strict=False)
-    ipam_range: dict[str, str] = {"subnet": str(subnet)}
-    if gateway is not None:
-        if ipaddress.ip_address(gateway) not in subnet:
-            raise ValueError(f"gateway {gateway} is not in {subnet}")
-        ipam_range["gateway"] = gateway
-    default_route = "0.0.0.0/0" if subnet.version == 4 else "::/0"
+    subnets = [ipaddress.ip_network(c.strip(), strict=False) for c in pod_cidr.split(",") if c]
+    ranges: list[list[dict[str, str]]] = []
+    for subnet in subnets:
+        ipam_range: dict[str, str] = {"subnet": str(subnet)}
+        if gateway is not None and ipaddress.ip_address(gateway).version == subnet.version:
+            if ipaddress.ip_address(gateway) not in subnet:
+                raise ValueError(f"gateway {gateway} is not in {subnet}")
+            ipam_range["gateway"] = gateway
+        ranges.append([ipam_range])
+    routes = [{"dst": "0.0.0.0/0" if s.version == 4 else "::/0"} for s in subnets]
     return {
         "cniVersion": CNI_VERSION,
         "name": name,
@@ -46,11 +51,7 @@ def bridge_conflist(
                 "isGateway": True,
                 "ipMasq": ip_masq,
                 "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[ipam_range]],
-                    "routes": [{"dst": default_route}],
-                },
+                "ipam": {"type": "host-local", "ranges": ranges, "routes": routes},
             },
             {"type": "portmap", "capabilities": {"portMappings": True}},
         ],

@@ -65,6 +65,8 @@ class KubeletConfig:
     root_dir: Path
     host_ip: str
     log_root: Path = Path("/var/log/pods")
+    #: the other family's node address of a dual-stack node (``--node-ip v4,v6``)
+    secondary_ips: tuple[str, ...] = ()
     pod_cidr: str | None = None
     cluster_dns: list[str] = field(default_factory=list)
     cluster_domain: str = "cluster.local"
@@ -151,6 +153,7 @@ class Kubelet:
             runtime, self._runtime_health, pod_cidr=self.config.pod_cidr,
             labels=self.config.labels, taints=self.config.taints,
             kubelet_port=self.config.kubelet_port, on_pod_cidr=self.config.on_pod_cidr,
+            secondary_ips=self.config.secondary_ips,
         )  # fmt: skip
         await asyncio.to_thread(self.config.root_dir.mkdir, parents=True, exist_ok=True)
         await self.node.start()

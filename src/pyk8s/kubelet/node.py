@@ -88,12 +88,14 @@ class NodeAgent:
     runtime_version: str
     health: Callable[[], Awaitable[RuntimeHealth]]
     pod_cidr: str | None = None
+    #: the other family's InternalIP of a dual-stack node (``--node-ip v4,v6``)
+    secondary_ips: tuple[str, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     taints: list[Obj] = field(default_factory=list)
     kubelet_port: int = nodestatus.KUBELET_PORT
     renew_interval: float = RENEW_INTERVAL
     status_interval: float = STATUS_UPDATE_INTERVAL
-    #: called with the Node's spec.podCIDR whenever it is known or changes
+    #: called with the Node's spec.podCIDRs (comma-separated) whenever known or changed
     on_pod_cidr: Callable[[str], None] = lambda cidr: None
 
     def __post_init__(self) -> None:
@@ -111,7 +113,8 @@ class NodeAgent:
 
     def _node(self, health: RuntimeHealth) -> Obj:
         obj = nodestatus.node_object(
-            self.name, self.facts, addresses=[("InternalIP", self.host_ip)],
+            self.name, self.facts,
+            addresses=[("InternalIP", ip) for ip in (self.host_ip, *self.secondary_ips)],
             pod_cidr=self.pod_cidr, runtime_version=self.runtime_version,
             labels=self.labels, taints=self.taints, kubelet_port=self.kubelet_port,
         )  # fmt: skip
@@ -143,7 +146,11 @@ class NodeAgent:
 
     def _seen(self, obj: Obj) -> None:
         self.uid = str(obj["metadata"].get("uid", "")) or self.uid
-        cidr = str((obj.get("spec") or {}).get("podCIDR") or "")
+        spec = obj.get("spec") or {}
+        # a dual-stack node's podCIDRs as one comma-separated value (the primary first)
+        cidr = ",".join(str(c) for c in spec.get("podCIDRs") or [] if c) or str(
+            spec.get("podCIDR") or ""
+        )
         if cidr and cidr != self._pod_cidr:
             self._pod_cidr = cidr
             self.on_pod_cidr(cidr)

@@ -6,8 +6,10 @@ for every *other* node; its own pod CIDR is on its local CNI bridge. This works 
 nodes share an L2 segment, the model pyk8s' multi-node tests build with network
 namespaces on one bridge. Pod traffic keeps the pods' addresses between nodes; only what
 leaves the cluster CIDR is masqueraded (one nat rule per node, the CNI bridge's own
-``ipMasq`` being off in this mode). Routes we installed are tagged with our own routing protocol
-number, so a restart finds and reconciles them and nothing else is ever touched.
+``ipMasq`` being off in this mode). A dual-stack cluster gets both: each pod CIDR is
+routed via the node's InternalIP of its family, and each family masquerades what leaves
+its own cluster CIDR (iptables, ip6tables). Routes we installed are tagged with our own
+routing protocol number, so a restart finds and reconciles them and nothing else is ever touched.
 """
 
 from __future__ import annotations
@@ -41,21 +43,24 @@ Runner = Callable[[Sequence[str]], Awaitable[str]]
 
 
 def desired_routes(nodes: Sequence[Mapping[str, Any]], self_name: str) -> dict[str, str]:
-    """pod CIDR -> gateway (the node's InternalIP) for every other node that has both."""
+    """pod CIDR -> gateway (the node's InternalIP of the CIDR's family) for every other
+    node that has both."""
     out: dict[str, str] = {}
     for node in nodes:
         if node["metadata"]["name"] == self_name:
             continue
         spec, status = node.get("spec") or {}, node.get("status") or {}
-        addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or []}
-        gateway = addresses.get("InternalIP")
+        gateways: dict[int, str] = {}
+        for a in status.get("addresses") or []:
+            if a.get("type") == "InternalIP" and a.get("address"):
+                with contextlib.suppress(ValueError):
+                    version = ipaddress.ip_address(a["address"]).version
+                    gateways.setdefault(version, str(a["address"]))
         cidrs = spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else [])
-        if not gateway:
-            continue
         for cidr in cidrs:
             net = ipaddress.ip_network(cidr, strict=False)
-            if net.version == ipaddress.ip_address(gateway).version:
-                out[str(net)] = gateway
+            if net.version in gateways:
+                out[str(net)] = gateways[net.version]
     return out
 
 
@@ -79,18 +84,22 @@ def egress_masquerade_rule(pod_cidr: str, cluster_cidr: str) -> list[str]:
 
 
 async def _iptables(argv: Sequence[str]) -> str:
+    """iptables, or ip6tables when ``argv`` starts with ``-6``."""
+    tool = "iptables"
+    if argv[:1] == ["-6"]:
+        tool, argv = "ip6tables", argv[1:]
     proc = await asyncio.create_subprocess_exec(
-        "iptables", "-w", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        tool, "-w", *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
     )
     out, err = await proc.communicate()
     if proc.returncode != 0:
-        raise RuntimeError(f"iptables {' '.join(argv)}: {err.decode(errors='replace').strip()}")
+        raise RuntimeError(f"{tool} {' '.join(argv)}: {err.decode(errors='replace').strip()}")
     return out.decode()
 
 
-async def _has_rule(iptables: Runner, rule: Sequence[str]) -> bool:
+async def _has_rule(iptables: Runner, rule: Sequence[str], family: Sequence[str] = ()) -> bool:
     try:
-        await iptables(["-t", "nat", "-C", *rule])
+        await iptables([*family, "-t", "nat", "-C", *rule])
     except RuntimeError:
         return False
     return True
@@ -145,13 +154,23 @@ class HostGwRoutes:
     async def sync(self) -> None:
         """Make our routes exactly the desired ones; masquerade pod egress off-cluster."""
         me = self.nodes.store.get(self.node_name)
-        cidr = str(((me or {}).get("spec") or {}).get("podCIDR") or "")
-        if cidr:
-            rule = egress_masquerade_rule(cidr, self.cluster_cidr)
-            if not await _has_rule(self.iptables, rule):
-                await self.iptables(["-t", "nat", "-A", *rule])
+        spec = (me or {}).get("spec") or {}
+        cluster = {
+            ipaddress.ip_network(c, strict=False).version: c
+            for c in self.cluster_cidr.split(",")
+            if c
+        }
+        for cidr in spec.get("podCIDRs") or ([spec["podCIDR"]] if spec.get("podCIDR") else []):
+            version = ipaddress.ip_network(cidr, strict=False).version
+            if version not in cluster:
+                continue
+            family = ["-6"] if version == 6 else []
+            rule = egress_masquerade_rule(cidr, cluster[version])
+            if not await _has_rule(self.iptables, rule, family):
+                await self.iptables([*family, "-t", "nat", "-A", *rule])
         want = desired_routes(self.nodes.store.list(), self.node_name)
         have = parse_routes(await self.run(["route", "show", "proto", ROUTE_PROTOCOL]))
+        have |= parse_routes(await self.run(["-6", "route", "show", "proto", ROUTE_PROTOCOL]))
         for dst, gateway in want.items():
             if have.get(dst) != gateway:
                 await self.run(["route", "replace", dst, "via", gateway, "proto", ROUTE_PROTOCOL])

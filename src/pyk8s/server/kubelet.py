@@ -286,7 +286,8 @@ def registration_taints(opts: Options) -> list[dict[str, Any]]:
 
 async def run(opts: Options) -> None:
     node_name = (opts.node_name or socket.gethostname()).lower()
-    host_ip = opts.node_ip or default_host_ip()
+    # --node-ip v4,v6 on a dual-stack node: the first is the node's primary address
+    host_ip, *secondary_ips = (opts.node_ip or default_host_ip()).split(",")
     certificates = _certificate_manager(opts, node_name)
     # the TLS bootstrap (waiting for the controller manager to sign) overlaps the runtime's
     # start and image imports: neither needs the other
@@ -338,11 +339,12 @@ async def run(opts: Options) -> None:
     if opts.pod_cidr:
         on_pod_cidr(opts.pod_cidr)
     try:
-        await ensure_unreachable([opts.cluster_cidr], [opts.service_cidr])
+        await ensure_unreachable(opts.cluster_cidr.split(","), opts.service_cidr.split(","))
     except (RuntimeError, OSError, ValueError) as err:
         log.warning("cannot install the unreachable routes: %s", err)
     config = KubeletConfig(
         node_name=node_name, root_dir=opts.data_dir / "kubelet", host_ip=host_ip,
+        secondary_ips=tuple(secondary_ips),
         log_root=opts.log_root, pod_cidr=opts.pod_cidr or None,
         cluster_dns=list(opts.cluster_dns), cluster_domain=opts.cluster_domain,
         labels=parse_key_values(opts.node_labels, "label"),
