@@ -15,8 +15,10 @@ a ``Warning ApplyManifestFailed`` event on the Addon and leaves the objects of t
 previous version running.
 
 The directory is polled (every two seconds): manifests change rarely and a poll needs
-no inotify binding. The Addon CustomResourceDefinition is made with the first manifest,
-so a cluster without any keeps its API as it was.
+no inotify binding. The Addon CustomResourceDefinition is made with the first manifest
+(and with it k3s's HelmChart and HelmChartConfig ones, given as ``extra_crds``, which
+:mod:`pyk8s.controllers.helmchart` serves), so a cluster without any keeps its API as it
+was.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,15 +154,27 @@ class _Ref:
 class ManifestDeployer:
     """Keeps the cluster in step with a manifests directory; ``await run(stop)``."""
 
-    def __init__(self, client: Client, directory: Path, interval: float = 2.0) -> None:
+    def __init__(
+        self,
+        client: Client,
+        directory: Path,
+        interval: float = 2.0,
+        *,
+        extra_crds: Sequence[Obj] = (),
+    ) -> None:
         self.client = client
         self.directory = directory.resolve()
         self.interval = interval
         self.recorder = EventRecorder(client, "deploy")
+        #: made with the Addon CRD (k3s's HelmChart and HelmChartConfig)
+        self.extra_crds = tuple(extra_crds)
+        #: set once the Addon CRD and the extra ones are served
+        self.crds_ready = asyncio.Event()
         #: checksum of a file whose last attempt failed -> when it may be tried again
         self._failed: dict[str, float] = {}
         self._crd_ready = False
         self._crd_absent = False
+        self._served = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -178,24 +192,30 @@ class ManifestDeployer:
         if self._crd_ready:
             return
         crds = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-        try:
-            await self.client.create(crds, ADDON_CRD)
-        except ApiError as err:
-            if err.status != 409:
-                raise
-        for _ in range(100):
+        for crd in (ADDON_CRD, *self.extra_crds):
             try:
-                await self.client.list(ADDONS, NAMESPACE, limit=1)
-                self._crd_ready = True
-                return
-            except ClientError:
-                await asyncio.sleep(0.1)
-        raise RuntimeError("the Addon custom resource is not served")
+                await self.client.create(crds, crd)
+            except ApiError as err:
+                if err.status != 409:
+                    raise
+        for crd in (ADDON_CRD, *self.extra_crds):
+            spec = crd["spec"]
+            ref = (f"{spec['group']}/{spec['versions'][0]['name']}", spec["names"]["kind"])
+            for _ in range(100):
+                try:
+                    await self.client.list(ref, NAMESPACE, limit=1)
+                    break
+                except ClientError:
+                    await asyncio.sleep(0.1)
+            else:
+                raise RuntimeError(f"the {ref[1]} custom resource is not served")
+        self._crd_ready = True
+        self.crds_ready.set()
 
     async def _addons_served(self) -> bool:
         """Whether the Addon kind is there (made by an earlier run or by this one); asked
         of the API server once, then known until a manifest makes it."""
-        if self._crd_ready:
+        if self._crd_ready or self._served:
             return True
         if self._crd_absent:
             return False
@@ -206,7 +226,7 @@ class ManifestDeployer:
                 self._crd_absent = True
                 return False
             raise
-        self._crd_ready = True
+        self._served = True  # the next sync makes sure of the extra CRDs too
         return True
 
     def _files(self) -> dict[str, Path]:

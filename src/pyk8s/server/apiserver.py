@@ -379,17 +379,22 @@ def _snapshot_schedule(opts: Options) -> asyncio.Task[None] | None:
 
 def _deploy_manifests(opts: Options) -> tuple[asyncio.Event, asyncio.Task[None]] | None:
     """k3s's DATA_DIR/server/manifests, applied by an in-process deployer with the admin
-    kubeconfig (the directory is on this host)."""
+    kubeconfig (the directory is on this host), and k3s's Helm controller for the
+    HelmCharts (its CRDs come with the first manifest)."""
     if not opts.deploy_manifests:
         return None
     from pyk8s.client import Client, load_kubeconfig
     from pyk8s.controllers.deploy import ManifestDeployer
+    from pyk8s.controllers.helmchart import CRDS, HelmChartController
 
     stop = asyncio.Event()
 
     async def run() -> None:
         async with Client(load_kubeconfig(opts.kubeconfig)) as client:
-            await ManifestDeployer(client, opts.data_dir / "server" / "manifests").run(stop)
+            manifests = opts.data_dir / "server" / "manifests"
+            deployer = ManifestDeployer(client, manifests, extra_crds=CRDS)
+            helm = HelmChartController(client, opts.kubeconfig, opts.data_dir)
+            await asyncio.gather(deployer.run(stop), helm.run(stop, deployer.crds_ready))
 
     return stop, asyncio.create_task(run(), name="deploy")
 
