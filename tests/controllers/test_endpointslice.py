@@ -182,3 +182,38 @@ async def test_named_ports_that_differ_split_slices(
     await asyncio.sleep(1.5)
     after = await slices_of(client, namespace, "split")
     assert {s["metadata"]["name"]: s["metadata"]["resourceVersion"] for s in after} == before
+
+
+def test_a_dual_stack_service_has_slices_of_each_family() -> None:
+    """ipFamilies [IPv6, IPv4]: an IPv6 and an IPv4 slice, each endpoint with the pod's
+    address of that family; a pod with no IPv6 address is only in the IPv4 one; a
+    single-stack IPv6 Service has only IPv6 slices (issue 20)."""
+    from pyk8s.controllers.endpointslice import desired_groups
+
+    def pod(name: str, *ips: str) -> dict[str, Any]:
+        body = pod_body(name, 8080)
+        body["metadata"].update(namespace="ns", uid=f"uid-{name}")
+        body["spec"]["nodeName"] = "n1"
+        body["status"] = {
+            "phase": "Running",
+            "podIP": ips[0],
+            "podIPs": [{"ip": ip} for ip in ips],
+            "conditions": [{"type": "Ready", "status": "True"}],
+        }
+        return body
+
+    def service(*families: str) -> dict[str, Any]:
+        return {
+            "metadata": {"name": "web", "namespace": "ns"},
+            "spec": {"selector": {"app": "web"}, "ipFamilies": list(families),
+                     "ports": [{"name": "web", "port": 80, "targetPort": "http"}]},
+        }  # fmt: skip
+
+    pods = [pod("a", "10.42.0.5", "fd00:42::5"), pod("b", "10.42.0.6")]
+    groups = list(desired_groups(service("IPv6", "IPv4"), pods, {}).values())
+    assert [g["family"] for g in groups] == ["IPv6", "IPv4"]
+    assert [e["addresses"] for e in groups[0]["endpoints"]] == [["fd00:42::5"]]
+    assert [e["addresses"] for e in groups[1]["endpoints"]] == [["10.42.0.5"], ["10.42.0.6"]]
+    assert groups[0]["ports"] == [{"name": "web", "port": 8080, "protocol": "TCP"}]
+    only6 = list(desired_groups(service("IPv6"), [pods[1]], {}).values())
+    assert only6 == [{"family": "IPv6", "ports": None, "endpoints": []}]  # the placeholder

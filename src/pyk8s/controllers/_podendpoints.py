@@ -40,24 +40,24 @@ def is_ready(pod: Obj) -> bool:
     return False
 
 
-def pod_ip(pod: Obj) -> str:
-    """The pod's IPv4 address, or ``""``."""
+def pod_ip(pod: Obj, family: str = "IPv4") -> str:
+    """The pod's address of ``family`` (``IPv4``/``IPv6``), or ``""``."""
     status = pod.get("status") or {}
     ips = [str(i.get("ip", "")) for i in status.get("podIPs") or ()] or [
         str(status.get("podIP") or "")
     ]
     for ip in ips:
-        if ip and ":" not in ip:
+        if ip and (":" in ip) == (family == "IPv6"):
             return ip
     return ""
 
 
-def should_be_in_endpoints(pod: Obj, include_terminating: bool) -> bool:
-    """Upstream's ``ShouldPodBeInEndpoints``: has an IP, not terminal, and not being deleted
-    unless terminating endpoints are wanted."""
+def should_be_in_endpoints(pod: Obj, include_terminating: bool, family: str = "IPv4") -> bool:
+    """Upstream's ``ShouldPodBeInEndpoints``: has an IP (of ``family``), not terminal, and
+    not being deleted unless terminating endpoints are wanted."""
     if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
         return False
-    if not pod_ip(pod):
+    if not pod_ip(pod, family):
         return False
     return include_terminating or not (pod.get("metadata") or {}).get("deletionTimestamp")
 

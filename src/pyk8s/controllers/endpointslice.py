@@ -7,7 +7,9 @@ Service, hold at most 100 endpoints each, and pods whose named targetPorts resol
 different numbers land in different slices. Conditions follow the pod: ``ready`` (Ready
 and not terminating, or the Service publishes not-ready addresses), ``serving`` (Ready),
 ``terminating`` (being deleted). A Service whose pods give no endpoint keeps one empty
-placeholder slice, as upstream.
+placeholder slice, as upstream. A dual-stack Service gets slices of each of its
+``ipFamilies`` (``addressType`` IPv4 and IPv6), each endpoint holding the pod's address of
+that family; slices of a family the Service no longer has are deleted.
 """
 
 from __future__ import annotations
@@ -50,13 +52,24 @@ def _slice_service(es: Obj) -> list[str]:
     return [f"{es['metadata'].get('namespace', '')}/{labels[SERVICE_NAME]}"]
 
 
-def build_endpoint(service: Obj, pod: Obj, node: Obj | None) -> Obj:
+def service_families(service: Obj) -> list[str]:
+    """The address types a Service's slices have: its ``ipFamilies``, else its cluster IP's
+    family, else IPv4 (upstream's getAddressTypesForService)."""
+    spec = service.get("spec") or {}
+    families = [str(f) for f in spec.get("ipFamilies") or [] if f in ("IPv4", "IPv6")]
+    if families:
+        return families
+    ip = str(spec.get("clusterIP") or "")
+    return ["IPv6"] if ":" in ip else ["IPv4"]
+
+
+def build_endpoint(service: Obj, pod: Obj, node: Obj | None, family: str = "IPv4") -> Obj:
     meta = pod["metadata"]
     terminating = bool(meta.get("deletionTimestamp"))
     ready = pe.is_ready(pod)
     publish = bool((service.get("spec") or {}).get("publishNotReadyAddresses"))
     ep: Obj = {
-        "addresses": [pe.pod_ip(pod)],
+        "addresses": [pe.pod_ip(pod, family)],
         "conditions": {
             "ready": publish or (ready and not terminating),
             "serving": publish or ready,
@@ -75,22 +88,29 @@ def build_endpoint(service: Obj, pod: Obj, node: Obj | None) -> Obj:
     return ep
 
 
-def _ports_key(ports: list[Obj] | None) -> str:
-    return json.dumps(sorted(ports or [], key=lambda p: str(p.get("name", ""))), sort_keys=True)
+def _ports_key(ports: list[Obj] | None, family: str = "IPv4") -> str:
+    ordered = sorted(ports or [], key=lambda p: str(p.get("name", "")))
+    return family + json.dumps(ordered, sort_keys=True)
 
 
 def desired_groups(service: Obj, pods: Iterable[Obj], nodes: dict[str, Obj]) -> dict[str, Obj]:
-    """Endpoints grouped by their resolved port list (JSON key → {ports, endpoints})."""
+    """Endpoints grouped by address type and resolved port list (key → {family, ports,
+    endpoints}); every family of the Service has a group, empty ones as placeholders."""
     groups: dict[str, Obj] = {}
-    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
-        if not pe.should_be_in_endpoints(pod, include_terminating=True):
-            continue
-        ports = pe.endpoint_ports(service, pod)
-        key = _ports_key(ports)
-        node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
-        groups.setdefault(key, {"ports": ports, "endpoints": []})["endpoints"].append(
-            build_endpoint(service, pod, node)
-        )
+    pods = sorted(pods, key=lambda p: p["metadata"]["name"])
+    for family in service_families(service):
+        before = len(groups)
+        for pod in pods:
+            if not pe.should_be_in_endpoints(pod, include_terminating=True, family=family):
+                continue
+            ports = pe.endpoint_ports(service, pod)
+            key = _ports_key(ports, family)
+            node = nodes.get((pod.get("spec") or {}).get("nodeName") or "")
+            group = groups.setdefault(key, {"family": family, "ports": ports, "endpoints": []})
+            group["endpoints"].append(build_endpoint(service, pod, node, family))
+        if len(groups) == before:
+            # upstream keeps one placeholder slice with no endpoints and no ports
+            groups[_ports_key(None, family)] = {"family": family, "ports": None, "endpoints": []}
     return groups
 
 
@@ -149,12 +169,10 @@ class EndpointSliceReconciler:
             return None
         nodes = {n["metadata"]["name"]: n for n in self.nodes.store.list()}
         groups = desired_groups(service, pods, nodes)
-        if not groups:
-            # upstream keeps one placeholder slice with no endpoints and no ports
-            groups = {_ports_key(None): {"ports": None, "endpoints": []}}
         by_ports: dict[str, list[Obj]] = {}
         for es in sorted(existing, key=lambda s: s["metadata"]["name"]):
-            by_ports.setdefault(_ports_key(es.get("ports")), []).append(es)
+            family = str(es.get("addressType") or "IPv4")
+            by_ports.setdefault(_ports_key(es.get("ports"), family), []).append(es)
         try:
             for gkey, group in groups.items():
                 eps: list[Obj] = group["endpoints"]
@@ -167,7 +185,7 @@ class EndpointSliceReconciler:
                     if have:
                         await self._update(service, have.pop(0), group["ports"], chunk)
                     else:
-                        await self._create(key, service, group["ports"], chunk)
+                        await self._create(key, service, group, chunk)
                 for es in have:
                     await self._delete(key, es)
             for rest in by_ports.values():
@@ -179,7 +197,9 @@ class EndpointSliceReconciler:
             raise
         return None
 
-    def _body(self, service: Obj, ports: list[Obj] | None, endpoints: list[Obj]) -> Obj:
+    def _body(
+        self, service: Obj, ports: list[Obj] | None, endpoints: list[Obj], family: str = "IPv4"
+    ) -> Obj:
         meta = service["metadata"]
         labels = pe.service_labels(service)
         labels[SERVICE_NAME] = meta["name"]
@@ -202,18 +222,16 @@ class EndpointSliceReconciler:
                     }
                 ],
             },
-            "addressType": "IPv4",
+            "addressType": family,
             "endpoints": endpoints,
         }
         if ports:
             body["ports"] = ports
         return body
 
-    async def _create(
-        self, key: str, service: Obj, ports: list[Obj] | None, endpoints: list[Obj]
-    ) -> None:
+    async def _create(self, key: str, service: Obj, group: Obj, endpoints: list[Obj]) -> None:
         assert SLICES is not None
-        body = self._body(service, ports, endpoints)
+        body = self._body(service, group["ports"], endpoints, group["family"])
         body["metadata"]["annotations"] = {pe.TRIGGER_TIME: pe.now()}
         created = await self.client.create(SLICES, body, service["metadata"]["namespace"])
         self._expectations(key)[0].add(created["metadata"]["name"])
