@@ -328,6 +328,56 @@ def _add_snapshot_server_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cluster-reset-restore-path", type=Path, default=None, metavar="FILE")
 
 
+def _add_embedded_etcd_flags(p: argparse.ArgumentParser) -> None:
+    """k3s's HA flags: an embedded etcd member (see pyk8s.server.embedded_etcd)."""
+    p.add_argument(
+        "--cluster-init",
+        action="store_true",
+        help="start a new cluster on an embedded etcd member (other servers join it)",
+    )
+    p.add_argument(
+        "--server",
+        "-s",
+        default="",
+        metavar="URL",
+        help="join the cluster of the server at https://HOST:6443 (with --token)",
+    )
+    p.add_argument(
+        "--token",
+        "-t",
+        default="",
+        help="with --server: the server token (DATA_DIR/server/server-token of a server)",
+    )
+    p.add_argument("--token-file", type=Path, default=None, metavar="FILE")
+    p.add_argument(
+        "--etcd-client-port",
+        type=int,
+        default=2379,
+        metavar="PORT",
+        help="the embedded etcd's client port (default: %(default)s)",
+    )
+    p.add_argument(
+        "--etcd-peer-port",
+        type=int,
+        default=2380,
+        metavar="PORT",
+        help="the embedded etcd's peer port (default: %(default)s)",
+    )
+
+
+def _embedded_etcd_options(args: argparse.Namespace) -> dict[str, Any]:
+    if args.command != "server":
+        return {}
+    token = args.token or (args.token_file.read_text().strip() if args.token_file else "")
+    return {
+        "cluster_init": args.cluster_init,
+        "join_server": args.server,
+        "join_token": token,
+        "etcd_client_port": args.etcd_client_port,
+        "etcd_peer_port": args.etcd_peer_port,
+    }
+
+
 def _add_etcd_snapshot(sub: Any) -> None:
     """``pyk8s etcd-snapshot save|ls|delete|prune`` (k3s's flags)."""
     from pyk8s.server.paths import default_data_dir
@@ -517,23 +567,37 @@ def _killall(args: argparse.Namespace) -> int:
 
 def _cluster_reset(args: argparse.Namespace) -> int:
     """k3s's ``server --cluster-reset --cluster-reset-restore-path FILE``: restore, exit."""
-    from pyk8s.server import snapshots
+    from pyk8s.server import embedded_etcd, snapshots
 
-    if args.cluster_reset_restore_path is None:
+    member = embedded_etcd.Member.load(args.data_dir)
+    if member is not None and not member.exists():
+        member = None
+    if args.cluster_reset_restore_path is None and member is None:
         print(
             "pyk8s server: error: --cluster-reset needs --cluster-reset-restore-path "
-            "(pyk8s runs no embedded etcd member whose membership could be reset)",
+            f"(there is no embedded etcd member in {args.data_dir} whose membership "
+            "could be reset)",
             file=sys.stderr,
         )
         return 1
     target = _snapshot_target(args)
+    restore = args.cluster_reset_restore_path
     try:
-        result = asyncio.run(
-            snapshots.cluster_reset_restore(target.endpoint, args.cluster_reset_restore_path)
-        )
-    except (StoreError, ValueError, OSError) as err:
+        if member is not None:
+            result = asyncio.run(embedded_etcd.cluster_reset(member, restore))
+        else:
+            assert restore is not None
+            result = asyncio.run(snapshots.cluster_reset_restore(target.endpoint, restore))
+    except (StoreError, ValueError, OSError, embedded_etcd.EtcdError) as err:
         print(f"pyk8s server: error: {err}", file=sys.stderr)
         return 1
+    if result is None:
+        print(
+            "Managed etcd cluster membership has been reset, restart without "
+            "--cluster-reset flag now. Backup and delete DATA_DIR/server/db on each peer "
+            "etcd server and rejoin the nodes."
+        )
+        return 0
     print(
         f"Restored {args.cluster_reset_restore_path}: {result.keys} keys "
         f"({result.written} written, {result.deleted} deleted). "
@@ -603,6 +667,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_agent_flags(server, in_server=True)
     _add_snapshot_server_flags(server)
+    _add_embedded_etcd_flags(server)
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
     cm = sub.add_parser("controller-manager", help="run the controllers (leader-elected)")
@@ -691,6 +756,13 @@ def _parser() -> argparse.ArgumentParser:
     agent.add_argument("--server", "-s", required=True, metavar="URL", help="https://HOST:6443")
     agent.add_argument("--token", "-t", default="", help="the server's DATA_DIR/server/node-token")
     agent.add_argument("--token-file", type=Path, default=None)
+    agent.add_argument(
+        "--lb-server-port",
+        type=int,
+        default=6444,
+        metavar="PORT",
+        help="the loopback load balancer in front of the API servers (default: %(default)s)",
+    )
     agent.add_argument(
         "--data-dir", "-d", type=Path, default=None, help="default: /var/lib/pyk8s/agent"
     )
@@ -963,7 +1035,9 @@ def _passed_through(pairs: list[str]) -> list[str]:
 
 def _run_apiserver(args: argparse.Namespace) -> int:
     from pyk8s.server import logs
+    from pyk8s.server.agent import JoinError
     from pyk8s.server.apiserver import Options, run_until_signalled
+    from pyk8s.server.embedded_etcd import EtcdError
 
     if args.command == "server":
         # k3s hands its --cluster-cidr to the controller manager; a
@@ -1020,14 +1094,19 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         requestheader_group_headers=_names(args.requestheader_group_headers),
         requestheader_extra_headers_prefix=_names(args.requestheader_extra_headers_prefix),
         **_snapshot_options(args),
+        **_embedded_etcd_options(args),
     )
+    if args.command == "server" and args.server and not (args.token or args.token_file):
+        print("pyk8s server: error: --server needs --token (the server token)", file=sys.stderr)
+        return 1
     try:
         components: list[tuple[str, ...]] = []
         if args.command == "server":
+            health = _component_health_bind(args)
             components = [
-                ("controller-manager", *_passed_through(args.controller_manager_args)),
+                ("controller-manager", *health, *_passed_through(args.controller_manager_args)),
                 *_cloud_controller_manager(args),
-                ("scheduler", *_passed_through(args.scheduler_args)),
+                ("scheduler", *health, *_passed_through(args.scheduler_args)),
                 ("metrics-server", *_metrics_server_args(args)),
             ]
             if args.enable_metrics_adapter:
@@ -1052,10 +1131,18 @@ def _run_apiserver(args: argparse.Namespace) -> int:
             disabled = _disabled_components(args)
             components = [c for c in components if c[0] not in disabled]
         asyncio.run(run_until_signalled(opts, components))
-    except (StoreError, ValueError, OSError) as err:
+    except (StoreError, ValueError, OSError, JoinError, EtcdError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _component_health_bind(args: argparse.Namespace) -> list[str]:
+    """A server bound to one address serves its controller manager's and scheduler's
+    /healthz there too, so several servers can share a host (HA tests on loopback)."""
+    if args.bind_address in ("0.0.0.0", "::"):
+        return []
+    return ["--bind-address", args.bind_address]
 
 
 def _disabled_components(args: argparse.Namespace) -> set[str]:
@@ -1568,6 +1655,7 @@ def _run_agent(args: argparse.Namespace) -> int:
             kubelet_args=_kubelet_flags(args),
             proxy_args=_proxy_args(args),
             dns_args=_node_dns_args(args),
+            lb_server_port=args.lb_server_port,
         )
         asyncio.run(agent.run(opts))
     except (agent.JoinError, OSError) as err:

@@ -16,9 +16,10 @@ import logging
 import platform
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -241,6 +242,9 @@ class APIServer:
         self.aggregator = Aggregator(
             self.handlers, pki=pki, requestheader=self.config.requestheader
         )
+        #: non-API paths that authenticate requests themselves (k3s's server bootstrap,
+        #: read with the server token): served before the authenticator chain
+        self.own_auth_paths: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.app.on_response_prepare.append(_send_audit_id)
@@ -388,6 +392,9 @@ class APIServer:
 
     async def _dispatch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
+        own_auth = self.own_auth_paths.get(path)
+        if own_auth is not None:
+            return await own_auth(request)
         if path == CA_PATH:
             if self.auditor is not None:  # upstream audits these too (often as anonymous)
                 self.auditor.begin(

@@ -92,6 +92,7 @@ class Applier:
         prefix: Sequence[str] = (),
         registry: CollectorRegistry | None = None,
         iptables: str = "iptables",
+        metrics_of: Applier | None = None,
     ) -> None:
         self.prefix = list(prefix)
         self.iptables = iptables
@@ -99,6 +100,10 @@ class Applier:
         self._last: Ruleset | None = None  # what the kernel holds, when we know it
         self._last_full = 0.0
         self._applied_chains: set[str] | None = None  # None: ask iptables-save first
+        if metrics_of is not None:  # the other family's applier (ip6tables): one set of metrics
+            self.restore_seconds = metrics_of.restore_seconds
+            self.restore_failures = metrics_of.restore_failures
+            return
         reg = registry if registry is not None else CollectorRegistry()
         self.restore_seconds = Histogram(
             "kubeproxy_sync_proxy_rules_iptables_restore_duration_seconds",

@@ -4,6 +4,11 @@ The renderer works on these small frozen records rather than on API dicts so tha
 Kubernetes semantics (which ports a Service exposes, which endpoint belongs to which
 service port, which endpoints are usable) live in one place and the rule writer only
 writes rules. Everything here is pure: no I/O, no clock.
+
+Each reader takes an IP family (4 or 6, as upstream runs one proxier per family): a
+dual-stack Service yields one set of service ports per family, each with the cluster IP,
+external IPs and load-balancer IPs of that family, and the endpoints come from the
+EndpointSlices of the matching ``addressType``.
 """
 
 from __future__ import annotations
@@ -98,7 +103,8 @@ class Endpoint:
 
     @property
     def address(self) -> str:
-        return f"{self.ip}:{self.port}"
+        """``ip:port``, ``[ip]:port`` for IPv6 (Go's JoinHostPort, as upstream hashes it)."""
+        return f"[{self.ip}]:{self.port}" if ":" in self.ip else f"{self.ip}:{self.port}"
 
 
 def _is_ipv4(ip: str) -> bool:
@@ -106,24 +112,37 @@ def _is_ipv4(ip: str) -> bool:
     return len(parts) == 4 and all(p.isdigit() and int(p) < 256 for p in parts)
 
 
-def _cidr(text: str) -> str:
-    """An IPv4 CIDR normalised to its network (``''`` if it is not one)."""
+def _is_family(ip: str, family: int) -> bool:
+    if family == 4:
+        return _is_ipv4(ip)
+    if ":" not in ip:
+        return False
+    try:
+        return ipaddress.ip_address(ip).version == 6
+    except ValueError:
+        return False
+
+
+def _cidr(text: str, family: int = 4) -> str:
+    """A CIDR of ``family`` normalised to its network (``''`` if it is not one)."""
     try:
         net = ipaddress.ip_network(text.strip(), strict=False)
     except ValueError:
         return ""
-    return str(net) if net.version == 4 else ""
+    return str(net) if net.version == family else ""
 
 
-def load_balancer_ips(svc: Obj) -> tuple[str, ...]:
-    """The IPv4 ``status.loadBalancer.ingress`` addresses the proxy answers for, as a
+def load_balancer_ips(svc: Obj, family: int = 4) -> tuple[str, ...]:
+    """The ``status.loadBalancer.ingress`` addresses of ``family`` the proxy answers for, as a
     load balancer's VIPs: every entry but those with ``ipMode: Proxy`` (the load balancer
     itself delivers those to the nodes, so they are not captured here, as upstream). With
     the ``local`` cloud provider these are the nodes' own addresses: traffic to
     <node IP>:<port> goes through KUBE-EXT to the service's endpoints."""
     ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
     return tuple(
-        i["ip"] for i in ingress if _is_ipv4(i.get("ip") or "") and i.get("ipMode") != "Proxy"
+        i["ip"]
+        for i in ingress
+        if _is_family(i.get("ip") or "", family) and i.get("ipMode") != "Proxy"
     )
 
 
@@ -186,27 +205,31 @@ def memo(cache: dict[Hashable, Any], key: Hashable | None, make: Callable[[], V]
     return value
 
 
-def service_ports(svc: Obj) -> list[ServicePort]:
-    """The IPv4 service ports of ``svc``; none for headless or ExternalName services."""
-    key = _parse_key("service", svc)
-    return list(memo(_parsed, key, lambda: tuple(_service_ports(svc)), PARSE_CACHE_SIZE))
+def service_ports(svc: Obj, family: int = 4) -> list[ServicePort]:
+    """The service ports of ``svc`` for IP ``family`` (4 or 6); none for headless or
+    ExternalName services, or a Service without a cluster IP of that family."""
+    key = _parse_key("service", svc, str(family))
+    return list(memo(_parsed, key, lambda: tuple(_service_ports(svc, family)), PARSE_CACHE_SIZE))
 
 
-def _service_ports(svc: Obj) -> list[ServicePort]:
+def _service_ports(svc: Obj, family: int) -> list[ServicePort]:
     meta, spec = svc.get("metadata") or {}, svc.get("spec") or {}
-    cluster_ip = spec.get("clusterIP") or ""
-    if spec.get("type") == "ExternalName" or not _is_ipv4(cluster_ip):
+    ips = [str(ip) for ip in spec.get("clusterIPs") or [spec.get("clusterIP") or ""]]
+    cluster_ip = next((ip for ip in ips if _is_family(ip, family)), "")
+    if spec.get("type") == "ExternalName" or not cluster_ip:
         return []
     svc_type = spec.get("type") or "ClusterIP"
     lb_ips: tuple[str, ...] = ()
     ranges: tuple[str, ...] = ()
     health_check_port = 0
     if svc_type == "LoadBalancer":
-        lb_ips = load_balancer_ips(svc)
-        ranges = tuple(_cidr(r) for r in spec.get("loadBalancerSourceRanges") or [] if _cidr(r))
+        lb_ips = load_balancer_ips(svc, family)
+        ranges = tuple(
+            _cidr(r, family) for r in spec.get("loadBalancerSourceRanges") or [] if _cidr(r, family)
+        )
         if spec.get("externalTrafficPolicy") == "Local":
             health_check_port = int(spec.get("healthCheckNodePort") or 0)
-    external_ips = tuple(ip for ip in spec.get("externalIPs") or [] if _is_ipv4(ip))
+    external_ips = tuple(ip for ip in spec.get("externalIPs") or [] if _is_family(ip, family))
     affinity = 0
     if spec.get("sessionAffinity") == "ClientIP":
         cfg = (spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}
@@ -239,17 +262,17 @@ def _service_ports(svc: Obj) -> list[ServicePort]:
 
 
 def endpoints_by_port(
-    slices: Iterable[Obj], node_name: str
+    slices: Iterable[Obj], node_name: str, family: int = 4
 ) -> dict[tuple[str, str, str, str], list[Endpoint]]:
     """(namespace, service, port name, protocol) → endpoints, merged over the service's
-    IPv4 slices and de-duplicated by address, in a stable order.
+    slices of IP ``family`` and de-duplicated by address, in a stable order.
 
     The slice's port *names* are the service's port names (the EndpointSlice controller
     resolved each pod's named targetPort into the number), so a named target port may
     reach different numbers on different endpoints."""
     parts: dict[PortKey, list[tuple[Endpoint, ...]]] = {}
     for sl in slices:
-        for key, endpoints in _slice_endpoints(sl, node_name):
+        for key, endpoints in _slice_endpoints(sl, node_name, family):
             parts.setdefault(key, []).append(endpoints)
     out: dict[PortKey, list[Endpoint]] = {}
     for key, found in parts.items():
@@ -267,17 +290,21 @@ def endpoints_by_port(
 PortKey = tuple[str, str, str, str]
 
 
-def _slice_endpoints(sl: Obj, node_name: str) -> tuple[tuple[PortKey, tuple[Endpoint, ...]], ...]:
+def _slice_endpoints(
+    sl: Obj, node_name: str, family: int = 4
+) -> tuple[tuple[PortKey, tuple[Endpoint, ...]], ...]:
     """One slice's contribution to :func:`endpoints_by_port` (parsed once per version)."""
-    key = _parse_key("slice", sl, node_name)
-    return memo(_parsed, key, lambda: _parse_slice(sl, node_name), PARSE_CACHE_SIZE)
+    key = _parse_key("slice", sl, node_name, str(family))
+    return memo(_parsed, key, lambda: _parse_slice(sl, node_name, family), PARSE_CACHE_SIZE)
 
 
-def _parse_slice(sl: Obj, node_name: str) -> tuple[tuple[PortKey, tuple[Endpoint, ...]], ...]:
+def _parse_slice(
+    sl: Obj, node_name: str, family: int
+) -> tuple[tuple[PortKey, tuple[Endpoint, ...]], ...]:
     meta = sl.get("metadata") or {}
     service = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
     out: list[tuple[PortKey, tuple[Endpoint, ...]]] = []
-    if service and sl.get("addressType") == "IPv4":
+    if service and sl.get("addressType") == f"IPv{family}":
         namespace = meta.get("namespace") or "default"
         for port in sl.get("ports") or []:
             if port.get("port") is None:
@@ -285,7 +312,7 @@ def _parse_slice(sl: Obj, node_name: str) -> tuple[tuple[PortKey, tuple[Endpoint
             key = (namespace, service, port.get("name") or "", port.get("protocol") or "TCP")
             bucket: dict[str, Endpoint] = {}
             for ep in sl.get("endpoints") or []:
-                endpoint = _endpoint(ep, int(port["port"]), node_name)
+                endpoint = _endpoint(ep, int(port["port"]), node_name, family)
                 if endpoint is not None:
                     bucket.setdefault(endpoint.address, endpoint)
             out.append((key, tuple(sorted(bucket.values(), key=_sort_key))))
@@ -293,12 +320,14 @@ def _parse_slice(sl: Obj, node_name: str) -> tuple[tuple[PortKey, tuple[Endpoint
 
 
 def _sort_key(ep: Endpoint) -> tuple[tuple[int, ...], int]:
+    if ":" in ep.ip:
+        return (int(ipaddress.ip_address(ep.ip)),), ep.port
     return tuple(int(x) for x in ep.ip.split(".")), ep.port
 
 
-def _endpoint(ep: Obj, port: int, node_name: str) -> Endpoint | None:
+def _endpoint(ep: Obj, port: int, node_name: str, family: int = 4) -> Endpoint | None:
     addresses = ep.get("addresses") or []
-    if not addresses or not _is_ipv4(addresses[0]):
+    if not addresses or not _is_family(addresses[0], family):
         return None
     cond = ep.get("conditions") or {}
     ready = cond.get("ready") is not False  # unset means ready

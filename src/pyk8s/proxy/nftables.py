@@ -40,6 +40,7 @@ class NftApplier:
         prefix: Sequence[str] = (),
         registry: CollectorRegistry | None = None,
         nft: str = "nft",
+        metrics_of: NftApplier | None = None,
     ) -> None:
         self.prefix = list(prefix)
         self.nft = nft
@@ -47,6 +48,10 @@ class NftApplier:
         self._last_full = 0.0
         #: how the last transaction was written: "full" or "partial" (for tests)
         self.last_kind = ""
+        if metrics_of is not None:  # the other family's table: one set of metrics
+            self.transaction_seconds = metrics_of.transaction_seconds
+            self.failures = metrics_of.failures
+            return
         reg = registry if registry is not None else CollectorRegistry()
         self.transaction_seconds = Histogram(
             "kubeproxy_sync_proxy_rules_nftables_transaction_duration_seconds",

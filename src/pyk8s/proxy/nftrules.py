@@ -2,7 +2,8 @@
 
 Same input and the same Kubernetes semantics as the iptables renderer (the records and
 endpoint categories of :mod:`pyk8s.proxy.model`), written as one ``kube-proxy`` table per
-address family (``ip`` now; the family is a parameter so ``ip6`` needs no new code):
+address family (``ip`` and, on a dual-stack node, ``ip6``, each from the model's
+service ports and endpoints of that family):
 
 * base chains hooked at upstream's priorities (``nat-prerouting``/``nat-output`` jump to
   ``services``, ``nat-postrouting`` to ``masquerading``, the ``filter-*`` chains check for
@@ -62,7 +63,7 @@ class Family:
 
 
 IPV4 = Family()
-#: the dual-stack table (the model yields IPv4 service ports only so far)
+#: the IPv6 table of a dual-stack (or IPv6-only) node
 IPV6 = Family("ip6", "ipv6_addr", "::1")
 
 
@@ -193,13 +194,17 @@ def render_nft(
     services: Iterable[Mapping[str, Any]],
     endpoint_slices: Iterable[Mapping[str, Any]],
     config: ProxyConfig,
-    family: Family = IPV4,
+    family: Family | None = None,
 ) -> NftRuleset:
-    """The complete ``kube-proxy`` table for these Services and EndpointSlices on this node."""
+    """The complete ``kube-proxy`` table for these Services and EndpointSlices on this node
+    (the ``ip6`` table when ``config.ip_family`` is 6)."""
+    if family is None:
+        family = IPV6 if config.ip_family == 6 else IPV4
     out = NftRuleset(family=family, elements={n: {} for n in (*MAPS, *SETS)})
     _write_base(out, config)
-    by_port = endpoints_by_port(endpoint_slices, config.node_name)
-    ports = [sp for svc in services for sp in service_ports(svc)]
+    version = 6 if family.name == "ip6" else 4
+    by_port = endpoints_by_port(endpoint_slices, config.node_name, version)
+    ports = [sp for svc in services for sp in service_ports(svc, version)]
     ports.sort(key=lambda sp: (sp.name, sp.proto))
     for sp in ports:
         eps = by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), [])

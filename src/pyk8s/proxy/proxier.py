@@ -9,6 +9,10 @@ in the mode's failure metric and reported once per failure streak as a Warning e
 the Node. The health-check node ports of Local-policy load balancers are served from
 here after every sync (:mod:`pyk8s.proxy.healthcheck`).
 
+On a dual-stack node (``cluster_cidr`` a ``v4,v6`` pair) each sync renders and applies
+one ruleset per family, as upstream's per-family proxiers: the ``ip`` and ``ip6``
+``kube-proxy`` tables, or iptables-restore and ip6tables-restore.
+
 Every change marks the ruleset dirty; a single loop re-renders the whole ruleset and
 applies it, at most once per ``min_sync_period`` (changes arriving meanwhile are batched
 into the next sync) and at least once per ``sync_period`` (then the jump rules are checked
@@ -22,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import ipaddress
 import logging
 import time
 from collections.abc import Sequence
@@ -36,8 +41,8 @@ from pyk8s.proxy.healthcheck import HealthCheckServer
 from pyk8s.proxy.iptables import Applier, IptablesError, cleanup, run
 from pyk8s.proxy.model import HealthCheck, endpoints_by_port, health_checks, service_ports
 from pyk8s.proxy.nftables import NftablesError, NftApplier, cleanup_nftables
-from pyk8s.proxy.nftrules import render_nft
-from pyk8s.proxy.rules import MASQ_MARK, ProxyConfig, render
+from pyk8s.proxy.nftrules import IPV4, IPV6, render_nft
+from pyk8s.proxy.rules import MASQ_MARK, ProxyConfig, family_config, render
 
 __all__ = ["MODES", "Proxier"]
 
@@ -45,6 +50,17 @@ __all__ = ["MODES", "Proxier"]
 MODES = ("iptables", "nftables")
 
 log = logging.getLogger(__name__)
+
+
+def _families(cluster_cidr: str) -> list[int]:
+    """The IP families of ``cluster_cidr`` (one CIDR or a ``v4,v6`` pair), in its order."""
+    out: list[int] = []
+    for cidr in cluster_cidr.split(","):
+        with contextlib.suppress(ValueError):
+            version = ipaddress.ip_network(cidr.strip(), strict=False).version
+            if version not in out:
+                out.append(version)
+    return out or [4]
 
 
 def _resource(group: str, plural: str) -> Resource:
@@ -94,6 +110,16 @@ class Proxier:
         self.registry = registry if registry is not None else CollectorRegistry()
         self.applier = Applier(command_prefix, self.registry)
         self.nft_applier = NftApplier(command_prefix, self.registry)
+        #: the IP families this node programs, the primary first (the cluster CIDR's)
+        self.families = _families(cluster_cidr)
+        #: per family: (iptables applier, nftables applier)
+        self.appliers = {
+            4: (self.applier, self.nft_applier),
+            6: (
+                Applier(command_prefix, iptables="ip6tables", metrics_of=self.applier),
+                NftApplier(command_prefix, metrics_of=self.nft_applier),
+            ),
+        }
         self.recorder = EventRecorder(client, "kube-proxy", node_name)
         #: the health-check node ports of Local-policy load balancers
         self.health_checks = HealthCheckServer(self.healthy)
@@ -170,18 +196,20 @@ class Proxier:
         """Rules a proxy in another mode left on this node would shadow ours (as upstream,
         the proxy starting in one mode removes the others')."""
         try:
-            if self.mode == "nftables":
-                if await self._kube_chains_present():
-                    await cleanup(self.prefix)
-            else:
-                await cleanup_nftables(self.prefix)
+            for family in self.families:
+                tool = "ip6tables" if family == 6 else "iptables"
+                if self.mode == "nftables":
+                    if await self._kube_chains_present(tool):
+                        await cleanup(self.prefix, tool)
+                else:
+                    await cleanup_nftables(self.prefix, IPV6 if family == 6 else IPV4)
         except (IptablesError, NftablesError, OSError) as err:
             log.warning("removing another proxy mode's rules failed", extra={"error": str(err)})
 
-    async def _kube_chains_present(self) -> bool:
+    async def _kube_chains_present(self, iptables: str = "iptables") -> bool:
         """Whether iptables holds any KUBE-* chain (two saves instead of a dozen deletes)."""
         for table in ("filter", "nat"):
-            _, out = await run([*self.prefix, "iptables-save", "-t", table])
+            _, out = await run([*self.prefix, f"{iptables}-save", "-t", table])
             if ":KUBE-" in out:
                 return True
         return False
@@ -284,18 +312,23 @@ class Proxier:
         nothing changed. True if a restore ran."""
         started = time.monotonic()
         services, slices = self.services.store.list(), self.slices.store.list()
-        if self.mode == "nftables":
-            table = render_nft(services, slices, self.config)
-            self._applied_at = time.monotonic()  # transactions are spaced from this
-            ran = await self.nft_applier.apply(table, force=full)
-        else:
-            ruleset = render(services, slices, self.config)
-            if full:
-                await self.applier.ensure_jumps()
-            self._applied_at = time.monotonic()  # restores are spaced from this
-            ran = await self.applier.apply(ruleset, force=full)
-            self.rules_total.labels("filter").set(len(ruleset.filter_rules))
-            self.rules_total.labels("nat").set(len(ruleset.nat_rules))
+        ran = False
+        for family in self.families:
+            config = family_config(self.config, family) if len(self.families) > 1 else self.config
+            applier, nft_applier = self.appliers[family]
+            if self.mode == "nftables":
+                table = render_nft(services, slices, config)
+                self._applied_at = time.monotonic()  # transactions are spaced from this
+                ran = await nft_applier.apply(table, force=full) or ran
+            else:
+                ruleset = render(services, slices, config)
+                if full:
+                    await applier.ensure_jumps()
+                self._applied_at = time.monotonic()  # restores are spaced from this
+                ran = await applier.apply(ruleset, force=full) or ran
+                if family == self.families[0]:
+                    self.rules_total.labels("filter").set(len(ruleset.filter_rules))
+                    self.rules_total.labels("nat").set(len(ruleset.nat_rules))
         if ran:
             self.restores += 1
             flows = conntrack.destinations(services, slices, self.config.node_name)

@@ -26,6 +26,7 @@ so rules from this proxy and from upstream kube-proxy for the same service are n
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ __all__ = [
     "SERVICE_CHAIN_PREFIXES",
     "ProxyConfig",
     "Ruleset",
+    "family_config",
     "render",
 ]
 
@@ -77,6 +79,29 @@ class ProxyConfig:
     masquerade_all: bool = False
     #: this node's addresses (a load balancer's source ranges may admit the node itself)
     node_ips: tuple[str, ...] = ()
+    #: the IP family this config renders (4 or 6); see :func:`family_config`
+    ip_family: int = 4
+
+
+def family_config(config: ProxyConfig, family: int) -> ProxyConfig:
+    """``config``'s part for one IP family (upstream runs one proxier per family): that
+    family's cluster CIDR (``cluster_cidr`` may be a ``v4,v6`` pair), node addresses and
+    NodePort addresses."""
+
+    def ours(text: str) -> bool:
+        try:
+            return ipaddress.ip_network(text.strip(), strict=False).version == family
+        except ValueError:
+            return False
+
+    cidrs = [c.strip() for c in config.cluster_cidr.split(",") if ours(c)]
+    return dataclasses.replace(
+        config,
+        cluster_cidr=cidrs[0] if cidrs else "",
+        nodeport_addresses=tuple(a for a in config.nodeport_addresses if ours(a)),
+        node_ips=tuple(a for a in config.node_ips if ours(a)),
+        ip_family=family,
+    )
 
 
 @dataclass
@@ -145,11 +170,13 @@ def render(
     endpoint_slices: Iterable[Mapping[str, Any]],
     config: ProxyConfig,
 ) -> Ruleset:
-    """The complete ruleset for these Services and EndpointSlices on this node."""
+    """The complete ruleset for these Services and EndpointSlices on this node, for
+    ``config.ip_family`` (``iptables-restore`` input for 4, ``ip6tables-restore`` for 6)."""
     out = Ruleset(filter_chains=list(FILTER_CHAINS), nat_chains=list(NAT_CHAINS))
     _write_base(out, config)
-    by_port = endpoints_by_port(endpoint_slices, config.node_name)
-    ports = [sp for svc in services for sp in service_ports(svc)]
+    family = config.ip_family
+    by_port = endpoints_by_port(endpoint_slices, config.node_name, family)
+    ports = [sp for svc in services for sp in service_ports(svc, family)]
     ports.sort(key=lambda sp: (sp.name, sp.proto))
     for sp in ports:
         eps = by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), [])
@@ -165,8 +192,8 @@ def render(
             out.nat_rules.append(f"-A KUBE-SERVICES {nodeports} -d {ip} -j KUBE-NODEPORTS")
     else:
         out.nat_rules.append(
-            f"-A KUBE-SERVICES {nodeports} -m addrtype --dst-type LOCAL ! -d 127.0.0.0/8"
-            " -j KUBE-NODEPORTS"
+            f"-A KUBE-SERVICES {nodeports} -m addrtype --dst-type LOCAL"
+            f" ! -d {'::1/128' if family == 6 else '127.0.0.0/8'} -j KUBE-NODEPORTS"
         )
     return out
 

@@ -113,6 +113,13 @@ class Options:
     node_name: str = ""
     #: k3s's auto-deployed manifests: apply DATA_DIR/server/manifests (pyk8s server)
     deploy_manifests: bool = False
+    #: k3s's embedded etcd: --cluster-init starts a new cluster, --server URL with the
+    #: server --token joins one (a data dir that holds a member always runs it)
+    cluster_init: bool = False
+    join_server: str = ""
+    join_token: str = ""
+    etcd_client_port: int = 2379
+    etcd_peer_port: int = 2380
 
     def requestheader(self, pki: Pki) -> RequestHeaderConfig:
         """Who may assert users in request headers, and in which headers."""
@@ -139,7 +146,14 @@ class Options:
 
     @property
     def endpoint(self) -> str:
-        return self.datastore_endpoint or f"sqlite://{self.data_dir / 'server' / 'db' / 'state.db'}"
+        """The datastore: the flag's, else the embedded etcd member this data dir runs
+        (as its last start recorded it), else the SQLite file."""
+        if self.datastore_endpoint:
+            return self.datastore_endpoint
+        from pyk8s.server.embedded_etcd import recorded_endpoint
+
+        embedded = recorded_endpoint(self.data_dir)
+        return embedded or f"sqlite://{self.data_dir / 'server' / 'db' / 'state.db'}"
 
     @property
     def kubeconfig(self) -> Path:
@@ -212,9 +226,25 @@ class RunningAPIServer:
         await self.store.close()
 
 
+def _sans(opts: Options) -> tuple[list[str], list[str]]:
+    """The serving certificate's host names and IP addresses."""
+    hostnames, ips = _host_addresses()
+    extra_ips = [opts.service_cidr and _first_service_ip(opts.service_cidr)]
+    if opts.bind_address not in ("0.0.0.0", "::"):
+        extra_ips.append(opts.bind_address)
+    advertise = opts.advertise_address or "127.0.0.1"
+    return hostnames, sorted(set(ips + [ip for ip in extra_ips if ip] + [advertise]))
+
+
+def local_url(opts: Options) -> str:
+    """Where this host's own components reach the API server."""
+    host = "127.0.0.1" if opts.bind_address in ("0.0.0.0", "::", "") else opts.bind_address
+    return f"https://{host}:{opts.https_listen_port}"
+
+
 async def start_apiserver(opts: Options) -> RunningAPIServer:
     opts.data_dir.mkdir(parents=True, exist_ok=True)
-    hostnames, ips = _host_addresses()
+    hostnames, sans_ips = _sans(opts)
     advertise = opts.advertise_address or "127.0.0.1"
     config = Config(
         service_cidr=opts.service_cidr,
@@ -230,10 +260,6 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         authorization_modes=opts.authorization_modes,
         anonymous=opts.anonymous_auth,
     )
-    extra_ips = [config.service_cidr and _first_service_ip(config.service_cidr)]
-    if opts.bind_address not in ("0.0.0.0", "::"):
-        extra_ips.append(opts.bind_address)
-    sans_ips = sorted(set(ips + [ip for ip in extra_ips if ip] + [advertise]))
     pki = await asyncio.to_thread(
         ensure_pki, opts.data_dir / "server", hostnames=hostnames, ips=sans_ips
     )
@@ -323,7 +349,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         await server.stop()
         await store.close()
         raise
-    url = f"https://127.0.0.1:{opts.https_listen_port}"
+    url = local_url(opts)
     write_kubeconfig(opts.kubeconfig, server=url, pki=pki)
     renewer = CertRenewer(
         opts.data_dir / "server",
@@ -399,6 +425,58 @@ def _deploy_manifests(opts: Options) -> tuple[asyncio.Event, asyncio.Task[None]]
     return stop, asyncio.create_task(run(), name="deploy")
 
 
+async def _start_embedded_etcd(opts: Options) -> tuple[Supervisor, Any] | None:
+    """Start this host's etcd member when the server runs one (--cluster-init, a join
+    with --server, or a data dir that holds a member) and point the datastore at it;
+    None otherwise. See :mod:`pyk8s.server.embedded_etcd`."""
+    from pyk8s.server import bootstrap, embedded_etcd
+
+    member = embedded_etcd.Member(
+        opts.data_dir,
+        opts.advertise_address or "127.0.0.1",
+        opts.bind_address,
+        opts.etcd_client_port,
+        opts.etcd_peer_port,
+        opts.node_name,
+    )
+    restart = member.exists()
+    if not (restart or opts.cluster_init or opts.join_server):
+        return None
+    if opts.datastore_endpoint:
+        raise ValueError(
+            "--datastore-endpoint cannot be used with the embedded etcd "
+            "(--cluster-init, --server, or a data dir holding an etcd member)"
+        )
+    etcd_urls: list[str] = []
+    if opts.join_server and not restart:
+        etcd_urls = await bootstrap.fetch(opts.join_server, opts.join_token, opts.data_dir)
+    hostnames, ips = _sans(opts)
+    pki = await asyncio.to_thread(
+        ensure_pki, opts.data_dir / "server", hostnames=hostnames, ips=ips
+    )
+    bootstrap.ensure_server_token(opts.data_dir, pki.ca_cert)
+    await asyncio.to_thread(member.ensure_certs, pki)
+    initial, state = f"{member.name()}={member.peer_url}", "new"
+    if etcd_urls:
+        initial = await embedded_etcd.member_add(etcd_urls, member.tls(pki), member)
+        state = "existing"
+    supervisor = Supervisor()
+    supervisor.add_command("etcd", member.args(pki, initial, state), log=member.log_file)
+    await supervisor.start()
+    try:
+        await embedded_etcd.wait_ready(member, pki, None, 120.0)
+    except BaseException:
+        await supervisor.stop()
+        raise
+    log.info(
+        "etcd member ready",
+        extra={"member": member.name(), "peer": member.peer_url, "state": state},
+    )
+    opts.datastore_endpoint = member.endpoint(pki)
+    member.save(pki)
+    return supervisor, member
+
+
 def _first_service_ip(cidr: str) -> str:
     """The kubernetes Service's address: the first of the primary service CIDR."""
     import ipaddress
@@ -415,7 +493,19 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
         from pyk8s.controllers.cronjob import Schedule
 
         Schedule.parse(opts.etcd_snapshot_schedule_cron)  # a bad spec stops us before start
-    running = await start_apiserver(opts)
+    etcd = await _start_embedded_etcd(opts)
+    try:
+        running = await start_apiserver(opts)
+    except BaseException:
+        if etcd is not None:
+            await etcd[0].stop()
+        raise
+    if etcd is not None:
+        from pyk8s.server import bootstrap
+
+        running.server.own_auth_paths[bootstrap.SERVER_BOOTSTRAP_PATH] = bootstrap.handler(
+            opts.data_dir, etcd[1].client_url
+        )
     stop = stop_on_signals()
     supervisor = Supervisor()
     join_token = _node_token(opts.data_dir)
@@ -441,3 +531,5 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
         await deployer[1]
     await supervisor.stop()
     await running.stop()
+    if etcd is not None:
+        await etcd[0].stop()

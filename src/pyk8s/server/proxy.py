@@ -25,6 +25,7 @@ from pyk8s.netpol.controller import NetpolController
 from pyk8s.netpol.controller import cleanup as cleanup_netpol
 from pyk8s.proxy.iptables import cleanup
 from pyk8s.proxy.nftables import cleanup_nftables
+from pyk8s.proxy.nftrules import IPV6
 from pyk8s.proxy.proxier import MODES, Proxier
 from pyk8s.server.component import HealthServer, stop_on_signals
 
@@ -62,7 +63,9 @@ class Options:
 async def run(opts: Options) -> None:
     if opts.cleanup:
         await cleanup(opts.command_prefix)
+        await cleanup(opts.command_prefix, "ip6tables")
         await cleanup_nftables(opts.command_prefix)
+        await cleanup_nftables(opts.command_prefix, IPV6)
         await cleanup_netpol(opts.command_prefix)
         log.info("proxy rules removed")
         return
