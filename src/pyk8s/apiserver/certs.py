@@ -233,8 +233,12 @@ def _sign_leaf(
     dns_names: Iterable[str] = (),
     ips: Iterable[IPAddress] = (),
     validity: datetime.timedelta = LEAF_VALIDITY,
+    client_too: bool = False,
 ) -> x509.Certificate:
     now = _now()
+    usages = [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
+    if client_too and server:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -258,12 +262,7 @@ def _sign_leaf(
             ),
             critical=True,
         )
-        .add_extension(
-            x509.ExtendedKeyUsage(
-                [ExtendedKeyUsageOID.SERVER_AUTH if server else ExtendedKeyUsageOID.CLIENT_AUTH]
-            ),
-            critical=False,
-        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
         .add_extension(
             x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
@@ -510,6 +509,49 @@ def issue_client_cert(
     key = _new_key()
     cert = _sign_leaf(ca, ca_key, key, _name(cn, groups), server=False, validity=validity)
     return _cert_pem(cert), _key_pem(key)
+
+
+def ensure_leaf(
+    pki: Pki,
+    cert_path: Path,
+    key_path: Path,
+    cn: str,
+    *,
+    server: bool,
+    client_too: bool = False,
+    hostnames: Iterable[str] = (),
+    ips: Iterable[str] = (),
+) -> None:
+    """Keep or (re)issue one leaf signed by the cluster CA, renewed like ensure_pki's:
+    kept while it matches its key, the CA and (for a serving one) the wanted SANs, with
+    more than :data:`RENEW_BEFORE` left. Used for the embedded etcd's certificates."""
+    ca = _load_cert(pki.ca_cert)
+    ca_key = _load_ec_key(pki.ca_key)
+    if ca is None or ca_key is None:
+        raise FileNotFoundError(f"no usable CA in {pki.dir}; call ensure_pki first")
+    dns: set[str] = set()
+    addrs: set[IPAddress] = set()
+    if server:
+        dns, addrs = _wanted_sans(hostnames, ips)
+    with _locked(cert_path.parent):
+        cert, key = _load_cert(cert_path), _load_ec_key(key_path)
+        if _leaf_usable(cert, key, ca) and (
+            not server or (cert is not None and _cert_sans(cert) == (dns, addrs))
+        ):
+            return
+        key = key or _new_key()
+        cert = _sign_leaf(
+            ca,
+            ca_key,
+            key,
+            _name(cn),
+            server=server,
+            client_too=client_too,
+            dns_names=sorted(dns),
+            ips=sorted(addrs, key=lambda a: (a.version, int(a))),
+        )
+        _write_atomic(key_path, _key_pem(key), 0o600)
+        _write_atomic(cert_path, _cert_pem(cert), 0o644)
 
 
 def _b64(data: bytes) -> str:

@@ -21,7 +21,9 @@ Certificates are kept under the data dir, so a restarted agent reuses them (no n
 request). The kubelet runs its own containerd, with host-gw routes to the other nodes' pods,
 and the proxy and the node's cluster DNS (``pyk8s dns``, on the node's address, see
 :mod:`pyk8s.server.dns`) run beside it -- the same children ``pyk8s server`` runs for
-its own node.
+its own node. They reach the API servers through k3s's client-side load balancer on
+loopback (``--lb-server-port``, 6444), which follows the ``kubernetes`` Endpoints and
+fails over between servers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 
@@ -43,6 +46,7 @@ from pyk8s.client.certificates import (
     write_cert_kubeconfig,
     write_client_kubeconfig,
 )
+from pyk8s.client.loadbalancer import LoadBalancer
 from pyk8s.server.component import stop_on_signals
 from pyk8s.server.supervisor import Supervisor
 
@@ -68,6 +72,9 @@ class Options:
     proxy_args: list[str] = field(default_factory=list)
     #: ``pyk8s dns`` flags (node address and name); empty: no DNS on this node
     dns_args: list[str] = field(default_factory=list)
+    #: k3s's --lb-server-port: the loopback load balancer the node's components reach
+    #: every API server through (:mod:`pyk8s.client.loadbalancer`)
+    lb_server_port: int = 6444
 
 
 def parse_token(token: str) -> tuple[str, str | None]:
@@ -142,10 +149,20 @@ async def proxy_kubeconfig(opts: Options, server: str, ca: bytes, bootstrap: Pat
 async def run(opts: Options) -> None:
     token, digest = parse_token(opts.token)
     ca = await fetch_ca(opts.server, digest)
+    split = urlsplit(opts.server)
+    lb = LoadBalancer([f"{split.hostname}:{split.port or 6443}"], port=opts.lb_server_port)
+    await lb.start()
+    try:
+        await _run(opts, lb, token, ca)
+    finally:
+        await lb.stop()
+
+
+async def _run(opts: Options, lb: LoadBalancer, token: str, ca: bytes) -> None:
     bootstrap = opts.data_dir / "bootstrap-kubeconfig.yaml"
-    write_agent_kubeconfig(bootstrap, opts.server, ca, token)
+    write_agent_kubeconfig(bootstrap, lb.url, ca, token)
     kubeconfig = opts.data_dir / "kubeconfig.yaml"  # the kubelet writes it (node identity)
-    proxy = await proxy_kubeconfig(opts, opts.server, ca, bootstrap)
+    proxy = await proxy_kubeconfig(opts, lb.url, ca, bootstrap)
     log.info("joined", extra={"server": opts.server, "kubeconfig": str(kubeconfig)})
     supervisor = Supervisor()
     supervisor.add("kubelet", *kubelet_args(opts, kubeconfig, bootstrap, proxy))
@@ -156,7 +173,10 @@ async def run(opts: Options) -> None:
         supervisor.add("dns", "--kubeconfig", str(proxy), *opts.dns_args)
     stop = stop_on_signals()
     await supervisor.start()
-    try:
-        await stop.wait()
-    finally:
-        await supervisor.stop()
+    async with Client(load_config(str(proxy)), user_agent=_USER_AGENT) as client:
+        follow = asyncio.create_task(lb.follow_endpoints(client, stop), name="lb-servers")
+        try:
+            await stop.wait()
+        finally:
+            await supervisor.stop()
+            await follow

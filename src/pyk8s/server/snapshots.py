@@ -63,7 +63,7 @@ async def save(target: Target, name: str) -> SnapshotFile:
         assert ep.path is not None
         await asyncio.to_thread(save_sqlite, ep.path, dest)
     else:
-        await save_etcd(ep.hosts, dest)
+        await save_etcd(ep.hosts, dest, ep.tls)
     st = dest.stat()
     return SnapshotFile(dest.name, dest, st.st_size, st.st_mtime)
 

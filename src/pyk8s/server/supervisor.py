@@ -11,6 +11,7 @@ import logging
 import signal
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +31,8 @@ class Child:
     args: list[str]
     proc: asyncio.subprocess.Process | None = None
     restarts: int = 0
+    #: where stdout and stderr go (appended); None: inherited
+    log: Path | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
 
@@ -41,6 +44,12 @@ class Supervisor:
     def add(self, name: str, *args: str) -> None:
         self.children.append(Child(name, [sys.executable, "-m", "pyk8s", name, *args]))
 
+    def add_command(self, name: str, argv: list[str], log: Path | None = None) -> Child:
+        """A child that is not a pyk8s component (the embedded etcd)."""
+        child = Child(name, argv, log=log)
+        self.children.append(child)
+        return child
+
     async def start(self) -> None:
         for child in self.children:
             child.task = asyncio.create_task(self._keep(child), name=f"supervise-{child.name}")
@@ -48,9 +57,14 @@ class Supervisor:
     async def _keep(self, child: Child) -> None:
         delay = 1.0
         while not self._stopping:
-            child.proc = await asyncio.create_subprocess_exec(
-                *child.args, preexec_fn=_die_with_parent
-            )
+            out = None if child.log is None else child.log.open("ab")
+            try:
+                child.proc = await asyncio.create_subprocess_exec(
+                    *child.args, preexec_fn=_die_with_parent, stdout=out, stderr=out
+                )
+            finally:
+                if out is not None:
+                    out.close()
             log.info("started %s", child.name, extra={"pid": child.proc.pid})
             code = await child.proc.wait()
             if self._stopping:

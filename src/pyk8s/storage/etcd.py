@@ -92,6 +92,7 @@ from pyk8s.storage._types import (
     Watch,
     prefix_end,
 )
+from pyk8s.storage.endpoint import EtcdTLS
 
 log = logging.getLogger(__name__)
 
@@ -199,6 +200,25 @@ class _Lease:
     keys: int = 1
 
 
+def channel(
+    target: str, tls: EtcdTLS | None, options: Sequence[tuple[str, Any]] = ()
+) -> grpc.aio.Channel:
+    """A gRPC channel to etcd, over TLS when ``tls`` is given."""
+    if tls is None:
+        return grpc.aio.insecure_channel(target, options=list(options))
+    with open(tls.ca_file, "rb") as f:
+        ca = f.read()
+    cert = key = None
+    if tls.cert_file:
+        with open(tls.cert_file, "rb") as f:
+            cert = f.read()
+        with open(tls.key_file or tls.cert_file, "rb") as f:
+            key = f.read()
+    creds = grpc.ssl_channel_credentials(ca, key, cert)
+    opts = [*options, ("grpc.ssl_target_name_override", tls.server_name)]
+    return grpc.aio.secure_channel(target, creds, options=opts)
+
+
 async def _target(hosts: Sequence[tuple[str, int]]) -> str:
     """A static gRPC target naming every member, host names resolved now."""
     loop = asyncio.get_running_loop()
@@ -236,11 +256,12 @@ class EtcdStore:
         *,
         request_timeout: float = 10.0,
         watch_reconnect_timeout: float = 30.0,
+        tls: EtcdTLS | None = None,
     ) -> None:
         self._where = where
         self._request_timeout = request_timeout
         self._watch_reconnect_timeout = watch_reconnect_timeout
-        self._channel: Any = grpc.aio.insecure_channel(target, options=_CHANNEL_OPTIONS)
+        self._channel: Any = channel(target, tls, _CHANNEL_OPTIONS)
         self._kv: Any = rpc.KVStub(self._channel)
         self._watch_stub: Any = rpc.WatchStub(self._channel)
         self._lease_stub: Any = rpc.LeaseStub(self._channel)
@@ -265,6 +286,7 @@ class EtcdStore:
         connect_timeout: float = 10.0,
         request_timeout: float = 10.0,
         watch_reconnect_timeout: float = 30.0,
+        tls: EtcdTLS | None = None,
     ) -> EtcdStore:
         """Connect to the members ``hosts`` and check that one answers within
         ``connect_timeout`` seconds; Unavailable if none does."""
@@ -276,6 +298,7 @@ class EtcdStore:
             where,
             request_timeout=request_timeout,
             watch_reconnect_timeout=watch_reconnect_timeout,
+            tls=tls,
         )
 
         async def probe(remaining: float, attempt: int) -> None:

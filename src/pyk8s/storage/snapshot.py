@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyk8s.storage._types import KeyValue, NotFound, Store, StoreError, next_start
+from pyk8s.storage.endpoint import EtcdTLS
 
 SQLITE_MAGIC = b"SQLite format 3\x00"
 _SHA256_LEN = 32
@@ -100,20 +101,24 @@ def save_sqlite(db: Path, dest: Path) -> None:
         raise SnapshotError(f"snapshot of {db}: {err}") from None
 
 
-async def save_etcd(hosts: Sequence[tuple[str, int]], dest: Path) -> None:
+async def save_etcd(
+    hosts: Sequence[tuple[str, int]], dest: Path, tls: EtcdTLS | None = None
+) -> None:
     """Stream etcd's Maintenance snapshot (the bolt file and its SHA-256) to ``dest``."""
     import grpc
     from aetcd import rpc
+
+    from pyk8s.storage.etcd import channel
 
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = dest.with_name(dest.name + ".part")
     errors: list[str] = []
     for host, port in hosts:
         try:
-            async with grpc.aio.insecure_channel(
-                f"{host}:{port}", options=[("grpc.max_receive_message_length", 2**31 - 1)]
-            ) as channel:
-                stub = rpc.MaintenanceStub(channel)
+            async with channel(
+                f"{host}:{port}", tls, [("grpc.max_receive_message_length", 2**31 - 1)]
+            ) as chan:
+                stub = rpc.MaintenanceStub(chan)
                 with tmp.open("wb") as f:
                     async for resp in stub.Snapshot(rpc.SnapshotRequest(), timeout=_SAVE_TIMEOUT):
                         f.write(resp.blob)
