@@ -120,6 +120,16 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
         "(0: no limit; default: %(default)s)",
     )
     p.add_argument(
+        "--enable-priority-and-fairness",
+        nargs="?",
+        const="true",
+        default="true",
+        choices=("true", "false"),
+        help="API Priority and Fairness: FlowSchemas and PriorityLevelConfigurations share "
+        "the sum of the two in-flight limits out, queue and reject; false: the two limits "
+        "answer 429 themselves (default: %(default)s)",
+    )
+    p.add_argument(
         "--audit-policy-file",
         default="",
         metavar="FILE",
@@ -1079,6 +1089,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         admission_config=admission_config,
         max_requests_inflight=args.max_requests_inflight,
         max_mutating_requests_inflight=args.max_mutating_requests_inflight,
+        enable_priority_and_fairness=args.enable_priority_and_fairness == "true",
         audit_policy_file=args.audit_policy_file,
         audit_log_path=args.audit_log_path,
         audit_log_maxsize=args.audit_log_maxsize,

@@ -1,9 +1,12 @@
 """The in-flight limits of a real ``pyk8s apiserver``, seen by its clients.
 
-A server with ``--max-requests-inflight 1 --max-mutating-requests-inflight 1`` and a token
-user (``alice``, not in ``system:masters``). A request is held in flight by sending its
-headers and withholding its body (the server has admitted it and waits to read it), so
-"the limit is full" is a state the test makes, not a race it hopes for.
+A server with ``--max-requests-inflight 1 --max-mutating-requests-inflight 1`` and API
+Priority and Fairness off (``--enable-priority-and-fairness=false``: the two limits answer
+429 themselves, as upstream's max-in-flight filter; APF has
+tests/apiserver/test_flowcontrol.py) and a token user (``alice``, not in
+``system:masters``). A request is held in flight by sending its headers and
+withholding its body (the server has admitted it and waits to read it), so "the limit is
+full" is a state the test makes, not a race it hopes for.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ def limited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         extra_args=(
             "--max-requests-inflight=1",
             "--max-mutating-requests-inflight=1",
+            "--enable-priority-and-fairness=false",
             f"--token-auth-file={tokens}",
         ),
     ).start()

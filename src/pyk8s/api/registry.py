@@ -15,6 +15,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+GROUP_FLOWCONTROL = "flowcontrol.apiserver.k8s.io"
+
 #: every verb a full resource supports, in the order discovery lists them
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
@@ -300,6 +302,16 @@ RESOURCES: tuple[Resource, ...] = (
     _r("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False),
     _r("storage.k8s.io", "v1", "CSINode", "csinodes", False),
     _r("storage.k8s.io", "v1", "VolumeAttachment", "volumeattachments", False, sub=_STATUS),
+    # flowcontrol.apiserver.k8s.io/v1 (API Priority and Fairness)
+    _r(GROUP_FLOWCONTROL, "v1", "FlowSchema", "flowschemas", False, sub=_STATUS),
+    _r(
+        GROUP_FLOWCONTROL,
+        "v1",
+        "PriorityLevelConfiguration",
+        "prioritylevelconfigurations",
+        False,
+        sub=_STATUS,
+    ),
     # scheduling.k8s.io/v1
     _r("scheduling.k8s.io", "v1", "PriorityClass", "priorityclasses", False, ["pc"]),
     # policy/v1

@@ -14,6 +14,10 @@ cluster admin must always get an answer; APF's ``exempt`` priority level). Healt
 are answered before authentication and never reach the limiter (APF's ``probes`` flow
 schema is exempt too). A limit of 0 turns that kind's limit off, as upstream.
 
+With API Priority and Fairness on (the default, :mod:`pyk8s.apiserver.flowcontrol`), the
+two limits only size APF's seats and this module counts without rejecting (``enforce``
+off), as upstream keeps its in-flight watermarks under APF.
+
 Metrics, with upstream's names: ``apiserver_current_inflight_requests{request_kind}``
 (the most requests served at once during the last second, ``readOnly`` or ``mutating``)
 and ``apiserver_request_terminations_total{…,code="429"}`` per rejected request; the
@@ -41,7 +45,6 @@ LONG_RUNNING_SUBRESOURCES = frozenset({"attach", "exec", "proxy", "log", "portfo
 PRIVILEGED_GROUP = "system:masters"
 
 READ_ONLY_KIND, MUTATING_KIND = "readOnly", "mutating"
-RETRY_AFTER_SECONDS = "1"
 TOO_MANY_REQUESTS = "Too many requests, please try again later."
 #: how long a watermark window lasts (upstream's inflightUsageMetricUpdatePeriod)
 WATERMARK_PERIOD = 1.0
@@ -54,14 +57,14 @@ def is_long_running(info: RequestInfo) -> bool:
     )
 
 
-def too_many_requests() -> web.Response:
+def too_many_requests(retry_after: int = 1) -> web.Response:
     """The 429 as upstream writes it: ``http.Error``'s plain text, not a Status (client-go
     turns it into a TooManyRequests StatusError itself, and retries after Retry-After)."""
     return web.Response(
         status=429,
         text=TOO_MANY_REQUESTS + "\n",
         headers={
-            "Retry-After": RETRY_AFTER_SECONDS,
+            "Retry-After": str(retry_after),
             "Content-Type": "text/plain; charset=utf-8",
             "X-Content-Type-Options": "nosniff",
         },
@@ -107,11 +110,15 @@ class InflightLimits:
         registry: CollectorRegistry,
         max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT,
         max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
+        *,
+        enforce: bool = True,
     ) -> None:
         if max_requests_inflight < 0:
             raise ValueError("--max-requests-inflight can not be negative value")
         if max_mutating_requests_inflight < 0:
             raise ValueError("--max-mutating-requests-inflight can not be negative value")
+        #: False: count only (APF decides who waits and who is rejected)
+        self.enforce = enforce
         self._kinds = {
             READ_ONLY_KIND: _Kind(READ_ONLY_KIND, max_requests_inflight),
             MUTATING_KIND: _Kind(MUTATING_KIND, max_mutating_requests_inflight),
@@ -137,25 +144,29 @@ class InflightLimits:
         if is_long_running(info):
             return UNCOUNTED
         kind = self._kinds[READ_ONLY_KIND if info.verb in READ_ONLY_VERBS else MUTATING_KIND]
-        if kind.limit == 0:
+        if self.enforce and kind.limit == 0:
             return UNCOUNTED
-        if kind.in_use >= kind.limit:
+        if self.enforce and kind.in_use >= kind.limit:
             if PRIVILEGED_GROUP in user.groups:
                 return UNCOUNTED
-            self._terminations.labels(
-                _reported_verb(info),
-                info.group,
-                info.version,
-                info.resource,
-                info.subresource,
-                _scope(info),
-                "apiserver",
-                "429",
-            ).inc()
+            self.terminated(info)
             return None
         kind.in_use += 1
         self._observe(kind)
         return Slot(self, kind)
+
+    def terminated(self, info: RequestInfo) -> None:
+        """Count a request answered 429 (apiserver_request_terminations_total)."""
+        self._terminations.labels(
+            _reported_verb(info),
+            info.group,
+            info.version,
+            info.resource,
+            info.subresource,
+            _scope(info),
+            "apiserver",
+            "429",
+        ).inc()
 
     def publish(self) -> None:
         """Bring the gauges up to date (before a /metrics scrape)."""

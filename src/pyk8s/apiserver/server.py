@@ -54,6 +54,14 @@ from pyk8s.apiserver.endpoints_reconciler import (
     DEFAULT_RECONCILE_INTERVAL,
     LeaseEndpointReconciler,
 )
+from pyk8s.apiserver.flowcontrol import (
+    CLASSIFICATION,
+    APFConfigController,
+    PriorityAndFairness,
+    Seat,
+    is_exempt_from_apf,
+    send_classification,
+)
 from pyk8s.apiserver.handlers import ResourceHandlers
 from pyk8s.apiserver.identity_lease import IdentityLease
 from pyk8s.apiserver.impersonation import impersonated_user
@@ -124,6 +132,9 @@ class Config:
     #: --max-requests-inflight / --max-mutating-requests-inflight (0: no limit)
     max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT
     max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
+    #: --enable-priority-and-fairness: API Priority and Fairness decides who waits and
+    #: who gets 429, over the sum of the two limits above; off, the limits themselves do
+    enable_priority_and_fairness: bool = True
     #: --authorization-mode (upstream names, e.g. ("Node", "RBAC")); empty: the
     #: authorizer given to the server, or allow every authenticated user
     authorization_modes: tuple[str, ...] = ()
@@ -202,10 +213,21 @@ class APIServer:
             authorizer, self.rbac = build_authorizer(self.config.authorization_modes, self.cache)
         self.authorizer: Authorizer = authorizer or AlwaysAllowAuthenticated()
         self.metrics = Metrics()
+        apf_on = self.config.enable_priority_and_fairness
         self.inflight = InflightLimits(
             self.metrics.registry,
             self.config.max_requests_inflight,
             self.config.max_mutating_requests_inflight,
+            enforce=not apf_on,
+        )
+        #: API Priority and Fairness (None: --enable-priority-and-fairness=false)
+        self.apf = (
+            PriorityAndFairness(
+                self.metrics.registry,
+                self.config.max_requests_inflight + self.config.max_mutating_requests_inflight,
+            )
+            if apf_on
+            else None
         )
         #: one ClusterIP allocator per service CIDR (two on a dual-stack cluster), the
         #: primary family's first
@@ -239,6 +261,9 @@ class APIServer:
         self.handlers.write_checks[CSR_RESOURCE] = CSRWriteCheck(self.authorizer.authorize)
         self.crds = CRDController(self.handlers)
         self.policy_status = PolicyStatusController(self.handlers)
+        self.apf_config = (
+            APFConfigController(self.handlers, self.apf) if self.apf is not None else None
+        )
         self.aggregator = Aggregator(
             self.handlers, pki=pki, requestheader=self.config.requestheader
         )
@@ -249,6 +274,7 @@ class APIServer:
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.app.on_response_prepare.append(_send_audit_id)
         self.app.on_response_prepare.append(_audit_response_started)
+        self.app.on_response_prepare.append(send_classification)
         self._ready = False
         self.started_at = time.time()
 
@@ -261,6 +287,8 @@ class APIServer:
             await ensure_bootstrap_policy(self.handlers)
         await self.crds.start()
         await self.policy_status.start()
+        if self.apf_config is not None:
+            await self.apf_config.start()
         await self.aggregator.start()
         if self.config.compact_interval > 0:
             self.compactor.start()
@@ -275,6 +303,8 @@ class APIServer:
         await self.allocation_repair.stop()
         await self.aggregator.stop()
         await self.policy_status.stop()
+        if self.apf_config is not None:
+            await self.apf_config.stop()
         await self.crds.stop()
         await self.handlers.close_watches()
         await self.handlers.webhook_client.close()
@@ -417,9 +447,21 @@ class APIServer:
         slot = self.inflight.acquire(info, user)
         if slot is None:
             return too_many_requests()
+        seat: Seat | None = None
         try:
+            if self.apf is not None and not is_exempt_from_apf(info):
+                classification = self.apf.classify(info, user)
+                request[CLASSIFICATION] = classification
+                seat = await self.apf.admit(classification, watch=info.verb == "watch")
+                if seat is None:
+                    self.inflight.terminated(info)
+                    return too_many_requests(self.apf.retry_after(classification.priority_level))
+                if info.verb == "watch":  # a watch holds its seat only to be admitted
+                    seat.release()
             return await self._authorized(request, info, path, user)
         finally:
+            if seat is not None:
+                seat.release()
             slot.release()
 
     async def _authorized(

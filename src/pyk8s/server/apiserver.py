@@ -85,10 +85,10 @@ class Options:
     authorization_modes: tuple[str, ...] = DEFAULT_AUTHORIZATION_MODES
     #: --anonymous-auth: requests without credentials are system:anonymous (else 401)
     anonymous_auth: bool = True
-    #: --audit-policy-file and the log backend's --audit-log-* flags (no policy: no audit)
-    audit_policy_file: str = ""
     #: --kubelet-certificate-authority (None: kubelets' serving certificates unverified)
     kubelet_certificate_authority: Path | None = None
+    #: --audit-policy-file and the log backend's --audit-log-* flags (no policy: no audit)
+    audit_policy_file: str = ""
     audit_log_path: str = ""
     audit_log_maxsize: int = 0
     audit_log_maxbackup: int = 0
@@ -259,6 +259,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         max_mutating_requests_inflight=opts.max_mutating_requests_inflight,
         authorization_modes=opts.authorization_modes,
         anonymous=opts.anonymous_auth,
+        kubelet_certificate_authority=opts.kubelet_certificate_authority,
     )
     pki = await asyncio.to_thread(
         ensure_pki, opts.data_dir / "server", hostnames=hostnames, ips=sans_ips
@@ -288,7 +289,6 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
 
         return lookup
 
-        kubelet_certificate_authority=opts.kubelet_certificate_authority,
     authenticators.append(
         ServiceAccountTokenAuthenticator(
             pki,

@@ -29,6 +29,10 @@ from pyk8s.apiserver.strategies.core import (
     ServiceAccountStrategy,
     ServiceStrategy,
 )
+from pyk8s.apiserver.strategies.flowcontrol import (
+    FlowSchemaStrategy,
+    PriorityLevelConfigurationStrategy,
+)
 from pyk8s.apiserver.strategies.webhooks import WebhookConfigurationStrategy
 from pyk8s.apiserver.strategies.workloads import GenerationStrategy, JobStrategy, ScalableStrategy
 
@@ -70,6 +74,10 @@ _BUILTIN: dict[tuple[str, str], Callable[[Resource], Strategy]] = {
     ),
     ("admissionregistration.k8s.io", "validatingadmissionpolicybindings"): (
         ValidatingAdmissionPolicyBindingStrategy
+    ),
+    ("flowcontrol.apiserver.k8s.io", "flowschemas"): FlowSchemaStrategy,
+    ("flowcontrol.apiserver.k8s.io", "prioritylevelconfigurations"): (
+        PriorityLevelConfigurationStrategy
     ),
 }
 
