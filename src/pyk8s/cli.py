@@ -706,6 +706,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_manager_flags(ccm, port=10258)
     ccm.add_argument("--cloud-provider", default="local", help="local (default) or fake")
+    ccm.add_argument(
+        "--lb-address-pool",
+        action="append",
+        default=[],
+        metavar="FIRST-LAST|CIDR",
+        help="local provider: give each LoadBalancer an address of these ranges, announced "
+        "by one node with ARP (MetalLB layer 2) instead of the nodes' addresses (repeatable)",
+    )
+    ccm.add_argument(
+        "--lb-class",
+        default="",
+        metavar="CLASS",
+        help="answer only LoadBalancers of this spec.loadBalancerClass (default: those "
+        "without one and pyk8s.io/servicelb)",
+    )
     ca = sub.add_parser(
         "cluster-autoscaler", help="run the cluster autoscaler over simulated node groups"
     )
@@ -1303,6 +1318,8 @@ def _run_cloud_controller_manager(args: argparse.Namespace) -> int:
     opts = ccm.Options(
         kubeconfig=args.kubeconfig,
         cloud_provider=args.cloud_provider,
+        lb_address_pools=args.lb_address_pool,
+        lb_class=args.lb_class,
         controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
         leader_elect=args.leader_elect == "true",
         bind_address=args.bind_address,

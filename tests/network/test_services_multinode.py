@@ -4,8 +4,11 @@ full controller set, a scheduler, the cloud controller manager (``local`` provid
 replica by its cluster DNS name, a NodePort answers at every node's address, scaling the
 Deployment changes the rotation, a headless StatefulSet's pods resolve by name, and a
 LoadBalancer Service answers at every node's address (with ``externalTrafficPolicy:
-Local`` only where its pod runs, which sees the client's own address). The two hosts run
-the proxy in different modes (nftables, iptables), so every scenario crosses both."""
+Local`` only where its pod runs, which sees the client's own address); in the address-pool
+mode (a second cloud controller manager, for its class) a LoadBalancer gets an address of
+its own on the hosts' network, one elected node answers ARP for it, and another takes it
+over with gratuitous ARP when the holder's speaker dies. The two hosts run the proxy in
+different modes (nftables, iptables), so every scenario crosses both."""
 
 from __future__ import annotations
 
@@ -27,10 +30,12 @@ from typing import Any
 
 import pytest
 
+from pyk8s.proxy.announce import announcer
 from tests.controllers.conftest import eventually
+from tests.e2e_sim.conftest import child_pid
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.kubelet.runtime_fixtures import require_runtime
-from tests.network.hosts import Hosts, sh, signing_flags
+from tests.network.hosts import Host, Hosts, sh, signing_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -38,6 +43,7 @@ DNS_IP = "10.43.0.10"
 IMAGE = "pyk8s.local/busybox:1.35"
 WEB_FQDN = "web.default.svc.cluster.local"
 HTTPD = "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"
+L2_CLASS = "pyk8s.io/l2"
 
 
 #: the module cluster's host-side components by name (the DNS test stops "dns")
@@ -82,6 +88,12 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
                           "--port", str(free_port())],
             "ccm": ["cloud-controller-manager", "--kubeconfig", kubeconfig,
                     "--leader-elect", "false", "--port", str(free_port())],
+            # the address-pool mode beside it, for the services of its class
+            "ccm-l2": ["cloud-controller-manager", "--kubeconfig", kubeconfig,
+                       "--leader-elect", "false", "--port", str(free_port()),
+                       "--controllers", "service-lb-controller", "--lb-class", L2_CLASS,
+                       "--lb-address-pool",
+                       f"{hosts.subnet_prefix}.200-{hosts.subnet_prefix}.209"],
             "dns": ["dns", "--kubeconfig", kubeconfig, "--bind-address", hosts.gateway,
                     "--cluster-ip", DNS_IP, "--advertise-address", hosts.gateway,
                     "--node-name", "gateway",
@@ -590,6 +602,90 @@ async def test_local_policy_load_balancer_keeps_the_client_address(
     assert body_a["service"] == {"namespace": "default", "name": "echo-ip"}
     await _kubectl(kubectl, "delete", "service", "echo-ip", "--wait=true", timeout=60)
     await _kubectl(kubectl, "delete", "pod", "echo-ip", "--wait=false")
+
+
+def _mac(host: str) -> str:
+    return sh("cat", "/sys/class/net/eth0/address", netns=host).strip()
+
+
+def _neighbour(bridge: str, ip: str) -> str:
+    """The MAC address the root namespace (the test's client) sends ``ip``'s packets to."""
+    entries = json.loads(sh("ip", "-j", "neigh", "show", ip, "dev", bridge) or "[]")
+    return str(entries[0].get("lladdr") or "") if entries else ""
+
+
+async def _assigned(kubectl: Kubectl, name: str, node: str) -> bool:
+    """Whether ``node`` recorded MetalLB's ``nodeAssigned`` event on service ``name``."""
+    events = await _json(
+        kubectl, "get", "events", "--field-selector", f"involvedObject.name={name}"
+    )
+    wanted = f'announcing from node "{node}" with protocol "layer2"'
+    return any(
+        ev.get("reason") == "nodeAssigned" and ev.get("message") == wanted
+        for ev in (events or {}).get("items") or []
+    )
+
+
+async def test_address_pool_load_balancer_moves_to_the_other_node_when_its_holder_dies(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    _, hosts = cluster
+    await _nodes_ready(kubectl, 2)
+    pods = await _ensure_web(kubectl)
+    names = {p["metadata"]["name"] for p in pods}
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web-l2", "namespace": "default"},
+        "spec": {
+            "type": "LoadBalancer",
+            "loadBalancerClass": L2_CLASS,
+            "selector": {"app": "web"},
+            "ports": [{"port": 80, "targetPort": 8080}],
+        },
+    }
+    start = time.monotonic()
+    await _apply(kubectl, service)
+    (ip,) = await eventually(lambda: _lb_addresses(kubectl, "web-l2", 1), within=30)
+    assert ip == f"{hosts.subnet_prefix}.200", ip  # the pool's first address
+    by_name = {h.name: h for h in hosts.hosts}
+    holder = by_name[str(announcer(by_name, ip))]
+    (other,) = (h for h in hosts.hosts if h is not holder)
+    url = f"http://{ip}/"
+
+    async def answered_via(host: Host) -> bool:
+        answer = await asyncio.to_thread(_http_get, url)
+        return answer in names and _neighbour(hosts.bridge, ip) == _mac(host.name)
+
+    await eventually(lambda: answered_via(holder), within=30, every=0.2)
+    print(f"{ip} answered through {holder.name} {time.monotonic() - start:.1f}s after apply")
+    await eventually(lambda: _assigned(kubectl, "web-l2", holder.name), within=10)
+    answers = [await asyncio.to_thread(_http_get, url) for _ in range(20)]
+    assert set(answers) == names, answers
+
+    # the holder dies: its proxy (the speaker) stops, and it drops what reaches it for
+    # the address (its kernel would otherwise still forward by the rules it keeps)
+    assert holder.proc is not None
+    proxy = child_pid(holder.proc.pid, "proxy")
+    assert proxy is not None
+    table = "pyk8s-test-l2"
+    os.kill(proxy, signal.SIGSTOP)
+    try:
+        sh("nft", "add", "table", "ip", table, netns=holder.name)
+        sh("nft", "add chain ip", table, "pre { type filter hook prerouting priority -300; }",
+           netns=holder.name)  # fmt: skip
+        sh("nft", "add rule ip", table, "pre ip daddr", ip, "drop", netns=holder.name)
+        died = time.monotonic()
+        await eventually(lambda: answered_via(other), within=30, every=0.2)
+        print(f"{ip} moved to {other.name} {time.monotonic() - died:.1f}s after its holder died")
+        await eventually(lambda: _assigned(kubectl, "web-l2", other.name), within=10)
+        answers = [await asyncio.to_thread(_http_get, url) for _ in range(20)]
+        assert set(answers) == names, answers
+    finally:
+        sh("nft", "delete", "table", "ip", table, netns=holder.name, check=False)
+        os.kill(proxy, signal.SIGCONT)
+    await _kubectl(kubectl, "delete", "service", "web-l2", "--wait=true", timeout=60)
+    assert await _json(kubectl, "get", "service", "web-l2") is None  # the finalizer went
 
 
 def _np_pod(name: str, ns: str, node: str, labels: dict[str, str], serve: bool) -> dict[str, Any]:

@@ -58,7 +58,7 @@ def setup(manager: Manager, provider: Interface, names: Iterable[str]) -> list[s
 
     def owns(svc: Obj) -> bool:
         cls = (svc.get("spec") or {}).get("loadBalancerClass")
-        return cls is None or cls in classes
+        return (cls or "") in classes
 
     def report(obj: Obj, reason: str, message: str) -> None:
         manager.recorder.event(obj, WARNING, reason, message)

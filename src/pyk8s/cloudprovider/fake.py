@@ -47,7 +47,7 @@ class FakeCloud:
         return "fake"
 
     def load_balancer_classes(self) -> frozenset[str]:
-        return frozenset({"example.com/fake"})
+        return frozenset({"", "example.com/fake"})
 
     def load_balancer(self) -> LoadBalancer | None:
         return self

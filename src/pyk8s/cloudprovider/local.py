@@ -1,12 +1,14 @@
 """The ``local`` provider: a cloud made of the cluster's own nodes (k3s's ServiceLB).
 
-Load balancers in *node ports* mode: a LoadBalancer Service is answered on the service's
-own ports at the addresses of every eligible node, and its ``status.loadBalancer.ingress``
-lists those addresses (``ipMode: VIP``). The data plane is kube-proxy, which already runs
-on every node: it treats each ingress address as upstream treats a cloud load balancer's
-IP (nat KUBE-SERVICES ``-d <ip> --dport <port>`` → KUBE-EXT/KUBE-FW), so a packet reaching
-<node IP>:<port> is DNATed to the service's endpoints. Nothing runs per service (k3s
-starts a ``svclb`` DaemonSet; the proxy rules make that unnecessary).
+Load balancers in *node ports* mode (the default; with ``--lb-address-pool`` the
+*address pool* mode of :mod:`pyk8s.cloudprovider.addresspool` instead): a LoadBalancer
+Service is answered on the service's own ports at the addresses of every eligible node,
+and its ``status.loadBalancer.ingress`` lists those addresses (``ipMode: VIP``). The data
+plane is kube-proxy, which already runs on every node: it treats each ingress address as
+upstream treats a cloud load balancer's IP (nat KUBE-SERVICES ``-d <ip> --dport <port>``
+→ KUBE-EXT/KUBE-FW), so a packet reaching <node IP>:<port> is DNATed to the service's
+endpoints. Nothing runs per service (k3s starts a ``svclb`` DaemonSet; the proxy rules
+make that unnecessary).
 
 A node is eligible for a service when
 
@@ -46,6 +48,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pyk8s.cloudprovider.addresspool import AddressPoolLoadBalancer, parse_pools
 from pyk8s.cloudprovider.provider import (
     JSON,
     CloudProviderError,
@@ -342,21 +345,35 @@ class LocalZones:
 
 
 class LocalCloud:
-    """The ``local`` provider; :meth:`initialize` gives it the caches it reads."""
+    """The ``local`` provider; :meth:`initialize` gives it the caches it reads.
 
-    def __init__(self, **_options: Any) -> None:
-        self._lb: NodePortsLoadBalancer | None = None
+    ``address_pools`` (``--lb-address-pool``) selects the address-pool mode
+    (:mod:`pyk8s.cloudprovider.addresspool`), node ports otherwise. ``lb_class``
+    (``--lb-class``, MetalLB's flag) makes it answer only services of that
+    ``spec.loadBalancerClass``, so the two modes can serve one cluster side by side."""
+
+    def __init__(
+        self, address_pools: Sequence[str] = (), lb_class: str = "", **_options: Any
+    ) -> None:
+        self._pool = parse_pools(address_pools) if address_pools else None
+        self._lb_class = lb_class
+        self._lb: LoadBalancer | None = None
         self._instances = LocalInstances()
         self._zones = LocalZones()
 
     def initialize(self, context: Context) -> None:
-        self._lb = NodePortsLoadBalancer(context)
+        if self._pool is not None:
+            self._lb = AddressPoolLoadBalancer(context, self._pool)
+        else:
+            self._lb = NodePortsLoadBalancer(context)
 
     def provider_name(self) -> str:
         return PROVIDER_NAME
 
     def load_balancer_classes(self) -> frozenset[str]:
-        return frozenset({LOAD_BALANCER_CLASS})
+        if self._lb_class:
+            return frozenset({self._lb_class})
+        return frozenset({"", LOAD_BALANCER_CLASS})
 
     def load_balancer(self) -> LoadBalancer | None:
         return self._lb

@@ -147,7 +147,8 @@ class Interface(Protocol):
     def provider_name(self) -> str: ...
 
     def load_balancer_classes(self) -> frozenset[str]:
-        """``spec.loadBalancerClass`` values this provider answers besides none."""
+        """``spec.loadBalancerClass`` values this provider answers; ``""`` stands for
+        services without a class (the default load balancer)."""
         ...
 
     def load_balancer(self) -> LoadBalancer | None: ...

@@ -13,7 +13,7 @@ unset or one the provider answers, it
   balancer spec changed, ``UpdatedLoadBalancer`` when only the nodes did, and
   ``SyncLoadBalancerFailed`` (Warning) when the provider fails (then retried with
   backoff);
-* when the service is deleted, changes type, or gets a class it does not own:
+* when a service of a class it answers is deleted or changes type:
   ``DeletingLoadBalancer``, ``ensure_load_balancer_deleted``, ``DeletedLoadBalancer``,
   clears the status and removes the finalizer.
 
@@ -146,7 +146,9 @@ class ServiceReconciler:
         finalizers = svc["metadata"].get("finalizers") or []
         if not self.wants_load_balancer(svc):
             self._ensured.pop(key, None)
-            if FINALIZER in finalizers:
+            # another class's controller (e.g. the address-pool one beside the node-ports
+            # one) uses the same finalizer: its cleanup is its own
+            if FINALIZER in finalizers and self.owns(svc):
                 await self._delete(svc)
             return None
         if FINALIZER not in finalizers:

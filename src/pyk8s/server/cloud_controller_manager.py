@@ -14,6 +14,7 @@ from pathlib import Path
 
 from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.cloudprovider import get_provider, selected, setup
+from pyk8s.cloudprovider.provider import Interface
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.component import HealthServer, stop_on_signals
 
@@ -28,6 +29,10 @@ COMPONENT = "cloud-controller-manager"
 class Options:
     kubeconfig: Path | None = None
     cloud_provider: str = "local"
+    #: the local provider's address-pool mode (``--lb-address-pool``), and the one
+    #: ``spec.loadBalancerClass`` it answers alone (``--lb-class``)
+    lb_address_pools: list[str] = field(default_factory=list)
+    lb_class: str = ""
     controllers: list[str] = field(default_factory=lambda: ["*"])
     leader_elect: bool = True
     bind_address: str = "127.0.0.1"
@@ -36,8 +41,17 @@ class Options:
 
 def check(opts: Options) -> None:
     """ValueError for an unknown provider or controller (before anything starts)."""
-    get_provider(opts.cloud_provider)
+    _provider(opts)
     selected(opts.controllers)
+
+
+def _provider(opts: Options) -> Interface:
+    options: dict[str, object] = {}
+    if opts.lb_address_pools:
+        options["address_pools"] = opts.lb_address_pools
+    if opts.lb_class:
+        options["lb_class"] = opts.lb_class
+    return get_provider(opts.cloud_provider, **options)
 
 
 async def run(opts: Options) -> None:
@@ -45,7 +59,7 @@ async def run(opts: Options) -> None:
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     async with Client(config, user_agent=component_user_agent(COMPONENT)) as client:
         manager = Manager(client, component=COMPONENT)
-        provider = get_provider(opts.cloud_provider)
+        provider = _provider(opts)
         names = setup(manager, provider, opts.controllers)
         log.info(
             "cloud-controller-manager starting",

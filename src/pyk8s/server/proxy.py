@@ -11,6 +11,11 @@ Beside the proxier runs the node's NetworkPolicy enforcement
 it shares the process, the credentials (``system:kube-proxy`` is granted read access to
 pods, namespaces and networkpolicies by the ``system:pyk8s:network-policy`` role) and the
 /metrics registry; /healthz reports both.
+
+And the layer-2 speaker (:class:`~pyk8s.proxy.announce.Speaker`): it answers ARP for the
+address-pool load balancers' addresses this node is elected for (``system:kube-proxy`` may
+keep its ``kube-system/pyk8s-speaker-<node>`` Lease by the ``system:pyk8s:lb-speaker``
+role); it is idle while no such address exists.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 from pyk8s.client import Client, component_user_agent, load_config
 from pyk8s.netpol.controller import NetpolController
 from pyk8s.netpol.controller import cleanup as cleanup_netpol
+from pyk8s.proxy.announce import Speaker
 from pyk8s.proxy.iptables import cleanup
 from pyk8s.proxy.nftables import cleanup_nftables
 from pyk8s.proxy.nftrules import IPV6
@@ -107,8 +113,14 @@ async def run(opts: Options) -> None:
         for listener in listeners:
             await listener.start()
         stop = stop_on_signals()
+        speaker: Speaker | None = None
         try:
             await proxier.start()
+            if not opts.command_prefix:  # the speaker works in this process's netns
+                speaker = Speaker(
+                    client, node_name, proxier.config.node_ips, proxier.services, proxier.slices
+                )
+                await speaker.start()
             if netpol is not None:
                 await netpol.start()
             log.info("proxy started", extra={"node": node_name, "mode": opts.mode})
@@ -116,6 +128,8 @@ async def run(opts: Options) -> None:
         finally:
             if netpol is not None:
                 await netpol.stop()
+            if speaker is not None:
+                await speaker.stop()
             await proxier.stop()
             for listener in listeners:
                 await listener.stop()

@@ -349,6 +349,13 @@ _CLUSTER_ROLES: dict[str, tuple[tuple[Rule, ...], Mapping[str, str], str]] = {
         {},
         "",
     ),
+    # pyk8s's own: the layer-2 speaker in the node's proxy keeps a Lease per node (MetalLB's
+    # speaker reads services and endpoints and announces; its liveness is memberlist there)
+    "system:pyk8s:lb-speaker": (
+        (_r("create get list watch update", "coordination.k8s.io", "leases"),),
+        {},
+        "",
+    ),
     "system:persistent-volume-provisioner": (
         (
             _r(f"create delete {READ}", "", "persistentvolumes"),
@@ -591,6 +598,7 @@ _CLUSTER_BINDINGS: dict[str, tuple[str, tuple[tuple[str, ...], ...]]] = {
         "system:pyk8s:network-policy",
         ((_USER, "system:kube-proxy"),),
     ),
+    "system:pyk8s:lb-speaker": ("system:pyk8s:lb-speaker", ((_USER, "system:kube-proxy"),)),
     "system:monitoring": ("system:monitoring", ((_GROUP, "system:monitoring"),)),
     "system:service-account-issuer-discovery": (
         "system:service-account-issuer-discovery",

@@ -1,0 +1,86 @@
+"""The layer-2 speaker's pure parts: the election (MetalLB's hash, the same winner from
+every node, Local policy restricted to nodes with endpoints), which addresses a speaker
+considers, and the ARP frames it answers and sends."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+from typing import Any
+
+from pyk8s.proxy.announce import announcer, arp_reply, gratuitous_arp, wanted_addresses
+
+MAC = bytes.fromhex("02aabbccddee")
+PEER = bytes.fromhex("021122334455")
+
+
+def lb(name: str, ips: list[str], **spec: Any) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {"type": "LoadBalancer", **spec},
+        "status": {"loadBalancer": {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in ips]}},
+    }
+
+
+def test_every_node_elects_the_same_announcer_and_addresses_spread() -> None:
+    nodes = ["host-a", "host-b", "host-c"]
+    ips = [f"10.99.0.{i}" for i in range(200, 230)]
+    winners = {ip: announcer(nodes, ip) for ip in ips}
+    assert winners == {ip: announcer(list(reversed(nodes)), ip) for ip in ips}
+    assert set(winners.values()) == set(nodes)  # 30 addresses reach all three nodes
+    ip = ips[0]
+    holder = winners[ip]
+    rest = [n for n in nodes if n != holder]
+    assert announcer(rest, ip) in rest  # the holder gone: another one takes it
+    assert announcer([], ip) is None
+
+
+def test_the_addresses_a_speaker_considers() -> None:
+    net = ipaddress.IPv4Network("10.99.0.0/24")
+    services = [
+        lb("pool", ["10.99.0.200"]),
+        lb("nodeports", ["10.99.0.11"]),  # a node's own address
+        lb("far", ["192.0.2.1"]),  # not on this network
+        lb("proxy", ["10.99.0.201"]) | {"status": {"loadBalancer": {"ingress": [
+            {"ip": "10.99.0.201", "ipMode": "Proxy"}]}}},
+        lb("foreign", ["10.99.0.202"], loadBalancerClass="example.com/other"),
+        lb("mine", ["10.99.0.203"], loadBalancerClass="pyk8s.io/l2"),
+        lb("local", ["10.99.0.204"], externalTrafficPolicy="Local"),
+        {"metadata": {"name": "cip"}, "spec": {"type": "ClusterIP"}},
+    ]  # fmt: skip
+    ready = {("default", "local"): frozenset({"host-b"})}
+    wanted = wanted_addresses(services, ready, {"10.99.0.11", "10.99.0.12"}, net)
+    assert [(w.ip, w.name, w.nodes) for w in wanted] == [
+        ("10.99.0.200", "pool", None),
+        ("10.99.0.203", "mine", None),
+        ("10.99.0.204", "local", frozenset({"host-b"})),
+    ]
+
+
+def _request(target: str, sender: str = "10.99.0.1") -> bytes:
+    arp = (
+        struct.pack("!HHBBH", 1, 0x0800, 6, 4, 1)
+        + PEER + socket.inet_aton(sender) + b"\0" * 6 + socket.inet_aton(target)
+    )  # fmt: skip
+    return b"\xff" * 6 + PEER + b"\x08\x06" + arp
+
+
+def test_arp_requests_for_announced_addresses_get_replies() -> None:
+    reply = arp_reply(_request("10.99.0.200"), MAC, {"10.99.0.200": None})
+    assert reply is not None
+    assert reply[:6] == PEER and reply[6:12] == MAC and reply[12:14] == b"\x08\x06"
+    assert struct.unpack("!H", reply[20:22])[0] == 2  # a reply
+    assert reply[22:28] == MAC and socket.inet_ntoa(reply[28:32]) == "10.99.0.200"
+    assert reply[32:38] == PEER and socket.inet_ntoa(reply[38:42]) == "10.99.0.1"
+    assert arp_reply(_request("10.99.0.201"), MAC, {"10.99.0.200": None}) is None
+    assert arp_reply(_request("10.99.0.200")[:30], MAC, {"10.99.0.200": None}) is None
+    # someone else's gratuitous ARP for the address is no question to answer
+    garp = _request("10.99.0.200", sender="10.99.0.200")
+    assert arp_reply(garp, MAC, {"10.99.0.200": None}) is None
+
+
+def test_gratuitous_arp() -> None:
+    frame = gratuitous_arp(MAC, "10.99.0.200")
+    assert frame[:6] == b"\xff" * 6 and frame[6:12] == MAC and len(frame) == 42
+    assert frame[28:32] == frame[38:42] == socket.inet_aton("10.99.0.200")
