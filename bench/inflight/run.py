@@ -1,9 +1,13 @@
 """In-flight limit benchmark: many concurrent clients against `--max-requests-inflight 50`.
 
-Starts a real `pyk8s apiserver` on loopback with `--max-requests-inflight 50` (and, as the
-baseline measured in the same run, one with the limit off: `0`), and drives it with N
+Starts a real `pyk8s apiserver` on loopback three ways, one after the other in the same
+run: with `--max-requests-inflight 50` and API Priority and Fairness (the default: APF
+shares out 50 + the default 200 mutating seats, and the benchmark's user lands in the
+`global-default` level, 21 seats, queues of 50), with `--max-requests-inflight 50` and APF
+off (`--enable-priority-and-fairness=false`: the max-in-flight filter answers 429 itself),
+and, as the baseline, with no limit at all (APF off, `0`). It drives each with N
 concurrent clients, each on its own connection, as a token user outside system:masters
-(the admin certificate is exempt from the limit, as upstream). Every client lists the
+(the admin certificate is exempt from every limit, as upstream). Every client lists the
 ConfigMaps of a namespace over and over; after a 429 it either goes straight on to its
 next request ("no back-off": the worst case) or first waits the `Retry-After` seconds, as
 client-go does ("Retry-After"). Prints, per server, back-off and N: requests, admitted
@@ -11,7 +15,10 @@ and rejected, the admitted requests' p50/p99 (client-side: this includes the ben
 own event loop, on the same two cores), and whether every rejected one carried
 `Retry-After`. Next to them, the server's own view of the admitted lists: the bucket of
 `apiserver_request_duration_seconds` that holds their p50 and p99 (from handler start to
-response; the time a request waits in the event loop before that is not in it).
+response, APF's queue wait included; the time a request waits in the event loop before
+that is not in it). Meanwhile a second user ("light") lists with 5 clients one request
+at a time: its p99 ("light p99") shows whether the flood starves other users (with APF
+it is another flow of the same level, in other queues of its hand).
 
 Usage: python3 bench/inflight/run.py [--clients 50,200,500] [--requests 3000]
 This is a measurement, never a test: nothing here asserts a time.
@@ -41,6 +48,7 @@ from tests.integration.conftest import KUBECTL  # noqa: E402
 
 NS = "bench-inflight"
 OBJECTS = 20
+LIGHT_CLIENTS = 5
 
 
 @dataclass
@@ -49,6 +57,8 @@ class Result:
     clients: int
     backoff: bool
     latencies: list[float] = field(default_factory=list)
+    #: the light user's admitted latencies during the same row
+    light: list[float] = field(default_factory=list)
     rejected: int = 0
     rejected_with_retry_after: int = 0
     other: dict[int, int] = field(default_factory=dict)
@@ -57,21 +67,23 @@ class Result:
     server_p50: float = float("nan")
     server_p99: float = float("nan")
 
-    def pct(self, q: float) -> float:
-        if not self.latencies:
+    def pct(self, q: float, light: bool = False) -> float:
+        values = self.light if light else self.latencies
+        if not values:
             return float("nan")
-        s = sorted(self.latencies)
+        s = sorted(values)
         return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
-def start(base: Path, limit: int, token: str) -> Server:
+def start(base: Path, limit: int, apf: bool, token: str) -> Server:
     tokens = base / "tokens.csv"
-    tokens.write_text(f'{token},bench,bench-uid,"bench"\n')
+    tokens.write_text(f'{token},bench,bench-uid,"bench"\n{token}-light,light,light-uid,"bench"\n')
     server = Server(
         base / "data",
         free_port(),
         extra_args=(
             f"--max-requests-inflight={limit}",
+            f"--enable-priority-and-fairness={'true' if apf else 'false'}",
             f"--token-auth-file={tokens}",
             "--log-level=warning",
         ),
@@ -79,7 +91,7 @@ def start(base: Path, limit: int, token: str) -> Server:
     kubectl = [KUBECTL, "--kubeconfig", str(server.kubeconfig)]
     subprocess.run(
         [*kubectl, "create", "clusterrolebinding", "bench", "--clusterrole=cluster-admin",
-         "--user=bench"],
+         "--user=bench", "--user=light"],
         check=True, capture_output=True,
     )  # fmt: skip
     subprocess.run([*kubectl, "create", "namespace", NS], check=True, capture_output=True)
@@ -101,7 +113,9 @@ async def drive(
     result = Result(name, clients, backoff)
     url = f"{server.url}/api/v1/namespaces/{NS}/configmaps"
     headers = {"Authorization": f"Bearer {token}"}
+    light_headers = {"Authorization": f"Bearer {token}-light"}
     counter = iter(range(requests))
+    done = asyncio.Event()
     connector = aiohttp.TCPConnector(ssl=ctx, limit=clients)
     timeout = aiohttp.ClientTimeout(total=120)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -117,16 +131,32 @@ async def drive(
                     elif resp.status == 429:
                         result.rejected += 1
                         retry_after = resp.headers.get("Retry-After")
-                        result.rejected_with_retry_after += retry_after == "1"
+                        result.rejected_with_retry_after += (retry_after or "").isdigit()
                         if backoff and retry_after:
                             await asyncio.sleep(float(retry_after))
                     else:
                         result.other[resp.status] = result.other.get(resp.status, 0) + 1
 
+        async def light() -> None:
+            while not done.is_set():
+                t = time.perf_counter()
+                async with session.get(url, headers=light_headers) as resp:
+                    await resp.read()
+                    if resp.status == 200:
+                        result.light.append(time.perf_counter() - t)
+                    else:
+                        await asyncio.sleep(float(resp.headers.get("Retry-After") or 1))
+
+        async def flood() -> None:
+            await asyncio.gather(*(client() for _ in range(clients)))
+            done.set()
+
         # open every connection first, so the TLS handshakes are not what is measured
-        await asyncio.gather(*(session.get(f"{server.url}/readyz") for _ in range(clients)))
+        await asyncio.gather(
+            *(session.get(f"{server.url}/readyz") for _ in range(clients + LIGHT_CLIENTS))
+        )
         begin = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(clients)))
+        await asyncio.gather(flood(), *(light() for _ in range(LIGHT_CLIENTS)))
         result.seconds = time.perf_counter() - begin
     return result
 
@@ -166,8 +196,8 @@ def table(results: list[Result], requests: int) -> str:
     out = [
         "| server | after a 429 | clients | requests | admitted | rejected (429) | every 429 had "
         "Retry-After | admitted p50 ms | admitted p99 ms | server p50 ms ≤ | server p99 ms ≤ "
-        "| requests/s |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|",
+        "| requests/s | light p99 ms |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         every = "yes" if r.rejected_with_retry_after == r.rejected else "NO"
@@ -176,7 +206,8 @@ def table(results: list[Result], requests: int) -> str:
             f"| {r.server} | {'Retry-After' if r.backoff else 'no back-off'} | {r.clients} | "
             f"{requests} | {len(r.latencies)}{other} | "
             f"{r.rejected} | {every} | {r.pct(0.5):.1f} | {r.pct(0.99):.1f} | "
-            f"{r.server_p50 * 1000:g} | {r.server_p99 * 1000:g} | {requests / r.seconds:,.0f} |"
+            f"{r.server_p50 * 1000:g} | {r.server_p99 * 1000:g} | {requests / r.seconds:,.0f} | "
+            f"{r.pct(0.99, light=True):.1f} |"
         )
     return "\n".join(out)
 
@@ -185,15 +216,27 @@ async def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--clients", default="50,200,500", help="comma-separated client counts")
     p.add_argument("--requests", type=int, default=3000, help="requests per row")
+    p.add_argument(
+        "--servers",
+        default="apf,filter,none",
+        help="which servers, in order: apf (limit 50, APF on), filter (limit 50, APF off), "
+        "none (no limit, the baseline)",
+    )
     args = p.parse_args()
     counts = [int(c) for c in args.clients.split(",") if c]
     token = uuid.uuid4().hex
     results: list[Result] = []
     with tempfile.TemporaryDirectory(prefix="bench-inflight-") as tmp:
-        for limit, name in ((50, "--max-requests-inflight 50"), (0, "no limit (0)")):
-            base = Path(tmp) / f"limit-{limit}"
+        configs = {
+            "apf": (50, True, "limit 50, APF"),
+            "filter": (50, False, "limit 50, APF off"),
+            "none": (0, False, "no limit (0, APF off)"),
+        }
+        for key in args.servers.split(","):
+            limit, apf, name = configs[key]
+            base = Path(tmp) / key
             base.mkdir()
-            server = start(base, limit, token)
+            server = start(base, limit, apf, token)
             try:
                 for backoff, clients in [(b, c) for b in (False, True) for c in counts]:
                     if backoff and not limit:
