@@ -36,13 +36,21 @@ from pyk8s.client import (
     Client,
     ClientError,
     EventRecorder,
+    ResourceRef,
     SharedInformer,
     is_already_exists,
     is_conflict,
+    is_forbidden,
     is_not_found,
 )
 from pyk8s.ingress.gateway import CONTROLLER_NAME, GatewayRendered, render_gateways
-from pyk8s.ingress.gateway_crds import CRDS, GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES
+from pyk8s.ingress.gateway_crds import (
+    CRDS,
+    GATEWAY_CLASSES,
+    GATEWAYS,
+    HTTP_ROUTES,
+    REFERENCE_GRANTS,
+)
 from pyk8s.ingress.nginx import Nginx, NginxError
 from pyk8s.ingress.render import Extra, Finding, RenderConfig, owns, render
 
@@ -69,6 +77,7 @@ SERVICES = _resource("", "services")
 SLICES = _resource("discovery.k8s.io", "endpointslices")
 SECRETS = _resource("", "secrets")
 NODES = _resource("", "nodes")
+NAMESPACES = _resource("", "namespaces")
 
 
 @dataclass(frozen=True)
@@ -238,7 +247,9 @@ class IngressController:
                     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"), crd
                 )
             except ClientError as err:
-                if not is_already_exists(err):
+                # forbidden: an identity that may not create CRDs (pyk8s server's
+                # installs them for it); below waits for them to be served either way
+                if not (is_already_exists(err) or is_forbidden(err)):
                     raise
         deadline = time.monotonic() + within
         for ref in (GATEWAY_CLASSES, GATEWAYS, HTTP_ROUTES):
@@ -264,12 +275,29 @@ class IngressController:
         except ClientError as err:
             if not is_already_exists(err):
                 raise
-        for name, ref in (
+        kinds: tuple[tuple[str, ResourceRef], ...] = (
             ("gatewayclasses", GATEWAY_CLASSES),
             ("gateways", GATEWAYS),
             ("httproutes", HTTP_ROUTES),
-        ):
-            self.informers[name] = SharedInformer.for_resource(self.client, ref)
+            ("namespaces", NAMESPACES),
+        )
+        for name, resource in kinds:
+            self.informers[name] = SharedInformer.for_resource(self.client, resource)
+        while True:
+            try:
+                await self.client.list(REFERENCE_GRANTS, limit=1)
+            except ClientError as err:
+                if is_forbidden(err):  # an identity without it: no cross-namespace refs
+                    log.warning("ReferenceGrants are not readable", extra={"error": str(err)})
+                    return
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(0.1)
+                continue
+            break
+        self.informers["referencegrants"] = SharedInformer.for_resource(
+            self.client, REFERENCE_GRANTS
+        )
 
     def _service_key(self) -> tuple[str, str]:
         namespace, _, name = self.config.publish_service.partition("/")
@@ -414,6 +442,9 @@ class IngressController:
             self.informers["endpointslices"].store.list(),
             self.render_config,
             addresses=[str(a.get("ip") or a.get("hostname")) for a in self.status_addresses()],
+            namespaces={_name(n): n for n in self.informers["namespaces"].store.list()},
+            secrets=self.informers["secrets"].store.list(),
+            grants=g.store.list() if (g := self.informers.get("referencegrants")) else (),
         )
 
     async def sync(self) -> None:
@@ -447,6 +478,8 @@ class IngressController:
                     self.recorder.event(
                         ingress, WARNING, "RELOAD", f"Error reloading NGINX: {err}"[:1024]
                     )
+                if gateways is not None:  # what nginx refused is not programmed
+                    await self._write_gateway_status(not_programmed(gateways, str(err)))
                 return
             self.reload_seconds.observe(time.monotonic() - started)
             self.reload_ok.set(1)
@@ -547,8 +580,13 @@ class IngressController:
             if (key := (_namespace(gw), _name(gw))) in rendered.gateways:
                 jobs.append((GATEWAYS, gw, rendered.gateways[key]))
         for route in self.informers["httproutes"].store.list():
-            if (key := (_namespace(route), _name(route))) in rendered.routes:
-                jobs.append((HTTP_ROUTES, route, {"parents": rendered.routes[key]}))
+            parents = (route.get("status") or {}).get("parents") or []
+            # other controllers' entries stay; ours are replaced (stale ones dropped)
+            others = [p for p in parents if p.get("controllerName") != CONTROLLER_NAME]
+            ours = rendered.routes.get((_namespace(route), _name(route)), [])
+            if ours or len(others) < len(parents):
+                jobs.append((HTTP_ROUTES, route, {**(route.get("status") or {}),
+                                                  "parents": others + ours}))  # fmt: skip
         now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
         for ref, obj, want in jobs:
             have = obj.get("status") or {}
@@ -561,6 +599,33 @@ class IngressController:
                 if not (is_conflict(err) or is_not_found(err)):
                     log.warning("gateway api status not written", extra={"error": str(err)})
                 self._on_change(obj)  # look again with the newer object
+
+
+def not_programmed(rendered: GatewayRendered, error: str) -> GatewayRendered:
+    """``rendered`` with every Gateway and listener ``Programmed=False`` (reason
+    ``Invalid``): nginx refused the configuration, the last good one still runs."""
+    message = f"nginx refused the configuration: {error}"[:1024]
+
+    def unprogram(conditions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
+            {**c, "status": "False", "reason": "Invalid", "message": message}
+            if c.get("type") == "Programmed"
+            else c
+            for c in conditions
+        ]
+
+    gateways = {
+        key: {
+            **status,
+            "conditions": unprogram(status.get("conditions") or []),
+            "listeners": [
+                {**li, "conditions": unprogram(li.get("conditions") or [])}
+                for li in status.get("listeners") or []
+            ],
+        }
+        for key, status in rendered.gateways.items()
+    }
+    return GatewayRendered(extra=rendered.extra, gateways=gateways, routes=rendered.routes)
 
 
 def _with_times(want: Any, have: Any, now: str) -> Any:

@@ -32,7 +32,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyk8s.ingress.render import Extra, RenderConfig, _index, ready_servers, service_port
+from pyk8s.api.selectors import SelectorError, label_selector_from_dict
+from pyk8s.ingress.render import (
+    Extra,
+    RenderConfig,
+    _index,
+    certificate_file,
+    certificate_problem,
+    ready_servers,
+    service_port,
+)
 
 __all__ = [
     "CONTROLLER_NAME",
@@ -107,6 +116,43 @@ class _Server:
     port: int
     hostname: str
     entries: list[_Entry] = field(default_factory=list)
+    #: the certificate file of an HTTPS listener ("" for HTTP)
+    certificate: str = ""
+
+
+@dataclass
+class _Listener:
+    """A listener as validated: its status conditions and what serving it needs."""
+
+    conditions: list[Condition]
+    #: served (Programmed=True)
+    ok: bool
+    certificate: str = ""
+    kinds: list[dict[str, str]] = field(default_factory=list)
+
+
+def granted(
+    grants: Iterable[Obj], from_kind: str, from_ns: str, to_kind: str, to_ns: str, to_name: str
+) -> bool:
+    """Whether a ReferenceGrant in ``to_ns`` lets ``from_kind`` objects of ``from_ns``
+    (Gateway API kinds) refer to the core ``to_kind`` object ``to_name``."""
+    for grant in grants:
+        if (grant.get("metadata") or {}).get("namespace") != to_ns:
+            continue
+        spec = grant.get("spec") or {}
+        if not any(
+            f.get("group") == GROUP and f.get("kind") == from_kind and f.get("namespace") == from_ns
+            for f in spec.get("from") or []
+        ):
+            continue
+        if any(
+            (t.get("group") or "") == ""
+            and t.get("kind") == to_kind
+            and (not t.get("name") or t.get("name") == to_name)
+            for t in spec.get("to") or []
+        ):
+            return True
+    return False
 
 
 def _key(obj: Obj) -> tuple[str, str]:
@@ -186,12 +232,96 @@ def precedence(match: _Match) -> tuple[int, int, int, int, int]:
 
 
 class _Gateways:
-    def __init__(self, cfg: RenderConfig, services: Iterable[Obj], slices: Iterable[Obj]) -> None:
+    def __init__(
+        self,
+        cfg: RenderConfig,
+        services: Iterable[Obj],
+        slices: Iterable[Obj],
+        secrets: Iterable[Obj],
+        grants: Sequence[Obj],
+    ) -> None:
         self.cfg = cfg
-        index = _index(services, slices, ())
-        self.services, self.slices = index.services, index.slices
+        index = _index(services, slices, secrets)
+        self.services, self.slices, self.secrets = index.services, index.slices, index.secrets
+        self.grants = grants
         self.upstreams: dict[str, list[str]] = {}
         self.servers: dict[tuple[int, str], _Server] = {}
+        #: certificate files by path relative to the prefix
+        self.files: dict[str, bytes] = {}
+
+    def listener(self, gw: Obj, listener: Obj, conflict: Condition | None) -> _Listener:
+        """Validate one listener (upstream's listener conditions and reasons)."""
+        protocol = str(listener.get("protocol") or "")
+        ns = _key(gw)[0]
+        accepted: Condition = ("Accepted", "True", "Accepted", "listener accepted")
+        resolved: Condition = ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved")
+        certificate = ""
+        if protocol not in ("HTTP", "HTTPS"):
+            accepted = (
+                "Accepted", "False", "UnsupportedProtocol",
+                f"protocol {protocol} is not supported (HTTP and HTTPS only)",
+            )  # fmt: skip
+        elif protocol == "HTTPS":
+            tls = listener.get("tls") or {}
+            if (tls.get("mode") or "Terminate") != "Terminate":
+                accepted = (
+                    "Accepted", "False", "UnsupportedValue",
+                    "tls mode Passthrough is not supported on an HTTPS listener",
+                )  # fmt: skip
+            else:
+                certificate, resolved = self.certificate(ns, tls.get("certificateRefs") or [])
+        raw_kinds = (listener.get("allowedRoutes") or {}).get("kinds")
+        kinds = [{"group": GROUP, "kind": "HTTPRoute"}]
+        if raw_kinds:
+            kinds = [
+                {"group": GROUP, "kind": "HTTPRoute"}
+                for k in raw_kinds
+                if (k.get("group") if k.get("group") is not None else GROUP) == GROUP
+                and k.get("kind") == "HTTPRoute"
+            ][:1]
+            if len(kinds) < len(raw_kinds) and resolved[1] == "True":
+                resolved = (
+                    "ResolvedRefs", "False", "InvalidRouteKinds",
+                    "only HTTPRoute (gateway.networking.k8s.io) routes are supported",
+                )  # fmt: skip
+        conflicted = conflict or ("Conflicted", "False", "NoConflicts", "no conflicts")
+        ok = (
+            accepted[1] == "True"
+            and conflicted[1] == "False"
+            and (resolved[1] == "True" or resolved[2] == "InvalidRouteKinds")
+        )
+        programmed: Condition = (
+            ("Programmed", "True", "Programmed", "listener programmed on nginx")
+            if ok
+            else ("Programmed", "False", "Invalid", "listener is not valid")
+        )
+        return _Listener([accepted, programmed, resolved, conflicted], ok, certificate, kinds)
+
+    def certificate(self, ns: str, refs: Sequence[Obj]) -> tuple[str, Condition]:
+        """The certificate file of an HTTPS listener (its first certificateRef: one per
+        server in nginx) and the ResolvedRefs condition."""
+        if not refs:
+            return "", _unresolved("InvalidCertificateRef", "no certificateRefs")
+        ref = refs[0]
+        name, ref_ns = str(ref.get("name") or ""), str(ref.get("namespace") or ns)
+        if (ref.get("kind") or "Secret") != "Secret" or (ref.get("group") or "") != "":
+            return "", _unresolved(
+                "InvalidCertificateRef", f"certificateRef {ref.get('kind')} is not a Secret"
+            )
+        if ref_ns != ns and not granted(self.grants, "Gateway", ns, "Secret", ref_ns, name):
+            return "", _unresolved(
+                "RefNotPermitted",
+                f"certificateRef to secret {ref_ns}/{name} is not permitted by a ReferenceGrant",
+            )
+        secret = self.secrets.get((ref_ns, name))
+        if secret is None:
+            return "", _unresolved("InvalidCertificateRef", f"secret {ref_ns}/{name} not found")
+        pem, problem = certificate_problem(secret)
+        if pem is None:
+            return "", _unresolved("InvalidCertificateRef", f"secret {ref_ns}/{name}: {problem}")
+        relative, path = certificate_file(self.cfg, pem)
+        self.files[relative] = pem
+        return path, ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved")
 
     def backends(self, ns: str, rule: Obj, name: str) -> tuple[_Action, Condition]:
         """The rule's weighted upstream, or a status when nothing can serve it."""
@@ -207,11 +337,13 @@ class _Gateways:
                     "InvalidKind", f"backendRef kind {group}/{kind} is not supported"
                 )
                 continue
-            if ref_ns != ns:
+            if ref_ns != ns and not granted(
+                self.grants, "HTTPRoute", ns, "Service", ref_ns, svc_name
+            ):
                 problem = problem or _unresolved(
                     "RefNotPermitted",
-                    f"backendRef to namespace {ref_ns} needs a ReferenceGrant, "
-                    "which is not supported",
+                    f"backendRef to service {ref_ns}/{svc_name} is not permitted by a "
+                    "ReferenceGrant",
                 )
                 continue
             svc = self.services.get((ref_ns, svc_name))
@@ -278,6 +410,49 @@ class _Gateways:
         return ""
 
 
+def _conflicts(listeners: Sequence[Obj]) -> dict[str, Condition]:
+    """Listener name → Conflicted=True for listeners of one Gateway that share a port
+    with another protocol (ProtocolConflict) or a port and hostname (HostnameConflict)."""
+    protocols: dict[int, set[str]] = {}
+    hosts: dict[tuple[int, str], int] = {}
+    for li in listeners:
+        port = int(li.get("port") or 0)
+        protocols.setdefault(port, set()).add(str(li.get("protocol") or ""))
+        where = (port, str(li.get("hostname") or ""))
+        hosts[where] = hosts.get(where, 0) + 1
+    out: dict[str, Condition] = {}
+    for li in listeners:
+        port = int(li.get("port") or 0)
+        if len(protocols[port]) > 1:
+            out[str(li.get("name"))] = (
+                "Conflicted", "True", "ProtocolConflict",
+                f"port {port} is used with different protocols",
+            )  # fmt: skip
+        elif hosts[(port, str(li.get("hostname") or ""))] > 1:
+            out[str(li.get("name"))] = (
+                "Conflicted", "True", "HostnameConflict",
+                f"another listener on port {port} has the same hostname",
+            )  # fmt: skip
+    return out
+
+
+def _admits(listener: Obj, gw_ns: str, route_ns: str, namespaces: Mapping[str, Obj]) -> bool:
+    """Whether the listener's allowedRoutes.namespaces admits a route of ``route_ns``."""
+    allowed = (listener.get("allowedRoutes") or {}).get("namespaces") or {}
+    where = allowed.get("from") or "Same"
+    if where == "All":
+        return True
+    if where == "Same":
+        return route_ns == gw_ns
+    if where == "Selector":
+        labels = ((namespaces.get(route_ns) or {}).get("metadata") or {}).get("labels") or {}
+        try:
+            return label_selector_from_dict(allowed.get("selector")).matches(labels)
+        except SelectorError:
+            return False
+    return False
+
+
 def render_gateways(
     gateways: Sequence[Obj],
     routes: Sequence[Obj],
@@ -286,22 +461,24 @@ def render_gateways(
     cfg: RenderConfig,
     addresses: Sequence[str] = (),
     namespaces: Mapping[str, Obj] | None = None,
+    secrets: Iterable[Obj] = (),
+    grants: Sequence[Obj] = (),
 ) -> GatewayRendered:
     """``gateways`` are already filtered to our GatewayClass; ``routes`` are every
-    HTTPRoute (their parentRefs say which Gateway they want)."""
-    g = _Gateways(cfg, services, slices)
+    HTTPRoute (their parentRefs say which Gateway they want); ``namespaces`` by name (for
+    allowedRoutes selectors); ``grants`` every ReferenceGrant."""
+    g = _Gateways(cfg, services, slices, secrets, grants)
+    namespaces = namespaces or {}
     by_key = {_key(gw): gw for gw in gateways}
     attached: dict[tuple[str, str, str], int] = {}
-    listener_conditions: dict[tuple[str, str, str], Condition] = {}
+    validated: dict[tuple[str, str, str], _Listener] = {}
     for gw in gateways:
-        for listener in (gw.get("spec") or {}).get("listeners") or []:
+        listeners = (gw.get("spec") or {}).get("listeners") or []
+        conflicts = _conflicts(listeners)
+        for listener in listeners:
             lkey = (*_key(gw), str(listener.get("name")))
             attached[lkey] = 0
-            if listener.get("protocol") != "HTTP":
-                listener_conditions[lkey] = (
-                    "Accepted", "False", "UnsupportedProtocol",
-                    f"protocol {listener.get('protocol')} is not supported (HTTP only)",
-                )  # fmt: skip
+            validated[lkey] = g.listener(gw, listener, conflicts.get(lkey[2]))
     route_status: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for route in sorted(routes, key=_age):
         ns, name = _key(route)
@@ -324,7 +501,7 @@ def render_gateways(
                 continue  # not ours: another controller writes this parent's status
             accepted, reason, unsupported = False, "NoMatchingParent", ""
             taken: list[tuple[str, str, str]] = []
-            pending: list[tuple[tuple[int, str], _Entry]] = []
+            pending: list[tuple[tuple[int, str], _Entry, str]] = []
             for listener in (parent.get("spec") or {}).get("listeners") or []:
                 lname = str(listener.get("name"))
                 if ref.get("sectionName") and ref.get("sectionName") != lname:
@@ -332,13 +509,10 @@ def render_gateways(
                 if ref.get("port") and int(ref["port"]) != int(listener.get("port") or 0):
                     continue
                 lkey = (*gkey, lname)
-                if lkey in listener_conditions:
+                state = validated[lkey]
+                if not state.ok:
                     continue
-                allowed = ((listener.get("allowedRoutes") or {}).get("namespaces") or {}).get(
-                    "from"
-                )
-                # label selectors are not supported: only Same and All admit routes
-                if ((allowed or "Same") == "Same" and ns != gkey[0]) or allowed == "Selector":
+                if not state.kinds or not _admits(listener, gkey[0], ns, namespaces):
                     reason = "NotAllowedByListeners"
                     continue
                 hosts = _hostnames(str(listener.get("hostname") or ""), route_hosts)
@@ -358,15 +532,19 @@ def render_gateways(
                             unsupported = unsupported or m
                             continue
                         order = (*precedence(m), age, i, j)
-                        pending += [((port, host), _Entry(order, m, act)) for host in hosts]
+                        pending += [
+                            ((port, host), _Entry(order, m, act), state.certificate)
+                            for host in hosts
+                        ]
             if unsupported:
                 # a route pyk8s cannot serve as written is not served at all
                 accepted, reason = False, "UnsupportedValue"
             else:
                 for lkey in taken:
                     attached[lkey] += 1
-                for where, entry in pending:
-                    g.servers.setdefault(where, _Server(*where)).entries.append(entry)
+                for where, entry, cert in pending:
+                    server = g.servers.setdefault(where, _Server(*where, certificate=cert))
+                    server.entries.append(entry)
             conditions: list[Condition] = [
                 ("Accepted", "True", "Accepted", "accepted by pyk8s")
                 if accepted
@@ -384,41 +562,50 @@ def render_gateways(
         if parents:
             route_status[(ns, name)] = parents
 
+    #: every programmed listener's port (whether it terminates TLS): nginx listens there
+    #: even with no route attached yet
+    ports: dict[int, bool] = {}
     gw_status: dict[tuple[str, str], dict[str, Any]] = {}
     for gw in gateways:
+        for li in (gw.get("spec") or {}).get("listeners") or []:
+            if validated[(*_key(gw), str(li.get("name")))].ok:
+                port = int(li.get("port") or 0)
+                ports[port] = ports.get(port, False) or li.get("protocol") == "HTTPS"
         gen = _generation(gw)
         listeners = []
         for listener in (gw.get("spec") or {}).get("listeners") or []:
             lkey = (*_key(gw), str(listener.get("name")))
-            bad_listener = listener_conditions.get(lkey)
-            conds: list[Condition] = (
-                [bad_listener, ("Programmed", "False", "Invalid", bad_listener[3])]
-                if bad_listener
-                else [
-                    ("Accepted", "True", "Accepted", "listener accepted"),
-                    ("Programmed", "True", "Programmed", "listener programmed on nginx"),
-                    ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved"),
-                    ("Conflicted", "False", "NoConflicts", "no conflicts"),
-                ]
-            )
+            state = validated[lkey]
             listeners.append(
                 {
                     "name": lkey[2],
-                    "supportedKinds": [{"group": GROUP, "kind": "HTTPRoute"}],
+                    "supportedKinds": state.kinds,
                     "attachedRoutes": attached[lkey],
-                    "conditions": [_condition(c, gen) for c in conds],
+                    "conditions": [_condition(c, gen) for c in state.conditions],
                 }
             )
+        states = [validated[(*_key(gw), li["name"])] for li in listeners]
+        if all(st.ok for st in states):
+            gw_accepted = ("Accepted", "True", "Accepted", "accepted by pyk8s")
+        else:
+            pairs = zip(listeners, states, strict=True)
+            bad = ", ".join(li["name"] for li, st in pairs if not st.ok)
+            gw_accepted = (
+                "Accepted", "True" if any(st.ok for st in states) else "False",
+                "ListenersNotValid", f"listeners not valid: {bad}",
+            )  # fmt: skip
+        gw_programmed = (
+            ("Programmed", "True", "Programmed", "programmed on nginx")
+            if any(st.ok for st in states)
+            else ("Programmed", "False", "Invalid", "no valid listener")
+        )
         gw_status[_key(gw)] = {
             "addresses": [{"type": "IPAddress", "value": a} for a in addresses],
-            "conditions": [
-                _condition(("Accepted", "True", "Accepted", "accepted by pyk8s"), gen),
-                _condition(("Programmed", "True", "Programmed", "programmed on nginx"), gen),
-            ],
+            "conditions": [_condition(gw_accepted, gen), _condition(gw_programmed, gen)],
             "listeners": listeners,
         }
     return GatewayRendered(
-        extra=Extra(upstreams=g.upstreams, text=_text(cfg, g.servers)),
+        extra=Extra(upstreams=g.upstreams, text=_text(cfg, g.servers, ports), files=g.files),
         gateways=gw_status,
         routes=route_status,
     )
@@ -454,7 +641,9 @@ def match_regex(m: _Match, header_names: Sequence[str]) -> str:
     return "(?s)^" + "\\n".join(parts) + "\\z"
 
 
-def _text(cfg: RenderConfig, servers: Mapping[tuple[int, str], _Server]) -> str:
+def _text(
+    cfg: RenderConfig, servers: Mapping[tuple[int, str], _Server], ports: Mapping[int, bool]
+) -> str:
     out: list[str] = []
     for n, (port, host) in enumerate(sorted(servers)):
         server = servers[(port, host)]
@@ -473,6 +662,10 @@ def _text(cfg: RenderConfig, servers: Mapping[tuple[int, str], _Server]) -> str:
         out.append("  }\n")
         where = f"{cfg.bind_address}:{port}" if cfg.bind_address else str(port)
         out.append("  server {\n")
+        if server.certificate:
+            where += " ssl"
+            cert = server.certificate
+            out.append(f"    ssl_certificate {cert};\n    ssl_certificate_key {cert};\n")
         out.append(f"    server_name {host or '_'};\n    listen {where};\n")
         out.append(f"    location / {{ rewrite ^ /_pyk8s_gw_{n}/{var} last; }}\n")
         out.append(
@@ -484,12 +677,19 @@ def _text(cfg: RenderConfig, servers: Mapping[tuple[int, str], _Server]) -> str:
             out.append("    }\n")
         out.append("  }\n")
         out += _add_maps(actions, n)
-    for port in sorted({p for p, h in servers if (p, "") not in servers}):
+    tls_ports = {p for (p, _h), server in servers.items() if server.certificate}
+    tls_ports |= {p for p, tls in ports.items() if tls}
+    for port in sorted({p for p in {*ports, *(p for p, _h in servers)} if (p, "") not in servers}):
         if port in (cfg.http_port, cfg.https_port):
             continue  # the Ingress servers' catch-all is that port's default
         where = f"{cfg.bind_address}:{port}" if cfg.bind_address else str(port)
-        # a host no route names gets 404, not the port's first server
-        out.append(f"  server {{\n    listen {where} default_server;\n")
+        # a host no route names gets 404, not the port's first server (over TLS with
+        # the default certificate)
+        ssl = " ssl" if port in tls_ports else ""
+        out.append(f"  server {{\n    listen {where}{ssl} default_server;\n")
+        if ssl:
+            cert = cfg.default_certificate
+            out.append(f"    ssl_certificate {cert};\n    ssl_certificate_key {cert};\n")
         out.append('    return 404 "no route\\n";\n  }\n')
     return "".join(out)
 

@@ -1,6 +1,7 @@
-"""The Gateway API's CustomResourceDefinitions (gateway.networking.k8s.io/v1, standard
-channel: GatewayClass, Gateway, HTTPRoute), which the controller installs at start as it
-creates its IngressClass, so ``pyk8s server`` serves them with nothing else installed.
+"""The Gateway API's CustomResourceDefinitions (gateway.networking.k8s.io, standard
+channel: GatewayClass, Gateway, HTTPRoute v1 and ReferenceGrant v1beta1), which the
+controller installs at start as it creates its IngressClass, so ``pyk8s server`` serves
+them with nothing else installed.
 
 The schemas are structural and trimmed to what pyk8s serves: the fields the renderer
 reads are typed (with upstream's enums and defaults where they change behaviour), the
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["CRDS", "GATEWAYS", "GATEWAY_CLASSES", "HTTP_ROUTES", "VERSION"]
+__all__ = ["CRDS", "GATEWAYS", "GATEWAY_CLASSES", "HTTP_ROUTES", "REFERENCE_GRANTS", "VERSION"]
 
 JSON = dict[str, Any]
 GROUP = "gateway.networking.k8s.io"
@@ -19,6 +20,8 @@ VERSION = f"{GROUP}/v1"
 GATEWAY_CLASSES = (VERSION, "GatewayClass")
 GATEWAYS = (VERSION, "Gateway")
 HTTP_ROUTES = (VERSION, "HTTPRoute")
+#: standard channel serves ReferenceGrant as v1beta1 only
+REFERENCE_GRANTS = (f"{GROUP}/v1beta1", "ReferenceGrant")
 
 _FREE: JSON = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
 _STR: JSON = {"type": "string"}
@@ -73,7 +76,10 @@ _MATCH = _obj(
 _FROM: JSON = {"type": "string", "enum": ["All", "Selector", "Same"], "default": "Same"}
 
 
-def _crd(kind: str, plural: str, scope: str, spec: JSON, columns: list[JSON]) -> JSON:
+def _crd(
+    kind: str, plural: str, scope: str, spec: JSON, columns: list[JSON], version: str = "v1"
+) -> JSON:
+    status: JSON = {"status": {}} if version == "v1" else {}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -99,10 +105,10 @@ def _crd(kind: str, plural: str, scope: str, spec: JSON, columns: list[JSON]) ->
             },
             "versions": [
                 {
-                    "name": "v1",
+                    "name": version,
                     "served": True,
                     "storage": True,
-                    "subresources": {"status": {}},
+                    "subresources": status,
                     "additionalPrinterColumns": [
                         *columns,
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
@@ -116,7 +122,7 @@ def _crd(kind: str, plural: str, scope: str, spec: JSON, columns: list[JSON]) ->
                                 "kind": _STR,
                                 "metadata": {"type": "object"},
                                 "spec": spec,
-                                "status": _FREE,
+                                **({"status": _FREE} if status else {}),
                             },
                         }
                     },
@@ -192,5 +198,21 @@ CRDS: list[JSON] = [
             ),
         ),
         [_column("Hostnames", ".spec.hostnames")],
+    ),
+    _crd(
+        "ReferenceGrant",
+        "referencegrants",
+        "Namespaced",
+        _obj(
+            ("from", "to"),
+            **{
+                "from": _list(
+                    _obj(("group", "kind", "namespace"), group=_STR, kind=_STR, namespace=_STR), 16
+                ),
+                "to": _list(_obj(("group", "kind"), group=_STR, kind=_STR, name=_STR), 16),
+            },
+        ),
+        [],
+        version="v1beta1",
     ),
 ]

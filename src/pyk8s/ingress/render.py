@@ -54,6 +54,7 @@ __all__ = [
     "Finding",
     "RenderConfig",
     "Rendered",
+    "certificate_file",
     "certificate_problem",
     "owns",
     "ready_servers",
@@ -117,6 +118,8 @@ class Extra:
 
     upstreams: Mapping[str, Sequence[str]] = field(default_factory=dict)
     text: str = ""
+    #: files the text names (certificates), relative to the prefix
+    files: Mapping[str, bytes] = field(default_factory=dict)
 
 
 @dataclass
@@ -179,6 +182,13 @@ def _certificate(crt_b64: str, key_b64: str) -> tuple[bytes | None, str]:
     ):
         return None, "tls.key does not match the certificate in tls.crt"
     return crt.rstrip(b"\n") + b"\n" + key, ""
+
+
+def certificate_file(cfg: RenderConfig, pem: bytes) -> tuple[str, str]:
+    """Where a certificate+key PEM is written: (relative to the prefix, absolute); named
+    by content, so an unchanged certificate keeps its file."""
+    relative = f"ssl/{hashlib.sha256(pem).hexdigest()[:32]}.pem"
+    return relative, f"{cfg.prefix}/{relative}"
 
 
 def certificate_problem(secret: Obj) -> tuple[bytes | None, str]:
@@ -415,9 +425,9 @@ class _Renderer:
                 f'secret "{ns}/{name}": {problem}; using the default certificate',
             )
             return None
-        relative = f"ssl/{hashlib.sha256(pem).hexdigest()[:32]}.pem"
+        relative, path = certificate_file(self.cfg, pem)
         self.files[relative] = pem
-        return f"{self.cfg.prefix}/{relative}"
+        return path
 
     # ------------------------------------------------------------------ text
 
@@ -588,7 +598,7 @@ def render(
     digest = hashlib.sha256(text.encode()).hexdigest()[:16]
     return Rendered(
         config=_main(cfg, text, digest),
-        files=r.files,
+        files={**r.files, **extra.files},
         findings=r.findings,
         hash=digest,
         upstreams=r.upstreams,
