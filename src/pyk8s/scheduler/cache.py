@@ -13,8 +13,8 @@ node, updated in O(1) per pod, so a filter or score over 5,000 nodes is a few ve
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -36,6 +36,8 @@ from pyk8s.scheduler.framework.types import (
 log = logging.getLogger(__name__)
 
 I64 = npt.NDArray[np.int64]
+BoolArray = npt.NDArray[np.bool_]
+T = TypeVar("T")
 
 
 class Cache:
@@ -72,6 +74,14 @@ class Cache:
         self._nominated_at: dict[str, str] = {}
         #: image name -> node name -> size in bytes (ImageLocality)
         self.image_nodes: dict[str, dict[str, int]] = {}
+        #: topology key -> (per slot: the id of the node's value of that label, -1 for
+        #: none; value -> id), built on first use and kept up to date, so a plugin judges
+        #: "nodes in these domains" with one vector op (see :meth:`domains`)
+        self._domains: dict[str, tuple[npt.NDArray[np.int32], dict[str, int]]] = {}
+        #: pod key -> name -> what a plugin derived from the pod's (immutable) spec, such
+        #: as parsed affinity terms: computed once per pod, as upstream's PodInfo
+        #: (kept per uid: a pod deleted and created again under its name is a new pod)
+        self._derived: dict[str, tuple[str, dict[str, Any]]] = {}
 
     # ---------------------------------------------------------------- columns
 
@@ -105,6 +115,10 @@ class Cache:
         self.hard_tainted = grow(self.hard_tainted)
         self.soft_tainted = grow(self.soft_tainted)
         self.cordoned = grow(self.cordoned)
+        for key, (ids, index) in self._domains.items():
+            wider = np.full(new, -1, dtype=np.int32)
+            wider[:old] = ids
+            self._domains[key] = (wider, index)
         self._free.extend(range(new - 1, old - 1, -1))
 
     # ---------------------------------------------------------------- nodes
@@ -151,6 +165,10 @@ class Cache:
         self.hard_tainted[info.slot] = bool(effects & {"NoSchedule", "NoExecute"})
         self.soft_tainted[info.slot] = "PreferNoSchedule" in effects
         self.cordoned[info.slot] = bool((node.get("spec") or {}).get("unschedulable"))
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        for key, (ids, index) in self._domains.items():
+            value = labels.get(key)
+            ids[info.slot] = -1 if value is None else index.setdefault(value, len(index))
         for img_name in info.images:
             self.image_nodes.get(img_name, {}).pop(name, None)
         info.images = set()
@@ -167,6 +185,8 @@ class Cache:
             return
         self.valid[info.slot] = False
         self.by_slot[info.slot] = None
+        for ids, _index in self._domains.values():
+            ids[info.slot] = -1
         for img_name in info.images:
             self.image_nodes.get(img_name, {}).pop(name, None)
         self._free.append(info.slot)
@@ -201,7 +221,10 @@ class Cache:
         key = pod_key(pod)
         node_name = str((pod.get("spec") or {}).get("nodeName") or "")
         if key in self.pods:
+            derived = self._derived.get(key)
             self.remove_pod(key)
+            if derived is not None:  # the spec parts plugins derive from are immutable
+                self._derived[key] = derived
         self.assumed.discard(key)
         self.pods[key] = (node_name, pod)
         ns = str((pod.get("metadata") or {}).get("namespace") or "")
@@ -220,6 +243,7 @@ class Cache:
 
     def remove_pod(self, key: str) -> None:
         self.assumed.discard(key)
+        self._derived.pop(key, None)
         entry = self.pods.pop(key, None)
         if entry is None:
             return
@@ -265,7 +289,46 @@ class Cache:
             self._nominated_at[key] = node_name
             self.nominated.setdefault(node_name, {})[key] = pod
 
+    def derived(self, key: str, name: str, pod: Obj, compute: Callable[[Obj], T]) -> T:
+        """``compute(pod)`` for the placed pod ``key``, computed once while it is placed
+        (only for what follows from the immutable parts of a pod's spec)."""
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        entry = self._derived.get(key)
+        if entry is None or entry[0] != uid:
+            entry = self._derived[key] = (uid, {})
+        per = entry[1]
+        if name not in per:
+            per[name] = compute(pod)
+        value: T = per[name]
+        return value
+
     # ---------------------------------------------------------------- views
+
+    def domains(self, key: str) -> tuple[npt.NDArray[np.int32], dict[str, int]]:
+        """Per slot, the id of the node's value of label ``key`` (-1: no such label or no
+        node), and the ids by value: ``np.isin(ids, [index[v] ...])`` are the nodes in
+        those domains. Built on the first call for ``key``, then kept current."""
+        got = self._domains.get(key)
+        if got is None:
+            index: dict[str, int] = {}
+            ids = np.full(self.valid.shape[0], -1, dtype=np.int32)
+            for info in self.nodes.values():
+                value = ((info.node.get("metadata") or {}).get("labels") or {}).get(key)
+                if value is not None:
+                    ids[info.slot] = index.setdefault(value, len(index))
+            got = self._domains[key] = (ids, index)
+        return got
+
+    def in_domains(self, key: str, values: Iterable[str]) -> BoolArray:
+        """Per slot: the node's label ``key`` has one of ``values``."""
+        ids, index = self.domains(key)
+        wanted = [index[v] for v in values if v in index]
+        if not wanted:
+            return np.zeros(ids.shape[0], dtype=np.bool_)
+        if len(wanted) == 1:
+            out: BoolArray = ids == wanted[0]
+            return out
+        return np.isin(ids, wanted)
 
     def slots(self) -> npt.NDArray[np.intp]:
         """Rows of the arrays that hold a node, in slot order."""

@@ -15,7 +15,7 @@ normalised to 0..100 between the lowest and the highest node.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ import numpy as np
 
 from pyk8s.scheduler.framework.interface import (
     MAX_NODE_SCORE,
+    BoolArray,
     Code,
     CycleState,
     IntArray,
@@ -46,6 +47,7 @@ ERR_REASON_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 HARD_POD_AFFINITY_WEIGHT = 1
 _STATE = NAME + "/filter"
 _EXISTING = NAME + "/existing"
+_PLACED = NAME + "/placed"
 
 Pair = tuple[str, str]
 
@@ -56,7 +58,8 @@ class _FilterState:
     anti: list[AffinityTerm]
     affinity_counts: dict[Pair, int] = field(default_factory=dict)
     anti_counts: dict[Pair, int] = field(default_factory=dict)
-    existing_anti_counts: dict[Pair, int] = field(default_factory=dict)
+    #: topology key -> value -> placed pods whose required anti-affinity the pod matches
+    existing_anti: dict[str, dict[str, int]] = field(default_factory=dict)
     matches_own: bool = False
 
 
@@ -67,6 +70,40 @@ def _node_labels(info: NodeInfo) -> Mapping[str, str]:
 
 def _matches_all(terms: Sequence[AffinityTerm], pod: Obj) -> bool:
     return bool(terms) and all(t.matches(pod) for t in terms)
+
+
+def _values(counts: Mapping[Pair, int], key: str) -> list[str]:
+    """The values of topology ``key`` with a positive count."""
+    return [v for (k, v), n in counts.items() if k == key and n > 0]
+
+
+#: a placed pod's (required affinity, required anti-affinity, preferred affinity,
+#: preferred anti-affinity) terms
+Terms = tuple[list[AffinityTerm], list[AffinityTerm], list[AffinityTerm], list[AffinityTerm]]
+KINDS = ("podAffinity", "podAntiAffinity")
+REQUIRED_AFFINITY, REQUIRED_ANTI, PREFERRED_AFFINITY, PREFERRED_ANTI = range(4)
+
+
+def _terms_of(pod: Obj, ns_labels: Callable[[], Mapping[str, Mapping[str, str]]]) -> Terms:
+    return (
+        required_terms(pod, KINDS[0], ns_labels),
+        required_terms(pod, KINDS[1], ns_labels),
+        preferred_terms(pod, KINDS[0], ns_labels),
+        preferred_terms(pod, KINDS[1], ns_labels),
+    )
+
+
+def _uses_namespace_selector(pod: Obj) -> bool:
+    affinity = (pod.get("spec") or {}).get("affinity") or {}
+    for kind in KINDS:
+        section = affinity.get(kind) or {}
+        for t in section.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
+            if t.get("namespaceSelector") is not None:
+                return True
+        for wt in section.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
+            if (wt.get("podAffinityTerm") or {}).get("namespaceSelector") is not None:
+                return True
+    return False
 
 
 class InterPodAffinity:
@@ -88,6 +125,30 @@ class InterPodAffinity:
         names = set().union(*(t.namespaces or frozenset() for t in terms))
         return [e for ns in names for e in (cache.by_namespace.get(ns) or {}).values()]
 
+    def _placed(self, state: CycleState, cache: Cache) -> list[dict[AffinityTerm, dict[str, int]]]:
+        """For each kind of term (see ``Terms``): term -> node name -> how many placed pods
+        there carry it. Pods of one workload share their terms, so each distinct term is
+        matched against the incoming pod once. A pod's terms are parsed once while it is
+        placed (upstream's PodInfo keeps them too), except terms with a namespaceSelector,
+        resolved each cycle as namespace labels change. Computed once per cycle."""
+        got: list[dict[AffinityTerm, dict[str, int]]] | None = state.get(_PLACED)
+        if got is not None:
+            return got
+        groups: list[dict[AffinityTerm, dict[str, int]]] = [{}, {}, {}, {}]
+        ns_labels = self._namespace_labels
+
+        def parse(p: Obj) -> Terms | None:
+            return None if _uses_namespace_selector(p) else _terms_of(p, ns_labels)
+
+        for key, (node_name, other) in cache.affinity_pods.items():
+            terms = cache.derived(key, NAME, other, parse) or _terms_of(other, ns_labels)
+            for group, ts in zip(groups, terms, strict=True):
+                for t in ts:
+                    per = group.setdefault(t, {})
+                    per[node_name] = per.get(node_name, 0) + 1
+        state[_PLACED] = groups
+        return groups
+
     # ---------------------------------------------------------------- filter
 
     def pre_filter(self, state: CycleState, pod: Obj, cache: Cache) -> Status | None:
@@ -97,15 +158,15 @@ class InterPodAffinity:
             required_terms(pod, "podAffinity", ns_labels),
             required_terms(pod, "podAntiAffinity", ns_labels),
         )
-        for node_name, other in cache.affinity_pods.values():
-            info = cache.nodes.get(node_name)
-            if info is None:
+        for t, nodes in self._placed(state, cache)[REQUIRED_ANTI].items():
+            if not t.matches(pod):
                 continue
-            labels = _node_labels(info)
-            for t in required_terms(other, "podAntiAffinity", ns_labels):
-                if t.topology_key in labels and t.matches(pod):
-                    pair = (t.topology_key, labels[t.topology_key])
-                    fs.existing_anti_counts[pair] = fs.existing_anti_counts.get(pair, 0) + 1
+            per = fs.existing_anti.setdefault(t.topology_key, {})
+            for node_name, n in nodes.items():
+                info = cache.nodes.get(node_name)
+                value = None if info is None else _node_labels(info).get(t.topology_key)
+                if value is not None:
+                    per[value] = per.get(value, 0) + n
         if fs.affinity or fs.anti:
             for node_name, other in self._pods_for(cache, [*fs.affinity, *fs.anti]):
                 info = cache.nodes.get(node_name)
@@ -121,7 +182,7 @@ class InterPodAffinity:
                     if t.topology_key in labels and t.matches(other):
                         pair = (t.topology_key, labels[t.topology_key])
                         fs.anti_counts[pair] = fs.anti_counts.get(pair, 0) + 1
-        if not fs.affinity and not fs.anti and not fs.existing_anti_counts:
+        if not fs.affinity and not fs.anti and not any(fs.existing_anti.values()):
             return Status(Code.SKIP)
         fs.matches_own = _matches_all(fs.affinity, pod)
         state[_STATE] = fs
@@ -138,10 +199,38 @@ class InterPodAffinity:
             value = labels.get(t.topology_key)
             if value is not None and fs.anti_counts.get((t.topology_key, value), 0) > 0:
                 return Status.unschedulable(ERR_REASON_ANTI_AFFINITY, plugin=NAME)
-        for (key, value), n in fs.existing_anti_counts.items():
-            if n > 0 and labels.get(key) == value:
+        for key, per in fs.existing_anti.items():
+            value = labels.get(key)
+            if value is not None and per.get(value, 0) > 0:
                 return Status.unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY, plugin=NAME)
         return None
+
+    def filter_all(
+        self, state: CycleState, pod: Obj, cache: Cache, candidates: BoolArray
+    ) -> BoolArray:
+        """``filter`` over every node at once: each (topology key, value) with a count is
+        turned into the nodes in that domain with the cache's per-key label columns."""
+        fs: _FilterState | None = state.get(_STATE)
+        passed: BoolArray = candidates.copy()
+        if fs is None:
+            return passed
+        if fs.affinity:
+            labelled = np.ones_like(passed)
+            pods_exist = np.ones_like(passed)
+            for t in fs.affinity:
+                ids, _ = cache.domains(t.topology_key)
+                labelled &= ids >= 0  # every topology label must exist on the node
+                pods_exist &= cache.in_domains(
+                    t.topology_key, _values(fs.affinity_counts, t.topology_key)
+                )
+            # the first pod of a group whose members attract each other may go anywhere
+            first = not fs.affinity_counts and fs.matches_own
+            passed &= labelled & (pods_exist | first)
+        for t in fs.anti:
+            passed &= ~cache.in_domains(t.topology_key, _values(fs.anti_counts, t.topology_key))
+        for key, per in fs.existing_anti.items():
+            passed &= ~cache.in_domains(key, [v for v, n in per.items() if n > 0])
+        return passed
 
     @staticmethod
     def _satisfies_affinity(fs: _FilterState, labels: Mapping[str, str]) -> bool:
@@ -152,7 +241,6 @@ class InterPodAffinity:
                 return False  # every topology label must exist on the node
             if fs.affinity_counts.get((t.topology_key, value), 0) <= 0:
                 pods_exist = False
-                break
         if pods_exist:
             return True
         # the first pod of a group whose members attract each other may go anywhere
@@ -172,43 +260,45 @@ class InterPodAffinity:
         ns_labels = self._namespace_labels
         affinity = preferred_terms(pod, "podAffinity", ns_labels)
         anti = preferred_terms(pod, "podAntiAffinity", ns_labels)
+        #: topology key -> value -> score
         scores: dict[str, dict[str, int]] = {}
 
-        def add(key: str, labels: Mapping[str, str], weight: int) -> None:
-            if key in labels:
-                per = scores.setdefault(key, {})
-                per[labels[key]] = per.get(labels[key], 0) + weight
-
-        existing = cache.pods.values() if affinity or anti else list(cache.affinity_pods.values())
-        for node_name, other in existing:
+        def add(key: str, node_name: str, weight: int) -> None:
             info = cache.nodes.get(node_name)
-            if info is None:
-                continue
-            labels = _node_labels(info)
-            for t in affinity:
-                if t.matches(other):
-                    add(t.topology_key, labels, t.weight)
-            for t in anti:
-                if t.matches(other):
-                    add(t.topology_key, labels, -t.weight)
-            if not (other.get("spec") or {}).get("affinity"):
-                continue
-            if labels:
-                for t in required_terms(other, "podAffinity", ns_labels):
-                    if t.matches(pod):
-                        add(t.topology_key, labels, HARD_POD_AFFINITY_WEIGHT)
-            for t in preferred_terms(other, "podAffinity", ns_labels):
-                if t.matches(pod):
-                    add(t.topology_key, labels, t.weight)
-            for t in preferred_terms(other, "podAntiAffinity", ns_labels):
-                if t.matches(pod):
-                    add(t.topology_key, labels, -t.weight)
+            value = None if info is None else _node_labels(info).get(key)
+            if value is not None:
+                per = scores.setdefault(key, {})
+                per[value] = per.get(value, 0) + weight
+
+        if affinity or anti:
+            for node_name, other in self._pods_for(cache, [*affinity, *anti]):
+                for t in affinity:
+                    if t.matches(other):
+                        add(t.topology_key, node_name, t.weight)
+                for t in anti:
+                    if t.matches(other):
+                        add(t.topology_key, node_name, -t.weight)
+        # placed pods' terms towards the incoming pod: each distinct term matched once
+        placed = self._placed(state, cache)
+        for kind, sign in (
+            (REQUIRED_AFFINITY, 0),  # hardPodAffinityWeight
+            (PREFERRED_AFFINITY, 1),
+            (PREFERRED_ANTI, -1),
+        ):
+            for t, nodes in placed[kind].items():
+                if not t.matches(pod):
+                    continue
+                weight = sign * t.weight if sign else HARD_POD_AFFINITY_WEIGHT
+                for node_name, n in nodes.items():
+                    add(t.topology_key, node_name, n * weight)
         out: IntArray = np.zeros(len(slots), dtype=np.int64)
-        if not scores:
-            return out
-        for j, slot in enumerate(slots):
-            labels = _node_labels(cache.info(int(slot)))
-            out[j] = sum(per.get(labels[k], 0) for k, per in scores.items() if k in labels)
+        for key, per in scores.items():
+            ids, index = cache.domains(key)
+            by_id = np.zeros(len(index) + 1, dtype=np.int64)  # the last: no such label
+            for value, score in per.items():
+                if value in index:
+                    by_id[index[value]] = score
+            out += by_id[ids[slots]]  # -1 indexes the last, zero, entry
         return out
 
     def normalize_score(self, state: CycleState, pod: Obj, scores: IntArray) -> IntArray:

@@ -27,6 +27,7 @@ import numpy as np
 from pyk8s.api.selectors import LabelSelector, Requirement, label_selector_from_dict
 from pyk8s.scheduler.framework.interface import (
     MAX_NODE_SCORE,
+    BoolArray,
     Code,
     CycleState,
     IntArray,
@@ -154,22 +155,38 @@ class PodTopologySpread:
             return [], True
         return [Constraint(skew, key, selector) for key, skew in SYSTEM_DEFAULTS], True
 
-    def _included(self, c: Constraint, pod: Obj, node: NodeInfo, state: CycleState) -> bool:
-        if c.honor_affinity and self._node_affinity.filter(state, pod, node) is not None:
-            return False
-        return not (c.honor_taints and self._taints.filter(state, pod, node) is not None)
+    def _included(
+        self, constraints: Sequence[Constraint], pod: Obj, cache: Cache, state: CycleState
+    ) -> list[BoolArray]:
+        """Per constraint, the nodes whose domains count: those passing the pod's node
+        affinity (``nodeAffinityPolicy: Honor``) and taints (``nodeTaintsPolicy: Honor``)."""
+        affinity = taints = None
+        out: list[BoolArray] = []
+        for c in constraints:
+            mask = cache.valid.copy()
+            if c.honor_affinity:
+                if affinity is None:
+                    affinity = self._node_affinity.filter_all(state, pod, cache, cache.valid)
+                mask &= affinity
+            if c.honor_taints:
+                if taints is None:
+                    taints = self._taints.filter_all(state, pod, cache, cache.valid)
+                mask &= taints
+            out.append(mask)
+        return out
 
     def _count(
-        self, pod: Obj, cache: Cache, constraints: list[Constraint], eligible: Mapping[str, bool]
+        self, pod: Obj, cache: Cache, constraints: list[Constraint], eligible: BoolArray | None
     ) -> list[dict[str, int]]:
-        """Matching pods per constraint per domain, over nodes where ``eligible``."""
+        """Matching pods per constraint per domain, over the nodes (slots) ``eligible``
+        (None: every node)."""
         counts: list[dict[str, int]] = [{} for _ in constraints]
         in_ns = cache.by_namespace.get(pod_namespace(pod)) or {}
         for node_name, other in in_ns.values():
-            if not eligible.get(node_name) or is_terminating(other):
+            if is_terminating(other):
                 continue
             info = cache.nodes.get(node_name)
-            if info is None:
+            if info is None or (eligible is not None and not eligible[info.slot]):
                 continue
             node_labels = (info.node.get("metadata") or {}).get("labels") or {}
             labels = pod_labels(other)
@@ -179,6 +196,21 @@ class PodTopologySpread:
                     counts[i][value] = counts[i].get(value, 0) + 1
         return counts
 
+    @staticmethod
+    def _labelled(cache: Cache, keys: Sequence[str]) -> BoolArray:
+        """The nodes carrying every one of the labels ``keys``."""
+        mask = cache.valid.copy()
+        for key in keys:
+            mask &= cache.domains(key)[0] >= 0
+        return mask
+
+    @staticmethod
+    def _domain_values(cache: Cache, key: str, nodes: BoolArray) -> set[str]:
+        """The values of label ``key`` on ``nodes``."""
+        ids, index = cache.domains(key)
+        present = set(np.unique(ids[nodes]).tolist())
+        return {v for v, i in index.items() if i in present}
+
     # ---------------------------------------------------------------- filter
 
     def pre_filter(self, state: CycleState, pod: Obj, cache: Cache) -> Status | None:
@@ -186,22 +218,15 @@ class PodTopologySpread:
         if not constraints:
             return Status(Code.SKIP)
         fs = _FilterState(constraints)
-        keys = [c.topology_key for c in constraints]
-        eligible: dict[str, bool] = {}
-        domains: list[dict[str, int]] = [{} for _ in constraints]
-        for info in cache.node_infos():
-            labels = (info.node.get("metadata") or {}).get("labels") or {}
-            if not all(k in labels for k in keys):
-                continue
-            ok = False
-            for i, c in enumerate(constraints):
-                if self._included(c, pod, info, state):
-                    domains[i].setdefault(labels[c.topology_key], 0)
-                    ok = True
-            eligible[info.name] = ok
+        labelled = self._labelled(cache, [c.topology_key for c in constraints])
+        included = [m & labelled for m in self._included(constraints, pod, cache, state)]
+        eligible = np.logical_or.reduce(included)
         counted = self._count(pod, cache, constraints, eligible)
-        for i in range(len(constraints)):
-            domains[i].update(counted[i])
+        domains: list[dict[str, int]] = []
+        for i, c in enumerate(constraints):
+            d = dict.fromkeys(self._domain_values(cache, c.topology_key, included[i]), 0)
+            d.update(counted[i])
+            domains.append(d)
         fs.counts = domains
         fs.min_match = [
             0 if len(d) < c.min_domains or not d else min(d.values())
@@ -226,6 +251,25 @@ class PodTopologySpread:
                 return Status.unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH, plugin=NAME)
         return None
 
+    def filter_all(
+        self, state: CycleState, pod: Obj, cache: Cache, candidates: BoolArray
+    ) -> BoolArray:
+        """``filter`` over every node at once: the domain counts become a table indexed
+        by each node's label id."""
+        fs: _FilterState | None = state.get(_FILTER)
+        passed: BoolArray = candidates.copy()
+        if fs is None:
+            return passed
+        for i, c in enumerate(fs.constraints):
+            ids, index = cache.domains(c.topology_key)
+            counts = np.zeros(len(index) + 1, dtype=np.int64)  # the last: no such label
+            for value, n in fs.counts[i].items():
+                if value in index:
+                    counts[index[value]] = n
+            allowed = counts + fs.self_match[i] - fs.min_match[i] <= c.max_skew
+            passed &= (ids >= 0) & allowed[ids]
+        return passed
+
     # ---------------------------------------------------------------- score
 
     def pre_score(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> Status | None:
@@ -246,20 +290,17 @@ class PodTopologySpread:
             return np.zeros(n, dtype=np.int64)
         own = bool((pod.get("spec") or {}).get("topologySpreadConstraints"))
         require_all = own or not defaulted
-        keys = [c.topology_key for c in constraints]
-        infos = [cache.info(int(s)) for s in slots]
-        node_labels = [(i.node.get("metadata") or {}).get("labels") or {} for i in infos]
-        ignored = np.array(
-            [require_all and not all(k in lb for k in keys) for lb in node_labels], dtype=np.bool_
-        )
+        labelled = self._labelled(cache, [c.topology_key for c in constraints])
+        ignored = ~labelled[slots] if require_all else np.zeros(n, dtype=np.bool_)
+        kept = np.zeros_like(cache.valid)
+        kept[slots[~ignored]] = True
         # domains present among the feasible nodes, per non-hostname constraint
-        domains: list[dict[str, int]] = [{} for _ in constraints]
-        for lb, ign in zip(node_labels, ignored, strict=True):
-            if ign:
-                continue
-            for i, c in enumerate(constraints):
-                if c.topology_key != HOSTNAME and c.topology_key in lb:
-                    domains[i].setdefault(lb[c.topology_key], 0)
+        domains = [
+            set()
+            if c.topology_key == HOSTNAME
+            else self._domain_values(cache, c.topology_key, kept)
+            for c in constraints
+        ]
         weights = [
             math.log(
                 (n - int(ignored.sum()) if c.topology_key == HOSTNAME else len(domains[i])) + 2
@@ -267,38 +308,25 @@ class PodTopologySpread:
             for i, c in enumerate(constraints)
         ]
         # count matching pods on every node of the cluster that is in those domains
-        eligible: dict[str, bool] = {}
-        for info in cache.node_infos():
-            lb = (info.node.get("metadata") or {}).get("labels") or {}
-            if require_all and not all(k in lb for k in keys):
-                continue
-            eligible[info.name] = all(self._included(c, pod, info, state) for c in constraints)
+        eligible = np.logical_and.reduce(self._included(constraints, pod, cache, state))
+        if require_all:
+            eligible &= labelled
         counted = self._count(pod, cache, constraints, eligible)
-        ns = pod_namespace(pod)
-        out = np.zeros(n, dtype=np.int64)
-        for j, info in enumerate(infos):
-            if ignored[j]:
-                continue
-            lb = node_labels[j]
-            total = 0.0
-            for i, c in enumerate(constraints):
-                value = lb.get(c.topology_key)
-                if value is None:
-                    continue
-                if c.topology_key == HOSTNAME:
-                    cnt = sum(
-                        1
-                        for p in info.pods.values()
-                        if pod_namespace(p) == ns
-                        and not is_terminating(p)
-                        and c.selector.matches(pod_labels(p))
-                    )
-                elif value in domains[i]:
-                    cnt = counted[i].get(value, 0)
-                else:
-                    cnt = 0
-                total += cnt * weights[i] + (c.max_skew - 1)
-            out[j] = math.floor(total + 0.5)  # Go's math.Round for x >= 0
+        # hostname: the pods on the node itself, whatever its eligibility
+        on_node = self._count(pod, cache, constraints, None)
+        total = np.zeros(n, dtype=np.float64)
+        for i, c in enumerate(constraints):
+            ids, index = cache.domains(c.topology_key)
+            per = on_node[i] if c.topology_key == HOSTNAME else counted[i]
+            table = np.zeros(len(index) + 1, dtype=np.float64)  # the last: no such label
+            for value, cnt in per.items():
+                if value in index and (c.topology_key == HOSTNAME or value in domains[i]):
+                    table[index[value]] = cnt * weights[i]
+            table += c.max_skew - 1
+            table[-1] = 0.0
+            total += table[ids[slots]]
+        out: IntArray = np.floor(total + 0.5).astype(np.int64)  # Go's math.Round, x >= 0
+        out[ignored] = 0
         state[_SCORE + "/ignored"] = ignored
         return out
 
