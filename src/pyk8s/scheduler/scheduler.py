@@ -206,7 +206,7 @@ class Scheduler:
         state = CycleState()
         num_nodes = len(self.cache)
         pre = fw.run_pre_filter(state, pod, self.cache)
-        statuses: dict[str, Status] = {}
+        statuses: Mapping[str, Status] = {}
         if pre is not None and not is_success(pre):
             if pre.code == Code.ERROR:
                 self._failed(info, fw, pre.message, error=True)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, overload
+from typing import TYPE_CHECKING, TypeGuard, overload
 
 import numpy as np
 
@@ -86,6 +86,22 @@ def _implements(plugin: Plugin, protocol: type) -> bool:
     return got
 
 
+def _vector_filter(p: Plugin) -> TypeGuard[VectorFilterPlugin]:
+    return _implements(p, VectorFilterPlugin)
+
+
+def _vector_score(p: Plugin) -> TypeGuard[VectorScorePlugin]:
+    return _implements(p, VectorScorePlugin)
+
+
+def _score(p: Plugin) -> TypeGuard[ScorePlugin]:
+    return _implements(p, ScorePlugin)
+
+
+def _normalize(p: Plugin) -> TypeGuard[NormalizeScorePlugin]:
+    return _implements(p, NormalizeScorePlugin)
+
+
 def with_pods(node: NodeInfo, pods: list[Obj]) -> NodeInfo:
     """A copy of ``node`` as if ``pods`` were placed there too."""
     requested = dict(node.requested)
@@ -159,7 +175,7 @@ class Framework:
         for p in self.filter:
             if p.name in skipped:
                 continue
-            if _implements(p, VectorFilterPlugin):
+            if _vector_filter(p):
                 passed = p.filter_all(state, pod, cache, feasible)
                 rejected = np.flatnonzero(feasible & ~passed)
                 if rejected.size:
@@ -232,15 +248,15 @@ class Framework:
         for p, weight in self.score:
             if p.name in skipped:
                 continue
-            if _implements(p, VectorScorePlugin):
+            if _vector_score(p):
                 scores = p.score_all(state, pod, cache, slots)
-            elif _implements(p, ScorePlugin):
+            elif _score(p):
                 scores = np.fromiter(
                     (p.score(state, pod, i) for i in infos()), dtype=np.int64, count=len(slots)
                 )
             else:
                 continue
-            if _implements(p, NormalizeScorePlugin):
+            if _normalize(p):
                 scores = p.normalize_score(state, pod, scores)
             total += scores * weight
         return total
