@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
 from pyk8s.api.selectors import LabelSelector, Requirement, label_selector_from_dict
 from pyk8s.scheduler.framework.interface import (
@@ -66,8 +67,11 @@ class Constraint:
 @dataclass
 class _FilterState:
     constraints: list[Constraint]
-    #: per constraint: domain value -> matching pods
-    counts: list[dict[str, int]] = field(default_factory=list)
+    #: per constraint: matching pods per domain, indexed by the cache's id of the
+    #: domain's value (``Cache.domains``), the last entry for "no such label"
+    counts: list[npt.NDArray[np.int64]] = field(default_factory=list)
+    #: per constraint: the cache's value -> id of its topology key
+    index: list[dict[str, int]] = field(default_factory=list)
     self_match: list[int] = field(default_factory=list)
     #: per constraint: the smallest domain count (0 below minDomains), computed once per
     #: pod in PreFilter rather than once per node in Filter
@@ -222,16 +226,22 @@ class PodTopologySpread:
         included = [m & labelled for m in self._included(constraints, pod, cache, state)]
         eligible = np.logical_or.reduce(included)
         counted = self._count(pod, cache, constraints, eligible)
-        domains: list[dict[str, int]] = []
         for i, c in enumerate(constraints):
-            d = dict.fromkeys(self._domain_values(cache, c.topology_key, included[i]), 0)
-            d.update(counted[i])
-            domains.append(d)
-        fs.counts = domains
-        fs.min_match = [
-            0 if len(d) < c.min_domains or not d else min(d.values())
-            for c, d in zip(constraints, domains, strict=True)
-        ]
+            # in id space: a hostname key has as many domains as nodes
+            ids, index = cache.domains(c.topology_key)
+            counts = np.zeros(len(index) + 1, dtype=np.int64)
+            present = np.zeros(len(index) + 1, dtype=np.bool_)
+            present[ids[included[i]]] = True
+            for value, n in counted[i].items():
+                counts[index[value]] = n
+                present[index[value]] = True
+            present[-1] = False
+            domains = int(present.sum())
+            fs.counts.append(counts)
+            fs.index.append(index)
+            fs.min_match.append(
+                0 if domains < c.min_domains or not domains else int(counts[present].min())
+            )
         labels = pod_labels(pod)
         fs.self_match = [1 if c.selector.matches(labels) else 0 for c in constraints]
         state[_FILTER] = fs
@@ -246,7 +256,8 @@ class PodTopologySpread:
             if c.topology_key not in labels:
                 return Status.unresolvable(ERR_REASON_NODE_LABEL_NOT_MATCH, plugin=NAME)
         for i, c in enumerate(fs.constraints):
-            match = fs.counts[i].get(labels[c.topology_key], 0)
+            at = fs.index[i].get(labels[c.topology_key])
+            match = 0 if at is None or at >= len(fs.counts[i]) - 1 else int(fs.counts[i][at])
             if match + fs.self_match[i] - fs.min_match[i] > c.max_skew:
                 return Status.unschedulable(ERR_REASON_CONSTRAINTS_NOT_MATCH, plugin=NAME)
         return None
@@ -254,19 +265,15 @@ class PodTopologySpread:
     def filter_all(
         self, state: CycleState, pod: Obj, cache: Cache, candidates: BoolArray
     ) -> BoolArray:
-        """``filter`` over every node at once: the domain counts become a table indexed
-        by each node's label id."""
+        """``filter`` over every node at once: each node's domain count is looked up by
+        its label id."""
         fs: _FilterState | None = state.get(_FILTER)
         passed: BoolArray = candidates.copy()
         if fs is None:
             return passed
         for i, c in enumerate(fs.constraints):
-            ids, index = cache.domains(c.topology_key)
-            counts = np.zeros(len(index) + 1, dtype=np.int64)  # the last: no such label
-            for value, n in fs.counts[i].items():
-                if value in index:
-                    counts[index[value]] = n
-            allowed = counts + fs.self_match[i] - fs.min_match[i] <= c.max_skew
+            ids, _ = cache.domains(c.topology_key)
+            allowed = fs.counts[i] + fs.self_match[i] - fs.min_match[i] <= c.max_skew
             passed &= (ids >= 0) & allowed[ids]
         return passed
 
