@@ -7,6 +7,7 @@ real nginx with certificates from Secrets."""
 from __future__ import annotations
 
 import asyncio
+import http.client
 import http.server
 import os
 import threading
@@ -27,6 +28,8 @@ from tests.integration.conftest import free_port
 JSON = dict[str, Any]
 CFG = RenderConfig(prefix="/p", default_certificate="/p/c.pem")
 CERT, KEY = key_pair("secure.example.com")
+#: the plain HTTP listener's port in the nginx fixture
+PLAIN = [0]
 
 
 def https(name: str, port: int, *secrets: tuple[str, str], hostname: str = "", **tls: Any) -> JSON:
@@ -227,16 +230,19 @@ def tls_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
         status_socket=str(nginx.status_socket),
     )
     port = free_port()
+    PLAIN[0] = free_port()
     other_cert, other_key = key_pair("api.example.com")
     secrets = [tls_secret("secure", CERT, KEY), tls_secret("api", other_cert, other_key, "certs")]
     gw = gateway(
         "gw",
         https("secure", port, ("secure", ""), hostname="secure.example.com"),
         https("api", port, ("api", "certs"), hostname="api.example.com"),
+        listener("plain", PLAIN[0], "half.example.com"),
     )
     routes = [
         http_route("web", route_rule(ref("web")), section="secure"),
         http_route("api", route_rule(ref("api")), section="api"),
+        http_route("half", route_rule(ref("web"), ref("missing")), section="plain"),
     ]
     svcs = [service("web"), service("api")]
     slices = [
@@ -275,3 +281,17 @@ def test_a_configuration_nginx_refuses_leaves_gatewaysnot_programmed() -> None:
         assert (programmed["status"], programmed["reason"]) == ("False", "Invalid")
         assert "bind() to 0.0.0.0:80 failed" in programmed["message"]
     assert gateway_conditions(out)["Programmed"] == ("True", "Programmed")  # a copy
+
+
+def test_an_invalid_backends_share_of_requests_answers_500(tls_port: int) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", PLAIN[0], timeout=10)
+    try:  # one keep-alive connection: one worker's exact weighted round-robin
+        statuses = []
+        for _ in range(20):
+            conn.request("GET", "/", headers={"Host": "half.example.com"})
+            resp = conn.getresponse()
+            resp.read()
+            statuses.append(resp.status)
+    finally:
+        conn.close()
+    assert sorted(statuses) == [200] * 10 + [500] * 10, statuses

@@ -22,7 +22,14 @@ per rule, which applies the rule's filters and proxies the original ``$request_u
 Traffic splitting: a rule with several weighted backendRefs gets one upstream whose
 servers carry weights (the backend's weight shared among its ready endpoints); nginx's
 smooth weighted round-robin then gives the exact ratio per worker, where split_clients
-would only give it on average.
+would only give it on average. An invalid backendRef's share goes to a server answering
+500 on :data:`SINK_ADDRESS` (the spec's rule), all of it when no backend is valid.
+
+Listeners: HTTP, and HTTPS terminating TLS with the first of its ``certificateRefs`` (a
+``kubernetes.io/tls`` Secret; one SNI server per hostname). A Secret in another
+namespace, like a backendRef to a Service in another namespace, needs a ReferenceGrant
+there. Each listener is validated as upstream's conformance suite expects (Accepted,
+Programmed, ResolvedRefs, Conflicted with their reasons); only valid ones are served.
 """
 
 from __future__ import annotations
@@ -64,6 +71,8 @@ _VALUE = re.compile(r"^[A-Za-z0-9 ._~!&'()*+,=:@/%#?\[\]|<>^`-]{0,4096}$")
 _QUERY_NAME = re.compile(r"^[A-Za-z0-9._~-]{1,256}$")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 _NAME_CHARS = re.compile(r"[^a-z0-9-]")
+#: where the server answering 500 for invalid backends listens (loopback, never routed)
+SINK_ADDRESS = "127.0.0.2"
 _PROXY_HEADERS = (
     ("Host", "$host"),
     ("Upgrade", "$http_upgrade"),
@@ -248,6 +257,10 @@ class _Gateways:
         self.servers: dict[tuple[int, str], _Server] = {}
         #: certificate files by path relative to the prefix
         self.files: dict[str, bytes] = {}
+        #: invalid backends' share goes to a server answering 500 on SINK_ADDRESS at
+        #: a port nginx listens on anyway (a programmed listener's)
+        self.sink_port = 0
+        self.sink_used = False
 
     def listener(self, gw: Obj, listener: Obj, conflict: Condition | None) -> _Listener:
         """Validate one listener (upstream's listener conditions and reasons)."""
@@ -327,15 +340,17 @@ class _Gateways:
         """The rule's weighted upstream, or a status when nothing can serve it."""
         weighted: list[str] = []
         problem: Condition | None = None
-        total = 0
+        total = invalid = 0
         for ref in rule.get("backendRefs") or []:
             kind, group = ref.get("kind") or "Service", ref.get("group") or ""
+            weight = max(0, int(ref.get("weight", 1)))
             ref_ns = str(ref.get("namespace") or ns)
             svc_name = str(ref.get("name") or "")
             if kind != "Service" or group != "":
                 problem = problem or _unresolved(
                     "InvalidKind", f"backendRef kind {group}/{kind} is not supported"
                 )
+                invalid += weight
                 continue
             if ref_ns != ns and not granted(
                 self.grants, "HTTPRoute", ns, "Service", ref_ns, svc_name
@@ -345,14 +360,15 @@ class _Gateways:
                     f"backendRef to service {ref_ns}/{svc_name} is not permitted by a "
                     "ReferenceGrant",
                 )
+                invalid += weight
                 continue
             svc = self.services.get((ref_ns, svc_name))
             port = service_port(svc, {"number": ref.get("port")}) if svc else None
             if svc is None or port is None:
                 what = f"service {ref_ns}/{svc_name}" + ("" if svc is None else " port")
                 problem = problem or _unresolved("BackendNotFound", f"{what} not found")
+                invalid += weight
                 continue
-            weight = int(ref.get("weight", 1))
             servers = ready_servers(self.slices.get((ref_ns, svc_name), ()), port)
             if weight <= 0 or not servers:
                 continue
@@ -361,6 +377,10 @@ class _Gateways:
             each = max(1, round(weight * 1000 / len(servers)))
             weighted += [f"{s} weight={each}" for s in servers]
         condition = problem or ("ResolvedRefs", "True", "ResolvedRefs", "all references resolved")
+        if weighted and invalid and self.sink_port:
+            # the invalid backends' share of the requests answers 500 (the spec's rule)
+            weighted.append(f"{SINK_ADDRESS}:{self.sink_port} weight={invalid * 1000}")
+            self.sink_used = True
         if not weighted:
             # no backend can take the request: 500 (the spec's answer for invalid refs),
             # 503 when valid backends have no ready endpoint
@@ -479,6 +499,9 @@ def render_gateways(
             lkey = (*_key(gw), str(listener.get("name")))
             attached[lkey] = 0
             validated[lkey] = g.listener(gw, listener, conflicts.get(lkey[2]))
+            if validated[lkey].ok:
+                port = int(listener.get("port") or 0)
+                g.sink_port = min(g.sink_port or port, port)
     route_status: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for route in sorted(routes, key=_age):
         ns, name = _key(route)
@@ -604,8 +627,14 @@ def render_gateways(
             "conditions": [_condition(gw_accepted, gen), _condition(gw_programmed, gen)],
             "listeners": listeners,
         }
+    text = _text(cfg, g.servers, ports)
+    if g.sink_used:
+        # with a wildcard listen on that port nginx tells the servers apart by local
+        # address and binds nothing new; with a specific one it binds 127.0.0.2 too
+        text += f"  server {{\n    listen {SINK_ADDRESS}:{g.sink_port};\n"
+        text += '    return 500 "invalid backend\\n";\n  }\n'
     return GatewayRendered(
-        extra=Extra(upstreams=g.upstreams, text=_text(cfg, g.servers, ports), files=g.files),
+        extra=Extra(upstreams=g.upstreams, text=text, files=g.files),
         gateways=gw_status,
         routes=route_status,
     )
