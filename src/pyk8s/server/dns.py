@@ -14,7 +14,9 @@ one), bound to the node's address. Each publishes itself in an EndpointSlice of 
 ``kube-dns`` Service that it alone owns, ``kube-system/kube-dns-<node>`` (labelled
 ``endpointslice.kubernetes.io/managed-by: dns.pyk8s.io``, so the EndpointSlice
 controller leaves it alone), ready once serving and marked not ready / terminating on
-SIGTERM, so the kube-dns ClusterIP reaches every node's DNS that is up.
+SIGTERM, so the kube-dns ClusterIP reaches every node's DNS that is up. A server that
+dies without SIGTERM is taken out by the others when its Lease stops being renewed
+(:mod:`pyk8s.dns.peers`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from pyk8s.api.registry import REGISTRY
 from pyk8s.client import Client, component_user_agent, is_already_exists, is_not_found, load_config
 from pyk8s.client.errors import ClientError
 from pyk8s.dns.forward import RESOLV_CONF, Forwarder, Upstream, nameservers, parse_upstream
+from pyk8s.dns.peers import PeerLiveness
 from pyk8s.dns.records import DEFAULT_DOMAIN, TTL, Zone
 from pyk8s.dns.server import ClusterInformers, DNSServer
 from pyk8s.server.component import HealthServer, stop_on_signals
@@ -211,6 +214,7 @@ async def run(opts: Options) -> None:
         )  # fmt: skip
         stop = stop_on_signals()
         await health.start()
+        peers: PeerLiveness | None = None
         try:
             if not await informers.start(within=SYNC_WAIT):
                 log.warning("serving DNS before the informers synced")
@@ -218,17 +222,28 @@ async def run(opts: Options) -> None:
             if opts.cluster_ip:
                 await publish_service(client, opts.cluster_ip, opts.port)
             if opts.advertise_address:
-                await publish_endpoint(client, node, opts.advertise_address, opts.port, True)
+                address = opts.advertise_address
+
+                async def republish() -> None:
+                    await publish_endpoint(client, node, address, opts.port, True)
+
+                await republish()
+                peers = PeerLiveness(client, node, informers.slices.store, MANAGED_BY, republish)
+                peers.start()
             log.info(
                 "dns started",
                 extra={"domain": opts.cluster_domain, "upstreams": [str(u) for u in upstreams]},
             )
             await stop.wait()
+            if peers is not None:
+                await peers.stop(release=False)  # no republishing from here on
             if opts.advertise_address:
                 try:
                     await publish_endpoint(client, node, opts.advertise_address, opts.port, False)
                 except (ClientError, OSError) as err:
                     log.warning("cannot mark the kube-dns endpoint not ready: %s", err)
+            if peers is not None:
+                await peers.stop(release=True)  # gone cleanly: the peers leave the slice be
         finally:
             await server.stop()
             await informers.stop()

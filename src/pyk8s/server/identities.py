@@ -221,9 +221,13 @@ COMPONENT_POLICY: tuple[dict[str, Any], ...] = (
             {"apiGroups": [""], "resources": ["services"], "verbs": ["create"]},
             {"apiGroups": [""], "resources": ["services"], "verbs": ["get"],
              "resourceNames": ["kube-dns"]},
-            # one slice per node, kube-dns-<node>: not expressible as resourceNames
+            # one slice per node, kube-dns-<node>: not expressible as resourceNames;
+            # a removed node's slice is deleted by the other DNS servers
             {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"],
-             "verbs": ["create", "get", "update"]},
+             "verbs": ["create", "get", "update", "delete"]},
+            # each DNS server's liveness Lease, kube-dns-<node> (pyk8s.dns.peers)
+            {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+             "verbs": ["create", "get", "list", "update", "delete"]},
         ],
     },
     {
