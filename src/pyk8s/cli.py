@@ -1643,7 +1643,10 @@ def _node_dns_args(args: argparse.Namespace) -> list[str]:
     address, publishing itself in that node's kube-dns EndpointSlice."""
     from pyk8s.kubelet.node import default_host_ip
 
-    address = args.node_ip or getattr(args, "advertise_address", "") or default_host_ip()
+    # a dual-stack node's --node-ip v4,v6: DNS serves on the primary address
+    address = (
+        args.node_ip.split(",")[0] or getattr(args, "advertise_address", "") or default_host_ip()
+    )
     node = ["--node-name", args.node_name] if args.node_name else []
     # bound to that address, not 0.0.0.0: a UDP reply must leave from the address the
     # query was sent to, or conntrack cannot undo the service DNAT
@@ -1662,8 +1665,8 @@ def _proxy_args(args: argparse.Namespace) -> list[str]:
     out: list[str] = []
     if args.node_name:
         out += ["--hostname-override", args.node_name]
-    if args.node_ip:
-        out += ["--node-ip", args.node_ip]
+    for ip in args.node_ip.split(",") if args.node_ip else ():  # both of a dual-stack node
+        out += ["--node-ip", ip]
     if getattr(args, "cluster_cidr", None):  # server only: an agent passes --kube-proxy-arg
         out += ["--cluster-cidr", args.cluster_cidr]
     return out + _passed_through(args.proxy_args)

@@ -168,9 +168,14 @@ class _Kubelet:
         qs = urlencode(list(query))
         return path + (f"?{qs}" if qs else "")
 
+    @property
+    def netloc(self) -> str:
+        """``host:port``, ``[host]:port`` for an IPv6 address."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
     def url(self, path: str, query: Iterable[tuple[str, str]] = ()) -> str:
         scheme = "https" if self.ssl is not None else "http"
-        return f"{scheme}://{self.host}:{self.port}{self.target(path, query)}"
+        return f"{scheme}://{self.netloc}{self.target(path, query)}"
 
     def unreachable(self, path: str, err: Exception) -> errors.StatusError:
         return errors.internal(f'error dialing kubelet at "{self.url(path)}": {err}')
@@ -188,7 +193,9 @@ async def _locate_node(h: ResourceHandlers, node_name: str) -> _Kubelet:
     assert nodes is not None
     node = await h.rest(nodes).get("", node_name)
     status = node.get("status") or {}
-    addresses = {a.get("type"): a.get("address") for a in status.get("addresses") or ()}
+    addresses: dict[str, str] = {}
+    for a in status.get("addresses") or ():  # the first of each type (a dual-stack node's
+        addresses.setdefault(a.get("type"), a.get("address"))  # primary family first)
     host = next(
         (addresses[t] for t in ("InternalIP", "Hostname", "ExternalIP") if addresses.get(t)),
         None,
@@ -336,7 +343,7 @@ async def _spdy_upgrade(
     except (OSError, TimeoutError) as err:
         raise kubelet.unreachable(path, err) from err
     writer.write(
-        f"POST {kubelet.target(path, query)} HTTP/1.1\r\nHost: {kubelet.host}:{kubelet.port}\r\n"
+        f"POST {kubelet.target(path, query)} HTTP/1.1\r\nHost: {kubelet.netloc}\r\n"
         f"Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n"
         f"X-Stream-Protocol-Version: {protocol}\r\nContent-Length: 0\r\n\r\n".encode()
     )
