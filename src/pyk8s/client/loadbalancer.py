@@ -125,6 +125,8 @@ class LoadBalancer:
                     continue
                 await self._pipe(server, reader, writer, up_reader, up_writer)
                 return
+        except asyncio.CancelledError:
+            pass  # stop(): asyncio's server callback would log a cancelled handler
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
             writer.close()
@@ -152,18 +154,15 @@ class LoadBalancer:
                     if dst.can_write_eof():
                         dst.write_eof()
 
+        up = asyncio.create_task(copy(reader, up_writer))
+        down = asyncio.create_task(copy(up_reader, writer))
         try:
-            _done, pending = await asyncio.wait(
-                [
-                    asyncio.create_task(copy(reader, up_writer)),
-                    asyncio.create_task(copy(up_reader, writer)),
-                ],
-                return_when=asyncio.FIRST_COMPLETED,
-            )
-            # one side finished: give the other a moment to flush its half, then close
-            await asyncio.wait(pending, timeout=5)
-            for task in pending:
-                task.cancel()
+            await asyncio.wait([up, down], return_when=asyncio.FIRST_COMPLETED)
+            if down.done():  # the server is done: nothing more will come back
+                up.cancel()
+            else:  # the client half-closed: let the server's answer through
+                await asyncio.wait([down], timeout=5)
+                down.cancel()
         finally:
             conns.discard(writer)
             conns.discard(up_writer)
@@ -187,7 +186,7 @@ class LoadBalancer:
         while not stop.is_set():
             try:
                 page = await client.list(
-                    ("v1", "endpoints"), "default", field_selector="metadata.name=kubernetes"
+                    ("v1", "Endpoints"), "default", field_selector="metadata.name=kubernetes"
                 )
                 servers = [
                     f"{a['ip']}:{p['port']}"
@@ -200,6 +199,6 @@ class LoadBalancer:
                 if servers:
                     self.set_servers(servers)
             except (ClientError, OSError, TimeoutError) as err:
-                log.debug("kubernetes endpoints not read: %s", err)
+                log.warning("kubernetes endpoints not read: %s", err)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), REFRESH)

@@ -1,0 +1,294 @@
+"""Three ``pyk8s server``s on embedded etcd survive the loss of one (issue 19).
+
+One test, because every step needs the cluster the previous one built: server 1 starts
+with ``--cluster-init``, servers 2 and 3 join it with the server token (each on its own
+loopback address, with the same API port so the ``kubernetes`` Endpoints are one
+subset). Two simulated nodes and a writer reach the servers through the agent's
+client-side load balancer (:class:`pyk8s.client.loadbalancer.LoadBalancer`), which
+learns the servers from the ``kubernetes`` Endpoints. Then server 1 -- which holds the
+controller manager's and the scheduler's leases, having started first -- is killed
+like a host (SIGKILL to it, its etcd and its components at once), and the test waits
+for: writes through the load balancer succeeding again, no acknowledged write lost,
+both leases held by another server, the nodes renewing their Leases and staying
+Ready, and the Endpoints listing just the two survivors. Finally server 1 starts again
+on its data dir (its etcd member re-joins) and serves a write made while it was gone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.e2e_sim.conftest import wait_until
+from tests.etcd_cluster import etcd_available
+from tests.integration.conftest import Kubectl, Server, free_port
+
+ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+
+def _port_free_on_all(port: int) -> bool:
+    for address in ADDRESSES:
+        with socket.socket() as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+def _shared_port() -> int:
+    """A port free on every server address (the servers share the API port, as
+    upstream's lease endpoint reconciler expects)."""
+    while True:
+        port = free_port()
+        if _port_free_on_all(port):
+            return port
+
+
+@dataclass
+class HAServer(Server):
+    address: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}:{self.port}"
+
+
+def _server(base: Path, i: int, port: int, *join: str) -> HAServer:
+    address = ADDRESSES[i]
+    args = (
+        "--bind-address", address, "--advertise-address", address,
+        "--etcd-client-port", str(free_port()), "--etcd-peer-port", str(free_port()),
+        "--disable-agent", "--disable-cloud-controller", "--disable", "metrics-server",
+        "--disable", "coredns", "--etcd-disable-snapshots", *join,
+    )  # fmt: skip
+    return HAServer(base / f"s{i + 1}", port, extra_args=args, command="server", address=address)
+
+
+def _descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    out += [int(child), *_descendants(int(child))]
+    return out
+
+
+def _kill_host(srv: Server) -> None:
+    """SIGKILL the server and everything it started, at once (a host that vanished:
+    no clean lease release, no member leaving)."""
+    assert srv.proc is not None
+    pids = [srv.proc.pid, *_descendants(srv.proc.pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    srv.proc.wait()
+    srv.proc = None
+
+
+@dataclass
+class Writer:
+    """Creates ConfigMaps through the load balancer, one after another, and records
+    which were acknowledged and when each attempt ended."""
+
+    acked: list[str] = field(default_factory=list)
+    #: (monotonic end time, ok)
+    attempts: list[tuple[float, bool]] = field(default_factory=list)
+    stop: bool = False
+
+
+class Balanced:
+    """The load balancer, a writer and nothing else, on an event loop in a thread."""
+
+    def __init__(self, seed: str, kubeconfig: Path, out: Path) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.writer = Writer()
+        self._seed = seed
+        self._kubeconfig = kubeconfig
+        self.kubeconfig = out
+        self._ready = threading.Event()
+        self._done = asyncio.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._error: BaseException | None = None
+
+    def __enter__(self) -> Balanced:
+        self._thread.start()
+        self._ready.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.writer.stop = True
+        self.loop.call_soon_threadsafe(self._done.set)
+        self._thread.join(30)
+
+    def start_writing(self) -> None:
+        asyncio.run_coroutine_threadsafe(self._write(), self.loop)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.loop.run_until_complete(self._main())
+
+    async def _main(self) -> None:
+        from pyk8s.client import Client, load_config
+        from pyk8s.client.loadbalancer import LoadBalancer
+
+        try:
+            self.lb = LoadBalancer([self._seed])
+            await self.lb.start()
+            text = self._kubeconfig.read_text().replace(
+                f"https://{self._seed}", f"https://127.0.0.1:{self.lb.port}"
+            )
+            self.kubeconfig.write_text(text)
+            self.client = Client(load_config(str(self.kubeconfig)), timeout=5)
+            await self.client.__aenter__()
+        except BaseException as err:
+            self._error = err
+            self._ready.set()
+            return
+        follow = asyncio.create_task(self.lb.follow_endpoints(self.client, self._done))
+        self._ready.set()
+        await self._done.wait()
+        await follow
+        await self.client.__aexit__(None, None, None)
+        await self.lb.stop()
+
+    async def _write(self) -> None:
+        from pyk8s.client import ClientError
+
+        i = 0
+        while not self.writer.stop and i < 5000:
+            name = f"w-{i}"
+            body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}}
+            try:
+                await self.client.create(("v1", "ConfigMap"), body, "default")
+                self.writer.acked.append(name)
+                self.writer.attempts.append((time.monotonic(), True))
+                i += 1
+            except ClientError as err:
+                self.writer.attempts.append((time.monotonic(), False))
+                if getattr(err, "status", 0) == 409:  # an earlier attempt committed
+                    i += 1
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.02)
+
+
+@pytest.fixture
+def servers(tmp_path: Path) -> Iterator[list[HAServer]]:
+    if not etcd_available():
+        pytest.fail("etcd-server (/usr/bin/etcd) is not installed: bash scripts/setup.sh")
+    port = _shared_port()
+    started: list[HAServer] = []
+    try:
+        first = _server(tmp_path, 0, port, "--cluster-init")
+        started.append(first.start(timeout=120))
+        token = first.data_dir / "server" / "server-token"
+        for i in (1, 2):  # one at a time: etcd adds a member only while quorum is safe
+            join = ("--server", first.url, "--token-file", str(token))
+            started.append(_server(tmp_path, i, port, *join).start(timeout=120))
+        yield started
+    finally:
+        for srv in started:  # all at once: each stop waits for its components
+            if srv.proc is not None:
+                srv.proc.send_signal(signal.SIGTERM)
+        for srv in started:
+            srv.stop()
+
+
+def _holder(k: Kubectl, name: str) -> str:
+    lease = k.json("get", "lease", name, "-n", "kube-system")
+    return str(lease["spec"].get("holderIdentity") or "")
+
+
+def _endpoints(k: Kubectl) -> list[str]:
+    ep = k.json("get", "endpoints", "kubernetes")
+    return sorted(a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or [])
+
+
+def _nodes_ready_and_renewed(k: Kubectl, after: float) -> bool:
+    """Both simulated nodes Ready, their Leases renewed after ``after`` (epoch s)."""
+    from datetime import datetime
+
+    nodes = k.json("get", "nodes")["items"]
+    ready = [
+        n
+        for n in nodes
+        if any(c["type"] == "Ready" and c["status"] == "True" for c in n["status"]["conditions"])
+    ]
+    if len(ready) != 2:
+        return False
+    for n in nodes:
+        lease = k.json("get", "lease", n["metadata"]["name"], "-n", "kube-node-lease")
+        renewed = datetime.fromisoformat(lease["spec"]["renewTime"].replace("Z", "+00:00"))
+        if renewed.timestamp() <= after:
+            return False
+    return True
+
+
+def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_path: Path) -> None:
+    s1, s2, s3 = servers
+    k2 = Kubectl(s2.kubeconfig)
+    assert wait_until(lambda: _endpoints(k2) == sorted(ADDRESSES), within=60)
+    # server 1 started first: its controller manager and scheduler lead
+    cm = wait_until(lambda: _holder(k2, "kube-controller-manager"), within=60)
+    sched = wait_until(lambda: _holder(k2, "kube-scheduler"), within=60)
+    with Balanced(f"{s1.address}:{s1.port}", s1.kubeconfig, tmp_path / "lb.yaml") as lb:
+        assert wait_until(lambda: len(lb.lb.servers) == 3, within=30)
+        log = open(tmp_path / "sim.log", "wb")  # noqa: SIM115
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "pyk8s", "sim-nodes", "--kubeconfig", str(lb.kubeconfig),
+             "--count", "2", "--name-prefix", "ha-", "--port", str(free_port())],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        log.close()
+        try:
+            wait_until(lambda: _nodes_ready_and_renewed(k2, 0), within=60)
+            lb.start_writing()
+            assert wait_until(lambda: len(lb.writer.acked) >= 20, within=30)
+            killed_at, killed_epoch = time.monotonic(), time.time()
+            _kill_host(s1)
+
+            def resumed() -> float | None:
+                after = [t for t, ok in lb.writer.attempts if ok and t > killed_at]
+                return after[0] - killed_at if after else None
+
+            first_write = wait_until(resumed, within=60)
+            print(f"first acknowledged write {first_write:.2f}s after the kill")
+            assert wait_until(
+                lambda: _holder(k2, "kube-controller-manager") not in ("", cm), within=60
+            )
+            assert wait_until(lambda: _holder(k2, "kube-scheduler") not in ("", sched), within=60)
+            assert wait_until(lambda: _nodes_ready_and_renewed(k2, killed_epoch), within=60)
+            assert wait_until(lambda: _endpoints(k2) == [s2.address, s3.address], within=60)
+            assert wait_until(
+                lambda: lb.lb.servers[:2] == [f"{s2.address}:{s2.port}", f"{s3.address}:{s3.port}"],
+                within=30,
+            )
+            acked = len(lb.writer.acked)
+            assert wait_until(lambda: len(lb.writer.acked) > acked + 5, within=30)
+            lb.writer.stop = True
+            stored = {i["metadata"]["name"] for i in k2.json("get", "configmaps")["items"]}
+            lost = [n for n in lb.writer.acked if n not in stored]
+            assert not lost, f"acknowledged writes lost: {lost[:10]}"
+        finally:
+            sim.terminate()
+            sim.wait(timeout=20)
+    # server 1 comes back on its data dir: its member re-joins and catches up
+    s1.start(timeout=120)
+    last = Kubectl(s1.kubeconfig).json("get", "configmap", lb.writer.acked[-1])
+    assert last["metadata"]["name"] == lb.writer.acked[-1]
+    assert wait_until(lambda: _endpoints(k2) == sorted(ADDRESSES), within=60)
