@@ -23,10 +23,7 @@ from tests.integration.conftest import Server, free_port
 
 @pytest.fixture(scope="session")
 def cm_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    data = tmp_path_factory.mktemp("cm") / "data"
-    # kubelets' serving certificates (test_certificates) are checked against the cluster CA
-    ca = ("--kubelet-certificate-authority", str(data / "server" / "tls" / "ca.crt"))
-    srv = Server(data, free_port(), extra_args=ca).start()
+    srv = Server(tmp_path_factory.mktemp("cm") / "data", free_port()).start()
     try:
         yield srv
     finally:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import datetime
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,7 @@ from pyk8s.controllers.runtime import Manager
 from pyk8s.server.controller_manager import setup_controllers
 from pyk8s.server.identities import JOIN_GROUP
 from tests.controllers.conftest import eventually
-from tests.integration.conftest import Server
+from tests.integration.conftest import Server, free_port
 
 KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 
@@ -33,8 +34,14 @@ KUBELET_SIGNER = "kubernetes.io/kube-apiserver-client-kubelet"
 @pytest.fixture
 async def signing(cm_server: Server) -> AsyncIterator[Manager]:
     """csrsigning + csrapproving + tokencleaner in this loop, signing with the CA."""
-    tls = cm_server.data_dir / "server" / "tls"
-    client = Client(load_kubeconfig(cm_server.kubeconfig))
+    async with signing_controllers(cm_server) as manager:
+        yield manager
+
+
+@contextlib.asynccontextmanager
+async def signing_controllers(server: Server) -> AsyncIterator[Manager]:
+    tls = server.data_dir / "server" / "tls"
+    client = Client(load_kubeconfig(server.kubeconfig))
     await client.__aenter__()
     manager = Manager(client)
     manager.settings["csrsigning"] = Settings(str(tls / "ca.crt"), str(tls / "ca.key"))
@@ -257,13 +264,32 @@ def test_cleaner_deadlines() -> None:
     assert deadline(denied) == t0 + datetime.timedelta(hours=3)
 
 
+@pytest.fixture
+def verifying_server(tmp_path: Path) -> Iterator[Server]:
+    """An API server checking kubelets' serving certificates against its cluster CA."""
+    data = tmp_path / "data"
+    ca = ("--kubelet-certificate-authority", str(data / "server" / "tls" / "ca.crt"))
+    server = Server(data, free_port(), extra_args=ca).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 async def test_kubelet_serving_certificate_is_approved_for_the_nodes_addresses(
-    signing: Manager, cm_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    verifying_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """``--rotate-server-certificates``: the node asks for a serving certificate for its
     Node's addresses, csrapproving approves it after checking them, and the API server
     (``--kubelet-certificate-authority``) reaches the kubelet only once it serves it; a
     request naming an address the Node does not have stays pending."""
+    async with signing_controllers(verifying_server) as signing:
+        await _serving_certificate(signing, verifying_server, tmp_path, caplog)
+
+
+async def _serving_certificate(
+    signing: Manager, cm_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     from aiohttp import web
 
     from pyk8s.kubelet.server import kubelet_ssl_context
@@ -280,6 +306,7 @@ async def test_kubelet_serving_certificate_is_approved_for_the_nodes_addresses(
     certs.write_cert_kubeconfig(kubeconfig, cm_server.url, ca, pem_file, "default-auth")
     # the kubelet's HTTPS server, self-signed until its serving certificate arrives
     tls = kubelet_ssl_context(tmp_path / "pki", None)
+
     async def healthz(_request: web.Request) -> web.Response:
         return web.Response(text="ok")
 

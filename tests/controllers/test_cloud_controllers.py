@@ -17,6 +17,7 @@ import sys
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -28,6 +29,7 @@ from pyk8s.cloudprovider import get_provider, setup
 from pyk8s.cloudprovider.fake import FakeCloud
 from pyk8s.cloudprovider.provider import Interface
 from pyk8s.controllers.runtime import Manager
+from tests.addon_identity import addon_kubeconfig, can_i
 from tests.controllers.conftest import eventually
 from tests.integration.conftest import Server, free_port
 
@@ -43,12 +45,21 @@ SLICES = _res("discovery.k8s.io", "endpointslices")
 FINALIZER = "service.kubernetes.io/load-balancer-cleanup"
 
 
+@pytest.fixture(scope="module")
+def ccm_kubeconfig(cm_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The cloud controller manager's own identity, as ``pyk8s server`` gives it."""
+    path = tmp_path_factory.mktemp("ccm") / "ccm.kubeconfig"
+    return addon_kubeconfig(cm_server, "cloud-controller-manager", path)
+
+
 @pytest.fixture
-async def run_ccm(cm_server: Server) -> AsyncIterator[Callable[[Interface], Awaitable[None]]]:
+async def run_ccm(
+    cm_server: Server, ccm_kubeconfig: Path
+) -> AsyncIterator[Callable[[Interface], Awaitable[None]]]:
     running: list[tuple[asyncio.Event, asyncio.Task[None], Client]] = []
 
     async def start(provider: Interface) -> None:
-        c = Client(load_kubeconfig(cm_server.kubeconfig))
+        c = Client(load_kubeconfig(ccm_kubeconfig))
         await c.__aenter__()
         manager = Manager(c, component="cloud-controller-manager")
         setup(manager, provider, ["*"])
@@ -338,13 +349,15 @@ async def test_fake_provider_nodes_routes_and_failures(
 
 async def test_process_leads_serves_health_and_stops_on_sigterm(
     cm_server: Server,
+    ccm_kubeconfig: Path,
     client: Client,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``pyk8s cloud-controller-manager`` as a process: it takes the Lease
     ``kube-system/cloud-controller-manager``, serves /healthz and /metrics, logs JSON,
-    and exits 0 on SIGTERM; an unknown provider is refused before anything starts."""
+    and exits 0 on SIGTERM; an unknown provider is refused before anything starts. It runs
+    as its own identity, which may not read secrets or create pods."""
     monkeypatch.setattr("pyk8s.server.logs.setup", lambda *_a, **_k: None)  # keep pytest's
     assert main(["cloud-controller-manager", "--cloud-provider", "aws"]) == 1
     assert "unknown cloud provider 'aws'; known: fake, local" in capsys.readouterr().err
@@ -352,7 +365,7 @@ async def test_process_leads_serves_health_and_stops_on_sigterm(
     proc = await asyncio.to_thread(
         subprocess.Popen,
         [sys.executable, "-m", "pyk8s", "cloud-controller-manager",
-         "--kubeconfig", str(cm_server.kubeconfig), "--port", str(port)],
+         "--kubeconfig", str(ccm_kubeconfig), "--port", str(port)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )  # fmt: skip
     try:
@@ -380,3 +393,8 @@ async def test_process_leads_serves_health_and_stops_on_sigterm(
     assert proc.returncode == 0, out[-2000:]
     first = out.decode().splitlines()[0]
     assert json.loads(first)["logger"].startswith("pyk8s"), first
+    assert not await asyncio.to_thread(can_i, ccm_kubeconfig, "get", "secrets", "-n", "default")
+    assert not await asyncio.to_thread(can_i, ccm_kubeconfig, "create", "pods")
+    assert await asyncio.to_thread(
+        can_i, ccm_kubeconfig, "patch", "services", "--subresource=status"
+    )

@@ -35,6 +35,16 @@ def _cred(cluster: Cluster, component: str) -> Kubectl:
         ("proxy", "system:kube-proxy", "system:authenticated"),
         ("dns", "system:serviceaccount:kube-system:coredns", "system:serviceaccounts"),
         ("controller-manager", "system:kube-controller-manager", "system:authenticated"),
+        (
+            "cloud-controller-manager",
+            "system:serviceaccount:kube-system:cloud-controller-manager",
+            "system:serviceaccounts",
+        ),
+        (
+            "metrics-server",
+            "system:serviceaccount:kube-system:metrics-server",
+            "system:serviceaccounts",
+        ),
     ],
 )
 def test_each_component_is_its_own_user(
@@ -76,6 +86,21 @@ def test_each_component_is_its_own_user(
              ("create", "serviceaccounts --subresource=token")],
             [("create", "pods"), ("delete", "nodes"), ("update", "deployments.apps")],
         ),
+        (
+            # k3s's cloud-controller-manager role
+            "cloud-controller-manager",
+            [("delete", "nodes"), ("patch", "services --subresource=status"),
+             ("update", "leases.coordination.k8s.io")],
+            [("get", "secrets"), ("create", "pods"), ("delete", "services")],
+        ),
+        (
+            # metrics-server's manifest: what it serves, delegated authorization
+            "metrics-server",
+            [("get", "nodes --subresource=metrics"), ("watch", "pods"),
+             ("create", "subjectaccessreviews.authorization.k8s.io")],
+            [("get", "secrets"), ("create", "apiservices.apiregistration.k8s.io"),
+             ("update", "services")],
+        ),
     ],
 )  # fmt: skip
 def test_each_component_may_do_what_it_needs_and_no_more(
@@ -91,6 +116,18 @@ def test_each_component_may_do_what_it_needs_and_no_more(
     for verb, resource in denied:
         out = kubectl.run("auth", "can-i", verb, *resource.split(), "-A", check=False)
         assert out.stdout.strip() == "no", (component, verb, resource)
+
+
+def test_no_child_of_the_server_runs_as_the_admin(cluster: Cluster) -> None:
+    """Every component ``pyk8s server`` starts has a kubeconfig of its own."""
+    assert cluster.server.proc is not None
+    ps = subprocess.run(["ps", "-eww", "-o", "ppid=,args="], capture_output=True, text=True,
+                        check=True)  # fmt: skip
+    children = [line.split(None, 1)[1] for line in ps.stdout.splitlines()
+                if line.split(None, 1)[0] == str(cluster.server.proc.pid)]  # fmt: skip
+    assert len(children) >= 4, children  # controller managers, scheduler, metrics-server
+    cred = str(cluster.server.data_dir / "server" / "cred")
+    assert all(f"--kubeconfig {cred}/" in line for line in children), children
 
 
 def test_the_scheduler_runs_with_its_own_credentials(cluster: Cluster) -> None:

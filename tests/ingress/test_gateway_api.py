@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from pyk8s.ingress.nginx import NGINX
+from tests.addon_identity import addon_kubeconfig
 from tests.ingress.gateway_objects import gateway, http_route, listener, ref, route_rule
 from tests.ingress.objects import endpoint_slice, service
 from tests.integration.conftest import Kubectl, Server, free_port, kubectl, ns, server
@@ -66,10 +67,12 @@ def backends() -> Iterator[dict[str, int]]:
 @pytest.fixture(scope="module")
 def controller(server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     data = tmp_path_factory.mktemp("gw-controller")
+    # its own identity; pyk8s server (here: the helper) installs the Gateway API CRDs
+    identity = addon_kubeconfig(server, "ingress-controller", data / "ingress.kubeconfig")
     log = open(data / "controller.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [sys.executable, "-m", "pyk8s", "ingress-controller", "--kubeconfig",
-         str(server.kubeconfig), "--data-dir", str(data), "--http-port", str(free_port()),
+         str(identity), "--data-dir", str(data), "--http-port", str(free_port()),
          "--https-port", str(free_port()), "--healthz-port", str(free_port()),
          "--bind-address", "127.0.0.1", "--node-ip", "127.0.0.1",
          "--publish-service", "kube-system/gw-test"],

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.addon_identity import addon_kubeconfig, can_i
 from tests.controllers import conftest as controllers_fixtures
 from tests.ingress.objects import backend, ingress, key_pair, path, rule
 from tests.ingress.requests import get, served_cn
@@ -139,11 +140,17 @@ def cluster(cm_server: Server, node: Node) -> Iterator[Ingress]:
     kubectl("apply", "-n", namespace, "-f", "-",
             input=json.dumps({"apiVersion": "v1", "kind": "List", "items": objects}))  # fmt: skip
     ports = free_port(), free_port(), free_port()
+    # its own identity, as pyk8s server runs it; publishing in this namespace needs the
+    # publisher role bound here too (pyk8s server's binding is in kube-system)
+    identity = addon_kubeconfig(cm_server, "ingress-controller", base / "ingress.kubeconfig")
+    kubectl("create", "rolebinding", "publisher", "-n", namespace,
+            "--clusterrole", "pyk8s:ingress-controller-publisher",
+            "--serviceaccount", "kube-system:pyk8s-ingress")  # fmt: skip
     log_path = base / "ingress-controller.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "pyk8s", "ingress-controller",
-             "--kubeconfig", str(cm_server.kubeconfig), "--data-dir", str(base),
+             "--kubeconfig", str(identity), "--data-dir", str(base),
              "--http-port", str(ports[0]), "--https-port", str(ports[1]),
              "--bind-address", "127.0.0.1", "--healthz-port", str(ports[2]),
              "--node-ip", "127.0.0.1", "--publish-service", f"{namespace}/pyk8s-ingress"],
@@ -221,6 +228,20 @@ def test_hosts_paths_tls_and_default_backend_answer_from_the_right_pods(
     with urllib.request.urlopen(f"http://127.0.0.1:{cluster.health_port}/metrics") as resp:
         metrics = resp.read().decode()
     assert "nginx_ingress_controller_config_last_reload_successful 1.0" in metrics
+
+
+def test_the_controller_runs_as_its_own_limited_identity(cluster: Ingress) -> None:
+    """ingress-nginx's rights: it watches Secrets (TLS) but may not read one by name,
+    writes Ingress status but not Ingresses, and cannot touch pods or nodes."""
+    identity = cluster.log.parent / "ingress.kubeconfig"
+    whoami = Kubectl(identity).json("auth", "whoami")["status"]["userInfo"]["username"]
+    assert whoami == "system:serviceaccount:kube-system:pyk8s-ingress"
+    assert can_i(identity, "watch", "secrets", "-A")
+    assert can_i(identity, "update", "ingresses", "--subresource=status", "-n", cluster.namespace)
+    assert not can_i(identity, "get", "secrets", "-n", "kube-system")
+    assert not can_i(identity, "update", "ingresses", "-n", cluster.namespace)
+    assert not can_i(identity, "create", "pods", "-n", cluster.namespace)
+    assert not can_i(identity, "delete", "nodes")
 
 
 def test_scaling_a_backend_changes_upstreams_without_a_failed_request(cluster: Ingress) -> None:

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 from pyk8s.client import Client
+from tests.addon_identity import addon_kubeconfig, can_i
 from tests.controllers.conftest import eventually
 from tests.e2e_sim.conftest import wait_until
 from tests.integration.conftest import Kubectl, Server, free_port
@@ -38,17 +39,22 @@ def components(cm_server: Server, tmp_path_factory: pytest.TempPathFactory) -> I
     """The controller manager, metrics-server and the metrics adapter, once per module."""
     kubeconfig = str(cm_server.kubeconfig)
     tmp_path = tmp_path_factory.mktemp("autoscaling")
+    # the two metrics servers run as their own identities, as pyk8s server runs them
+    ms, adapter = (
+        str(addon_kubeconfig(cm_server, name, tmp_path / f"{name}.kubeconfig"))
+        for name in ("metrics-server", "metrics-adapter")
+    )
     commands = [
         ["controller-manager", "--kubeconfig", kubeconfig, "--leader-elect", "false",
          "--port", str(free_port()),
          "--controllers", "deployment,replicaset,horizontalpodautoscaler",
          "--horizontal-pod-autoscaler-sync-period", "2s"],
-        ["metrics-server", "--kubeconfig", kubeconfig, "--secure-port", "0",
+        ["metrics-server", "--kubeconfig", ms, "--secure-port", "0",
          "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
          "--health-port", str(free_port()), "--metric-resolution", "3s",
          "--kubelet-insecure-tls", "--kubelet-preferred-address-types", "InternalIP",
          "--cert-dir", str(tmp_path / "ms-certs")],
-        ["metrics-adapter", "--kubeconfig", kubeconfig, "--secure-port", "0",
+        ["metrics-adapter", "--kubeconfig", adapter, "--secure-port", "0",
          "--bind-address", "127.0.0.1", "--advertise-address", "127.0.0.1",
          "--health-port", str(free_port()), "--scrape-interval", "2s",
          "--cert-dir", str(tmp_path / "adapter-certs")],
@@ -264,3 +270,17 @@ async def test_hpa_scales_on_a_custom_metric_the_adapter_reads_from_a_pods_metri
 
 def milli(quantity: str) -> float:
     return float(quantity[:-1]) if quantity.endswith("m") else float(quantity) * 1000
+
+
+def test_the_metrics_servers_identities_are_limited(
+    components: Kubectl, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """Served above by their own accounts; those read what they serve and nothing more."""
+    base = next(p for p in tmp_path_factory.getbasetemp().glob("autoscaling*"))
+    ms, adapter = base / "metrics-server.kubeconfig", base / "metrics-adapter.kubeconfig"
+    assert can_i(ms, "get", "nodes/metrics") and can_i(ms, "list", "pods", "-A")
+    assert can_i(adapter, "list", "pods", "-A")
+    for kubeconfig in (ms, adapter):
+        assert not can_i(kubeconfig, "get", "secrets", "-n", "kube-system")
+        assert not can_i(kubeconfig, "create", "apiservices.apiregistration.k8s.io")
+        assert not can_i(kubeconfig, "delete", "pods", "-n", "default")

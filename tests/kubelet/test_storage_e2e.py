@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+from tests.addon_identity import addon_kubeconfig, can_i
 from tests.e2e_sim.conftest import wait_until
 from tests.integration.conftest import Kubectl, Server, free_port
 from tests.kubelet.node_fixtures import Node
@@ -181,8 +182,9 @@ class CSICluster:
 @pytest.fixture(scope="module")
 def csi(cluster: Kubectl, cm_server: Server, node: Node) -> Iterator[CSICluster]:
     """``pyk8s csi-hostpath`` for this node, with its provisioner, attacher and resizer."""
-    kubeconfig = str(cm_server.kubeconfig)
     base = Path(tempfile.mkdtemp(prefix="csi-e2e-", dir="/tmp"))
+    # its own identity; the CSIDriver and StorageClass installed for it, as pyk8s server does
+    kubeconfig = str(addon_kubeconfig(cm_server, "csi-hostpath", base / "csi.kubeconfig"))
     data = base / "driver"
     log = base / "csi-hostpath.log"
     with log.open("ab") as out:
@@ -190,7 +192,7 @@ def csi(cluster: Kubectl, cm_server: Server, node: Node) -> Iterator[CSICluster]
             [sys.executable, "-m", "pyk8s.server.csi_hostpath", "--kubeconfig", kubeconfig,
              "--nodeid", node.name, "--data-dir", str(data),
              "--kubelet-dir", str(node.data_dir / "kubelet"), "--maxvolumespernode", "16",
-             "--install-objects", "--health-port", str(free_port())],
+             "--health-port", str(free_port())],
             stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
     try:
@@ -226,6 +228,16 @@ def _ready(k: Kubectl, ns: str, name: str) -> bool:
 
 def _gone(k: Kubectl, *what: str) -> bool:
     return not k("get", *what, "--ignore-not-found", "-o", "name").strip()
+
+
+def test_the_csi_driver_runs_as_its_own_limited_identity(csi: CSICluster) -> None:
+    """The provisioner/attacher/resizer roles: volumes and attachments, not secrets or pods."""
+    identity = csi.log.parent / "csi.kubeconfig"
+    assert can_i(identity, "create", "persistentvolumes")
+    assert can_i(identity, "patch", "volumeattachments.storage.k8s.io", "--subresource=status")
+    assert not can_i(identity, "get", "secrets", "-n", "kube-system")
+    assert not can_i(identity, "create", "pods", "-n", "default")
+    assert not can_i(identity, "create", "storageclasses.storage.k8s.io")
 
 
 def test_csi_volume_lifecycle(csi: CSICluster, node: Node) -> None:

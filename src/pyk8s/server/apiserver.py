@@ -42,10 +42,12 @@ from pyk8s.apiserver.inflight import (
 )
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
+from pyk8s.server.addon_identities import installs
 from pyk8s.server.certrenew import CertRenewer
 from pyk8s.server.component import stop_on_signals
 from pyk8s.server.identities import (
     component_flags,
+    create_missing,
     ensure_component_policy,
     ensure_join_token,
     new_bootstrap_token,
@@ -487,8 +489,8 @@ def _first_service_ip(cidr: str) -> str:
 async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]] = ()) -> None:
     """Serve until SIGTERM/SIGINT; ``components`` (``(name, *extra_args)``, e.g.
     ``("controller-manager",)``) run as supervised child processes, each with its own
-    identity where it has one (:mod:`pyk8s.server.identities`), else the admin
-    kubeconfig."""
+    identity (:mod:`pyk8s.server.identities`, :mod:`pyk8s.server.addon_identities`;
+    the admin kubeconfig for one that has none)."""
     if opts.etcd_snapshot_schedule_cron:
         from pyk8s.controllers.cronjob import Schedule
 
@@ -515,6 +517,8 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     if components:  # pyk8s server, as k3s deploys local-path; not pyk8s apiserver alone
         await ensure_local_storage(running.server.handlers)
     for name, *extra in components:
+        # what an add-on's manifest installs as an administrator, before it starts
+        await create_missing(running.server.handlers, installs(name))
         kubeconfig = identities.get(name, opts.kubeconfig)
         own = component_flags(name, running.pki)
         supervisor.add(name, "--kubeconfig", str(kubeconfig), *own, *extra)

@@ -12,7 +12,9 @@ volume expansion allowed) when they do not exist. ``/healthz`` and ``/metrics``
 (``csi_hostpath_operations_total`` and the loops' metrics) on ``--health-port``;
 SIGTERM stops everything and removes the sockets.
 
-``pyk8s server --csi-hostpath`` runs it on the server's node (see :func:`server_args`).
+``pyk8s server --csi-hostpath`` runs it on the server's node (see :func:`server_args`)
+as its own identity, having created those two objects itself
+(:mod:`pyk8s.server.addon_identities`).
 """
 
 from __future__ import annotations
@@ -85,7 +87,6 @@ def server_args(args: argparse.Namespace) -> list[str] | None:
     out = [
         "--data-dir", str(data / "csi-hostpath"),
         "--kubelet-dir", str(data / "agent" / "kubelet"),
-        "--install-objects",
     ]  # fmt: skip
     if getattr(args, "node_name", ""):
         out += ["--nodeid", args.node_name]

@@ -39,7 +39,9 @@ creating, reading and updating EndpointSlices there (one per node, ``kube-dns-<n
 which resourceNames cannot name). A joined node's DNS runs with that node's
 ``system:kube-proxy`` certificate, also bound to that Role. The kubelet of the server's
 own node bootstraps a ``system:node:<name>`` certificate with the join token, as an
-agent's kubelet does.
+agent's kubelet does. The add-ons (cloud controller manager, metrics-server, metrics
+adapter, ingress controller, CSI hostpath) get theirs from
+:mod:`pyk8s.server.addon_identities`.
 """
 
 from __future__ import annotations
@@ -56,6 +58,7 @@ from typing import Any
 from pyk8s.api import errors
 from pyk8s.apiserver.certs import Pki, issue_client_cert, write_kubeconfig
 from pyk8s.apiserver.handlers import ResourceHandlers
+from pyk8s.server.addon_identities import ADDON_POLICY, ADDON_USERS
 
 __all__ = [
     "COMPONENT_USERS",
@@ -270,12 +273,12 @@ def write_component_kubeconfigs(
     pki: Pki, server_url: str, join_token: str | None = None
 ) -> dict[str, Path]:
     """A fresh client certificate and kubeconfig for each component of
-    :data:`COMPONENT_USERS`, by component name; with the ``join_token``, also the
-    controller manager's and, for this host's kubelet, the bootstrap kubeconfig it gets
-    its node certificate with and the path of the kubeconfig it then writes (both need
-    :func:`component_flags`)."""
+    :data:`COMPONENT_USERS` and the add-ons' ``ADDON_USERS``, by component name; with the
+    ``join_token``, also the controller manager's and, for this host's kubelet, the
+    bootstrap kubeconfig it gets its node certificate with and the path of the
+    kubeconfig it then writes (both need :func:`component_flags`)."""
     cred_dir = pki.dir.parent / "cred"
-    users = dict(COMPONENT_USERS)
+    users = {**COMPONENT_USERS, **ADDON_USERS}
     if join_token is not None:
         users["controller-manager"] = (CONTROLLER_MANAGER_USER, ())
     paths: dict[str, Path] = {}
@@ -300,7 +303,9 @@ def _kubelet_bootstrap(pki: Pki) -> Path:
 async def ensure_component_policy(handlers: ResourceHandlers) -> None:
     """Create the RBAC objects the components' identities need beyond upstream's
     bootstrap policy (an existing one is left as its owner edited it)."""
-    await create_missing(handlers, (*COMPONENT_POLICY, *CONTROLLER_POLICY, *JOIN_POLICY))
+    await create_missing(
+        handlers, (*COMPONENT_POLICY, *CONTROLLER_POLICY, *JOIN_POLICY, *ADDON_POLICY)
+    )
 
 
 async def create_missing(handlers: ResourceHandlers, objs: Iterable[dict[str, Any]]) -> None:
