@@ -134,6 +134,14 @@ class EtcdCluster:
             m.proc.wait(timeout=10)
             m.proc = None
 
+    def kill_member(self, index: int) -> None:
+        """SIGKILL one member (no clean shutdown: what a crash or an OOM kill does)."""
+        m = self.members[index]
+        if m.proc is not None:
+            m.proc.kill()
+            m.proc.wait(timeout=10)
+            m.proc = None
+
     def restart_member(self, index: int) -> None:
         m = self.members[index]
         self._start_member(m, "existing")
