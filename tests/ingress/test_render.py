@@ -311,6 +311,25 @@ def test_a_missing_or_invalid_secret_falls_back_to_the_default_certificate(
     assert "return 308" in servers(r)["s.example.com"]["/"]  # still a TLS host
 
 
+def test_a_certificate_for_other_names_falls_back_to_the_default_certificate() -> None:
+    wildcard = tls_secret("wild", *key_pair("*.example.com"))
+    r = go(
+        ingress(
+            "i",
+            rule("a.example.com", path("/", "web")),
+            rule("a.b.example.com", path("/", "web")),
+            tls=[{"hosts": ["a.example.com", "a.b.example.com"], "secretName": "wild"}],
+        ),
+        secrets=[wildcard],
+    )
+    ((name, _pem),) = r.files.items()
+    assert f"ssl_certificate /run/ing/{name};" in r.config  # *.example.com: a.example.com
+    assert reasons(r) == [("i", "InvalidSecret")]  # not a.b.example.com (one label only)
+    assert "not valid for a.b.example.com; using the default certificate" in r.findings[0].message
+    default = f"ssl_certificate {CFG.default_certificate};"
+    assert r.config.count(default) == 2  # the catch-all's and a.b.example.com's
+
+
 def test_ssl_redirect_annotations() -> None:
     cert, key = key_pair("a.example.com")
     r = go(

@@ -184,6 +184,34 @@ def _certificate(crt_b64: str, key_b64: str) -> tuple[bytes | None, str]:
     return crt.rstrip(b"\n") + b"\n" + key, ""
 
 
+@functools.lru_cache(maxsize=1024)
+def certificate_names(pem: bytes) -> tuple[str, ...]:
+    """The DNS names a certificate is for: its subjectAltName DNS names, else its common
+    name (lower case)."""
+    cert = x509.load_pem_x509_certificate(pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
+        names = san.value.get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = [
+            str(a.value) for a in cert.subject.get_attributes_for_oid(x509.NameOID.COMMON_NAME)
+        ]
+    return tuple(n.lower() for n in names)
+
+
+def covers(names: Iterable[str], host: str) -> bool:
+    """Whether a certificate for ``names`` is valid for ``host`` (a ``*.`` name covers
+    one label, as TLS clients check)."""
+    host = host.lower()
+    for name in names:
+        if name == host:
+            return True
+        first, _, rest = host.partition(".")
+        if name.startswith("*.") and first and rest == name[2:]:
+            return True
+    return False
+
+
 def certificate_file(cfg: RenderConfig, pem: bytes) -> tuple[str, str]:
     """Where a certificate+key PEM is written: (relative to the prefix, absolute); named
     by content, so an unchanged certificate keeps its file."""
@@ -267,6 +295,8 @@ class _Renderer:
         self.findings: list[Finding] = []
         self.upstreams: dict[str, list[str]] = {}
         self.files: dict[str, bytes] = {}
+        #: certificate file → the DNS names it is for
+        self.names: dict[str, tuple[str, ...]] = {}
         self.servers: dict[str, _Server] = {}
 
     def warn(self, ingress: Obj, reason: str, message: str) -> None:
@@ -404,9 +434,19 @@ class _Renderer:
                 if not _HOST.match(host):
                     self.warn(ingress, "InvalidHost", f"TLS host {host!r} is not a valid DNS name")
                     continue
+                host_file = cert_file
+                if cert_file and not covers(self.names[cert_file], host):
+                    # ingress-nginx serves such a host with the default certificate
+                    self.warn(
+                        ingress,
+                        "InvalidSecret",
+                        f'secret "{ns}/{secret_name}": the certificate is not valid for '
+                        f"{host}; using the default certificate",
+                    )
+                    host_file = None
                 server = self.server(host)
                 if server.tls is None or age < server.tls[0]:
-                    server.tls = (age, cert_file)
+                    server.tls = (age, host_file)
 
     def certificate(self, ingress: Obj, ns: str, name: str) -> str | None:
         secret = self.index.secrets.get((ns, name))
@@ -427,6 +467,7 @@ class _Renderer:
             return None
         relative, path = certificate_file(self.cfg, pem)
         self.files[relative] = pem
+        self.names[path] = certificate_names(pem)
         return path
 
     # ------------------------------------------------------------------ text
