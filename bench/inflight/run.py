@@ -16,9 +16,12 @@ own event loop, on the same two cores), and whether every rejected one carried
 `Retry-After`. Next to them, the server's own view of the admitted lists: the bucket of
 `apiserver_request_duration_seconds` that holds their p50 and p99 (from handler start to
 response, APF's queue wait included; the time a request waits in the event loop before
-that is not in it). Meanwhile a second user ("light") lists with 5 clients one request
-at a time: its p99 ("light p99") shows whether the flood starves other users (with APF
-it is another flow of the same level, in other queues of its hand).
+that is not in it), and the server process's CPU time per request it answered (admitted
+or rejected; the light user's included): one event loop answers at most 1000 / that many
+requests a second, which bounds the latency N clients without back-off see. Meanwhile a
+second user ("light") lists with 5 clients one request at a time: its p99 ("light p99")
+shows whether the flood starves other users (with APF it is another flow of the same
+level, in other queues of its hand).
 
 Usage: python3 bench/inflight/run.py [--clients 50,200,500] [--requests 3000]
 This is a measurement, never a test: nothing here asserts a time.
@@ -29,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import ssl
 import subprocess
 import sys
@@ -66,6 +70,8 @@ class Result:
     #: the upper bounds (s) of the server histogram buckets holding p50 and p99
     server_p50: float = float("nan")
     server_p99: float = float("nan")
+    #: the API server process's CPU seconds (user + system) during the row
+    server_cpu: float = 0.0
 
     def pct(self, q: float, light: bool = False) -> float:
         values = self.light if light else self.latencies
@@ -161,6 +167,12 @@ async def drive(
     return result
 
 
+def cpu_seconds(pid: int) -> float:
+    """A process's user + system CPU time so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def list_buckets(server: Server) -> dict[float, float]:
     """Cumulative counts of the server's list-configmaps latency histogram, by bound."""
     text = subprocess.run(
@@ -196,8 +208,8 @@ def table(results: list[Result], requests: int) -> str:
     out = [
         "| server | after a 429 | clients | requests | admitted | rejected (429) | every 429 had "
         "Retry-After | admitted p50 ms | admitted p99 ms | server p50 ms ≤ | server p99 ms ≤ "
-        "| requests/s | light p99 ms |",
-        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|",
+        "| requests/s | light p99 ms | server CPU ms/request |",
+        "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         every = "yes" if r.rejected_with_retry_after == r.rejected else "NO"
@@ -207,7 +219,8 @@ def table(results: list[Result], requests: int) -> str:
             f"{requests} | {len(r.latencies)}{other} | "
             f"{r.rejected} | {every} | {r.pct(0.5):.1f} | {r.pct(0.99):.1f} | "
             f"{r.server_p50 * 1000:g} | {r.server_p99 * 1000:g} | {requests / r.seconds:,.0f} | "
-            f"{r.pct(0.99, light=True):.1f} |"
+            f"{r.pct(0.99, light=True):.1f} | "
+            f"{r.server_cpu * 1000 / (requests + len(r.light)):.2f} |"
         )
     return "\n".join(out)
 
@@ -242,7 +255,9 @@ async def main() -> None:
                     if backoff and not limit:
                         continue  # nothing is rejected: the same run as without
                     before = list_buckets(server)
+                    cpu = cpu_seconds(server.proc.pid)
                     result = await drive(server, token, clients, args.requests, name, backoff)
+                    result.server_cpu = cpu_seconds(server.proc.pid) - cpu
                     after = list_buckets(server)
                     result.server_p50 = bucket_of(before, after, 0.5)
                     result.server_p99 = bucket_of(before, after, 0.99)
