@@ -1114,6 +1114,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         secrets_encryption=args.secrets_encryption,
         authorization_modes=modes,
         anonymous_auth=args.anonymous_auth == "true",
+        kubelet_certificate_authority=_kubelet_ca(args),
         requestheader_client_ca_file=args.requestheader_client_ca_file,
         requestheader_allowed_names=_names(args.requestheader_allowed_names),
         requestheader_username_headers=_names(args.requestheader_username_headers),
@@ -1163,6 +1164,17 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     return 0
 
 
+def _kubelet_ca(args: argparse.Namespace) -> Path | None:
+    """``--kubelet-certificate-authority``; ``pyk8s server``'s kubelets serve with
+    certificates from the cluster CA, so it verifies them by default, as k3s does."""
+    if args.kubelet_certificate_authority is not None or args.command != "server":
+        ca: Path | None = args.kubelet_certificate_authority
+        return ca
+    from pyk8s.server.paths import default_data_dir
+
+    return (args.data_dir or default_data_dir()) / "server" / "tls" / "ca.crt"
+
+
 def _component_health_bind(args: argparse.Namespace) -> list[str]:
     """A server bound to one address serves its controller manager's and scheduler's
     /healthz there too, so several servers can share a host (HA tests on loopback)."""
@@ -1195,7 +1207,6 @@ def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:
         "etcd_snapshot_dir": args.etcd_snapshot_dir,
         "node_name": args.node_name,
         "deploy_manifests": True,
-        kubelet_certificate_authority=_kubelet_ca(args),
     }
 
 
@@ -1244,17 +1255,6 @@ def _secrets_encrypt(args: argparse.Namespace) -> int:
 
 def _default_advertise(args: argparse.Namespace) -> str:
     """``pyk8s server`` advertises this host's address (what pods reach the API server at
-def _kubelet_ca(args: argparse.Namespace) -> Path | None:
-    """``--kubelet-certificate-authority``; ``pyk8s server``'s kubelets serve with
-    certificates from the cluster CA, so it verifies them by default, as k3s does."""
-    if args.kubelet_certificate_authority is not None or args.command != "server":
-        ca: Path | None = args.kubelet_certificate_authority
-        return ca
-    from pyk8s.server.paths import default_data_dir
-
-    return (args.data_dir or default_data_dir()) / "server" / "tls" / "ca.crt"
-
-
     through the ``kubernetes`` Service); ``pyk8s apiserver`` keeps 127.0.0.1."""
     if args.command != "server" or args.bind_address.startswith("127."):
         return ""
@@ -1729,6 +1729,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         bootstrap_kubeconfig=args.bootstrap_kubeconfig,
         cert_dir=args.cert_dir,
         rotate_certificates=args.rotate_certificates == "true",
+        rotate_server_certificates=args.rotate_server_certificates == "true",
         node_routes_kubeconfig=args.node_routes_kubeconfig,
     )
     try:
@@ -1803,7 +1804,6 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-        rotate_server_certificates=args.rotate_server_certificates == "true",
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["kubectl"]:
         return _kubectl(argv[1:])
