@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import pytest
 
 from pyk8s.api.registry import REGISTRY
@@ -254,7 +255,7 @@ async def test_pyk8s_scheduler_command_leads_and_uses_profiles_from_config(
         "--kubeconfig",
         str(cm_server.kubeconfig),
         "--port",
-        str(free_port()),
+        str(port := free_port()),
         "--config",
         str(cfg),
         stdout=asyncio.subprocess.DEVNULL,
@@ -275,6 +276,20 @@ async def test_pyk8s_scheduler_command_leads_and_uses_profiles_from_config(
         assert await eventually(holder, within=40)
         assert await eventually(lambda: _on(client, namespace, "custom", node), within=40)
         assert not await node_of(client, namespace, "other")  # not ours to schedule
+
+        async def metrics() -> str:  # upstream's names, labels and the bound pod's attempt
+            url = f"http://127.0.0.1:{port}/metrics"
+            async with aiohttp.ClientSession() as http, http.get(url) as resp:
+                text = await resp.text()
+            scheduled = 'profile="no-scoring",result="scheduled"'
+            return text if f"scheduler_schedule_attempts_total{{{scheduled}}} 1.0" in text else ""
+
+        text = await eventually(metrics, within=30)
+        duration = "scheduler_scheduling_attempt_duration_seconds_count"
+        assert f'{duration}{{profile="no-scoring",result="scheduled"}} 1.0' in text
+        assert 'scheduler_pod_scheduling_sli_duration_seconds_count{attempts="1"} 1.0' in text
+        assert 'scheduler_pending_pods{queue="active"}' in text
+        assert 'scheduler_pending_pods{queue="unschedulable"}' in text
     finally:
         proc.terminate()
         await asyncio.wait_for(proc.wait(), 30)

@@ -32,6 +32,8 @@ class QueuedPodInfo:
     timestamp: float
     attempts: int = 0
     initial_attempt: float | None = None
+    #: when its latest attempt (scheduling cycle) began
+    attempt_start: float = 0.0
     last_failure: float = 0.0
     unschedulable_plugins: set[str] = field(default_factory=set)
     cycle: int = -1
@@ -144,8 +146,9 @@ class SchedulingQueue:
                     continue  # deleted or replaced
                 del self._in_active[info.key]
                 info.attempts += 1
+                info.attempt_start = self.clock()
                 if info.initial_attempt is None:
-                    info.initial_attempt = self.clock()
+                    info.initial_attempt = info.attempt_start
                 self._in_flight[info.key] = info
                 info.unschedulable_plugins = set()
                 info.cycle = self._move_cycle

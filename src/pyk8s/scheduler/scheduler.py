@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
+from prometheus_client import CollectorRegistry
 
 from pyk8s.api.registry import REGISTRY
 from pyk8s.client import (
@@ -41,6 +42,7 @@ from pyk8s.scheduler.framework.interface import (
 from pyk8s.scheduler.framework.registry import frameworks_from_config
 from pyk8s.scheduler.framework.runtime import Framework, fit_error_message
 from pyk8s.scheduler.framework.types import Obj, pod_key
+from pyk8s.scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
 from pyk8s.scheduler.queue import QueuedPodInfo, SchedulingQueue
 
 log = logging.getLogger(__name__)
@@ -89,6 +91,7 @@ class Scheduler:
         *,
         recorder: EventRecorder | None = None,
         rng: random.Random | None = None,
+        registry: CollectorRegistry | None = None,
     ) -> None:
         self.client = client
         self.recorder = recorder or EventRecorder(client, DEFAULT_SCHEDULER_NAME)
@@ -116,6 +119,9 @@ class Scheduler:
         self.rng = rng or random.Random()
         self.synced = False
         self._binds: set[asyncio.Task[None]] = set()
+        #: upstream's scheduler_* metrics (the component serves ``registry`` on /metrics)
+        self.registry = registry or CollectorRegistry()
+        self.metrics = SchedulerMetrics(self.registry, self.queue.pending)
 
     def _list(self, group: str, version: str, plural: str, namespace: str) -> list[Obj]:
         inf = self._listed.get((group, plural))
@@ -261,6 +267,9 @@ class Scheduler:
             st = await fw.run_bind(state, pod, node_name)
         meta = pod["metadata"]
         if st is None or is_success(st):
+            self._attempted(info, SCHEDULED)
+            first = info.initial_attempt or info.attempt_start
+            self.metrics.scheduled(info.attempts, self.queue.clock() - first)
             self.recorder.event(
                 pod,
                 NORMAL,
@@ -274,6 +283,11 @@ class Scheduler:
         message = st.message if pre_bind_failed else f"Binding rejected: {st.message}"
         self._failed(info, fw, message, error=st.code == Code.ERROR, requeued=False)
 
+    def _attempted(self, info: QueuedPodInfo, result: str) -> None:
+        """One attempt of ``info``'s pod ended with ``result`` (metrics)."""
+        profile = (info.pod.get("spec") or {}).get("schedulerName", DEFAULT_SCHEDULER_NAME)
+        self.metrics.attempt(str(profile), result, self.queue.clock() - info.attempt_start)
+
     def _failed(
         self,
         info: QueuedPodInfo,
@@ -284,6 +298,7 @@ class Scheduler:
         nominated: str | None = None,
     ) -> None:
         pod = info.pod
+        self._attempted(info, ERROR if error else UNSCHEDULABLE)
         if requeued:
             self.queue.add_unschedulable(info, error=error)
         else:
@@ -360,6 +375,7 @@ class Scheduler:
                     self.schedule_one(info)
                 except Exception:
                     log.exception("scheduling %s failed", info.key)
+                    self._attempted(info, ERROR)
                     self.queue.retry_later(info)
                 await asyncio.sleep(0)
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from prometheus_client import CollectorRegistry
 
 from pyk8s.client import (
     Client,
@@ -67,7 +66,7 @@ async def run(opts: Options) -> None:
         config, qps=qps, burst=burst, user_agent=component_user_agent("kube-scheduler")
     ) as client:
         scheduler = Scheduler(client, cfg)  # validates the profiles before we campaign
-        health = HealthServer(CollectorRegistry(), lambda: True, opts.bind_address, opts.port)
+        health = HealthServer(scheduler.registry, lambda: True, opts.bind_address, opts.port)
         await health.start()
         stop = stop_on_signals()
         try:
