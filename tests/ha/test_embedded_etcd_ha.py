@@ -17,10 +17,6 @@ on its data dir (its etcd member re-joins) and serves a write made while it was 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -33,70 +29,8 @@ import pytest
 
 from tests.e2e_sim.conftest import wait_until
 from tests.etcd_cluster import etcd_available
-from tests.integration.conftest import Kubectl, Server, free_port
-
-ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
-
-
-def _port_free_on_all(port: int) -> bool:
-    for address in ADDRESSES:
-        with socket.socket() as s:
-            try:
-                s.bind((address, port))
-            except OSError:
-                return False
-    return True
-
-
-def _shared_port() -> int:
-    """A port free on every server address (the servers share the API port, as
-    upstream's lease endpoint reconciler expects)."""
-    while True:
-        port = free_port()
-        if _port_free_on_all(port):
-            return port
-
-
-@dataclass
-class HAServer(Server):
-    address: str = "127.0.0.1"
-
-    @property
-    def url(self) -> str:
-        return f"https://{self.address}:{self.port}"
-
-
-def _server(base: Path, i: int, port: int, *join: str) -> HAServer:
-    address = ADDRESSES[i]
-    args = (
-        "--bind-address", address, "--advertise-address", address,
-        "--etcd-client-port", str(free_port()), "--etcd-peer-port", str(free_port()),
-        "--disable-agent", "--disable-cloud-controller", "--disable", "metrics-server",
-        "--disable", "coredns", "--etcd-disable-snapshots", *join,
-    )  # fmt: skip
-    return HAServer(base / f"s{i + 1}", port, extra_args=args, command="server", address=address)
-
-
-def _descendants(pid: int) -> list[int]:
-    out: list[int] = []
-    with contextlib.suppress(OSError):
-        for task in os.listdir(f"/proc/{pid}/task"):
-            with open(f"/proc/{pid}/task/{task}/children") as f:
-                for child in f.read().split():
-                    out += [int(child), *_descendants(int(child))]
-    return out
-
-
-def _kill_host(srv: Server) -> None:
-    """SIGKILL the server and everything it started, at once (a host that vanished:
-    no clean lease release, no member leaving)."""
-    assert srv.proc is not None
-    pids = [srv.proc.pid, *_descendants(srv.proc.pid)]
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-    srv.proc.wait()
-    srv.proc = None
+from tests.ha.cluster import ADDRESSES, HAServer, kill_host, start_cluster, stop_all
+from tests.integration.conftest import Kubectl, free_port
 
 
 @dataclass
@@ -191,22 +125,12 @@ class Balanced:
 def servers(tmp_path: Path) -> Iterator[list[HAServer]]:
     if not etcd_available():
         pytest.fail("etcd-server (/usr/bin/etcd) is not installed: bash scripts/setup.sh")
-    port = _shared_port()
     started: list[HAServer] = []
     try:
-        first = _server(tmp_path, 0, port, "--cluster-init")
-        started.append(first.start(timeout=120))
-        token = first.data_dir / "server" / "server-token"
-        for i in (1, 2):  # one at a time: etcd adds a member only while quorum is safe
-            join = ("--server", first.url, "--token-file", str(token))
-            started.append(_server(tmp_path, i, port, *join).start(timeout=120))
+        start_cluster(tmp_path, started)
         yield started
     finally:
-        for srv in started:  # all at once: each stop waits for its components
-            if srv.proc is not None:
-                srv.proc.send_signal(signal.SIGTERM)
-        for srv in started:
-            srv.stop()
+        stop_all(started)
 
 
 def _holder(k: Kubectl, name: str) -> str:
@@ -260,7 +184,7 @@ def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_pat
             lb.start_writing()
             assert wait_until(lambda: len(lb.writer.acked) >= 20, within=30)
             killed_at, killed_epoch = time.monotonic(), time.time()
-            _kill_host(s1)
+            kill_host(s1)
 
             def resumed() -> float | None:
                 after = [t for t, ok in lb.writer.attempts if ok and t > killed_at]

@@ -1,0 +1,177 @@
+"""Failover benchmark: three servers on embedded etcd, the first one killed like a host.
+
+Three ``pyk8s server``s (``--cluster-init`` and two joins, loopback addresses, see
+tests/ha/cluster.py) and one simulated node; a client writes ConfigMaps one after
+another through the agent's client-side load balancer
+(:class:`pyk8s.client.loadbalancer.LoadBalancer`). Then server 1 -- the first, whose
+controller manager and scheduler lead -- is SIGKILLed with its etcd and components,
+and the script measures:
+
+* **time to the first acknowledged write** after the kill (the issue's goal: 10 s);
+* **time to the next pod scheduled**: a pod created right after the kill gets a node
+  once a surviving scheduler holds the lease (upstream's 15 s lease duration);
+* **write latency** p50/p99 before (three members) and after (two members);
+* **baseline, same run**: the same writes straight to server 2, without the load
+  balancer, before the kill.
+
+Usage: python3 bench/ha_failover/run.py [--writes 300]
+A measurement, never a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench._table import Row  # noqa: E402
+from tests.ha.cluster import HAServer, kill_host, start_cluster, stop_all  # noqa: E402
+from tests.integration.conftest import free_port  # noqa: E402
+
+from pyk8s.client import Client, ClientError, load_config  # noqa: E402
+from pyk8s.client.loadbalancer import LoadBalancer  # noqa: E402
+
+CM = ("v1", "ConfigMap")
+
+
+async def writes(client: Client, prefix: str, n: int) -> Row:
+    latencies = []
+    start = time.perf_counter()
+    for i in range(n):
+        t = time.perf_counter()
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"{prefix}-{i}"}}
+        await client.create(CM, body, "default")
+        latencies.append(time.perf_counter() - t)
+    return Row(prefix, 1, n, time.perf_counter() - start, latencies)
+
+
+async def until_write(client: Client, since: float) -> tuple[float, list[str]]:
+    """Seconds from ``since`` to the first acknowledged write, and the failures seen."""
+    errors: list[str] = []
+    i = 0
+    while True:
+        body = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"fail-{i}"}}
+        try:
+            await client.create(CM, body, "default")
+            return time.perf_counter() - since, errors
+        except ClientError as err:
+            errors.append(f"{time.perf_counter() - since:6.2f}s {type(err).__name__}: {err}"[:160])
+            i += 1
+            await asyncio.sleep(0.05)
+
+
+async def until_scheduled(client: Client, since: float) -> float:
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "after-kill"},
+        "spec": {"containers": [{"name": "c", "image": "busybox"}]},
+    }
+    while True:
+        try:
+            await client.create(("v1", "Pod"), pod, "default")
+            break
+        except ClientError as err:
+            if getattr(err, "status", 0) == 409:
+                break
+            await asyncio.sleep(0.1)
+    while True:
+        try:
+            got = await client.get(("v1", "Pod"), "after-kill", "default")
+            if got["spec"].get("nodeName"):
+                return time.perf_counter() - since
+        except ClientError:
+            pass
+        await asyncio.sleep(0.1)
+
+
+def start_sim(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
+    with open(log, "wb") as out:
+        return subprocess.Popen(
+            [sys.executable, "-m", "pyk8s", "sim-nodes", "--kubeconfig", str(kubeconfig),
+             "--count", "1", "--name-prefix", "ha-", "--port", str(free_port())],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def lb_kubeconfig(srv: HAServer, port: int, out: Path) -> Path:
+    out.write_text(srv.kubeconfig.read_text().replace(srv.url, f"https://127.0.0.1:{port}"))
+    return out
+
+
+async def run(servers: list[HAServer], base: Path, n: int) -> None:
+    s1, s2 = servers[:2]
+    lb = LoadBalancer([f"{s1.address}:{s1.port}"])
+    await lb.start()
+    stop = asyncio.Event()
+    kubeconfig = lb_kubeconfig(s1, lb.port, base / "lb.yaml")
+    async with (
+        Client(load_config(str(kubeconfig)), timeout=5) as client,
+        Client(load_config(str(s2.kubeconfig)), timeout=5) as direct,
+        # a short request timeout while waiting for the first write, so the time measured
+        # is the cluster's, not a timeout's (writes take ~10 ms; p99 ~100 ms here)
+        Client(load_config(str(kubeconfig)), timeout=1) as eager,
+    ):
+        follow = asyncio.create_task(lb.follow_endpoints(client, stop))
+        while len(lb.servers) < 3:  # noqa: ASYNC110 (the list is plain state, polled)
+            await asyncio.sleep(0.2)
+        sim = await asyncio.to_thread(start_sim, kubeconfig, base / "sim.log")
+        try:
+            await writes(direct, "warm-direct", 50)  # first requests pay for connections
+            await writes(client, "warm-lb", 50)
+            baseline = await writes(direct, "direct-s2", n)
+            before = await writes(client, "lb-before", n)
+            await asyncio.sleep(2)  # the node registered and Ready (sim-nodes is quick)
+            since = time.perf_counter()
+            await asyncio.to_thread(kill_host, s1)
+            (first_write, errors), scheduled = await asyncio.gather(
+                until_write(eager, since), until_scheduled(client, since)
+            )
+            after = await writes(client, "lb-after", n)
+        finally:
+            sim.terminate()
+            sim.wait(timeout=20)
+            stop.set()
+            await follow
+    await lb.stop()
+    print(f"\n{n} sequential ConfigMap creates per row; 3 servers on loopback, 1 sim node\n")
+    print(f"{'writes':<34} {'p50 ms':>8} {'p99 ms':>8} {'writes/s':>9}")
+    for label, row in (
+        ("baseline: straight to server 2", baseline),
+        ("through the LB, 3 servers", before),
+        ("through the LB, after the kill", after),
+    ):
+        print(f"{label:<34} {row.pct(0.5):8.1f} {row.pct(0.99):8.1f} {row.rate:9.1f}")
+    print(f"\n{'failover (kill -9 of server 1)':<34} {'seconds':>8}")
+    print(f"{'first acknowledged write':<34} {first_write:8.2f}")
+    print(f"{'next pod scheduled':<34} {scheduled:8.2f}")
+    print(f"\nfailed writes before the first success ({len(errors)}):")
+    for line in errors[:20]:
+        print("  " + line)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--writes", type=int, default=300)
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory(prefix="pyk8s-ha-bench-") as tmp:
+        base = Path(tmp)
+        servers: list[HAServer] = []
+        try:
+            t = time.perf_counter()
+            start_cluster(base, servers)
+            print(f"3 servers up in {time.perf_counter() - t:.1f}s")
+            asyncio.run(run(servers, base, args.writes))
+        finally:
+            stop_all(servers)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Three ``pyk8s server``s on embedded etcd on one host, for the HA test and the
+failover benchmark: each on its own loopback address (127.0.0.2-4) with the same API
+port (upstream's lease endpoint reconciler expects one port), its own etcd ports and
+data dir; the first with ``--cluster-init``, the others joining it with its server
+token, one at a time (etcd adds a member only while quorum stays safe)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.integration.conftest import Server, free_port
+
+ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+
+
+def port_free_on_all(port: int) -> bool:
+    for address in ADDRESSES:
+        with socket.socket() as s:
+            try:
+                s.bind((address, port))
+            except OSError:
+                return False
+    return True
+
+
+def shared_port() -> int:
+    """A port free on every server address (the servers share the API port, as
+    upstream's lease endpoint reconciler expects)."""
+    while True:
+        port = free_port()
+        if port_free_on_all(port):
+            return port
+
+
+@dataclass
+class HAServer(Server):
+    address: str = "127.0.0.1"
+
+    @property
+    def url(self) -> str:
+        return f"https://{self.address}:{self.port}"
+
+
+def ha_server(base: Path, i: int, port: int, *join: str) -> HAServer:
+    address = ADDRESSES[i]
+    args = (
+        "--bind-address", address, "--advertise-address", address,
+        "--etcd-client-port", str(free_port()), "--etcd-peer-port", str(free_port()),
+        "--disable-agent", "--disable-cloud-controller", "--disable", "metrics-server",
+        "--disable", "coredns", "--etcd-disable-snapshots", *join,
+    )  # fmt: skip
+    return HAServer(base / f"s{i + 1}", port, extra_args=args, command="server", address=address)
+
+
+def descendants(pid: int) -> list[int]:
+    out: list[int] = []
+    with contextlib.suppress(OSError):
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                for child in f.read().split():
+                    out += [int(child), *descendants(int(child))]
+    return out
+
+
+def kill_host(srv: Server) -> None:
+    """SIGKILL the server and everything it started, at once (a host that vanished:
+    no clean lease release, no member leaving)."""
+    assert srv.proc is not None
+    pids = [srv.proc.pid, *descendants(srv.proc.pid)]
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    srv.proc.wait()
+    srv.proc = None
+
+
+def start_cluster(base: Path, started: list[HAServer], timeout: float = 120.0) -> None:
+    """Start the three servers, appending each to ``started`` once it serves (the
+    caller stops whatever is there, also when a start fails)."""
+    port = shared_port()
+    first = ha_server(base, 0, port, "--cluster-init")
+    started.append(first.start(timeout=timeout))
+    token = first.data_dir / "server" / "server-token"
+    for i in (1, 2):
+        join = ("--server", first.url, "--token-file", str(token))
+        started.append(ha_server(base, i, port, *join).start(timeout=timeout))
+
+
+def stop_all(servers: list[HAServer]) -> None:
+    """SIGTERM every server at once (each stop waits for its components), then reap."""
+    for srv in servers:
+        if srv.proc is not None:
+            srv.proc.send_signal(signal.SIGTERM)
+    for srv in servers:
+        srv.stop()
