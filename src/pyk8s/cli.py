@@ -898,6 +898,13 @@ def _parser() -> argparse.ArgumentParser:
     dns.add_argument("--health-bind-address", default="0.0.0.0")
     dns.add_argument("--health-port", type=int, default=8080, help="/healthz and /metrics")
     dns.add_argument(
+        "--ready-port",
+        type=int,
+        default=0,
+        help="also serve /ready alone on this port (CoreDNS's ready plugin: 8181); "
+        "0: only on the health port",
+    )
+    dns.add_argument(
         "--cluster-ip", default="", help="publish kube-system/kube-dns at this ClusterIP"
     )
     dns.add_argument(
@@ -1512,7 +1519,7 @@ def _run_dns(args: argparse.Namespace) -> int:
     logs.setup("dns", args.log_level)
     fields = ("kubeconfig", "bind_address", "port", "cluster_domain", "upstreams",
               "resolv_conf", "forward_timeout", "ttl", "health_bind_address", "health_port",
-              "cluster_ip", "advertise_address", "node_name")  # fmt: skip
+              "ready_port", "cluster_ip", "advertise_address", "node_name")  # fmt: skip
     try:
         asyncio.run(dns.run(dns.Options(**{f: getattr(args, f) for f in fields})))
     except (ClientError, ValueError, OSError) as err:

@@ -318,7 +318,7 @@ async def test_run_serves_dns_health_and_metrics(
     opts = dns_process.Options(
         kubeconfig=cm_server.kubeconfig, bind_address="127.0.0.1", port=free_port(),
         upstreams=[str(upstream.address)], health_bind_address="127.0.0.1",
-        health_port=free_port(),
+        health_port=free_port(), ready_port=free_port(),
     )  # fmt: skip
     task = asyncio.create_task(dns_process.run(opts))
     health = f"http://127.0.0.1:{opts.health_port}"
@@ -338,6 +338,9 @@ async def test_run_serves_dns_health_and_metrics(
             assert texts(r, T.A) == [svc["spec"]["clusterIP"]]
             async with http.get(f"{health}/metrics") as m:
                 assert 'dns_requests_total{proto="udp",type="A"} 1.0' in await m.text()
+            # CoreDNS's ready plugin on a port of its own (--ready-port; 8181 there)
+            async with http.get(f"http://127.0.0.1:{opts.ready_port}/ready") as ready:
+                assert (ready.status, await ready.text()) == (200, "OK")
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):

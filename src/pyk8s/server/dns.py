@@ -62,6 +62,9 @@ class Options:
     ttl: int = TTL
     health_bind_address: str = "0.0.0.0"
     health_port: int = 8080
+    #: CoreDNS's ready plugin listener (8181 there): ``/ready`` alone on this port too;
+    #: 0 serves it only on the health port
+    ready_port: int = 0
     #: publish ``kube-system/kube-dns`` at this ClusterIP (what ``pyk8s server`` does;
     #: "" leaves the Service alone, as ``pyk8s agent``'s DNS does)
     cluster_ip: str = ""
@@ -195,6 +198,16 @@ def coredns_routes(server: DNSServer) -> list[web.RouteDef]:
     return [web.get("/health", health), web.get("/ready", ready)]
 
 
+async def _serve_ready(server: DNSServer, host: str, port: int) -> web.AppRunner:
+    """CoreDNS's ready plugin on a port of its own (``/ready`` only)."""
+    app = web.Application()
+    app.router.add_routes([r for r in coredns_routes(server) if r.path == "/ready"])
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    return runner
+
+
 async def run(opts: Options) -> None:
     if not 0 < opts.ttl <= 3600:
         raise ValueError("--ttl must be between 1 and 3600")
@@ -212,10 +225,13 @@ async def run(opts: Options) -> None:
             server.registry, server.healthy, opts.health_bind_address, opts.health_port,
             routes=coredns_routes(server),
         )  # fmt: skip
+        ready: web.AppRunner | None = None
         stop = stop_on_signals()
         await health.start()
         peers: PeerLiveness | None = None
         try:
+            if opts.ready_port:
+                ready = await _serve_ready(server, opts.health_bind_address, opts.ready_port)
             if not await informers.start(within=SYNC_WAIT):
                 log.warning("serving DNS before the informers synced")
             await server.start()
@@ -248,3 +264,5 @@ async def run(opts: Options) -> None:
             await server.stop()
             await informers.stop()
             await health.stop()
+            if ready is not None:
+                await ready.cleanup()
