@@ -87,6 +87,9 @@ def chains_in(save_output: str) -> set[str]:
 class Applier:
     """Applies rulesets inside whatever ``prefix`` points at (the host by default)."""
 
+    restore_seconds: Histogram
+    restore_failures: Counter
+
     def __init__(
         self,
         prefix: Sequence[str] = (),

@@ -35,6 +35,9 @@ class NftablesError(RuntimeError):
 class NftApplier:
     """Applies rulesets inside whatever ``prefix`` points at (the host by default)."""
 
+    transaction_seconds: Histogram
+    failures: Counter
+
     def __init__(
         self,
         prefix: Sequence[str] = (),
