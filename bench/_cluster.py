@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import json
 import math
+import os
 import signal
 import ssl
 import subprocess
@@ -94,13 +95,19 @@ def rss_mib(pid: int) -> float | None:
 class Proc:
     """One ``python -m pyk8s <args>`` process, its output in ``log``."""
 
-    def __init__(self, name: str, args: list[str], log: Path) -> None:
+    def __init__(self, name: str, args: list[str], log: Path, src: Path | None = None) -> None:
+        """``src``: run the ``pyk8s`` package under that directory (a baseline revision's
+        ``src/``, see :func:`revision_src`) instead of this tree's."""
         self.name = name
         self.log = log
         self.started = time.perf_counter()
+        env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
         with open(log, "ab") as out:
             self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
-                [sys.executable, "-m", "pyk8s", *args], stdout=out, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "pyk8s", *args],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
             )
         self.pid = self.proc.pid
 
@@ -156,8 +163,21 @@ def start_sim_nodes(base: Path, kubeconfig: str, nodes: int, per_node: int) -> P
     )
 
 
-def start_scheduler(base: Path, kubeconfig: str) -> Proc:
-    """``pyk8s scheduler`` without leader election, logging to ``base / "scheduler.log"``."""
+def revision_src(rev: str, into: Path) -> Path:
+    """``src/`` of git revision ``rev`` extracted under ``into``: the code a same-run
+    baseline runs (``Proc(..., src=...)``)."""
+    into.mkdir(parents=True, exist_ok=True)
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", rev, "src"], capture_output=True, check=True
+    )
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into / "src"
+
+
+def start_scheduler(base: Path, kubeconfig: str, src: Path | None = None) -> Proc:
+    """``pyk8s scheduler`` without leader election, logging to ``base / "scheduler.log"``
+    (``src``: a baseline revision's code, see :class:`Proc`)."""
     return Proc(
         "scheduler",
         [
@@ -177,6 +197,7 @@ def start_scheduler(base: Path, kubeconfig: str) -> Proc:
             "warning",
         ],
         base / "scheduler.log",
+        src,
     )
 
 

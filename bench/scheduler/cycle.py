@@ -36,6 +36,10 @@ from pathlib import Path
 from typing import Any, cast
 
 ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from bench._cluster import revision_src  # noqa: E402
+
 HOSTNAME = "kubernetes.io/hostname"
 ZONE = "topology.kubernetes.io/zone"
 ZONES = 10
@@ -199,16 +203,6 @@ def inner(nodes: int, pods: int, seconds: float) -> dict[str, Any]:
     return out
 
 
-def _tree(rev: str, into: Path) -> Path:
-    """``src/`` of git revision ``rev`` extracted under ``into``."""
-    into.mkdir(parents=True, exist_ok=True)
-    archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", rev, "src"], capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into / "src"
-
-
 def _run(src: Path, nodes: int, pods: int, seconds: float) -> dict[str, Any]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     cmd = [sys.executable, __file__, "--inner", str(nodes), str(pods), str(seconds)]
@@ -236,7 +230,7 @@ def main() -> None:
     trees: dict[str, Path] = {}
     try:
         if args.baseline:
-            trees[args.baseline] = _tree(args.baseline, scratch)
+            trees[args.baseline] = revision_src(args.baseline, scratch)
         trees["this tree"] = ROOT / "src"
         load = Path("/proc/loadavg").read_text().split()[0]
         print(

@@ -18,7 +18,13 @@ moment each one's ``spec.nodeName`` appears. Reported per node count:
   measured exactly like SchedulingBasic, when the scheduler has the InterPodAffinity /
   PodTopologySpread plugins ("not built" otherwise).
 
+``--baseline REV`` measures git revision REV's scheduler first, then this tree's, on the
+same API server and sim nodes (each scheduler's pods are deleted before the next starts).
+Each row is printed as it completes; every wait is bounded by ``--timeout``.
+``bench/scheduler/cycle.py`` measures the scheduling cycle alone, in-process.
+
 Usage: python3 bench/scheduler/run.py [--nodes 100,1000] [--pods 1000] [--timeout 300]
+       [--baseline REV]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -48,6 +54,7 @@ from bench._cluster import (  # noqa: E402
     pct_ms,
     pod_body,
     pods_per_node,
+    revision_src,
     start_scheduler,
     start_sim_nodes,
 )
@@ -79,6 +86,11 @@ def has_plugin(module: str) -> bool:
 
 def row(nodes: int, what: str, pods: int | str, rate: str, p50: str, p99: str, ref: str) -> str:
     return f"| {nodes:,} | {what} | {pods} | {rate} | {p50} | {p99} | {ref} |"
+
+
+def say(line: str) -> None:
+    """Print a row now: a slow workload must not hide the ones already measured."""
+    print(line, flush=True)
 
 
 async def wait_nodes_ready(api: Api, count: int, sim: Proc, within: float) -> bool:
@@ -204,97 +216,42 @@ async def measure(
     )
 
 
-async def run_nodes(base: Path, nodes: int, pods: int, within: float) -> list[str]:
-    rows: list[str] = []
-    procs: list[Proc] = []
-    server = Server(base / "data", free_port())
-    api: Api | None = None
+async def run_scheduler(
+    api: Api,
+    base: Path,
+    kubeconfig: str,
+    nodes: int,
+    pods: int,
+    within: float,
+    label: str,
+    src: Path | None,
+) -> None:
+    """Start the scheduler of ``src`` (None: this tree), measure every workload in
+    namespaces of its own, stop it and delete its pods (the next scheduler starts from the
+    same cluster)."""
+    tag = "" if not label else f"[{label}] "
+    suffix = "" if not label else "-" + "".join(c if c.isalnum() else "-" for c in label).lower()
+    log_dir = base / f"sched{suffix or '-this'}"
+    log_dir.mkdir(exist_ok=True)
+    sched = start_scheduler(log_dir, kubeconfig, src)
+    namespaces = []
     try:
-        server.start()
-        api = Api(server)
-        kubeconfig = str(server.kubeconfig)
-        per_node = pods_per_node(nodes, pods)
-        sim = start_sim_nodes(base, kubeconfig, nodes, per_node)
-        procs.append(sim)
-        t0 = time.perf_counter()
-        if not await wait_nodes_ready(api, nodes, sim, within):
-            rows.append(
-                row(
-                    nodes,
-                    f"nodes Ready: did not finish within {within:.0f} s (or sim-nodes exited)",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                    "-",
-                )
-            )
-            return rows
-        ready_s = time.perf_counter() - t0
-
-        # baseline: the API server alone (no scheduler handles these pods)
-        await api.namespace("baseline")
-        bodies = [
-            (f"b-{i:06d}", pod_body(f"b-{i:06d}", scheduler_name="no-such-scheduler"))
-            for i in range(pods)
-        ]
-        _sent, lat, wall = await create_many(api, "/api/v1/namespaces/baseline/pods", bodies)
-        rows.append(
-            row(
-                nodes,
-                f"(setup: {nodes:,} sim nodes Ready in {ready_s:.1f} s)",
-                "-",
-                "-",
-                "-",
-                "-",
-                "-",
-            )
-        )
-        rows.append(
-            row(
-                nodes,
-                "baseline: pod create, no scheduler (50 clients)",
-                pods,
-                f"{pods / wall:,.0f}",
-                pct_ms(lat, 0.5),
-                pct_ms(lat, 0.99),
-                "-",
-            )
-        )
-        await api.request("DELETE", "/api/v1/namespaces/baseline/pods")
-
-        sched = start_scheduler(base, kubeconfig)
-        procs.append(sched)
-        await api.namespace("bench")
+        ns = f"bench{suffix}"
+        await api.namespace(ns)
+        namespaces.append(ns)
         # warm up: the scheduler has synced its informers once one pod is bound
-        _s, _warm, _w, ok = await schedule_batch(api, "bench", "warmup", 1, within)
+        _s, _warm, _w, ok = await schedule_batch(api, ns, "warmup", 1, within)
         if not ok:
-            rows.append(
-                row(
-                    nodes,
-                    f"SchedulingBasic: scheduler not up within {within:.0f} s",
-                    pods,
-                    "-",
-                    "-",
-                    "-",
-                    UPSTREAM_BASIC,
-                )
-            )
-            return rows
-        rows.append(
+            what = f"{tag}SchedulingBasic: scheduler not up within {within:.0f} s"
+            say(row(nodes, what, pods, "-", "-", "-", UPSTREAM_BASIC))
+            return
+        say(
             await measure(
-                api,
-                nodes,
-                "bench",
-                "basic",
-                pods,
-                within,
-                pod_body,
-                "SchedulingBasic",
+                api, nodes, ns, "basic", pods, within, pod_body, f"{tag}SchedulingBasic",
                 UPSTREAM_BASIC,
             )
-        )
-        for what, module, ns, make_body, count in (
+        )  # fmt: skip
+        for what, module, base_ns, make_body, count in (
             (
                 "pod anti-affinity (required, own label, hostname)",
                 "interpodaffinity",
@@ -312,16 +269,88 @@ async def run_nodes(base: Path, nodes: int, pods: int, within: float) -> list[st
             ),
         ):
             if not has_plugin(module):
-                rows.append(row(nodes, f"{what}: not built", "-", "-", "-", "-", "-"))
+                say(row(nodes, f"{tag}{what}: not built", "-", "-", "-", "-", "-"))
                 continue
+            ns = base_ns + suffix
             await api.namespace(ns)
-            rows.append(await measure(api, nodes, ns, ns, count, within, make_body, what, "-"))
+            namespaces.append(ns)
+            say(await measure(api, nodes, ns, ns, count, within, make_body, tag + what, "-"))
+        if not sched.alive():
+            say(row(nodes, f"{tag}scheduler exited early: see its log", *"-----"))
+    finally:
+        sched.stop()
+        for ns in namespaces:
+            await api.request("DELETE", f"/api/v1/namespaces/{ns}/pods")
+
+
+async def run_nodes(
+    base: Path, nodes: int, pods: int, within: float, trees: dict[str, Path | None]
+) -> None:
+    """Every scheduler of ``trees`` (label -> its ``src/``; None: this tree), one after
+    the other, over one API server and one set of sim nodes; each row is printed as it
+    completes."""
+    procs: list[Proc] = []
+    server = Server(base / "data", free_port())
+    api: Api | None = None
+    try:
+        server.start()
+        api = Api(server)
+        kubeconfig = str(server.kubeconfig)
+        per_node = pods_per_node(nodes, pods)
+        sim = start_sim_nodes(base, kubeconfig, nodes, per_node)
+        procs.append(sim)
+        t0 = time.perf_counter()
+        if not await wait_nodes_ready(api, nodes, sim, within):
+            say(
+                row(
+                    nodes,
+                    f"nodes Ready: did not finish within {within:.0f} s (or sim-nodes exited)",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                    "-",
+                )
+            )
+            return
+        ready_s = time.perf_counter() - t0
+
+        # baseline: the API server alone (no scheduler handles these pods)
+        await api.namespace("baseline")
+        bodies = [
+            (f"b-{i:06d}", pod_body(f"b-{i:06d}", scheduler_name="no-such-scheduler"))
+            for i in range(pods)
+        ]
+        _sent, lat, wall = await create_many(api, "/api/v1/namespaces/baseline/pods", bodies)
+        say(
+            row(
+                nodes,
+                f"(setup: {nodes:,} sim nodes Ready in {ready_s:.1f} s)",
+                "-",
+                "-",
+                "-",
+                "-",
+                "-",
+            )
+        )
+        say(
+            row(
+                nodes,
+                "baseline: pod create, no scheduler (50 clients)",
+                pods,
+                f"{pods / wall:,.0f}",
+                pct_ms(lat, 0.5),
+                pct_ms(lat, 0.99),
+                "-",
+            )
+        )
+        await api.request("DELETE", "/api/v1/namespaces/baseline/pods")
+
+        for label, src in trees.items():
+            await run_scheduler(api, base, kubeconfig, nodes, pods, within, label, src)
         for p in procs:
             if not p.alive():
-                rows.append(
-                    row(nodes, f"{p.name} exited early: see its log", "-", "-", "-", "-", "-")
-                )
-        return rows
+                say(row(nodes, f"{p.name} exited early: see its log", "-", "-", "-", "-", "-"))
     finally:
         if api is not None:
             await api.close()
@@ -335,28 +364,22 @@ async def main() -> None:
     ap.add_argument("--nodes", default="100,1000", help="comma-separated node counts")
     ap.add_argument("--pods", type=int, default=1000, help="pods per measured batch")
     ap.add_argument("--timeout", type=float, default=300.0, help="bound on every wait (s)")
+    ap.add_argument("--baseline", default="", help="git revision whose scheduler is measured first")
     args = ap.parse_args()
     counts = [int(n) for n in args.nodes.split(",") if n.strip()]
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-sched-") as tmp:
+        trees: dict[str, Path | None] = {"": None}
+        if args.baseline:
+            src = revision_src(args.baseline, Path(tmp) / "baseline")
+            trees = {args.baseline: src, "this tree": None}
         for n in counts:
             sub = Path(tmp) / f"n{n}"
             sub.mkdir()
             try:
-                rows = await run_nodes(sub, n, args.pods, args.timeout)
+                await run_nodes(sub, n, args.pods, args.timeout, trees)
             except Exception as err:  # one size failing still prints the others
-                rows = [
-                    row(
-                        n,
-                        f"failed: {type(err).__name__}: {str(err)[:120]}",
-                        "-",
-                        "-",
-                        "-",
-                        "-",
-                        "-",
-                    )
-                ]
-            print("\n".join(rows), flush=True)
+                say(row(n, f"failed: {type(err).__name__}: {str(err)[:120]}", *"-----"))
     print(NOTES)
 
 
