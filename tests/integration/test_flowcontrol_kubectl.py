@@ -4,6 +4,8 @@ API Priority and Fairness is on by default, with upstream's bootstrap objects an
 
 from __future__ import annotations
 
+from typing import Any
+
 from tests.integration.conftest import Kubectl
 
 
@@ -41,3 +43,20 @@ def test_kubectl_prints_the_bootstrap_configuration_with_upstreams_columns(
         metrics
     )
     assert 'apiserver_flowcontrol_dispatched_requests_total{flow_schema="exempt"' in metrics
+
+
+def test_the_python_client_reads_flowcontrol_v1(api: Any) -> None:
+    from kubernetes import client
+
+    fc = client.FlowcontrolApiserverV1Api(api)
+    schemas = {fs.metadata.name: fs for fs in fc.list_flow_schema().items}
+    assert schemas["global-default"].spec.priority_level_configuration.name == "global-default"
+    assert schemas["service-accounts"].spec.distinguisher_method.type == "ByUser"
+    level = fc.read_priority_level_configuration("workload-low")
+    assert level.spec.limited.nominal_concurrency_shares == 100
+    assert level.spec.limited.lendable_percent == 90
+    assert level.spec.limited.limit_response.queuing.hand_size == 6
+    # the headers every response carries, here for the admin's exempt request
+    _, _, headers = fc.list_priority_level_configuration_with_http_info()
+    exempt = fc.read_priority_level_configuration("exempt")
+    assert headers["X-Kubernetes-PF-PriorityLevel-UID"] == exempt.metadata.uid
