@@ -13,8 +13,9 @@ from cryptography import x509
 
 from pyk8s.apiserver.certs import ensure_pki, issue_client_cert, write_kubeconfig
 from pyk8s.cli import main
+from pyk8s.client.certificates import write_pem_pair
 from pyk8s.server.certcheck import check
-from pyk8s.server.identities import write_component_kubeconfigs
+from pyk8s.server.identities import renew_component_credentials, write_component_kubeconfigs
 
 
 @pytest.fixture
@@ -33,13 +34,14 @@ def test_check_lists_each_component(data_dir: Path, capsys: pytest.CaptureFixtur
     assert rows["admin.crt"][1] == "CN=system:admin,O=system:masters"
     assert rows["admin.crt"][2] == "ClientAuth"
     assert rows["serving.crt"][2] == "ServerAuth"
-    assert rows["scheduler.kubeconfig"][1] == "CN=system:kube-scheduler"
-    assert rows["controller-manager.kubeconfig"][1] == "CN=system:kube-controller-manager"
+    # a component kubeconfig names its certificate file, which the server renews
+    assert rows["scheduler.pem"][1] == "CN=system:kube-scheduler"
+    assert rows["controller-manager.pem"][1] == "CN=system:kube-controller-manager"
     assert all(r[-1] == "OK" and r[-2] in ("364d", "365d") for r in rows.values())
 
     assert main(["certificate", "check", "-d", str(data_dir), "--service", "kube-proxy"]) == 0
     (line,) = capsys.readouterr().out.splitlines()
-    assert line.startswith("kube-proxy: certificate proxy.kubeconfig (CN=system:kube-proxy) is ok")
+    assert line.startswith("kube-proxy: certificate proxy.pem (CN=system:kube-proxy) is ok")
 
     assert main(["certificate", "check", "-d", str(data_dir), "--service", "nope"]) == 1
     assert "unknown service 'nope'" in capsys.readouterr().err
@@ -54,6 +56,22 @@ def test_a_certificate_near_its_end_is_flagged(data_dir: Path) -> None:
     (info,) = check(data_dir, ["scheduler"])
     assert info.status(now) == "WARNING" and info.remaining(now).days == 29
     assert info.status(now + datetime.timedelta(days=31)) == "EXPIRED"
+
+
+def test_the_server_renews_a_component_certificate_near_its_end(data_dir: Path) -> None:
+    """What the running server's hourly pass does (CertRenewer): a component certificate
+    with less than 90 days left is replaced in its file; the others are kept."""
+    pki = ensure_pki(data_dir / "server", hostnames=["node1"], ips=["10.0.0.1"])
+    pem = data_dir / "server" / "cred" / "scheduler.pem"
+    short = issue_client_cert(pki, "system:kube-scheduler", validity=datetime.timedelta(days=30))
+    write_pem_pair(pem, *short)
+    proxy_before = (data_dir / "server" / "cred" / "proxy.pem").read_bytes()
+    assert renew_component_credentials(pki) == ["scheduler"]
+    (info,) = check(data_dir, ["scheduler"])
+    assert info.file == pem and info.subject == "CN=system:kube-scheduler"
+    assert info.remaining(datetime.datetime.now(datetime.UTC)).days in (364, 365)
+    assert (data_dir / "server" / "cred" / "proxy.pem").read_bytes() == proxy_before
+    assert renew_component_credentials(pki) == []
 
 
 def test_rotate_sets_certificates_aside_and_the_same_ca_issues_new_ones(

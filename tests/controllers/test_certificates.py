@@ -50,6 +50,17 @@ async def signing_controllers(server: Server) -> AsyncIterator[Manager]:
     stop = asyncio.Event()
     task = asyncio.create_task(manager.run(stop))
     await eventually(lambda: asyncio.sleep(0, manager.healthy), within=30)
+    # the server creates its join token's Secret just after it starts serving
+    token_id = (server.data_dir / "server" / "token").read_text().split(".")[0]
+    secrets = await client.resource("v1", "Secret")
+
+    async def token_exists() -> bool:
+        try:
+            return bool(await client.get(secrets, f"bootstrap-token-{token_id}", "kube-system"))
+        except ClientError:
+            return False
+
+    await eventually(token_exists, within=30)
     yield manager
     stop.set()
     await asyncio.wait_for(task, 30)

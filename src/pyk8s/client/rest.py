@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import platform
 import random
 import ssl
+import time
 from collections import deque
 from collections.abc import Mapping
 from types import TracebackType
@@ -61,6 +63,10 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: how often (at most) a client whose kubeconfig names certificate files looks whether
+#: they changed, before a request (client-go's certificate rotation re-reads them too)
+CERT_CHECK_INTERVAL = 1.0
 
 Obj = dict[str, Any]
 #: a registry :class:`Resource`, or ``(apiVersion, kind)`` such as ``("apps/v1", "Deployment")``
@@ -176,6 +182,9 @@ class Client:
         self._closed = False
         #: sessions being closed after a certificate rotation
         self._closing: set[asyncio.Future[None]] = set()
+        #: the client certificate file's (size, mtime) when loaded, for rotation
+        self._cert_seen = _signature(config.cert_file) if config.key_file else None
+        self._cert_checked = time.monotonic()
 
     @classmethod
     def from_kubeconfig(
@@ -212,6 +221,8 @@ class Client:
         if self._ssl is None:
             return
         self._ssl.load_cert_chain(cert_file, key_file)
+        if cert_file == self.config.cert_file:
+            self._cert_seen = _signature(cert_file)
         old, self._session = self._session, None
         if old is not None:
 
@@ -221,6 +232,24 @@ class Client:
                 task.add_done_callback(self._closing.discard)
 
             asyncio.get_running_loop().call_later(grace, close)
+
+    def _reload_rotated_certificate(self) -> None:
+        """Load the kubeconfig's certificate files again when they changed on disk (a
+        renewal by whoever wrote them, e.g. ``pyk8s server``'s for its components)."""
+        if self._cert_seen is None or not self.config.cert_file or not self.config.key_file:
+            return
+        now = time.monotonic()
+        if now - self._cert_checked < CERT_CHECK_INTERVAL:
+            return
+        self._cert_checked = now
+        if _signature(self.config.cert_file) == self._cert_seen:
+            return
+        try:
+            self.reload_client_certificate(self.config.cert_file, self.config.key_file)
+        except (OSError, ssl.SSLError) as err:  # caught mid-write: the next check retries
+            log.warning("cannot load the renewed client certificate: %s", err)
+            return
+        log.info("client certificate reloaded", extra={"file": self.config.cert_file})
 
     def _ensure_session(self) -> aiohttp.ClientSession:
         if self._closed:
@@ -726,6 +755,7 @@ class Client:
         client_timeout: aiohttp.ClientTimeout | None = None,
     ) -> aiohttp.ClientResponse:
         """Rate-limit, send and retry; the open response (the caller releases it)."""
+        self._reload_rotated_certificate()
         session = self._ensure_session()
         method = method.upper()
         hdrs = {"Accept": _JSON, "User-Agent": self.user_agent}
@@ -876,3 +906,14 @@ class WatchStream:
             await self.close()
             raise ApiError.from_status(obj if isinstance(obj, dict) else {})
         return etype, obj
+
+
+def _signature(path: str | None) -> tuple[int, int] | None:
+    """A file's (size, mtime) to notice it was replaced; None when missing."""
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_size, st.st_mtime_ns)

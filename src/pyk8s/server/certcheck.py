@@ -7,8 +7,9 @@ hand (a suspected key leak, a changed policy). ``check`` reads the files only;
 ``rotate`` moves the chosen services' certificates and keys to a backup directory
 ``DATA_DIR/server/tls/tls-<unix seconds>`` (as k3s does), and the next start of ``pyk8s
 server`` issues new ones from the same CA, so nothing that trusts the CA needs to
-change. Component kubeconfigs (``server/cred``) get a new certificate at every start
-anyway, and the kubelet renews its own through CSRs.
+change. Component certificates (``server/cred/<component>.pem``, named by their
+kubeconfigs) get a new certificate at every start anyway and are renewed by the running
+server 90 days before expiry, and the kubelet renews its own through CSRs.
 """
 
 from __future__ import annotations
@@ -160,9 +161,9 @@ def rotate(data_dir: Path, services: Sequence[str] = ()) -> Path:
                     shutil.move(path, backup / path.name)
         if service in KUBECONFIGS:
             path = data_dir / "server" / "cred" / KUBECONFIGS[service]
-            if service == "kubelet" and path.exists():
-                # the kubelet's certificate comes from a CSR: drop it, so its next start
-                # bootstraps a new one with the join token
+            if path.exists():
+                # the certificate file the kubeconfig names (the kubelet's comes from a
+                # CSR: without it, its next start bootstraps a new one with the join token)
                 cfg = load_kubeconfig(path)
                 for file in (cfg.cert_file, cfg.key_file):
                     if file and os.path.exists(file):

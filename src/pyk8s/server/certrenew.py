@@ -6,7 +6,10 @@ which used to be at start: a server up for ten months would serve an expired
 certificate. Every hour this runs ``ensure_pki`` again with the start's SANs; when the
 serving certificate changed it is loaded into the running TLS context (new handshakes
 present it, open connections keep theirs), and when the admin certificate changed the
-admin kubeconfig is rewritten. Nothing restarts.
+admin kubeconfig is rewritten. The components' client certificates
+(``server/cred/<component>.pem``) are renewed in the same pass
+(:func:`pyk8s.server.identities.renew_component_credentials`); each component's client
+loads the new file before its next request. Nothing restarts.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from pyk8s.apiserver.certs import Pki, ensure_pki
+from pyk8s.server.identities import renew_component_credentials
 
 __all__ = ["CertRenewer"]
 
@@ -63,6 +67,10 @@ class CertRenewer:
             if self.on_admin_renewed is not None:
                 self.on_admin_renewed(pki)
             log.info("renewed the admin certificate", extra={"file": str(pki.admin_cert)})
+            renewed = True
+        components = await asyncio.to_thread(renew_component_credentials, pki)
+        if components:
+            log.info("renewed component certificates", extra={"components": components})
             renewed = True
         return renewed
 

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import datetime
 import logging
 import secrets
 import string
@@ -56,8 +57,20 @@ from pathlib import Path
 from typing import Any
 
 from pyk8s.api import errors
-from pyk8s.apiserver.certs import Pki, issue_client_cert, write_kubeconfig
+from pyk8s.apiserver.certs import (
+    LEAF_VALIDITY,
+    RENEW_BEFORE,
+    Pki,
+    issue_client_cert,
+    write_kubeconfig,
+)
 from pyk8s.apiserver.handlers import ResourceHandlers
+from pyk8s.client.certificates import (
+    certificate_validity,
+    read_pem_pair,
+    write_cert_kubeconfig,
+    write_pem_pair,
+)
 from pyk8s.server.addon_identities import ADDON_POLICY, ADDON_USERS
 
 __all__ = [
@@ -70,6 +83,7 @@ __all__ = [
     "ensure_component_policy",
     "ensure_join_token",
     "new_bootstrap_token",
+    "renew_component_credentials",
     "write_component_kubeconfigs",
 ]
 
@@ -270,22 +284,30 @@ def component_flags(component: str, pki: Pki) -> list[str]:
 
 
 def write_component_kubeconfigs(
-    pki: Pki, server_url: str, join_token: str | None = None
+    pki: Pki,
+    server_url: str,
+    join_token: str | None = None,
+    *,
+    validity: datetime.timedelta = LEAF_VALIDITY,
 ) -> dict[str, Path]:
     """A fresh client certificate and kubeconfig for each component of
     :data:`COMPONENT_USERS` and the add-ons' ``ADDON_USERS``, by component name; with the
     ``join_token``, also the controller manager's and, for this host's kubelet, the
     bootstrap kubeconfig it gets its node certificate with and the path of the
-    kubeconfig it then writes (both need :func:`component_flags`)."""
+    kubeconfig it then writes (both need :func:`component_flags`).
+
+    Each kubeconfig names its certificate file, ``cred/<component>.pem`` (as k3s's name
+    ``tls/client-<component>.crt``), which :func:`renew_component_credentials` replaces
+    before it expires and the component's client loads again without a restart."""
     cred_dir = pki.dir.parent / "cred"
-    users = {**COMPONENT_USERS, **ADDON_USERS}
-    if join_token is not None:
-        users["controller-manager"] = (CONTROLLER_MANAGER_USER, ())
+    users = _component_users(with_controller_manager=join_token is not None)
+    ca_pem = pki.ca_cert.read_bytes()
     paths: dict[str, Path] = {}
     for component, (user, groups) in users.items():
         path = cred_dir / f"{component}.kubeconfig"
-        cert = issue_client_cert(pki, user, groups)
-        write_kubeconfig(path, server=server_url, pki=pki, user=user, client_cert=cert)
+        pem = cred_dir / f"{component}.pem"
+        write_pem_pair(pem, *issue_client_cert(pki, user, groups, validity=validity))
+        write_cert_kubeconfig(path, server_url, ca_pem, pem, user)
         paths[component] = path
     if join_token is not None:
         bootstrap = _kubelet_bootstrap(pki)
@@ -294,6 +316,40 @@ def write_component_kubeconfigs(
         )
         paths["kubelet"] = cred_dir / "kubelet.kubeconfig"
     return paths
+
+
+def _component_users(
+    with_controller_manager: bool = True,
+) -> dict[str, tuple[str, tuple[str, ...]]]:
+    users = {**COMPONENT_USERS, **ADDON_USERS}
+    if with_controller_manager:
+        users["controller-manager"] = (CONTROLLER_MANAGER_USER, ())
+    return users
+
+
+def renew_component_credentials(
+    pki: Pki,
+    *,
+    renew_before: datetime.timedelta = RENEW_BEFORE,
+    validity: datetime.timedelta = LEAF_VALIDITY,
+) -> list[str]:
+    """Re-issue each component certificate under ``cred/`` with less than
+    ``renew_before`` left (as ensure_pki renews the server's own, k3s's 90 days),
+    replacing the file atomically; the components renewed. Their clients notice the
+    changed file and present the new certificate on new connections."""
+    cred_dir = pki.dir.parent / "cred"
+    now = datetime.datetime.now(datetime.UTC)
+    renewed = []
+    for component, (user, groups) in _component_users().items():
+        pem = cred_dir / f"{component}.pem"
+        if not pem.exists():
+            continue
+        pair = read_pem_pair(pem)  # None: unreadable or already expired
+        if pair is not None and certificate_validity(pair[0])[1] - now > renew_before:
+            continue
+        write_pem_pair(pem, *issue_client_cert(pki, user, groups, validity=validity))
+        renewed.append(component)
+    return renewed
 
 
 def _kubelet_bootstrap(pki: Pki) -> Path:
