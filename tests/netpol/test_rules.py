@@ -243,3 +243,39 @@ def test_except_must_be_a_strict_subset_of_the_cidr() -> None:
         (f"spec.ingress[0].from[0].ipBlock.except[{n}]", "must be a strict subset of `cidr`")
         for n in (0, 1, 3)
     ]
+
+
+def test_dual_stack_pods_are_filtered_in_both_families(netns: list[str]) -> None:
+    """As soon as a pod has an IPv6 address every set gets an IPv6 twin and every set
+    match an ``ip6`` rule, so a policy covers the pods' IPv6 traffic too (issue 20); the
+    kernel takes the table, full and as a diff from the single-stack one."""
+
+    def dual(pod: PodInfo, ip6: str) -> PodInfo:
+        return PodInfo(**{**pod.__dict__, "ip6": ip6})
+
+    pods = [dual(p, f"fd00:42::{i + 5}") for i, p in enumerate(PODS)]
+    policy = _policy(
+        "a", "p", podSelector={"matchLabels": {"app": "web"}},
+        ingress=[{"from": [{"namespaceSelector": {"matchLabels": {"team": "x"}}}],
+                  "ports": [{"port": "http", "protocol": "TCP"}]}],
+    )  # fmt: skip
+    rs = compile_policies([policy], pods, NAMESPACES, NODE)
+    h = policy_hash("a", "p")
+    assert _set(rs, "a", "p", "pods") == {"10.42.0.5"}
+    assert _set(rs, "a", "p", "pods-6") == {"fd00:42::5"}
+    assert _set(rs, "a", "p", "in-0-6") == {"fd00:42::8"}  # b/client
+    assert _set(rs, "a", "p", "in-0-ports-6") == {"fd00:42::5 . tcp . 8080"}
+    assert _chain(rs, "a", "p", "ingress") == (
+        f"ip saddr @np-{h}-in-0 ip daddr . meta l4proto . th dport @np-{h}-in-0-ports accept",
+        f"ip6 saddr @np-{h}-in-0-6 ip6 daddr . meta l4proto . th dport @np-{h}-in-0-ports-6 accept",
+    )
+    assert rs.sets["ingress-isolated-6"][1] == {"fd00:42::5"}
+    assert "ip6 daddr @ingress-isolated-6 jump ingress" in rs.chains["ingress-forward"][1]
+    single = compile_policies([policy], PODS, NAMESPACES, NODE)
+    assert not any(name.endswith("-6") for name in single.sets)  # nothing new single-stack
+    assert _nft(netns, single.text()).returncode == 0
+    done = _nft(netns, rs.diff_text(single))
+    assert done.returncode == 0, done.stderr
+    incremental = sorted(_listing(netns).splitlines())
+    assert _nft(netns, rs.text()).returncode == 0
+    assert incremental == sorted(_listing(netns).splitlines())  # the same, in creation order

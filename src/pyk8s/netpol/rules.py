@@ -18,6 +18,10 @@ both in one forward hook. Everything lives in one ``inet pyk8s-netpol`` table:
   peers inline with their ``except``, numeric ports and ranges inline, named ports through
   a set of ``address . protocol . port`` resolved per destination pod.
 
+On a dual-stack cluster (as soon as any pod has an IPv6 address) every address set has
+an IPv6 twin, ``<name>-6``, and every rule, dispatch and base-chain match that uses a set
+is written for both families, so a policy filters a pod's IPv6 traffic as its IPv4.
+
 Pod and namespace changes only change set elements, so the applier's diff (see
 :meth:`NetpolRuleset.diff_text`) is a few ``add element``/``delete element`` lines;
 only a policy change rewrites that policy's chain. Node-to-local-pod traffic (the
@@ -50,6 +54,10 @@ BASE_CHAINS = {
 }
 _ADDR = "type ipv4_addr ;"
 _NAMED = "type ipv4_addr . inet_proto . inet_service ;"
+_ADDR6 = "type ipv6_addr ;"
+_NAMED6 = "type ipv6_addr . inet_proto . inet_service ;"
+#: the suffix of a set's IPv6 twin
+V6 = "-6"
 
 
 @dataclass(frozen=True)
@@ -63,17 +71,24 @@ class PodInfo:
     labels: Mapping[str, str]
     #: (port name, protocol) → container port
     named_ports: Mapping[tuple[str, str], int]
+    #: the pod's IPv6 address on a dual-stack cluster ("" otherwise)
+    ip6: str = ""
+
+    @property
+    def ips(self) -> tuple[str, ...]:
+        return tuple(a for a in (self.ip, self.ip6) if a)
 
 
 def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
-    """The pod's address and labels; None for host-network pods and pods without an
-    IPv4 address (they are not policy targets or pod peers)."""
+    """The pod's addresses and labels; None for host-network pods and pods without an
+    address (they are not policy targets or pod peers)."""
     spec, status, meta = pod.get("spec") or {}, pod.get("status") or {}, pod.get("metadata") or {}
     if spec.get("hostNetwork") or status.get("phase") in ("Succeeded", "Failed"):
         return None
     ips = [p.get("ip", "") for p in status.get("podIPs") or []] or [status.get("podIP") or ""]
     ip = next((a for a in ips if a and ":" not in a), "")
-    if not ip:
+    ip6 = next((a for a in ips if a and ":" in a), "")
+    if not ip and not ip6:
         return None
     named: dict[tuple[str, str], int] = {}
     for container in spec.get("containers") or []:
@@ -88,6 +103,7 @@ def pod_info(pod: Mapping[str, Any]) -> PodInfo | None:
         str(spec.get("nodeName") or ""),
         dict(meta.get("labels") or {}),
         named,
+        ip6,
     )
 
 
@@ -181,7 +197,7 @@ class _PodIndex:
             key = tuple(sorted(pod.labels.items()))
             self.groups.setdefault(pod.namespace, {}).setdefault(key, []).append(pod)
         self.ips = {
-            (ns, key): tuple(p.ip for p in pods)
+            (ns, key): tuple(a for p in pods for a in p.ips)
             for ns, groups in self.groups.items()
             for key, pods in groups.items()
         }
@@ -283,8 +299,30 @@ def _named_elements(pods: Iterable[PodInfo], named: list[tuple[str, str]]) -> se
         for name, proto in named:
             port = pod.named_ports.get((name, proto))
             if port is not None:
-                out.add(f"{pod.ip} . {_PROTOCOLS.get(proto, 'tcp')} . {port}")
+                for ip in pod.ips:
+                    out.add(f"{ip} . {_PROTOCOLS.get(proto, 'tcp')} . {port}")
     return out
+
+
+def _put_set(rs: NetpolRuleset, name: str, decl: str, elements: Iterable[str], dual: bool) -> None:
+    """Set ``name`` with the IPv4 elements, and on a dual-stack cluster its IPv6 twin."""
+    every = frozenset(elements)
+    v4 = frozenset(e for e in every if ":" not in e.split(" ", 1)[0])
+    rs.sets[name] = (decl, v4)
+    if dual:
+        rs.sets[name + V6] = (_NAMED6 if decl == _NAMED else _ADDR6, every - v4)
+
+
+def _families(match: str, dual: bool) -> list[str]:
+    """``match`` (an ``ip …@set`` match), and on a dual-stack cluster its IPv6 twin."""
+    return [match, "ip6" + match[2:] + V6] if dual else [match]
+
+
+def _same_family(peer: str, port: str) -> bool:
+    """Whether a peer match and a port match can hold for one packet (not ``ip`` with
+    ``ip6``)."""
+    families = {m.split(" ", 1)[0] for m in (peer, port) if m.startswith(("ip ", "ip6 "))}
+    return len(families) <= 1
 
 
 def compile_policies(
@@ -303,6 +341,7 @@ def compile_policies(
     }
     index = _PodIndex(all_pods)
     local = _PodIndex([p for p in all_pods if p.node == node_name])
+    dual = any(p.ip6 for p in all_pods)
     rs = NetpolRuleset()
     isolated: dict[str, set[str]] = {"ingress": set(), "egress": set()}
     dispatch: dict[str, list[str]] = {"ingress": [], "egress": []}
@@ -312,8 +351,8 @@ def compile_policies(
         ns, h = meta["namespace"], policy_hash(meta["namespace"], meta["name"])
         sel = _selector(spec.get("podSelector") or {})
         targets = local.select([ns], sel)
-        addresses = frozenset(p.ip for p in targets)
-        rs.sets[f"np-{h}-pods"] = (_ADDR, addresses)
+        addresses = frozenset(a for p in targets for a in p.ips)
+        _put_set(rs, f"np-{h}-pods", _ADDR, addresses, dual)
         comment = f'comment "{ns}/{meta["name"]}"'
         for direction, enabled in zip(("ingress", "egress"), policy_types(spec), strict=True):
             if not enabled:
@@ -323,10 +362,11 @@ def compile_policies(
                 ("in", "from", "saddr") if direction == "ingress" else ("eg", "to", "daddr")
             )
             chain = f"np-{h}-{direction}"
-            dispatch[direction].append(
-                f"ip {'daddr' if direction == 'ingress' else 'saddr'} @np-{h}-pods"
-                f" jump {chain} {comment}"
-            )
+            which = "daddr" if direction == "ingress" else "saddr"
+            dispatch[direction] += [
+                f"{match} jump {chain} {comment}"
+                for match in _families(f"ip {which} @np-{h}-pods", dual)
+            ]
             rules: list[str] = []
             for n, rule in enumerate(spec.get(direction) or []):
                 rule = rule or {}
@@ -340,8 +380,8 @@ def compile_policies(
                     for p in peers
                 )  # fmt: skip
                 if has_pod_peers:
-                    rs.sets[f"np-{h}-{key}-{n}"] = (_ADDR, frozenset(pod_peers))
-                    peer_matches.append(f"ip {addr} @np-{h}-{key}-{n}")
+                    _put_set(rs, f"np-{h}-{key}-{n}", _ADDR, pod_peers, dual)
+                    peer_matches += _families(f"ip {addr} @np-{h}-{key}-{n}", dual)
                 if peers and not peer_matches:
                     continue  # nothing valid to match
                 named_set = f"np-{h}-{key}-{n}-ports"
@@ -350,23 +390,28 @@ def compile_policies(
                     # the destination resolves the name: the selected pod for ingress,
                     # any pod for egress
                     dests = targets if direction == "ingress" else all_pods
-                    rs.sets[named_set] = (_NAMED, frozenset(_named_elements(dests, named)))
+                    _put_set(rs, named_set, _NAMED, _named_elements(dests, named), dual)
+                    port_matches = [
+                        m for p in port_matches for m in (_families(p, dual) if "@" in p else [p])
+                    ]
                 for peer in peer_matches or [""]:
                     for port in port_matches or [""]:
-                        rules.append(" ".join(x for x in (peer, port, "accept") if x))
+                        if _same_family(peer, port):
+                            rules.append(" ".join(x for x in (peer, port, "accept") if x))
             rs.chains[chain] = ("", tuple(rules))
     for direction in ("ingress", "egress"):
-        rs.sets[f"{direction}-isolated"] = (_ADDR, frozenset(isolated[direction]))
+        _put_set(rs, f"{direction}-isolated", _ADDR, isolated[direction], dual)
         rules = [*dispatch[direction], 'counter drop comment "default deny"']
         rs.chains[direction] = ("", tuple(rules))
     established = "ct state established,related accept"
     rs.chains["ingress-forward"] = (
         BASE_CHAINS["ingress-forward"],
-        (established, "ip daddr @ingress-isolated jump ingress"),
+        (
+            established,
+            *(f"{m} jump ingress" for m in _families("ip daddr @ingress-isolated", dual)),
+        ),
     )
+    egress = [f"{m} jump egress" for m in _families("ip saddr @egress-isolated", dual)]
     for name in ("egress-forward", "egress-input"):
-        rs.chains[name] = (
-            BASE_CHAINS[name],
-            (established, "ip saddr @egress-isolated jump egress"),
-        )
+        rs.chains[name] = (BASE_CHAINS[name], (established, *egress))
     return rs
