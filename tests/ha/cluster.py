@@ -84,11 +84,14 @@ def start_cluster(base: Path, started: list[HAServer], timeout: float = 120.0) -
     caller stops whatever is there, also when a start fails)."""
     port = shared_port()
     first = ha_server(base, 0, port, "--cluster-init")
-    started.append(first.start(timeout=timeout))
+    first.start(timeout=timeout)
+    started.append(first)
     token = first.data_dir / "server" / "server-token"
     for i in (1, 2):
         join = ("--server", first.url, "--token-file", str(token))
-        started.append(ha_server(base, i, port, *join).start(timeout=timeout))
+        srv = ha_server(base, i, port, *join)
+        srv.start(timeout=timeout)
+        started.append(srv)
 
 
 def stop_all(servers: list[HAServer]) -> None:

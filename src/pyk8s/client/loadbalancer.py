@@ -111,7 +111,7 @@ class LoadBalancer:
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             for _ in range(len(self.servers)):
                 server = self.current
@@ -128,7 +128,7 @@ class LoadBalancer:
         except asyncio.CancelledError:
             pass  # stop(): asyncio's server callback would log a cancelled handler
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             writer.close()
 
     async def _pipe(

@@ -25,6 +25,7 @@ import logging
 import os
 import secrets
 import ssl
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -75,7 +76,9 @@ def _basic(secret: str) -> str:
     return "Basic " + base64.b64encode(f"server:{secret}".encode()).decode()
 
 
-def handler(data_dir: Path, etcd_client_url: str) -> web.Handler:
+def handler(
+    data_dir: Path, etcd_client_url: str
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """The bootstrap endpoint of this server (``etcd_client_url``: its member's)."""
 
     async def serve(request: web.Request) -> web.StreamResponse:

@@ -245,7 +245,7 @@ async def member_add(client_urls: list[str], tls: EtcdTLS, member: Member) -> st
 
 
 def _initial_cluster(members: object, me: Member) -> str:
-    parts = []
+    parts: list[str] = []
     for m in members:  # type: ignore[attr-defined]
         name = m.name or (me.name() if me.peer_url in m.peerURLs else "")
         if not name:
