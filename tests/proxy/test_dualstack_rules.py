@@ -67,3 +67,22 @@ def test_ip6tables_rules_use_the_ipv6_addresses() -> None:
     assert "! -s fd00:42::/56 -j KUBE-MARK-MASQ" in text
     assert "--dst-type LOCAL ! -d ::1/128 -j KUBE-NODEPORTS" in text
     assert "10.96.0.20" not in text and "10.42.1.5" not in text
+
+
+def test_ipv6_udp_destinations_are_cleared_with_the_ipv6_family() -> None:
+    from pyk8s.proxy.conntrack import destinations, stale_flows
+
+    services, slices = _objects()
+    services[0]["spec"]["ports"][0]["protocol"] = "UDP"
+    for sl in slices:
+        sl["ports"][0]["protocol"] = "UDP"
+    before = destinations(services, slices, "node-a", 6)
+    assert before == {
+        ("udp", "fd00:43::20", 80): frozenset({"fd00:42:0:1::5"}),
+        ("udp", "::", 30080): frozenset({"fd00:42:0:1::5"}),
+    }
+    assert stale_flows(before, {}) == [
+        ["-D", "-f", "ipv6", "-p", "udp", "--orig-port-dst", "30080"],
+        ["-D", "-f", "ipv6", "-p", "udp", "--orig-dst", "fd00:43::20", "--orig-port-dst", "80"],
+    ]
+    assert ("udp", "10.96.0.20", 80) in destinations(services, slices, "node-a", 4)

@@ -11,6 +11,9 @@ rules are in place:
 * a service address (cluster IP, external IP, load-balancer IP, NodePort) that went away,
   or that has endpoints now and had none before: delete every entry to it.
 
+IPv6 destinations (a dual-stack node's ``ip6`` services) are cleared the same way with
+``conntrack -f ipv6``.
+
 TCP needs none of this (a connection to a removed endpoint is reset). :func:`destinations`
 and :func:`stale_flows` are pure; :func:`clear` runs the ``conntrack`` commands.
 """
@@ -28,7 +31,8 @@ __all__ = ["Destination", "clear", "destinations", "stale_flows"]
 
 log = logging.getLogger(__name__)
 
-#: (protocol, address, port); address '' is a NodePort (any local address)
+#: (protocol, address, port); address '' is an IPv4 NodePort (any local address), '::'
+#: an IPv6 one
 Destination = tuple[str, str, int]
 CONNECTIONLESS = frozenset({"UDP", "SCTP"})
 
@@ -37,12 +41,16 @@ def destinations(
     services: Iterable[Mapping[str, Any]],
     endpoint_slices: Iterable[Mapping[str, Any]],
     node_name: str,
+    family: int = 4,
 ) -> dict[Destination, frozenset[str]]:
-    """Every UDP/SCTP service destination → the endpoint addresses the rules send it to."""
-    ports = [sp for svc in services for sp in service_ports(svc) if sp.protocol in CONNECTIONLESS]
+    """Every UDP/SCTP service destination of IP ``family`` → the endpoint addresses the
+    rules send it to."""
+    ports = [
+        sp for svc in services for sp in service_ports(svc, family) if sp.protocol in CONNECTIONLESS
+    ]
     if not ports:
         return {}
-    by_port = endpoints_by_port(endpoint_slices, node_name)
+    by_port = endpoints_by_port(endpoint_slices, node_name, family)
     out: dict[Destination, frozenset[str]] = {}
     for sp in ports:
         eps = by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), [])
@@ -54,14 +62,15 @@ def destinations(
         for ip in (*sp.external_ips, *sp.load_balancer_ips):
             out[(proto, ip, sp.port)] = frozenset(e.ip for e in external)
         if sp.node_port:
-            out[(proto, "", sp.node_port)] = frozenset(e.ip for e in external)
+            any_local = "::" if family == 6 else ""
+            out[(proto, any_local, sp.node_port)] = frozenset(e.ip for e in external)
     return out
 
 
 def _filter(dest: Destination, endpoint: str = "") -> list[str]:
     proto, ip, port = dest
-    argv = ["-D", "-p", proto]
-    if ip:
+    argv = ["-D", "-f", "ipv6", "-p", proto] if ":" in ip else ["-D", "-p", proto]
+    if ip and ip != "::":
         argv += ["--orig-dst", ip]
     argv += ["--orig-port-dst", str(port)]
     if endpoint:

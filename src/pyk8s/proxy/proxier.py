@@ -331,7 +331,13 @@ class Proxier:
                     self.rules_total.labels("nat").set(len(ruleset.nat_rules))
         if ran:
             self.restores += 1
-            flows = conntrack.destinations(services, slices, self.config.node_name)
+            flows = {
+                dest: eps
+                for family in self.families
+                for dest, eps in conntrack.destinations(
+                    services, slices, self.config.node_name, family
+                ).items()
+            }
             await conntrack.clear(self.prefix, conntrack.stale_flows(self._flows, flows))
             self._flows = flows
         await self.health_checks.sync(self._health_checks(services, slices))
