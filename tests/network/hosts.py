@@ -6,7 +6,10 @@ API server is reached at its .1), every host is a netns with a veth on that brid
 bridge, kubelet port 10250 and healthz port) joining with the server's node-token (a
 controller manager with :data:`JOIN_CONTROLLERS` and :func:`signing_flags` approves and
 signs their node certificates). The
-agents program host-gw routes between the hosts' pod CIDRs. Teardown stops the agents,
+agents program host-gw routes between the hosts' pod CIDRs. With ``ipv6=True`` the bridge
+and the hosts also get fd00:99:K::/64 addresses (the bridge ::1, host i ::(11+i); no IPv6
+default route, so no pod's IPv6 packet can leave the bridge) and each agent gets
+``--node-ip v4,v6``: the dual-stack test cluster. Teardown stops the agents,
 kills what their containerds left, and deletes the namespaces, veths and the bridge.
 """
 
@@ -52,6 +55,8 @@ class Host:
     proc: subprocess.Popen[bytes] | None = None
     #: extra ``pyk8s agent`` flags (e.g. ``--cluster-dns``), kept across restarts
     agent_args: tuple[str, ...] = ()
+    #: the host's IPv6 address on a dual-stack test network ("" otherwise)
+    ip6: str = ""
 
     @property
     def log_file(self) -> Path:
@@ -68,7 +73,8 @@ class Host:
                     sys.executable, "-m", "pyk8s", "agent",
                     "--server", server, "--token-file", str(token_file),
                     "--data-dir", str(self.data_dir), "--node-name", self.name,
-                    "--node-ip", self.ip, *self.agent_args,
+                    "--node-ip", f"{self.ip},{self.ip6}" if self.ip6 else self.ip,
+                    *self.agent_args,
                 ],
                 stdout=log, stderr=subprocess.STDOUT,
             )  # fmt: skip
@@ -97,11 +103,16 @@ class Hosts:
         return f"{self.subnet_prefix}.1"
 
     @classmethod
-    def create(cls, base: Path, count: int, agent_args: tuple[str, ...] = ()) -> Hosts:
+    def create(
+        cls, base: Path, count: int, agent_args: tuple[str, ...] = (), ipv6: bool = False
+    ) -> Hosts:
         tag = uuid.uuid4().hex[:6]
         net = cls(f"pkb{tag}", f"10.99.{10 + uuid.uuid4().int % 240}", base)
+        v6 = f"fd00:99:{net.subnet_prefix.rsplit('.', 1)[1]}::"
         sh("ip", "link", "add", net.bridge, "type", "bridge")
         sh("ip", "addr", "add", f"{net.gateway}/24", "dev", net.bridge)
+        if ipv6:
+            sh("ip", "addr", "add", f"{v6}1/64", "dev", net.bridge, "nodad")
         sh("ip", "link", "set", net.bridge, "up")
         for i in range(count):
             name = f"pkh{tag}{i}"
@@ -115,7 +126,11 @@ class Hosts:
             sh("ip", "link", "set", "lo", "up", netns=name)
             sh("ip", "route", "add", "default", "via", net.gateway, netns=name)
             sh("sysctl", "-qw", "net.ipv4.ip_forward=1", netns=name)
-            net.hosts.append(Host(name, ip, base / name, agent_args=agent_args))
+            ip6 = f"{v6}{11 + i}" if ipv6 else ""
+            if ipv6:
+                sh("ip", "addr", "add", f"{ip6}/64", "dev", "eth0", "nodad", netns=name)
+                sh("sysctl", "-qw", "net.ipv6.conf.all.forwarding=1", netns=name)
+            net.hosts.append(Host(name, ip, base / name, agent_args=agent_args, ip6=ip6))
         # traffic between hosts crosses the bridge; keep the host's firewall out of it
         sh("sysctl", "-qw", f"net.ipv4.conf.{net.bridge}.forwarding=1")
         return net

@@ -13,6 +13,7 @@ different modes (nftables, iptables), so every scenario crosses both."""
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import os
 import re
@@ -40,6 +41,14 @@ from tests.network.hosts import Host, Hosts, sh, signing_flags
 pytestmark = pytest.mark.e2e
 
 DNS_IP = "10.43.0.10"
+#: the module cluster is dual-stack (issue 20): pods and services of both families
+CLUSTER_CIDRS = "10.42.0.0/16,fd00:42::/56"
+SERVICE_CIDRS = "10.43.0.0/16,fd00:43::/112"
+DUAL_STACK_AGENT_ARGS = (
+    "--kubelet-arg", f"cluster-cidr={CLUSTER_CIDRS}",
+    "--kubelet-arg", f"service-cidr={SERVICE_CIDRS}",
+    "--kube-proxy-arg", f"cluster-cidr={CLUSTER_CIDRS}",
+)  # fmt: skip
 IMAGE = "pyk8s.local/busybox:1.35"
 WEB_FQDN = "web.default.svc.cluster.local"
 HTTPD = "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"
@@ -67,14 +76,17 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
     if shutil.which("ip") is None or not Path(KUBECTL).exists():
         pytest.skip("needs iproute2 and kubectl")
     base = Path(tempfile.mkdtemp(prefix="pyk8s-svc-", dir="/tmp"))
-    hosts = Hosts.create(base / "hosts", 2, agent_args=("--cluster-dns", DNS_IP))
+    hosts = Hosts.create(
+        base / "hosts", 2, agent_args=("--cluster-dns", DNS_IP, *DUAL_STACK_AGENT_ARGS), ipv6=True
+    )
     # one proxy per mode: the first host's in nftables mode, the default (the client pod
     # below runs there, so ClusterIP and DNS traffic go through it), the second's iptables
     second = hosts.hosts[1]
     second.agent_args = (*second.agent_args, "--kube-proxy-arg", "proxy-mode=iptables")
     server = Server(
         base / "server", free_port(),
-        extra_args=("--bind-address", "0.0.0.0", "--advertise-address", hosts.gateway),
+        extra_args=("--bind-address", "0.0.0.0", "--advertise-address", hosts.gateway,
+                    "--service-cidr", SERVICE_CIDRS),
     )  # fmt: skip
     procs: list[subprocess.Popen[bytes]] = []
     try:
@@ -83,6 +95,7 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
         components = {
             "cm": ["controller-manager", "--kubeconfig", kubeconfig, "--leader-elect", "false",
                    "--controllers", "*", "--port", str(free_port()),
+                   "--cluster-cidr", CLUSTER_CIDRS,
                    *signing_flags(server.data_dir)],
             "scheduler": ["scheduler", "--kubeconfig", kubeconfig, "--leader-elect", "false",
                           "--port", str(free_port())],
@@ -807,6 +820,80 @@ async def test_network_policies_filter_pods_across_nodes(
     print(f"namespace label to traffic allowed: {label_to_allowed:.2f}s;"
           f" with nodes ready, the test took {time.monotonic() - begun:.1f}s")  # fmt: skip
     await _kubectl(kubectl, "delete", "namespace", "np-srv", "np-cli", "--wait=false")
+
+
+async def test_dual_stack_pods_and_services(
+    cluster: tuple[Server, Hosts], kubectl: Kubectl
+) -> None:
+    """Dual stack (issue 20): every node has a pod CIDR and an InternalIP of each family,
+    every replica an address of each; pods reach each other over IPv6 across nodes; a
+    PreferDualStack Service gets a cluster IP of each family and answers on both (host
+    a's nftables ``ip6`` table), its NodePort answers at host b's IPv6 address (host b's
+    ip6tables), its EndpointSlices come per family, and DNS answers its AAAA record."""
+    _, hosts = cluster
+    a, b = hosts.hosts
+    await _nodes_ready(kubectl, 2)
+    pods = await _ensure_web(kubectl)
+    await _ensure_client(kubectl, a.name)
+    nodes = {n["metadata"]["name"]: n for n in (await _json(kubectl, "get", "nodes"))["items"]}
+    for host in (a, b):
+        spec, status = nodes[host.name]["spec"], nodes[host.name]["status"]
+        assert [ipaddress.ip_network(c).version for c in spec["podCIDRs"]] == [4, 6], spec
+        internal = [x["address"] for x in status["addresses"] if x["type"] == "InternalIP"]
+        assert internal == [host.ip, host.ip6], status["addresses"]
+    v6: dict[str, tuple[str, str]] = {}
+    for pod in pods:
+        ips = [x["ip"] for x in pod["status"]["podIPs"]]
+        node_cidrs = nodes[pod["spec"]["nodeName"]]["spec"]["podCIDRs"]
+        assert pod["status"]["podIP"] == ips[0] and len(ips) == 2, pod["status"]
+        assert ipaddress.ip_address(ips[1]) in ipaddress.ip_network(node_cidrs[1]), ips
+        v6[pod["metadata"]["name"]] = (ips[1], pod["spec"]["nodeName"])
+
+    remote = next(name for name, (_, node) in v6.items() if node == b.name)
+
+    async def pod_to_pod() -> bool:
+        return await _fetch_in_client(kubectl, f"http://[{v6[remote][0]}]:8080/", 1) == [remote]
+
+    await eventually(pod_to_pod, within=60, every=1)
+
+    service = _web()[1]
+    service["metadata"]["name"] = "web-ds"
+    service["spec"]["ipFamilyPolicy"] = "PreferDualStack"
+    await _apply(kubectl, service)
+    spec = (await _json(kubectl, "get", "service", "web-ds"))["spec"]
+    assert spec["ipFamilies"] == ["IPv4", "IPv6"], spec
+    v4_ip, v6_ip = spec["clusterIPs"]
+    assert ipaddress.ip_address(v6_ip) in ipaddress.ip_network(SERVICE_CIDRS.split(",")[1])
+    for url in (f"http://{v4_ip}/", f"http://[{v6_ip}]/"):
+
+        async def answered(url: str = url) -> bool:
+            return any(await _fetch_in_client(kubectl, url, 1))
+
+        await eventually(answered, within=60, every=1)
+        answers = await _fetch_in_client(kubectl, url, 20)
+        assert all(answers) and set(answers) <= set(v6), (url, answers)
+    node_port = f"http://[{b.ip6}]:{spec['ports'][0]['nodePort']}/"
+
+    async def node_port_answers() -> str:
+        return await asyncio.to_thread(_http_get, node_port)
+
+    await eventually(node_port_answers, within=60, every=0.5)
+    answers = [await asyncio.to_thread(_http_get, node_port) for _ in range(20)]
+    assert all(answers) and set(answers) <= set(v6), answers
+
+    selector = "kubernetes.io/service-name=web-ds"
+    slices = await _json(kubectl, "get", "endpointslices", "-l", selector)
+    by_type = {
+        s["addressType"]: sorted(x for e in s.get("endpoints") or [] for x in e["addresses"])
+        for s in slices["items"]
+    }
+    assert by_type["IPv6"] == sorted(ip for ip, _ in v6.values()), by_type
+    assert len(by_type["IPv4"]) == 3, by_type
+
+    name = "web-ds.default.svc.cluster.local"
+    out = await _kubectl(kubectl, "exec", "client", "--", "nslookup", "-type=AAAA", name)
+    assert v6_ip in out.stdout, out.stdout
+    await _kubectl(kubectl, "delete", "service", "web-ds", "--wait=false")
 
 
 async def test_dns_survives_the_server_hosts_dns(
