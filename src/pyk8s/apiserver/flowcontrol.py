@@ -566,21 +566,24 @@ class APFConfigController(CacheController):
 
     async def ensure_bootstrap(self) -> None:
         """Create what is missing; put an auto-updated object's spec back to the built-in
-        one (upstream's config producer does this at start)."""
+        one (upstream's config producer does this at start). The writes go together, so
+        the store commits them as one batch."""
         current = {
             (e.obj["kind"], e.obj["metadata"]["name"]): e.obj
             for prefix in (self.levels.key_prefix(), self.flow_schemas.key_prefix())
             for e in self.h.cache.list(prefix)
         }
+        writes = []
         for obj in apf.bootstrap_objects():
             have = current.get((obj["kind"], obj["metadata"]["name"]))
             if have is None:
-                await self.h.ensure(obj)
+                writes.append(self.h.ensure(obj))
                 continue
             auto = (have["metadata"].get("annotations") or {}).get(apf.AUTO_UPDATE_ANNOTATION)
             want = _defaulted(obj)["spec"]
             if auto == "true" and have.get("spec") != want:
-                await self.h.ensure(obj, update=True)
+                writes.append(self.h.ensure(obj, update=True))
+        await asyncio.gather(*writes)
 
     async def sync(self, name: str) -> None:
         levels = [e.obj for e in self.h.cache.list(self.levels.key_prefix())]
@@ -591,8 +594,9 @@ class APFConfigController(CacheController):
                 log.info("recreating the mandatory %s %s", obj["kind"], obj["metadata"]["name"])
                 await self.h.ensure(obj)  # its write brings another sync
         dangling = self.apf.configure(levels, schemas)
-        for fs in schemas:
-            await self._write_dangling(fs, dangling[fs["metadata"]["name"]])
+        await asyncio.gather(
+            *(self._write_dangling(fs, dangling[fs["metadata"]["name"]]) for fs in schemas)
+        )
 
     async def _write_dangling(self, fs: JSON, dangling: bool) -> None:
         level = _level_name(fs)
