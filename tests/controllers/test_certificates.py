@@ -179,6 +179,14 @@ async def test_kube_proxy_certificate_for_a_joining_host(
         cert, _ = await manager.obtain(boot)
     assert subject(cert) == ("system:kube-proxy", [])
     assert "kube-proxy" in await approved_by(signing.client, cert)
+    # the agent renews it with itself (no join token), as a node renews its own
+    ca = (cm_server.data_dir / "server" / "tls" / "ca.crt").read_bytes()
+    kubeconfig = tmp_path / "proxy.kubeconfig"
+    certs.write_cert_kubeconfig(kubeconfig, cm_server.url, ca, manager.pem_file, "proxy")
+    async with Client(load_kubeconfig(kubeconfig)) as proxy:
+        renewed, _ = await manager.obtain(proxy)
+    assert renewed != cert and subject(renewed) == ("system:kube-proxy", [])
+    assert "kube-proxy" in await approved_by(signing.client, renewed)
 
 
 async def _approve(admin: Client, name: str) -> None:

@@ -15,7 +15,8 @@ trusts that CA and authenticates with the token -- as ``system:bootstrap:<id>`` 
   its certificate before it expires; it also serves with a certificate for its Node's
   addresses from the ``kubernetes.io/kubelet-serving`` signer, which ``pyk8s server``'s
   API server verifies (``--rotate-server-certificates``);
-* the agent requests a ``system:kube-proxy`` client certificate for the host's proxy.
+* the agent requests a ``system:kube-proxy`` client certificate for the host's proxy
+  and renews it before it expires (with itself), the proxy and DNS loading the new file.
 
 Certificates are kept under the data dir, so a restarted agent reuses them (no new
 request). The kubelet runs its own containerd, with host-gw routes to the other nodes' pods,
@@ -130,9 +131,12 @@ def kubelet_args(opts: Options, kubeconfig: Path, bootstrap: Path, proxy: Path) 
     ]  # fmt: skip
 
 
-async def proxy_kubeconfig(opts: Options, server: str, ca: bytes, bootstrap: Path) -> Path:
+async def proxy_kubeconfig(
+    opts: Options, server: str, ca: bytes, bootstrap: Path
+) -> tuple[Path, CertificateManager]:
     """A kubeconfig for the host's proxy as ``system:kube-proxy``: the certificate kept
-    from an earlier start, else one requested with the bootstrap credentials."""
+    from an earlier start, else one requested with the bootstrap credentials; and the
+    manager that renews it."""
     manager = CertificateManager(
         opts.data_dir / "pki" / "kube-proxy.pem", KUBE_PROXY_USER, [], KUBE_APISERVER_CLIENT
     )
@@ -143,7 +147,7 @@ async def proxy_kubeconfig(opts: Options, server: str, ca: bytes, bootstrap: Pat
     await asyncio.to_thread(
         write_cert_kubeconfig, path, server, ca, manager.pem_file, KUBE_PROXY_USER
     )
-    return path
+    return path, manager
 
 
 async def run(opts: Options) -> None:
@@ -162,7 +166,7 @@ async def _run(opts: Options, lb: LoadBalancer, token: str, ca: bytes) -> None:
     bootstrap = opts.data_dir / "bootstrap-kubeconfig.yaml"
     write_agent_kubeconfig(bootstrap, lb.url, ca, token)
     kubeconfig = opts.data_dir / "kubeconfig.yaml"  # the kubelet writes it (node identity)
-    proxy = await proxy_kubeconfig(opts, lb.url, ca, bootstrap)
+    proxy, proxy_certificate = await proxy_kubeconfig(opts, lb.url, ca, bootstrap)
     log.info("joined", extra={"server": opts.server, "kubeconfig": str(kubeconfig)})
     supervisor = Supervisor()
     supervisor.add("kubelet", *kubelet_args(opts, kubeconfig, bootstrap, proxy))
@@ -175,8 +179,16 @@ async def _run(opts: Options, lb: LoadBalancer, token: str, ca: bytes) -> None:
     await supervisor.start()
     async with Client(load_config(str(proxy)), user_agent=_USER_AGENT) as client:
         follow = asyncio.create_task(lb.follow_endpoints(client, stop), name="lb-servers")
+        # renewed before expiry with itself; the proxy and DNS load the new file
+        rotation = asyncio.create_task(
+            proxy_certificate.rotate_forever(
+                client, lambda pem: client.reload_client_certificate(str(pem), str(pem))
+            ),
+            name="proxy-certificate-rotation",
+        )
         try:
             await stop.wait()
         finally:
+            rotation.cancel()
             await supervisor.stop()
             await follow

@@ -26,8 +26,10 @@ the group create node client CSRs that the ``csrapproving`` controller approves
 (``pyk8s:kubelet-bootstrap``, ``pyk8s:node-autoapprove-bootstrap``), let nodes renew
 their own (``pyk8s:node-autoapprove-certificate-rotation``), and, pyk8s's own, let the
 group get a ``system:kube-proxy`` client certificate for the host's proxy
-(``pyk8s:kube-proxy-bootstrap``). (The local-path provisioner each kubelet runs with its
-node identity gets its rights from :mod:`pyk8s.server.localstorage`.)
+(``pyk8s:kube-proxy-bootstrap``), which ``system:kube-proxy`` itself may renew
+(``pyk8s:kube-proxy-certificate-rotation``, ``pyk8s:kube-proxy-csr-requester``). (The
+local-path provisioner each kubelet runs with its node identity gets its rights from
+:mod:`pyk8s.server.localstorage`.)
 
 The DNS server reads EndpointSlices, which upstream's ``system:kube-dns`` role predates;
 ``pyk8s server`` therefore creates k3s's ``system:coredns`` ClusterRole and its binding
@@ -194,6 +196,17 @@ JOIN_POLICY: tuple[dict[str, Any], ...] = (
     },
     _cluster_binding(
         "pyk8s:kube-proxy-bootstrap", "pyk8s:kube-proxy-bootstrap", "Group", JOIN_GROUP
+    ),
+    # an agent renews its proxy's certificate with that certificate (as a node renews its
+    # own through selfnodeclient)
+    _cluster_binding(
+        "pyk8s:kube-proxy-certificate-rotation",
+        "pyk8s:kube-proxy-bootstrap",
+        "User",
+        "system:kube-proxy",
+    ),
+    _cluster_binding(
+        "pyk8s:kube-proxy-csr-requester", "system:node-bootstrapper", "User", "system:kube-proxy"
     ),
 )
 #: k3s's CoreDNS role and binding (its coredns.yaml manifest), and the DNS publisher's
