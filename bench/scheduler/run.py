@@ -230,7 +230,11 @@ async def run_scheduler(
     namespaces of its own, stop it and delete its pods (the next scheduler starts from the
     same cluster)."""
     tag = "" if not label else f"[{label}] "
-    suffix = "" if not label else "-" + "".join(c if c.isalnum() else "-" for c in label).lower()
+    suffix = (
+        ""
+        if not label
+        else "-" + "".join(c if c.isalnum() else "-" for c in label).lower().strip("-")
+    )
     log_dir = base / f"sched{suffix or '-this'}"
     log_dir.mkdir(exist_ok=True)
     sched = start_scheduler(log_dir, kubeconfig, src)

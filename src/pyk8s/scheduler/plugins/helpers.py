@@ -64,8 +64,10 @@ def match_terms(terms: Iterable[Mapping[str, Any]], node: Mapping[str, Any]) -> 
 # ---------------------------------------------------------------------- pods and terms
 
 
-def pod_labels(pod: Mapping[str, Any]) -> dict[str, str]:
-    return dict((pod.get("metadata") or {}).get("labels") or {})
+def pod_labels(pod: Mapping[str, Any]) -> Mapping[str, str]:
+    """The pod's labels, not copied (matched against selectors once per pod per cycle)."""
+    labels: Mapping[str, str] = (pod.get("metadata") or {}).get("labels") or {}
+    return labels
 
 
 def pod_namespace(pod: Mapping[str, Any]) -> str:
