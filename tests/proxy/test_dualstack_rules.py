@@ -86,3 +86,11 @@ def test_ipv6_udp_destinations_are_cleared_with_the_ipv6_family() -> None:
         ["-D", "-f", "ipv6", "-p", "udp", "--orig-dst", "fd00:43::20", "--orig-port-dst", "80"],
     ]
     assert ("udp", "10.96.0.20", 80) in destinations(services, slices, "node-a", 4)
+
+
+def test_the_families_a_node_programs_follow_the_cluster_cidr() -> None:
+    from pyk8s.proxy.proxier import _families
+
+    assert _families("10.42.0.0/16") == [4]
+    assert _families("fd00:42::/56,10.42.0.0/16") == [6, 4]
+    assert _families("fd00:42::/56") == [6]  # an IPv6-only cluster: the ip6 table only

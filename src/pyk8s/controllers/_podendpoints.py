@@ -40,6 +40,17 @@ def is_ready(pod: Obj) -> bool:
     return False
 
 
+def service_families(service: Obj) -> list[str]:
+    """The address types a Service's slices have: its ``ipFamilies``, else its cluster IP's
+    family, else IPv4 (upstream's getAddressTypesForService)."""
+    spec = service.get("spec") or {}
+    families = [str(f) for f in spec.get("ipFamilies") or [] if f in ("IPv4", "IPv6")]
+    if families:
+        return families
+    ip = str(spec.get("clusterIP") or "")
+    return ["IPv6"] if ":" in ip else ["IPv4"]
+
+
 def pod_ip(pod: Obj, family: str = "IPv4") -> str:
     """The pod's address of ``family`` (``IPv4``/``IPv6``), or ``""``."""
     status = pod.get("status") or {}

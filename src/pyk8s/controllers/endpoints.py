@@ -31,8 +31,8 @@ PODS = REGISTRY.get("", "v1", "pods")
 ENDPOINTS = REGISTRY.get("", "v1", "endpoints")
 
 
-def _address(pod: Obj) -> Obj:
-    addr: Obj = {"ip": pe.pod_ip(pod), "targetRef": pe.target_ref(pod)}
+def _address(pod: Obj, family: str) -> Obj:
+    addr: Obj = {"ip": pe.pod_ip(pod, family), "targetRef": pe.target_ref(pod)}
     spec = pod.get("spec") or {}
     if spec.get("nodeName"):
         addr["nodeName"] = spec["nodeName"]
@@ -42,9 +42,11 @@ def _address(pod: Obj) -> Obj:
 def build_subsets(service: Obj, pods: Iterable[Obj]) -> list[Obj]:
     """Addresses per port set, sorted as upstream's ``RepackSubsets`` sorts them."""
     publish = bool((service.get("spec") or {}).get("publishNotReadyAddresses"))
+    # v1 Endpoints hold one family: the Service's primary one (upstream's rule)
+    family = pe.service_families(service)[0]
     groups: dict[str, Obj] = {}
     for pod in pods:
-        if not pe.should_be_in_endpoints(pod, include_terminating=publish):
+        if not pe.should_be_in_endpoints(pod, include_terminating=publish, family=family):
             continue
         ports = pe.endpoint_ports(service, pod)
         if (service.get("spec") or {}).get("ports") and not ports:
@@ -52,7 +54,7 @@ def build_subsets(service: Obj, pods: Iterable[Obj]) -> list[Obj]:
         key = json.dumps(sorted(ports, key=lambda p: str(p.get("name", ""))), sort_keys=True)
         sub = groups.setdefault(key, {"addresses": [], "notReadyAddresses": [], "ports": ports})
         ready = publish or pe.is_ready(pod)
-        sub["addresses" if ready else "notReadyAddresses"].append(_address(pod))
+        sub["addresses" if ready else "notReadyAddresses"].append(_address(pod, family))
     out = []
     for key in sorted(groups):
         sub = groups[key]

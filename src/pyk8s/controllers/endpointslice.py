@@ -52,17 +52,6 @@ def _slice_service(es: Obj) -> list[str]:
     return [f"{es['metadata'].get('namespace', '')}/{labels[SERVICE_NAME]}"]
 
 
-def service_families(service: Obj) -> list[str]:
-    """The address types a Service's slices have: its ``ipFamilies``, else its cluster IP's
-    family, else IPv4 (upstream's getAddressTypesForService)."""
-    spec = service.get("spec") or {}
-    families = [str(f) for f in spec.get("ipFamilies") or [] if f in ("IPv4", "IPv6")]
-    if families:
-        return families
-    ip = str(spec.get("clusterIP") or "")
-    return ["IPv6"] if ":" in ip else ["IPv4"]
-
-
 def build_endpoint(service: Obj, pod: Obj, node: Obj | None, family: str = "IPv4") -> Obj:
     meta = pod["metadata"]
     terminating = bool(meta.get("deletionTimestamp"))
@@ -98,7 +87,7 @@ def desired_groups(service: Obj, pods: Iterable[Obj], nodes: dict[str, Obj]) -> 
     endpoints}); every family of the Service has a group, empty ones as placeholders."""
     groups: dict[str, Obj] = {}
     pods = sorted(pods, key=lambda p: p["metadata"]["name"])
-    for family in service_families(service):
+    for family in pe.service_families(service):
         before = len(groups)
         for pod in pods:
             if not pe.should_be_in_endpoints(pod, include_terminating=True, family=family):

@@ -314,7 +314,7 @@ class Proxier:
         services, slices = self.services.store.list(), self.slices.store.list()
         ran = False
         for family in self.families:
-            config = family_config(self.config, family) if len(self.families) > 1 else self.config
+            config = family_config(self.config, family)
             applier, nft_applier = self.appliers[family]
             if self.mode == "nftables":
                 table = render_nft(services, slices, config)
