@@ -95,3 +95,38 @@ def test_cluster_reset_recovers_a_member_after_quorum_loss(tmp_path: Path) -> No
             await _kill(p1)
 
     asyncio.run(after_reset())
+
+
+def test_cluster_init_migrates_a_sqlite_data_dir(tmp_path: Path) -> None:
+    """k3s's SQLite -> etcd migration: what the data dir held is in the new member, and
+    the SQLite file is kept aside as state.db.migrated."""
+    if not etcd_available():
+        pytest.fail("etcd-server (/usr/bin/etcd) is not installed: bash scripts/setup.sh")
+    from pyk8s.server.embedded_etcd import migrate_sqlite
+    from pyk8s.storage.sqlite import SqliteStore
+
+    m, pki = _member(tmp_path, "a", "127.0.0.2")
+    db = m.data_dir / "server" / "db" / "state.db"
+
+    async def run() -> None:
+        db.parent.mkdir(parents=True)
+        sqlite = await SqliteStore.open(db)
+        await sqlite.create("/registry/namespaces/shop", b'{"kind":"Namespace"}')
+        await sqlite.create("/registry/events/default/e1", b"{}", ttl=3600)
+        await sqlite.close()
+        ensure_pki(m.data_dir / "server", hostnames=[], ips=[])
+        m.ensure_certs(pki)
+        proc = await _start(m, pki, f"{m.name()}={m.peer_url}", "new")
+        try:
+            result = await migrate_sqlite(m.data_dir, m.endpoint(pki))
+            assert result is not None and result.written == 2
+            store = await open_store(m.endpoint(pki))
+            assert (await store.get("/registry/namespaces/shop")).value == b'{"kind":"Namespace"}'
+            # a lease granted with etcd.py's reuse window reads back as TTL + window
+            assert (await store.get("/registry/events/default/e1")).ttl >= 3600
+            await store.close()
+        finally:
+            await _kill(proc)
+
+    asyncio.run(run())
+    assert not db.exists() and db.with_name("state.db.migrated").exists()

@@ -476,6 +476,12 @@ async def _start_embedded_etcd(opts: Options) -> tuple[Supervisor, Any] | None:
     )
     opts.datastore_endpoint = member.endpoint(pki)
     member.save(pki)
+    if opts.cluster_init and not restart:
+        try:
+            await embedded_etcd.migrate_sqlite(opts.data_dir, opts.datastore_endpoint)
+        except BaseException:
+            await supervisor.stop()
+            raise
     return supervisor, member
 
 

@@ -17,6 +17,9 @@ Why it looks the way it does:
   ``DATA_DIR/server/db/etcd-name``; its certificates in ``DATA_DIR/server/tls/etcd``.
   A data dir holding a member starts that member again: restarting the server (with or
   without ``--cluster-init``) re-uses it, and etcd ignores the initial-cluster flags.
+  ``--cluster-init`` on a data dir that ran on SQLite migrates its objects into the
+  new member (k3s supports this direction only; the reverse is an etcd snapshot
+  restored into SQLite with ``--cluster-reset-restore-path``).
 * **Joining.** The new server asks an existing one for what servers share (the CA and
   its key, the service-account key, the front-proxy CA, the join token: see
   :mod:`pyk8s.server.bootstrap`), issues its own certificates, adds itself with etcd's
@@ -305,6 +308,33 @@ async def cluster_reset(member: Member, restore: Path | None = None) -> RestoreR
         if proc.returncode is None:
             proc.send_signal(signal.SIGTERM)
             await proc.wait()
+
+
+async def migrate_sqlite(data_dir: Path, endpoint: str) -> RestoreResult | None:
+    """k3s's migration on ``--cluster-init``: a data dir that ran on SQLite moves its
+    objects into the new etcd member (a snapshot of the live file, restored logically:
+    every key under /registry/ with its TTL, at etcd's revisions), and the SQLite file
+    is kept as ``state.db.migrated``. None when there is no SQLite store."""
+    from pyk8s.storage import open_store
+    from pyk8s.storage.snapshot import restore, save_sqlite
+
+    db = data_dir / "server" / "db" / "state.db"
+    if not db.exists():
+        return None
+    snapshot = db.with_name("state.db.migrating")
+    await asyncio.to_thread(save_sqlite, db, snapshot)
+    store = await open_store(endpoint)
+    try:
+        result = await restore(store, snapshot)
+    finally:
+        await store.close()
+    for suffix in ("", "-wal", "-shm"):
+        part = db.with_name(db.name + suffix)
+        if part.exists():
+            part.rename(db.with_name(f"state.db.migrated{suffix}"))
+    snapshot.unlink()
+    log.info("migrated the SQLite datastore to etcd", extra={"keys": result.keys})
+    return result
 
 
 def recorded_endpoint(data_dir: Path) -> str | None:
