@@ -1662,9 +1662,10 @@ def _node_dns_args(args: argparse.Namespace) -> list[str]:
 
 
 def _kube_dns_ip(service_cidr: str) -> str:
+    """kube-dns's ClusterIP: the 10th address of the (primary) service CIDR."""
     import ipaddress
 
-    return str(ipaddress.ip_network(service_cidr).network_address + 10)
+    return str(ipaddress.ip_network(service_cidr.split(",")[0].strip()).network_address + 10)
 
 
 def _proxy_args(args: argparse.Namespace) -> list[str]:
