@@ -696,6 +696,9 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument("--cluster-signing-cert-file", default="", metavar="FILE")
     cm.add_argument("--cluster-signing-key-file", default="", metavar="FILE")
     cm.add_argument("--cluster-signing-duration", default="8760h0m0s")
+    for signer in ("kube-apiserver-client", "kubelet-client", "kubelet-serving", "legacy-unknown"):
+        for part in ("cert", "key"):
+            cm.add_argument(f"--cluster-signing-{signer}-{part}-file", default="", metavar="FILE")
     cm.add_argument(
         "--cluster-cidr", default="10.42.0.0/16", help="node IPAM: one CIDR or a v4,v6 pair"
     )
@@ -1272,6 +1275,7 @@ def _default_advertise(args: argparse.Namespace) -> str:
 
 def _run_controller_manager(args: argparse.Namespace) -> int:
     from pyk8s.client import ClientError
+    from pyk8s.controllers.csrsigning import SIGNER_FLAGS
     from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
     from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
     from pyk8s.controllers.nodeipam import Settings as NodeIPAMSettings
@@ -1302,18 +1306,34 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
                 args.cluster_signing_cert_file,
                 args.cluster_signing_key_file,
                 parse_duration(args.cluster_signing_duration, "cluster-signing-duration"),
+                per_signer=_per_signer_files(args, SIGNER_FLAGS),
             ),
             nodeipam=NodeIPAMSettings(
                 args.cluster_cidr, args.node_cidr_mask_size_ipv4, args.node_cidr_mask_size_ipv6
             ),
         )
         opts.nodeipam.cidr_sets()  # a bad --cluster-cidr fails here, with the flag's name
+        opts.csr_signing.files()  # and a bad --cluster-signing-* combination here
         controller_manager.selected(opts.controllers)
         asyncio.run(controller_manager.run(opts))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s controller-manager: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _per_signer_files(
+    args: argparse.Namespace, flags: dict[str, str]
+) -> dict[str, tuple[str, str]]:
+    """signer -> (cert, key) of the ``--cluster-signing-<name>-cert-file/-key-file``
+    pairs given (either half)."""
+    out = {}
+    for signer, name in flags.items():
+        attr = "cluster_signing_" + name.replace("-", "_")
+        cert, key = getattr(args, f"{attr}_cert_file"), getattr(args, f"{attr}_key_file")
+        if cert or key:
+            out[signer] = (cert, key)
+    return out
 
 
 def _run_cloud_controller_manager(args: argparse.Namespace) -> int:

@@ -21,7 +21,7 @@ from cryptography.x509.oid import NameOID
 from pyk8s.client import Client, ClientError, Config, load_kubeconfig
 from pyk8s.client import certificates as certs
 from pyk8s.controllers.csrcleaner import deadline
-from pyk8s.controllers.csrsigning import CSRS, Settings
+from pyk8s.controllers.csrsigning import CSRS, SIGNERS, Settings
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.controller_manager import setup_controllers
 from pyk8s.server.identities import JOIN_GROUP
@@ -402,3 +402,17 @@ async def _maybe(call: Any) -> Any:
         return await call
     except ClientError:
         return None
+
+
+def test_per_signer_files_as_upstream() -> None:
+    """--cluster-signing-<signer>-cert-file/-key-file: only those signers run; not
+    together with the general pair; never half a pair."""
+    serving = Settings(per_signer={"kubernetes.io/kubelet-serving": ("s.crt", "s.key")})
+    assert serving.files() == {"kubernetes.io/kubelet-serving": ("s.crt", "s.key")}
+    everything = Settings("ca.crt", "ca.key").files()
+    assert set(everything) == set(SIGNERS) and "kubernetes.io/legacy-unknown" in everything
+    assert Settings().files() == {}
+    with pytest.raises(ValueError, match="at the same time"):
+        Settings("ca.crt", "ca.key", per_signer=serving.per_signer).files()
+    with pytest.raises(ValueError, match="--cluster-signing-kubelet-client-cert-file and"):
+        Settings(per_signer={"kubernetes.io/kube-apiserver-client-kubelet": ("c", "")}).files()

@@ -97,6 +97,11 @@ def test_kubectl_create_get_approve_deny(kubectl: Kubectl) -> None:
             "spec.expirationSeconds: Invalid value: 599: may not specify a duration less "
             "than 600 seconds (10 minutes)",
         ),
+        (
+            {"signerName": "kubernetes.io/legacy-unknown"},
+            'spec.signerName: Invalid value: "kubernetes.io/legacy-unknown": the legacy '
+            "signerName is not allowed via this API version",
+        ),
     ],
 )
 def test_invalid_requests_are_422(kubectl: Kubectl, spec: dict[str, Any], message: str) -> None:

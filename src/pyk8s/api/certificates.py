@@ -209,6 +209,8 @@ def signer_check(signer: str, parsed: ParsedCSR, usages: Iterable[str]) -> str |
     elif signer == KUBELET_SERVING:
         if not is_node_serving_cert(parsed, given):
             return "invalid kubelet serving CSR"
+    elif signer == LEGACY_UNKNOWN:
+        pass  # upstream's legacy-unknown signer signs any approved request
     elif signer == KUBE_APISERVER_CLIENT:
         if not set(given) <= _CLIENT_ALLOWED or "client auth" not in given:
             return "invalid usage for client certificate"

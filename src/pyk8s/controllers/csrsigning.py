@@ -9,6 +9,8 @@ signs, with the cluster CA, approved requests for upstream's built-in signers
   (``CN=system:node:<name>``, ``O=system:nodes``, client usages, no SANs),
 * ``kubernetes.io/kubelet-serving``: kubelets' serving certificates (same subject,
   DNS/IP SANs, server usages),
+* ``kubernetes.io/legacy-unknown``: anything approved (such requests can no longer be
+  created through certificates.k8s.io/v1),
 
 each after its own check of the request (:func:`pyk8s.api.certificates.signer_check`); a
 request a signer refuses gets the ``Failed`` condition with reason
@@ -16,7 +18,9 @@ request a signer refuses gets the ``Failed`` condition with reason
 and requests for other signers are someone else's. The certificate lives for
 ``spec.expirationSeconds`` capped by ``--cluster-signing-duration`` (one year by
 default), backdated five minutes for clock skew and never past the CA's own expiry, as
-upstream's ``LocalSigner``.
+upstream's ``LocalSigner``. Instead of one CA for all, each signer may have its own
+(``--cluster-signing-kubelet-serving-cert-file`` …, :data:`SIGNER_FLAGS`); a signer
+without one does not sign.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import base64
 import datetime
 import logging
 from collections.abc import Awaitable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +45,7 @@ from pyk8s.api.certificates import (
     KUBE_APISERVER_CLIENT,
     KUBE_APISERVER_CLIENT_KUBELET,
     KUBELET_SERVING,
+    LEGACY_UNKNOWN,
     CSRError,
     has_condition,
     parse_request,
@@ -51,13 +56,20 @@ from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import ApiError, is_conflict, is_not_found
 from pyk8s.controllers.runtime import Manager, Request, Result
 
-__all__ = ["CSRS", "SIGNERS", "Settings", "Signer", "setup", "write_or_requeue"]
+__all__ = ["CSRS", "SIGNERS", "SIGNER_FLAGS", "Settings", "Signer", "setup", "write_or_requeue"]
 
 log = logging.getLogger(__name__)
 
 Obj = dict[str, Any]
 CSRS: Resource = REGISTRY.get("certificates.k8s.io", "v1", "certificatesigningrequests")  # type: ignore[assignment]
-SIGNERS = (KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING)
+SIGNERS = (KUBE_APISERVER_CLIENT, KUBE_APISERVER_CLIENT_KUBELET, KUBELET_SERVING, LEGACY_UNKNOWN)
+#: signer -> the name of its own --cluster-signing-<name>-cert-file/-key-file pair
+SIGNER_FLAGS = {
+    KUBE_APISERVER_CLIENT: "kube-apiserver-client",
+    KUBE_APISERVER_CLIENT_KUBELET: "kubelet-client",
+    KUBELET_SERVING: "kubelet-serving",
+    LEGACY_UNKNOWN: "legacy-unknown",
+}
 #: upstream's --cluster-signing-duration default (8760h)
 DEFAULT_DURATION = 365 * 24 * 3600.0
 BACKDATE = datetime.timedelta(minutes=5)
@@ -86,11 +98,35 @@ _EXT_USAGES = {
 @dataclass
 class Settings:
     """--cluster-signing-cert-file, --cluster-signing-key-file, --cluster-signing-duration
-    (seconds). Without both files the controller does not run, as upstream."""
+    (seconds), and upstream's per-signer pairs (``per_signer``: signer name -> (cert
+    file, key file), from ``--cluster-signing-<SIGNER_FLAGS name>-cert-file/-key-file``),
+    which may not be combined with the general pair. A signer with no files is not run;
+    with none at all the controller does not run, as upstream."""
 
     cert_file: str = ""
     key_file: str = ""
     duration: float = DEFAULT_DURATION
+    per_signer: dict[str, tuple[str, str]] = field(default_factory=dict)
+
+    def files(self) -> dict[str, tuple[str, str]]:
+        """signer -> (cert file, key file) of each signer to run; ValueError for upstream's
+        refused combinations."""
+        if self.per_signer and (self.cert_file or self.key_file):
+            raise ValueError(
+                "cannot specify --cluster-signing-{cert,key}-file and other "
+                "--cluster-signing-*-file flags at the same time"
+            )
+        if self.cert_file or self.key_file:
+            if not (self.cert_file and self.key_file):
+                raise ValueError(
+                    "--cluster-signing-cert-file and --cluster-signing-key-file go together"
+                )
+            return {signer: (self.cert_file, self.key_file) for signer in SIGNERS}
+        for signer, (cert, key) in self.per_signer.items():
+            if not (cert and key):
+                flag = f"--cluster-signing-{SIGNER_FLAGS[signer]}"
+                raise ValueError(f"{flag}-cert-file and {flag}-key-file go together")
+        return dict(self.per_signer)
 
 
 class Signer:
@@ -158,10 +194,10 @@ def _now() -> str:
 
 
 class CSRSigningReconciler:
-    def __init__(self, manager: Manager, signer: Signer) -> None:
+    def __init__(self, manager: Manager, signers: dict[str, Signer]) -> None:
         self.client = manager.client
         self.csrs = manager.informers.informer(CSRS).store
-        self.signer = signer
+        self.signers = signers
 
     async def reconcile(self, request: Request) -> Result | None:
         csr = self.csrs.get_by_name(None, request.name)
@@ -170,7 +206,7 @@ class CSRSigningReconciler:
         spec = csr.get("spec") or {}
         signer = spec.get("signerName")
         status = csr.get("status") or {}
-        if signer not in SIGNERS or status.get("certificate"):
+        if signer not in self.signers or status.get("certificate"):
             return None
         if not has_condition(csr, APPROVED) or has_condition(csr, DENIED):
             return None
@@ -200,7 +236,9 @@ class CSRSigningReconciler:
             ]
         else:
             exp = spec.get("expirationSeconds")
-            pem = self.signer.sign(parsed.csr, usages, exp if isinstance(exp, int) else None)
+            pem = self.signers[str(signer)].sign(
+                parsed.csr, usages, exp if isinstance(exp, int) else None
+            )
             new["status"]["certificate"] = base64.b64encode(pem).decode()
         return await write_or_requeue(self.client.update_status(CSRS, new))
 
@@ -221,10 +259,14 @@ async def write_or_requeue(write: Awaitable[Any]) -> Result | None:
 
 def setup(manager: Manager) -> None:
     settings = manager.settings.get("csrsigning")
-    if not isinstance(settings, Settings) or not (settings.cert_file and settings.key_file):
-        log.info("csrsigning: no --cluster-signing-cert-file/-key-file, not signing")
+    files = settings.files() if isinstance(settings, Settings) else {}
+    if not files:
+        log.info("csrsigning: no --cluster-signing-*-file flags, not signing")
         return
-    signer = Signer(settings.cert_file, settings.key_file, settings.duration)
-    reconciler = CSRSigningReconciler(manager, signer)
+    assert isinstance(settings, Settings)
+    signers = {
+        signer: Signer(cert, key, settings.duration) for signer, (cert, key) in files.items()
+    }
+    reconciler = CSRSigningReconciler(manager, signers)
     controller = manager.add("csrsigning", reconciler, workers=2)
     controller.watch(manager.informers.informer(CSRS))

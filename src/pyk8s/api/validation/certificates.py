@@ -18,6 +18,7 @@ from pyk8s.api.certificates import (
     APPROVED,
     DENIED,
     FAILED,
+    LEGACY_UNKNOWN,
     CSRError,
     has_condition,
     parse_request,
@@ -157,6 +158,14 @@ def create_csr(obj: JSON) -> Errs:
             errs.append(errors.duplicate(f"spec.usages[{i}]", u))
         seen.add(u)
     errs += validate_signer_name("spec.signerName", s(spec.get("signerName")))
+    if spec.get("signerName") == LEGACY_UNKNOWN:
+        errs.append(
+            errors.invalid(
+                "spec.signerName",
+                LEGACY_UNKNOWN,
+                "the legacy signerName is not allowed via this API version",
+            )
+        )
     exp = spec.get("expirationSeconds")
     if isinstance(exp, int) and not isinstance(exp, bool) and exp < 600:
         errs.append(
