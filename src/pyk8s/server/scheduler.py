@@ -18,12 +18,14 @@ import yaml
 
 from pyk8s.client import (
     Client,
+    EventRecorder,
     LeaderElectionConfig,
     LeaderElector,
     component_user_agent,
     load_config,
 )
 from pyk8s.scheduler import Scheduler
+from pyk8s.scheduler.scheduler import DEFAULT_SCHEDULER_NAME
 from pyk8s.server.component import HealthServer, stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -62,10 +64,21 @@ async def run(opts: Options) -> None:
     connection = cfg.get("clientConnection") or {}
     qps = opts.kube_api_qps or float(connection.get("qps", 50.0))
     burst = opts.kube_api_burst or int(connection.get("burst", 100))
-    async with Client(
-        config, qps=qps, burst=burst, user_agent=component_user_agent("kube-scheduler")
-    ) as client:
-        scheduler = Scheduler(client, cfg)  # validates the profiles before we campaign
+    agent = component_user_agent("kube-scheduler")
+    # three clients, each with its own rate limit, as upstream's createClients and
+    # leader election make: lease renewals and events never queue behind the
+    # binds and status writes of a large batch of pods (under such a batch the shared
+    # limiter once held a renewal past its deadline, and the scheduler lost its lease)
+    async with (
+        Client(config, qps=qps, burst=burst, user_agent=agent) as client,
+        Client(config, qps=qps, burst=burst, user_agent=agent) as event_client,
+        Client(
+            config, qps=qps, burst=burst, user_agent=f"{agent}/leader-election"
+        ) as election_client,
+    ):
+        recorder = EventRecorder(event_client, DEFAULT_SCHEDULER_NAME)
+        # validates the profiles before we campaign
+        scheduler = Scheduler(client, cfg, recorder=recorder)
         health = HealthServer(scheduler.registry, lambda: True, opts.bind_address, opts.port)
         await health.start()
         stop = stop_on_signals()
@@ -78,7 +91,8 @@ async def run(opts: Options) -> None:
                 await scheduler.run(stop)
 
             elector = LeaderElector(
-                client, LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead)
+                election_client,
+                LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead),
             )
             watcher = asyncio.create_task(stop.wait())
             runner = asyncio.create_task(elector.run())

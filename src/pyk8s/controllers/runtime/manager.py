@@ -88,19 +88,28 @@ class Manager:
         self, stop: asyncio.Event, lock_name: str, identity: str = ""
     ) -> None:
         """Run only while holding ``kube-system/<lock_name>``; return when leadership is
-        lost (the process should exit, as upstream's does) or ``stop`` is set."""
+        lost (the process should exit, as upstream's does) or ``stop`` is set.
+
+        The lease is renewed through a client of its own (upstream's ``leader-election``
+        client), so renewals never wait behind the controllers' requests in the shared
+        client's rate limiter: under a burst of writes they did, past the renew
+        deadline, and the process lost its lease."""
 
         async def lead() -> None:
             await self.run(stop)
 
-        elector = LeaderElector(
-            self.client,
-            LeaderElectionConfig(lock_name=lock_name, identity=identity, on_started_leading=lead),
-        )
-        watcher = asyncio.create_task(stop.wait())
-        runner = asyncio.create_task(elector.run())
-        await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
-        elector.stop()
-        with contextlib.suppress(asyncio.CancelledError):
-            await runner
-        watcher.cancel()
+        agent = f"{self.client.user_agent}/leader-election"
+        async with Client(self.client.config, user_agent=agent) as election_client:
+            elector = LeaderElector(
+                election_client,
+                LeaderElectionConfig(
+                    lock_name=lock_name, identity=identity, on_started_leading=lead
+                ),
+            )
+            watcher = asyncio.create_task(stop.wait())
+            runner = asyncio.create_task(elector.run())
+            await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
+            elector.stop()
+            with contextlib.suppress(asyncio.CancelledError):
+                await runner
+            watcher.cancel()
