@@ -208,7 +208,11 @@ def test_dynamic_provisioning_honours_allowed_topologies_and_selected_node() -> 
         assert [cache.info(int(s)).name for s in feasible] == fits
 
 
-async def test_prebind_writes_claimref_and_selected_node_then_waits_for_binding() -> None:
+async def test_prebind_writes_claimref_and_selected_node_then_waits_for_binding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """...and wakes on the claim event that shows the binding (no re-check meanwhile)."""
+    monkeypatch.setattr(vb, "POLL_INTERVAL", 3600.0)
     w = World()
     w.add("storageclasses", sc("local", provisioner="pyk8s.io/local-path"))
     static = w.add("persistentvolumeclaims", claim("static"))
@@ -241,6 +245,10 @@ async def test_prebind_writes_claimref_and_selected_node_then_waits_for_binding(
     for c, pv in ((static, "pv-a"), (dynamic, "pvc-dyn")):
         c["spec"]["volumeName"] = pv
         c["metadata"].setdefault("annotations", {})[vb.ANN_BIND_COMPLETED] = "yes"
+    plugin.observe_cluster_event("StorageClass/Update")  # not one it waits for
+    await asyncio.sleep(0)
+    assert not task.done()
+    plugin.observe_cluster_event("PersistentVolumeClaim/Update")
     assert await asyncio.wait_for(task, 5) is None
     assert plugin.assumed_pvs == {} and plugin.assumed_provisions == {}
 

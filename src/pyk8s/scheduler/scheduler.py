@@ -33,6 +33,7 @@ from pyk8s.client import (
 from pyk8s.client.events import NORMAL, WARNING
 from pyk8s.scheduler.cache import Cache
 from pyk8s.scheduler.framework.interface import (
+    ClusterEventObserver,
     Code,
     CycleState,
     EnqueueExtensions,
@@ -108,11 +109,15 @@ class Scheduler:
         )
         #: cluster event ("PersistentVolume/Add") -> the plugins registered for it
         self.event_plugins: dict[str, set[str]] = {}
+        #: plugins told of every cluster event (VolumeBinding's PreBind waits on them)
+        self.event_observers: list[ClusterEventObserver] = []
         for fw in self.profiles.values():
             for p in fw.plugins():
                 if isinstance(p, EnqueueExtensions):
                     for event in p.events_to_register():
                         self.event_plugins.setdefault(event, set()).add(p.name)
+                if isinstance(p, ClusterEventObserver):
+                    self.event_observers.append(p)
         first = next(iter(self.profiles.values()))
         self.cache = Cache()
         self.queue = SchedulingQueue(first.queue_sort)
@@ -196,8 +201,11 @@ class Scheduler:
         return added, updated, deleted
 
     def _cluster_event(self, event: str) -> None:
-        """Move the unschedulable pods a plugin registered for ``event`` rejected."""
+        """Move the unschedulable pods a plugin registered for ``event`` rejected, and tell
+        the observing plugins."""
         self.queue.move_all_to_active_or_backoff(event, self.event_plugins.get(event, set()))
+        for observer in self.event_observers:
+            observer.observe_cluster_event(event)
 
     # ---------------------------------------------------------------- one cycle
 

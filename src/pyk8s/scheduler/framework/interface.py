@@ -174,6 +174,15 @@ class EnqueueExtensions(Plugin, Protocol):
 
 
 @runtime_checkable
+class ClusterEventObserver(Plugin, Protocol):
+    """Told of every cluster event once the scheduler's informers hold the change, so a
+    plugin waiting on the cluster (VolumeBinding's PreBind) wakes on it instead of
+    polling."""
+
+    def observe_cluster_event(self, event: str) -> None: ...
+
+
+@runtime_checkable
 class BindPlugin(Plugin, Protocol):
     async def bind(self, state: CycleState, pod: Obj, node_name: str) -> Status | None: ...
 

@@ -17,7 +17,9 @@
 * **PreBind** writes them: the PV's ``claimRef`` for a static binding, the claim's
   ``volume.kubernetes.io/selected-node`` annotation for one to provision; then waits until
   the PV controller has bound every claim (``pv.kubernetes.io/bind-completed``), for at most
-  ``bindTimeoutSeconds`` (600 s), before the pod is bound.
+  ``bindTimeoutSeconds`` (600 s), before the pod is bound. The wait wakes on the
+  scheduler's claim and volume events (upstream polls every second); a one-second
+  re-check stays as a safety net.
 
 The PersistentVolume controller (``pyk8s.controllers``) does the binding proper; the
 contract between us is upstream's (annotations, ``claimRef``, PV node affinity).
@@ -65,7 +67,12 @@ ERR_PV_NOT_EXIST = "node(s) unavailable due to one or more pvc(s) bound to non-e
 
 NOT_SUPPORTED_PROVISIONER = "kubernetes.io/no-provisioner"
 DEFAULT_BIND_TIMEOUT = 600.0
-POLL_INTERVAL = 0.2
+#: the re-check when no claim or volume event came (upstream's poll period)
+POLL_INTERVAL = 1.0
+#: the events after which a waiting PreBind looks again
+_WAKING = frozenset(
+    {"PersistentVolumeClaim/Update", "PersistentVolume/Add", "PersistentVolume/Update"}
+)
 
 #: upstream's EventsToRegister: after these a pod this plugin rejected may fit
 EVENTS = (
@@ -208,6 +215,8 @@ class VolumeBinding:
         #: PV name -> claim key, and claim key -> selected node, assumed by Reserve
         self.assumed_pvs: dict[str, str] = {}
         self.assumed_provisions: dict[str, str] = {}
+        #: PreBinds waiting for the PV controller, woken by the next claim or volume event
+        self._waiters: set[asyncio.Future[None]] = set()
 
     # ------------------------------------------------------------ lookups
 
@@ -233,6 +242,14 @@ class VolumeBinding:
 
     def events_to_register(self) -> Sequence[str]:
         return EVENTS
+
+    def observe_cluster_event(self, event: str) -> None:
+        if event not in _WAKING:
+            return
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
 
     # ------------------------------------------------------------ filtering
 
@@ -467,9 +484,17 @@ class VolumeBinding:
         """Upstream's ``checkBindings`` until every claim is bound, or the bind timeout."""
         deadline = time.monotonic() + self.bind_timeout
         while not self._bindings_done(found, written):
-            if time.monotonic() >= deadline:
+            left = deadline - time.monotonic()
+            if left <= 0:
                 raise BindError("context deadline exceeded")
-            await asyncio.sleep(POLL_INTERVAL)
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiters.add(waiter)
+            try:
+                await asyncio.wait_for(waiter, min(left, POLL_INTERVAL))
+            except TimeoutError:
+                pass
+            finally:
+                self._waiters.discard(waiter)
 
     def _bindings_done(self, found: PodVolumes, written: dict[str, int]) -> bool:
         done = True
