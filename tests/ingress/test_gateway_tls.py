@@ -10,13 +10,14 @@ import asyncio
 import http.client
 import http.server
 import os
+import socket
 import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from pyk8s.ingress.controller import not_programmed
+from pyk8s.ingress.controller import not_programmed, port_bindable
 from pyk8s.ingress.gateway import render_gateways
 from pyk8s.ingress.nginx import NGINX, Nginx
 from pyk8s.ingress.render import RenderConfig, render
@@ -295,3 +296,19 @@ def test_an_invalid_backends_share_of_requests_answers_500(tls_port: int) -> Non
     finally:
         conn.close()
     assert sorted(statuses) == [200] * 10 + [500] * 10, statuses
+
+
+def test_a_port_nginx_cannot_bind_is_unavailable_and_left_out() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        busy = taken.getsockname()[1]
+        assert not port_bindable("127.0.0.1", busy)
+        assert port_bindable("127.0.0.1", free_port())
+    gw = gateway("gw", listener("busy", busy), listener("free", 8090))
+    out = render_gateways([gw], [http_route("r", route_rule(ref("web")))], [service("web")], [],
+                          CFG, unavailable_ports={busy})  # fmt: skip
+    assert listener_conditions(out, "busy")["Accepted"] == ("False", "PortUnavailable")
+    assert listener_conditions(out, "busy")["Programmed"] == ("False", "Invalid")
+    assert f"listen {busy}" not in out.extra.text and "listen 8090" in out.extra.text
+    assert out.ports == {8090}

@@ -21,7 +21,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
+import socket
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -169,6 +171,8 @@ class IngressController:
         self._status_task: asyncio.Task[None] | None = None
         self._status_due = asyncio.Event()
         self._healthy = False
+        #: the Gateway listener ports the running nginx listens on
+        self._gateway_ports: set[int] = set()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -421,6 +425,19 @@ class IngressController:
             if owns(i, self.config.ingress_class, is_default)
         ]
 
+    def unavailable_ports(self, gateways: list[Obj]) -> set[int]:
+        """Listener ports nginx could not bind: taken by another process, or below 1024
+        without the right to bind them (the ports nginx listens on now are its own)."""
+        out: set[int] = set()
+        own = {*self._gateway_ports, self.config.http_port, self.config.https_port}
+        for gw in gateways:
+            for li in (gw.get("spec") or {}).get("listeners") or []:
+                port = int(li.get("port") or 0)
+                taken = port in own or port in out
+                if port and not taken and not port_bindable(self.config.bind_address, port):
+                    out.add(port)
+        return out
+
     def served_gateways(self) -> GatewayRendered | None:
         """Gateways of our accepted GatewayClasses and the routes attached to them."""
         if "gateways" not in self.informers:
@@ -445,6 +462,7 @@ class IngressController:
             namespaces={_name(n): n for n in self.informers["namespaces"].store.list()},
             secrets=self.informers["secrets"].store.list(),
             grants=g.store.list() if (g := self.informers.get("referencegrants")) else (),
+            unavailable_ports=self.unavailable_ports(gateways),
         )
 
     async def sync(self) -> None:
@@ -495,6 +513,8 @@ class IngressController:
                 },
             )
         self._healthy = True
+        if gateways is not None:  # nginx holds these now
+            self._gateway_ports = set(gateways.ports)
         self._status_due.set()
         if gateways is not None:
             await self._write_gateway_status(gateways)
@@ -601,6 +621,18 @@ class IngressController:
                 self._on_change(obj)  # look again with the newer object
 
 
+def port_bindable(address: str, port: int) -> bool:
+    """Whether this process could listen on ``address:port`` now."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((address or "0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
 def not_programmed(rendered: GatewayRendered, error: str) -> GatewayRendered:
     """``rendered`` with every Gateway and listener ``Programmed=False`` (reason
     ``Invalid``): nginx refused the configuration, the last good one still runs."""
@@ -625,7 +657,7 @@ def not_programmed(rendered: GatewayRendered, error: str) -> GatewayRendered:
         }
         for key, status in rendered.gateways.items()
     }
-    return GatewayRendered(extra=rendered.extra, gateways=gateways, routes=rendered.routes)
+    return dataclasses.replace(rendered, gateways=gateways)
 
 
 def _with_times(want: Any, have: Any, now: str) -> Any:

@@ -35,7 +35,7 @@ Programmed, ResolvedRefs, Conflicted with their reasons); only valid ones are se
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +91,8 @@ class GatewayRendered:
     gateways: dict[tuple[str, str], dict[str, Any]]
     #: (namespace, name) → per-parent status entries for the HTTPRoute
     routes: dict[tuple[str, str], list[dict[str, Any]]]
+    #: the ports nginx listens on for the programmed listeners
+    ports: frozenset[int] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -262,7 +264,9 @@ class _Gateways:
         self.sink_port = 0
         self.sink_used = False
 
-    def listener(self, gw: Obj, listener: Obj, conflict: Condition | None) -> _Listener:
+    def listener(
+        self, gw: Obj, listener: Obj, conflict: Condition | None, unavailable: Collection[int]
+    ) -> _Listener:
         """Validate one listener (upstream's listener conditions and reasons)."""
         protocol = str(listener.get("protocol") or "")
         ns = _key(gw)[0]
@@ -273,6 +277,11 @@ class _Gateways:
             accepted = (
                 "Accepted", "False", "UnsupportedProtocol",
                 f"protocol {protocol} is not supported (HTTP and HTTPS only)",
+            )  # fmt: skip
+        elif int(listener.get("port") or 0) in unavailable:
+            accepted = (
+                "Accepted", "False", "PortUnavailable",
+                f"port {listener.get('port')} is in use by another process or not permitted",
             )  # fmt: skip
         elif protocol == "HTTPS":
             tls = listener.get("tls") or {}
@@ -483,10 +492,13 @@ def render_gateways(
     namespaces: Mapping[str, Obj] | None = None,
     secrets: Iterable[Obj] = (),
     grants: Sequence[Obj] = (),
+    unavailable_ports: Collection[int] = (),
 ) -> GatewayRendered:
     """``gateways`` are already filtered to our GatewayClass; ``routes`` are every
     HTTPRoute (their parentRefs say which Gateway they want); ``namespaces`` by name (for
-    allowedRoutes selectors); ``grants`` every ReferenceGrant."""
+    allowedRoutes selectors); ``grants`` every ReferenceGrant; ``unavailable_ports`` the
+    listener ports nginx could not bind (their listeners get PortUnavailable and stay out
+    of the configuration, so they cannot make a reload fail)."""
     g = _Gateways(cfg, services, slices, secrets, grants)
     namespaces = namespaces or {}
     by_key = {_key(gw): gw for gw in gateways}
@@ -498,7 +510,7 @@ def render_gateways(
         for listener in listeners:
             lkey = (*_key(gw), str(listener.get("name")))
             attached[lkey] = 0
-            validated[lkey] = g.listener(gw, listener, conflicts.get(lkey[2]))
+            validated[lkey] = g.listener(gw, listener, conflicts.get(lkey[2]), unavailable_ports)
             if validated[lkey].ok:
                 port = int(listener.get("port") or 0)
                 g.sink_port = min(g.sink_port or port, port)
@@ -637,6 +649,7 @@ def render_gateways(
         extra=Extra(upstreams=g.upstreams, text=text, files=g.files),
         gateways=gw_status,
         routes=route_status,
+        ports=frozenset(ports),
     )
 
 
