@@ -71,6 +71,33 @@ def test_pod_on_a_simulated_node_shows_every_step_in_order(
     total = sum(s["gapSeconds"] for s in doc["steps"])
     assert abs(total - offsets[-1]) < 1.0, (total, offsets)
 
+    # the components' spans (sent in batches) add the steps no Event tells, in order
+    spanned = ["Admitted", "Stored", "Queued", "SchedulingCycle", "Scheduled"]
+    spanned += ["SeenByKubelet", "SandboxCreated", "Ready"]
+
+    def with_spans() -> dict[str, Any] | None:
+        code, out, _ = trace(capsys, cluster, ns, "pod/p", "-o", "json")
+        d = json.loads(out)
+        got = {s["step"]: s for s in d["steps"]}
+        complete = set(spanned) <= got.keys() and got["Ready"]["precise"]
+        return d if code == 0 and complete else None
+
+    doc = cluster.wait(with_spans, within=30)
+    steps = [s["step"] for s in doc["steps"]]
+    assert [s for s in steps if s in spanned] == spanned, steps
+    by_step = {s["step"]: s for s in doc["steps"]}
+    assert "mutated by: " in by_step["Admitted"]["detail"]
+    assert "DefaultTolerationSeconds" in by_step["Admitted"]["detail"]
+    assert f"picked {node}" in by_step["SchedulingCycle"]["detail"]
+    assert "3/3 nodes feasible" in by_step["SchedulingCycle"]["detail"]
+    assert f"bound to {node} by " in by_step["Scheduled"]["detail"]
+    assert node in by_step["SeenByKubelet"]["detail"]
+    pod_ip = cluster.kubectl.json("get", "pod", "p", "-n", ns)["status"]["podIP"]
+    assert pod_ip in by_step["SandboxCreated"]["detail"]
+    # Ready from the kubelet's span is sub-second: the gaps add up to the pod's age at it
+    total = sum(s["gapSeconds"] for s in doc["steps"])
+    assert abs(total - doc["steps"][-1]["sinceCreatedSeconds"]) < 0.1, doc["steps"]
+
     code, out, err = trace(capsys, cluster, ns, "p")  # a bare NAME is a pod
     assert code == 0, err
     lines = out.splitlines()
@@ -93,6 +120,16 @@ def test_unschedulable_pod_ends_at_the_schedulers_reason(
     assert last.startswith("!FailedScheduling"), out
     assert "0/3 nodes are available" in last and "node affinity/selector" in last
     assert lines[-1].startswith("result: Failed")
+
+    def cycle() -> dict[str, Any] | None:
+        code, out, _ = trace(capsys, cluster, ns, "pod/stuck", "-o", "json")
+        steps = {s["step"]: s for s in json.loads(out)["steps"]}
+        return steps.get("SchedulingCycle") if code == 0 else None
+
+    step = cluster.wait(cycle, within=30)
+    assert step["failed"]
+    assert "0/3 nodes feasible" in step["detail"], step
+    assert "filtered out: 3 node(s) didn't match Pod's node affinity/selector" in step["detail"]
 
 
 def test_deployment_traces_its_newest_pod(

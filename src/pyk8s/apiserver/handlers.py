@@ -41,7 +41,7 @@ from pyk8s.api.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from pyk8s.apiserver import audit, encoding, fieldmanager, reviews
+from pyk8s.apiserver import audit, encoding, fieldmanager, reviews, tracing
 from pyk8s.apiserver.admission import (
     CONNECT,
     CREATE,
@@ -508,19 +508,32 @@ class ResourceHandlers:
         check = self.write_checks.get((r.group, r.plural))
         if check is not None:
             await check(attrs)
-        await self.admission.admit(attrs)
+        # a pod's create is the first part of its trace (pyk8s.apiserver.tracing)
+        traced = r.plural == "pods" and not r.group and not dry_run and self.server.spans.enabled
+        started = time.time()
+        mutated: list[str] | None = [] if traced else None
+        await self.admission.admit(attrs, mutated)
+        admitted = time.time()
         rest.prepare_for_create(obj)
         fieldmanager.set_managed_fields(obj, managed)
         problems = strategy.validate(obj)
         if problems:
             raise errors.invalid_object(r.kind, meta.get("name", ""), problems, r.group)
         await self.admission.validate(attrs)
+        validated = time.time()
         rollbacks = await strategy.before_create(obj, dry_run=dry_run)
         try:
-            return await rest.create(obj, dry_run=dry_run)
+            out = await rest.create(obj, dry_run=dry_run)
         except BaseException:
             await _undo(rollbacks)
             raise
+        if mutated is not None:
+            self.server.spans.extend(
+                tracing.create_spans(
+                    out, user.name, (started, admitted, validated, time.time()), mutated
+                )
+            )
+        return out
 
     async def ensure(self, obj: JSON, *, update: bool = False) -> None:
         """Create a bootstrap object unless it exists (or update it when asked)."""

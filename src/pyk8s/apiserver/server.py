@@ -28,7 +28,7 @@ from pyk8s import __version__
 from pyk8s.api import errors
 from pyk8s.api.dualstack import parse_cidrs
 from pyk8s.api.registry import REGISTRY, Registry
-from pyk8s.apiserver import audit, discovery, encoding, secretsencrypt
+from pyk8s.apiserver import audit, discovery, encoding, secretsencrypt, tracing
 from pyk8s.apiserver.aggregator import Aggregator
 from pyk8s.apiserver.allocators import AllocationRepair, ClusterIPAllocator, NodePortAllocator
 from pyk8s.apiserver.apiextensions import CRDController
@@ -142,6 +142,8 @@ class Config:
     #: server over the store is listed in the kubernetes Endpoints/EndpointSlice
     endpoint_lease_ttl: int = DEFAULT_LEASE_TTL
     endpoint_reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
+    #: pods whose journey's spans are kept in memory (pyk8s trace); 0 records none
+    trace_max_traces: int = tracing.DEFAULT_MAX_TRACES
 
 
 class Metrics:
@@ -242,7 +244,14 @@ class APIServer:
             store, self.cluster_ips, self.node_ports, secondary=self.service_ips[1:]
         )
         self.compactor = Compactor(store, self.config.compact_interval)
+        #: spans of pods' journeys (pyk8s trace, the dashboard)
+        self.spans = tracing.SpanStore(
+            self.metrics.registry, max_traces=self.config.trace_max_traces
+        )
         self.handlers = ResourceHandlers(self)
+        self.traces = tracing.TraceEndpoints(
+            self.spans, self.handlers.lookup, self.check, open_access=authenticator is None
+        )
         self.identity = IdentityLease(self.handlers)
         self.endpoints = LeaseEndpointReconciler(
             store,
@@ -468,8 +477,10 @@ class APIServer:
         self, request: web.Request, info: RequestInfo, path: str, user: UserInfo
     ) -> web.StreamResponse:
         """The request of an authenticated user, admitted by the in-flight limits."""
-        await self.authorize(user, info)
         request[REQUEST_USER] = user
+        if path.startswith(tracing.PREFIX):  # authorized per pod or per writer
+            return await self.traces.serve(request, user)
+        await self.authorize(user, info)
         if path == "/metrics":
             self.metrics.cache_revision.set(self.cache.revision)
             self.inflight.publish()
@@ -524,6 +535,10 @@ class APIServer:
             api_version=info.version,
             field_selector=info.field_selector,
         )
+        await self.check(user, attrs)
+
+    async def check(self, user: UserInfo, attrs: RequestAttributes) -> None:
+        """403 unless the authorizer allows ``attrs`` to ``user`` (as audited)."""
         if self.authenticator is None:
             return  # no authentication configured (tests): everything is allowed
         decision = await self.authorizer.authorize(user, attrs)

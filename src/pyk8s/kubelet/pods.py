@@ -32,9 +32,11 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter
 
 from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.api.spans import became_ready
 from pyk8s.client import Client, is_conflict, is_not_found
 from pyk8s.client.errors import ClientError
 from pyk8s.client.events import EventRecorder
+from pyk8s.client.tracing import SpanExporter
 from pyk8s.kubelet import podconfig, probes, pullsecrets
 from pyk8s.kubelet.backoff import Backoff
 from pyk8s.kubelet.cri import ContainerRuntime, CRIError, CRINotFound
@@ -107,8 +109,11 @@ class PodWorker:
         wake: Callable[[str], None] = lambda uid: None,
         probe_registry: CollectorRegistry | None = None,
         volumes: PodVolumes | None = None,
+        spans: SpanExporter | None = None,
     ) -> None:
         self.client = client
+        #: spans of each pod's first sync, volume setup and sandbox (pyk8s trace)
+        self.spans = spans or SpanExporter(client, "kubelet")
         #: upstream's /metrics/probes: every probe run by type and result
         self.probe_total = Counter(
             "prober_probe_total",
@@ -143,6 +148,9 @@ class PodWorker:
     async def sync(self, pod: Obj) -> float | None:
         """One reconcile step for ``pod``; seconds until it wants another look (or None)."""
         uid = pod["metadata"]["uid"]
+        if uid not in self._pods and not pod["metadata"].get("deletionTimestamp"):
+            seen = time.time()
+            self.spans.record(pod, "kubelet.seen", seen, seen, {"node": self.node.name})
         rt = await read_pod_runtime(self.cri, uid)
         if pod["metadata"].get("deletionTimestamp"):
             await self._terminate(pod, rt, deleting=True)
@@ -202,6 +210,7 @@ class PodWorker:
             for p in state.probes.values():
                 await _stop_workers(p)
         self._pods.clear()
+        await self.spans.close()
 
     # ------------------------------------------------------------------ reconcile
 
@@ -217,7 +226,13 @@ class PodWorker:
                 return None  # upstream does not re-create the sandbox of a finished pod
             for c in rt.running():
                 await self._stop(pod, c, 0, "")
-            if not await self.inputs.setup_volumes(pod, state.volumes):
+            started = time.time()
+            mounted = await self.inputs.setup_volumes(pod, state.volumes)
+            volumes = len(spec.get("volumes") or [])
+            self.spans.record(
+                pod, "kubelet.volumes", started, time.time(), {"volumes": volumes, "ok": mounted}
+            )
+            if not mounted:
                 return 5.0
             attempt = sandbox.attempt + 1 if sandbox is not None else 0
             if sandbox is not None:
@@ -229,9 +244,11 @@ class PodWorker:
                 )
                 with contextlib.suppress(CRINotFound):
                     await self.cri.stop_pod_sandbox(sandbox.id)
+            started = time.time()
             try:
                 await self.cri.run_pod_sandbox(self._sandbox_config(pod, attempt))
             except CRIError as err:
+                self.spans.record(pod, "kubelet.sandbox", started, time.time(), {"error": str(err)})
                 self.recorder.event(
                     pod,
                     "Warning",
@@ -241,6 +258,10 @@ class PodWorker:
                 return 5.0
             rt = await read_pod_runtime(self.cri, uid)
             sandbox = rt.sandbox
+            ips = sandbox.ips if sandbox is not None else []
+            self.spans.record(
+                pod, "kubelet.sandbox", started, time.time(), {"attempt": attempt, "ips": ips}
+            )
             if sandbox is None or not sandbox.ready:
                 return 1.0
         elif time.monotonic() - state.volumes.synced > RESYNC_SECONDS:
@@ -581,8 +602,12 @@ class PodWorker:
 
     async def _write_status(self, pod: Obj, rt: PodRuntime, terminating: bool = False) -> Obj:
         status = pod_status(pod, rt, self._view(pod, rt, terminating))
-        if not same_status(pod.get("status") or {}, status):
+        old = pod.get("status") or {}
+        if not same_status(old, status):
+            started = time.time()
             await self._patch_status(pod, status)
+            if became_ready(old, status):
+                self.spans.record(pod, "kubelet.ready", started, time.time())
         return status
 
     async def _patch_status(self, pod: Obj, status: Obj) -> None:

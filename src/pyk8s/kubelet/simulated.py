@@ -47,6 +47,7 @@ import hashlib
 import ipaddress
 import logging
 import random
+import time
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -55,6 +56,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from pyk8s.api.registry import REGISTRY, Resource
+from pyk8s.api.spans import became_ready
 from pyk8s.client import (
     Client,
     RateLimitingQueue,
@@ -65,6 +67,7 @@ from pyk8s.client import (
     is_not_found,
 )
 from pyk8s.client.errors import ClientError
+from pyk8s.client.tracing import SpanExporter
 from pyk8s.kubelet.node import LEASE_DURATION_SECONDS, LEASE_NAMESPACE, renew_lease
 from pyk8s.kubelet.simusage import SimulatedPod, UsageSimulator
 
@@ -243,6 +246,8 @@ class SimulatedNodes:
         self._node_informer: SharedInformer | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._registered = asyncio.Event()
+        #: a span when a node first takes a pod and "creates its sandbox" (pyk8s trace)
+        self.spans = SpanExporter(client, "kubelet")
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -297,6 +302,7 @@ class SimulatedNodes:
         for inf in (self._informer, self._node_informer):
             if inf is not None:
                 await inf.stop()
+        await self.spans.close()
 
     def stop_node(self, name: str) -> None:
         """Freeze one node: no lease renewals, status posts or pod updates any more."""
@@ -653,6 +659,10 @@ class SimulatedNodes:
             )
         state.terminal = status.get("phase") in ("Succeeded", "Failed")
         self._pods[key] = state
+        if not status.get("podIP"):  # new to this node, not adopted after a restart
+            seen = time.time()
+            self.spans.record(pod, "kubelet.seen", seen, seen, {"node": node.name})
+            self.spans.record(pod, "kubelet.sandbox", seen, seen, {"ips": [ip], "simulated": True})
         self.metrics.pods.set(len(self._pods))
         return state
 
@@ -887,8 +897,11 @@ class SimulatedNodes:
             return
         body = copy.deepcopy(pod)
         body["status"] = status
+        started = time.time()
         await self.client.update_status(PODS, body)
         self.metrics.status_updates.inc()
+        if became_ready(old, status):
+            self.spans.record(pod, "kubelet.ready", started, time.time())
 
 
 def _status_digest(status: Obj) -> Any:

@@ -14,6 +14,7 @@ import contextlib
 import datetime as dt
 import logging
 import random
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -31,6 +32,7 @@ from pyk8s.client import (
     is_not_found,
 )
 from pyk8s.client.events import NORMAL, WARNING
+from pyk8s.client.tracing import SpanExporter
 from pyk8s.scheduler.cache import Cache
 from pyk8s.scheduler.framework.interface import (
     ClusterEventObserver,
@@ -41,7 +43,7 @@ from pyk8s.scheduler.framework.interface import (
     is_success,
 )
 from pyk8s.scheduler.framework.registry import frameworks_from_config
-from pyk8s.scheduler.framework.runtime import Framework, fit_error_message
+from pyk8s.scheduler.framework.runtime import Framework, fit_error_message, reason_counts
 from pyk8s.scheduler.framework.types import Obj, pod_key
 from pyk8s.scheduler.metrics import ERROR, SCHEDULED, UNSCHEDULABLE, SchedulerMetrics
 from pyk8s.scheduler.queue import QueuedPodInfo, SchedulingQueue
@@ -93,9 +95,12 @@ class Scheduler:
         recorder: EventRecorder | None = None,
         rng: random.Random | None = None,
         registry: CollectorRegistry | None = None,
+        spans: SpanExporter | None = None,
     ) -> None:
         self.client = client
         self.recorder = recorder or EventRecorder(client, DEFAULT_SCHEDULER_NAME)
+        #: spans of each pod's queue wait, cycle and binding (pyk8s trace)
+        self.spans = spans or SpanExporter(client, "kube-scheduler")
         self.informers = InformerFactory(client)
         #: what plugins look up (Services and controllers for default spreading, PDBs for
         #: preemption, namespaces for affinity namespaceSelectors), by (group, plural)
@@ -217,6 +222,23 @@ class Scheduler:
         if fw is None or not self._responsible(pod) or self.cache.is_assumed(key):
             self.queue.done(key)
             return
+        started = time.time()
+        outcome: dict[str, Any] = {"nodes": len(self.cache), "attempt": info.attempts}
+        try:
+            self._cycle(info, fw, outcome)
+        finally:
+            self._cycle_spans(info, started, outcome)
+
+    def _cycle_spans(self, info: QueuedPodInfo, started: float, outcome: dict[str, Any]) -> None:
+        """The pod's wait in the queue and the cycle, as spans of its trace."""
+        waited = max(0.0, self.queue.clock() - info.timestamp)
+        self.spans.record(info.pod, "scheduler.queue", started - waited, started)
+        self.spans.record(info.pod, "scheduler.schedule", started, time.time(), outcome)
+
+    def _cycle(self, info: QueuedPodInfo, fw: Framework, outcome: dict[str, Any]) -> None:
+        """Filter, score, reserve and permit; what it found goes into ``outcome``."""
+        pod = info.pod
+        key = info.key
         state = CycleState()
         num_nodes = len(self.cache)
         pre = fw.run_pre_filter(state, pod, self.cache)
@@ -226,10 +248,13 @@ class Scheduler:
                 self._failed(info, fw, pre.message, error=True)
                 return
             message = fit_error_message(num_nodes, {}, pre_filter_msg=pre.message)
+            outcome["unschedulable"] = message
             info.unschedulable_plugins = {pre.plugin}
             self._failed(info, fw, message)
             return
         feasible, statuses = fw.find_feasible(state, pod, self.cache)
+        outcome["feasibleNodes"] = int(feasible.size)
+        outcome["filteredOut"] = reason_counts(statuses)
         if feasible.size == 0:
             info.unschedulable_plugins = {st.plugin for st in statuses.values()}
             if num_nodes == 0:
@@ -241,6 +266,7 @@ class Scheduler:
             )
             if nominated:
                 self.cache.nominate(pod, nominated)
+            outcome["unschedulable"] = message
             self._failed(info, fw, message, nominated=nominated)
             return
         if feasible.size == 1:
@@ -249,7 +275,10 @@ class Scheduler:
             scores = fw.run_score(state, pod, self.cache, feasible)
             best = np.flatnonzero(scores == scores.max())
             chosen = int(feasible[best[self.rng.randrange(best.size)]])
+            outcome["score"] = int(scores.max())
+            outcome["tiedNodes"] = int(best.size)
         node_name = self.cache.info(chosen).name
+        outcome["node"] = node_name
         self.cache.assume_pod(pod, node_name)
         st = fw.run_reserve(state, pod, node_name)
         if st is None or is_success(st):
@@ -258,6 +287,7 @@ class Scheduler:
             fw.run_unreserve(state, pod, node_name)
             self.cache.forget_pod(pod)
             info.unschedulable_plugins = {st.plugin}
+            outcome["unschedulable"] = st.message
             self._failed(info, fw, st.message, error=st.code == Code.ERROR)
             return
         self.queue.done(key)
@@ -269,10 +299,15 @@ class Scheduler:
         self, fw: Framework, state: CycleState, info: QueuedPodInfo, node_name: str
     ) -> None:
         pod = info.pod
+        started = time.time()
         st = await fw.run_pre_bind(state, pod, node_name)
         pre_bind_failed = not is_success(st)
         if not pre_bind_failed:
             st = await fw.run_bind(state, pod, node_name)
+        result: dict[str, Any] = {"node": node_name, "bound": st is None or is_success(st)}
+        if st is not None and not is_success(st):
+            result["error"] = st.message
+        self.spans.record(pod, "scheduler.bind", started, time.time(), result)
         meta = pod["metadata"]
         if st is None or is_success(st):
             self._attempted(info, SCHEDULED)
@@ -400,3 +435,4 @@ class Scheduler:
                     await asyncio.wait_for(t, 10)
             await self.informers.stop()
             await self.recorder.close()
+            await self.spans.close()

@@ -11,6 +11,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pyk8s.api.spans import PREFIX
 from pyk8s.trace.timeline import Timeline, build
 
 if TYPE_CHECKING:  # the client is imported when the command runs, not when the CLI parses
@@ -65,7 +66,21 @@ async def _snapshot(client: Client, ns: str, name: str) -> Timeline:
         ns,
         field_selector=f"involvedObject.name={name},involvedObject.uid={pod['metadata']['uid']}",
     )
-    return build(pod, events.get("items") or [])
+    return build(pod, events.get("items") or [], spans=await _spans(client, ns, name, pod))
+
+
+async def _spans(client: Client, ns: str, name: str, pod: Obj) -> list[Obj]:
+    """The components' spans of the pod's trace; none from a server that keeps none (or
+    when the user may not read them)."""
+    from pyk8s.client import ApiError
+
+    try:
+        trace = await client.request("GET", f"{PREFIX}/namespaces/{ns}/pods/{name}")
+    except ApiError:
+        return []
+    if trace.get("pod", {}).get("uid") != pod["metadata"]["uid"]:
+        return []  # the pod was replaced in between
+    return list(trace.get("spans") or [])
 
 
 def _table(tl: Timeline, rows: list[Obj], out: TextIO, header: bool) -> None:

@@ -13,7 +13,6 @@ second-rounded condition never lands before the sub-second event that caused it.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -31,24 +30,37 @@ _STUCK = PULL_FAILURES | {"CreateContainerConfigError", "CreateContainerError"}
 
 # a step's place in a pod's life, for ties within one second
 _RANK = {
-    "Created": 0,
-    "FailedScheduling": 1,
-    "Scheduled": 2,
-    "PodScheduled": 2,
-    "PodReadyToStartContainers": 3,
-    "Pulling": 4,
-    "Pulled": 5,
-    "PullFailed": 5,
-    "PullBackOff": 6,
-    "InitContainerCreated": 7,
-    "InitContainerStarted": 8,
-    "InitContainerFinished": 9,
-    "Initialized": 10,
-    "ContainerCreated": 11,
-    "ContainerStarted": 12,
-    "ContainersReady": 13,
-    "Ready": 14,
+    k: i
+    for i, k in enumerate(
+        (
+            "Created",
+            "Admitted",
+            "Stored",
+            "Queued",
+            "SchedulingCycle",
+            "FailedScheduling",
+            "Scheduled",
+            "Bound",
+            "SeenByKubelet",
+            "VolumesMounted",
+            "SandboxCreated",
+            "PodReadyToStartContainers",
+            "Pulling",
+            "Pulled",
+            "PullBackOff",
+            "InitContainerCreated",
+            "InitContainerStarted",
+            "InitContainerFinished",
+            "Initialized",
+            "ContainerCreated",
+            "ContainerStarted",
+            "ContainersReady",
+            "Ready",
+        )
+    )
 }
+_RANK.update(PodScheduled=_RANK["Scheduled"], PullFailed=_RANK["Pulled"])
+_DEFAULT_RANK = _RANK["Pulling"]
 _HEX_SUFFIX = re.compile(r"\.([0-9a-f]{12,})$")
 _IMAGE = re.compile(r'image "([^"]*)"')
 _CONTAINER = re.compile(r"container (\S+)$")
@@ -91,14 +103,26 @@ class Step:
     kind: str = ""  # the _RANK key
 
 
-def _order(a: Step, b: Step) -> int:
-    """Two sub-second times compare as they are; a whole-second time ties with anything
-    in its second, and the tie goes to the step's place in a pod's life."""
-    if not (a.precise and b.precise):
-        sa, sb = int(a.time.timestamp()), int(b.time.timestamp())
-        if sa == sb:
-            return _RANK.get(a.kind, 6) - _RANK.get(b.kind, 6)
-    return (a.time > b.time) - (a.time < b.time)
+def _sorted(steps: list[Step]) -> list[Step]:
+    """Sub-second steps by time; a whole-second step goes after the sub-second steps of
+    its second that come earlier in a pod's life (and before the rest), so a
+    second-rounded condition never lands before the sub-second event that caused it.
+    One sort key per step: a total order however the two kinds mix."""
+
+    def rank(s: Step) -> int:
+        return _RANK.get(s.kind, _DEFAULT_RANK)
+
+    precise = [(s.time.timestamp(), rank(s)) for s in steps if s.precise]
+
+    def key(s: Step) -> tuple[float, int]:
+        t = s.time.timestamp()
+        if s.precise:
+            return t, rank(s)
+        second = float(int(t))
+        before = [p for p, r in precise if int(p) == second and r < rank(s)]
+        return max([second, *before]), rank(s)
+
+    return sorted(steps, key=key)
 
 
 @dataclass
@@ -192,7 +216,9 @@ def _condition_steps(status: Obj, have: set[str]) -> list[Step]:
         if t is None or ctype not in _RANK:
             continue
         if c.get("status") == "True":
-            if ctype == "PodScheduled" and "Scheduled" in have:
+            if (ctype == "PodScheduled" and "Scheduled" in have) or (
+                ctype == "Ready" and "Ready" in have  # the kubelet's span: sub-second
+            ):
                 continue
             detail = "condition True"
             if ctype == "PodReadyToStartContainers" and status.get("podIP"):
@@ -252,6 +278,66 @@ def _stuck_reason(status: Obj) -> tuple[str, str, str] | None:
     return None
 
 
+def _ms(span: Obj) -> str:
+    return f"{max(0.0, float(span['end']) - float(span['start'])) * 1000:.1f} ms"
+
+
+def _at(t: float) -> dt.datetime:
+    return dt.datetime.fromtimestamp(t, dt.UTC)
+
+
+def _span_step(span: Obj) -> Step | None:
+    """The step a component's span adds (spans are sub-second; see pyk8s.api.spans)."""
+    name, a = str(span.get("name", "")), span.get("attributes") or {}
+    start, end = _at(float(span["start"])), _at(float(span["end"]))
+    if name == "apiserver.admission":
+        mutated = ", ".join(a.get("mutatedBy") or []) or "none"
+        return Step("Admitted", end, f"mutated by: {mutated} ({_ms(span)})", True, kind="Admitted")
+    # a write's step is at its start: a watcher may learn of it before the writer's
+    # call returns, and the step must not sort after what the watcher did next
+    if name == "apiserver.storage":
+        rv = a.get("resourceVersion", "")
+        detail = f"resourceVersion {rv} (write took {_ms(span)})"
+        return Step("Stored", start, detail, True, kind="Stored")
+    if name == "apiserver.binding":
+        detail = f"bound to {a.get('node', '')} by {a.get('user', '')} (write took {_ms(span)})"
+        return Step("Scheduled", start, detail, True, kind="Scheduled")
+    if name == "scheduler.queue":
+        return Step("Queued", start, "in the scheduler's queue", True, kind="Queued")
+    if name == "scheduler.schedule":
+        parts = []
+        if a.get("node"):
+            score = f" (score {a['score']})" if "score" in a else ""
+            parts.append(f"picked {a['node']}{score}")
+        if "feasibleNodes" in a:
+            parts.append(f"{a['feasibleNodes']}/{a.get('nodes', '?')} nodes feasible")
+        filtered = a.get("filteredOut") or {}
+        if filtered:
+            why = ", ".join(f"{n} {reason}" for reason, n in sorted(filtered.items()))
+            parts.append(f"filtered out: {why}")
+        detail = "; ".join(parts) + f" ({_ms(span)}, attempt {a.get('attempt', 1)})"
+        failed = bool(a.get("unschedulable"))
+        # at its start: the cycle's FailedScheduling Event is made before the span ends
+        return Step("SchedulingCycle", start, detail, True, failed, kind="SchedulingCycle")
+    if name == "scheduler.bind" and not a.get("bound", True):
+        detail = f"to {a.get('node', '')} ({_ms(span)}): {a.get('error', '')}"
+        return Step("BindFailed", end, detail, True, True, kind="Bound")
+    if name == "kubelet.seen":
+        return Step("SeenByKubelet", start, f"on {a.get('node', '')}", True, kind="SeenByKubelet")
+    if name == "kubelet.volumes":
+        ok = a.get("ok", True)
+        detail = f"{a.get('volumes', 0)} volume(s) ({_ms(span)})" + ("" if ok else ": not yet")
+        return Step("VolumesMounted", end, detail, True, not ok, kind="VolumesMounted")
+    if name == "kubelet.sandbox":
+        if a.get("error"):
+            return Step("SandboxCreated", end, str(a["error"]), True, True, kind="SandboxCreated")
+        ips = ", ".join(a.get("ips") or []) or "no address"
+        return Step("SandboxCreated", end, f"{ips} ({_ms(span)})", True, kind="SandboxCreated")
+    if name == "kubelet.ready":
+        return Step("Ready", start, "status written by the kubelet", True, kind="Ready")
+    return None
+
+
 def _creator(meta: Obj) -> str:
     for mf in meta.get("managedFields") or []:
         if mf.get("operation") in ("Create", "Apply") and mf.get("manager"):
@@ -259,9 +345,16 @@ def _creator(meta: Obj) -> str:
     return ""
 
 
-def build(pod: Obj, events: Iterable[Obj], now: dt.datetime | None = None) -> Timeline:
-    """The timeline of ``pod`` from its own fields and the Events about it (Events for
-    another uid, e.g. an earlier pod of the same name, are ignored)."""
+def build(
+    pod: Obj,
+    events: Iterable[Obj],
+    now: dt.datetime | None = None,
+    spans: Iterable[Obj] = (),
+) -> Timeline:
+    """The timeline of ``pod`` from its own fields, the Events about it (Events for
+    another uid, e.g. an earlier pod of the same name, are ignored) and the components'
+    spans of its trace (the API server's ``/debug/traces``), which add the steps no Event
+    tells and a sub-second Ready."""
     meta, spec, status = pod.get("metadata") or {}, pod.get("spec") or {}, pod.get("status") or {}
     uid = str(meta.get("uid", ""))
     init_names = {str(c.get("name")) for c in spec.get("initContainers") or []}
@@ -276,13 +369,18 @@ def build(pod: Obj, events: Iterable[Obj], now: dt.datetime | None = None) -> Ti
         s = _event_step(ev, init_names)
         if s is not None:
             steps.append(s)
+    spanned = [s for s in map(_span_step, spans) if s is not None]
+    if any(s.kind == "Scheduled" for s in spanned):
+        # the API server's binding write: the scheduler's Event tells the same, later
+        steps = [s for s in steps if s.kind != "Scheduled"]
+    steps += spanned
     have = {s.kind for s in steps}
     started_events = {
         s.step.removeprefix("Started ") for s in steps if s.kind.endswith("ContainerStarted")
     }
     steps += _condition_steps(status, have)
     steps += _container_steps(status, started_events)
-    steps.sort(key=functools.cmp_to_key(_order))
+    steps = _sorted(steps)
 
     node, phase = str(spec.get("nodeName") or ""), str(status.get("phase") or "Pending")
     ready = any(

@@ -26,6 +26,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
 
+import orjson
+
 from pyk8s.api import errors
 from pyk8s.api.registry import Resource
 from pyk8s.apiserver.audit import admission_annotations
@@ -168,17 +170,26 @@ class Chain:
     def names(self) -> list[str]:
         return [p.name for p in self.plugins]
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes, changed: list[str] | None = None) -> None:
         """The mutating phase; run once more when a plugin asks (upstream's reinvoker:
-        every mutating plugin again, webhooks only where their policy says so)."""
+        every mutating plugin again, webhooks only where their policy says so).
+        ``changed``: the names of the plugins that changed the object are appended (for
+        the pod's trace; it costs one serialisation per plugin that runs)."""
+        await self._mutate(attrs, changed)
+        if attrs.reinvoke and not attrs.reinvoking:
+            attrs.reinvoking = True
+            await self._mutate(attrs, changed)
+
+    async def _mutate(self, attrs: Attributes, changed: list[str] | None) -> None:
+        before = orjson.dumps(attrs.obj) if changed is not None else b""
         for plugin in self._mutating:
             if plugin.handles(attrs):
                 await plugin.admit(attrs)
-        if attrs.reinvoke and not attrs.reinvoking:
-            attrs.reinvoking = True
-            for plugin in self._mutating:
-                if plugin.handles(attrs):
-                    await plugin.admit(attrs)
+                if changed is not None:
+                    after = orjson.dumps(attrs.obj)
+                    if after != before and plugin.name not in changed:
+                        changed.append(plugin.name)
+                    before = after
 
     async def validate(self, attrs: Attributes) -> None:
         for plugin in self._validating:

@@ -49,6 +49,15 @@ NO_NODE_AVAILABLE = "0/{} nodes are available"
 SKIP_FILTER = "framework/skip-filter"
 
 
+def reason_counts(statuses: Mapping[str, Status]) -> dict[str, int]:
+    """How many nodes each filter reason ruled out."""
+    counts: dict[str, int] = {}
+    for st in statuses.values():
+        for reason in st.reasons:
+            counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
 def fit_error_message(
     num_nodes: int,
     statuses: Mapping[str, Status],
@@ -61,11 +70,7 @@ def fit_error_message(
     if pre_filter_msg:
         msg += f" {pre_filter_msg}."
     else:
-        counts: dict[str, int] = {}
-        for st in statuses.values():
-            for reason in st.reasons:
-                counts[reason] = counts.get(reason, 0) + 1
-        histogram = sorted(f"{n} {reason}" for reason, n in counts.items())
+        histogram = sorted(f"{n} {reason}" for reason, n in reason_counts(statuses).items())
         if histogram:
             msg += f" {', '.join(histogram)}."
     if post_filter_msg:

@@ -1,0 +1,249 @@
+"""The API server's span store: spans of pods' journeys, bounded, in memory, read-only to users.
+
+Why: ``pyk8s trace`` and the dashboard show steps no Event records (which admission
+plugins changed a pod, how many nodes the scheduler filtered out and why, when the kubelet
+first saw it). The API server records its own spans for pod creates (admission, validation,
+storage) and takes the spans of the scheduler and the kubelets, which send them in batches
+(:mod:`pyk8s.client.tracing`). The shape and the trace context (the pod's UID) are in
+:mod:`pyk8s.api.spans`.
+
+Two paths, both outside the resource API (they are pyk8s's, not upstream's):
+
+- ``GET /debug/traces/namespaces/NS/pods/NAME`` → ``{"traceId", "pod": {...}, "spans": [...]}``:
+  allowed to whoever may ``get`` that pod (the spans are derived data of the pod).
+- ``POST /debug/traces/spans`` with ``{"spans": [...]}``: only the control plane writes.
+  Allowed to ``system:masters``, the scheduler (``system:kube-scheduler``), and a node
+  (``system:node:NAME``) for pods bound to itself; spans of other pods are dropped.
+
+The store keeps the newest ``max_traces`` traces (least recently written evicted first) and
+at most ``max_spans`` spans per trace, so memory is bounded whatever the cluster does; a
+restart forgets everything (the spans are a debugging aid, not state).
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import orjson
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from pyk8s.api import errors
+from pyk8s.api.spans import NAMESPACE_ATTR, POD_ATTR, PREFIX, SPANS_PATH, Span, pod_span, trace_id
+from pyk8s.apiserver.authn import UserInfo
+from pyk8s.apiserver.authz import RequestAttributes
+from pyk8s.apiserver.encoding import json_response
+
+__all__ = ["PREFIX", "SPANS_PATH", "SpanStore", "TraceEndpoints", "binding_span", "create_spans"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_TRACES = 4096
+DEFAULT_MAX_SPANS = 64
+#: users who may write any pod's spans
+_WRITERS = ("system:kube-scheduler",)
+_NODE_PREFIX = "system:node:"
+SERVICE = "kube-apiserver"
+
+Authorize = Callable[[UserInfo, RequestAttributes], Awaitable[None]]
+#: ``lookup(plural, group, namespace, name)``: an object from the watch cache, or None
+Lookup = Callable[[str, str, str, str], Awaitable[Any]]
+
+
+class SpanStore:
+    """The newest ``max_traces`` traces, each at most ``max_spans`` spans."""
+
+    def __init__(
+        self,
+        registry: CollectorRegistry | None = None,
+        max_traces: int = DEFAULT_MAX_TRACES,
+        max_spans: int = DEFAULT_MAX_SPANS,
+    ) -> None:
+        self.max_traces = max_traces
+        self.max_spans = max_spans
+        self._traces: collections.OrderedDict[str, list[Span]] = collections.OrderedDict()
+        registry = registry or CollectorRegistry()
+        self.recorded = Counter(
+            "apiserver_trace_spans_total",
+            "Spans recorded by source",
+            ["service"],
+            registry=registry,
+        )
+        self.dropped = Counter(
+            "apiserver_trace_spans_dropped_total",
+            "Spans dropped because their trace held max_spans already",
+            registry=registry,
+        )
+        self.traces = Gauge("apiserver_trace_traces", "Traces held in memory", registry=registry)
+
+    @property
+    def enabled(self) -> bool:
+        return self.max_traces > 0
+
+    def __len__(self) -> int:
+        return len(self._traces)
+
+    def add(self, span: Span) -> None:
+        if not self.enabled:
+            return
+        tid = span["traceId"]
+        spans = self._traces.get(tid)
+        if spans is None:
+            spans = self._traces[tid] = []
+            if len(self._traces) > self.max_traces:
+                self._traces.popitem(last=False)
+            self.traces.set(len(self._traces))
+        else:
+            self._traces.move_to_end(tid)
+        if len(spans) >= self.max_spans:
+            self.dropped.inc()
+            return
+        spans.append(span)
+        self.recorded.labels(span.get("service", "")).inc()
+
+    def extend(self, spans: Iterable[Span]) -> None:
+        for s in spans:
+            self.add(s)
+
+    def get(self, tid: str) -> list[Span]:
+        """The spans of one trace, oldest first."""
+        return sorted(self._traces.get(tid, ()), key=lambda s: s["start"])
+
+
+class TraceEndpoints:
+    """The two HTTP paths above, for an already authenticated user."""
+
+    def __init__(
+        self, store: SpanStore, lookup: Lookup, authorize: Authorize, *, open_access: bool
+    ) -> None:
+        self.store = store
+        self.lookup = lookup
+        self.authorize = authorize
+        #: no authentication configured (tests): anyone writes
+        self.open_access = open_access
+
+    async def serve(self, request: web.Request, user: UserInfo) -> web.Response:
+        path = request.path.rstrip("/")
+        if path == SPANS_PATH:
+            if request.method != "POST":
+                raise errors.method_not_allowed(f"method {request.method} is not allowed on {path}")
+            accepted = await self.write(await request.read(), user)
+            return json_response({"accepted": accepted}, 202)
+        parts = path[len(PREFIX) :].strip("/").split("/")
+        if len(parts) != 4 or parts[0] != "namespaces" or parts[2] != "pods":
+            raise errors.no_such_resource()
+        if request.method not in ("GET", "HEAD"):
+            raise errors.method_not_allowed(f"method {request.method} is not allowed on {path}")
+        return json_response(await self.pod_trace(user, parts[1], parts[3]))
+
+    async def pod_trace(self, user: UserInfo, namespace: str, name: str) -> dict[str, Any]:
+        """The pod and its spans, if ``user`` may get the pod (403/404 as a get would)."""
+        await self.authorize(
+            user,
+            RequestAttributes(
+                verb="get", resource="pods", namespace=namespace, name=name, api_version="v1"
+            ),
+        )
+        pod = await self.lookup("pods", "", namespace, name)
+        if pod is None:
+            raise errors.not_found("pods", name)
+        uid = str(pod["metadata"].get("uid", ""))
+        tid = trace_id(uid)
+        return {
+            "traceId": tid,
+            "pod": {"namespace": namespace, "name": name, "uid": uid},
+            "spans": self.store.get(tid),
+        }
+
+    async def write(self, raw: bytes, user: UserInfo) -> int:
+        """Keep the spans in a ``{"spans": [...]}`` body that ``user`` may write; how many."""
+        try:
+            body = orjson.loads(raw or b"{}")
+        except orjson.JSONDecodeError as err:
+            raise errors.bad_request(f"invalid JSON: {err}") from err
+        spans = body.get("spans") if isinstance(body, dict) else None
+        if not isinstance(spans, list):
+            raise errors.bad_request('the body must be {"spans": [...]}')
+        node = ""
+        trusted = self.open_access or "system:masters" in user.groups or user.name in _WRITERS
+        if not trusted:
+            if not user.name.startswith(_NODE_PREFIX):
+                raise errors.forbidden_request(
+                    f'User "{user.name}" cannot write spans: only the control plane may'
+                )
+            node = user.name.removeprefix(_NODE_PREFIX)
+        accepted = 0
+        for span in spans:
+            if not _well_formed(span):
+                continue
+            if node and not await self._on_node(span, node):
+                continue
+            self.store.add(span)
+            accepted += 1
+        return accepted
+
+    async def _on_node(self, span: Span, node: str) -> bool:
+        attrs = span["attributes"]
+        pod = await self.lookup(
+            "pods", "", str(attrs.get(NAMESPACE_ATTR, "")), str(attrs.get(POD_ATTR, ""))
+        )
+        return (
+            pod is not None
+            and (pod.get("spec") or {}).get("nodeName") == node
+            and trace_id(str(pod["metadata"].get("uid", ""))) == span["traceId"]
+        )
+
+
+def _well_formed(span: Any) -> bool:
+    return (
+        isinstance(span, dict)
+        and isinstance(span.get("traceId"), str)
+        and len(span["traceId"]) == 32
+        and isinstance(span.get("name"), str)
+        and isinstance(span.get("start"), int | float)
+        and isinstance(span.get("end"), int | float)
+        and isinstance(span.get("attributes"), dict)
+    )
+
+
+def create_spans(
+    pod: dict[str, Any], user: str, times: tuple[float, float, float, float], mutated: list[str]
+) -> list[Span]:
+    """The API server's spans of a pod's create: the request (admission to storage), and
+    inside it mutating admission (which plugins changed the pod), validation (the
+    strategy's and the validating plugins') and the write to storage."""
+    started, admitted, validated, stored = times
+    root = pod_span(pod, "apiserver.create", SERVICE, started, stored, {"user": user})
+    parent = root["spanId"]
+    rv = pod["metadata"].get("resourceVersion", "")
+    return [
+        root,
+        pod_span(
+            pod,
+            "apiserver.admission",
+            SERVICE,
+            started,
+            admitted,
+            {"mutatedBy": mutated},
+            parent=parent,
+        ),
+        pod_span(pod, "apiserver.validation", SERVICE, admitted, validated, parent=parent),
+        pod_span(
+            pod,
+            "apiserver.storage",
+            SERVICE,
+            validated,
+            stored,
+            {"resourceVersion": rv},
+            parent=parent,
+        ),
+    ]
+
+
+def binding_span(pod: dict[str, Any], node: str, user: str, started: float, ended: float) -> Span:
+    """The write that bound ``pod`` to ``node`` (the scheduler's Event comes after its
+    bind call returns, which can be after the kubelet already started the pod)."""
+    return pod_span(pod, "apiserver.binding", SERVICE, started, ended, {"node": node, "user": user})
