@@ -165,16 +165,31 @@ class _Metrics:
 
 
 class _Flow:
-    """The metric children of one (flow schema, level) pair, looked up once."""
+    """The metric children of one (flow schema, level) pair, looked up once; the gauges
+    read plain counters when scraped (cheaper than moving them on every request)."""
 
-    __slots__ = ("dispatched", "executing", "inqueue", "m", "names", "seats")
+    __slots__ = (
+        "dispatched",
+        "executed",
+        "executed_watch",
+        "executing",
+        "inqueue",
+        "m",
+        "names",
+        "waited",
+    )
 
     def __init__(self, m: _Metrics, fs: str, pl: str) -> None:
         self.m, self.names = m, (fs, pl)
+        self.executing = 0
+        self.inqueue = 0
         self.dispatched = m.dispatched.labels(fs, pl)
-        self.inqueue = m.inqueue.labels(fs, pl)
-        self.executing = m.executing.labels(fs, pl)
-        self.seats = m.executing_seats.labels(fs, pl)
+        m.inqueue.labels(fs, pl).set_function(lambda: self.inqueue)
+        m.executing.labels(fs, pl).set_function(lambda: self.executing)
+        m.executing_seats.labels(fs, pl).set_function(lambda: self.executing)
+        self.waited = m.wait.labels(fs, pl, "true")
+        self.executed = m.execution.labels(fs, pl, "regular")
+        self.executed_watch = m.execution.labels(fs, pl, "watch")
 
 
 class _Waiter:
@@ -239,19 +254,16 @@ class Seat:
         self._watch = watch
         self._started = time.monotonic()
         flow.dispatched.inc()
-        flow.executing.inc()
-        flow.seats.inc()
+        flow.executing += 1
 
     def release(self) -> None:
         level, self._level = self._level, None
         if level is None:
             return
         flow = self._flow
-        flow.executing.dec()
-        flow.seats.dec()
-        flow.m.execution.labels(*flow.names, "watch" if self._watch else "regular").observe(
-            time.monotonic() - self._started
-        )
+        flow.executing -= 1
+        executed = flow.executed_watch if self._watch else flow.executed
+        executed.observe(time.monotonic() - self._started)
         level.finished(self._queue)
 
 
@@ -313,7 +325,7 @@ class PriorityLevel:
         waiter = _Waiter(flow, queue)
         queue.waiting.append(waiter)
         self.waiting += 1
-        flow.inqueue.inc()
+        flow.inqueue += 1
         flow.m.queue_length.labels(*flow.names).observe(len(queue.waiting))
         self.dispatch()
         return waiter
@@ -323,7 +335,7 @@ class PriorityLevel:
         with contextlib.suppress(ValueError):
             waiter.queue.waiting.remove(waiter)
             self.waiting -= 1
-            waiter.flow.inqueue.dec()
+            waiter.flow.inqueue -= 1
 
     def finished(self, queue: _Queue | None) -> None:
         self.executing -= 1
@@ -344,7 +356,7 @@ class PriorityLevel:
                 return
             waiter = queue.waiting.popleft()
             self.waiting -= 1
-            waiter.flow.inqueue.dec()
+            waiter.flow.inqueue -= 1
             if waiter.future.done():  # cancelled meanwhile: its seat goes to the next
                 continue
             self.executing += 1
@@ -371,7 +383,7 @@ class PriorityAndFairness:
         self.metrics = _Metrics(registry)
         self.levels: dict[str, PriorityLevel] = {}
         self._schemas: list[Mapping[str, Any]] = []
-        self._cache: dict[apf.RequestDigest, Classification] = {}
+        self._cache: dict[tuple[Any, ...], Classification] = {}
         self._flows: dict[tuple[str, str], _Flow] = {}
         # until the controller's first sync, the built-in objects decide
         self.configure(
@@ -422,7 +434,7 @@ class PriorityAndFairness:
     # ------------------------------------------------------------------ classification
 
     def classify(self, info: RequestInfo, user: UserInfo) -> Classification:
-        d = apf.RequestDigest(
+        key = (
             user.name,
             tuple(user.groups),
             info.verb,
@@ -433,9 +445,10 @@ class PriorityAndFairness:
             info.subresource,
             info.namespace,
         )
-        found = self._cache.get(d)
+        found = self._cache.get(key)
         if found is not None:
             return found
+        d = apf.RequestDigest(*key)
         for fs in self._schemas:
             if apf.rules_match((fs.get("spec") or {}).get("rules") or (), d):
                 break
@@ -454,7 +467,7 @@ class PriorityAndFairness:
         )
         if len(self._cache) >= CLASSIFICATION_CACHE_SIZE:
             self._cache.clear()
-        self._cache[d] = found
+        self._cache[key] = found
         return found
 
     # ------------------------------------------------------------------ admission
@@ -477,7 +490,7 @@ class PriorityAndFairness:
                 return PriorityLevel(apf.MANDATORY_PRIORITY_LEVELS[0], 0).try_now(flow, watch)
         seat = level.try_now(flow, watch)
         if seat is not None:
-            self.metrics.wait.labels(*flow.names, "true").observe(0)
+            flow.waited.observe(0)
             return seat
         waiter = level.enqueue(c.flow, flow)
         if waiter is None:
@@ -503,7 +516,7 @@ class PriorityAndFairness:
                 waiter.future.cancel()
             self.metrics.rejected.labels(*flow.names, "cancelled").inc()
             raise
-        self.metrics.wait.labels(*flow.names, "true").observe(time.monotonic() - waiter.enqueued)
+        flow.waited.observe(time.monotonic() - waiter.enqueued)
         return Seat(level, waiter.queue, flow, watch)
 
     def _reject(self, level: PriorityLevel, flow: _Flow, reason: str) -> None:
