@@ -33,11 +33,18 @@ def test_defaults_are_upstreams_in_upstreams_order() -> None:
         "DefaultStorageClass",
         "StorageObjectInUseProtection",
         "PersistentVolumeClaimResize",
+        "CertificateApproval",
+        "CertificateSigning",
+        "CertificateSubjectRestriction",
         "MutatingAdmissionWebhook",
         "ValidatingAdmissionPolicy",
         "ValidatingAdmissionWebhook",
         "ResourceQuota",
     ]
+    # upstream's certificates plugins can be turned off by name
+    assert "CertificateSubjectRestriction" not in enabled_plugins(
+        disable=["CertificateSubjectRestriction"]
+    )
 
 
 def test_enable_and_disable() -> None:

@@ -267,7 +267,7 @@ class APIServer:
             for group_resource in RBAC_RESOURCES:
                 self.handlers.write_checks[group_resource] = check
         # the requester on create, approve/sign permission on /approval and /status
-        self.handlers.write_checks[CSR_RESOURCE] = CSRWriteCheck(self.authorizer.authorize)
+        self.handlers.write_checks[CSR_RESOURCE] = CSRWriteCheck()
         self.crds = CRDController(self.handlers)
         self.policy_status = PolicyStatusController(self.handlers)
         self.apf_config = (

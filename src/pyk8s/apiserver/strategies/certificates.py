@@ -1,4 +1,4 @@
-"""CertificateSigningRequests: upstream's three strategies and the certificates admission.
+"""CertificateSigningRequests: upstream's three strategies.
 
 Why here: a CSR is written by three parties through three doors, and each door may change
 only its part (upstream's pkg/registry/certificates):
@@ -6,44 +6,27 @@ only its part (upstream's pkg/registry/certificates):
 * the main resource: a requester creates it; ``spec.username/uid/groups/extra`` are
   filled from the authenticated requester, never from the body; later updates can
   change metadata only (spec and status are carried over);
-* ``/approval``: an approver adds Approved or Denied (only ``status.conditions`` moves),
-  and must be allowed the ``approve`` verb on ``signers`` (certificates.k8s.io) named
-  after the signer or ``<domain>/*`` (upstream's CertificateApproval admission);
+* ``/approval``: an approver adds Approved or Denied (only ``status.conditions`` moves);
 * ``/status``: a signer sets ``status.certificate`` (once approved) and the Failed
-  condition, and must be allowed ``sign`` on the same ``signers`` names (upstream's
-  CertificateSigning admission).
+  condition.
 
-A ``kubernetes.io/kube-apiserver-client`` request for ``O=system:masters`` is refused
-(upstream's CertificateSubjectRestriction admission). Condition timestamps are filled in
-as upstream's ``populateConditionTimestamps`` does.
+Who may approve and sign, per signer, and the ``system:masters`` subject restriction are
+admission plugins (:mod:`pyk8s.apiserver.admission.certificates`). Condition timestamps
+are filled in as upstream's ``populateConditionTimestamps`` does.
 """
 
 from __future__ import annotations
 
 import datetime
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-from pyk8s.api.certificates import (
-    KUBE_APISERVER_CLIENT,
-    CSRError,
-    parse_request,
-    request_pem,
-)
 from pyk8s.api.errors import FieldError
 from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.validation.certificates import Options, update_csr
-from pyk8s.apiserver.admission import CREATE, UPDATE, Attributes, forbidden
+from pyk8s.apiserver.admission import CREATE, UPDATE, Attributes
 from pyk8s.apiserver.authn import UserInfo
-from pyk8s.apiserver.authz import Decision, RequestAttributes
 from pyk8s.apiserver.strategies.base import JSON, Strategy
 
 __all__ = ["CSRStrategy", "CSRWriteCheck"]
-
-GROUP = "certificates.k8s.io"
-MASTERS = "system:masters"
-
-Authorize = Callable[[UserInfo, RequestAttributes], Awaitable[Decision]]
 
 
 def _now() -> str:
@@ -108,18 +91,10 @@ def _populate_timestamps(new: JSON, old: JSON | None) -> None:
             ) or now
 
 
-def _signer_names(signer: str) -> tuple[str, str]:
-    domain = signer.split("/", 1)[0]
-    return signer, f"{domain}/*"
-
-
 class CSRWriteCheck:
-    """Fills the requester in on create and authorizes approving and signing (module
-    docstring); runs before admission, as upstream's PrepareForCreate and its
-    certificates admission plugins see the request."""
-
-    def __init__(self, authorize: Authorize) -> None:
-        self._authorize = authorize
+    """Fills the requester in on create (upstream's PrepareForCreate) and the condition
+    timestamps on update; runs before admission, which then sees the request as
+    upstream's certificates plugins do."""
 
     async def __call__(self, attrs: Attributes) -> None:
         obj = attrs.obj
@@ -128,28 +103,8 @@ class CSRWriteCheck:
         if attrs.operation == CREATE:
             self._fill_requester(obj, attrs.user)
             obj.pop("status", None)
-            self._restrict_subject(attrs, obj)
-            return
-        if attrs.operation != UPDATE:
-            return
-        old = attrs.old or {}
-        signer = str((old.get("spec") or {}).get("signerName") or "")
-        if attrs.subresource == "approval":
-            if self._conditions(obj) != self._conditions(old):
-                await self._require(attrs, "approve", signer)
-        elif attrs.subresource == "status":
-            new_cert = (obj.get("status") or {}).get("certificate") or ""
-            if new_cert and new_cert != ((old.get("status") or {}).get("certificate") or ""):
-                await self._require(attrs, "sign", signer)
-        _populate_timestamps(obj, old)
-
-    @staticmethod
-    def _conditions(obj: JSON) -> list[Any]:
-        return [
-            (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
-            for c in (obj.get("status") or {}).get("conditions") or ()
-            if isinstance(c, dict)
-        ]
+        elif attrs.operation == UPDATE:
+            _populate_timestamps(obj, attrs.old or {})
 
     @staticmethod
     def _fill_requester(obj: JSON, user: UserInfo) -> None:
@@ -163,28 +118,3 @@ class CSRWriteCheck:
             spec["groups"] = list(user.groups)
         if user.extra:
             spec["extra"] = {k: list(v) for k, v in user.extra.items()}
-
-    @staticmethod
-    def _restrict_subject(attrs: Attributes, obj: JSON) -> None:
-        if (obj.get("spec") or {}).get("signerName") != KUBE_APISERVER_CLIENT:
-            return
-        try:
-            parsed = parse_request(request_pem(obj))
-        except CSRError:
-            return  # validation reports it
-        if MASTERS in parsed.organizations:
-            raise forbidden(
-                attrs, f"use of {KUBE_APISERVER_CLIENT} signer with {MASTERS} group is not allowed"
-            )
-
-    async def _require(self, attrs: Attributes, verb: str, signer: str) -> None:
-        for name in _signer_names(signer):
-            decision = await self._authorize(
-                attrs.user,
-                RequestAttributes(
-                    verb=verb, api_group=GROUP, resource="signers", name=name, api_version="v1"
-                ),
-            )
-            if decision.allowed:
-                return
-        raise forbidden(attrs, f'user not permitted to {verb} requests with signerName "{signer}"')
