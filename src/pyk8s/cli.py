@@ -908,6 +908,14 @@ def _parser() -> argparse.ArgumentParser:
         "0: only on the health port",
     )
     dns.add_argument(
+        "--pods",
+        choices=("insecure", "verified", "disabled"),
+        default="insecure",
+        help="<a-b-c-d>.<ns>.pod names, as CoreDNS's kubernetes plugin: insecure (any "
+        "address, k3s's setting), verified (only a pod of that namespace's; watches pods), "
+        "disabled",
+    )
+    dns.add_argument(
         "--cluster-ip", default="", help="publish kube-system/kube-dns at this ClusterIP"
     )
     dns.add_argument(
@@ -1539,7 +1547,8 @@ def _run_dns(args: argparse.Namespace) -> int:
     logs.setup("dns", args.log_level)
     fields = ("kubeconfig", "bind_address", "port", "cluster_domain", "upstreams",
               "resolv_conf", "forward_timeout", "ttl", "health_bind_address", "health_port",
-              "ready_port", "cluster_ip", "advertise_address", "node_name")  # fmt: skip
+              "ready_port", "pods", "cluster_ip", "advertise_address",
+              "node_name")  # fmt: skip
     try:
         asyncio.run(dns.run(dns.Options(**{f: getattr(args, f) for f in fields})))
     except (ClientError, ValueError, OSError) as err:

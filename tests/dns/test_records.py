@@ -196,6 +196,24 @@ def test_pod_records(zone: Zone) -> None:
     assert_nxdomain(ask(zone, "not-an-ip.default.pod.cluster.local", T.A))
 
 
+def test_pods_verified_and_disabled() -> None:
+    """CoreDNS's ``pods verified``: an address answers only when a pod of that namespace
+    has it (either family of a dual-stack pod); ``pods disabled``: never (issue 20)."""
+    pods = Store()
+    pods.replace([{"metadata": {"namespace": "default", "name": "p"},
+                   "status": {"podIP": "10.244.1.5",
+                              "podIPs": [{"ip": "10.244.1.5"}, {"ip": "fd00::5"}]}}])  # fmt: skip
+    verified = Zone(Catalog(Store(), Store(), pods=pods), pods="verified")
+    assert texts(ask(verified, "10-244-1-5.default.pod.cluster.local", T.A), T.A) == ["10.244.1.5"]
+    assert texts(ask(verified, "fd00--5.default.pod.cluster.local", T.AAAA), T.AAAA) == ["fd00::5"]
+    assert_nxdomain(ask(verified, "10-244-1-5.other.pod.cluster.local", T.A))  # wrong namespace
+    assert_nxdomain(ask(verified, "10-244-1-6.default.pod.cluster.local", T.A))  # no such pod
+    disabled = Zone(Catalog(Store(), Store()), pods="disabled")
+    assert_nxdomain(ask(disabled, "10-244-1-5.default.pod.cluster.local", T.A))
+    with pytest.raises(ValueError, match="pods mode"):
+        Zone(Catalog(Store(), Store()), pods="sometimes")
+
+
 def test_ptr_for_cluster_ips_and_headless_endpoints(zone: Zone) -> None:
     ptr = ask(zone, "20.0.96.10.in-addr.arpa", T.PTR)
     assert texts(ptr, T.PTR) == ["web.default.svc.cluster.local."]

@@ -32,6 +32,7 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 BY_SERVICE = "dns-by-service"
 BY_CLUSTER_IP = "dns-by-cluster-ip"
 BY_ADDRESS = "dns-by-address"
+BY_POD_ADDRESS = "dns-by-pod-address"
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,13 @@ def _slice_addresses(slice_: Obj) -> list[str]:
     ]
 
 
+def _pod_addresses(pod: Obj) -> list[str]:
+    meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+    ips = [str(p.get("ip") or "") for p in status.get("podIPs") or []]
+    ips = [ip for ip in ips or [str(status.get("podIP") or "")] if ip]
+    return [f"{meta.get('namespace') or ''}/{_normal(ip)}" for ip in ips]
+
+
 def _normal(address: str) -> str:
     try:
         return str(ipaddress.ip_address(address))
@@ -116,9 +124,20 @@ class Catalog:
     generation; without it ``generation`` is None: nothing may be cached.
     """
 
-    def __init__(self, services: Store, slices: Store, *, track_changes: bool = False) -> None:
+    def __init__(
+        self,
+        services: Store,
+        slices: Store,
+        *,
+        track_changes: bool = False,
+        pods: Store | None = None,
+    ) -> None:
         self.services = services
         self.slices = slices
+        #: the pods (``pods verified`` only): ``<ip>.<ns>.pod`` answers only for these
+        self.pods = pods
+        if pods is not None and BY_POD_ADDRESS not in pods.indexers:
+            pods.add_indexers({BY_POD_ADDRESS: _pod_addresses})
         self.generation: int | None = 0 if track_changes else None
         if BY_CLUSTER_IP not in services.indexers:
             services.add_indexers(
@@ -131,6 +150,12 @@ class Catalog:
                     BY_ADDRESS: lambda s: [_normal(a) for a in _slice_addresses(s)],
                 }
             )
+
+    def has_pod(self, namespace: str, address: str) -> bool:
+        """Whether a pod of ``namespace`` has ``address`` (CoreDNS's ``pods verified``)."""
+        if self.pods is None:
+            return False
+        return bool(self.pods.index_keys(BY_POD_ADDRESS, f"{namespace}/{_normal(address)}"))
 
     def changed(self) -> None:
         if self.generation is not None:

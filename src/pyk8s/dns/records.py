@@ -13,7 +13,9 @@ configured), every record with a 5 s TTL as CoreDNS's kubernetes plugin has by d
   name, or for a headless Service ``<hostname-or-dashed-ip>.<svc>.<ns>.svc``;
 * ``<hostname-or-dashed-ip>.<svc>.<ns>.svc`` — a headless Service's endpoint (how a
   StatefulSet pod gets a stable name);
-* ``<a-b-c-d>.<ns>.pod`` — the address spelled in the name (CoreDNS's ``pods insecure``);
+* ``<a-b-c-d>.<ns>.pod`` — the address spelled in the name (CoreDNS's ``pods insecure``,
+  the default); with ``pods verified`` only when a pod of that namespace has the address,
+  with ``pods disabled`` never (NXDOMAIN);
 * PTR under ``in-addr.arpa``/``ip6.arpa`` for ClusterIPs and headless endpoints.
 
 Inside the cluster domain an unknown name is NXDOMAIN, a known name (or an empty
@@ -100,13 +102,26 @@ def _undash(label: str) -> str | None:
     return None
 
 
+#: CoreDNS kubernetes plugin's ``pods`` modes
+POD_MODES = ("insecure", "verified", "disabled")
+
+
 class Zone:
     """The cluster domain's records, read from a catalog at question time."""
 
     def __init__(
-        self, catalog: Catalog, domain: str = DEFAULT_DOMAIN, ttl: int = TTL, serial: int = 1
+        self,
+        catalog: Catalog,
+        domain: str = DEFAULT_DOMAIN,
+        ttl: int = TTL,
+        serial: int = 1,
+        pods: str = "insecure",
     ) -> None:
+        if pods not in POD_MODES:
+            raise ValueError(f"pods mode {pods!r}: one of {', '.join(POD_MODES)}")
         self.catalog = catalog
+        #: CoreDNS's ``pods`` option: insecure, verified or disabled
+        self.pods = pods
         self.origin = dns.name.from_text(domain)
         self.ttl = ttl
         self.serial = serial
@@ -188,7 +203,9 @@ class Zone:
         if len(parts) < 2:
             return self._nodata()  # pod. and <ns>.pod. are empty non-terminals
         address = _undash(parts[1]) if len(parts) == 2 else None
-        if address is None:
+        if address is None or self.pods == "disabled":
+            return self._nxdomain()
+        if self.pods == "verified" and not self.catalog.has_pod(parts[0], address):
             return self._nxdomain()
         version = ipaddress.ip_address(address).version
         if qtype in (RdataType.A, RdataType.AAAA) and version == _family(qtype):

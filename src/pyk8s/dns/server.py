@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 SERVICES: Resource = REGISTRY.get("", "v1", "services")  # type: ignore[assignment]
 SLICES: Resource = REGISTRY.get("discovery.k8s.io", "v1", "endpointslices")  # type: ignore[assignment]
+PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
 
 UDP_MIN_PAYLOAD = 512
 TCP_IDLE_TIMEOUT = 10.0
@@ -63,31 +64,44 @@ BUCKETS = (0.00025, 0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.1
 
 
 class ClusterInformers:
-    """Services and EndpointSlices, listed and watched, as a :class:`Catalog`."""
+    """Services and EndpointSlices (and, for ``pods verified``, Pods), listed and
+    watched, as a :class:`Catalog`."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Client, *, pods: bool = False) -> None:
         self.services = SharedInformer.for_resource(client, SERVICES)
         self.slices = SharedInformer.for_resource(client, SLICES)
-        self.catalog = Catalog(self.services.store, self.slices.store, track_changes=True)
-        for informer in (self.services, self.slices):
+        self.pods = SharedInformer.for_resource(client, PODS) if pods else None
+        self.catalog = Catalog(
+            self.services.store,
+            self.slices.store,
+            track_changes=True,
+            pods=self.pods.store if self.pods is not None else None,
+        )
+        for informer in self._informers():
             informer.add_event_handler(
                 on_add=lambda _obj: self.catalog.changed(),
                 on_update=lambda _old, _new: self.catalog.changed(),
                 on_delete=lambda _obj: self.catalog.changed(),
             )
 
+    def _informers(self) -> list[SharedInformer]:
+        return [self.services, self.slices, *([self.pods] if self.pods is not None else [])]
+
     async def start(self, within: float | None = None) -> bool:
-        """Start both informers; True once both synced, False if ``within`` s pass first."""
-        self.services.start()
-        self.slices.start()
-        return await self.services.wait_synced(within) and await self.slices.wait_synced(within)
+        """Start the informers; True once all synced, False if ``within`` s pass first."""
+        for informer in self._informers():
+            informer.start()
+        for informer in self._informers():
+            if not await informer.wait_synced(within):
+                return False
+        return True
 
     def synced(self) -> bool:
-        return self.services.has_synced() and self.slices.has_synced()
+        return all(informer.has_synced() for informer in self._informers())
 
     async def stop(self) -> None:
-        await self.services.stop()
-        await self.slices.stop()
+        for informer in self._informers():
+            await informer.stop()
 
 
 class _Metrics:

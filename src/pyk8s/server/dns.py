@@ -65,6 +65,9 @@ class Options:
     #: CoreDNS's ready plugin listener (8181 there): ``/ready`` alone on this port too;
     #: 0 serves it only on the health port
     ready_port: int = 0
+    #: CoreDNS's ``pods`` option for ``<ip>.<ns>.pod`` names: insecure (k3s's), verified
+    #: (only addresses of that namespace's pods; watches Pods) or disabled
+    pods: str = "insecure"
     #: publish ``kube-system/kube-dns`` at this ClusterIP (what ``pyk8s server`` does;
     #: "" leaves the Service alone, as ``pyk8s agent``'s DNS does)
     cluster_ip: str = ""
@@ -215,8 +218,14 @@ async def run(opts: Options) -> None:
     node = (opts.node_name or socket.gethostname()).lower()
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     async with Client(config, user_agent=component_user_agent("coredns")) as client:
-        informers = ClusterInformers(client)
-        zone = Zone(informers.catalog, opts.cluster_domain, opts.ttl, serial=int(time.time()))
+        informers = ClusterInformers(client, pods=opts.pods == "verified")
+        zone = Zone(
+            informers.catalog,
+            opts.cluster_domain,
+            opts.ttl,
+            serial=int(time.time()),
+            pods=opts.pods,
+        )
         server = DNSServer(
             zone, Forwarder(upstreams, opts.forward_timeout), opts.bind_address, opts.port,
             ready=informers.synced,
