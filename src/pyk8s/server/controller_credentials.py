@@ -27,7 +27,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client import Client, ClientError, component_user_agent, is_already_exists
+from pyk8s.client import (
+    Client,
+    ClientError,
+    EventRecorder,
+    component_user_agent,
+    is_already_exists,
+)
 from pyk8s.controllers.runtime import Manager
 
 __all__ = ["SERVICE_ACCOUNTS", "ControllerCredentials"]
@@ -75,11 +81,14 @@ SERVICE_ACCOUNTS: dict[str, str] = {
 
 
 class _AsServiceAccount:
-    """The manager as one controller sees it: its own client, everything else shared."""
+    """The manager as one controller sees it: its own client and event recorder (so its
+    Events are written as its account too, as upstream's per-controller broadcaster),
+    everything else shared."""
 
-    def __init__(self, manager: Manager, client: Client) -> None:
+    def __init__(self, manager: Manager, client: Client, recorder: EventRecorder) -> None:
         self._manager = manager
         self.client = client
+        self.recorder = recorder
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._manager, name)
@@ -92,6 +101,7 @@ class ControllerCredentials:
         self.client = client
         self.dir = Path(tempfile.mkdtemp(prefix="pyk8s-controller-tokens-"))
         self.clients: dict[str, Client] = {}
+        self.recorders: dict[str, EventRecorder] = {}
         self._renewal: asyncio.Task[None] | None = None
 
     def _token_file(self, account: str) -> Path:
@@ -133,7 +143,11 @@ class ControllerCredentials:
             )  # fmt: skip
             ua = component_user_agent("kube-controller-manager") + f"/{account}"
             self.clients[account] = Client(config, user_agent=ua)
-        return cast(Manager, _AsServiceAccount(manager, self.clients[account]))
+            self.recorders[account] = EventRecorder(
+                self.clients[account], component=manager.recorder.component
+            )
+        view = _AsServiceAccount(manager, self.clients[account], self.recorders[account])
+        return cast(Manager, view)
 
     def start(self) -> None:
         self._renewal = asyncio.create_task(self._renew_forever(), name="controller-tokens")
@@ -150,6 +164,8 @@ class ControllerCredentials:
     async def close(self) -> None:
         if self._renewal is not None:
             self._renewal.cancel()
+        for recorder in self.recorders.values():
+            await recorder.close()
         for client in self.clients.values():
             await client.close()
         shutil.rmtree(self.dir, ignore_errors=True)
