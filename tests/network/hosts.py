@@ -22,8 +22,10 @@ import sys
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyk8s.kubelet.runtimes import ContainerdConfig
+from tests.integration.conftest import KUBECTL, Kubectl
 from tests.kubelet.runtime_fixtures import _reap_leftovers
 
 #: the controllers an agent's TLS bootstrap needs (approve and sign its node certificate)
@@ -148,3 +150,23 @@ class Hosts:
         sh("ip", "link", "delete", self.bridge, check=False)
         if os.environ.get("PYK8S_KEEP_HOSTS") is None:
             subprocess.run(["rm", "-rf", str(self.base)], check=False, timeout=30)
+
+
+class NsKubectl(Kubectl):
+    """kubectl inside a test host's network namespace: its server, or its agent's load
+    balancer (127.0.0.1:6444, what the node's own kubeconfigs name), is on its loopback."""
+
+    def __init__(self, kubeconfig: Path, nsenter: list[str]) -> None:
+        super().__init__(kubeconfig)
+        self.nsenter = nsenter
+
+    def run(
+        self, *args: str, input: str | None = None, check: bool = True, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        out = subprocess.run(
+            [*self.nsenter, KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
+            input=input, capture_output=True, text=True, check=False, timeout=kw.get("timeout", 60),
+        )  # fmt: skip
+        if check and out.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{out.stderr}{out.stdout}")
+        return out

@@ -40,7 +40,7 @@ import pytest
 from tests.e2e_sim.conftest import child_pid, wait_until
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.kubelet.runtime_fixtures import require_runtime
-from tests.network.hosts import Host, Hosts, signing_flags
+from tests.network.hosts import Host, Hosts, NsKubectl, signing_flags
 
 pytestmark = pytest.mark.e2e
 
@@ -241,10 +241,12 @@ def test_the_agent_joined_as_its_node(node: Node) -> None:
         "kubernetes.io/kubelet-serving": f"system:node:{name}",
     }
     assert all(c["status"]["conditions"][0]["reason"] == "AutoApproved" for c in csrs)
-    as_node = Kubectl(node.host.data_dir / "kubeconfig.yaml")
+    # the node's own kubeconfigs name its agent's load balancer on the node's loopback
+    ns = ["nsenter", f"--net=/run/netns/{name}"]
+    as_node = NsKubectl(node.host.data_dir / "kubeconfig.yaml", ns)
     me = as_node.json("auth", "whoami")["status"]["userInfo"]
     assert me["username"] == f"system:node:{name}" and "system:nodes" in me["groups"]
-    as_proxy = Kubectl(node.host.data_dir / "kube-proxy.kubeconfig")
+    as_proxy = NsKubectl(node.host.data_dir / "kube-proxy.kubeconfig", ns)
     assert as_proxy.json("auth", "whoami")["status"]["userInfo"]["username"] == (
         "system:kube-proxy"
     )

@@ -29,7 +29,7 @@ from pyk8s.kubelet import images
 from tests.integration.conftest import KUBECTL, Kubectl, free_port
 from tests.kubelet.registry_fixtures import REGISTRY_BIN, Registry, push_oci_archive
 from tests.kubelet.runtime_fixtures import require_runtime
-from tests.network.hosts import Host, Hosts, sh
+from tests.network.hosts import Host, Hosts, NsKubectl, sh
 
 pytestmark = pytest.mark.e2e
 
@@ -68,7 +68,7 @@ def node() -> Iterator[Node]:
     host.proc = proc
     try:
         kubeconfig = host.data_dir / "kubeconfig.yaml"
-        kubectl = _NsKubectl(kubeconfig, ns)
+        kubectl = NsKubectl(kubeconfig, ns)
         deadline = time.monotonic() + 120
         while kubectl.run("get", "node", host.name, check=False).returncode != 0:
             assert proc.poll() is None, host.log_file.read_text()[-3000:]
@@ -85,25 +85,6 @@ def node() -> Iterator[Node]:
             subprocess.run([*ns, *killall], capture_output=True, timeout=120, check=False)
         hosts.destroy()
         shutil.rmtree(base, ignore_errors=True)
-
-
-class _NsKubectl(Kubectl):
-    """kubectl inside the test host's network namespace (its server is on its loopback)."""
-
-    def __init__(self, kubeconfig: Path, nsenter: list[str]) -> None:
-        super().__init__(kubeconfig)
-        self.nsenter = nsenter
-
-    def run(
-        self, *args: str, input: str | None = None, check: bool = True, **kw: Any
-    ) -> subprocess.CompletedProcess[str]:
-        out = subprocess.run(
-            [*self.nsenter, KUBECTL, "--kubeconfig", str(self.kubeconfig), *args],
-            input=input, capture_output=True, text=True, check=False, timeout=kw.get("timeout", 60),
-        )  # fmt: skip
-        if check and out.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed:\n{out.stderr}{out.stdout}")
-        return out
 
 
 def _pod(name: str, node: str, image: str = "pyk8s.local/busybox:1.35", **extra: Any) -> str:
