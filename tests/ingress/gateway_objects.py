@@ -42,8 +42,10 @@ def route_rule(*backends: JSON, matches: list[JSON] | None = None, **filters: JS
         out["matches"] = matches
     if filters:
         out["filters"] = [
-            {"type": kind[0].upper() + kind[1:], kind: value} for kind, value in filters.items()
-        ]
+            {"type": "URLRewrite" if kind == "urlRewrite" else kind[0].upper() + kind[1:],
+             kind: value}
+            for kind, value in filters.items()
+        ]  # fmt: skip
     return out
 
 

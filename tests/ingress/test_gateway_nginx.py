@@ -40,6 +40,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
             f"set={h.get('X-Set')} add={h.get('X-Add')} gone={h.get('X-Gone')}\n"
         ).encode()
         self.send_response(200)
+        self.send_header("X-Backend", self.server.name)  # type: ignore[attr-defined]
+        self.send_header("X-Host", str(h.get("Host")))
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
@@ -91,6 +93,34 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                 matches=[{"path": {"type": "PathPrefix", "value": "/old"}}],
                 requestRedirect={"scheme": "https", "hostname": "new.example.com",
                                  "statusCode": 301},
+            ),
+            route_rule(
+                ref("web"),
+                matches=[{"path": {"type": "PathPrefix", "value": "/rw"}}],
+                urlRewrite={"hostname": "backend.example.com",
+                            "path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/v2"}},
+            ),
+            route_rule(
+                ref("web"),
+                matches=[{"path": {"type": "PathPrefix", "value": "/strip"}}],
+                urlRewrite={"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}},
+            ),
+            route_rule(
+                ref("web"),
+                matches=[{"path": {"type": "PathPrefix", "value": "/full"}}],
+                urlRewrite={"path": {"type": "ReplaceFullPath", "replaceFullPath": "/fixed"}},
+            ),
+            route_rule(
+                matches=[{"path": {"type": "PathPrefix", "value": "/moved"}}],
+                requestRedirect={"path": {"type": "ReplacePrefixMatch",
+                                          "replacePrefixMatch": "/new"}, "statusCode": 301},
+            ),
+            route_rule(
+                ref("web"),
+                matches=[{"path": {"type": "PathPrefix", "value": "/resp"}}],
+                responseHeaderModifier={"set": [{"name": "X-Resp", "value": "a"}],
+                                        "add": [{"name": "X-Extra", "value": "b"}],
+                                        "remove": ["X-Backend"]},
             ),
             hostnames=("gw.example.com",),
         ),
@@ -156,6 +186,44 @@ def test_request_header_modifier_and_redirect(port: int) -> None:
     assert (status, location) == (301, "https://new.example.com/old/p?q=1")
     # another host: no route on this listener
     assert get("elsewhere.example.com", "/", port)[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("target", "seen"),
+    [
+        ("/rw/x?q=1", "/v2/x?q=1"),  # ReplacePrefixMatch
+        ("/rw", "/v2"),
+        ("/rw/", "/v2/"),
+        ("/strip/a/b", "/a/b"),  # the prefix replaced by "/"
+        ("/strip", "/"),
+        ("/full/any?q=2", "/fixed?q=2"),  # ReplaceFullPath keeps the query
+    ],
+)
+def test_url_rewrite(port: int, target: str, seen: str) -> None:
+    assert _get(port, target) == (200, f"web {seen}", "")
+
+
+def test_redirect_replace_prefix_and_response_header_modifier(port: int) -> None:
+    status, _, location = _get(port, "/moved/x?q=1")
+    assert (status, location) == (301, f"http://gw.example.com:{port}/new/x?q=1")
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/resp", headers={"Host": "gw.example.com"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.getheader("X-Resp") == "a" and resp.getheader("X-Extra") == "b"
+        assert resp.getheader("X-Backend") is None  # the backend's, removed
+        conn.request("GET", "/mod", headers={"Host": "gw.example.com"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.getheader("X-Backend") == "web" and resp.getheader("X-Resp") is None
+        assert resp.getheader("X-Host") == "gw.example.com"
+        conn.request("GET", "/rw/x", headers={"Host": "gw.example.com"})
+        resp = conn.getresponse()
+        resp.read()
+        assert resp.getheader("X-Host") == "backend.example.com"  # URLRewrite hostname
+    finally:
+        conn.close()
 
 
 def test_weighted_backends_split_80_20_over_500_requests(port: int) -> None:

@@ -25,6 +25,11 @@ smooth weighted round-robin then gives the exact ratio per worker, where split_c
 would only give it on average. An invalid backendRef's share goes to a server answering
 500 on :data:`SINK_ADDRESS` (the spec's rule), all of it when no backend is valid.
 
+Filters: RequestHeaderModifier, ResponseHeaderModifier (``proxy_hide_header`` +
+``add_header``; nginx's own Server and Date headers stay), RequestRedirect and URLRewrite
+(hostname; path ReplaceFullPath, or ReplacePrefixMatch on the raw path the match's prefix
+starts, computed in the rule's location). Not: RequestMirror, ExtensionRef, CORS.
+
 Listeners: HTTP, and HTTPS terminating TLS with the first of its ``certificateRefs`` (a
 ``kubernetes.io/tls`` Secret; one SNI server per hostname). A Secret in another
 namespace, like a backendRef to a Service in another namespace, needs a ReferenceGrant
@@ -34,6 +39,7 @@ Programmed, ResolvedRefs, Conflicted with their reasons); only valid ones are se
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -113,6 +119,16 @@ class _Action:
     set_headers: list[tuple[str, str]] = field(default_factory=list)
     add_headers: list[tuple[str, str]] = field(default_factory=list)
     remove_headers: list[str] = field(default_factory=list)
+    response_set: list[tuple[str, str]] = field(default_factory=list)
+    response_add: list[tuple[str, str]] = field(default_factory=list)
+    response_remove: list[str] = field(default_factory=list)
+    #: URLRewrite hostname (the Host header sent upstream)
+    rewrite_host: str = ""
+    #: the path a redirect or rewrite gives: "" (unchanged), "full" or "prefix"
+    path_mode: str = ""
+    path_value: str = ""
+    #: the matched prefix ReplacePrefixMatch replaces (per match)
+    prefix: str = ""
 
 
 @dataclass
@@ -401,18 +417,25 @@ class _Gateways:
         """Applies the rule's filters to ``action``; the reason one is not supported."""
         for f in rule.get("filters") or []:
             kind = f.get("type")
-            if kind == "RequestHeaderModifier":
-                mod = f.get("requestHeaderModifier") or {}
-                for target, key in ((action.set_headers, "set"), (action.add_headers, "add")):
-                    for h in mod.get(key) or []:
+            if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
+                key = kind[0].lower() + kind[1:]
+                request = kind == "RequestHeaderModifier"
+                mod = f.get(key) or {}
+                targets = (
+                    ((action.set_headers, "set"), (action.add_headers, "add"))
+                    if request
+                    else ((action.response_set, "set"), (action.response_add, "add"))
+                )
+                for target, op in targets:
+                    for h in mod.get(op) or []:
                         name, value = str(h.get("name") or ""), str(h.get("value") or "")
                         if not _HEADER_NAME.match(name) or not _VALUE.match(value):
-                            return f"header {name!r} in requestHeaderModifier is not supported"
+                            return f"header {name!r} in {key} is not supported"
                         target.append((name, value))
                 for name in mod.get("remove") or []:
                     if not _HEADER_NAME.match(str(name)):
-                        return f"header {name!r} in requestHeaderModifier is not supported"
-                    action.remove_headers.append(str(name))
+                        return f"header {name!r} in {key} is not supported"
+                    (action.remove_headers if request else action.response_remove).append(str(name))
             elif kind == "RequestRedirect":
                 r = f.get("requestRedirect") or {}
                 scheme = str(r.get("scheme") or "")
@@ -420,23 +443,43 @@ class _Gateways:
                 port = r.get("port")
                 if scheme not in ("", "http", "https") or (host and not _HOST.match(host)):
                     return "requestRedirect scheme or hostname is not supported"
-                path = r.get("path") or {}
-                uri = "$request_uri"
-                if path:
-                    full = str(path.get("replaceFullPath") or "")
-                    if path.get("type") != "ReplaceFullPath" or not _PATH.match(full):
-                        return "requestRedirect path: only ReplaceFullPath is supported"
-                    uri = f"{full}$is_args$args"
+                problem = _path_modifier(r.get("path") or {}, action)
+                if problem:
+                    return f"requestRedirect path: {problem}"
                 if port is None and not scheme and listener_port not in (80, 443):
                     port = listener_port
                 default = {"http": 80, "https": 443}.get(scheme)
                 shown = "" if port is None or int(port) == default else f":{int(port)}"
-                action.redirect = f"{scheme or '$scheme'}://{host or '$host'}{shown}{uri}"
+                action.redirect = f"{scheme or '$scheme'}://{host or '$host'}{shown}"
                 action.redirect_code = int(r.get("statusCode") or 302)
                 action.upstream, action.status = "", 0
+            elif kind == "URLRewrite":
+                r = f.get("urlRewrite") or {}
+                host = str(r.get("hostname") or "")
+                if host and (host.startswith("*") or not _HOST.match(host)):
+                    return "urlRewrite hostname is not supported"
+                action.rewrite_host = host
+                problem = _path_modifier(r.get("path") or {}, action)
+                if problem:
+                    return f"urlRewrite path: {problem}"
             else:
                 return f"filter {kind!r} is not supported"
         return ""
+
+
+def _path_modifier(path: Obj, action: _Action) -> str:
+    """An HTTPPathModifier onto ``action``; why it is not supported."""
+    if not path:
+        return ""
+    kind = path.get("type")
+    value = str(
+        path.get("replaceFullPath" if kind == "ReplaceFullPath" else "replacePrefixMatch") or ""
+    )
+    if kind not in ("ReplaceFullPath", "ReplacePrefixMatch") or not _PATH.match(value):
+        return f"{kind} {value!r} is not supported"
+    action.path_mode = "full" if kind == "ReplaceFullPath" else "prefix"
+    action.path_value = value
+    return ""
 
 
 def _conflicts(listeners: Sequence[Obj]) -> dict[str, Condition]:
@@ -567,6 +610,8 @@ def render_gateways(
                             unsupported = unsupported or m
                             continue
                         order = (*precedence(m), age, i, j)
+                        if act.path_mode == "prefix":  # it replaces this match's prefix
+                            act = dataclasses.replace(act, prefix=m.path)
                         pending += [
                             ((port, host), _Entry(order, m, act), state.certificate)
                             for host in hosts
@@ -750,16 +795,44 @@ def _add_maps(actions: Sequence[_Action], n: int) -> list[str]:
 
 
 def _action_lines(action: _Action, tag: str) -> list[str]:
+    lines, uri = _uri_lines(action, tag)
     if action.redirect:
-        return [f"return {action.redirect_code} {action.redirect};"]
+        return [*lines, f"return {action.redirect_code} {action.redirect}{uri};"]
     if action.status:
         return [f"return {action.status};"]
     headers = {k.lower(): (k, v) for k, v in _PROXY_HEADERS}
+    if action.rewrite_host:
+        headers["host"] = ("Host", action.rewrite_host)
     for name, value in action.set_headers:
         headers[name.lower()] = (name, value)
     for k, (name, _value) in enumerate(action.add_headers):
         headers[name.lower()] = (name, f"$pyk8s_gw_add_{tag}_{k}")
     for name in action.remove_headers:
         headers[name.lower()] = (name, "")
-    lines = [f'proxy_set_header {n} "{v}";' for n, v in headers.values()]
-    return [*lines, f"proxy_pass http://{action.upstream}$request_uri;"]
+    lines += [f'proxy_set_header {n} "{v}";' for n, v in headers.values()]
+    # the response: a set header replaces the backend's, an added one goes next to it
+    hidden = {*action.response_remove, *(n for n, _ in action.response_set)}
+    lines += [f"proxy_hide_header {n};" for n in sorted(hidden, key=str.lower)]
+    lines += [
+        f'add_header {n} "{v}" always;' for n, v in [*action.response_set, *action.response_add]
+    ]
+    return [*lines, f"proxy_pass http://{action.upstream}{uri};"]
+
+
+def _uri_lines(action: _Action, tag: str) -> tuple[list[str], str]:
+    """(lines computing the URI a redirect or the upstream gets, that URI)."""
+    if action.path_mode == "full":
+        return [], f"{action.path_value}$is_args$args"
+    if action.path_mode != "prefix":
+        return [], "$request_uri"
+    # ReplacePrefixMatch: the matched prefix of the request's (raw) path replaced
+    prefix = "" if action.prefix == "/" else re.escape(action.prefix)
+    base = action.path_value.rstrip("/")
+    path, query = f"$pyk8s_gw_path_{tag}", f"$pyk8s_gw_query_{tag}"
+    return [
+        f'set {path} "/";',
+        f'set {query} "";',
+        f'if ($request_uri ~ "^{prefix}(/[^?]*)?(\\?.*)?$") {{ set {path} "{base}$1"; '
+        f"set {query} $2; }}",
+        f'if ({path} = "") {{ set {path} "/"; }}',
+    ], f"{path}{query}"
