@@ -181,8 +181,8 @@ class NodeIPAMReconciler:
         if cidrs is None:
             cidrs = []
             for cidr_set in self.sets:
-                cidr = cidr_set.allocate_next()
-                if cidr is None:
+                got = cidr_set.allocate_next()
+                if got is None:
                     for taken in cidrs:
                         self._release(taken)
                     self.recorder.event(
@@ -192,7 +192,7 @@ class NodeIPAMReconciler:
                         f"Node {name} status is now: CIDRNotAvailable",
                     )
                     return Result(requeue_after=30.0)
-                cidrs.append(cidr)
+                cidrs.append(got)
             self.assigned[name] = cidrs
         patch = {
             "metadata": {"resourceVersion": node["metadata"].get("resourceVersion")},
