@@ -125,17 +125,22 @@ async def run(opts: RunOptions) -> None:
             if not opts.leader_elect:
                 await lead()
                 return
-            elector = LeaderElector(
-                client, LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead)
-            )
-            watcher = asyncio.create_task(stop.wait())
-            runner = asyncio.create_task(elector.run())
-            await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
-            stop.set()  # leadership lost: stop, as upstream (a restart campaigns again)
-            elector.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-            watcher.cancel()
+            # renewals through a client of their own: the simulated kubelets' status
+            # writes and the scale-up events never hold one past its deadline
+            agent = f"{client.user_agent}/leader-election"
+            async with Client(config, user_agent=agent) as election_client:
+                elector = LeaderElector(
+                    election_client,
+                    LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead),
+                )
+                watcher = asyncio.create_task(stop.wait())
+                runner = asyncio.create_task(elector.run())
+                await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
+                stop.set()  # leadership lost: stop, as upstream (a restart campaigns again)
+                elector.stop()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await runner
+                watcher.cancel()
         finally:
             await provider.stop()
             await health.stop()
