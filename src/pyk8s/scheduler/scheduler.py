@@ -254,7 +254,11 @@ class Scheduler:
             return
         feasible, statuses = fw.find_feasible(state, pod, self.cache)
         outcome["feasibleNodes"] = int(feasible.size)
-        outcome["filteredOut"] = reason_counts(statuses)
+        # per reason when no node fits (the message needs them anyway); per plugin when
+        # one does: explaining thousands of rejected nodes per cycle costs more than the cycle
+        outcome["filteredOut"] = (
+            reason_counts(statuses) if feasible.size == 0 else statuses.by_plugin()
+        )
         if feasible.size == 0:
             info.unschedulable_plugins = {st.plugin for st in statuses.values()}
             if num_nodes == 0:

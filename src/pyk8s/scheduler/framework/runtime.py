@@ -339,6 +339,15 @@ class Statuses(Mapping[str, Status]):
         """``plugin`` rejected the nodes in ``slots``: ask it why when read."""
         self._deferred.append((plugin, slots))
 
+    def by_plugin(self) -> dict[str, int]:
+        """How many nodes each Filter plugin rejected, without explaining them."""
+        counts: dict[str, int] = {}
+        for st in self._known.values():
+            counts[st.plugin] = counts.get(st.plugin, 0) + 1
+        for p, slots in self._deferred:
+            counts[p.name] = counts.get(p.name, 0) + len(slots)
+        return counts
+
     def __setitem__(self, name: str, status: Status) -> None:
         self._explain()
         self._known[name] = status
