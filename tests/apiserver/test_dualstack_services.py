@@ -110,6 +110,17 @@ async def test_policies_allocate_one_address_per_family(dual: Client) -> None:
     assert down["clusterIPs"] == [single["clusterIP"]] and down["ipFamilies"] == ["IPv4"]
     # the released IPv6 address can be taken by name again
     await create(dual, svc("g", clusterIPs=[up["clusterIPs"][1]]))
+    # dropping the secondary without SingleStack is refused, as upstream
+    resp = await dual.patch(
+        f"{URL}/b",
+        json={"spec": {"clusterIPs": prefer["clusterIPs"][:1]}},
+        headers={"Content-Type": "application/merge-patch+json"},
+    )
+    assert resp.status == 422
+    assert (await resp.json())["message"] == (
+        'Service "b" is invalid: spec.ipFamilyPolicy: Invalid value: "PreferDualStack": '
+        "must be 'SingleStack' to release the secondary cluster IP"
+    )
 
 
 async def test_what_the_cluster_cannot_give_is_a_422(dual: Client, single: Client) -> None:

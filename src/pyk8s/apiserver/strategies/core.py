@@ -26,7 +26,11 @@ from pyk8s.apiserver.allocators import (
     RangeFull,
 )
 from pyk8s.apiserver.strategies.base import JSON, Rollback, Strategy, Subresource
-from pyk8s.apiserver.strategies.ipfamilies import complete_for_update, ip_family_errors
+from pyk8s.apiserver.strategies.ipfamilies import (
+    complete_for_update,
+    ip_family_errors,
+    reduction_errors,
+)
 from pyk8s.apiserver.subresources import (
     BINDING,
     EVICTION,
@@ -113,7 +117,11 @@ class ServiceStrategy(Strategy):
 
     def validate_update(self, new: JSON, old: JSON) -> list[FieldError]:
         complete_for_update(new, old, self.families)
-        return super().validate_update(new, old) or ip_family_errors(new, self.families)
+        return (
+            super().validate_update(new, old)
+            or reduction_errors(new, old)
+            or ip_family_errors(new, self.families)
+        )
 
     def prepare_for_update(self, new: JSON, old: JSON) -> None:
         """Also upstream's dropTypeDependentFields: a type change stores the service

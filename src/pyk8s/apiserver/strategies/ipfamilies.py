@@ -19,9 +19,10 @@ from pyk8s.api.errors import FieldError
 from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.apiserver.strategies.base import JSON
 
-__all__ = ["complete_for_update", "ip_family_errors"]
+__all__ = ["complete_for_update", "ip_family_errors", "reduction_errors"]
 
 SINGLE = "SingleStack"
+PREFER = "PreferDualStack"
 REQUIRE = "RequireDualStack"
 
 
@@ -98,6 +99,35 @@ def ip_family_errors(svc: JSON, configured: Sequence[str]) -> list[FieldError]:
     return errs
 
 
+def reduction_errors(new: JSON, old: JSON) -> list[FieldError]:
+    """An update that drops the secondary cluster IP or family needs ``SingleStack``
+    (upstream's reducedClusterIPs/reducedIPFamilies checks)."""
+    spec, old_spec = new.get("spec") or {}, old.get("spec") or {}
+    policy = spec.get("ipFamilyPolicy") or SINGLE
+    if spec.get("type") == "ExternalName" or policy == SINGLE:
+        return []
+    errs: list[FieldError] = []
+    ips, old_ips = _cluster_ips(spec), _cluster_ips(old_spec)
+    if ips and len(ips) < len(old_ips):
+        errs.append(
+            errors.invalid(
+                "spec.ipFamilyPolicy",
+                policy,
+                "must be 'SingleStack' to release the secondary cluster IP",
+            )
+        )
+    families, old_families = spec.get("ipFamilies") or [], old_spec.get("ipFamilies") or []
+    if families and len(families) < len(old_families):
+        errs.append(
+            errors.invalid(
+                "spec.ipFamilyPolicy",
+                policy,
+                "must be 'SingleStack' to release the secondary IP family",
+            )
+        )
+    return errs
+
+
 def complete_for_update(new: JSON, old: JSON, configured: Sequence[str]) -> None:
     """Upstream's update half of ``initIPFamilyFields``: a policy or families the client
     left out are the old ones; a SingleStack policy over unchanged dual-stack fields drops
@@ -106,6 +136,12 @@ def complete_for_update(new: JSON, old: JSON, configured: Sequence[str]) -> None
     spec, old_spec = new.setdefault("spec", {}), old.get("spec") or {}
     if spec.get("type") == "ExternalName" or not configured:
         return
+    if (
+        spec.get("ipFamilyPolicy") == old_spec.get("ipFamilyPolicy") == PREFER
+        and _cluster_ips(spec) == _cluster_ips(old_spec)
+        and list(spec.get("ipFamilies") or []) == list(old_spec.get("ipFamilies") or [])
+    ):
+        return  # upstream never up- or downgrades an unchanged PreferDualStack Service
     if spec.get("ipFamilyPolicy") is None and old_spec.get("ipFamilyPolicy") is not None:
         spec["ipFamilyPolicy"] = old_spec["ipFamilyPolicy"]
     if not spec.get("ipFamilies") and old_spec.get("ipFamilies"):
