@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,21 +30,17 @@ VALIDITY = datetime.timedelta(seconds=6)
 RENEW_BEFORE = datetime.timedelta(seconds=4)
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[Server]:
-    srv = Server(tmp_path / "data", free_port()).start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
-
-
 async def test_the_scheduler_keeps_working_past_its_first_certificate(
     server: Server, tmp_path: Path
 ) -> None:
-    pki = Pki.at(server.data_dir / "server" / "tls")
+    # the shared server's CA, with the component files in this test's own directory
+    tls = tmp_path / "tls"
+    tls.mkdir()
+    for name in ("ca.crt", "ca.key"):
+        shutil.copy(server.data_dir / "server" / "tls" / name, tls / name)
+    pki = Pki.at(tls)
     kubeconfigs = write_component_kubeconfigs(pki, server.url, validity=VALIDITY)
-    pem = server.data_dir / "server" / "cred" / "scheduler.pem"
+    pem = tmp_path / "cred" / "scheduler.pem"
     first = read_pem_pair(pem)
     assert first is not None
     first_expiry = certificate_validity(first[0])[1]
@@ -95,3 +91,6 @@ async def test_the_scheduler_keeps_working_past_its_first_certificate(
         renewer.cancel()
         proc.terminate()
         await asyncio.to_thread(proc.wait, 30)
+        async with Client(load_kubeconfig(server.kubeconfig)) as admin:
+            leases = await admin.resource("coordination.k8s.io/v1", "Lease")
+            await admin.delete(leases, "kube-scheduler", "kube-system")
