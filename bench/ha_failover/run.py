@@ -92,6 +92,23 @@ async def until_scheduled(client: Client, since: float) -> float:
         await asyncio.sleep(0.1)
 
 
+async def etcd_leader(srv: HAServer) -> bool:
+    """Whether the server's etcd member is the raft leader now."""
+    from aetcd import rpc
+
+    from pyk8s.server.embedded_etcd import recorded_endpoint
+    from pyk8s.storage.endpoint import parse_endpoint
+    from pyk8s.storage.etcd import channel
+
+    endpoint = recorded_endpoint(srv.data_dir)
+    assert endpoint is not None
+    ep = parse_endpoint(endpoint)
+    host, port = ep.hosts[0]
+    async with channel(f"{host}:{port}", ep.tls) as chan:
+        status = await rpc.MaintenanceStub(chan).Status(rpc.StatusRequest(), timeout=5)
+    return bool(status.leader == status.header.member_id)
+
+
 def start_sim(kubeconfig: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "wb") as out:
         return subprocess.Popen(
@@ -129,6 +146,7 @@ async def run(servers: list[HAServer], base: Path, n: int) -> None:
             baseline = await writes(direct, "direct-s2", n)
             before = await writes(client, "lb-before", n)
             await asyncio.sleep(2)  # the node registered and Ready (sim-nodes is quick)
+            leader = await etcd_leader(s1)
             since = time.perf_counter()
             await asyncio.to_thread(kill_host, s1)
             (first_write, errors), scheduled = await asyncio.gather(
@@ -149,7 +167,9 @@ async def run(servers: list[HAServer], base: Path, n: int) -> None:
         ("through the LB, after the kill", after),
     ):
         print(f"{label:<34} {row.pct(0.5):8.1f} {row.pct(0.99):8.1f} {row.rate:9.1f}")
-    print(f"\n{'failover (kill -9 of server 1)':<34} {'seconds':>8}")
+    role = "the raft leader" if leader else "a follower"
+    print(f"\nserver 1's etcd member was {role} when killed")
+    print(f"{'failover (kill -9 of server 1)':<34} {'seconds':>8}")
     print(f"{'first acknowledged write':<34} {first_write:8.2f}")
     print(f"{'next pod scheduled':<34} {scheduled:8.2f}")
     print(f"\nfailed writes before the first success ({len(errors)}):")
