@@ -590,14 +590,14 @@ def _cluster_reset(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    target = _snapshot_target(args)
     restore = args.cluster_reset_restore_path
     try:
         if member is not None:
             result = asyncio.run(embedded_etcd.cluster_reset(member, restore))
         else:
             assert restore is not None
-            result = asyncio.run(snapshots.cluster_reset_restore(target.endpoint, restore))
+            endpoint = _snapshot_target(args).endpoint
+            result = asyncio.run(snapshots.cluster_reset_restore(endpoint, restore))
     except (StoreError, ValueError, OSError, embedded_etcd.EtcdError) as err:
         print(f"pyk8s server: error: {err}", file=sys.stderr)
         return 1
