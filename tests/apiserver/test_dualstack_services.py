@@ -43,6 +43,12 @@ async def dual(tmp_path: Path) -> AsyncIterator[Client]:
 
 
 @pytest.fixture
+async def v6only(tmp_path: Path) -> AsyncIterator[Client]:
+    async for c in _server(tmp_path, "fd00:43::/112"):
+        yield c
+
+
+@pytest.fixture
 async def single(tmp_path: Path) -> AsyncIterator[Client]:
     async for c in _server(tmp_path, "10.43.0.0/16"):
         yield c
@@ -153,4 +159,17 @@ async def test_what_the_cluster_cannot_give_is_a_422(dual: Client, single: Clien
     assert out["details"]["causes"][0]["message"] == (
         'Invalid value: []string{"fd00:44::1"}: failed to allocate IP fd00:44::1: the provided IP '
         "(fd00:44::1) is not in the valid range. The range of valid IPs is fd00:43::/112"
+    )
+
+
+async def test_an_ipv6_only_cluster(v6only: Client) -> None:
+    resp = await v6only.get("/api/v1/namespaces/default/services/kubernetes")
+    assert (await resp.json())["spec"]["clusterIPs"] == ["fd00:43::1"]
+    spec = (await create(v6only, svc("a")))["spec"]
+    assert spec["ipFamilies"] == ["IPv6"] and _in(V6)(spec["clusterIP"])
+    prefer = (await create(v6only, svc("b", ipFamilyPolicy="PreferDualStack")))["spec"]
+    assert prefer["ipFamilies"] == ["IPv6"] and len(prefer["clusterIPs"]) == 1
+    out = await create(v6only, svc("c", ipFamilies=["IPv4"]), 422)
+    assert out["details"]["causes"][0]["message"] == (
+        'Invalid value: "IPv4": not configured on this cluster'
     )
