@@ -9,6 +9,7 @@ import http.client
 import http.server
 import os
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -34,6 +35,8 @@ class _Echo(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
+        if self.path.startswith("/slow"):
+            time.sleep(2)
         h = self.headers
         body = (
             f"{self.server.name} {self.path} "  # type: ignore[attr-defined]
@@ -122,6 +125,9 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                                         "add": [{"name": "X-Extra", "value": "b"}],
                                         "remove": ["X-Backend"]},
             ),
+            {**route_rule(ref("web"), matches=[{"path": {"type": "PathPrefix",
+                                                          "value": "/slow"}}]),
+             "timeouts": {"request": "300ms"}},
             hostnames=("gw.example.com",),
         ),
     ]  # fmt: skip
@@ -224,6 +230,12 @@ def test_redirect_replace_prefix_and_response_header_modifier(port: int) -> None
         assert resp.getheader("X-Host") == "backend.example.com"  # URLRewrite hostname
     finally:
         conn.close()
+
+
+def test_a_backend_slower_than_the_rules_timeout_gets_504(port: int) -> None:
+    started = time.monotonic()
+    assert _get(port, "/slow")[0] == 504
+    assert time.monotonic() - started < 2  # not the backend's 2 s
 
 
 def test_weighted_backends_split_80_20_over_500_requests(port: int) -> None:

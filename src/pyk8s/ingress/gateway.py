@@ -129,6 +129,8 @@ class _Action:
     path_value: str = ""
     #: the matched prefix ReplacePrefixMatch replaces (per match)
     prefix: str = ""
+    #: rules[].timeouts (request, else backendRequest), milliseconds; 0: nginx's defaults
+    timeout_ms: int = 0
 
 
 @dataclass
@@ -467,6 +469,30 @@ class _Gateways:
         return ""
 
 
+_DURATION = re.compile(r"^(?:[0-9]{1,5}(?:h|m|s|ms)){1,4}$")
+_UNIT_MS = {"h": 3_600_000, "m": 60_000, "s": 1000, "ms": 1}
+
+
+def _timeouts(rule: Obj, action: _Action) -> str:
+    """``rules[].timeouts`` onto ``action`` (GEP-2257 durations; "0s" disables); why
+    they are not supported. nginx has no whole-request timeout: ``request`` (or
+    ``backendRequest``, the smaller) bounds each read from and write to the backend, and
+    a backend that takes longer gets 504, as the spec says."""
+    timeouts = rule.get("timeouts") or {}
+    values = []
+    for key in ("request", "backendRequest"):
+        raw = str(timeouts.get(key) or "")
+        if not raw:
+            continue
+        if not _DURATION.match(raw):
+            return f"timeouts.{key} {raw!r} is not a duration"
+        ms = sum(int(n) * _UNIT_MS[u] for n, u in re.findall(r"([0-9]+)(ms|h|m|s)", raw))
+        if ms:
+            values.append(ms)
+    action.timeout_ms = min(values, default=0)
+    return ""
+
+
 def _path_modifier(path: Obj, action: _Action) -> str:
     """An HTTPPathModifier onto ``action``; why it is not supported."""
     if not path:
@@ -601,9 +627,12 @@ def render_gateways(
                 taken.append(lkey)
                 port = int(listener.get("port") or 0)
                 for i, rule, action, _cond in resolved:
-                    act = _Action(**{**action.__dict__, "set_headers": [], "add_headers": [],
-                                     "remove_headers": []})  # fmt: skip
+                    act = dataclasses.replace(
+                        action, set_headers=[], add_headers=[], remove_headers=[],
+                        response_set=[], response_add=[], response_remove=[],
+                    )  # fmt: skip
                     unsupported = unsupported or g.filters(rule, act, port)
+                    unsupported = unsupported or _timeouts(rule, act)
                     for j, raw in enumerate(rule.get("matches") or [{}]):
                         m = _match(raw)
                         if isinstance(m, str):
@@ -810,6 +839,11 @@ def _action_lines(action: _Action, tag: str) -> list[str]:
     for name in action.remove_headers:
         headers[name.lower()] = (name, "")
     lines += [f'proxy_set_header {n} "{v}";' for n, v in headers.values()]
+    if action.timeout_ms:
+        lines += [
+            f"proxy_read_timeout {action.timeout_ms}ms;",
+            f"proxy_send_timeout {action.timeout_ms}ms;",
+        ]
     # the response: a set header replaces the backend's, an added one goes next to it
     hidden = {*action.response_remove, *(n for n, _ in action.response_set)}
     lines += [f"proxy_hide_header {n};" for n in sorted(hidden, key=str.lower)]
