@@ -161,6 +161,37 @@ async def test_volumes_before_containers_and_torn_down_with_the_pod(
     assert client.status_patches[-1]["phase"] == "Failed"  # exited 143 after SIGTERM
 
 
+async def test_a_finished_pod_that_is_not_deleted_releases_its_volumes(
+    env: tuple[PodWorker, FakeRuntime, FakeClient, Recorder], tmp_path: Path
+) -> None:
+    """Succeeded and kept (a Job's pod): its emptyDir is emptied and its volumes are
+    released, the pod dir and the stopped container stay, the claim's data stays."""
+    worker, runtime, client, _ = env
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    (disk / "kept").write_text("data")
+    bound_claim(client, disk)
+    client.put("configmaps", {"metadata": {"name": "cfg", "namespace": "ns"},
+                              "data": {"k": "v"}})  # fmt: skip
+    pod = make_pod(VOLUMES, MOUNTS, policy="Never")
+    await worker.sync(pod)
+    (cid,) = runtime.running("app")
+    pod_dir = worker.volumes.pod_dir("uid-web")
+    scratch = pod_dir / "volumes" / "kubernetes.io~empty-dir" / "scratch"
+    (scratch / "tmp-file").write_text("x")
+    assert worker.volumes.mounted.get("uid-web")
+    runtime.exit(cid, 0)
+    await worker.sync(pod)
+    assert client.status_patches[-1]["phase"] == "Succeeded"
+    assert not scratch.exists()
+    assert not worker.volumes.mounted.get("uid-web")
+    assert pod_dir.is_dir() and list(runtime.containers) == [cid]
+    assert (disk / "kept").read_text() == "data"
+    # the next look at the finished pod (its status now Succeeded) leaves it so
+    await worker.sync({**pod, "status": client.status_patches[-1]})
+    assert pod_dir.is_dir() and not scratch.exists()
+
+
 @pytest.mark.parametrize(
     ("claim", "message"),
     [

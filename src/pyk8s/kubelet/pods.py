@@ -91,6 +91,8 @@ class _PodState:
     unhealthy: dict[str, str] = field(default_factory=dict)
     volumes: VolumeState = field(default_factory=VolumeState)
     dns_warned: bool = False
+    #: the pod finished and its volumes were torn down (once; a restart does it again)
+    volumes_released: bool = False
 
 
 class PodWorker:
@@ -175,6 +177,7 @@ class PodWorker:
         status = await self._write_status(pod, rt)
         if status.get("phase") in ("Succeeded", "Failed"):
             await self._kill(pod, rt, grace=0, reason="")
+            await self._release_volumes(uid)
             return None
         await self._ensure_probes(pod, rt)
         return min(wake, RESYNC_SECONDS) if wake is not None else RESYNC_SECONDS
@@ -697,6 +700,17 @@ class PodWorker:
                 with contextlib.suppress(CRINotFound):
                     await self.cri.stop_pod_sandbox(s.id)
 
+    async def _release_volumes(self, uid: str) -> None:
+        """A finished pod that is not deleted keeps its containers (for logs and status)
+        but not its volumes: unmounted once its containers have stopped, as upstream's
+        volume manager drops a terminated pod from its desired state of the world."""
+        state = self.state(uid)
+        if state.volumes_released:
+            return
+        await asyncio.to_thread(self.volumes.teardown_volumes, uid)
+        state.volumes = VolumeState()
+        state.volumes_released = True
+
     async def _terminate(self, pod: Obj, rt: PodRuntime, deleting: bool) -> None:
         meta = pod["metadata"]
         if rt.running() or any(s.ready for s in rt.sandboxes):
@@ -707,6 +721,7 @@ class PodWorker:
         state.waiting.clear()
         if not deleting:
             await self._write_status(pod, rt, terminating=True)
+            await self._release_volumes(meta["uid"])
             return
         status = pod_status(pod, rt, self._view(pod, rt, terminating=True))
         if status["phase"] not in ("Succeeded", "Failed"):

@@ -659,21 +659,27 @@ class PodVolumes:
         """Volumes of ``uid`` every container mounts read-only (API data, read-only claims)."""
         return {n for n, m in self.mounted.get(uid, {}).items() if m.read_only}
 
-    def teardown(self, uid: str) -> None:
+    def teardown_volumes(self, uid: str) -> None:
         """Each volume directory torn down by its plugin (found on disk, so this works
-        after a kubelet restart), then whatever is still mounted, then the pod dir."""
+        after a kubelet restart); the pod dir stays. Upstream's volume manager does this
+        for a pod that has finished (Succeeded or Failed) but is not deleted: its
+        volumes are unmounted, emptyDirs emptied, CSI volumes unpublished."""
         self.mounted.pop(uid, None)
         self.namespaces.pop(uid, None)
-        pod_dir = self.pod_dir(uid)
         by_dir = {_dir_name(p.name): p for p in self.plugins}
-        volumes = pod_dir / "volumes"
+        volumes = self.pod_dir(uid) / "volumes"
         if volumes.is_dir():
             for plugin_dir in volumes.iterdir():
                 plugin = by_dir.get(plugin_dir.name)
                 for vol_dir in plugin_dir.iterdir() if plugin_dir.is_dir() else ():
                     if plugin is not None:
                         plugin.tear_down(vol_dir)
-        _remove_dir(pod_dir)
+
+    def teardown(self, uid: str) -> None:
+        """The volumes torn down (:meth:`teardown_volumes`), then whatever is still
+        mounted, then the pod dir."""
+        self.teardown_volumes(uid)
+        _remove_dir(self.pod_dir(uid))
 
     def pod_uids_on_disk(self) -> set[str]:
         pods = self.root / "pods"
