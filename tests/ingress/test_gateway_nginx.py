@@ -26,6 +26,8 @@ from tests.integration.conftest import free_port
 pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
 
 NAMES = ("web", "api", "other")
+#: (backend, path) of every request the backends got
+SEEN: list[tuple[str, str]] = []
 
 
 class _Echo(http.server.BaseHTTPRequestHandler):
@@ -35,6 +37,7 @@ class _Echo(http.server.BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def do_GET(self) -> None:
+        SEEN.append((self.server.name, self.path))  # type: ignore[attr-defined]
         if self.path.startswith("/slow"):
             time.sleep(2)
         h = self.headers
@@ -124,6 +127,11 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                 responseHeaderModifier={"set": [{"name": "X-Resp", "value": "a"}],
                                         "add": [{"name": "X-Extra", "value": "b"}],
                                         "remove": ["X-Backend"]},
+            ),
+            route_rule(
+                ref("web"),
+                matches=[{"path": {"type": "PathPrefix", "value": "/mirror"}}],
+                requestMirror={"backendRef": {"name": "other", "port": 80}},
             ),
             {**route_rule(ref("web"), matches=[{"path": {"type": "PathPrefix",
                                                           "value": "/slow"}}]),
@@ -230,6 +238,15 @@ def test_redirect_replace_prefix_and_response_header_modifier(port: int) -> None
         assert resp.getheader("X-Host") == "backend.example.com"  # URLRewrite hostname
     finally:
         conn.close()
+
+
+def test_request_mirror_copies_each_request_to_its_backend(port: int) -> None:
+    assert _get(port, "/mirror/x?n=1") == (200, "web /mirror/x?n=1", "")
+    deadline = time.monotonic() + 10
+    while ("other", "/mirror/x?n=1") not in SEEN:  # the copy may finish after the answer
+        assert time.monotonic() < deadline, SEEN
+        time.sleep(0.01)
+    assert ("web", "/mirror/x?n=1") in SEEN
 
 
 def test_a_backend_slower_than_the_rules_timeout_gets_504(port: int) -> None:

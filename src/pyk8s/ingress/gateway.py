@@ -28,7 +28,8 @@ would only give it on average. An invalid backendRef's share goes to a server an
 Filters: RequestHeaderModifier, ResponseHeaderModifier (``proxy_hide_header`` +
 ``add_header``; nginx's own Server and Date headers stay), RequestRedirect and URLRewrite
 (hostname; path ReplaceFullPath, or ReplacePrefixMatch on the raw path the match's prefix
-starts, computed in the rule's location). Not: RequestMirror, ExtensionRef, CORS.
+starts, computed in the rule's location), RequestMirror (nginx's ``mirror``: a copy of
+each request to the mirror's backend, its answer ignored). Not: ExtensionRef, CORS.
 
 Listeners: HTTP, and HTTPS terminating TLS with the first of its ``certificateRefs`` (a
 ``kubernetes.io/tls`` Secret; one SNI server per hostname). A Secret in another
@@ -131,6 +132,8 @@ class _Action:
     prefix: str = ""
     #: rules[].timeouts (request, else backendRequest), milliseconds; 0: nginx's defaults
     timeout_ms: int = 0
+    #: RequestMirror: the upstreams each request is copied to (answers ignored)
+    mirrors: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -415,9 +418,10 @@ class _Gateways:
         self.upstreams[name] = weighted
         return _Action(upstream=name), condition
 
-    def filters(self, rule: Obj, action: _Action, listener_port: int) -> str:
-        """Applies the rule's filters to ``action``; the reason one is not supported."""
-        for f in rule.get("filters") or []:
+    def filters(self, rule: Obj, action: _Action, listener_port: int, ns: str, name: str) -> str:
+        """Applies the rule's filters to ``action`` (``ns``: the route's namespace,
+        ``name``: the rule's upstream name); the reason one is not supported."""
+        for k, f in enumerate(rule.get("filters") or []):
             kind = f.get("type")
             if kind in ("RequestHeaderModifier", "ResponseHeaderModifier"):
                 key = kind[0].lower() + kind[1:]
@@ -455,6 +459,12 @@ class _Gateways:
                 action.redirect = f"{scheme or '$scheme'}://{host or '$host'}{shown}"
                 action.redirect_code = int(r.get("statusCode") or 302)
                 action.upstream, action.status = "", 0
+            elif kind == "RequestMirror":
+                ref = (f.get("requestMirror") or {}).get("backendRef") or {}
+                mirror, _cond = self.backends(ns, {"backendRefs": [{**ref, "weight": 1}]},
+                                              f"{name}-m{k}")  # fmt: skip
+                if mirror.upstream:  # an invalid or empty mirror copies nothing
+                    action.mirrors.append(mirror.upstream)
             elif kind == "URLRewrite":
                 r = f.get("urlRewrite") or {}
                 host = str(r.get("hostname") or "")
@@ -629,9 +639,10 @@ def render_gateways(
                 for i, rule, action, _cond in resolved:
                     act = dataclasses.replace(
                         action, set_headers=[], add_headers=[], remove_headers=[],
-                        response_set=[], response_add=[], response_remove=[],
+                        response_set=[], response_add=[], response_remove=[], mirrors=[],
                     )  # fmt: skip
-                    unsupported = unsupported or g.filters(rule, act, port)
+                    up = _NAME_CHARS.sub("-", f"gw-{ns}-{name}-r{i}")
+                    unsupported = unsupported or g.filters(rule, act, port, ns, up)
                     unsupported = unsupported or _timeouts(rule, act)
                     for j, raw in enumerate(rule.get("matches") or [{}]):
                         m = _match(raw)
@@ -791,6 +802,11 @@ def _text(
             out.append(f"    location = /_pyk8s_gw_{n}/a{a} {{\n      internal;\n")
             out += [f"      {line}\n" for line in _action_lines(action, f"{n}_{a}")]
             out.append("    }\n")
+        for mirror in sorted({m for action in actions for m in action.mirrors}):
+            out.append(
+                f"    location = /_pyk8s_gw_mirror/{mirror} {{\n      internal;\n"
+                f"      proxy_pass http://{mirror}$request_uri;\n    }}\n"
+            )
         out.append("  }\n")
         out += _add_maps(actions, n)
     tls_ports = {p for (p, _h), server in servers.items() if server.certificate}
@@ -850,6 +866,7 @@ def _action_lines(action: _Action, tag: str) -> list[str]:
     lines += [
         f'add_header {n} "{v}" always;' for n, v in [*action.response_set, *action.response_add]
     ]
+    lines += [f"mirror /_pyk8s_gw_mirror/{m};" for m in action.mirrors]
     return [*lines, f"proxy_pass http://{action.upstream}{uri};"]
 
 
