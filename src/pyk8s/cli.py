@@ -646,6 +646,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not run the cloud controller manager (the local provider's load balancers)",
     )
+    server.add_argument(
+        "--lb-address-pool",
+        action="append",
+        default=[],
+        metavar="FIRST-LAST|CIDR",
+        help="LoadBalancer Services get addresses of these ranges, each announced by one "
+        "node with ARP (MetalLB layer 2), instead of the nodes' own addresses (repeatable)",
+    )
     _add_pass_through(server, "kube-scheduler", "scheduler")
     _add_pass_through(
         server, "kube-apiserver", "apiserver", note="(the API server runs in this process)"
@@ -1462,6 +1470,8 @@ def _cloud_controller_manager(args: argparse.Namespace) -> list[tuple[str, ...]]
     if args.disable_cloud_controller:
         return []
     extra = _passed_through(args.cloud_controller_manager_args)
+    for pool in args.lb_address_pool:
+        extra += ["--lb-address-pool", pool]
     return [("cloud-controller-manager", "--cloud-provider", "local", *extra)]
 
 

@@ -113,3 +113,18 @@ def test_the_answered_classes() -> None:
     assert cloud([], lb_class="pyk8s.io/l2").load_balancer_classes() == {"pyk8s.io/l2"}
     assert type(cloud([], "192.0.2.1").load_balancer()).__name__ == "AddressPoolLoadBalancer"
     assert type(cloud([]).load_balancer()).__name__ == "NodePortsLoadBalancer"
+
+
+def test_pyk8s_server_passes_its_pools_to_the_cloud_controller_manager() -> None:
+    from pyk8s.cli import _cloud_controller_manager, _parser
+
+    args = _parser().parse_args(
+        ["server", "--lb-address-pool", "10.0.0.200-10.0.0.220", "--lb-address-pool", "10.1.0.0/28"]
+    )
+    assert _cloud_controller_manager(args) == [
+        ("cloud-controller-manager", "--cloud-provider", "local",
+         "--lb-address-pool", "10.0.0.200-10.0.0.220", "--lb-address-pool", "10.1.0.0/28"),
+    ]  # fmt: skip
+    assert _cloud_controller_manager(_parser().parse_args(["server"])) == [
+        ("cloud-controller-manager", "--cloud-provider", "local")
+    ]
