@@ -148,6 +148,18 @@ def test_status_running_ready_and_ips() -> None:
     assert cs["ready"] and cs["started"] and cs["containerID"] == "containerd://a-0"
 
 
+def test_status_host_ips_of_a_dual_stack_node() -> None:
+    """Both node addresses in ``hostIPs`` (the primary in ``hostIP``), and a hostNetwork
+    pod's ``podIPs`` are the node's two (issue 20)."""
+    running = [_container("a", 0, pb.CONTAINER_RUNNING)]
+    spec = {"containers": [{"name": "a", "image": "i"}]}
+    st = _status(spec, running, host_ips=("fd00:99::11",))
+    assert st["hostIP"] == "192.0.2.1"
+    assert st["hostIPs"] == [{"ip": "192.0.2.1"}, {"ip": "fd00:99::11"}]
+    host = _status({**spec, "hostNetwork": True}, running, host_ips=("fd00:99::11",))
+    assert host["podIPs"] == [{"ip": "192.0.2.1"}, {"ip": "fd00:99::11"}]
+
+
 def test_status_crash_loop_keeps_pod_running_with_last_state() -> None:
     spec = {"containers": [{"name": "a", "image": "i"}]}
     waiting = {"a": ("CrashLoopBackOff", "back-off 10s restarting failed container=a pod=p_ns(u)")}

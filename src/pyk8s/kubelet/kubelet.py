@@ -114,6 +114,7 @@ class Kubelet:
         self.node_info = NodeInfo(
             name=config.node_name,
             host_ip=config.host_ip,
+            secondary_ips=config.secondary_ips,
             cluster_dns=list(config.cluster_dns),
             cluster_domain=config.cluster_domain,
         )

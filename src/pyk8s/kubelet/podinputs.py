@@ -64,6 +64,8 @@ class NodeInfo:
 
     name: str
     host_ip: str = ""
+    #: the node's address of the other family on a dual-stack node
+    secondary_ips: tuple[str, ...] = ()
     machine_memory: int = 0
     allocatable: dict[str, str] = field(default_factory=dict)
     cluster_dns: list[str] = field(default_factory=list)

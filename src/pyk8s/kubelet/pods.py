@@ -575,6 +575,7 @@ class PodWorker:
         messages = {c.id: self._termination_message(pod, c) for c in rt.containers if c.exited}
         return PodView(
             host_ip=self.node.host_ip,
+            host_ips=self.node.secondary_ips,
             now=_now(),
             waiting=dict(state.waiting),
             ready=ready,

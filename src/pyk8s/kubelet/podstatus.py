@@ -35,6 +35,8 @@ class PodView:
 
     host_ip: str
     now: str
+    #: the node's other-family address on a dual-stack node (``status.hostIPs``)
+    host_ips: tuple[str, ...] = ()
     #: container name -> (reason, message) for containers waiting to (re)start
     waiting: Mapping[str, tuple[str, str]] = field(default_factory=dict)
     #: container name -> readiness / startup verdicts (absent: no probe, i.e. True)
@@ -155,7 +157,7 @@ def pod_status(pod: Mapping[str, Any], rt: PodRuntime, view: PodView) -> Obj:
     sandbox = rt.sandbox
     ips = sandbox.ips if sandbox is not None and sandbox.ready else []
     if spec.get("hostNetwork"):
-        ips = [view.host_ip]
+        ips = [view.host_ip, *view.host_ips]
     unready = [st["name"] for st in apps if not st["ready"]]
     old_conds = {c.get("type"): c for c in old.get("conditions") or []}
 
@@ -213,7 +215,7 @@ def pod_status(pod: Mapping[str, Any], rt: PodRuntime, view: PodView) -> Obj:
         "phase": phase,
         "conditions": conditions,
         "hostIP": view.host_ip,
-        "hostIPs": [{"ip": view.host_ip}],
+        "hostIPs": [{"ip": ip} for ip in (view.host_ip, *view.host_ips)],
         "startTime": old.get("startTime") or view.now,
         "qosClass": old.get("qosClass") or pod_qos_class(pod),
         "containerStatuses": apps,
