@@ -2,7 +2,8 @@
 failover benchmark: each on its own loopback address (127.0.0.2-4) with the same API
 port (upstream's lease endpoint reconciler expects one port), its own etcd ports and
 data dir; the first with ``--cluster-init``, the others joining it with its server
-token, one at a time (etcd adds a member only while quorum stays safe)."""
+token, both at once (etcd adds a member only while quorum stays safe, so the second
+join waits for the first, retrying as k3s does)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import contextlib
 import os
 import signal
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,11 +89,14 @@ def start_cluster(base: Path, started: list[HAServer], timeout: float = 120.0) -
     first.start(timeout=timeout)
     started.append(first)
     token = first.data_dir / "server" / "server-token"
-    for i in (1, 2):
-        join = ("--server", first.url, "--token-file", str(token))
-        srv = ha_server(base, i, port, *join)
-        srv.start(timeout=timeout)
-        started.append(srv)
+    join = ("--server", first.url, "--token-file", str(token))
+    joining = [ha_server(base, i, port, *join) for i in (1, 2)]
+    started.extend(joining)
+    # both at once: etcd adds the second member only once the first one runs, and the
+    # join retries until then (the servers' start-up overlaps)
+    with ThreadPoolExecutor(2) as pool:
+        for done in [pool.submit(srv.start, timeout) for srv in joining]:
+            done.result()
 
 
 def stop_all(servers: list[HAServer]) -> None:

@@ -216,9 +216,15 @@ class Member:
         return argv
 
 
-async def member_add(client_urls: list[str], tls: EtcdTLS, member: Member) -> str:
+async def member_add(
+    client_urls: list[str], tls: EtcdTLS, member: Member, within: float = 120.0
+) -> str:
     """Add ``member`` (its peer URL) through an existing member; the
-    ``--initial-cluster`` it must start with (every member, itself included)."""
+    ``--initial-cluster`` it must start with (every member, itself included).
+
+    etcd refuses to add a member while one added before has not started (quorum would
+    be at risk: "unhealthy cluster"), so servers joining at the same time are added one
+    after the other: refusals are retried for ``within`` seconds, as k3s retries joins."""
     from urllib.parse import urlsplit
 
     import grpc
@@ -226,25 +232,32 @@ async def member_add(client_urls: list[str], tls: EtcdTLS, member: Member) -> st
 
     from pyk8s.storage.etcd import channel
 
-    errors: list[str] = []
-    for url in client_urls:
-        split = urlsplit(url)
-        target = f"{split.hostname}:{split.port or CLIENT_PORT}"
-        try:
-            async with channel(target, tls) as chan:
-                stub = rpc.ClusterStub(chan)
-                listed = await stub.MemberList(rpc.MemberListRequest(), timeout=10)
-                for m in listed.members:
-                    if member.peer_url in m.peerURLs:  # a join that died before etcd started
-                        log.info("member already added", extra={"peer": member.peer_url})
-                        return _initial_cluster(listed.members, member)
-                resp = await stub.MemberAdd(
-                    rpc.MemberAddRequest(peerURLs=[member.peer_url]), timeout=10
-                )
-                return _initial_cluster(resp.members, member)
-        except grpc.aio.AioRpcError as err:
-            errors.append(f"{url}: {err.details()}")
-    raise EtcdError("cannot add this server as an etcd member: " + "; ".join(errors))
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        errors: list[str] = []
+        for url in client_urls:
+            split = urlsplit(url)
+            target = f"{split.hostname}:{split.port or CLIENT_PORT}"
+            try:
+                async with channel(target, tls) as chan:
+                    stub = rpc.ClusterStub(chan)
+                    listed = await stub.MemberList(rpc.MemberListRequest(), timeout=10)
+                    for m in listed.members:
+                        if member.peer_url in m.peerURLs:  # a join that died before etcd ran
+                            log.info("member already added", extra={"peer": member.peer_url})
+                            return _initial_cluster(listed.members, member)
+                    resp = await stub.MemberAdd(
+                        rpc.MemberAddRequest(peerURLs=[member.peer_url]), timeout=10
+                    )
+                    return _initial_cluster(resp.members, member)
+            except grpc.aio.AioRpcError as err:
+                errors.append(f"{url}: {err.details()}")
+        reason = "; ".join(errors)
+        if loop.time() > deadline:
+            raise EtcdError(f"cannot add this server as an etcd member: {reason}")
+        log.warning("etcd member add refused, retrying: %s", reason)
+        await asyncio.sleep(1.0)
 
 
 def _initial_cluster(members: object, me: Member) -> str:
