@@ -155,3 +155,33 @@ async def test_failed_nftables_sync_is_retried_with_backoff_and_reported(
         assert proxier.failures == 0
     finally:
         await asyncio.wait_for(proxier.stop(), 30)
+
+
+async def test_a_node_with_addresses_of_both_families_programs_both(
+    client: Client, tmp_path: Path
+) -> None:
+    """As upstream decides dual stack from the node's addresses: an IPv4 cluster CIDR
+    alone, but node IPs of both families, gives the ip and the ip6 table (issue 20)."""
+    log = tmp_path / "log"
+    proxier = Proxier(
+        client,
+        "node-a",
+        node_ips=("10.0.0.1", "fd00:99::1"),
+        command_prefix=[sys.executable, FAKE, str(log)],
+        mode="nftables",
+    )
+    await asyncio.wait_for(proxier.start(), 30)
+    try:
+        assert proxier.families == [4, 6]
+
+        def tables() -> set[str]:
+            nft = [c["stdin"] for c in calls(log, "nft") if c["argv"][:2] == ["nft", "-f"]]
+            return {t.split("\n", 1)[0] for t in nft}
+
+        await eventually(
+            lambda: asyncio.sleep(0, {"add table ip kube-proxy", "add table ip6 kube-proxy"}
+                                  <= tables()),
+            within=15,
+        )  # fmt: skip
+    finally:
+        await asyncio.wait_for(proxier.stop(), 30)

@@ -9,9 +9,10 @@ in the mode's failure metric and reported once per failure streak as a Warning e
 the Node. The health-check node ports of Local-policy load balancers are served from
 here after every sync (:mod:`pyk8s.proxy.healthcheck`).
 
-On a dual-stack node (``cluster_cidr`` a ``v4,v6`` pair) each sync renders and applies
-one ruleset per family, as upstream's per-family proxiers: the ``ip`` and ``ip6``
-``kube-proxy`` tables, or iptables-restore and ip6tables-restore.
+On a dual-stack node (``cluster_cidr`` a ``v4,v6`` pair, or, as upstream decides it, a
+node with addresses of both families) each sync renders and applies one ruleset per
+family, as upstream's per-family proxiers: the ``ip`` and ``ip6`` ``kube-proxy`` tables,
+or iptables-restore and ip6tables-restore.
 
 Every change marks the ruleset dirty; a single loop re-renders the whole ruleset and
 applies it, at most once per ``min_sync_period`` (changes arriving meanwhile are batched
@@ -168,6 +169,10 @@ class Proxier:
         if not self.config.node_ips:
             ips = await self._node_ips()
             self.config = dataclasses.replace(self.config, node_ips=ips)
+        node_families = _families(",".join(self.config.node_ips)) if self.config.node_ips else []
+        for family in node_families:
+            if family not in self.families:  # a node address of another family: dual stack
+                self.families.append(family)
         for informer in (self.services, self.slices):
             informer.add_event_handler(
                 on_add=self._on_change,
