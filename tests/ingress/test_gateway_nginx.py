@@ -128,6 +128,17 @@ def port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
                                         "add": [{"name": "X-Extra", "value": "b"}],
                                         "remove": ["X-Backend"]},
             ),
+            route_rule(ref("other"), matches=[
+                {"path": {"type": "RegularExpression", "value": "/re/[0-9]+"}},
+                {"path": {"type": "PathPrefix", "value": "/rh"},
+                 "headers": [{"type": "RegularExpression", "name": "X-Version",
+                              "value": "^v[0-9]+$"}]},
+                {"path": {"type": "PathPrefix", "value": "/rq"},
+                 "queryParams": [{"type": "RegularExpression", "name": "id",
+                                  "value": "[a-f]{3}"}]},
+            ]),
+            route_rule(ref("api"), matches=[{"path": {"type": "PathPrefix", "value": p}}
+                                            for p in ("/re", "/rh", "/rq")]),
             route_rule(
                 ref("web"),
                 matches=[{"path": {"type": "PathPrefix", "value": "/mirror"}}],
@@ -200,6 +211,24 @@ def test_request_header_modifier_and_redirect(port: int) -> None:
     assert (status, location) == (301, "https://new.example.com/old/p?q=1")
     # another host: no route on this listener
     assert get("elsewhere.example.com", "/", port)[0] == 404
+
+
+@pytest.mark.parametrize(
+    ("target", "headers", "backend"),
+    [
+        ("/re/123", {}, "other"),  # a RegularExpression path beats prefixes
+        ("/re/12a", {}, "api"),  # full match only
+        ("/rh/x", {"X-Version": "v12"}, "other"),
+        ("/rh/x", {"X-Version": "v1x"}, "api"),
+        ("/rq?id=abc", {}, "other"),
+        ("/rq?x=1&id=fed", {}, "other"),
+        ("/rq?id=abcd", {}, "api"),
+    ],
+)
+def test_regular_expression_matches(
+    port: int, target: str, headers: dict[str, str], backend: str
+) -> None:
+    assert _get(port, target, **headers)[:2] == (200, f"{backend} {target}")
 
 
 @pytest.mark.parametrize(

@@ -112,3 +112,16 @@ def test_route_status_reasons_and_attached_routes() -> None:
     attached = {lst["name"]: lst["attachedRoutes"] for lst in status["listeners"]}
     # same: ok, missing; all: ok (a.example.com fits *.example.com), other-ns-all
     assert attached == {"same": 2, "all": 2}
+
+
+def test_regular_expressions_that_cannot_go_into_nginx_conf_are_unsupported() -> None:
+    services, slices = _backends("web")
+    for bad in ('a"b', "a\\\\b", "(unclosed", "x" * 1100, "a\nb"):
+        route = http_route(
+            "r", route_rule(ref("web"), matches=[{"path": {"type": "RegularExpression",
+                                                            "value": bad}}])
+        )  # fmt: skip
+        out = render_gateways([gateway("gw", listener("http", 80))], [route], services, slices, CFG)
+        assert _conditions(out.routes[("default", "r")])["Accepted"] == (
+            "False", "UnsupportedValue"), bad  # fmt: skip
+        assert "a0" not in out.extra.text

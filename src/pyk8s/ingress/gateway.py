@@ -7,8 +7,9 @@ GatewayClass and the HTTPRoutes attached to them into a :class:`~.render.Extra` 
 (upstreams, ``map``\\ s and ``server``\\ s) that ``render()`` adds to the Ingress servers,
 plus the status conditions the controller writes back.
 
-Matching. An HTTPRoute match (path Exact/PathPrefix, method, headers Exact, query
-parameters Exact) needs more than nginx ``location``\\ s can express, so each
+Matching. An HTTPRoute match (path Exact/PathPrefix/RegularExpression, method, headers
+and query parameters Exact/RegularExpression, full matches) needs more than nginx
+``location``\\ s can express, so each
 (listener port, hostname) server has one ``map`` whose source is the request's method,
 the headers any rule names, the raw query string and the normalized path, separated by
 newlines (which none of them can contain unescaped), and whose regular expressions,
@@ -75,6 +76,8 @@ _PATH = re.compile(r"^/[A-Za-z0-9._~!&'()*+,=:@/%-]*$")
 _HEADER_NAME = re.compile(r"^[A-Za-z0-9-]{1,256}$")
 # no quote, backslash, '$', ';', braces or control characters: nothing reaches nginx's syntax
 _VALUE = re.compile(r"^[A-Za-z0-9 ._~!&'()*+,=:@/%#?\[\]|<>^`-]{0,4096}$")
+# a RegularExpression value: printable, no quote (it goes into a quoted nginx string)
+_REGEX = re.compile(r"^[\x21\x23-\x7e ]+$")
 _QUERY_NAME = re.compile(r"^[A-Za-z0-9._~-]{1,256}$")
 _METHODS = {"GET", "HEAD", "POST", "PUT", "DELETE", "CONNECT", "OPTIONS", "TRACE", "PATCH"}
 _NAME_CHARS = re.compile(r"[^a-z0-9-]")
@@ -221,12 +224,32 @@ def _hostnames(listener_host: str, route_hosts: Sequence[str]) -> list[str]:
     return out
 
 
+def _regex(value: str) -> str | None:
+    """A user's RegularExpression as a map regex fragment (no newline-crossing ``.``,
+    ``^``/``$`` at the field's ends), or None if it cannot go into nginx.conf safely or
+    does not compile."""
+    if not value or len(value) > 1024 or not _REGEX.match(value) or "\\\\" in value:
+        return None
+    try:
+        re.compile(value)
+    except re.error:
+        return None
+    # multi-line: a user's ^ and $ anchor at the field's ends (fields are lines)
+    return f"(?m-s:{value})"
+
+
 def _match(raw: Obj) -> _Match | str:
-    """A validated match, or why it is not supported."""
+    """A validated match (header, query and RegularExpression path values as regex
+    fragments), or why it is not supported."""
     path = raw.get("path") or {}
     path_type = str(path.get("type") or "PathPrefix")
     value = str(path.get("value") or "/")
-    if path_type not in ("Exact", "PathPrefix") or not _PATH.match(value):
+    if path_type == "RegularExpression":
+        fragment = _regex(value)
+        if fragment is None:
+            return f"path regular expression {value!r} is not supported"
+        value = fragment
+    elif path_type not in ("Exact", "PathPrefix") or not _PATH.match(value):
         return f"path {value!r} ({path_type}) is not supported"
     method = str(raw.get("method") or "")
     if method and method not in _METHODS:
@@ -234,19 +257,25 @@ def _match(raw: Obj) -> _Match | str:
     headers: list[tuple[str, str]] = []
     for h in raw.get("headers") or []:
         name, val = str(h.get("name") or ""), str(h.get("value") or "")
-        if (h.get("type") or "Exact") != "Exact" or not _HEADER_NAME.match(name):
+        kind = h.get("type") or "Exact"
+        if kind not in ("Exact", "RegularExpression") or not _HEADER_NAME.match(name):
             return f"header match {name!r} is not supported"
-        if not _VALUE.match(val):
+        fragment = _regex(val) if kind == "RegularExpression" else (
+            re.escape(val) if _VALUE.match(val) else None)  # fmt: skip
+        if fragment is None:
             return f"header match {name!r}: value is not supported"
-        headers.append((name.lower(), val))
+        headers.append((name.lower(), fragment))
     query: list[tuple[str, str]] = []
     for q in raw.get("queryParams") or []:
         name, val = str(q.get("name") or ""), str(q.get("value") or "")
-        if (q.get("type") or "Exact") != "Exact" or not _QUERY_NAME.match(name):
+        kind = q.get("type") or "Exact"
+        if kind not in ("Exact", "RegularExpression") or not _QUERY_NAME.match(name):
             return f"query parameter match {name!r} is not supported"
-        if not _VALUE.match(val) or "&" in val:
+        fragment = _regex(val) if kind == "RegularExpression" else (
+            re.escape(val) if _VALUE.match(val) and "&" not in val else None)  # fmt: skip
+        if fragment is None:
             return f"query parameter match {name!r}: value is not supported"
-        query.append((name, val))
+        query.append((name, fragment))
     if path_type == "PathPrefix" and value != "/":
         value = value.rstrip("/")
     return _Match(path_type, value, method, tuple(sorted(headers)), tuple(sorted(query)))
@@ -254,8 +283,10 @@ def _match(raw: Obj) -> _Match | str:
 
 def precedence(match: _Match) -> tuple[int, int, int, int, int]:
     """The Gateway API's order among matches on one hostname (smaller first)."""
+    # RegularExpression (whose place the spec leaves to implementations) after Exact
+    # and before the prefixes, as Envoy Gateway
     return (
-        0 if match.path_type == "Exact" else 1,
+        {"Exact": 0, "RegularExpression": 1}.get(match.path_type, 2),
         -len(match.path),
         0 if match.method else 1,
         -len(match.headers),
@@ -755,10 +786,12 @@ def match_regex(m: _Match, header_names: Sequence[str]) -> str:
     headers = dict(m.headers)
     parts = [re.escape(m.method) if m.method else "[A-Z]+"]
     for h in header_names:
-        parts.append(re.escape(headers[h]) if h in headers else "[^\\n]*")
-    args = "".join(f"(?=(?:[^\\n]*&)?{re.escape(k)}={re.escape(v)}(?:&|\\n))" for k, v in m.query)
+        parts.append(headers.get(h, "[^\\n]*"))
+    args = "".join(f"(?=(?:[^\\n]*&)?{re.escape(k)}={v}(?:&|\\n))" for k, v in m.query)
     parts.append(args + "[^\\n]*")
-    if m.path_type == "Exact":
+    if m.path_type == "RegularExpression":
+        path = m.path
+    elif m.path_type == "Exact":
         path = re.escape(m.path)
     elif m.path == "/":
         path = "/.*"
