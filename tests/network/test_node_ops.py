@@ -155,6 +155,31 @@ def test_image_archive_dropped_in_while_running_starts_a_waiting_pod(
     _wait_running(kubectl, "airgapped")
 
 
+def test_the_api_server_verifies_the_kubelets_serving_certificate(node: Node) -> None:
+    """Issue 14: the server's kubelet serves a kubelet-serving certificate for its Node's
+    addresses (its CSR as system:node:<name>, auto-approved), which ``pyk8s server``'s API
+    server checks against the cluster CA before exec reaches the pod."""
+    kubectl, name = node.kubectl, node.host.name
+
+    def serving() -> dict[str, Any] | None:
+        for csr in json.loads(kubectl("get", "csr", "-o", "json"))["items"]:
+            if csr["spec"]["signerName"] == "kubernetes.io/kubelet-serving" and (
+                csr.get("status") or {}
+            ).get("certificate"):
+                return dict(csr)
+        return None
+
+    deadline = time.monotonic() + 60
+    while (csr := serving()) is None:
+        assert time.monotonic() < deadline, kubectl("get", "csr")
+        time.sleep(0.5)
+    assert csr["spec"]["username"] == f"system:node:{name}"
+    assert csr["status"]["conditions"][0]["reason"] == "AutoApproved"
+    assert (node.agent_dir / "kubelet" / "pki" / "kubelet-server-current.pem").exists()
+    out = kubectl("exec", "airgapped", "--", "echo", "verified")
+    assert out.strip() == "verified"
+
+
 def test_registry_mirror_from_registries_yaml(node: Node, tmp_path: Path) -> None:
     """``image: docker.io/library/busybox:bars`` comes from a local docker-registry named as
     docker.io's mirror in registries.yaml, written while the node runs."""

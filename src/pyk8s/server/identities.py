@@ -122,8 +122,8 @@ def _cluster_binding(name: str, role: str, kind: str, subject: str) -> dict[str,
 
 
 #: what pyk8s's controllers do beyond their upstream roles: they patch where upstream's
-#: update, and the serviceaccount controller also publishes kube-root-ca.crt (upstream's
-#: root-ca-cert-publisher)
+#: update, the serviceaccount controller also publishes kube-root-ca.crt (upstream's
+#: root-ca-cert-publisher), and csrapproving approves two more kinds of request
 _CONTROLLER_EXTRAS: dict[str, list[dict[str, Any]]] = {
     "deployment-controller": [
         {"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]}
@@ -142,6 +142,20 @@ _CONTROLLER_EXTRAS: dict[str, list[dict[str, Any]]] = {
     ],
     "service-account-controller": [
         {"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create", "update"]}
+    ],
+    # csrapproving's pyk8s-only approvals: kubelet serving CSRs checked against the
+    # Node's addresses, and agents' kube-proxy client CSRs (upstream's role may approve
+    # only kube-apiserver-client-kubelet, the one signer its approver handles)
+    "certificate-controller": [
+        {
+            "apiGroups": ["certificates.k8s.io"],
+            "resources": ["signers"],
+            "verbs": ["approve"],
+            "resourceNames": [
+                "kubernetes.io/kubelet-serving",
+                "kubernetes.io/kube-apiserver-client",
+            ],
+        }
     ],
 }
 
