@@ -43,6 +43,12 @@ KUBECONFIGS: dict[str, str] = {
     "kube-proxy": "proxy.kubeconfig",
     "dns": "dns.kubeconfig",
     "kubelet": "kubelet.kubeconfig",
+    # the add-ons' identities (pyk8s.server.addon_identities); k3s's name for the first
+    "cloud-controller": "cloud-controller-manager.kubeconfig",
+    "metrics-server": "metrics-server.kubeconfig",
+    "metrics-adapter": "metrics-adapter.kubeconfig",
+    "ingress-controller": "ingress-controller.kubeconfig",
+    "csi-hostpath": "csi-hostpath.kubeconfig",
 }
 SERVICES = (*TLS_FILES, *KUBECONFIGS)
 
