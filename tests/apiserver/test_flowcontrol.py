@@ -334,6 +334,9 @@ async def test_a_reject_level_answers_429_when_its_seats_are_taken(cluster: Clus
     code, out, _ = await c.call("POST", f"{FC}/prioritylevelconfigurations", bad)
     assert code == 422
     assert "should not be greater than queues (2)" in out["message"]
+    other_exempt = {**bad, "metadata": {"name": "other"}, "spec": {"type": "Exempt"}}
+    code, out, _ = await c.call("POST", f"{FC}/prioritylevelconfigurations", other_exempt)
+    assert code == 422 and "if and only if `name` is 'exempt'" in out["message"]
     schema = {
         "apiVersion": apf.API_VERSION,
         "kind": "FlowSchema",

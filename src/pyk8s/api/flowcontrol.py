@@ -364,7 +364,7 @@ def validate_priority_level(obj: JSON) -> list[FieldError]:
                 f'supported values: "Exempt", "{LIMITED}"',
             )
         ]
-    if name == EXEMPT and kind != "Exempt":
+    if (name == EXEMPT) != (kind == "Exempt"):
         errs.append(
             FieldError(
                 FieldErrorType.INVALID, "spec.type", kind, "must be 'Exempt' if and only if "
