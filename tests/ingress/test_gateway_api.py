@@ -24,7 +24,8 @@ import pytest
 from pyk8s.ingress.nginx import NGINX
 from tests.addon_identity import addon_kubeconfig
 from tests.ingress.gateway_objects import gateway, http_route, listener, ref, route_rule
-from tests.ingress.objects import endpoint_slice, service
+from tests.ingress.objects import endpoint_slice, key_pair, service, tls_secret
+from tests.ingress.requests import get, served_cn
 from tests.integration.conftest import Kubectl, Server, free_port, kubectl, ns, server
 
 pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed")
@@ -162,3 +163,52 @@ def test_gateway_and_httproute_from_the_api(
     finally:
         conn.close()
     assert set(counts) == {"blue", "green"} and 35 <= counts["blue"] <= 45, counts
+
+
+def test_https_listener_with_a_secret_in_another_namespace_needs_a_reference_grant(
+    kubectl: Kubectl, ns: str, controller: None, backends: dict[str, int], tmp_path: Path
+) -> None:
+    certs = f"{ns}-certs"
+    kubectl("create", "namespace", certs)
+    try:
+        port = free_port()
+        cert, key = key_pair("tls.example.com")
+        https = {**listener("https", port, "tls.example.com"), "protocol": "HTTPS",
+                 "tls": {"certificateRefs": [{"kind": "Secret", "name": "site",
+                                              "namespace": certs}]}}  # fmt: skip
+        objects: list[JSON] = [
+            service("blue", namespace=ns),
+            endpoint_slice("blue", ["127.0.0.1"], port=backends["blue"], namespace=ns),
+            tls_secret("site", cert, key, namespace=certs),
+            gateway("tls", https, namespace=ns),
+            http_route("blue", route_rule(ref("blue")), gateway="tls", namespace=ns),
+        ]
+        (tmp_path / "tls.json").write_text(json.dumps({"apiVersion": "v1", "kind": "List",
+                                                        "items": objects}))  # fmt: skip
+        kubectl("apply", "-f", str(tmp_path / "tls.json"))
+
+        def listener_refs(gw: JSON) -> tuple[str, str]:
+            listeners = (gw.get("status") or {}).get("listeners") or [{}]
+            return _condition(listeners[0].get("conditions") or [], "ResolvedRefs")
+
+        args = ("get", "gateway", "tls", "-n", ns)
+        _eventually(kubectl, args, lambda o: listener_refs(o) == ("False", "RefNotPermitted"))
+        grant = {
+            "apiVersion": "gateway.networking.k8s.io/v1beta1",
+            "kind": "ReferenceGrant",
+            "metadata": {"name": "gateways", "namespace": certs},
+            "spec": {
+                "from": [{"group": "gateway.networking.k8s.io", "kind": "Gateway",
+                          "namespace": ns}],
+                "to": [{"group": "", "kind": "Secret"}],
+            },
+        }  # fmt: skip
+        kubectl("apply", "-f", "-", input=json.dumps(grant))
+        gw = _eventually(kubectl, args, lambda o: listener_refs(o) == ("True", "ResolvedRefs"))
+        programmed = _condition(gw["status"]["listeners"][0]["conditions"], "Programmed")
+        assert programmed == ("True", "Programmed")
+        # the reload that programmed it is live once the status says so
+        assert served_cn(port, "tls.example.com") == "tls.example.com"
+        assert get("tls.example.com", "/", port, https=True) == (200, "blue", "")
+    finally:
+        kubectl("delete", "namespace", certs, "--wait=false")
