@@ -296,18 +296,25 @@ def verifying_server(tmp_path: Path) -> Iterator[Server]:
 
 
 async def test_kubelet_serving_certificate_is_approved_for_the_nodes_addresses(
-    verifying_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    verifying_server: Server,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """``--rotate-server-certificates``: the node asks for a serving certificate for its
     Node's addresses, csrapproving approves it after checking them, and the API server
     (``--kubelet-certificate-authority``) reaches the kubelet only once it serves it; a
     request naming an address the Node does not have stays pending."""
     async with signing_controllers(verifying_server) as signing:
-        await _serving_certificate(signing, verifying_server, tmp_path, caplog)
+        await _serving_certificate(signing, verifying_server, tmp_path, caplog, monkeypatch)
 
 
 async def _serving_certificate(
-    signing: Manager, cm_server: Server, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    signing: Manager,
+    cm_server: Server,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from aiohttp import web
 
@@ -369,6 +376,24 @@ async def _serving_certificate(
                     lambda: _maybe(admin.request("GET", proxied, raw=True)), within=30
                 )
                 assert got == b"ok"
+                # the Node's addresses change: a certificate for the new ones, at once
+                monkeypatch.setattr(certs, "TEMPLATE_CHECK", 0.2)
+                serving.cancel()
+                serving = asyncio.create_task(kubelet.serve_issued_certificate(manager, node, tls))
+                await admin.patch(nodes, "serve1", {"status": {"addresses": [
+                    {"type": "InternalIP", "address": "127.0.0.1"},
+                    {"type": "InternalIP", "address": "127.0.0.2"},
+                    {"type": "Hostname", "address": "serve1"},
+                ]}}, subresource="status", patch_type="merge")  # fmt: skip
+
+                async def renamed() -> bool:
+                    pair = manager.current()
+                    return pair is not None and certs.certificate_names(pair[0]) == (
+                        ["serve1"],
+                        ["127.0.0.1", "127.0.0.2"],
+                    )
+
+                await eventually(renamed, within=30)
                 # another host's address: not approved, left for an admin
                 key = certs.new_key_pem()
                 request = certs.csr_pem(

@@ -60,6 +60,8 @@ CLIENT_USAGES = ("digital signature", "client auth")
 SERVING_USAGES = ("digital signature", "server auth")
 #: (DNS names, IP addresses) a serving certificate is for, asked before each request
 SubjectAltNames = Callable[[], Awaitable[tuple[Sequence[str], Sequence[str]]]]
+#: how often a serving certificate's names are compared with the wanted ones
+TEMPLATE_CHECK = 60.0
 
 
 class CertificateError(ClientError):
@@ -93,6 +95,18 @@ def csr_pem(
     if sans:
         builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
     return builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+
+def certificate_names(cert_pem: bytes) -> tuple[list[str], list[str]]:
+    """A certificate's (DNS names, IP addresses), each sorted."""
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return [], []
+    dns = sorted(set(san.get_values_for_type(x509.DNSName)))
+    ips = sorted({str(ip) for ip in san.get_values_for_type(x509.IPAddress)})
+    return dns, ips
 
 
 def certificate_validity(cert_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:
@@ -272,6 +286,15 @@ class CertificateManager:
         self._jitter = random.random()
         return cert, key
 
+    async def _names_wanted(self) -> bool:
+        """The current certificate names exactly what ``sans`` returns now."""
+        pair = self.current()
+        if pair is None or self.sans is None:
+            return False
+        dns_names, ips = await self.sans()
+        wanted_ips = sorted({str(ipaddress.ip_address(ip)) for ip in ips})
+        return certificate_names(pair[0]) == (sorted(set(dns_names)), wanted_ips)
+
     def next_rotation(self) -> datetime.datetime | None:
         pair = self.current()
         if pair is None:
@@ -282,13 +305,20 @@ class CertificateManager:
         self, client: Client, on_rotated: Callable[[Path], None], *, retry: float = 10.0
     ) -> None:
         """Renew at each rotation deadline through ``client`` (authenticated by the
-        current certificate) and call ``on_rotated`` with the file; runs until cancelled."""
+        current certificate) and call ``on_rotated`` with the file; runs until cancelled.
+        A serving certificate is also renewed as soon as it no longer names what ``sans``
+        returns (upstream's manager renews when the template changed: a node's new
+        address), looked at every :data:`TEMPLATE_CHECK` seconds."""
         while True:
             when = self.next_rotation()
             now = datetime.datetime.now(datetime.UTC)
             wait = 0.0 if when is None else (when - now).total_seconds()
+            if wait > 0 and self.sans is not None and not await self._names_wanted():
+                log.info("the certificate's names changed", extra={"file": str(self.pem_file)})
+                wait = 0.0
             if wait > 0:
-                await asyncio.sleep(min(wait, 3600.0))
+                ceiling = 3600.0 if self.sans is None else TEMPLATE_CHECK
+                await asyncio.sleep(min(wait, ceiling))
                 continue
             try:
                 await self.obtain(client)
