@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from pathlib import Path
 
@@ -52,10 +53,29 @@ def test_token_forms() -> None:
         parse_token("  ")
 
 
+async def _join_token_stored(server: Server, token: str) -> None:
+    """The server writes the join token's Secret after /readyz says ok (the fixture's
+    signal), so a request with the token waits for it as an agent's retries would."""
+    from pyk8s.client import Client, is_not_found
+
+    name = f"bootstrap-token-{token.split('.')[0]}"
+    async with Client(load_kubeconfig(server.kubeconfig)) as admin:
+        for _ in range(300):
+            try:
+                await admin.request("GET", f"/api/v1/namespaces/kube-system/secrets/{name}")
+                return
+            except Exception as e:
+                if not is_not_found(e):
+                    raise
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"secret {name} never written")
+
+
 async def test_join_checks_the_ca_against_the_token(cm_server: Server, tmp_path: Path) -> None:
     full = (cm_server.data_dir / "server" / "node-token").read_text().strip()
     secret, digest = parse_token(full)
     assert secret == (cm_server.data_dir / "server" / "token").read_text().strip()
+    await _join_token_stored(cm_server, secret)
     ca = await fetch_ca(cm_server.url, digest)
     assert hashlib.sha256(ca).hexdigest() == digest
     with pytest.raises(JoinError, match="does not match"):
