@@ -312,3 +312,26 @@ def test_a_port_nginx_cannot_bind_is_unavailable_and_left_out() -> None:
     assert listener_conditions(out, "busy")["Programmed"] == ("False", "Invalid")
     assert f"listen {busy}" not in out.extra.text and "listen 8090" in out.extra.text
     assert out.ports == {8090}
+
+
+@pytest.mark.parametrize(
+    ("wanted", "accepted", "programmed"),
+    [
+        ([{"value": "127.0.0.1"}], ("True", "Accepted"), ("True", "Programmed")),
+        ([{"type": "IPAddress", "value": "10.9.9.9"}], ("True", "Accepted"),
+         ("False", "AddressNotAssigned")),
+        ([{"type": "Hostname", "value": "gw.example.com"}], ("False", "UnsupportedAddress"),
+         ("False", "UnsupportedAddress")),
+    ],
+)  # fmt: skip
+def test_gateway_spec_addresses(
+    wanted: list[JSON], accepted: tuple[str, str], programmed: tuple[str, str]
+) -> None:
+    gw = gateway("gw", listener("http", 8090))
+    gw["spec"]["addresses"] = wanted
+    out = render_gateways([gw], [http_route("r", route_rule(ref("web")))], [service("web")], [],
+                          CFG, addresses=["127.0.0.1"])  # fmt: skip
+    assert gateway_conditions(out) == {"Accepted": accepted, "Programmed": programmed}
+    served = programmed[0] == "True"
+    assert listener_conditions(out, "http")["Programmed"][0] == programmed[0]
+    assert ("listen 8090" in out.extra.text) == served

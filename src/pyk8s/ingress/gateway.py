@@ -549,6 +549,26 @@ def _path_modifier(path: Obj, action: _Action) -> str:
     return ""
 
 
+def _address_problem(gw: Obj, addresses: Sequence[str]) -> Condition | None:
+    """Why the Gateway's ``spec.addresses`` cannot be honoured (this controller's
+    addresses are the node's or its LoadBalancer Service's; a Gateway may only ask for
+    those), or None."""
+    for want in (gw.get("spec") or {}).get("addresses") or []:
+        kind, value = want.get("type") or "IPAddress", str(want.get("value") or "")
+        if kind != "IPAddress":
+            return (
+                "Accepted", "False", "UnsupportedAddress",
+                f"address type {kind} is not supported (IPAddress only)",
+            )  # fmt: skip
+        if value not in addresses:
+            return (
+                "Programmed", "False", "AddressNotAssigned",
+                f"address {value} cannot be assigned (this controller's: "
+                f"{', '.join(addresses) or 'none'})",
+            )  # fmt: skip
+    return None
+
+
 def _conflicts(listeners: Sequence[Obj]) -> dict[str, Condition]:
     """Listener name → Conflicted=True for listeners of one Gateway that share a port
     with another protocol (ProtocolConflict) or a port and hostname (HostnameConflict)."""
@@ -614,13 +634,22 @@ def render_gateways(
     by_key = {_key(gw): gw for gw in gateways}
     attached: dict[tuple[str, str, str], int] = {}
     validated: dict[tuple[str, str, str], _Listener] = {}
+    #: Gateway → the condition saying why its spec.addresses cannot be given
+    address_problems: dict[tuple[str, str], Condition] = {}
     for gw in gateways:
         listeners = (gw.get("spec") or {}).get("listeners") or []
         conflicts = _conflicts(listeners)
+        problem = _address_problem(gw, addresses)
+        if problem is not None:
+            address_problems[_key(gw)] = problem
         for listener in listeners:
             lkey = (*_key(gw), str(listener.get("name")))
             attached[lkey] = 0
             validated[lkey] = g.listener(gw, listener, conflicts.get(lkey[2]), unavailable_ports)
+            if problem is not None and validated[lkey].ok:  # the Gateway is not served
+                conds = validated[lkey].conditions
+                conds[1] = ("Programmed", "False", "Invalid", problem[3])
+                validated[lkey].ok = False
             if validated[lkey].ok:
                 port = int(listener.get("port") or 0)
                 g.sink_port = min(g.sink_port or port, port)
@@ -750,6 +779,13 @@ def render_gateways(
             if any(st.ok for st in states)
             else ("Programmed", "False", "Invalid", "no valid listener")
         )
+        problem = address_problems.get(_key(gw))
+        if problem is not None:  # its listeners are left out for this reason alone
+            gw_accepted = (
+                problem if problem[0] == "Accepted" else ("Accepted", "True", "Accepted",
+                                                          "accepted by pyk8s")
+            )  # fmt: skip
+            gw_programmed = ("Programmed", "False", problem[2], problem[3])
         gw_status[_key(gw)] = {
             "addresses": [{"type": "IPAddress", "value": a} for a in addresses],
             "conditions": [_condition(gw_accepted, gen), _condition(gw_programmed, gen)],
