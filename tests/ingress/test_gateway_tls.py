@@ -335,3 +335,27 @@ def test_gateway_spec_addresses(
     served = programmed[0] == "True"
     assert listener_conditions(out, "http")["Programmed"][0] == programmed[0]
     assert ("listen 8090" in out.extra.text) == served
+
+
+def test_listeners_of_different_gateways_conflict_on_one_nginx_the_oldest_wins() -> None:
+    old = gateway("old", listener("http", 8090, "a.example.com"))
+    new = gateway(
+        "new",
+        listener("same-host", 8090, "a.example.com"),
+        listener("other-host", 8090, "b.example.com"),
+    )
+    tls = gateway("tls", https("tls", 8090, ("site", ""), hostname="c.example.com"))
+    for gw, month in ((old, 1), (new, 2), (tls, 3)):
+        gw["metadata"]["creationTimestamp"] = f"2026-0{month}-01T00:00:00Z"
+    out = render_gateways([tls, new, old], [], [], [], CFG,
+                          secrets=[tls_secret("site", CERT, KEY)])  # fmt: skip
+
+    def conflicted(gw: str, name: str) -> tuple[str, str]:
+        (li,) = (x for x in out.gateways[("default", gw)]["listeners"] if x["name"] == name)
+        return next((c["status"], c["reason"]) for c in li["conditions"]
+                    if c["type"] == "Conflicted")  # fmt: skip
+
+    assert conflicted("old", "http") == ("False", "NoConflicts")
+    assert conflicted("new", "same-host") == ("True", "HostnameConflict")
+    assert conflicted("new", "other-host") == ("False", "NoConflicts")
+    assert conflicted("tls", "tls") == ("True", "ProtocolConflict")

@@ -636,9 +636,31 @@ def render_gateways(
     validated: dict[tuple[str, str, str], _Listener] = {}
     #: Gateway → the condition saying why its spec.addresses cannot be given
     address_problems: dict[tuple[str, str], Condition] = {}
-    for gw in gateways:
+    #: across Gateways (one nginx), the oldest Gateway keeps a port's protocol and a
+    #: (port, hostname): port → (protocol, gateway), (port, hostname) → gateway
+    port_owner: dict[int, tuple[str, tuple[str, str]]] = {}
+    host_owner: dict[tuple[int, str], tuple[str, str]] = {}
+    for gw in sorted(gateways, key=_age):
         listeners = (gw.get("spec") or {}).get("listeners") or []
         conflicts = _conflicts(listeners)
+        for li in listeners:
+            port, host = int(li.get("port") or 0), str(li.get("hostname") or "")
+            protocol = str(li.get("protocol") or "")
+            owner = port_owner.setdefault(port, (protocol, _key(gw)))
+            holder = host_owner.setdefault((port, host), _key(gw))
+            if str(li.get("name")) in conflicts:
+                continue
+            if owner[0] != protocol:
+                conflicts[str(li.get("name"))] = (
+                    "Conflicted", "True", "ProtocolConflict",
+                    f"port {port} is {owner[0]} on Gateway {'/'.join(owner[1])}",
+                )  # fmt: skip
+            elif holder != _key(gw):
+                conflicts[str(li.get("name"))] = (
+                    "Conflicted", "True", "HostnameConflict",
+                    f"Gateway {'/'.join(holder)} has a listener on port {port} with this "
+                    "hostname",
+                )  # fmt: skip
         problem = _address_problem(gw, addresses)
         if problem is not None:
             address_problems[_key(gw)] = problem
