@@ -124,6 +124,43 @@ async def test_leader_steps_down_when_it_cannot_renew(client: Client, ns: str) -
     assert (await client.get(LEASES, lock, ns))["spec"]["holderIdentity"] == "intruder"
 
 
+class CountingClient:
+    """The client, counting the Lease reads and writes an elector makes."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.calls: list[str] = []
+
+    async def get(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append("get")
+        return await self.client.get(*a, **kw)
+
+    async def update(self, *a: Any, **kw: Any) -> Any:
+        self.calls.append("update")
+        return await self.client.update(*a, **kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.client, name)
+
+
+async def test_the_leader_renews_with_one_request(client: Client, ns: str) -> None:
+    """client-go's fast path: while its lease is valid the leader updates the Lease it
+    last wrote, without reading it first (one request per renewal, not two)."""
+    lock = f"lock-{uuid.uuid4().hex[:6]}"
+    counting = CountingClient(client)
+    a = Candidate(counting, lock, ns, "a")  # type: ignore[arg-type]
+    try:
+        await wait_for(a.elector.is_leader, 5)
+        before = list(counting.calls)
+        await wait_for(lambda: counting.calls[len(before) :].count("update") >= 3, 10)
+        assert "get" not in counting.calls[len(before) :]
+        spec = (await client.get(LEASES, lock, ns))["spec"]
+        assert spec["holderIdentity"] == "a" and spec["leaseTransitions"] == 0
+    finally:
+        a.elector.stop()
+        await asyncio.gather(a.task, return_exceptions=True)
+
+
 def test_config_validation() -> None:
     with pytest.raises(ValueError):
         LeaderElectionConfig("x", lease_duration=10, renew_deadline=10)

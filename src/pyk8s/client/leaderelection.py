@@ -270,6 +270,8 @@ class LeaderElector:
     async def _try_acquire_or_renew(self) -> bool:
         cfg = self.config
         now = dt.datetime.now(dt.UTC)
+        if await self._renew_optimistically(now):
+            return True
         try:
             try:
                 lease = await self.client.get(LEASES, cfg.lock_name, cfg.lock_namespace)
@@ -307,6 +309,24 @@ class LeaderElector:
             else:
                 log.warning("error retrieving or updating lease %s: %s", self._lock_desc(), err)
             return False
+
+    async def _renew_optimistically(self, now: dt.datetime) -> bool:
+        """client-go's fast path: the leader, its lease still valid, updates the Lease it
+        last wrote (one request, no GET first); any error falls back to the slow path."""
+        cfg = self.config
+        if not self._leading or self._lease is None or self._observed is None:
+            return False
+        if self._observed_time + cfg.lease_duration <= self._clock():
+            return False
+        record = self._record(now, self._observed)
+        updated = {**self._lease, "spec": {**(self._lease.get("spec") or {}), **record.spec()}}
+        try:
+            self._lease = await self.client.update(LEASES, updated, cfg.lock_namespace)
+        except ClientError as err:
+            log.debug("lease %s: optimistic renew failed (%s)", self._lock_desc(), err)
+            return False
+        await self._observe(record)
+        return True
 
     async def _observe(self, record: LeaderElectionRecord) -> None:
         self._observed = record
