@@ -83,6 +83,8 @@ class Options:
     #: --max-requests-inflight / --max-mutating-requests-inflight (upstream's defaults)
     max_requests_inflight: int = DEFAULT_MAX_REQUESTS_INFLIGHT
     max_mutating_requests_inflight: int = DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT
+    #: --enable-priority-and-fairness (upstream's default: on)
+    enable_priority_and_fairness: bool = True
     #: --authorization-mode (upstream names, in order; system:masters is always allowed)
     authorization_modes: tuple[str, ...] = DEFAULT_AUTHORIZATION_MODES
     #: --anonymous-auth: requests without credentials are system:anonymous (else 401)
@@ -259,6 +261,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         admission_config=opts.admission_config,
         max_requests_inflight=opts.max_requests_inflight,
         max_mutating_requests_inflight=opts.max_mutating_requests_inflight,
+        enable_priority_and_fairness=opts.enable_priority_and_fairness,
         authorization_modes=opts.authorization_modes,
         anonymous=opts.anonymous_auth,
         kubelet_certificate_authority=opts.kubelet_certificate_authority,
