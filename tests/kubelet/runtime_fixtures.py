@@ -56,13 +56,16 @@ async def containerd() -> AsyncIterator[Containerd]:
 
 
 def _reap_leftovers(data_dir: Path, socket: Path) -> None:
-    """Kill the shims of this containerd and every process of its containers (a shim's
-    containers outlive it), then unmount rootfs and remove the state."""
-    tasks = ContainerdConfig(data_dir).state / "io.containerd.runtime.v2.task" / "k8s.io"
+    """Kill this containerd if it is still running (an agent killed before it stopped it
+    leaves it behind), its shims and every process of its containers (a shim's containers
+    outlive it), then unmount rootfs and remove the state."""
+    config = ContainerdConfig(data_dir)
+    tasks = config.state / "io.containerd.runtime.v2.task" / "k8s.io"
     ids = {p.name for p in tasks.iterdir()} if tasks.is_dir() else set()
+    own = (str(socket).encode(), b"--config\0" + str(config.config_file).encode())
     for proc in Path("/proc").glob("[0-9]*"):
         with contextlib.suppress(OSError):
-            if str(socket).encode() in (proc / "cmdline").read_bytes():
+            if any(mark in (proc / "cmdline").read_bytes() for mark in own):
                 os.kill(int(proc.name), signal.SIGKILL)
                 continue
             cgroups = (proc / "cgroup").read_text()
