@@ -81,11 +81,11 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--kubelet-certificate-authority",
-        type=Path,
         default=None,
         metavar="FILE",
         help="verify kubelets' serving certificates against this CA (pyk8s server: the "
-        "cluster CA, whose kubelet-serving signer issues them; pyk8s apiserver: none)",
+        "cluster CA, whose kubelet-serving signer issues them; pyk8s apiserver and an "
+        'empty value "": not verified)',
     )
     p.add_argument(
         "--anonymous-auth",
@@ -1194,8 +1194,8 @@ def _kubelet_ca(args: argparse.Namespace) -> Path | None:
     """``--kubelet-certificate-authority``; ``pyk8s server``'s kubelets serve with
     certificates from the cluster CA, so it verifies them by default, as k3s does."""
     if args.kubelet_certificate_authority is not None or args.command != "server":
-        ca: Path | None = args.kubelet_certificate_authority
-        return ca
+        given: str | None = args.kubelet_certificate_authority
+        return Path(given) if given else None
     from pyk8s.server.paths import default_data_dir
 
     return (args.data_dir or default_data_dir()) / "server" / "tls" / "ca.crt"
