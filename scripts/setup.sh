@@ -15,6 +15,8 @@ extras=""
 # NetworkPolicy.
 pkgs=(etcd-server etcd-client containerd runc containernetworking-plugins iptables busybox-static
       docker-registry nginx nftables ipvsadm ipset conntrack)
+# --test: the dashboard's browser tests drive Debian's headless Chromium through its chromedriver
+[[ -n "$extras" ]] && pkgs+=(chromium chromium-driver)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

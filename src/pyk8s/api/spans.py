@@ -25,6 +25,7 @@ A span is a plain dict (it crosses HTTP as JSON)::
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -46,14 +47,17 @@ Span = dict[str, Any]
 PREFIX = "/debug/traces"
 SPANS_PATH = PREFIX + "/spans"
 NAMESPACE_ATTR = "k8s.namespace.name"
+_HEX32 = re.compile(r"[0-9a-f]{32}")
 POD_ATTR = "k8s.pod.name"
 
 
 def trace_id(uid: str) -> str:
     """The trace ID of the object with ``uid``: its hex digits, lower-cased, cut or padded
     with zeros to 32 (a UUID's 128 bits exactly)."""
-    digits = "".join(c for c in uid.lower() if c in "0123456789abcdef")
-    return (digits + "0" * 32)[:32]
+    digits = uid.replace("-", "").lower()
+    if not _HEX32.fullmatch(digits):  # not a UUID
+        digits = ("".join(c for c in digits if c in "0123456789abcdef") + "0" * 32)[:32]
+    return digits
 
 
 def new_span_id() -> str:

@@ -528,11 +528,8 @@ class ResourceHandlers:
             await _undo(rollbacks)
             raise
         if mutated is not None:
-            self.server.spans.extend(
-                tracing.create_spans(
-                    out, user.name, (started, admitted, validated, time.time()), mutated
-                )
-            )
+            times = (started, admitted, validated, time.time())
+            self.server.spans.add(tracing.create_span(out, user.name, times, mutated))
         return out
 
     async def ensure(self, obj: JSON, *, update: bool = False) -> None:

@@ -48,6 +48,7 @@ from pyk8s.apiserver.authz import (
 )
 from pyk8s.apiserver.authzmodes import build_authorizer
 from pyk8s.apiserver.certs import Pki
+from pyk8s.apiserver.dashboard import Dashboard, is_dashboard_path
 from pyk8s.apiserver.encoding import json_response, status_response
 from pyk8s.apiserver.endpoints_reconciler import (
     DEFAULT_LEASE_TTL,
@@ -279,6 +280,8 @@ class APIServer:
         #: non-API paths that authenticate requests themselves (k3s's server bootstrap,
         #: read with the server token): served before the authenticator chain
         self.own_auth_paths: dict[str, Callable[[web.Request], Awaitable[web.StreamResponse]]] = {}
+        #: the web dashboard at /dashboard/ (issue 22)
+        self.dashboard = Dashboard(self)
         self.app = web.Application(client_max_size=4 * 1024 * 1024)
         self.app.router.add_route("*", "/{tail:.*}", self.handle)
         self.app.on_response_prepare.append(_send_audit_id)
@@ -369,6 +372,9 @@ class APIServer:
     # ------------------------------------------------------------------ dispatch
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        if is_dashboard_path(request.path):
+            # its API reads come back here as the user (pyk8s.apiserver.dashboard)
+            return await self.dashboard.serve(request)
         response: web.StreamResponse | None = None
         try:
             response = await self._serve(request)
@@ -536,6 +542,16 @@ class APIServer:
             field_selector=info.field_selector,
         )
         await self.check(user, attrs)
+
+    async def pod_with_spans(
+        self, user: UserInfo, namespace: str, name: str
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        """A pod and its trace's spans, as ``user`` may read them (the dashboard)."""
+        return await self.traces.pod_with_spans(user, namespace, name)
+
+    async def read_objects(self, prefix: str) -> list[dict[str, Any]]:
+        """Every object under a storage prefix, from the watch cache (the dashboard)."""
+        return [e.obj for e in await self.cache.read(prefix)]
 
     async def check(self, user: UserInfo, attrs: RequestAttributes) -> None:
         """403 unless the authorizer allows ``attrs`` to ``user`` (as audited)."""

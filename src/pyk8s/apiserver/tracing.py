@@ -37,7 +37,7 @@ from pyk8s.apiserver.authn import UserInfo
 from pyk8s.apiserver.authz import RequestAttributes
 from pyk8s.apiserver.encoding import json_response
 
-__all__ = ["PREFIX", "SPANS_PATH", "SpanStore", "TraceEndpoints", "binding_span", "create_spans"]
+__all__ = ["PREFIX", "SPANS_PATH", "SpanStore", "TraceEndpoints", "binding_span", "create_span"]
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,19 @@ class TraceEndpoints:
         return json_response(await self.pod_trace(user, parts[1], parts[3]))
 
     async def pod_trace(self, user: UserInfo, namespace: str, name: str) -> dict[str, Any]:
-        """The pod and its spans, if ``user`` may get the pod (403/404 as a get would)."""
+        """The pod's trace ID and spans, if ``user`` may get the pod (403/404 as a get)."""
+        pod, spans = await self.pod_with_spans(user, namespace, name)
+        uid = str(pod["metadata"].get("uid", ""))
+        return {
+            "traceId": trace_id(uid),
+            "pod": {"namespace": namespace, "name": name, "uid": uid},
+            "spans": spans,
+        }
+
+    async def pod_with_spans(
+        self, user: UserInfo, namespace: str, name: str
+    ) -> tuple[dict[str, Any], list[Span]]:
+        """The pod and its spans, if ``user`` may get the pod."""
         await self.authorize(
             user,
             RequestAttributes(
@@ -150,13 +162,7 @@ class TraceEndpoints:
         pod = await self.lookup("pods", "", namespace, name)
         if pod is None:
             raise errors.not_found("pods", name)
-        uid = str(pod["metadata"].get("uid", ""))
-        tid = trace_id(uid)
-        return {
-            "traceId": tid,
-            "pod": {"namespace": namespace, "name": name, "uid": uid},
-            "spans": self.store.get(tid),
-        }
+        return pod, self.store.get(trace_id(str(pod["metadata"].get("uid", ""))))
 
     async def write(self, raw: bytes, user: UserInfo) -> int:
         """Keep the spans in a ``{"spans": [...]}`` body that ``user`` may write; how many."""
@@ -209,38 +215,22 @@ def _well_formed(span: Any) -> bool:
     )
 
 
-def create_spans(
+def create_span(
     pod: dict[str, Any], user: str, times: tuple[float, float, float, float], mutated: list[str]
-) -> list[Span]:
-    """The API server's spans of a pod's create: the request (admission to storage), and
-    inside it mutating admission (which plugins changed the pod), validation (the
-    strategy's and the validating plugins') and the write to storage."""
+) -> Span:
+    """The API server's span of a pod's create, from admission to the stored object: one
+    span (what it costs is paid on every create), with the times its phases ended
+    (mutating admission; validation, the strategy's and the validating plugins') and
+    the plugins that changed the pod."""
     started, admitted, validated, stored = times
-    root = pod_span(pod, "apiserver.create", SERVICE, started, stored, {"user": user})
-    parent = root["spanId"]
-    rv = pod["metadata"].get("resourceVersion", "")
-    return [
-        root,
-        pod_span(
-            pod,
-            "apiserver.admission",
-            SERVICE,
-            started,
-            admitted,
-            {"mutatedBy": mutated},
-            parent=parent,
-        ),
-        pod_span(pod, "apiserver.validation", SERVICE, admitted, validated, parent=parent),
-        pod_span(
-            pod,
-            "apiserver.storage",
-            SERVICE,
-            validated,
-            stored,
-            {"resourceVersion": rv},
-            parent=parent,
-        ),
-    ]
+    attrs = {
+        "user": user,
+        "mutatedBy": mutated,
+        "admittedAt": admitted,
+        "validatedAt": validated,
+        "resourceVersion": pod["metadata"].get("resourceVersion", ""),
+    }
+    return pod_span(pod, "apiserver.create", SERVICE, started, stored, attrs)
 
 
 def binding_span(pod: dict[str, Any], node: str, user: str, started: float, ended: float) -> Span:

@@ -286,19 +286,26 @@ def _at(t: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(t, dt.UTC)
 
 
-def _span_step(span: Obj) -> Step | None:
-    """The step a component's span adds (spans are sub-second; see pyk8s.api.spans)."""
+def _span_steps(span: Obj) -> Step | list[Step] | None:
+    """The step(s) a component's span adds (spans are sub-second; see pyk8s.api.spans)."""
     name, a = str(span.get("name", "")), span.get("attributes") or {}
     start, end = _at(float(span["start"])), _at(float(span["end"]))
-    if name == "apiserver.admission":
+    if name == "apiserver.create":
+        # admission ended at admittedAt; the write is at its start (validatedAt): a
+        # watcher may learn of it before the writer's call returns, and the step must
+        # not sort after what the watcher did next
+        admitted = _at(float(a.get("admittedAt", span["start"])))
+        validated = _at(float(a.get("validatedAt", span["end"])))
         mutated = ", ".join(a.get("mutatedBy") or []) or "none"
-        return Step("Admitted", end, f"mutated by: {mutated} ({_ms(span)})", True, kind="Admitted")
-    # a write's step is at its start: a watcher may learn of it before the writer's
-    # call returns, and the step must not sort after what the watcher did next
-    if name == "apiserver.storage":
+        took = (admitted - start).total_seconds() * 1000
+        write = (end - validated).total_seconds() * 1000
         rv = a.get("resourceVersion", "")
-        detail = f"resourceVersion {rv} (write took {_ms(span)})"
-        return Step("Stored", start, detail, True, kind="Stored")
+        return [
+            Step("Admitted", admitted, f"mutated by: {mutated} ({took:.1f} ms)", True,
+                 kind="Admitted"),
+            Step("Stored", validated, f"resourceVersion {rv} (write took {write:.1f} ms)", True,
+                 kind="Stored"),
+        ]  # fmt: skip
     if name == "apiserver.binding":
         detail = f"bound to {a.get('node', '')} by {a.get('user', '')} (write took {_ms(span)})"
         return Step("Scheduled", start, detail, True, kind="Scheduled")
@@ -369,7 +376,10 @@ def build(
         s = _event_step(ev, init_names)
         if s is not None:
             steps.append(s)
-    spanned = [s for s in map(_span_step, spans) if s is not None]
+    spanned: list[Step] = []
+    for span in spans:
+        got = _span_steps(span)
+        spanned += got if isinstance(got, list) else [got] if got is not None else []
     if any(s.kind == "Scheduled" for s in spanned):
         # the API server's binding write: the scheduler's Event tells the same, later
         steps = [s for s in steps if s.kind != "Scheduled"]
