@@ -15,6 +15,7 @@ normalised to 0..100 between the lowest and the highest node.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -111,6 +112,9 @@ class InterPodAffinity:
 
     def __init__(self, lister: Lister) -> None:
         self.lister = lister
+        self._interned: weakref.WeakValueDictionary[AffinityTerm, AffinityTerm] = (
+            weakref.WeakValueDictionary()
+        )
 
     def _namespace_labels(self) -> dict[str, Mapping[str, str]]:
         return {
@@ -134,20 +138,37 @@ class InterPodAffinity:
         got: list[dict[AffinityTerm, dict[str, int]]] | None = state.get(_PLACED)
         if got is not None:
             return got
-        groups: list[dict[AffinityTerm, dict[str, int]]] = [{}, {}, {}, {}]
+        #: grouped by the identity of interned terms: hashing a term (its selector) for
+        #: every placed pod in every cycle cost more than the grouping itself
+        by_id: list[dict[int, tuple[AffinityTerm, dict[str, int]]]] = [{}, {}, {}, {}]
         ns_labels = self._namespace_labels
 
         def parse(p: Obj) -> Terms | None:
-            return None if _uses_namespace_selector(p) else _terms_of(p, ns_labels)
+            return None if _uses_namespace_selector(p) else self._intern(_terms_of(p, ns_labels))
 
         for key, (node_name, other) in cache.affinity_pods.items():
-            terms = cache.derived(key, NAME, other, parse) or _terms_of(other, ns_labels)
-            for group, ts in zip(groups, terms, strict=True):
+            terms = cache.derived(key, NAME, other, parse)
+            if terms is None:
+                terms = self._intern(_terms_of(other, ns_labels))
+            for group, ts in zip(by_id, terms, strict=True):
                 for t in ts:
-                    per = group.setdefault(t, {})
+                    entry = group.get(id(t))
+                    if entry is None:
+                        entry = group[id(t)] = (t, {})
+                    per = entry[1]
                     per[node_name] = per.get(node_name, 0) + 1
+        groups = [dict(g.values()) for g in by_id]
         state[_PLACED] = groups
         return groups
+
+    def _intern(self, terms: Terms) -> Terms:
+        """``terms`` with each term replaced by the one equal instance the plugin keeps
+        (while any placed pod holds it)."""
+
+        def one(ts: list[AffinityTerm]) -> list[AffinityTerm]:
+            return [self._interned.setdefault(t, t) for t in ts]
+
+        return one(terms[0]), one(terms[1]), one(terms[2]), one(terms[3])
 
     # ---------------------------------------------------------------- filter
 
