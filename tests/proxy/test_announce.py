@@ -9,7 +9,13 @@ import socket
 import struct
 from typing import Any
 
-from pyk8s.proxy.announce import announcer, arp_reply, gratuitous_arp, wanted_addresses
+from pyk8s.proxy.announce import (
+    announcer,
+    arp_reply,
+    elected,
+    gratuitous_arp,
+    wanted_addresses,
+)
 
 MAC = bytes.fromhex("02aabbccddee")
 PEER = bytes.fromhex("021122334455")
@@ -84,3 +90,20 @@ def test_gratuitous_arp() -> None:
     frame = gratuitous_arp(MAC, "10.99.0.200")
     assert frame[:6] == b"\xff" * 6 and frame[6:12] == MAC and len(frame) == 42
     assert frame[28:32] == frame[38:42] == socket.inet_aton("10.99.0.200")
+
+
+def test_each_address_has_exactly_one_announcer_among_the_live_speakers() -> None:
+    net = ipaddress.IPv4Network("10.99.0.0/24")
+    services = [lb(f"s{i}", [f"10.99.0.{200 + i}"]) for i in range(8)]
+    services.append(lb("local", ["10.99.0.250"], externalTrafficPolicy="Local"))
+    ready = {("default", "local"): frozenset({"host-c"})}
+    wanted = wanted_addresses(services, ready, set(), net)
+    live = {"host-a", "host-b", "host-c"}
+    by_node = {n: elected(wanted, live, n) for n in live}
+    ips = [ip for mine in by_node.values() for ip in mine]
+    assert sorted(ips) == sorted(w.ip for w in wanted)  # each once
+    assert "10.99.0.250" in by_node["host-c"]  # Local: only where the endpoint is
+    # host-c gone (or excluded): its addresses move, the Local one has no announcer
+    rest = {n: elected(wanted, live - {"host-c"}, n) for n in live - {"host-c"}}
+    moved = [ip for mine in rest.values() for ip in mine]
+    assert sorted(moved) == sorted(w.ip for w in wanted if w.ip != "10.99.0.250")

@@ -14,7 +14,8 @@ its nat rules, and exactly one node makes the network send the address's packets
   ``kube-system/pyk8s-speaker-<node>`` (MetalLB's memberlist role); a speaker counts as
   alive while its Lease's renewTime keeps changing, as observed on the local clock
   (client-go's leader election rule, so clock skew between nodes does not matter);
-* **election**: for each address, among the live speakers — with
+* **election**: for each address, among the live speakers (not on nodes labelled
+  ``node.kubernetes.io/exclude-from-external-load-balancers``) — with
   ``externalTrafficPolicy: Local`` only those on nodes with a ready endpoint — the one with
   the smallest ``sha256(node + "#" + ip)`` announces it (MetalLB's layer-2 hash): every
   speaker computes the same winner with no further coordination;
@@ -62,6 +63,7 @@ __all__ = [
     "Speaker",
     "announcer",
     "arp_reply",
+    "elected",
     "gratuitous_arp",
     "wanted_addresses",
 ]
@@ -74,6 +76,8 @@ LEASE_NAMESPACE = "kube-system"
 LEASE_PREFIX = "pyk8s-speaker-"
 SPEAKER_LABEL = "app.kubernetes.io/component"
 SPEAKER_VALUE = "lb-speaker"
+#: nodes with this label announce nothing (as MetalLB, and the service controller)
+EXCLUDE_LB_LABEL = "node.kubernetes.io/exclude-from-external-load-balancers"
 #: seconds a speaker's Lease may go unrenewed before the others take its addresses
 LEASE_DURATION = 6
 RENEW_INTERVAL = 2.0
@@ -138,6 +142,17 @@ def wanted_addresses(
             nodes = ready_nodes.get((ns, name), frozenset()) if local else None
             out.append(Wanted(ip, ns, name, nodes))
     return out
+
+
+def elected(wanted: Iterable[Wanted], live: set[str], me: str) -> dict[str, Wanted]:
+    """The addresses of ``wanted`` node ``me`` announces among the ``live`` speakers
+    (with Local policy only those with a ready endpoint are candidates)."""
+    mine: dict[str, Wanted] = {}
+    for w in wanted:
+        candidates = live if w.nodes is None else live & w.nodes
+        if announcer(candidates, w.ip) == me:
+            mine.setdefault(w.ip, w)
+    return mine
 
 
 def _mac(text: str) -> bytes:
@@ -353,12 +368,12 @@ class Speaker:
         )
         if wanted and time.monotonic() - self._renewed_at >= RENEW_INTERVAL:
             await self._renew()
-        live = self._live()
-        mine: dict[str, Wanted] = {}
-        for w in wanted:
-            candidates = live if w.nodes is None else live & w.nodes
-            if announcer(candidates, w.ip) == self.node_name:
-                mine.setdefault(w.ip, w)
+        excluded = {
+            n["metadata"]["name"]
+            for n in self.nodes.store.list()
+            if EXCLUDE_LB_LABEL in ((n.get("metadata") or {}).get("labels") or {})
+        }
+        mine = elected(wanted, self._live() - excluded, self.node_name)
         for ip in set(self.announced) - set(mine):
             log.info("layer-2: stopped announcing", extra={"ip": ip})
         self._responder.ips = dict.fromkeys(mine)
