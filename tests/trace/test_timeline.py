@@ -92,3 +92,66 @@ def test_missing_image_ends_at_the_pull_error() -> None:
     rows = tl.rows()
     assert [r["gapSeconds"] for r in rows] == [0.0, 0.1, 0.2, 0.1]
     assert rows[2]["detail"].endswith("(x3)")
+
+
+def test_spans_add_the_steps_no_event_tells_and_a_sub_second_ready() -> None:
+    """The components' spans (pyk8s.api.spans): admission and the write from one span,
+    the binding write replacing the scheduler's later Event, the scheduler's filtered-out
+    counts, the kubelet's steps, and Ready from the status write; a whole-second
+    condition never sorts before the sub-second step that caused it."""
+    p = pod(
+        {
+            "phase": "Running",
+            "conditions": [
+                {
+                    "type": "PodScheduled",
+                    "status": "True",
+                    "lastTransitionTime": "2026-01-02T03:04:05Z",
+                },
+                {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-02T03:04:06Z"},
+            ],
+        }
+    )
+    base = T0.timestamp()
+
+    def span(name: str, start: float, end: float, **attrs: Any) -> dict[str, Any]:
+        return {"name": name, "start": base + start, "end": base + end, "attributes": attrs}
+
+    spans = [
+        span(
+            "apiserver.create", 0.10, 0.13, mutatedBy=["ServiceAccount"], admittedAt=base + 0.11,
+            validatedAt=base + 0.12, resourceVersion="7",
+        ),
+        span("scheduler.queue", 0.14, 0.15),
+        span(
+            "scheduler.schedule", 0.15, 0.16, node="n1", score=90, nodes=3, feasibleNodes=1,
+            filteredOut={"node(s) didn't match Pod's node affinity/selector": 2}, attempt=1,
+        ),
+        span("apiserver.binding", 0.20, 0.21, node="n1", user="system:kube-scheduler"),
+        span("kubelet.seen", 0.22, 0.22, node="n1"),
+        span("kubelet.sandbox", 0.25, 0.30, ips=["10.42.0.5"]),
+        span("kubelet.ready", 0.90, 0.91),
+    ]  # fmt: skip
+    late_event = ev("Scheduled", "Successfully assigned ns/p to n1", 0.95)
+    tl = build(p, [late_event], spans=spans)
+    steps = [(s.step, round(s.time.timestamp() - base, 2)) for s in tl.steps]
+    assert steps == [
+        ("Created", 0.0),
+        ("Admitted", 0.11),
+        ("Stored", 0.12),
+        ("Queued", 0.14),
+        ("SchedulingCycle", 0.15),
+        ("Scheduled", 0.2),
+        ("SeenByKubelet", 0.22),
+        ("SandboxCreated", 0.3),
+        ("Ready", 0.9),
+    ]
+    detail = {s.step: s.detail for s in tl.steps}
+    assert detail["Admitted"].startswith("mutated by: ServiceAccount")
+    assert "picked n1 (score 90); 1/3 nodes feasible" in detail["SchedulingCycle"]
+    assert "filtered out: 2 node(s) didn't match" in detail["SchedulingCycle"]
+    assert detail["Scheduled"].startswith("bound to n1 by system:kube-scheduler")
+    assert detail["SandboxCreated"].startswith("10.42.0.5")
+    rows = tl.rows()
+    assert abs(sum(r["gapSeconds"] for r in rows) - rows[-1]["sinceCreatedSeconds"]) < 1e-6
+    assert tl.result == "Ready" and all(r["precise"] for r in rows[1:])
