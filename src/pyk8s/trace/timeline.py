@@ -294,8 +294,8 @@ def _span_steps(span: Obj) -> Step | list[Step] | None:
         # admission ended at admittedAt; the write is at its start (validatedAt): a
         # watcher may learn of it before the writer's call returns, and the step must
         # not sort after what the watcher did next
-        admitted = _at(float(a.get("admittedAt", span["start"])))
-        validated = _at(float(a.get("validatedAt", span["end"])))
+        admitted = _at(float(a.get("admittedAt") or span["start"]))
+        validated = _at(float(a.get("validatedAt") or span["end"]))
         mutated = ", ".join(a.get("mutatedBy") or []) or "none"
         took = (admitted - start).total_seconds() * 1000
         write = (end - validated).total_seconds() * 1000
