@@ -26,6 +26,7 @@ from pyk8s.apiserver.allocators import (
     RangeFull,
 )
 from pyk8s.apiserver.strategies.base import JSON, Rollback, Strategy, Subresource
+from pyk8s.apiserver.strategies.ipfamilies import cluster_ips as spec_cluster_ips
 from pyk8s.apiserver.strategies.ipfamilies import (
     complete_for_update,
     ip_family_errors,
@@ -202,10 +203,8 @@ class ServiceStrategy(Strategy):
         the old object had it, reserved when the user picked it, allocated otherwise;
         each new one is appended to ``taken``."""
         spec, meta = svc["spec"], svc["metadata"]
-        ips = list(spec.get("clusterIPs") or [])
-        if not ips and spec.get("clusterIP"):
-            ips = [spec["clusterIP"]]
-        old_ips = list((old_spec or {}).get("clusterIPs") or [])
+        ips = spec_cluster_ips(spec)
+        old_ips = spec_cluster_ips(old_spec or {})
         if old_spec is not None and not ips and old_ips:
             ips = old_ips[: max(1, len(spec.get("ipFamilies") or []))]
         if ips[:1] == ["None"]:

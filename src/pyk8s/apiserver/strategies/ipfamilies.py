@@ -19,7 +19,7 @@ from pyk8s.api.errors import FieldError
 from pyk8s.api.gofmt import GoStringSlice
 from pyk8s.apiserver.strategies.base import JSON
 
-__all__ = ["complete_for_update", "ip_family_errors", "reduction_errors"]
+__all__ = ["cluster_ips", "complete_for_update", "ip_family_errors", "reduction_errors"]
 
 SINGLE = "SingleStack"
 PREFER = "PreferDualStack"
@@ -30,7 +30,8 @@ def _other(family: str) -> str:
     return IPv6 if family == IPv4 else IPv4
 
 
-def _cluster_ips(spec: JSON) -> list[str]:
+def cluster_ips(spec: JSON) -> list[str]:
+    """``spec.clusterIPs``, or ``[spec.clusterIP]`` for an object written without it."""
     ips = spec.get("clusterIPs")
     if isinstance(ips, list) and ips:
         return [str(x) for x in ips]
@@ -45,7 +46,7 @@ def ip_family_errors(svc: JSON, configured: Sequence[str]) -> list[FieldError]:
     if spec.get("type") == "ExternalName" or not configured:
         return []
     policy = spec.get("ipFamilyPolicy") or SINGLE
-    ips = _cluster_ips(spec)
+    ips = cluster_ips(spec)
     families = [str(f) for f in spec.get("ipFamilies") or []]
     errs: list[FieldError] = []
     if policy == SINGLE:
@@ -107,7 +108,7 @@ def reduction_errors(new: JSON, old: JSON) -> list[FieldError]:
     if spec.get("type") == "ExternalName" or policy == SINGLE:
         return []
     errs: list[FieldError] = []
-    ips, old_ips = _cluster_ips(spec), _cluster_ips(old_spec)
+    ips, old_ips = cluster_ips(spec), cluster_ips(old_spec)
     if ips and len(ips) < len(old_ips):
         errs.append(
             errors.invalid(
@@ -138,7 +139,7 @@ def complete_for_update(new: JSON, old: JSON, configured: Sequence[str]) -> None
         return
     if (
         spec.get("ipFamilyPolicy") == old_spec.get("ipFamilyPolicy") == PREFER
-        and _cluster_ips(spec) == _cluster_ips(old_spec)
+        and cluster_ips(spec) == cluster_ips(old_spec)
         and list(spec.get("ipFamilies") or []) == list(old_spec.get("ipFamilies") or [])
     ):
         return  # upstream never up- or downgrades an unchanged PreferDualStack Service
@@ -148,9 +149,9 @@ def complete_for_update(new: JSON, old: JSON, configured: Sequence[str]) -> None
         spec["ipFamilies"] = list(old_spec["ipFamilies"])
     policy = spec.get("ipFamilyPolicy") or SINGLE
     families = list(spec.get("ipFamilies") or [])
-    ips = _cluster_ips(spec)
+    ips = cluster_ips(spec)
     if policy == SINGLE:
-        if ips == _cluster_ips(old_spec) and len(ips) > 1:
+        if ips == cluster_ips(old_spec) and len(ips) > 1:
             spec["clusterIPs"] = ips[:1]
         if families == list(old_spec.get("ipFamilies") or []) and len(families) > 1:
             spec["ipFamilies"] = families[:1]
