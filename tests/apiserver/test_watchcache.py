@@ -129,29 +129,26 @@ async def test_consistent_reads_share_store_revision_reads_started_after_they_ca
     the callers that come while a read runs share the next one, which starts after it."""
     store = await SqliteStore.open(tmp_path / "s.db")
     cache = WatchCache(store)
-    calls: list[asyncio.Event] = []
+    calls: asyncio.Queue[asyncio.Event] = asyncio.Queue()
     real = store.current_revision
 
     async def gated() -> int:
         gate = asyncio.Event()
-        calls.append(gate)
+        calls.put_nowait(gate)
         await gate.wait()
         return await real()
 
     store.current_revision = gated  # type: ignore[method-assign]
     try:
         first = asyncio.create_task(cache.fresh_revision())
-        while not calls:
-            await asyncio.sleep(0)
+        gate = await calls.get()
         # written after the first read began: only the later callers must see it
         kv = await store.create("/registry/core/pods/ns/a", pod("a"))
         later = [asyncio.create_task(cache.fresh_revision()) for _ in range(10)]
-        calls[0].set()
+        gate.set()
         assert await first == kv.mod_revision  # the gate held the query itself back
-        while len(calls) < 2:
-            await asyncio.sleep(0)
-        calls[1].set()
+        (await calls.get()).set()  # the one read the ten later callers share
         assert {await t for t in later} == {kv.mod_revision}
-        assert len(calls) == 2
+        assert calls.empty()
     finally:
         await store.close()
