@@ -147,6 +147,8 @@ async def test_bootstrap_objects_headers_dangling_and_tables(cluster: Cluster) -
     )
     _, _, resp = await c.call("GET", "/api/v1/namespaces/default/configmaps")
     assert resp.headers["X-Kubernetes-PF-FlowSchema-UID"] == schemas["exempt"]["metadata"]["uid"]
+    _, _, resp = await c.call("GET", "/readyz", user="alice")
+    assert resp.headers["X-Kubernetes-PF-FlowSchema-UID"] == schemas["probes"]["metadata"]["uid"]
 
     # a schema whose level is missing is Dangling, and printed MISSINGPL True
     orphan = {

@@ -457,6 +457,8 @@ class APIServer:
         if self.authenticator is not None:
             user = await impersonated_user(request, user, self.authorizer)
         if path in HEALTH_PATHS or path.startswith(("/healthz/", "/livez/", "/readyz/")):
+            if self.apf is not None:  # never queued (upstream's "probes" are exempt)
+                request[CLASSIFICATION] = self.apf.classify(info, user)
             await self.authorize(user, info)
             return self._health_or_version(path, request)
         slot = self.inflight.acquire(info, user)
