@@ -116,6 +116,10 @@ class ServiceStrategy(Strategy):
     def validate(self, obj: JSON) -> list[FieldError]:
         return super().validate(obj) or ip_family_errors(obj, self.families)
 
+    def validate_status_update(self, new: JSON, old: JSON) -> list[FieldError]:
+        # status writes allocate nothing: the spec's IP families are left as they are
+        return super().validate_update(new, old)
+
     def validate_update(self, new: JSON, old: JSON) -> list[FieldError]:
         complete_for_update(new, old, self.families)
         return (
