@@ -9,9 +9,14 @@ ruleset, mostly from the per-service cache, plus the incremental ``iptables-rest
 --noflush`` or ``nft -f`` transaction). The iptables rows are the baseline for the
 nftables rows, measured in the same run; the first row is the fixed cost of an
 iptables-restore of a one-service ruleset. The host's own tables are never touched.
+A mode suffixed ``-dual`` (``nftables-dual``, ``iptables-dual``) is a dual-stack node:
+every Service has an IPv4 and an IPv6 ClusterIP and a slice of each family, a change
+moves one endpoint in both, and each sync renders and applies both families' rulesets
+(the ``ip`` and ``ip6`` tables, or iptables and ip6tables), as the proxier does; its
+single-stack mode is the baseline in the same run.
 
     python3 bench/network/proxy.py [--services 1000,10000] [--endpoints 10] [--changes 20]
-                                   [--modes iptables,nftables]
+                                   [--modes iptables,nftables[,nftables-dual,iptables-dual]]
 """
 
 from __future__ import annotations
@@ -36,40 +41,54 @@ from pyk8s.proxy import nftrules, rules  # noqa: E402
 from pyk8s.proxy.iptables import Applier  # noqa: E402
 from pyk8s.proxy.nftables import NftApplier  # noqa: E402
 from pyk8s.proxy.nftrules import render_nft  # noqa: E402
-from pyk8s.proxy.rules import ProxyConfig, render  # noqa: E402
+from pyk8s.proxy.rules import ProxyConfig, family_config, render  # noqa: E402
 
 
-def _pod_ip(n: int) -> str:
+def _pod_ip(n: int, family: int = 4) -> str:
+    if family == 6:
+        return f"fd00:42::{n + 2:x}"
     return f"10.42.{n // 250 % 250}.{n % 250 + 2}"
 
 
-def objects(services: int, endpoints: int, generation: int = 0) -> tuple[list[Any], list[Any]]:
+def objects(
+    services: int, endpoints: int, generation: int = 0, dual: bool = False
+) -> tuple[list[Any], list[Any]]:
     """``services`` ClusterIP services (port 80 → 8080), ``endpoints`` ready pods each; only
-    the first service's slice changes between generations (and gets a new
-    resourceVersion, as an informer would see it)."""
+    the first service's slices change between generations (and get a new
+    resourceVersion, as an informer would see it). ``dual``: every Service also has an
+    IPv6 ClusterIP and an IPv6 slice."""
     svcs, slices = [], []
+    families = (4, 6) if dual else (4,)
     for i in range(services):
         name = f"svc-{i}"
+        ips = [f"10.43.{i // 250}.{i % 250 + 2}", f"fd00:43::{i + 2:x}"][: len(families)]
         svcs.append({
             "metadata": {"name": name, "namespace": "bench", "resourceVersion": "1"},
-            "spec": {"type": "ClusterIP", "clusterIP": f"10.43.{i // 250}.{i % 250 + 2}",
+            "spec": {"type": "ClusterIP", "clusterIP": ips[0], "clusterIPs": ips,
+                     "ipFamilies": [f"IPv{f}" for f in families],
                      "ports": [{"name": "http", "port": 80, "targetPort": 8080,
                                 "protocol": "TCP"}]},
         })  # fmt: skip
-        eps = [
-            {"addresses": [_pod_ip(i * endpoints + j)], "conditions": {"ready": True},
-             "nodeName": "bench-node"}
-            for j in range(endpoints)
-        ]  # fmt: skip
-        if i == 0:  # the service the changes move between generations
-            eps[0]["addresses"] = [f"10.41.{generation // 250 % 250}.{generation % 250 + 2}"]
-        slices.append({
-            "metadata": {"name": f"{name}-abc", "namespace": "bench",
-                         "resourceVersion": str(generation + 2) if i == 0 else "1",
-                         "labels": {"kubernetes.io/service-name": name}},
-            "addressType": "IPv4", "endpoints": eps,
-            "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
-        })  # fmt: skip
+        for family in families:
+            eps = [
+                {"addresses": [_pod_ip(i * endpoints + j, family)],
+                 "conditions": {"ready": True}, "nodeName": "bench-node"}
+                for j in range(endpoints)
+            ]  # fmt: skip
+            if i == 0:  # the service the changes move between generations
+                moved = (
+                    f"fd00:41::{generation + 2:x}"
+                    if family == 6
+                    else f"10.41.{generation // 250 % 250}.{generation % 250 + 2}"
+                )
+                eps[0]["addresses"] = [moved]
+            slices.append({
+                "metadata": {"name": f"{name}-{family}", "namespace": "bench",
+                             "resourceVersion": str(generation + 2) if i == 0 else "1",
+                             "labels": {"kubernetes.io/service-name": name}},
+                "addressType": f"IPv{family}", "endpoints": eps,
+                "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+            })  # fmt: skip
     return svcs, slices
 
 
@@ -126,20 +145,39 @@ async def measure(
     """A first (full) sync from an empty table, then ``changes`` syncs that each move one
     endpoint of one service: render and apply timed apart and together. A full sync still
     running after ``full_limit`` seconds is stopped and reported as such."""
-    config = ProxyConfig(node_name="bench-node", node_ips=("192.0.2.10",))
+    base, dual = mode.removesuffix("-dual"), mode.endswith("-dual")
+    config = ProxyConfig(
+        node_name="bench-node",
+        node_ips=("192.0.2.10", "2001:db8::10"),
+        cluster_cidr="10.42.0.0/16,fd00:42::/56" if dual else "10.42.0.0/16",
+    )
+    configs = [family_config(config, f) for f in ((4, 6) if dual else (4,))]
     _clear_render_caches()
     with _Netns() as prefix:
-        if mode == "nftables":
-            nft = NftApplier(prefix)
-            renderer: Any = render_nft
-            apply: Any = nft.apply
-        else:
-            applier = Applier(prefix)
-            await applier.ensure_jumps()
-            renderer, apply = render, applier.apply
-        svcs, slices = objects(services, endpoints)
+        appliers: list[Any] = []
+        for cfg in configs:
+            if base == "nftables":
+                appliers.append(NftApplier(prefix).apply)
+            else:
+                applier = Applier(
+                    prefix, iptables="ip6tables" if cfg.ip_family == 6 else "iptables"
+                )
+                await applier.ensure_jumps()
+                appliers.append(applier.apply)
+        one = render_nft if base == "nftables" else render
+
+        def renderer(svcs: Any, slices: Any, _config: Any) -> list[Any]:
+            return [one(svcs, slices, cfg) for cfg in configs]
+
+        async def apply(rulesets: list[Any]) -> None:
+            for apply_one, ruleset in zip(appliers, rulesets, strict=True):
+                await apply_one(ruleset)
+
+        svcs, slices = objects(services, endpoints, dual=dual)
         t0 = time.perf_counter()
-        tool = "nft -f" if mode == "nftables" else "iptables-restore"
+        tool = "nft -f" if base == "nftables" else "iptables-restore"
+        if dual:
+            tool += " (both families)"
         label = f"{mode}, {services} svc x {endpoints} ep"
         try:
             await asyncio.wait_for(apply(renderer(svcs, slices, config)), full_limit)
@@ -150,7 +188,7 @@ async def measure(
         full_s = [time.perf_counter() - t0]
         render_s, apply_s, total_s = [], [], []
         for g in range(changes):
-            svcs, slices = objects(services, endpoints, g + 1)
+            svcs, slices = objects(services, endpoints, g + 1, dual=dual)
             t0 = time.perf_counter()
             ruleset = renderer(svcs, slices, config)
             t1 = time.perf_counter()
