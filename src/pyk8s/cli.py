@@ -1627,7 +1627,7 @@ def _metrics_server_args(args: argparse.Namespace) -> list[str]:
     from pyk8s.server.paths import default_data_dir
 
     tls = (args.data_dir or default_data_dir()) / "server" / "tls"
-    address = args.advertise_address or args.node_ip or default_host_ip()
+    address = args.advertise_address or args.node_ip.split(",")[0] or default_host_ip()
     return ["--secure-port", "0", "--health-port", "0", "--advertise-address", address,
             "--bind-address", address, "--kubelet-insecure-tls",
             "--kubelet-preferred-address-types", "InternalIP,ExternalIP,Hostname",
@@ -1671,7 +1671,7 @@ def _metrics_adapter_args(args: argparse.Namespace) -> list[str]:
     from pyk8s.server.paths import default_data_dir
 
     tls = (args.data_dir or default_data_dir()) / "server" / "tls"
-    address = args.advertise_address or args.node_ip or default_host_ip()
+    address = args.advertise_address or args.node_ip.split(",")[0] or default_host_ip()
     return ["--secure-port", "0", "--health-port", "0", "--advertise-address", address,
             "--bind-address", address, "--cert-dir", str(tls / "metrics-adapter"),
             *_passed_through(args.metrics_adapter_args)]  # fmt: skip

@@ -77,7 +77,8 @@ def server_args(args: argparse.Namespace, passed_through: list[str]) -> list[str
     if disabled & set(DISABLE_NAMES):
         return None
     out = ["--data-dir", str((args.data_dir or default_data_dir()) / "server")]
-    node_ip = getattr(args, "node_ip", "") or getattr(args, "advertise_address", "")
+    # a dual-stack node's --node-ip v4,v6: the primary address
+    node_ip = getattr(args, "node_ip", "").split(",")[0] or getattr(args, "advertise_address", "")
     if node_ip:
         out += ["--node-ip", node_ip]
     if getattr(args, "node_name", ""):
