@@ -23,6 +23,9 @@ let session = null; // AbortController of the current namespace's watches
 let selected = null; // {ns, name} of the pod whose detail is open
 let logAbort = null;
 let renderQueued = false;
+// what changed since the last render: resource name -> changed keys, or "all" (added,
+// deleted, relisted): a pod that only changed re-renders its own row, not the table
+const dirty = {};
 let connected = 0;
 
 function key(o) {
@@ -166,21 +169,31 @@ function renderWorkloads() {
   fill("workloads", rows);
 }
 
-function renderPods() {
+function podRow(p) {
+  const s = podStatus(p);
+  const link = el("a", p.metadata.name, "pod-link");
+  link.href = "#";
+  link.onclick = (ev) => {
+    ev.preventDefault();
+    openPod(p.metadata.namespace, p.metadata.name);
+  };
+  return row([p.metadata.namespace, link, el("span", s.text, s.bad ? "bad" : "ok"),
+    readyCount(p), restarts(p), p.spec.nodeName || "", age(p.metadata.creationTimestamp)],
+  { "data-key": key(p) });
+}
+
+function renderPods(changed) {
+  if (changed instanceof Set) {
+    // only these pods changed: swap their rows in place
+    const body = document.querySelector("#pods tbody");
+    const rows = new Map(Array.from(body.rows, (r) => [r.getAttribute("data-key"), r]));
+    if ([...changed].every((k) => rows.has(k) && stores.pods.has(k))) {
+      for (const k of changed) rows.get(k).replaceWith(podRow(stores.pods.get(k)));
+      return;
+    }
+  }
   const pods = values("pods").sort((a, b) => key(a).localeCompare(key(b)));
-  fill("pods", pods.map((p) => {
-    const s = podStatus(p);
-    const link = el("a", p.metadata.name, "pod-link");
-    link.href = "#";
-    link.onclick = (ev) => {
-      ev.preventDefault();
-      openPod(p.metadata.namespace, p.metadata.name);
-    };
-    const tr = row([p.metadata.namespace, link, el("span", s.text, s.bad ? "bad" : "ok"),
-      readyCount(p), restarts(p), p.spec.nodeName || "", age(p.metadata.creationTimestamp)],
-    { "data-key": key(p) });
-    return tr;
-  }));
+  fill("pods", pods.map(podRow));
 }
 
 function renderNodes() {
@@ -277,12 +290,21 @@ function renderFailing() {
 
 function render() {
   renderQueued = false;
-  renderWorkloads();
-  renderPods();
-  renderNodes();
-  renderServices();
-  renderEvents();
-  renderFailing();
+  const changed = Object.assign({}, dirty);
+  for (const k of Object.keys(dirty)) delete dirty[k];
+  const any = (...names) => names.some((n) => n in changed) || "ages" in changed;
+  if (any("deployments", "statefulsets", "daemonsets")) renderWorkloads();
+  if (any("pods")) renderPods("ages" in changed ? "all" : changed.pods);
+  if (any("pods", "nodes")) renderNodes();
+  if (any("services", "endpointslices")) renderServices();
+  if (any("events")) renderEvents();
+  if (any("pods", "deployments", "nodes")) renderFailing();
+}
+
+function markDirty(name, k) {
+  if (k === undefined || dirty[name] === "all") dirty[name] = "all";
+  else (dirty[name] = dirty[name] || new Set()).add(k);
+  queueRender();
 }
 
 function queueRender() {
@@ -317,7 +339,7 @@ async function listWatch(res, ns, signal) {
       store.clear();
       for (const o of list.items || []) store.set(key(o), o);
       rv = list.metadata.resourceVersion;
-      queueRender();
+      markDirty(res.name);
     } catch (err) {
       if (signal.aborted) return;
       if (err.code === 403 || err.code === 404) return; // not allowed: the section stays empty
@@ -348,9 +370,10 @@ async function listWatch(res, ns, signal) {
           if (ev.type === "ERROR") throw new Error("watch expired");
           if (ev.type === "BOOKMARK") continue;
           const k = key(ev.object);
+          const known = store.has(k);
           if (ev.type === "DELETED") store.delete(k);
           else store.set(k, ev.object);
-          queueRender();
+          markDirty(res.name, known && ev.type === "MODIFIED" ? k : undefined);
           if (res.name === "pods" && selected && k === selected.ns + "/" + selected.name) {
             loadTrace();
           }
@@ -481,7 +504,7 @@ async function start() {
   document.getElementById("detail-close").onclick = closePod;
   document.getElementById("log-container").onchange = tailLog;
   watchAll();
-  setInterval(queueRender, 10000); // ages; no requests
+  setInterval(() => markDirty("ages"), 10000); // ages; no requests
 }
 
 async function namespaces() {
