@@ -10,6 +10,7 @@ user whose Role covers one namespace sees only that namespace. Screenshots go to
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from collections.abc import Iterator
@@ -85,19 +86,42 @@ def goto(browser: Any, url: str) -> None:
     raise AssertionError(f"{url}: the network kept changing")
 
 
-def token_for(cluster: Cluster, ns: str, name: str, *, cluster_admin: bool) -> str:
-    """A ServiceAccount's token: bound to cluster-admin, or to ``view`` in ``ns`` only."""
-    cluster.kubectl("create", "serviceaccount", name, "-n", ns)
-    if cluster_admin:
-        cluster.kubectl(
-            "create", "clusterrolebinding", f"{ns}-{name}", "--clusterrole=cluster-admin",
-            f"--serviceaccount={ns}:{name}",
-        )  # fmt: skip
-    else:
-        cluster.kubectl(
-            "create", "rolebinding", name, "-n", ns, "--clusterrole=view",
-            f"--serviceaccount={ns}:{name}",
-        )  # fmt: skip
+RBAC = "rbac.authorization.k8s.io"
+
+
+def pod(ns: str, name: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns},
+        "spec": {"containers": [{"name": "c", "image": "busybox:1.36"}]},
+    }
+
+
+def token_for(
+    cluster: Cluster, ns: str, name: str, *, cluster_admin: bool, more: list[dict[str, Any]]
+) -> str:
+    """A ServiceAccount's token: bound to cluster-admin, or to ``view`` in ``ns`` only;
+    ``more`` objects are created with it (one kubectl apply: each kubectl costs seconds)."""
+    subject = [{"kind": "ServiceAccount", "name": name, "namespace": ns}]
+    role = {
+        "apiGroup": RBAC,
+        "kind": "ClusterRole",
+        "name": "cluster-admin" if cluster_admin else "view",
+    }
+    binding: dict[str, Any] = {
+        "apiVersion": f"{RBAC}/v1",
+        "kind": "ClusterRoleBinding" if cluster_admin else "RoleBinding",
+        "metadata": {"name": f"{ns}-{name}"} | ({} if cluster_admin else {"namespace": ns}),
+        "roleRef": role,
+        "subjects": subject,
+    }
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns}}
+    items = [*[o for o in more if o["kind"] == "Namespace"], sa, binding]
+    items += [o for o in more if o["kind"] != "Namespace"]
+    cluster.kubectl(
+        "apply", "-f", "-", input=json.dumps({"apiVersion": "v1", "kind": "List", "items": items})
+    )
     return cluster.kubectl("create", "token", name, "-n", ns).strip()
 
 
@@ -139,8 +163,20 @@ def column(browser: Any, selector: str, index: int = 0) -> list[str]:
 def test_admin_sees_a_scale_up_live_and_a_pods_trace(
     cluster: Cluster, ns: str, browser: Any, artifacts: Path
 ) -> None:
-    token = token_for(cluster, ns, "dash-admin", cluster_admin=True)
-    cluster.kubectl("create", "deployment", "web", "--image=busybox:1.36", "-n", ns)
+    web = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": ns, "labels": {"app": "web"}},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "busybox", "image": "busybox:1.36"}]},
+            },
+        },
+    }
+    token = token_for(cluster, ns, "dash-admin", cluster_admin=True, more=[web])
     sign_in(browser, artifacts, cluster, token, ns)
     key = f"Deployment/{ns}/web"
     until(browser, artifacts, lambda b: cells(b, "workloads", key)[3:5] == ["1", "1"], "at 1")
@@ -197,11 +233,15 @@ def test_a_namespace_scoped_user_sees_only_that_namespace(
     cluster: Cluster, ns: str, browser: Any, artifacts: Path
 ) -> None:
     other = f"{ns}-other"
-    cluster.kubectl("create", "namespace", other)
+    namespace = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": other}}
     try:
-        cluster.kubectl("run", "hidden", "--image=busybox:1.36", "-n", other)
-        cluster.kubectl("run", "mine", "--image=busybox:1.36", "-n", ns)
-        token = token_for(cluster, ns, "dash-viewer", cluster_admin=False)
+        token = token_for(
+            cluster,
+            ns,
+            "dash-viewer",
+            cluster_admin=False,
+            more=[namespace, pod(other, "hidden"), pod(ns, "mine")],
+        )
         sign_in(browser, artifacts, cluster, token, ns)
         until(browser, artifacts, lambda b: cells(b, "pods", f"{ns}/mine"), "own pod")
         options = browser.find_elements(By.CSS_SELECTOR, "#namespace option")

@@ -310,7 +310,7 @@ function markDirty(name, k) {
 function queueRender() {
   if (!renderQueued) {
     renderQueued = true;
-    requestAnimationFrame(render);
+    requestAnimationFrame(render); // one render per frame, none while the tab is hidden
   }
 }
 
