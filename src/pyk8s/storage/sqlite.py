@@ -112,6 +112,8 @@ SELECT COUNT(*) FROM log AS t WHERE t.deleted = 1 AND t.name > ? AND t.name < ? 
 AND NOT EXISTS (SELECT 1 FROM log AS n WHERE n.name = t.name AND n.id > t.id AND n.id <= ?)
 """
 
+_REMAINING_KEPT = 1024
+
 _MAX_BATCH = 256
 _REPLAY_PAGE = 1000
 
@@ -203,6 +205,9 @@ class SqliteStore:
         #: the latest revision whose events were handed to watchers (event-loop side)
         self._dispatched = 0
         self._compacted = 0
+        #: (range end, revision, last key of a page) -> live keys after it: a paginated
+        #: walk at one revision counts the rest once, not once per page
+        self._remaining: dict[tuple[str, int, str], int] = {}
         self._expiry: builtins.list[tuple[float, str, int]] = []
         self._expiry_wake = asyncio.Event()
         self._expiry_task: asyncio.Task[None] | None = None
@@ -384,9 +389,19 @@ class SqliteStore:
             remaining = 0
             if len(kvs) == limit:
                 last = kvs[-1].key
-                (keys,) = conn.execute(_KEYS_AFTER, (last, end, rev)).fetchone()
-                (dead,) = conn.execute(_TOMBSTONES_AFTER, (last, end, rev, rev)).fetchone()
-                remaining = int(keys) - int(dead)
+                # a revision is an immutable snapshot: the count after the page before
+                # (a continue starts just past its last key) less this page is exact
+                after = start[:-1] if start.endswith("\x00") else None
+                before = None if after is None else self._remaining.get((end, rev, after))
+                if before is not None:
+                    remaining = before - len(kvs)
+                else:
+                    (keys,) = conn.execute(_KEYS_AFTER, (last, end, rev)).fetchone()
+                    (dead,) = conn.execute(_TOMBSTONES_AFTER, (last, end, rev, rev)).fetchone()
+                    remaining = int(keys) - int(dead)
+                if len(self._remaining) >= _REMAINING_KEPT:
+                    self._remaining.clear()
+                self._remaining[(end, rev, last)] = remaining
             return ListResult(kvs, rev, remaining)
 
         return await self._read(run)
