@@ -393,7 +393,10 @@ class SqliteStore:
                 # (a continue starts just past its last key) less this page is exact
                 after = start[:-1] if start.endswith("\x00") else None
                 before = None if after is None else self._remaining.get((end, rev, after))
-                if before is not None:
+                known = self._remaining.get((end, rev, last))  # the same page again
+                if known is not None:
+                    remaining = known
+                elif before is not None:
                     remaining = before - len(kvs)
                 else:
                     (keys,) = conn.execute(_KEYS_AFTER, (last, end, rev)).fetchone()
