@@ -26,7 +26,13 @@ import asyncio
 import ipaddress
 from collections.abc import Iterable, Iterator, Sequence
 
-from pyk8s.cloudprovider.provider import JSON, CloudProviderError, Context, Obj
+from pyk8s.cloudprovider.provider import (
+    JSON,
+    CloudProviderError,
+    Context,
+    Obj,
+    StatusLoadBalancer,
+)
 
 __all__ = [
     "SHARED_IP_ANNOTATION",
@@ -112,7 +118,7 @@ def _compatible(a: Obj, b: Obj) -> bool:
     return policy[0] == policy[1]
 
 
-class AddressPoolLoadBalancer:
+class AddressPoolLoadBalancer(StatusLoadBalancer):
     """Assigns pool addresses; the speakers in the nodes' proxies announce them."""
 
     def __init__(self, context: Context, pool: AddressPool) -> None:
@@ -122,14 +128,6 @@ class AddressPoolLoadBalancer:
         #: gave out and the status may not show yet
         self._given: dict[str, tuple[Obj, str]] = {}
         self._lock = asyncio.Lock()
-
-    def get_load_balancer_name(self, cluster_name: str, service: Obj) -> str:
-        uid = str((service.get("metadata") or {}).get("uid") or "").replace("-", "")
-        return ("a" + uid)[:32]
-
-    async def get_load_balancer(self, cluster_name: str, service: Obj) -> JSON | None:
-        status = (service.get("status") or {}).get("loadBalancer") or {}
-        return dict(status) if status.get("ingress") else None
 
     def _holders(self, uid: str) -> dict[str, list[Obj]]:
         """address → the other live services of ours using it (what this process gave a

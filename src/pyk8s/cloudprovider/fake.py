@@ -22,6 +22,7 @@ from pyk8s.cloudprovider.provider import (
     Routes,
     Zone,
     Zones,
+    default_load_balancer_name,
     register_provider,
 )
 
@@ -68,7 +69,7 @@ class FakeCloud:
         return f"{meta.get('namespace')}/{meta.get('name')}"
 
     def get_load_balancer_name(self, cluster_name: str, service: Obj) -> str:
-        return "a" + str(service["metadata"].get("uid", "")).replace("-", "")[:31]
+        return default_load_balancer_name(service)
 
     async def get_load_balancer(self, cluster_name: str, service: Obj) -> JSON | None:
         ip = self.balancers.get(str(service["metadata"].get("uid")))

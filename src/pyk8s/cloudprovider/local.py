@@ -58,6 +58,7 @@ from pyk8s.cloudprovider.provider import (
     LoadBalancer,
     Obj,
     Routes,
+    StatusLoadBalancer,
     Zone,
     Zones,
     register_provider,
@@ -217,7 +218,7 @@ async def tcp_port_in_use(ip: str, port: int) -> bool:
     return True
 
 
-class NodePortsLoadBalancer:
+class NodePortsLoadBalancer(StatusLoadBalancer):
     """The node-ports load balancer; reads other services and EndpointSlices through the
     cloud controller manager's caches (:class:`~pyk8s.cloudprovider.provider.Context`)."""
 
@@ -228,15 +229,6 @@ class NodePortsLoadBalancer:
         self.probe = probe
         #: per service UID, the conflicts already reported (reported again once cleared)
         self._reported: dict[str, set[tuple[str, str, str]]] = {}
-
-    def get_load_balancer_name(self, cluster_name: str, service: Obj) -> str:
-        # upstream's DefaultLoadBalancerName: "a" + the UID without dashes, 32 characters
-        uid = str((service.get("metadata") or {}).get("uid") or "").replace("-", "")
-        return ("a" + uid)[:32]
-
-    async def get_load_balancer(self, cluster_name: str, service: Obj) -> JSON | None:
-        status = (service.get("status") or {}).get("loadBalancer") or {}
-        return dict(status) if status.get("ingress") else None
 
     def _ready_nodes(self, service: Obj) -> set[str] | None:
         if (service.get("spec") or {}).get("externalTrafficPolicy") != "Local":

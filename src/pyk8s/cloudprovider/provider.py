@@ -76,6 +76,26 @@ class Route:
     blackhole: bool = False
 
 
+def default_load_balancer_name(service: Obj) -> str:
+    """Upstream's ``DefaultLoadBalancerName``: "a" and the UID without dashes, at most
+    32 characters."""
+    uid = str((service.get("metadata") or {}).get("uid") or "").replace("-", "")
+    return ("a" + uid)[:32]
+
+
+class StatusLoadBalancer:
+    """The part of :class:`LoadBalancer` shared by providers whose load balancer is
+    nothing but what the Service's status says (the ``local`` provider's modes): its
+    name is upstream's default and it exists once the status lists an address."""
+
+    def get_load_balancer_name(self, cluster_name: str, service: Obj) -> str:
+        return default_load_balancer_name(service)
+
+    async def get_load_balancer(self, cluster_name: str, service: Obj) -> JSON | None:
+        status = (service.get("status") or {}).get("loadBalancer") or {}
+        return dict(status) if status.get("ingress") else None
+
+
 class LoadBalancer(Protocol):
     """Upstream's ``cloudprovider.LoadBalancer``. ``nodes`` are the Node objects the
     service controller found eligible (ready, schedulable, not excluded)."""
