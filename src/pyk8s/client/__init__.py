@@ -56,7 +56,7 @@ from pyk8s.client.informer import (
     meta_namespace_key,
     split_key,
 )
-from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector
+from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector, run_while_leading
 from pyk8s.client.rest import (
     Client,
     Obj,
@@ -113,5 +113,6 @@ __all__ = [
     "load_kubeconfig",
     "meta_namespace_key",
     "object_reference",
+    "run_while_leading",
     "split_key",
 ]

@@ -43,6 +43,7 @@ __all__ = [
     "default_identity",
     "micro_time",
     "parse_micro_time",
+    "run_while_leading",
 ]
 
 log = logging.getLogger(__name__)
@@ -366,6 +367,26 @@ class LeaderElector:
 
     def _lock_desc(self) -> str:
         return f"{self.config.lock_namespace}/{self.config.lock_name}"
+
+
+async def run_while_leading(
+    client: Client, config: LeaderElectionConfig, stop: asyncio.Event
+) -> None:
+    """Campaign for ``config``'s lease and lead (its ``on_started_leading``) until
+    leadership is lost or ``stop`` is set, then step down (releasing the lease if held
+    and ``release_on_cancel``). ``client`` should be one for the renewals alone, as
+    upstream's ``leader-election`` client is: behind a component's own requests in a
+    shared rate limiter a renewal can miss its deadline."""
+    elector = LeaderElector(client, config)
+    watcher = asyncio.create_task(stop.wait())
+    runner = asyncio.create_task(elector.run())
+    try:
+        await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        elector.stop()
+        with contextlib.suppress(asyncio.CancelledError):
+            await runner
+        watcher.cancel()
 
 
 async def _call(fn: Callable[..., Any] | None, *args: Any) -> None:

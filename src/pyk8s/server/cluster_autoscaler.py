@@ -18,8 +18,6 @@ SIGTERM.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,9 +28,9 @@ from pyk8s.autoscaler.config import GROUP_LABEL
 from pyk8s.client import (
     Client,
     LeaderElectionConfig,
-    LeaderElector,
     component_user_agent,
     load_config,
+    run_while_leading,
 )
 from pyk8s.kubelet.simulated import NodeTemplate, SimulatedNodes
 from pyk8s.server.component import HealthServer, stop_on_signals
@@ -129,18 +127,9 @@ async def run(opts: RunOptions) -> None:
             # writes and the scale-up events never hold one past its deadline
             agent = f"{client.user_agent}/leader-election"
             async with Client(config, user_agent=agent) as election_client:
-                elector = LeaderElector(
-                    election_client,
-                    LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead),
-                )
-                watcher = asyncio.create_task(stop.wait())
-                runner = asyncio.create_task(elector.run())
-                await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
+                election = LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead)
+                await run_while_leading(election_client, election, stop)
                 stop.set()  # leadership lost: stop, as upstream (a restart campaigns again)
-                elector.stop()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await runner
-                watcher.cancel()
         finally:
             await provider.stop()
             await health.stop()

@@ -7,8 +7,6 @@ names and enabled/disabled plugins per extension point) and ``leaderElection.lea
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +18,9 @@ from pyk8s.client import (
     Client,
     EventRecorder,
     LeaderElectionConfig,
-    LeaderElector,
     component_user_agent,
     load_config,
+    run_while_leading,
 )
 from pyk8s.scheduler import Scheduler
 from pyk8s.scheduler.scheduler import DEFAULT_SCHEDULER_NAME
@@ -90,17 +88,8 @@ async def run(opts: Options) -> None:
             async def lead() -> None:
                 await scheduler.run(stop)
 
-            elector = LeaderElector(
-                election_client,
-                LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead),
-            )
-            watcher = asyncio.create_task(stop.wait())
-            runner = asyncio.create_task(elector.run())
-            await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
-            stop.set()
-            elector.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-            watcher.cancel()
+            election = LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead)
+            await run_while_leading(election_client, election, stop)
+            stop.set()  # leadership lost: stop, as upstream (a restart campaigns again)
         finally:
             await health.stop()

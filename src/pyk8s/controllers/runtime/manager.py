@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from prometheus_client import CollectorRegistry
 
 from pyk8s.client import Client, EventRecorder, InformerFactory
-from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector
+from pyk8s.client.leaderelection import LeaderElectionConfig, run_while_leading
 from pyk8s.controllers.runtime.controller import Controller, ControllerMetrics, Reconciler
 
 log = logging.getLogger(__name__)
@@ -100,16 +100,7 @@ class Manager:
 
         agent = f"{self.client.user_agent}/leader-election"
         async with Client(self.client.config, user_agent=agent) as election_client:
-            elector = LeaderElector(
-                election_client,
-                LeaderElectionConfig(
-                    lock_name=lock_name, identity=identity, on_started_leading=lead
-                ),
+            election = LeaderElectionConfig(
+                lock_name=lock_name, identity=identity, on_started_leading=lead
             )
-            watcher = asyncio.create_task(stop.wait())
-            runner = asyncio.create_task(elector.run())
-            await asyncio.wait({watcher, runner}, return_when=asyncio.FIRST_COMPLETED)
-            elector.stop()
-            with contextlib.suppress(asyncio.CancelledError):
-                await runner
-            watcher.cancel()
+            await run_while_leading(election_client, election, stop)
