@@ -508,8 +508,7 @@ class ResourceHandlers:
         check = self.write_checks.get((r.group, r.plural))
         if check is not None:
             await check(attrs)
-        # a pod's create is the first part of its trace (pyk8s.apiserver.tracing)
-        traced = r.plural == "pods" and not r.group and not dry_run and self.server.spans.enabled
+        traced = strategy.traced_create and not dry_run and self.server.spans.enabled
         started = time.time()
         mutated: list[str] | None = [] if traced else None
         await self.admission.admit(attrs, mutated)

@@ -77,6 +77,8 @@ class Strategy:
     ttl_seconds: ClassVar[int] = 0
     #: an orphaning delete adds the ``orphan`` finalizer (not for pods and events)
     orphans_dependents: ClassVar[bool] = True
+    #: a create records the first span of the object's trace (pods; apiserver.tracing)
+    traced_create: ClassVar[bool] = False
     #: strategic merge patch is served (custom resources answer 415)
     strategic_merge_patch: ClassVar[bool] = True
     #: subresources answered by their own code; "status" is generic and needs no entry

@@ -46,6 +46,7 @@ from pyk8s.apiserver.subresources import (
 class PodStrategy(Strategy):
     returns_deleted_object = True
     orphans_dependents = False
+    traced_create = True
     subresources: Mapping[str, Subresource] = {
         "binding": BINDING,
         "eviction": EVICTION,
