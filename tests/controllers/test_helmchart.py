@@ -26,6 +26,7 @@ from pyk8s.controllers.helmchart import (
     HelmChartController,
     chart_values,
 )
+from tests.controllers.conftest import eventually
 
 CONFIGMAPS = ("v1", "ConfigMap")
 
@@ -53,17 +54,6 @@ def _manifest(name: str, target: str, content: str, values: str) -> str:
         f"  createNamespace: true\n  chartContent: {content}\n  set:\n    size: large\n"
         f"  valuesContent: |-\n{indented}"
     )
-
-
-async def _until(what: str, check: Callable[[], Awaitable[Any]], within: float = 90) -> Any:
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        got = await check()
-        if got:
-            return got
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 def _releases(kubeconfig: Path, namespace: str) -> list[tuple[str, int, str]]:
@@ -119,7 +109,7 @@ async def _scenario(
     # installed from the manifest (the CRDs come with the first manifest)
     await asyncio.to_thread(path.write_text, _manifest(name, target, content, "colour: red"))
     await deployer.sync()
-    assert await _until("install", colour_size) == ("red", "large")
+    assert await eventually(colour_size, within=90) == ("red", "large")
     chart = await client.get(HELMCHARTS, name, "kube-system")
     assert FINALIZER in chart["metadata"]["finalizers"]
     assert await asyncio.to_thread(_releases, kubeconfig, target) == [(name, 1, "deployed")]
@@ -127,7 +117,7 @@ async def _scenario(
     # a values change upgrades; a HelmChartConfig's values go over the chart's
     await asyncio.to_thread(path.write_text, _manifest(name, target, content, "colour: green"))
     await deployer.sync()
-    assert await _until("upgrade", lambda: _is(colour_size, ("green", "large")))
+    assert await eventually(lambda: _is(colour_size, ("green", "large")), within=90)
     await client.create(
         HELMCHARTCONFIGS,
         {
@@ -137,7 +127,7 @@ async def _scenario(
         },
         "kube-system",
     )  # fmt: skip
-    assert await _until("config", lambda: _is(colour_size, ("black", "large")))
+    assert await eventually(lambda: _is(colour_size, ("black", "large")), within=90)
     assert await asyncio.to_thread(_releases, kubeconfig, target) == [(name, 3, "deployed")]
 
     async def failed() -> str | None:
@@ -150,7 +140,7 @@ async def _scenario(
     broken = base64.b64encode(b"not a chart").decode()
     await asyncio.to_thread(path.write_text, _manifest(name, target, broken, "colour: white"))
     await deployer.sync()
-    message = await _until("the Failed condition", failed)
+    message = await eventually(failed, within=90)
     assert "gzip" in message or "chart" in message
     assert await colour_size() == ("black", "large")
     assert await asyncio.to_thread(_releases, kubeconfig, target) == [(name, 3, "deployed")]
@@ -158,10 +148,8 @@ async def _scenario(
     # the manifest removed: the HelmChart goes, and with it the release and its objects
     await asyncio.to_thread(path.unlink)
     await deployer.sync()
-    assert await _until("uninstall", lambda: _is(colour_size, None))
-    assert await _until(
-        "the HelmChart gone", lambda: _gone(client, HELMCHARTS, name, "kube-system")
-    )
+    assert await eventually(lambda: _is(colour_size, None), within=90)
+    assert await eventually(lambda: _gone(client, HELMCHARTS, name, "kube-system"), within=90)
     assert await asyncio.to_thread(_releases, kubeconfig, target) == []
     await client.delete(HELMCHARTCONFIGS, name, "kube-system")
 
