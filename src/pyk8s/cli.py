@@ -206,7 +206,7 @@ def _add_manager_flags(parser: argparse.ArgumentParser, *, port: int) -> None:
         default="*",
         help="comma-separated; * for all, -name to disable one (default: *)",
     )
-    parser.add_argument("--leader-elect", default="true", choices=("true", "false"))
+    _add_leader_election_flags(parser)
     parser.add_argument("--bind-address", default="127.0.0.1")
     parser.add_argument(
         "--secure-port",
@@ -217,6 +217,35 @@ def _add_manager_flags(parser: argparse.ArgumentParser, *, port: int) -> None:
         help="/healthz and /metrics (served over HTTP; default: %(default)s)",
     )
     parser.add_argument("--log-level", default="info")
+
+
+def _add_leader_election_flags(parser: argparse.ArgumentParser) -> None:
+    """Upstream's ``--leader-elect`` and its timings (Go durations, upstream's defaults),
+    and pyk8s's ``--hostname-override`` for the identity (``<host>_<uuid>``)."""
+    parser.add_argument("--leader-elect", default="true", choices=("true", "false"))
+    parser.add_argument("--leader-elect-lease-duration", default="15s", metavar="DURATION")
+    parser.add_argument("--leader-elect-renew-deadline", default="10s", metavar="DURATION")
+    parser.add_argument("--leader-elect-retry-period", default="2s", metavar="DURATION")
+    parser.add_argument(
+        "--hostname-override",
+        default="",
+        help="the host name in the leader-election identity (pyk8s server passes its "
+        "--node-name, so servers sharing a host tell apart; default: this host's name)",
+    )
+
+
+def _lease_settings(args: argparse.Namespace) -> LeaseSettings:
+    """The ``--leader-elect-*`` timings; ValueError naming the flag, or client-go's
+    complaint about their combination."""
+    from pyk8s.client.leaderelection import LeaseSettings
+    from pyk8s.server.component import parse_duration
+
+    return LeaseSettings(
+        parse_duration(args.leader_elect_lease_duration, "leader-elect-lease-duration"),
+        parse_duration(args.leader_elect_renew_deadline, "leader-elect-renew-deadline"),
+        parse_duration(args.leader_elect_retry_period, "leader-elect-retry-period"),
+        host=args.hostname_override,
+    )
 
 
 def _add_pass_through(
@@ -248,7 +277,12 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
     p.add_argument("--node-label", action="append", default=[], metavar="K=V")
     p.add_argument("--node-taint", action="append", default=[], metavar="K=V:EFFECT")
     p.add_argument("--cluster-dns", default="", help="DNS server IP(s) for ClusterFirst pods")
-    p.add_argument("--cluster-domain", default="cluster.local")
+    p.add_argument(
+        "--cluster-domain",
+        # an agent's default is the server's (pyk8s.server.clusterconfig)
+        default="" if in_server else "cluster.local",
+        help="default: cluster.local" + ("; an agent's: the server's" if in_server else ""),
+    )
     p.add_argument(
         "--insecure-registry",
         action="append",
@@ -949,7 +983,7 @@ def _parser() -> argparse.ArgumentParser:
     sched = sub.add_parser("scheduler", help="run the scheduler (leader-elected)")
     sched.add_argument("--kubeconfig", type=Path, default=None)
     sched.add_argument("--config", type=Path, default=None, help="KubeSchedulerConfiguration")
-    sched.add_argument("--leader-elect", default="true", choices=("true", "false"))
+    _add_leader_election_flags(sched)
     sched.add_argument("--bind-address", default="127.0.0.1")
     sched.add_argument(
         "--secure-port",
@@ -1148,6 +1182,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         requestheader_extra_headers_prefix=_names(args.requestheader_extra_headers_prefix),
         **_snapshot_options(args),
         **_embedded_etcd_options(args),
+        cluster_config=_cluster_config(args),
     )
     if args.command == "server" and args.server and not (args.token or args.token_file):
         print("pyk8s server: error: --server needs --token (the server token)", file=sys.stderr)
@@ -1304,6 +1339,7 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
             kubeconfig=args.kubeconfig,
             controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
             leader_elect=args.leader_elect == "true",
+            lease=_lease_settings(args),
             bind_address=args.bind_address,
             port=args.port,
             hpa=HPASettings(
@@ -1358,17 +1394,18 @@ def _run_cloud_controller_manager(args: argparse.Namespace) -> int:
     from pyk8s.server import logs
 
     logs.setup("cloud-controller-manager", args.log_level)
-    opts = ccm.Options(
-        kubeconfig=args.kubeconfig,
-        cloud_provider=args.cloud_provider,
-        lb_address_pools=args.lb_address_pool,
-        lb_class=args.lb_class,
-        controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
-        leader_elect=args.leader_elect == "true",
-        bind_address=args.bind_address,
-        port=args.port,
-    )
     try:
+        opts = ccm.Options(
+            kubeconfig=args.kubeconfig,
+            cloud_provider=args.cloud_provider,
+            lb_address_pools=args.lb_address_pool,
+            lb_class=args.lb_class,
+            controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
+            leader_elect=args.leader_elect == "true",
+            lease=_lease_settings(args),
+            bind_address=args.bind_address,
+            port=args.port,
+        )
         ccm.check(opts)
         asyncio.run(ccm.run(opts))
     except (ClientError, ValueError, OSError) as err:
@@ -1451,6 +1488,7 @@ def _run_scheduler(args: argparse.Namespace) -> int:
         opts = scheduler.Options(
             kubeconfig=args.kubeconfig,
             leader_elect=args.leader_elect == "true",
+            lease=_lease_settings(args),
             bind_address=args.bind_address,
             port=args.port,
             config=args.config,
@@ -1473,6 +1511,19 @@ def _cloud_controller_manager(args: argparse.Namespace) -> list[tuple[str, ...]]
     for pool in args.lb_address_pool:
         extra += ["--lb-address-pool", pool]
     return [("cloud-controller-manager", "--cloud-provider", "local", *extra)]
+
+
+def _cluster_config(args: argparse.Namespace) -> dict[str, str]:
+    """What ``pyk8s server`` tells joining agents (:mod:`pyk8s.server.clusterconfig`);
+    nothing from ``pyk8s apiserver``, which knows no pod CIDR."""
+    if args.command != "server":
+        return {}
+    return {
+        "clusterCIDR": args.cluster_cidr,
+        "serviceCIDR": args.service_cidr,
+        "clusterDNS": args.cluster_dns or _kube_dns_ip(args.service_cidr),
+        "clusterDomain": args.cluster_domain or "cluster.local",
+    }
 
 
 def _agent_args(args: argparse.Namespace) -> list[str]:
@@ -1500,7 +1551,8 @@ def _kubelet_flags(args: argparse.Namespace) -> list[str]:
     for flag in ("node_name", "node_ip", "container_runtime_endpoint", "cluster_dns"):
         if getattr(args, flag):
             out += ["--" + flag.replace("_", "-"), getattr(args, flag)]
-    out += ["--cluster-domain", args.cluster_domain]
+    if args.cluster_domain:
+        out += ["--cluster-domain", args.cluster_domain]
     for label in args.node_label:
         out += ["--node-label", label]
     for taint in args.node_taint:
@@ -1696,8 +1748,9 @@ def _node_dns_args(args: argparse.Namespace) -> list[str]:
     node = ["--node-name", args.node_name] if args.node_name else []
     # bound to that address, not 0.0.0.0: a UDP reply must leave from the address the
     # query was sent to, or conntrack cannot undo the service DNAT
-    return ["--advertise-address", address, "--bind-address", address, *node,
-            "--cluster-domain", args.cluster_domain, "--health-port", "9153"]  # fmt: skip
+    domain = ["--cluster-domain", args.cluster_domain] if args.cluster_domain else []
+    return ["--advertise-address", address, "--bind-address", address, *node, *domain,
+            "--health-port", "9153"]  # fmt: skip
 
 
 def _kube_dns_ip(service_cidr: str) -> str:

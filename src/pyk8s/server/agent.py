@@ -18,13 +18,15 @@ trusts that CA and authenticates with the token -- as ``system:bootstrap:<id>`` 
 * the agent requests a ``system:kube-proxy`` client certificate for the host's proxy
   and renews it before it expires (with itself), the proxy and DNS loading the new file.
 
-Certificates are kept under the data dir, so a restarted agent reuses them (no new
-request). The kubelet runs its own containerd, with host-gw routes to the other nodes' pods,
-and the proxy and the node's cluster DNS (``pyk8s dns``, on the node's address, see
-:mod:`pyk8s.server.dns`) run beside it -- the same children ``pyk8s server`` runs for
-its own node. They reach the API servers through k3s's client-side load balancer on
-loopback (``--lb-server-port``, 6444), which follows the ``kubernetes`` Endpoints and
-fails over between servers.
+Before it starts them, the agent reads the server's cluster CIDRs, service CIDRs, DNS
+address and domain (:mod:`pyk8s.server.clusterconfig`) and hands them to the kubelet,
+proxy and DNS, its own flags still winning. Certificates are kept under the data dir,
+so a restarted agent reuses them (no new request). The kubelet runs its own containerd,
+with host-gw routes to the other nodes' pods, and the proxy and the node's cluster DNS
+(``pyk8s dns``, on the node's address, see :mod:`pyk8s.server.dns`) run beside it --
+the same children ``pyk8s server`` runs for its own node. They reach the API servers
+through k3s's client-side load balancer on loopback (``--lb-server-port``, 6444), which
+follows the ``kubernetes`` Endpoints and fails over between servers.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from pyk8s.client.certificates import (
     write_client_kubeconfig,
 )
 from pyk8s.client.loadbalancer import LoadBalancer
+from pyk8s.server import clusterconfig
 from pyk8s.server.component import stop_on_signals
 from pyk8s.server.supervisor import Supervisor
 
@@ -122,12 +125,20 @@ def write_agent_kubeconfig(path: Path, server: str, ca: bytes, secret: str) -> N
     write_client_kubeconfig(path, server, ca, "agent", {"token": secret})
 
 
-def kubelet_args(opts: Options, kubeconfig: Path, bootstrap: Path, proxy: Path) -> Sequence[str]:
+def kubelet_args(
+    opts: Options,
+    kubeconfig: Path,
+    bootstrap: Path,
+    proxy: Path,
+    learned: clusterconfig.AgentFlags,
+) -> Sequence[str]:
+    """The kubelet's command line: the server's settings first, so that the agent's own
+    flags (later) win."""
     return [
         "--kubeconfig", str(kubeconfig), "--bootstrap-kubeconfig", str(bootstrap),
         "--data-dir", str(opts.data_dir), "--node-routes",
         "--node-routes-kubeconfig", str(proxy), "--rotate-server-certificates", "true",
-        *opts.kubelet_args,
+        *learned.kubelet, *opts.kubelet_args,
     ]  # fmt: skip
 
 
@@ -167,14 +178,15 @@ async def _run(opts: Options, lb: LoadBalancer, token: str, ca: bytes) -> None:
     write_agent_kubeconfig(bootstrap, lb.url, ca, token)
     kubeconfig = opts.data_dir / "kubeconfig.yaml"  # the kubelet writes it (node identity)
     proxy, proxy_certificate = await proxy_kubeconfig(opts, lb.url, ca, bootstrap)
+    learned = clusterconfig.AgentFlags(await clusterconfig.fetch(bootstrap, _USER_AGENT))
     log.info("joined", extra={"server": opts.server, "kubeconfig": str(kubeconfig)})
     supervisor = Supervisor()
-    supervisor.add("kubelet", *kubelet_args(opts, kubeconfig, bootstrap, proxy))
-    supervisor.add("proxy", "--kubeconfig", str(proxy), *opts.proxy_args)
+    supervisor.add("kubelet", *kubelet_args(opts, kubeconfig, bootstrap, proxy, learned))
+    supervisor.add("proxy", "--kubeconfig", str(proxy), *learned.proxy, *opts.proxy_args)
     if opts.dns_args:
         # the node's DNS reads Services/EndpointSlices and writes its own kube-dns slice
         # as the host's proxy (system:kube-proxy, pyk8s:kube-dns-publisher)
-        supervisor.add("dns", "--kubeconfig", str(proxy), *opts.dns_args)
+        supervisor.add("dns", "--kubeconfig", str(proxy), *learned.dns, *opts.dns_args)
     stop = stop_on_signals()
     await supervisor.start()
     async with Client(load_config(str(proxy)), user_agent=_USER_AGENT) as client:

@@ -42,6 +42,7 @@ from pyk8s.apiserver.inflight import (
 )
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
+from pyk8s.server import clusterconfig
 from pyk8s.server.addon_identities import installs
 from pyk8s.server.certrenew import CertRenewer
 from pyk8s.server.component import stop_on_signals
@@ -124,6 +125,9 @@ class Options:
     join_token: str = ""
     etcd_client_port: int = 2379
     etcd_peer_port: int = 2380
+    #: the networking settings joining agents learn (pyk8s.server.clusterconfig's data;
+    #: empty: none published)
+    cluster_config: dict[str, str] = field(default_factory=dict)
 
     def requestheader(self, pki: Pki) -> RequestHeaderConfig:
         """Who may assert users in request headers, and in which headers."""
@@ -523,6 +527,8 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     identities = write_component_kubeconfigs(running.pki, running.url, join_token)
     await ensure_component_policy(running.server.handlers)
     await ensure_join_token(running.server.handlers, join_token)
+    if opts.cluster_config:
+        await clusterconfig.publish(running.server.handlers, opts.cluster_config)
     if components:  # pyk8s server, as k3s deploys local-path; not pyk8s apiserver alone
         await ensure_local_storage(running.server.handlers)
     for name, *extra in components:
