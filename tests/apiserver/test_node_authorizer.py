@@ -185,6 +185,23 @@ async def test_everything_else_falls_to_the_node_rules(store_and_authorizer: Any
     )
 
 
+async def test_a_node_reads_and_watches_one_volume_attachment(store_and_authorizer: Any) -> None:
+    _, _, authorizer = store_and_authorizer
+
+    def va(verb: str, name: str = "", **kw: Any) -> RequestAttributes:
+        return RequestAttributes(
+            verb=verb, api_group="storage.k8s.io", resource="volumeattachments", name=name, **kw
+        )
+
+    for verb in ("get", "list", "watch"):  # the kubelet's attach wait watches the one
+        assert (await authorizer.authorize(NODE_A, va(verb, "csi-123"))).allowed, verb
+    assert (await authorizer.authorize(NODE_A, va("list"))).reason == "No Object name found"
+    for denied in (va("delete", "csi-123"), va("patch", "csi-123", subresource="status")):
+        assert (await authorizer.authorize(NODE_A, denied)).reason == (
+            "can only get individual resources of this type"
+        )
+
+
 def test_forbidden_labels() -> None:
     old = {"kubernetes.io/hostname": "a"}
     new = {

@@ -25,7 +25,7 @@ from typing import Any
 
 from pyk8s.api.quantity import value as quantity_value
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client import Client, is_not_found
+from pyk8s.client import Client, is_gone, is_not_found
 from pyk8s.client.errors import ClientError
 from pyk8s.client.events import EventRecorder
 from pyk8s.csi import attachment_name
@@ -50,12 +50,16 @@ PVCS: Resource = REGISTRY.get("", "v1", "persistentvolumeclaims")  # type: ignor
 PVS: Resource = REGISTRY.get("", "v1", "persistentvolumes")  # type: ignore[assignment]
 CSIDRIVERS: Resource = REGISTRY.get("storage.k8s.io", "v1", "csidrivers")  # type: ignore[assignment]
 ATTACHMENTS: Resource = REGISTRY.get("storage.k8s.io", "v1", "volumeattachments")  # type: ignore[assignment]
-#: seconds a pod's setup waits for its CSI volumes' VolumeAttachments to be attached
+#: seconds a pod's setup waits (on a watch) for its CSI volumes' VolumeAttachments to be attached
 #: before reporting FailedMount and retrying at the next sync
 ATTACH_WAIT = 10.0
 TOKEN_REFRESH_FRACTION = 0.8
 
 Obj = dict[str, Any]
+
+
+def _attached(va: Obj | None) -> bool:
+    return bool(((va or {}).get("status") or {}).get("attached"))
 
 
 @dataclass
@@ -304,14 +308,41 @@ class PodInputs:
             if ((drivers[driver] or {}).get("spec") or {}).get("attachRequired") is False:
                 continue
             va_name = attachment_name(str(csi.get("volumeHandle", "")), driver, self.node.name)
-            deadline = time.monotonic() + ATTACH_WAIT
-            while True:
-                va = await self._get(ATTACHMENTS, va_name, "")
-                if ((va or {}).get("status") or {}).get("attached") or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.2)
-            attachments[name] = va
+            attachments[name] = await self._wait_attached(va_name)
         return drivers, attachments
+
+    async def _wait_attached(self, name: str) -> Obj | None:
+        """VolumeAttachment ``name`` once its ``status.attached`` is true, else as last
+        seen (``None``: not there) after :data:`ATTACH_WAIT` seconds.
+
+        As upstream's ``waitForVolumeAttachment``: the object is read, then watched from
+        that resourceVersion, so the wait ends on the attacher's status write itself. It
+        is listed by name rather than read, so that a VolumeAttachment the attach/detach
+        controller has yet to create has a resourceVersion to watch from too."""
+        selector = f"metadata.name={name}"
+        listed = await self.client.list(ATTACHMENTS, field_selector=selector)
+        items = listed.get("items") or []
+        va: Obj | None = items[0] if items else None
+        if _attached(va):
+            return va
+        rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
+        try:
+            async with asyncio.timeout(ATTACH_WAIT):
+                events = self.client.watch(
+                    ATTACHMENTS, name=name, resource_version=rv,
+                    timeout_seconds=int(ATTACH_WAIT) + 1,
+                )  # fmt: skip
+                async for etype, obj in events:
+                    va = None if etype == "DELETED" else obj
+                    if _attached(va):
+                        return va
+        except TimeoutError:
+            pass
+        except ClientError as err:
+            if not is_gone(err):
+                raise
+            return await self._get(ATTACHMENTS, name, "")  # compacted: read it once more
+        return va
 
     async def _expand_volumes(
         self, pod: Obj, claims: Mapping[str, Obj | None], pvs: Mapping[str, Obj | None]

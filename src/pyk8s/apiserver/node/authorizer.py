@@ -6,6 +6,8 @@ authorizer in front of RBAC for users ``system:node:<name>`` in ``system:nodes``
 
 * secrets and configmaps: get/list/watch of one named object related to the node in the
   graph (:mod:`.graph`); PVCs, PVs: get of a related one; a PVC's status: update/patch;
+* VolumeAttachments: get/list/watch of one by name (upstream: get of one related to the
+  node; the kubelet here watches the one it waits for);
 * ``serviceaccounts/token``: create, for a service account one of its pods runs as;
 * Leases: in ``kube-node-lease``, only the node's own (create is checked by
   NodeRestriction, which sees the object);
@@ -131,6 +133,15 @@ class NodeAuthorizer:
     def _pv(self, node: str, a: RequestAttributes) -> Decision:
         return self._get(node, PV, a)
 
+    def _volume_attachment(self, node: str, a: RequestAttributes) -> Decision:
+        # upstream: get only; here also list/watch of one by name, so the kubelet waits
+        # for the attacher's status write on a watch instead of polling
+        if a.verb not in ("get", "list", "watch") or a.subresource:
+            return Decision.abstain("can only get individual resources of this type")
+        if not a.name:
+            return Decision.abstain("No Object name found")
+        return _ALLOW
+
     def _service_account(self, node: str, a: RequestAttributes) -> Decision:
         if a.verb != "create" or not a.name:
             return Decision.abstain("can only create tokens for individual service accounts")
@@ -196,6 +207,7 @@ _BY_RESOURCE = {
     ("", "configmaps"): NodeAuthorizer._configmap,
     ("", "persistentvolumeclaims"): NodeAuthorizer._pvc,
     ("", "persistentvolumes"): NodeAuthorizer._pv,
+    ("storage.k8s.io", "volumeattachments"): NodeAuthorizer._volume_attachment,
     ("", "serviceaccounts"): NodeAuthorizer._service_account,
     ("coordination.k8s.io", "leases"): NodeAuthorizer._lease,
     ("", "nodes"): NodeAuthorizer._node,
