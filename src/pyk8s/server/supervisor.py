@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import signal
 import sys
@@ -15,14 +14,14 @@ from pathlib import Path
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child before exec: SIGTERM it when the supervisor dies, even by SIGKILL, so
-    no orphaned component outlives a crashed server or agent (containers do: they belong
-    to containerd's shims, and the next kubelet adopts them)."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+#: Every child runs under util-linux's ``setpriv --pdeathsig``: SIGTERM when the
+#: supervisor dies, even by SIGKILL, so no orphaned component outlives a crashed server
+#: or agent (containers do: they belong to containerd's shims, and the next kubelet
+#: adopts them). Not a ``preexec_fn`` calling prctl: that makes Python fork() (not
+#: vfork) and run the at-fork handlers in the child, and gRPC's (the embedded etcd's
+#: client lives in this process) then aborted the child before its exec -- a scheduler
+#: or controller manager "exited with -6" now and then.
+_DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "SIGTERM", "--")
 
 
 @dataclass
@@ -60,7 +59,7 @@ class Supervisor:
             out = None if child.log is None else child.log.open("ab")
             try:
                 child.proc = await asyncio.create_subprocess_exec(
-                    *child.args, preexec_fn=_die_with_parent, stdout=out, stderr=out
+                    *_DIE_WITH_PARENT, *child.args, stdout=out, stderr=out
                 )
             finally:
                 if out is not None:
