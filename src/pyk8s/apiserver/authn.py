@@ -37,12 +37,15 @@ from __future__ import annotations
 
 import base64
 import binascii
+import contextlib
 import csv
 import dataclasses
 import datetime
 import functools
 import hashlib
 import io
+import os
+import time
 import urllib.parse
 import uuid
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
@@ -197,21 +200,51 @@ def _ca_der(path: Path) -> bytes:
     )
 
 
+#: how often X509Authenticator looks whether its CA file changed
+CA_RELOAD_INTERVAL = 1.0
+
+
 class X509Authenticator:
     """The client cert the TLS handshake verified: CN is the user, each O a group.
 
-    With ``ca_cert`` (the cluster CA, upstream's ``--client-ca-file``) only certs that CA
-    signed name users; others (a front-proxy cert) fail as upstream's ``x509: certificate
-    signed by unknown authority``."""
+    With ``ca_cert`` (the cluster CA bundle, upstream's ``--client-ca-file``) only certs
+    one of its CAs signed name users; others (a front-proxy cert) fail as upstream's
+    ``x509: certificate signed by unknown authority``. The file is read again when it
+    changes (looked at once a second, as upstream's dynamic CA file content), so a CA
+    installed by ``pyk8s certificate rotate-ca`` is trusted without a restart."""
 
     def __init__(self, ca_cert: Path | None = None) -> None:
-        self._ca_der = _ca_der(ca_cert) if ca_cert is not None else None
+        self._ca_file = ca_cert
+        self._ca_ders: tuple[bytes, ...] = ()
+        self._stamp: tuple[int, int, int] | None = None
+        self._looked = 0.0
+        if ca_cert is not None:
+            self._reload()
+
+    def _reload(self) -> None:
+        assert self._ca_file is not None
+        st = os.stat(self._ca_file)
+        stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        if stamp != self._stamp:
+            self._ca_ders = tuple(
+                c.public_bytes(serialization.Encoding.DER)
+                for c in x509.load_pem_x509_certificates(self._ca_file.read_bytes())
+            )
+            self._stamp = stamp
+
+    def _cas(self) -> tuple[bytes, ...]:
+        now = time.monotonic()
+        if self._ca_file is not None and now - self._looked >= CA_RELOAD_INTERVAL:
+            self._looked = now
+            with contextlib.suppress(OSError, ValueError):  # being replaced: keep the last
+                self._reload()
+        return self._ca_ders
 
     async def authenticate(self, request: web.Request) -> UserInfo | None:
         der = _peer_der(request)
         if der is None:
             return None
-        if self._ca_der is not None and not _issued_by(der, self._ca_der):
+        if self._ca_file is not None and not any(_issued_by(der, ca) for ca in self._cas()):
             raise AuthenticationFailed("x509: certificate signed by unknown authority")
         try:
             user = _user_from_der(der)

@@ -7,7 +7,11 @@ server`` creates all of it on first start under ``<data-dir>/tls/`` and reuses i
 every later start, so kubeconfigs already handed out keep working:
 
 * ``ca.crt``/``ca.key`` -- self-signed CA (10 years) that signs everything else and that
-  clients trust (``certificate-authority-data``);
+  clients trust (``certificate-authority-data``). After ``pyk8s certificate rotate-ca``
+  (:mod:`pyk8s.server.rotateca`) ``ca.crt`` is a bundle: the signing CA first, then the
+  previous one, so certificates of either are trusted; ``ca-chain.crt`` then holds the
+  new CA cross-signed by the previous one, appended to every leaf written here, so a
+  client that trusts only the previous CA still verifies them;
 * ``serving.crt``/``serving.key`` -- the API server's cert (1 year); its SANs cover
   loopback, this host's name and addresses, the in-cluster ``kubernetes.default.svc…``
   names and whatever the caller adds. It is the only file regenerated when the wanted
@@ -42,6 +46,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import shutil
 import socket
 import ssl
 import tempfile
@@ -62,8 +67,12 @@ __all__ = [
     "FRONT_PROXY_CLIENT_USER",
     "KUBELET_CLIENT_USER",
     "Pki",
+    "cross_signed",
     "ensure_pki",
+    "install_ca",
     "issue_client_cert",
+    "issued_by_ca",
+    "new_rotated_ca",
     "server_ssl_context",
     "write_kubeconfig",
 ]
@@ -102,6 +111,8 @@ class Pki:
     dir: Path
     ca_cert: Path
     ca_key: Path
+    #: intermediates sent with the leaves (rotate-ca's cross-signed CA), when present
+    ca_chain: Path
     serving_cert: Path
     serving_key: Path
     admin_cert: Path
@@ -122,6 +133,7 @@ class Pki:
             dir=tls_dir,
             ca_cert=tls_dir / "ca.crt",
             ca_key=tls_dir / "ca.key",
+            ca_chain=tls_dir / "ca-chain.crt",
             serving_cert=tls_dir / "serving.crt",
             serving_key=tls_dir / "serving.key",
             admin_cert=tls_dir / "admin.crt",
@@ -280,14 +292,25 @@ def _make_ca(prefix: str = "pyk8s-ca") -> tuple[x509.Certificate, ec.EllipticCur
     key = _new_key()
     now = _now()
     subject = _name(f"{prefix}@{int(now.timestamp())}")
-    cert = (
+    cert = _ca_builder(subject, subject, key, now + CA_VALIDITY).sign(key, hashes.SHA256())
+    return cert, key
+
+
+def _ca_builder(
+    subject: x509.Name,
+    issuer: x509.Name,
+    key: ec.EllipticCurvePrivateKey,
+    not_after: datetime.datetime,
+) -> x509.CertificateBuilder:
+    now = _now()
+    return (
         x509.CertificateBuilder()
         .subject_name(subject)
-        .issuer_name(subject)
+        .issuer_name(issuer)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + CA_VALIDITY)
+        .not_valid_after(not_after)
         .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
             x509.KeyUsage(
@@ -304,9 +327,24 @@ def _make_ca(prefix: str = "pyk8s-ca") -> tuple[x509.Certificate, ec.EllipticCur
             critical=True,
         )
         .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
     )
-    return cert, key
+
+
+def cross_signed(
+    ca: x509.Certificate,
+    ca_key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate,
+    issuer_key: ec.EllipticCurvePrivateKey,
+) -> x509.Certificate:
+    """``ca``'s subject and key, signed by ``issuer``: sent as an intermediate with the
+    leaves ``ca`` signs, it lets a client that trusts only ``issuer`` verify them. It
+    lives no longer than either CA."""
+    not_after = min(ca.not_valid_after_utc, issuer.not_valid_after_utc)
+    builder = _ca_builder(ca.subject, issuer.subject, ca_key, not_after).add_extension(
+        x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
+        critical=False,
+    )
+    return builder.sign(issuer_key, hashes.SHA256())
 
 
 def _host_names_and_ips() -> tuple[set[str], set[IPAddress]]:
@@ -395,6 +433,9 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> Pki:
             ca, ca_key = _make_ca()
             _write_atomic(pki.ca_key, _key_pem(ca_key), 0o600)
             _write_atomic(pki.ca_cert, _cert_pem(ca), 0o644)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pki.ca_chain)  # a chain to an older CA is no chain to this one
+        chain = _chain_pem(pki)
 
         serving = _load_cert(pki.serving_cert)
         serving_key = _load_ec_key(pki.serving_key)
@@ -412,7 +453,7 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> Pki:
                 ips=sorted(want_ips, key=lambda a: (a.version, int(a))),
             )
             _write_atomic(pki.serving_key, _key_pem(serving_key), 0o600)
-            _write_atomic(pki.serving_cert, _cert_pem(serving), 0o644)
+            _write_atomic(pki.serving_cert, _cert_pem(serving) + chain, 0o644)
 
         admin = _load_cert(pki.admin_cert)
         admin_key = _load_ec_key(pki.admin_key)
@@ -422,7 +463,7 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> Pki:
                 ca, ca_key, admin_key, _name(ADMIN_USER, [ADMIN_GROUP]), server=False
             )
             _write_atomic(pki.admin_key, _key_pem(admin_key), 0o600)
-            _write_atomic(pki.admin_cert, _cert_pem(admin), 0o644)
+            _write_atomic(pki.admin_cert, _cert_pem(admin) + chain, 0o644)
 
         kc_cert, kc_key = _load_cert(pki.kubelet_client_cert), _load_ec_key(pki.kubelet_client_key)
         if not _leaf_usable(kc_cert, kc_key, ca):
@@ -430,7 +471,7 @@ def ensure_pki(data_dir: Path, *, hostnames: list[str], ips: list[str]) -> Pki:
             subject = _name(KUBELET_CLIENT_USER, [ADMIN_GROUP])
             kc_cert = _sign_leaf(ca, ca_key, kc_key, subject, server=False)
             _write_atomic(pki.kubelet_client_key, _key_pem(kc_key), 0o600)
-            _write_atomic(pki.kubelet_client_cert, _cert_pem(kc_cert), 0o644)
+            _write_atomic(pki.kubelet_client_cert, _cert_pem(kc_cert) + chain, 0o644)
 
         _ensure_front_proxy(pki)
 
@@ -473,6 +514,38 @@ def _ensure_front_proxy(pki: Pki) -> None:
         _write_atomic(pki.front_proxy_client_cert, _cert_pem(cert), 0o644)
 
 
+def new_rotated_ca(pki: Pki) -> tuple[bytes, bytes]:
+    """A new cluster CA for ``pyk8s certificate rotate-ca --generate``: ``(ca.crt,
+    ca.key)`` PEM, the certificate file holding the new self-signed CA followed by the
+    same CA cross-signed by the current one."""
+    current, current_key = _load_cert(pki.ca_cert), _load_ec_key(pki.ca_key)
+    if current is None or current_key is None or not _same_public_key(current, current_key):
+        raise FileNotFoundError(f"no usable cluster CA in {pki.dir}")
+    ca, key = _make_ca()
+    if ca.subject == current.subject:  # made within the same second as the current one
+        ca, key = _make_ca("pyk8s-ca-next")
+    cross = cross_signed(ca, key, current, current_key)
+    return _cert_pem(ca) + _cert_pem(cross), _key_pem(key)
+
+
+def install_ca(pki: Pki, *, bundle: bytes, key: bytes, chain: bytes, backup: Path) -> None:
+    """Replace the cluster CA (rotate-ca, after its checks): the current files are copied
+    to ``backup`` first; ``ca.crt`` is written last, under the lock ensure_pki takes, so a
+    running server sees the old CA or the whole new one."""
+    with _locked(pki.dir):
+        backup.mkdir(mode=0o700)
+        for path in (pki.ca_cert, pki.ca_key, pki.ca_chain):
+            if path.exists():
+                shutil.copy2(path, backup / path.name)
+        _write_atomic(pki.ca_key, key, 0o600)
+        if chain:
+            _write_atomic(pki.ca_chain, chain, 0o644)
+        else:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(pki.ca_chain)
+        _write_atomic(pki.ca_cert, bundle, 0o644)
+
+
 def server_ssl_context(pki: Pki, extra_client_cas: Iterable[Path] = ()) -> ssl.SSLContext:
     """The API server's TLS context: our serving cert; client certs optional but, when
     presented, verified against the cluster CA, the front-proxy CA or ``extra_client_cas``
@@ -509,6 +582,17 @@ def issue_client_cert(
     key = _new_key()
     cert = _sign_leaf(ca, ca_key, key, _name(cn, groups), server=False, validity=validity)
     return _cert_pem(cert), _key_pem(key)
+
+
+def issued_by_ca(pki: Pki, cert_pem: bytes) -> bool:
+    """Whether the (first) certificate of ``cert_pem`` is signed by the signing cluster
+    CA; False when either does not parse."""
+    ca = _load_cert(pki.ca_cert)
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        return False
+    return ca is not None and _issued_by(cert, ca)
 
 
 def ensure_leaf(
@@ -551,7 +635,14 @@ def ensure_leaf(
             ips=sorted(addrs, key=lambda a: (a.version, int(a))),
         )
         _write_atomic(key_path, _key_pem(key), 0o600)
-        _write_atomic(cert_path, _cert_pem(cert), 0o644)
+        _write_atomic(cert_path, _cert_pem(cert) + _chain_pem(pki), 0o644)
+
+
+def _chain_pem(pki: Pki) -> bytes:
+    try:
+        return pki.ca_chain.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 def _b64(data: bytes) -> str:

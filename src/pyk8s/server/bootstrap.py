@@ -41,6 +41,7 @@ SERVER_BOOTSTRAP_PATH = "/v1-pyk8s/server-bootstrap"
 SHARED_FILES = (
     "tls/ca.crt",
     "tls/ca.key",
+    "tls/ca-chain.crt",  # after pyk8s certificate rotate-ca
     "tls/sa.key",
     "tls/sa.pub",
     "tls/front-proxy-ca.crt",

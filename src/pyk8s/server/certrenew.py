@@ -10,6 +10,11 @@ admin kubeconfig is rewritten. The components' client certificates
 (``server/cred/<component>.pem``) are renewed in the same pass
 (:func:`pyk8s.server.identities.renew_component_credentials`); each component's client
 loads the new file before its next request. Nothing restarts.
+
+``ca.crt`` is also looked at every :data:`CA_POLL` seconds: when ``pyk8s certificate
+rotate-ca`` (:mod:`pyk8s.server.rotateca`) installed a new CA, the same pass runs at
+once, adds the new CA to the CAs client certificates are verified against, and so
+re-issues every leaf from it (ensure_pki renews a leaf its CA did not sign).
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +37,8 @@ log = logging.getLogger(__name__)
 
 #: how often the certificates' remaining lifetime is checked
 CHECK_INTERVAL = 3600.0
+#: how often ``ca.crt`` is looked at for a rotated CA
+CA_POLL = 2.0
 
 
 class CertRenewer:
@@ -44,6 +53,7 @@ class CertRenewer:
         ips: list[str],
         on_admin_renewed: Callable[[Pki], None] | None = None,
         interval: float = CHECK_INTERVAL,
+        ca_poll: float = CA_POLL,
     ) -> None:
         self.tls_parent = tls_parent
         self.ctx = ctx
@@ -51,6 +61,8 @@ class CertRenewer:
         self.ips = ips
         self.on_admin_renewed = on_admin_renewed
         self.interval = interval
+        self.ca_poll = ca_poll
+        self._ca = _read(Pki.at(tls_parent / "tls").ca_cert)
         self._task: asyncio.Task[None] | None = None
 
     async def check(self) -> bool:
@@ -59,6 +71,14 @@ class CertRenewer:
         before = {p: _read(p) for p in (pki.serving_cert, pki.admin_cert)}
         await asyncio.to_thread(ensure_pki, self.tls_parent, hostnames=self.hostnames, ips=self.ips)
         renewed = False
+        ca = _read(pki.ca_cert)
+        if ca != self._ca:
+            # client certificates of the new CA verify from now on (those of the old one
+            # still do: the bundle holds both, and the context only ever adds CAs)
+            self.ctx.load_verify_locations(cafile=pki.ca_cert)
+            self._ca = ca
+            log.info("the cluster CA changed", extra={"file": str(pki.ca_cert)})
+            renewed = True
         if _read(pki.serving_cert) != before[pki.serving_cert]:
             self.ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
             log.info("renewed the serving certificate", extra={"file": str(pki.serving_cert)})
@@ -78,8 +98,14 @@ class CertRenewer:
         self._task = asyncio.create_task(self._loop(), name="cert-renewer")
 
     async def _loop(self) -> None:
+        ca_cert = Pki.at(self.tls_parent / "tls").ca_cert
+        seen, last = _stamp(ca_cert), time.monotonic()
         while True:
-            await asyncio.sleep(self.interval)
+            await asyncio.sleep(min(self.ca_poll, self.interval))
+            stamp = _stamp(ca_cert)
+            if stamp == seen and time.monotonic() - last < self.interval:
+                continue
+            seen, last = stamp, time.monotonic()
             try:
                 await self.check()
             except Exception:
@@ -91,6 +117,14 @@ class CertRenewer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _read(path: Path) -> bytes:

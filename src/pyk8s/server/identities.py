@@ -64,6 +64,7 @@ from pyk8s.apiserver.certs import (
     RENEW_BEFORE,
     Pki,
     issue_client_cert,
+    issued_by_ca,
     write_kubeconfig,
 )
 from pyk8s.apiserver.handlers import ResourceHandlers
@@ -362,7 +363,8 @@ def renew_component_credentials(
 ) -> list[str]:
     """Re-issue each component certificate under ``cred/`` with less than
     ``renew_before`` left (as ensure_pki renews the server's own, k3s's 90 days),
-    replacing the file atomically; the components renewed. Their clients notice the
+    replacing the file atomically, and each one another CA signed (``pyk8s certificate
+    rotate-ca`` installed a new one); the components renewed. Their clients notice the
     changed file and present the new certificate on new connections."""
     cred_dir = pki.dir.parent / "cred"
     now = datetime.datetime.now(datetime.UTC)
@@ -372,7 +374,11 @@ def renew_component_credentials(
         if not pem.exists():
             continue
         pair = read_pem_pair(pem)  # None: unreadable or already expired
-        if pair is not None and certificate_validity(pair[0])[1] - now > renew_before:
+        if (
+            pair is not None
+            and certificate_validity(pair[0])[1] - now > renew_before
+            and issued_by_ca(pki, pair[0])
+        ):
             continue
         write_pem_pair(pem, *issue_client_cert(pki, user, groups, validity=validity))
         renewed.append(component)
