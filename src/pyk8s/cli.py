@@ -457,8 +457,8 @@ def _snapshot_target(args: argparse.Namespace) -> Any:
 
 
 def _add_token_and_certificate(sub: Any) -> None:
-    """``pyk8s token create|list|delete|rotate`` and ``pyk8s certificate check|rotate``
-    (k3s's commands)."""
+    """``pyk8s token create|list|delete|rotate`` and ``pyk8s certificate
+    check|rotate|rotate-ca`` (k3s's commands)."""
     token = sub.add_parser("token", help="manage bootstrap (join) tokens")
     token_sub = token.add_subparsers(dest="token_command", required=True)
     actions = {
@@ -495,6 +495,21 @@ def _add_token_and_certificate(sub: Any) -> None:
         )
         if name == "check":
             action.add_argument("--output", "-o", default="text", choices=("text", "table"))
+    rotate_ca = cert_sub.add_parser(
+        "rotate-ca", help="install a new cluster CA, cross-signed by the current one"
+    )
+    rotate_ca.add_argument("--data-dir", "-d", type=Path, default=None)
+    rotate_ca.add_argument(
+        "--path", type=Path, required=True, help="directory with the new CA in tls/ca.crt, ca.key"
+    )
+    rotate_ca.add_argument(
+        "--force", action="store_true", help="install a CA the current one did not cross-sign"
+    )
+    rotate_ca.add_argument(
+        "--generate",
+        action="store_true",
+        help="only write a new CA cross-signed by the current one to PATH/tls",
+    )
 
 
 def _token(args: argparse.Namespace) -> int:
@@ -536,6 +551,8 @@ def _certificate(args: argparse.Namespace) -> int:
     from pyk8s.server.paths import default_data_dir
 
     data_dir = args.data_dir or default_data_dir()
+    if args.certificate_command == "rotate-ca":
+        return _rotate_ca(args, data_dir)
     services = _plugin_names(args.service)
     try:
         if args.certificate_command == "check":
@@ -547,6 +564,33 @@ def _certificate(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as err:
         print(f"pyk8s certificate: error: {err}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _rotate_ca(args: argparse.Namespace, data_dir: Path) -> int:
+    from pyk8s.server import rotateca
+
+    try:
+        if args.generate:
+            tls = rotateca.generate(data_dir, args.path)
+            print(f"new CA written to {tls} (ca.crt, ca.key), cross-signed by the current one;")
+            print(f"install it with: pyk8s certificate rotate-ca --path {args.path}")
+            return 0
+        staged = rotateca.load_staged(data_dir, args.path, force=args.force)
+        backup = rotateca.install(data_dir, staged)
+    except (OSError, rotateca.RotateError) as err:
+        print(f"pyk8s certificate: error: {err}", file=sys.stderr)
+        return 1
+    print(
+        f"cluster CA is now {staged.ca.subject.rfc4514_string()}; "
+        f"{staged.previous.subject.rfc4514_string()} stays trusted; old files in {backup}"
+    )
+    if not staged.cross_signed:
+        print("the new CA is not cross-signed: clients that trust only the old CA need the new one")
+    print(
+        "a running pyk8s server re-issues its certificates from the new CA within seconds; "
+        f"agents joining from now on need the new token in {data_dir / 'server' / 'node-token'}"
+    )
     return 0
 
 
