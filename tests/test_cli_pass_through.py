@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from pyk8s import cli
 
 
@@ -125,3 +127,39 @@ def test_proxy_mode_through_kube_proxy_arg() -> None:
         ["agent", "--server", "https://h:6443", "--kube-proxy-arg=proxy-mode=nftables"]
     )
     assert cli._proxy_args(agent)[-2:] == ["--proxy-mode", "nftables"]
+
+
+def test_leader_election_timings_and_identity_reach_the_scheduler_and_controller_manager() -> None:
+    timings = ("leader-elect-lease-duration=5s", "leader-elect-renew-deadline=3s",
+               "leader-elect-retry-period=1s")  # fmt: skip
+    args = cli._parser().parse_args(
+        ["server", "--node-name", "s1", "--bind-address", "127.0.0.2",
+         *(f"--kube-scheduler-arg={t}" for t in timings),
+         *(f"--kube-controller-manager-arg={t}" for t in timings)]
+    )  # fmt: skip
+    common = cli._control_plane_args(args)
+    for command, passed in (
+        ("scheduler", args.scheduler_args),
+        ("controller-manager", args.controller_manager_args),
+    ):
+        child = cli._parser().parse_args([command, *common, *cli._passed_through(passed)])
+        lease = cli._lease_settings(child)
+        assert (lease.lease_duration, lease.renew_deadline, lease.retry_period) == (5, 3, 1)
+        assert lease.config("kube-scheduler").identity.startswith("s1_")
+        assert child.bind_address == "127.0.0.2"
+    # upstream's defaults, this host's name
+    default = cli._lease_settings(cli._parser().parse_args(["scheduler"]))
+    assert (default.lease_duration, default.renew_deadline, default.retry_period) == (15, 10, 2)
+    assert default.host == ""
+
+
+def test_leader_election_timings_are_checked_as_client_go_does() -> None:
+    bad = cli._parser().parse_args(["controller-manager", "--leader-elect-renew-deadline", "15s"])
+    with pytest.raises(ValueError, match="leaseDuration must be greater than renewDeadline"):
+        cli._lease_settings(bad)
+    bad = cli._parser().parse_args(["scheduler", "--leader-elect-retry-period", "1m"])
+    with pytest.raises(ValueError, match="renewDeadline must be greater than retryPeriod"):
+        cli._lease_settings(bad)
+    bad = cli._parser().parse_args(["scheduler", "--leader-elect-lease-duration", "15"])
+    with pytest.raises(ValueError, match="invalid duration"):
+        cli._lease_settings(bad)

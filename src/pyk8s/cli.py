@@ -13,10 +13,13 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyk8s import __version__
 from pyk8s.storage import StoreError, open_store
+
+if TYPE_CHECKING:
+    from pyk8s.client.leaderelection import LeaseSettings
 
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -1234,7 +1237,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     try:
         components: list[tuple[str, ...]] = []
         if args.command == "server":
-            health = _component_health_bind(args)
+            health = _control_plane_args(args)
             components = [
                 ("controller-manager", *health, *_passed_through(args.controller_manager_args)),
                 *_cloud_controller_manager(args),
@@ -1280,12 +1283,15 @@ def _kubelet_ca(args: argparse.Namespace) -> Path | None:
     return (args.data_dir or default_data_dir()) / "server" / "tls" / "ca.crt"
 
 
-def _component_health_bind(args: argparse.Namespace) -> list[str]:
-    """A server bound to one address serves its controller manager's and scheduler's
-    /healthz there too, so several servers can share a host (HA tests on loopback)."""
+def _control_plane_args(args: argparse.Namespace) -> list[str]:
+    """What several servers sharing a host need (HA tests on loopback): a server bound to
+    one address serves its controller manager's and scheduler's /healthz there too, and
+    with ``--node-name`` their leader-election identities name that node, not the host
+    (upstream's ``<hostname>_<uuid>``: distinct servers have distinct host names)."""
+    out = ["--hostname-override", args.node_name] if args.node_name else []
     if args.bind_address in ("0.0.0.0", "::"):
-        return []
-    return ["--bind-address", args.bind_address]
+        return out
+    return [*out, "--bind-address", args.bind_address]
 
 
 def _disabled_components(args: argparse.Namespace) -> set[str]:
@@ -1554,7 +1560,8 @@ def _cloud_controller_manager(args: argparse.Namespace) -> list[tuple[str, ...]]
     extra = _passed_through(args.cloud_controller_manager_args)
     for pool in args.lb_address_pool:
         extra += ["--lb-address-pool", pool]
-    return [("cloud-controller-manager", "--cloud-provider", "local", *extra)]
+    identity = ["--hostname-override", args.node_name] if args.node_name else []
+    return [("cloud-controller-manager", "--cloud-provider", "local", *identity, *extra)]
 
 
 def _cluster_config(args: argparse.Namespace) -> dict[str, str]:

@@ -56,7 +56,12 @@ from pyk8s.client.informer import (
     meta_namespace_key,
     split_key,
 )
-from pyk8s.client.leaderelection import LeaderElectionConfig, LeaderElector, run_while_leading
+from pyk8s.client.leaderelection import (
+    LeaderElectionConfig,
+    LeaderElector,
+    LeaseSettings,
+    run_while_leading,
+)
 from pyk8s.client.rest import (
     Client,
     Obj,
@@ -87,6 +92,7 @@ __all__ = [
     "InformerFactory",
     "LeaderElectionConfig",
     "LeaderElector",
+    "LeaseSettings",
     "ListerWatcher",
     "Obj",
     "RateLimitingQueue",

@@ -40,6 +40,7 @@ __all__ = [
     "LeaderElectionConfig",
     "LeaderElectionRecord",
     "LeaderElector",
+    "LeaseSettings",
     "default_identity",
     "micro_time",
     "parse_micro_time",
@@ -69,9 +70,51 @@ def parse_micro_time(s: str | None) -> dt.datetime | None:
         return None
 
 
-def default_identity() -> str:
-    """``<hostname>_<uuid>``, as kube-scheduler and kube-controller-manager use."""
-    return f"{socket.gethostname()}_{uuid.uuid4()}"
+def default_identity(host: str = "") -> str:
+    """``<hostname>_<uuid>``, as kube-scheduler and kube-controller-manager use (``host``
+    instead of this host's name when given: servers sharing a host tell apart)."""
+    return f"{host or socket.gethostname()}_{uuid.uuid4()}"
+
+
+def check_timings(lease_duration: float, renew_deadline: float, retry_period: float) -> None:
+    """ValueError unless a leader steps down (renew deadline) before a standby may take
+    over (lease duration), and retries (jittered) fit in the renew deadline; client-go's
+    checks in ``NewLeaderElector``."""
+    if lease_duration <= renew_deadline:
+        raise ValueError("leaseDuration must be greater than renewDeadline")
+    if renew_deadline <= JITTER_FACTOR * retry_period:
+        raise ValueError("renewDeadline must be greater than retryPeriod*JitterFactor")
+    if retry_period <= 0:
+        raise ValueError("retryPeriod must be greater than zero")
+
+
+@dataclass(frozen=True)
+class LeaseSettings:
+    """A component's ``--leader-elect-lease-duration``, ``--leader-elect-renew-deadline``
+    and ``--leader-elect-retry-period`` (seconds; upstream's defaults), and the host name
+    its identity starts with (``""``: this host's)."""
+
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    host: str = ""
+
+    def __post_init__(self) -> None:
+        check_timings(self.lease_duration, self.renew_deadline, self.retry_period)
+
+    def config(
+        self,
+        lock_name: str,
+        on_started_leading: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> LeaderElectionConfig:
+        return LeaderElectionConfig(
+            lock_name=lock_name,
+            identity=default_identity(self.host),
+            lease_duration=self.lease_duration,
+            renew_deadline=self.renew_deadline,
+            retry_period=self.retry_period,
+            on_started_leading=on_started_leading,
+        )
 
 
 @dataclass(frozen=True)
@@ -131,12 +174,7 @@ class LeaderElectionConfig:
     def __post_init__(self) -> None:
         if not self.identity:
             self.identity = default_identity()
-        if self.lease_duration <= self.renew_deadline:
-            raise ValueError("lease_duration must be greater than renew_deadline")
-        if self.renew_deadline <= JITTER_FACTOR * self.retry_period:
-            raise ValueError("renew_deadline must be greater than retry_period*JitterFactor")
-        if self.retry_period <= 0:
-            raise ValueError("retry_period must be positive")
+        check_timings(self.lease_duration, self.renew_deadline, self.retry_period)
 
 
 class LeaderElector:

@@ -12,7 +12,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyk8s.client import Client, component_user_agent, load_config
+from pyk8s.client import Client, LeaseSettings, component_user_agent, load_config
 from pyk8s.cloudprovider import get_provider, selected, setup
 from pyk8s.cloudprovider.provider import Interface
 from pyk8s.controllers.runtime import Manager
@@ -35,6 +35,8 @@ class Options:
     lb_class: str = ""
     controllers: list[str] = field(default_factory=lambda: ["*"])
     leader_elect: bool = True
+    #: --leader-elect-lease-duration / -renew-deadline / -retry-period (and the identity's host)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
     bind_address: str = "127.0.0.1"
     port: int = 10258
 
@@ -70,7 +72,7 @@ async def run(opts: Options) -> None:
         stop = stop_on_signals()
         try:
             if opts.leader_elect:
-                await manager.run_with_leader_election(stop, COMPONENT)
+                await manager.run_with_leader_election(stop, COMPONENT, opts.lease)
             else:
                 await manager.run(stop)
         finally:

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyk8s.client import Client, component_user_agent, load_config
+from pyk8s.client import Client, LeaseSettings, component_user_agent, load_config
 from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
 from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
 from pyk8s.controllers.nodeipam import Settings as NodeIPAMSettings
@@ -63,6 +63,8 @@ class Options:
     kubeconfig: Path | None = None
     controllers: list[str] = field(default_factory=lambda: ["*"])
     leader_elect: bool = True
+    #: --leader-elect-lease-duration / -renew-deadline / -retry-period (and the identity's host)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
     bind_address: str = "127.0.0.1"
     port: int = 10257
     #: --horizontal-pod-autoscaler-sync-period / -downscale-stabilization / -tolerance
@@ -122,7 +124,7 @@ async def run(opts: Options) -> None:
         stop = stop_on_signals()
         try:
             if opts.leader_elect:
-                await manager.run_with_leader_election(stop, "kube-controller-manager")
+                await manager.run_with_leader_election(stop, "kube-controller-manager", opts.lease)
             else:
                 await manager.run(stop)
         finally:

@@ -8,7 +8,7 @@ names and enabled/disabled plugins per extension point) and ``leaderElection.lea
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +17,7 @@ import yaml
 from pyk8s.client import (
     Client,
     EventRecorder,
-    LeaderElectionConfig,
+    LeaseSettings,
     component_user_agent,
     load_config,
     run_while_leading,
@@ -35,6 +35,8 @@ LOCK_NAME = "kube-scheduler"
 class Options:
     kubeconfig: Path | None = None
     leader_elect: bool = True
+    #: --leader-elect-lease-duration / -renew-deadline / -retry-period (and the identity's host)
+    lease: LeaseSettings = field(default_factory=LeaseSettings)
     bind_address: str = "127.0.0.1"
     port: int = 10259
     config: Path | None = None
@@ -88,7 +90,7 @@ async def run(opts: Options) -> None:
             async def lead() -> None:
                 await scheduler.run(stop)
 
-            election = LeaderElectionConfig(lock_name=LOCK_NAME, on_started_leading=lead)
+            election = opts.lease.config(LOCK_NAME, lead)
             await run_while_leading(election_client, election, stop)
             stop.set()  # leadership lost: stop, as upstream (a restart campaigns again)
         finally:

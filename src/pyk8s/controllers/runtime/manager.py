@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from prometheus_client import CollectorRegistry
 
 from pyk8s.client import Client, EventRecorder, InformerFactory
-from pyk8s.client.leaderelection import LeaderElectionConfig, run_while_leading
+from pyk8s.client.leaderelection import LeaseSettings, run_while_leading
 from pyk8s.controllers.runtime.controller import Controller, ControllerMetrics, Reconciler
 
 log = logging.getLogger(__name__)
@@ -85,7 +85,7 @@ class Manager:
                 await self.recorder.close()
 
     async def run_with_leader_election(
-        self, stop: asyncio.Event, lock_name: str, identity: str = ""
+        self, stop: asyncio.Event, lock_name: str, lease: LeaseSettings | None = None
     ) -> None:
         """Run only while holding ``kube-system/<lock_name>``; return when leadership is
         lost (the process should exit, as upstream's does) or ``stop`` is set.
@@ -100,7 +100,5 @@ class Manager:
 
         agent = f"{self.client.user_agent}/leader-election"
         async with Client(self.client.config, user_agent=agent) as election_client:
-            election = LeaderElectionConfig(
-                lock_name=lock_name, identity=identity, on_started_leading=lead
-            )
+            election = (lease or LeaseSettings()).config(lock_name, lead)
             await run_while_leading(election_client, election, stop)
