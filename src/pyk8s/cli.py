@@ -764,6 +764,11 @@ def _parser() -> argparse.ArgumentParser:
     server.add_argument(
         "--disable-scheduler", action="store_true", help="do not run the scheduler (k3s's flag)"
     )
+    server.add_argument(
+        "--disable-helm-controller",
+        action="store_true",
+        help="do not run the HelmChart controller nor register its CRDs (k3s's flag)",
+    )
     _add_agent_flags(server, in_server=True)
     _add_snapshot_server_flags(server)
     _add_embedded_etcd_flags(server)
@@ -1310,14 +1315,15 @@ def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:
     ``pyk8s apiserver``)."""
     if args.command != "server":
         return {}
+    deploy = {"deploy_manifests": True, "helm_controller": not args.disable_helm_controller}
     if args.etcd_disable_snapshots:
-        return {"deploy_manifests": True, "node_name": args.node_name}
+        return {**deploy, "node_name": args.node_name}
     return {
         "etcd_snapshot_schedule_cron": args.etcd_snapshot_schedule_cron,
         "etcd_snapshot_retention": args.etcd_snapshot_retention,
         "etcd_snapshot_dir": args.etcd_snapshot_dir,
         "node_name": args.node_name,
-        "deploy_manifests": True,
+        **deploy,
     }
 
 

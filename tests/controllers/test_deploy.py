@@ -1,7 +1,8 @@
 """Auto-deployed manifests (k3s's DATA_DIR/server/manifests): a file applied with
 server-side apply and tracked by its Addon, changed (objects updated, dropped ones
 deleted), broken (an event on the Addon, the previous objects still there), skipped,
-and removed (its objects and Addon deleted)."""
+and removed (its objects and Addon deleted); and two servers (HA) sharing the Addons of
+their own directories."""
 
 from __future__ import annotations
 
@@ -12,7 +13,13 @@ from typing import Any
 import pytest
 
 from pyk8s.client import ApiError, Client
-from pyk8s.controllers.deploy import FIELD_MANAGER, ManifestDeployer, addon_name, parse_manifest
+from pyk8s.controllers.deploy import (
+    FIELD_MANAGER,
+    SERVERS_ANNOTATION,
+    ManifestDeployer,
+    addon_name,
+    parse_manifest,
+)
 
 ADDONS = ("k3s.cattle.io/v1", "Addon")
 CONFIGMAPS = ("v1", "ConfigMap")
@@ -96,6 +103,62 @@ async def test_manifest_applied_changed_broken_skipped_removed(
         await client.get(ADDONS, addon, "kube-system")
     assert err.value.status == 404
     await deployer.recorder.close()
+
+
+async def test_two_servers_share_the_addon_of_one_file(client: Client, tmp_path: Path) -> None:
+    """k3s's HA: every server applies its own directory and the Addons are shared. The
+    same file on both is applied once; different versions do not flap (each server
+    applies again only when its own file changes); the objects go only once the file is
+    gone from both."""
+    ns = f"deploy-ha-{uuid.uuid4().hex[:6]}"
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    a = ManifestDeployer(client, one, server="server-a")
+    b = ManifestDeployer(client, two, server="server-b")
+
+    async def addon() -> dict[str, Any]:
+        got: dict[str, Any] = await client.get(ADDONS, ns, "kube-system")
+        return got
+
+    (one / f"{ns}.yaml").write_text(_manifest(ns, {"a": "blue"}))
+    (two / f"{ns}.yaml").write_text(_manifest(ns, {"a": "blue"}))
+    await a.sync()
+    applied = await addon()
+    await b.sync()  # same checksum: b only joins the Addon's servers
+    shared = await addon()
+    assert shared["spec"] == applied["spec"]
+    assert shared["metadata"]["annotations"][SERVERS_ANNOTATION] == "server-a,server-b"
+    await a.recorder.flush()
+    events = [r for r, _ in await _events(client, ns)]
+    assert events.count("AppliedManifest") == 1
+
+    (two / f"{ns}.yaml").write_text(_manifest(ns, {"a": "red"}))  # changed on b only
+    await b.sync()
+    for _ in range(2):  # a's file did not change: b's newer version stays
+        await a.sync()
+        await b.sync()
+    assert await _colour(client, ns, "a") == "red"
+    (one / f"{ns}.yaml").write_text(_manifest(ns, {"a": "green"}))  # now a's changes
+    await a.sync()
+    await b.sync()
+    assert await _colour(client, ns, "a") == "green"
+
+    (one / f"{ns}.yaml").unlink()  # still on b: the objects stay, a leaves the Addon
+    await a.sync()
+    await b.sync()
+    assert await _colour(client, ns, "a") == "green"
+    assert (await addon())["metadata"]["annotations"][SERVERS_ANNOTATION] == "server-b"
+    (two / f"{ns}.yaml").unlink()
+    await a.sync()  # not a's Addon any more: nothing happens
+    assert await _colour(client, ns, "a") == "green"
+    await b.sync()
+    assert await _colour(client, ns, "a") is None
+    with pytest.raises(ApiError) as err:
+        await addon()
+    assert err.value.status == 404
+    for deployer in (a, b):
+        await deployer.recorder.close()
 
 
 def test_parse_and_names() -> None:

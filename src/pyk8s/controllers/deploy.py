@@ -14,11 +14,21 @@ stays). A file that does not parse, or an object the API server refuses, is repo
 a ``Warning ApplyManifestFailed`` event on the Addon and leaves the objects of the
 previous version running.
 
+Several servers (HA) each run a deployer over their own directory, as k3s's servers do,
+and share the Addons: the same file on two servers is one Addon, applied by the first and
+left alone by the others (same checksum). Each deployer applies a file again only when
+that file changed on its own disk since it last looked (k3s re-applies on a changed
+mtime), so servers holding different versions of one file do not undo each other on every
+poll: the last to change or start wins, as on k3s. The Addon lists the servers holding its
+file (annotation ``addon.pyk8s.io/servers``, each ``<host name>:<directory>``); a server
+whose file is gone drops itself from the list, and the objects are deleted only when the
+last holder's file is gone (k3s never deletes on a removed file; the issue asks for it).
+
 The directory is polled (every two seconds): manifests change rarely and a poll needs
-no inotify binding. The Addon CustomResourceDefinition is made with the first manifest
-(and with it k3s's HelmChart and HelmChartConfig ones, given as ``extra_crds``, which
-:mod:`pyk8s.controllers.helmchart` serves), so a cluster without any keeps its API as it
-was.
+no inotify binding. ``pyk8s server`` registers the Addon CustomResourceDefinition (and
+k3s's HelmChart ones) when it starts, as k3s does (:mod:`pyk8s.server.manifests`); a
+deployer on an API server without it makes it with the first manifest (with the
+``extra_crds`` it is given), so such a cluster without manifests keeps its API as it was.
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ import hashlib
 import json
 import logging
 import re
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,13 +49,22 @@ import yaml
 
 from pyk8s.client import ApiError, Client, ClientError, EventRecorder, Obj
 
-__all__ = ["ADDON_CRD", "FIELD_MANAGER", "ManifestDeployer", "addon_name", "parse_manifest"]
+__all__ = [
+    "ADDON_CRD",
+    "FIELD_MANAGER",
+    "SERVERS_ANNOTATION",
+    "ManifestDeployer",
+    "addon_name",
+    "parse_manifest",
+]
 
 log = logging.getLogger(__name__)
 
 FIELD_MANAGER = "pyk8s-deploy"
 ADDONS = ("k3s.cattle.io/v1", "Addon")
 NAMESPACE = "kube-system"
+#: the servers whose manifests directory holds an Addon's file (comma-separated)
+SERVERS_ANNOTATION = "addon.pyk8s.io/servers"
 SUFFIXES = (".yaml", ".yml", ".json")
 _APPLY = "application/apply-patch+yaml"
 _RETRY_FAILED = 30.0
@@ -151,6 +171,11 @@ class _Ref:
         return _Ref(doc["apiVersion"], doc["kind"], doc.get("namespace", ""), doc["name"])
 
 
+def _servers(addon: Obj) -> set[str]:
+    value = ((addon.get("metadata") or {}).get("annotations") or {}).get(SERVERS_ANNOTATION, "")
+    return {s for s in str(value).split(",") if s}
+
+
 class ManifestDeployer:
     """Keeps the cluster in step with a manifests directory; ``await run(stop)``."""
 
@@ -161,9 +186,12 @@ class ManifestDeployer:
         interval: float = 2.0,
         *,
         extra_crds: Sequence[Obj] = (),
+        server: str = "",
     ) -> None:
         self.client = client
         self.directory = directory.resolve()
+        #: this deployer among the servers sharing the Addons (stable across restarts)
+        self.server = server or f"{socket.gethostname()}:{self.directory}"
         self.interval = interval
         self.recorder = EventRecorder(client, "deploy")
         #: made with the Addon CRD (k3s's HelmChart and HelmChartConfig)
@@ -172,6 +200,9 @@ class ManifestDeployer:
         self.crds_ready = asyncio.Event()
         #: checksum of a file whose last attempt failed -> when it may be tried again
         self._failed: dict[str, float] = {}
+        #: Addon -> checksum of this server's file when last looked at (applied, or found
+        #: applied): a different checksum in the Addon is another server's newer version
+        self._seen: dict[str, str] = {}
         self._crd_ready = False
         self._crd_absent = False
         self._served = False
@@ -258,14 +289,37 @@ class ManifestDeployer:
         for name, path in files.items():
             await self._sync_file(name, path, addons.get(name))
         for name, addon in addons.items():
-            source = str((addon.get("spec") or {}).get("source", ""))
-            if name in files or not source.startswith(f"{self.directory}/"):
+            if name in files or not self._holds(addon):
                 continue
+            source = str((addon.get("spec") or {}).get("source", ""))
             if await asyncio.to_thread(Path(source).exists) and await asyncio.to_thread(
                 self._skipped, source
             ):
                 continue  # disabled: what it made stays
-            await self._remove(addon)
+            self._seen.pop(name, None)
+            others = _servers(addon) - {self.server}
+            if others:  # another server still has the file: its objects stay
+                await self._set_servers(addon, others)
+            else:
+                await self._remove(addon)
+
+    def _holds(self, addon: Obj) -> bool:
+        """Whether this server's file is (or was) behind ``addon``: it is in its servers,
+        or, for an Addon from before the list, the source is in this directory."""
+        servers = _servers(addon)
+        if servers:
+            return self.server in servers
+        source = str((addon.get("spec") or {}).get("source", ""))
+        return source.startswith(f"{self.directory}/")
+
+    async def _set_servers(self, addon: Obj, servers: set[str]) -> Obj:
+        meta = addon["metadata"]
+        meta["annotations"] = {
+            **(meta.get("annotations") or {}),
+            SERVERS_ANNOTATION: ",".join(sorted(servers)),
+        }
+        updated: Obj = await self.client.update(ADDONS, addon, NAMESPACE)
+        return updated
 
     async def _sync_file(self, name: str, path: Path, addon: Obj | None) -> None:
         try:
@@ -273,7 +327,13 @@ class ManifestDeployer:
         except OSError:
             return  # removed meanwhile: the next pass deletes it
         checksum = hashlib.sha256(data).hexdigest()
-        if addon is not None and (addon.get("spec") or {}).get("checksum") == checksum:
+        if addon is not None and (
+            (addon.get("spec") or {}).get("checksum") == checksum
+            or self._seen.get(name) == checksum  # another server's version since: it stays
+        ):
+            self._seen[name] = checksum
+            if self.server not in _servers(addon):
+                await self._set_servers(addon, {*_servers(addon), self.server})
             return
         loop = asyncio.get_running_loop()
         if self._failed.get(checksum, 0.0) > loop.time():
@@ -300,7 +360,8 @@ class ManifestDeployer:
             "objects": [r.to_json() for r in applied],
             "gvks": sorted({f"{r.api_version}, Kind={r.kind}" for r in applied}),
         }
-        addon = await self.client.update(ADDONS, addon, NAMESPACE)
+        addon = await self._set_servers(addon, {*_servers(addon), self.server})
+        self._seen[name] = checksum
         self.recorder.event(addon, "Normal", "AppliedManifest", f'Applied manifest at "{path}"')
 
     async def _addon(self, name: str, path: Path, addon: Obj | None) -> Obj:

@@ -42,7 +42,7 @@ from pyk8s.apiserver.inflight import (
 )
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
-from pyk8s.server import clusterconfig
+from pyk8s.server import clusterconfig, manifests
 from pyk8s.server.addon_identities import installs
 from pyk8s.server.certrenew import CertRenewer
 from pyk8s.server.component import stop_on_signals
@@ -118,6 +118,8 @@ class Options:
     node_name: str = ""
     #: k3s's auto-deployed manifests: apply DATA_DIR/server/manifests (pyk8s server)
     deploy_manifests: bool = False
+    #: with deploy_manifests: k3s's Helm controller and its CRDs (--disable-helm-controller)
+    helm_controller: bool = True
     #: k3s's embedded etcd: --cluster-init starts a new cluster, --server URL with the
     #: server --token joins one (a data dir that holds a member always runs it)
     cluster_init: bool = False
@@ -339,6 +341,10 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
     holder.append(server)
     try:
         await server.start()
+        if opts.deploy_manifests:  # k3s's CRDs, served before the first request
+            await manifests.register_crds(
+                server.handlers, manifests.wanted_crds(opts.helm_controller)
+            )
         runner = web.AppRunner(
             server.app, access_log=None, handle_signals=False, shutdown_timeout=2.0
         )
@@ -413,25 +419,13 @@ def _snapshot_schedule(opts: Options) -> asyncio.Task[None] | None:
 
 
 def _deploy_manifests(opts: Options) -> tuple[asyncio.Event, asyncio.Task[None]] | None:
-    """k3s's DATA_DIR/server/manifests, applied by an in-process deployer with the admin
-    kubeconfig (the directory is on this host), and k3s's Helm controller for the
-    HelmCharts (its CRDs come with the first manifest)."""
+    """k3s's DATA_DIR/server/manifests and Helm controller (:mod:`pyk8s.server.manifests`),
+    in-process with the admin kubeconfig (the directory is on this host)."""
     if not opts.deploy_manifests:
         return None
-    from pyk8s.client import Client, load_kubeconfig
-    from pyk8s.controllers.deploy import ManifestDeployer
-    from pyk8s.controllers.helmchart import CRDS, HelmChartController
-
     stop = asyncio.Event()
-
-    async def run() -> None:
-        async with Client(load_kubeconfig(opts.kubeconfig)) as client:
-            manifests = opts.data_dir / "server" / "manifests"
-            deployer = ManifestDeployer(client, manifests, extra_crds=CRDS)
-            helm = HelmChartController(client, opts.kubeconfig, opts.data_dir)
-            await asyncio.gather(deployer.run(stop), helm.run(stop, deployer.crds_ready))
-
-    return stop, asyncio.create_task(run(), name="deploy")
+    job = manifests.run(opts.kubeconfig, opts.data_dir, opts.helm_controller, stop)
+    return stop, asyncio.create_task(job, name="deploy")
 
 
 async def _start_embedded_etcd(opts: Options) -> tuple[Supervisor, Any] | None:

@@ -1,0 +1,96 @@
+"""``pyk8s server``'s k3s add-on machinery: its CRDs, the manifests deployer and the Helm
+controller, each run where k3s runs it.
+
+* **CRDs at start.** k3s registers its ``Addon`` CRD and, unless
+  ``--disable-helm-controller``, the helm-controller's ``HelmChart`` and
+  ``HelmChartConfig`` when the server starts, so a HelmChart can be applied on a fresh
+  cluster. Here they are created in-process before the API server opens its port, and
+  the start waits until they are served: the first request any client can make already
+  finds them. A CRD that exists (another server's, an earlier start's) is kept as is.
+* **The manifests deployer on every server.** k3s's deploy controller is not
+  leader-elected: each server applies its own ``server/manifests`` and the Addons are
+  shared (see :mod:`pyk8s.controllers.deploy` for how servers share them).
+* **The Helm controller on one server.** k3s runs it among the controllers of its
+  ``k3s`` lease in ``kube-system``; here the lease is ``pyk8s``. A server that loses the
+  lease stops its controller and campaigns again (k3s exits the whole process, which here
+  would take the API server down with it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pyk8s.apiserver.handlers import ResourceHandlers
+    from pyk8s.client import Client
+
+__all__ = ["LOCK_NAME", "register_crds", "run", "wanted_crds"]
+
+log = logging.getLogger(__name__)
+
+#: the Lease (in kube-system) of the server that runs the Helm controller (k3s's "k3s")
+LOCK_NAME = "pyk8s"
+#: how long the start waits for the CRDs to be served
+SERVED_WITHIN = 30.0
+#: the pause before campaigning again after a lost lease (client-go's retry period)
+RETRY_PERIOD = 2.0
+
+
+def wanted_crds(helm_controller: bool) -> list[dict[str, Any]]:
+    """k3s's CRDs: the Addon always, HelmChart and HelmChartConfig with the controller."""
+    from pyk8s.controllers.deploy import ADDON_CRD
+    from pyk8s.controllers.helmchart import CRDS
+
+    return [ADDON_CRD, *(CRDS if helm_controller else ())]
+
+
+async def register_crds(handlers: ResourceHandlers, crds: Sequence[dict[str, Any]]) -> None:
+    """Create the missing ``crds`` through ``handlers`` (before the API server listens)
+    and wait until each is served (TimeoutError after :data:`SERVED_WITHIN`)."""
+    from pyk8s.server.identities import create_missing
+
+    await create_missing(handlers, crds)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + SERVED_WITHIN
+    for crd in crds:
+        spec = crd["spec"]
+        api_version = f"{spec['group']}/{spec['versions'][0]['name']}"
+        kind = spec["names"]["kind"]
+        while handlers.registry.for_api_version(api_version, kind) is None:
+            if loop.time() > deadline:
+                raise TimeoutError(f"the {kind} custom resource is not served")
+            await asyncio.sleep(0.02)
+    log.info("custom resources registered", extra={"crds": [c["metadata"]["name"] for c in crds]})
+
+
+async def run(kubeconfig: Path, data_dir: Path, helm_controller: bool, stop: asyncio.Event) -> None:
+    """The deployer over ``DATA_DIR/server/manifests`` and, unless disabled, the Helm
+    controller while this server holds :data:`LOCK_NAME`, until ``stop``."""
+    from pyk8s.client import Client, load_kubeconfig
+    from pyk8s.controllers.deploy import ManifestDeployer
+
+    async with Client(load_kubeconfig(kubeconfig)) as client:
+        deployer = ManifestDeployer(client, data_dir / "server" / "manifests")
+        jobs = [deployer.run(stop)]
+        if helm_controller:
+            jobs.append(_lead_helm(client, kubeconfig, data_dir, stop))
+        await asyncio.gather(*jobs)
+
+
+async def _lead_helm(client: Client, kubeconfig: Path, data_dir: Path, stop: asyncio.Event) -> None:
+    """Run the Helm controller while leading; after a lost lease, a fresh controller
+    (its informers start over) campaigns again."""
+    from pyk8s.controllers.helmchart import HelmChartController
+
+    while not stop.is_set():
+        controller = HelmChartController(client, kubeconfig, data_dir)
+        await controller.manager.run_with_leader_election(stop, LOCK_NAME)
+        if not stop.is_set():
+            log.warning("leader election lost for %s: campaigning again", LOCK_NAME)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RETRY_PERIOD)
