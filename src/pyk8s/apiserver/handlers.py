@@ -69,7 +69,7 @@ from pyk8s.apiserver.rest import (
 )
 from pyk8s.apiserver.serviceresolver import ServiceResolver
 from pyk8s.apiserver.strategies import Allocators, Rollback, Strategy, builtin_strategy
-from pyk8s.apiserver.watchcache import CacheEvent, Entry, NotReady, TooOld
+from pyk8s.apiserver.watchcache import CacheEvent, Entry, NotReady, TooOld, uncached
 from pyk8s.apiserver.webhook import WebhookClient
 from pyk8s.storage import Compacted, FutureRevision, next_start
 
@@ -974,7 +974,8 @@ class ResourceHandlers:
             raise errors.bad_request(
                 "specifying resource version is not allowed when using continue"
             )
-        if token or (limit > 0 and rv != "0") or rv_match == "Exact":
+        cached = await self._list_page_from_cache(prefix, rv, rv_match, limit, token, matches)
+        if cached is None and (token or (limit > 0 and rv != "0") or rv_match == "Exact"):
             revision = int(rv) if rv_match == "Exact" and rv else 0
             start = ""
             if token:
@@ -986,17 +987,20 @@ class ResourceHandlers:
             objs = [strategy.convert(o, r.api_version) for o in objs]
             raws = [orjson.dumps(o) for o in objs]
         else:
-            await self._fresh(rv)
-            revision = self.cache.revision  # what read() reads at (it may wait on the store)
-            entries = await self.cache.read(prefix)
-            if matches is not None:
-                entries = [e for e in entries if matches(e.obj)]
+            if cached is not None:
+                entries, list_meta = cached
+            else:
+                await self._fresh(rv)
+                revision = self.cache.revision  # what read() reads at (it may wait on the store)
+                entries = await self.cache.read(prefix)
+                if matches is not None:
+                    entries = [e for e in entries if matches(e.obj)]
+                list_meta = {"resourceVersion": str(revision)}
             strategy = self.strategy(r)
             await strategy.prepare_conversion([e.obj for e in entries], r.api_version, as_list=True)
             views = [strategy.view(e, r.api_version) for e in entries]
             objs = [obj for obj, _ in views]
             raws = [raw for _, raw in views]
-            list_meta = {"resourceVersion": str(revision)}
         if encoding.wants_table(request.headers.get("Accept")):
             table = self.strategy(r).table(
                 objs, now=now(), include_object=q.get("includeObject", ""), list_meta=list_meta
@@ -1024,6 +1028,47 @@ class ResourceHandlers:
         )
         body = head[:-1] + b',"items":[' + b",".join(raws) + b"]}"
         return json_response(body)
+
+    async def _list_page_from_cache(
+        self,
+        prefix: str,
+        rv: str,
+        rv_match: str,
+        limit: int,
+        token: str,
+        matches: Matcher | None,
+    ) -> tuple[list[Entry], JSON] | None:
+        """A paginated list the watch cache can answer, as upstream's cacher does: the
+        first page of a consistent read (no resourceVersion) or of
+        ``resourceVersionMatch=NotOlderThan``, and a continue token whose revision the
+        cache still holds (its resource unchanged since, and not compacted: the store
+        answers 410 then). None: the store answers (an exact resourceVersion, a continue
+        at a revision the cache has moved past, a resource the cache does not keep); a
+        list without a limit is not paginated (``resourceVersion=0`` ignores the limit,
+        as upstream)."""
+        if uncached(prefix) or rv_match == "Exact":
+            return None
+        if token:
+            revision, rel = decode_continue(token)
+            if not self.cache.unchanged_since(prefix, revision):
+                return None
+            if revision < await self.store.compacted_revision():
+                return None
+            start = prefix + rel
+        elif limit > 0 and (rv == "" or (rv != "0" and rv_match == "NotOlderThan")):
+            await self._fresh(rv)
+            revision, start = self.cache.revision, ""
+        else:
+            return None
+        page = self.cache.page(
+            prefix, start, limit if limit > 0 else len(self.cache.objects), matches
+        )
+        meta: JSON = {"resourceVersion": str(revision)}
+        if page.more:
+            meta["continue"] = encode_continue(revision, page.last_key[len(prefix) :] + "\x00")
+            if page.remaining is not None:
+                meta["remainingItemCount"] = page.remaining
+        return page.entries, meta
 
     async def _list_from_store(
         self, prefix: str, revision: int, start: str, limit: int, matches: Matcher | None
