@@ -95,3 +95,37 @@ def test_rotate_sets_certificates_aside_and_the_same_ca_issues_new_ones(
     assert serving.serial_number != serving_before.serial_number
     assert (tls / "ca.crt").read_bytes() == ca_before
     assert (tls / "admin.crt").read_bytes() == admin_before
+
+
+def test_after_rotate_ca_the_running_parts_issue_from_the_new_ca(data_dir: Path) -> None:
+    """What a running server does after ``rotate-ca`` without a restart: its renewal pass
+    re-issues every component certificate from the new CA, and the controller manager's
+    CSR signer (built before) signs kubelets' requests with it."""
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    from pyk8s.controllers.csrsigning import Signer
+
+    tls = data_dir / "server" / "tls"
+    signer = Signer(str(tls / "ca.crt"), str(tls / "ca.key"), 3600)
+    stage = data_dir / "stage"
+    rotate = ["certificate", "rotate-ca", "--data-dir", str(data_dir), "--path", str(stage)]
+    assert main([*rotate, "--generate"]) == 0
+    assert main(rotate) == 0
+    new_ca = x509.load_pem_x509_certificate((tls / "ca.crt").read_bytes())
+    pki = ensure_pki(data_dir / "server", hostnames=["node1"], ips=["10.0.0.1"])
+    renewed = renew_component_credentials(pki)
+    assert "scheduler" in renewed and "controller-manager" in renewed
+    leaves = [tls / n for n in ("serving.crt", "admin.crt", "apiserver-kubelet-client.crt")]
+    for path in [*leaves, *(data_dir / "server" / "cred").glob("*.pem")]:
+        assert x509.load_pem_x509_certificate(path.read_bytes()).issuer == new_ca.subject, path
+    assert renew_component_credentials(pki) == []
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "system:node:n1")])
+    csr = (
+        x509.CertificateSigningRequestBuilder()
+        .subject_name(name)
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )
+    signed = x509.load_pem_x509_certificate(signer.sign(csr, ["client auth"], None))
+    signed.verify_directly_issued_by(new_ca)

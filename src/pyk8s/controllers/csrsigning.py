@@ -20,7 +20,10 @@ and requests for other signers are someone else's. The certificate lives for
 default), backdated five minutes for clock skew and never past the CA's own expiry, as
 upstream's ``LocalSigner``. Instead of one CA for all, each signer may have its own
 (``--cluster-signing-kubelet-serving-cert-file`` …, :data:`SIGNER_FLAGS`); a signer
-without one does not sign.
+without one does not sign. The CA files are read again when they change (upstream's
+dynamic file content), so a CA installed by ``pyk8s certificate rotate-ca`` signs from
+the next request on; a pair that does not match (caught mid-replacement) keeps the
+previous one.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from __future__ import annotations
 import base64
 import datetime
 import logging
+import os
 from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,16 +133,46 @@ class Settings:
         return dict(self.per_signer)
 
 
+def _stamp(*paths: str) -> tuple[tuple[int, int, int], ...]:
+    out = []
+    for path in paths:
+        st = os.stat(path)
+        out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+    return tuple(out)
+
+
 class Signer:
     """Signs certificate requests with one CA (upstream's ``LocalSigner``)."""
 
     def __init__(self, cert_file: str, key_file: str, max_duration: float) -> None:
-        self.ca = x509.load_pem_x509_certificate(Path(cert_file).read_bytes())
-        key = serialization.load_pem_private_key(Path(key_file).read_bytes(), None)
-        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
-            raise ValueError(f"{key_file}: unsupported CA key type")
-        self.key = key
+        self.cert_file = cert_file
+        self.key_file = key_file
         self.max_duration = max_duration
+        self._stamp = _stamp(cert_file, key_file)
+        self.ca, self.key = self._load()
+
+    def _load(self) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey]:
+        ca = x509.load_pem_x509_certificate(Path(self.cert_file).read_bytes())
+        key = serialization.load_pem_private_key(Path(self.key_file).read_bytes(), None)
+        if not isinstance(key, (ec.EllipticCurvePrivateKey, rsa.RSAPrivateKey)):
+            raise ValueError(f"{self.key_file}: unsupported CA key type")
+        fmt = (serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+        if ca.public_key().public_bytes(*fmt) != key.public_key().public_bytes(*fmt):
+            raise ValueError(f"{self.key_file} does not match {self.cert_file}")
+        return ca, key
+
+    def _reload(self) -> None:
+        """Read the files again when they changed since they were read."""
+        try:
+            stamp = _stamp(self.cert_file, self.key_file)
+            if stamp == self._stamp:
+                return
+            self.ca, self.key = self._load()
+        except (OSError, ValueError) as err:
+            log.warning("keeping the signing CA read before", extra={"error": str(err)})
+            return
+        self._stamp = stamp
+        log.info("signing CA reloaded", extra={"file": self.cert_file})
 
     def sign(
         self,
@@ -147,6 +181,7 @@ class Signer:
         expiration_seconds: int | None,
         now: datetime.datetime | None = None,
     ) -> bytes:
+        self._reload()
         now = now or datetime.datetime.now(datetime.UTC)
         duration = self.max_duration
         if expiration_seconds is not None:
