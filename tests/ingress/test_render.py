@@ -474,5 +474,5 @@ def test_only_tls_hosts_and_the_catch_all_listen_on_the_https_port() -> None:
     )  # fmt: skip
     ((_, http),) = blocks(r.config, "http")
     https = {re.search(r"server_name ([^;]+);", b).group(1)  # type: ignore[union-attr]
-             for _, b in blocks(http, "server") if "listen 8443 ssl" in b}  # fmt: skip
+             for _, b in blocks(http, "server") if f"listen {CFG.https_port} ssl" in b}  # fmt: skip
     assert https == {"_", "s.example.com"}

@@ -1,7 +1,8 @@
 """Running a node for real, k3s-style, on one test host (a network namespace running
 ``pyk8s agent``): the unreachable routes for the cluster and service CIDRs, image tars
 dropped into ``DATA_DIR/images`` while the node runs, a registry mirror from
-``DATA_DIR/etc/registries.yaml``, and last ``pyk8s killall``, which must leave no
+``DATA_DIR/etc/registries.yaml``, a LoadBalancer Service on 8080 beside the bundled
+ingress controller, and last ``pyk8s killall``, which must leave no
 process, mount, interface, route or KUBE- chain of the node behind — and nothing of any
 other node (it runs against this host's data dir only).
 """
@@ -62,7 +63,7 @@ def node() -> Iterator[Node]:
         proc = subprocess.Popen(
             [*ns, sys.executable, "-m", "pyk8s", "server", "--data-dir", str(host.data_dir),
              "--node-name", host.name, "--node-ip", host.ip, "--etcd-disable-snapshots",
-             "--disable", "traefik,metrics-server,coredns", "--disable-scheduler"],
+             "--disable", "metrics-server,coredns", "--disable-scheduler"],
             stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     host.proc = proc
@@ -233,6 +234,32 @@ def test_manifest_dropped_into_the_server_directory_is_applied(node: Node) -> No
         time.sleep(0.3)
     addon = json.loads(node.kubectl("get", "addon", "greeting", "-n", "kube-system", "-o", "json"))
     assert addon["spec"]["source"] == str((manifests / "greeting.yaml").resolve())
+
+
+def test_a_load_balancer_on_8080_beside_the_bundled_ingress(node: Node) -> None:
+    """The node's nginx listens on internal ports (10080/10443, its LoadBalancer Service
+    answering on 80/443), so a user's LoadBalancer Service on 8080 gets the node's
+    address: ServiceLB no longer finds the port taken (PortInUse)."""
+    kubectl, host = node.kubectl, node.host
+    kubectl("create", "service", "loadbalancer", "web8080", "--tcp=8080:8080")
+
+    def address(namespace: str, name: str) -> str:
+        return kubectl("get", "service", name, "-n", namespace,
+                       "-o", "jsonpath={.status.loadBalancer.ingress[0].ip}")  # fmt: skip
+
+    deadline = time.monotonic() + 60
+    while address("default", "web8080") != host.ip:
+        events = kubectl("get", "events", "--field-selector", "involvedObject.name=web8080")
+        assert "PortInUse" not in events, events
+        assert time.monotonic() < deadline, events
+        time.sleep(0.5)
+    while address("kube-system", "pyk8s-ingress") != host.ip:
+        assert time.monotonic() < deadline, kubectl("get", "events", "-n", "kube-system")
+        time.sleep(0.5)
+    # port 80 of the node reaches nginx (no Ingress for this host: its default 404)
+    curl = ["ip", "netns", "exec", host.name, "curl", "-s", "-o", "/dev/null",
+            "-w", "%{http_code}", f"http://{host.ip}/"]  # fmt: skip
+    assert subprocess.run(curl, capture_output=True, text=True, timeout=20).stdout == "404"
 
 
 def _nft_tables(host: Host) -> str:

@@ -54,7 +54,15 @@ from pyk8s.ingress.gateway_crds import (
     REFERENCE_GRANTS,
 )
 from pyk8s.ingress.nginx import Nginx, NginxError
-from pyk8s.ingress.render import Extra, Finding, RenderConfig, owns, render
+from pyk8s.ingress.render import (
+    HTTP_PORT,
+    HTTPS_PORT,
+    Extra,
+    Finding,
+    RenderConfig,
+    owns,
+    render,
+)
 
 __all__ = ["DEFAULT_CLASS_ANNOTATION", "ControllerConfig", "IngressController"]
 
@@ -92,8 +100,8 @@ class ControllerConfig:
     address: str = "127.0.0.1"
     #: the node this host is (the endpoint's nodeName: externalTrafficPolicy Local)
     node_name: str = ""
-    http_port: int = 8080
-    https_port: int = 8443
+    http_port: int = HTTP_PORT
+    https_port: int = HTTPS_PORT
     bind_address: str = ""
     #: create the IngressClass (marked default) if it does not exist
     create_class: bool = True

@@ -84,14 +84,21 @@ _DEFAULTS = {
 }
 
 
+#: nginx's own ports on the host: internal, the targets of the controller's LoadBalancer
+#: Service (80/443 are what users see), so off the ports users give their own
+#: LoadBalancer Services (8080, 8443, ...), beside ingress-nginx's other internal 10xxx
+#: ports (10254 health, 10246 status)
+HTTP_PORT, HTTPS_PORT = 10080, 10443
+
+
 @dataclass(frozen=True)
 class RenderConfig:
     """Where nginx lives and listens; paths are absolute (they go into the text)."""
 
     prefix: str
     default_certificate: str
-    http_port: int = 8080
-    https_port: int = 8443
+    http_port: int = HTTP_PORT
+    https_port: int = HTTPS_PORT
     #: empty: every address
     bind_address: str = ""
     #: the port clients use for HTTPS (the Service's 443), for the redirect's Location

@@ -58,8 +58,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="the node this host is, for that "
         "EndpointSlice's nodeName (default: the host name, as the kubelet's)",
     )
-    p.add_argument("--http-port", type=int, default=8080)
-    p.add_argument("--https-port", type=int, default=8443)
+    # nginx's internal ports (pyk8s.ingress.render's HTTP_PORT, HTTPS_PORT; not imported:
+    # every command parses these flags): the LoadBalancer Service maps 80/443 to them
+    p.add_argument("--http-port", type=int, default=10080)
+    p.add_argument("--https-port", type=int, default=10443)
     p.add_argument("--bind-address", default="", help="nginx's listen address (default: all)")
     p.add_argument("--healthz-host", default="127.0.0.1")
     p.add_argument("--healthz-port", type=int, default=10254, help="/healthz and /metrics")
@@ -96,8 +98,8 @@ class Options:
     #: the host address in the publish Service's EndpointSlice (default: the host's)
     node_ip: str = ""
     node_name: str = ""
-    http_port: int = 8080
-    https_port: int = 8443
+    http_port: int = 10080
+    https_port: int = 10443
     bind_address: str = ""
     healthz_host: str = "127.0.0.1"
     healthz_port: int = 10254
