@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pyk8s.apiserver.handlers import ResourceHandlers
     from pyk8s.client import Client
 
-__all__ = ["LOCK_NAME", "register_crds", "run", "wanted_crds"]
+__all__ = ["LOCK_NAME", "register_crds", "run", "run_helm_controller", "wanted_crds"]
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,13 @@ async def run(kubeconfig: Path, data_dir: Path, helm_controller: bool, stop: asy
         deployer = ManifestDeployer(client, data_dir / "server" / "manifests")
         jobs = [deployer.run(stop)]
         if helm_controller:
-            jobs.append(_lead_helm(client, kubeconfig, data_dir, stop))
+            jobs.append(run_helm_controller(client, kubeconfig, data_dir, stop))
         await asyncio.gather(*jobs)
 
 
-async def _lead_helm(client: Client, kubeconfig: Path, data_dir: Path, stop: asyncio.Event) -> None:
+async def run_helm_controller(
+    client: Client, kubeconfig: Path, data_dir: Path, stop: asyncio.Event
+) -> None:
     """Run the Helm controller while leading; after a lost lease, a fresh controller
     (its informers start over) campaigns again."""
     from pyk8s.controllers.helmchart import HelmChartController
