@@ -31,7 +31,9 @@ __all__ = [
     "load_balancer_ips",
     "memo",
     "port_proto_hash",
+    "service_key",
     "service_ports",
+    "slice_service_key",
 ]
 
 Obj = Mapping[str, Any]
@@ -203,6 +205,25 @@ def memo(cache: dict[Hashable, Any], key: Hashable | None, make: Callable[[], V]
         cache.clear()
     cache[key] = value
     return value
+
+
+def service_key(svc: Obj) -> str:
+    """``namespace/name`` of a Service (the informer store's key): the unit the proxy
+    re-renders when it or one of its EndpointSlices changes."""
+    meta = svc.get("metadata") or {}
+    return _key(meta.get("namespace") or "", meta.get("name") or "")
+
+
+def slice_service_key(sl: Obj) -> str | None:
+    """:func:`service_key` of the Service an EndpointSlice belongs to (None without the
+    service-name label)."""
+    meta = sl.get("metadata") or {}
+    name = (meta.get("labels") or {}).get(SERVICE_NAME_LABEL)
+    return _key(meta.get("namespace") or "", name) if name else None
+
+
+def _key(namespace: str, name: str) -> str:
+    return f"{namespace}/{name}" if namespace else name
 
 
 def service_ports(svc: Obj, family: int = 4) -> list[ServicePort]:

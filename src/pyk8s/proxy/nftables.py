@@ -3,10 +3,12 @@
 The first transaction (and one an hour, and the one after any failure) replaces the whole
 ``kube-proxy`` table; every other one is the difference to what the kernel was last given
 (:meth:`NftRuleset.diff_text`): a one-endpoint change among 1,000 services rewrites two
-chains and one map element. ``nft -f`` runs a file as one transaction, so a failed one
-leaves the previous rules in place; the caller retries it. Every command runs behind a
-caller-given argv prefix (e.g. ``["ip", "netns", "exec", "pk-1"]``), which is how the
-tests keep to their own namespaces; the host's other tables are never touched.
+chains and one map element, and a ruleset the proxier updated for a few changed Services
+is compared with the previous one on those Services only. ``nft -f`` runs a file as one
+transaction, so a failed one leaves the previous rules in place; the caller retries it.
+Every command runs behind a caller-given argv prefix (e.g. ``["ip", "netns", "exec",
+"pk-1"]``), which is how the tests keep to their own namespaces; the host's other tables
+are never touched.
 """
 
 from __future__ import annotations
@@ -83,6 +85,7 @@ class NftApplier:
         full = self._last is None or time.monotonic() - self._last_full > FULL_SYNC_PERIOD
         text = ruleset.text() if full or self._last is None else ruleset.diff_text(self._last)
         if not text:
+            self._last = ruleset  # the same rules: the next update diffs against this one
             return False
         started = time.monotonic()
         code, out = await run([*self.prefix, self.nft, "-f", "-"], text)

@@ -28,7 +28,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import ipaddress
-from collections.abc import Hashable, Iterable, Mapping
+import re
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,13 +39,16 @@ from pyk8s.proxy.model import (
     categorize,
     endpoints_by_port,
     memo,
+    service_key,
     service_ports,
+    slice_service_key,
 )
 from pyk8s.proxy.rules import ProxyConfig
 
 __all__ = [
     "TABLE",
     "Family",
+    "NftRenderer",
     "NftRuleset",
     "render_nft",
 ]
@@ -116,6 +120,15 @@ HOOKS = {
 
 
 @dataclass
+class _Touched:
+    """What :meth:`NftRenderer.update` changed (ordered, for a deterministic transaction)."""
+
+    chains: dict[str, None] = field(default_factory=dict)
+    sets: dict[str, None] = field(default_factory=dict)
+    elements: dict[str, dict[str, None]] = field(default_factory=dict)
+
+
+@dataclass
 class NftRuleset:
     """One family's ``kube-proxy`` table: every chain's rules (base chains included), the
     elements of every map and set, and the per-endpoint affinity sets."""
@@ -126,24 +139,40 @@ class NftRuleset:
     elements: dict[str, dict[str, str]] = field(default_factory=dict)
     #: affinity set → declaration body
     dynamic_sets: dict[str, str] = field(default_factory=dict)
+    #: the ruleset this one was derived from by :meth:`NftRenderer.update`, and what the
+    #: update touched: a diff against exactly that ruleset only looks at those names
+    _base: NftRuleset | None = field(default=None, init=False, repr=False, compare=False)
+    _touched: _Touched | None = field(default=None, init=False, repr=False, compare=False)
 
     def _p(self) -> str:
         return f"{self.family.name} {TABLE}"
 
     def text(self) -> str:
         """A transaction that replaces the whole table (``add`` then ``delete`` makes the
-        delete safe when the table does not exist; ``nft -f`` applies it atomically)."""
+        delete safe when the table does not exist; ``nft -f`` applies it atomically).
+
+        Rules holding an anonymous set (the ``numgen … vmap { … }`` of every service chain,
+        the source ranges of a firewall chain) are written right after the chains they jump
+        to are declared, before the bulk of the rules: the kernel walks the whole
+        transaction so far each time it binds an anonymous set, so late ones make a
+        1,000-service transaction quadratic."""
         p, addr = self._p(), self.family.addr_type
         out = [f"add table {p}", f"delete table {p}"]
         out.append(f'add table {p} {{ comment "rules for kube-proxy" ; }}')
         out += [f"add map {p} {name} {{ {body.format(addr=addr)} }}" for name, body in MAPS.items()]
         out += [f"add set {p} {name} {{ {body.format(addr=addr)} }}" for name, body in SETS.items()]
         out += [f"add set {p} {name} {{ {body} }}" for name, body in self.dynamic_sets.items()]
-        for chain in self.chains:
+        declared: set[str] = set()
+        later: list[str] = []
+        for chain, rules in self.chains.items():
             hook = HOOKS.get(chain)
             out.append(f"add chain {p} {chain} {{ {hook} }}" if hook else f"add chain {p} {chain}")
-        for chain, rules in self.chains.items():
-            out += [f"add rule {p} {chain} {rule}" for rule in rules]
+            declared.add(chain)
+            early = any("{" in rule for rule in rules) and all(
+                target in declared for rule in rules for target in _TARGET.findall(rule)
+            )
+            (out if early else later).extend(f"add rule {p} {chain} {rule}" for rule in rules)
+        out += later
         for name, elements in self.elements.items():
             out += _element_lines("add", p, name, elements)
         return "\n".join(out) + "\n"
@@ -152,33 +181,206 @@ class NftRuleset:
         """A transaction turning ``previous`` (in the kernel) into this ruleset that touches
         only what changed: new chains and sets are added, changed chains flushed and
         refilled, map elements deleted/added one by one, stale chains flushed and deleted
-        after nothing points at them any more, stale affinity sets deleted last."""
+        after nothing points at them any more, stale affinity sets deleted last.
+
+        A ruleset :meth:`NftRenderer.update` derived from ``previous`` compares only the
+        chains, sets and elements of the Services that changed (upstream's partial sync);
+        any other pair is compared in full."""
         p = self._p()
         now, before = self.chains, previous.chains
-        out = [f"add set {p} {n} {{ {b} }}" for n, b in self.dynamic_sets.items()
-               if n not in previous.dynamic_sets]  # fmt: skip
-        out += [f"add chain {p} {c}" for c in now if c not in before]
-        for chain, rules in now.items():
-            old = before.get(chain)
+        touched = self._touched if self._base is previous else None
+        if touched is None:
+            chains: Iterable[str] = now
+            stale = [c for c in before if c not in now]
+            sets: Iterable[str] = {**previous.dynamic_sets, **self.dynamic_sets}
+            names = sorted(set(self.elements) | set(previous.elements))
+        else:
+            chains = [c for c in touched.chains if c in now]
+            stale = [c for c in touched.chains if c in before and c not in now]
+            sets = touched.sets
+            names = sorted(touched.elements)
+        new_sets = [n for n in sets if n in self.dynamic_sets and n not in previous.dynamic_sets]
+        old_sets = [n for n in sets if n in previous.dynamic_sets and n not in self.dynamic_sets]
+        out = [f"add set {p} {n} {{ {self.dynamic_sets[n]} }}" for n in new_sets]
+        out += [f"add chain {p} {c}" for c in chains if c not in before]
+        for chain in chains:
+            rules, old = now[chain], before.get(chain)
             if old == rules:
                 continue
             if old:
                 out.append(f"flush chain {p} {chain}")
             out += [f"add rule {p} {chain} {rule}" for rule in rules]
-        names = sorted(set(self.elements) | set(previous.elements))
-        for name in names:  # deletes first: a changed value is deleted and added again
-            want, had = self.elements.get(name, {}), previous.elements.get(name, {})
-            gone = {k: v for k, v in had.items() if want.get(k) != v}
-            out += _element_lines("delete", p, name, gone)
+        changes = []
         for name in names:
             want, had = self.elements.get(name, {}), previous.elements.get(name, {})
-            added = {k: v for k, v in want.items() if had.get(k) != v}
+            keys: Iterable[str] = (
+                set(want) | set(had) if touched is None else touched.elements[name]
+            )
+            changes.append((name, want, had, keys))
+        for name, want, had, keys in changes:  # deletes first: a changed value goes and comes
+            gone = {k: had[k] for k in keys if k in had and want.get(k) != had[k]}
+            out += _element_lines("delete", p, name, gone)
+        for name, want, had, keys in changes:
+            added = {k: want[k] for k in keys if k in want and had.get(k) != want[k]}
             out += _element_lines("add", p, name, added)
-        stale = [c for c in before if c not in now]
         out += [f"flush chain {p} {c}" for c in stale]
         out += [f"delete chain {p} {c}" for c in stale]
-        out += [f"delete set {p} {n}" for n in previous.dynamic_sets if n not in self.dynamic_sets]
+        out += [f"delete set {p} {n}" for n in old_sets]
         return "\n".join(out) + "\n" if out else ""
+
+
+#: the chains a rule jumps or goes to
+_TARGET = re.compile(r"(?:goto|jump) ([^\s,}]+)")
+
+#: a service port's place in the merge order (upstream's ServicePortName, then protocol)
+SortKey = tuple[str, str]
+Part = tuple[SortKey, NftRuleset]
+
+
+class NftRenderer:
+    """One family's ``kube-proxy`` table kept between syncs, re-rendered per Service.
+
+    :meth:`render` renders every Service (a proxy's first sync and its periodic full
+    ones); :meth:`update` re-renders only the Services that changed and returns a ruleset
+    whose :meth:`NftRuleset.diff_text` against the previous one looks at nothing else, as
+    upstream's partial syncs rewrite only the chains of changed services. The rendered
+    service ports are cached (:func:`_fragment`), so neither re-renders an unchanged
+    port. Two Services claiming the same map key (an external IP and port) resolve as a
+    full render does: the last service port in name order wins.
+    """
+
+    def __init__(self, config: ProxyConfig, family: Family | None = None) -> None:
+        self.config = config
+        self.family = family or (IPV6 if config.ip_family == 6 else IPV4)
+        self._version = 6 if self.family.name == "ip6" else 4
+        #: the last rendered ruleset (None before the first :meth:`render`)
+        self.ruleset: NftRuleset | None = None
+        self._parts: dict[str, tuple[Part, ...]] = {}
+        #: map → key → service port → value, for keys more than one port could claim
+        self._claims: dict[str, dict[str, dict[SortKey, str]]] = {}
+
+    def render(
+        self, services: Iterable[Mapping[str, Any]], endpoint_slices: Iterable[Mapping[str, Any]]
+    ) -> NftRuleset:
+        """The complete table for these Services and EndpointSlices."""
+        by_service: dict[str, list[Mapping[str, Any]]] = {}
+        for sl in endpoint_slices:
+            key = slice_service_key(sl)
+            if key is not None:
+                by_service.setdefault(key, []).append(sl)
+        svcs = {service_key(svc): svc for svc in services}
+        out = NftRuleset(family=self.family, elements={n: {} for n in (*MAPS, *SETS)})
+        _write_base(out, self.config)
+        for ip in self.config.nodeport_addresses:
+            out.elements["nodeport-ips"][ip] = ""
+        self._parts, self._claims = {}, {}
+        for key in sorted(svcs):
+            self._replace(out, key, self._service_parts(svcs[key], by_service.get(key, ())), None)
+        self.ruleset = out
+        return out
+
+    def update(
+        self, changed: Mapping[str, tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]]
+    ) -> NftRuleset:
+        """The table with the Services in ``changed`` (key → the Service, None once
+        deleted, and its EndpointSlices) re-rendered; :meth:`render` must have run."""
+        previous = self.ruleset
+        if previous is None:
+            raise ValueError("NftRenderer.update before the first render")
+        out = NftRuleset(
+            family=self.family,
+            chains=dict(previous.chains),
+            elements=dict(previous.elements),  # each map is copied when first changed
+            dynamic_sets=dict(previous.dynamic_sets),
+        )
+        touched = _Touched()
+        for key in sorted(changed):
+            svc, slices = changed[key]
+            parts = self._service_parts(svc, slices) if svc is not None else ()
+            self._replace(out, key, parts, touched)
+        previous._base = previous._touched = None  # diffs only ever go one generation back
+        out._base, out._touched = previous, touched
+        self.ruleset = out
+        return out
+
+    def _service_parts(
+        self, svc: Mapping[str, Any], slices: Sequence[Mapping[str, Any]]
+    ) -> tuple[Part, ...]:
+        ports = service_ports(svc, self._version)
+        if not ports:
+            return ()
+        by_port = endpoints_by_port(slices, self.config.node_name, self._version)
+        parts = [
+            (
+                (sp.name, sp.proto),
+                _fragment(self.config, self.family, sp,
+                          tuple(by_port.get((sp.namespace, sp.service, sp.port_name,
+                                             sp.protocol), ()))),
+            )
+            for sp in ports
+        ]  # fmt: skip
+        parts.sort(key=lambda part: part[0])
+        return tuple(parts)
+
+    def _replace(
+        self, out: NftRuleset, key: str, parts: tuple[Part, ...], touched: _Touched | None
+    ) -> None:
+        """Swap one Service's chains, sets and elements in ``out`` (recording what changed
+        in ``touched``; None: ``out`` is being built from scratch)."""
+        old = self._parts.pop(key, ())
+        if parts:
+            self._parts[key] = parts
+        old_chains = {c: r for _, f in old for c, r in f.chains.items()}
+        old_sets = {n: b for _, f in old for n, b in f.dynamic_sets.items()}
+        for chain in old_chains:  # re-added below in the new order: endpoints first
+            del out.chains[chain]
+        for name in old_sets:
+            del out.dynamic_sets[name]
+        new_chains: dict[str, tuple[str, ...]] = {}
+        new_sets: dict[str, str] = {}
+        for _, f in parts:
+            new_chains.update(f.chains)
+            new_sets.update(f.dynamic_sets)
+        out.chains.update(new_chains)
+        out.dynamic_sets.update(new_sets)
+        if touched is not None:
+            for chain in {**old_chains, **new_chains}:
+                if old_chains.get(chain) != new_chains.get(chain):
+                    touched.chains[chain] = None
+            for name in {**old_sets, **new_sets}:
+                if old_sets.get(name) != new_sets.get(name):
+                    touched.sets[name] = None
+        keys: dict[tuple[str, str], None] = {}
+        for sort_key, f in old:
+            for name, elements in f.elements.items():
+                claims = self._claims[name]
+                for k in elements:
+                    claims[k].pop(sort_key, None)
+                    keys[(name, k)] = None
+        for sort_key, f in parts:
+            for name, elements in f.elements.items():
+                claims = self._claims.setdefault(name, {})
+                for k, v in elements.items():
+                    claims.setdefault(k, {})[sort_key] = v
+                    keys[(name, k)] = None
+        for name, k in keys:
+            claims = self._claims[name]
+            owners = claims.get(k)
+            value = owners[max(owners)] if owners else None
+            if not owners:
+                claims.pop(k, None)
+            elements = out.elements[name]
+            if elements.get(k, None if k in elements else "absent") == value:
+                continue  # already so (present with this value, or absent and unclaimed)
+            if touched is not None:
+                if name not in touched.elements:  # copy on first write: previous stays as it was
+                    elements = out.elements[name] = dict(elements)
+                    touched.elements[name] = {}
+                touched.elements[name][k] = None
+            if value is None:
+                del elements[k]
+            else:
+                elements[k] = value
 
 
 def _element_lines(op: str, p: str, name: str, elements: Mapping[str, str]) -> list[str]:
@@ -198,24 +400,7 @@ def render_nft(
 ) -> NftRuleset:
     """The complete ``kube-proxy`` table for these Services and EndpointSlices on this node
     (the ``ip6`` table when ``config.ip_family`` is 6)."""
-    if family is None:
-        family = IPV6 if config.ip_family == 6 else IPV4
-    out = NftRuleset(family=family, elements={n: {} for n in (*MAPS, *SETS)})
-    _write_base(out, config)
-    version = 6 if family.name == "ip6" else 4
-    by_port = endpoints_by_port(endpoint_slices, config.node_name, version)
-    ports = [sp for svc in services for sp in service_ports(svc, version)]
-    ports.sort(key=lambda sp: (sp.name, sp.proto))
-    for sp in ports:
-        eps = by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), [])
-        part = _fragment(config, family, sp, tuple(eps))
-        out.chains.update(part.chains)
-        out.dynamic_sets.update(part.dynamic_sets)
-        for name, elements in part.elements.items():
-            out.elements[name].update(elements)
-    for ip in config.nodeport_addresses:
-        out.elements["nodeport-ips"][ip] = ""
-    return out
+    return NftRenderer(config, family).render(services, endpoint_slices)
 
 
 #: rendered service ports remembered between syncs (see :func:`_fragment`)
@@ -330,8 +515,34 @@ def _write_service_port(
             f"{ip} daddr {sp.cluster_ip} {proto} dport {sp.port}"
             f" {ip} saddr != {config.cluster_cidr} jump mark-for-masquerade"
         )
+    # each chain after the chains it jumps to (see NftRuleset.text): endpoints first
+    bases = {e.address: _endpoint_base(sp, e) for e in [*cluster, *local]}
+    for ep in {e.address: e for e in [*cluster, *local]}.values():
+        rules: list[str] = [f"{ip} saddr {ep.ip} jump mark-for-masquerade"]
+        if sp.affinity_seconds:
+            name = f"affinity-{bases[ep.address]}"
+            out.dynamic_sets[name] = (
+                f"type {out.family.addr_type} ; flags dynamic,timeout ;"
+                f" timeout {sp.affinity_seconds}s ;"
+            )
+            rules.append(f"update @{name} {{ {ip} saddr }}")
+        target = f"[{ep.ip}]:{ep.port}" if ":" in ep.ip else ep.address
+        rules.append(f"meta l4proto {proto} dnat to {target}")
+        chains[f"endpoint-{bases[ep.address]}"] = tuple(rules)
+    for chain, eps in ((svc_chain, cluster), (local_chain, local)):
+        if not eps:
+            continue
+        rules = [masq] if masq and chain == internal_chain else []
+        if sp.affinity_seconds:
+            rules += [
+                f"{ip} saddr @affinity-{bases[e.address]} goto endpoint-{bases[e.address]}"
+                for e in eps
+            ]
+        picks = ", ".join(f"{i} : goto endpoint-{bases[e.address]}" for i, e in enumerate(eps))
+        rules.append(f"numgen random mod {len(eps)} vmap {{ {picks} }}")
+        chains[chain] = tuple(rules)
     if uses_ext:
-        rules: list[str] = []
+        rules = []
         if not sp.external_policy_local:
             rules.append("jump mark-for-masquerade")
         else:
@@ -351,31 +562,6 @@ def _write_service_port(
         if any(_in_any(n, sp.source_ranges) for n in config.node_ips):
             sources += list(sp.load_balancer_ips)
         chains[fw_chain] = (f"{ip} saddr != {{ {', '.join(sources)} }} drop",)
-    bases = {e.address: _endpoint_base(sp, e) for e in [*cluster, *local]}
-    for chain, eps in ((svc_chain, cluster), (local_chain, local)):
-        if not eps:
-            continue
-        rules = [masq] if masq and chain == internal_chain else []
-        if sp.affinity_seconds:
-            rules += [
-                f"{ip} saddr @affinity-{bases[e.address]} goto endpoint-{bases[e.address]}"
-                for e in eps
-            ]
-        picks = ", ".join(f"{i} : goto endpoint-{bases[e.address]}" for i, e in enumerate(eps))
-        rules.append(f"numgen random mod {len(eps)} vmap {{ {picks} }}")
-        chains[chain] = tuple(rules)
-    for ep in {e.address: e for e in [*cluster, *local]}.values():
-        rules = [f"{ip} saddr {ep.ip} jump mark-for-masquerade"]
-        if sp.affinity_seconds:
-            name = f"affinity-{bases[ep.address]}"
-            out.dynamic_sets[name] = (
-                f"type {out.family.addr_type} ; flags dynamic,timeout ;"
-                f" timeout {sp.affinity_seconds}s ;"
-            )
-            rules.append(f"update @{name} {{ {ip} saddr }}")
-        target = f"[{ep.ip}]:{ep.port}" if ":" in ep.ip else ep.address
-        rules.append(f"meta l4proto {proto} dnat to {target}")
-        chains[f"endpoint-{bases[ep.address]}"] = tuple(rules)
 
 
 def _in_any(ip: str, cidrs: Iterable[str]) -> bool:

@@ -14,10 +14,13 @@ node with addresses of both families) each sync renders and applies one ruleset 
 family, as upstream's per-family proxiers: the ``ip`` and ``ip6`` ``kube-proxy`` tables,
 or iptables-restore and ip6tables-restore.
 
-Every change marks the ruleset dirty; a single loop re-renders the whole ruleset and
-applies it, at most once per ``min_sync_period`` (changes arriving meanwhile are batched
-into the next sync) and at least once per ``sync_period`` (then the jump rules are checked
-and the restore runs even if nothing changed, repairing rules someone else removed).
+Every change marks the ruleset dirty; a single loop re-renders and applies it, at most
+once per ``min_sync_period`` (changes arriving meanwhile are batched into the next sync)
+and at least once per ``sync_period`` (then the jump rules are checked and the restore
+runs even if nothing changed, repairing rules someone else removed). In nftables mode,
+as upstream's partial syncs, a sync between two full ones re-renders only the Services
+whose Service or EndpointSlices changed and writes only their chains and map elements;
+the full ones (the first, every ``sync_period``, and after a failure) render them all.
 Network programming latency is measured from the first change seen to the restore that
 carried it.
 """
@@ -40,9 +43,16 @@ from pyk8s.client import Client, ClientError, EventRecorder, SharedInformer
 from pyk8s.proxy import conntrack
 from pyk8s.proxy.healthcheck import HealthCheckServer
 from pyk8s.proxy.iptables import Applier, IptablesError, cleanup, run
-from pyk8s.proxy.model import HealthCheck, endpoints_by_port, health_checks, service_ports
+from pyk8s.proxy.model import (
+    HealthCheck,
+    endpoints_by_port,
+    health_checks,
+    service_key,
+    service_ports,
+    slice_service_key,
+)
 from pyk8s.proxy.nftables import NftablesError, NftApplier, cleanup_nftables
-from pyk8s.proxy.nftrules import IPV4, IPV6, render_nft
+from pyk8s.proxy.nftrules import IPV4, IPV6, NftRenderer, NftRuleset
 from pyk8s.proxy.rules import MASQ_MARK, ProxyConfig, family_config, render
 
 __all__ = ["MODES", "Proxier"]
@@ -62,6 +72,14 @@ def _families(cluster_cidr: str) -> list[int]:
             if version not in out:
                 out.append(version)
     return out or [4]
+
+
+_BY_SERVICE = "service"
+
+
+def _slice_service(sl: Any) -> list[str]:
+    key = slice_service_key(sl)
+    return [key] if key else []
 
 
 def _resource(group: str, plural: str) -> Resource:
@@ -126,6 +144,11 @@ class Proxier:
         self.health_checks = HealthCheckServer(self.healthy)
         self.services = SharedInformer.for_resource(client, SERVICES)
         self.slices = SharedInformer.for_resource(client, ENDPOINT_SLICES)
+        self.slices.store.add_indexers({_BY_SERVICE: _slice_service})
+        #: per family: the nftables table as last rendered (kept for partial syncs)
+        self._renderers: dict[int, NftRenderer] = {}
+        #: the Services (``namespace/name``) changed since the last sync
+        self._dirty: set[str] = set()
         self.sync_seconds = Histogram(
             "kubeproxy_sync_proxy_rules_duration_seconds",
             "Rendering and applying the whole ruleset",
@@ -173,11 +196,11 @@ class Proxier:
         for family in node_families:
             if family not in self.families:  # a node address of another family: dual stack
                 self.families.append(family)
-        for informer in (self.services, self.slices):
+        for informer, key in ((self.services, service_key), (self.slices, slice_service_key)):
             informer.add_event_handler(
-                on_add=self._on_change,
-                on_update=lambda _old, _new: self._on_change(_new),
-                on_delete=self._on_change,
+                on_add=lambda obj, key=key: self._on_change(key(obj)),
+                on_update=lambda old, new, key=key: self._on_change(key(old), key(new)),
+                on_delete=lambda obj, key=key: self._on_change(key(obj)),
             )
             informer.start()
         for informer in (self.services, self.slices):
@@ -241,7 +264,8 @@ class Proxier:
 
     # ------------------------------------------------------------------ the loop
 
-    def _on_change(self, _obj: Any) -> None:
+    def _on_change(self, *services: str | None) -> None:
+        self._dirty.update(key for key in services if key)
         if self._pending_since is None:
             self._pending_since = time.monotonic()
         self._changed.set()
@@ -312,17 +336,44 @@ class Proxier:
             return {}
         return health_checks(local_lbs, endpoints_by_port(slices, self.config.node_name))
 
-    async def sync(self, full: bool = True) -> bool:
-        """Render and apply now; ``full`` also checks the jump rules and restores even if
-        nothing changed. True if a restore ran."""
-        started = time.monotonic()
-        services, slices = self.services.store.list(), self.slices.store.list()
+    def _render_nft(
+        self,
+        family: int,
+        config: ProxyConfig,
+        services: list[Any],
+        slices: list[Any],
+        dirty: set[str],
+        full: bool,
+    ) -> NftRuleset:
+        """The family's table: every Service on a full sync (or a first, or a new
+        config), else only the ``dirty`` ones re-rendered."""
+        renderer = self._renderers.get(family)
+        if full or renderer is None or renderer.ruleset is None or renderer.config != config:
+            renderer = self._renderers[family] = NftRenderer(config)
+            return renderer.render(services, slices)
+        changed = {
+            key: (
+                self.services.store.get(key),
+                self.slices.store.by_index(_BY_SERVICE, key),
+            )
+            for key in dirty
+        }
+        try:
+            return renderer.update(changed)
+        except Exception:
+            del self._renderers[family]  # half-updated: render everything next time
+            raise
+
+    async def _program(
+        self, services: list[Any], slices: list[Any], dirty: set[str], full: bool
+    ) -> bool:
+        """Render and apply every family's rules; True if a transaction ran."""
         ran = False
         for family in self.families:
             config = family_config(self.config, family)
             applier, nft_applier = self.appliers[family]
             if self.mode == "nftables":
-                table = render_nft(services, slices, config)
+                table = self._render_nft(family, config, services, slices, dirty, full)
                 self._applied_at = time.monotonic()  # transactions are spaced from this
                 ran = await nft_applier.apply(table, force=full) or ran
             else:
@@ -334,6 +385,19 @@ class Proxier:
                 if family == self.families[0]:
                     self.rules_total.labels("filter").set(len(ruleset.filter_rules))
                     self.rules_total.labels("nat").set(len(ruleset.nat_rules))
+        return ran
+
+    async def sync(self, full: bool = True) -> bool:
+        """Render and apply now; ``full`` also checks the jump rules and restores even if
+        nothing changed. True if a restore ran."""
+        started = time.monotonic()
+        services, slices = self.services.store.list(), self.slices.store.list()
+        dirty, self._dirty = self._dirty, set()
+        try:
+            ran = await self._program(services, slices, dirty, full)
+        except BaseException:
+            self._dirty |= dirty  # every family sees these again on the retry
+            raise
         if ran:
             self.restores += 1
             flows = {
