@@ -486,6 +486,29 @@ async def _start_embedded_etcd(opts: Options) -> tuple[Supervisor, Any] | None:
     return supervisor, member
 
 
+def _etcd_members(
+    opts: Options, pki: Pki, etcd: tuple[Supervisor, Any] | None
+) -> tuple[asyncio.Event, asyncio.Task[None]] | None:
+    """With an embedded etcd member: k3s's managed-etcd node controllers (annotate this
+    server's Node, remove the member of a deleted server Node;
+    :mod:`pyk8s.server.etcd_members`), in-process with the admin kubeconfig."""
+    if etcd is None:
+        return None
+    from pyk8s.server import etcd_members
+
+    member = etcd[1]
+    stop = asyncio.Event()
+    job = etcd_members.run(
+        opts.kubeconfig,
+        (opts.node_name or socket.gethostname()).lower(),
+        member.name(),
+        member.advertise_address,
+        (member.local_target, member.tls(pki)),
+        stop,
+    )
+    return stop, asyncio.create_task(job, name="etcd-members")
+
+
 def _first_service_ip(cidr: str) -> str:
     """The kubernetes Service's address: the first of the primary service CIDR."""
     import ipaddress
@@ -534,14 +557,16 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     await supervisor.start()
     snapshots = _snapshot_schedule(opts)
     deployer = _deploy_manifests(opts)
+    members = _etcd_members(opts, running.pki, etcd)
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()
     log.info("shutting down")
     if snapshots is not None:
         snapshots.cancel()
-    if deployer is not None:
-        deployer[0].set()
-        await deployer[1]
+    for job in (deployer, members):
+        if job is not None:
+            job[0].set()
+            await job[1]
     await supervisor.stop()
     await running.stop()
     if etcd is not None:

@@ -130,6 +130,11 @@ class Member:
         return self.bind_address
 
     @property
+    def local_target(self) -> str:
+        """``host:port`` of the member's client URL for this host's own clients."""
+        return f"{self._local_address}:{self.client_port}"
+
+    @property
     def peer_url(self) -> str:
         return f"https://{self.advertise_address}:{self.peer_port}"
 
@@ -162,7 +167,7 @@ class Member:
     def endpoint(self, pki: Pki) -> str:
         """The API server's ``--datastore-endpoint``: the local member, over TLS."""
         tls = self.tls(pki)
-        url = f"https://{self._local_address}:{self.client_port}"
+        url = f"https://{self.local_target}"
         return with_tls(url, tls.ca_file, tls.cert_file, tls.key_file)
 
     def ensure_certs(self, pki: Pki) -> None:
@@ -258,6 +263,36 @@ async def member_add(
             raise EtcdError(f"cannot add this server as an etcd member: {reason}")
         log.warning("etcd member add refused, retrying: %s", reason)
         await asyncio.sleep(1.0)
+
+
+async def member_remove(target: str, tls: EtcdTLS, name: str, address: str) -> bool:
+    """Remove the member called ``name`` whose peer URL is on ``address`` (k3s's
+    ``RemovePeer``: both must match, so a re-joined server of the same name under
+    another member ID is not removed by an old record), through the member at
+    ``target`` (``host:port``); whether one was removed (False: none such, e.g. another
+    server removed it first)."""
+    from urllib.parse import urlsplit
+
+    import grpc
+    from aetcd import rpc
+
+    from pyk8s.storage.etcd import channel
+
+    async with channel(target, tls) as chan:
+        stub = rpc.ClusterStub(chan)
+        listed = await stub.MemberList(rpc.MemberListRequest(), timeout=10)
+        for m in listed.members:
+            if m.name != name or all(urlsplit(u).hostname != address for u in m.peerURLs):
+                continue
+            try:
+                await stub.MemberRemove(rpc.MemberRemoveRequest(ID=m.ID), timeout=10)
+            except grpc.aio.AioRpcError as err:
+                if err.code() == grpc.StatusCode.NOT_FOUND:  # removed meanwhile
+                    return False
+                raise EtcdError(f"cannot remove etcd member {name}: {err.details()}") from None
+            log.info("removed etcd member", extra={"member": name, "id": f"{m.ID:x}"})
+            return True
+    return False
 
 
 def _initial_cluster(members: object, me: Member) -> str:
