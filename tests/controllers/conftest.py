@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from typing import Any
 
 import pytest
 
-from pyk8s.client import Client, load_kubeconfig
+from pyk8s.client import ApiError, Client, load_kubeconfig
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.controller_manager import setup_controllers
 from tests.integration.conftest import Server, free_port
@@ -94,3 +94,26 @@ async def eventually(
             last = err
         await asyncio.sleep(every)
     raise AssertionError(f"condition not met within {within}s; last: {last!r}")
+
+
+async def serve_crds(client: Client, crds: Iterable[dict[str, Any]]) -> None:
+    """Create ``crds`` (one that exists is kept) and wait until each kind is listed, as
+    ``pyk8s server`` registers k3s's Addon and HelmChart CRDs at start."""
+    crd_kind = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
+    for crd in crds:
+        try:
+            await client.create(crd_kind, crd)
+        except ApiError as err:
+            if err.status != 409:
+                raise
+        spec = crd["spec"]
+        kind = (f"{spec['group']}/{spec['versions'][0]['name']}", spec["names"]["kind"])
+
+        async def listed(kind: tuple[str, str] = kind) -> bool:
+            try:
+                await client.list(kind, "default", limit=1)
+            except ApiError:
+                return False
+            return True
+
+        await eventually(listed)

@@ -14,12 +14,14 @@ import pytest
 
 from pyk8s.client import ApiError, Client
 from pyk8s.controllers.deploy import (
+    ADDON_CRD,
     FIELD_MANAGER,
     SERVERS_ANNOTATION,
     ManifestDeployer,
     addon_name,
     parse_manifest,
 )
+from tests.controllers.conftest import serve_crds
 
 ADDONS = ("k3s.cattle.io/v1", "Addon")
 CONFIGMAPS = ("v1", "ConfigMap")
@@ -62,6 +64,7 @@ async def test_manifest_applied_changed_broken_skipped_removed(
     (manifests / "apps").mkdir(parents=True)
     path = manifests / "apps" / f"{ns}.yaml"
     addon = f"apps-{ns}"
+    await serve_crds(client, [ADDON_CRD])  # as pyk8s server does at start
     deployer = ManifestDeployer(client, manifests)
 
     path.write_text(_manifest(ns, {"a": "blue", "b": "green"}))
@@ -114,6 +117,7 @@ async def test_two_servers_share_the_addon_of_one_file(client: Client, tmp_path:
     one, two = tmp_path / "one", tmp_path / "two"
     one.mkdir()
     two.mkdir()
+    await serve_crds(client, [ADDON_CRD])
     a = ManifestDeployer(client, one, server="server-a")
     b = ManifestDeployer(client, two, server="server-b")
 

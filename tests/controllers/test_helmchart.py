@@ -17,7 +17,7 @@ from typing import Any
 import helm_python as helm
 
 from pyk8s.client import ApiError, Client
-from pyk8s.controllers.deploy import ManifestDeployer
+from pyk8s.controllers.deploy import ADDON_CRD, ManifestDeployer
 from pyk8s.controllers.helmchart import (
     CRDS,
     FINALIZER,
@@ -26,7 +26,7 @@ from pyk8s.controllers.helmchart import (
     HelmChartController,
     chart_values,
 )
-from tests.controllers.conftest import eventually
+from tests.controllers.conftest import eventually, serve_crds
 
 CONFIGMAPS = ("v1", "ConfigMap")
 
@@ -62,9 +62,9 @@ def _releases(kubeconfig: Path, namespace: str) -> list[tuple[str, int, str]]:
 
 
 @contextlib.asynccontextmanager
-async def _running(ctl: HelmChartController, ready: asyncio.Event) -> AsyncIterator[None]:
+async def _running(ctl: HelmChartController) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(ctl.run(stop, ready))
+    task = asyncio.create_task(ctl.manager.run(stop))
     try:
         yield
     finally:
@@ -81,9 +81,10 @@ async def test_helmchart_install_upgrade_fail_uninstall(
     manifests = tmp_path / "manifests"
     manifests.mkdir()
     path = manifests / f"{name}.yaml"
-    deployer = ManifestDeployer(client, manifests, extra_crds=CRDS)
+    await serve_crds(client, [ADDON_CRD, *CRDS])  # as pyk8s server does at start
+    deployer = ManifestDeployer(client, manifests)
     content = _chart(tmp_path)
-    async with _running(HelmChartController(client, kubeconfig), deployer.crds_ready):
+    async with _running(HelmChartController(client, kubeconfig)):
         await _scenario(client, deployer, kubeconfig, path, name, target, content)
 
 
@@ -106,7 +107,7 @@ async def _scenario(
             raise
         return cm["data"]["colour"], cm["data"]["size"]
 
-    # installed from the manifest (the CRDs come with the first manifest)
+    # installed from the manifest
     await asyncio.to_thread(path.write_text, _manifest(name, target, content, "colour: red"))
     await deployer.sync()
     assert await eventually(colour_size, within=90) == ("red", "large")

@@ -13,27 +13,7 @@ from pyk8s.client import ApiError, Client
 from pyk8s.client.leaderelection import LEASES
 from pyk8s.controllers.helmchart import CRDS, FINALIZER, HELMCHARTS
 from pyk8s.server import manifests
-from tests.controllers.conftest import eventually
-
-CRD = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-
-
-async def _served(client: Client) -> None:
-    for crd in CRDS:
-        try:
-            await client.create(CRD, crd)
-        except ApiError as err:
-            if err.status != 409:
-                raise
-
-    async def listed() -> bool:
-        try:
-            await client.list(HELMCHARTS, "default", limit=1)
-        except ApiError:
-            return False
-        return True
-
-    await eventually(listed)
+from tests.controllers.conftest import eventually, serve_crds
 
 
 async def _holder(client: Client) -> str:
@@ -47,7 +27,7 @@ async def _holder(client: Client) -> str:
 async def test_the_standby_takes_the_helm_controller_over(
     client: Client, cm_server: Any, tmp_path: Path
 ) -> None:
-    await _served(client)
+    await serve_crds(client, CRDS)
     kubeconfig = cm_server.kubeconfig
     stops = [asyncio.Event(), asyncio.Event()]
     first = asyncio.create_task(

@@ -25,10 +25,9 @@ whose file is gone drops itself from the list, and the objects are deleted only 
 last holder's file is gone (k3s never deletes on a removed file; the issue asks for it).
 
 The directory is polled (every two seconds): manifests change rarely and a poll needs
-no inotify binding. ``pyk8s server`` registers the Addon CustomResourceDefinition (and
-k3s's HelmChart ones) when it starts, as k3s does (:mod:`pyk8s.server.manifests`); a
-deployer on an API server without it makes it with the first manifest (with the
-``extra_crds`` it is given), so such a cluster without manifests keeps its API as it was.
+no inotify binding. The Addon CustomResourceDefinition (:data:`ADDON_CRD`) must be
+served: ``pyk8s server`` registers it when it starts, as k3s does
+(:mod:`pyk8s.server.manifests`).
 """
 
 from __future__ import annotations
@@ -40,7 +39,7 @@ import json
 import logging
 import re
 import socket
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -185,7 +184,6 @@ class ManifestDeployer:
         directory: Path,
         interval: float = 2.0,
         *,
-        extra_crds: Sequence[Obj] = (),
         server: str = "",
     ) -> None:
         self.client = client
@@ -194,18 +192,11 @@ class ManifestDeployer:
         self.server = server or f"{socket.gethostname()}:{self.directory}"
         self.interval = interval
         self.recorder = EventRecorder(client, "deploy")
-        #: made with the Addon CRD (k3s's HelmChart and HelmChartConfig)
-        self.extra_crds = tuple(extra_crds)
-        #: set once the Addon CRD and the extra ones are served
-        self.crds_ready = asyncio.Event()
         #: checksum of a file whose last attempt failed -> when it may be tried again
         self._failed: dict[str, float] = {}
         #: Addon -> checksum of this server's file when last looked at (applied, or found
         #: applied): a different checksum in the Addon is another server's newer version
         self._seen: dict[str, str] = {}
-        self._crd_ready = False
-        self._crd_absent = False
-        self._served = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -218,47 +209,6 @@ class ManifestDeployer:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.interval)
         await self.recorder.close()
-
-    async def _ensure_crd(self) -> None:
-        if self._crd_ready:
-            return
-        crds = ("apiextensions.k8s.io/v1", "CustomResourceDefinition")
-        for crd in (ADDON_CRD, *self.extra_crds):
-            try:
-                await self.client.create(crds, crd)
-            except ApiError as err:
-                if err.status != 409:
-                    raise
-        for crd in (ADDON_CRD, *self.extra_crds):
-            spec = crd["spec"]
-            ref = (f"{spec['group']}/{spec['versions'][0]['name']}", spec["names"]["kind"])
-            for _ in range(100):
-                try:
-                    await self.client.list(ref, NAMESPACE, limit=1)
-                    break
-                except ClientError:
-                    await asyncio.sleep(0.1)
-            else:
-                raise RuntimeError(f"the {ref[1]} custom resource is not served")
-        self._crd_ready = True
-        self.crds_ready.set()
-
-    async def _addons_served(self) -> bool:
-        """Whether the Addon kind is there (made by an earlier run or by this one); asked
-        of the API server once, then known until a manifest makes it."""
-        if self._crd_ready or self._served:
-            return True
-        if self._crd_absent:
-            return False
-        try:
-            await self.client.list(ADDONS, NAMESPACE, limit=1)
-        except ApiError as err:
-            if err.status == 404:
-                self._crd_absent = True
-                return False
-            raise
-        self._served = True  # the next sync makes sure of the extra CRDs too
-        return True
 
     def _files(self) -> dict[str, Path]:
         out: dict[str, Path] = {}
@@ -279,9 +229,6 @@ class ManifestDeployer:
     async def sync(self) -> None:
         """One pass: apply new and changed files, delete what removed files made."""
         files = await asyncio.to_thread(self._files)
-        if not files and not await self._addons_served():
-            return  # nothing to apply, nothing applied before: no CRD to make
-        await self._ensure_crd()
         addons = {
             a["metadata"]["name"]: a
             for a in (await self.client.list(ADDONS, NAMESPACE)).get("items") or []

@@ -234,7 +234,8 @@ def _condition(kind: str, status: str, reason: str = "", message: str = "") -> O
 
 class HelmChartController:
     """Reconciles HelmCharts (and the HelmChartConfigs beside them) with Helm releases;
-    ``await run(stop, ready)`` once the CRDs are served."""
+    its :attr:`manager` runs it once the CRDs are served (``pyk8s server`` runs it under a
+    leader lease: :mod:`pyk8s.server.manifests`)."""
 
     def __init__(self, client: Client, kubeconfig: Path, data_dir: Path | None = None) -> None:
         self.client = client
@@ -249,17 +250,6 @@ class HelmChartController:
         controller.watch(self.configs)  # same namespace/name as the chart it configures
         #: chart key -> consecutive failures (for the retry backoff)
         self._failures: dict[str, int] = {}
-
-    async def run(self, stop: asyncio.Event, ready: asyncio.Event | None = None) -> None:
-        if ready is not None:
-            waiter = asyncio.ensure_future(ready.wait())
-            stopper = asyncio.ensure_future(stop.wait())
-            await asyncio.wait([waiter, stopper], return_when=asyncio.FIRST_COMPLETED)
-            waiter.cancel()
-            stopper.cancel()
-            if stop.is_set():
-                return
-        await self.manager.run(stop)
 
     # ------------------------------------------------------------------ reconcile
 
