@@ -12,6 +12,7 @@ dual-stack node.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -121,7 +122,7 @@ def test_partial_renders_equal_full_renders(family: int) -> None:
     series = steps()
     renderer = NftRenderer(config)
     previous = renderer.render(*series[0])
-    for before, after in zip(series, series[1:], strict=False):
+    for before, after in itertools.pairwise(series):
         update = changed(before, after)
         partial = renderer.update(update)
         full = render_nft(*after, config)
@@ -206,7 +207,7 @@ async def test_partial_transactions_leave_the_table_a_full_one_writes(
         renderer = NftRenderer(config)
         assert await applier.apply(renderer.render(*series[0]))
         seen = listing(partial_ns, name)
-        for before, after in zip(series, series[1:], strict=False):
+        for before, after in itertools.pairwise(series):
             ruleset: NftRuleset = renderer.update(changed(before, after))
             assert await applier.apply(ruleset) and applier.last_kind == "partial"
             assert await NftApplier(full_ns).apply(render_nft(*after, config))  # full
