@@ -26,6 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from pyk8s.apiserver import certs
 from pyk8s.apiserver.certs import ensure_pki
 from tests.integration.conftest import KUBECTL, Kubectl, Server, free_port
 from tests.integration.conftest import pyk8s_cli as pyk8s
@@ -94,10 +95,10 @@ def test_bad_input_is_refused_before_anything_is_touched(tmp_path: Path) -> None
 
     # another cluster's CA: a CA, its key matches, but the current CA never signed it
     foreign = tmp_path / "foreign"
-    ensure_pki(tmp_path / "elsewhere" / "server", hostnames=[], ips=[])
+    ca, key = certs._make_ca("other-cluster-ca")
     (foreign / "tls").mkdir(parents=True)
-    for name in ("ca.crt", "ca.key"):
-        shutil.copy(tmp_path / "elsewhere" / "server" / "tls" / name, foreign / "tls" / name)
+    (foreign / "tls" / "ca.crt").write_bytes(certs._cert_pem(ca))
+    (foreign / "tls" / "ca.key").write_bytes(certs._key_pem(key))
     _refused(data, foreign, "is not cross-signed by the current one")
     code, out, err = _rotate(data, foreign, "--force")
     assert code == 0 and "not cross-signed" in out, err
