@@ -15,18 +15,31 @@ moves one endpoint in both, and each sync renders and applies both families' rul
 (the ``ip`` and ``ip6`` tables, or iptables and ip6tables), as the proxier does; its
 single-stack mode is the baseline in the same run.
 
+In nftables modes the syncs go as the proxier's: the full one renders every Service
+(:meth:`NftRenderer.render`), each change re-renders only the changed Service
+(:meth:`NftRenderer.update`) and writes only its chains and elements. ``--baseline REV``
+also measures the code of git revision ``REV`` (its own ``bench/network/proxy.py`` and
+``src``, exported to a temporary directory and run in a child process) right before each
+of this tree's measurements, on the same machine in the same run; its rows carry ``REV``
+in the backend column.
+
     python3 bench/network/proxy.py [--services 1000,10000] [--endpoints 10] [--changes 20]
                                    [--modes iptables,nftables[,nftables-dual,iptables-dual]]
+                                   [--baseline REV]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import io
+import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -37,11 +50,15 @@ sys.path.insert(0, str(ROOT))
 
 from bench._table import Row, table  # noqa: E402
 
-from pyk8s.proxy import nftrules, rules  # noqa: E402
+from pyk8s.proxy import model, nftrules, rules  # noqa: E402
 from pyk8s.proxy.iptables import Applier  # noqa: E402
+from pyk8s.proxy.model import slice_service_key  # noqa: E402
 from pyk8s.proxy.nftables import NftApplier  # noqa: E402
-from pyk8s.proxy.nftrules import render_nft  # noqa: E402
+from pyk8s.proxy.nftrules import NftRenderer  # noqa: E402
 from pyk8s.proxy.rules import ProxyConfig, family_config, render  # noqa: E402
+
+#: the Service whose endpoint each change moves (see :func:`objects`)
+MOVED = "bench/svc-0"
 
 
 def _pod_ip(n: int, family: int = 4) -> str:
@@ -93,9 +110,10 @@ def objects(
 
 
 def _clear_render_caches() -> None:
-    """A proxy's first sync renders everything: forget what an earlier run rendered."""
+    """A proxy's first sync parses and renders everything: forget an earlier run's work."""
     rules._fragments.clear()
     nftrules._fragments.clear()
+    model._parsed.clear()
 
 
 class _Netns:
@@ -164,10 +182,19 @@ async def measure(
                 )
                 await applier.ensure_jumps()
                 appliers.append(applier.apply)
-        one = render_nft if base == "nftables" else render
+        renderers = [NftRenderer(cfg) for cfg in configs]
 
-        def renderer(svcs: Any, slices: Any, _config: Any) -> list[Any]:
-            return [one(svcs, slices, cfg) for cfg in configs]
+        def full_render(svcs: Any, slices: Any) -> list[Any]:
+            if base == "nftables":
+                return [r.render(svcs, slices) for r in renderers]
+            return [render(svcs, slices, cfg) for cfg in configs]
+
+        def change_render(svcs: Any, slices: Any) -> list[Any]:
+            """What the proxier renders after one Service changed."""
+            if base == "nftables":
+                moved = [sl for sl in slices[: len(configs)] if slice_service_key(sl) == MOVED]
+                return [r.update({MOVED: (svcs[0], moved)}) for r in renderers]
+            return [render(svcs, slices, cfg) for cfg in configs]
 
         async def apply(rulesets: list[Any]) -> None:
             for apply_one, ruleset in zip(appliers, rulesets, strict=True):
@@ -180,7 +207,7 @@ async def measure(
             tool += " (both families)"
         label = f"{mode}, {services} svc x {endpoints} ep"
         try:
-            await asyncio.wait_for(apply(renderer(svcs, slices, config)), full_limit)
+            await asyncio.wait_for(apply(full_render(svcs, slices)), full_limit)
         except TimeoutError:
             _kill_children()
             what = f"{label}: full sync (render+{tool}) STOPPED, unfinished after"
@@ -190,7 +217,7 @@ async def measure(
         for g in range(changes):
             svcs, slices = objects(services, endpoints, g + 1, dual=dual)
             t0 = time.perf_counter()
-            ruleset = renderer(svcs, slices, config)
+            ruleset = change_render(svcs, slices)
             t1 = time.perf_counter()
             await apply(ruleset)
             t2 = time.perf_counter()
@@ -206,6 +233,47 @@ async def measure(
     ]  # fmt: skip
 
 
+#: run in a child process: the measurement of an exported revision, rows as JSON
+_CHILD = """
+import asyncio, json, sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/src"]
+from bench.network import proxy
+mode, size, endpoints, changes, limit = sys.argv[2], *map(int, sys.argv[3:6]), float(sys.argv[6])
+rows = asyncio.run(proxy.measure(mode, size, endpoints, changes, limit))
+print(json.dumps([[r.what, r.clients, r.ops, r.seconds, r.latencies] for r in rows]))
+"""
+
+
+def export(rev: str, into: Path) -> str:
+    """``src`` and ``bench`` of git revision ``rev`` under ``into``; its short hash."""
+    short = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", short, "src", "bench"], capture_output=True, check=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return short
+
+
+def measure_revision(
+    tree: Path, rev: str, mode: str, services: int, endpoints: int, changes: int, limit: float
+) -> list[Row]:
+    """:func:`measure` as the exported revision in ``tree`` does it (a child process, so
+    its modules and caches are its own)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(tree), mode, str(services), str(endpoints),
+         str(changes), str(limit)],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree / "src")},
+    )  # fmt: skip
+    if done.returncode != 0:
+        sys.exit(f"the baseline {rev} failed:\n{done.stderr[-3000:]}")
+    rows = json.loads(done.stdout.strip().splitlines()[-1])
+    return [Row(what, clients, ops, seconds, lat, rev) for what, clients, ops, seconds, lat in rows]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--services", default="1000,10000", help="comma-separated sizes")
@@ -215,22 +283,34 @@ def main() -> None:
     parser.add_argument(
         "--full-limit", type=float, default=600.0, help="stop a full sync after this many s"
     )
+    parser.add_argument(
+        "--baseline", metavar="REV", help="also measure git revision REV, in the same run"
+    )
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/network/proxy.py needs root (it programs rules in its own netns)")
     sizes = [int(n) for n in args.services.split(",")]
     modes = args.modes.split(",")
 
-    async def all_rows() -> list[Row]:
+    async def all_rows(tree: Path | None, rev: str) -> list[Row]:
         rows = [await baseline(args.endpoints, args.changes)]
         for size in sizes:
             for mode in modes:
-                rows += await measure(mode, size, args.endpoints, args.changes, args.full_limit)
+                if tree is not None:
+                    rows += measure_revision(tree, rev, mode, size, args.endpoints,
+                                             args.changes, args.full_limit)  # fmt: skip
+                for row in await measure(mode, size, args.endpoints, args.changes, args.full_limit):
+                    row.backend = "this tree" if tree is not None else ""
+                    rows.append(row)
         return rows
 
-    rows = asyncio.run(all_rows())
+    with tempfile.TemporaryDirectory(prefix="pyk8s-bench-proxy-") as tmp:
+        tree, rev = (Path(tmp), export(args.baseline, Path(tmp))) if args.baseline else (None, "")
+        rows = asyncio.run(all_rows(tree, rev))
     print(f"\n### kube-proxy programming: {args.changes} changes, one endpoint moved each\n")
-    print(table(rows))
+    if tree is not None:
+        print(f"(rows marked {rev} are that revision's code, measured just before this tree's)\n")
+    print(table(rows, backend_column=tree is not None))
 
 
 if __name__ == "__main__":
