@@ -28,7 +28,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         pytest.skip(f"kubectl is not installed at {KUBECTL}")
     base = tmp_path_factory.mktemp("addons")
     flags = ("--disable-agent", "--disable", "metrics-server", "--disable-scheduler",
-             "--etcd-disable-snapshots")  # fmt: skip
+             "--etcd-disable-snapshots", "--node-name", "addons-1")  # fmt: skip
     srv = Server(base / "data", free_port(), command="server", extra_args=flags).start()
     try:
         yield srv
@@ -82,7 +82,7 @@ def test_a_helmchart_applies_right_after_start_and_the_leader_installs_it(
     assert colour == "red"
     holder = kubectl("get", "lease", manifests.LOCK_NAME, "-n", "kube-system",
                      "-o", "jsonpath={.spec.holderIdentity}")  # fmt: skip
-    assert holder  # the controller that installed it leads
+    assert holder.startswith("addons-1_")  # this server's controller leads (named by node)
     assert kubectl("get", "helmchart", "hello", "-n", "kube-system",
                    "-o", "jsonpath={.metadata.finalizers}") == (
         '["wrangler.cattle.io/on-helm-chart-remove"]'

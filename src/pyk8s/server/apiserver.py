@@ -424,7 +424,9 @@ def _deploy_manifests(opts: Options) -> tuple[asyncio.Event, asyncio.Task[None]]
     if not opts.deploy_manifests:
         return None
     stop = asyncio.Event()
-    job = manifests.run(opts.kubeconfig, opts.data_dir, opts.helm_controller, stop)
+    job = manifests.run(
+        opts.kubeconfig, opts.data_dir, opts.helm_controller, stop, host=opts.node_name
+    )
     return stop, asyncio.create_task(job, name="deploy")
 
 

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from pyk8s.apiserver.handlers import ResourceHandlers
-    from pyk8s.client import Client
+    from pyk8s.client import Client, LeaseSettings
 
 __all__ = ["LOCK_NAME", "register_crds", "run", "run_helm_controller", "wanted_crds"]
 
@@ -37,8 +37,6 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "pyk8s"
 #: how long the start waits for the CRDs to be served
 SERVED_WITHIN = 30.0
-#: the pause before campaigning again after a lost lease (client-go's retry period)
-RETRY_PERIOD = 2.0
 
 
 def wanted_crds(helm_controller: bool) -> list[dict[str, Any]]:
@@ -68,31 +66,41 @@ async def register_crds(handlers: ResourceHandlers, crds: Sequence[dict[str, Any
     log.info("custom resources registered", extra={"crds": [c["metadata"]["name"] for c in crds]})
 
 
-async def run(kubeconfig: Path, data_dir: Path, helm_controller: bool, stop: asyncio.Event) -> None:
+async def run(
+    kubeconfig: Path, data_dir: Path, helm_controller: bool, stop: asyncio.Event, host: str = ""
+) -> None:
     """The deployer over ``DATA_DIR/server/manifests`` and, unless disabled, the Helm
-    controller while this server holds :data:`LOCK_NAME`, until ``stop``."""
-    from pyk8s.client import Client, load_kubeconfig
+    controller while this server holds :data:`LOCK_NAME` (its identity
+    ``<host>_<uuid>``, ``host`` the server's node name or this host's), until ``stop``."""
+    from pyk8s.client import Client, LeaseSettings, load_kubeconfig
     from pyk8s.controllers.deploy import ManifestDeployer
 
     async with Client(load_kubeconfig(kubeconfig)) as client:
         deployer = ManifestDeployer(client, data_dir / "server" / "manifests")
         jobs = [deployer.run(stop)]
         if helm_controller:
-            jobs.append(run_helm_controller(client, kubeconfig, data_dir, stop))
+            lease = LeaseSettings(host=host)
+            jobs.append(run_helm_controller(client, kubeconfig, data_dir, stop, lease))
         await asyncio.gather(*jobs)
 
 
 async def run_helm_controller(
-    client: Client, kubeconfig: Path, data_dir: Path, stop: asyncio.Event
+    client: Client,
+    kubeconfig: Path,
+    data_dir: Path,
+    stop: asyncio.Event,
+    lease: LeaseSettings | None = None,
 ) -> None:
     """Run the Helm controller while leading; after a lost lease, a fresh controller
-    (its informers start over) campaigns again."""
+    (its informers start over) campaigns again, a retry period later."""
+    from pyk8s.client import LeaseSettings
     from pyk8s.controllers.helmchart import HelmChartController
 
+    lease = lease or LeaseSettings()
     while not stop.is_set():
         controller = HelmChartController(client, kubeconfig, data_dir)
-        await controller.manager.run_with_leader_election(stop, LOCK_NAME)
+        await controller.manager.run_with_leader_election(stop, LOCK_NAME, lease)
         if not stop.is_set():
             log.warning("leader election lost for %s: campaigning again", LOCK_NAME)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RETRY_PERIOD)
+                await asyncio.wait_for(stop.wait(), lease.retry_period)
