@@ -3,7 +3,9 @@ failover benchmark: each on its own loopback address (127.0.0.2-4) with the same
 port (upstream's lease endpoint reconciler expects one port), its own etcd ports and
 data dir; the first with ``--cluster-init``, the others joining it with its server
 token, both at once (etcd adds a member only while quorum stays safe, so the second
-join waits for the first, retrying as k3s does)."""
+join waits for the first, retrying as k3s does). Server ``i`` is node ``s<i>``
+(``--node-name``): its etcd member is ``s<i>-<hex>`` and its components' lease
+identities ``s<i>_<uuid>``, so the test can tell which server leads."""
 
 from __future__ import annotations
 
@@ -18,6 +20,13 @@ from pathlib import Path
 from tests.integration.conftest import Server, free_port
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
+#: the leader-election timings the README documents for HA servers (kube-vip's
+#: defaults): a standby takes over within ~5-7 s of a leader's host dying, not ~17-20
+HA_LEASES = tuple(
+    f"--kube-{component}-arg=leader-elect-{flag}"
+    for component in ("scheduler", "controller-manager")
+    for flag in ("lease-duration=5s", "renew-deadline=3s", "retry-period=1s")
+)
 
 
 def port_free_on_all(port: int) -> bool:
@@ -48,13 +57,19 @@ class HAServer(Server):
         return f"https://{self.address}:{self.port}"
 
 
-def ha_server(base: Path, i: int, port: int, *join: str) -> HAServer:
+def node_name(i: int) -> str:
+    return f"s{i + 1}"
+
+
+def ha_server(base: Path, i: int, port: int, *extra: str) -> HAServer:
     address = ADDRESSES[i]
     args = (
-        "--bind-address", address, "--advertise-address", address,
+        "--bind-address", address, "--advertise-address", address, "--node-name", node_name(i),
         "--etcd-client-port", str(free_port()), "--etcd-peer-port", str(free_port()),
+        "--kube-controller-manager-arg", f"secure-port={free_port()}",
+        "--kube-scheduler-arg", f"secure-port={free_port()}",
         "--disable-agent", "--disable-cloud-controller", "--disable", "metrics-server",
-        "--disable", "coredns", "--etcd-disable-snapshots", *join,
+        "--disable", "coredns", "--etcd-disable-snapshots", *extra,
     )  # fmt: skip
     return HAServer(base / f"s{i + 1}", port, extra_args=args, command="server", address=address)
 
@@ -81,15 +96,18 @@ def kill_host(srv: Server) -> None:
     srv.proc = None
 
 
-def start_cluster(base: Path, started: list[HAServer], timeout: float = 120.0) -> None:
-    """Start the three servers, appending each to ``started`` once it serves (the
-    caller stops whatever is there, also when a start fails)."""
+def start_cluster(
+    base: Path, started: list[HAServer], timeout: float = 120.0, extra: tuple[str, ...] = ()
+) -> None:
+    """Start the three servers (each with ``extra`` flags), appending each to
+    ``started`` once it serves (the caller stops whatever is there, also when a start
+    fails)."""
     port = shared_port()
-    first = ha_server(base, 0, port, "--cluster-init")
+    first = ha_server(base, 0, port, "--cluster-init", *extra)
     first.start(timeout=timeout)
     started.append(first)
     token = first.data_dir / "server" / "server-token"
-    join = ("--server", first.url, "--token-file", str(token))
+    join = ("--server", first.url, "--token-file", str(token), *extra)
     joining = [ha_server(base, i, port, *join) for i in (1, 2)]
     started.extend(joining)
     # both at once: etcd adds the second member only once the first one runs, and the
@@ -106,3 +124,20 @@ def stop_all(servers: list[HAServer]) -> None:
             srv.proc.send_signal(signal.SIGTERM)
     for srv in servers:
         srv.stop()
+
+
+async def etcd_members(srv: HAServer) -> list[str]:
+    """The etcd cluster's member names, as the server's own member lists them."""
+    from aetcd import rpc
+
+    from pyk8s.server.embedded_etcd import recorded_endpoint
+    from pyk8s.storage.endpoint import parse_endpoint
+    from pyk8s.storage.etcd import channel
+
+    endpoint = recorded_endpoint(srv.data_dir)
+    assert endpoint is not None
+    ep = parse_endpoint(endpoint)
+    host, port = ep.hosts[0]
+    async with channel(f"{host}:{port}", ep.tls) as chan:
+        listed = await rpc.ClusterStub(chan).MemberList(rpc.MemberListRequest(), timeout=5)
+    return sorted(m.name for m in listed.members)

@@ -3,20 +3,25 @@
 One test, because every step needs the cluster the previous one built: server 1 starts
 with ``--cluster-init``, servers 2 and 3 join it with the server token (each on its own
 loopback address, with the same API port so the ``kubernetes`` Endpoints are one
-subset). Two simulated nodes and a writer reach the servers through the agent's
-client-side load balancer (:class:`pyk8s.client.loadbalancer.LoadBalancer`), which
-learns the servers from the ``kubernetes`` Endpoints. Then server 1 -- which holds the
-controller manager's and the scheduler's leases, having started first -- is killed
-like a host (SIGKILL to it, its etcd and its components at once), and the test waits
-for: writes through the load balancer succeeding again, no acknowledged write lost,
-both leases held by another server, the nodes renewing their Leases and staying
-Ready, and the Endpoints listing just the two survivors. Finally server 1 starts again
-on its data dir (its etcd member re-joins) and serves a write made while it was gone.
+subset; server ``i`` is node ``s<i>``, so lease holders name their server). The
+components run with the README's HA leader-election timings (5 s lease). Two simulated
+nodes and a writer reach the servers through the agent's client-side load balancer
+(:class:`pyk8s.client.loadbalancer.LoadBalancer`), which learns the servers from the
+``kubernetes`` Endpoints. Then server 1 is killed like a host (SIGKILL to it, its etcd
+and its components at once), and the test waits for: writes through the load balancer
+succeeding again, no acknowledged write lost, the controller manager's and the
+scheduler's leases held and renewed by a surviving server (whoever led before: a
+standby may have taken a lease earlier), the nodes renewing their Leases and staying
+Ready, and the Endpoints listing just the two survivors. Server 1 then starts again on
+its data dir (its etcd member re-joins) and serves a write made while it was gone.
+Last, server 3 dies for good: deleting its Node (annotated by server 3 with its etcd
+member, as k3s does) removes that member from the etcd cluster.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import sys
 import threading
@@ -29,7 +34,16 @@ import pytest
 
 from tests.e2e_sim.conftest import wait_until
 from tests.etcd_cluster import etcd_available
-from tests.ha.cluster import ADDRESSES, HAServer, kill_host, start_cluster, stop_all
+from tests.ha.cluster import (
+    ADDRESSES,
+    HA_LEASES,
+    HAServer,
+    etcd_members,
+    kill_host,
+    node_name,
+    start_cluster,
+    stop_all,
+)
 from tests.integration.conftest import Kubectl, free_port
 
 
@@ -127,15 +141,37 @@ def servers(tmp_path: Path) -> Iterator[list[HAServer]]:
         pytest.fail("etcd-server (/usr/bin/etcd) is not installed: bash scripts/setup.sh")
     started: list[HAServer] = []
     try:
-        start_cluster(tmp_path, started)
+        start_cluster(tmp_path, started, extra=HA_LEASES)
         yield started
     finally:
         stop_all(started)
 
 
-def _holder(k: Kubectl, name: str) -> str:
-    lease = k.json("get", "lease", name, "-n", "kube-system")
-    return str(lease["spec"].get("holderIdentity") or "")
+LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
+
+
+def _leader(k: Kubectl, name: str) -> tuple[str, float]:
+    """The server (its node name: the identity is ``<node>_<uuid>``) holding the leader
+    lease ``name``, and its renewTime (epoch s); ("", 0) while nobody holds it."""
+    from datetime import datetime
+
+    spec = k.json("get", "lease", name, "-n", "kube-system")["spec"]
+    holder = str(spec.get("holderIdentity") or "")
+    if not holder or not spec.get("renewTime"):
+        return "", 0.0
+    renewed = datetime.fromisoformat(spec["renewTime"].replace("Z", "+00:00"))
+    return holder.partition("_")[0], renewed.timestamp()
+
+
+def _renewed_by(k: Kubectl, lease: str, servers: list[str], after: float) -> float:
+    """Wait until one of ``servers`` holds ``lease`` with a renewTime after ``after``
+    (epoch s); that renewTime."""
+
+    def renewed() -> float:
+        holder, at = _leader(k, lease)
+        return at if holder in servers and at > after else 0.0
+
+    return float(wait_until(renewed, within=60))
 
 
 def _endpoints(k: Kubectl) -> list[str]:
@@ -167,9 +203,11 @@ def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_pat
     s1, s2, s3 = servers
     k2 = Kubectl(s2.kubeconfig)
     assert wait_until(lambda: _endpoints(k2) == sorted(ADDRESSES), within=60)
-    # server 1 started first: its controller manager and scheduler lead
-    cm = wait_until(lambda: _holder(k2, "kube-controller-manager"), within=60)
-    sched = wait_until(lambda: _holder(k2, "kube-scheduler"), within=60)
+    names = [node_name(i) for i in range(3)]
+    # held by one of the servers (not necessarily the first)
+    assert wait_until(lambda: all(_leader(k2, n)[0] in names for n in LEADER_LEASES), within=60)
+    before = {lease: _leader(k2, lease)[0] for lease in LEADER_LEASES}
+    print(f"leaders before the kill: {before}")
     with Balanced(f"{s1.address}:{s1.port}", s1.kubeconfig, tmp_path / "lb.yaml") as lb:
         assert wait_until(lambda: len(lb.lb.servers) == 3, within=30)
         log = open(tmp_path / "sim.log", "wb")  # noqa: SIM115
@@ -192,10 +230,10 @@ def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_pat
 
             first_write = wait_until(resumed, within=60)
             print(f"first acknowledged write {first_write:.2f}s after the kill")
-            assert wait_until(
-                lambda: _holder(k2, "kube-controller-manager") not in ("", cm), within=60
-            )
-            assert wait_until(lambda: _holder(k2, "kube-scheduler") not in ("", sched), within=60)
+            # a survivor holds each lease and renews it after the kill, and again later
+            for lease in LEADER_LEASES:
+                renewed = _renewed_by(k2, lease, names[1:], killed_epoch)
+                assert _renewed_by(k2, lease, names[1:], renewed)
             assert wait_until(lambda: _nodes_ready_and_renewed(k2, killed_epoch), within=60)
             assert wait_until(lambda: _endpoints(k2) == [s2.address, s3.address], within=60)
             assert wait_until(
@@ -216,3 +254,30 @@ def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_pat
     last = Kubectl(s1.kubeconfig).json("get", "configmap", lb.writer.acked[-1])
     assert last["metadata"]["name"] == lb.writer.acked[-1]
     assert wait_until(lambda: _endpoints(k2) == sorted(ADDRESSES), within=60)
+    _removing_a_dead_servers_node_removes_its_member(k2, s2, s3)
+
+
+def _removing_a_dead_servers_node_removes_its_member(
+    k: Kubectl, s2: HAServer, s3: HAServer
+) -> None:
+    """k3s: server 3's Node (as its agent would register it) gets its etcd member's name
+    and address from server 3; after server 3 dies for good, ``kubectl delete node``
+    removes that member, and the Node goes once a server has done so (finalizer)."""
+    from pyk8s.server.etcd_members import FINALIZER, NODE_NAME_ANNOTATION
+
+    node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "s3"}}
+    k.run("create", "-f", "-", input=json.dumps(node))
+    members = asyncio.run(etcd_members(s2))
+    assert len(members) == 3
+
+    def annotated() -> str:
+        meta = k.json("get", "node", "s3")["metadata"]
+        name = (meta.get("annotations") or {}).get(NODE_NAME_ANNOTATION, "")
+        return str(name) if FINALIZER in (meta.get("finalizers") or []) else ""
+
+    member = wait_until(annotated, within=30)
+    assert member in members and member.startswith("s3-")
+    kill_host(s3)
+    k.run("delete", "node", "s3", "--wait=false")
+    assert wait_until(lambda: "node/s3" not in k("get", "nodes", "-o", "name").split(), within=30)
+    assert asyncio.run(etcd_members(s2)) == [m for m in members if m != member]
