@@ -129,3 +129,39 @@ def test_after_rotate_ca_the_running_parts_issue_from_the_new_ca(data_dir: Path)
     )
     signed = x509.load_pem_x509_certificate(signer.sign(csr, ["client auth"], None))
     signed.verify_directly_issued_by(new_ca)
+
+
+@pytest.mark.parametrize("topology", ["cross-signed root", "intermediate of the old CA"])
+def test_a_client_trusting_only_the_old_ca_verifies_what_the_new_one_signed(
+    data_dir: Path, topology: str
+) -> None:
+    """The serving certificate after rotate-ca, as a client that has only the old CA
+    checks it (the chain the server sends: the leaf file with ca-chain.crt appended)."""
+    from cryptography.x509 import DNSName
+    from cryptography.x509.verification import PolicyBuilder, Store
+
+    from pyk8s.apiserver import certs
+
+    tls = data_dir / "server" / "tls"
+    old = x509.load_pem_x509_certificate((tls / "ca.crt").read_bytes())
+    stage = data_dir / "stage"
+    rotate = ["certificate", "rotate-ca", "--data-dir", str(data_dir), "--path", str(stage)]
+    if topology == "cross-signed root":
+        assert main([*rotate, "--generate"]) == 0
+    else:  # k3s's custom-CA topology: the new signing CA is an intermediate of the old
+        pki = certs.Pki.at(tls)
+        old_key = certs._load_ec_key(pki.ca_key)
+        assert old_key is not None
+        ca, key = certs._make_ca("intermediate")
+        inter = certs.cross_signed(ca, key, old, old_key)
+        (stage / "tls").mkdir(parents=True)
+        (stage / "tls" / "ca.crt").write_bytes(certs._cert_pem(inter))
+        (stage / "tls" / "ca.key").write_bytes(certs._key_pem(key))
+    assert main(rotate) == 0
+    ensure_pki(data_dir / "server", hostnames=["node1"], ips=["10.0.0.1"])
+    leaf, *chain = x509.load_pem_x509_certificates((tls / "serving.crt").read_bytes())
+    new = x509.load_pem_x509_certificate((tls / "ca.crt").read_bytes())
+    assert leaf.issuer == new.subject != old.subject
+    for trusted in ([old], [new]):
+        verifier = PolicyBuilder().store(Store(trusted)).build_server_verifier(DNSName("node1"))
+        verifier.verify(leaf, chain)

@@ -177,7 +177,9 @@ def load_staged(data_dir: Path, path: Path, *, force: bool = False) -> Staged:
             "the current CA would stop trusting the server; stage one made with --generate, or "
             "pass --force"
         )
-    chain = b"".join(_pem(c) for c in others if not _self_signed(c))
+    # sent with every leaf: the cross-signed copies, and the new CA itself when it is an
+    # intermediate (a self-signed root only helps a client that trusts it already)
+    chain = b"".join(_pem(c) for c in staged if not _self_signed(c))
     # the previous CA stays trusted; older ones (kept after an earlier rotation) go
     bundle = _pem(new) + _pem(current)
     return Staged(
