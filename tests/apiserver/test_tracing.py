@@ -45,6 +45,37 @@ def test_trace_context_is_the_uid_and_the_store_is_bounded() -> None:
     assert store.get(trace_id(c["metadata"]["uid"]))
 
 
+def test_the_api_servers_own_spans_are_built_when_read() -> None:
+    """A create's span is kept as a flat record on the request path and built on read,
+    with the same span ID on every read, among the spans components sent."""
+    store = SpanStore()
+    p = pod("web") | {"metadata": {"namespace": "ns", "name": "web", "uid": UID}}
+    p["metadata"]["resourceVersion"] = "42"
+    store.record_create(p, "alice", (1.0, 1.25, 1.5, 2.0), ["ServiceAccount", "Priority"])
+    store.add(pod_span(p, "kubelet.seen", "kubelet", 3.0, 3.0))
+    store.record_binding(p, "n1", "system:kube-scheduler", 2.5, 2.75)
+    spans = store.get(trace_id(UID))
+    assert [s["name"] for s in spans] == ["apiserver.create", "apiserver.binding", "kubelet.seen"]
+    create = spans[0]
+    assert create["traceId"] == trace_id(UID) and len(create["spanId"]) == 16
+    assert (create["service"], create["start"], create["end"]) == ("kube-apiserver", 1.0, 2.0)
+    assert create["attributes"] == {
+        "k8s.namespace.name": "ns",
+        "k8s.pod.name": "web",
+        "user": "alice",
+        "mutatedBy": ["ServiceAccount", "Priority"],
+        "admittedAt": 1.25,
+        "validatedAt": 1.5,
+        "resourceVersion": "42",
+    }
+    assert spans[1]["attributes"]["node"] == "n1"
+    assert [s["spanId"] for s in store.get(trace_id(UID))] == [s["spanId"] for s in spans]
+    assert orjson.loads(orjson.dumps(spans)) == spans  # plain JSON, as served
+    off = SpanStore(max_traces=0)
+    off.record_create(p, "alice", (1.0, 1.25, 1.5, 2.0), [])
+    assert len(off) == 0
+
+
 def test_ready_is_the_status_write_that_turns_it_true() -> None:
     ready = {"conditions": [{"type": "Ready", "status": "True"}]}
     not_ready = {"conditions": [{"type": "Ready", "status": "False"}]}

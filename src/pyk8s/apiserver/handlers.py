@@ -41,7 +41,7 @@ from pyk8s.api.selectors import (
     parse_field_selector,
     parse_label_selector,
 )
-from pyk8s.apiserver import audit, encoding, fieldmanager, reviews, tracing
+from pyk8s.apiserver import audit, encoding, fieldmanager, reviews
 from pyk8s.apiserver.admission import (
     CONNECT,
     CREATE,
@@ -508,10 +508,8 @@ class ResourceHandlers:
         check = self.write_checks.get((r.group, r.plural))
         if check is not None:
             await check(attrs)
-        traced = strategy.traced_create and not dry_run and self.server.spans.enabled
         started = time.time()
-        mutated: list[str] | None = [] if traced else None
-        await self.admission.admit(attrs, mutated)
+        mutated = await self.admission.admit(attrs)
         admitted = time.time()
         rest.prepare_for_create(obj)
         fieldmanager.set_managed_fields(obj, managed)
@@ -526,9 +524,9 @@ class ResourceHandlers:
         except BaseException:
             await _undo(rollbacks)
             raise
-        if mutated is not None:
+        if strategy.traced_create and not dry_run and self.server.spans.enabled:
             times = (started, admitted, validated, time.time())
-            self.server.spans.add(tracing.create_span(out, user.name, times, mutated))
+            self.server.spans.record_create(out, user.name, times, mutated)
         return out
 
     async def ensure(self, obj: JSON, *, update: bool = False) -> None:

@@ -18,7 +18,7 @@ from pyk8s.api import errors
 from pyk8s.api.patch import apply_json_patch, apply_merge_patch, apply_strategic_merge_patch
 from pyk8s.api.registry import Resource
 from pyk8s.api.selectors import label_selector_from_dict
-from pyk8s.apiserver import encoding, fieldmanager, kubeletproxy, reviews, tracing
+from pyk8s.apiserver import encoding, fieldmanager, kubeletproxy, reviews
 from pyk8s.apiserver.encoding import json_response
 from pyk8s.apiserver.requestinfo import RequestInfo
 
@@ -284,7 +284,7 @@ class Binding:
                 raise
             if not dry_run:
                 user = h.user(request).name
-                h.server.spans.add(tracing.binding_span(pod, target, user, started, time.time()))
+                h.server.spans.record_binding(pod, target, user, started, time.time())
             return json_response(
                 {
                     "kind": "Status",

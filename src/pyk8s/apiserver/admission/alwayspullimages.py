@@ -34,10 +34,14 @@ class AlwaysPullImages(Plugin):
     def handles(self, attrs: Attributes) -> bool:
         return attrs.operation in self.operations and attrs.is_pod()
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
         assert attrs.obj is not None
+        changed = False
         for _path, c in _containers(attrs.obj):
-            c["imagePullPolicy"] = "Always"
+            if c.get("imagePullPolicy") != "Always":
+                c["imagePullPolicy"] = "Always"
+                changed = True
+        return changed
 
     async def validate(self, attrs: Attributes) -> None:
         assert attrs.obj is not None

@@ -31,12 +31,11 @@ class LimitRanger(Plugin):
     def _ranges(self, attrs: Attributes) -> list[dict[str, object]]:
         return self.reader.list("", "limitranges", attrs.namespace)
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
         if attrs.resource.plural != "pods" or attrs.obj is None:
-            return
+            return False
         ranges = self._ranges(attrs)
-        if ranges:
-            limitranger.apply_defaults(attrs.obj, ranges)
+        return bool(ranges) and limitranger.apply_defaults(attrs.obj, ranges)
 
     async def validate(self, attrs: Attributes) -> None:
         if attrs.obj is None:

@@ -107,10 +107,12 @@ class NodeRestriction(Plugin):
     def __init__(self, context: Context) -> None:
         self.reader = context.reader
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
+        """Refuses what a node may not write; never changes the object (upstream's
+        plugin is a mutating one, so it runs before the webhooks)."""
         node, is_node = node_identity(attrs.user)
         if not is_node:
-            return
+            return False
         if not node:
             raise forbidden(attrs, f'could not determine node from user "{attrs.user.name}"')
         group_resource = attrs.group_resource
@@ -137,6 +139,7 @@ class NodeRestriction(Plugin):
             await self._service_account(node, attrs)
         elif group_resource == ("coordination.k8s.io", "leases"):
             self._lease(node, attrs)
+        return False
 
     async def _existing_pod(self, attrs: Attributes, name: str) -> JSON:
         pod = await self.reader.get("", "pods", attrs.namespace, name)

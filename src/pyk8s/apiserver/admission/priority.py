@@ -15,9 +15,17 @@ SYSTEM_PRIORITY_CLASSES = {
 class Priority(PodCreatePlugin):
     name = "Priority"
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
         assert attrs.obj is not None
+        spec = attrs.obj.setdefault("spec", {})
+        before = [spec.get(k, _UNSET) for k in _FIELDS]
         await priority(attrs.obj, self.reader)
+        return [spec.get(k, _UNSET) for k in _FIELDS] != before
+
+
+#: what :func:`priority` may set
+_FIELDS = ("priority", "priorityClassName", "preemptionPolicy")
+_UNSET = object()
 
 
 async def priority(pod: JSON, reader: Reader) -> None:

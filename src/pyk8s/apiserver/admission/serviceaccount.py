@@ -11,9 +11,9 @@ from pyk8s.apiserver.admission import JSON, Attributes, PodCreatePlugin, Reader
 class ServiceAccount(PodCreatePlugin):
     name = "ServiceAccount"
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
         assert attrs.obj is not None
-        await service_account(attrs.obj, self.reader)
+        return await service_account(attrs.obj, self.reader)
 
 
 SERVICE_ACCOUNT_MOUNT = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -50,11 +50,13 @@ def _token_volume(name: str) -> JSON:
     }
 
 
-async def service_account(pod: JSON, reader: Reader) -> None:
+async def service_account(pod: JSON, reader: Reader) -> bool:
     """Default the service account and, unless automount is off (pod or account), add
-    the ``kube-api-access-xxxxx`` token volume and mount it in every container."""
+    the ``kube-api-access-xxxxx`` token volume and mount it in every container; whether
+    anything was added."""
     spec = pod.setdefault("spec", {})
     sa = spec.get("serviceAccountName") or spec.get("serviceAccount") or "default"
+    changed = bool(spec.get("serviceAccountName") != sa or spec.get("serviceAccount") != sa)
     spec["serviceAccountName"] = sa
     spec["serviceAccount"] = sa
     automount = spec.get("automountServiceAccountToken")
@@ -63,14 +65,14 @@ async def service_account(pod: JSON, reader: Reader) -> None:
         account = reader.cached("", "serviceaccounts", ns, sa)
         automount = (account or {}).get("automountServiceAccountToken")
     if automount is False:
-        return
+        return changed
     containers = [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
     if any(
         m.get("mountPath") == SERVICE_ACCOUNT_MOUNT
         for c in containers
         for m in c.get("volumeMounts") or []
     ):
-        return
+        return changed
     # upstream's utilrand.String: a name suffix, not a secret (no system entropy per pod)
     name = "kube-api-access-" + "".join(random.choices(_NAME_ALPHABET, k=5))
     spec.setdefault("volumes", []).append(_token_volume(name))
@@ -78,3 +80,4 @@ async def service_account(pod: JSON, reader: Reader) -> None:
         c.setdefault("volumeMounts", []).append(
             {"name": name, "readOnly": True, "mountPath": SERVICE_ACCOUNT_MOUNT}
         )
+    return True

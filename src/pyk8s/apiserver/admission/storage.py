@@ -33,17 +33,19 @@ class DefaultStorageClass(Plugin):
             and not attrs.subresource
         )
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
         claim = attrs.obj
         assert claim is not None
         spec = claim.setdefault("spec", {})
         if spec.get("storageClassName") is not None:
-            return
+            return False
         if pvb.ANN_BETA_STORAGE_CLASS in pvb.annotations_of(claim):
-            return
+            return False
         default = pvb.default_class(self.reader.list("storage.k8s.io", "storageclasses"))
-        if default is not None:
-            spec["storageClassName"] = default["metadata"]["name"]
+        if default is None:
+            return False
+        spec["storageClassName"] = default["metadata"]["name"]
+        return True
 
 
 _FINALIZERS = {
@@ -66,13 +68,15 @@ class StorageObjectInUseProtection(Plugin):
             and not attrs.subresource
         )
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
         assert attrs.obj is not None
         finalizer = _FINALIZERS[attrs.group_resource]
         meta = attrs.obj.setdefault("metadata", {})
         finalizers = list(meta.get("finalizers") or [])
-        if finalizer not in finalizers:
-            meta["finalizers"] = [*finalizers, finalizer]
+        if finalizer in finalizers:
+            return False
+        meta["finalizers"] = [*finalizers, finalizer]
+        return True
 
 
 class PersistentVolumeClaimResize(Plugin):

@@ -14,15 +14,16 @@ DEFAULT_TOLERATIONS = (
 class DefaultTolerationSeconds(PodCreatePlugin):
     name = "DefaultTolerationSeconds"
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
         assert attrs.obj is not None
-        default_toleration_seconds(attrs.obj)
+        return default_toleration_seconds(attrs.obj)
 
 
-def default_toleration_seconds(pod: JSON) -> None:
-    """Add the default tolerations a pod lacks."""
+def default_toleration_seconds(pod: JSON) -> bool:
+    """Add the default tolerations a pod lacks; whether it lacked any."""
     spec = pod.setdefault("spec", {})
     tolerations: list[JSON] = spec.setdefault("tolerations", [])
+    before = len(tolerations)
     for key, seconds in DEFAULT_TOLERATIONS:
         if any(
             (t.get("key") == key and t.get("effect") in ("NoExecute", None, ""))
@@ -33,3 +34,4 @@ def default_toleration_seconds(pod: JSON) -> None:
         tolerations.append(
             {"key": key, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": seconds}
         )
+    return len(tolerations) > before

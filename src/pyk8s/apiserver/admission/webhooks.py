@@ -573,16 +573,17 @@ class MutatingAdmissionWebhook(_Dispatcher):
     step: ClassVar[str] = "admit"
     mutating_hooks: ClassVar[bool] = True
 
-    async def admit(self, attrs: Attributes) -> None:
+    async def admit(self, attrs: Attributes) -> bool:
         hooks = self.source.hooks()
         if not hooks:
-            return
+            return False
         state = attrs.reinvocation.get(self.name)
         if not isinstance(state, _Reinvocation):
             state = attrs.reinvocation[self.name] = _Reinvocation()
         if attrs.reinvoking and state.last_output != attrs.obj:
             # built-in plugins changed the object on their second run
             state.require_reinvoking_previously_invoked()
+        mutated = False
         try:
             for index, hook in enumerate(hooks):
                 inv = await self.invocation(hook, attrs)
@@ -612,6 +613,7 @@ class MutatingAdmissionWebhook(_Dispatcher):
                     {"configuration": hook.configuration, "webhook": hook.name, "mutated": changed}
                 ).decode()
                 if changed:
+                    mutated = True
                     state.require_reinvoking_previously_invoked()
                     attrs.reinvoke = True
                 if hook.reinvoke_if_needed:
@@ -625,6 +627,7 @@ class MutatingAdmissionWebhook(_Dispatcher):
                         raise status
         finally:
             state.last_output = copy_json(attrs.obj) if attrs.obj is not None else None
+        return mutated
 
     async def mutate(self, inv: _Invocation, attrs: Attributes) -> bool:
         """Call one webhook and apply its patch to ``attrs.obj``; whether it changed."""
