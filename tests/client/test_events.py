@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from typing import Any
 
@@ -129,3 +130,52 @@ async def test_recorder_never_raises(client: Client) -> None:
     await rec.flush()  # the server refuses (namespace missing): logged, not raised
     await rec.close()
     rec.event({"kind": "Pod", "metadata": {"name": "x"}}, "Normal", "R", "after close")
+
+
+class _HeldClient:
+    """Records every Event write and holds it until ``release`` is set."""
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+        self.in_flight = 0
+        self.most = 0
+        self.writes: list[tuple[str, str, int]] = []  # (object name, verb, count)
+        self.started = asyncio.Condition()
+
+    async def _write(self, name: str, verb: str, count: int) -> None:
+        async with self.started:
+            self.in_flight += 1
+            self.most = max(self.most, self.in_flight)
+            self.started.notify_all()
+        await self.release.wait()
+        self.in_flight -= 1
+        self.writes.append((name, verb, count))
+
+    async def create(self, _res: Any, ev: dict[str, Any], _ns: str) -> dict[str, Any]:
+        await self._write(ev["involvedObject"]["name"], "create", ev["count"])
+        return ev
+
+    async def patch(self, _res: Any, name: str, body: dict[str, Any], *_a: Any, **_k: Any) -> None:
+        await self._write(name.rsplit(".", 1)[0], "patch", body["count"])
+
+
+async def test_recorder_writes_objects_concurrently_in_order_per_object() -> None:
+    """Events of different objects are written at once (a slow write does not hold the
+    others); one object's events stay in order, its dedup patch after its create."""
+    client = _HeldClient()
+    rec = EventRecorder(client, "test", writers=4)  # type: ignore[arg-type]
+    pods = [{"kind": "Pod", "metadata": {"name": f"p{i}", "namespace": "ns"}} for i in range(40)]
+    for pod in pods:
+        rec.event(pod, "Normal", "Scheduled", "assigned")
+    rec.event(pods[0], "Normal", "Scheduled", "assigned")  # a repeat: patched, count 2
+    async with client.started:  # one writer would hold every other write behind p0's
+        await asyncio.wait_for(client.started.wait_for(lambda: client.in_flight >= 2), 60)
+    client.release.set()
+    await rec.flush()
+    assert client.most >= 2
+    assert sorted(n for n, verb, _ in client.writes if verb == "create") == sorted(
+        f"p{i}" for i in range(40)
+    )
+    p0 = [(verb, count) for n, verb, count in client.writes if n == "p0"]
+    assert p0 == [("create", 1), ("patch", 2)]
+    await rec.close()

@@ -5,8 +5,15 @@ Events are what ``kubectl describe`` shows under "Events:" — ``Scheduled``,
 loops, so the recorder must never hurt its caller or the API server:
 
 * **fire and forget** — :meth:`EventRecorder.event` only queues (a bounded queue; when
-  full, events are dropped and logged); a background task writes them; every failure is
+  full, events are dropped and logged); background tasks write them; every failure is
   logged, nothing is ever raised into the caller;
+* **concurrent writes** — ``writers`` tasks (16 by default) write at once, each owning
+  the events of the objects hashed to it, so one object's events keep their order (and
+  its dedup patches follow its create) while a scheduler binding hundreds of pods a
+  second is not held to one API round trip per Event. Upstream's events/v1 broadcaster,
+  which the scheduler uses, writes each event from a goroutine of its own; a single
+  writer here fell minutes behind at 5,000 nodes and dropped ``Scheduled`` events once
+  its queue was full;
 * **deduplication** — the same event (same source, object, type, reason and message)
   again within 10 minutes does not create a new object: the existing Event's ``count``
   and ``lastTimestamp`` are patched (``kubectl describe`` shows ``(x5 over 3m)``);
@@ -59,6 +66,8 @@ MAX_SIMILAR = 10
 SPAM_BURST = 25
 SPAM_QPS = 1.0 / 300.0
 QUEUE_SIZE = 1000
+#: events written at once (each writer owns a share of the objects)
+WRITERS = 16
 WRITE_ATTEMPTS = 3
 
 K = TypeVar("K")
@@ -205,14 +214,19 @@ class EventRecorder:
         *,
         clock: Callable[[], float] = time.time,
         queue_size: int = QUEUE_SIZE,
+        writers: int = WRITERS,
     ) -> None:
+        """``queue_size`` bounds the events waiting in all ``writers`` queues together."""
         self.client = client
         self.component = component
         self.host = host
         self.clock = clock
         self.correlator = EventCorrelator(clock)
-        self._queue: asyncio.Queue[Obj] = asyncio.Queue(queue_size)
-        self._task: asyncio.Task[None] | None = None
+        per_writer = max(1, -(-queue_size // max(1, writers)))
+        self._queues: list[asyncio.Queue[Obj]] = [
+            asyncio.Queue(per_writer) for _ in range(max(1, writers))
+        ]
+        self._tasks: list[asyncio.Task[None] | None] = [None] * len(self._queues)
         self._closed = False
 
     def event(
@@ -232,8 +246,10 @@ class EventRecorder:
             if self._closed:
                 return
             ev = self._make(obj, event_type, reason, message, annotations)
-            self._ensure_worker()
-            self._queue.put_nowait(ev)
+            # one object's events always go to the same writer, in order
+            shard = hash(_object_key(ev)) % len(self._queues)
+            self._ensure_worker(shard)
+            self._queues[shard].put_nowait(ev)
         except asyncio.QueueFull:
             log.warning("event queue full, dropping event %s: %s", reason, message)
         except Exception:
@@ -251,19 +267,21 @@ class EventRecorder:
 
     async def flush(self) -> None:
         """Wait until every queued event has been written (or given up on)."""
-        if self._task is not None:
-            await self._queue.join()
+        for task, queue in zip(self._tasks, self._queues, strict=True):
+            if task is not None:
+                await queue.join()
 
     async def close(self) -> None:
         """Write what is queued (best effort), then stop."""
         self._closed = True
         with contextlib.suppress(Exception):
             await asyncio.wait_for(self.flush(), 5.0)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for i, task in enumerate(self._tasks):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+                self._tasks[i] = None
 
     # -- internals
 
@@ -306,15 +324,16 @@ class EventRecorder:
         }
         return ev
 
-    def _ensure_worker(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"events:{self.component}"
+    def _ensure_worker(self, shard: int) -> None:
+        task = self._tasks[shard]
+        if task is None or task.done():
+            self._tasks[shard] = asyncio.get_running_loop().create_task(
+                self._run(self._queues[shard]), name=f"events:{self.component}:{shard}"
             )
 
-    async def _run(self) -> None:
+    async def _run(self, queue: asyncio.Queue[Obj]) -> None:
         while True:
-            ev = await self._queue.get()
+            ev = await queue.get()
             try:
                 await self._record(ev)
             except asyncio.CancelledError:
@@ -322,7 +341,7 @@ class EventRecorder:
             except Exception:
                 log.exception("failed to record event %s", ev.get("reason"))
             finally:
-                self._queue.task_done()
+                queue.task_done()
 
     async def _record(self, ev: Obj) -> None:
         result = self.correlator.correlate(ev)
