@@ -25,7 +25,6 @@ applier writes either a full transaction or only the difference to the previous 
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import ipaddress
 import re
@@ -36,6 +35,7 @@ from typing import Any
 from pyk8s.proxy.model import (
     Endpoint,
     ServicePort,
+    b32,
     categorize,
     endpoints_by_port,
     memo,
@@ -74,7 +74,7 @@ IPV6 = Family("ip6", "ipv6_addr", "::1")
 def _hash_and_truncate(name: str) -> str:
     """Upstream's chain-name base: 8 base32 characters of the SHA-256, ``-``, the name (the
     first 8 characters encode exactly the first 5 bytes)."""
-    digest = base64.b32encode(hashlib.sha256(name.encode()).digest()[:5]).decode()
+    digest = b32(hashlib.sha256(name.encode()).digest()[:5])
     out = f"{digest}-{name}"
     return out if len(out) <= _CHAIN_BASE_MAX else out[: _CHAIN_BASE_MAX - 3] + "..."
 
