@@ -40,6 +40,7 @@ __all__ = [
     "Proc",
     "Server",
     "Watch",
+    "cpu_seconds",
     "create_many",
     "free_port",
     "node_ready",
@@ -90,6 +91,15 @@ def rss_mib(pid: int) -> float | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU seconds ``pid`` has used (None when the process is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 class Proc:

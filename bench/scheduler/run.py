@@ -18,6 +18,16 @@ moment each one's ``spec.nodeName`` appears. Reported per node count:
   measured exactly like SchedulingBasic, when the scheduler has the InterPodAffinity /
   PodTopologySpread plugins ("not built" otherwise).
 
+* a backlog: ``--pods`` pods created *before* the scheduler starts, timed from its first
+  bind to its last, so the pod-create rate is not in the figure (what upstream
+  scheduler_perf's throughput collector sees, minus its idle API server).
+
+Where the time goes, per row: the CPU each process spent per pod (``/proc``: API server,
+scheduler, sim-nodes) and, under each row, the median of each step of a pod's path from
+its trace spans (40 pods sampled): create request → API server create span, the create
+itself, → the scheduler's queue (informer delivery), wait in the queue, the cycle, the
+bind round trip, and bound → the bench's watch.
+
 ``--baseline REV`` measures git revision REV's scheduler first, then this tree's, on the
 same API server and sim nodes (each scheduler's pods are deleted before the next starts).
 Each row is printed as it completes; every wait is bounded by ``--timeout``.
@@ -48,6 +58,7 @@ from bench._cluster import (  # noqa: E402
     Proc,
     Server,
     Watch,
+    cpu_seconds,
     create_many,
     free_port,
     node_ready,
@@ -76,16 +87,71 @@ PLUGINS = ROOT / "src" / "pyk8s" / "scheduler" / "plugins"
 UPSTREAM_BASIC = "270 (680 newer)"
 HEADER = (
     "| nodes | workload | pods | pods/s | p50 ms | p99 ms | "
-    "upstream SchedulingBasic @5k nodes, pods/s |\n|---:|---|---:|---:|---:|---:|---|"
+    "CPU ms/pod: apiserver / scheduler / sim-nodes | "
+    "upstream SchedulingBasic @5k nodes, pods/s |\n|---:|---|---:|---:|---:|---:|---|---|"
 )
+#: a pod's path, from its trace spans: (label, span the step starts at, span it ends at);
+#: ``.s``/``.e`` are a span's start and end, "sent"/"seen" the bench's own clock
+STEPS = (
+    ("to API", "sent", "apiserver.create.s"),
+    ("create", "apiserver.create.s", "apiserver.create.e"),
+    ("to scheduler", "apiserver.create.e", "scheduler.queue.s"),
+    ("queued", "scheduler.queue.s", "scheduler.queue.e"),
+    ("cycle", "scheduler.schedule.s", "scheduler.schedule.e"),
+    ("bind", "scheduler.bind.s", "scheduler.bind.e"),
+    ("to bench", "scheduler.bind.e", "seen"),
+)
+TRACED = 40
 
 
 def has_plugin(module: str) -> bool:
     return (PLUGINS / f"{module}.py").exists() or (PLUGINS / module).is_dir()
 
 
-def row(nodes: int, what: str, pods: int | str, rate: str, p50: str, p99: str, ref: str) -> str:
-    return f"| {nodes:,} | {what} | {pods} | {rate} | {p50} | {p99} | {ref} |"
+def row(
+    nodes: int, what: str, pods: int | str, rate: str, p50: str, p99: str, ref: str, cpu: str = "-"
+) -> str:
+    return f"| {nodes:,} | {what} | {pods} | {rate} | {p50} | {p99} | {cpu} | {ref} |"
+
+
+class CpuMeter:
+    """CPU seconds of the control-plane processes between two points, per pod."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = self._read()
+
+    def _read(self) -> dict[str, float]:
+        return {k: cpu_seconds(pid) or 0.0 for k, pid in self.pids.items()}
+
+    def per_pod(self, pods: int) -> str:
+        now = self._read()
+        return " / ".join(
+            f"{1000 * (now[k] - self.start[k]) / max(pods, 1):.1f}" for k in self.pids
+        )
+
+
+async def path_steps(api: Api, ns: str, sent: dict[str, float], bound: dict[str, float]) -> str:
+    """The median of each of :data:`STEPS` over ``TRACED`` pods' traces."""
+    await asyncio.sleep(1.5)  # the components send their spans every 0.5 s
+    wall = time.time() - time.perf_counter()  # the bench's clock -> span time
+    names = sorted(bound)[:: max(1, len(bound) // TRACED)]
+    took: dict[str, list[float]] = {label: [] for label, _a, _b in STEPS}
+    for name in names:
+        try:
+            trace = await api.request("GET", f"/debug/traces/namespaces/{ns}/pods/{name}")
+        except RuntimeError:
+            continue
+        at = {"sent": sent[name] + wall, "seen": bound[name] + wall}
+        for span in trace.get("spans") or []:
+            at.setdefault(span["name"] + ".s", span["start"])
+            at.setdefault(span["name"] + ".e", span["end"])
+        for label, a, b in STEPS:
+            if a in at and b in at:
+                took[label].append(at[b] - at[a])
+    return ", ".join(
+        f"{label} {sorted(v)[len(v) // 2] * 1000:,.0f}" for label, v in took.items() if v
+    )
 
 
 def say(line: str) -> None:
@@ -188,10 +254,13 @@ async def measure(
     make_body: Callable[[str], bytes],
     what: str,
     ref: str,
+    pids: dict[str, int],
 ) -> str:
-    """One measured row: pods/s from the first create to the last bind, and the
-    p50/p99 of each pod's create→bound latency."""
+    """One measured row: pods/s from the first create to the last bind, the p50/p99 of
+    each pod's create→bound latency, CPU per pod, and a line of the path's steps."""
+    cpu = CpuMeter(pids)
     sent, bound, _wall, ok = await schedule_batch(api, ns, prefix, pods, within, make_body)
+    used = cpu.per_pod(pods)
     what = f"{what} (create → bound)"
     if not ok:
         return row(
@@ -205,15 +274,61 @@ async def measure(
         )
     lat = [bound[n] - sent[n] for n in sent]
     span = max(bound.values()) - min(sent.values())
-    return row(
-        nodes,
-        what,
-        pods,
-        f"{pods / span:,.0f}",
-        pct_ms(lat, 0.5),
-        pct_ms(lat, 0.99),
-        ref,
+    steps = await path_steps(api, ns, sent, bound)
+    return (
+        row(
+            nodes,
+            what,
+            pods,
+            f"{pods / span:,.0f}",
+            pct_ms(lat, 0.5),
+            pct_ms(lat, 0.99),
+            ref,
+            used,
+        )
+        + f"\n|  | ↳ p50 ms of each step: {steps} | | | | | | |"
     )
+
+
+async def backlog(
+    api: Api,
+    nodes: int,
+    ns: str,
+    pods: int,
+    within: float,
+    start: Callable[[], Proc],
+    pids: dict[str, int],
+    tag: str,
+) -> tuple[Proc, str]:
+    """Create ``pods`` pods, then ``start()`` the scheduler; the row of its bind rate from
+    the first bind to the last (CPU per pod over the same stretch)."""
+    bound: dict[str, float] = {}
+    cpu: list[CpuMeter] = []
+    procs: dict[str, int] = {}
+
+    def on_pod(kind: str, obj: Obj, t: float) -> None:
+        name = obj["metadata"]["name"]
+        if kind != "DELETED" and (obj.get("spec") or {}).get("nodeName") and name not in bound:
+            bound[name] = t
+            if not cpu:
+                cpu.append(CpuMeter(procs))
+
+    watch = Watch(api, f"/api/v1/namespaces/{ns}/pods", on_pod)
+    await watch.start()
+    what = f"{tag}SchedulingBasic, backlog (created before the scheduler starts: first → last bind)"
+    try:
+        bodies = [(f"q-{i:06d}", pod_body(f"q-{i:06d}")) for i in range(pods)]
+        await create_many(api, f"/api/v1/namespaces/{ns}/pods", bodies)
+        sched = start()
+        procs.update(api=pids["api"], scheduler=sched.pid, sim=pids["sim"])
+        ok = await watch.wait_until(lambda: len(bound) >= pods, within)
+    finally:
+        await watch.stop()
+    if not ok or not cpu:
+        return sched, row(nodes, f"{what}: {len(bound)} bound within {within:.0f} s", pods, *"----")
+    span = max(bound.values()) - min(bound.values())
+    rate = f"{(pods - 1) / span:,.0f}" if span > 0 else "-"
+    return sched, row(nodes, what, pods, rate, "-", "-", "-", cpu[0].per_pod(pods - 1))
 
 
 async def run_scheduler(
@@ -225,10 +340,11 @@ async def run_scheduler(
     within: float,
     label: str,
     src: Path | None,
+    pids: dict[str, int],
 ) -> None:
-    """Start the scheduler of ``src`` (None: this tree), measure every workload in
-    namespaces of its own, stop it and delete its pods (the next scheduler starts from the
-    same cluster)."""
+    """Start the scheduler of ``src`` (None: this tree) over a backlog of pods, measure
+    every workload in namespaces of its own, stop it and delete its pods (the next
+    scheduler starts from the same cluster). ``pids``: the API server's and sim-nodes'."""
     tag = "" if not label else f"[{label}] "
     suffix = (
         ""
@@ -237,8 +353,20 @@ async def run_scheduler(
     )
     log_dir = base / f"sched{suffix or '-this'}"
     log_dir.mkdir(exist_ok=True)
-    sched = start_scheduler(log_dir, kubeconfig, src)
-    namespaces = []
+    namespaces = [f"backlog{suffix}"]
+    await api.namespace(namespaces[0])
+    sched, line = await backlog(
+        api,
+        nodes,
+        namespaces[0],
+        pods,
+        within,
+        lambda: start_scheduler(log_dir, kubeconfig, src),
+        pids,
+        tag,
+    )
+    say(line)
+    pids = {"api": pids["api"], "scheduler": sched.pid, "sim": pids["sim"]}
     try:
         ns = f"bench{suffix}"
         await api.namespace(ns)
@@ -252,7 +380,7 @@ async def run_scheduler(
         say(
             await measure(
                 api, nodes, ns, "basic", pods, within, pod_body, f"{tag}SchedulingBasic",
-                UPSTREAM_BASIC,
+                UPSTREAM_BASIC, pids,
             )
         )  # fmt: skip
         for what, module, base_ns, make_body, count in (
@@ -278,7 +406,7 @@ async def run_scheduler(
             ns = base_ns + suffix
             await api.namespace(ns)
             namespaces.append(ns)
-            say(await measure(api, nodes, ns, ns, count, within, make_body, tag + what, "-"))
+            say(await measure(api, nodes, ns, ns, count, within, make_body, tag + what, "-", pids))
         if not sched.alive():
             say(row(nodes, f"{tag}scheduler exited early: see its log", *"-----"))
     finally:
@@ -350,8 +478,9 @@ async def run_nodes(
         )
         await api.request("DELETE", "/api/v1/namespaces/baseline/pods")
 
+        pids = {"api": server.proc.pid if server.proc else 0, "sim": sim.pid}
         for label, src in trees.items():
-            await run_scheduler(api, base, kubeconfig, nodes, pods, within, label, src)
+            await run_scheduler(api, base, kubeconfig, nodes, pods, within, label, src, pids)
         for p in procs:
             if not p.alive():
                 say(row(nodes, f"{p.name} exited early: see its log", "-", "-", "-", "-", "-"))
