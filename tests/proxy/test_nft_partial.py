@@ -105,7 +105,7 @@ def changed(before: Objects, after: Objects) -> dict[str, Any]:
     def index(objs: Objects) -> dict[str, Any]:
         out: dict[str, Any] = {service_key(s): [s, []] for s in objs[0]}
         for sl in objs[1]:
-            out.setdefault(slice_service_key(sl), [None, []])[1].append(sl)
+            out.setdefault(slice_service_key(sl) or "", [None, []])[1].append(sl)
         return out
 
     old, new = index(before), index(after)

@@ -33,7 +33,7 @@ import dataclasses
 import ipaddress
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram
@@ -196,18 +196,25 @@ class Proxier:
         for family in node_families:
             if family not in self.families:  # a node address of another family: dual stack
                 self.families.append(family)
-        for informer, key in ((self.services, service_key), (self.slices, slice_service_key)):
-            informer.add_event_handler(
-                on_add=lambda obj, key=key: self._on_change(key(obj)),
-                on_update=lambda old, new, key=key: self._on_change(key(old), key(new)),
-                on_delete=lambda obj, key=key: self._on_change(key(obj)),
-            )
-            informer.start()
+        self._watch(self.services, service_key)
+        self._watch(self.slices, slice_service_key)
         for informer in (self.services, self.slices):
             if not await informer.wait_synced(within=sync_within):
                 raise TimeoutError(f"{informer.name} did not sync within {sync_within}s")
         await self._remove_other_modes()
         self._task = asyncio.create_task(self._loop(), name="proxier-sync")
+
+    def _watch(self, informer: SharedInformer, key: Callable[[Any], str | None]) -> None:
+        """Start ``informer``, marking the Service ``key`` names dirty on every event."""
+
+        def changed(obj: Any) -> None:
+            self._on_change(key(obj))
+
+        def updated(old: Any, new: Any) -> None:
+            self._on_change(key(old), key(new))
+
+        informer.add_event_handler(on_add=changed, on_update=updated, on_delete=changed)
+        informer.start()
 
     async def stop(self) -> None:
         if self._task is not None:
