@@ -22,7 +22,8 @@ moment each one's ``spec.nodeName`` appears. Reported per node count:
   bind to its last, so the pod-create rate is not in the figure (what upstream
   scheduler_perf's throughput collector sees, minus its idle API server).
 
-Where the time goes, per row: the CPU each process spent per pod (``/proc``: API server,
+Where the time goes: the CPU the API server and sim-nodes use in 10 idle seconds once the
+nodes are Ready (the nodes' Lease renewals), and, per row, the CPU each process spent per pod (``/proc``: API server,
 scheduler, sim-nodes) and, under each row, the median of each step of a pod's path from
 its trace spans (40 pods sampled): create request → API server create span, the create
 itself, → the scheduler's queue (informer delivery), wait in the queue, the cycle, the
@@ -102,6 +103,8 @@ STEPS = (
     ("to bench", "scheduler.bind.e", "seen"),
 )
 TRACED = 40
+#: seconds the idle cluster's CPU is measured for
+IDLE_S = 10.0
 
 
 def has_plugin(module: str) -> bool:
@@ -446,6 +449,18 @@ async def run_nodes(
             )
             return
         ready_s = time.perf_counter() - t0
+        # what the nodes alone cost (Lease renewals: one per node every 10 s)
+        idle = CpuMeter({"api": server.proc.pid if server.proc else 0, "sim": sim.pid})
+        await asyncio.sleep(IDLE_S)
+        api_ms, sim_ms = (float(v) for v in idle.per_pod(1).split(" / "))
+        say(
+            row(
+                nodes,
+                f"(idle {IDLE_S:.0f} s with {nodes:,} sim nodes: the API server used "
+                f"{api_ms / IDLE_S / 10:.0f}% of a core, sim-nodes {sim_ms / IDLE_S / 10:.0f}%)",
+                *"-----",
+            )
+        )
 
         # baseline: the API server alone (no scheduler handles these pods)
         await api.namespace("baseline")
