@@ -155,6 +155,18 @@ async def test_what_the_cluster_cannot_give_is_a_422(dual: Client, single: Clien
         'Service "y" is invalid: spec.ipFamilyPolicy: Invalid value: "SingleStack": '
         "must be 'RequireDualStack' or 'PreferDualStack' when multiple IP families are specified"
     )
+    # initIPFamilyFields runs before field validation (upstream's BeginCreate and
+    # BeginUpdate): with a bad port too, only the family error is reported
+    bad_port = svc("z", ipFamilyPolicy="RequireDualStack", ports=[{"port": 0}])
+    out = await create(single, bad_port, 422)
+    assert [c["field"] for c in out["details"]["causes"]] == ["spec.ipFamilyPolicy"], out
+    made = await create(dual, svc("u"))
+    made["spec"].update(ipFamilies=["IPv4", "IPv6"], ports=[{"port": 0}])
+    resp = await dual.put(f"{URL}/u", json=made)
+    out = await resp.json()
+    assert resp.status == 422 and [c["field"] for c in out["details"]["causes"]] == [
+        "spec.ipFamilyPolicy"
+    ], out
     out = await create(dual, svc("y", clusterIPs=["fd00:44::1"]), 422)
     assert out["details"]["causes"][0]["message"] == (
         'Invalid value: []string{"fd00:44::1"}: failed to allocate IP fd00:44::1: the provided IP '

@@ -115,7 +115,8 @@ class ServiceStrategy(Strategy):
         return apply_defaults(self.resource, obj, create=create, service_ip_families=self.families)
 
     def validate(self, obj: JSON) -> list[FieldError]:
-        return super().validate(obj) or ip_family_errors(obj, self.families)
+        # initIPFamilyFields first: a request with both kinds of error gets the family ones
+        return ip_family_errors(obj, self.families) or super().validate(obj)
 
     def validate_status_update(self, new: JSON, old: JSON) -> list[FieldError]:
         # status writes allocate nothing: the spec's IP families are left as they are
@@ -123,10 +124,11 @@ class ServiceStrategy(Strategy):
 
     def validate_update(self, new: JSON, old: JSON) -> list[FieldError]:
         complete_for_update(new, old, self.families)
+        # BeginUpdate (initIPFamilyFields) before BeforeUpdate's validation, as on create
         return (
-            super().validate_update(new, old)
+            ip_family_errors(new, self.families)
+            or super().validate_update(new, old)
             or reduction_errors(new, old)
-            or ip_family_errors(new, self.families)
         )
 
     def prepare_for_update(self, new: JSON, old: JSON) -> None:

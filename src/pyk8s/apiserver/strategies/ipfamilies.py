@@ -41,7 +41,9 @@ def cluster_ips(spec: JSON) -> list[str]:
 
 def ip_family_errors(svc: JSON, configured: Sequence[str]) -> list[FieldError]:
     """The 422s of ``initIPFamilyFields`` for a (defaulted) Service on a cluster whose
-    service families are ``configured`` (the primary first)."""
+    service families are ``configured`` (the primary first). Upstream runs it before
+    field validation (in the storage's BeginCreate/BeginUpdate), so the strategy does
+    too; mistyped fields never get here (400 at decoding, as upstream)."""
     spec = svc.get("spec") or {}
     if spec.get("type") == "ExternalName" or not configured:
         return []
