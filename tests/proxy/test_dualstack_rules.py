@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyk8s.proxy.model import endpoints_by_port, health_checks, service_ports
 from pyk8s.proxy.nftrules import render_nft
 from pyk8s.proxy.rules import ProxyConfig, family_config, render
 from tests.proxy.test_rules import ep, slice_, svc
@@ -94,3 +95,15 @@ def test_the_families_a_node_programs_follow_the_cluster_cidr() -> None:
     assert _families("10.42.0.0/16") == [4]
     assert _families("fd00:42::/56,10.42.0.0/16") == [6, 4]
     assert _families("fd00:42::/56") == [6]  # an IPv6-only cluster: the ip6 table only
+
+
+def test_a_dual_stack_pod_counts_once_at_the_health_check_port() -> None:
+    """A Local-policy dual-stack load balancer's pod has an address of each family: one
+    local endpoint (upstream's per-family proxiers each count their own family)."""
+    services, slices = _objects()
+    services[0]["spec"].update(
+        type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=32000
+    )
+    slices[0]["endpoints"].append(ep("10.42.1.6", node="node-c"))
+    checks = health_checks(service_ports(services[0]), endpoints_by_port(slices, "node-b"))
+    assert [c.local_endpoints for c in checks.values()] == [1]

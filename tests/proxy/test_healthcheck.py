@@ -43,3 +43,20 @@ async def test_answers_local_endpoints_and_closes_ports() -> None:
             assert closed, "the port of a removed health check still answers"
     finally:
         await server.stop()
+
+
+async def test_the_default_address_answers_on_both_families() -> None:
+    """``0.0.0.0`` (the default) is every address, IPv6 too, on one port, as upstream's
+    Go listener: a load balancer health-checks an IPv6 node address as well."""
+    server = HealthCheckServer(lambda: True)
+    port = free_port()
+    await server.sync({port: HealthCheck("default", "web", port, 1)})
+    try:
+        connector = aiohttp.TCPConnector(force_close=True)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            for host in ("127.0.0.1", "[::1]"):
+                async with session.get(f"http://{host}:{port}/") as resp:
+                    assert resp.status == 200, host
+                    assert (await resp.json())["localEndpoints"] == 1
+    finally:
+        await server.stop()

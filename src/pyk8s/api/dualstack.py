@@ -6,14 +6,21 @@ A dual-stack cluster is configured, as in k3s and upstream, with comma-separated
 (a Service's first ``ipFamilies`` entry by default, a pod's ``status.podIP``). These
 pure helpers parse such a flag and sort addresses by family, so the API server, the node
 IPAM controller, the kubelet, the proxy and DNS read the pair the same way.
+
+:func:`wildcard_listener` opens a server's listening socket for a wildcard bind address
+(``0.0.0.0`` or ``::``) on both families at once, as Go's ``net.Listen("tcp", …)`` does
+for upstream's components: the kubelet's ``--address 0.0.0.0`` and kube-proxy's health
+ports answer on a node's IPv6 addresses too, on one port even when port 0 picks it.
 """
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import socket
 from collections.abc import Iterable
 
-__all__ = ["family_cidrs", "family_of", "parse_cidrs"]
+__all__ = ["family_cidrs", "family_of", "parse_cidrs", "wildcard_listener"]
 
 IPv4 = "IPv4"
 IPv6 = "IPv6"
@@ -56,3 +63,24 @@ def family_cidrs(cidrs: Iterable[str]) -> dict[str, str]:
         if family is not None:
             out.setdefault(family, cidr)
     return out
+
+
+#: the bind addresses that mean "every address" (Go listens on both families for each)
+WILDCARDS = frozenset({"0.0.0.0", "::", ""})
+
+
+def wildcard_listener(host: str | None, port: int) -> socket.socket | None:
+    """A listening, non-blocking socket on ``[::]:port`` that also accepts IPv4 (an
+    AF_INET6 socket with ``IPV6_V6ONLY`` off, ``SO_REUSEADDR`` on), for a wildcard
+    ``host``; None for a specific address, or when this host has no IPv6 (the caller
+    then binds ``host`` as given)."""
+    if (host or "") not in WILDCARDS or not socket.has_dualstack_ipv6():
+        return None
+    try:
+        sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+    except OSError as err:
+        if err.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            raise
+        return None  # IPv6 switched off on this host
+    sock.setblocking(False)
+    return sock

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 import orjson
 from aiohttp import web
 
+from pyk8s.api.dualstack import wildcard_listener
 from pyk8s.proxy.model import HealthCheck
 
 __all__ = ["HealthCheckServer"]
@@ -30,7 +31,7 @@ class HealthCheckServer:
         self.healthy = healthy
         self.bind_address = bind_address
         self.checks: dict[int, HealthCheck] = {}
-        self._sites: dict[int, web.TCPSite] = {}
+        self._sites: dict[int, web.BaseSite] = {}
         app = web.Application()
         app.router.add_route("GET", "/{tail:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
@@ -68,8 +69,14 @@ class HealthCheckServer:
         for port in set(self._sites) - set(checks):
             await self._sites.pop(port).stop()
         for port in sorted(set(checks) - set(self._sites)):
-            site = web.TCPSite(self._runner, self.bind_address, port, reuse_address=True)
             try:
+                # both families on a wildcard address, as upstream's health servers
+                sock = wildcard_listener(self.bind_address, port)
+                site = (
+                    web.SockSite(self._runner, sock)
+                    if sock is not None
+                    else web.TCPSite(self._runner, self.bind_address, port, reuse_address=True)
+                )
                 await site.start()
             except OSError as err:
                 log.warning("health check port %d unavailable: %s", port, err)
