@@ -17,7 +17,12 @@ restart row is the time until ``/readyz`` and until a Ready heartbeat newer than
 restart. Rows are the p50 (and max) over ``--runs`` runs; ``--baseline REV`` measures
 git revision REV's ``src/`` too, interleaved with this tree's runs. Root only.
 
-    python3 bench/startup/run.py [--runs 3] [--baseline HEAD]
+On a shared machine the wall times follow the load; the CPU rows (user + system seconds
+spent by the server's whole process tree, containerd and every component included, when
+the node is first seen Ready) do not, and say how much work start-up is.
+``--logs DIR`` keeps each run's server log.
+
+    python3 bench/startup/run.py [--runs 3] [--baseline HEAD] [--logs DIR]
 """
 
 from __future__ import annotations
@@ -54,6 +59,46 @@ FRESH = (
     "not-ready taint gone",
 )  # fmt: skip
 RESTART = ("restart /readyz", "restart node Ready")
+CPU = ("CPU s at node Ready", "CPU s at restart Ready")  # then per process (fresh start)
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _component(pid: int) -> str:
+    """``python -m pyk8s NAME …`` → NAME; any other program → its name (containerd)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return "?"
+    if b"pyk8s" in argv and argv.index(b"pyk8s") + 1 < len(argv):
+        return argv[argv.index(b"pyk8s") + 1].decode()
+    return Path(argv[0].decode()).name
+
+
+def tree_cpu(root: int) -> dict[str, float]:
+    """User + system CPU seconds of ``root`` and every live descendant (with what their
+    reaped children used), per component (see :func:`_component`)."""
+    parent: dict[int, int] = {}
+    ticks: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        pid = int(entry.name)
+        parent[pid] = int(fields[1])
+        ticks[pid] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
+    out: dict[str, float] = {}
+    for pid, t in ticks.items():
+        p = pid
+        while p > 1 and p != root:
+            p = parent.get(p, 0)
+        if p == root:
+            name = _component(pid)
+            out[name] = out.get(name, 0.0) + t / _TICK
+    return out
 
 
 class _Api:
@@ -62,6 +107,7 @@ class _Api:
     def __init__(self, data_dir: Path) -> None:
         self.tls = data_dir / "server" / "tls"
         self.ctx: ssl.SSLContext | None = None
+        self.conn: http.client.HTTPSConnection | None = None
 
     def get(self, path: str) -> tuple[int, bytes]:
         if self.ctx is None:
@@ -71,15 +117,16 @@ class _Api:
             except (OSError, ssl.SSLError):
                 return 0, b""
             self.ctx = ctx
-        conn = http.client.HTTPSConnection("127.0.0.1", 6443, context=self.ctx, timeout=2)
+        if self.conn is None:  # one kept-alive connection: polling adds little load
+            self.conn = http.client.HTTPSConnection("127.0.0.1", 6443, context=self.ctx, timeout=2)
         try:
-            conn.request("GET", path)
-            r = conn.getresponse()
+            self.conn.request("GET", path)
+            r = self.conn.getresponse()
             return r.status, r.read()
         except (OSError, http.client.HTTPException):
+            self.conn.close()
+            self.conn = None
             return 0, b""
-        finally:
-            conn.close()
 
     def json(self, path: str) -> Any:
         status, body = self.get(path)
@@ -112,7 +159,7 @@ def _timeline(
     wall0 = time.time() if restart_at is None else restart_at
     seen: dict[str, float] = {}
     keys = FRESH if restart_at is None else RESTART
-    while len(seen) < len(keys) and time.monotonic() - t0 < TIMEOUT:
+    while not all(k in seen for k in keys) and time.monotonic() - t0 < TIMEOUT:
         if proc.poll() is not None:
             raise RuntimeError(f"pyk8s server exited with {proc.returncode}")
         now = time.monotonic() - t0
@@ -135,8 +182,13 @@ def _timeline(
                     seen.setdefault("not-ready taint gone", now)
             beat = _ready_heartbeat(node)
             # heartbeats have 1 s resolution: newer than the (re)start's whole second
-            if beat is not None and beat >= math.floor(wall0):
-                seen.setdefault("node Ready" if restart_at is None else RESTART[-1], now)
+            ready = "node Ready" if restart_at is None else RESTART[-1]
+            if beat is not None and beat >= math.floor(wall0) and ready not in seen:
+                seen[ready] = now
+                cpu = tree_cpu(proc.pid)
+                seen[CPU[restart_at is not None]] = sum(cpu.values())
+                if restart_at is None:  # what each process spent on the fresh start
+                    seen.update({f"  {name}": v for name, v in cpu.items()})
         time.sleep(POLL)
     return seen
 
@@ -150,7 +202,7 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def one_run(base: Path, src: Path | None) -> dict[str, float]:
+def one_run(base: Path, src: Path | None, keep_log: Path | None = None) -> dict[str, float]:
     hosts = Hosts.create(base / "hosts", 1)
     host = hosts.hosts[0]
     host.data_dir.mkdir(parents=True)
@@ -169,6 +221,9 @@ def one_run(base: Path, src: Path | None) -> dict[str, float]:
     finally:
         killall = [sys.executable, "-m", "pyk8s", "killall", "--data-dir", str(host.data_dir)]
         subprocess.run([*ns, *killall], capture_output=True, timeout=120, check=False)
+        if keep_log is not None:
+            with contextlib.suppress(OSError):
+                shutil.copy(host.data_dir.parent / f"{host.name}-server.log", keep_log)
         hosts.destroy()
 
 
@@ -211,6 +266,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--baseline", default="", help="git revision measured alongside (e.g. HEAD~3)")
+    ap.add_argument("--logs", type=Path, help="keep each run's server log in this directory")
     ap.add_argument("--inner", nargs=3, metavar=("DATA_DIR", "NAME", "IP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
@@ -226,8 +282,12 @@ def main() -> None:
         for i in range(args.runs):
             for label, src in trees.items():  # interleaved: both see the same load
                 base = Path(tempfile.mkdtemp(prefix="pyk8s-startup-", dir="/tmp"))
+                keep = None
+                if args.logs is not None:
+                    args.logs.mkdir(parents=True, exist_ok=True)
+                    keep = args.logs / f"run{i + 1}-{label.replace(' ', '_')}.log"
                 try:
-                    results[label].append(one_run(base, src))
+                    results[label].append(one_run(base, src, keep))
                 finally:
                     shutil.rmtree(base, ignore_errors=True)
                 got = ", ".join(f"{k} {v:.2f}" for k, v in results[label][-1].items())
@@ -238,7 +298,8 @@ def main() -> None:
     head = "".join(f" {label + ' p50/max':>15} |" for label in trees)
     print(f"| {'milestone':<20} |{head}")
     print(f"|{'-' * 22}|" + f"{'-' * 17}|" * len(trees))
-    for key in (*FRESH, *RESTART):
+    parts = sorted({k for rs in results.values() for r in rs for k in r if k.startswith("  ")})
+    for key in (*FRESH, *RESTART, *CPU, *parts):
         cells = "".join(f" {_cell(results[t], key):>15} |" for t in trees)
         print(f"| {key:<20} |{cells}")
 
