@@ -6,8 +6,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyk8s.proxy.model import endpoints_by_port, health_checks, service_ports
+from pyk8s.client import Client
+from pyk8s.client.config import Config
 from pyk8s.proxy.nftrules import render_nft
+from pyk8s.proxy.proxier import Proxier
 from pyk8s.proxy.rules import ProxyConfig, family_config, render
 from tests.proxy.test_rules import ep, slice_, svc
 
@@ -97,13 +99,29 @@ def test_the_families_a_node_programs_follow_the_cluster_cidr() -> None:
     assert _families("fd00:42::/56") == [6]  # an IPv6-only cluster: the ip6 table only
 
 
-def test_a_dual_stack_pod_counts_once_at_the_health_check_port() -> None:
-    """A Local-policy dual-stack load balancer's pod has an address of each family: one
-    local endpoint (upstream's per-family proxiers each count their own family)."""
+async def test_an_ipv6_only_local_load_balancer_has_its_health_check_port() -> None:
+    """The health-check node port of a Local-policy load balancer counts the local
+    endpoints of the Service's own family: IPv6 on an IPv6-only cluster; on a dual-stack
+    one a pod with an address of each family counts once (the larger family's count,
+    as upstream's per-family proxiers)."""
     services, slices = _objects()
     services[0]["spec"].update(
-        type="LoadBalancer", externalTrafficPolicy="Local", healthCheckNodePort=32000
+        type="LoadBalancer",
+        externalTrafficPolicy="Local",
+        healthCheckNodePort=32000,
+        clusterIPs=["fd00:43::20"],
+        clusterIP="fd00:43::20",
+        ipFamilies=["IPv6"],
     )
-    slices[0]["endpoints"].append(ep("10.42.1.6", node="node-c"))
-    checks = health_checks(service_ports(services[0]), endpoints_by_port(slices, "node-b"))
-    assert [c.local_endpoints for c in checks.values()] == [1]
+    async with Client(Config(server="https://127.0.0.1:1")) as client:
+        v6 = Proxier(client, "node-b", cluster_cidr="fd00:42::/56")
+        checks = v6._health_checks(services, slices[1:])
+        assert [(c.port, c.local_endpoints) for c in checks.values()] == [(32000, 1)]
+        # dual stack: the pod has an address of each family and counts once
+        services[0]["spec"].update(
+            clusterIPs=["10.96.0.20", "fd00:43::20"], ipFamilies=["IPv4", "IPv6"]
+        )
+        slices[1]["endpoints"].append(ep("fd00:42:0:1::6"))
+        dual = Proxier(client, "node-b", cluster_cidr="10.42.0.0/16,fd00:42::/56")
+        checks = dual._health_checks(services, slices)
+        assert [c.local_endpoints for c in checks.values()] == [2]  # the IPv6 family's

@@ -183,22 +183,16 @@ def health_checks(
     ports: Iterable[ServicePort], by_port: Mapping[tuple[str, str, str, str], list[Endpoint]]
 ) -> dict[int, HealthCheck]:
     """health-check node port → its service and this node's usable local endpoints
-    (counted once per address over the service's ports, as upstream; a dual-stack
-    service's pod has an address of each family and counts once, as in upstream's
-    per-family proxiers: the larger family's count)."""
-    local: dict[tuple[str, str, int], dict[bool, set[str]]] = {}
+    (counted once per address over the service's ports, as upstream)."""
+    local: dict[tuple[str, str, int], set[str]] = {}
     for sp in ports:
         if not sp.health_check_node_port:
             continue
         key = (sp.namespace, sp.service, sp.health_check_node_port)
         eps = by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), [])
-        by_family = local.setdefault(key, {})
-        for e in _usable([e for e in eps if e.local]):
-            by_family.setdefault(":" in e.ip, set()).add(e.ip)
-    return {
-        port: HealthCheck(ns, name, port, max(map(len, ips.values()), default=0))
-        for (ns, name, port), ips in local.items()
-    }
+        usable = _usable([e for e in eps if e.local])
+        local.setdefault(key, set()).update(e.ip for e in usable)
+    return {port: HealthCheck(ns, name, port, len(ips)) for (ns, name, port), ips in local.items()}
 
 
 #: parsed objects by (what, namespace, name, resourceVersion, …): the informers hand the

@@ -332,16 +332,18 @@ class Proxier:
 
     def _health_checks(self, services: list[Any], slices: list[Any]) -> dict[int, HealthCheck]:
         """The health-check node ports of the Local-policy load balancers, with this
-        node's local endpoint counts."""
-        local_lbs = [
-            sp
-            for svc in services
-            if (svc.get("spec") or {}).get("healthCheckNodePort")
-            for sp in service_ports(svc)
-        ]
-        if not local_lbs:
-            return {}
-        return health_checks(local_lbs, endpoints_by_port(slices, self.config.node_name))
+        node's local endpoint counts: per family this node programs, so an IPv6-only
+        Service has its port too; a dual-stack Service counts its larger family, as
+        upstream's per-family proxiers each count their own."""
+        local_lbs = [s for s in services if (s.get("spec") or {}).get("healthCheckNodePort")]
+        out: dict[int, HealthCheck] = {}
+        for family in self.families if local_lbs else ():
+            ports = [sp for svc in local_lbs for sp in service_ports(svc, family)]
+            endpoints = endpoints_by_port(slices, self.config.node_name, family) if ports else {}
+            for port, check in health_checks(ports, endpoints).items():
+                if port not in out or check.local_endpoints > out[port].local_endpoints:
+                    out[port] = check
+        return out
 
     def _render_nft(
         self,
