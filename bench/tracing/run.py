@@ -15,7 +15,8 @@ Then the same in one process, without HTTP: the CPU time of the API server's cre
 (admission, validation, the write) with and without spans, and of recording the span
 alone: what tracing adds to a create, in µs, below the noise of the HTTP rounds.
 
-Usage: python3 bench/tracing/run.py [--ops 150] [--rounds 8] [--in-process-ops 300]
+Usage: python3 bench/tracing/run.py [--ops 150] [--rounds 8] [--in-process-ops 300] [--same]
+``--same`` keeps spans in the baseline too (an A/A run): what it shows is the noise floor.
 This is a measurement, never a test: nothing here asserts a time. The load average is
 printed before and after (the machine may be shared).
 """
@@ -32,6 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import aiohttp
@@ -135,12 +137,12 @@ def merged(rows: list[Row]) -> Row:
     return Row(first.what, first.clients, len(lat), sum(r.seconds for r in rows), lat)
 
 
-async def main(ops: int, rounds: int) -> None:
+async def main(ops: int, rounds: int, same: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
         base = Path(tmp)
         servers = {
             "spans kept": start(base, "on", 4096),
-            "no spans (baseline)": start(base, "off", 0),
+            "no spans (baseline)": start(base, "off", 4096 if same else 0),
         }
         try:
             async with aiohttp.ClientSession() as session:
@@ -196,7 +198,7 @@ def pod_object(name: str) -> dict[str, object]:
     return obj
 
 
-async def in_process(ops: int, rounds: int) -> None:
+async def in_process(ops: int, rounds: int, same: bool) -> None:
     """CPU µs per create of the API server's create path with and without spans (rounds
     alternate in one server), and of recording the span alone."""
     from pyk8s.apiserver.authn import UserInfo
@@ -217,7 +219,7 @@ async def in_process(ops: int, rounds: int) -> None:
             n = 0
             for r in range(rounds):
                 for on in (True, False) if r % 2 == 0 else (False, True):
-                    spans.max_traces = kept if on else 0  # recording off: the baseline
+                    spans.max_traces = kept if on or same else 0  # off: the baseline
                     objs = [pod_object(f"in-{n + i:06d}") for i in range(ops)]
                     n += ops
                     start = time.process_time()
@@ -230,9 +232,12 @@ async def in_process(ops: int, rounds: int) -> None:
             times = (1.0, 2.0, 3.0, 4.0)
             mutated = ["ServiceAccount", "Priority", "DefaultTolerationSeconds"]
             for _ in range(rounds):
+                # a new trace each time, as a create starts one (the store is full by now)
+                meta = created["metadata"]
+                batch = [{"metadata": {**meta, "uid": str(uuid.uuid4())}} for _ in range(ops)]
                 start = time.process_time()
-                for _ in range(ops):
-                    spans.record_create(created, user.name, times, mutated)
+                for obj in batch:
+                    spans.record_create(obj, user.name, times, mutated)
                 record.append((time.process_time() - start) / ops * 1e6)
         finally:
             await server.stop()
@@ -247,11 +252,13 @@ async def in_process(ops: int, rounds: int) -> None:
     print(f"| recording the span alone: all tracing adds | {rec:.1f} | {rec / off * 100:+.2f} % |")
 
 
-async def main_all(ops: int, rounds: int, in_process_ops: int) -> None:
+async def main_all(ops: int, rounds: int, in_process_ops: int, same: bool) -> None:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
-    await main(ops, rounds)
+    if same:
+        print("A/A run (--same): the baseline keeps spans too; the differences are noise\n")
+    await main(ops, rounds, same)
     if in_process_ops:
-        await in_process(in_process_ops, max(rounds, 6))
+        await in_process(in_process_ops, max(rounds, 6), same)
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
@@ -260,6 +267,7 @@ if __name__ == "__main__":
     ap.add_argument("--ops", type=int, default=150)
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--in-process-ops", type=int, default=300, help="0: skip")
+    ap.add_argument("--same", action="store_true", help="A/A: the baseline keeps spans too")
     ap.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--db", default="", help=argparse.SUPPRESS)
     ap.add_argument("--max-traces", type=int, default=4096, help=argparse.SUPPRESS)
@@ -267,4 +275,4 @@ if __name__ == "__main__":
     if a.serve:
         asyncio.run(serve(a.serve, Path(a.db), a.max_traces))
     else:
-        asyncio.run(main_all(a.ops, a.rounds, a.in_process_ops))
+        asyncio.run(main_all(a.ops, a.rounds, a.in_process_ops, a.same))
