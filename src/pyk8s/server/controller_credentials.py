@@ -102,6 +102,8 @@ class ControllerCredentials:
         self.dir = Path(tempfile.mkdtemp(prefix="pyk8s-controller-tokens-"))
         self.clients: dict[str, Client] = {}
         self.recorders: dict[str, EventRecorder] = {}
+        #: each account's first token request, shared by the controllers using it
+        self._first: dict[str, asyncio.Future[None]] = {}
         self._renewal: asyncio.Task[None] | None = None
 
     def _token_file(self, account: str) -> Path:
@@ -129,13 +131,16 @@ class ControllerCredentials:
         os.replace(tmp, path)
 
     async def view(self, manager: Manager, controller: str) -> Manager:
-        """``manager`` with ``client`` authenticated as ``controller``'s account."""
+        """``manager`` with ``client`` authenticated as ``controller``'s account (views
+        may be made concurrently: the controller manager makes all at once)."""
         account = SERVICE_ACCOUNTS.get(controller)
         if account is None:
             log.warning("no service account for controller %s: using our own", controller)
             return manager
+        if account not in self._first:
+            self._first[account] = asyncio.ensure_future(self._refresh(account))
+        await asyncio.shield(self._first[account])
         if account not in self.clients:
-            await self._refresh(account)
             base = self.client.config
             config = dataclasses.replace(
                 base, cert_data=None, cert_file=None, key_data=None, key_file=None,
