@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import numpy as np
@@ -34,6 +35,17 @@ from pyk8s.scheduler.framework.types import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class _Footprint:
+    """What a counted pod adds to its node, from the spec parts it was computed from."""
+
+    parts: tuple[Any, Any, Any]  # spec.containers, spec.initContainers, spec.overhead
+    requests: dict[str, int]
+    non_zero: tuple[int, int]
+    ports: list[tuple[str, str, int]]
+
 
 I64 = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
@@ -78,6 +90,10 @@ class Cache:
         #: none; value -> id), built on first use and kept up to date, so a plugin judges
         #: "nodes in these domains" with one vector op (see :meth:`domains`)
         self._domains: dict[str, tuple[npt.NDArray[np.int32], dict[str, int]]] = {}
+        #: pod key -> what it was counted with: a pod's every update (bound, Running, …)
+        #: is un-counted and counted again, and parsing its quantities each time cost more
+        #: than the rest of the update
+        self._footprints: dict[str, _Footprint] = {}
         #: pod key -> name -> what a plugin derived from the pod's (immutable) spec, such
         #: as parsed affinity terms: computed once per pod, as upstream's PodInfo
         #: (kept per uid: a pod deleted and created again under its name is a new pod)
@@ -195,21 +211,35 @@ class Cache:
 
     # ---------------------------------------------------------------- pods
 
+    def _footprint(self, key: str, pod: Obj) -> _Footprint:
+        """``pod``'s footprint, reused while its containers and overhead are unchanged."""
+        spec = pod.get("spec") or {}
+        parts = (spec.get("containers"), spec.get("initContainers"), spec.get("overhead"))
+        fp = self._footprints.get(key)
+        if fp is None or fp.parts != parts:
+            fp = _Footprint(parts, pod_requests(pod), non_zero_requests(pod), host_ports(pod))
+            self._footprints[key] = fp
+        return fp
+
     def _count(self, info: NodeInfo, pod: Obj, sign: int) -> None:
         key = pod_key(pod)
         if sign > 0:
             info.pods[key] = pod
         else:
             info.pods.pop(key, None)
-        for res, amount in pod_requests(pod).items():
+        # un-counting takes away exactly what counting added
+        fp = self._footprints.get(key) if sign < 0 else None
+        if fp is None:
+            fp = self._footprint(key, pod)
+        for res, amount in fp.requests.items():
             info.requested[res] = info.requested.get(res, 0) + sign * amount
             col = self.column(res)  # first: a new column replaces the arrays
             self.requested[info.slot, col] += sign * amount
-        cpu, mem = non_zero_requests(pod)
+        cpu, mem = fp.non_zero
         self.non_zero[info.slot, 0] += sign * cpu
         self.non_zero[info.slot, 1] += sign * mem
         self.pod_count[info.slot] += sign
-        for port in host_ports(pod):
+        for port in fp.ports:
             n = info.used_ports.get(port, 0) + sign
             if n > 0:
                 info.used_ports[port] = n
@@ -222,9 +252,12 @@ class Cache:
         node_name = str((pod.get("spec") or {}).get("nodeName") or "")
         if key in self.pods:
             derived = self._derived.get(key)
+            footprint = self._footprints.get(key)
             self.remove_pod(key)
             if derived is not None:  # the spec parts plugins derive from are immutable
                 self._derived[key] = derived
+            if footprint is not None:  # checked against the new spec when counted
+                self._footprints[key] = footprint
         self.assumed.discard(key)
         self.pods[key] = (node_name, pod)
         ns = str((pod.get("metadata") or {}).get("namespace") or "")
@@ -258,8 +291,9 @@ class Cache:
         info = self.nodes.get(node_name)
         if info is None:
             self._orphans.get(node_name, {}).pop(key, None)
-            return
-        self._count(info, pod, -1)
+        else:
+            self._count(info, pod, -1)
+        self._footprints.pop(key, None)
 
     def assume_pod(self, pod: Obj, node_name: str) -> None:
         """Count ``pod`` on ``node_name`` before the binding is observed."""
