@@ -49,6 +49,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from prometheus_client import CollectorRegistry, generate_latest
 
+from pyk8s.api.dualstack import wildcard_listener
 from pyk8s.kubelet.auth import KubeletAuth
 from pyk8s.kubelet.cri import ContainerRuntime, CRIError, api_pb2
 from pyk8s.kubelet.logs import LogNotFoundError, LogOptions, previous_log_path, read_logs
@@ -225,9 +226,16 @@ class KubeletServer:
         self._runner = web.AppRunner(self.app, handle_signals=False, access_log=None)
         await self._runner.setup()
         loop = asyncio.get_running_loop()
-        self._listener = await loop.create_server(
-            lambda: _FrontDoor(self), self.host, self.port, ssl=self.ssl_context
-        )
+        # --address 0.0.0.0 (the default) serves both families, as upstream's Go listener
+        sock = wildcard_listener(self.host, self.port)
+        if sock is not None:
+            self._listener = await loop.create_server(
+                lambda: _FrontDoor(self), sock=sock, ssl=self.ssl_context
+            )
+        else:
+            self._listener = await loop.create_server(
+                lambda: _FrontDoor(self), self.host, self.port, ssl=self.ssl_context
+            )
         self.port = self._listener.sockets[0].getsockname()[1]
 
     async def stop(self) -> None:

@@ -45,7 +45,7 @@ from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.server import clusterconfig, manifests
 from pyk8s.server.addon_identities import installs
 from pyk8s.server.certrenew import CertRenewer
-from pyk8s.server.component import stop_on_signals
+from pyk8s.server.component import stop_on_signals, tcp_site
 from pyk8s.server.identities import (
     component_flags,
     create_missing,
@@ -352,14 +352,8 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         ssl_context = server_ssl_context(
             pki, extra_client_cas=[config.requestheader.client_ca_file]
         )
-        site = web.TCPSite(
-            runner,
-            opts.bind_address,
-            opts.https_listen_port,
-            ssl_context=ssl_context,
-            reuse_address=True,
-        )
-        await site.start()
+        # --bind-address 0.0.0.0 (the default) serves both families, as upstream's
+        await tcp_site(runner, opts.bind_address, opts.https_listen_port, ssl_context).start()
     except BaseException:
         await server.stop()
         await store.close()

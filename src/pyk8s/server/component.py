@@ -6,10 +6,24 @@ from __future__ import annotations
 import asyncio
 import re
 import signal
+import ssl
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
+
+from pyk8s.api.dualstack import wildcard_listener
+
+
+def tcp_site(
+    runner: web.BaseRunner, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+) -> web.BaseSite:
+    """An aiohttp site at ``host:port``; a wildcard host (``0.0.0.0``, ``::``) serves
+    both IP families on one port, as upstream's Go listeners do."""
+    sock = wildcard_listener(host, port)
+    if sock is not None:
+        return web.SockSite(runner, sock, ssl_context=ssl_context)
+    return web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
 
 
 class HealthServer:
@@ -39,7 +53,7 @@ class HealthServer:
         app.router.add_routes(self.routes)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
-        await web.TCPSite(self._runner, self.host, self.port, reuse_address=True).start()
+        await tcp_site(self._runner, self.host, self.port).start()
         self.port = int(self._runner.addresses[0][1])  # port 0: the one bound
 
     async def _healthz(self, _: web.Request) -> web.Response:

@@ -38,7 +38,7 @@ from pyk8s.dns.forward import RESOLV_CONF, Forwarder, Upstream, nameservers, par
 from pyk8s.dns.peers import PeerLiveness
 from pyk8s.dns.records import DEFAULT_DOMAIN, TTL, Zone
 from pyk8s.dns.server import ClusterInformers, DNSServer
-from pyk8s.server.component import HealthServer, stop_on_signals
+from pyk8s.server.component import HealthServer, stop_on_signals, tcp_site
 
 __all__ = ["Options", "run", "upstreams_for"]
 
@@ -207,7 +207,7 @@ async def _serve_ready(server: DNSServer, host: str, port: int) -> web.AppRunner
     app.router.add_routes([r for r in coredns_routes(server) if r.path == "/ready"])
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True).start()
+    await tcp_site(runner, host, port).start()
     return runner
 
 

@@ -52,7 +52,7 @@ from pyk8s.client.errors import ClientError
 from pyk8s.metricsserver.api import MetricsAPI, RequestHeader, serving_context
 from pyk8s.metricsserver.scraper import DEFAULT_ADDRESS_TYPES, Scraper
 from pyk8s.metricsserver.storage import Storage
-from pyk8s.server.component import HealthServer, stop_on_signals
+from pyk8s.server.component import HealthServer, stop_on_signals, tcp_site
 
 __all__ = [
     "FrontProxyTrust",
@@ -333,7 +333,7 @@ async def serve_https(
     certificates; the port bound (``port`` 0: any free one)."""
     await runner.setup()
     ctx = serving_context(cert, key, client_ca)
-    await web.TCPSite(runner, bind_address, port, ssl_context=ctx, reuse_address=True).start()
+    await tcp_site(runner, bind_address, port, ctx).start()
     return int(runner.addresses[0][1])
 
 
