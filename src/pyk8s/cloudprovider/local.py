@@ -3,7 +3,10 @@
 Load balancers in *node ports* mode (the default; with ``--lb-address-pool`` the
 *address pool* mode of :mod:`pyk8s.cloudprovider.addresspool` instead): a LoadBalancer
 Service is answered on the service's own ports at the addresses of every eligible node,
-and its ``status.loadBalancer.ingress`` lists those addresses (``ipMode: VIP``). The data
+and its ``status.loadBalancer.ingress`` lists those addresses (``ipMode: VIP``): a node's
+address of each of the service's ``ipFamilies``, in that order (k3s's ServiceLB), so a
+dual-stack Service answers at the nodes' IPv4 and IPv6 addresses and an IPv6-only one at
+their IPv6 addresses. The data
 plane is kube-proxy, which already runs on every node: it treats each ingress address as
 upstream treats a cloud load balancer's IP (nat KUBE-SERVICES ``-d <ip> --dport <port>``
 → KUBE-EXT/KUBE-FW), so a packet reaching <node IP>:<port> is DNATed to the service's
@@ -48,6 +51,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from pyk8s.api.dualstack import IPv4, family_of
 from pyk8s.cloudprovider.addresspool import AddressPoolLoadBalancer, parse_pools
 from pyk8s.cloudprovider.provider import (
     JSON,
@@ -71,7 +75,7 @@ __all__ = [
     "LocalCloud",
     "NodePortsLoadBalancer",
     "lb_ports",
-    "node_address",
+    "node_addresses",
     "plan",
 ]
 
@@ -94,15 +98,31 @@ def lb_ports(svc: Obj) -> set[tuple[int, str]]:
     }
 
 
-def node_address(node: Obj) -> str:
-    """The address a load balancer answers on: ExternalIP if the node has one (k3s), else
-    InternalIP (IPv4 only, as the proxy)."""
+def service_families(svc: Obj) -> list[str]:
+    """The service's ``ipFamilies`` (IPv4 when the API server left them out)."""
+    return list((svc.get("spec") or {}).get("ipFamilies") or [IPv4])
+
+
+def node_addresses(node: Obj, families: Sequence[str] = (IPv4,)) -> list[str]:
+    """The addresses a load balancer answers on at ``node``, one per family of
+    ``families`` in that order: the node's ExternalIP of that family if it has one (k3s),
+    else its InternalIP of that family."""
     addresses = (node.get("status") or {}).get("addresses") or []
-    for kind in ("ExternalIP", "InternalIP"):
-        for a in addresses:
-            if a.get("type") == kind and ":" not in (a.get("address") or ":"):
-                return str(a["address"])
-    return ""
+    out: list[str] = []
+    for family in families:
+        for kind in ("ExternalIP", "InternalIP"):
+            ip = next(
+                (
+                    str(a["address"])
+                    for a in addresses
+                    if a.get("type") == kind and family_of(a.get("address") or "") == family
+                ),
+                "",
+            )
+            if ip:
+                out.append(ip)
+                break
+    return out
 
 
 def _age_key(svc: Obj) -> tuple[str, str, str]:
@@ -136,7 +156,7 @@ def plan(
 
     ``others`` are the other load balancers of this provider; ``ready_nodes`` the nodes
     with a ready endpoint when the policy is Local (None: every node)."""
-    mine, held = lb_ports(service), _ingress_ips(service)
+    mine, held, families = lb_ports(service), _ingress_ips(service), service_families(service)
     age = _age_key(service)
     holders: dict[str, list[tuple[Obj, set[tuple[int, str]]]]] = {}
     for other in others:
@@ -153,10 +173,10 @@ def plan(
     addresses: list[str] = []
     conflicts: list[tuple[str, str, str]] = []
     for node in _label_enabled(nodes):
-        name, ip = node["metadata"]["name"], node_address(node)
-        if not ip or (ready_nodes is not None and name not in ready_nodes):
+        name, ips = node["metadata"]["name"], node_addresses(node, families)
+        if not ips or (ready_nodes is not None and name not in ready_nodes):
             continue
-        taken = holders.get(ip)
+        taken = [held_by for ip in ips for held_by in holders.get(ip, ())]
         if taken:
             other, shared = min(taken, key=lambda t: _age_key(t[0]))
             port, proto = min(shared)
@@ -164,12 +184,18 @@ def plan(
             holder = f"load balancer {meta.get('namespace')}/{meta['name']}"
             conflicts.append((name, f"{port}/{proto}", holder))
             continue
-        addresses.append(ip)
-    return sorted(set(addresses), key=_ip_key), conflicts
+        addresses.extend(ips)
+    return _by_family(addresses, families), conflicts
 
 
-def _ip_key(ip: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in ip.split(".")) if "." in ip else (0,)
+def _by_family(addresses: Iterable[str], families: Sequence[str]) -> list[str]:
+    """``addresses`` once each, in ``families`` order, each family's sorted (k3s's)."""
+    unique = set(addresses)
+    return [
+        ip
+        for family in families
+        for ip in sorted((a for a in unique if family_of(a) == family), key=ipaddress.ip_address)
+    ]
 
 
 #: how long a connection attempt to a node's address may take before the port counts free
@@ -179,11 +205,15 @@ PROBE_TIMEOUT = 0.5
 RTF_REJECT = 0x0200
 
 
-def on_link(ip: str, route_table: str = "/proc/net/route") -> bool:
+def on_link(
+    ip: str, route_table: str = "/proc/net/route", route6_table: str = "/proc/net/ipv6_route"
+) -> bool:
     """Whether ``ip`` is a loopback address or on a network this host reaches without a
     gateway (so a probe never leaves the local network)."""
     try:
-        addr = ipaddress.IPv4Address(ip)
+        addr = ipaddress.ip_address(ip)
+        if addr.version == 6:
+            return addr.is_loopback or _on_link6(addr, Path(route6_table).read_text())
         lines = Path(route_table).read_text().splitlines()[1:]
     except (ValueError, OSError):
         return False
@@ -195,6 +225,19 @@ def on_link(ip: str, route_table: str = "/proc/net/route") -> bool:
             continue  # via a gateway, or an unreachable route
         dest, mask = (int.from_bytes(bytes.fromhex(f), "little") for f in (fields[1], fields[7]))
         if mask and int(addr) & mask == dest:
+            return True
+    return False
+
+
+def _on_link6(addr: ipaddress.IPv6Address, table: str) -> bool:
+    """``/proc/net/ipv6_route``: a route to a prefix holding ``addr`` with no next hop
+    (the default route and unreachable routes do not count)."""
+    for line in table.splitlines():
+        fields = line.split()
+        if len(fields) < 10 or int(fields[4], 16) != 0 or int(fields[8], 16) & RTF_REJECT:
+            continue
+        length = int(fields[1], 16)
+        if length and addr in ipaddress.IPv6Network((int(fields[0], 16), length), strict=False):
             return True
     return False
 
@@ -279,7 +322,8 @@ class NodePortsLoadBalancer(StatusLoadBalancer):
         something else; those as conflicts. Nodes already answering for the service are
         not probed (the connection would reach the service itself)."""
         held = _ingress_ips(service)
-        names = {node_address(n): n["metadata"]["name"] for n in nodes}
+        families = service_families(service)
+        names = {ip: n["metadata"]["name"] for n in nodes for ip in node_addresses(n, families)}
         ports = sorted(p for p, proto in lb_ports(service) if proto == "TCP")
         candidates = [(ip, port) for ip in addresses if ip not in held for port in ports]
         results = await asyncio.gather(*(self.probe(ip, port) for ip, port in candidates))
