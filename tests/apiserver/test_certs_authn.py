@@ -15,6 +15,7 @@ import json
 import os
 import ssl
 import stat
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from pyk8s.apiserver.authn import (
     ANONYMOUS,
+    CLOCK_LEEWAY,
     AuthenticationFailed,
     AuthenticatorChain,
     ServiceAccountTokenAuthenticator,
@@ -383,6 +385,24 @@ async def test_service_account_token_claims(pki: Pki) -> None:
     auth = ServiceAccountTokenAuthenticator(pki, audiences=["aud1"])
     with pytest.raises(AuthenticationFailed):  # 2030 token: not valid yet
         await auth.authenticate_token(token)
+
+
+async def test_service_account_token_verified_once_until_it_expires(
+    pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = issue_service_account_token(pki, "ns1", "sa1", "u1")
+    auth = ServiceAccountTokenAuthenticator(pki)
+    first = await auth.authenticate_token(token)
+    assert first is not None and first.name == "system:serviceaccount:ns1:sa1"
+
+    def no_decode(*_args: Any, **_kwargs: Any) -> Any:
+        raise jwt.InvalidTokenError("decoded again")
+
+    monkeypatch.setattr(jwt, "decode", no_decode)
+    assert await auth.authenticate_token(token) == first  # remembered
+    expired = time.time() + 3600 + CLOCK_LEEWAY.total_seconds() + 1
+    monkeypatch.setattr(time, "time", lambda: expired)
+    assert await auth.authenticate_token(token) is None  # forgotten: decoded (and refused)
 
 
 # --------------------------------------------------------------------------- PKI files

@@ -426,6 +426,9 @@ def issue_service_account_token(
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": _key_id(key.public_key())})
 
 
+#: how many verified service-account tokens an authenticator remembers
+_VERIFIED_TOKENS = 4096
+
 #: ``async lookup(namespace, name) -> uid`` of the live object, or ``None`` if it is gone.
 UidLookup = Callable[[str, str], Awaitable[str | None]]
 
@@ -451,6 +454,11 @@ class ServiceAccountTokenAuthenticator:
         self._pod_lookup = pod_lookup
         self._audiences = frozenset(audiences)
         self._issuers = frozenset(issuers)
+        #: token -> its verified claims: the signature and the fixed claims are checked
+        #: once per token, not on every request (every request of a controller running
+        #: under its service account carried an ECDSA verify and two JWT decodes); expiry
+        #: and the live service account and pod are still checked on every request
+        self._verified: dict[str, dict[str, Any]] = {}
 
     async def authenticate(self, request: web.Request) -> UserInfo | None:
         token = bearer_token(request)
@@ -460,6 +468,11 @@ class ServiceAccountTokenAuthenticator:
 
     async def authenticate_token(self, token: str) -> UserInfo | None:
         """Also the engine for TokenReview later."""
+        claims = self._verified.get(token)
+        if claims is not None:
+            if time.time() < claims["exp"] + CLOCK_LEEWAY.total_seconds():
+                return await self._user(claims)
+            del self._verified[token]
         if token.count(".") != 2:
             return None
         try:
@@ -480,6 +493,10 @@ class ServiceAccountTokenAuthenticator:
             )
         except jwt.InvalidTokenError as e:
             raise AuthenticationFailed(f"invalid service account token: {e}") from e
+        if isinstance(claims.get("exp"), int | float):
+            if len(self._verified) >= _VERIFIED_TOKENS:
+                del self._verified[next(iter(self._verified))]  # the oldest
+            self._verified[token] = claims
         return await self._user(claims)
 
     async def _user(self, claims: Mapping[str, Any]) -> UserInfo:
