@@ -1,5 +1,6 @@
 """The server's supervisor starts its children without running this process's at-fork
-handlers in them, and a child still dies with a SIGKILLed supervisor.
+handlers in them, a child still dies with a SIGKILLed supervisor, and restart delays
+double but start over after a child ran steadily.
 
 Why: the server process holds a gRPC client (the embedded etcd's), whose at-fork handler
 aborted children between fork and exec when the supervisor used a ``preexec_fn`` (a
@@ -11,11 +12,15 @@ in any forked child, starts ``sleep`` under the supervisor and prints its pid.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.e2e_sim.conftest import wait_until
 
@@ -67,3 +72,28 @@ def test_children_skip_at_fork_handlers_and_die_with_the_supervisor() -> None:
             sup.wait()
         if pid and _alive(pid):
             os.kill(pid, signal.SIGKILL)
+
+
+async def _restart_delays(steady: float, caplog: pytest.LogCaptureFixture) -> list[str]:
+    """The delays the supervisor announces for the first three restarts of a child that
+    exits at once."""
+    from pyk8s.server.supervisor import Supervisor
+
+    sup = Supervisor(steady=steady)
+    child = sup.add_command("true", ["true"])
+    with caplog.at_level(logging.WARNING, logger="pyk8s.server.supervisor"):
+        await sup.start()
+        while child.restarts < 3:  # noqa: ASYNC110 (the supervisor's own counter)
+            await asyncio.sleep(0.05)
+        await sup.stop()
+    ours = [r for r in caplog.records if r.name == "pyk8s.server.supervisor"]
+    return [r.getMessage().rsplit(" ", 1)[1] for r in ours if "restarting" in r.getMessage()][:3]
+
+
+async def test_restart_delays_double_and_start_over_after_a_steady_run(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    assert await _restart_delays(60.0, caplog) == ["1s", "2s", "4s"]
+    caplog.clear()
+    # every run counts as steady: each restart waits the first delay again
+    assert await _restart_delays(0.0, caplog) == ["1s", "1s", "1s"]

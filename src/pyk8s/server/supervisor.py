@@ -22,6 +22,11 @@ log = logging.getLogger(__name__)
 #: client lives in this process) then aborted the child before its exec -- a scheduler
 #: or controller manager "exited with -6" now and then.
 _DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "SIGTERM", "--")
+#: restart delays double from the first to the cap; a child that ran at least
+#: ``steady`` seconds before exiting starts over at the first (the kubelet resets its
+#: crash-loop backoff after a container ran fine for a while): a component that lost
+#: its leader lease once a day must not wait the cap to campaign again
+FIRST_DELAY, MAX_DELAY = 1.0, 30.0
 
 
 @dataclass
@@ -36,8 +41,9 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self) -> None:
+    def __init__(self, steady: float = MAX_DELAY) -> None:
         self.children: list[Child] = []
+        self.steady = steady
         self._stopping = False
 
     def add(self, name: str, *args: str) -> None:
@@ -54,7 +60,8 @@ class Supervisor:
             child.task = asyncio.create_task(self._keep(child), name=f"supervise-{child.name}")
 
     async def _keep(self, child: Child) -> None:
-        delay = 1.0
+        loop = asyncio.get_running_loop()
+        delay = FIRST_DELAY
         while not self._stopping:
             out = None if child.log is None else child.log.open("ab")
             try:
@@ -65,13 +72,16 @@ class Supervisor:
                 if out is not None:
                     out.close()
             log.info("started %s", child.name, extra={"pid": child.proc.pid})
+            started = loop.time()
             code = await child.proc.wait()
             if self._stopping:
                 return
+            if loop.time() - started >= self.steady:
+                delay = FIRST_DELAY
             child.restarts += 1
             log.warning("%s exited with %s; restarting in %.0fs", child.name, code, delay)
             await asyncio.sleep(delay)
-            delay = min(delay * 2, 30.0)
+            delay = min(delay * 2, MAX_DELAY)
 
     async def stop(self, grace: float = 10.0) -> None:
         self._stopping = True
