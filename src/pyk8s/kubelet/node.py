@@ -239,8 +239,11 @@ class NodeAgent:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
+                # the version we last wrote is kept: the next update from it succeeds, or
+                # conflicts (a timed-out write that landed) and re-reads, as upstream's
+                # lease controller updates from its latest lease (a create first would be
+                # refused as AlreadyExists, one more request on a server already behind)
                 log.warning("node %s: lease renewal failed: %s", self.name, err)
-                self._lease_rv = ""
             await asyncio.sleep(self.renew_interval)
 
     async def _renew(self) -> None:
@@ -272,7 +275,8 @@ async def renew_lease(
     client: Client, name: str, node_uid: str, rv: str, duration: int = LEASE_DURATION_SECONDS
 ) -> str:
     """Create or update node ``name``'s Lease (``rv`` = the last one we wrote, "" for
-    none); returns the new resourceVersion. Conflicts re-read and retry, up to 3 times."""
+    none); returns the new resourceVersion. Conflicts re-read and retry, up to 3 times
+    (an ``rv`` from a renewal that failed is fine: a stale one conflicts and re-reads)."""
     for _ in range(3):
         try:
             body = lease_object(name, node_uid, rv, duration)

@@ -535,8 +535,8 @@ class SimulatedNodes:
             except asyncio.CancelledError:
                 raise
             except Exception as err:
+                # lease_rv is kept (see kubelet.node.NodeAgent._lease_loop)
                 log.warning("node %s: lease renewal failed: %s", node.name, err)
-                node.lease_rv = ""
             # spread many nodes' renewals over the interval
             delay = self.renew_interval * (random.uniform(0.5, 1.0) if first else 1.0)
             first = False
