@@ -4,10 +4,11 @@ full controller set, a scheduler, the cloud controller manager (``local`` provid
 replica by its cluster DNS name, a NodePort answers at every node's address, scaling the
 Deployment changes the rotation, a headless StatefulSet's pods resolve by name, and a
 LoadBalancer Service answers at every node's address (with ``externalTrafficPolicy:
-Local`` only where its pod runs, which sees the client's own address); in the address-pool
-mode (a second cloud controller manager, for its class) a LoadBalancer gets an address of
-its own on the hosts' network, one elected node answers ARP for it, and another takes it
-over with gratuitous ARP when the holder's speaker dies. The two hosts run the proxy in
+Local`` only where its pod runs, at its IPv4 and IPv6 addresses, where the pod sees the
+client's own address of either family, and its health-check port answers on both); in the
+address-pool mode (a second cloud controller manager, for its class) a LoadBalancer gets an
+address of its own on the hosts' network, one elected node answers ARP for it, and another
+takes it over with gratuitous ARP when the holder's speaker dies. The two hosts run the proxy in
 different modes (nftables, iptables), so every scenario crosses both."""
 
 from __future__ import annotations
@@ -577,22 +578,27 @@ async def test_local_policy_load_balancer_keeps_the_client_address(
         "spec": {
             "type": "LoadBalancer",
             "externalTrafficPolicy": "Local",
+            # dual stack: the node's address of each family (k3s's ServiceLB)
+            "ipFamilyPolicy": "PreferDualStack",
             "selector": labels,
             "ports": [{"port": 8081, "targetPort": 8080}],
         },
     }
     await _apply(kubectl, pod, service)
     # only the node with a ready replica is listed
-    assert await eventually(lambda: _lb_addresses(kubectl, "echo-ip", 1), within=90) == [a.ip]
-    url = f"http://{a.ip}:8081/cgi-bin/ip"
+    ingress = await eventually(lambda: _lb_addresses(kubectl, "echo-ip", 2), within=90)
+    assert ingress == [a.ip, a.ip6]
+    # the test runs in the root namespace: its addresses on the hosts' bridge
+    gateway6 = f"{a.ip6.rsplit(':', 1)[0]}:1"
+    for ip, client in ((a.ip, hosts.gateway), (f"[{a.ip6}]", gateway6)):
+        url = f"http://{ip}:8081/cgi-bin/ip"
 
-    async def seen_client() -> str:
-        # httpd listens dual-stack: an IPv4 peer reads [::ffff:a.b.c.d]
-        seen = await asyncio.to_thread(_http_get, url)
-        return seen.removeprefix("[::ffff:").removesuffix("]")
+        async def seen_client(url: str = url) -> str:
+            # httpd listens dual-stack: an IPv4 peer reads [::ffff:a.b.c.d]
+            seen = await asyncio.to_thread(_http_get, url)
+            return seen.removeprefix("[::ffff:").removeprefix("[").removesuffix("]")
 
-    # the test runs in the root namespace: its address on the hosts' bridge is the gateway
-    assert await eventually(seen_client, within=30, every=0.2) == hosts.gateway
+        assert await eventually(seen_client, within=30, every=0.2) == client
     svc = await _json(kubectl, "get", "service", "echo-ip")
     health_port = svc["spec"]["healthCheckNodePort"]
 
@@ -605,13 +611,15 @@ async def test_local_policy_load_balancer_keeps_the_client_address(
 
     async def health_checks() -> tuple[tuple[int, dict[str, Any]], ...] | None:
         try:
-            return tuple([await asyncio.to_thread(health, h.ip) for h in (a, b)])
+            addresses = (a.ip, b.ip, f"[{a.ip6}]", f"[{b.ip6}]")  # both families
+            return tuple([await asyncio.to_thread(health, ip) for ip in addresses])
         except OSError:
             return None
 
-    (code_a, body_a), (code_b, body_b) = await eventually(health_checks, within=30)
-    assert (code_a, body_a["localEndpoints"]) == (200, 1), body_a
+    (code_a, body_a), (code_b, body_b), *v6 = await eventually(health_checks, within=30)
+    assert (code_a, body_a["localEndpoints"]) == (200, 1), body_a  # one pod, two addresses
     assert (code_b, body_b["localEndpoints"]) == (503, 0), body_b
+    assert v6 == [(code_a, body_a), (code_b, body_b)], v6
     assert body_a["service"] == {"namespace": "default", "name": "echo-ip"}
     await _kubectl(kubectl, "delete", "service", "echo-ip", "--wait=true", timeout=60)
     await _kubectl(kubectl, "delete", "pod", "echo-ip", "--wait=false")
