@@ -15,13 +15,17 @@ moves one endpoint in both, and each sync renders and applies both families' rul
 (the ``ip`` and ``ip6`` tables, or iptables and ip6tables), as the proxier does; its
 single-stack mode is the baseline in the same run.
 
+The ``CPU time`` rows count the CPU seconds this process and its ``nft`` or
+``iptables-restore`` children used for a sync (the other rows are wall-clock time): on a
+machine busy with other work they show what a sync costs by itself.
+
 In nftables modes the syncs go as the proxier's: the full one renders every Service
 (:meth:`NftRenderer.render`), each change re-renders only the changed Service
 (:meth:`NftRenderer.update`) and writes only its chains and elements. ``--baseline REV``
-also measures the code of git revision ``REV`` (its own ``bench/network/proxy.py`` and
-``src``, exported to a temporary directory and run in a child process) right before each
-of this tree's measurements, on the same machine in the same run; its rows carry ``REV``
-in the backend column.
+also measures the proxy code of git revision ``REV`` (its ``src``, exported to a temporary
+directory, measured by this file's code in a child process; a revision without partial
+syncs renders everything each time) right before each of this tree's measurements, on
+the same machine in the same run; its rows carry ``REV`` in the backend column.
 
     python3 bench/network/proxy.py [--services 1000,10000] [--endpoints 10] [--changes 20]
                                    [--modes iptables,nftables[,nftables-dual,iptables-dual]]
@@ -35,6 +39,7 @@ import asyncio
 import io
 import json
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -52,13 +57,13 @@ from bench._table import Row, table  # noqa: E402
 
 from pyk8s.proxy import model, nftrules, rules  # noqa: E402
 from pyk8s.proxy.iptables import Applier  # noqa: E402
-from pyk8s.proxy.model import slice_service_key  # noqa: E402
 from pyk8s.proxy.nftables import NftApplier  # noqa: E402
-from pyk8s.proxy.nftrules import NftRenderer  # noqa: E402
 from pyk8s.proxy.rules import ProxyConfig, family_config, render  # noqa: E402
 
 #: the Service whose endpoint each change moves (see :func:`objects`)
 MOVED = "bench/svc-0"
+#: None in a ``--baseline`` revision from before partial syncs: every sync renders it all
+NftRenderer = getattr(nftrules, "NftRenderer", None)
 
 
 def _pod_ip(n: int, family: int = 4) -> str:
@@ -145,6 +150,16 @@ async def baseline(endpoints: int, changes: int) -> Row:
     return Row("iptables-restore, 1 service (baseline)", 1, changes, sum(times), times)
 
 
+def _cpu() -> float:
+    """CPU seconds used so far by this process and its finished children (``nft``,
+    ``iptables-restore``): what a sync costs whatever else the machine is doing."""
+    me, kids = (
+        resource.getrusage(resource.RUSAGE_SELF),
+        resource.getrusage(resource.RUSAGE_CHILDREN),
+    )
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def _kill_children() -> None:
     """Stop this process's own children (an iptables-restore past the time limit)."""
     me = str(os.getpid())
@@ -182,26 +197,28 @@ async def measure(
                 )
                 await applier.ensure_jumps()
                 appliers.append(applier.apply)
-        renderers = [NftRenderer(cfg) for cfg in configs]
+        partial = base == "nftables" and NftRenderer is not None
+        renderers = [NftRenderer(cfg) for cfg in configs] if partial and NftRenderer else []
 
         def full_render(svcs: Any, slices: Any) -> list[Any]:
-            if base == "nftables":
+            if partial:
                 return [r.render(svcs, slices) for r in renderers]
-            return [render(svcs, slices, cfg) for cfg in configs]
+            one = nftrules.render_nft if base == "nftables" else render
+            return [one(svcs, slices, cfg) for cfg in configs]
 
         def change_render(svcs: Any, slices: Any) -> list[Any]:
             """What the proxier renders after one Service changed."""
-            if base == "nftables":
-                moved = [sl for sl in slices[: len(configs)] if slice_service_key(sl) == MOVED]
-                return [r.update({MOVED: (svcs[0], moved)}) for r in renderers]
-            return [render(svcs, slices, cfg) for cfg in configs]
+            if not partial:
+                return full_render(svcs, slices)
+            moved = slices[: len(configs)]  # the moved Service's slices come first
+            return [r.update({MOVED: (svcs[0], moved)}) for r in renderers]
 
         async def apply(rulesets: list[Any]) -> None:
             for apply_one, ruleset in zip(appliers, rulesets, strict=True):
                 await apply_one(ruleset)
 
         svcs, slices = objects(services, endpoints, dual=dual)
-        t0 = time.perf_counter()
+        c0, t0 = _cpu(), time.perf_counter()
         tool = "nft -f" if base == "nftables" else "iptables-restore"
         if dual:
             tool += " (both families)"
@@ -212,11 +229,11 @@ async def measure(
             _kill_children()
             what = f"{label}: full sync (render+{tool}) STOPPED, unfinished after"
             return [Row(what, 1, 1, full_limit, [full_limit])]
-        full_s = [time.perf_counter() - t0]
-        render_s, apply_s, total_s = [], [], []
+        full_s, full_cpu = [time.perf_counter() - t0], [_cpu() - c0]
+        render_s, apply_s, total_s, cpu_s = [], [], [], []
         for g in range(changes):
             svcs, slices = objects(services, endpoints, g + 1, dual=dual)
-            t0 = time.perf_counter()
+            c0, t0 = _cpu(), time.perf_counter()
             ruleset = change_render(svcs, slices)
             t1 = time.perf_counter()
             await apply(ruleset)
@@ -224,34 +241,37 @@ async def measure(
             render_s.append(t1 - t0)
             apply_s.append(t2 - t1)
             total_s.append(t2 - t0)
+            cpu_s.append(_cpu() - c0)
     return [
         Row(f"{label}: full sync (render+{tool})", 1, 1, sum(full_s), full_s),
         Row(f"{label}: render", 1, changes, sum(render_s), render_s),
         Row(f"{label}: {tool}, changed part only", 1, changes, sum(apply_s), apply_s),
         Row(f"{label}: one change programmed (render+apply)", 1, changes, sum(total_s),
             total_s),
+        Row(f"{label}: full sync, CPU time (python+{tool})", 1, 1, sum(full_s), full_cpu),
+        Row(f"{label}: one change, CPU time (python+{tool})", 1, changes, sum(total_s), cpu_s),
     ]  # fmt: skip
 
 
-#: run in a child process: the measurement of an exported revision, rows as JSON
+#: run in a child process: this file's :func:`measure` on another revision's ``src``
 _CHILD = """
 import asyncio, json, sys
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/src"]
+sys.path[:0] = [sys.argv[1], sys.argv[2]]
 from bench.network import proxy
-mode, size, endpoints, changes, limit = sys.argv[2], *map(int, sys.argv[3:6]), float(sys.argv[6])
+mode, size, endpoints, changes, limit = sys.argv[3], *map(int, sys.argv[4:7]), float(sys.argv[7])
 rows = asyncio.run(proxy.measure(mode, size, endpoints, changes, limit))
 print(json.dumps([[r.what, r.clients, r.ops, r.seconds, r.latencies] for r in rows]))
 """
 
 
 def export(rev: str, into: Path) -> str:
-    """``src`` and ``bench`` of git revision ``rev`` under ``into``; its short hash."""
+    """``src`` of git revision ``rev`` under ``into``; its short hash."""
     short = subprocess.run(
         ["git", "-C", str(ROOT), "rev-parse", "--short", rev],
         capture_output=True, text=True, check=True,
     ).stdout.strip()  # fmt: skip
     archive = subprocess.run(
-        ["git", "-C", str(ROOT), "archive", short, "src", "bench"], capture_output=True, check=True
+        ["git", "-C", str(ROOT), "archive", short, "src"], capture_output=True, check=True
     ).stdout
     with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         tar.extractall(into, filter="data")
@@ -261,12 +281,13 @@ def export(rev: str, into: Path) -> str:
 def measure_revision(
     tree: Path, rev: str, mode: str, services: int, endpoints: int, changes: int, limit: float
 ) -> list[Row]:
-    """:func:`measure` as the exported revision in ``tree`` does it (a child process, so
-    its modules and caches are its own)."""
+    """:func:`measure` on the ``src`` exported to ``tree`` (a child process, so its
+    modules and caches are its own)."""
+    src = str(tree / "src")
     done = subprocess.run(
-        [sys.executable, "-c", _CHILD, str(tree), mode, str(services), str(endpoints),
+        [sys.executable, "-c", _CHILD, str(ROOT), src, mode, str(services), str(endpoints),
          str(changes), str(limit)],
-        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree / "src")},
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": src},
     )  # fmt: skip
     if done.returncode != 0:
         sys.exit(f"the baseline {rev} failed:\n{done.stderr[-3000:]}")
