@@ -174,6 +174,14 @@ def _renewed_by(k: Kubectl, lease: str, servers: list[str], after: float) -> flo
     return float(wait_until(renewed, within=60))
 
 
+def _identity_hosts(k: Kubectl) -> list[str]:
+    from pyk8s.apiserver.identity_lease import IDENTITY_LABEL
+
+    selector = f"{IDENTITY_LABEL}=kube-apiserver"
+    leases = k.json("get", "leases", "-n", "kube-system", "-l", selector)["items"]
+    return sorted(x["metadata"]["labels"].get("kubernetes.io/hostname", "") for x in leases)
+
+
 def _endpoints(k: Kubectl) -> list[str]:
     ep = k.json("get", "endpoints", "kubernetes")
     return sorted(a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or [])
@@ -204,6 +212,8 @@ def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_pat
     k2 = Kubectl(s2.kubeconfig)
     assert wait_until(lambda: _endpoints(k2) == sorted(ADDRESSES), within=60)
     names = [node_name(i) for i in range(3)]
+    # an identity Lease per API server, named after its node (upstream: its host name)
+    assert wait_until(lambda: _identity_hosts(k2) == names, within=30)
     # held by one of the servers (not necessarily the first)
     assert wait_until(lambda: all(_leader(k2, n)[0] in names for n in LEADER_LEASES), within=60)
     before = {lease: _leader(k2, lease)[0] for lease in LEADER_LEASES}

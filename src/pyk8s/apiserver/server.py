@@ -110,6 +110,9 @@ class Config:
     #: address clients reach this server at (for the kubernetes Service endpoints)
     advertise_address: str = "127.0.0.1"
     secure_port: int = 6443
+    #: the host name the identity Lease is named after (upstream: this host's name;
+    #: pyk8s server passes its --node-name, so servers sharing a host have one each)
+    hostname: str = ""
     compact_interval: float = 300.0
     #: upstream's --anonymous-auth (on by default): a request without credentials is
     #: system:anonymous in system:unauthenticated and authorization decides (RBAC's
@@ -253,7 +256,7 @@ class APIServer:
         self.traces = tracing.TraceEndpoints(
             self.spans, self.handlers.lookup, self.check, open_access=authenticator is None
         )
-        self.identity = IdentityLease(self.handlers)
+        self.identity = IdentityLease(self.handlers, self.config.hostname or None)
         self.endpoints = LeaseEndpointReconciler(
             store,
             self.handlers,

@@ -260,6 +260,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         service_cidr=opts.service_cidr,
         advertise_address=advertise,
         secure_port=opts.https_listen_port,
+        hostname=opts.node_name,
         # NodeRestriction is off in kube-apiserver's defaults but on in kubeadm's and
         # k3s's, as here: with the Node authorizer it keeps a kubelet to its own node
         enable_admission_plugins=("NodeRestriction", *opts.enable_admission_plugins),
