@@ -85,7 +85,12 @@ async def run(opts: Options) -> None:
         raise ValueError("--count must be at least 1")
     template = template_from(opts)
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
-    async with Client(config, qps=opts.qps, burst=opts.burst, user_agent="pyk8s-sim-nodes") as c:
+    # the nodes' heartbeats (Leases, node status) have a client of their own, as the
+    # kubelet's heartbeat client: their connections never queue the pods' status writes
+    async with (
+        Client(config, qps=opts.qps, burst=opts.burst, user_agent="pyk8s-sim-nodes") as c,
+        Client(config, qps=opts.qps, burst=opts.burst, user_agent="pyk8s-sim-nodes") as beats,
+    ):
         host = "127.0.0.1" if opts.bind_address in ("0.0.0.0", "") else opts.bind_address
         host = f"[{host}]" if ":" in host else host
         sim = SimulatedNodes(
@@ -93,6 +98,7 @@ async def run(opts: Options) -> None:
             count=opts.count,
             name_prefix=opts.name_prefix,
             template=template,
+            heartbeat_client=beats,
         )
 
         async def node_resource_metrics(request: web.Request) -> web.Response:
