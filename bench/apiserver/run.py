@@ -1,11 +1,16 @@
 """API server benchmark: a real `pyk8s apiserver` process driven over HTTPS.
 
 Prints one markdown table per datastore (sqlite, etcd): pod create, get, list and watch
-throughput and latency (p50/p99) at 1, 10 and 50 concurrent clients, LIST of 10,000 pods,
-and 100 concurrent watchers, next to the raw store's own create rate measured in the same
-run (the store opened directly, no HTTP), because this machine is noisy.
+throughput and latency (p50/p99) at 1, 10 and 50 concurrent clients, LIST of 10,000 pods
+(whole, and paginated: ``?limit=100`` first pages and a walk through continue tokens), and
+100 concurrent watchers, next to the raw store's own create rate measured in the same run
+(the store opened directly, no HTTP), because this machine is noisy.
 
-Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000]
+``--baseline REV`` runs the API server of git revision REV (its ``src/``, first on
+PYTHONPATH) before this tree's, in the same run, and prints both tables and a before/after
+table of their rates and p99s.
+
+Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000] [--baseline REV]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -13,16 +18,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import orjson
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench._cluster import Api, Server, free_port  # noqa: E402
+from bench._cluster import Api, Server, free_port, revision_src  # noqa: E402
 from bench._table import Row, table, timed  # noqa: E402
 from tests.etcd_cluster import EtcdCluster  # noqa: E402
 
@@ -116,7 +126,37 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
         items = (await api.request("GET", base))["items"]
         lat.append(time.perf_counter() - t)
     rows.append(Row(f"LIST all pods ({len(items)})", 1, 5, sum(lat), lat))
+    rows += await pages(api, base, len(items), ops)
     rows += await watchers(api, base)
+    return rows
+
+
+async def pages(api: Api, base: str, stored: int, ops: int) -> list[Row]:
+    """``?limit=100`` first pages (a consistent read each), and walks of every page through
+    continue tokens (each walk at the revision of its first page)."""
+    rows = []
+    for clients in (1, 10):
+        rows.append(
+            await timed(
+                f"list pods (limit 100) of {stored:,}",
+                clients,
+                ops,
+                lambda i: api.request_bytes("GET", f"{base}?limit=100"),
+            )
+        )
+    token = ""
+
+    async def next_page(i: int) -> None:
+        nonlocal token
+        query = f"?limit=100&continue={token}" if token else "?limit=100"
+        page = orjson.loads(await api.request_bytes("GET", base + query))
+        token = page["metadata"].get("continue", "")
+
+    rows.append(
+        await timed(
+            f"list pods (limit 100, walking continue tokens) of {stored:,}", 1, ops, next_page
+        )
+    )
     return rows
 
 
@@ -164,7 +204,24 @@ def titled_table(title: str, rows: list[Row]) -> str:
     return f"### {title}\n\n" + table(rows, ms_digits=1)
 
 
-async def run_one(kind: str, base: Path, ops: int) -> str:
+@contextlib.contextmanager
+def code(src: Path | None) -> Iterator[None]:
+    """Processes started inside run ``src`` (a baseline revision's code) when given."""
+    if src is None:
+        yield
+        return
+    before = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = str(src)
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["PYTHONPATH"]
+        else:
+            os.environ["PYTHONPATH"] = before
+
+
+async def run_one(kind: str, base: Path, ops: int, src: Path | None = None) -> list[Row]:
     cluster = None
     try:
         if kind == "etcd":
@@ -175,42 +232,79 @@ async def run_one(kind: str, base: Path, ops: int) -> str:
             endpoint = f"sqlite://{base / 'api.db'}"
             raw_endpoint = f"sqlite://{base / 'raw.db'}"
         raw = await raw_store_rows(raw_endpoint, ops)
-        server = Server(
-            base / f"data-{kind}", free_port(), extra_args=("--datastore-endpoint", endpoint)
-        ).start()
+        with code(src):
+            server = Server(
+                base / f"data-{kind}", free_port(), extra_args=("--datastore-endpoint", endpoint)
+            ).start()
         api = Api(server)
         try:
             rows = await bench_server(api, ops)
         finally:
             await api.close()
             server.stop()
-        out = titled_table(f"datastore: {kind}", raw + rows)
-        by = {(r.what, r.clients): r for r in raw + rows}
-        notes = []
-        for c in (1, 50):
-            mine, base_row = by.get(("create pod", c)), by.get(("raw store create (no HTTP)", c))
-            if mine and base_row:
-                notes.append(
-                    f"- pod create, {c} client(s): {mine.rate / base_row.rate:.0%} of "
-                    "the raw store's create rate at the same concurrency"
-                )
-        return out + "\n\n" + "\n".join(notes)
+        return raw + rows
     finally:
         if cluster is not None:
             cluster.stop()
+
+
+def report(title: str, rows: list[Row]) -> str:
+    out = titled_table(title, rows)
+    by = {(r.what, r.clients): r for r in rows}
+    notes = []
+    for c in (1, 50):
+        mine, base_row = by.get(("create pod", c)), by.get(("raw store create (no HTTP)", c))
+        if mine and base_row:
+            notes.append(
+                f"- pod create, {c} client(s): {mine.rate / base_row.rate:.0%} of "
+                "the raw store's create rate at the same concurrency"
+            )
+    return out + "\n\n" + "\n".join(notes)
+
+
+def compare(title: str, before: list[Row], after: list[Row]) -> str:
+    """Each operation's rate and p99, the baseline's next to this tree's."""
+    old = {(r.what, r.clients): r for r in before}
+    out = [
+        f"### {title}: before / after",
+        "",
+        "| operation | clients | ops/s before | ops/s after | p99 ms before | p99 ms after |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in after:
+        b = old.get((r.what, r.clients))
+        if b is not None and r.latencies:
+            out.append(
+                f"| {r.what} | {r.clients} | {b.rate:,.0f} | {r.rate:,.0f} | "
+                f"{b.pct(0.99):.1f} | {r.pct(0.99):.1f} |"
+            )
+    return "\n".join(out)
 
 
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--datastores", default="sqlite,etcd")
     ap.add_argument("--ops", type=int, default=1000)
+    ap.add_argument("--baseline", default="", help="git revision measured first, same run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-api-") as tmp:
+        src = revision_src(args.baseline, Path(tmp) / "baseline") if args.baseline else None
         for kind in args.datastores.split(","):
+            before: list[Row] = []
+            if src is not None:
+                sub = Path(tmp) / f"{kind}-baseline"
+                sub.mkdir()
+                before = await run_one(kind, sub, args.ops, src)
+                print(report(f"datastore: {kind}, baseline {args.baseline}", before), flush=True)
+                print()
             sub = Path(tmp) / kind
             sub.mkdir()
-            print(await run_one(kind, sub, args.ops), flush=True)
+            rows = await run_one(kind, sub, args.ops)
+            print(report(f"datastore: {kind}", rows), flush=True)
             print()
+            if before:
+                print(compare(f"datastore: {kind}", before, rows), flush=True)
+                print()
 
 
 if __name__ == "__main__":

@@ -99,7 +99,13 @@ async def test_pages_come_from_the_cache_as_the_store_would_serve_them(
     assert {p["metadata"]["resourceVersion"] for p in (second, third)} == {rv}
     # the store's answers at the same revision are the same, to the continue token
     assert await from_store(client, rv, "limit=3") == first
-    await create(client, "cm-10")  # the cache moves past rv: a continue reads the store
+    # a write in another namespace leaves this namespace's pages in the cache
+    ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}
+    assert (await client.post("/api/v1/namespaces", json=ns)).status == 201
+    await create(client, "elsewhere", "/api/v1/namespaces/other/configmaps")
+    assert await get(client, f"limit=3&continue={token}") == second
+    assert Counting.lists == 1  # the exact read only
+    await create(client, "cm-10")  # this namespace moves past rv: a continue reads the store
     assert await get(client, f"limit=3&continue={token}") == second
     assert Counting.lists == 2  # the exact read and this continue
 
@@ -144,5 +150,7 @@ async def test_resource_version_zero_ignores_the_limit_and_exact_reads_the_store
     rv = whole["metadata"]["resourceVersion"]
     newer = await get(client, f"limit=3&resourceVersion={rv}&resourceVersionMatch=NotOlderThan")
     assert names(newer) == ["cm-0", "cm-1", "cm-2"] and Counting.lists == 0
-    legacy = await get(client, f"limit=3&resourceVersion={rv}")  # a legacy exact read
-    assert legacy == newer and Counting.lists == 1
+    # a legacy exact read (a limit and a resourceVersion, no match) reads the store at rv
+    legacy = await get(client, f"limit=3&resourceVersion={rv}")
+    assert legacy["metadata"]["resourceVersion"] == rv and Counting.lists == 1
+    assert legacy["items"] == newer["items"]

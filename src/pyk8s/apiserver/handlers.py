@@ -974,7 +974,12 @@ class ResourceHandlers:
             )
         cached = await self._list_page_from_cache(prefix, rv, rv_match, limit, token, matches)
         if cached is None and (token or (limit > 0 and rv != "0") or rv_match == "Exact"):
-            revision = int(rv) if rv_match == "Exact" and rv else 0
+            # Exact, and the legacy form of it: a limit with a resourceVersion but no match
+            exact = rv_match == "Exact" or (limit > 0 and not rv_match)
+            try:
+                revision = int(rv) if exact and rv and rv != "0" else 0
+            except ValueError:
+                raise errors.bad_request(f'Invalid value for resourceVersion: "{rv}"') from None
             start = ""
             if token:
                 revision, rel = decode_continue(token)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -60,8 +61,20 @@ def now() -> dt.datetime:
     return dt.datetime.now(dt.UTC).replace(microsecond=0)
 
 
+#: the current second and its RFC 3339 form (strftime is most of a timestamp's cost, and
+#: a busy server stamps many writes within one second)
+_second: tuple[int, str] = (0, "")
+
+
 def timestamp(t: dt.datetime | None = None) -> str:
-    return (t or now()).strftime("%Y-%m-%dT%H:%M:%SZ")
+    global _second
+    if t is not None:
+        return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+    second = int(time.time())
+    if second != _second[0]:
+        stamp = dt.datetime.fromtimestamp(second, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        _second = (second, stamp)
+    return _second[1]
 
 
 def encode_for_storage(obj: JSON) -> bytes:

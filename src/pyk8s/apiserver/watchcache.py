@@ -312,7 +312,8 @@ class WatchCache:
         #: each resource's keys in order (a key is inserted or removed in place: a memmove
         #: of pointers, where a sort per list cost milliseconds at 10,000 objects)
         self._sorted: dict[str, list[str]] = {}
-        #: the revision of the last event of each resource since :attr:`_loaded_at`
+        #: the revision of the last event of each resource, and of each namespace of a
+        #: namespaced one (its keys' prefix), since :attr:`_loaded_at`
         self._changed: dict[str, int] = {}
         #: the revision the cache was (re)loaded at: what changed before is not known
         self._loaded_at = 0
@@ -385,7 +386,8 @@ class WatchCache:
             self._publish(self._passing(ev), ev.revision)
             return
         prev = self.objects.get(key)
-        self._changed[_resource_prefix(key)] = ev.revision
+        resource = _resource_prefix(key)
+        self._changed[resource] = self._changed[key[: key.rindex("/") + 1]] = ev.revision
         if ev.type is EventType.DELETE:
             if prev is None:
                 return
@@ -558,11 +560,14 @@ class WatchCache:
         holds now: no event of their resource came after it (a continue token's list
         can then be served from here). False when the cache cannot tell."""
         resource = _resource_prefix(prefix)
+        if not prefix.startswith(resource) or uncached(prefix):
+            return False
+        # a namespace's own mark when the prefix is one (a namespaced list), else the
+        # resource's (which every write to it moves)
+        namespace = prefix.endswith("/") and prefix.count("/") == resource.count("/") + 1
+        scope = prefix if namespace else resource
         return (
-            not uncached(prefix)
-            and prefix.startswith(resource)
-            and self._loaded_at <= revision <= self.revision
-            and self._changed.get(resource, 0) <= revision
+            self._loaded_at <= revision <= self.revision and self._changed.get(scope, 0) <= revision
         )
 
     def _put(self, entry: Entry) -> None:
