@@ -733,7 +733,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FIRST-LAST|CIDR",
         help="LoadBalancer Services get addresses of these ranges, each announced by one "
-        "node with ARP (MetalLB layer 2), instead of the nodes' own addresses (repeatable)",
+        "node with ARP or NDP (MetalLB layer 2), instead of the nodes' own addresses "
+        "(repeatable; IPv6 ranges give IPv6 addresses)",
     )
     _add_pass_through(server, "kube-scheduler", "scheduler")
     _add_pass_through(
@@ -809,7 +810,8 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="FIRST-LAST|CIDR",
         help="local provider: give each LoadBalancer an address of these ranges, announced "
-        "by one node with ARP (MetalLB layer 2) instead of the nodes' addresses (repeatable)",
+        "by one node with ARP or NDP (MetalLB layer 2) instead of the nodes' addresses "
+        "(repeatable; IPv6 ranges give IPv6 addresses)",
     )
     ccm.add_argument(
         "--lb-class",
@@ -1971,6 +1973,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         _parser().print_help()
         return 2
+    if os.environ.get("PYK8S_START_GATE"):  # a child of pyk8s server, started early
+        from pyk8s.server import startgate
+
+        startgate.wait_in_child(args.command)
     if args.command == "server" and (args.cluster_reset or args.cluster_reset_restore_path):
         return _cluster_reset(args)
     if args.command in ("server", "apiserver"):

@@ -42,7 +42,7 @@ from pyk8s.apiserver.inflight import (
 )
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
-from pyk8s.server import clusterconfig, manifests
+from pyk8s.server import clusterconfig, manifests, startgate
 from pyk8s.server.addon_identities import installs
 from pyk8s.server.certrenew import CertRenewer
 from pyk8s.server.component import stop_on_signals, tcp_site
@@ -523,9 +523,25 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
 
         Schedule.parse(opts.etcd_snapshot_schedule_cron)  # a bad spec stops us before start
     etcd = await _start_embedded_etcd(opts)
+    supervisor = Supervisor()
+    gate = startgate.gate_file(opts.data_dir)
+    join_token = _node_token(opts.data_dir)
+    if components:  # they import while the API server starts (pyk8s.server.startgate)
+        hostnames, ips = _sans(opts)
+        pki = await asyncio.to_thread(
+            ensure_pki, opts.data_dir / "server", hostnames=hostnames, ips=ips
+        )
+        identities = write_component_kubeconfigs(pki, local_url(opts), join_token)
+        startgate.close_gate(gate)
+        for name, *extra in components:
+            kubeconfig = identities.get(name, opts.kubeconfig)
+            own = component_flags(name, pki)
+            supervisor.add(name, "--kubeconfig", str(kubeconfig), *own, *extra)
+        await supervisor.start()
     try:
         running = await start_apiserver(opts)
     except BaseException:
+        await supervisor.stop()
         if etcd is not None:
             await etcd[0].stop()
         raise
@@ -536,22 +552,19 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
             opts.data_dir, etcd[1].client_url
         )
     stop = stop_on_signals()
-    supervisor = Supervisor()
-    join_token = _node_token(opts.data_dir)
-    identities = write_component_kubeconfigs(running.pki, running.url, join_token)
+    if not components:  # pyk8s apiserver: for components started by hand
+        write_component_kubeconfigs(running.pki, running.url, join_token)
     await ensure_component_policy(running.server.handlers)
     await ensure_join_token(running.server.handlers, join_token)
     if opts.cluster_config:
         await clusterconfig.publish(running.server.handlers, opts.cluster_config)
     if components:  # pyk8s server, as k3s deploys local-path; not pyk8s apiserver alone
         await ensure_local_storage(running.server.handlers)
-    for name, *extra in components:
+    for name, *_extra in components:
         # what an add-on's manifest installs as an administrator, before it starts
         await create_missing(running.server.handlers, installs(name))
-        kubeconfig = identities.get(name, opts.kubeconfig)
-        own = component_flags(name, running.pki)
-        supervisor.add(name, "--kubeconfig", str(kubeconfig), *own, *extra)
-    await supervisor.start()
+    if components:
+        startgate.open_gate(gate)
     snapshots = _snapshot_schedule(opts)
     deployer = _deploy_manifests(opts)
     members = _etcd_members(opts, running.pki, etcd)
