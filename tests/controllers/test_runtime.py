@@ -112,3 +112,36 @@ def _count(seen: list[Request], want: Request) -> int:
 
 async def _at_least(seen: list[Request], want: Request, n: int) -> bool:
     return _count(seen, want) >= n
+
+
+async def test_a_controller_starts_once_its_own_informers_sync(
+    client: Client, namespace: str
+) -> None:
+    """Upstream's model: each controller waits for its own caches. One whose informer
+    cannot sync (its resource is not served) holds back only itself."""
+    assert CONFIGMAPS is not None
+    manager = Manager(client)
+    ready, stuck = Recorder(), Recorder()
+
+    def set_up_ready() -> None:
+        manager.add("ready", ready).watch(manager.informers.informer(CONFIGMAPS, namespace))
+
+    def set_up_stuck() -> None:
+        widgets = manager.informers.informer(("example.com/v1", "Widget"), namespace)
+        manager.add("stuck", stuck).watch(widgets)
+
+    manager.set_up(set_up_ready)
+    manager.set_up(set_up_stuck)
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        await client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, namespace)
+
+        async def reconciled() -> bool:
+            return Request(namespace, "a") in ready.seen
+
+        await eventually(reconciled)
+        assert not manager.healthy and not stuck.seen  # "stuck" has not started
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)

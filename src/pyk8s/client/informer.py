@@ -33,7 +33,7 @@ import contextlib
 import inspect
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from types import TracebackType
 from typing import Any, Protocol
@@ -660,6 +660,17 @@ class InformerFactory:
         self.resync_period = resync_period
         self.namespace = namespace
         self._informers: dict[tuple[str, str, str, str, str], SharedInformer] = {}
+        self._recording: list[list[SharedInformer]] = []
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[SharedInformer]]:
+        """The informers asked for inside the block (those a controller's setup uses)."""
+        used: list[SharedInformer] = []
+        self._recording.append(used)
+        try:
+            yield used
+        finally:
+            self._recording.remove(used)
 
     def informer(
         self,
@@ -692,6 +703,9 @@ class InformerFactory:
                 resync_period=self.resync_period,
             )
             self._informers[key] = inf
+        for used in self._recording:
+            if inf not in used:
+                used.append(inf)
         if indexers:
             missing = {k: v for k, v in indexers.items() if k not in inf.store.indexers}
             inf.add_indexers(missing)

@@ -7,6 +7,8 @@ Controllers are modules of :mod:`pyk8s.controllers`, each with ``setup(manager)`
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import importlib
 import logging
 from collections.abc import Mapping
@@ -99,9 +101,17 @@ def setup_controllers(
                 raise
             log.debug("controller %s is not built yet", name)
             continue
-        module.setup((views or {}).get(name, manager))
+        manager.set_up(functools.partial(module.setup, (views or {}).get(name, manager)))
         done.append(name)
     return done
+
+
+def preload() -> None:
+    """Import every controller (:mod:`pyk8s.server.startgate`: while the API server
+    starts, before this process may)."""
+    for name in CONTROLLERS:
+        with contextlib.suppress(ModuleNotFoundError):
+            importlib.import_module(f"pyk8s.controllers.{name}")
 
 
 async def run(opts: Options) -> None:

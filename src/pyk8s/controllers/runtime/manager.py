@@ -12,10 +12,11 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
 
-from pyk8s.client import Client, EventRecorder, InformerFactory
+from pyk8s.client import Client, EventRecorder, InformerFactory, SharedInformer
 from pyk8s.client.leaderelection import LeaseSettings, run_while_leading
 from pyk8s.controllers.runtime.controller import Controller, ControllerMetrics, Reconciler
 
@@ -40,6 +41,15 @@ def select_controllers(
     return [c for c in known if c in enabled]
 
 
+@dataclass
+class _Group:
+    """Controllers set up together, the informers their setup asked for and its hooks."""
+
+    controllers: list[Controller]
+    informers: list[SharedInformer]
+    hooks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
 class Manager:
     def __init__(self, client: Client, *, component: str = "pyk8s-controller-manager") -> None:
         self.client = client
@@ -54,6 +64,17 @@ class Manager:
         self.settings: dict[str, object] = {}
         #: run after informers have synced, before controllers start (e.g. cache warm-up)
         self.on_synced: list[Callable[[], Awaitable[None]]] = []
+        self._groups: list[_Group] = []
+
+    def set_up(self, setup: Callable[[], object]) -> None:
+        """Run one controller's setup: what it adds starts as soon as the informers it
+        asked for have synced (and its own ``on_synced`` hooks have run), as each of
+        upstream's controllers waits for its own caches only. Controllers added any
+        other way start once every informer has synced."""
+        controllers, hooks = len(self.controllers), len(self.on_synced)
+        with self.informers.recording() as used:
+            setup()
+        self._groups.append(_Group(self.controllers[controllers:], used, self.on_synced[hooks:]))
 
     def add(self, name: str, reconciler: Reconciler, *, workers: int = 2) -> Controller:
         controller = Controller(name, reconciler, workers=workers, metrics=self.metrics)
@@ -65,24 +86,54 @@ class Manager:
         return self._started.is_set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Start informers, wait for their caches, run every controller until ``stop``."""
+        """Start informers; run each controller once its caches have synced (see
+        :meth:`set_up`), every one until ``stop``."""
         self.informers.start()
-        while not await self.informers.wait_for_sync(within=30):
-            log.warning("waiting for informer caches to sync")
-        for hook in self.on_synced:
-            await hook()
-        for c in self.controllers:
-            c.start()
-        self._started.set()
-        log.info("controllers started", extra={"controllers": [c.name for c in self.controllers]})
+        grouped = {id(c) for g in self._groups for c in g.controllers}
+        grouped_hooks = {id(h) for g in self._groups for h in g.hooks}
+        rest = _Group(
+            [c for c in self.controllers if id(c) not in grouped],
+            self.informers.informers,
+            [h for h in self.on_synced if id(h) not in grouped_hooks],
+        )
+        starting = asyncio.create_task(self._start_all((*self._groups, rest)))
+        stopping = asyncio.create_task(stop.wait())
         try:
-            await stop.wait()
+            done, _ = await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
+            if starting in done:
+                starting.result()  # a hook's error stops the manager
+                await stopping
         finally:
+            for task in (starting, stopping):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             for c in self.controllers:
                 await c.stop()
             await self.informers.stop()
             with contextlib.suppress(Exception):
                 await self.recorder.close()
+
+    async def _start_all(self, groups: Sequence[_Group]) -> None:
+        await asyncio.gather(*(self._start_group(g) for g in groups))
+        self._started.set()
+        log.info("controllers started", extra={"controllers": [c.name for c in self.controllers]})
+
+    async def _start_group(self, group: _Group) -> None:
+        async def synced() -> bool:
+            waits = (inf.wait_synced() for inf in group.informers)
+            try:
+                return all(await asyncio.wait_for(asyncio.gather(*waits), 30))
+            except TimeoutError:
+                return False
+
+        while not await synced():
+            names = [c.name for c in group.controllers]
+            log.warning("waiting for informer caches to sync", extra={"controllers": names})
+        for hook in group.hooks:
+            await hook()
+        for c in group.controllers:
+            c.start()
 
     async def run_with_leader_election(
         self, stop: asyncio.Event, lock_name: str, lease: LeaseSettings | None = None
