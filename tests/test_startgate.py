@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,7 @@ def test_a_child_imports_then_waits_for_the_gate(
         if len(polls) == 2:
             startgate.open_gate(gate)
 
-    monkeypatch.setattr(startgate.time, "sleep", poll)
+    monkeypatch.setattr(time, "sleep", poll)
     startgate.wait_in_child("scheduler")
     assert polls == [True, True]  # imported first, then waited until the gate opened
     assert startgate.ENV not in os.environ  # not passed on to what the child runs
@@ -33,7 +34,7 @@ def test_a_child_imports_then_waits_for_the_gate(
 
 def test_without_the_variable_a_command_runs_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(startgate.ENV, raising=False)
-    monkeypatch.setattr(startgate.time, "sleep", lambda _s: pytest.fail("waited"))
+    monkeypatch.setattr(time, "sleep", lambda _s: pytest.fail("waited"))
     startgate.wait_in_child("scheduler")
 
 

@@ -468,10 +468,10 @@ class ServiceAccountTokenAuthenticator:
 
     async def authenticate_token(self, token: str) -> UserInfo | None:
         """Also the engine for TokenReview later."""
-        claims = self._verified.get(token)
-        if claims is not None:
-            if time.time() < claims["exp"] + CLOCK_LEEWAY.total_seconds():
-                return await self._user(claims)
+        known = self._verified.get(token)
+        if known is not None:
+            if time.time() < known["exp"] + CLOCK_LEEWAY.total_seconds():
+                return await self._user(known)
             del self._verified[token]
         if token.count(".") != 2:
             return None
