@@ -128,3 +128,32 @@ def test_pyk8s_server_passes_its_pools_to_the_cloud_controller_manager() -> None
     assert _cloud_controller_manager(_parser().parse_args(["server"])) == [
         ("cloud-controller-manager", "--cloud-provider", "local")
     ]
+
+
+async def test_a_service_gets_an_address_of_each_of_its_families_the_pool_has() -> None:
+    """IPv6 ranges too (MetalLB's dual-stack pools): an address per ``ipFamilies``
+    entry, in that order; RequireDualStack needs both in the pool."""
+    pool = parse_pools(["fd00:99::200-fd00:99::201", "192.0.2.200/31", "fd00:98::/127"])
+    assert list(pool.addresses("IPv4")) == ["192.0.2.200", "192.0.2.201"]
+    assert list(pool.addresses("IPv6"))[:3] == ["fd00:99::200", "fd00:99::201", "fd00:98::"]
+    assert "fd00:99::201" in pool and "fd00:99::202" not in pool
+    with pytest.raises(ValueError, match="mixes IPv4 and IPv6"):
+        parse_pools(["192.0.2.1-fd00::1"])
+    services: list[dict[str, Any]] = []
+    provider = cloud(services, "192.0.2.200-192.0.2.201", "fd00:99::200-fd00:99::201")
+    lb = provider.load_balancer()
+    assert lb is not None
+    dual = svc("dual", ipFamilyPolicy="PreferDualStack", ipFamilies=["IPv6", "IPv4"])
+    v6 = svc("v6", ipFamilies=["IPv6"])
+    services += [dual, v6]
+    status = await lb.ensure_load_balancer("kubernetes", dual, [])
+    assert [i["ip"] for i in status["ingress"]] == ["fd00:99::200", "192.0.2.200"]
+    assert await ensure(provider, v6) == "fd00:99::201"
+    v4_only = cloud([], "192.0.2.200-192.0.2.201").load_balancer()
+    assert v4_only is not None
+    status = await v4_only.ensure_load_balancer("kubernetes", dual, [])  # prefer: v4 only
+    assert [i["ip"] for i in status["ingress"]] == ["192.0.2.200"]
+    required = svc("req", ipFamilyPolicy="RequireDualStack", ipFamilies=["IPv4", "IPv6"])
+    for service in (required, v6):
+        with pytest.raises(CloudProviderError, match="the address pool has no IPv6 addresses"):
+            await v4_only.ensure_load_balancer("kubernetes", service, [])

@@ -7,9 +7,10 @@ LoadBalancer Service answers at every node's address (with ``externalTrafficPoli
 Local`` only where its pod runs, at its IPv4 and IPv6 addresses, where the pod sees the
 client's own address of either family, and its health-check port answers on both); in the
 address-pool mode (a second cloud controller manager, for its class) a LoadBalancer gets an
-address of its own on the hosts' network, one elected node answers ARP for it, and another
-takes it over with gratuitous ARP when the holder's speaker dies. The two hosts run the proxy in
-different modes (nftables, iptables), so every scenario crosses both."""
+address of each family on the hosts' network, one elected node answers ARP (NDP for the
+IPv6 one) for it, and another takes it over with gratuitous ARP when the holder's speaker
+dies. The two hosts run the proxy in different modes (nftables, iptables), so every
+scenario crosses both."""
 
 from __future__ import annotations
 
@@ -54,6 +55,11 @@ IMAGE = "pyk8s.local/busybox:1.35"
 WEB_FQDN = "web.default.svc.cluster.local"
 HTTPD = "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"
 L2_CLASS = "pyk8s.io/l2"
+
+
+def _v6_prefix(hosts: Hosts) -> str:
+    """The hosts' IPv6 subnet, ``fd00:99:K::``."""
+    return f"{hosts.hosts[0].ip6.rsplit(':', 1)[0]}:"
 
 
 #: the module cluster's host-side components by name (the DNS test stops "dns")
@@ -107,7 +113,8 @@ def cluster() -> Iterator[tuple[Server, Hosts]]:
                        "--leader-elect", "false", "--port", str(free_port()),
                        "--controllers", "service-lb-controller", "--lb-class", L2_CLASS,
                        "--lb-address-pool",
-                       f"{hosts.subnet_prefix}.200-{hosts.subnet_prefix}.209"],
+                       f"{hosts.subnet_prefix}.200-{hosts.subnet_prefix}.209",
+                       "--lb-address-pool", f"{_v6_prefix(hosts)}200-{_v6_prefix(hosts)}209"],
             "dns": ["dns", "--kubeconfig", kubeconfig, "--bind-address", hosts.gateway,
                     "--cluster-ip", DNS_IP, "--advertise-address", hosts.gateway,
                     "--node-name", "gateway",
@@ -589,7 +596,7 @@ async def test_local_policy_load_balancer_keeps_the_client_address(
     ingress = await eventually(lambda: _lb_addresses(kubectl, "echo-ip", 2), within=90)
     assert ingress == [a.ip, a.ip6]
     # the test runs in the root namespace: its addresses on the hosts' bridge
-    gateway6 = f"{a.ip6.rsplit(':', 1)[0]}:1"
+    gateway6 = f"{_v6_prefix(hosts)}1"
     for ip, client in ((a.ip, hosts.gateway), (f"[{a.ip6}]", gateway6)):
         url = f"http://{ip}:8081/cgi-bin/ip"
 
@@ -661,21 +668,24 @@ async def test_address_pool_load_balancer_moves_to_the_other_node_when_its_holde
         "spec": {
             "type": "LoadBalancer",
             "loadBalancerClass": L2_CLASS,
+            # an address of each family: ARP for the IPv4 one, NDP for the IPv6 one
+            "ipFamilyPolicy": "PreferDualStack",
             "selector": {"app": "web"},
             "ports": [{"port": 80, "targetPort": 8080}],
         },
     }
     start = time.monotonic()
     await _apply(kubectl, service)
-    (ip,) = await eventually(lambda: _lb_addresses(kubectl, "web-l2", 1), within=30)
-    assert ip == f"{hosts.subnet_prefix}.200", ip  # the pool's first address
+    ip, ip6 = await eventually(lambda: _lb_addresses(kubectl, "web-l2", 2), within=30)
+    # the pool's first address of each family
+    assert (ip, ip6) == (f"{hosts.subnet_prefix}.200", f"{_v6_prefix(hosts)}200")
     by_name = {h.name: h for h in hosts.hosts}
     holder = by_name[str(announcer(by_name, ip))]
     (other,) = (h for h in hosts.hosts if h is not holder)
     url = f"http://{ip}/"
 
-    async def answered_via(host: Host) -> bool:
-        answer = await asyncio.to_thread(_http_get, url)
+    async def answered_via(host: Host, ip: str = ip) -> bool:
+        answer = await asyncio.to_thread(_http_get, f"http://[{ip}]/" if ":" in ip else url)
         return answer in names and _neighbour(hosts.bridge, ip) == _mac(host.name)
 
     await eventually(lambda: answered_via(holder), within=30, every=0.2)
@@ -683,6 +693,9 @@ async def test_address_pool_load_balancer_moves_to_the_other_node_when_its_holde
     await eventually(lambda: _assigned(kubectl, "web-l2", holder.name), within=10)
     answers = [await asyncio.to_thread(_http_get, url) for _ in range(20)]
     assert set(answers) == names, answers
+    # the IPv6 address: its elected node answers the root namespace's solicitation
+    holder6 = by_name[str(announcer(by_name, ip6))]
+    await eventually(lambda: answered_via(holder6, ip6), within=30, every=0.2)
 
     # the holder dies: its proxy (the speaker) stops, and it drops what reaches it for
     # the address (its kernel would otherwise still forward by the rules it keeps)

@@ -1,6 +1,6 @@
 """The layer-2 speaker's pure parts: the election (MetalLB's hash, the same winner from
 every node, Local policy restricted to nodes with endpoints), which addresses a speaker
-considers, and the ARP frames it answers and sends."""
+considers, and the ARP and NDP frames it answers and sends."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ from pyk8s.proxy.announce import (
     arp_reply,
     elected,
     gratuitous_arp,
+    neighbour_advert,
+    solicited_node_group,
+    unsolicited_advert,
     wanted_addresses,
 )
 
@@ -56,7 +59,7 @@ def test_the_addresses_a_speaker_considers() -> None:
         {"metadata": {"name": "cip"}, "spec": {"type": "ClusterIP"}},
     ]  # fmt: skip
     ready = {("default", "local"): frozenset({"host-b"})}
-    wanted = wanted_addresses(services, ready, {"10.99.0.11", "10.99.0.12"}, net)
+    wanted = wanted_addresses(services, ready, {"10.99.0.11", "10.99.0.12"}, [net])
     assert [(w.ip, w.name, w.nodes) for w in wanted] == [
         ("10.99.0.200", "pool", None),
         ("10.99.0.203", "mine", None),
@@ -97,7 +100,7 @@ def test_each_address_has_exactly_one_announcer_among_the_live_speakers() -> Non
     services = [lb(f"s{i}", [f"10.99.0.{200 + i}"]) for i in range(8)]
     services.append(lb("local", ["10.99.0.250"], externalTrafficPolicy="Local"))
     ready = {("default", "local"): frozenset({"host-c"})}
-    wanted = wanted_addresses(services, ready, set(), net)
+    wanted = wanted_addresses(services, ready, set(), [net])
     live = {"host-a", "host-b", "host-c"}
     by_node = {n: elected(wanted, live, n) for n in live}
     ips = [ip for mine in by_node.values() for ip in mine]
@@ -107,3 +110,61 @@ def test_each_address_has_exactly_one_announcer_among_the_live_speakers() -> Non
     rest = {n: elected(wanted, live - {"host-c"}, n) for n in live - {"host-c"}}
     moved = [ip for mine in rest.values() for ip in mine]
     assert sorted(moved) == sorted(w.ip for w in wanted if w.ip != "10.99.0.250")
+
+
+V6 = ipaddress.IPv6Network("fd00:99:11::/64")
+
+
+def _solicitation(target: str, src: str = "fd00:99:11::1", hops: int = 255) -> bytes:
+    src_b, target_b = (socket.inet_pton(socket.AF_INET6, a) for a in (src, target))
+    group = socket.inet_pton(socket.AF_INET6, solicited_node_group(target))
+    message = struct.pack("!BBHI", 135, 0, 0, 0) + target_b + b"\x01\x01" + PEER
+    header = struct.pack("!IHBB", 0x60000000, len(message), 58, hops) + src_b + group
+    return b"\x33\x33\xff" + group[-3:] + PEER + b"\x86\xdd" + header + message
+
+
+def _icmp6_sum(frame: bytes) -> int:
+    """The one's complement sum over the pseudo-header and message: 0xffff if the
+    checksum in the frame is right."""
+    message = frame[54:]
+    data = frame[22:54] + struct.pack("!I3xB", len(message), 58) + message
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data + b"\0" * (len(data) % 2)))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def test_solicitations_for_announced_ipv6_addresses_get_advertisements() -> None:
+    ips = {"fd00:99:11::200": None}
+    assert solicited_node_group("fd00:99:11::1:2345") == "ff02::1:ff01:2345"
+    reply = neighbour_advert(_solicitation("fd00:99:11::200"), MAC, ips)
+    assert reply is not None
+    assert reply[:6] == PEER and reply[6:12] == MAC and reply[12:14] == b"\x86\xdd"
+    assert reply[20:22] == bytes([58, 255])  # ICMPv6, hop limit 255
+    assert socket.inet_ntop(socket.AF_INET6, reply[22:38]) == "fd00:99:11::200"
+    assert socket.inet_ntop(socket.AF_INET6, reply[38:54]) == "fd00:99:11::1"
+    kind, code, _, flags = struct.unpack("!BBHI", reply[54:62])
+    assert (kind, code, flags) == (136, 0, 0x60000000)  # solicited, override
+    assert socket.inet_ntop(socket.AF_INET6, reply[62:78]) == "fd00:99:11::200"
+    assert reply[78:80] == b"\x02\x01" and reply[80:86] == MAC  # target link-layer address
+    assert struct.unpack("!H", reply[18:20])[0] == len(reply) - 54 == 32
+    assert _icmp6_sum(reply) == 0xFFFF
+    assert neighbour_advert(_solicitation("fd00:99:11::201"), MAC, ips) is None
+    assert neighbour_advert(_solicitation("fd00:99:11::200", hops=64), MAC, ips) is None
+    assert neighbour_advert(_solicitation("fd00:99:11::200", src="::"), MAC, ips) is None  # DAD
+    assert neighbour_advert(_solicitation("fd00:99:11::200")[:70], MAC, ips) is None
+    assert neighbour_advert(_request("10.99.0.200"), MAC, ips) is None
+
+
+def test_unsolicited_advertisement() -> None:
+    frame = unsolicited_advert(MAC, "fd00:99:11::200")
+    assert frame[:6] == bytes.fromhex("333300000001") and frame[6:12] == MAC
+    assert socket.inet_ntop(socket.AF_INET6, frame[38:54]) == "ff02::1"
+    assert struct.unpack("!BBHI", frame[54:62])[3] == 0x20000000  # override only
+    assert _icmp6_sum(frame) == 0xFFFF
+
+
+def test_a_speaker_considers_the_addresses_of_both_its_networks() -> None:
+    services = [lb("v4", ["10.99.0.200"]), lb("v6", ["fd00:99:11::200", "fd00:98::1"])]
+    wanted = wanted_addresses(services, {}, set(), [ipaddress.IPv4Network("10.99.0.0/24"), V6])
+    assert [w.ip for w in wanted] == ["10.99.0.200", "fd00:99:11::200"]

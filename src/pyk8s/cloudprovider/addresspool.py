@@ -2,7 +2,8 @@
 
 With ``--lb-address-pool`` the cloud controller manager gives each LoadBalancer Service
 an address of its own from the configured ranges (``192.0.2.200-192.0.2.220``, or a
-CIDR), instead of the nodes' addresses:
+CIDR; IPv6 ones too), instead of the nodes' addresses, one of each of the Service's
+``ipFamilies`` that the pool has (MetalLB's: a RequireDualStack Service needs both):
 
 * ``spec.loadBalancerIP`` asks for one address: granted if it is in a pool and free,
   else the service gets ``SyncLoadBalancerFailed`` naming why (as MetalLB refuses it);
@@ -26,6 +27,7 @@ import asyncio
 import ipaddress
 from collections.abc import Iterable, Iterator, Sequence
 
+from pyk8s.api.dualstack import IPv4, IPv6, family_of
 from pyk8s.cloudprovider.provider import (
     JSON,
     CloudProviderError,
@@ -45,23 +47,37 @@ __all__ = [
 SHARED_IP_ANNOTATION = "pyk8s.io/allow-shared-ip"
 
 
-class AddressPool:
-    """IPv4 address ranges, in the order given."""
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
-    def __init__(self, ranges: Sequence[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]]):
+
+class AddressPool:
+    """Address ranges (each of one family), in the order given."""
+
+    def __init__(self, ranges: Sequence[tuple[Address, Address]]):
         self.ranges = list(ranges)
 
     def __contains__(self, ip: object) -> bool:
         try:
-            addr = ipaddress.IPv4Address(str(ip))
+            addr = ipaddress.ip_address(str(ip))
         except ValueError:
             return False
-        return any(lo <= addr <= hi for lo, hi in self.ranges)
+        return any(
+            lo.version == addr.version and lo <= addr <= hi  # type: ignore[operator]
+            for lo, hi in self.ranges
+        )
 
     def __iter__(self) -> Iterator[str]:
+        return self.addresses()
+
+    def addresses(self, family: str | None = None) -> Iterator[str]:
+        """The pool's addresses (of ``family``, ``IPv4`` or ``IPv6``), in order."""
         for lo, hi in self.ranges:
-            for n in range(int(lo), int(hi) + 1):
-                yield str(ipaddress.IPv4Address(n))
+            if family is None or family_of(str(lo)) == family:
+                for n in range(int(lo), int(hi) + 1):
+                    yield str(type(lo)(n))
+
+    def families(self) -> set[str]:
+        return {IPv4 if lo.version == 4 else IPv6 for lo, _ in self.ranges}
 
     def __len__(self) -> int:
         return sum(int(hi) - int(lo) + 1 for lo, hi in self.ranges)
@@ -71,24 +87,26 @@ def parse_pools(values: Iterable[str]) -> AddressPool:
     """``--lb-address-pool`` values (repeatable, comma-separated): ``FIRST-LAST`` or a CIDR
     (its network and broadcast addresses left out, as MetalLB's ``avoidBuggyIPs``);
     ValueError naming the bad one."""
-    ranges: list[tuple[ipaddress.IPv4Address, ipaddress.IPv4Address]] = []
+    ranges: list[tuple[Address, Address]] = []
     for value in values:
         for item in (v.strip() for v in value.split(",")):
             if not item:
                 continue
             try:
                 if "/" in item:
-                    net = ipaddress.IPv4Network(item, strict=False)
+                    net = ipaddress.ip_network(item, strict=False)
                     lo, hi = net.network_address, net.broadcast_address
-                    if net.prefixlen < 31:
+                    if net.version == 4 and net.prefixlen < 31:
                         lo, hi = lo + 1, hi - 1
                 else:
                     first, sep, last = item.partition("-")
-                    lo = ipaddress.IPv4Address(first.strip())
-                    hi = ipaddress.IPv4Address(last.strip()) if sep else lo
+                    lo = ipaddress.ip_address(first.strip())
+                    hi = ipaddress.ip_address(last.strip()) if sep else lo
             except ValueError as err:
                 raise ValueError(f"--lb-address-pool {item!r}: {err}") from None
-            if hi < lo:
+            if hi.version != lo.version:
+                raise ValueError(f"--lb-address-pool {item!r}: mixes IPv4 and IPv6")
+            if hi < lo:  # type: ignore[operator]
                 raise ValueError(f"--lb-address-pool {item!r}: the range is empty")
             ranges.append((lo, hi))
     if not ranges:
@@ -124,9 +142,9 @@ class AddressPoolLoadBalancer(StatusLoadBalancer):
     def __init__(self, context: Context, pool: AddressPool) -> None:
         self.context = context
         self.pool = pool
-        #: service UID → (the service as last assigned, its address); what this process
-        #: gave out and the status may not show yet
-        self._given: dict[str, tuple[Obj, str]] = {}
+        #: service UID → (the service as last assigned, its addresses); what this
+        #: process gave out and the status may not show yet
+        self._given: dict[str, tuple[Obj, tuple[str, ...]]] = {}
         self._lock = asyncio.Lock()
 
     def _holders(self, uid: str) -> dict[str, list[Obj]]:
@@ -147,7 +165,7 @@ class AddressPoolLoadBalancer(StatusLoadBalancer):
             if other == uid:
                 continue
             given = self._given.get(other)
-            for ip in {given[1]} if given else _status_ips(svc):
+            for ip in set(given[1]) if given else _status_ips(svc):
                 out.setdefault(ip, []).append(svc)
         for gone in set(self._given) - current - {uid}:
             del self._given[gone]  # deleted, or no longer a load balancer of ours
@@ -170,25 +188,39 @@ class AddressPoolLoadBalancer(StatusLoadBalancer):
         wanted = (service.get("spec") or {}).get("loadBalancerIP") or ""
         async with self._lock:
             holders = self._holders(uid)
-            ip = self._choose(service, wanted, holders)
-            self._given[uid] = (service, ip)
-        return {"ingress": [{"ip": ip, "ipMode": "VIP"}]}
+            ips = self._choose(service, wanted, holders)
+            self._given[uid] = (service, ips)
+        return {"ingress": [{"ip": ip, "ipMode": "VIP"} for ip in ips]}
 
-    def _choose(self, service: Obj, wanted: str, holders: dict[str, list[Obj]]) -> str:
+    def _choose(self, service: Obj, wanted: str, holders: dict[str, list[Obj]]) -> tuple[str, ...]:
         if wanted:
             why = self._free(service, wanted, holders)
             if why:
                 raise CloudProviderError(f"spec.loadBalancerIP {why}")
-            return wanted
+            return (wanted,)
+        spec = service.get("spec") or {}
+        families = [str(f) for f in spec.get("ipFamilies") or [IPv4]]
+        usable = [f for f in families if f in self.pool.families()]
+        if not usable or (spec.get("ipFamilyPolicy") == "RequireDualStack" and usable != families):
+            missing = next(f for f in families if f not in usable)
+            raise CloudProviderError(f"the address pool has no {missing} addresses")
         given = self._given.get(str((service.get("metadata") or {}).get("uid")))
-        for ip in ([given[1]] if given else []) + sorted(_status_ips(service)):
-            if self._free(service, ip, holders) is None:
+        kept = list(given[1] if given else ()) + sorted(_status_ips(service))
+        return tuple(self._choose_one(service, f, kept, holders) for f in usable)
+
+    def _choose_one(
+        self, service: Obj, family: str, kept: list[str], holders: dict[str, list[Obj]]
+    ) -> str:
+        """The service's address of ``family``: the one it has, a compatible sharer's,
+        or the first free one."""
+        for ip in kept:
+            if family_of(ip) == family and self._free(service, ip, holders) is None:
                 return ip
         if _share_key(service):  # join a compatible sharer first
             for ip, others in sorted(holders.items()):
-                if self._free(service, ip, holders) is None and others:
+                if family_of(ip) == family and others and self._free(service, ip, holders) is None:
                     return ip
-        for ip in self.pool:
+        for ip in self.pool.addresses(family):
             if ip not in holders:
                 return ip
         raise CloudProviderError(

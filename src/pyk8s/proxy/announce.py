@@ -23,7 +23,12 @@ its nat rules, and exactly one node makes the network send the address's packets
   socket on that interface (the address is not added to the interface, so nothing else
   of the host answers on it, as MetalLB), sends gratuitous ARP when it takes the address
   (three times, 0.5 s apart, which moves the neighbours' caches on failover), and records
-  MetalLB's ``nodeAssigned`` event on the service;
+  MetalLB's ``nodeAssigned`` event on the service; an IPv6 address (on the subnet of the
+  node's IPv6 address) is announced with NDP instead, as MetalLB's: neighbour
+  solicitations for it get solicited neighbour advertisements, taking it sends unsolicited
+  ones to all nodes (``ff02::1``, the override flag set), and the speaker joins the
+  address's solicited-node multicast group so that MLD-snooping switches forward the
+  solicitations to it;
 * **failover**: a holder that dies stops renewing its Lease; after
   :data:`LEASE_DURATION` the others count it gone and the next in hash order takes the
   address with gratuitous ARP.
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import hashlib
 import ipaddress
 import json
@@ -60,11 +66,15 @@ from pyk8s.client.leaderelection import micro_time
 __all__ = [
     "LEASE_DURATION",
     "ArpResponder",
+    "NdpResponder",
     "Speaker",
     "announcer",
     "arp_reply",
     "elected",
     "gratuitous_arp",
+    "neighbour_advert",
+    "solicited_node_group",
+    "unsolicited_advert",
     "wanted_addresses",
 ]
 
@@ -85,6 +95,21 @@ GARP_COUNT, GARP_INTERVAL = 3, 0.5
 
 ETH_P_ARP = 0x0806
 BROADCAST = b"\xff" * 6
+ETH_P_IPV6 = 0x86DD
+ICMPV6, NEIGHBOUR_SOLICITATION, NEIGHBOUR_ADVERT = 58, 135, 136
+ALL_NODES = socket.inet_pton(socket.AF_INET6, "ff02::1")
+ALL_NODES_MAC = bytes.fromhex("333300000001")
+#: the advertisement's flags: solicited, override
+SOLICITED, OVERRIDE = 0x40000000, 0x20000000
+#: classic BPF for the NDP socket: IPv6, next header ICMPv6, type 135, else drop
+NS_FILTER = (
+    (0x28, 0, 0, 12), (0x15, 0, 5, ETH_P_IPV6), (0x30, 0, 0, 20), (0x15, 0, 3, ICMPV6),
+    (0x30, 0, 0, 54), (0x15, 0, 1, NEIGHBOUR_SOLICITATION), (0x06, 0, 0, 0xFFFF),
+    (0x06, 0, 0, 0),
+)  # fmt: skip
+SO_ATTACH_FILTER = 26
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def announcer(candidates: Iterable[str], ip: str) -> str | None:
@@ -118,10 +143,11 @@ def wanted_addresses(
     services: Iterable[Mapping[str, Any]],
     ready_nodes: Mapping[tuple[str, str], frozenset[str]],
     node_addresses: set[str],
-    network: ipaddress.IPv4Network,
+    networks: Sequence[Network],
 ) -> list[Wanted]:
-    """The addresses a speaker on ``network`` considers; ``ready_nodes`` maps
-    (namespace, name) to the nodes with a ready endpoint of that service."""
+    """The addresses a speaker on ``networks`` (one per family) considers;
+    ``ready_nodes`` maps (namespace, name) to the nodes with a ready endpoint of that
+    service."""
     out: list[Wanted] = []
     for svc in services:
         if not _ours(svc):
@@ -135,9 +161,10 @@ def wanted_addresses(
             if not ip or entry.get("ipMode") == "Proxy" or ip in node_addresses:
                 continue
             try:
-                if ipaddress.IPv4Address(ip) not in network:
-                    continue
+                addr = ipaddress.ip_address(ip)
             except ValueError:
+                continue
+            if not any(addr in net for net in networks):
                 continue
             nodes = ready_nodes.get((ns, name), frozenset()) if local else None
             out.append(Wanted(ip, ns, name, nodes))
@@ -180,17 +207,71 @@ def gratuitous_arp(mac: bytes, ip: str) -> bytes:
     return BROADCAST + mac + b"\x08\x06" + arp
 
 
+def _icmp6_checksum(src: bytes, dst: bytes, message: bytes) -> int:
+    data = src + dst + struct.pack("!I3xB", len(message), ICMPV6) + message
+    if len(data) % 2:
+        data += b"\0"
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF
+
+
+def _advert(mac: bytes, eth_dst: bytes, target: bytes, dst: bytes, flags: int) -> bytes:
+    """A neighbour advertisement for ``target`` (sent from it) with our link-layer
+    address (RFC 4861 4.4), hop limit 255."""
+    message = struct.pack("!BBHI", NEIGHBOUR_ADVERT, 0, 0, flags) + target + b"\x02\x01" + mac
+    checksum = _icmp6_checksum(target, dst, message)
+    message = message[:2] + struct.pack("!H", checksum) + message[4:]
+    header = struct.pack("!IHBB", 0x60000000, len(message), ICMPV6, 255) + target + dst
+    return eth_dst + mac + struct.pack("!H", ETH_P_IPV6) + header + message
+
+
+def neighbour_advert(frame: bytes, mac: bytes, ips: Mapping[str, Any]) -> bytes | None:
+    """The solicited advertisement answering ``frame`` if it is an Ethernet neighbour
+    solicitation (hop limit 255) for one of ``ips``; duplicate address detection (an
+    unspecified source) is left unanswered, as MetalLB's."""
+    if len(frame) < 78 or frame[12:14] != b"\x86\xdd" or frame[20:22] != bytes([ICMPV6, 255]):
+        return None
+    if frame[54:56] != bytes([NEIGHBOUR_SOLICITATION, 0]):
+        return None
+    src, target = frame[22:38], frame[62:78]
+    if src == bytes(16) or socket.inet_ntop(socket.AF_INET6, target) not in ips:
+        return None
+    return _advert(mac, frame[6:12], target, src, SOLICITED | OVERRIDE)
+
+
+def unsolicited_advert(mac: bytes, ip: str) -> bytes:
+    """An unsolicited advertisement of ``ip`` to all nodes, overriding their caches."""
+    target = socket.inet_pton(socket.AF_INET6, ip)
+    return _advert(mac, ALL_NODES_MAC, target, ALL_NODES, OVERRIDE)
+
+
+def solicited_node_group(ip: str) -> str:
+    """``ff02::1:ffXX:XXXX``, where neighbour solicitations for ``ip`` are sent."""
+    low = int(ipaddress.IPv6Address(ip)) & 0xFFFFFF
+    return str(ipaddress.IPv6Address((0xFF02 << 112) | (1 << 32) | (0xFF << 24) | low))
+
+
 class ArpResponder:
     """Answers ARP for a set of addresses on one interface (a raw AF_PACKET socket)."""
+
+    reply = staticmethod(arp_reply)
+    family = 4
+    ether_type = ETH_P_ARP
 
     def __init__(self, interface: str, mac: bytes) -> None:
         self.interface = interface
         self.mac = mac
         self.ips: dict[str, None] = {}
-        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ARP))
-        self._sock.bind((interface, ETH_P_ARP))
+        self._sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(self.ether_type))
+        self._sock.bind((interface, self.ether_type))
         self._sock.setblocking(False)
         asyncio.get_running_loop().add_reader(self._sock.fileno(), self._on_frame)
+
+    def serve(self, ips: Iterable[str]) -> None:
+        """Answer for exactly ``ips`` from now on."""
+        self.ips = dict.fromkeys(ips)
 
     def _on_frame(self) -> None:
         for _ in range(64):
@@ -199,14 +280,15 @@ class ArpResponder:
             except (BlockingIOError, InterruptedError):
                 return
             except OSError as err:
-                log.warning("arp socket: %s", err)
+                log.warning("layer-2 socket: %s", err, extra={"interface": self.interface})
                 return
-            reply = arp_reply(frame, self.mac, self.ips)
+            reply = self.reply(frame, self.mac, self.ips)
             if reply is not None:
                 with contextlib.suppress(OSError):
                     self._sock.send(reply)
 
     def announce(self, ip: str) -> None:
+        """Gratuitous ARP for ``ip``."""
         with contextlib.suppress(OSError):
             self._sock.send(gratuitous_arp(self.mac, ip))
 
@@ -216,7 +298,48 @@ class ArpResponder:
         self._sock.close()
 
 
-async def node_interface(node_ip: str) -> tuple[str, bytes, ipaddress.IPv4Network] | None:
+class NdpResponder(ArpResponder):
+    """Answers neighbour solicitations for a set of IPv6 addresses on one interface (a
+    raw AF_PACKET socket that a BPF filter gives solicitations only), and joins their
+    solicited-node multicast groups (MLD) on it."""
+
+    reply = staticmethod(neighbour_advert)
+    family = 6
+    ether_type = ETH_P_IPV6
+
+    def __init__(self, interface: str, mac: bytes) -> None:
+        super().__init__(interface, mac)
+        program = b"".join(struct.pack("HBBI", *insn) for insn in NS_FILTER)
+        buffer = ctypes.create_string_buffer(program)
+        fprog = struct.pack("HL", len(NS_FILTER), ctypes.addressof(buffer))
+        self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+        self._groups = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        self._index = socket.if_nametoindex(interface)
+        self._joined: set[str] = set()
+
+    def serve(self, ips: Iterable[str]) -> None:
+        super().serve(str(ipaddress.IPv6Address(ip)) for ip in ips)
+        groups = {solicited_node_group(ip) for ip in self.ips}
+        for group, option in [(g, socket.IPV6_JOIN_GROUP) for g in groups - self._joined] + [
+            (g, socket.IPV6_LEAVE_GROUP) for g in self._joined - groups
+        ]:
+            mreq = socket.inet_pton(socket.AF_INET6, group) + struct.pack("@I", self._index)
+            try:
+                self._groups.setsockopt(socket.IPPROTO_IPV6, option, mreq)
+            except OSError as err:
+                log.warning("multicast group %s: %s", group, err)
+        self._joined = groups
+
+    def announce(self, ip: str) -> None:
+        with contextlib.suppress(OSError):
+            self._sock.send(unsolicited_advert(self.mac, ip))
+
+    def close(self) -> None:
+        super().close()
+        self._groups.close()
+
+
+async def node_interface(node_ip: str) -> tuple[str, bytes, Network] | None:
     """(the interface carrying ``node_ip``, its MAC address, its network), from ``ip -j
     addr`` (not /sys, which shows the network namespace it was mounted in)."""
     proc = await asyncio.create_subprocess_exec(
@@ -228,7 +351,7 @@ async def node_interface(node_ip: str) -> tuple[str, bytes, ipaddress.IPv4Networ
         for link in json.loads(out or b"[]"):
             for addr in link.get("addr_info") or []:
                 if addr.get("local") == node_ip:
-                    net = ipaddress.IPv4Network(f"{node_ip}/{addr['prefixlen']}", strict=False)
+                    net = ipaddress.ip_network(f"{node_ip}/{addr['prefixlen']}", strict=False)
                     return str(link["ifname"]), _mac(str(link.get("address") or "")), net
     return None
 
@@ -257,8 +380,8 @@ class Speaker:
         self.recorder = EventRecorder(client, "pyk8s-speaker", node_name)
         #: the addresses this node announces now
         self.announced: dict[str, Wanted] = {}
-        self._responder: ArpResponder | None = None
-        self._network: ipaddress.IPv4Network | None = None
+        #: per IP family of the node's addresses: (its responder, its interface's network)
+        self._links: dict[int, tuple[ArpResponder, Network]] = {}
         #: lease name → (renewTime seen, local monotonic time it was first seen)
         self._observed: dict[str, tuple[str, float]] = {}
         self._lease_rv = ""
@@ -270,15 +393,15 @@ class Speaker:
     async def start(self) -> None:
         for ip in self.node_ips:
             found = await node_interface(ip)
-            if found is not None:
-                interface, mac, self._network = found
-                try:
-                    self._responder = ArpResponder(interface, mac)
-                except OSError as err:
-                    log.warning("layer-2 speaker off: %s", err, extra={"interface": interface})
-                    return
-                break
-        if self._responder is None:
+            if found is None or found[2].version in self._links:
+                continue
+            interface, mac, network = found
+            kind = ArpResponder if network.version == 4 else NdpResponder
+            try:
+                self._links[network.version] = (kind(interface, mac), network)
+            except OSError as err:
+                log.warning("layer-2 speaker: %s", err, extra={"interface": interface})
+        if not self._links:
             log.info("layer-2 speaker off: no interface carries the node's address")
             return
         for informer in (self.services, self.slices, self.nodes, self.leases):
@@ -299,8 +422,8 @@ class Speaker:
                 await self._task
         for task in list(self._garp_tasks):
             task.cancel()
-        if self._responder is not None:
-            self._responder.close()
+        for responder, _ in self._links.values():
+            responder.close()
         await self.nodes.stop()
         await self.leases.stop()
         await self.recorder.close()
@@ -354,7 +477,6 @@ class Speaker:
         return live
 
     async def sync(self) -> None:
-        assert self._network is not None and self._responder is not None
         node_addresses = {
             a.get("address")
             for n in self.nodes.store.list()
@@ -364,7 +486,7 @@ class Speaker:
             self.services.store.list(),
             self._ready_nodes(),
             {a for a in node_addresses if a},
-            self._network,
+            [network for _, network in self._links.values()],
         )
         if wanted and time.monotonic() - self._renewed_at >= RENEW_INTERVAL:
             await self._renew()
@@ -376,7 +498,8 @@ class Speaker:
         mine = elected(wanted, self._live() - excluded, self.node_name)
         for ip in set(self.announced) - set(mine):
             log.info("layer-2: stopped announcing", extra={"ip": ip})
-        self._responder.ips = dict.fromkeys(mine)
+        for family, (responder, _) in self._links.items():
+            responder.serve(ip for ip in mine if ipaddress.ip_address(ip).version == family)
         for ip, w in mine.items():
             if ip not in self.announced:
                 self._take(w)
@@ -397,10 +520,12 @@ class Speaker:
         task.add_done_callback(self._garp_tasks.discard)
 
     async def _gratuitous(self, ip: str) -> None:
+        """Gratuitous ARP, or unsolicited neighbour advertisements, for ``ip``."""
+        link = self._links.get(ipaddress.ip_address(ip).version)
         for _ in range(GARP_COUNT):
-            if ip not in self.announced or self._responder is None:
+            if ip not in self.announced or link is None:
                 return
-            self._responder.announce(ip)
+            link[0].announce(ip)
             await asyncio.sleep(GARP_INTERVAL)
 
     async def _renew(self) -> None:
