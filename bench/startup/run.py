@@ -15,7 +15,8 @@ the host (as tests/network/test_node_ops.py does), and polls every 50 ms for:
 Then the server is stopped with SIGTERM and started again on the same data dir; the
 restart row is the time until ``/readyz`` and until a Ready heartbeat newer than the
 restart. Rows are the p50 (and max) over ``--runs`` runs; ``--baseline REV`` measures
-git revision REV's ``src/`` too, interleaved with this tree's runs. Root only.
+git revision REV's ``src/`` too, interleaved with this tree's runs (repeatable; with
+``--no-tree`` only the revisions are measured). Root only.
 
 On a shared machine the wall times follow the load; the CPU rows (user + system seconds
 spent by the server's whole process tree, containerd and every component included, when
@@ -265,7 +266,10 @@ def _cell(runs: list[dict[str, float]], key: str) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--baseline", default="", help="git revision measured alongside (e.g. HEAD~3)")
+    ap.add_argument(
+        "--baseline", action="append", default=[], help="git revision measured alongside (HEAD~3)"
+    )
+    ap.add_argument("--no-tree", action="store_true", help="measure only the --baseline revisions")
     ap.add_argument("--logs", type=Path, help="keep each run's server log in this directory")
     ap.add_argument("--inner", nargs=3, metavar=("DATA_DIR", "NAME", "IP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -275,8 +279,8 @@ def main() -> None:
     load = Path("/proc/loadavg").read_text().split()[0]
     trees: dict[str, Path | None] = {"this tree": None}
     scratch = Path(tempfile.mkdtemp(prefix="pyk8s-startup-src-", dir="/tmp"))
-    if args.baseline:
-        trees = {args.baseline: _baseline_tree(args.baseline, scratch), **trees}
+    revisions = {rev: _baseline_tree(rev, scratch / str(i)) for i, rev in enumerate(args.baseline)}
+    trees = {**revisions, **({} if args.no_tree else trees)}
     results: dict[str, list[dict[str, float]]] = {t: [] for t in trees}
     try:
         for i in range(args.runs):
@@ -294,7 +298,8 @@ def main() -> None:
                 print(f"run {i + 1} {label}: {got}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    print(f"\n`pyk8s server` start-up, seconds, {args.runs} runs (load average {load})\n")
+    end = Path("/proc/loadavg").read_text().split()[0]
+    print(f"\n`pyk8s server` start-up, seconds, {args.runs} runs (load average {load} → {end})\n")
     head = "".join(f" {label + ' p50/max':>15} |" for label in trees)
     print(f"| {'milestone':<20} |{head}")
     print(f"|{'-' * 22}|" + f"{'-' * 17}|" * len(trees))
