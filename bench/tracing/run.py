@@ -16,7 +16,9 @@ Then the same in one process, without HTTP: the CPU time of the API server's cre
 alone: what tracing adds to a create, in µs, below the noise of the HTTP rounds.
 
 Usage: python3 bench/tracing/run.py [--ops 150] [--rounds 8] [--in-process-ops 300] [--same]
-``--same`` keeps spans in the baseline too (an A/A run): what it shows is the noise floor.
+[--together]. ``--same`` keeps spans in the baseline too (an A/A run): what it shows is the
+noise floor. ``--together`` loads both servers at the same time, each with its own clients,
+so the machine's load at any moment falls on both alike (they also compete with each other).
 This is a measurement, never a test: nothing here asserts a time. The load average is
 printed before and after (the machine may be shared).
 """
@@ -137,7 +139,7 @@ def merged(rows: list[Row]) -> Row:
     return Row(first.what, first.clients, len(lat), sum(r.seconds for r in rows), lat)
 
 
-async def main(ops: int, rounds: int, same: bool) -> None:
+async def main(ops: int, rounds: int, same: bool, together: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-tracing-") as tmp:
         base = Path(tmp)
         servers = {
@@ -150,24 +152,31 @@ async def main(ops: int, rounds: int, same: bool) -> None:
                     await ready(session, url, base / f"{log}.log")
                 results: dict[tuple[str, int], list[Row]] = {}
                 cpu: dict[tuple[str, int], list[float]] = {}
+
+                async def measure(name: str, clients: int, tag: str) -> None:
+                    proc, url = servers[name]
+                    before = cpu_seconds(proc.pid)
+                    row = await creates(session, url, f"create pod, {name}", clients, ops, tag)
+                    used = cpu_seconds(proc.pid) - before
+                    cpu.setdefault((name, clients), []).append(used / ops)
+                    results.setdefault((name, clients), []).append(row)
+
                 for r in range(rounds):
                     order = list(servers) if r % 2 == 0 else list(servers)[::-1]
                     for clients in (1, 10):
-                        for name in order:
-                            proc, url = servers[name]
-                            before = cpu_seconds(proc.pid)
-                            row = await creates(
-                                session, url, f"create pod, {name}", clients, ops, f"r{r}c{clients}"
-                            )
-                            used = cpu_seconds(proc.pid) - before
-                            cpu.setdefault((name, clients), []).append(used / ops)
-                            results.setdefault((name, clients), []).append(row)
+                        tag = f"r{r}c{clients}"
+                        if together:
+                            await asyncio.gather(*(measure(n, clients, tag) for n in order))
+                        else:
+                            for name in order:
+                                await measure(name, clients, tag)
         finally:
             for proc, _url in servers.values():
                 proc.terminate()
                 proc.wait(10)
     rows = [merged(rs) for _key, rs in sorted(results.items(), key=lambda kv: (kv[0][1], kv[0][0]))]
-    print(f"## pod create with and without trace recording ({rounds} alternating rounds)\n")
+    how = "rounds, both servers at once" if together else "alternating rounds"
+    print(f"## pod create with and without trace recording ({rounds} {how})\n")
     print(table(rows, ms_digits=2))
     print(
         "\n| clients | server CPU ms/create, spans | baseline | CPU | CPU, median of pairs "
@@ -252,11 +261,11 @@ async def in_process(ops: int, rounds: int, same: bool) -> None:
     print(f"| recording the span alone: all tracing adds | {rec:.1f} | {rec / off * 100:+.2f} % |")
 
 
-async def main_all(ops: int, rounds: int, in_process_ops: int, same: bool) -> None:
+async def main_all(ops: int, rounds: int, in_process_ops: int, same: bool, together: bool) -> None:
     print(f"load average at start: {' '.join(f'{x:.2f}' for x in os.getloadavg())}\n")
     if same:
         print("A/A run (--same): the baseline keeps spans too; the differences are noise\n")
-    await main(ops, rounds, same)
+    await main(ops, rounds, same, together)
     if in_process_ops:
         await in_process(in_process_ops, max(rounds, 6), same)
     print(f"\nload average at end: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
@@ -268,6 +277,7 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--in-process-ops", type=int, default=300, help="0: skip")
     ap.add_argument("--same", action="store_true", help="A/A: the baseline keeps spans too")
+    ap.add_argument("--together", action="store_true", help="load both servers at once")
     ap.add_argument("--serve", type=int, default=0, help=argparse.SUPPRESS)
     ap.add_argument("--db", default="", help=argparse.SUPPRESS)
     ap.add_argument("--max-traces", type=int, default=4096, help=argparse.SUPPRESS)
@@ -275,4 +285,4 @@ if __name__ == "__main__":
     if a.serve:
         asyncio.run(serve(a.serve, Path(a.db), a.max_traces))
     else:
-        asyncio.run(main_all(a.ops, a.rounds, a.in_process_ops, a.same))
+        asyncio.run(main_all(a.ops, a.rounds, a.in_process_ops, a.same, a.together))
