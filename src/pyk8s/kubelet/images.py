@@ -91,7 +91,9 @@ def _busybox_layer(busybox: Path = BUSYBOX_BINARY) -> tuple[bytes, str]:
             tar.addfile(_info(name, tarfile.REGTYPE, 0o644, len(data)), io.BytesIO(data))
     uncompressed = raw.getvalue()
     packed = io.BytesIO()
-    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0) as gz:
+    # level 1: a new node builds this before it runs anything; level 9 took 0.27 CPU
+    # seconds for a layer 6% smaller (1.03 vs 1.09 MB), and it never leaves the host
+    with gzip.GzipFile(filename="", mode="wb", fileobj=packed, mtime=0, compresslevel=1) as gz:
         gz.write(uncompressed)
     return packed.getvalue(), "sha256:" + hashlib.sha256(uncompressed).hexdigest()
 
