@@ -1203,6 +1203,11 @@ def _run_apiserver(args: argparse.Namespace) -> int:
     if problem:
         print(f"Error: {problem}", file=sys.stderr)
         return 1
+    try:
+        helm_lease = _helm_lease(args)
+    except ValueError as err:
+        print(f"Error: {err}", file=sys.stderr)
+        return 1
     logs.setup(args.command, args.log_level)
     opts = Options(
         data_dir=args.data_dir,
@@ -1235,6 +1240,7 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         requestheader_group_headers=_names(args.requestheader_group_headers),
         requestheader_extra_headers_prefix=_names(args.requestheader_extra_headers_prefix),
         **_snapshot_options(args),
+        helm_lease=helm_lease,
         **_embedded_etcd_options(args),
         cluster_config=_cluster_config(args),
     )
@@ -1310,6 +1316,17 @@ def _disabled_components(args: argparse.Namespace) -> set[str]:
     if args.disable_scheduler:
         out.add("scheduler")
     return out
+
+
+def _helm_lease(args: argparse.Namespace) -> LeaseSettings | None:
+    """``pyk8s server``'s Helm controller lease (LeaseSettings) from k3s's
+    ``CATTLE_ELECTION_*`` variables, or None (``pyk8s apiserver`` runs no Helm
+    controller); ValueError naming a bad variable."""
+    if args.command != "server":
+        return None
+    from pyk8s.server.manifests import helm_lease
+
+    return helm_lease(os.environ, args.node_name)
 
 
 def _snapshot_options(args: argparse.Namespace) -> dict[str, Any]:

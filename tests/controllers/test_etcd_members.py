@@ -2,7 +2,9 @@
 a real API server, with etcd's MemberRemove replaced by a recorder: the server's own
 Node gets k3s's annotations, labels and finalizer; deleting an annotated Node removes
 that member (retried while etcd refuses) and then lets the Node go; a Node with the
-finalizer but no member annotations just goes. The 3-server HA test
+finalizer but no member annotations just goes; a deleted server Node's server leaves
+every Addon's list (an Addon it alone held goes with its objects), so the survivors'
+removal of a manifest deletes its objects. The 3-server HA test
 (tests/ha/test_embedded_etcd_ha.py) runs the same with real etcd members.
 """
 
@@ -11,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pyk8s.client import ApiError, Client
 from pyk8s.controllers._resources import NODES
+from pyk8s.controllers.deploy import ADDON_CRD, SERVERS_ANNOTATION, ManifestDeployer
 from pyk8s.server import etcd_members
 from pyk8s.server.embedded_etcd import EtcdError
 from pyk8s.storage.endpoint import EtcdTLS
-from tests.controllers.conftest import eventually
+from tests.controllers.conftest import eventually, serve_crds
+from tests.controllers.test_deploy import ADDONS, _colour, _manifest
 from tests.integration.conftest import Server
 
 
@@ -117,3 +122,57 @@ async def test_own_node_annotated_and_deleted_nodes_members_removed(
     await client.delete(NODES, me)
     await eventually(lambda: _gone(client, me))
     assert recorder.calls[-1] == ("me-1", "10.0.0.1")
+
+
+async def test_a_deleted_server_node_leaves_the_addons(
+    client: Client, controller: tuple[str, Recorder], tmp_path: Path
+) -> None:
+    """Server ``peer`` dies for good: deleting its Node drops it from every Addon's
+    servers. A file both servers held is then removed from the survivor and its objects
+    go (before, the dead server kept them listed for ever); a file only ``peer`` held
+    goes with its objects at once."""
+    me, recorder = controller
+    peer = f"{me}-peer"
+    await serve_crds(client, [ADDON_CRD])
+    mine, theirs = tmp_path / "mine", tmp_path / "theirs"
+    mine.mkdir()
+    theirs.mkdir()
+    shared, only = f"shared-{uuid.uuid4().hex[:6]}", f"only-{uuid.uuid4().hex[:6]}"
+    for directory in (mine, theirs):
+        (directory / f"{shared}.yaml").write_text(_manifest(shared, {"a": "blue"}))
+    (theirs / f"{only}.yaml").write_text(_manifest(only, {"b": "red"}))
+    a = ManifestDeployer(client, mine, node=me)
+    b = ManifestDeployer(client, theirs, node=peer)
+    await a.sync()
+    await b.sync()
+
+    async def servers(addon: str) -> str:
+        got = await client.get(ADDONS, addon, "kube-system")
+        return str(got["metadata"]["annotations"][SERVERS_ANNOTATION])
+
+    both = sorted([f"{me}:{mine.resolve()}", f"{peer}:{theirs.resolve()}"])
+    assert await servers(shared) == ",".join(both)
+    assert await servers(only) == f"{peer}:{theirs.resolve()}"
+
+    annotations = {
+        etcd_members.NODE_NAME_ANNOTATION: "peer-1",
+        etcd_members.NODE_ADDRESS_ANNOTATION: "10.0.0.2",
+    }
+    await client.create(
+        NODES, _node(peer, annotations=annotations, finalizers=[etcd_members.FINALIZER])
+    )
+    await client.delete(NODES, peer)
+    await eventually(lambda: _gone(client, peer))
+    assert recorder.calls == [("peer-1", "10.0.0.2")]
+    assert await servers(shared) == f"{me}:{mine.resolve()}"
+    assert await _colour(client, only, "b") is None
+    with pytest.raises(ApiError) as err:
+        await client.get(ADDONS, only, "kube-system")
+    assert err.value.status == 404
+
+    (mine / f"{shared}.yaml").unlink()  # the survivor's file goes: so do the objects
+    assert await _colour(client, shared, "a") == "blue"
+    await a.sync()
+    assert await _colour(client, shared, "a") is None
+    for deployer in (a, b):
+        await deployer.recorder.close()

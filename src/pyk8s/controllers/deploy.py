@@ -20,9 +20,12 @@ left alone by the others (same checksum). Each deployer applies a file again onl
 that file changed on its own disk since it last looked (k3s re-applies on a changed
 mtime), so servers holding different versions of one file do not undo each other on every
 poll: the last to change or start wins, as on k3s. The Addon lists the servers holding its
-file (annotation ``addon.pyk8s.io/servers``, each ``<host name>:<directory>``); a server
+file (annotation ``addon.pyk8s.io/servers``, each ``<node name>:<directory>``); a server
 whose file is gone drops itself from the list, and the objects are deleted only when the
 last holder's file is gone (k3s never deletes on a removed file; the issue asks for it).
+A server gone for good is dropped from every list when its Node is deleted, the moment
+its etcd member is removed (:func:`forget_node`, called by
+:mod:`pyk8s.server.etcd_members`), so the survivors' removal of a file still deletes.
 
 The directory is polled (every two seconds): manifests change rarely and a poll needs
 no inotify binding. The Addon CustomResourceDefinition (:data:`ADDON_CRD`) must be
@@ -54,6 +57,7 @@ __all__ = [
     "SERVERS_ANNOTATION",
     "ManifestDeployer",
     "addon_name",
+    "forget_node",
     "parse_manifest",
 ]
 
@@ -185,11 +189,13 @@ class ManifestDeployer:
         interval: float = 2.0,
         *,
         server: str = "",
+        node: str = "",
     ) -> None:
         self.client = client
         self.directory = directory.resolve()
-        #: this deployer among the servers sharing the Addons (stable across restarts)
-        self.server = server or f"{socket.gethostname()}:{self.directory}"
+        #: this deployer among the servers sharing the Addons (stable across restarts):
+        #: ``<node>:<directory>``, ``node`` the server's Node name (default: the host's)
+        self.server = server or f"{node or socket.gethostname()}:{self.directory}"
         self.interval = interval
         self.recorder = EventRecorder(client, "deploy")
         #: checksum of a file whose last attempt failed -> when it may be tried again
@@ -246,9 +252,9 @@ class ManifestDeployer:
             self._seen.pop(name, None)
             others = _servers(addon) - {self.server}
             if others:  # another server still has the file: its objects stay
-                await self._set_servers(addon, others)
+                await _set_servers(self.client, addon, others)
             else:
-                await self._remove(addon)
+                await _remove(self.client, addon)
 
     def _holds(self, addon: Obj) -> bool:
         """Whether this server's file is (or was) behind ``addon``: it is in its servers,
@@ -258,15 +264,6 @@ class ManifestDeployer:
             return self.server in servers
         source = str((addon.get("spec") or {}).get("source", ""))
         return source.startswith(f"{self.directory}/")
-
-    async def _set_servers(self, addon: Obj, servers: set[str]) -> Obj:
-        meta = addon["metadata"]
-        meta["annotations"] = {
-            **(meta.get("annotations") or {}),
-            SERVERS_ANNOTATION: ",".join(sorted(servers)),
-        }
-        updated: Obj = await self.client.update(ADDONS, addon, NAMESPACE)
-        return updated
 
     async def _sync_file(self, name: str, path: Path, addon: Obj | None) -> None:
         try:
@@ -280,7 +277,7 @@ class ManifestDeployer:
         ):
             self._seen[name] = checksum
             if self.server not in _servers(addon):
-                await self._set_servers(addon, {*_servers(addon), self.server})
+                await _set_servers(self.client, addon, {*_servers(addon), self.server})
             return
         loop = asyncio.get_running_loop()
         if self._failed.get(checksum, 0.0) > loop.time():
@@ -301,13 +298,13 @@ class ManifestDeployer:
         self._failed.pop(checksum, None)
         before = {_Ref.of(r) for r in (addon.get("status") or {}).get("objects") or []}
         for ref in before - set(applied):
-            await self._delete(ref)
+            await _delete(self.client, ref)
         addon["spec"] = {"source": str(path), "checksum": checksum}
         addon["status"] = {
             "objects": [r.to_json() for r in applied],
             "gvks": sorted({f"{r.api_version}, Kind={r.kind}" for r in applied}),
         }
-        addon = await self._set_servers(addon, {*_servers(addon), self.server})
+        addon = await _set_servers(self.client, addon, {*_servers(addon), self.server})
         self._seen[name] = checksum
         self.recorder.event(addon, "Normal", "AppliedManifest", f'Applied manifest at "{path}"')
 
@@ -343,22 +340,63 @@ class ManifestDeployer:
         )
         return _Ref(obj["apiVersion"], obj["kind"], namespace, meta["name"])
 
-    async def _delete(self, ref: _Ref) -> None:
-        try:
-            await self.client.delete((ref.api_version, ref.kind), ref.name, ref.namespace or None)
-        except ApiError as err:
-            if err.status != 404:
-                raise
-        log.info("deleted %s %s/%s", ref.kind, ref.namespace, ref.name)
 
-    async def _remove(self, addon: Obj) -> None:
-        source = (addon.get("spec") or {}).get("source", "")
-        refs: Iterable[Obj] = (addon.get("status") or {}).get("objects") or []
-        for ref in refs:
-            await self._delete(_Ref.of(ref))
-        try:
-            await self.client.delete(ADDONS, addon["metadata"]["name"], NAMESPACE)
-        except ApiError as err:
-            if err.status != 404:
-                raise
-        log.info("removed the objects of %s", source)
+async def forget_node(client: Client, node: str) -> list[str]:
+    """Drop the servers of Node ``node`` (a server gone for good: its Node was deleted)
+    from every Addon's servers; an Addon left with none goes with its objects, as when
+    the last holder's file is removed. The Addons changed, by name."""
+    try:
+        addons = (await client.list(ADDONS, NAMESPACE)).get("items") or []
+    except ApiError as err:
+        if err.status == 404:  # the Addon kind is not served: no Addons
+            return []
+        raise
+    changed: list[str] = []
+    for addon in addons:
+        servers = _servers(addon)
+        gone = {s for s in servers if s.partition(":")[0] == node}
+        if not gone:
+            continue
+        if servers - gone:
+            await _set_servers(client, addon, servers - gone)
+        else:
+            await _remove(client, addon)
+        changed.append(addon["metadata"]["name"])
+        log.info(
+            "dropped a deleted node's server from an addon",
+            extra={"node": node, "addon": addon["metadata"]["name"], "left": len(servers - gone)},
+        )
+    return changed
+
+
+async def _set_servers(client: Client, addon: Obj, servers: set[str]) -> Obj:
+    meta = addon["metadata"]
+    meta["annotations"] = {
+        **(meta.get("annotations") or {}),
+        SERVERS_ANNOTATION: ",".join(sorted(servers)),
+    }
+    updated: Obj = await client.update(ADDONS, addon, NAMESPACE)
+    return updated
+
+
+async def _delete(client: Client, ref: _Ref) -> None:
+    try:
+        await client.delete((ref.api_version, ref.kind), ref.name, ref.namespace or None)
+    except ApiError as err:
+        if err.status != 404:
+            raise
+    log.info("deleted %s %s/%s", ref.kind, ref.namespace, ref.name)
+
+
+async def _remove(client: Client, addon: Obj) -> None:
+    """Delete what ``addon`` made, then the Addon."""
+    source = (addon.get("spec") or {}).get("source", "")
+    refs: Iterable[Obj] = (addon.get("status") or {}).get("objects") or []
+    for ref in refs:
+        await _delete(client, _Ref.of(ref))
+    try:
+        await client.delete(ADDONS, addon["metadata"]["name"], NAMESPACE)
+    except ApiError as err:
+        if err.status != 404:
+            raise
+    log.info("removed the objects of %s", source)

@@ -16,7 +16,7 @@ import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -59,6 +59,9 @@ from pyk8s.server.paths import default_data_dir
 from pyk8s.server.supervisor import Supervisor
 from pyk8s.storage import Store, open_store
 from pyk8s.storage.encryption import EncryptingStore, Rule
+
+if TYPE_CHECKING:
+    from pyk8s.client import LeaseSettings
 
 log = logging.getLogger(__name__)
 
@@ -120,6 +123,9 @@ class Options:
     deploy_manifests: bool = False
     #: with deploy_manifests: k3s's Helm controller and its CRDs (--disable-helm-controller)
     helm_controller: bool = True
+    #: the Helm controller's lease timings and identity host (from k3s's
+    #: CATTLE_ELECTION_* variables: manifests.helm_lease); None: the defaults
+    helm_lease: LeaseSettings | None = None
     #: k3s's embedded etcd: --cluster-init starts a new cluster, --server URL with the
     #: server --token joins one (a data dir that holds a member always runs it)
     cluster_init: bool = False
@@ -419,8 +425,9 @@ def _deploy_manifests(opts: Options) -> tuple[asyncio.Event, asyncio.Task[None]]
     if not opts.deploy_manifests:
         return None
     stop = asyncio.Event()
+    lease = opts.helm_lease or manifests.helm_lease({}, opts.node_name)
     job = manifests.run(
-        opts.kubeconfig, opts.data_dir, opts.helm_controller, stop, host=opts.node_name
+        opts.kubeconfig, opts.data_dir, opts.helm_controller, stop, _node(opts), lease
     )
     return stop, asyncio.create_task(job, name="deploy")
 
@@ -483,6 +490,11 @@ async def _start_embedded_etcd(opts: Options) -> tuple[Supervisor, Any] | None:
     return supervisor, member
 
 
+def _node(opts: Options) -> str:
+    """This server's Node name (its agent's): --node-name, else the host name."""
+    return (opts.node_name or socket.gethostname()).lower()
+
+
 def _etcd_members(
     opts: Options, pki: Pki, etcd: tuple[Supervisor, Any] | None
 ) -> tuple[asyncio.Event, asyncio.Task[None]] | None:
@@ -497,7 +509,7 @@ def _etcd_members(
     stop = asyncio.Event()
     job = etcd_members.run(
         opts.kubeconfig,
-        (opts.node_name or socket.gethostname()).lower(),
+        _node(opts),
         member.name(),
         member.advertise_address,
         (member.local_target, member.tls(pki)),

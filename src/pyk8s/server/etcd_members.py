@@ -16,8 +16,11 @@ an embedded etcd member:
   finalizer ``wrangler.cattle.io/managed-etcd-controller`` (the one k3s's wrangler
   ``OnRemove`` handler adds), so the deletion waits for the removal;
 * **a Node being deleted** with that finalizer: the member with the annotated name
-  *and* address is removed (MemberRemove through this server's member), then the
-  finalizer. Every server races for it; a member already gone counts as removed.
+  *and* address is removed (MemberRemove through this server's member), the server is
+  dropped from every Addon's ``addon.pyk8s.io/servers`` (an Addon it alone held goes
+  with its objects: :func:`pyk8s.controllers.deploy.forget_node`; k3s has no such list),
+  then the finalizer. Every server races for it; a member already gone counts as
+  removed.
 
 A server runs it without leader election, as the removal is idempotent and each server
 must annotate its own Node. Nodes without the finalizer (agents) are left alone.
@@ -30,8 +33,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from pyk8s.client import Client, load_kubeconfig
+from pyk8s.client import Client, ClientError, load_kubeconfig
 from pyk8s.controllers._resources import NODES
+from pyk8s.controllers.deploy import forget_node
 from pyk8s.controllers.pvcprotection import set_finalizer
 from pyk8s.controllers.runtime import Manager, Request, Result
 from pyk8s.server.embedded_etcd import EtcdError, member_remove
@@ -121,6 +125,13 @@ class EtcdMemberReconciler:
                 return Result(requeue_after=RETRY)
             if not removed:  # member_remove logs a removal
                 log.info("no etcd member %s left", name, extra={"node": meta["name"]})
+        try:
+            await forget_node(self.client, meta["name"])
+        except ClientError as err:  # another server's update won: look again
+            log.warning(
+                "dropping the node from addons failed: %s", err, extra={"node": meta["name"]}
+            )
+            return Result(requeue_after=RETRY)
         await set_finalizer(self.client, NODES, node, FINALIZER, False)
         return None
 

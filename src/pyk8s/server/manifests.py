@@ -13,7 +13,12 @@ controller, each run where k3s runs it.
 * **The Helm controller on one server.** k3s runs it among the controllers of its
   ``k3s`` lease in ``kube-system``; here the lease is ``pyk8s``. A server that loses the
   lease stops its controller and campaigns again (k3s exits the whole process, which here
-  would take the API server down with it).
+  would take the API server down with it). Its timings come from the environment
+  variables k3s's leader election (wrangler) reads, ``CATTLE_ELECTION_LEASE_DURATION``,
+  ``CATTLE_ELECTION_RENEW_DEADLINE`` and ``CATTLE_ELECTION_RETRY_PERIOD`` (Go
+  durations), so the README's HA timings apply to it as to the scheduler and the
+  controller manager; unset, client-go's defaults (15s/10s/2s; wrangler's are
+  45s/30s/2s).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +34,15 @@ if TYPE_CHECKING:
     from pyk8s.apiserver.handlers import ResourceHandlers
     from pyk8s.client import Client, LeaseSettings
 
-__all__ = ["LOCK_NAME", "register_crds", "run", "run_helm_controller", "wanted_crds"]
+__all__ = [
+    "LEASE_ENV",
+    "LOCK_NAME",
+    "helm_lease",
+    "register_crds",
+    "run",
+    "run_helm_controller",
+    "wanted_crds",
+]
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +50,34 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "pyk8s"
 #: how long the start waits for the CRDs to be served
 SERVED_WITHIN = 30.0
+#: k3s's (wrangler's) leader-election variables -> the LeaseSettings field each sets
+LEASE_ENV = {
+    "CATTLE_ELECTION_LEASE_DURATION": "lease_duration",
+    "CATTLE_ELECTION_RENEW_DEADLINE": "renew_deadline",
+    "CATTLE_ELECTION_RETRY_PERIOD": "retry_period",
+}
+
+
+def helm_lease(environ: Mapping[str, str], host: str = "") -> LeaseSettings:
+    """The Helm controller's lease timings from k3s's ``CATTLE_ELECTION_*`` variables in
+    ``environ`` (client-go's defaults for those unset), its identity ``<host>_<uuid>``;
+    ValueError naming the variable whose value is not a Go duration, or client-go's
+    complaint about their combination."""
+    from pyk8s.client import LeaseSettings
+    from pyk8s.server.component import parse_duration
+
+    given: dict[str, float] = {}
+    for variable, field in LEASE_ENV.items():
+        value = environ.get(variable, "")
+        if value:
+            try:
+                given[field] = parse_duration(value, variable)
+            except ValueError:
+                raise ValueError(f"{variable}={value!r} is not a valid duration") from None
+    try:
+        return LeaseSettings(host=host, **given)
+    except ValueError as err:
+        raise ValueError(f"{', '.join(LEASE_ENV)}: {err}") from None
 
 
 def wanted_crds(helm_controller: bool) -> list[dict[str, Any]]:
@@ -67,19 +108,24 @@ async def register_crds(handlers: ResourceHandlers, crds: Sequence[dict[str, Any
 
 
 async def run(
-    kubeconfig: Path, data_dir: Path, helm_controller: bool, stop: asyncio.Event, host: str = ""
+    kubeconfig: Path,
+    data_dir: Path,
+    helm_controller: bool,
+    stop: asyncio.Event,
+    node: str,
+    lease: LeaseSettings | None = None,
 ) -> None:
-    """The deployer over ``DATA_DIR/server/manifests`` and, unless disabled, the Helm
-    controller while this server holds :data:`LOCK_NAME` (its identity
-    ``<host>_<uuid>``, ``host`` the server's node name or this host's), until ``stop``."""
-    from pyk8s.client import Client, LeaseSettings, load_kubeconfig
+    """The deployer over ``DATA_DIR/server/manifests`` (listed on Addons as server
+    ``<node>:<directory>``, ``node`` this server's Node name) and, unless disabled, the
+    Helm controller while this server holds :data:`LOCK_NAME` with ``lease``'s timings
+    and identity (:func:`helm_lease`), until ``stop``."""
+    from pyk8s.client import Client, load_kubeconfig
     from pyk8s.controllers.deploy import ManifestDeployer
 
     async with Client(load_kubeconfig(kubeconfig)) as client:
-        deployer = ManifestDeployer(client, data_dir / "server" / "manifests")
+        deployer = ManifestDeployer(client, data_dir / "server" / "manifests", node=node)
         jobs = [deployer.run(stop)]
         if helm_controller:
-            lease = LeaseSettings(host=host)
             jobs.append(run_helm_controller(client, kubeconfig, data_dir, stop, lease))
         await asyncio.gather(*jobs)
 
