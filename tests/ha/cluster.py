@@ -1,11 +1,15 @@
-"""Three ``pyk8s server``s on embedded etcd on one host, for the HA test and the
-failover benchmark: each on its own loopback address (127.0.0.2-4) with the same API
-port (upstream's lease endpoint reconciler expects one port), its own etcd ports and
-data dir; the first with ``--cluster-init``, the others joining it with its server
-token, both at once (etcd adds a member only while quorum stays safe, so the second
-join waits for the first, retrying as k3s does). Server ``i`` is node ``s<i>``
-(``--node-name``): its etcd member is ``s<i>-<hex>`` and its components' lease
-identities ``s<i>_<uuid>``, so the test can tell which server leads."""
+"""Three ``pyk8s server``s on embedded etcd, for the HA test and the failover benchmark.
+
+Each runs either on a test host of its own (:class:`tests.network.hosts.Hosts`: a
+network namespace on a bridge, the server started under ``nsenter --net``), as the HA
+test runs them, or on its own loopback address (127.0.0.2-4) of this host, as the
+benchmark does. Either way they share one API port (upstream's lease endpoint reconciler
+expects one port) and each has its own etcd ports and data dir; the first starts with
+``--cluster-init``, the others join it with its server token, both at once (etcd adds a
+member only while quorum stays safe, so the second join waits for the first, retrying
+as k3s does). Server ``i`` is node ``s<i>`` (``--node-name``): its etcd member is
+``s<i>-<hex>`` and its components' lease identities ``s<i>_<uuid>``, so the test can
+tell which server leads."""
 
 from __future__ import annotations
 
@@ -16,8 +20,12 @@ import socket
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from tests.integration.conftest import Server, free_port
+
+if TYPE_CHECKING:
+    from tests.network.hosts import Hosts
 
 ADDRESSES = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 #: the leader-election timings the README documents for HA servers (kube-vip's
@@ -27,6 +35,12 @@ HA_LEASES = tuple(
     for component in ("scheduler", "controller-manager")
     for flag in ("lease-duration=5s", "renew-deadline=3s", "retry-period=1s")
 )
+#: the same timings for the Helm controller's ``pyk8s`` lease (k3s's wrangler variables)
+HA_LEASE_ENV = {
+    "CATTLE_ELECTION_LEASE_DURATION": "5s",
+    "CATTLE_ELECTION_RENEW_DEADLINE": "3s",
+    "CATTLE_ELECTION_RETRY_PERIOD": "1s",
+}
 
 
 def port_free_on_all(port: int) -> bool:
@@ -61,8 +75,13 @@ def node_name(i: int) -> str:
     return f"s{i + 1}"
 
 
-def ha_server(base: Path, i: int, port: int, *extra: str) -> HAServer:
-    address = ADDRESSES[i]
+def ha_server(
+    base: Path, i: int, port: int, *extra: str, address: str = "", netns: str = ""
+) -> HAServer:
+    """Server ``i`` on ``address`` (default: its loopback address), inside the network
+    namespace ``netns`` when given."""
+    address = address or ADDRESSES[i]
+    wrapper = ("nsenter", f"--net=/run/netns/{netns}") if netns else ()
     args = (
         "--bind-address", address, "--advertise-address", address, "--node-name", node_name(i),
         "--etcd-client-port", str(free_port()), "--etcd-peer-port", str(free_port()),
@@ -71,7 +90,10 @@ def ha_server(base: Path, i: int, port: int, *extra: str) -> HAServer:
         "--disable-agent", "--disable-cloud-controller", "--disable", "metrics-server",
         "--disable", "coredns", "--etcd-disable-snapshots", *extra,
     )  # fmt: skip
-    return HAServer(base / f"s{i + 1}", port, extra_args=args, command="server", address=address)
+    return HAServer(
+        base / f"s{i + 1}", port, extra_args=args, command="server", wrapper=wrapper,
+        address=address,
+    )  # fmt: skip
 
 
 def descendants(pid: int) -> list[int]:
@@ -97,18 +119,27 @@ def kill_host(srv: Server) -> None:
 
 
 def start_cluster(
-    base: Path, started: list[HAServer], timeout: float = 120.0, extra: tuple[str, ...] = ()
+    base: Path,
+    started: list[HAServer],
+    timeout: float = 120.0,
+    extra: tuple[str, ...] = (),
+    hosts: Hosts | None = None,
 ) -> None:
-    """Start the three servers (each with ``extra`` flags), appending each to
-    ``started`` once it serves (the caller stops whatever is there, also when a start
-    fails)."""
-    port = shared_port()
-    first = ha_server(base, 0, port, "--cluster-init", *extra)
+    """Start the three servers (each with ``extra`` flags), on the three ``hosts`` when
+    given (else on loopback addresses), appending each to ``started`` once it serves
+    (the caller stops whatever is there, also when a start fails)."""
+    # a fresh namespace has every port free
+    port = free_port() if hosts else shared_port()
+
+    def where(i: int) -> dict[str, str]:
+        return {"address": hosts.hosts[i].ip, "netns": hosts.hosts[i].name} if hosts else {}
+
+    first = ha_server(base, 0, port, "--cluster-init", *extra, **where(0))
     first.start(timeout=timeout)
     started.append(first)
     token = first.data_dir / "server" / "server-token"
     join = ("--server", first.url, "--token-file", str(token), *extra)
-    joining = [ha_server(base, i, port, *join) for i in (1, 2)]
+    joining = [ha_server(base, i, port, *join, **where(i)) for i in (1, 2)]
     started.extend(joining)
     # both at once: etcd adds the second member only once the first one runs, and the
     # join retries until then (the servers' start-up overlaps)

@@ -1,16 +1,19 @@
 """Three ``pyk8s server``s on embedded etcd survive the loss of one (issue 19).
 
-One test, because every step needs the cluster the previous one built: server 1 starts
-with ``--cluster-init``, servers 2 and 3 join it with the server token (each on its own
-loopback address, with the same API port so the ``kubernetes`` Endpoints are one
-subset; server ``i`` is node ``s<i>``, so lease holders name their server). The
-components run with the README's HA leader-election timings (5 s lease). Two simulated
-nodes and a writer reach the servers through the agent's client-side load balancer
-(:class:`pyk8s.client.loadbalancer.LoadBalancer`), which learns the servers from the
-``kubernetes`` Endpoints. Then server 1 is killed like a host (SIGKILL to it, its etcd
-and its components at once), and the test waits for: writes through the load balancer
-succeeding again, no acknowledged write lost, the controller manager's and the
-scheduler's leases held and renewed by a surviving server (whoever led before: a
+One test, because every step needs the cluster the previous one built. Each server is
+a test host of its own (:class:`tests.network.hosts.Hosts`: a network namespace on a
+bridge, 10.99.K.11-13; the test itself stays in the root namespace and reaches them over
+the bridge). Server 1 starts with ``--cluster-init``, servers 2 and 3 join it with the
+server token (with the same API port, so the ``kubernetes`` Endpoints are one subset;
+server ``i`` is node ``s<i>``, so lease holders name their server). The components and
+the Helm controller run with the README's HA leader-election timings (5 s lease). Two
+simulated nodes and a writer reach the servers through the agent's client-side load
+balancer (:class:`pyk8s.client.loadbalancer.LoadBalancer`), which learns the servers
+from the ``kubernetes`` Endpoints. Then server 1 is killed like a host (SIGKILL to it,
+its etcd and its components at once), and the test waits for: writes through the load
+balancer succeeding again (how long that took is printed, not asserted), no
+acknowledged write lost, the controller manager's, the scheduler's and the Helm
+controller's leases held and renewed by a surviving server (whoever led before: a
 standby may have taken a lease earlier), the nodes renewing their Leases and staying
 Ready, and the Endpoints listing just the two survivors. Server 1 then starts again on
 its data dir (its etcd member re-joins) and serves a write made while it was gone.
@@ -35,7 +38,7 @@ import pytest
 from tests.e2e_sim.conftest import wait_until
 from tests.etcd_cluster import etcd_available
 from tests.ha.cluster import (
-    ADDRESSES,
+    HA_LEASE_ENV,
     HA_LEASES,
     HAServer,
     etcd_members,
@@ -45,6 +48,7 @@ from tests.ha.cluster import (
     stop_all,
 )
 from tests.integration.conftest import Kubectl, free_port
+from tests.network.hosts import Hosts
 
 
 @dataclass
@@ -136,18 +140,27 @@ class Balanced:
 
 
 @pytest.fixture
-def servers(tmp_path: Path) -> Iterator[list[HAServer]]:
+def servers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[list[HAServer]]:
+    """The three servers, each on a test host of its own; stopped, and the hosts torn
+    down, whatever happens."""
     if not etcd_available():
         pytest.fail("etcd-server (/usr/bin/etcd) is not installed: bash scripts/setup.sh")
+    for key, value in HA_LEASE_ENV.items():
+        monkeypatch.setenv(key, value)
+    hosts = Hosts.create(tmp_path / "hosts", 3)
     started: list[HAServer] = []
     try:
-        start_cluster(tmp_path, started, extra=HA_LEASES)
+        start_cluster(tmp_path, started, extra=HA_LEASES, hosts=hosts)
         yield started
     finally:
-        stop_all(started)
+        try:
+            stop_all(started)
+        finally:
+            hosts.destroy()
 
 
-LEADER_LEASES = ("kube-controller-manager", "kube-scheduler")
+#: the controller manager's, the scheduler's and the Helm controller's (k3s's "k3s")
+LEADER_LEASES = ("kube-controller-manager", "kube-scheduler", "pyk8s")
 
 
 def _leader(k: Kubectl, name: str) -> tuple[str, float]:
@@ -210,7 +223,8 @@ def _nodes_ready_and_renewed(k: Kubectl, after: float) -> bool:
 def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_path: Path) -> None:
     s1, s2, s3 = servers
     k2 = Kubectl(s2.kubeconfig)
-    assert wait_until(lambda: _endpoints(k2) == sorted(ADDRESSES), within=60)
+    addresses = sorted(s.address for s in servers)
+    assert wait_until(lambda: _endpoints(k2) == addresses, within=60)
     names = [node_name(i) for i in range(3)]
     # an identity Lease per API server, named after its node (upstream: its host name)
     assert wait_until(lambda: _identity_hosts(k2) == names, within=30)
@@ -263,7 +277,7 @@ def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_pat
     s1.start(timeout=120)
     last = Kubectl(s1.kubeconfig).json("get", "configmap", lb.writer.acked[-1])
     assert last["metadata"]["name"] == lb.writer.acked[-1]
-    assert wait_until(lambda: _endpoints(k2) == sorted(ADDRESSES), within=60)
+    assert wait_until(lambda: _endpoints(k2) == addresses, within=60)
     _removing_a_dead_servers_node_removes_its_member(k2, s2, s3)
 
 

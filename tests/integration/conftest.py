@@ -57,6 +57,8 @@ class Server:
     extra_args: tuple[str, ...] = ()
     #: "apiserver" alone, or "server" (with its supervised components)
     command: str = "apiserver"
+    #: what the server runs under, e.g. ``nsenter --net=...`` into a test host's netns
+    wrapper: tuple[str, ...] = ()
 
     @property
     def kubeconfig(self) -> Path:
@@ -98,6 +100,7 @@ class Server:
         log = open(self.data_dir.parent / f"{self.data_dir.name}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
+                *self.wrapper,
                 sys.executable,
                 "-m",
                 "pyk8s",
