@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from pyk8s import cli
+from tests.integration.conftest import pyk8s_cli
 
 
 def _server(*extra: str) -> object:
@@ -163,3 +164,27 @@ def test_leader_election_timings_are_checked_as_client_go_does() -> None:
     bad = cli._parser().parse_args(["scheduler", "--leader-elect-lease-duration", "15"])
     with pytest.raises(ValueError, match="invalid duration"):
         cli._lease_settings(bad)
+
+
+def test_the_helm_controllers_lease_takes_k3s_election_variables(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """k3s's wrangler leader election reads CATTLE_ELECTION_*; so does pyk8s server's
+    Helm controller lease (kube-system/pyk8s). A bad value stops the server at once."""
+    args = cli._parser().parse_args(["server", "--node-name", "s1"])
+    default = cli._helm_lease(args)
+    assert default is not None
+    assert (default.lease_duration, default.renew_deadline, default.retry_period) == (15, 10, 2)
+    monkeypatch.setenv("CATTLE_ELECTION_LEASE_DURATION", "5s")
+    monkeypatch.setenv("CATTLE_ELECTION_RENEW_DEADLINE", "3s")
+    monkeypatch.setenv("CATTLE_ELECTION_RETRY_PERIOD", "1s")
+    lease = cli._helm_lease(args)
+    assert lease is not None
+    assert (lease.lease_duration, lease.renew_deadline, lease.retry_period) == (5, 3, 1)
+    assert lease.config("pyk8s").identity.startswith("s1_")
+    assert cli._helm_lease(cli._parser().parse_args(["apiserver"])) is None
+    monkeypatch.setenv("CATTLE_ELECTION_RETRY_PERIOD", "1")
+    out = pyk8s_cli("server", "--data-dir", str(tmp_path))
+    assert out.returncode == 1
+    assert out.stderr == "Error: CATTLE_ELECTION_RETRY_PERIOD='1' is not a valid duration\n"
+    assert not any(tmp_path.iterdir())  # refused before anything was touched
