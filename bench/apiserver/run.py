@@ -24,7 +24,7 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import orjson
@@ -32,7 +32,7 @@ import orjson
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench._cluster import Api, Server, free_port, revision_src  # noqa: E402
+from bench._cluster import Api, Server, cpu_seconds, free_port, revision_src  # noqa: E402
 from bench._table import Row, table, timed  # noqa: E402
 from tests.etcd_cluster import EtcdCluster  # noqa: E402
 
@@ -76,7 +76,20 @@ async def raw_store_rows(endpoint: str, ops: int) -> list[Row]:
     return rows
 
 
-async def bench_server(api: Api, ops: int) -> list[Row]:
+async def timed_cpu(
+    pid: int, what: str, clients: int, ops: int, one: Callable[[int], Awaitable[object]]
+) -> Row:
+    """:func:`timed`, with the API server's CPU per operation (ms, utime + stime) kept in
+    the row's ``backend`` field: on a loaded machine wall time says little, CPU more."""
+    before = cpu_seconds(pid)
+    row = await timed(what, clients, ops, one)
+    after = cpu_seconds(pid)
+    if before is not None and after is not None:
+        row.backend = f"{(after - before) / ops * 1000:.2f}"
+    return row
+
+
+async def bench_server(api: Api, ops: int, pid: int) -> list[Row]:
     rows: list[Row] = []
     await api.request_bytes(
         "POST",
@@ -88,7 +101,8 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
     base = "/api/v1/namespaces/bench/pods"
     for clients in (1, 10, 50):
         rows.append(
-            await timed(
+            await timed_cpu(
+                pid,
                 "create pod",
                 clients,
                 ops,
@@ -96,7 +110,8 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
             )
         )
         rows.append(
-            await timed(
+            await timed_cpu(
+                pid,
                 "get pod",
                 clients,
                 ops,
@@ -104,7 +119,8 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
             )
         )
         rows.append(
-            await timed(
+            await timed_cpu(
+                pid,
                 "list pods (limit 100)",
                 clients,
                 min(ops, 200),
@@ -112,7 +128,7 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
             )
         )
     # LIST of 10,000 pods
-    have = len((await api.request("GET", base))["items"])
+    have = len(orjson.loads(await api.request_bytes("GET", base))["items"])
     sem = asyncio.Semaphore(50)
 
     async def fill(i: int) -> None:
@@ -123,21 +139,24 @@ async def bench_server(api: Api, ops: int) -> list[Row]:
     lat = []
     for _ in range(5):
         t = time.perf_counter()
-        items = (await api.request("GET", base))["items"]
+        body = await api.request_bytes("GET", base)
         lat.append(time.perf_counter() - t)
+        # parsed untimed: the stdlib's parse of 10,000 pods (20 MB) took seconds
+        items = orjson.loads(body)["items"]
     rows.append(Row(f"LIST all pods ({len(items)})", 1, 5, sum(lat), lat))
-    rows += await pages(api, base, len(items), ops)
+    rows += await pages(api, base, len(items), ops, pid)
     rows += await watchers(api, base)
     return rows
 
 
-async def pages(api: Api, base: str, stored: int, ops: int) -> list[Row]:
+async def pages(api: Api, base: str, stored: int, ops: int, pid: int) -> list[Row]:
     """``?limit=100`` first pages (a consistent read each), and walks of every page through
     continue tokens (each walk at the revision of its first page)."""
     rows = []
     for clients in (1, 10):
         rows.append(
-            await timed(
+            await timed_cpu(
+                pid,
                 f"list pods (limit 100) of {stored:,}",
                 clients,
                 ops,
@@ -153,8 +172,8 @@ async def pages(api: Api, base: str, stored: int, ops: int) -> list[Row]:
         token = page["metadata"].get("continue", "")
 
     rows.append(
-        await timed(
-            f"list pods (limit 100, walking continue tokens) of {stored:,}", 1, ops, next_page
+        await timed_cpu(
+            pid, f"list pods (limit 100, walking continue tokens) of {stored:,}", 1, ops, next_page
         )
     )
     return rows
@@ -238,7 +257,8 @@ async def run_one(kind: str, base: Path, ops: int, src: Path | None = None) -> l
             ).start()
         api = Api(server)
         try:
-            rows = await bench_server(api, ops)
+            assert server.proc is not None
+            rows = await bench_server(api, ops, server.proc.pid)
         finally:
             await api.close()
             server.stop()
@@ -259,24 +279,29 @@ def report(title: str, rows: list[Row]) -> str:
                 f"- pod create, {c} client(s): {mine.rate / base_row.rate:.0%} of "
                 "the raw store's create rate at the same concurrency"
             )
+    cpu = [f"| {r.what} | {r.clients} | {r.backend} |" for r in rows if r.backend]
+    if cpu:
+        notes += ["", "| operation | clients | API server CPU ms/op |", "|---|---:|---:|", *cpu]
     return out + "\n\n" + "\n".join(notes)
 
 
 def compare(title: str, before: list[Row], after: list[Row]) -> str:
-    """Each operation's rate and p99, the baseline's next to this tree's."""
+    """Each operation's rate, p99 and API server CPU per op, the baseline's next to this
+    tree's."""
     old = {(r.what, r.clients): r for r in before}
     out = [
         f"### {title}: before / after",
         "",
-        "| operation | clients | ops/s before | ops/s after | p99 ms before | p99 ms after |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| operation | clients | ops/s before | ops/s after | p99 ms before | p99 ms after "
+        "| server CPU ms/op before | after |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in after:
         b = old.get((r.what, r.clients))
         if b is not None and r.latencies:
             out.append(
                 f"| {r.what} | {r.clients} | {b.rate:,.0f} | {r.rate:,.0f} | "
-                f"{b.pct(0.99):.1f} | {r.pct(0.99):.1f} |"
+                f"{b.pct(0.99):.1f} | {r.pct(0.99):.1f} | {b.backend or '-'} | {r.backend or '-'} |"
             )
     return "\n".join(out)
 

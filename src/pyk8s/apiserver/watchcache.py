@@ -567,7 +567,9 @@ class WatchCache:
         namespace = prefix.endswith("/") and prefix.count("/") == resource.count("/") + 1
         scope = prefix if namespace else resource
         return (
-            self._loaded_at <= revision <= self.revision and self._changed.get(scope, 0) <= revision
+            revision > 0
+            and self._loaded_at <= revision <= self.revision
+            and self._changed.get(scope, 0) <= revision
         )
 
     def _put(self, entry: Entry) -> None:
