@@ -149,7 +149,9 @@ def test_missing_deleted_and_immediate_claims_are_unschedulable_in_prefilter() -
     for name, message in cases.items():
         st = f.run_pre_filter(CycleState(), pod_with(name), cache)
         assert st is not None and st.code == Code.UNSCHEDULABLE_AND_UNRESOLVABLE
-        assert st.plugin == "VolumeBinding" and st.message == message
+        # VolumeRestrictions runs first (upstream's order) and finds the missing claim
+        plugin = "VolumeRestrictions" if name == "missing" else "VolumeBinding"
+        assert st.plugin == plugin and st.message == message
         assert fit_error_message(1, {}, pre_filter_msg=st.message) == (
             f"0/1 nodes are available: {message}."
         )

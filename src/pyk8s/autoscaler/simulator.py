@@ -35,6 +35,7 @@ _SIMULATION_PROFILE = {
                 "VolumeBinding",
                 "VolumeZone",
                 "NodeVolumeLimits",
+                "VolumeRestrictions",
             )
         ]
     }

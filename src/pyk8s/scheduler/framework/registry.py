@@ -67,6 +67,7 @@ def _default_registry() -> dict[str, Factory]:
     from pyk8s.scheduler.plugins.queuesort import PrioritySort
     from pyk8s.scheduler.plugins.tainttoleration import TaintToleration
     from pyk8s.scheduler.plugins.volumebinding import DEFAULT_BIND_TIMEOUT, VolumeBinding
+    from pyk8s.scheduler.plugins.volumerestrictions import VolumeRestrictions
     from pyk8s.scheduler.plugins.volumezone import VolumeZone
 
     def binder(_: Mapping[str, Any], h: Handle) -> Plugin:
@@ -83,6 +84,7 @@ def _default_registry() -> dict[str, Factory]:
         "NodePorts": lambda a, h: NodePorts(),
         "NodeResourcesFit": lambda a, h: NodeResourcesFit(),
         "NodeResourcesBalancedAllocation": lambda a, h: NodeResourcesBalancedAllocation(),
+        "VolumeRestrictions": lambda a, h: VolumeRestrictions(h.lister),
         "NodeVolumeLimits": lambda a, h: NodeVolumeLimits(h.lister),
         "VolumeBinding": lambda a, h: VolumeBinding(
             h.lister,
@@ -115,6 +117,7 @@ DEFAULT_PLUGINS: list[tuple[str, int]] = [
     ("NodeAffinity", 2),
     ("NodePorts", 0),
     ("NodeResourcesFit", 1),
+    ("VolumeRestrictions", 0),
     ("NodeVolumeLimits", 0),
     ("VolumeBinding", 0),
     ("VolumeZone", 0),
