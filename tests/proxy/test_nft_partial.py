@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from pyk8s.proxy import nftrules
 from pyk8s.proxy.model import service_key, slice_service_key
 from pyk8s.proxy.nftables import NftApplier
 from pyk8s.proxy.nftrules import NftRenderer, NftRuleset, render_nft
@@ -149,6 +150,17 @@ def test_a_shared_map_key_goes_back_to_the_remaining_service() -> None:
     assert "zz-shared" in claimed["192.0.2.50 . tcp . 80"]  # the later service port wins
     released = renderer.update(changed(series[2], series[3])).elements["service-ips"]
     assert "default/api/tcp/http" in released["192.0.2.50 . tcp . 80"]
+
+
+def test_a_full_render_reuses_the_renderers_own_service_ports() -> None:
+    """The proxier's periodic full render re-renders nothing unchanged, even after the
+    shared render cache was emptied (it is when it fills up)."""
+    renderer = NftRenderer(CONFIG)
+    first = renderer.render(*steps()[0])
+    nftrules._fragments.clear()
+    again = renderer.render(*steps()[0])
+    assert again.chains == first.chains
+    assert all(again.chains[c] is first.chains[c] for c in first.chains if "/web/" in c)
 
 
 def test_update_needs_a_render_first() -> None:

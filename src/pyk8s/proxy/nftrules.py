@@ -258,6 +258,10 @@ class NftRenderer:
         self._parts: dict[str, tuple[Part, ...]] = {}
         #: map → key → service port → value, for keys more than one port could claim
         self._claims: dict[str, dict[str, dict[SortKey, str]]] = {}
+        #: the rendered service ports by their input, since the last :meth:`render` (the
+        #: next one reuses them even when the shared cache was emptied in between)
+        self._live: dict[tuple[ServicePort, tuple[Endpoint, ...]], NftRuleset] = {}
+        self._earlier: dict[tuple[ServicePort, tuple[Endpoint, ...]], NftRuleset] = {}
 
     def render(
         self, services: Iterable[Mapping[str, Any]], endpoint_slices: Iterable[Mapping[str, Any]]
@@ -274,8 +278,10 @@ class NftRenderer:
         for ip in self.config.nodeport_addresses:
             out.elements["nodeport-ips"][ip] = ""
         self._parts, self._claims = {}, {}
+        self._earlier, self._live = self._live, {}
         for key in sorted(svcs):
             self._replace(out, key, self._service_parts(svcs[key], by_service.get(key, ())), None)
+        self._earlier = {}
         self.ruleset = out
         return out
 
@@ -310,15 +316,14 @@ class NftRenderer:
         if not ports:
             return ()
         by_port = endpoints_by_port(slices, self.config.node_name, self._version)
-        parts = [
-            (
-                (sp.name, sp.proto),
-                _fragment(self.config, self.family, sp,
-                          tuple(by_port.get((sp.namespace, sp.service, sp.port_name,
-                                             sp.protocol), ()))),
-            )
-            for sp in ports
-        ]  # fmt: skip
+        parts = []
+        for sp in ports:
+            eps = tuple(by_port.get((sp.namespace, sp.service, sp.port_name, sp.protocol), ()))
+            made = self._live.get((sp, eps)) or self._earlier.get((sp, eps))
+            if made is None:
+                made = _fragment(self.config, self.family, sp, eps)
+            self._live[(sp, eps)] = made
+            parts.append(((sp.name, sp.proto), made))
         parts.sort(key=lambda part: part[0])
         return tuple(parts)
 

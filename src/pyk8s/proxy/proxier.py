@@ -357,20 +357,17 @@ class Proxier:
         """The family's table: every Service on a full sync (or a first, or a new
         config), else only the ``dirty`` ones re-rendered."""
         renderer = self._renderers.get(family)
-        if full or renderer is None or renderer.ruleset is None or renderer.config != config:
+        if renderer is None or renderer.config != config:
             renderer = self._renderers[family] = NftRenderer(config)
-            return renderer.render(services, slices)
-        changed = {
-            key: (
-                self.services.store.get(key),
-                self.slices.store.by_index(_BY_SERVICE, key),
-            )
-            for key in dirty
-        }
         try:
-            return renderer.update(changed)
+            if full or renderer.ruleset is None:
+                return renderer.render(services, slices)
+            return renderer.update({
+                key: (self.services.store.get(key), self.slices.store.by_index(_BY_SERVICE, key))
+                for key in dirty
+            })  # fmt: skip
         except Exception:
-            del self._renderers[family]  # half-updated: render everything next time
+            del self._renderers[family]  # half-updated: a new one renders everything
             raise
 
     async def _program(
