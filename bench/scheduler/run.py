@@ -23,11 +23,11 @@ moment each one's ``spec.nodeName`` appears. Reported per node count:
   scheduler_perf's throughput collector sees, minus its idle API server).
 
 Where the time goes: the CPU the API server and sim-nodes use in 10 idle seconds once the
-nodes are Ready (the nodes' Lease renewals), and, per row, the CPU each process spent per pod (``/proc``: API server,
-scheduler, sim-nodes) and, under each row, the median of each step of a pod's path from
-its trace spans (40 pods sampled): create request → API server create span, the create
-itself, → the scheduler's queue (informer delivery), wait in the queue, the cycle, the
-bind round trip, and bound → the bench's watch.
+nodes are Ready (the nodes' Lease renewals), and, per row, the CPU each process spent per
+pod (``/proc``: API server, scheduler, sim-nodes) and, under each row, the median of each
+step of a pod's path from its trace spans (40 pods sampled): create request → API server
+create span, the create itself, → the scheduler's queue (informer delivery), wait in the
+queue, the cycle, the bind round trip, and bound → the bench's watch.
 
 ``--baseline REV`` measures git revision REV's scheduler first, then this tree's, on the
 same API server and sim nodes (each scheduler's pods are deleted before the next starts).

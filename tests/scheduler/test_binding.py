@@ -34,15 +34,17 @@ class HeldBinds:
         self.calls: list[tuple[str, str]] = []
         self.called = asyncio.Condition()
 
-    async def bind(self, namespace: str, name: str, node: str, **kw: Any) -> Any:
+    async def bind(
+        self, namespace: str, name: str, node_name: str, *, uid: str | None = None
+    ) -> Any:
         async with self.called:
-            self.calls.append((name, node))
+            self.calls.append((name, node_name))
             self.called.notify_all()
         if len(self.calls) <= self.fail:
             raise ApiError(500, "InternalError", "etcdserver: request timed out", {})
         if name in self.hold:
             await self.release.wait()
-        return await self.real(namespace, name, node, **kw)
+        return await self.real(namespace, name, node_name, uid=uid)
 
     async def wait_calls(self, n: int) -> None:
         async with self.called:
