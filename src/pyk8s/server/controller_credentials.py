@@ -33,6 +33,7 @@ from pyk8s.client import (
     EventRecorder,
     component_user_agent,
     is_already_exists,
+    is_not_found,
 )
 from pyk8s.controllers.runtime import Manager
 
@@ -109,7 +110,7 @@ class ControllerCredentials:
     def _token_file(self, account: str) -> Path:
         return self.dir / f"{account}.token"
 
-    async def _refresh(self, account: str) -> None:
+    async def _create_account(self, account: str) -> None:
         body = {"apiVersion": "v1", "kind": "ServiceAccount",
                 "metadata": {"name": account, "namespace": NAMESPACE}}  # fmt: skip
         try:
@@ -117,12 +118,20 @@ class ControllerCredentials:
         except ClientError as err:
             if not is_already_exists(err):
                 raise
+
+    async def _refresh(self, account: str) -> None:
         request = {
             "apiVersion": "authentication.k8s.io/v1",
             "kind": "TokenRequest",
             "spec": {"expirationSeconds": TOKEN_SECONDS},
         }
-        out = await self.client.create_subresource(SA, account, "token", request, NAMESPACE)
+        try:  # the account is there after the first start: one request, not two
+            out = await self.client.create_subresource(SA, account, "token", request, NAMESPACE)
+        except ClientError as err:
+            if not is_not_found(err):
+                raise
+            await self._create_account(account)
+            out = await self.client.create_subresource(SA, account, "token", request, NAMESPACE)
         path = self._token_file(account)
         tmp = path.with_suffix(".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
