@@ -20,8 +20,9 @@ git revision REV's ``src/`` too, interleaved with this tree's runs (repeatable; 
 
 On a shared machine the wall times follow the load; the CPU rows (user + system seconds
 spent by the server's whole process tree, containerd and every component included, when
-the node is first seen Ready) do not, and say how much work start-up is.
-``--logs DIR`` keeps each run's server log.
+the node is first seen Ready) do not, and say how much work start-up is. The memory
+rows are each process's PSS and RSS (``/proc/PID/smaps_rollup``) ``--idle`` seconds after
+the fresh start's node is Ready. ``--logs DIR`` keeps each run's server log.
 
     python3 bench/startup/run.py [--runs 3] [--baseline HEAD] [--logs DIR]
 """
@@ -61,6 +62,7 @@ FRESH = (
 )  # fmt: skip
 RESTART = ("restart /readyz", "restart node Ready")
 CPU = ("CPU s at node Ready", "CPU s at restart Ready")  # then per process (fresh start)
+MEMORY = ("idle PSS MiB", "idle RSS MiB")
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -75,30 +77,52 @@ def _component(pid: int) -> str:
     return Path(argv[0].decode()).name
 
 
-def tree_cpu(root: int) -> dict[str, float]:
-    """User + system CPU seconds of ``root`` and every live descendant (with what their
-    reaped children used), per component (see :func:`_component`)."""
+def _tree(root: int) -> list[int]:
+    """``root`` and its live descendants."""
     parent: dict[int, int] = {}
-    ticks: dict[int, int] = {}
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2 :].split()
-        pid = int(entry.name)
-        parent[pid] = int(fields[1])
-        ticks[pid] = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
-    out: dict[str, float] = {}
-    for pid, t in ticks.items():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                parent[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
+    out = []
+    for pid in parent:
         p = pid
         while p > 1 and p != root:
             p = parent.get(p, 0)
         if p == root:
+            out.append(pid)
+    return out
+
+
+def tree_cpu(root: int) -> dict[str, float]:
+    """User + system CPU seconds of ``root`` and every live descendant (with what their
+    reaped children used), per component (see :func:`_component`)."""
+    out: dict[str, float] = {}
+    for pid in _tree(root):
+        with contextlib.suppress(OSError):
+            stat = Path(f"/proc/{pid}/stat").read_text()
+            fields = stat[stat.rindex(")") + 2 :].split()
+            ticks = sum(int(f) for f in fields[11:15])  # utime stime cutime cstime
             name = _component(pid)
-            out[name] = out.get(name, 0.0) + t / _TICK
+            out[name] = out.get(name, 0.0) + ticks / _TICK
+    return out
+
+
+def tree_memory(root: int) -> dict[str, tuple[float, float]]:
+    """(PSS, RSS) MiB of ``root`` and every live descendant, per component: PSS splits
+    the pages processes share (the interpreter, shared libraries) between them, so the
+    PSS column adds up to what the server costs the host."""
+    out: dict[str, tuple[float, float]] = {}
+    for pid in _tree(root):
+        with contextlib.suppress(OSError):
+            fields = {}
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
+                key, _, rest = line.partition(":")
+                fields[key] = int(rest.split()[0]) / 1024
+            name = _component(pid)
+            pss, rss = out.get(name, (0.0, 0.0))
+            out[name] = (pss + fields.get("Pss", 0.0), rss + fields.get("Rss", 0.0))
     return out
 
 
@@ -189,7 +213,7 @@ def _timeline(
                 cpu = tree_cpu(proc.pid)
                 seen[CPU[restart_at is not None]] = sum(cpu.values())
                 if restart_at is None:  # what each process spent on the fresh start
-                    seen.update({f"  {name}": v for name, v in cpu.items()})
+                    seen.update({f"  CPU s {name}": v for name, v in cpu.items()})
         time.sleep(POLL)
     return seen
 
@@ -203,12 +227,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def one_run(base: Path, src: Path | None, keep_log: Path | None = None) -> dict[str, float]:
+def one_run(
+    base: Path, src: Path | None, keep_log: Path | None = None, idle: float = 20.0
+) -> dict[str, float]:
     hosts = Hosts.create(base / "hosts", 1)
     host = hosts.hosts[0]
     host.data_dir.mkdir(parents=True)
     ns = ["nsenter", f"--net=/run/netns/{host.name}"]
-    me = [sys.executable, __file__, "--inner", str(host.data_dir), host.name, host.ip]
+    me = [sys.executable, __file__, "--inner", str(host.data_dir), host.name, host.ip,
+          "--idle", str(idle)]  # fmt: skip
     env = dict(os.environ)
     if src is not None:
         env["PYTHONPATH"] = str(src)
@@ -228,14 +255,20 @@ def one_run(base: Path, src: Path | None, keep_log: Path | None = None) -> dict[
         hosts.destroy()
 
 
-def inner(data_dir: Path, name: str, ip: str) -> None:
-    """Inside the namespace: one fresh start and one restart; print the timeline as JSON."""
+def inner(data_dir: Path, name: str, ip: str, idle: float) -> None:
+    """Inside the namespace: one fresh start, its memory ``idle`` seconds after the node
+    is Ready, and one restart; print the timeline as JSON."""
     log = data_dir.parent / f"{name}-server.log"
     api = _Api(data_dir)
     cni = ContainerdConfig(data_dir / "agent").cni_conf
     proc = _start(data_dir, name, ip, log)
     try:
         seen = _timeline(api, proc, name, cni, None)
+        time.sleep(idle)
+        memory = tree_memory(proc.pid)
+        seen[MEMORY[0]] = sum(pss for pss, _rss in memory.values())
+        seen[MEMORY[1]] = sum(rss for _pss, rss in memory.values())
+        seen.update({f"  PSS MiB {name}": pss for name, (pss, _rss) in memory.items()})
         _stop(proc)
         restart_at = time.time()
         proc = _start(data_dir, name, ip, log)
@@ -270,11 +303,14 @@ def main() -> None:
         "--baseline", action="append", default=[], help="git revision measured alongside (HEAD~3)"
     )
     ap.add_argument("--no-tree", action="store_true", help="measure only the --baseline revisions")
+    ap.add_argument(
+        "--idle", type=float, default=20.0, help="seconds after Ready before memory is read"
+    )
     ap.add_argument("--logs", type=Path, help="keep each run's server log in this directory")
     ap.add_argument("--inner", nargs=3, metavar=("DATA_DIR", "NAME", "IP"), help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.inner:
-        inner(Path(args.inner[0]), args.inner[1], args.inner[2])
+        inner(Path(args.inner[0]), args.inner[1], args.inner[2], args.idle)
         return
     load = Path("/proc/loadavg").read_text().split()[0]
     trees: dict[str, Path | None] = {"this tree": None}
@@ -291,7 +327,7 @@ def main() -> None:
                     args.logs.mkdir(parents=True, exist_ok=True)
                     keep = args.logs / f"run{i + 1}-{label.replace(' ', '_')}.log"
                 try:
-                    results[label].append(one_run(base, src, keep))
+                    results[label].append(one_run(base, src, keep, args.idle))
                 finally:
                     shutil.rmtree(base, ignore_errors=True)
                 got = ", ".join(f"{k} {v:.2f}" for k, v in results[label][-1].items())
@@ -301,12 +337,12 @@ def main() -> None:
     end = Path("/proc/loadavg").read_text().split()[0]
     print(f"\n`pyk8s server` start-up, seconds, {args.runs} runs (load average {load} → {end})\n")
     head = "".join(f" {label + ' p50/max':>15} |" for label in trees)
-    print(f"| {'milestone':<20} |{head}")
-    print(f"|{'-' * 22}|" + f"{'-' * 17}|" * len(trees))
+    print(f"| {'milestone':<34} |{head}")
+    print(f"|{'-' * 36}|" + f"{'-' * 17}|" * len(trees))
     parts = sorted({k for rs in results.values() for r in rs for k in r if k.startswith("  ")})
-    for key in (*FRESH, *RESTART, *CPU, *parts):
+    for key in (*FRESH, *RESTART, *CPU, *MEMORY, *parts):
         cells = "".join(f" {_cell(results[t], key):>15} |" for t in trees)
-        print(f"| {key:<20} |{cells}")
+        print(f"| {key:<34} |{cells}")
 
 
 if __name__ == "__main__":
