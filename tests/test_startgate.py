@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -20,9 +21,12 @@ def test_a_child_imports_then_waits_for_the_gate(
     monkeypatch.setenv(startgate.ENV, str(gate))
     monkeypatch.delitem(sys.modules, "pyk8s.server.scheduler", raising=False)
     polls: list[bool] = []
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    waiting = min(own + startgate.NICER, 19) if os.geteuid() == 0 else own
 
     def poll(_seconds: float) -> None:  # the gate is looked at: open it the second time
         polls.append("pyk8s.server.scheduler" in sys.modules)
+        assert os.getpriority(os.PRIO_PROCESS, 0) == waiting  # nicer until the gate
         if len(polls) == 2:
             startgate.open_gate(gate)
 
@@ -30,6 +34,7 @@ def test_a_child_imports_then_waits_for_the_gate(
     startgate.wait_in_child("scheduler")
     assert polls == [True, True]  # imported first, then waited until the gate opened
     assert startgate.ENV not in os.environ  # not passed on to what the child runs
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # its own priority back
 
 
 def test_without_the_variable_a_command_runs_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -51,3 +56,20 @@ def test_a_child_started_once_the_gate_is_open_runs(tmp_path: Path) -> None:
         )  # fmt: skip
     finally:
         os.environ.pop(startgate.ENV, None)
+
+
+async def test_the_kubelet_goes_on_and_waits_before_its_first_request(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gate = startgate.gate_file(tmp_path)
+    monkeypatch.setenv(startgate.ENV, str(gate))
+    monkeypatch.setattr(time, "sleep", lambda _s: pytest.fail("waited before its runtime"))
+    own = os.getpriority(os.PRIO_PROCESS, 0)
+    startgate.wait_in_child("kubelet")  # returns at once: containerd needs no API server
+    assert os.getpriority(os.PRIO_PROCESS, 0) == own  # containerd must not inherit a nice
+    waiting = asyncio.create_task(startgate.until_open())
+    await asyncio.sleep(0)
+    assert not waiting.done()
+    startgate.open_gate(gate)
+    await asyncio.wait_for(waiting, 30)
+    await asyncio.wait_for(startgate.until_open(), 30)  # passed once: at once from now on

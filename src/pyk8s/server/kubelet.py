@@ -60,10 +60,16 @@ from pyk8s.kubelet.stats import StatsProvider
 from pyk8s.localpath import PROVISIONER_NAME, LocalPathProvisioner
 from pyk8s.network.routes import HostGwRoutes
 from pyk8s.network.safety import ensure_unreachable
+from pyk8s.server import startgate
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.sim_nodes import parse_key_values
 
 __all__ = ["Options", "run"]
+
+#: started early by pyk8s server, this process starts its container runtime and imports
+#: its images while the API server starts, and waits for it only before its first
+#: request (:mod:`pyk8s.server.startgate`)
+WAITS_AT_GATE = True
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +210,7 @@ async def bootstrap_client_certificate(opts: Options, manager: CertificateManage
     """Upstream's ``LoadClientCert``: keep a valid stored certificate, else request one
     with the bootstrap credentials; then (re)write ``--kubeconfig`` to use it."""
     assert opts.bootstrap_kubeconfig is not None and opts.kubeconfig is not None
+    await startgate.until_open()
     boot = load_config(str(opts.bootstrap_kubeconfig))
     if manager.current() is None:
         log.info("requesting a client certificate", extra={"user": manager.common_name})
@@ -355,6 +362,7 @@ async def run(opts: Options) -> None:
     probe_registry = CollectorRegistry()  # served apart, on /metrics/probes
     if bootstrap is not None:
         await bootstrap
+    await startgate.until_open()
     kube = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     pki = opts.data_dir / "kubelet" / "pki"
     client_ca = await asyncio.to_thread(_client_ca, pki, kube.ca_data, kube.ca_file)

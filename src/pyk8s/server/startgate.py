@@ -9,13 +9,22 @@ components at once too and has each wait for the API server (its ``apiReady`` ch
 So the server spawns the children first, with ``PYK8S_START_GATE`` naming a file that
 does not exist yet; a child with the variable imports its component's module (and what
 that module's ``preload()`` names) and then waits for the file. The server creates it
-(:func:`open_gate`) when it would have started them before. A child restarted later
-finds the file there and goes straight on; the variable is dropped from the child's own
-environment so nothing it runs inherits it.
+(:func:`open_gate`) when it would have started them before. A component module with
+``WAITS_AT_GATE = True`` (the kubelet: its container runtime and images need no API
+server) runs at once and awaits :func:`until_open` itself before its first request. A
+child restarted later finds the file there and goes straight on; the variable is dropped
+from the child's own environment so nothing it runs inherits it.
+
+While it imports and waits, a child started by root runs at a lower CPU priority
+(:data:`NICER`) and takes its own back at the gate: on a busy host the API server's
+start, which every component waits for, goes first; on an idle one the children use
+the other core all the same. (Without root a process could not raise its priority
+again, so it keeps its own throughout.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import os
 import time
@@ -25,6 +34,10 @@ from pathlib import Path
 ENV = "PYK8S_START_GATE"
 #: how often a waiting child looks for the file
 _POLL = 0.02
+#: how much nicer a child runs until the gate
+NICER = 10
+#: the gate a component that waits itself has yet to pass (see :func:`until_open`)
+_gate: Path | None = None
 
 
 def gate_file(data_dir: Path) -> Path:
@@ -49,6 +62,18 @@ def wait_in_child(command: str) -> None:
     gate = os.environ.pop(ENV, None)
     if gate is None:
         return
+    priority = os.getpriority(os.PRIO_PROCESS, 0)
+    nicer = os.geteuid() == 0 and priority < 19
+    if nicer:
+        os.setpriority(os.PRIO_PROCESS, 0, min(priority + NICER, 19))
+    try:
+        _prepare(command, Path(gate))
+    finally:
+        if nicer:
+            os.setpriority(os.PRIO_PROCESS, 0, priority)
+
+
+def _prepare(command: str, path: Path) -> None:
     name = f"pyk8s.server.{command.replace('-', '_')}"
     try:
         module = importlib.import_module(name)
@@ -59,6 +84,20 @@ def wait_in_child(command: str) -> None:
     preload = getattr(module, "preload", None)
     if callable(preload):
         preload()
-    path = Path(gate)
+    if getattr(module, "WAITS_AT_GATE", False):
+        global _gate
+        _gate = path
+        return
     while not path.exists():
         time.sleep(_POLL)
+
+
+async def until_open() -> None:
+    """In a component with ``WAITS_AT_GATE``: return once the gate is open (at once when
+    the process was not started at a gate)."""
+    global _gate
+    while _gate is not None:
+        if await asyncio.to_thread(_gate.exists):
+            _gate = None
+            return
+        await asyncio.sleep(_POLL)
