@@ -19,8 +19,8 @@ from tests.proxy.test_proxier import FAKE, calls
 
 async def test_cleanup_removes_jumps_and_exits(tmp_path: Path) -> None:
     log = tmp_path / "log"
-    await asyncio.wait_for(
-        run(Options(cleanup=True, command_prefix=[sys.executable, FAKE, str(log)])), 30
+    await asyncio.wait_for(  # a hang guard: every fake iptables/nft call is a Python start
+        run(Options(cleanup=True, command_prefix=[sys.executable, FAKE, str(log)])), 120
     )
     deletes = [c["argv"] for c in calls(log, "iptables") if "-D" in c["argv"]]
     assert len(deletes) == len(JUMPS)
