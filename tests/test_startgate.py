@@ -48,6 +48,8 @@ def test_a_child_started_once_the_gate_is_open_runs(tmp_path: Path) -> None:
     startgate.close_gate(gate)  # sets the variable here; children inherit it
     try:
         startgate.open_gate(gate)
+        assert startgate.ENV not in os.environ  # later children (restarts) do not wait
+        os.environ[startgate.ENV] = str(gate)  # one started before that, running late
         db = tmp_path / "state.db"
         subprocess.run(
             [sys.executable, "-m", "pyk8s", "datastore-check",

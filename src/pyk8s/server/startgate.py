@@ -9,11 +9,11 @@ components at once too and has each wait for the API server (its ``apiReady`` ch
 So the server spawns the children first, with ``PYK8S_START_GATE`` naming a file that
 does not exist yet; a child with the variable imports its component's module (and what
 that module's ``preload()`` names) and then waits for the file. The server creates it
-(:func:`open_gate`) when it would have started them before. A component module with
+(:func:`open_gate`) when it would have started them before, and stops passing the
+variable on: children restarted later need no gate. A component module with
 ``WAITS_AT_GATE = True`` (the kubelet: its container runtime and images need no API
-server) runs at once and awaits :func:`until_open` itself before its first request. A
-child restarted later finds the file there and goes straight on; the variable is dropped
-from the child's own environment so nothing it runs inherits it.
+server) runs at once and awaits :func:`until_open` itself before its first request. The
+variable is dropped from the child's own environment so nothing it runs inherits it.
 
 While it imports and waits, a child started by root runs at a lower CPU priority
 (:data:`NICER`) and takes its own back at the gate: on a busy host the API server's
@@ -51,9 +51,10 @@ def close_gate(path: Path) -> None:
 
 
 def open_gate(path: Path) -> None:
-    """Waiting children (and later ones) go on."""
+    """Waiting children go on; children started from now on (restarts) do not wait."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.touch()
+    os.environ.pop(ENV, None)
 
 
 def wait_in_child(command: str) -> None:
