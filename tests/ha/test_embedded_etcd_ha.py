@@ -18,7 +18,9 @@ standby may have taken a lease earlier), the nodes renewing their Leases and sta
 Ready, and the Endpoints listing just the two survivors. Server 1 then starts again on
 its data dir (its etcd member re-joins) and serves a write made while it was gone.
 Last, server 3 dies for good: deleting its Node (annotated by server 3 with its etcd
-member, as k3s does) removes that member from the etcd cluster.
+member, as k3s does) removes that member from the etcd cluster and server 3 from the
+Addon of a manifest it shared with server 2, whose removal on server 2 then deletes
+the manifest's object.
 """
 
 from __future__ import annotations
@@ -223,6 +225,7 @@ def _nodes_ready_and_renewed(k: Kubectl, after: float) -> bool:
 def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_path: Path) -> None:
     s1, s2, s3 = servers
     k2 = Kubectl(s2.kubeconfig)
+    _share_a_manifest(s2, s3)  # for the last step: applied meanwhile
     addresses = sorted(s.address for s in servers)
     assert wait_until(lambda: _endpoints(k2) == addresses, within=60)
     names = [node_name(i) for i in range(3)]
@@ -281,14 +284,36 @@ def test_three_servers_survive_losing_the_first(servers: list[HAServer], tmp_pat
     _removing_a_dead_servers_node_removes_its_member(k2, s2, s3)
 
 
+def _manifests(srv: HAServer) -> Path:
+    return srv.data_dir.resolve() / "server" / "manifests"
+
+
+def _share_a_manifest(*servers: HAServer) -> None:
+    """The same manifest (a ConfigMap ``ha-addon``) in each server's manifests dir."""
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "ha-addon"}}
+    for srv in servers:
+        _manifests(srv).mkdir(parents=True, exist_ok=True)
+        (_manifests(srv) / "ha-addon.json").write_text(json.dumps(manifest))
+
+
 def _removing_a_dead_servers_node_removes_its_member(
     k: Kubectl, s2: HAServer, s3: HAServer
 ) -> None:
     """k3s: server 3's Node (as its agent would register it) gets its etcd member's name
     and address from server 3; after server 3 dies for good, ``kubectl delete node``
-    removes that member, and the Node goes once a server has done so (finalizer)."""
+    removes that member, and the Node goes once a server has done so (finalizer). Server
+    3 also leaves the Addon of a manifest it shared with server 2, so removing the file
+    from server 2 then deletes its objects."""
+    from pyk8s.controllers.deploy import SERVERS_ANNOTATION
     from pyk8s.server.etcd_members import FINALIZER, NODE_NAME_ANNOTATION
 
+    dirs = [_manifests(srv) for srv in (s2, s3)]
+
+    def holders() -> str:
+        addon = k.json("get", "addon", "ha-addon", "-n", "kube-system")
+        return str(addon["metadata"]["annotations"][SERVERS_ANNOTATION])
+
+    assert wait_until(lambda: holders() == f"s2:{dirs[0]},s3:{dirs[1]}", within=30)
     node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "s3"}}
     k.run("create", "-f", "-", input=json.dumps(node))
     members = asyncio.run(etcd_members(s2))
@@ -306,3 +331,9 @@ def _removing_a_dead_servers_node_removes_its_member(
     assert wait_until(lambda: "node/s3" not in k("get", "nodes", "-o", "name").split(), within=30)
     left = [m for m in members if m != member]  # as server 2's member sees it (applied)
     assert wait_until(lambda: asyncio.run(etcd_members(s2)) == left, within=30)
+    assert holders() == f"s2:{dirs[0]}"  # dropped before the finalizer went
+    (dirs[0] / "ha-addon.json").unlink()
+    assert wait_until(
+        lambda: "NotFound" in k.run("get", "configmap", "ha-addon", check=False).stderr,
+        within=30,
+    )
