@@ -168,10 +168,12 @@ class NftRuleset:
             hook = HOOKS.get(chain)
             out.append(f"add chain {p} {chain} {{ {hook} }}" if hook else f"add chain {p} {chain}")
             declared.add(chain)
-            early = any("{" in rule for rule in rules) and all(
-                target in declared for rule in rules for target in _TARGET.findall(rule)
-            )
-            (out if early else later).extend(f"add rule {p} {chain} {rule}" for rule in rules)
+            lines = [f"add rule {p} {chain} {rule}" for rule in rules]
+            joined = " ".join(rules)
+            if "{" in joined and declared.issuperset(_TARGET.findall(joined)):
+                out += lines
+            else:
+                later += lines
         out += later
         for name, elements in self.elements.items():
             out += _element_lines("add", p, name, elements)
