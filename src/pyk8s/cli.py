@@ -865,6 +865,13 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--port", type=int, default=10260, help="/healthz and /metrics (HTTP)")
     sim.add_argument("--kube-api-qps", type=float, default=500.0)
     sim.add_argument("--kube-api-burst", type=int, default=1000)
+    sim.add_argument(
+        "--node-lease-duration-seconds",
+        type=int,
+        default=40,
+        help="each node's Lease duration, renewed every quarter of it; 0: no Leases "
+        "(kwok's flag; scheduler_perf's nodes have none)",
+    )
     sim.add_argument("--log-level", default="info")
     from pyk8s.server import ingress_controller
 
@@ -1509,6 +1516,7 @@ def _run_sim_nodes(args: argparse.Namespace) -> int:
         port=args.port,
         qps=args.kube_api_qps,
         burst=args.kube_api_burst,
+        lease_duration=args.node_lease_duration_seconds,
     )
     try:
         asyncio.run(sim_nodes.run(opts))

@@ -133,6 +133,28 @@ async def test_bound_pod_runs_with_ip_and_ready(
     assert "running" in cs["state"] and cs["containerID"].startswith("sim://")
 
 
+async def test_lease_duration_zero_keeps_no_leases(
+    client: Client, sim: SimFactory, namespace: str
+) -> None:
+    """kwok's ``--node-lease-duration-seconds 0``: nodes register Ready and run pods, and
+    no Lease is ever written (the heartbeat loop still runs: node status only)."""
+    s = await sim(1, lease_duration=0, renew_interval=0.2)
+    node = next(iter(s.nodes))
+    assert condition(await client.get(NODES, node), "Ready")["status"] == "True"
+    await client.create(PODS, pod("web", namespace))
+    await client.bind(namespace, "web", node)
+
+    async def running() -> bool:
+        p = await client.get(PODS, "web", namespace)
+        return bool(p["status"].get("phase") == "Running")
+
+    await eventually(running, within=20)  # many heartbeat loop turns later
+    with pytest.raises(ClientError) as err:
+        await client.get(LEASES, node, "kube-node-lease")
+    assert is_not_found(err.value)
+    assert s.registry.get_sample_value("pyk8s_sim_lease_renewals_total") == 0
+
+
 @pytest.mark.parametrize(
     ("exit_code", "phase", "reason"), [("0", "Succeeded", "Completed"), ("1", "Failed", "Error")]
 )

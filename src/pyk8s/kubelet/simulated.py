@@ -17,7 +17,8 @@ real node would show:
   every 10 s (the kubelet's ``renewInterval``, a quarter of the 40 s lease); the Node
   status is re-posted whenever it is not what the node would report (e.g. after the
   node lifecycle controller marked it Unknown), and every 5 minutes otherwise
-  (``nodeStatusReportFrequency``);
+  (``nodeStatusReportFrequency``); ``lease_duration=0`` keeps no Leases (kwok's
+  ``--node-lease-duration-seconds 0``, scheduler_perf's bare nodes);
 * **pods** — one informer on pods with ``spec.nodeName!=`` (one watch for all simulated
   nodes, filtered locally, so thousands of nodes cost one connection); each pod bound to
   a running simulated node becomes Running with a pod IP from the node's ``podCIDR``
@@ -537,8 +538,9 @@ class SimulatedNodes:
         first = True
         while node.running:
             try:
-                await self._renew(node)
-                self.metrics.lease_renewals.inc()
+                if self.lease_duration > 0:  # 0: no Leases (kwok's option)
+                    await self._renew(node)
+                    self.metrics.lease_renewals.inc()
                 if loop.time() - node.last_status_post > STATUS_REPORT_FREQUENCY:
                     await self._post_status(node)
             except asyncio.CancelledError:

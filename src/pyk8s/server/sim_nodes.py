@@ -24,7 +24,7 @@ from pathlib import Path
 from aiohttp import web
 
 from pyk8s.client import Client, load_config
-from pyk8s.kubelet.simulated import NodeTemplate, SimulatedNodes, parse_taint
+from pyk8s.kubelet.simulated import RENEW_INTERVAL, NodeTemplate, SimulatedNodes, parse_taint
 from pyk8s.kubelet.stats import resource_metrics
 from pyk8s.server.component import HealthServer, stop_on_signals
 
@@ -49,6 +49,8 @@ class Options:
     port: int = 10260
     qps: float = 500.0
     burst: int = 1000
+    #: seconds; renewed every quarter of it, as the kubelet; 0: no Leases
+    lease_duration: int = 40
 
 
 def parse_key_values(text: str, what: str) -> dict[str, str]:
@@ -99,6 +101,8 @@ async def run(opts: Options) -> None:
             name_prefix=opts.name_prefix,
             template=template,
             heartbeat_client=beats,
+            lease_duration=opts.lease_duration,
+            renew_interval=opts.lease_duration / 4 if opts.lease_duration > 0 else RENEW_INTERVAL,
         )
 
         async def node_resource_metrics(request: web.Request) -> web.Response:
