@@ -145,9 +145,11 @@ def pods_per_node(nodes: int, pods: int) -> int:
     return max(110, 2 * math.ceil(pods / nodes) + 10)
 
 
-def start_sim_nodes(base: Path, kubeconfig: str, nodes: int, per_node: int) -> Proc:
+def start_sim_nodes(
+    base: Path, kubeconfig: str, nodes: int, per_node: int, *, leases: bool = True
+) -> Proc:
     """``pyk8s sim-nodes`` with ``nodes`` nodes of ``per_node`` pods each, logging to
-    ``base / "sim-nodes.log"``."""
+    ``base / "sim-nodes.log"``; ``leases=False``: no node Leases (scheduler_perf's nodes)."""
     return Proc(
         "sim-nodes",
         [
@@ -166,6 +168,7 @@ def start_sim_nodes(base: Path, kubeconfig: str, nodes: int, per_node: int) -> P
             str(SIM_QPS),
             "--kube-api-burst",
             str(2 * SIM_QPS),
+            *([] if leases else ["--node-lease-duration-seconds", "0"]),
             "--log-level",
             "warning",
         ],

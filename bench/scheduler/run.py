@@ -29,13 +29,17 @@ step of a pod's path from its trace spans (40 pods sampled): create request → 
 create span, the create itself, → the scheduler's queue (informer delivery), wait in the
 queue, the cycle, the bind round trip, and bound → the bench's watch.
 
+``--no-leases`` runs the sim nodes without Leases, as scheduler_perf's nodes are (at
+5,000 nodes the renewals are 500 API writes a second, which the others share the API
+server's CPU with).
+
 ``--baseline REV`` measures git revision REV's scheduler first, then this tree's, on the
 same API server and sim nodes (each scheduler's pods are deleted before the next starts).
 Each row is printed as it completes; every wait is bounded by ``--timeout``.
 ``bench/scheduler/cycle.py`` measures the scheduling cycle alone, in-process.
 
 Usage: python3 bench/scheduler/run.py [--nodes 100,1000] [--pods 1000] [--timeout 300]
-       [--baseline REV]
+       [--baseline REV] [--no-leases]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -78,9 +82,10 @@ NOTES = """
 - `pyk8s scheduler` runs with `--kube-api-qps 5000 --kube-api-burst 10000`, as
   scheduler_perf raises the client limit too (the default is upstream's 50 qps / 100
   burst, which caps binding at about 50 pods/s).
-- sim-nodes is running throughout (it turns bound pods Running and renews one Lease per
-  node every 10 s; its client limit is raised to 5,000 qps so renewals never starve
-  pod updates), so the API server carries that load too, as in a real cluster."""
+- sim-nodes is running throughout (it turns bound pods Running and, unless
+  --no-leases, renews one Lease per node every 10 s through a client of its own; its
+  client limit is raised to 5,000 qps), so the API server carries that load too, as in
+  a real cluster."""
 
 HOSTNAME = "kubernetes.io/hostname"
 PLUGINS = ROOT / "src" / "pyk8s" / "scheduler" / "plugins"
@@ -419,7 +424,12 @@ async def run_scheduler(
 
 
 async def run_nodes(
-    base: Path, nodes: int, pods: int, within: float, trees: dict[str, Path | None]
+    base: Path,
+    nodes: int,
+    pods: int,
+    within: float,
+    trees: dict[str, Path | None],
+    leases: bool = True,
 ) -> None:
     """Every scheduler of ``trees`` (label -> its ``src/``; None: this tree), one after
     the other, over one API server and one set of sim nodes; each row is printed as it
@@ -432,7 +442,7 @@ async def run_nodes(
         api = Api(server)
         kubeconfig = str(server.kubeconfig)
         per_node = pods_per_node(nodes, pods)
-        sim = start_sim_nodes(base, kubeconfig, nodes, per_node)
+        sim = start_sim_nodes(base, kubeconfig, nodes, per_node, leases=leases)
         procs.append(sim)
         t0 = time.perf_counter()
         if not await wait_nodes_ready(api, nodes, sim, within):
@@ -513,6 +523,9 @@ async def main() -> None:
     ap.add_argument("--pods", type=int, default=1000, help="pods per measured batch")
     ap.add_argument("--timeout", type=float, default=300.0, help="bound on every wait (s)")
     ap.add_argument("--baseline", default="", help="git revision whose scheduler is measured first")
+    ap.add_argument(
+        "--no-leases", action="store_true", help="sim nodes without Leases (scheduler_perf's)"
+    )
     args = ap.parse_args()
     counts = [int(n) for n in args.nodes.split(",") if n.strip()]
     print(HEADER, flush=True)
@@ -525,7 +538,7 @@ async def main() -> None:
             sub = Path(tmp) / f"n{n}"
             sub.mkdir()
             try:
-                await run_nodes(sub, n, args.pods, args.timeout, trees)
+                await run_nodes(sub, n, args.pods, args.timeout, trees, not args.no_leases)
             except Exception as err:  # one size failing still prints the others
                 say(row(n, f"failed: {type(err).__name__}: {str(err)[:120]}", *"-----"))
     print(NOTES)
