@@ -605,7 +605,11 @@ async def test_local_policy_load_balancer_keeps_the_client_address(
             seen = await asyncio.to_thread(_http_get, url)
             return seen.removeprefix("[::ffff:").removeprefix("[").removesuffix("]")
 
-        assert await eventually(seen_client, within=30, every=0.2) == client
+        try:
+            seen = await eventually(seen_client, within=30, every=0.2)
+        except AssertionError as err:
+            raise AssertionError(f"{url}: {err}") from None
+        assert seen == client, url
     svc = await _json(kubectl, "get", "service", "echo-ip")
     health_port = svc["spec"]["healthCheckNodePort"]
 
