@@ -12,8 +12,8 @@ iptables-restore of a one-service ruleset. The host's own tables are never touch
 A mode suffixed ``-dual`` (``nftables-dual``, ``iptables-dual``) is a dual-stack node:
 every Service has an IPv4 and an IPv6 ClusterIP and a slice of each family, a change
 moves one endpoint in both, and each sync renders and applies both families' rulesets
-(the ``ip`` and ``ip6`` tables, or iptables and ip6tables), as the proxier does; its
-single-stack mode is the baseline in the same run.
+(the ``ip`` and ``ip6`` tables side by side, or iptables then ip6tables), as the proxier
+does; its single-stack mode is the baseline in the same run.
 
 The ``CPU time`` rows count the CPU seconds this process and its ``nft`` or
 ``iptables-restore`` children used for a sync (the other rows are wall-clock time): on a
@@ -214,7 +214,12 @@ async def measure(
             return [r.update({MOVED: (svcs[0], moved)}) for r in renderers]
 
         async def apply(rulesets: list[Any]) -> None:
-            for apply_one, ruleset in zip(appliers, rulesets, strict=True):
+            """As the proxier: the nftables families side by side, iptables one by one."""
+            pairs = zip(appliers, rulesets, strict=True)
+            if base == "nftables":
+                await asyncio.gather(*(apply_one(ruleset) for apply_one, ruleset in pairs))
+                return
+            for apply_one, ruleset in pairs:
                 await apply_one(ruleset)
 
         svcs, slices = objects(services, endpoints, dual=dual)

@@ -346,16 +346,11 @@ class Proxier:
         return out
 
     def _render_nft(
-        self,
-        family: int,
-        config: ProxyConfig,
-        services: list[Any],
-        slices: list[Any],
-        dirty: set[str],
-        full: bool,
+        self, family: int, services: list[Any], slices: list[Any], dirty: set[str], full: bool
     ) -> NftRuleset:
         """The family's table: every Service on a full sync (or a first, or a new
         config), else only the ``dirty`` ones re-rendered."""
+        config = family_config(self.config, family)
         renderer = self._renderers.get(family)
         if renderer is None or renderer.config != config:
             renderer = self._renderers[family] = NftRenderer(config)
@@ -373,24 +368,34 @@ class Proxier:
     async def _program(
         self, services: list[Any], slices: list[Any], dirty: set[str], full: bool
     ) -> bool:
-        """Render and apply every family's rules; True if a transaction ran."""
+        """Render and apply every family's rules; True if a transaction ran. The
+        nftables tables of the two families are separate, so their ``nft -f`` run side
+        by side (upstream runs one proxier per family)."""
+        if self.mode == "nftables":
+            tables = [
+                (f, self._render_nft(f, services, slices, dirty, full)) for f in self.families
+            ]
+            self._applied_at = time.monotonic()  # transactions are spaced from this
+            done = await asyncio.gather(
+                *(self.appliers[family][1].apply(table, force=full) for family, table in tables),
+                return_exceptions=True,
+            )
+            for result in done:
+                if isinstance(result, BaseException):
+                    raise result
+            return any(done)
         ran = False
         for family in self.families:
             config = family_config(self.config, family)
-            applier, nft_applier = self.appliers[family]
-            if self.mode == "nftables":
-                table = self._render_nft(family, config, services, slices, dirty, full)
-                self._applied_at = time.monotonic()  # transactions are spaced from this
-                ran = await nft_applier.apply(table, force=full) or ran
-            else:
-                ruleset = render(services, slices, config)
-                if full:
-                    await applier.ensure_jumps()
-                self._applied_at = time.monotonic()  # restores are spaced from this
-                ran = await applier.apply(ruleset, force=full) or ran
-                if family == self.families[0]:
-                    self.rules_total.labels("filter").set(len(ruleset.filter_rules))
-                    self.rules_total.labels("nat").set(len(ruleset.nat_rules))
+            applier = self.appliers[family][0]
+            ruleset = render(services, slices, config)
+            if full:
+                await applier.ensure_jumps()
+            self._applied_at = time.monotonic()  # restores are spaced from this
+            ran = await applier.apply(ruleset, force=full) or ran
+            if family == self.families[0]:
+                self.rules_total.labels("filter").set(len(ruleset.filter_rules))
+                self.rules_total.labels("nat").set(len(ruleset.nat_rules))
         return ran
 
     async def sync(self, full: bool = True) -> bool:
