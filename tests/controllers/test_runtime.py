@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -145,3 +146,42 @@ async def test_a_controller_starts_once_its_own_informers_sync(
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+async def test_a_set_up_waiting_for_its_credentials_holds_back_only_itself(
+    client: Client, namespace: str
+) -> None:
+    assert CONFIGMAPS is not None
+    manager = Manager(client)
+    first, late = Recorder(), Recorder()
+    manager.set_up(
+        lambda: manager.add("first", first).watch(manager.informers.informer(CONFIGMAPS, namespace))
+    )
+    credentials: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    manager.set_up_when(
+        credentials,
+        lambda: manager.add("late", late).watch(manager.informers.informer(CONFIGMAPS, namespace)),
+    )
+    stop = asyncio.Event()
+    task = asyncio.create_task(manager.run(stop))
+    try:
+        await client.create(CONFIGMAPS, {"metadata": {"name": "a"}}, namespace)
+
+        async def seen_by(recorder: Recorder) -> bool:
+            return Request(namespace, "a") in recorder.seen
+
+        await eventually(lambda: seen_by(first))
+        assert not manager.healthy and not late.seen  # set up only once its credentials are
+        credentials.set_result(None)
+        await eventually(lambda: seen_by(late))
+        await eventually(_healthy(manager))
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)
+
+
+def _healthy(manager: Manager) -> Callable[[], Awaitable[bool]]:
+    async def check() -> bool:
+        return manager.healthy
+
+    return check

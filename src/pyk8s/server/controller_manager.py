@@ -11,9 +11,9 @@ import contextlib
 import functools
 import importlib
 import logging
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 
 from pyk8s.client import Client, LeaseSettings, component_user_agent, load_config
 from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
@@ -85,12 +85,17 @@ def selected(names: list[str]) -> list[str]:
     return select_controllers(names, CONTROLLERS, DISABLED_BY_DEFAULT)
 
 
+def _set_up_as(module: ModuleType, view: asyncio.Future[Manager]) -> None:
+    module.setup(view.result())
+
+
 def setup_controllers(
-    manager: Manager, names: list[str], views: Mapping[str, Manager] | None = None
+    manager: Manager, names: list[str], credentials: ControllerCredentials | None = None
 ) -> list[str]:
-    """Set up every named controller that is built (each with its own view of the
-    manager when ``views`` has one: its service account's client); returns the ones
-    set up."""
+    """Set up every named controller that is built; returns their names. With
+    ``credentials``, each is set up with its own view of the manager (its service
+    account's client) once that is made, while the manager runs: the others, and the CSR
+    approver and signer a new node waits on, need not wait for ~25 accounts' tokens."""
     done = []
     for name in names:
         module_name = f"pyk8s.controllers.{name}"
@@ -101,7 +106,11 @@ def setup_controllers(
                 raise
             log.debug("controller %s is not built yet", name)
             continue
-        manager.set_up(functools.partial(module.setup, (views or {}).get(name, manager)))
+        if credentials is None:
+            manager.set_up(functools.partial(module.setup, manager))
+        else:
+            view = asyncio.ensure_future(credentials.view(manager, name))
+            manager.set_up_when(view, functools.partial(_set_up_as, module, view))
         done.append(name)
     return done
 
@@ -123,15 +132,10 @@ async def run(opts: Options) -> None:
         manager.settings["nodeipam"] = opts.nodeipam
         wanted = selected(opts.controllers)
         credentials = None
-        views: dict[str, Manager] = {}
         if opts.use_service_account_credentials:
             credentials = ControllerCredentials(client)
-            # at once: ~25 accounts, each a create and a TokenRequest, were 50 round trips
-            # in a row before any controller was set up
-            made = await asyncio.gather(*(credentials.view(manager, name) for name in wanted))
-            views = dict(zip(wanted, made, strict=True))
             credentials.start()
-        names = setup_controllers(manager, wanted, views)
+        names = setup_controllers(manager, wanted, credentials)
         log.info("controller-manager starting", extra={"controllers": names})
         health = HealthServer(manager.metrics_registry, lambda: True, opts.bind_address, opts.port)
         await health.start()

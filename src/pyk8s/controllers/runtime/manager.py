@@ -65,6 +65,8 @@ class Manager:
         #: run after informers have synced, before controllers start (e.g. cache warm-up)
         self.on_synced: list[Callable[[], Awaitable[None]]] = []
         self._groups: list[_Group] = []
+        #: set-ups waiting for something first (see :meth:`set_up_when`)
+        self._waiting: list[tuple[Awaitable[object], Callable[[], object]]] = []
 
     def set_up(self, setup: Callable[[], object]) -> None:
         """Run one controller's setup: what it adds starts as soon as the informers it
@@ -75,6 +77,17 @@ class Manager:
         with self.informers.recording() as used:
             setup()
         self._groups.append(_Group(self.controllers[controllers:], used, self.on_synced[hooks:]))
+
+    def set_up_when(self, ready: Awaitable[object], setup: Callable[[], object]) -> None:
+        """:meth:`set_up` once ``ready`` is done (while running: a controller whose own
+        credentials are still being made does not hold back the others)."""
+        self._waiting.append((ready, setup))
+
+    async def _set_up_later(self, ready: Awaitable[object], setup: Callable[[], object]) -> None:
+        await ready
+        self.set_up(setup)
+        self.informers.start()  # the ones its setup asked for
+        await self._start_group(self._groups[-1])
 
     def add(self, name: str, reconciler: Reconciler, *, workers: int = 2) -> Controller:
         controller = Controller(name, reconciler, workers=workers, metrics=self.metrics)
@@ -96,7 +109,9 @@ class Manager:
             self.informers.informers,
             [h for h in self.on_synced if id(h) not in grouped_hooks],
         )
-        starting = asyncio.create_task(self._start_all((*self._groups, rest)))
+        later = [self._set_up_later(ready, setup) for ready, setup in self._waiting]
+        self._waiting.clear()
+        starting = asyncio.create_task(self._start_all((*self._groups, rest), later))
         stopping = asyncio.create_task(stop.wait())
         try:
             done, _ = await asyncio.wait((starting, stopping), return_when=asyncio.FIRST_COMPLETED)
@@ -114,8 +129,10 @@ class Manager:
             with contextlib.suppress(Exception):
                 await self.recorder.close()
 
-    async def _start_all(self, groups: Sequence[_Group]) -> None:
-        await asyncio.gather(*(self._start_group(g) for g in groups))
+    async def _start_all(
+        self, groups: Sequence[_Group], later: Sequence[Awaitable[None]] = ()
+    ) -> None:
+        await asyncio.gather(*(self._start_group(g) for g in groups), *later)
         self._started.set()
         log.info("controllers started", extra={"controllers": [c.name for c in self.controllers]})
 
