@@ -21,6 +21,8 @@ service ports and endpoints of that family):
 
 The result is a :class:`NftRuleset` (chains → rules, maps/sets → elements) from which the
 applier writes either a full transaction or only the difference to the previous ruleset.
+:class:`NftRenderer` keeps a table between syncs and re-renders only the Services that
+changed, so a sync's work (and its diff) is proportional to the change, not the cluster.
 """
 
 from __future__ import annotations
