@@ -309,13 +309,17 @@ class NdpResponder(ArpResponder):
 
     def __init__(self, interface: str, mac: bytes) -> None:
         super().__init__(interface, mac)
-        program = b"".join(struct.pack("HBBI", *insn) for insn in NS_FILTER)
-        buffer = ctypes.create_string_buffer(program)
-        fprog = struct.pack("HL", len(NS_FILTER), ctypes.addressof(buffer))
-        self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
-        self._groups = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        self._index = socket.if_nametoindex(interface)
         self._joined: set[str] = set()
+        try:
+            program = b"".join(struct.pack("HBBI", *insn) for insn in NS_FILTER)
+            buffer = ctypes.create_string_buffer(program)
+            fprog = struct.pack("HL", len(NS_FILTER), ctypes.addressof(buffer))
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_ATTACH_FILTER, fprog)
+            self._index = socket.if_nametoindex(interface)
+            self._groups = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        except OSError:
+            super().close()
+            raise
 
     def serve(self, ips: Iterable[str]) -> None:
         super().serve(str(ipaddress.IPv6Address(ip)) for ip in ips)
