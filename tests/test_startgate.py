@@ -65,8 +65,14 @@ async def test_the_kubelet_goes_on_and_waits_before_its_first_request(
 ) -> None:
     gate = startgate.gate_file(tmp_path)
     monkeypatch.setenv(startgate.ENV, str(gate))
-    monkeypatch.setattr(time, "sleep", lambda _s: pytest.fail("waited before its runtime"))
     own = os.getpriority(os.PRIO_PROCESS, 0)
+    seen: list[int] = []
+    with monkeypatch.context() as m:
+        m.setattr(startgate, "_prepare", lambda *a: seen.append(os.getpriority(0, 0)))
+        startgate.wait_in_child("kubelet")
+    assert seen == [own]  # on the way to a Ready node: imports at its own priority
+    monkeypatch.setenv(startgate.ENV, str(gate))
+    monkeypatch.setattr(time, "sleep", lambda _s: pytest.fail("waited before its runtime"))
     startgate.wait_in_child("kubelet")  # returns at once: containerd needs no API server
     assert os.getpriority(os.PRIO_PROCESS, 0) == own  # containerd must not inherit a nice
     waiting = asyncio.create_task(startgate.until_open())

@@ -18,8 +18,11 @@ variable is dropped from the child's own environment so nothing it runs inherits
 While it imports and waits, a child started by root runs at a lower CPU priority
 (:data:`NICER`) and takes its own back at the gate: on a busy host the API server's
 start, which every component waits for, goes first; on an idle one the children use
-the other core all the same. (Without root a process could not raise its priority
-again, so it keeps its own throughout.)
+the other core all the same. The controller manager and the kubelet are not slowed
+(:data:`FULL_PRIORITY`): a new node is Ready only once the one has signed the other's
+certificate, and the controller manager's imports (every controller) are the longest.
+(Without root a process could not raise its priority again, so it keeps its own
+throughout.)
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ ENV = "PYK8S_START_GATE"
 _POLL = 0.02
 #: how much nicer a child runs until the gate
 NICER = 10
+#: the components on the way to a Ready node, which import at their own priority
+FULL_PRIORITY = frozenset({"controller-manager", "kubelet"})
 #: the gate a component that waits itself has yet to pass (see :func:`until_open`)
 _gate: Path | None = None
 
@@ -64,7 +69,7 @@ def wait_in_child(command: str) -> None:
     if gate is None:
         return
     priority = os.getpriority(os.PRIO_PROCESS, 0)
-    nicer = os.geteuid() == 0 and priority < 19
+    nicer = os.geteuid() == 0 and priority < 19 and command not in FULL_PRIORITY
     if nicer:
         os.setpriority(os.PRIO_PROCESS, 0, min(priority + NICER, 19))
     try:
