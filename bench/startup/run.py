@@ -52,7 +52,6 @@ sys.path.insert(0, str(ROOT))
 from tests.network.hosts import Hosts  # noqa: E402
 
 from pyk8s.kubelet.runtimes import ContainerdConfig  # noqa: E402
-from pyk8s.server.bytecode import cache_dir  # noqa: E402
 
 POLL = 0.05
 NOT_READY = "node.kubernetes.io/not-ready"
@@ -290,6 +289,8 @@ def _baseline_tree(rev: str, into: Path) -> Path:
     # compiled into pyk8s's bytecode cache first, as an installed wheel ships compiled: a
     # revision that reads the cache does so from its first run; one that does not (before
     # pyk8s.server.bytecode) compiles on every start, as it did
+    from pyk8s.server.bytecode import cache_dir  # this tree's (--inner runs a revision's)
+
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     subprocess.run(
         [sys.executable, "-m", "compileall", "-q", str(into / "src")],
