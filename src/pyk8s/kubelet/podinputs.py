@@ -327,11 +327,11 @@ class PodInputs:
             return va
         rv = str((listed.get("metadata") or {}).get("resourceVersion") or "")
         try:
-            async with asyncio.timeout(ATTACH_WAIT):
-                events = self.client.watch(
-                    ATTACHMENTS, name=name, resource_version=rv,
-                    timeout_seconds=int(ATTACH_WAIT) + 1,
-                )  # fmt: skip
+            watch = self.client.watch(
+                ATTACHMENTS, name=name, resource_version=rv,
+                timeout_seconds=int(ATTACH_WAIT) + 1,
+            )  # fmt: skip
+            async with asyncio.timeout(ATTACH_WAIT), watch as events:  # closed on timeout too
                 async for etype, obj in events:
                     va = None if etype == "DELETED" else obj
                     if _attached(va):
