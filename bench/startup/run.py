@@ -344,6 +344,10 @@ def main() -> None:
                 print(f"run {i + 1} {label}: {got}", flush=True)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        if args.baseline:  # the revisions' bytecode, compiled for this run only
+            from pyk8s.server.bytecode import cache_dir
+
+            shutil.rmtree(cache_dir() / str(scratch).lstrip("/"), ignore_errors=True)
     end = Path("/proc/loadavg").read_text().split()[0]
     print(f"\n`pyk8s server` start-up, seconds, {args.runs} runs (load average {load} → {end})\n")
     head = "".join(f" {label + ' p50/max':>15} |" for label in trees)
