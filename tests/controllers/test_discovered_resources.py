@@ -155,6 +155,38 @@ async def test_gc_collects_a_resource_served_after_it_started(
         await eventually(lambda: _gone(client, CONFIGMAPS, "child", namespace), within=30)
 
 
+async def test_gc_collects_a_dependent_of_an_owner_it_never_watched(
+    srv: InProcessServer, client: Client, namespace: str
+) -> None:
+    """The owner's resource is served after the collector's last look at discovery, and
+    the owner is deleted before any informer of the collector could list it: no event
+    ever says it went. The dependent is looked at again until the owner is found gone,
+    as upstream's collector retries an owner its informers have not observed."""
+    gcs: list[garbagecollector.GarbageCollector] = []
+    async with _controllers(
+        srv, setup=lambda m: gcs.append(garbagecollector.setup(m, resync_period=3600))
+    ) as manager:
+        [gc] = gcs
+        srv.serve(WIDGETS)
+        widget = await client.create(WIDGETS, _widget("parent"), namespace)
+        await client.create(
+            CONFIGMAPS,
+            {"metadata": {"name": "child", "ownerReferences": [_ref(widget)]}},
+            namespace,
+        )
+
+        async def child_looked_at() -> bool:  # the only object with owners here
+            samples = manager.metrics.reconciles.collect()[0].samples
+            return any(
+                x.labels["controller"] == "garbagecollector" and x.value > 0 for x in samples
+            )
+
+        await eventually(child_looked_at, within=30)  # while its owner still exists
+        await client.delete(WIDGETS, "parent", namespace)
+        await eventually(lambda: _gone(client, CONFIGMAPS, "child", namespace), within=30)
+        assert not _watches(gc, WIDGETS)  # the collector never listed a widget
+
+
 async def test_gc_foreground_deletion_waits_for_custom_dependents(
     srv: InProcessServer, client: Client, namespace: str
 ) -> None:

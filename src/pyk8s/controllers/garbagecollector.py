@@ -373,11 +373,13 @@ class GarbageCollector:
                 await self._process_deleting_dependents(res, obj)
             return None
         if _refs(obj):
-            await self._attempt_to_delete(res, obj)
+            return await self._attempt_to_delete(res, obj)
         return None
 
     async def _owner_state(self, res: Resource, obj: Obj, ref: Obj) -> str:
-        """``solid``, ``dangling`` (gone, or not a valid owner) or ``waiting``."""
+        """``solid``, ``dangling`` (gone, or not a valid owner) or ``waiting``; an owner
+        that exists but no informer of ours has shown yet is ``unobserved`` (solid for
+        now, but its deletion may come with no event: see :meth:`_attempt_to_delete`)."""
         ns = str(_meta(obj).get("namespace") or "")
         uid = str(ref.get("uid") or "")
         found = self.node(uid)
@@ -415,7 +417,9 @@ class GarbageCollector:
             if _meta(owner).get("uid") != uid:
                 return "dangling"
         assert owner is not None
-        return "waiting" if _waiting_for_dependents(owner) else "solid"
+        if _waiting_for_dependents(owner):
+            return "waiting"
+        return "solid" if found is not None else "unobserved"
 
     def _invalid_namespace(self, obj: Obj, ref: Obj) -> None:
         if self.recorder is None:
@@ -427,15 +431,20 @@ class GarbageCollector:
             f"ownerRef {ref} does not resolve to a parent with matching namespace",
         )
 
-    async def _attempt_to_delete(self, res: Resource, obj: Obj) -> None:
+    async def _attempt_to_delete(self, res: Resource, obj: Obj) -> Result | None:
         meta = _meta(obj)
         refs = _refs(obj)
         states = [await self._owner_state(res, obj, ref) for ref in refs]
-        if "solid" in states:
-            keep = [ref for ref, st in zip(refs, states, strict=True) if st == "solid"]
+        kept = ("solid", "unobserved")
+        if any(st in kept for st in states):
+            keep = [ref for ref, st in zip(refs, states, strict=True) if st in kept]
             if len(keep) != len(refs):
                 await self._patch_refs(res, obj, keep)
-            return
+            # an owner no informer has shown (its resource not watched yet: discovery is
+            # followed every 30 s) sends no delete event when it goes, and one deleted
+            # before its informer starts is never listed: look again with backoff, as
+            # upstream retries an owner node its informers have not observed
+            return Result(requeue=True) if "unobserved" in states else None
         uid = str(meta.get("uid"))
         if "waiting" in states and self.dependents(uid):
             # an owner waits in the foreground: unblock it, and go in the foreground too
@@ -446,12 +455,13 @@ class GarbageCollector:
             if unblocked != refs:
                 await self._patch_refs(res, obj, unblocked)
             await self._delete(res, obj, "Foreground")
-            return
+            return None
         fins = _finalizers(obj)
         policy: Policy = (
             "Orphan" if ORPHAN in fins else "Foreground" if FOREGROUND in fins else "Background"
         )
         await self._delete(res, obj, policy)
+        return None
 
     async def _process_deleting_dependents(self, res: Resource, owner: Obj) -> None:
         uid = str(_meta(owner).get("uid"))
