@@ -36,11 +36,17 @@ TIMEOUT = 3.0
 
 
 async def query(
-    server: DNSServer, name: str, qtype: T, *, tcp: bool = False, payload: int | None = None
+    server: DNSServer,
+    name: str,
+    qtype: T,
+    *,
+    tcp: bool = False,
+    payload: int | None = None,
+    address: str = "127.0.0.1",
 ) -> dns.message.Message:
     q = dns.message.make_query(name, qtype, use_edns=payload is not None, payload=payload or 0)
     ask = dns.asyncquery.tcp if tcp else dns.asyncquery.udp
-    return await asyncio.wait_for(ask(q, "127.0.0.1", timeout=TIMEOUT, port=server.port), TIMEOUT)
+    return await asyncio.wait_for(ask(q, address, timeout=TIMEOUT, port=server.port), TIMEOUT)
 
 
 def texts(response: dns.message.Message, qtype: T) -> list[str]:
@@ -67,11 +73,14 @@ def headless(name: str, count: int) -> tuple[dict[str, Any], dict[str, Any]]:
 
 @contextlib.asynccontextmanager
 async def serving(
-    catalog: Catalog, upstream: FakeUpstream, ready: Callable[[], bool] = lambda: True
+    catalog: Catalog,
+    upstream: FakeUpstream,
+    ready: Callable[[], bool] = lambda: True,
+    host: str = "127.0.0.1",
 ) -> AsyncIterator[DNSServer]:
-    """A DNS server on a free loopback port, forwarding to the fake upstream."""
+    """A DNS server on a free port of ``host``, forwarding to the fake upstream."""
     forwarder = Forwarder([upstream.address], timeout=1.0)
-    server = DNSServer(Zone(catalog), forwarder, "127.0.0.1", 0, ready=ready)
+    server = DNSServer(Zone(catalog), forwarder, host, 0, ready=ready)
     await server.start()
     try:
         yield server
@@ -106,6 +115,25 @@ async def test_udp_and_tcp_answers(local: DNSServer) -> None:
         assert texts(r, T.A) == ["10.96.0.20"]
         assert r.flags & dns.flags.AA and r.answer[0].ttl == 5
     assert local.healthy()
+
+
+async def test_a_wildcard_bind_answers_both_families(upstream: FakeUpstream) -> None:
+    """``--bind-address 0.0.0.0`` (the default) listens on IPv6 too, as CoreDNS's
+    wildcard listeners do: one port, UDP and TCP, asked at 127.0.0.1 and at ::1."""
+    services = Store()
+    services.add(
+        {
+            "metadata": {"name": "web", "namespace": "default"},
+            "spec": {"clusterIP": "10.96.0.20", "clusterIPs": ["10.96.0.20"]},
+        }
+    )
+    async with serving(Catalog(services, Store()), upstream, host="0.0.0.0") as server:
+        for address in ("127.0.0.1", "::1"):
+            for tcp in (False, True):
+                r = await query(
+                    server, "web.default.svc.cluster.local", T.A, tcp=tcp, address=address
+                )
+                assert texts(r, T.A) == ["10.96.0.20"], (address, tcp)
 
 
 async def test_nxdomain_and_nodata_on_the_wire(local: DNSServer) -> None:

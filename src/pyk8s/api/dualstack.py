@@ -11,6 +11,7 @@ IPAM controller, the kubelet, the proxy and DNS read the pair the same way.
 (``0.0.0.0`` or ``::``) on both families at once, as Go's ``net.Listen("tcp", …)`` does
 for upstream's components: the kubelet's ``--address 0.0.0.0`` and kube-proxy's health
 ports answer on a node's IPv6 addresses too, on one port even when port 0 picks it.
+:func:`wildcard_datagram_socket` is its UDP counterpart, for DNS.
 """
 
 from __future__ import annotations
@@ -20,7 +21,13 @@ import ipaddress
 import socket
 from collections.abc import Iterable
 
-__all__ = ["family_cidrs", "family_of", "parse_cidrs", "wildcard_listener"]
+__all__ = [
+    "family_cidrs",
+    "family_of",
+    "parse_cidrs",
+    "wildcard_datagram_socket",
+    "wildcard_listener",
+]
 
 IPv4 = "IPv4"
 IPv6 = "IPv6"
@@ -82,5 +89,24 @@ def wildcard_listener(host: str | None, port: int) -> socket.socket | None:
         if err.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
             raise
         return None  # IPv6 switched off on this host
+    sock.setblocking(False)
+    return sock
+
+
+def wildcard_datagram_socket(host: str | None, port: int) -> socket.socket | None:
+    """A bound, non-blocking UDP socket on ``[::]:port`` that also receives IPv4 (its
+    senders show as ``::ffff:a.b.c.d``), for a wildcard ``host``; None as for
+    :func:`wildcard_listener`."""
+    if (host or "") not in WILDCARDS or not socket.has_dualstack_ipv6():
+        return None
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.bind(("::", port))
+    except OSError as err:
+        sock.close()
+        if err.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
+            raise
+        return None
     sock.setblocking(False)
     return sock

@@ -37,6 +37,7 @@ import dns.rdataclass
 import dns.rdatatype
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
+from pyk8s.api.dualstack import wildcard_datagram_socket, wildcard_listener
 from pyk8s.api.registry import REGISTRY, Resource
 from pyk8s.client import Client, SharedInformer
 from pyk8s.dns.catalog import Catalog
@@ -189,12 +190,20 @@ class DNSServer:
 
     async def _listen(self) -> None:
         loop = asyncio.get_running_loop()
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: _UDP(self), local_addr=(self.host, self.port)
-        )
+        udp = wildcard_datagram_socket(self.host, self.port)
+        if udp is not None:  # 0.0.0.0 or ::: both families, as CoreDNS's listeners
+            transport, _ = await loop.create_datagram_endpoint(lambda: _UDP(self), sock=udp)
+        else:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: _UDP(self), local_addr=(self.host, self.port)
+            )
         self._udp = transport
         port = transport.get_extra_info("sockname")[1]
-        self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
+        tcp = wildcard_listener(self.host, port)
+        if tcp is not None:
+            self._tcp = await asyncio.start_server(self._serve_tcp, sock=tcp)
+        else:
+            self._tcp = await asyncio.start_server(self._serve_tcp, self.host, port)
         self.port = port
 
     async def stop(self) -> None:
