@@ -67,10 +67,13 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _component(pid: int) -> str:
-    """``python -m pyk8s NAME …`` → NAME; any other program → its name (containerd)."""
+    """``python -m pyk8s NAME …`` → NAME; any other program → its name (containerd). A
+    child forked by the server's zygote shows its command line as one string."""
     try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
     except OSError:
+        return "?"
+    if not argv:  # exited, not yet reaped
         return "?"
     if b"pyk8s" in argv and argv.index(b"pyk8s") + 1 < len(argv):
         return argv[argv.index(b"pyk8s") + 1].decode()

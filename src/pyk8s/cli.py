@@ -1285,6 +1285,10 @@ def _run_apiserver(args: argparse.Namespace) -> int:
                     components.append(("csi-hostpath", *csi))
             disabled = _disabled_components(args)
             components = [c for c in components if c[0] not in disabled]
+        if components:  # forked from one process that imported them, before any thread
+            from pyk8s.server import zygote
+
+            zygote.start([c[0] for c in components])
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError, JoinError, EtcdError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)

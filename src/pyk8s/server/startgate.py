@@ -32,6 +32,7 @@ import importlib
 import os
 import time
 from pathlib import Path
+from types import ModuleType
 
 #: the environment variable naming the gate file
 ENV = "PYK8S_START_GATE"
@@ -79,17 +80,24 @@ def wait_in_child(command: str) -> None:
             os.setpriority(os.PRIO_PROCESS, 0, priority)
 
 
-def _prepare(command: str, path: Path) -> None:
+def import_component(command: str) -> ModuleType | None:
+    """Import ``pyk8s.server.<command>`` and what its ``preload()`` names (also the
+    zygote's preload, :mod:`pyk8s.server.zygote`); None for a command without a module."""
     name = f"pyk8s.server.{command.replace('-', '_')}"
     try:
         module = importlib.import_module(name)
     except ModuleNotFoundError as err:
         if err.name != name:
             raise
-        module = None
+        return None
     preload = getattr(module, "preload", None)
     if callable(preload):
         preload()
+    return module
+
+
+def _prepare(command: str, path: Path) -> None:
+    module = import_component(command)
     if getattr(module, "WAITS_AT_GATE", False):
         global _gate
         _gate = path

@@ -1,6 +1,8 @@
 """``pyk8s server`` runs the control plane as separate processes (two cores are two cores;
 the GIL is one): the API server in this process, every other component as a child that
-is restarted when it dies and stopped with SIGTERM when the server stops."""
+is restarted when it dies and stopped with SIGTERM when the server stops. A pyk8s
+component is forked by the process's zygote when it has one (:mod:`pyk8s.server.zygote`:
+its modules are imported already and shared), else exec'ed."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ import signal
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
+
+from pyk8s.server import zygote
 
 log = logging.getLogger(__name__)
 
@@ -29,15 +34,28 @@ _DIE_WITH_PARENT = ("setpriv", "--pdeathsig", "SIGTERM", "--")
 FIRST_DELAY, MAX_DELAY = 1.0, 30.0
 
 
+class Process(Protocol):
+    """What the supervisor uses of a child: an exec'ed subprocess or a forked one."""
+
+    pid: int
+    returncode: int | None
+
+    async def wait(self) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def kill(self) -> None: ...
+
+
 @dataclass
 class Child:
     name: str
     args: list[str]
-    proc: asyncio.subprocess.Process | None = None
+    proc: Process | None = None
     restarts: int = 0
     #: where stdout and stderr go (appended); None: inherited
     log: Path | None = None
     task: asyncio.Task[None] | None = field(default=None, repr=False)
+    #: ``pyk8s`` command line (without ``python -m pyk8s``) a zygote may fork instead
+    command: list[str] | None = None
 
 
 class Supervisor:
@@ -47,7 +65,8 @@ class Supervisor:
         self._stopping = False
 
     def add(self, name: str, *args: str) -> None:
-        self.children.append(Child(name, [sys.executable, "-m", "pyk8s", name, *args]))
+        argv = [name, *args]
+        self.children.append(Child(name, [sys.executable, "-m", "pyk8s", *argv], command=argv))
 
     def add_command(self, name: str, argv: list[str], log: Path | None = None) -> Child:
         """A child that is not a pyk8s component (the embedded etcd)."""
@@ -63,14 +82,7 @@ class Supervisor:
         loop = asyncio.get_running_loop()
         delay = FIRST_DELAY
         while not self._stopping:
-            out = None if child.log is None else child.log.open("ab")
-            try:
-                child.proc = await asyncio.create_subprocess_exec(
-                    *_DIE_WITH_PARENT, *child.args, stdout=out, stderr=out
-                )
-            finally:
-                if out is not None:
-                    out.close()
+            child.proc = await self._spawn(child)
             log.info("started %s", child.name, extra={"pid": child.proc.pid})
             started = loop.time()
             code = await child.proc.wait()
@@ -82,6 +94,24 @@ class Supervisor:
             log.warning("%s exited with %s; restarting in %.0fs", child.name, code, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_DELAY)
+
+    async def _spawn(self, child: Child) -> Process:
+        forks = zygote.current()
+        if forks is not None and child.command is not None:
+            try:
+                return await forks.spawn(
+                    child.command, None if child.log is None else str(child.log)
+                )
+            except OSError as err:
+                log.warning("the zygote could not start %s: %s", child.name, err)
+        out = None if child.log is None else child.log.open("ab")
+        try:
+            return await asyncio.create_subprocess_exec(
+                *_DIE_WITH_PARENT, *child.args, stdout=out, stderr=out
+            )
+        finally:
+            if out is not None:
+                out.close()
 
     async def stop(self, grace: float = 10.0) -> None:
         self._stopping = True
