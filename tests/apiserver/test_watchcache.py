@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from pyk8s.apiserver.watchcache import ADDED, DELETED, MODIFIED, TooOld, WatchCache
+from pyk8s.storage.encryption import EncryptingStore
 from pyk8s.storage.sqlite import SqliteStore
 
 
@@ -126,8 +127,10 @@ async def test_consistent_reads_share_store_revision_reads_started_after_they_ca
     tmp_path: Path,
 ) -> None:
     """A burst of lists without a resourceVersion asks the store twice, not once each:
-    the callers that come while a read runs share the next one, which starts after it."""
+    the callers that come while a read runs share the next one, which starts after it
+    (a store that reads its revision remotely, as etcd does)."""
     store = await SqliteStore.open(tmp_path / "s.db")
+    store.revision_in_memory = False
     cache = WatchCache(store)
     calls: asyncio.Queue[asyncio.Event] = asyncio.Queue()
     real = store.current_revision
@@ -150,5 +153,21 @@ async def test_consistent_reads_share_store_revision_reads_started_after_they_ca
         (await calls.get()).set()  # the one read the ten later callers share
         assert {await t for t in later} == {kv.mod_revision}
         assert calls.empty()
+    finally:
+        await store.close()
+
+
+async def test_consistent_read_over_sqlite_never_yields_to_the_loop(tmp_path: Path) -> None:
+    """SQLite knows its revision in memory: a consistent read's revision is answered in
+    the caller's own step, not after event-loop iterations spent behind every other
+    ready request (an admitted list under a flood of rejected ones)."""
+    store = await SqliteStore.open(tmp_path / "s.db")
+    try:
+        kv = await store.create("/registry/core/pods/ns/a", pod("a"))
+        read = WatchCache(store).fresh_revision()
+        with pytest.raises(StopIteration) as done:
+            read.send(None)
+        assert done.value.value == kv.mod_revision
+        assert EncryptingStore(store).revision_in_memory  # so does it under encryption
     finally:
         await store.close()

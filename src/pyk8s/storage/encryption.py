@@ -189,6 +189,11 @@ class EncryptingStore:
         self.inner = inner
         self.rules: tuple[Rule, ...] = tuple(rules)
 
+    @property
+    def revision_in_memory(self) -> bool:
+        """Whether the inner store answers :meth:`current_revision` without suspending."""
+        return bool(getattr(self.inner, "revision_in_memory", False))
+
     def set_rules(self, rules: Sequence[Rule]) -> None:
         """Use new transformers from the next read or write on (a reloaded config)."""
         self.rules = tuple(rules)

@@ -182,6 +182,10 @@ class _Pending:
 class SqliteStore:
     """A :class:`~pyk8s.storage.Store` on one SQLite file. Use :meth:`open`."""
 
+    #: :meth:`current_revision` answers from memory, never suspending (the lock file makes
+    #: this process the database's only writer): a consistent read may await it inline
+    revision_in_memory = True
+
     def __init__(
         self,
         path: Path,
