@@ -431,3 +431,20 @@ def test_orphaned_pod_directories_are_torn_down(tmp_path: Path) -> None:
     restarted = PodVolumes(tmp_path / "kubelet")  # knows nothing of either pod
     assert restarted.cleanup_orphans({"keep"}) == ["gone"]
     assert restarted.pod_uids_on_disk() == {"keep"}
+
+
+def test_only_the_directories_read_before_the_pods_can_be_orphans(tmp_path: Path) -> None:
+    """The kubelet reads the disk, then the pods it has: a pod whose directory was made
+    between the two (it arrived meanwhile) is left alone, not torn down while it runs."""
+    pv = PodVolumes(tmp_path / "kubelet")
+
+    def arrive(uid: str) -> None:
+        pod = {**_pod([{"name": "scratch", "emptyDir": {}}]),
+               "metadata": {**POD["metadata"], "uid": uid}}  # fmt: skip
+        pv.setup(pod, LOOKUPS)
+
+    arrive("gone")
+    on_disk = pv.pod_uids_on_disk()
+    arrive("new")  # after the read; the kubelet's pod set (below) was taken before it came
+    assert pv.cleanup_orphans(set(), on_disk) == ["gone"]
+    assert pv.pod_uids_on_disk() == {"new"}

@@ -317,7 +317,17 @@ class Kubelet:
         self.metrics.running_pods.set(len(known & wanted))
         for uid in known - wanted:
             await self.worker.cleanup(uid)
-        # volume directories of pods neither the API server nor the runtime has
-        orphans = await asyncio.to_thread(self.worker.volumes.cleanup_orphans, wanted | known)
+        # volume directories of pods that neither the API server, the runtime nor the pod
+        # worker has; the disk is read first and the pods after it (and after the
+        # cleanups above, which take a while), so that a pod that arrived since is not
+        # taken for an orphan and its volumes torn down while it runs
+        vols = self.worker.volumes
+        on_disk = await asyncio.to_thread(vols.pod_uids_on_disk)
+        active = (
+            {str(p["metadata"].get("uid")) for p in self.pods.store.list()}
+            | self.relister.known_uids()
+            | set(vols.mounted)
+        )
+        orphans = await asyncio.to_thread(vols.cleanup_orphans, active, on_disk)
         if orphans:
             log.info("orphaned pod volume directories removed", extra={"uids": orphans})

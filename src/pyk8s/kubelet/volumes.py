@@ -685,10 +685,16 @@ class PodVolumes:
         pods = self.root / "pods"
         return {p.name for p in pods.iterdir() if p.is_dir()} if pods.is_dir() else set()
 
-    def cleanup_orphans(self, active: Iterable[str]) -> list[str]:
+    def cleanup_orphans(
+        self, active: Iterable[str], on_disk: Iterable[str] | None = None
+    ) -> list[str]:
         """Upstream's ``cleanupOrphanedPodDirs``: tear down and remove the directories of
-        pods not in ``active``; the uids removed."""
-        orphans = sorted(self.pod_uids_on_disk() - set(active))
+        pods not in ``active``; the uids removed. ``on_disk`` is what
+        :meth:`pod_uids_on_disk` found *before* ``active`` was taken (default: read now):
+        read in that order, a pod that arrives in between has its directory made after
+        the read, so it is not taken for an orphan."""
+        found = self.pod_uids_on_disk() if on_disk is None else set(on_disk)
+        orphans = sorted(found - set(active))
         for uid in orphans:
             self.teardown(uid)
         return orphans
