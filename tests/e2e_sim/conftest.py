@@ -37,8 +37,10 @@ def wait_until(check: Callable[[], Any], within: float = 60.0, every: float = 0.
 
 
 def child_pid(parent: int, component: str) -> int | None:
-    """The pid of the child of ``parent`` whose argv holds ``component`` (a supervisor's
-    kubelet, proxy, scheduler...), read from /proc; None while there is none."""
+    """The pid of the child of ``parent`` (or of its zygote, :mod:`pyk8s.server.zygote`)
+    whose command line holds the word ``component`` (a supervisor's kubelet, proxy,
+    scheduler...), read from /proc; None while there is none. A forked child's title
+    is one string (setproctitle), an exec'ed one's argv is split by NULs."""
     for task in os.listdir(f"/proc/{parent}/task"):
         try:
             children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
@@ -46,10 +48,14 @@ def child_pid(parent: int, component: str) -> int | None:
             continue
         for pid in children:
             try:
-                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
             except FileNotFoundError:
                 continue
-            if component.encode() in argv:
+            if b"zygote" in argv:
+                found = child_pid(int(pid), component)
+                if found is not None:
+                    return found
+            elif component.encode() in argv:
                 return int(pid)
     return None
 
