@@ -382,6 +382,15 @@ async def test_a_reject_level_answers_429_when_its_seats_are_taken(cluster: Clus
         'apiserver_flowcontrol_rejected_requests_total{flow_schema="bob",'
         'priority_level="strict",reason="concurrency-limit"} 1.0'
     ) in metrics
+    # the rejected create counts as a request, but only the served one has a latency (as
+    # upstream), in upstream's buckets
+    create = 'group="",resource="configmaps",subresource="",verb="create"'
+    assert f'apiserver_request_total{{code="429",{create}}} 1.0' in metrics
+    assert f'apiserver_request_total{{code="201",{create}}} 1.0' in metrics
+    created = 'group="",resource="configmaps",verb="create"'
+    assert f"apiserver_request_duration_seconds_count{{{created}}} 1.0" in metrics
+    bucket = 'group="",le="0.2",resource="configmaps",verb="create"'
+    assert f"apiserver_request_duration_seconds_bucket{{{bucket}}} " in metrics
 
 
 # --------------------------------------------------------------------------- pure rules
