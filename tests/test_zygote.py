@@ -11,9 +11,11 @@ Python here: it must be forked before its process has threads, and pytest's may 
 from __future__ import annotations
 
 import os
+import queue
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 from tests.e2e_sim.conftest import child_pid, wait_until
@@ -22,7 +24,7 @@ SERVER = """
 import asyncio, os, signal, sys
 from pyk8s.server import zygote
 
-forks = zygote.start([])
+forks = zygote.start(["token"])  # forked once "imported": the last import
 
 async def main():
     usage = await forks.spawn(["token", "generate"], sys.argv[1])
@@ -39,6 +41,16 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+def _lines(server: subprocess.Popen[str]) -> queue.Queue[str]:
+    """The server's output lines, read beside the test (a child never forked must fail
+    the test, not hang it)."""
+    out: queue.Queue[str] = queue.Queue()
+    assert server.stdout is not None
+    stdout = server.stdout
+    threading.Thread(target=lambda: [out.put(line) for line in stdout], daemon=True).start()
+    return out
 
 
 def _alive(pid: int) -> bool:
@@ -61,11 +73,12 @@ def test_forked_children_run_commands_take_signals_and_die_with_the_server(
     )
     assert server.stdin is not None and server.stdout is not None
     pids: list[int] = []
+    lines = _lines(server)
     try:
         # argparse's refusal went to the log file; its status came back as a returncode
-        assert server.stdout.readline().split() == ["exit", "2"]
+        assert lines.get(timeout=30).split() == ["exit", "2"]
         assert "invalid choice: 'generate'" in log.read_text()
-        pid = int(server.stdout.readline().split()[1])
+        pid = int(lines.get(timeout=30).split()[1])
         pids.append(pid)
         # a child of the zygote, not of the server, named as its command in ps
         assert int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1]) != server.pid
@@ -76,8 +89,8 @@ def test_forked_children_run_commands_take_signals_and_die_with_the_server(
         assert Path(f"/proc/{pid}/comm").read_text().strip() == "pyk8s-token"
         server.stdin.write("\n")
         server.stdin.flush()
-        assert server.stdout.readline().split() == ["exit", str(-signal.SIGTERM)]
-        pid = int(server.stdout.readline().split()[1])
+        assert lines.get(timeout=30).split() == ["exit", str(-signal.SIGTERM)]
+        pid = int(lines.get(timeout=30).split()[1])
         pids.append(pid)
         assert _alive(pid)
         server.kill()

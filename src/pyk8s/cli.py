@@ -1876,6 +1876,9 @@ def _run_agent(args: argparse.Namespace) -> int:
             dns_args=_node_dns_args(args),
             lb_server_port=args.lb_server_port,
         )
+        from pyk8s.server import zygote  # its components are forked, as the server's
+
+        zygote.start(["kubelet", "proxy", *(["dns"] if opts.dns_args else [])])
         asyncio.run(agent.run(opts))
     except (agent.JoinError, OSError) as err:
         print(f"pyk8s agent: error: {err}", file=sys.stderr)

@@ -161,6 +161,7 @@ class Zygote:
             self._writer.write(orjson.dumps(message) + b"\n")
 
     async def _read(self, reader: asyncio.StreamReader) -> None:
+        stopped = False
         try:
             while line := await reader.readline():
                 message = orjson.loads(line)
@@ -174,9 +175,13 @@ class Zygote:
                     proc = self._children.pop(message["exited"], None)
                     if proc is not None:
                         proc._exit(message["code"])
+        except asyncio.CancelledError:  # this process is stopping
+            stopped = True
+            raise
         finally:
             self.alive = False
-            log.warning("the zygote exited; components are started by exec from now on")
+            if not stopped:
+                log.warning("the zygote exited; components are started by exec from now on")
             for reply in self._pending.values():
                 if not reply.done():
                     reply.set_exception(OSError("the zygote exited"))
@@ -207,27 +212,18 @@ def _name(title: str, short: str) -> None:
     setproctitle.setthreadtitle(short[:15])
 
 
-def _preload(components: Sequence[str]) -> None:
+def _serve(sock: socket.socket, server: int, components: Sequence[str]) -> int:  # pragma: no cover
+    """The zygote: import each component, forking each child once its component's
+    modules are in (the ones a new node's Ready waits on first, and one asked for before
+    one that is not), until the server goes."""
     from pyk8s.server import startgate
 
-    for name in COMMON:
-        importlib.import_module(name)
-    for command in components:
-        try:
-            startgate.import_component(command)
-        except Exception:  # the child will fail to import it too, and say why
-            log.exception("zygote: importing %s failed", command)
-
-
-def _serve(sock: socket.socket, server: int, components: Sequence[str]) -> int:  # pragma: no cover
-    """The zygote: import, then fork on request until the server goes."""
     _die_with_parent(server)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the server stops us
     _name(f"{sys.executable} -m pyk8s zygote", "pyk8s-zygote")
-    _preload(components)
-    if threading.active_count() > 1:
-        log.warning("zygote: importing the components started threads; forking anyway")
-    gc.freeze()
+    for name in COMMON:
+        importlib.import_module(name)
+    to_import = sorted(components, key=lambda c: c not in startgate.FULL_PRIORITY)
     wake_r, wake_w = os.pipe()
     os.set_blocking(wake_w, False)
     signal.set_wakeup_fd(wake_w)
@@ -237,9 +233,34 @@ def _serve(sock: socket.socket, server: int, components: Sequence[str]) -> int: 
     sel.register(sock, selectors.EVENT_READ)
     sel.register(wake_r, selectors.EVENT_READ)
     children: set[int] = set()
+    waiting: list[dict[str, Any]] = []
     buf = b""
+
+    def fork(message: dict[str, Any]) -> None:
+        gc.freeze()  # a collection in the child leaves what is imported by now alone
+        try:
+            pid = os.fork()
+        except OSError as err:
+            sock.sendall(orjson.dumps({"spawned": message["spawn"], "error": str(err)}) + b"\n")
+            return
+        if pid == 0:
+            os.close(wake_r)
+            os.close(wake_w)
+            sel.close()
+            _run_child(sock, me, message)
+        children.add(pid)
+        sock.sendall(orjson.dumps({"spawned": message["spawn"], "pid": pid}) + b"\n")
+
+    def forks_due() -> list[str]:
+        """Fork the children whose component is imported; the commands still waiting."""
+        for message in list(waiting):
+            if not message["argv"] or message["argv"][0] not in to_import:
+                waiting.remove(message)
+                fork(message)
+        return [m["argv"][0] for m in waiting]
+
     while True:
-        for key, _ in sel.select():
+        for key, _ in sel.select(0 if to_import else None):
             if key.fileobj == wake_r:
                 os.read(wake_r, 512)
                 continue
@@ -250,25 +271,12 @@ def _serve(sock: socket.socket, server: int, components: Sequence[str]) -> int: 
             while b"\n" in buf:
                 line, buf = buf.split(b"\n", 1)
                 message = orjson.loads(line)
-                if "signal" in message:
-                    if message["pid"] in children:
-                        with contextlib.suppress(ProcessLookupError):
-                            os.kill(message["pid"], message["signal"])
-                    continue
-                try:
-                    pid = os.fork()
-                except OSError as err:
-                    sock.sendall(
-                        orjson.dumps({"spawned": message["spawn"], "error": str(err)}) + b"\n"
-                    )
-                    continue
-                if pid == 0:
-                    os.close(wake_r)
-                    os.close(wake_w)
-                    sel.close()
-                    _run_child(sock, me, message)
-                children.add(pid)
-                sock.sendall(orjson.dumps({"spawned": message["spawn"], "pid": pid}) + b"\n")
+                if "signal" not in message:
+                    waiting.append(message)
+                elif message["pid"] in children:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(message["pid"], message["signal"])
+        asked = forks_due()
         while children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
@@ -279,6 +287,16 @@ def _serve(sock: socket.socket, server: int, components: Sequence[str]) -> int: 
             children.discard(pid)
             code = os.waitstatus_to_exitcode(status)
             sock.sendall(orjson.dumps({"exited": pid, "code": code}) + b"\n")
+        if to_import:
+            command = next((c for c in to_import if c in asked), to_import[0])
+            to_import.remove(command)
+            try:
+                startgate.import_component(command)
+            except Exception:  # the child will fail to import it too, and say why
+                log.exception("zygote: importing %s failed", command)
+            if not to_import and threading.active_count() > 1:
+                log.warning("zygote: importing the components started threads")
+            forks_due()
 
 
 def _run_child(
