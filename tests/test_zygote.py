@@ -49,7 +49,12 @@ def _lines(server: subprocess.Popen[str]) -> queue.Queue[str]:
     out: queue.Queue[str] = queue.Queue()
     assert server.stdout is not None
     stdout = server.stdout
-    threading.Thread(target=lambda: [out.put(line) for line in stdout], daemon=True).start()
+
+    def read() -> None:
+        for line in stdout:
+            out.put(line)
+
+    threading.Thread(target=read, daemon=True).start()
     return out
 
 
