@@ -1995,9 +1995,10 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from pyk8s.server import bytecode
+    from pyk8s.server import bytecode, tlsbuffers
 
     bytecode.enable()  # the ``pyk8s`` script's imports from here on (``-m pyk8s``: all)
+    tlsbuffers.shrink()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["kubectl"]:
         return _kubectl(argv[1:])
