@@ -7,7 +7,8 @@ deleted) goes through :meth:`NftRenderer.update` and is compared, step by step, 
 fresh full render; in a throwaway network namespace (root) the partial transactions are
 compared with a full transaction of the same ruleset in a second namespace, by their
 ``nft -j list table`` listings, for both the ``ip`` and the ``ip6`` table of a
-dual-stack node.
+dual-stack node. A new table written in pieces side by side (a proxy's first sync) is
+compared the same way with one written in one transaction.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ from typing import Any
 import pytest
 
 from pyk8s.proxy import nftrules
+from pyk8s.proxy.iptables import run
 from pyk8s.proxy.model import service_key, slice_service_key
-from pyk8s.proxy.nftables import NftApplier
-from pyk8s.proxy.nftrules import NftRenderer, NftRuleset, render_nft
+from pyk8s.proxy.nftables import NftablesError, NftApplier, cleanup_nftables
+from pyk8s.proxy.nftrules import IPV4, IPV6, NftRenderer, NftRuleset, render_nft
 from pyk8s.proxy.rules import ProxyConfig, family_config
 from tests.proxy.test_dualstack_rules import DUAL
 from tests.proxy.test_rules import CONFIG, ep, slice_, svc
@@ -227,3 +229,42 @@ async def test_partial_transactions_leave_the_table_a_full_one_writes(
             assert now == listing(full_ns, name)
             assert now != seen  # the change reached the kernel
             seen = now
+
+
+@pytest.mark.e2e
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
+async def test_a_new_table_written_in_pieces_is_the_table_written_whole(
+    netns: tuple[list[str], list[str]],
+) -> None:
+    """A proxy's first sync writes a table that does not exist in pieces; one that exists
+    (a restarted proxy's) is replaced in one transaction; a failed piece leaves nothing
+    hooked, and the next sync replaces what it left."""
+    pieces_ns, whole_ns = netns
+    series = steps()
+    for family in (IPV4, IPV6):
+        config = family_config(DUAL, 6 if family is IPV6 else 4)
+        first, later = render_nft(*series[0], config), render_nft(*series[2], config)
+        applier = NftApplier(pieces_ns)
+        applier.piece_chains = 1  # a small table in pieces too
+        assert await applier.apply(first) and applier.last_kind == "created"
+        assert await NftApplier(whole_ns).apply(first)
+        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
+
+        restarted = NftApplier(pieces_ns)
+        restarted.piece_chains = 1
+        assert await restarted.apply(later) and restarted.last_kind == "full"  # it exists
+        assert await NftApplier(whole_ns).apply(later)
+        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
+
+        await cleanup_nftables(pieces_ns, family)
+        endpoint_chain = next(c for c in later.chains if c.startswith("endpoint-"))
+        broken = NftRuleset(family, {**later.chains, endpoint_chain: ("no such statement",)},
+                            later.elements, later.dynamic_sets)  # fmt: skip
+        failing = NftApplier(pieces_ns)
+        failing.piece_chains = 1
+        with pytest.raises(NftablesError):
+            await failing.apply(broken)
+        _, left = await run([*pieces_ns, "nft", "list", "chains", family.name])
+        assert "services" in left and "hook" not in left  # written in part, never hooked
+        assert await failing.apply(later) and failing.last_kind == "full"
+        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -119,6 +119,17 @@ HOOKS = {
     "nat-output": "type nat hook output priority -100 ;",
     "nat-postrouting": "type nat hook postrouting priority 100 ;",
 }
+#: the table's other chains shared by every Service (:func:`_write_base`)
+SHARED_CHAINS = (
+    "cluster-ips-check",
+    "firewall-check",
+    "mark-for-masquerade",
+    "masquerading",
+    "nodeport-endpoints-check",
+    "reject-chain",
+    "service-endpoints-check",
+    "services",
+)
 
 
 @dataclass
@@ -158,15 +169,61 @@ class NftRuleset:
         to are declared, before the bulk of the rules: the kernel walks the whole
         transaction so far each time it binds an anonymous set, so late ones make a
         1,000-service transaction quadratic."""
+        p = self._p()
+        out = [f"add table {p}", f"delete table {p}", *self._declarations()]
+        out += self._chain_lines(self.chains, set())
+        for name, elements in self.elements.items():
+            out += _element_lines("add", p, name, elements)
+        return "\n".join(out) + "\n"
+
+    def fresh_texts(self, pieces: int) -> Iterator[str]:
+        """The whole table as several transactions, for a table that does not exist yet
+        (a node's first sync). The first ``create``\\s the table (failing if it exists)
+        with its maps, sets, shared chains and the elements that go to none of the
+        Services' chains; then come the Services' chains, their rules and the elements
+        that go to them, in ``pieces`` transactions of about the same number of chains
+        (chains that jump to one another, a service port's, stay together), which may
+        run side by side; the last adds the hooked base chains. Until the last one
+        commits no packet enters the table, so the pieces are as good as one transaction,
+        and each is cheaper in the kernel: it binds its anonymous sets against a short
+        transaction."""
+        p = self._p()
+        shared = [c for c in self.chains if c in SHARED_CHAINS]
+        services = [c for c in self.chains if c not in HOOKS and c not in SHARED_CHAINS]
+        chunks = _chain_groups(services, self.chains, -(-len(services) // max(pieces, 1)))
+        where = {c: i for i, chunk in enumerate(chunks) for c in chunk}
+        elements: list[dict[str, dict[str, str]]] = [{} for _ in range(len(chunks) + 1)]
+        for name, items in self.elements.items():
+            for key, value in items.items():
+                target = _TARGET.search(value)
+                i = where.get(target.group(1), -1) if target else -1
+                elements[i + 1].setdefault(name, {})[key] = value
+        head = self._declarations("create") + self._chain_lines(shared, set())
+        for i, chunk in enumerate([[], *chunks]):
+            out = head if i == 0 else self._chain_lines(chunk, set(shared))
+            for name, items in elements[i].items():
+                out += _element_lines("add", p, name, items)
+            yield "\n".join(out) + "\n"
+        yield "\n".join(self._chain_lines([c for c in self.chains if c in HOOKS], set())) + "\n"
+
+    def _declarations(self, verb: str = "add") -> list[str]:
+        """The table (``verb``: ``add``, or ``create`` to fail if it exists), its maps and
+        its sets."""
         p, addr = self._p(), self.family.addr_type
-        out = [f"add table {p}", f"delete table {p}"]
-        out.append(f'add table {p} {{ comment "rules for kube-proxy" ; }}')
+        out = [f'{verb} table {p} {{ comment "rules for kube-proxy" ; }}']
         out += [f"add map {p} {name} {{ {body.format(addr=addr)} }}" for name, body in MAPS.items()]
         out += [f"add set {p} {name} {{ {body.format(addr=addr)} }}" for name, body in SETS.items()]
         out += [f"add set {p} {name} {{ {body} }}" for name, body in self.dynamic_sets.items()]
-        declared: set[str] = set()
+        return out
+
+    def _chain_lines(self, chains: Iterable[str], declared: set[str]) -> list[str]:
+        """``add chain`` and ``add rule`` commands for ``chains`` (``declared``: chains
+        that exist before them), anonymous sets early (see :meth:`text`)."""
+        p = self._p()
+        out: list[str] = []
         later: list[str] = []
-        for chain, rules in self.chains.items():
+        for chain in chains:
+            rules = self.chains[chain]
             hook = HOOKS.get(chain)
             out.append(f"add chain {p} {chain} {{ {hook} }}" if hook else f"add chain {p} {chain}")
             declared.add(chain)
@@ -176,10 +233,7 @@ class NftRuleset:
                 out += lines
             else:
                 later += lines
-        out += later
-        for name, elements in self.elements.items():
-            out += _element_lines("add", p, name, elements)
-        return "\n".join(out) + "\n"
+        return out + later
 
     def diff_text(self, previous: NftRuleset) -> str:
         """A transaction turning ``previous`` (in the kernel) into this ruleset that touches
@@ -399,6 +453,35 @@ def _element_lines(op: str, p: str, name: str, elements: Mapping[str, str]) -> l
         f"{op} element {p} {name} {{ {', '.join(items[i : i + 1000])} }}"
         for i in range(0, len(items), 1000)
     ]
+
+
+def _chain_groups(
+    names: Sequence[str], chains: Mapping[str, Sequence[str]], size: int
+) -> list[list[str]]:
+    """``names`` in order, cut into lists of about ``size`` chains, chains that jump to
+    one another in the same list (an ``endpoint-`` chain jumps to shared chains only)."""
+    parent: dict[str, str] = {}
+
+    def root(name: str) -> str:
+        while (up := parent.get(name, name)) != name:
+            name = parent[name] = parent.get(up, up)
+        return name
+
+    known = set(names)
+    for name in names:
+        if not name.startswith("endpoint-"):
+            for target in _TARGET.findall(" ".join(chains[name])):
+                if target in known:
+                    parent[root(target)] = root(name)
+    groups: dict[str, list[str]] = {}
+    for name in names:
+        groups.setdefault(root(name), []).append(name)
+    out: list[list[str]] = []
+    for group in groups.values():
+        if not out or len(out[-1]) >= size:
+            out.append([])
+        out[-1] += group
+    return out
 
 
 def render_nft(
