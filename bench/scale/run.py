@@ -13,7 +13,12 @@ Lease renewals (one per node every 10 s) use the whole budget and pods wait for 
 Reference: kwok's CI bounds, 5,000 nodes Ready in under 60 s and 10,000 pods Running in
 under 60 s (``--nodes 5000 --pods 10000``; the defaults are 1,000 and 2,000).
 
-Usage: python3 bench/scale/run.py [--nodes 1000] [--pods 2000] [--timeout 600]
+``--baseline REV`` first runs the whole cluster (API server, sim-nodes, scheduler) from git
+revision REV's ``src/``, then this tree's, and prints both tables: a same-run comparison
+on a shared machine. Each table ends with the CPU seconds every process used between the
+first pod create and the last pod Running, and per pod.
+
+Usage: python3 bench/scale/run.py [--nodes 1000] [--pods 2000] [--timeout 600] [--baseline REV]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -35,12 +41,14 @@ from bench._cluster import (  # noqa: E402
     Proc,
     Server,
     Watch,
+    cpu_seconds,
     create_many,
     free_port,
     node_ready,
     pct_ms,
     pod_body,
     pods_per_node,
+    revision_src,
     rss_mib,
     start_scheduler,
     start_sim_nodes,
@@ -165,11 +173,22 @@ async def pods_running(api: Api, ns: str, prefix: str, pods: int, within: float)
     return rows
 
 
-def rss_rows(procs: list[tuple[str, int]]) -> str:
-    out = ["| process | pid | VmRSS MiB |", "|---|---:|---:|"]
+def process_rows(procs: list[tuple[str, int]], cpu_before: dict[int, float], pods: int) -> str:
+    """Resident memory now, and the CPU each process used since ``cpu_before`` was read
+    (the first pod create), in all and per pod."""
+    out = [
+        "| process | pid | VmRSS MiB | CPU s during the pods | CPU ms per pod |",
+        "|---|---:|---:|---:|---:|",
+    ]
     for name, pid in procs:
         mib = rss_mib(pid)
-        out.append(f"| {name} | {pid} | {'gone' if mib is None else f'{mib:,.0f}'} |")
+        now, before = cpu_seconds(pid), cpu_before.get(pid)
+        used = None if now is None or before is None else now - before
+        out.append(
+            f"| {name} | {pid} | {'gone' if mib is None else f'{mib:,.0f}'} | "
+            f"{'-' if used is None else f'{used:.1f}'} | "
+            f"{'-' if used is None or not pods else f'{1000 * used / pods:.1f}'} |"
+        )
     return "\n".join(out)
 
 
@@ -179,6 +198,8 @@ async def run(base: Path, nodes: int, pods: int, within: float) -> str:
     server = Server(base / "data", free_port())
     api: Api | None = None
     memory = ""
+    cpu_before: dict[int, float] = {}
+    measured = 0
     try:
         server.start()
         assert server.proc is not None
@@ -206,8 +227,15 @@ async def run(base: Path, nodes: int, pods: int, within: float) -> str:
                     )
                 )
             else:
+                pids = [server.proc.pid] + [p.pid for p in procs]
+                cpu_before = {pid: cpu_seconds(pid) or 0.0 for pid in pids}
+                measured = pods
                 rows += await pods_running(api, "scale", "pod", pods, within)
-        memory = rss_rows([("apiserver", server.proc.pid)] + [(p.name, p.pid) for p in procs])
+        memory = process_rows(
+            [("apiserver", server.proc.pid)] + [(p.name, p.pid) for p in procs],
+            cpu_before,
+            measured,
+        )
     except Exception as err:  # still print what was measured
         rows.append(
             row(f"failed: {type(err).__name__}: {str(err)[:120]}", "-", "-", "-", "-", "-", "-")
@@ -226,11 +254,33 @@ async def main() -> None:
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--pods", type=int, default=2000)
     ap.add_argument("--timeout", type=float, default=600.0, help="bound on every wait (s)")
+    ap.add_argument(
+        "--baseline", default="", help="git revision whose whole cluster is measured first"
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-scale-") as tmp:
-        start = time.perf_counter()
-        print(await run(Path(tmp), args.nodes, args.pods, args.timeout), flush=True)
-        print(f"\n(whole run: {time.perf_counter() - start:.0f} s)")
+        trees: dict[str, Path | None] = {"this tree": None}
+        if args.baseline:
+            trees = {args.baseline: revision_src(args.baseline, Path(tmp) / "rev"), **trees}
+        for label, src in trees.items():
+            start = time.perf_counter()
+            base = Path(tmp) / label.replace(" ", "-")
+            base.mkdir()
+            # every process of the run (API server, sim-nodes, scheduler) imports pyk8s
+            # from the revision's src/ when one is given
+            saved = os.environ.get("PYTHONPATH")
+            if src is not None:
+                os.environ["PYTHONPATH"] = str(src)
+            try:
+                table = await run(base, args.nodes, args.pods, args.timeout)
+            finally:
+                if saved is None:
+                    os.environ.pop("PYTHONPATH", None)
+                else:
+                    os.environ["PYTHONPATH"] = saved
+            load = os.getloadavg()[0]
+            print(f"### {label}\n\n{table}", flush=True)
+            print(f"\n(whole run: {time.perf_counter() - start:.0f} s, load average {load:.1f})\n")
 
 
 if __name__ == "__main__":
