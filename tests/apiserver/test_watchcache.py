@@ -9,6 +9,7 @@ import orjson
 import pytest
 
 from pyk8s.apiserver.watchcache import ADDED, DELETED, MODIFIED, TooOld, WatchCache
+from pyk8s.storage import Event, Watch
 from pyk8s.storage.encryption import EncryptingStore
 from pyk8s.storage.sqlite import SqliteStore
 
@@ -171,3 +172,55 @@ async def test_consistent_read_over_sqlite_never_yields_to_the_loop(tmp_path: Pa
         assert EncryptingStore(store).revision_in_memory  # so does it under encryption
     finally:
         await store.close()
+
+
+class _Held(Watch):
+    """A store watch whose reader is held at a gate (the cache's loop not yet scheduled)."""
+
+    def __init__(self, inner: Watch, gate: asyncio.Event) -> None:
+        self.inner, self.gate = inner, gate
+
+    async def __anext__(self) -> Event:
+        await self.gate.wait()
+        return await self.inner.__anext__()
+
+    def take_ready(self) -> list[Event]:
+        return self.inner.take_ready()
+
+    async def close(self) -> None:
+        self.gate.set()
+        await self.inner.close()
+
+
+async def test_a_consistent_read_applies_events_already_handed_out_without_waiting(
+    tmp_path: Path,
+) -> None:
+    """A write acknowledged before the cache's loop took its event: a consistent read
+    applies that event itself instead of waiting event-loop iterations for the loop; the
+    loop then goes on with the next events (none lost, none twice)."""
+    inner = await SqliteStore.open(tmp_path / "s.db")
+    store = EncryptingStore(inner)  # the events pass through its watch too
+    gate = asyncio.Event()
+    real_watch = store.watch
+
+    async def held_watch(prefix: str, *, after: int | None = None) -> Watch:
+        return _Held(await real_watch(prefix, after=after), gate)
+
+    store.watch = held_watch  # type: ignore[method-assign]
+    cache = WatchCache(store)
+    await cache.start()
+    try:
+        kv = await store.create("/registry/core/pods/ns/a", pod("a"))
+        assert cache.revision < kv.mod_revision  # the cache's loop has not seen it
+        read = cache.wait_fresh()
+        with pytest.raises(StopIteration):
+            read.send(None)
+        assert cache.revision == kv.mod_revision
+        assert [e.key for e in cache.list("/registry/core/pods/")] == [kv.key]
+        gate.set()
+        kv2 = await store.create("/registry/core/pods/ns/b", pod("b"))
+        await cache.wait_for(kv2.mod_revision)
+        assert [(e.type, e.key) for e in cache.history] == [(ADDED, kv.key), (ADDED, kv2.key)]
+    finally:
+        await cache.stop()
+        await inner.close()

@@ -460,8 +460,17 @@ class WatchCache:
             ) from None
 
     async def wait_fresh(self) -> None:
-        """Catch up with the store's current revision (a consistent read)."""
-        await self.wait_for(await self.fresh_revision())
+        """Catch up with the store's current revision (a consistent read).
+
+        Events the store already handed to the cache's watch but :meth:`_run` has not
+        taken yet (a write just acknowledged) are applied here and now: waiting for them
+        costs a read two event-loop iterations, each behind every other ready request (a
+        periodic lease renewal made a whole iteration's worth of lists wait under load)."""
+        revision = await self.fresh_revision()
+        if self.revision < revision and self._store_watch is not None:
+            for ev in self._store_watch.take_ready():
+                self._apply(ev)
+        await self.wait_for(revision)
 
     async def fresh_revision(self) -> int:
         """The store's current revision, read after this call began.

@@ -167,6 +167,11 @@ class Watch(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
+    def take_ready(self) -> list[Event]:
+        """The events this watch already holds, taken without waiting (iteration goes on
+        after them): its reader may apply them ahead of its own loop. None by default."""
+        return []
+
     async def __aenter__(self) -> Watch:
         return self
 

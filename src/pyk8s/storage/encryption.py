@@ -302,12 +302,20 @@ class _DecryptingWatch(Watch):
 
     async def __anext__(self) -> Event:
         while True:
-            ev = await self._inner.__anext__()
-            kv = self._store._readable(ev.kv) if ev.type is EventType.PUT else ev.kv
-            if kv is None:
-                continue  # logged; the next event
-            prev = None if ev.prev_kv is None else self._store._readable(ev.prev_kv)
-            return Event(ev.type, kv, prev)
+            ev = self._readable(await self._inner.__anext__())
+            if ev is not None:
+                return ev
+
+    def take_ready(self) -> list[Event]:
+        return [ev for ev in map(self._readable, self._inner.take_ready()) if ev is not None]
+
+    def _readable(self, ev: Event) -> Event | None:
+        """The event decrypted; None when its value cannot be (logged: the next event)."""
+        kv = self._store._readable(ev.kv) if ev.type is EventType.PUT else ev.kv
+        if kv is None:
+            return None
+        prev = None if ev.prev_kv is None else self._store._readable(ev.prev_kv)
+        return Event(ev.type, kv, prev)
 
     async def close(self) -> None:
         await self._inner.close()

@@ -723,6 +723,20 @@ class _SqliteWatch(Watch):
         self._error = error
         self._live.put_nowait(None)
 
+    def take_ready(self) -> builtins.list[Event]:
+        """Live events already offered (none while the replay is unfinished: they follow
+        it). A reader parked in :meth:`__anext__` finds the queue empty and waits on."""
+        out: builtins.list[Event] = []
+        if self._done or self._replayed or self._position < self._replay_until:
+            return out
+        while not self._live.empty():
+            ev = self._live.get_nowait()
+            if ev is None:  # the end stays for the reader (nothing is offered after it)
+                self._live.put_nowait(None)
+                break
+            out.append(ev)
+        return out
+
     async def __anext__(self) -> Event:
         if self._done:
             raise StopAsyncIteration
