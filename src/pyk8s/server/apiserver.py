@@ -42,7 +42,7 @@ from pyk8s.apiserver.inflight import (
 )
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
-from pyk8s.server import clusterconfig, manifests, startgate
+from pyk8s.server import clusterconfig, gcfreeze, manifests, startgate
 from pyk8s.server.addon_identities import installs
 from pyk8s.server.certrenew import CertRenewer
 from pyk8s.server.component import stop_on_signals, tcp_site
@@ -564,6 +564,8 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
             opts.data_dir, etcd[1].client_url
         )
     stop = stop_on_signals()
+    # the watch cache's heap, frozen as it grows (see the module)
+    freezer = asyncio.create_task(gcfreeze.run(), name="gc-freeze")
     if not components:  # pyk8s apiserver: for components started by hand
         write_component_kubeconfigs(running.pki, running.url, join_token)
     await ensure_component_policy(running.server.handlers)
@@ -583,6 +585,7 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()
     log.info("shutting down")
+    freezer.cancel()
     if snapshots is not None:
         snapshots.cancel()
     for job in (deployer, members):
