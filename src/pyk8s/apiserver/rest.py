@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +36,7 @@ from pyk8s.api.goorder import (
 )
 from pyk8s.api.jsoncopy import copy_json
 from pyk8s.api.registry import Resource
+from pyk8s.api.uid import new_uid
 from pyk8s.storage import AlreadyExists, Conflict, KeyValue, NotFound, Store
 
 if TYPE_CHECKING:
@@ -207,7 +207,7 @@ class ResourceStore:
         for f in _SERVER_METADATA:
             meta.pop(f, None)
         meta.pop("resourceVersion", None)
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = new_uid()
         meta["creationTimestamp"] = timestamp()
         obj["apiVersion"] = r.api_version
         obj["kind"] = r.kind

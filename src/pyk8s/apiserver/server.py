@@ -15,7 +15,6 @@ import contextlib
 import logging
 import platform
 import time
-import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +27,7 @@ from pyk8s import __version__
 from pyk8s.api import errors
 from pyk8s.api.dualstack import parse_cidrs
 from pyk8s.api.registry import REGISTRY, Registry
+from pyk8s.api.uid import new_uid
 from pyk8s.apiserver import audit, discovery, encoding, secretsencrypt, tracing
 from pyk8s.apiserver.aggregator import Aggregator
 from pyk8s.apiserver.allocators import AllocationRepair, ClusterIPAllocator, NodePortAllocator
@@ -676,7 +676,7 @@ def audit_id_of(request: web.Request) -> str:
     upstream's WithAuditInit keeps it) or a new UUID."""
     audit_id = request.get(AUDIT_ID)
     if audit_id is None:
-        audit_id = request.headers.get(AUDIT_HEADER) or str(uuid.uuid4())
+        audit_id = request.headers.get(AUDIT_HEADER) or new_uid()
         request[AUDIT_ID] = audit_id
     return audit_id
 
