@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -152,7 +152,7 @@ def unknown_fields(resource: Resource, obj: JSON) -> list[str]:
     """Paths of fields the schema does not know (``spec.containers[0].foo``), in order."""
     root = _root_for(resource)
     out: list[str] = []
-    if root is not None and isinstance(obj, dict):
+    if root is not None and isinstance(obj, dict) and _any_unknown(root, obj):
         _unknown(root, obj, "", out)
     return out
 
@@ -174,6 +174,41 @@ def _elements(node: Node, value: Any, path: str, key_fmt: str) -> Iterator[tuple
     if item.kind in ("struct", "array", "map"):
         for p, v in entries:
             yield item, v, p
+
+
+def _items(node: Node, value: Any) -> Iterable[Any] | None:
+    """The items of an array or map ``value`` whose schema has fields to walk into (a
+    struct, array or map); None when there is nothing to walk."""
+    if not node.sub:
+        return None
+    if node.kind == "array" and isinstance(value, list):
+        items: Iterable[Any] = value
+    elif node.kind == "map" and isinstance(value, dict):
+        items = value.values()
+    else:
+        return None
+    return items if classify(node.sub).kind in ("struct", "array", "map") else None
+
+
+def _any_unknown(node: Node, value: Any) -> bool:
+    """Whether :func:`_unknown` would find anything: the same walk without the paths, as
+    every write asks and almost every object has no unknown field."""
+    if node.kind == "struct":
+        if not isinstance(value, dict):
+            return False
+        props = node.props
+        for k, v in value.items():
+            sub = props.get(k)
+            if sub is None:
+                return True
+            if isinstance(v, (dict, list)) and _any_unknown(classify(sub), v):
+                return True
+        return False
+    items = _items(node, value)
+    if items is None:
+        return False
+    item = classify(node.sub)
+    return any(_any_unknown(item, v) for v in items)
 
 
 def _unknown(node: Node, value: Any, path: str, out: list[str]) -> None:
@@ -657,7 +692,7 @@ def schema_required(resource: Resource, obj: JSON) -> list[FieldError]:
     """
     root = _root_for(resource)
     out: list[FieldError] = []
-    if root is not None and isinstance(obj, dict):
+    if root is not None and isinstance(obj, dict) and _lacks_required(root, obj, top=True):
         _required(root, obj, "", out, top=True)
     return out
 
@@ -697,6 +732,32 @@ def _walked_props(node: Node) -> tuple[tuple[str, Node], ...]:
             if _has_required(classify(sub), id(sub))
         )
     return hit
+
+
+def _lacks_required(node: Node, value: Any, top: bool = False) -> bool:
+    """Whether :func:`_required` would find anything: the same walk without the paths."""
+    if node.kind == "struct" and isinstance(value, dict):
+        for k in node.required:
+            if value.get(k) is None:
+                return True
+        for k, item in _walked_props(node):
+            v = value.get(k)
+            if v is None or (top and k == "status"):
+                continue
+            if _lacks_required(item, v):
+                return True
+        return False
+    if (
+        node.kind not in ("array", "map")
+        or not node.sub
+        or not _has_required(classify(node.sub), id(node.sub))
+    ):
+        return False
+    items = _items(node, value)
+    if items is None:
+        return False
+    item = classify(node.sub)
+    return any(_lacks_required(item, v) for v in items)
 
 
 def _required(node: Node, value: Any, path: str, out: list[FieldError], top: bool = False) -> None:
