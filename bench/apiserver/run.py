@@ -3,8 +3,9 @@
 Prints one markdown table per datastore (sqlite, etcd): pod create, get, list and watch
 throughput and latency (p50/p99) at 1, 10 and 50 concurrent clients, LIST of 10,000 pods
 (whole, and paginated: ``?limit=100`` first pages and a walk through continue tokens),
-creates at 50 clients with those 10,000 pods stored, and 100 concurrent watchers, next to the raw store's own create rate measured in the same run
-(the store opened directly, no HTTP), because this machine is noisy.
+creates at 50 clients with those 10,000 pods stored, and 100 concurrent watchers, next to
+the raw store's own create rate measured in the same run (the store opened directly, no
+HTTP), because this machine is noisy.
 
 ``--baseline REV`` runs the API server of git revision REV (its ``src/``, first on
 PYTHONPATH) before this tree's, in the same run, and prints both tables and a before/after
