@@ -216,10 +216,10 @@ async def test_a_claim_that_cannot_be_used_keeps_the_pod_from_starting(
         client.put("persistentvolumeclaims", {"metadata": meta, **claim})
     pod = make_pod(VOLUMES[:2], MOUNTS[:2])
     assert await worker.sync(pod) == 5.0  # retried
-    assert runtime.calls == []  # no sandbox without its volumes
+    assert runtime.calls == []  # no sandbox without its volumes (the emptyDir is set up)
     assert recorder.events == [
         ("Warning", "FailedMount",
-         "Unable to attach or mount volumes: unmounted volumes=[data scratch], unattached "
+         "Unable to attach or mount volumes: unmounted volumes=[data], unattached "
          f"volumes=[], failed to process volumes=[data]: error processing PVC ns/data: {message}"),
     ]  # fmt: skip
     assert client.status_patches[-1]["containerStatuses"][0]["state"] == {

@@ -18,7 +18,7 @@ import asyncio
 import base64
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,6 +56,20 @@ ATTACH_WAIT = 10.0
 TOKEN_REFRESH_FRACTION = 0.8
 
 Obj = dict[str, Any]
+
+
+class _Unfetched(Exception):
+    """An object a volume refers to could not be read (the cause is the error)."""
+
+
+async def _all(*aws: Awaitable[Any]) -> list[Any]:
+    """Await ``aws`` at once, every one to its end; the first failure (in their order) is
+    raised then, so no fetch is left running behind a failed one."""
+    done = await asyncio.gather(*aws, return_exceptions=True)
+    for result in done:
+        if isinstance(result, BaseException):
+            raise result
+    return done
 
 
 def _attached(va: Obj | None) -> bool:
@@ -230,14 +244,23 @@ class PodInputs:
 
     async def setup_volumes(self, pod: Obj, state: VolumeState) -> bool:
         """Fetch what the volumes refer to, then set every volume up through its plugin;
-        a failure is a ``FailedMount`` event (upstream's wording) and False."""
+        a failure is a ``FailedMount`` event (upstream's wording) and False.
+
+        As upstream's volume manager, which handles each volume on its own, the volumes
+        without a claim are fetched and set up while the claims' volumes are being
+        looked up (the claim, its PV, and for a CSI volume its driver and the wait for
+        its attachment), and the objects of each kind are fetched at once."""
         ns = pod["metadata"].get("namespace", "default")
         spec = pod.get("spec") or {}
         cms: dict[str, Obj | None] = {}
         secrets: dict[str, Obj | None] = {}
         claims: dict[str, Obj | None] = {}
         pvs: dict[str, Obj | None] = {}
+        csi_drivers: dict[str, Obj | None] = {}
+        attachments: dict[str, Obj | None] = {}
         tokens: list[Mapping[str, Any]] = []
+        claimed: list[str] = []
+        direct: list[str] = []
         for vol in spec.get("volumes") or []:
             sources = [vol, *((vol.get("projected") or {}).get("sources") or [])]
             for src in sources:
@@ -251,22 +274,7 @@ class PodInputs:
             claim = claim_name(pod, vol)
             if claim is not None:
                 claims[claim] = None
-        try:
-            for name in cms:
-                cms[name] = await self._get(CONFIGMAPS, name, ns)
-            for name in secrets:
-                secrets[name] = await self._get(SECRETS, name, ns)
-            for name in claims:
-                claims[name] = obj = await self._get(PVCS, name, ns)
-                volume = ((obj or {}).get("spec") or {}).get("volumeName")
-                if volume:
-                    pvs[volume] = await self._get(PVS, volume, "")
-            for sat in tokens:
-                await self._refresh_token(pod, state, sat)
-            csi_drivers, attachments = await self._csi_objects(pvs)
-        except (ClientError, VolumeError) as err:
-            self.recorder.event(pod, "Warning", "FailedMount", f"MountVolume.SetUp failed: {err}")
-            return False
+            (claimed if claim is not None else direct).append(str(vol["name"]))
 
         def token(sat: dict[str, Any]) -> bytes:
             return state.tokens[str(sat.get("path"))][0]
@@ -280,24 +288,81 @@ class PodInputs:
             csi_driver=lambda n: csi_drivers.get(n),
             volume_attachment=lambda n: attachments.get(n),
         )
-        try:
-            paths = await asyncio.to_thread(self.volumes.setup, pod, lookups)
-        except (VolumeError, OSError) as err:
-            self.recorder.event(pod, "Warning", "FailedMount", self._mount_failure(pod, err))
+
+        async def fetch_claim(name: str) -> None:
+            claims[name] = obj = await self._get(PVCS, name, ns)
+            volume = ((obj or {}).get("spec") or {}).get("volumeName")
+            if volume:
+                pvs[volume] = await self._get(PVS, volume, "")
+
+        async def set_up(
+            names: list[str], *fetches: Awaitable[Any], csi: bool = False
+        ) -> dict[str, Path]:
+            try:
+                await _all(*fetches)
+                if csi:
+                    # a CSI volume published already (a resync) is not looked up again:
+                    # as upstream, attaching is waited for before the first mount only
+                    uid = pod["metadata"]["uid"]
+                    published = {
+                        m.claim
+                        for m in self.volumes.mounted.get(uid, {}).values()
+                        if m.plugin == CSIPlugin.name
+                    }
+                    todo = {
+                        str(c["spec"]["volumeName"]): pvs.get(str(c["spec"]["volumeName"]))
+                        for n, c in claims.items()
+                        if n not in published and c and (c.get("spec") or {}).get("volumeName")
+                    }
+                    found_drivers, found_attachments = await self._csi_objects(todo)
+                    csi_drivers.update(found_drivers)
+                    attachments.update(found_attachments)
+            except (ClientError, VolumeError) as err:
+                raise _Unfetched(err) from err
+            if not names:
+                return {}
+            return await asyncio.to_thread(self.volumes.setup, pod, lookups, names)
+
+        done = await asyncio.gather(
+            set_up(
+                direct,
+                *(self._fetch(cms, CONFIGMAPS, n, ns) for n in cms),
+                *(self._fetch(secrets, SECRETS, n, ns) for n in secrets),
+                *(self._refresh_token(pod, state, sat) for sat in tokens),
+            ),
+            set_up(claimed, *(fetch_claim(n) for n in claims), csi=True),
+            return_exceptions=True,
+        )
+        paths: dict[str, Path] = {}
+        for result in done:
+            if isinstance(result, _Unfetched):
+                msg = f"MountVolume.SetUp failed: {result.__cause__}"
+            elif isinstance(result, VolumeError | OSError):
+                msg = self._mount_failure(pod, result)
+            elif isinstance(result, BaseException):
+                raise result
+            else:
+                paths.update(result)
+                continue
+            self.recorder.event(pod, "Warning", "FailedMount", msg)
             return False
         await self._expand_volumes(pod, claims, pvs)
         state.paths = paths
         state.synced = time.monotonic()
         return True
 
+    async def _fetch(self, into: dict[str, Obj | None], res: Resource, name: str, ns: str) -> None:
+        into[name] = await self._get(res, name, ns)
+
     async def _csi_objects(
         self, pvs: Mapping[str, Obj | None]
     ) -> tuple[dict[str, Obj | None], dict[str, Obj | None]]:
         """The CSIDriver of each CSI PV's driver, and for those that need attaching the
         PV's VolumeAttachment to this node, waited for (up to :data:`ATTACH_WAIT`
-        seconds) until ``status.attached``, as upstream's WaitForAttach."""
+        seconds) until ``status.attached``, as upstream's WaitForAttach (the volumes at
+        once)."""
         drivers: dict[str, Obj | None] = {}
-        attachments: dict[str, Obj | None] = {}
+        waits: dict[str, str] = {}
         for name, pv in pvs.items():
             csi = ((pv or {}).get("spec") or {}).get("csi")
             if not csi:
@@ -307,9 +372,9 @@ class PodInputs:
                 drivers[driver] = await self._get(CSIDRIVERS, driver, "")
             if ((drivers[driver] or {}).get("spec") or {}).get("attachRequired") is False:
                 continue
-            va_name = attachment_name(str(csi.get("volumeHandle", "")), driver, self.node.name)
-            attachments[name] = await self._wait_attached(va_name)
-        return drivers, attachments
+            waits[name] = attachment_name(str(csi.get("volumeHandle", "")), driver, self.node.name)
+        found = await _all(*(self._wait_attached(va) for va in waits.values()))
+        return drivers, dict(zip(waits, found, strict=True))
 
     async def _wait_attached(self, name: str) -> Obj | None:
         """VolumeAttachment ``name`` once its ``status.attached`` is true, else as last

@@ -627,14 +627,20 @@ class PodVolumes:
             return resolve_claim(pod, vol, name, lookups)
         return VolumeSpec(str(vol["name"]), vol)
 
-    def setup(self, pod: Mapping[str, Any], lookups: VolumeLookups) -> dict[str, Path]:
-        """Set up every volume of ``pod`` (idempotent); volume name -> host path. The
-        first failure is raised; the volumes set up before it stay set up."""
+    def setup(
+        self, pod: Mapping[str, Any], lookups: VolumeLookups, only: Iterable[str] | None = None
+    ) -> dict[str, Path]:
+        """Set up every volume of ``pod`` (idempotent), or those named in ``only``; volume
+        name -> host path. The first failure is raised; the volumes set up before it stay
+        set up. Two calls for different volumes of a pod may run at once."""
         uid = pod["metadata"]["uid"]
         done = self.mounted.setdefault(uid, {})
         self.namespaces[uid] = str(pod["metadata"].get("namespace", ""))
         out: dict[str, Path] = {}
+        names = None if only is None else set(only)
         for vol in (pod.get("spec") or {}).get("volumes") or []:
+            if names is not None and vol["name"] not in names:
+                continue
             try:
                 spec = self.spec_for(pod, vol, lookups)
                 plugin = self.plugin_for(spec)
