@@ -4,6 +4,7 @@ journey are checked end to end in tests/e2e_sim/test_trace.py."""
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import orjson
@@ -74,6 +75,21 @@ def test_the_api_servers_own_spans_are_built_when_read() -> None:
     off = SpanStore(max_traces=0)
     off.record_create(p, "alice", (1.0, 1.25, 1.5, 2.0), [])
     assert len(off) == 0
+
+
+def test_a_full_store_adds_nothing_to_the_garbage_collectors_passes() -> None:
+    """Every trace is flat (bytes, numbers, strings in tuples): after the passes that see
+    them once, nothing in the store is tracked, so full collections do not grow with it."""
+    store = SpanStore(max_traces=4)
+    for i in range(6):
+        p = pod("web", uid=f"{i:032x}")
+        store.record_create(p, "alice", (1.0, 1.25, 1.5, 2.0), ["ServiceAccount"])
+        store.record_binding(p, "n1", "system:kube-scheduler", 2.5, 2.75)
+        store.add(pod_span(p, "kubelet.seen", "kubelet", 3.0, 3.0, {"image": ["a", "b"]}))
+    for _ in range(3):  # a pass untracks a tuple whose items are untracked by then
+        gc.collect()
+    assert len(store) == 4
+    assert not [spans for spans in store._traces.values() if gc.is_tracked(spans)]
 
 
 def test_ready_is_the_status_write_that_turns_it_true() -> None:

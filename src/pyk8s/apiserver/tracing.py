@@ -25,8 +25,10 @@ API-server growth), and decoded only when a trace is read.
 The API server's own spans are on the path of every pod create (issue 22's goal: recording
 costs at most 3 %), so :meth:`SpanStore.record_create` keeps each as one flat tuple of
 strings and numbers (no dict and no JSON encoding per create, ~2.5 µs in all; ~0.8 KiB, a
-little more than its JSON's ~0.5 KiB, and a tuple the garbage collector stops following)
-and the span is built when its trace is read, as most never are.
+little more than its JSON's ~0.5 KiB) and the span is built when its trace is read, as
+most never are. A trace's spans are one tuple too, so a full store holds no object the
+garbage collector follows: its full passes over the API server's heap (the watch cache's
+pods) do not grow with it.
 """
 
 from __future__ import annotations
@@ -82,7 +84,10 @@ class SpanStore:
     ) -> None:
         self.max_traces = max_traces
         self.max_spans = max_spans
-        self._traces: collections.OrderedDict[str, list[bytes | _Record]] = (
+        #: a trace's spans as one tuple, replaced on each new span (at most ``max_spans``):
+        #: a tuple of bytes and flat records the garbage collector stops following, where
+        #: a list per trace would be one more object in every full collection's pass
+        self._traces: collections.OrderedDict[str, tuple[bytes | _Record, ...]] = (
             collections.OrderedDict()
         )
         registry = registry or CollectorRegistry()
@@ -165,17 +170,18 @@ class SpanStore:
             self._record(pod, "apiserver.binding", started, ended, node, user)
 
     def _keep(self, tid: str, entry: bytes | _Record, service: str) -> None:
-        spans = self._traces.get(tid)
+        traces = self._traces
+        spans = traces.get(tid)
         if spans is None:
-            spans = self._traces[tid] = []
-            if len(self._traces) > self.max_traces:
-                self._traces.popitem(last=False)
+            traces[tid] = (entry,)
+            if len(traces) > self.max_traces:
+                traces.popitem(last=False)
         else:
-            self._traces.move_to_end(tid)
-        if len(spans) >= self.max_spans:
-            self.dropped.inc()
-            return
-        spans.append(entry)
+            traces.move_to_end(tid)
+            if len(spans) >= self.max_spans:
+                self.dropped.inc()
+                return
+            traces[tid] = (*spans, entry)
         counter = self._recorded.get(service)
         if counter is None:
             counter = self._recorded[service] = self.recorded.labels(service)
