@@ -1000,10 +1000,9 @@ class ResourceHandlers:
                     entries = [e for e in entries if matches(e.obj)]
                 list_meta = {"resourceVersion": str(revision)}
             strategy = self.strategy(r)
-            await strategy.prepare_conversion([e.obj for e in entries], r.api_version, as_list=True)
-            views = [strategy.view(e, r.api_version) for e in entries]
-            objs = [obj for obj, _ in views]
-            raws = [raw for _, raw in views]
+            objs = [e.obj for e in entries]
+            await strategy.prepare_conversion(objs, r.api_version, as_list=True)
+            objs, raws = strategy.views(entries, objs, r.api_version)
         if encoding.wants_table(request.headers.get("Accept")):
             table = self.strategy(r).table(
                 objs, now=now(), include_object=q.get("includeObject", ""), list_meta=list_meta

@@ -190,6 +190,19 @@ class Strategy:
         """A cached object as a request of ``api_version`` reads it, with its JSON."""
         return entry.as_version(api_version, self.convert, token=self, always=self.reads_need_view)
 
+    def views(
+        self, entries: list[Entry], objs: list[JSON], api_version: str
+    ) -> tuple[list[JSON], list[bytes]]:
+        """:meth:`view` of each of a LIST's ``entries`` (``objs``: their objects), as the
+        objects and their JSON. The common case, every object stored at the version asked
+        for and read as it is, takes the entries' objects and bytes as they are."""
+        if not self.reads_need_view and all(
+            o.get("apiVersion", api_version) == api_version for o in objs
+        ):
+            return objs, [e.raw for e in entries]
+        pairs = [self.view(e, api_version) for e in entries]
+        return [o for o, _ in pairs], [raw for _, raw in pairs]
+
     # ------------------------------------------------------------------ delete
 
     def deletion_grace(self, obj: JSON, requested: int | None) -> int:
