@@ -184,7 +184,7 @@ class _Held(Watch):
         await self.gate.wait()
         return await self.inner.__anext__()
 
-    def take_ready(self) -> list[Event]:
+    def take_ready(self) -> tuple[list[Event], int]:
         return self.inner.take_ready()
 
     async def close(self) -> None:
@@ -196,8 +196,9 @@ async def test_a_consistent_read_applies_events_already_handed_out_without_waiti
     tmp_path: Path,
 ) -> None:
     """A write acknowledged before the cache's loop took its event: a consistent read
-    applies that event itself instead of waiting event-loop iterations for the loop; the
-    loop then goes on with the next events (none lost, none twice)."""
+    applies that event itself instead of waiting event-loop iterations for the loop, and
+    moves past writes outside the cache's prefix; the loop then goes on with the next
+    events (none lost, none twice)."""
     inner = await SqliteStore.open(tmp_path / "s.db")
     store = EncryptingStore(inner)  # the events pass through its watch too
     gate = asyncio.Event()
@@ -217,6 +218,13 @@ async def test_a_consistent_read_applies_events_already_handed_out_without_waiti
             read.send(None)
         assert cache.revision == kv.mod_revision
         assert [e.key for e in cache.list("/registry/core/pods/")] == [kv.key]
+        # a write outside the cache's prefix: no event, yet a consistent read is at once
+        # at its revision (and not 504 after waiting for the next write inside it)
+        lease = await store.create("/masterleases/10.0.0.1", b"{}")
+        read = cache.wait_fresh()
+        with pytest.raises(StopIteration):
+            read.send(None)
+        assert cache.revision == lease.mod_revision
         gate.set()
         kv2 = await store.create("/registry/core/pods/ns/b", pod("b"))
         await cache.wait_for(kv2.mod_revision)

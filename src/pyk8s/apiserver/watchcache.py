@@ -465,11 +465,18 @@ class WatchCache:
         Events the store already handed to the cache's watch but :meth:`_run` has not
         taken yet (a write just acknowledged) are applied here and now: waiting for them
         costs a read two event-loop iterations, each behind every other ready request (a
-        periodic lease renewal made a whole iteration's worth of lists wait under load)."""
+        periodic lease renewal made a whole iteration's worth of lists wait under load).
+        When the watch has been handed every write up to the store's revision, the cache
+        moves to that revision (upstream's progress notification): a write outside the
+        cache's prefix (``/masterleases/``, every 10 s) sends the cache no event, and reads
+        waited for the next write inside it, or 3 s and then 504."""
         revision = await self.fresh_revision()
         if self.revision < revision and self._store_watch is not None:
-            for ev in self._store_watch.take_ready():
+            events, progress = self._store_watch.take_ready()
+            for ev in events:
                 self._apply(ev)
+            if self.revision < progress:
+                self._publish(None, progress)
         await self.wait_for(revision)
 
     async def fresh_revision(self) -> int:

@@ -167,10 +167,12 @@ class Watch(abc.ABC):
     @abc.abstractmethod
     async def close(self) -> None: ...
 
-    def take_ready(self) -> list[Event]:
+    def take_ready(self) -> tuple[list[Event], int]:
         """The events this watch already holds, taken without waiting (iteration goes on
-        after them): its reader may apply them ahead of its own loop. None by default."""
-        return []
+        after them), and the store revision up to which it has been handed every event
+        under its prefix (a progress notification; 0: not known). Its reader may apply
+        them ahead of its own loop. None and 0 by default."""
+        return [], 0
 
     async def __aenter__(self) -> Watch:
         return self

@@ -306,8 +306,9 @@ class _DecryptingWatch(Watch):
             if ev is not None:
                 return ev
 
-    def take_ready(self) -> list[Event]:
-        return [ev for ev in map(self._readable, self._inner.take_ready()) if ev is not None]
+    def take_ready(self) -> tuple[list[Event], int]:
+        events, progress = self._inner.take_ready()
+        return [ev for ev in map(self._readable, events) if ev is not None], progress
 
     def _readable(self, ev: Event) -> Event | None:
         """The event decrypted; None when its value cannot be (logged: the next event)."""

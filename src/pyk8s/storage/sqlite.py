@@ -723,19 +723,22 @@ class _SqliteWatch(Watch):
         self._error = error
         self._live.put_nowait(None)
 
-    def take_ready(self) -> builtins.list[Event]:
+    def take_ready(self) -> tuple[builtins.list[Event], int]:
         """Live events already offered (none while the replay is unfinished: they follow
-        it). A reader parked in :meth:`__anext__` finds the queue empty and waits on."""
+        it), and the revision of the last write handed out: every write is offered to
+        every watch, so nothing under the prefix up to it is missing (writes outside it,
+        such as the API servers' ``/masterleases/``, move it on too). A reader parked in
+        :meth:`__anext__` finds the queue empty and waits on."""
         out: builtins.list[Event] = []
         if self._done or self._replayed or self._position < self._replay_until:
-            return out
+            return out, 0
         while not self._live.empty():
             ev = self._live.get_nowait()
             if ev is None:  # the end stays for the reader (nothing is offered after it)
                 self._live.put_nowait(None)
-                break
+                return out, 0
             out.append(ev)
-        return out
+        return out, self._store._dispatched
 
     async def __anext__(self) -> Event:
         if self._done:
