@@ -7,8 +7,9 @@ deleted) goes through :meth:`NftRenderer.update` and is compared, step by step, 
 fresh full render; in a throwaway network namespace (root) the partial transactions are
 compared with a full transaction of the same ruleset in a second namespace, by their
 ``nft -j list table`` listings, for both the ``ip`` and the ``ip6`` table of a
-dual-stack node. A new table written in pieces side by side (a proxy's first sync) is
-compared the same way with one written in one transaction.
+dual-stack node. A table written in pieces side by side (a proxy's first sync, or over a
+table in place through a staging table) is compared the same way with one written in one
+transaction.
 """
 
 from __future__ import annotations
@@ -233,35 +234,50 @@ async def test_partial_transactions_leave_the_table_a_full_one_writes(
 
 @pytest.mark.e2e
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for network namespaces")
-async def test_a_new_table_written_in_pieces_is_the_table_written_whole(
+async def test_a_table_written_in_pieces_is_the_table_written_whole(
     netns: tuple[list[str], list[str]],
 ) -> None:
-    """A proxy's first sync writes a table that does not exist in pieces; one that exists
-    (a restarted proxy's) is replaced in one transaction; a failed piece leaves nothing
-    hooked, and the next sync replaces what it left."""
+    """A proxy's first sync writes a table that does not exist in pieces; a table in
+    place (a restarted proxy's) is rewritten in pieces through a staging table; a failed
+    piece leaves the rules that were in place, and the next sync (one transaction)
+    replaces whatever it left."""
     pieces_ns, whole_ns = netns
     series = steps()
+
+    def applier() -> NftApplier:
+        made = NftApplier(pieces_ns)
+        made.piece_chains = 1  # a small table in pieces too
+        return made
+
+    async def tables() -> str:
+        return (await run([*pieces_ns, "nft", "list", "tables"]))[1]
+
     for family in (IPV4, IPV6):
         config = family_config(DUAL, 6 if family is IPV6 else 4)
         first, later = render_nft(*series[0], config), render_nft(*series[2], config)
-        applier = NftApplier(pieces_ns)
-        applier.piece_chains = 1  # a small table in pieces too
-        assert await applier.apply(first) and applier.last_kind == "created"
-        assert await NftApplier(whole_ns).apply(first)
-        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
-
-        restarted = NftApplier(pieces_ns)
-        restarted.piece_chains = 1
-        assert await restarted.apply(later) and restarted.last_kind == "full"  # it exists
-        assert await NftApplier(whole_ns).apply(later)
-        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
-
-        await cleanup_nftables(pieces_ns, family)
         endpoint_chain = next(c for c in later.chains if c.startswith("endpoint-"))
         broken = NftRuleset(family, {**later.chains, endpoint_chain: ("no such statement",)},
                             later.elements, later.dynamic_sets)  # fmt: skip
-        failing = NftApplier(pieces_ns)
-        failing.piece_chains = 1
+        new = applier()
+        assert await new.apply(first) and new.last_kind == "created"
+        assert await NftApplier(whole_ns).apply(first)
+        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
+
+        restarted = applier()
+        assert await restarted.apply(later) and restarted.last_kind == "staged"  # it exists
+        assert await NftApplier(whole_ns).apply(later)
+        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
+        assert "staging" not in await tables()
+
+        failing = applier()  # a failed rewrite: the table in place stays
+        with pytest.raises(NftablesError):
+            await failing.apply(broken)
+        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
+        assert await failing.apply(later) and failing.last_kind == "full"
+        assert "staging" not in await tables()
+
+        await cleanup_nftables(pieces_ns, family)
+        failing = applier()  # a failed first write: nothing hooked
         with pytest.raises(NftablesError):
             await failing.apply(broken)
         _, left = await run([*pieces_ns, "nft", "list", "chains", family.name])

@@ -1,10 +1,14 @@
 """Put a rendered nftables ruleset into the kernel with ``nft -f``, and take it out again.
 
 The first transaction (and one an hour, and the one after any failure) replaces the whole
-``kube-proxy`` table; a proxy's first one, when the table does not exist yet, writes it in
-pieces that run side by side (:meth:`NftRuleset.fresh_texts`; nothing is hooked before
-the last one), which is faster on more than one core and cheaper in the kernel. Every
-other one is the difference to what the kernel was last given
+``kube-proxy`` table. A large one is written in pieces that run side by side
+(:meth:`NftRuleset.fresh_texts`; nothing is hooked before the last one), which is faster
+on more than one core and much cheaper in the kernel than one transaction: a proxy's first
+sync writes the table that way when it does not exist yet; over a table in place (a
+restarted proxy, the hourly rewrite) the new rules are first written so into a
+``kube-proxy-staging`` table, whose hooks go in as the old table goes out, in one
+transaction, and then back into ``kube-proxy`` the same way, so that packets always meet
+one whole table. Every other one is the difference to what the kernel was last given
 (:meth:`NftRuleset.diff_text`): a one-endpoint change among 1,000 services rewrites two
 chains and one map element, and a ruleset the proxier updated for a few changed Services
 is compared with the previous one on those Services only. ``nft -f`` runs a file as one
@@ -25,6 +29,9 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pyk8s.proxy.iptables import run
 from pyk8s.proxy.nftrules import IPV4, TABLE, Family, NftRuleset
+
+#: where a large table's new rules serve while ``kube-proxy`` itself is rewritten
+STAGING = f"{TABLE}-staging"
 
 __all__ = ["NftApplier", "NftablesError", "cleanup_nftables"]
 
@@ -66,6 +73,9 @@ class NftApplier:
         self._last_full = 0.0
         self._first = True  # no transaction yet: the table may not exist
         self.piece_chains = FRESH_PIECE_CHAINS
+        #: False after a failure: the next full transaction is one that also drops any
+        #: half-written table (see :meth:`apply`)
+        self._staged = True
         #: how the last transaction was written: "full", "partial" or "created" (a new
         #: table in pieces; for tests)
         self.last_kind = ""
@@ -101,9 +111,22 @@ class NftApplier:
         full = self._last is None or time.monotonic() - self._last_full > FULL_SYNC_PERIOD
         first, self._first = self._first, False
         pieces = min(FRESH_PIECES, len(ruleset.chains) // self.piece_chains)
-        if first and full and pieces > 1 and await self._create(ruleset, pieces):
+        if full and pieces > 1 and first and await self._create(ruleset, pieces, TABLE):
             return True
+        if full and pieces > 1 and self._staged:  # (not after a failure: see text below)
+            self._last = None  # until both steps are done
+            if await self._create(ruleset, pieces, STAGING, TABLE) and await self._create(
+                ruleset, pieces, TABLE, STAGING
+            ):
+                return True
+            self.failures.inc()
+            self._staged = False
+            raise NftablesError(f"{ruleset.family.name} {STAGING} or {TABLE} already existed")
+        self._staged = True
         text = ruleset.text() if full or self._last is None else ruleset.diff_text(self._last)
+        if full:  # also drops what a failed piecewise rewrite left
+            p = f"{ruleset.family.name} {STAGING}"
+            text += f"add table {p}\ndelete table {p}\n"
         if not text:
             self._last = ruleset  # the same rules: the next update diffs against this one
             return False
@@ -113,6 +136,7 @@ class NftApplier:
         if code != 0:
             self.failures.inc()
             self._last = None  # next time: the whole table
+            self._staged = False
             raise NftablesError(f"nft -f: {out.strip()[:2000]}")
         self._applied(ruleset, "full" if full else "partial")
         return True
@@ -123,16 +147,19 @@ class NftApplier:
         if kind != "partial":
             self._last_full = time.monotonic()
 
-    async def _create(self, ruleset: NftRuleset, pieces: int) -> bool:
-        """Write a table that does not exist yet in ``pieces`` transactions at once (and
-        one before and one after them: :meth:`NftRuleset.fresh_texts`); False (nothing
-        done) if it exists."""
+    async def _create(
+        self, ruleset: NftRuleset, pieces: int, table: str, replacing: str = ""
+    ) -> bool:
+        """Write ``table``, which does not exist yet, in ``pieces`` transactions at once
+        (and one before and one after them: :meth:`NftRuleset.fresh_texts`; the last one
+        also deletes the table ``replacing``, if it exists); False (nothing done) if
+        ``table`` exists."""
         argv = [*self.prefix, self.nft, "-f", "-"]
-        texts = ruleset.fresh_texts(pieces)
+        texts = ruleset.fresh_texts(pieces, table)
         started = time.monotonic()
         code, out = await run(argv, next(texts))
         if code != 0:
-            log.debug("not creating the %s table in pieces: %s", ruleset.family.name, out.strip())
+            log.debug("not creating %s %s in pieces: %s", ruleset.family.name, table, out.strip())
             return False
         loads: list[asyncio.Task[tuple[int, str]]] = []
         tail = next(texts)
@@ -140,22 +167,30 @@ class NftApplier:
             loads.append(asyncio.create_task(run(argv, tail)))
             tail = text
         results = await asyncio.gather(*loads)
+        if replacing:
+            p = f"{ruleset.family.name} {replacing}"
+            tail += f"add table {p}\ndelete table {p}\n"
         if all(code == 0 for code, _ in results):
             results.append(await run(argv, tail))
         self.transaction_seconds.observe(time.monotonic() - started)
         failed = [out for code, out in results if code != 0]
-        if failed:  # nothing is hooked yet: the next (whole) transaction replaces it
+        if failed:  # nothing of it is hooked: the next (whole) transaction replaces it
             self.failures.inc()
+            self._staged = False
             raise NftablesError(f"nft -f: {failed[0].strip()[:2000]}")
-        self._applied(ruleset, "created")
+        self._applied(ruleset, "staged" if replacing == STAGING else "created")
         return True
 
 
 async def cleanup_nftables(prefix: Sequence[str] = (), family: Family = IPV4) -> None:
-    """Delete the ``kube-proxy`` table (``pyk8s proxy --cleanup``, or another mode starting)."""
+    """Delete the ``kube-proxy`` table, and a staging one a rewrite may have left (``pyk8s
+    proxy --cleanup``, or another mode starting)."""
     code, out = await run(
         [*prefix, "nft", "-f", "-"],
-        f"add table {family.name} {TABLE}\ndelete table {family.name} {TABLE}\n",
+        "".join(
+            f"add table {family.name} {t}\ndelete table {family.name} {t}\n"
+            for t in (TABLE, STAGING)
+        ),
     )
     if code != 0:
         raise NftablesError(f"deleting the {family.name} {TABLE} table: {out.strip()}")

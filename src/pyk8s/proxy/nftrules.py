@@ -157,8 +157,8 @@ class NftRuleset:
     _base: NftRuleset | None = field(default=None, init=False, repr=False, compare=False)
     _touched: _Touched | None = field(default=None, init=False, repr=False, compare=False)
 
-    def _p(self) -> str:
-        return f"{self.family.name} {TABLE}"
+    def _p(self, table: str = TABLE) -> str:
+        return f"{self.family.name} {table}"
 
     def text(self) -> str:
         """A transaction that replaces the whole table (``add`` then ``delete`` makes the
@@ -176,9 +176,9 @@ class NftRuleset:
             out += _element_lines("add", p, name, elements)
         return "\n".join(out) + "\n"
 
-    def fresh_texts(self, pieces: int) -> Iterator[str]:
-        """The whole table as several transactions, for a table that does not exist yet
-        (a node's first sync). The first ``create``\\s the table (failing if it exists)
+    def fresh_texts(self, pieces: int, table: str = TABLE) -> Iterator[str]:
+        """The whole table (named ``table``) as several transactions, for a table that does
+        not exist yet (a node's first sync). The first ``create``\\s it (failing if it exists)
         with its maps, sets, shared chains and the elements that go to none of the
         Services' chains; then come the Services' chains, their rules and the elements
         that go to them, in ``pieces`` transactions of about the same number of chains
@@ -187,7 +187,7 @@ class NftRuleset:
         commits no packet enters the table, so the pieces are as good as one transaction,
         and each is cheaper in the kernel: it binds its anonymous sets against a short
         transaction."""
-        p = self._p()
+        p = self._p(table)
         shared = [c for c in self.chains if c in SHARED_CHAINS]
         services = [c for c in self.chains if c not in HOOKS and c not in SHARED_CHAINS]
         chunks = _chain_groups(services, self.chains, -(-len(services) // max(pieces, 1)))
@@ -198,28 +198,29 @@ class NftRuleset:
                 target = _TARGET.search(value)
                 i = where.get(target.group(1), -1) if target else -1
                 elements[i + 1].setdefault(name, {})[key] = value
-        head = self._declarations("create") + self._chain_lines(shared, set())
+        head = self._declarations("create", p) + self._chain_lines(shared, set(), p)
         for i, chunk in enumerate([[], *chunks]):
-            out = head if i == 0 else self._chain_lines(chunk, set(shared))
+            out = head if i == 0 else self._chain_lines(chunk, set(shared), p)
             for name, items in elements[i].items():
                 out += _element_lines("add", p, name, items)
             yield "\n".join(out) + "\n"
-        yield "\n".join(self._chain_lines([c for c in self.chains if c in HOOKS], set())) + "\n"
+        hooked = self._chain_lines([c for c in self.chains if c in HOOKS], set(), p)
+        yield "\n".join(hooked) + "\n"
 
-    def _declarations(self, verb: str = "add") -> list[str]:
+    def _declarations(self, verb: str = "add", p: str = "") -> list[str]:
         """The table (``verb``: ``add``, or ``create`` to fail if it exists), its maps and
-        its sets."""
-        p, addr = self._p(), self.family.addr_type
+        its sets (``p``: family and table, ours by default)."""
+        p, addr = p or self._p(), self.family.addr_type
         out = [f'{verb} table {p} {{ comment "rules for kube-proxy" ; }}']
         out += [f"add map {p} {name} {{ {body.format(addr=addr)} }}" for name, body in MAPS.items()]
         out += [f"add set {p} {name} {{ {body.format(addr=addr)} }}" for name, body in SETS.items()]
         out += [f"add set {p} {name} {{ {body} }}" for name, body in self.dynamic_sets.items()]
         return out
 
-    def _chain_lines(self, chains: Iterable[str], declared: set[str]) -> list[str]:
+    def _chain_lines(self, chains: Iterable[str], declared: set[str], p: str = "") -> list[str]:
         """``add chain`` and ``add rule`` commands for ``chains`` (``declared``: chains
         that exist before them), anonymous sets early (see :meth:`text`)."""
-        p = self._p()
+        p = p or self._p()
         out: list[str] = []
         later: list[str] = []
         for chain in chains:
