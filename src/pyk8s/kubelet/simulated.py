@@ -906,8 +906,9 @@ class SimulatedNodes:
         old = pod.get("status") or {}
         if _same_status(old, status):
             return
-        body = copy.deepcopy(pod)
-        body["status"] = status
+        # the client only encodes it: a shallow copy with the new status is enough (a
+        # deep copy of the pod took ~0.3 ms per pod started at load ~15)
+        body = {**pod, "status": status}
         started = time.time()
         await self.client.update_status(PODS, body)
         self.metrics.status_updates.inc()
