@@ -176,9 +176,10 @@ def _elements(node: Node, value: Any, path: str, key_fmt: str) -> Iterator[tuple
             yield item, v, p
 
 
-def _items(node: Node, value: Any) -> Iterable[Any] | None:
-    """The items of an array or map ``value`` whose schema has fields to walk into (a
-    struct, array or map); None when there is nothing to walk."""
+def _items(node: Node, value: Any) -> tuple[Node, Iterable[Any]] | None:
+    """The schema of the items of an array or map ``value`` and the items, when that
+    schema has fields to walk into (a struct, array or map); None when there is nothing
+    to walk."""
     if not node.sub:
         return None
     if node.kind == "array" and isinstance(value, list):
@@ -187,7 +188,8 @@ def _items(node: Node, value: Any) -> Iterable[Any] | None:
         items = value.values()
     else:
         return None
-    return items if classify(node.sub).kind in ("struct", "array", "map") else None
+    item = classify(node.sub)
+    return (item, items) if item.kind in ("struct", "array", "map") else None
 
 
 def _any_unknown(node: Node, value: Any) -> bool:
@@ -204,10 +206,10 @@ def _any_unknown(node: Node, value: Any) -> bool:
             if isinstance(v, (dict, list)) and _any_unknown(classify(sub), v):
                 return True
         return False
-    items = _items(node, value)
-    if items is None:
+    walked = _items(node, value)
+    if walked is None:
         return False
-    item = classify(node.sub)
+    item, items = walked
     return any(_any_unknown(item, v) for v in items)
 
 
@@ -753,10 +755,10 @@ def _lacks_required(node: Node, value: Any, top: bool = False) -> bool:
         or not _has_required(classify(node.sub), id(node.sub))
     ):
         return False
-    items = _items(node, value)
-    if items is None:
+    walked = _items(node, value)
+    if walked is None:
         return False
-    item = classify(node.sub)
+    item, items = walked
     return any(_lacks_required(item, v) for v in items)
 
 
