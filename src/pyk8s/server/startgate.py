@@ -5,6 +5,9 @@ Why: each child is a Python process that spends its first second or more importi
 none of them can do anything useful until the API server answers and has the
 components' RBAC policy, the join token and what each add-on needs. k3s starts its
 components at once too and has each wait for the API server (its ``apiReady`` channel).
+(A child forked from the server's zygote, :mod:`pyk8s.server.zygote`, has its modules
+imported already; the zygote imports them meanwhile instead, and the gate still holds the
+child until the API server is ready for it.)
 
 So the server spawns the children first, with ``PYK8S_START_GATE`` naming a file that
 does not exist yet; a child with the variable imports its component's module (and what
