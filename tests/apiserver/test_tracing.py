@@ -77,19 +77,32 @@ def test_the_api_servers_own_spans_are_built_when_read() -> None:
     assert len(off) == 0
 
 
-def test_a_full_store_adds_nothing_to_the_garbage_collectors_passes() -> None:
-    """Every trace is flat (bytes, numbers, strings in tuples): after the passes that see
-    them once, nothing in the store is tracked, so full collections do not grow with it."""
+def test_recording_leaves_nothing_for_the_garbage_collector() -> None:
+    """A trace is bytes: recording spans into a full store leaves no new object the
+    collector tracks (its passes keep the schedule of a server without spans)."""
     store = SpanStore(max_traces=4)
-    for i in range(6):
-        p = pod("web", uid=f"{i:032x}")
-        store.record_create(p, "alice", (1.0, 1.25, 1.5, 2.0), ["ServiceAccount"])
-        store.record_binding(p, "n1", "system:kube-scheduler", 2.5, 2.75)
-        store.add(pod_span(p, "kubelet.seen", "kubelet", 3.0, 3.0, {"image": ["a", "b"]}))
-    for _ in range(3):  # a pass untracks a tuple whose items are untracked by then
-        gc.collect()
+    pods = [pod("web", uid=f"{i:032x}") for i in range(40)]
+    sent = [pod_span(p, "kubelet.seen", "kubelet", 3.0, 3.0, {"images": ["a"]}) for p in pods]
+    mutated = ["ServiceAccount"]
+
+    def record(first: int, last: int) -> None:
+        for p, span in zip(pods[first:last], sent[first:last], strict=True):
+            store.record_create(p, "alice", (1.0, 1.25, 1.5, 2.0), mutated)
+            store.record_binding(p, "n1", "system:kube-scheduler", 2.5, 2.75)
+            store.add(span)
+
+    record(0, 8)  # the first of each service makes its metric's child
+    gc.disable()
+    try:
+        before = gc.get_count()[0]
+        record(8, 40)
+        assert gc.get_count()[0] - before <= 0
+    finally:
+        gc.enable()
     assert len(store) == 4
     assert not [spans for spans in store._traces.values() if gc.is_tracked(spans)]
+    spans = store.get(trace_id(pods[-1]["metadata"]["uid"]))
+    assert [s["name"] for s in spans] == ["apiserver.create", "apiserver.binding", "kubelet.seen"]
 
 
 def test_ready_is_the_status_write_that_turns_it_true() -> None:

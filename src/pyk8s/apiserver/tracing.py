@@ -17,18 +17,19 @@ Two paths, both outside the resource API (they are pyk8s's, not upstream's):
 
 The store keeps the newest ``max_traces`` traces (least recently written evicted first) and
 at most ``max_spans`` spans per trace, so memory is bounded whatever the cluster does; a
-restart forgets everything (the spans are a debugging aid, not state). Each span is kept
-as its compact JSON, about a quarter of the memory of the decoded dict (a full store of
-4096 pods of nine spans: ~14 MiB instead of ~45 MiB, which a soak's pod churn showed as
-API-server growth), and decoded only when a trace is read.
+restart forgets everything (the spans are a debugging aid, not state). A trace is one bytes
+object, its spans' compact JSON a line each, decoded only when the trace is read: about a
+quarter of the memory of decoded dicts (a full store of 4096 pods of nine spans: ~14 MiB
+instead of ~45 MiB, which a soak's pod churn showed as API-server growth).
 
 The API server's own spans are on the path of every pod create (issue 22's goal: recording
-costs at most 3 %), so :meth:`SpanStore.record_create` keeps each as one flat tuple of
-strings and numbers (no dict and no JSON encoding per create, ~2.5 µs in all; ~0.8 KiB, a
-little more than its JSON's ~0.5 KiB) and the span is built when its trace is read, as
-most never are. A trace's spans are one tuple too, so a full store holds no object the
-garbage collector follows: its full passes over the API server's heap (the watch cache's
-pods) do not grow with it.
+costs at most 3 %), so :meth:`SpanStore.record_create` writes each as a flat JSON array of
+strings and numbers (no dict, no hex IDs: ~3 µs in all) and the span is built when its
+trace is read, as most never are. Bytes also keep the store out of the garbage collector's
+way: recording a span leaves no new object it tracks (a tuple or a list per span or per
+trace did: the server with spans then ran its collections on another schedule than the
+same server without, and the benchmark's full passes, ~0.1 s each, fell into other rounds),
+and its full passes over the heap (the watch cache's pods) do not grow with the store.
 """
 
 from __future__ import annotations
@@ -48,7 +49,6 @@ from pyk8s.api.spans import NAMESPACE_ATTR, POD_ATTR, PREFIX, SPANS_PATH, Span, 
 from pyk8s.apiserver.authn import UserInfo
 from pyk8s.apiserver.authz import RequestAttributes
 from pyk8s.apiserver.encoding import json_response
-from pyk8s.apiserver.watchcache import encode
 
 __all__ = ["PREFIX", "SPANS_PATH", "SpanStore", "TraceEndpoints"]
 
@@ -64,9 +64,11 @@ SERVICE = "kube-apiserver"
 Authorize = Callable[[UserInfo, RequestAttributes], Awaitable[None]]
 #: ``lookup(plural, group, namespace, name)``: an object from the watch cache, or None
 Lookup = Callable[[str, str, str, str], Awaitable[Any]]
-#: one of the API server's own spans, not built yet: (name, span ID, start, end, namespace,
-#: pod name, then the values of its attributes, in :data:`_ATTRIBUTES` order; a list as a tuple)
-_Record = tuple[Any, ...]
+#: one of the API server's own spans, not built yet, as a JSON array: [name, span ID, start,
+#: end, namespace, pod name, then the values of its attributes in :data:`_ATTRIBUTES` order]
+_Record = list[Any]
+#: between two spans of a trace's bytes (compact JSON never has a raw newline)
+_SEP = b"\n"
 _ATTRIBUTES = {
     "apiserver.create": ("user", "mutatedBy", "admittedAt", "validatedAt", "resourceVersion"),
     "apiserver.binding": ("node", "user"),
@@ -84,12 +86,9 @@ class SpanStore:
     ) -> None:
         self.max_traces = max_traces
         self.max_spans = max_spans
-        #: a trace's spans as one tuple, replaced on each new span (at most ``max_spans``):
-        #: a tuple of bytes and flat records the garbage collector stops following, where
-        #: a list per trace would be one more object in every full collection's pass
-        self._traces: collections.OrderedDict[str, tuple[bytes | _Record, ...]] = (
-            collections.OrderedDict()
-        )
+        #: a trace's spans as one bytes object, their JSON a line each, replaced on each new
+        #: span (at most ``max_spans``): see the module's docstring for why
+        self._traces: collections.OrderedDict[str, bytes] = collections.OrderedDict()
         registry = registry or CollectorRegistry()
         self.recorded = Counter(
             "apiserver_trace_spans_total",
@@ -116,22 +115,24 @@ class SpanStore:
     def add(self, span: Span) -> None:
         """Keep a span a component sent."""
         if self.enabled:
-            self._keep(span["traceId"], encode(span), str(span.get("service", "")))
+            self._keep(span["traceId"], orjson.dumps(span), str(span.get("service", "")))
 
     def _record(
         self, pod: dict[str, Any], name: str, start: float, end: float, *values: Any
     ) -> None:
         """Keep one of the API server's own spans about ``pod``, built when read;
-        ``values``: its attributes' (strings, numbers, tuples of strings)."""
+        ``values``: its attributes' (strings, numbers, lists of strings)."""
         meta = pod["metadata"]
-        record: _Record = (
-            name,
-            random.getrandbits(64) or 1,  # a span ID (never 0): not a secret, as OTel's
-            start,
-            end,
-            meta.get("namespace", ""),
-            meta.get("name", ""),
-            *values,
+        record = orjson.dumps(
+            (
+                name,
+                random.getrandbits(64) or 1,  # a span ID (never 0): not a secret, as OTel's
+                start,
+                end,
+                meta.get("namespace", ""),
+                meta.get("name", ""),
+                *values,
+            )
         )
         self._keep(trace_id(str(meta.get("uid", ""))), record, SERVICE)
 
@@ -155,7 +156,7 @@ class SpanStore:
                 started,
                 stored,
                 user,
-                tuple(mutated),
+                mutated,
                 admitted,
                 validated,
                 rv,
@@ -169,19 +170,21 @@ class SpanStore:
         if self.enabled:
             self._record(pod, "apiserver.binding", started, ended, node, user)
 
-    def _keep(self, tid: str, entry: bytes | _Record, service: str) -> None:
+    def _keep(self, tid: str, entry: bytes, service: str) -> None:
+        """Add the JSON ``entry`` (orjson's output: copied, not kept, as it holds a 4 KiB
+        buffer) to trace ``tid``."""
         traces = self._traces
         spans = traces.get(tid)
         if spans is None:
-            traces[tid] = (entry,)
+            traces[tid] = bytes(memoryview(entry))
             if len(traces) > self.max_traces:
                 traces.popitem(last=False)
         else:
             traces.move_to_end(tid)
-            if len(spans) >= self.max_spans:
+            if spans.count(_SEP) + 1 >= self.max_spans:
                 self.dropped.inc()
                 return
-            traces[tid] = (*spans, entry)
+            traces[tid] = b"".join((spans, _SEP, entry))
         counter = self._recorded.get(service)
         if counter is None:
             counter = self._recorded[service] = self.recorded.labels(service)
@@ -193,18 +196,23 @@ class SpanStore:
 
     def get(self, tid: str) -> list[Span]:
         """The spans of one trace, oldest first."""
-        spans = [
-            _built(tid, e) if isinstance(e, tuple) else orjson.loads(e)
-            for e in self._traces.get(tid, ())
-        ]
+        kept = self._traces.get(tid)
+        if kept is None:
+            return []
+        spans = [_built(tid, e) if isinstance(e, list) else e for e in orjson.loads(_all(kept))]
         return sorted(spans, key=lambda s: s["start"])
+
+
+def _all(kept: bytes) -> bytes:
+    """A trace's bytes as one JSON array of its spans and records."""
+    return b"[" + kept.replace(_SEP, b",") + b"]"
 
 
 def _built(tid: str, record: _Record) -> Span:
     name, span_id, start, end, namespace, pod, *values = record
     attrs: dict[str, Any] = {NAMESPACE_ATTR: namespace, POD_ATTR: pod}
     for key, value in zip(_ATTRIBUTES[name], values, strict=True):
-        attrs[key] = list(value) if isinstance(value, tuple) else value
+        attrs[key] = value
     return {
         "traceId": tid,
         "spanId": f"{span_id:016x}",
