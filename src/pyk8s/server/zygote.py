@@ -116,9 +116,6 @@ class Forked:
         if self.returncode is None:
             self._zygote.send({"signal": int(sig), "pid": self.pid})
 
-    def terminate(self) -> None:
-        self.send_signal(signal.SIGTERM)
-
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
