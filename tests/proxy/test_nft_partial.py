@@ -246,7 +246,7 @@ async def test_a_table_written_in_pieces_is_the_table_written_whole(
 
     def applier() -> NftApplier:
         made = NftApplier(pieces_ns)
-        made.piece_chains = 1  # a small table in pieces too
+        made.piece_chains = made.staged_chains = 1  # a small table in pieces too
         return made
 
     async def tables() -> str:
