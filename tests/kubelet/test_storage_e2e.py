@@ -276,6 +276,8 @@ def test_csi_volume_lifecycle(csi: CSICluster, node: Node) -> None:
             ]
             assert len(vas) == 1 and vas[0]["status"]["attached"] is True
             assert vas[0]["spec"]["nodeName"] == node.name
+            # the attacher's finalizer, added in the same sync as the attach
+            assert vas[0]["metadata"]["finalizers"] == ["external-attacher/hostpath-csi-k8s-io"]
             data = csi.data / "volumes" / pv["spec"]["csi"]["volumeHandle"]
             assert (data / "hello").read_text() == f"{name}\n"  # the pod wrote into the volume
         assert k("exec", "del", "-n", ns, "--", "cat", "/data/hello") == "del\n"

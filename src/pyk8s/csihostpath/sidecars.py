@@ -316,13 +316,14 @@ class _Attacher:
         if (va.get("status") or {}).get("attached"):
             return None
         if self.finalizer not in finalizers:
-            await s.client.patch(
+            # as upstream's csiAttach: attached with the object the patch returned, in this
+            # same sync (not after the informer brings the update back: one watch hop less)
+            va = await s.client.patch(
                 ATTACHMENTS, request.name,
                 {"metadata": {"finalizers": [*finalizers, self.finalizer],
                               "resourceVersion": meta["resourceVersion"]}},
                 patch_type="merge",
             )  # fmt: skip
-            return None  # the update brings it back
         if csi is None:
             await self._status(
                 va,
