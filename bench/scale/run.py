@@ -16,7 +16,9 @@ under 60 s (``--nodes 5000 --pods 10000``; the defaults are 1,000 and 2,000).
 ``--baseline REV`` first runs the whole cluster (API server, sim-nodes, scheduler) from git
 revision REV's ``src/``, then this tree's, and prints both tables: a same-run comparison
 on a shared machine. Each table ends with the CPU seconds every process used between the
-first pod create and the last pod Running, and per pod.
+first pod create and the last pod Running, in all and per pod, and its rate over 10 s of
+the idle cluster just before (mostly Lease renewals); "beyond idle" takes that rate out,
+since a slower run renews more Leases per pod.
 
 Usage: python3 bench/scale/run.py [--nodes 1000] [--pods 2000] [--timeout 600] [--baseline REV]
 This is a measurement, never a test: nothing here asserts a time.
@@ -173,23 +175,52 @@ async def pods_running(api: Api, ns: str, prefix: str, pods: int, within: float)
     return rows
 
 
-def process_rows(procs: list[tuple[str, int]], cpu_before: dict[int, float], pods: int) -> str:
-    """Resident memory now, and the CPU each process used since ``cpu_before`` was read
-    (the first pod create), in all and per pod."""
+#: seconds the idle cluster (nodes Ready, Leases renewing, no pods) is metered before the pods
+IDLE_SECONDS = 10.0
+
+
+def process_rows(
+    procs: list[tuple[str, int]],
+    cpu_before: dict[int, float],
+    idle: dict[int, float],
+    phase: float,
+    pods: int,
+) -> str:
+    """Resident memory now; the share of a core each process used while the cluster was
+    idle (``idle``: CPU seconds per second, the Leases' cost); the CPU it used since
+    ``cpu_before`` was read (the first pod create, ``phase`` seconds before the last pod
+    Running), and per pod both in all and beyond the idle rate (a slower run renews more
+    Leases per pod, which the "in all" column charges to the pods)."""
     out = [
-        "| process | pid | VmRSS MiB | CPU s during the pods | CPU ms per pod |",
-        "|---|---:|---:|---:|---:|",
+        "| process | pid | VmRSS MiB | idle, % of a core | CPU s during the pods "
+        "| CPU ms per pod | beyond idle, ms per pod |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, pid in procs:
         mib = rss_mib(pid)
         now, before = cpu_seconds(pid), cpu_before.get(pid)
         used = None if now is None or before is None else now - before
-        out.append(
-            f"| {name} | {pid} | {'gone' if mib is None else f'{mib:,.0f}'} | "
-            f"{'-' if used is None else f'{used:.1f}'} | "
-            f"{'-' if used is None or not pods else f'{1000 * used / pods:.1f}'} |"
-        )
+        rate = idle.get(pid)
+        cells = [
+            "gone" if mib is None else f"{mib:,.0f}",
+            "-" if rate is None else f"{100 * rate:.0f}",
+            "-" if used is None else f"{used:.1f}",
+            "-" if used is None or not pods else f"{1000 * used / pods:.1f}",
+            "-"
+            if used is None or rate is None or not pods
+            else f"{1000 * (used - rate * phase) / pods:.1f}",
+        ]
+        out.append(f"| {name} | {pid} | " + " | ".join(cells) + " |")
     return "\n".join(out)
+
+
+async def idle_rates(pids: list[int]) -> dict[int, float]:
+    """CPU seconds per second of each process over :data:`IDLE_SECONDS` of an idle cluster."""
+    before = {pid: cpu_seconds(pid) or 0.0 for pid in pids}
+    start = time.perf_counter()
+    await asyncio.sleep(IDLE_SECONDS)
+    took = time.perf_counter() - start
+    return {pid: ((cpu_seconds(pid) or 0.0) - before[pid]) / took for pid in pids}
 
 
 async def run(base: Path, nodes: int, pods: int, within: float) -> str:
@@ -199,6 +230,8 @@ async def run(base: Path, nodes: int, pods: int, within: float) -> str:
     api: Api | None = None
     memory = ""
     cpu_before: dict[int, float] = {}
+    idle: dict[int, float] = {}
+    phase = 0.0
     measured = 0
     try:
         server.start()
@@ -228,12 +261,17 @@ async def run(base: Path, nodes: int, pods: int, within: float) -> str:
                 )
             else:
                 pids = [server.proc.pid] + [p.pid for p in procs]
+                idle = await idle_rates(pids)
                 cpu_before = {pid: cpu_seconds(pid) or 0.0 for pid in pids}
                 measured = pods
+                started = time.perf_counter()
                 rows += await pods_running(api, "scale", "pod", pods, within)
+                phase = time.perf_counter() - started
         memory = process_rows(
             [("apiserver", server.proc.pid)] + [(p.name, p.pid) for p in procs],
             cpu_before,
+            idle,
+            phase,
             measured,
         )
     except Exception as err:  # still print what was measured
