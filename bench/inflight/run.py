@@ -8,33 +8,36 @@ off (`--enable-priority-and-fairness=false`: the max-in-flight filter answers 42
 and, as the baseline, with no limit at all (APF off, `0`). It drives each with N
 concurrent clients, each on its own connection, as a token user outside system:masters
 (the admin certificate is exempt from every limit, as upstream). Every client lists the
-ConfigMaps of a namespace over and over; after a 429 it either goes straight on to its
-next request ("no back-off": the worst case) or first waits the `Retry-After` seconds, as
-client-go does ("Retry-After"). Prints, per server, back-off and N: requests, admitted
-and rejected, the admitted requests' p50/p99 (client-side: this includes the benchmark's
-own event loop, on the same two cores), and whether every rejected one carried
-`Retry-After`. Next to them, the server's own view of the admitted lists (the goal's "the
-server's p99"): the bucket of `apiserver_request_duration_seconds` (upstream's buckets)
-that holds their p50 and p99, from handler start to response, APF's queue wait included
-(as upstream, which times from the request's arrival); the time a request waits in the
-event loop before its handler starts is not in it, so the client-side numbers are the
-honest total. Since 9a348e9 the histogram holds admitted requests only (a limiter's 429 is
-not observed, as upstream); a baseline revision before that mixes its rejections in (fast
-ones: its server columns then look better than they were). With APF, the p99 bucket of
-`apiserver_flowcontrol_request_wait_duration_seconds{execute="true"}` (the admitted
-requests' queue wait) is shown too. Last, the server process's CPU time per request it
-answered (admitted or rejected; the light user's included): one event loop answers at
-most 1000 / that many requests a second, which bounds the latency N clients without
-back-off see. Meanwhile a
-second user ("light") lists with 5 clients one request at a time: its p99 ("light p99")
-shows whether the flood starves other users (with APF it is another flow of the same
-level, in other queues of its hand).
+ConfigMaps of a namespace over and over (``--resource events``: Events, which the watch
+cache does not keep, so each list reads the store on a thread and holds its slot or seat
+across that wait, as a read from etcd does upstream; a cached list runs in one step of the
+event loop and never makes the server hold 50 at once); after a 429 it either goes
+straight on to its next request ("no back-off": the worst case) or first waits the
+`Retry-After` seconds, as client-go does ("Retry-After"). Prints, per server, back-off and
+N: requests, admitted and rejected, the admitted requests' p50/p99 (client-side: this
+includes the benchmark's own event loop, on the same two cores), and whether every
+rejected one carried `Retry-After`. Next to them, the server's own view of the admitted
+lists (the goal's "the server's p99"): the bucket of `apiserver_request_duration_seconds`
+(upstream's buckets) that holds their p50 and p99, from handler start to response, APF's
+queue wait included (as upstream, which times from the request's arrival); the time a
+request waits in the event loop before its handler starts is not in it, so the client-side
+numbers are the honest total. Since 9a348e9 the histogram holds admitted requests only (a
+limiter's 429 is not observed, as upstream); a baseline revision before that mixes its
+rejections in (fast ones: its server columns then look better than they were). With APF,
+the p99 bucket of `apiserver_flowcontrol_request_wait_duration_seconds{execute="true"}`
+(the admitted requests' queue wait) is shown too. Last, the server process's CPU time per
+request it answered (admitted or rejected; the light user's included): one event loop
+answers at most 1000 / that many requests a second, which bounds the latency N clients
+without back-off see. Meanwhile a second user ("light") lists with 5 clients one request
+at a time: its p99 ("light p99") shows whether the flood starves other users (with APF it
+is another flow of the same level, in other queues of its hand).
 
 ``--baseline REV`` first runs the same servers with git revision REV's code (its ``src/``
 first on the server's PYTHONPATH), in the same run: a before/after on one machine state.
 
 Usage: python3 bench/inflight/run.py [--clients 50,200,500] [--requests 3000]
-    [--servers apf,filter,none] [--backoff no,yes] [--baseline REV]
+    [--servers apf,filter,none] [--backoff no,yes] [--resource configmaps|events]
+    [--baseline REV]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -94,7 +97,26 @@ class Result:
         return s[min(len(s) - 1, int(q * len(s)))] * 1000
 
 
-def start(base: Path, limit: int, apf: bool, token: str, src: Path | None) -> Server:
+def manifest(resource: str, i: int) -> dict[str, object]:
+    """The ``i``-th object the clients list."""
+    if resource == "events":
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": f"ev-{i}"},
+            "involvedObject": {
+                "kind": "ConfigMap",
+                "name": "cm",
+                "namespace": NS,
+                "apiVersion": "v1",
+            },
+            "reason": "Bench",
+            "message": "bench/inflight",
+        }
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}"}}
+
+
+def start(base: Path, limit: int, apf: bool, token: str, src: Path | None, resource: str) -> Server:
     tokens = base / "tokens.csv"
     tokens.write_text(f'{token},bench,bench-uid,"bench"\n{token}-light,light,light-uid,"bench"\n')
     server = Server(
@@ -116,10 +138,9 @@ def start(base: Path, limit: int, apf: bool, token: str, src: Path | None) -> Se
     )  # fmt: skip
     subprocess.run([*kubectl, "create", "namespace", NS], check=True, capture_output=True)
     for i in range(OBJECTS):
-        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"cm-{i}"}}
         subprocess.run(
             [*kubectl, "create", "-n", NS, "-f", "-"],
-            input=json.dumps(cm).encode(),
+            input=json.dumps(manifest(resource, i)).encode(),
             check=True,
             capture_output=True,
         )
@@ -127,11 +148,17 @@ def start(base: Path, limit: int, apf: bool, token: str, src: Path | None) -> Se
 
 
 async def drive(
-    server: Server, token: str, clients: int, requests: int, name: str, backoff: bool
+    server: Server,
+    token: str,
+    clients: int,
+    requests: int,
+    name: str,
+    backoff: bool,
+    resource: str,
 ) -> Result:
     ctx = ssl.create_default_context(cafile=str(server.data_dir / "server" / "tls" / "ca.crt"))
     result = Result(name, clients, backoff)
-    url = f"{server.url}/api/v1/namespaces/{NS}/configmaps"
+    url = f"{server.url}/api/v1/namespaces/{NS}/{resource}"
     headers = {"Authorization": f"Bearer {token}"}
     light_headers = {"Authorization": f"Bearer {token}-light"}
     counter = iter(range(requests))
@@ -190,8 +217,8 @@ def cpu_seconds(pid: int) -> float:
 Buckets = dict[float, float]
 
 
-def histograms(server: Server) -> tuple[Buckets, Buckets]:
-    """Cumulative counts by bound of the server's list-configmaps latency histogram and of
+def histograms(server: Server, resource: str) -> tuple[Buckets, Buckets]:
+    """Cumulative counts by bound of the server's latency histogram of ``resource`` lists and of
     APF's queue wait of executed requests (summed over flows), from /metrics."""
     text = subprocess.run(
         [KUBECTL, "--kubeconfig", str(server.kubeconfig), "get", "--raw", "/metrics"],
@@ -203,7 +230,7 @@ def histograms(server: Server) -> tuple[Buckets, Buckets]:
     waits: Buckets = {}
     for line in text.splitlines():
         if line.startswith("apiserver_request_duration_seconds_bucket{"):
-            if 'resource="configmaps"' not in line or 'verb="list"' not in line:
+            if f'resource="{resource}"' not in line or 'verb="list"' not in line:
                 continue
             into = lists
         elif line.startswith("apiserver_flowcontrol_request_wait_duration_seconds_bucket{"):
@@ -267,6 +294,13 @@ async def main() -> None:
         help="which client behaviours after a 429: no (straight on), yes (wait Retry-After)",
     )
     p.add_argument("--baseline", default="", help="git revision measured first, same run")
+    p.add_argument(
+        "--resource",
+        choices=("configmaps", "events"),
+        default="configmaps",
+        help="what the clients list: configmaps (from the watch cache) or events (from the "
+        "store, on a thread: the request holds its slot across that wait)",
+    )
     args = p.parse_args()
     counts = [int(c) for c in args.clients.split(",") if c]
     backoffs = [b == "yes" for b in args.backoff.split(",") if b]
@@ -287,18 +321,24 @@ async def main() -> None:
                 limit, apf, name = configs[key]
                 base = Path(tmp) / f"{key}{suffix.strip(' @')}"
                 base.mkdir()
-                server = start(base, limit, apf, token, src)
+                server = start(base, limit, apf, token, src, args.resource)
                 try:
                     for backoff, clients in [(b, c) for b in backoffs for c in counts]:
                         if backoff and not limit and False in backoffs:
                             continue  # nothing is rejected: the same run as without
-                        before, waits_before = histograms(server)
+                        before, waits_before = histograms(server, args.resource)
                         cpu = cpu_seconds(server.proc.pid)
                         result = await drive(
-                            server, token, clients, args.requests, name + suffix, backoff
+                            server,
+                            token,
+                            clients,
+                            args.requests,
+                            name + suffix,
+                            backoff,
+                            args.resource,
                         )
                         result.server_cpu = cpu_seconds(server.proc.pid) - cpu
-                        after, waits_after = histograms(server)
+                        after, waits_after = histograms(server, args.resource)
                         result.server_p50 = bucket_of(before, after, 0.5)
                         result.server_p99 = bucket_of(before, after, 0.99)
                         if apf:
