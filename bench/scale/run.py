@@ -16,9 +16,9 @@ under 60 s (``--nodes 5000 --pods 10000``; the defaults are 1,000 and 2,000).
 ``--baseline REV`` first runs the whole cluster (API server, sim-nodes, scheduler) from git
 revision REV's ``src/``, then this tree's, and prints both tables: a same-run comparison
 on a shared machine. Each table ends with the CPU seconds every process used between the
-first pod create and the last pod Running, in all and per pod, and its rate over 10 s of
-the idle cluster just before (mostly Lease renewals); "beyond idle" takes that rate out,
-since a slower run renews more Leases per pod.
+first pod create and the last pod Running, in all and per pod, and per pod without the
+Lease requests answered meanwhile, each charged what one cost over 10 s of the idle
+cluster just before (a slower run renews more Leases per pod).
 
 Usage: python3 bench/scale/run.py [--nodes 1000] [--pods 2000] [--timeout 600] [--baseline REV]
 This is a measurement, never a test: nothing here asserts a time.
@@ -179,48 +179,62 @@ async def pods_running(api: Api, ns: str, prefix: str, pods: int, within: float)
 IDLE_SECONDS = 10.0
 
 
+async def lease_requests(api: Api) -> float:
+    """Lease requests the API server has answered (``apiserver_request_total``)."""
+    text = (await api.request_bytes("GET", "/metrics")).decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("apiserver_request_total{") and 'resource="leases"' in line
+    )
+
+
+async def idle_cost(api: Api, pids: list[int]) -> tuple[dict[int, float], float]:
+    """Each process's CPU seconds per Lease request over :data:`IDLE_SECONDS` of an idle
+    cluster (the Leases are all it does then), and the Lease requests per second."""
+    before = {pid: cpu_seconds(pid) or 0.0 for pid in pids}
+    leases = await lease_requests(api)
+    start = time.perf_counter()
+    await asyncio.sleep(IDLE_SECONDS)
+    count = await lease_requests(api) - leases
+    took = time.perf_counter() - start
+    per = {pid: ((cpu_seconds(pid) or 0.0) - before[pid]) / max(count, 1.0) for pid in pids}
+    return per, count / took
+
+
 def process_rows(
     procs: list[tuple[str, int]],
     cpu_before: dict[int, float],
-    idle: dict[int, float],
-    phase: float,
+    per_lease: dict[int, float],
+    leases: float,
     pods: int,
 ) -> str:
-    """Resident memory now; the share of a core each process used while the cluster was
-    idle (``idle``: CPU seconds per second, the Leases' cost); the CPU it used since
-    ``cpu_before`` was read (the first pod create, ``phase`` seconds before the last pod
-    Running), and per pod both in all and beyond the idle rate (a slower run renews more
-    Leases per pod, which the "in all" column charges to the pods)."""
+    """Resident memory now; the CPU each process used since ``cpu_before`` was read (the
+    first pod create) until the last pod Running, in all and per pod; and per pod beyond
+    the ``leases`` Lease requests answered meanwhile, each charged what one cost in the
+    idle cluster (``per_lease``): a slower run renews more Leases per pod, which the
+    in-all column charges to the pods."""
     out = [
-        "| process | pid | VmRSS MiB | idle, % of a core | CPU s during the pods "
-        "| CPU ms per pod | beyond idle, ms per pod |",
+        "| process | pid | VmRSS MiB | CPU ms per Lease request (idle) "
+        "| CPU s during the pods | CPU ms per pod | without the Leases, ms per pod |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, pid in procs:
         mib = rss_mib(pid)
         now, before = cpu_seconds(pid), cpu_before.get(pid)
         used = None if now is None or before is None else now - before
-        rate = idle.get(pid)
+        lease = per_lease.get(pid)
         cells = [
             "gone" if mib is None else f"{mib:,.0f}",
-            "-" if rate is None else f"{100 * rate:.0f}",
+            "-" if lease is None else f"{1000 * lease:.2f}",
             "-" if used is None else f"{used:.1f}",
             "-" if used is None or not pods else f"{1000 * used / pods:.1f}",
             "-"
-            if used is None or rate is None or not pods
-            else f"{1000 * (used - rate * phase) / pods:.1f}",
+            if used is None or lease is None or not pods
+            else f"{1000 * (used - lease * leases) / pods:.1f}",
         ]
         out.append(f"| {name} | {pid} | " + " | ".join(cells) + " |")
     return "\n".join(out)
-
-
-async def idle_rates(pids: list[int]) -> dict[int, float]:
-    """CPU seconds per second of each process over :data:`IDLE_SECONDS` of an idle cluster."""
-    before = {pid: cpu_seconds(pid) or 0.0 for pid in pids}
-    start = time.perf_counter()
-    await asyncio.sleep(IDLE_SECONDS)
-    took = time.perf_counter() - start
-    return {pid: ((cpu_seconds(pid) or 0.0) - before[pid]) / took for pid in pids}
 
 
 async def run(base: Path, nodes: int, pods: int, within: float) -> str:
@@ -230,8 +244,8 @@ async def run(base: Path, nodes: int, pods: int, within: float) -> str:
     api: Api | None = None
     memory = ""
     cpu_before: dict[int, float] = {}
-    idle: dict[int, float] = {}
-    phase = 0.0
+    per_lease: dict[int, float] = {}
+    leases = 0.0
     measured = 0
     try:
         server.start()
@@ -261,17 +275,28 @@ async def run(base: Path, nodes: int, pods: int, within: float) -> str:
                 )
             else:
                 pids = [server.proc.pid] + [p.pid for p in procs]
-                idle = await idle_rates(pids)
+                per_lease, idle_rate = await idle_cost(api, pids)
+                rows.append(
+                    row(
+                        f"idle cluster: Lease requests ({IDLE_SECONDS:.0f} s)",
+                        "-",
+                        f"{IDLE_SECONDS:.0f}",
+                        f"{idle_rate:,.0f}",
+                        "-",
+                        "-",
+                        f"{nodes / 10:,.0f}/s renewals wanted",
+                    )
+                )
                 cpu_before = {pid: cpu_seconds(pid) or 0.0 for pid in pids}
+                leases = await lease_requests(api)
                 measured = pods
-                started = time.perf_counter()
                 rows += await pods_running(api, "scale", "pod", pods, within)
-                phase = time.perf_counter() - started
+                leases = await lease_requests(api) - leases
         memory = process_rows(
             [("apiserver", server.proc.pid)] + [(p.name, p.pid) for p in procs],
             cpu_before,
-            idle,
-            phase,
+            per_lease,
+            leases,
             measured,
         )
     except Exception as err:  # still print what was measured
