@@ -20,6 +20,7 @@ from pyk8s.storage import StoreError, open_store
 
 if TYPE_CHECKING:
     from pyk8s.client.leaderelection import LeaseSettings
+    from pyk8s.server.cloud_controller_manager import Options as CloudControllerOptions
 
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -799,6 +800,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     cm.add_argument("--node-cidr-mask-size-ipv4", type=int, default=24)
     cm.add_argument("--node-cidr-mask-size-ipv6", type=int, default=64)
+    cm.add_argument(  # pyk8s server's cloud controllers, run in this process
+        "--embedded-cloud-controller-arg", action="append", default=[], help=argparse.SUPPRESS
+    )
     ccm = sub.add_parser(
         "cloud-controller-manager", help="run the cloud controllers for a provider (leader-elected)"
     )
@@ -1259,8 +1263,12 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         if args.command == "server":
             health = _control_plane_args(args)
             components = [
-                ("controller-manager", *health, *_passed_through(args.controller_manager_args)),
-                *_cloud_controller_manager(args),
+                (
+                    "controller-manager",
+                    *health,
+                    *_passed_through(args.controller_manager_args),
+                    *_cloud_controller_manager(args),
+                ),
                 ("scheduler", *health, *_passed_through(args.scheduler_args)),
                 ("metrics-server", *_metrics_server_args(args)),
             ]
@@ -1453,7 +1461,14 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
         opts.nodeipam.cidr_sets()  # a bad --cluster-cidr fails here, with the flag's name
         opts.csr_signing.files()  # and a bad --cluster-signing-* combination here
         controller_manager.selected(opts.controllers)
-        asyncio.run(controller_manager.run(opts))
+        cloud = None
+        if args.embedded_cloud_controller_arg:
+            cloud = _cloud_controller_options(
+                _parser().parse_args(
+                    ["cloud-controller-manager", *args.embedded_cloud_controller_arg]
+                )
+            )
+        asyncio.run(controller_manager.run(opts, cloud))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s controller-manager: error: {err}", file=sys.stderr)
         return 1
@@ -1481,23 +1496,32 @@ def _run_cloud_controller_manager(args: argparse.Namespace) -> int:
 
     logs.setup("cloud-controller-manager", args.log_level)
     try:
-        opts = ccm.Options(
-            kubeconfig=args.kubeconfig,
-            cloud_provider=args.cloud_provider,
-            lb_address_pools=args.lb_address_pool,
-            lb_class=args.lb_class,
-            controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
-            leader_elect=args.leader_elect == "true",
-            lease=_lease_settings(args),
-            bind_address=args.bind_address,
-            port=args.port,
-        )
-        ccm.check(opts)
+        opts = _cloud_controller_options(args)
         asyncio.run(ccm.run(opts))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s cloud-controller-manager: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cloud_controller_options(args: argparse.Namespace) -> CloudControllerOptions:
+    """``pyk8s cloud-controller-manager``'s flags as its Options (ValueError for an
+    unknown provider or controller, or a bad lease duration)."""
+    from pyk8s.server import cloud_controller_manager as ccm
+
+    opts = ccm.Options(
+        kubeconfig=args.kubeconfig,
+        cloud_provider=args.cloud_provider,
+        lb_address_pools=args.lb_address_pool,
+        lb_class=args.lb_class,
+        controllers=[c.strip() for c in args.controllers.split(",") if c.strip()],
+        leader_elect=args.leader_elect == "true",
+        lease=_lease_settings(args),
+        bind_address=args.bind_address,
+        port=args.port,
+    )
+    ccm.check(opts)
+    return opts
 
 
 def _run_sim_nodes(args: argparse.Namespace) -> int:
@@ -1589,16 +1613,21 @@ def _run_scheduler(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cloud_controller_manager(args: argparse.Namespace) -> list[tuple[str, ...]]:
-    """``pyk8s server``'s cloud controller manager with the ``local`` provider (k3s's
-    embedded one; ``--disable-cloud-controller`` leaves it out)."""
+def _cloud_controller_manager(args: argparse.Namespace) -> list[str]:
+    """``pyk8s server``'s cloud controller manager with the ``local`` provider, as flags
+    of its controller manager, which runs it in its own process as k3s embeds its cloud
+    controller (with the cloud controller manager's own kubeconfig; ``--disable-cloud-
+    controller`` leaves it out)."""
     if args.disable_cloud_controller:
         return []
-    extra = _passed_through(args.cloud_controller_manager_args)
+    kubeconfig = args.data_dir / "server" / "cred" / "cloud-controller-manager.kubeconfig"
+    extra = ["--kubeconfig", str(kubeconfig), "--cloud-provider", "local"]
+    if args.node_name:
+        extra += ["--hostname-override", args.node_name]
+    extra += _passed_through(args.cloud_controller_manager_args)
     for pool in args.lb_address_pool:
         extra += ["--lb-address-pool", pool]
-    identity = ["--hostname-override", args.node_name] if args.node_name else []
-    return [("cloud-controller-manager", "--cloud-provider", "local", *identity, *extra)]
+    return [f"--embedded-cloud-controller-arg={arg}" for arg in extra]
 
 
 def _cluster_config(args: argparse.Namespace) -> dict[str, str]:

@@ -116,18 +116,29 @@ def test_the_answered_classes() -> None:
 
 
 def test_pyk8s_server_passes_its_pools_to_the_cloud_controller_manager() -> None:
-    from pyk8s.cli import _cloud_controller_manager, _parser
+    """Its controller manager runs the cloud controllers (flags of their own, each
+    ``--embedded-cloud-controller-arg``), as the cloud controller manager's own user."""
+    from pyk8s.cli import _cloud_controller_manager, _cloud_controller_options, _parser
 
-    args = _parser().parse_args(
-        ["server", "--lb-address-pool", "10.0.0.200-10.0.0.220", "--lb-address-pool", "10.1.0.0/28"]
-    )
-    assert _cloud_controller_manager(args) == [
-        ("cloud-controller-manager", "--cloud-provider", "local",
-         "--lb-address-pool", "10.0.0.200-10.0.0.220", "--lb-address-pool", "10.1.0.0/28"),
+    def embedded(argv: list[str]) -> list[str]:
+        flags = _cloud_controller_manager(_parser().parse_args(["server", *argv]))
+        prefix = "--embedded-cloud-controller-arg="
+        assert all(f.startswith(prefix) for f in flags)
+        return [f.removeprefix(prefix) for f in flags]
+
+    pools = ["--lb-address-pool", "10.0.0.200-10.0.0.220", "--lb-address-pool", "10.1.0.0/28"]
+    kubeconfig = "/d/server/cred/cloud-controller-manager.kubeconfig"
+    assert embedded(["--data-dir", "/d", *pools]) == [
+        "--kubeconfig", kubeconfig, "--cloud-provider", "local", *pools,
     ]  # fmt: skip
-    assert _cloud_controller_manager(_parser().parse_args(["server"])) == [
-        ("cloud-controller-manager", "--cloud-provider", "local")
-    ]
+    opts = _cloud_controller_options(
+        _parser().parse_args(["cloud-controller-manager", *embedded(["--data-dir", "/d", *pools])])
+    )
+    assert opts.lb_address_pools == ["10.0.0.200-10.0.0.220", "10.1.0.0/28"]
+    assert str(opts.kubeconfig) == kubeconfig
+    alone = ["--kubeconfig", kubeconfig, "--cloud-provider", "local"]
+    assert embedded(["--data-dir", "/d"]) == alone
+    assert embedded(["--disable-cloud-controller"]) == []
 
 
 async def test_a_service_gets_an_address_of_each_of_its_families_the_pool_has() -> None:

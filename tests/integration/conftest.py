@@ -86,14 +86,13 @@ class Server:
         return path
 
     def _component_ports(self) -> list[str]:
-        """``pyk8s server`` children listen on free ports, not the fixed 10257/10258/10259, so
+        """``pyk8s server`` children listen on free ports, not the fixed 10257/10259, so
         several servers of one test session do not fight over them."""
         if self.command != "server" or any("-arg" in a for a in self.extra_args):
             return []
         return [
             f"--kube-controller-manager-arg=secure-port={free_port()}",
             f"--kube-scheduler-arg=secure-port={free_port()}",
-            f"--kube-cloud-controller-manager-arg=secure-port={free_port()}",
         ]
 
     def start(self, timeout: float = 60.0) -> Server:

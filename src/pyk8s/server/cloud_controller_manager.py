@@ -8,6 +8,7 @@ holding the Lease ``kube-system/cloud-controller-manager``; SIGTERM stops it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from pyk8s.cloudprovider.provider import Interface
 from pyk8s.controllers.runtime import Manager
 from pyk8s.server.component import HealthServer, stop_on_signals
 
-__all__ = ["Options", "run"]
+__all__ = ["Options", "build", "lead", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -56,24 +57,38 @@ def _provider(opts: Options) -> Interface:
     return get_provider(opts.cloud_provider, **options)
 
 
+def build(client: Client, opts: Options, shared_with: Manager | None = None) -> Manager:
+    """A Manager with the cloud controllers ``opts`` picks, writing through ``client``;
+    with ``shared_with``, on that Manager's informers and metrics (``pyk8s server`` runs
+    them in its controller manager's process, as k3s embeds its cloud controller)."""
+    manager = Manager(client, component=COMPONENT, shared_with=shared_with)
+    provider = _provider(opts)
+    names: list[str] = []
+    manager.set_up(lambda: names.extend(setup(manager, provider, opts.controllers)))
+    log.info(
+        "cloud-controller-manager starting",
+        extra={"provider": provider.provider_name(), "controllers": names},
+    )
+    return manager
+
+
+async def lead(manager: Manager, opts: Options, stop: asyncio.Event) -> None:
+    """Run ``manager`` until ``stop``, holding the Lease ``kube-system/cloud-controller-
+    manager`` if ``opts`` elects a leader (returns when it is lost)."""
+    if opts.leader_elect:
+        await manager.run_with_leader_election(stop, COMPONENT, opts.lease)
+    else:
+        await manager.run(stop)
+
+
 async def run(opts: Options) -> None:
     check(opts)
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
     async with Client(config, user_agent=component_user_agent(COMPONENT)) as client:
-        manager = Manager(client, component=COMPONENT)
-        provider = _provider(opts)
-        names = setup(manager, provider, opts.controllers)
-        log.info(
-            "cloud-controller-manager starting",
-            extra={"provider": provider.provider_name(), "controllers": names},
-        )
+        manager = build(client, opts)
         health = HealthServer(manager.metrics_registry, lambda: True, opts.bind_address, opts.port)
         await health.start()
-        stop = stop_on_signals()
         try:
-            if opts.leader_elect:
-                await manager.run_with_leader_election(stop, COMPONENT, opts.lease)
-            else:
-                await manager.run(stop)
+            await lead(manager, opts, stop_on_signals())
         finally:
             await health.stop()

@@ -2,6 +2,9 @@
 
 Controllers are modules of :mod:`pyk8s.controllers`, each with ``setup(manager)``;
 ``--controllers`` picks them like upstream's flag (``*`` = all, ``-name`` disables one).
+``pyk8s server`` runs its cloud controllers (:mod:`pyk8s.server.cloud_controller_manager`)
+in this process too, as k3s embeds its cloud controller: one process fewer (~20 MiB idle),
+one set of watches, their own user and Lease.
 """
 
 from __future__ import annotations
@@ -11,15 +14,18 @@ import contextlib
 import functools
 import importlib
 import logging
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from pyk8s.client import Client, LeaseSettings, component_user_agent, load_config
 from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
 from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
 from pyk8s.controllers.nodeipam import Settings as NodeIPAMSettings
 from pyk8s.controllers.runtime import Manager, select_controllers
+from pyk8s.server import cloud_controller_manager
 from pyk8s.server.component import HealthServer, stop_on_signals
 from pyk8s.server.controller_credentials import ControllerCredentials
 
@@ -123,9 +129,14 @@ def preload() -> None:
             importlib.import_module(f"pyk8s.controllers.{name}")
 
 
-async def run(opts: Options) -> None:
+async def run(opts: Options, cloud: cloud_controller_manager.Options | None = None) -> None:
+    """Run the controllers; with ``cloud``, the cloud controllers too (``pyk8s server``:
+    as their own user, under their own Lease, on this process's informers and /metrics)."""
     config = load_config(str(opts.kubeconfig) if opts.kubeconfig else None)
-    async with Client(config, user_agent=component_user_agent("kube-controller-manager")) as client:
+    async with contextlib.AsyncExitStack() as stack:
+        client = await stack.enter_async_context(
+            Client(config, user_agent=component_user_agent("kube-controller-manager"))
+        )
         manager = Manager(client)
         manager.settings["horizontalpodautoscaler"] = opts.hpa
         manager.settings["csrsigning"] = opts.csr_signing
@@ -137,15 +148,46 @@ async def run(opts: Options) -> None:
             credentials.start()
         names = setup_controllers(manager, wanted, credentials)
         log.info("controller-manager starting", extra={"controllers": names})
+        stop = stop_on_signals()
+        jobs = [_lead(manager, stop, opts.leader_elect, opts.lease)]
+        if cloud is not None:
+            cloud_manager = cloud_controller_manager.build(
+                await stack.enter_async_context(_cloud_client(cloud)), cloud, shared_with=manager
+            )
+            jobs.append(cloud_controller_manager.lead(cloud_manager, cloud, stop))
         health = HealthServer(manager.metrics_registry, lambda: True, opts.bind_address, opts.port)
         await health.start()
-        stop = stop_on_signals()
         try:
-            if opts.leader_elect:
-                await manager.run_with_leader_election(stop, "kube-controller-manager", opts.lease)
-            else:
-                await manager.run(stop)
+            await _until_one_returns(jobs, stop)
         finally:
             await health.stop()
+            await manager.informers.stop()
             if credentials is not None:
                 await credentials.close()
+
+
+def _cloud_client(cloud: cloud_controller_manager.Options) -> Client:
+    config = load_config(str(cloud.kubeconfig) if cloud.kubeconfig else None)
+    return Client(config, user_agent=component_user_agent(cloud_controller_manager.COMPONENT))
+
+
+async def _lead(manager: Manager, stop: asyncio.Event, elect: bool, lease: LeaseSettings) -> None:
+    if elect:
+        await manager.run_with_leader_election(stop, "kube-controller-manager", lease)
+    else:
+        await manager.run(stop)
+
+
+async def _until_one_returns(jobs: list[Coroutine[Any, Any, None]], stop: asyncio.Event) -> None:
+    """Run ``jobs`` until one returns (its lease lost: the process exits, as each of
+    upstream's managers does), then stop the others; the first error is raised."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        stop.set()
+        for task in tasks:
+            await task
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

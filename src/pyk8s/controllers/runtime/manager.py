@@ -51,13 +51,28 @@ class _Group:
 
 
 class Manager:
-    def __init__(self, client: Client, *, component: str = "pyk8s-controller-manager") -> None:
+    def __init__(
+        self,
+        client: Client,
+        *,
+        component: str = "pyk8s-controller-manager",
+        shared_with: Manager | None = None,
+    ) -> None:
+        """``shared_with``: another Manager of this process whose informers (their caches
+        and watches) and metrics this one uses; that one's owner stops the informers (the
+        cloud controllers ``pyk8s server`` runs in its controller manager's process)."""
         self.client = client
         self.component = component
-        self.informers = InformerFactory(client)
         self.recorder = EventRecorder(client, component=component)
-        self.metrics_registry = CollectorRegistry()
-        self.metrics = ControllerMetrics(self.metrics_registry)
+        if shared_with is None:
+            self.informers = InformerFactory(client)
+            self.metrics_registry = CollectorRegistry()
+            self.metrics = ControllerMetrics(self.metrics_registry)
+        else:
+            self.informers = shared_with.informers
+            self.metrics_registry = shared_with.metrics_registry
+            self.metrics = shared_with.metrics
+        self._owns_informers = shared_with is None
         self.controllers: list[Controller] = []
         self._started = asyncio.Event()
         #: per controller name, its flags (e.g. the HPA's sync period), set before setup
@@ -125,7 +140,8 @@ class Manager:
                     await task
             for c in self.controllers:
                 await c.stop()
-            await self.informers.stop()
+            if self._owns_informers:
+                await self.informers.stop()
             with contextlib.suppress(Exception):
                 await self.recorder.close()
 
