@@ -6,10 +6,9 @@ The first transaction (and one an hour, and the one after any failure) replaces 
 on more than one core and much cheaper in the kernel than one transaction: a proxy's first
 sync writes the table that way when it does not exist yet; over a table in place (a
 restarted proxy, the hourly rewrite) the new rules are first written so into a
-``kube-proxy-staging`` table, whose hooks go in as the old table's go out, in one
+``kube-proxy-staging`` table, whose hooks go in as the old table goes out, in one
 transaction, and then back into ``kube-proxy`` the same way, so that packets always meet
-one whole table; the unhooked table is emptied in pieces before it is deleted. Every
-other one is the difference to what the kernel was last given
+one whole table. Every other one is the difference to what the kernel was last given
 (:meth:`NftRuleset.diff_text`): a one-endpoint change among 1,000 services rewrites two
 chains and one map element, and a ruleset the proxier updated for a few changed Services
 is compared with the previous one on those Services only. ``nft -f`` runs a file as one
@@ -29,7 +28,7 @@ from collections.abc import Sequence
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pyk8s.proxy.iptables import run
-from pyk8s.proxy.nftrules import HOOKS, IPV4, MAPS, SETS, TABLE, Family, NftRuleset
+from pyk8s.proxy.nftrules import IPV4, TABLE, Family, NftRuleset
 
 #: where a large table's new rules serve while ``kube-proxy`` itself is rewritten
 STAGING = f"{TABLE}-staging"
@@ -176,46 +175,19 @@ class NftApplier:
             loads.append(asyncio.create_task(run(argv, tail)))
             tail = text
         results = await asyncio.gather(*loads)
-        if replacing:  # its hooks go as these come
+        if replacing:
             p = f"{ruleset.family.name} {replacing}"
-            tail += f"add table {p}\n" + "".join(
-                f"add chain {p} {c} {{ {hook} }}\nflush chain {p} {c}\ndelete chain {p} {c}\n"
-                for c, hook in HOOKS.items()
-            )
+            tail += f"add table {p}\ndelete table {p}\n"
         if all(code == 0 for code, _ in results):
             results.append(await run(argv, tail))
-        failed = [out for code, out in results if code != 0]
-        if replacing and not failed:
-            failed = await self._drop(ruleset, pieces, replacing)
         self.transaction_seconds.observe(time.monotonic() - started)
-        if failed:  # the next (whole) transaction replaces what there is
+        failed = [out for code, out in results if code != 0]
+        if failed:  # nothing of it is hooked: the next (whole) transaction replaces it
             self.failures.inc()
             self._staged = False
             raise NftablesError(f"nft -f: {failed[0].strip()[:2000]}")
         self._applied(ruleset, "staged" if replacing == STAGING else "created")
         return True
-
-    async def _drop(self, ruleset: NftRuleset, pieces: int, table: str) -> list[str]:
-        """Delete the unhooked ``table`` (holding about ``ruleset``'s chains); the error, if
-        that failed.
-
-        Its maps are flushed and its chains (``ruleset``'s, which it is expected to hold;
-        others go with the table) flushed in ``pieces`` transactions at once before the
-        table is deleted: a rule's anonymous set is unbound by walking the whole
-        transaction, so one deleting everything is quadratic."""
-        argv = [*self.prefix, self.nft, "-f", "-"]
-        p = f"{ruleset.family.name} {table}"
-        maps = [f"flush map {p} {name}\n" for name in MAPS]
-        code, _ = await run(argv, "".join(maps + [f"flush set {p} {name}\n" for name in SETS]))
-        if code == 0:  # (otherwise the delete below does it all)
-            chains = [c for c in ruleset.chains if c not in HOOKS]
-            size = -(-len(chains) // pieces)
-            await asyncio.gather(*(
-                run(argv, "".join(f"add chain {p} {c}\nflush chain {p} {c}\n" for c in part))
-                for part in (chains[i : i + size] for i in range(0, len(chains), size))
-            ))  # fmt: skip
-        code, out = await run(argv, f"add table {p}\ndelete table {p}\n")
-        return [out] if code != 0 else []
 
 
 async def cleanup_nftables(prefix: Sequence[str] = (), family: Family = IPV4) -> None:
