@@ -277,11 +277,16 @@ class _Attacher:
     def __init__(self, s: Sidecars) -> None:
         self.s = s
         self.finalizer = f"external-attacher/{s.driver.replace('.', '-').replace('/', '-')}"
+        #: VolumeAttachment name -> uid of those this attacher marked attached that its
+        #: informer has not shown attached yet (the finalizer's own update event comes
+        #: first, and must not attach them again)
+        self.marked: dict[str, str] = {}
 
     async def reconcile(self, request: Request) -> Result | None:
         s = self.s
         va = s.attachments.store.get_by_name(None, request.name)
         if va is None or (va.get("spec") or {}).get("attacher") != s.driver:
+            self.marked.pop(request.name, None)
             return None
         meta = va["metadata"]
         finalizers = list(meta.get("finalizers") or [])
@@ -314,7 +319,10 @@ class _Attacher:
             )  # fmt: skip
             return None
         if (va.get("status") or {}).get("attached"):
+            self.marked.pop(request.name, None)
             return None
+        if self.marked.get(request.name) == meta.get("uid"):
+            return None  # attached by this attacher; its informer has yet to show it
         if self.finalizer not in finalizers:
             # as upstream's csiAttach: attached with the object the patch returned, in this
             # same sync (not after the informer brings the update back: one watch hop less)
@@ -363,6 +371,7 @@ class _Attacher:
                 "attachError": None,
             },
         )
+        self.marked[request.name] = str(meta.get("uid"))
         log.info("attached %s to %s", pv_name, spec.get("nodeName"))
         return None
 
