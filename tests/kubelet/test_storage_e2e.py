@@ -328,6 +328,8 @@ def test_csi_volume_lifecycle(csi: CSICluster, node: Node) -> None:
                   "NodeExpandVolume", "NodeUnpublishVolume", "NodeUnstageVolume",
                   "ControllerUnpublishVolume", "DeleteVolume"):  # fmt: skip
             assert m in methods, m
+        # each volume attached once (not again on the attacher's own finalizer update)
+        assert methods.count("ControllerPublishVolume") == 2
         k("delete", "pv", kept)
     finally:
         k("delete", "namespace", ns, "--wait=false")
