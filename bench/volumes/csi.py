@@ -22,6 +22,8 @@ store (first seen, volumes set up, sandbox ready). A third table is the driver's
 each CSI call (from its log).
 
     python3 bench/volumes/csi.py [--pods 5] [--logs DIR]   (root: containerd, bind mounts)
+    python3 bench/volumes/csi.py --pods 30 --baseline REV [--rounds 2]   (REV's code, then
+        this tree's, each a whole run in its own process; a table of both)
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench._cluster import cpu_seconds  # noqa: E402
+from bench._cluster import cpu_seconds, revision_src  # noqa: E402
 from bench._table import Row, table, timed  # noqa: E402
 from tests.integration.conftest import Server, free_port  # noqa: E402
 from tests.kubelet.node_fixtures import Node  # noqa: E402
@@ -398,12 +400,47 @@ async def measure(kubeconfig: Path, node: Node, n: int) -> list[Row]:
             await steps.stop()
 
 
+def compare(args: argparse.Namespace) -> None:
+    """``--baseline REV``: the whole run for git revision REV's code and then for this
+    tree's, each in a process of its own, as many ``--rounds`` as asked; a table of both
+    (each with its own no-volume row as the baseline of its ratios)."""
+    runs: list[tuple[str, dict[str, Any]]] = []
+    with tempfile.TemporaryDirectory(prefix="bench-csi-rev-") as tmp:
+        src = revision_src(args.baseline, Path(tmp) / "rev")
+        for r in range(args.rounds):
+            for label, env in ((args.baseline, {"PYTHONPATH": str(src)}), ("this tree", {})):
+                out = Path(tmp) / f"{r}-{len(runs)}.json"
+                cmd = [sys.executable, __file__, "--pods", str(args.pods), "--json", str(out)]
+                done = subprocess.run(cmd, env={**os.environ, **env}, check=False)
+                if done.returncode != 0:
+                    sys.exit(f"the run of {label} failed ({done.returncode})")
+                runs.append((label, json.loads(out.read_text())))
+    head = "| run | load | " + " | ".join(
+        f"{w} p50 / p99 ms (x no volume)" for w, *_ in runs[0][1]["rows"]
+    )
+    print(head + " |\n|---|---|" + "---:|" * len(runs[0][1]["rows"]))
+    for label, run in runs:
+        base_p50, base_p99 = run["rows"][0][1:]
+        cells = " | ".join(
+            f"{p50:.0f} / {p99:.0f} ({p50 / base_p50:.2f} / {p99 / base_p99:.2f})"
+            for _, p50, p99 in run["rows"]
+        )  # fmt: skip
+        print(f"| {label} | {run['load']} | {cells} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pods", type=int, default=5)
     ap.add_argument("--logs", type=Path, help="keep the components' logs and each pod's "
                     "steps (steps.json) in this directory")  # fmt: skip
+    ap.add_argument("--baseline", metavar="REV", help="also run git revision REV's code, "
+                    "one whole run each, and compare")  # fmt: skip
+    ap.add_argument("--rounds", type=int, default=1, help="with --baseline: runs of each")
+    ap.add_argument("--json", type=Path, help=argparse.SUPPRESS)  # (--baseline's runs)
     args = ap.parse_args()
+    if args.baseline:
+        compare(args)
+        return
     base = Path(tempfile.mkdtemp(prefix="bench-csi-", dir="/tmp"))
     server = Server(base / "data", free_port()).start()
     suffix = uuid.uuid4().hex[:8]
@@ -439,6 +476,11 @@ def main() -> None:
         print(f"claim + pod create → Running, one at a time, on one real node "
               f"(load average {' '.join(load)})\n")  # fmt: skip
         print(table(rows, ms_digits=0))
+        if args.json is not None:
+            args.json.write_text(json.dumps({
+                "load": " ".join(load),
+                "rows": [(r.what, r.pct(0.5), r.pct(0.99)) for r in rows],
+            }))  # fmt: skip
         print("\nwhere the time goes: median ms after the create, as watched\n")
         print(chain_table())
         print("\npods with a scheduling cycle that found no node: " + ", ".join(
