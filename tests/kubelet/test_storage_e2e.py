@@ -281,6 +281,17 @@ def test_csi_volume_lifecycle(csi: CSICluster, node: Node) -> None:
             data = csi.data / "volumes" / pv["spec"]["csi"]["volumeHandle"]
             assert (data / "hello").read_text() == f"{name}\n"  # the pod wrote into the volume
         assert k("exec", "del", "-n", ns, "--", "cat", "/data/hello") == "del\n"
+        # the attach/detach controller reports both on the node, as upstream's
+        attached = {
+            f"kubernetes.io/csi/{DRIVER}^{pv['spec']['csi']['volumeHandle']}" for pv in pvs.values()
+        }
+
+        def node_attached() -> set[str]:
+            status = k.json("get", "node", node.name)["status"]
+            assert all(v["devicePath"] == "" for v in status.get("volumesAttached") or [])
+            return {v["name"] for v in status.get("volumesAttached") or []}
+
+        wait_until(lambda: attached <= node_attached(), within=15)
 
         # expansion: controller then node; the claim's capacity follows
         k("patch", "pvc", "del", "-n", ns, "-p",
@@ -321,6 +332,7 @@ def test_csi_volume_lifecycle(csi: CSICluster, node: Node) -> None:
         keep_dir = csi.data / "volumes" / pvs["keep"]["spec"]["csi"]["volumeHandle"]
         assert (keep_dir / "hello").read_text() == "keep\n"
         wait_until(lambda: not k.json("get", "volumeattachments")["items"], within=30)
+        wait_until(lambda: not attached & node_attached(), within=15)
 
         methods = [c["method"] for c in csi.calls() if c.get("code") == "OK"]
         for m in ("CreateVolume", "ControllerPublishVolume", "NodeStageVolume",

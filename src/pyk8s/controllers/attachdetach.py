@@ -16,11 +16,16 @@ before staging the volume. Per node, level-based:
   attacher detaches and drops its finalizer).
 * When an attachment first reads ``attached``, each pod waiting for it gets upstream's
   ``SuccessfulAttachVolume`` event.
+* The node's ``status.volumesAttached`` lists the attachments that read ``attached``
+  and are not being deleted, as upstream's node status updater reports its actual
+  state: ``kubernetes.io/csi/<driver>^<handle>`` with an empty ``devicePath`` (a CSI
+  attach has no device path). The kubelet's ``volumesInUse`` is not written.
 """
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable
 from typing import Any
 
 from pyk8s.api import pvbinding as pvb
@@ -43,7 +48,8 @@ def _res(group: str, plural: str) -> Resource:
     return REGISTRY.get(group, "v1", plural)  # type: ignore[return-value]
 
 
-PODS, PVCS, PVS = (
+NODES, PODS, PVCS, PVS = (
+    _res("", "nodes"),
     _res("", "pods"),
     _res("", "persistentvolumeclaims"),
     _res("", "persistentvolumes"),
@@ -72,6 +78,7 @@ class AttachDetachReconciler:
         self.volumes = manager.informers.informer(PVS)
         self.drivers = manager.informers.informer(CSIDRIVERS)
         self.attachments = manager.informers.informer(ATTACHMENTS)
+        self.nodes = manager.informers.informer(NODES)
         #: VolumeAttachment names already reported attached (SuccessfulAttachVolume once)
         self.reported: set[str] = set()
         with contextlib.suppress(ValueError):  # another controller added it already
@@ -150,7 +157,36 @@ class AttachDetachReconciler:
             except ApiError as err:
                 if not is_not_found(err):
                     raise
+        await self._report_attached(node, have.values())
         return None
+
+    async def _report_attached(self, node: str, attachments: Iterable[Obj]) -> None:
+        """Write ``status.volumesAttached`` of ``node`` when it differs from what is
+        attached there (a node that does not exist is left alone)."""
+        attached = []
+        for va in attachments:
+            if va["metadata"].get("deletionTimestamp") or not (va.get("status") or {}).get(
+                "attached"
+            ):
+                continue
+            pv_name = ((va.get("spec") or {}).get("source") or {}).get("persistentVolumeName")
+            pv = self.volumes.store.get_by_name(None, pv_name) if pv_name else None
+            csi = ((pv or {}).get("spec") or {}).get("csi") or {}
+            if csi:
+                name = f"kubernetes.io/csi/{csi.get('driver', '')}^{csi.get('volumeHandle', '')}"
+                attached.append({"name": name, "devicePath": ""})
+        attached.sort(key=lambda v: v["name"])
+        obj = self.nodes.store.get_by_name(None, node)
+        if obj is None or ((obj.get("status") or {}).get("volumesAttached") or []) == attached:
+            return
+        try:
+            await self.client.patch(
+                NODES, node, {"status": {"volumesAttached": attached or None}},
+                patch_type="merge", subresource="status",
+            )  # fmt: skip
+        except ApiError as err:
+            if not is_not_found(err):
+                raise
 
 
 def setup(manager: Manager) -> None:
