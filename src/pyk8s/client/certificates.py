@@ -37,9 +37,11 @@ from pyk8s.client.errors import ClientError
 from pyk8s.client.rest import Client
 
 __all__ = [
+    "KUBELET_CLIENT_PEM",
     "SERVING_USAGES",
     "CertificateError",
     "CertificateManager",
+    "certificate_subject",
     "certificate_validity",
     "new_key_pem",
     "read_pem_pair",
@@ -58,6 +60,8 @@ CLIENT_USAGES = ("digital signature", "client auth")
 #: a kubelet serving certificate's usages for an ECDSA key (upstream adds key
 #: encipherment only for RSA)
 SERVING_USAGES = ("digital signature", "server auth")
+#: upstream's name for the kubelet's current client certificate and key
+KUBELET_CLIENT_PEM = "kubelet-client-current.pem"
 #: (DNS names, IP addresses) a serving certificate is for, asked before each request
 SubjectAltNames = Callable[[], Awaitable[tuple[Sequence[str], Sequence[str]]]]
 #: how often a serving certificate's names are compared with the wanted ones
@@ -107,6 +111,14 @@ def certificate_names(cert_pem: bytes) -> tuple[list[str], list[str]]:
     dns = sorted(set(san.get_values_for_type(x509.DNSName)))
     ips = sorted({str(ip) for ip in san.get_values_for_type(x509.IPAddress)})
     return dns, ips
+
+
+def certificate_subject(cert_pem: bytes) -> tuple[str, list[str]]:
+    """A certificate's (common name, organizations): the user and groups it names."""
+    subject = x509.load_pem_x509_certificate(cert_pem).subject
+    cns = subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    orgs = subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)
+    return (str(cns[0].value) if cns else "", [str(o.value) for o in orgs])
 
 
 def certificate_validity(cert_pem: bytes) -> tuple[datetime.datetime, datetime.datetime]:

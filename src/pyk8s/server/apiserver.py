@@ -51,6 +51,7 @@ from pyk8s.server.identities import (
     create_missing,
     ensure_component_policy,
     ensure_join_token,
+    ensure_node_client_certificate,
     new_bootstrap_token,
     write_component_kubeconfigs,
 )
@@ -548,6 +549,8 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
         for name, *extra in components:
             kubeconfig = identities.get(name, opts.kubeconfig)
             own = component_flags(name, pki)
+            if name == "kubelet":  # no TLS bootstrap on the way to this node's Ready
+                ensure_node_client_certificate(pki, [*own, *extra])
             supervisor.add(name, "--kubeconfig", str(kubeconfig), *own, *extra)
         await supervisor.start()
     try:

@@ -40,25 +40,32 @@ Service and EndpointSlice itself (k3s applies them from a manifest), which a Rol
 creating, reading and updating EndpointSlices there (one per node, ``kube-dns-<node>``,
 which resourceNames cannot name). A joined node's DNS runs with that node's
 ``system:kube-proxy`` certificate, also bound to that Role. The kubelet of the server's
-own node bootstraps a ``system:node:<name>`` certificate with the join token, as an
-agent's kubelet does. The add-ons (cloud controller manager, metrics-server, metrics
-adapter, ingress controller, CSI hostpath) get theirs from
+own node gets its ``system:node:<name>`` client certificate (``system:nodes``) from the
+server itself, written before the kubelet starts, as k3s's server writes its agent's
+``client-kubelet.crt``: a TLS bootstrap would wait for the controller manager's
+approver and signer on the way to the node's first Ready. It still has the join token's
+bootstrap kubeconfig and renews the certificate through CSRs, as an agent's kubelet
+does, which bootstraps its first one. The add-ons (cloud controller manager,
+metrics-server, metrics adapter, ingress controller, CSI hostpath) get theirs from
 :mod:`pyk8s.server.addon_identities`.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import copy
 import datetime
 import logging
 import secrets
+import socket
 import string
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 from pyk8s.api import errors
+from pyk8s.api.certificates import NODES_GROUP
 from pyk8s.apiserver.certs import (
     LEAF_VALIDITY,
     RENEW_BEFORE,
@@ -69,6 +76,8 @@ from pyk8s.apiserver.certs import (
 )
 from pyk8s.apiserver.handlers import ResourceHandlers
 from pyk8s.client.certificates import (
+    KUBELET_CLIENT_PEM,
+    certificate_subject,
     certificate_validity,
     read_pem_pair,
     write_cert_kubeconfig,
@@ -85,6 +94,7 @@ __all__ = [
     "create_missing",
     "ensure_component_policy",
     "ensure_join_token",
+    "ensure_node_client_certificate",
     "new_bootstrap_token",
     "renew_component_credentials",
     "write_component_kubeconfigs",
@@ -383,6 +393,44 @@ def renew_component_credentials(
         write_pem_pair(pem, *issue_client_cert(pki, user, groups, validity=validity))
         renewed.append(component)
     return renewed
+
+
+def _kubelet_identity(kubelet_argv: Sequence[str]) -> tuple[str, Path] | None:
+    """(node name, client certificate file) of a ``pyk8s kubelet`` run with
+    ``kubelet_argv``, as it works them out itself (the last flag wins, as a
+    ``--kubelet-arg`` passed through); None without ``--data-dir``."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--data-dir", type=Path)
+    parser.add_argument("--node-name", default="")
+    parser.add_argument("--cert-dir", type=Path)
+    flags, _rest = parser.parse_known_args(list(kubelet_argv))
+    if flags.data_dir is None:
+        return None
+    node = (flags.node_name or socket.gethostname()).lower()
+    cert_dir = flags.cert_dir or flags.data_dir / "kubelet" / "pki"
+    return node, cert_dir / KUBELET_CLIENT_PEM
+
+
+def ensure_node_client_certificate(pki: Pki, kubelet_argv: Sequence[str]) -> Path | None:
+    """The client certificate of the server's own kubelet (``system:node:<name>`` in
+    ``system:nodes``, the module docstring), issued by the cluster CA into the file the
+    kubelet run with ``kubelet_argv`` reads, unless that holds a valid one for the same
+    user from this CA (the kubelet renews it through CSRs). Returns the file."""
+    identity = _kubelet_identity(kubelet_argv)
+    if identity is None:
+        return None
+    node, pem = identity
+    user = f"system:node:{node}"
+    pair = read_pem_pair(pem)  # None: missing, unreadable or expired
+    if (
+        pair is not None
+        and certificate_subject(pair[0]) == (user, [NODES_GROUP])
+        and issued_by_ca(pki, pair[0])
+    ):
+        return pem
+    write_pem_pair(pem, *issue_client_cert(pki, user, (NODES_GROUP,)))
+    log.info("node client certificate issued", extra={"user": user, "file": str(pem)})
+    return pem
 
 
 def _kubelet_bootstrap(pki: Pki) -> Path:

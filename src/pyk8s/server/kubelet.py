@@ -32,6 +32,7 @@ from pyk8s.api.certificates import KUBE_APISERVER_CLIENT_KUBELET as KUBELET_CLIE
 from pyk8s.api.certificates import KUBELET_SERVING, NODES_GROUP
 from pyk8s.client import Client, ClientError, component_user_agent, is_not_found, load_config
 from pyk8s.client.certificates import (
+    KUBELET_CLIENT_PEM,
     SERVING_USAGES,
     CertificateManager,
     write_cert_kubeconfig,
@@ -73,8 +74,6 @@ WAITS_AT_GATE = True
 
 log = logging.getLogger(__name__)
 
-#: upstream's name for the kubelet's current client certificate and key
-CLIENT_PEM = "kubelet-client-current.pem"
 SERVER_PEM = "kubelet-server-current.pem"
 
 
@@ -148,7 +147,10 @@ def _certificate_manager(opts: Options, node_name: str) -> CertificateManager | 
         return None
     cert_dir = opts.cert_dir or opts.data_dir / "kubelet" / "pki"
     return CertificateManager(
-        cert_dir / CLIENT_PEM, f"system:node:{node_name}", [NODES_GROUP], KUBELET_CLIENT_SIGNER
+        cert_dir / KUBELET_CLIENT_PEM,
+        f"system:node:{node_name}",
+        [NODES_GROUP],
+        KUBELET_CLIENT_SIGNER,
     )
 
 
