@@ -44,8 +44,9 @@ STATUS_UPDATE_INTERVAL = 10.0
 STATUS_REPORT_FREQUENCY = 300.0
 #: until the node is first Ready: how often the runtime is asked whether it now is
 FAST_STATUS_POLL = 0.1
-#: until the node has a pod CIDR: how often the Node is read for it
-CIDR_POLL = 0.5
+#: until the node has a pod CIDR, its Node is watched for it: the pause before a failed
+#: watch is opened again
+CIDR_RETRY = 0.5
 
 Obj = dict[str, Any]
 
@@ -130,11 +131,14 @@ class NodeAgent:
 
     async def start(self) -> None:
         """Register (retrying until the API server answers), then heartbeat in the background."""
-        await self._register()
+        node = await self._register()
         self._tasks = [
             asyncio.create_task(self._lease_loop(), name="node-lease"),
             asyncio.create_task(self._status_loop(), name="node-status"),
         ]
+        if not self._pod_cidr:
+            rv = str(node["metadata"].get("resourceVersion") or "")
+            self._tasks.append(asyncio.create_task(self._watch_pod_cidr(rv), name="node-cidr"))
 
     async def stop(self) -> None:
         for t in self._tasks:
@@ -155,7 +159,7 @@ class NodeAgent:
             self._pod_cidr = cidr
             self.on_pod_cidr(cidr)
 
-    async def _register(self) -> None:
+    async def _register(self) -> Obj:
         while True:
             health = await self.health()
             try:
@@ -171,7 +175,35 @@ class NodeAgent:
                 obj = await self._post_status(health, force=True)
             self._seen(obj)
             self.registered.set()
-            return
+            return obj
+
+    async def _watch_pod_cidr(self, rv: str) -> None:
+        """Watch this Node until it has a pod CIDR (the node IPAM controller assigns one
+        once it is registered), as upstream's kubelet reads its Node from an informer
+        of that one object: the CNI config is written as the CIDR is assigned, and the
+        next runtime poll reports the network ready."""
+        while not self._pod_cidr:
+            try:
+                async with self.client.watch(
+                    NODES, name=self.name, resource_version=rv or None, timeout_seconds=300
+                ) as events:
+                    async for etype, obj in events:
+                        if etype in ("ADDED", "MODIFIED"):
+                            rv = str(obj["metadata"].get("resourceVersion") or rv)
+                            self._seen(obj)
+                            if self._pod_cidr:
+                                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as err:
+                # an expired version (410) or a broken watch: read the Node and go on
+                # from what it says
+                log.debug("node %s: pod CIDR watch ended: %s", self.name, err)
+                await asyncio.sleep(CIDR_RETRY)
+                with contextlib.suppress(ClientError):
+                    node = await self.client.get(NODES, self.name)
+                    self._seen(node)
+                    rv = str(node["metadata"].get("resourceVersion") or "")
 
     async def _post_status(self, health: RuntimeHealth, force: bool = False) -> Obj:
         self.facts = await asyncio.to_thread(nodestatus.host_facts, data_dir=self.data_dir)
@@ -218,14 +250,13 @@ class NodeAgent:
         Once the node has reported Ready (and has a pod CIDR) this is the regular
         interval. Until then (upstream's kubelet does the same until the first Ready)
         the runtime is asked every :data:`FAST_STATUS_POLL` seconds and a change in its
-        verdict (the network becoming ready once the CNI config is written) is reported
-        at once, not at the next sync; until the node has a pod CIDR, which pod
-        networking waits for, the Node is also read every :data:`CIDR_POLL` seconds."""
+        verdict (the network becoming ready once the CNI config is written, which
+        :meth:`_watch_pod_cidr` does once the node has a pod CIDR) is reported at once,
+        not at the next sync."""
         if self._was_ready and self._pod_cidr:
             await asyncio.sleep(self.status_interval)
             return await self.health()
-        wait = self.status_interval if self._pod_cidr else CIDR_POLL
-        deadline = time.monotonic() + wait
+        deadline = time.monotonic() + self.status_interval
         while True:
             await asyncio.sleep(FAST_STATUS_POLL)
             health = await self.health()
