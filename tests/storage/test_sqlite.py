@@ -1,5 +1,6 @@
 """What only the SQLite backend promises: clear errors for locked and corrupt files,
-one owner per database, and state that survives a clean restart."""
+one owner per database, state that survives a clean restart, and cheap reads answered on
+the event loop."""
 
 from __future__ import annotations
 
@@ -7,12 +8,17 @@ import asyncio
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
-from pyk8s.storage import EventType, Unavailable, open_store
+from pyk8s.storage import EventType, FutureRevision, NotFound, Unavailable, open_store
+from pyk8s.storage import sqlite as sqlite_store
 from pyk8s.storage.sqlite import SqliteStore
+
+T = TypeVar("T")
 
 
 async def test_second_opener_gets_a_clear_error(tmp_path: Path) -> None:
@@ -106,4 +112,79 @@ async def test_ttl_expiry_survives_a_restart(tmp_path: Path) -> None:
         assert put.type is EventType.PUT
         assert (delete.type, delete.kv.key) == (EventType.DELETE, "/registry/events/e1")
     finally:
+        await store.close()
+
+
+def _runs_inline(read: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:
+    """Whether ``read`` completed on its first step (on the event loop, never suspending),
+    and its result; a read that suspended (to a reader thread) is closed unfinished."""
+    try:
+        read.send(None)
+    except StopIteration as done:
+        return True, done.value
+    read.close()
+    return False, None
+
+
+async def test_a_read_that_was_cheap_runs_on_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A read on a reader thread costs several turns of the event loop (each behind every
+    other ready request); one whose kind and range cost little the last time runs inline,
+    as consistent as on a thread; a costly one, or one never seen, goes to a thread."""
+    store = await SqliteStore.open(tmp_path / "state.db")
+    try:
+        for i in range(3):
+            await store.create(f"/registry/events/ns/e{i}", b"v%d" % i)
+        prefix = "/registry/events/ns/"
+        assert not _runs_inline(store.list(prefix))[0], "never seen: on a thread"
+        await store.list(prefix)
+        inline, page = _runs_inline(store.list(prefix))
+        assert inline and page is not None
+        assert [kv.key for kv in page.kvs] == [f"{prefix}e{i}" for i in range(3)]
+        assert not _runs_inline(store.list(prefix, limit=2))[0], "another shape: unseen"
+        await store.get(f"{prefix}e0")
+        inline, kv = _runs_inline(store.get(f"{prefix}e1"))
+        assert inline and kv is not None and kv.value == b"v1"
+        with pytest.raises(NotFound):  # errors come out as from a thread
+            _runs_inline(store.get(f"{prefix}missing"))
+        # a write is seen at once; a revision from the future is refused
+        new = await store.create(f"{prefix}e3", b"new")
+        inline, page = _runs_inline(store.list(prefix))
+        assert inline and page is not None and page.revision == new.mod_revision
+        assert page.kvs[-1].value == b"new"
+        with pytest.raises(FutureRevision):
+            _runs_inline(store.list(prefix, revision=new.mod_revision + 1))
+        # a range whose last read cost more than the budget goes back to a thread
+        monkeypatch.setattr(sqlite_store, "_INLINE_SECONDS", -1.0)
+        await store.list(prefix)
+        assert not _runs_inline(store.list(prefix))[0]
+    finally:
+        await store.close()
+
+
+class _LockedConnection:
+    """A connection whose every statement meets a lock (SQLITE_BUSY)."""
+
+    in_transaction = False
+
+    def execute(self, sql: str, *args: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+
+async def test_a_read_on_the_event_loop_that_meets_a_lock_waits_on_a_thread(
+    tmp_path: Path,
+) -> None:
+    """The loop's connection never waits for a lock (busy timeout 0: the loop would stop);
+    the read moves to a reader thread, which waits as every read did before."""
+    store = await SqliteStore.open(tmp_path / "state.db")
+    try:
+        await store.create("/k", b"v")
+        await store.get("/k")
+        assert _runs_inline(store.get("/k"))[0]
+        store._inline_conn = _LockedConnection()  # type: ignore[assignment]
+        assert not _runs_inline(store.get("/k"))[0]
+        assert (await store.get("/k")).value == b"v"
+    finally:
+        store._inline_conn = None
         await store.close()
