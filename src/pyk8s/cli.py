@@ -21,6 +21,9 @@ from pyk8s.storage import StoreError, open_store
 if TYPE_CHECKING:
     from pyk8s.client.leaderelection import LeaseSettings
     from pyk8s.server.cloud_controller_manager import Options as CloudControllerOptions
+    from pyk8s.server.dns import Options as DNSOptions
+    from pyk8s.server.proxy import Options as ProxyOptions
+    from pyk8s.server.scheduler import Options as SchedulerOptions
 
 
 def _add_server_flags(p: argparse.ArgumentParser) -> None:
@@ -803,6 +806,9 @@ def _parser() -> argparse.ArgumentParser:
     cm.add_argument(  # pyk8s server's cloud controllers, run in this process
         "--embedded-cloud-controller-arg", action="append", default=[], help=argparse.SUPPRESS
     )
+    cm.add_argument(  # pyk8s server's scheduler, run in this process (pyk8s.server.cohost)
+        "--embedded-scheduler-arg", action="append", default=[], help=argparse.SUPPRESS
+    )
     ccm = sub.add_parser(
         "cloud-controller-manager", help="run the cloud controllers for a provider (leader-elected)"
     )
@@ -1045,6 +1051,10 @@ def _parser() -> argparse.ArgumentParser:
         choices=("", "external"),
         help="external: register tainted uninitialized for the cloud controller manager",
     )
+    for guest in ("proxy", "dns"):  # the node's proxy and DNS, run in this process
+        kubelet.add_argument(  # (pyk8s server and agent: pyk8s.server.cohost)
+            f"--embedded-{guest}-arg", action="append", default=[], help=argparse.SUPPRESS
+        )
     sched = sub.add_parser("scheduler", help="run the scheduler (leader-elected)")
     sched.add_argument("--kubeconfig", type=Path, default=None)
     sched.add_argument("--config", type=Path, default=None, help="KubeSchedulerConfiguration")
@@ -1424,7 +1434,7 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
     from pyk8s.controllers.csrsigning import Settings as CSRSigningSettings
     from pyk8s.controllers.horizontalpodautoscaler import Settings as HPASettings
     from pyk8s.controllers.nodeipam import Settings as NodeIPAMSettings
-    from pyk8s.server import controller_manager, logs
+    from pyk8s.server import cohost, controller_manager, logs
     from pyk8s.server.component import parse_duration
 
     logs.setup("controller-manager", args.log_level)
@@ -1468,7 +1478,12 @@ def _run_controller_manager(args: argparse.Namespace) -> int:
                     ["cloud-controller-manager", *args.embedded_cloud_controller_arg]
                 )
             )
-        asyncio.run(controller_manager.run(opts, cloud))
+        guests = {}
+        for name, guest in _guests(args, "scheduler").items():
+            from pyk8s.server import scheduler
+
+            guests[name] = scheduler.run(_scheduler_options(guest))
+        asyncio.run(cohost.run_together(controller_manager.run(opts, cloud), guests))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s controller-manager: error: {err}", file=sys.stderr)
         return 1
@@ -1596,21 +1611,38 @@ def _run_scheduler(args: argparse.Namespace) -> int:
 
     logs.setup("scheduler", args.log_level)
     try:
-        opts = scheduler.Options(
-            kubeconfig=args.kubeconfig,
-            leader_elect=args.leader_elect == "true",
-            lease=_lease_settings(args),
-            bind_address=args.bind_address,
-            port=args.port,
-            config=args.config,
-            kube_api_qps=args.kube_api_qps,
-            kube_api_burst=args.kube_api_burst,
-        )
-        asyncio.run(scheduler.run(opts))
+        asyncio.run(scheduler.run(_scheduler_options(args)))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s scheduler: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _scheduler_options(args: argparse.Namespace) -> SchedulerOptions:
+    """``pyk8s scheduler``'s flags as its Options."""
+    from pyk8s.server import scheduler
+
+    return scheduler.Options(
+        kubeconfig=args.kubeconfig,
+        leader_elect=args.leader_elect == "true",
+        lease=_lease_settings(args),
+        bind_address=args.bind_address,
+        port=args.port,
+        config=args.config,
+        kube_api_qps=args.kube_api_qps,
+        kube_api_burst=args.kube_api_burst,
+    )
+
+
+def _guests(args: argparse.Namespace, *names: str) -> dict[str, argparse.Namespace]:
+    """The components embedded in this one's process (:mod:`pyk8s.server.cohost`), each
+    with its argv parsed by its own subcommand's parser."""
+    out = {}
+    for name in names:
+        argv = getattr(args, f"embedded_{name}_arg")
+        if argv:
+            out[name] = _parser().parse_args([name, *argv])
+    return out
 
 
 def _cloud_controller_manager(args: argparse.Namespace) -> list[str]:
@@ -1686,23 +1718,29 @@ def _run_proxy(args: argparse.Namespace) -> int:
     from pyk8s.server import logs, proxy
 
     logs.setup("proxy", args.log_level)
-    fields = ("kubeconfig", "node_name", "cluster_cidr", "masquerade_bit", "node_ips",
-              "nodeport_addresses", "min_sync_period", "sync_period", "cleanup",
-              "mode", "disable_network_policy")  # fmt: skip
     try:
-        health_address, health_port = host_port(args.bind_address, args.port)
-        metrics = host_port(args.metrics_bind_address, 0) if args.metrics_bind_address else None
-        options = proxy.Options(
-            **{f: getattr(args, f) for f in fields},
-            bind_address=health_address,
-            port=health_port,
-            metrics_bind_address=metrics,
-        )
-        asyncio.run(proxy.run(options))
+        asyncio.run(proxy.run(_proxy_options(args)))
     except (ClientError, ValueError, OSError, RuntimeError) as err:
         print(f"pyk8s proxy: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _proxy_options(args: argparse.Namespace) -> ProxyOptions:
+    """``pyk8s proxy``'s flags as its Options."""
+    from pyk8s.server import proxy
+
+    fields = ("kubeconfig", "node_name", "cluster_cidr", "masquerade_bit", "node_ips",
+              "nodeport_addresses", "min_sync_period", "sync_period", "cleanup",
+              "mode", "disable_network_policy")  # fmt: skip
+    health_address, health_port = host_port(args.bind_address, args.port)
+    metrics = host_port(args.metrics_bind_address, 0) if args.metrics_bind_address else None
+    return proxy.Options(
+        **{f: getattr(args, f) for f in fields},
+        bind_address=health_address,
+        port=health_port,
+        metrics_bind_address=metrics,
+    )
 
 
 def host_port(value: str, default_port: int) -> tuple[str, int]:
@@ -1724,16 +1762,23 @@ def _run_dns(args: argparse.Namespace) -> int:
     from pyk8s.server import dns, logs
 
     logs.setup("dns", args.log_level)
-    fields = ("kubeconfig", "bind_address", "port", "cluster_domain", "upstreams",
-              "resolv_conf", "forward_timeout", "ttl", "health_bind_address", "health_port",
-              "ready_port", "pods", "cluster_ip", "advertise_address",
-              "node_name")  # fmt: skip
     try:
-        asyncio.run(dns.run(dns.Options(**{f: getattr(args, f) for f in fields})))
+        asyncio.run(dns.run(_dns_options(args)))
     except (ClientError, ValueError, OSError) as err:
         print(f"pyk8s dns: error: {err}", file=sys.stderr)
         return 1
     return 0
+
+
+def _dns_options(args: argparse.Namespace) -> DNSOptions:
+    """``pyk8s dns``'s flags as its Options."""
+    from pyk8s.server import dns
+
+    fields = ("kubeconfig", "bind_address", "port", "cluster_domain", "upstreams",
+              "resolv_conf", "forward_timeout", "ttl", "health_bind_address", "health_port",
+              "ready_port", "pods", "cluster_ip", "advertise_address",
+              "node_name")  # fmt: skip
+    return dns.Options(**{f: getattr(args, f) for f in fields})
 
 
 def _run_metrics_server(args: argparse.Namespace) -> int:
@@ -1919,7 +1964,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
     from pyk8s.client import ClientError
     from pyk8s.kubelet.cri import CRIError
     from pyk8s.kubelet.runtimes import ContainerdError
-    from pyk8s.server import kubelet, logs
+    from pyk8s.server import cohost, kubelet, logs
     from pyk8s.server.paths import default_data_dir
 
     logs.setup("kubelet", args.log_level)
@@ -1953,8 +1998,18 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         node_routes_kubeconfig=args.node_routes_kubeconfig,
     )
     try:
-        asyncio.run(kubelet.run(opts))
-    except (ClientError, CRIError, ContainerdError, ValueError, OSError) as err:
+        guests = _guests(args, "proxy", "dns")
+        jobs = {}
+        if "proxy" in guests:
+            from pyk8s.server import proxy
+
+            jobs["proxy"] = proxy.run(_proxy_options(guests["proxy"]))
+        if "dns" in guests:
+            from pyk8s.server import dns
+
+            jobs["dns"] = dns.run(_dns_options(guests["dns"]))
+        asyncio.run(cohost.run_together(kubelet.run(opts), jobs))
+    except (ClientError, CRIError, ContainerdError, ValueError, OSError, RuntimeError) as err:
         print(f"pyk8s kubelet: error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -39,8 +39,11 @@ def wait_until(check: Callable[[], Any], within: float = 60.0, every: float = 0.
 def child_pid(parent: int, component: str) -> int | None:
     """The pid of the child of ``parent`` (or of its zygote, :mod:`pyk8s.server.zygote`)
     whose command line holds the word ``component`` (a supervisor's kubelet, proxy,
-    scheduler...), read from /proc; None while there is none. A forked child's title
-    is one string (setproctitle), an exec'ed one's argv is split by NULs."""
+    scheduler...) or runs it inside its process (``--embedded-COMPONENT-arg=…``,
+    :mod:`pyk8s.server.cohost`: the kubelet's for the proxy), read from /proc; None
+    while there is none. A forked child's title is one string (setproctitle), an exec'ed
+    one's argv is split by NULs."""
+    embedded = f"--embedded-{component}-arg=".encode()
     for task in os.listdir(f"/proc/{parent}/task"):
         try:
             children = Path(f"/proc/{parent}/task/{task}/children").read_text().split()
@@ -55,7 +58,7 @@ def child_pid(parent: int, component: str) -> int | None:
                 found = child_pid(int(pid), component)
                 if found is not None:
                     return found
-            elif component.encode() in argv:
+            elif component.encode() in argv or any(a.startswith(embedded) for a in argv):
                 return int(pid)
     return None
 

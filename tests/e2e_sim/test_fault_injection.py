@@ -333,6 +333,8 @@ def test_kill_9_of_every_process_under_load_loses_nothing(cluster: Cluster) -> N
         kill_child_and_wait(cluster, "controller-manager", cluster.cm_port)
         scale_and_converge(kubectl, 5)
 
+        # the scheduler runs in the controller manager's process (pyk8s.server.cohost):
+        # that process again, now waited for until the scheduler is back
         kill_child_and_wait(cluster, "scheduler", cluster.scheduler_port)
         scale_and_converge(kubectl, 7)
 

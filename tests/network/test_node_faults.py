@@ -1,8 +1,9 @@
 """Fault injection on a real node: kill -9 the kubelet, the proxy and the DNS server.
 
 One host (a network namespace) running ``pyk8s agent`` (which supervises ``pyk8s kubelet``
-with its containerd, and ``pyk8s proxy``), next to the API server, the controller manager,
-the scheduler and ``pyk8s dns`` on the bridge's gateway; a two-replica web Deployment
+with its containerd, and the node's proxy and DNS server in the kubelet's process), next
+to the API server, the controller manager, the scheduler and ``pyk8s dns`` on the
+bridge's gateway; a two-replica web Deployment
 behind a Service and a client pod asking for it by name. Each process is killed with
 SIGKILL and restarted (the kubelet, the proxy and the node's DNS server by the agent's
 supervisor, the host's DNS server by the test), and afterwards:
@@ -287,7 +288,8 @@ def test_kill_9_of_the_kubelet_proxy_and_dns(node: Node) -> None:
     wait_until(lambda: pods(kubectl) == before, within=60)
     assert node.all_answer()
 
-    # the proxy: the rules stay while it is dead, and a new one takes them over
+    # the proxy (in the kubelet's process, pyk8s.server.cohost: that process again): the
+    # rules stay while it is dead, and a new one takes them over
     old = node.agent_child("proxy")
     assert old is not None
     os.kill(old, signal.SIGKILL)
@@ -297,7 +299,8 @@ def test_kill_9_of_the_kubelet_proxy_and_dns(node: Node) -> None:
     wait_until(lambda: len(set(node.fetch(30)) - {""}) == 3, within=90, every=1)
 
     # the DNS servers (issue 20: one per node, each an endpoint of kube-dns): the node's
-    # own, restarted by the agent, and the host's, restarted by the test; names resolve
+    # own (in the kubelet's process), restarted by the agent, and the host's, restarted
+    # by the test; names resolve
     # again once each is back
     kill_agent_child(node, "dns")
     wait_until(node.all_answer, within=60, every=1)

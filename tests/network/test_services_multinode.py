@@ -702,8 +702,9 @@ async def test_address_pool_load_balancer_moves_to_the_other_node_when_its_holde
     await eventually(lambda: answered_via(holder6, ip6), within=30, every=0.2)
     print(f"{ip6} answered through {holder6.name} {time.monotonic() - start:.1f}s after apply")
 
-    # the holder dies: its proxy (the speaker) stops, and it drops what reaches it for
-    # the address (its kernel would otherwise still forward by the rules it keeps)
+    # the holder dies: its proxy (the speaker, in the kubelet's process: both) stops, and
+    # it drops what reaches it for the address (its kernel would otherwise still forward
+    # by the rules it keeps)
     assert holder.proc is not None
     proxy = child_pid(holder.proc.pid, "proxy")
     assert proxy is not None

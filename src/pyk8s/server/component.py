@@ -7,6 +7,7 @@ import asyncio
 import re
 import signal
 import ssl
+import weakref
 from collections.abc import Callable, Sequence
 
 from aiohttp import web
@@ -72,13 +73,35 @@ class HealthServer:
             await self._runner.cleanup()
 
 
+#: per event loop, the events :func:`stop_on_signals` handed out (several components may
+#: share a process and its loop: :mod:`pyk8s.server.cohost`)
+_stops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, weakref.WeakSet[asyncio.Event]] = (
+    weakref.WeakKeyDictionary()
+)
+#: the loops :func:`stop_all` has stopped: an event asked for later is set at once
+_stopped: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+
+
 def stop_on_signals() -> asyncio.Event:
-    """An event set by SIGTERM or SIGINT."""
+    """An event set by SIGTERM or SIGINT (and by :func:`stop_all`), as every other one
+    this loop handed out."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+    _stops.setdefault(loop, weakref.WeakSet()).add(stop)
     for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, stop_all, loop)
+    if loop in _stopped:
+        stop.set()
     return stop
+
+
+def stop_all(loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """Set every event :func:`stop_on_signals` handed out in ``loop`` (the running one),
+    and those it hands out from now on: each component in the process stops."""
+    loop = loop or asyncio.get_running_loop()
+    _stopped.add(loop)
+    for stop in list(_stops.get(loop, ())):
+        stop.set()
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")

@@ -2,7 +2,9 @@
 the GIL is one): the API server in this process, every other component as a child that
 is restarted when it dies and stopped with SIGTERM when the server stops. A pyk8s
 component is forked by the process's zygote when it has one (:mod:`pyk8s.server.zygote`:
-its modules are imported already and shared), else exec'ed."""
+its modules are imported already and shared), else exec'ed. A component whose host is a
+child too runs in the host's process (:mod:`pyk8s.server.cohost`: the proxy and DNS in
+the kubelet's, the scheduler in the controller manager's)."""
 
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pyk8s.server import zygote
+from pyk8s.server import cohost, zygote
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +78,23 @@ class Supervisor:
         return child
 
     async def start(self) -> None:
+        self._fold()
         for child in self.children:
             child.task = asyncio.create_task(self._keep(child), name=f"supervise-{child.name}")
+
+    def _fold(self) -> None:
+        """Each guest child whose host is a child too: into the host's argv."""
+        commands = [c.command for c in self.children if c.command is not None]
+        folded = {argv[0]: argv for argv in cohost.fold(commands)}
+        kept = []
+        for child in self.children:
+            if child.command is None:
+                kept.append(child)
+            elif child.name in folded:
+                argv = folded[child.name]
+                child.command, child.args = argv, [sys.executable, "-m", "pyk8s", *argv]
+                kept.append(child)
+        self.children = kept
 
     async def _keep(self, child: Child) -> None:
         loop = asyncio.get_running_loop()

@@ -217,7 +217,7 @@ def _serve(sock: socket.socket, server: int, components: Sequence[str]) -> int: 
     """The zygote: import each component, forking each child once its component's
     modules are in (the ones a new node's Ready waits on first, and one asked for before
     one that is not), until the server goes."""
-    from pyk8s.server import startgate
+    from pyk8s.server import cohost, startgate
 
     _die_with_parent(server)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a terminal's ^C: the server stops us
@@ -253,12 +253,13 @@ def _serve(sock: socket.socket, server: int, components: Sequence[str]) -> int: 
         sock.sendall(orjson.dumps({"spawned": message["spawn"], "pid": pid}) + b"\n")
 
     def forks_due() -> list[str]:
-        """Fork the children whose component is imported; the commands still waiting."""
+        """Fork the children whose components (a host's guests too) are imported; the
+        components still waited for."""
         for message in list(waiting):
-            if not message["argv"] or message["argv"][0] not in to_import:
+            if not set(cohost.commands(message["argv"])) & set(to_import):
                 waiting.remove(message)
                 fork(message)
-        return [m["argv"][0] for m in waiting]
+        return [c for m in waiting for c in cohost.commands(m["argv"])]
 
     while True:
         for key, _ in sel.select(0 if to_import else None):
