@@ -257,6 +257,7 @@ def inner(nodes: int, pods: int, seconds: float, only: str) -> dict[str, Any]:
                 placed += 1
         template, ns, _ = w.measure
         lat: list[float] = []  # CPU seconds per cycle: what other processes take is not ours
+        chosen_nodes: list[str] = []  # compared between trees: same inputs, same choices?
         failed = 0
         t0, c0 = time.perf_counter(), time.process_time()
         for i in range(measure):
@@ -273,8 +274,9 @@ def inner(nodes: int, pods: int, seconds: float, only: str) -> dict[str, Any]:
                 else:
                     scores = fw.run_score(state, pod, cache, feasible)
                     best = np.flatnonzero(scores == scores.max())
-                    chosen = int(feasible[best[i % best.size]])
-                    cache.assume_pod(pod, cache.info(chosen).name)
+                    chosen = cache.info(int(feasible[best[i % best.size]])).name
+                    cache.assume_pod(pod, chosen)
+                    chosen_nodes.append(chosen)
             lat.append(time.process_time() - s)
             if time.perf_counter() - t0 > seconds:  # bound each workload's time
                 break
@@ -289,6 +291,7 @@ def inner(nodes: int, pods: int, seconds: float, only: str) -> dict[str, Any]:
             "p50": lat[len(lat) // 2] * 1000,
             "p99": lat[min(len(lat) - 1, int(len(lat) * 0.99))] * 1000,
             "failed": failed,
+            "chosen": chosen_nodes,
         }
     return out
 
@@ -332,8 +335,11 @@ def main() -> None:
         )
         head = "".join(f" {label} |" for label in trees)
         print(
-            f"| nodes | workload | init pods | measured |{head} upstream threshold | goal |\n"
-            "|---:|---|---:|---:|" + "---:|" * (len(trees) + 2),
+            f"| nodes | workload | init pods | measured |{head} upstream threshold | goal |"
+            + (" same nodes chosen |" if len(trees) > 1 else "")
+            + "\n|---:|---|---:|---:|"
+            + "---:|" * (len(trees) + 2)
+            + ("---|" if len(trees) > 1 else ""),
             flush=True,
         )
         for n in [int(x) for x in args.nodes.split(",") if x.strip()]:
@@ -356,6 +362,10 @@ def main() -> None:
                 pods = min(r[what]["pods"] for label in trees for r in results[label])
                 init = results["this tree"][0][what]["init"]
                 extra = [f"{x:,}" if x else "-" for x in (w.threshold, w.goal)]
+                if len(trees) > 1:  # the same pods on the same cluster: the same nodes?
+                    picks = [r[what]["chosen"] for label in trees for r in results[label]]
+                    same = all(c[:pods] == picks[0][:pods] for c in picks)
+                    extra.append("yes" if same else "**no**")
                 print(
                     f"| {n:,} | {what} | {init:,} | {pods:,} | " + " | ".join(cells + extra) + " |",
                     flush=True,

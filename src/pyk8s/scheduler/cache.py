@@ -8,12 +8,19 @@ against its node at once; the informer's update later confirms it, a failed bind
 Besides one :class:`NodeInfo` per node, the numbers plugins compare (allocatable and
 requested resources, the pod count) are kept in numpy arrays with one row ("slot") per
 node, updated in O(1) per pod, so a filter or score over 5,000 nodes is a few vector ops.
+
+Plugins that count *pods* per node (pod affinity, topology spread) ask for a counter
+(:meth:`Cache.counts`): per slot, how many placed pods a predicate picks, built once by
+walking the pods and then kept current as pods are counted and un-counted, so a cycle
+reads the counts instead of walking every placed pod (upstream walks them every cycle,
+in parallel over nodes).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -50,6 +57,63 @@ class _Footprint:
 I64 = npt.NDArray[np.int64]
 BoolArray = npt.NDArray[np.bool_]
 T = TypeVar("T")
+#: what a counter asks of a placed pod: the groups it counts in, with a weight each
+Picker = Callable[[Obj], Iterable[tuple[Hashable, int]]]
+#: counters kept at once; the least recently read one goes first (a workload's pods
+#: share their selectors, so the few in use stay)
+MAX_COUNTERS = 64
+
+
+def _namespace(pod: Obj) -> str:
+    return str((pod.get("metadata") or {}).get("namespace") or "")
+
+
+class _Counter:
+    """Per group, per slot: the summed weights of the counted pods ``pick`` puts in the
+    group. What each pod added is remembered, so un-counting it asks nothing again."""
+
+    __slots__ = ("added", "groups", "namespaces", "pick", "totals")
+
+    def __init__(self, pick: Picker, namespaces: frozenset[str] | None) -> None:
+        self.pick = pick
+        #: only pods of these namespaces are asked (None: every pod)
+        self.namespaces = namespaces
+        self.groups: dict[Hashable, I64] = {}
+        self.totals: dict[Hashable, int] = {}
+        #: pod key -> (slot, [(group, weight)]) of every pod counted in some group
+        self.added: dict[str, tuple[int, list[tuple[Hashable, int]]]] = {}
+
+    def add(self, key: str, pod: Obj, slot: int, size: int) -> None:
+        picked = [(g, w) for g, w in self.pick(pod) if w]
+        if not picked:
+            return
+        self.added[key] = (slot, picked)
+        for group, weight in picked:
+            arr = self.groups.get(group)
+            if arr is None:
+                arr = self.groups[group] = np.zeros(size, dtype=np.int64)
+            arr[slot] += weight
+            self.totals[group] = self.totals.get(group, 0) + 1
+
+    def remove(self, key: str) -> None:
+        entry = self.added.pop(key, None)
+        if entry is None:
+            return
+        slot, picked = entry
+        for group, weight in picked:
+            self.groups[group][slot] -= weight
+            left = self.totals[group] - 1
+            if left:
+                self.totals[group] = left
+            else:  # no pod left in the group: drop it
+                del self.totals[group]
+                del self.groups[group]
+
+    def grow(self, size: int) -> None:
+        for group, arr in self.groups.items():
+            wider = np.zeros(size, dtype=np.int64)
+            wider[: arr.shape[0]] = arr
+            self.groups[group] = wider
 
 
 class Cache:
@@ -98,6 +162,8 @@ class Cache:
         #: as parsed affinity terms: computed once per pod, as upstream's PodInfo
         #: (kept per uid: a pod deleted and created again under its name is a new pod)
         self._derived: dict[str, tuple[str, dict[str, Any]]] = {}
+        #: key -> per-slot pod counts a plugin asked for (:meth:`counts`)
+        self._counters: OrderedDict[Hashable, _Counter] = OrderedDict()
 
     # ---------------------------------------------------------------- columns
 
@@ -135,6 +201,8 @@ class Cache:
             wider = np.full(new, -1, dtype=np.int32)
             wider[:old] = ids
             self._domains[key] = (wider, index)
+        for counter in self._counters.values():
+            counter.grow(new)
         self._free.extend(range(new - 1, old - 1, -1))
 
     # ---------------------------------------------------------------- nodes
@@ -205,6 +273,9 @@ class Cache:
             ids[info.slot] = -1
         for img_name in info.images:
             self.image_nodes.get(img_name, {}).pop(name, None)
+        for counter in self._counters.values():
+            for key in info.pods:
+                counter.remove(key)
         self._free.append(info.slot)
         # its pods stay known: if the node comes back they count again
         self._orphans[name] = dict(info.pods)
@@ -231,6 +302,17 @@ class Cache:
         fp = self._footprints.get(key) if sign < 0 else None
         if fp is None:
             fp = self._footprint(key, pod)
+        self._count_footprint(info, fp, sign)
+        if self._counters:
+            ns = _namespace(pod)
+            size = self.valid.shape[0]
+            for counter in self._counters.values():
+                if sign < 0:
+                    counter.remove(key)
+                elif counter.namespaces is None or ns in counter.namespaces:
+                    counter.add(key, pod, info.slot, size)
+
+    def _count_footprint(self, info: NodeInfo, fp: _Footprint, sign: int) -> None:
         for res, amount in fp.requests.items():
             info.requested[res] = info.requested.get(res, 0) + sign * amount
             col = self.column(res)  # first: a new column replaces the arrays
@@ -246,11 +328,49 @@ class Cache:
             else:
                 info.used_ports.pop(port, None)
 
+    def _refresh(self, key: str, old: Obj, pod: Obj) -> bool:
+        """An update of a pod counted on a node it stays on, with what counters and
+        plugins derive from unchanged (labels, affinity, being deleted): the stored object
+        is replaced, and its requests re-counted only if its containers changed. False if
+        the pod must be un-counted and counted again."""
+        old_meta, meta = old.get("metadata") or {}, pod.get("metadata") or {}
+        if (
+            old_meta.get("labels") != meta.get("labels")
+            or bool(old_meta.get("deletionTimestamp")) != bool(meta.get("deletionTimestamp"))
+            or old_meta.get("uid") != meta.get("uid")
+            or (old.get("spec") or {}).get("affinity") != (pod.get("spec") or {}).get("affinity")
+        ):
+            return False
+        node_name = str((pod.get("spec") or {}).get("nodeName") or "")
+        info = self.nodes[node_name]
+        before = self._footprints.get(key)
+        after = self._footprint(key, pod)  # the same object while the parts are equal
+        if after is not before:
+            if before is not None:
+                self._count_footprint(info, before, -1)
+            self._count_footprint(info, after, +1)
+        info.pods[key] = pod
+        entry = (node_name, pod)
+        self.pods[key] = entry
+        self.by_namespace[str(meta.get("namespace") or "")][key] = entry
+        if key in self.affinity_pods:
+            self.affinity_pods[key] = entry
+        self.assumed.discard(key)
+        return True
+
     def add_pod(self, pod: Obj) -> None:
         """A pod bound to a node (observed): counted there; confirms an assumed pod."""
         key = pod_key(pod)
         node_name = str((pod.get("spec") or {}).get("nodeName") or "")
-        if key in self.pods:
+        known = self.pods.get(key)
+        if (
+            known is not None
+            and known[0] == node_name
+            and node_name in self.nodes
+            and self._refresh(key, known[1], pod)
+        ):
+            return
+        if known is not None:
             derived = self._derived.get(key)
             footprint = self._footprints.get(key)
             self.remove_pod(key)
@@ -335,6 +455,58 @@ class Cache:
             per[name] = compute(pod)
         value: T = per[name]
         return value
+
+    def counts(
+        self, key: Hashable, pick: Picker, namespaces: frozenset[str] | None = None
+    ) -> dict[Hashable, I64]:
+        """Per group, per slot: the summed weights ``pick`` gives the pods counted there
+        (only pods of ``namespaces`` are asked; None: all). The counter is built on the
+        first call for ``key`` by walking the placed pods, then kept current as pods come
+        and go, until :data:`MAX_COUNTERS` others are read more recently. ``pick`` must
+        answer the same for a pod as long as its labels, affinity and deletion state do
+        (the same ``key``, the same question). Read-only: the arrays are the counter's."""
+        counter = self._counters.get(key)
+        if counter is not None:
+            self._counters.move_to_end(key)
+            return counter.groups
+        counter = _Counter(pick, namespaces)
+        size = self.valid.shape[0]
+        if namespaces is None:
+            on_nodes: Iterable[NodeInfo] = self.nodes.values()
+        else:  # only the nodes holding pods of those namespaces
+            names = {n for ns in namespaces for n, _p in (self.by_namespace.get(ns) or {}).values()}
+            on_nodes = (self.nodes[n] for n in names if n in self.nodes)
+        for info in on_nodes:
+            for pod_key_, pod in info.pods.items():
+                if namespaces is None or _namespace(pod) in namespaces:
+                    counter.add(pod_key_, pod, info.slot, size)
+        self._counters[key] = counter
+        if len(self._counters) > MAX_COUNTERS:
+            self._counters.popitem(last=False)
+        return counter.groups
+
+    def count(
+        self, key: Hashable, matches: Callable[[Obj], bool], namespaces: frozenset[str] | None
+    ) -> I64:
+        """Per slot: how many counted pods ``matches`` (see :meth:`counts`)."""
+        groups = self.counts(key, lambda p: ((None, 1),) if matches(p) else (), namespaces)
+        got = groups.get(None)
+        return got if got is not None else np.zeros(self.valid.shape[0], dtype=np.int64)
+
+    def per_domain(self, key: str, per_slot: I64, nodes: BoolArray | None = None) -> I64:
+        """``per_slot`` summed over each domain of label ``key`` (among ``nodes``; None:
+        every node), indexed by the domain's id (:meth:`domains`); the last entry, for
+        nodes without the label, is 0. ``result[ids]`` reads it back per node."""
+        ids, index = self.domains(key)
+        keep = self.valid & (ids >= 0)
+        if nodes is not None:
+            keep &= nodes
+        out = np.zeros(len(index) + 1, dtype=np.int64)
+        picked = ids[keep]
+        if picked.size:
+            summed = np.bincount(picked, weights=per_slot[keep], minlength=len(index))
+            out[: len(index)] = summed.astype(np.int64)
+        return out
 
     # ---------------------------------------------------------------- views
 

@@ -80,17 +80,28 @@ def is_terminating(pod: Mapping[str, Any]) -> bool:
 
 @dataclass(frozen=True)
 class AffinityTerm:
-    """A PodAffinityTerm resolved for one incoming pod (upstream's ``framework.AffinityTerm``):
-    the namespaces it looks at (None: all), its selector, its topology key and weight."""
+    """A PodAffinityTerm (upstream's ``framework.AffinityTerm``): the namespaces it looks
+    at (None: all), its selector, its topology key and weight. An incoming pod's terms
+    have their namespaceSelector resolved into ``namespaces``; a placed pod's terms keep
+    it as ``namespace_selector``, judged against the labels of the namespace of the pod
+    matched (upstream's ``AffinityTerm.Matches``), so they stay valid while namespace
+    labels change."""
 
     namespaces: frozenset[str] | None
     selector: LabelSelector
     topology_key: str
     weight: int = 0
+    namespace_selector: LabelSelector | None = None
 
-    def matches(self, pod: Mapping[str, Any]) -> bool:
+    def matches(
+        self, pod: Mapping[str, Any], namespace_labels: Mapping[str, str] | None = None
+    ) -> bool:
+        """``pod`` is in the term's namespaces and its labels match (``namespace_labels``:
+        those of the pod's namespace, for a kept namespaceSelector)."""
         if self.namespaces is not None and pod_namespace(pod) not in self.namespaces:
-            return False
+            sel = self.namespace_selector
+            if sel is None or namespace_labels is None or not sel.matches(namespace_labels):
+                return False
         return self.selector.matches(pod_labels(pod))
 
 
@@ -99,18 +110,25 @@ def affinity_term(
     owner: Mapping[str, Any],
     weight: int = 0,
     namespace_labels: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
+    *,
+    resolve: bool = True,
 ) -> AffinityTerm:
     """``term`` of ``owner``: no namespaces and no namespaceSelector means the owner's own
-    namespace; an empty namespaceSelector means every namespace."""
+    namespace; an empty namespaceSelector means every namespace. A non-empty
+    namespaceSelector is resolved into namespaces (with ``namespace_labels``), or with
+    ``resolve=False`` kept on the term."""
     names = {str(n) for n in term.get("namespaces") or []}
     ns_sel = term.get("namespaceSelector")
     namespaces: frozenset[str] | None
+    kept: LabelSelector | None = None
     if ns_sel is None:
         namespaces = frozenset(names or {pod_namespace(owner)})
     else:
         sel = label_selector_from_dict(ns_sel)
         if sel.empty:
             namespaces = None
+        elif not resolve:
+            namespaces, kept = frozenset(names), sel
         else:
             labels = namespace_labels() if namespace_labels is not None else {}
             names |= {ns for ns, lb in labels.items() if sel.matches(lb)}
@@ -120,6 +138,7 @@ def affinity_term(
         label_selector_from_dict(term.get("labelSelector")),
         str(term.get("topologyKey") or ""),
         weight,
+        kept,
     )
 
 
@@ -127,11 +146,13 @@ def required_terms(
     pod: Mapping[str, Any],
     kind: str,
     namespace_labels: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
+    *,
+    resolve: bool = True,
 ) -> list[AffinityTerm]:
     """The required terms of ``kind`` (podAffinity / podAntiAffinity) of ``pod``."""
     section = (((pod.get("spec") or {}).get("affinity") or {}).get(kind)) or {}
     return [
-        affinity_term(t, pod, 0, namespace_labels)
+        affinity_term(t, pod, 0, namespace_labels, resolve=resolve)
         for t in section.get("requiredDuringSchedulingIgnoredDuringExecution") or []
     ]
 
@@ -140,6 +161,8 @@ def preferred_terms(
     pod: Mapping[str, Any],
     kind: str,
     namespace_labels: Callable[[], Mapping[str, Mapping[str, str]]] | None = None,
+    *,
+    resolve: bool = True,
 ) -> list[AffinityTerm]:
     section = (((pod.get("spec") or {}).get("affinity") or {}).get(kind)) or {}
     out = []
@@ -147,6 +170,8 @@ def preferred_terms(
         weight = int(wt.get("weight") or 0)
         if weight:
             out.append(
-                affinity_term(wt.get("podAffinityTerm") or {}, pod, weight, namespace_labels)
+                affinity_term(
+                    wt.get("podAffinityTerm") or {}, pod, weight, namespace_labels, resolve=resolve
+                )
             )
     return out

@@ -4,23 +4,29 @@ Filter (required terms): the incoming pod's ``podAffinity`` needs, for every ter
 matching pod in the node's domain (unless no pod matches anywhere and the pod matches its
 own terms — the first of a group); its ``podAntiAffinity`` forbids domains holding a
 matching pod; and the required anti-affinity of pods already placed forbids their domains
-to an incoming pod they match. PreFilter counts matching pods per (topologyKey, value)
-once, so Filter is a few dict look-ups per node.
+to an incoming pod they match. PreFilter turns each into matching pods per domain, so
+Filter is an array look-up per node.
 
 Score (preferred terms, and existing pods' terms towards the incoming pod): each matching
 pair adds (affinity) or subtracts (anti-affinity) its weight to the domain of the existing
 pod; existing pods' required affinity terms count with hardPodAffinityWeight 1. Scores are
 normalised to 0..100 between the lowest and the highest node.
+
+Nothing here walks the placed pods per cycle: the cache keeps per-node counts of the pods
+each of the incoming pod's selectors matches, and of the placed pods carrying each
+distinct term (:meth:`Cache.counts`), so a cycle costs a few vector ops per term over the
+nodes (upstream walks every placed pod per cycle, in parallel).
 """
 
 from __future__ import annotations
 
-import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import reduce
 from typing import TYPE_CHECKING
 
 import numpy as np
+import numpy.typing as npt
 
 from pyk8s.scheduler.framework.interface import (
     MAX_NODE_SCORE,
@@ -34,6 +40,7 @@ from pyk8s.scheduler.framework.registry import Lister
 from pyk8s.scheduler.framework.types import NodeInfo, Obj
 from pyk8s.scheduler.plugins.helpers import (
     AffinityTerm,
+    pod_namespace,
     preferred_terms,
     required_terms,
 )
@@ -48,34 +55,37 @@ ERR_REASON_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 HARD_POD_AFFINITY_WEIGHT = 1
 _STATE = NAME + "/filter"
 _EXISTING = NAME + "/existing"
-_PLACED = NAME + "/placed"
+#: the cache's counter of placed pods by the terms they carry
+_PLACED = (NAME, "placed")
 
-Pair = tuple[str, str]
+Ids = npt.NDArray[np.int32]
+#: a topology key's per-slot domain ids, and a count per domain id (the last: no label)
+Domains = tuple[Ids, IntArray]
 
 
 @dataclass
 class _FilterState:
     affinity: list[AffinityTerm]
     anti: list[AffinityTerm]
-    affinity_counts: dict[Pair, int] = field(default_factory=dict)
-    anti_counts: dict[Pair, int] = field(default_factory=dict)
-    #: topology key -> value -> placed pods whose required anti-affinity the pod matches
-    existing_anti: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: per required affinity term: pods matching all of them, per domain of its key
+    affinity_counts: list[Domains] = field(default_factory=list)
+    #: per required anti-affinity term: pods it matches, per domain of its key
+    anti_counts: list[Domains] = field(default_factory=list)
+    #: per topology key: placed pods whose required anti-affinity the pod matches
+    existing_anti: list[Domains] = field(default_factory=list)
+    #: some pod matches all the affinity terms (in a domain of each term's key)
+    any_affinity: bool = False
     matches_own: bool = False
-
-
-def _node_labels(info: NodeInfo) -> Mapping[str, str]:
-    labels: Mapping[str, str] = (info.node.get("metadata") or {}).get("labels") or {}
-    return labels
 
 
 def _matches_all(terms: Sequence[AffinityTerm], pod: Obj) -> bool:
     return bool(terms) and all(t.matches(pod) for t in terms)
 
 
-def _values(counts: Mapping[Pair, int], key: str) -> list[str]:
-    """The values of topology ``key`` with a positive count."""
-    return [v for (k, v), n in counts.items() if k == key and n > 0]
+def _at(domains: Domains, slot: int) -> int:
+    """The count of the domain node ``slot`` is in (0 without the label)."""
+    ids, counts = domains
+    return int(counts[ids[slot]])
 
 
 #: a placed pod's (required affinity, required anti-affinity, preferred affinity,
@@ -85,26 +95,25 @@ KINDS = ("podAffinity", "podAntiAffinity")
 REQUIRED_AFFINITY, REQUIRED_ANTI, PREFERRED_AFFINITY, PREFERRED_ANTI = range(4)
 
 
-def _terms_of(pod: Obj, ns_labels: Callable[[], Mapping[str, Mapping[str, str]]]) -> Terms:
-    return (
-        required_terms(pod, KINDS[0], ns_labels),
-        required_terms(pod, KINDS[1], ns_labels),
-        preferred_terms(pod, KINDS[0], ns_labels),
-        preferred_terms(pod, KINDS[1], ns_labels),
-    )
-
-
-def _uses_namespace_selector(pod: Obj) -> bool:
+def _placed_terms(pod: Obj) -> Iterable[tuple[Hashable, int]]:
+    """The cache counter's question to a placed pod: (kind, term) for each of its terms,
+    namespaceSelectors kept (judged against the incoming pod's namespace)."""
     affinity = (pod.get("spec") or {}).get("affinity") or {}
-    for kind in KINDS:
-        section = affinity.get(kind) or {}
-        for t in section.get("requiredDuringSchedulingIgnoredDuringExecution") or []:
-            if t.get("namespaceSelector") is not None:
-                return True
-        for wt in section.get("preferredDuringSchedulingIgnoredDuringExecution") or []:
-            if (wt.get("podAffinityTerm") or {}).get("namespaceSelector") is not None:
-                return True
-    return False
+    if not (affinity.get(KINDS[0]) or affinity.get(KINDS[1])):
+        return ()
+    terms = (
+        required_terms(pod, KINDS[0], resolve=False),
+        required_terms(pod, KINDS[1], resolve=False),
+        preferred_terms(pod, KINDS[0], resolve=False),
+        preferred_terms(pod, KINDS[1], resolve=False),
+    )
+    return [((kind, t), 1) for kind, ts in enumerate(terms) for t in ts]
+
+
+def _namespaces(terms: Sequence[AffinityTerm]) -> frozenset[str] | None:
+    """The namespaces a pod must be in to match all of ``terms`` (None: any)."""
+    finite = [t.namespaces for t in terms if t.namespaces is not None]
+    return reduce(frozenset.intersection, finite) if finite else None
 
 
 class InterPodAffinity:
@@ -112,9 +121,6 @@ class InterPodAffinity:
 
     def __init__(self, lister: Lister) -> None:
         self.lister = lister
-        self._interned: weakref.WeakValueDictionary[AffinityTerm, AffinityTerm] = (
-            weakref.WeakValueDictionary()
-        )
 
     def _namespace_labels(self) -> dict[str, Mapping[str, str]]:
         return {
@@ -122,53 +128,35 @@ class InterPodAffinity:
             for ns in self.lister("", "v1", "namespaces", "")
         }
 
-    def _pods_for(self, cache: Cache, terms: Sequence[AffinityTerm]) -> Iterable[tuple[str, Obj]]:
-        """Pods any of ``terms`` could match (only their namespaces, when all are finite)."""
-        if any(t.namespaces is None for t in terms):
-            return list(cache.pods.values())
-        names = set().union(*(t.namespaces or frozenset() for t in terms))
-        return [e for ns in names for e in (cache.by_namespace.get(ns) or {}).values()]
+    def _labels_of(self, namespace: str) -> Mapping[str, str]:
+        for ns in self.lister("", "v1", "namespaces", ""):
+            if ns["metadata"]["name"] == namespace:
+                labels: Mapping[str, str] = ns["metadata"].get("labels") or {}
+                return labels
+        return {}
 
-    def _placed(self, state: CycleState, cache: Cache) -> list[dict[AffinityTerm, dict[str, int]]]:
-        """For each kind of term (see ``Terms``): term -> node name -> how many placed pods
-        there carry it. Pods of one workload share their terms, so each distinct term is
-        matched against the incoming pod once. A pod's terms are parsed once while it is
-        placed (upstream's PodInfo keeps them too), except terms with a namespaceSelector,
-        resolved each cycle as namespace labels change. Computed once per cycle."""
-        got: list[dict[AffinityTerm, dict[str, int]]] | None = state.get(_PLACED)
-        if got is not None:
-            return got
-        #: grouped by the identity of interned terms: hashing a term (its selector) for
-        #: every placed pod in every cycle cost more than the grouping itself
-        by_id: list[dict[int, tuple[AffinityTerm, dict[str, int]]]] = [{}, {}, {}, {}]
-        ns_labels = self._namespace_labels
+    @staticmethod
+    def _matching(cache: Cache, t: AffinityTerm) -> IntArray:
+        """Per slot: the placed pods ``t`` (an incoming pod's term) matches."""
+        return cache.count((NAME, t.namespaces, t.selector), t.matches, t.namespaces)
 
-        def parse(p: Obj) -> Terms | None:
-            return None if _uses_namespace_selector(p) else self._intern(_terms_of(p, ns_labels))
-
-        for key, (node_name, other) in cache.affinity_pods.items():
-            terms = cache.derived(key, NAME, other, parse)
-            if terms is None:
-                terms = self._intern(_terms_of(other, ns_labels))
-            for group, ts in zip(by_id, terms, strict=True):
-                for t in ts:
-                    entry = group.get(id(t))
-                    if entry is None:
-                        entry = group[id(t)] = (t, {})
-                    per = entry[1]
-                    per[node_name] = per.get(node_name, 0) + 1
-        groups = [dict(g.values()) for g in by_id]
-        state[_PLACED] = groups
-        return groups
-
-    def _intern(self, terms: Terms) -> Terms:
-        """``terms`` with each term replaced by the one equal instance the plugin keeps
-        (while any placed pod holds it)."""
-
-        def one(ts: list[AffinityTerm]) -> list[AffinityTerm]:
-            return [self._interned.setdefault(t, t) for t in ts]
-
-        return one(terms[0]), one(terms[1]), one(terms[2]), one(terms[3])
+    def _placed_matching(
+        self, cache: Cache, pod: Obj, kinds: Sequence[int]
+    ) -> list[tuple[int, AffinityTerm, IntArray]]:
+        """(kind, term, per-slot carriers) of the distinct terms of placed pods, of
+        ``kinds``, that match ``pod``: each distinct term is matched once."""
+        ns = pod_namespace(pod)
+        ns_labels: Mapping[str, str] | None = None
+        out = []
+        for group, carriers in cache.counts(_PLACED, _placed_terms).items():
+            kind, t = group  # type: ignore[misc]
+            if kind not in kinds:
+                continue
+            if t.namespace_selector is not None and ns_labels is None:
+                ns_labels = self._labels_of(ns)
+            if t.matches(pod, ns_labels):
+                out.append((kind, t, carriers))
+        return out
 
     # ---------------------------------------------------------------- filter
 
@@ -179,31 +167,31 @@ class InterPodAffinity:
             required_terms(pod, "podAffinity", ns_labels),
             required_terms(pod, "podAntiAffinity", ns_labels),
         )
-        for t, nodes in self._placed(state, cache)[REQUIRED_ANTI].items():
-            if not t.matches(pod):
-                continue
-            per = fs.existing_anti.setdefault(t.topology_key, {})
-            for node_name, n in nodes.items():
-                info = cache.nodes.get(node_name)
-                value = None if info is None else _node_labels(info).get(t.topology_key)
-                if value is not None:
-                    per[value] = per.get(value, 0) + n
-        if fs.affinity or fs.anti:
-            for node_name, other in self._pods_for(cache, [*fs.affinity, *fs.anti]):
-                info = cache.nodes.get(node_name)
-                if info is None:
-                    continue
-                labels = _node_labels(info)
-                if _matches_all(fs.affinity, other):
-                    for t in fs.affinity:
-                        if t.topology_key in labels:
-                            pair = (t.topology_key, labels[t.topology_key])
-                            fs.affinity_counts[pair] = fs.affinity_counts.get(pair, 0) + 1
-                for t in fs.anti:
-                    if t.topology_key in labels and t.matches(other):
-                        pair = (t.topology_key, labels[t.topology_key])
-                        fs.anti_counts[pair] = fs.anti_counts.get(pair, 0) + 1
-        if not fs.affinity and not fs.anti and not any(fs.existing_anti.values()):
+        by_key: dict[str, IntArray] = {}
+        for _kind, t, carriers in self._placed_matching(cache, pod, (REQUIRED_ANTI,)):
+            got = by_key.get(t.topology_key)
+            by_key[t.topology_key] = carriers if got is None else got + carriers
+        for key, carriers in by_key.items():
+            counts = cache.per_domain(key, carriers)
+            if counts.any():
+                fs.existing_anti.append((cache.domains(key)[0], counts))
+        if fs.affinity:
+            if len(fs.affinity) == 1:
+                both = self._matching(cache, fs.affinity[0])
+            else:
+                sig = tuple((t.namespaces, t.selector) for t in fs.affinity)
+                terms = fs.affinity
+                both = cache.count(
+                    (NAME, "all", sig), lambda p: _matches_all(terms, p), _namespaces(terms)
+                )
+            for t in fs.affinity:
+                counts = cache.per_domain(t.topology_key, both)
+                fs.affinity_counts.append((cache.domains(t.topology_key)[0], counts))
+                fs.any_affinity = fs.any_affinity or bool(counts.any())
+        for t in fs.anti:
+            counts = cache.per_domain(t.topology_key, self._matching(cache, t))
+            fs.anti_counts.append((cache.domains(t.topology_key)[0], counts))
+        if not fs.affinity and not fs.anti and not fs.existing_anti:
             return Status(Code.SKIP)
         fs.matches_own = _matches_all(fs.affinity, pod)
         state[_STATE] = fs
@@ -213,24 +201,20 @@ class InterPodAffinity:
         fs: _FilterState | None = state.get(_STATE)
         if fs is None:
             return None
-        labels = _node_labels(node)
-        if fs.affinity and not self._satisfies_affinity(fs, labels):
+        slot = node.slot
+        if fs.affinity and not self._satisfies_affinity(fs, slot):
             return Status.unresolvable(ERR_REASON_AFFINITY, plugin=NAME)
-        for t in fs.anti:
-            value = labels.get(t.topology_key)
-            if value is not None and fs.anti_counts.get((t.topology_key, value), 0) > 0:
-                return Status.unschedulable(ERR_REASON_ANTI_AFFINITY, plugin=NAME)
-        for key, per in fs.existing_anti.items():
-            value = labels.get(key)
-            if value is not None and per.get(value, 0) > 0:
-                return Status.unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY, plugin=NAME)
+        if any(_at(d, slot) > 0 for d in fs.anti_counts):
+            return Status.unschedulable(ERR_REASON_ANTI_AFFINITY, plugin=NAME)
+        if any(_at(d, slot) > 0 for d in fs.existing_anti):
+            return Status.unschedulable(ERR_REASON_EXISTING_ANTI_AFFINITY, plugin=NAME)
         return None
 
     def filter_all(
         self, state: CycleState, pod: Obj, cache: Cache, candidates: BoolArray
     ) -> BoolArray:
-        """``filter`` over every node at once: each (topology key, value) with a count is
-        turned into the nodes in that domain with the cache's per-key label columns."""
+        """``filter`` over every node at once: each domain count is read back per node
+        through the cache's per-key label columns."""
         fs: _FilterState | None = state.get(_STATE)
         passed: BoolArray = candidates.copy()
         if fs is None:
@@ -238,34 +222,28 @@ class InterPodAffinity:
         if fs.affinity:
             labelled = np.ones_like(passed)
             pods_exist = np.ones_like(passed)
-            for t in fs.affinity:
-                ids, _ = cache.domains(t.topology_key)
+            for ids, counts in fs.affinity_counts:
                 labelled &= ids >= 0  # every topology label must exist on the node
-                pods_exist &= cache.in_domains(
-                    t.topology_key, _values(fs.affinity_counts, t.topology_key)
-                )
+                pods_exist &= counts[ids] > 0
             # the first pod of a group whose members attract each other may go anywhere
-            first = not fs.affinity_counts and fs.matches_own
+            first = not fs.any_affinity and fs.matches_own
             passed &= labelled & (pods_exist | first)
-        for t in fs.anti:
-            passed &= ~cache.in_domains(t.topology_key, _values(fs.anti_counts, t.topology_key))
-        for key, per in fs.existing_anti.items():
-            passed &= ~cache.in_domains(key, [v for v, n in per.items() if n > 0])
+        for ids, counts in (*fs.anti_counts, *fs.existing_anti):
+            passed &= counts[ids] <= 0
         return passed
 
     @staticmethod
-    def _satisfies_affinity(fs: _FilterState, labels: Mapping[str, str]) -> bool:
+    def _satisfies_affinity(fs: _FilterState, slot: int) -> bool:
         pods_exist = True
-        for t in fs.affinity:
-            value = labels.get(t.topology_key)
-            if value is None:
+        for ids, counts in fs.affinity_counts:
+            if ids[slot] < 0:
                 return False  # every topology label must exist on the node
-            if fs.affinity_counts.get((t.topology_key, value), 0) <= 0:
+            if counts[ids[slot]] <= 0:
                 pods_exist = False
         if pods_exist:
             return True
         # the first pod of a group whose members attract each other may go anywhere
-        return not fs.affinity_counts and fs.matches_own
+        return not fs.any_affinity and fs.matches_own
 
     # ---------------------------------------------------------------- score
 
@@ -279,47 +257,31 @@ class InterPodAffinity:
 
     def score_all(self, state: CycleState, pod: Obj, cache: Cache, slots: IntArray) -> IntArray:
         ns_labels = self._namespace_labels
-        affinity = preferred_terms(pod, "podAffinity", ns_labels)
-        anti = preferred_terms(pod, "podAntiAffinity", ns_labels)
-        #: topology key -> value -> score
-        scores: dict[str, dict[str, int]] = {}
+        #: topology key -> per slot: the weights of the matching pairs there
+        weights: dict[str, IntArray] = {}
 
-        def add(key: str, node_name: str, weight: int) -> None:
-            info = cache.nodes.get(node_name)
-            value = None if info is None else _node_labels(info).get(key)
-            if value is not None:
-                per = scores.setdefault(key, {})
-                per[value] = per.get(value, 0) + weight
+        def add(key: str, per_slot: IntArray) -> None:
+            got = weights.get(key)
+            weights[key] = per_slot if got is None else got + per_slot
 
-        if affinity or anti:
-            for node_name, other in self._pods_for(cache, [*affinity, *anti]):
-                for t in affinity:
-                    if t.matches(other):
-                        add(t.topology_key, node_name, t.weight)
-                for t in anti:
-                    if t.matches(other):
-                        add(t.topology_key, node_name, -t.weight)
+        for t in preferred_terms(pod, "podAffinity", ns_labels):
+            add(t.topology_key, t.weight * self._matching(cache, t))
+        for t in preferred_terms(pod, "podAntiAffinity", ns_labels):
+            add(t.topology_key, -t.weight * self._matching(cache, t))
         # placed pods' terms towards the incoming pod: each distinct term matched once
-        placed = self._placed(state, cache)
-        for kind, sign in (
-            (REQUIRED_AFFINITY, 0),  # hardPodAffinityWeight
-            (PREFERRED_AFFINITY, 1),
-            (PREFERRED_ANTI, -1),
-        ):
-            for t, nodes in placed[kind].items():
-                if not t.matches(pod):
-                    continue
-                weight = sign * t.weight if sign else HARD_POD_AFFINITY_WEIGHT
-                for node_name, n in nodes.items():
-                    add(t.topology_key, node_name, n * weight)
+        kinds = (REQUIRED_AFFINITY, PREFERRED_AFFINITY, PREFERRED_ANTI)
+        for kind, t, carriers in self._placed_matching(cache, pod, kinds):
+            if kind == REQUIRED_AFFINITY:
+                add(t.topology_key, HARD_POD_AFFINITY_WEIGHT * carriers)
+            else:
+                add(
+                    t.topology_key,
+                    (t.weight if kind == PREFERRED_AFFINITY else -t.weight) * carriers,
+                )
         out: IntArray = np.zeros(len(slots), dtype=np.int64)
-        for key, per in scores.items():
-            ids, index = cache.domains(key)
-            by_id = np.zeros(len(index) + 1, dtype=np.int64)  # the last: no such label
-            for value, score in per.items():
-                if value in index:
-                    by_id[index[value]] = score
-            out += by_id[ids[slots]]  # -1 indexes the last, zero, entry
+        for key, per_slot in weights.items():
+            ids, _ = cache.domains(key)
+            out += cache.per_domain(key, per_slot)[ids[slots]]  # -1: the last, zero, entry
         return out
 
     def normalize_score(self, state: CycleState, pod: Obj, scores: IntArray) -> IntArray:
