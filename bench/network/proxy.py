@@ -193,9 +193,11 @@ async def measure(
     _clear_render_caches()
     with _Netns() as prefix:
         appliers: list[Any] = []
+        nfts: list[Any] = []  # the NftAppliers
         for cfg in configs:
             if base == "nftables":
-                appliers.append(NftApplier(prefix).apply)
+                nfts.append(NftApplier(prefix))
+                appliers.append(nfts[-1].apply)
             else:
                 applier = Applier(
                     prefix, iptables="ip6tables" if cfg.ip_family == 6 else "iptables"
@@ -227,6 +229,15 @@ async def measure(
             for apply_one, ruleset in pairs:
                 await apply_one(ruleset)
 
+        async def first_sync(svcs: Any, slices: Any) -> None:
+            """As the proxier's first sync: nftables writes pieces while it renders."""
+            if not partial or not hasattr(NftApplier, "render_and_apply"):
+                return await apply(full_render(svcs, slices))
+            await asyncio.gather(*(
+                nft.render_and_apply(r, svcs, slices)
+                for nft, r in zip(nfts, renderers, strict=True)
+            ))  # fmt: skip
+
         svcs, slices = objects(services, endpoints, dual=dual)
         c0, t0 = _cpu(), time.perf_counter()
         tool = "nft -f" if base == "nftables" else "iptables-restore"
@@ -234,7 +245,7 @@ async def measure(
             tool += " (both families)"
         label = f"{mode}, {services} svc x {endpoints} ep"
         try:
-            await asyncio.wait_for(apply(full_render(svcs, slices)), full_limit)
+            await asyncio.wait_for(first_sync(svcs, slices), full_limit)
         except TimeoutError:
             _kill_children()
             what = f"{label}: full sync (render+{tool}) STOPPED, unfinished after"
@@ -255,12 +266,13 @@ async def measure(
         rows = []
         if base == "nftables":  # a restarted proxy: the whole table again, over the old one
             _clear_render_caches()
-            appliers = [NftApplier(prefix).apply for _ in configs]
+            nfts = [NftApplier(prefix) for _ in configs]
+            appliers = [nft.apply for nft in nfts]
             renderers = [NftRenderer(cfg) for cfg in configs] if partial and NftRenderer else []
             what = f"{label}: full sync over the table in place (restart)"
             c0, t0 = _cpu(), time.perf_counter()
             try:
-                await asyncio.wait_for(apply(full_render(svcs, slices)), full_limit)
+                await asyncio.wait_for(first_sync(svcs, slices), full_limit)
             except TimeoutError:
                 _kill_children()
                 rows = [Row(f"{what} STOPPED, unfinished after", 1, 1, full_limit, [full_limit])]

@@ -7,9 +7,9 @@ deleted) goes through :meth:`NftRenderer.update` and is compared, step by step, 
 fresh full render; in a throwaway network namespace (root) the partial transactions are
 compared with a full transaction of the same ruleset in a second namespace, by their
 ``nft -j list table`` listings, for both the ``ip`` and the ``ip6`` table of a
-dual-stack node. A table written in pieces side by side (a proxy's first sync, or over a
-table in place through a staging table) is compared the same way with one written in one
-transaction.
+dual-stack node. A table written in pieces side by side (a proxy's first sync, each piece
+as soon as it is rendered, or over a table in place through a staging table) is compared
+the same way with one written in one transaction.
 """
 
 from __future__ import annotations
@@ -237,7 +237,8 @@ async def test_partial_transactions_leave_the_table_a_full_one_writes(
 async def test_a_table_written_in_pieces_is_the_table_written_whole(
     netns: tuple[list[str], list[str]],
 ) -> None:
-    """A proxy's first sync writes a table that does not exist in pieces; a table in
+    """A proxy's first sync writes a table that does not exist in pieces (as it renders
+    it, or rendered); a table in
     place (a restarted proxy's) is rewritten in pieces through a staging table; a failed
     piece leaves the rules that were in place, and the next sync (one transaction)
     replaces whatever it left."""
@@ -258,9 +259,19 @@ async def test_a_table_written_in_pieces_is_the_table_written_whole(
         endpoint_chain = next(c for c in later.chains if c.startswith("endpoint-"))
         broken = NftRuleset(family, {**later.chains, endpoint_chain: ("no such statement",)},
                             later.elements, later.dynamic_sets)  # fmt: skip
+        streamed = applier()  # a first sync: each piece goes in as soon as it is rendered
+        assert await streamed.render_and_apply(NftRenderer(config), *series[0])
+        assert streamed.last_kind == "created"
+        assert await NftApplier(whole_ns).apply(first)
+        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
+        restarted = applier()  # over the table in place: as a whole (here through staging)
+        assert await restarted.render_and_apply(NftRenderer(config), *series[0])
+        assert restarted.last_kind == "staged"
+        assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
+        await cleanup_nftables(pieces_ns, family)
+
         new = applier()
         assert await new.apply(first) and new.last_kind == "created"
-        assert await NftApplier(whole_ns).apply(first)
         assert listing(pieces_ns, family.name) == listing(whole_ns, family.name)
 
         restarted = applier()

@@ -1,18 +1,20 @@
 """Put a rendered nftables ruleset into the kernel with ``nft -f``, and take it out again.
 
 The first transaction (and one an hour, and the one after any failure) replaces the whole
-``kube-proxy`` table. A large one is written in pieces that run side by side
-(:meth:`NftRuleset.fresh_texts`; nothing is hooked before the last one), which is faster
-on more than one core and much cheaper in the kernel than one transaction: a proxy's first
-sync writes the table that way when it does not exist yet; over a table in place (a
-restarted proxy, the hourly rewrite) the new rules are first written so into a
-``kube-proxy-staging`` table, whose hooks go in as the old table goes out, in one
-transaction, and then back into ``kube-proxy`` the same way, so that packets always meet
-one whole table. Every other one is the difference to what the kernel was last given
-(:meth:`NftRuleset.diff_text`): a one-endpoint change among 1,000 services rewrites two
-chains and one map element, and a ruleset the proxier updated for a few changed Services
-is compared with the previous one on those Services only. ``nft -f`` runs a file as one
-transaction, so a failed one leaves the previous rules in place; the caller retries it.
+``kube-proxy`` table. A large one is written in pieces that run side by side (nothing is
+hooked before the last one), which is faster on more than one core and much cheaper in the
+kernel than one transaction: a proxy's first sync writes the table that way when it does
+not exist yet, each piece as soon as it is rendered (:meth:`NftApplier.render_and_apply`),
+so that the render and the ``nft`` processes share the cores; over a table in place (a
+restarted proxy, the hourly rewrite) the new rules are first written in pieces
+(:meth:`NftRuleset.fresh_texts`) into a ``kube-proxy-staging`` table, whose hooks go in as
+the old table goes out, in one transaction, and then back into ``kube-proxy`` the same
+way, so that packets always meet one whole table. Every other one is the difference to
+what the kernel was last given (:meth:`NftRuleset.diff_text`): a one-endpoint change
+among 1,000 services rewrites two chains and one map element, and a ruleset the proxier
+updated for a few changed Services is compared with the previous one on those Services
+only. ``nft -f`` runs a file as one transaction, so a failed one leaves the previous
+rules in place; the caller retries it.
 Every command runs behind a caller-given argv prefix (e.g. ``["ip", "netns", "exec",
 "pk-1"]``), which is how the tests keep to their own namespaces; the host's other tables
 are never touched.
@@ -22,13 +24,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from pyk8s.proxy.iptables import run
-from pyk8s.proxy.nftrules import IPV4, TABLE, Family, NftRuleset
+from pyk8s.proxy.nftrules import IPV4, TABLE, Family, NftRenderer, NftRuleset
 
 #: where a large table's new rules serve while ``kube-proxy`` itself is rewritten
 STAGING = f"{TABLE}-staging"
@@ -149,6 +154,54 @@ class NftApplier:
         self._applied(ruleset, "full" if full else "partial")
         return True
 
+    async def render_and_apply(
+        self,
+        renderer: NftRenderer,
+        services: Sequence[Mapping[str, Any]],
+        slices: Sequence[Mapping[str, Any]],
+        force: bool = False,
+    ) -> bool:
+        """Render the whole table with ``renderer`` and program it (:meth:`apply`). A
+        proxy's first sync of a large table writes it as it is rendered: the table with
+        its shared chains first, then each piece of Services (at least ``piece_chains``
+        chains, or 1/``FRESH_PIECES`` of the table) in an ``nft`` of its own, started as soon as
+        it is rendered, while the render goes on beside it, then the elements and the
+        hooked chains. Over a table in place it falls back to :meth:`apply`."""
+        want = "IPv6" if renderer.family.name == "ip6" else "IPv4"
+        chains = len(services) + sum(
+            len(sl.get("endpoints") or ()) for sl in slices if sl.get("addressType") == want
+        )  # about one per endpoint and one per service port
+        if not self._first or chains < 2 * self.piece_chains:
+            return await self.apply(renderer.render(services, slices), force)
+        self._first = False
+        size = max(self.piece_chains, chains // FRESH_PIECES)
+        steps = renderer.render_steps(services, slices, size)
+        argv = [*self.prefix, self.nft, "-f", "-"]
+        started = time.monotonic()
+        head: asyncio.subprocess.Process | None = await _start(argv, next(steps)[0].head_text())
+        pieces = []
+        for ruleset, new_chains, new_sets in steps:
+            if head is not None:  # the table must be there before a piece goes in
+                code, out = await _finish(head)
+                head = None
+                if code != 0:  # it exists (a restarted proxy): rewrite it as a whole
+                    log.debug("not creating %s %s: %s", ruleset.family.name, TABLE, out.strip())
+                    deque(steps, maxlen=0)
+                    return await self.apply(ruleset, force)  # (the whole table by now)
+            if new_chains or new_sets:
+                pieces.append(await _start(argv, ruleset.piece_text(new_chains, new_sets)))
+        results = [await _finish(proc) for proc in pieces]
+        if all(code == 0 for code, _ in results):
+            results.append(await run(argv, ruleset.tail_text()))
+        self.transaction_seconds.observe(time.monotonic() - started)
+        failed = [out for code, out in results if code != 0]
+        if failed:  # nothing of it is hooked: the next (whole) transaction replaces it
+            self.failures.inc()
+            self._staged = False
+            raise NftablesError(f"nft -f: {failed[0].strip()[:2000]}")
+        self._applied(ruleset, "created")
+        return True
+
     def _applied(self, ruleset: NftRuleset, kind: str) -> None:
         self._last = ruleset
         self.last_kind = kind
@@ -188,6 +241,23 @@ class NftApplier:
             raise NftablesError(f"nft -f: {failed[0].strip()[:2000]}")
         self._applied(ruleset, "staged" if replacing == STAGING else "created")
         return True
+
+
+async def _start(argv: Sequence[str], text: str) -> asyncio.subprocess.Process:
+    """Start ``argv`` reading ``text`` from a file: it runs on by itself (a pipe would
+    need this process to feed it while it goes on rendering)."""
+    with tempfile.TemporaryFile() as stdin:
+        stdin.write(text.encode())
+        stdin.seek(0)
+        return await asyncio.create_subprocess_exec(
+            *argv, stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
+        )
+
+
+async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, str]:
+    """Wait for a command :func:`_start` started; (exit code, its output)."""
+    out, _ = await proc.communicate()
+    return proc.returncode or 0, out.decode(errors="replace")
 
 
 async def cleanup_nftables(prefix: Sequence[str] = (), family: Family = IPV4) -> None:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import re
+from collections import deque
 from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -207,14 +208,47 @@ class NftRuleset:
         hooked = self._chain_lines([c for c in self.chains if c in HOOKS], set(), p)
         yield "\n".join(hooked) + "\n"
 
-    def _declarations(self, verb: str = "add", p: str = "") -> list[str]:
+    def head_text(self, table: str = TABLE) -> str:
+        """The first transaction of a table written as it is rendered
+        (:meth:`NftRenderer.render_steps`): creates it (failing if it exists) with
+        its maps, its sets and the shared chains. The Services' chains and affinity sets
+        follow in pieces (:meth:`piece_text`), the elements and hooked chains last
+        (:meth:`tail_text`)."""
+        p = self._p(table)
+        shared = [c for c in self.chains if c in SHARED_CHAINS]
+        out = self._declarations("create", p, affinity=False) + self._chain_lines(shared, set(), p)
+        return "\n".join(out) + "\n"
+
+    def piece_text(self, chains: Sequence[str], sets: Sequence[str], table: str = TABLE) -> str:
+        """Some Services' ``chains`` and affinity ``sets``, after :meth:`head_text`."""
+        p = self._p(table)
+        out = [f"add set {p} {n} {{ {self.dynamic_sets[n]} }}" for n in sets]
+        out += self._chain_lines(chains, set(SHARED_CHAINS), p)
+        return "\n".join(out) + "\n"
+
+    def tail_text(self, table: str = TABLE) -> str:
+        """The last transaction of a table written in pieces: every map and set element
+        (known once every Service is rendered: two may claim one key), then the hooked
+        base chains, so that no packet enters the table before it is whole."""
+        p = self._p(table)
+        out = [
+            line
+            for n, items in self.elements.items()
+            for line in _element_lines("add", p, n, items)
+        ]
+        out += self._chain_lines([c for c in self.chains if c in HOOKS], set(), p)
+        return "\n".join(out) + "\n"
+
+    def _declarations(self, verb: str = "add", p: str = "", affinity: bool = True) -> list[str]:
         """The table (``verb``: ``add``, or ``create`` to fail if it exists), its maps and
-        its sets (``p``: family and table, ours by default)."""
+        its sets (``p``: family and table, ours by default; ``affinity``: also the
+        Services' affinity sets)."""
         p, addr = p or self._p(), self.family.addr_type
         out = [f'{verb} table {p} {{ comment "rules for kube-proxy" ; }}']
         out += [f"add map {p} {name} {{ {body.format(addr=addr)} }}" for name, body in MAPS.items()]
         out += [f"add set {p} {name} {{ {body.format(addr=addr)} }}" for name, body in SETS.items()]
-        out += [f"add set {p} {name} {{ {body} }}" for name, body in self.dynamic_sets.items()]
+        if affinity:
+            out += [f"add set {p} {name} {{ {body} }}" for name, body in self.dynamic_sets.items()]
         return out
 
     def _chain_lines(self, chains: Iterable[str], declared: set[str], p: str = "") -> list[str]:
@@ -321,11 +355,27 @@ class NftRenderer:
         #: next one reuses them even when the shared cache was emptied in between)
         self._live: dict[tuple[ServicePort, tuple[Endpoint, ...]], NftRuleset] = {}
         self._earlier: dict[tuple[ServicePort, tuple[Endpoint, ...]], NftRuleset] = {}
+        #: the chains and affinity sets added since the last step (:meth:`render_steps`)
+        self._fresh: tuple[list[str], list[str]] | None = None
 
     def render(
         self, services: Iterable[Mapping[str, Any]], endpoint_slices: Iterable[Mapping[str, Any]]
     ) -> NftRuleset:
         """The complete table for these Services and EndpointSlices."""
+        return deque(self.render_steps(services, endpoint_slices), maxlen=1)[0][0]  # the last
+
+    def render_steps(
+        self,
+        services: Iterable[Mapping[str, Any]],
+        endpoint_slices: Iterable[Mapping[str, Any]],
+        size: int = 0,
+    ) -> Iterator[tuple[NftRuleset, list[str], list[str]]]:
+        """:meth:`render` in steps, so that a first sync can write the table in pieces
+        while the rest is still being rendered: yields the table being built with the
+        chains and affinity sets added since the previous step, once with the shared
+        chains only (if ``size``), then whenever ``size`` more chains are in (a Service's
+        all in one step), and last with the rest (:attr:`ruleset` is the whole table by
+        then). It must be run to its end."""
         by_service: dict[str, list[Mapping[str, Any]]] = {}
         for sl in endpoint_slices:
             key = slice_service_key(sl)
@@ -338,11 +388,17 @@ class NftRenderer:
             out.elements["nodeport-ips"][ip] = ""
         self._parts, self._claims = {}, {}
         self._earlier, self._live = self._live, {}
+        if size:
+            yield out, [], []
+        fresh = self._fresh = ([], [])
         for key in sorted(svcs):
             self._replace(out, key, self._service_parts(svcs[key], by_service.get(key, ())), None)
-        self._earlier = {}
+            if size and len(fresh[0]) >= size:
+                yield out, *fresh
+                fresh = self._fresh = ([], [])
+        self._earlier, self._fresh = {}, None
         self.ruleset = out
-        return out
+        yield out, *fresh
 
     def update(
         self, changed: Mapping[str, tuple[Mapping[str, Any] | None, Sequence[Mapping[str, Any]]]]
@@ -407,6 +463,9 @@ class NftRenderer:
             new_sets.update(f.dynamic_sets)
         out.chains.update(new_chains)
         out.dynamic_sets.update(new_sets)
+        if self._fresh is not None:
+            self._fresh[0].extend(new_chains)
+            self._fresh[1].extend(new_sets)
         if touched is not None:
             for chain in {**old_chains, **new_chains}:
                 if old_chains.get(chain) != new_chains.get(chain):

@@ -52,7 +52,7 @@ from pyk8s.proxy.model import (
     slice_service_key,
 )
 from pyk8s.proxy.nftables import NftablesError, NftApplier, cleanup_nftables
-from pyk8s.proxy.nftrules import IPV4, IPV6, NftRenderer, NftRuleset
+from pyk8s.proxy.nftrules import IPV4, IPV6, NftRenderer
 from pyk8s.proxy.rules import MASQ_MARK, ProxyConfig, family_config, render
 
 __all__ = ["MODES", "Proxier"]
@@ -345,25 +345,31 @@ class Proxier:
                     out[port] = check
         return out
 
-    def _render_nft(
+    async def _sync_nft(
         self, family: int, services: list[Any], slices: list[Any], dirty: set[str], full: bool
-    ) -> NftRuleset:
-        """The family's table: every Service on a full sync (or a first, or a new
-        config), else only the ``dirty`` ones re-rendered."""
+    ) -> bool:
+        """Render and apply the family's table: every Service on a full sync (or a first,
+        or a new config; a first sync writes pieces of the table while it renders the
+        rest: :meth:`NftApplier.render_and_apply`), else only the ``dirty`` ones
+        re-rendered."""
         config = family_config(self.config, family)
+        applier = self.appliers[family][1]
         renderer = self._renderers.get(family)
         if renderer is None or renderer.config != config:
             renderer = self._renderers[family] = NftRenderer(config)
         try:
             if full or renderer.ruleset is None:
-                return renderer.render(services, slices)
-            return renderer.update({
+                return await applier.render_and_apply(renderer, services, slices, force=full)
+            ruleset = renderer.update({
                 key: (self.services.store.get(key), self.slices.store.by_index(_BY_SERVICE, key))
                 for key in dirty
             })  # fmt: skip
+        except NftablesError:
+            raise
         except Exception:
             del self._renderers[family]  # half-updated: a new one renders everything
             raise
+        return await applier.apply(ruleset, force=full)
 
     async def _program(
         self, services: list[Any], slices: list[Any], dirty: set[str], full: bool
@@ -372,12 +378,9 @@ class Proxier:
         nftables tables of the two families are separate, so their ``nft -f`` run side
         by side (upstream runs one proxier per family)."""
         if self.mode == "nftables":
-            tables = [
-                (f, self._render_nft(f, services, slices, dirty, full)) for f in self.families
-            ]
             self._applied_at = time.monotonic()  # transactions are spaced from this
             done = await asyncio.gather(
-                *(self.appliers[family][1].apply(table, force=full) for family, table in tables),
+                *(self._sync_nft(f, services, slices, dirty, full) for f in self.families),
                 return_exceptions=True,
             )
             for result in done:
