@@ -14,10 +14,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from pyk8s.apiserver.server import APIServer, Config
+from pyk8s.apiserver.watchcache import WatchCache
 from pyk8s.storage.sqlite import SqliteStore
 
 URL = "/api/v1/namespaces/default/configmaps"
@@ -154,3 +156,79 @@ async def test_resource_version_zero_ignores_the_limit_and_exact_reads_the_store
     legacy = await get(client, f"limit=3&resourceVersion={rv}")
     assert legacy["metadata"]["resourceVersion"] == rv and Counting.lists == 1
     assert legacy["items"] == newer["items"]
+
+
+async def test_a_page_is_the_stores_bytes_and_other_versions_are_converted(
+    env: tuple[TestClient[Any, Any], Counting],
+) -> None:
+    """The cache joins its objects' bytes when every object of the resource is stored at
+    the version asked for: the body is the store's, byte for byte. A resource read at
+    another version (HPAs stored as autoscaling/v2), a Table and metadata-only lists
+    still go object by object."""
+    client, _ = env
+    page = await client.get(f"{URL}?limit=3")
+    body = await page.read()
+    rv = orjson.loads(body)["metadata"]["resourceVersion"]
+    exact = await client.get(f"{URL}?limit=3&resourceVersionMatch=Exact&resourceVersion={rv}")
+    assert body == await exact.read() and body.endswith(b"]}\n")
+    table = await client.get(
+        f"{URL}?limit=3", headers={"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io"}
+    )
+    rows = (await table.json())["rows"]
+    assert [r["cells"][0] for r in rows] == ["cm-0", "cm-1", "cm-2"]
+    meta = await client.get(
+        f"{URL}?limit=3",
+        headers={"Accept": "application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io"},
+    )
+    partial = await meta.json()
+    assert partial["kind"] == "PartialObjectMetadataList" and len(partial["items"]) == 3
+    hpas = "/apis/autoscaling/{}/namespaces/default/horizontalpodautoscalers"
+    hpa = {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": {"name": "h"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "d"},
+            "maxReplicas": 3,
+        },
+    }
+    created = await client.post(hpas.format("v2"), json=hpa)
+    assert created.status == 201, await created.text()
+    for version in ("v1", "v2"):
+        listed = await client.get(hpas.format(version) + "?limit=5")
+        assert [o["apiVersion"] for o in (await listed.json())["items"]] == [
+            f"autoscaling/{version}"
+        ]
+
+
+async def test_the_cache_counts_each_resources_stored_versions(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "s.db")
+    key = "/registry/autoscaling/horizontalpodautoscalers/ns/"
+
+    def hpa(version: str) -> bytes:
+        return orjson.dumps({"apiVersion": f"autoscaling/{version}"})
+
+    a = await store.create(key + "a", hpa("v2"))
+    cache = WatchCache(store)
+    await cache.start()
+    try:
+        assert cache.single_version(key) == "autoscaling/v2"
+        assert cache.single_version("/registry/core/pods/") is None  # no objects
+        b = await store.create(key + "b", hpa("v1"))
+        await cache.wait_for(b.mod_revision)
+        assert cache.single_version(key) is None
+        b = await store.update(key + "b", hpa("v2"), expected_revision=b.mod_revision)
+        await cache.wait_for(b.mod_revision)
+        assert cache.single_version(key) == "autoscaling/v2"
+        a = await store.update(key + "a", hpa("v1"), expected_revision=a.mod_revision)
+        await cache.wait_for(a.mod_revision)
+        assert cache.single_version(key) is None
+        await store.delete(key + "a")
+        await cache.wait_for(await store.current_revision())
+        assert cache.single_version(key) == "autoscaling/v2"
+        await store.delete(key + "b")
+        await cache.wait_for(await store.current_revision())
+        assert cache.single_version(key) is None
+    finally:
+        await cache.stop()
+        await store.close()

@@ -48,9 +48,15 @@ def json_response(
     content_type: str = "application/json",
 ) -> web.Response:
     """A JSON answer (``data`` may be ready-made bytes) ending with a newline, as
-    kube-apiserver's encoder writes it; ``warnings`` become upstream's
+    kube-apiserver's encoder writes it (bytes that already end with it are sent as they
+    are: a large list is not copied again); ``warnings`` become upstream's
     ``Warning: 299 - "…"`` headers."""
-    body = (data if isinstance(data, bytes) else orjson.dumps(data)) + b"\n"
+    if not isinstance(data, bytes):
+        body = orjson.dumps(data, option=orjson.OPT_APPEND_NEWLINE)
+    elif data.endswith(b"\n"):
+        body = data
+    else:
+        body = data + b"\n"
     resp = web.Response(body=body, status=status, headers=headers)
     resp.headers["Content-Type"] = content_type
     for w in warnings or ():

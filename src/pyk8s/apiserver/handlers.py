@@ -21,6 +21,7 @@ import base64
 import contextlib
 import copy
 import logging
+import operator
 import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -116,6 +117,25 @@ def _dry_run(query: dict[str, str] | Any) -> bool:
         if v:
             raise errors.bad_request(f'unsupported dryRun value "{v}"; supported values: "All"')
     return False
+
+
+#: an entry's JSON
+RAW = operator.attrgetter("raw")
+
+
+def list_body(r: Resource, meta: JSON, raws: list[bytes]) -> bytes:
+    """The JSON of a list of ``r`` with its list ``meta`` and the items' JSON ``raws``,
+    with its newline (as :func:`json_response` sends it), in one join: a page is the
+    size of its items (a few hundred KB for 100 pods), copied once, not once per
+    concatenation."""
+    head = orjson.dumps({"kind": r.list_kind, "apiVersion": r.api_version, "metadata": meta})
+    start = head[:-1] + b',"items":['
+    if not raws:
+        return start + b"]}\n"
+    parts = list(raws)
+    parts[0] = start + parts[0]
+    parts[-1] += b"]}\n"
+    return b",".join(parts)
 
 
 def encode_continue(revision: int, start: str) -> str:
@@ -904,6 +924,8 @@ class ResourceHandlers:
     # ------------------------------------------------------------------ list
 
     def _matcher(self, r: Resource, query: Any) -> Matcher | None:
+        if not query.get("labelSelector") and not query.get("fieldSelector"):
+            return None  # the common case: nothing to parse
         try:
             labels = parse_label_selector(query.get("labelSelector", "") or "")
             fields = parse_field_selector(query.get("fieldSelector", "") or "")
@@ -1000,6 +1022,16 @@ class ResourceHandlers:
                     entries = [e for e in entries if matches(e.obj)]
                 list_meta = {"resourceVersion": str(revision)}
             strategy = self.strategy(r)
+            accept = request.headers.get("Accept")
+            if (
+                not strategy.reads_need_view
+                and self.cache.single_version(prefix) == r.api_version
+                and not encoding.wants_table(accept)
+                and encoding.wants_metadata(accept) is None
+            ):
+                # every object is stored at the version asked for and read as it is: the
+                # page is their cached bytes, joined (no object looked at)
+                return json_response(list_body(r, list_meta, list(map(RAW, entries))))
             objs = [e.obj for e in entries]
             await strategy.prepare_conversion(objs, r.api_version, as_list=True)
             objs, raws = strategy.views(entries, objs, r.api_version)
@@ -1025,11 +1057,7 @@ class ResourceHandlers:
                     "items": [encoding.partial_metadata(o, api_version) for o in objs],
                 }
             )
-        head = orjson.dumps(
-            {"kind": r.list_kind, "apiVersion": r.api_version, "metadata": list_meta}
-        )
-        body = head[:-1] + b',"items":[' + b",".join(raws) + b"]}"
-        return json_response(body)
+        return json_response(list_body(r, list_meta, raws))
 
     async def _list_page_from_cache(
         self,

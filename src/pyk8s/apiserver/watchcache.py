@@ -17,7 +17,10 @@ whole ``/registry/`` prefix:
   upstream's cacher does (a consistent read, or ``resourceVersionMatch=NotOlderThan``),
   and a continue token at a revision after which its resource has not changed
   (:meth:`WatchCache.unchanged_since`), where the cache's state is the state at that
-  revision.
+  revision;
+* each resource's count of objects per stored ``apiVersion``
+  (:meth:`WatchCache.single_version`), so a LIST of a resource whose objects are all at
+  the version asked for joins their bytes without looking at each object.
 
 Entries hold objects as stored. A resource served at several versions (autoscaling/v1
 HPAs stored as v2, events.k8s.io Events stored as core ones) reads them through
@@ -312,6 +315,8 @@ class WatchCache:
         #: each resource's keys in order (a key is inserted or removed in place: a memmove
         #: of pointers, where a sort per list cost milliseconds at 10,000 objects)
         self._sorted: dict[str, list[str]] = {}
+        #: each resource's objects counted by their stored ``apiVersion``
+        self._versions: dict[str, dict[str, int]] = {}
         #: the revision of the last event of each resource, and of each namespace of a
         #: namespaced one (its keys' prefix), since :attr:`_loaded_at`
         self._changed: dict[str, int] = {}
@@ -358,6 +363,10 @@ class WatchCache:
         for key, entry in objects.items():
             self._by_resource.setdefault(_resource_prefix(key), {})[key] = entry
         self._sorted = {r: sorted(group) for r, group in self._by_resource.items()}
+        self._versions = {}
+        for resource, group in self._by_resource.items():
+            for entry in group.values():
+                self._count(resource, entry, 1)
         self._changed = {}
         self.revision = self.history_start = self._loaded_at = revision
         self.history.clear()
@@ -568,7 +577,7 @@ class WatchCache:
         hi = bisect.bisect_left(keys, prefix_end(prefix), lo)
         if matches is None:
             end = min(hi, lo + limit)
-            entries = [group[k] for k in keys[lo:end]]
+            entries = list(map(group.__getitem__, keys[lo:end]))
             more = end < hi
             return Page(entries, more, keys[end - 1] if entries else "", hi - end if more else None)
         entries, last, i = [], "", lo
@@ -597,6 +606,27 @@ class WatchCache:
             and self._changed.get(scope, 0) <= revision
         )
 
+    def single_version(self, prefix: str) -> str | None:
+        """The ``apiVersion`` every cached object of ``prefix``'s resource is stored at
+        (its objects then read as they are at that version); None when they are at
+        several, the resource has none, or the cache does not keep it."""
+        versions = self._versions.get(_resource_prefix(prefix))
+        if versions is None or len(versions) != 1:
+            return None
+        return next(iter(versions))
+
+    def _count(self, resource: str, entry: Entry, delta: int) -> None:
+        """Count ``entry`` in (``delta`` 1) or out (-1) of its resource's versions."""
+        if entry.decoded is None:
+            return
+        versions = self._versions.setdefault(resource, {})
+        version = entry.decoded.get("apiVersion", "")
+        left = versions.get(version, 0) + delta
+        if left:
+            versions[version] = left
+        else:
+            del versions[version]
+
     def _put(self, entry: Entry) -> None:
         key = entry.key
         self.objects[key] = entry
@@ -605,17 +635,22 @@ class WatchCache:
         if group is None:
             group = self._by_resource[resource] = {}
             self._sorted[resource] = []
-        if key not in group:
+        prev = group.get(key)
+        if prev is None:
             bisect.insort(self._sorted[resource], key)
+        else:
+            self._count(resource, prev, -1)
         group[key] = entry
+        self._count(resource, entry, 1)
 
     def _drop(self, key: str) -> None:
         del self.objects[key]
         resource = _resource_prefix(key)
         group = self._by_resource.get(resource)
-        if group is not None and group.pop(key, None) is not None:
+        if group is not None and (prev := group.pop(key, None)) is not None:
             keys = self._sorted[resource]
             del keys[bisect.bisect_left(keys, key)]
+            self._count(resource, prev, -1)
 
     def watch(self, prefix: str, after: int, matches: Filter | None = None) -> CacheWatcher:
         """Events under ``prefix`` after revision ``after``; TooOld if history is gone."""
