@@ -9,9 +9,11 @@ HTTP), because this machine is noisy.
 
 ``--baseline REV`` runs the API server of git revision REV (its ``src/``, first on
 PYTHONPATH) before this tree's, in the same run, and prints both tables and a before/after
-table of their rates and p99s.
+table of their rates and p99s. ``--only-lists`` measures the LIST rows of the 10,000 pods
+alone (the pods are still created first; no raw-store, create, get or watch rows).
 
 Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000] [--baseline REV]
+    [--only-lists]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -90,7 +92,7 @@ async def timed_cpu(
     return row
 
 
-async def bench_server(api: Api, ops: int, pid: int) -> list[Row]:
+async def bench_server(api: Api, ops: int, pid: int, *, only_lists: bool = False) -> list[Row]:
     rows: list[Row] = []
     await api.request_bytes(
         "POST",
@@ -100,7 +102,7 @@ async def bench_server(api: Api, ops: int, pid: int) -> list[Row]:
         ).encode(),
     )
     base = "/api/v1/namespaces/bench/pods"
-    for clients in (1, 10, 50):
+    for clients in () if only_lists else (1, 10, 50):
         rows.append(
             await timed_cpu(
                 pid,
@@ -146,6 +148,8 @@ async def bench_server(api: Api, ops: int, pid: int) -> list[Row]:
         items = orjson.loads(body)["items"]
     rows.append(Row(f"LIST all pods ({len(items)})", 1, 5, sum(lat), lat))
     rows += await pages(api, base, len(items), ops, pid)
+    if only_lists:
+        return rows
     # creates into a large heap: the watch cache holds the 10,000 pods (the garbage
     # collector's full collections walk them; see pyk8s.server.gcfreeze)
     rows.append(
@@ -159,6 +163,10 @@ async def bench_server(api: Api, ops: int, pid: int) -> list[Row]:
     )
     rows += await watchers(api, base)
     return rows
+
+
+async def parsed(api: Api, path: str) -> object:
+    return orjson.loads(await api.request_bytes("GET", path))
 
 
 async def pages(api: Api, base: str, stored: int, ops: int, pid: int) -> list[Row]:
@@ -175,6 +183,17 @@ async def pages(api: Api, base: str, stored: int, ops: int, pid: int) -> list[Ro
                 lambda i: api.request_bytes("GET", f"{base}?limit=100"),
             )
         )
+    # what a client that reads the pods pays too: the same page, parsed (orjson, the
+    # cheapest parser; the rows above time the bytes only)
+    rows.append(
+        await timed_cpu(
+            pid,
+            f"list pods (limit 100, parsed by the client) of {stored:,}",
+            1,
+            ops,
+            lambda i: parsed(api, f"{base}?limit=100"),
+        )
+    )
     token = ""
 
     async def next_page(i: int) -> None:
@@ -252,7 +271,9 @@ def code(src: Path | None) -> Iterator[None]:
             os.environ["PYTHONPATH"] = before
 
 
-async def run_one(kind: str, base: Path, ops: int, src: Path | None = None) -> list[Row]:
+async def run_one(
+    kind: str, base: Path, ops: int, src: Path | None = None, *, only_lists: bool = False
+) -> list[Row]:
     cluster = None
     try:
         if kind == "etcd":
@@ -262,7 +283,7 @@ async def run_one(kind: str, base: Path, ops: int, src: Path | None = None) -> l
         else:
             endpoint = f"sqlite://{base / 'api.db'}"
             raw_endpoint = f"sqlite://{base / 'raw.db'}"
-        raw = await raw_store_rows(raw_endpoint, ops)
+        raw = [] if only_lists else await raw_store_rows(raw_endpoint, ops)
         with code(src):
             server = Server(
                 base / f"data-{kind}", free_port(), extra_args=("--datastore-endpoint", endpoint)
@@ -270,7 +291,7 @@ async def run_one(kind: str, base: Path, ops: int, src: Path | None = None) -> l
         api = Api(server)
         try:
             assert server.proc is not None
-            rows = await bench_server(api, ops, server.proc.pid)
+            rows = await bench_server(api, ops, server.proc.pid, only_lists=only_lists)
         finally:
             await api.close()
             server.stop()
@@ -323,6 +344,11 @@ async def main() -> None:
     ap.add_argument("--datastores", default="sqlite,etcd")
     ap.add_argument("--ops", type=int, default=1000)
     ap.add_argument("--baseline", default="", help="git revision measured first, same run")
+    ap.add_argument(
+        "--only-lists",
+        action="store_true",
+        help="only the LIST rows of 10,000 pods (created first)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-api-") as tmp:
         src = revision_src(args.baseline, Path(tmp) / "baseline") if args.baseline else None
@@ -331,12 +357,12 @@ async def main() -> None:
             if src is not None:
                 sub = Path(tmp) / f"{kind}-baseline"
                 sub.mkdir()
-                before = await run_one(kind, sub, args.ops, src)
+                before = await run_one(kind, sub, args.ops, src, only_lists=args.only_lists)
                 print(report(f"datastore: {kind}, baseline {args.baseline}", before), flush=True)
                 print()
             sub = Path(tmp) / kind
             sub.mkdir()
-            rows = await run_one(kind, sub, args.ops)
+            rows = await run_one(kind, sub, args.ops, only_lists=args.only_lists)
             print(report(f"datastore: {kind}", rows), flush=True)
             print()
             if before:
