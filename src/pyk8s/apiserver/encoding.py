@@ -10,6 +10,7 @@ user sees what is wrong before anything is written.
 from __future__ import annotations
 
 import contextlib
+import functools
 from typing import Any
 
 import orjson
@@ -149,16 +150,19 @@ def check_types(data: JSON, group: str, version: str, kind: str, *, patched: boo
     )
 
 
-def accept_entries(accept: str | None) -> list[tuple[str, dict[str, str]]]:
+@functools.lru_cache(maxsize=256)
+def accept_entries(accept: str | None) -> tuple[tuple[str, dict[str, str]], ...]:
     """An ``Accept`` header as (media type, parameters) in the client's order, e.g.
-    ``application/json;as=Table;v=v1;g=meta.k8s.io`` → ("application/json", {as, v, g})."""
+    ``application/json;as=Table;v=v1;g=meta.k8s.io`` → ("application/json", {as, v, g}).
+    Clients send a handful of distinct headers, each asked several times a request: the
+    answers are kept (shared: do not change them)."""
     out = []
     for part in (accept or "").split(","):
         params = {
             k.strip(): v.strip() for k, _, v in (p.partition("=") for p in part.split(";")[1:])
         }
         out.append((media_type(part), params))
-    return out
+    return tuple(out)
 
 
 def wants_table(accept: str | None) -> bool:
