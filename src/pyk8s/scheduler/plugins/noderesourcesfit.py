@@ -45,6 +45,15 @@ def _requests(state: CycleState, pod: Obj) -> dict[str, int]:
     return reqs
 
 
+def _non_zero(state: CycleState, pod: Obj) -> tuple[int, int]:
+    """The pod's (cpu, memory) for scoring, computed once per cycle."""
+    key = NAME + "/non-zero"
+    got: tuple[int, int] | None = state.get(key)
+    if got is None:
+        got = state[key] = non_zero_requests(pod)
+    return got
+
+
 def insufficient(pod_req: dict[str, int], node: NodeInfo) -> tuple[list[str], bool]:
     """Reasons the pod does not fit ``node`` and whether no amount of eviction would help
     (the pod asks for more than the node has at all)."""
@@ -89,16 +98,27 @@ class NodeResourcesFit:
 
     def score_all(self, state: CycleState, pod: Obj, cache: Cache, slots: IntArray) -> IntArray:
         """LeastAllocated over cpu and memory (weight 1 each), with 100m/200Mi standing in
-        for containers that request nothing."""
-        cpu, mem = non_zero_requests(pod)
-        alloc = cache.allocatable[slots, :2].astype(np.float64)
-        requested = cache.non_zero[slots] + np.array([cpu, mem], dtype=np.int64)
-        has = alloc > 0
+        for containers that request nothing; per node, recomputed only where the node's
+        resources changed since the last pod of this size (:meth:`Cache.per_node`)."""
+        want = _non_zero(state, pod)
+        return cache.per_node((NAME, want), lambda at: least_allocated(cache, at, want), slots)
+
+
+def least_allocated(cache: Cache, slots: IntArray, want: tuple[int, int]) -> IntArray:
+    """The LeastAllocated score of ``slots`` for a pod asking ``want`` (cpu, memory). One
+    column at a time: a reduction across the two columns of a 5,000-row array cost more
+    than the arithmetic."""
+    total = np.zeros(len(slots), dtype=np.float64)
+    weights = np.zeros(len(slots), dtype=np.int64)
+    for col, amount in enumerate(want):
+        alloc = cache.allocatable[:, col][slots].astype(np.float64)
+        requested = cache.non_zero[:, col][slots] + amount
         # in float64: exact for these magnitudes (below 2**53, and a quotient of integers
-        # is never within one ulp of the next integer), and much cheaper than int64 //
-        per = np.floor((alloc - requested) * MAX_NODE_SCORE / np.where(has, alloc, 1.0))
-        per[~has | (requested > alloc)] = 0.0
-        weights = has.sum(axis=1)
-        total = per.sum(axis=1)
-        out: IntArray = np.floor(total / np.maximum(weights, 1)).astype(np.int64)
-        return out
+        # is never within one ulp of the next integer), and much cheaper than int64 //; a
+        # negative score (more requested than allocatable) is 0, and so is a resource the
+        # node has none of, which also does not count in the weights
+        per = np.floor((alloc - requested) * MAX_NODE_SCORE / np.maximum(alloc, 1.0))
+        total += np.maximum(per, 0.0)
+        weights += alloc > 0
+    out: IntArray = np.floor(total / np.maximum(weights, 1)).astype(np.int64)
+    return out

@@ -12,7 +12,9 @@ ReplicationController/ReplicaSet/StatefulSet controlling it (upstream's DefaultS
 Only nodes that pass the pod's nodeSelector/required node affinity count as domains
 (``nodeAffinityPolicy: Honor``, the default); taints are ignored unless
 ``nodeTaintsPolicy: Honor``. ``matchLabelKeys`` adds ``key in (pod's value)`` to the
-selector. Counting walks the pods of the incoming pod's namespace once per cycle.
+selector. Matching pods are counted per node by a counter the cache keeps current
+(:meth:`Cache.counts`, one per namespace and selector), summed per domain in one vector
+op: a cycle does not walk the placed pods.
 """
 
 from __future__ import annotations
@@ -179,26 +181,17 @@ class PodTopologySpread:
             out.append(mask)
         return out
 
-    def _count(
-        self, pod: Obj, cache: Cache, constraints: list[Constraint], eligible: BoolArray | None
-    ) -> list[dict[str, int]]:
-        """Matching pods per constraint per domain, over the nodes (slots) ``eligible``
-        (None: every node)."""
-        counts: list[dict[str, int]] = [{} for _ in constraints]
-        in_ns = cache.by_namespace.get(pod_namespace(pod)) or {}
-        for node_name, other in in_ns.values():
-            if is_terminating(other):
-                continue
-            info = cache.nodes.get(node_name)
-            if info is None or (eligible is not None and not eligible[info.slot]):
-                continue
-            node_labels = (info.node.get("metadata") or {}).get("labels") or {}
-            labels = pod_labels(other)
-            for i, c in enumerate(constraints):
-                value = node_labels.get(c.topology_key)
-                if value is not None and c.selector.matches(labels):
-                    counts[i][value] = counts[i].get(value, 0) + 1
-        return counts
+    @staticmethod
+    def _matching(cache: Cache, pod: Obj, c: Constraint) -> IntArray:
+        """Per slot: the pods of ``pod``'s namespace that ``c``'s selector matches and are
+        not being deleted (a counter the cache keeps current)."""
+        ns = pod_namespace(pod)
+        selector = c.selector
+
+        def matches(other: Obj) -> bool:
+            return not is_terminating(other) and selector.matches(pod_labels(other))
+
+        return cache.count((NAME, ns, selector), matches, frozenset((ns,)))
 
     @staticmethod
     def _labelled(cache: Cache, keys: Sequence[str]) -> BoolArray:
@@ -209,11 +202,14 @@ class PodTopologySpread:
         return mask
 
     @staticmethod
-    def _domain_values(cache: Cache, key: str, nodes: BoolArray) -> set[str]:
-        """The values of label ``key`` on ``nodes``."""
+    def _present(cache: Cache, key: str, nodes: BoolArray) -> BoolArray:
+        """Per domain id of label ``key`` (the last: no label, never present): some node
+        of ``nodes`` is in it."""
         ids, index = cache.domains(key)
-        present = set(np.unique(ids[nodes]).tolist())
-        return {v for v, i in index.items() if i in present}
+        present = np.zeros(len(index) + 1, dtype=np.bool_)
+        present[ids[nodes]] = True
+        present[-1] = False
+        return present
 
     # ---------------------------------------------------------------- filter
 
@@ -224,21 +220,14 @@ class PodTopologySpread:
         fs = _FilterState(constraints)
         labelled = self._labelled(cache, [c.topology_key for c in constraints])
         included = [m & labelled for m in self._included(constraints, pod, cache, state)]
-        eligible = np.logical_or.reduce(included)
-        counted = self._count(pod, cache, constraints, eligible)
         for i, c in enumerate(constraints):
-            # in id space: a hostname key has as many domains as nodes
-            ids, index = cache.domains(c.topology_key)
-            counts = np.zeros(len(index) + 1, dtype=np.int64)
-            present = np.zeros(len(index) + 1, dtype=np.bool_)
-            present[ids[included[i]]] = True
-            for value, n in counted[i].items():
-                counts[index[value]] = n
-                present[index[value]] = True
-            present[-1] = False
+            # in id space: a hostname key has as many domains as nodes; pods count on the
+            # nodes the constraint includes, as upstream's PreFilter
+            counts = cache.per_domain(c.topology_key, self._matching(cache, pod, c), included[i])
+            present = self._present(cache, c.topology_key, included[i])
             domains = int(present.sum())
             fs.counts.append(counts)
-            fs.index.append(index)
+            fs.index.append(cache.domains(c.topology_key)[1])
             fs.min_match.append(
                 0 if domains < c.min_domains or not domains else int(counts[present].min())
             )
@@ -302,33 +291,27 @@ class PodTopologySpread:
         kept = np.zeros_like(cache.valid)
         kept[slots[~ignored]] = True
         # domains present among the feasible nodes, per non-hostname constraint
-        domains = [
-            set()
-            if c.topology_key == HOSTNAME
-            else self._domain_values(cache, c.topology_key, kept)
+        present = [
+            None if c.topology_key == HOSTNAME else self._present(cache, c.topology_key, kept)
             for c in constraints
         ]
         weights = [
-            math.log(
-                (n - int(ignored.sum()) if c.topology_key == HOSTNAME else len(domains[i])) + 2
-            )
-            for i, c in enumerate(constraints)
+            math.log((n - int(ignored.sum()) if p is None else int(p.sum())) + 2) for p in present
         ]
         # count matching pods on every node of the cluster that is in those domains
         eligible = np.logical_and.reduce(self._included(constraints, pod, cache, state))
         if require_all:
             eligible &= labelled
-        counted = self._count(pod, cache, constraints, eligible)
-        # hostname: the pods on the node itself, whatever its eligibility
-        on_node = self._count(pod, cache, constraints, None)
         total = np.zeros(n, dtype=np.float64)
         for i, c in enumerate(constraints):
-            ids, index = cache.domains(c.topology_key)
-            per = on_node[i] if c.topology_key == HOSTNAME else counted[i]
-            table = np.zeros(len(index) + 1, dtype=np.float64)  # the last: no such label
-            for value, cnt in per.items():
-                if value in index and (c.topology_key == HOSTNAME or value in domains[i]):
-                    table[index[value]] = cnt * weights[i]
+            ids, _ = cache.domains(c.topology_key)
+            matching = self._matching(cache, pod, c)
+            if present[i] is None:  # hostname: the pods on the node itself, eligible or not
+                table = cache.per_domain(c.topology_key, matching).astype(np.float64)
+            else:
+                counted = cache.per_domain(c.topology_key, matching, eligible)
+                table = np.where(present[i], counted, 0).astype(np.float64)
+            table *= weights[i]
             table += c.max_skew - 1
             table[-1] = 0.0
             total += table[ids[slots]]
