@@ -343,10 +343,14 @@ class APIServer:
 
     async def bootstrap(self) -> None:
         """The objects every cluster starts with (idempotent)."""
-        for ns in ("default", "kube-system", "kube-public", "kube-node-lease"):
-            await self.handlers.ensure(
-                {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+        await asyncio.gather(  # at once: the store commits concurrent writes together
+            *(
+                self.handlers.ensure(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}}
+                )
+                for ns in ("default", "kube-system", "kube-public", "kube-node-lease")
             )
+        )
         ip = self.cluster_ips.nth(1)
         await self.handlers.ensure(
             {

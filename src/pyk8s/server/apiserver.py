@@ -571,15 +571,15 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     freezer = asyncio.create_task(gcfreeze.run(), name="gc-freeze")
     if not components:  # pyk8s apiserver: for components started by hand
         write_component_kubeconfigs(running.pki, running.url, join_token)
-    await ensure_component_policy(running.server.handlers)
-    await ensure_join_token(running.server.handlers, join_token)
+    handlers = running.server.handlers
+    writes = [ensure_component_policy(handlers), ensure_join_token(handlers, join_token)]
     if opts.cluster_config:
-        await clusterconfig.publish(running.server.handlers, opts.cluster_config)
+        writes.append(clusterconfig.publish(handlers, opts.cluster_config))
     if components:  # pyk8s server, as k3s deploys local-path; not pyk8s apiserver alone
-        await ensure_local_storage(running.server.handlers)
-    for name, *_extra in components:
-        # what an add-on's manifest installs as an administrator, before it starts
-        await create_missing(running.server.handlers, installs(name))
+        writes.append(ensure_local_storage(handlers))
+    # what an add-on's manifest installs as an administrator, before it starts
+    writes += [create_missing(handlers, installs(name)) for name, *_extra in components]
+    await asyncio.gather(*writes)  # at once: the store commits concurrent writes together
     if components:
         startgate.open_gate(gate)
     snapshots = _snapshot_schedule(opts)

@@ -53,6 +53,7 @@ metrics-server, metrics adapter, ingress controller, CSI hostpath) get theirs fr
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import copy
 import datetime
@@ -446,8 +447,10 @@ async def ensure_component_policy(handlers: ResourceHandlers) -> None:
 
 
 async def create_missing(handlers: ResourceHandlers, objs: Iterable[dict[str, Any]]) -> None:
-    """Create each of ``objs`` that does not exist yet (an existing one is kept as is)."""
-    for obj in objs:
+    """Create each of ``objs`` that does not exist yet (an existing one is kept as is),
+    all at once: the store commits concurrent writes together."""
+
+    async def create(obj: dict[str, Any]) -> None:
         r = handlers.registry.for_api_version(obj["apiVersion"], obj["kind"])
         assert r is not None
         try:
@@ -455,6 +458,8 @@ async def create_missing(handlers: ResourceHandlers, objs: Iterable[dict[str, An
         except errors.StatusError as err:
             if err.code != 409:
                 log.warning("%s %s: %s", obj["kind"], obj["metadata"]["name"], err)
+
+    await asyncio.gather(*(create(obj) for obj in objs))
 
 
 def new_bootstrap_token() -> str:

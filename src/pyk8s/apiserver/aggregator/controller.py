@@ -461,14 +461,16 @@ class Aggregator(CacheController):
     # ------------------------------------------------------------------ registration
 
     async def _register_builtins(self) -> None:
-        """Local APIServices for the built-in group/versions (upstream's ``onstart``)."""
-        for group, versions in REGISTRY.group_versions().items():
-            for version in versions:
-                priorities = BUILTIN_PRIORITIES.get((group, version))
-                if priorities is None:
-                    continue
-                manifest = local_apiservice(group, version, priorities, ONSTART)
-                await self._ensure(manifest, managed=ONSTART)
+        """Local APIServices for the built-in group/versions (upstream's ``onstart``),
+        written at once: the store commits concurrent writes together."""
+        await asyncio.gather(
+            *(
+                self._ensure(local_apiservice(group, version, priorities, ONSTART), managed=ONSTART)
+                for group, versions in REGISTRY.group_versions().items()
+                for version in versions
+                if (priorities := BUILTIN_PRIORITIES.get((group, version))) is not None
+            )
+        )
 
     async def _sync_crd_apiservices(self) -> None:
         """One local APIService per group/version a CRD serves; none for those no CRD
