@@ -24,10 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 import tempfile
 import time
+from asyncio import Future
 from collections import deque
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -164,9 +167,10 @@ class NftApplier:
         """Render the whole table with ``renderer`` and program it (:meth:`apply`). A
         proxy's first sync of a large table writes it as it is rendered: the table with
         its shared chains first, then each piece of Services (at least ``piece_chains``
-        chains, or 1/``FRESH_PIECES`` of the table) in an ``nft`` of its own, started as soon as
-        it is rendered, while the render goes on beside it, then the elements and the
-        hooked chains. Over a table in place it falls back to :meth:`apply`."""
+        chains, or 1/``FRESH_PIECES`` of the table; :meth:`NftRuleset.piece_texts`) in
+        ``nft`` processes of its own, started from a thread as soon as it is rendered,
+        while the render goes on beside them, then the elements and the hooked chains.
+        Over a table in place it falls back to :meth:`apply`."""
         want = "IPv6" if renderer.family.name == "ip6" else "IPv4"
         chains = len(services) + sum(
             len(sl.get("endpoints") or ()) for sl in slices if sl.get("addressType") == want
@@ -177,20 +181,29 @@ class NftApplier:
         size = max(self.piece_chains, chains // FRESH_PIECES)
         steps = renderer.render_steps(services, slices, size)
         argv = [*self.prefix, self.nft, "-f", "-"]
+        loop = asyncio.get_running_loop()
         started = time.monotonic()
-        head: asyncio.subprocess.Process | None = await _start(argv, next(steps)[0].head_text())
-        pieces = []
-        for ruleset, new_chains, new_sets in steps:
-            if head is not None:  # the table must be there before a piece goes in
-                code, out = await _finish(head)
-                head = None
-                if code != 0:  # it exists (a restarted proxy): rewrite it as a whole
-                    log.debug("not creating %s %s: %s", ruleset.family.name, TABLE, out.strip())
-                    deque(steps, maxlen=0)
-                    return await self.apply(ruleset, force)  # (the whole table by now)
-            if new_chains or new_sets:
-                pieces.append(await _start(argv, ruleset.piece_text(new_chains, new_sets)))
-        results = [await _finish(proc) for proc in pieces]
+        threads = ThreadPoolExecutor(FRESH_PIECES + 2, "nft-piece")
+        try:
+            base = next(steps)[0]
+            head: Future[tuple[int, str]] | None = loop.run_in_executor(
+                threads, _run_files, argv, base.head_text()
+            )
+            pieces = []
+            for ruleset, new_chains, new_sets in steps:
+                if head is not None:  # the table must be there before a piece goes in
+                    code, out = await head
+                    head = None
+                    if code != 0:  # it exists (a restarted proxy): rewrite it as a whole
+                        log.debug("not creating %s %s: %s", base.family.name, TABLE, out.strip())
+                        deque(steps, maxlen=0)
+                        return await self.apply(ruleset, force)  # (the whole table by now)
+                if new_chains or new_sets:
+                    texts = ruleset.piece_texts(new_chains, new_sets)
+                    pieces.append(loop.run_in_executor(threads, _run_files, argv, *texts))
+            results = list(await asyncio.gather(*pieces))
+        finally:  # (on a failed render, the pieces running end by themselves)
+            threads.shutdown(wait=False)
         if all(code == 0 for code, _ in results):
             results.append(await run(argv, ruleset.tail_text()))
         self.transaction_seconds.observe(time.monotonic() - started)
@@ -243,21 +256,22 @@ class NftApplier:
         return True
 
 
-async def _start(argv: Sequence[str], text: str) -> asyncio.subprocess.Process:
-    """Start ``argv`` reading ``text`` from a file: it runs on by itself (a pipe would
-    need this process to feed it while it goes on rendering)."""
-    with tempfile.TemporaryFile() as stdin:
-        stdin.write(text.encode())
-        stdin.seek(0)
-        return await asyncio.create_subprocess_exec(
-            *argv, stdin=stdin, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT
-        )
-
-
-async def _finish(proc: asyncio.subprocess.Process) -> tuple[int, str]:
-    """Wait for a command :func:`_start` started; (exit code, its output)."""
-    out, _ = await proc.communicate()
-    return proc.returncode or 0, out.decode(errors="replace")
+def _run_files(argv: Sequence[str], *texts: str) -> tuple[int, str]:
+    """Run ``argv`` on each text in turn until one fails (in a thread, each read from a
+    file: neither needs the event loop, busy rendering the next piece); (exit code,
+    output) of the last run."""
+    code, out = 0, b""
+    for text in texts:
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write(text.encode())
+            stdin.seek(0)
+            done = subprocess.run(
+                argv, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            )
+        code, out = done.returncode, done.stdout
+        if code != 0:
+            break
+    return code, out.decode(errors="replace")
 
 
 async def cleanup_nftables(prefix: Sequence[str] = (), family: Family = IPV4) -> None:

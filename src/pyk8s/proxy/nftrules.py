@@ -212,19 +212,35 @@ class NftRuleset:
         """The first transaction of a table written as it is rendered
         (:meth:`NftRenderer.render_steps`): creates it (failing if it exists) with
         its maps, its sets and the shared chains. The Services' chains and affinity sets
-        follow in pieces (:meth:`piece_text`), the elements and hooked chains last
+        follow in pieces (:meth:`piece_texts`), the elements and hooked chains last
         (:meth:`tail_text`)."""
         p = self._p(table)
         shared = [c for c in self.chains if c in SHARED_CHAINS]
         out = self._declarations("create", p, affinity=False) + self._chain_lines(shared, set(), p)
         return "\n".join(out) + "\n"
 
-    def piece_text(self, chains: Sequence[str], sets: Sequence[str], table: str = TABLE) -> str:
-        """Some Services' ``chains`` and affinity ``sets``, after :meth:`head_text`."""
+    def piece_texts(
+        self, chains: Sequence[str], sets: Sequence[str], table: str = TABLE
+    ) -> tuple[str, str]:
+        """Some Services' ``chains`` and affinity ``sets`` (after :meth:`head_text`), as
+        two transactions to run one after the other: the affinity sets and the endpoint
+        chains, then the chains that jump to them. Each anonymous set (a service chain's
+        ``numgen … vmap``) is bound by walking its whole transaction so far, which the
+        second keeps short. Each chain is written with its rules in a block, which
+        ``nft`` parses faster than one ``add rule`` a line (at 1,000 services in pieces
+        of 2,500 chains the two take ~15 % less CPU than one transaction of ``add``
+        lines; one transaction of blocks would take more: every bind would walk all the
+        rules before it)."""
         p = self._p(table)
-        out = [f"add set {p} {n} {{ {self.dynamic_sets[n]} }}" for n in sets]
-        out += self._chain_lines(chains, set(SHARED_CHAINS), p)
-        return "\n".join(out) + "\n"
+        first = [f"add set {p} {n} {{ {self.dynamic_sets[n]} }}" for n in sets]
+        second = first.copy()  # (again: blocks alone do not make nft read the table's sets)
+        for chain in chains:
+            rules = self.chains[chain]
+            line = f"add chain {p} {chain} {{ {' ; '.join(rules)} ; }}" if rules else ""
+            (first if chain.startswith("endpoint-") else second).append(
+                line or f"add chain {p} {chain}"
+            )
+        return "\n".join(first) + "\n", "\n".join(second) + "\n"
 
     def tail_text(self, table: str = TABLE) -> str:
         """The last transaction of a table written in pieces: every map and set element
