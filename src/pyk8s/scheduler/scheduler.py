@@ -80,6 +80,33 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _conditions(node: Obj) -> list[tuple[Any, ...]]:
+    return [
+        (c.get("type"), c.get("status"), c.get("reason"), c.get("message"))
+        for c in (node.get("status") or {}).get("conditions") or []
+    ]
+
+
+def scheduling_properties_changed(old: Obj, new: Obj) -> bool:
+    """Upstream's ``nodeSchedulingPropertiesChange``: an update of a node is a cluster
+    event only if it changed what scheduling reads: spec.unschedulable, allocatable,
+    labels, taints, annotations, or a condition (not its heartbeat time). A node's
+    periodic status post changes none of them, and at 5,000 nodes moving every
+    unschedulable pod back on each one kept the queue churning."""
+    old_meta, new_meta = old.get("metadata") or {}, new.get("metadata") or {}
+    old_spec, new_spec = old.get("spec") or {}, new.get("spec") or {}
+    old_status, new_status = old.get("status") or {}, new.get("status") or {}
+    return (
+        bool(old_spec.get("unschedulable")) != bool(new_spec.get("unschedulable"))
+        or (old_status.get("allocatable") or old_status.get("capacity"))
+        != (new_status.get("allocatable") or new_status.get("capacity"))
+        or old_meta.get("labels") != new_meta.get("labels")
+        or old_spec.get("taints") != new_spec.get("taints")
+        or old_meta.get("annotations") != new_meta.get("annotations")
+        or _conditions(old) != _conditions(new)
+    )
+
+
 def _terminal(pod: Obj) -> bool:
     return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
 
@@ -184,7 +211,9 @@ class Scheduler:
         self.queue.move_all_to_active_or_backoff("NodeChange")
 
     def _on_node_update(self, old: Obj, new: Obj) -> None:
-        self._on_node(new)
+        self.cache.add_node(new)
+        if scheduling_properties_changed(old, new):
+            self.queue.move_all_to_active_or_backoff("NodeChange")
 
     def _on_node_delete(self, node: Obj) -> None:
         self.cache.remove_node(str(node["metadata"]["name"]))
