@@ -70,7 +70,7 @@ class _FakeNodes:
 
 
 def _ready(node: Obj) -> str:
-    return next(c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready")
+    return str(next(c["status"] for c in node["status"]["conditions"] if c["type"] == "Ready"))
 
 
 async def test_ready_reported_when_network_becomes_ready(tmp_path: Path) -> None:
