@@ -78,9 +78,11 @@ def check(c: Cache) -> None:
         assert np.array_equal(arr, expected[group]), group
     slots = c.slots()
     for want_cpu in (100, 700):
-        memo = c.per_node(
-            ("fit", want_cpu), lambda at, w=want_cpu: least_allocated(c, at, (w, 0)), slots
-        )
+
+        def fit(at: np.ndarray, w: int = want_cpu) -> np.ndarray:
+            return least_allocated(c, at, (w, 0))
+
+        memo = c.per_node(("fit", want_cpu), fit, slots)
         assert np.array_equal(memo, least_allocated(c, slots, (want_cpu, 0)))
 
 

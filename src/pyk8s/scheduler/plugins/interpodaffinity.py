@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import reduce
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -149,7 +149,7 @@ class InterPodAffinity:
         ns_labels: Mapping[str, str] | None = None
         out = []
         for group, carriers in cache.counts(_PLACED, _placed_terms).items():
-            kind, t = group  # type: ignore[misc]
+            kind, t = cast(tuple[int, AffinityTerm], group)
             if kind not in kinds:
                 continue
             if t.namespace_selector is not None and ns_labels is None:

@@ -306,11 +306,12 @@ class PodTopologySpread:
         for i, c in enumerate(constraints):
             ids, _ = cache.domains(c.topology_key)
             matching = self._matching(cache, pod, c)
-            if present[i] is None:  # hostname: the pods on the node itself, eligible or not
+            domains = present[i]
+            if domains is None:  # hostname: the pods on the node itself, eligible or not
                 table = cache.per_domain(c.topology_key, matching).astype(np.float64)
             else:
                 counted = cache.per_domain(c.topology_key, matching, eligible)
-                table = np.where(present[i], counted, 0).astype(np.float64)
+                table = np.where(domains, counted, 0).astype(np.float64)
             table *= weights[i]
             table += c.max_skew - 1
             table[-1] = 0.0
