@@ -161,11 +161,14 @@ def test_one_endpoint_change_touches_only_its_chains_and_elements() -> None:
     gone = endpoint("10.42.1.3")
     assert after.diff_text(before).splitlines() == [
         f"flush chain ip kube-proxy {SVC}",
-        f"add rule ip kube-proxy {SVC} {after.chains[SVC][0]}",
-        f"add rule ip kube-proxy {SVC} {after.chains[SVC][1]}",
+        f"add chain ip kube-proxy {SVC} {{ {after.chains[SVC][0]} ; {after.chains[SVC][1]} ; }}",
         f"flush chain ip kube-proxy {gone}",
         f"delete chain ip kube-proxy {gone}",
     ]
+    assert after.diff_text(before, delete_stale=False).splitlines()[-1] == (
+        f"flush chain ip kube-proxy {gone}"  # deleted later: NftApplier
+    )
+    assert after.gone_chains(before) == [gone]
     assert after.diff_text(after) == ""
     # the service loses its last endpoint: map elements move from dispatch to reject
     empty = table(svc(), other, slice_(service="web"), slice_(ep("10.42.9.9"), service="other"))

@@ -62,6 +62,14 @@ FRESH_PIECE_CHAINS = 2500
 #: 244 s at 110,000 chains, against 116 s: deleting a table also unbinds each anonymous
 #: set by walking the whole transaction, so each of the two deletes is still quadratic)
 STAGED_CHAINS = 25000
+#: a chain no Service uses any more is flushed at once but deleted by a later transaction,
+#: as upstream does, once it has been empty this long (seconds; upstream: kernels before
+#: 6.2 notice a chain is unreferenced only a little later), by a forced one (the periodic
+#: sync) or by any once this many wait: a ``delete chain`` makes ``nft`` read all of the
+#: table's chains first, which a one-endpoint change otherwise does not need
+#: (:meth:`NftRuleset.diff_text`)
+STALE_CHAIN_DELAY = 1.0
+STALE_CHAINS_MAX = 1000
 
 
 class NftablesError(RuntimeError):
@@ -91,6 +99,10 @@ class NftApplier:
         #: False after a failure: the next full transaction is one that also drops any
         #: half-written table (see :meth:`apply`)
         self._staged = True
+        #: flushed chains no Service uses any more → when they were flushed
+        self._stale: dict[str, float] = {}
+        self.stale_chain_delay = STALE_CHAIN_DELAY
+        self.stale_chains_max = STALE_CHAINS_MAX
         #: how the last transaction was written: "full", "partial" or "created" (a new
         #: table in pieces; for tests)
         self.last_kind = ""
@@ -139,10 +151,21 @@ class NftApplier:
             self._staged = False
             raise NftablesError(f"{ruleset.family.name} {STAGING} or {TABLE} already existed")
         self._staged = True
-        text = ruleset.text() if full or self._last is None else ruleset.diff_text(self._last)
-        if full:  # also drops what a failed piecewise rewrite left
-            p = f"{ruleset.family.name} {STAGING}"
+        stale: dict[str, float] = {}
+        if full or self._last is None:
+            text = ruleset.text()
+            p = f"{ruleset.family.name} {STAGING}"  # also drops what a failed rewrite left
             text += f"add table {p}\ndelete table {p}\n"
+        else:
+            text = ruleset.diff_text(self._last, delete_stale=False)
+            now = time.monotonic()
+            stale = {c: t for c, t in self._stale.items() if c not in ruleset.chains}
+            stale.update(dict.fromkeys(ruleset.gone_chains(self._last), now))
+            if force or len(stale) >= self.stale_chains_max:
+                ripe = {c: t for c, t in stale.items() if now - t >= self.stale_chain_delay}
+                p = f"{ruleset.family.name} {TABLE}"
+                text += "".join(f"delete chain {p} {c}\n" for c in ripe)
+                stale = {c: t for c, t in stale.items() if c not in ripe}
         if not text:
             self._last = ruleset  # the same rules: the next update diffs against this one
             return False
@@ -154,7 +177,7 @@ class NftApplier:
             self._last = None  # next time: the whole table
             self._staged = False
             raise NftablesError(f"nft -f: {out.strip()[:2000]}")
-        self._applied(ruleset, "full" if full else "partial")
+        self._applied(ruleset, "full" if full else "partial", stale)
         return True
 
     async def render_and_apply(
@@ -215,9 +238,12 @@ class NftApplier:
         self._applied(ruleset, "created")
         return True
 
-    def _applied(self, ruleset: NftRuleset, kind: str) -> None:
+    def _applied(
+        self, ruleset: NftRuleset, kind: str, stale: dict[str, float] | None = None
+    ) -> None:
         self._last = ruleset
         self.last_kind = kind
+        self._stale = stale or {}
         if kind != "partial":
             self._last_full = time.monotonic()
 

@@ -286,7 +286,7 @@ class NftRuleset:
                 later += lines
         return out + later
 
-    def diff_text(self, previous: NftRuleset) -> str:
+    def diff_text(self, previous: NftRuleset, delete_stale: bool = True) -> str:
         """A transaction turning ``previous`` (in the kernel) into this ruleset that touches
         only what changed: new chains and sets are added, changed chains flushed and
         refilled, map elements deleted/added one by one, stale chains flushed and deleted
@@ -294,18 +294,25 @@ class NftRuleset:
 
         A ruleset :meth:`NftRenderer.update` derived from ``previous`` compares only the
         chains, sets and elements of the Services that changed (upstream's partial sync);
-        any other pair is compared in full."""
+        any other pair is compared in full.
+
+        A changed chain is written with its rules in a block (``add chain … { … }``):
+        without ``add rule``, elements or deletes, ``nft`` reads none of the table
+        first (at 1,000 services x 10 endpoints a moved endpoint took ~20 ms of CPU
+        instead of ~55). A chain whose rules name a set (``@…``) is written rule by rule
+        (``add rule`` makes ``nft`` read the sets). ``delete_stale`` False leaves the
+        stale chains flushed but in place, for the caller to delete later
+        (:meth:`gone_chains`), as upstream does."""
         p = self._p()
         now, before = self.chains, previous.chains
         touched = self._touched if self._base is previous else None
+        stale = self.gone_chains(previous)
         if touched is None:
             chains: Iterable[str] = now
-            stale = [c for c in before if c not in now]
             sets: Iterable[str] = {**previous.dynamic_sets, **self.dynamic_sets}
             names = sorted(set(self.elements) | set(previous.elements))
         else:
             chains = [c for c in touched.chains if c in now]
-            stale = [c for c in touched.chains if c in before and c not in now]
             sets = touched.sets
             names = sorted(touched.elements)
         new_sets = [n for n in sets if n in self.dynamic_sets and n not in previous.dynamic_sets]
@@ -318,7 +325,10 @@ class NftRuleset:
                 continue
             if old:
                 out.append(f"flush chain {p} {chain}")
-            out += [f"add rule {p} {chain} {rule}" for rule in rules]
+            if any("@" in rule for rule in rules):
+                out += [f"add rule {p} {chain} {rule}" for rule in rules]
+            elif rules:
+                out.append(f"add chain {p} {chain} {{ {' ; '.join(rules)} ; }}")
         changes = []
         for name in names:
             want, had = self.elements.get(name, {}), previous.elements.get(name, {})
@@ -333,9 +343,18 @@ class NftRuleset:
             added = {k: want[k] for k in keys if k in want and had.get(k) != want[k]}
             out += _element_lines("add", p, name, added)
         out += [f"flush chain {p} {c}" for c in stale]
-        out += [f"delete chain {p} {c}" for c in stale]
+        if delete_stale:
+            out += [f"delete chain {p} {c}" for c in stale]
         out += [f"delete set {p} {n}" for n in old_sets]
         return "\n".join(out) + "\n" if out else ""
+
+    def gone_chains(self, previous: NftRuleset) -> list[str]:
+        """The chains of ``previous`` that this ruleset no longer has (looking at the
+        changed Services' only, when :meth:`NftRenderer.update` derived it from
+        ``previous``)."""
+        touched = self._touched if self._base is previous else None
+        names = previous.chains if touched is None else touched.chains
+        return [c for c in names if c in previous.chains and c not in self.chains]
 
 
 #: the chains a rule jumps or goes to
