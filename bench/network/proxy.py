@@ -18,7 +18,8 @@ does; its single-stack mode is the baseline in the same run.
 For nftables the last rows are a restarted proxy's full sync: the whole table rendered
 again (render caches emptied) and written over the one in place in one transaction (a
 proxy's first sync into a table that does not exist yet writes it in pieces side by
-side instead: :meth:`NftRuleset.fresh_texts`).
+side, each as soon as it is rendered, instead: :meth:`NftApplier.render_and_apply`, which
+the first-sync rows go through as the proxier does).
 
 The ``CPU time`` rows count the CPU seconds this process and its ``nft`` or
 ``iptables-restore`` children used for a sync (the other rows are wall-clock time): on a
