@@ -82,6 +82,41 @@ def pod_body(name: str, *, scheduler_name: str = "", labels: dict[str, str] | No
     ).encode()
 
 
+def process_argv(pid: int) -> list[str]:
+    """``pid``'s command line as words ([] when it is gone). An exec'd process separates
+    them with NULs; a component the server's zygote forked shows one string
+    (setproctitle), so both are split."""
+    try:
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return []
+    return raw.replace(b"\0", b" ").decode(errors="replace").split()
+
+
+def pyk8s_component(argv: list[str]) -> str:
+    """``… pyk8s NAME …`` → NAME; '' for any other program."""
+    if "pyk8s" in argv and argv.index("pyk8s") + 1 < len(argv):
+        return argv[argv.index("pyk8s") + 1]
+    return ""
+
+
+def process_tree(root: int) -> list[int]:
+    """``root`` and every live descendant (by each process's parent in /proc/PID/stat)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [root], [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def rss_mib(pid: int) -> float | None:
     """VmRSS of ``pid`` in MiB (None when the process is gone)."""
     try:

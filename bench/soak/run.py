@@ -53,7 +53,16 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from bench._cluster import Proc, Server, free_port, rss_mib, start_sim_nodes  # noqa: E402
+from bench._cluster import (  # noqa: E402
+    Proc,
+    Server,
+    free_port,
+    process_argv,
+    process_tree,
+    pyk8s_component,
+    rss_mib,
+    start_sim_nodes,
+)
 
 from pyk8s.client import ApiError, Client, ClientError, load_kubeconfig  # noqa: E402
 
@@ -304,34 +313,11 @@ async def pod_watcher(soak: Soak, client: Client) -> None:
 # ------------------------------------------------------------------------------ processes
 
 
-def children_of(pid: int) -> list[int]:
-    """Every descendant of ``pid`` (by each process's parent in /proc/PID/stat)."""
-    parents: dict[int, list[int]] = defaultdict(list)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            stat = (entry / "stat").read_text()
-            ppid = int(stat.rsplit(")", 1)[1].split()[1])
-            parents[ppid].append(int(entry.name))
-    out: list[int] = []
-    todo = [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def process_name(pid: int) -> str:
     """``pyk8s <component>`` → the component, containerd → itself; '' for the short-lived
     helpers (CNI plugins, runc, iptables-restore), whose memory is not the server's."""
-    try:
-        argv = [a.decode() for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
-    except OSError:
-        return ""
-    if "pyk8s" in argv and argv.index("pyk8s") + 1 < len(argv):
-        name = argv[argv.index("pyk8s") + 1]
+    argv = process_argv(pid)
+    if name := pyk8s_component(argv):
         return "apiserver" if name == "server" else name
     return "containerd" if argv and Path(argv[0]).name == "containerd" else ""
 
@@ -340,7 +326,7 @@ def rss_by_process(roots: dict[str, int]) -> dict[str, float]:
     """VmRSS (MiB) of every process under each root, by name (repeats numbered)."""
     out: dict[str, float] = {}
     for root in roots.values():
-        for pid in [root, *children_of(root)]:
+        for pid in process_tree(root):
             name, mib = process_name(pid), rss_mib(pid)
             if not name or mib is None:
                 continue

@@ -49,6 +49,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench._cluster import process_argv, process_tree, pyk8s_component  # noqa: E402
 from tests.network.hosts import Hosts  # noqa: E402
 
 from pyk8s.kubelet.runtimes import ContainerdConfig  # noqa: E402
@@ -67,42 +68,18 @@ _TICK = os.sysconf("SC_CLK_TCK")
 
 
 def _component(pid: int) -> str:
-    """``python -m pyk8s NAME …`` → NAME; any other program → its name (containerd). A
-    child forked by the server's zygote shows its command line as one string."""
-    try:
-        argv = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").split()
-    except OSError:
-        return "?"
+    """``python -m pyk8s NAME …`` → NAME; any other program → its name (containerd)."""
+    argv = process_argv(pid)
     if not argv:  # exited, not yet reaped
         return "?"
-    if b"pyk8s" in argv and argv.index(b"pyk8s") + 1 < len(argv):
-        return argv[argv.index(b"pyk8s") + 1].decode()
-    return Path(argv[0].decode()).name
-
-
-def _tree(root: int) -> list[int]:
-    """``root`` and its live descendants."""
-    parent: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            with contextlib.suppress(OSError):
-                stat = (entry / "stat").read_text()
-                parent[int(entry.name)] = int(stat[stat.rindex(")") + 2 :].split()[1])
-    out = []
-    for pid in parent:
-        p = pid
-        while p > 1 and p != root:
-            p = parent.get(p, 0)
-        if p == root:
-            out.append(pid)
-    return out
+    return pyk8s_component(argv) or Path(argv[0]).name
 
 
 def tree_cpu(root: int) -> dict[str, float]:
     """User + system CPU seconds of ``root`` and every live descendant (with what their
     reaped children used), per component (see :func:`_component`)."""
     out: dict[str, float] = {}
-    for pid in _tree(root):
+    for pid in process_tree(root):
         with contextlib.suppress(OSError):
             stat = Path(f"/proc/{pid}/stat").read_text()
             fields = stat[stat.rindex(")") + 2 :].split()
@@ -117,7 +94,7 @@ def tree_memory(root: int) -> dict[str, tuple[float, float]]:
     the pages processes share (the interpreter, shared libraries) between them, so the
     PSS column adds up to what the server costs the host."""
     out: dict[str, tuple[float, float]] = {}
-    for pid in _tree(root):
+    for pid in process_tree(root):
         with contextlib.suppress(OSError):
             fields = {}
             for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
