@@ -21,10 +21,11 @@ process's own delays into the lag. Its retries and rate limit are off, so a 429 
 failure counts as an error and every latency is one request's.
 
 Every minute it prints one row: writes/s, watch events/s, watch lag p50/p99, pods
-created/s and Running, API p99 per verb, errors, and the resident memory (VmRSS) of every
-process of the server, found by walking its process tree (the API server, controller
-manager, scheduler, kubelet and its containerd, proxy, DNS), plus sim-nodes. At the end:
-the tables over time and each process's growth from minute 5 to the end (goal: <= 10 %).
+created/s and Running, API p99 per verb, errors, and the resident memory (VmRSS, the mean
+of the minute's six samples) of every process of the server, found by walking its process
+tree (the API server, its zygote and the components it forks, containerd), plus sim-nodes.
+At the end: the tables over time and each process's growth from minute 5 to the end (goal:
+<= 10 %).
 
 Usage: python3 bench/soak/run.py [--minutes 30] [--sim] [--write-rate 5] [--churn-rate 5]
 Everything it starts (processes, pods, the data dir; for real pods also their containers,
@@ -504,12 +505,16 @@ async def soak(args: argparse.Namespace, kubeconfig: Path, roots: dict[str, int]
               f"{args.churn_rate:g} pods/s for {args.pod_lifetime:g} s each, "
               f"{args.minutes} min", flush=True)  # fmt: skip
         try:
-            rss: dict[str, float] = {}
             window_start = time.perf_counter()
             for minute in range(1, args.minutes + 1):
+                samples: dict[str, list[float]] = defaultdict(list)
                 for _ in range(int(60 / RSS_EVERY)):
                     await asyncio.sleep(max(0.0, min(RSS_EVERY, state.left())))
-                    rss = rss_by_process(roots)
+                    for name, mib in rss_by_process(roots).items():
+                        samples[name].append(mib)
+                # a minute's RSS is the mean of its samples: one sample swings with the
+                # pods alive at that instant (containerd's shims, the kubelet's workers)
+                rss = {name: sum(v) / len(v) for name, v in samples.items()}
                 now = time.perf_counter()
                 window, state.window = state.window, Window()
                 row = MinuteRow(minute, now - window_start, window, len(state.running), rss)
