@@ -408,9 +408,10 @@ class NftRenderer:
         """:meth:`render` in steps, so that a first sync can write the table in pieces
         while the rest is still being rendered: yields the table being built with the
         chains and affinity sets added since the previous step, once with the shared
-        chains only (if ``size``), then whenever ``size`` more chains are in (a Service's
-        all in one step), and last with the rest (:attr:`ruleset` is the whole table by
-        then). It must be run to its end."""
+        chains only (if ``size``), then once ``size / 4`` chains are in (the first piece
+        starts early), then whenever ``size`` more are (a Service's all in one step), and
+        last with the rest (:attr:`ruleset` is the whole table by then). It must be run
+        to its end."""
         by_service: dict[str, list[Mapping[str, Any]]] = {}
         for sl in endpoint_slices:
             key = slice_service_key(sl)
@@ -426,11 +427,13 @@ class NftRenderer:
         if size:
             yield out, [], []
         fresh = self._fresh = ([], [])
+        step = -(-size // 4)  # (0: no steps)
         for key in sorted(svcs):
             self._replace(out, key, self._service_parts(svcs[key], by_service.get(key, ())), None)
-            if size and len(fresh[0]) >= size:
+            if step and len(fresh[0]) >= step:
                 yield out, *fresh
                 fresh = self._fresh = ([], [])
+                step = size
         self._earlier, self._fresh = {}, None
         self.ruleset = out
         yield out, *fresh
