@@ -181,6 +181,21 @@ def test_the_api_server_verifies_the_kubelets_serving_certificate(node: Node) ->
     assert out.strip() == "verified"
 
 
+def test_the_servers_kubelet_has_its_node_certificate_from_the_server(node: Node) -> None:
+    """Issue 21: ``pyk8s server`` issues its own kubelet's ``system:node:<name>`` client
+    certificate (k3s's server writes its agent's), so no node-client CSR is made on the
+    way to the node's first Ready; the kubelet is still that node, as NodeRestriction
+    and the Node authorizer see it."""
+    kubectl, name = node.kubectl, node.host.name
+    signers = [c["spec"]["signerName"] for c in kubectl.json("get", "csr")["items"]]
+    assert "kubernetes.io/kube-apiserver-client-kubelet" not in signers, signers
+    ns = ["nsenter", f"--net=/run/netns/{name}"]
+    as_kubelet = NsKubectl(node.host.data_dir / "server" / "cred" / "kubelet.kubeconfig", ns)
+    me = as_kubelet.json("auth", "whoami")["status"]["userInfo"]
+    assert me["username"] == f"system:node:{name}" and "system:nodes" in me["groups"]
+    assert as_kubelet.run("auth", "can-i", "delete", "nodes", check=False).stdout.strip() == "no"
+
+
 def test_registry_mirror_from_registries_yaml(node: Node, tmp_path: Path) -> None:
     """``image: docker.io/library/busybox:bars`` comes from a local docker-registry named as
     docker.io's mirror in registries.yaml, written while the node runs."""
