@@ -298,6 +298,13 @@ def _add_agent_flags(p: argparse.ArgumentParser, in_server: bool = False) -> Non
         help="a registry containerd reaches over plain HTTP (repeatable)",
     )
     p.add_argument(
+        "--default-runtime",
+        default="",
+        choices=["runc", "crun"],
+        help="the OCI runtime of the node's containerd for pods (default: runc; each "
+        "installed one is a runtime handler)",
+    )
+    p.add_argument(
         "--default-local-storage-path",
         type=Path,
         default=None,
@@ -1697,7 +1704,8 @@ def _agent_args(args: argparse.Namespace) -> list[str]:
 def _kubelet_flags(args: argparse.Namespace) -> list[str]:
     """The node flags (``_add_agent_flags(in_server=True)``) as ``pyk8s kubelet`` argv."""
     out: list[str] = []
-    for flag in ("node_name", "node_ip", "container_runtime_endpoint", "cluster_dns"):
+    flags = ("node_name", "node_ip", "container_runtime_endpoint", "cluster_dns")
+    for flag in (*flags, "default_runtime"):
         if getattr(args, flag):
             out += ["--" + flag.replace("_", "-"), getattr(args, flag)]
     if args.cluster_domain:
@@ -1982,6 +1990,7 @@ def _run_kubelet(args: argparse.Namespace) -> int:
         cloud_provider=args.cloud_provider,
         cni_bridge=args.cni_bridge,
         insecure_registries=args.insecure_registry,
+        default_runtime=args.default_runtime,
         log_root=args.log_root,
         healthz_bind_address=args.healthz_bind_address,
         healthz_port=args.healthz_port,

@@ -43,6 +43,23 @@ def test_render_config_points_cri_at_our_dirs(tmp_path: Path) -> None:
     assert "/run/containerd" not in text and "/var/lib/containerd" not in text
 
 
+def test_each_installed_runtime_is_a_handler_with_its_own_root(tmp_path: Path) -> None:
+    """runc is the default (k3s's --default-runtime picks another); every installed
+    runtime is a handler, each keeping its state in its own root."""
+    assert ContainerdConfig(tmp_path).default_runtime == "runc"
+    config = ContainerdConfig(tmp_path, default_runtime="crun")
+    text = Containerd(config).render_config()
+    assert 'default_runtime_name = "crun"' in text
+    assert config.runtimes() == [r for r in ("runc", "crun") if r == "crun" or shutil.which(r)]
+    for name in config.runtimes():
+        table = f'[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}.options]'
+        options = text.split(table, 1)[1].split("[", 1)[0]
+        assert f'Root = "{config.state / name}"' in options
+        assert f'BinaryName = "{shutil.which(name) or name}"' in options
+    with pytest.raises(ValueError, match="unknown runtime"):
+        ContainerdConfig(tmp_path, default_runtime="kata")
+
+
 async def test_import_and_run_busybox(containerd: Containerd) -> None:
     async with asyncio.timeout(50):
         await containerd.ensure_local_images()

@@ -6,9 +6,10 @@ next start adopts them); killall is the way to stop *everything*:
 
 1. pyk8s processes of this data dir (``pyk8s server|agent|kubelet|… --data-dir D``,
    anything naming a path under D, and their descendants) get SIGTERM, then SIGKILL;
-2. every container of the node's containerd: ``runc delete --force`` for each task in its
-   runc root, then whatever is left in the containers' cgroups, the shims (found by
-   their ``-address``, the node's containerd socket) and containerd get SIGKILL;
+2. every container of the node's containerd: ``runc delete --force`` (or crun's) for
+   each task in its runtime's root, then whatever is left in the containers' cgroups, the
+   shims (found by their ``-address``, the node's containerd socket) and containerd get
+   SIGKILL;
 3. every mount under D (pod volumes, sandbox netns files, rootfs overlays), deepest
    first, is unmounted;
 4. the CNI bridge named in D's CNI config and the veths on it, the host-local IPAM
@@ -37,7 +38,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pyk8s.kubelet.runtimes.containerd import ContainerdConfig
+from pyk8s.kubelet.runtimes.containerd import RUNTIMES, ContainerdConfig
 
 log = logging.getLogger(__name__)
 
@@ -199,20 +200,24 @@ def _wait_gone(pids: Iterable[int], timeout: float = 5.0) -> None:
         time.sleep(0.05)
 
 
-def _container_ids(kubelet_dir: Path) -> dict[Path, list[str]]:
-    """runc root (one per containerd namespace) -> container ids in it."""
-    runc = ContainerdConfig(kubelet_dir).runc_root
-    out: dict[Path, list[str]] = {}
-    if runc.is_dir():
-        for ns in runc.iterdir():
-            if ns.is_dir():
-                out[ns] = sorted(p.name for p in ns.iterdir() if p.is_dir())
-    tasks = ContainerdConfig(kubelet_dir).state / "io.containerd.runtime.v2.task"
+def _container_ids(kubelet_dir: Path) -> dict[tuple[str, Path], list[str]]:
+    """(OCI runtime, its root of one containerd namespace) -> container ids in it; a
+    task containerd knows that no runtime root holds is runc's, as before crun."""
+    config = ContainerdConfig(kubelet_dir)
+    out: dict[tuple[str, Path], list[str]] = {}
+    for runtime in RUNTIMES:
+        root = config.runtime_root(runtime)
+        if root.is_dir():
+            for ns in root.iterdir():
+                if ns.is_dir():
+                    out[(runtime, ns)] = sorted(p.name for p in ns.iterdir() if p.is_dir())
+    tasks = config.state / "io.containerd.runtime.v2.task"
     if tasks.is_dir():
+        known = {cid for ids in out.values() for cid in ids}
         for ns in tasks.iterdir():
             ids = [p.name for p in ns.iterdir()] if ns.is_dir() else []
-            out.setdefault(runc / ns.name, [])
-            out[runc / ns.name] = sorted(set(out[runc / ns.name]) | set(ids))
+            key = ("runc", config.runc_root / ns.name)
+            out[key] = sorted(set(out.get(key, [])) | (set(ids) - known))
     return out
 
 
@@ -232,13 +237,13 @@ def _cgroup_dirs(cgroups: str, cid: str) -> list[Path]:
 
 
 def kill_containers(node: Node, report: Report) -> None:
-    runc = shutil.which("runc") or "runc"
     for kubelet_dir in node.kubelet_dirs:
-        for root, ids in _container_ids(kubelet_dir).items():
+        for (runtime, root), ids in _container_ids(kubelet_dir).items():
+            binary = shutil.which(runtime) or runtime
             for cid in ids:
-                _run([runc, "--root", str(root), "delete", "--force", cid])
+                _run([binary, "--root", str(root), "delete", "--force", cid])
                 report.containers.append(cid)
-    # what runc did not know any more: processes still in the containers' cgroups
+    # what the runtime did not know any more: processes still in the containers' cgroups
     known = set(report.containers)
     stray: list[int] = []
     dirs: set[Path] = set()

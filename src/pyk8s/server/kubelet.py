@@ -95,6 +95,8 @@ class Options:
     cni_bridge: str = "cni0"
     #: registries reached over plain HTTP ("host:port"), e.g. a local docker-registry
     insecure_registries: list[str] = field(default_factory=list)
+    #: the containerd runtime handler of pods ("runc", "crun"; "": runc)
+    default_runtime: str = ""
     log_root: Path = Path("/var/log/pods")
     healthz_bind_address: str = "127.0.0.1"
     healthz_port: int = 10248
@@ -318,6 +320,7 @@ async def run(opts: Options) -> None:
                 opts.data_dir,
                 registries=registries,
                 registry_auth=auth_toml(mirrors) if mirrors is not None else "",
+                default_runtime=opts.default_runtime or "runc",
             )
         )
         await containerd.start()

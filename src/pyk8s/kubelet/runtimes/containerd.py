@@ -5,6 +5,13 @@ directory (root, state, socket, log), configured for CRI with our CNI directorie
 our locally built sandbox image and a ``hosts.toml`` per declared registry (plain HTTP or
 a private CA). Stopping containerd leaves the runc shims alive, so
 containers keep running across kubelet restarts, as they do in Kubernetes.
+
+Every OCI runtime of :data:`RUNTIMES` that is installed becomes a CRI runtime handler of
+its own name, each with its own state root, as k3s registers the runtimes it finds; the
+default one is k3s's ``--default-runtime`` (runc unless told). crun starts a container with
+about half of runc's CPU (runc is a Go binary that re-executes itself as ``runc init`` for
+every container), but it refuses a host whose cgroups are hybrid with controllers on the
+v2 side (``cgroups in hybrid mode not supported``), as the machine pyk8s is measured on.
 """
 
 from __future__ import annotations
@@ -14,6 +21,7 @@ import contextlib
 import hashlib
 import json
 import os
+import shutil
 import signal
 import tempfile
 from dataclasses import dataclass, field
@@ -25,6 +33,8 @@ from pyk8s.kubelet import images
 # "<address>.ttrpc", so leave room for that suffix.
 _MAX_SOCKET_PATH = 107 - len(".ttrpc")
 K8S_NAMESPACE = "k8s.io"
+#: the OCI runtimes containerd's CRI plugin is given when installed
+RUNTIMES = ("runc", "crun")
 
 
 def _default_cni_bin_dir() -> Path:
@@ -87,6 +97,14 @@ class ContainerdConfig:
     registries: dict[str, RegistryHost] = field(default_factory=dict)
     #: CRI ``registry.configs.<host>.auth`` tables (from registries.yaml), read at start
     registry_auth: str = ""
+    #: the runtime handler pods without a RuntimeClass run with (a name of RUNTIMES)
+    default_runtime: str = "runc"
+
+    def __post_init__(self) -> None:
+        if self.default_runtime not in RUNTIMES:
+            raise ValueError(
+                f"unknown runtime {self.default_runtime!r}: choose one of {', '.join(RUNTIMES)}"
+            )
 
     @property
     def base(self) -> Path:
@@ -107,7 +125,16 @@ class ContainerdConfig:
     @property
     def runc_root(self) -> Path:
         """runc's state for our containers (instead of the host's /run/containerd/runc)."""
-        return self.state / "runc"
+        return self.runtime_root("runc")
+
+    def runtime_root(self, runtime: str) -> Path:
+        """The state root of OCI runtime ``runtime`` (one directory per containerd
+        namespace under it)."""
+        return self.state / runtime
+
+    def runtimes(self) -> list[str]:
+        """The runtimes containerd is given: the installed ones and the default."""
+        return [r for r in RUNTIMES if r == self.default_runtime or shutil.which(r)]
 
     @property
     def fifo_dir(self) -> Path:
@@ -185,15 +212,9 @@ class Containerd:
                 "",
                 f"{cri}.containerd]",
                 '  snapshotter = "overlayfs"',
-                '  default_runtime_name = "runc"',
+                f"  default_runtime_name = {_toml_str(c.default_runtime)}",
                 "",
-                f"{cri}.containerd.runtimes.runc]",
-                '  runtime_type = "io.containerd.runc.v2"',
-                "",
-                f"{cri}.containerd.runtimes.runc.options]",
-                "  SystemdCgroup = false",
-                f"  Root = {_toml_str(c.runc_root)}",
-                "",
+                *(line for name in c.runtimes() for line in self._runtime_table(name)),
                 f"{cri}.cni]",
                 f"  bin_dir = {_toml_str(c.cni_bin_dir)}",
                 f"  conf_dir = {_toml_str(c.cni_conf)}",
@@ -204,6 +225,20 @@ class Containerd:
                 c.registry_auth,
             ]
         )
+
+    def _runtime_table(self, name: str) -> list[str]:
+        """The CRI runtime handler ``name``: the runc shim driving that binary."""
+        table = f'[plugins."io.containerd.grpc.v1.cri".containerd.runtimes.{name}'
+        return [
+            f"{table}]",
+            '  runtime_type = "io.containerd.runc.v2"',
+            "",
+            f"{table}.options]",
+            f"  BinaryName = {_toml_str(shutil.which(name) or name)}",
+            "  SystemdCgroup = false",
+            f"  Root = {_toml_str(self.config.runtime_root(name))}",
+            "",
+        ]
 
     def _write_config(self) -> None:
         c = self.config
