@@ -2,7 +2,9 @@
 bootstrap round trip on the way to the node's first Ready, as k3s's server writes its
 agent's ``client-kubelet.crt``. The certificate names ``system:node:<name>`` in
 ``system:nodes``, where the kubelet run with those flags reads it; a valid one from the
-same CA for the same node is kept (the kubelet renews it through CSRs)."""
+same CA for the same node is kept (the kubelet renews it through CSRs). The server also
+makes each controller's ServiceAccount with its bootstrap objects, so the controller
+manager's first token request for it succeeds."""
 
 from __future__ import annotations
 
@@ -11,7 +13,12 @@ from pathlib import Path
 
 from pyk8s.apiserver.certs import ensure_pki, issue_client_cert, issued_by_ca
 from pyk8s.client.certificates import certificate_subject, read_pem_pair, write_pem_pair
-from pyk8s.server.identities import component_flags, ensure_node_client_certificate
+from pyk8s.server.controller_credentials import SERVICE_ACCOUNTS
+from pyk8s.server.identities import (
+    component_flags,
+    controller_service_accounts,
+    ensure_node_client_certificate,
+)
 
 
 def test_the_server_issues_its_kubelets_node_certificate(tmp_path: Path) -> None:
@@ -60,3 +67,14 @@ def test_a_stale_node_certificate_is_replaced(tmp_path: Path) -> None:
 def test_no_data_dir_no_certificate(tmp_path: Path) -> None:
     pki = ensure_pki(tmp_path / "server", hostnames=["node1"], ips=["10.0.0.1"])
     assert ensure_node_client_certificate(pki, ["--node-name", "node1"]) is None
+
+
+def test_every_controllers_service_account_is_made_by_the_server() -> None:
+    accounts = controller_service_accounts()
+    names = [sa["metadata"]["name"] for sa in accounts]
+    assert sorted(set(names)) == names == sorted(set(SERVICE_ACCOUNTS.values()))
+    assert {"node-controller", "certificate-controller"} <= set(names)
+    assert all(
+        sa["kind"] == "ServiceAccount" and sa["metadata"]["namespace"] == "kube-system"
+        for sa in accounts
+    )

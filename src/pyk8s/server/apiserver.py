@@ -48,6 +48,7 @@ from pyk8s.server.certrenew import CertRenewer
 from pyk8s.server.component import stop_on_signals, tcp_site
 from pyk8s.server.identities import (
     component_flags,
+    controller_service_accounts,
     create_missing,
     ensure_component_policy,
     ensure_join_token,
@@ -579,6 +580,8 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
         writes.append(ensure_local_storage(handlers))
     # what an add-on's manifest installs as an administrator, before it starts
     writes += [create_missing(handlers, installs(name)) for name, *_extra in components]
+    if any(name == "controller-manager" for name, *_extra in components):
+        writes.append(create_missing(handlers, controller_service_accounts()))
     await asyncio.gather(*writes)  # at once: the store commits concurrent writes together
     if components:
         startgate.open_gate(gate)

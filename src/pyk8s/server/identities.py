@@ -85,6 +85,7 @@ from pyk8s.client.certificates import (
     write_pem_pair,
 )
 from pyk8s.server.addon_identities import ADDON_POLICY, ADDON_USERS
+from pyk8s.server.controller_credentials import SERVICE_ACCOUNTS, service_account
 
 __all__ = [
     "COMPONENT_USERS",
@@ -92,6 +93,7 @@ __all__ = [
     "JOIN_GROUP",
     "JOIN_POLICY",
     "component_flags",
+    "controller_service_accounts",
     "create_missing",
     "ensure_component_policy",
     "ensure_join_token",
@@ -432,6 +434,12 @@ def ensure_node_client_certificate(pki: Pki, kubelet_argv: Sequence[str]) -> Pat
     write_pem_pair(pem, *issue_client_cert(pki, user, (NODES_GROUP,)))
     log.info("node client certificate issued", extra={"user": user, "file": str(pem)})
     return pem
+
+
+def controller_service_accounts() -> list[dict[str, Any]]:
+    """The ServiceAccounts the controller manager's controllers run as
+    (``--use-service-account-credentials``, :func:`component_flags`)."""
+    return [service_account(a) for a in sorted(set(SERVICE_ACCOUNTS.values()))]
 
 
 def _kubelet_bootstrap(pki: Pki) -> Path:
