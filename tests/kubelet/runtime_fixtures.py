@@ -27,6 +27,7 @@ from pyk8s.kubelet import images
 from pyk8s.kubelet.cni import write_bridge_conflist
 from pyk8s.kubelet.cri import CRIClient, CRIError
 from pyk8s.kubelet.runtimes import Containerd, ContainerdConfig
+from pyk8s.network.routes import egress_masquerade_rule
 
 
 def require_runtime() -> None:
@@ -79,8 +80,13 @@ def _reap_leftovers(data_dir: Path, socket: Path) -> None:
 
 
 def remove_cni_nat(subnet: str) -> None:
-    """Delete the bridge plugin's masquerade chains for pod IPs in ``subnet``: a killed
-    runtime never ran CNI DEL for its pods, and they would pile up in the host's nat table."""
+    """Delete the kubelet's egress rule for ``subnet`` and the bridge plugin's masquerade
+    chains for pod IPs in it (a killed runtime never ran CNI DEL for its pods): they would
+    pile up in the host's nat table."""
+    subprocess.run(
+        ["iptables", "-t", "nat", "-D", *egress_masquerade_rule(subnet, subnet)],
+        check=False, timeout=30, capture_output=True,
+    )  # fmt: skip
     net = ipaddress.ip_network(subnet)
     dump = subprocess.run(
         ["iptables-save", "-t", "nat"], capture_output=True, text=True, timeout=30, check=False

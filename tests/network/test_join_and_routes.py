@@ -1,15 +1,17 @@
-"""Joining a worker (token parsing, the CA check) and host-gw route computation."""
+"""Joining a worker (token parsing, the CA check), host-gw route computation and the
+node's egress masquerade rule."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
 
 from pyk8s.client import load_kubeconfig
-from pyk8s.network.routes import desired_routes, parse_routes
+from pyk8s.network.routes import desired_routes, ensure_egress_masquerade, parse_routes
 from pyk8s.server.agent import JoinError, fetch_ca, parse_token, write_agent_kubeconfig
 from tests.integration.conftest import Server
 
@@ -39,6 +41,32 @@ def test_parse_ip_route_output() -> None:
         "10.42.2.0/24 via 10.99.0.13 dev eth0 proto 201\n"
     )
     assert parse_routes(text) == {"10.42.1.0/24": "10.99.0.12", "10.42.2.0/24": "10.99.0.13"}
+
+
+async def test_egress_masquerade_is_one_rule_added_once_per_family() -> None:
+    """The node's one MASQUERADE rule per pod CIDR (in place of the CNI bridge's chain per
+    pod): checked first, added when missing, ip6tables for an IPv6 CIDR."""
+    rules: list[list[str]] = []
+
+    async def iptables(argv: Sequence[str]) -> str:
+        family, rest = (["-6"], list(argv[1:])) if argv[:1] == ["-6"] else ([], list(argv))
+        assert rest[:2] == ["-t", "nat"]
+        rule = [*family, *rest[3:]]
+        if rest[2] == "-C" and rule not in rules:
+            raise RuntimeError("no such rule")
+        if rest[2] == "-A":
+            rules.append(rule)
+        return ""
+
+    for _ in range(2):
+        await ensure_egress_masquerade("10.88.1.0/24", "10.88.1.0/24", iptables)
+        await ensure_egress_masquerade("fd00:1::/64", "fd00:1::/64", iptables)
+    assert rules == [
+        ["POSTROUTING", "-s", "10.88.1.0/24", "!", "-d", "10.88.1.0/24", "-m", "comment",
+         "--comment", "pyk8s: pod egress", "-j", "MASQUERADE"],
+        ["-6", "POSTROUTING", "-s", "fd00:1::/64", "!", "-d", "fd00:1::/64", "-m", "comment",
+         "--comment", "pyk8s: pod egress", "-j", "MASQUERADE"],
+    ]  # fmt: skip
 
 
 def test_token_forms() -> None:

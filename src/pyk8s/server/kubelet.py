@@ -59,7 +59,7 @@ from pyk8s.kubelet.server import KubeletServer, kubelet_ssl_context
 from pyk8s.kubelet.simulated import parse_taint
 from pyk8s.kubelet.stats import StatsProvider
 from pyk8s.localpath import PROVISIONER_NAME, LocalPathProvisioner
-from pyk8s.network.routes import HostGwRoutes
+from pyk8s.network.routes import HostGwRoutes, ensure_egress_masquerade
 from pyk8s.network.safety import ensure_unreachable
 from pyk8s.server import startgate
 from pyk8s.server.component import HealthServer, stop_on_signals
@@ -341,12 +341,25 @@ async def run(opts: Options) -> None:
     airgap = ImageDirWatcher(opts.data_dir / "images", runtime.import_image, imported)
     await airgap.import_existing()
 
+    masquerading: set[asyncio.Task[None]] = set()
+
+    async def masquerade(cidr: str) -> None:
+        try:
+            for c in (c.strip() for c in cidr.split(",")):
+                if c:
+                    await ensure_egress_masquerade(c, c)
+        except (RuntimeError, OSError) as err:
+            log.warning("cannot masquerade the pods' egress: %s", err)
+
     def on_pod_cidr(cidr: str) -> None:
-        # with host-gw routes, the node masquerades only what leaves the cluster CIDR
-        path = write_bridge_conflist(
-            cni_conf, cidr, bridge=opts.cni_bridge, ip_masq=not opts.node_routes
-        )
+        # the node masquerades its pods' egress with one rule, not the bridge plugin a
+        # chain per pod; with host-gw routes (HostGwRoutes) only what leaves the cluster CIDR
+        path = write_bridge_conflist(cni_conf, cidr, bridge=opts.cni_bridge, ip_masq=False)
         log.info("CNI config written", extra={"path": str(path), "podCIDR": cidr})
+        if not opts.node_routes:
+            task = asyncio.create_task(masquerade(cidr), name="pod-egress-masquerade")
+            masquerading.add(task)
+            task.add_done_callback(masquerading.discard)
 
     if opts.pod_cidr:
         on_pod_cidr(opts.pod_cidr)
