@@ -72,3 +72,28 @@ async def test_a_tick_past_the_full_interval_collects_everything(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert gc.get_freeze_count() == 0
+
+
+async def test_what_is_shared_with_the_zygote_waits_until_the_process_doubled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The full collection would write to every object frozen before the zygote was
+    forked, copying the pages they share: it waits until as many are the process's own."""
+    froze = signalling(monkeypatch, "freeze_survivors")
+    collected = signalling(monkeypatch, "full_collection")
+    gc.freeze()  # as pyk8s.server.zygote.start, before it forks
+    monkeypatch.setattr(gcfreeze, "_shared", 0)
+    gcfreeze.shared()
+    task = asyncio.create_task(gcfreeze.run(interval=0.01, full_interval=0))
+    try:
+        for _ in range(3):
+            await froze.wait()
+            froze.clear()
+        assert not collected.is_set()
+        grown = [Cycle() for _ in range(gcfreeze._shared)]  # now it holds as many of its own
+        await collected.wait()
+        assert len(grown) == gcfreeze._shared
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert gc.get_freeze_count() == 0

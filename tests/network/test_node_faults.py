@@ -90,6 +90,23 @@ class Node:
         answers = self.fetch(count)
         return len(answers) == count and all(answers)
 
+    def host_answers(self, url: str, count: int = 5) -> list[str]:
+        """``count`` bounded requests from the node's own network namespace (no
+        ``kubectl exec``: that goes through the kubelet)."""
+        code = (
+            "import urllib.request\n"
+            f"for _ in range({count}):\n"
+            "    try:\n"
+            f"        print('R:' + urllib.request.urlopen({url!r}, timeout=3).read().decode())\n"
+            "    except OSError:\n"
+            "        print('R:')\n"
+        )
+        out = subprocess.run(
+            ["nsenter", f"--net=/run/netns/{self.host.name}", sys.executable, "-c", code],
+            capture_output=True, text=True, timeout=5 * count + 30, check=False,
+        )  # fmt: skip
+        return [line[2:].strip() for line in out.stdout.splitlines() if line.startswith("R:")]
+
 
 def stop(proc: subprocess.Popen[bytes] | None) -> None:
     if proc is None:
@@ -288,12 +305,18 @@ def test_kill_9_of_the_kubelet_proxy_and_dns(node: Node) -> None:
     wait_until(lambda: pods(kubectl) == before, within=60)
     assert node.all_answer()
 
-    # the proxy (in the kubelet's process, pyk8s.server.cohost: that process again): the
-    # rules stay while it is dead, and a new one takes them over
+    # the proxy (in the kubelet's process with the node's DNS server, pyk8s.server.cohost:
+    # that process again): the rules stay while it is dead (asked from the node by
+    # ClusterIP: the node's DNS server died with it, and kubectl exec needs the kubelet),
+    # and a new one takes them over
+    url = f"http://{kubectl.json('get', 'service', 'web')['spec']['clusterIP']}/"
+    answers = node.host_answers(url)
+    assert len(answers) == 5 and all(answers), f"the node cannot reach the Service: {answers}"
     old = node.agent_child("proxy")
     assert old is not None
     os.kill(old, signal.SIGKILL)
-    assert node.all_answer(), "the Service stopped answering while the proxy was down"
+    answers = node.host_answers(url)
+    assert len(answers) == 5 and all(answers), "the Service stopped answering without its proxy"
     wait_until(lambda: node.agent_child("proxy") not in (None, old), within=60)
     kubectl("scale", "deployment", "web", "--replicas=3")  # a change the new proxy must sync
     wait_until(lambda: len(set(node.fetch(30)) - {""}) == 3, within=90, every=1)

@@ -20,6 +20,13 @@ everything is unfrozen, collected once (the pause a full collection always had, 
 that period instead of once per quarter of growth) and frozen again, which bounds that
 memory. JSON objects (the cache's bulk) hold no cycles and are freed as before.
 :func:`run` ends with everything unfrozen.
+
+A full collection writes to every object it walks, and in ``pyk8s server`` what was
+frozen when the zygote was forked (:mod:`pyk8s.server.zygote`, :func:`shared`) sits on
+pages the zygote and every component share with this process: a collection of them
+copies all those pages (~20 MiB of imported modules). So the full collection waits
+until this process has frozen at least as many objects of its own as it shares (a
+server that grew, where a collection is worth it); an idle server never copies them.
 """
 
 from __future__ import annotations
@@ -35,6 +42,15 @@ log = logging.getLogger(__name__)
 INTERVAL = 2.0
 #: seconds between two full collections (everything unfrozen, collected, frozen again)
 FULL_INTERVAL = 600.0
+#: objects frozen when a zygote was forked from this process (their pages are shared)
+_shared = 0
+
+
+def shared() -> None:
+    """Everything frozen now is shared with a forked process: a full collection, which
+    writes to it, waits until this process has frozen as many objects of its own."""
+    global _shared
+    _shared = gc.get_freeze_count()
 
 
 def freeze_survivors() -> None:
@@ -58,7 +74,7 @@ async def run(interval: float = INTERVAL, full_interval: float = FULL_INTERVAL) 
     try:
         while True:
             await asyncio.sleep(interval)
-            if time.monotonic() - last_full < full_interval:
+            if time.monotonic() - last_full < full_interval or gc.get_freeze_count() < 2 * _shared:
                 freeze_survivors()
                 continue
             started = time.perf_counter()

@@ -48,6 +48,8 @@ from typing import Any
 
 import orjson
 
+from pyk8s.server import gcfreeze
+
 log = logging.getLogger(__name__)
 
 _PR_SET_PDEATHSIG = 1
@@ -74,6 +76,7 @@ def start(components: Sequence[str]) -> Zygote | None:
         return None
     gc.collect()
     gc.freeze()  # what the server imported: no collection on either side writes to it
+    gcfreeze.shared()
     parent_end, child_end = socket.socketpair()
     sys.stdout.flush()
     sys.stderr.flush()
