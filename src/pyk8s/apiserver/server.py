@@ -193,6 +193,28 @@ class Metrics:
             "Latest revision in the watch cache",
             registry=self.registry,
         )
+        #: the children of ``requests`` and ``latency`` by their labels: ``labels()``
+        #: checks and locks on every call, and every request asks both
+        self._counted: dict[tuple[str, ...], Any] = {}
+        self._timed: dict[tuple[str, ...], Any] = {}
+
+    def request_done(
+        self, verb: str, group: str, resource: str, subresource: str, code: int
+    ) -> None:
+        """Count a resource request in ``apiserver_request_total``."""
+        key = (verb, group, resource, subresource, str(code))
+        child = self._counted.get(key)
+        if child is None:
+            child = self._counted[key] = self.requests.labels(*key)
+        child.inc()
+
+    def request_took(self, verb: str, group: str, resource: str, seconds: float) -> None:
+        """Observe a resource request in ``apiserver_request_duration_seconds``."""
+        key = (verb, group, resource)
+        child = self._timed.get(key)
+        if child is None:
+            child = self._timed[key] = self.latency.labels(*key)
+        child.observe(seconds)
 
 
 class APIServer:
@@ -447,10 +469,10 @@ class APIServer:
             return status_response(errors.internal(UNEXPECTED_ERROR))
         finally:
             if info is not None and info.resource_request:
-                labels = (info.verb, info.group, info.resource)
-                self.metrics.requests.labels(*labels, info.subresource, str(code)).inc()
-                if info.verb != "watch" and _DROPPED not in request:
-                    self.metrics.latency.labels(*labels).observe(time.perf_counter() - start)
+                verb, group, resource = info.verb, info.group, info.resource
+                self.metrics.request_done(verb, group, resource, info.subresource, code)
+                if verb != "watch" and _DROPPED not in request:
+                    self.metrics.request_took(verb, group, resource, time.perf_counter() - start)
 
     async def _dispatch(self, request: web.Request, info: RequestInfo) -> web.StreamResponse:
         path = request.path.rstrip("/") or "/"
