@@ -55,6 +55,7 @@ ERR_REASON_ANTI_AFFINITY = "node(s) didn't match pod anti-affinity rules"
 HARD_POD_AFFINITY_WEIGHT = 1
 _STATE = NAME + "/filter"
 _EXISTING = NAME + "/existing"
+_PREFERRED = NAME + "/preferred"
 #: the cache's counter of placed pods by the terms they carry
 _PLACED = (NAME, "placed")
 
@@ -247,16 +248,27 @@ class InterPodAffinity:
 
     # ---------------------------------------------------------------- score
 
+    def _preferred(
+        self, state: CycleState, pod: Obj
+    ) -> tuple[list[AffinityTerm], list[AffinityTerm]]:
+        """The pod's preferred (affinity, anti-affinity) terms, parsed once per cycle."""
+        got: tuple[list[AffinityTerm], list[AffinityTerm]] | None = state.get(_PREFERRED)
+        if got is None:
+            ns_labels = self._namespace_labels
+            got = state[_PREFERRED] = (
+                preferred_terms(pod, "podAffinity", ns_labels),
+                preferred_terms(pod, "podAntiAffinity", ns_labels),
+            )
+        return got
+
     def pre_score(self, state: CycleState, pod: Obj, nodes: Sequence[NodeInfo]) -> Status | None:
-        has_preferred = bool(
-            preferred_terms(pod, "podAffinity") or preferred_terms(pod, "podAntiAffinity")
-        )
-        if not has_preferred and state.get(_EXISTING) is False:
+        affinity, anti = self._preferred(state, pod)
+        if not affinity and not anti and state.get(_EXISTING) is False:
             return Status(Code.SKIP)
         return None
 
     def score_all(self, state: CycleState, pod: Obj, cache: Cache, slots: IntArray) -> IntArray:
-        ns_labels = self._namespace_labels
+        affinity, anti = self._preferred(state, pod)
         #: topology key -> per slot: the weights of the matching pairs there
         weights: dict[str, IntArray] = {}
 
@@ -264,9 +276,9 @@ class InterPodAffinity:
             got = weights.get(key)
             weights[key] = per_slot if got is None else got + per_slot
 
-        for t in preferred_terms(pod, "podAffinity", ns_labels):
+        for t in affinity:
             add(t.topology_key, t.weight * self._matching(cache, t))
-        for t in preferred_terms(pod, "podAntiAffinity", ns_labels):
+        for t in anti:
             add(t.topology_key, -t.weight * self._matching(cache, t))
         # placed pods' terms towards the incoming pod: each distinct term matched once
         kinds = (REQUIRED_AFFINITY, PREFERRED_AFFINITY, PREFERRED_ANTI)
