@@ -123,11 +123,15 @@ _REMAINING_KEPT = 1024
 _MAX_BATCH = 256
 _REPLAY_PAGE = 1000
 
-#: a read whose kind and range cost at most this much CPU the last time runs on the event
-#: loop (it blocks the loop that long; a read on a thread costs several loop turns)
+#: a read whose kind and range cost at most this much CPU in one of its last two reads
+#: runs on the event loop (it blocks the loop that long; a read on a thread costs several
+#: loop turns); two, so that one garbage collection during a read does not send the
+#: reads of its range, all that come until a thread has read it again, to the threads
 _INLINE_SECONDS = 0.002
 #: how many kinds and ranges of reads :attr:`SqliteStore._read_cost` remembers
 _READ_COSTS_KEPT = 4096
+#: the cost of a read never seen: on a thread
+_UNSEEN = (float("inf"), float("inf"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -223,8 +227,8 @@ class SqliteStore:
         self._read_conns_lock = threading.Lock()
         #: the event loop's own read connection (reads that were cheap: :meth:`_read`)
         self._inline_conn: sqlite3.Connection | None = None
-        #: CPU seconds the last read of a kind and range took (its ``shape``)
-        self._read_cost: dict[tuple[str, ...], float] = {}
+        #: CPU seconds the last two reads of a kind and range took (its ``shape``)
+        self._read_cost: dict[tuple[str, ...], tuple[float, float]] = {}
         self._watchers: set[_SqliteWatch] = set()
         #: the latest revision whose events were handed to watchers (event-loop side)
         self._dispatched = 0
@@ -330,11 +334,11 @@ class SqliteStore:
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T], shape: tuple[str, ...] = ()) -> T:
         """``fn`` in a read transaction. A read with a ``shape`` (its kind and key range)
-        runs on the event loop when the last one of that shape took at most
+        runs on the event loop when one of the last two of that shape took at most
         ``_INLINE_SECONDS`` of CPU, otherwise (and the first time) on a reader thread."""
         if self._closed:
             raise Unavailable("store is closed")
-        if shape and self._read_cost.get(shape, _INLINE_SECONDS + 1) <= _INLINE_SECONDS:
+        if shape and min(self._read_cost.get(shape, _UNSEEN)) <= _INLINE_SECONDS:
             try:
                 return self._read_inline(fn, shape)
             except _Busy:
@@ -385,7 +389,7 @@ class SqliteStore:
     def _remember_cost(self, shape: tuple[str, ...], seconds: float) -> None:
         if len(self._read_cost) >= _READ_COSTS_KEPT:
             self._read_cost.clear()
-        self._read_cost[shape] = seconds
+        self._read_cost[shape] = (seconds, self._read_cost.get(shape, _UNSEEN)[0])
 
     @staticmethod
     def _revisions(conn: sqlite3.Connection) -> tuple[int, int]:
