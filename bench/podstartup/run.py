@@ -3,8 +3,8 @@
 The SLI (clusterloader2's pod startup latency, image present): from the API request
 creating a pod to a watch seeing it Running, through the whole stack — ``pyk8s server``
 (API server, scheduler, controller-manager) and ``pyk8s kubelet`` on its own containerd.
-``--baseline REV`` measures the SLI of git revision REV's code too, in the same run,
-alternating with this tree's (``--rounds`` times each). The CPU table says what each
+``--baseline REV`` (repeatable) measures the SLI of git revision REV's code too, in the
+same run, alternating with this tree's (``--rounds`` times each). The CPU table says what each
 process used per pod while 5 were started at once: the server's process tree, the kubelet,
 its containerd (with the CNI plugins it runs) and the shims (with the OCI runtime).
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import ipaddress
 import os
 import shutil
 import signal
@@ -292,6 +293,16 @@ async def pod_startup_sli(
     return row, used, segments
 
 
+async def _torn_down(socket: Path, within: float = 120) -> None:
+    """Wait until the kubelet has removed the deleted pods' sandboxes: the next round's
+    pods then start on an idle node, not beside 30 teardowns (StopPodSandbox, CNI DEL)."""
+    async with CRIClient(str(socket)) as cri:
+        for _ in range(int(within / 0.2)):
+            if not await cri.list_pod_sandbox():
+                return
+            await asyncio.sleep(0.2)
+
+
 async def sli_rows(
     base: Path, pods: int, src: Path | None, label: str
 ) -> tuple[list[Row], dict[str, float], dict[str, list[float]]]:
@@ -324,8 +335,11 @@ async def sli_rows(
                 except Exception:  # not registered yet
                     pass
                 await asyncio.sleep(0.1)
+            socket = ContainerdConfig(base / "agent").socket
             await pod_startup_sli(client, 3, 1)  # warm up: first sandbox, CNI bridge
+            await _torn_down(socket)
             one, _, _ = await pod_startup_sli(client, pods, 1)
+            await _torn_down(socket)
             pid = kubelet.pid
 
             def cpu() -> dict[str, float]:
@@ -352,6 +366,12 @@ def _reap(base: Path) -> None:
     # the kubelet's egress rule, and the bridge plugin's chain of each pod whose sandbox
     # was not torn down before the kubelet stopped (a revision that still used ipMasq)
     remove_cni_nat(SLI_CIDR)
+    # and their host-local leases (else the /24 runs out after a few runs)
+    subnet = ipaddress.ip_network(SLI_CIDR)
+    for lease in Path("/var/lib/cni/networks/pyk8s").glob("10.*"):
+        with contextlib.suppress(ValueError, OSError):
+            if ipaddress.ip_address(lease.name) in subnet:
+                lease.unlink()
 
 
 def _clean_up(data_dir: Path) -> None:
@@ -374,9 +394,9 @@ async def main(args: argparse.Namespace) -> None:
     cpu: dict[str, dict[str, float]] = {}
     segments: dict[str, dict[str, list[float]]] = {}
     trees: dict[str, Path | None] = {"this tree": None}
-    if args.baseline:
-        src = await asyncio.to_thread(revision_src, args.baseline, data_dir / "rev")
-        trees = {args.baseline: src, **trees}
+    for i, rev in enumerate(args.baseline):
+        src = await asyncio.to_thread(revision_src, rev, data_dir / f"rev{i}")
+        trees = {**{k: v for k, v in trees.items() if v is not None}, rev: src, "this tree": None}
     steps: list[tuple[str, dict[str, list[float]]]] = []
     try:
         for r in range(args.rounds):
@@ -448,7 +468,11 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=30)
     parser.add_argument(
-        "--baseline", metavar="REV", help="also measure the SLI of git revision REV's code"
+        "--baseline",
+        metavar="REV",
+        action="append",
+        default=[],
+        help="also measure the SLI of git revision REV's code (repeatable)",
     )
     parser.add_argument("--rounds", type=int, default=1, help="SLI runs of each tree")
     if os.geteuid() != 0:
