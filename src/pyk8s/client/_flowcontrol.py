@@ -17,6 +17,9 @@ from collections.abc import Callable
 class TokenBucket:
     """``burst`` tokens, refilled at ``qps`` per second; ``qps <= 0`` means unlimited."""
 
+    # slots: an event recorder keeps one per object it reported on (4,096 of them)
+    __slots__ = ("_clock", "_last", "_tokens", "burst", "qps")
+
     def __init__(self, qps: float, burst: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.qps = float(qps)
         self.burst = max(1, int(burst))

@@ -125,7 +125,7 @@ def _object_key(ev: Obj) -> tuple[str, ...]:
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class _Seen:
     """The Event written for one dedup key (client-go's ``eventLog``)."""
 
@@ -136,7 +136,7 @@ class _Seen:
     last_seen: float
 
 
-@dataclass
+@dataclass(slots=True)
 class _Similar:
     messages: set[str]
     last_seen: float
