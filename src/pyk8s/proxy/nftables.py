@@ -229,14 +229,21 @@ class NftApplier:
             threads.shutdown(wait=False)
         if all(code == 0 for code, _ in results):
             results.append(await run(argv, ruleset.tail_text()))
+        self._pieces_done(ruleset, results, started, "created")
+        return True
+
+    def _pieces_done(
+        self, ruleset: NftRuleset, results: list[tuple[int, str]], started: float, kind: str
+    ) -> None:
+        """Account for a table written in pieces (``results``: each transaction's exit code
+        and output): applied as ``kind``, or :class:`NftablesError` for the first failure."""
         self.transaction_seconds.observe(time.monotonic() - started)
         failed = [out for code, out in results if code != 0]
         if failed:  # nothing of it is hooked: the next (whole) transaction replaces it
             self.failures.inc()
             self._staged = False
             raise NftablesError(f"nft -f: {failed[0].strip()[:2000]}")
-        self._applied(ruleset, "created")
-        return True
+        self._applied(ruleset, kind)
 
     def _applied(
         self, ruleset: NftRuleset, kind: str, stale: dict[str, float] | None = None
@@ -272,13 +279,9 @@ class NftApplier:
             tail += f"add table {p}\ndelete table {p}\n"
         if all(code == 0 for code, _ in results):
             results.append(await run(argv, tail))
-        self.transaction_seconds.observe(time.monotonic() - started)
-        failed = [out for code, out in results if code != 0]
-        if failed:  # nothing of it is hooked: the next (whole) transaction replaces it
-            self.failures.inc()
-            self._staged = False
-            raise NftablesError(f"nft -f: {failed[0].strip()[:2000]}")
-        self._applied(ruleset, "staged" if replacing == STAGING else "created")
+        self._pieces_done(
+            ruleset, results, started, "staged" if replacing == STAGING else "created"
+        )
         return True
 
 
