@@ -7,7 +7,7 @@ import re
 from typing import Any
 
 from pyk8s.client import Client, EventRecorder
-from pyk8s.client.events import EventCorrelator, object_reference
+from pyk8s.client.events import CACHE_SIZE, EventCorrelator, object_reference
 from tests.client.conftest import CONFIGMAPS, EVENTS, NAMESPACES, configmap
 
 
@@ -57,6 +57,39 @@ def test_correlator_spam_filter() -> None:
     results = [c.correlate(ev("p", reason=f"R{i}")) for i in range(30)]
     assert sum(r is not None for r in results) == 25  # burst 25 per object
     assert c.correlate(ev("q")) is not None  # another object has its own bucket
+
+
+def test_correlator_spam_bucket_refills_one_event_per_five_minutes() -> None:
+    now = [1_765_000_000.123]  # a wall-clock time: rounding must not lose the last token
+    c = EventCorrelator(clock=lambda: now[0])
+    assert sum(c.correlate(ev("p", reason=f"R{i}")) is not None for i in range(26)) == 25
+    now[0] += 299
+    assert c.correlate(ev("p", reason="late")) is None
+    now[0] += 1  # five minutes after the burst: one more token
+    assert c.correlate(ev("p", reason="a")) is not None
+    assert c.correlate(ev("p", reason="b")) is None
+    now[0] += 3600 * 24  # a day later the bucket is full again, and holds no more than 25
+    assert sum(c.correlate(ev("p", reason=f"S{i}")) is not None for i in range(30)) == 25
+
+
+def test_correlator_repeats_of_one_message_are_not_aggregated() -> None:
+    c = EventCorrelator(clock=lambda: 0.0)
+    outs = [c.correlate(ev("p", message=f"message {i % 3}")) for i in range(24)]
+    assert all(o is not None and o[0]["message"].startswith("message") for o in outs)
+    counts = [o[0]["count"] for o in outs if o is not None]
+    assert counts[-3:] == [8, 8, 8]  # three Events, each patched up to 8 times
+
+
+def test_correlator_forgets_the_least_recently_used_object() -> None:
+    c = EventCorrelator(clock=lambda: 0.0)
+    assert (first := c.correlate(ev("p"))) is not None and first[1] is None
+    for i in range(CACHE_SIZE - 1):
+        c.correlate(ev(f"o{i}", uid=f"u{i}"))
+    again = c.correlate(ev("p"))  # still remembered; now the most recently used
+    assert again is not None and again[1] is not None and again[0]["count"] == 2
+    c.correlate(ev("last", uid="last"))  # one over the size: the oldest other goes
+    assert (p3 := c.correlate(ev("p"))) is not None and p3[0]["count"] == 3
+    assert (o0 := c.correlate(ev("o0", uid="u0"))) is not None and o0[1] is None
 
 
 def test_object_reference() -> None:

@@ -33,13 +33,11 @@ import contextlib
 import datetime as dt
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from pyk8s.api.registry import REGISTRY, Resource
-from pyk8s.client._flowcontrol import TokenBucket
 from pyk8s.client.errors import ApiError, ClientError, TransportError, is_not_found
 from pyk8s.client.rest import Client, Obj
 
@@ -65,6 +63,7 @@ DEDUP_WINDOW = 600.0  # seconds
 MAX_SIMILAR = 10
 SPAM_BURST = 25
 SPAM_QPS = 1.0 / 300.0
+_SPAM_PERIOD = 300.0  # seconds per token (1 / SPAM_QPS)
 QUEUE_SIZE = 1000
 #: events written at once (each writer owns a share of the objects)
 WRITERS = 16
@@ -75,21 +74,32 @@ V = TypeVar("V")
 
 
 class _LRU(Generic[K, V]):
+    """At most ``size`` entries; the least recently used one goes first.
+
+    A plain dict in use order (a used key is removed and inserted again, so it is last;
+    the first key is the least recently used): ~70 B per entry, where an OrderedDict's
+    linked list and node index take ~136 B. An event recorder keeps three of these full.
+    """
+
     def __init__(self, size: int) -> None:
         self.size = size
-        self._d: OrderedDict[K, V] = OrderedDict()
+        self._d: dict[K, V] = {}
+
+    def __len__(self) -> int:
+        return len(self._d)
 
     def get(self, key: K) -> V | None:
-        value = self._d.get(key)
+        value = self._d.pop(key, None)
         if value is not None:
-            self._d.move_to_end(key)
+            self._d[key] = value
         return value
 
     def put(self, key: K, value: V) -> None:
-        self._d[key] = value
-        self._d.move_to_end(key)
-        while len(self._d) > self.size:
-            self._d.popitem(last=False)
+        d = self._d
+        d.pop(key, None)
+        d[key] = value
+        if len(d) > self.size:
+            del d[next(iter(d))]
 
 
 def object_reference(obj: Mapping[str, Any]) -> Obj:
@@ -138,7 +148,12 @@ class _Seen:
 
 @dataclass(slots=True)
 class _Similar:
-    messages: set[str]
+    """The distinct messages (their dedup keys) seen for one aggregation key.
+
+    One message is kept as its key alone; a set only once there are two.
+    """
+
+    messages: int | set[int]
     last_seen: float
 
 
@@ -146,38 +161,59 @@ class EventCorrelator:
     """Decides, per event: drop it (spam), create it, or patch an earlier one.
 
     ``correlate`` returns ``None`` (drop) or ``(event, seen)``: ``seen`` is the earlier
-    Event to patch, or ``None`` to create. ``observe`` records what was written.
+    Event to patch, or ``None`` to create.
+
+    A recorder keeps up to 3 x :data:`CACHE_SIZE` entries, a few per object it reported
+    on, for as long as it lives, so an entry is kept small: its key is the 64-bit
+    ``hash()`` of upstream's key (source, object, type, reason, message), not the strings
+    (a message is as long as a sentence); two different keys share a hash with a
+    probability of ~2**-64 per pair (str hashes are SipHash, keyed per process, so event
+    contents cannot be chosen to collide), ~1e-11 for a full correlator, and a collision
+    would only count one event as a repeat of another. The spam filter's token bucket is
+    one float per object: the time its bucket is full again (the bucket's debt), which
+    admits exactly what a bucket of ``SPAM_BURST`` tokens refilled at ``SPAM_QPS`` would.
     """
 
     def __init__(self, clock: Callable[[], float] = time.time) -> None:
         self.clock = clock
-        self._spam: _LRU[tuple[str, ...], TokenBucket] = _LRU(CACHE_SIZE)
-        self._similar: _LRU[tuple[str, ...], _Similar] = _LRU(CACHE_SIZE)
-        self._seen: _LRU[tuple[str, ...], _Seen] = _LRU(CACHE_SIZE)
+        self._spam: _LRU[int, float] = _LRU(CACHE_SIZE)
+        self._similar: _LRU[int, _Similar] = _LRU(CACHE_SIZE)
+        self._seen: _LRU[int, _Seen] = _LRU(CACHE_SIZE)
+        # one string object for equal namespaces and timestamps kept in ``_Seen``
+        self._namespaces: dict[str, str] = {}
+        self._stamp = ""
 
     def correlate(self, ev: Obj) -> tuple[Obj, _Seen | None] | None:
         now = self.clock()
-        okey = _object_key(ev)
-        bucket = self._spam.get(okey)
-        if bucket is None:
-            bucket = TokenBucket(SPAM_QPS, SPAM_BURST, clock=self.clock)
-            self._spam.put(okey, bucket)
-        if not bucket.try_accept():
+        okey = hash(_object_key(ev))
+        if not self._accept(okey, now):
             return None
 
         # aggregation: many messages for one (object, type, reason) fold into one Event
-        akey = (*okey, str(ev.get("type", "")), str(ev.get("reason", "")))
+        message = str(ev.get("message", ""))
+        akey = hash((okey, str(ev.get("type", "")), str(ev.get("reason", ""))))
+        mkey = hash((akey, message))
         similar = self._similar.get(akey)
         if similar is None or now - similar.last_seen > DEDUP_WINDOW:
-            similar = _Similar(set(), now)
+            similar = _Similar(mkey, now)
             self._similar.put(akey, similar)
-        similar.messages.add(str(ev.get("message", "")))
-        similar.last_seen = now
-        if len(similar.messages) >= MAX_SIMILAR:
-            ev = {**ev, "message": f"(combined from similar events): {ev.get('message', '')}"}
+            distinct = 1
+        else:
+            messages = similar.messages
+            if isinstance(messages, set):
+                messages.add(mkey)
+                distinct = len(messages)
+            elif messages != mkey:
+                similar.messages = {messages, mkey}
+                distinct = 2
+            else:
+                distinct = 1
+            similar.last_seen = now
+        if distinct >= MAX_SIMILAR:
+            ev = {**ev, "message": f"(combined from similar events): {message}"}
             dkey = akey  # every combined event shares one Event object
         else:
-            dkey = (*akey, str(ev.get("message", "")))
+            dkey = mkey
 
         seen = self._seen.get(dkey)
         if seen is not None and now - seen.last_seen <= DEDUP_WINDOW:
@@ -193,9 +229,38 @@ class EventCorrelator:
         meta = ev["metadata"]
         self._seen.put(
             dkey,
-            _Seen(meta["name"], meta["namespace"], 1, str(ev.get("firstTimestamp", "")), now),
+            _Seen(
+                meta["name"],
+                self._namespace(meta["namespace"]),
+                1,
+                self._timestamp(str(ev.get("firstTimestamp", ""))),
+                now,
+            ),
         )
         return ev, None
+
+    def _accept(self, okey: int, now: float) -> bool:
+        """The spam filter: a token bucket per object, kept as the time it is full again."""
+        full_at = self._spam.get(okey)
+        debt = 0.0 if full_at is None or full_at <= now else full_at - now
+        # a token is there while the debt is at most SPAM_BURST - 1 tokens' worth
+        # (1e-6 s of slack: float rounding of absolute times must not drop the last token)
+        if debt > (SPAM_BURST - 1) * _SPAM_PERIOD + 1e-6:
+            return False
+        self._spam.put(okey, now + debt + _SPAM_PERIOD)
+        return True
+
+    def _namespace(self, namespace: str) -> str:
+        kept = self._namespaces.setdefault(namespace, namespace)
+        if len(self._namespaces) > CACHE_SIZE:
+            self._namespaces.clear()
+        return kept
+
+    def _timestamp(self, stamp: str) -> str:
+        if stamp == self._stamp:
+            return self._stamp
+        self._stamp = stamp
+        return stamp
 
 
 class EventRecorder:
