@@ -11,6 +11,7 @@ full" is a state the test makes, not a race it hopes for.
 
 from __future__ import annotations
 
+import http.client
 import json
 import socket
 import ssl
@@ -172,3 +173,44 @@ def test_watches_hold_no_slot(limited: Server) -> None:
     finally:
         for resp in watches:
             resp.close()
+
+
+def test_cheap_reads_read_at_once_are_shed_and_the_admin_never_is(limited: Server) -> None:
+    """Cached lists finish in one step of the server's event loop, so at handler start at
+    most one is ever being served; a request counts from when it is read, so a burst of
+    them on many connections is over a limit of one, as upstream's server would count it
+    (each read request starts its handler chain at once there). The admin (in
+    system:masters) sends in the same bursts and is always served."""
+    ctx = tls(limited)
+    admin_ctx = tls(limited)
+    pki = limited.data_dir / "server" / "tls"
+    admin_ctx.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
+    path = "/api/v1/namespaces/default/configmaps"
+    alice = [http.client.HTTPSConnection("127.0.0.1", limited.port, context=ctx) for _ in range(30)]
+    admin = [
+        http.client.HTTPSConnection("127.0.0.1", limited.port, context=admin_ctx) for _ in range(5)
+    ]
+    statuses: dict[str, list[int]] = {"alice": [], "admin": []}
+    retry_afters: list[str | None] = []
+    try:
+        for _ in range(50):  # bursts until one proves the shedding (the first, as a rule)
+            for conn in alice:
+                conn.request("GET", path, headers={"Authorization": f"Bearer {TOKEN}"})
+            for conn in admin:
+                conn.request("GET", path)
+            for who, conns in (("alice", alice), ("admin", admin)):
+                for conn in conns:
+                    resp = conn.getresponse()
+                    resp.read()
+                    statuses[who].append(resp.status)
+                    if resp.status == 429:
+                        retry_afters.append(resp.getheader("Retry-After"))
+            if 429 in statuses["alice"]:
+                break
+    finally:
+        for conn in alice + admin:
+            conn.close()
+    assert 429 in statuses["alice"], "no burst was over the limit"
+    assert set(statuses["alice"]) == {200, 429}, statuses["alice"]
+    assert retry_afters and all(value == "1" for value in retry_afters)
+    assert set(statuses["admin"]) == {200}

@@ -18,6 +18,17 @@ With API Priority and Fairness on (the default, :mod:`pyk8s.apiserver.flowcontro
 two limits only size APF's seats and this module counts without rejecting (``enforce``
 off), as upstream keeps its in-flight watermarks under APF.
 
+A request counts from the moment the server has read it (:mod:`pyk8s.apiserver.arrival`:
+upstream's Go server starts each request's handler chain as soon as it is read, so it
+counts the requests read and not yet answered; ours would otherwise see only the few whose
+handler is awaiting something, while hundreds wait in the event loop). Its slot is decided
+then (:meth:`InflightLimits.arrive`), from its method and path alone; one over the limit is
+answered 429 once its handler has authenticated it (:meth:`InflightLimits.admit`: the user
+must be known to exempt ``system:masters``; authentication comes first upstream too), before
+any authorization, storage or encoding work. A request the arrival hook did not see (a
+pipelined one, or a server not run by :class:`~pyk8s.apiserver.arrival.ArrivalRunner`)
+is decided at handler start, by :meth:`InflightLimits.acquire`.
+
 Metrics, with upstream's names: ``apiserver_current_inflight_requests{request_kind}``
 (the most requests served at once during the last second, ``readOnly`` or ``mutating``)
 and ``apiserver_request_terminations_total{…,code="429"}`` per rejected request; the
@@ -141,19 +152,34 @@ class InflightLimits:
 
     def acquire(self, info: RequestInfo, user: UserInfo) -> Slot | None:
         """A slot for this request, or None when it must be answered 429."""
+        return self.admit(self.arrive(info), info, user)
+
+    def arrive(self, info: RequestInfo) -> Slot | None:
+        """The slot of a request just read (:mod:`pyk8s.apiserver.arrival`), or None when
+        it is over its limit: it is answered 429 unless :meth:`admit` finds its user exempt.
+        Decided before authentication, so a privileged request under the limit holds a
+        slot, as upstream's (which takes one whenever one is free)."""
         if is_long_running(info):
             return UNCOUNTED
         kind = self._kinds[READ_ONLY_KIND if info.verb in READ_ONLY_VERBS else MUTATING_KIND]
         if self.enforce and kind.limit == 0:
             return UNCOUNTED
         if self.enforce and kind.in_use >= kind.limit:
-            if PRIVILEGED_GROUP in user.groups:
-                return UNCOUNTED
-            self.terminated(info)
             return None
         kind.in_use += 1
         self._observe(kind)
         return Slot(self, kind)
+
+    def admit(self, arrived: Slot | None, info: RequestInfo, user: UserInfo) -> Slot | None:
+        """The authenticated request's slot: the one it got at arrival; over the limit,
+        an uncounted one for ``system:masters`` (served anyway, as upstream), else None
+        (answer 429; counted in ``apiserver_request_terminations_total``)."""
+        if arrived is not None:
+            return arrived
+        if PRIVILEGED_GROUP in user.groups:
+            return UNCOUNTED
+        self.terminated(info)
+        return None
 
     def terminated(self, info: RequestInfo) -> None:
         """Count a request answered 429 (apiserver_request_terminations_total)."""

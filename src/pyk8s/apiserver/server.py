@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -28,7 +29,7 @@ from pyk8s.api import errors
 from pyk8s.api.dualstack import parse_cidrs
 from pyk8s.api.registry import REGISTRY, Registry
 from pyk8s.api.uid import new_uid
-from pyk8s.apiserver import audit, discovery, encoding, secretsencrypt, tracing
+from pyk8s.apiserver import arrival, audit, discovery, encoding, secretsencrypt, tracing
 from pyk8s.apiserver.aggregator import Aggregator
 from pyk8s.apiserver.allocators import AllocationRepair, ClusterIPAllocator, NodePortAllocator
 from pyk8s.apiserver.apiextensions import CRDController
@@ -69,7 +70,9 @@ from pyk8s.apiserver.impersonation import impersonated_user
 from pyk8s.apiserver.inflight import (
     DEFAULT_MAX_MUTATING_REQUESTS_INFLIGHT,
     DEFAULT_MAX_REQUESTS_INFLIGHT,
+    UNCOUNTED,
     InflightLimits,
+    Slot,
     too_many_requests,
 )
 from pyk8s.apiserver.policystatus import PolicyStatusController
@@ -110,6 +113,9 @@ REQUEST_DURATION_BUCKETS = (
 #: apiserver_request_total, but not a served request, so not in the latency histogram
 #: (upstream's filters record a drop without observing apiserver_request_duration_seconds)
 _DROPPED: web.RequestKey[bool] = web.RequestKey("dropped", bool)
+#: the in-flight slot a request got when it was read (None: over the limit; absent: the
+#: arrival hook did not see it), see :mod:`pyk8s.apiserver.arrival`
+_ARRIVED: web.RequestKey[tuple[Slot | None]] = web.RequestKey("arrived", tuple)
 AUDIT_HEADER = "Audit-Id"
 
 
@@ -410,7 +416,40 @@ class APIServer:
 
     # ------------------------------------------------------------------ dispatch
 
+    def arrive(self, method: str, target: str) -> Slot | None:
+        """A request's in-flight slot, decided when its request line has been read
+        (:class:`pyk8s.apiserver.arrival.ArrivalRunner`); paths answered before the
+        limiter (health, CA, the dashboard, own-auth paths) hold none."""
+        path, _, query = target.partition("?")
+        path = unquote(path)
+        plain = path.rstrip("/") or "/"
+        if (
+            plain in HEALTH_PATHS
+            or plain == CA_PATH
+            or plain in self.own_auth_paths
+            or path.startswith(("/healthz/", "/livez/", "/readyz/"))
+            or is_dashboard_path(path)
+        ):
+            return UNCOUNTED
+        try:
+            query_args = dict(parse_qsl(query, keep_blank_values=True))
+            info = parse_request(method, path, query_args, self.registry)
+        except Exception:  # the handler fails the same way, before the limiter
+            return UNCOUNTED
+        return self.inflight.arrive(info)
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        arrived = arrival.claim(request)
+        if not isinstance(arrived, arrival.Unclaimed):
+            request[_ARRIVED] = (arrived,)
+        try:
+            return await self._handle(request)
+        finally:
+            if isinstance(arrived, Slot):
+                arrived.release()  # unless the limiter took it over (released it already)
+            arrival.served(request)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         if is_dashboard_path(request.path):
             # its API reads come back here as the user (pyk8s.apiserver.dashboard)
             return await self.dashboard.serve(request)
@@ -500,7 +539,11 @@ class APIServer:
                 request[CLASSIFICATION] = self.apf.classify(info, user)
             await self.authorize(user, info)
             return self._health_or_version(path, request)
-        slot = self.inflight.acquire(info, user)
+        slot = (
+            self.inflight.admit(request[_ARRIVED][0], info, user)
+            if _ARRIVED in request
+            else self.inflight.acquire(info, user)
+        )
         if slot is None:
             request[_DROPPED] = True
             return too_many_requests()

@@ -22,6 +22,7 @@ from aiohttp import web
 
 from pyk8s.api.registry import REGISTRY
 from pyk8s.apiserver import audit
+from pyk8s.apiserver.arrival import ArrivalRunner
 from pyk8s.apiserver.authn import (
     Authenticator,
     AuthenticatorChain,
@@ -354,8 +355,13 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             await manifests.register_crds(
                 server.handlers, manifests.wanted_crds(opts.helm_controller)
             )
-        runner = web.AppRunner(
-            server.app, access_log=None, handle_signals=False, shutdown_timeout=2.0
+        # each request counts against the in-flight limits from when it is read
+        runner = ArrivalRunner(
+            server.app,
+            server.arrive,
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=2.0,
         )
         await runner.setup()
         ssl_context = server_ssl_context(
