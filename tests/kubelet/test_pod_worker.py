@@ -11,6 +11,7 @@ claim's data stays.
 from __future__ import annotations
 
 import copy
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyk8s.client.errors import ApiError
 from pyk8s.kubelet.cri import api_pb2 as pb
 from pyk8s.kubelet.pods import NodeInfo, PodWorker
+from pyk8s.kubelet.podstatus import pod_status
 from pyk8s.kubelet.runtimes import FakeRuntime
+from pyk8s.kubelet.runtimestate import Relister, read_pod_runtime
 from pyk8s.kubelet.stats import StatsProvider
 from pyk8s.kubelet.volumestats import VolumeStats, VolumeStatsCollector
 
@@ -283,3 +286,75 @@ async def test_volume_usage_in_the_summary_and_the_claim_gauges(
     assert samples[("kubelet_volume_stats_used_bytes", labels)] == data["usedBytes"]
     assert samples[("kubelet_volume_stats_inodes_used", labels)] == data["inodesUsed"]
     assert len(samples) == 6  # one series per metric: only claims have gauges
+
+
+class CountingRuntime(FakeRuntime):
+    """A FakeRuntime that also counts the reads (lists and status calls) made of it."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.reads: Counter[str] = Counter()
+
+    async def list_pod_sandbox(self, *a: Any, **kw: Any) -> list[pb.PodSandbox]:
+        self.reads["ListPodSandbox"] += 1
+        return await super().list_pod_sandbox(*a, **kw)
+
+    async def list_containers(self, *a: Any, **kw: Any) -> list[pb.Container]:
+        self.reads["ListContainers"] += 1
+        return await super().list_containers(*a, **kw)
+
+    async def pod_sandbox_status(self, *a: Any, **kw: Any) -> pb.PodSandboxStatusResponse:
+        self.reads["PodSandboxStatus"] += 1
+        return await super().pod_sandbox_status(*a, **kw)
+
+    async def container_status(self, *a: Any, **kw: Any) -> pb.ContainerStatus:
+        self.reads["ContainerStatus"] += 1
+        return await super().container_status(*a, **kw)
+
+
+def _comparable(status: Obj) -> Obj:
+    """A pod status without the times a status write stamps (conditions' transitions)."""
+    return {k: v for k, v in status.items() if k != "conditions"}
+
+
+async def test_a_new_pod_is_read_back_only_for_what_its_sync_made(tmp_path: Path) -> None:
+    """The first sync of a pod PLEG has seen nothing of lists nothing: it reads the sandbox
+    and the container it created by id, and writes the status a full read gives; PLEG's
+    next relist does not wake the pod for the worker's own starts, only for an exit."""
+    runtime = CountingRuntime(images={IMAGE})
+    client, recorder = FakeClient(), Recorder()
+    relister = Relister(runtime)
+    worker = PodWorker(
+        client,  # type: ignore[arg-type]
+        runtime,
+        recorder,  # type: ignore[arg-type]
+        NodeInfo(name="n1", host_ip="192.0.2.1"),
+        root=tmp_path / "kubelet",
+        log_root=tmp_path / "logs",
+        observed=relister.observe,
+        known=relister.knows,
+    )
+    assert await relister.relist() == set()
+    runtime.reads.clear()
+    pod = make_pod([], [])
+    await worker.sync(pod)
+    assert runtime.reads == {"PodSandboxStatus": 1, "ContainerStatus": 1}
+    (written,) = client.status_patches
+    assert written["phase"] == "Running" and written["podIP"]
+    full = await read_pod_runtime(runtime, "uid-web")
+    assert _comparable(written) == _comparable(pod_status(pod, full, worker._view(pod, full)))
+    assert await relister.relist() == set()  # the worker's own sandbox and start
+
+    (cid,) = runtime.running("app")
+    runtime.exit(cid, 1)
+    assert await relister.relist() == {"uid-web"}
+    pod["status"] = written
+    await worker.sync(pod)  # restarts it (restartPolicy Always), after a full read
+    restarted = client.status_patches[-1]
+    (app,) = restarted["containerStatuses"]
+    assert app["restartCount"] == 1 and "running" in app["state"]
+    assert app["lastState"]["terminated"]["exitCode"] == 1
+    full = await read_pod_runtime(runtime, "uid-web")
+    pod_now = {**pod, "status": restarted}
+    assert _comparable(restarted) == _comparable(pod_status(pod, full, worker._view(pod_now, full)))
+    assert await relister.relist() == set()

@@ -123,10 +123,12 @@ class Kubelet:
             client, PODS, field_selector=f"spec.nodeName={config.node_name}"
         )
         self.services = SharedInformer.for_resource(client, SERVICES)
+        self.relister = Relister(cri)
         self.worker = PodWorker(
             client, cri, self.recorder, self.node_info, root=config.root_dir,
             log_root=config.log_root, services=self.services.store.list, wake=self._wake_uid,
-            probe_registry=probe_registry,
+            probe_registry=probe_registry, observed=self.relister.observe,
+            known=self.relister.knows,
         )  # fmt: skip
         #: CSI drivers register through <root>/plugins_registry (upstream's plugin manager)
         csi = next(p for p in self.worker.volumes.plugins if isinstance(p, CSIPlugin))
@@ -134,7 +136,6 @@ class Kubelet:
         #: per-volume usage for /stats/summary and the kubelet_volume_stats_* gauges
         self.volume_stats = VolumeStats()
         self.registry.register(VolumeStatsCollector(self.volume_stats))
-        self.relister = Relister(cri)
         self.container_gc = ContainerGC(cri, log_root=config.log_root)
         self.image_gc = ImageGC(cri, config.image_fs or config.root_dir)
         self.node: NodeAgent | None = None
@@ -163,7 +164,7 @@ class Kubelet:
         self.node_info.allocatable = nodestatus.allocatable(facts)
         self.pods.add_event_handler(
             on_add=self._pod_event,
-            on_update=lambda _old, new: self._pod_event(new),
+            on_update=self._pod_updated,
             on_delete=self._pod_event,
         )
         self.services.start()
@@ -216,6 +217,19 @@ class Kubelet:
     def _pod_event(self, pod: Obj) -> None:
         meta = pod["metadata"]
         self.queue.add(f"{meta.get('namespace', '')}/{meta['name']}")
+
+    def _pod_updated(self, old: Obj, new: Obj) -> None:
+        """Queue a pod whose spec or metadata changed. A change of its status alone (the
+        kubelet's own status writes, mostly) is not synced for, as upstream's pod config
+        only reconciles readiness gates then; a pod with gates is synced, for its Ready
+        condition."""
+        if (
+            old.get("spec") == new.get("spec")
+            and _meta(old) == _meta(new)
+            and not (new.get("spec") or {}).get("readinessGates")
+        ):
+            return
+        self._pod_event(new)
 
     def _wake_uid(self, uid: str) -> None:
         for pod in self.pods.store.list():
@@ -331,3 +345,9 @@ class Kubelet:
         orphans = await asyncio.to_thread(vols.cleanup_orphans, active, on_disk)
         if orphans:
             log.info("orphaned pod volume directories removed", extra={"uids": orphans})
+
+
+def _meta(pod: Obj) -> Obj:
+    """``pod``'s metadata without what every write changes."""
+    meta = pod.get("metadata") or {}
+    return {k: v for k, v in meta.items() if k not in ("resourceVersion", "managedFields")}

@@ -45,7 +45,13 @@ from pyk8s.kubelet.logs import link_container_log, log_path, parse_line, unlink_
 from pyk8s.kubelet.podinputs import NodeInfo, PodInputs, VolumeState
 from pyk8s.kubelet.podstatus import PodView, pod_status, same_status
 from pyk8s.kubelet.resolv import dns_config
-from pyk8s.kubelet.runtimestate import ContainerInfo, PodRuntime, read_pod_runtime
+from pyk8s.kubelet.runtimestate import (
+    ContainerInfo,
+    PodRuntime,
+    read_pod_runtime,
+    sandbox_info,
+    with_new_containers,
+)
 from pyk8s.kubelet.volumes import PodVolumes, VolumeError
 
 __all__ = ["NodeInfo", "PodWorker"]
@@ -93,6 +99,10 @@ class _PodState:
     dns_warned: bool = False
     #: the pod finished and its volumes were torn down (once; a restart does it again)
     volumes_released: bool = False
+    #: what the running sync did to the runtime: the containers it created, and whether
+    #: it did anything else (stopped or removed something) that a re-read must show
+    created: list[str] = field(default_factory=list)
+    changed: bool = False
 
 
 class PodWorker:
@@ -112,6 +122,8 @@ class PodWorker:
         probe_registry: CollectorRegistry | None = None,
         volumes: PodVolumes | None = None,
         spans: SpanExporter | None = None,
+        observed: Callable[[PodRuntime], None] = lambda rt: None,
+        known: Callable[[str], bool] = lambda uid: True,
     ) -> None:
         self.client = client
         #: spans of each pod's first sync, volume setup and sandbox (pyk8s trace)
@@ -135,6 +147,10 @@ class PodWorker:
         self.volumes = volumes or PodVolumes(root)
         self.services = services
         self.wake = wake
+        #: told the runtime state each sync ended with (PLEG: not a change to wake for)
+        self.observed = observed
+        #: whether PLEG's last relist saw anything of a pod uid in the runtime
+        self.known = known
         self.backoff = Backoff()
         self.image_backoff = Backoff()
         #: image back-off key -> when its last pull failed
@@ -150,10 +166,16 @@ class PodWorker:
     async def sync(self, pod: Obj) -> float | None:
         """One reconcile step for ``pod``; seconds until it wants another look (or None)."""
         uid = pod["metadata"]["uid"]
-        if uid not in self._pods and not pod["metadata"].get("deletionTimestamp"):
+        first = uid not in self._pods
+        if first and not pod["metadata"].get("deletionTimestamp"):
             seen = time.time()
             self.spans.record(pod, "kubelet.seen", seen, seen, {"node": self.node.name})
-        rt = await read_pod_runtime(self.cri, uid)
+        if first and not self.known(uid):
+            # nothing of it in the runtime: this process has not made anything for it
+            # yet, and what an earlier kubelet made was listed before the workers started
+            rt = PodRuntime(uid)
+        else:
+            rt = await read_pod_runtime(self.cri, uid)
         if pod["metadata"].get("deletionTimestamp"):
             await self._terminate(pod, rt, deleting=True)
             return None
@@ -170,15 +192,24 @@ class PodWorker:
             status.update(reason="DeadlineExceeded", message=DEADLINE_MESSAGE)
             await self._patch_status(pod, status)
             return None
-        wake = await self._reconcile(pod, rt)
-        if deadline is not None:
-            wake = deadline if wake is None else min(wake, deadline)
-        rt = await read_pod_runtime(self.cri, uid)
+        state = self.state(uid)
+        state.created, state.changed = [], False
+        wake, rt = await self._reconcile(pod, rt)
+        if state.changed:
+            rt = await read_pod_runtime(self.cri, uid)
+        elif state.created:
+            # only containers were created and started: their status is all that is new
+            rt = await with_new_containers(self.cri, rt, state.created)
+        self.observed(rt)
         status = await self._write_status(pod, rt)
         if status.get("phase") in ("Succeeded", "Failed"):
             await self._kill(pod, rt, grace=0, reason="")
             await self._release_volumes(uid)
             return None
+        if deadline is None:  # the first status write has just set startTime
+            deadline = _deadline_left({**pod, "status": status})
+        if deadline is not None:
+            wake = deadline if wake is None else min(wake, deadline)
         await self._ensure_probes(pod, rt)
         return min(wake, RESYNC_SECONDS) if wake is not None else RESYNC_SECONDS
 
@@ -217,7 +248,9 @@ class PodWorker:
 
     # ------------------------------------------------------------------ reconcile
 
-    async def _reconcile(self, pod: Obj, rt: PodRuntime) -> float | None:
+    async def _reconcile(self, pod: Obj, rt: PodRuntime) -> tuple[float | None, PodRuntime]:
+        """One step towards the spec; when to look again, and the runtime snapshot the
+        step started its containers from (with the sandbox it created, if it did)."""
         spec = pod.get("spec") or {}
         uid = pod["metadata"]["uid"]
         state = self.state(uid)
@@ -226,8 +259,9 @@ class PodWorker:
         if sandbox is None or not sandbox.ready:
             ran = any(c.exited for c in rt.containers)
             if sandbox is not None and policy == "Never" and ran:
-                return None  # upstream does not re-create the sandbox of a finished pod
+                return None, rt  # upstream does not re-create the sandbox of a finished pod
             for c in rt.running():
+                state.changed = True
                 await self._stop(pod, c, 0, "")
             started = time.time()
             mounted = await self.inputs.setup_volumes(pod, state.volumes)
@@ -236,7 +270,7 @@ class PodWorker:
                 pod, "kubelet.volumes", started, time.time(), {"volumes": volumes, "ok": mounted}
             )
             if not mounted:
-                return 5.0
+                return 5.0, rt
             attempt = sandbox.attempt + 1 if sandbox is not None else 0
             if sandbox is not None:
                 self.recorder.event(
@@ -249,7 +283,7 @@ class PodWorker:
                     await self.cri.stop_pod_sandbox(sandbox.id)
             started = time.time()
             try:
-                await self.cri.run_pod_sandbox(self._sandbox_config(pod, attempt))
+                sandbox_id = await self.cri.run_pod_sandbox(self._sandbox_config(pod, attempt))
             except CRIError as err:
                 self.spans.record(pod, "kubelet.sandbox", started, time.time(), {"error": str(err)})
                 self.recorder.event(
@@ -258,15 +292,19 @@ class PodWorker:
                     "FailedCreatePodSandBox",
                     f"Failed to create pod sandbox: {err}",
                 )
-                return 5.0
-            rt = await read_pod_runtime(self.cri, uid)
+                return 5.0, rt
+            if rt.sandboxes or rt.containers:
+                rt = await read_pod_runtime(self.cri, uid)
+            else:  # the pod's first sandbox: its status is all there is to read
+                created = await sandbox_info(self.cri, sandbox_id)
+                rt = PodRuntime(uid, [created] if created is not None else [])
             sandbox = rt.sandbox
             ips = sandbox.ips if sandbox is not None else []
             self.spans.record(
                 pod, "kubelet.sandbox", started, time.time(), {"attempt": attempt, "ips": ips}
             )
             if sandbox is None or not sandbox.ready:
-                return 1.0
+                return 1.0, rt
         elif time.monotonic() - state.volumes.synced > RESYNC_SECONDS:
             await self.inputs.setup_volumes(pod, state.volumes)
 
@@ -275,10 +313,10 @@ class PodWorker:
             if cur is not None and cur.exited and cur.exit_code == 0:
                 continue
             if cur is not None and cur.running:
-                return None
+                return None, rt
             if cur is not None and cur.exited and policy == "Never":
-                return None  # a failed init container fails the pod
-            return await self._start_or_backoff(pod, c, rt, cur)
+                return None, rt  # a failed init container fails the pod
+            return await self._start_or_backoff(pod, c, rt, cur), rt
 
         wake: float | None = None
         for c in spec.get("containers") or []:
@@ -288,6 +326,7 @@ class PodWorker:
                 if why is None:
                     continue
                 self.recorder.event(pod, "Normal", "Killing", why)
+                state.changed = True
                 await self._stop(pod, cur, _grace(pod), "")
                 state.unhealthy.pop(c["name"], None)
                 cur = (await read_pod_runtime(self.cri, uid)).latest(c["name"])
@@ -296,6 +335,7 @@ class PodWorker:
                     continue
             elif cur is not None and not cur.running:
                 # created but never started (a kubelet died in between): start it over
+                state.changed = True
                 with contextlib.suppress(CRINotFound):
                     await self.cri.remove_container(cur.id)
                 unlink_container_logs(self.log_root, cur.id)
@@ -305,7 +345,7 @@ class PodWorker:
             later = await self._start_or_backoff(pod, c, rt, cur)
             if later is not None:
                 wake = later if wake is None else min(wake, later)
-        return wake
+        return wake, rt
 
     def _restart_reason(
         self, state: _PodState, c: Mapping[str, Any], cur: ContainerInfo
@@ -380,6 +420,7 @@ class PodWorker:
             state.waiting[name] = ("CreateContainerError", str(err))
             self.recorder.event(pod, "Warning", "Failed", f"Error: {err}")
             return 5.0
+        state.created.append(cid)
         self.recorder.event(pod, "Normal", "Created", f"Created container {name}")
         meta = pod["metadata"]
         target = log_path(self.log_root, meta["namespace"], meta["name"], uid, name, attempt)
@@ -400,6 +441,7 @@ class PodWorker:
             failure = await self._run_hook(pod, hook, cid, ip)
             if failure:
                 self.recorder.event(pod, "Warning", "FailedPostStartHook", failure)
+                state.changed = True
                 with contextlib.suppress(CRINotFound):
                     await self.cri.stop_container(cid, _grace(pod))
         return None

@@ -24,6 +24,8 @@ __all__ = [
     "Relister",
     "SandboxInfo",
     "read_pod_runtime",
+    "sandbox_info",
+    "with_new_containers",
 ]
 
 POD_UID_LABEL = "io.kubernetes.pod.uid"
@@ -129,6 +131,52 @@ async def _status_or_none(cri: RuntimeService, cid: str) -> pb.ContainerStatus |
         return None
 
 
+async def sandbox_info(cri: RuntimeService, sandbox_id: str) -> SandboxInfo | None:
+    """One sandbox (with its IPs when ready) by id, from its status alone: what a pod
+    worker that has just created it needs, without listing the pod's objects again."""
+    try:
+        status = (await cri.pod_sandbox_status(sandbox_id)).status
+    except CRINotFound:
+        return None
+    info = SandboxInfo(
+        status.id,
+        status.metadata.attempt,
+        status.state == pb.SANDBOX_READY,
+        status.created_at,
+    )
+    if info.ready:
+        net = status.network
+        info.ips = [ip for ip in [net.ip, *(a.ip for a in net.additional_ips)] if ip]
+    return info
+
+
+async def with_new_containers(cri: RuntimeService, rt: PodRuntime, ids: list[str]) -> PodRuntime:
+    """``rt`` plus the containers ``ids`` a pod worker has just created (one status call
+    each, no lists): the snapshot a full :func:`read_pod_runtime` would return when
+    nothing but those creations (and starts) happened since ``rt`` was read."""
+    statuses = await asyncio.gather(*(_status_or_none(cri, cid) for cid in ids))
+    new = [_status_info(st) for st in statuses if st is not None]
+    known = {c.id for c in new}
+    containers = [c for c in rt.containers if c.id not in known] + new
+    return PodRuntime(rt.uid, list(rt.sandboxes), containers)
+
+
+def _status_info(st: pb.ContainerStatus) -> ContainerInfo:
+    """A :class:`ContainerInfo` from a ContainerStatus alone (it carries what the list
+    entry would: metadata, labels, annotations, image)."""
+    listed = pb.Container(
+        id=st.id,
+        metadata=st.metadata,
+        image=st.image,
+        image_ref=st.image_ref,
+        state=st.state,
+        created_at=st.created_at,
+        labels=st.labels,
+        annotations=st.annotations,
+    )
+    return _container_info(listed, st)
+
+
 async def read_pod_runtime(cri: RuntimeService, uid: str) -> PodRuntime:
     """Sandboxes (with the newest ready one's IPs) and containers (with status) of ``uid``."""
     labels = {POD_UID_LABEL: uid}
@@ -161,6 +209,8 @@ class Relister:
     def __init__(self, cri: RuntimeService) -> None:
         self.cri = cri
         self._last: dict[str, tuple[str, int]] = {}
+        #: the pod uids of ``_last``
+        self._uids: set[str] = set()
 
     async def relist(self) -> set[str]:
         sandboxes, containers = await asyncio.gather(
@@ -173,9 +223,29 @@ class Relister:
         changed = {uid for key, (uid, state) in now.items() if self._last.get(key) != (uid, state)}
         changed |= {uid for key, (uid, _) in self._last.items() if key not in now}
         self._last = now
+        self._uids = {uid for uid, _ in now.values() if uid}
         changed.discard("")
         return changed
 
+    def observe(self, rt: PodRuntime) -> None:
+        """Take the states a pod worker has just read (or made) as seen: the next relist
+        then names the pod only if its runtime changed again since, instead of waking a
+        sync for the worker's own sandbox and container starts. A relist that overlaps
+        can only overwrite this with what it listed itself (and so wake the pod: one
+        sync more, never one less)."""
+        for s in rt.sandboxes:
+            state = pb.SANDBOX_READY if s.ready else pb.SANDBOX_NOTREADY
+            self._last[s.id] = (rt.uid, int(state))
+        for c in rt.containers:
+            self._last[c.id] = (rt.uid, int(c.state))
+        if rt.sandboxes or rt.containers:
+            self._uids.add(rt.uid)
+
+    def knows(self, uid: str) -> bool:
+        """Whether the runtime had a sandbox or container of ``uid`` at the last relist
+        (or a pod worker has since told of one)."""
+        return uid in self._uids
+
     def known_uids(self) -> set[str]:
         """Pod uids the runtime had sandboxes or containers for at the last relist."""
-        return {uid for uid, _ in self._last.values() if uid}
+        return set(self._uids)
