@@ -468,3 +468,32 @@ def test_retry_after_doubles_while_a_level_keeps_dropping_then_shrinks() -> None
     assert d.retry_after == 3
     d.record(201)
     assert d.retry_after == 2
+
+
+async def test_seats_taken_at_arrival_count_against_the_level() -> None:
+    """A request seated when it was read (as its connection's last one was classified,
+    pyk8s.apiserver.arrival) holds its level's seat while it waits for the event loop, so
+    a request of that level classified meanwhile queues until one is given back."""
+    from prometheus_client import CollectorRegistry
+
+    from pyk8s.api.registry import REGISTRY
+    from pyk8s.apiserver.requestinfo import parse_request
+
+    p = PriorityAndFairness(CollectorRegistry(), 600)
+    c = p.classify(parse_request("GET", "/api/v1/pods", {}, REGISTRY), TOKENS["alice"])
+    limit = p.levels[c.priority_level].limit
+    seated = [seat for _ in range(limit) if (seat := p.seat_at_arrival(c)) is not None]
+    assert len(seated) == limit
+    assert p.seat_at_arrival(c) is None  # full: the next one is decided once classified
+
+    late = asyncio.ensure_future(p.admit(c))
+    await asyncio.sleep(0)
+    assert not late.done()  # queued behind the seats taken at arrival
+    seated[0].release()
+    seat = await late
+    assert seat is not None
+    seat.release()
+    for other in seated[1:]:
+        other.release()
+    exempt = p.classify(parse_request("GET", "/api/v1/pods", {}, REGISTRY), TOKENS["admin"])
+    assert p.seat_at_arrival(exempt) is None  # exempt levels need no seat

@@ -11,6 +11,11 @@ gives the limiter upstream's view: the decision is made when the request's first
 are read, and a request over the limit is answered 429 as soon as its handler runs,
 before any list, encoding or authorization work.
 
+With API Priority and Fairness on, a request just read also takes a seat of the level its
+connection's previous request was classified to, when one is free (the user is known only
+after authentication; a connection keeps its credentials), so APF's seats count what waits
+in the loop and its queues fill (see :mod:`pyk8s.apiserver.flowcontrol`).
+
 The seam, the least private one aiohttp 3.14 offers: :class:`ArrivalHandler` is a
 ``web.RequestHandler`` (aiohttp's public protocol class) whose ``data_received`` (the
 asyncio protocol method, public) reads the request line of a connection's next request
@@ -36,11 +41,39 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from pyk8s.apiserver.flowcontrol import Classification, Seat
 from pyk8s.apiserver.inflight import Slot
 
-#: what the server decides when a request line has been read: a slot (maybe uncounted) or
-#: None (over the limit: answered 429 unless the user turns out to be exempt)
-ArriveFn = Callable[[str, str], Slot | None]
+
+class Arrived:
+    """What a request was given when it was read; its handler takes it over."""
+
+    __slots__ = ("classification", "seat", "slot")
+
+    def __init__(
+        self,
+        slot: Slot | None,
+        seat: Seat | None = None,
+        classification: Classification | None = None,
+    ) -> None:
+        #: its in-flight slot (None: over the limit, answered 429 unless exempt)
+        self.slot = slot
+        #: an APF seat, taken as the connection's previous request was classified
+        self.seat = seat
+        self.classification = classification
+
+    def release(self) -> None:
+        """Give back what the handler did not take over (each at most once)."""
+        if self.slot is not None:
+            self.slot.release()
+        if self.seat is not None:
+            self.seat.release()
+            self.seat = None
+
+
+#: the server's decision on a request line: (method, target, the APF classification of the
+#: connection's previous request, or None)
+ArriveFn = Callable[[str, str, Classification | None], Arrived]
 
 
 class Unclaimed:
@@ -54,7 +87,7 @@ NOT_SEEN: Final = Unclaimed()
 class ArrivalHandler(web.RequestHandler):
     """aiohttp's connection protocol, deciding each request's slot as it is read."""
 
-    __slots__ = ("_arrive", "_idle", "_pending")
+    __slots__ = ("_arrive", "_hint", "_idle", "_pending")
 
     def __init__(self, manager: web.Server, arrive: ArriveFn, **kwargs: Any) -> None:
         super().__init__(manager, **kwargs)
@@ -62,7 +95,9 @@ class ArrivalHandler(web.RequestHandler):
         #: no request of this connection is waiting for or in its handler
         self._idle = True
         #: what the waiting request was given at arrival (NOT_SEEN: none is waiting)
-        self._pending: Slot | Unclaimed | None = NOT_SEEN
+        self._pending: Arrived | Unclaimed = NOT_SEEN
+        #: how APF classified the connection's last request
+        self._hint: Classification | None = None
 
     def data_received(self, data: bytes) -> None:
         if self._idle and data:
@@ -71,7 +106,7 @@ class ArrivalHandler(web.RequestHandler):
             if len(parts) == 3 and parts[2].startswith(b"HTTP/"):
                 self._idle = False
                 self._pending = self._arrive(
-                    parts[0].decode("ascii", "replace"), parts[1].decode("latin-1")
+                    parts[0].decode("ascii", "replace"), parts[1].decode("latin-1"), self._hint
                 )
         super().data_received(data)
 
@@ -79,11 +114,11 @@ class ArrivalHandler(web.RequestHandler):
         # a request read but never handled (the client went away, or aiohttp answered a
         # malformed one itself: it closes the connection then) gives its slot back here
         pending, self._pending = self._pending, NOT_SEEN
-        if isinstance(pending, Slot):
+        if isinstance(pending, Arrived):
             pending.release()
         super().connection_lost(exc)
 
-    def claim(self) -> Slot | Unclaimed | None:
+    def claim(self) -> Arrived | Unclaimed:
         """What the connection's waiting request got at arrival, handed to its handler
         (which releases it); the connection is busy until :meth:`served`."""
         pending, self._pending = self._pending, NOT_SEEN
@@ -95,13 +130,20 @@ class ArrivalHandler(web.RequestHandler):
         self._idle = True
 
 
-def claim(request: web.BaseRequest) -> Slot | Unclaimed | None:
-    """The slot ``request`` was given when it was read (None: over the limit), or
-    :data:`NOT_SEEN` when it did not come through an :class:`ArrivalHandler`."""
+def claim(request: web.BaseRequest) -> Arrived | Unclaimed:
+    """What ``request`` was given when it was read, or :data:`NOT_SEEN` when it did not
+    come through an :class:`ArrivalHandler` (then the limiters decide at handler start)."""
     protocol = request.protocol
     if isinstance(protocol, ArrivalHandler):
         return protocol.claim()
     return NOT_SEEN
+
+
+def remember(request: web.BaseRequest, classification: Classification) -> None:
+    """How APF classified ``request``: its connection's next request is seated as it."""
+    protocol = request.protocol
+    if isinstance(protocol, ArrivalHandler):
+        protocol._hint = classification
 
 
 def served(request: web.BaseRequest) -> None:

@@ -28,6 +28,18 @@ levels whenever a FlowSchema or level changes (queued requests stay queued), and
 each FlowSchema's ``Dangling`` condition. Metrics carry upstream's
 ``apiserver_flowcontrol_*`` names.
 
+Seats count from arrival (:mod:`pyk8s.apiserver.arrival`): upstream's Go server runs each
+request's filters as soon as it is read, so a seat is held by a request read and not yet
+answered. Ours classify after authentication, on the event loop, where cheap requests wait
+for their turn rather than in a handler; so a request just read takes a seat at once
+(:meth:`PriorityAndFairness.seat_at_arrival`) when its connection's previous request was
+classified to a level with one free, and keeps it if it classifies the same (else it is
+given back and :meth:`~PriorityAndFairness.admit` decides). A request without one queues
+at handler start as before, now behind the seats held by requests still waiting in the
+loop. The differences: the first request of a connection (and one whose user changed) is
+seated only at handler start, and seats are dealt in the order requests are read, queued
+ones after them, not in one fair order.
+
 Differences from upstream, all simplifications: every request takes one seat (no work
 estimate for big lists), levels do not borrow each other's unused seats
 (``lendablePercent`` and ``borrowingLimitPercent`` are stored but do not move seats), a
@@ -478,6 +490,19 @@ class PriorityAndFairness:
         if flow is None:
             flow = self._flows[key] = _Flow(self.metrics, *key)
         return flow
+
+    def seat_at_arrival(self, c: Classification) -> Seat | None:
+        """A seat for a request just read, classified as its connection's previous one
+        (:mod:`pyk8s.apiserver.arrival`), when its level has one free and nobody waits;
+        None: :meth:`admit` decides once the request is classified."""
+        level = self.levels.get(c.priority_level)
+        if level is None or level.exempt:
+            return None
+        flow = self._flow(c)
+        seat = level.try_now(flow, False)
+        if seat is not None:
+            flow.waited.observe(0)
+        return seat
 
     async def admit(self, c: Classification, watch: bool = False) -> Seat | None:
         """A seat for a classified request, after queueing if it must; None: rejected

@@ -59,6 +59,7 @@ from pyk8s.apiserver.endpoints_reconciler import (
 from pyk8s.apiserver.flowcontrol import (
     CLASSIFICATION,
     APFConfigController,
+    Classification,
     PriorityAndFairness,
     Seat,
     is_exempt_from_apf,
@@ -72,7 +73,7 @@ from pyk8s.apiserver.inflight import (
     DEFAULT_MAX_REQUESTS_INFLIGHT,
     UNCOUNTED,
     InflightLimits,
-    Slot,
+    is_long_running,
     too_many_requests,
 )
 from pyk8s.apiserver.policystatus import PolicyStatusController
@@ -115,7 +116,7 @@ REQUEST_DURATION_BUCKETS = (
 _DROPPED: web.RequestKey[bool] = web.RequestKey("dropped", bool)
 #: the in-flight slot a request got when it was read (None: over the limit; absent: the
 #: arrival hook did not see it), see :mod:`pyk8s.apiserver.arrival`
-_ARRIVED: web.RequestKey[tuple[Slot | None]] = web.RequestKey("arrived", tuple)
+_ARRIVED: web.RequestKey[arrival.Arrived] = web.RequestKey("arrived", arrival.Arrived)
 AUDIT_HEADER = "Audit-Id"
 
 
@@ -416,10 +417,12 @@ class APIServer:
 
     # ------------------------------------------------------------------ dispatch
 
-    def arrive(self, method: str, target: str) -> Slot | None:
+    def arrive(self, method: str, target: str, hint: Classification | None) -> arrival.Arrived:
         """A request's in-flight slot, decided when its request line has been read
         (:class:`pyk8s.apiserver.arrival.ArrivalRunner`); paths answered before the
-        limiter (health, CA, the dashboard, own-auth paths) hold none."""
+        limiter (health, CA, the dashboard, own-auth paths) hold none. With APF, a seat
+        of the level ``hint`` (how its connection's last request was classified) when one
+        is free: seats then count what waits in the event loop too."""
         path, _, query = target.partition("?")
         path = unquote(path)
         plain = path.rstrip("/") or "/"
@@ -430,23 +433,32 @@ class APIServer:
             or path.startswith(("/healthz/", "/livez/", "/readyz/"))
             or is_dashboard_path(path)
         ):
-            return UNCOUNTED
+            return arrival.Arrived(UNCOUNTED)
         try:
             query_args = dict(parse_qsl(query, keep_blank_values=True))
             info = parse_request(method, path, query_args, self.registry)
         except Exception:  # the handler fails the same way, before the limiter
-            return UNCOUNTED
-        return self.inflight.arrive(info)
+            return arrival.Arrived(UNCOUNTED)
+        slot = self.inflight.arrive(info)
+        if (
+            hint is None
+            or self.apf is None
+            or info.verb == "watch"
+            or is_long_running(info)
+            or is_exempt_from_apf(info)
+        ):
+            return arrival.Arrived(slot)
+        return arrival.Arrived(slot, self.apf.seat_at_arrival(hint), hint)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         arrived = arrival.claim(request)
-        if not isinstance(arrived, arrival.Unclaimed):
-            request[_ARRIVED] = (arrived,)
+        if isinstance(arrived, arrival.Arrived):
+            request[_ARRIVED] = arrived
         try:
             return await self._handle(request)
         finally:
-            if isinstance(arrived, Slot):
-                arrived.release()  # unless the limiter took it over (released it already)
+            if isinstance(arrived, arrival.Arrived):
+                arrived.release()  # what the limiters did not take over
             arrival.served(request)
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -539,10 +551,11 @@ class APIServer:
                 request[CLASSIFICATION] = self.apf.classify(info, user)
             await self.authorize(user, info)
             return self._health_or_version(path, request)
+        arrived = request.get(_ARRIVED)
         slot = (
-            self.inflight.admit(request[_ARRIVED][0], info, user)
-            if _ARRIVED in request
-            else self.inflight.acquire(info, user)
+            self.inflight.acquire(info, user)
+            if arrived is None
+            else self.inflight.admit(arrived.slot, info, user)
         )
         if slot is None:
             request[_DROPPED] = True
@@ -552,7 +565,15 @@ class APIServer:
             if self.apf is not None and not is_exempt_from_apf(info):
                 classification = self.apf.classify(info, user)
                 request[CLASSIFICATION] = classification
-                seat = await self.apf.admit(classification, watch=info.verb == "watch")
+                arrival.remember(request, classification)
+                if arrived is not None and arrived.seat is not None:
+                    if arrived.classification == classification:
+                        seat, arrived.seat = arrived.seat, None  # seated when it was read
+                    else:
+                        arrived.seat.release()  # the connection's user changed: decide afresh
+                        arrived.seat = None
+                if seat is None:
+                    seat = await self.apf.admit(classification, watch=info.verb == "watch")
                 if seat is None:
                     self.inflight.terminated(info)
                     request[_DROPPED] = True
