@@ -33,6 +33,7 @@ UID_HEADER = "Impersonate-Uid"
 GROUP_HEADER = "Impersonate-Group"
 EXTRA_PREFIX = "impersonate-extra-"
 IMPERSONATE_HEADERS = (USER_HEADER, UID_HEADER, GROUP_HEADER)
+_IMPERSONATE_LOWER = frozenset(h.lower() for h in IMPERSONATE_HEADERS)
 
 SA_PREFIX = "system:serviceaccount:"
 ANONYMOUS = "system:anonymous"
@@ -40,10 +41,15 @@ AUTHN_GROUP = "authentication.k8s.io"
 
 
 def _wants(request: web.Request) -> bool:
-    headers = request.headers
-    return any(h in headers for h in IMPERSONATE_HEADERS) or any(
-        k.lower().startswith(EXTRA_PREFIX) for k in headers
-    )
+    """Whether the request names anyone to impersonate (every request asks, almost none
+    does: one pass over the header names, each looked at further only if it starts with
+    ``Impersonate-``)."""
+    for k in request.headers:
+        if k[:12].lower() == "impersonate-":
+            lowered = k.lower()
+            if lowered in _IMPERSONATE_LOWER or lowered.startswith(EXTRA_PREFIX):
+                return True
+    return False
 
 
 async def impersonated_user(
