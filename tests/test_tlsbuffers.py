@@ -1,6 +1,7 @@
 """TLS connections made after :func:`pyk8s.server.tlsbuffers.shrink` read through one
-64 KiB buffer their thread shares, and still carry bodies many times that size intact,
-both ways, while many of them read at once.
+64 KiB buffer their thread shares and encrypt a large write in pieces, and still carry
+bodies many times that size intact, both ways (bytes one way, a bytearray back), while
+many of them read at once.
 
 Why: every pyk8s process replaces asyncio's per-connection TLS read buffer (256 KiB,
 resident for the connection's life; pyk8s keeps one connection per watch) with its
@@ -32,7 +33,7 @@ async def _echo_large(tls: Path, bodies: list[bytes]) -> tuple[list[bytes], list
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         buffers.append(writer.transport._ssl_protocol._ssl_buffer)  # type: ignore[attr-defined]
         size = int.from_bytes(await reader.readexactly(8), "big")
-        writer.write(await reader.readexactly(size))
+        writer.write(bytearray(await reader.readexactly(size)))  # a caller's own buffer
         await writer.drain()
         writer.close()
 
@@ -61,6 +62,7 @@ def test_connections_share_a_small_buffer_and_keep_their_bytes(
     protocol = asyncio.sslproto.SSLProtocol
     monkeypatch.setattr(protocol, "max_size", protocol.max_size)  # restored afterwards
     monkeypatch.setattr(protocol, "__init__", protocol.__init__)
+    monkeypatch.setattr(protocol, "_write_appdata", protocol._write_appdata)  # type: ignore[attr-defined]
     bodies = [os.urandom(1024 * 1024 + i * 4099) for i in range(8)]
     tlsbuffers.shrink()
     echoed, buffers = asyncio.run(_echo_large(tmp_path, bodies))
