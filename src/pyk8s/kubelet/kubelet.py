@@ -127,8 +127,7 @@ class Kubelet:
         self.worker = PodWorker(
             client, cri, self.recorder, self.node_info, root=config.root_dir,
             log_root=config.log_root, services=self.services.store.list, wake=self._wake_uid,
-            probe_registry=probe_registry, observed=self.relister.observe,
-            known=self.relister.knows,
+            probe_registry=probe_registry, pleg=self.relister,
         )  # fmt: skip
         #: CSI drivers register through <root>/plugins_registry (upstream's plugin manager)
         csi = next(p for p in self.worker.volumes.plugins if isinstance(p, CSIPlugin))

@@ -48,6 +48,7 @@ from pyk8s.kubelet.resolv import dns_config
 from pyk8s.kubelet.runtimestate import (
     ContainerInfo,
     PodRuntime,
+    Relister,
     read_pod_runtime,
     sandbox_info,
     with_new_containers,
@@ -64,6 +65,10 @@ Obj = dict[str, Any]
 
 #: how often a running pod is looked at even without events (volume updates, status)
 RESYNC_SECONDS = 10.0
+#: a pod whose volumes could not be set up is retried after 0.5 s, doubling up to 5 s
+#: (upstream's volume operations back off from 500 ms; a missing configMap that appears
+#: a moment later, as a new namespace's kube-root-ca.crt does, costs at most that)
+MOUNT_RETRY_FIRST, MOUNT_RETRY_MAX = 0.5, 5.0
 DEADLINE_MESSAGE = "Pod was active on the node longer than the specified deadline"
 #: upstream's minimum time a container gets between SIGTERM and SIGKILL after preStop
 MIN_GRACE_AFTER_PRESTOP = 2
@@ -99,6 +104,8 @@ class _PodState:
     dns_warned: bool = False
     #: the pod finished and its volumes were torn down (once; a restart does it again)
     volumes_released: bool = False
+    #: the delay before the next try to set up volumes that failed (0: they did not)
+    mount_retry: float = 0.0
     #: what the running sync did to the runtime: the containers it created, and whether
     #: it did anything else (stopped or removed something) that a re-read must show
     created: list[str] = field(default_factory=list)
@@ -122,8 +129,7 @@ class PodWorker:
         probe_registry: CollectorRegistry | None = None,
         volumes: PodVolumes | None = None,
         spans: SpanExporter | None = None,
-        observed: Callable[[PodRuntime], None] = lambda rt: None,
-        known: Callable[[str], bool] = lambda uid: True,
+        pleg: Relister | None = None,
     ) -> None:
         self.client = client
         #: spans of each pod's first sync, volume setup and sandbox (pyk8s trace)
@@ -147,10 +153,9 @@ class PodWorker:
         self.volumes = volumes or PodVolumes(root)
         self.services = services
         self.wake = wake
-        #: told the runtime state each sync ended with (PLEG: not a change to wake for)
-        self.observed = observed
-        #: whether PLEG's last relist saw anything of a pod uid in the runtime
-        self.known = known
+        #: PLEG: told which pods are being synced and what each sync saw (its own changes
+        #: are no change to wake for); it says whether it has seen anything of a pod
+        self.pleg = pleg
         self.backoff = Backoff()
         self.image_backoff = Backoff()
         #: image back-off key -> when its last pull failed
@@ -165,12 +170,23 @@ class PodWorker:
 
     async def sync(self, pod: Obj) -> float | None:
         """One reconcile step for ``pod``; seconds until it wants another look (or None)."""
+        if self.pleg is None:
+            return await self._sync(pod)
+        uid = pod["metadata"]["uid"]
+        self.pleg.sync_started(uid)
+        try:
+            return await self._sync(pod)
+        finally:
+            if self.pleg.sync_ended(uid):
+                self.wake(uid)
+
+    async def _sync(self, pod: Obj) -> float | None:
         uid = pod["metadata"]["uid"]
         first = uid not in self._pods
         if first and not pod["metadata"].get("deletionTimestamp"):
             seen = time.time()
             self.spans.record(pod, "kubelet.seen", seen, seen, {"node": self.node.name})
-        if first and not self.known(uid):
+        if first and self.pleg is not None and not self.pleg.knows(uid):
             # nothing of it in the runtime: this process has not made anything for it
             # yet, and what an earlier kubelet made was listed before the workers started
             rt = PodRuntime(uid)
@@ -200,7 +216,8 @@ class PodWorker:
         elif state.created:
             # only containers were created and started: their status is all that is new
             rt = await with_new_containers(self.cri, rt, state.created)
-        self.observed(rt)
+        if self.pleg is not None:
+            self.pleg.observe(rt)
         status = await self._write_status(pod, rt)
         if status.get("phase") in ("Succeeded", "Failed"):
             await self._kill(pod, rt, grace=0, reason="")
@@ -270,7 +287,9 @@ class PodWorker:
                 pod, "kubelet.volumes", started, time.time(), {"volumes": volumes, "ok": mounted}
             )
             if not mounted:
-                return 5.0, rt
+                state.mount_retry = min(MOUNT_RETRY_MAX, state.mount_retry * 2 or MOUNT_RETRY_FIRST)
+                return state.mount_retry, rt
+            state.mount_retry = 0.0
             attempt = sandbox.attempt + 1 if sandbox is not None else 0
             if sandbox is not None:
                 self.recorder.event(

@@ -204,13 +204,23 @@ async def read_pod_runtime(cri: RuntimeService, uid: str) -> PodRuntime:
 
 class Relister:
     """PLEG: list every sandbox and container, diff with the last list, name the pod uids
-    whose runtime state changed (upstream's generic PLEG relists every second)."""
+    whose runtime state changed (upstream's generic PLEG relists every second).
+
+    The pod worker tells it which pods it is syncing and what each sync ended up seeing
+    (:meth:`sync_started`, :meth:`observe`, :meth:`sync_ended`): the changes a sync makes
+    itself (its sandbox, its container starts) then wake nobody, and a change a relist
+    sees while the pod is being synced is held until the sync ends, and wakes the pod
+    only if the sync did not see it too."""
 
     def __init__(self, cri: RuntimeService) -> None:
         self.cri = cri
         self._last: dict[str, tuple[str, int]] = {}
         #: the pod uids of ``_last``
         self._uids: set[str] = set()
+        #: pods being synced -> what relists saw change meanwhile (id -> state, None: gone)
+        self._deferred: dict[str, dict[str, int | None]] = {}
+        #: pods being synced -> the states their sync ended up seeing (once it has)
+        self._seen: dict[str, dict[str, int] | None] = {}
 
     async def relist(self) -> set[str]:
         sandboxes, containers = await asyncio.gather(
@@ -220,26 +230,59 @@ class Relister:
         items: Iterable[pb.PodSandbox | pb.Container] = [*sandboxes, *containers]
         for item in items:
             now[item.id] = (item.labels.get(POD_UID_LABEL, ""), int(item.state))
-        changed = {uid for key, (uid, state) in now.items() if self._last.get(key) != (uid, state)}
-        changed |= {uid for key, (uid, _) in self._last.items() if key not in now}
+        diff: list[tuple[str, str, int | None]] = [
+            (uid, key, state)
+            for key, (uid, state) in now.items()
+            if self._last.get(key) != (uid, state)
+        ]
+        diff += [(uid, key, None) for key, (uid, _) in self._last.items() if key not in now]
+        changed: set[str] = set()
+        for uid, key, st in diff:
+            if uid in self._seen:
+                self._deferred.setdefault(uid, {})[key] = st
+            elif uid:
+                changed.add(uid)
         self._last = now
         self._uids = {uid for uid, _ in now.values() if uid}
-        changed.discard("")
         return changed
+
+    def sync_started(self, uid: str) -> None:
+        self._seen[uid] = None
 
     def observe(self, rt: PodRuntime) -> None:
         """Take the states a pod worker has just read (or made) as seen: the next relist
-        then names the pod only if its runtime changed again since, instead of waking a
-        sync for the worker's own sandbox and container starts. A relist that overlaps
-        can only overwrite this with what it listed itself (and so wake the pod: one
-        sync more, never one less)."""
+        then names the pod only if its runtime changed again since. A relist that
+        overlaps can only overwrite this with what it listed itself (and so wake the pod:
+        one sync more, never one less)."""
+        seen: dict[str, int] = {}
         for s in rt.sandboxes:
-            state = pb.SANDBOX_READY if s.ready else pb.SANDBOX_NOTREADY
-            self._last[s.id] = (rt.uid, int(state))
+            seen[s.id] = int(pb.SANDBOX_READY if s.ready else pb.SANDBOX_NOTREADY)
         for c in rt.containers:
-            self._last[c.id] = (rt.uid, int(c.state))
-        if rt.sandboxes or rt.containers:
+            seen[c.id] = int(c.state)
+        for key, state in seen.items():
+            self._last[key] = (rt.uid, state)
+        if seen:
             self._uids.add(rt.uid)
+        if rt.uid in self._seen:
+            self._seen[rt.uid] = seen
+
+    def sync_ended(self, uid: str) -> bool:
+        """The sync of ``uid`` is over; whether a relist saw the pod's runtime change
+        during it in a way the sync did not see (then the pod needs another sync)."""
+        seen = self._seen.pop(uid, None)
+        deferred = self._deferred.pop(uid, None)
+        if not deferred:
+            return False
+        # a sync that failed (or terminated the pod) has said nothing of what it saw
+        missed = seen is None or any(seen.get(key) != st for key, st in deferred.items())
+        if missed:
+            # the pod is woken for it now: the next relist compares with what it saw
+            for key, st in deferred.items():
+                if st is None:
+                    self._last.pop(key, None)
+                else:
+                    self._last[key] = (uid, st)
+        return missed
 
     def knows(self, uid: str) -> bool:
         """Whether the runtime had a sandbox or container of ``uid`` at the last relist
