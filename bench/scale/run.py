@@ -20,7 +20,11 @@ first pod create and the last pod Running, in all and per pod, and per pod witho
 Lease requests answered meanwhile, each charged what one cost over 10 s of the idle
 cluster just before (a slower run renews more Leases per pod).
 
+``--hold S`` keeps each cluster up S seconds after it was measured (its API server's pid
+is printed) so a profiler or a memory snapshot can be taken of the finished state.
+
 Usage: python3 bench/scale/run.py [--nodes 1000] [--pods 2000] [--timeout 600] [--baseline REV]
+       [--hold S]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -202,6 +206,19 @@ async def idle_cost(api: Api, pids: list[int]) -> tuple[dict[int, float], float]
     return per, count / took
 
 
+def pss_mib(pid: int) -> float | None:
+    """Proportional set size of ``pid`` in MiB (its shared pages split among their
+    sharers, so a forked process is not charged the pages its parent still shares);
+    None when the process is gone."""
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        return None
+    return None
+
+
 def process_rows(
     procs: list[tuple[str, int]],
     cpu_before: dict[int, float],
@@ -215,17 +232,18 @@ def process_rows(
     idle cluster (``per_lease``): a slower run renews more Leases per pod, which the
     in-all column charges to the pods."""
     out = [
-        "| process | pid | VmRSS MiB | CPU ms per Lease request (idle) "
+        "| process | pid | VmRSS MiB | PSS MiB | CPU ms per Lease request (idle) "
         "| CPU s during the pods | CPU ms per pod | without the Leases, ms per pod |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, pid in procs:
-        mib = rss_mib(pid)
+        mib, pss = rss_mib(pid), pss_mib(pid)
         now, before = cpu_seconds(pid), cpu_before.get(pid)
         used = None if now is None or before is None else now - before
         lease = per_lease.get(pid)
         cells = [
             "gone" if mib is None else f"{mib:,.0f}",
+            "gone" if pss is None else f"{pss:,.0f}",
             "-" if lease is None else f"{1000 * lease:.2f}",
             "-" if used is None else f"{used:.1f}",
             "-" if used is None or not pods else f"{1000 * used / pods:.1f}",
@@ -237,7 +255,7 @@ def process_rows(
     return "\n".join(out)
 
 
-async def run(base: Path, nodes: int, pods: int, within: float) -> str:
+async def run(base: Path, nodes: int, pods: int, within: float, hold: float = 0.0) -> str:
     rows: list[str] = []
     procs: list[Proc] = []
     server = Server(base / "data", free_port())
@@ -299,6 +317,10 @@ async def run(base: Path, nodes: int, pods: int, within: float) -> str:
             leases,
             measured,
         )
+        if hold > 0:
+            # keep the cluster up for a memory snapshot or profile of the API server
+            print(f"holding {hold:.0f} s: API server pid {server.proc.pid}", flush=True)
+            await asyncio.sleep(hold)
     except Exception as err:  # still print what was measured
         rows.append(
             row(f"failed: {type(err).__name__}: {str(err)[:120]}", "-", "-", "-", "-", "-", "-")
@@ -320,6 +342,12 @@ async def main() -> None:
     ap.add_argument(
         "--baseline", default="", help="git revision whose whole cluster is measured first"
     )
+    ap.add_argument(
+        "--hold",
+        type=float,
+        default=0.0,
+        help="seconds to keep each cluster up after measuring it (to inspect the API server)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-scale-") as tmp:
         trees: dict[str, Path | None] = {"this tree": None}
@@ -335,7 +363,7 @@ async def main() -> None:
             if src is not None:
                 os.environ["PYTHONPATH"] = str(src)
             try:
-                table = await run(base, args.nodes, args.pods, args.timeout)
+                table = await run(base, args.nodes, args.pods, args.timeout, args.hold)
             finally:
                 if saved is None:
                     os.environ.pop("PYTHONPATH", None)

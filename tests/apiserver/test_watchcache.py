@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from pyk8s.apiserver.watchcache import ADDED, DELETED, MODIFIED, TooOld, WatchCache
+from pyk8s.apiserver.watchcache import ADDED, DELETED, MODIFIED, TooOld, WatchCache, decode
 from pyk8s.storage import Event, Watch
 from pyk8s.storage.encryption import EncryptingStore
 from pyk8s.storage.sqlite import SqliteStore
@@ -232,3 +232,41 @@ async def test_a_consistent_read_applies_events_already_handed_out_without_waiti
     finally:
         await cache.stop()
         await inner.close()
+
+
+def test_objects_written_alike_share_their_field_sets() -> None:
+    """Decoded field sets equal to earlier ones are the same dicts (the cache's memory),
+    and every object still reads and encodes exactly as stored."""
+
+    def node(name: str, ip: str) -> bytes:
+        created = {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}}
+        status = {"f:status": {"f:addresses": {".": {}, f'k:{{"address":"{ip}"}}': {}}}}
+        return orjson.dumps(
+            {
+                "kind": "Node",
+                "metadata": {
+                    "name": name,
+                    "labels": {"app": "x"},
+                    "managedFields": [
+                        {"manager": "a", "operation": "Update", "fieldsV1": created},
+                        {"manager": "b", "operation": "Update", "fieldsV1": status},
+                    ],
+                },
+            }
+        )
+
+    raws = [node("n1", "10.0.0.1"), node("n2", "10.0.0.2")]
+    (one, one_raw), (two, two_raw) = (decode(r, 7) for r in raws)
+    first, second = one["metadata"]["managedFields"], two["metadata"]["managedFields"]
+    assert first[0]["fieldsV1"] is second[0]["fieldsV1"]
+    # the status field sets differ (by the address), their equal parts are shared
+    assert first[1]["fieldsV1"] is not second[1]["fieldsV1"]
+    assert (
+        first[1]["fieldsV1"]["f:status"]["f:addresses"]["."]
+        is (second[1]["fieldsV1"]["f:status"]["f:addresses"]["."])
+    )
+    for obj, raw, stored in ((one, one_raw, raws[0]), (two, two_raw, raws[1])):
+        expected = orjson.loads(stored)
+        expected["metadata"]["resourceVersion"] = "7"
+        assert obj == expected
+        assert orjson.loads(raw) == expected
