@@ -361,13 +361,19 @@ async def test_a_new_pod_is_read_back_only_for_what_its_sync_made(tmp_path: Path
 
 
 class MidSyncRuntime(FakeRuntime):
-    """A FakeRuntime that runs ``hook`` (a PLEG relist, say) right after a container
-    starts, or after a container's status was read (``after``: which of the two)."""
+    """A FakeRuntime that runs ``hook`` (a PLEG relist, say) right after a container is
+    created, or starts, or after a container's status was read (``after``: which)."""
 
     def __init__(self, after: str, **kw: Any) -> None:
         super().__init__(**kw)
         self.after = after
         self.hook: Any = None
+
+    async def create_container(self, *a: Any, **kw: Any) -> str:
+        cid = await super().create_container(*a, **kw)
+        if self.after == "create" and self.hook is not None:
+            await self.hook(cid)
+        return cid
 
     async def start_container(self, container_id: str) -> None:
         await super().start_container(container_id)
@@ -381,13 +387,16 @@ class MidSyncRuntime(FakeRuntime):
         return status
 
 
-@pytest.mark.parametrize("crash", [False, True])
+@pytest.mark.parametrize("after", ["create", "start", "status"])
 async def test_a_relist_during_a_sync_wakes_the_pod_only_for_what_the_sync_missed(
-    tmp_path: Path, crash: bool
+    tmp_path: Path, after: str
 ) -> None:
-    """PLEG relists while the pod worker starts a container: the start itself wakes
-    nobody; a crash the worker's read-back did not see wakes the pod once its sync ends."""
-    runtime = MidSyncRuntime("status" if crash else "start", images={IMAGE})
+    """PLEG relists while the pod worker creates and starts a container: the create and
+    start wake nobody (a relist that caught the container created, not yet started, saw
+    it before the worker did); a crash after the worker's read-back wakes the pod once
+    its sync ends."""
+    crash = after == "status"
+    runtime = MidSyncRuntime(after, images={IMAGE})
     relister = Relister(runtime)
     woken: list[str] = []
     worker = PodWorker(

@@ -274,15 +274,16 @@ class Relister:
         if not deferred:
             return False
         # a sync that failed (or terminated the pod) has said nothing of what it saw
-        missed = seen is None or any(seen.get(key) != st for key, st in deferred.items())
-        if missed:
-            # the pod is woken for it now: the next relist compares with what it saw
-            for key, st in deferred.items():
-                if st is None:
-                    self._last.pop(key, None)
-                else:
-                    self._last[key] = (uid, st)
-        return missed
+        news = {
+            key: st for key, st in deferred.items() if seen is None or _moved_on(st, seen.get(key))
+        }
+        # the pod is woken for them now: the next relist compares with what it saw
+        for key, st in news.items():
+            if st is None:
+                self._last.pop(key, None)
+            else:
+                self._last[key] = (uid, st)
+        return bool(news)
 
     def knows(self, uid: str) -> bool:
         """Whether the runtime had a sandbox or container of ``uid`` at the last relist
@@ -292,3 +293,12 @@ class Relister:
     def known_uids(self) -> set[str]:
         """Pod uids the runtime had sandboxes or containers for at the last relist."""
         return set(self._uids)
+
+
+def _moved_on(listed: int | None, seen: int | None) -> bool:
+    """Whether the state a relist ``listed`` of a sandbox or container (None: gone) is news
+    to a sync that saw it ``seen`` (None: not at all). States only move forward (a
+    container is created, running, exited; a sandbox ready, then not ready), so one behind
+    what the sync saw (the container a relist caught between its create and its start)
+    is older than what the sync saw, not news."""
+    return listed is None or seen is None or listed > seen
