@@ -7,6 +7,9 @@ creating a pod to a watch seeing it Running, through the whole stack — ``pyk8s
 same run, alternating with this tree's (``--rounds`` times each). The CPU table says what each
 process used per pod while 5 were started at once: the server's process tree, the kubelet,
 its containerd (with the CNI plugins it runs) and the shims (with the OCI runtime).
+The calls table says how many round trips each pod start took in that round: the kubelet's
+CRI calls by method (the kubelet runs through :mod:`cri_count`, which counts them the same
+way for every tree) and the API server's requests by verb and resource.
 
 The baselines, on a private containerd, in the same run (root only):
 
@@ -23,6 +26,7 @@ import argparse
 import asyncio
 import contextlib
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -32,9 +36,11 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+
+from prometheus_client.parser import text_string_to_metric_families
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
@@ -121,13 +127,47 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _spawn(log: Path, src: Path | None, *args: str) -> subprocess.Popen[bytes]:
-    """``python -m pyk8s ARGS`` of this tree, or of a revision's ``src`` (--baseline)."""
-    env = None if src is None else {**os.environ, "PYTHONPATH": str(src)}
+def _spawn(
+    log: Path, src: Path | None, *args: str, counts: Path | None = None
+) -> subprocess.Popen[bytes]:
+    """``python -m pyk8s ARGS`` of this tree, or of a revision's ``src`` (--baseline); with
+    ``counts``, through :mod:`cri_count` (its CRI calls counted, written there on SIGUSR1)."""
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = str(src)
+    argv = [sys.executable, "-m", "pyk8s", *args]
+    if counts is not None:
+        env["PYK8S_CRI_COUNTS"] = str(counts)
+        argv = [sys.executable, str(Path(__file__).with_name("cri_count.py")), *args]
     with log.open("ab") as out:
-        return subprocess.Popen(
-            [sys.executable, "-m", "pyk8s", *args], stdout=out, stderr=subprocess.STDOUT, env=env
-        )
+        return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
+
+
+async def _api_requests(client: Client) -> dict[str, int]:
+    """The API server's requests so far (``apiserver_request_total``, every code), by
+    verb and resource."""
+    text = (await client.request("GET", "/metrics", raw=True)).decode()
+    out: dict[str, int] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name != "apiserver_request_total":
+                continue
+            labels = sample.labels
+            sub = labels.get("subresource") or ""
+            key = f"API {labels['verb']} {labels['resource']}" + (f"/{sub}" if sub else "")
+            out[key] = out.get(key, 0) + int(sample.value)
+    return out
+
+
+async def _cri_counts(proc: subprocess.Popen[bytes], path: Path) -> dict[str, int]:
+    """The CRI calls ``proc`` (spawned with ``counts=path``) has made so far, by method."""
+    await asyncio.to_thread(path.unlink, missing_ok=True)
+    proc.send_signal(signal.SIGUSR1)
+    for _ in range(100):
+        if await asyncio.to_thread(path.exists):
+            return dict(json.loads(await asyncio.to_thread(path.read_text)))
+        await asyncio.sleep(0.05)
+    raise RuntimeError("the kubelet did not write its CRI call counts")
 
 
 def _pids() -> list[int]:
@@ -249,11 +289,18 @@ async def _segments(
 
 
 async def pod_startup_sli(
-    client: Client, pods: int, clients: int, cpu: Callable[[], dict[str, float]] | None = None
-) -> tuple[Row, dict[str, float], dict[str, list[float]]]:
+    client: Client,
+    pods: int,
+    clients: int,
+    cpu: Callable[[], dict[str, float]] | None = None,
+    counts: Callable[[], Awaitable[dict[str, int]]] | None = None,
+) -> tuple[Row, dict[str, float], dict[str, list[float]], dict[str, float]]:
     """create → Running seen by a watch, per pod; ``clients`` pods in flight at once. With
     ``cpu``: what each group of processes used per pod (ms) while they started, and each
-    pod's steps (:data:`SEGMENTS`)."""
+    pod's steps (:data:`SEGMENTS`); with ``counts``: the kubelet's CRI calls per pod, by
+    method, from before the first create to two PLEG relists after the last pod ran (so
+    the syncs the runtime's changes cause are in; the relists themselves are too)."""
+    counted_before = await counts() if counts is not None else {}
     running: dict[str, asyncio.Future[None]] = {}
     times: dict[str, dict[str, float]] = {}
     ready = asyncio.Event()
@@ -288,9 +335,14 @@ async def pod_startup_sli(
     after = await asyncio.to_thread(cpu) if cpu is not None else {}
     used = {k: (after[k] - before[k]) * 1000 / pods for k in after}
     segments = await _segments(client, times) if cpu is not None else {}
+    calls: dict[str, float] = {}
+    if counts is not None:
+        await asyncio.sleep(2.0)  # two relist periods: the syncs PLEG wakes are counted
+        counted = await counts()
+        calls = {k: (v - counted_before.get(k, 0)) / pods for k, v in counted.items()}
     for name in running:
         await client.delete(PODS_RES, name, "default", grace_period_seconds=0)
-    return row, used, segments
+    return row, used, segments, calls
 
 
 async def _torn_down(socket: Path, within: float = 120) -> None:
@@ -305,9 +357,10 @@ async def _torn_down(socket: Path, within: float = 120) -> None:
 
 async def sli_rows(
     base: Path, pods: int, src: Path | None, label: str
-) -> tuple[list[Row], dict[str, float], dict[str, list[float]]]:
+) -> tuple[list[Row], dict[str, float], dict[str, list[float]], dict[str, float]]:
     """Run ``pyk8s server`` + ``pyk8s kubelet`` (of ``src``, or this tree) and measure the
-    SLI at 1 and 5 in flight; the rows, and the CPU per pod and the steps at 5."""
+    SLI at 1 and 5 in flight; the rows, and the CPU per pod, the steps and the kubelet's
+    CRI calls per pod at 5."""
     port = _free_port()
     data = base / "server"
     await asyncio.to_thread(base.mkdir, parents=True)
@@ -324,6 +377,7 @@ async def sli_rows(
             "--pod-cidr", SLI_CIDR, "--cni-bridge", SLI_BRIDGE,
             "--log-root", str(base / "pods"), "--healthz-port", str(_free_port()),
             "--address", "127.0.0.1", "--port", str(_free_port()),
+            counts=base / "cri-counts.json",
         )  # fmt: skip
         async with Client(load_kubeconfig(data / "kubeconfig.yaml")) as client:
             for _ in range(600):
@@ -338,17 +392,24 @@ async def sli_rows(
             socket = ContainerdConfig(base / "agent").socket
             await pod_startup_sli(client, 3, 1)  # warm up: first sandbox, CNI bridge
             await _torn_down(socket)
-            one, _, _ = await pod_startup_sli(client, pods, 1)
+            one, _, _, _ = await pod_startup_sli(client, pods, 1)
             await _torn_down(socket)
             pid = kubelet.pid
 
             def cpu() -> dict[str, float]:
                 return _cpu_by_group(server.pid, pid, base / "agent")
 
-            five, used, segments = await pod_startup_sli(client, pods, 5, cpu)
+            proc = kubelet
+
+            async def counts() -> dict[str, int]:
+                cri = await _cri_counts(proc, base / "cri-counts.json")
+                api = await _api_requests(client)
+                return {**{f"CRI {k}": v for k, v in cri.items()}, **api}
+
+            five, used, segments, calls = await pod_startup_sli(client, pods, 5, cpu, counts)
             for row in (one, five):
                 row.backend = label
-            return [one, five], used, segments
+            return [one, five], used, segments, calls
     finally:
         for proc in (kubelet, server):
             if proc is not None:
@@ -393,6 +454,7 @@ async def main(args: argparse.Namespace) -> None:
     rows: list[Row] = []
     cpu: dict[str, dict[str, float]] = {}
     segments: dict[str, dict[str, list[float]]] = {}
+    calls: dict[str, dict[str, float]] = {}
     trees: dict[str, Path | None] = {"this tree": None}
     for i, rev in enumerate(args.baseline):
         src = await asyncio.to_thread(revision_src, rev, data_dir / f"rev{i}")
@@ -402,7 +464,7 @@ async def main(args: argparse.Namespace) -> None:
         for r in range(args.rounds):
             for label, src in trees.items():  # alternating: both see the same load
                 run = f"{label} #{r + 1}"
-                half, cpu[run], segments[run] = await sli_rows(
+                half, cpu[run], segments[run], calls[run] = await sli_rows(
                     data_dir / f"sli-{r}-{len(cpu)}", pods, src, label
                 )
                 rows += half
@@ -437,6 +499,16 @@ async def main(args: argparse.Namespace) -> None:
     for label, used in cpu.items():
         cells = " | ".join(f"{used[g]:.0f}" for g in groups)
         print(f"| {label} | {cells} | {sum(used.values()):.0f} |")
+    print("\n### the kubelet's CRI calls and the API server's requests per pod while 5 were")
+    print("started at once (SLI; from before the first create to 2 s after the last ran)\n")
+    methods = sorted({m for c in calls.values() for m in c if c[m]})
+    print("| method | " + " | ".join(calls) + " |")
+    print("|---|" + "---:|" * len(calls))
+    for m in methods:
+        print(f"| {m} | " + " | ".join(f"{c.get(m, 0):.2f}" for c in calls.values()) + " |")
+    for kind in ("CRI", "API"):
+        sums = [sum(v for k, v in c.items() if k.startswith(kind)) for c in calls.values()]
+        print(f"| all {kind} | " + " | ".join(f"{n:.2f}" for n in sums) + " |")
     print("\n### SLI steps at 5 at once (from the pods' spans), p50 / p99 ms\n")
     print("| step | " + " | ".join(segments) + " |")
     print("|---|" + "---:|" * len(segments))
