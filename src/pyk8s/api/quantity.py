@@ -23,6 +23,7 @@ Exceptions::
 
 from __future__ import annotations
 
+import functools
 import math
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, ROUND_UP, Context, Decimal, InvalidOperation
 from typing import Final, Literal
@@ -137,7 +138,21 @@ def _interpret(suffix: str) -> tuple[int, int, Format]:
 
 
 def _parse(s: str) -> tuple[Decimal, Format, str | None]:
-    """Upstream's ParseQuantity: the value, its format, and the string it caches (if any)."""
+    """Upstream's ParseQuantity: the value, its format, and the string it caches (if any).
+
+    Short inputs are remembered (the answer is immutable): a cluster's quantities are a
+    few strings (``"100m"``, ``"128Mi"``) read again and again, e.g. a pod create parses
+    each request and limit for validation and again for its QoS class."""
+    if len(s) <= _CACHED_LEN:
+        return _parse_cached(s)
+    return _parse_text(s)
+
+
+#: longest input :func:`_parse` remembers (a hostile client's long numbers are not kept)
+_CACHED_LEN: Final = 24
+
+
+def _parse_text(s: str) -> tuple[Decimal, Format, str | None]:
     if not s:
         raise QuantityError(ERR_FORMAT_WRONG)
     if s == "0":
@@ -190,6 +205,9 @@ def _parse(s: str) -> tuple[Decimal, Format, str | None]:
     if not amount:
         return Decimal(0), fmt, None
     return (-amount if negative else amount), fmt, None
+
+
+_parse_cached = functools.lru_cache(maxsize=2048)(_parse_text)
 
 
 def _text(v: str | int | float) -> str:
