@@ -114,6 +114,30 @@ async def test_ttl_expiry_survives_a_restart(tmp_path: Path) -> None:
         await store.close()
 
 
+async def test_ttl_writes_expire_each_at_its_own_time(tmp_path: Path) -> None:
+    store = await SqliteStore.open(tmp_path / "state.db")
+    try:
+        async with await store.watch("/registry/events/") as w:
+            a = await store.create("/registry/events/a", b"1", ttl=1)
+            await store.create("/registry/events/b", b"1", ttl=3)
+            # written again before its first TTL passed: that first expiry must not delete it
+            a2 = await store.update(
+                "/registry/events/a", b"2", expected_revision=a.mod_revision, ttl=2
+            )
+            deletes = []
+            while len(deletes) < 2:
+                ev = await asyncio.wait_for(w.__anext__(), 10)
+                if ev.type is EventType.DELETE:
+                    deletes.append(ev)
+        assert [d.kv.key for d in deletes] == ["/registry/events/a", "/registry/events/b"]
+        assert deletes[0].prev_kv is not None and deletes[0].prev_kv.value == b"2"
+        assert deletes[0].prev_kv.mod_revision == a2.mod_revision
+        with pytest.raises(NotFound):
+            await store.get("/registry/events/a")
+    finally:
+        await store.close()
+
+
 def _runs_inline(read: Coroutine[Any, Any, T]) -> tuple[bool, T | None]:
     """Whether ``read`` completed on its first step (on the event loop, never suspending),
     and its result; a read that suspended (to a reader thread) is closed unfinished."""
