@@ -101,6 +101,17 @@ def test_bad_pod_name() -> None:
     ]
 
 
+@pytest.mark.parametrize("name", ["a/b", "a%b", "..", "."])
+def test_pod_name_that_is_no_path_segment_fails_as_a_subdomain(name: str) -> None:
+    # what upstream's generic ObjectMeta check would refuse (a URL path segment), a pod's
+    # own DNS-subdomain rule refuses first, with its message alone
+    p = pod()
+    p["metadata"]["name"] = name
+    assert msgs(validate_create(POD, p)) == [
+        f'metadata.name: Invalid value: "{name}": {SUBDOMAIN_MSG}'
+    ]
+
+
 def test_missing_name_and_bad_generate_name() -> None:
     p = pod()
     del p["metadata"]["name"]
