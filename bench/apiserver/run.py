@@ -17,11 +17,14 @@ parentheses. Upstream Kubernetes's published API server numbers come from Go cli
 
 ``--baseline REV`` runs the API server of git revision REV (its ``src/``, first on
 PYTHONPATH) before this tree's, in the same run, and prints both tables and a before/after
-table of their rates and p99s. ``--only-lists`` measures the LIST rows of the 10,000 pods
-alone (the pods are still created first; no raw-store, create, get or watch rows).
+table of their rates and p99s. Minutes apart on a shared machine, those two can differ by
+2x for the same code; ``--interleaved ROUNDS`` then also runs both servers side by side
+and alternates rounds of curl pages between them, and reports their ratio paired by round.
+``--only-lists`` measures the LIST rows of the 10,000 pods alone (the pods are still
+created first; no raw-store, create, get or watch rows).
 
 Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000] [--baseline REV]
-    [--only-lists]
+    [--only-lists] [--interleaved ROUNDS]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -33,6 +36,7 @@ import contextlib
 import json
 import os
 import resource
+import statistics
 import sys
 import tempfile
 import time
@@ -375,6 +379,95 @@ async def run_one(
             cluster.stop()
 
 
+#: pages per server per round of ``--interleaved``: CPU is read from /proc in 10 ms ticks,
+#: 500 pages (~0.3 s of server CPU) keep that under 4 %
+ROUND_PAGES = 500
+
+
+async def filled_server(base: Path, src: Path | None, stored: int = 10_000) -> Server:
+    """An API server over SQLite under ``base`` running ``src`` (None: this tree) with
+    ``stored`` pods in namespace ``bench``."""
+    with code(src):
+        server = Server(
+            base / "data",
+            free_port(),
+            extra_args=("--datastore-endpoint", f"sqlite://{base / 'api.db'}"),
+        ).start()
+    api = Api(server)
+    try:
+        await api.namespace("bench")
+        sem = asyncio.Semaphore(50)
+
+        async def fill(i: int) -> None:
+            async with sem:
+                await api.request_bytes("POST", "/api/v1/namespaces/bench/pods", pod(f"f-{i:06d}"))
+
+        await asyncio.gather(*(fill(i) for i in range(stored)))
+    finally:
+        await api.close()
+    return server
+
+
+async def interleaved(
+    tmp: Path, src: Path, baseline: str, rounds: int, pages: int = ROUND_PAGES
+) -> str:
+    """The baseline's and this tree's API servers up side by side (SQLite, 10,000 pods
+    each), and ``rounds`` rounds of ``pages`` ``?limit=100`` pages by one curl client
+    against each in turn (the order alternating): on a machine whose other load comes and
+    goes, each round's two numbers were measured seconds apart, so their ratio says more
+    than two rows measured minutes apart. Medians over the rounds; the p50 is the steadiest
+    (a p99 or a rate follows whatever else ran during the round)."""
+    servers: dict[str, Server] = {}
+    per: dict[str, list[Row]] = {baseline: [], "this tree": []}
+    try:
+        for label, code_src in ((baseline, src), ("this tree", None)):
+            base = tmp / f"interleaved-{len(servers)}"
+            base.mkdir()
+            servers[label] = await filled_server(base, code_src)
+        path = "/api/v1/namespaces/bench/pods?limit=100"
+        for server in servers.values():  # warm both (connections, caches)
+            assert server.proc is not None
+            await curl_row(server, server.proc.pid, "warm-up", path, 1, 100)
+        for i in range(rounds):
+            order = list(servers.items())
+            for label, server in order if i % 2 == 0 else order[::-1]:
+                assert server.proc is not None
+                row = await curl_row(server, server.proc.pid, label, path, 1, pages)
+                per[label].append(row)
+    finally:
+        for server in servers.values():
+            server.stop()
+
+    def cpu(r: Row) -> float:
+        return float(r.backend.split()[0]) if r.backend else float("nan")
+
+    def med(xs: list[float], digits: int) -> str:
+        return f"{statistics.median(xs):,.{digits}f} ({min(xs):,.{digits}f}-{max(xs):,.{digits}f})"
+
+    out = [
+        f"### interleaved: {rounds} rounds x {pages} pages of 10,000 pods, 1 curl "
+        "client, baseline and this tree in turn",
+        "",
+        "| server | pages/s | server CPU ms/page | p50 ms | p99 ms |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for label, rows in per.items():
+        out.append(
+            f"| {label} | {med([r.rate for r in rows], 0)} | {med([cpu(r) for r in rows], 3)} "
+            f"| {med([r.pct(0.5) for r in rows], 2)} | {med([r.pct(0.99) for r in rows], 2)} |"
+        )
+    pairs = list(zip(per[baseline], per["this tree"], strict=True))
+    rate = [b.rate / a.rate for a, b in pairs]
+    used = [cpu(b) / cpu(a) for a, b in pairs]
+    p50 = [b.pct(0.5) / a.pct(0.5) for a, b in pairs]
+    out += [
+        "",
+        f"this tree / baseline, paired by round: pages/s x{med(rate, 3)}, "
+        f"server CPU/page x{med(used, 3)}, p50 x{med(p50, 3)} (median, min-max)",
+    ]
+    return "\n".join(out)
+
+
 def report(title: str, rows: list[Row]) -> str:
     out = titled_table(title, rows)
     by = {(r.what, r.clients): r for r in rows}
@@ -428,6 +521,14 @@ async def main() -> None:
         action="store_true",
         help="only the LIST rows of 10,000 pods (created first)",
     )
+    ap.add_argument(
+        "--interleaved",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="with --baseline: also both servers side by side, ROUNDS rounds of curl "
+        "pages against each in turn (SQLite)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-api-") as tmp:
         src = revision_src(args.baseline, Path(tmp) / "baseline") if args.baseline else None
@@ -447,6 +548,9 @@ async def main() -> None:
             if before:
                 print(compare(f"datastore: {kind}", before, rows), flush=True)
                 print()
+        if src is not None and args.interleaved > 0:
+            print(await interleaved(Path(tmp), src, args.baseline, args.interleaved))
+            print()
 
 
 if __name__ == "__main__":
