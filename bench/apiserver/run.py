@@ -21,10 +21,12 @@ table of their rates and p99s. Minutes apart on a shared machine, those two can 
 2x for the same code; ``--interleaved ROUNDS`` then also runs both servers side by side
 and alternates rounds of curl pages between them, and reports their ratio paired by round.
 ``--only-lists`` measures the LIST rows of the 10,000 pods alone (the pods are still
-created first; no raw-store, create, get or watch rows).
+created first; no raw-store, create, get or watch rows). ``--only-writes`` measures the
+pod creates alone: the raw store's rows and the API server's creates at 1, 10 and 50
+clients (issue 21's write rows), with no 10,000 pods, lists or watches.
 
 Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000] [--baseline REV]
-    [--only-lists] [--interleaved ROUNDS]
+    [--only-lists | --only-writes] [--interleaved ROUNDS]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -157,7 +159,13 @@ async def curl_row(server: Server, pid: int, what: str, path: str, clients: int,
 
 
 async def bench_server(
-    api: Api, server: Server, ops: int, pid: int, *, only_lists: bool = False
+    api: Api,
+    server: Server,
+    ops: int,
+    pid: int,
+    *,
+    only_lists: bool = False,
+    only_writes: bool = False,
 ) -> list[Row]:
     rows: list[Row] = []
     await api.request_bytes(
@@ -178,6 +186,8 @@ async def bench_server(
                 lambda i, c=clients: api.request_bytes("POST", base, pod(f"c{c}-{i:06d}")),
             )
         )
+        if only_writes:
+            continue
         rows.append(
             await timed_cpu(
                 pid,
@@ -196,6 +206,8 @@ async def bench_server(
                 lambda i: api.request_bytes("GET", f"{base}?limit=100"),
             )
         )
+    if only_writes:
+        return rows
     # LIST of 10,000 pods
     have = len(orjson.loads(await api.request_bytes("GET", base))["items"])
     sem = asyncio.Semaphore(50)
@@ -350,7 +362,13 @@ def code(src: Path | None) -> Iterator[None]:
 
 
 async def run_one(
-    kind: str, base: Path, ops: int, src: Path | None = None, *, only_lists: bool = False
+    kind: str,
+    base: Path,
+    ops: int,
+    src: Path | None = None,
+    *,
+    only_lists: bool = False,
+    only_writes: bool = False,
 ) -> list[Row]:
     cluster = None
     try:
@@ -369,7 +387,14 @@ async def run_one(
         api = Api(server)
         try:
             assert server.proc is not None
-            rows = await bench_server(api, server, ops, server.proc.pid, only_lists=only_lists)
+            rows = await bench_server(
+                api,
+                server,
+                ops,
+                server.proc.pid,
+                only_lists=only_lists,
+                only_writes=only_writes,
+            )
         finally:
             await api.close()
             server.stop()
@@ -516,10 +541,16 @@ async def main() -> None:
     ap.add_argument("--datastores", default="sqlite,etcd")
     ap.add_argument("--ops", type=int, default=1000)
     ap.add_argument("--baseline", default="", help="git revision measured first, same run")
-    ap.add_argument(
+    only = ap.add_mutually_exclusive_group()
+    only.add_argument(
         "--only-lists",
         action="store_true",
         help="only the LIST rows of 10,000 pods (created first)",
+    )
+    only.add_argument(
+        "--only-writes",
+        action="store_true",
+        help="only the create rows (raw store, and the API server at 1, 10, 50 clients)",
     )
     ap.add_argument(
         "--interleaved",
@@ -537,12 +568,21 @@ async def main() -> None:
             if src is not None:
                 sub = Path(tmp) / f"{kind}-baseline"
                 sub.mkdir()
-                before = await run_one(kind, sub, args.ops, src, only_lists=args.only_lists)
+                before = await run_one(
+                    kind,
+                    sub,
+                    args.ops,
+                    src,
+                    only_lists=args.only_lists,
+                    only_writes=args.only_writes,
+                )
                 print(report(f"datastore: {kind}, baseline {args.baseline}", before), flush=True)
                 print()
             sub = Path(tmp) / kind
             sub.mkdir()
-            rows = await run_one(kind, sub, args.ops, only_lists=args.only_lists)
+            rows = await run_one(
+                kind, sub, args.ops, only_lists=args.only_lists, only_writes=args.only_writes
+            )
             print(report(f"datastore: {kind}", rows), flush=True)
             print()
             if before:
