@@ -23,17 +23,33 @@ from pyk8s.apiserver.certs import ensure_pki
 from pyk8s.server import tlsbuffers
 
 
-async def _echo_large(tls: Path, bodies: list[bytes]) -> tuple[list[bytes], list[bytearray]]:
+async def _echo_large(
+    tls: Path, bodies: list[bytes]
+) -> tuple[list[bytes], list[bytearray], list[list[int]]]:
     pki = ensure_pki(tls, hostnames=["localhost"], ips=["127.0.0.1"])
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(pki.serving_cert, pki.serving_key)
     client_ctx = ssl.create_default_context(cafile=str(pki.ca_cert))
     buffers: list[bytearray] = []
+    #: per echo, the sizes the TLS layer handed its socket for the one large write
+    writes: list[list[int]] = []
 
     async def echo(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        buffers.append(writer.transport._ssl_protocol._ssl_buffer)  # type: ignore[attr-defined]
+        ssl_protocol = writer.transport._ssl_protocol  # type: ignore[attr-defined]
+        buffers.append(ssl_protocol._ssl_buffer)
         size = int.from_bytes(await reader.readexactly(8), "big")
+        socket_writes: list[int] = []
+        socket = ssl_protocol._transport
+        socket_write = socket.write
+
+        def counted_write(data: bytes) -> None:
+            socket_writes.append(len(data))
+            socket_write(data)
+
+        socket.write = counted_write
         writer.write(bytearray(await reader.readexactly(size)))  # a caller's own buffer
+        socket.write = socket_write
+        writes.append(socket_writes)
         await writer.drain()
         writer.close()
 
@@ -50,7 +66,7 @@ async def _echo_large(tls: Path, bodies: list[bytes]) -> tuple[list[bytes], list
     port = server.sockets[0].getsockname()[1]
     try:
         echoed = await asyncio.gather(*(roundtrip(port, body) for body in bodies))
-        return list(echoed), buffers
+        return list(echoed), buffers, writes
     finally:
         server.close()
         await server.wait_closed()
@@ -65,8 +81,10 @@ def test_connections_share_a_small_buffer_and_keep_their_bytes(
     monkeypatch.setattr(protocol, "_write_appdata", protocol._write_appdata)  # type: ignore[attr-defined]
     bodies = [os.urandom(1024 * 1024 + i * 4099) for i in range(8)]
     tlsbuffers.shrink()
-    echoed, buffers = asyncio.run(_echo_large(tmp_path, bodies))
+    echoed, buffers, writes = asyncio.run(_echo_large(tmp_path, bodies))
     assert echoed == bodies
+    # each echo was encrypted a record at a time but reached its socket as one write
+    assert all(len(sizes) == 1 and sizes[0] > len(bodies[0]) for sizes in writes), writes
     assert len(buffers) == 2 * len(bodies)  # each connection's two ends
     assert {id(b) for b in buffers} == {id(buffers[0])}
     assert len(buffers[0]) == tlsbuffers.READ_BUFFER

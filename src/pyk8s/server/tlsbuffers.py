@@ -22,9 +22,10 @@ handed to the socket, and OpenSSL's memory BIO keeps the capacity of the largest
 it ever held for the connection's life (an API server connection that once answered a
 300 KB discovery document or LIST kept ~300 KB: both ends of 200 such connections held
 451 KiB a pair, 72 KiB after small answers). So a write larger than
-:data:`WRITE_PIECE` goes to the TLS object in pieces of that size, each handed on to the
-socket before the next is encrypted (178 KiB a pair; most of the rest is the incoming
-BIO's capacity, up to one read buffer).
+:data:`WRITE_PIECE` goes to the TLS object in pieces of that size, each piece's records
+taken out of the BIO before the next is encrypted (178 KiB a pair; most of the rest is the
+incoming BIO's capacity, up to one read buffer), and the records of one write reach the
+socket as one write.
 """
 
 from __future__ import annotations
@@ -51,6 +52,43 @@ def _thread_buffer(size: int) -> bytearray:
     return buffer
 
 
+def _encrypt_in_records(protocol: Any, view: memoryview, size: int) -> int:
+    """Encrypt ``view`` one record at a time, emptying the outgoing BIO after each, and
+    hand the socket all of it in one write; return how many bytes were encrypted.
+
+    Only when nothing else is waiting (no backlog, the socket not paused, the handshake
+    done); otherwise, or from where the TLS object stops taking data (a renegotiation),
+    the caller writes the rest piece by piece through asyncio's own path. One socket
+    write per answer, not one per record: a 200 KB LIST page in 13 ``sendto`` calls cost
+    the API server ~37 % more CPU per page.
+    """
+    if (
+        protocol._state is not asyncio.sslproto.SSLProtocolState.WRAPPED
+        or protocol._write_backlog
+        or protocol._ssl_writing_paused
+    ):
+        return 0
+    records: list[bytes] = []
+    done = 0
+    try:
+        while done < size:
+            piece = view[done : done + WRITE_PIECE]
+            count = protocol._sslobj.write(piece)
+            records.append(protocol._outgoing.read())
+            done += count
+            if count < len(piece):
+                break
+    except asyncio.sslproto.SSLAgainErrors:
+        pass
+    except Exception as ex:
+        protocol._fatal_error(ex, "Fatal error on SSL protocol")
+        return size
+    if records:
+        protocol._transport.write(b"".join(records))
+    protocol._control_app_writing()
+    return done
+
+
 def shrink() -> None:
     """Connections made from now on in this process (and its forks) read through their
     thread's shared buffer of :data:`READ_BUFFER` bytes, and every TLS connection
@@ -75,7 +113,8 @@ def shrink() -> None:
                 write_appdata(self, [data])
                 continue
             view = memoryview(data).cast("B")
-            for start in range(0, size, WRITE_PIECE):
+            done = _encrypt_in_records(self, view, size)
+            for start in range(done, size, WRITE_PIECE):
                 piece: Any = view[start : start + WRITE_PIECE]  # what transport.write takes
                 if not isinstance(data, bytes):  # a view of bytes is safe to keep; a
                     piece = bytes(piece)  # bytearray's caller may resize it once written
