@@ -155,11 +155,11 @@ def _merge(rule_errs: Errs, schema_errs: Errs) -> Errs:
     return rule_errs + extra
 
 
-#: kinds whose create rule checks ObjectMeta itself (the same checks, with a DNS name
+#: create rules that check ObjectMeta themselves (the same checks, with a DNS name
 #: function, stricter than a path segment): the generic ObjectMeta check upstream's
 #: BeforeCreate runs after a clean rule can find nothing more, so it is skipped (a
 #: second walk of the metadata on every pod create)
-_META_CHECKED = frozenset({("", "Pod")})
+_CHECKS_META: frozenset[Create] = frozenset({core.create_pod})
 
 
 def validate_create(resource: Resource, obj: JSON) -> list[FieldError]:
@@ -167,7 +167,7 @@ def validate_create(resource: Resource, obj: JSON) -> list[FieldError]:
     rules = _rules(resource)
     errs = rules[0](obj) if rules is not None else groups.generic_meta(obj, resource.namespaced)
     errs = _merge(errs, schema_required(resource, obj))
-    if not errs and rules is not None and (resource.group, resource.kind) not in _META_CHECKED:
+    if not errs and rules is not None and rules[0] not in _CHECKS_META:
         errs = groups.generic_meta(obj, resource.namespaced)
     return errs
 
