@@ -486,9 +486,13 @@ async def test_seats_taken_at_arrival_count_against_the_level() -> None:
     assert len(seated) == limit
     assert p.seat_at_arrival(c) is None  # full: the next one is decided once classified
 
+    level = p.levels[c.priority_level]
     late = asyncio.ensure_future(p.admit(c))
-    await asyncio.sleep(0)
-    assert not late.done()  # queued behind the seats taken at arrival
+    for _ in range(100):  # a few loop steps, until the level has decided
+        if late.done() or level.waiting:
+            break
+        await asyncio.sleep(0)
+    assert not late.done() and level.waiting == 1  # queued behind the seats taken at arrival
     seated[0].release()
     seat = await late
     assert seat is not None

@@ -87,19 +87,30 @@ def make_pod(volumes: list[Obj], mounts: list[Obj], policy: str = "Always") -> O
     }
 
 
+def new_worker(
+    tmp_path: Path,
+    runtime: FakeRuntime,
+    client: FakeClient | None = None,
+    recorder: Recorder | None = None,
+    **kwargs: Any,
+) -> PodWorker:
+    """A pod worker of node n1 over ``runtime``, its directories under ``tmp_path``."""
+    return PodWorker(
+        client or FakeClient(),  # type: ignore[arg-type]
+        runtime,
+        recorder or Recorder(),  # type: ignore[arg-type]
+        NodeInfo(name="n1", host_ip="192.0.2.1"),
+        root=tmp_path / "kubelet",
+        log_root=tmp_path / "logs",
+        **kwargs,
+    )
+
+
 @pytest.fixture
 def env(tmp_path: Path) -> tuple[PodWorker, FakeRuntime, FakeClient, Recorder]:
     runtime = FakeRuntime(images={IMAGE})
     client, recorder = FakeClient(), Recorder()
-    worker = PodWorker(
-        client,  # type: ignore[arg-type]
-        runtime,
-        recorder,  # type: ignore[arg-type]
-        NodeInfo(name="n1", host_ip="192.0.2.1"),
-        root=tmp_path / "kubelet",
-        log_root=tmp_path / "logs",
-    )
-    return worker, runtime, client, recorder
+    return new_worker(tmp_path, runtime, client, recorder), runtime, client, recorder
 
 
 def read(path: Path) -> str:
@@ -325,15 +336,7 @@ async def test_a_new_pod_is_read_back_only_for_what_its_sync_made(tmp_path: Path
     runtime = CountingRuntime(images={IMAGE})
     client, recorder = FakeClient(), Recorder()
     relister = Relister(runtime)
-    worker = PodWorker(
-        client,  # type: ignore[arg-type]
-        runtime,
-        recorder,  # type: ignore[arg-type]
-        NodeInfo(name="n1", host_ip="192.0.2.1"),
-        root=tmp_path / "kubelet",
-        log_root=tmp_path / "logs",
-        pleg=relister,
-    )
+    worker = new_worker(tmp_path, runtime, client, recorder, pleg=relister)
     assert await relister.relist() == set()
     runtime.reads.clear()
     pod = make_pod([], [])
@@ -399,16 +402,7 @@ async def test_a_relist_during_a_sync_wakes_the_pod_only_for_what_the_sync_misse
     runtime = MidSyncRuntime(after, images={IMAGE})
     relister = Relister(runtime)
     woken: list[str] = []
-    worker = PodWorker(
-        FakeClient(),  # type: ignore[arg-type]
-        runtime,
-        Recorder(),  # type: ignore[arg-type]
-        NodeInfo(name="n1", host_ip="192.0.2.1"),
-        root=tmp_path / "kubelet",
-        log_root=tmp_path / "logs",
-        wake=woken.append,
-        pleg=relister,
-    )
+    worker = new_worker(tmp_path, runtime, wake=woken.append, pleg=relister)
     relisted: list[set[str]] = []
 
     async def relist_mid_sync(cid: str) -> None:
