@@ -43,24 +43,41 @@ from aiohttp import web
 
 from pyk8s.apiserver.flowcontrol import Classification, Seat
 from pyk8s.apiserver.inflight import Slot
+from pyk8s.apiserver.requestinfo import RequestInfo
+
+#: a request as :func:`pyk8s.apiserver.requestinfo.parse_request` takes it: method, path
+#: (decoded) and query arguments
+Parsed = tuple[str, str, dict[str, str]]
 
 
 class Arrived:
     """What a request was given when it was read; its handler takes it over."""
 
-    __slots__ = ("classification", "seat", "slot")
+    __slots__ = ("classification", "parsed", "seat", "slot")
 
     def __init__(
         self,
         slot: Slot | None,
         seat: Seat | None = None,
         classification: Classification | None = None,
+        parsed: tuple[Parsed, RequestInfo] | None = None,
     ) -> None:
         #: its in-flight slot (None: over the limit, answered 429 unless exempt)
         self.slot = slot
         #: an APF seat, taken as the connection's previous request was classified
         self.seat = seat
         self.classification = classification
+        #: the request line as parsed then (method, path, query) and what it parsed to:
+        #: the handler takes the RequestInfo when aiohttp's parse of the request gives
+        #: the same method, path and query, instead of parsing it again
+        self.parsed = parsed
+
+    def info_for(self, method: str, path: str, query: dict[str, str]) -> RequestInfo | None:
+        """The RequestInfo parsed at arrival, if it was parsed from these same inputs."""
+        parsed = self.parsed
+        if parsed is not None and parsed[0] == (method, path, query):
+            return parsed[1]
+        return None
 
     def release(self) -> None:
         """Give back what the handler did not take over (each at most once)."""

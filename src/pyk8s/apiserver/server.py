@@ -440,6 +440,7 @@ class APIServer:
         except Exception:  # the handler fails the same way, before the limiter
             return arrival.Arrived(UNCOUNTED)
         slot = self.inflight.arrive(info)
+        parsed = ((method, path, query_args), info)
         if (
             hint is None
             or self.apf is None
@@ -447,8 +448,8 @@ class APIServer:
             or is_long_running(info)
             or is_exempt_from_apf(info)
         ):
-            return arrival.Arrived(slot)
-        return arrival.Arrived(slot, self.apf.seat_at_arrival(hint), hint)
+            return arrival.Arrived(slot, parsed=parsed)
+        return arrival.Arrived(slot, self.apf.seat_at_arrival(hint), hint, parsed)
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         arrived = arrival.claim(request)
@@ -484,7 +485,11 @@ class APIServer:
         code = 500
         audit_id = audit_id_of(request)
         try:
-            info = parse_request(request.method, request.path, dict(request.query), self.registry)
+            method, path, query = request.method, request.path, dict(request.query)
+            arrived = request.get(_ARRIVED)
+            info = arrived.info_for(method, path, query) if arrived is not None else None
+            if info is None:
+                info = parse_request(method, path, query, self.registry)
             resp = await self._dispatch(request, info)
             code = resp.status
             return resp
