@@ -93,10 +93,16 @@ def test_pods_of_a_dead_node_are_replaced_elsewhere(cluster: Cluster, ns: str) -
             return cond["status"] == "Unknown"
 
         cluster.wait(not_ready, within=120)
-        node = k.json("get", "node", "sim-2")
-        assert {t["key"] for t in node["spec"].get("taints", [])} >= {
-            "node.kubernetes.io/unreachable"
-        }
+
+        # the condition and the taint are two writes (status, then spec), as upstream's
+        # node lifecycle controller makes them: wait for the second
+        def tainted() -> bool:
+            node = k.json("get", "node", "sim-2")
+            return "node.kubernetes.io/unreachable" in {
+                t["key"] for t in node["spec"].get("taints", [])
+            }
+
+        cluster.wait(tainted, within=60)
 
         def replaced() -> bool:
             live = [
