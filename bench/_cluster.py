@@ -262,10 +262,16 @@ class Api:
             timeout=aiohttp.ClientTimeout(total=600),
         )
 
-    async def request_bytes(self, method: str, path: str, body: bytes | None = None) -> bytes:
+    async def request_bytes(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str = "application/json",
+    ) -> bytes:
         """The response body unparsed (what the API server benchmark times)."""
         async with self.session.request(
-            method, self.base + path, data=body, headers={"Content-Type": "application/json"}
+            method, self.base + path, data=body, headers={"Content-Type": content_type}
         ) as r:
             data = await r.read()
             if r.status >= 300:

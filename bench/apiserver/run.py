@@ -206,6 +206,7 @@ async def bench_server(
                 lambda i: api.request_bytes("GET", f"{base}?limit=100"),
             )
         )
+    rows += await patch_rows(api, base, ops, pid)
     if only_writes:
         return rows
     # LIST of 10,000 pods
@@ -240,6 +241,42 @@ async def bench_server(
         )
     )
     rows += await watchers(api, base)
+    return rows
+
+
+async def patch_rows(api: Api, base: str, ops: int, pid: int) -> list[Row]:
+    """Read-modify-writes of the pods the 50-client creates made: a merge patch of a
+    label (the object), and of a condition (the status subresource), at 1 and 50 clients.
+    Each one reads the stored pod, patches it and writes it back by compare-and-swap."""
+    merge = "application/merge-patch+json"
+    rows = []
+    for clients in (1, 50):
+        rows.append(
+            await timed_cpu(
+                pid,
+                "patch pod label",
+                clients,
+                ops,
+                lambda i, c=clients: api.request_bytes(
+                    "PATCH",
+                    f"{base}/c50-{i:06d}",
+                    b'{"metadata":{"labels":{"patched":"c%d"}}}' % c,
+                    content_type=merge,
+                ),
+            )
+        )
+    status = {"status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+    rows.append(
+        await timed_cpu(
+            pid,
+            "patch pod status",
+            50,
+            ops,
+            lambda i: api.request_bytes(
+                "PATCH", f"{base}/c50-{i:06d}/status", orjson.dumps(status), content_type=merge
+            ),
+        )
+    )
     return rows
 
 
