@@ -10,7 +10,9 @@ HTTP), because this machine is noisy.
 The client is part of what is measured. Most rows use this process's aiohttp, which spends
 about as much CPU receiving a 200 KB page as the server spends sending it, so at one client
 the sum decides; the ``curl client`` rows fetch the same ``?limit=100`` pages with native
-``curl`` processes (one keep-alive TLS connection each) so the server is the bottleneck.
+``curl`` processes (one keep-alive TLS connection each) so the server is the bottleneck,
+and the ``create pod, curl client`` rows POST the same pods from one ``curl --parallel``
+(as many keep-alive connections as clients), without the aiohttp client's ~0.3 ms per create.
 The CPU columns say which side paid: the server's CPU per operation, and the client's in
 parentheses. Upstream Kubernetes's published API server numbers come from Go clients
 (client-go, the load and density tests' clients), native clients like curl here, not Python.
@@ -23,7 +25,8 @@ and alternates rounds of curl pages between them, and reports their ratio paired
 ``--only-lists`` measures the LIST rows of the 10,000 pods alone (the pods are still
 created first; no raw-store, create, get or watch rows). ``--only-writes`` measures the
 pod creates alone: the raw store's rows and the API server's creates at 1, 10 and 50
-clients (issue 21's write rows), with no 10,000 pods, lists or watches.
+clients, by aiohttp and by curl (issue 21's write rows), with no 10,000 pods, lists or
+watches.
 
 Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000] [--baseline REV]
     [--only-lists | --only-writes] [--interleaved ROUNDS]
@@ -158,6 +161,53 @@ async def curl_row(server: Server, pid: int, what: str, path: str, clients: int,
     return row
 
 
+async def curl_create_row(
+    server: Server, pid: int, what: str, path: str, clients: int, ops: int, prefix: str
+) -> Row:
+    """``ops`` POSTs of a pod (named ``prefix-N``) to ``path`` by one ``curl`` process
+    running ``clients`` transfers at once (``--parallel``; each keeps its TLS connection
+    alive, the admin client certificate as in :func:`curl_row`): the creates of a native
+    client, whose CPU per create is small next to the server's. Every status must be 201.
+
+    Latencies, rate and the CPU column as in :func:`curl_row` (curl's CPU in parentheses)."""
+    tls = server.data_dir / "server" / "tls"
+    # every transfer repeats its options: ``next`` resets them, and a body is per transfer
+    per = (
+        f'url = "{server.url}{path}"\n'
+        f'cacert = "{tls / "ca.crt"}"\ncert = "{tls / "admin.crt"}"\nkey = "{tls / "admin.key"}"\n'
+        'header = "Content-Type: application/json"\noutput = "/dev/null"\n'
+        'write-out = "%{http_code} %{time_total}\\n"\n'
+    )
+    config = "next\n".join(
+        per + f"data-binary = {json.dumps(pod(f'{prefix}-{i:06d}').decode())}\n" for i in range(ops)
+    )
+    before, client = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    proc = await asyncio.create_subprocess_exec(
+        "curl", "--silent", "--no-progress-meter", "--show-error",
+        "--parallel", "--parallel-max", str(clients), "--config", "-",
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate(config.encode())
+    seconds = time.perf_counter() - start
+    after, done = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode != 0:
+        raise RuntimeError(f"curl exited {proc.returncode}")
+    lat = []
+    for line in out.decode().splitlines():
+        status, took = line.split()
+        if status != "201":
+            raise RuntimeError(f"curl POST {path}: {status}")
+        lat.append(float(took))
+    if len(lat) != ops:
+        raise RuntimeError(f"curl POST {path}: {len(lat)} of {ops} answered")
+    used = done.ru_utime + done.ru_stime - client.ru_utime - client.ru_stime
+    row = Row(what, clients, ops, seconds, lat)
+    if before is not None and after is not None:
+        row.backend = f"{(after - before) / ops * 1000:.2f} ({used / ops * 1000:.2f})"
+    return row
+
+
 async def bench_server(
     api: Api,
     server: Server,
@@ -184,6 +234,11 @@ async def bench_server(
                 clients,
                 ops,
                 lambda i, c=clients: api.request_bytes("POST", base, pod(f"c{c}-{i:06d}")),
+            )
+        )
+        rows.append(
+            await curl_create_row(
+                server, pid, "create pod, curl client", base, clients, ops, f"curl{clients}"
             )
         )
         if only_writes:
