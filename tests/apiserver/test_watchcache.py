@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 
-from pyk8s.apiserver.watchcache import ADDED, DELETED, MODIFIED, TooOld, WatchCache, decode
+from pyk8s.api.registry import RESOURCES
+from pyk8s.api.selectors import field_values
+from pyk8s.apiserver.watchcache import (
+    ADDED,
+    DECODED_KEPT,
+    DELETED,
+    MODIFIED,
+    Entry,
+    Selector,
+    TooOld,
+    WatchCache,
+    decode,
+)
 from pyk8s.storage import Event, Watch
 from pyk8s.storage.encryption import EncryptingStore
 from pyk8s.storage.sqlite import SqliteStore
+
+JSON = dict[str, Any]
 
 
 def pod(name: str, **labels: str) -> bytes:
@@ -104,10 +119,10 @@ async def test_events_are_not_cached_but_listed_from_the_store_and_watched(
         assert cache.list("/registry/core/events/ns/") == []
         assert not any(k.startswith("/registry/core/events/") for k in cache.objects)
         [event] = await cache.read("/registry/core/events/ns/")
-        assert event.decoded is None and event.obj["reason"] == "Scheduled"
+        assert event.obj["reason"] == "Scheduled"
         assert event.obj["metadata"]["resourceVersion"] == str(kv.mod_revision)
         [cached_pod] = await cache.read("/registry/core/pods/ns/")
-        assert cached_pod.decoded is not None
+        assert cached_pod is cache.objects["/registry/core/pods/ns/p"]
         changed = {**body, "reason": "Pulled"}
         await store.update(
             "/registry/core/events/ns/e1", orjson.dumps(changed), expected_revision=kv.mod_revision
@@ -234,39 +249,171 @@ async def test_a_consistent_read_applies_events_already_handed_out_without_waiti
         await inner.close()
 
 
-def test_objects_written_alike_share_their_field_sets() -> None:
-    """Decoded field sets equal to earlier ones are the same dicts (the cache's memory),
-    and every object still reads and encodes exactly as stored."""
+def test_entries_keep_bytes_and_decode_on_demand_the_same_object() -> None:
+    """An entry reads back exactly the stored object (with its resourceVersion); the
+    consumers of one entry share one decoded object while it is among the last decoded."""
+    stored = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1", "containers": [{"name": "c", "image": "i"}]},
+        "status": {"phase": "Running", "podIP": "10.0.0.1"},
+    }
+    obj, raw = decode(orjson.dumps(stored), 7)
+    entry = Entry.of("/registry/core/pods/ns/p", obj, raw, 7)
+    expected = {**stored, "metadata": {**stored["metadata"], "resourceVersion": "7"}}
+    assert entry.obj == expected and orjson.loads(entry.raw) == expected
+    assert entry.obj is entry.obj
+    assert entry.stored_as("v1") and not entry.stored_as("v2")
+    # what a selector reads, without the containers
+    assert entry.selectable == {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "p", "namespace": "ns", "labels": {"app": "web"}},
+        "spec": {"nodeName": "n1"},
+        "status": {"phase": "Running", "podIP": "10.0.0.1"},
+    }
+    # once enough other entries were decoded, it is decoded anew, equal
+    first = entry.obj
+    for i in range(DECODED_KEPT + 1):
+        Entry.of(f"/registry/core/pods/ns/x{i}", {"kind": "Pod"}, b"{}", 8, keep=True)
+    assert entry.memo is None
+    again = entry.obj
+    assert again == first and again is not first
 
-    def node(name: str, ip: str) -> bytes:
-        created = {"f:metadata": {"f:labels": {".": {}, "f:app": {}}}}
-        status = {"f:status": {"f:addresses": {".": {}, f'k:{{"address":"{ip}"}}': {}}}}
-        return orjson.dumps(
-            {
-                "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "labels": {"app": "x"},
-                    "managedFields": [
-                        {"manager": "a", "operation": "Update", "fieldsV1": created},
-                        {"manager": "b", "operation": "Update", "fieldsV1": status},
-                    ],
-                },
-            }
+
+def test_selectors_on_skeletons_select_as_on_objects() -> None:
+    """Every built-in resource's selectable fields read the same from an entry's skeleton
+    as from the whole object (the skeleton holds every path the selectors read)."""
+    objects = [
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": "ns", "labels": {"a": "b"}},
+            "spec": {
+                "nodeName": "n1",
+                "restartPolicy": "Never",
+                "schedulerName": "s",
+                "serviceAccountName": "sa",
+                "hostNetwork": True,
+                "containers": [{"name": "c"}],
+            },
+            "status": {
+                "phase": "Running",
+                "podIP": "10.0.0.1",
+                "podIPs": [{"ip": "10.0.0.2"}],
+                "nominatedNodeName": "n2",
+            },
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": "n"},
+            "spec": {"unschedulable": True},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Namespace",
+            "metadata": {"name": "x"},
+            "status": {"phase": "Active"},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": "s", "namespace": "ns"},
+            "type": "Opaque",
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "s", "namespace": "ns"},
+            "spec": {"clusterIP": "10.96.0.1", "type": "NodePort", "ports": [{"port": 1}]},
+        },
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "r"},
+            "status": {"replicas": 3},
+        },
+        {
+            "apiVersion": "batch/v1",
+            "kind": "Job",
+            "metadata": {"name": "j"},
+            "status": {"succeeded": 2},
+        },
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "e", "namespace": "ns"},
+            "involvedObject": {"kind": "Pod", "name": "p", "uid": "u", "fieldPath": "f"},
+            "reason": "Pulled",
+            "reportingComponent": "kubelet",
+            "source": {"component": "kubelet", "host": "n1"},
+            "type": "Normal",
+            "message": "m",
+        },
+        {
+            "apiVersion": "events.k8s.io/v1",
+            "kind": "Event",
+            "metadata": {"name": "e", "namespace": "ns"},
+            "regarding": {"kind": "Pod", "name": "p"},
+            "reportingController": "kubelet",
+            "deprecatedSource": {"component": "kubelet"},
+            "type": "Normal",
+            "note": "n",
+        },
+    ]
+    for obj in objects:
+        group_version = obj["apiVersion"]
+        group = group_version.split("/")[0] if "/" in group_version else ""
+        resource = next(r for r in RESOURCES if r.group == group and r.kind == obj["kind"])
+        entry = Entry.of("/registry/x/y/z", obj, orjson.dumps(obj), 1)
+        assert field_values(resource, entry.selectable) == field_values(resource, obj)
+        assert entry.selectable["metadata"] == obj["metadata"]
+        assert len(orjson.dumps(entry.selectable)) <= len(orjson.dumps(obj))
+
+
+async def test_a_field_selector_watch_selects_by_skeleton(tmp_path: Path) -> None:
+    """A Selector's watch and page filter on the skeletons and see objects enter and leave
+    as on the objects (a kubelet's spec.nodeName watch of the pods)."""
+    store = await SqliteStore.open(tmp_path / "s.db")
+    cache = WatchCache(store)
+    await cache.start()
+    seen_by_filter: list[JSON] = []
+
+    def on_node(obj: JSON) -> bool:
+        seen_by_filter.append(obj)
+        return (obj.get("spec") or {}).get("nodeName") == "n1"
+
+    def scheduled(name: str, node: str) -> bytes:
+        body = {"kind": "Pod", "metadata": {"name": name}, "spec": {"containers": [{"name": "c"}]}}
+        if node:
+            body["spec"]["nodeName"] = node
+        return orjson.dumps(body)
+
+    try:
+        w = cache.watch("/registry/core/pods/", cache.revision, Selector(on_node))
+        a = await store.create("/registry/core/pods/ns/a", scheduled("a", ""))
+        a = await store.update(
+            "/registry/core/pods/ns/a", scheduled("a", "n1"), expected_revision=a.mod_revision
         )
-
-    raws = [node("n1", "10.0.0.1"), node("n2", "10.0.0.2")]
-    (one, one_raw), (two, two_raw) = (decode(r, 7) for r in raws)
-    first, second = one["metadata"]["managedFields"], two["metadata"]["managedFields"]
-    assert first[0]["fieldsV1"] is second[0]["fieldsV1"]
-    # the status field sets differ (by the address), their equal parts are shared
-    assert first[1]["fieldsV1"] is not second[1]["fieldsV1"]
-    assert (
-        first[1]["fieldsV1"]["f:status"]["f:addresses"]["."]
-        is (second[1]["fieldsV1"]["f:status"]["f:addresses"]["."])
-    )
-    for obj, raw, stored in ((one, one_raw, raws[0]), (two, two_raw, raws[1])):
-        expected = orjson.loads(stored)
-        expected["metadata"]["resourceVersion"] = "7"
-        assert obj == expected
-        assert orjson.loads(raw) == expected
+        b = await store.create("/registry/core/pods/ns/b", scheduled("b", "n2"))
+        await store.delete("/registry/core/pods/ns/a")
+        seen = [await asyncio.wait_for(w.next(), 5) for _ in range(2)]
+        assert [(e.type, e.key) if e else None for e in seen] == [
+            (ADDED, "/registry/core/pods/ns/a"),
+            (DELETED, "/registry/core/pods/ns/a"),
+        ]
+        assert seen[0] is not None and seen[0].entry.obj["spec"]["containers"] == [{"name": "c"}]
+        await store.update(
+            "/registry/core/pods/ns/b", scheduled("b", "n1"), expected_revision=b.mod_revision
+        )
+        await asyncio.wait_for(w.next(), 5)
+        page = cache.page("/registry/core/pods/", "", 10, Selector(on_node))
+        assert [e.key for e in page.entries] == ["/registry/core/pods/ns/b"]
+        # the filter was given skeletons, never the containers
+        assert seen_by_filter and all("containers" not in o.get("spec", {}) for o in seen_by_filter)
+        w.close()
+    finally:
+        await cache.stop()
+        await store.close()

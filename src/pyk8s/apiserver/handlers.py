@@ -70,7 +70,7 @@ from pyk8s.apiserver.rest import (
 )
 from pyk8s.apiserver.serviceresolver import ServiceResolver
 from pyk8s.apiserver.strategies import Allocators, Rollback, Strategy, builtin_strategy
-from pyk8s.apiserver.watchcache import CacheEvent, Entry, NotReady, TooOld, uncached
+from pyk8s.apiserver.watchcache import Entry, NotReady, Selector, TooOld, uncached
 from pyk8s.apiserver.webhook import WebhookClient
 from pyk8s.storage import Compacted, FutureRevision, next_start
 
@@ -80,7 +80,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-Matcher = Callable[[JSON], bool]
+#: a list or watch filter: it reads the cached entries' skeletons unless it says ``whole``
+Matcher = Selector
 
 BOOKMARK_INTERVAL = 60.0
 DEFAULT_WATCH_TIMEOUT = 1800
@@ -900,7 +901,7 @@ class ResourceHandlers:
         user = self.user(request)
         items = []
         for entry in await self.cache.read(prefix):
-            if matches is not None and not matches(entry.obj):
+            if matches is not None and not matches.entry(entry):
                 continue
             meta = entry.obj["metadata"]
             try:
@@ -951,7 +952,9 @@ class ResourceHandlers:
                     strategy = self.strategy(fr)
             return fields.matches(strategy.field_values(obj))
 
-        return matches
+        # the built-in selectable fields are in the cached skeletons; a strategy of its own
+        # (a custom resource's selectableFields) may read any path: the whole object
+        return Selector(matches, whole=type(own).field_values is not Strategy.field_values)
 
     async def _fresh(self, rv: str = "") -> None:
         try:
@@ -1019,7 +1022,7 @@ class ResourceHandlers:
                 revision = self.cache.revision  # what read() reads at (it may wait on the store)
                 entries = await self.cache.read(prefix)
                 if matches is not None:
-                    entries = [e for e in entries if matches(e.obj)]
+                    entries = [e for e in entries if matches.entry(e)]
                 list_meta = {"resourceVersion": str(revision)}
             strategy = self.strategy(r)
             accept = request.headers.get("Accept")
@@ -1152,10 +1155,12 @@ class ResourceHandlers:
             name_match = info.name
             base = matches
 
-            def matches(obj: JSON) -> bool:
+            def by_name(obj: JSON) -> bool:
                 if obj.get("metadata", {}).get("name") != name_match:
                     return False
                 return base is None or base(obj)
+
+            matches = Selector(by_name, whole=base is not None and base.whole)
 
         prefix = r.key_prefix(info.namespace or None)
         rv = q.get("resourceVersion", "")
@@ -1212,6 +1217,20 @@ class ResourceHandlers:
                 raw = orjson.dumps(obj)
             return b'{"type":"' + etype.encode() + b'","object":' + raw + b"}\n"
 
+        # an object stored at the version asked for, and read as it is, goes out as its
+        # cached bytes, not decoded (DELETED carries the last state)
+        as_stored = not table and metadata_only is None and not strategy.reads_need_view
+
+        def entry_frame(etype: str, entry: Entry) -> bytes:
+            if as_stored and entry.stored_as(r.api_version):
+                return b'{"type":"' + etype.encode() + b'","object":' + entry.raw + b"}\n"
+            return frame(etype, *strategy.view(entry, r.api_version))
+
+        def to_convert(entries: list[Entry]) -> list[JSON]:
+            """The objects :meth:`Strategy.prepare_conversion` may convert (a webhook
+            converts only objects stored at another version)."""
+            return [e.obj for e in entries if not e.stored_as(r.api_version)]
+
         task = asyncio.current_task()
         assert task is not None
         if watcher is not None:
@@ -1225,10 +1244,8 @@ class ResourceHandlers:
             assert watcher is not None
             for i in range(0, len(initial), WATCH_BATCH):
                 chunk = initial[i : i + WATCH_BATCH]
-                await strategy.prepare_conversion([e.obj for e in chunk], r.api_version)
-                await resp.write(
-                    b"".join(frame("ADDED", *strategy.view(e, r.api_version)) for e in chunk)
-                )
+                await strategy.prepare_conversion(to_convert(chunk), r.api_version)
+                await resp.write(b"".join(entry_frame("ADDED", e) for e in chunk))
             if send_initial is not None and _bool(send_initial) and bookmarks:
                 await resp.write(
                     frame("BOOKMARK", self._bookmark(r, start, initial_end=True), None)
@@ -1256,13 +1273,9 @@ class ResourceHandlers:
                 events = [ev for ev in batch if ev is not None]
                 if events:
                     await strategy.prepare_conversion(
-                        [ev.entry.obj for ev in events], r.api_version
+                        to_convert([ev.entry for ev in events]), r.api_version
                     )
-                    await resp.write(
-                        b"".join(
-                            self._event_frame(ev, frame, r.api_version, strategy) for ev in events
-                        )
-                    )
+                    await resp.write(b"".join(entry_frame(ev.type, ev.entry) for ev in events))
                 if len(events) < len(batch):
                     break  # the cache restarted: the client must re-watch
         except (ConnectionResetError, asyncio.CancelledError):
@@ -1281,20 +1294,10 @@ class ResourceHandlers:
             await resp.write_eof()
         return resp
 
-    @staticmethod
-    def _event_frame(
-        ev: CacheEvent,
-        frame: Callable[[str, JSON, bytes | None], bytes],
-        api_version: str,
-        strategy: Strategy,
-    ) -> bytes:
-        """One watch event, its object in the request's version (DELETED: the last state)."""
-        return frame(ev.type, *strategy.view(ev.entry, api_version))
-
     async def _current(self, prefix: str, matches: Matcher | None) -> list[Entry]:
         entries = await self.cache.read(prefix)
         if matches is not None:
-            entries = [e for e in entries if matches(e.obj)]
+            entries = [e for e in entries if matches.entry(e)]
         return entries
 
     @staticmethod

@@ -4,9 +4,15 @@ Upstream's API server does not scan etcd per LIST or open an etcd watch per clie
 keeps one watch per resource and serves from memory. We do the same with one watch on the
 whole ``/registry/`` prefix:
 
-* ``objects`` holds the latest state of every key, decoded once, with its
-  ``resourceVersion`` filled in and its JSON encoding kept, so that a LIST of 10,000 pods
-  joins ready-made bytes instead of encoding 10,000 dicts;
+* ``objects`` holds the latest state of every key as its JSON, with its
+  ``resourceVersion`` filled in, so that a LIST of 10,000 pods joins ready-made bytes
+  instead of encoding 10,000 dicts. Beside the bytes an entry keeps only what is read
+  without decoding: its stored ``apiVersion`` and its skeleton, the parts selectors read
+  (labels, the selectable fields: a kubelet's ``spec.nodeName=X`` watch of the pods filters
+  on it). The decoded object is made on demand and the last few hundred are kept, so the
+  consumers of one event decode it once. (Upstream's cacher keeps decoded objects with
+  their labels and fields; in Python a decoded pod is four times its JSON, and the bytes
+  are what a LIST and a watch send.)
 * ``history`` keeps a window of recent events, so a client that re-watches from the
   resourceVersion of its last LIST gets exactly what it missed; a resourceVersion older
   than the window is answered with 410 Gone, as upstream does, and the client relists;
@@ -88,49 +94,88 @@ def encode(obj: JSON) -> bytes:
 def decode(value: bytes, revision: int) -> tuple[JSON, bytes]:
     """A stored value as an object with its resourceVersion, and that object's JSON."""
     obj = set_resource_version(orjson.loads(value), str(revision))
-    share_field_sets(obj)
     return obj, encode(obj)
 
 
-#: most field sets :func:`share_field_sets` remembers (then it starts afresh)
-FIELD_SETS_KEPT = 4096
-_field_sets: dict[bytes, JSON] = {}
+#: the paths of an object that selectors read, as a tree (``True``: keep the value there):
+#: ``apiVersion`` and ``kind`` (a filter picks the strategy of the stored version), the
+#: name, namespace and labels, and every built-in resource's selectable fields
+#: (:func:`pyk8s.api.selectors.field_values`). A filter that reads other paths (a custom
+#: resource's ``selectableFields``) is a :class:`Selector` with ``whole=True``.
+SELECTABLE_PATHS: dict[str, Any] = {
+    "apiVersion": True,
+    "kind": True,
+    "metadata": {"name": True, "namespace": True, "labels": True},
+    "spec": {
+        "nodeName": True,
+        "restartPolicy": True,
+        "schedulerName": True,
+        "serviceAccountName": True,
+        "hostNetwork": True,
+        "unschedulable": True,
+        "clusterIP": True,
+        "type": True,
+    },
+    "status": {
+        "phase": True,
+        "podIP": True,
+        "podIPs": True,
+        "nominatedNodeName": True,
+        "replicas": True,
+        "succeeded": True,
+    },
+    "type": True,
+    "reason": True,
+    "reportingComponent": True,
+    "reportingController": True,
+    "involvedObject": True,
+    "regarding": True,
+    "source": {"component": True},
+    "deprecatedSource": {"component": True},
+}
 
 
-def share_field_sets(obj: JSON) -> None:
-    """Make ``obj``'s managedFields hold field sets (``fieldsV1``) equal to ones decoded
-    lately as those same dicts, so that objects written alike share them.
-
-    Why: decoded, field sets are most of a cached object (nested dicts down to an empty
-    dict per field: 7 of a bench pod's 19 KiB, 11 of a simulated Node's 20 KiB), and
-    they repeat: every Node that sim-nodes (or a kubelet of one version) registered has
-    the same ones, every pod one client created the same spec field set. Cached objects
-    are shared and never changed in place (callers copy), and the field manager builds
-    new field sets rather than changing the ones it reads, so sharing is invisible. A
-    field set seen for the first time has its parts shared instead (a pod's status field
-    set differs from another's by its IP, not by its conditions)."""
-    meta = obj.get("metadata")
-    entries = meta.get("managedFields") if isinstance(meta, dict) else None
-    if not isinstance(entries, list):
-        return
-    for entry in entries:
-        fields = entry.get("fieldsV1") if isinstance(entry, dict) else None
-        if isinstance(fields, dict):
-            entry["fieldsV1"] = _shared_fields(fields)
+def skeleton(obj: JSON, paths: dict[str, Any] = SELECTABLE_PATHS) -> JSON:
+    """The parts of ``obj`` at ``paths``: what a selector reads, without the rest (a pod's
+    skeleton is a tenth of the decoded pod). Values are shared with ``obj``."""
+    out: JSON = {}
+    for name, sub in paths.items():
+        if name not in obj:
+            continue
+        value = obj[name]
+        out[name] = skeleton(value, sub) if sub is not True and isinstance(value, dict) else value
+    return out
 
 
-def _shared_fields(fields: JSON) -> JSON:
-    key = orjson.dumps(fields)
-    shared = _field_sets.get(key)
-    if shared is not None:
-        return shared
-    for name, child in fields.items():
-        if isinstance(child, dict):
-            fields[name] = _shared_fields(child)
-    if len(_field_sets) >= FIELD_SETS_KEPT:
-        _field_sets.clear()
-    _field_sets[key] = fields
-    return fields
+@dataclass(frozen=True, slots=True)
+class Selector:
+    """A list or watch filter (a label and field selector) and what it reads: the
+    entries' skeletons (:data:`SELECTABLE_PATHS`), or, with ``whole``, the objects."""
+
+    matches: Callable[[JSON], bool]
+    whole: bool = False
+
+    def __call__(self, obj: JSON) -> bool:
+        return self.matches(obj)
+
+    def entry(self, entry: Entry) -> bool:
+        """Whether the filter selects ``entry`` (decoded only when the filter reads
+        more than the skeleton)."""
+        return self.matches(entry.obj if self.whole else entry.selectable)
+
+
+def selects(matches: Callable[[JSON], bool], entry: Entry) -> bool:
+    """Whether ``matches`` selects ``entry``: a :class:`Selector` reads the skeleton, any
+    other filter the decoded object."""
+    if isinstance(matches, Selector):
+        return matches.entry(entry)
+    return matches(entry.obj)
+
+
+#: decoded objects kept (the entries decoded last), so that the consumers of one event
+#: (the node authorizer's graph, the cache loops, a watcher that converts) decode it once
+DECODED_KEPT = 512
+_decoded: deque[Entry] = deque()
 
 
 #: resources the cache does not keep, as upstream disables its watch cache for Events
@@ -145,28 +190,57 @@ def uncached(key: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    """One object as the cache holds it: its JSON, and the decoded object unless the
-    resource is not cached (:data:`UNCACHED_PREFIXES`), where :attr:`obj` decodes anew."""
+    """One object as the cache holds it: its JSON (with its resourceVersion set), the
+    apiVersion it is stored at and its :func:`skeleton` (what selectors read).
+    :attr:`obj` decodes the JSON on demand; the last :data:`DECODED_KEPT` decoded objects
+    are kept, so the consumers of one event decode it once."""
 
     key: str
-    decoded: JSON | None
     raw: bytes
     revision: int
+    #: the stored object's ``apiVersion`` (None when it has none)
+    api_version: str | None
+    #: the parts of the object a selector reads (:data:`SELECTABLE_PATHS`)
+    selectable: JSON = field(compare=False, repr=False)
     #: the object converted to other versions, with its JSON, made on first use; keyed by
-    #: version and the strategy that made it (a changed CRD makes new views)
+    #: version and the strategy that made it (a changed CRD makes new views). Not kept for
+    #: the resources the cache does not keep (:data:`UNCACHED_PREFIXES`)
     views: dict[tuple[str, object], tuple[JSON, bytes]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    #: the decoded object while it is among the last :data:`DECODED_KEPT` decoded
+    memo: JSON | None = field(default=None, compare=False, repr=False)
 
     @property
     def obj(self) -> JSON:
-        """The object (shared when decoded once: do not change it)."""
-        return self.decoded if self.decoded is not None else orjson.loads(self.raw)
+        """The object (shared while it is kept decoded: do not change it)."""
+        obj = self.memo
+        if obj is None:
+            obj = orjson.loads(self.raw)
+            self._keep(obj)
+        return obj
+
+    def _keep(self, obj: JSON) -> None:
+        object.__setattr__(self, "memo", obj)
+        _decoded.append(self)
+        if len(_decoded) > DECODED_KEPT:  # (an entry is in the window once: while kept)
+            object.__setattr__(_decoded.popleft(), "memo", None)
+
+    def stored_as(self, api_version: str) -> bool:
+        """Whether the object is stored at ``api_version`` (one with no apiVersion is
+        taken to be), so that it reads as :attr:`raw` without being decoded."""
+        return self.api_version is None or self.api_version == api_version
 
     @classmethod
-    def of(cls, key: str, obj: JSON, raw: bytes, revision: int) -> Entry:
-        """An entry, raw only for the resources the cache does not keep."""
-        return cls(key, None if uncached(key) else obj, raw, revision)
+    def of(cls, key: str, obj: JSON, raw: bytes, revision: int, *, keep: bool = False) -> Entry:
+        """The entry of ``obj`` (``raw``: its JSON); ``keep``: among the decoded kept."""
+        version = obj.get("apiVersion")
+        entry = cls(
+            key, raw, revision, version if isinstance(version, str) else None, skeleton(obj)
+        )
+        if keep:
+            entry._keep(obj)
+        return entry
 
     @classmethod
     def of_kv(cls, kv: KeyValue) -> Entry:
@@ -188,15 +262,15 @@ class Entry:
         ``token`` names it (views made by another converter are not reused). ``always``
         runs the converter even on an object already at the version (a custom resource
         defaults what it reads)."""
-        current = self.obj
-        if not always and current.get("apiVersion", api_version) == api_version:
-            return current, self.raw  # the common case: no conversion, ready-made bytes
+        if not always and self.stored_as(api_version):
+            return self.obj, self.raw  # the common case: no conversion, ready-made bytes
         key = (api_version, token)
         view = self.views.get(key)
         if view is None:
+            current = self.obj
             obj = converter(current, api_version)
             view = (obj, self.raw if obj is current else encode(obj))
-            if self.decoded is not None:  # a raw-only entry keeps no decoded views either
+            if not uncached(self.key):  # a raw-only entry keeps no views
                 self.views[key] = view
         return view
 
@@ -213,7 +287,7 @@ def tombstone(last: Entry, revision: int) -> Entry:
     previous = last.obj
     obj = {**previous, "metadata": {**previous.get("metadata", {})}}
     obj["metadata"]["resourceVersion"] = str(revision)
-    return Entry.of(last.key, obj, encode(obj), revision)
+    return Entry.of(last.key, obj, encode(obj), revision, keep=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,6 +312,7 @@ class NotReady(Exception):
     """The cache did not catch up with a revision in time."""
 
 
+#: a plain function reads the decoded object; a :class:`Selector` its skeleton
 Filter = Callable[[JSON], bool]
 
 
@@ -306,10 +381,11 @@ class CacheWatcher:
         this watcher, and one that starts matching is ADDED."""
         if self.matches is None:
             return ev
-        now = ev.type != DELETED and self.matches(ev.entry.obj)
-        before = ev.prev is not None and self.matches(ev.prev.obj)
+        matches = self.matches
         if ev.type == DELETED:
-            return ev if self.matches(ev.entry.obj) else None
+            return ev if selects(matches, ev.entry) else None
+        now = selects(matches, ev.entry)
+        before = ev.prev is not None and selects(matches, ev.prev)
         if now and before:
             return ev
         if now:
@@ -453,7 +529,8 @@ class WatchCache:
             except orjson.JSONDecodeError:
                 log.warning("skipping undecodable value at %s", key)
                 return
-            entry = Entry.of(key, obj, raw, ev.kv.mod_revision)
+            # kept decoded: the event's consumers (the node graph, the cache loops) read it
+            entry = Entry.of(key, obj, raw, ev.kv.mod_revision, keep=True)
             self._put(entry)
             cev = CacheEvent(MODIFIED if prev else ADDED, key, ev.revision, entry, prev)
         self._publish(cev, ev.revision)
@@ -625,7 +702,7 @@ class WatchCache:
         entries, last, i = [], "", lo
         while i < hi and len(entries) < limit:
             entry = group[keys[i]]
-            if matches(entry.obj):
+            if selects(matches, entry):
                 entries.append(entry)
                 last = entry.key
             i += 1
@@ -659,10 +736,10 @@ class WatchCache:
 
     def _count(self, resource: str, entry: Entry, delta: int) -> None:
         """Count ``entry`` in (``delta`` 1) or out (-1) of its resource's versions."""
-        if entry.decoded is None:
+        if uncached(entry.key):
             return
         versions = self._versions.setdefault(resource, {})
-        version = entry.decoded.get("apiVersion", "")
+        version = entry.api_version or ""
         left = versions.get(version, 0) + delta
         if left:
             versions[version] = left
