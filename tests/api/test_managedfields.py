@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -296,3 +297,28 @@ def test_apply_a_then_b(a: JSON, b: JSON, other_label: str) -> None:
     assert _covered(decoded) == mf.canonical(expected)
     mine = next(m for m in decoded if m.manager == "me")
     assert mine.fields == mf.canonical(mf.strip_ignored(mf.field_set(b, SHAPE), status="drop"))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    obj=configs(),
+    duplicate=st.booleans(),
+    empty=st.sampled_from(["", "strategy", "minReadySeconds", "labels", "finalizers"]),
+)
+def test_a_create_set_is_the_sorted_compare(obj: JSON, duplicate: bool, empty: str) -> None:
+    # ``created`` builds in one walk what a create recorded as canonical(compare(zero, obj))
+    spec = obj["spec"]
+    containers = spec.get("template", {}).get("spec", {}).get("containers")
+    if duplicate and containers:  # a repeated key: the first item is the one recorded
+        containers.append({**containers[0], "image": "dup"})
+    if empty == "labels":
+        obj["metadata"]["labels"] = {}
+    elif empty == "finalizers":
+        obj["metadata"]["finalizers"] = ["b", "a", "b"]
+    elif empty:
+        spec[empty] = None
+    zero = mf.empty_object(DEPLOYMENT)
+    expected = mf.canonical(mf.compare(zero, obj, SHAPE)[0])
+    got = mf.created(zero, obj, SHAPE)
+    assert got == expected
+    assert orjson.dumps(got) == orjson.dumps(expected)  # and in the same order

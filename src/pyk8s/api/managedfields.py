@@ -358,6 +358,71 @@ def _compare_into(old: Any, new: Any, shape: Shape, changed: FieldSet, removed: 
             removed[key if shape.kind == "list" else "f:" + key] = _everything(ov, cshape)
 
 
+def created(zero: Any, new: Any, shape: Shape) -> FieldSet:
+    """What a create of ``new`` changed over the kind's zero value, in upstream's order:
+    ``canonical(compare(zero, new, shape)[0])`` built in one walk (a create's set is the
+    whole object, and sorting it afterwards cost as much as a third of building it)."""
+    out: FieldSet = {}
+    _created_into(zero, new, shape, out)
+    return out
+
+
+def _created_into(old: Any, new: Any, shape: Shape, changed: FieldSet) -> None:
+    """:func:`_compare_into`'s ``changed`` side, each level's keys visited in order."""
+    if shape.kind == "list":
+        olds, news = _index(old, shape), _index(new, shape)
+        keys = _sorted_keys(news)
+    else:
+        olds, news = old, new
+        keys = sorted(news)  # "f:" + name sorts as the names do
+    elem = shape.elem
+    for key in keys:
+        nv = news[key]
+        if shape.kind == "list":
+            cshape = elem
+            path = key
+        else:
+            cshape = shape.field(key) or ANY
+            path = "f:" + key
+        if key not in olds:
+            changed[path] = _everything_in_order(nv, cshape)
+            continue
+        ov = olds[key]
+        if ov is nv or ov == nv:
+            continue
+        if _composite(ov, cshape) and _composite(nv, cshape) and (ov or nv):
+            sub: FieldSet = {}
+            _created_into(ov, nv, cshape, sub)
+            if sub:
+                changed[path] = sub
+        elif _composite(nv, cshape) and nv:
+            changed[path] = _strip_root(_everything_in_order(nv, cshape))
+        elif not (_composite(ov, cshape) and ov):
+            changed[path] = {}
+
+
+def _everything_in_order(value: Any, shape: Shape) -> FieldSet:
+    """``_canonical_node(_everything(value, shape))`` in one walk."""
+    if not _composite(value, shape) or not value:
+        return {}
+    if shape.kind == "list":
+        items: FieldSet = {}
+        for item in value:
+            key = _item_key(item, shape)
+            if key is not None:
+                items[key] = item
+        if not items:
+            return {}  # a member with no children is written as {}
+        out: FieldSet = {".": {}}
+        for key in _sorted_keys(items):
+            out[key] = _everything_in_order(items[key], shape.elem)
+        return out
+    out = {".": {}}
+    for name in sorted(value):
+        out["f:" + name] = _everything_in_order(value[name], shape.field(name) or ANY)
+    return out
+
+
 # ---------------------------------------------------------------------------- set algebra
 
 
