@@ -60,8 +60,10 @@ from pyk8s.apiserver.encoding import json_response
 from pyk8s.apiserver.readers import CacheReader, QuotaWriter
 from pyk8s.apiserver.requestinfo import RequestInfo
 from pyk8s.apiserver.rest import (
+    CachedValue,
     DeleteOptions,
     ResourceStore,
+    Retry,
     deleted_status,
     from_kv,
     generate_name_if_needed,
@@ -228,8 +230,13 @@ class ResourceHandlers:
         key = (r.group, r.version, r.plural)
         rest = self._rest.get(key)
         if rest is None or rest.resource is not r:
-            rest = self._rest[key] = ResourceStore(self.store, r, self.strategy(r))
+            rest = self._rest[key] = ResourceStore(self.store, r, self.strategy(r), self._cached)
         return rest
+
+    def _cached(self, key: str) -> tuple[bytes, int] | None:
+        """The watch cache's JSON and mod revision of ``key`` (an update's first guess)."""
+        entry = self.cache.objects.get(key)
+        return None if entry is None else (entry.raw, entry.revision)
 
     def install(self, r: Resource, strategy: Strategy) -> None:
         """Serve ``r`` with ``strategy`` (a custom resource), replacing what was there."""
@@ -578,16 +585,17 @@ class ResourceHandlers:
         fieldmanager.check_field_manager(manager, "UpdateOptions")
         rest = self.rest(r)
         rv = obj["metadata"].get("resourceVersion")
+
         # without a resourceVersion the update is unconditional: a write that lands in
         # between is retried over the new state, as upstream's GuaranteedUpdate does
-        for attempt in range(PATCH_RETRIES):
-            current, kv = await rest.read(info.namespace, info.name)
+        async def attempt(current: JSON, kv: Any, last: bool) -> web.Response:
             if rv and rv != current["metadata"]["resourceVersion"]:
                 raise rest.conflict(info.name)
+            fresh = not isinstance(kv, CachedValue)
             try:
                 out = await self.update_object(
                     r,
-                    obj if rv or attempt == PATCH_RETRIES - 1 else copy_json(obj),
+                    obj if last or (rv and fresh) else copy_json(obj),
                     current,
                     kv,
                     info.subresource,
@@ -598,10 +606,13 @@ class ResourceHandlers:
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and not rv:
-                    continue
+                    raise Retry from err
                 raise
             return json_response(out, 200, warnings=warnings)
-        raise rest.conflict(info.name)
+
+        return await rest.guaranteed_update(
+            info.namespace, info.name, attempt, tries=PATCH_RETRIES, guess=not dry_run
+        )
 
     async def update_object(
         self,
@@ -713,9 +724,8 @@ class ResourceHandlers:
                 "include: application/json-patch+json, application/merge-patch+json, "
                 "application/apply-patch+yaml",
             )
-        warnings: list[str] = []
-        for _attempt in range(PATCH_RETRIES):
-            current, kv = await rest.read(info.namespace, info.name)
+
+        async def attempt(current: JSON, kv: Any, last: bool) -> web.Response:
             if content_type == encoding.PATCH_JSON:
                 patched = apply_json_patch(current, patch)
             elif content_type == encoding.PATCH_MERGE:
@@ -745,10 +755,13 @@ class ResourceHandlers:
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and not _has_rv(patch):
-                    continue  # somebody wrote in between: patch the new state
+                    raise Retry from err  # somebody wrote in between: patch the new state
                 raise
             return json_response(out, 200, warnings=warnings)
-        raise rest.conflict(info.name)
+
+        return await rest.guaranteed_update(
+            info.namespace, info.name, attempt, tries=PATCH_RETRIES, guess=not dry_run
+        )
 
     async def apply(
         self, request: web.Request, info: RequestInfo, r: Resource, config: Any
@@ -770,28 +783,26 @@ class ResourceHandlers:
         rest = self.rest(r)
         strategy = rest.strategy
         user = self.user(request)
-        for _attempt in range(PATCH_RETRIES):
-            try:
-                current, kv = await rest.read(info.namespace, info.name)
-            except errors.StatusError as err:
-                if err.code != 404 or info.subresource:
-                    raise
-                created = fieldmanager.apply(
-                    strategy,
-                    None,
-                    copy.deepcopy(config),
-                    manager=manager,
-                    subresource="",
-                    force=force,
-                    time=timestamp(),
-                )
-                obj = self.decode_object(created, r, info, patched=True)
-                self.check_name(obj, info)
-                warnings = self._field_validation(r, obj, query)
-                out = await self.create_object(
-                    r, obj, dry_run=dry_run, user=user, warnings=warnings, record=False
-                )
-                return json_response(out, 201, warnings=warnings)
+
+        async def create() -> web.Response:
+            created = fieldmanager.apply(
+                strategy,
+                None,
+                copy.deepcopy(config),
+                manager=manager,
+                subresource="",
+                force=force,
+                time=timestamp(),
+            )
+            obj = self.decode_object(created, r, info, patched=True)
+            self.check_name(obj, info)
+            warnings = self._field_validation(r, obj, query)
+            out = await self.create_object(
+                r, obj, dry_run=dry_run, user=user, warnings=warnings, record=False
+            )
+            return json_response(out, 201, warnings=warnings)
+
+        async def attempt(current: JSON, kv: Any, last: bool) -> web.Response:
             merged = fieldmanager.apply(
                 strategy,
                 current,
@@ -823,10 +834,18 @@ class ResourceHandlers:
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and not _has_rv(config):
-                    continue  # somebody wrote in between: apply to the new state
+                    raise Retry from err  # somebody wrote in between: apply to the new state
                 raise
             return json_response(out, 200, warnings=warnings)
-        raise rest.conflict(info.name)
+
+        return await rest.guaranteed_update(
+            info.namespace,
+            info.name,
+            attempt,
+            tries=PATCH_RETRIES,
+            guess=not dry_run,
+            missing=None if info.subresource else create,
+        )
 
     # ------------------------------------------------------------------ delete
 

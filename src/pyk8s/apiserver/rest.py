@@ -15,6 +15,16 @@ versions keeps one storage (autoscaling/v1 HPAs are stored as v2, events.k8s.io 
 core Events), so objects read are converted to the version of the request and objects
 written to the storage version just before the write; everything above (patch, defaults,
 validation, the response) sees the request's version, as upstream's does.
+
+A read-modify-write (update, patch, apply, the status and scale subresources, a binding,
+a delete) runs as upstream's GuaranteedUpdate (:meth:`ResourceStore.guaranteed_update`):
+its first try starts from the watch cache's copy of the object, not a read of the store,
+and writes with a compare-and-swap on that copy's mod revision. The cache may be behind
+the store, so a try over its copy never decides anything on its own: a failed write, an
+error (a resourceVersion precondition that does not match, a validation that fails) or a
+write that would change nothing sends the request back to the store, and it is tried again
+over the stored object. A stale copy therefore costs a second try, never a wrong answer.
+A dry run, which writes nothing and so could not find out, reads the store.
 """
 
 from __future__ import annotations
@@ -22,8 +32,9 @@ from __future__ import annotations
 import datetime as dt
 import random
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -43,6 +54,10 @@ if TYPE_CHECKING:
     from pyk8s.apiserver.strategies import Strategy
 
 JSON = dict[str, Any]
+T = TypeVar("T")
+#: a key's value as the watch cache holds it now: its JSON (resourceVersion filled in)
+#: and its mod revision, or None when the cache holds no such key
+Cached = Callable[[str], "tuple[bytes, int] | None"]
 
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
@@ -98,6 +113,22 @@ def _comparable(obj: JSON) -> JSON:
     return {**obj, "metadata": meta}
 
 
+@dataclass(frozen=True, slots=True)
+class CachedValue(KeyValue):
+    """A value as the watch cache last saw it, the first guess of a read-modify-write:
+    it may be behind the store (its create revision is not known and is 0)."""
+
+
+class StaleGuess(Exception):
+    """A try over a :class:`CachedValue` would write nothing: the cache may be behind, so
+    the caller tries again over the stored value (upstream refreshes the same way)."""
+
+
+class Retry(Exception):
+    """Raised by a try of :meth:`ResourceStore.guaranteed_update` whose write lost a race
+    with another writer, when the request may be tried again over the new state."""
+
+
 @dataclass
 class DeleteOptions:
     grace_period: int | None = None
@@ -146,10 +177,14 @@ class ResourceStore:
     """CRUD of one resource on the store, with upstream's generic semantics; what is
     specific to the resource comes from its strategy."""
 
-    def __init__(self, store: Store, resource: Resource, strategy: Strategy) -> None:
+    def __init__(
+        self, store: Store, resource: Resource, strategy: Strategy, cached: Cached | None = None
+    ) -> None:
         self.store = store
         self.resource = resource
         self.strategy = strategy
+        #: the watch cache's copy of a key: a read-modify-write's first guess
+        self.cached = cached
 
     # -------------------------------------------------------------- helpers
 
@@ -197,6 +232,67 @@ class ResourceStore:
 
     async def get(self, namespace: str, name: str) -> JSON:
         return (await self.read(namespace, name))[0]
+
+    async def read_for_update(
+        self, namespace: str, name: str, *, guess: bool = True
+    ) -> tuple[JSON, KeyValue]:
+        """What a read-modify-write starts from: with ``guess``, the watch cache's copy
+        when it holds the key (a private copy, decoded from its JSON; its value is a
+        :class:`CachedValue`), else the stored object as :meth:`read` reads it. A value
+        with a time to live (an Event) is always read from the store, which knows it."""
+        kv = self._guess(namespace, name) if guess else None
+        if kv is not None:
+            return await self.to_request(from_kv(kv)), kv
+        return await self.read(namespace, name)
+
+    def _guess(self, namespace: str, name: str) -> CachedValue | None:
+        """The watch cache's copy of the object (see :meth:`read_for_update`)."""
+        if self.cached is None or self.strategy.ttl_seconds:
+            return None
+        key = self.key(namespace, name)
+        found = self.cached(key)
+        return None if found is None else CachedValue(key, found[0], 0, found[1])
+
+    async def guaranteed_update(
+        self,
+        namespace: str,
+        name: str,
+        attempt: Callable[[JSON, KeyValue, bool], Awaitable[T]],
+        *,
+        tries: int,
+        guess: bool = True,
+        missing: Callable[[], Awaitable[T]] | None = None,
+    ) -> T:
+        """Upstream's GuaranteedUpdate: ``attempt(current, kv, last)`` reads ``current``
+        (stored at ``kv``), writes over it by compare-and-swap and returns the answer;
+        it raises :class:`Retry` when another writer came in between and the request may
+        be tried over the new state (``last``: no try follows, so the attempt may consume
+        what it was given). Up to ``tries`` tries over the stored object, then 409.
+
+        With ``guess`` the first try starts from the watch cache's copy; whatever goes
+        wrong there (:class:`Retry`, any API error, :class:`StaleGuess`) is not answered
+        but tried again over the stored object, which is read from the store. ``missing``
+        answers when the store has no such object (else 404)."""
+        left = tries
+        while True:
+            try:
+                current, kv = await self.read_for_update(namespace, name, guess=guess)
+            except errors.StatusError as err:
+                if missing is None or err.code != 404:
+                    raise
+                return await missing()
+            if isinstance(kv, CachedValue):
+                guess = False
+                try:
+                    return await attempt(current, kv, False)
+                except (Retry, StaleGuess, errors.StatusError):
+                    continue  # maybe a stale guess: decide over the stored object
+            try:
+                return await attempt(current, kv, left == 1)
+            except Retry:
+                left -= 1
+                if not left:
+                    raise self.conflict(name) from None
 
     # -------------------------------------------------------------- create
 
@@ -302,13 +398,13 @@ class ResourceStore:
         name = new["metadata"]["name"]
         # a value read through an old encryption key is rewritten even when unchanged
         if _comparable(new) == _comparable(old) and not kv.stale:
-            return old, False
+            return self._unchanged(old, kv), False
         stored = await self.to_storage(new)
         if stored is not new:
             stored_old = await self.to_storage(from_kv(kv))
             stored = self._keep_stored(stored, stored_old, subresource)
             if _comparable(stored) == _comparable(stored_old) and not kv.stale:
-                return old, False
+                return self._unchanged(old, kv), False
         meta = stored["metadata"]
         if (
             meta.get("deletionTimestamp")
@@ -336,6 +432,14 @@ class ResourceStore:
         result = with_resource_version(stored, str(out.mod_revision))
         return await self.to_request(result), False
 
+    @staticmethod
+    def _unchanged(old: JSON, kv: KeyValue) -> JSON:
+        """``old``, answered for an update that changes nothing, when it was read from the
+        store; a cached guess is not known to be current (see :class:`StaleGuess`)."""
+        if isinstance(kv, CachedValue):
+            raise StaleGuess(kv.key)
+        return old
+
     def _keep_stored(self, new: JSON, old: JSON, subresource: str | None) -> JSON:
         """The status strategy once more, on storage-version objects (see write_update)."""
         if subresource is None or "status" not in self.resource.subresources:
@@ -357,12 +461,24 @@ class ResourceStore:
     # -------------------------------------------------------------- delete
 
     async def delete(self, namespace: str, name: str, opts: DeleteOptions) -> tuple[JSON, bool]:
-        """Delete or begin deleting; returns (object, deleted_now)."""
+        """Delete or begin deleting; returns (object, deleted_now).
+
+        The first try starts from the watch cache's copy (not for a dry run); a try over
+        it that fails a precondition, loses the compare-and-swap or would write nothing
+        is tried again over the stored object (see :meth:`guaranteed_update`)."""
+        guess = not opts.dry_run
         for _ in range(10):
             # marked and written in the storage version; answered in the request's
-            kv = await self._read_stored(namespace, name)
+            guessed = self._guess(namespace, name) if guess else None
+            guess = False
+            kv = guessed or await self._read_stored(namespace, name)
             obj = from_kv(kv)
             meta = obj["metadata"]
+            if guessed and (
+                (opts.precondition_uid and opts.precondition_uid != meta.get("uid"))
+                or (opts.precondition_rv and opts.precondition_rv != meta.get("resourceVersion"))
+            ):
+                continue  # the cache may be behind: check the stored object
             if opts.precondition_uid and opts.precondition_uid != meta.get("uid"):
                 raise errors.conflict(
                     self.resource.group_resource,
@@ -389,9 +505,13 @@ class ResourceStore:
                 except Conflict:
                     continue
                 except NotFound:
+                    if guessed:
+                        continue
                     raise self.not_found(name) from None
                 return await self.to_request(obj), True
             if opts.dry_run or _comparable(pending) == _comparable(obj):
+                if guessed:
+                    continue
                 return await self.to_request(pending), False
             pending = go_ordered(pending)  # deletionTimestamp in its place
             try:
@@ -401,6 +521,8 @@ class ResourceStore:
             except Conflict:
                 continue
             except NotFound:
+                if guessed:
+                    continue
                 raise self.not_found(name) from None
             pending["metadata"]["resourceVersion"] = str(out.mod_revision)
             return await self.to_request(pending), False

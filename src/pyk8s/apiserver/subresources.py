@@ -22,6 +22,7 @@ from pyk8s.api.selectors import label_selector_from_dict
 from pyk8s.apiserver import encoding, fieldmanager, kubeletproxy, reviews
 from pyk8s.apiserver.encoding import json_response
 from pyk8s.apiserver.requestinfo import RequestInfo
+from pyk8s.apiserver.rest import Retry
 
 if TYPE_CHECKING:
     from pyk8s.apiserver.handlers import ResourceHandlers
@@ -109,8 +110,8 @@ class Scale:
                 )
             parent = self.with_replicas(parent, replicas)
         rest = h.rest(r)
-        for _attempt in range(RETRIES):
-            current, kv = await rest.read(info.namespace, info.name)
+
+        async def attempt(current: JSON, kv: Any, last: bool) -> web.Response:
             merged = fieldmanager.apply(
                 h.strategy(r),
                 current,
@@ -126,10 +127,13 @@ class Scale:
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict":
-                    continue
+                    raise Retry from err
                 raise
             return json_response(self.scale_of(out))
-        raise rest.conflict(info.name)
+
+        return await rest.guaranteed_update(
+            info.namespace, info.name, attempt, tries=RETRIES, guess=not dry_run
+        )
 
     def with_replicas(self, obj: JSON, replicas: int) -> JSON:
         new = copy.deepcopy(obj)
@@ -152,8 +156,8 @@ class Scale:
         doc: Any = await h.body(request, patch=request.method == "PATCH")
         if request.method == "PATCH" and ct == encoding.PATCH_APPLY:
             return await self._apply(h, request, info, r, doc, dry_run)
-        for _attempt in range(RETRIES):
-            current, kv = await rest.read(info.namespace, info.name)
+
+        async def attempt(current: JSON, kv: Any, last: bool) -> web.Response:
             scale = self.scale_of(current)
             new_scale: Any = doc
             if request.method == "PUT":
@@ -203,10 +207,13 @@ class Scale:
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and request.method == "PATCH":
-                    continue
+                    raise Retry from err
                 raise
             return json_response(self.scale_of(out))
-        raise rest.conflict(info.name)
+
+        return await rest.guaranteed_update(
+            info.namespace, info.name, attempt, tries=RETRIES, guess=not dry_run
+        )
 
 
 def _path(jsonpath: str) -> tuple[str, ...]:
@@ -253,8 +260,8 @@ class Binding:
             raise errors.invalid_object("Binding", name, [errors.required("target.name")])
         rest = h.rest(pods)
         dry_run = h.dry_run(request.query)
-        for _attempt in range(RETRIES):
-            pod, kv = await rest.read(info.namespace, name)
+
+        async def attempt(pod: JSON, kv: Any, last: bool) -> web.Response:
             if pod["metadata"].get("deletionTimestamp"):
                 raise errors.conflict(
                     "pods", name, "pod is being deleted, cannot be assigned to a host"
@@ -281,7 +288,7 @@ class Binding:
                 await rest.write_update(new, pod, kv, dry_run=dry_run)
             except errors.StatusError as err:
                 if err.reason == "Conflict":
-                    continue
+                    raise Retry from err
                 raise
             if not dry_run:
                 user = h.user(request).name
@@ -296,7 +303,10 @@ class Binding:
                 },
                 201,
             )
-        raise rest.conflict(name)
+
+        return await rest.guaranteed_update(
+            info.namespace, name, attempt, tries=RETRIES, guess=not dry_run
+        )
 
 
 class Finalize:
@@ -317,13 +327,18 @@ class Finalize:
         obj = h.decode_object(await h.body(request), r, info)
         h.check_name(obj, info)
         rest = h.rest(r)
-        current, kv = await rest.read("", info.name)
-        new = copy.deepcopy(current)
-        new.setdefault("spec", {})["finalizers"] = (obj.get("spec") or {}).get("finalizers", [])
-        if not new["spec"]["finalizers"]:
-            new["spec"].pop("finalizers")
-        out, _deleted = await rest.write_update(new, current, kv, dry_run=dry_run)
-        return json_response(out)
+
+        async def attempt(current: JSON, kv: Any, last: bool) -> web.Response:
+            new = copy.deepcopy(current)
+            finalizers = (obj.get("spec") or {}).get("finalizers", [])
+            new.setdefault("spec", {})["finalizers"] = finalizers
+            if not new["spec"]["finalizers"]:
+                new["spec"].pop("finalizers")
+            out, _deleted = await rest.write_update(new, current, kv, dry_run=dry_run)
+            return json_response(out)
+
+        # a conflict is answered (409), not tried again, as before
+        return await rest.guaranteed_update("", info.name, attempt, tries=1, guess=not dry_run)
 
 
 class Kubelet:
