@@ -252,7 +252,9 @@ def _pod(name: str) -> dict[str, Any]:
 
 #: the steps of a pod's start, from its spans (pyk8s.api.spans): (label, from, to), each
 #: a span name and its "start" or "end"; "create" is the client's request and "watch" the
-#: watch event showing the pod Running
+#: watch event showing the pod Running. A new pod's sandbox is made while its volumes are
+#: set up since the kubelet of issue 21's "kubeletsync": the RunPodSandbox row then holds
+#: only what is left of it after the volumes, and the two "kubelet:" rows compare trees
 SEGMENTS = (
     ("API create", "create", "apiserver.create.end"),
     ("scheduled and bound", "apiserver.create.end", "scheduler.bind.end"),
@@ -262,6 +264,8 @@ SEGMENTS = (
     ("image, create, start, read", "kubelet.sandbox.end", "kubelet.ready.start"),
     ("status write", "kubelet.ready.start", "kubelet.ready.end"),
     ("watch event", "kubelet.ready.end", "watch"),
+    ("kubelet: seen → sandbox ready", "kubelet.seen.start", "kubelet.sandbox.end"),
+    ("kubelet: seen → status written", "kubelet.seen.start", "kubelet.ready.end"),
 )
 
 
