@@ -97,3 +97,15 @@ async def test_what_is_shared_with_the_zygote_waits_until_the_process_doubled(
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert gc.get_freeze_count() == 0
+
+
+async def test_the_young_threshold_holds_while_the_freezer_runs() -> None:
+    before = gc.get_threshold()
+    task = asyncio.create_task(gcfreeze.run(interval=3600, young=before[0] + 1000))
+    try:
+        await asyncio.sleep(0)  # the task has started
+        assert gc.get_threshold() == (before[0] + 1000, *before[1:])
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert gc.get_threshold() == before

@@ -574,8 +574,8 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
             opts.data_dir, etcd[1].client_url
         )
     stop = stop_on_signals()
-    # the watch cache's heap, frozen as it grows (see the module)
-    freezer = asyncio.create_task(gcfreeze.run(), name="gc-freeze")
+    # the watch cache's heap, frozen as it grows, and fewer young collections (see the module)
+    freezer = asyncio.create_task(gcfreeze.run(young=gcfreeze.YOUNG_THRESHOLD), name="gc-freeze")
     if not components:  # pyk8s apiserver: for components started by hand
         write_component_kubeconfigs(running.pki, running.url, join_token)
     handlers = running.server.handlers
