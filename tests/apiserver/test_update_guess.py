@@ -14,6 +14,7 @@ import orjson
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from pyk8s.apiserver.admission import UPDATE, Attributes, Chain
 from pyk8s.apiserver.handlers import ResourceHandlers
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.storage.sqlite import SqliteStore
@@ -235,3 +236,23 @@ async def test_a_fresh_cache_copy_spares_the_store_read(
     out = await ok(await client.patch(f"{URL}/cm", data=b'{"data":{"k":"x"}}', headers=MERGE))
     assert out["data"] == {"k": "x"}
     assert not [k for k in gets if k.endswith("/default/cm")]
+
+
+async def test_admission_warnings_of_a_try_over_a_stale_copy_are_not_repeated(
+    client: TestClient[Any, Any],
+    held: dict[str, tuple[bytes, int]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    await stale_configmap(client, held)
+    original = Chain.validate
+
+    async def validate(self: Chain, attrs: Attributes) -> None:
+        if attrs.operation == UPDATE:
+            attrs.warnings.append("looked at it")
+        await original(self, attrs)
+
+    monkeypatch.setattr(Chain, "validate", validate)
+    # the try over the held copy passes admission, then loses its compare-and-swap
+    resp = await client.put(f"{URL}/cm", json=configmap({"k": "third"}))
+    assert (await ok(resp))["data"] == {"k": "third"}
+    assert resp.headers.getall("Warning") == ['299 - "looked at it"']

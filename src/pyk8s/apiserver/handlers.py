@@ -592,6 +592,7 @@ class ResourceHandlers:
             if rv and rv != current["metadata"]["resourceVersion"]:
                 raise rest.conflict(info.name)
             fresh = not isinstance(kv, CachedValue)
+            said = list(warnings)  # admission's warnings are this try's, not a failed one's
             try:
                 out = await self.update_object(
                     r,
@@ -601,14 +602,14 @@ class ResourceHandlers:
                     info.subresource,
                     dry_run=dry_run,
                     user=self.user(request),
-                    warnings=warnings,
+                    warnings=said,
                     manager=manager,
                 )
             except errors.StatusError as err:
                 if err.reason == "Conflict" and not rv:
                     raise Retry from err
                 raise
-            return json_response(out, 200, warnings=warnings)
+            return json_response(out, 200, warnings=said)
 
         return await rest.guaranteed_update(
             info.namespace, info.name, attempt, tries=PATCH_RETRIES, guess=not dry_run
