@@ -21,7 +21,9 @@ parentheses. Upstream Kubernetes's published API server numbers come from Go cli
 PYTHONPATH) before this tree's, in the same run, and prints both tables and a before/after
 table of their rates and p99s. Minutes apart on a shared machine, those two can differ by
 2x for the same code; ``--interleaved ROUNDS`` then also runs both servers side by side
-and alternates rounds of curl pages between them, and reports their ratio paired by round.
+and alternates rounds of curl pages between them, and reports their ratio paired by round;
+``--interleaved-writes ROUNDS`` does the same with rounds of 1,000 pod creates by curl at
+50 clients (both servers started empty).
 ``--only-lists`` measures the LIST rows of the 10,000 pods alone (the pods are still
 created first; no raw-store, create, get or watch rows). ``--only-writes`` measures the
 pod creates alone: the raw store's rows and the API server's creates at 1, 10 and 50
@@ -29,7 +31,7 @@ clients, by aiohttp and by curl (issue 21's write rows), with no 10,000 pods, li
 watches.
 
 Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000] [--baseline REV]
-    [--only-lists | --only-writes] [--interleaved ROUNDS]
+    [--only-lists | --only-writes] [--interleaved ROUNDS] [--interleaved-writes ROUNDS]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -499,6 +501,8 @@ async def run_one(
 #: pages per server per round of ``--interleaved``: CPU is read from /proc in 10 ms ticks,
 #: 500 pages (~0.3 s of server CPU) keep that under 4 %
 ROUND_PAGES = 500
+#: creates per server per round of ``--interleaved-writes`` (~1 s of server CPU)
+ROUND_CREATES = 1000
 
 
 async def filled_server(base: Path, src: Path | None, stored: int = 10_000) -> Server:
@@ -526,30 +530,44 @@ async def filled_server(base: Path, src: Path | None, stored: int = 10_000) -> S
 
 
 async def interleaved(
-    tmp: Path, src: Path, baseline: str, rounds: int, pages: int = ROUND_PAGES
+    tmp: Path,
+    src: Path,
+    baseline: str,
+    rounds: int,
+    pages: int = ROUND_PAGES,
+    *,
+    writes: bool = False,
 ) -> str:
     """The baseline's and this tree's API servers up side by side (SQLite, 10,000 pods
     each), and ``rounds`` rounds of ``pages`` ``?limit=100`` pages by one curl client
     against each in turn (the order alternating): on a machine whose other load comes and
     goes, each round's two numbers were measured seconds apart, so their ratio says more
     than two rows measured minutes apart. Medians over the rounds; the p50 is the steadiest
-    (a p99 or a rate follows whatever else ran during the round)."""
+    (a p99 or a rate follows whatever else ran during the round).
+
+    ``writes``: the servers start empty and each round is :data:`ROUND_CREATES` pod
+    creates by curl at 50 clients instead."""
     servers: dict[str, Server] = {}
     per: dict[str, list[Row]] = {baseline: [], "this tree": []}
+    path = "/api/v1/namespaces/bench/pods" + ("" if writes else "?limit=100")
+
+    async def one(server: Server, label: str, ops: int, prefix: str) -> Row:
+        assert server.proc is not None
+        if writes:
+            return await curl_create_row(server, server.proc.pid, label, path, 50, ops, prefix)
+        return await curl_row(server, server.proc.pid, label, path, 1, ops)
+
     try:
         for label, code_src in ((baseline, src), ("this tree", None)):
-            base = tmp / f"interleaved-{len(servers)}"
+            base = tmp / f"interleaved-{'w' if writes else 'l'}{len(servers)}"
             base.mkdir()
-            servers[label] = await filled_server(base, code_src)
-        path = "/api/v1/namespaces/bench/pods?limit=100"
+            servers[label] = await filled_server(base, code_src, 0 if writes else 10_000)
         for server in servers.values():  # warm both (connections, caches)
-            assert server.proc is not None
-            await curl_row(server, server.proc.pid, "warm-up", path, 1, 100)
+            await one(server, "warm-up", 200 if writes else 100, "warm")
         for i in range(rounds):
             order = list(servers.items())
             for label, server in order if i % 2 == 0 else order[::-1]:
-                assert server.proc is not None
-                row = await curl_row(server, server.proc.pid, label, path, 1, pages)
+                row = await one(server, label, ROUND_CREATES if writes else pages, f"r{i}")
                 per[label].append(row)
     finally:
         for server in servers.values():
@@ -561,11 +579,16 @@ async def interleaved(
     def med(xs: list[float], digits: int) -> str:
         return f"{statistics.median(xs):,.{digits}f} ({min(xs):,.{digits}f}-{max(xs):,.{digits}f})"
 
+    unit = "create" if writes else "page"
+    title = (
+        f"{rounds} rounds x {ROUND_CREATES} pod creates, 50 curl clients"
+        if writes
+        else f"{rounds} rounds x {pages} pages of 10,000 pods, 1 curl client"
+    )
     out = [
-        f"### interleaved: {rounds} rounds x {pages} pages of 10,000 pods, 1 curl "
-        "client, baseline and this tree in turn",
+        f"### interleaved: {title}, baseline and this tree in turn",
         "",
-        "| server | pages/s | server CPU ms/page | p50 ms | p99 ms |",
+        f"| server | {unit}s/s | server CPU ms/{unit} | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|",
     ]
     for label, rows in per.items():
@@ -579,8 +602,8 @@ async def interleaved(
     p50 = [b.pct(0.5) / a.pct(0.5) for a, b in pairs]
     out += [
         "",
-        f"this tree / baseline, paired by round: pages/s x{med(rate, 3)}, "
-        f"server CPU/page x{med(used, 3)}, p50 x{med(p50, 3)} (median, min-max)",
+        f"this tree / baseline, paired by round: {unit}s/s x{med(rate, 3)}, "
+        f"server CPU/{unit} x{med(used, 3)}, p50 x{med(p50, 3)} (median, min-max)",
     ]
     return "\n".join(out)
 
@@ -652,6 +675,14 @@ async def main() -> None:
         help="with --baseline: also both servers side by side, ROUNDS rounds of curl "
         "pages against each in turn (SQLite)",
     )
+    ap.add_argument(
+        "--interleaved-writes",
+        type=int,
+        default=0,
+        metavar="ROUNDS",
+        help="with --baseline: the same with rounds of 1,000 pod creates by curl at 50 "
+        "clients (SQLite, servers started empty)",
+    )
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-api-") as tmp:
         src = revision_src(args.baseline, Path(tmp) / "baseline") if args.baseline else None
@@ -682,6 +713,13 @@ async def main() -> None:
                 print()
         if src is not None and args.interleaved > 0:
             print(await interleaved(Path(tmp), src, args.baseline, args.interleaved))
+            print()
+        if src is not None and args.interleaved_writes > 0:
+            print(
+                await interleaved(
+                    Path(tmp), src, args.baseline, args.interleaved_writes, writes=True
+                )
+            )
             print()
 
 
