@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import re
 import sys
 import tempfile
 import time
@@ -193,6 +194,40 @@ async def lease_requests(api: Api) -> float:
     )
 
 
+async def request_counts(api: Api) -> dict[tuple[str, str], float]:
+    """Requests the API server has answered, by (verb, resource[/subresource])
+    (``apiserver_request_total`` summed over groups and codes)."""
+    text = (await api.request_bytes("GET", "/metrics")).decode()
+    counts: dict[tuple[str, str], float] = {}
+    for line in text.splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}", 1)[0]))
+        what = labels.get("resource", "")
+        if labels.get("subresource"):
+            what += "/" + labels["subresource"]
+        key = (labels.get("verb", ""), what)
+        counts[key] = counts.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
+    return counts
+
+
+def request_rows(
+    before: dict[tuple[str, str], float], after: dict[tuple[str, str], float], pods: int
+) -> str:
+    """The requests answered between ``before`` and ``after``, per pod, by verb and
+    resource: every write a pod costs is API server CPU too."""
+    out = ["| verb | resource | requests | per pod |", "|---|---|---:|---:|"]
+    total = 0.0
+    for key in sorted(after):
+        n = after[key] - before.get(key, 0.0)
+        if n <= 0:
+            continue
+        total += n
+        out.append(f"| {key[0]} | {key[1]} | {n:,.0f} | {n / max(pods, 1):.2f} |")
+    out.append(f"| all | | {total:,.0f} | {total / max(pods, 1):.2f} |")
+    return "\n".join(out)
+
+
 async def idle_cost(api: Api, pids: list[int]) -> tuple[dict[int, float], float]:
     """Each process's CPU seconds per Lease request over :data:`IDLE_SECONDS` of an idle
     cluster (the Leases are all it does then), and the Lease requests per second."""
@@ -265,6 +300,7 @@ async def run(base: Path, nodes: int, pods: int, within: float, hold: float = 0.
     per_lease: dict[int, float] = {}
     leases = 0.0
     measured = 0
+    requests = ""
     try:
         server.start()
         assert server.proc is not None
@@ -307,9 +343,11 @@ async def run(base: Path, nodes: int, pods: int, within: float, hold: float = 0.
                 )
                 cpu_before = {pid: cpu_seconds(pid) or 0.0 for pid in pids}
                 leases = await lease_requests(api)
+                counted = await request_counts(api)
                 measured = pods
                 rows += await pods_running(api, "scale", "pod", pods, within)
                 leases = await lease_requests(api) - leases
+                requests = request_rows(counted, await request_counts(api), pods)
         memory = process_rows(
             [("apiserver", server.proc.pid)] + [(p.name, p.pid) for p in procs],
             cpu_before,
@@ -331,7 +369,8 @@ async def run(base: Path, nodes: int, pods: int, within: float, hold: float = 0.
         for p in reversed(procs):
             p.stop()
         server.stop()
-    return "\n".join([HEADER, *rows]) + ("\n\n" + memory if memory else "")
+    tables = [t for t in (memory, requests) if t]
+    return "\n\n".join(["\n".join([HEADER, *rows]), *tables])
 
 
 async def main() -> None:

@@ -7,6 +7,8 @@ names and enabled/disabled plugins per extension point) and ``leaderElection.lea
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +26,7 @@ from pyk8s.client import (
 )
 from pyk8s.scheduler import Scheduler
 from pyk8s.scheduler.scheduler import DEFAULT_SCHEDULER_NAME
+from pyk8s.server import gcfreeze
 from pyk8s.server.component import HealthServer, stop_on_signals
 
 log = logging.getLogger(__name__)
@@ -82,6 +85,9 @@ async def run(opts: Options) -> None:
         health = HealthServer(scheduler.registry, lambda: True, opts.bind_address, opts.port)
         await health.start()
         stop = stop_on_signals()
+        # the informers' copies of every node and pod, frozen as they grow: the collector's
+        # full collections walked them all, a third of the scheduler's CPU at 5,000 nodes
+        freezer = asyncio.create_task(gcfreeze.run(), name="gc-freeze")
         try:
             if not leader_elect:
                 await scheduler.run(stop)
@@ -94,4 +100,7 @@ async def run(opts: Options) -> None:
             await run_while_leading(election_client, election, stop)
             stop.set()  # leadership lost: stop, as upstream (a restart campaigns again)
         finally:
+            freezer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await freezer
             await health.stop()
