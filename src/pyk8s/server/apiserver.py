@@ -43,7 +43,7 @@ from pyk8s.apiserver.inflight import (
 )
 from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
-from pyk8s.server import clusterconfig, gcfreeze, manifests, startgate
+from pyk8s.server import clusterconfig, gcfreeze, malloctrim, manifests, startgate
 from pyk8s.server.addon_identities import installs
 from pyk8s.server.certrenew import CertRenewer
 from pyk8s.server.component import stop_on_signals, tcp_site
@@ -576,6 +576,8 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     stop = stop_on_signals()
     # the watch cache's heap, frozen as it grows, and fewer young collections (see the module)
     freezer = asyncio.create_task(gcfreeze.run(young=gcfreeze.YOUNG_THRESHOLD), name="gc-freeze")
+    # the C heap's free memory back to the system once there is much of it (see the module)
+    trimmer = asyncio.create_task(malloctrim.run(), name="malloc-trim")
     if not components:  # pyk8s apiserver: for components started by hand
         write_component_kubeconfigs(running.pki, running.url, join_token)
     handlers = running.server.handlers
@@ -598,6 +600,7 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     await stop.wait()
     log.info("shutting down")
     freezer.cancel()
+    trimmer.cancel()
     if snapshots is not None:
         snapshots.cancel()
     for job in (deployer, members):
