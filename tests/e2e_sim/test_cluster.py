@@ -32,9 +32,13 @@ def test_pod_is_scheduled_and_runs(cluster: Cluster, ns: str) -> None:
     pod = cluster.wait(lambda: next((p for p in cluster.pods(ns) if _running(p)), None))
     assert _node_of(pod).startswith("sim-")
     assert pod["status"]["podIP"].startswith("10.42.")
-    events = cluster.kubectl("get", "events", "-n", ns, "-o", "json")
-    reasons = {e["reason"] for e in json.loads(events)["items"]}
-    assert "Scheduled" in reasons
+
+    # the scheduler's recorder writes its Event apart from (after) the binding: wait for it
+    def reasons() -> set[str]:
+        events = cluster.kubectl("get", "events", "-n", ns, "-o", "json")
+        return {e["reason"] for e in json.loads(events)["items"]}
+
+    assert "Scheduled" in cluster.wait(lambda: "Scheduled" in reasons() and reasons())
 
 
 def test_impossible_pod_gets_upstream_message(cluster: Cluster, ns: str) -> None:
@@ -64,8 +68,14 @@ def test_impossible_pod_gets_upstream_message(cluster: Cluster, ns: str) -> None
     cond = cluster.wait(condition)
     assert cond["reason"] == "Unschedulable"
     assert cond["message"].startswith("0/3 nodes are available: 3 Insufficient cpu.")
-    describe = cluster.kubectl("describe", "pod", "huge", "-n", ns)
-    assert "FailedScheduling" in describe
+
+    # the FailedScheduling Event is written apart from the condition (the recorder queues
+    # it): wait for kubectl describe to show it
+    def described() -> str:
+        out = cluster.kubectl("describe", "pod", "huge", "-n", ns)
+        return out if "FailedScheduling" in out else ""
+
+    assert "FailedScheduling" in cluster.wait(described)
 
 
 def test_cordon_and_taints_steer_pods(cluster: Cluster, ns: str) -> None:
@@ -150,13 +160,17 @@ def test_job_completes(cluster: Cluster, ns: str) -> None:
         },
     }
     cluster.kubectl("create", "-n", ns, "-f", "-", input=json.dumps(job))
-    cluster.wait(
-        lambda: (
-            cluster.kubectl.json("get", "job", "ok", "-n", ns).get("status", {}).get("succeeded")
-            == 2
-        ),
-        within=90,
-    )
+
+    # succeeded reaches 2 in one status write (SuccessCriteriaMet), the Complete condition
+    # that kubectl's STATUS column shows comes in a later one, as upstream: wait for both
+    def complete() -> bool:
+        status = cluster.kubectl.json("get", "job", "ok", "-n", ns).get("status", {})
+        done = any(
+            c["type"] == "Complete" and c["status"] == "True" for c in status.get("conditions", [])
+        )
+        return done and status.get("succeeded") == 2
+
+    cluster.wait(complete, within=90)
     out = cluster.kubectl("get", "job", "ok", "-n", ns).splitlines()
     assert out[0].split()[:3] == ["NAME", "STATUS", "COMPLETIONS"]
     assert out[1].split()[:3] == ["ok", "Complete", "2/2"]
