@@ -28,10 +28,19 @@ def test_the_cloud_controllers_run_in_the_controller_manager(cluster: Cluster, n
     cm = cluster.wait(lambda: child_pid(server, "controller-manager"))
     assert child_pid(server, "cloud-controller-manager") is None
 
-    leases = cluster.kubectl.json("get", "leases", "-n", "kube-system")["items"]
-    holders = {item["metadata"]["name"]: item["spec"].get("holderIdentity") for item in leases}
-    assert holders.get("kube-controller-manager")
-    assert holders.get("cloud-controller-manager")
+    # each leader election writes its Lease once its process is up: wait for both
+    def holders() -> dict[str, Any]:
+        leases = cluster.kubectl.json("get", "leases", "-n", "kube-system")["items"]
+        got = {item["metadata"]["name"]: item["spec"].get("holderIdentity") for item in leases}
+        return (
+            got
+            if got.get("kube-controller-manager") and got.get("cloud-controller-manager")
+            else {}
+        )
+
+    held = cluster.wait(holders)
+    assert held.get("kube-controller-manager")
+    assert held.get("cloud-controller-manager")
 
     cluster.kubectl("create", "service", "loadbalancer", "lb", "--tcp", "8080:80", "-n", ns)
 
@@ -45,9 +54,13 @@ def test_the_cloud_controllers_run_in_the_controller_manager(cluster: Cluster, n
         return {f["manager"] for f in meta.get("managedFields") or []}
 
     assert "cloud-controller-manager" in cluster.wait(writers)
-    events = cluster.kubectl.json("get", "events", "-n", ns)["items"]
-    ensuring = [e for e in events if e["reason"] == "EnsuringLoadBalancer"]
-    assert ensuring[0]["source"]["component"] == "cloud-controller-manager"
+
+    # the Event is queued by the controller's recorder and written apart from the finalizer
+    def ensuring() -> list[dict[str, Any]]:
+        events = cluster.kubectl.json("get", "events", "-n", ns)["items"]
+        return [e for e in events if e["reason"] == "EnsuringLoadBalancer"]
+
+    assert cluster.wait(ensuring)[0]["source"]["component"] == "cloud-controller-manager"
 
     url = f"http://127.0.0.1:{_cm_port(cm)}/metrics"
 
