@@ -207,8 +207,10 @@ def test_hpa_scales_up_under_load_and_back_down(cluster: Cluster, ns: str, tmp_p
     cluster.wait(
         lambda: kubectl.json("get", "deploy", "-n", ns, "web")["spec"]["replicas"] == 1, within=90
     )
-    assert "New size: 1; reason: All metrics below target" in events(
-        kubectl, ns, "SuccessfulRescale"
+    # the Event is written after the scale (the recorder queues it): wait for it
+    down = "New size: 1; reason: All metrics below target"
+    assert down in cluster.wait(
+        lambda: down in (got := events(kubectl, ns, "SuccessfulRescale")) and got
     )
     assert condition(kubectl, ns, "web", "AbleToScale")["status"] == "True"
 
