@@ -139,6 +139,12 @@ async def reasons(client: Client, ns: str, name: str) -> list[str]:
     return [e["reason"] for e in events["items"]]
 
 
+async def _with(got: Awaitable[list[str]], reason: str) -> list[str]:
+    """``got`` if it holds ``reason``, else nothing (for :func:`eventually`)."""
+    listed = await got
+    return listed if reason in listed else []
+
+
 async def test_node_ports_load_balancer_lifecycle(
     client: Client, namespace: str, run_ccm: Callable[[Interface], Awaitable[None]]
 ) -> None:
@@ -157,7 +163,13 @@ async def test_node_ports_load_balancer_lifecycle(
         assert web["metadata"]["finalizers"] == [FINALIZER]
         assert web["status"]["loadBalancer"]["ingress"][0]["ipMode"] == "VIP"
         assert web["spec"]["ports"][0]["nodePort"]
-        seen = await eventually(lambda: reasons(client, namespace, "web"))
+
+        # the recorder writes the Events apart from the status, Ensured after it: wait for two
+        async def ensured() -> list[str]:
+            got = await reasons(client, namespace, "web")
+            return got if len(got) >= 2 else []
+
+        seen = await eventually(ensured)
         assert seen[:2] == ["EnsuringLoadBalancer", "EnsuredLoadBalancer"]
 
         # the same port: every node is taken, so the second one waits, with events
@@ -253,7 +265,10 @@ async def test_label_local_policy_and_classes(
             assert await eventually(lambda: ingress(client, namespace, "probed")) == [
                 "127.10.201.1"
             ]
-            assert "PortInUse" in await reasons(client, namespace, "probed")
+            # the Event is queued by the recorder, not written with the status: wait for it
+            assert "PortInUse" in await eventually(
+                lambda: _with(reasons(client, namespace, "probed"), "PortInUse")
+            )
         # freed: the next pass (any load balancer's change starts one) takes the node
         await client.patch(
             SERVICES, "probed", {"metadata": {"labels": {"x": "y"}}}, namespace, patch_type="merge"
