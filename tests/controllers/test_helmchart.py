@@ -107,13 +107,17 @@ async def _scenario(
             raise
         return cm["data"]["colour"], cm["data"]["size"]
 
+    async def releases() -> list[tuple[str, int, str]]:
+        return await asyncio.to_thread(_releases, kubeconfig, target)
+
     # installed from the manifest
     await asyncio.to_thread(path.write_text, _manifest(name, target, content, "colour: red"))
     await deployer.sync()
     assert await eventually(colour_size, within=90) == ("red", "large")
     chart = await client.get(HELMCHARTS, name, "kube-system")
     assert FINALIZER in chart["metadata"]["finalizers"]
-    assert await asyncio.to_thread(_releases, kubeconfig, target) == [(name, 1, "deployed")]
+    # helm writes the release's "deployed" record after the chart's objects: wait for it
+    assert await eventually(lambda: _is(releases, [(name, 1, "deployed")]), within=90)
 
     # a values change upgrades; a HelmChartConfig's values go over the chart's
     await asyncio.to_thread(path.write_text, _manifest(name, target, content, "colour: green"))
@@ -129,7 +133,7 @@ async def _scenario(
         "kube-system",
     )  # fmt: skip
     assert await eventually(lambda: _is(colour_size, ("black", "large")), within=90)
-    assert await asyncio.to_thread(_releases, kubeconfig, target) == [(name, 3, "deployed")]
+    assert await eventually(lambda: _is(releases, [(name, 3, "deployed")]), within=90)
 
     async def failed() -> str | None:
         got = await client.get(HELMCHARTS, name, "kube-system")
