@@ -210,7 +210,8 @@ class _Waiter:
     def __init__(self, flow: _Flow, queue: _Queue) -> None:
         self.flow = flow
         self.queue = queue
-        self.future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        #: True: a seat was given; False: it waited too long
+        self.future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self.enqueued = time.monotonic()
 
 
@@ -373,7 +374,7 @@ class PriorityLevel:
                 continue
             self.executing += 1
             queue.executing += 1
-            waiter.future.set_result(None)
+            waiter.future.set_result(True)
 
 
 class PriorityAndFairness:
@@ -521,28 +522,41 @@ class PriorityAndFairness:
         if waiter is None:
             self._reject(level, flow, "queue-full" if not level.reject else "concurrency-limit")
             return None
+        # the task awaits the waiter's future itself, so a seat given to it wakes it in
+        # the event loop's next step (wait_for over shield took three: one per future in
+        # the chain, each a pass over everything ready, hundreds of requests under a flood)
+        timer = asyncio.get_running_loop().call_later(
+            self.wait_limit, self._time_out, level, waiter
+        )
         try:
-            await asyncio.wait_for(asyncio.shield(waiter.future), self.wait_limit)
-        except TimeoutError:
-            if not waiter.future.done():  # (a seat given just as time ran out is taken)
-                level.leave(waiter)
-                waiter.future.cancel()
-                self.metrics.wait.labels(*flow.names, "false").observe(
-                    time.monotonic() - waiter.enqueued
-                )
-                self._reject(level, flow, "time-out")
-                return None
+            seated = await waiter.future
         except asyncio.CancelledError:
-            if waiter.future.done() and not waiter.future.cancelled():
+            future = waiter.future
+            if future.done() and not future.cancelled() and future.result():
                 # the seat was given as the client left: hand it on
                 level.finished(waiter.queue)
             else:
                 level.leave(waiter)
-                waiter.future.cancel()
+                future.cancel()
             self.metrics.rejected.labels(*flow.names, "cancelled").inc()
             raise
+        finally:
+            timer.cancel()
+        if not seated:
+            self.metrics.wait.labels(*flow.names, "false").observe(
+                time.monotonic() - waiter.enqueued
+            )
+            self._reject(level, flow, "time-out")
+            return None
         flow.waited.observe(time.monotonic() - waiter.enqueued)
         return Seat(level, waiter.queue, flow, watch)
+
+    @staticmethod
+    def _time_out(level: PriorityLevel, waiter: _Waiter) -> None:
+        """A queued request waited :attr:`wait_limit`: it leaves its queue, unseated."""
+        if not waiter.future.done():
+            level.leave(waiter)
+            waiter.future.set_result(False)
 
     def _reject(self, level: PriorityLevel, flow: _Flow, reason: str) -> None:
         self.metrics.rejected.labels(*flow.names, reason).inc()
