@@ -130,8 +130,13 @@ async def test_pod_runs_reports_status_and_logs(client: Client, namespace: str, 
 
     await eventually(ready)
     assert "hello from pyk8s" in await wait_log(node, pod, "c", "hello from pyk8s")
-    reasons = [r for r, _ in await events_for(client, namespace, "hello")]
-    assert {"Pulled", "Created", "Started"} <= set(reasons)
+
+    # the kubelet's recorder writes its Events apart from the status: wait for them
+    async def started() -> bool:
+        reasons = {r for r, _ in await events_for(client, namespace, "hello")}
+        return {"Pulled", "Created", "Started"} <= reasons
+
+    assert await eventually(started)
 
 
 async def test_restart_policy_never_ends_in_succeeded_or_failed(
@@ -312,7 +317,14 @@ async def test_trace_of_a_pod_with_a_missing_image_ends_at_the_pull_error(
         return p if waiting.get("reason") == "ErrImageNeverPull" else None
 
     pod = await eventually(stuck)
-    events = (await client.list(EVENTS, namespace))["items"]
+
+    # the kubelet's Event is written apart from (maybe after) the status: wait for it
+    async def with_event() -> list[Obj]:
+        items: list[Obj] = (await client.list(EVENTS, namespace))["items"]
+        pulled = any(e.get("reason") == "ErrImageNeverPull" for e in items)
+        return items if pulled else []
+
+    events = await eventually(with_event)
     tl = build(pod, events)
     assert tl.result == "Failed" and tl.node == node.name
     last = tl.steps[-1]
@@ -363,8 +375,15 @@ async def test_liveness_failure_restarts_container(
         return p if cs.get("restartCount", 0) >= 1 and "running" in cs.get("state", {}) else None
 
     await eventually(restarted, within=40)
-    events = await events_for(client, namespace, "live")
-    assert ("Killing", "Container c failed liveness probe, will be restarted") in events
+    killing = ("Killing", "Container c failed liveness probe, will be restarted")
+
+    # the kubelet's recorder writes its Events apart from the restart: wait for them
+    async def probe_events() -> list[tuple[str, str]]:
+        events = await events_for(client, namespace, "live")
+        return events if killing in events else []
+
+    events = await eventually(probe_events)
+    assert killing in events
     assert any(r == "Unhealthy" and m.startswith("Liveness probe failed:") for r, m in events)
 
 
@@ -617,8 +636,13 @@ async def test_http_readiness_and_tcp_liveness(client: Client, namespace: str, n
 
     pod = await eventually(ready, within=20)
     assert status_of(pod, "web")["restartCount"] == 0
-    events = await events_for(client, namespace, "probed")
-    assert any(
-        r == "Unhealthy" and "Readiness probe failed: HTTP probe failed with statuscode: 404" in m
-        for r, m in events
-    )
+
+    # the kubelet's recorder writes the Event apart from the probe's status: wait for it
+    async def unhealthy() -> bool:
+        return any(
+            r == "Unhealthy"
+            and "Readiness probe failed: HTTP probe failed with statuscode: 404" in m
+            for r, m in await events_for(client, namespace, "probed")
+        )
+
+    assert await eventually(unhealthy)
