@@ -501,3 +501,42 @@ async def test_seats_taken_at_arrival_count_against_the_level() -> None:
         other.release()
     exempt = p.classify(parse_request("GET", "/api/v1/pods", {}, REGISTRY), TOKENS["admin"])
     assert p.seat_at_arrival(exempt) is None  # exempt levels need no seat
+
+
+async def test_a_seat_given_back_wakes_the_next_queued_request_in_one_loop_step() -> None:
+    """Under a flood every pass of the event loop runs hundreds of ready callbacks, so a
+    queued request's seat should be its own after the step that frees it, not several
+    passes later: the woken request runs before work that was already ready."""
+    from prometheus_client import CollectorRegistry
+
+    from pyk8s.api.registry import REGISTRY
+    from pyk8s.apiserver.requestinfo import parse_request
+
+    p = PriorityAndFairness(CollectorRegistry(), 600)
+    c = p.classify(parse_request("GET", "/api/v1/pods", {}, REGISTRY), TOKENS["alice"])
+    level = p.levels[c.priority_level]
+    held = [seat for _ in range(level.limit) if (seat := p.seat_at_arrival(c)) is not None]
+    ran: list[str] = []
+
+    async def queued() -> Any:
+        seat = await p.admit(c)
+        ran.append("woken")
+        return seat
+
+    late = asyncio.ensure_future(queued())
+    for _ in range(100):  # a few loop steps, until it has queued
+        if level.waiting:
+            break
+        await asyncio.sleep(0)
+    assert level.waiting == 1
+
+    loop = asyncio.get_running_loop()
+    loop.call_soon(held[0].release)
+    for i in range(20):  # other work already ready when the seat is freed
+        loop.call_soon(ran.append, f"ready {i}")
+    seat = await late
+    assert seat is not None
+    assert ran.index("woken") < ran.index("ready 0")
+    seat.release()
+    for other in held[1:]:
+        other.release()

@@ -357,8 +357,18 @@ class PriorityLevel:
         self.dispatch()
 
     def dispatch(self) -> None:
-        """Give free seats to the queues in turn, one request each."""
+        """Give free seats to the queues in turn, one request each; the requests given one
+        run next (:func:`_run_next`)."""
         n = len(self.queues)
+        ready = _ready_queue() if self.waiting and self.executing < self.limit else None
+        before = len(ready) if ready is not None else 0
+        try:
+            self._dispatch(n)
+        finally:
+            if ready is not None:
+                _run_next(ready, len(ready) - before)
+
+    def _dispatch(self, n: int) -> None:
         while self.waiting and self.executing < self.limit:
             for step in range(n):
                 queue = self.queues[(self._robin + step) % n]
@@ -375,6 +385,29 @@ class PriorityLevel:
             self.executing += 1
             queue.executing += 1
             waiter.future.set_result(True)
+
+
+def _ready_queue() -> deque[Any] | None:
+    """The running event loop's queue of callbacks ready to run, if it has the one of
+    asyncio's own loops (``BaseEventLoop._ready``, private); None otherwise."""
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
+    return ready if isinstance(ready, deque) else None
+
+
+def _run_next(ready: deque[Any], added: int) -> None:
+    """Move the last ``added`` callbacks of ``ready`` to its front, in their order.
+
+    Why: a seat given to a queued request wakes its task by a callback at the back of the
+    loop's ready queue, behind everything else ready, which under a flood is hundreds of
+    requests just read (and their 429s); the loop runs those first, so a seat turned over
+    only about once per pass of the loop while the seat itself sat idle. Upstream's
+    waiting goroutine runs as soon as its seat is free; moving the wake-up to the front
+    runs it right after the step that freed the seat. Only wake-ups move (what
+    :meth:`PriorityLevel.dispatch` scheduled), never other work, and each runs once.
+    """
+    if added > 0:
+        woken = [ready.pop() for _ in range(added)]
+        ready.extendleft(woken)
 
 
 class PriorityAndFairness:
