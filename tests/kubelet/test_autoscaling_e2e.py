@@ -143,14 +143,16 @@ async def test_hpa_scales_a_busy_deployment_and_kubectl_top_shows_its_cpu(
 
     await eventually(lambda: replicas(3), within=120)
     rescaled = "reason=SuccessfulRescale"
-    listed = await run("get", "events", "-n", namespace, "-o", "json", "--field-selector", rescaled)
-    events = json.loads(listed)["items"]
-    assert any(
-        e["message"].endswith(
-            "reason: cpu resource utilization (percentage of request) above target"
+    above = "reason: cpu resource utilization (percentage of request) above target"
+
+    # the HPA's recorder writes the Event after the scale: wait for it
+    async def rescale_event() -> bool:
+        listed = await run(
+            "get", "events", "-n", namespace, "-o", "json", "--field-selector", rescaled
         )
-        for e in events
-    )
+        return any(e["message"].endswith(above) for e in json.loads(listed)["items"])
+
+    assert await eventually(rescale_event, within=30)
 
     # the load stops: every pod finds its file, and the HPA scales back to one
     async def running() -> list[str]:
@@ -258,14 +260,18 @@ async def test_hpa_scales_on_a_custom_metric_the_adapter_reads_from_a_pods_metri
         return bool(got["spec"]["replicas"] == 3)
 
     await eventually(scaled, within=90)
-    listed = await asyncio.to_thread(
-        kubectl, "get", "events", "-n", namespace, "-o", "json",
-        "--field-selector", "reason=SuccessfulRescale",
-    )  # fmt: skip
-    messages = [e["message"] for e in json.loads(listed)["items"]]
-    assert any(
-        m.endswith("reason: pods metric http_requests_per_second above target") for m in messages
-    ), messages
+
+    # the HPA's recorder writes the Event after the scale: wait for it
+    async def rescale_messages() -> list[str]:
+        listed = await asyncio.to_thread(
+            kubectl, "get", "events", "-n", namespace, "-o", "json",
+            "--field-selector", "reason=SuccessfulRescale",
+        )  # fmt: skip
+        messages = [e["message"] for e in json.loads(listed)["items"]]
+        above = "reason: pods metric http_requests_per_second above target"
+        return messages if any(m.endswith(above) for m in messages) else []
+
+    assert await eventually(rescale_messages, within=30)
 
 
 def milli(quantity: str) -> float:
