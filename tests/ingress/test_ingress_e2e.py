@@ -223,8 +223,13 @@ def test_hosts_paths_tls_and_default_backend_answer_from_the_right_pods(
 
     cluster.wait("status.loadBalancer", lambda: status() == {"ingress": [{"ip": "127.0.0.1"}]})
     assert "127.0.0.1" in k("get", "ingress", "site", "-n", ns)  # ADDRESS column
-    events = k.json("get", "events", "-n", ns, "--field-selector", "involvedObject.name=site")
-    assert any(e["reason"] == "ServiceNotFound" for e in events["items"]), events
+
+    # the controller's recorder writes Events apart from the status: wait for the one
+    def service_not_found() -> bool:
+        events = k.json("get", "events", "-n", ns, "--field-selector", "involvedObject.name=site")
+        return any(e["reason"] == "ServiceNotFound" for e in events["items"])
+
+    cluster.wait("the ServiceNotFound event", service_not_found)
     with urllib.request.urlopen(f"http://127.0.0.1:{cluster.health_port}/metrics") as resp:
         metrics = resp.read().decode()
     assert "nginx_ingress_controller_config_last_reload_successful 1.0" in metrics
