@@ -306,7 +306,7 @@ async def test_against_an_api_server(
         r = await query(cluster_dns, f"db.{domain}", T.A)
         return texts(r, T.A) == ["10.244.0.10"]
 
-    await eventually(not_ready_gone, within=5, every=0.05)
+    await eventually(not_ready_gone, within=10, every=0.05)  # as slices_seen's
     gone = await query(cluster_dns, f"db-1.db.{domain}", T.A)
     assert gone.rcode() == dns.rcode.NXDOMAIN
 
