@@ -18,7 +18,9 @@ revision REV's ``src/``, then this tree's, and prints both tables: a same-run co
 on a shared machine. Each table ends with the CPU seconds every process used between the
 first pod create and the last pod Running, in all and per pod, and per pod without the
 Lease requests answered meanwhile, each charged what one cost over 10 s of the idle
-cluster just before (a slower run renews more Leases per pod).
+cluster just before (a slower run renews more Leases per pod). A last table counts the
+requests the API server answered meanwhile (``apiserver_request_total``) by verb and
+resource, in all and per pod: every write a pod costs is API server CPU.
 
 ``--hold S`` keeps each cluster up S seconds after it was measured (its API server's pid
 is printed) so a profiler or a memory snapshot can be taken of the finished state.
