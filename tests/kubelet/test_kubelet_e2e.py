@@ -432,7 +432,7 @@ async def test_graceful_delete_runs_prestop_then_sigterm(
         async def removed() -> bool:
             return not await cri.list_pod_sandbox(labels={"io.kubernetes.pod.uid": uid})
 
-        await eventually(removed, within=10)
+        await eventually(removed, within=30)  # a StopPodSandbox + RemovePodSandbox away
 
 
 async def test_kubelet_killed_and_restarted_adopts_running_pods(
