@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -14,6 +13,7 @@ from pyk8s.controllers import job as job_controller
 from pyk8s.controllers.runtime import Manager
 from tests.controllers.conftest import eventually
 from tests.controllers.podsim import set_terminated
+from tests.controllers.synced import touch_and_wait_for_sync
 
 JOBS = REGISTRY.get("batch", "v1", "jobs")
 PODS = REGISTRY.get("", "v1", "pods")
@@ -73,7 +73,7 @@ async def test_completions_with_parallelism(
     client: Client, namespace: str, run_controllers: Run
 ) -> None:
     assert JOBS is not None and EVENTS is not None
-    await run_controllers("job")
+    manager = await run_controllers("job")
     created = await client.create(JOBS, job_body("pi", completions=3, parallelism=2), namespace)
     max_active = 0
     done = 0
@@ -102,8 +102,10 @@ async def test_completions_with_parallelism(
         return j if condition(j, "Complete") else None
 
     job = await eventually(complete, within=30)
-    await asyncio.sleep(1.0)  # settled: a finished Job is not rewritten again and again
-    assert (await client.get(JOBS, "pi", namespace))["metadata"]["resourceVersion"] == job[
+    # settled: a finished Job is not rewritten again and again. The controller reconciles
+    # it once more after the touch reached its cache; that pass writes nothing.
+    touched = await touch_and_wait_for_sync(client, manager, "job", JOBS, namespace, "pi")
+    assert (await client.get(JOBS, "pi", namespace))["metadata"]["resourceVersion"] == touched[
         "metadata"
     ]["resourceVersion"]
     status = job["status"]
