@@ -6,13 +6,13 @@ Ready through pods/status, as a kubelet would (tests.controllers.podsim).
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from pyk8s.api.registry import REGISTRY
 from pyk8s.client import Client
 from tests.controllers.conftest import eventually
 from tests.controllers.podsim import set_running
+from tests.controllers.synced import touch_and_wait_for_sync
 
 PODS = REGISTRY.get("", "v1", "pods")
 PVCS = REGISTRY.get("", "v1", "persistentvolumeclaims")
@@ -84,7 +84,7 @@ async def test_ordered_ready_creates_one_at_a_time_with_identity(
     client: Client, namespace: str, run_controllers: Any
 ) -> None:
     assert STS is not None and EVENTS is not None and REVISIONS is not None
-    await run_controllers("statefulset")
+    manager = await run_controllers("statefulset")
     await client.create(STS, statefulset("web", 2), namespace)
 
     pods = await eventually(lambda: _named(client, namespace, "web", {"web-0"}), within=20)
@@ -98,8 +98,8 @@ async def test_ordered_ready_creates_one_at_a_time_with_identity(
     ref = web0["metadata"]["ownerReferences"][0]
     assert (ref["kind"], ref["name"], ref["controller"]) == ("StatefulSet", "web", True)
 
-    # web-1 waits for web-0 to be Running and Ready
-    await asyncio.sleep(1.5)
+    # web-1 waits for web-0 to be Running and Ready: a pass that saw web-0 not ready
+    await touch_and_wait_for_sync(client, manager, "statefulset", STS, namespace, "web")
     assert set(await pods_by_name(client, namespace, "web")) == {"web-0"}
     await ready(client, web0, 0)
     pods = await eventually(lambda: _named(client, namespace, "web", {"web-0", "web-1"}), within=20)
@@ -214,7 +214,7 @@ async def test_template_change_rolls_from_the_highest_ordinal_and_partition_hold
     client: Client, namespace: str, run_controllers: Any
 ) -> None:
     assert STS is not None
-    await run_controllers("statefulset")
+    manager = await run_controllers("statefulset")
     await client.create(
         STS,
         statefulset(
@@ -242,7 +242,7 @@ async def test_template_change_rolls_from_the_highest_ordinal_and_partition_hold
 
     # roll-2 is replaced first; roll-1 waits until the new roll-2 is ready
     await eventually(lambda: _image_is(image_of, "roll-2", "busybox:2"), within=20)
-    await asyncio.sleep(1.0)
+    await touch_and_wait_for_sync(client, manager, "statefulset", STS, namespace, "roll")
     assert await image_of("roll-1") == "busybox:1"
     pods = await pods_by_name(client, namespace, "roll")
     await ready(client, pods["roll-2"], 2)
@@ -255,8 +255,8 @@ async def test_template_change_rolls_from_the_highest_ordinal_and_partition_hold
         return st if st.get("updatedReplicas") == 2 and st.get("readyReplicas") == 3 else None
 
     st = await eventually(rolled, within=20)
-    # the partition holds roll-0 on the old revision
-    await asyncio.sleep(1.0)
+    # the partition holds roll-0 on the old revision, in a pass after the rollout's end
+    await touch_and_wait_for_sync(client, manager, "statefulset", STS, namespace, "roll")
     pods = await pods_by_name(client, namespace, "roll")
     assert pods["roll-0"]["spec"]["containers"][0]["image"] == "busybox:1"
     assert pods["roll-0"]["metadata"]["labels"]["controller-revision-hash"] == old_rev
