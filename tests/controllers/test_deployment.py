@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -31,6 +32,7 @@ assert PODS and REPLICASETS and DEPLOYMENTS and EVENTS
 
 Obj = dict[str, Any]
 REVISION = "deployment.kubernetes.io/revision"
+TOUCH = "test.pyk8s.io/touch"
 
 pytestmark = pytest.mark.skipif(not os.path.exists(KUBECTL), reason="kubectl is not installed")
 
@@ -132,6 +134,29 @@ class PodWatch:
             )
         )
 
+    async def caught_up(self, client: Client, namespace: str) -> None:
+        """Wait until the watch has applied every pod event written before this call.
+
+        A watch delivers events in resourceVersion order: annotate one live pod now and,
+        once that write has come through, every earlier write has too.
+        """
+        assert PODS is not None
+        (pod, *_) = [p for p in self.pods.values() if not p["metadata"].get("deletionTimestamp")]
+        name, token = pod["metadata"]["name"], uuid.uuid4().hex
+        await client.patch(
+            PODS,
+            name,
+            {"metadata": {"annotations": {TOUCH: token}}},
+            namespace,
+            patch_type="merge",
+        )
+
+        async def delivered() -> bool:
+            seen = self.pods.get(name)
+            return bool(seen and (seen["metadata"].get("annotations") or {}).get(TOUCH) == token)
+
+        await eventually(delivered, within=30, every=0.05)
+
 
 @contextlib.asynccontextmanager
 async def watch_pods(client: Client, namespace: str, app: str) -> AsyncIterator[PodWatch]:
@@ -219,7 +244,7 @@ async def test_rolling_update_respects_surge_and_unavailability_then_undo(
     (first_rs,) = await replicasets(client, namespace)
 
     async with watch_pods(client, namespace, "roll") as watch:
-        await asyncio.sleep(0.3)
+        await watch.caught_up(client, namespace)  # the watch is live before the rollout
         watch.checking_ready = True
         await client.patch(
             DEPLOYMENTS,
@@ -238,7 +263,7 @@ async def test_rolling_update_respects_surge_and_unavailability_then_undo(
             return await rolled_out(client, namespace, "roll", "2")
 
         await eventually(step, within=60, every=0.3)
-        await asyncio.sleep(0.5)
+        await watch.caught_up(client, namespace)
         assert watch.max_pods <= 3 + 1, f"surged to {watch.max_pods} pods"
         assert watch.min_ready is not None and watch.min_ready >= 3 - 1, (
             f"only {watch.min_ready} ready"
@@ -293,8 +318,9 @@ async def test_paused_deployment_does_not_roll_until_resumed(
         )
         return d if ok else None
 
+    # the controller has synced the new generation (status.observedGeneration) while
+    # paused: that pass would have made the new ReplicaSet, and made none
     await eventually(observed_paused, within=30)
-    await asyncio.sleep(1.0)
     assert len(await replicasets(client, namespace)) == 1
 
     await run_kubectl(kubectl, "-n", namespace, "rollout", "resume", "deployment/pause")
@@ -328,7 +354,7 @@ async def test_recreate_deletes_old_pods_first(
             namespace,
         )
         await eventually(lambda: rolled_out(client, namespace, "rec", "2"), within=60)
-        await asyncio.sleep(0.3)
+        await watch.caught_up(client, namespace)
         assert all(len(owners) <= 1 for owners in watch.owners_seen), (
             "old and new pods existed together"
         )
