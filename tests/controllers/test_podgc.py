@@ -17,6 +17,7 @@ from pyk8s.client import ApiError, Client, is_not_found
 from pyk8s.controllers import podgc
 from pyk8s.controllers.runtime import Manager
 from tests.controllers.conftest import eventually
+from tests.controllers.synced import touch_and_wait_for_sync
 
 NODES: Resource = REGISTRY.get("", "v1", "nodes")  # type: ignore[assignment]
 PODS: Resource = REGISTRY.get("", "v1", "pods")  # type: ignore[assignment]
@@ -128,7 +129,7 @@ async def test_terminated_pods_beyond_threshold_are_deleted_evicted_then_oldest_
         await client.update_status(PODS, created, namespace)
     await client.create(PODS, pod("running", namespace))
 
-    await run_controllers("podgc")
+    manager = await run_controllers("podgc")
 
     async def remaining() -> list[str] | None:
         items = (await client.list(PODS, namespace))["items"]
@@ -136,7 +137,11 @@ async def test_terminated_pods_beyond_threshold_are_deleted_evicted_then_oldest_
         return names if len(names) == 3 else None
 
     assert await eventually(remaining, within=30) == ["p0", "p4", "running"]
-    await asyncio.sleep(1.0)  # it deletes only the overflow, nothing more
+    # it deletes only the overflow, nothing more: a sweep that began after this state was
+    # in its cache (sweeps run one at a time, so every earlier one had ended) kept it
+    await touch_and_wait_for_sync(
+        client, manager, "podgc", PODS, namespace, "running", key=podgc.SWEEP
+    )
     assert await remaining() == ["p0", "p4", "running"]
 
 
