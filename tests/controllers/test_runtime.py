@@ -76,8 +76,19 @@ async def test_terminal_errors_are_not_retried(client: Client, namespace: str) -
         await client.create(CONFIGMAPS, {"metadata": {"name": "t"}}, namespace)
         want = Request(namespace, "t")
         await eventually(lambda: _at_least(broken.seen, want, 1))
-        await asyncio.sleep(1.0)
+
+        # every reconcile that began has ended (its outcome is counted) and the key is
+        # neither queued nor waiting for a backoff delay: nothing will run it again
+        async def settled() -> bool:
+            errors = manager.metrics_registry.get_sample_value(
+                "controller_runtime_reconcile_total", {"controller": "broken", "result": "error"}
+            )
+            return errors == len(broken.seen)
+
+        await eventually(settled)
         assert _count(broken.seen, want) == 1
+        assert controller.queue.num_requeues(want) == 0
+        assert controller.queue.num_waiting() == 0 and len(controller.queue) == 0
     finally:
         stop.set()
         await asyncio.wait_for(task, 30)
