@@ -40,6 +40,12 @@ loop. The differences: the first request of a connection (and one whose user cha
 seated only at handler start, and seats are dealt in the order requests are read, queued
 ones after them, not in one fair order.
 
+A seat freed while requests are queued goes to the next one at once, and its task runs
+right after the step that freed it, ahead of the rest of the event loop's ready queue (see
+:func:`_run_next`): upstream's waiting goroutine runs as soon as it has its seat, while
+ours, woken at the back of that queue, would wait for a pass over every request just read
+(hundreds under a flood), the seat idle meanwhile.
+
 Differences from upstream, all simplifications: every request takes one seat (no work
 estimate for big lists), levels do not borrow each other's unused seats
 (``lendablePercent`` and ``borrowingLimitPercent`` are stored but do not move seats), a
