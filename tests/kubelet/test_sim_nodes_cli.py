@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import signal
 import sys
@@ -21,6 +22,11 @@ from tests.integration.conftest import KUBECTL, Server, free_port
 
 NODES: Resource = REGISTRY.get("", "v1", "nodes")  # type: ignore[assignment]
 LEASES: Resource = REGISTRY.get("coordination.k8s.io", "v1", "leases")  # type: ignore[assignment]
+
+
+def _micro_time(value: str) -> float:
+    """A Lease's ``renewTime`` (RFC 3339 with microseconds) as a POSIX timestamp."""
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
 
 
 async def metrics(port: int) -> str:
@@ -98,9 +104,23 @@ async def test_sim_nodes_command(cm_server: Server, client: Client) -> None:
             return "pyk8s_sim_nodes_running 2.0" in await metrics(port)
 
         assert await eventually(one_stopped, within=10)
-        # the stopped node's lease no longer moves (renew interval is 10 s; wait past it)
+        # the stopped node's lease no longer moves. Proof that it would have: the same
+        # process renews every node's lease on the same interval (a quarter of the lease's
+        # duration, as the kubelet); once each running node's lease carries a renewTime a
+        # full interval past the stopped node's next renewal was due, a running node 2
+        # would have renewed in between.
         lease = await client.get(LEASES, names[2], "kube-node-lease")
-        await asyncio.sleep(11)
+        interval = lease["spec"]["leaseDurationSeconds"] / 4
+        due = _micro_time(lease["spec"]["renewTime"]) + interval
+
+        async def others_renewed_past_due() -> bool:
+            for name in names[:2]:
+                other = await client.get(LEASES, name, "kube-node-lease")
+                if _micro_time(other["spec"]["renewTime"]) <= due + interval:
+                    return False
+            return True
+
+        await eventually(others_renewed_past_due, within=60, every=0.5)
         again = await client.get(LEASES, names[2], "kube-node-lease")
         assert again["spec"]["renewTime"] == lease["spec"]["renewTime"]
     finally:
