@@ -311,20 +311,20 @@ async def test_against_an_api_server(
     assert gone.rcode() == dns.rcode.NXDOMAIN
 
 
-async def test_a_new_service_resolves_within_seconds(
+async def test_a_new_service_resolves_from_the_watch_after_a_negative_answer(
     client: Client, namespace: str, cluster_dns: DNSServer
 ) -> None:
+    # The server's informers never resync on a timer: the only way the new Service can
+    # reach its catalog while the informers run is their watch event, and the NXDOMAIN
+    # answered before must not be remembered past it.
     name = f"late.{namespace}.svc.cluster.local"
     assert (await query(cluster_dns, name, T.A)).rcode() == dns.rcode.NXDOMAIN
     created = await create_service(client, namespace, "late", ports=[{"port": 80}])
-    loop = asyncio.get_running_loop()
-    start = loop.time()
 
     async def resolves() -> bool:
         return texts(await query(cluster_dns, name, T.A), T.A) == [created["spec"]["clusterIP"]]
 
-    await eventually(resolves, within=5, every=0.05)
-    assert loop.time() - start < 5
+    await eventually(resolves, within=30, every=0.05)
 
 
 # ---------------------------------------------------------------------- the process
