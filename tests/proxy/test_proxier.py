@@ -84,6 +84,7 @@ async def test_proxier_batches_changes_into_min_sync_period(
     try:
         await eventually(lambda: asyncio.sleep(0, proxier.healthy()), within=60)
         assert calls(log, "iptables-restore")
+        changes_from = time.monotonic()
         created = [await client.create(SERVICES, service(f"s{i}"), namespace) for i in range(5)]
         await client.create(
             ENDPOINT_SLICES,
@@ -104,8 +105,14 @@ async def test_proxier_batches_changes_into_min_sync_period(
             return f"-d {ip} --dport 80 -j REJECT" in last and "10.42.7.7:8080" in last
 
         await eventually(programmed, within=30)
+        programmed_by = time.monotonic()
         assert all(b - a >= 0.99 for a, b in itertools.pairwise(started)), started
-        assert len(calls(log, "iptables-restore")) <= 4  # six changes, batched
+        # six changes, batched: however long they took to arrive (a loaded machine spreads
+        # them out), they cost at most one restore per elapsed min_sync_period (with the
+        # spacing's tolerance above), plus one already due when the first arrived
+        periods = (programmed_by - changes_from) / (0.99 * proxier.min_sync_period)
+        restores = [t for t in started if changes_from <= t <= programmed_by]
+        assert 1 <= len(restores) <= 1 + int(periods), (restores, periods)
         assert proxier.last_programming_latency is not None
         assert proxier.last_programming_latency >= 0
         metrics = generate_latest(proxier.registry).decode()
