@@ -110,8 +110,6 @@ class _PodState:
     #: it did anything else (stopped or removed something) that a re-read must show
     created: list[str] = field(default_factory=list)
     changed: bool = False
-    #: image -> whether the runtime has it, asked while the pod's first sandbox was made
-    images: dict[str, asyncio.Task[bool]] = field(default_factory=dict)
 
 
 class PodWorker:
@@ -212,13 +210,7 @@ class PodWorker:
             return None
         state = self.state(uid)
         state.created, state.changed = [], False
-        try:
-            wake, rt = await self._reconcile(pod, rt)
-        finally:
-            for check in state.images.values():  # those no start took (volumes failed)
-                if not check.cancel() and not check.cancelled():
-                    check.exception()  # retrieved, so that an unused one's error is not logged
-            state.images.clear()
+        wake, rt = await self._reconcile(pod, rt)
         if state.changed:
             rt = await read_pod_runtime(self.cri, uid)
         elif state.created:
@@ -288,34 +280,17 @@ class PodWorker:
             for c in rt.running():
                 state.changed = True
                 await self._stop(pod, c, 0, "")
-            attempt = sandbox.attempt + 1 if sandbox is not None else 0
-            # a new pod's first sandbox is made while its volumes are set up (see
-            # _run_sandbox); a sandbox after a failed mount or a dead one waits for them
-            early: asyncio.Task[str | CRIError] | None = None
-            sandbox_started = started = time.time()
-            if not rt.sandboxes and not rt.containers and not state.mount_retry:
-                early = asyncio.create_task(self._run_sandbox(pod, attempt))
-                self._check_images(pod, state)
-            try:
-                mounted = await self.inputs.setup_volumes(pod, state.volumes)
-            except asyncio.CancelledError:
-                if early is not None:
-                    early.cancel()
-                raise
-            except Exception:
-                if early is not None:
-                    await self._discard_sandbox(early)
-                raise
+            started = time.time()
+            mounted = await self.inputs.setup_volumes(pod, state.volumes)
             volumes = len(spec.get("volumes") or [])
             self.spans.record(
                 pod, "kubelet.volumes", started, time.time(), {"volumes": volumes, "ok": mounted}
             )
             if not mounted:
-                if early is not None and await self._discard_sandbox(early):
-                    state.changed = True
                 state.mount_retry = min(MOUNT_RETRY_MAX, state.mount_retry * 2 or MOUNT_RETRY_FIRST)
                 return state.mount_retry, rt
             state.mount_retry = 0.0
+            attempt = sandbox.attempt + 1 if sandbox is not None else 0
             if sandbox is not None:
                 self.recorder.event(
                     pod,
@@ -325,21 +300,18 @@ class PodWorker:
                 )
                 with contextlib.suppress(CRINotFound):
                     await self.cri.stop_pod_sandbox(sandbox.id)
-            if early is None:
-                sandbox_started = time.time()
-            made = await early if early is not None else await self._run_sandbox(pod, attempt)
-            if isinstance(made, CRIError):
-                self.spans.record(
-                    pod, "kubelet.sandbox", sandbox_started, time.time(), {"error": str(made)}
-                )
+            started = time.time()
+            try:
+                sandbox_id = await self.cri.run_pod_sandbox(self._sandbox_config(pod, attempt))
+            except CRIError as err:
+                self.spans.record(pod, "kubelet.sandbox", started, time.time(), {"error": str(err)})
                 self.recorder.event(
                     pod,
                     "Warning",
                     "FailedCreatePodSandBox",
-                    f"Failed to create pod sandbox: {made}",
+                    f"Failed to create pod sandbox: {err}",
                 )
                 return 5.0, rt
-            sandbox_id = made
             if rt.sandboxes or rt.containers:
                 rt = await read_pod_runtime(self.cri, uid)
             else:  # the pod's first sandbox: its status is all there is to read
@@ -348,11 +320,7 @@ class PodWorker:
             sandbox = rt.sandbox
             ips = sandbox.ips if sandbox is not None else []
             self.spans.record(
-                pod,
-                "kubelet.sandbox",
-                sandbox_started,
-                time.time(),
-                {"attempt": attempt, "ips": ips},
+                pod, "kubelet.sandbox", started, time.time(), {"attempt": attempt, "ips": ips}
             )
             if sandbox is None or not sandbox.ready:
                 return 1.0, rt
@@ -501,8 +469,7 @@ class PodWorker:
         """Make the image present per imagePullPolicy; a retry delay when it is not."""
         name, image = c["name"], c["image"]
         policy = c.get("imagePullPolicy") or "IfNotPresent"
-        check = state.images.pop(image, None)
-        present = await (check if check is not None else self._image_present(image))
+        present = await self.cri.image_status(image) is not None
         if policy == "Never" and not present:
             message = f'Container image "{image}" is not present with pull policy of Never'
             state.waiting[name] = ("ErrImageNeverPull", message)
@@ -538,46 +505,6 @@ class PodWorker:
             pod, "Normal", "Pulled", f'Successfully pulled image "{image}" in {took:.3f}s'
         )
         return None
-
-    async def _image_present(self, image: str) -> bool:
-        return await self.cri.image_status(image) is not None
-
-    def _check_images(self, pod: Obj, state: _PodState) -> None:
-        """Ask the runtime for the images of the containers a new pod starts first (its
-        first init container, or else its app containers) while its sandbox is made;
-        :meth:`_ensure_image` takes the answer (upstream asks after the sandbox)."""
-        spec = pod.get("spec") or {}
-        first = (spec.get("initContainers") or [])[:1] or spec.get("containers") or []
-        for c in first:
-            image = c.get("image")
-            if image and image not in state.images:
-                state.images[image] = asyncio.create_task(self._image_present(image))
-
-    async def _run_sandbox(self, pod: Obj, attempt: int) -> str | CRIError:
-        """RunPodSandbox: the new sandbox's id, or the runtime's error.
-
-        A new pod's first sandbox is made while its volumes are set up (their API
-        objects, a service account token), not after them as upstream's SyncPod orders
-        it: the sandbox needs nothing of the volumes, so the API round trips are hidden
-        behind the runtime's longest step. If the volumes cannot be set up, the sandbox
-        is removed again (:meth:`_discard_sandbox`), so that, as upstream, no sandbox
-        (and no pod IP) is kept for a pod without its volumes; the retries then wait
-        for the volumes before making one."""
-        try:
-            return await self.cri.run_pod_sandbox(self._sandbox_config(pod, attempt))
-        except CRIError as err:
-            return err
-
-    async def _discard_sandbox(self, made: asyncio.Task[str | CRIError]) -> bool:
-        """Stop and remove the sandbox ``made`` makes (for a pod whose volumes failed);
-        whether there was one."""
-        sandbox_id = await made
-        if isinstance(sandbox_id, CRIError):
-            return False
-        with contextlib.suppress(CRINotFound):
-            await self.cri.stop_pod_sandbox(sandbox_id)
-            await self.cri.remove_pod_sandbox(sandbox_id)
-        return True
 
     def _sandbox_config(self, pod: Obj, attempt: int) -> pb.PodSandboxConfig:
         dns, missing = dns_config(pod, self.node.cluster_dns, self.node.cluster_domain)
