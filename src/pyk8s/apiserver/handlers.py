@@ -1235,6 +1235,9 @@ class ResourceHandlers:
                 raw = orjson.dumps(encoding.partial_metadata(obj, metadata_only[1]))
             elif raw is None:
                 raw = orjson.dumps(obj)
+            return framed(etype, raw)
+
+        def framed(etype: str, raw: bytes) -> bytes:
             return b'{"type":"' + etype.encode() + b'","object":' + raw + b"}\n"
 
         # an object stored at the version asked for, and read as it is, goes out as its
@@ -1243,7 +1246,7 @@ class ResourceHandlers:
 
         def entry_frame(etype: str, entry: Entry) -> bytes:
             if as_stored and entry.stored_as(r.api_version):
-                return b'{"type":"' + etype.encode() + b'","object":' + entry.raw + b"}\n"
+                return framed(etype, entry.raw)
             return frame(etype, *strategy.view(entry, r.api_version))
 
         def to_convert(entries: list[Entry]) -> list[JSON]:
