@@ -76,15 +76,19 @@ def family_cidrs(cidrs: Iterable[str]) -> dict[str, str]:
 WILDCARDS = frozenset({"0.0.0.0", "::", ""})
 
 
-def wildcard_listener(host: str | None, port: int) -> socket.socket | None:
+def wildcard_listener(
+    host: str | None, port: int, *, reuse_port: bool = False
+) -> socket.socket | None:
     """A listening, non-blocking socket on ``[::]:port`` that also accepts IPv4 (an
-    AF_INET6 socket with ``IPV6_V6ONLY`` off, ``SO_REUSEADDR`` on), for a wildcard
-    ``host``; None for a specific address, or when this host has no IPv6 (the caller
-    then binds ``host`` as given)."""
+    AF_INET6 socket with ``IPV6_V6ONLY`` off, ``SO_REUSEADDR`` on, ``SO_REUSEPORT``
+    when asked), for a wildcard ``host``; None for a specific address, or when this
+    host has no IPv6 (the caller then binds ``host`` as given)."""
     if (host or "") not in WILDCARDS or not socket.has_dualstack_ipv6():
         return None
     try:
-        sock = socket.create_server(("::", port), family=socket.AF_INET6, dualstack_ipv6=True)
+        sock = socket.create_server(
+            ("::", port), family=socket.AF_INET6, dualstack_ipv6=True, reuse_port=reuse_port
+        )
     except OSError as err:
         if err.errno not in (errno.EADDRNOTAVAIL, errno.EAFNOSUPPORT):
             raise

@@ -165,6 +165,13 @@ class Config:
     endpoint_reconcile_interval: float = DEFAULT_RECONCILE_INTERVAL
     #: pods whose journey's spans are kept in memory (pyk8s trace); 0 records none
     trace_max_traces: int = tracing.DEFAULT_MAX_TRACES
+    #: one of the extra processes of ``--apiserver-workers N`` beside the primary API
+    #: server over the same store: it serves requests with its own watch cache but runs
+    #: none of the per-server singletons (bootstrap objects and policy, the endpoint
+    #: reconciler and identity Lease, the compactor, allocation repair), which the
+    #: primary runs; the controllers every upstream API server runs (CRDs, APF
+    #: configuration, APIService availability, policy status) run here too
+    worker: bool = False
 
 
 class Metrics:
@@ -336,23 +343,27 @@ class APIServer:
         if self.auditor is not None:
             self.auditor.start()
         await self.cache.start()
-        await self.bootstrap()
-        if self.rbac is not None:
-            await ensure_bootstrap_policy(self.handlers)
+        worker = self.config.worker
+        if not worker:  # a worker starts once the primary has made them
+            await self.bootstrap()
+            if self.rbac is not None:
+                await ensure_bootstrap_policy(self.handlers)
         await self.crds.start()
         await self.policy_status.start()
         if self.apf_config is not None:
             await self.apf_config.start()
         await self.aggregator.start()
-        if self.config.compact_interval > 0:
-            self.compactor.start()
-        self.allocation_repair.start()
-        self.endpoints.start()
+        if not worker:
+            if self.config.compact_interval > 0:
+                self.compactor.start()
+            self.allocation_repair.start()
+            self.endpoints.start()
         self._ready = True
 
     async def stop(self) -> None:
         self._ready = False
-        await self.endpoints.stop()
+        if not self.config.worker:  # a worker's stop leaves the primary's address listed
+            await self.endpoints.stop()
         await self.compactor.stop()
         await self.allocation_repair.stop()
         await self.aggregator.stop()

@@ -17,14 +17,28 @@ from pyk8s.api.dualstack import wildcard_listener
 
 
 def tcp_site(
-    runner: web.BaseRunner, host: str, port: int, ssl_context: ssl.SSLContext | None = None
+    runner: web.BaseRunner,
+    host: str,
+    port: int,
+    ssl_context: ssl.SSLContext | None = None,
+    *,
+    reuse_port: bool = False,
 ) -> web.BaseSite:
     """An aiohttp site at ``host:port``; a wildcard host (``0.0.0.0``, ``::``) serves
-    both IP families on one port, as upstream's Go listeners do."""
-    sock = wildcard_listener(host, port)
+    both IP families on one port, as upstream's Go listeners do. ``reuse_port``
+    (SO_REUSEPORT): processes that all set it listen on the same port, the kernel
+    spreading new connections over them (the API server's ``--apiserver-workers``)."""
+    sock = wildcard_listener(host, port, reuse_port=reuse_port)
     if sock is not None:
         return web.SockSite(runner, sock, ssl_context=ssl_context)
-    return web.TCPSite(runner, host, port, ssl_context=ssl_context, reuse_address=True)
+    return web.TCPSite(
+        runner,
+        host,
+        port,
+        ssl_context=ssl_context,
+        reuse_address=True,
+        reuse_port=reuse_port or None,
+    )
 
 
 class HealthServer:
