@@ -21,6 +21,9 @@ BACKENDS = [
     "sqlite",
     # the same contract through encryption at rest (every value aescbc-encrypted)
     "sqlite+aescbc",
+    # two shared stores on one file, as API server workers: writes through one, reads
+    # and watches through the other
+    "sqlite-shared",
     pytest.param(
         "etcd",
         marks=[
@@ -52,6 +55,11 @@ async def store(
     s: Store
     if backend == "sqlite":
         s = await SqliteStore.open(tmp_path / "state.db")
+    elif backend == "sqlite-shared":
+        s = SharedPair(
+            await SqliteStore.open(tmp_path / "state.db", shared=True),
+            await SqliteStore.open(tmp_path / "state.db", shared=True),
+        )
     elif backend == "sqlite+aescbc":
         from pyk8s.storage.encryption import AESCBCTransformer, EncryptingStore, Rule
 
@@ -66,6 +74,23 @@ async def store(
         yield s
     finally:
         await s.close()
+
+
+class SharedPair:
+    """Two shared stores of one file seen as one: writes go to ``writer``, reads and
+    watches to ``reader``, so the contract holds across processes' stores."""
+
+    def __init__(self, writer: SqliteStore, reader: SqliteStore) -> None:
+        self.writer, self.reader = writer, reader
+        self.create, self.update, self.delete = writer.create, writer.update, writer.delete
+        self.compact = writer.compact
+        self.get, self.list, self.count = reader.get, reader.list, reader.count
+        self.current_revision, self.watch = reader.current_revision, reader.watch
+        self.compacted_revision = reader.compacted_revision
+
+    async def close(self) -> None:
+        await self.reader.close()
+        await self.writer.close()
 
 
 @pytest.fixture

@@ -79,14 +79,15 @@ def parse_endpoint(url: str) -> Endpoint:
     )
 
 
-async def open_store(url: str) -> Store:
-    """Open the store an endpoint URL names."""
+async def open_store(url: str, *, shared: bool = False) -> Store:
+    """Open the store an endpoint URL names. ``shared``: other processes (API server
+    workers) open the same SQLite file too (an etcd is shared anyway)."""
     ep = parse_endpoint(url)
     if ep.kind == "sqlite":
         from pyk8s.storage.sqlite import SqliteStore
 
         assert ep.path is not None
-        return await SqliteStore.open(ep.path)
+        return await SqliteStore.open(ep.path, shared=shared)
     from pyk8s.storage.etcd import EtcdStore
 
     return await EtcdStore.open(list(ep.hosts), tls=ep.tls)

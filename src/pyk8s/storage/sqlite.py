@@ -33,6 +33,16 @@ Why the shape of this module:
   took ~240 B each (tracemalloc): ~0.35 MiB more every minute of the first hour.
 * A lock file (flock) keeps a second process from serving the same database; the
   second one gets a clear :class:`Unavailable` instead of a split brain.
+* Unless the stores are *shared* (``shared=True``, :class:`_Peers`): the API server's
+  worker processes (``--apiserver-workers``) each open the file so, as several API
+  servers share one etcd. Then a write takes a second lock file around its transaction
+  (a blocked flock wakes the moment it is free; SQLite's own busy handler would sleep
+  1-100 ms), the row ids stay the one revision sequence (the transactions are serialised),
+  and after each commit the writer wakes every other process's store with a datagram.
+  A store hands its watchers the log in revision order: what other processes committed
+  is read from the table (on a wake, when its own write lands after a gap, and when a
+  consistent read asks the current revision), so every watch in every process sees every
+  write once, in order.
 """
 
 from __future__ import annotations
@@ -41,9 +51,11 @@ import asyncio
 import builtins
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 import queue
+import socket
 import sqlite3
 import threading
 import time
@@ -254,6 +266,65 @@ class _Expiries:
         return due
 
 
+#: how often a shared store reads the table for other processes' writes when no wake came
+#: (a lost datagram, a peer that started after a writer last listed the peers)
+_POLL_SECONDS = 0.5
+
+
+class _Peers:
+    """The shared stores of one database file, and the wake-ups between them.
+
+    Each binds an abstract Unix datagram socket named after the database's path and a
+    token of its own, and leaves a file named after the token in ``<database>.peers/``. A
+    writer lists that directory (again only when it changed) and sends every other store
+    an empty datagram after each commit; a peer whose socket is gone (its process died)
+    has its file removed by the first writer that finds out. Abstract sockets leave
+    nothing behind on disk and have no path-length limit to meet in a deep data dir.
+    """
+
+    def __init__(self, db: Path) -> None:
+        self.dir = db.with_name(db.name + ".peers")
+        digest = hashlib.sha256(str(db.resolve()).encode()).hexdigest()[:16]
+        self._prefix = f"\0pyk8s-sqlite-{digest}-"
+        self.token = f"{os.getpid()}-{os.urandom(4).hex()}"
+        kind = socket.SOCK_DGRAM | socket.SOCK_NONBLOCK | socket.SOCK_CLOEXEC
+        self.inbox = socket.socket(socket.AF_UNIX, kind)
+        self.inbox.bind(self._prefix + self.token)
+        self._outbox = socket.socket(socket.AF_UNIX, kind)
+        self.dir.mkdir(exist_ok=True)
+        (self.dir / self.token).touch()
+        self._listed: int | None = None  # the directory's mtime when last listed
+        self._others: builtins.list[str] = []
+
+    def wake_others(self) -> None:
+        """Called by the writer thread after a commit."""
+        with contextlib.suppress(FileNotFoundError):
+            changed = os.stat(self.dir).st_mtime_ns
+            if changed != self._listed:
+                self._listed = changed
+                self._others = [n for n in os.listdir(self.dir) if n != self.token]
+        for name in self._others:
+            try:
+                self._outbox.sendto(b"", self._prefix + name)
+            except BlockingIOError:
+                pass  # wakes it has not read yet are queued: it reads the table anyway
+            except (ConnectionRefusedError, FileNotFoundError):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self.dir / name)  # nobody listens there any more
+
+    def drain(self) -> None:
+        """Read every queued wake (one read of the table answers them all)."""
+        with contextlib.suppress(BlockingIOError):
+            while True:
+                self.inbox.recv(1)
+
+    def close(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.dir / self.token)
+        self.inbox.close()
+        self._outbox.close()
+
+
 class SqliteStore:
     """A :class:`~pyk8s.storage.Store` on one SQLite file. Use :meth:`open`."""
 
@@ -268,8 +339,19 @@ class SqliteStore:
         synchronous: str = "FULL",
         busy_timeout_ms: int = 2000,
         read_threads: int = 2,
+        shared: bool = False,
     ) -> None:
         self.path = path
+        #: other processes' shared stores may write the file too (the module's last point)
+        self.shared = shared
+        if shared:  # the table knows the revision; this process's memory may be behind
+            self.revision_in_memory = False
+        self._peers: _Peers | None = None
+        #: shared: held (flock) around every write transaction, by one process at a time
+        self._write_lock_fd: int | None = None
+        #: shared: the event loop's connection for reading other processes' writes
+        self._tail_conn: sqlite3.Connection | None = None
+        self._poll_task: asyncio.Task[None] | None = None
         self._synchronous = synchronous
         self._busy_timeout_ms = busy_timeout_ms
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -315,19 +397,33 @@ class SqliteStore:
         except BaseException:
             self._release_lock()
             raise
+        if self.shared:
+            self._share()
         self._writer = threading.Thread(target=self._write_loop, name="sqlite-write", daemon=True)
         self._writer.start()
         self._expiry_task = asyncio.create_task(self._expire_loop(), name="sqlite-expiry")
+
+    def _share(self) -> None:
+        assert self._loop is not None
+        write_lock = self.path.with_name(self.path.name + ".write-lock")
+        self._write_lock_fd = os.open(write_lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        self._peers = _Peers(self.path)
+        self._loop.add_reader(self._peers.inbox.fileno(), self._woken)
+        self._poll_task = asyncio.create_task(self._poll_loop(), name="sqlite-poll")
+        self._catch_up()  # what was written between reading the revision and listening
 
     def _take_lock(self) -> None:
         lock_path = self.path.with_name(self.path.name + ".lock")
         fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            # shared stores share the lock; a store of its own needs it alone
+            fcntl.flock(fd, (fcntl.LOCK_SH if self.shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(fd)
+            how = "shared" if self.shared else "alone"
             raise Unavailable(
-                f"sqlite database {self.path} is in use by another process (lock {lock_path})"
+                f"sqlite database {self.path} is in use by another process (lock {lock_path};"
+                f" this store asked to use it {how})"
             ) from None
         self._lock_fd = fd
 
@@ -356,13 +452,18 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        if self._expiry_task:
-            self._expiry_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._expiry_task
+        for task in (self._expiry_task, self._poll_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._writer:
             self._write_queue.put(None)
             await asyncio.to_thread(self._writer.join)
+        if self._peers is not None:  # after the writer, which wakes them
+            assert self._loop is not None
+            self._loop.remove_reader(self._peers.inbox.fileno())
+            self._peers.close()
         for w in list(self._watchers):
             w.end(None)
         self._readers.shutdown(wait=True)
@@ -370,6 +471,10 @@ class SqliteStore:
             for conn in self._read_conns:
                 conn.close()
             self._read_conns.clear()
+        if self._tail_conn is not None:
+            self._tail_conn.close()
+        if self._write_lock_fd is not None:
+            os.close(self._write_lock_fd)
         self._release_lock()
 
     # ------------------------------------------------------------------ reads
@@ -547,15 +652,20 @@ class SqliteStore:
         """The revision of the last write acknowledged (its events handed out first): the
         lock file makes this process the database's only user, so no write can be newer
         than what it acknowledged. Answered without a read, as consistent lists ask it
-        per request (a thread hop each)."""
+        per request (a thread hop each). A shared store reads the table first and hands
+        out what other processes wrote up to now (one query on the event loop)."""
         if self._closed:
             raise Unavailable("store is closed")
+        if self.shared:
+            self._catch_up(raising=True)
         return self._dispatched
 
     async def compacted_revision(self) -> int:
-        """The revision this process compacted to (the only process: the lock file)."""
+        """The revision compacted to (by any process: a shared store reads the table)."""
         if self._closed:
             raise Unavailable("store is closed")
+        if self.shared:
+            self._catch_up(raising=True)
         return self._compacted
 
     # ------------------------------------------------------------------ writes
@@ -596,6 +706,28 @@ class SqliteStore:
                 conn.close()
 
     def _commit_batch(self, conn: sqlite3.Connection, batch: builtins.list[_Pending]) -> None:
+        if self._write_lock_fd is None:
+            outcomes, rows = self._transact(conn, batch)
+        else:
+            fcntl.flock(self._write_lock_fd, fcntl.LOCK_EX)  # other processes' writers wait
+            try:
+                outcomes, rows = self._transact(conn, batch)
+            finally:
+                fcntl.flock(self._write_lock_fd, fcntl.LOCK_UN)
+            if rows:
+                assert self._peers is not None
+                self._peers.wake_others()  # before the acknowledgements: they read it sooner
+        assert self._loop is not None
+        events = [r.event() for r in rows]
+        expiries = [(r.kv, r.lease) for r in rows if r.lease and not r.deleted]
+        # RuntimeError: the loop closed under us, so nobody is waiting any more
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._complete, batch, outcomes, events, expiries)
+
+    def _transact(
+        self, conn: sqlite3.Connection, batch: builtins.list[_Pending]
+    ) -> tuple[builtins.list[tuple[bool, Any]], builtins.list[_Row]]:
+        """The batch's writes in one transaction: each one's outcome, and the rows written."""
         outcomes: builtins.list[tuple[bool, Any]] = []
         rows: builtins.list[_Row] = []
         try:
@@ -617,18 +749,13 @@ class SqliteStore:
             # Only another process writing the same file can make this happen: we hold
             # the write lock for the whole batch. Fail the batch; nothing was written.
             error: StoreError = Unavailable(f"concurrent writer on {self.path}: {err}")
-            outcomes, rows = [(False, error)] * len(batch), []
+            return [(False, error)] * len(batch), []
         except sqlite3.Error as err:
-            outcomes, rows = [(False, _unavailable(self.path, err))] * len(batch), []
+            return [(False, _unavailable(self.path, err))] * len(batch), []
         except Exception as err:  # a bug in an op: fail its batch, keep the writer alive
             log.exception("sqlite write batch failed")
-            outcomes, rows = [(False, err)] * len(batch), []
-        assert self._loop is not None
-        events = [r.event() for r in rows]
-        expiries = [(r.kv, r.lease) for r in rows if r.lease and not r.deleted]
-        # RuntimeError: the loop closed under us, so nobody is waiting any more
-        with contextlib.suppress(RuntimeError):
-            self._loop.call_soon_threadsafe(self._complete, batch, outcomes, events, expiries)
+            return [(False, err)] * len(batch), []
+        return outcomes, rows
 
     def _complete(
         self,
@@ -638,10 +765,10 @@ class SqliteStore:
         expiries: builtins.list[tuple[KeyValue, int]],
     ) -> None:
         """On the event loop: fan events out, then acknowledge the writers."""
+        if self.shared:
+            events = self._in_order(events)
         if events:
-            self._dispatched = events[-1].revision
-            for w in self._watchers:
-                w.offer(events)
+            self._dispatch(events)
         now = time.time()
         for kv, ttl in expiries:
             self._expiry.push(ttl, now + ttl, kv.mod_revision)
@@ -653,6 +780,79 @@ class SqliteStore:
                 p.future.set_result(value)
             else:
                 p.future.set_exception(value)
+
+    def _dispatch(self, events: builtins.list[Event]) -> None:
+        """Hand the next events of the log (in order, none missing) to every watcher."""
+        self._dispatched = events[-1].revision
+        for w in self._watchers:
+            w.offer(events)
+
+    # ------------------------------------------------------------------ shared stores
+
+    def _in_order(self, events: builtins.list[Event]) -> builtins.list[Event]:
+        """This process's committed events, preceded by what other processes committed
+        before them and this one has not handed out yet (read from the table); less what
+        a read of the table already handed out. Empty when that read fails: the next read
+        of the table (a wake, the poll) hands them out then, still in order."""
+        fresh = [ev for ev in events if ev.revision > self._dispatched]
+        if not fresh or fresh[0].revision == self._dispatched + 1:
+            return fresh
+        try:
+            return self._tail(until=fresh[0].revision - 1) + fresh
+        except Unavailable:
+            log.warning("reading other processes' writes failed", exc_info=True)
+            return []
+
+    def _tail(self, until: int | None = None) -> builtins.list[Event]:
+        """The log after what this store handed out (up to ``until``), read on the event
+        loop: one indexed query, usually a few rows."""
+        conn = self._tail_conn
+        if conn is None:
+            conn = self._tail_conn = _connect(
+                self.path, synchronous=self._synchronous, busy_timeout_ms=self._busy_timeout_ms
+            )
+            conn.execute("PRAGMA query_only = ON")
+        try:
+            conn.execute("BEGIN")
+            try:
+                if until is None:
+                    sql = f"SELECT {_COLUMNS} FROM log WHERE id > ? ORDER BY id"
+                    rows = conn.execute(sql, (self._dispatched,)).fetchall()
+                else:
+                    sql = f"SELECT {_COLUMNS} FROM log WHERE id > ? AND id <= ? ORDER BY id"
+                    rows = conn.execute(sql, (self._dispatched, until)).fetchall()
+                (compacted,) = conn.execute(
+                    "SELECT value FROM meta WHERE key = 'compact'"
+                ).fetchone()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as err:
+            raise _unavailable(self.path, err) from err
+        self._compacted = max(self._compacted, compacted)
+        return [_Row.of(t).event() for t in rows]
+
+    def _catch_up(self, *, raising: bool = False) -> None:
+        """Hand out every write committed so far, whoever wrote it."""
+        try:
+            events = self._tail()
+        except Unavailable:
+            if raising:
+                raise
+            log.warning("reading other processes' writes failed", exc_info=True)
+            return
+        if events:
+            self._dispatch(events)
+
+    def _woken(self) -> None:
+        """Another process committed (its writer's datagram)."""
+        assert self._peers is not None
+        self._peers.drain()
+        self._catch_up()
+
+    async def _poll_loop(self) -> None:
+        while True:
+            await asyncio.sleep(_POLL_SECONDS)
+            self._catch_up()
 
     @staticmethod
     def _latest(conn: sqlite3.Connection, key: str) -> _Row | None:
@@ -804,6 +1004,8 @@ class SqliteStore:
     async def watch(self, prefix: str, *, after: int | None = None) -> Watch:
         if self._closed:
             raise Unavailable("store is closed")
+        if self.shared:  # "from now" means after every write acknowledged to anyone
+            self._catch_up(raising=True)
         current = self._dispatched
         if after is None:
             after = current
