@@ -328,8 +328,9 @@ class _Peers:
 class SqliteStore:
     """A :class:`~pyk8s.storage.Store` on one SQLite file. Use :meth:`open`."""
 
-    #: :meth:`current_revision` answers from memory, never suspending (the lock file makes
-    #: this process the database's only writer): a consistent read may await it inline
+    #: :meth:`current_revision` answers without suspending: from memory (the lock file
+    #: makes this process the database's only writer) or, shared, with one query on the
+    #: event loop; a consistent read may await it inline
     revision_in_memory = True
 
     def __init__(
@@ -344,8 +345,6 @@ class SqliteStore:
         self.path = path
         #: other processes' shared stores may write the file too (the module's last point)
         self.shared = shared
-        if shared:  # the table knows the revision; this process's memory may be behind
-            self.revision_in_memory = False
         self._peers: _Peers | None = None
         #: shared: held (flock) around every write transaction, by one process at a time
         self._write_lock_fd: int | None = None
