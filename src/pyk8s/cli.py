@@ -197,6 +197,15 @@ def _add_server_flags(p: argparse.ArgumentParser) -> None:
             metavar="A[,B]",
             help=f"upstream's flag (default: {default})",
         )
+    p.add_argument(
+        "--apiserver-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="API server processes serving the port over the one SQLite file (each with "
+        "its own watch cache, ~50 MiB more each; SQLite only; /metrics answers for the "
+        "process a connection reached) (default: %(default)s)",
+    )
     p.add_argument("--log-level", default="info")
 
 
@@ -786,6 +795,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_embedded_etcd_flags(server)
     apiserver = sub.add_parser("apiserver", help="run the API server alone")
     _add_server_flags(apiserver)
+    # --apiserver-workers' extra processes, started by the API server (no help: not listed)
+    worker = sub.add_parser("apiserver-worker")
+    worker.add_argument("--options", type=Path, required=True)
+    worker.add_argument("--log-level", default="info")
     cm = sub.add_parser("controller-manager", help="run the controllers (leader-elected)")
     _add_manager_flags(cm, port=10257)
     cm.add_argument("--horizontal-pod-autoscaler-sync-period", default="15s")
@@ -1271,7 +1284,14 @@ def _run_apiserver(args: argparse.Namespace) -> int:
         helm_lease=helm_lease,
         **_embedded_etcd_options(args),
         cluster_config=_cluster_config(args),
+        apiserver_workers=args.apiserver_workers,
     )
+    from pyk8s.server.apiserver import workers_problem
+
+    problem = workers_problem(opts)
+    if problem:
+        print(f"Error: {problem}", file=sys.stderr)
+        return 1
     if args.command == "server" and args.server and not (args.token or args.token_file):
         print("pyk8s server: error: --server needs --token (the server token)", file=sys.stderr)
         return 1
@@ -1310,12 +1330,27 @@ def _run_apiserver(args: argparse.Namespace) -> int:
                     components.append(("csi-hostpath", *csi))
             disabled = _disabled_components(args)
             components = [c for c in components if c[0] not in disabled]
-        if components:  # forked from one process that imported them, before any thread
+        forked = [c[0] for c in components]
+        if opts.apiserver_workers > 1:
+            forked.append("apiserver-worker")
+        if forked:  # forked from one process that imported them, before any thread
             from pyk8s.server import zygote
 
-            zygote.start([c[0] for c in components])
+            zygote.start(forked)
         asyncio.run(run_until_signalled(opts, components))
     except (StoreError, ValueError, OSError, JoinError, EtcdError) as err:
+        print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run_apiserver_worker(args: argparse.Namespace) -> int:
+    from pyk8s.server import apiserver_worker, logs
+
+    logs.setup(args.command, args.log_level)
+    try:
+        asyncio.run(apiserver_worker.run(args.options))
+    except (StoreError, ValueError, OSError) as err:
         print(f"pyk8s {args.command}: error: {err}", file=sys.stderr)
         return 1
     return 0
@@ -2107,6 +2142,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cluster_reset(args)
     if args.command in ("server", "apiserver"):
         return _run_apiserver(args)
+    if args.command == "apiserver-worker":
+        return _run_apiserver_worker(args)
     if args.command == "etcd-snapshot":
         return _etcd_snapshot(args)
     if args.command in ("killall", "uninstall"):

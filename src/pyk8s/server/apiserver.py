@@ -8,11 +8,14 @@ everything that was stored, with the same resourceVersions.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import os
+import pickle
 import re
 import socket
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -45,7 +48,7 @@ from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.server import clusterconfig, gcfreeze, malloctrim, manifests, startgate
 from pyk8s.server.addon_identities import installs
-from pyk8s.server.certrenew import CertRenewer
+from pyk8s.server.certrenew import CA_POLL, CertRenewer
 from pyk8s.server.component import stop_on_signals, tcp_site
 from pyk8s.server.identities import (
     component_flags,
@@ -139,6 +142,9 @@ class Options:
     #: the networking settings joining agents learn (pyk8s.server.clusterconfig's data;
     #: empty: none published)
     cluster_config: dict[str, str] = field(default_factory=dict)
+    #: --apiserver-workers: API server processes serving the port (SO_REUSEPORT) over
+    #: one SQLite file, this one and N-1 supervised workers (:mod:`.apiserver_worker`)
+    apiserver_workers: int = 1
 
     def requestheader(self, pki: Pki) -> RequestHeaderConfig:
         """Who may assert users in request headers, and in which headers."""
@@ -218,6 +224,56 @@ def full_node_token(ca_cert: Path, token: str) -> str:
     return f"K10{digest}::{token}"
 
 
+class CertFollower:
+    """A worker's side of certificate renewal: the primary's :class:`CertRenewer` writes
+    the renewed files; this loads a changed serving certificate (or a rotated CA's
+    bundle) into the worker's TLS context, looking at the files' stat every
+    :data:`pyk8s.server.certrenew.CA_POLL` seconds."""
+
+    def __init__(self, pki: Pki, ctx: ssl.SSLContext, poll: float = CA_POLL) -> None:
+        self.pki, self.ctx, self.poll = pki, ctx, poll
+        self._task: asyncio.Task[None] | None = None
+
+    def _stamps(self) -> list[tuple[int, int, int]]:
+        out = []
+        for path in (self.pki.ca_cert, self.pki.serving_cert, self.pki.serving_key):
+            try:
+                st = os.stat(path)
+            except OSError:
+                out.append((0, 0, 0))
+            else:
+                out.append((st.st_ino, st.st_mtime_ns, st.st_size))
+        return out
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="cert-follower")
+
+    async def _loop(self) -> None:
+        seen = self._stamps()
+        while True:
+            await asyncio.sleep(self.poll)
+            now = self._stamps()
+            if now == seen:
+                continue
+            try:
+                if now[0] != seen[0]:
+                    self.ctx.load_verify_locations(cafile=self.pki.ca_cert)
+                if now[1:] != seen[1:]:
+                    self.ctx.load_cert_chain(self.pki.serving_cert, self.pki.serving_key)
+            except (OSError, ssl.SSLError) as err:  # half-written: the next look
+                log.warning("loading the renewed certificates failed: %s", err)
+                continue
+            seen = now
+            log.info("loaded the renewed certificates", extra={"dir": str(self.pki.dir)})
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+
 class RunningAPIServer:
     """An API server started on a TLS port; ``stop()`` shuts it down cleanly."""
 
@@ -228,7 +284,7 @@ class RunningAPIServer:
         store: Store,
         pki: Pki,
         url: str,
-        renewer: CertRenewer | None = None,
+        renewer: CertRenewer | CertFollower | None = None,
     ) -> None:
         self.server = server
         self.runner = runner
@@ -261,7 +317,38 @@ def local_url(opts: Options) -> str:
     return f"https://{host}:{opts.https_listen_port}"
 
 
-async def start_apiserver(opts: Options) -> RunningAPIServer:
+def workers_problem(opts: Options) -> str:
+    """Why ``--apiserver-workers`` cannot be used with these options (one line), or ""."""
+    workers = opts.apiserver_workers
+    if workers < 1:
+        return f"--apiserver-workers {workers}: must be at least 1"
+    if workers == 1:
+        return ""
+    flag = f"--apiserver-workers {workers}"
+    if opts.cluster_init or opts.join_server:
+        return (
+            f"{flag} needs the SQLite datastore, not the embedded etcd (--cluster-init, --server)"
+        )
+    endpoint = opts.endpoint
+    if not endpoint.startswith("sqlite://"):
+        kind = endpoint.split("://")[0]
+        return f"{flag} needs the SQLite datastore, not {kind} (see --datastore-endpoint)"
+    if ":memory:" in endpoint:
+        return f"{flag} needs a SQLite file the processes share, not :memory:"
+    if opts.secrets_encryption:
+        # pyk8s secrets-encrypt rotates the keys in the primary's process only: a worker
+        # would keep encrypting with, and failing to read, the keys it started with
+        return f"{flag} cannot be used with --secrets-encryption (key rotation is per process)"
+    if opts.audit_log_path not in ("", "-"):
+        # each process would append to and rotate the same file on its own
+        return f"{flag} cannot write one --audit-log-path file from several processes (use -)"
+    return ""
+
+
+async def start_apiserver(opts: Options, *, worker: bool = False) -> RunningAPIServer:
+    """Start serving. ``worker``: one of ``--apiserver-workers``' extra processes, which
+    writes no file (PKI, token, kubeconfig), opens the shared store and serves the port
+    beside the primary with its own watch cache (see :class:`Config`'s ``worker``)."""
     opts.data_dir.mkdir(parents=True, exist_ok=True)
     hostnames, sans_ips = _sans(opts)
     advertise = opts.advertise_address or "127.0.0.1"
@@ -281,12 +368,16 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
         authorization_modes=opts.authorization_modes,
         anonymous=opts.anonymous_auth,
         kubelet_certificate_authority=opts.kubelet_certificate_authority,
+        worker=worker,
     )
-    pki = await asyncio.to_thread(
-        ensure_pki, opts.data_dir / "server", hostnames=hostnames, ips=sans_ips
-    )
-    token = _node_token(opts.data_dir)
-    _write_secret(opts.data_dir / "server" / "node-token", full_node_token(pki.ca_cert, token))
+    if worker:  # the primary made them and renews them
+        pki = Pki.at(opts.data_dir / "server" / "tls")
+    else:
+        pki = await asyncio.to_thread(
+            ensure_pki, opts.data_dir / "server", hostnames=hostnames, ips=sans_ips
+        )
+        token = _node_token(opts.data_dir)
+        _write_secret(opts.data_dir / "server" / "node-token", full_node_token(pki.ca_cert, token))
     # upstream's order: a front proxy's asserted user first, then client certificates
     config.requestheader = opts.requestheader(pki)
     authenticators: list[Authenticator] = [
@@ -335,7 +426,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             ensure_config(encryption_config)
         rules = load_encryption_config(encryption_config)
     auditor = _auditor(opts)
-    store = await open_store(opts.endpoint)
+    store = await open_store(opts.endpoint, shared=opts.apiserver_workers > 1)
     if encryption_config is not None:
         store = EncryptingStore(store, rules)
     server = APIServer(
@@ -351,7 +442,7 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
     holder.append(server)
     try:
         await server.start()
-        if opts.deploy_manifests:  # k3s's CRDs, served before the first request
+        if opts.deploy_manifests and not worker:  # k3s's CRDs, before the first request
             await manifests.register_crds(
                 server.handlers, manifests.wanted_crds(opts.helm_controller)
             )
@@ -368,12 +459,26 @@ async def start_apiserver(opts: Options) -> RunningAPIServer:
             pki, extra_client_cas=[config.requestheader.client_ca_file]
         )
         # --bind-address 0.0.0.0 (the default) serves both families, as upstream's
-        await tcp_site(runner, opts.bind_address, opts.https_listen_port, ssl_context).start()
+        await tcp_site(
+            runner,
+            opts.bind_address,
+            opts.https_listen_port,
+            ssl_context,
+            reuse_port=opts.apiserver_workers > 1,
+        ).start()
     except BaseException:
         await server.stop()
         await store.close()
         raise
     url = local_url(opts)
+    if worker:
+        log.info(
+            "apiserver worker ready",
+            extra={"url": url, "pid": os.getpid(), "datastore": "sqlite (shared)"},
+        )
+        follower = CertFollower(pki, ssl_context)
+        follower.start()
+        return RunningAPIServer(server, runner, store, pki, url, follower)
     write_kubeconfig(opts.kubeconfig, server=url, pki=pki)
     renewer = CertRenewer(
         opts.data_dir / "server",
@@ -526,6 +631,83 @@ def _etcd_members(
     return stop, asyncio.create_task(job, name="etcd-members")
 
 
+def worker_options_file(data_dir: Path) -> Path:
+    return data_dir / "server" / "apiserver-worker-options"
+
+
+def write_worker_options(opts: Options) -> Path:
+    """The primary's options for its workers, in a file only this user reads (they name
+    the token file and the encryption configuration). Pickled rather than re-parsed from
+    the command line: what a worker must serve is exactly what the primary resolved from
+    its flags (the advertise address ``pyk8s server`` picked, the admission
+    configuration it loaded, the datastore its data dir records)."""
+    path = worker_options_file(opts.data_dir)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        pickle.dump(opts, f)
+    return path
+
+
+def read_worker_options(path: Path) -> Options:
+    """What :func:`write_worker_options` wrote (a file of this user's own, 0600)."""
+    with path.open("rb") as f:
+        opts = pickle.load(f)  # written by this user's own server, mode 0600
+    if not isinstance(opts, Options):
+        raise ValueError(f"{path}: not an API server's options")
+    return opts
+
+
+def listeners(port: int) -> int:
+    """How many sockets listen on TCP ``port`` in this network namespace (both families),
+    from /proc/net/tcp{,6}: with SO_REUSEPORT, one per serving process."""
+    want = f":{port:04X}"
+    count = 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f, None)
+                for line in f:
+                    fields = line.split()
+                    if len(fields) > 3 and fields[3] == "0A" and fields[1].endswith(want):
+                        count += 1
+        except OSError:
+            continue
+    return count
+
+
+#: how long the primary waits for its workers to listen before saying it is ready
+WORKERS_READY_TIMEOUT = 60.0
+
+
+async def _start_workers(opts: Options) -> Supervisor | None:
+    """With ``--apiserver-workers N`` (N>1): the N-1 worker processes, supervised (forked
+    from the zygote when there is one), once this process has made the bootstrap objects
+    and policy; returns when they all listen on the port (or after
+    :data:`WORKERS_READY_TIMEOUT`, with a warning: the primary serves meanwhile)."""
+    if opts.apiserver_workers <= 1:
+        return None
+    path = write_worker_options(opts)
+    level = logging.getLevelName(logging.getLogger().getEffectiveLevel()).lower()
+    workers = Supervisor()
+    for _ in range(opts.apiserver_workers - 1):
+        workers.add("apiserver-worker", "--options", str(path), "--log-level", level)
+    await workers.start()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WORKERS_READY_TIMEOUT
+    while listeners(opts.https_listen_port) < opts.apiserver_workers:
+        if loop.time() > deadline:
+            log.warning(
+                "apiserver workers not listening yet; serving meanwhile",
+                extra={"workers": opts.apiserver_workers - 1},
+            )
+            break
+        await asyncio.sleep(0.05)
+    else:
+        log.info("apiserver workers listening", extra={"workers": opts.apiserver_workers - 1})
+    return workers
+
+
 def _first_service_ip(cidr: str) -> str:
     """The kubernetes Service's address: the first of the primary service CIDR."""
     import ipaddress
@@ -596,6 +778,7 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     snapshots = _snapshot_schedule(opts)
     deployer = _deploy_manifests(opts)
     members = _etcd_members(opts, running.pki, etcd)
+    workers = await _start_workers(opts)
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()
     log.info("shutting down")
@@ -607,6 +790,9 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
         if job is not None:
             job[0].set()
             await job[1]
+    if workers is not None:  # they serve until the primary stops
+        await workers.stop()
+        worker_options_file(opts.data_dir).unlink(missing_ok=True)
     await supervisor.stop()
     await running.stop()
     if etcd is not None:
