@@ -24,6 +24,11 @@ table of their rates and p99s. Minutes apart on a shared machine, those two can 
 and alternates rounds of curl pages between them, and reports their ratio paired by round;
 ``--interleaved-writes ROUNDS`` does the same with rounds of 1,000 pod creates by curl at
 50 clients (both servers started empty).
+``--apiserver-workers 1,2`` runs this tree's server once per N with ``--apiserver-workers
+N`` (SQLite only), prints a table per N (the CPU column sums every process of the server:
+the primary, its zygote and workers; each table ends with the processes' PSS) and each
+N's rows against the first N's; with ``--interleaved``/``--interleaved-writes`` every N
+is a contender of the rounds (with or without a baseline).
 ``--only-lists`` measures the LIST rows of the 10,000 pods alone (the pods are still
 created first; no raw-store, create, get or watch rows). ``--only-writes`` measures the
 pod creates alone: the raw store's rows and the API server's creates at 1, 10 and 50
@@ -32,6 +37,7 @@ watches.
 
 Usage: python3 bench/apiserver/run.py [--datastores sqlite,etcd] [--ops 1000] [--baseline REV]
     [--only-lists | --only-writes] [--interleaved ROUNDS] [--interleaved-writes ROUNDS]
+    [--apiserver-workers N[,N]]
 This is a measurement, never a test: nothing here asserts a time.
 """
 
@@ -59,6 +65,7 @@ from bench._cluster import Api, Server, cpu_seconds, free_port, revision_src  # 
 from bench._table import Row, table, timed  # noqa: E402
 from tests.etcd_cluster import EtcdCluster  # noqa: E402
 
+from pyk8s.server.apiserver import listeners  # noqa: E402
 from pyk8s.storage import open_store  # noqa: E402
 
 POD_SPEC = {
@@ -83,6 +90,49 @@ def pod(name: str) -> bytes:
     ).encode()
 
 
+def _tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (an API server's workers are children
+    of its zygote, a child of the server)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        parents.setdefault(ppid, []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo += parents.get(p, [])
+    return out
+
+
+def server_cpu(pid: int) -> float | None:
+    """User + system CPU seconds of the API server ``pid`` and its descendants (with
+    ``--apiserver-workers N``: every process serving; None when the server is gone)."""
+    own = cpu_seconds(pid)
+    if own is None:
+        return None
+    return own + sum(cpu_seconds(p) or 0.0 for p in _tree(pid)[1:])
+
+
+def server_pss_mib(pid: int) -> list[float]:
+    """Each process's proportional set size (MiB: shared pages split among the sharers)
+    of the API server ``pid`` and its descendants, the server's first."""
+    out = []
+    for p in _tree(pid):
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    out.append(int(line.split()[1]) / 1024)
+        except OSError:
+            continue
+    return out
+
+
 async def raw_store_rows(endpoint: str, ops: int) -> list[Row]:
     store = await open_store(endpoint)
     rows = []
@@ -105,9 +155,9 @@ async def timed_cpu(
     """:func:`timed`, with the API server's CPU per operation (ms, utime + stime) kept in
     the row's ``backend`` field: on a loaded machine wall time says little, CPU more. The
     client's own CPU per operation (this process: aiohttp) follows in parentheses."""
-    before, client = cpu_seconds(pid), time.process_time()
+    before, client = server_cpu(pid), time.process_time()
     row = await timed(what, clients, ops, one)
-    after, client = cpu_seconds(pid), time.process_time() - client
+    after, client = server_cpu(pid), time.process_time() - client
     if before is not None and after is not None:
         row.backend = f"{(after - before) / ops * 1000:.2f} ({client / ops * 1000:.2f})"
     return row
@@ -151,11 +201,11 @@ async def curl_row(server: Server, pid: int, what: str, path: str, clients: int,
             lat.append(float(seconds))
         return lat
 
-    before, client = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, client = server_cpu(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     results = await asyncio.gather(*(one(n) for n in shares))
     seconds = time.perf_counter() - start
-    after, done = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    after, done = server_cpu(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     used = done.ru_utime + done.ru_stime - client.ru_utime - client.ru_stime
     row = Row(what, clients, ops, seconds, [x for lat in results for x in lat])
     if before is not None and after is not None:
@@ -183,7 +233,7 @@ async def curl_create_row(
     config = "next\n".join(
         per + f"data-binary = {json.dumps(pod(f'{prefix}-{i:06d}').decode())}\n" for i in range(ops)
     )
-    before, client = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    before, client = server_cpu(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = await asyncio.create_subprocess_exec(
         "curl", "--silent", "--no-progress-meter", "--show-error",
@@ -192,7 +242,7 @@ async def curl_create_row(
     )  # fmt: skip
     out, _ = await proc.communicate(config.encode())
     seconds = time.perf_counter() - start
-    after, done = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    after, done = server_cpu(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
         raise RuntimeError(f"curl exited {proc.returncode}")
     lat = []
@@ -464,7 +514,10 @@ async def run_one(
     *,
     only_lists: bool = False,
     only_writes: bool = False,
-) -> list[Row]:
+    workers: int = 1,
+) -> tuple[list[Row], list[float]]:
+    """The rows of one server (``workers``: its ``--apiserver-workers``) and the PSS of
+    its processes at the end."""
     cluster = None
     try:
         if kind == "etcd":
@@ -476,9 +529,9 @@ async def run_one(
             raw_endpoint = f"sqlite://{base / 'raw.db'}"
         raw = [] if only_lists else await raw_store_rows(raw_endpoint, ops)
         with code(src):
-            server = Server(
-                base / f"data-{kind}", free_port(), extra_args=("--datastore-endpoint", endpoint)
-            ).start()
+            server = await started(
+                base / f"data-{kind}", ("--datastore-endpoint", endpoint), workers
+            )
         api = Api(server)
         try:
             assert server.proc is not None
@@ -490,13 +543,27 @@ async def run_one(
                 only_lists=only_lists,
                 only_writes=only_writes,
             )
+            pss = server_pss_mib(server.proc.pid)
         finally:
             await api.close()
             server.stop()
-        return raw + rows
+        return raw + rows, pss
     finally:
         if cluster is not None:
             cluster.stop()
+
+
+async def started(data_dir: Path, args: tuple[str, ...], workers: int = 1) -> Server:
+    """A started API server; with ``workers`` > 1 (``--apiserver-workers``) once every
+    process listens on its port."""
+    extra = (*args, "--apiserver-workers", str(workers)) if workers > 1 else args
+    server = Server(data_dir, free_port(), extra_args=extra).start()
+    deadline = time.monotonic() + 60
+    while listeners(server.port) < workers:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{workers} API server processes not listening")
+        await asyncio.sleep(0.05)
+    return server
 
 
 #: pages per server per round of ``--interleaved``: CPU is read from /proc in 10 ms ticks,
@@ -506,15 +573,15 @@ ROUND_PAGES = 500
 ROUND_CREATES = 1000
 
 
-async def filled_server(base: Path, src: Path | None, stored: int = 10_000) -> Server:
+async def filled_server(
+    base: Path, src: Path | None, stored: int = 10_000, workers: int = 1
+) -> Server:
     """An API server over SQLite under ``base`` running ``src`` (None: this tree) with
-    ``stored`` pods in namespace ``bench``."""
+    ``stored`` pods in namespace ``bench`` (``workers``: its ``--apiserver-workers``)."""
     with code(src):
-        server = Server(
-            base / "data",
-            free_port(),
-            extra_args=("--datastore-endpoint", f"sqlite://{base / 'api.db'}"),
-        ).start()
+        server = await started(
+            base / "data", ("--datastore-endpoint", f"sqlite://{base / 'api.db'}"), workers
+        )
     api = Api(server)
     try:
         await api.namespace("bench")
@@ -532,24 +599,25 @@ async def filled_server(base: Path, src: Path | None, stored: int = 10_000) -> S
 
 async def interleaved(
     tmp: Path,
-    src: Path,
-    baseline: str,
+    contenders: list[tuple[str, Path | None, int]],
     rounds: int,
     pages: int = ROUND_PAGES,
     *,
     writes: bool = False,
 ) -> str:
-    """The baseline's and this tree's API servers up side by side (SQLite, 10,000 pods
-    each), and ``rounds`` rounds of ``pages`` ``?limit=100`` pages by one curl client
-    against each in turn (the order alternating): on a machine whose other load comes and
-    goes, each round's two numbers were measured seconds apart, so their ratio says more
+    """The ``contenders`` (label, code: a baseline's ``src`` or None for this tree, and
+    ``--apiserver-workers``) up side by side (SQLite, 10,000 pods each), and ``rounds``
+    rounds of ``pages`` ``?limit=100`` pages by one curl client against each in turn
+    (the order reversed every other round): on a machine whose other load comes and
+    goes, each round's numbers were measured seconds apart, so their ratio says more
     than two rows measured minutes apart. Medians over the rounds; the p50 is the steadiest
-    (a p99 or a rate follows whatever else ran during the round).
+    (a p99 or a rate follows whatever else ran during the round). Ratios are each later
+    contender's over the first's.
 
     ``writes``: the servers start empty and each round is :data:`ROUND_CREATES` pod
     creates by curl at 50 clients instead."""
     servers: dict[str, Server] = {}
-    per: dict[str, list[Row]] = {baseline: [], "this tree": []}
+    per: dict[str, list[Row]] = {label: [] for label, _src, _n in contenders}
     path = "/api/v1/namespaces/bench/pods" + ("" if writes else "?limit=100")
 
     async def one(server: Server, label: str, ops: int, prefix: str) -> Row:
@@ -559,10 +627,10 @@ async def interleaved(
         return await curl_row(server, server.proc.pid, label, path, 1, ops)
 
     try:
-        for label, code_src in ((baseline, src), ("this tree", None)):
+        for label, code_src, workers in contenders:
             base = tmp / f"interleaved-{'w' if writes else 'l'}{len(servers)}"
             base.mkdir()
-            servers[label] = await filled_server(base, code_src, 0 if writes else 10_000)
+            servers[label] = await filled_server(base, code_src, 0 if writes else 10_000, workers)
         for server in servers.values():  # warm both (connections, caches)
             await one(server, "warm-up", 200 if writes else 100, "warm")
         for i in range(rounds):
@@ -587,7 +655,7 @@ async def interleaved(
         else f"{rounds} rounds x {pages} pages of 10,000 pods, 1 curl client"
     )
     out = [
-        f"### interleaved: {title}, baseline and this tree in turn",
+        f"### interleaved: {title}, {' and '.join(per)} in turn",
         "",
         f"| server | {unit}s/s | server CPU ms/{unit} | p50 ms | p99 ms |",
         "|---|---:|---:|---:|---:|",
@@ -597,15 +665,19 @@ async def interleaved(
             f"| {label} | {med([r.rate for r in rows], 0)} | {med([cpu(r) for r in rows], 3)} "
             f"| {med([r.pct(0.5) for r in rows], 2)} | {med([r.pct(0.99) for r in rows], 2)} |"
         )
-    pairs = list(zip(per[baseline], per["this tree"], strict=True))
-    rate = [b.rate / a.rate for a, b in pairs]
-    used = [cpu(b) / cpu(a) for a, b in pairs]
-    p50 = [b.pct(0.5) / a.pct(0.5) for a, b in pairs]
-    out += [
-        "",
-        f"this tree / baseline, paired by round: {unit}s/s x{med(rate, 3)}, "
-        f"server CPU/{unit} x{med(used, 3)}, p50 x{med(p50, 3)} (median, min-max)",
-    ]
+    first, *later = per
+    for label in later:
+        pairs = list(zip(per[first], per[label], strict=True))
+        rate = [b.rate / a.rate for a, b in pairs]
+        used = [cpu(b) / cpu(a) for a, b in pairs]
+        p50 = [b.pct(0.5) / a.pct(0.5) for a, b in pairs]
+        p99 = [b.pct(0.99) / a.pct(0.99) for a, b in pairs]
+        out += [
+            "",
+            f"{label} / {first}, paired by round: {unit}s/s x{med(rate, 3)}, "
+            f"server CPU/{unit} x{med(used, 3)}, p50 x{med(p50, 3)}, p99 x{med(p99, 3)} "
+            "(median, min-max)",
+        ]
     return "\n".join(out)
 
 
@@ -684,7 +756,16 @@ async def main() -> None:
         help="with --baseline: the same with rounds of 1,000 pod creates by curl at 50 "
         "clients (SQLite, servers started empty)",
     )
+    ap.add_argument(
+        "--apiserver-workers",
+        default="1",
+        metavar="N[,N]",
+        help="run this tree's server with --apiserver-workers N, each N in turn (SQLite "
+        "only): a table per N and an N vs the first N comparison; with "
+        "--interleaved/--interleaved-writes, each N is a contender beside the baseline's",
+    )
     args = ap.parse_args()
+    counts = [int(n) for n in args.apiserver_workers.split(",")]
     with tempfile.TemporaryDirectory(prefix="pyk8s-bench-api-") as tmp:
         src = revision_src(args.baseline, Path(tmp) / "baseline") if args.baseline else None
         for kind in args.datastores.split(","):
@@ -692,7 +773,7 @@ async def main() -> None:
             if src is not None:
                 sub = Path(tmp) / f"{kind}-baseline"
                 sub.mkdir()
-                before = await run_one(
+                before, pss = await run_one(
                     kind,
                     sub,
                     args.ops,
@@ -701,27 +782,55 @@ async def main() -> None:
                     only_writes=args.only_writes,
                 )
                 print(report(f"datastore: {kind}, baseline {args.baseline}", before), flush=True)
+                print(_pss_line(pss))
                 print()
-            sub = Path(tmp) / kind
-            sub.mkdir()
-            rows = await run_one(
-                kind, sub, args.ops, only_lists=args.only_lists, only_writes=args.only_writes
-            )
-            print(report(f"datastore: {kind}", rows), flush=True)
-            print()
-            if before:
-                print(compare(f"datastore: {kind}", before, rows), flush=True)
-                print()
-        if src is not None and args.interleaved > 0:
-            print(await interleaved(Path(tmp), src, args.baseline, args.interleaved))
-            print()
-        if src is not None and args.interleaved_writes > 0:
-            print(
-                await interleaved(
-                    Path(tmp), src, args.baseline, args.interleaved_writes, writes=True
+            first: tuple[str, list[Row]] | None = None
+            for workers in counts:
+                if workers > 1 and kind != "sqlite":
+                    print(f"(--apiserver-workers {workers}: SQLite only, skipped for {kind})\n")
+                    continue
+                sub = Path(tmp) / f"{kind}-{workers}"
+                sub.mkdir()
+                rows, pss = await run_one(
+                    kind,
+                    sub,
+                    args.ops,
+                    only_lists=args.only_lists,
+                    only_writes=args.only_writes,
+                    workers=workers,
                 )
-            )
+                title = f"datastore: {kind}" + (
+                    f", {workers} API server processes" if workers > 1 else ""
+                )
+                print(report(title, rows), flush=True)
+                print(_pss_line(pss))
+                print()
+                if before:
+                    print(compare(title, before, rows), flush=True)
+                    print()
+                if first is None:
+                    first = (title, rows)
+                else:
+                    print(compare(f"{first[0]} -> {title}", first[1], rows), flush=True)
+                    print()
+        contenders: list[tuple[str, Path | None, int]] = []
+        if src is not None:
+            contenders.append((args.baseline, src, 1))
+        contenders += [
+            ("this tree" if n == 1 else f"this tree, {n} processes", None, n) for n in counts
+        ]
+        if len(contenders) > 1 and args.interleaved > 0:
+            print(await interleaved(Path(tmp), contenders, args.interleaved))
             print()
+        if len(contenders) > 1 and args.interleaved_writes > 0:
+            print(await interleaved(Path(tmp), contenders, args.interleaved_writes, writes=True))
+            print()
+
+
+def _pss_line(pss: list[float]) -> str:
+    """The server's processes' memory at the end of its rows."""
+    each = ", ".join(f"{m:.0f}" for m in pss)
+    return f"server processes' PSS at the end: {sum(pss):.0f} MiB ({each}; the server's first)"
 
 
 if __name__ == "__main__":
