@@ -187,6 +187,36 @@ async def test_gc_collects_a_dependent_of_an_owner_it_never_watched(
         assert not _watches(gc, WIDGETS)  # the collector never listed a widget
 
 
+async def test_gc_collects_a_dependent_whose_owner_kind_was_not_served_yet(
+    srv: InProcessServer, client: Client, namespace: str
+) -> None:
+    """The dependent names an owner of a kind nobody serves when the collector first looks
+    at it (a CRD's resource joins discovery a moment after the CRD is created). It is kept
+    then, and looked at again with backoff: once the kind is served and the owner is found
+    missing, it is collected, as upstream retries an owner it cannot resolve."""
+    async with _controllers(
+        srv, setup=lambda m: garbagecollector.setup(m, resync_period=3600)
+    ) as manager:
+        ghost = _widget("ghost")
+        ghost["metadata"]["uid"] = str(uuid.uuid4())  # no widget ever had it
+        await client.create(
+            CONFIGMAPS,
+            {"metadata": {"name": "child", "ownerReferences": [_ref(ghost)]}},
+            namespace,
+        )
+
+        async def child_looked_at() -> bool:  # the only object with owners here
+            samples = manager.metrics.reconciles.collect()[0].samples
+            return any(
+                x.labels["controller"] == "garbagecollector" and x.value > 0 for x in samples
+            )
+
+        await eventually(child_looked_at, within=30)  # while Widget is unknown
+        assert not await _gone(client, CONFIGMAPS, "child", namespace)
+        srv.serve(WIDGETS)
+        await eventually(lambda: _gone(client, CONFIGMAPS, "child", namespace), within=30)
+
+
 async def test_gc_foreground_deletion_waits_for_custom_dependents(
     srv: InProcessServer, client: Client, namespace: str
 ) -> None:

@@ -378,8 +378,9 @@ class GarbageCollector:
 
     async def _owner_state(self, res: Resource, obj: Obj, ref: Obj) -> str:
         """``solid``, ``dangling`` (gone, or not a valid owner) or ``waiting``; an owner
-        that exists but no informer of ours has shown yet is ``unobserved`` (solid for
-        now, but its deletion may come with no event: see :meth:`_attempt_to_delete`)."""
+        that exists but no informer of ours has shown yet, or whose kind discovery does
+        not know, is ``unobserved`` (solid for now, but its deletion may come with no
+        event: see :meth:`_attempt_to_delete`)."""
         ns = str(_meta(obj).get("namespace") or "")
         uid = str(ref.get("uid") or "")
         found = self.node(uid)
@@ -393,9 +394,11 @@ class GarbageCollector:
                 )
             except ApiError as err:
                 if is_not_found(err):
-                    # a kind nobody serves: never delete on that ground (upstream retries)
+                    # a kind nobody serves (yet: a CRD's resource appears in discovery a
+                    # moment after it is created): never delete on that ground, and look
+                    # again with backoff, as upstream retries an owner it cannot resolve
                     log.info("%s: owner kind %s unknown", _meta(obj).get("name"), ref.get("kind"))
-                    return "solid"
+                    return "unobserved"
                 raise
             owner = None
         if ores.namespaced and not res.namespaced:
