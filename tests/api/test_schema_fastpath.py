@@ -108,7 +108,7 @@ def test_fast_walks_agree_with_the_full_ones(obj: dict[str, Any]) -> None:
         assert sc.unknown_fields(resource, variant) == unknown
         missing: list[Any] = []
         sc._required(root, variant, "", missing, top=True)
-        assert sc._lacks_required(root, variant, top=True) == bool(missing)
+        assert sc._lacks_required(root, variant) == bool(missing)
         assert sc.schema_required(resource, variant) == missing
         some_unknown += bool(unknown)
         some_missing += bool(missing)

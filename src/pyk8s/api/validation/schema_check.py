@@ -694,7 +694,7 @@ def schema_required(resource: Resource, obj: JSON) -> list[FieldError]:
     """
     root = _root_for(resource)
     out: list[FieldError] = []
-    if root is not None and isinstance(obj, dict) and _lacks_required(root, obj, top=True):
+    if root is not None and isinstance(obj, dict) and _lacks_required(root, obj):
         _required(root, obj, "", out, top=True)
     return out
 
@@ -736,30 +736,88 @@ def _walked_props(node: Node) -> tuple[tuple[str, Node], ...]:
     return hit
 
 
-def _lacks_required(node: Node, value: Any, top: bool = False) -> bool:
-    """Whether :func:`_required` would find anything: the same walk without the paths."""
-    if node.kind == "struct" and isinstance(value, dict):
-        for k in node.required:
-            if value.get(k) is None:
-                return True
-        for k, item in _walked_props(node):
-            v = value.get(k)
-            if v is None or (top and k == "status"):
-                continue
-            if _lacks_required(item, v):
-                return True
-        return False
+#: id(node) -> the node's compiled "lacks a required key" check (see :func:`_lacks_check`)
+_lacks: dict[int, Callable[[Any], bool]] = {}
+
+
+def _lacks_nothing(value: Any) -> bool:
+    return False
+
+
+def _lacks_required(root: Node, obj: JSON) -> bool:
+    """Whether :func:`_required` would find anything in a whole object: the same walk
+    without the paths (the top-level ``status`` skipped), as every write asks and almost
+    every object lacks nothing."""
+    for k in root.required:
+        if obj.get(k) is None:
+            return True
+    for k, item in _walked_props(root):
+        v = obj.get(k)
+        if v is not None and k != "status" and _lacks_check(item)(v):
+            return True
+    return False
+
+
+def _lacks_check(node: Node) -> Callable[[Any], bool]:
+    """Whether a value of ``node`` lacks a required key anywhere inside it, compiled once
+    per node: a struct looks only at its properties that can lack one (through the
+    shorter of its keys and those), a list or map at its items."""
+    hit = _lacks.get(id(node))
+    if hit is not None:
+        return hit
+    if node.kind == "struct":
+        required = node.required
+        walked: dict[str, Callable[[Any], bool]] = {}
+
+        def struct_lacks(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return False
+            for k in required:
+                if value.get(k) is None:
+                    return True
+            if len(value) < len(walked):
+                for k, v in value.items():
+                    check = walked.get(k)
+                    if check is not None and v is not None and check(v):
+                        return True
+                return False
+            for k, check in walked.items():
+                v = value.get(k)
+                if v is not None and check(v):
+                    return True
+            return False
+
+        _lacks[id(node)] = struct_lacks  # before the properties: types can be recursive
+        for k, prop in _walked_props(node):
+            walked[k] = _lacks_check(prop)
+        return struct_lacks
+    sub = node.sub
+    item = classify(sub) if sub else None
     if (
-        node.kind not in ("array", "map")
-        or not node.sub
-        or not _has_required(classify(node.sub), id(node.sub))
+        item is None
+        or node.kind not in ("array", "map")
+        or item.kind not in ("struct", "array", "map")
+        or not _has_required(item, id(sub))
     ):
-        return False
-    walked = _items(node, value)
-    if walked is None:
-        return False
-    item, items = walked
-    return any(_lacks_required(item, v) for v in items)
+        _lacks[id(node)] = _lacks_nothing
+        return _lacks_nothing
+    cell: list[Callable[[Any], bool]] = []
+    if node.kind == "array":
+
+        def items_lack(value: Any) -> bool:
+            if not isinstance(value, list):
+                return False
+            return any(map(cell[0], value))
+    else:
+
+        def items_lack(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return False
+            return any(map(cell[0], value.values()))
+
+    _lacks[id(node)] = items_lack
+    cell.append(_lacks_check(item))
+    return items_lack
 
 
 def _required(node: Node, value: Any, path: str, out: list[FieldError], top: bool = False) -> None:
