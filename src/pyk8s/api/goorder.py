@@ -29,16 +29,22 @@ JSON = dict[str, Any]
 class _Struct:
     """One message compiled for reordering: each JSON name's rank in Go's order, the
     message of the names whose values are structs (or lists or maps of them), and the
-    key orders already worked out (objects of one kind come in a few shapes)."""
+    plans already worked out per shape (objects of one kind come in a few shapes)."""
 
-    __slots__ = ("children", "orders", "rank")
+    __slots__ = ("children", "plans", "rank")
 
     def __init__(self) -> None:
         self.rank: dict[str, int] = {}
         #: JSON name -> (message of the value, card: "opt" | "rep" | "map")
         self.children: dict[str, tuple[_Struct, str]] = {}
-        #: keys as they came -> keys in Go's order (() when they already are)
-        self.orders: dict[tuple[str, ...], tuple[str, ...]] = {}
+        #: keys as they came -> (keys in Go's order, () when they already are; the keys
+        #: whose values are walked into, with their message and card)
+        self.plans: dict[tuple[str, ...], _Plan] = {}
+
+
+#: a shape's plan: its keys in Go's order (() when they already are), and the keys whose
+#: values may need reordering, with their message and card
+_Plan = tuple[tuple[str, ...], tuple[tuple[str, "_Struct", str], ...]]
 
 
 #: after every field Go knows: keys it does not know keep their order at the end
@@ -75,29 +81,31 @@ def _fill(out: _Struct, message: str) -> None:
             out.children[name] = (_SCALAR, card)  # its keys sorted, as Go writes maps
 
 
-def _key_order(keys: tuple[str, ...], struct: _Struct) -> tuple[str, ...]:
-    """``keys`` in Go's order; () when they already are."""
-    order = struct.orders.get(keys)
-    if order is None:
+def _plan(keys: tuple[str, ...], struct: _Struct) -> _Plan:
+    """How a dict with ``keys`` is put in Go's order (see :class:`_Struct`)."""
+    plan = struct.plans.get(keys)
+    if plan is None:
         rank = struct.rank.get
         order = tuple(sorted(keys, key=lambda k: rank(k, _UNKNOWN)))
-        if order == keys:
-            order = ()
-        if len(struct.orders) < _MAX_ORDERS:
-            struct.orders[keys] = order
-    return order
+        children = struct.children
+        walk = tuple((k, *children[k]) for k in keys if k in children)
+        plan = (() if order == keys else order, walk)
+        if len(struct.plans) < _MAX_ORDERS:
+            struct.plans[keys] = plan
+    return plan
 
 
 def _ordered(value: JSON, struct: _Struct) -> JSON:
     """``value`` in Go's order: ``value`` itself when it already is, all the way down
-    (most of a stored object is, a write moves a few keys), else a new dict."""
-    children = struct.children.get
+    (most of a stored object is, a write moves a few keys), else a new dict. Only the
+    keys whose values are structs, lists or maps are looked into."""
+    keys = tuple(value)
+    order, walk = _plan(keys, struct)
     moved: JSON | None = None
-    for name, v in value.items():
-        child = children(name)
-        if child is None or v is None:
+    for name, sub, card in walk:
+        v = value[name]
+        if v is None:
             continue
-        sub, card = child
         if card == "opt":
             new = _ordered(v, sub) if type(v) is dict else v
         elif card == "rep":
@@ -110,8 +118,6 @@ def _ordered(value: JSON, struct: _Struct) -> JSON:
             if moved is None:
                 moved = {}
             moved[name] = new
-    keys = tuple(value)
-    order = _key_order(keys, struct)
     if not order and moved is None:
         return value
     if moved is None:
