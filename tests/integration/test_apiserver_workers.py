@@ -283,6 +283,24 @@ def test_a_killed_worker_is_restarted_and_loses_no_acknowledged_write(
     again.close()
 
 
+def test_sigterm_stops_the_workers_cleanly(workers: Server) -> None:
+    """(The last test of the module: it stops the module's server.)"""
+    assert workers.proc is not None
+    pids = listening_pids(workers.port)
+    assert len(pids) == 2
+    assert workers.stop() == 0
+    assert not listening_pids(workers.port)
+    alive = [f"/proc/{p}" for p in pids]
+    assert wait_for("the workers' exit", lambda: not any(os.path.exists(p) for p in alive))
+    log = workers.data_dir.parent / f"{workers.data_dir.name}.log"
+    stopped = [
+        json.loads(line)
+        for line in log.read_text().splitlines()
+        if '"apiserver-worker"' in line and "shutting down" in line
+    ]
+    assert stopped  # the worker ran its own clean stop (SIGTERM), not a kill
+
+
 @pytest.mark.parametrize(
     ("command", "args", "said"),
     [
