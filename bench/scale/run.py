@@ -20,7 +20,9 @@ first pod create and the last pod Running, in all and per pod, and per pod witho
 Lease requests answered meanwhile, each charged what one cost over 10 s of the idle
 cluster just before (a slower run renews more Leases per pod). A last table counts the
 requests the API server answered meanwhile (``apiserver_request_total``) by verb and
-resource, in all and per pod: every write a pod costs is API server CPU.
+resource, in all and per pod: every write a pod costs is API server CPU. The process
+table's last row is this bench itself (its 50 creating clients and its watches): a client
+on the same two cores as the cluster, whose CPU per create is shown beside the server's.
 
 ``--hold S`` keeps each cluster up S seconds after it was measured (its API server's pid
 is printed) so a profiler or a memory snapshot can be taken of the finished state.
@@ -182,6 +184,9 @@ async def pods_running(api: Api, ns: str, prefix: str, pods: int, within: float)
     return rows
 
 
+#: the bench's own process: the 50 clients creating the pods and the watches timing them
+BENCH_ROW = "this bench (creator + watches)"
+
 #: seconds the idle cluster (nodes Ready, Leases renewing, no pods) is metered before the pods
 IDLE_SECONDS = 10.0
 
@@ -330,7 +335,7 @@ async def run(base: Path, nodes: int, pods: int, within: float, hold: float = 0.
                     )
                 )
             else:
-                pids = [server.proc.pid] + [p.pid for p in procs]
+                pids = [server.proc.pid] + [p.pid for p in procs] + [os.getpid()]
                 per_lease, idle_rate = await idle_cost(api, pids)
                 rows.append(
                     row(
@@ -351,7 +356,9 @@ async def run(base: Path, nodes: int, pods: int, within: float, hold: float = 0.
                 leases = await lease_requests(api) - leases
                 requests = request_rows(counted, await request_counts(api), pods)
         memory = process_rows(
-            [("apiserver", server.proc.pid)] + [(p.name, p.pid) for p in procs],
+            [("apiserver", server.proc.pid)]
+            + [(p.name, p.pid) for p in procs]
+            + [(BENCH_ROW, os.getpid())],
             cpu_before,
             per_lease,
             leases,

@@ -93,6 +93,9 @@ RESOURCE_METRICS_URL_ANNOTATION = "metrics.pyk8s.io/resource-metrics-url"
 EXIT_CODE_ANNOTATION = "pyk8s.io/sim-exit-code"
 #: the kubelet's renew interval (a quarter of its 40 s lease)
 RENEW_INTERVAL = 10.0
+#: the jitter factor of the kubelet's lease controller loop (each wait is the renew
+#: interval plus up to this fraction of it)
+RENEW_JITTER = 0.04
 #: the kubelet's nodeStatusReportFrequency: status is re-posted at least this often
 STATUS_REPORT_FREQUENCY = 300.0
 KUBELET_VERSION = "v1.32.0"
@@ -272,10 +275,11 @@ class SimulatedNodes:
         async def register(node: _Node) -> None:
             async with sem:
                 await self._register(node)
+            # as a kubelet: its Lease from the moment it is registered, not when the
+            # last of thousands of nodes is (that made 5,000 Lease creates one burst)
+            self._start_lease(node)
 
         await asyncio.gather(*(register(n) for n in self.nodes.values()))
-        for node in self.nodes.values():
-            self._start_lease(node)
         self._node_informer = SharedInformer.for_resource(self.client, NODES)
         self._node_informer.add_event_handler(
             on_add=self._node_changed, on_update=lambda _o, n: self._node_changed(n)
@@ -548,8 +552,14 @@ class SimulatedNodes:
             except Exception as err:
                 # lease_rv is kept (see kubelet.node.NodeAgent._lease_loop)
                 log.warning("node %s: lease renewal failed: %s", node.name, err)
-            # spread many nodes' renewals over the interval
-            delay = self.renew_interval * (random.uniform(0.5, 1.0) if first else 1.0)
+            # Real kubelets start at their own times, so their renewals are spread over
+            # the interval; nodes registered together would renew together: the first
+            # wait is a random part of the interval (a uniform phase), then the interval
+            # with the lease controller's jitter (JitterUntil, factor 0.04)
+            if first:
+                delay = self.renew_interval * random.uniform(0.0, 1.0)
+            else:
+                delay = self.renew_interval * (1.0 + RENEW_JITTER * random.random())
             first = False
             await asyncio.sleep(delay)
 
