@@ -93,6 +93,34 @@ _PORT_NAME_CHARSET = re.compile("[-a-z0-9]+")
 _PORT_NAME_LETTER = re.compile("[a-z]")
 
 
+#: how many valid values each memoised rule remembers (then it starts over)
+_VALID_KEPT = 4096
+
+
+def _remembers_valid(rule: Callable[[str], list[str]]) -> Callable[[str], list[str]]:
+    """``rule`` answering at once for a value it found valid before: the same names,
+    label keys and values, resource names and namespaces come with every write, and a
+    rule's answer depends on the value alone. Only valid values are remembered, and the
+    answer is a new empty list each time (callers extend what they get)."""
+    valid: set[str] = set()
+
+    def remembering(value: str) -> list[str]:
+        if value in valid:
+            return []
+        errs = rule(value)
+        if not errs and type(value) is str:
+            if len(valid) >= _VALID_KEPT:
+                valid.clear()
+            valid.add(value)
+        return errs
+
+    remembering.__name__ = rule.__name__
+    remembering.__qualname__ = rule.__qualname__
+    remembering.__doc__ = rule.__doc__
+    return remembering
+
+
+@_remembers_valid
 def is_dns1123_label(value: str) -> list[str]:
     errs = []
     if _blen(value) > 63:
@@ -105,6 +133,7 @@ def is_dns1123_label(value: str) -> list[str]:
     return errs
 
 
+@_remembers_valid
 def is_dns1123_subdomain(value: str) -> list[str]:
     errs = []
     if _blen(value) > 253:
@@ -114,6 +143,7 @@ def is_dns1123_subdomain(value: str) -> list[str]:
     return errs
 
 
+@_remembers_valid
 def is_dns1035_label(value: str) -> list[str]:
     errs = []
     if _blen(value) > 63:
@@ -136,6 +166,7 @@ def is_wildcard_dns1123_subdomain(value: str) -> list[str]:
     return errs
 
 
+@_remembers_valid
 def is_qualified_name(value: str) -> list[str]:
     """A label key / qualified name: optional DNS-subdomain prefix, '/', and a name part."""
     errs: list[str] = []
@@ -166,6 +197,7 @@ def is_qualified_name(value: str) -> list[str]:
     return errs
 
 
+@_remembers_valid
 def is_label_value(value: str) -> list[str]:
     errs = []
     if _blen(value) > 63:
