@@ -107,8 +107,9 @@ BACKOFF_MAX = 300.0
 TERMINATION_SECONDS = 1.0
 #: pod status writes in flight at once: each real node's kubelet writes its own pods'
 #: status, so thousands of nodes write side by side; 8 wrote ~9 statuses/s at 5,000
-#: nodes when the API server took ~1 s per write
-WORKERS = 32
+#: nodes when the API server took ~1 s per write; 32 kept pods waiting ~15 s for their
+#: status write (p50) while the bench created 160 pods/s (bench/scale, issue 21)
+WORKERS = 128
 #: pod IPs of nodes without spec.podCIDR: a /24 per node index out of this range
 FAKE_POD_RANGE = ipaddress.ip_network("10.128.0.0/9")
 #: node InternalIPs: one per node index out of this range
