@@ -2,7 +2,9 @@
 
 ``pyk8s apiserver`` runs only this; ``pyk8s server`` runs it with the other control
 plane components. Flags use k3s's names. Starting on an existing data directory serves
-everything that was stored, with the same resourceVersions.
+everything that was stored, with the same resourceVersions. With ``--apiserver-workers
+N`` this process is the primary of N API server processes on one port over one SQLite
+file (:mod:`pyk8s.server.apiserver_worker`).
 """
 
 from __future__ import annotations
@@ -680,11 +682,11 @@ def listeners(port: int) -> int:
 WORKERS_READY_TIMEOUT = 60.0
 
 
-async def _start_workers(opts: Options) -> Supervisor | None:
+async def _start_workers(opts: Options, stop: asyncio.Event) -> Supervisor | None:
     """With ``--apiserver-workers N`` (N>1): the N-1 worker processes, supervised (forked
     from the zygote when there is one), once this process has made the bootstrap objects
-    and policy; returns when they all listen on the port (or after
-    :data:`WORKERS_READY_TIMEOUT`, with a warning: the primary serves meanwhile)."""
+    and policy; returns when they all listen on the port, when ``stop`` is set, or after
+    :data:`WORKERS_READY_TIMEOUT` with a warning (the primary serves meanwhile)."""
     if opts.apiserver_workers <= 1:
         return None
     path = write_worker_options(opts)
@@ -696,6 +698,8 @@ async def _start_workers(opts: Options) -> Supervisor | None:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + WORKERS_READY_TIMEOUT
     while listeners(opts.https_listen_port) < opts.apiserver_workers:
+        if stop.is_set():
+            break
         if loop.time() > deadline:
             log.warning(
                 "apiserver workers not listening yet; serving meanwhile",
@@ -778,7 +782,7 @@ async def run_until_signalled(opts: Options, components: Sequence[Sequence[str]]
     snapshots = _snapshot_schedule(opts)
     deployer = _deploy_manifests(opts)
     members = _etcd_members(opts, running.pki, etcd)
-    workers = await _start_workers(opts)
+    workers = await _start_workers(opts, stop)
     print(f"pyk8s apiserver ready at {running.url}; kubeconfig: {opts.kubeconfig}", flush=True)
     await stop.wait()
     log.info("shutting down")
