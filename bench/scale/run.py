@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import sys
@@ -71,7 +72,21 @@ from bench._cluster import (  # noqa: E402
     start_sim_nodes,
 )
 
-from pyk8s.server.apiserver import listeners  # noqa: E402
+
+def listeners(port: int) -> int:
+    """Sockets listening on TCP ``port`` (/proc/net/tcp{,6}): with ``--apiserver-workers``
+    one per API server process. Here rather than imported from pyk8s, so the bench runs
+    whatever revision PYTHONPATH names."""
+    want, count = f":{port:04X}", 0
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError), open(name) as f:
+            next(f, None)
+            for line in f:
+                fields = line.split()
+                if len(fields) > 3 and fields[3] == "0A" and fields[1].endswith(want):
+                    count += 1
+    return count
+
 
 KWOK_NODES = "5,000 Ready < 60 s"
 
