@@ -195,22 +195,66 @@ def _items(node: Node, value: Any) -> tuple[Node, Iterable[Any]] | None:
 def _any_unknown(node: Node, value: Any) -> bool:
     """Whether :func:`_unknown` would find anything: the same walk without the paths, as
     every write asks and almost every object has no unknown field."""
+    return _unknown_check(node)(value)
+
+
+#: id(node) -> the node's compiled "has an unknown field" check (see :func:`_unknown_check`)
+_unknown_checks: dict[int, Callable[[Any], bool]] = {}
+
+
+def _knows_all(value: Any) -> bool:
+    return False
+
+
+def _unknown_check(node: Node) -> Callable[[Any], bool]:
+    """Whether a value of ``node`` has a field its schema does not know anywhere inside it,
+    compiled once per node: a struct keeps the check of each property it has met (its
+    schema classified once), a list or map runs its items' check."""
+    hit = _unknown_checks.get(id(node))
+    if hit is not None:
+        return hit
     if node.kind == "struct":
-        if not isinstance(value, dict):
-            return False
         props = node.props
-        for k, v in value.items():
-            sub = props.get(k)
-            if sub is None:
-                return True
-            if isinstance(v, (dict, list)) and _any_unknown(classify(sub), v):
-                return True
-        return False
-    walked = _items(node, value)
-    if walked is None:
-        return False
-    item, items = walked
-    return any(_any_unknown(item, v) for v in items)
+        known: dict[str, Callable[[Any], bool]] = {}
+
+        def struct_unknown(value: Any) -> bool:
+            if not isinstance(value, dict):
+                return False
+            for k, v in value.items():
+                check = known.get(k)
+                if check is None:
+                    sub = props.get(k)
+                    if sub is None:
+                        return True
+                    check = known[k] = _unknown_check(classify(sub))
+                if isinstance(v, (dict, list)) and check(v):
+                    return True
+            return False
+
+        _unknown_checks[id(node)] = struct_unknown
+        return struct_unknown
+    sub = node.sub
+    item = classify(sub) if sub else None
+    if (
+        item is None
+        or node.kind not in ("array", "map")
+        or item.kind not in ("struct", "array", "map")
+    ):
+        _unknown_checks[id(node)] = _knows_all
+        return _knows_all
+    cell: list[Callable[[Any], bool]] = []
+    if node.kind == "array":
+
+        def items_unknown(value: Any) -> bool:
+            return isinstance(value, list) and any(map(cell[0], value))
+    else:
+
+        def items_unknown(value: Any) -> bool:
+            return isinstance(value, dict) and any(map(cell[0], value.values()))
+
+    _unknown_checks[id(node)] = items_unknown  # before its items: types can be recursive
+    cell.append(_unknown_check(item))
+    return items_unknown
 
 
 def _unknown(node: Node, value: Any, path: str, out: list[str]) -> None:
