@@ -27,7 +27,8 @@ on the same two cores as the cluster, whose CPU per create is shown beside the s
 ``--apiserver-workers N`` runs this tree's API server as N processes (the baseline's as
 one: revisions before 6b477f8 have no such flag); its CPU is the sum over them, but the
 request counts and the idle Lease rate come from the one process whose ``/metrics`` the
-bench's connection reached (each process counts its own), so they show a part only.
+bench's connection reached (each process counts its own), so they show a part only and
+the "without the Leases" column is left empty; VmRSS and PSS are the primary's only.
 
 ``--hold S`` keeps each cluster up S seconds after it was measured (its API server's pid
 is printed) so a profiler or a memory snapshot can be taken of the finished state.
@@ -382,6 +383,9 @@ async def run(
             else:
                 pids = [server.proc.pid] + [p.pid for p in procs] + [os.getpid()]
                 per_lease, idle_rate = await idle_cost(api, pids)
+                if workers > 1:
+                    # the Lease count is one process's /metrics: no cost per Lease from it
+                    per_lease = {}
                 rows.append(
                     row(
                         f"idle cluster: Lease requests ({IDLE_SECONDS:.0f} s)",
@@ -400,6 +404,11 @@ async def run(
                 rows += await pods_running(api, "scale", "pod", pods, within)
                 leases = await lease_requests(api) - leases
                 requests = request_rows(counted, await request_counts(api), pods)
+                if workers > 1:
+                    requests = (
+                        f"(requests answered by one of the {workers} API server processes: "
+                        "each counts its own)\n\n" + requests
+                    )
         memory = process_rows(
             [("apiserver", server.proc.pid)]
             + [(p.name, p.pid) for p in procs]
