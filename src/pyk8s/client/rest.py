@@ -147,6 +147,16 @@ def _decode(data: bytes) -> Any:
     return orjson.loads(data)
 
 
+def _answer(method: str, path: str, data: bytes, raw: bool) -> Any:
+    """A successful response's body: the bytes (``raw``) or their JSON decoded."""
+    if raw:
+        return data
+    try:
+        return _decode(data)
+    except orjson.JSONDecodeError as err:
+        raise TransportError(f"{method} {path}: the server sent invalid JSON") from err
+
+
 async def _failure(resp: aiohttp.ClientResponse) -> ApiError:
     return _api_error(resp.status, await resp.read())
 
@@ -806,12 +816,7 @@ class Client:
             await asyncio.sleep(delay)
         if resp.status >= 400:
             raise _api_error(resp.status, resp.body)
-        if raw:
-            return resp.body
-        try:
-            return _decode(resp.body)
-        except orjson.JSONDecodeError as err:
-            raise TransportError(f"{method} {path}: the server sent invalid JSON") from err
+        return _answer(method, path, resp.body, raw)
 
     def _message(
         self,
@@ -886,12 +891,7 @@ class Client:
                 raise TransportError(f"{method} {path}: {err!r}") from err
         finally:
             resp.release()
-        if raw:
-            return data
-        try:
-            return _decode(data)
-        except orjson.JSONDecodeError as err:
-            raise TransportError(f"{method} {path}: the server sent invalid JSON") from err
+        return _answer(method, path, data, raw)
 
     async def send(
         self,
