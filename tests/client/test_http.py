@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiohttp import web
 
-from pyk8s.client import ApiError, Client, Config, TransportError
+from pyk8s.client import ApiError, Client, Config, TransportError, _http
 
 
 @pytest.fixture
@@ -106,12 +106,35 @@ async def test_a_closed_connection_is_not_reused(
     assert counts == {"/close": 1, "/after": 1, "/later": 1}
 
 
+async def test_an_idle_connection_is_closed_after_the_keepalive(
+    scripted: tuple[str, dict[str, int], list[object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As aiohttp's connector did: an idle component holds no connection for a client it
+    made requests with a while ago."""
+    url, _, seen = scripted
+    monkeypatch.setattr(_http, "KEEPALIVE", 0.2)
+    async with Client(Config(server=url)) as c:
+        await c.request("GET", "/one")
+        pool = c._pool
+        assert pool is not None and len(pool._idle) == 1
+        ((conn, _),) = pool._idle
+        for _ in range(100):  # bounded: the sweep runs 0.2 s after the request
+            if not pool._idle:
+                break
+            await asyncio.sleep(0.05)
+        assert not pool._idle, "the idle connection was never closed"
+        await asyncio.sleep(0)  # the transport's close completes on the next loop turn
+        assert conn.transport is None or conn.transport.is_closing()
+        assert (await c.request("GET", "/two"))["path"] == "/two"  # a new connection
+        assert seen[0] != seen[1]
+
+
 async def _until_closed(c: Client) -> None:
     """Wait (bounded) until the pool's idle connection has seen the server close it."""
     pool = c._pool
     assert pool is not None
     for _ in range(100):
-        if all(conn.closed for conn in pool._idle):
+        if all(conn.closed for conn, _ in pool._idle):
             return
         await asyncio.sleep(0.05)
     raise AssertionError("the server never closed the idle connection")

@@ -32,6 +32,11 @@ from typing import NamedTuple
 
 __all__ = ["ConnectFailed", "HttpPool", "HttpResponse", "ResponseLost"]
 
+#: an idle connection is closed after this many seconds unused (aiohttp's connector's
+#: default keep-alive, which this pool replaced: an idle component does not hold a TLS
+#: connection, on both ends, for every client it made requests with)
+KEEPALIVE = 15.0
+
 #: a response head larger than this is refused (aiohttp's own default limit is 8 KiB
 #: per line; the API server's heads are a few hundred bytes)
 MAX_HEAD = 64 * 1024
@@ -216,6 +221,8 @@ class _Connection(asyncio.Protocol):
         self._body = bytearray()
         if self._buf:  # more than one response's worth: out of step
             self.reusable = False
+        else:  # a bytearray keeps its capacity: a big list's would stay for the connection
+            self._buf = bytearray()
         waiter, self._waiter = self._waiter, None
         if not waiter.done():
             waiter.set_result(HttpResponse(self._status, headers, body))
@@ -238,7 +245,9 @@ class HttpPool:
         self._ssl = ssl_context
         self._server_hostname = (server_hostname or host) if ssl_context is not None else None
         self._slots = asyncio.Semaphore(limit)
-        self._idle: list[_Connection] = []
+        #: idle connections and when each was last used (the most recent last)
+        self._idle: list[tuple[_Connection, float]] = []
+        self._sweep: asyncio.TimerHandle | None = None
         self._closed = False
         #: ``Host:`` as sent (the default port left out, as browsers and aiohttp do)
         default = 443 if ssl_context is not None else 80
@@ -255,14 +264,31 @@ class HttpPool:
                 conn.abort()
                 raise
             if conn.reusable and not conn.closed and not self._closed:
-                self._idle.append(conn)
+                loop = asyncio.get_running_loop()
+                self._idle.append((conn, loop.time()))
+                if self._sweep is None:
+                    self._sweep = loop.call_later(KEEPALIVE, self._close_stale)
             else:
                 conn.abort()
             return resp
 
+    def _close_stale(self) -> None:
+        """Close the connections idle for :data:`KEEPALIVE`; look again when the next
+        of the others would be."""
+        self._sweep = None
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - KEEPALIVE
+        stale = 0
+        while stale < len(self._idle) and self._idle[stale][1] <= cutoff:
+            self._idle[stale][0].abort()
+            stale += 1
+        del self._idle[:stale]
+        if self._idle:
+            self._sweep = loop.call_later(self._idle[0][1] - cutoff, self._close_stale)
+
     async def _acquire(self) -> _Connection:
         while self._idle:
-            conn = self._idle.pop()
+            conn, _ = self._idle.pop()  # the most recently used: the oldest expire
             if not conn.closed and conn.reusable:
                 return conn
         if self._closed:
@@ -285,6 +311,9 @@ class HttpPool:
     def close(self) -> None:
         """Close the idle connections; connections in use close when their request ends."""
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         idle, self._idle = self._idle, []
-        for conn in idle:
+        for conn, _ in idle:
             conn.abort()
