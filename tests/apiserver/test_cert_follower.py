@@ -1,6 +1,6 @@
 """An ``--apiserver-workers`` worker renews nothing itself: when the primary's renewer
 writes a new serving certificate, the worker's new TLS handshakes present it without a
-restart (:class:`pyk8s.server.apiserver.CertFollower`)."""
+restart (:class:`pyk8s.server.certrenew.CertFollower`)."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ from cryptography import x509
 
 from pyk8s.apiserver import certs
 from pyk8s.apiserver.certs import ensure_pki, server_ssl_context
-from pyk8s.server.apiserver import CertFollower
-from pyk8s.server.certrenew import CertRenewer
+from pyk8s.server.certrenew import CertFollower, CertRenewer
 
 
 async def _served_serial(port: int, ca: Path) -> int:

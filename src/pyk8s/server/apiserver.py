@@ -10,14 +10,12 @@ file (:mod:`pyk8s.server.apiserver_worker`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
 import os
 import pickle
 import re
 import socket
-import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,7 +48,7 @@ from pyk8s.apiserver.secretsencrypt import SecretsEncryption, ensure_config
 from pyk8s.apiserver.server import APIServer, Config
 from pyk8s.server import clusterconfig, gcfreeze, malloctrim, manifests, startgate
 from pyk8s.server.addon_identities import installs
-from pyk8s.server.certrenew import CA_POLL, CertRenewer
+from pyk8s.server.certrenew import CertFollower, CertRenewer
 from pyk8s.server.component import stop_on_signals, tcp_site
 from pyk8s.server.identities import (
     component_flags,
@@ -224,56 +222,6 @@ def full_node_token(ca_cert: Path, token: str) -> str:
     can check the CA it downloads before trusting the server."""
     digest = hashlib.sha256(ca_cert.read_bytes()).hexdigest()
     return f"K10{digest}::{token}"
-
-
-class CertFollower:
-    """A worker's side of certificate renewal: the primary's :class:`CertRenewer` writes
-    the renewed files; this loads a changed serving certificate (or a rotated CA's
-    bundle) into the worker's TLS context, looking at the files' stat every
-    :data:`pyk8s.server.certrenew.CA_POLL` seconds."""
-
-    def __init__(self, pki: Pki, ctx: ssl.SSLContext, poll: float = CA_POLL) -> None:
-        self.pki, self.ctx, self.poll = pki, ctx, poll
-        self._task: asyncio.Task[None] | None = None
-
-    def _stamps(self) -> list[tuple[int, int, int]]:
-        out = []
-        for path in (self.pki.ca_cert, self.pki.serving_cert, self.pki.serving_key):
-            try:
-                st = os.stat(path)
-            except OSError:
-                out.append((0, 0, 0))
-            else:
-                out.append((st.st_ino, st.st_mtime_ns, st.st_size))
-        return out
-
-    def start(self) -> None:
-        self._task = asyncio.create_task(self._loop(), name="cert-follower")
-
-    async def _loop(self) -> None:
-        seen = self._stamps()
-        while True:
-            await asyncio.sleep(self.poll)
-            now = self._stamps()
-            if now == seen:
-                continue
-            try:
-                if now[0] != seen[0]:
-                    self.ctx.load_verify_locations(cafile=self.pki.ca_cert)
-                if now[1:] != seen[1:]:
-                    self.ctx.load_cert_chain(self.pki.serving_cert, self.pki.serving_key)
-            except (OSError, ssl.SSLError) as err:  # half-written: the next look
-                log.warning("loading the renewed certificates failed: %s", err)
-                continue
-            seen = now
-            log.info("loaded the renewed certificates", extra={"dir": str(self.pki.dir)})
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
 
 
 class RunningAPIServer:

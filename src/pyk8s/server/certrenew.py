@@ -15,6 +15,9 @@ loads the new file before its next request. Nothing restarts.
 rotate-ca`` (:mod:`pyk8s.server.rotateca`) installed a new CA, the same pass runs at
 once, adds the new CA to the CAs client certificates are verified against, and so
 re-issues every leaf from it (ensure_pki renews a leaf its CA did not sign).
+
+:class:`CertFollower` is the other side, in an ``--apiserver-workers`` worker: it writes
+nothing, and loads what the primary's renewer wrote into the worker's TLS context.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 from pyk8s.apiserver.certs import Pki, ensure_pki
 from pyk8s.server.identities import renew_component_credentials
 
-__all__ = ["CertRenewer"]
+__all__ = ["CertFollower", "CertRenewer"]
 
 log = logging.getLogger(__name__)
 
@@ -112,11 +115,53 @@ class CertRenewer:
                 log.exception("checking the certificates for renewal failed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await _cancel(self._task)
+        self._task = None
+
+
+class CertFollower:
+    """A worker's side of renewal: loads a changed serving certificate (or a rotated CA's
+    bundle) that the primary's :class:`CertRenewer` wrote into the worker's TLS context,
+    looking at the files every ``poll`` seconds."""
+
+    def __init__(self, pki: Pki, ctx: ssl.SSLContext, poll: float = CA_POLL) -> None:
+        self.pki, self.ctx, self.poll = pki, ctx, poll
+        self._task: asyncio.Task[None] | None = None
+
+    def _stamps(self) -> list[tuple[int, int, int]]:
+        return [_stamp(p) for p in (self.pki.ca_cert, self.pki.serving_cert, self.pki.serving_key)]
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._loop(), name="cert-follower")
+
+    async def _loop(self) -> None:
+        seen = self._stamps()
+        while True:
+            await asyncio.sleep(self.poll)
+            now = self._stamps()
+            if now == seen:
+                continue
+            try:
+                if now[0] != seen[0]:
+                    self.ctx.load_verify_locations(cafile=self.pki.ca_cert)
+                if now[1:] != seen[1:]:
+                    self.ctx.load_cert_chain(self.pki.serving_cert, self.pki.serving_key)
+            except (OSError, ssl.SSLError) as err:  # half-written: the next look
+                log.warning("loading the renewed certificates failed: %s", err)
+                continue
+            seen = now
+            log.info("loaded the renewed certificates", extra={"dir": str(self.pki.dir)})
+
+    async def stop(self) -> None:
+        await _cancel(self._task)
+        self._task = None
+
+
+async def _cancel(task: asyncio.Task[None] | None) -> None:
+    if task is not None:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 def _stamp(path: Path) -> tuple[int, int, int]:
